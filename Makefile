@@ -1,0 +1,118 @@
+# Wyvern top-level Makefile: builds every daemon, the common library, the unit
+# tests and the test tools into $(BUILD)/. Sources are found by wildcard, so a
+# new module in libs/common or a new test file needs no edit here.
+#
+#   make            build all six daemons into build/
+#   make run        install what is missing, build, start the local stack + daemons
+#   make test       install what is missing, build, run every test tier
+#   make asan       the same tests against an AddressSanitizer + UBSan build
+#   make bench      benchmarks that print figures
+#   make lint       clang-format check + cppcheck
+
+BUILD    ?= build
+SAN      ?=
+CC       ?= cc
+OPT      ?= -O2
+SERVICES := auth lobby game world actor chat
+
+PKGS     := grpc gpr libprotobuf-c rdkafka hiredis libpq libuv jansson libcrypto libssl libargon2
+CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g $(OPT) $(SAN) -MMD -MP \
+            -I$(BUILD)/gen -Ilibs/common -Ilibs \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lhttp_parser -lpthread -lm
+LDFLAGS  := $(SAN)
+
+# protoc-c output is generated at build time, never committed.
+PROTOS     := $(wildcard proto/*.proto)
+PROTO_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+PROTO_H    := $(PROTO_C:.c=.h)
+PROTO_O    := $(PROTO_C:.c=.o)
+
+COMMON_SRC := $(wildcard libs/common/*.c)
+COMMON_O   := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
+COMMON_A   := $(BUILD)/libwycommon.a
+
+CLIENT_SRC := $(wildcard libs/client/*.c)
+CLIENT_O   := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRC))
+CLIENT_A   := $(BUILD)/libwyclient.a
+
+DAEMONS    := $(patsubst %,$(BUILD)/wy-%,$(SERVICES))
+
+UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+
+.PHONY: all daemons tests deps run test asan bench lint format clean
+.DEFAULT_GOAL := all
+
+all: daemons tests
+daemons: $(DAEMONS)
+tests: $(UNIT_BIN) $(TOOL_BIN)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c -Iproto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Every object may include generated headers: generate them first.
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(COMMON_A): $(COMMON_O) $(PROTO_O)
+	ar rcs $@ $^
+
+$(CLIENT_A): $(CLIENT_O)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^ $(if $(CLIENT_O),,--thin)
+
+# Generated sources are kept (make would delete them as intermediates).
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
+.SECONDEXPANSION:
+$(BUILD)/wy-%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$$*/*.c)) $(COMMON_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(COMMON_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	tools/deps
+
+run: deps
+	$(MAKE) all
+	tools/run
+
+test: deps
+	$(MAKE) all
+	tests/run --build $(BUILD)
+
+asan: deps
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	tests/run --build build-asan
+
+bench: deps
+	$(MAKE) all
+	tools/bench --build $(BUILD)
+
+LINT_FILES = $(shell git ls-files '*.c' '*.h')
+lint:
+	clang-format --dry-run --Werror $(LINT_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem --std=c11 -D__GNUC__ -Ilibs/common $(LINT_FILES)
+
+format:
+	clang-format -i $(LINT_FILES)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,53 @@
+/* wy_config — one configuration table per daemon, read from WY_* environment
+ * variables. The same table prints `--help` (text) and `--help --json` (the
+ * deploy charts are checked against it), and validates every value at start. */
+#ifndef WY_CONFIG_H
+#define WY_CONFIG_H
+
+#include "wy_core.h"
+#include <stdio.h>
+
+typedef enum {
+    WY_CFG_STRING, /* dst: char ** (owned by the config; freed by wy_config_free) */
+    WY_CFG_INT,    /* dst: int64_t *; bounds min..max inclusive */
+    WY_CFG_BOOL,   /* dst: bool *; accepts true/false/1/0/yes/no/on/off */
+    WY_CFG_ENUM,   /* dst: char **; value must be one of `choices` ("a|b|c") */
+    WY_CFG_DURATION_MS, /* dst: int64_t * milliseconds; accepts "250ms", "5s", "2m", "1h" or a bare ms number; bounds in ms */
+    WY_CFG_SIZE,   /* dst: int64_t * bytes; accepts "512", "64k"/"64KiB", "8m"/"8MiB", "1g"/"1GiB"; bounds in bytes */
+} wy_cfg_type_t;
+
+typedef struct {
+    const char *name;    /* full variable name, e.g. "WY_LOBBY_WS_PORT" */
+    wy_cfg_type_t type;
+    const char *def;     /* default as text; NULL means required (no default) */
+    int64_t min, max;    /* bounds for INT / DURATION_MS / SIZE (ignored when min == max == 0) */
+    const char *choices; /* ENUM only: "kick-old|reject-new" */
+    const char *help;    /* one line, what it does and why one would change it */
+    void *dst;           /* where the parsed value goes (see type) */
+    bool secret;         /* value is never printed or logged (URLs with passwords, keys) */
+} wy_cfg_entry_t;
+
+/* Parse every entry from the environment (getenv), falling back to defaults.
+ * Returns WY_OK, or WY_EINVAL with *err set to a static-or-owned message that
+ * names the variable and says why, e.g.
+ *   "WY_LOBBY_WS_PORT: must be an integer between 1 and 65535 (got \"abc\")".
+ * *err stays valid until wy_config_free. Stops at the first bad entry. */
+int wy_config_load(const wy_cfg_entry_t *tab, size_t n, const char **err);
+
+/* Parse a single value for one entry (used by load and by tests). Same error contract. */
+int wy_config_parse_value(const wy_cfg_entry_t *e, const char *text, const char **err);
+
+/* Free the strings that load/parse stored into STRING/ENUM destinations and
+ * any error message. Safe to call twice. */
+void wy_config_free(const wy_cfg_entry_t *tab, size_t n);
+
+/* Print the table: text (name, type, default, bounds, help) or JSON:
+ * {"service":svc,"variables":[{"name","type","default","required","min","max",
+ *   "choices":[...],"help","secret"}]}  (min/max only where bounded). */
+void wy_config_print_help(FILE *out, const char *svc, const wy_cfg_entry_t *tab, size_t n, bool json);
+
+/* Render the effective configuration as JSON members for the ready log line,
+ * with secrets shown as "***". Returns a new string; caller frees. */
+char *wy_config_effective_json(const wy_cfg_entry_t *tab, size_t n);
+
+#endif

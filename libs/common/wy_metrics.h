@@ -1,0 +1,43 @@
+/* wy_metrics — counters, gauges and histograms with Prometheus text exposition
+ * (format 0.0.4, valid for `promtool check metrics`).
+ *
+ * Threads: the loop thread owns the registry (create and render there).
+ * Updates (inc/add/set/observe) are lock-free atomics and may come from any
+ * thread (gRPC completion queue, worker pool). */
+#ifndef WY_METRICS_H
+#define WY_METRICS_H
+
+#include "wy_core.h"
+#include "wy_buf.h"
+
+typedef struct wy_metric wy_metric_t;
+
+/* Registration. `name` follows wy_<svc>_<what>_<unit> (counters end in _total);
+ * `labels` is NULL or a fixed label set in exposition syntax without braces,
+ * e.g. "method=\"GET\",code=\"200\"". Registering the same name+labels twice
+ * returns the same metric; the same name with another type aborts (a bug).
+ * Strings are copied. Metrics live until wy_metrics_reset. */
+wy_metric_t *wy_metrics_counter(const char *name, const char *help, const char *labels);
+wy_metric_t *wy_metrics_gauge(const char *name, const char *help, const char *labels);
+/* `bounds` are ascending upper bounds (le) without +Inf; copied. */
+wy_metric_t *wy_metrics_histogram(const char *name, const char *help, const char *labels,
+                                  const double *bounds, size_t nbounds);
+
+void wy_metric_inc(wy_metric_t *m);              /* counter or gauge += 1 */
+void wy_metric_add(wy_metric_t *m, double v);    /* counter (v >= 0) or gauge += v */
+void wy_metric_set(wy_metric_t *m, double v);    /* gauge = v */
+void wy_metric_observe(wy_metric_t *m, double v);/* histogram */
+double wy_metric_value(const wy_metric_t *m);    /* counter/gauge value; histogram count */
+
+/* Default latency buckets in seconds (0.5 ms .. 10 s). */
+extern const double wy_metrics_latency_buckets[];
+extern const size_t wy_metrics_latency_nbuckets;
+
+/* Append the whole registry in Prometheus text format, families grouped,
+ * each with # HELP and # TYPE. */
+void wy_metrics_render(wy_buf_t *out);
+
+/* Drop every metric (tests, shutdown). Pointers become invalid. */
+void wy_metrics_reset(void);
+
+#endif
