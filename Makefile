@@ -42,11 +42,14 @@ UNIT_SRC   := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+CTOOL_SRC  := $(wildcard tools/*.c)
+CTOOL_BIN  := $(patsubst tools/%.c,$(BUILD)/tools/%,$(CTOOL_SRC))
 
-.PHONY: all daemons tests deps run test asan bench lint format clean
+.PHONY: all daemons tests ctools deps run test asan bench lint format clean
 .DEFAULT_GOAL := all
 
-all: daemons tests
+all: daemons tests ctools
+ctools: $(CTOOL_BIN)
 daemons: $(DAEMONS)
 tests: $(UNIT_BIN) $(TOOL_BIN)
 
@@ -81,6 +84,10 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(COMMON_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tools/%: $(BUILD)/obj/tools/%.o $(CLIENT_A) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
