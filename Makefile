@@ -70,7 +70,7 @@ $(COMMON_A): $(COMMON_O) $(PROTO_O)
 
 $(CLIENT_A): $(CLIENT_O)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^ $(if $(CLIENT_O),,--thin)
+	ar rcs $@ $^
 
 # Generated sources are kept (make would delete them as intermediates).
 .SECONDARY: $(PROTO_C) $(PROTO_H)
@@ -87,7 +87,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tools/%: $(BUILD)/obj/tools/%.o $(CLIENT_A) $(COMMON_A)
+$(BUILD)/tools/%: $(BUILD)/obj/tools/%.o $(if $(CLIENT_O),$(CLIENT_A)) $(COMMON_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
