@@ -1,0 +1,83 @@
+/* wy_daemon — the life of every Wyvern daemon: configuration, the libuv loop,
+ * the ops HTTP server (/healthz, /readyz, /metrics), the gRPC server with the
+ * standard health service, connections to Redis / PostgreSQL / Kafka, the
+ * fixed "ready" log line, and the graceful stop on SIGTERM/SIGINT.
+ *
+ * A service's main() is one call: wy_daemon_main(argc, argv, &spec). */
+#ifndef WY_DAEMON_H
+#define WY_DAEMON_H
+
+#include "wy_core.h"
+#include "wy_config.h"
+#include "envelope.pb-c.h"
+
+#include <uv.h>
+
+typedef struct wy_daemon wy_daemon_t;
+struct wy_http_server;
+struct wy_grpc_server;
+struct wy_redis;
+struct wy_pg_pool;
+struct wy_kafka_producer;
+struct wy_kafka_msg;
+
+/* Dependencies a daemon connects to at start; /readyz reports each. */
+enum {
+    WY_DEP_REDIS = 1u << 0,
+    WY_DEP_PG = 1u << 1,
+    WY_DEP_KAFKA = 1u << 2,
+};
+
+/* A Kafka handler: runs on the loop for each Envelope on a subscribed topic.
+ * Duplicates (an event_id already applied by this process) are filtered
+ * before the handler. The handler must call wy_daemon_event_done(msg) once
+ * the event's effect is durable, possibly later; only then is the offset
+ * stored. */
+typedef void (*wy_daemon_event_cb)(wy_daemon_t *d, struct wy_kafka_msg *msg,
+                                   const Wyvern__Envelope *env);
+
+typedef struct {
+    const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
+    const char *grpc_service; /* "wyvern.auth.Auth": a name for gRPC health */
+    unsigned deps;            /* WY_DEP_* */
+    int ops_port;             /* default of WY_<SVC>_OPS_PORT */
+    int grpc_port;            /* default of WY_<SVC>_GRPC_PORT */
+    /* The service's own configuration entries (appended to the shared ones). */
+    const wy_cfg_entry_t *config;
+    size_t nconfig;
+    /* Kafka topics consumed by this daemon (NULL-terminated, may be NULL) and
+     * their handler; the consumer group is "wy-<svc>". A NULL handler counts
+     * each event by type (wy_<svc>_events_ignored_total) and stores its offset. */
+    const char *const *consume;
+    wy_daemon_event_cb on_event;
+    /* Called on the loop once everything is connected and listening, before
+     * the ready line: register routes and gRPC methods, start timers. A
+     * non-OK return stops the daemon with exit 1 and *err logged. */
+    int (*start)(wy_daemon_t *d, const char **err);
+    /* Called on the loop when the stop begins (listeners already closed):
+     * stop timers, finish or cancel own work. Everything the service holds
+     * must be released here or in its own close callbacks. */
+    void (*stop)(wy_daemon_t *d);
+} wy_daemon_spec_t;
+
+/* Runs the daemon to completion. Handles --help / --help --json (exit 0),
+ * bad configuration (exit 2, naming the variable), start failure (exit 1),
+ * graceful stop (exit 0). Returns the process exit status. */
+int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
+
+/* Accessors, valid from start() until stop() returns; loop thread only.
+ * A dependency not in spec->deps is NULL. */
+uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
+const char *wy_daemon_svc(const wy_daemon_t *d);
+const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+struct wy_http_server *wy_daemon_ops(wy_daemon_t *d);
+struct wy_grpc_server *wy_daemon_grpc(wy_daemon_t *d);
+struct wy_redis *wy_daemon_redis(wy_daemon_t *d);
+struct wy_pg_pool *wy_daemon_pg(wy_daemon_t *d);
+struct wy_kafka_producer *wy_daemon_producer(wy_daemon_t *d);
+bool wy_daemon_stopping(const wy_daemon_t *d);
+
+/* Marks a consumed event's effect done (stores its offset). */
+void wy_daemon_event_done(wy_daemon_t *d, struct wy_kafka_msg *msg);
+
+#endif

@@ -1,0 +1,7 @@
+/* wy-game entry point: everything runs from the daemon spec in game.c. */
+#include "game.h"
+
+int main(int argc, char **argv)
+{
+    return wy_daemon_main(argc, argv, &game_daemon_spec);
+}
