@@ -14,12 +14,11 @@
 #include <uv.h>
 
 typedef struct wy_daemon wy_daemon_t;
-struct wy_http_server;
-struct wy_grpc_server;
-struct wy_redis;
-struct wy_pg_pool;
-struct wy_kafka_producer;
-struct wy_kafka_msg;
+#include "wy_http.h"
+#include "wy_grpc.h"
+#include "wy_kafka.h"
+#include "wy_redis.h"
+#include "wy_pg.h"
 
 /* Dependencies a daemon connects to at start; /readyz reports each. */
 enum {
@@ -33,7 +32,7 @@ enum {
  * before the handler. The handler must call wy_daemon_event_done(msg) once
  * the event's effect is durable, possibly later; only then is the offset
  * stored. */
-typedef void (*wy_daemon_event_cb)(wy_daemon_t *d, struct wy_kafka_msg *msg,
+typedef void (*wy_daemon_event_cb)(wy_daemon_t *d, wy_kafka_msg_t *msg,
                                    const Wyvern__Envelope *env);
 
 typedef struct {
@@ -70,14 +69,18 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
-struct wy_http_server *wy_daemon_ops(wy_daemon_t *d);
-struct wy_grpc_server *wy_daemon_grpc(wy_daemon_t *d);
-struct wy_redis *wy_daemon_redis(wy_daemon_t *d);
-struct wy_pg_pool *wy_daemon_pg(wy_daemon_t *d);
-struct wy_kafka_producer *wy_daemon_producer(wy_daemon_t *d);
+wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
+wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
+wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
+wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
+wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
+wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
+/* The service's own state pointer (NULL until set). */
+void wy_daemon_set_state(wy_daemon_t *d, void *state);
+void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
 
 /* Marks a consumed event's effect done (stores its offset). */
-void wy_daemon_event_done(wy_daemon_t *d, struct wy_kafka_msg *msg);
+void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg);
 
 #endif

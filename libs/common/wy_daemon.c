@@ -1,0 +1,762 @@
+/* wy_daemon — the shared life of every Wyvern daemon: configuration, loop,
+ * ops endpoints, gRPC health, dependencies, the ready line and the graceful
+ * stop. Services describe themselves with a wy_daemon_spec_t (services/<svc>/<svc>.c). */
+#include "wy_daemon.h"
+#include "wy_buf.h"
+#include "wy_log.h"
+#include "wy_metrics.h"
+#include "wy_seen.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WY_VERSION "0.1.0"
+/* Shared configuration entries come first; the service's own follow. */
+#define SHARED_MAX 16
+/* Blocking steps of the stop (Kafka commit / flush) get at most this long each,
+ * so that the whole stop fits the orchestrator's grace period. */
+#define KAFKA_CLOSE_MS 1000
+#define DRAIN_POLL_MS 20
+#define HEALTH_POLL_MS 500
+#define SEEN_CAPACITY 65536
+
+enum { ST_STARTING, ST_RUNNING, ST_DRAINING, ST_CLOSING };
+
+typedef struct {
+    wy_metric_t *m;
+    uint64_t last;
+} mirror_t;
+
+struct wy_daemon {
+    const wy_daemon_spec_t *spec;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t health_timer, drain_timer;
+    int state;
+    int exit_code;
+    uint64_t drain_deadline;
+    void *svc_state;
+
+    /* configuration */
+    wy_cfg_entry_t *cfg;
+    size_t ncfg;
+    char *names[SHARED_MAX]; /* owned names of the shared WY_<SVC>_* entries */
+    char *migrations_default;
+    char *bind_host, *instance_id, *log_level, *redis_url, *pg_url, *kafka_brokers;
+    char *migrations_dir;
+    int64_t ops_port, grpc_port, drain_ms, pg_pool_size;
+
+    /* parts */
+    wy_http_server_t *ops;
+    wy_grpc_rt_t *grpc_rt;
+    wy_grpc_server_t *grpc;
+    wy_redis_t *redis;
+    wy_pg_t *pg;
+    wy_kafka_producer_t *producer;
+    wy_kafka_consumer_t *consumer;
+    wy_seen_t *seen;
+    int bound_ops_port, bound_grpc_port;
+    bool grpc_stopped;
+    int closing; /* asynchronous closes still running */
+
+    /* metrics */
+    wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_events_ignored,
+        *m_duplicates;
+    mirror_t mx_http_req, mx_http_resp[4], mx_grpc_calls, mx_produced, mx_delivery_failed,
+        mx_consumed, mx_bad;
+};
+
+static const char *dep_names[] = {"redis", "postgres", "kafka"};
+
+/* ---------------------------------------------------------------- config */
+
+static char *svc_upper(const char *svc)
+{
+    char *u = wy_strdup(svc);
+    for (char *p = u; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    return u;
+}
+
+static void build_config(wy_daemon_t *d)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    char *up = svc_upper(s->svc);
+    size_t nn = 0;
+#define SVCNAME(suffix) (d->names[nn++] = wy_sprintf("WY_%s_" suffix, up))
+    char *def_ops = wy_sprintf("%d", s->ops_port), *def_grpc = wy_sprintf("%d", s->grpc_port);
+    d->names[nn++] = def_ops;
+    d->names[nn++] = def_grpc;
+    d->migrations_default = wy_sprintf("services/%s/migrations", s->svc);
+
+    wy_cfg_entry_t shared[SHARED_MAX];
+    size_t n = 0;
+    shared[n++] = (wy_cfg_entry_t){"WY_LOG_LEVEL", WY_CFG_ENUM, "info", 0, 0,
+                                   "debug|info|warn|error",
+                                   "Lowest log level written to stderr.", &d->log_level, false};
+    shared[n++] = (wy_cfg_entry_t){
+        "WY_BIND_HOST", WY_CFG_STRING, "0.0.0.0", 0, 0, NULL,
+        "Address every listener binds to (0.0.0.0 in a container, 127.0.0.1 on a laptop).",
+        &d->bind_host, false};
+    shared[n++] = (wy_cfg_entry_t){
+        "WY_INSTANCE_ID", WY_CFG_STRING, "", 0, 0, NULL,
+        "Name of this instance in logs, Kafka envelopes and sessions; empty = host name + pid.",
+        &d->instance_id, false};
+    shared[n++] = (wy_cfg_entry_t){SVCNAME("OPS_PORT"), WY_CFG_INT, def_ops, 0, 65535, NULL,
+                                   "Ops HTTP port: GET /healthz, /readyz, /metrics (0 = any).",
+                                   &d->ops_port, false};
+    shared[n++] = (wy_cfg_entry_t){SVCNAME("GRPC_PORT"), WY_CFG_INT, def_grpc, 0, 65535, NULL,
+                                   "gRPC port, incl. grpc.health.v1.Health (0 = any).",
+                                   &d->grpc_port, false};
+    shared[n++] = (wy_cfg_entry_t){
+        SVCNAME("DRAIN_TIMEOUT"), WY_CFG_DURATION_MS, "2500ms", 0, 60000, NULL,
+        "On SIGTERM, how long in-flight requests may take before they are cut off.",
+        &d->drain_ms, false};
+    if (s->deps & WY_DEP_REDIS)
+        shared[n++] = (wy_cfg_entry_t){"WY_REDIS_URL", WY_CFG_STRING,
+                                       "redis://127.0.0.1:6379/0", 0, 0, NULL,
+                                       "Redis: redis://[:password@]host:port[/db].",
+                                       &d->redis_url, true};
+    if (s->deps & WY_DEP_PG) {
+        shared[n++] = (wy_cfg_entry_t){
+            "WY_PG_URL", WY_CFG_STRING, "postgresql://postgres@127.0.0.1:5432/postgres", 0, 0,
+            NULL, "PostgreSQL connection URI or key=value conninfo.", &d->pg_url, true};
+        shared[n++] = (wy_cfg_entry_t){"WY_PG_POOL_SIZE", WY_CFG_INT, "4", 1, 64, NULL,
+                                       "PostgreSQL connections per instance.", &d->pg_pool_size,
+                                       false};
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("MIGRATIONS_DIR"), WY_CFG_STRING, d->migrations_default, 0, 0, NULL,
+            "Folder of NNN_<what>.sql migrations applied at start.", &d->migrations_dir, false};
+    }
+    if (s->deps & WY_DEP_KAFKA)
+        shared[n++] = (wy_cfg_entry_t){"WY_KAFKA_BROKERS", WY_CFG_STRING, "127.0.0.1:9092", 0, 0,
+                                       NULL, "Kafka bootstrap brokers, host:port[,host:port].",
+                                       &d->kafka_brokers, false};
+#undef SVCNAME
+    wy_free(up);
+
+    d->ncfg = n + s->nconfig;
+    d->cfg = wy_calloc(d->ncfg, sizeof *d->cfg);
+    memcpy(d->cfg, shared, n * sizeof *shared);
+    if (s->nconfig)
+        memcpy(d->cfg + n, s->config, s->nconfig * sizeof *s->config);
+}
+
+static void free_config(wy_daemon_t *d)
+{
+    wy_config_free(d->cfg, d->ncfg);
+    wy_free(d->cfg);
+    for (size_t i = 0; i < SHARED_MAX; i++)
+        wy_free(d->names[i]);
+    wy_free(d->migrations_default);
+}
+
+/* ---------------------------------------------------------------- readiness */
+
+/* Fills down[] with the names of the dependencies that do not answer; returns how many. */
+static size_t deps_down(wy_daemon_t *d, const char *down[3])
+{
+    size_t n = 0;
+    if (d->redis && wy_redis_health(d->redis) != WY_OK)
+        down[n++] = dep_names[0];
+    if (d->pg && wy_pg_health(d->pg) != WY_OK)
+        down[n++] = dep_names[1];
+    if (d->spec->deps & WY_DEP_KAFKA) {
+        bool up = (d->producer && wy_kafka_producer_healthy(d->producer)) ||
+                  (d->consumer && wy_kafka_consumer_healthy(d->consumer));
+        if (!up)
+            down[n++] = dep_names[2];
+    }
+    return n;
+}
+
+static void update_dep_gauges(wy_daemon_t *d)
+{
+    const char *down[3];
+    size_t n = deps_down(d, down);
+    for (int i = 0; i < 3; i++) {
+        if (!d->m_dep_up[i])
+            continue;
+        bool up = true;
+        for (size_t j = 0; j < n; j++)
+            if (down[j] == dep_names[i])
+                up = false;
+        wy_metric_set(d->m_dep_up[i], up ? 1 : 0);
+    }
+    bool ready = n == 0 && d->state == ST_RUNNING;
+    wy_metric_set(d->m_ready, ready ? 1 : 0);
+    if (d->grpc && d->state == ST_RUNNING) {
+        wy_grpc_server_set_health(d->grpc, "", ready);
+        wy_grpc_server_set_health(d->grpc, d->spec->grpc_service, ready);
+    }
+}
+
+static void on_health_timer(uv_timer_t *t)
+{
+    update_dep_gauges(t->data);
+}
+
+static void handle_healthz(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    wy_http_respond_json(req, 200, json_pack("{s:s}", "status", "alive"));
+}
+
+static void handle_readyz(wy_http_req_t *req, void *ud)
+{
+    wy_daemon_t *d = ud;
+    if (d->state != ST_RUNNING) {
+        wy_http_respond_json(req, 503, json_pack("{s:s}", "status", "draining"));
+        return;
+    }
+    const char *down[3];
+    size_t n = deps_down(d, down);
+    if (n == 0) {
+        wy_http_respond_json(req, 200, json_pack("{s:s}", "status", "healthy"));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(down[i]));
+    wy_http_respond_json(req, 503, json_pack("{s:s,s:o}", "status", "unhealthy", "down", arr));
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static void mirror(mirror_t *mx, uint64_t now)
+{
+    if (mx->m && now > mx->last) {
+        wy_metric_add(mx->m, (double)(now - mx->last));
+        mx->last = now;
+    }
+}
+
+static wy_metric_t *svc_metric(wy_daemon_t *d, int kind, const char *what, const char *help,
+                               const char *labels)
+{
+    char *name = wy_sprintf("wy_%s_%s", d->spec->svc, what);
+    wy_metric_t *m = kind == 'c' ? wy_metrics_counter(name, help, labels)
+                                 : wy_metrics_gauge(name, help, labels);
+    wy_free(name);
+    return m;
+}
+
+static void register_metrics(wy_daemon_t *d)
+{
+    wy_metric_set(svc_metric(d, 'g', "build_info", "Build of this daemon (always 1).",
+                             "version=\"" WY_VERSION "\""),
+                  1);
+    wy_metric_set(svc_metric(d, 'g', "start_time_seconds", "Unix time the daemon started.", NULL),
+                  (double)(wy_wall_ms() / 1000));
+    d->m_ready = svc_metric(d, 'g', "ready", "1 when /readyz answers healthy.", NULL);
+    for (int i = 0; i < 3; i++) {
+        unsigned bit = i == 0 ? WY_DEP_REDIS : i == 1 ? WY_DEP_PG : WY_DEP_KAFKA;
+        if (!(d->spec->deps & bit))
+            continue;
+        char *lbl = wy_sprintf("dependency=\"%s\"", dep_names[i]);
+        d->m_dep_up[i] = svc_metric(d, 'g', "dependency_up", "1 when the dependency answers.", lbl);
+        wy_free(lbl);
+    }
+    d->mx_http_req.m = svc_metric(d, 'c', "ops_http_requests_total",
+                                  "HTTP requests received on the ops port.", NULL);
+    static const char *classes[] = {"2xx", "3xx", "4xx", "5xx"};
+    for (int i = 0; i < 4; i++) {
+        char *lbl = wy_sprintf("class=\"%s\"", classes[i]);
+        d->mx_http_resp[i].m = svc_metric(d, 'c', "ops_http_responses_total",
+                                          "HTTP responses sent on the ops port, by class.", lbl);
+        wy_free(lbl);
+    }
+    d->m_http_conns = svc_metric(d, 'g', "ops_http_connections", "Open ops HTTP connections.", NULL);
+    d->mx_grpc_calls.m =
+        svc_metric(d, 'c', "grpc_calls_total", "gRPC calls answered (any status).", NULL);
+    d->m_grpc_in_flight = svc_metric(d, 'g', "grpc_calls_in_flight", "gRPC calls in flight.", NULL);
+    if (d->spec->deps & WY_DEP_KAFKA) {
+        d->mx_produced.m = svc_metric(d, 'c', "kafka_produced_total",
+                                      "Kafka events accepted for sending.", NULL);
+        d->mx_delivery_failed.m = svc_metric(d, 'c', "kafka_delivery_failed_total",
+                                             "Kafka events whose delivery failed.", NULL);
+    }
+    if (d->spec->consume) {
+        d->mx_consumed.m = svc_metric(d, 'c', "kafka_consumed_total",
+                                      "Kafka Envelopes handed to the daemon.", NULL);
+        d->mx_bad.m = svc_metric(d, 'c', "kafka_bad_messages_total",
+                                 "Kafka records skipped because they are not an Envelope.", NULL);
+        d->m_duplicates = svc_metric(d, 'c', "kafka_duplicates_total",
+                                     "Kafka events skipped because their event_id was applied.",
+                                     NULL);
+        d->m_events_ignored = svc_metric(d, 'c', "events_ignored_total",
+                                         "Kafka events this daemon does not act on yet.", NULL);
+    }
+}
+
+static void refresh_metrics(wy_daemon_t *d)
+{
+    update_dep_gauges(d);
+    if (d->ops) {
+        const wy_http_counters_t *c = wy_http_counters(d->ops);
+        mirror(&d->mx_http_req, c->requests);
+        mirror(&d->mx_http_resp[0], c->responses_2xx);
+        mirror(&d->mx_http_resp[1], c->responses_3xx);
+        mirror(&d->mx_http_resp[2], c->responses_4xx);
+        mirror(&d->mx_http_resp[3], c->responses_5xx);
+        wy_metric_set(d->m_http_conns, (double)c->conns_open);
+    }
+    if (d->grpc) {
+        wy_grpc_server_stats_t gs;
+        wy_grpc_server_stats(d->grpc, &gs);
+        mirror(&d->mx_grpc_calls, gs.calls_total);
+        wy_metric_set(d->m_grpc_in_flight, (double)gs.in_flight);
+    }
+    if (d->producer) {
+        wy_kafka_producer_stats_t ps;
+        wy_kafka_producer_stats(d->producer, &ps);
+        mirror(&d->mx_produced, ps.produced);
+        mirror(&d->mx_delivery_failed, ps.failed);
+    }
+    if (d->consumer) {
+        wy_kafka_consumer_stats_t cs;
+        wy_kafka_consumer_stats(d->consumer, &cs);
+        mirror(&d->mx_consumed, cs.consumed);
+        mirror(&d->mx_bad, cs.bad);
+    }
+}
+
+static void handle_metrics(wy_http_req_t *req, void *ud)
+{
+    wy_daemon_t *d = ud;
+    refresh_metrics(d);
+    wy_buf_t b = WY_BUF_INIT;
+    wy_metrics_render(&b);
+    wy_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    wy_buf_free(&b);
+}
+
+/* ---------------------------------------------------------------- kafka */
+
+static void on_kafka_event(void *ud, const Wyvern__Envelope *env, wy_kafka_msg_t *msg)
+{
+    wy_daemon_t *d = ud;
+    /* At-least-once delivery: an event applied before (redelivery after a
+     * rebalance or crash of a peer) has no second effect. */
+    if (wy_seen_contains(d->seen, env->event_id)) {
+        wy_metric_inc(d->m_duplicates);
+        wy_kafka_msg_done(msg);
+        return;
+    }
+    if (d->spec->on_event) {
+        d->spec->on_event(d, msg, env);
+        return;
+    }
+    wy_log_debug("event ignored", "type", env->type, "event_id", env->event_id, NULL);
+    wy_metric_inc(d->m_events_ignored);
+    wy_daemon_event_done(d, msg);
+}
+
+void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg)
+{
+    (void)wy_seen_check_add(d->seen, wy_kafka_msg_event_id(msg));
+    wy_kafka_msg_done(msg);
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void close_done(void *ud)
+{
+    wy_daemon_t *d = ud;
+    d->closing--;
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Second half of the stop: everything is drained (or the drain time is up):
+ * release the parts. The loop ends when the last handle is closed. */
+static void finish_stop(wy_daemon_t *d)
+{
+    if (d->state == ST_CLOSING)
+        return;
+    d->state = ST_CLOSING;
+    uv_timer_stop(&d->drain_timer);
+    if (d->producer) {
+        wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
+        d->producer = NULL;
+    }
+    if (d->ops) {
+        d->closing++;
+        wy_http_close(d->ops, close_done, d);
+        d->ops = NULL;
+    }
+    if (d->redis) {
+        d->closing++;
+        wy_redis_close(d->redis, close_done, d);
+        d->redis = NULL;
+    }
+    if (d->pg) {
+        d->closing++;
+        wy_pg_close(d->pg, close_done, d);
+        d->pg = NULL;
+    }
+    if (d->grpc_rt && d->grpc_stopped) {
+        d->closing++;
+        if (wy_grpc_rt_close(d->grpc_rt, close_done, d) != WY_OK)
+            d->closing--;
+        d->grpc_rt = NULL;
+    }
+    close_handle((uv_handle_t *)&d->health_timer);
+    close_handle((uv_handle_t *)&d->drain_timer);
+    close_handle((uv_handle_t *)&d->sigterm);
+    close_handle((uv_handle_t *)&d->sigint);
+}
+
+static void on_grpc_stopped(void *ud)
+{
+    wy_daemon_t *d = ud;
+    d->grpc = NULL;
+    d->grpc_stopped = true;
+    /* The runtime can only go once its server is gone; if the rest of the
+     * stop already ran, release it now. */
+    if (d->state == ST_CLOSING && d->grpc_rt) {
+        d->closing++;
+        if (wy_grpc_rt_close(d->grpc_rt, close_done, d) != WY_OK)
+            d->closing--;
+        d->grpc_rt = NULL;
+    }
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    wy_daemon_t *d = t->data;
+    bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped;
+    if (idle || wy_now_ms() >= d->drain_deadline)
+        finish_stop(d);
+}
+
+/* First half of the stop: no new work, let what is running finish. */
+static void begin_stop(wy_daemon_t *d, const char *why)
+{
+    if (d->state >= ST_DRAINING) {
+        if (d->state == ST_DRAINING) {
+            wy_log_warn("second signal: stopping without waiting", NULL);
+            finish_stop(d);
+        }
+        return;
+    }
+    d->state = ST_DRAINING;
+    wy_log_info("stopping", "reason", why, NULL);
+    if (d->ops)
+        wy_http_stop(d->ops);
+    if (d->grpc) {
+        if (wy_grpc_server_stop(d->grpc, (unsigned)d->drain_ms, on_grpc_stopped, d) != WY_OK)
+            d->grpc_stopped = true;
+    } else {
+        d->grpc_stopped = true;
+    }
+    if (d->spec->stop)
+        d->spec->stop(d);
+    if (d->consumer) {
+        /* Stored offsets are committed here; events still in flight are
+         * redelivered to the next owner of their partition. */
+        wy_kafka_consumer_close(d->consumer, KAFKA_CLOSE_MS);
+        d->consumer = NULL;
+    }
+    d->drain_deadline = wy_now_ms() + (uint64_t)d->drain_ms;
+    uv_timer_start(&d->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    begin_stop(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---------------------------------------------------------------- start */
+
+static int start_parts(wy_daemon_t *d, const char **err)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    int rc;
+    static char msg[512];
+
+    if (s->deps & WY_DEP_REDIS) {
+        const char *e = NULL;
+        if (wy_redis_create(&d->loop, d->redis_url, NULL, &d->redis, &e) != WY_OK) {
+            snprintf(msg, sizeof msg, "WY_REDIS_URL: %s", e ? e : "invalid");
+            *err = msg;
+            return WY_EINVAL;
+        }
+    }
+    if (s->deps & WY_DEP_PG) {
+        const char *e = NULL;
+        wy_pg_opts_t o = {.size = (uint32_t)d->pg_pool_size};
+        if (wy_pg_create(&d->loop, d->pg_url, &o, &d->pg, &e) != WY_OK) {
+            snprintf(msg, sizeof msg, "WY_PG_URL: %s", e ? e : "invalid");
+            *err = msg;
+            return WY_EINVAL;
+        }
+    }
+    char *producer_name = wy_sprintf("%s/%s", s->svc, d->instance_id);
+    if (s->deps & WY_DEP_KAFKA) {
+        const char *e = NULL;
+        wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers, .producer = producer_name};
+        rc = wy_kafka_producer_new(&d->loop, &po, &d->producer, &e);
+        if (rc == WY_OK && s->consume) {
+            char *group = wy_sprintf("wy-%s", s->svc);
+            wy_kafka_consumer_opts_t co = {.brokers = d->kafka_brokers,
+                                           .group_id = group,
+                                           .topics = s->consume,
+                                           .handler = on_kafka_event,
+                                           .udata = d,
+                                           .client_id = producer_name};
+            rc = wy_kafka_consumer_new(&d->loop, &co, &d->consumer, &e);
+            wy_free(group);
+        }
+        if (rc != WY_OK) {
+            snprintf(msg, sizeof msg, "WY_KAFKA_BROKERS: %s", e ? e : "invalid");
+            wy_free(producer_name);
+            *err = msg;
+            return WY_EINVAL;
+        }
+        d->seen = wy_seen_new(SEEN_CAPACITY);
+    }
+    wy_free(producer_name);
+
+    if ((rc = wy_http_server_new(&d->loop, NULL, &d->ops)) != WY_OK) {
+        *err = "cannot create the ops HTTP server";
+        return rc;
+    }
+    wy_http_route(d->ops, "GET", "/healthz", handle_healthz, d);
+    wy_http_route(d->ops, "GET", "/readyz", handle_readyz, d);
+    wy_http_route(d->ops, "GET", "/metrics", handle_metrics, d);
+
+    if ((rc = wy_grpc_rt_new(&d->loop, &d->grpc_rt)) != WY_OK) {
+        *err = "cannot start the gRPC runtime";
+        return rc;
+    }
+    if ((rc = wy_grpc_server_new(d->grpc_rt, NULL, &d->grpc)) != WY_OK) {
+        *err = "cannot create the gRPC server";
+        return rc;
+    }
+    /* NOT_SERVING until the first readiness check says the dependencies answer. */
+    wy_grpc_server_set_health(d->grpc, "", false);
+    wy_grpc_server_set_health(d->grpc, s->grpc_service, false);
+
+    if (s->start && (rc = s->start(d, err)) != WY_OK)
+        return rc;
+
+    const char *e = NULL;
+    if ((rc = wy_http_listen(d->ops, d->bind_host, (int)d->ops_port, &e)) != WY_OK) {
+        snprintf(msg, sizeof msg, "ops HTTP port %s:%d: %s", d->bind_host, (int)d->ops_port,
+                 e ? e : wy_strerror(rc));
+        *err = msg;
+        return rc;
+    }
+    d->bound_ops_port = wy_http_port(d->ops);
+    char *addr = wy_sprintf("%s:%d", d->bind_host, (int)d->grpc_port);
+    rc = wy_grpc_server_start(d->grpc, addr, &d->bound_grpc_port, &e);
+    wy_free(addr);
+    if (rc != WY_OK) {
+        snprintf(msg, sizeof msg, "gRPC port %s:%d: %s", d->bind_host, (int)d->grpc_port,
+                 e ? e : wy_strerror(rc));
+        *err = msg;
+        return rc;
+    }
+    return WY_OK;
+}
+
+static int run_migrations(wy_daemon_t *d)
+{
+    int applied = 0;
+    const char *err = NULL;
+    int rc = wy_pg_migrate(d->pg_url, d->spec->svc, d->migrations_dir, &applied, &err);
+    if (rc != WY_OK) {
+        wy_log_error("migrations failed", "schema", d->spec->svc, "dir", d->migrations_dir, "error",
+                     err ? err : wy_strerror(rc), NULL);
+        return rc;
+    }
+    char n[16];
+    snprintf(n, sizeof n, "%d", applied);
+    wy_log_info("migrations applied", "schema", d->spec->svc, "count", n, NULL);
+    return WY_OK;
+}
+
+static void log_ready(wy_daemon_t *d)
+{
+    wy_buf_t b = WY_BUF_INIT;
+    wy_buf_printf(&b, "\"version\":\"%s\",\"instance\":\"", WY_VERSION);
+    wy_buf_json_escape(&b, d->instance_id, strlen(d->instance_id));
+    wy_buf_printf(&b, "\",\"ops_port\":%d,\"grpc_port\":%d", d->bound_ops_port,
+                  d->bound_grpc_port);
+    char *cfg = wy_config_effective_json(d->cfg, d->ncfg);
+    if (cfg && *cfg) {
+        wy_buf_putc(&b, ',');
+        wy_buf_puts(&b, cfg);
+    }
+    wy_free(cfg);
+    wy_log_raw(WY_LOG_INFO, "ready", b.data);
+    wy_buf_free(&b);
+}
+
+static int usage(const char *prog, FILE *out)
+{
+    fprintf(out,
+            "usage: %s [--help [--json]] [--version]\n"
+            "Configured only by WY_* environment variables; --help lists them.\n",
+            prog);
+    return out == stderr ? 2 : 0;
+}
+
+int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
+{
+    wy_daemon_t dd, *d = &dd;
+    memset(d, 0, sizeof *d);
+    d->spec = spec;
+    build_config(d);
+
+    bool help = false, json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            help = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("wy-%s %s\n", spec->svc, WY_VERSION);
+            free_config(d);
+            return 0;
+        } else {
+            fprintf(stderr, "wy-%s: unknown argument \"%s\"\n", spec->svc, argv[i]);
+            free_config(d);
+            return usage(argv[0], stderr);
+        }
+    }
+    if (help || json) {
+        if (!json)
+            usage(argv[0], stdout);
+        wy_config_print_help(stdout, spec->svc, d->cfg, d->ncfg, json);
+        free_config(d);
+        return 0;
+    }
+
+    const char *err = NULL;
+    if (wy_config_load(d->cfg, d->ncfg, &err) != WY_OK) {
+        fprintf(stderr, "wy-%s: bad configuration: %s\n", spec->svc, err);
+        free_config(d);
+        return 2;
+    }
+    wy_log_level_t level = WY_LOG_INFO;
+    wy_log_level_parse(d->log_level, &level);
+    wy_log_init(spec->svc, level);
+    if (!*d->instance_id) {
+        char host[64] = "host";
+        gethostname(host, sizeof host - 1);
+        wy_free(d->instance_id);
+        d->instance_id = wy_sprintf("%s-%d", host, (int)getpid());
+    }
+    /* A client vanishing mid-write must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((spec->deps & WY_DEP_PG) && run_migrations(d) != WY_OK) {
+        free_config(d);
+        return 1;
+    }
+
+    uv_loop_init(&d->loop);
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_timer_init(&d->loop, &d->health_timer);
+    uv_timer_init(&d->loop, &d->drain_timer);
+    d->sigterm.data = d->sigint.data = d->health_timer.data = d->drain_timer.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    register_metrics(d);
+
+    if (start_parts(d, &err) != WY_OK) {
+        wy_log_error("start failed", "error", err, NULL);
+        d->exit_code = 1;
+        d->state = ST_RUNNING;
+        begin_stop(d, "start failed");
+        finish_stop(d);
+    } else {
+        d->state = ST_RUNNING;
+        uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
+        log_ready(d);
+    }
+
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    if (d->closing != 0)
+        wy_log_warn("stop finished with parts still closing", NULL);
+    if (uv_loop_close(&d->loop) != 0)
+        wy_log_warn("loop closed with handles still open", NULL);
+    wy_seen_free(d->seen);
+    wy_metrics_reset();
+    if (d->exit_code == 0)
+        wy_log_info("stopped", NULL);
+    free_config(d);
+    return d->exit_code;
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+uv_loop_t *wy_daemon_loop(wy_daemon_t *d)
+{
+    return &d->loop;
+}
+
+const char *wy_daemon_svc(const wy_daemon_t *d)
+{
+    return d->spec->svc;
+}
+
+const char *wy_daemon_instance(const wy_daemon_t *d)
+{
+    return d->instance_id;
+}
+
+wy_http_server_t *wy_daemon_ops(wy_daemon_t *d)
+{
+    return d->ops;
+}
+
+wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d)
+{
+    return d->grpc_rt;
+}
+
+wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d)
+{
+    return d->grpc;
+}
+
+wy_redis_t *wy_daemon_redis(wy_daemon_t *d)
+{
+    return d->redis;
+}
+
+wy_pg_t *wy_daemon_pg(wy_daemon_t *d)
+{
+    return d->pg;
+}
+
+wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
+{
+    return d->producer;
+}
+
+bool wy_daemon_stopping(const wy_daemon_t *d)
+{
+    return d->state >= ST_DRAINING;
+}
+
+void wy_daemon_set_state(wy_daemon_t *d, void *state)
+{
+    d->svc_state = state;
+}
+
+void *wy_daemon_state(const wy_daemon_t *d)
+{
+    return d->svc_state;
+}
