@@ -19,7 +19,7 @@
 #define MAX_HEADERS   100
 #define LINGER_MS     2000   /* after a final response: wait for the peer's FIN this long */
 #define WS_OUT_CHUNK  262144 /* bytes pulled out of wslay per write */
-#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC11B64"
+#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct route {
     char *method; /* NULL for WebSocket routes (GET) */
