@@ -28,10 +28,19 @@ typedef struct {
 } wy_cfg_entry_t;
 
 /* Parse every entry from the environment (getenv), falling back to defaults.
+ * A variable set to the empty string counts as not set (compose files often
+ * write `WY_X=`). Values of non-STRING types may carry surrounding whitespace
+ * (trimmed); STRING values are stored as given. Errors never echo the value
+ * of a secret entry, and echo at most 64 bytes of any other.
+ * Main thread only, at start (module state is not locked). Strings stored
+ * into STRING/ENUM destinations are tracked per destination: loading again
+ * frees the previous string.
  * Returns WY_OK, or WY_EINVAL with *err set to a static-or-owned message that
  * names the variable and says why, e.g.
  *   "WY_LOBBY_WS_PORT: must be an integer between 1 and 65535 (got \"abc\")".
- * *err stays valid until wy_config_free. Stops at the first bad entry. */
+ * *err stays valid until wy_config_free or the next failing load/parse call.
+ * Stops at the first bad entry. On error the bad entry's destination is left
+ * unchanged. */
 int wy_config_load(const wy_cfg_entry_t *tab, size_t n, const char **err);
 
 /* Parse a single value for one entry (used by load and by tests). Same error contract. */
@@ -43,11 +52,22 @@ void wy_config_free(const wy_cfg_entry_t *tab, size_t n);
 
 /* Print the table: text (name, type, default, bounds, help) or JSON:
  * {"service":svc,"variables":[{"name","type","default","required","min","max",
- *   "choices":[...],"help","secret"}]}  (min/max only where bounded). */
+ *   "choices":[...],"help","secret"}]}  (min/max only where bounded).
+ * JSON details: keys in exactly that order; "type" is one of "string", "int",
+ * "bool", "enum", "duration_ms", "size"; "default" is the default text or null
+ * when required; "min"/"max" are integers (ms for duration_ms, bytes for size)
+ * present only for int/duration_ms/size entries with bounds; "choices" (array
+ * of strings) is present only for enum entries. Indented, newline-terminated. */
 void wy_config_print_help(FILE *out, const char *svc, const wy_cfg_entry_t *tab, size_t n, bool json);
 
 /* Render the effective configuration as JSON members for the ready log line,
- * with secrets shown as "***". Returns a new string; caller frees. */
+ * with secrets shown as "***". Returns a new string; caller frees.
+ * Exact shape (one member, no surrounding braces, table order, compact):
+ *   "config":{"WY_A":"text","WY_PORT":"7000","WY_ON":"true","WY_T":"5s","WY_B":"64KiB","WY_K":"***"}
+ * Every value is a JSON string: STRING/ENUM as stored, INT in decimal, BOOL
+ * "true"/"false", DURATION_MS and SIZE in the largest exact unit ("250ms",
+ * "5s", "2m", "1h"; "512B", "64KiB", "8MiB", "1GiB"), which parse back to the
+ * same value. Entries with dst NULL (or an unset string) are null. */
 char *wy_config_effective_json(const wy_cfg_entry_t *tab, size_t n);
 
 #endif

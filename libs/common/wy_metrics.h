@@ -16,7 +16,14 @@ typedef struct wy_metric wy_metric_t;
  * `labels` is NULL or a fixed label set in exposition syntax without braces,
  * e.g. "method=\"GET\",code=\"200\"". Registering the same name+labels twice
  * returns the same metric; the same name with another type aborts (a bug).
- * Strings are copied. Metrics live until wy_metrics_reset. */
+ * Strings are copied. Metrics live until wy_metrics_reset.
+ * Programming bugs abort with a message on stderr: an invalid metric or label
+ * name, a counter name not ending in _total, a malformed label set, the
+ * reserved label "le", duplicate label names, histogram bounds that are not
+ * finite and strictly ascending, and calling an update on the wrong kind
+ * (set on a counter, observe on a gauge, inc/add on a histogram).
+ * Label values may use the exposition escapes \\ \" \n; label sets are
+ * normalized, so `a="1", b="2"` and `a="1",b="2"` are the same series. */
 wy_metric_t *wy_metrics_counter(const char *name, const char *help, const char *labels);
 wy_metric_t *wy_metrics_gauge(const char *name, const char *help, const char *labels);
 /* `bounds` are ascending upper bounds (le) without +Inf; copied. */
@@ -24,17 +31,26 @@ wy_metric_t *wy_metrics_histogram(const char *name, const char *help, const char
                                   const double *bounds, size_t nbounds);
 
 void wy_metric_inc(wy_metric_t *m);              /* counter or gauge += 1 */
-void wy_metric_add(wy_metric_t *m, double v);    /* counter (v >= 0) or gauge += v */
+void wy_metric_add(wy_metric_t *m, double v);    /* counter (v >= 0; negative/NaN dropped) or gauge += v */
 void wy_metric_set(wy_metric_t *m, double v);    /* gauge = v */
 void wy_metric_observe(wy_metric_t *m, double v);/* histogram */
 double wy_metric_value(const wy_metric_t *m);    /* counter/gauge value; histogram count */
+
+/* Most series the registry holds. Past it, registrations return a sink that
+ * accepts updates but is never rendered (one error line is logged), so a
+ * runaway label cardinality cannot grow memory without bound. */
+#define WY_METRICS_MAX_SERIES 10000
 
 /* Default latency buckets in seconds (0.5 ms .. 10 s). */
 extern const double wy_metrics_latency_buckets[];
 extern const size_t wy_metrics_latency_nbuckets;
 
 /* Append the whole registry in Prometheus text format, families grouped,
- * each with # HELP and # TYPE. */
+ * each with # HELP and # TYPE. Families appear in registration order, series
+ * in registration order within a family. Histograms render cumulative
+ * _bucket{...,le="..."} lines ending with le="+Inf", then _sum and _count.
+ * Integral values print without exponent; others in the shortest form that
+ * reads back exactly; +Inf, -Inf, NaN as Prometheus spells them. */
 void wy_metrics_render(wy_buf_t *out);
 
 /* Drop every metric (tests, shutdown). Pointers become invalid. */

@@ -1,0 +1,1471 @@
+/* wy_http — HTTP/1.1 (http-parser) and WebSocket (wslay) server on one libuv loop; implements
+ * wy_http.h and wy_ws.h. A connection starts as HTTP and may switch to WebSocket on upgrade. */
+#include "wy_http.h"
+#include "wy_ws.h"
+#include "wy_buf.h"
+#include "wy_log.h"
+
+#include <http_parser.h>
+#include <wslay/wslay.h>
+#include <openssl/evp.h>
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define READ_CHUNK    65536
+#define PIPELINE_MAX  65536  /* unparsed bytes kept while a request is in a handler */
+#define MAX_HEADERS   100
+#define LINGER_MS     2000   /* after a final response: wait for the peer's FIN this long */
+#define WS_OUT_CHUNK  262144 /* bytes pulled out of wslay per write */
+#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+typedef struct route {
+    char *method; /* NULL for WebSocket routes (GET) */
+    char *path;
+    size_t path_len;
+    bool prefix;
+    bool ws;
+    wy_http_handler_cb cb;
+    void *ud;
+    wy_ws_handlers_t wsh;
+} route_t;
+
+typedef struct wy_ws_conn conn_t;
+
+/* Connection life: HTTP -> (WS) -> LINGER (FIN sent, draining input) -> CLOSING (uv_close
+ * pending). The struct is freed only in the last close callback, never inside a callback of its
+ * own, so every user callback may close it safely. */
+enum conn_state { C_HTTP, C_WS, C_LINGER, C_CLOSING };
+
+struct wy_http_req {
+    wy_http_server_t *srv;
+    conn_t *conn; /* NULL once the connection is gone */
+    const char *method;
+    wy_buf_t url;
+    char *path;
+    char *query;
+    wy_buf_t hdrs; /* "name\0value\0" pairs */
+    size_t nhdr;
+    size_t hoff[MAX_HEADERS][2];
+    wy_buf_t body;
+    wy_buf_t resp_hdrs; /* extra "Name: value\r\n" lines */
+    char peer[64];
+    int http_minor;
+    bool keep_alive;
+    bool upgrade;
+    bool dispatched;
+};
+
+struct wy_ws_conn {
+    wy_http_server_t *srv;
+    conn_t *prev, *next;             /* srv->conns */
+    conn_t *dprev, *dnext;           /* srv->dirty */
+    bool dirty;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    int handles;                     /* open uv handles of this connection */
+    enum conn_state state;
+    bool reading;
+    bool writing;
+    bool rejected;                   /* over max_connections: 503 then close */
+    bool close_after_write;          /* HTTP: FIN after out is written */
+    bool peer_eof;
+    bool processing;                 /* inside process_input */
+    char peer[64];
+    wy_buf_t in;                     /* received, not yet consumed */
+    size_t in_off;
+    wy_buf_t out;                    /* to write next */
+    wy_buf_t wbuf;                   /* in the write in flight */
+    /* HTTP */
+    http_parser parser;
+    wy_http_req_t *req;              /* being parsed */
+    wy_http_req_t *ready;            /* parsed, about to dispatch */
+    wy_http_req_t *active;           /* dispatched, not responded */
+    int hdr_state;                   /* 0 none, 1 in field, 2 in value */
+    size_t hdr_bytes;
+    int perr_status;                 /* set by a parser callback that rejects the request */
+    const char *perr_code;
+    const char *perr_msg;
+    /* WebSocket */
+    wslay_event_context_ptr ws;
+    const route_t *ws_route;
+    void *user;
+    uint64_t last_rx_ms;
+    bool ws_opened;
+    bool close_started;
+    int close_code;
+    char close_reason[124];
+};
+
+struct wy_http_server {
+    uv_loop_t *loop;
+    wy_http_limits_t lim;
+    uv_tcp_t listener;
+    bool listener_init;
+    bool listening;
+    int port;
+    uv_check_t flush_check;
+    uv_idle_t flush_idle;
+    bool aux_closed;
+    route_t *routes;
+    size_t nroutes;
+    conn_t *conns;
+    conn_t *dirty_head, *dirty_tail;
+    unsigned nconns;                 /* accepted, not rejected */
+    unsigned nrejected;              /* rejected, still closing */
+    size_t reqs_live;
+    size_t handles_open;
+    bool stopping;
+    bool closing;
+    wy_http_closed_cb done;
+    void *done_ud;
+    wy_http_counters_t ctr;
+    char rbuf[READ_CHUNK];
+};
+
+static void conn_close(conn_t *c);
+static void process_input(conn_t *c);
+static void ws_input(conn_t *c);
+static void ws_start_close(conn_t *c, int code, const char *reason);
+
+/* ------------------------------------------------------------------ server plumbing */
+
+void wy_http_limits_default(wy_http_limits_t *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->max_header_bytes = 16 * 1024;
+    l->max_body_bytes = 1024 * 1024;
+    l->max_connections = 10000;
+    l->header_timeout_ms = 10000;
+    l->keepalive_ms = 60000;
+    l->ws_max_message_bytes = 1024 * 1024;
+    l->ws_max_send_queue_bytes = 4 * 1024 * 1024;
+    l->ws_ping_interval_ms = 20000;
+    l->ws_idle_timeout_ms = 60000;
+    l->ws_close_timeout_ms = 2000;
+}
+
+static void srv_maybe_free(wy_http_server_t *srv)
+{
+    if (!srv->closing || srv->handles_open > 0 || srv->reqs_live > 0)
+        return;
+    wy_http_closed_cb done = srv->done;
+    void *ud = srv->done_ud;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        wy_free(srv->routes[i].method);
+        wy_free(srv->routes[i].path);
+    }
+    wy_free(srv->routes);
+    wy_free(srv);
+    if (done)
+        done(ud);
+}
+
+static void srv_handle_closed(uv_handle_t *h)
+{
+    wy_http_server_t *srv = h->data;
+    srv->handles_open--;
+    srv_maybe_free(srv);
+}
+
+/* The flush handles stay until the last request is gone: they are what brings the final
+ * done callback onto a clean loop turn. */
+static void srv_close_aux(wy_http_server_t *srv)
+{
+    if (srv->aux_closed)
+        return;
+    srv->aux_closed = true;
+    uv_close((uv_handle_t *)&srv->flush_check, srv_handle_closed);
+    uv_close((uv_handle_t *)&srv->flush_idle, srv_handle_closed);
+}
+
+static void idle_noop_cb(uv_idle_t *h)
+{
+    WY_UNUSED(h);
+}
+
+static void mark_dirty(conn_t *c)
+{
+    wy_http_server_t *srv = c->srv;
+    if (c->dirty || c->state == C_CLOSING)
+        return;
+    c->dirty = true;
+    c->dnext = NULL;
+    c->dprev = srv->dirty_tail;
+    if (srv->dirty_tail)
+        srv->dirty_tail->dnext = c;
+    else
+        srv->dirty_head = c;
+    srv->dirty_tail = c;
+    /* An active idle handle makes the loop poll without blocking, so the check phase (the
+     * flush) follows even when the write was queued from a timer. */
+    if (!uv_is_active((uv_handle_t *)&srv->flush_idle))
+        uv_idle_start(&srv->flush_idle, idle_noop_cb);
+}
+
+static void unmark_dirty(conn_t *c)
+{
+    wy_http_server_t *srv = c->srv;
+    if (!c->dirty)
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        srv->dirty_head = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    else
+        srv->dirty_tail = c->dprev;
+    c->dirty = false;
+    c->dprev = c->dnext = NULL;
+}
+
+/* ------------------------------------------------------------------ requests */
+
+static wy_http_req_t *req_new(conn_t *c)
+{
+    wy_http_req_t *r = wy_calloc(1, sizeof(*r));
+    r->srv = c->srv;
+    r->conn = c;
+    memcpy(r->peer, c->peer, sizeof(r->peer));
+    c->srv->reqs_live++;
+    return r;
+}
+
+static void req_free(wy_http_req_t *r)
+{
+    wy_http_server_t *srv = r->srv;
+    wy_buf_free(&r->url);
+    wy_buf_free(&r->hdrs);
+    wy_buf_free(&r->body);
+    wy_buf_free(&r->resp_hdrs);
+    wy_free(r->path);
+    wy_free(r->query);
+    wy_free(r);
+    srv->reqs_live--;
+    if (srv->closing && srv->reqs_live == 0)
+        srv_close_aux(srv);
+}
+
+const char *wy_http_req_method(const wy_http_req_t *req)
+{
+    return req->method ? req->method : "";
+}
+
+const char *wy_http_req_path(const wy_http_req_t *req)
+{
+    return req->path ? req->path : "";
+}
+
+const char *wy_http_req_query(const wy_http_req_t *req)
+{
+    return req->query ? req->query : "";
+}
+
+const char *wy_http_req_header(const wy_http_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdr; i++) {
+        if (strcasecmp(req->hdrs.data + req->hoff[i][0], name) == 0)
+            return req->hdrs.data + req->hoff[i][1];
+    }
+    return NULL;
+}
+
+const char *wy_http_req_body(const wy_http_req_t *req, size_t *len)
+{
+    if (len)
+        *len = req->body.len;
+    return req->body.data ? req->body.data : "";
+}
+
+const char *wy_http_req_peer(const wy_http_req_t *req)
+{
+    return req->peer;
+}
+
+wy_http_server_t *wy_http_req_server(const wy_http_req_t *req)
+{
+    return req->srv;
+}
+
+/* ------------------------------------------------------------------ responses */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    default: {
+        const char *s = http_status_str((enum http_status)status);
+        return (s && strcmp(s, "<unknown>") != 0) ? s : "Status";
+    }
+    }
+}
+
+static void count_status(wy_http_server_t *srv, int status)
+{
+    if (status < 300)
+        srv->ctr.responses_2xx++;
+    else if (status < 400)
+        srv->ctr.responses_3xx++;
+    else if (status < 500)
+        srv->ctr.responses_4xx++;
+    else
+        srv->ctr.responses_5xx++;
+}
+
+static void put_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
+                         const wy_buf_t *extra, bool keep, int http_minor)
+{
+    count_status(c->srv, status);
+    wy_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+    if (ctype)
+        wy_buf_printf(&c->out, "Content-Type: %s\r\n", ctype);
+    wy_buf_printf(&c->out, "Content-Length: %zu\r\n", len);
+    if (extra && extra->len)
+        wy_buf_append(&c->out, extra->data, extra->len);
+    if (!keep)
+        wy_buf_puts(&c->out, "Connection: close\r\n");
+    else if (http_minor == 0)
+        wy_buf_puts(&c->out, "Connection: keep-alive\r\n");
+    wy_buf_puts(&c->out, "\r\n");
+    if (len)
+        wy_buf_append(&c->out, body, len);
+    mark_dirty(c);
+}
+
+static void error_body(wy_buf_t *b, const char *code, const char *message)
+{
+    wy_buf_puts(b, "{\"error\":{\"code\":\"");
+    wy_buf_json_escape(b, code, strlen(code));
+    wy_buf_puts(b, "\",\"message\":\"");
+    wy_buf_json_escape(b, message, strlen(message));
+    wy_buf_puts(b, "\"}}");
+}
+
+/* Rejects the request being read: error response, then close (the parser state is unknown). */
+static void reject(conn_t *c, int status, const char *code, const char *message)
+{
+    if (c->state != C_HTTP || c->close_after_write)
+        return;
+    wy_buf_t b = WY_BUF_INIT;
+    error_body(&b, code, message);
+    put_response(c, status, "application/json", b.data, b.len, NULL, false, 1);
+    wy_buf_free(&b);
+    c->close_after_write = true;
+    uv_timer_stop(&c->timer);
+    if (c->req) {
+        req_free(c->req);
+        c->req = NULL;
+    }
+}
+
+static void keepalive_timer_cb(uv_timer_t *t);
+
+void wy_http_respond(wy_http_req_t *req, int status, const char *content_type, const void *body,
+                     size_t len)
+{
+    wy_http_server_t *srv = req->srv;
+    conn_t *c = req->conn;
+    if (req->dispatched)
+        srv->ctr.requests_in_flight--;
+    if (c && c->active == req && c->state == C_HTTP) {
+        c->active = NULL;
+        bool keep = req->keep_alive && !req->upgrade && !srv->stopping && !c->peer_eof;
+        put_response(c, status, content_type, body, len, &req->resp_hdrs, keep, req->http_minor);
+        if (!keep)
+            c->close_after_write = true;
+        req_free(req);
+        if (!c->close_after_write && !c->processing)
+            process_input(c);
+        return;
+    }
+    if (c && c->active == req)
+        c->active = NULL;
+    else
+        count_status(srv, status); /* connection gone: still a response the handler made */
+    req_free(req);
+}
+
+void wy_http_respond_json(wy_http_req_t *req, int status, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(body);
+    if (s) {
+        wy_http_respond(req, status, "application/json", s, strlen(s));
+        free(s);
+    } else {
+        wy_http_respond(req, status, "application/json", "null", 4);
+    }
+}
+
+void wy_http_respond_error(wy_http_req_t *req, int status, const char *code, const char *message)
+{
+    wy_buf_t b = WY_BUF_INIT;
+    error_body(&b, code ? code : "ERROR", message ? message : "");
+    wy_http_respond(req, status, "application/json", b.data, b.len);
+    wy_buf_free(&b);
+}
+
+void wy_http_respond_err(wy_http_req_t *req, int err, const char *message)
+{
+    wy_http_respond_error(req, wy_err_http(err), wy_errname(err),
+                          message ? message : wy_strerror(err));
+}
+
+int wy_http_add_header(wy_http_req_t *req, const char *name, const char *value)
+{
+    if (!name || !value || !*name || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+        return WY_EINVAL;
+    wy_buf_printf(&req->resp_hdrs, "%s: %s\r\n", name, value);
+    return WY_OK;
+}
+
+json_t *wy_http_req_json(wy_http_req_t *req)
+{
+    if (req->body.len == 0) {
+        wy_http_respond_error(req, 400, "BAD_JSON", "request body is empty; expected JSON");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body.data, req->body.len, 0, &jerr);
+    if (!j) {
+        char *msg = wy_sprintf("request body is not valid JSON: %s (line %d, column %d)",
+                               jerr.text, jerr.line, jerr.column);
+        wy_http_respond_error(req, 400, "BAD_JSON", msg);
+        wy_free(msg);
+    }
+    return j;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static const char *route_method(const route_t *r)
+{
+    return r->ws ? "GET" : r->method;
+}
+
+static int add_route(wy_http_server_t *srv, const route_t *r)
+{
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const route_t *o = &srv->routes[i];
+        if (o->prefix == r->prefix && !strcmp(o->path, r->path) &&
+            !strcmp(route_method(o), route_method(r)))
+            return WY_EEXIST;
+    }
+    srv->routes = wy_realloc(srv->routes, (srv->nroutes + 1) * sizeof(route_t));
+    srv->routes[srv->nroutes++] = *r;
+    return WY_OK;
+}
+
+int wy_http_route(wy_http_server_t *srv, const char *method, const char *path,
+                  wy_http_handler_cb cb, void *ud)
+{
+    route_t r = {.path = (char *)path, .method = (char *)method, .cb = cb, .ud = ud};
+    r.path_len = strlen(path);
+    if (add_route(srv, &r) != WY_OK)
+        return WY_EEXIST;
+    route_t *n = &srv->routes[srv->nroutes - 1];
+    n->method = wy_strdup(method);
+    n->path = wy_strdup(path);
+    return WY_OK;
+}
+
+int wy_http_route_prefix(wy_http_server_t *srv, const char *method, const char *prefix,
+                         wy_http_handler_cb cb, void *ud)
+{
+    route_t r = {.path = (char *)prefix, .method = (char *)method, .cb = cb, .ud = ud};
+    r.path_len = strlen(prefix);
+    r.prefix = true;
+    if (add_route(srv, &r) != WY_OK)
+        return WY_EEXIST;
+    route_t *n = &srv->routes[srv->nroutes - 1];
+    n->method = wy_strdup(method);
+    n->path = wy_strdup(prefix);
+    return WY_OK;
+}
+
+int wy_ws_route(wy_http_server_t *srv, const char *path, const wy_ws_handlers_t *h)
+{
+    route_t r = {.path = (char *)path, .ws = true, .wsh = *h};
+    r.path_len = strlen(path);
+    if (add_route(srv, &r) != WY_OK)
+        return WY_EEXIST;
+    route_t *n = &srv->routes[srv->nroutes - 1];
+    n->path = wy_strdup(path);
+    return WY_OK;
+}
+
+/* Finds the route for method+path; on a path match with no method match sets *allow to the
+ * methods of that path ("GET, POST") and returns NULL. */
+static const route_t *find_route(wy_http_server_t *srv, const char *method, const char *path,
+                                 wy_buf_t *allow)
+{
+    bool path_known = false;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const route_t *r = &srv->routes[i];
+        if (r->prefix || strcmp(r->path, path) != 0)
+            continue;
+        if (!strcmp(route_method(r), method))
+            return r;
+        path_known = true;
+        wy_buf_printf(allow, "%s%s", allow->len ? ", " : "", route_method(r));
+    }
+    if (path_known)
+        return NULL;
+    const route_t *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const route_t *r = &srv->routes[i];
+        if (!r->prefix || strncmp(r->path, path, r->path_len) != 0 || r->path_len < best_len)
+            continue;
+        if (r->path_len > best_len) {
+            best = NULL;
+            wy_buf_reset(allow);
+        }
+        best_len = r->path_len;
+        if (!strcmp(route_method(r), method))
+            best = r;
+        else if (!best)
+            wy_buf_printf(allow, "%s%s", allow->len ? ", " : "", route_method(r));
+    }
+    if (best)
+        wy_buf_reset(allow);
+    return best;
+}
+
+/* ------------------------------------------------------------------ WebSocket upgrade */
+
+static bool header_has_token(const char *v, const char *token)
+{
+    size_t tl = strlen(token);
+    while (v && *v) {
+        while (*v == ' ' || *v == '\t' || *v == ',')
+            v++;
+        const char *e = v;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+            return true;
+        v = e;
+    }
+    return false;
+}
+
+static const char *ws_check_upgrade(const wy_http_req_t *req)
+{
+    const char *up = wy_http_req_header(req, "Upgrade");
+    const char *cn = wy_http_req_header(req, "Connection");
+    const char *ver = wy_http_req_header(req, "Sec-WebSocket-Version");
+    const char *key = wy_http_req_header(req, "Sec-WebSocket-Key");
+    if (!up || !header_has_token(up, "websocket"))
+        return "expected a WebSocket upgrade (Upgrade: websocket)";
+    if (!cn || !header_has_token(cn, "upgrade"))
+        return "expected Connection: Upgrade";
+    if (!ver || strcmp(ver, "13") != 0)
+        return "unsupported Sec-WebSocket-Version (only 13)";
+    unsigned char raw[32];
+    if (!key || strlen(key) != 24 || strcmp(key + 22, "==") != 0 ||
+        EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return "Sec-WebSocket-Key must be 16 bytes in base64";
+    return NULL;
+}
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *user)
+{
+    WY_UNUSED(flags);
+    conn_t *c = user;
+    size_t avail = c->in.len - c->in_off;
+    if (avail == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = avail < len ? avail : len;
+    memcpy(buf, c->in.data + c->in_off, n);
+    c->in_off += n;
+    return (ssize_t)n;
+}
+
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                          void *user)
+{
+    WY_UNUSED(flags);
+    conn_t *c = user;
+    if (c->out.len >= WS_OUT_CHUNK) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    wy_buf_append(&c->out, data, len);
+    return (ssize_t)len;
+}
+
+static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user)
+{
+    WY_UNUSED(ctx);
+    conn_t *c = user;
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return;
+    c->srv->ctr.ws_msgs_in++;
+    if (c->state != C_WS || c->close_started || !c->ws_route->wsh.on_message)
+        return;
+    c->ws_route->wsh.on_message(c, arg->opcode == WSLAY_BINARY_FRAME, arg->msg, arg->msg_length,
+                                c->ws_route->wsh.ud);
+}
+
+static void ws_timer_cb(uv_timer_t *t);
+
+static void ws_upgrade(conn_t *c, wy_http_req_t *req, const route_t *r)
+{
+    wy_http_server_t *srv = c->srv;
+    const char *key = wy_http_req_header(req, "Sec-WebSocket-Key");
+    char cat[64];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    unsigned char accept[64];
+    int n = snprintf(cat, sizeof(cat), "%s%s", key, WS_GUID);
+    EVP_Digest(cat, (size_t)n, md, &mdlen, EVP_sha1(), NULL);
+    EVP_EncodeBlock(accept, md, (int)mdlen);
+    wy_buf_printf(&c->out,
+                  "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                  (const char *)accept);
+    count_status(srv, 101);
+    mark_dirty(c);
+
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv_cb,
+        .send_callback = ws_send_cb,
+        .on_msg_recv_callback = ws_msg_cb,
+    };
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        fprintf(stderr, "wslay: out of memory\n");
+        abort();
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, srv->lim.ws_max_message_bytes);
+    c->state = C_WS;
+    c->ws_route = r;
+    c->ws_opened = true;
+    c->last_rx_ms = wy_now_ms();
+    srv->ctr.ws_open++;
+    uv_timer_start(&c->timer, ws_timer_cb, srv->lim.ws_ping_interval_ms,
+                   srv->lim.ws_ping_interval_ms);
+    if (r->wsh.on_open)
+        r->wsh.on_open(c, req, r->wsh.ud);
+}
+
+/* ------------------------------------------------------------------ HTTP parsing */
+
+static void header_timer_cb(uv_timer_t *t);
+
+static int on_message_begin(http_parser *p)
+{
+    conn_t *c = p->data;
+    c->req = req_new(c);
+    c->hdr_state = 0;
+    c->hdr_bytes = 0;
+    uv_timer_start(&c->timer, header_timer_cb, c->srv->lim.header_timeout_ms, 0);
+    return 0;
+}
+
+static int fail(conn_t *c, int status, const char *code, const char *msg)
+{
+    c->perr_status = status;
+    c->perr_code = code;
+    c->perr_msg = msg;
+    return -1;
+}
+
+static int count_header_bytes(conn_t *c, size_t n)
+{
+    c->hdr_bytes += n;
+    if (c->hdr_bytes > c->srv->lim.max_header_bytes)
+        return fail(c, 431, "HEADERS_TOO_LARGE", "request line and headers exceed the limit");
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    if (count_header_bytes(c, len))
+        return -1;
+    wy_buf_append(&c->req->url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    wy_http_req_t *r = c->req;
+    if (count_header_bytes(c, len + 4))
+        return -1;
+    if (c->hdr_state != 1) {
+        if (r->nhdr == MAX_HEADERS)
+            return fail(c, 431, "HEADERS_TOO_LARGE", "too many request headers");
+        if (c->hdr_state == 2)
+            wy_buf_putc(&r->hdrs, '\0');
+        r->hoff[r->nhdr][0] = r->hdrs.len;
+        r->hoff[r->nhdr][1] = 0;
+        r->nhdr++;
+        c->hdr_state = 1;
+    }
+    wy_buf_append(&r->hdrs, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    wy_http_req_t *r = c->req;
+    if (count_header_bytes(c, len))
+        return -1;
+    if (c->hdr_state != 2) {
+        wy_buf_putc(&r->hdrs, '\0');
+        r->hoff[r->nhdr - 1][1] = r->hdrs.len;
+        c->hdr_state = 2;
+    }
+    wy_buf_append(&r->hdrs, at, len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    wy_http_req_t *r = c->req;
+    wy_http_server_t *srv = c->srv;
+    if (c->hdr_state == 2)
+        wy_buf_putc(&r->hdrs, '\0');
+    else if (c->hdr_state == 1)
+        return fail(c, 400, "BAD_REQUEST", "malformed header");
+    wy_buf_putc(&r->hdrs, '\0'); /* hdrs.data non-NULL even without headers */
+    r->method = http_method_str((enum http_method)p->method);
+    r->http_minor = p->http_major == 1 ? p->http_minor : 1;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > srv->lim.max_body_bytes)
+        return fail(c, 413, "BODY_TOO_LARGE", "request body exceeds the limit");
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (r->url.len == 0 ||
+        http_parser_parse_url(r->url.data, r->url.len, p->method == HTTP_CONNECT, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH)))
+        return fail(c, 400, "BAD_REQUEST", "malformed request target");
+    r->path = wy_strndup(r->url.data + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    if (u.field_set & (1 << UF_QUERY))
+        r->query = wy_strndup(r->url.data + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+    const char *expect = wy_http_req_header(r, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
+        wy_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+        mark_dirty(c);
+    }
+    return 0;
+}
+
+static int on_chunk_header(http_parser *p)
+{
+    conn_t *c = p->data;
+    if (p->content_length > c->srv->lim.max_body_bytes - c->req->body.len)
+        return fail(c, 413, "BODY_TOO_LARGE", "request body exceeds the limit");
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    if (len > c->srv->lim.max_body_bytes - c->req->body.len)
+        return fail(c, 413, "BODY_TOO_LARGE", "request body exceeds the limit");
+    wy_buf_append(&c->req->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    wy_http_req_t *r = c->req;
+    r->keep_alive = http_should_keep_alive(p);
+    r->upgrade = p->upgrade;
+    c->ready = r;
+    c->req = NULL;
+    /* One request at a time: stop here, dispatch, continue parsing after the response. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+};
+
+static void dispatch(conn_t *c, wy_http_req_t *r)
+{
+    wy_http_server_t *srv = c->srv;
+    srv->ctr.requests++;
+    srv->ctr.requests_in_flight++;
+    r->dispatched = true;
+    c->active = r;
+    uv_timer_stop(&c->timer);
+    wy_buf_t allow = WY_BUF_INIT;
+    const route_t *rt = find_route(srv, r->method, r->path, &allow);
+    if (!rt && allow.len) {
+        wy_http_add_header(r, "Allow", allow.data);
+        char *msg = wy_sprintf("method %s not allowed on %s", r->method, r->path);
+        wy_http_respond_error(r, 405, "METHOD_NOT_ALLOWED", msg);
+        wy_free(msg);
+    } else if (!rt) {
+        char *msg = wy_sprintf("no such path: %s", r->path);
+        wy_http_respond_error(r, 404, "NOT_FOUND", msg);
+        wy_free(msg);
+    } else if (rt->ws) {
+        const char *bad = r->upgrade ? ws_check_upgrade(r) : "expected a WebSocket upgrade";
+        if (bad) {
+            wy_http_add_header(r, "Sec-WebSocket-Version", "13");
+            r->keep_alive = false;
+            wy_http_respond_error(r, 400, "BAD_UPGRADE", bad);
+        } else {
+            c->active = NULL;
+            srv->ctr.requests_in_flight--;
+            ws_upgrade(c, r, rt);
+            req_free(r);
+        }
+    } else {
+        rt->cb(r, rt->ud);
+    }
+    wy_buf_free(&allow);
+}
+
+static void compact_input(conn_t *c)
+{
+    if (c->in_off == 0)
+        return;
+    size_t rest = c->in.len - c->in_off;
+    if (rest)
+        memmove(c->in.data, c->in.data + c->in_off, rest);
+    c->in.len = rest;
+    if (c->in.data)
+        c->in.data[rest] = '\0';
+    c->in_off = 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void set_reading(conn_t *c, bool on)
+{
+    if (on == c->reading || c->state == C_CLOSING)
+        return;
+    c->reading = on;
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+static void process_input(conn_t *c)
+{
+    if (c->processing)
+        return;
+    c->processing = true;
+    while (c->state == C_HTTP && !c->active && !c->close_after_write) {
+        size_t avail = c->in.len - c->in_off;
+        if (avail == 0)
+            break;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.data + c->in_off, avail);
+        c->in_off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            wy_http_req_t *r = c->ready;
+            c->ready = NULL;
+            dispatch(c, r);
+            continue;
+        }
+        if (e == HPE_HEADER_OVERFLOW) {
+            reject(c, 431, "HEADERS_TOO_LARGE", "request line and headers exceed the limit");
+        } else if (e != HPE_OK) {
+            if (c->perr_status)
+                reject(c, c->perr_status, c->perr_code, c->perr_msg);
+            else
+                reject(c, 400, "BAD_REQUEST", http_errno_description(e));
+        } else if (n < avail) {
+            reject(c, 400, "BAD_REQUEST", "unexpected data after the request");
+        }
+    }
+    compact_input(c);
+    c->processing = false;
+    if (c->state == C_WS) {
+        ws_input(c);
+        return;
+    }
+    if (c->state != C_HTTP)
+        return;
+    if (c->close_after_write) {
+        set_reading(c, false);
+        mark_dirty(c);
+        return;
+    }
+    if (!c->active && !c->req && c->in.len == 0 && !c->peer_eof) {
+        if (c->srv->stopping && !c->writing && c->out.len == 0) {
+            conn_close(c);
+            return;
+        }
+        uv_timer_start(&c->timer, keepalive_timer_cb, c->srv->lim.keepalive_ms, 0);
+    }
+    set_reading(c, !c->peer_eof && c->in.len <= PIPELINE_MAX);
+}
+
+/* ------------------------------------------------------------------ timers */
+
+static void header_timer_cb(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state != C_HTTP || c->active)
+        return;
+    if (c->req || c->in.len > c->in_off) {
+        reject(c, 408, "REQUEST_TIMEOUT", "request not received in time");
+        set_reading(c, false);
+    } else {
+        conn_close(c);
+    }
+}
+
+static void keepalive_timer_cb(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state == C_HTTP && !c->active && !c->req && !c->writing && c->out.len == 0)
+        conn_close(c);
+}
+
+static void linger_timer_cb(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void ws_close_timer_cb(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void ws_timer_cb(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state != C_WS || c->close_started)
+        return;
+    if (wy_now_ms() - c->last_rx_ms >= c->srv->lim.ws_idle_timeout_ms) {
+        ws_start_close(c, WY_WS_GOING_AWAY, "idle timeout");
+        return;
+    }
+    struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
+    wslay_event_queue_msg(c->ws, &ping);
+    mark_dirty(c);
+}
+
+/* ------------------------------------------------------------------ connection I/O */
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    wy_http_server_t *srv = c->srv;
+    srv->handles_open--;
+    if (--c->handles > 0)
+        return;
+    unmark_dirty(c);
+    if (c->ws_opened) {
+        int code = WY_WS_ABNORMAL;
+        const char *reason = "";
+        if (wslay_event_get_close_received(c->ws)) {
+            code = wslay_event_get_status_code_received(c->ws);
+        } else if (c->close_code) {
+            code = c->close_code;
+            reason = c->close_reason;
+        } else if (wslay_event_get_close_sent(c->ws)) {
+            code = wslay_event_get_status_code_sent(c->ws);
+        }
+        srv->ctr.ws_open--;
+        if (c->ws_route->wsh.on_close)
+            c->ws_route->wsh.on_close(c, code, reason, c->ws_route->wsh.ud);
+    }
+    if (c->ws)
+        wslay_event_context_free(c->ws);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->rejected) {
+        srv->nrejected--;
+    } else {
+        srv->nconns--;
+        srv->ctr.conns_open--;
+    }
+    wy_buf_free(&c->in);
+    wy_buf_free(&c->out);
+    wy_buf_free(&c->wbuf);
+    wy_free(c);
+    srv_maybe_free(srv);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->state == C_CLOSING)
+        return;
+    c->state = C_CLOSING;
+    unmark_dirty(c);
+    if (c->req) {
+        req_free(c->req);
+        c->req = NULL;
+    }
+    if (c->ready) {
+        req_free(c->ready);
+        c->ready = NULL;
+    }
+    if (c->active) {
+        c->active->conn = NULL; /* the handler still owns it; responding frees it */
+        c->active = NULL;
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (status < 0 && c->state != C_CLOSING)
+        conn_close(c);
+}
+
+/* Final HTTP response written: send FIN and drain the peer's input for a while, so unread
+ * request bytes do not turn our close into an RST that destroys the response. */
+static void begin_linger(conn_t *c)
+{
+    c->state = C_LINGER;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, linger_timer_cb, LINGER_MS, 0);
+    c->in.len = 0;
+    c->in_off = 0;
+    set_reading(c, !c->peer_eof);
+    if (c->peer_eof)
+        conn_close(c);
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    c->writing = false;
+    wy_buf_reset(&c->wbuf);
+    if (c->state == C_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    mark_dirty(c);
+}
+
+static void flush_conn(conn_t *c)
+{
+    if (c->writing || c->state == C_CLOSING || c->state == C_LINGER)
+        return;
+    if (c->state == C_WS && wslay_event_want_write(c->ws)) {
+        if (wslay_event_send(c->ws) != 0) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->out.len) {
+        wy_buf_t t = c->wbuf;
+        c->wbuf = c->out;
+        c->out = t;
+        wy_buf_reset(&c->out);
+        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+        c->wreq.data = c;
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->writing = true;
+        return;
+    }
+    /* Everything is written. */
+    if (c->state == C_HTTP) {
+        if (c->close_after_write)
+            begin_linger(c);
+        else if (c->srv->stopping && !c->active && !c->req && c->in.len == 0)
+            conn_close(c);
+    } else if (c->state == C_WS && wslay_event_get_close_sent(c->ws)) {
+        if (wslay_event_get_close_received(c->ws) || c->peer_eof)
+            conn_close(c);
+    }
+}
+
+static void flush_check_cb(uv_check_t *h)
+{
+    wy_http_server_t *srv = h->data;
+    conn_t *c;
+    while ((c = srv->dirty_head) != NULL) {
+        unmark_dirty(c);
+        flush_conn(c);
+    }
+    if (!srv->dirty_head)
+        uv_idle_stop(&srv->flush_idle);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    WY_UNUSED(suggested);
+    conn_t *c = h->data;
+    buf->base = c->srv->rbuf;
+    buf->len = sizeof(c->srv->rbuf);
+}
+
+static void ws_input(conn_t *c)
+{
+    if (c->state != C_WS)
+        return;
+    if (!wslay_event_want_read(c->ws)) {
+        c->in.len = c->in_off = 0;
+        return;
+    }
+    int rv = wslay_event_recv(c->ws);
+    compact_input(c);
+    if (rv != 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->state != C_WS)
+        return;
+    if (!wslay_event_want_read(c->ws) && !c->close_started) {
+        /* wslay queued a close: the peer's close, or 1007/1009/1002 on bad input. */
+        c->close_started = true;
+        uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
+    }
+    mark_dirty(c);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && c->state == C_HTTP && c->active) {
+            /* Half-close: the client may still read the response it is waiting for. */
+            c->peer_eof = true;
+            set_reading(c, false);
+        } else if (nread == UV_EOF && c->state == C_WS && c->close_started) {
+            c->peer_eof = true;
+            set_reading(c, false);
+            mark_dirty(c);
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    switch (c->state) {
+    case C_HTTP:
+        if (c->rejected)
+            return;
+        wy_buf_append(&c->in, buf->base, (size_t)nread);
+        process_input(c);
+        break;
+    case C_WS:
+        c->last_rx_ms = wy_now_ms();
+        wy_buf_append(&c->in, buf->base, (size_t)nread);
+        ws_input(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    wy_http_server_t *srv = ls->data;
+    if (status < 0)
+        return;
+    conn_t *c = wy_calloc(1, sizeof(*c));
+    c->srv = srv;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    srv->handles_open += 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->state = C_HTTP;
+    if (srv->nconns >= srv->lim.max_connections) {
+        c->rejected = true;
+        srv->nrejected++;
+        srv->ctr.conns_rejected++;
+    } else {
+        srv->nconns++;
+        srv->ctr.conns_open++;
+        srv->ctr.conns_accepted++;
+    }
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (c->rejected) {
+        /* Past a hard cap even the 503 is not worth the memory: just drop. */
+        if (srv->nrejected > 64 + srv->lim.max_connections / 8) {
+            conn_close(c);
+            return;
+        }
+        reject(c, 503, "OVERLOADED", "too many connections; retry later");
+        return;
+    }
+    uv_timer_start(&c->timer, header_timer_cb, srv->lim.header_timeout_ms, 0);
+    set_reading(c, true);
+}
+
+/* ------------------------------------------------------------------ server API */
+
+int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_server_t **out)
+{
+    wy_http_server_t *srv = wy_calloc(1, sizeof(*srv));
+    wy_http_limits_t d;
+    wy_http_limits_default(&d);
+    srv->loop = loop;
+    srv->lim = limits ? *limits : d;
+#define DEF(f)                                                                                     \
+    if (!srv->lim.f)                                                                               \
+        srv->lim.f = d.f;
+    DEF(max_header_bytes)
+    DEF(max_body_bytes)
+    DEF(max_connections)
+    DEF(header_timeout_ms)
+    DEF(keepalive_ms)
+    DEF(ws_max_message_bytes)
+    DEF(ws_max_send_queue_bytes)
+    DEF(ws_ping_interval_ms)
+    DEF(ws_idle_timeout_ms)
+    DEF(ws_close_timeout_ms)
+#undef DEF
+    uv_check_init(loop, &srv->flush_check);
+    uv_idle_init(loop, &srv->flush_idle);
+    srv->flush_check.data = srv;
+    srv->flush_idle.data = srv;
+    srv->handles_open = 2;
+    uv_check_start(&srv->flush_check, flush_check_cb);
+    uv_unref((uv_handle_t *)&srv->flush_check);
+    *out = srv;
+    return WY_OK;
+}
+
+int wy_http_listen(wy_http_server_t *srv, const char *host, int port, const char **err)
+{
+    const char *dummy;
+    if (!err)
+        err = &dummy;
+    if (srv->listener_init || srv->stopping) {
+        *err = "http: server already listening or stopping";
+        return WY_ESTATE;
+    }
+    if (port < 0 || port > 65535) {
+        *err = "http: port must be 0..65535";
+        return WY_EINVAL;
+    }
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+        *err = "http: host is not an IPv4 or IPv6 address";
+        return WY_EINVAL;
+    }
+    uv_tcp_init(srv->loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listener_init = true;
+    srv->handles_open++;
+    int rv = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+    if (rv != 0) {
+        *err = rv == UV_EADDRINUSE ? "http: address already in use" : "http: cannot bind/listen";
+        wy_log_error("http listen failed", "host", host, "error", uv_strerror(rv), NULL);
+        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+        return WY_EIO;
+    }
+    int sl = sizeof(ss);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &sl);
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    srv->listening = true;
+    return WY_OK;
+}
+
+int wy_http_port(const wy_http_server_t *srv)
+{
+    return srv->listening ? srv->port : 0;
+}
+
+static void close_listener(wy_http_server_t *srv)
+{
+    if (srv->listening) {
+        srv->listening = false;
+        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+    }
+}
+
+void wy_http_stop(wy_http_server_t *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    close_listener(srv);
+    for (conn_t *c = srv->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off &&
+            !c->writing && c->out.len == 0 && !c->close_after_write)
+            conn_close(c);
+    }
+}
+
+size_t wy_http_in_flight(const wy_http_server_t *srv)
+{
+    return (size_t)srv->ctr.requests_in_flight;
+}
+
+void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud)
+{
+    if (srv->closing)
+        return;
+    srv->stopping = true;
+    srv->closing = true;
+    srv->done = done;
+    srv->done_ud = ud;
+    close_listener(srv);
+    for (conn_t *c = srv->conns; c; c = c->next) {
+        if (c->state == C_WS && !c->close_code && !wslay_event_get_close_received(c->ws)) {
+            c->close_code = WY_WS_GOING_AWAY;
+            snprintf(c->close_reason, sizeof(c->close_reason), "server closing");
+        }
+        conn_close(c);
+    }
+    if (srv->reqs_live == 0)
+        srv_close_aux(srv);
+}
+
+const wy_http_counters_t *wy_http_counters(const wy_http_server_t *srv)
+{
+    return &srv->ctr;
+}
+
+/* ------------------------------------------------------------------ WebSocket API */
+
+static void ws_start_close(conn_t *c, int code, const char *reason)
+{
+    if (c->close_started || c->state != C_WS)
+        return;
+    c->close_started = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
+    wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)c->close_reason,
+                            strlen(c->close_reason));
+    uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
+    mark_dirty(c);
+}
+
+size_t wy_ws_queued_bytes(const wy_ws_conn_t *c)
+{
+    size_t q = c->out.len + c->wbuf.len;
+    if (c->ws)
+        q += wslay_event_get_queued_msg_length(c->ws);
+    return q;
+}
+
+int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
+{
+    wy_http_server_t *srv = c->srv;
+    if (c->state != C_WS || c->close_started)
+        return WY_ESTATE;
+    if (len > srv->lim.ws_max_message_bytes)
+        return WY_ETOOBIG;
+    if (wy_ws_queued_bytes(c) + len > srv->lim.ws_max_send_queue_bytes) {
+        srv->ctr.ws_overflows++;
+        wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, NULL);
+        ws_start_close(c, WY_WS_POLICY, "send queue full");
+        return WY_EBUSY;
+    }
+    struct wslay_event_msg m = {
+        .opcode = is_binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
+        .msg = data,
+        .msg_length = len,
+    };
+    if (wslay_event_queue_msg(c->ws, &m) != 0)
+        return WY_ESTATE;
+    srv->ctr.ws_msgs_out++;
+    mark_dirty(c);
+    return WY_OK;
+}
+
+int wy_ws_send_text(wy_ws_conn_t *c, const char *text, size_t len)
+{
+    return wy_ws_send(c, false, text, len);
+}
+
+int wy_ws_send_binary(wy_ws_conn_t *c, const void *data, size_t len)
+{
+    return wy_ws_send(c, true, data, len);
+}
+
+int wy_ws_close(wy_ws_conn_t *c, int code, const char *reason)
+{
+    if (code < 1000 || code > 4999 || code == 1004 || code == 1005 || code == 1006 ||
+        (reason && strlen(reason) > 123))
+        return WY_EINVAL;
+    if (c->state != C_WS || c->close_started)
+        return WY_ESTATE;
+    ws_start_close(c, code, reason);
+    return WY_OK;
+}
+
+void wy_ws_set_user(wy_ws_conn_t *c, void *user)
+{
+    c->user = user;
+}
+
+void *wy_ws_user(const wy_ws_conn_t *c)
+{
+    return c->user;
+}
+
+const char *wy_ws_peer(const wy_ws_conn_t *c)
+{
+    return c->peer;
+}

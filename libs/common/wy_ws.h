@@ -1,0 +1,66 @@
+/* wy_ws — WebSocket endpoints on a wy_http server: a GET route upgrades (RFC 6455), wslay does
+ * the framing, ping/pong and close handshake. Limits come from wy_http_limits_t (ws_*). */
+#ifndef WY_WS_H
+#define WY_WS_H
+
+#include "wy_http.h"
+
+/* Threading: loop thread only, like wy_http.h. */
+
+typedef struct wy_ws_conn wy_ws_conn_t;
+
+/* Close codes used by the server (RFC 6455 section 7.4.1). */
+enum {
+    WY_WS_NORMAL = 1000,
+    WY_WS_GOING_AWAY = 1001,    /* server stopping, idle timeout */
+    WY_WS_PROTOCOL_ERROR = 1002,
+    WY_WS_ABNORMAL = 1006,      /* reported to on_close when no close frame was exchanged */
+    WY_WS_INVALID_DATA = 1007,  /* invalid UTF-8 in a text message */
+    WY_WS_POLICY = 1008,        /* send queue overflow */
+    WY_WS_TOO_BIG = 1009        /* message over ws_max_message_bytes */
+};
+
+typedef struct {
+    /* The connection is open. req is the upgrade request, readable (headers, query, peer) only
+     * during this call; do not respond to it. May send or close. */
+    void (*on_open)(wy_ws_conn_t *conn, const wy_http_req_t *req, void *ud);
+    /* One complete (reassembled) message; data is valid only during the call. Text messages are
+     * valid UTF-8 (checked before delivery). */
+    void (*on_message)(wy_ws_conn_t *conn, bool is_binary, const uint8_t *data, size_t len,
+                       void *ud);
+    /* The connection is gone (always called once after on_open, from a clean loop turn). code is
+     * the peer's close code if it sent one, else the code the server closed with, else 1006.
+     * conn is freed right after this returns: drop every pointer to it here. */
+    void (*on_close)(wy_ws_conn_t *conn, int code, const char *reason, void *ud);
+    void *ud;
+} wy_ws_handlers_t;
+
+/* Serves WebSocket on GET path. A request without a valid upgrade (Upgrade: websocket,
+ * Connection: upgrade, Sec-WebSocket-Version: 13, 16-byte base64 Sec-WebSocket-Key) gets 400.
+ * h is copied. Returns WY_OK or WY_EEXIST. */
+int wy_ws_route(wy_http_server_t *srv, const char *path, const wy_ws_handlers_t *h);
+
+/* Queues one message (data copied); it goes out with the other writes of this loop turn.
+ * Returns WY_OK; WY_ESTATE if the connection is closing; WY_ETOOBIG if len is over
+ * ws_max_message_bytes; WY_EBUSY if the send queue would exceed ws_max_send_queue_bytes: then the
+ * connection is also closed with 1008 (the slow client is dropped) and on_close follows. */
+int wy_ws_send(wy_ws_conn_t *conn, bool is_binary, const void *data, size_t len);
+int wy_ws_send_text(wy_ws_conn_t *conn, const char *text, size_t len);
+int wy_ws_send_binary(wy_ws_conn_t *conn, const void *data, size_t len);
+
+/* Starts the close handshake with code (1000..4999) and reason (UTF-8, at most 123 bytes, may be
+ * NULL). Safe from any callback, including on_message; the connection is freed later and
+ * on_close follows. Returns WY_OK, WY_EINVAL (bad code/reason) or WY_ESTATE (already closing). */
+int wy_ws_close(wy_ws_conn_t *conn, int code, const char *reason);
+
+/* Per-connection pointer for the owner (NULL at start). */
+void wy_ws_set_user(wy_ws_conn_t *conn, void *user);
+void *wy_ws_user(const wy_ws_conn_t *conn);
+
+/* Peer address "ip:port". */
+const char *wy_ws_peer(const wy_ws_conn_t *conn);
+
+/* Bytes queued on this connection and not yet written to the socket. */
+size_t wy_ws_queued_bytes(const wy_ws_conn_t *conn);
+
+#endif

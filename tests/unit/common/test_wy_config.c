@@ -1,0 +1,545 @@
+/* Unit tests for wy_config: parsing of every type, error messages, help text
+ * and JSON, effective configuration, and ownership of stored strings. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wy_config.h"
+
+#define GiB ((int64_t)1 << 30)
+
+static const char *err;
+
+static int teardown(void **state)
+{
+    (void)state;
+    /* Frees the last error message; no table strings are involved. */
+    wy_config_free(NULL, 0);
+    err = NULL;
+    return 0;
+}
+
+/* Parses `text` into a fresh int64 and returns the rc; *out gets the value. */
+static int parse_i64(wy_cfg_entry_t e, const char *text, int64_t *out)
+{
+    int64_t v = -777;
+    e.dst = &v;
+    err = NULL;
+    int rc = wy_config_parse_value(&e, text, &err);
+    *out = v;
+    return rc;
+}
+
+static void expect_i64(wy_cfg_entry_t e, const char *text, int64_t want)
+{
+    int64_t v;
+    int rc = parse_i64(e, text, &v);
+    if (rc != WY_OK)
+        fail_msg("\"%s\" rejected: %s", text, err);
+    assert_int_equal(v, want);
+}
+
+static void expect_reject(wy_cfg_entry_t e, const char *text)
+{
+    int64_t v;
+    int rc = parse_i64(e, text, &v);
+    if (rc != WY_EINVAL)
+        fail_msg("\"%s\" accepted as %lld", text, (long long)v);
+    assert_int_equal(v, -777); /* destination untouched on error */
+    assert_non_null(err);
+    assert_non_null(strstr(err, e.name));
+}
+
+static void test_int(void **state)
+{
+    (void)state;
+    wy_cfg_entry_t port = {.name = "WY_LOBBY_WS_PORT", .type = WY_CFG_INT, .def = "7000",
+                           .min = 1, .max = 65535};
+    expect_i64(port, "1", 1);
+    expect_i64(port, "65535", 65535);
+    expect_i64(port, "+80", 80);
+    expect_i64(port, " 443\n", 443);
+    expect_reject(port, "0");
+    expect_reject(port, "65536");
+    expect_reject(port, "-1");
+    expect_reject(port, "");
+    expect_reject(port, " ");
+    expect_reject(port, "80x");
+    expect_reject(port, "8 0");
+    expect_reject(port, "0x50");
+    expect_reject(port, "1e3");
+    expect_reject(port, "+");
+    expect_reject(port, "99999999999999999999");
+
+    int64_t v;
+    assert_int_equal(parse_i64(port, "abc", &v), WY_EINVAL);
+    assert_string_equal(err,
+                        "WY_LOBBY_WS_PORT: must be an integer between 1 and 65535 (got \"abc\")");
+
+    wy_cfg_entry_t any = {.name = "WY_ANY", .type = WY_CFG_INT, .def = "0"};
+    expect_i64(any, "9223372036854775807", INT64_MAX);
+    expect_i64(any, "-9223372036854775808", INT64_MIN);
+    expect_i64(any, "-5", -5);
+    expect_reject(any, "9223372036854775808");
+    expect_reject(any, "-9223372036854775809");
+    expect_reject(any, "--5");
+    assert_int_equal(parse_i64(any, "x", &v), WY_EINVAL);
+    assert_string_equal(err, "WY_ANY: must be an integer (got \"x\")");
+
+    wy_cfg_entry_t neg = {.name = "WY_NEG", .type = WY_CFG_INT, .def = "0", .min = -10, .max = -1};
+    expect_i64(neg, "-10", -10);
+    expect_i64(neg, "-1", -1);
+    expect_reject(neg, "0");
+    expect_reject(neg, "-11");
+}
+
+static void expect_bool(const char *text, bool want)
+{
+    bool v = !want;
+    wy_cfg_entry_t e = {.name = "WY_FLAG", .type = WY_CFG_BOOL, .def = "false", .dst = &v};
+    if (wy_config_parse_value(&e, text, &err) != WY_OK)
+        fail_msg("\"%s\" rejected: %s", text, err);
+    assert_int_equal(v, want);
+}
+
+static void test_bool(void **state)
+{
+    (void)state;
+    const char *yes[] = {"true", "TRUE", "True", "1", "yes", "YES", "on", "On", " on "};
+    const char *no[] = {"false", "FALSE", "0", "no", "No", "off", "OFF"};
+    for (size_t i = 0; i < WY_ARRAY_LEN(yes); i++)
+        expect_bool(yes[i], true);
+    for (size_t i = 0; i < WY_ARRAY_LEN(no); i++)
+        expect_bool(no[i], false);
+
+    const char *bad[] = {"", "maybe", "2", "tru", "yess", "y", "n", "enabled", "10"};
+    for (size_t i = 0; i < WY_ARRAY_LEN(bad); i++) {
+        bool v = true;
+        wy_cfg_entry_t e = {.name = "WY_FLAG", .type = WY_CFG_BOOL, .def = "false", .dst = &v};
+        assert_int_equal(wy_config_parse_value(&e, bad[i], &err), WY_EINVAL);
+        assert_true(v);
+        assert_non_null(strstr(err, "WY_FLAG: must be a boolean"));
+    }
+}
+
+static void test_enum(void **state)
+{
+    (void)state;
+    char *v = NULL;
+    wy_cfg_entry_t e = {.name = "WY_LOBBY_DUP_POLICY", .type = WY_CFG_ENUM, .def = "kick-old",
+                        .choices = "kick-old|reject-new", .dst = &v};
+    assert_int_equal(wy_config_parse_value(&e, "reject-new", &err), WY_OK);
+    assert_string_equal(v, "reject-new");
+    assert_int_equal(wy_config_parse_value(&e, "kick-old", &err), WY_OK);
+    assert_string_equal(v, "kick-old");
+
+    const char *bad[] = {"foo", "", "kick", "kick-old|reject-new", "Kick-Old", "|"};
+    for (size_t i = 0; i < WY_ARRAY_LEN(bad); i++) {
+        assert_int_equal(wy_config_parse_value(&e, bad[i], &err), WY_EINVAL);
+        assert_string_equal(v, "kick-old"); /* untouched */
+    }
+    assert_int_equal(wy_config_parse_value(&e, "foo", &err), WY_EINVAL);
+    assert_string_equal(err, "WY_LOBBY_DUP_POLICY: must be one of kick-old, reject-new (got \"foo\")");
+
+    wy_config_free(&e, 1);
+    assert_null(v);
+}
+
+static void test_duration(void **state)
+{
+    (void)state;
+    wy_cfg_entry_t any = {.name = "WY_T", .type = WY_CFG_DURATION_MS, .def = "1s"};
+    expect_i64(any, "250ms", 250);
+    expect_i64(any, "5s", 5000);
+    expect_i64(any, "2m", 120000);
+    expect_i64(any, "1h", 3600000);
+    expect_i64(any, "42", 42);
+    expect_i64(any, "0", 0);
+    expect_i64(any, "5S", 5000);
+    expect_i64(any, "10MS", 10);
+    expect_reject(any, "");
+    expect_reject(any, "ms");
+    expect_reject(any, "5x");
+    expect_reject(any, "5 s");
+    expect_reject(any, "-5s");
+    expect_reject(any, "1.5s");
+    expect_reject(any, "5sec");
+    expect_reject(any, "5d");
+    expect_reject(any, "9999999999999999h");
+    expect_reject(any, "99999999999999999999");
+
+    int64_t v;
+    assert_int_equal(parse_i64(any, "soon", &v), WY_EINVAL);
+    assert_string_equal(err, "WY_T: must be a duration like 250ms, 5s, 2m (got \"soon\")");
+
+    wy_cfg_entry_t b = {.name = "WY_HB", .type = WY_CFG_DURATION_MS, .def = "1s", .min = 100,
+                        .max = 60000};
+    expect_i64(b, "100ms", 100);
+    expect_i64(b, "100", 100);
+    expect_i64(b, "1m", 60000);
+    expect_i64(b, "60s", 60000);
+    expect_reject(b, "99ms");
+    expect_reject(b, "60001ms");
+    expect_reject(b, "2m");
+    assert_int_equal(parse_i64(b, "10m", &v), WY_EINVAL);
+    assert_string_equal(err, "WY_HB: must be a duration between 100ms and 1m (got \"10m\")");
+}
+
+static void test_size(void **state)
+{
+    (void)state;
+    wy_cfg_entry_t any = {.name = "WY_S", .type = WY_CFG_SIZE, .def = "1k"};
+    expect_i64(any, "512", 512);
+    expect_i64(any, "512b", 512);
+    expect_i64(any, "64k", 64 * 1024);
+    expect_i64(any, "64K", 64 * 1024);
+    expect_i64(any, "64KiB", 64 * 1024);
+    expect_i64(any, "64kb", 64 * 1024);
+    expect_i64(any, "8m", 8 << 20);
+    expect_i64(any, "8MiB", 8 << 20);
+    expect_i64(any, "1g", GiB);
+    expect_i64(any, "1GiB", GiB);
+    expect_i64(any, "2t", 2 * 1024 * GiB);
+    expect_reject(any, "");
+    expect_reject(any, "k");
+    expect_reject(any, "-1");
+    expect_reject(any, "1.5k");
+    expect_reject(any, "1x");
+    expect_reject(any, "1kibb");
+    expect_reject(any, "1 k");
+    expect_reject(any, "99999999999g");
+
+    int64_t v;
+    assert_int_equal(parse_i64(any, "big", &v), WY_EINVAL);
+    assert_non_null(strstr(err, "WY_S: must be a size like 512, 64k, 8m, 1g"));
+
+    wy_cfg_entry_t b = {.name = "WY_MAXMSG", .type = WY_CFG_SIZE, .def = "64k", .min = 1024,
+                        .max = 8 << 20};
+    expect_i64(b, "1k", 1024);
+    expect_i64(b, "1024", 1024);
+    expect_i64(b, "8m", 8 << 20);
+    expect_reject(b, "1023");
+    expect_reject(b, "9m");
+    assert_int_equal(parse_i64(b, "1g", &v), WY_EINVAL);
+    assert_string_equal(err, "WY_MAXMSG: must be a size between 1KiB and 8MiB (got \"1g\")");
+}
+
+static void test_string_and_required(void **state)
+{
+    (void)state;
+    char *s = NULL;
+    wy_cfg_entry_t e = {.name = "WY_REDIS_URL", .type = WY_CFG_STRING, .def = NULL, .dst = &s};
+    unsetenv("WY_REDIS_URL");
+    assert_int_equal(wy_config_load(&e, 1, &err), WY_EINVAL);
+    assert_string_equal(err, "WY_REDIS_URL: required but not set");
+    setenv("WY_REDIS_URL", "", 1);
+    err = NULL;
+    assert_int_equal(wy_config_load(&e, 1, &err), WY_EINVAL);
+    assert_string_equal(err, "WY_REDIS_URL: required but not set");
+    assert_int_equal(wy_config_parse_value(&e, "", &err), WY_EINVAL);
+    assert_string_equal(err, "WY_REDIS_URL: required but not set");
+    assert_null(s);
+
+    /* Strings are stored as given, spaces included. */
+    assert_int_equal(wy_config_parse_value(&e, " redis://h:1/0 ", &err), WY_OK);
+    assert_string_equal(s, " redis://h:1/0 ");
+    unsetenv("WY_REDIS_URL");
+    wy_config_free(&e, 1);
+    assert_null(s);
+}
+
+static void test_load_defaults_env_reload(void **state)
+{
+    (void)state;
+    char *name = NULL, *policy = NULL;
+    int64_t port = 0, hb = 0, max = 0;
+    bool tls = true;
+    wy_cfg_entry_t tab[] = {
+        {"WYT_NAME", WY_CFG_STRING, "lobby-1", 0, 0, NULL, "instance name", &name, false},
+        {"WYT_PORT", WY_CFG_INT, "7000", 1, 65535, NULL, "port", &port, false},
+        {"WYT_TLS", WY_CFG_BOOL, "false", 0, 0, NULL, "tls", &tls, false},
+        {"WYT_POLICY", WY_CFG_ENUM, "kick-old", 0, 0, "kick-old|reject-new", "policy", &policy,
+         false},
+        {"WYT_HB", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL, "heartbeat", &hb, false},
+        {"WYT_MAX", WY_CFG_SIZE, "64k", 1024, 1 << 20, NULL, "max msg", &max, false},
+    };
+    for (size_t i = 0; i < WY_ARRAY_LEN(tab); i++)
+        unsetenv(tab[i].name);
+
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_OK);
+    assert_string_equal(name, "lobby-1");
+    assert_int_equal(port, 7000);
+    assert_false(tls);
+    assert_string_equal(policy, "kick-old");
+    assert_int_equal(hb, 5000);
+    assert_int_equal(max, 65536);
+
+    setenv("WYT_NAME", "lobby-2", 1);
+    setenv("WYT_PORT", "7100", 1);
+    setenv("WYT_TLS", "yes", 1);
+    setenv("WYT_POLICY", "reject-new", 1);
+    setenv("WYT_HB", "250ms", 1);
+    setenv("WYT_MAX", "1MiB", 1);
+    /* Reloading overwrites the stored strings; ASan reports a leak if the old
+     * ones are not freed. */
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_OK);
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_OK);
+    assert_string_equal(name, "lobby-2");
+    assert_int_equal(port, 7100);
+    assert_true(tls);
+    assert_string_equal(policy, "reject-new");
+    assert_int_equal(hb, 250);
+    assert_int_equal(max, 1 << 20);
+
+    /* Empty counts as unset: the default applies. */
+    setenv("WYT_PORT", "", 1);
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_OK);
+    assert_int_equal(port, 7000);
+
+    /* The first bad entry stops the load and is named. */
+    setenv("WYT_HB", "2m", 1);
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_EINVAL);
+    assert_string_equal(err, "WYT_HB: must be a duration between 100ms and 1m (got \"2m\")");
+
+    for (size_t i = 0; i < WY_ARRAY_LEN(tab); i++)
+        unsetenv(tab[i].name);
+    wy_config_free(tab, WY_ARRAY_LEN(tab));
+    assert_null(name);
+    assert_null(policy);
+    wy_config_free(tab, WY_ARRAY_LEN(tab)); /* twice is safe */
+}
+
+static void test_caller_pointer_not_freed(void **state)
+{
+    (void)state;
+    /* A destination pre-set by the caller to a literal must never be freed. */
+    char *s = "static literal";
+    wy_cfg_entry_t e = {.name = "WYT_LIT", .type = WY_CFG_STRING, .def = "x", .dst = &s};
+    wy_config_free(&e, 1);
+    assert_string_equal(s, "static literal");
+}
+
+static void test_bad_default_is_reported(void **state)
+{
+    (void)state;
+    int64_t v;
+    wy_cfg_entry_t e = {.name = "WYT_BADDEF", .type = WY_CFG_INT, .def = "0", .min = 1,
+                        .max = 10, .dst = &v};
+    unsetenv("WYT_BADDEF");
+    assert_int_equal(wy_config_load(&e, 1, &err), WY_EINVAL);
+    assert_non_null(strstr(err, "WYT_BADDEF: must be an integer between 1 and 10"));
+    assert_non_null(strstr(err, "built-in default"));
+}
+
+static void test_secret_never_leaks(void **state)
+{
+    (void)state;
+    int64_t pin = 0;
+    char *url = NULL;
+    wy_cfg_entry_t tab[] = {
+        {"WYT_URL", WY_CFG_STRING, NULL, 0, 0, NULL, "db url", &url, true},
+        {"WYT_PIN", WY_CFG_INT, "1", 1, 9999, NULL, "pin", &pin, true},
+    };
+    setenv("WYT_URL", "postgresql://u:hunter2@db/x", 1);
+    setenv("WYT_PIN", "s3cr3t-pin", 1);
+    assert_int_equal(wy_config_load(tab, 2, &err), WY_EINVAL);
+    assert_non_null(strstr(err, "WYT_PIN"));
+    assert_null(strstr(err, "s3cr3t"));
+
+    setenv("WYT_PIN", "1234", 1);
+    assert_int_equal(wy_config_load(tab, 2, &err), WY_OK);
+    char *j = wy_config_effective_json(tab, 2);
+    assert_string_equal(j, "\"config\":{\"WYT_URL\":\"***\",\"WYT_PIN\":\"***\"}");
+    assert_null(strstr(j, "hunter2"));
+    wy_free(j);
+    unsetenv("WYT_URL");
+    unsetenv("WYT_PIN");
+    wy_config_free(tab, 2);
+}
+
+static void test_error_echo_is_bounded_and_printable(void **state)
+{
+    (void)state;
+    int64_t v;
+    wy_cfg_entry_t e = {.name = "WYT_N", .type = WY_CFG_INT, .def = "1"};
+    char big[300];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(parse_i64(e, big, &v), WY_EINVAL);
+    assert_true(strlen(err) < 150);
+    assert_non_null(strstr(err, "...\")"));
+    assert_int_equal(parse_i64(e, "a\"b\x01", &v), WY_EINVAL);
+    assert_string_equal(err, "WYT_N: must be an integer (got \"a\\\"b\\x01\")");
+}
+
+static void test_effective_json(void **state)
+{
+    (void)state;
+    char *name = NULL, *policy = NULL;
+    int64_t port = 0, hb = 0, max = 0, odd = 0;
+    bool tls = false;
+    wy_cfg_entry_t tab[] = {
+        {"WYT_NAME", WY_CFG_STRING, "a \"q\"", 0, 0, NULL, "", &name, false},
+        {"WYT_PORT", WY_CFG_INT, "7000", 1, 65535, NULL, "", &port, false},
+        {"WYT_TLS", WY_CFG_BOOL, "on", 0, 0, NULL, "", &tls, false},
+        {"WYT_POLICY", WY_CFG_ENUM, "reject-new", 0, 0, "kick-old|reject-new", "", &policy,
+         false},
+        {"WYT_HB", WY_CFG_DURATION_MS, "5s", 0, 0, NULL, "", &hb, false},
+        {"WYT_ODD", WY_CFG_DURATION_MS, "1500", 0, 0, NULL, "", &odd, false},
+        {"WYT_MAX", WY_CFG_SIZE, "65536", 0, 0, NULL, "", &max, false},
+    };
+    for (size_t i = 0; i < WY_ARRAY_LEN(tab); i++)
+        unsetenv(tab[i].name);
+    assert_int_equal(wy_config_load(tab, WY_ARRAY_LEN(tab), &err), WY_OK);
+    char *j = wy_config_effective_json(tab, WY_ARRAY_LEN(tab));
+    assert_string_equal(j, "\"config\":{\"WYT_NAME\":\"a \\\"q\\\"\",\"WYT_PORT\":\"7000\","
+                           "\"WYT_TLS\":\"true\",\"WYT_POLICY\":\"reject-new\",\"WYT_HB\":\"5s\","
+                           "\"WYT_ODD\":\"1500ms\",\"WYT_MAX\":\"64KiB\"}");
+    /* Wrapped in braces it is one valid JSON object. */
+    char *obj = wy_sprintf("{%s}", j);
+    json_error_t jerr;
+    json_t *root = json_loads(obj, 0, &jerr);
+    assert_non_null(root);
+    json_decref(root);
+    wy_free(obj);
+    wy_free(j);
+    wy_config_free(tab, WY_ARRAY_LEN(tab));
+}
+
+static char *capture_help(const char *svc, const wy_cfg_entry_t *tab, size_t n, bool json)
+{
+    /* Read back through a temp file: gcc's dangling-pointer analysis
+     * misreads open_memstream's out-parameters. */
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    wy_config_print_help(f, svc, tab, n, json);
+    long len = ftell(f);
+    assert_true(len > 0);
+    rewind(f);
+    char *buf = malloc((size_t)len + 1);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static const wy_cfg_entry_t help_tab[] = {
+    {"WY_LOBBY_WS_PORT", WY_CFG_INT, "7000", 1, 65535, NULL, "WebSocket port for clients", NULL,
+     false},
+    {"WY_REDIS_URL", WY_CFG_STRING, NULL, 0, 0, NULL, "Redis URL", NULL, true},
+    {"WY_LOBBY_DUP_POLICY", WY_CFG_ENUM, "kick-old", 0, 0, "kick-old|reject-new",
+     "What a second login does", NULL, false},
+    {"WY_LOBBY_HEARTBEAT", WY_CFG_DURATION_MS, "10s", 1000, 120000, NULL, "Heartbeat period",
+     NULL, false},
+    {"WY_LOBBY_MAX_MSG", WY_CFG_SIZE, "64k", 0, 0, NULL, "Largest client frame", NULL, false},
+    {"WY_LOBBY_TLS", WY_CFG_BOOL, "false", 0, 0, NULL, "Serve TLS", NULL, false},
+};
+
+static void test_help_json(void **state)
+{
+    (void)state;
+    char *out = capture_help("lobby", help_tab, WY_ARRAY_LEN(help_tab), true);
+    json_error_t jerr;
+    json_t *root = json_loads(out, 0, &jerr);
+    if (!root)
+        fail_msg("help JSON does not parse: %s\n%s", jerr.text, out);
+    assert_string_equal(json_string_value(json_object_get(root, "service")), "lobby");
+    json_t *vars = json_object_get(root, "variables");
+    assert_true(json_is_array(vars));
+    assert_int_equal(json_array_size(vars), WY_ARRAY_LEN(help_tab));
+    static const char *types[] = {"int", "string", "enum", "duration_ms", "size", "bool"};
+    for (size_t i = 0; i < WY_ARRAY_LEN(help_tab); i++) {
+        const wy_cfg_entry_t *e = &help_tab[i];
+        json_t *v = json_array_get(vars, i);
+        assert_string_equal(json_string_value(json_object_get(v, "name")), e->name);
+        assert_string_equal(json_string_value(json_object_get(v, "type")), types[i]);
+        json_t *def = json_object_get(v, "default");
+        if (e->def)
+            assert_string_equal(json_string_value(def), e->def);
+        else
+            assert_true(json_is_null(def));
+        assert_int_equal(json_is_true(json_object_get(v, "required")), e->def == NULL);
+        assert_string_equal(json_string_value(json_object_get(v, "help")), e->help);
+        assert_int_equal(json_is_true(json_object_get(v, "secret")), e->secret);
+        assert_true(json_is_boolean(json_object_get(v, "secret")));
+        bool bounded = e->min || e->max;
+        assert_int_equal(json_object_get(v, "min") != NULL, bounded);
+        assert_int_equal(json_object_get(v, "max") != NULL, bounded);
+        if (bounded) {
+            assert_int_equal(json_integer_value(json_object_get(v, "min")), e->min);
+            assert_int_equal(json_integer_value(json_object_get(v, "max")), e->max);
+        }
+        assert_int_equal(json_object_get(v, "choices") != NULL, e->type == WY_CFG_ENUM);
+    }
+    json_t *ch = json_object_get(json_array_get(vars, 2), "choices");
+    assert_int_equal(json_array_size(ch), 2);
+    assert_string_equal(json_string_value(json_array_get(ch, 0)), "kick-old");
+    assert_string_equal(json_string_value(json_array_get(ch, 1)), "reject-new");
+    json_decref(root);
+
+    /* Key order is part of the contract (charts diff against it). */
+    const char *keys[] = {"\"name\"", "\"type\"", "\"default\"", "\"required\"", "\"min\"",
+                          "\"max\"", "\"help\"", "\"secret\""};
+    const char *p = out;
+    for (size_t i = 0; i < WY_ARRAY_LEN(keys); i++) {
+        const char *q = strstr(p, keys[i]);
+        if (!q)
+            fail_msg("key %s missing or out of order", keys[i]);
+        p = q;
+    }
+    free(out);
+}
+
+static void test_help_text(void **state)
+{
+    (void)state;
+    char *out = capture_help("wy-lobby", help_tab, WY_ARRAY_LEN(help_tab), false);
+    assert_non_null(strstr(out, "wy-lobby"));
+    const char *head = strstr(out, "NAME");
+    assert_non_null(head);
+    const char *hl = strstr(head, "HELP");
+    assert_non_null(hl);
+    size_t help_col = (size_t)(hl - head);
+    size_t rows = 0;
+    for (const char *line = strchr(head, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        const wy_cfg_entry_t *e = &help_tab[rows];
+        assert_memory_equal(line, e->name, strlen(e->name));
+        /* Every help starts in the HELP column. */
+        assert_memory_equal(line + help_col, e->help, strlen(e->help));
+        rows++;
+    }
+    assert_int_equal(rows, WY_ARRAY_LEN(help_tab));
+    assert_non_null(strstr(out, "(required)"));
+    assert_non_null(strstr(out, "1..65535"));
+    assert_non_null(strstr(out, "1s..2m"));
+    assert_non_null(strstr(out, "kick-old|reject-new"));
+    assert_non_null(strstr(out, "duration_ms"));
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_int, teardown),
+        cmocka_unit_test_teardown(test_bool, teardown),
+        cmocka_unit_test_teardown(test_enum, teardown),
+        cmocka_unit_test_teardown(test_duration, teardown),
+        cmocka_unit_test_teardown(test_size, teardown),
+        cmocka_unit_test_teardown(test_string_and_required, teardown),
+        cmocka_unit_test_teardown(test_load_defaults_env_reload, teardown),
+        cmocka_unit_test_teardown(test_caller_pointer_not_freed, teardown),
+        cmocka_unit_test_teardown(test_bad_default_is_reported, teardown),
+        cmocka_unit_test_teardown(test_secret_never_leaks, teardown),
+        cmocka_unit_test_teardown(test_error_echo_is_bounded_and_printable, teardown),
+        cmocka_unit_test_teardown(test_effective_json, teardown),
+        cmocka_unit_test_teardown(test_help_json, teardown),
+        cmocka_unit_test_teardown(test_help_text, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
