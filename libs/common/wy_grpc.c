@@ -1,0 +1,1009 @@
+/* wy_grpc — gRPC C core glue: the completion-queue thread, the unary server with its
+ * built-in health service, and unary client calls. Threading model: see wy_grpc.h. */
+#include "wy_grpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "health.pb-c.h"
+#include "wy_log.h"
+
+#define MAX_METHODS 64
+#define MAX_HEALTH 64
+#define MAX_HEALTH_NAME 200
+#define DEFAULT_SLOTS 8
+#define DEFAULT_RECONNECT_MS 2000
+#define N_STATUS 17
+
+/* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
+enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
+typedef struct {
+    uint8_t kind;
+} tag_t;
+
+/* Something the CQ thread hands to the loop, embedded in its owner. */
+enum hop_kind { H_CALL, H_CLIENT, H_STOPPED, H_RT_DONE };
+typedef struct hop {
+    struct hop *next;
+    uint8_t kind;
+} hop_t;
+
+struct wy_grpc_rt {
+    uv_loop_t *loop;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    uv_async_t async;
+    pthread_mutex_t mu;
+    hop_t *head, *tail; /* under mu */
+    hop_t done_hop;
+    unsigned n_servers;  /* servers not yet freed (loop) */
+    unsigned n_channels; /* channels not yet closed (loop) */
+    bool closing;
+    void (*done_cb)(void *);
+    void *done_arg;
+};
+
+typedef struct {
+    char *path;
+    const ProtobufCMessageDescriptor *desc;
+    wy_grpc_handler_cb cb;
+    void *arg;
+} method_t;
+
+typedef struct {
+    char *name;
+    bool serving;
+} health_t;
+
+enum srv_state { S_NEW, S_RUNNING, S_STOPPING };
+
+struct wy_grpc_server {
+    wy_grpc_rt_t *rt;
+    grpc_server *gs;
+    size_t max_recv;
+    unsigned max_inflight, slots;
+    /* Written before start only, then read by the CQ thread. */
+    method_t methods[MAX_METHODS];
+    unsigned n_methods;
+
+    /* Loop only. */
+    health_t health[MAX_HEALTH];
+    unsigned n_health;
+    enum srv_state state;
+    wy_grpc_call_t *held; /* calls given to a handler and not answered yet */
+    uv_timer_t timer;     /* grace period of a stop */
+    bool hard;            /* grace over: answer everything at once */
+    void (*done_cb)(void *);
+    void *done_arg;
+    char errbuf[320];
+
+    /* Shared between the loop and the CQ thread. */
+    atomic_int stopping;
+    atomic_int shutdown_seen;
+    atomic_uint inflight;
+    atomic_uint live; /* call structs alive: request slots + calls */
+    tag_t t_shutdown;
+    hop_t stopped_hop;
+    atomic_uint_fast64_t calls_total, rejected_busy, cancelled, by_status[N_STATUS];
+};
+
+struct wy_grpc_call {
+    tag_t t_new, t_recv, t_close, t_reply;
+    hop_t hop;
+    wy_grpc_server_t *srv;
+    atomic_int refs; /* one per pending batch, plus one while the loop holds the call */
+    bool counted;    /* included in srv->inflight */
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *req_bb;
+    int close_cancelled;
+    atomic_int gone;
+    const method_t *method;
+    char *method_str;
+    ProtobufCMessage *req;
+    grpc_byte_buffer *resp_bb;
+    grpc_slice status_msg;
+    bool has_status_msg;
+    bool answered; /* loop */
+    wy_grpc_call_t *prev, *next;
+};
+
+typedef struct client_call client_call_t;
+
+struct wy_grpc_channel {
+    wy_grpc_rt_t *rt;
+    grpc_channel *gc;
+    unsigned max_inflight, inflight;
+    bool closed;
+    bool delivering; /* inside a reply callback: the loop frees the channel afterwards */
+    client_call_t *calls;
+};
+
+struct client_call {
+    tag_t tag;
+    hop_t hop;
+    wy_grpc_channel_t *ch;
+    grpc_call *call;
+    const ProtobufCMessageDescriptor *desc;
+    wy_grpc_reply_cb cb;
+    void *arg;
+    grpc_metadata *send_md;
+    size_t n_md;
+    grpc_byte_buffer *send_bb, *recv_bb;
+    grpc_metadata_array recv_init_md, trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+    ProtobufCMessage *resp;
+    client_call_t *prev, *next;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
+{
+    hop->next = NULL;
+    pthread_mutex_lock(&rt->mu);
+    if (rt->tail)
+        rt->tail->next = hop;
+    else
+        rt->head = hop;
+    rt->tail = hop;
+    pthread_mutex_unlock(&rt->mu);
+    uv_async_send(&rt->async);
+}
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* Decode a received buffer; NULL if it is not a valid desc. */
+static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
+                                        const ProtobufCMessageDescriptor *desc)
+{
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+static grpc_slice status_slice(const char *msg)
+{
+    size_t n = strlen(msg);
+    if (n > WY_GRPC_MAX_STATUS_MSG)
+        n = WY_GRPC_MAX_STATUS_MSG;
+    return grpc_slice_from_copied_buffer(msg, n);
+}
+
+/* ---------------------------------------------------------------- server, CQ thread side */
+
+static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
+{
+    atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
+    if ((unsigned)status < N_STATUS)
+        atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
+}
+
+static void call_free(wy_grpc_call_t *c)
+{
+    wy_grpc_server_t *srv = c->srv;
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->req_bb)
+        grpc_byte_buffer_destroy(c->req_bb);
+    if (c->resp_bb)
+        grpc_byte_buffer_destroy(c->resp_bb);
+    if (c->has_status_msg)
+        grpc_slice_unref(c->status_msg);
+    if (c->req)
+        protobuf_c_message_free_unpacked(c->req, NULL);
+    if (c->counted)
+        atomic_fetch_sub(&srv->inflight, 1);
+    wy_free(c->method_str);
+    wy_free(c);
+    /* The last struct released after the shutdown notification ends the stop. Nothing
+     * touches srv after the hop: the loop may free it at once. */
+    if (atomic_fetch_sub(&srv->live, 1) == 1 && atomic_load(&srv->shutdown_seen))
+        push_hop(srv->rt, &srv->stopped_hop);
+}
+
+static void call_unref(wy_grpc_call_t *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        call_free(c);
+}
+
+static void arm_slot(wy_grpc_server_t *srv)
+{
+    wy_grpc_call_t *c = wy_calloc(1, sizeof *c);
+    c->t_new.kind = T_NEW;
+    c->t_recv.kind = T_RECV;
+    c->t_close.kind = T_CLOSE;
+    c->t_reply.kind = T_REPLY;
+    c->hop.kind = H_CALL;
+    c->srv = srv;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    atomic_fetch_add(&srv->live, 1);
+    grpc_call_error e = grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md,
+                                                 srv->rt->cq, srv->rt->cq, &c->t_new);
+    if (e != GRPC_CALL_OK) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", (int)e);
+        wy_log_error("grpc request_call failed", "error", code, NULL);
+        call_free(c);
+    }
+}
+
+/* Answer from the CQ thread, without a handler. with_close: the call has no
+ * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
+static void reply_now(wy_grpc_call_t *c, grpc_status_code status, const char *msg,
+                      bool with_close)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (with_close) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+        n++;
+    }
+    c->status_msg = status_slice(msg);
+    c->has_status_msg = true;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = status;
+    ops[n].data.send_status_from_server.status_details = &c->status_msg;
+    n++;
+    count_status(c->srv, status);
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL);
+    if (e != GRPC_CALL_OK) {
+        wy_log_error("grpc start_batch failed", "op", "reply", NULL);
+        call_unref(c);
+    }
+}
+
+static const method_t *find_method(const wy_grpc_server_t *srv, grpc_slice path)
+{
+    for (unsigned i = 0; i < srv->n_methods; i++)
+        if (grpc_slice_str_cmp(path, srv->methods[i].path) == 0)
+            return &srv->methods[i];
+    return NULL;
+}
+
+static void on_new(wy_grpc_call_t *c, int success)
+{
+    wy_grpc_server_t *srv = c->srv;
+    if (!success) { /* the server is shutting down: the slot was never used */
+        call_free(c);
+        return;
+    }
+    if (!atomic_load(&srv->stopping))
+        arm_slot(srv);
+
+    c->counted = true;
+    unsigned before = atomic_fetch_add(&srv->inflight, 1);
+    c->method_str = wy_strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
+                               GRPC_SLICE_LENGTH(c->details.method));
+    if (before >= srv->max_inflight) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
+                 srv->max_inflight);
+        atomic_fetch_add_explicit(&srv->rejected_busy, 1, memory_order_relaxed);
+        reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, true);
+        return;
+    }
+    c->method = find_method(srv, c->details.method);
+    if (!c->method) {
+        char msg[WY_GRPC_MAX_STATUS_MSG];
+        snprintf(msg, sizeof msg, "unknown method %.900s", c->method_str);
+        reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg, true);
+        return;
+    }
+
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &c->req_bb;
+    atomic_fetch_add(&c->refs, 1);
+    if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK) {
+        wy_log_error("grpc start_batch failed", "op", "recv", NULL);
+        atomic_fetch_sub(&c->refs, 1);
+        grpc_call_cancel(c->call, NULL);
+    }
+    /* Watching for the end of the call from the start lets a handler see that the
+     * client gave up (deadline) and lets the counters see every cancellation. */
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[0].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    atomic_fetch_add(&c->refs, 1);
+    if (grpc_call_start_batch(c->call, ops, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+        wy_log_error("grpc start_batch failed", "op", "close", NULL);
+        call_unref(c);
+    }
+}
+
+static void on_recv(wy_grpc_call_t *c, int success)
+{
+    if (!success) { /* cancelled before the message arrived: t_close finishes it */
+        call_unref(c);
+        return;
+    }
+    if (!c->req_bb) {
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing", false);
+        call_unref(c);
+        return;
+    }
+    c->req = unpack_message(c->req_bb, c->method->desc);
+    grpc_byte_buffer_destroy(c->req_bb);
+    c->req_bb = NULL;
+    if (!c->req) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "request is not a valid %s", c->method->desc->name);
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg, false);
+        call_unref(c);
+        return;
+    }
+    /* The batch ref becomes the loop's ref, dropped when the reply batch completes. */
+    push_hop(c->srv->rt, &c->hop);
+}
+
+static void on_close(wy_grpc_call_t *c, int success)
+{
+    if (!success || c->close_cancelled) {
+        atomic_store(&c->gone, 1);
+        atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
+    }
+    call_unref(c);
+}
+
+static void on_server_shutdown(wy_grpc_server_t *srv)
+{
+    atomic_store(&srv->shutdown_seen, 1);
+    if (atomic_load(&srv->live) == 0)
+        push_hop(srv->rt, &srv->stopped_hop);
+}
+
+/* ---------------------------------------------------------------- client, CQ thread side */
+
+static void on_client_done(client_call_t *cc)
+{
+    /* Decoding here keeps the loop free; the loop only runs the callback. */
+    if (cc->status == GRPC_STATUS_OK && cc->recv_bb)
+        cc->resp = unpack_message(cc->recv_bb, cc->desc);
+    push_hop(cc->ch->rt, &cc->hop);
+}
+
+/* ---------------------------------------------------------------- CQ thread */
+
+static void *cq_main(void *arg)
+{
+    wy_grpc_rt_t *rt = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(rt->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag_t *t = ev.tag;
+        switch (t->kind) {
+        case T_NEW: on_new(WY_CONTAINER_OF(t, wy_grpc_call_t, t_new), ev.success); break;
+        case T_RECV: on_recv(WY_CONTAINER_OF(t, wy_grpc_call_t, t_recv), ev.success); break;
+        case T_CLOSE: on_close(WY_CONTAINER_OF(t, wy_grpc_call_t, t_close), ev.success); break;
+        case T_REPLY: call_unref(WY_CONTAINER_OF(t, wy_grpc_call_t, t_reply)); break;
+        case T_SHUTDOWN:
+            on_server_shutdown(WY_CONTAINER_OF(t, wy_grpc_server_t, t_shutdown));
+            break;
+        case T_CLIENT: on_client_done(WY_CONTAINER_OF(t, client_call_t, tag)); break;
+        }
+    }
+    push_hop(rt, &rt->done_hop);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- loop side */
+
+static void held_unlink(wy_grpc_call_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->held = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Start the reply batch. The last touch of c: the CQ thread frees it once done. */
+static int answer(wy_grpc_call_t *c, grpc_status_code status, const char *msg,
+                  grpc_byte_buffer *bb)
+{
+    if (c->answered) {
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        return WY_ESTATE;
+    }
+    c->answered = true;
+    held_unlink(c);
+    protobuf_c_message_free_unpacked(c->req, NULL);
+    c->req = NULL;
+    count_status(c->srv, status);
+
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (bb) {
+        c->resp_bb = bb;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = bb;
+        n++;
+    }
+    if (msg) {
+        c->status_msg = status_slice(msg);
+        c->has_status_msg = true;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = status;
+    ops[n].data.send_status_from_server.status_details = msg ? &c->status_msg : NULL;
+    n++;
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL) != GRPC_CALL_OK) {
+        wy_log_error("grpc start_batch failed", "op", "answer", NULL);
+        grpc_call_cancel(c->call, NULL);
+        call_unref(c);
+    }
+    return WY_OK;
+}
+
+static void deliver_call(wy_grpc_call_t *c)
+{
+    wy_grpc_server_t *srv = c->srv;
+    if (srv->hard) {
+        answer(c, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+        return;
+    }
+    c->next = srv->held;
+    if (srv->held)
+        srv->held->prev = c;
+    srv->held = c;
+    /* The handler may answer inside: c must not be touched after this line. */
+    c->method->cb(c, c->req, c->method->arg);
+}
+
+static void server_timer_closed(uv_handle_t *h)
+{
+    wy_grpc_server_t *srv = h->data;
+    void (*cb)(void *) = srv->done_cb;
+    void *arg = srv->done_arg;
+    srv->rt->n_servers--;
+    for (unsigned i = 0; i < srv->n_methods; i++)
+        wy_free(srv->methods[i].path);
+    for (unsigned i = 0; i < srv->n_health; i++)
+        wy_free(srv->health[i].name);
+    wy_free(srv);
+    if (cb)
+        cb(arg);
+}
+
+static void server_finish(wy_grpc_server_t *srv)
+{
+    uv_timer_stop(&srv->timer);
+    if (srv->gs)
+        grpc_server_destroy(srv->gs);
+    srv->gs = NULL;
+    uv_close((uv_handle_t *)&srv->timer, server_timer_closed);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    wy_grpc_server_t *srv = t->data;
+    if (!srv->gs) { /* never started: nothing to wait for */
+        server_finish(srv);
+        return;
+    }
+    srv->hard = true;
+    grpc_server_cancel_all_calls(srv->gs);
+    while (srv->held)
+        answer(srv->held, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+}
+
+static void deliver_client(client_call_t *cc)
+{
+    wy_grpc_channel_t *ch = cc->ch;
+    int status = cc->status;
+    int err;
+    char *message = NULL;
+    if (status == GRPC_STATUS_OK && !cc->resp) {
+        status = GRPC_STATUS_INTERNAL;
+        err = WY_EIO;
+        message = cc->recv_bb ? wy_sprintf("response is not a valid %s", cc->desc->name)
+                              : wy_strdup("response message missing");
+    } else {
+        err = status == GRPC_STATUS_OK ? WY_OK : wy_err_from_grpc(status);
+        message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
+                             GRPC_SLICE_LENGTH(cc->details));
+    }
+    if (cc->prev)
+        cc->prev->next = cc->next;
+    else
+        ch->calls = cc->next;
+    if (cc->next)
+        cc->next->prev = cc->prev;
+    ch->inflight--;
+
+    ch->delivering = true;
+    cc->cb(err, status, message, err == WY_OK ? cc->resp : NULL, cc->arg);
+    ch->delivering = false;
+
+    wy_free(message);
+    if (cc->resp)
+        protobuf_c_message_free_unpacked(cc->resp, NULL);
+    grpc_call_unref(cc->call);
+    grpc_byte_buffer_destroy(cc->send_bb);
+    if (cc->recv_bb)
+        grpc_byte_buffer_destroy(cc->recv_bb);
+    grpc_metadata_array_destroy(&cc->recv_init_md);
+    grpc_metadata_array_destroy(&cc->trailing_md);
+    grpc_slice_unref(cc->details);
+    for (size_t i = 0; i < cc->n_md; i++) {
+        grpc_slice_unref(cc->send_md[i].key);
+        grpc_slice_unref(cc->send_md[i].value);
+    }
+    wy_free(cc->send_md);
+    wy_free(cc);
+    if (ch->closed && ch->inflight == 0)
+        wy_free(ch);
+}
+
+static void rt_closed(uv_handle_t *h)
+{
+    wy_grpc_rt_t *rt = h->data;
+    void (*cb)(void *) = rt->done_cb;
+    void *arg = rt->done_arg;
+    pthread_mutex_destroy(&rt->mu);
+    wy_free(rt);
+    grpc_shutdown();
+    if (cb)
+        cb(arg);
+}
+
+static void on_async(uv_async_t *a)
+{
+    wy_grpc_rt_t *rt = a->data;
+    pthread_mutex_lock(&rt->mu);
+    hop_t *h = rt->head;
+    rt->head = rt->tail = NULL;
+    pthread_mutex_unlock(&rt->mu);
+    while (h) {
+        hop_t *next = h->next;
+        switch (h->kind) {
+        case H_CALL: deliver_call(WY_CONTAINER_OF(h, wy_grpc_call_t, hop)); break;
+        case H_CLIENT: deliver_client(WY_CONTAINER_OF(h, client_call_t, hop)); break;
+        case H_STOPPED: server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop)); break;
+        case H_RT_DONE:
+            pthread_join(rt->thread, NULL);
+            grpc_completion_queue_destroy(rt->cq);
+            uv_close((uv_handle_t *)&rt->async, rt_closed);
+            return;
+        }
+        h = next;
+    }
+}
+
+/* ---------------------------------------------------------------- runtime API */
+
+int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
+{
+    wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
+    rt->loop = loop;
+    rt->done_hop.kind = H_RT_DONE;
+    pthread_mutex_init(&rt->mu, NULL);
+    grpc_init();
+    rt->cq = grpc_completion_queue_create_for_next(NULL);
+    uv_async_init(loop, &rt->async, on_async);
+    rt->async.data = rt;
+
+    /* The CQ thread must never take the daemon's signals (SIGTERM goes to the loop). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&rt->thread, NULL, cq_main, rt);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
+        grpc_completion_queue_shutdown(rt->cq);
+        grpc_completion_queue_destroy(rt->cq);
+        uv_close((uv_handle_t *)&rt->async, rt_closed);
+        return WY_EINTERNAL;
+    }
+    *out = rt;
+    return WY_OK;
+}
+
+int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg)
+{
+    if (rt->closing || rt->n_servers || rt->n_channels)
+        return WY_ESTATE;
+    rt->closing = true;
+    rt->done_cb = done_cb;
+    rt->done_arg = arg;
+    grpc_completion_queue_shutdown(rt->cq);
+    return WY_OK;
+}
+
+/* ---------------------------------------------------------------- server API */
+
+static void health_check(wy_grpc_call_t *call, const ProtobufCMessage *m, void *arg)
+{
+    wy_grpc_server_t *srv = arg;
+    const Grpc__Health__V1__HealthCheckRequest *req =
+        (const Grpc__Health__V1__HealthCheckRequest *)m;
+    for (unsigned i = 0; i < srv->n_health; i++) {
+        if (strcmp(srv->health[i].name, req->service) == 0) {
+            Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+            resp.status = srv->health[i].serving
+                              ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                              : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+            wy_grpc_reply(call, &resp.base);
+            return;
+        }
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "unknown service \"%.200s\"", req->service);
+    wy_grpc_reply_error(call, WY_ENOTFOUND, msg);
+}
+
+int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts,
+                       wy_grpc_server_t **out)
+{
+    wy_grpc_server_t *srv = wy_calloc(1, sizeof *srv);
+    srv->rt = rt;
+    srv->max_recv = opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
+    srv->max_inflight =
+        opts && opts->max_inflight ? opts->max_inflight : WY_GRPC_DEFAULT_MAX_INFLIGHT;
+    srv->slots = opts && opts->request_slots ? opts->request_slots : DEFAULT_SLOTS;
+    srv->t_shutdown.kind = T_SHUTDOWN;
+    srv->stopped_hop.kind = H_STOPPED;
+    uv_timer_init(rt->loop, &srv->timer);
+    srv->timer.data = srv;
+    rt->n_servers++;
+    wy_grpc_server_register(srv, "/grpc.health.v1.Health/Check",
+                            &grpc__health__v1__health_check_request__descriptor, health_check,
+                            srv);
+    wy_grpc_server_set_health(srv, "", true);
+    *out = srv;
+    return WY_OK;
+}
+
+int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
+                            const ProtobufCMessageDescriptor *req_desc, wy_grpc_handler_cb cb,
+                            void *arg)
+{
+    if (srv->state != S_NEW)
+        return WY_ESTATE;
+    if (!method || !req_desc || !cb || method[0] != '/' || !strchr(method + 1, '/') ||
+        method[1] == '/' || method[strlen(method) - 1] == '/')
+        return WY_EINVAL;
+    for (unsigned i = 0; i < srv->n_methods; i++)
+        if (strcmp(srv->methods[i].path, method) == 0)
+            return WY_EEXIST;
+    if (srv->n_methods == MAX_METHODS)
+        return WY_ELIMIT;
+    method_t *m = &srv->methods[srv->n_methods++];
+    m->path = wy_strdup(method);
+    m->desc = req_desc;
+    m->cb = cb;
+    m->arg = arg;
+    return WY_OK;
+}
+
+int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, const char **err)
+{
+    if (srv->state != S_NEW || srv->gs) {
+        if (err)
+            *err = "gRPC server: already started or stopping";
+        return WY_ESTATE;
+    }
+    grpc_arg args[3];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = srv->max_recv > INT_MAX ? INT_MAX : (int)srv->max_recv;
+    /* gRPC enables SO_REUSEPORT by default: a second daemon on the same port would
+     * silently share it instead of failing at start. */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[1].value.integer = 0;
+    grpc_channel_args ca = {2, args};
+
+    srv->gs = grpc_server_create(&ca, NULL);
+    grpc_server_register_completion_queue(srv->gs, srv->rt->cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(srv->gs, addr, creds);
+    grpc_server_credentials_release(creds);
+    if (bound <= 0) {
+        grpc_server_destroy(srv->gs);
+        srv->gs = NULL;
+        snprintf(srv->errbuf, sizeof srv->errbuf,
+                 "gRPC server: cannot listen on \"%.200s\" (want host:port; port in use?)", addr);
+        if (err)
+            *err = srv->errbuf;
+        return WY_EIO;
+    }
+    grpc_server_start(srv->gs);
+    srv->state = S_RUNNING;
+    for (unsigned i = 0; i < srv->slots; i++)
+        arm_slot(srv);
+    if (port)
+        *port = bound;
+    return WY_OK;
+}
+
+int wy_grpc_server_set_health(wy_grpc_server_t *srv, const char *service, bool serving)
+{
+    if (!service || strlen(service) > MAX_HEALTH_NAME)
+        return WY_EINVAL;
+    for (unsigned i = 0; i < srv->n_health; i++) {
+        if (strcmp(srv->health[i].name, service) == 0) {
+            srv->health[i].serving = serving;
+            return WY_OK;
+        }
+    }
+    if (srv->n_health == MAX_HEALTH)
+        return WY_ELIMIT;
+    srv->health[srv->n_health].name = wy_strdup(service);
+    srv->health[srv->n_health].serving = serving;
+    srv->n_health++;
+    return WY_OK;
+}
+
+int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb)(void *arg),
+                        void *arg)
+{
+    if (srv->state == S_STOPPING)
+        return WY_ESTATE;
+    srv->state = S_STOPPING;
+    srv->done_cb = done_cb;
+    srv->done_arg = arg;
+    for (unsigned i = 0; i < srv->n_health; i++)
+        srv->health[i].serving = false;
+    atomic_store(&srv->stopping, 1);
+    if (srv->gs) {
+        grpc_server_shutdown_and_notify(srv->gs, srv->rt->cq, &srv->t_shutdown);
+        uv_timer_start(&srv->timer, on_grace, grace_ms, 0);
+    } else {
+        uv_timer_start(&srv->timer, on_grace, 0, 0);
+    }
+    return WY_OK;
+}
+
+void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out)
+{
+    wy_grpc_server_t *s = (wy_grpc_server_t *)srv; /* atomics loads need non-const */
+    memset(out, 0, sizeof *out);
+    out->calls_total = atomic_load_explicit(&s->calls_total, memory_order_relaxed);
+    out->rejected_busy = atomic_load_explicit(&s->rejected_busy, memory_order_relaxed);
+    out->cancelled = atomic_load_explicit(&s->cancelled, memory_order_relaxed);
+    out->in_flight = atomic_load_explicit(&s->inflight, memory_order_relaxed);
+    for (unsigned i = 0; i < N_STATUS; i++)
+        out->by_status[i] = atomic_load_explicit(&s->by_status[i], memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- server call API */
+
+int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp)
+{
+    if (call->answered)
+        return WY_ESTATE;
+    return answer(call, GRPC_STATUS_OK, NULL, pack_message(resp));
+}
+
+int wy_grpc_reply_error(wy_grpc_call_t *call, int err, const char *msg)
+{
+    if (err >= 0)
+        err = WY_EINTERNAL; /* an error reply must not read as success */
+    return answer(call, (grpc_status_code)wy_err_grpc(err), msg ? msg : wy_strerror(err), NULL);
+}
+
+const char *wy_grpc_call_method(const wy_grpc_call_t *call)
+{
+    return call->method_str;
+}
+
+int64_t wy_grpc_call_deadline_ms(const wy_grpc_call_t *call)
+{
+    gpr_timespec d = call->details.deadline;
+    if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
+        return INT64_MAX;
+    gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
+    return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+bool wy_grpc_call_cancelled(const wy_grpc_call_t *call)
+{
+    return atomic_load(&((wy_grpc_call_t *)call)->gone) != 0;
+}
+
+int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const char **val,
+                          size_t *len)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < call->md.count; i++) {
+        const grpc_metadata *m = &call->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) == klen &&
+            strncasecmp((const char *)GRPC_SLICE_START_PTR(m->key), key, klen) == 0) {
+            *val = (const char *)GRPC_SLICE_START_PTR(m->value);
+            *len = GRPC_SLICE_LENGTH(m->value);
+            return WY_OK;
+        }
+    }
+    return WY_ENOTFOUND;
+}
+
+/* ---------------------------------------------------------------- client API */
+
+int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
+                        wy_grpc_channel_t **out)
+{
+    if (!target || !*target || rt->closing)
+        return WY_EINVAL;
+    size_t max_recv =
+        opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
+    int backoff = opts && opts->max_reconnect_ms ? (int)opts->max_reconnect_ms
+                                                 : DEFAULT_RECONNECT_MS;
+    grpc_arg args[3];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = max_recv > INT_MAX ? INT_MAX : (int)max_recv;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    args[1].value.integer = backoff;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    args[2].value.integer = backoff < 1000 ? backoff : 1000;
+    grpc_channel_args ca = {3, args};
+
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *gc = grpc_channel_create(target, creds, &ca);
+    grpc_channel_credentials_release(creds);
+    if (!gc)
+        return WY_EINVAL;
+    wy_grpc_channel_t *ch = wy_calloc(1, sizeof *ch);
+    ch->rt = rt;
+    ch->gc = gc;
+    ch->max_inflight =
+        opts && opts->max_inflight ? opts->max_inflight : WY_GRPC_DEFAULT_MAX_INFLIGHT;
+    rt->n_channels++;
+    *out = ch;
+    return WY_OK;
+}
+
+void wy_grpc_channel_close(wy_grpc_channel_t *ch)
+{
+    if (ch->closed)
+        return;
+    ch->closed = true;
+    ch->rt->n_channels--;
+    for (client_call_t *cc = ch->calls; cc; cc = cc->next)
+        grpc_call_cancel(cc->call, NULL);
+    /* Calls keep their own reference on the channel stack. */
+    grpc_channel_destroy(ch->gc);
+    ch->gc = NULL;
+    if (ch->inflight == 0 && !ch->delivering)
+        wy_free(ch);
+}
+
+unsigned wy_grpc_channel_inflight(const wy_grpc_channel_t *ch)
+{
+    return ch->inflight;
+}
+
+int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, unsigned deadline_ms,
+                 const wy_grpc_md_t *md, size_t n_md, wy_grpc_reply_cb cb, void *arg)
+{
+    if (ch->closed)
+        return WY_ESTATE;
+    if (!method || method[0] != '/' || !req || !resp_desc || !cb || (n_md && !md))
+        return WY_EINVAL;
+    if (ch->inflight >= ch->max_inflight)
+        return WY_EBUSY;
+    for (size_t i = 0; i < n_md; i++)
+        if (!md[i].key || !md[i].value || !grpc_header_key_is_legal(grpc_slice_from_static_string(md[i].key)))
+            return WY_EINVAL;
+
+    if (deadline_ms == 0)
+        deadline_ms = WY_GRPC_DEFAULT_DEADLINE_MS;
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
+    grpc_slice mslice = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                              ch->rt->cq, mslice, NULL, deadline, NULL);
+    grpc_slice_unref(mslice);
+
+    client_call_t *cc = wy_calloc(1, sizeof *cc);
+    cc->tag.kind = T_CLIENT;
+    cc->hop.kind = H_CLIENT;
+    cc->ch = ch;
+    cc->call = call;
+    cc->desc = resp_desc;
+    cc->cb = cb;
+    cc->arg = arg;
+    cc->details = grpc_empty_slice();
+    grpc_metadata_array_init(&cc->recv_init_md);
+    grpc_metadata_array_init(&cc->trailing_md);
+    if (n_md) {
+        cc->send_md = wy_calloc(n_md, sizeof *cc->send_md);
+        cc->n_md = n_md;
+        for (size_t i = 0; i < n_md; i++) {
+            cc->send_md[i].key = grpc_slice_from_copied_string(md[i].key);
+            cc->send_md[i].value = grpc_slice_from_copied_string(md[i].value);
+        }
+    }
+    cc->send_bb = pack_message(req);
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = cc->n_md;
+    ops[0].data.send_initial_metadata.metadata = cc->send_md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = cc->send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cc->recv_init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &cc->recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &cc->trailing_md;
+    ops[5].data.recv_status_on_client.status = &cc->status;
+    ops[5].data.recv_status_on_client.status_details = &cc->details;
+    grpc_call_error e = grpc_call_start_batch(call, ops, 6, &cc->tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        grpc_call_unref(call);
+        grpc_byte_buffer_destroy(cc->send_bb);
+        grpc_metadata_array_destroy(&cc->recv_init_md);
+        grpc_metadata_array_destroy(&cc->trailing_md);
+        for (size_t i = 0; i < cc->n_md; i++) {
+            grpc_slice_unref(cc->send_md[i].key);
+            grpc_slice_unref(cc->send_md[i].value);
+        }
+        wy_free(cc->send_md);
+        wy_free(cc);
+        return e == GRPC_CALL_ERROR_INVALID_METADATA ? WY_EINVAL : WY_EINTERNAL;
+    }
+    cc->next = ch->calls;
+    if (ch->calls)
+        ch->calls->prev = cc;
+    ch->calls = cc;
+    ch->inflight++;
+    return WY_OK;
+}

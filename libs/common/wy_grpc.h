@@ -1,0 +1,179 @@
+/* wy_grpc — gRPC (C core) glue: one completion-queue thread per daemon does the gRPC
+ * plumbing, unary handlers and client callbacks run on the daemon's libuv loop. */
+#ifndef WY_GRPC_H
+#define WY_GRPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "wy_core.h"
+
+/* Threading model, in one place:
+ * - A runtime (wy_grpc_rt_t) owns one completion queue and the one thread that polls it.
+ *   The server and every client channel of a daemon share it.
+ * - The CQ thread receives calls, decodes requests, answers what needs no handler
+ *   (unknown method, malformed request, overload) and hands each remaining call to the
+ *   loop exactly once (uv_async + locked list). Client calls are handed back once, when
+ *   complete.
+ * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
+ *   called on the loop thread unless its comment says otherwise. */
+
+#define WY_GRPC_DEFAULT_MAX_MSG (4u * 1024 * 1024)
+#define WY_GRPC_DEFAULT_MAX_INFLIGHT 1024u
+#define WY_GRPC_DEFAULT_DEADLINE_MS 5000u
+#define WY_GRPC_MAX_STATUS_MSG 1024 /* longer status messages are cut */
+
+typedef struct wy_grpc_rt wy_grpc_rt_t;
+typedef struct wy_grpc_server wy_grpc_server_t;
+typedef struct wy_grpc_call wy_grpc_call_t;
+typedef struct wy_grpc_channel wy_grpc_channel_t;
+
+/* ---- runtime ---- */
+
+/* Create the runtime: initialises gRPC, creates the completion queue and starts its
+ * thread. The loop must outlive the runtime. Returns WY_OK and *out, or WY_EINTERNAL
+ * if the thread cannot start. */
+int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out);
+
+/* Shut the runtime down: the completion queue is drained, the thread joined, the uv
+ * handle closed, then done_cb(arg) runs on the loop (done_cb may be NULL) and the
+ * runtime is freed. Every server must have been stopped (its done callback fired) and
+ * every channel closed first, else WY_ESTATE and nothing happens. Client calls still
+ * completing on closed channels get their callbacks before done_cb. */
+int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg);
+
+/* ---- server ---- */
+
+typedef struct {
+    size_t max_recv_bytes;  /* largest request accepted; 0 = 4 MiB. Over it: RESOURCE_EXHAUSTED */
+    unsigned max_inflight;  /* calls between arrival and reply; 0 = 1024. Over it: RESOURCE_EXHAUSTED */
+    unsigned request_slots; /* grpc_server_request_call kept outstanding; 0 = 8 */
+} wy_grpc_server_opts_t;
+
+/* Counters, readable at any time from the loop. by_status counts replies sent by the
+ * module or a handler, indexed by gRPC status code (0..16). */
+typedef struct {
+    uint64_t calls_total;     /* calls answered (any status), including rejected ones */
+    uint64_t by_status[17];   /* replies by gRPC status code */
+    uint64_t rejected_busy;   /* rejected because max_inflight was reached */
+    uint64_t cancelled;       /* calls the client or gRPC cancelled (deadline, oversize, gone) */
+    uint64_t in_flight;       /* calls currently between arrival and their end */
+} wy_grpc_server_stats_t;
+
+/* A handler runs on the loop with the decoded request (never NULL) and the call. It must
+ * eventually answer with wy_grpc_reply or wy_grpc_reply_error, now or later on the loop.
+ * The request is owned by the module and freed when the reply is started. */
+typedef void (*wy_grpc_handler_cb)(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg);
+
+/* Create a server on the runtime (not listening yet). opts may be NULL for defaults.
+ * The built-in health service grpc.health.v1.Health/Check is registered, with ""
+ * (the whole server) SERVING. */
+int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_grpc_server_t **out);
+
+/* Register a unary method by full path ("/wyvern.auth.Auth/Introspect") with its request
+ * descriptor. Only before wy_grpc_server_start. The path is copied; desc and arg must
+ * outlive the server. Returns WY_OK, WY_EINVAL (path not "/pkg.Service/Method"),
+ * WY_EEXIST (already registered), WY_ELIMIT (more than 64 methods) or WY_ESTATE. */
+int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
+                            const ProtobufCMessageDescriptor *req_desc, wy_grpc_handler_cb cb,
+                            void *arg);
+
+/* Listen on addr ("127.0.0.1:9201", "0.0.0.0:0"; port 0 = ephemeral) without TLS and
+ * start serving. On WY_OK *port (if not NULL) is the bound port. On failure returns
+ * WY_EIO / WY_ESTATE and *err (if not NULL) says why; the message lives as long as the
+ * server. A server that failed to start must still be released with wy_grpc_server_stop. */
+int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, const char **err);
+
+/* Set the health status of a service name ("" = whole server, "wyvern.auth.Auth").
+ * Names never set answer NOT_FOUND. The name is copied. Returns WY_OK, WY_EINVAL (name
+ * longer than 200 bytes) or WY_ELIMIT (more than 64 names). */
+int wy_grpc_server_set_health(wy_grpc_server_t *srv, const char *service, bool serving);
+
+/* Graceful stop: stop accepting calls and mark every health name NOT_SERVING at once;
+ * handlers already running may reply for up to grace_ms; then every call still open is
+ * cancelled (clients see CANCELLED or UNAVAILABLE) and handler-held call handles die.
+ * When everything is released, done_cb(arg) runs on the loop and the server is freed.
+ * Never calls done_cb from inside this function. Returns WY_ESTATE if already stopping. */
+int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb)(void *arg),
+                        void *arg);
+
+/* Copy the server's counters into *out. */
+void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out);
+
+/* ---- server call (valid from the handler until the reply, or until the server's stop
+ * done callback for a call never answered: a handler must not touch it after that) ---- */
+
+/* Answer with a response message (packed at once; the caller keeps ownership of resp).
+ * Frees the request. Returns WY_OK, or WY_ESTATE if the call was already answered. */
+int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp);
+
+/* Answer with an error: err is a WY_E* code mapped by wy_err_grpc; msg is a human
+ * message (NULL = wy_strerror(err)), copied, cut at WY_GRPC_MAX_STATUS_MSG bytes.
+ * Frees the request. Returns WY_OK or WY_ESTATE if already answered. */
+int wy_grpc_reply_error(wy_grpc_call_t *call, int err, const char *msg);
+
+/* The full method path ("/wyvern.test.Echo/Echo") as a NUL-terminated string. */
+const char *wy_grpc_call_method(const wy_grpc_call_t *call);
+
+/* Milliseconds left before the client's deadline (<= 0 once passed), INT64_MAX if the
+ * client set none. */
+int64_t wy_grpc_call_deadline_ms(const wy_grpc_call_t *call);
+
+/* True once the client is gone (cancelled, deadline passed, connection lost): a reply
+ * is still required to release the call but nobody will read it. */
+bool wy_grpc_call_cancelled(const wy_grpc_call_t *call);
+
+/* Find request metadata by key (case-insensitive; "authorization"). On WY_OK *val and *len
+ * point into the call (not NUL-terminated), valid until the reply. WY_ENOTFOUND if absent. */
+int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const char **val,
+                          size_t *len);
+
+/* ---- client ---- */
+
+typedef struct {
+    size_t max_recv_bytes;        /* largest response accepted; 0 = 4 MiB */
+    unsigned max_inflight;        /* calls in flight on this channel; 0 = 1024; over: WY_EBUSY */
+    unsigned max_reconnect_ms;    /* cap of the reconnect backoff; 0 = 2000 ms, so a restarted
+                                     peer is reachable again quickly */
+} wy_grpc_channel_opts_t;
+
+/* Metadata sent with a call; keys lower-case ("authorization"). */
+typedef struct {
+    const char *key;
+    const char *value;
+} wy_grpc_md_t;
+
+/* Completion of a client call, on the loop, exactly once per accepted call.
+ * err: WY_OK or the WY_E* of the status (wy_err_from_grpc); status: the gRPC status
+ * code; message: the status message ("" if none, never NULL); resp: the decoded
+ * response when err == WY_OK, else NULL. message and resp are freed by the module
+ * when the callback returns. A response that does not decode gives WY_EIO with status
+ * INTERNAL. */
+typedef void (*wy_grpc_reply_cb)(int err, int status, const char *message,
+                                 const ProtobufCMessage *resp, void *arg);
+
+/* Open a channel to target ("127.0.0.1:9201", "dns:///auth:9201"), without TLS. opts
+ * may be NULL. Connecting is lazy: a peer that is down makes calls fail fast with
+ * UNAVAILABLE. Returns WY_OK and *out or WY_EINVAL (bad target). */
+int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
+                        wy_grpc_channel_t **out);
+
+/* Close a channel: calls in flight are cancelled and their callbacks still run later
+ * (WY_ECANCELED); the channel is freed after the last one. The handle is invalid after
+ * this call. May be called from a reply callback of that channel. */
+void wy_grpc_channel_close(wy_grpc_channel_t *ch);
+
+/* Start a unary call. method is the full path; req is packed at once (caller keeps it);
+ * resp_desc decodes the response; deadline_ms 0 = WY_GRPC_DEFAULT_DEADLINE_MS; md/n_md
+ * optional metadata (copied). All ops go in one batch, so the call is one hop.
+ * Returns WY_OK (cb will run later, never inside this call), WY_EBUSY (max_inflight
+ * reached), WY_ESTATE (channel closed) or WY_EINVAL (bad arguments); cb is not called
+ * on error. */
+int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, unsigned deadline_ms,
+                 const wy_grpc_md_t *md, size_t n_md, wy_grpc_reply_cb cb, void *arg);
+
+/* Calls in flight on the channel. */
+unsigned wy_grpc_channel_inflight(const wy_grpc_channel_t *ch);
+
+#endif

@@ -1,0 +1,474 @@
+/* Unit tests of wy_redis against a real Redis named by WY_REDIS_URL (redis://127.0.0.1:PORT/DB). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "wy_redis.h"
+
+static const char *redis_url(void)
+{
+    const char *u = getenv("WY_REDIS_URL");
+    if (u == NULL || *u == '\0')
+        fail_msg("WY_REDIS_URL is not set: these tests need a real Redis "
+                 "(export WY_REDIS_URL=redis://127.0.0.1:PORT/0)");
+    return u;
+}
+
+/* A unique key prefix per run, so parallel runs on one Redis do not collide. */
+static char prefix[64];
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    wy_redis_t *r;
+    int ups, downs;
+    bool closed;
+} fx_t;
+
+static void on_state(wy_redis_t *r, int health, void *ud)
+{
+    fx_t *f = ud;
+    (void)r;
+    if (health == WY_OK)
+        f->ups++;
+    else
+        f->downs++;
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    (void)t;
+    fail_msg("test did not finish within 15 s");
+}
+
+static void fx_init(fx_t *f)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->guard);
+    uv_timer_start(&f->guard, on_guard, 15000, 0);
+    uv_unref((uv_handle_t *)&f->guard);
+}
+
+/* Run the loop until *flag becomes true; the guard timer fails the test if it never does. */
+#define RUN_UNTIL(f, cond)                                                                         \
+    do {                                                                                           \
+        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
+        while (!(cond))                                                                            \
+            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
+        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
+    } while (0)
+
+static void on_closed(void *ud)
+{
+    ((fx_t *)ud)->closed = true;
+}
+
+static void fx_open(fx_t *f, const char *url, const wy_redis_opts_t *o_in)
+{
+    wy_redis_opts_t o = {0};
+    const char *err = NULL;
+    if (o_in)
+        o = *o_in;
+    o.on_state = on_state;
+    o.state_ud = f;
+    assert_int_equal(wy_redis_create(&f->loop, url, &o, &f->r, &err), WY_OK);
+}
+
+static void fx_done(fx_t *f)
+{
+    if (f->r) {
+        wy_redis_close(f->r, on_closed, f);
+        RUN_UNTIL(f, f->closed);
+    }
+    uv_close((uv_handle_t *)&f->guard, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* One completed command: status, a copy of the reply's type/string/integer. */
+typedef struct {
+    int calls;
+    int status;
+    int type;
+    long long integer;
+    char str[256];
+    size_t len;
+} res_t;
+
+static void on_res(int status, redisReply *reply, void *ud)
+{
+    res_t *x = ud;
+    x->calls++;
+    x->status = status;
+    x->type = reply ? reply->type : -1;
+    x->str[0] = '\0';
+    x->len = 0;
+    if (reply && reply->str) {
+        x->len = reply->len < sizeof x->str - 1 ? reply->len : sizeof x->str - 1;
+        memcpy(x->str, reply->str, x->len);
+        x->str[x->len] = '\0';
+    }
+    if (reply)
+        x->integer = reply->integer;
+}
+
+static void test_bad_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *needle;
+    } cases[] = {
+        {"", "empty"},
+        {"http://x:1", "redis://"},
+        {"redis://127.0.0.1", "missing port"},
+        {"redis://127.0.0.1:", "missing port"},
+        {"redis://127.0.0.1:0", "port"},
+        {"redis://127.0.0.1:70000", "port"},
+        {"redis://127.0.0.1:6379/x", "database"},
+        {"redis://:6379", "missing host"},
+        {"redis://pw@h:6379", "password"},
+        {"redis://:%zz@h:6379", "escape"},
+        {"rediss://h:6379", "TLS"},
+    };
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wy_redis_t *r = (void *)1;
+        const char *err = NULL;
+        assert_int_equal(wy_redis_create(&loop, cases[i].url, NULL, &r, &err), WY_EINVAL);
+        assert_null(r);
+        assert_non_null(err);
+        if (strstr(err, cases[i].needle) == NULL)
+            fail_msg("url '%s': error '%s' does not mention '%s'", cases[i].url, err,
+                     cases[i].needle);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_set_get_and_health(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t set = {0}, get = {0}, del = {0};
+    char key[128];
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    assert_int_equal(wy_redis_health(f.r), WY_EUNAVAIL);
+    RUN_UNTIL(&f, f.ups == 1);
+    assert_int_equal(wy_redis_health(f.r), WY_OK);
+
+    snprintf(key, sizeof key, "%s:k1", prefix);
+    assert_int_equal(wy_redis_command(f.r, on_res, &set, "SET %s %b", key, "v\0al", (size_t)4),
+                     WY_OK);
+    const char *argv[] = {"GET", key};
+    assert_int_equal(wy_redis_command_argv(f.r, on_res, &get, 2, argv, NULL), WY_OK);
+    assert_int_equal(wy_redis_inflight(f.r), 2);
+    RUN_UNTIL(&f, get.calls == 1);
+    assert_int_equal(set.calls, 1);
+    assert_int_equal(set.status, WY_OK);
+    assert_string_equal(set.str, "OK");
+    assert_int_equal(get.status, WY_OK);
+    assert_int_equal(get.type, REDIS_REPLY_STRING);
+    assert_int_equal(get.len, 4);
+    assert_memory_equal(get.str, "v\0al", 4);
+    assert_int_equal(wy_redis_inflight(f.r), 0);
+
+    assert_int_equal(wy_redis_command(f.r, on_res, &del, "DEL %s", key), WY_OK);
+    RUN_UNTIL(&f, del.calls == 1);
+    assert_int_equal(del.integer, 1);
+    fx_done(&f);
+}
+
+typedef struct {
+    int done;
+    int ok;
+    long long max;
+} many_t;
+
+static void on_incr(int status, redisReply *reply, void *ud)
+{
+    many_t *m = ud;
+    m->done++;
+    if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER) {
+        m->ok++;
+        if (reply->integer > m->max)
+            m->max = reply->integer;
+    }
+}
+
+static void test_many_in_flight(void **state)
+{
+    (void)state;
+    fx_t f;
+    many_t m = {0};
+    res_t del = {0};
+    char key[128];
+    enum { N = 2000 };
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+    snprintf(key, sizeof key, "%s:ctr", prefix);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(wy_redis_command(f.r, on_incr, &m, "INCR %s", key), WY_OK);
+    assert_int_equal(wy_redis_inflight(f.r), N);
+    RUN_UNTIL(&f, m.done == N);
+    assert_int_equal(m.ok, N);
+    assert_int_equal(m.max, N);
+    assert_int_equal(wy_redis_command(f.r, on_res, &del, "DEL %s", key), WY_OK);
+    RUN_UNTIL(&f, del.calls == 1);
+    fx_done(&f);
+}
+
+static void test_inflight_bound(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t a = {0}, b = {0}, c = {0};
+    wy_redis_opts_t o = {.max_inflight = 2};
+    fx_init(&f);
+    fx_open(&f, redis_url(), &o);
+    RUN_UNTIL(&f, f.ups == 1);
+    assert_int_equal(wy_redis_command(f.r, on_res, &a, "PING"), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &b, "PING"), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &c, "PING"), WY_EBUSY);
+    RUN_UNTIL(&f, a.calls == 1 && b.calls == 1);
+    assert_int_equal(wy_redis_command(f.r, on_res, &c, "PING"), WY_OK);
+    RUN_UNTIL(&f, c.calls == 1);
+    assert_int_equal(c.status, WY_OK);
+    fx_done(&f);
+}
+
+static void test_error_reply(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t set = {0}, incr = {0}, unk = {0}, after = {0};
+    char key[128];
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+    snprintf(key, sizeof key, "%s:str", prefix);
+    assert_int_equal(wy_redis_command(f.r, on_res, &set, "SET %s notanumber", key), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &incr, "INCR %s", key), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &unk, "NOSUCHCOMMAND"), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &after, "DEL %s", key), WY_OK);
+    RUN_UNTIL(&f, after.calls == 1);
+    assert_int_equal(incr.status, WY_EIO);
+    assert_int_equal(incr.type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(incr.str, "not an integer"));
+    assert_int_equal(unk.status, WY_EIO);
+    assert_non_null(strstr(unk.str, "unknown command"));
+    /* an error reply does not hurt the connection */
+    assert_int_equal(after.status, WY_OK);
+    assert_int_equal(after.integer, 1);
+    assert_int_equal(wy_redis_health(f.r), WY_OK);
+    assert_int_equal(f.downs, 0);
+    fx_done(&f);
+}
+
+static int closed_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd); /* bound but never listening: connects are refused */
+    return ntohs(a.sin_port);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (*(int *)t->data)++;
+}
+
+static void test_unreachable_fails_fast(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x = {0};
+    char url[64];
+    int ticks = 0;
+    uv_timer_t tick;
+    wy_redis_opts_t o = {.backoff_min_ms = 10, .backoff_max_ms = 40};
+    fx_init(&f);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", closed_port());
+    fx_open(&f, url, &o);
+    assert_int_equal(wy_redis_command(f.r, on_res, &x, "PING"), WY_EUNAVAIL);
+    /* let several reconnect attempts fail; it must stay down and keep refusing at once */
+    uv_timer_init(&f.loop, &tick);
+    tick.data = &ticks;
+    uv_timer_start(&tick, on_tick, 50, 50);
+    RUN_UNTIL(&f, ticks == 6);
+    uv_close((uv_handle_t *)&tick, NULL);
+    assert_int_equal(wy_redis_health(f.r), WY_EUNAVAIL);
+    assert_int_equal(wy_redis_command(f.r, on_res, &x, "PING"), WY_EUNAVAIL);
+    const char *argv[] = {"PING"};
+    assert_int_equal(wy_redis_command_argv(f.r, on_res, &x, 1, argv, NULL), WY_EUNAVAIL);
+    assert_int_equal(x.calls, 0);
+    assert_int_equal(f.ups, 0);
+    fx_done(&f);
+}
+
+static void test_timeout_then_reconnect(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t blk = {0}, behind = {0}, later = {0};
+    char key[128];
+    wy_redis_opts_t o = {.cmd_timeout_ms = 200, .backoff_min_ms = 20};
+    fx_init(&f);
+    fx_open(&f, redis_url(), &o);
+    RUN_UNTIL(&f, f.ups == 1);
+    snprintf(key, sizeof key, "%s:never", prefix);
+    /* BLPOP blocks server side for 2 s: longer than the 200 ms command timeout */
+    assert_int_equal(wy_redis_command(f.r, on_res, &blk, "BLPOP %s 2", key), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &behind, "PING"), WY_OK);
+    RUN_UNTIL(&f, blk.calls == 1);
+    assert_int_equal(blk.status, WY_ETIMEDOUT);
+    /* the command pipelined behind it was sent in the same loop turn: same deadline */
+    assert_int_equal(behind.calls, 1);
+    assert_int_equal(behind.status, WY_ETIMEDOUT);
+    assert_int_equal(f.downs, 1);
+    RUN_UNTIL(&f, f.ups == 2);
+    assert_int_equal(wy_redis_command(f.r, on_res, &later, "ECHO %s", "back"), WY_OK);
+    RUN_UNTIL(&f, later.calls == 1);
+    assert_int_equal(later.status, WY_OK);
+    assert_string_equal(later.str, "back");
+    assert_int_equal(blk.calls, 1); /* exactly once */
+    fx_done(&f);
+}
+
+static void on_id(int status, redisReply *reply, void *ud)
+{
+    long long *id = ud;
+    assert_int_equal(status, WY_OK);
+    *id = reply->integer;
+}
+
+static void test_reconnect_after_kill(void **state)
+{
+    (void)state;
+    fx_t f, killer;
+    long long id = 0;
+    res_t kill = {0}, after = {0};
+    wy_redis_opts_t o = {.backoff_min_ms = 20};
+    fx_init(&f);
+    fx_open(&f, redis_url(), &o);
+    RUN_UNTIL(&f, f.ups == 1);
+    assert_int_equal(wy_redis_command(f.r, on_id, &id, "CLIENT ID"), WY_OK);
+    RUN_UNTIL(&f, id != 0);
+
+    /* a second client on its own loop kills the first one's connection server side */
+    fx_init(&killer);
+    fx_open(&killer, redis_url(), NULL);
+    RUN_UNTIL(&killer, killer.ups == 1);
+    assert_int_equal(wy_redis_command(killer.r, on_res, &kill, "CLIENT KILL ID %lld", id), WY_OK);
+    RUN_UNTIL(&killer, kill.calls == 1);
+    assert_int_equal(kill.status, WY_OK);
+    fx_done(&killer);
+
+    RUN_UNTIL(&f, f.downs == 1);
+    assert_int_equal(wy_redis_health(f.r), WY_EUNAVAIL);
+    RUN_UNTIL(&f, f.ups == 2);
+    assert_int_equal(wy_redis_health(f.r), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &after, "PING"), WY_OK);
+    RUN_UNTIL(&f, after.calls == 1);
+    assert_int_equal(after.status, WY_OK);
+    fx_done(&f);
+}
+
+typedef struct {
+    fx_t *f;
+    int calls;
+    int status;
+    int reentrant_rc;
+} cancel_t;
+
+static void on_cancel(int status, redisReply *reply, void *ud)
+{
+    cancel_t *c = ud;
+    assert_null(reply);
+    c->calls++;
+    c->status = status;
+    c->reentrant_rc = wy_redis_command(c->f->r, on_res, NULL, "PING");
+}
+
+static void test_close_cancels_pending(void **state)
+{
+    (void)state;
+    fx_t f;
+    cancel_t c[3] = {{&f, 0, 0, 0}, {&f, 0, 0, 0}, {&f, 0, 0, 0}};
+    char key[128];
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+    snprintf(key, sizeof key, "%s:never2", prefix);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wy_redis_command(f.r, on_cancel, &c[i], "BLPOP %s 5", key), WY_OK);
+    wy_redis_close(f.r, on_closed, &f);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].status, WY_ECANCELED);
+        assert_int_equal(c[i].reentrant_rc, WY_ECANCELED);
+    }
+    RUN_UNTIL(&f, f.closed);
+    f.r = NULL;
+    fx_done(&f);
+}
+
+/* Closing from inside a reply callback must not free anything the callback path still uses. */
+static void on_close_in_cb(int status, redisReply *reply, void *ud)
+{
+    fx_t *f = ud;
+    (void)reply;
+    assert_int_equal(status, WY_OK);
+    wy_redis_close(f->r, on_closed, f);
+}
+
+static void test_close_inside_callback(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t second = {0};
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+    assert_int_equal(wy_redis_command(f.r, on_close_in_cb, &f, "PING"), WY_OK);
+    assert_int_equal(wy_redis_command(f.r, on_res, &second, "BLPOP %s:x 5", prefix), WY_OK);
+    RUN_UNTIL(&f, f.closed);
+    assert_int_equal(second.calls, 1);
+    assert_int_equal(second.status, WY_ECANCELED);
+    f.r = NULL;
+    fx_done(&f);
+}
+
+int main(void)
+{
+    char uuid[37];
+    wy_uuid4(uuid);
+    snprintf(prefix, sizeof prefix, "wytest:%s", uuid);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_set_get_and_health),
+        cmocka_unit_test(test_many_in_flight),
+        cmocka_unit_test(test_inflight_bound),
+        cmocka_unit_test(test_error_reply),
+        cmocka_unit_test(test_unreachable_fails_fast),
+        cmocka_unit_test(test_timeout_then_reconnect),
+        cmocka_unit_test(test_reconnect_after_kill),
+        cmocka_unit_test(test_close_cancels_pending),
+        cmocka_unit_test(test_close_inside_callback),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
