@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,7 @@ static void test_bugs_abort(void **state)
 #define NITER    100000
 
 static wy_metric_t *t_counter, *t_gauge, *t_hist;
+static atomic_int t_done;
 
 static void *hammer(void *arg)
 {
@@ -356,6 +358,7 @@ static void *hammer(void *arg)
         wy_metric_add(t_gauge, 0.5);
         wy_metric_observe(t_hist, (i % 2) ? 0.002 : 2.0);
     }
+    atomic_fetch_add(&t_done, 1);
     return NULL;
 }
 
@@ -367,8 +370,31 @@ static void test_threads(void **state)
     t_hist = wy_metrics_histogram("wy_test_op_seconds", "Op.", NULL, wy_metrics_latency_buckets,
                                   wy_metrics_latency_nbuckets);
     pthread_t th[NTHREADS];
+    atomic_store(&t_done, 0);
     for (int i = 0; i < NTHREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, hammer, NULL), 0);
+    /* Render while the workers update: every snapshot must be internally
+     * consistent (+Inf bucket equals _count, counter never goes back). */
+    double last = 0;
+    int renders = 0;
+    while (atomic_load(&t_done) < NTHREADS || renders == 0) {
+        char *out = render();
+        unsigned long long inf = 0, count = 0;
+        const char *pi = strstr(out, "wy_test_op_seconds_bucket{le=\"+Inf\"} ");
+        const char *pc = strstr(out, "wy_test_op_seconds_count ");
+        const char *po = strstr(out, "\nwy_test_ops_total ");
+        assert_non_null(pi);
+        assert_non_null(pc);
+        assert_non_null(po);
+        inf = strtoull(strchr(pi, '}') + 2, NULL, 10);
+        count = strtoull(pc + strlen("wy_test_op_seconds_count "), NULL, 10);
+        assert_int_equal(inf, count);
+        double now = strtod(po + strlen("\nwy_test_ops_total "), NULL);
+        assert_true(now >= last);
+        last = now;
+        renders++;
+        wy_free(out);
+    }
     for (int i = 0; i < NTHREADS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     assert_true(wy_metric_value(t_counter) == NTHREADS * NITER);
