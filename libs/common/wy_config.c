@@ -284,8 +284,8 @@ static int parse_int(const wy_cfg_entry_t *e, const char *text, const char **err
     if (!ok) {
         char why[128];
         if (is_bounded(e))
-            snprintf(why, sizeof why, "must be an integer between %lld and %lld",
-                     (long long)e->min, (long long)e->max);
+            snprintf(why, sizeof why, "must be an integer between %lld and %lld", (long long)e->min,
+                     (long long)e->max);
         else
             snprintf(why, sizeof why, "must be an integer");
         return fail(e, text, err, why);
@@ -353,8 +353,8 @@ static int parse_scaled(const wy_cfg_entry_t *e, const char *text, const char **
             fmt_size(lo, sizeof lo, e->min);
             fmt_size(hi, sizeof hi, e->max);
         }
-        snprintf(why, sizeof why, "must be a %s between %s and %s", dur ? "duration" : "size",
-                 lo, hi);
+        snprintf(why, sizeof why, "must be a %s between %s and %s", dur ? "duration" : "size", lo,
+                 hi);
         return fail(e, text, err, why);
     }
     if (e->dst)
@@ -431,12 +431,18 @@ void wy_config_free(const wy_cfg_entry_t *tab, size_t n)
 static const char *type_name(wy_cfg_type_t t)
 {
     switch (t) {
-    case WY_CFG_STRING: return "string";
-    case WY_CFG_INT: return "int";
-    case WY_CFG_BOOL: return "bool";
-    case WY_CFG_ENUM: return "enum";
-    case WY_CFG_DURATION_MS: return "duration_ms";
-    case WY_CFG_SIZE: return "size";
+    case WY_CFG_STRING:
+        return "string";
+    case WY_CFG_INT:
+        return "int";
+    case WY_CFG_BOOL:
+        return "bool";
+    case WY_CFG_ENUM:
+        return "enum";
+    case WY_CFG_DURATION_MS:
+        return "duration_ms";
+    case WY_CFG_SIZE:
+        return "size";
     }
     return "unknown";
 }

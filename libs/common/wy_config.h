@@ -12,12 +12,16 @@ typedef enum {
     WY_CFG_INT,    /* dst: int64_t *; bounds min..max inclusive */
     WY_CFG_BOOL,   /* dst: bool *; accepts true/false/1/0/yes/no/on/off */
     WY_CFG_ENUM,   /* dst: char **; value must be one of `choices` ("a|b|c") */
-    WY_CFG_DURATION_MS, /* dst: int64_t * milliseconds; accepts "250ms", "5s", "2m", "1h" or a bare ms number; bounds in ms */
-    WY_CFG_SIZE,   /* dst: int64_t * bytes; accepts "512", "64k"/"64KiB", "8m"/"8MiB", "1g"/"1GiB"; bounds in bytes */
+    /* dst: int64_t * milliseconds; accepts "250ms", "5s", "2m", "1h" or a bare
+     * ms number; bounds in ms */
+    WY_CFG_DURATION_MS,
+    /* dst: int64_t * bytes; accepts "512", "64k"/"64KiB", "8m"/"8MiB",
+     * "1g"/"1GiB"; bounds in bytes */
+    WY_CFG_SIZE,
 } wy_cfg_type_t;
 
 typedef struct {
-    const char *name;    /* full variable name, e.g. "WY_LOBBY_WS_PORT" */
+    const char *name; /* full variable name, e.g. "WY_LOBBY_WS_PORT" */
     wy_cfg_type_t type;
     const char *def;     /* default as text; NULL means required (no default) */
     int64_t min, max;    /* bounds for INT / DURATION_MS / SIZE (ignored when min == max == 0) */
@@ -58,7 +62,8 @@ void wy_config_free(const wy_cfg_entry_t *tab, size_t n);
  * when required; "min"/"max" are integers (ms for duration_ms, bytes for size)
  * present only for int/duration_ms/size entries with bounds; "choices" (array
  * of strings) is present only for enum entries. Indented, newline-terminated. */
-void wy_config_print_help(FILE *out, const char *svc, const wy_cfg_entry_t *tab, size_t n, bool json);
+void wy_config_print_help(FILE *out, const char *svc, const wy_cfg_entry_t *tab, size_t n,
+                          bool json);
 
 /* Render the effective configuration as JSON members for the ready log line,
  * with secrets shown as "***". Returns a new string; caller frees.

@@ -20,8 +20,10 @@ typedef struct family family_t;
  * double add, and a CAS loop on the bits is lock-free everywhere we run. */
 struct wy_metric {
     family_t *fam;
-    char *labels; /* normalized `k="v",k2="v2"` (escaped), "" when none */
-    wy_metric_t *next;
+    char *labels;       /* normalized `k="v",k2="v2"` (escaped), "" when none */
+    wy_metric_t *next;  /* in the family, registration order */
+    wy_metric_t *hnext; /* in the lookup table bucket */
+    uint64_t hash;
     _Atomic uint64_t value; /* counter/gauge value; histogram sum */
     size_t nbounds;         /* histogram only */
     double *bounds;
@@ -30,7 +32,7 @@ struct wy_metric {
 
 struct family {
     char *name;
-    char *help;
+    char *help; /* already escaped for the # HELP line */
     kind_t kind;
     wy_metric_t *first, *last;
     family_t *next;
@@ -41,6 +43,9 @@ struct family {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static family_t *fam_first, *fam_last;
 static size_t nseries;
+/* name+labels -> series, so a lookup on every request stays O(1). */
+static wy_metric_t **table;
+static size_t table_size; /* power of two, or 0 before the first series */
 
 /* Past WY_METRICS_MAX_SERIES, registrations get a sink that is updated but
  * never rendered: runaway label cardinality must not grow memory without
@@ -53,15 +58,14 @@ static family_t sink_fams[3] = {
     {"wy_sink_hist", "", KIND_HISTOGRAM, NULL, NULL, NULL},
 };
 static wy_metric_t sinks[3] = {
-    {&sink_fams[0], "", NULL, 0, 0, NULL, NULL},
-    {&sink_fams[1], "", NULL, 0, 0, NULL, NULL},
-    {&sink_fams[2], "", NULL, 0, 0, sink_bounds, sink_buckets},
+    {&sink_fams[0], "", NULL, NULL, 0, 0, 0, NULL, NULL},
+    {&sink_fams[1], "", NULL, NULL, 0, 0, 0, NULL, NULL},
+    {&sink_fams[2], "", NULL, NULL, 0, 0, 0, sink_bounds, sink_buckets},
 };
 static bool sink_warned;
 
-const double wy_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                             0.025,  0.05,  0.1,    0.25,  0.5,
-                                             1,      2.5,   5,      10};
+const double wy_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 const size_t wy_metrics_latency_nbuckets = WY_ARRAY_LEN(wy_metrics_latency_buckets);
 
 static uint64_t d2u(double d)
@@ -81,8 +85,8 @@ static double u2d(uint64_t u)
 static void atomic_add_double(_Atomic uint64_t *a, double v)
 {
     uint64_t old = atomic_load_explicit(a, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(a, &old, d2u(u2d(old) + v),
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+    while (!atomic_compare_exchange_weak_explicit(a, &old, d2u(u2d(old) + v), memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 
@@ -92,15 +96,16 @@ static _Noreturn void bug(const char *what, const char *name)
     abort();
 }
 
-/* Metric and label names: [a-zA-Z_:][a-zA-Z0-9_:]* (labels without ':'). */
-static bool valid_name(const char *s, size_t n, bool colon)
+/* Metric and label names: snake_case [a-z_][a-z0-9_]*. Prometheus allows
+ * more (upper case, ':'), but promtool's linter flags camelCase and colons
+ * (reserved for recording rules), so ours never use them. */
+static bool valid_name(const char *s, size_t n)
 {
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                  (colon && c == ':') || (i > 0 && c >= '0' && c <= '9');
+        bool ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
         if (!ok)
             return false;
     }
@@ -111,6 +116,67 @@ static bool ends_with(const char *s, const char *suf)
 {
     size_t n = strlen(s), m = strlen(suf);
     return n >= m && memcmp(s + n - m, suf, m) == 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    unsigned cp = c & (0x3f >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Appends s escaped for the exposition format: backslash and newline always,
+ * the double quote inside label values. Invalid UTF-8 becomes U+FFFD:
+ * Prometheus rejects a whole scrape on one bad byte, and label values may
+ * carry text that came from outside. */
+static void put_escaped(wy_buf_t *out, const char *s, size_t n, bool quote)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        if (u[i] == '\\') {
+            wy_buf_puts(out, "\\\\");
+            i++;
+        } else if (u[i] == '\n') {
+            wy_buf_puts(out, "\\n");
+            i++;
+        } else if (quote && u[i] == '"') {
+            wy_buf_puts(out, "\\\"");
+            i++;
+        } else {
+            size_t len = utf8_seq(u + i, n - i);
+            if (len) {
+                wy_buf_append(out, s + i, len);
+                i += len;
+            } else {
+                wy_buf_puts(out, "\xef\xbf\xbd");
+                i++;
+            }
+        }
+    }
 }
 
 /* Parses `k="v",k2="v2"` (exposition syntax, optional spaces after commas,
@@ -127,6 +193,7 @@ static char *normalize_labels(const char *labels, const char *metric)
     /* Label names seen so far, to reject duplicates. */
     char *seen[64];
     size_t nseen = 0;
+    wy_buf_t val = WY_BUF_INIT;
     while (*p == ' ')
         p++;
     while (*p) {
@@ -136,9 +203,10 @@ static char *normalize_labels(const char *labels, const char *metric)
         size_t kn = (size_t)(p - k);
         while (*p == ' ')
             p++;
-        if (!valid_name(k, kn, false) || *p != '=' || p[1] != '"')
+        if (!valid_name(k, kn) || *p != '=' || p[1] != '"')
             bug("malformed label set", labels);
-        if ((kn == 2 && memcmp(k, "le", 2) == 0) || (kn >= 2 && memcmp(k, "__", 2) == 0))
+        if ((kn == 2 && memcmp(k, "le", 2) == 0) || (kn == 8 && memcmp(k, "quantile", 8) == 0) ||
+            (kn >= 2 && memcmp(k, "__", 2) == 0))
             bug("reserved label name", labels);
         for (size_t i = 0; i < nseen; i++) {
             if (strlen(seen[i]) == kn && memcmp(seen[i], k, kn) == 0)
@@ -152,6 +220,8 @@ static char *normalize_labels(const char *labels, const char *metric)
             wy_buf_putc(&out, ',');
         wy_buf_append(&out, k, kn);
         wy_buf_puts(&out, "=\"");
+        /* Unescape into val, then escape once on the way out. */
+        wy_buf_reset(&val);
         for (;;) {
             char c = *p;
             if (c == '\0')
@@ -166,15 +236,9 @@ static char *normalize_labels(const char *labels, const char *metric)
                 else if (e == 'n')
                     c = '\n', p++;
             }
-            if (c == '\\')
-                wy_buf_puts(&out, "\\\\");
-            else if (c == '"')
-                wy_buf_puts(&out, "\\\"");
-            else if (c == '\n')
-                wy_buf_puts(&out, "\\n");
-            else
-                wy_buf_putc(&out, c);
+            wy_buf_putc(&val, c);
         }
+        put_escaped(&out, val.data ? val.data : "", val.len, true);
         wy_buf_putc(&out, '"');
         while (*p == ' ')
             p++;
@@ -188,6 +252,7 @@ static char *normalize_labels(const char *labels, const char *metric)
     }
     for (size_t i = 0; i < nseen; i++)
         wy_free(seen[i]);
+    wy_buf_free(&val);
     return wy_buf_steal(&out, NULL);
 }
 
@@ -197,43 +262,98 @@ static wy_metric_t *sink(kind_t kind, const char *name)
         sink_warned = true;
         char lim[24];
         snprintf(lim, sizeof lim, "%d", WY_METRICS_MAX_SERIES);
-        wy_log_error("metrics series limit reached; new series are dropped", "name", name,
-                     "limit", lim, NULL);
+        wy_log_error("metrics series limit reached; new series are dropped", "name", name, "limit",
+                     lim, (const char *)NULL);
     }
     return &sinks[kind];
+}
+
+static uint64_t series_hash(const char *name, const char *labels)
+{
+    /* FNV-1a over name, a separator no name contains, and the labels. */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    h = (h ^ '{') * 0x100000001b3ull;
+    for (const char *p = labels; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    return h;
+}
+
+static void table_insert(wy_metric_t *m)
+{
+    size_t i = (size_t)(m->hash & (table_size - 1));
+    m->hnext = table[i];
+    table[i] = m;
+}
+
+static void table_grow(void)
+{
+    wy_metric_t **old = table;
+    size_t old_size = table_size;
+    table_size = table_size ? table_size * 2 : 64;
+    table = wy_calloc(table_size, sizeof *table);
+    for (size_t i = 0; i < old_size; i++) {
+        wy_metric_t *m = old[i];
+        while (m) {
+            wy_metric_t *next = m->hnext;
+            table_insert(m);
+            m = next;
+        }
+    }
+    wy_free(old);
+}
+
+/* Names that promtool's linter rejects are bugs caught at registration, so a
+ * daemon never serves a registry that fails `promtool check metrics`. */
+static void check_name(kind_t kind, const char *name)
+{
+    if (!name || !valid_name(name, strlen(name)))
+        bug("invalid metric name (want snake_case [a-z_][a-z0-9_]*)", name);
+    if (kind == KIND_COUNTER && !ends_with(name, "_total"))
+        bug("counter name must end in _total", name);
+    if (kind != KIND_COUNTER && ends_with(name, "_total"))
+        bug("only counter names end in _total", name);
+    if (kind != KIND_HISTOGRAM &&
+        (ends_with(name, "_bucket") || ends_with(name, "_count") || ends_with(name, "_sum")))
+        bug("_bucket, _count and _sum are reserved for histogram series", name);
 }
 
 static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const char *labels,
                         const double *bounds, size_t nbounds)
 {
-    if (!name || !valid_name(name, strlen(name), true))
-        bug("invalid metric name", name);
-    if (kind == KIND_COUNTER && !ends_with(name, "_total"))
-        bug("counter name must end in _total", name);
+    check_name(kind, name);
     if (kind == KIND_HISTOGRAM) {
+        if (nbounds && !bounds)
+            bug("histogram bounds missing", name);
         for (size_t i = 0; i < nbounds; i++) {
             if (!isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
                 bug("histogram bounds must be finite and strictly ascending", name);
         }
     }
     char *norm = normalize_labels(labels, name);
+    uint64_t hash = series_hash(name, norm);
 
     pthread_mutex_lock(&reg_mu);
+    if (table_size) {
+        for (wy_metric_t *m = table[hash & (table_size - 1)]; m; m = m->hnext) {
+            if (m->hash == hash && strcmp(m->fam->name, name) == 0 &&
+                strcmp(m->labels, norm) == 0) {
+                pthread_mutex_unlock(&reg_mu);
+                wy_free(norm);
+                if (m->fam->kind != kind)
+                    bug("metric registered again with another type", name);
+                return m;
+            }
+        }
+    }
+    /* A new series: rare, so a scan for its family is fine. */
     family_t *f = fam_first;
     while (f && strcmp(f->name, name) != 0)
         f = f->next;
     if (f && f->kind != kind) {
         pthread_mutex_unlock(&reg_mu);
         bug("metric registered again with another type", name);
-    }
-    if (f) {
-        for (wy_metric_t *m = f->first; m; m = m->next) {
-            if (strcmp(m->labels, norm) == 0) {
-                pthread_mutex_unlock(&reg_mu);
-                wy_free(norm);
-                return m;
-            }
-        }
     }
     if (nseries >= WY_METRICS_MAX_SERIES) {
         wy_metric_t *s = sink(kind, name);
@@ -242,9 +362,15 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         return s;
     }
     if (!f) {
+        if (!help || !*help) {
+            pthread_mutex_unlock(&reg_mu);
+            bug("a new metric needs a help text", name);
+        }
+        wy_buf_t hb = WY_BUF_INIT;
+        put_escaped(&hb, help, strlen(help), false);
         f = wy_calloc(1, sizeof *f);
         f->name = wy_strdup(name);
-        f->help = wy_strdup(help ? help : "");
+        f->help = wy_buf_steal(&hb, NULL);
         f->kind = kind;
         if (fam_last)
             fam_last->next = f;
@@ -255,6 +381,7 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     wy_metric_t *m = wy_calloc(1, sizeof *m);
     m->fam = f;
     m->labels = norm;
+    m->hash = hash;
     atomic_init(&m->value, d2u(0.0));
     if (kind == KIND_HISTOGRAM) {
         m->nbounds = nbounds;
@@ -270,6 +397,9 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     else
         f->first = m;
     f->last = m;
+    if (nseries + 1 > table_size)
+        table_grow();
+    table_insert(m);
     nseries++;
     pthread_mutex_unlock(&reg_mu);
     return m;
@@ -365,18 +495,6 @@ static void fmt_num(char *out, size_t n, double v)
     }
 }
 
-static void put_help(wy_buf_t *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\')
-            wy_buf_puts(out, "\\\\");
-        else if (*s == '\n')
-            wy_buf_puts(out, "\\n");
-        else
-            wy_buf_putc(out, *s);
-    }
-}
-
 /* name{labels[,extra]} value\n */
 static void put_sample(wy_buf_t *out, const char *name, const char *suffix, const char *labels,
                        const char *extra, const char *value)
@@ -402,9 +520,8 @@ void wy_metrics_render(wy_buf_t *out)
     char num[64], le[80];
     pthread_mutex_lock(&reg_mu);
     for (family_t *f = fam_first; f; f = f->next) {
-        wy_buf_printf(out, "# HELP %s ", f->name);
-        put_help(out, f->help);
-        wy_buf_printf(out, "\n# TYPE %s %s\n", f->name, kind_names[f->kind]);
+        wy_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                      kind_names[f->kind]);
         for (wy_metric_t *m = f->first; m; m = m->next) {
             if (f->kind != KIND_HISTOGRAM) {
                 fmt_num(num, sizeof num, wy_metric_value(m));
@@ -455,6 +572,9 @@ void wy_metrics_reset(void)
         f = fn;
     }
     fam_first = fam_last = NULL;
+    wy_free(table);
+    table = NULL;
+    table_size = 0;
     nseries = 0;
     sink_warned = false;
     pthread_mutex_unlock(&reg_mu);

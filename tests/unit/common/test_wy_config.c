@@ -59,8 +59,8 @@ static void expect_reject(wy_cfg_entry_t e, const char *text)
 static void test_int(void **state)
 {
     (void)state;
-    wy_cfg_entry_t port = {.name = "WY_LOBBY_WS_PORT", .type = WY_CFG_INT, .def = "7000",
-                           .min = 1, .max = 65535};
+    wy_cfg_entry_t port = {
+        .name = "WY_LOBBY_WS_PORT", .type = WY_CFG_INT, .def = "7000", .min = 1, .max = 65535};
     expect_i64(port, "1", 1);
     expect_i64(port, "65535", 65535);
     expect_i64(port, "+80", 80);
@@ -132,8 +132,11 @@ static void test_enum(void **state)
 {
     (void)state;
     char *v = NULL;
-    wy_cfg_entry_t e = {.name = "WY_LOBBY_DUP_POLICY", .type = WY_CFG_ENUM, .def = "kick-old",
-                        .choices = "kick-old|reject-new", .dst = &v};
+    wy_cfg_entry_t e = {.name = "WY_LOBBY_DUP_POLICY",
+                        .type = WY_CFG_ENUM,
+                        .def = "kick-old",
+                        .choices = "kick-old|reject-new",
+                        .dst = &v};
     assert_int_equal(wy_config_parse_value(&e, "reject-new", &err), WY_OK);
     assert_string_equal(v, "reject-new");
     assert_int_equal(wy_config_parse_value(&e, "kick-old", &err), WY_OK);
@@ -145,7 +148,8 @@ static void test_enum(void **state)
         assert_string_equal(v, "kick-old"); /* untouched */
     }
     assert_int_equal(wy_config_parse_value(&e, "foo", &err), WY_EINVAL);
-    assert_string_equal(err, "WY_LOBBY_DUP_POLICY: must be one of kick-old, reject-new (got \"foo\")");
+    assert_string_equal(err,
+                        "WY_LOBBY_DUP_POLICY: must be one of kick-old, reject-new (got \"foo\")");
 
     wy_config_free(&e, 1);
     assert_null(v);
@@ -178,8 +182,8 @@ static void test_duration(void **state)
     assert_int_equal(parse_i64(any, "soon", &v), WY_EINVAL);
     assert_string_equal(err, "WY_T: must be a duration like 250ms, 5s, 2m (got \"soon\")");
 
-    wy_cfg_entry_t b = {.name = "WY_HB", .type = WY_CFG_DURATION_MS, .def = "1s", .min = 100,
-                        .max = 60000};
+    wy_cfg_entry_t b = {
+        .name = "WY_HB", .type = WY_CFG_DURATION_MS, .def = "1s", .min = 100, .max = 60000};
     expect_i64(b, "100ms", 100);
     expect_i64(b, "100", 100);
     expect_i64(b, "1m", 60000);
@@ -219,8 +223,8 @@ static void test_size(void **state)
     assert_int_equal(parse_i64(any, "big", &v), WY_EINVAL);
     assert_non_null(strstr(err, "WY_S: must be a size like 512, 64k, 8m, 1g"));
 
-    wy_cfg_entry_t b = {.name = "WY_MAXMSG", .type = WY_CFG_SIZE, .def = "64k", .min = 1024,
-                        .max = 8 << 20};
+    wy_cfg_entry_t b = {
+        .name = "WY_MAXMSG", .type = WY_CFG_SIZE, .def = "64k", .min = 1024, .max = 8 << 20};
     expect_i64(b, "1k", 1024);
     expect_i64(b, "1024", 1024);
     expect_i64(b, "8m", 8 << 20);
@@ -329,8 +333,8 @@ static void test_bad_default_is_reported(void **state)
 {
     (void)state;
     int64_t v;
-    wy_cfg_entry_t e = {.name = "WYT_BADDEF", .type = WY_CFG_INT, .def = "0", .min = 1,
-                        .max = 10, .dst = &v};
+    wy_cfg_entry_t e = {
+        .name = "WYT_BADDEF", .type = WY_CFG_INT, .def = "0", .min = 1, .max = 10, .dst = &v};
     unsetenv("WYT_BADDEF");
     assert_int_equal(wy_config_load(&e, 1, &err), WY_EINVAL);
     assert_non_null(strstr(err, "WYT_BADDEF: must be an integer between 1 and 10"));
@@ -388,8 +392,7 @@ static void test_effective_json(void **state)
         {"WYT_NAME", WY_CFG_STRING, "a \"q\"", 0, 0, NULL, "", &name, false},
         {"WYT_PORT", WY_CFG_INT, "7000", 1, 65535, NULL, "", &port, false},
         {"WYT_TLS", WY_CFG_BOOL, "on", 0, 0, NULL, "", &tls, false},
-        {"WYT_POLICY", WY_CFG_ENUM, "reject-new", 0, 0, "kick-old|reject-new", "", &policy,
-         false},
+        {"WYT_POLICY", WY_CFG_ENUM, "reject-new", 0, 0, "kick-old|reject-new", "", &policy, false},
         {"WYT_HB", WY_CFG_DURATION_MS, "5s", 0, 0, NULL, "", &hb, false},
         {"WYT_ODD", WY_CFG_DURATION_MS, "1500", 0, 0, NULL, "", &odd, false},
         {"WYT_MAX", WY_CFG_SIZE, "65536", 0, 0, NULL, "", &max, false},
@@ -435,8 +438,8 @@ static const wy_cfg_entry_t help_tab[] = {
     {"WY_REDIS_URL", WY_CFG_STRING, NULL, 0, 0, NULL, "Redis URL", NULL, true},
     {"WY_LOBBY_DUP_POLICY", WY_CFG_ENUM, "kick-old", 0, 0, "kick-old|reject-new",
      "What a second login does", NULL, false},
-    {"WY_LOBBY_HEARTBEAT", WY_CFG_DURATION_MS, "10s", 1000, 120000, NULL, "Heartbeat period",
-     NULL, false},
+    {"WY_LOBBY_HEARTBEAT", WY_CFG_DURATION_MS, "10s", 1000, 120000, NULL, "Heartbeat period", NULL,
+     false},
     {"WY_LOBBY_MAX_MSG", WY_CFG_SIZE, "64k", 0, 0, NULL, "Largest client frame", NULL, false},
     {"WY_LOBBY_TLS", WY_CFG_BOOL, "false", 0, 0, NULL, "Serve TLS", NULL, false},
 };
@@ -484,13 +487,15 @@ static void test_help_json(void **state)
     json_decref(root);
 
     /* Key order is part of the contract (charts diff against it). */
-    const char *keys[] = {"\"name\"", "\"type\"", "\"default\"", "\"required\"", "\"min\"",
-                          "\"max\"", "\"help\"", "\"secret\""};
+    const char *keys[] = {"\"name\"", "\"type\"", "\"default\"", "\"required\"",
+                          "\"min\"",  "\"max\"",  "\"help\"",    "\"secret\""};
     const char *p = out;
     for (size_t i = 0; i < WY_ARRAY_LEN(keys); i++) {
         const char *q = strstr(p, keys[i]);
-        if (!q)
+        if (!q) {
             fail_msg("key %s missing or out of order", keys[i]);
+            return;
+        }
         p = q;
     }
     free(out);

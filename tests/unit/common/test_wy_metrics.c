@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +166,9 @@ static void test_number_format(void **state)
         {0.1, "0.1"},
         {1.0 / 3, "0.3333333333333333"},
         {1e-7, "1e-07"},
-        {1e300, "1e+300"}, {0.1 + 0.2, "0.30000000000000004"}, {1e15, "1e+15"},
+        {1e300, "1e+300"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1e15, "1e+15"},
         {INFINITY, "+Inf"},
         {-INFINITY, "-Inf"},
         {NAN, "NaN"},
@@ -199,8 +202,20 @@ static void test_escaping(void **state)
                   "wy_test_esc{path=\"/a\\\"b\\\\c\\nd\"} 1\n");
 }
 
-/* Runs fn in a child and asserts it dies by SIGABRT (a programming bug). */
-static void assert_aborts(void (*fn)(void))
+static void test_invalid_utf8_replaced(void **state)
+{
+    (void)state;
+    wy_metric_t *g = wy_metrics_gauge("wy_test_utf8", "Caf\xc3\xa9 \xff help",
+                                      "name=\"\xc3\xa9\xc0\x80x\xed\xa0\x80\"");
+    wy_metric_set(g, 2);
+    assert_render("# HELP wy_test_utf8 Caf\xc3\xa9 \xef\xbf\xbd help\n"
+                  "# TYPE wy_test_utf8 gauge\n"
+                  "wy_test_utf8{name=\"\xc3\xa9\xef\xbf\xbd\xef\xbf\xbdx"
+                  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"} 2\n");
+}
+
+/* Runs fn in a child; returns its wait status (SIGABRT marks a caught bug). */
+static int run_child(void (*fn)(void))
 {
     fflush(NULL);
     pid_t pid = fork();
@@ -214,8 +229,7 @@ static void assert_aborts(void (*fn)(void))
     }
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFSIGNALED(st));
-    assert_int_equal(WTERMSIG(st), SIGABRT);
+    return st;
 }
 
 static void bug_counter_suffix(void)
@@ -224,57 +238,117 @@ static void bug_counter_suffix(void)
 }
 static void bug_type_clash(void)
 {
-    wy_metrics_gauge("wy_test_x", "", NULL);
-    wy_metrics_counter("wy_test_x", "", NULL);
+    wy_metrics_gauge("wy_test_x", "X.", NULL);
+    wy_metrics_histogram("wy_test_x", "X.", NULL, wy_metrics_latency_buckets, 3);
+}
+static void bug_type_clash_other_labels(void)
+{
+    wy_metrics_gauge("wy_test_x", "X.", "a=\"1\"");
+    wy_metrics_histogram("wy_test_x", "X.", "a=\"2\"", wy_metrics_latency_buckets, 3);
 }
 static void bug_bad_name(void)
 {
-    wy_metrics_gauge("wy-test", "", NULL);
+    wy_metrics_gauge("wy-test", "X.", NULL);
+}
+static void bug_camel_case(void)
+{
+    wy_metrics_gauge("wy_testValue", "X.", NULL);
+}
+static void bug_colon(void)
+{
+    wy_metrics_gauge("wy:test", "X.", NULL);
+}
+static void bug_gauge_total(void)
+{
+    wy_metrics_gauge("wy_test_total", "X.", NULL);
+}
+static void bug_gauge_count(void)
+{
+    wy_metrics_gauge("wy_test_count", "X.", NULL);
+}
+static void bug_no_help(void)
+{
+    wy_metrics_gauge("wy_test_g", NULL, NULL);
 }
 static void bug_bad_labels(void)
 {
-    wy_metrics_gauge("wy_test_g", "", "method=GET");
+    wy_metrics_gauge("wy_test_g", "X.", "method=GET");
+}
+static void bug_unterminated_label(void)
+{
+    wy_metrics_gauge("wy_test_g", "X.", "method=\"GET");
 }
 static void bug_le_label(void)
 {
-    wy_metrics_histogram("wy_test_h", "", "le=\"1\"", wy_metrics_latency_buckets, 3);
+    wy_metrics_histogram("wy_test_h", "X.", "le=\"1\"", wy_metrics_latency_buckets, 3);
+}
+static void bug_quantile_label(void)
+{
+    wy_metrics_gauge("wy_test_g", "X.", "quantile=\"1\"");
 }
 static void bug_dup_label(void)
 {
-    wy_metrics_gauge("wy_test_g", "", "a=\"1\",a=\"2\"");
+    wy_metrics_gauge("wy_test_g", "X.", "a=\"1\",a=\"2\"");
 }
 static void bug_unsorted_bounds(void)
 {
     const double b[] = {1, 0.5};
-    wy_metrics_histogram("wy_test_h", "", NULL, b, 2);
+    wy_metrics_histogram("wy_test_h", "X.", NULL, b, 2);
+}
+static void bug_inf_bound(void)
+{
+    const double b[] = {1, INFINITY};
+    wy_metrics_histogram("wy_test_h", "X.", NULL, b, 2);
 }
 static void bug_set_counter(void)
 {
-    wy_metric_set(wy_metrics_counter("wy_test_c_total", "", NULL), 1);
+    wy_metric_set(wy_metrics_counter("wy_test_c_total", "X.", NULL), 1);
 }
 static void bug_observe_gauge(void)
 {
-    wy_metric_observe(wy_metrics_gauge("wy_test_g", "", NULL), 1);
+    wy_metric_observe(wy_metrics_gauge("wy_test_g", "X.", NULL), 1);
+}
+static void bug_inc_histogram(void)
+{
+    wy_metric_inc(wy_metrics_histogram("wy_test_h", "X.", NULL, wy_metrics_latency_buckets, 3));
+}
+static void fine_registration(void)
+{
+    /* The control: the same calls done right do not abort. */
+    wy_metrics_gauge("wy_test_g", "X.", "a=\"1\"");
+    wy_metrics_gauge("wy_test_g", NULL, "a=\"2\"");
+    wy_metric_observe(wy_metrics_histogram("wy_test_h", "X.", NULL, wy_metrics_latency_buckets, 3),
+                      1);
+    wy_metrics_reset();
 }
 
 static void test_bugs_abort(void **state)
 {
     (void)state;
-    assert_aborts(bug_counter_suffix);
-    assert_aborts(bug_type_clash);
-    assert_aborts(bug_bad_name);
-    assert_aborts(bug_bad_labels);
-    assert_aborts(bug_le_label);
-    assert_aborts(bug_dup_label);
-    assert_aborts(bug_unsorted_bounds);
-    assert_aborts(bug_set_counter);
-    assert_aborts(bug_observe_gauge);
+    void (*bugs[])(void) = {
+        bug_counter_suffix, bug_type_clash,         bug_type_clash_other_labels,
+        bug_bad_name,       bug_camel_case,         bug_colon,
+        bug_gauge_total,    bug_gauge_count,        bug_no_help,
+        bug_bad_labels,     bug_unterminated_label, bug_le_label,
+        bug_quantile_label, bug_dup_label,          bug_unsorted_bounds,
+        bug_inf_bound,      bug_set_counter,        bug_observe_gauge,
+        bug_inc_histogram,
+    };
+    for (size_t i = 0; i < WY_ARRAY_LEN(bugs); i++) {
+        int st = run_child(bugs[i]);
+        if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+            fail_msg("bug case %zu did not abort (status %d)", i, st);
+    }
+    int st = run_child(fine_registration);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 #define NTHREADS 4
-#define NITER 100000
+#define NITER    100000
 
 static wy_metric_t *t_counter, *t_gauge, *t_hist;
+static atomic_int t_done;
 
 static void *hammer(void *arg)
 {
@@ -284,6 +358,7 @@ static void *hammer(void *arg)
         wy_metric_add(t_gauge, 0.5);
         wy_metric_observe(t_hist, (i % 2) ? 0.002 : 2.0);
     }
+    atomic_fetch_add(&t_done, 1);
     return NULL;
 }
 
@@ -295,8 +370,31 @@ static void test_threads(void **state)
     t_hist = wy_metrics_histogram("wy_test_op_seconds", "Op.", NULL, wy_metrics_latency_buckets,
                                   wy_metrics_latency_nbuckets);
     pthread_t th[NTHREADS];
+    atomic_store(&t_done, 0);
     for (int i = 0; i < NTHREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, hammer, NULL), 0);
+    /* Render while the workers update: every snapshot must be internally
+     * consistent (+Inf bucket equals _count, counter never goes back). */
+    double last = 0;
+    int renders = 0;
+    while (atomic_load(&t_done) < NTHREADS || renders == 0) {
+        char *out = render();
+        unsigned long long inf = 0, count = 0;
+        const char *pi = strstr(out, "wy_test_op_seconds_bucket{le=\"+Inf\"} ");
+        const char *pc = strstr(out, "wy_test_op_seconds_count ");
+        const char *po = strstr(out, "\nwy_test_ops_total ");
+        assert_non_null(pi);
+        assert_non_null(pc);
+        assert_non_null(po);
+        inf = strtoull(strchr(pi, '}') + 2, NULL, 10);
+        count = strtoull(pc + strlen("wy_test_op_seconds_count "), NULL, 10);
+        assert_int_equal(inf, count);
+        double now = strtod(po + strlen("\nwy_test_ops_total "), NULL);
+        assert_true(now >= last);
+        last = now;
+        renders++;
+        wy_free(out);
+    }
     for (int i = 0; i < NTHREADS; i++)
         assert_int_equal(pthread_join(th[i], NULL), 0);
     assert_true(wy_metric_value(t_counter) == NTHREADS * NITER);
@@ -354,17 +452,18 @@ static void test_promtool(void **state)
     wy_metric_t *gi = wy_metrics_gauge("wy_test_temperature_celsius", "Odd values.", "x=\"inf\"");
     wy_metric_t *gn = wy_metrics_gauge("wy_test_temperature_celsius", "", "x=\"nan\"");
     wy_metric_t *gm = wy_metrics_gauge("wy_test_temperature_celsius", "", "x=\"small\"");
+    wy_metric_t *gu = wy_metrics_gauge("wy_test_temperature_celsius", "", "x=\"\xff\xc3\xa9\"");
     wy_metric_t *h = wy_metrics_histogram("wy_test_rpc_seconds", "RPC.", NULL, b, 3);
     wy_metric_t *hl = wy_metrics_histogram("wy_test_rpc_seconds", "", "method=\"Put\"", b, 3);
-    wy_metric_t *hd =
-        wy_metrics_histogram("wy_test_tick_seconds", "Tick.", NULL, wy_metrics_latency_buckets,
-                             wy_metrics_latency_nbuckets);
+    wy_metric_t *hd = wy_metrics_histogram("wy_test_tick_seconds", "Tick.", NULL,
+                                           wy_metrics_latency_buckets, wy_metrics_latency_nbuckets);
     wy_metric_add(c, 3);
     wy_metric_inc(cl);
     wy_metric_set(g, 12);
     wy_metric_set(gi, -INFINITY);
     wy_metric_set(gn, NAN);
     wy_metric_set(gm, 1e-9);
+    wy_metric_set(gu, 0.5);
     wy_metric_observe(h, 0.05);
     wy_metric_observe(hl, 5);
     wy_metric_observe(hd, 0.016);
@@ -401,6 +500,7 @@ int main(void)
         cmocka_unit_test_teardown(test_latency_buckets, teardown),
         cmocka_unit_test_teardown(test_number_format, teardown),
         cmocka_unit_test_teardown(test_escaping, teardown),
+        cmocka_unit_test_teardown(test_invalid_utf8_replaced, teardown),
         cmocka_unit_test_teardown(test_bugs_abort, teardown),
         cmocka_unit_test_teardown(test_threads, teardown),
         cmocka_unit_test_teardown(test_series_cap, teardown),
