@@ -99,6 +99,7 @@ struct wy_ws_conn {
     bool close_started;
     int close_code;
     char close_reason[124];
+    char peer_reason[124];
 };
 
 struct wy_http_server {
@@ -612,6 +613,12 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 {
     WY_UNUSED(ctx);
     conn_t *c = user;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length > 2) {
+        size_t n = arg->msg_length - 2 < sizeof(c->peer_reason) - 1 ? arg->msg_length - 2
+                                                                      : sizeof(c->peer_reason) - 1;
+        memcpy(c->peer_reason, arg->msg + 2, n);
+        c->peer_reason[n] = '\0';
+    }
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         return;
     c->srv->ctr.ws_msgs_in++;
@@ -986,6 +993,7 @@ static void conn_closed_cb(uv_handle_t *h)
         const char *reason = "";
         if (wslay_event_get_close_received(c->ws)) {
             code = wslay_event_get_status_code_received(c->ws);
+            reason = c->peer_reason;
         } else if (c->close_code) {
             code = c->close_code;
             reason = c->close_reason;

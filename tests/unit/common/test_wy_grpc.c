@@ -1,0 +1,719 @@
+/* Unit tests of wy_grpc: an in-process server and client over loopback on one loop;
+ * a raw gRPC core client on its own thread for bytes our client cannot send. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "envelope.pb-c.h"
+#include "health.pb-c.h"
+#include "wy_grpc.h"
+#include "wy_log.h"
+
+#define ECHO_PATH "/wyvern.test.Echo/Echo"
+#define CHECK_PATH "/grpc.health.v1.Health/Check"
+#define WATCHDOG_MS 15000
+
+enum mode { M_ECHO, M_ERROR, M_HOLD, M_ASYNC };
+
+typedef struct {
+    uv_loop_t loop;
+    wy_grpc_rt_t *rt;
+    wy_grpc_server_t *srv;
+    wy_grpc_channel_t *ch;
+    int port;
+    enum mode mode;
+    int handled;
+    wy_grpc_call_t *held[8];
+    int n_held;
+    char seen_auth[64];
+    char seen_method[64];
+    int64_t seen_deadline;
+    uv_timer_t async_timer;
+    bool srv_stopped, rt_closed;
+} fx_t;
+
+typedef struct {
+    bool done;
+    int err, status;
+    char msg[256];
+    char key[64];
+    size_t payload_len;
+    int health;
+} res_t;
+
+/* ------------------------------------------------------------------ helpers */
+
+static void watchdog_cb(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Run the loop until pred(arg) holds; fails the test after WATCHDOG_MS instead of hanging. */
+static void run_pred(uv_loop_t *loop, bool (*pred)(void *), void *arg)
+{
+    bool expired = false;
+    uv_timer_t wd;
+    uv_timer_init(loop, &wd);
+    wd.data = &expired;
+    uv_timer_start(&wd, watchdog_cb, WATCHDOG_MS, 0);
+    while (!pred(arg) && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&wd, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    assert_false(expired);
+}
+
+static bool flag_set(void *arg)
+{
+    return *(const bool *)arg;
+}
+
+static void run_until(fx_t *fx, const bool *flag)
+{
+    run_pred(&fx->loop, flag_set, (void *)flag);
+}
+
+typedef struct {
+    fx_t *fx;
+    int n;
+} handled_t;
+
+static bool handled_at_least(void *arg)
+{
+    handled_t *h = arg;
+    return h->fx->handled >= h->n;
+}
+
+static void wait_handled(fx_t *fx, int n)
+{
+    handled_t h = {fx, n};
+    run_pred(&fx->loop, handled_at_least, &h);
+}
+
+static void handler(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg);
+
+static void fx_open(fx_t *fx, const wy_grpc_server_opts_t *sopts,
+                    const wy_grpc_channel_opts_t *copts)
+{
+    memset(fx, 0, sizeof *fx);
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    assert_int_equal(wy_grpc_rt_new(&fx->loop, &fx->rt), WY_OK);
+    assert_int_equal(wy_grpc_server_new(fx->rt, sopts, &fx->srv), WY_OK);
+    assert_int_equal(
+        wy_grpc_server_register(fx->srv, ECHO_PATH, &wyvern__envelope__descriptor, handler, fx), WY_OK);
+    const char *err = NULL;
+    assert_int_equal(wy_grpc_server_start(fx->srv, "127.0.0.1:0", &fx->port, &err), WY_OK);
+    assert_true(fx->port > 0);
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", fx->port);
+    assert_int_equal(wy_grpc_channel_new(fx->rt, target, copts, &fx->ch), WY_OK);
+    uv_timer_init(&fx->loop, &fx->async_timer);
+    fx->async_timer.data = fx;
+}
+
+static void srv_stopped_cb(void *arg)
+{
+    ((fx_t *)arg)->srv_stopped = true;
+}
+
+static void rt_closed_cb(void *arg)
+{
+    ((fx_t *)arg)->rt_closed = true;
+}
+
+static void fx_stop_server(fx_t *fx, unsigned grace_ms)
+{
+    assert_int_equal(wy_grpc_server_stop(fx->srv, grace_ms, srv_stopped_cb, fx), WY_OK);
+    run_until(fx, &fx->srv_stopped);
+    fx->srv = NULL;
+}
+
+static void fx_close(fx_t *fx)
+{
+    if (fx->ch)
+        wy_grpc_channel_close(fx->ch);
+    if (fx->srv)
+        fx_stop_server(fx, 100);
+    assert_int_equal(wy_grpc_rt_close(fx->rt, rt_closed_cb, fx), WY_OK);
+    run_until(fx, &fx->rt_closed);
+    uv_close((uv_handle_t *)&fx->async_timer, NULL);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+}
+
+static void reply_cb(int err, int status, const char *message, const ProtobufCMessage *resp,
+                     void *arg)
+{
+    res_t *r = arg;
+    r->done = true;
+    r->err = err;
+    r->status = status;
+    snprintf(r->msg, sizeof r->msg, "%s", message);
+    if (resp && resp->descriptor == &wyvern__envelope__descriptor) {
+        const Wyvern__Envelope *e = (const Wyvern__Envelope *)resp;
+        snprintf(r->key, sizeof r->key, "%s", e->key);
+        r->payload_len = e->payload.len;
+    } else if (resp) {
+        r->health = ((const Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+    }
+}
+
+static int call_echo(fx_t *fx, const char *method, const char *key, size_t payload_len,
+                     unsigned deadline_ms, res_t *r)
+{
+    static uint8_t payload[8192];
+    Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
+    e.event_id = "e-1";
+    e.key = (char *)key;
+    e.timestamp_ms = 42;
+    e.payload.data = payload;
+    e.payload.len = payload_len;
+    wy_grpc_md_t md[] = {{"authorization", "Bearer t0ken"}};
+    return wy_grpc_call(fx->ch, method, &e.base, &wyvern__envelope__descriptor, deadline_ms, md,
+                        1, reply_cb, r);
+}
+
+static void async_timer_cb(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
+    e.key = "late";
+    for (int i = 0; i < fx->n_held; i++)
+        assert_int_equal(wy_grpc_reply(fx->held[i], &e.base), WY_OK);
+    fx->n_held = 0;
+}
+
+static void handler(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+{
+    fx_t *fx = arg;
+    fx->handled++;
+    const char *v;
+    size_t n;
+    if (wy_grpc_call_metadata(call, "Authorization", &v, &n) == WY_OK)
+        snprintf(fx->seen_auth, sizeof fx->seen_auth, "%.*s", (int)n, v);
+    snprintf(fx->seen_method, sizeof fx->seen_method, "%s", wy_grpc_call_method(call));
+    fx->seen_deadline = wy_grpc_call_deadline_ms(call);
+    switch (fx->mode) {
+    case M_ECHO: assert_int_equal(wy_grpc_reply(call, req), WY_OK); break;
+    case M_ERROR:
+        assert_int_equal(wy_grpc_reply_error(call, WY_EPERM, "not your account"), WY_OK);
+        assert_int_equal(wy_grpc_reply_error(call, WY_EPERM, "twice"), WY_ESTATE);
+        break;
+    case M_ASYNC:
+        fx->held[fx->n_held++] = call;
+        uv_timer_start(&fx->async_timer, async_timer_cb, 20, 0);
+        break;
+    case M_HOLD:
+        assert_true(fx->n_held < (int)WY_ARRAY_LEN(fx->held));
+        fx->held[fx->n_held++] = call;
+        break;
+    }
+}
+
+/* A loopback port with nothing listening (bound, then closed). */
+static int dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Raw gRPC core call on its own thread (the loop keeps running meanwhile). */
+typedef struct {
+    int port;
+    const char *method;
+    const void *bytes;
+    size_t len;
+    int status;
+    char details[256];
+    bool done;
+    uv_async_t async;
+    pthread_t thread;
+} raw_t;
+
+static void *raw_main(void *p)
+{
+    raw_t *r = p;
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", r->port);
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel *ch = grpc_channel_create(target, creds, NULL);
+    grpc_channel_credentials_release(creds);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_slice m = grpc_slice_from_static_string(r->method);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(5000, GPR_TIMESPAN));
+    grpc_call *call =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL, deadline, NULL);
+    grpc_slice body = grpc_slice_from_copied_buffer(r->bytes, r->len);
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&body, 1);
+    grpc_slice_unref(body);
+    grpc_byte_buffer *recv = NULL;
+    grpc_metadata_array imd, tmd;
+    grpc_metadata_array_init(&imd);
+    grpc_metadata_array_init(&tmd);
+    grpc_status_code status = GRPC_STATUS_OK;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) == GRPC_CALL_OK)
+        grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    else
+        status = -1;
+    r->status = status;
+    snprintf(r->details, sizeof r->details, "%.*s", (int)GRPC_SLICE_LENGTH(details),
+             (const char *)GRPC_SLICE_START_PTR(details));
+    grpc_slice_unref(details);
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_metadata_array_destroy(&imd);
+    grpc_metadata_array_destroy(&tmd);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_destroy(cq);
+    grpc_channel_destroy(ch);
+    uv_async_send(&r->async);
+    return NULL;
+}
+
+static void raw_done(uv_async_t *a)
+{
+    ((raw_t *)a->data)->done = true;
+}
+
+static void raw_call(fx_t *fx, raw_t *r)
+{
+    uv_async_init(&fx->loop, &r->async, raw_done);
+    r->async.data = r;
+    r->port = fx->port;
+    assert_int_equal(pthread_create(&r->thread, NULL, raw_main, r), 0);
+    run_until(fx, &r->done);
+    pthread_join(r->thread, NULL);
+    uv_close((uv_handle_t *)&r->async, NULL);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_round_trip(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "acct-7", 300, 2000, &r), WY_OK);
+    assert_false(r.done); /* never inside wy_grpc_call */
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_OK);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.key, "acct-7");
+    assert_int_equal(r.payload_len, 300);
+    assert_string_equal(fx.seen_auth, "Bearer t0ken");
+    assert_string_equal(fx.seen_method, ECHO_PATH);
+    assert_true(fx.seen_deadline > 0 && fx.seen_deadline <= 2000);
+
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(fx.srv, &st);
+    assert_int_equal(st.calls_total, 1);
+    assert_int_equal(st.by_status[0], 1);
+    assert_int_equal(wy_grpc_channel_inflight(fx.ch), 0);
+    fx_close(&fx);
+}
+
+static void test_concurrent_200(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    static res_t r[200];
+    char key[200][16];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 200; i++) {
+        snprintf(key[i], sizeof key[i], "k%d", i);
+        assert_int_equal(call_echo(&fx, ECHO_PATH, key[i], 10, 0, &r[i]), WY_OK);
+    }
+    assert_int_equal(wy_grpc_channel_inflight(fx.ch), 200);
+    for (int i = 0; i < 200; i++) {
+        run_until(&fx, &r[i].done);
+        assert_int_equal(r[i].err, WY_OK);
+        assert_string_equal(r[i].key, key[i]);
+    }
+    assert_int_equal(fx.handled, 200);
+    fx_close(&fx);
+}
+
+static void test_async_reply(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_ASYNC;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "early", 0, 0, &r), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_OK);
+    assert_string_equal(r.key, "late");
+    fx_close(&fx);
+}
+
+static void test_handler_error(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_ERROR;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_EPERM);
+    assert_int_equal(r.status, 7); /* PERMISSION_DENIED */
+    assert_string_equal(r.msg, "not your account");
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(fx.srv, &st);
+    assert_int_equal(st.by_status[7], 1);
+    fx_close(&fx);
+}
+
+static void test_unknown_method(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, "/wyvern.test.Echo/Nope", "k", 0, 0, &r), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_EUNIMPL);
+    assert_int_equal(r.status, 12);
+    assert_non_null(strstr(r.msg, "/wyvern.test.Echo/Nope"));
+    assert_int_equal(fx.handled, 0);
+    fx_close(&fx);
+}
+
+static void test_malformed_request(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    /* Field 1 length-delimited, claims 100 bytes, carries 3. */
+    raw_t r = {.method = ECHO_PATH, .bytes = "\x0a\x64" "abc", .len = 5};
+    raw_call(&fx, &r);
+    assert_int_equal(r.status, 3); /* INVALID_ARGUMENT */
+    assert_string_equal(r.details, "request is not a valid wyvern.Envelope");
+    assert_int_equal(fx.handled, 0);
+    /* The server keeps serving. */
+    res_t ok = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "after", 0, 0, &ok), WY_OK);
+    run_until(&fx, &ok.done);
+    assert_int_equal(ok.err, WY_OK);
+    fx_close(&fx);
+}
+
+static bool held_gone(void *arg)
+{
+    return wy_grpc_call_cancelled(((fx_t *)arg)->held[0]);
+}
+
+static void test_deadline_exceeded(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_HOLD;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 100, &r), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_ETIMEDOUT);
+    assert_int_equal(r.status, 4);
+    assert_int_equal(fx.handled, 1);
+    /* The server learns the client is gone; the call stays held (never answered) and
+     * the stop in fx_close must release it. */
+    run_pred(&fx.loop, held_gone, &fx);
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(fx.srv, &st);
+    assert_int_equal(st.in_flight, 1);
+    fx_close(&fx);
+}
+
+static void test_server_down(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    wy_grpc_channel_t *down;
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", dead_port());
+    assert_int_equal(wy_grpc_channel_new(fx.rt, target, NULL, &down), WY_OK);
+    res_t r = {0};
+    Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
+    assert_int_equal(wy_grpc_call(down, ECHO_PATH, &e.base, &wyvern__envelope__descriptor, 10000,
+                                  NULL, 0, reply_cb, &r),
+                     WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_EUNAVAIL);
+    assert_int_equal(r.status, 14);
+    wy_grpc_channel_close(down);
+    fx_close(&fx);
+}
+
+static void check_health(fx_t *fx, const char *service, res_t *r)
+{
+    Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    q.service = (char *)service;
+    memset(r, 0, sizeof *r);
+    assert_int_equal(wy_grpc_call(fx->ch, CHECK_PATH, &q.base,
+                                  &grpc__health__v1__health_check_response__descriptor, 0, NULL,
+                                  0, reply_cb, r),
+                     WY_OK);
+    run_until(fx, &r->done);
+}
+
+static void test_health(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    assert_int_equal(wy_grpc_server_set_health(fx.srv, "wyvern.test.Echo", false), WY_OK);
+    res_t r;
+    check_health(&fx, "", &r);
+    assert_int_equal(r.err, WY_OK);
+    assert_int_equal(r.health, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    check_health(&fx, "wyvern.test.Echo", &r);
+    assert_int_equal(r.err, WY_OK);
+    assert_int_equal(r.health,
+                     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    assert_int_equal(wy_grpc_server_set_health(fx.srv, "wyvern.test.Echo", true), WY_OK);
+    check_health(&fx, "wyvern.test.Echo", &r);
+    assert_int_equal(r.health, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    check_health(&fx, "no.such.Service", &r);
+    assert_int_equal(r.err, WY_ENOTFOUND);
+    assert_int_equal(r.status, 5);
+    assert_non_null(strstr(r.msg, "no.such.Service"));
+    fx_close(&fx);
+}
+
+static void reply_held(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    for (int i = 0; i < fx->n_held; i++)
+        assert_int_equal(wy_grpc_reply_error(fx->held[i], WY_ESTATE, "drained"), WY_OK);
+    fx->n_held = 0;
+}
+
+static void test_graceful_stop(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_HOLD;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
+    wait_handled(&fx, 1);
+    /* The in-flight handler answers 20 ms into a generous grace period. */
+    assert_int_equal(wy_grpc_server_stop(fx.srv, 10000, srv_stopped_cb, &fx), WY_OK);
+    assert_int_equal(wy_grpc_server_stop(fx.srv, 10000, srv_stopped_cb, &fx), WY_ESTATE);
+    uv_timer_start(&fx.async_timer, reply_held, 20, 0);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_ESTATE);
+    assert_string_equal(r.msg, "drained");
+    run_until(&fx, &fx.srv_stopped);
+    fx.srv = NULL;
+    /* Nothing listens any more. */
+    res_t after = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &after), WY_OK);
+    run_until(&fx, &after.done);
+    assert_int_equal(after.err, WY_EUNAVAIL);
+    fx_close(&fx);
+}
+
+static void test_stop_cancels_after_grace(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_HOLD;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
+    wait_handled(&fx, 1);
+    fx_stop_server(&fx, 50);
+    run_until(&fx, &r.done);
+    assert_int_not_equal(r.err, WY_OK);
+    assert_true(r.status == 14 || r.status == 1); /* UNAVAILABLE or CANCELLED */
+    fx_close(&fx);
+}
+
+static void test_oversize_rejected(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    wy_grpc_server_opts_t so = {.max_recv_bytes = 1024};
+    fx_open(&fx, &so, NULL);
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "big", 4096, 0, &r), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.status, 8); /* RESOURCE_EXHAUSTED */
+    assert_int_equal(r.err, WY_ELIMIT);
+    assert_int_equal(fx.handled, 0);
+    res_t ok = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "small", 100, 0, &ok), WY_OK);
+    run_until(&fx, &ok.done);
+    assert_int_equal(ok.err, WY_OK);
+    fx_close(&fx);
+}
+
+static bool any_done(void *arg)
+{
+    res_t *r = arg;
+    return r[0].done || r[1].done || r[2].done;
+}
+
+static void test_server_inflight_cap(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    wy_grpc_server_opts_t so = {.max_inflight = 2};
+    fx_open(&fx, &so, NULL);
+    fx.mode = M_HOLD;
+    res_t r[3];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r[i]), WY_OK);
+    /* Exactly one is refused; wait for it, then for both handlers. */
+    run_pred(&fx.loop, any_done, r);
+    int refused = -1;
+    for (int i = 0; i < 3; i++)
+        if (r[i].done)
+            refused = i;
+    assert_int_equal(r[refused].status, 8);
+    assert_non_null(strstr(r[refused].msg, "overloaded"));
+    wait_handled(&fx, 2);
+    uv_timer_start(&fx.async_timer, async_timer_cb, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        run_until(&fx, &r[i].done);
+        if (i != refused)
+            assert_int_equal(r[i].err, WY_OK);
+    }
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(fx.srv, &st);
+    assert_int_equal(st.rejected_busy, 1);
+    fx_close(&fx);
+}
+
+static void test_client_inflight_cap(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    wy_grpc_channel_opts_t co = {.max_inflight = 1};
+    fx_open(&fx, NULL, &co);
+    res_t a = {0}, b = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "a", 0, 0, &a), WY_OK);
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "b", 0, 0, &b), WY_EBUSY);
+    run_until(&fx, &a.done);
+    assert_int_equal(a.err, WY_OK);
+    assert_false(b.done);
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "b", 0, 0, &b), WY_OK);
+    run_until(&fx, &b.done);
+    fx_close(&fx);
+}
+
+static void test_channel_close_cancels(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    fx.mode = M_HOLD;
+    res_t r = {0};
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
+    wait_handled(&fx, 1);
+    wy_grpc_channel_close(fx.ch);
+    fx.ch = NULL;
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_ECANCELED);
+    assert_int_equal(r.status, 1);
+    fx_close(&fx);
+}
+
+static void test_bind_and_register_errors(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    assert_int_equal(
+        wy_grpc_server_register(fx.srv, "/x.Y/Z", &wyvern__envelope__descriptor, handler, &fx),
+        WY_ESTATE);
+    wy_grpc_server_t *s2;
+    assert_int_equal(wy_grpc_server_new(fx.rt, NULL, &s2), WY_OK);
+    assert_int_equal(
+        wy_grpc_server_register(s2, "no-slash", &wyvern__envelope__descriptor, handler, &fx),
+        WY_EINVAL);
+    assert_int_equal(
+        wy_grpc_server_register(s2, "/x.Y/", &wyvern__envelope__descriptor, handler, &fx),
+        WY_EINVAL);
+    assert_int_equal(wy_grpc_server_register(s2, CHECK_PATH, &wyvern__envelope__descriptor, handler,
+                                             &fx),
+                     WY_EEXIST);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", fx.port);
+    const char *err = NULL;
+    assert_int_equal(wy_grpc_server_start(s2, addr, NULL, &err), WY_EIO);
+    assert_non_null(err);
+    assert_non_null(strstr(err, addr));
+    /* The runtime refuses to close while servers or channels are alive. */
+    assert_int_equal(wy_grpc_rt_close(fx.rt, NULL, NULL), WY_ESTATE);
+    assert_int_equal(wy_grpc_server_stop(s2, 0, srv_stopped_cb, &fx), WY_OK);
+    run_until(&fx, &fx.srv_stopped);
+    fx.srv_stopped = false;
+    fx_close(&fx);
+}
+
+int main(void)
+{
+    wy_log_init("test", WY_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_concurrent_200),
+        cmocka_unit_test(test_async_reply),
+        cmocka_unit_test(test_handler_error),
+        cmocka_unit_test(test_unknown_method),
+        cmocka_unit_test(test_malformed_request),
+        cmocka_unit_test(test_deadline_exceeded),
+        cmocka_unit_test(test_server_down),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_stop_cancels_after_grace),
+        cmocka_unit_test(test_oversize_rejected),
+        cmocka_unit_test(test_server_inflight_cap),
+        cmocka_unit_test(test_client_inflight_cap),
+        cmocka_unit_test(test_channel_close_cancels),
+        cmocka_unit_test(test_bind_and_register_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,743 @@
+/* Unit tests of wy_http: a real server on a libuv loop in the test thread, a client thread with
+ * blocking loopback sockets. The client only records what it saw; assertions run after join. */
+#include "wy_http.h"
+#include "wy_buf.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- harness */
+
+typedef struct fx fx_t;
+struct fx {
+    uv_loop_t loop;
+    wy_http_server_t *srv;
+    int port;
+    uv_async_t async;
+    pthread_t th;
+    void (*client)(fx_t *);
+    bool hold;        /* the loop side finishes the test itself (fx_finish) */
+    bool client_done;
+    bool finished;
+    bool closed;
+    /* scratch for handlers */
+    wy_http_req_t *held;
+    uv_timer_t timer;
+    int ticks;
+    uint64_t in_flight_seen;
+    /* client results */
+    char r[8][4096];
+    int status[8];
+    int nresp;
+    int connect_err;
+    bool eof[8];
+    sem_t dispatched; /* posted by handlers that hold a request */
+};
+
+static void on_closed(void *ud)
+{
+    ((fx_t *)ud)->closed = true;
+}
+
+static void fx_finish(fx_t *fx)
+{
+    if (fx->finished)
+        return;
+    fx->finished = true;
+    wy_http_close(fx->srv, on_closed, fx);
+}
+
+static void async_cb(uv_async_t *a)
+{
+    fx_t *fx = a->data;
+    fx->client_done = true;
+    uv_close((uv_handle_t *)a, NULL);
+    if (!fx->hold)
+        fx_finish(fx);
+}
+
+static void *client_main(void *arg)
+{
+    fx_t *fx = arg;
+    fx->client(fx);
+    uv_async_send(&fx->async);
+    return NULL;
+}
+
+static fx_t *fx_new(const wy_http_limits_t *lim)
+{
+    fx_t *fx = wy_calloc(1, sizeof(*fx));
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    sem_init(&fx->dispatched, 0, 0);
+    assert_int_equal(wy_http_server_new(&fx->loop, lim, &fx->srv), WY_OK);
+    return fx;
+}
+
+static void fx_listen(fx_t *fx)
+{
+    const char *err = NULL;
+    assert_int_equal(wy_http_listen(fx->srv, "127.0.0.1", 0, &err), WY_OK);
+    fx->port = wy_http_port(fx->srv);
+    assert_true(fx->port > 0);
+}
+
+/* Runs client on its own thread while the loop serves; returns when the server is closed. */
+static void fx_run(fx_t *fx, void (*client)(fx_t *))
+{
+    fx->client = client;
+    uv_async_init(&fx->loop, &fx->async, async_cb);
+    fx->async.data = fx;
+    assert_int_equal(pthread_create(&fx->th, NULL, client_main, fx), 0);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    pthread_join(fx->th, NULL);
+    assert_true(fx->closed);
+}
+
+static void fx_free(fx_t *fx)
+{
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    sem_destroy(&fx->dispatched);
+    wy_free(fx);
+}
+
+/* ---------------------------------------------------------------- blocking client */
+
+typedef struct {
+    int fd;
+    char buf[1 << 17];
+    size_t len;
+} cli_t;
+
+static int cli_open(cli_t *c, int port)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 10}; /* only a guard against a hung test */
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        int e = errno;
+        close(c->fd);
+        c->fd = -1;
+        return e;
+    }
+    return 0;
+}
+
+static void cli_send(cli_t *c, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n > 0) {
+        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void cli_puts(cli_t *c, const char *s)
+{
+    cli_send(c, s, strlen(s));
+}
+
+static bool cli_fill(cli_t *c)
+{
+    if (c->len >= sizeof(c->buf) - 1)
+        return false;
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+    if (n <= 0)
+        return false;
+    c->len += (size_t)n;
+    c->buf[c->len] = 0;
+    return true;
+}
+
+/* Reads one response (headers + Content-Length body) into out; returns the status or -1. */
+static int cli_response(cli_t *c, char *out, size_t outsz)
+{
+    char *end;
+    while (!(end = strstr(c->buf, "\r\n\r\n")))
+        if (!cli_fill(c))
+            return -1;
+    size_t hlen = (size_t)(end - c->buf) + 4;
+    const char *cl = strcasestr(c->buf, "content-length:");
+    size_t blen = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+    while (c->len < hlen + blen)
+        if (!cli_fill(c))
+            return -1;
+    size_t n = hlen + blen < outsz - 1 ? hlen + blen : outsz - 1;
+    memcpy(out, c->buf, n);
+    out[n] = 0;
+    int status = atoi(c->buf + 9);
+    memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
+    c->len -= hlen + blen;
+    c->buf[c->len] = 0;
+    return status;
+}
+
+/* True if the server closes the connection (EOF or reset) with nothing more to read. */
+static bool cli_eof(cli_t *c)
+{
+    return c->len == 0 && !cli_fill(c);
+}
+
+static void cli_close(cli_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+static void save(fx_t *fx, cli_t *c)
+{
+    int i = fx->nresp++;
+    fx->status[i] = cli_response(c, fx->r[i], sizeof(fx->r[i]));
+}
+
+/* ---------------------------------------------------------------- handlers */
+
+static void h_hello(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    const char *msg = "hello";
+    wy_http_add_header(req, "X-Test", "yes");
+    wy_http_respond(req, 200, "text/plain", msg, strlen(msg));
+}
+
+static void h_echo_json(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    json_t *j = wy_http_req_json(req);
+    if (!j)
+        return;
+    const char *hdr = wy_http_req_header(req, "x-MiXeD");
+    json_t *out = json_pack("{s:o,s:s,s:s,s:s,s:s?}", "got", j, "path", wy_http_req_path(req),
+                            "query", wy_http_req_query(req), "method", wy_http_req_method(req),
+                            "hdr", hdr);
+    wy_http_respond_json(req, 201, out);
+}
+
+static void h_item(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    wy_http_respond(req, 200, "text/plain", wy_http_req_path(req), strlen(wy_http_req_path(req)));
+}
+
+static void h_path(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    const char *p = wy_http_req_path(req);
+    wy_http_respond(req, 200, "text/plain", p, strlen(p));
+}
+
+static void h_limited(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    wy_http_add_header(req, "Retry-After", "30");
+    wy_http_respond_err(req, WY_ELIMIT, "slow down");
+}
+
+static void routes(fx_t *fx)
+{
+    assert_int_equal(wy_http_route(fx->srv, "GET", "/hello", h_hello, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "GET", "/hello", h_hello, fx), WY_EEXIST);
+    assert_int_equal(wy_http_route(fx->srv, "POST", "/echo", h_echo_json, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "PUT", "/echo", h_echo_json, fx), WY_OK);
+    assert_int_equal(wy_http_route_prefix(fx->srv, "GET", "/items/", h_item, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "GET", "/a", h_path, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "GET", "/b", h_path, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "GET", "/c", h_path, fx), WY_OK);
+    assert_int_equal(wy_http_route(fx->srv, "POST", "/limited", h_limited, fx), WY_OK);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static void cl_routing(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    const char *reqs[] = {
+        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /echo?x=1&y=2 HTTP/1.1\r\nHost: x\r\nX-Mixed: Case\r\nContent-Length: 7\r\n\r\n"
+        "{\"a\":1}",
+        "GET /items/42 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+        "DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{bad}",
+        "POST /limited HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    };
+    for (size_t i = 0; i < WY_ARRAY_LEN(reqs); i++) {
+        cli_open(c, fx->port);
+        cli_puts(c, reqs[i]);
+        save(fx, c);
+        cli_close(c);
+    }
+    free(c);
+}
+
+static void test_routing(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    routes(fx);
+    fx_listen(fx);
+    fx_run(fx, cl_routing);
+    assert_int_equal(fx->status[0], 200);
+    assert_non_null(strstr(fx->r[0], "X-Test: yes\r\n"));
+    assert_non_null(strstr(fx->r[0], "\r\n\r\nhello"));
+    assert_int_equal(fx->status[1], 201);
+    assert_non_null(strstr(fx->r[1], "{\"got\":{\"a\":1},\"path\":\"/echo\",\"query\":\"x=1&y=2\","
+                                     "\"method\":\"POST\",\"hdr\":\"Case\"}"));
+    assert_int_equal(fx->status[2], 200);
+    assert_non_null(strstr(fx->r[2], "\r\n\r\n/items/42"));
+    assert_int_equal(fx->status[3], 404);
+    assert_non_null(strstr(fx->r[3], "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":"));
+    assert_int_equal(fx->status[4], 405);
+    assert_non_null(strstr(fx->r[4], "Allow: POST, PUT\r\n"));
+    assert_non_null(strstr(fx->r[4], "\"code\":\"METHOD_NOT_ALLOWED\""));
+    assert_int_equal(fx->status[5], 400);
+    assert_non_null(strstr(fx->r[5], "\"code\":\"BAD_JSON\""));
+    assert_int_equal(fx->status[6], 429);
+    assert_non_null(strstr(fx->r[6], "Retry-After: 30\r\n"));
+    assert_non_null(strstr(fx->r[6], "\"code\":\"ELIMIT\",\"message\":\"slow down\""));
+    fx_free(fx);
+}
+
+/* ---------------------------------------------------------------- keep-alive, pipelining */
+
+static void cl_keepalive(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    save(fx, c);
+    cli_puts(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    save(fx, c);
+    cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    save(fx, c);
+    fx->eof[0] = cli_eof(c);
+    cli_close(c);
+    /* HTTP/1.0: close by default, keep-alive on request */
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    save(fx, c);
+    cli_puts(c, "GET /b HTTP/1.0\r\n\r\n");
+    save(fx, c);
+    fx->eof[1] = cli_eof(c);
+    cli_close(c);
+    free(c);
+}
+
+static void test_keepalive(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    routes(fx);
+    fx_listen(fx);
+    fx_run(fx, cl_keepalive);
+    assert_int_equal(fx->nresp, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(fx->status[i], 200);
+    assert_null(strstr(fx->r[0], "Connection:"));
+    assert_non_null(strstr(fx->r[1], "\r\n\r\n/b"));
+    assert_non_null(strstr(fx->r[2], "Connection: close\r\n"));
+    assert_true(fx->eof[0]);
+    assert_non_null(strstr(fx->r[3], "Connection: keep-alive\r\n"));
+    assert_non_null(strstr(fx->r[4], "Connection: close\r\n"));
+    assert_true(fx->eof[1]);
+    fx_free(fx);
+}
+
+static void cl_pipeline(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                "POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]"
+                "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    for (int i = 0; i < 4; i++)
+        save(fx, c);
+    fx->eof[0] = cli_eof(c);
+    cli_close(c);
+    free(c);
+}
+
+static void test_pipelined(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    routes(fx);
+    fx_listen(fx);
+    fx_run(fx, cl_pipeline);
+    assert_int_equal(fx->nresp, 4);
+    assert_non_null(strstr(fx->r[0], "\r\n\r\n/c"));
+    assert_non_null(strstr(fx->r[1], "\r\n\r\n/a"));
+    assert_int_equal(fx->status[2], 201);
+    assert_non_null(strstr(fx->r[2], "\"got\":[]"));
+    assert_non_null(strstr(fx->r[3], "\r\n\r\n/b"));
+    assert_true(fx->eof[0]);
+    fx_free(fx);
+}
+
+/* ---------------------------------------------------------------- bad input */
+
+static void cl_bad_input(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    /* 0: garbage */
+    cli_open(c, fx->port);
+    cli_puts(c, "HELLO THERE\r\n\r\n");
+    save(fx, c);
+    fx->eof[0] = cli_eof(c);
+    cli_close(c);
+    /* 1: headers over 2 KiB */
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /a HTTP/1.1\r\nX-Big: ");
+    char big[3000];
+    memset(big, 'a', sizeof(big));
+    cli_send(c, big, sizeof(big));
+    cli_puts(c, "\r\n\r\n");
+    save(fx, c);
+    fx->eof[1] = cli_eof(c);
+    cli_close(c);
+    /* 2: Content-Length over the body limit, refused before the body is sent */
+    cli_open(c, fx->port);
+    cli_puts(c, "POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
+    save(fx, c);
+    fx->eof[2] = cli_eof(c);
+    cli_close(c);
+    /* 3: chunked body over the limit */
+    cli_open(c, fx->port);
+    cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char chunk[600];
+    memset(chunk, 'b', sizeof(chunk));
+    for (int i = 0; i < 3; i++) {
+        cli_puts(c, "258\r\n");
+        cli_send(c, chunk, sizeof(chunk));
+        cli_puts(c, "\r\n");
+    }
+    cli_puts(c, "0\r\n\r\n");
+    save(fx, c);
+    fx->eof[3] = cli_eof(c);
+    cli_close(c);
+    /* 4: a chunked body within the limit still works */
+    cli_open(c, fx->port);
+    cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "3\r\n{\"k\r\n4\r\n\":2}\r\n0\r\n\r\n");
+    save(fx, c);
+    cli_close(c);
+    /* 5: request started but never finished -> 408 */
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /a HTTP/1.1\r\nHost:");
+    save(fx, c);
+    fx->eof[5] = cli_eof(c);
+    cli_close(c);
+    free(c);
+}
+
+static void test_bad_input(void **state)
+{
+    WY_UNUSED(state);
+    wy_http_limits_t lim;
+    wy_http_limits_default(&lim);
+    lim.max_header_bytes = 2048;
+    lim.max_body_bytes = 1024;
+    lim.header_timeout_ms = 100;
+    fx_t *fx = fx_new(&lim);
+    routes(fx);
+    fx_listen(fx);
+    fx_run(fx, cl_bad_input);
+    assert_int_equal(fx->nresp, 6);
+    assert_int_equal(fx->status[0], 400);
+    assert_non_null(strstr(fx->r[0], "\"code\":\"BAD_REQUEST\""));
+    assert_int_equal(fx->status[1], 431);
+    assert_non_null(strstr(fx->r[1], "\"code\":\"HEADERS_TOO_LARGE\""));
+    assert_int_equal(fx->status[2], 413);
+    assert_int_equal(fx->status[3], 413);
+    assert_non_null(strstr(fx->r[3], "\"code\":\"BODY_TOO_LARGE\""));
+    assert_int_equal(fx->status[4], 201);
+    assert_non_null(strstr(fx->r[4], "\"got\":{\"k\":2}"));
+    assert_int_equal(fx->status[5], 408);
+    for (int i = 0; i < 6; i++) {
+        if (i != 4) {
+            assert_true(fx->eof[i]);
+            assert_non_null(strstr(fx->r[i], "Connection: close\r\n"));
+            assert_non_null(strstr(fx->r[i], "application/json"));
+        }
+    }
+    fx_free(fx);
+}
+
+/* ---------------------------------------------------------------- max connections */
+
+static uint64_t g_rejected;
+
+static void cl_maxconn(fx_t *fx)
+{
+    cli_t *c = malloc(3 * sizeof(*c));
+    for (int i = 0; i < 2; i++) {
+        cli_open(&c[i], fx->port);
+        cli_puts(&c[i], "GET /a HTTP/1.1\r\n\r\n");
+        save(fx, &c[i]); /* the server has accepted and counted it */
+    }
+    cli_open(&c[2], fx->port);
+    save(fx, &c[2]);
+    fx->eof[2] = cli_eof(&c[2]);
+    cli_close(&c[2]);
+    /* the first two still work */
+    cli_puts(&c[0], "GET /b HTTP/1.1\r\n\r\n");
+    save(fx, &c[0]);
+    cli_close(&c[0]);
+    cli_close(&c[1]);
+    free(c);
+}
+
+static void test_max_connections(void **state)
+{
+    WY_UNUSED(state);
+    wy_http_limits_t lim;
+    wy_http_limits_default(&lim);
+    lim.max_connections = 2;
+    fx_t *fx = fx_new(&lim);
+    routes(fx);
+    fx_listen(fx);
+    /* run the loop by hand so the counters can be read before the server is closed */
+    fx->client = cl_maxconn;
+    uv_async_init(&fx->loop, &fx->async, async_cb);
+    fx->async.data = fx;
+    fx->hold = true;
+    pthread_create(&fx->th, NULL, client_main, fx);
+    while (!fx->client_done)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    g_rejected = wy_http_counters(fx->srv)->conns_rejected;
+    assert_int_equal(wy_http_counters(fx->srv)->conns_accepted, 2);
+    fx_finish(fx);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    pthread_join(fx->th, NULL);
+    assert_int_equal(g_rejected, 1);
+    assert_int_equal(fx->status[0], 200);
+    assert_int_equal(fx->status[1], 200);
+    assert_int_equal(fx->status[2], 503);
+    assert_non_null(strstr(fx->r[2], "\"code\":\"OVERLOADED\""));
+    assert_true(fx->eof[2]);
+    assert_int_equal(fx->status[3], 200);
+    fx_free(fx);
+}
+
+/* ---------------------------------------------------------------- asynchronous responses */
+
+static void async_reply_cb(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    fx->in_flight_seen = wy_http_in_flight(fx->srv);
+    wy_http_respond_json(fx->held, 202, json_pack("{s:s}", "done", "later"));
+    fx->held = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void h_async(wy_http_req_t *req, void *ud)
+{
+    fx_t *fx = ud;
+    fx->held = req;
+    uv_timer_init(&fx->loop, &fx->timer);
+    fx->timer.data = fx;
+    uv_timer_start(&fx->timer, async_reply_cb, 20, 0);
+}
+
+static void cl_async(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /slow HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n");
+    save(fx, c);
+    save(fx, c);
+    cli_close(c);
+    free(c);
+}
+
+static void test_async_response(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    routes(fx);
+    wy_http_route(fx->srv, "GET", "/slow", h_async, fx);
+    fx_listen(fx);
+    fx_run(fx, cl_async);
+    assert_int_equal(fx->in_flight_seen, 1);
+    assert_int_equal(fx->status[0], 202);
+    assert_non_null(strstr(fx->r[0], "{\"done\":\"later\"}"));
+    assert_int_equal(fx->status[1], 200); /* the pipelined one waited its turn */
+    assert_non_null(strstr(fx->r[1], "\r\n\r\n/a"));
+    fx_free(fx);
+}
+
+/* The client resets the connection while its request is in a handler; the handler responds
+ * once the server has noticed (no connection left), which must only free the request. */
+static void gone_poll_cb(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    if (!fx->held || wy_http_counters(fx->srv)->conns_open != 0)
+        return;
+    wy_http_respond(fx->held, 200, "text/plain", "late", 4);
+    fx->held = NULL;
+    fx->in_flight_seen = wy_http_in_flight(fx->srv);
+    uv_close((uv_handle_t *)t, NULL);
+    fx_finish(fx);
+}
+
+static void h_gone(wy_http_req_t *req, void *ud)
+{
+    fx_t *fx = ud;
+    fx->held = req;
+    uv_timer_init(&fx->loop, &fx->timer);
+    fx->timer.data = fx;
+    uv_timer_start(&fx->timer, gone_poll_cb, 5, 5);
+    sem_post(&fx->dispatched);
+}
+
+static void cl_gone(fx_t *fx)
+{
+    cli_t *c = malloc(sizeof(*c));
+    cli_open(c, fx->port);
+    cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
+    struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close = RST */
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    sem_wait(&fx->dispatched); /* reset only once the handler holds the request */
+    cli_close(c);
+    free(c);
+}
+
+static void test_client_gone_before_async_response(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    wy_http_route(fx->srv, "GET", "/gone", h_gone, fx);
+    fx_listen(fx);
+    fx->hold = true;
+    fx_run(fx, cl_gone);
+    assert_int_equal(fx->in_flight_seen, 0);
+    fx_free(fx);
+}
+
+/* ---------------------------------------------------------------- graceful stop */
+
+static void stop_reply_cb(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    fx->in_flight_seen = wy_http_in_flight(fx->srv);
+    wy_http_respond(fx->held, 200, "text/plain", "finished", 8);
+    fx->held = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void h_stop(wy_http_req_t *req, void *ud)
+{
+    fx_t *fx = ud;
+    fx->held = req;
+    wy_http_stop(fx->srv); /* the listener is closed before the response goes out */
+    uv_timer_init(&fx->loop, &fx->timer);
+    fx->timer.data = fx;
+    uv_timer_start(&fx->timer, stop_reply_cb, 20, 0);
+}
+
+static void cl_stop(fx_t *fx)
+{
+    cli_t *c = malloc(2 * sizeof(*c));
+    cli_open(&c[1], fx->port);
+    cli_puts(&c[1], "GET /a HTTP/1.1\r\n\r\n"); /* an idle keep-alive connection */
+    save(fx, &c[1]);
+    cli_open(&c[0], fx->port);
+    cli_puts(&c[0], "GET /stop HTTP/1.1\r\n\r\n");
+    save(fx, &c[0]);
+    fx->eof[0] = cli_eof(&c[0]);
+    fx->eof[1] = cli_eof(&c[1]); /* closed by stop */
+    cli_close(&c[0]);
+    cli_close(&c[1]);
+    cli_t *d = &c[0];
+    fx->connect_err = cli_open(d, fx->port);
+    cli_close(d);
+    free(c);
+}
+
+static void test_graceful_stop(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    routes(fx);
+    wy_http_route(fx->srv, "GET", "/stop", h_stop, fx);
+    fx_listen(fx);
+    fx_run(fx, cl_stop);
+    assert_int_equal(fx->in_flight_seen, 1);
+    assert_int_equal(fx->status[0], 200);
+    assert_int_equal(fx->status[1], 200);
+    assert_non_null(strstr(fx->r[1], "Connection: close\r\n\r\nfinished"));
+    assert_true(fx->eof[0]);
+    assert_true(fx->eof[1]);
+    assert_int_equal(fx->connect_err, ECONNREFUSED);
+    fx_free(fx);
+}
+
+/* wy_http_close with a request still held by its handler: the server is freed only after the
+ * late response. */
+static void late_cb(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    fx->ticks++;
+    assert_false(fx->closed);
+    wy_http_respond(fx->held, 200, NULL, NULL, 0);
+    fx->held = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_close_waits_for_held_request(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    wy_http_route(fx->srv, "GET", "/gone", h_gone, fx);
+    fx_listen(fx);
+    cli_t *c = malloc(sizeof(*c));
+    assert_int_equal(cli_open(c, fx->port), 0);
+    cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
+    while (!fx->held)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->timer);
+    uv_timer_start(&fx->timer, late_cb, 10, 0);
+    fx_finish(fx);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(fx->ticks, 1);
+    assert_true(fx->closed);
+    cli_close(c);
+    free(c);
+    fx_free(fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_async_response),
+        cmocka_unit_test(test_client_gone_before_async_response),
+        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_close_waits_for_held_request),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
