@@ -352,12 +352,12 @@ static void on_kafka_event(void *ud, const Wyvern__Envelope *env, wy_kafka_msg_t
     }
     wy_log_debug("event ignored", "type", env->type, "event_id", env->event_id, NULL);
     wy_metric_inc(d->m_events_ignored);
-    wy_daemon_event_done(d, msg);
+    wy_daemon_event_done(d, msg, env);
 }
 
-void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg)
+void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
 {
-    (void)wy_seen_check_add(d->seen, wy_kafka_msg_event_id(msg));
+    (void)wy_seen_check_add(d->seen, env->event_id);
     wy_kafka_msg_done(msg);
 }
 

@@ -80,7 +80,9 @@ void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
 
-/* Marks a consumed event's effect done (stores its offset). */
-void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg);
+/* Marks a consumed event's effect done: remembers its event_id (later
+ * duplicates are skipped) and stores its offset. env is the Envelope the
+ * handler received with msg; both are freed by this call. */
+void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
 
 #endif
