@@ -1328,7 +1328,7 @@ int wy_http_listen(wy_http_server_t *srv, const char *host, int port, const char
         rv = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
     if (rv != 0) {
         *err = rv == UV_EADDRINUSE ? "http: address already in use" : "http: cannot bind/listen";
-        wy_log_error("http listen failed", "host", host, "error", uv_strerror(rv), NULL);
+        wy_log_error("http listen failed", "host", host, "error", uv_strerror(rv), (char *)NULL);
         uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
         return WY_EIO;
     }
@@ -1436,7 +1436,7 @@ int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
         return WY_ETOOBIG;
     if (wy_ws_queued_bytes(c) + len > srv->lim.ws_max_send_queue_bytes) {
         srv->ctr.ws_overflows++;
-        wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, NULL);
+        wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, (char *)NULL);
         ws_start_close(c, WY_WS_POLICY, "send queue full");
         return WY_EBUSY;
     }
