@@ -14,12 +14,12 @@
 #include <string.h>
 #include <strings.h>
 
-#define READ_CHUNK    65536
-#define PIPELINE_MAX  65536  /* unparsed bytes kept while a request is in a handler */
-#define MAX_HEADERS   100
-#define LINGER_MS     2000   /* after a final response: wait for the peer's FIN this long */
-#define WS_OUT_CHUNK  262144 /* bytes pulled out of wslay per write */
-#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define READ_CHUNK   65536
+#define PIPELINE_MAX 65536 /* unparsed bytes kept while a request is in a handler */
+#define MAX_HEADERS  100
+#define LINGER_MS    2000   /* after a final response: wait for the peer's FIN this long */
+#define WS_OUT_CHUNK 262144 /* bytes pulled out of wslay per write */
+#define WS_GUID      "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct route {
     char *method; /* NULL for WebSocket routes (GET) */
@@ -60,34 +60,34 @@ struct wy_http_req {
 
 struct wy_ws_conn {
     wy_http_server_t *srv;
-    conn_t *prev, *next;             /* srv->conns */
-    conn_t *dprev, *dnext;           /* srv->dirty */
+    conn_t *prev, *next;   /* srv->conns */
+    conn_t *dprev, *dnext; /* srv->dirty */
     bool dirty;
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
     uv_shutdown_t sreq;
-    int handles;                     /* open uv handles of this connection */
+    int handles; /* open uv handles of this connection */
     enum conn_state state;
     bool reading;
     bool writing;
-    bool rejected;                   /* over max_connections: 503 then close */
-    bool close_after_write;          /* HTTP: FIN after out is written */
+    bool rejected;          /* over max_connections: 503 then close */
+    bool close_after_write; /* HTTP: FIN after out is written */
     bool peer_eof;
-    bool processing;                 /* inside process_input */
+    bool processing; /* inside process_input */
     char peer[64];
-    wy_buf_t in;                     /* received, not yet consumed */
+    wy_buf_t in; /* received, not yet consumed */
     size_t in_off;
-    wy_buf_t out;                    /* to write next */
-    wy_buf_t wbuf;                   /* in the write in flight */
+    wy_buf_t out;  /* to write next */
+    wy_buf_t wbuf; /* in the write in flight */
     /* HTTP */
     http_parser parser;
-    wy_http_req_t *req;              /* being parsed */
-    wy_http_req_t *ready;            /* parsed, about to dispatch */
-    wy_http_req_t *active;           /* dispatched, not responded */
-    int hdr_state;                   /* 0 none, 1 in field, 2 in value */
+    wy_http_req_t *req;    /* being parsed */
+    wy_http_req_t *ready;  /* parsed, about to dispatch */
+    wy_http_req_t *active; /* dispatched, not responded */
+    int hdr_state;         /* 0 none, 1 in field, 2 in value */
     size_t hdr_bytes;
-    int perr_status;                 /* set by a parser callback that rejects the request */
+    int perr_status; /* set by a parser callback that rejects the request */
     const char *perr_code;
     const char *perr_msg;
     /* WebSocket */
@@ -116,8 +116,8 @@ struct wy_http_server {
     size_t nroutes;
     conn_t *conns;
     conn_t *dirty_head, *dirty_tail;
-    unsigned nconns;                 /* accepted, not rejected */
-    unsigned nrejected;              /* rejected, still closing */
+    unsigned nconns;    /* accepted, not rejected */
+    unsigned nrejected; /* rejected, still closing */
     size_t reqs_live;
     size_t handles_open;
     bool stopping;
@@ -298,8 +298,10 @@ wy_http_server_t *wy_http_req_server(const wy_http_req_t *req)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
+    case 413:
+        return "Content Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
     default: {
         const char *s = http_status_str((enum http_status)status);
         return (s && strcmp(s, "<unknown>") != 0) ? s : "Status";
@@ -320,7 +322,7 @@ static void count_status(wy_http_server_t *srv, int status)
 }
 
 static void put_response(conn_t *c, int status, const char *ctype, const void *body, size_t len,
-                         const wy_buf_t *extra, bool keep, int http_minor)
+                         const wy_buf_t *extra, bool keep, int http_minor, bool head)
 {
     count_status(c->srv, status);
     wy_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
@@ -334,7 +336,7 @@ static void put_response(conn_t *c, int status, const char *ctype, const void *b
     else if (http_minor == 0)
         wy_buf_puts(&c->out, "Connection: keep-alive\r\n");
     wy_buf_puts(&c->out, "\r\n");
-    if (len)
+    if (len && !head)
         wy_buf_append(&c->out, body, len);
     mark_dirty(c);
 }
@@ -355,7 +357,7 @@ static void reject(conn_t *c, int status, const char *code, const char *message)
         return;
     wy_buf_t b = WY_BUF_INIT;
     error_body(&b, code, message);
-    put_response(c, status, "application/json", b.data, b.len, NULL, false, 1);
+    put_response(c, status, "application/json", b.data, b.len, NULL, false, 1, false);
     wy_buf_free(&b);
     c->close_after_write = true;
     uv_timer_stop(&c->timer);
@@ -377,7 +379,8 @@ void wy_http_respond(wy_http_req_t *req, int status, const char *content_type, c
     if (c && c->active == req && c->state == C_HTTP) {
         c->active = NULL;
         bool keep = req->keep_alive && !req->upgrade && !srv->stopping && !c->peer_eof;
-        put_response(c, status, content_type, body, len, &req->resp_hdrs, keep, req->http_minor);
+        put_response(c, status, content_type, body, len, &req->resp_hdrs, keep, req->http_minor,
+                     req->method && !strcmp(req->method, "HEAD"));
         if (!keep)
             c->close_after_write = true;
         req_free(req);
@@ -435,8 +438,8 @@ json_t *wy_http_req_json(wy_http_req_t *req)
     json_error_t jerr;
     json_t *j = json_loadb(req->body.data, req->body.len, 0, &jerr);
     if (!j) {
-        char *msg = wy_sprintf("request body is not valid JSON: %s (line %d, column %d)",
-                               jerr.text, jerr.line, jerr.column);
+        char *msg = wy_sprintf("request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                               jerr.line, jerr.column);
         wy_http_respond_error(req, 400, "BAD_JSON", msg);
         wy_free(msg);
     }
@@ -615,7 +618,7 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     conn_t *c = user;
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length > 2) {
         size_t n = arg->msg_length - 2 < sizeof(c->peer_reason) - 1 ? arg->msg_length - 2
-                                                                      : sizeof(c->peer_reason) - 1;
+                                                                    : sizeof(c->peer_reason) - 1;
         memcpy(c->peer_reason, arg->msg + 2, n);
         c->peer_reason[n] = '\0';
     }
@@ -1325,7 +1328,7 @@ int wy_http_listen(wy_http_server_t *srv, const char *host, int port, const char
         rv = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
     if (rv != 0) {
         *err = rv == UV_EADDRINUSE ? "http: address already in use" : "http: cannot bind/listen";
-        wy_log_error("http listen failed", "host", host, "error", uv_strerror(rv), NULL);
+        wy_log_error("http listen failed", "host", host, "error", uv_strerror(rv), (char *)NULL);
         uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
         return WY_EIO;
     }
@@ -1358,8 +1361,8 @@ void wy_http_stop(wy_http_server_t *srv)
     close_listener(srv);
     for (conn_t *c = srv->conns, *n; c; c = n) {
         n = c->next;
-        if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off &&
-            !c->writing && c->out.len == 0 && !c->close_after_write)
+        if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off && !c->writing &&
+            c->out.len == 0 && !c->close_after_write)
             conn_close(c);
     }
 }
@@ -1382,6 +1385,13 @@ void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud)
         if (c->state == C_WS && !c->close_code && !wslay_event_get_close_received(c->ws)) {
             c->close_code = WY_WS_GOING_AWAY;
             snprintf(c->close_reason, sizeof(c->close_reason), "server closing");
+            /* Best effort, no waiting: tell the client why if the socket takes it right now. */
+            if (!c->writing && c->out.len == 0 && !wslay_event_get_close_sent(c->ws)) {
+                char f[2 + 2 + 14] = {(char)0x88, 16, 0x03, (char)0xe9};
+                memcpy(f + 4, "server closing", 14);
+                uv_buf_t b = uv_buf_init(f, sizeof(f));
+                uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+            }
         }
         conn_close(c);
     }
@@ -1426,7 +1436,7 @@ int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
         return WY_ETOOBIG;
     if (wy_ws_queued_bytes(c) + len > srv->lim.ws_max_send_queue_bytes) {
         srv->ctr.ws_overflows++;
-        wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, NULL);
+        wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, (char *)NULL);
         ws_start_close(c, WY_WS_POLICY, "send queue full");
         return WY_EBUSY;
     }

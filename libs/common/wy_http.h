@@ -33,8 +33,9 @@ typedef struct {
 
 /* Counters kept by the server; read them any time on the loop thread (wy_http_counters). */
 typedef struct {
-    uint64_t requests;           /* requests dispatched to a handler or rejected */
-    uint64_t responses_2xx;      /* responses sent, by class (1xx counted with 2xx) */
+    uint64_t requests;      /* requests parsed and routed (404/405 included); requests
+                               rejected while being read show only in responses_4xx */
+    uint64_t responses_2xx; /* responses sent, by class (1xx counted with 2xx) */
     uint64_t responses_3xx;
     uint64_t responses_4xx;
     uint64_t responses_5xx;
@@ -91,10 +92,11 @@ void wy_http_stop(wy_http_server_t *srv);
 /* Number of requests dispatched to handlers and not yet responded. */
 size_t wy_http_in_flight(const wy_http_server_t *srv);
 
-/* Closes everything now (listener, HTTP and WebSocket connections; on_close runs for each open
- * WebSocket) and frees srv once all handles are closed AND every outstanding request has been
- * responded to (responses after this point only free the request). Then done(ud) runs from the
- * loop; after it, srv is gone and the server holds no handle, so uv_loop_close can succeed. */
+/* Closes everything now (listener, HTTP and WebSocket connections; each open WebSocket gets a
+ * best-effort close frame 1001 and on_close runs for it) and frees srv once all handles are closed
+ * AND every outstanding request has been responded to (responses after this point only free the
+ * request). Then done(ud) runs from the loop; after it, srv is gone and the server holds no handle,
+ * so uv_loop_close can succeed. */
 void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud);
 
 /* The live counters; the pointer stays valid until the server is freed. */
@@ -103,8 +105,9 @@ const wy_http_counters_t *wy_http_counters(const wy_http_server_t *srv);
 /* ---- Request accessors. Returned strings live as long as req (until responded). ---- */
 
 const char *wy_http_req_method(const wy_http_req_t *req); /* "GET" */
-const char *wy_http_req_path(const wy_http_req_t *req);   /* "/v1/login", without the query */
-const char *wy_http_req_query(const wy_http_req_t *req);  /* "a=1&b=2" or "" (never NULL) */
+/* Path and query are raw (not percent-decoded). */
+const char *wy_http_req_path(const wy_http_req_t *req);  /* "/v1/login", without the query */
+const char *wy_http_req_query(const wy_http_req_t *req); /* "a=1&b=2" or "" (never NULL) */
 /* Value of the first header named name (case-insensitive), or NULL. */
 const char *wy_http_req_header(const wy_http_req_t *req, const char *name);
 /* Body bytes (NUL-terminated for convenience, not counted in *len); "" when there is none. */
@@ -125,8 +128,8 @@ json_t *wy_http_req_json(wy_http_req_t *req);
  * contain CR/LF (WY_EINVAL). Content-Length, Content-Type and Connection are set by the server. */
 int wy_http_add_header(wy_http_req_t *req, const char *name, const char *value);
 
-/* Sends status with body (copied; may be NULL when len is 0) and content_type (NULL: none).
- * Frees req. */
+/* Sends status with body (copied; may be NULL when len is 0) and content_type (NULL: none);
+ * for HEAD only the headers go out. Frees req. */
 void wy_http_respond(wy_http_req_t *req, int status, const char *content_type, const void *body,
                      size_t len);
 

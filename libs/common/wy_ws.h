@@ -12,12 +12,12 @@ typedef struct wy_ws_conn wy_ws_conn_t;
 /* Close codes used by the server (RFC 6455 section 7.4.1). */
 enum {
     WY_WS_NORMAL = 1000,
-    WY_WS_GOING_AWAY = 1001,    /* server stopping, idle timeout */
+    WY_WS_GOING_AWAY = 1001, /* server stopping, idle timeout */
     WY_WS_PROTOCOL_ERROR = 1002,
-    WY_WS_ABNORMAL = 1006,      /* reported to on_close when no close frame was exchanged */
-    WY_WS_INVALID_DATA = 1007,  /* invalid UTF-8 in a text message */
-    WY_WS_POLICY = 1008,        /* send queue overflow */
-    WY_WS_TOO_BIG = 1009        /* message over ws_max_message_bytes */
+    WY_WS_ABNORMAL = 1006,     /* reported to on_close when no close frame was exchanged */
+    WY_WS_INVALID_DATA = 1007, /* invalid UTF-8 in a text message */
+    WY_WS_POLICY = 1008,       /* send queue overflow */
+    WY_WS_TOO_BIG = 1009       /* message over ws_max_message_bytes */
 };
 
 typedef struct {

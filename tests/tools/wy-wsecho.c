@@ -36,7 +36,7 @@ static void on_signal(uv_signal_t *h, int signum)
     WY_UNUSED(h);
     char sig[16];
     snprintf(sig, sizeof(sig), "%d", signum);
-    wy_log_info("stopping", "signal", sig, NULL);
+    wy_log_info("stopping", "signal", sig, (char *)NULL);
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_int);
     wy_http_close(srv, on_closed, NULL);
@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     wy_ws_route(srv, "/echo", &h);
     const char *err = NULL;
     if (wy_http_listen(srv, "127.0.0.1", (int)port, &err) != WY_OK) {
-        wy_log_error("cannot listen", "error", err, NULL);
+        wy_log_error("cannot listen", "error", err, (char *)NULL);
         return 1;
     }
     uv_signal_init(&loop, &sig_term);
@@ -97,9 +97,9 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     int rv = uv_loop_close(&loop);
     if (rv != 0) {
-        wy_log_error("loop not empty at exit", "error", uv_strerror(rv), NULL);
+        wy_log_error("loop not empty at exit", "error", uv_strerror(rv), (char *)NULL);
         return 1;
     }
-    wy_log_info("stopped", NULL);
+    wy_log_info("stopped", (char *)NULL);
     return 0;
 }

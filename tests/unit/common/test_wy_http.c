@@ -30,7 +30,7 @@ struct fx {
     uv_async_t async;
     pthread_t th;
     void (*client)(fx_t *);
-    bool hold;        /* the loop side finishes the test itself (fx_finish) */
+    bool hold; /* the loop side finishes the test itself (fx_finish) */
     bool client_done;
     bool finished;
     bool closed;
@@ -227,9 +227,9 @@ static void h_echo_json(wy_http_req_t *req, void *ud)
     if (!j)
         return;
     const char *hdr = wy_http_req_header(req, "x-MiXeD");
-    json_t *out = json_pack("{s:o,s:s,s:s,s:s,s:s?}", "got", j, "path", wy_http_req_path(req),
-                            "query", wy_http_req_query(req), "method", wy_http_req_method(req),
-                            "hdr", hdr);
+    json_t *out =
+        json_pack("{s:o,s:s,s:s,s:s,s:s?}", "got", j, "path", wy_http_req_path(req), "query",
+                  wy_http_req_query(req), "method", wy_http_req_method(req), "hdr", hdr);
     wy_http_respond_json(req, 201, out);
 }
 

@@ -327,19 +327,19 @@ static void cl_echo(fx_t *fx)
     cli_open(c, fx->port);
     fx->status[0] = cli_upgrade(c, "/ws?who=me", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
     cli_frame(c, true, 1, "hello", 5);
-    cli_read(fx, c);                             /* 0: text echo */
+    cli_read(fx, c); /* 0: text echo */
     cli_frame(c, true, 2, "\x00\x01\x02", 3);
-    cli_read(fx, c);                             /* 1: binary echo */
+    cli_read(fx, c); /* 1: binary echo */
     cli_frame(c, false, 1, "Hel", 3);
-    cli_frame(c, true, 9, "mid", 3);             /* a ping between fragments */
+    cli_frame(c, true, 9, "mid", 3); /* a ping between fragments */
     cli_frame(c, false, 0, "lo ", 3);
     cli_frame(c, true, 0, "World", 5);
-    cli_read(fx, c);                             /* 2: pong "mid" */
-    cli_read(fx, c);                             /* 3: "Hello World" */
+    cli_read(fx, c); /* 2: pong "mid" */
+    cli_read(fx, c); /* 3: "Hello World" */
     cli_frame(c, true, 9, "ping!", 5);
-    cli_read(fx, c);                             /* 4: pong "ping!" */
+    cli_read(fx, c); /* 4: pong "ping!" */
     cli_close_frame(c, 4000, "bye");
-    cli_read(fx, c);                             /* 5: close 4000 */
+    cli_read(fx, c); /* 5: close 4000 */
     fx->status[1] = cli_eof(c);
     close(c->fd);
     free(c);
@@ -455,9 +455,9 @@ static void cl_bad_upgrade(fx_t *fx)
 {
     cli_t *c = malloc(sizeof(*c));
     const char *extras[] = {
-        "Sec-WebSocket-Version: 13\r\n",                                   /* no key */
+        "Sec-WebSocket-Version: 13\r\n", /* no key */
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
-        "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n",    /* short key */
+        "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n", /* short key */
     };
     for (int i = 0; i < 3; i++) {
         cli_open(c, fx->port);
@@ -566,12 +566,9 @@ static void test_ws_ping_idle_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ws_echo),
-        cmocka_unit_test(test_ws_server_close),
-        cmocka_unit_test(test_ws_limits),
-        cmocka_unit_test(test_ws_bad_upgrade),
-        cmocka_unit_test(test_ws_slow_reader),
-        cmocka_unit_test(test_ws_ping_idle_timeout),
+        cmocka_unit_test(test_ws_echo),        cmocka_unit_test(test_ws_server_close),
+        cmocka_unit_test(test_ws_limits),      cmocka_unit_test(test_ws_bad_upgrade),
+        cmocka_unit_test(test_ws_slow_reader), cmocka_unit_test(test_ws_ping_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
