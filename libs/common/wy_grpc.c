@@ -879,7 +879,9 @@ int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const cha
 int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
                         wy_grpc_channel_t **out)
 {
-    if (!target || !*target || rt->closing)
+    if (rt->closing)
+        return WY_ESTATE;
+    if (!target || !*target)
         return WY_EINVAL;
     size_t max_recv = opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
     int backoff =

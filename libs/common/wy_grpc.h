@@ -68,7 +68,8 @@ typedef void (*wy_grpc_handler_cb)(wy_grpc_call_t *call, const ProtobufCMessage 
 
 /* Create a server on the runtime (not listening yet). opts may be NULL for defaults.
  * The built-in health service grpc.health.v1.Health/Check is registered, with ""
- * (the whole server) SERVING. */
+ * (the whole server) SERVING. Returns WY_OK and *out, or WY_ESTATE if the runtime is
+ * closing. */
 int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_grpc_server_t **out);
 
 /* Register a unary method by full path ("/wyvern.auth.Auth/Introspect") with its request
@@ -157,7 +158,8 @@ typedef void (*wy_grpc_reply_cb)(int err, int status, const char *message,
 
 /* Open a channel to target ("127.0.0.1:9201", "dns:///auth:9201"), without TLS. opts
  * may be NULL. Connecting is lazy: a peer that is down makes calls fail fast with
- * UNAVAILABLE. Returns WY_OK and *out or WY_EINVAL (bad target). */
+ * UNAVAILABLE. Returns WY_OK and *out, WY_EINVAL (empty target) or WY_ESTATE (runtime
+ * closing). */
 int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
                         wy_grpc_channel_t **out);
 

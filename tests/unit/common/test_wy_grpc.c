@@ -629,6 +629,7 @@ static void test_server_inflight_cap(void **state)
     for (int i = 0; i < 3; i++)
         if (r[i].done)
             refused = i;
+    assert_true(refused >= 0);
     assert_int_equal(r[refused].status, 8);
     assert_non_null(strstr(r[refused].msg, "overloaded"));
     wait_handled(&fx, 2);
