@@ -19,12 +19,12 @@
 #include "health.pb-c.h"
 #include "wy_log.h"
 
-#define MAX_METHODS 64
-#define MAX_HEALTH 64
-#define MAX_HEALTH_NAME 200
-#define DEFAULT_SLOTS 8
+#define MAX_METHODS          64
+#define MAX_HEALTH           64
+#define MAX_HEALTH_NAME      200
+#define DEFAULT_SLOTS        8
 #define DEFAULT_RECONNECT_MS 2000
-#define N_STATUS 17
+#define N_STATUS             17
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
 enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
@@ -91,6 +91,7 @@ struct wy_grpc_server {
     /* Shared between the loop and the CQ thread. */
     atomic_int stopping;
     atomic_int shutdown_seen;
+    atomic_int stop_posted; /* the stopped hop is pushed once */
     atomic_uint inflight;
     atomic_uint live; /* call structs alive: request slots + calls */
     tag_t t_shutdown;
@@ -116,7 +117,6 @@ struct wy_grpc_call {
     grpc_byte_buffer *resp_bb;
     grpc_slice status_msg;
     bool has_status_msg;
-    bool answered; /* loop */
     wy_grpc_call_t *prev, *next;
 };
 
@@ -227,7 +227,8 @@ static void call_free(wy_grpc_call_t *c)
     wy_free(c);
     /* The last struct released after the shutdown notification ends the stop. Nothing
      * touches srv after the hop: the loop may free it at once. */
-    if (atomic_fetch_sub(&srv->live, 1) == 1 && atomic_load(&srv->shutdown_seen))
+    if (atomic_fetch_sub(&srv->live, 1) == 1 && atomic_load(&srv->shutdown_seen) &&
+        !atomic_exchange(&srv->stop_posted, 1))
         push_hop(srv->rt, &srv->stopped_hop);
 }
 
@@ -261,8 +262,7 @@ static void arm_slot(wy_grpc_server_t *srv)
 
 /* Answer from the CQ thread, without a handler. with_close: the call has no
  * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
-static void reply_now(wy_grpc_call_t *c, grpc_status_code status, const char *msg,
-                      bool with_close)
+static void reply_now(wy_grpc_call_t *c, grpc_status_code status, const char *msg, bool with_close)
 {
     grpc_op ops[3];
     size_t n = 0;
@@ -387,7 +387,7 @@ static void on_close(wy_grpc_call_t *c, int success)
 static void on_server_shutdown(wy_grpc_server_t *srv)
 {
     atomic_store(&srv->shutdown_seen, 1);
-    if (atomic_load(&srv->live) == 0)
+    if (atomic_load(&srv->live) == 0 && !atomic_exchange(&srv->stop_posted, 1))
         push_hop(srv->rt, &srv->stopped_hop);
 }
 
@@ -415,14 +415,24 @@ static void *cq_main(void *arg)
             continue;
         tag_t *t = ev.tag;
         switch (t->kind) {
-        case T_NEW: on_new(WY_CONTAINER_OF(t, wy_grpc_call_t, t_new), ev.success); break;
-        case T_RECV: on_recv(WY_CONTAINER_OF(t, wy_grpc_call_t, t_recv), ev.success); break;
-        case T_CLOSE: on_close(WY_CONTAINER_OF(t, wy_grpc_call_t, t_close), ev.success); break;
-        case T_REPLY: call_unref(WY_CONTAINER_OF(t, wy_grpc_call_t, t_reply)); break;
+        case T_NEW:
+            on_new(WY_CONTAINER_OF(t, wy_grpc_call_t, t_new), ev.success);
+            break;
+        case T_RECV:
+            on_recv(WY_CONTAINER_OF(t, wy_grpc_call_t, t_recv), ev.success);
+            break;
+        case T_CLOSE:
+            on_close(WY_CONTAINER_OF(t, wy_grpc_call_t, t_close), ev.success);
+            break;
+        case T_REPLY:
+            call_unref(WY_CONTAINER_OF(t, wy_grpc_call_t, t_reply));
+            break;
         case T_SHUTDOWN:
             on_server_shutdown(WY_CONTAINER_OF(t, wy_grpc_server_t, t_shutdown));
             break;
-        case T_CLIENT: on_client_done(WY_CONTAINER_OF(t, client_call_t, tag)); break;
+        case T_CLIENT:
+            on_client_done(WY_CONTAINER_OF(t, client_call_t, tag));
+            break;
         }
     }
     push_hop(rt, &rt->done_hop);
@@ -443,15 +453,8 @@ static void held_unlink(wy_grpc_call_t *c)
 }
 
 /* Start the reply batch. The last touch of c: the CQ thread frees it once done. */
-static int answer(wy_grpc_call_t *c, grpc_status_code status, const char *msg,
-                  grpc_byte_buffer *bb)
+static int answer(wy_grpc_call_t *c, grpc_status_code status, const char *msg, grpc_byte_buffer *bb)
 {
-    if (c->answered) {
-        if (bb)
-            grpc_byte_buffer_destroy(bb);
-        return WY_ESTATE;
-    }
-    c->answered = true;
     held_unlink(c);
     protobuf_c_message_free_unpacked(c->req, NULL);
     c->req = NULL;
@@ -604,9 +607,15 @@ static void on_async(uv_async_t *a)
     while (h) {
         hop_t *next = h->next;
         switch (h->kind) {
-        case H_CALL: deliver_call(WY_CONTAINER_OF(h, wy_grpc_call_t, hop)); break;
-        case H_CLIENT: deliver_client(WY_CONTAINER_OF(h, client_call_t, hop)); break;
-        case H_STOPPED: server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop)); break;
+        case H_CALL:
+            deliver_call(WY_CONTAINER_OF(h, wy_grpc_call_t, hop));
+            break;
+        case H_CLIENT:
+            deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
+            break;
+        case H_STOPPED:
+            server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
+            break;
         case H_RT_DONE:
             pthread_join(rt->thread, NULL);
             grpc_completion_queue_destroy(rt->cq);
@@ -667,10 +676,12 @@ static void health_check(wy_grpc_call_t *call, const ProtobufCMessage *m, void *
         (const Grpc__Health__V1__HealthCheckRequest *)m;
     for (unsigned i = 0; i < srv->n_health; i++) {
         if (strcmp(srv->health[i].name, req->service) == 0) {
-            Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-            resp.status = srv->health[i].serving
-                              ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                              : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+            Grpc__Health__V1__HealthCheckResponse resp =
+                GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+            resp.status =
+                srv->health[i].serving
+                    ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                    : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
             wy_grpc_reply(call, &resp.base);
             return;
         }
@@ -680,8 +691,7 @@ static void health_check(wy_grpc_call_t *call, const ProtobufCMessage *m, void *
     wy_grpc_reply_error(call, WY_ENOTFOUND, msg);
 }
 
-int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts,
-                       wy_grpc_server_t **out)
+int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_grpc_server_t **out)
 {
     wy_grpc_server_t *srv = wy_calloc(1, sizeof *srv);
     srv->rt = rt;
@@ -695,8 +705,7 @@ int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts,
     srv->timer.data = srv;
     rt->n_servers++;
     wy_grpc_server_register(srv, "/grpc.health.v1.Health/Check",
-                            &grpc__health__v1__health_check_request__descriptor, health_check,
-                            srv);
+                            &grpc__health__v1__health_check_request__descriptor, health_check, srv);
     wy_grpc_server_set_health(srv, "", true);
     *out = srv;
     return WY_OK;
@@ -820,8 +829,6 @@ void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *o
 
 int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp)
 {
-    if (call->answered)
-        return WY_ESTATE;
     return answer(call, GRPC_STATUS_OK, NULL, pack_message(resp));
 }
 
@@ -872,12 +879,13 @@ int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const cha
 int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
                         wy_grpc_channel_t **out)
 {
-    if (!target || !*target || rt->closing)
+    if (rt->closing)
+        return WY_ESTATE;
+    if (!target || !*target)
         return WY_EINVAL;
-    size_t max_recv =
-        opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
-    int backoff = opts && opts->max_reconnect_ms ? (int)opts->max_reconnect_ms
-                                                 : DEFAULT_RECONNECT_MS;
+    size_t max_recv = opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
+    int backoff =
+        opts && opts->max_reconnect_ms ? (int)opts->max_reconnect_ms : DEFAULT_RECONNECT_MS;
     grpc_arg args[3];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
@@ -937,16 +945,17 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
     if (ch->inflight >= ch->max_inflight)
         return WY_EBUSY;
     for (size_t i = 0; i < n_md; i++)
-        if (!md[i].key || !md[i].value || !grpc_header_key_is_legal(grpc_slice_from_static_string(md[i].key)))
+        if (!md[i].key || !md[i].value ||
+            !grpc_header_key_is_legal(grpc_slice_from_static_string(md[i].key)))
             return WY_EINVAL;
 
     if (deadline_ms == 0)
         deadline_ms = WY_GRPC_DEFAULT_DEADLINE_MS;
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
     grpc_slice mslice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                              ch->rt->cq, mslice, NULL, deadline, NULL);
+    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
+                                               mslice, NULL, deadline, NULL);
     grpc_slice_unref(mslice);
 
     client_call_t *cc = wy_calloc(1, sizeof *cc);

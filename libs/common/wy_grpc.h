@@ -18,10 +18,10 @@
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
  *   called on the loop thread unless its comment says otherwise. */
 
-#define WY_GRPC_DEFAULT_MAX_MSG (4u * 1024 * 1024)
+#define WY_GRPC_DEFAULT_MAX_MSG      (4u * 1024 * 1024)
 #define WY_GRPC_DEFAULT_MAX_INFLIGHT 1024u
-#define WY_GRPC_DEFAULT_DEADLINE_MS 5000u
-#define WY_GRPC_MAX_STATUS_MSG 1024 /* longer status messages are cut */
+#define WY_GRPC_DEFAULT_DEADLINE_MS  5000u
+#define WY_GRPC_MAX_STATUS_MSG       1024 /* longer status messages are cut */
 
 typedef struct wy_grpc_rt wy_grpc_rt_t;
 typedef struct wy_grpc_server wy_grpc_server_t;
@@ -45,19 +45,20 @@ int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg);
 /* ---- server ---- */
 
 typedef struct {
-    size_t max_recv_bytes;  /* largest request accepted; 0 = 4 MiB. Over it: RESOURCE_EXHAUSTED */
-    unsigned max_inflight;  /* calls between arrival and reply; 0 = 1024. Over it: RESOURCE_EXHAUSTED */
+    size_t max_recv_bytes; /* largest request accepted; 0 = 4 MiB. Over it: RESOURCE_EXHAUSTED */
+    unsigned
+        max_inflight; /* calls between arrival and reply; 0 = 1024. Over it: RESOURCE_EXHAUSTED */
     unsigned request_slots; /* grpc_server_request_call kept outstanding; 0 = 8 */
 } wy_grpc_server_opts_t;
 
 /* Counters, readable at any time from the loop. by_status counts replies sent by the
  * module or a handler, indexed by gRPC status code (0..16). */
 typedef struct {
-    uint64_t calls_total;     /* calls answered (any status), including rejected ones */
-    uint64_t by_status[17];   /* replies by gRPC status code */
-    uint64_t rejected_busy;   /* rejected because max_inflight was reached */
-    uint64_t cancelled;       /* calls the client or gRPC cancelled (deadline, oversize, gone) */
-    uint64_t in_flight;       /* calls currently between arrival and their end */
+    uint64_t calls_total;   /* calls answered (any status), including rejected ones */
+    uint64_t by_status[17]; /* replies by gRPC status code */
+    uint64_t rejected_busy; /* rejected because max_inflight was reached */
+    uint64_t cancelled;     /* calls the client or gRPC cancelled (deadline, oversize, gone) */
+    uint64_t in_flight;     /* calls currently between arrival and their end */
 } wy_grpc_server_stats_t;
 
 /* A handler runs on the loop with the decoded request (never NULL) and the call. It must
@@ -67,7 +68,8 @@ typedef void (*wy_grpc_handler_cb)(wy_grpc_call_t *call, const ProtobufCMessage 
 
 /* Create a server on the runtime (not listening yet). opts may be NULL for defaults.
  * The built-in health service grpc.health.v1.Health/Check is registered, with ""
- * (the whole server) SERVING. */
+ * (the whole server) SERVING. Returns WY_OK and *out, or WY_ESTATE if the runtime is
+ * closing. */
 int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_grpc_server_t **out);
 
 /* Register a unary method by full path ("/wyvern.auth.Auth/Introspect") with its request
@@ -104,12 +106,14 @@ void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *o
  * done callback for a call never answered: a handler must not touch it after that) ---- */
 
 /* Answer with a response message (packed at once; the caller keeps ownership of resp).
- * Frees the request. Returns WY_OK, or WY_ESTATE if the call was already answered. */
+ * Frees the request. The call handle is invalid once this returns: answer once only.
+ * Returns WY_OK. */
 int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp);
 
-/* Answer with an error: err is a WY_E* code mapped by wy_err_grpc; msg is a human
- * message (NULL = wy_strerror(err)), copied, cut at WY_GRPC_MAX_STATUS_MSG bytes.
- * Frees the request. Returns WY_OK or WY_ESTATE if already answered. */
+/* Answer with an error: err is a WY_E* code mapped by wy_err_grpc (WY_OK or a
+ * non-error is sent as INTERNAL); msg is a human message (NULL = wy_strerror(err)),
+ * copied, cut at WY_GRPC_MAX_STATUS_MSG bytes. Frees the request. The call handle is
+ * invalid once this returns. Returns WY_OK. */
 int wy_grpc_reply_error(wy_grpc_call_t *call, int err, const char *msg);
 
 /* The full method path ("/wyvern.test.Echo/Echo") as a NUL-terminated string. */
@@ -131,10 +135,10 @@ int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const cha
 /* ---- client ---- */
 
 typedef struct {
-    size_t max_recv_bytes;        /* largest response accepted; 0 = 4 MiB */
-    unsigned max_inflight;        /* calls in flight on this channel; 0 = 1024; over: WY_EBUSY */
-    unsigned max_reconnect_ms;    /* cap of the reconnect backoff; 0 = 2000 ms, so a restarted
-                                     peer is reachable again quickly */
+    size_t max_recv_bytes;     /* largest response accepted; 0 = 4 MiB */
+    unsigned max_inflight;     /* calls in flight on this channel; 0 = 1024; over: WY_EBUSY */
+    unsigned max_reconnect_ms; /* cap of the reconnect backoff; 0 = 2000 ms, so a restarted
+                                  peer is reachable again quickly */
 } wy_grpc_channel_opts_t;
 
 /* Metadata sent with a call; keys lower-case ("authorization"). */
@@ -154,7 +158,8 @@ typedef void (*wy_grpc_reply_cb)(int err, int status, const char *message,
 
 /* Open a channel to target ("127.0.0.1:9201", "dns:///auth:9201"), without TLS. opts
  * may be NULL. Connecting is lazy: a peer that is down makes calls fail fast with
- * UNAVAILABLE. Returns WY_OK and *out or WY_EINVAL (bad target). */
+ * UNAVAILABLE. Returns WY_OK and *out, WY_EINVAL (empty target) or WY_ESTATE (runtime
+ * closing). */
 int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_channel_opts_t *opts,
                         wy_grpc_channel_t **out);
 
