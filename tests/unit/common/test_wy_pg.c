@@ -420,7 +420,7 @@ static void test_pool_concurrency(void **state)
     many_t m = {0};
     enum { N = 100 };
     one_t ones[N];
-    char num[N][8];
+    char num[N][12];
     wy_pg_opts_t o = {.size = 4};
     fx_init(&f, pg_url(), &o);
     for (int i = 0; i < N; i++) {
