@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fprintf(out, "usage: wy-mockkafka [--partitions N] [TOPIC...]\n"
                  "Starts a librdkafka mock cluster with one broker on a free loopback port,\n"
                  "creates the given topics (N partitions each, default 3), prints the bootstrap\n"
@@ -15,7 +16,8 @@ static void usage(FILE *out) {
                  "Development fallback only: not a real Kafka.\n");
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     int partitions = 3;
     int first_topic = 1;
     for (; first_topic < argc; first_topic++) {
@@ -28,7 +30,8 @@ int main(int argc, char **argv) {
             char *end = NULL;
             long n = strtol(argv[++first_topic], &end, 10);
             if (!end || *end != '\0' || n < 1 || n > 1000) {
-                fprintf(stderr, "wy-mockkafka: --partitions: want 1..1000, got '%s'\n", argv[first_topic]);
+                fprintf(stderr, "wy-mockkafka: --partitions: want 1..1000, got '%s'\n",
+                        argv[first_topic]);
                 return 2;
             }
             partitions = (int)n;

@@ -1,0 +1,723 @@
+/* Unit tests of wy_pg (pool, transactions, migrations) against a real PostgreSQL named by
+ * WY_PG_URL (postgresql://postgres@127.0.0.1:PORT/postgres). Each run works in its own schemas and
+ * drops them at the end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "wy_pg.h"
+
+static char schema[32];  /* pool tests */
+static char mschema[40]; /* migrations, applied once */
+static char cschema[40]; /* concurrent migrations */
+static char bschema[40]; /* bad migration */
+
+static const char *pg_url(void)
+{
+    const char *u = getenv("WY_PG_URL");
+    if (u == NULL || *u == '\0')
+        fail_msg("WY_PG_URL is not set: these tests need a real PostgreSQL "
+                 "(export WY_PG_URL=postgresql://postgres@127.0.0.1:PORT/postgres)");
+    return u;
+}
+
+/* Blocking helper for setup and checks outside the loop. Returns the first value or "". */
+static char *sync_exec(const char *sql, char *out, size_t outlen)
+{
+    PGconn *c = PQconnectdb(pg_url());
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to WY_PG_URL: %s", PQerrorMessage(c));
+    PQclear(PQexec(c, "SET client_min_messages TO warning"));
+    PGresult *r = PQexec(c, sql);
+    int st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    if (out) {
+        out[0] = '\0';
+        if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(out, outlen, "%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    wy_pg_t *pg;
+    bool closed;
+} fx_t;
+
+static void on_guard(uv_timer_t *t)
+{
+    (void)t;
+    fail_msg("test did not finish within 20 s");
+}
+
+#define RUN_UNTIL(f, cond)                                                                         \
+    do {                                                                                           \
+        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
+        while (!(cond))                                                                            \
+            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
+        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
+    } while (0)
+
+static void on_closed(void *ud)
+{
+    ((fx_t *)ud)->closed = true;
+}
+
+static void fx_init(fx_t *f, const char *url, const wy_pg_opts_t *o)
+{
+    const char *err = NULL;
+    memset(f, 0, sizeof *f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    uv_timer_init(&f->loop, &f->guard);
+    uv_timer_start(&f->guard, on_guard, 20000, 0);
+    uv_unref((uv_handle_t *)&f->guard);
+    assert_int_equal(wy_pg_create(&f->loop, url, o, &f->pg, &err), WY_OK);
+}
+
+static void fx_done(fx_t *f)
+{
+    if (f->pg) {
+        wy_pg_close(f->pg, on_closed, f);
+        RUN_UNTIL(f, f->closed);
+    }
+    uv_close((uv_handle_t *)&f->guard, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+/* A finished statement: status, SQLSTATE, message, first row's values. */
+typedef struct {
+    int calls;
+    int status;
+    char sqlstate[8];
+    char err[256];
+    int ntuples;
+    char v0[128], v1[128];
+    bool null1;
+} res_t;
+
+static void on_res(int status, const PGresult *res, const char *err, void *ud)
+{
+    res_t *x = ud;
+    x->calls++;
+    x->status = status;
+    snprintf(x->sqlstate, sizeof x->sqlstate, "%s", wy_pg_sqlstate(res));
+    snprintf(x->err, sizeof x->err, "%s", err ? err : "");
+    x->ntuples = 0;
+    if (status == WY_OK && res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        x->ntuples = PQntuples(res);
+        if (x->ntuples > 0) {
+            snprintf(x->v0, sizeof x->v0, "%s", PQgetvalue(res, 0, 0));
+            if (PQnfields(res) > 1) {
+                snprintf(x->v1, sizeof x->v1, "%s", PQgetvalue(res, 0, 1));
+                x->null1 = PQgetisnull(res, 0, 1);
+            }
+        }
+    }
+}
+
+/* Run one statement on the pool and wait for it. */
+static res_t q(fx_t *f, const char *sql, int n, const char *const *params)
+{
+    res_t x = {0};
+    assert_int_equal(wy_pg_query(f->pg, sql, n, params, on_res, &x), WY_OK);
+    RUN_UNTIL(f, x.calls == 1);
+    return x;
+}
+
+static char *sqlf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *sqlf(const char *fmt, ...)
+{
+    static char buf[8][512];
+    static int i;
+    va_list ap;
+    char *b = buf[i++ % 8];
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof buf[0], fmt, ap);
+    va_end(ap);
+    return b;
+}
+
+static void test_bad_conninfo(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    wy_pg_t *pg = (void *)1;
+    const char *err = NULL;
+    uv_loop_init(&loop);
+    assert_int_equal(wy_pg_create(&loop, "host=x nosuchkey=1", NULL, &pg, &err), WY_EINVAL);
+    assert_null(pg);
+    assert_non_null(strstr(err, "nosuchkey"));
+    assert_int_equal(wy_pg_create(&loop, "", NULL, &pg, &err), WY_EINVAL);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_params_and_null(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, pg_url(), NULL);
+    res_t x = q(&f, sqlf("CREATE TABLE %s.kv (k text PRIMARY KEY, v text)", schema), 0, NULL);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(wy_pg_health(f.pg), WY_OK);
+
+    const char *p1[] = {"alpha", "it's \"quoted\""};
+    x = q(&f, sqlf("INSERT INTO %s.kv (k, v) VALUES ($1, $2)", schema), 2, p1);
+    assert_int_equal(x.status, WY_OK);
+    const char *p2[] = {"beta", NULL};
+    x = q(&f, sqlf("INSERT INTO %s.kv (k, v) VALUES ($1, $2)", schema), 2, p2);
+    assert_int_equal(x.status, WY_OK);
+
+    const char *k1[] = {"alpha"};
+    x = q(&f, sqlf("SELECT k, v FROM %s.kv WHERE k = $1", schema), 1, k1);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(x.ntuples, 1);
+    assert_string_equal(x.v1, "it's \"quoted\"");
+    assert_false(x.null1);
+    const char *k2[] = {"beta"};
+    x = q(&f, sqlf("SELECT k, v FROM %s.kv WHERE k = $1", schema), 1, k2);
+    assert_int_equal(x.ntuples, 1);
+    assert_true(x.null1);
+    const char *k3[] = {"gamma"};
+    x = q(&f, sqlf("SELECT k, v FROM %s.kv WHERE k = $1", schema), 1, k3);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(x.ntuples, 0);
+    fx_done(&f);
+}
+
+static void test_error_mapping(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, pg_url(), NULL);
+    res_t x =
+        q(&f, sqlf("CREATE TABLE %s.u (k text PRIMARY KEY, n int NOT NULL)", schema), 0, NULL);
+    assert_int_equal(x.status, WY_OK);
+    const char *p[] = {"dup", "1"};
+    x = q(&f, sqlf("INSERT INTO %s.u VALUES ($1, $2)", schema), 2, p);
+    assert_int_equal(x.status, WY_OK);
+    x = q(&f, sqlf("INSERT INTO %s.u VALUES ($1, $2)", schema), 2, p);
+    assert_int_equal(x.status, WY_EEXIST);
+    assert_string_equal(x.sqlstate, "23505");
+    assert_non_null(strstr(x.err, "duplicate key"));
+
+    const char *pn[] = {"other", NULL};
+    x = q(&f, sqlf("INSERT INTO %s.u VALUES ($1, $2)", schema), 2, pn);
+    assert_int_equal(x.status, WY_EINVAL);
+    assert_string_equal(x.sqlstate, "23502");
+
+    x = q(&f, "SELEC 1", 0, NULL);
+    assert_int_equal(x.status, WY_EIO);
+    assert_string_equal(x.sqlstate, "42601");
+    assert_non_null(strstr(x.err, "syntax error"));
+
+    const char *bad[] = {"notanint"};
+    x = q(&f, "SELECT $1::int", 1, bad);
+    assert_int_equal(x.status, WY_EIO);
+    assert_string_equal(x.sqlstate, "22P02");
+
+    /* errors do not hurt the pool */
+    x = q(&f, "SELECT 42", 0, NULL);
+    assert_int_equal(x.status, WY_OK);
+    assert_string_equal(x.v0, "42");
+    fx_done(&f);
+}
+
+/* ---- transactions ---- */
+
+typedef struct {
+    fx_t *f;
+    wy_pg_tx_t *tx;
+    int begun, begin_status;
+    int ended, end_status;
+    char err[256];
+} txs_t;
+
+static void on_begin(int status, wy_pg_tx_t *tx, const char *err, void *ud)
+{
+    txs_t *t = ud;
+    t->begun++;
+    t->begin_status = status;
+    t->tx = tx;
+    if (err)
+        snprintf(t->err, sizeof t->err, "%s", err);
+}
+
+static void on_end(int status, const char *err, void *ud)
+{
+    txs_t *t = ud;
+    t->ended++;
+    t->end_status = status;
+    snprintf(t->err, sizeof t->err, "%s", err ? err : "");
+}
+
+static res_t txq(fx_t *f, wy_pg_tx_t *tx, const char *sql, int n, const char *const *params)
+{
+    res_t x = {0};
+    assert_int_equal(wy_pg_tx_query(tx, sql, n, params, on_res, &x), WY_OK);
+    RUN_UNTIL(f, x.calls == 1);
+    return x;
+}
+
+static void begin(fx_t *f, txs_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->f = f;
+    assert_int_equal(wy_pg_begin(f->pg, on_begin, t), WY_OK);
+    RUN_UNTIL(f, t->begun == 1);
+    assert_int_equal(t->begin_status, WY_OK);
+    assert_non_null(t->tx);
+}
+
+static int count_rows(fx_t *f, const char *k)
+{
+    const char *p[] = {k};
+    res_t x = q(f, sqlf("SELECT count(*) FROM %s.t WHERE k = $1", schema), 1, p);
+    assert_int_equal(x.status, WY_OK);
+    return atoi(x.v0);
+}
+
+static void test_transactions(void **state)
+{
+    (void)state;
+    fx_t f;
+    txs_t t;
+    res_t x, pending = {0};
+    fx_init(&f, pg_url(), NULL);
+
+    /* commit: visible afterwards */
+    begin(&f, &t);
+    const char *a[] = {"committed"};
+    x = txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, a);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(count_rows(&f, "committed"), 0); /* not visible to other connections yet */
+    assert_int_equal(wy_pg_tx_commit(t.tx, on_end, &t), WY_OK);
+    assert_int_equal(wy_pg_tx_query(t.tx, "SELECT 1", 0, NULL, on_res, &pending), WY_ESTATE);
+    assert_int_equal(wy_pg_tx_rollback(t.tx, on_end, &t), WY_ESTATE);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(t.end_status, WY_OK);
+    assert_int_equal(count_rows(&f, "committed"), 1);
+
+    /* rollback: invisible */
+    begin(&f, &t);
+    const char *b[] = {"rolledback"};
+    x = txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, b);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(wy_pg_tx_rollback(t.tx, on_end, &t), WY_OK);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(t.end_status, WY_OK);
+    assert_int_equal(count_rows(&f, "rolledback"), 0);
+
+    /* a failed statement poisons the transaction: commit reports the rollback */
+    begin(&f, &t);
+    const char *c[] = {"poisoned"};
+    x = txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, c);
+    assert_int_equal(x.status, WY_OK);
+    x = txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, a);
+    assert_int_equal(x.status, WY_EEXIST);
+    assert_int_equal(wy_pg_tx_commit(t.tx, on_end, &t), WY_OK);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(t.end_status, WY_ESTATE);
+    assert_int_equal(count_rows(&f, "poisoned"), 0);
+
+    /* statements queued on a transaction run in order, commit after them */
+    begin(&f, &t);
+    res_t r1 = {0}, r2 = {0};
+    const char *d1[] = {"q1"}, *d2[] = {"q2"};
+    assert_int_equal(
+        wy_pg_tx_query(t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, d1, on_res, &r1),
+        WY_OK);
+    assert_int_equal(
+        wy_pg_tx_query(t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, d2, on_res, &r2),
+        WY_OK);
+    assert_int_equal(wy_pg_tx_commit(t.tx, on_end, &t), WY_OK);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(r1.calls, 1);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r1.status, WY_OK);
+    assert_int_equal(r2.status, WY_OK);
+    assert_int_equal(t.end_status, WY_OK);
+    assert_int_equal(count_rows(&f, "q1") + count_rows(&f, "q2"), 2);
+    fx_done(&f);
+}
+
+static void test_tx_timeout_rolls_back(void **state)
+{
+    (void)state;
+    fx_t f;
+    txs_t t;
+    res_t x, after = {0};
+    wy_pg_opts_t o = {.tx_timeout_ms = 300, .query_timeout_ms = 5000};
+    fx_init(&f, pg_url(), &o);
+    begin(&f, &t);
+    const char *a[] = {"forgotten"};
+    x = txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, a);
+    assert_int_equal(x.status, WY_OK);
+    /* the owner keeps the transaction past tx_timeout_ms */
+    x = txq(&f, t.tx, "SELECT pg_sleep(3)", 0, NULL);
+    assert_int_equal(x.status, WY_ETIMEDOUT);
+    assert_int_equal(wy_pg_tx_query(t.tx, "SELECT 1", 0, NULL, on_res, &after), WY_ESTATE);
+    assert_int_equal(wy_pg_tx_commit(t.tx, on_end, &t), WY_OK);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(t.end_status, WY_ESTATE);
+    assert_int_equal(count_rows(&f, "forgotten"), 0);
+    assert_int_equal(after.calls, 0);
+    fx_done(&f);
+}
+
+/* ---- pool behaviour ---- */
+
+typedef struct {
+    int done, ok, wrong;
+    char pids[8][16];
+    int npids;
+} many_t;
+
+typedef struct {
+    many_t *m;
+    int i;
+} one_t;
+
+static void on_many(int status, const PGresult *res, const char *err, void *ud)
+{
+    one_t *o = ud;
+    many_t *m = o->m;
+    (void)err;
+    m->done++;
+    if (status != WY_OK)
+        return;
+    m->ok++;
+    if (atoi(PQgetvalue(res, 0, 0)) != o->i)
+        m->wrong++;
+    const char *pid = PQgetvalue(res, 0, 1);
+    for (int k = 0; k < m->npids; k++)
+        if (strcmp(m->pids[k], pid) == 0)
+            return;
+    if (m->npids < 8)
+        snprintf(m->pids[m->npids], sizeof m->pids[0], "%s", pid);
+    m->npids++;
+}
+
+static void test_pool_concurrency(void **state)
+{
+    (void)state;
+    fx_t f;
+    many_t m = {0};
+    enum { N = 100 };
+    one_t ones[N];
+    char num[N][12];
+    wy_pg_opts_t o = {.size = 4};
+    fx_init(&f, pg_url(), &o);
+    for (int i = 0; i < N; i++) {
+        ones[i] = (one_t){&m, i};
+        snprintf(num[i], sizeof num[i], "%d", i);
+        const char *p[] = {num[i]};
+        assert_int_equal(wy_pg_query(f.pg, "SELECT $1::int, pg_backend_pid(), pg_sleep(0.005)", 1,
+                                     p, on_many, &ones[i]),
+                         WY_OK);
+    }
+    RUN_UNTIL(&f, m.done == N);
+    assert_int_equal(m.ok, N);
+    assert_int_equal(m.wrong, 0);
+    assert_true(m.npids >= 2); /* the work was spread */
+    assert_true(m.npids <= 4); /* over at most the pool size */
+    fx_done(&f);
+}
+
+static void test_queue_bound(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t warm, slow = {0}, a = {0}, b = {0}, c = {0};
+    wy_pg_opts_t o = {.size = 1, .max_queue = 2};
+    fx_init(&f, pg_url(), &o);
+    warm = q(&f, "SELECT 1", 0, NULL); /* the only connection is up and idle */
+    assert_int_equal(warm.status, WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(0.2)", 0, NULL, on_res, &slow), WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &a), WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 2", 0, NULL, on_res, &b), WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 3", 0, NULL, on_res, &c), WY_EBUSY);
+    RUN_UNTIL(&f, b.calls == 1);
+    assert_int_equal(slow.status, WY_OK);
+    assert_int_equal(a.status, WY_OK);
+    assert_string_equal(b.v0, "2");
+    assert_int_equal(c.calls, 0);
+    fx_done(&f);
+}
+
+static void test_query_timeout(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t slow = {0}, after;
+    wy_pg_opts_t o = {.size = 1, .query_timeout_ms = 200};
+    fx_init(&f, pg_url(), &o);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(3)", 0, NULL, on_res, &slow), WY_OK);
+    RUN_UNTIL(&f, slow.calls == 1);
+    assert_int_equal(slow.status, WY_ETIMEDOUT);
+    after = q(&f, "SELECT 'again'", 0, NULL); /* on a fresh connection */
+    assert_int_equal(after.status, WY_OK);
+    assert_string_equal(after.v0, "again");
+    assert_int_equal(slow.calls, 1);
+    fx_done(&f);
+}
+
+static int closed_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_unreachable(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x = {0}, y = {0};
+    char url[128];
+    wy_pg_opts_t o = {.size = 2, .backoff_min_ms = 10, .backoff_max_ms = 50};
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/postgres", closed_port());
+    fx_init(&f, url, &o);
+    int rc = wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &x);
+    if (rc == WY_OK) { /* queued while the first connects were in progress */
+        RUN_UNTIL(&f, x.calls == 1);
+        assert_int_equal(x.status, WY_EUNAVAIL);
+        assert_true(x.err[0] != '\0');
+    } else {
+        assert_int_equal(rc, WY_EUNAVAIL);
+    }
+    assert_int_equal(wy_pg_health(f.pg), WY_EUNAVAIL);
+    /* once every connection has failed, new statements are refused at once */
+    rc = wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &y);
+    if (rc == WY_OK) {
+        RUN_UNTIL(&f, y.calls == 1);
+        assert_int_equal(y.status, WY_EUNAVAIL);
+    } else {
+        assert_int_equal(rc, WY_EUNAVAIL);
+    }
+    fx_done(&f);
+}
+
+static void test_close_cancels(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t warm, running = {0}, queued = {0}, late = {0};
+    txs_t t = {0};
+    wy_pg_opts_t o = {.size = 1};
+    fx_init(&f, pg_url(), &o);
+    warm = q(&f, "SELECT 1", 0, NULL);
+    assert_int_equal(warm.status, WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(5)", 0, NULL, on_res, &running), WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &queued), WY_OK);
+    assert_int_equal(wy_pg_begin(f.pg, on_begin, &t), WY_OK);
+    wy_pg_close(f.pg, on_closed, &f);
+    assert_int_equal(running.calls, 1);
+    assert_int_equal(running.status, WY_ECANCELED);
+    assert_int_equal(queued.calls, 1);
+    assert_int_equal(queued.status, WY_ECANCELED);
+    assert_int_equal(t.begun, 1);
+    assert_int_equal(t.begin_status, WY_ECANCELED);
+    assert_null(t.tx);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &late), WY_ECANCELED);
+    RUN_UNTIL(&f, f.closed);
+    f.pg = NULL;
+    fx_done(&f);
+}
+
+/* A transaction left open at close is rolled back and its handle freed by the close. */
+static void test_close_with_open_tx(void **state)
+{
+    (void)state;
+    fx_t f;
+    txs_t t;
+    fx_init(&f, pg_url(), NULL);
+    begin(&f, &t);
+    const char *a[] = {"open_at_close"};
+    assert_int_equal(txq(&f, t.tx, sqlf("INSERT INTO %s.t VALUES ($1)", schema), 1, a).status,
+                     WY_OK);
+    fx_done(&f);
+    char v[16];
+    sync_exec(sqlf("SELECT count(*) FROM %s.t WHERE k = 'open_at_close'", schema), v, sizeof v);
+    assert_string_equal(v, "0");
+}
+
+/* ---- migrations ---- */
+
+static const char *fixture_dir(void)
+{
+    static char dir[1024];
+    struct stat st;
+    const char *src = __FILE__;
+    const char *slash = strrchr(src, '/');
+    snprintf(dir, sizeof dir, "%.*s/migrations_fixture", slash ? (int)(slash - src) : 1,
+             slash ? src : ".");
+    if (stat(dir, &st) != 0)
+        fail_msg("fixture dir %s not found: run the test from the repository root", dir);
+    return dir;
+}
+
+static void test_migrate_once(void **state)
+{
+    (void)state;
+    int n = -1;
+    const char *err = NULL;
+    char v[64];
+    assert_int_equal(wy_pg_migrate(pg_url(), mschema, fixture_dir(), &n, &err), WY_OK);
+    assert_int_equal(n, 2);
+    sync_exec(sqlf("SELECT color FROM %s.widgets WHERE id = 1", mschema), v, sizeof v);
+    assert_string_equal(v, "red");
+    sync_exec(
+        sqlf("SELECT string_agg(version, ',' ORDER BY version) FROM %s.schema_migrations", mschema),
+        v, sizeof v);
+    assert_string_equal(v, "001,002");
+    assert_int_equal(wy_pg_migrate(pg_url(), mschema, fixture_dir(), &n, &err), WY_OK);
+    assert_int_equal(n, 0);
+    sync_exec(sqlf("SELECT count(*) FROM %s.widgets", mschema), v, sizeof v);
+    assert_string_equal(v, "1");
+}
+
+typedef struct {
+    int rc, n;
+} mig_t;
+
+static void *mig_thread(void *arg)
+{
+    mig_t *m = arg;
+    const char *err = NULL;
+    m->rc = wy_pg_migrate(pg_url(), cschema, fixture_dir(), &m->n, &err);
+    if (m->rc != WY_OK)
+        fprintf(stderr, "migrate: %s\n", err);
+    return NULL;
+}
+
+static void test_migrate_concurrent(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    mig_t m[4] = {{0}};
+    char v[64];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, mig_thread, &m[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(m[i].rc, WY_OK);
+        total += m[i].n;
+    }
+    assert_int_equal(total, 2);
+    sync_exec(sqlf("SELECT count(*) FROM %s.widgets", cschema), v, sizeof v);
+    assert_string_equal(v, "1");
+}
+
+static void write_file(const char *dir, const char *name, const char *body)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(body, fp);
+    fclose(fp);
+}
+
+static void test_migrate_bad_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/wy_pg_migrate_XXXXXX";
+    int n = -1;
+    const char *err = NULL;
+    char v[64];
+    assert_non_null(mkdtemp(dir));
+    write_file(dir, "001_ok.sql", "CREATE TABLE good (id int);");
+    write_file(dir, "002_broken.sql", "CREATE TABLE half (id int);\nCREATE TABLEE oops (id int);");
+    assert_int_equal(wy_pg_migrate(pg_url(), bschema, dir, &n, &err), WY_EIO);
+    assert_int_equal(n, 1);
+    assert_non_null(err);
+    if (strstr(err, "002_broken.sql") == NULL || strstr(err, "syntax error") == NULL)
+        fail_msg("error does not name the file and PostgreSQL's message: %s", err);
+    sync_exec(sqlf("SELECT string_agg(version, ',') FROM %s.schema_migrations", bschema), v,
+              sizeof v);
+    assert_string_equal(v, "001");
+    sync_exec(sqlf("SELECT count(*) FROM pg_tables WHERE schemaname = '%s' AND tablename = 'half'",
+                   bschema),
+              v, sizeof v);
+    assert_string_equal(v, "0");
+
+    /* duplicate versions and bad names are refused before touching the database */
+    write_file(dir, "002_dup.sql", "SELECT 1;");
+    assert_int_equal(wy_pg_migrate(pg_url(), bschema, dir, &n, &err), WY_EINVAL);
+    assert_non_null(strstr(err, "same version"));
+    assert_int_equal(wy_pg_migrate(pg_url(), "bad-name", dir, &n, &err), WY_EINVAL);
+    assert_non_null(strstr(err, "bad-name"));
+    assert_int_equal(wy_pg_migrate(pg_url(), "x; DROP", dir, &n, &err), WY_EINVAL);
+    assert_int_equal(wy_pg_migrate(pg_url(), bschema, "/nonexistent/dir", &n, &err), WY_EINVAL);
+    assert_non_null(strstr(err, "/nonexistent/dir"));
+
+    unlink(sqlf("%s/001_ok.sql", dir));
+    unlink(sqlf("%s/002_broken.sql", dir));
+    unlink(sqlf("%s/002_dup.sql", dir));
+    rmdir(dir);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char id[37];
+    wy_uuid4(id);
+    snprintf(schema, sizeof schema, "wyt_%.8s", id);
+    snprintf(mschema, sizeof mschema, "%s_m", schema);
+    snprintf(cschema, sizeof cschema, "%s_c", schema);
+    snprintf(bschema, sizeof bschema, "%s_b", schema);
+    sync_exec(sqlf("CREATE SCHEMA %s", schema), NULL, 0);
+    sync_exec(sqlf("CREATE TABLE %s.t (k text PRIMARY KEY)", schema), NULL, 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sync_exec(
+        sqlf("DROP SCHEMA IF EXISTS %s, %s, %s, %s CASCADE", schema, mschema, cschema, bschema),
+        NULL, 0);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_conninfo),          cmocka_unit_test(test_params_and_null),
+        cmocka_unit_test(test_error_mapping),         cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_tx_timeout_rolls_back), cmocka_unit_test(test_pool_concurrency),
+        cmocka_unit_test(test_queue_bound),           cmocka_unit_test(test_query_timeout),
+        cmocka_unit_test(test_unreachable),           cmocka_unit_test(test_close_cancels),
+        cmocka_unit_test(test_close_with_open_tx),    cmocka_unit_test(test_migrate_once),
+        cmocka_unit_test(test_migrate_concurrent),    cmocka_unit_test(test_migrate_bad_file),
+    };
+    if (getenv("WY_PG_URL") == NULL || *getenv("WY_PG_URL") == '\0') {
+        fprintf(stderr, "WY_PG_URL is not set: these tests need a real PostgreSQL "
+                        "(export WY_PG_URL=postgresql://postgres@127.0.0.1:PORT/postgres)\n");
+        return 1;
+    }
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
