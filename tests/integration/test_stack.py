@@ -35,3 +35,16 @@ def test_wyvern_topics_exist_with_three_partitions(stack):
     for t in ("wy.account", "wy.session", "wy.notify", "wy.chat", "wy.gameplay", "wy.world",
               "wy.actor", "wy.npc.intent", "wy.npc.perception"):
         assert topics.get(t) == "3", "topic %s: %s" % (t, topics.get(t))
+
+
+def test_redis_restarts_on_the_same_port(stack):
+    port = stack.redis_port
+    stack.stop_redis()
+    try:
+        p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "PING"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+        assert "PONG" not in p.stdout
+    finally:
+        stack.start_redis()
+    assert stack.redis_port == port
+    assert stack.redis_cli("PING") == "PONG"
