@@ -124,21 +124,21 @@ typedef struct wy_kafka_msg_s wy_kafka_msg_t;
 typedef void (*wy_kafka_handler_cb)(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg);
 
 typedef struct {
-    const char *brokers;           /* required */
-    const char *group_id;          /* consumer group; required */
-    const char *const *topics;     /* NULL-terminated, at least one; required */
-    wy_kafka_handler_cb handler;   /* required */
-    void *udata;                   /* passed to handler */
-    const char *client_id;         /* optional, e.g. "lobby/instance-1" */
+    const char *brokers;         /* required */
+    const char *group_id;        /* consumer group; required */
+    const char *const *topics;   /* NULL-terminated, at least one; required */
+    wy_kafka_handler_cb handler; /* required */
+    void *udata;                 /* passed to handler */
+    const char *client_id;       /* optional, e.g. "lobby/instance-1" */
     /* Messages handed to the handler and not yet done or released, plus done
      * ones waiting behind an unfinished earlier one. At the bound the assigned
      * partitions are paused; they resume once it falls to half. Messages
      * librdkafka had already fetched may still arrive while paused. 0 = 1000. */
     int max_in_flight;
-    int session_timeout_ms;       /* group session timeout; 0 = 10000 */
-    int auto_commit_interval_ms;  /* commit of stored offsets; 0 = 1000 */
-    int stats_interval_ms;        /* broker health refresh; 0 = 1000 */
-    const char *const *extra;     /* extra librdkafka key, value pairs; NULL-terminated */
+    int session_timeout_ms;      /* group session timeout; 0 = 10000 */
+    int auto_commit_interval_ms; /* commit of stored offsets; 0 = 1000 */
+    int stats_interval_ms;       /* broker health refresh; 0 = 1000 */
+    const char *const *extra;    /* extra librdkafka key, value pairs; NULL-terminated */
 } wy_kafka_consumer_opts_t;
 
 /* Creates a consumer in group opts->group_id subscribed to opts->topics
