@@ -61,6 +61,11 @@ int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts
 int wy_pg_query(wy_pg_t *pg, const char *sql, int nparams, const char *const *params, wy_pg_cb cb,
                 void *ud);
 
+/* wy_pg_query with its own timeout (0 = query_timeout_ms), e.g. the caller's remaining gRPC
+ * deadline. Counted from this call, waiting in the queue included. */
+int wy_pg_query_timeout(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, int nparams,
+                        const char *const *params, wy_pg_cb cb, void *ud);
+
 /* Start a transaction: takes a connection (queued like a statement), sends BEGIN, then cb gets a
  * handle bound to that connection. Same return contract as wy_pg_query. */
 int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud);
@@ -71,6 +76,9 @@ int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud);
  * statements queued on tx), WY_ECANCELED (closing), WY_EINVAL. */
 int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *const *params,
                    wy_pg_cb cb, void *ud);
+/* wy_pg_tx_query with its own timeout (0 = query_timeout_ms). A timeout ends the transaction. */
+int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
+                           const char *const *params, wy_pg_cb cb, void *ud);
 
 /* End tx. Always accepted once (returns WY_OK and cb is called exactly once, asynchronously), after
  * the statements already queued on tx. tx is freed after cb returns: never use it again. A second

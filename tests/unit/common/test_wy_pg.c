@@ -362,7 +362,7 @@ static void test_tx_timeout_rolls_back(void **state)
     fx_t f;
     txs_t t;
     res_t x, after = {0};
-    wy_pg_opts_t o = {.tx_timeout_ms = 300, .query_timeout_ms = 5000};
+    wy_pg_opts_t o = {.tx_timeout_ms = 1000, .query_timeout_ms = 5000};
     fx_init(&f, pg_url(), &o);
     begin(&f, &t);
     const char *a[] = {"forgotten"};
@@ -464,10 +464,16 @@ static void test_query_timeout(void **state)
 {
     (void)state;
     fx_t f;
-    res_t slow = {0}, after;
-    wy_pg_opts_t o = {.size = 1, .query_timeout_ms = 200};
+    res_t slow = {0}, queued = {0}, after;
+    wy_pg_opts_t o = {.size = 1};
     fx_init(&f, pg_url(), &o);
-    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(3)", 0, NULL, on_res, &slow), WY_OK);
+    assert_int_equal(wy_pg_query_timeout(f.pg, 200, "SELECT pg_sleep(10)", 0, NULL, on_res, &slow),
+                     WY_OK);
+    /* waits behind the sleeper with a shorter timeout: expires in the queue */
+    assert_int_equal(wy_pg_query_timeout(f.pg, 100, "SELECT 1", 0, NULL, on_res, &queued), WY_OK);
+    RUN_UNTIL(&f, queued.calls == 1);
+    assert_int_equal(queued.status, WY_ETIMEDOUT);
+    assert_int_equal(slow.calls, 0);
     RUN_UNTIL(&f, slow.calls == 1);
     assert_int_equal(slow.status, WY_ETIMEDOUT);
     after = q(&f, "SELECT 'again'", 0, NULL); /* on a fresh connection */
