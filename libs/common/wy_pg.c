@@ -622,7 +622,14 @@ static void conn_read(pg_conn *c)
 static void conn_connect_poll(pg_conn *c)
 {
     wy_pg_t *pg = c->pool;
-    switch (PQconnectPoll(c->pg)) {
+    int st = PQconnectPoll(c->pg);
+    /* libpq may have closed the socket and opened another one (next address of "localhost", SSL
+     * retry), very likely under the same fd number. epoll forgot the closed one while libuv still
+     * believes it is registered, so a handle kept across the switch would never fire again (or
+     * make libuv abort on EPOLL_CTL_MOD). A fresh handle per connect step is cheap and safe. */
+    if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING)
+        poll_close(c);
+    switch (st) {
     case PGRES_POLLING_READING:
         if (poll_watch(c, UV_READABLE) != 0)
             conn_fail(c, WY_EUNAVAIL, "cannot watch the connection socket", false);

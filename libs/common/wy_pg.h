@@ -49,7 +49,8 @@ typedef struct {
  * (PQconnectStart/PQconnectPoll on uv_poll), so the daemon never blocks on a slow server; until the
  * first connection is up, statements wait in the queue (and time out normally). A dead connection
  * is reopened with capped exponential backoff. opts may be NULL; zero fields mean the default.
- * Loop thread only. */
+ * libpq resolves host names with a blocking getaddrinfo inside PQconnectStart: use an IP or a name
+ * the local resolver answers fast. Loop thread only. */
 int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts, wy_pg_t **out,
                  const char **err);
 
