@@ -795,7 +795,12 @@ static void on_health_timer(uv_timer_t *t)
     for (uint32_t i = 0; i < pg->nconns; i++) {
         pg_conn *c = &pg->conns[i];
         if (c->state == C_IDLE && c->tx == NULL) {
-            conn_send(c, op_new(pg, OP_HEALTH, "SELECT 1", 0, NULL));
+            /* short deadline: a hung server should turn readiness off quickly */
+            pg_op *op = op_new(pg, OP_HEALTH, "SELECT 1", 0, NULL);
+            uint32_t limit = 2 * pg->o.health_interval_ms;
+            if (limit < pg->o.query_timeout_ms)
+                op->deadline = uv_now(pg->loop) + limit;
+            conn_send(c, op);
             break;
         }
     }

@@ -28,8 +28,10 @@ typedef void (*wy_pg_cb)(int status, const PGresult *res, const char *err, void 
 typedef void (*wy_pg_begin_cb)(int status, wy_pg_tx_t *tx, const char *err, void *ud);
 
 /* Commit / rollback finished. Commit: WY_OK = durable; WY_ESTATE = the transaction had failed
- * earlier and PostgreSQL rolled it back; WY_EUNAVAIL = connection lost (outcome of an in-flight
- * COMMIT unknown). Rollback: WY_OK whenever the transaction is gone (a dead connection counts). */
+ * earlier, died (connection lost, tx_timeout_ms) or was never opened, and is rolled back;
+ * WY_EUNAVAIL / WY_ETIMEDOUT = connection lost / no answer while COMMIT was in flight (outcome
+ * unknown); a SQL error of COMMIT (deferred constraint) maps like a statement's.
+ * Rollback: WY_OK whenever the transaction is gone (a dead connection counts). */
 typedef void (*wy_pg_end_cb)(int status, const char *err, void *ud);
 
 typedef struct {
