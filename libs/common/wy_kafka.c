@@ -37,7 +37,6 @@ struct kclient {
     uv_poll_t poll;
     uv_timer_t timer;
     int open_handles;
-    const char *kind; /* "producer" / "consumer", for logs */
     bool healthy;
     bool in_dispatch;   /* inside serve(): user callbacks may be running */
     bool close_pending; /* close asked for from a callback */
@@ -102,8 +101,8 @@ static int check_brokers(const char *brokers, const char **err)
         size_t n = strcspn(p, ",");
         char entry[256];
         if (n == 0 || n >= sizeof entry) {
-            *err = set_err("kafka brokers \"%s\": %s", brokers,
-                           n ? "entry too long" : "empty entry");
+            *err =
+                set_err("kafka brokers \"%s\": %s", brokers, n ? "entry too long" : "empty entry");
             return WY_EINVAL;
         }
         memcpy(entry, p, n);
@@ -190,8 +189,10 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 /* Called on librdkafka's own threads: only the (thread-safe) logger is used. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    int lvl = level <= 3 ? WY_LOG_ERROR : level == 4 ? WY_LOG_WARN : level <= 6 ? WY_LOG_INFO
-                                                                                : WY_LOG_DEBUG;
+    int lvl = level <= 3   ? WY_LOG_ERROR
+              : level == 4 ? WY_LOG_WARN
+              : level <= 6 ? WY_LOG_INFO
+                           : WY_LOG_DEBUG;
     wy_log(lvl, "librdkafka", "client", rd_kafka_name(rk), "facility", fac, "detail", buf, NULL);
 }
 
@@ -417,7 +418,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaqu
     int status = wy_kafka_err(rkm->err);
     if (status == WY_OK) {
         set_healthy(&p->k, true);
-    } else {
+    } else if (status != WY_ECANCELED) {
         wy_log_warn("kafka delivery failed", "topic", rd_kafka_topic_name(rkm->rkt), "event_id",
                     m->event_id, "error", rd_kafka_err2name(rkm->err), NULL);
     }
@@ -430,7 +431,6 @@ static void producer_serve(kclient_t *k, int budget)
     }
 }
 
-
 static void producer_free(kclient_t *k)
 {
     wy_kafka_producer_t *p = (wy_kafka_producer_t *)k;
@@ -442,7 +442,8 @@ static void producer_do_close(kclient_t *k)
 {
     wy_kafka_producer_t *p = (wy_kafka_producer_t *)k;
     k->closed = true;
-    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, k->close_timeout_ms > 0 ? k->close_timeout_ms : 0);
+    rd_kafka_resp_err_t e =
+        rd_kafka_flush(k->rk, k->close_timeout_ms > 0 ? k->close_timeout_ms : 0);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         char n[24];
         snprintf(n, sizeof n, "%d", rd_kafka_outq_len(k->rk));
@@ -476,7 +477,6 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
     p->pending.next = p->pending.prev = &p->pending;
     kclient_t *k = &p->k;
     k->loop = loop;
-    k->kind = "producer";
     k->serve = producer_serve;
     k->do_close = producer_do_close;
     k->free_self = producer_free;
@@ -502,7 +502,10 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
                           o->message_timeout_ms > 0 ? o->message_timeout_ms : 30000, err);
     if (!rc)
         rc = conf_set_int(conf, "linger.ms",
-                          o->linger_ms > 0 ? o->linger_ms : o->linger_ms < 0 ? 0 : 5, err);
+                          o->linger_ms > 0   ? o->linger_ms
+                          : o->linger_ms < 0 ? 0
+                                             : 5,
+                          err);
     if (!rc)
         rc = conf_set_int(conf, "statistics.interval.ms",
                           o->stats_interval_ms > 0 ? o->stats_interval_ms : 1000, err);
@@ -560,8 +563,8 @@ int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key,
     wy_uuid4(m->event_id);
     uint64_t now = wy_wall_ms();
     size_t len;
-    uint8_t *buf = wy_kafka_envelope_pack(m->event_id, type, p->name, now, key, payload,
-                                          payload_len, &len);
+    uint8_t *buf =
+        wy_kafka_envelope_pack(m->event_id, type, p->name, now, key, payload, payload_len, &len);
     if (len > WY_KAFKA_MAX_ENVELOPE) {
         wy_free(buf);
         wy_free(m);
@@ -569,10 +572,10 @@ int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key,
         return WY_ETOOBIG;
     }
     size_t klen = key ? strlen(key) : 0;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(klen ? key : NULL, klen),
-        RD_KAFKA_V_TIMESTAMP((int64_t)now), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(klen ? key : NULL, klen),
+                          RD_KAFKA_V_TIMESTAMP((int64_t)now), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     wy_free(buf);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         wy_free(m);
@@ -618,7 +621,7 @@ void wy_kafka_producer_stats(const wy_kafka_producer_t *p, wy_kafka_producer_sta
 typedef struct kpart kpart_t;
 
 struct wy_kafka_msg_s {
-    wy_kafka_msg_t *next;  /* in the partition's offset-ordered list */
+    wy_kafka_msg_t *next;   /* in the partition's offset-ordered list */
     wy_kafka_consumer_t *c; /* NULL once detached (partition revoked, consumer closed) */
     kpart_t *part;
     Wyvern__Envelope *env; /* NULL for a bad record or once done/released */
@@ -851,8 +854,8 @@ static void consume_one(wy_kafka_consumer_t *c, rd_kafka_message_t *rkm)
     kpart_t *pt = part_find(c, topic, rkm->partition);
     if (!pt) {
         /* Not in our assignment (a race with a revoke): leave it to the owner. */
-        wy_log_debug("kafka message for an unassigned partition", "topic", topic, "partition",
-                     part, "offset", off, NULL);
+        wy_log_debug("kafka message for an unassigned partition", "topic", topic, "partition", part,
+                     "offset", off, NULL);
         return;
     }
     if (pt->next_offset >= 0 && rkm->offset < pt->next_offset) {
@@ -870,8 +873,8 @@ static void consume_one(wy_kafka_consumer_t *c, rd_kafka_message_t *rkm)
     part_track(c, pt, m);
     if (!m->env) {
         c->st.bad++;
-        wy_log_warn("kafka message is not an Envelope", "topic", topic, "partition", part,
-                    "offset", off, "reason", why, NULL);
+        wy_log_warn("kafka message is not an Envelope", "topic", topic, "partition", part, "offset",
+                    off, "reason", why, NULL);
         m->done = true;
         part_advance(c, pt);
         check_bound(c);
@@ -895,7 +898,6 @@ static void consumer_serve(kclient_t *k, int budget)
     }
 }
 
-
 static void consumer_free(kclient_t *k)
 {
     wy_free(k);
@@ -910,7 +912,8 @@ static void consumer_do_close(kclient_t *k)
     rd_kafka_queue_t *tmp = rd_kafka_queue_new(k->rk);
     rd_kafka_resp_err_t e = rd_kafka_commit_queue(k->rk, NULL, tmp, NULL, NULL);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(tmp, k->close_timeout_ms > 0 ? k->close_timeout_ms : 0);
+        rd_kafka_event_t *ev =
+            rd_kafka_queue_poll(tmp, k->close_timeout_ms > 0 ? k->close_timeout_ms : 0);
         if (!ev)
             e = RD_KAFKA_RESP_ERR__TIMED_OUT;
         else
@@ -965,7 +968,6 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
     c->max_in_flight = o->max_in_flight > 0 ? o->max_in_flight : 1000;
     kclient_t *k = &c->k;
     k->loop = loop;
-    k->kind = "consumer";
     k->serve = consumer_serve;
     k->do_close = consumer_do_close;
     k->free_self = consumer_free;

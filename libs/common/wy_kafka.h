@@ -111,6 +111,11 @@ void wy_kafka_producer_stats(const wy_kafka_producer_t *p, wy_kafka_producer_sta
 
 /* ---- Consumer ------------------------------------------------------------ */
 
+/* Delivery is at-least-once. Offsets are stored per partition only up to the
+ * highest contiguous done message, and committed every auto_commit_interval_ms
+ * and at close. When a partition is revoked (rebalance) or the process dies,
+ * every message of it not yet done is delivered again to the next owner, so
+ * handlers must be idempotent on event_id (see wy_seen.h). */
 typedef struct wy_kafka_consumer_s wy_kafka_consumer_t;
 /* One delivered message; owned by this module until passed to
  * wy_kafka_msg_done or wy_kafka_msg_release (exactly one of them, once). */
@@ -124,21 +129,21 @@ typedef struct wy_kafka_msg_s wy_kafka_msg_t;
 typedef void (*wy_kafka_handler_cb)(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg);
 
 typedef struct {
-    const char *brokers;           /* required */
-    const char *group_id;          /* consumer group; required */
-    const char *const *topics;     /* NULL-terminated, at least one; required */
-    wy_kafka_handler_cb handler;   /* required */
-    void *udata;                   /* passed to handler */
-    const char *client_id;         /* optional, e.g. "lobby/instance-1" */
+    const char *brokers;         /* required */
+    const char *group_id;        /* consumer group; required */
+    const char *const *topics;   /* NULL-terminated, at least one; required */
+    wy_kafka_handler_cb handler; /* required */
+    void *udata;                 /* passed to handler */
+    const char *client_id;       /* optional, e.g. "lobby/instance-1" */
     /* Messages handed to the handler and not yet done or released, plus done
      * ones waiting behind an unfinished earlier one. At the bound the assigned
      * partitions are paused; they resume once it falls to half. Messages
      * librdkafka had already fetched may still arrive while paused. 0 = 1000. */
     int max_in_flight;
-    int session_timeout_ms;       /* group session timeout; 0 = 10000 */
-    int auto_commit_interval_ms;  /* commit of stored offsets; 0 = 1000 */
-    int stats_interval_ms;        /* broker health refresh; 0 = 1000 */
-    const char *const *extra;     /* extra librdkafka key, value pairs; NULL-terminated */
+    int session_timeout_ms;      /* group session timeout; 0 = 10000 */
+    int auto_commit_interval_ms; /* commit of stored offsets; 0 = 1000 */
+    int stats_interval_ms;       /* broker health refresh; 0 = 1000 */
+    const char *const *extra;    /* extra librdkafka key, value pairs; NULL-terminated */
 } wy_kafka_consumer_opts_t;
 
 /* Creates a consumer in group opts->group_id subscribed to opts->topics
@@ -169,8 +174,8 @@ int64_t wy_kafka_msg_offset(const wy_kafka_msg_t *msg);
 
 /* Shutdown: commits the stored offsets synchronously (waiting at most
  * timeout_ms), then leaves the group (rd_kafka_consumer_close) and releases
- * librdkafka. BLOCKS the loop thread (typically well under a second; longer
- * when the broker is down): call at shutdown only. Messages not yet done stay
+ * librdkafka. BLOCKS the loop thread (well under a second normally; about
+ * 6 s measured when the broker is down): call at shutdown only. Messages not yet done stay
  * valid; the owner must still done/release each one (that only frees now).
  * The handler is not called any more. The memory is freed in a uv close
  * callback: run the loop once more before uv_loop_close. May be called from

@@ -74,7 +74,8 @@ struct wy_pg {
     op_list done;
     wy_pg_tx_t *txs;
     uv_timer_t defer_timer;  /* drains done for completions caused inside public calls */
-    uv_timer_t queue_timer;  /* deadline of the oldest queued op */
+    uv_timer_t queue_timer;  /* earliest deadline of the queued ops */
+    uint64_t queue_due;      /* when queue_timer fires; 0 = stopped */
     uv_timer_t health_timer; /* SELECT 1 */
     bool health_ok;
     int health_reported; /* last value logged */
@@ -621,7 +622,14 @@ static void conn_read(pg_conn *c)
 static void conn_connect_poll(pg_conn *c)
 {
     wy_pg_t *pg = c->pool;
-    switch (PQconnectPoll(c->pg)) {
+    int st = PQconnectPoll(c->pg);
+    /* libpq may have closed the socket and opened another one (next address of "localhost", SSL
+     * retry), very likely under the same fd number. epoll forgot the closed one while libuv still
+     * believes it is registered, so a handle kept across the switch would never fire again (or
+     * make libuv abort on EPOLL_CTL_MOD). A fresh handle per connect step is cheap and safe. */
+    if (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING)
+        poll_close(c);
+    switch (st) {
     case PGRES_POLLING_READING:
         if (poll_watch(c, UV_READABLE) != 0)
             conn_fail(c, WY_EUNAVAIL, "cannot watch the connection socket", false);
@@ -743,27 +751,40 @@ static void on_conn_timer(uv_timer_t *t)
 /* ---- pool timers ------------------------------------------------------------------------------
  */
 
+/* The queue is FIFO but statements may carry their own timeouts, so expiry scans it; it is
+ * bounded by max_queue and the scan runs only when some deadline passes. */
 static void on_queue_timer(uv_timer_t *t)
 {
     wy_pg_t *pg = t->data;
     uint64_t now = uv_now(pg->loop);
-    while (pg->queue.head && pg->queue.head->deadline <= now) {
-        pg_op *op = list_pop(&pg->queue);
-        op_finish(pg, op, WY_ETIMEDOUT, "timed out waiting for a free connection");
+    pg_op *op = pg->queue.head, *next;
+    for (; op != NULL; op = next) {
+        next = op->next;
+        if (op->deadline <= now) {
+            list_remove(&pg->queue, op);
+            op_finish(pg, op, WY_ETIMEDOUT, "timed out waiting for a free connection");
+        }
     }
+    pg->queue_due = 0;
     arm_queue_timer(pg);
     drain_done(pg);
 }
 
 static void arm_queue_timer(wy_pg_t *pg)
 {
-    uint64_t now = uv_now(pg->loop);
-    if (pg->queue.head == NULL || pg->closing) {
+    uint64_t now = uv_now(pg->loop), due = 0;
+    if (pg->closing)
+        return;
+    for (pg_op *op = pg->queue.head; op != NULL; op = op->next)
+        if (due == 0 || op->deadline < due)
+            due = op->deadline;
+    if (due == 0) {
         uv_timer_stop(&pg->queue_timer);
+        pg->queue_due = 0;
         return;
     }
-    uv_timer_start(&pg->queue_timer, on_queue_timer,
-                   pg->queue.head->deadline > now ? pg->queue.head->deadline - now : 0, 0);
+    pg->queue_due = due;
+    uv_timer_start(&pg->queue_timer, on_queue_timer, due > now ? due - now : 0, 0);
 }
 
 static void on_health_timer(uv_timer_t *t)
@@ -774,7 +795,12 @@ static void on_health_timer(uv_timer_t *t)
     for (uint32_t i = 0; i < pg->nconns; i++) {
         pg_conn *c = &pg->conns[i];
         if (c->state == C_IDLE && c->tx == NULL) {
-            conn_send(c, op_new(pg, OP_HEALTH, "SELECT 1", 0, NULL));
+            /* short deadline: a hung server should turn readiness off quickly */
+            pg_op *op = op_new(pg, OP_HEALTH, "SELECT 1", 0, NULL);
+            uint32_t limit = 2 * pg->o.health_interval_ms;
+            if (limit < pg->o.query_timeout_ms)
+                op->deadline = uv_now(pg->loop) + limit;
+            conn_send(c, op);
             break;
         }
     }
@@ -879,8 +905,10 @@ static int enqueue(wy_pg_t *pg, pg_op *op)
         }
     }
     list_push(&pg->queue, op);
-    if (pg->queue.n == 1)
-        arm_queue_timer(pg);
+    if (pg->queue_due == 0 || op->deadline < pg->queue_due) {
+        pg->queue_due = op->deadline;
+        uv_timer_start(&pg->queue_timer, on_queue_timer, op->deadline - uv_now(pg->loop), 0);
+    }
     pump(pg);
     return WY_OK;
 }
@@ -888,12 +916,20 @@ static int enqueue(wy_pg_t *pg, pg_op *op)
 int wy_pg_query(wy_pg_t *pg, const char *sql, int nparams, const char *const *params, wy_pg_cb cb,
                 void *ud)
 {
+    return wy_pg_query_timeout(pg, 0, sql, nparams, params, cb, ud);
+}
+
+int wy_pg_query_timeout(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, int nparams,
+                        const char *const *params, wy_pg_cb cb, void *ud)
+{
     int rc = admit(pg, sql, nparams, params);
     if (rc != WY_OK)
         return rc;
     if (cb == NULL)
         return WY_EINVAL;
     pg_op *op = op_new(pg, OP_QUERY, sql, nparams, params);
+    if (timeout_ms)
+        op->deadline = uv_now(pg->loop) + timeout_ms;
     op->qcb = cb;
     op->ud = ud;
     return enqueue(pg, op);
@@ -931,6 +967,12 @@ static void tx_enqueue(wy_pg_tx_t *tx, pg_op *op)
 int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *const *params,
                    wy_pg_cb cb, void *ud)
 {
+    return wy_pg_tx_query_timeout(tx, 0, sql, nparams, params, cb, ud);
+}
+
+int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
+                           const char *const *params, wy_pg_cb cb, void *ud)
+{
     wy_pg_t *pg = tx->pool;
     int rc = admit(pg, sql, nparams, params);
     if (rc != WY_OK)
@@ -942,6 +984,8 @@ int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *con
     if (tx->queue.n >= pg->o.max_queue)
         return WY_EBUSY;
     pg_op *op = op_new(pg, OP_QUERY, sql, nparams, params);
+    if (timeout_ms)
+        op->deadline = uv_now(pg->loop) + timeout_ms;
     op->qcb = cb;
     op->ud = ud;
     op->tx = tx;

@@ -28,8 +28,10 @@ typedef void (*wy_pg_cb)(int status, const PGresult *res, const char *err, void 
 typedef void (*wy_pg_begin_cb)(int status, wy_pg_tx_t *tx, const char *err, void *ud);
 
 /* Commit / rollback finished. Commit: WY_OK = durable; WY_ESTATE = the transaction had failed
- * earlier and PostgreSQL rolled it back; WY_EUNAVAIL = connection lost (outcome of an in-flight
- * COMMIT unknown). Rollback: WY_OK whenever the transaction is gone (a dead connection counts). */
+ * earlier, died (connection lost, tx_timeout_ms) or was never opened, and is rolled back;
+ * WY_EUNAVAIL / WY_ETIMEDOUT = connection lost / no answer while COMMIT was in flight (outcome
+ * unknown); a SQL error of COMMIT (deferred constraint) maps like a statement's.
+ * Rollback: WY_OK whenever the transaction is gone (a dead connection counts). */
 typedef void (*wy_pg_end_cb)(int status, const char *err, void *ud);
 
 typedef struct {
@@ -49,7 +51,8 @@ typedef struct {
  * (PQconnectStart/PQconnectPoll on uv_poll), so the daemon never blocks on a slow server; until the
  * first connection is up, statements wait in the queue (and time out normally). A dead connection
  * is reopened with capped exponential backoff. opts may be NULL; zero fields mean the default.
- * Loop thread only. */
+ * libpq resolves host names with a blocking getaddrinfo inside PQconnectStart: use an IP or a name
+ * the local resolver answers fast. Loop thread only. */
 int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts, wy_pg_t **out,
                  const char **err);
 
@@ -61,6 +64,11 @@ int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts
 int wy_pg_query(wy_pg_t *pg, const char *sql, int nparams, const char *const *params, wy_pg_cb cb,
                 void *ud);
 
+/* wy_pg_query with its own timeout (0 = query_timeout_ms), e.g. the caller's remaining gRPC
+ * deadline. Counted from this call, waiting in the queue included. */
+int wy_pg_query_timeout(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, int nparams,
+                        const char *const *params, wy_pg_cb cb, void *ud);
+
 /* Start a transaction: takes a connection (queued like a statement), sends BEGIN, then cb gets a
  * handle bound to that connection. Same return contract as wy_pg_query. */
 int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud);
@@ -71,6 +79,9 @@ int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud);
  * statements queued on tx), WY_ECANCELED (closing), WY_EINVAL. */
 int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *const *params,
                    wy_pg_cb cb, void *ud);
+/* wy_pg_tx_query with its own timeout (0 = query_timeout_ms). A timeout ends the transaction. */
+int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
+                           const char *const *params, wy_pg_cb cb, void *ud);
 
 /* End tx. Always accepted once (returns WY_OK and cb is called exactly once, asynchronously), after
  * the statements already queued on tx. tx is freed after cb returns: never use it again. A second

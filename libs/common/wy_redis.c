@@ -1,6 +1,6 @@
 /* wy_redis — hiredis async client on libuv with reconnect, per-command timeouts and a health PING.
- * hiredis 0.14 has no async timeouts: every command carries a deadline in a FIFO list (one timeout
- * for all, so deadlines are in send order) watched by a single uv timer. */
+ * hiredis 0.14 has no async timeouts: every command carries a deadline in a list sorted by deadline
+ * (nearly always send order) watched by a single uv timer. */
 #include "wy_redis.h"
 
 #include <ctype.h>
@@ -229,16 +229,24 @@ static void list_unlink(wy_redis_t *r, rcmd_t *c)
 
 static void arm_cmd_timer(wy_redis_t *r);
 
-static void list_push(wy_redis_t *r, rcmd_t *c)
+/* Keep the list sorted by deadline. Most commands use the default timeout, so the walk from the
+ * tail stops at once. */
+static void list_insert(wy_redis_t *r, rcmd_t *c)
 {
-    c->prev = r->tail;
-    c->next = NULL;
-    if (r->tail)
-        r->tail->next = c;
+    rcmd_t *after = r->tail;
+    while (after != NULL && after->deadline > c->deadline)
+        after = after->prev;
+    c->prev = after;
+    c->next = after ? after->next : r->head;
+    if (c->next)
+        c->next->prev = c;
+    else
+        r->tail = c;
+    if (after)
+        after->next = c;
     else
         r->head = c;
-    r->tail = c;
-    if (!uv_is_active((uv_handle_t *)&r->cmd_timer))
+    if (r->head == c || !uv_is_active((uv_handle_t *)&r->cmd_timer))
         arm_cmd_timer(r);
 }
 
@@ -362,14 +370,14 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
 }
 
 /* Queue c on the current connection; returns WY_OK or a WY_E* without calling anything. */
-static int send_prepared(wy_redis_t *r, rcmd_t *c, int rc_hiredis)
+static int send_prepared(wy_redis_t *r, rcmd_t *c, int rc_hiredis, uint32_t timeout_ms)
 {
     if (rc_hiredis != REDIS_OK) {
         wy_free(c);
         return WY_EINVAL;
     }
-    c->deadline = uv_now(r->loop) + r->o.cmd_timeout_ms;
-    list_push(r, c);
+    c->deadline = uv_now(r->loop) + (timeout_ms ? timeout_ms : r->o.cmd_timeout_ms);
+    list_insert(r, c);
     return WY_OK;
 }
 
@@ -386,7 +394,7 @@ static rcmd_t *cmd_new(wy_redis_t *r, int kind, wy_redis_cb cb, void *ud)
 static void send_internal(wy_redis_t *r, int kind, int argc, const char **argv)
 {
     rcmd_t *c = cmd_new(r, kind, NULL, NULL);
-    (void)send_prepared(r, c, redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, NULL));
+    (void)send_prepared(r, c, redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, NULL), 0);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -563,9 +571,11 @@ int wy_redis_command(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt, .
     va_list ap;
     if (rc != WY_OK)
         return rc;
+    if (cb == NULL || fmt == NULL)
+        return WY_EINVAL;
     rcmd_t *c = cmd_new(r, CMD_USER, cb, ud);
     va_start(ap, fmt);
-    rc = send_prepared(r, c, redisvAsyncCommand(r->ac, on_reply, c, fmt, ap));
+    rc = send_prepared(r, c, redisvAsyncCommand(r->ac, on_reply, c, fmt, ap), 0);
     va_end(ap);
     if (rc == WY_OK)
         r->inflight++;
@@ -575,13 +585,20 @@ int wy_redis_command(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt, .
 int wy_redis_command_argv(wy_redis_t *r, wy_redis_cb cb, void *ud, int argc, const char **argv,
                           const size_t *argvlen)
 {
+    return wy_redis_command_argv_timeout(r, 0, cb, ud, argc, argv, argvlen);
+}
+
+int wy_redis_command_argv_timeout(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud,
+                                  int argc, const char **argv, const size_t *argvlen)
+{
     int rc = admit(r);
     if (rc != WY_OK)
         return rc;
-    if (argc <= 0 || argv == NULL)
+    if (argc <= 0 || argv == NULL || cb == NULL)
         return WY_EINVAL;
     rcmd_t *c = cmd_new(r, CMD_USER, cb, ud);
-    rc = send_prepared(r, c, redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen));
+    rc = send_prepared(r, c, redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen),
+                       timeout_ms);
     if (rc == WY_OK)
         r->inflight++;
     return rc;

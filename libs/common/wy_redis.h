@@ -61,6 +61,11 @@ int wy_redis_command(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt, .
 int wy_redis_command_argv(wy_redis_t *r, wy_redis_cb cb, void *ud, int argc, const char **argv,
                           const size_t *argvlen);
 
+/* wy_redis_command_argv with its own timeout (timeout_ms 0 = the default cmd_timeout_ms), e.g. the
+ * caller's remaining gRPC deadline, or a blocking command (BLPOP) that needs longer. */
+int wy_redis_command_argv_timeout(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud,
+                                  int argc, const char **argv, const size_t *argvlen);
+
 /* WY_OK when connected, handshake (AUTH/SELECT) done and the last PING answered; else
  * WY_EUNAVAIL. Cheap; for /readyz. Loop thread only. */
 int wy_redis_health(const wy_redis_t *r);

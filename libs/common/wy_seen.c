@@ -7,7 +7,7 @@
 #define NIL UINT32_MAX
 
 typedef struct {
-    char *id;      /* owned copy; NULL when the slot is free */
+    char *id; /* owned copy; NULL when the slot is free */
     uint64_t hash;
     uint32_t next; /* next slot in the same bucket chain */
 } seen_entry_t;

@@ -233,10 +233,10 @@ static int cmd_produce_raw(const args_t *a)
         return 2;
     }
     size_t klen = a->key ? strlen(a->key) : 0;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE((void *)a->value, strlen(a->value)),
-        RD_KAFKA_V_KEY(klen ? a->key : NULL, klen), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE((void *)a->value, strlen(a->value)),
+                          RD_KAFKA_V_KEY(klen ? a->key : NULL, klen), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         rd_kafka_flush(rk, a->timeout_ms >= 0 ? (int)a->timeout_ms : 30000);
     else

@@ -17,7 +17,7 @@
 
 /* Nothing listens on port 1: connections are refused at once. */
 #define DEAD_BROKER "127.0.0.1:1"
-#define N_MSGS 10
+#define N_MSGS      10
 
 /* ---- loop helpers ------------------------------------------------------------ */
 
@@ -76,8 +76,7 @@ static int64_t committed_offset(const char *brokers, const char *group, const ch
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, why, sizeof why),
                      RD_KAFKA_CONF_OK);
-    assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, why, sizeof why),
-                     RD_KAFKA_CONF_OK);
+    assert_int_equal(rd_kafka_conf_set(conf, "group.id", group, why, sizeof why), RD_KAFKA_CONF_OK);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     assert_non_null(rk);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
@@ -184,8 +183,8 @@ static void test_error_mapping(void **state)
 
 /* ---- configuration errors ---------------------------------------------------- */
 
-static void expect_producer_error(const char *brokers, const char *name,
-                                  const char *const *extra, const char *needle)
+static void expect_producer_error(const char *brokers, const char *name, const char *const *extra,
+                                  const char *needle)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);

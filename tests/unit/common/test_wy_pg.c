@@ -362,7 +362,7 @@ static void test_tx_timeout_rolls_back(void **state)
     fx_t f;
     txs_t t;
     res_t x, after = {0};
-    wy_pg_opts_t o = {.tx_timeout_ms = 300, .query_timeout_ms = 5000};
+    wy_pg_opts_t o = {.tx_timeout_ms = 1000, .query_timeout_ms = 5000};
     fx_init(&f, pg_url(), &o);
     begin(&f, &t);
     const char *a[] = {"forgotten"};
@@ -464,10 +464,16 @@ static void test_query_timeout(void **state)
 {
     (void)state;
     fx_t f;
-    res_t slow = {0}, after;
-    wy_pg_opts_t o = {.size = 1, .query_timeout_ms = 200};
+    res_t slow = {0}, queued = {0}, after;
+    wy_pg_opts_t o = {.size = 1};
     fx_init(&f, pg_url(), &o);
-    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(3)", 0, NULL, on_res, &slow), WY_OK);
+    assert_int_equal(wy_pg_query_timeout(f.pg, 200, "SELECT pg_sleep(10)", 0, NULL, on_res, &slow),
+                     WY_OK);
+    /* waits behind the sleeper with a shorter timeout: expires in the queue */
+    assert_int_equal(wy_pg_query_timeout(f.pg, 100, "SELECT 1", 0, NULL, on_res, &queued), WY_OK);
+    RUN_UNTIL(&f, queued.calls == 1);
+    assert_int_equal(queued.status, WY_ETIMEDOUT);
+    assert_int_equal(slow.calls, 0);
     RUN_UNTIL(&f, slow.calls == 1);
     assert_int_equal(slow.status, WY_ETIMEDOUT);
     after = q(&f, "SELECT 'again'", 0, NULL); /* on a fresh connection */
@@ -541,6 +547,41 @@ static void test_close_cancels(void **state)
     assert_null(t.tx);
     assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &late), WY_ECANCELED);
     RUN_UNTIL(&f, f.closed);
+    f.pg = NULL;
+    fx_done(&f);
+}
+
+/* Closing from inside a callback: the rest is canceled, nothing is freed under the caller. */
+typedef struct {
+    fx_t *f;
+    int calls;
+} closer_t;
+
+static void on_close_in_cb(int status, const PGresult *res, const char *err, void *ud)
+{
+    closer_t *c = ud;
+    (void)res;
+    (void)err;
+    assert_int_equal(status, WY_OK);
+    c->calls++;
+    wy_pg_close(c->f->pg, on_closed, c->f);
+    assert_int_equal(wy_pg_query(c->f->pg, "SELECT 1", 0, NULL, on_res, NULL), WY_ECANCELED);
+}
+
+static void test_close_inside_callback(void **state)
+{
+    (void)state;
+    fx_t f;
+    closer_t c = {&f, 0};
+    res_t other = {0};
+    wy_pg_opts_t o = {.size = 1};
+    fx_init(&f, pg_url(), &o);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_close_in_cb, &c), WY_OK);
+    assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(5)", 0, NULL, on_res, &other), WY_OK);
+    RUN_UNTIL(&f, f.closed);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(other.calls, 1);
+    assert_int_equal(other.status, WY_ECANCELED);
     f.pg = NULL;
     fx_done(&f);
 }
@@ -711,8 +752,9 @@ int main(void)
         cmocka_unit_test(test_tx_timeout_rolls_back), cmocka_unit_test(test_pool_concurrency),
         cmocka_unit_test(test_queue_bound),           cmocka_unit_test(test_query_timeout),
         cmocka_unit_test(test_unreachable),           cmocka_unit_test(test_close_cancels),
-        cmocka_unit_test(test_close_with_open_tx),    cmocka_unit_test(test_migrate_once),
-        cmocka_unit_test(test_migrate_concurrent),    cmocka_unit_test(test_migrate_bad_file),
+        cmocka_unit_test(test_close_inside_callback), cmocka_unit_test(test_close_with_open_tx),
+        cmocka_unit_test(test_migrate_once),          cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_migrate_bad_file),
     };
     if (getenv("WY_PG_URL") == NULL || *getenv("WY_PG_URL") == '\0') {
         fprintf(stderr, "WY_PG_URL is not set: these tests need a real PostgreSQL "

@@ -326,19 +326,20 @@ static void test_timeout_then_reconnect(void **state)
     fx_t f;
     res_t blk = {0}, behind = {0}, later = {0};
     char key[128];
-    wy_redis_opts_t o = {.cmd_timeout_ms = 200, .backoff_min_ms = 20};
+    wy_redis_opts_t o = {.backoff_min_ms = 20};
     fx_init(&f);
     fx_open(&f, redis_url(), &o);
     RUN_UNTIL(&f, f.ups == 1);
     snprintf(key, sizeof key, "%s:never", prefix);
-    /* BLPOP blocks server side for 2 s: longer than the 200 ms command timeout */
-    assert_int_equal(wy_redis_command(f.r, on_res, &blk, "BLPOP %s 2", key), WY_OK);
+    /* BLPOP blocks server side for 5 s: far longer than its own 100 ms timeout */
+    const char *argv[] = {"BLPOP", key, "5"};
+    assert_int_equal(wy_redis_command_argv_timeout(f.r, 100, on_res, &blk, 3, argv, NULL), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &behind, "PING"), WY_OK);
     RUN_UNTIL(&f, blk.calls == 1);
     assert_int_equal(blk.status, WY_ETIMEDOUT);
-    /* the command pipelined behind it was sent in the same loop turn: same deadline */
+    /* the command pipelined behind it shared the dropped connection */
     assert_int_equal(behind.calls, 1);
-    assert_int_equal(behind.status, WY_ETIMEDOUT);
+    assert_int_equal(behind.status, WY_EUNAVAIL);
     assert_int_equal(f.downs, 1);
     RUN_UNTIL(&f, f.ups == 2);
     assert_int_equal(wy_redis_command(f.r, on_res, &later, "ECHO %s", "back"), WY_OK);
