@@ -71,12 +71,12 @@ $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 
 $(COMMON_A): $(COMMON_O) $(PROTO_O)
 	@echo "  AR      $@"
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(CLIENT_A): $(CLIENT_O)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"
-	$(Q)ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # Generated sources are kept (make would delete them as intermediates).
 .SECONDARY: $(PROTO_C) $(PROTO_H)
