@@ -124,8 +124,10 @@ bench: deps
 
 LINT_FILES = $(shell git ls-files '*.c' '*.h')
 lint:
-	clang-format --dry-run --Werror $(LINT_FILES)
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	@echo "  FORMAT  check ($(words $(LINT_FILES)) files)"
+	@clang-format --dry-run --Werror $(LINT_FILES)
+	@echo "  CPPCHECK"
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 	  --suppress=missingIncludeSystem --suppress=varFuncNullUB --std=c11 -D__GNUC__ -Ilibs/common $(LINT_FILES)
 
 format:

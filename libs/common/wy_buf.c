@@ -58,11 +58,21 @@ void wy_buf_json_escape(wy_buf_t *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': wy_buf_append(b, "\\\"", 2); break;
-        case '\\': wy_buf_append(b, "\\\\", 2); break;
-        case '\n': wy_buf_append(b, "\\n", 2); break;
-        case '\r': wy_buf_append(b, "\\r", 2); break;
-        case '\t': wy_buf_append(b, "\\t", 2); break;
+        case '"':
+            wy_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            wy_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            wy_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            wy_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            wy_buf_append(b, "\\t", 2);
+            break;
         default:
             if (c < 0x20) {
                 char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};

@@ -62,20 +62,34 @@ int wy_err_http(int err)
 int wy_err_from_grpc(int status)
 {
     switch (status) {
-    case 0: return WY_OK;
-    case 1: return WY_ECANCELED;
-    case 3: return WY_EINVAL;
-    case 4: return WY_ETIMEDOUT;
-    case 5: return WY_ENOTFOUND;
-    case 6: return WY_EEXIST;
-    case 7: return WY_EPERM;
-    case 8: return WY_ELIMIT;
-    case 9: return WY_ESTATE;
-    case 10: return WY_ESTATE; /* ABORTED */
-    case 12: return WY_EUNIMPL;
-    case 14: return WY_EUNAVAIL;
-    case 16: return WY_EAUTH;
-    default: return WY_EINTERNAL;
+    case 0:
+        return WY_OK;
+    case 1:
+        return WY_ECANCELED;
+    case 3:
+        return WY_EINVAL;
+    case 4:
+        return WY_ETIMEDOUT;
+    case 5:
+        return WY_ENOTFOUND;
+    case 6:
+        return WY_EEXIST;
+    case 7:
+        return WY_EPERM;
+    case 8:
+        return WY_ELIMIT;
+    case 9:
+        return WY_ESTATE;
+    case 10:
+        return WY_ESTATE; /* ABORTED */
+    case 12:
+        return WY_EUNIMPL;
+    case 14:
+        return WY_EUNAVAIL;
+    case 16:
+        return WY_EAUTH;
+    default:
+        return WY_EINTERNAL;
     }
 }
 

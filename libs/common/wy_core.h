@@ -12,21 +12,21 @@
  * wy_err_http) so a failure reads the same everywhere. */
 enum {
     WY_OK = 0,
-    WY_EINVAL = -1,      /* bad argument or malformed input      -> INVALID_ARGUMENT / 400 */
-    WY_ENOTFOUND = -2,   /* no such thing                        -> NOT_FOUND / 404 */
-    WY_EEXIST = -3,      /* already exists / conflict            -> ALREADY_EXISTS / 409 */
-    WY_EPERM = -4,       /* authenticated but not allowed        -> PERMISSION_DENIED / 403 */
-    WY_EAUTH = -5,       /* not authenticated / bad credentials  -> UNAUTHENTICATED / 401 */
-    WY_ELIMIT = -6,      /* rate or quota exceeded               -> RESOURCE_EXHAUSTED / 429 */
-    WY_ETOOBIG = -7,     /* input over a size bound              -> RESOURCE_EXHAUSTED / 413 */
-    WY_EBUSY = -8,       /* queue full / overloaded, retry later -> UNAVAILABLE / 503 */
-    WY_EUNAVAIL = -9,    /* a dependency is down                 -> UNAVAILABLE / 503 */
-    WY_ETIMEDOUT = -10,  /* deadline passed                      -> DEADLINE_EXCEEDED / 504 */
-    WY_ECANCELED = -11,  /* operation canceled (shutdown, peer)  -> CANCELLED / 499 */
-    WY_ESTATE = -12,     /* not valid in the current state       -> FAILED_PRECONDITION / 409 */
-    WY_EIO = -13,        /* I/O or protocol failure              -> INTERNAL / 500 */
-    WY_EINTERNAL = -14,  /* bug or unexpected condition          -> INTERNAL / 500 */
-    WY_EUNIMPL = -15,    /* not implemented                      -> UNIMPLEMENTED / 501 */
+    WY_EINVAL = -1,     /* bad argument or malformed input      -> INVALID_ARGUMENT / 400 */
+    WY_ENOTFOUND = -2,  /* no such thing                        -> NOT_FOUND / 404 */
+    WY_EEXIST = -3,     /* already exists / conflict            -> ALREADY_EXISTS / 409 */
+    WY_EPERM = -4,      /* authenticated but not allowed        -> PERMISSION_DENIED / 403 */
+    WY_EAUTH = -5,      /* not authenticated / bad credentials  -> UNAUTHENTICATED / 401 */
+    WY_ELIMIT = -6,     /* rate or quota exceeded               -> RESOURCE_EXHAUSTED / 429 */
+    WY_ETOOBIG = -7,    /* input over a size bound              -> RESOURCE_EXHAUSTED / 413 */
+    WY_EBUSY = -8,      /* queue full / overloaded, retry later -> UNAVAILABLE / 503 */
+    WY_EUNAVAIL = -9,   /* a dependency is down                 -> UNAVAILABLE / 503 */
+    WY_ETIMEDOUT = -10, /* deadline passed                      -> DEADLINE_EXCEEDED / 504 */
+    WY_ECANCELED = -11, /* operation canceled (shutdown, peer)  -> CANCELLED / 499 */
+    WY_ESTATE = -12,    /* not valid in the current state       -> FAILED_PRECONDITION / 409 */
+    WY_EIO = -13,       /* I/O or protocol failure              -> INTERNAL / 500 */
+    WY_EINTERNAL = -14, /* bug or unexpected condition          -> INTERNAL / 500 */
+    WY_EUNIMPL = -15,   /* not implemented                      -> UNIMPLEMENTED / 501 */
     WY__ELAST = -16
 };
 
@@ -62,8 +62,8 @@ void wy_random(void *buf, size_t n);
 /* Write a random UUIDv4 as 36 chars + NUL into out. */
 void wy_uuid4(char out[37]);
 
-#define WY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define WY_ARRAY_LEN(a)                   (sizeof(a) / sizeof((a)[0]))
 #define WY_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
-#define WY_UNUSED(x) ((void)(x))
+#define WY_UNUSED(x)                      ((void)(x))
 
 #endif

@@ -18,9 +18,9 @@
 /* Blocking steps of the stop (Kafka commit / flush) get at most this long each,
  * so that the whole stop fits the orchestrator's grace period. */
 #define KAFKA_CLOSE_MS 1000
-#define DRAIN_POLL_MS 20
+#define DRAIN_POLL_MS  20
 #define HEALTH_POLL_MS 500
-#define SEEN_CAPACITY 65536
+#define SEEN_CAPACITY  65536
 
 enum { ST_STARTING, ST_RUNNING, ST_DRAINING, ST_CLOSING };
 
@@ -94,47 +94,106 @@ static void build_config(wy_daemon_t *d)
 
     wy_cfg_entry_t shared[SHARED_MAX];
     size_t n = 0;
-    shared[n++] = (wy_cfg_entry_t){"WY_LOG_LEVEL", WY_CFG_ENUM, "info", 0, 0,
+    shared[n++] = (wy_cfg_entry_t){"WY_LOG_LEVEL",
+                                   WY_CFG_ENUM,
+                                   "info",
+                                   0,
+                                   0,
                                    "debug|info|warn|error",
-                                   "Lowest log level written to stderr.", &d->log_level, false};
+                                   "Lowest log level written to stderr.",
+                                   &d->log_level,
+                                   false};
     shared[n++] = (wy_cfg_entry_t){
-        "WY_BIND_HOST", WY_CFG_STRING, "0.0.0.0", 0, 0, NULL,
+        "WY_BIND_HOST",
+        WY_CFG_STRING,
+        "0.0.0.0",
+        0,
+        0,
+        NULL,
         "Address every listener binds to (0.0.0.0 in a container, 127.0.0.1 on a laptop).",
-        &d->bind_host, false};
+        &d->bind_host,
+        false};
     shared[n++] = (wy_cfg_entry_t){
-        "WY_INSTANCE_ID", WY_CFG_STRING, "", 0, 0, NULL,
+        "WY_INSTANCE_ID",
+        WY_CFG_STRING,
+        "",
+        0,
+        0,
+        NULL,
         "Name of this instance in logs, Kafka envelopes and sessions; empty = host name + pid.",
-        &d->instance_id, false};
-    shared[n++] = (wy_cfg_entry_t){SVCNAME("OPS_PORT"), WY_CFG_INT, def_ops, 0, 65535, NULL,
+        &d->instance_id,
+        false};
+    shared[n++] = (wy_cfg_entry_t){SVCNAME("OPS_PORT"),
+                                   WY_CFG_INT,
+                                   def_ops,
+                                   0,
+                                   65535,
+                                   NULL,
                                    "Ops HTTP port: GET /healthz, /readyz, /metrics (0 = any).",
-                                   &d->ops_port, false};
-    shared[n++] = (wy_cfg_entry_t){SVCNAME("GRPC_PORT"), WY_CFG_INT, def_grpc, 0, 65535, NULL,
+                                   &d->ops_port,
+                                   false};
+    shared[n++] = (wy_cfg_entry_t){SVCNAME("GRPC_PORT"),
+                                   WY_CFG_INT,
+                                   def_grpc,
+                                   0,
+                                   65535,
+                                   NULL,
                                    "gRPC port, incl. grpc.health.v1.Health (0 = any).",
-                                   &d->grpc_port, false};
+                                   &d->grpc_port,
+                                   false};
     shared[n++] = (wy_cfg_entry_t){
-        SVCNAME("DRAIN_TIMEOUT"), WY_CFG_DURATION_MS, "2500ms", 0, 60000, NULL,
+        SVCNAME("DRAIN_TIMEOUT"),
+        WY_CFG_DURATION_MS,
+        "2500ms",
+        0,
+        60000,
+        NULL,
         "On SIGTERM, how long in-flight requests may take before they are cut off.",
-        &d->drain_ms, false};
+        &d->drain_ms,
+        false};
     if (s->deps & WY_DEP_REDIS)
-        shared[n++] = (wy_cfg_entry_t){"WY_REDIS_URL", WY_CFG_STRING,
-                                       "redis://127.0.0.1:6379/0", 0, 0, NULL,
+        shared[n++] = (wy_cfg_entry_t){"WY_REDIS_URL",
+                                       WY_CFG_STRING,
+                                       "redis://127.0.0.1:6379/0",
+                                       0,
+                                       0,
+                                       NULL,
                                        "Redis: redis://[:password@]host:port[/db].",
-                                       &d->redis_url, true};
+                                       &d->redis_url,
+                                       true};
     if (s->deps & WY_DEP_PG) {
+        shared[n++] = (wy_cfg_entry_t){"WY_PG_URL",
+                                       WY_CFG_STRING,
+                                       "postgresql://postgres@127.0.0.1:5432/postgres",
+                                       0,
+                                       0,
+                                       NULL,
+                                       "PostgreSQL connection URI or key=value conninfo.",
+                                       &d->pg_url,
+                                       true};
         shared[n++] = (wy_cfg_entry_t){
-            "WY_PG_URL", WY_CFG_STRING, "postgresql://postgres@127.0.0.1:5432/postgres", 0, 0,
-            NULL, "PostgreSQL connection URI or key=value conninfo.", &d->pg_url, true};
-        shared[n++] = (wy_cfg_entry_t){"WY_PG_POOL_SIZE", WY_CFG_INT, "4", 1, 64, NULL,
-                                       "PostgreSQL connections per instance.", &d->pg_pool_size,
+            "WY_PG_POOL_SIZE", WY_CFG_INT, "4", 1, 64, NULL, "PostgreSQL connections per instance.",
+            &d->pg_pool_size,  false};
+        shared[n++] = (wy_cfg_entry_t){SVCNAME("MIGRATIONS_DIR"),
+                                       WY_CFG_STRING,
+                                       d->migrations_default,
+                                       0,
+                                       0,
+                                       NULL,
+                                       "Folder of NNN_<what>.sql migrations applied at start.",
+                                       &d->migrations_dir,
                                        false};
-        shared[n++] = (wy_cfg_entry_t){
-            SVCNAME("MIGRATIONS_DIR"), WY_CFG_STRING, d->migrations_default, 0, 0, NULL,
-            "Folder of NNN_<what>.sql migrations applied at start.", &d->migrations_dir, false};
     }
     if (s->deps & WY_DEP_KAFKA)
-        shared[n++] = (wy_cfg_entry_t){"WY_KAFKA_BROKERS", WY_CFG_STRING, "127.0.0.1:9092", 0, 0,
-                                       NULL, "Kafka bootstrap brokers, host:port[,host:port].",
-                                       &d->kafka_brokers, false};
+        shared[n++] = (wy_cfg_entry_t){"WY_KAFKA_BROKERS",
+                                       WY_CFG_STRING,
+                                       "127.0.0.1:9092",
+                                       0,
+                                       0,
+                                       NULL,
+                                       "Kafka bootstrap brokers, host:port[,host:port].",
+                                       &d->kafka_brokers,
+                                       false};
 #undef SVCNAME
     wy_free(up);
 
@@ -238,8 +297,8 @@ static wy_metric_t *svc_metric(wy_daemon_t *d, int kind, const char *what, const
                                const char *labels)
 {
     char *name = wy_sprintf("wy_%s_%s", d->spec->svc, what);
-    wy_metric_t *m = kind == 'c' ? wy_metrics_counter(name, help, labels)
-                                 : wy_metrics_gauge(name, help, labels);
+    wy_metric_t *m =
+        kind == 'c' ? wy_metrics_counter(name, help, labels) : wy_metrics_gauge(name, help, labels);
     wy_free(name);
     return m;
 }
@@ -269,13 +328,14 @@ static void register_metrics(wy_daemon_t *d)
                                           "HTTP responses sent on the ops port, by class.", lbl);
         wy_free(lbl);
     }
-    d->m_http_conns = svc_metric(d, 'g', "ops_http_connections", "Open ops HTTP connections.", NULL);
+    d->m_http_conns =
+        svc_metric(d, 'g', "ops_http_connections", "Open ops HTTP connections.", NULL);
     d->mx_grpc_calls.m =
         svc_metric(d, 'c', "grpc_calls_total", "gRPC calls answered (any status).", NULL);
     d->m_grpc_in_flight = svc_metric(d, 'g', "grpc_calls_in_flight", "gRPC calls in flight.", NULL);
     if (d->spec->deps & WY_DEP_KAFKA) {
-        d->mx_produced.m = svc_metric(d, 'c', "kafka_produced_total",
-                                      "Kafka events accepted for sending.", NULL);
+        d->mx_produced.m =
+            svc_metric(d, 'c', "kafka_produced_total", "Kafka events accepted for sending.", NULL);
         d->mx_delivery_failed.m = svc_metric(d, 'c', "kafka_delivery_failed_total",
                                              "Kafka events whose delivery failed.", NULL);
     }
@@ -284,9 +344,9 @@ static void register_metrics(wy_daemon_t *d)
                                       "Kafka Envelopes handed to the daemon.", NULL);
         d->mx_bad.m = svc_metric(d, 'c', "kafka_bad_messages_total",
                                  "Kafka records skipped because they are not an Envelope.", NULL);
-        d->m_duplicates = svc_metric(d, 'c', "kafka_duplicates_total",
-                                     "Kafka events skipped because their event_id was applied.",
-                                     NULL);
+        d->m_duplicates =
+            svc_metric(d, 'c', "kafka_duplicates_total",
+                       "Kafka events skipped because their event_id was applied.", NULL);
         d->m_events_ignored = svc_metric(d, 'c', "events_ignored_total",
                                          "Kafka events this daemon does not act on yet.", NULL);
     }
@@ -589,8 +649,7 @@ static void log_ready(wy_daemon_t *d)
     wy_buf_t b = WY_BUF_INIT;
     wy_buf_printf(&b, "\"version\":\"%s\",\"instance\":\"", WY_VERSION);
     wy_buf_json_escape(&b, d->instance_id, strlen(d->instance_id));
-    wy_buf_printf(&b, "\",\"ops_port\":%d,\"grpc_port\":%d", d->bound_ops_port,
-                  d->bound_grpc_port);
+    wy_buf_printf(&b, "\",\"ops_port\":%d,\"grpc_port\":%d", d->bound_ops_port, d->bound_grpc_port);
     char *cfg = wy_config_effective_json(d->cfg, d->ncfg);
     if (cfg && *cfg) {
         wy_buf_putc(&b, ',');

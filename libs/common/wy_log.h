@@ -5,7 +5,13 @@
 
 #include "wy_core.h"
 
-typedef enum { WY_LOG_DEBUG = 0, WY_LOG_INFO, WY_LOG_WARN, WY_LOG_ERROR, WY_LOG_OFF } wy_log_level_t;
+typedef enum {
+    WY_LOG_DEBUG = 0,
+    WY_LOG_INFO,
+    WY_LOG_WARN,
+    WY_LOG_ERROR,
+    WY_LOG_OFF
+} wy_log_level_t;
 
 extern int wy_log_min_level;
 
@@ -24,8 +30,8 @@ int wy_log_level_parse(const char *s, wy_log_level_t *out);
             wy__log_emit((lvl), __VA_ARGS__);                                                      \
     } while (0)
 #define wy_log_debug(...) wy_log(WY_LOG_DEBUG, __VA_ARGS__)
-#define wy_log_info(...) wy_log(WY_LOG_INFO, __VA_ARGS__)
-#define wy_log_warn(...) wy_log(WY_LOG_WARN, __VA_ARGS__)
+#define wy_log_info(...)  wy_log(WY_LOG_INFO, __VA_ARGS__)
+#define wy_log_warn(...)  wy_log(WY_LOG_WARN, __VA_ARGS__)
 #define wy_log_error(...) wy_log(WY_LOG_ERROR, __VA_ARGS__)
 
 void wy__log_emit(int lvl, const char *msg, ...) __attribute__((sentinel));

@@ -8,7 +8,6 @@
  * and stores its offset, so the consumer group stays current. */
 static const char *const actor_topics[] = {"wy.gameplay", "wy.npc.perception", NULL};
 
-
 const wy_daemon_spec_t actor_daemon_spec = {
     .svc = "actor",
     .grpc_service = "wyvern.actor.Actor",

@@ -8,7 +8,6 @@
  * and stores its offset, so the consumer group stays current. */
 static const char *const game_topics[] = {"wy.chat", "wy.npc.intent", NULL};
 
-
 const wy_daemon_spec_t game_daemon_spec = {
     .svc = "game",
     .grpc_service = "wyvern.game.Game",

@@ -8,7 +8,6 @@
  * and stores its offset, so the consumer group stays current. */
 static const char *const lobby_topics[] = {"wy.session", "wy.notify", NULL};
 
-
 const wy_daemon_spec_t lobby_daemon_spec = {
     .svc = "lobby",
     .grpc_service = "wyvern.lobby.Lobby",

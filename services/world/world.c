@@ -8,7 +8,6 @@
  * and stores its offset, so the consumer group stays current. */
 static const char *const world_topics[] = {"wy.gameplay", NULL};
 
-
 const wy_daemon_spec_t world_daemon_spec = {
     .svc = "world",
     .grpc_service = "wyvern.world.World",
