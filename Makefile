@@ -16,11 +16,11 @@ OPT      ?= -O2
 Q        ?= @
 SERVICES := auth lobby game world actor chat
 
-PKGS     := grpc gpr libprotobuf-c rdkafka hiredis libpq libuv jansson libcrypto libssl libargon2
+PKGS     := grpc gpr libprotobuf-c rdkafka hiredis libpq libuv jansson libcrypto libssl libargon2 libcurl
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g $(OPT) $(SAN) -MMD -MP \
             -I$(BUILD)/gen -Ilibs/common -Ilibs \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lhttp_parser -lpthread -lm
+LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lhttp_parser -lunistring -lpthread -lm
 LDFLAGS  := $(SAN)
 
 # protoc-c output is generated at build time, never committed.
