@@ -593,9 +593,10 @@ int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key,
     return WY_OK;
 }
 
-void wy_kafka_producer_close(wy_kafka_producer_t *p, int timeout_ms)
+/* Closes now, or right after the callback being dispatched returns (a close
+ * from inside a callback must not free what the dispatcher still uses). */
+static void kclient_close(kclient_t *k, int timeout_ms, void (*do_close)(kclient_t *))
 {
-    kclient_t *k = &p->k;
     if (k->closed || k->close_pending)
         return;
     k->close_timeout_ms = timeout_ms;
@@ -603,7 +604,12 @@ void wy_kafka_producer_close(wy_kafka_producer_t *p, int timeout_ms)
         k->close_pending = true;
         return;
     }
-    producer_do_close(k);
+    do_close(k);
+}
+
+void wy_kafka_producer_close(wy_kafka_producer_t *p, int timeout_ms)
+{
+    kclient_close(&p->k, timeout_ms, producer_do_close);
 }
 
 bool wy_kafka_producer_healthy(const wy_kafka_producer_t *p)
@@ -1095,15 +1101,7 @@ int64_t wy_kafka_msg_offset(const wy_kafka_msg_t *m)
 
 void wy_kafka_consumer_close(wy_kafka_consumer_t *c, int timeout_ms)
 {
-    kclient_t *k = &c->k;
-    if (k->closed || k->close_pending)
-        return;
-    k->close_timeout_ms = timeout_ms;
-    if (k->in_dispatch) {
-        k->close_pending = true;
-        return;
-    }
-    consumer_do_close(k);
+    kclient_close(&c->k, timeout_ms, consumer_do_close);
 }
 
 bool wy_kafka_consumer_healthy(const wy_kafka_consumer_t *c)
