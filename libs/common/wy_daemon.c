@@ -44,6 +44,7 @@ struct wy_daemon {
     size_t ncfg;
     char *names[SHARED_MAX]; /* owned names of the shared WY_<SVC>_* entries */
     char *migrations_default;
+    char *instance_auto; /* generated instance id when WY_INSTANCE_ID is empty */
     char *bind_host, *instance_id, *log_level, *redis_url, *pg_url, *kafka_brokers;
     char *migrations_dir;
     int64_t ops_port, grpc_port, drain_ms, pg_pool_size;
@@ -211,6 +212,7 @@ static void free_config(wy_daemon_t *d)
     for (size_t i = 0; i < SHARED_MAX; i++)
         wy_free(d->names[i]);
     wy_free(d->migrations_default);
+    wy_free(d->instance_auto);
 }
 
 /* ---------------------------------------------------------------- readiness */
@@ -712,8 +714,9 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     if (!*d->instance_id) {
         char host[64] = "host";
         gethostname(host, sizeof host - 1);
-        wy_free(d->instance_id);
-        d->instance_id = wy_sprintf("%s-%d", host, (int)getpid());
+        /* The configured string stays owned by the config table. */
+        d->instance_auto = wy_sprintf("%s-%d", host, (int)getpid());
+        d->instance_id = d->instance_auto;
     }
     /* A client vanishing mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);

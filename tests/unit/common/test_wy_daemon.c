@@ -1,0 +1,284 @@
+/* Unit tests of wy_daemon: a test service without dependencies runs in a
+ * child process; the parent checks help, bad configuration, the ops
+ * endpoints, the ready line, a start failure and the graceful stop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "wy_daemon.h"
+
+static char *greeting;
+static int start_fails;
+
+static const wy_cfg_entry_t testd_config[] = {
+    {"WY_TESTD_GREETING", WY_CFG_ENUM, "hello", 0, 0, "hello|hi", "Greeting of /greet.", &greeting,
+     false},
+};
+
+static void handle_greet(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    wy_http_respond(req, 200, "text/plain", greeting, strlen(greeting));
+}
+
+static int testd_start(wy_daemon_t *d, const char **err)
+{
+    if (start_fails) {
+        *err = "start refused by the test";
+        return WY_ESTATE;
+    }
+    return wy_http_route(wy_daemon_ops(d), "GET", "/greet", handle_greet, NULL);
+}
+
+static const wy_daemon_spec_t testd_spec = {
+    .svc = "testd",
+    .grpc_service = "wyvern.testd.Testd",
+    .ops_port = 0,
+    .grpc_port = 0,
+    .config = testd_config,
+    .nconfig = 1,
+    .start = testd_start,
+};
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t n = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &n);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Runs the daemon in a child with argv and extra environment ("K=V", NULL
+ * terminated); its stdout and stderr go to files read by the parent. */
+typedef struct {
+    pid_t pid;
+    char out[64], err[64];
+} child_t;
+
+static void child_start(child_t *c, const char *arg1, const char *arg2, const char *const *env)
+{
+    snprintf(c->out, sizeof c->out, "/tmp/wy-testd-out-%d", (int)getpid());
+    snprintf(c->err, sizeof c->err, "/tmp/wy-testd-err-%d", (int)getpid());
+    fflush(NULL);
+    c->pid = fork();
+    assert_true(c->pid >= 0);
+    if (c->pid == 0) {
+        if (!freopen(c->out, "w", stdout) || !freopen(c->err, "w", stderr))
+            _exit(99);
+        for (const char *const *e = env; e && *e; e++)
+            putenv((char *)*e);
+        char *argv[] = {"wy-testd", (char *)arg1, (char *)arg2, NULL};
+        int argc = arg2 ? 3 : arg1 ? 2 : 1;
+        int rc = wy_daemon_main(argc, argv, &testd_spec);
+        fflush(NULL); /* _exit skips stdio's flush */
+        _exit(rc);
+    }
+}
+
+static char *slurp(const char *path);
+
+/* Exit status of the child (128 + signal when killed); its stderr is printed
+ * when the status is not 0, so a failing assertion shows why. */
+static int child_wait(child_t *c)
+{
+    int st;
+    assert_int_equal(waitpid(c->pid, &st, 0), c->pid);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (rc != 0)
+        fprintf(stderr, "child exited %d; its stderr:\n%s\n", rc, slurp(c->err));
+    return rc;
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void child_clean(child_t *c)
+{
+    unlink(c->out);
+    unlink(c->err);
+}
+
+/* One HTTP/1.0 GET; returns the status (0 when nothing answers) and the body in body. */
+static int http_get(int port, const char *path, char *body, size_t bodysz)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return 0;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return 0;
+    }
+    char resp[1 << 15];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof resp - 1 && (r = read(fd, resp + len, sizeof resp - 1 - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    resp[len] = '\0';
+    int status = 0;
+    sscanf(resp, "HTTP/1.%*d %d", &status);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, bodysz, "%s", b ? b + 4 : "");
+    return status;
+}
+
+static int wait_http(int port, const char *path, char *body, size_t bodysz)
+{
+    for (int i = 0; i < 500; i++) { /* up to 10 s: only a guard */
+        int st = http_get(port, path, body, bodysz);
+        if (st)
+            return st;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static void test_help_lists_shared_and_own_variables(void **state)
+{
+    (void)state;
+    child_t c;
+    child_start(&c, "--help", "--json", NULL);
+    assert_int_equal(child_wait(&c), 0);
+    const char *out = slurp(c.out);
+    assert_non_null(strstr(out, "\"service\": \"testd\""));
+    assert_non_null(strstr(out, "WY_TESTD_OPS_PORT"));
+    assert_non_null(strstr(out, "WY_TESTD_GREETING"));
+    assert_non_null(strstr(out, "WY_LOG_LEVEL"));
+    assert_null(strstr(out, "WY_REDIS_URL")); /* no Redis dependency */
+    child_clean(&c);
+}
+
+static void test_bad_value_exits_2_naming_the_variable(void **state)
+{
+    (void)state;
+    child_t c;
+    const char *env[] = {"WY_TESTD_GREETING=yo", NULL};
+    child_start(&c, NULL, NULL, env);
+    assert_int_equal(child_wait(&c), 2);
+    const char *err = slurp(c.err);
+    assert_non_null(strstr(err, "WY_TESTD_GREETING"));
+    assert_non_null(strstr(err, "yo"));
+    child_clean(&c);
+}
+
+static void test_unknown_argument_exits_2(void **state)
+{
+    (void)state;
+    child_t c;
+    child_start(&c, "--bogus", NULL, NULL);
+    assert_int_equal(child_wait(&c), 2);
+    child_clean(&c);
+}
+
+static void test_serves_ops_endpoints_and_stops_on_sigterm(void **state)
+{
+    (void)state;
+    child_t c;
+    static char ops[64], grpc[64];
+    int port = free_port();
+    snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", port);
+    snprintf(grpc, sizeof grpc, "WY_TESTD_GRPC_PORT=%d", free_port());
+    const char *env[] = {ops, grpc, "WY_BIND_HOST=127.0.0.1", "WY_TESTD_GREETING=hi", NULL};
+    child_start(&c, NULL, NULL, env);
+    char body[4096];
+    assert_int_equal(wait_http(port, "/healthz", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"alive\""));
+    /* No dependencies: ready once the first readiness check ran. */
+    int st = 0;
+    for (int i = 0; i < 250 && st != 200; i++) {
+        st = http_get(port, "/readyz", body, sizeof body);
+        if (st != 200)
+            usleep(20000);
+    }
+    assert_int_equal(st, 200);
+    assert_string_equal(body, "{\"status\":\"healthy\"}");
+    assert_int_equal(http_get(port, "/greet", body, sizeof body), 200);
+    assert_string_equal(body, "hi");
+    assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "# TYPE wy_testd_ready gauge"));
+    assert_int_equal(http_get(port, "/nope", body, sizeof body), 404);
+    assert_int_equal(kill(c.pid, SIGTERM), 0);
+    assert_int_equal(child_wait(&c), 0);
+    const char *err = slurp(c.err);
+    assert_non_null(strstr(err, "\"msg\":\"ready\""));
+    assert_non_null(strstr(err, "\"msg\":\"stopping\",\"reason\":\"SIGTERM\""));
+    assert_non_null(strstr(err, "\"msg\":\"stopped\""));
+    child_clean(&c);
+}
+
+static void test_start_failure_exits_1(void **state)
+{
+    (void)state;
+    child_t c;
+    static char ops[64];
+    snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", free_port());
+    const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
+    start_fails = 1;
+    child_start(&c, NULL, NULL, env);
+    start_fails = 0;
+    assert_int_equal(child_wait(&c), 1);
+    assert_non_null(strstr(slurp(c.err), "start refused by the test"));
+    child_clean(&c);
+}
+
+static void test_port_in_use_exits_1(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t n = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &n);
+    static char ops[64];
+    snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", ntohs(a.sin_port));
+    const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
+    child_t c;
+    child_start(&c, NULL, NULL, env);
+    assert_int_equal(child_wait(&c), 1);
+    assert_non_null(strstr(slurp(c.err), "ops HTTP port"));
+    close(fd);
+    child_clean(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_lists_shared_and_own_variables),
+        cmocka_unit_test(test_bad_value_exits_2_naming_the_variable),
+        cmocka_unit_test(test_unknown_argument_exits_2),
+        cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
+        cmocka_unit_test(test_start_failure_exits_1),
+        cmocka_unit_test(test_port_in_use_exits_1),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
