@@ -164,7 +164,7 @@ static int wait_http(int port, const char *path, char *body, size_t bodysz)
 static void test_help_lists_shared_and_own_variables(void **state)
 {
     (void)state;
-    child_t c;
+    child_t c = {0};
     child_start(&c, "--help", "--json", NULL);
     assert_int_equal(child_wait(&c), 0);
     const char *out = slurp(c.out);
@@ -179,7 +179,7 @@ static void test_help_lists_shared_and_own_variables(void **state)
 static void test_bad_value_exits_2_naming_the_variable(void **state)
 {
     (void)state;
-    child_t c;
+    child_t c = {0};
     const char *env[] = {"WY_TESTD_GREETING=yo", NULL};
     child_start(&c, NULL, NULL, env);
     assert_int_equal(child_wait(&c), 2);
@@ -192,7 +192,7 @@ static void test_bad_value_exits_2_naming_the_variable(void **state)
 static void test_unknown_argument_exits_2(void **state)
 {
     (void)state;
-    child_t c;
+    child_t c = {0};
     child_start(&c, "--bogus", NULL, NULL);
     assert_int_equal(child_wait(&c), 2);
     child_clean(&c);
@@ -201,7 +201,7 @@ static void test_unknown_argument_exits_2(void **state)
 static void test_serves_ops_endpoints_and_stops_on_sigterm(void **state)
 {
     (void)state;
-    child_t c;
+    child_t c = {0};
     static char ops[64], grpc[64];
     int port = free_port();
     snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", port);
@@ -237,7 +237,7 @@ static void test_serves_ops_endpoints_and_stops_on_sigterm(void **state)
 static void test_start_failure_exits_1(void **state)
 {
     (void)state;
-    child_t c;
+    child_t c = {0};
     static char ops[64];
     snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", free_port());
     const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
@@ -262,7 +262,7 @@ static void test_port_in_use_exits_1(void **state)
     static char ops[64];
     snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", ntohs(a.sin_port));
     const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
-    child_t c;
+    child_t c = {0};
     child_start(&c, NULL, NULL, env);
     assert_int_equal(child_wait(&c), 1);
     assert_non_null(strstr(slurp(c.err), "ops HTTP port"));
