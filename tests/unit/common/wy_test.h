@@ -32,6 +32,17 @@ static inline const char *wt_env(const char *name, const char *needs, const char
     return v;
 }
 
+/* ---------------------------------------------------------------- text */
+
+/* Fails the test, showing text, unless text contains every string of the NULL-terminated list. */
+static inline void wt_assert_contains(const char *text, const char *const *needles)
+{
+    assert_non_null(text);
+    for (; *needles; needles++)
+        if (strstr(text, *needles) == NULL)
+            fail_msg("\"%s\" not found in:\n%s", *needles, text);
+}
+
 /* ---------------------------------------------------------------- ports */
 
 /* A loopback port that was free a moment ago and has no listener: connects to it are refused. */
