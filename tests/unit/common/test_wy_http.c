@@ -170,12 +170,22 @@ static void routes(fx_t *fx)
     assert_int_equal(wy_http_route(fx->srv, "POST", "/limited", h_limited, fx), WY_OK);
 }
 
-/* A server with the routes above, listening. */
-static fx_t *fx_std(const wy_http_limits_t *lim)
+/* A server with the routes above (and GET path -> h if path is not NULL), listening. */
+static fx_t *fx_std(const wy_http_limits_t *lim, const char *path, wy_http_handler_cb h)
 {
     fx_t *fx = fx_new(lim);
     routes(fx);
+    if (path)
+        assert_int_equal(wy_http_route(fx->srv, "GET", path, h, fx), WY_OK);
     fx_listen(fx);
+    return fx;
+}
+
+/* fx_std without an extra route, then fx_run with client. */
+static fx_t *fx_serve(const wy_http_limits_t *lim, void (*client)(fx_t *))
+{
+    fx_t *fx = fx_std(lim, NULL, NULL);
+    fx_run(fx, client);
     return fx;
 }
 
@@ -206,8 +216,7 @@ static void cl_routing(fx_t *fx)
 static void test_routing(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_std(NULL);
-    fx_run(fx, cl_routing);
+    fx_t *fx = fx_serve(NULL, cl_routing);
     assert_int_equal(fx->status[0], 200);
     assert_non_null(strstr(fx->r[0], "X-Test: yes\r\n"));
     assert_non_null(strstr(fx->r[0], "\r\n\r\nhello"));
@@ -255,8 +264,7 @@ static void cl_keepalive(fx_t *fx)
 static void test_keepalive(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_std(NULL);
-    fx_run(fx, cl_keepalive);
+    fx_t *fx = fx_serve(NULL, cl_keepalive);
     assert_int_equal(fx->nresp, 5);
     for (int i = 0; i < 5; i++)
         assert_int_equal(fx->status[i], 200);
@@ -285,8 +293,7 @@ static void cl_pipeline(fx_t *fx)
 static void test_pipelined(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_std(NULL);
-    fx_run(fx, cl_pipeline);
+    fx_t *fx = fx_serve(NULL, cl_pipeline);
     assert_int_equal(fx->nresp, 4);
     assert_non_null(strstr(fx->r[0], "\r\n\r\n/c"));
     assert_non_null(strstr(fx->r[1], "\r\n\r\n/a"));
@@ -359,8 +366,7 @@ static void test_bad_input(void **state)
     lim.max_header_bytes = 2048;
     lim.max_body_bytes = 1024;
     lim.header_timeout_ms = 100;
-    fx_t *fx = fx_std(&lim);
-    fx_run(fx, cl_bad_input);
+    fx_t *fx = fx_serve(&lim, cl_bad_input);
     assert_int_equal(fx->nresp, 6);
     assert_int_equal(fx->status[0], 400);
     assert_non_null(strstr(fx->r[0], "\"code\":\"BAD_REQUEST\""));
@@ -411,7 +417,7 @@ static void test_max_connections(void **state)
     WY_UNUSED(state);
     wy_http_limits_t lim = wt_http_limits();
     lim.max_connections = 2;
-    fx_t *fx = fx_std(&lim);
+    fx_t *fx = fx_std(&lim, NULL, NULL);
     /* run the loop by hand so the counters can be read before the server is closed */
     fx->client = cl_maxconn;
     fx->hold = true;
@@ -465,10 +471,7 @@ static void cl_async(fx_t *fx)
 static void test_async_response(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    wy_http_route(fx->srv, "GET", "/slow", h_async, fx);
-    fx_listen(fx);
+    fx_t *fx = fx_std(NULL, "/slow", h_async);
     fx_run(fx, cl_async);
     assert_int_equal(fx->in_flight_seen, 1);
     assert_int_equal(fx->status[0], 202);
@@ -567,10 +570,7 @@ static void cl_stop(fx_t *fx)
 static void test_graceful_stop(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    wy_http_route(fx->srv, "GET", "/stop", h_stop, fx);
-    fx_listen(fx);
+    fx_t *fx = fx_std(NULL, "/stop", h_stop);
     fx_run(fx, cl_stop);
     assert_int_equal(fx->in_flight_seen, 1);
     assert_int_equal(fx->status[0], 200);

@@ -157,6 +157,14 @@ static void fx_run(fx_t *fx, void (*client)(fx_t *))
     sem_destroy(&fx->flood_closed);
 }
 
+/* fx_new, then fx_run with client. */
+static fx_t *fx_serve(const wy_http_limits_t *lim, void (*client)(fx_t *))
+{
+    fx_t *fx = fx_new(lim);
+    fx_run(fx, client);
+    return fx;
+}
+
 /* ---------------------------------------------------------------- raw WebSocket client */
 
 /* Sends the upgrade request; returns the response status; headers copied into hdr. */
@@ -171,6 +179,17 @@ static int cli_upgrade(wt_cli_t *c, const char *target, const char *extra, char 
 }
 
 #define STD_KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+/* A new client upgraded to WebSocket on target with the standard key; the status of the
+ * upgrade goes to fx->status[0], its headers to g_hdr[0]. */
+static char g_hdr[8][1024];
+
+static wt_cli_t *cli_ws(fx_t *fx, const char *target)
+{
+    wt_cli_t *c = wt_cli_new(fx->port);
+    fx->status[0] = cli_upgrade(c, target, STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    return c;
+}
 
 static void cli_frame(wt_cli_t *c, bool fin, int op, const void *data, size_t n)
 {
@@ -207,6 +226,14 @@ static void cli_close_frame(wt_cli_t *c, int code, const char *reason)
     size_t n = strlen(reason);
     memcpy(p + 2, reason, n);
     cli_frame(c, true, 8, p, n + 2);
+}
+
+/* Answers the server's close with code (no reason); true if the server then closes the TCP
+ * connection. */
+static bool cli_close_eof(wt_cli_t *c, int code)
+{
+    cli_close_frame(c, code, "");
+    return wt_cli_eof(c);
 }
 
 /* Reads one frame; stores opcode, payload (truncated to 255 chars + NUL) and length into slot
@@ -246,12 +273,9 @@ static int cli_read(fx_t *fx, wt_cli_t *c)
 
 /* ---------------------------------------------------------------- tests */
 
-static char g_hdr[8][1024];
-
 static void cl_echo(fx_t *fx)
 {
-    wt_cli_t *c = wt_cli_new(fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws?who=me", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws?who=me");
     cli_frame(c, true, 1, "hello", 5);
     cli_read(fx, c); /* 0: text echo */
     cli_frame(c, true, 2, "\x00\x01\x02", 3);
@@ -273,8 +297,7 @@ static void cl_echo(fx_t *fx)
 static void test_ws_echo(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_echo);
+    fx_t *fx = fx_serve(NULL, cl_echo);
     assert_int_equal(fx->status[0], 101);
     assert_non_null(strstr(g_hdr[0], "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     assert_int_equal(fx->opens, 1);
@@ -302,20 +325,17 @@ static void test_ws_echo(void **state)
 
 static void cl_server_close(fx_t *fx)
 {
-    wt_cli_t *c = wt_cli_new(fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws");
     cli_frame(c, true, 1, "close-me", 8);
     cli_read(fx, c); /* close 4001 "asked" */
-    cli_close_frame(c, 4001, "");
-    fx->status[1] = wt_cli_eof(c);
+    fx->status[1] = cli_close_eof(c, 4001);
     wt_cli_free(c);
 }
 
 static void test_ws_server_close(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_server_close);
+    fx_t *fx = fx_serve(NULL, cl_server_close);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->op[0], 8);
     assert_int_equal(fx->len[0], 7);
@@ -335,8 +355,7 @@ static void cl_limits(fx_t *fx)
     fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
     cli_frame(c, true, 1, big, sizeof(big));
     cli_read(fx, c); /* 0: close 1009 */
-    cli_close_frame(c, 1009, "");
-    fx->status[1] = wt_cli_eof(c);
+    fx->status[1] = cli_close_eof(c, 1009);
     wt_cli_close(c);
     /* fragments adding up over the limit */
     wt_cli_open(c, fx->port);
@@ -358,8 +377,7 @@ static void test_ws_limits(void **state)
     WY_UNUSED(state);
     wy_http_limits_t lim = wt_http_limits();
     lim.ws_max_message_bytes = 1024;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_limits);
+    fx_t *fx = fx_serve(&lim, cl_limits);
     assert_int_equal(fx->status[0], 101);
     int codes[3] = {1009, 1009, 1007};
     for (int i = 0; i < 3; i++) {
@@ -397,8 +415,7 @@ static void cl_bad_upgrade(fx_t *fx)
 static void test_ws_bad_upgrade(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_bad_upgrade);
+    fx_t *fx = fx_serve(NULL, cl_bad_upgrade);
     for (int i = 0; i < 4; i++)
         assert_int_equal(fx->status[i], 400);
     assert_non_null(strstr(g_hdr[0], "\"code\":\"BAD_UPGRADE\""));
@@ -436,8 +453,7 @@ static void test_ws_slow_reader(void **state)
     wy_http_limits_t lim = wt_http_limits();
     lim.ws_max_send_queue_bytes = 256 * 1024;
     lim.ws_close_timeout_ms = 100;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_slow);
+    fx_t *fx = fx_serve(&lim, cl_slow);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->status[1], 101);
     assert_int_equal(fx->flood_rc, WY_EBUSY);
@@ -453,8 +469,7 @@ static void test_ws_slow_reader(void **state)
 /* Server pings; a client that never answers is closed with 1001 after the idle timeout. */
 static void cl_idle(fx_t *fx)
 {
-    wt_cli_t *c = wt_cli_new(fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws");
     for (int i = 0; i < 7; i++)
         if (cli_read(fx, c) != 9)
             break;
@@ -468,8 +483,7 @@ static void test_ws_ping_idle_timeout(void **state)
     lim.ws_ping_interval_ms = 20;
     lim.ws_idle_timeout_ms = 50;
     lim.ws_close_timeout_ms = 50;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_idle);
+    fx_t *fx = fx_serve(&lim, cl_idle);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->op[0], 9); /* at least one ping came first */
     int last = fx->n - 1;
