@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,26 +58,34 @@ static void expect_reject(wy_cfg_entry_t e, const char *text)
     assert_non_null(strstr(err, e.name));
 }
 
+/* expect_reject on each text of a NULL-terminated list. */
+static void expect_rejects(wy_cfg_entry_t e, const char *const *texts)
+{
+    for (; *texts; texts++)
+        expect_reject(e, *texts);
+}
+
+typedef struct {
+    const char *text;
+    int64_t want;
+} i64_case_t;
+
+/* expect_i64 on each case of a list ended by {NULL, 0}. */
+static void expect_i64s(wy_cfg_entry_t e, const i64_case_t *cases)
+{
+    for (; cases->text; cases++)
+        expect_i64(e, cases->text, cases->want);
+}
+
 static void test_int(void **state)
 {
     (void)state;
     wy_cfg_entry_t port = {
         .name = "WY_LOBBY_WS_PORT", .type = WY_CFG_INT, .def = "7000", .min = 1, .max = 65535};
-    expect_i64(port, "1", 1);
-    expect_i64(port, "65535", 65535);
-    expect_i64(port, "+80", 80);
-    expect_i64(port, " 443\n", 443);
-    expect_reject(port, "0");
-    expect_reject(port, "65536");
-    expect_reject(port, "-1");
-    expect_reject(port, "");
-    expect_reject(port, " ");
-    expect_reject(port, "80x");
-    expect_reject(port, "8 0");
-    expect_reject(port, "0x50");
-    expect_reject(port, "1e3");
-    expect_reject(port, "+");
-    expect_reject(port, "99999999999999999999");
+    expect_i64s(port, (const i64_case_t[]){
+                          {"1", 1}, {"65535", 65535}, {"+80", 80}, {" 443\n", 443}, {NULL, 0}});
+    expect_rejects(port, (const char *const[]){"0", "65536", "-1", "", " ", "80x", "8 0", "0x50",
+                                               "1e3", "+", "99999999999999999999", NULL});
 
     int64_t v;
     assert_int_equal(parse_i64(port, "abc", &v), WY_EINVAL);
@@ -83,12 +93,12 @@ static void test_int(void **state)
                         "WY_LOBBY_WS_PORT: must be an integer between 1 and 65535 (got \"abc\")");
 
     wy_cfg_entry_t any = {.name = "WY_ANY", .type = WY_CFG_INT, .def = "0"};
-    expect_i64(any, "9223372036854775807", INT64_MAX);
-    expect_i64(any, "-9223372036854775808", INT64_MIN);
-    expect_i64(any, "-5", -5);
-    expect_reject(any, "9223372036854775808");
-    expect_reject(any, "-9223372036854775809");
-    expect_reject(any, "--5");
+    expect_i64s(any, (const i64_case_t[]){{"9223372036854775807", INT64_MAX},
+                                          {"-9223372036854775808", INT64_MIN},
+                                          {"-5", -5},
+                                          {NULL, 0}});
+    expect_rejects(
+        any, (const char *const[]){"9223372036854775808", "-9223372036854775809", "--5", NULL});
     assert_int_equal(parse_i64(any, "x", &v), WY_EINVAL);
     assert_string_equal(err, "WY_ANY: must be an integer (got \"x\")");
 
@@ -159,24 +169,17 @@ static void test_duration(void **state)
 {
     (void)state;
     wy_cfg_entry_t any = {.name = "WY_T", .type = WY_CFG_DURATION_MS, .def = "1s"};
-    expect_i64(any, "250ms", 250);
-    expect_i64(any, "5s", 5000);
-    expect_i64(any, "2m", 120000);
-    expect_i64(any, "1h", 3600000);
-    expect_i64(any, "42", 42);
-    expect_i64(any, "0", 0);
-    expect_i64(any, "5S", 5000);
-    expect_i64(any, "10MS", 10);
-    expect_reject(any, "");
-    expect_reject(any, "ms");
-    expect_reject(any, "5x");
-    expect_reject(any, "5 s");
-    expect_reject(any, "-5s");
-    expect_reject(any, "1.5s");
-    expect_reject(any, "5sec");
-    expect_reject(any, "5d");
-    expect_reject(any, "9999999999999999h");
-    expect_reject(any, "99999999999999999999");
+    expect_i64s(any, (const i64_case_t[]){{"250ms", 250},
+                                          {"5s", 5000},
+                                          {"2m", 120000},
+                                          {"1h", 3600000},
+                                          {"42", 42},
+                                          {"0", 0},
+                                          {"5S", 5000},
+                                          {"10MS", 10},
+                                          {NULL, 0}});
+    expect_rejects(any, (const char *const[]){"", "ms", "5x", "5 s", "-5s", "1.5s", "5sec", "5d",
+                                              "9999999999999999h", "99999999999999999999", NULL});
 
     int64_t v;
     assert_int_equal(parse_i64(any, "soon", &v), WY_EINVAL);
@@ -184,13 +187,9 @@ static void test_duration(void **state)
 
     wy_cfg_entry_t b = {
         .name = "WY_HB", .type = WY_CFG_DURATION_MS, .def = "1s", .min = 100, .max = 60000};
-    expect_i64(b, "100ms", 100);
-    expect_i64(b, "100", 100);
-    expect_i64(b, "1m", 60000);
-    expect_i64(b, "60s", 60000);
-    expect_reject(b, "99ms");
-    expect_reject(b, "60001ms");
-    expect_reject(b, "2m");
+    expect_i64s(b, (const i64_case_t[]){
+                       {"100ms", 100}, {"100", 100}, {"1m", 60000}, {"60s", 60000}, {NULL, 0}});
+    expect_rejects(b, (const char *const[]){"99ms", "60001ms", "2m", NULL});
     assert_int_equal(parse_i64(b, "10m", &v), WY_EINVAL);
     assert_string_equal(err, "WY_HB: must be a duration between 100ms and 1m (got \"10m\")");
 }
@@ -199,25 +198,20 @@ static void test_size(void **state)
 {
     (void)state;
     wy_cfg_entry_t any = {.name = "WY_S", .type = WY_CFG_SIZE, .def = "1k"};
-    expect_i64(any, "512", 512);
-    expect_i64(any, "512b", 512);
-    expect_i64(any, "64k", 64 * 1024);
-    expect_i64(any, "64K", 64 * 1024);
-    expect_i64(any, "64KiB", 64 * 1024);
-    expect_i64(any, "64kb", 64 * 1024);
-    expect_i64(any, "8m", 8 << 20);
-    expect_i64(any, "8MiB", 8 << 20);
-    expect_i64(any, "1g", GiB);
-    expect_i64(any, "1GiB", GiB);
-    expect_i64(any, "2t", 2 * 1024 * GiB);
-    expect_reject(any, "");
-    expect_reject(any, "k");
-    expect_reject(any, "-1");
-    expect_reject(any, "1.5k");
-    expect_reject(any, "1x");
-    expect_reject(any, "1kibb");
-    expect_reject(any, "1 k");
-    expect_reject(any, "99999999999g");
+    expect_i64s(any, (const i64_case_t[]){{"512", 512},
+                                          {"512b", 512},
+                                          {"64k", 64 * 1024},
+                                          {"64K", 64 * 1024},
+                                          {"64KiB", 64 * 1024},
+                                          {"64kb", 64 * 1024},
+                                          {"8m", 8 << 20},
+                                          {"8MiB", 8 << 20},
+                                          {"1g", GiB},
+                                          {"1GiB", GiB},
+                                          {"2t", 2 * 1024 * GiB},
+                                          {NULL, 0}});
+    expect_rejects(any, (const char *const[]){"", "k", "-1", "1.5k", "1x", "1kibb", "1 k",
+                                              "99999999999g", NULL});
 
     int64_t v;
     assert_int_equal(parse_i64(any, "big", &v), WY_EINVAL);
@@ -225,9 +219,7 @@ static void test_size(void **state)
 
     wy_cfg_entry_t b = {
         .name = "WY_MAXMSG", .type = WY_CFG_SIZE, .def = "64k", .min = 1024, .max = 8 << 20};
-    expect_i64(b, "1k", 1024);
-    expect_i64(b, "1024", 1024);
-    expect_i64(b, "8m", 8 << 20);
+    expect_i64s(b, (const i64_case_t[]){{"1k", 1024}, {"1024", 1024}, {"8m", 8 << 20}, {NULL, 0}});
     expect_reject(b, "1023");
     expect_reject(b, "9m");
     assert_int_equal(parse_i64(b, "1g", &v), WY_EINVAL);
@@ -520,11 +512,8 @@ static void test_help_text(void **state)
         rows++;
     }
     assert_int_equal(rows, WY_ARRAY_LEN(help_tab));
-    assert_non_null(strstr(out, "(required)"));
-    assert_non_null(strstr(out, "1..65535"));
-    assert_non_null(strstr(out, "1s..2m"));
-    assert_non_null(strstr(out, "kick-old|reject-new"));
-    assert_non_null(strstr(out, "duration_ms"));
+    wt_assert_contains(out, (const char *const[]){"(required)", "1..65535", "1s..2m",
+                                                  "kick-old|reject-new", "duration_ms", NULL});
     free(out);
 }
 

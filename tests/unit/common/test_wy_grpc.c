@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <arpa/inet.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc.h>
@@ -56,24 +58,10 @@ typedef struct {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void watchdog_cb(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
 /* Run the loop until pred(arg) holds; fails the test after WATCHDOG_MS instead of hanging. */
 static void run_pred(uv_loop_t *loop, bool (*pred)(void *), void *arg)
 {
-    bool expired = false;
-    uv_timer_t wd;
-    uv_timer_init(loop, &wd);
-    wd.data = &expired;
-    uv_timer_start(&wd, watchdog_cb, WATCHDOG_MS, 0);
-    while (!pred(arg) && !expired)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&wd, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    assert_false(expired);
+    wt_run_pred(loop, pred, arg, WATCHDOG_MS, "a gRPC test step");
 }
 
 static bool flag_set(void *arg)
@@ -187,6 +175,22 @@ static int call_echo(fx_t *fx, const char *method, const char *key, size_t paylo
                         reply_cb, r);
 }
 
+/* An echo call that must be accepted; waits for its reply. */
+static void echo_sync(fx_t *fx, const char *key, size_t payload_len, unsigned deadline_ms, res_t *r)
+{
+    assert_int_equal(call_echo(fx, ECHO_PATH, key, payload_len, deadline_ms, r), WY_OK);
+    run_until(fx, &r->done);
+}
+
+/* Puts a fresh fixture in M_HOLD and starts one echo call ("k", no payload) that must be
+ * accepted; returns once the handler holds it. */
+static void hold_one(fx_t *fx, unsigned deadline_ms, res_t *r)
+{
+    fx->mode = M_HOLD;
+    assert_int_equal(call_echo(fx, ECHO_PATH, "k", 0, deadline_ms, r), WY_OK);
+    wait_handled(fx, 1);
+}
+
 static void async_timer_cb(uv_timer_t *t)
 {
     fx_t *fx = t->data;
@@ -226,17 +230,6 @@ static void handler(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg
 }
 
 /* A loopback port with nothing listening (bound, then closed). */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* Raw gRPC core call on its own thread (the loop keeps running meanwhile). */
 typedef struct {
     int port;
@@ -380,8 +373,7 @@ static void test_async_reply(void **state)
     fx_open(&fx, NULL, NULL);
     fx.mode = M_ASYNC;
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "early", 0, 0, &r), WY_OK);
-    run_until(&fx, &r.done);
+    echo_sync(&fx, "early", 0, 0, &r);
     assert_int_equal(r.err, WY_OK);
     assert_string_equal(r.key, "late");
     fx_close(&fx);
@@ -394,8 +386,7 @@ static void test_handler_error(void **state)
     fx_open(&fx, NULL, NULL);
     fx.mode = M_ERROR;
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
-    run_until(&fx, &r.done);
+    echo_sync(&fx, "k", 0, 0, &r);
     assert_int_equal(r.err, WY_EPERM);
     assert_int_equal(r.status, 7); /* PERMISSION_DENIED */
     assert_string_equal(r.msg, "not your account");
@@ -436,8 +427,7 @@ static void test_malformed_request(void **state)
     assert_int_equal(fx.handled, 0);
     /* The server keeps serving. */
     res_t ok = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "after", 0, 0, &ok), WY_OK);
-    run_until(&fx, &ok.done);
+    echo_sync(&fx, "after", 0, 0, &ok);
     assert_int_equal(ok.err, WY_OK);
     fx_close(&fx);
 }
@@ -457,11 +447,9 @@ static void test_deadline_exceeded(void **state)
     WY_UNUSED(state);
     fx_t fx;
     fx_open(&fx, NULL, NULL);
-    fx.mode = M_HOLD;
     res_t r = {0};
     /* 500 ms leaves room for the call to reach the handler on a slow sanitizer build. */
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 500, &r), WY_OK);
-    wait_handled(&fx, 1);
+    hold_one(&fx, 500, &r);
     assert_true(fx.seen_deadline <= 500);
     run_until(&fx, &r.done);
     assert_int_equal(r.err, WY_ETIMEDOUT);
@@ -487,7 +475,7 @@ static void test_server_down(void **state)
     fx_open(&fx, NULL, NULL);
     wy_grpc_channel_t *down;
     char target[32];
-    snprintf(target, sizeof target, "127.0.0.1:%d", dead_port());
+    snprintf(target, sizeof target, "127.0.0.1:%d", wt_closed_port());
     assert_int_equal(wy_grpc_channel_new(fx.rt, target, NULL, &down), WY_OK);
     res_t r = {0};
     Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
@@ -550,10 +538,8 @@ static void test_graceful_stop(void **state)
     WY_UNUSED(state);
     fx_t fx;
     fx_open(&fx, NULL, NULL);
-    fx.mode = M_HOLD;
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
-    wait_handled(&fx, 1);
+    hold_one(&fx, 0, &r);
     /* The in-flight handler answers 20 ms into a generous grace period. */
     assert_int_equal(wy_grpc_server_stop(fx.srv, 10000, srv_stopped_cb, &fx), WY_OK);
     assert_int_equal(wy_grpc_server_stop(fx.srv, 10000, srv_stopped_cb, &fx), WY_ESTATE);
@@ -565,8 +551,7 @@ static void test_graceful_stop(void **state)
     fx.srv = NULL;
     /* Nothing listens any more. */
     res_t after = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &after), WY_OK);
-    run_until(&fx, &after.done);
+    echo_sync(&fx, "k", 0, 0, &after);
     assert_int_equal(after.err, WY_EUNAVAIL);
     fx_close(&fx);
 }
@@ -576,10 +561,8 @@ static void test_stop_cancels_after_grace(void **state)
     WY_UNUSED(state);
     fx_t fx;
     fx_open(&fx, NULL, NULL);
-    fx.mode = M_HOLD;
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
-    wait_handled(&fx, 1);
+    hold_one(&fx, 0, &r);
     fx_stop_server(&fx, 50);
     run_until(&fx, &r.done);
     assert_int_not_equal(r.err, WY_OK);
@@ -594,14 +577,12 @@ static void test_oversize_rejected(void **state)
     wy_grpc_server_opts_t so = {.max_recv_bytes = 1024};
     fx_open(&fx, &so, NULL);
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "big", 4096, 0, &r), WY_OK);
-    run_until(&fx, &r.done);
+    echo_sync(&fx, "big", 4096, 0, &r);
     assert_int_equal(r.status, 8); /* RESOURCE_EXHAUSTED */
     assert_int_equal(r.err, WY_ELIMIT);
     assert_int_equal(fx.handled, 0);
     res_t ok = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "small", 100, 0, &ok), WY_OK);
-    run_until(&fx, &ok.done);
+    echo_sync(&fx, "small", 100, 0, &ok);
     assert_int_equal(ok.err, WY_OK);
     fx_close(&fx);
 }
@@ -657,8 +638,7 @@ static void test_client_inflight_cap(void **state)
     run_until(&fx, &a.done);
     assert_int_equal(a.err, WY_OK);
     assert_false(b.done);
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "b", 0, 0, &b), WY_OK);
-    run_until(&fx, &b.done);
+    echo_sync(&fx, "b", 0, 0, &b);
     fx_close(&fx);
 }
 
@@ -667,10 +647,8 @@ static void test_channel_close_cancels(void **state)
     WY_UNUSED(state);
     fx_t fx;
     fx_open(&fx, NULL, NULL);
-    fx.mode = M_HOLD;
     res_t r = {0};
-    assert_int_equal(call_echo(&fx, ECHO_PATH, "k", 0, 0, &r), WY_OK);
-    wait_handled(&fx, 1);
+    hold_one(&fx, 0, &r);
     wy_grpc_channel_close(fx.ch);
     fx.ch = NULL;
     run_until(&fx, &r.done);

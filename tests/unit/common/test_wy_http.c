@@ -8,6 +8,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -27,8 +29,7 @@ struct fx {
     uv_loop_t loop;
     wy_http_server_t *srv;
     int port;
-    uv_async_t async;
-    pthread_t th;
+    wt_thread_t cth;
     void (*client)(fx_t *);
     bool hold; /* the loop side finishes the test itself (fx_finish) */
     bool client_done;
@@ -70,12 +71,10 @@ static void async_cb(uv_async_t *a)
         fx_finish(fx);
 }
 
-static void *client_main(void *arg)
+static void client_main(void *arg)
 {
     fx_t *fx = arg;
     fx->client(fx);
-    uv_async_send(&fx->async);
-    return NULL;
 }
 
 static fx_t *fx_new(const wy_http_limits_t *lim)
@@ -89,21 +88,14 @@ static fx_t *fx_new(const wy_http_limits_t *lim)
 
 static void fx_listen(fx_t *fx)
 {
-    const char *err = NULL;
-    assert_int_equal(wy_http_listen(fx->srv, "127.0.0.1", 0, &err), WY_OK);
-    fx->port = wy_http_port(fx->srv);
-    assert_true(fx->port > 0);
+    fx->port = wt_http_listen(fx->srv);
 }
 
 /* Runs client on its own thread while the loop serves; returns when the server is closed. */
 static void fx_run(fx_t *fx, void (*client)(fx_t *))
 {
     fx->client = client;
-    uv_async_init(&fx->loop, &fx->async, async_cb);
-    fx->async.data = fx;
-    assert_int_equal(pthread_create(&fx->th, NULL, client_main, fx), 0);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    pthread_join(fx->th, NULL);
+    wt_thread_run(&fx->cth, &fx->loop, async_cb, client_main, fx);
     assert_true(fx->closed);
 }
 
@@ -116,98 +108,10 @@ static void fx_free(fx_t *fx)
 
 /* ---------------------------------------------------------------- blocking client */
 
-typedef struct {
-    int fd;
-    char buf[1 << 17];
-    size_t len;
-} cli_t;
-
-static int cli_open(cli_t *c, int port)
-{
-    memset(c, 0, sizeof(*c));
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 10}; /* only a guard against a hung test */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        int e = errno;
-        close(c->fd);
-        c->fd = -1;
-        return e;
-    }
-    return 0;
-}
-
-static void cli_send(cli_t *c, const void *p, size_t n)
-{
-    const char *s = p;
-    while (n > 0) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static void cli_puts(cli_t *c, const char *s)
-{
-    cli_send(c, s, strlen(s));
-}
-
-static bool cli_fill(cli_t *c)
-{
-    if (c->len >= sizeof(c->buf) - 1)
-        return false;
-    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-    if (n <= 0)
-        return false;
-    c->len += (size_t)n;
-    c->buf[c->len] = 0;
-    return true;
-}
-
-/* Reads one response (headers + Content-Length body) into out; returns the status or -1. */
-static int cli_response(cli_t *c, char *out, size_t outsz)
-{
-    char *end;
-    while (!(end = strstr(c->buf, "\r\n\r\n")))
-        if (!cli_fill(c))
-            return -1;
-    size_t hlen = (size_t)(end - c->buf) + 4;
-    const char *cl = strcasestr(c->buf, "content-length:");
-    size_t blen = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
-    while (c->len < hlen + blen)
-        if (!cli_fill(c))
-            return -1;
-    size_t n = hlen + blen < outsz - 1 ? hlen + blen : outsz - 1;
-    memcpy(out, c->buf, n);
-    out[n] = 0;
-    int status = atoi(c->buf + 9);
-    memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
-    c->len -= hlen + blen;
-    c->buf[c->len] = 0;
-    return status;
-}
-
-/* True if the server closes the connection (EOF or reset) with nothing more to read. */
-static bool cli_eof(cli_t *c)
-{
-    return c->len == 0 && !cli_fill(c);
-}
-
-static void cli_close(cli_t *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-}
-
-static void save(fx_t *fx, cli_t *c)
+static void save(fx_t *fx, wt_cli_t *c)
 {
     int i = fx->nresp++;
-    fx->status[i] = cli_response(c, fx->r[i], sizeof(fx->r[i]));
+    fx->status[i] = wt_cli_response(c, fx->r[i], sizeof(fx->r[i]));
 }
 
 /* ---------------------------------------------------------------- handlers */
@@ -266,11 +170,30 @@ static void routes(fx_t *fx)
     assert_int_equal(wy_http_route(fx->srv, "POST", "/limited", h_limited, fx), WY_OK);
 }
 
+/* A server with the routes above (and GET path -> h if path is not NULL), listening. */
+static fx_t *fx_std(const wy_http_limits_t *lim, const char *path, wy_http_handler_cb h)
+{
+    fx_t *fx = fx_new(lim);
+    routes(fx);
+    if (path)
+        assert_int_equal(wy_http_route(fx->srv, "GET", path, h, fx), WY_OK);
+    fx_listen(fx);
+    return fx;
+}
+
+/* fx_std without an extra route, then fx_run with client. */
+static fx_t *fx_serve(const wy_http_limits_t *lim, void (*client)(fx_t *))
+{
+    fx_t *fx = fx_std(lim, NULL, NULL);
+    fx_run(fx, client);
+    return fx;
+}
+
 /* ---------------------------------------------------------------- routing */
 
 static void cl_routing(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
+    wt_cli_t *c = malloc(sizeof(*c));
     const char *reqs[] = {
         "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
         "POST /echo?x=1&y=2 HTTP/1.1\r\nHost: x\r\nX-Mixed: Case\r\nContent-Length: 7\r\n\r\n"
@@ -282,10 +205,10 @@ static void cl_routing(fx_t *fx)
         "POST /limited HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     };
     for (size_t i = 0; i < WY_ARRAY_LEN(reqs); i++) {
-        cli_open(c, fx->port);
-        cli_puts(c, reqs[i]);
+        wt_cli_open(c, fx->port);
+        wt_cli_puts(c, reqs[i]);
         save(fx, c);
-        cli_close(c);
+        wt_cli_close(c);
     }
     free(c);
 }
@@ -293,10 +216,7 @@ static void cl_routing(fx_t *fx)
 static void test_routing(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    fx_listen(fx);
-    fx_run(fx, cl_routing);
+    fx_t *fx = fx_serve(NULL, cl_routing);
     assert_int_equal(fx->status[0], 200);
     assert_non_null(strstr(fx->r[0], "X-Test: yes\r\n"));
     assert_non_null(strstr(fx->r[0], "\r\n\r\nhello"));
@@ -322,34 +242,29 @@ static void test_routing(void **state)
 
 static void cl_keepalive(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    wt_cli_t *c = wt_cli_new(fx->port);
+    wt_cli_puts(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
     save(fx, c);
-    cli_puts(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+    wt_cli_puts(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
     save(fx, c);
-    cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    wt_cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     save(fx, c);
-    fx->eof[0] = cli_eof(c);
-    cli_close(c);
+    fx->eof[0] = wt_cli_eof(c);
+    wt_cli_close(c);
     /* HTTP/1.0: close by default, keep-alive on request */
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     save(fx, c);
-    cli_puts(c, "GET /b HTTP/1.0\r\n\r\n");
+    wt_cli_puts(c, "GET /b HTTP/1.0\r\n\r\n");
     save(fx, c);
-    fx->eof[1] = cli_eof(c);
-    cli_close(c);
-    free(c);
+    fx->eof[1] = wt_cli_eof(c);
+    wt_cli_free(c);
 }
 
 static void test_keepalive(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    fx_listen(fx);
-    fx_run(fx, cl_keepalive);
+    fx_t *fx = fx_serve(NULL, cl_keepalive);
     assert_int_equal(fx->nresp, 5);
     for (int i = 0; i < 5; i++)
         assert_int_equal(fx->status[i], 200);
@@ -365,25 +280,20 @@ static void test_keepalive(void **state)
 
 static void cl_pipeline(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-                "POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]"
-                "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    wt_cli_t *c = wt_cli_new(fx->port);
+    wt_cli_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                   "POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]"
+                   "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     for (int i = 0; i < 4; i++)
         save(fx, c);
-    fx->eof[0] = cli_eof(c);
-    cli_close(c);
-    free(c);
+    fx->eof[0] = wt_cli_eof(c);
+    wt_cli_free(c);
 }
 
 static void test_pipelined(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    fx_listen(fx);
-    fx_run(fx, cl_pipeline);
+    fx_t *fx = fx_serve(NULL, cl_pipeline);
     assert_int_equal(fx->nresp, 4);
     assert_non_null(strstr(fx->r[0], "\r\n\r\n/c"));
     assert_non_null(strstr(fx->r[1], "\r\n\r\n/a"));
@@ -398,70 +308,65 @@ static void test_pipelined(void **state)
 
 static void cl_bad_input(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
+    wt_cli_t *c = malloc(sizeof(*c));
     /* 0: garbage */
-    cli_open(c, fx->port);
-    cli_puts(c, "HELLO THERE\r\n\r\n");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "HELLO THERE\r\n\r\n");
     save(fx, c);
-    fx->eof[0] = cli_eof(c);
-    cli_close(c);
+    fx->eof[0] = wt_cli_eof(c);
+    wt_cli_close(c);
     /* 1: headers over 2 KiB */
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /a HTTP/1.1\r\nX-Big: ");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "GET /a HTTP/1.1\r\nX-Big: ");
     char big[3000];
     memset(big, 'a', sizeof(big));
-    cli_send(c, big, sizeof(big));
-    cli_puts(c, "\r\n\r\n");
+    wt_cli_send(c, big, sizeof(big));
+    wt_cli_puts(c, "\r\n\r\n");
     save(fx, c);
-    fx->eof[1] = cli_eof(c);
-    cli_close(c);
+    fx->eof[1] = wt_cli_eof(c);
+    wt_cli_close(c);
     /* 2: Content-Length over the body limit, refused before the body is sent */
-    cli_open(c, fx->port);
-    cli_puts(c, "POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
     save(fx, c);
-    fx->eof[2] = cli_eof(c);
-    cli_close(c);
+    fx->eof[2] = wt_cli_eof(c);
+    wt_cli_close(c);
     /* 3: chunked body over the limit */
-    cli_open(c, fx->port);
-    cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
     char chunk[600];
     memset(chunk, 'b', sizeof(chunk));
     for (int i = 0; i < 3; i++) {
-        cli_puts(c, "258\r\n");
-        cli_send(c, chunk, sizeof(chunk));
-        cli_puts(c, "\r\n");
+        wt_cli_puts(c, "258\r\n");
+        wt_cli_send(c, chunk, sizeof(chunk));
+        wt_cli_puts(c, "\r\n");
     }
-    cli_puts(c, "0\r\n\r\n");
+    wt_cli_puts(c, "0\r\n\r\n");
     save(fx, c);
-    fx->eof[3] = cli_eof(c);
-    cli_close(c);
+    fx->eof[3] = wt_cli_eof(c);
+    wt_cli_close(c);
     /* 4: a chunked body within the limit still works */
-    cli_open(c, fx->port);
-    cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                "3\r\n{\"k\r\n4\r\n\":2}\r\n0\r\n\r\n");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "3\r\n{\"k\r\n4\r\n\":2}\r\n0\r\n\r\n");
     save(fx, c);
-    cli_close(c);
+    wt_cli_close(c);
     /* 5: request started but never finished -> 408 */
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /a HTTP/1.1\r\nHost:");
+    wt_cli_open(c, fx->port);
+    wt_cli_puts(c, "GET /a HTTP/1.1\r\nHost:");
     save(fx, c);
-    fx->eof[5] = cli_eof(c);
-    cli_close(c);
-    free(c);
+    fx->eof[5] = wt_cli_eof(c);
+    wt_cli_free(c);
 }
 
 static void test_bad_input(void **state)
 {
     WY_UNUSED(state);
-    wy_http_limits_t lim;
-    wy_http_limits_default(&lim);
+    wy_http_limits_t lim = wt_http_limits();
     lim.max_header_bytes = 2048;
     lim.max_body_bytes = 1024;
     lim.header_timeout_ms = 100;
-    fx_t *fx = fx_new(&lim);
-    routes(fx);
-    fx_listen(fx);
-    fx_run(fx, cl_bad_input);
+    fx_t *fx = fx_serve(&lim, cl_bad_input);
     assert_int_equal(fx->nresp, 6);
     assert_int_equal(fx->status[0], 400);
     assert_non_null(strstr(fx->r[0], "\"code\":\"BAD_REQUEST\""));
@@ -489,46 +394,41 @@ static uint64_t g_rejected;
 
 static void cl_maxconn(fx_t *fx)
 {
-    cli_t *c = malloc(3 * sizeof(*c));
+    wt_cli_t *c = malloc(3 * sizeof(*c));
     for (int i = 0; i < 2; i++) {
-        cli_open(&c[i], fx->port);
-        cli_puts(&c[i], "GET /a HTTP/1.1\r\n\r\n");
+        wt_cli_open(&c[i], fx->port);
+        wt_cli_puts(&c[i], "GET /a HTTP/1.1\r\n\r\n");
         save(fx, &c[i]); /* the server has accepted and counted it */
     }
-    cli_open(&c[2], fx->port);
+    wt_cli_open(&c[2], fx->port);
     save(fx, &c[2]);
-    fx->eof[2] = cli_eof(&c[2]);
-    cli_close(&c[2]);
+    fx->eof[2] = wt_cli_eof(&c[2]);
+    wt_cli_close(&c[2]);
     /* the first two still work */
-    cli_puts(&c[0], "GET /b HTTP/1.1\r\n\r\n");
+    wt_cli_puts(&c[0], "GET /b HTTP/1.1\r\n\r\n");
     save(fx, &c[0]);
-    cli_close(&c[0]);
-    cli_close(&c[1]);
+    wt_cli_close(&c[0]);
+    wt_cli_close(&c[1]);
     free(c);
 }
 
 static void test_max_connections(void **state)
 {
     WY_UNUSED(state);
-    wy_http_limits_t lim;
-    wy_http_limits_default(&lim);
+    wy_http_limits_t lim = wt_http_limits();
     lim.max_connections = 2;
-    fx_t *fx = fx_new(&lim);
-    routes(fx);
-    fx_listen(fx);
+    fx_t *fx = fx_std(&lim, NULL, NULL);
     /* run the loop by hand so the counters can be read before the server is closed */
     fx->client = cl_maxconn;
-    uv_async_init(&fx->loop, &fx->async, async_cb);
-    fx->async.data = fx;
     fx->hold = true;
-    pthread_create(&fx->th, NULL, client_main, fx);
+    wt_thread_start(&fx->cth, &fx->loop, async_cb, client_main, fx);
     while (!fx->client_done)
         uv_run(&fx->loop, UV_RUN_ONCE);
     g_rejected = wy_http_counters(fx->srv)->conns_rejected;
     assert_int_equal(wy_http_counters(fx->srv)->conns_accepted, 2);
     fx_finish(fx);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
-    pthread_join(fx->th, NULL);
+    wt_thread_join(&fx->cth);
     assert_int_equal(g_rejected, 1);
     assert_int_equal(fx->status[0], 200);
     assert_int_equal(fx->status[1], 200);
@@ -561,22 +461,17 @@ static void h_async(wy_http_req_t *req, void *ud)
 
 static void cl_async(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /slow HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n");
+    wt_cli_t *c = wt_cli_new(fx->port);
+    wt_cli_puts(c, "GET /slow HTTP/1.1\r\n\r\nGET /a HTTP/1.1\r\n\r\n");
     save(fx, c);
     save(fx, c);
-    cli_close(c);
-    free(c);
+    wt_cli_free(c);
 }
 
 static void test_async_response(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    wy_http_route(fx->srv, "GET", "/slow", h_async, fx);
-    fx_listen(fx);
+    fx_t *fx = fx_std(NULL, "/slow", h_async);
     fx_run(fx, cl_async);
     assert_int_equal(fx->in_flight_seen, 1);
     assert_int_equal(fx->status[0], 202);
@@ -612,14 +507,12 @@ static void h_gone(wy_http_req_t *req, void *ud)
 
 static void cl_gone(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
+    wt_cli_t *c = wt_cli_new(fx->port);
+    wt_cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
     struct linger lg = {.l_onoff = 1, .l_linger = 0}; /* close = RST */
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     sem_wait(&fx->dispatched); /* reset only once the handler holds the request */
-    cli_close(c);
-    free(c);
+    wt_cli_free(c);
 }
 
 static void test_client_gone_before_async_response(void **state)
@@ -657,30 +550,27 @@ static void h_stop(wy_http_req_t *req, void *ud)
 
 static void cl_stop(fx_t *fx)
 {
-    cli_t *c = malloc(2 * sizeof(*c));
-    cli_open(&c[1], fx->port);
-    cli_puts(&c[1], "GET /a HTTP/1.1\r\n\r\n"); /* an idle keep-alive connection */
+    wt_cli_t *c = malloc(2 * sizeof(*c));
+    wt_cli_open(&c[1], fx->port);
+    wt_cli_puts(&c[1], "GET /a HTTP/1.1\r\n\r\n"); /* an idle keep-alive connection */
     save(fx, &c[1]);
-    cli_open(&c[0], fx->port);
-    cli_puts(&c[0], "GET /stop HTTP/1.1\r\n\r\n");
+    wt_cli_open(&c[0], fx->port);
+    wt_cli_puts(&c[0], "GET /stop HTTP/1.1\r\n\r\n");
     save(fx, &c[0]);
-    fx->eof[0] = cli_eof(&c[0]);
-    fx->eof[1] = cli_eof(&c[1]); /* closed by stop */
-    cli_close(&c[0]);
-    cli_close(&c[1]);
-    cli_t *d = &c[0];
-    fx->connect_err = cli_open(d, fx->port);
-    cli_close(d);
+    fx->eof[0] = wt_cli_eof(&c[0]);
+    fx->eof[1] = wt_cli_eof(&c[1]); /* closed by stop */
+    wt_cli_close(&c[0]);
+    wt_cli_close(&c[1]);
+    wt_cli_t *d = &c[0];
+    fx->connect_err = wt_cli_open(d, fx->port);
+    wt_cli_close(d);
     free(c);
 }
 
 static void test_graceful_stop(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    routes(fx);
-    wy_http_route(fx->srv, "GET", "/stop", h_stop, fx);
-    fx_listen(fx);
+    fx_t *fx = fx_std(NULL, "/stop", h_stop);
     fx_run(fx, cl_stop);
     assert_int_equal(fx->in_flight_seen, 1);
     assert_int_equal(fx->status[0], 200);
@@ -710,9 +600,9 @@ static void test_close_waits_for_held_request(void **state)
     fx_t *fx = fx_new(NULL);
     wy_http_route(fx->srv, "GET", "/gone", h_gone, fx);
     fx_listen(fx);
-    cli_t *c = malloc(sizeof(*c));
-    assert_int_equal(cli_open(c, fx->port), 0);
-    cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
+    wt_cli_t *c = malloc(sizeof(*c));
+    assert_int_equal(wt_cli_open(c, fx->port), 0);
+    wt_cli_puts(c, "GET /gone HTTP/1.1\r\n\r\n");
     while (!fx->held)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->timer);
@@ -721,8 +611,7 @@ static void test_close_waits_for_held_request(void **state)
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(fx->ticks, 1);
     assert_true(fx->closed);
-    cli_close(c);
-    free(c);
+    wt_cli_free(c);
     fx_free(fx);
 }
 

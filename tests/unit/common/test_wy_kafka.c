@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "wy_test.h"
 #include <librdkafka/rdkafka.h>
 
 #include "wy_kafka.h"
@@ -21,44 +23,9 @@
 
 /* ---- loop helpers ------------------------------------------------------------ */
 
-typedef bool (*cond_fn)(void *ctx);
-
-static void on_deadline(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-/* Runs the loop until cond(ctx) holds; fails the test after timeout_ms. */
-static void run_until(uv_loop_t *loop, cond_fn cond, void *ctx, uint64_t timeout_ms,
-                      const char *what)
-{
-    bool expired = false;
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, on_deadline, timeout_ms, 0);
-    while (!cond(ctx) && !expired)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (expired)
-        fail_msg("timed out waiting for: %s", what);
-}
-
-/* Runs the loop until every handle is closed, then closes it. */
-static void finish_loop(uv_loop_t *loop)
-{
-    uv_run(loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(loop), 0);
-}
-
 static const char *brokers_env(void)
 {
-    const char *b = getenv("WY_KAFKA_BROKERS");
-    if (!b || !*b)
-        fail_msg("WY_KAFKA_BROKERS is not set: this test needs a real Kafka broker "
-                 "(e.g. WY_KAFKA_BROKERS=127.0.0.1:9092)");
-    return b;
+    return wt_env("WY_KAFKA_BROKERS", "Kafka broker", "127.0.0.1:PORT");
 }
 
 static void unique_name(char *out, size_t n, const char *prefix)
@@ -196,7 +163,17 @@ static void expect_producer_error(const char *brokers, const char *name, const c
     assert_non_null(err);
     if (!strstr(err, needle))
         fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
-    finish_loop(&loop);
+    wt_loop_finish(&loop);
+}
+
+/* A producer that must be created. */
+static wy_kafka_producer_t *producer_ok(uv_loop_t *loop, const wy_kafka_producer_opts_t *o)
+{
+    wy_kafka_producer_t *p = NULL;
+    const char *err = NULL;
+    if (wy_kafka_producer_new(loop, o, &p, &err) != WY_OK)
+        fail_msg("producer: %s", err);
+    return p;
 }
 
 static void ignore_msg(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg)
@@ -245,7 +222,7 @@ static void test_bad_config_errors(void **state)
     assert_int_equal(wy_kafka_consumer_new(&loop, &o, &c, &err), WY_EINVAL);
     assert_non_null(strstr(err, "handler"));
     assert_null(c);
-    finish_loop(&loop);
+    wt_loop_finish(&loop);
 }
 
 /* ---- producer without a broker ----------------------------------------------- */
@@ -271,9 +248,7 @@ static void test_queue_bound_and_cancel_on_close(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     wy_kafka_producer_opts_t o = {.brokers = DEAD_BROKER, .producer = "test/1", .max_queue = 5};
-    wy_kafka_producer_t *p;
-    const char *err;
-    assert_int_equal(wy_kafka_producer_new(&loop, &o, &p, &err), WY_OK);
+    wy_kafka_producer_t *p = producer_ok(&loop, &o);
     deliveries_t d = {0};
     char ids[5][37];
     for (int i = 0; i < 5; i++)
@@ -301,7 +276,7 @@ static void test_queue_bound_and_cancel_on_close(void **state)
         assert_int_equal(d.status[i], WY_ECANCELED);
         assert_string_equal(d.ids[i], ids[i]);
     }
-    finish_loop(&loop);
+    wt_loop_finish(&loop);
 }
 
 static bool deliveries_reached(void *ctx)
@@ -316,13 +291,11 @@ static void test_delivery_timeout(void **state)
     uv_loop_init(&loop);
     wy_kafka_producer_opts_t o = {
         .brokers = DEAD_BROKER, .producer = "test/1", .message_timeout_ms = 1000};
-    wy_kafka_producer_t *p;
-    const char *err;
-    assert_int_equal(wy_kafka_producer_new(&loop, &o, &p, &err), WY_OK);
+    wy_kafka_producer_t *p = producer_ok(&loop, &o);
     deliveries_t d = {0};
     assert_int_equal(wy_kafka_produce(p, "t", NULL, "t.x", NULL, 0, record_delivery, &d, NULL),
                      WY_OK);
-    run_until(&loop, deliveries_reached, &d, 20000, "delivery report");
+    wt_run_pred(&loop, deliveries_reached, &d, 20000, "delivery report");
     assert_int_equal(d.status[0], WY_ETIMEDOUT);
     assert_false(wy_kafka_producer_healthy(p));
     wy_kafka_producer_stats_t st;
@@ -330,7 +303,7 @@ static void test_delivery_timeout(void **state)
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.delivered, 0);
     wy_kafka_producer_close(p, 1000);
-    finish_loop(&loop);
+    wt_loop_finish(&loop);
 }
 
 /* ---- against the real broker ------------------------------------------------- */
@@ -385,9 +358,7 @@ static void produce_n(uv_loop_t *loop, const char *brokers, const char *topic, i
                       char ids[][37])
 {
     wy_kafka_producer_opts_t o = {.brokers = brokers, .producer = "test/real"};
-    wy_kafka_producer_t *p;
-    const char *err;
-    assert_int_equal(wy_kafka_producer_new(loop, &o, &p, &err), WY_OK);
+    wy_kafka_producer_t *p = producer_ok(loop, &o);
     deliveries_t d = {0};
     for (int i = 0; i < n; i++) {
         char payload[16];
@@ -402,7 +373,7 @@ static void produce_n(uv_loop_t *loop, const char *brokers, const char *topic, i
         assert_int_equal(d.status[i], WY_OK);
         assert_string_equal(d.ids[i], ids[i]); /* in order: one partition, idempotent */
     }
-    run_until(loop, producer_healthy, p, 10000, "producer healthy");
+    wt_run_pred(loop, producer_healthy, p, 10000, "producer healthy");
     wy_kafka_producer_stats_t st;
     wy_kafka_producer_stats(p, &st);
     assert_int_equal(st.produced, (uint64_t)n);
@@ -432,29 +403,40 @@ static wy_kafka_consumer_t *new_consumer(uv_loop_t *loop, const char *brokers, c
     return c;
 }
 
+/* One real-broker scenario: the brokers, a fresh topic and group, its own loop. */
+typedef struct {
+    const char *brokers;
+    char topic[64], group[64];
+    uv_loop_t loop;
+} scene_t;
+
+static void scene_init(scene_t *sc, const char *topic_prefix)
+{
+    sc->brokers = brokers_env();
+    unique_name(sc->topic, sizeof sc->topic, topic_prefix);
+    unique_name(sc->group, sizeof sc->group, "wy-test-group");
+    assert_int_equal(uv_loop_init(&sc->loop), 0);
+}
+
 static void test_offsets_stored_only_when_done(void **state)
 {
     (void)state;
-    const char *brokers = brokers_env();
-    char topic[64], group[64];
-    unique_name(topic, sizeof topic, "wy-test-offsets");
-    unique_name(group, sizeof group, "wy-test-group");
-    uv_loop_t loop;
-    uv_loop_init(&loop);
+    scene_t sc;
+    scene_init(&sc, "wy-test-offsets");
     char ids[N_MSGS][37];
-    produce_n(&loop, brokers, topic, N_MSGS, ids);
+    produce_n(&sc.loop, sc.brokers, sc.topic, N_MSGS, ids);
 
     /* First owner: all N arrive; only 0..3 and 6 are done. */
     inbox_t in = {0};
-    wy_kafka_consumer_t *c = new_consumer(&loop, brokers, group, topic, &in, 0);
+    wy_kafka_consumer_t *c = new_consumer(&sc.loop, sc.brokers, sc.group, sc.topic, &in, 0);
     want_t w = {&in, N_MSGS};
-    run_until(&loop, received_enough, &w, 30000, "first consumer receives all messages");
+    wt_run_pred(&sc.loop, received_enough, &w, 30000, "first consumer receives all messages");
     int32_t partition = wy_kafka_msg_partition(in.msgs[0]);
     for (int i = 0; i < N_MSGS; i++) {
         assert_string_equal(in.ids[i], ids[i]);
         assert_int_equal(in.offsets[i], i);
         assert_int_equal(wy_kafka_msg_partition(in.msgs[i]), partition);
-        assert_string_equal(wy_kafka_msg_topic(in.msgs[i]), topic);
+        assert_string_equal(wy_kafka_msg_topic(in.msgs[i]), sc.topic);
     }
     wy_kafka_consumer_stats_t st;
     wy_kafka_consumer_stats(c, &st);
@@ -473,14 +455,14 @@ static void test_offsets_stored_only_when_done(void **state)
     for (int i = 5; i < N_MSGS; i++)
         if (i != 6)
             wy_kafka_msg_release(in.msgs[i]);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_int_equal(committed_offset(brokers, group, topic, partition), 4);
+    uv_run(&sc.loop, UV_RUN_NOWAIT);
+    assert_int_equal(committed_offset(sc.brokers, sc.group, sc.topic, partition), 4);
 
     /* Next owner of the group starts at the first message not done. */
     inbox_t in2 = {.done_in_handler = true};
-    c = new_consumer(&loop, brokers, group, topic, &in2, 0);
+    c = new_consumer(&sc.loop, sc.brokers, sc.group, sc.topic, &in2, 0);
     w = (want_t){&in2, N_MSGS - 4};
-    run_until(&loop, received_enough, &w, 30000, "second consumer receives the rest");
+    wt_run_pred(&sc.loop, received_enough, &w, 30000, "second consumer receives the rest");
     for (int i = 0; i < N_MSGS - 4; i++) {
         assert_int_equal(in2.offsets[i], 4 + i);
         assert_string_equal(in2.ids[i], ids[4 + i]);
@@ -489,27 +471,23 @@ static void test_offsets_stored_only_when_done(void **state)
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.done, N_MSGS - 4);
     wy_kafka_consumer_close(c, 10000);
-    finish_loop(&loop);
-    assert_int_equal(committed_offset(brokers, group, topic, partition), N_MSGS);
+    wt_loop_finish(&sc.loop);
+    assert_int_equal(committed_offset(sc.brokers, sc.group, sc.topic, partition), N_MSGS);
 }
 
 static void test_bad_record_is_skipped(void **state)
 {
     (void)state;
-    const char *brokers = brokers_env();
-    char topic[64], group[64];
-    unique_name(topic, sizeof topic, "wy-test-bad");
-    unique_name(group, sizeof group, "wy-test-group");
-    produce_raw(brokers, topic, "k1", "this is not an envelope");
-    uv_loop_t loop;
-    uv_loop_init(&loop);
+    scene_t sc;
+    scene_init(&sc, "wy-test-bad");
+    produce_raw(sc.brokers, sc.topic, "k1", "this is not an envelope");
     char ids[3][37];
-    produce_n(&loop, brokers, topic, 3, ids);
+    produce_n(&sc.loop, sc.brokers, sc.topic, 3, ids);
 
     inbox_t in = {.done_in_handler = true};
-    wy_kafka_consumer_t *c = new_consumer(&loop, brokers, group, topic, &in, 0);
+    wy_kafka_consumer_t *c = new_consumer(&sc.loop, sc.brokers, sc.group, sc.topic, &in, 0);
     want_t w = {&in, 3};
-    run_until(&loop, received_enough, &w, 30000, "valid messages after a bad one");
+    wt_run_pred(&sc.loop, received_enough, &w, 30000, "valid messages after a bad one");
     for (int i = 0; i < 3; i++) {
         assert_string_equal(in.ids[i], ids[i]);
         assert_int_equal(in.offsets[i], i + 1);
@@ -520,9 +498,9 @@ static void test_bad_record_is_skipped(void **state)
     assert_int_equal(st.consumed, 3);
     assert_int_equal(st.in_flight, 0);
     wy_kafka_consumer_close(c, 10000);
-    finish_loop(&loop);
+    wt_loop_finish(&sc.loop);
     /* The bad record's offset was stored too: the partition is not stuck. */
-    assert_int_equal(committed_offset(brokers, group, topic, in.partitions[0]), 4);
+    assert_int_equal(committed_offset(sc.brokers, sc.group, sc.topic, in.partitions[0]), 4);
 }
 
 typedef struct {
@@ -553,19 +531,15 @@ static bool drain_when_paused(void *ctx)
 static void test_in_flight_bound_pauses(void **state)
 {
     (void)state;
-    const char *brokers = brokers_env();
-    char topic[64], group[64];
-    unique_name(topic, sizeof topic, "wy-test-pause");
-    unique_name(group, sizeof group, "wy-test-group");
-    uv_loop_t loop;
-    uv_loop_init(&loop);
+    scene_t sc;
+    scene_init(&sc, "wy-test-pause");
     char ids[N_MSGS][37];
-    produce_n(&loop, brokers, topic, N_MSGS, ids);
+    produce_n(&sc.loop, sc.brokers, sc.topic, N_MSGS, ids);
 
     inbox_t in = {0};
-    wy_kafka_consumer_t *c = new_consumer(&loop, brokers, group, topic, &in, 3);
+    wy_kafka_consumer_t *c = new_consumer(&sc.loop, sc.brokers, sc.group, sc.topic, &in, 3);
     pause_ctx_t pc = {&in, false};
-    run_until(&loop, drain_when_paused, &pc, 60000, "all messages through a paused consumer");
+    wt_run_pred(&sc.loop, drain_when_paused, &pc, 60000, "all messages through a paused consumer");
     assert_true(pc.saw_pause);
     wy_kafka_consumer_stats_t st;
     wy_kafka_consumer_stats(c, &st);
@@ -573,7 +547,7 @@ static void test_in_flight_bound_pauses(void **state)
     for (int i = 0; i < N_MSGS; i++)
         assert_string_equal(in.ids[i], ids[i]);
     wy_kafka_consumer_close(c, 10000);
-    finish_loop(&loop);
+    wt_loop_finish(&sc.loop);
 }
 
 int main(void)

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -142,12 +144,12 @@ static void test_latency_buckets(void **state)
                                           wy_metrics_latency_buckets, wy_metrics_latency_nbuckets);
     wy_metric_observe(h, 0.003);
     char *out = render();
-    assert_non_null(strstr(out, "wy_test_tick_seconds_bucket{le=\"0.0005\"} 0\n"));
-    assert_non_null(strstr(out, "wy_test_tick_seconds_bucket{le=\"0.0025\"} 0\n"));
-    assert_non_null(strstr(out, "wy_test_tick_seconds_bucket{le=\"0.005\"} 1\n"));
-    assert_non_null(strstr(out, "wy_test_tick_seconds_bucket{le=\"2.5\"} 1\n"));
-    assert_non_null(strstr(out, "wy_test_tick_seconds_bucket{le=\"10\"} 1\n"));
-    assert_non_null(strstr(out, "wy_test_tick_seconds_sum 0.003\n"));
+    wt_assert_contains(out, (const char *const[]){"wy_test_tick_seconds_bucket{le=\"0.0005\"} 0\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"0.0025\"} 0\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"0.005\"} 1\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"2.5\"} 1\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"10\"} 1\n",
+                                                  "wy_test_tick_seconds_sum 0.003\n", NULL});
     wy_free(out);
 }
 
@@ -401,12 +403,12 @@ static void test_threads(void **state)
     assert_true(wy_metric_value(t_gauge) == NTHREADS * NITER * 0.5);
     assert_true(wy_metric_value(t_hist) == NTHREADS * NITER);
     char *out = render();
-    assert_non_null(strstr(out, "wy_test_ops_total 400000\n"));
-    assert_non_null(strstr(out, "wy_test_level 200000\n"));
-    assert_non_null(strstr(out, "wy_test_op_seconds_bucket{le=\"0.0025\"} 200000\n"));
-    assert_non_null(strstr(out, "wy_test_op_seconds_bucket{le=\"1\"} 200000\n"));
-    assert_non_null(strstr(out, "wy_test_op_seconds_bucket{le=\"2.5\"} 400000\n"));
-    assert_non_null(strstr(out, "wy_test_op_seconds_count 400000\n"));
+    wt_assert_contains(out,
+                       (const char *const[]){"wy_test_ops_total 400000\n", "wy_test_level 200000\n",
+                                             "wy_test_op_seconds_bucket{le=\"0.0025\"} 200000\n",
+                                             "wy_test_op_seconds_bucket{le=\"1\"} 200000\n",
+                                             "wy_test_op_seconds_bucket{le=\"2.5\"} 400000\n",
+                                             "wy_test_op_seconds_count 400000\n", NULL});
     wy_free(out);
 }
 

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include "wy_pg.h"
 
 static char schema[32];  /* pool tests */
@@ -24,11 +26,7 @@ static char bschema[40]; /* bad migration */
 
 static const char *pg_url(void)
 {
-    const char *u = getenv("WY_PG_URL");
-    if (u == NULL || *u == '\0')
-        fail_msg("WY_PG_URL is not set: these tests need a real PostgreSQL "
-                 "(export WY_PG_URL=postgresql://postgres@127.0.0.1:PORT/postgres)");
-    return u;
+    return wt_env("WY_PG_URL", "PostgreSQL", "postgresql://postgres@127.0.0.1:PORT/postgres");
 }
 
 /* Blocking helper for setup and checks outside the loop. Returns the first value or "". */
@@ -53,51 +51,23 @@ static char *sync_exec(const char *sql, char *out, size_t outlen)
 }
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard;
+    wt_loop_t lp;
     wy_pg_t *pg;
-    bool closed;
 } fx_t;
 
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test did not finish within 20 s");
-}
-
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
-        while (!(cond))                                                                            \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
-    } while (0)
-
-static void on_closed(void *ud)
-{
-    ((fx_t *)ud)->closed = true;
-}
+#define RUN_UNTIL(f, cond) WT_RUN_UNTIL(&(f)->lp, cond)
 
 static void fx_init(fx_t *f, const char *url, const wy_pg_opts_t *o)
 {
     const char *err = NULL;
     memset(f, 0, sizeof *f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    uv_timer_start(&f->guard, on_guard, 20000, 0);
-    uv_unref((uv_handle_t *)&f->guard);
-    assert_int_equal(wy_pg_create(&f->loop, url, o, &f->pg, &err), WY_OK);
+    wt_loop_init(&f->lp, 20000);
+    assert_int_equal(wy_pg_create(&f->lp.loop, url, o, &f->pg, &err), WY_OK);
 }
 
 static void fx_done(fx_t *f)
 {
-    if (f->pg) {
-        wy_pg_close(f->pg, on_closed, f);
-        RUN_UNTIL(f, f->closed);
-    }
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    WT_CLOSE_AND_DONE(&f->lp, wy_pg_close, f->pg);
 }
 
 /* A finished statement: status, SQLSTATE, message, first row's values. */
@@ -483,18 +453,6 @@ static void test_query_timeout(void **state)
     fx_done(&f);
 }
 
-static int closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -502,7 +460,7 @@ static void test_unreachable(void **state)
     res_t x = {0}, y = {0};
     char url[128];
     wy_pg_opts_t o = {.size = 2, .backoff_min_ms = 10, .backoff_max_ms = 50};
-    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/postgres", closed_port());
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:%d/postgres", wt_closed_port());
     fx_init(&f, url, &o);
     int rc = wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &x);
     if (rc == WY_OK) { /* queued while the first connects were in progress */
@@ -537,7 +495,7 @@ static void test_close_cancels(void **state)
     assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(5)", 0, NULL, on_res, &running), WY_OK);
     assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &queued), WY_OK);
     assert_int_equal(wy_pg_begin(f.pg, on_begin, &t), WY_OK);
-    wy_pg_close(f.pg, on_closed, &f);
+    wy_pg_close(f.pg, wt_on_closed, &f.lp);
     assert_int_equal(running.calls, 1);
     assert_int_equal(running.status, WY_ECANCELED);
     assert_int_equal(queued.calls, 1);
@@ -546,7 +504,7 @@ static void test_close_cancels(void **state)
     assert_int_equal(t.begin_status, WY_ECANCELED);
     assert_null(t.tx);
     assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_res, &late), WY_ECANCELED);
-    RUN_UNTIL(&f, f.closed);
+    RUN_UNTIL(&f, f.lp.closed);
     f.pg = NULL;
     fx_done(&f);
 }
@@ -564,7 +522,7 @@ static void on_close_in_cb(int status, const PGresult *res, const char *err, voi
     (void)err;
     assert_int_equal(status, WY_OK);
     c->calls++;
-    wy_pg_close(c->f->pg, on_closed, c->f);
+    wy_pg_close(c->f->pg, wt_on_closed, &c->f->lp);
     assert_int_equal(wy_pg_query(c->f->pg, "SELECT 1", 0, NULL, on_res, NULL), WY_ECANCELED);
 }
 
@@ -578,7 +536,7 @@ static void test_close_inside_callback(void **state)
     fx_init(&f, pg_url(), &o);
     assert_int_equal(wy_pg_query(f.pg, "SELECT 1", 0, NULL, on_close_in_cb, &c), WY_OK);
     assert_int_equal(wy_pg_query(f.pg, "SELECT pg_sleep(5)", 0, NULL, on_res, &other), WY_OK);
-    RUN_UNTIL(&f, f.closed);
+    RUN_UNTIL(&f, f.lp.closed);
     assert_int_equal(c.calls, 1);
     assert_int_equal(other.calls, 1);
     assert_int_equal(other.status, WY_ECANCELED);
@@ -639,6 +597,7 @@ static void test_migrate_once(void **state)
 }
 
 typedef struct {
+    const char *dir; /* resolved on the test thread: fixture_dir() is not thread-safe */
     int rc, n;
 } mig_t;
 
@@ -646,7 +605,7 @@ static void *mig_thread(void *arg)
 {
     mig_t *m = arg;
     const char *err = NULL;
-    m->rc = wy_pg_migrate(pg_url(), cschema, fixture_dir(), &m->n, &err);
+    m->rc = wy_pg_migrate(pg_url(), cschema, m->dir, &m->n, &err);
     if (m->rc != WY_OK)
         fprintf(stderr, "migrate: %s\n", err);
     return NULL;
@@ -658,8 +617,10 @@ static void test_migrate_concurrent(void **state)
     pthread_t t[4];
     mig_t m[4] = {{0}};
     char v[64];
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
+        m[i].dir = fixture_dir();
         assert_int_equal(pthread_create(&t[i], NULL, mig_thread, &m[i]), 0);
+    }
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     int total = 0;

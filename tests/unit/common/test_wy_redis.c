@@ -11,26 +11,22 @@
 
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include "wy_redis.h"
 
 static const char *redis_url(void)
 {
-    const char *u = getenv("WY_REDIS_URL");
-    if (u == NULL || *u == '\0')
-        fail_msg("WY_REDIS_URL is not set: these tests need a real Redis "
-                 "(export WY_REDIS_URL=redis://127.0.0.1:PORT/0)");
-    return u;
+    return wt_env("WY_REDIS_URL", "Redis", "redis://127.0.0.1:PORT/0");
 }
 
 /* A unique key prefix per run, so parallel runs on one Redis do not collide. */
 static char prefix[64];
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard;
+    wt_loop_t lp;
     wy_redis_t *r;
     int ups, downs;
-    bool closed;
 } fx_t;
 
 static void on_state(wy_redis_t *r, int health, void *ud)
@@ -43,34 +39,13 @@ static void on_state(wy_redis_t *r, int health, void *ud)
         f->downs++;
 }
 
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test did not finish within 15 s");
-}
-
 static void fx_init(fx_t *f)
 {
     memset(f, 0, sizeof *f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    uv_timer_start(&f->guard, on_guard, 15000, 0);
-    uv_unref((uv_handle_t *)&f->guard);
+    wt_loop_init(&f->lp, 15000);
 }
 
-/* Run the loop until *flag becomes true; the guard timer fails the test if it never does. */
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
-        while (!(cond))                                                                            \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
-    } while (0)
-
-static void on_closed(void *ud)
-{
-    ((fx_t *)ud)->closed = true;
-}
+#define RUN_UNTIL(f, cond) WT_RUN_UNTIL(&(f)->lp, cond)
 
 static void fx_open(fx_t *f, const char *url, const wy_redis_opts_t *o_in)
 {
@@ -80,18 +55,12 @@ static void fx_open(fx_t *f, const char *url, const wy_redis_opts_t *o_in)
         o = *o_in;
     o.on_state = on_state;
     o.state_ud = f;
-    assert_int_equal(wy_redis_create(&f->loop, url, &o, &f->r, &err), WY_OK);
+    assert_int_equal(wy_redis_create(&f->lp.loop, url, &o, &f->r, &err), WY_OK);
 }
 
 static void fx_done(fx_t *f)
 {
-    if (f->r) {
-        wy_redis_close(f->r, on_closed, f);
-        RUN_UNTIL(f, f->closed);
-    }
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    WT_CLOSE_AND_DONE(&f->lp, wy_redis_close, f->r);
 }
 
 /* One completed command: status, a copy of the reply's type/string/integer. */
@@ -275,18 +244,6 @@ static void test_error_reply(void **state)
     fx_done(&f);
 }
 
-static int closed_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd); /* bound but never listening: connects are refused */
-    return ntohs(a.sin_port);
-}
-
 static void on_tick(uv_timer_t *t)
 {
     (*(int *)t->data)++;
@@ -302,11 +259,11 @@ static void test_unreachable_fails_fast(void **state)
     uv_timer_t tick;
     wy_redis_opts_t o = {.backoff_min_ms = 10, .backoff_max_ms = 40};
     fx_init(&f);
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", closed_port());
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", wt_closed_port());
     fx_open(&f, url, &o);
     assert_int_equal(wy_redis_command(f.r, on_res, &x, "PING"), WY_EUNAVAIL);
     /* let several reconnect attempts fail; it must stay down and keep refusing at once */
-    uv_timer_init(&f.loop, &tick);
+    uv_timer_init(&f.lp.loop, &tick);
     tick.data = &ticks;
     uv_timer_start(&tick, on_tick, 50, 50);
     RUN_UNTIL(&f, ticks == 6);
@@ -417,13 +374,13 @@ static void test_close_cancels_pending(void **state)
     snprintf(key, sizeof key, "%s:never2", prefix);
     for (int i = 0; i < 3; i++)
         assert_int_equal(wy_redis_command(f.r, on_cancel, &c[i], "BLPOP %s 5", key), WY_OK);
-    wy_redis_close(f.r, on_closed, &f);
+    wy_redis_close(f.r, wt_on_closed, &f.lp);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(c[i].calls, 1);
         assert_int_equal(c[i].status, WY_ECANCELED);
         assert_int_equal(c[i].reentrant_rc, WY_ECANCELED);
     }
-    RUN_UNTIL(&f, f.closed);
+    RUN_UNTIL(&f, f.lp.closed);
     f.r = NULL;
     fx_done(&f);
 }
@@ -434,7 +391,7 @@ static void on_close_in_cb(int status, redisReply *reply, void *ud)
     fx_t *f = ud;
     (void)reply;
     assert_int_equal(status, WY_OK);
-    wy_redis_close(f->r, on_closed, f);
+    wy_redis_close(f->r, wt_on_closed, &f->lp);
 }
 
 static void test_close_inside_callback(void **state)
@@ -447,7 +404,7 @@ static void test_close_inside_callback(void **state)
     RUN_UNTIL(&f, f.ups == 1);
     assert_int_equal(wy_redis_command(f.r, on_close_in_cb, &f, "PING"), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &second, "BLPOP %s:x 5", prefix), WY_OK);
-    RUN_UNTIL(&f, f.closed);
+    RUN_UNTIL(&f, f.lp.closed);
     assert_int_equal(second.calls, 1);
     assert_int_equal(second.status, WY_ECANCELED);
     f.r = NULL;

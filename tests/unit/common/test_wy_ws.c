@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -31,8 +33,7 @@ struct fx {
     uv_loop_t loop;
     wy_http_server_t *srv;
     int port;
-    uv_async_t async;
-    pthread_t th;
+    wt_thread_t cth;
     void (*client)(fx_t *);
     bool finished;
     bool closed;
@@ -70,12 +71,10 @@ static void async_cb(uv_async_t *a)
     wy_http_close(fx->srv, on_closed, fx);
 }
 
-static void *client_main(void *arg)
+static void client_main(void *arg)
 {
     fx_t *fx = arg;
     fx->client(fx);
-    uv_async_send(&fx->async);
-    return NULL;
 }
 
 static void ws_open(wy_ws_conn_t *c, const wy_http_req_t *req, void *ud)
@@ -143,20 +142,14 @@ static fx_t *fx_new(const wy_http_limits_t *lim)
     wy_ws_handlers_t h = {.on_open = ws_open, .on_message = ws_msg, .on_close = ws_close, .ud = fx};
     assert_int_equal(wy_ws_route(fx->srv, "/ws", &h), WY_OK);
     assert_int_equal(wy_ws_route(fx->srv, "/ws", &h), WY_EEXIST);
-    const char *err = NULL;
-    assert_int_equal(wy_http_listen(fx->srv, "127.0.0.1", 0, &err), WY_OK);
-    fx->port = wy_http_port(fx->srv);
+    fx->port = wt_http_listen(fx->srv);
     return fx;
 }
 
 static void fx_run(fx_t *fx, void (*client)(fx_t *))
 {
     fx->client = client;
-    uv_async_init(&fx->loop, &fx->async, async_cb);
-    fx->async.data = fx;
-    assert_int_equal(pthread_create(&fx->th, NULL, client_main, fx), 0);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    pthread_join(fx->th, NULL);
+    wt_thread_run(&fx->cth, &fx->loop, async_cb, client_main, fx);
     assert_true(fx->closed);
     uv_close((uv_handle_t *)&fx->pump, NULL);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
@@ -164,84 +157,41 @@ static void fx_run(fx_t *fx, void (*client)(fx_t *))
     sem_destroy(&fx->flood_closed);
 }
 
+/* fx_new, then fx_run with client. */
+static fx_t *fx_serve(const wy_http_limits_t *lim, void (*client)(fx_t *))
+{
+    fx_t *fx = fx_new(lim);
+    fx_run(fx, client);
+    return fx;
+}
+
 /* ---------------------------------------------------------------- raw WebSocket client */
 
-typedef struct {
-    int fd;
-    uint8_t buf[1 << 16];
-    size_t len;
-} cli_t;
-
-static int cli_open(cli_t *c, int port)
-{
-    memset(c, 0, sizeof(*c));
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {.tv_sec = 10}; /* only a guard against a hung test */
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0 ? 0 : errno;
-}
-
-static void cli_send(cli_t *c, const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    while (n > 0) {
-        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
-        s += w;
-        n -= (size_t)w;
-    }
-}
-
-static bool cli_need(cli_t *c, size_t n)
-{
-    while (c->len < n) {
-        ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-        if (r <= 0)
-            return false;
-        c->len += (size_t)r;
-    }
-    return true;
-}
-
-static void cli_consume(cli_t *c, size_t n)
-{
-    memmove(c->buf, c->buf + n, c->len - n);
-    c->len -= n;
-}
-
 /* Sends the upgrade request; returns the response status; headers copied into hdr. */
-static int cli_upgrade(cli_t *c, const char *target, const char *extra, char *hdr, size_t hsz)
+static int cli_upgrade(wt_cli_t *c, const char *target, const char *extra, char *hdr, size_t hsz)
 {
     char req[1024];
     snprintf(req, sizeof(req),
              "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n%s\r\n",
              target, extra);
-    cli_send(c, req, strlen(req));
-    for (;;) {
-        c->buf[c->len] = 0;
-        char *end = strstr((char *)c->buf, "\r\n\r\n");
-        if (end) {
-            size_t n = (size_t)(end - (char *)c->buf) + 4;
-            const char *cl = strcasestr((char *)c->buf, "content-length:");
-            size_t body = cl ? strtoul(cl + 15, NULL, 10) : 0;
-            cli_need(c, n + body);
-            snprintf(hdr, hsz, "%.*s", (int)(n + body), (char *)c->buf);
-            int st = atoi((char *)c->buf + 9);
-            cli_consume(c, n + body);
-            return st;
-        }
-        size_t before = c->len;
-        if (!cli_need(c, before + 1))
-            return -1;
-    }
+    wt_cli_puts(c, req);
+    return wt_cli_response(c, hdr, hsz);
 }
 
 #define STD_KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
 
-static void cli_frame(cli_t *c, bool fin, int op, const void *data, size_t n)
+/* A new client upgraded to WebSocket on target with the standard key; the status of the
+ * upgrade goes to fx->status[0], its headers to g_hdr[0]. */
+static char g_hdr[8][1024];
+
+static wt_cli_t *cli_ws(fx_t *fx, const char *target)
+{
+    wt_cli_t *c = wt_cli_new(fx->port);
+    fx->status[0] = cli_upgrade(c, target, STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    return c;
+}
+
+static void cli_frame(wt_cli_t *c, bool fin, int op, const void *data, size_t n)
 {
     uint8_t h[14];
     size_t hl = 0;
@@ -264,11 +214,11 @@ static void cli_frame(cli_t *c, bool fin, int op, const void *data, size_t n)
     memcpy(m, h, hl);
     for (size_t i = 0; i < n; i++)
         m[hl + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
-    cli_send(c, m, n + hl);
+    wt_cli_send(c, m, n + hl);
     free(m);
 }
 
-static void cli_close_frame(cli_t *c, int code, const char *reason)
+static void cli_close_frame(wt_cli_t *c, int code, const char *reason)
 {
     uint8_t p[128];
     p[0] = (uint8_t)(code >> 8);
@@ -278,54 +228,54 @@ static void cli_close_frame(cli_t *c, int code, const char *reason)
     cli_frame(c, true, 8, p, n + 2);
 }
 
+/* Answers the server's close with code (no reason); true if the server then closes the TCP
+ * connection. */
+static bool cli_close_eof(wt_cli_t *c, int code)
+{
+    cli_close_frame(c, code, "");
+    return wt_cli_eof(c);
+}
+
 /* Reads one frame; stores opcode, payload (truncated to 255 chars + NUL) and length into slot
  * fx->n. Returns the opcode, -1 on EOF. */
-static int cli_read(fx_t *fx, cli_t *c)
+static int cli_read(fx_t *fx, wt_cli_t *c)
 {
     int i = fx->n++;
     fx->op[i] = -1;
-    if (!cli_need(c, 2))
+    if (!wt_cli_need(c, 2))
         return -1;
-    int op = c->buf[0] & 0x0f;
-    size_t n = c->buf[1] & 0x7f, hl = 2;
+    const uint8_t *b = (const uint8_t *)c->buf;
+    int op = b[0] & 0x0f;
+    size_t n = b[1] & 0x7f, hl = 2;
     if (n == 126) {
-        if (!cli_need(c, 4))
+        if (!wt_cli_need(c, 4))
             return -1;
-        n = ((size_t)c->buf[2] << 8) | c->buf[3];
+        n = ((size_t)b[2] << 8) | b[3];
         hl = 4;
     } else if (n == 127) {
-        if (!cli_need(c, 10))
+        if (!wt_cli_need(c, 10))
             return -1;
         n = 0;
         for (int k = 0; k < 8; k++)
-            n = (n << 8) | c->buf[2 + k];
+            n = (n << 8) | b[2 + k];
         hl = 10;
     }
-    if (!cli_need(c, hl + n))
+    if (!wt_cli_need(c, hl + n))
         return -1;
     fx->op[i] = op;
     fx->len[i] = n;
     size_t cp = n < 255 ? n : 255;
     memcpy(fx->text[i], c->buf + hl, cp);
     fx->text[i][cp] = 0;
-    cli_consume(c, hl + n);
+    wt_cli_consume(c, hl + n);
     return op;
-}
-
-static bool cli_eof(cli_t *c)
-{
-    return !cli_need(c, c->len + 1);
 }
 
 /* ---------------------------------------------------------------- tests */
 
-static char g_hdr[8][1024];
-
 static void cl_echo(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws?who=me", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws?who=me");
     cli_frame(c, true, 1, "hello", 5);
     cli_read(fx, c); /* 0: text echo */
     cli_frame(c, true, 2, "\x00\x01\x02", 3);
@@ -340,16 +290,14 @@ static void cl_echo(fx_t *fx)
     cli_read(fx, c); /* 4: pong "ping!" */
     cli_close_frame(c, 4000, "bye");
     cli_read(fx, c); /* 5: close 4000 */
-    fx->status[1] = cli_eof(c);
-    close(c->fd);
-    free(c);
+    fx->status[1] = wt_cli_eof(c);
+    wt_cli_free(c);
 }
 
 static void test_ws_echo(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_echo);
+    fx_t *fx = fx_serve(NULL, cl_echo);
     assert_int_equal(fx->status[0], 101);
     assert_non_null(strstr(g_hdr[0], "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     assert_int_equal(fx->opens, 1);
@@ -377,22 +325,17 @@ static void test_ws_echo(void **state)
 
 static void cl_server_close(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws");
     cli_frame(c, true, 1, "close-me", 8);
     cli_read(fx, c); /* close 4001 "asked" */
-    cli_close_frame(c, 4001, "");
-    fx->status[1] = cli_eof(c);
-    close(c->fd);
-    free(c);
+    fx->status[1] = cli_close_eof(c, 4001);
+    wt_cli_free(c);
 }
 
 static void test_ws_server_close(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_server_close);
+    fx_t *fx = fx_serve(NULL, cl_server_close);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->op[0], 8);
     assert_int_equal(fx->len[0], 7);
@@ -405,40 +348,36 @@ static void test_ws_server_close(void **state)
 
 static void cl_limits(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
+    wt_cli_t *c = malloc(sizeof(*c));
     char big[2000];
     memset(big, 'z', sizeof(big));
-    cli_open(c, fx->port);
+    wt_cli_open(c, fx->port);
     fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
     cli_frame(c, true, 1, big, sizeof(big));
     cli_read(fx, c); /* 0: close 1009 */
-    cli_close_frame(c, 1009, "");
-    fx->status[1] = cli_eof(c);
-    close(c->fd);
+    fx->status[1] = cli_close_eof(c, 1009);
+    wt_cli_close(c);
     /* fragments adding up over the limit */
-    cli_open(c, fx->port);
+    wt_cli_open(c, fx->port);
     cli_upgrade(c, "/ws", STD_KEY, g_hdr[1], sizeof(g_hdr[1]));
     cli_frame(c, false, 2, big, 800);
     cli_frame(c, true, 0, big, 800);
     cli_read(fx, c); /* 1: close 1009 */
-    close(c->fd);
+    wt_cli_close(c);
     /* invalid UTF-8 in a text message */
-    cli_open(c, fx->port);
+    wt_cli_open(c, fx->port);
     cli_upgrade(c, "/ws", STD_KEY, g_hdr[2], sizeof(g_hdr[2]));
     cli_frame(c, true, 1, "ok\xc3\x28", 4);
     cli_read(fx, c); /* 2: close 1007 */
-    close(c->fd);
-    free(c);
+    wt_cli_free(c);
 }
 
 static void test_ws_limits(void **state)
 {
     WY_UNUSED(state);
-    wy_http_limits_t lim;
-    wy_http_limits_default(&lim);
+    wy_http_limits_t lim = wt_http_limits();
     lim.ws_max_message_bytes = 1024;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_limits);
+    fx_t *fx = fx_serve(&lim, cl_limits);
     assert_int_equal(fx->status[0], 101);
     int codes[3] = {1009, 1009, 1007};
     for (int i = 0; i < 3; i++) {
@@ -453,32 +392,30 @@ static void test_ws_limits(void **state)
 
 static void cl_bad_upgrade(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
+    wt_cli_t *c = malloc(sizeof(*c));
     const char *extras[] = {
         "Sec-WebSocket-Version: 13\r\n", /* no key */
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
         "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n", /* short key */
     };
     for (int i = 0; i < 3; i++) {
-        cli_open(c, fx->port);
+        wt_cli_open(c, fx->port);
         fx->status[i] = cli_upgrade(c, "/ws", extras[i], g_hdr[i], sizeof(g_hdr[i]));
-        close(c->fd);
+        wt_cli_close(c);
     }
     /* plain GET without Upgrade */
-    cli_open(c, fx->port);
+    wt_cli_open(c, fx->port);
     const char *plain = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
-    cli_send(c, plain, strlen(plain));
-    cli_need(c, 12);
+    wt_cli_send(c, plain, strlen(plain));
+    wt_cli_need(c, 12);
     fx->status[3] = atoi((char *)c->buf + 9);
-    close(c->fd);
-    free(c);
+    wt_cli_free(c);
 }
 
 static void test_ws_bad_upgrade(void **state)
 {
     WY_UNUSED(state);
-    fx_t *fx = fx_new(NULL);
-    fx_run(fx, cl_bad_upgrade);
+    fx_t *fx = fx_serve(NULL, cl_bad_upgrade);
     for (int i = 0; i < 4; i++)
         assert_int_equal(fx->status[i], 400);
     assert_non_null(strstr(g_hdr[0], "\"code\":\"BAD_UPGRADE\""));
@@ -491,21 +428,21 @@ static void test_ws_bad_upgrade(void **state)
  * fails with WY_EBUSY, it is dropped with 1008, and another client is served throughout. */
 static void cl_slow(fx_t *fx)
 {
-    cli_t *slow = malloc(sizeof(*slow)), *ok = malloc(sizeof(*ok));
-    cli_open(slow, fx->port);
+    wt_cli_t *slow = malloc(sizeof(*slow)), *ok = malloc(sizeof(*ok));
+    wt_cli_open(slow, fx->port);
     int sz = 4096; /* small receive buffer so the queue fills quickly */
     setsockopt(slow->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     fx->status[0] = cli_upgrade(slow, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
     cli_frame(slow, true, 1, "flood", 5);
-    cli_open(ok, fx->port);
+    wt_cli_open(ok, fx->port);
     fx->status[1] = cli_upgrade(ok, "/ws", STD_KEY, g_hdr[1], sizeof(g_hdr[1]));
     cli_frame(ok, true, 1, "still here", 10);
     cli_read(fx, ok); /* 0 */
     sem_wait(&fx->flood_closed);
     cli_frame(ok, true, 1, "after", 5);
     cli_read(fx, ok); /* 1 */
-    close(slow->fd);
-    close(ok->fd);
+    wt_cli_close(slow);
+    wt_cli_close(ok);
     free(slow);
     free(ok);
 }
@@ -513,12 +450,10 @@ static void cl_slow(fx_t *fx)
 static void test_ws_slow_reader(void **state)
 {
     WY_UNUSED(state);
-    wy_http_limits_t lim;
-    wy_http_limits_default(&lim);
+    wy_http_limits_t lim = wt_http_limits();
     lim.ws_max_send_queue_bytes = 256 * 1024;
     lim.ws_close_timeout_ms = 100;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_slow);
+    fx_t *fx = fx_serve(&lim, cl_slow);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->status[1], 101);
     assert_int_equal(fx->flood_rc, WY_EBUSY);
@@ -534,26 +469,21 @@ static void test_ws_slow_reader(void **state)
 /* Server pings; a client that never answers is closed with 1001 after the idle timeout. */
 static void cl_idle(fx_t *fx)
 {
-    cli_t *c = malloc(sizeof(*c));
-    cli_open(c, fx->port);
-    fx->status[0] = cli_upgrade(c, "/ws", STD_KEY, g_hdr[0], sizeof(g_hdr[0]));
+    wt_cli_t *c = cli_ws(fx, "/ws");
     for (int i = 0; i < 7; i++)
         if (cli_read(fx, c) != 9)
             break;
-    close(c->fd);
-    free(c);
+    wt_cli_free(c);
 }
 
 static void test_ws_ping_idle_timeout(void **state)
 {
     WY_UNUSED(state);
-    wy_http_limits_t lim;
-    wy_http_limits_default(&lim);
+    wy_http_limits_t lim = wt_http_limits();
     lim.ws_ping_interval_ms = 20;
     lim.ws_idle_timeout_ms = 50;
     lim.ws_close_timeout_ms = 50;
-    fx_t *fx = fx_new(&lim);
-    fx_run(fx, cl_idle);
+    fx_t *fx = fx_serve(&lim, cl_idle);
     assert_int_equal(fx->status[0], 101);
     assert_int_equal(fx->op[0], 9); /* at least one ping came first */
     int last = fx->n - 1;
