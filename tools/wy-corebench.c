@@ -1,0 +1,1539 @@
+/* wy-corebench — closed-loop load generator for the foundation layers (HTTP, WebSocket,
+ * gRPC, Kafka, Redis, PostgreSQL) against real servers; run by tools/bench, one benchmark
+ * per invocation, which prints one JSON line with throughput, latency percentiles, errors. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+#include <uv.h>
+
+#include "health.pb-c.h"
+#include "wy_grpc.h"
+#include "wy_kafka.h"
+#include "wy_log.h"
+#include "wy_pg.h"
+#include "wy_redis.h"
+
+static const char *usage_text =
+    "usage: wy-corebench BENCH [options]\n"
+    "  BENCH: http | ws | grpc | kafka-produce | kafka-e2e | redis-set | redis-get |\n"
+    "         pg-select | pg-insert\n"
+    "  --target HOST:PORT   http, ws, grpc server (IPv4 literal)\n"
+    "  --path PATH          http request path (default /healthz); ws path (default /echo)\n"
+    "  --url URL            redis (redis://...) or pg (postgresql://...) address\n"
+    "  --brokers LIST       Kafka bootstrap servers\n"
+    "  --conns N            connections (http, ws) or operations in flight (others); default 1\n"
+    "  --depth N            ws: messages in flight per connection (pipelining); default 1\n"
+    "  --pool N             pg: pool size; default 4\n"
+    "  --size BYTES         ws message / Kafka payload / Redis value size; default 32\n"
+    "  --seconds N          measured duration; default 5\n"
+    "  --warmup-ms N        warm-up before measuring; default 1000\n"
+    "  --label TEXT         name printed in the result (default BENCH)\n"
+    "Prints one JSON line on stdout: bench, conns, seconds, ops, ops_per_s, p50_us, p99_us,\n"
+    "p999_us, max_us, errors, note. Exit 0 when the benchmark ran, 1 when it could not.\n";
+
+#define SETUP_TIMEOUT_MS 30000
+#define DRAIN_TIMEOUT_MS 10000
+#define MAX_CONNS        4096
+#define MAX_SIZE         (64 * 1024)
+
+typedef struct {
+    const char *bench, *target, *path, *url, *brokers, *label;
+    unsigned conns, depth, pool, size, seconds, warmup_ms;
+} opts_t;
+
+/* ---- latency histogram --------------------------------------------------------------
+ * HdrHistogram-like log-linear buckets over nanoseconds: values below 128 are exact;
+ * above, each power of two is split into 64 linear sub-buckets, so a bucket is at most
+ * 1/64 (1.6%) of its value wide. Percentiles report the bucket's highest value
+ * (HdrHistogram's "highest equivalent value"), so they never understate. */
+
+#define HIST_SUB     64
+#define HIST_BUCKETS (128 + 57 * HIST_SUB)
+
+typedef struct {
+    uint64_t counts[HIST_BUCKETS];
+    uint64_t total, max;
+} hist_t;
+
+static unsigned hist_index(uint64_t v)
+{
+    if (v < 128)
+        return (unsigned)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned e = msb - 6; /* v >> e is in [64, 127] */
+    return 128 + (e - 1) * HIST_SUB + (unsigned)((v >> e) - HIST_SUB);
+}
+
+static uint64_t hist_bucket_high(unsigned i)
+{
+    if (i < 128)
+        return i;
+    unsigned e = (i - 128) / HIST_SUB + 1;
+    uint64_t m = (i - 128) % HIST_SUB + HIST_SUB;
+    return ((m + 1) << e) - 1;
+}
+
+static void hist_add(hist_t *h, uint64_t v)
+{
+    h->counts[hist_index(v)]++;
+    h->total++;
+    if (v > h->max)
+        h->max = v;
+}
+
+static void hist_reset(hist_t *h)
+{
+    memset(h, 0, sizeof *h);
+}
+
+/* Value at quantile q (0..1]: the smallest bucket whose cumulative count reaches
+ * ceil(q * total), capped at the largest value seen. 0 when empty. */
+static uint64_t hist_quantile(const hist_t *h, double q)
+{
+    if (h->total == 0)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)h->total + 0.999999);
+    if (want < 1)
+        want = 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen >= want) {
+            uint64_t v = hist_bucket_high(i);
+            return v < h->max ? v : h->max;
+        }
+    }
+    return h->max;
+}
+
+/* ---- benchmark driver ---------------------------------------------------------------
+ * Phases: SETUP (connect, probe) -> bench_ready -> WARMUP (load runs, nothing recorded)
+ * -> MEASURE (--seconds, every completion recorded) -> DRAIN (no new operations; the
+ * benchmark's release hook runs once nothing is in flight, or after DRAIN_TIMEOUT_MS)
+ * -> DONE. One timer drives the phases; release always runs from that timer, never from
+ * inside a library callback. */
+
+typedef enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE } phase_t;
+
+typedef struct bench bench_t;
+
+/* One closed-loop operation slot: a completion immediately issues the next operation. */
+typedef struct {
+    bench_t *b;
+    uint64_t start_ns;
+    unsigned idx;
+    bool dead; /* issuing failed at once: not retried (a retry would spin) */
+} slot_t;
+
+struct bench {
+    const opts_t *o;
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    phase_t phase;
+    uint64_t t0_ns, t1_ns;
+    hist_t hist;
+    uint64_t ops, errors;
+    uint64_t inflight;                 /* issued, not completed; kept by the benchmark */
+    unsigned dead_slots;               /* slots stopped by an immediate issue error */
+    const char *fail;                  /* set when the benchmark could not run */
+    char note[256];                    /* extra facts printed with the result */
+    void (*start)(bench_t *);          /* at bench_ready: issue the initial load */
+    void (*release)(bench_t *);        /* close everything; in-flight callbacks may follow */
+    int (*issue)(bench_t *, slot_t *); /* slot benchmarks: start one operation */
+    slot_t *slots;
+    void *impl; /* the benchmark's own state */
+};
+
+static void phase_timer_cb(uv_timer_t *t);
+
+static void bench_init(bench_t *b, uv_loop_t *loop, const opts_t *o)
+{
+    memset(b, 0, sizeof *b);
+    b->o = o;
+    b->loop = loop;
+    b->phase = PH_SETUP;
+    uv_timer_init(loop, &b->timer);
+    b->timer.data = b;
+    uv_timer_start(&b->timer, phase_timer_cb, SETUP_TIMEOUT_MS, 0);
+}
+
+static bool bench_running(const bench_t *b)
+{
+    return b->phase < PH_DRAIN;
+}
+
+static void bench_timer_closed(uv_handle_t *h)
+{
+    WY_UNUSED(h);
+}
+
+static void bench_do_release(bench_t *b)
+{
+    if (b->phase == PH_DONE)
+        return;
+    b->phase = PH_DONE;
+    uv_close((uv_handle_t *)&b->timer, bench_timer_closed);
+    if (b->release)
+        b->release(b);
+}
+
+/* Called after every completion and at the start of DRAIN: schedules the release once
+ * nothing is in flight any more. */
+static void bench_settle(bench_t *b)
+{
+    if (b->phase == PH_DRAIN && b->inflight == 0)
+        uv_timer_start(&b->timer, phase_timer_cb, 0, 0);
+}
+
+static void bench_enter_drain(bench_t *b)
+{
+    b->phase = PH_DRAIN;
+    uv_timer_start(&b->timer, phase_timer_cb, DRAIN_TIMEOUT_MS, 0);
+    bench_settle(b);
+}
+
+static void phase_timer_cb(uv_timer_t *t)
+{
+    bench_t *b = t->data;
+    switch (b->phase) {
+    case PH_SETUP:
+        b->fail = "setup did not finish within 30 s (server not answering?)";
+        bench_enter_drain(b);
+        break;
+    case PH_WARMUP:
+        hist_reset(&b->hist);
+        b->ops = b->errors = 0;
+        b->phase = PH_MEASURE;
+        b->t0_ns = wy_now_ns();
+        uv_timer_start(&b->timer, phase_timer_cb, (uint64_t)b->o->seconds * 1000, 0);
+        break;
+    case PH_MEASURE:
+        b->t1_ns = wy_now_ns();
+        bench_enter_drain(b);
+        break;
+    case PH_DRAIN:
+        bench_do_release(b);
+        break;
+    case PH_DONE:
+        break;
+    }
+}
+
+/* Setup is done: start the load and the warm-up clock. */
+static void bench_ready(bench_t *b)
+{
+    if (b->phase != PH_SETUP)
+        return;
+    b->phase = PH_WARMUP;
+    uv_timer_start(&b->timer, phase_timer_cb, b->o->warmup_ms, 0);
+    b->start(b);
+}
+
+/* The benchmark cannot run (why is a static string). */
+static void bench_fail(bench_t *b, const char *why)
+{
+    if (!b->fail)
+        b->fail = why;
+    if (bench_running(b))
+        bench_enter_drain(b);
+}
+
+static void bench_record(bench_t *b, uint64_t start_ns)
+{
+    if (b->phase != PH_MEASURE)
+        return;
+    uint64_t now = wy_now_ns();
+    hist_add(&b->hist, now > start_ns ? now - start_ns : 0);
+    b->ops++;
+}
+
+static void bench_error(bench_t *b)
+{
+    if (b->phase == PH_MEASURE)
+        b->errors++;
+}
+
+static void bench_note(bench_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bench_note(bench_t *b, const char *fmt, ...)
+{
+    size_t n = strlen(b->note);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->note + n, sizeof b->note - n, fmt, ap);
+    va_end(ap);
+}
+
+/* Prints the JSON result line; returns the process exit status. */
+static int bench_report(const bench_t *b)
+{
+    const opts_t *o = b->o;
+    if (b->fail) {
+        fprintf(stderr, "wy-corebench %s: could not run: %s\n", o->label, b->fail);
+        return 1;
+    }
+    if (b->ops == 0) {
+        fprintf(stderr,
+                "wy-corebench %s: could not run: no operation completed (%" PRIu64 " errors)\n",
+                o->label, b->errors);
+        return 1;
+    }
+    double secs = (double)(b->t1_ns - b->t0_ns) / 1e9;
+    char dead[64] = "";
+    if (b->dead_slots)
+        snprintf(dead, sizeof dead, "; %u of %u stopped on an immediate error", b->dead_slots,
+                 o->conns);
+    printf("{\"bench\":\"%s\",\"conns\":%u,\"seconds\":%.3f,\"ops\":%" PRIu64
+           ",\"ops_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+           "\"max_us\":%.1f,\"errors\":%" PRIu64 ",\"note\":\"%s%s\"}\n",
+           o->label, o->conns, secs, b->ops, (double)b->ops / secs,
+           (double)hist_quantile(&b->hist, 0.50) / 1e3, (double)hist_quantile(&b->hist, 0.99) / 1e3,
+           (double)hist_quantile(&b->hist, 0.999) / 1e3, (double)b->hist.max / 1e3, b->errors,
+           b->note, dead);
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- closed-loop slots (gRPC, Kafka produce, Redis, PostgreSQL) --------------------- */
+
+static void slot_issue(bench_t *b, slot_t *s)
+{
+    if (!bench_running(b) || s->dead)
+        return;
+    s->start_ns = wy_now_ns();
+    if (b->issue(b, s) == WY_OK) {
+        b->inflight++;
+        return;
+    }
+    s->dead = true;
+    b->dead_slots++; /* reported in the note: the load is lower for the rest of the run */
+    bench_error(b);
+}
+
+static void slots_start(bench_t *b)
+{
+    for (unsigned i = 0; i < b->o->conns; i++)
+        slot_issue(b, &b->slots[i]);
+}
+
+static void slot_done(bench_t *b, slot_t *s, bool ok)
+{
+    b->inflight--;
+    if (ok)
+        bench_record(b, s->start_ns);
+    else
+        bench_error(b);
+    slot_issue(b, s);
+    bench_settle(b);
+}
+
+static void slots_alloc(bench_t *b)
+{
+    b->slots = wy_calloc(b->o->conns, sizeof(slot_t));
+    for (unsigned i = 0; i < b->o->conns; i++) {
+        b->slots[i].b = b;
+        b->slots[i].idx = i;
+    }
+    b->start = slots_start;
+}
+
+/* ---- TCP connections (HTTP, WebSocket) ------------------------------------------------
+ * A connection that breaks mid-run is reconnected; one that cannot connect stays down. */
+
+typedef struct tcp_conn tcp_conn_t;
+typedef struct {
+    void (*on_connected)(tcp_conn_t *);
+    void (*on_data)(tcp_conn_t *, ssize_t nread); /* bytes appended at rbuf + rlen */
+} tcp_proto_t;
+
+struct tcp_conn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    bench_t *b;
+    const tcp_proto_t *proto;
+    struct sockaddr_in addr;
+    bool open, ever_connected;
+    size_t rlen;
+    uint8_t rbuf[MAX_SIZE + 64];
+    void *impl;
+};
+
+static void tcp_connect(tcp_conn_t *c);
+
+static void tcp_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    tcp_conn_t *c = h->data;
+    WY_UNUSED(hint);
+    buf->base = (char *)c->rbuf + c->rlen;
+    buf->len = sizeof c->rbuf - c->rlen;
+}
+
+static void tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    tcp_conn_t *c = s->data;
+    WY_UNUSED(buf);
+    if (nread == 0)
+        return;
+    c->proto->on_data(c, nread);
+}
+
+static void tcp_closed_cb(uv_handle_t *h)
+{
+    tcp_conn_t *c = h->data;
+    if (bench_running(c->b) && c->ever_connected)
+        tcp_connect(c);
+}
+
+/* Closes the connection; it reconnects while the benchmark runs. */
+static void tcp_close(tcp_conn_t *c)
+{
+    if (!c->open)
+        return;
+    c->open = false;
+    uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
+}
+
+static void tcp_connect_cb(uv_connect_t *req, int status)
+{
+    tcp_conn_t *c = req->data;
+    if (status != 0) {
+        c->ever_connected = false; /* stays down */
+        bench_error(c->b);
+        if (c->b->phase == PH_SETUP)
+            bench_fail(c->b, "cannot connect to --target");
+        tcp_close(c);
+        return;
+    }
+    c->ever_connected = true;
+    c->rlen = 0;
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_read_start((uv_stream_t *)&c->tcp, tcp_alloc_cb, tcp_read_cb);
+    c->proto->on_connected(c);
+}
+
+static void tcp_connect(tcp_conn_t *c)
+{
+    uv_tcp_init(c->b->loop, &c->tcp);
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->open = true;
+    int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&c->addr, tcp_connect_cb);
+    if (rc != 0) {
+        bench_fail(c->b, "uv_tcp_connect failed");
+        tcp_close(c);
+    }
+}
+
+static bool parse_target(const char *target, struct sockaddr_in *out)
+{
+    char host[64];
+    const char *colon = target ? strrchr(target, ':') : NULL;
+    if (!colon || (size_t)(colon - target) >= sizeof host)
+        return false;
+    memcpy(host, target, (size_t)(colon - target));
+    host[colon - target] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return false;
+    return uv_ip4_addr(host, (int)port, out) == 0;
+}
+
+static tcp_conn_t *tcp_conns_new(bench_t *b, const tcp_proto_t *proto, const char **err)
+{
+    struct sockaddr_in addr;
+    if (!parse_target(b->o->target, &addr)) {
+        *err = "--target: want IPV4:PORT";
+        return NULL;
+    }
+    tcp_conn_t *conns = wy_calloc(b->o->conns, sizeof(tcp_conn_t));
+    for (unsigned i = 0; i < b->o->conns; i++) {
+        conns[i].b = b;
+        conns[i].proto = proto;
+        conns[i].addr = addr;
+    }
+    return conns;
+}
+
+static void tcp_conns_close(tcp_conn_t *conns, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        tcp_close(&conns[i]);
+}
+
+/* ---- 1. HTTP keep-alive GET --------------------------------------------------------- */
+
+typedef struct {
+    tcp_conn_t *conns;
+    char request[256];
+    size_t request_len;
+    unsigned connected;
+    http_parser_settings settings;
+} http_bench_t;
+
+typedef struct {
+    http_parser parser;
+    uv_write_t wreq;
+    uint64_t sent_ns;
+    bool busy, complete;
+} http_conn_t;
+
+static int http_on_complete(http_parser *p)
+{
+    http_conn_t *h = p->data;
+    h->complete = true;
+    return 0;
+}
+
+static void http_write_cb(uv_write_t *req, int status)
+{
+    tcp_conn_t *c = req->data;
+    if (status != 0 && status != UV_ECANCELED && c->open) {
+        http_conn_t *h = c->impl;
+        if (h->busy) {
+            h->busy = false;
+            c->b->inflight--;
+            bench_error(c->b);
+            bench_settle(c->b);
+        }
+        tcp_close(c);
+    }
+}
+
+static void http_send(tcp_conn_t *c)
+{
+    bench_t *b = c->b;
+    http_bench_t *hb = b->impl;
+    http_conn_t *h = c->impl;
+    if (!bench_running(b) || !c->open || h->busy)
+        return;
+    uv_buf_t buf = uv_buf_init(hb->request, (unsigned)hb->request_len);
+    h->wreq.data = c;
+    h->sent_ns = wy_now_ns();
+    if (uv_write(&h->wreq, (uv_stream_t *)&c->tcp, &buf, 1, http_write_cb) != 0) {
+        bench_error(b);
+        tcp_close(c);
+        return;
+    }
+    h->busy = true;
+    b->inflight++;
+}
+
+static void http_connected(tcp_conn_t *c)
+{
+    http_bench_t *hb = c->b->impl;
+    http_conn_t *h = c->impl;
+    http_parser_init(&h->parser, HTTP_RESPONSE);
+    h->parser.data = h;
+    h->busy = h->complete = false;
+    if (c->b->phase == PH_SETUP) {
+        if (++hb->connected == c->b->o->conns)
+            bench_ready(c->b);
+    } else {
+        http_send(c);
+    }
+}
+
+static void http_data(tcp_conn_t *c, ssize_t nread)
+{
+    bench_t *b = c->b;
+    http_bench_t *hb = b->impl;
+    http_conn_t *h = c->impl;
+    bool failed = nread < 0;
+    if (!failed) {
+        size_t n =
+            http_parser_execute(&h->parser, &hb->settings, (const char *)c->rbuf, (size_t)nread);
+        failed = n != (size_t)nread || HTTP_PARSER_ERRNO(&h->parser) != HPE_OK;
+    }
+    if (!failed && h->complete) {
+        h->complete = false;
+        h->busy = false;
+        b->inflight--;
+        if (h->parser.status_code == 200)
+            bench_record(b, h->sent_ns);
+        else
+            bench_error(b);
+        if (http_should_keep_alive(&h->parser))
+            http_send(c);
+        else
+            tcp_close(c); /* the server ended keep-alive: reconnect */
+        bench_settle(b);
+        return;
+    }
+    if (failed) {
+        if (h->busy) {
+            h->busy = false;
+            b->inflight--;
+        }
+        bench_error(b);
+        tcp_close(c);
+        bench_settle(b);
+    }
+}
+
+static const tcp_proto_t http_proto = {http_connected, http_data};
+
+static void http_start(bench_t *b)
+{
+    http_bench_t *hb = b->impl;
+    for (unsigned i = 0; i < b->o->conns; i++)
+        http_send(&hb->conns[i]);
+}
+
+static void http_release(bench_t *b)
+{
+    http_bench_t *hb = b->impl;
+    if (hb->conns)
+        tcp_conns_close(hb->conns, b->o->conns);
+}
+
+static int bench_http(bench_t *b, const char **err)
+{
+    http_bench_t *hb = wy_calloc(1, sizeof *hb);
+    b->impl = hb;
+    hb->conns = tcp_conns_new(b, &http_proto, err);
+    if (!hb->conns)
+        return WY_EINVAL;
+    hb->request_len =
+        (size_t)snprintf(hb->request, sizeof hb->request,
+                         "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wy-corebench\r\n\r\n",
+                         b->o->path ? b->o->path : "/healthz", b->o->target);
+    http_parser_settings_init(&hb->settings);
+    hb->settings.on_message_complete = http_on_complete;
+    b->start = http_start;
+    b->release = http_release;
+    for (unsigned i = 0; i < b->o->conns; i++)
+        hb->conns[i].impl = wy_calloc(1, sizeof(http_conn_t));
+    for (unsigned i = 0; i < b->o->conns; i++)
+        tcp_connect(&hb->conns[i]);
+    return WY_OK;
+}
+
+static void http_free(bench_t *b)
+{
+    http_bench_t *hb = b->impl;
+    if (!hb)
+        return;
+    if (hb->conns) {
+        for (unsigned i = 0; i < b->o->conns; i++)
+            wy_free(hb->conns[i].impl);
+        wy_free(hb->conns);
+    }
+    wy_free(hb);
+}
+
+/* ---- 2. WebSocket echo ---------------------------------------------------------------
+ * Binary messages of --size bytes, masked as a client must; --depth messages in flight per
+ * connection. The echo preserves order, so each connection keeps its send times in a FIFO.
+ * Frames sent in one loop turn go out in one write. The mask key is fixed per run: the
+ * server must unmask, the key's secrecy only matters against proxies. */
+
+typedef struct {
+    tcp_conn_t *conns;
+    uint8_t frame[MAX_SIZE + 14];
+    size_t frame_len;
+    uint8_t payload[MAX_SIZE]; /* what the echo must return */
+    unsigned upgraded;
+} ws_bench_t;
+
+typedef struct {
+    bool upgraded;
+    uint64_t *sent; /* FIFO of send times, --depth entries */
+    unsigned head, count;
+} ws_conn_t;
+
+typedef struct {
+    uv_write_t req;
+    tcp_conn_t *c;
+    uint8_t data[];
+} ws_write_t;
+
+static void ws_fail(tcp_conn_t *c);
+
+static void ws_write_cb(uv_write_t *req, int status)
+{
+    ws_write_t *w = WY_CONTAINER_OF(req, ws_write_t, req);
+    tcp_conn_t *c = w->c;
+    wy_free(w);
+    if (status != 0 && status != UV_ECANCELED && c->open)
+        ws_fail(c);
+}
+
+static void ws_lose_inflight(tcp_conn_t *c)
+{
+    ws_conn_t *ws = c->impl;
+    for (; ws->count > 0; ws->count--) {
+        c->b->inflight--;
+        bench_error(c->b);
+    }
+    ws->head = 0;
+}
+
+static void ws_fail(tcp_conn_t *c)
+{
+    ws_lose_inflight(c);
+    bench_error(c->b);
+    tcp_close(c);
+    bench_settle(c->b);
+}
+
+/* Tops the connection up to --depth messages in flight, in one write. */
+static void ws_fill(tcp_conn_t *c)
+{
+    bench_t *b = c->b;
+    ws_bench_t *wb = b->impl;
+    ws_conn_t *ws = c->impl;
+    if (!bench_running(b) || !c->open || !ws->upgraded || ws->count >= b->o->depth)
+        return;
+    unsigned k = b->o->depth - ws->count;
+    ws_write_t *w = wy_malloc(sizeof *w + (size_t)k * wb->frame_len);
+    w->c = c;
+    for (unsigned i = 0; i < k; i++)
+        memcpy(w->data + (size_t)i * wb->frame_len, wb->frame, wb->frame_len);
+    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)((size_t)k * wb->frame_len));
+    uint64_t now = wy_now_ns();
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, ws_write_cb) != 0) {
+        wy_free(w);
+        ws_fail(c);
+        return;
+    }
+    for (unsigned i = 0; i < k; i++) {
+        ws->sent[(ws->head + ws->count) % b->o->depth] = now;
+        ws->count++;
+    }
+    b->inflight += k;
+}
+
+static void ws_connected(tcp_conn_t *c)
+{
+    bench_t *b = c->b;
+    ws_conn_t *ws = c->impl;
+    ws->upgraded = false;
+    ws->head = ws->count = 0;
+    char req[512];
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: d3ktY29yZWJlbmNoLWtleQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 b->o->path ? b->o->path : "/echo", b->o->target);
+    ws_write_t *w = wy_malloc(sizeof *w + (size_t)n);
+    w->c = c;
+    memcpy(w->data, req, (size_t)n);
+    uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)n);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, ws_write_cb) != 0) {
+        wy_free(w);
+        ws_fail(c);
+    }
+}
+
+/* Consumes the 101 response; returns bytes used, 0 if incomplete, -1 if refused. */
+static ssize_t ws_handshake(tcp_conn_t *c)
+{
+    const char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+    if (!end)
+        return c->rlen >= 4096 ? -1 : 0;
+    if (c->rlen < 12 || memcmp(c->rbuf, "HTTP/1.1 101", 12) != 0)
+        return -1;
+    return (ssize_t)((const uint8_t *)end + 4 - c->rbuf);
+}
+
+/* Parses complete server frames from rbuf[off..rlen); returns bytes used or -1. */
+static ssize_t ws_frames(tcp_conn_t *c, size_t off)
+{
+    bench_t *b = c->b;
+    ws_conn_t *ws = c->impl;
+    size_t pos = off;
+    while (c->rlen - pos >= 2) {
+        const uint8_t *p = c->rbuf + pos;
+        size_t avail = c->rlen - pos, hdr = 2;
+        uint64_t len = p[1] & 0x7f;
+        if (p[1] & 0x80)
+            return -1; /* servers never mask */
+        if (len == 126) {
+            if (avail < 4)
+                break;
+            len = ((uint64_t)p[2] << 8) | p[3];
+            hdr = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = (len << 8) | p[2 + i];
+            hdr = 10;
+        }
+        if (len > MAX_SIZE)
+            return -1;
+        if (avail < hdr + len)
+            break;
+        unsigned opcode = p[0] & 0x0f;
+        pos += hdr + (size_t)len;
+        if (opcode == 0x9 || opcode == 0xa)
+            continue; /* ping/pong: the echo server does not ping a busy client */
+        if (opcode != 0x2 || !(p[0] & 0x80) || ws->count == 0)
+            return -1;
+        uint64_t sent = ws->sent[ws->head];
+        ws->head = (ws->head + 1) % b->o->depth;
+        ws->count--;
+        b->inflight--;
+        ws_bench_t *wb = b->impl;
+        if (len == b->o->size && memcmp(p + hdr, wb->payload, (size_t)len) == 0)
+            bench_record(b, sent);
+        else
+            bench_error(b);
+    }
+    return (ssize_t)(pos - off);
+}
+
+static void ws_data(tcp_conn_t *c, ssize_t nread)
+{
+    bench_t *b = c->b;
+    ws_bench_t *wb = b->impl;
+    ws_conn_t *ws = c->impl;
+    if (nread < 0) {
+        ws_fail(c);
+        return;
+    }
+    c->rlen += (size_t)nread;
+    size_t used = 0;
+    if (!ws->upgraded) {
+        ssize_t n = ws_handshake(c);
+        if (n < 0) {
+            if (b->phase == PH_SETUP)
+                bench_fail(b, "WebSocket upgrade refused (wrong --path?)");
+            ws_fail(c);
+            return;
+        }
+        if (n == 0)
+            return;
+        used = (size_t)n;
+        ws->upgraded = true;
+        if (b->phase == PH_SETUP && ++wb->upgraded == b->o->conns)
+            bench_ready(b);
+    }
+    ssize_t n = ws_frames(c, used);
+    if (n < 0) {
+        ws_fail(c);
+        return;
+    }
+    used += (size_t)n;
+    memmove(c->rbuf, c->rbuf + used, c->rlen - used);
+    c->rlen -= used;
+    ws_fill(c);
+    bench_settle(b);
+}
+
+static const tcp_proto_t ws_proto = {ws_connected, ws_data};
+
+static void ws_start(bench_t *b)
+{
+    ws_bench_t *wb = b->impl;
+    for (unsigned i = 0; i < b->o->conns; i++)
+        ws_fill(&wb->conns[i]);
+}
+
+static void ws_release(bench_t *b)
+{
+    ws_bench_t *wb = b->impl;
+    if (wb->conns)
+        tcp_conns_close(wb->conns, b->o->conns);
+}
+
+static int bench_ws(bench_t *b, const char **err)
+{
+    ws_bench_t *wb = wy_calloc(1, sizeof *wb);
+    b->impl = wb;
+    wb->conns = tcp_conns_new(b, &ws_proto, err);
+    if (!wb->conns)
+        return WY_EINVAL;
+    /* FIN + binary, masked payload length, fixed mask key, masked payload */
+    const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    size_t n = 0, size = b->o->size;
+    wb->frame[n++] = 0x82;
+    if (size < 126) {
+        wb->frame[n++] = (uint8_t)(0x80 | size);
+    } else {
+        wb->frame[n++] = 0x80 | 126;
+        wb->frame[n++] = (uint8_t)(size >> 8);
+        wb->frame[n++] = (uint8_t)size;
+    }
+    memcpy(wb->frame + n, mask, 4);
+    n += 4;
+    for (size_t i = 0; i < size; i++) {
+        wb->payload[i] = (uint8_t)('a' + i % 26);
+        wb->frame[n + i] = wb->payload[i] ^ mask[i % 4];
+    }
+    wb->frame_len = n + size;
+    b->start = ws_start;
+    b->release = ws_release;
+    for (unsigned i = 0; i < b->o->conns; i++) {
+        ws_conn_t *ws = wy_calloc(1, sizeof *ws);
+        ws->sent = wy_calloc(b->o->depth, sizeof(uint64_t));
+        wb->conns[i].impl = ws;
+    }
+    for (unsigned i = 0; i < b->o->conns; i++)
+        tcp_connect(&wb->conns[i]);
+    return WY_OK;
+}
+
+static void ws_free(bench_t *b)
+{
+    ws_bench_t *wb = b->impl;
+    if (!wb)
+        return;
+    if (wb->conns) {
+        for (unsigned i = 0; i < b->o->conns; i++) {
+            ws_conn_t *ws = wb->conns[i].impl;
+            wy_free(ws->sent);
+            wy_free(ws);
+        }
+        wy_free(wb->conns);
+    }
+    wy_free(wb);
+}
+
+/* ---- 3. gRPC unary grpc.health.v1.Health/Check ---------------------------------------- */
+
+#define HEALTH_CHECK "/grpc.health.v1.Health/Check"
+
+typedef struct {
+    wy_grpc_rt_t *rt;
+    wy_grpc_channel_t *ch;
+    slot_t probe;
+} grpc_bench_t;
+
+static bool grpc_serving(int err, const ProtobufCMessage *resp)
+{
+    const Grpc__Health__V1__HealthCheckResponse *r =
+        (const Grpc__Health__V1__HealthCheckResponse *)resp;
+    return err == WY_OK && r &&
+           r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+}
+
+static void grpc_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
+                       void *arg)
+{
+    slot_t *s = arg;
+    WY_UNUSED(status);
+    WY_UNUSED(message);
+    slot_done(s->b, s, grpc_serving(err, resp));
+}
+
+static int grpc_issue(bench_t *b, slot_t *s)
+{
+    grpc_bench_t *gb = b->impl;
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    return wy_grpc_call(gb->ch, HEALTH_CHECK, &req.base,
+                        &grpc__health__v1__health_check_response__descriptor, 2000, NULL, 0,
+                        grpc_reply, s);
+}
+
+static void grpc_probe_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
+                             void *arg)
+{
+    bench_t *b = arg;
+    WY_UNUSED(message);
+    b->inflight--;
+    if (grpc_serving(err, resp)) {
+        bench_ready(b);
+        return;
+    }
+    static char why[160];
+    snprintf(why, sizeof why, "health check of --target failed (gRPC status %d%s)", status,
+             err == WY_OK ? ", not SERVING" : "");
+    bench_fail(b, why);
+}
+
+static void grpc_release(bench_t *b)
+{
+    grpc_bench_t *gb = b->impl;
+    if (gb->ch)
+        wy_grpc_channel_close(gb->ch);
+    if (gb->rt)
+        wy_grpc_rt_close(gb->rt, NULL, NULL);
+    gb->ch = NULL;
+    gb->rt = NULL;
+}
+
+static int bench_grpc(bench_t *b, const char **err)
+{
+    grpc_bench_t *gb = wy_calloc(1, sizeof *gb);
+    b->impl = gb;
+    b->release = grpc_release;
+    b->issue = grpc_issue;
+    slots_alloc(b);
+    if (wy_grpc_rt_new(b->loop, &gb->rt) != WY_OK) {
+        *err = "gRPC runtime did not start";
+        return WY_EINTERNAL;
+    }
+    if (!b->o->target || wy_grpc_channel_new(gb->rt, b->o->target, NULL, &gb->ch) != WY_OK) {
+        *err = "--target: want HOST:PORT";
+        return WY_EINVAL;
+    }
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    if (wy_grpc_call(gb->ch, HEALTH_CHECK, &req.base,
+                     &grpc__health__v1__health_check_response__descriptor, 5000, NULL, 0,
+                     grpc_probe_reply, b) != WY_OK) {
+        bench_fail(b, "the first gRPC call was refused");
+        return WY_OK;
+    }
+    b->inflight++;
+    return WY_OK;
+}
+
+/* ---- 4. Kafka ------------------------------------------------------------------------
+ * kafka-produce: --conns messages in flight through wy_kafka_produce; latency is from
+ * produce to its delivery report (acks=all, idempotent, the daemons' settings).
+ * kafka-e2e: --conns messages in flight from produce to the same process's wy_kafka
+ * consumer; the payload carries the monotonic send time. Each run uses a fresh topic
+ * (auto-created by the broker on the first produce) and consumer group. */
+
+typedef struct {
+    wy_kafka_producer_t *prod;
+    wy_kafka_consumer_t *cons;
+    char topic[64], group[64];
+    uint8_t *payload;
+    size_t size;
+} kafka_bench_t;
+
+static const char *kafka_producer_new(bench_t *b, kafka_bench_t *kb)
+{
+    wy_kafka_producer_opts_t po = {.brokers = b->o->brokers, .producer = "bench/corebench"};
+    const char *err = NULL;
+    if (wy_kafka_producer_new(b->loop, &po, &kb->prod, &err) != WY_OK)
+        return err ? err : "cannot create the producer";
+    return NULL;
+}
+
+static void kafka_release(bench_t *b)
+{
+    kafka_bench_t *kb = b->impl;
+    if (kb->cons)
+        wy_kafka_consumer_close(kb->cons, 5000);
+    if (kb->prod)
+        wy_kafka_producer_close(kb->prod, 5000);
+    kb->cons = NULL;
+    kb->prod = NULL;
+}
+
+static void kafka_delivered(void *udata, int status, const char *event_id)
+{
+    slot_t *s = udata;
+    WY_UNUSED(event_id);
+    slot_done(s->b, s, status == WY_OK);
+}
+
+static int kafka_issue(bench_t *b, slot_t *s)
+{
+    kafka_bench_t *kb = b->impl;
+    return wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.message", kb->payload, b->o->size,
+                            kafka_delivered, s, NULL);
+}
+
+static void kafka_probe_delivered(void *udata, int status, const char *event_id)
+{
+    bench_t *b = udata;
+    WY_UNUSED(event_id);
+    b->inflight--;
+    if (status != WY_OK) {
+        static char why[128];
+        snprintf(why, sizeof why, "the first message was not delivered: %s", wy_strerror(status));
+        bench_fail(b, why);
+        return;
+    }
+    bench_ready(b);
+}
+
+static void kafka_names(kafka_bench_t *kb, const char *kind)
+{
+    char id[37];
+    wy_uuid4(id);
+    snprintf(kb->topic, sizeof kb->topic, "wy.bench.%s.%.8s", kind, id);
+    snprintf(kb->group, sizeof kb->group, "wy-bench-%.8s", id);
+}
+
+static int bench_kafka_produce(bench_t *b, const char **err)
+{
+    kafka_bench_t *kb = wy_calloc(1, sizeof *kb);
+    b->impl = kb;
+    b->release = kafka_release;
+    b->issue = kafka_issue;
+    slots_alloc(b);
+    kb->payload = wy_calloc(1, b->o->size ? b->o->size : 1);
+    kafka_names(kb, "produce");
+    if ((*err = kafka_producer_new(b, kb)))
+        return WY_EINVAL;
+    bench_note(b, "topic %s, %u B payload", kb->topic, b->o->size);
+    if (wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.probe", kb->payload, b->o->size,
+                         kafka_probe_delivered, b, NULL) != WY_OK) {
+        bench_fail(b, "the first produce was refused");
+        return WY_OK;
+    }
+    b->inflight++;
+    return WY_OK;
+}
+
+static void e2e_send(bench_t *b);
+
+/* Only failures matter here: success is seen by the consumer. */
+static void e2e_delivered(void *udata, int status, const char *event_id)
+{
+    bench_t *b = udata;
+    WY_UNUSED(event_id);
+    if (status == WY_OK || b->phase == PH_DONE)
+        return;
+    b->inflight--;
+    bench_error(b);
+    e2e_send(b);
+    bench_settle(b);
+}
+
+static void e2e_send(bench_t *b)
+{
+    kafka_bench_t *kb = b->impl;
+    uint64_t now = wy_now_ns();
+    memcpy(kb->payload, &now, sizeof now);
+    if (!bench_running(b))
+        return;
+    if (wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.message", kb->payload, kb->size,
+                         e2e_delivered, b, NULL) == WY_OK) {
+        b->inflight++;
+        return;
+    }
+    b->dead_slots++;
+    bench_error(b);
+}
+
+static void e2e_start(bench_t *b)
+{
+    for (unsigned i = 0; i < b->o->conns; i++)
+        e2e_send(b);
+}
+
+static void e2e_handler(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg)
+{
+    bench_t *b = udata;
+    uint64_t sent = 0;
+    bool probe = env->type && strcmp(env->type, "bench.probe") == 0;
+    if (env->payload.len >= sizeof sent)
+        memcpy(&sent, env->payload.data, sizeof sent);
+    wy_kafka_msg_done(msg);
+    if (probe) {
+        bench_ready(b); /* the consumer owns its partitions and reads: load can start */
+        return;
+    }
+    if (b->phase == PH_DONE)
+        return;
+    b->inflight--;
+    bench_record(b, sent);
+    e2e_send(b);
+    bench_settle(b);
+}
+
+static void e2e_probe_delivered(void *udata, int status, const char *event_id)
+{
+    bench_t *b = udata;
+    kafka_bench_t *kb = b->impl;
+    WY_UNUSED(event_id);
+    if (status != WY_OK) {
+        bench_fail(b, "the first message was not delivered");
+        return;
+    }
+    /* The topic exists now; subscribing before that would find no partitions. */
+    const char *topics[] = {kb->topic, NULL};
+    wy_kafka_consumer_opts_t co = {.brokers = b->o->brokers,
+                                   .group_id = kb->group,
+                                   .topics = topics,
+                                   .handler = e2e_handler,
+                                   .udata = b,
+                                   .client_id = "bench/corebench",
+                                   .max_in_flight = (int)(b->o->conns * 2 + 100)};
+    const char *err = NULL;
+    if (wy_kafka_consumer_new(b->loop, &co, &kb->cons, &err) != WY_OK)
+        bench_fail(b, "cannot create the consumer");
+}
+
+static int bench_kafka_e2e(bench_t *b, const char **err)
+{
+    kafka_bench_t *kb = wy_calloc(1, sizeof *kb);
+    b->impl = kb;
+    b->release = kafka_release;
+    b->start = e2e_start;
+    size_t size = b->o->size < sizeof(uint64_t) ? sizeof(uint64_t) : b->o->size;
+    kb->payload = wy_calloc(1, size);
+    kb->size = size;
+    kafka_names(kb, "e2e");
+    if ((*err = kafka_producer_new(b, kb)))
+        return WY_EINVAL;
+    bench_note(b, "topic %s, %zu B payload", kb->topic, size);
+    if (wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.probe", kb->payload, size,
+                         e2e_probe_delivered, b, NULL) != WY_OK)
+        bench_fail(b, "the first produce was refused");
+    return WY_OK;
+}
+
+static void kafka_free(bench_t *b)
+{
+    kafka_bench_t *kb = b->impl;
+    if (!kb)
+        return;
+    wy_free(kb->payload);
+    wy_free(kb);
+}
+
+/* ---- 5a. Redis SET / GET -------------------------------------------------------------- */
+
+typedef struct {
+    wy_redis_t *r;
+    bool get;
+    char *value;
+} redis_bench_t;
+
+static void redis_reply(int status, redisReply *reply, void *ud)
+{
+    slot_t *s = ud;
+    redis_bench_t *rb = s->b->impl;
+    bool ok = status == WY_OK && reply &&
+              (rb->get ? reply->type == REDIS_REPLY_STRING : reply->type == REDIS_REPLY_STATUS);
+    slot_done(s->b, s, ok);
+}
+
+static int redis_issue(bench_t *b, slot_t *s)
+{
+    redis_bench_t *rb = b->impl;
+    char key[32];
+    snprintf(key, sizeof key, "wybench:%u", s->idx);
+    if (rb->get)
+        return wy_redis_command(rb->r, redis_reply, s, "GET %s", key);
+    return wy_redis_command(rb->r, redis_reply, s, "SET %s %b", key, rb->value, (size_t)b->o->size);
+}
+
+static void redis_seeded(int status, redisReply *reply, void *ud)
+{
+    bench_t *b = ud;
+    WY_UNUSED(reply);
+    b->inflight--;
+    if (status == WY_OK)
+        bench_ready(b);
+    else
+        bench_fail(b, "could not write the keys GET reads");
+}
+
+static void redis_state(wy_redis_t *r, int health, void *ud)
+{
+    bench_t *b = ud;
+    redis_bench_t *rb = b->impl;
+    if (health != WY_OK || b->phase != PH_SETUP || b->inflight > 0)
+        return;
+    /* One MSET gives every slot's key a value, so GET measures hits. */
+    unsigned n = b->o->conns;
+    const char **argv = wy_calloc(1 + 2 * (size_t)n, sizeof(char *));
+    size_t *lens = wy_calloc(1 + 2 * (size_t)n, sizeof(size_t));
+    char(*keys)[32] = wy_calloc(n, 32);
+    argv[0] = "MSET";
+    lens[0] = 4;
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(keys[i], 32, "wybench:%u", i);
+        argv[1 + 2 * i] = keys[i];
+        lens[1 + 2 * i] = strlen(keys[i]);
+        argv[2 + 2 * i] = rb->value;
+        lens[2 + 2 * i] = b->o->size;
+    }
+    if (wy_redis_command_argv(r, redis_seeded, b, (int)(1 + 2 * n), argv, lens) == WY_OK)
+        b->inflight++;
+    else
+        bench_fail(b, "MSET refused");
+    wy_free(keys);
+    wy_free(lens);
+    wy_free(argv);
+}
+
+static void redis_release(bench_t *b)
+{
+    redis_bench_t *rb = b->impl;
+    if (rb->r)
+        wy_redis_close(rb->r, NULL, NULL);
+    rb->r = NULL;
+}
+
+static int bench_redis(bench_t *b, bool get, const char **err)
+{
+    redis_bench_t *rb = wy_calloc(1, sizeof *rb);
+    b->impl = rb;
+    b->release = redis_release;
+    b->issue = redis_issue;
+    slots_alloc(b);
+    rb->get = get;
+    rb->value = wy_malloc(b->o->size + 1);
+    memset(rb->value, 'v', b->o->size);
+    rb->value[b->o->size] = '\0';
+    wy_redis_opts_t ro = {.on_state = redis_state, .state_ud = b};
+    if (!b->o->url || wy_redis_create(b->loop, b->o->url, &ro, &rb->r, err) != WY_OK) {
+        if (!b->o->url)
+            *err = "--url is required";
+        return WY_EINVAL;
+    }
+    bench_note(b, "%u B values", b->o->size);
+    return WY_OK;
+}
+
+static void redis_free(bench_t *b)
+{
+    redis_bench_t *rb = b->impl;
+    if (!rb)
+        return;
+    wy_free(rb->value);
+    wy_free(rb);
+}
+
+/* ---- 5b. PostgreSQL SELECT 1 / 1-row INSERT ------------------------------------------- */
+
+typedef struct {
+    wy_pg_t *pg;
+    bool insert;
+    char *body;
+} pg_bench_t;
+
+static void pg_reply(int status, const PGresult *res, const char *err, void *ud)
+{
+    slot_t *s = ud;
+    WY_UNUSED(res);
+    WY_UNUSED(err);
+    slot_done(s->b, s, status == WY_OK);
+}
+
+static int pg_issue(bench_t *b, slot_t *s)
+{
+    pg_bench_t *pb = b->impl;
+    if (!pb->insert)
+        return wy_pg_query(pb->pg, "SELECT 1", 0, NULL, pg_reply, s);
+    const char *params[] = {pb->body};
+    return wy_pg_query(pb->pg, "INSERT INTO wybench_rows (body) VALUES ($1)", 1, params, pg_reply,
+                       s);
+}
+
+static void pg_setting(int status, const PGresult *res, const char *err, void *ud)
+{
+    bench_t *b = ud;
+    b->inflight--;
+    if (status != WY_OK) {
+        static char why[256];
+        snprintf(why, sizeof why, "setup statement failed: %s", err ? err : wy_strerror(status));
+        bench_fail(b, why);
+        return;
+    }
+    if (PQntuples(res) == 1)
+        bench_note(b, ", synchronous_commit=%s", PQgetvalue(res, 0, 0));
+    bench_ready(b);
+}
+
+static void pg_table(int status, const PGresult *res, const char *err, void *ud)
+{
+    bench_t *b = ud;
+    pg_bench_t *pb = b->impl;
+    WY_UNUSED(res);
+    b->inflight--;
+    if (status != WY_OK) {
+        static char why[256];
+        snprintf(why, sizeof why, "setup statement failed: %s", err ? err : wy_strerror(status));
+        bench_fail(b, why);
+        return;
+    }
+    if (wy_pg_query(pb->pg, "SHOW synchronous_commit", 0, NULL, pg_setting, b) == WY_OK)
+        b->inflight++;
+    else
+        bench_fail(b, "setup statement refused");
+}
+
+static void pg_release(bench_t *b)
+{
+    pg_bench_t *pb = b->impl;
+    if (pb->pg)
+        wy_pg_close(pb->pg, NULL, NULL);
+    pb->pg = NULL;
+}
+
+static int bench_pg(bench_t *b, bool insert, const char **err)
+{
+    pg_bench_t *pb = wy_calloc(1, sizeof *pb);
+    b->impl = pb;
+    b->release = pg_release;
+    b->issue = pg_issue;
+    slots_alloc(b);
+    pb->insert = insert;
+    pb->body = wy_malloc(b->o->size + 1);
+    memset(pb->body, 'r', b->o->size);
+    pb->body[b->o->size] = '\0';
+    wy_pg_opts_t po = {.size = b->o->pool};
+    if (!b->o->url || wy_pg_create(b->loop, b->o->url, &po, &pb->pg, err) != WY_OK) {
+        if (!b->o->url)
+            *err = "--url is required";
+        return WY_EINVAL;
+    }
+    bench_note(b, "pool %u", b->o->pool);
+    /* Statements queue until the first connection is up. */
+    const char *ddl = "CREATE TABLE IF NOT EXISTS wybench_rows (id bigserial PRIMARY KEY, "
+                      "body text NOT NULL, at timestamptz NOT NULL DEFAULT now())";
+    if (wy_pg_query(pb->pg, ddl, 0, NULL, pg_table, b) == WY_OK)
+        b->inflight++;
+    else
+        bench_fail(b, "setup statement refused");
+    return WY_OK;
+}
+
+static void pg_free(bench_t *b)
+{
+    pg_bench_t *pb = b->impl;
+    if (!pb)
+        return;
+    wy_free(pb->body);
+    wy_free(pb);
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int (*run)(bench_t *, const char **err); /* set up and start; WY_OK or *err */
+    void (*free)(bench_t *);                 /* after the loop has stopped */
+} bench_def_t;
+
+static int run_redis_set(bench_t *b, const char **err)
+{
+    return bench_redis(b, false, err);
+}
+static int run_redis_get(bench_t *b, const char **err)
+{
+    return bench_redis(b, true, err);
+}
+static int run_pg_select(bench_t *b, const char **err)
+{
+    return bench_pg(b, false, err);
+}
+static int run_pg_insert(bench_t *b, const char **err)
+{
+    return bench_pg(b, true, err);
+}
+static void grpc_free(bench_t *b)
+{
+    wy_free(b->impl);
+}
+
+static const bench_def_t benches[] = {
+    {"http", bench_http, http_free},
+    {"ws", bench_ws, ws_free},
+    {"grpc", bench_grpc, grpc_free},
+    {"kafka-produce", bench_kafka_produce, kafka_free},
+    {"kafka-e2e", bench_kafka_e2e, kafka_free},
+    {"redis-set", run_redis_set, redis_free},
+    {"redis-get", run_redis_get, redis_free},
+    {"pg-select", run_pg_select, pg_free},
+    {"pg-insert", run_pg_insert, pg_free},
+};
+
+static int usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "wy-corebench: %s\n", why);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+    *o = (opts_t){.conns = 1, .depth = 1, .pool = 4, .size = 32, .seconds = 5, .warmup_ms = 1000};
+    if (argc < 2)
+        return usage(NULL);
+    o->bench = argv[1];
+    for (int i = 2; i < argc; i += 2) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return usage("option without a value");
+        bool ok = true;
+        if (!strcmp(k, "--target"))
+            o->target = v;
+        else if (!strcmp(k, "--path"))
+            o->path = v;
+        else if (!strcmp(k, "--url"))
+            o->url = v;
+        else if (!strcmp(k, "--brokers"))
+            o->brokers = v;
+        else if (!strcmp(k, "--label"))
+            o->label = v;
+        else if (!strcmp(k, "--conns"))
+            ok = parse_uint(v, 1, MAX_CONNS, &o->conns);
+        else if (!strcmp(k, "--depth"))
+            ok = parse_uint(v, 1, 4096, &o->depth);
+        else if (!strcmp(k, "--pool"))
+            ok = parse_uint(v, 1, 64, &o->pool);
+        else if (!strcmp(k, "--size"))
+            ok = parse_uint(v, 0, MAX_SIZE, &o->size);
+        else if (!strcmp(k, "--seconds"))
+            ok = parse_uint(v, 1, 3600, &o->seconds);
+        else if (!strcmp(k, "--warmup-ms"))
+            ok = parse_uint(v, 0, 600000, &o->warmup_ms);
+        else
+            return usage("unknown option");
+        if (!ok)
+            return usage("option value out of range");
+    }
+    if (!o->label)
+        o->label = o->bench;
+    if (strchr(o->label, '"') || strchr(o->label, '\\'))
+        return usage("--label: no quotes or backslashes");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+    const bench_def_t *def = NULL;
+    for (size_t i = 0; i < WY_ARRAY_LEN(benches); i++)
+        if (!strcmp(benches[i].name, o.bench))
+            def = &benches[i];
+    if (!def)
+        return usage("unknown BENCH");
+    if (!strcmp(o.bench, "ws") && o.size > MAX_SIZE - 16)
+        return usage("--size too large for ws");
+    if (!strncmp(o.bench, "kafka", 5) && !o.brokers)
+        return usage("--brokers is required");
+    wy_log_init("corebench", WY_LOG_WARN);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    bench_t b;
+    bench_init(&b, &loop, &o);
+    const char *err = NULL;
+    if (def->run(&b, &err) != WY_OK) {
+        fprintf(stderr, "wy-corebench %s: %s\n", o.label, err ? err : "setup failed");
+        b.fail = "setup failed";
+        bench_do_release(&b);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = bench_report(&b);
+    def->free(&b);
+    wy_free(b.slots);
+    if (uv_loop_close(&loop) != 0) {
+        fprintf(stderr, "wy-corebench %s: loop not empty at exit\n", o.label);
+        return 1;
+    }
+    return rc;
+}
