@@ -97,6 +97,7 @@ struct wy_ws_conn {
     uint64_t last_rx_ms;
     bool ws_opened;
     bool close_started;
+    bool close_deferred; /* close frame waits until wslay's data queue is empty */
     int close_code;
     char close_reason[124];
     char peer_reason[124];
@@ -131,7 +132,8 @@ struct wy_http_server {
 static void conn_close(conn_t *c);
 static void process_input(conn_t *c);
 static void ws_input(conn_t *c);
-static void ws_start_close(conn_t *c, int code, const char *reason);
+static void ws_start_close(conn_t *c, int code, const char *reason, bool after_queued);
+static void ws_queue_close_frame(conn_t *c);
 
 /* ------------------------------------------------------------------ server plumbing */
 
@@ -973,7 +975,7 @@ static void ws_timer_cb(uv_timer_t *t)
     if (c->state != C_WS || c->close_started)
         return;
     if (wy_now_ms() - c->last_rx_ms >= c->srv->lim.ws_idle_timeout_ms) {
-        ws_start_close(c, WY_WS_GOING_AWAY, "idle timeout");
+        ws_start_close(c, WY_WS_GOING_AWAY, "idle timeout", false);
         return;
     }
     struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
@@ -1097,6 +1099,13 @@ static void flush_conn(conn_t *c)
         if (wslay_event_send(c->ws) != 0) {
             conn_close(c);
             return;
+        }
+        if (c->close_deferred && wslay_event_get_queued_msg_count(c->ws) == 0) {
+            ws_queue_close_frame(c);
+            if (wslay_event_send(c->ws) != 0) {
+                conn_close(c);
+                return;
+            }
         }
     }
     if (c->out.len) {
@@ -1406,15 +1415,28 @@ const wy_http_counters_t *wy_http_counters(const wy_http_server_t *srv)
 
 /* ------------------------------------------------------------------ WebSocket API */
 
-static void ws_start_close(conn_t *c, int code, const char *reason)
+static void ws_queue_close_frame(conn_t *c)
+{
+    c->close_deferred = false;
+    wslay_event_queue_close(c->ws, (uint16_t)c->close_code, (const uint8_t *)c->close_reason,
+                            strlen(c->close_reason));
+}
+
+/* Starts the close handshake. wslay sends control frames ahead of queued data
+ * and nothing after its close frame, so when the owner closes right after
+ * sending (a "kicked" message, then close), after_queued holds the close frame
+ * back until the data queue has drained; the close timer bounds the wait. */
+static void ws_start_close(conn_t *c, int code, const char *reason, bool after_queued)
 {
     if (c->close_started || c->state != C_WS)
         return;
     c->close_started = true;
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
-    wslay_event_queue_close(c->ws, (uint16_t)code, (const uint8_t *)c->close_reason,
-                            strlen(c->close_reason));
+    if (after_queued && wslay_event_get_queued_msg_count(c->ws) > 0)
+        c->close_deferred = true;
+    else
+        ws_queue_close_frame(c);
     uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
     mark_dirty(c);
 }
@@ -1437,7 +1459,7 @@ int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
     if (wy_ws_queued_bytes(c) + len > srv->lim.ws_max_send_queue_bytes) {
         srv->ctr.ws_overflows++;
         wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, (char *)NULL);
-        ws_start_close(c, WY_WS_POLICY, "send queue full");
+        ws_start_close(c, WY_WS_POLICY, "send queue full", false);
         return WY_EBUSY;
     }
     struct wslay_event_msg m = {
@@ -1469,7 +1491,7 @@ int wy_ws_close(wy_ws_conn_t *c, int code, const char *reason)
         return WY_EINVAL;
     if (c->state != C_WS || c->close_started)
         return WY_ESTATE;
-    ws_start_close(c, code, reason);
+    ws_start_close(c, code, reason, true);
     return WY_OK;
 }
 
