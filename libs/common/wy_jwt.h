@@ -59,9 +59,9 @@ void wy_jwt_keyset_free(wy_jwt_keyset_t *ks);
 /* Add a key from PEM text (SubjectPublicKeyInfo "PUBLIC KEY", or PKCS#8 "PRIVATE KEY";
  * also traditional RSA/EC private keys). alg 0 infers the algorithm from the key type
  * (Ed25519 -> EdDSA, RSA -> RS256, EC P-256 -> ES256); a non-zero alg must match the key.
- * A private key can also sign. kid: 1..WY_JWT_KID_MAX chars of [A-Za-z0-9._-].
- * Returns WY_OK, WY_EINVAL (bad PEM, unsupported key, RSA < 2048 bits, bad kid),
- * WY_EEXIST (kid already in the set), WY_ELIMIT (set full). Sets *err on failure. */
+ * A private key can also sign. kid: 1..WY_JWT_KID_MAX printable ASCII chars, no space, '"', '\\' or
+ * '/'. Returns WY_OK, WY_EINVAL (bad PEM, unsupported key, RSA < 2048 bits, bad kid), WY_EEXIST
+ * (kid already in the set), WY_ELIMIT (set full). Sets *err on failure. */
 int wy_jwt_keyset_add_pem(wy_jwt_keyset_t *ks, const char *kid, unsigned alg, const char *pem,
                           size_t pem_len, const char **err);
 /* Same, from an EVP_PKEY; the set takes its own reference (the caller keeps theirs). */
