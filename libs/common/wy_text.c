@@ -99,27 +99,13 @@ int wy_text_fold(const char *s, size_t len, char **out)
     return rc;
 }
 
-/* Scripts that are written together count as one "family" for single_script. */
-static int script_family(const char *name)
+/* East Asian scripts are written together and next to Latin letters ("김abc",
+ * "ゲームHero"); they are not confusable with the alphabets, so they never count as a
+ * second script. Mixing two alphabets (Latin + Cyrillic) is what look-alikes are made of. */
+static bool script_is_cjk(const char *name)
 {
-    if (!strcmp(name, "Han") || !strcmp(name, "Hiragana") || !strcmp(name, "Katakana"))
-        return 1; /* Japanese (also Chinese: Han alone) */
-    if (!strcmp(name, "Hangul"))
-        return 2; /* Korean may mix Han: handled below */
-    return 0;
-}
-
-static bool scripts_compatible(const char *a, const char *b)
-{
-    if (!strcmp(a, b))
-        return true;
-    int fa = script_family(a), fb = script_family(b);
-    if (fa && fa == fb)
-        return true;
-    /* Korean text may contain Han (Hanja). */
-    if ((fa == 2 && !strcmp(b, "Han")) || (fb == 2 && !strcmp(a, "Han")))
-        return true;
-    return false;
+    return !strcmp(name, "Han") || !strcmp(name, "Hiragana") || !strcmp(name, "Katakana") ||
+           !strcmp(name, "Hangul") || !strcmp(name, "Bopomofo");
 }
 
 int wy_text_check(const char *s, const wy_text_rules_t *r, const char **why)
@@ -145,7 +131,7 @@ int wy_text_check(const char *s, const wy_text_rules_t *r, const char **why)
     size_t pos = 0;
     uint32_t cp;
     bool first = true;
-    const char *script = NULL, *script2 = NULL;
+    const char *script = NULL;
     while (wy_text_next(s, &pos, &cp)) {
         unsigned cls = wy_text_class(cp);
         bool extra = cp < 0x80 && r->extra && cp != 0 && strchr(r->extra, (int)cp);
@@ -162,16 +148,13 @@ int wy_text_check(const char *s, const wy_text_rules_t *r, const char **why)
         }
         if (r->single_script && cls == WY_TEXT_LETTER) {
             const char *sc = wy_text_script(cp);
-            if (!strcmp(sc, "Common") || !strcmp(sc, "Inherited"))
+            if (!strcmp(sc, "Common") || !strcmp(sc, "Inherited") || script_is_cjk(sc))
                 continue;
             if (!script) {
                 script = sc;
-            } else if (!scripts_compatible(script, sc) ||
-                       (script2 && !scripts_compatible(script2, sc))) {
+            } else if (strcmp(script, sc) != 0) {
                 *why = "mixes letters of different scripts";
                 return WY_EINVAL;
-            } else if (strcmp(script, sc) && !script2) {
-                script2 = sc;
             }
         }
     }

@@ -58,9 +58,10 @@ typedef struct {
     unsigned classes;            /* WY_TEXT_* classes allowed anywhere */
     const char *extra;           /* ASCII characters also allowed ("_-."), may be NULL */
     bool first_alnum;            /* first code point must be a letter or a digit */
-    /* Letters must all come from one script (Common/Inherited ignored), so "pаypal" with
-     * a Cyrillic "а" is refused; Han, Hiragana and Katakana count as one (Japanese),
-     * Hangul and Han as one (Korean). */
+    /* Letters of alphabetic scripts must all come from one script, so "pаypal" with a
+     * Cyrillic "а" is refused. Common/Inherited characters and the East Asian scripts
+     * (Han, Hiragana, Katakana, Hangul, Bopomofo) are not counted: they mix freely with
+     * each other and with one alphabet ("김abc", "ゲームHero"). */
     bool single_script;
 } wy_text_rules_t;
 

@@ -52,7 +52,7 @@ typedef struct auth {
     wy_metric_t *m_hash_queue, *m_kafka_failed, *m_redis_failed;
 } auth_t;
 
-extern const wy_daemon_spec_t auth_daemon_spec;
+extern wy_daemon_spec_t auth_daemon_spec;
 
 /* Builds the full config table (auth's own entries + the providers') into the spec's
  * config; call once in main() before wy_daemon_main. */

@@ -30,8 +30,8 @@ struct hop {
     char *subject;     /* device/custom id, or the provider's subject */
     char *credential;  /* provider ticket / id_token */
     char *encoded;     /* stored Argon2 hash */
-    char account[40];
-    char sid[40];
+    char account[WY_TOKEN_ID_MAX + 1];
+    char sid[WY_TOKEN_ID_MAX + 1];
     char refresh[44];
     char refresh_hash[65];
     bool created, banned, found;
@@ -836,7 +836,8 @@ static void on_reuse_published(int err, void *ud)
     (void)err;
     hop_t *h = ud;
     auth_emit_revoked(h->a, h->account, h->sid, "refresh-reuse");
-    auth_count("wy_auth_sessions_revoked_total", NULL, "reason=\"refresh-reuse\"");
+    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
+               "reason=\"refresh-reuse\"");
     wy_log_warn("refresh token reused: session revoked", "account", h->account, "session",
                 h->sid, NULL);
     fail(h, 401, "REFRESH_TOKEN_REUSED",
