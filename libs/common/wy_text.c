@@ -89,6 +89,7 @@ int wy_text_nfc(const char *s, size_t len, char **out)
 
 int wy_text_fold(const char *s, size_t len, char **out)
 {
+    *out = NULL;
     char *k = NULL;
     int rc = wy_text_nfkc(s, len, &k);
     if (rc != WY_OK)
