@@ -15,8 +15,9 @@
 int main(int argc, char **argv)
 {
     if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: %s <dir>/<kid>.pem\n"
-                        "Writes a new Ed25519 private key (mode 0600) for WY_AUTH_KEYS_DIR.\n",
+        fprintf(stderr,
+                "usage: %s <dir>/<kid>.pem\n"
+                "Writes a new Ed25519 private key (mode 0600) for WY_AUTH_KEYS_DIR.\n",
                 argc > 0 ? argv[0] : "wy-keygen");
         return 2;
     }

@@ -33,13 +33,12 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
              1, p, cb, ud);
 }
 
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject,
-                           const char *new_id, bool create, wy_pg_cb cb, void *ud)
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
+                           bool create, wy_pg_cb cb, void *ud)
 {
     const char *p[] = {method, subject, new_id, create ? "true" : "false"};
-    return q(a,
-             "SELECT account_id, created, banned FROM auth.identity_login($1, $2, $3, $4)", 4,
-             p, cb, ud);
+    return q(a, "SELECT account_id, created, banned FROM auth.identity_login($1, $2, $3, $4)", 4, p,
+             cb, ud);
 }
 
 int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
@@ -62,8 +61,8 @@ int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash
     char ttl[32];
     snprintf(ttl, sizeof ttl, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
     const char *p[] = {old_hash, new_hash, ttl};
-    return q(a, "SELECT status, session_id, account_id FROM auth.refresh_rotate($1, $2, $3)", 3,
-             p, cb, ud);
+    return q(a, "SELECT status, session_id, account_id FROM auth.refresh_rotate($1, $2, $3)", 3, p,
+             cb, ud);
 }
 
 int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
@@ -100,8 +99,8 @@ int auth_db_link_password(auth_t *a, const char *account, const char *key, const
              4, p, cb, ud);
 }
 
-int auth_db_link_identity(auth_t *a, const char *account, const char *method,
-                          const char *subject, wy_pg_cb cb, void *ud)
+int auth_db_link_identity(auth_t *a, const char *account, const char *method, const char *subject,
+                          wy_pg_cb cb, void *ud)
 {
     const char *p[] = {account, method, subject};
     /* The no-op update returns the owner when the identity already exists, so one

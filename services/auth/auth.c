@@ -32,17 +32,16 @@ static const wy_cfg_entry_t auth_own_config[] = {
      "Lifetime of a refresh token (rotated on every use); 720h = 30 days.",
      &auth_cfg.refresh_ttl_ms, false},
     {"WY_AUTH_ARGON2_MEMORY", WY_CFG_SIZE, "19MiB", 65536, 1073741824LL, NULL,
-     "Argon2id memory per password hash (OWASP minimum 19MiB).", &auth_cfg.argon2_memory,
-     false},
-    {"WY_AUTH_ARGON2_ITERATIONS", WY_CFG_INT, "2", 1, 20, NULL,
-     "Argon2id passes (time cost).", &auth_cfg.argon2_iterations, false},
+     "Argon2id memory per password hash (OWASP minimum 19MiB).", &auth_cfg.argon2_memory, false},
+    {"WY_AUTH_ARGON2_ITERATIONS", WY_CFG_INT, "2", 1, 20, NULL, "Argon2id passes (time cost).",
+     &auth_cfg.argon2_iterations, false},
     {"WY_AUTH_HASH_QUEUE", WY_CFG_INT, "32", 1, 100000, NULL,
      "Most password hashes queued or running; more get 503 HASH_QUEUE_FULL so a flood of "
      "logins cannot take the worker pool (size: UV_THREADPOOL_SIZE, default 4).",
      &auth_cfg.hash_queue, false},
     {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "10", 1, 1000000, NULL,
-     "Failed password logins allowed per account per window; then 429.",
-     &auth_cfg.limit_account, false},
+     "Failed password logins allowed per account per window; then 429.", &auth_cfg.limit_account,
+     false},
     {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 1000000, NULL,
      "Failed password logins allowed per source IP per window; then 429.", &auth_cfg.limit_ip,
      false},
@@ -174,10 +173,10 @@ static int auth_start(wy_daemon_t *d, const char **err)
     a->loop = wy_daemon_loop(d);
     a->refs = 1; /* released by stop() */
     wy_daemon_set_state(d, a);
-    a->m_hash_queue = wy_metrics_gauge("wy_auth_hash_queue",
-                                       "Password hashes queued or running.", NULL);
-    a->m_redis_failed = wy_metrics_counter(
-        "wy_auth_redis_failures_total", "Redis commands of auth that failed.", NULL);
+    a->m_hash_queue =
+        wy_metrics_gauge("wy_auth_hash_queue", "Password hashes queued or running.", NULL);
+    a->m_redis_failed = wy_metrics_counter("wy_auth_redis_failures_total",
+                                           "Redis commands of auth that failed.", NULL);
     /* Present from the first scrape, so rate() works before the first login. */
     wy_metrics_counter("wy_auth_logins_total", "Login attempts by method and result.",
                        "method=\"password\",result=\"ok\"");

@@ -102,8 +102,7 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *c, auth_revoked_cb
  * error (PostgreSQL stays the durable record). Returns WY_OK or WY_EUNAVAIL (cb not
  * called). */
 typedef void (*auth_done_cb)(int err, void *ud);
-int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb,
-                        void *ud);
+int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud);
 
 /* Kafka events on wy.account, fire and forget (failures are counted). */
 void auth_emit_created(auth_t *a, const char *account, const char *method);
@@ -119,8 +118,8 @@ int auth_db_register(auth_t *a, const char *id, const char *key, const char *dis
 /* -> account_id, password_hash, banned ('t'/'f') ; 0 rows: no such user */
 int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
 /* -> account_id, created, banned ; 0 rows when !create and unknown */
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject,
-                           const char *new_id, bool create, wy_pg_cb cb, void *ud);
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
+                           bool create, wy_pg_cb cb, void *ud);
 /* session + first refresh token, in one statement */
 int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
                          const char *refresh_hash, wy_pg_cb cb, void *ud);
@@ -136,8 +135,8 @@ int auth_db_account(auth_t *a, const char *account, wy_pg_cb cb, void *ud);
 int auth_db_link_password(auth_t *a, const char *account, const char *key, const char *display,
                           const char *hash, wy_pg_cb cb, void *ud);
 /* -> account_id now owning (method, subject): == account when linked (or already was) */
-int auth_db_link_identity(auth_t *a, const char *account, const char *method,
-                          const char *subject, wy_pg_cb cb, void *ud);
+int auth_db_link_identity(auth_t *a, const char *account, const char *method, const char *subject,
+                          wy_pg_cb cb, void *ud);
 /* -> integer: removed, 0 not linked, -1 last method */
 int auth_db_unlink(auth_t *a, const char *account, const char *method, const char *subject,
                    wy_pg_cb cb, void *ud);

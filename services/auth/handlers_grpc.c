@@ -152,8 +152,7 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         return;
     }
     g->revoked = n;
-    wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false",
-                NULL);
+    wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
     if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
         on_revoke_published(WY_EUNAVAIL, g);
 }
@@ -201,8 +200,7 @@ int auth_grpc_register(auth_t *a, const char **err)
         {"/wyvern.auth.Auth/GetAccount", &wyvern__auth__get_account_request__descriptor,
          rpc_get_account},
         {"/wyvern.auth.Auth/Revoke", &wyvern__auth__revoke_request__descriptor, rpc_revoke},
-        {"/wyvern.auth.Auth/GetKeys", &wyvern__auth__get_keys_request__descriptor,
-         rpc_get_keys},
+        {"/wyvern.auth.Auth/GetKeys", &wyvern__auth__get_keys_request__descriptor, rpc_get_keys},
     };
     for (size_t i = 0; i < WY_ARRAY_LEN(m); i++) {
         if (wy_grpc_server_register(s, m[i].path, m[i].desc, m[i].cb, a) != WY_OK) {

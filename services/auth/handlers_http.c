@@ -21,15 +21,15 @@ typedef void (*hop_step)(hop_t *h);
 struct hop {
     auth_t *a;
     wy_http_req_t *req;
-    bool link;         /* /v1/link: attach to the bearer's account instead of logging in */
-    char method[16];   /* login method */
-    char ip[64];       /* source address without port */
-    char *username;    /* NFC display form */
+    bool link;          /* /v1/link: attach to the bearer's account instead of logging in */
+    char method[16];    /* login method */
+    char ip[64];        /* source address without port */
+    char *username;     /* NFC display form */
     char *username_key; /* identity key (NFKC + case fold) */
-    char *password;    /* NFKC */
-    char *subject;     /* device/custom id, or the provider's subject */
-    char *credential;  /* provider ticket / id_token */
-    char *encoded;     /* stored Argon2 hash */
+    char *password;     /* NFKC */
+    char *subject;      /* device/custom id, or the provider's subject */
+    char *credential;   /* provider ticket / id_token */
+    char *encoded;      /* stored Argon2 hash */
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
     char refresh[44];
@@ -158,8 +158,8 @@ static json_t *account_json(const PGresult *res)
 {
     json_t *methods = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
     const char *user = PQgetvalue(res, 0, 1);
-    return json_pack("{s:s, s:o, s:I, s:b, s:o}", "account_id", PQgetvalue(res, 0, 0),
-                     "username", *user ? json_string(user) : json_null(), "created_at",
+    return json_pack("{s:s, s:o, s:I, s:b, s:o}", "account_id", PQgetvalue(res, 0, 0), "username",
+                     *user ? json_string(user) : json_null(), "created_at",
                      (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "banned",
                      !strcmp(PQgetvalue(res, 0, 3), "t"), "login_methods",
                      methods ? methods : json_array());
@@ -320,7 +320,8 @@ static void resolve_identity(hop_t *h, json_t *body)
         const char *id = jstr(body, device ? "device_id" : "custom_id");
         if (!id) {
             fail_login(h, 400, "INVALID_REQUEST",
-                       device ? "device_id (string) is required" : "custom_id (string) is required");
+                       device ? "device_id (string) is required"
+                              : "custom_id (string) is required");
             return;
         }
         if (auth_validate_external_id(id, &why) != WY_OK) {
@@ -341,8 +342,9 @@ static void resolve_identity(hop_t *h, json_t *body)
         return;
     }
     if (!h->a->providers || !auth_provider_enabled(h->a->providers, h->method)) {
-        fail_login(h, 400, "METHOD_DISABLED", steam ? "Steam login is not configured"
-                                                    : "OpenID Connect login is not configured");
+        fail_login(h, 400, "METHOD_DISABLED",
+                   steam ? "Steam login is not configured"
+                         : "OpenID Connect login is not configured");
         return;
     }
     h->credential = wy_strdup(cred);
@@ -386,8 +388,8 @@ static void on_link_identity(int status, const PGresult *res, const char *err, v
 static void identity_resolved(hop_t *h)
 {
     if (h->link) {
-        pg_ok(h, auth_db_link_identity(h->a, h->account, h->method, h->subject,
-                                       on_link_identity, h));
+        pg_ok(h,
+              auth_db_link_identity(h->a, h->account, h->method, h->subject, on_link_identity, h));
         return;
     }
     char id[37];
@@ -838,8 +840,8 @@ static void on_reuse_published(int err, void *ud)
     auth_emit_revoked(h->a, h->account, h->sid, "refresh-reuse");
     auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
                "reason=\"refresh-reuse\"");
-    wy_log_warn("refresh token reused: session revoked", "account", h->account, "session",
-                h->sid, NULL);
+    wy_log_warn("refresh token reused: session revoked", "account", h->account, "session", h->sid,
+                NULL);
     fail(h, 401, "REFRESH_TOKEN_REUSED",
          "this refresh token was already used: the session is revoked, log in again");
 }

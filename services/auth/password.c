@@ -13,8 +13,8 @@ struct auth_hasher {
     uv_loop_t *loop;
     uint32_t m_kib, t, inflight, max_inflight;
     bool closing;
-    char *dummy;          /* encoded hash of a random password, for unknown users */
-    struct job *jobs;     /* in flight, so close can cancel the queued ones */
+    char *dummy;      /* encoded hash of a random password, for unknown users */
+    struct job *jobs; /* in flight, so close can cancel the queued ones */
 };
 
 typedef struct job {
@@ -41,8 +41,8 @@ static int hash_now(const auth_hasher_t *h, const char *pw, char **out)
     wy_random(salt, sizeof salt);
     size_t cap = encoded_cap(h);
     char *enc = wy_malloc(cap);
-    int rc = argon2id_hash_encoded(h->t, h->m_kib, 1, pw, strlen(pw), salt, SALT_LEN, HASH_LEN,
-                                   enc, cap);
+    int rc = argon2id_hash_encoded(h->t, h->m_kib, 1, pw, strlen(pw), salt, SALT_LEN, HASH_LEN, enc,
+                                   cap);
     if (rc != ARGON2_OK) {
         wy_free(enc);
         *out = NULL;

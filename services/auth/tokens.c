@@ -170,8 +170,7 @@ static void on_publish(int status, redisReply *r, void *ud)
     wy_free(p);
 }
 
-int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb,
-                        void *ud)
+int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud)
 {
     wy_redis_t *r = auth_redis(a);
     if (!r)

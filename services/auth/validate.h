@@ -5,13 +5,13 @@
 
 #include "wy_core.h"
 
-#define AUTH_USERNAME_MIN     3
-#define AUTH_USERNAME_MAX     24
-#define AUTH_PASSWORD_MIN     8
-#define AUTH_PASSWORD_MAX     128 /* code points */
-#define AUTH_PASSWORD_MAX_B   512 /* bytes, bound before any Unicode work */
-#define AUTH_EXTERNAL_ID_MIN  8
-#define AUTH_EXTERNAL_ID_MAX  128
+#define AUTH_USERNAME_MIN      3
+#define AUTH_USERNAME_MAX      24
+#define AUTH_PASSWORD_MIN      8
+#define AUTH_PASSWORD_MAX      128 /* code points */
+#define AUTH_PASSWORD_MAX_B    512 /* bytes, bound before any Unicode work */
+#define AUTH_EXTERNAL_ID_MIN   8
+#define AUTH_EXTERNAL_ID_MAX   128
 #define AUTH_REFRESH_TOKEN_LEN 43 /* base64url of 32 bytes */
 
 /* Validates a username as typed. On WY_OK, *key gets its identity key (NFKC + case fold:

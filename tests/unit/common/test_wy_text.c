@@ -21,12 +21,14 @@ static void assert_fold(const char *in, const char *want)
 static void test_fold_makes_look_alikes_equal(void **state)
 {
     (void)state;
-    assert_fold("\xef\xbc\xb0layer", "player");    /* fullwidth P */
-    assert_fold("\xef\xac\x81le", "file");          /* fi ligature */
+    assert_fold("\xef\xbc\xb0layer", "player"); /* fullwidth P */
+    assert_fold("\xef\xac\x81le", "file");      /* fi ligature */
     assert_fold("PLAYER", "player");
-    assert_fold("Stra\xc3\x9f" "e", "strasse");     /* sharp s folds to ss */
-    assert_fold("Jose\xcc\x81", "jos\xc3\xa9");     /* combining acute composes */
-    assert_fold("\xe2\x85\xa0", "i");               /* Roman numeral one */
+    assert_fold("Stra\xc3\x9f"
+                "e",
+                "strasse");                     /* sharp s folds to ss */
+    assert_fold("Jose\xcc\x81", "jos\xc3\xa9"); /* combining acute composes */
+    assert_fold("\xe2\x85\xa0", "i");           /* Roman numeral one */
     assert_fold("\xed\x95\x9c\xea\xb8\x80", "\xed\x95\x9c\xea\xb8\x80"); /* Hangul unchanged */
     assert_fold("", "");
 }
@@ -38,7 +40,10 @@ static void test_nfkc_and_nfc(void **state)
     assert_int_equal(wy_text_nfkc("\xef\xac\x81", 3, &out), WY_OK);
     assert_string_equal(out, "fi");
     wy_free(out);
-    assert_int_equal(wy_text_nfc("\xef\xac\x81" "e\xcc\x81", 6, &out), WY_OK);
+    assert_int_equal(wy_text_nfc("\xef\xac\x81"
+                                 "e\xcc\x81",
+                                 6, &out),
+                     WY_OK);
     assert_string_equal(out, "\xef\xac\x81\xc3\xa9"); /* ligature kept, accent composed */
     wy_free(out);
     /* Conjoining Hangul jamo compose into the syllable. */
@@ -119,16 +124,18 @@ static void test_rules(void **state)
     assert_int_equal(check("abc"), WY_OK);
     assert_int_equal(check("a_b-9"), WY_OK);
     assert_int_equal(check("\xed\x95\x9c\xea\xb8\x80\xec\x9d\xb4"), WY_OK); /* 한글이 */
-    assert_int_equal(check("\xea\xb9\x80" "abc"), WY_OK);                    /* 김abc */
-    assert_int_equal(check("\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd"), WY_OK);     /* иван */
-    assert_int_equal(check("ab"), WY_EINVAL);           /* too short */
-    assert_int_equal(check("abcdefghi"), WY_EINVAL);    /* too long */
-    assert_int_equal(check("_abc"), WY_EINVAL);         /* first not alnum */
-    assert_int_equal(check("a b c"), WY_EINVAL);        /* space not allowed */
-    assert_int_equal(check("ab.c"), WY_EINVAL);         /* '.' not in extra */
-    assert_int_equal(check("p\xd0\xb0ypal"), WY_EINVAL); /* Latin + Cyrillic a */
-    assert_int_equal(check("abc\xe2\x80\x8b"), WY_EINVAL); /* zero-width space */
-    assert_int_equal(check("ab\xc3"), WY_EINVAL);       /* invalid UTF-8 */
+    assert_int_equal(check("\xea\xb9\x80"
+                           "abc"),
+                     WY_OK);                                            /* 김abc */
+    assert_int_equal(check("\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd"), WY_OK); /* иван */
+    assert_int_equal(check("ab"), WY_EINVAL);                           /* too short */
+    assert_int_equal(check("abcdefghi"), WY_EINVAL);                    /* too long */
+    assert_int_equal(check("_abc"), WY_EINVAL);                         /* first not alnum */
+    assert_int_equal(check("a b c"), WY_EINVAL);                        /* space not allowed */
+    assert_int_equal(check("ab.c"), WY_EINVAL);                         /* '.' not in extra */
+    assert_int_equal(check("p\xd0\xb0ypal"), WY_EINVAL);                /* Latin + Cyrillic a */
+    assert_int_equal(check("abc\xe2\x80\x8b"), WY_EINVAL);              /* zero-width space */
+    assert_int_equal(check("ab\xc3"), WY_EINVAL);                       /* invalid UTF-8 */
 }
 
 int main(void)
