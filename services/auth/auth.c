@@ -10,6 +10,7 @@
 #define AUTH_MAX_CONFIG    64
 
 auth_cfg_t auth_cfg;
+static auth_t *auth_live;
 
 static const wy_cfg_entry_t auth_own_config[] = {
     {"WY_AUTH_HTTP_PORT", WY_CFG_INT, "8080", 1, 65535, NULL,
@@ -98,8 +99,15 @@ void auth_count_login(const char *method, const char *result)
 
 /* ---- state ---- */
 
+auth_t *auth_current(void)
+{
+    return auth_live && !auth_live->stopping ? auth_live : NULL;
+}
+
 static void auth_free(auth_t *a)
 {
+    if (auth_live == a)
+        auth_live = NULL;
     if (a->rl_account)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
@@ -173,6 +181,7 @@ static int auth_start(wy_daemon_t *d, const char **err)
     a->loop = wy_daemon_loop(d);
     a->refs = 1; /* released by stop() */
     wy_daemon_set_state(d, a);
+    auth_live = a;
     a->m_hash_queue =
         wy_metrics_gauge("wy_auth_hash_queue", "Password hashes queued or running.", NULL);
     a->m_redis_failed = wy_metrics_counter("wy_auth_redis_failures_total",

@@ -58,6 +58,10 @@ extern wy_daemon_spec_t auth_daemon_spec;
  * config; call once in main() before wy_daemon_main. */
 void auth_config_init(void);
 
+/* The running service, or NULL once stop() began (or before start). For entry points
+ * that may still fire during the stop (gRPC calls handed to the loop late). */
+auth_t *auth_current(void);
+
 void auth_ref(auth_t *a);
 void auth_unref(auth_t *a);
 

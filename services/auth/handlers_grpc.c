@@ -15,8 +15,16 @@ typedef struct {
     int32_t revoked;
 } gop_t;
 
-static gop_t *gop_new(auth_t *a, wy_grpc_call_t *call)
+/* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
+ * to the loop just before the stop must not touch released state. */
+static gop_t *gop_new(void *arg, wy_grpc_call_t *call)
 {
+    (void)arg;
+    auth_t *a = auth_current();
+    if (!a) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
+        return NULL;
+    }
     gop_t *g = wy_calloc(1, sizeof *g);
     g->a = a;
     g->call = call;
@@ -61,6 +69,8 @@ static void rpc_introspect(wy_grpc_call_t *call, const ProtobufCMessage *req, vo
 {
     const Wyvern__Auth__IntrospectRequest *in = (const Wyvern__Auth__IntrospectRequest *)req;
     gop_t *g = gop_new(arg, call);
+    if (!g)
+        return;
     const char *why = NULL;
     const char *tok = in->access_token ? in->access_token : "";
     if (auth_verify_access(g->a, tok, strlen(tok), &g->claims, &why) != WY_OK) {
@@ -110,6 +120,8 @@ static void rpc_get_account(wy_grpc_call_t *call, const ProtobufCMessage *req, v
 {
     const Wyvern__Auth__GetAccountRequest *in = (const Wyvern__Auth__GetAccountRequest *)req;
     gop_t *g = gop_new(arg, call);
+    if (!g)
+        return;
     if (!in->account_id || !auth_uuid_well_formed(in->account_id)) {
         gop_error(g, WY_EINVAL, "account_id must be a UUID");
         return;
@@ -161,6 +173,8 @@ static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
 {
     const Wyvern__Auth__RevokeRequest *in = (const Wyvern__Auth__RevokeRequest *)req;
     gop_t *g = gop_new(arg, call);
+    if (!g)
+        return;
     if (!in->account_id || !auth_uuid_well_formed(in->account_id)) {
         gop_error(g, WY_EINVAL, "account_id must be a UUID");
         return;
@@ -179,8 +193,12 @@ static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
 
 static void rpc_get_keys(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
-    (void)req;
-    auth_t *a = arg;
+    (void)req, (void)arg;
+    auth_t *a = auth_current();
+    if (!a) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
+        return;
+    }
     Wyvern__Auth__GetKeysResponse r = WYVERN__AUTH__GET_KEYS_RESPONSE__INIT;
     r.jwks_json = a->jwks;
     r.max_age_s = (int32_t)(auth_cfg.jwks_max_age_ms / 1000);
