@@ -3,10 +3,13 @@ refresh rotation and reuse detection, logout and ban seen by Introspect within 1
 rate limits, the bounded hash queue, link/unlink, JWKS and the wy.account events."""
 import concurrent.futures
 import glob
+import http.server
 import json
 import os
 import subprocess
+import threading
 import time
+import urllib.parse
 import uuid
 
 import grpc
@@ -173,7 +176,9 @@ def test_bad_request_bodies(auth):
     r = auth.post("/v1/login", {"method": "password"})
     assert r.status_code == 400 and code(r) == "INVALID_REQUEST"
     r = auth.post("/v1/login", {"method": "steam", "ticket": "00ff"})
-    assert r.status_code in (400, 401, 503)  # depends on provider configuration
+    assert r.status_code == 400 and code(r) == "METHOD_DISABLED"
+    r = auth.post("/v1/login", {"method": "oidc", "id_token": "a.b.c"})
+    assert r.status_code == 400 and code(r) == "METHOD_DISABLED"
     r = requests.post(auth.base + "/v1/register", data="x" * 20000, timeout=5)
     assert r.status_code == 413
 
@@ -496,3 +501,139 @@ def test_sigterm_with_logins_in_flight_exits_0(daemon, keys):
     # Every request got an answer or a closed connection: no hang, no crash.
     assert set(statuses) <= {200, 503, None}, statuses
     assert "stopped" in d.log_text()
+
+
+# ---- Steam and OpenID Connect, against fake providers ----
+
+
+
+def steam_ticket():
+    """A ticket the fake Steam accepts: "c0ffee" + hex; its SteamID64 follows from it."""
+    return "c0ffee%08x" % int.from_bytes(os.urandom(4), "big")
+
+
+def steam_id(ticket):
+    return str(76561198000000000 + int(ticket[6:], 16))
+OIDC_AUDIENCE = "wyvern-client"
+
+
+class FakeProviders:
+    """One HTTP server playing the Steam Web API and an OIDC issuer's JWKS endpoint."""
+
+    def __init__(self):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from jwt.algorithms import ECAlgorithm
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(ECAlgorithm.to_jwk(self.key.public_key()))
+        jwk.update({"kid": "idp-1", "use": "sig", "alg": "ES256"})
+        jwks = json.dumps({"keys": [jwk]}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(h):
+                url = urllib.parse.urlparse(h.path)
+                q = urllib.parse.parse_qs(url.query)
+                if url.path == "/jwks":
+                    body = jwks
+                elif url.path == "/ISteamUserAuth/AuthenticateUserTicket/v1/":
+                    ticket = q.get("ticket", [""])[0]
+                    if ticket.startswith("c0ffee") and q.get("key") == ["steam-key"]:
+                        params = {"result": "OK", "steamid": steam_id(ticket),
+                                  "ownersteamid": steam_id(ticket),
+                                  "vacbanned": False, "publisherbanned": False}
+                        body = json.dumps({"response": {"params": params}}).encode()
+                    else:
+                        body = json.dumps({"response": {"error": {
+                            "errorcode": 101, "errordesc": "Invalid ticket"}}}).encode()
+                else:
+                    h.send_response(404)
+                    h.end_headers()
+                    return
+                h.send_response(200)
+                h.send_header("Content-Type", "application/json")
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+
+            def log_message(h, *args):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        self.issuer = self.base
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def id_token(self, sub, aud=OIDC_AUDIENCE, ttl=300):
+        import jwt as pyjwt
+        now = int(time.time())
+        return pyjwt.encode({"iss": self.issuer, "aud": aud, "sub": sub, "iat": now,
+                             "exp": now + ttl}, self.key, algorithm="ES256",
+                            headers={"kid": "idp-1"})
+
+    def env(self):
+        return {"WY_AUTH_STEAM_API_URL": self.base, "WY_AUTH_STEAM_APP_ID": "480",
+                "WY_AUTH_STEAM_WEB_API_KEY": "steam-key", "WY_AUTH_OIDC_ISSUER": self.issuer,
+                "WY_AUTH_OIDC_AUDIENCE": OIDC_AUDIENCE, "WY_AUTH_OIDC_JWKS_URL":
+                self.base + "/jwks"}
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    f = FakeProviders()
+    yield f
+    f.srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def auth_idp(module_daemon, keys, fakes):
+    d = module_daemon("auth", env=auth_env(keys, **fakes.env()))
+    return Api(d)
+
+
+def test_steam_login_creates_reuses_and_rejects(auth_idp):
+    ticket = steam_ticket()
+    r1 = auth_idp.post("/v1/login", {"method": "steam", "ticket": ticket})
+    assert r1.status_code == 201, r1.text
+    r2 = auth_idp.post("/v1/login", {"method": "steam", "ticket": ticket})
+    assert r2.status_code == 200 and r2.json()["account_id"] == r1.json()["account_id"]
+    r = auth_idp.post("/v1/login", {"method": "steam", "ticket": "badbad"})
+    assert r.status_code == 401 and code(r) == "PROVIDER_REJECTED"
+    r = auth_idp.post("/v1/login", {"method": "steam", "ticket": "not hex!"})
+    assert r.status_code == 400 and code(r) == "INVALID_CREDENTIAL"
+    r = auth_idp.post("/v1/login", {"method": "steam"})
+    assert r.status_code == 400 and code(r) == "INVALID_REQUEST"
+
+
+def test_oidc_login_creates_reuses_and_rejects(auth_idp, fakes):
+    sub = "user-" + uuid.uuid4().hex
+    r1 = auth_idp.post("/v1/login", {"method": "oidc", "id_token": fakes.id_token(sub)})
+    assert r1.status_code == 201, r1.text
+    r2 = auth_idp.post("/v1/login", {"method": "oidc", "id_token": fakes.id_token(sub)})
+    assert r2.status_code == 200 and r2.json()["account_id"] == r1.json()["account_id"]
+    r = auth_idp.post("/v1/login", {"method": "oidc",
+                                    "id_token": fakes.id_token(sub, aud="someone-else")})
+    assert r.status_code == 401 and code(r) == "PROVIDER_REJECTED"
+    r = auth_idp.post("/v1/login", {"method": "oidc", "id_token": fakes.id_token(sub, ttl=-600)})
+    assert r.status_code == 401 and code(r) == "PROVIDER_REJECTED"
+    r = auth_idp.post("/v1/login", {"method": "oidc", "id_token": "garbage"})
+    assert r.status_code in (400, 401) and code(r) in ("INVALID_CREDENTIAL", "PROVIDER_REJECTED")
+
+
+def test_link_steam_and_oidc_to_a_device_account(auth_idp, fakes):
+    dev = auth_idp.device("dev-" + uuid.uuid4().hex).json()
+    at = dev["access_token"]
+    ticket = steam_ticket()
+    r = auth_idp.post("/v1/link", {"method": "steam", "ticket": ticket}, token=at)
+    assert r.status_code == 200, r.text
+    sub = "linked-" + uuid.uuid4().hex
+    r = auth_idp.post("/v1/link", {"method": "oidc", "id_token": fakes.id_token(sub)}, token=at)
+    assert r.status_code == 200, r.text
+    assert r.json()["login_methods"] == ["device", "oidc", "steam"]
+    r = auth_idp.post("/v1/login", {"method": "steam", "ticket": ticket})
+    assert r.json()["account_id"] == dev["account_id"]
+    r = auth_idp.post("/v1/login", {"method": "oidc", "id_token": fakes.id_token(sub)})
+    assert r.json()["account_id"] == dev["account_id"]
+    # The Steam identity now belongs to this account; another cannot take it.
+    other = auth_idp.device("dev-" + uuid.uuid4().hex).json()
+    r = auth_idp.post("/v1/link", {"method": "steam", "ticket": ticket},
+                      token=other["access_token"])
+    assert r.status_code == 409 and code(r) == "IDENTITY_TAKEN"
