@@ -595,8 +595,13 @@ static void login_password(hop_t *h, json_t *body)
     /* A username that could never be registered still goes through the dummy hash, so
      * its answer and timing match an unknown valid one. */
     if (strlen(user) > 4 * AUTH_USERNAME_MAX ||
-        wy_text_fold(user, strlen(user), &h->username_key) != WY_OK)
+        wy_text_fold(user, strlen(user), &h->username_key) != WY_OK ||
+        strlen(h->username_key) > 4 * AUTH_USERNAME_MAX) {
+        /* One shared limiter bucket for every name that cannot exist; a folded key stays
+         * within the limiter's key bound. */
+        wy_free(h->username_key);
         h->username_key = wy_strdup("\x01invalid");
+    }
     if (auth_password_normalize(pw, &h->password) != WY_OK)
         h->password = NULL;
     if (wy_ratelimit_peek(h->a->rl_account, h->username_key, on_peek_account, h) != WY_OK)
