@@ -220,6 +220,7 @@ static int auth_start(wy_daemon_t *d, const char **err)
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;
+    auth_revocations_watch(a);
     return auth_http_start(a, err);
 }
 
@@ -250,6 +251,7 @@ static void auth_stop(wy_daemon_t *d)
     if (!a || a->stopping)
         return;
     a->stopping = true;
+    auth_revocations_unwatch(a);
     if (a->providers) {
         auth_providers_close(a->providers);
         a->providers = NULL;

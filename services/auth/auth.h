@@ -47,6 +47,8 @@ typedef struct auth {
     wy_ratelimit_t *rl_account, *rl_ip;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
+    uv_timer_t reload_timer; /* see auth_revocations_watch */
+    bool reload_timer_on, reloading;
     unsigned refs;
     bool stopping;
     wy_metric_t *m_hash_queue, *m_kafka_failed, *m_redis_failed;
@@ -107,6 +109,12 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *c, auth_revoked_cb
  * called). */
 typedef void (*auth_done_cb)(int err, void *ud);
 int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud);
+
+/* Keeps Redis' revocation keys in step with PostgreSQL: checks every second that Redis
+ * still holds them (a marker key) and writes the recent ones again when Redis lost its data.
+ * watch in start(), unwatch in stop(). */
+void auth_revocations_watch(auth_t *a);
+void auth_revocations_unwatch(auth_t *a);
 
 /* Kafka events on wy.account, fire and forget (failures are counted). */
 void auth_emit_created(auth_t *a, const char *account, const char *method);

@@ -258,3 +258,121 @@ void auth_emit_revoked(auth_t *a, const char *account, const char *sid, const ch
     m.at = (int64_t)(wy_wall_ms() / 1000);
     emit(a, "account.session_revoked", account, &m.base);
 }
+
+/* ---- revocations survive a Redis that lost its data ----
+ * PostgreSQL is the durable record; Redis is what verifiers read. Every second one
+ * command checks that Redis still holds the marker written after the last reload; when it
+ * is gone (Redis restarted empty, flushed, failed over to an empty replica) the sessions
+ * revoked within one access-token lifetime are written to Redis again, then the marker. */
+
+#define RELOAD_MARKER "auth:revoked:loaded"
+#define RELOAD_MAX    100000 /* bound of one reload; older revocations are expired tokens */
+
+static void reload_finish(auth_t *a)
+{
+    a->reloading = false;
+    auth_unref(a);
+}
+
+static void on_marker_set(int status, redisReply *r, void *ud)
+{
+    (void)r;
+    auth_t *a = ud;
+    if (status == WY_OK)
+        wy_log_info("revocations reloaded into redis", NULL);
+    reload_finish(a);
+}
+
+static void on_reload_set(int status, redisReply *r, void *ud)
+{
+    (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
+}
+
+static void on_reload_rows(int status, const PGresult *res, const char *err, void *ud)
+{
+    auth_t *a = ud;
+    wy_redis_t *r = auth_redis(a);
+    if (status != WY_OK || !r) {
+        wy_log_warn("revocation reload failed", "error", err, NULL);
+        reload_finish(a);
+        return;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        long long left = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        if (left <= 0)
+            continue;
+        char key[128], px[32];
+        snprintf(key, sizeof key, REVOKED_SID "%s", PQgetvalue(res, i, 0));
+        snprintf(px, sizeof px, "%lld", left);
+        const char *argv[] = {"SET", key, PQgetvalue(res, i, 2), "PX", px};
+        if (wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL) != WY_OK) {
+            reload_finish(a); /* marker stays unset: retried on the next tick */
+            return;
+        }
+    }
+    /* Commands on one connection run in order: the marker lands after every key. */
+    const char *argv[] = {"SET", RELOAD_MARKER, "1"};
+    if (wy_redis_command_argv(r, on_marker_set, a, 3, argv, NULL) != WY_OK)
+        reload_finish(a);
+}
+
+static void on_marker(int status, redisReply *reply, void *ud)
+{
+    auth_t *a = ud;
+    wy_pg_t *pg = auth_pg(a);
+    if (status != WY_OK || reply->type != REDIS_REPLY_NIL || !pg || a->stopping) {
+        reload_finish(a);
+        return;
+    }
+    char window[32], lim[16];
+    snprintf(window, sizeof window, "%lld",
+             (long long)((auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000));
+    snprintf(lim, sizeof lim, "%d", RELOAD_MAX);
+    const char *p[] = {window, lim};
+    int rc = wy_pg_query(
+        pg,
+        "SELECT id, (extract(epoch FROM (revoked_at + make_interval(secs => $1::bigint) - "
+        "now())) * 1000)::bigint, (extract(epoch FROM revoked_at) * 1000)::bigint "
+        "FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1::bigint) "
+        "ORDER BY revoked_at DESC LIMIT $2::int",
+        2, p, on_reload_rows, a);
+    if (rc != WY_OK)
+        reload_finish(a);
+}
+
+static void on_reload_tick(uv_timer_t *t)
+{
+    auth_t *a = t->data;
+    wy_redis_t *r = auth_redis(a);
+    if (a->reloading || a->stopping || !r)
+        return;
+    a->reloading = true;
+    auth_ref(a);
+    const char *argv[] = {"GET", RELOAD_MARKER};
+    if (wy_redis_command_argv(r, on_marker, a, 2, argv, NULL) != WY_OK)
+        reload_finish(a);
+}
+
+void auth_revocations_watch(auth_t *a)
+{
+    uv_timer_init(a->loop, &a->reload_timer);
+    a->reload_timer.data = a;
+    a->reload_timer_on = true;
+    auth_ref(a); /* released when the timer handle is closed */
+    uv_timer_start(&a->reload_timer, on_reload_tick, 0, 1000);
+}
+
+static void on_reload_timer_closed(uv_handle_t *h)
+{
+    auth_unref(h->data);
+}
+
+void auth_revocations_unwatch(auth_t *a)
+{
+    if (!a->reload_timer_on)
+        return;
+    a->reload_timer_on = false;
+    uv_timer_stop(&a->reload_timer);
+    uv_close((uv_handle_t *)&a->reload_timer, on_reload_timer_closed);
+}
