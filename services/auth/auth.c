@@ -50,7 +50,7 @@ static const wy_cfg_entry_t auth_own_config[] = {
      "Sliding window of the failed-login limits.", &auth_cfg.limit_window_ms, false},
     {"WY_AUTH_CUSTOM_SECRET", WY_CFG_STRING, "", 0, 0, NULL,
      "Server key a studio's backend sends in X-Wyvern-Server-Key for custom-id logins; empty "
-     "disables custom-id login.",
+     "disables custom-id login; at least 16 characters.",
      &auth_cfg.custom_secret, true},
     {"WY_AUTH_JWKS_MAX_AGE", WY_CFG_DURATION_MS, "5m", 0, 86400000, NULL,
      "How long verifiers may cache the public keys (Cache-Control, GetKeys max_age_s).",
@@ -193,6 +193,11 @@ static int auth_start(wy_daemon_t *d, const char **err)
     int rc = load_keys(a, err);
     if (rc != WY_OK)
         return rc;
+    if (auth_cfg.custom_secret && *auth_cfg.custom_secret && strlen(auth_cfg.custom_secret) < 16) {
+        *err = "WY_AUTH_CUSTOM_SECRET: must be at least 16 characters (or empty to disable "
+               "custom-id login)";
+        return WY_EINVAL;
+    }
     const char *e = NULL;
     rc = auth_hasher_new(a->loop, (uint32_t)(auth_cfg.argon2_memory / 1024),
                          (uint32_t)auth_cfg.argon2_iterations, (uint32_t)auth_cfg.hash_queue,

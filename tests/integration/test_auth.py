@@ -439,6 +439,12 @@ def test_no_key_configured_exits_2(build_dir, stack, tmp_path):
     assert "WY_AUTH_KEYS_DIR" in out.stderr
 
 
+def test_short_custom_secret_refused(daemon, keys):
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_CUSTOM_SECRET="short"), wait_ready=False)
+    assert d.wait(timeout=30) != 0
+    assert "WY_AUTH_CUSTOM_SECRET" in d.log_text() and "short" not in d.log_text()
+
+
 def test_signing_kid_must_exist(daemon, keys):
     d = daemon("auth", env=auth_env(keys, WY_AUTH_SIGNING_KID="nope"),
                wait_ready=False)
