@@ -55,10 +55,14 @@ class Daemon:
             "WY_LOG_LEVEL": os.environ.get("WY_LOG_LEVEL", "debug"),
         })
         env = dict(env or {})
-        for kind in ("OPS", "GRPC"):
+        for kind in ("OPS", "GRPC") + CLIENT_PORT_KINDS.get(svc, ()):
             var = "WY_%s_%s_PORT" % (S, kind)
             if var not in env:
                 env[var] = str(free_port())
+        if svc == "auth" and "WY_AUTH_KEYS_DIR" not in env:
+            # wy-auth refuses to start without a signing key: give it a fresh one.
+            env["WY_AUTH_KEYS_DIR"] = _auth_test_keys(log_dir)
+            env.setdefault("WY_AUTH_SIGNING_KID", "test")
         full.update(env)
         # None removes a variable (to test what a missing one does).
         self.env = {k: v for k, v in full.items() if v is not None}
@@ -66,6 +70,9 @@ class Daemon:
         self.grpc_port = _int_or_none(self.env.get("WY_%s_GRPC_PORT" % S))
         self.ops_url = "http://127.0.0.1:%s" % self.ops_port
         self.grpc_addr = "127.0.0.1:%s" % self.grpc_port
+        kinds = CLIENT_PORT_KINDS.get(svc)
+        # The client-facing port (auth HTTP API, lobby WebSocket), or None.
+        self.client_port = _int_or_none(self.env.get("WY_%s_%s_PORT" % (S, kinds[0]))) if kinds else None
         os.makedirs(log_dir, exist_ok=True)
         self.log_path = os.path.join(log_dir, "%s.log" % self.instance_id)
         self.ready_line = None
@@ -200,6 +207,27 @@ class Daemon:
     def __repr__(self):
         return "<Daemon %s pid=%s ops=%s grpc=%s>" % (self.instance_id, self.proc.pid, self.ops_port,
                                                     self.grpc_port)
+
+
+# Client-facing ports by service: WY_<SVC>_<KIND>_PORT.
+CLIENT_PORT_KINDS = {"auth": ("HTTP",), "lobby": ("WS",)}
+
+
+def _auth_test_keys(log_dir):
+    """A keys folder with one Ed25519 signing key "test.pem" (0600), made once per log dir."""
+    d = os.path.join(log_dir, "auth-keys")
+    path = os.path.join(d, "test.pem")
+    if not os.path.exists(path):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        os.makedirs(d, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    return d
 
 
 def _int_or_none(v):
