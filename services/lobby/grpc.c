@@ -33,8 +33,9 @@ static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void 
     }
     int rc = lobby_session_fence(lb, k->account_id, k->reason, kick_done, call);
     if (rc != WY_OK)
-        wy_grpc_reply_error(call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters"
-                                                      : "session store unavailable");
+        wy_grpc_reply_error(call, rc,
+                            rc == WY_EINVAL ? "account_id: 1 to 64 characters"
+                                            : "session store unavailable");
 }
 
 static void get_done(int status, const lobby_sess_info_t *s, void *ud)
@@ -68,8 +69,35 @@ static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
     const Wyvern__Lobby__GetSessionRequest *g = (const Wyvern__Lobby__GetSessionRequest *)req;
     int rc = lobby_session_lookup(lb, g->account_id, get_done, call);
     if (rc != WY_OK)
-        wy_grpc_reply_error(call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters"
-                                                      : "session store unavailable");
+        wy_grpc_reply_error(call, rc,
+                            rc == WY_EINVAL ? "account_id: 1 to 64 characters"
+                                            : "session store unavailable");
+}
+
+static void handle_notify(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+{
+    lobby_t *lb = arg;
+    const Wyvern__Lobby__NotifyNotice *n = (const Wyvern__Lobby__NotifyNotice *)req;
+    if (strlen(n->account_id) > LOBBY_ID_MAX || strlen(n->kind) > 32 || !*n->text ||
+        strlen(n->text) > 2048) {
+        wy_grpc_reply_error(call, WY_EINVAL,
+                            "account_id <= 64 bytes, kind <= 32 bytes, text 1..2048 bytes");
+        return;
+    }
+    size_t len = wyvern__lobby__notify_notice__get_packed_size(n);
+    uint8_t *buf = wy_malloc(len ? len : 1);
+    wyvern__lobby__notify_notice__pack(n, buf);
+    char id[37];
+    int rc = wy_kafka_produce(wy_daemon_producer(lb->d), "wy.notify", n->account_id,
+                              "notify.notice", buf, len, NULL, NULL, id);
+    wy_free(buf);
+    if (rc != WY_OK) {
+        wy_grpc_reply_error(call, rc, "cannot publish the notice");
+        return;
+    }
+    Wyvern__Lobby__NotifyResponse r = WYVERN__LOBBY__NOTIFY_RESPONSE__INIT;
+    r.event_id = id;
+    wy_grpc_reply(call, &r.base);
 }
 
 int lobby_grpc_register(lobby_t *lb, const char **err)
@@ -80,6 +108,9 @@ int lobby_grpc_register(lobby_t *lb, const char **err)
                                 lb) != WY_OK ||
         wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/GetSession",
                                 &wyvern__lobby__get_session_request__descriptor, handle_get,
+                                lb) != WY_OK ||
+        wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/Notify",
+                                &wyvern__lobby__notify_notice__descriptor, handle_notify,
                                 lb) != WY_OK) {
         *err = "cannot register the wyvern.lobby.Lobby methods";
         return WY_EINTERNAL;

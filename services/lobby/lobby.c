@@ -20,8 +20,8 @@ static const wy_cfg_entry_t lobby_config[] = {
     {"WY_LOBBY_WS_PORT", WY_CFG_INT, "8081", 0, 65535, NULL,
      "Client WebSocket port (path /v1/lobby); 0 = any.", &cfg.ws_port, false},
     {"WY_LOBBY_DUPLICATE_POLICY", WY_CFG_ENUM, "kick-old", 0, 0, "kick-old|reject-new",
-     "A second login of a live account: kick the old session, or refuse the new one.",
-     &cfg.policy, false},
+     "A second login of a live account: kick the old session, or refuse the new one.", &cfg.policy,
+     false},
     {"WY_LOBBY_SESSION_TTL", WY_CFG_DURATION_MS, "30s", 1000, 3600000, NULL,
      "TTL of a session in Redis, refreshed by heartbeats; a crashed instance's sessions "
      "vanish after it.",
@@ -216,8 +216,8 @@ void lobby_publish_kick(lobby_t *lb, const char *instance, const char *sid, cons
     size_t n = wyvern__lobby__session_kick__get_packed_size(&k);
     uint8_t *buf = wy_malloc(n ? n : 1);
     wyvern__lobby__session_kick__pack(&k, buf);
-    int rc = wy_kafka_produce(wy_daemon_producer(lb->d), "wy.session", account, "session.kick",
-                              buf, n, kick_delivered, lb, NULL);
+    int rc = wy_kafka_produce(wy_daemon_producer(lb->d), "wy.session", account, "session.kick", buf,
+                              n, kick_delivered, lb, NULL);
     wy_free(buf);
     if (rc != WY_OK)
         wy_log_warn("session.kick not queued (the fence still closes the old session)", "session",
@@ -295,8 +295,7 @@ static void keys_fetched(int err, int status, const char *message, const Protobu
         }
         err = WY_EINVAL;
     }
-    wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err),
-                NULL);
+    wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err), NULL);
     lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
 }
 
@@ -343,8 +342,7 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->m_kicks = metric('c', "wy_lobby_kicks_total", "Sessions closed by kick or fence.");
     lb->m_fenced = metric('c', "wy_lobby_fenced_writes_total",
                           "Session writes refused by the fence (session taken elsewhere).");
-    lb->m_rejected =
-        metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
+    lb->m_rejected = metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
     lb->m_rate_closed =
         metric('c', "wy_lobby_rate_limited_total", "Connections closed for their message rate.");
     lb->m_bad_frames =

@@ -10,22 +10,22 @@
 #include "wy_metrics.h"
 #include "wy_log.h"
 
-#define LOBBY_ID_MAX    64  /* account id, token sid (wy_token bounds) */
-#define LOBBY_NICK_MAX  64  /* bytes of a stored nickname (16 code points, UTF-8) */
-#define LOBBY_SID_LEN   36  /* session ids are UUIDv4 text */
+#define LOBBY_ID_MAX     64  /* account id, token sid (wy_token bounds) */
+#define LOBBY_NICK_MAX   64  /* bytes of a stored nickname (16 code points, UTF-8) */
+#define LOBBY_SID_LEN    36  /* session ids are UUIDv4 text */
 #define LOBBY_REASON_MAX 120 /* close reasons must fit 123 bytes */
 
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
-    LOBBY_CLOSE_PROTOCOL = 4000,   /* first message not hello, undecodable frame */
-    LOBBY_CLOSE_UNAUTH = 4001,     /* bad, expired or revoked token; banned */
-    LOBBY_CLOSE_KICKED = 4002,     /* logged in elsewhere, kicked by an operator */
-    LOBBY_CLOSE_RATE = 4003,       /* over WY_LOBBY_MAX_MSGS_PER_SEC */
+    LOBBY_CLOSE_PROTOCOL = 4000, /* first message not hello, undecodable frame */
+    LOBBY_CLOSE_UNAUTH = 4001,   /* bad, expired or revoked token; banned */
+    LOBBY_CLOSE_KICKED = 4002,   /* logged in elsewhere, kicked by an operator */
+    LOBBY_CLOSE_RATE = 4003,     /* over WY_LOBBY_MAX_MSGS_PER_SEC */
     LOBBY_CLOSE_HELLO_TIMEOUT = 4004,
-    LOBBY_CLOSE_IDLE = 4005,       /* no message within WY_LOBBY_IDLE_TIMEOUT */
-    LOBBY_CLOSE_REJECTED = 4006,   /* duplicate login refused (reject-new) */
+    LOBBY_CLOSE_IDLE = 4005,        /* no message within WY_LOBBY_IDLE_TIMEOUT */
+    LOBBY_CLOSE_REJECTED = 4006,    /* duplicate login refused (reject-new) */
     LOBBY_CLOSE_UNAVAILABLE = 4007, /* Redis/auth down during hello: retry */
-    LOBBY_CLOSE_LOGOUT = 4008,     /* after logout */
+    LOBBY_CLOSE_LOGOUT = 4008,      /* after logout */
 };
 
 typedef struct lobby lobby_t;
@@ -70,16 +70,19 @@ struct lobby {
     wy_http_server_t *ws;
     uv_timer_t sweep; /* hello / idle deadlines, instance liveness key */
     bool sweep_started;
-    wy_jwt_keyset_t *static_keys;   /* WY_LOBBY_TOKEN_KEYS_DIR */
-    wy_token_cache_t *key_cache;    /* Auth.GetKeys */
-    wy_grpc_channel_t *auth;        /* NULL without WY_LOBBY_AUTH_GRPC */
+    uv_check_t closer; /* closes connections once their last messages are out */
+    bool closer_started;
+    size_t npend;
+    wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
+    wy_token_cache_t *key_cache;  /* Auth.GetKeys */
+    wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
     lobby_map_t by_sid;     /* session id -> conn (claiming or ready) */
     lobby_map_t by_account; /* account -> conn (the ready one) */
     lobby_map_t revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */
     uint64_t revoked_sweep_ms;
-    lobby_conn_t *conns;    /* every open connection (doubly linked) */
+    lobby_conn_t *conns; /* every open connection (doubly linked) */
     size_t nconns;
     bool stopping;
     /* metrics */
@@ -93,12 +96,12 @@ struct lobby_conn {
     lobby_t *lb;
     wy_ws_conn_t *ws; /* NULL once closed */
     lobby_conn_t *prev, *next;
-    int state;        /* LOBBY_ST_* */
-    int refs;         /* async operations in flight that hold this conn */
+    int state; /* LOBBY_ST_* */
+    int refs;  /* async operations in flight that hold this conn */
     char sid[LOBBY_SID_LEN + 1];
     char account[LOBBY_ID_MAX + 1];
     char token_sid[LOBBY_ID_MAX + 1];
-    char nick[LOBBY_NICK_MAX + 1];      /* display */
+    char nick[LOBBY_NICK_MAX + 1]; /* display */
     char nick_norm[LOBBY_NICK_MAX * 4 + 1];
     char peer[64];
     char session_state[16]; /* "online" | "in-game" (seam for enter-game) */
@@ -113,6 +116,10 @@ struct lobby_conn {
     bool registered; /* in by_sid */
     bool live;       /* claimed in Redis and not yet released by this conn */
     bool counted;    /* counted in wy_lobby_sessions */
+    bool pend;       /* close waiting for the send queue to drain */
+    int pend_code;
+    uint64_t pend_since;
+    char pend_reason[LOBBY_REASON_MAX + 4];
 };
 
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };
@@ -135,8 +142,8 @@ void lobby_sessions_stop(lobby_t *lb);
  * Returns true when found. */
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code);
 /* Closes every local session of account (token_sid "" = all) with code/reason. */
-void lobby_session_close_account(lobby_t *lb, const char *account, const char *token_sid,
-                                 int code, const char *reason);
+void lobby_session_close_account(lobby_t *lb, const char *account, const char *token_sid, int code,
+                                 const char *reason);
 /* Pushes a notice to account ("" = everyone connected here). */
 void lobby_session_notice(lobby_t *lb, const char *account, const char *id, const char *kind,
                           const char *text, int64_t at_ms);

@@ -71,8 +71,8 @@ static char *skeleton(const uint8_t *s, size_t n)
     return out;
 }
 
-static const char *const reserved_sub[] = {"admin", "moderator", "wyvern", "gamemaster",
-                                           "system", "support", "운영자", "관리자", NULL};
+static const char *const reserved_sub[] = {"admin",   "moderator", "wyvern", "gamemaster", "system",
+                                           "support", "운영자",    "관리자", NULL};
 static const char *const reserved_exact[] = {"gm", "mod", "root", "staff", "null", "dev", NULL};
 
 static bool is_reserved(const char *norm)

@@ -17,7 +17,8 @@
  * fence it (INCR epoch, delete its record and indexes), then write the new session and its
  * indexes with the TTL. Returns {1, prev_sid, prev_instance, epoch} or {0, sid, instance}.
  * KEYS: sess:acct:<a>, sess:epoch:<a>, sess:<sid>
- * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm */
+ * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm,
+ *       fence_ms (the claiming instance is alive: its liveness key is refreshed) */
 static const char CLAIM_LUA[] =
     "local prev = redis.call('GET', KEYS[1])\n"
     "local pinst = ''\n"
@@ -34,6 +35,7 @@ static const char CLAIM_LUA[] =
     "    redis.call('DEL', 'sess:'..prev)\n"
     "  end\n"
     "end\n"
+    "redis.call('SET', 'sess:inst:'..ARGV[3], '1', 'PX', ARGV[10])\n"
     "local epoch = redis.call('INCR', KEYS[2])\n"
     "redis.call('PEXPIRE', KEYS[2], " EPOCH_KEEP_MS ")\n"
     "redis.call('HSET', KEYS[3], 'account', ARGV[2], 'instance', ARGV[3], 'conn', ARGV[4],\n"
@@ -174,8 +176,7 @@ void lobby_send(lobby_conn_t *c, const Wyvern__Lobby__ServerMessage *msg)
         wy_free(buf);
 }
 
-void lobby_send_status(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__Code code,
-                       const char *message)
+void lobby_send_status(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__Code code, const char *message)
 {
     Wyvern__Lobby__Status st = WYVERN__LOBBY__STATUS__INIT;
     st.code = code;
@@ -186,13 +187,45 @@ void lobby_send_status(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__Code code,
     lobby_send(c, &m);
 }
 
-/* Closes the WebSocket with code/reason; the session record is left to the caller. */
+/* wslay sends a close frame ahead of data messages still queued, so a close right after a
+ * send (kicked, error status, logged_out) would lose that message: the close waits until
+ * the connection's send queue is empty (checked once per loop turn, at most CLOSE_WAIT_MS). */
+#define CLOSE_WAIT_MS 1000
+
+static void on_close_check(uv_check_t *h)
+{
+    lobby_t *lb = h->data;
+    uint64_t now = wy_now_ms();
+    for (lobby_conn_t *c = lb->conns; c && lb->npend; c = c->next) {
+        if (!c->pend || !c->ws)
+            continue;
+        if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
+            c->pend = false;
+            lb->npend--;
+            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
+        }
+    }
+    if (lb->npend == 0)
+        uv_check_stop(&lb->closer);
+}
+
+/* Closes the WebSocket with code/reason once what was sent before is out; the session
+ * record is left to the caller. */
 static void conn_close(lobby_conn_t *c, int code, const char *reason)
 {
     if (!c->ws || c->state == LOBBY_ST_CLOSING)
         return;
     c->state = LOBBY_ST_CLOSING;
-    (void)wy_ws_close(c->ws, code, reason);
+    if (wy_ws_queued_bytes(c->ws) == 0 || !c->lb->closer_started) {
+        (void)wy_ws_close(c->ws, code, reason);
+        return;
+    }
+    c->pend = true;
+    c->pend_code = code;
+    c->pend_since = wy_now_ms();
+    snprintf(c->pend_reason, sizeof c->pend_reason, "%s", reason ? reason : "");
+    if (c->lb->npend++ == 0)
+        uv_check_start(&c->lb->closer, on_close_check);
 }
 
 static void send_kicked_and_close(lobby_conn_t *c, const char *reason, int code)
@@ -254,8 +287,7 @@ static void write_done(int status, redisReply *reply, void *ud)
             send_kicked_and_close(c, "logged in elsewhere", LOBBY_CLOSE_KICKED);
         }
     } else if (status != WY_OK && status != WY_ECANCELED) {
-        wy_log_warn("session write failed", "session", c->sid, "error", wy_strerror(status),
-                    NULL);
+        wy_log_warn("session write failed", "session", c->sid, "error", wy_strerror(status), NULL);
     }
     lobby_conn_unref(c);
 }
@@ -273,8 +305,8 @@ void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
     fmt_u64(created, sizeof created, c->created_wall_ms);
     fmt_u64(seen, sizeof seen, wy_wall_ms());
     const char *keys[] = {k1, k2, k3};
-    const char *args[] = {c->sid,   epoch,           ttl,         c->account,
-                          lb->instance, c->peer,      created,     seen,
+    const char *args[] = {c->sid,           epoch,        ttl,      c->account,
+                          lb->instance,     c->peer,      created,  seen,
                           c->session_state, c->nick_norm, old_norm, c->nick};
     c->last_write_ms = wy_now_ms();
     if (eval(lb, WRITE_LUA, 3, keys, 12, args, write_done, c) == WY_OK) {
@@ -317,8 +349,7 @@ static void session_release(lobby_conn_t *c)
 
 /* ---------------------------------------------------------------- hello */
 
-static void hello_fail(lobby_conn_t *c, Wyvern__Lobby__Code code, int close_code,
-                       const char *why)
+static void hello_fail(lobby_conn_t *c, Wyvern__Lobby__Code code, int close_code, const char *why)
 {
     lobby_send_status(c, c->hello_req, code, why);
     conn_close(c, close_code, why);
@@ -333,8 +364,7 @@ static void claim_done(int status, redisReply *reply, void *ud)
     if (!ok) {
         if (status != WY_ECANCELED)
             wy_log_warn("session claim failed", "session", c->sid, "error",
-                        status == WY_EIO && reply && reply->str ? reply->str
-                                                                : wy_strerror(status),
+                        status == WY_EIO && reply && reply->str ? reply->str : wy_strerror(status),
                         NULL);
         if (c->ws && c->state == LOBBY_ST_CLAIM)
             hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
@@ -412,13 +442,15 @@ static void claim(lobby_conn_t *c)
     snprintf(k1, sizeof k1, "sess:acct:%s", c->account);
     snprintf(k2, sizeof k2, "sess:epoch:%s", c->account);
     snprintf(k3, sizeof k3, "sess:%s", c->sid);
-    char now[24], ttl[24];
+    char now[24], ttl[24], fence[24];
     fmt_u64(now, sizeof now, c->created_wall_ms);
     fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
+    fmt_u64(fence, sizeof fence, (uint64_t)lb->cfg->fence_ms);
     const char *keys[] = {k1, k2, k3};
-    const char *args[] = {c->sid, c->account,      lb->instance, c->peer, now,
-                          ttl,    lb->reject_new ? "1" : "0", c->nick,  c->nick_norm};
-    int rc = eval(lb, CLAIM_LUA, 3, keys, 9, args, claim_done, c);
+    const char *args[] = {
+        c->sid,  c->account,   lb->instance, c->peer, now, ttl, lb->reject_new ? "1" : "0",
+        c->nick, c->nick_norm, fence};
+    int rc = eval(lb, CLAIM_LUA, 3, keys, 10, args, claim_done, c);
     if (rc != WY_OK) {
         hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
                    "session store unavailable, retry");
@@ -461,8 +493,7 @@ static void introspected(int err, int status, const char *message, const Protobu
     WY_UNUSED(status);
     lobby_conn_t *c = arg;
     if (c->ws && c->state == LOBBY_ST_AUTH) {
-        const Wyvern__Auth__IntrospectResponse *r =
-            (const Wyvern__Auth__IntrospectResponse *)resp;
+        const Wyvern__Auth__IntrospectResponse *r = (const Wyvern__Auth__IntrospectResponse *)resp;
         if (err != WY_OK) {
             wy_log_warn("auth Introspect failed", "error", *message ? message : wy_strerror(err),
                         NULL);
@@ -509,8 +540,7 @@ static void on_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *
     snprintf(c->token_sid, sizeof c->token_sid, "%s", cl.sid);
     c->token_iat = cl.iat;
     if (lobby_revoked(lb, c->account, c->token_sid, c->token_iat)) {
-        hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH,
-                   "token revoked");
+        hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH, "token revoked");
         return;
     }
     if (!lb->auth) {
@@ -594,7 +624,7 @@ static void presence_done(int status, redisReply *reply, void *ud)
                 e->account_id = (char *)s.account;
                 e->nickname = (char *)s.nick;
                 e->state = strcmp(s.state, "in-game") == 0 ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
-                                                            : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+                                                           : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
             }
         }
         Wyvern__Lobby__PresenceList pl = WYVERN__LOBBY__PRESENCE_LIST__INIT;
@@ -634,8 +664,8 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
     char **keys = wy_calloc(n, sizeof *keys);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *name = i < g->n_account_ids ? g->account_ids[i]
-                                                : g->nicknames[i - g->n_account_ids];
+        const char *name =
+            i < g->n_account_ids ? g->account_ids[i] : g->nicknames[i - g->n_account_ids];
         p->names[i] = wy_strdup(name);
         if (i < g->n_account_ids) {
             if (!*name || strlen(name) > LOBBY_ID_MAX)
@@ -661,8 +691,8 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         argv[2] = nk;
         for (size_t i = 0; i < n; i++)
             argv[3 + i] = keys[i];
-        rc = wy_redis_command_argv(wy_daemon_redis(c->lb->d), presence_done, p, (int)(n + 3),
-                                   argv, NULL);
+        rc = wy_redis_command_argv(wy_daemon_redis(c->lb->d), presence_done, p, (int)(n + 3), argv,
+                                   NULL);
         wy_free(argv);
     }
     for (size_t i = 0; i < n; i++)
@@ -772,8 +802,8 @@ bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, 
     return true;
 }
 
-void lobby_session_close_account(lobby_t *lb, const char *account, const char *token_sid,
-                                 int code, const char *reason)
+void lobby_session_close_account(lobby_t *lb, const char *account, const char *token_sid, int code,
+                                 const char *reason)
 {
     /* Also catches a connection still in hello for that account. */
     for (lobby_conn_t *c = lb->conns; c; c = c->next) {
@@ -851,6 +881,10 @@ static void on_close(wy_ws_conn_t *ws, int code, const char *reason, void *ud)
     if (c->next)
         c->next->prev = c->prev;
     lb->nconns--;
+    if (c->pend) {
+        c->pend = false;
+        lb->npend--;
+    }
     if (c->counted)
         wy_metric_add(lb->m_sessions, -1);
     c->counted = false;
@@ -1024,8 +1058,8 @@ int lobby_sessions_start(lobby_t *lb, const char **err)
         *err = "cannot create the WebSocket server";
         return rc;
     }
-    wy_ws_handlers_t h = {.on_open = on_open, .on_message = on_message, .on_close = on_close,
-                          .ud = lb};
+    wy_ws_handlers_t h = {
+        .on_open = on_open, .on_message = on_message, .on_close = on_close, .ud = lb};
     wy_ws_route(lb->ws, WS_PATH, &h);
     const char *e = NULL;
     rc = wy_http_listen(lb->ws, bind_host(), (int)lb->cfg->ws_port, &e);
@@ -1040,15 +1074,17 @@ int lobby_sessions_start(lobby_t *lb, const char **err)
     wy_log_info("websocket listening", "port", port, "path", WS_PATH, NULL);
     uv_timer_init(lb->loop, &lb->sweep);
     lb->sweep.data = lb;
-    uint64_t every = (uint64_t)(lb->cfg->hello_ms < lb->cfg->idle_ms ? lb->cfg->hello_ms
-                                                                    : lb->cfg->idle_ms) /
-                     4;
+    uint64_t every =
+        (uint64_t)(lb->cfg->hello_ms < lb->cfg->idle_ms ? lb->cfg->hello_ms : lb->cfg->idle_ms) / 4;
     if (every < 20)
         every = 20;
     if (every > 500)
         every = 500;
     uv_timer_start(&lb->sweep, on_sweep, 0, every);
     lb->sweep_started = true;
+    uv_check_init(lb->loop, &lb->closer);
+    lb->closer.data = lb;
+    lb->closer_started = true;
     return WY_OK;
 }
 
@@ -1064,10 +1100,21 @@ void lobby_sessions_stop(lobby_t *lb)
         uv_close((uv_handle_t *)&lb->sweep, NULL);
         lb->sweep_started = false;
     }
+    if (lb->closer_started) {
+        uv_check_stop(&lb->closer);
+        uv_close((uv_handle_t *)&lb->closer, NULL);
+        lb->closer_started = false;
+    }
     /* Clients reconnect elsewhere; their sessions are released (on_close) while Redis is
      * still open, so the account can log in on another instance at once. */
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
+    for (lobby_conn_t *c = lb->conns; c; c = c->next) {
+        if (c->pend && c->ws) {
+            c->pend = false;
+            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
+        }
         conn_close(c, WY_WS_GOING_AWAY, "server stopping");
+    }
+    lb->npend = 0;
     if (lb->ws) {
         wy_http_close(lb->ws, ws_closed, lb);
         lb->ws = NULL;
