@@ -494,7 +494,8 @@ static void on_grpc_stopped(void *ud)
 static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
-    bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped;
+    bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
+                (!d->spec->busy || d->spec->busy(d) == 0);
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }

@@ -61,6 +61,11 @@ typedef struct {
      * stop timers, finish or cancel own work. Everything the service holds
      * must be released here or in its own close callbacks. */
     void (*stop)(wy_daemon_t *d);
+    /* Optional: how many requests the service itself still has in flight (on
+     * its own listeners, e.g. auth's HTTP API). The drain waits, up to
+     * WY_<SVC>_DRAIN_TIMEOUT, until it returns 0 before Redis, PostgreSQL and
+     * Kafka are closed. */
+    size_t (*busy)(wy_daemon_t *d);
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
@@ -68,8 +73,10 @@ typedef struct {
  * graceful stop (exit 0). Returns the process exit status. */
 int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 
-/* Accessors, valid from start() until stop() returns; loop thread only.
- * A dependency not in spec->deps is NULL. */
+/* Accessors, loop thread only, valid from start() on. A dependency not in
+ * spec->deps is NULL; Redis, PostgreSQL, the producer and the ops server turn
+ * NULL once the stop closes them (after the drain), so code that may run
+ * during the drain checks for NULL. */
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */

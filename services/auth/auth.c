@@ -61,6 +61,7 @@ static wy_cfg_entry_t auth_config[AUTH_MAX_CONFIG];
 
 static int auth_start(wy_daemon_t *d, const char **err);
 static void auth_stop(wy_daemon_t *d);
+static size_t auth_busy(wy_daemon_t *d);
 
 wy_daemon_spec_t auth_daemon_spec = {
     .svc = "auth",
@@ -70,6 +71,7 @@ wy_daemon_spec_t auth_daemon_spec = {
     .grpc_port = 9201,
     .start = auth_start,
     .stop = auth_stop,
+    .busy = auth_busy,
 };
 
 void auth_config_init(void)
@@ -239,6 +241,17 @@ static void on_http_closed(void *ud)
     auth_unref(ud);
 }
 
+/* Set while auth's own HTTP server drains (the auth_t is kept alive by the
+ * references of that server and its timer), so the daemon's drain can wait
+ * for it before closing PostgreSQL and Redis. */
+static auth_t *auth_draining;
+
+static size_t auth_busy(wy_daemon_t *d)
+{
+    WY_UNUSED(d);
+    return auth_draining && auth_draining->http ? wy_http_in_flight(auth_draining->http) : 0;
+}
+
 static void on_drain_tick(uv_timer_t *t)
 {
     auth_t *a = t->data;
@@ -248,6 +261,7 @@ static void on_drain_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_drain_closed);
     wy_http_close(a->http, on_http_closed, a);
     a->http = NULL;
+    auth_draining = NULL;
 }
 
 static void auth_stop(wy_daemon_t *d)
@@ -274,6 +288,7 @@ static void auth_stop(wy_daemon_t *d)
         a->drain_timer.data = a;
         a->drain_deadline = wy_now_ms() + AUTH_DRAIN_MAX_MS;
         uv_timer_start(&a->drain_timer, on_drain_tick, 0, AUTH_DRAIN_POLL_MS);
+        auth_draining = a;
     }
     wy_daemon_set_state(d, NULL);
     auth_unref(a);
