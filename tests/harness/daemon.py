@@ -63,6 +63,9 @@ class Daemon:
             # wy-auth refuses to start without a signing key: give it a fresh one.
             env["WY_AUTH_KEYS_DIR"] = _auth_test_keys(log_dir)
             env.setdefault("WY_AUTH_SIGNING_KID", "test")
+        if svc == "lobby" and "WY_LOBBY_AUTH_GRPC" not in env and "WY_LOBBY_TOKEN_KEYS_DIR" not in env:
+            # Lobby must be able to verify tokens: the key auth signs with in tests.
+            env["WY_LOBBY_TOKEN_KEYS_DIR"] = _auth_test_keys(log_dir)
         full.update(env)
         # None removes a variable (to test what a missing one does).
         self.env = {k: v for k, v in full.items() if v is not None}
