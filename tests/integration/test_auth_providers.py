@@ -392,7 +392,9 @@ def test_oidc_jwks_unreachable(tool):
 # ------------------------------------------------------------------ through wy-auth
 
 def auth_vars(build_dir):
-    r = subprocess.run([os.path.join(build_dir, "wy-auth"), "--help", "--json"],
+    binary = os.path.join(build_dir, "wy-auth")
+    assert os.access(binary, os.X_OK), "%s is missing: build it first (make)" % binary
+    r = subprocess.run([binary, "--help", "--json"],
                        capture_output=True, text=True, timeout=30)
     try:
         return {v["name"] for v in json.loads(r.stdout)["variables"]}
