@@ -202,6 +202,15 @@ static unsigned alg_of_pkey(EVP_PKEY *pkey, const char **err)
             *err = "RSA key size must be 2048..8192 bits";
             return 0;
         }
+        /* e = 1 (or even) makes signatures trivial to forge: refuse such keys outright. */
+        BIGNUM *e = NULL;
+        bool e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 && BN_is_odd(e) &&
+                    !BN_is_one(e);
+        BN_free(e);
+        if (!e_ok) {
+            *err = "RSA public exponent must be odd and at least 3";
+            return 0;
+        }
         return WY_JWT_ALG_RS256;
     }
     if (EVP_PKEY_is_a(pkey, "EC")) {

@@ -245,7 +245,7 @@ int wy_token_keyset_load_dir(wy_jwt_keyset_t *ks, const char *dir, const char **
         *err = err_path(dir, strerror(errno));
         return WY_EIO;
     }
-    char *names[WY_JWKS_MAX_KEYS];
+    char *names[WY_JWKS_MAX_KEYS] = {0};
     size_t n = 0;
     int rc = WY_OK;
     struct dirent *e;

@@ -311,6 +311,26 @@ static void test_jwks_round_trip_all_algs(void **state)
     /* Importing the same document twice: duplicate kids, set unchanged. */
     assert_int_equal(wy_jwt_keyset_add_jwks(pub, jwks, strlen(jwks), NULL, NULL, &err), WY_EEXIST);
     assert_int_equal(wy_jwt_keyset_count(pub), 3);
+    /* The same RSA modulus with e = 1 or an even e is refused (forgeable). */
+    json_error_t jerr;
+    json_t *doc = json_loads(jwks, 0, &jerr);
+    const char *n =
+        json_string_value(json_object_get(json_array_get(json_object_get(doc, "keys"), 1), "n"));
+    assert_non_null(n);
+    const char *exps[] = {"AQ", "Ag", "AQAC"};
+    for (size_t i = 0; i < WY_ARRAY_LEN(exps); i++) {
+        char *bad =
+            wy_sprintf("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"weak\",\"n\":\"%s\",\"e\":\"%s\"}]}",
+                       n, exps[i]);
+        assert_int_equal(wy_jwt_keyset_add_jwks(pub, bad, strlen(bad), NULL, NULL, &err),
+                         WY_EINVAL);
+        wy_free(bad);
+    }
+    char *good = wy_sprintf(
+        "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"same\",\"n\":\"%s\",\"e\":\"AQAB\"}]}", n);
+    assert_int_equal(wy_jwt_keyset_add_jwks(pub, good, strlen(good), NULL, NULL, &err), WY_OK);
+    wy_free(good);
+    json_decref(doc);
     wy_jwt_keyset_free(pub);
     wy_free(again);
     wy_free(jwks);
