@@ -434,7 +434,7 @@ def login(url, body):
 def test_daemon_steam_login(auth, steam):
     url = auth(steam_env(steam.base))
     r1 = login(url, {"method": "steam", "ticket": fake_steam.GOOD_TICKET})
-    assert r1.status_code == 200, r1.text
+    assert r1.status_code == 201, r1.text  # first login creates the account
     r2 = login(url, {"method": "steam", "ticket": fake_steam.GOOD_TICKET})
     assert r2.status_code == 200, r2.text
     assert r1.json()["account_id"] == r2.json()["account_id"]  # same Steam user, same account
@@ -453,7 +453,7 @@ def test_daemon_steam_unreachable(auth):
 def test_daemon_oidc_login(auth, oidc):
     url = auth(oidc.env())
     r1 = login(url, {"method": "oidc", "id_token": oidc.mint("rsa1")})
-    assert r1.status_code == 200, r1.text
+    assert r1.status_code == 201, r1.text
     r2 = login(url, {"method": "oidc", "id_token": oidc.mint("ec1")})
     assert r2.status_code == 200, r2.text
     assert r1.json()["account_id"] == r2.json()["account_id"]
