@@ -34,7 +34,7 @@ typedef struct {
  *   err WY_ECANCELED wy_httpc_close was called before the answer.
  * status is 0 when no response was received. body is the response body, NUL-terminated for
  * convenience (not counted in len), "" when empty; valid only during the callback. msg is a
- * short human-readable description ("ok", "connection refused: Failed to connect ..."); never
+ * short human-readable description ("ok", "Couldn't connect to server: Failed to ..."); never
  * NULL, valid only during the callback, never contains the request URL's query. */
 typedef void (*wy_httpc_cb)(int err, int status, const char *body, size_t len, const char *msg,
                             void *ud);

@@ -16,6 +16,7 @@
 #include "wy_config.h"
 
 typedef struct {
+    uv_loop_t *loop;
     bool done;
     int err;
     char *subject;
@@ -29,12 +30,13 @@ static void on_result(int err, const char *subject, const char *message, void *u
     r->err = err;
     r->subject = subject ? wy_strdup(subject) : NULL;
     r->message = wy_strdup(message ? message : "");
+    uv_stop(r->loop); /* else UV_RUN_ONCE goes on to block in poll until the next event */
 }
 
 /* Verify one credential, running the loop until the answer; prints it. Returns the err. */
 static int check_one(uv_loop_t *loop, auth_providers_t *p, const char *method, const char *cred)
 {
-    result_t r = {0};
+    result_t r = {.loop = loop};
     int rc;
     if (strcmp(method, "steam") == 0)
         rc = auth_steam_verify(p, cred, on_result, &r);
