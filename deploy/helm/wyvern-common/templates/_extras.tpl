@@ -57,7 +57,7 @@ Wait until ready:
   kubectl -n {{ .Release.Namespace }} rollout status {{ .Values.workload.kind | lower }}/{{ $name }}
 
 Check readiness by hand:
-  kubectl -n {{ .Release.Namespace }} port-forward svc/{{ $name }} {{ .Values.ports.ops }}:ops &
+  kubectl -n {{ .Release.Namespace }} port-forward svc/{{ $name }} {{ .Values.ports.ops }}:{{ .Values.ports.ops }} &
   curl -s localhost:{{ .Values.ports.ops }}/readyz
 
 Secrets this release reads (create them before installing):
