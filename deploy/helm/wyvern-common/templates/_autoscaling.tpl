@@ -45,13 +45,11 @@ spec:
       # Gentle: every removed pod drains its connections, so remove few at a
       # time and only after the load stayed low for a while.
       stabilizationWindowSeconds: {{ .Values.autoscaling.scaleDown.stabilizationWindowSeconds }}
-      selectPolicy: Min
+      # Pods, not Percent: the HPA rounds a percentage of few pods so that
+      # a small Deployment would never shrink.
       policies:
         - type: Pods
           value: {{ .Values.autoscaling.scaleDown.pods }}
-          periodSeconds: {{ .Values.autoscaling.scaleDown.periodSeconds }}
-        - type: Percent
-          value: {{ .Values.autoscaling.scaleDown.percent }}
           periodSeconds: {{ .Values.autoscaling.scaleDown.periodSeconds }}
 {{- end -}}
 {{- end -}}
