@@ -291,3 +291,63 @@ def test_compose_creates_every_topic_the_daemons_use(tools):
     assert named, "no wy.* topic named in services/*/README.md"
     assert named <= created, "topics not created by kafka-init: %s" % sorted(named - created)
     assert project["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+# ------------------------------------------------------------------ the image's build stage
+
+def dockerignored(path, patterns):
+    """Docker's rule, simplified: the last matching pattern wins, "!" re-includes,
+    a pattern matching a folder covers what is inside."""
+    import fnmatch
+    excluded = False
+    for pat in patterns:
+        neg = pat.startswith("!")
+        pat = pat[1:] if neg else pat
+        pat = pat.rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if any(fnmatch.fnmatch(p, pat) or (pat.startswith("**/") and fnmatch.fnmatch(p.split("/")[-1], pat[3:]))
+               for p in prefixes):
+            excluded = not neg
+    return excluded
+
+
+def test_build_stage_compiles_the_daemons_from_its_context_alone(tools, tmp_path):
+    """Copies exactly what the build stage COPYs (and .dockerignore lets
+    through) into an empty folder and runs the stage's make there: a file
+    the daemons need but the image build does not get fails here, without
+    a Docker engine."""
+    stages, cur = {}, None
+    with open(os.path.join(TOP, "Dockerfile")) as f:
+        for line in re.sub(r"\\\n", " ", f.read()).splitlines():
+            m = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
+            if m:
+                cur = m.group(1)
+                stages[cur] = []
+            elif cur and line.strip() and not line.startswith("#"):
+                stages[cur].append(line.strip())
+    copies = [ln.split()[1:-1] for ln in stages["build"] if ln.startswith("COPY") and "--from" not in ln]
+    runs = [ln[4:].strip() for ln in stages["build"] if ln.startswith("RUN") and "make" in ln]
+    assert copies and len(runs) == 1
+    with open(os.path.join(TOP, ".dockerignore")) as f:
+        patterns = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    ctx = tmp_path / "src"
+    ctx.mkdir()
+    for srcs in copies:
+        for src in srcs:
+            src = src.rstrip("/")
+            assert not dockerignored(src, patterns), "%s is COPYed but .dockerignore excludes it" % src
+            full = os.path.join(TOP, src)
+            if os.path.isdir(full):
+                shutil.copytree(full, ctx / src, ignore=lambda d, names: [
+                    n for n in names if dockerignored(os.path.relpath(os.path.join(d, n), TOP), patterns)])
+            else:
+                shutil.copy2(full, ctx / src)
+    cmd = runs[0].split("&&")[0].replace('"$(nproc)"', "2")
+    r = subprocess.run(cmd, shell=True, cwd=ctx, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
+    for svc in SERVICES:
+        assert os.access(ctx / "build" / ("wy-%s" % svc), os.X_OK)
+    assert not dockerignored("Makefile", patterns) and dockerignored("build/wy-auth", patterns)
+    assert dockerignored(".cache/venv", patterns) and dockerignored("tests/deploy/test_deploy.py", patterns)
