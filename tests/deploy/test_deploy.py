@@ -194,6 +194,14 @@ def test_dockerfile_missing_runtime_library_is_caught(tools, tmp_path):
     assert re.search(r"wy-auth: links libpq\.so\.5 from libpq5, which the runtime stage does not install", out), out
 
 
+def test_dockerfile_unknown_runtime_package_is_caught(tools, tmp_path):
+    p = tmp_path / "Dockerfile"
+    p.write_text(open(os.path.join(TOP, "Dockerfile")).read().replace("libhiredis0.14", "libhiredis0.13"))
+    rc, out = check(tools, "--dockerfile", str(p))
+    assert rc == 1
+    assert "runtime package libhiredis0.13 does not exist in Debian" in out
+
+
 def test_dockerfile_root_user_is_caught(tools, tmp_path):
     p = tmp_path / "Dockerfile"
     p.write_text(open(os.path.join(TOP, "Dockerfile")).read().replace("USER 10001:10001", "USER root"))
