@@ -127,6 +127,7 @@ def test_everything_at_once(tools):
     ("schema-typo-values.yaml", r"not valid Kubernetes 1.30: .*limitz"),
     ("servicemonitor-bad-values.yaml", r"ServiceMonitor/wyvern-auth: spec.endpoints.0.interval"),
     ("short-grace-values.yaml", r"terminationGracePeriodSeconds=5 is shorter than"),
+    ("typo-values.yaml", r"Additional property autoscalling is not allowed"),
     # The daemon does not list WY_AUTH_HTTP_PORT yet: wiring it must fail today.
     ("client-port-env-values.yaml", r"WY_AUTH_HTTP_PORT is not a variable of wy-auth"),
 ])
