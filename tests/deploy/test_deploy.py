@@ -124,7 +124,7 @@ def test_everything_at_once(tools):
     ("probe-port-values.yaml", r"livenessProbe port 'metrics' is not a port of the container"),
     ("probe-wrong-port-values.yaml", r"readinessProbe port 'grpc' is 9201, but /healthz and /readyz are on the ops"),
     ("secret-in-configmap-values.yaml", r"WY_PG_URL is secret: set it only from a Secret"),
-    ("schema-typo-values.yaml", r"not valid Kubernetes 1.30: .*limitz"),
+    ("schema-typo-values.yaml", r"not valid Kubernetes 1.30: .*DuringExecutoin"),
     ("servicemonitor-bad-values.yaml", r"ServiceMonitor/wyvern-auth: spec.endpoints.0.interval"),
     ("short-grace-values.yaml", r"terminationGracePeriodSeconds=5 is shorter than"),
     ("typo-values.yaml", r"Additional property autoscalling is not allowed"),
