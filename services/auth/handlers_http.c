@@ -1,0 +1,933 @@
+/* wy-auth client API: HTTP/JSON handlers (/v1/register, /v1/login, /v1/refresh,
+ * /v1/logout, /v1/link, /v1/unlink, /v1/me, /.well-known/jwks.json). Each request is one
+ * hop_t moving through asynchronous steps (rate limit, SQL, hashing, providers, Redis)
+ * on the loop; every path ends in exactly one response. Error codes: README.md. */
+#include "auth.h"
+#include "validate.h"
+#include "wy_log.h"
+#include "wy_text.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#define MAX_BODY (16 * 1024)
+
+typedef struct hop hop_t;
+typedef void (*hop_step)(hop_t *h);
+
+struct hop {
+    auth_t *a;
+    wy_http_req_t *req;
+    bool link;         /* /v1/link: attach to the bearer's account instead of logging in */
+    char method[16];   /* login method */
+    char ip[64];       /* source address without port */
+    char *username;    /* NFC display form */
+    char *username_key; /* identity key (NFKC + case fold) */
+    char *password;    /* NFKC */
+    char *subject;     /* device/custom id, or the provider's subject */
+    char *credential;  /* provider ticket / id_token */
+    char *encoded;     /* stored Argon2 hash */
+    char account[WY_TOKEN_ID_MAX + 1];
+    char sid[WY_TOKEN_ID_MAX + 1];
+    char refresh[44];
+    char refresh_hash[65];
+    bool created, banned, found;
+    wy_token_claims_t claims; /* the bearer's, after authenticate() */
+    hop_step next;
+};
+
+/* ---- plumbing ---- */
+
+static hop_t *hop_new(auth_t *a, wy_http_req_t *req)
+{
+    hop_t *h = wy_calloc(1, sizeof *h);
+    h->a = a;
+    h->req = req;
+    auth_ref(a);
+    const char *peer = wy_http_req_peer(req);
+    snprintf(h->ip, sizeof h->ip, "%s", peer ? peer : "");
+    /* "ip:port" or "[ip6]:port" -> ip */
+    char *colon = strrchr(h->ip, ':');
+    if (colon)
+        *colon = 0;
+    if (h->ip[0] == '[') {
+        memmove(h->ip, h->ip + 1, strlen(h->ip));
+        char *rb = strchr(h->ip, ']');
+        if (rb)
+            *rb = 0;
+    }
+    return h;
+}
+
+static void secret_free(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        wy_free(s);
+    }
+}
+
+static void hop_free(hop_t *h)
+{
+    wy_free(h->username);
+    wy_free(h->username_key);
+    secret_free(h->password);
+    wy_free(h->subject);
+    secret_free(h->credential);
+    wy_free(h->encoded);
+    OPENSSL_cleanse(h->refresh, sizeof h->refresh);
+    auth_t *a = h->a;
+    wy_free(h);
+    auth_unref(a);
+}
+
+static void fail(hop_t *h, int status, const char *code, const char *msg)
+{
+    wy_http_respond_error(h->req, status, code, msg);
+    hop_free(h);
+}
+
+static void fail_unavail(hop_t *h, int err)
+{
+    wy_http_add_header(h->req, "Retry-After", "1");
+    fail(h, 503, "UNAVAILABLE",
+         err == WY_EBUSY ? "the service is overloaded, retry shortly"
+                         : "a backing service is unavailable, retry shortly");
+}
+
+static void fail_login(hop_t *h, int status, const char *code, const char *msg)
+{
+    if (!h->link)
+        auth_count_login(h->method, code);
+    fail(h, status, code, msg);
+}
+
+static void respond_json(hop_t *h, int status, json_t *body)
+{
+    wy_http_respond_json(h->req, status, body);
+    hop_free(h);
+}
+
+static const char *jstr(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Parses a JSON object body; on failure it has responded and returns NULL. */
+static json_t *body_object(hop_t *h)
+{
+    size_t len = 0;
+    wy_http_req_body(h->req, &len);
+    if (len > MAX_BODY) {
+        fail(h, 413, "BODY_TOO_LARGE", "request body over 16 KiB");
+        return NULL;
+    }
+    json_t *j = wy_http_req_json(h->req);
+    if (!j) {
+        hop_free(h); /* wy_http_req_json responded 400 BAD_JSON */
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        fail(h, 400, "INVALID_REQUEST", "body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static bool pg_ok(hop_t *h, int rc)
+{
+    if (rc == WY_OK)
+        return true;
+    fail_unavail(h, rc);
+    return false;
+}
+
+static void set_retry_after_ms(hop_t *h, uint32_t ms)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%u", ms == 0 ? 1 : (ms + 999) / 1000);
+    wy_http_add_header(h->req, "Retry-After", v);
+}
+
+static json_t *account_json(const PGresult *res)
+{
+    json_t *methods = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
+    const char *user = PQgetvalue(res, 0, 1);
+    return json_pack("{s:s, s:o, s:I, s:b, s:o}", "account_id", PQgetvalue(res, 0, 0),
+                     "username", *user ? json_string(user) : json_null(), "created_at",
+                     (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "banned",
+                     !strcmp(PQgetvalue(res, 0, 3), "t"), "login_methods",
+                     methods ? methods : json_array());
+}
+
+/* ---- tokens out ---- */
+
+static void respond_tokens(hop_t *h, int status)
+{
+    char *access = NULL;
+    int64_t expires_in = 0;
+    int rc = auth_issue_access(h->a, h->account, h->sid, &access, &expires_in);
+    if (rc != WY_OK) {
+        fail(h, 500, "INTERNAL", "cannot sign the access token");
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", h->account,
+                          "session_id", h->sid, "access_token", access, "token_type", "Bearer",
+                          "expires_in", (json_int_t)expires_in, "refresh_token", h->refresh,
+                          "refresh_expires_in", (json_int_t)(auth_cfg.refresh_ttl_ms / 1000));
+    if (status == 201 || h->created)
+        json_object_set_new(o, "created", json_true());
+    wy_free(access);
+    respond_json(h, status, o);
+}
+
+static void on_session_opened(int status, const PGresult *res, const char *err, void *ud)
+{
+    (void)res;
+    hop_t *h = ud;
+    if (status != WY_OK) {
+        wy_log_warn("session not stored", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    auth_count_login(h->method, "ok");
+    auth_emit_login(h->a, h->account, h->sid, h->method, h->ip);
+    respond_tokens(h, h->created ? 201 : 200);
+}
+
+/* A login succeeded for h->account: new session (refresh family) + tokens. */
+static void open_session(hop_t *h)
+{
+    if (h->banned) {
+        fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
+        return;
+    }
+    if (h->created)
+        auth_emit_created(h->a, h->account, h->method);
+    wy_uuid4(h->sid);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    pg_ok(h, auth_db_session_open(h->a, h->sid, h->account, h->method, h->refresh_hash,
+                                  on_session_opened, h));
+}
+
+/* ---- bearer authentication ---- */
+
+static void on_bearer_checked(int err, bool revoked, void *ud)
+{
+    hop_t *h = ud;
+    if (err != WY_OK) {
+        fail_unavail(h, err);
+        return;
+    }
+    if (revoked) {
+        fail(h, 401, "TOKEN_REVOKED", "this session was revoked: log in again");
+        return;
+    }
+    snprintf(h->account, sizeof h->account, "%s", h->claims.sub);
+    snprintf(h->sid, sizeof h->sid, "%s", h->claims.sid);
+    h->next(h);
+}
+
+/* Verifies "Authorization: Bearer <access token>" and its revocation, then next(h). */
+static void authenticate(hop_t *h, hop_step next)
+{
+    const char *hdr = wy_http_req_header(h->req, "Authorization");
+    if (!hdr || strncasecmp(hdr, "Bearer ", 7) != 0) {
+        wy_http_add_header(h->req, "WWW-Authenticate", "Bearer");
+        fail(h, 401, "INVALID_TOKEN", "missing Authorization: Bearer <access token>");
+        return;
+    }
+    const char *tok = hdr + 7;
+    while (*tok == ' ')
+        tok++;
+    const char *why = NULL;
+    if (auth_verify_access(h->a, tok, strlen(tok), &h->claims, &why) != WY_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "access token rejected: %s", why ? why : "invalid");
+        wy_http_add_header(h->req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        fail(h, 401, "INVALID_TOKEN", msg);
+        return;
+    }
+    h->next = next;
+    int rc = auth_revocation_check(h->a, &h->claims, on_bearer_checked, h);
+    if (rc != WY_OK)
+        fail_unavail(h, rc);
+}
+
+/* ---- identities (device, custom, steam, oidc) ---- */
+
+static void identity_resolved(hop_t *h);
+
+static void on_provider(int err, const char *subject, const char *message, void *ud)
+{
+    hop_t *h = ud;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s: %s", h->method, message ? message : wy_strerror(err));
+    switch (err) {
+    case WY_OK:
+        h->subject = wy_strdup(subject);
+        identity_resolved(h);
+        return;
+    case WY_EAUTH:
+        fail_login(h, 401, "PROVIDER_REJECTED", msg);
+        return;
+    case WY_EINVAL:
+        fail_login(h, 400, "INVALID_CREDENTIAL", msg);
+        return;
+    case WY_ESTATE:
+        fail_login(h, 400, "METHOD_DISABLED", msg);
+        return;
+    default:
+        wy_http_add_header(h->req, "Retry-After", "1");
+        fail_login(h, 503, "PROVIDER_UNAVAILABLE", msg);
+        return;
+    }
+}
+
+static bool server_key_ok(const char *presented)
+{
+    uint8_t want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
+    /* Hashing both sides first makes the comparison constant-time in the length too. */
+    SHA256((const unsigned char *)auth_cfg.custom_secret, strlen(auth_cfg.custom_secret), want);
+    SHA256((const unsigned char *)presented, strlen(presented), got);
+    return CRYPTO_memcmp(want, got, sizeof want) == 0;
+}
+
+/* Reads the method's credential from the body and resolves it to h->subject, then
+ * identity_resolved(h). Responds on any failure. */
+static void resolve_identity(hop_t *h, json_t *body)
+{
+    const char *why = NULL;
+    if (!strcmp(h->method, "device") || !strcmp(h->method, "custom")) {
+        bool device = h->method[0] == 'd';
+        if (!device) {
+            if (!auth_cfg.custom_secret || !*auth_cfg.custom_secret) {
+                fail_login(h, 400, "METHOD_DISABLED", "custom-id login is not enabled");
+                return;
+            }
+            const char *key = wy_http_req_header(h->req, "X-Wyvern-Server-Key");
+            if (!key || !server_key_ok(key)) {
+                fail_login(h, 403, "SERVER_KEY_REQUIRED",
+                           "custom-id login needs the studio's X-Wyvern-Server-Key header");
+                return;
+            }
+        }
+        const char *id = jstr(body, device ? "device_id" : "custom_id");
+        if (!id) {
+            fail_login(h, 400, "INVALID_REQUEST",
+                       device ? "device_id (string) is required" : "custom_id (string) is required");
+            return;
+        }
+        if (auth_validate_external_id(id, &why) != WY_OK) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s %s", device ? "device_id:" : "custom_id:", why);
+            fail_login(h, 400, device ? "INVALID_DEVICE_ID" : "INVALID_CUSTOM_ID", msg);
+            return;
+        }
+        h->subject = wy_strdup(id);
+        identity_resolved(h);
+        return;
+    }
+    bool steam = !strcmp(h->method, "steam");
+    const char *cred = jstr(body, steam ? "ticket" : "id_token");
+    if (!cred || !*cred) {
+        fail_login(h, 400, "INVALID_REQUEST",
+                   steam ? "ticket (string) is required" : "id_token (string) is required");
+        return;
+    }
+    if (!h->a->providers || !auth_provider_enabled(h->a->providers, h->method)) {
+        fail_login(h, 400, "METHOD_DISABLED", steam ? "Steam login is not configured"
+                                                    : "OpenID Connect login is not configured");
+        return;
+    }
+    h->credential = wy_strdup(cred);
+    int rc = steam ? auth_steam_verify(h->a->providers, h->credential, on_provider, h)
+                   : auth_oidc_verify(h->a->providers, h->credential, on_provider, h);
+    if (rc != WY_OK)
+        on_provider(rc, NULL, NULL, h);
+}
+
+static void on_identity_login(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        wy_log_warn("identity login failed", "error", err, NULL);
+        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+        return;
+    }
+    snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
+    h->created = !strcmp(PQgetvalue(res, 0, 1), "t");
+    h->banned = !strcmp(PQgetvalue(res, 0, 2), "t");
+    open_session(h);
+}
+
+static void link_done(hop_t *h);
+
+static void on_link_identity(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        wy_log_warn("link failed", "error", err, NULL);
+        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), h->account) != 0) {
+        fail(h, 409, "IDENTITY_TAKEN", "this login is already linked to another account");
+        return;
+    }
+    link_done(h);
+}
+
+static void identity_resolved(hop_t *h)
+{
+    if (h->link) {
+        pg_ok(h, auth_db_link_identity(h->a, h->account, h->method, h->subject,
+                                       on_link_identity, h));
+        return;
+    }
+    char id[37];
+    wy_uuid4(id);
+    pg_ok(h, auth_db_identity_login(h->a, h->method, h->subject, id, true, on_identity_login, h));
+}
+
+/* ---- register ---- */
+
+static void on_registered(int status, const PGresult *res, const char *err, void *ud)
+{
+    (void)res;
+    hop_t *h = ud;
+    if (status == WY_EEXIST) {
+        fail(h, 409, "USERNAME_TAKEN", "this username (or one that looks the same) is taken");
+        return;
+    }
+    if (status != WY_OK) {
+        wy_log_warn("register failed", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    h->created = true;
+    open_session(h);
+}
+
+static void on_link_password(int status, const PGresult *res, const char *err, void *ud);
+
+static void on_new_hash(int err, const char *encoded, void *ud)
+{
+    hop_t *h = ud;
+    if (!h->a->stopping)
+        wy_metric_set(h->a->m_hash_queue, (double)auth_hasher_inflight(h->a->hasher));
+    if (err != WY_OK) {
+        fail_unavail(h, err == WY_ECANCELED ? WY_EUNAVAIL : err);
+        return;
+    }
+    if (h->link) {
+        pg_ok(h, auth_db_link_password(h->a, h->account, h->username_key, h->username, encoded,
+                                       on_link_password, h));
+        return;
+    }
+    wy_uuid4(h->account);
+    pg_ok(h, auth_db_register(h->a, h->account, h->username_key, h->username, encoded,
+                              on_registered, h));
+}
+
+/* Validates username + password of body into h; responds on failure. */
+static bool take_new_credentials(hop_t *h, json_t *body)
+{
+    const char *user = jstr(body, "username"), *pw = jstr(body, "password");
+    if (!user || !pw) {
+        fail(h, 400, "INVALID_REQUEST", "username and password (strings) are required");
+        return false;
+    }
+    const char *why = NULL;
+    if (auth_validate_username(user, &h->username_key, &h->username, &why) != WY_OK) {
+        fail(h, 400, "INVALID_USERNAME", why);
+        return false;
+    }
+    if (auth_validate_password(pw, h->username_key, &h->password, &why) != WY_OK) {
+        fail(h, 400, "INVALID_PASSWORD", why);
+        return false;
+    }
+    return true;
+}
+
+static void hash_new_password(hop_t *h)
+{
+    auth_t *a = h->a;
+    int rc = a->hasher ? auth_hash(a->hasher, h->password, on_new_hash, h) : WY_ECANCELED;
+    if (rc == WY_EBUSY) {
+        wy_http_add_header(h->req, "Retry-After", "1");
+        fail(h, 503, "HASH_QUEUE_FULL", "too many password checks in progress, retry shortly");
+        return;
+    }
+    if (rc != WY_OK) {
+        fail_unavail(h, rc);
+        return;
+    }
+    wy_metric_set(a->m_hash_queue, (double)auth_hasher_inflight(a->hasher));
+}
+
+static void handle_register(wy_http_req_t *req, void *ud)
+{
+    hop_t *h = hop_new(ud, req);
+    snprintf(h->method, sizeof h->method, "password");
+    json_t *body = body_object(h);
+    if (!body)
+        return;
+    bool ok = take_new_credentials(h, body);
+    json_decref(body);
+    if (ok)
+        hash_new_password(h);
+}
+
+/* ---- password login ---- */
+
+static void on_fail_counted_ip(int err, bool allowed, uint32_t retry_ms, void *ud)
+{
+    (void)err, (void)allowed, (void)retry_ms;
+    hop_t *h = ud;
+    fail_login(h, 401, "INVALID_CREDENTIALS", "wrong username or password");
+}
+
+static void on_fail_counted_acct(int err, bool allowed, uint32_t retry_ms, void *ud)
+{
+    (void)err, (void)allowed, (void)retry_ms;
+    hop_t *h = ud;
+    if (wy_ratelimit_hit(h->a->rl_ip, h->ip, on_fail_counted_ip, h) != WY_OK)
+        on_fail_counted_ip(WY_EUNAVAIL, true, 0, h);
+}
+
+/* A failed password login: counted against the account and the source IP (so the next
+ * attempts meet the limit), then 401 with the same code whether or not the user exists. */
+static void password_failed(hop_t *h)
+{
+    if (wy_ratelimit_hit(h->a->rl_account, h->username_key, on_fail_counted_acct, h) != WY_OK)
+        on_fail_counted_acct(WY_EUNAVAIL, true, 0, h);
+}
+
+static void on_password_verified(int err, bool match, void *ud)
+{
+    hop_t *h = ud;
+    if (!h->a->stopping)
+        wy_metric_set(h->a->m_hash_queue, (double)auth_hasher_inflight(h->a->hasher));
+    if (err != WY_OK) {
+        fail_unavail(h, WY_EUNAVAIL);
+        return;
+    }
+    if (!match || !h->found) {
+        password_failed(h);
+        return;
+    }
+    wy_ratelimit_reset(h->a->rl_account, h->username_key);
+    open_session(h);
+}
+
+static void on_password_row(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK) {
+        wy_log_warn("credential lookup failed", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        h->found = true;
+        snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
+        h->encoded = wy_strdup(PQgetvalue(res, 0, 1));
+        h->banned = !strcmp(PQgetvalue(res, 0, 2), "t");
+    }
+    /* Unknown users are checked against a dummy hash: same time, same answer. */
+    auth_t *a = h->a;
+    int rc = a->hasher ? auth_verify(a->hasher, h->encoded, h->password ? h->password : "",
+                                     on_password_verified, h)
+                       : WY_ECANCELED;
+    if (rc == WY_EBUSY) {
+        wy_http_add_header(h->req, "Retry-After", "1");
+        fail_login(h, 503, "HASH_QUEUE_FULL",
+                   "too many password checks in progress, retry shortly");
+        return;
+    }
+    if (rc != WY_OK) {
+        fail_unavail(h, rc);
+        return;
+    }
+    wy_metric_set(a->m_hash_queue, (double)auth_hasher_inflight(a->hasher));
+}
+
+static void on_peek_ip(int err, bool allowed, uint32_t retry_ms, void *ud)
+{
+    (void)err; /* the limiter fails open when Redis is down */
+    hop_t *h = ud;
+    if (!allowed) {
+        set_retry_after_ms(h, retry_ms);
+        fail_login(h, 429, "RATE_LIMITED", "too many failed logins from this address");
+        return;
+    }
+    pg_ok(h, auth_db_find_password(h->a, h->username_key, on_password_row, h));
+}
+
+static void on_peek_account(int err, bool allowed, uint32_t retry_ms, void *ud)
+{
+    (void)err;
+    hop_t *h = ud;
+    if (!allowed) {
+        set_retry_after_ms(h, retry_ms);
+        fail_login(h, 429, "RATE_LIMITED", "too many failed logins for this account");
+        return;
+    }
+    if (wy_ratelimit_peek(h->a->rl_ip, h->ip, on_peek_ip, h) != WY_OK)
+        on_peek_ip(WY_EUNAVAIL, true, 0, h);
+}
+
+static void login_password(hop_t *h, json_t *body)
+{
+    const char *user = jstr(body, "username"), *pw = jstr(body, "password");
+    if (!user || !pw) {
+        fail_login(h, 400, "INVALID_REQUEST", "username and password (strings) are required");
+        return;
+    }
+    /* A username that could never be registered still goes through the dummy hash, so
+     * its answer and timing match an unknown valid one. */
+    if (strlen(user) > 4 * AUTH_USERNAME_MAX ||
+        wy_text_fold(user, strlen(user), &h->username_key) != WY_OK)
+        h->username_key = wy_strdup("\x01invalid");
+    if (auth_password_normalize(pw, &h->password) != WY_OK)
+        h->password = NULL;
+    if (wy_ratelimit_peek(h->a->rl_account, h->username_key, on_peek_account, h) != WY_OK)
+        on_peek_account(WY_EUNAVAIL, true, 0, h);
+}
+
+/* ---- login / link dispatch ---- */
+
+static bool known_method(const char *m)
+{
+    return !strcmp(m, "password") || !strcmp(m, "device") || !strcmp(m, "custom") ||
+           !strcmp(m, "steam") || !strcmp(m, "oidc");
+}
+
+static void handle_login(wy_http_req_t *req, void *ud)
+{
+    hop_t *h = hop_new(ud, req);
+    json_t *body = body_object(h);
+    if (!body)
+        return;
+    const char *m = jstr(body, "method");
+    if (!m || !known_method(m)) {
+        json_decref(body);
+        fail(h, 400, "UNKNOWN_METHOD",
+             "method must be one of password, device, custom, steam, oidc");
+        return;
+    }
+    snprintf(h->method, sizeof h->method, "%s", m);
+    if (!strcmp(m, "password"))
+        login_password(h, body);
+    else
+        resolve_identity(h, body);
+    json_decref(body);
+}
+
+static void on_account_row(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK) {
+        wy_log_warn("account lookup failed", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        fail(h, 404, "ACCOUNT_NOT_FOUND", "this account no longer exists");
+        return;
+    }
+    json_t *o = account_json(res);
+    json_object_set_new(o, "session_id", json_string(h->sid));
+    respond_json(h, 200, o);
+}
+
+static void link_done(hop_t *h)
+{
+    pg_ok(h, auth_db_account(h->a, h->account, on_account_row, h));
+}
+
+static void on_link_password(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status == WY_EEXIST) {
+        const char *c = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+        if (c && !strcmp(c, "credentials_pkey"))
+            fail(h, 409, "ALREADY_LINKED", "this account already has a username and password");
+        else
+            fail(h, 409, "USERNAME_TAKEN", "this username (or one that looks the same) is taken");
+        return;
+    }
+    if (status != WY_OK) {
+        wy_log_warn("link failed", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    link_done(h);
+}
+
+static json_t *pending_body(hop_t *h);
+
+static void link_authenticated(hop_t *h)
+{
+    json_t *body = pending_body(h);
+    const char *m = jstr(body, "method");
+    if (!m || !known_method(m)) {
+        json_decref(body);
+        fail(h, 400, "UNKNOWN_METHOD",
+             "method must be one of password, device, custom, steam, oidc");
+        return;
+    }
+    snprintf(h->method, sizeof h->method, "%s", m);
+    if (!strcmp(m, "password")) {
+        bool ok = take_new_credentials(h, body);
+        json_decref(body);
+        if (ok)
+            hash_new_password(h);
+        return;
+    }
+    resolve_identity(h, body);
+    json_decref(body);
+}
+
+/* The body is parsed again after authentication: the request keeps it, and parsing
+ * first would let an unauthenticated caller pay for nothing. */
+static json_t *pending_body(hop_t *h)
+{
+    size_t len = 0;
+    const char *b = wy_http_req_body(h->req, &len);
+    json_t *j = json_loadb(b, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        j = json_object();
+    }
+    return j;
+}
+
+static bool body_is_object(hop_t *h)
+{
+    size_t len = 0;
+    const char *b = wy_http_req_body(h->req, &len);
+    if (len > MAX_BODY) {
+        fail(h, 413, "BODY_TOO_LARGE", "request body over 16 KiB");
+        return false;
+    }
+    json_t *j = json_loadb(b, len, JSON_REJECT_DUPLICATES, NULL);
+    bool ok = j && json_is_object(j);
+    json_decref(j);
+    if (!ok)
+        fail(h, 400, "BAD_JSON", "body must be a JSON object");
+    return ok;
+}
+
+static void handle_link(wy_http_req_t *req, void *ud)
+{
+    hop_t *h = hop_new(ud, req);
+    h->link = true;
+    if (body_is_object(h))
+        authenticate(h, link_authenticated);
+}
+
+/* ---- unlink ---- */
+
+static void on_unlinked(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        wy_log_warn("unlink failed", "error", err, NULL);
+        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+        return;
+    }
+    int n = atoi(PQgetvalue(res, 0, 0));
+    if (n < 0) {
+        fail(h, 409, "LAST_LOGIN_METHOD",
+             "this is the account's last login method: link another one first");
+        return;
+    }
+    if (n == 0) {
+        fail(h, 404, "NOT_LINKED", "this login method is not linked to the account");
+        return;
+    }
+    link_done(h);
+}
+
+static void unlink_authenticated(hop_t *h)
+{
+    json_t *body = pending_body(h);
+    const char *m = jstr(body, "method");
+    const char *id = jstr(body, "id");
+    if (!m || !known_method(m)) {
+        json_decref(body);
+        fail(h, 400, "UNKNOWN_METHOD",
+             "method must be one of password, device, custom, steam, oidc");
+        return;
+    }
+    snprintf(h->method, sizeof h->method, "%s", m);
+    if (id)
+        h->subject = wy_strdup(id);
+    json_decref(body);
+    pg_ok(h, auth_db_unlink(h->a, h->account, h->method, h->subject, on_unlinked, h));
+}
+
+static void handle_unlink(wy_http_req_t *req, void *ud)
+{
+    hop_t *h = hop_new(ud, req);
+    if (body_is_object(h))
+        authenticate(h, unlink_authenticated);
+}
+
+/* ---- me ---- */
+
+static void me_authenticated(hop_t *h)
+{
+    pg_ok(h, auth_db_account(h->a, h->account, on_account_row, h));
+}
+
+static void handle_me(wy_http_req_t *req, void *ud)
+{
+    authenticate(hop_new(ud, req), me_authenticated);
+}
+
+/* ---- logout ---- */
+
+static void on_logout_published(int err, void *ud)
+{
+    (void)err; /* PostgreSQL holds the revocation; Introspect falls back to it */
+    hop_t *h = ud;
+    auth_emit_revoked(h->a, h->account, h->sid, "logout");
+    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
+               "reason=\"logout\"");
+    wy_http_respond(h->req, 204, NULL, NULL, 0);
+    hop_free(h);
+}
+
+static void on_logout_stored(int status, const PGresult *res, const char *err, void *ud)
+{
+    (void)res;
+    hop_t *h = ud;
+    if (status != WY_OK) {
+        wy_log_warn("logout failed", "error", err, NULL);
+        fail_unavail(h, status);
+        return;
+    }
+    if (auth_revoke_publish(h->a, h->sid, NULL, on_logout_published, h) != WY_OK)
+        on_logout_published(WY_EUNAVAIL, h);
+}
+
+static void logout_authenticated(hop_t *h)
+{
+    pg_ok(h, auth_db_session_revoke(h->a, h->sid, h->account, "logout", on_logout_stored, h));
+}
+
+static void handle_logout(wy_http_req_t *req, void *ud)
+{
+    authenticate(hop_new(ud, req), logout_authenticated);
+}
+
+/* ---- refresh ---- */
+
+static void on_reuse_published(int err, void *ud)
+{
+    (void)err;
+    hop_t *h = ud;
+    auth_emit_revoked(h->a, h->account, h->sid, "refresh-reuse");
+    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
+               "reason=\"refresh-reuse\"");
+    wy_log_warn("refresh token reused: session revoked", "account", h->account, "session",
+                h->sid, NULL);
+    fail(h, 401, "REFRESH_TOKEN_REUSED",
+         "this refresh token was already used: the session is revoked, log in again");
+}
+
+static void on_rotated(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        wy_log_warn("refresh failed", "error", err, NULL);
+        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+        return;
+    }
+    const char *st = PQgetvalue(res, 0, 0);
+    snprintf(h->sid, sizeof h->sid, "%s", PQgetvalue(res, 0, 1));
+    snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 2));
+    auth_count("wy_auth_refresh_total", "Refresh attempts by result.",
+               !strcmp(st, "ok")        ? "result=\"ok\""
+               : !strcmp(st, "reused")  ? "result=\"reused\""
+               : !strcmp(st, "banned")  ? "result=\"banned\""
+               : !strcmp(st, "expired") ? "result=\"expired\""
+               : !strcmp(st, "revoked") ? "result=\"revoked\""
+                                        : "result=\"unknown\"");
+    if (!strcmp(st, "ok")) {
+        respond_tokens(h, 200);
+    } else if (!strcmp(st, "reused")) {
+        if (auth_revoke_publish(h->a, h->sid, NULL, on_reuse_published, h) != WY_OK)
+            on_reuse_published(WY_EUNAVAIL, h);
+    } else if (!strcmp(st, "banned")) {
+        fail(h, 403, "ACCOUNT_BANNED", "this account is banned");
+    } else {
+        fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
+    }
+}
+
+static void handle_refresh(wy_http_req_t *req, void *ud)
+{
+    hop_t *h = hop_new(ud, req);
+    json_t *body = body_object(h);
+    if (!body)
+        return;
+    const char *tok = jstr(body, "refresh_token");
+    if (!tok || !auth_refresh_token_well_formed(tok)) {
+        json_decref(body);
+        fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
+        return;
+    }
+    char old_hash[65];
+    auth_refresh_hash(tok, old_hash);
+    json_decref(body);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    pg_ok(h, auth_db_refresh_rotate(h->a, old_hash, h->refresh_hash, on_rotated, h));
+}
+
+/* ---- JWKS ---- */
+
+static void handle_jwks(wy_http_req_t *req, void *ud)
+{
+    auth_t *a = ud;
+    char cc[48];
+    snprintf(cc, sizeof cc, "public, max-age=%lld", (long long)(auth_cfg.jwks_max_age_ms / 1000));
+    wy_http_add_header(req, "Cache-Control", cc);
+    wy_http_respond(req, 200, "application/json", a->jwks, strlen(a->jwks));
+}
+
+int auth_http_start(auth_t *a, const char **err)
+{
+    static char msg[256];
+    wy_http_limits_t lim;
+    wy_http_limits_default(&lim);
+    lim.max_body_bytes = MAX_BODY;
+    lim.max_header_bytes = 16 * 1024;
+    wy_http_server_new(a->loop, &lim, &a->http);
+    wy_http_route(a->http, "POST", "/v1/register", handle_register, a);
+    wy_http_route(a->http, "POST", "/v1/login", handle_login, a);
+    wy_http_route(a->http, "POST", "/v1/refresh", handle_refresh, a);
+    wy_http_route(a->http, "POST", "/v1/logout", handle_logout, a);
+    wy_http_route(a->http, "POST", "/v1/link", handle_link, a);
+    wy_http_route(a->http, "POST", "/v1/unlink", handle_unlink, a);
+    wy_http_route(a->http, "GET", "/v1/me", handle_me, a);
+    wy_http_route(a->http, "GET", "/.well-known/jwks.json", handle_jwks, a);
+    const char *host = getenv("WY_BIND_HOST");
+    const char *e = NULL;
+    if (wy_http_listen(a->http, host && *host ? host : "0.0.0.0", (int)auth_cfg.http_port, &e) !=
+        WY_OK) {
+        snprintf(msg, sizeof msg, "WY_AUTH_HTTP_PORT %lld: %s", (long long)auth_cfg.http_port,
+                 e ? e : "cannot listen");
+        *err = msg;
+        return WY_EIO;
+    }
+    return WY_OK;
+}

@@ -1,0 +1,477 @@
+"""wy-auth against the real stack (PostgreSQL, Redis, Kafka): every login method,
+refresh rotation and reuse detection, logout and ban seen by Introspect within 1 s,
+rate limits, the bounded hash queue, link/unlink, JWKS and the wy.account events."""
+import concurrent.futures
+import glob
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import grpc
+import pytest
+import requests
+
+from harness import TOP
+from harness.ports import free_port as next_port
+
+SERVER_KEY = "studio-server-key-for-tests"
+
+
+def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def uniq(prefix="p"):
+    return "%s%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory, build_dir):
+    """A keys folder as Kubernetes would mount it: <kid>.pem files, one signing key made by
+    wy-keygen, plus an older verification-only public key."""
+    d = tmp_path_factory.mktemp("authkeys")
+    keygen = os.path.join(build_dir, "tools", "wy-keygen")
+    subprocess.run([keygen, str(d / "k2.pem")], check=True, timeout=10)
+    assert (os.stat(d / "k2.pem").st_mode & 0o777) == 0o600
+    # An older key kept for verification only (rotation): its public half.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    old = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (d / "k1.pem").write_bytes(old)
+    return str(d)
+
+
+def auth_env(keys, **extra):
+    env = {
+        "WY_AUTH_KEYS_DIR": keys,
+        "WY_AUTH_SIGNING_KID": "k2",
+        "WY_AUTH_HTTP_PORT": str(next_port()),
+        "WY_AUTH_CUSTOM_SECRET": SERVER_KEY,
+        "WY_AUTH_LOGIN_LIMIT_ACCOUNT": "3",
+        "WY_AUTH_LOGIN_LIMIT_IP": "10000",
+        "WY_AUTH_LOGIN_WINDOW": "60s",
+    }
+    env.update(extra)
+    return env
+
+
+class Api:
+    def __init__(self, d):
+        self.d = d
+        self.base = "http://127.0.0.1:%s" % d.env["WY_AUTH_HTTP_PORT"]
+
+    def post(self, path, body=None, token=None, headers=None):
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        return requests.post(self.base + path, json=body, headers=h, timeout=15)
+
+    def get(self, path, token=None):
+        h = {"Authorization": "Bearer " + token} if token else {}
+        return requests.get(self.base + path, headers=h, timeout=15)
+
+    def register(self, username, password="correct horse battery"):
+        return self.post("/v1/register", {"username": username, "password": password})
+
+    def login(self, username, password="correct horse battery"):
+        return self.post("/v1/login", {"method": "password", "username": username,
+                                       "password": password})
+
+    def device(self, device_id):
+        return self.post("/v1/login", {"method": "device", "device_id": device_id})
+
+
+def code(r):
+    return r.json()["error"]["code"]
+
+
+@pytest.fixture(scope="module")
+def auth(module_daemon, keys):
+    d = module_daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    wait_until(lambda: requests.get(d.ops_url + "/readyz", timeout=5).status_code == 200,
+               timeout=30, what="auth ready")
+    return api
+
+
+@pytest.fixture(scope="module")
+def stub(auth, protos):
+    import auth_pb2_grpc
+    ch = grpc.insecure_channel(auth.d.grpc_addr)
+    yield auth_pb2_grpc.AuthStub(ch)
+    ch.close()
+
+
+def introspect(stub, token):
+    import auth_pb2
+    return stub.Introspect(auth_pb2.IntrospectRequest(access_token=token), timeout=5)
+
+
+# ---- password ----
+
+def test_register_then_password_login(auth, stub):
+    name = uniq("Player")
+    r = auth.register(name)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    assert len(body["refresh_token"]) == 43
+    assert body["created"] is True
+    r = auth.login(name.lower())  # usernames compare case-insensitively
+    assert r.status_code == 200, r.text
+    assert r.json()["account_id"] == body["account_id"]
+    assert r.json()["session_id"] != body["session_id"]
+    i = introspect(stub, r.json()["access_token"])
+    assert i.active and not i.revoked and i.account_id == body["account_id"]
+    assert i.session_id == r.json()["session_id"]
+
+
+def test_wrong_password_and_unknown_user_look_the_same(auth):
+    name = uniq()
+    assert auth.register(name).status_code == 201
+    wrong = auth.login(name, "not the password at all")
+    unknown = auth.login(uniq("nobody"), "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert code(wrong) == code(unknown) == "INVALID_CREDENTIALS"
+    assert wrong.json()["error"]["message"] == unknown.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("username,password,expected", [
+    ("ab", "correct horse battery", "INVALID_USERNAME"),
+    ("x" * 25, "correct horse battery", "INVALID_USERNAME"),
+    ("bad name", "correct horse battery", "INVALID_USERNAME"),
+    ("_leading", "correct horse battery", "INVALID_USERNAME"),
+    ("p\u0430ypal", "correct horse battery", "INVALID_USERNAME"),  # Cyrillic a among Latin
+    ("emoji\U0001F600", "correct horse battery", "INVALID_USERNAME"),
+    ("validname", "short", "INVALID_PASSWORD"),
+    ("validname", "aaaaaaaaaaaa", "INVALID_PASSWORD"),
+    ("validname", "x" * 129, "INVALID_PASSWORD"),
+    ("validname", "tab\there is bad", "INVALID_PASSWORD"),
+])
+def test_invalid_username_or_password_is_400_with_a_code(auth, username, password, expected):
+    r = auth.register(username, password)
+    assert r.status_code == 400, r.text
+    assert code(r) == expected
+    assert r.json()["error"]["message"]
+
+
+def test_bad_request_bodies(auth):
+    r = requests.post(auth.base + "/v1/login", data="{not json", timeout=5)
+    assert r.status_code == 400 and code(r) == "BAD_JSON"
+    r = auth.post("/v1/login", {"method": "carrier-pigeon"})
+    assert r.status_code == 400 and code(r) == "UNKNOWN_METHOD"
+    r = auth.post("/v1/login", {"method": "password"})
+    assert r.status_code == 400 and code(r) == "INVALID_REQUEST"
+    r = auth.post("/v1/login", {"method": "steam", "ticket": "00ff"})
+    assert r.status_code in (400, 401, 503)  # depends on provider configuration
+    r = requests.post(auth.base + "/v1/register", data="x" * 20000, timeout=5)
+    assert r.status_code == 413
+
+
+def test_hangul_and_accented_usernames_are_accepted(auth):
+    tag = uuid.uuid4().hex[:4]
+    for name in ("한글사용자" + tag, "José" + tag, "Zoë_" + tag):
+        r = auth.register(name)
+        assert r.status_code == 201, (name, r.text)
+    # Same name written with a combining accent is the same identity.
+    r = auth.register("Jose\u0301" + tag)
+    assert r.status_code == 409 and code(r) == "USERNAME_TAKEN"
+
+
+@pytest.mark.parametrize("first,second", [
+    ("player{t}", "\uff30layer{t}"),    # fullwidth P
+    ("file{t}", "\ufb01le{t}"),         # fi ligature
+    ("Player{t}", "PLAYER{t}"),         # case
+])
+def test_look_alike_usernames_conflict(auth, first, second):
+    t = uuid.uuid4().hex[:6]
+    assert auth.register(first.format(t=t)).status_code == 201
+    r = auth.register(second.format(t=t))
+    assert r.status_code == 409, r.text
+    assert code(r) == "USERNAME_TAKEN"
+    # And the look-alike logs into the same account.
+    assert auth.login(second.format(t=t)).status_code == 200
+
+
+# ---- device and custom ----
+
+def test_device_login_creates_then_reuses_the_account(auth):
+    dev = "dev-" + uuid.uuid4().hex
+    r1 = auth.device(dev)
+    assert r1.status_code == 201 and r1.json()["created"] is True
+    r2 = auth.device(dev)
+    assert r2.status_code == 200 and "created" not in r2.json()
+    assert r1.json()["account_id"] == r2.json()["account_id"]
+    r = auth.device("short")
+    assert r.status_code == 400 and code(r) == "INVALID_DEVICE_ID"
+    r = auth.device("bad id with spaces!")
+    assert r.status_code == 400 and code(r) == "INVALID_DEVICE_ID"
+
+
+def test_custom_login_requires_the_server_key(auth):
+    body = {"method": "custom", "custom_id": "studio-" + uuid.uuid4().hex}
+    r = auth.post("/v1/login", body)
+    assert r.status_code == 403 and code(r) == "SERVER_KEY_REQUIRED"
+    r = auth.post("/v1/login", body, headers={"X-Wyvern-Server-Key": "wrong"})
+    assert r.status_code == 403 and code(r) == "SERVER_KEY_REQUIRED"
+    r = auth.post("/v1/login", body, headers={"X-Wyvern-Server-Key": SERVER_KEY})
+    assert r.status_code == 201, r.text
+    again = auth.post("/v1/login", body, headers={"X-Wyvern-Server-Key": SERVER_KEY})
+    assert again.status_code == 200
+    assert again.json()["account_id"] == r.json()["account_id"]
+
+
+# ---- refresh ----
+
+def test_refresh_rotates_and_reuse_revokes_the_family(auth, stub):
+    name = uniq()
+    first = auth.register(name).json()
+    r = auth.post("/v1/refresh", {"refresh_token": first["refresh_token"]})
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["session_id"] == first["session_id"]
+    assert introspect(stub, second["access_token"]).active
+    r = auth.post("/v1/refresh", {"refresh_token": second["refresh_token"]})
+    assert r.status_code == 200
+    third = r.json()
+    # The old token again: reuse -> the whole family is revoked.
+    r = auth.post("/v1/refresh", {"refresh_token": first["refresh_token"]})
+    assert r.status_code == 401 and code(r) == "REFRESH_TOKEN_REUSED"
+    r = auth.post("/v1/refresh", {"refresh_token": third["refresh_token"]})
+    assert r.status_code == 401 and code(r) == "INVALID_REFRESH_TOKEN"
+    i = introspect(stub, third["access_token"])
+    assert not i.active and i.revoked
+    r = auth.get("/v1/me", third["access_token"])
+    assert r.status_code == 401 and code(r) == "TOKEN_REVOKED"
+
+
+def test_refresh_with_garbage_is_401(auth):
+    for tok in ("", "x" * 43, "short", None):
+        r = auth.post("/v1/refresh", {"refresh_token": tok})
+        assert r.status_code == 401 and code(r) == "INVALID_REFRESH_TOKEN"
+
+
+# ---- logout, ban ----
+
+def test_logout_is_seen_by_introspect_within_1s(auth, stub):
+    tok = auth.register(uniq()).json()
+    assert introspect(stub, tok["access_token"]).active
+    r = auth.post("/v1/logout", token=tok["access_token"])
+    assert r.status_code == 204
+    t0 = time.monotonic()
+    wait_until(lambda: introspect(stub, tok["access_token"]).revoked, timeout=1.0,
+               what="introspect says revoked")
+    assert time.monotonic() - t0 < 1.0
+    r = auth.post("/v1/refresh", {"refresh_token": tok["refresh_token"]})
+    assert r.status_code == 401
+
+
+def test_ban_revokes_within_1s_and_refuses_login(auth, stub, protos):
+    import auth_pb2
+    name = uniq()
+    tok = auth.register(name).json()
+    dev = "dev-" + uuid.uuid4().hex
+    assert auth.post("/v1/link", {"method": "device", "device_id": dev},
+                     token=tok["access_token"]).status_code == 200
+    resp = stub.Revoke(auth_pb2.RevokeRequest(account_id=tok["account_id"], reason="cheating",
+                                              ban=True), timeout=5)
+    assert resp.sessions_revoked >= 1
+    wait_until(lambda: introspect(stub, tok["access_token"]).revoked, timeout=1.0,
+               what="introspect says revoked")
+    r = auth.login(name)
+    assert r.status_code == 403 and code(r) == "ACCOUNT_BANNED"
+    r = auth.device(dev)
+    assert r.status_code == 403 and code(r) == "ACCOUNT_BANNED"
+    r = auth.post("/v1/refresh", {"refresh_token": tok["refresh_token"]})
+    assert r.status_code in (401, 403)
+    acct = stub.GetAccount(auth_pb2.GetAccountRequest(account_id=tok["account_id"]), timeout=5)
+    assert acct.banned and acct.username == name
+    assert sorted(acct.login_methods) == ["device", "password"]
+
+
+def test_grpc_errors(stub, protos):
+    import auth_pb2
+    with pytest.raises(grpc.RpcError) as e:
+        stub.GetAccount(auth_pb2.GetAccountRequest(account_id=str(uuid.uuid4())), timeout=5)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Revoke(auth_pb2.RevokeRequest(account_id="not-a-uuid"), timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    i = introspect(stub, "not.a.token")
+    assert not i.active and not i.revoked and i.reason
+
+
+# ---- link / unlink / me ----
+
+def test_link_unlink_and_last_method(auth):
+    name = uniq()
+    tok = auth.register(name).json()
+    at = tok["access_token"]
+    dev = "dev-" + uuid.uuid4().hex
+    r = auth.post("/v1/link", {"method": "device", "device_id": dev}, token=at)
+    assert r.status_code == 200, r.text
+    assert r.json()["login_methods"] == ["device", "password"]
+    # The device now logs into the same account.
+    assert auth.device(dev).json()["account_id"] == tok["account_id"]
+    # A device already owned by someone else cannot be linked.
+    other = "dev-" + uuid.uuid4().hex
+    assert auth.device(other).status_code == 201
+    r = auth.post("/v1/link", {"method": "device", "device_id": other}, token=at)
+    assert r.status_code == 409 and code(r) == "IDENTITY_TAKEN"
+    r = auth.post("/v1/link", {"method": "password", "username": uniq(),
+                               "password": "another good one"}, token=at)
+    assert r.status_code == 409 and code(r) == "ALREADY_LINKED"
+    r = auth.post("/v1/unlink", {"method": "password"}, token=at)
+    assert r.status_code == 200 and r.json()["login_methods"] == ["device"]
+    assert auth.login(name).status_code == 401
+    r = auth.post("/v1/unlink", {"method": "device"}, token=at)
+    assert r.status_code == 409 and code(r) == "LAST_LOGIN_METHOD"
+    r = auth.post("/v1/unlink", {"method": "custom"}, token=at)
+    assert r.status_code == 404 and code(r) == "NOT_LINKED"
+    # Password linked to a device account.
+    new_name = uniq()
+    r = auth.post("/v1/link", {"method": "password", "username": new_name,
+                               "password": "brand new secret"}, token=at)
+    assert r.status_code == 200 and r.json()["username"] == new_name
+    assert auth.login(new_name, "brand new secret").json()["account_id"] == tok["account_id"]
+
+
+def test_whoami_and_bearer_errors(auth):
+    name = uniq()
+    tok = auth.register(name).json()
+    r = auth.get("/v1/me", tok["access_token"])
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert me["account_id"] == tok["account_id"] and me["username"] == name
+    assert me["session_id"] == tok["session_id"] and me["login_methods"] == ["password"]
+    r = auth.get("/v1/me")
+    assert r.status_code == 401 and code(r) == "INVALID_TOKEN"
+    r = auth.get("/v1/me", tok["access_token"][:-4] + "AAAA")
+    assert r.status_code == 401 and code(r) == "INVALID_TOKEN"
+
+
+def test_jwks_is_served_over_http_and_grpc(auth, stub, protos):
+    import auth_pb2
+    r = auth.get("/.well-known/jwks.json")
+    assert r.status_code == 200 and "max-age" in r.headers["Cache-Control"]
+    keys = {k["kid"]: k for k in r.json()["keys"]}
+    assert set(keys) == {"k1", "k2"}
+    for k in keys.values():
+        assert k["kty"] == "OKP" and k["crv"] == "Ed25519" and "d" not in k
+    g = stub.GetKeys(auth_pb2.GetKeysRequest(), timeout=5)
+    assert json.loads(g.jwks_json) == r.json() and g.max_age_s == 300
+
+
+# ---- abuse ----
+
+def test_failed_logins_per_account_get_429_with_retry_after(auth):
+    name = uniq()
+    assert auth.register(name).status_code == 201
+    for _ in range(3):
+        assert auth.login(name, "wrong password!").status_code == 401
+    r = auth.login(name, "wrong password!")
+    assert r.status_code == 429 and code(r) == "RATE_LIMITED"
+    assert int(r.headers["Retry-After"]) >= 1
+    # Even the right password waits: the limit is checked before hashing.
+    assert auth.login(name).status_code == 429
+
+
+def test_failed_logins_per_ip_get_429(daemon, keys, stack):
+    # Every test daemon shares Redis and the source address 127.0.0.1: start clean.
+    stack.redis_cli("DEL", "auth:rl:ip:127.0.0.1")
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_LOGIN_LIMIT_IP="2",
+                                    WY_AUTH_LOGIN_LIMIT_ACCOUNT="100"))
+    api = Api(d)
+    for _ in range(2):
+        assert api.login(uniq(), "wrong password!").status_code == 401
+    r = api.login(uniq(), "wrong password!")
+    assert r.status_code == 429 and code(r) == "RATE_LIMITED" and "Retry-After" in r.headers
+    # Logins that need no password are not limited.
+    assert api.device("dev-" + uuid.uuid4().hex).status_code == 201
+
+
+def test_full_hash_queue_answers_503(daemon, keys):
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_HASH_QUEUE="1",
+                                    WY_AUTH_ARGON2_ITERATIONS="4"))
+    api = Api(d)
+    name = uniq()
+    assert api.register(name).status_code == 201
+    with concurrent.futures.ThreadPoolExecutor(12) as ex:
+        results = list(ex.map(lambda _: api.login(name), range(12)))
+    statuses = sorted(r.status_code for r in results)
+    assert 200 in statuses and 503 in statuses, statuses
+    busy = [r for r in results if r.status_code == 503]
+    assert all(code(r) == "HASH_QUEUE_FULL" and r.headers.get("Retry-After") for r in busy)
+    assert set(statuses) <= {200, 503}
+
+
+def test_no_key_configured_exits_2(build_dir, stack, tmp_path):
+    exe = os.path.join(build_dir, "wy-auth")
+    env = dict(os.environ, **stack.env())
+    env.pop("WY_AUTH_KEYS_DIR", None)
+    env["WY_AUTH_SIGNING_KID"] = "k2"
+    out = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=30, cwd=TOP)
+    assert out.returncode == 2
+    assert "WY_AUTH_KEYS_DIR" in out.stderr and "required" in out.stderr
+    # A folder without any key refuses to start too, naming the variable.
+    env["WY_AUTH_KEYS_DIR"] = str(tmp_path)
+    env["WY_AUTH_OPS_PORT"] = "0"
+    env["WY_AUTH_GRPC_PORT"] = "0"
+    env["WY_AUTH_HTTP_PORT"] = "1"
+    out = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=30, cwd=TOP)
+    assert out.returncode != 0
+    assert "WY_AUTH_KEYS_DIR" in out.stderr
+
+
+def test_signing_kid_must_exist(daemon, keys):
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_SIGNING_KID="nope"),
+               wait_ready=False)
+    rc = d.wait(timeout=30)
+    assert rc != 0
+    assert "WY_AUTH_SIGNING_KID" in d.log_text()
+
+
+# ---- events ----
+
+def test_account_created_event_on_wy_account(auth, stack, build_dir):
+    r = auth.device("dev-" + uuid.uuid4().hex)
+    assert r.status_code == 201
+    account = r.json()["account_id"].encode()
+    libs = glob.glob(os.path.join(TOP, ".cache", "kafka-*", "libs"))
+    assert libs, "Kafka jars are missing: run tools/deps"
+    brokers = stack.env()["WY_KAFKA_BROKERS"]
+
+    def seen():
+        out = subprocess.run(
+            ["java", "-cp", os.path.join(libs[0], "*"), "kafka.tools.ConsoleConsumer",
+             "--bootstrap-server", brokers, "--topic", "wy.account", "--from-beginning",
+             "--timeout-ms", "8000", "--property", "print.key=true"],
+            capture_output=True, timeout=90)
+        lines = [ln for ln in out.stdout.split(b"\n") if account in ln]
+        return (any(b"account.created" in ln for ln in lines)
+                and any(b"account.login" in ln for ln in lines))
+    wait_until(seen, timeout=60, interval=1, what="account.created and account.login on wy.account")
+
+
+def test_events_are_envelopes_consumable_by_wy_kafkatool(auth, stack, build_dir, tmp_path):
+    for _ in range(2):
+        assert auth.device("dev-" + uuid.uuid4().hex).status_code == 201
+    effects = tmp_path / "effects"
+    exe = os.path.join(build_dir, "tests", "tools", "wy-kafkatool")
+    out = subprocess.run([exe, "consume", "--brokers", stack.env()["WY_KAFKA_BROKERS"],
+                          "--topic", "wy.account", "--group", "t-" + uuid.uuid4().hex,
+                          "--effects", str(effects), "--expect", "4", "--timeout-ms", "30000"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(set(effects.read_text().split())) >= 4
