@@ -567,8 +567,11 @@ static int start_parts(wy_daemon_t *d, const char **err)
         wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers, .producer = producer_name};
         rc = wy_kafka_producer_new(&d->loop, &po, &d->producer, &e);
         if (rc == WY_OK && s->consume) {
-            char *group = wy_sprintf("wy-%s", s->svc);
+            char *group = s->consume_broadcast ? wy_sprintf("wy-%s-%s", s->svc, d->instance_id)
+                                               : wy_sprintf("wy-%s", s->svc);
+            static const char *const latest[] = {"auto.offset.reset", "latest", NULL};
             wy_kafka_consumer_opts_t co = {.brokers = d->kafka_brokers,
+                                           .extra = s->consume_broadcast ? latest : NULL,
                                            .group_id = group,
                                            .topics = s->consume,
                                            .handler = on_kafka_event,

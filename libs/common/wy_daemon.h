@@ -49,6 +49,10 @@ typedef struct {
      * each event by type (wy_<svc>_events_ignored_total) and stores its offset. */
     const char *const *consume;
     wy_daemon_event_cb on_event;
+    /* Broadcast consumption: the consumer group is "wy-<svc>-<instance>", so
+     * every instance sees every event (kicks, notices), and a new group starts
+     * at the latest offset: an instance has no past events to catch up on. */
+    bool consume_broadcast;
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */

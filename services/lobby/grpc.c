@@ -1,0 +1,88 @@
+/* wy-lobby gRPC API wyvern.lobby.Lobby: Kick (fence + tell the owning instance) and
+ * GetSession (the account's live session from Redis). */
+#include "lobby_int.h"
+
+#include <string.h>
+
+static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
+{
+    wy_grpc_call_t *call = ud;
+    if (status == WY_ENOTFOUND) {
+        wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
+        return;
+    }
+    if (status != WY_OK) {
+        wy_grpc_reply_error(call, status == WY_ECANCELED ? WY_EUNAVAIL : status,
+                            "session store unavailable");
+        return;
+    }
+    Wyvern__Lobby__KickResponse r = WYVERN__LOBBY__KICK_RESPONSE__INIT;
+    r.session_id = (char *)s->sid;
+    r.instance = (char *)s->instance;
+    wy_log_info("session kicked (Lobby.Kick)", "session", s->sid, "account", s->account, NULL);
+    wy_grpc_reply(call, &r.base);
+}
+
+static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+{
+    lobby_t *lb = arg;
+    const Wyvern__Lobby__KickRequest *k = (const Wyvern__Lobby__KickRequest *)req;
+    if (strlen(k->reason) > LOBBY_REASON_MAX) {
+        wy_grpc_reply_error(call, WY_EINVAL, "reason is longer than 120 bytes");
+        return;
+    }
+    int rc = lobby_session_fence(lb, k->account_id, k->reason, kick_done, call);
+    if (rc != WY_OK)
+        wy_grpc_reply_error(call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters"
+                                                      : "session store unavailable");
+}
+
+static void get_done(int status, const lobby_sess_info_t *s, void *ud)
+{
+    wy_grpc_call_t *call = ud;
+    if (status == WY_ENOTFOUND) {
+        wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
+        return;
+    }
+    if (status != WY_OK) {
+        wy_grpc_reply_error(call, status == WY_ECANCELED ? WY_EUNAVAIL : status,
+                            "session store unavailable");
+        return;
+    }
+    Wyvern__Lobby__SessionInfo r = WYVERN__LOBBY__SESSION_INFO__INIT;
+    r.session_id = (char *)s->sid;
+    r.account_id = (char *)s->account;
+    r.instance = (char *)s->instance;
+    r.connection = (char *)s->conn;
+    r.created_ms = s->created;
+    r.last_seen_ms = s->seen;
+    r.state = (char *)s->state;
+    r.epoch = s->epoch;
+    r.nickname = (char *)s->nick;
+    wy_grpc_reply(call, &r.base);
+}
+
+static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+{
+    lobby_t *lb = arg;
+    const Wyvern__Lobby__GetSessionRequest *g = (const Wyvern__Lobby__GetSessionRequest *)req;
+    int rc = lobby_session_lookup(lb, g->account_id, get_done, call);
+    if (rc != WY_OK)
+        wy_grpc_reply_error(call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters"
+                                                      : "session store unavailable");
+}
+
+int lobby_grpc_register(lobby_t *lb, const char **err)
+{
+    wy_grpc_server_t *srv = wy_daemon_grpc(lb->d);
+    if (wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/Kick",
+                                &wyvern__lobby__kick_request__descriptor, handle_kick,
+                                lb) != WY_OK ||
+        wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/GetSession",
+                                &wyvern__lobby__get_session_request__descriptor, handle_get,
+                                lb) != WY_OK) {
+        *err = "cannot register the wyvern.lobby.Lobby methods";
+        return WY_EINTERNAL;
+    }
+    return WY_OK;
+}
