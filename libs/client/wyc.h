@@ -322,7 +322,7 @@ int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err);
 /* ------------------------------------------------------------------ blocking layer */
 
 /* One client on a private loop, each call runs the loop until its answer: for CLIs and simple
- * tools. Lobby events that arrive meanwhile are queued (at most WYC_SYNC_MAX_EVENTS, the
+ * tools. Events (tokens, lobby) that arrive meanwhile are queued (at most WYC_SYNC_MAX_EVENTS, the
  * oldest dropped beyond) and read with wyc_sync_next_event. Not thread-safe: one thread. */
 typedef struct wyc_sync wyc_sync_t;
 #define WYC_SYNC_MAX_EVENTS 256

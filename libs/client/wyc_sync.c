@@ -29,8 +29,6 @@ static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
 {
     (void)c;
     wyc_sync_t *s = ud;
-    if (ev->type == WYC_EV_TOKENS)
-        return; /* the caller reads wyc_session after each call */
     if (s->count == WYC_SYNC_MAX_EVENTS) {
         s->head = (s->head + 1) % WYC_SYNC_MAX_EVENTS;
         s->count--;
