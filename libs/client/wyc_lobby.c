@@ -397,8 +397,14 @@ static void conn_closed_by_server(wyc_conn_t *k)
         c->unauth_retries++;
         break;
     case 4002:
-        e.code = WY_ECANCELED;
-        retry = false;
+        /* The Kicked push may be lost behind the close frame: the close says it too. */
+        if (!k->kicked) {
+            k->kicked = true;
+            wyc_event_t ev;
+            ev_init(&ev, WYC_EV_KICKED);
+            snprintf(ev.reason, sizeof ev.reason, "%s", why);
+            wyc__emit(c, &ev);
+        }
         break;
     case 4003:
         e.code = WY_ELIMIT;
