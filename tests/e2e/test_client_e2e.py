@@ -219,11 +219,8 @@ def test_device_login_and_session_resume(wy):
     assert second["account_id"] == first["account_id"] and second["created"] is False
     # the saved refresh token is rotated on use and the file keeps working
     before = open(first["credentials"]).read()
-    with open(first["credentials"]) as f:
-        text = f.read().replace("access_token=", "access_token=x").replace(
-            "access_expires_at_ms=", "access_expires_at_ms=1")
     # an expired access token forces a refresh with the saved refresh token
-    lines = [l for l in text.splitlines() if not l.startswith("access_expires_at_ms")]
+    lines = [l for l in before.splitlines() if not l.startswith("access_expires_at_ms=")]
     with open(first["credentials"], "w") as f:
         f.write("\n".join(lines + ["access_expires_at_ms=0"]) + "\n")
     assert wy.ok("whoami")["account_id"] == first["account_id"]
@@ -322,7 +319,8 @@ def test_lobby_restart_client_reconnects(wy, daemon, auth):
     assert held.stop() == EX_OK
 
 
-def test_next_profile_when_in_use_or_logged_in_elsewhere(wy, build_dir, tmp_path, daemon, auth):
+def test_next_profile_when_in_use_or_logged_in_elsewhere(wy, build_dir, tmp_path, daemon, auth,
+                                                        stack):
     strict = daemon("lobby", env=lobby_env(auth, WY_LOBBY_DUPLICATE_POLICY="reject-new"))
     a, b, c = uniq("a"), uniq("b"), uniq("c")
     wy.register(a)                     # default
@@ -333,7 +331,12 @@ def test_next_profile_when_in_use_or_logged_in_elsewhere(wy, build_dir, tmp_path
     elsewhere.login(a)
     remote = elsewhere.start_lobby(lobby=strict)
     try:
-        remote.welcome()
+        w0 = remote.welcome()
+        # reject-new refuses only while the holder's instance is known alive (its liveness key)
+        deadline = time.monotonic() + 10
+        while stack.redis_cli("EXISTS", "sess:inst:" + w0["instance"]) != "1":
+            assert time.monotonic() < deadline, "lobby never wrote its liveness key"
+            time.sleep(0.05)
         # default (a) is refused as logged in elsewhere: the next profile (p2 = b) is used
         one = wy.start_lobby(lobby=strict)
         w1 = one.welcome()
