@@ -91,18 +91,18 @@ static void report(const char *bench, int ops, double secs)
 {
     qsort(B.lat, (size_t)B.nlat, sizeof *B.lat, cmp_u64);
     uint64_t p50 = pct(B.lat, B.nlat, 0.50) / 1000, p99 = pct(B.lat, B.nlat, 0.99) / 1000,
-             p999 = pct(B.lat, B.nlat, 0.999) / 1000,
-             mx = B.nlat ? B.lat[B.nlat - 1] / 1000 : 0;
+             p999 = pct(B.lat, B.nlat, 0.999) / 1000, mx = B.nlat ? B.lat[B.nlat - 1] / 1000 : 0;
     double rate = secs > 0 ? ops / secs : 0;
-    fprintf(stderr, "%-12s %6d ok %6d errors in %7.3f s  %9.1f /s  p50 %7.2f ms  p99 %7.2f ms  "
-                    "p999 %7.2f ms  max %7.2f ms\n",
+    fprintf(stderr,
+            "%-12s %6d ok %6d errors in %7.3f s  %9.1f /s  p50 %7.2f ms  p99 %7.2f ms  "
+            "p999 %7.2f ms  max %7.2f ms\n",
             bench, ops, B.errors, secs, rate, p50 / 1000.0, p99 / 1000.0, p999 / 1000.0,
             mx / 1000.0);
-    json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:i, s:O}", "bench", bench,
-                          "clients", B.n, "ops", ops, "seconds", secs, "ops_per_s", rate, "p50_us",
-                          (json_int_t)p50, "p99_us", (json_int_t)p99, "p999_us", (json_int_t)p999,
-                          "max_us", (json_int_t)mx, "errors", B.errors, "error_kinds",
-                          B.error_kinds);
+    json_t *o =
+        json_pack("{s:s, s:i, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:i, s:O}", "bench", bench,
+                  "clients", B.n, "ops", ops, "seconds", secs, "ops_per_s", rate, "p50_us",
+                  (json_int_t)p50, "p99_us", (json_int_t)p99, "p999_us", (json_int_t)p999, "max_us",
+                  (json_int_t)mx, "errors", B.errors, "error_kinds", B.error_kinds);
     char *s = json_dumps(o, JSON_COMPACT);
     printf("%s\n", s);
     fflush(stdout);
@@ -239,9 +239,9 @@ static void run_lobby(void)
         live += wyc_lobby_ready(B.bots[i].c);
     fprintf(stderr, "lobby-hold   %6d sessions held %u s: %d still up, %d drops\n", B.welcomed,
             B.hold_s, live, B.drops);
-    json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "bench", "lobby-hold", "clients", B.n,
-                          "welcomed", B.welcomed, "seconds", (int)B.hold_s, "live", live, "drops",
-                          B.drops);
+    json_t *o =
+        json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "bench", "lobby-hold", "clients", B.n,
+                  "welcomed", B.welcomed, "seconds", (int)B.hold_s, "live", live, "drops", B.drops);
     char *s = json_dumps(o, JSON_COMPACT);
     printf("%s\n", s);
     free(s);

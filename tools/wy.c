@@ -207,7 +207,8 @@ static bool profile_ok(const char *p)
         return false;
     for (const char *q = p; *q; q++)
         if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
-              *q == '-' || *q == '_' || *q == '.') || (q == p && *q == '.'))
+              *q == '-' || *q == '_' || *q == '.') ||
+            (q == p && *q == '.'))
             return false;
     return true;
 }
@@ -465,8 +466,8 @@ static int cmd_whoami(profile_t *p)
                            p->name));
     } else {
         printf("account   %s\nusername  %s\nlogins    %s\nsession   %s\nprofile   %s\n",
-               a.account_id, a.username[0] ? a.username : "(none)", a.login_methods,
-               a.session_id, p->name);
+               a.account_id, a.username[0] ? a.username : "(none)", a.login_methods, a.session_id,
+               p->name);
     }
     return EX_OK;
 }
@@ -682,7 +683,7 @@ static int list_profiles(char names[][80], int cap)
     DIR *d = opendir(dir);
     if (!d)
         return n;
-    char *found[256];
+    char *found[256] = {0};
     int nf = 0;
     struct dirent *de;
     while ((de = readdir(d)) && nf < 256) {
@@ -725,14 +726,14 @@ static int run_any_profile(const char *cmd, int argc, char **argv)
     int last = EX_AUTH;
     bool tried = false;
     for (int i = 0; i < n; i++) {
-        profile_t p;
+        profile_t p = {0};
         profile_path(&p, names[i]);
         if (access(p.path, F_OK) != 0)
             continue;
         if (profile_lock(&p) != WY_OK) {
             if (!opt.json)
-                fprintf(stderr, "wy %s: profile %s is in use by another wy; trying the next\n",
-                        cmd, p.name);
+                fprintf(stderr, "wy %s: profile %s is in use by another wy; trying the next\n", cmd,
+                        p.name);
             last = EX_CONFLICT;
             continue;
         }
@@ -838,7 +839,7 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
     const char *cmd = rest[0];
-    static const char *const CMDS[] = {"register", "login", "logout", "whoami",
+    static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
                                        "nick",     "presence", "lobby"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
@@ -855,7 +856,7 @@ int main(int argc, char **argv)
     if (!opt.profile && !opt.cred_file && (!strcmp(cmd, "lobby") || !strcmp(cmd, "presence"))) {
         ex = run_any_profile(cmd, n - 1, rest + 1);
     } else {
-        profile_t p;
+        profile_t p = {0};
         profile_path(&p, opt.profile ? opt.profile : "default");
         if (opt.cred_file) {
             snprintf(p.path, sizeof p.path, "%s", opt.cred_file);

@@ -40,19 +40,19 @@ extern "C" {
 
 /* Where a failure came from. */
 typedef enum {
-    WYC_SRC_NONE = 0,   /* success */
-    WYC_SRC_CLIENT,     /* refused before anything was sent (bad argument, wrong state) */
-    WYC_SRC_NETWORK,    /* connect/DNS/reset/timeout: the server may be down; retrying may help */
-    WYC_SRC_PROTOCOL,   /* the server answered something this client cannot understand */
-    WYC_SRC_SERVER,     /* the server refused: see server_code */
+    WYC_SRC_NONE = 0, /* success */
+    WYC_SRC_CLIENT,   /* refused before anything was sent (bad argument, wrong state) */
+    WYC_SRC_NETWORK,  /* connect/DNS/reset/timeout: the server may be down; retrying may help */
+    WYC_SRC_PROTOCOL, /* the server answered something this client cannot understand */
+    WYC_SRC_SERVER,   /* the server refused: see server_code */
 } wyc_source_t;
 
 typedef struct {
-    int code;             /* WY_OK or WY_E*: WY_EAUTH bad credentials/token, WY_EEXIST taken,
-                             WY_ELIMIT rate limited, WY_EUNAVAIL server down or overloaded,
-                             WY_EPERM banned/forbidden, WY_EINVAL rejected input,
-                             WY_ETIMEDOUT no answer in time, WY_EIO protocol failure,
-                             WY_ECANCELED closed before the answer */
+    int code; /* WY_OK or WY_E*: WY_EAUTH bad credentials/token, WY_EEXIST taken,
+                 WY_ELIMIT rate limited, WY_EUNAVAIL server down or overloaded,
+                 WY_EPERM banned/forbidden, WY_EINVAL rejected input,
+                 WY_ETIMEDOUT no answer in time, WY_EIO protocol failure,
+                 WY_ECANCELED closed before the answer */
     wyc_source_t source;
     int http_status;      /* auth: the HTTP status when one arrived, else 0 */
     int ws_close;         /* lobby: the WebSocket close code when the failure is a close */
@@ -67,17 +67,17 @@ const char *wyc_source_name(wyc_source_t s);
 /* ------------------------------------------------------------------ configuration */
 
 typedef struct {
-    const char *auth_url;      /* "http://host:8080" (the auth daemon's HTTP API) */
-    const char *lobby_url;     /* "ws://host:8081/v1/lobby" */
-    const char *server_key;    /* X-Wyvern-Server-Key for custom-id logins (studio tools), or NULL */
-    const char *client_version;/* sent in the lobby hello, free text */
-    uint32_t timeout_ms;       /* per HTTP request and per lobby request (default 10000) */
-    uint32_t max_inflight;     /* HTTP requests in flight per context (default 256) */
-    uint32_t reconnect_base_ms;/* first reconnect delay (default 250) */
-    uint32_t reconnect_max_ms; /* cap of the delay (default 30000) */
+    const char *auth_url;   /* "http://host:8080" (the auth daemon's HTTP API) */
+    const char *lobby_url;  /* "ws://host:8081/v1/lobby" */
+    const char *server_key; /* X-Wyvern-Server-Key for custom-id logins (studio tools), or NULL */
+    const char *client_version;      /* sent in the lobby hello, free text */
+    uint32_t timeout_ms;             /* per HTTP request and per lobby request (default 10000) */
+    uint32_t max_inflight;           /* HTTP requests in flight per context (default 256) */
+    uint32_t reconnect_base_ms;      /* first reconnect delay (default 250) */
+    uint32_t reconnect_max_ms;       /* cap of the delay (default 30000) */
     uint32_t reconnect_max_attempts; /* consecutive failed attempts before giving up (0: never) */
-    bool auto_refresh;         /* refresh the access token before it expires (default true) */
-    bool auto_reconnect;       /* reconnect the lobby after a drop (default true) */
+    bool auto_refresh;               /* refresh the access token before it expires (default true) */
+    bool auto_reconnect;             /* reconnect the lobby after a drop (default true) */
 } wyc_config_t;
 
 /* Defaults: auth http://127.0.0.1:8080, lobby ws://127.0.0.1:8081/v1/lobby, the numbers above. */
@@ -106,18 +106,18 @@ uv_loop_t *wyc_ctx_loop(const wyc_ctx_t *ctx);
 /* ---- events pushed to a client's handler ---- */
 
 typedef enum {
-    WYC_EV_TOKENS = 1,     /* new tokens (login, refresh): save session.refresh_token now,
-                              the previous one is no longer valid */
-    WYC_EV_WELCOME,        /* lobby session ready (also after each reconnect): welcome */
-    WYC_EV_NOTICE,         /* a server notice: notice */
-    WYC_EV_KICKED,         /* kicked (logged in elsewhere, banned, operator): reason; the
-                              connection closes and is NOT reconnected */
-    WYC_EV_DISCONNECTED,   /* the lobby connection dropped (or a connect failed) and will be
-                              retried after reconnect_in_ms; error says why */
-    WYC_EV_CLOSED,         /* the lobby connection is finished for good (logout, kick, refused,
-                              gave up reconnecting, wyc_lobby_close): error says why */
-    WYC_EV_AUTH_LOST,      /* the access token could not be refreshed (revoked, banned,
-                              expired): log in again */
+    WYC_EV_TOKENS = 1,   /* new tokens (login, refresh): save session.refresh_token now,
+                            the previous one is no longer valid */
+    WYC_EV_WELCOME,      /* lobby session ready (also after each reconnect): welcome */
+    WYC_EV_NOTICE,       /* a server notice: notice */
+    WYC_EV_KICKED,       /* kicked (logged in elsewhere, banned, operator): reason; the
+                            connection closes and is NOT reconnected */
+    WYC_EV_DISCONNECTED, /* the lobby connection dropped (or a connect failed) and will be
+                            retried after reconnect_in_ms; error says why */
+    WYC_EV_CLOSED,       /* the lobby connection is finished for good (logout, kick, refused,
+                            gave up reconnecting, wyc_lobby_close): error says why */
+    WYC_EV_AUTH_LOST,    /* the access token could not be refreshed (revoked, banned,
+                            expired): log in again */
 } wyc_event_type_t;
 
 typedef struct {
@@ -140,11 +140,11 @@ typedef struct {
 
 typedef struct {
     wyc_event_type_t type;
-    wyc_welcome_t welcome;      /* WYC_EV_WELCOME */
-    wyc_notice_t notice;        /* WYC_EV_NOTICE */
-    char reason[256];           /* WYC_EV_KICKED */
-    uint32_t reconnect_in_ms;   /* WYC_EV_DISCONNECTED */
-    wyc_error_t error;          /* DISCONNECTED, CLOSED, AUTH_LOST */
+    wyc_welcome_t welcome;    /* WYC_EV_WELCOME */
+    wyc_notice_t notice;      /* WYC_EV_NOTICE */
+    char reason[256];         /* WYC_EV_KICKED */
+    uint32_t reconnect_in_ms; /* WYC_EV_DISCONNECTED */
+    wyc_error_t error;        /* DISCONNECTED, CLOSED, AUTH_LOST */
 } wyc_event_t;
 
 typedef void (*wyc_event_cb)(wyc_client_t *c, const wyc_event_t *ev, void *ud);
@@ -222,9 +222,9 @@ int wyc_unlink(wyc_client_t *c, wyc_method_t method, const char *id, wyc_done_cb
 
 typedef struct {
     char account_id[64];
-    char username[128];   /* "" when the account has no password login */
+    char username[128]; /* "" when the account has no password login */
     char session_id[64];
-    int64_t created_at;   /* Unix seconds */
+    int64_t created_at; /* Unix seconds */
     bool banned;
     char login_methods[128]; /* comma-separated: "device,password" */
 } wyc_account_t;
@@ -346,8 +346,8 @@ int wyc_sync_set_nickname(wyc_sync_t *s, const char *nickname, char *stored, siz
                           int64_t *next_change_at, wyc_error_t *err);
 /* Fills up to cap entries of out and *n. */
 int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
-                      const char *const *nicknames, size_t n_nicks, wyc_presence_t *out,
-                      size_t cap, size_t *n, wyc_error_t *err);
+                      const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
+                      size_t *n, wyc_error_t *err);
 /* Wait up to timeout_ms (0: forever) for the next queued event. WY_OK and *ev, or
  * WY_ETIMEDOUT. */
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);

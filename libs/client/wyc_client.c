@@ -220,8 +220,17 @@ const wyc_session_t *wyc_session(const wyc_client_t *c)
 
 /* ------------------------------------------------------------------ HTTP plumbing */
 
-enum { OP_REGISTER = 1, OP_LOGIN, OP_RESUME, OP_REFRESH, OP_AUTO_REFRESH, OP_LOGOUT, OP_LINK,
-       OP_UNLINK, OP_ME };
+enum {
+    OP_REGISTER = 1,
+    OP_LOGIN,
+    OP_RESUME,
+    OP_REFRESH,
+    OP_AUTO_REFRESH,
+    OP_LOGOUT,
+    OP_LINK,
+    OP_UNLINK,
+    OP_ME
+};
 
 typedef struct {
     wyc_client_t *c;
@@ -468,8 +477,8 @@ int wyc_register(wyc_client_t *c, const char *username, const char *password, wy
     if (!username || !password || !cb)
         return WY_EINVAL;
     return http_call(c, OP_REGISTER, "POST", "/v1/register",
-                     json_pack("{s:s, s:s}", "username", username, "password", password), false,
-                     cb, NULL, ud);
+                     json_pack("{s:s, s:s}", "username", username, "password", password), false, cb,
+                     NULL, ud);
 }
 
 /* The body of a login or link; NULL if cred is incomplete. */
@@ -554,9 +563,9 @@ int wyc_refresh(wyc_client_t *c, wyc_done_cb cb, void *ud)
     /* Two refreshes with one token would look like theft to auth and revoke the session. */
     if (c->refreshing)
         return WY_EBUSY;
-    int rc = http_call(c, OP_REFRESH, "POST", "/v1/refresh",
-                       json_pack("{s:s}", "refresh_token", c->sess.refresh_token), false, cb, NULL,
-                       ud);
+    int rc =
+        http_call(c, OP_REFRESH, "POST", "/v1/refresh",
+                  json_pack("{s:s}", "refresh_token", c->sess.refresh_token), false, cb, NULL, ud);
     if (rc == WY_OK)
         c->refreshing = true;
     return rc;

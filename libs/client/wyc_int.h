@@ -22,7 +22,7 @@ struct wyc_ctx {
 };
 
 typedef enum {
-    LB_IDLE = 0,  /* no connection, none wanted */
+    LB_IDLE = 0,   /* no connection, none wanted */
     LB_CONNECTING, /* TCP connect + upgrade + hello in progress */
     LB_READY,      /* welcomed */
     LB_WAITING,    /* waiting to reconnect (retry_timer) or for a token refresh */
@@ -48,19 +48,19 @@ struct wyc_client {
     wyc_session_t sess;
     /* auth refresh */
     uv_timer_t refresh_timer;
-    bool refreshing;          /* a /v1/refresh is in flight: never two with one token */
+    bool refreshing; /* a /v1/refresh is in flight: never two with one token */
     wyc_backoff_t refresh_backoff;
     /* lobby */
     wyc_lobby_state_t lstate;
-    bool lobby_wanted;        /* the caller asked for a session and did not give it up */
+    bool lobby_wanted; /* the caller asked for a session and did not give it up */
     bool reconnect_after_refresh;
-    wyc_conn_t *conn;         /* the live connection attempt, NULL when none */
-    uv_timer_t retry_timer;   /* reconnect delay; also defers the final CLOSED event */
-    uv_timer_t tick_timer;    /* heartbeats, request deadlines, connect deadline, watchdog */
+    wyc_conn_t *conn;       /* the live connection attempt, NULL when none */
+    uv_timer_t retry_timer; /* reconnect delay; also defers the final CLOSED event */
+    uv_timer_t tick_timer;  /* heartbeats, request deadlines, connect deadline, watchdog */
     wyc_backoff_t backoff;
     uint32_t reconnects;
     bool welcomed_once;
-    wyc_event_t deferred;     /* an event to push from retry_timer (type 0: none) */
+    wyc_event_t deferred; /* an event to push from retry_timer (type 0: none) */
     wyc_pending_t pending[WYC_LOBBY_MAX_PENDING];
     uint32_t next_req;
     wyc_welcome_t welcome;
@@ -72,7 +72,7 @@ struct wyc_client {
     wyc_done_cb logout_cb;
     void *logout_ud;
     bool logging_out;
-    void *deferred_logout; /* void (*)(wyc_client_t *): continues wyc_logout after the lobby */
+    void *deferred_logout;   /* void (*)(wyc_client_t *): continues wyc_logout after the lobby */
     uint32_t unauth_retries; /* 4001 closes retried after a refresh since the last welcome */
 };
 

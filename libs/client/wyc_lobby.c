@@ -10,10 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
-#define UPGRADE_MAX   8192
-#define RECV_MAX      (1024 * 1024)
-#define TICK_MS       1000
-#define WS_GUID       "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define UPGRADE_MAX 8192
+#define RECV_MAX    (1024 * 1024)
+#define TICK_MS     1000
+#define WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum { PH_RESOLVE = 1, PH_CONNECT, PH_UPGRADE, PH_WS };
 enum { PEND_NICK = 1, PEND_PRESENCE, PEND_LOGOUT };
@@ -111,7 +111,8 @@ static void pending_complete(wyc_client_t *c, wyc_pending_t *p, const wyc_error_
     case PEND_NICK: {
         const char *nick = "";
         int64_t next = 0;
-        if (e->code == WY_OK && m && m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_NICKNAME_SET) {
+        if (e->code == WY_OK && m &&
+            m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_NICKNAME_SET) {
             nick = m->nickname_set->nickname;
             next = m->nickname_set->next_change_at;
         }
@@ -194,7 +195,8 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
     return (ssize_t)len;
 }
 
-static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                          void *ud)
 {
     (void)flags;
     wyc_conn_t *k = ud;
@@ -615,7 +617,8 @@ static int upgrade_parse(wyc_conn_t *k)
     char want[64];
     accept_for(k->key, want);
     bool ok = false;
-    for (const char *line = strstr(d, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
+    for (const char *line = strstr(d, "\r\n"); line && line < end;
+         line = strstr(line + 2, "\r\n")) {
         const char *l = line + 2;
         if (strncasecmp(l, "Sec-WebSocket-Accept:", 21) != 0)
             continue;
@@ -835,8 +838,8 @@ static void on_tick(uv_timer_t *t)
     if (c->lstate != LB_READY)
         return;
     uint64_t hb = c->welcome.heartbeat_interval_ms;
-    uint64_t silence = (c->welcome.idle_timeout_ms > 2 * hb ? c->welcome.idle_timeout_ms : 2 * hb) +
-                       5000;
+    uint64_t silence =
+        (c->welcome.idle_timeout_ms > 2 * hb ? c->welcome.idle_timeout_ms : 2 * hb) + 5000;
     if (now - c->last_recv_ms > silence) {
         wyc__err_set(&e, WY_ETIMEDOUT, WYC_SRC_NETWORK, "the lobby went silent for %llu ms",
                      (unsigned long long)(now - c->last_recv_ms));

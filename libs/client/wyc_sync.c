@@ -91,7 +91,7 @@ static int finish(wyc_sync_t *s, int rc, wyc_error_t *err)
 {
     if (rc != WY_OK) {
         wyc__err_set(&s->err, rc, WYC_SRC_CLIENT, "%s",
-                     rc == WY_ESTATE ? "not logged in (or not connected to the lobby)"
+                     rc == WY_ESTATE   ? "not logged in (or not connected to the lobby)"
                      : rc == WY_EINVAL ? "invalid argument"
                                        : wy_strerror(rc));
     } else {
@@ -265,8 +265,8 @@ static void pres_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_presence_t 
 }
 
 int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
-                      const char *const *nicknames, size_t n_nicks, wyc_presence_t *out,
-                      size_t cap, size_t *n, wyc_error_t *err)
+                      const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
+                      size_t *n, wyc_error_t *err)
 {
     begin(s);
     s->pres_out = out;
@@ -274,8 +274,7 @@ int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_id
     s->pres_n = n;
     if (n)
         *n = 0;
-    return finish(s,
-                  wyc_lobby_presence(s->c, account_ids, n_ids, nicknames, n_nicks, pres_cb, s),
+    return finish(s, wyc_lobby_presence(s->c, account_ids, n_ids, nicknames, n_nicks, pres_cb, s),
                   err);
 }
 

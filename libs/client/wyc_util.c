@@ -148,7 +148,10 @@ typedef struct {
     size_t cap; /* 0: int64 */
 } cred_field_t;
 
-#define CF(k, field) {k, offsetof(wyc_creds_t, field), sizeof(((wyc_creds_t *)0)->field)}
+#define CF(k, field)                                                                               \
+    {                                                                                              \
+        k, offsetof(wyc_creds_t, field), sizeof(((wyc_creds_t *)0)->field)                         \
+    }
 static const cred_field_t FIELDS[] = {
     CF("auth_url", auth_url),
     CF("lobby_url", lobby_url),
