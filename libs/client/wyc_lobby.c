@@ -303,6 +303,8 @@ static void on_deferred(uv_timer_t *t)
 static void on_retry(uv_timer_t *t)
 {
     wyc_client_t *c = t->data;
+    /* A CLOSED deferred by wyc_lobby_close shares this timer: never lose it. */
+    on_deferred(t);
     if (c->lstate == LB_WAITING && c->lobby_wanted && !c->reconnect_after_refresh)
         start_connect(c);
 }
