@@ -1,0 +1,361 @@
+/* wyc — the Wyvern client library: auth HTTP API and lobby WebSocket for game clients, bots,
+ * load tests and the `wy` CLI. Async on libuv (thousands of clients per process), plus a small
+ * blocking layer (wyc_sync_*) for simple tools. Usable from C++.
+ *
+ * Quick start (async):
+ *
+ *     wyc_config_t cfg;  wyc_config_default(&cfg);          // or wyc_config_from_env
+ *     cfg.auth_url = "http://127.0.0.1:8080";  cfg.lobby_url = "ws://127.0.0.1:8081/v1/lobby";
+ *     wyc_ctx_t *ctx;    wyc_ctx_new(loop, &cfg, &ctx, &err);   // one per loop, shared
+ *     wyc_client_t *c;   wyc_client_new(ctx, on_event, me, &c); // one per player
+ *     wyc_credential_t cred = {.method = WYC_LOGIN_DEVICE, .id = "my-device-id"};
+ *     wyc_login(c, &cred, on_logged_in, me);                   // then in on_logged_in:
+ *     wyc_lobby_connect(c);                                    // WYC_EV_WELCOME arrives
+ *
+ * Threading: every function must be called on the thread running the loop given to
+ * wyc_ctx_new; every callback runs on that thread, never from inside the call that started the
+ * operation. Strings passed in are copied; pointers handed to callbacks are valid only during
+ * the callback.
+ *
+ * Errors: functions return WY_OK or a negative WY_E* code (libs/common/wy_core.h). Every
+ * completion carries a wyc_error_t saying what went wrong, where (network, protocol, server)
+ * and, for server refusals, the server's stable machine code ("USERNAME_TAKEN",
+ * "ALREADY_EXISTS"), plus a message for a person. */
+#ifndef WYC_H
+#define WYC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "wy_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* Where a failure came from. */
+typedef enum {
+    WYC_SRC_NONE = 0, /* success */
+    WYC_SRC_CLIENT,   /* refused before anything was sent (bad argument, wrong state) */
+    WYC_SRC_NETWORK,  /* connect/DNS/reset/timeout: the server may be down; retrying may help */
+    WYC_SRC_PROTOCOL, /* the server answered something this client cannot understand */
+    WYC_SRC_SERVER,   /* the server refused: see server_code */
+} wyc_source_t;
+
+typedef struct {
+    int code; /* WY_OK or WY_E*: WY_EAUTH bad credentials/token, WY_EEXIST taken,
+                 WY_ELIMIT rate limited, WY_EUNAVAIL server down or overloaded,
+                 WY_EPERM banned/forbidden, WY_EINVAL rejected input,
+                 WY_ETIMEDOUT no answer in time, WY_EIO protocol failure,
+                 WY_ECANCELED closed before the answer */
+    wyc_source_t source;
+    int http_status;      /* auth: the HTTP status when one arrived, else 0 */
+    int ws_close;         /* lobby: the WebSocket close code when the failure is a close */
+    char server_code[48]; /* the server's machine code ("INVALID_CREDENTIALS",
+                             "ALREADY_EXISTS", ...), "" when none */
+    char message[256];    /* for a person, never parse it */
+} wyc_error_t;
+
+/* Source name: "client", "network", "protocol", "server" ("" for none). */
+const char *wyc_source_name(wyc_source_t s);
+
+/* ------------------------------------------------------------------ configuration */
+
+typedef struct {
+    const char *auth_url;   /* "http://host:8080" (the auth daemon's HTTP API) */
+    const char *lobby_url;  /* "ws://host:8081/v1/lobby" */
+    const char *server_key; /* X-Wyvern-Server-Key for custom-id logins (studio tools), or NULL */
+    const char *client_version;      /* sent in the lobby hello, free text */
+    uint32_t timeout_ms;             /* per HTTP request and per lobby request (default 10000) */
+    uint32_t max_inflight;           /* HTTP requests in flight per context (default 256) */
+    uint32_t reconnect_base_ms;      /* first reconnect delay (default 250) */
+    uint32_t reconnect_max_ms;       /* cap of the delay (default 30000) */
+    uint32_t reconnect_max_attempts; /* consecutive failed attempts before giving up (0: never) */
+    bool auto_refresh;               /* refresh the access token before it expires (default true) */
+    bool auto_reconnect;             /* reconnect the lobby after a drop (default true) */
+} wyc_config_t;
+
+/* Defaults: auth http://127.0.0.1:8080, lobby ws://127.0.0.1:8081/v1/lobby, the numbers above. */
+void wyc_config_default(wyc_config_t *cfg);
+
+/* Defaults, then the environment: WY_SERVER=host (both URLs on the default ports),
+ * WY_AUTH_URL, WY_LOBBY_URL, WY_SERVER_KEY. The strings point into the environment. */
+void wyc_config_from_env(wyc_config_t *cfg);
+
+/* ------------------------------------------------------------------ context and client */
+
+typedef struct wyc_ctx wyc_ctx_t;       /* per loop: configuration + HTTP connection pool */
+typedef struct wyc_client wyc_client_t; /* one player: tokens, lobby connection */
+
+/* Create a context on loop (never uses uv_default_loop itself). cfg is copied. Returns WY_OK
+ * and *out, or WY_EINVAL with *err naming the bad setting ("lobby_url: want ws://host:port/path").
+ * Free with wyc_ctx_close after every client of it is closed. */
+int wyc_ctx_new(uv_loop_t *loop, const wyc_config_t *cfg, wyc_ctx_t **out, const char **err);
+
+/* Close the context: pending HTTP requests fail with WY_ECANCELED, handles close; done(ud) runs
+ * from the loop when all is released (may be NULL). Close the clients first. */
+void wyc_ctx_close(wyc_ctx_t *ctx, void (*done)(void *ud), void *ud);
+
+uv_loop_t *wyc_ctx_loop(const wyc_ctx_t *ctx);
+
+/* ---- events pushed to a client's handler ---- */
+
+typedef enum {
+    WYC_EV_TOKENS = 1,   /* new tokens (login, refresh): save session.refresh_token now,
+                            the previous one is no longer valid */
+    WYC_EV_WELCOME,      /* lobby session ready (also after each reconnect): welcome */
+    WYC_EV_NOTICE,       /* a server notice: notice */
+    WYC_EV_KICKED,       /* kicked (logged in elsewhere, banned, operator): reason; the
+                            connection closes and is NOT reconnected */
+    WYC_EV_DISCONNECTED, /* the lobby connection dropped (or a connect failed) and will be
+                            retried after reconnect_in_ms; error says why */
+    WYC_EV_CLOSED,       /* the lobby connection is finished for good (logout, kick, refused,
+                            gave up reconnecting, wyc_lobby_close): error says why */
+    WYC_EV_AUTH_LOST,    /* the access token could not be refreshed (revoked, banned,
+                            expired): log in again */
+} wyc_event_type_t;
+
+typedef struct {
+    char session_id[64];
+    char account_id[64];
+    char nickname[128];
+    char instance[128];
+    uint32_t heartbeat_interval_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_messages_per_sec;
+    uint32_t reconnects; /* how many times this session was re-established (0 the first time) */
+} wyc_welcome_t;
+
+typedef struct {
+    char id[64];
+    char kind[32];
+    char text[2048]; /* truncated beyond */
+    int64_t at_ms;   /* Unix ms */
+} wyc_notice_t;
+
+typedef struct {
+    wyc_event_type_t type;
+    wyc_welcome_t welcome;    /* WYC_EV_WELCOME */
+    wyc_notice_t notice;      /* WYC_EV_NOTICE */
+    char reason[256];         /* WYC_EV_KICKED */
+    uint32_t reconnect_in_ms; /* WYC_EV_DISCONNECTED */
+    wyc_error_t error;        /* DISCONNECTED, CLOSED, AUTH_LOST */
+} wyc_event_t;
+
+typedef void (*wyc_event_cb)(wyc_client_t *c, const wyc_event_t *ev, void *ud);
+
+/* Create a client of ctx. on_event may be NULL. Returns WY_OK and *out. */
+int wyc_client_new(wyc_ctx_t *ctx, wyc_event_cb on_event, void *ud, wyc_client_t **out);
+
+/* Close a client: its lobby connection closes without logout (the session stays until the
+ * server's idle timeout), pending operations complete with WY_ECANCELED, no event is pushed
+ * after this call; the memory is freed from the loop later. Tokens are not revoked: call
+ * wyc_logout first for that. */
+void wyc_client_close(wyc_client_t *c);
+
+void *wyc_client_userdata(const wyc_client_t *c);
+
+/* ------------------------------------------------------------------ auth */
+
+typedef enum {
+    WYC_LOGIN_PASSWORD = 1, /* username + password */
+    WYC_LOGIN_DEVICE,       /* id = device id (creates the account on first use) */
+    WYC_LOGIN_CUSTOM,       /* id = custom id; needs cfg.server_key */
+    WYC_LOGIN_STEAM,        /* id = Steam session ticket (hex) */
+    WYC_LOGIN_OIDC,         /* id = OpenID Connect id_token */
+} wyc_method_t;
+
+typedef struct {
+    wyc_method_t method;
+    const char *username; /* password only */
+    const char *password; /* password only */
+    const char *id;       /* every other method */
+} wyc_credential_t;
+
+/* "password", "device", "custom", "steam", "oidc"; NULL if unknown. And the reverse (0 if
+ * unknown). */
+const char *wyc_method_name(wyc_method_t m);
+wyc_method_t wyc_method_parse(const char *name);
+
+/* The client's auth session (valid after a successful login/register/resume). */
+typedef struct {
+    char account_id[64];
+    char session_id[64];
+    char access_token[2048];
+    char refresh_token[128];
+    int64_t access_expires_at_ms; /* Unix ms (local clock) */
+    bool created;                 /* the login created the account */
+} wyc_session_t;
+
+/* NULL when not logged in. Valid until the next call on c. */
+const wyc_session_t *wyc_session(const wyc_client_t *c);
+
+/* Completion of an auth call: err->code WY_OK on success. */
+typedef void (*wyc_done_cb)(wyc_client_t *c, const wyc_error_t *err, void *ud);
+
+/* Start an auth call. Return WY_OK (cb runs exactly once later) or, without calling cb:
+ * WY_EINVAL (bad argument), WY_ESTATE (not logged in, for calls needing it), WY_EBUSY (too
+ * many HTTP requests in flight on the context). */
+int wyc_register(wyc_client_t *c, const char *username, const char *password, wyc_done_cb cb,
+                 void *ud);
+int wyc_login(wyc_client_t *c, const wyc_credential_t *cred, wyc_done_cb cb, void *ud);
+/* Log in with a saved refresh token (what `wy` keeps in a credentials file). The token is
+ * rotated: save the new one on WYC_EV_TOKENS. */
+int wyc_resume(wyc_client_t *c, const char *refresh_token, wyc_done_cb cb, void *ud);
+/* Adopt a saved session whose access token is still valid, without a request (may be
+ * refreshed later as usual). Returns WY_EINVAL if s has no refresh token. */
+int wyc_session_restore(wyc_client_t *c, const wyc_session_t *s);
+/* Refresh the access token now (also done automatically when cfg.auto_refresh). */
+int wyc_refresh(wyc_client_t *c, wyc_done_cb cb, void *ud);
+/* Close the lobby session (Logout message) if open, then revoke the session at auth and forget
+ * the tokens. A lobby that is already gone does not stop the auth logout. */
+int wyc_logout(wyc_client_t *c, wyc_done_cb cb, void *ud);
+/* Attach another login method to the logged-in account (password: username + password). */
+int wyc_link(wyc_client_t *c, const wyc_credential_t *cred, wyc_done_cb cb, void *ud);
+/* Remove a login method (id selects which, for methods with several; may be NULL). */
+int wyc_unlink(wyc_client_t *c, wyc_method_t method, const char *id, wyc_done_cb cb, void *ud);
+
+typedef struct {
+    char account_id[64];
+    char username[128]; /* "" when the account has no password login */
+    char session_id[64];
+    int64_t created_at; /* Unix seconds */
+    bool banned;
+    char login_methods[128]; /* comma-separated: "device,password" */
+} wyc_account_t;
+
+typedef void (*wyc_account_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_account_t *a,
+                               void *ud);
+/* GET /v1/me: the logged-in account. a is NULL on failure. */
+int wyc_me(wyc_client_t *c, wyc_account_cb cb, void *ud);
+
+/* ------------------------------------------------------------------ lobby */
+
+/* Open the lobby connection with the current access token (hello). Progress arrives as
+ * events: WYC_EV_WELCOME when the session is ready, WYC_EV_DISCONNECTED / WYC_EV_CLOSED on
+ * failure. Heartbeats are automatic. After a drop it reconnects with exponential backoff and
+ * jitter (cfg.reconnect_*), refreshing the token first when it was refused as expired; never
+ * after a kick, a logout, a refused duplicate login or a protocol error. Returns WY_OK,
+ * WY_ESTATE (not logged in, or already connecting/connected), WY_EINVAL (bad lobby_url). */
+int wyc_lobby_connect(wyc_client_t *c);
+
+/* Close the lobby connection without logging out (no reconnect). WYC_EV_CLOSED follows with
+ * code WY_ECANCELED. */
+void wyc_lobby_close(wyc_client_t *c);
+
+/* True while a welcomed lobby session is up. */
+bool wyc_lobby_ready(const wyc_client_t *c);
+
+typedef void (*wyc_nickname_cb)(wyc_client_t *c, const wyc_error_t *err, const char *nickname,
+                                int64_t next_change_at, void *ud);
+
+typedef enum { WYC_OFFLINE = 0, WYC_ONLINE = 1, WYC_IN_GAME = 2 } wyc_presence_state_t;
+
+typedef struct {
+    char account_id[64]; /* "" when asked by a nickname nobody online holds */
+    char nickname[128];
+    wyc_presence_state_t state;
+} wyc_presence_t;
+
+/* "offline", "online", "in-game". */
+const char *wyc_presence_name(wyc_presence_state_t s);
+
+typedef void (*wyc_presence_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                const wyc_presence_t *entries, size_t n, void *ud);
+
+/* Lobby requests: need a ready session (else WY_ESTATE). Return WY_OK (cb runs once later) or,
+ * without calling cb: WY_EINVAL, WY_ESTATE, WY_EBUSY (WYC_LOBBY_MAX_PENDING requests waiting),
+ * WY_ELIMIT (over the lobby's message rate; retry a little later). A connection lost while
+ * waiting completes them with WY_EUNAVAIL. */
+#define WYC_LOBBY_MAX_PENDING 64
+#define WYC_PRESENCE_MAX      100
+int wyc_lobby_set_nickname(wyc_client_t *c, const char *nickname, wyc_nickname_cb cb, void *ud);
+/* Presence of up to WYC_PRESENCE_MAX accounts and nicknames in total (either list may be
+ * empty); entries come in request order: account ids, then nicknames. */
+int wyc_lobby_presence(wyc_client_t *c, const char *const *account_ids, size_t n_ids,
+                       const char *const *nicknames, size_t n_nicks, wyc_presence_cb cb, void *ud);
+
+/* ------------------------------------------------------------------ reconnect backoff */
+
+/* Exponential backoff with full jitter, a pure helper (exposed for tests and for callers
+ * that retry their own operations). */
+typedef struct {
+    uint32_t base_ms, max_ms;
+    uint32_t attempt; /* failed attempts so far */
+} wyc_backoff_t;
+
+void wyc_backoff_init(wyc_backoff_t *b, uint32_t base_ms, uint32_t max_ms);
+/* Delay before the next attempt: uniform in [ceil/2, ceil] where ceil = min(max, base*2^attempt);
+ * rnd is any random 32-bit value. Counts the attempt. */
+uint32_t wyc_backoff_next(wyc_backoff_t *b, uint32_t rnd);
+void wyc_backoff_reset(wyc_backoff_t *b);
+
+/* ------------------------------------------------------------------ credentials files */
+
+/* What `wy` keeps between runs, one file per profile (a key=value text file, mode 0600). */
+typedef struct {
+    char auth_url[256];
+    char lobby_url[256];
+    char username[128];
+    wyc_session_t session;
+} wyc_creds_t;
+
+#define WYC_CREDS_MAX_BYTES 16384
+
+/* Parse the text of a credentials file (len bytes). Unknown keys are ignored (newer versions);
+ * returns WY_OK, or WY_EINVAL / WY_ETOOBIG with *err ("line 3: missing '='"). */
+int wyc_creds_parse(const char *text, size_t len, wyc_creds_t *out, const char **err);
+/* Serialise to a new string (caller frees with wy_free). */
+char *wyc_creds_format(const wyc_creds_t *c);
+/* Read path: WY_OK, WY_ENOTFOUND (no file), WY_EPERM (readable by group/others: chmod 600),
+ * WY_EINVAL/WY_ETOOBIG (malformed), WY_EIO. *err explains. */
+int wyc_creds_load(const char *path, wyc_creds_t *out, const char **err);
+/* Write atomically (temporary file 0600 in the same folder + rename), creating the folder
+ * (0700) if missing. WY_OK or WY_EIO with *err. */
+int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err);
+
+/* ------------------------------------------------------------------ blocking layer */
+
+/* One client on a private loop, each call runs the loop until its answer: for CLIs and simple
+ * tools. Events (tokens, lobby) that arrive meanwhile are queued (at most WYC_SYNC_MAX_EVENTS, the
+ * oldest dropped beyond) and read with wyc_sync_next_event. Not thread-safe: one thread. */
+typedef struct wyc_sync wyc_sync_t;
+#define WYC_SYNC_MAX_EVENTS 256
+
+int wyc_sync_new(const wyc_config_t *cfg, wyc_sync_t **out, const char **err);
+/* Close the client and the loop; frees s. */
+void wyc_sync_free(wyc_sync_t *s);
+wyc_client_t *wyc_sync_client(wyc_sync_t *s);
+
+/* Each returns err->code (WY_OK on success) and fills err. */
+int wyc_sync_register(wyc_sync_t *s, const char *username, const char *password, wyc_error_t *err);
+int wyc_sync_login(wyc_sync_t *s, const wyc_credential_t *cred, wyc_error_t *err);
+int wyc_sync_resume(wyc_sync_t *s, const char *refresh_token, wyc_error_t *err);
+int wyc_sync_refresh(wyc_sync_t *s, wyc_error_t *err);
+int wyc_sync_logout(wyc_sync_t *s, wyc_error_t *err);
+int wyc_sync_link(wyc_sync_t *s, const wyc_credential_t *cred, wyc_error_t *err);
+int wyc_sync_me(wyc_sync_t *s, wyc_account_t *out, wyc_error_t *err);
+/* Connect and wait for the welcome (or the final failure). */
+int wyc_sync_lobby_connect(wyc_sync_t *s, wyc_welcome_t *out, wyc_error_t *err);
+int wyc_sync_set_nickname(wyc_sync_t *s, const char *nickname, char *stored, size_t cap,
+                          int64_t *next_change_at, wyc_error_t *err);
+/* Fills up to cap entries of out and *n. */
+int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
+                      const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
+                      size_t *n, wyc_error_t *err);
+/* Wait up to timeout_ms (0: forever) for the next queued event. WY_OK and *ev, or
+ * WY_ETIMEDOUT. */
+int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);
+/* Make a pending wyc_sync_next_event return WY_ECANCELED: callable from a signal handler. */
+void wyc_sync_interrupt(wyc_sync_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

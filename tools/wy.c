@@ -1,0 +1,906 @@
+/* wy — the Wyvern command-line client (register, login, whoami, nickname, presence, lobby), built
+ * on libs/client's blocking layer. Keeps each login in a credentials file (mode 0600). */
+#include "client/wyc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <dirent.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+/* Exit codes: stable, documented in --help and libs/client/README.md. */
+enum {
+    EX_OK = 0,
+    EX_FAIL = 1,      /* unexpected failure */
+    EX_USAGE = 2,     /* bad command line */
+    EX_NETWORK = 3,   /* server unreachable, unavailable or too slow */
+    EX_AUTH = 4,      /* wrong credentials, not logged in, session expired or revoked */
+    EX_CONFLICT = 5,  /* taken (username, nickname), logged in elsewhere, profile in use */
+    EX_INVALID = 6,   /* the server rejected the input (bad username, password, nickname) */
+    EX_LIMIT = 7,     /* rate limited: retry later */
+    EX_FORBIDDEN = 8, /* banned or not allowed */
+    EX_KICKED = 9,    /* kicked from the lobby */
+    EX_PROTOCOL = 10, /* unexpected answer from the server */
+    EX_CREDS = 11,    /* credentials file unreadable, unsafe or unwritable */
+};
+
+static const char USAGE[] =
+    "usage: wy [options] <command> [arguments]\n"
+    "\n"
+    "Commands:\n"
+    "  register USERNAME            create an account (password asked, or --password-stdin,\n"
+    "                               or WY_PASSWORD) and log in\n"
+    "  login USERNAME               log in with a password\n"
+    "  login --device ID            log in with a device id (creates the account once)\n"
+    "  login --custom ID            custom id (needs WY_SERVER_KEY)\n"
+    "  login --steam TICKET | --oidc ID_TOKEN\n"
+    "  logout                       end the lobby session and revoke the login\n"
+    "  whoami                       the logged-in account\n"
+    "  nick set NICKNAME            set your nickname (connects to the lobby)\n"
+    "  presence [NAME|ACCOUNT...]   who is online (default: yourself); a 36-char id is an\n"
+    "                               account id, anything else a nickname\n"
+    "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks and reconnects\n"
+    "                               until Ctrl-C (or SECONDS)\n"
+    "\n"
+    "Options:\n"
+    "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
+    "                       (env WY_SERVER; default 127.0.0.1)\n"
+    "  --auth-url URL       auth HTTP API (env WY_AUTH_URL)\n"
+    "  --lobby-url URL      lobby WebSocket (env WY_LOBBY_URL)\n"
+    "  --profile NAME       which saved login to use (default \"default\"); one file per\n"
+    "                       profile, so several clients can run on one machine. Without\n"
+    "                       --profile, `wy lobby` and `wy presence` use the first profile that\n"
+    "                       is not in use by another wy and not logged in elsewhere.\n"
+    "  --credentials FILE   use this credentials file (env WY_CREDENTIALS)\n"
+    "  --password-stdin     read the password from the first line of stdin\n"
+    "  --json               print one JSON object per line (for scripts)\n"
+    "  --timeout MS         per request (default 10000)\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Credentials: $WY_CREDENTIALS_DIR, else $XDG_CONFIG_HOME/wyvern, else ~/.config/wyvern;\n"
+    "  <profile>.cred, mode 0600, holding the refresh token (rotated on use).\n"
+    "\n"
+    "Exit codes: 0 ok, 1 unexpected failure, 2 usage, 3 server unreachable/unavailable,\n"
+    "  4 not authenticated (wrong password, not logged in, session revoked), 5 conflict (taken,\n"
+    "  logged in elsewhere, profile in use), 6 input rejected, 7 rate limited, 8 banned or\n"
+    "  forbidden, 9 kicked from the lobby, 10 protocol error, 11 credentials file problem.\n";
+
+static struct {
+    bool json;
+    const char *profile;
+    const char *cred_file;
+    bool password_stdin;
+    wyc_config_t cfg;
+    char auth_buf[300], lobby_buf[300];
+} opt;
+
+static wyc_sync_t *g_sync;
+
+/* ------------------------------------------------------------------ output */
+
+static void json_out(json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
+static int exit_for(const wyc_error_t *e)
+{
+    if (e->code == WY_OK)
+        return EX_OK;
+    if (!strcmp(e->server_code, "KICKED"))
+        return EX_KICKED;
+    if (e->source == WYC_SRC_NETWORK)
+        return EX_NETWORK;
+    switch (e->code) {
+    case WY_EUNAVAIL:
+    case WY_ETIMEDOUT:
+    case WY_EBUSY:
+        return EX_NETWORK;
+    case WY_EAUTH:
+        return EX_AUTH;
+    case WY_EEXIST:
+    case WY_ESTATE:
+        return e->source == WYC_SRC_CLIENT ? EX_AUTH : EX_CONFLICT;
+    case WY_EINVAL:
+    case WY_ETOOBIG:
+    case WY_ENOTFOUND:
+        return EX_INVALID;
+    case WY_ELIMIT:
+        return EX_LIMIT;
+    case WY_EPERM:
+        return EX_FORBIDDEN;
+    case WY_EIO:
+        return EX_PROTOCOL;
+    default:
+        return EX_FAIL;
+    }
+}
+
+static json_t *err_json(const wyc_error_t *e)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "code", wy_errname(e->code), "source",
+                          wyc_source_name(e->source), "message", e->message);
+    if (e->server_code[0])
+        json_object_set_new(o, "server_code", json_string(e->server_code));
+    if (e->http_status)
+        json_object_set_new(o, "http_status", json_integer(e->http_status));
+    if (e->ws_close)
+        json_object_set_new(o, "ws_close", json_integer(e->ws_close));
+    return o;
+}
+
+/* Reports a failure of what; returns the exit code. */
+static int fail(const char *what, const wyc_error_t *e)
+{
+    int ex = exit_for(e);
+    if (opt.json) {
+        json_out(json_pack("{s:b, s:s, s:o, s:i}", "ok", 0, "command", what, "error", err_json(e),
+                           "exit", ex));
+    } else {
+        fprintf(stderr, "wy %s: %s", what, e->message);
+        if (e->server_code[0])
+            fprintf(stderr, " (%s)", e->server_code);
+        fputc('\n', stderr);
+        if (ex == EX_NETWORK)
+            fprintf(stderr, "  is the server running? auth %s, lobby %s (see --server)\n",
+                    opt.cfg.auth_url, opt.cfg.lobby_url);
+        if (ex == EX_AUTH && e->source == WYC_SRC_CLIENT)
+            fprintf(stderr, "  log in first: wy login USERNAME\n");
+    }
+    return ex;
+}
+
+static int fail_msg(const char *what, int ex, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_msg(const char *what, int ex, const char *fmt, ...)
+{
+    char msg[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:{s:s, s:s}, s:i}", "ok", 0, "command", what, "error",
+                           "code", "CLIENT", "message", msg, "exit", ex));
+    else
+        fprintf(stderr, "wy %s: %s\n", what, msg);
+    return ex;
+}
+
+/* ------------------------------------------------------------------ credentials */
+
+static void cred_dir(char *out, size_t cap)
+{
+    const char *d = getenv("WY_CREDENTIALS_DIR");
+    if (d && *d) {
+        snprintf(out, cap, "%s", d);
+        return;
+    }
+    const char *x = getenv("XDG_CONFIG_HOME");
+    if (x && *x) {
+        snprintf(out, cap, "%s/wyvern", x);
+        return;
+    }
+    const char *h = getenv("HOME");
+    snprintf(out, cap, "%s/.config/wyvern", h && *h ? h : ".");
+}
+
+static bool profile_ok(const char *p)
+{
+    if (!*p || strlen(p) > 64)
+        return false;
+    for (const char *q = p; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '-' || *q == '_' || *q == '.') ||
+            (q == p && *q == '.'))
+            return false;
+    return true;
+}
+
+typedef struct {
+    char path[4200];
+    char name[80];
+    int lock_fd;
+} profile_t;
+
+static void profile_path(profile_t *p, const char *name)
+{
+    char dir[4096];
+    cred_dir(dir, sizeof dir);
+    snprintf(p->name, sizeof p->name, "%.64s", name);
+    snprintf(p->path, sizeof p->path, "%.4000s/%.64s.cred", dir, name);
+    p->lock_fd = -1;
+}
+
+/* Takes the profile's lock (one wy per profile: two would rotate one refresh token twice and
+ * auth would revoke the session as stolen). WY_EBUSY if another wy holds it. */
+static int profile_lock(profile_t *p)
+{
+    char lock[4300], dir[4200];
+    snprintf(dir, sizeof dir, "%s", p->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        mkdir(dir, 0700); /* the parent is made by the first save; one level here is enough */
+    }
+    snprintf(lock, sizeof lock, "%s.lock", p->path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return WY_EIO;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return errno == EWOULDBLOCK ? WY_EBUSY : WY_EIO;
+    }
+    p->lock_fd = fd;
+    return WY_OK;
+}
+
+static void profile_unlock(profile_t *p)
+{
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
+    p->lock_fd = -1;
+}
+
+static int save_session(const char *what, profile_t *p, const char *username)
+{
+    const wyc_session_t *s = wyc_session(wyc_sync_client(g_sync));
+    wyc_creds_t c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.auth_url, sizeof c.auth_url, "%s", opt.cfg.auth_url);
+    snprintf(c.lobby_url, sizeof c.lobby_url, "%s", opt.cfg.lobby_url);
+    if (username)
+        snprintf(c.username, sizeof c.username, "%s", username);
+    if (s)
+        c.session = *s;
+    const char *err = NULL;
+    if (wyc_creds_save(p->path, &c, &err) != WY_OK)
+        return fail_msg(what, EX_CREDS, "%s", err);
+    return EX_OK;
+}
+
+/* Saves the rotated tokens, keeping the file's username. */
+static int resave(const char *what, profile_t *p)
+{
+    wyc_creds_t old;
+    const char *err = NULL;
+    const char *user = NULL;
+    if (wyc_creds_load(p->path, &old, &err) == WY_OK)
+        user = old.username;
+    return save_session(what, p, user);
+}
+
+/* Loads the profile and makes the client logged in (restores a valid access token or
+ * refreshes). Returns EX_*. */
+static int use_profile(const char *what, profile_t *p)
+{
+    wyc_creds_t c;
+    const char *err = NULL;
+    int rc = wyc_creds_load(p->path, &c, &err);
+    if (rc == WY_ENOTFOUND || (rc == WY_OK && !c.session.refresh_token[0]))
+        return fail_msg(what, EX_AUTH, "not logged in (profile %s): run wy login USERNAME%s%s",
+                        p->name, strcmp(p->name, "default") ? " --profile " : "",
+                        strcmp(p->name, "default") ? p->name : "");
+    if (rc != WY_OK)
+        return fail_msg(what, EX_CREDS, "%s", err);
+    wyc_client_t *cl = wyc_sync_client(g_sync);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    if (c.session.access_token[0] && c.session.access_expires_at_ms > now + 30000) {
+        wyc_session_restore(cl, &c.session);
+        return EX_OK;
+    }
+    wyc_error_t e;
+    if (wyc_sync_resume(g_sync, c.session.refresh_token, &e) != WY_OK) {
+        if (e.code == WY_EAUTH || e.code == WY_EPERM) {
+            /* The login is dead: keep the username, drop the tokens. */
+            memset(&c.session, 0, sizeof c.session);
+            wyc_creds_save(p->path, &c, &err);
+            snprintf(e.message + strlen(e.message), sizeof e.message - strlen(e.message),
+                     ": log in again");
+        }
+        return fail(what, &e);
+    }
+    return save_session(what, p, c.username);
+}
+
+/* ------------------------------------------------------------------ passwords */
+
+static int read_password(const char *what, char *out, size_t cap, bool confirm)
+{
+    const char *env = getenv("WY_PASSWORD");
+    if (env && !opt.password_stdin) {
+        snprintf(out, cap, "%s", env);
+        return EX_OK;
+    }
+    bool tty = isatty(STDIN_FILENO) && !opt.password_stdin;
+    for (int round = 0; round < (tty && confirm ? 2 : 1); round++) {
+        char line[1024];
+        struct termios old, quiet;
+        if (tty) {
+            fprintf(stderr, round ? "Repeat password: " : "Password: ");
+            tcgetattr(STDIN_FILENO, &old);
+            quiet = old;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+        }
+        char *r = fgets(line, sizeof line, stdin);
+        if (tty) {
+            tcsetattr(STDIN_FILENO, TCSANOW, &old);
+            fputc('\n', stderr);
+        }
+        if (!r)
+            return fail_msg(what, EX_USAGE, "no password given (stdin closed)");
+        line[strcspn(line, "\r\n")] = 0;
+        if (round == 0) {
+            snprintf(out, cap, "%s", line);
+        } else if (strcmp(out, line) != 0) {
+            return fail_msg(what, EX_USAGE, "the passwords do not match");
+        }
+    }
+    return EX_OK;
+}
+
+/* ------------------------------------------------------------------ commands */
+
+static int print_login(const char *what, profile_t *p, const char *username)
+{
+    const wyc_session_t *s = wyc_session(wyc_sync_client(g_sync));
+    if (opt.json) {
+        json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:s, s:b}", "ok", 1, "command", what,
+                              "account_id", s->account_id, "session_id", s->session_id, "profile",
+                              p->name, "created", s->created);
+        if (username)
+            json_object_set_new(o, "username", json_string(username));
+        json_object_set_new(o, "credentials", json_string(p->path));
+        json_out(o);
+    } else {
+        printf("%s %s (account %s)%s\n", !strcmp(what, "register") ? "Registered" : "Logged in as",
+               username ? username : "device/custom login", s->account_id,
+               s->created && strcmp(what, "register") ? ", new account" : "");
+        printf("Credentials saved to %s (profile %s)\n", p->path, p->name);
+    }
+    return EX_OK;
+}
+
+static int cmd_register(profile_t *p, int argc, char **argv)
+{
+    if (argc != 1)
+        return fail_msg("register", EX_USAGE, "usage: wy register USERNAME");
+    char pw[1024];
+    int ex = read_password("register", pw, sizeof pw, true);
+    if (ex)
+        return ex;
+    wyc_error_t e;
+    if (wyc_sync_register(g_sync, argv[0], pw, &e) != WY_OK)
+        return fail("register", &e);
+    if ((ex = save_session("register", p, argv[0])))
+        return ex;
+    return print_login("register", p, argv[0]);
+}
+
+static int cmd_login(profile_t *p, int argc, char **argv)
+{
+    wyc_credential_t cred;
+    memset(&cred, 0, sizeof cred);
+    char pw[1024];
+    const char *user = NULL;
+    if (argc == 2 && argv[0][0] == '-' && argv[0][1] == '-') {
+        cred.method = wyc_method_parse(argv[0] + 2);
+        cred.id = argv[1];
+        if (!cred.method || cred.method == WYC_LOGIN_PASSWORD)
+            return fail_msg("login", EX_USAGE, "unknown login method %s", argv[0]);
+    } else if (argc == 1) {
+        int ex = read_password("login", pw, sizeof pw, false);
+        if (ex)
+            return ex;
+        cred.method = WYC_LOGIN_PASSWORD;
+        cred.username = user = argv[0];
+        cred.password = pw;
+    } else {
+        return fail_msg("login", EX_USAGE,
+                        "usage: wy login USERNAME | --device ID | --custom ID | --steam TICKET "
+                        "| --oidc ID_TOKEN");
+    }
+    wyc_error_t e;
+    if (wyc_sync_login(g_sync, &cred, &e) != WY_OK)
+        return fail("login", &e);
+    int ex = save_session("login", p, user);
+    if (ex)
+        return ex;
+    return print_login("login", p, user);
+}
+
+static int cmd_logout(profile_t *p)
+{
+    int ex = use_profile("logout", p);
+    if (ex)
+        return ex;
+    wyc_error_t e;
+    int rc = wyc_sync_logout(g_sync, &e);
+    /* Forget the tokens whatever the answer: a failed logout leaves nothing usable here. */
+    wyc_creds_t c;
+    const char *err = NULL;
+    if (wyc_creds_load(p->path, &c, &err) == WY_OK) {
+        memset(&c.session, 0, sizeof c.session);
+        wyc_creds_save(p->path, &c, &err);
+    }
+    if (rc != WY_OK && e.code != WY_EAUTH)
+        return fail("logout", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s}", "ok", 1, "command", "logout", "profile", p->name));
+    else
+        printf("Logged out (profile %s)\n", p->name);
+    return EX_OK;
+}
+
+static int cmd_whoami(profile_t *p)
+{
+    int ex = use_profile("whoami", p);
+    if (ex)
+        return ex;
+    wyc_account_t a;
+    wyc_error_t e;
+    if (wyc_sync_me(g_sync, &a, &e) != WY_OK)
+        return fail("whoami", &e);
+    if (opt.json) {
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:b, s:s, s:s}", "ok", 1, "command",
+                           "whoami", "account_id", a.account_id, "username", a.username,
+                           "session_id", a.session_id, "created_at", (json_int_t)a.created_at,
+                           "banned", a.banned, "login_methods", a.login_methods, "profile",
+                           p->name));
+    } else {
+        printf("account   %s\nusername  %s\nlogins    %s\nsession   %s\nprofile   %s\n",
+               a.account_id, a.username[0] ? a.username : "(none)", a.login_methods, a.session_id,
+               p->name);
+    }
+    return EX_OK;
+}
+
+static void print_event(const wyc_event_t *ev)
+{
+    switch (ev->type) {
+    case WYC_EV_WELCOME:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "event", "welcome", "session_id",
+                               ev->welcome.session_id, "account_id", ev->welcome.account_id,
+                               "nickname", ev->welcome.nickname, "instance", ev->welcome.instance,
+                               "reconnects", (int)ev->welcome.reconnects));
+        else
+            printf("%s lobby session %s on %s (nickname: %s)\n",
+                   ev->welcome.reconnects ? "Reconnected:" : "Connected:", ev->welcome.session_id,
+                   ev->welcome.instance,
+                   ev->welcome.nickname[0] ? ev->welcome.nickname : "not set");
+        break;
+    case WYC_EV_NOTICE:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:s, s:s, s:I}", "event", "notice", "id", ev->notice.id,
+                               "kind", ev->notice.kind, "text", ev->notice.text, "at_ms",
+                               (json_int_t)ev->notice.at_ms));
+        else
+            printf("[%s] %s\n", ev->notice.kind, ev->notice.text);
+        break;
+    case WYC_EV_KICKED:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s}", "event", "kicked", "reason", ev->reason));
+        else
+            printf("Kicked: %s\n", ev->reason);
+        break;
+    case WYC_EV_DISCONNECTED:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:i, s:o}", "event", "disconnected", "reconnect_in_ms",
+                               (int)ev->reconnect_in_ms, "error", err_json(&ev->error)));
+        else
+            printf("Disconnected (%s); reconnecting in %u ms\n", ev->error.message,
+                   ev->reconnect_in_ms);
+        break;
+    case WYC_EV_CLOSED:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:o}", "event", "closed", "error", err_json(&ev->error)));
+        else
+            printf("Lobby connection closed: %s\n", ev->error.message);
+        break;
+    case WYC_EV_AUTH_LOST:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:o}", "event", "auth_lost", "error", err_json(&ev->error)));
+        else
+            printf("Login lost: %s\n", ev->error.message);
+        break;
+    case WYC_EV_TOKENS:
+        if (opt.json)
+            json_out(json_pack("{s:s}", "event", "tokens_refreshed"));
+        break;
+    }
+    fflush(stdout);
+}
+
+/* Connects to the lobby; on failure reports and returns the exit code. */
+static int lobby_up(const char *what, wyc_welcome_t *w)
+{
+    wyc_error_t e;
+    if (wyc_sync_lobby_connect(g_sync, w, &e) != WY_OK)
+        return fail(what, &e);
+    return EX_OK;
+}
+
+static int cmd_nick(profile_t *p, int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[0], "set") != 0)
+        return fail_msg("nick", EX_USAGE, "usage: wy nick set NICKNAME");
+    int ex = use_profile("nick", p);
+    wyc_welcome_t w;
+    if (ex || (ex = lobby_up("nick", &w)))
+        return ex;
+    char stored[256];
+    int64_t next = 0;
+    wyc_error_t e;
+    if (wyc_sync_set_nickname(g_sync, argv[1], stored, sizeof stored, &next, &e) != WY_OK)
+        return fail("nick", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "command", "nick", "nickname", stored,
+                           "next_change_at", (json_int_t)next));
+    else
+        printf("Nickname set: %s\n", stored);
+    return EX_OK;
+}
+
+static bool looks_like_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
+            return false;
+    }
+    return true;
+}
+
+static int cmd_presence(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    wyc_welcome_t w;
+    int ex = lobby_up("presence", &w);
+    if (ex)
+        return ex;
+    const char *ids[WYC_PRESENCE_MAX], *nicks[WYC_PRESENCE_MAX];
+    size_t ni = 0, nn = 0;
+    if (argc == 0)
+        ids[ni++] = w.account_id;
+    if (argc > WYC_PRESENCE_MAX)
+        return fail_msg("presence", EX_USAGE, "at most %d names at once", WYC_PRESENCE_MAX);
+    for (int i = 0; i < argc; i++) {
+        if (looks_like_uuid(argv[i]))
+            ids[ni++] = argv[i];
+        else
+            nicks[nn++] = argv[i];
+    }
+    wyc_presence_t out[WYC_PRESENCE_MAX];
+    size_t n = 0;
+    wyc_error_t e;
+    if (wyc_sync_presence(g_sync, ids, ni, nicks, nn, out, WYC_PRESENCE_MAX, &n, &e) != WY_OK)
+        return fail("presence", &e);
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id,
+                                                 "nickname", out[i].nickname, "state",
+                                                 wyc_presence_name(out[i].state)));
+        json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", "presence", "entries", arr));
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const char *asked = i < ni ? ids[i] : nicks[i - ni];
+            printf("%-20s %-8s %s\n", out[i].nickname[0] ? out[i].nickname : asked,
+                   wyc_presence_name(out[i].state), out[i].account_id);
+        }
+    }
+    return EX_OK;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_sync)
+        wyc_sync_interrupt(g_sync);
+}
+
+static int cmd_lobby(profile_t *p, int argc, char **argv)
+{
+    long for_s = 0;
+    if (argc == 2 && !strcmp(argv[0], "--for"))
+        for_s = strtol(argv[1], NULL, 10);
+    else if (argc != 0)
+        return fail_msg("lobby", EX_USAGE, "usage: wy lobby [--for SECONDS]");
+    wyc_welcome_t w;
+    int ex = lobby_up("lobby", &w);
+    if (ex)
+        return ex;
+    wyc_event_t first;
+    memset(&first, 0, sizeof first);
+    first.type = WYC_EV_WELCOME;
+    first.welcome = w;
+    print_event(&first);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    uint64_t end = for_s > 0 ? wy_now_ms() + (uint64_t)for_s * 1000 : 0;
+    for (;;) {
+        uint64_t now = wy_now_ms();
+        if (end && now >= end)
+            break;
+        wyc_event_t ev;
+        int rc = wyc_sync_next_event(g_sync, end ? (uint32_t)(end - now) : 0, &ev);
+        if (rc == WY_ECANCELED)
+            break;
+        if (rc != WY_OK)
+            continue;
+        if (ev.type == WYC_EV_TOKENS) {
+            if ((ex = resave("lobby", p)))
+                return ex;
+        }
+        print_event(&ev);
+        if (ev.type == WYC_EV_CLOSED) {
+            if (!strcmp(ev.error.server_code, "KICKED") || ev.error.ws_close == 4002)
+                return EX_KICKED;
+            return exit_for(&ev.error) ? exit_for(&ev.error) : EX_FAIL;
+        }
+    }
+    wyc_lobby_close(wyc_sync_client(g_sync));
+    return EX_OK;
+}
+
+/* ------------------------------------------------------------------ profile choice */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Profiles to try, in order: "default" first, then the others by name. Returns a count. */
+static int list_profiles(char names[][80], int cap)
+{
+    char dir[4096];
+    cred_dir(dir, sizeof dir);
+    int n = 0;
+    snprintf(names[n++], 80, "default");
+    DIR *d = opendir(dir);
+    if (!d)
+        return n;
+    char *found[256] = {0};
+    int nf = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && nf < 256) {
+        size_t l = strlen(de->d_name);
+        if (l > 5 && !strcmp(de->d_name + l - 5, ".cred") && l - 5 < 80) {
+            char *s = wy_strndup(de->d_name, l - 5);
+            if (strcmp(s, "default") != 0 && profile_ok(s))
+                found[nf++] = s;
+            else
+                wy_free(s);
+        }
+    }
+    closedir(d);
+    qsort(found, (size_t)nf, sizeof found[0], cmp_str);
+    for (int i = 0; i < nf; i++) {
+        if (n < cap)
+            snprintf(names[n++], 80, "%s", found[i]);
+        wy_free(found[i]);
+    }
+    return n;
+}
+
+static int new_sync(void)
+{
+    const char *err = NULL;
+    if (g_sync)
+        wyc_sync_free(g_sync);
+    g_sync = NULL;
+    if (wyc_sync_new(&opt.cfg, &g_sync, &err) != WY_OK)
+        return fail_msg("config", EX_USAGE, "%s", err);
+    return EX_OK;
+}
+
+/* wy lobby / wy presence without --profile: the first profile that is logged in, not in use by
+ * another wy, and (lobby) not refused as logged in elsewhere. */
+static int run_any_profile(const char *cmd, int argc, char **argv)
+{
+    char names[64][80];
+    int n = list_profiles(names, 64);
+    int last = EX_AUTH;
+    bool tried = false;
+    for (int i = 0; i < n; i++) {
+        profile_t p = {0};
+        profile_path(&p, names[i]);
+        if (access(p.path, F_OK) != 0)
+            continue;
+        if (profile_lock(&p) != WY_OK) {
+            if (!opt.json)
+                fprintf(stderr, "wy %s: profile %s is in use by another wy; trying the next\n", cmd,
+                        p.name);
+            last = EX_CONFLICT;
+            continue;
+        }
+        tried = true;
+        int ex = new_sync();
+        if (!ex)
+            ex = use_profile(cmd, &p);
+        if (!ex)
+            ex = !strcmp(cmd, "lobby") ? cmd_lobby(&p, argc, argv) : cmd_presence(&p, argc, argv);
+        profile_unlock(&p);
+        /* Logged in elsewhere (reject-new) or a dead login: the next profile may do. */
+        if (ex != EX_CONFLICT && ex != EX_AUTH)
+            return ex;
+        last = ex;
+        if (!opt.json)
+            fprintf(stderr, "wy %s: profile %s cannot be used; trying the next\n", cmd, p.name);
+    }
+    if (!tried && last == EX_AUTH)
+        return fail_msg(cmd, EX_AUTH, "not logged in: run wy login USERNAME");
+    if (last == EX_CONFLICT)
+        return fail_msg(cmd, EX_CONFLICT,
+                        "every saved login is in use or logged in elsewhere: log in with another "
+                        "--profile");
+    return last;
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    wyc_config_from_env(&opt.cfg);
+    opt.cred_file = getenv("WY_CREDENTIALS");
+    static const struct option LONG[] = {
+        {"server", required_argument, NULL, 's'},
+        {"auth-url", required_argument, NULL, 'a'},
+        {"lobby-url", required_argument, NULL, 'l'},
+        {"profile", required_argument, NULL, 'p'},
+        {"credentials", required_argument, NULL, 'c'},
+        {"password-stdin", no_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* Options stop at the command, so `wy login --device ID` keeps its own flags. */
+    int c;
+    while ((c = getopt_long(argc, argv, "+h", LONG, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            snprintf(opt.auth_buf, sizeof opt.auth_buf, "http://%s:8080", optarg);
+            snprintf(opt.lobby_buf, sizeof opt.lobby_buf, "ws://%s:8081/v1/lobby", optarg);
+            opt.cfg.auth_url = opt.auth_buf;
+            opt.cfg.lobby_url = opt.lobby_buf;
+            break;
+        case 'a':
+            opt.cfg.auth_url = optarg;
+            break;
+        case 'l':
+            opt.cfg.lobby_url = optarg;
+            break;
+        case 'p':
+            opt.profile = optarg;
+            break;
+        case 'c':
+            opt.cred_file = optarg;
+            break;
+        case 'P':
+            opt.password_stdin = true;
+            break;
+        case 'j':
+            opt.json = true;
+            break;
+        case 't':
+            opt.cfg.timeout_ms = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return EX_OK;
+        default:
+            fputs(USAGE, stderr);
+            return EX_USAGE;
+        }
+    }
+    /* Trailing global flags after the command (wy whoami --json) are accepted too. */
+    int n = 0;
+    char *rest[256];
+    for (int i = optind; i < argc && n < 256; i++) {
+        if (!strcmp(argv[i], "--json"))
+            opt.json = true;
+        else if (!strcmp(argv[i], "--password-stdin"))
+            opt.password_stdin = true;
+        else if (!strcmp(argv[i], "--profile") && i + 1 < argc)
+            opt.profile = argv[++i];
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return EX_OK;
+        } else
+            rest[n++] = argv[i];
+    }
+    if (n == 0) {
+        fputs(USAGE, stderr);
+        return EX_USAGE;
+    }
+    const char *cmd = rest[0];
+    static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
+                                       "nick",     "presence", "lobby"};
+    bool known = false;
+    for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
+        known |= !strcmp(cmd, CMDS[i]);
+    if (!known) {
+        fprintf(stderr, "wy: unknown command \"%s\"\n\n%s", cmd, USAGE);
+        return EX_USAGE;
+    }
+    if (opt.profile && !profile_ok(opt.profile))
+        return fail_msg(cmd, EX_USAGE, "--profile: use letters, digits, '-', '_' and '.'");
+    signal(SIGPIPE, SIG_IGN);
+
+    int ex;
+    if (!opt.profile && !opt.cred_file && (!strcmp(cmd, "lobby") || !strcmp(cmd, "presence"))) {
+        ex = run_any_profile(cmd, n - 1, rest + 1);
+    } else {
+        profile_t p = {0};
+        profile_path(&p, opt.profile ? opt.profile : "default");
+        if (opt.cred_file) {
+            snprintf(p.path, sizeof p.path, "%s", opt.cred_file);
+            snprintf(p.name, sizeof p.name, "%s", opt.profile ? opt.profile : "(file)");
+        }
+        int rc = profile_lock(&p);
+        if (rc == WY_EBUSY)
+            return fail_msg(cmd, EX_CONFLICT,
+                            "profile %s is in use by another wy (wy lobby?): use --profile NAME "
+                            "for a second client",
+                            p.name);
+        if (rc != WY_OK)
+            return fail_msg(cmd, EX_CREDS, "cannot lock %s.lock: %s", p.path, strerror(errno));
+        ex = new_sync();
+        if (!ex) {
+            if (!strcmp(cmd, "register"))
+                ex = cmd_register(&p, n - 1, rest + 1);
+            else if (!strcmp(cmd, "login"))
+                ex = cmd_login(&p, n - 1, rest + 1);
+            else if (!strcmp(cmd, "logout"))
+                ex = cmd_logout(&p);
+            else if (!strcmp(cmd, "whoami"))
+                ex = cmd_whoami(&p);
+            else {
+                ex = use_profile(cmd, &p);
+                if (!ex) {
+                    if (!strcmp(cmd, "nick"))
+                        ex = cmd_nick(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "presence"))
+                        ex = cmd_presence(&p, n - 1, rest + 1);
+                    else
+                        ex = cmd_lobby(&p, n - 1, rest + 1);
+                }
+            }
+            /* Whatever happened, the newest refresh token must reach the file. */
+            if (wyc_session(wyc_sync_client(g_sync)) && strcmp(cmd, "logout") != 0) {
+                int sx = resave(cmd, &p);
+                if (!ex)
+                    ex = sx;
+            }
+        }
+        profile_unlock(&p);
+    }
+    if (g_sync)
+        wyc_sync_free(g_sync);
+    return ex;
+}
