@@ -232,13 +232,10 @@ static void profile_path(profile_t *p, const char *name)
  * auth would revoke the session as stolen). WY_EBUSY if another wy holds it. */
 static int profile_lock(profile_t *p)
 {
-    char lock[4300], dir[4200];
-    snprintf(dir, sizeof dir, "%s", p->path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = 0;
-        mkdir(dir, 0700); /* the parent is made by the first save; one level here is enough */
-    }
+    char lock[4300];
+    const char *why = NULL;
+    if (wyc_creds_prepare_dir(p->path, &why) != WY_OK)
+        return WY_EIO; /* errno says why: reported by the caller */
     snprintf(lock, sizeof lock, "%s.lock", p->path);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)

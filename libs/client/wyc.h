@@ -318,6 +318,9 @@ int wyc_creds_load(const char *path, wyc_creds_t *out, const char **err);
 /* Write atomically (temporary file 0600 in the same folder + rename), creating the folder
  * (0700) if missing. WY_OK or WY_EIO with *err. */
 int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err);
+/* Creates the folders above the credentials file path (mode 0700) when they are
+ * missing. Returns WY_OK or WY_EIO with *err naming the folder. */
+int wyc_creds_prepare_dir(const char *path, const char **err);
 
 /* ------------------------------------------------------------------ blocking layer */
 

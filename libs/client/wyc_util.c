@@ -332,10 +332,10 @@ static int mkdirs(char *dir)
     return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err)
+int wyc_creds_prepare_dir(const char *path, const char **err)
 {
     static char msg[600];
-    char dir[4096], tmp[4200];
+    char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
@@ -346,6 +346,16 @@ int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err)
             return WY_EIO;
         }
     }
+    return WY_OK;
+}
+
+int wyc_creds_save(const char *path, const wyc_creds_t *c, const char **err)
+{
+    static char msg[600];
+    char tmp[4200];
+    int prc = wyc_creds_prepare_dir(path, err);
+    if (prc != WY_OK)
+        return prc;
     char rnd[9];
     uint32_t r;
     wy_random(&r, sizeof r);

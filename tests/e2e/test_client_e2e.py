@@ -377,3 +377,23 @@ def test_token_refresh_during_long_session(wy, build_dir, tmp_path, daemon, keys
         assert w.ok("whoami")["session_id"]
     finally:
         w.cleanup()
+
+
+def test_first_run_on_a_new_machine_creates_the_credentials_folder(wy, tmp_path):
+    """A new user: empty HOME, no WY_CREDENTIALS_DIR: wy makes ~/.config/wyvern (0700)."""
+    home = tmp_path / "newhome"
+    home.mkdir()
+    env = wy.env()
+    env.pop("WY_CREDENTIALS_DIR", None)
+    env.pop("XDG_CONFIG_HOME", None)
+    env["HOME"] = str(home)
+    user = uniq()
+    p = subprocess.run([wy.bin, "--json", "register", user, "--password-stdin"], input=PASSWORD + "\n",
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == EX_OK, p.stderr
+    folder = home / ".config" / "wyvern"
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder / "default.cred").st_mode) == 0o600
+    p = subprocess.run([wy.bin, "--json", "whoami"], env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == EX_OK, p.stderr
+    assert json.loads(p.stdout.splitlines()[-1])["username"] == user
