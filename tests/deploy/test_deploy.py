@@ -128,8 +128,13 @@ def test_everything_at_once(tools):
     ("servicemonitor-bad-values.yaml", r"ServiceMonitor/wyvern-auth: spec.endpoints.0.interval"),
     ("short-grace-values.yaml", r"terminationGracePeriodSeconds=5 is shorter than"),
     ("typo-values.yaml", r"Additional property autoscalling is not allowed"),
-    # The daemon does not list WY_AUTH_HTTP_PORT yet: wiring it must fail today.
-    ("client-port-env-values.yaml", r"WY_AUTH_HTTP_PORT is not a variable of wy-auth"),
+    ("client-port-unknown-var-values.yaml", r"WY_AUTH_WS_PORT is not a variable of wy-auth"),
+    ("client-port-mismatch-values.yaml", r"container port 'http' is 9090, but wy-auth listens on no such port "
+                                         r"\(WY_AUTH_HTTP_PORT=8080\)"),
+    ("client-port-off-values.yaml", r"wy-auth serves clients on WY_AUTH_HTTP_PORT=8080, but the container declares"),
+    ("instance-id-fixed-values.yaml", r"WY_INSTANCE_ID is not the pod name"),
+    ("steam-key-in-configmap-values.yaml", r"WY_AUTH_STEAM_WEB_API_KEY is secret: set it only from a Secret"),
+    ("no-signing-keys-values.yaml", r"signingKeys.existingSecret is required: .*kubectl create secret generic"),
 ])
 def test_broken_chart_values_are_caught(tools, fixture, expect):
     rc, out = check(tools, "--chart", "auth", "-f", os.path.join(FIX, fixture))
@@ -137,8 +142,20 @@ def test_broken_chart_values_are_caught(tools, fixture, expect):
     assert re.search(expect, out), "expected %r in:\n%s" % (expect, out)
 
 
+def test_lobby_that_cannot_verify_tokens_is_caught(tools):
+    rc, out = check(tools, "--chart", "lobby", "-f", os.path.join(FIX, "lobby-no-token-keys-values.yaml"))
+    assert rc == 1
+    assert problems(out) == ["chart lobby (values lobby-no-token-keys-values.yaml): wy-lobby cannot verify access "
+                             "tokens: set WY_LOBBY_AUTH_GRPC (auth's gRPC address) or WY_LOBBY_TOKEN_KEYS_DIR"]
+
+
 @pytest.mark.parametrize("fixture,expect", [
     ("compose-unknown-var.yaml", r"service auth: WY_AUTH_NO_SUCH_THING is not a variable of wy-auth"),
+    ("compose-lobby-miswired.yaml", r"service lobby: WY_INSTANCE_ID is fixed \('lobby-1'\)"),
+    ("compose-lobby-miswired.yaml", r"service lobby: WY_LOBBY_AUTH_GRPC=auth:9101 is not auth's gRPC address"),
+    ("compose-lobby-miswired.yaml", r"service lobby: wy-lobby serves clients on WY_LOBBY_WS_PORT=8081, but the "
+                                    r"port is not published"),
+    ("compose-lobby-miswired.yaml", r"service lobby: publishes container port 8082, where wy-lobby listens on"),
     ("compose-missing-pg.yaml", r"service auth: WY_PG_URL is not set \(its default .* is loopback\)"),
     ("compose-invalid-spec.yaml", r"not valid against the Compose Specification"),
 ])
@@ -170,18 +187,48 @@ def test_required_variable_must_be_wired(tools, tmp_path):
     assert "service chat: WY_CHAT_RETENTION is not set (required)" in out
 
 
-def test_client_port_is_one_line_once_the_daemon_lists_it(tools, tmp_path):
-    """When wy-auth lists WY_AUTH_HTTP_PORT, ports.client.env is all it takes."""
+@pytest.mark.parametrize("svc,name,var,port", [("auth", "http", "WY_AUTH_HTTP_PORT", 8080),
+                                               ("lobby", "ws", "WY_LOBBY_WS_PORT", 8081)])
+def test_client_ports_are_wired(tools, tmp_path, svc, name, var, port):
+    """The daemon's own client-port variable, the Pod's and the Service's
+    port agree (chart), and compose sets and publishes it. The checker
+    refuses the opposite (client-port-* fixtures); game has no client port
+    yet, so it renders none (test_service_ports_...)."""
+    listed = json.loads(subprocess.run([os.path.join(tools, "wy-%s" % svc), "--help", "--json"],
+                                       stdout=subprocess.PIPE, check=True, text=True).stdout)
+    assert {v["name"]: v["default"] for v in listed["variables"]}[var] == str(port)
+    r = render(tools, tmp_path, svc)
+    assert r.returncode == 0, r.stderr
+    docs = docs_of(r.stdout)
+    cm = [d for d in docs if d["kind"] == "ConfigMap"][0]
+    assert cm["data"][var] == str(port)
+    c = [d for d in docs if d["kind"] == "Deployment"][0]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": name, "containerPort": port, "protocol": "TCP"} in c["ports"]
+    sp = [p for p in [d for d in docs if d["kind"] == "Service"][0]["spec"]["ports"] if p["name"] == name]
+    assert sp and sp[0]["port"] == port and sp[0]["targetPort"] == name
+    out = subprocess.run([os.path.join(TOP, ".cache", "bin", "compose-check"), COMPOSE], stdout=subprocess.PIPE,
+                         check=True, text=True).stdout
+    s = json.loads(out)["services"][svc]
+    assert s["environment"][var] == str(port)
+    assert any(p["target"] == port and p["published"] == str(port) for p in s["ports"])
 
-    def add_http_port(svc, data):
-        if svc == "auth":
-            data["variables"].append({"name": "WY_AUTH_HTTP_PORT", "type": "int", "default": "8080",
-                                      "required": False, "help": "test", "secret": False})
 
-    help_json = specs_dir(tools, tmp_path, add_http_port)
-    rc, out = check(tools, "--chart", "auth", "-f", os.path.join(FIX, "client-port-env-values.yaml"),
-                    help_json=help_json)
-    assert rc == 0, problems(out)
+def test_lobby_verifies_tokens_with_auth(tools, tmp_path):
+    """Helm: WY_LOBBY_AUTH_GRPC defaults to the auth release's Service and
+    gRPC port; compose: the auth service."""
+    r = render(tools, tmp_path, "lobby")
+    assert r.returncode == 0, r.stderr
+    cm = [d for d in docs_of(r.stdout) if d["kind"] == "ConfigMap"][0]
+    auth = render(tools, tmp_path / "a", "auth")
+    assert auth.returncode == 0, auth.stderr
+    auth_svc = [d for d in docs_of(auth.stdout) if d["kind"] == "Service"][0]
+    grpc = [p["port"] for p in auth_svc["spec"]["ports"] if p["name"] == "grpc"][0]
+    assert cm["data"]["WY_LOBBY_AUTH_GRPC"] == "%s:%d" % (auth_svc["metadata"]["name"], grpc) == "wyvern-auth:9201"
+    out = subprocess.run([os.path.join(TOP, ".cache", "bin", "compose-check"), COMPOSE], stdout=subprocess.PIPE,
+                         check=True, text=True).stdout
+    project = json.loads(out)
+    assert project["services"]["lobby"]["environment"]["WY_LOBBY_AUTH_GRPC"] == "auth:9201"
+    assert project["services"]["auth"]["environment"]["WY_AUTH_GRPC_PORT"] == "9201"
 
 
 def test_dockerfile_missing_runtime_library_is_caught(tools, tmp_path):
@@ -203,6 +250,16 @@ def test_dockerfile_unknown_runtime_package_is_caught(tools, tmp_path):
     assert "runtime package libhiredis0.13 does not exist in Debian" in out
 
 
+def test_dockerfile_port_nothing_listens_on_is_caught(tools, tmp_path):
+    p = tmp_path / "Dockerfile"
+    text = open(os.path.join(TOP, "Dockerfile")).read()
+    p.write_text(text.replace("EXPOSE 9103 9203", "EXPOSE 8082 9103 9203").replace("EXPOSE 8081 ", "EXPOSE "))
+    rc, out = check(tools, "--dockerfile", str(p))
+    assert rc == 1
+    assert "target game: EXPOSE 8082, where wy-game listens on nothing" in out
+    assert "target lobby: wy-lobby serves clients on WY_LOBBY_WS_PORT=8081, but the image does not EXPOSE it" in out
+
+
 def test_dockerfile_root_user_is_caught(tools, tmp_path):
     p = tmp_path / "Dockerfile"
     p.write_text(open(os.path.join(TOP, "Dockerfile")).read().replace("USER 10001:10001", "USER root"))
@@ -218,26 +275,46 @@ def docs_of(text):
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def test_auth_signing_keys_render_only_when_a_secret_is_named(tools, tmp_path):
-    r = render(tools, tmp_path, "auth")
-    assert r.returncode == 0, r.stderr
-    assert "WY_AUTH_KEYS_DIR" not in r.stdout and "signing-keys" not in r.stdout
-    vals = tmp_path / "keys.yaml"
-    vals.write_text("signingKeys: {existingSecret: wyvern-auth-keys, signingKid: k1}\n")
-    shutil.rmtree(tmp_path / "helm")
+def test_auth_signing_keys_are_always_mounted(tools, tmp_path):
+    """wy-auth requires WY_AUTH_KEYS_DIR and WY_AUTH_SIGNING_KID: the chart
+    always mounts the keys Secret (default wyvern-auth-keys, kid k1)."""
+    for sub, values, secret, kid, path in [("d", (), "wyvern-auth-keys", "k1", "/etc/wyvern/keys"),
+                                           ("o", ("signingKeys: {existingSecret: prod-keys, kid: k7}\n",),
+                                            "prod-keys", "k7", "/etc/wyvern/keys")]:
+        files = []
+        for n, text in enumerate(values):
+            f = tmp_path / ("v%d-%s.yaml" % (n, sub))
+            f.write_text(text)
+            files.append(str(f))
+        r = render(tools, tmp_path / sub, "auth", *files)
+        assert r.returncode == 0, r.stderr
+        dep = [d for d in docs_of(r.stdout) if d["kind"] == "Deployment"][0]
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["WY_AUTH_KEYS_DIR"] == path and env["WY_AUTH_SIGNING_KID"] == kid
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        assert mounts["signing-keys"]["readOnly"] is True and mounts["signing-keys"]["mountPath"] == path
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        assert vols["signing-keys"]["secret"]["secretName"] == secret
+
+
+def test_auth_provider_secrets_come_from_secrets(tools, tmp_path):
+    vals = tmp_path / "steam.yaml"
+    vals.write_text("steam: {appId: 480, existingSecret: steam}\ncustomLogin: {existingSecret: custom}\n")
     r = render(tools, tmp_path, "auth", str(vals))
     assert r.returncode == 0, r.stderr
-    dep = [d for d in docs_of(r.stdout) if d["kind"] == "Deployment"][0]
-    c = dep["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["WY_AUTH_KEYS_DIR"] == "/etc/wyvern/keys" and env["WY_AUTH_SIGNING_KID"] == "k1"
-    mounts = {m["name"]: m for m in c["volumeMounts"]}
-    assert mounts["signing-keys"]["readOnly"] is True
-    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
-    assert vols["signing-keys"]["secret"]["secretName"] == "wyvern-auth-keys"
+    docs = docs_of(r.stdout)
+    env = {e["name"]: e for e in [d for d in docs if d["kind"] == "Deployment"][0]["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env["WY_AUTH_STEAM_WEB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "steam", "key": "web-api-key"}
+    assert env["WY_AUTH_CUSTOM_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "custom", "key": "server-key"}
+    assert [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["WY_AUTH_STEAM_APP_ID"] == "480"
+    vals.write_text("steam: {appId: 480}\n")
+    r = render(tools, tmp_path / "x", "auth", str(vals))
+    assert r.returncode != 0 and "steam.existingSecret is empty" in r.stderr
 
 
-@pytest.mark.parametrize("svc,client", [("auth", "http"), ("lobby", "ws"), ("game", "ws"), ("world", None),
+@pytest.mark.parametrize("svc,client", [("auth", "http"), ("lobby", "ws"), ("game", None), ("world", None),
                                         ("actor", None), ("chat", None)])
 def test_service_ports_are_named_and_client_port_only_where_it_exists(tools, tmp_path, svc, client):
     r = render(tools, tmp_path, svc)
@@ -245,6 +322,9 @@ def test_service_ports_are_named_and_client_port_only_where_it_exists(tools, tmp
     svc_doc = [d for d in docs_of(r.stdout) if d["kind"] == "Service"][0]
     names = [p["name"] for p in svc_doc["spec"]["ports"]]
     assert names == ([client] if client else []) + ["grpc", "ops"]
+    dep = [d for d in docs_of(r.stdout) if d["kind"] == "Deployment"][0]
+    ids = [e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "WY_INSTANCE_ID"]
+    assert ids == [{"name": "WY_INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     hpa = [d for d in docs_of(r.stdout) if d["kind"] == "HorizontalPodAutoscaler"][0]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
     assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 70

@@ -67,12 +67,18 @@ Secrets this release reads (create them before installing):
 {{- if .Values.redis.enabled }}
   {{ .Values.redis.existingSecret }} (key {{ .Values.redis.secretKey }}): WY_REDIS_URL
 {{- end }}
-{{- if eq (include "wyvern-common.daemon" .) "auth" }}
 {{- if include "wyvern-common.signingKeysOn" . }}
-  {{ .Values.signingKeys.existingSecret }}: signing keys <kid>.pem, mounted at {{ .Values.signingKeys.mountPath }}
-{{- else }}
-  (no signing keys: set signingKeys.existingSecret once wy-auth reads WY_AUTH_KEYS_DIR)
+  {{ .Values.signingKeys.existingSecret }}: signing keys <kid>.pem, mounted at {{ .Values.signingKeys.mountPath }}; {{ .Values.signingKeys.kid }}.pem signs
+{{- with .Values.steam }}{{ if .existingSecret }}
+  {{ .existingSecret }} (key {{ .secretKey }}): WY_AUTH_STEAM_WEB_API_KEY
+{{- end }}{{ end }}
+{{- with .Values.customLogin }}{{ if .existingSecret }}
+  {{ .existingSecret }} (key {{ .secretKey }}): WY_AUTH_CUSTOM_SECRET
+{{- end }}{{ end }}
 {{- end }}
+{{- if eq (include "wyvern-common.daemon" .) "lobby" }}
+
+Tokens are verified with the keys of wy-auth at {{ .Values.tokens.authGrpc }} (gRPC).
 {{- end }}
 {{- if not .Values.autoscaling.enabled }}
 

@@ -72,10 +72,38 @@ terminationGracePeriodSeconds, or Kubernetes SIGKILLs a daemon mid-drain.
 {{- end -}}
 
 {{/*
-Auth's signing keys (a Secret of <kid>.pem files mounted read-only, plus
-WY_AUTH_KEYS_DIR and WY_AUTH_SIGNING_KID): only for the auth daemon and only
-when signingKeys.existingSecret is set.
+Auth's signing keys: a Secret of <kid>.pem files, always mounted read-only
+for the auth daemon (wy-auth requires WY_AUTH_KEYS_DIR and
+WY_AUTH_SIGNING_KID and does not start without them).
 */}}
 {{- define "wyvern-common.signingKeysOn" -}}
-{{- if and (eq (include "wyvern-common.daemon" .) "auth") .Values.signingKeys .Values.signingKeys.existingSecret -}}true{{- end -}}
+{{- if eq (include "wyvern-common.daemon" .) "auth" -}}
+{{- if not (and .Values.signingKeys .Values.signingKeys.existingSecret) -}}
+{{- fail "signingKeys.existingSecret is required: wy-auth needs its signing keys (create it with: kubectl create secret generic wyvern-auth-keys --from-file=<kid>.pem=<private key file>)" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Secret-held variables besides the URLs, as env entries: auth's Steam Web
+API key and custom-login server key, each only when its Secret is named.
+*/}}
+{{- define "wyvern-common.secretEnv" -}}
+{{- if eq (include "wyvern-common.daemon" .) "auth" -}}
+{{- with .Values.steam }}{{ if .existingSecret }}
+- name: WY_AUTH_STEAM_WEB_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretKey }}
+{{- end }}{{ end }}
+{{- with .Values.customLogin }}{{ if .existingSecret }}
+- name: WY_AUTH_CUSTOM_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretKey }}
+{{- end }}{{ end }}
+{{- end -}}
 {{- end -}}

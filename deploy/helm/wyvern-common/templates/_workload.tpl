@@ -118,7 +118,10 @@ spec:
             - name: {{ include "wyvern-common.envPrefix" . }}KEYS_DIR
               value: {{ .Values.signingKeys.mountPath | quote }}
             - name: {{ include "wyvern-common.envPrefix" . }}SIGNING_KID
-              value: {{ required "signingKeys.signingKid is required with signingKeys.existingSecret" .Values.signingKeys.signingKid | quote }}
+              value: {{ required "signingKeys.kid is required: the kid (file <kid>.pem in the Secret) that signs new tokens" .Values.signingKeys.kid | quote }}
+            {{- end }}
+            {{- with include "wyvern-common.secretEnv" . | trim }}
+            {{- . | nindent 12 }}
             {{- end }}
             {{- with .Values.extraEnv }}
             {{- toYaml . | nindent 12 }}
