@@ -148,9 +148,9 @@ void lobby_close_handle(uv_handle_t *h);
  * still closes the old session at its next write). */
 void lobby_publish_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
                         const char *reason);
-/* True when the token (account, token sid, issued at) was revoked per the local cache. */
 /* Refreshes auth's key set (GetKeys) when due; called by the sweep timer. */
 void lobby_keys_tick(lobby_t *lb);
+/* True when the token (account, token sid, issued at) was revoked per the local cache. */
 bool lobby_revoked(lobby_t *lb, const char *account, const char *token_sid, int64_t iat);
 
 /* ---- session.c ---- */
