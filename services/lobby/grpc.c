@@ -1,8 +1,19 @@
-/* wy-lobby gRPC API wyvern.lobby.Lobby: Kick (fence + tell the owning instance) and
- * GetSession (the account's live session from Redis). */
+/* wy-lobby gRPC API wyvern.lobby.Lobby: Kick (fence + tell the owning instance),
+ * GetSession (the account's live session from Redis) and Notify. Handlers get the daemon,
+ * not the lobby state, so a call handed to the loop late in the stop finds it gone
+ * (lobby_get NULL) instead of freed. */
 #include "lobby_int.h"
 
 #include <string.h>
+
+/* The lobby state for a handler, or NULL after answering UNAVAILABLE (state freed). */
+static lobby_t *lobby_or_reply(wy_grpc_call_t *call, void *daemon)
+{
+    lobby_t *lb = lobby_get(daemon);
+    if (!lb)
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "lobby is stopping");
+    return lb;
+}
 
 static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
 {
@@ -25,7 +36,9 @@ static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
 
 static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
-    lobby_t *lb = arg;
+    lobby_t *lb = lobby_or_reply(call, arg);
+    if (!lb)
+        return;
     const Wyvern__Lobby__KickRequest *k = (const Wyvern__Lobby__KickRequest *)req;
     if (strlen(k->reason) > LOBBY_REASON_MAX) {
         wy_grpc_reply_error(call, WY_EINVAL, "reason is longer than 120 bytes");
@@ -65,7 +78,9 @@ static void get_done(int status, const lobby_sess_info_t *s, void *ud)
 
 static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
-    lobby_t *lb = arg;
+    lobby_t *lb = lobby_or_reply(call, arg);
+    if (!lb)
+        return;
     const Wyvern__Lobby__GetSessionRequest *g = (const Wyvern__Lobby__GetSessionRequest *)req;
     int rc = lobby_session_lookup(lb, g->account_id, get_done, call);
     if (rc != WY_OK)
@@ -76,7 +91,9 @@ static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
 
 static void handle_notify(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
-    lobby_t *lb = arg;
+    lobby_t *lb = lobby_or_reply(call, arg);
+    if (!lb)
+        return;
     const Wyvern__Lobby__NotifyNotice *n = (const Wyvern__Lobby__NotifyNotice *)req;
     if (strlen(n->account_id) > LOBBY_ID_MAX || strlen(n->kind) > 32 || !*n->text ||
         strlen(n->text) > 2048) {
@@ -88,8 +105,10 @@ static void handle_notify(wy_grpc_call_t *call, const ProtobufCMessage *req, voi
     uint8_t *buf = wy_malloc(len ? len : 1);
     wyvern__lobby__notify_notice__pack(n, buf);
     char id[37];
-    int rc = wy_kafka_produce(wy_daemon_producer(lb->d), "wy.notify", n->account_id,
-                              "notify.notice", buf, len, NULL, NULL, id);
+    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
+    int rc = p ? wy_kafka_produce(p, "wy.notify", n->account_id, "notify.notice", buf, len, NULL,
+                                  NULL, id)
+               : WY_EUNAVAIL;
     wy_free(buf);
     if (rc != WY_OK) {
         wy_grpc_reply_error(call, rc, "cannot publish the notice");
@@ -105,13 +124,13 @@ int lobby_grpc_register(lobby_t *lb, const char **err)
     wy_grpc_server_t *srv = wy_daemon_grpc(lb->d);
     if (wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/Kick",
                                 &wyvern__lobby__kick_request__descriptor, handle_kick,
-                                lb) != WY_OK ||
+                                lb->d) != WY_OK ||
         wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/GetSession",
                                 &wyvern__lobby__get_session_request__descriptor, handle_get,
-                                lb) != WY_OK ||
+                                lb->d) != WY_OK ||
         wy_grpc_server_register(srv, "/wyvern.lobby.Lobby/Notify",
                                 &wyvern__lobby__notify_notice__descriptor, handle_notify,
-                                lb) != WY_OK) {
+                                lb->d) != WY_OK) {
         *err = "cannot register the wyvern.lobby.Lobby methods";
         return WY_EINTERNAL;
     }

@@ -5,6 +5,7 @@
 #include "lobby_int.h"
 #include "auth.pb-c.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Revocations older than this cannot matter: no access token lives that long. */
@@ -216,8 +217,10 @@ void lobby_publish_kick(lobby_t *lb, const char *instance, const char *sid, cons
     size_t n = wyvern__lobby__session_kick__get_packed_size(&k);
     uint8_t *buf = wy_malloc(n ? n : 1);
     wyvern__lobby__session_kick__pack(&k, buf);
-    int rc = wy_kafka_produce(wy_daemon_producer(lb->d), "wy.session", account, "session.kick", buf,
-                              n, kick_delivered, lb, NULL);
+    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
+    int rc = p ? wy_kafka_produce(p, "wy.session", account, "session.kick", buf, n, kick_delivered,
+                                  NULL, NULL)
+               : WY_EUNAVAIL;
     wy_free(buf);
     if (rc != WY_OK)
         wy_log_warn("session.kick not queued (the fence still closes the old session)", "session",
@@ -277,14 +280,8 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
 
 /* ---------------------------------------------------------------- auth keys */
 
-static void keys_fetched(int err, int status, const char *message, const ProtobufCMessage *resp,
-                         void *arg)
+static void keys_apply(lobby_t *lb, int err, const char *message, const ProtobufCMessage *resp)
 {
-    WY_UNUSED(status);
-    lobby_t *lb = arg;
-    lb->keys_fetching = false;
-    if (err == WY_ECANCELED)
-        return;
     const char *e = message;
     if (err == WY_OK) {
         const Wyvern__Auth__GetKeysResponse *r = (const Wyvern__Auth__GetKeysResponse *)resp;
@@ -299,6 +296,17 @@ static void keys_fetched(int err, int status, const char *message, const Protobu
     lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
 }
 
+static void keys_fetched(int err, int status, const char *message, const ProtobufCMessage *resp,
+                         void *arg)
+{
+    WY_UNUSED(status);
+    lobby_t *lb = arg;
+    lb->keys_fetching = false;
+    if (err != WY_ECANCELED)
+        keys_apply(lb, err, message, resp);
+    lobby_unref(lb);
+}
+
 void lobby_keys_tick(lobby_t *lb)
 {
     if (!lb->auth || lb->keys_fetching || wy_now_ms() < lb->keys_next_fetch_ms)
@@ -306,10 +314,12 @@ void lobby_keys_tick(lobby_t *lb)
     Wyvern__Auth__GetKeysRequest req = WYVERN__AUTH__GET_KEYS_REQUEST__INIT;
     if (wy_grpc_call(lb->auth, "/wyvern.auth.Auth/GetKeys", &req.base,
                      &wyvern__auth__get_keys_response__descriptor, 2000, NULL, 0, keys_fetched,
-                     lb) == WY_OK)
+                     lb) == WY_OK) {
         lb->keys_fetching = true;
-    else
+        lobby_ref(lb);
+    } else {
         lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
+    }
 }
 
 /* ---------------------------------------------------------------- start / stop */
@@ -317,6 +327,45 @@ void lobby_keys_tick(lobby_t *lb)
 lobby_t *lobby_get(wy_daemon_t *d)
 {
     return wy_daemon_state(d);
+}
+
+void lobby_ref(lobby_t *lb)
+{
+    lb->refs++;
+}
+
+void lobby_unref(lobby_t *lb)
+{
+    if (--lb->refs > 0)
+        return;
+    wy_daemon_set_state(lb->d, NULL);
+    lobby_map_free(&lb->by_sid);
+    lobby_map_free(&lb->by_account);
+    lobby_map_free(&lb->revoked);
+    wy_jwt_keyset_free(lb->static_keys);
+    wy_token_cache_free(lb->key_cache);
+    wy_free(lb);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    lobby_unref(h->data);
+}
+
+void lobby_close_handle(uv_handle_t *h)
+{
+    uv_close(h, handle_closed);
+}
+
+int64_t lobby_drain_ms(void)
+{
+    int64_t ms = 2500;
+    const wy_cfg_entry_t e = {
+        "WY_LOBBY_DRAIN_TIMEOUT", WY_CFG_DURATION_MS, "2500ms", 0, 60000, NULL, "", &ms, false};
+    const char *v = getenv(e.name), *err = NULL;
+    if (v && *v && wy_config_parse_value(&e, v, &err) != WY_OK)
+        ms = 2500;
+    return ms;
 }
 
 static wy_metric_t *metric(char kind, const char *name, const char *help)
@@ -333,6 +382,7 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->instance = wy_daemon_instance(d);
     lb->cfg = &cfg;
     lb->reject_new = strcmp(cfg.policy, "reject-new") == 0;
+    lb->refs = 1; /* start()'s own, dropped by stop() */
     lobby_map_init(&lb->by_sid);
     lobby_map_init(&lb->by_account);
     lobby_map_init(&lb->revoked);
@@ -376,10 +426,12 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     return lobby_sessions_start(lb, err);
 }
 
+/* Begins the stop; the state is freed by the last lobby_unref, once every connection,
+ * handle and pending callback that names it is done (all before the loop ends). */
 static void lobby_stop(wy_daemon_t *d)
 {
     lobby_t *lb = lobby_get(d);
-    if (!lb)
+    if (!lb || lb->stopping)
         return;
     lb->stopping = true;
     lobby_sessions_stop(lb);
@@ -387,29 +439,13 @@ static void lobby_stop(wy_daemon_t *d)
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
     }
+    lobby_unref(lb);
 }
 
-/* The state outlives stop(): connections and Redis callbacks still finishing refer to it.
- * It is freed at process exit by the destructor below, after the loop is gone. */
-static lobby_t *final_state;
-static void __attribute__((destructor)) lobby_free_state(void)
+static size_t lobby_busy(wy_daemon_t *d)
 {
-    lobby_t *lb = final_state;
-    if (!lb)
-        return;
-    lobby_map_free(&lb->by_sid);
-    lobby_map_free(&lb->by_account);
-    lobby_map_free(&lb->revoked);
-    wy_jwt_keyset_free(lb->static_keys);
-    wy_token_cache_free(lb->key_cache);
-    wy_free(lb);
-}
-
-static int lobby_start_outer(wy_daemon_t *d, const char **err)
-{
-    int rc = lobby_start(d, err);
-    final_state = lobby_get(d);
-    return rc;
+    lobby_t *lb = lobby_get(d);
+    return lb ? lobby_sessions_busy(lb) : 0;
 }
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
@@ -426,6 +462,7 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .consume = lobby_topics,
     .consume_broadcast = true,
     .on_event = on_event,
-    .start = lobby_start_outer,
+    .start = lobby_start,
     .stop = lobby_stop,
+    .busy = lobby_busy,
 };

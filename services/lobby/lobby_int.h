@@ -84,7 +84,17 @@ struct lobby {
     uint64_t revoked_sweep_ms;
     lobby_conn_t *conns; /* every open connection (doubly linked) */
     size_t nconns;
+    size_t nalloc; /* connections not yet freed (open, or held by an operation) */
     bool stopping;
+    /* The state is freed when the last reference goes: start()'s own (dropped by stop()),
+     * one per connection not yet freed, per open uv handle below, per Redis/gRPC request
+     * that names lb, and the WebSocket server's until its close completes. Callbacks
+     * cancelled late in the stop (Redis closed after the drain) thus never see it freed. */
+    int refs;
+    bool ws_live;          /* lb->ws created and its close not yet completed */
+    uv_timer_t stop_timer; /* on stop: waits for clients to answer close 1001 */
+    bool stop_timer_started;
+    uint64_t stop_deadline_ms;
     /* metrics */
     wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_rejected, *m_rate_closed,
         *m_bad_frames;
@@ -125,19 +135,32 @@ struct lobby_conn {
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };
 
 /* ---- lobby.c ---- */
+/* The daemon's lobby state; NULL before start and once it has been freed. */
 lobby_t *lobby_get(wy_daemon_t *d);
+/* Takes / drops a reference to lb (loop thread). The last unref frees lb. */
+void lobby_ref(lobby_t *lb);
+void lobby_unref(lobby_t *lb);
+/* WY_LOBBY_DRAIN_TIMEOUT in ms (validated by wy_daemon at start). */
+int64_t lobby_drain_ms(void);
+/* Closes a uv handle whose data is lb, dropping the reference the handle held. */
+void lobby_close_handle(uv_handle_t *h);
 /* Publishes a session.kick for sid to instance (wy.session); logs a failure (the fence
  * still closes the old session at its next write). */
 void lobby_publish_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
                         const char *reason);
-/* True when the token (account, token sid, issued at) was revoked per the local cache. */
 /* Refreshes auth's key set (GetKeys) when due; called by the sweep timer. */
 void lobby_keys_tick(lobby_t *lb);
+/* True when the token (account, token sid, issued at) was revoked per the local cache. */
 bool lobby_revoked(lobby_t *lb, const char *account, const char *token_sid, int64_t iat);
 
 /* ---- session.c ---- */
 int lobby_sessions_start(lobby_t *lb, const char **err);
+/* Stop: no new connections; every client gets close 1001 "server stopping"; the WebSocket
+ * server closes once all have answered or at the drain deadline (sessions released in
+ * Redis meanwhile). */
 void lobby_sessions_stop(lobby_t *lb);
+/* Work the stop still waits for: WebSocket server open, connections not yet freed. */
+size_t lobby_sessions_busy(const lobby_t *lb);
 /* Sends kicked{reason} and closes with 4002 the local session sid (if it is here).
  * Returns true when found. */
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code);

@@ -1,73 +1,83 @@
 /* wy-lobby nicknames: the rules (length, scripts, reserved words), the collision key that
- * makes look-alikes collide (NFKC, case fold, accents stripped, confusable digits/letters
- * folded), and their storage in PostgreSQL schema `lobby` (UNIQUE key, cooldown, history).
- * The Unicode steps use libunistring directly; they move to libs/common/wy_text once that
- * module lands (same steps: NFKC + case fold). */
+ * makes look-alikes collide, and their storage in PostgreSQL schema `lobby` (UNIQUE key,
+ * cooldown, history). The Unicode work is libs/common/wy_text (NFKC, case fold, classes,
+ * scripts); this file adds only what is particular to nicknames: Latin and Hangul only,
+ * '-' placement, reserved words, and the look-alike folds wy_text_fold does not do
+ * (accents dropped, i/l/1 and o/0). Hangul needs nothing extra: NFKC already composes
+ * conjoining jamo into syllables and maps compatibility jamo onto conjoining ones. */
 #include "lobby_int.h"
+#include "wy_text.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <unicase.h>
 #include <uninorm.h>
-#include <unistr.h>
 
 #define NICK_MIN_CP    2
 #define NICK_MAX_CP    16
 #define NICK_MAX_INPUT 64 /* bytes accepted before any Unicode work */
 
-static bool cp_allowed(ucs4_t u)
+static const wy_text_rules_t nick_rules = {
+    .min_chars = NICK_MIN_CP,
+    .max_chars = NICK_MAX_CP,
+    .classes = WY_TEXT_LETTER | WY_TEXT_DIGIT,
+    .extra = "_-",
+    .single_script = true,
+};
+
+/* Beyond nick_rules: letters only from Latin or Hangul, digits only ASCII (NFKC has
+ * already turned fullwidth and mathematical digits into ASCII ones). */
+static bool script_allowed(const char *s, uint32_t *bad)
 {
-    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '_' ||
-        u == '-')
-        return true;
-    if (u >= 0xC0 && u <= 0x24F && u != 0xD7 && u != 0xF7) /* Latin-1 and Latin Extended */
-        return true;
-    if (u >= 0xAC00 && u <= 0xD7A3) /* Hangul syllables */
-        return true;
-    if ((u >= 0x1100 && u <= 0x11FF) || (u >= 0x3131 && u <= 0x318E)) /* Hangul jamo */
-        return true;
-    return false;
+    size_t pos = 0;
+    uint32_t cp;
+    while (wy_text_next(s, &pos, &cp)) {
+        unsigned cls = wy_text_class(cp);
+        const char *sc = wy_text_script(cp);
+        bool ok = cls == WY_TEXT_DIGIT    ? cp < 0x80
+                  : cls == WY_TEXT_LETTER ? !strcmp(sc, "Latin") || !strcmp(sc, "Hangul")
+                                          : true;
+        if (!ok) {
+            *bad = cp;
+            return false;
+        }
+    }
+    return true;
 }
 
-/* The collision key of an NFKC nickname: case folded, decomposed, combining marks
- * dropped (é ~ e), i/l/1 and o/0 folded together, recomposed (NFC). New string. */
-static char *skeleton(const uint8_t *s, size_t n)
+/* The collision key: wy_text_fold (NFKC + case fold), then lobby's own look-alike folds:
+ * decomposed so accents can be dropped (é ~ e), i/l/1 and o/0 made one letter,
+ * recomposed (NFC). New string (wy_free), NULL when s is not valid UTF-8. */
+static char *skeleton(const char *s)
 {
-    size_t fl = 0;
-    uint8_t *f = u8_casefold(s, n, NULL, UNINORM_NFKD, NULL, &fl);
-    if (!f)
+    char *f = NULL;
+    if (wy_text_fold(s, strlen(s), &f) != WY_OK)
         return NULL;
-    uint8_t *o = wy_malloc(fl + 1);
-    size_t ol = 0;
-    for (size_t i = 0; i < fl;) {
-        ucs4_t u;
-        int k = u8_mbtouc(&u, f + i, fl - i);
-        if (k <= 0)
-            break;
-        if (u >= 0x300 && u <= 0x36F) {
-            i += (size_t)k;
-            continue;
+    /* wy_text offers no decomposition; NFD here only splits base letters from accents. */
+    size_t dl = 0;
+    uint8_t *d = u8_normalize(UNINORM_NFD, (const uint8_t *)f, strlen(f), NULL, &dl);
+    wy_free(f);
+    if (!d)
+        return NULL;
+    char *dn = wy_strndup((const char *)d, dl);
+    free(d);
+    char *o = wy_malloc(dl + 1);
+    size_t ol = 0, pos = 0, at = 0;
+    uint32_t cp;
+    while (wy_text_next(dn, &pos, &cp)) {
+        if (cp == '1' || cp == 'i') {
+            o[ol++] = 'l';
+        } else if (cp == '0') {
+            o[ol++] = 'o';
+        } else if (wy_text_class(cp) != WY_TEXT_MARK) {
+            memcpy(o + ol, dn + at, pos - at);
+            ol += pos - at;
         }
-        if (u == '1' || u == 'i')
-            u = 'l';
-        else if (u == '0')
-            u = 'o';
-        if (u < 0x80)
-            o[ol++] = (uint8_t)u;
-        else {
-            memcpy(o + ol, f + i, (size_t)k);
-            ol += (size_t)k;
-        }
-        i += (size_t)k;
+        at = pos;
     }
-    free(f);
-    size_t cl = 0;
-    uint8_t *c = u8_normalize(UNINORM_NFC, o, ol, NULL, &cl);
+    wy_free(dn);
+    char *out = NULL;
+    (void)wy_text_nfc(o, ol, &out);
     wy_free(o);
-    if (!c)
-        return NULL;
-    char *out = wy_strndup((const char *)c, cl);
-    free(c);
     return out;
 }
 
@@ -75,23 +85,16 @@ static const char *const reserved_sub[] = {"admin",   "moderator", "wyvern", "ga
                                            "support", "운영자",    "관리자", NULL};
 static const char *const reserved_exact[] = {"gm", "mod", "root", "staff", "null", "dev", NULL};
 
-static bool is_reserved(const char *norm)
+/* True when norm (a skeleton) contains a reserved word (sub) or is one (exact). */
+static bool reserved_in(const char *const *words, const char *norm, bool sub)
 {
-    for (int i = 0; reserved_sub[i]; i++) {
-        char *r = skeleton((const uint8_t *)reserved_sub[i], strlen(reserved_sub[i]));
-        bool hit = r && strstr(norm, r) != NULL;
+    bool hit = false;
+    for (int i = 0; words[i] && !hit; i++) {
+        char *r = skeleton(words[i]);
+        hit = r && (sub ? strstr(norm, r) != NULL : strcmp(norm, r) == 0);
         wy_free(r);
-        if (hit)
-            return true;
     }
-    for (int i = 0; reserved_exact[i]; i++) {
-        char *r = skeleton((const uint8_t *)reserved_exact[i], strlen(reserved_exact[i]));
-        bool hit = r && strcmp(norm, r) == 0;
-        wy_free(r);
-        if (hit)
-            return true;
-    }
-    return false;
+    return hit;
 }
 
 int lobby_nick_check(const char *nick, size_t len, char *display, size_t display_cap, char *norm,
@@ -106,65 +109,54 @@ int lobby_nick_check(const char *nick, size_t len, char *display, size_t display
         *err = "nickname is too long (at most 16 characters)";
         return WY_EINVAL;
     }
-    if (u8_check((const uint8_t *)nick, len) != NULL) {
+    char *d = NULL;
+    if (wy_text_nfkc(nick, len, &d) != WY_OK) {
         *err = "nickname is not valid UTF-8";
         return WY_EINVAL;
     }
-    size_t dl = 0;
-    uint8_t *d = u8_normalize(UNINORM_NFKC, (const uint8_t *)nick, len, NULL, &dl);
-    if (!d) {
-        *err = "nickname cannot be normalised";
-        return WY_EINVAL;
-    }
-    size_t ncp = 0;
-    int rc = WY_OK;
-    for (size_t i = 0; i < dl;) {
-        ucs4_t u;
-        int k = u8_mbtouc(&u, d + i, dl - i);
-        if (k <= 0 || !cp_allowed(u)) {
-            snprintf(msg, sizeof msg,
-                     "character U+%04X is not allowed: use Latin or Hangul letters, digits, "
-                     "'_' or '-'",
-                     (unsigned)u);
-            *err = msg;
-            rc = WY_EINVAL;
-            break;
-        }
-        ncp++;
-        i += (size_t)k;
-    }
-    if (rc == WY_OK && (ncp < NICK_MIN_CP || ncp > NICK_MAX_CP)) {
-        *err = "nickname must be 2 to 16 characters long";
-        rc = WY_EINVAL;
-    }
-    if (rc == WY_OK && (d[0] == '-' || d[dl - 1] == '-')) {
+    const char *why = NULL;
+    uint32_t bad = 0;
+    size_t dl = strlen(d);
+    char *sk = NULL;
+    int rc = WY_EINVAL;
+    if (wy_text_check(d, &nick_rules, &why) != WY_OK) {
+        snprintf(msg, sizeof msg,
+                 "nickname %s: use 2 to 16 Latin or Hangul letters, digits, '_' or '-'", why);
+        *err = msg;
+    } else if (!script_allowed(d, &bad)) {
+        snprintf(msg, sizeof msg,
+                 "character U+%04X is not allowed: use Latin or Hangul letters, digits, '_' "
+                 "or '-'",
+                 (unsigned)bad);
+        *err = msg;
+    } else if (d[0] == '-' || d[dl - 1] == '-') {
         *err = "nickname cannot start or end with '-'";
-        rc = WY_EINVAL;
-    }
-    char *sk = rc == WY_OK ? skeleton(d, dl) : NULL;
-    if (rc == WY_OK && !sk) {
+    } else if (!(sk = skeleton(d))) {
         *err = "nickname cannot be normalised";
-        rc = WY_EINVAL;
-    }
-    if (rc == WY_OK && is_reserved(sk)) {
+    } else if (reserved_in(reserved_sub, sk, true) || reserved_in(reserved_exact, sk, false)) {
         *err = "nickname contains a reserved word";
         rc = WY_EPERM;
-    }
-    if (rc == WY_OK && (dl + 1 > display_cap || strlen(sk) + 1 > norm_cap)) {
+    } else if (dl + 1 > display_cap || strlen(sk) + 1 > norm_cap) {
         *err = "nickname is too long";
-        rc = WY_EINVAL;
-    }
-    if (rc == WY_OK) {
-        memcpy(display, d, dl);
-        display[dl] = 0;
+    } else {
+        memcpy(display, d, dl + 1);
         memcpy(norm, sk, strlen(sk) + 1);
+        rc = WY_OK;
     }
     wy_free(sk);
-    free(d);
+    wy_free(d);
     return rc;
 }
 
 /* ---------------------------------------------------------------- storage */
+
+/* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. */
+static int pg_query(lobby_t *lb, const char *sql, int n, const char *const *params, wy_pg_cb cb,
+                    void *ud)
+{
+    wy_pg_t *pg = wy_daemon_pg(lb->d);
+    return pg ? wy_pg_query(pg, sql, n, params, cb, ud) : WY_EUNAVAIL;
+}
 
 typedef struct {
     lobby_t *lb;
@@ -192,9 +184,8 @@ int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = wy_pg_query(wy_daemon_pg(lb->d),
-                         "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1,
-                         params, load_done, q);
+    int rc = pg_query(lb, "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1,
+                      params, load_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
@@ -291,7 +282,7 @@ void lobby_nick_set(lobby_conn_t *c, uint32_t req, const char *nick)
     char cooldown[24];
     snprintf(cooldown, sizeof cooldown, "%lld", (long long)c->lb->cfg->nick_cooldown_ms);
     const char *params[] = {c->account, q->display, q->norm, cooldown};
-    rc = wy_pg_query(wy_daemon_pg(c->lb->d), SET_SQL, 4, params, set_done, q);
+    rc = pg_query(c->lb, SET_SQL, 4, params, set_done, q);
     if (rc != WY_OK) {
         lobby_send_status(c, req, lobby_code(rc), "nickname store busy, retry");
         wy_free(q);

@@ -112,6 +112,14 @@ static const char FENCE_LUA[] =
     "redis.call('DEL', 'sess:'..sid)\n"
     "return {sid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}\n";
 
+/* Redis is closed (NULL) after the drain: connections still closing then get
+ * WY_EUNAVAIL and their records expire by TTL. */
+static int redis_argv(lobby_t *lb, wy_redis_cb cb, void *ud, int argc, const char **argv)
+{
+    wy_redis_t *r = wy_daemon_redis(lb->d);
+    return r ? wy_redis_command_argv(r, cb, ud, argc, argv, NULL) : WY_EUNAVAIL;
+}
+
 static int eval(lobby_t *lb, const char *script, int nkeys, const char **keys, int nargs,
                 const char **args, wy_redis_cb cb, void *ud)
 {
@@ -128,7 +136,7 @@ static int eval(lobby_t *lb, const char *script, int nkeys, const char **keys, i
         argv[n++] = keys[i];
     for (int i = 0; i < nargs; i++)
         argv[n++] = args[i];
-    return wy_redis_command_argv(wy_daemon_redis(lb->d), cb, ud, n, argv, NULL);
+    return redis_argv(lb, cb, ud, n, argv);
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -263,8 +271,11 @@ void lobby_conn_unref(lobby_conn_t *c)
 {
     if (--c->refs > 0)
         return;
+    lobby_t *lb = c->lb;
     conn_unlink(c);
     wy_free(c);
+    lb->nalloc--;
+    lobby_unref(lb);
 }
 
 /* ---------------------------------------------------------------- session writes */
@@ -691,8 +702,7 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         argv[2] = nk;
         for (size_t i = 0; i < n; i++)
             argv[3 + i] = keys[i];
-        rc = wy_redis_command_argv(wy_daemon_redis(c->lb->d), presence_done, p, (int)(n + 3), argv,
-                                   NULL);
+        rc = redis_argv(c->lb, presence_done, p, (int)(n + 3), argv);
         wy_free(argv);
     }
     for (size_t i = 0; i < n; i++)
@@ -718,6 +728,22 @@ typedef struct {
     char reason[LOBBY_REASON_MAX + 1];
 } lookup_req_t;
 
+static lookup_req_t *lookup_req_new(lobby_t *lb, lobby_lookup_cb cb, void *ud)
+{
+    lookup_req_t *q = wy_calloc(1, sizeof *q);
+    q->lb = lb;
+    q->cb = cb;
+    q->ud = ud;
+    lobby_ref(lb);
+    return q;
+}
+
+static void lookup_req_free(lookup_req_t *q)
+{
+    lobby_unref(q->lb);
+    wy_free(q);
+}
+
 static void lookup_done(int status, redisReply *reply, void *ud)
 {
     lookup_req_t *q = ud;
@@ -731,23 +757,20 @@ static void lookup_done(int status, redisReply *reply, void *ud)
     } else {
         q->cb(WY_ENOTFOUND, NULL, q->ud);
     }
-    wy_free(q);
+    lookup_req_free(q);
 }
 
 int lobby_session_lookup(lobby_t *lb, const char *account, lobby_lookup_cb cb, void *ud)
 {
     if (!*account || strlen(account) > LOBBY_ID_MAX)
         return WY_EINVAL;
-    lookup_req_t *q = wy_calloc(1, sizeof *q);
-    q->lb = lb;
-    q->cb = cb;
-    q->ud = ud;
+    lookup_req_t *q = lookup_req_new(lb, cb, ud);
     char k[LOBBY_ID_MAX + 16];
     snprintf(k, sizeof k, "sess:acct:%s", account);
     const char *keys[] = {k};
     int rc = eval(lb, LOOKUP_LUA, 1, keys, 0, NULL, lookup_done, q);
     if (rc != WY_OK)
-        wy_free(q);
+        lookup_req_free(q);
     return rc;
 }
 
@@ -767,7 +790,7 @@ static void fence_done(int status, redisReply *reply, void *ud)
     } else {
         q->cb(WY_ENOTFOUND, NULL, q->ud);
     }
-    wy_free(q);
+    lookup_req_free(q);
 }
 
 int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lobby_lookup_cb cb,
@@ -775,10 +798,7 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
 {
     if (!*account || strlen(account) > LOBBY_ID_MAX)
         return WY_EINVAL;
-    lookup_req_t *q = wy_calloc(1, sizeof *q);
-    q->lb = lb;
-    q->cb = cb;
-    q->ud = ud;
+    lookup_req_t *q = lookup_req_new(lb, cb, ud);
     snprintf(q->account, sizeof q->account, "%s", account);
     snprintf(q->reason, sizeof q->reason, "%s", *reason ? reason : "kicked by an operator");
     char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16];
@@ -787,7 +807,7 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
     const char *keys[] = {k1, k2};
     int rc = eval(lb, FENCE_LUA, 2, keys, 0, NULL, fence_done, q);
     if (rc != WY_OK)
-        wy_free(q);
+        lookup_req_free(q);
     return rc;
 }
 
@@ -849,6 +869,8 @@ static void on_open(wy_ws_conn_t *ws, const wy_http_req_t *req, void *ud)
     lobby_t *lb = ud;
     lobby_conn_t *c = wy_calloc(1, sizeof *c);
     c->lb = lb;
+    lobby_ref(lb);
+    lb->nalloc++;
     c->ws = ws;
     c->refs = 1; /* the WebSocket's own reference, dropped in on_close */
     c->state = LOBBY_ST_HELLO;
@@ -1024,8 +1046,7 @@ static void on_sweep(uv_timer_t *t)
         snprintf(k, sizeof k, "sess:inst:%s", lb->instance);
         fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->fence_ms);
         const char *argv[] = {"SET", k, "1", "PX", ttl};
-        if (wy_redis_command_argv(wy_daemon_redis(lb->d), instance_alive_done, NULL, 5, argv,
-                                  NULL) == WY_OK)
+        if (redis_argv(lb, instance_alive_done, NULL, 5, argv) == WY_OK)
             last_alive_ms = now;
     }
     lobby_keys_tick(lb);
@@ -1058,6 +1079,8 @@ int lobby_sessions_start(lobby_t *lb, const char **err)
         *err = "cannot create the WebSocket server";
         return rc;
     }
+    lb->ws_live = true;
+    lobby_ref(lb); /* dropped by ws_closed */
     wy_ws_handlers_t h = {
         .on_open = on_open, .on_message = on_message, .on_close = on_close, .ud = lb};
     wy_ws_route(lb->ws, WS_PATH, &h);
@@ -1082,41 +1105,89 @@ int lobby_sessions_start(lobby_t *lb, const char **err)
         every = 500;
     uv_timer_start(&lb->sweep, on_sweep, 0, every);
     lb->sweep_started = true;
+    lobby_ref(lb);
     uv_check_init(lb->loop, &lb->closer);
     lb->closer.data = lb;
     lb->closer_started = true;
+    lobby_ref(lb);
     return WY_OK;
 }
 
 static void ws_closed(void *ud)
 {
-    WY_UNUSED(ud);
+    lobby_t *lb = ud;
+    lb->ws_live = false;
+    lobby_unref(lb);
+}
+
+/* The end of the polite part of the stop: what is still open is closed now (best-effort
+ * 1001 by wy_http_close; on_close releases each session while Redis is still open). */
+static void close_ws_server(lobby_t *lb)
+{
+    if (lb->stop_timer_started) {
+        lobby_close_handle((uv_handle_t *)&lb->stop_timer);
+        lb->stop_timer_started = false;
+    }
+    if (lb->closer_started) {
+        for (lobby_conn_t *c = lb->conns; c; c = c->next)
+            if (c->pend && c->ws) {
+                c->pend = false;
+                (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
+            }
+        lb->npend = 0;
+        lobby_close_handle((uv_handle_t *)&lb->closer);
+        lb->closer_started = false;
+    }
+    if (lb->ws) {
+        wy_http_close(lb->ws, ws_closed, lb);
+        lb->ws = NULL;
+    }
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    lobby_t *lb = t->data;
+    if (lb->nconns == 0 || wy_now_ms() >= lb->stop_deadline_ms)
+        close_ws_server(lb);
+}
+
+/* Part of the drain time for the clients' close answers; the rest is for releasing
+ * the sessions of those that did not answer. */
+static uint64_t stop_grace_ms(void)
+{
+    uint64_t drain = (uint64_t)lobby_drain_ms();
+    return drain - (drain / 4 < 500 ? drain / 4 : 500);
 }
 
 void lobby_sessions_stop(lobby_t *lb)
 {
     if (lb->sweep_started) {
         uv_timer_stop(&lb->sweep);
-        uv_close((uv_handle_t *)&lb->sweep, NULL);
+        lobby_close_handle((uv_handle_t *)&lb->sweep);
         lb->sweep_started = false;
     }
-    if (lb->closer_started) {
-        uv_check_stop(&lb->closer);
-        uv_close((uv_handle_t *)&lb->closer, NULL);
-        lb->closer_started = false;
+    if (!lb->ws) {
+        close_ws_server(lb);
+        return;
     }
-    /* Clients reconnect elsewhere; their sessions are released (on_close) while Redis is
-     * still open, so the account can log in on another instance at once. */
-    for (lobby_conn_t *c = lb->conns; c; c = c->next) {
-        if (c->pend && c->ws) {
-            c->pend = false;
-            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
-        }
+    wy_http_stop(lb->ws);
+    /* Clients reconnect elsewhere on 1001. Connections already closing (a kicked or error
+     * message still being sent) finish through the closer. */
+    for (lobby_conn_t *c = lb->conns; c; c = c->next)
         conn_close(c, WY_WS_GOING_AWAY, "server stopping");
+    if (lb->nconns == 0) {
+        close_ws_server(lb);
+        return;
     }
-    lb->npend = 0;
-    if (lb->ws) {
-        wy_http_close(lb->ws, ws_closed, lb);
-        lb->ws = NULL;
-    }
+    lb->stop_deadline_ms = wy_now_ms() + stop_grace_ms();
+    uv_timer_init(lb->loop, &lb->stop_timer);
+    lb->stop_timer.data = lb;
+    uv_timer_start(&lb->stop_timer, on_stop_timer, 10, 10);
+    lb->stop_timer_started = true;
+    lobby_ref(lb);
+}
+
+size_t lobby_sessions_busy(const lobby_t *lb)
+{
+    return (lb->ws_live ? 1 : 0) + lb->nalloc;
 }

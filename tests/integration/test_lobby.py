@@ -415,6 +415,27 @@ def test_kill9_instance_then_login_elsewhere_within_fence_time(daemon, protos, k
     ca.close()
 
 
+def test_sigterm_closes_clients_1001_and_releases_sessions(daemon, protos, keys, free_port,
+                                                           stack):
+    a = start_lobby(daemon, keys, free_port)
+    tag = uuid.uuid4().hex[:8]
+    accts = ["acct-%s-%d" % (tag, i) for i in range(3)]
+    clients = [login(a.ws_url, token(keys, acct))[0] for acct in accts]
+    waiting = Client(a.ws_url)  # connected, no hello yet
+    for acct in accts:
+        assert len(live_sessions(stack, acct)) == 1
+    with cf.ThreadPoolExecutor(1) as ex:
+        stopped = ex.submit(a.stop)
+        for c in clients + [waiting]:
+            assert c.wait_closed() == 1001, c.close_code
+            assert c.close_reason == "server stopping"
+        assert stopped.result() == 0, a.log_text()
+    # Released by the stop itself, not left to the TTL.
+    for acct in accts:
+        assert live_sessions(stack, acct) == []
+        assert stack.redis_cli("GET", "sess:acct:" + acct).strip() == ""
+
+
 # ---------------------------------------------------------------- nicknames, presence
 
 def set_nick(c, nick):
