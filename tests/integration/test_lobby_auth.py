@@ -7,6 +7,7 @@ import time
 import uuid
 
 import grpc
+import websocket
 import requests
 
 from test_lobby import Client, wait_until
@@ -42,6 +43,24 @@ def test_real_auth_token_and_ban_disconnects_within_1s(daemon, protos, free_port
     c, w = wait_until(hello_ok, timeout=15, interval=0.2, what="welcome (keys fetched)")
     account = w.welcome.account_id
     assert account
+    # A new instance consumes Kafka from the latest offsets once they are looked
+    # up (about a second after start): prove its event pipeline is live with a
+    # notice before timing how fast a ban arrives through it.
+    import lobby_pb2
+    import lobby_pb2_grpc
+
+    def notice_arrived():
+        with grpc.insecure_channel(lobby.grpc_addr) as lch:
+            lobby_pb2_grpc.LobbyStub(lch).Notify(
+                lobby_pb2.NotifyNotice(account_id=account, kind="info", text="probe"), timeout=5)
+        c.ws.settimeout(0.5)
+        try:
+            m = c.recv()
+        except websocket.WebSocketTimeoutException:
+            return False
+        return m is not None and m.WhichOneof("body") == "notice"
+    wait_until(notice_arrived, timeout=30, interval=0.1, what="lobby consuming Kafka events")
+    c.ws.settimeout(10)
     with grpc.insecure_channel(auth.grpc_addr) as ch:
         auth_pb2_grpc.AuthStub(ch).Revoke(
             auth_pb2.RevokeRequest(account_id=account, reason="ban", ban=True), timeout=5)
