@@ -812,6 +812,11 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
     return d->producer;
 }
 
+int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
+{
+    return d->drain_ms;
+}
+
 bool wy_daemon_stopping(const wy_daemon_t *d)
 {
     return d->state >= ST_DRAINING;

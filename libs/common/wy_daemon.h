@@ -90,6 +90,8 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
 void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
+/* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
+int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
 
 /* Marks a consumed event's effect done: remembers its event_id (later
  * duplicates are skipped) and stores its offset. env is the Envelope the

@@ -87,6 +87,11 @@ int wy_text_nfc(const char *s, size_t len, char **out)
     return normalize(UNINORM_NFC, false, s, len, out);
 }
 
+int wy_text_nfd(const char *s, size_t len, char **out)
+{
+    return normalize(UNINORM_NFD, false, s, len, out);
+}
+
 int wy_text_fold(const char *s, size_t len, char **out)
 {
     *out = NULL;

@@ -44,6 +44,9 @@ int wy_text_nfkc(const char *s, size_t len, char **out);
 /* NFC normalisation (canonical only: keeps what the person typed, composed). Same
  * contract as wy_text_nfkc. For display copies. */
 int wy_text_nfc(const char *s, size_t len, char **out);
+/* Canonical decomposition (NFD): base letters and their combining marks apart,
+ * e.g. to drop accents. Same contract as wy_text_nfkc. */
+int wy_text_nfd(const char *s, size_t len, char **out);
 
 /* Identity key: NFKC, then full case folding, then NFKC again (Unicode's
  * NFKC_Casefold idea). Two strings that read the same to a person modulo case and

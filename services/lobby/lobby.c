@@ -357,17 +357,6 @@ void lobby_close_handle(uv_handle_t *h)
     uv_close(h, handle_closed);
 }
 
-int64_t lobby_drain_ms(void)
-{
-    int64_t ms = 2500;
-    const wy_cfg_entry_t e = {
-        "WY_LOBBY_DRAIN_TIMEOUT", WY_CFG_DURATION_MS, "2500ms", 0, 60000, NULL, "", &ms, false};
-    const char *v = getenv(e.name), *err = NULL;
-    if (v && *v && wy_config_parse_value(&e, v, &err) != WY_OK)
-        ms = 2500;
-    return ms;
-}
-
 static wy_metric_t *metric(char kind, const char *name, const char *help)
 {
     return kind == 'c' ? wy_metrics_counter(name, help, NULL) : wy_metrics_gauge(name, help, NULL);

@@ -140,8 +140,6 @@ lobby_t *lobby_get(wy_daemon_t *d);
 /* Takes / drops a reference to lb (loop thread). The last unref frees lb. */
 void lobby_ref(lobby_t *lb);
 void lobby_unref(lobby_t *lb);
-/* WY_LOBBY_DRAIN_TIMEOUT in ms (validated by wy_daemon at start). */
-int64_t lobby_drain_ms(void);
 /* Closes a uv handle whose data is lb, dropping the reference the handle held. */
 void lobby_close_handle(uv_handle_t *h);
 /* Publishes a session.kick for sid to instance (wy.session); logs a failure (the fence

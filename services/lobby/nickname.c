@@ -10,7 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <uninorm.h>
 
 #define NICK_MIN_CP    2
 #define NICK_MAX_CP    16
@@ -52,15 +51,12 @@ static char *skeleton(const char *s)
     char *f = NULL;
     if (wy_text_fold(s, strlen(s), &f) != WY_OK)
         return NULL;
-    /* wy_text offers no decomposition; NFD here only splits base letters from accents. */
-    size_t dl = 0;
-    uint8_t *d = u8_normalize(UNINORM_NFD, (const uint8_t *)f, strlen(f), NULL, &dl);
+    char *dn = NULL;
+    int rc = wy_text_nfd(f, strlen(f), &dn);
     wy_free(f);
-    if (!d)
+    if (rc != WY_OK)
         return NULL;
-    char *dn = wy_strndup((const char *)d, dl);
-    free(d);
-    char *o = wy_malloc(dl + 1);
+    char *o = wy_malloc(strlen(dn) + 1);
     size_t ol = 0, pos = 0, at = 0;
     uint32_t cp;
     while (wy_text_next(dn, &pos, &cp)) {

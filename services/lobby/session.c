@@ -1153,9 +1153,9 @@ static void on_stop_timer(uv_timer_t *t)
 
 /* Part of the drain time for the clients' close answers; the rest is for releasing
  * the sessions of those that did not answer. */
-static uint64_t stop_grace_ms(void)
+static uint64_t stop_grace_ms(const lobby_t *lb)
 {
-    uint64_t drain = (uint64_t)lobby_drain_ms();
+    uint64_t drain = (uint64_t)wy_daemon_drain_ms(lb->d);
     return drain - (drain / 4 < 500 ? drain / 4 : 500);
 }
 
@@ -1179,7 +1179,7 @@ void lobby_sessions_stop(lobby_t *lb)
         close_ws_server(lb);
         return;
     }
-    lb->stop_deadline_ms = wy_now_ms() + stop_grace_ms();
+    lb->stop_deadline_ms = wy_now_ms() + stop_grace_ms(lb);
     uv_timer_init(lb->loop, &lb->stop_timer);
     lb->stop_timer.data = lb;
     uv_timer_start(&lb->stop_timer, on_stop_timer, 10, 10);
