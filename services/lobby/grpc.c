@@ -15,18 +15,30 @@ static lobby_t *lobby_or_reply(wy_grpc_call_t *call, void *daemon)
     return lb;
 }
 
+/* Answers a failed session lookup (no live session, or the store is down);
+ * returns true when it did, false when status is WY_OK. */
+static bool reply_lookup_error(wy_grpc_call_t *call, int status)
+{
+    if (status == WY_ENOTFOUND)
+        wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
+    else if (status != WY_OK)
+        wy_grpc_reply_error(call, status == WY_ECANCELED ? WY_EUNAVAIL : status,
+                            "session store unavailable");
+    return status != WY_OK;
+}
+
+/* Answers a lookup that could not start (bad account id, store down). */
+static void reply_start_error(wy_grpc_call_t *call, int rc)
+{
+    wy_grpc_reply_error(
+        call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters" : "session store unavailable");
+}
+
 static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
 {
     wy_grpc_call_t *call = ud;
-    if (status == WY_ENOTFOUND) {
-        wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
+    if (reply_lookup_error(call, status))
         return;
-    }
-    if (status != WY_OK) {
-        wy_grpc_reply_error(call, status == WY_ECANCELED ? WY_EUNAVAIL : status,
-                            "session store unavailable");
-        return;
-    }
     Wyvern__Lobby__KickResponse r = WYVERN__LOBBY__KICK_RESPONSE__INIT;
     r.session_id = (char *)s->sid;
     r.instance = (char *)s->instance;
@@ -46,23 +58,14 @@ static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void 
     }
     int rc = lobby_session_fence(lb, k->account_id, k->reason, kick_done, call);
     if (rc != WY_OK)
-        wy_grpc_reply_error(call, rc,
-                            rc == WY_EINVAL ? "account_id: 1 to 64 characters"
-                                            : "session store unavailable");
+        reply_start_error(call, rc);
 }
 
 static void get_done(int status, const lobby_sess_info_t *s, void *ud)
 {
     wy_grpc_call_t *call = ud;
-    if (status == WY_ENOTFOUND) {
-        wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
+    if (reply_lookup_error(call, status))
         return;
-    }
-    if (status != WY_OK) {
-        wy_grpc_reply_error(call, status == WY_ECANCELED ? WY_EUNAVAIL : status,
-                            "session store unavailable");
-        return;
-    }
     Wyvern__Lobby__SessionInfo r = WYVERN__LOBBY__SESSION_INFO__INIT;
     r.session_id = (char *)s->sid;
     r.account_id = (char *)s->account;
@@ -84,9 +87,7 @@ static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
     const Wyvern__Lobby__GetSessionRequest *g = (const Wyvern__Lobby__GetSessionRequest *)req;
     int rc = lobby_session_lookup(lb, g->account_id, get_done, call);
     if (rc != WY_OK)
-        wy_grpc_reply_error(call, rc,
-                            rc == WY_EINVAL ? "account_id: 1 to 64 characters"
-                                            : "session store unavailable");
+        reply_start_error(call, rc);
 }
 
 static void handle_notify(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
