@@ -121,6 +121,7 @@ static uint64_t hist_quantile(const hist_t *h, double q)
 typedef enum { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE } phase_t;
 
 typedef struct bench bench_t;
+typedef struct tcp_conn tcp_conn_t;
 
 /* One closed-loop operation slot: a completion immediately issues the next operation. */
 typedef struct {
@@ -146,7 +147,8 @@ struct bench {
     void (*release)(bench_t *);        /* close everything; in-flight callbacks may follow */
     int (*issue)(bench_t *, slot_t *); /* slot benchmarks: start one operation */
     slot_t *slots;
-    void *impl; /* the benchmark's own state */
+    tcp_conn_t *conns; /* TCP benchmarks: one per --conns */
+    void *impl;        /* the benchmark's own state; freed by main */
 };
 
 static void phase_timer_cb(uv_timer_t *t);
@@ -331,23 +333,47 @@ static void slot_done(bench_t *b, slot_t *s, bool ok)
     bench_settle(b);
 }
 
-static void slots_alloc(bench_t *b)
+/* A slot benchmark: its zeroed state of impl_size bytes (returned, kept in b->impl), its
+ * hooks and one slot per --conns. */
+static void *slots_bench_new(bench_t *b, size_t impl_size, void (*release)(bench_t *),
+                             int (*issue)(bench_t *, slot_t *))
 {
+    b->impl = wy_calloc(1, impl_size);
+    b->release = release;
+    b->issue = issue;
     b->slots = wy_calloc(b->o->conns, sizeof(slot_t));
     for (unsigned i = 0; i < b->o->conns; i++) {
         b->slots[i].b = b;
         b->slots[i].idx = i;
     }
     b->start = slots_start;
+    return b->impl;
+}
+
+/* size bytes of c, NUL-terminated; caller frees. */
+static char *filled_text(size_t size, char c)
+{
+    char *t = wy_malloc(size + 1);
+    memset(t, c, size);
+    t[size] = '\0';
+    return t;
+}
+
+/* False (and *err set) when --url is missing. */
+static bool have_url(const bench_t *b, const char **err)
+{
+    if (!b->o->url)
+        *err = "--url is required";
+    return b->o->url != NULL;
 }
 
 /* ---- TCP connections (HTTP, WebSocket) ------------------------------------------------
  * A connection that breaks mid-run is reconnected; one that cannot connect stays down. */
 
-typedef struct tcp_conn tcp_conn_t;
 typedef struct {
     void (*on_connected)(tcp_conn_t *);
     void (*on_data)(tcp_conn_t *, ssize_t nread); /* bytes appended at rbuf + rlen */
+    void (*on_start)(tcp_conn_t *);               /* at bench_ready: start the load */
 } tcp_proto_t;
 
 struct tcp_conn {
@@ -443,32 +469,59 @@ static bool parse_target(const char *target, struct sockaddr_in *out)
     return uv_ip4_addr(host, (int)port, out) == 0;
 }
 
-static tcp_conn_t *tcp_conns_new(bench_t *b, const tcp_proto_t *proto, const char **err)
+static void tcp_start(bench_t *b)
 {
+    for (unsigned i = 0; i < b->o->conns; i++)
+        b->conns[i].proto->on_start(&b->conns[i]);
+}
+
+static void tcp_release(bench_t *b)
+{
+    for (unsigned i = 0; b->conns && i < b->o->conns; i++)
+        tcp_close(&b->conns[i]);
+}
+
+/* A TCP benchmark: its zeroed state of impl_size bytes (returned, kept in b->impl) and one
+ * connection per --conns to --target speaking proto, each with a zeroed state of conn_size
+ * bytes in impl; tcp_connect_all() then connects them. NULL (*err set) on a bad --target. */
+static void *tcp_bench_new(bench_t *b, size_t impl_size, const tcp_proto_t *proto, size_t conn_size,
+                           const char **err)
+{
+    b->impl = wy_calloc(1, impl_size);
     struct sockaddr_in addr;
     if (!parse_target(b->o->target, &addr)) {
         *err = "--target: want IPV4:PORT";
         return NULL;
     }
-    tcp_conn_t *conns = wy_calloc(b->o->conns, sizeof(tcp_conn_t));
+    b->conns = wy_calloc(b->o->conns, sizeof(tcp_conn_t));
     for (unsigned i = 0; i < b->o->conns; i++) {
-        conns[i].b = b;
-        conns[i].proto = proto;
-        conns[i].addr = addr;
+        b->conns[i].b = b;
+        b->conns[i].proto = proto;
+        b->conns[i].addr = addr;
+        b->conns[i].impl = wy_calloc(1, conn_size);
     }
-    return conns;
+    b->start = tcp_start;
+    b->release = tcp_release;
+    return b->impl;
 }
 
-static void tcp_conns_close(tcp_conn_t *conns, unsigned n)
+static void tcp_connect_all(bench_t *b)
 {
-    for (unsigned i = 0; i < n; i++)
-        tcp_close(&conns[i]);
+    for (unsigned i = 0; i < b->o->conns; i++)
+        tcp_connect(&b->conns[i]);
+}
+
+/* After the loop has stopped. */
+static void tcp_conns_free(bench_t *b)
+{
+    for (unsigned i = 0; b->conns && i < b->o->conns; i++)
+        wy_free(b->conns[i].impl);
+    wy_free(b->conns);
 }
 
 /* ---- 1. HTTP keep-alive GET --------------------------------------------------------- */
 
 typedef struct {
-    tcp_conn_t *conns;
     char request[256];
     size_t request_len;
     unsigned connected;
@@ -575,28 +628,12 @@ static void http_data(tcp_conn_t *c, ssize_t nread)
     }
 }
 
-static const tcp_proto_t http_proto = {http_connected, http_data};
-
-static void http_start(bench_t *b)
-{
-    http_bench_t *hb = b->impl;
-    for (unsigned i = 0; i < b->o->conns; i++)
-        http_send(&hb->conns[i]);
-}
-
-static void http_release(bench_t *b)
-{
-    http_bench_t *hb = b->impl;
-    if (hb->conns)
-        tcp_conns_close(hb->conns, b->o->conns);
-}
+static const tcp_proto_t http_proto = {http_connected, http_data, http_send};
 
 static int bench_http(bench_t *b, const char **err)
 {
-    http_bench_t *hb = wy_calloc(1, sizeof *hb);
-    b->impl = hb;
-    hb->conns = tcp_conns_new(b, &http_proto, err);
-    if (!hb->conns)
+    http_bench_t *hb = tcp_bench_new(b, sizeof *hb, &http_proto, sizeof(http_conn_t), err);
+    if (!hb)
         return WY_EINVAL;
     hb->request_len =
         (size_t)snprintf(hb->request, sizeof hb->request,
@@ -604,26 +641,8 @@ static int bench_http(bench_t *b, const char **err)
                          b->o->path ? b->o->path : "/healthz", b->o->target);
     http_parser_settings_init(&hb->settings);
     hb->settings.on_message_complete = http_on_complete;
-    b->start = http_start;
-    b->release = http_release;
-    for (unsigned i = 0; i < b->o->conns; i++)
-        hb->conns[i].impl = wy_calloc(1, sizeof(http_conn_t));
-    for (unsigned i = 0; i < b->o->conns; i++)
-        tcp_connect(&hb->conns[i]);
+    tcp_connect_all(b);
     return WY_OK;
-}
-
-static void http_free(bench_t *b)
-{
-    http_bench_t *hb = b->impl;
-    if (!hb)
-        return;
-    if (hb->conns) {
-        for (unsigned i = 0; i < b->o->conns; i++)
-            wy_free(hb->conns[i].impl);
-        wy_free(hb->conns);
-    }
-    wy_free(hb);
 }
 
 /* ---- 2. WebSocket echo ---------------------------------------------------------------
@@ -633,7 +652,6 @@ static void http_free(bench_t *b)
  * server must unmask, the key's secrecy only matters against proxies. */
 
 typedef struct {
-    tcp_conn_t *conns;
     uint8_t frame[MAX_SIZE + 14];
     size_t frame_len;
     uint8_t payload[MAX_SIZE]; /* what the echo must return */
@@ -827,28 +845,12 @@ static void ws_data(tcp_conn_t *c, ssize_t nread)
     bench_settle(b);
 }
 
-static const tcp_proto_t ws_proto = {ws_connected, ws_data};
-
-static void ws_start(bench_t *b)
-{
-    ws_bench_t *wb = b->impl;
-    for (unsigned i = 0; i < b->o->conns; i++)
-        ws_fill(&wb->conns[i]);
-}
-
-static void ws_release(bench_t *b)
-{
-    ws_bench_t *wb = b->impl;
-    if (wb->conns)
-        tcp_conns_close(wb->conns, b->o->conns);
-}
+static const tcp_proto_t ws_proto = {ws_connected, ws_data, ws_fill};
 
 static int bench_ws(bench_t *b, const char **err)
 {
-    ws_bench_t *wb = wy_calloc(1, sizeof *wb);
-    b->impl = wb;
-    wb->conns = tcp_conns_new(b, &ws_proto, err);
-    if (!wb->conns)
+    ws_bench_t *wb = tcp_bench_new(b, sizeof *wb, &ws_proto, sizeof(ws_conn_t), err);
+    if (!wb)
         return WY_EINVAL;
     /* FIN + binary, masked payload length, fixed mask key, masked payload */
     const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
@@ -868,32 +870,20 @@ static int bench_ws(bench_t *b, const char **err)
         wb->frame[n + i] = wb->payload[i] ^ mask[i % 4];
     }
     wb->frame_len = n + size;
-    b->start = ws_start;
-    b->release = ws_release;
     for (unsigned i = 0; i < b->o->conns; i++) {
-        ws_conn_t *ws = wy_calloc(1, sizeof *ws);
+        ws_conn_t *ws = b->conns[i].impl;
         ws->sent = wy_calloc(b->o->depth, sizeof(uint64_t));
-        wb->conns[i].impl = ws;
     }
-    for (unsigned i = 0; i < b->o->conns; i++)
-        tcp_connect(&wb->conns[i]);
+    tcp_connect_all(b);
     return WY_OK;
 }
 
 static void ws_free(bench_t *b)
 {
-    ws_bench_t *wb = b->impl;
-    if (!wb)
-        return;
-    if (wb->conns) {
-        for (unsigned i = 0; i < b->o->conns; i++) {
-            ws_conn_t *ws = wb->conns[i].impl;
-            wy_free(ws->sent);
-            wy_free(ws);
-        }
-        wy_free(wb->conns);
+    for (unsigned i = 0; b->conns && i < b->o->conns; i++) {
+        ws_conn_t *ws = b->conns[i].impl;
+        wy_free(ws->sent);
     }
-    wy_free(wb);
 }
 
 /* ---- 3. gRPC unary grpc.health.v1.Health/Check ---------------------------------------- */
@@ -914,6 +904,14 @@ static bool grpc_serving(int err, const ProtobufCMessage *resp)
            r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }
 
+static int grpc_health_check(grpc_bench_t *gb, unsigned deadline_ms, wy_grpc_reply_cb cb, void *arg)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    return wy_grpc_call(gb->ch, HEALTH_CHECK, &req.base,
+                        &grpc__health__v1__health_check_response__descriptor, deadline_ms, NULL, 0,
+                        cb, arg);
+}
+
 static void grpc_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
                        void *arg)
 {
@@ -925,11 +923,7 @@ static void grpc_reply(int err, int status, const char *message, const ProtobufC
 
 static int grpc_issue(bench_t *b, slot_t *s)
 {
-    grpc_bench_t *gb = b->impl;
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    return wy_grpc_call(gb->ch, HEALTH_CHECK, &req.base,
-                        &grpc__health__v1__health_check_response__descriptor, 2000, NULL, 0,
-                        grpc_reply, s);
+    return grpc_health_check(b->impl, 2000, grpc_reply, s);
 }
 
 static void grpc_probe_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -961,11 +955,7 @@ static void grpc_release(bench_t *b)
 
 static int bench_grpc(bench_t *b, const char **err)
 {
-    grpc_bench_t *gb = wy_calloc(1, sizeof *gb);
-    b->impl = gb;
-    b->release = grpc_release;
-    b->issue = grpc_issue;
-    slots_alloc(b);
+    grpc_bench_t *gb = slots_bench_new(b, sizeof *gb, grpc_release, grpc_issue);
     if (wy_grpc_rt_new(b->loop, &gb->rt) != WY_OK) {
         *err = "gRPC runtime did not start";
         return WY_EINTERNAL;
@@ -974,10 +964,7 @@ static int bench_grpc(bench_t *b, const char **err)
         *err = "--target: want HOST:PORT";
         return WY_EINVAL;
     }
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    if (wy_grpc_call(gb->ch, HEALTH_CHECK, &req.base,
-                     &grpc__health__v1__health_check_response__descriptor, 5000, NULL, 0,
-                     grpc_probe_reply, b) != WY_OK) {
+    if (grpc_health_check(gb, 5000, grpc_probe_reply, b) != WY_OK) {
         bench_fail(b, "the first gRPC call was refused");
         return WY_OK;
     }
@@ -1048,26 +1035,28 @@ static void kafka_probe_delivered(void *udata, int status, const char *event_id)
     bench_ready(b);
 }
 
-static void kafka_names(kafka_bench_t *kb, const char *kind)
+/* Common setup of both Kafka benchmarks: a zeroed payload of size bytes, a fresh topic
+ * and group named after kind, and the producer. */
+static int kafka_setup(bench_t *b, kafka_bench_t *kb, const char *kind, size_t size,
+                       const char **err)
 {
+    kb->payload = wy_calloc(1, size ? size : 1);
+    kb->size = size;
     char id[37];
     wy_uuid4(id);
     snprintf(kb->topic, sizeof kb->topic, "wy.bench.%s.%.8s", kind, id);
     snprintf(kb->group, sizeof kb->group, "wy-bench-%.8s", id);
+    if ((*err = kafka_producer_new(b, kb)))
+        return WY_EINVAL;
+    bench_note(b, "topic %s, %zu B payload", kb->topic, size);
+    return WY_OK;
 }
 
 static int bench_kafka_produce(bench_t *b, const char **err)
 {
-    kafka_bench_t *kb = wy_calloc(1, sizeof *kb);
-    b->impl = kb;
-    b->release = kafka_release;
-    b->issue = kafka_issue;
-    slots_alloc(b);
-    kb->payload = wy_calloc(1, b->o->size ? b->o->size : 1);
-    kafka_names(kb, "produce");
-    if ((*err = kafka_producer_new(b, kb)))
+    kafka_bench_t *kb = slots_bench_new(b, sizeof *kb, kafka_release, kafka_issue);
+    if (kafka_setup(b, kb, "produce", b->o->size, err) != WY_OK)
         return WY_EINVAL;
-    bench_note(b, "topic %s, %u B payload", kb->topic, b->o->size);
     if (wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.probe", kb->payload, b->o->size,
                          kafka_probe_delivered, b, NULL) != WY_OK) {
         bench_fail(b, "the first produce was refused");
@@ -1164,12 +1153,8 @@ static int bench_kafka_e2e(bench_t *b, const char **err)
     b->release = kafka_release;
     b->start = e2e_start;
     size_t size = b->o->size < sizeof(uint64_t) ? sizeof(uint64_t) : b->o->size;
-    kb->payload = wy_calloc(1, size);
-    kb->size = size;
-    kafka_names(kb, "e2e");
-    if ((*err = kafka_producer_new(b, kb)))
+    if (kafka_setup(b, kb, "e2e", size, err) != WY_OK)
         return WY_EINVAL;
-    bench_note(b, "topic %s, %zu B payload", kb->topic, size);
     if (wy_kafka_produce(kb->prod, kb->topic, NULL, "bench.probe", kb->payload, size,
                          e2e_probe_delivered, b, NULL) != WY_OK)
         bench_fail(b, "the first produce was refused");
@@ -1179,10 +1164,8 @@ static int bench_kafka_e2e(bench_t *b, const char **err)
 static void kafka_free(bench_t *b)
 {
     kafka_bench_t *kb = b->impl;
-    if (!kb)
-        return;
-    wy_free(kb->payload);
-    wy_free(kb);
+    if (kb)
+        wy_free(kb->payload);
 }
 
 /* ---- 5a. Redis SET / GET -------------------------------------------------------------- */
@@ -1262,21 +1245,12 @@ static void redis_release(bench_t *b)
 
 static int bench_redis(bench_t *b, bool get, const char **err)
 {
-    redis_bench_t *rb = wy_calloc(1, sizeof *rb);
-    b->impl = rb;
-    b->release = redis_release;
-    b->issue = redis_issue;
-    slots_alloc(b);
+    redis_bench_t *rb = slots_bench_new(b, sizeof *rb, redis_release, redis_issue);
     rb->get = get;
-    rb->value = wy_malloc(b->o->size + 1);
-    memset(rb->value, 'v', b->o->size);
-    rb->value[b->o->size] = '\0';
+    rb->value = filled_text(b->o->size, 'v');
     wy_redis_opts_t ro = {.on_state = redis_state, .state_ud = b};
-    if (!b->o->url || wy_redis_create(b->loop, b->o->url, &ro, &rb->r, err) != WY_OK) {
-        if (!b->o->url)
-            *err = "--url is required";
+    if (!have_url(b, err) || wy_redis_create(b->loop, b->o->url, &ro, &rb->r, err) != WY_OK)
         return WY_EINVAL;
-    }
     bench_note(b, "%u B values", b->o->size);
     return WY_OK;
 }
@@ -1284,10 +1258,8 @@ static int bench_redis(bench_t *b, bool get, const char **err)
 static void redis_free(bench_t *b)
 {
     redis_bench_t *rb = b->impl;
-    if (!rb)
-        return;
-    wy_free(rb->value);
-    wy_free(rb);
+    if (rb)
+        wy_free(rb->value);
 }
 
 /* ---- 5b. PostgreSQL SELECT 1 / 1-row INSERT ------------------------------------------- */
@@ -1316,16 +1288,33 @@ static int pg_issue(bench_t *b, slot_t *s)
                        s);
 }
 
+/* Sends a setup statement (counted in flight); the benchmark fails when it is refused. */
+static void pg_setup_query(bench_t *b, const char *sql, wy_pg_cb cb)
+{
+    pg_bench_t *pb = b->impl;
+    if (wy_pg_query(pb->pg, sql, 0, NULL, cb, b) == WY_OK)
+        b->inflight++;
+    else
+        bench_fail(b, "setup statement refused");
+}
+
+/* A setup statement finished: false (and the benchmark failed) when it did not succeed. */
+static bool pg_setup_done(bench_t *b, int status, const char *err)
+{
+    b->inflight--;
+    if (status == WY_OK)
+        return true;
+    static char why[256];
+    snprintf(why, sizeof why, "setup statement failed: %s", err ? err : wy_strerror(status));
+    bench_fail(b, why);
+    return false;
+}
+
 static void pg_setting(int status, const PGresult *res, const char *err, void *ud)
 {
     bench_t *b = ud;
-    b->inflight--;
-    if (status != WY_OK) {
-        static char why[256];
-        snprintf(why, sizeof why, "setup statement failed: %s", err ? err : wy_strerror(status));
-        bench_fail(b, why);
+    if (!pg_setup_done(b, status, err))
         return;
-    }
     if (PQntuples(res) == 1)
         bench_note(b, ", synchronous_commit=%s", PQgetvalue(res, 0, 0));
     bench_ready(b);
@@ -1334,19 +1323,9 @@ static void pg_setting(int status, const PGresult *res, const char *err, void *u
 static void pg_table(int status, const PGresult *res, const char *err, void *ud)
 {
     bench_t *b = ud;
-    pg_bench_t *pb = b->impl;
     WY_UNUSED(res);
-    b->inflight--;
-    if (status != WY_OK) {
-        static char why[256];
-        snprintf(why, sizeof why, "setup statement failed: %s", err ? err : wy_strerror(status));
-        bench_fail(b, why);
-        return;
-    }
-    if (wy_pg_query(pb->pg, "SHOW synchronous_commit", 0, NULL, pg_setting, b) == WY_OK)
-        b->inflight++;
-    else
-        bench_fail(b, "setup statement refused");
+    if (pg_setup_done(b, status, err))
+        pg_setup_query(b, "SHOW synchronous_commit", pg_setting);
 }
 
 static void pg_release(bench_t *b)
@@ -1359,39 +1338,25 @@ static void pg_release(bench_t *b)
 
 static int bench_pg(bench_t *b, bool insert, const char **err)
 {
-    pg_bench_t *pb = wy_calloc(1, sizeof *pb);
-    b->impl = pb;
-    b->release = pg_release;
-    b->issue = pg_issue;
-    slots_alloc(b);
+    pg_bench_t *pb = slots_bench_new(b, sizeof *pb, pg_release, pg_issue);
     pb->insert = insert;
-    pb->body = wy_malloc(b->o->size + 1);
-    memset(pb->body, 'r', b->o->size);
-    pb->body[b->o->size] = '\0';
+    pb->body = filled_text(b->o->size, 'r');
     wy_pg_opts_t po = {.size = b->o->pool};
-    if (!b->o->url || wy_pg_create(b->loop, b->o->url, &po, &pb->pg, err) != WY_OK) {
-        if (!b->o->url)
-            *err = "--url is required";
+    if (!have_url(b, err) || wy_pg_create(b->loop, b->o->url, &po, &pb->pg, err) != WY_OK)
         return WY_EINVAL;
-    }
     bench_note(b, "pool %u", b->o->pool);
     /* Statements queue until the first connection is up. */
     const char *ddl = "CREATE TABLE IF NOT EXISTS wybench_rows (id bigserial PRIMARY KEY, "
                       "body text NOT NULL, at timestamptz NOT NULL DEFAULT now())";
-    if (wy_pg_query(pb->pg, ddl, 0, NULL, pg_table, b) == WY_OK)
-        b->inflight++;
-    else
-        bench_fail(b, "setup statement refused");
+    pg_setup_query(b, ddl, pg_table);
     return WY_OK;
 }
 
 static void pg_free(bench_t *b)
 {
     pg_bench_t *pb = b->impl;
-    if (!pb)
-        return;
-    wy_free(pb->body);
-    wy_free(pb);
+    if (pb)
+        wy_free(pb->body);
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
@@ -1399,7 +1364,7 @@ static void pg_free(bench_t *b)
 typedef struct {
     const char *name;
     int (*run)(bench_t *, const char **err); /* set up and start; WY_OK or *err */
-    void (*free)(bench_t *);                 /* after the loop has stopped */
+    void (*free)(bench_t *); /* after the loop has stopped: what impl owns; NULL if nothing */
 } bench_def_t;
 
 static int run_redis_set(bench_t *b, const char **err)
@@ -1418,15 +1383,10 @@ static int run_pg_insert(bench_t *b, const char **err)
 {
     return bench_pg(b, true, err);
 }
-static void grpc_free(bench_t *b)
-{
-    wy_free(b->impl);
-}
-
 static const bench_def_t benches[] = {
-    {"http", bench_http, http_free},
+    {"http", bench_http, NULL},
     {"ws", bench_ws, ws_free},
-    {"grpc", bench_grpc, grpc_free},
+    {"grpc", bench_grpc, NULL},
     {"kafka-produce", bench_kafka_produce, kafka_free},
     {"kafka-e2e", bench_kafka_e2e, kafka_free},
     {"redis-set", run_redis_set, redis_free},
@@ -1529,7 +1489,10 @@ int main(int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = bench_report(&b);
-    def->free(&b);
+    if (def->free)
+        def->free(&b);
+    tcp_conns_free(&b);
+    wy_free(b.impl);
     wy_free(b.slots);
     if (uv_loop_close(&loop) != 0) {
         fprintf(stderr, "wy-corebench %s: loop not empty at exit\n", o.label);

@@ -275,12 +275,52 @@ static void detach_loop(kclient_t *k)
     uv_close((uv_handle_t *)&k->timer, handle_closed);
 }
 
-static void set_common(rd_kafka_conf_t *conf, kclient_t *k)
+/* Common head of creation: k on its loop, and a new conf with the callbacks and brokers
+ * every client has. *rc is WY_OK or the error of the setting that failed. */
+static rd_kafka_conf_t *conf_common(kclient_t *k, uv_loop_t *loop, const char *brokers, int *rc,
+                                    const char **err)
 {
+    k->loop = loop;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_stats_cb(conf, stats_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    *rc = conf_set(conf, "bootstrap.servers", brokers, err);
+    return conf;
+}
+
+/* Common settings after a client's own (unless rc already failed); the caller's extra
+ * pairs come last so they may override any of ours. */
+static int conf_common_tail(rd_kafka_conf_t *conf, int rc, int stats_interval_ms,
+                            const char *const *extra, const char **err)
+{
+    if (!rc)
+        rc = conf_set_int(conf, "statistics.interval.ms",
+                          stats_interval_ms > 0 ? stats_interval_ms : 1000, err);
+    if (!rc)
+        rc = conf_set(conf, "log.connection.close", "false", err);
+    if (!rc)
+        rc = conf_extra(conf, extra, err);
+    return rc;
+}
+
+/* Creates k->rk from conf (consumed either way) when every setting took (rc == WY_OK);
+ * otherwise, or when librdkafka refuses, k is freed and rc or WY_EINVAL returned. */
+static int kclient_create(kclient_t *k, rd_kafka_type_t type, rd_kafka_conf_t *conf, int rc,
+                          const char **err)
+{
+    if (!rc) {
+        char why[512];
+        k->rk = rd_kafka_new(type, conf, why, sizeof why);
+        if (k->rk)
+            return WY_OK;
+        *err = set_err("kafka %s: %s", type == RD_KAFKA_PRODUCER ? "producer" : "consumer", why);
+        rc = WY_EINVAL;
+    }
+    rd_kafka_conf_destroy(conf);
+    k->free_self(k);
+    return rc;
 }
 
 int wy_kafka_err(int e)
@@ -476,15 +516,13 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
     p->name = wy_strdup(o->producer);
     p->pending.next = p->pending.prev = &p->pending;
     kclient_t *k = &p->k;
-    k->loop = loop;
     k->serve = producer_serve;
     k->do_close = producer_do_close;
     k->free_self = producer_free;
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set_common(conf, k);
+    int rc;
+    rd_kafka_conf_t *conf = conf_common(k, loop, o->brokers, &rc, err);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-    int rc = conf_set(conf, "bootstrap.servers", o->brokers, err);
     if (!rc)
         rc = conf_set(conf, "client.id", o->producer, err);
     if (!rc)
@@ -507,27 +545,11 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
                                              : 5,
                           err);
     if (!rc)
-        rc = conf_set_int(conf, "statistics.interval.ms",
-                          o->stats_interval_ms > 0 ? o->stats_interval_ms : 1000, err);
-    if (!rc)
         rc = conf_set_int(conf, "message.max.bytes", WY_KAFKA_MAX_ENVELOPE + 64 * 1024, err);
-    if (!rc)
-        rc = conf_set(conf, "log.connection.close", "false", err);
-    if (!rc)
-        rc = conf_extra(conf, o->extra, err);
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
-        producer_free(k);
+    rc = conf_common_tail(conf, rc, o->stats_interval_ms, o->extra, err);
+    rc = kclient_create(k, RD_KAFKA_PRODUCER, conf, rc, err);
+    if (rc != WY_OK)
         return rc;
-    }
-    char why[512];
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
-        *err = set_err("kafka producer: %s", why);
-        producer_free(k);
-        return WY_EINVAL;
-    }
     k->q = rd_kafka_queue_get_main(k->rk);
     if ((rc = attach_loop(k, err)) != WY_OK) {
         rd_kafka_queue_destroy(k->q);
@@ -973,15 +995,13 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
     c->udata = o->udata;
     c->max_in_flight = o->max_in_flight > 0 ? o->max_in_flight : 1000;
     kclient_t *k = &c->k;
-    k->loop = loop;
     k->serve = consumer_serve;
     k->do_close = consumer_do_close;
     k->free_self = consumer_free;
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    set_common(conf, k);
+    int rc;
+    rd_kafka_conf_t *conf = conf_common(k, loop, o->brokers, &rc, err);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    int rc = conf_set(conf, "bootstrap.servers", o->brokers, err);
     if (!rc)
         rc = conf_set(conf, "group.id", o->group_id, err);
     if (!rc && o->client_id && *o->client_id)
@@ -999,27 +1019,11 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
         rc = conf_set_int(conf, "session.timeout.ms",
                           o->session_timeout_ms > 0 ? o->session_timeout_ms : 10000, err);
     if (!rc)
-        rc = conf_set_int(conf, "statistics.interval.ms",
-                          o->stats_interval_ms > 0 ? o->stats_interval_ms : 1000, err);
-    if (!rc)
         rc = conf_set(conf, "enable.partition.eof", "false", err);
-    if (!rc)
-        rc = conf_set(conf, "log.connection.close", "false", err);
-    if (!rc)
-        rc = conf_extra(conf, o->extra, err);
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
-        consumer_free(k);
+    rc = conf_common_tail(conf, rc, o->stats_interval_ms, o->extra, err);
+    rc = kclient_create(k, RD_KAFKA_CONSUMER, conf, rc, err);
+    if (rc != WY_OK)
         return rc;
-    }
-    char why[512];
-    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
-        *err = set_err("kafka consumer: %s", why);
-        consumer_free(k);
-        return WY_EINVAL;
-    }
     /* Errors, stats and rebalances then arrive on the consumer queue too, so
      * one io-event fd covers everything. */
     rd_kafka_poll_set_consumer(k->rk);
@@ -1035,13 +1039,11 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
     rd_kafka_topic_partition_list_destroy(topics);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         *err = set_err("kafka consumer: subscribe: %s", rd_kafka_err2str(e));
-        rd_kafka_queue_destroy(k->q);
-        rd_kafka_consumer_close(k->rk);
-        rd_kafka_destroy(k->rk);
-        consumer_free(k);
-        return WY_EINVAL;
+        rc = WY_EINVAL;
+    } else {
+        rc = attach_loop(k, err);
     }
-    if ((rc = attach_loop(k, err)) != WY_OK) {
+    if (rc != WY_OK) {
         rd_kafka_queue_destroy(k->q);
         rd_kafka_consumer_close(k->rk);
         rd_kafka_destroy(k->rk);

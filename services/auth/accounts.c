@@ -11,6 +11,13 @@ static int q(auth_t *a, const char *sql, int n, const char *const *p, wy_pg_cb c
     return wy_pg_query(pg, sql, n, p, cb, ud);
 }
 
+/* The refresh token lifetime in seconds, as a statement parameter. */
+static const char *refresh_ttl_s(char buf[32])
+{
+    snprintf(buf, 32, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
+    return buf;
+}
+
 int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
                      const char *hash, wy_pg_cb cb, void *ud)
 {
@@ -45,8 +52,7 @@ int auth_db_session_open(auth_t *a, const char *sid, const char *account, const 
                          const char *refresh_hash, wy_pg_cb cb, void *ud)
 {
     char ttl[32];
-    snprintf(ttl, sizeof ttl, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
-    const char *p[] = {sid, account, method, refresh_hash, ttl};
+    const char *p[] = {sid, account, method, refresh_hash, refresh_ttl_s(ttl)};
     return q(a,
              "WITH s AS (INSERT INTO auth.sessions (id, account_id, method) VALUES ($1, $2, $3) "
              "RETURNING id) "
@@ -59,8 +65,7 @@ int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash
                            void *ud)
 {
     char ttl[32];
-    snprintf(ttl, sizeof ttl, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
-    const char *p[] = {old_hash, new_hash, ttl};
+    const char *p[] = {old_hash, new_hash, refresh_ttl_s(ttl)};
     return q(a, "SELECT status, session_id, account_id FROM auth.refresh_rotate($1, $2, $3)", 3, p,
              cb, ud);
 }

@@ -45,6 +45,25 @@ static void gop_error(gop_t *g, int err, const char *msg)
     gop_free(g);
 }
 
+/* gop_new() for a request about one account: NULL (and the call answered) also when
+ * account_id is not a UUID. */
+static gop_t *gop_new_account(void *arg, wy_grpc_call_t *call, const char *account_id)
+{
+    gop_t *g = gop_new(arg, call);
+    if (g && (!account_id || !auth_uuid_well_formed(account_id))) {
+        gop_error(g, WY_EINVAL, "account_id must be a UUID");
+        return NULL;
+    }
+    return g;
+}
+
+/* rc of starting a statement: on failure the call is answered UNAVAILABLE. */
+static void gop_queried(gop_t *g, int rc)
+{
+    if (rc != WY_OK)
+        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+}
+
 /* ---- Introspect ---- */
 
 static void on_introspect_checked(int err, bool revoked, void *ud)
@@ -119,16 +138,10 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
 static void rpc_get_account(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__GetAccountRequest *in = (const Wyvern__Auth__GetAccountRequest *)req;
-    gop_t *g = gop_new(arg, call);
+    gop_t *g = gop_new_account(arg, call, in->account_id);
     if (!g)
         return;
-    if (!in->account_id || !auth_uuid_well_formed(in->account_id)) {
-        gop_error(g, WY_EINVAL, "account_id must be a UUID");
-        return;
-    }
-    int rc = auth_db_account(g->a, in->account_id, on_account, g);
-    if (rc != WY_OK)
-        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+    gop_queried(g, auth_db_account(g->a, in->account_id, on_account, g));
 }
 
 /* ---- Revoke ---- */
@@ -172,21 +185,15 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
 static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__RevokeRequest *in = (const Wyvern__Auth__RevokeRequest *)req;
-    gop_t *g = gop_new(arg, call);
+    gop_t *g = gop_new_account(arg, call, in->account_id);
     if (!g)
         return;
-    if (!in->account_id || !auth_uuid_well_formed(in->account_id)) {
-        gop_error(g, WY_EINVAL, "account_id must be a UUID");
-        return;
-    }
     snprintf(g->account, sizeof g->account, "%s", in->account_id);
     g->ban = in->ban;
     const char *reason = in->reason && *in->reason ? in->reason : (in->ban ? "ban" : "revoke");
     char cut[256];
     snprintf(cut, sizeof cut, "%s", reason);
-    int rc = auth_db_revoke_account(g->a, g->account, cut, g->ban, on_revoked, g);
-    if (rc != WY_OK)
-        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+    gop_queried(g, auth_db_revoke_account(g->a, g->account, cut, g->ban, on_revoked, g));
 }
 
 /* ---- GetKeys ---- */

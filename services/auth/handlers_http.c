@@ -147,6 +147,22 @@ static bool pg_ok(hop_t *h, int rc)
     return false;
 }
 
+/* A finished statement: false (logged as `what`, 503 sent) when it failed. */
+static bool pg_done(hop_t *h, int status, const char *err, const char *what)
+{
+    if (status == WY_OK)
+        return true;
+    wy_log_warn(what, "error", err, NULL);
+    fail_unavail(h, status);
+    return false;
+}
+
+/* A finished statement that must return exactly one row: else as pg_done(). */
+static bool pg_one_row(hop_t *h, int status, const PGresult *res, const char *err, const char *what)
+{
+    return pg_done(h, status == WY_OK && PQntuples(res) != 1 ? WY_EIO : status, err, what);
+}
+
 static void set_retry_after_ms(hop_t *h, uint32_t ms)
 {
     char v[16];
@@ -190,11 +206,8 @@ static void on_session_opened(int status, const PGresult *res, const char *err, 
 {
     (void)res;
     hop_t *h = ud;
-    if (status != WY_OK) {
-        wy_log_warn("session not stored", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "session not stored"))
         return;
-    }
     auth_count_login(h->method, "ok");
     auth_emit_login(h->a, h->account, h->sid, h->method, h->ip);
     respond_tokens(h, h->created ? 201 : 200);
@@ -357,11 +370,8 @@ static void resolve_identity(hop_t *h, json_t *body)
 static void on_identity_login(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK || PQntuples(res) != 1) {
-        wy_log_warn("identity login failed", "error", err, NULL);
-        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+    if (!pg_one_row(h, status, res, err, "identity login failed"))
         return;
-    }
     snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
     h->created = !strcmp(PQgetvalue(res, 0, 1), "t");
     h->banned = !strcmp(PQgetvalue(res, 0, 2), "t");
@@ -373,11 +383,8 @@ static void link_done(hop_t *h);
 static void on_link_identity(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK || PQntuples(res) != 1) {
-        wy_log_warn("link failed", "error", err, NULL);
-        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+    if (!pg_one_row(h, status, res, err, "link failed"))
         return;
-    }
     if (strcmp(PQgetvalue(res, 0, 0), h->account) != 0) {
         fail(h, 409, "IDENTITY_TAKEN", "this login is already linked to another account");
         return;
@@ -407,11 +414,8 @@ static void on_registered(int status, const PGresult *res, const char *err, void
         fail(h, 409, "USERNAME_TAKEN", "this username (or one that looks the same) is taken");
         return;
     }
-    if (status != WY_OK) {
-        wy_log_warn("register failed", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "register failed"))
         return;
-    }
     h->created = true;
     open_session(h);
 }
@@ -457,20 +461,35 @@ static bool take_new_credentials(hop_t *h, json_t *body)
     return true;
 }
 
-static void hash_new_password(hop_t *h)
+/* After a job was handed to the hasher (rc of auth_hash/auth_verify): a full queue is
+ * 503 HASH_QUEUE_FULL, counted as a failed login when `login`; any other error 503. */
+static void hash_queued(hop_t *h, int rc, bool login)
 {
-    auth_t *a = h->a;
-    int rc = a->hasher ? auth_hash(a->hasher, h->password, on_new_hash, h) : WY_ECANCELED;
     if (rc == WY_EBUSY) {
+        static const char msg[] = "too many password checks in progress, retry shortly";
         wy_http_add_header(h->req, "Retry-After", "1");
-        fail(h, 503, "HASH_QUEUE_FULL", "too many password checks in progress, retry shortly");
+        if (login)
+            fail_login(h, 503, "HASH_QUEUE_FULL", msg);
+        else
+            fail(h, 503, "HASH_QUEUE_FULL", msg);
         return;
     }
     if (rc != WY_OK) {
         fail_unavail(h, rc);
         return;
     }
-    wy_metric_set(a->m_hash_queue, (double)auth_hasher_inflight(a->hasher));
+    wy_metric_set(h->a->m_hash_queue, (double)auth_hasher_inflight(h->a->hasher));
+}
+
+/* Register or link a password: validates body's username + password into h, then hashes
+ * the password (on_new_hash goes on). Responds on failure; body stays the caller's. */
+static void new_password(hop_t *h, json_t *body)
+{
+    if (!take_new_credentials(h, body))
+        return;
+    auth_t *a = h->a;
+    hash_queued(h, a->hasher ? auth_hash(a->hasher, h->password, on_new_hash, h) : WY_ECANCELED,
+                false);
 }
 
 static void handle_register(wy_http_req_t *req, void *ud)
@@ -480,10 +499,8 @@ static void handle_register(wy_http_req_t *req, void *ud)
     json_t *body = body_object(h);
     if (!body)
         return;
-    bool ok = take_new_credentials(h, body);
+    new_password(h, body);
     json_decref(body);
-    if (ok)
-        hash_new_password(h);
 }
 
 /* ---- password login ---- */
@@ -531,11 +548,8 @@ static void on_password_verified(int err, bool match, void *ud)
 static void on_password_row(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK) {
-        wy_log_warn("credential lookup failed", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "credential lookup failed"))
         return;
-    }
     if (PQntuples(res) == 1) {
         h->found = true;
         snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
@@ -544,20 +558,11 @@ static void on_password_row(int status, const PGresult *res, const char *err, vo
     }
     /* Unknown users are checked against a dummy hash: same time, same answer. */
     auth_t *a = h->a;
-    int rc = a->hasher ? auth_verify(a->hasher, h->encoded, h->password ? h->password : "",
-                                     on_password_verified, h)
-                       : WY_ECANCELED;
-    if (rc == WY_EBUSY) {
-        wy_http_add_header(h->req, "Retry-After", "1");
-        fail_login(h, 503, "HASH_QUEUE_FULL",
-                   "too many password checks in progress, retry shortly");
-        return;
-    }
-    if (rc != WY_OK) {
-        fail_unavail(h, rc);
-        return;
-    }
-    wy_metric_set(a->m_hash_queue, (double)auth_hasher_inflight(a->hasher));
+    hash_queued(h,
+                a->hasher ? auth_verify(a->hasher, h->encoded, h->password ? h->password : "",
+                                        on_password_verified, h)
+                          : WY_ECANCELED,
+                true);
 }
 
 static void on_peek_ip(int err, bool allowed, uint32_t retry_ms, void *ud)
@@ -616,35 +621,47 @@ static bool known_method(const char *m)
            !strcmp(m, "steam") || !strcmp(m, "oidc");
 }
 
+/* Copies body's "method" into h->method; responds 400 and returns false when it is not
+ * a known login method (body stays the caller's). */
+static bool take_method(hop_t *h, json_t *body)
+{
+    const char *m = jstr(body, "method");
+    if (!m || !known_method(m)) {
+        fail(h, 400, "UNKNOWN_METHOD",
+             "method must be one of password, device, custom, steam, oidc");
+        return false;
+    }
+    snprintf(h->method, sizeof h->method, "%s", m);
+    return true;
+}
+
+/* Login and link: a password body goes to `password`, any other method to
+ * resolve_identity(). Responds on failure; body stays the caller's. */
+static void by_method(hop_t *h, json_t *body, void (*password)(hop_t *h, json_t *body))
+{
+    if (!take_method(h, body))
+        return;
+    if (!strcmp(h->method, "password"))
+        password(h, body);
+    else
+        resolve_identity(h, body);
+}
+
 static void handle_login(wy_http_req_t *req, void *ud)
 {
     hop_t *h = hop_new(ud, req);
     json_t *body = body_object(h);
     if (!body)
         return;
-    const char *m = jstr(body, "method");
-    if (!m || !known_method(m)) {
-        json_decref(body);
-        fail(h, 400, "UNKNOWN_METHOD",
-             "method must be one of password, device, custom, steam, oidc");
-        return;
-    }
-    snprintf(h->method, sizeof h->method, "%s", m);
-    if (!strcmp(m, "password"))
-        login_password(h, body);
-    else
-        resolve_identity(h, body);
+    by_method(h, body, login_password);
     json_decref(body);
 }
 
 static void on_account_row(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK) {
-        wy_log_warn("account lookup failed", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "account lookup failed"))
         return;
-    }
     if (PQntuples(res) != 1) {
         fail(h, 404, "ACCOUNT_NOT_FOUND", "this account no longer exists");
         return;
@@ -670,11 +687,8 @@ static void on_link_password(int status, const PGresult *res, const char *err, v
             fail(h, 409, "USERNAME_TAKEN", "this username (or one that looks the same) is taken");
         return;
     }
-    if (status != WY_OK) {
-        wy_log_warn("link failed", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "link failed"))
         return;
-    }
     link_done(h);
 }
 
@@ -683,53 +697,44 @@ static json_t *pending_body(hop_t *h);
 static void link_authenticated(hop_t *h)
 {
     json_t *body = pending_body(h);
-    const char *m = jstr(body, "method");
-    if (!m || !known_method(m)) {
-        json_decref(body);
-        fail(h, 400, "UNKNOWN_METHOD",
-             "method must be one of password, device, custom, steam, oidc");
-        return;
-    }
-    snprintf(h->method, sizeof h->method, "%s", m);
-    if (!strcmp(m, "password")) {
-        bool ok = take_new_credentials(h, body);
-        json_decref(body);
-        if (ok)
-            hash_new_password(h);
-        return;
-    }
-    resolve_identity(h, body);
+    by_method(h, body, new_password);
     json_decref(body);
+}
+
+/* The request body as a JSON object (caller decrefs), or NULL when it is not one. */
+static json_t *parse_body(hop_t *h)
+{
+    size_t len = 0;
+    const char *b = wy_http_req_body(h->req, &len);
+    json_t *j = json_loadb(b, len, JSON_REJECT_DUPLICATES, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
 }
 
 /* The body is parsed again after authentication: the request keeps it, and parsing
  * first would let an unauthenticated caller pay for nothing. */
 static json_t *pending_body(hop_t *h)
 {
-    size_t len = 0;
-    const char *b = wy_http_req_body(h->req, &len);
-    json_t *j = json_loadb(b, len, JSON_REJECT_DUPLICATES, NULL);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        j = json_object();
-    }
-    return j;
+    json_t *j = parse_body(h);
+    return j ? j : json_object();
 }
 
 static bool body_is_object(hop_t *h)
 {
     size_t len = 0;
-    const char *b = wy_http_req_body(h->req, &len);
+    wy_http_req_body(h->req, &len);
     if (len > MAX_BODY) {
         fail(h, 413, "BODY_TOO_LARGE", "request body over 16 KiB");
         return false;
     }
-    json_t *j = json_loadb(b, len, JSON_REJECT_DUPLICATES, NULL);
-    bool ok = j && json_is_object(j);
+    json_t *j = parse_body(h);
     json_decref(j);
-    if (!ok)
+    if (!j)
         fail(h, 400, "BAD_JSON", "body must be a JSON object");
-    return ok;
+    return j != NULL;
 }
 
 static void handle_link(wy_http_req_t *req, void *ud)
@@ -745,11 +750,8 @@ static void handle_link(wy_http_req_t *req, void *ud)
 static void on_unlinked(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK || PQntuples(res) != 1) {
-        wy_log_warn("unlink failed", "error", err, NULL);
-        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+    if (!pg_one_row(h, status, res, err, "unlink failed"))
         return;
-    }
     int n = atoi(PQgetvalue(res, 0, 0));
     if (n < 0) {
         fail(h, 409, "LAST_LOGIN_METHOD",
@@ -766,15 +768,11 @@ static void on_unlinked(int status, const PGresult *res, const char *err, void *
 static void unlink_authenticated(hop_t *h)
 {
     json_t *body = pending_body(h);
-    const char *m = jstr(body, "method");
-    const char *id = jstr(body, "id");
-    if (!m || !known_method(m)) {
+    if (!take_method(h, body)) {
         json_decref(body);
-        fail(h, 400, "UNKNOWN_METHOD",
-             "method must be one of password, device, custom, steam, oidc");
         return;
     }
-    snprintf(h->method, sizeof h->method, "%s", m);
+    const char *id = jstr(body, "id");
     if (id)
         h->subject = wy_strdup(id);
     json_decref(body);
@@ -802,13 +800,20 @@ static void handle_me(wy_http_req_t *req, void *ud)
 
 /* ---- logout ---- */
 
+/* h's session is revoked for `reason`: the wy.account event and the counter. */
+static void session_revoked(hop_t *h, const char *reason)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+    auth_emit_revoked(h->a, h->account, h->sid, reason);
+    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.", labels);
+}
+
 static void on_logout_published(int err, void *ud)
 {
     (void)err; /* PostgreSQL holds the revocation; Introspect falls back to it */
     hop_t *h = ud;
-    auth_emit_revoked(h->a, h->account, h->sid, "logout");
-    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
-               "reason=\"logout\"");
+    session_revoked(h, "logout");
     wy_http_respond(h->req, 204, NULL, NULL, 0);
     hop_free(h);
 }
@@ -817,11 +822,8 @@ static void on_logout_stored(int status, const PGresult *res, const char *err, v
 {
     (void)res;
     hop_t *h = ud;
-    if (status != WY_OK) {
-        wy_log_warn("logout failed", "error", err, NULL);
-        fail_unavail(h, status);
+    if (!pg_done(h, status, err, "logout failed"))
         return;
-    }
     if (auth_revoke_publish(h->a, h->sid, NULL, on_logout_published, h) != WY_OK)
         on_logout_published(WY_EUNAVAIL, h);
 }
@@ -842,9 +844,7 @@ static void on_reuse_published(int err, void *ud)
 {
     (void)err;
     hop_t *h = ud;
-    auth_emit_revoked(h->a, h->account, h->sid, "refresh-reuse");
-    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
-               "reason=\"refresh-reuse\"");
+    session_revoked(h, "refresh-reuse");
     wy_log_warn("refresh token reused: session revoked", "account", h->account, "session", h->sid,
                 NULL);
     fail(h, 401, "REFRESH_TOKEN_REUSED",
@@ -854,11 +854,8 @@ static void on_reuse_published(int err, void *ud)
 static void on_rotated(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
-    if (status != WY_OK || PQntuples(res) != 1) {
-        wy_log_warn("refresh failed", "error", err, NULL);
-        fail_unavail(h, status == WY_OK ? WY_EIO : status);
+    if (!pg_one_row(h, status, res, err, "refresh failed"))
         return;
-    }
     const char *st = PQgetvalue(res, 0, 0);
     snprintf(h->sid, sizeof h->sid, "%s", PQgetvalue(res, 0, 1));
     snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 2));

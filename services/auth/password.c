@@ -98,6 +98,14 @@ static void work_cb(uv_work_t *w)
     }
 }
 
+static void job_free(job_t *j)
+{
+    OPENSSL_cleanse(j->password, strlen(j->password));
+    wy_free(j->password);
+    wy_free(j->encoded);
+    wy_free(j);
+}
+
 static void after_cb(uv_work_t *w, int status)
 {
     job_t *j = w->data;
@@ -117,14 +125,11 @@ static void after_cb(uv_work_t *w, int status)
         int err = canceled ? WY_ECANCELED : (j->rc == ARGON2_OK ? WY_OK : WY_EINTERNAL);
         j->hash_cb(err, err == WY_OK ? j->encoded : NULL, j->ud);
     }
-    OPENSSL_cleanse(j->password, strlen(j->password));
-    wy_free(j->password);
-    wy_free(j->encoded);
-    wy_free(j);
+    job_free(j);
     free_hasher_if_done(h);
 }
 
-static int submit(auth_hasher_t *h, job_t *j)
+static int queue_job(auth_hasher_t *h, job_t *j)
 {
     if (h->closing)
         return WY_ECANCELED;
@@ -142,12 +147,13 @@ static int submit(auth_hasher_t *h, job_t *j)
     return WY_OK;
 }
 
-static void job_free(job_t *j)
+/* Queues j; takes ownership of j (freed here when it cannot be queued). */
+static int submit(auth_hasher_t *h, job_t *j)
 {
-    OPENSSL_cleanse(j->password, strlen(j->password));
-    wy_free(j->password);
-    wy_free(j->encoded);
-    wy_free(j);
+    int rc = queue_job(h, j);
+    if (rc != WY_OK)
+        job_free(j);
+    return rc;
 }
 
 int auth_hash(auth_hasher_t *h, const char *password, auth_hash_cb cb, void *ud)
@@ -156,10 +162,7 @@ int auth_hash(auth_hasher_t *h, const char *password, auth_hash_cb cb, void *ud)
     j->password = wy_strdup(password);
     j->hash_cb = cb;
     j->ud = ud;
-    int rc = submit(h, j);
-    if (rc != WY_OK)
-        job_free(j);
-    return rc;
+    return submit(h, j);
 }
 
 int auth_verify(auth_hasher_t *h, const char *encoded, const char *password, auth_verify_cb cb,
@@ -172,10 +175,7 @@ int auth_verify(auth_hasher_t *h, const char *encoded, const char *password, aut
     j->password = wy_strdup(password);
     j->verify_cb = cb;
     j->ud = ud;
-    int rc = submit(h, j);
-    if (rc != WY_OK)
-        job_free(j);
-    return rc;
+    return submit(h, j);
 }
 
 uint32_t auth_hasher_inflight(const auth_hasher_t *h)

@@ -192,6 +192,23 @@ static pv_t *pv_new(auth_providers_t *p, int kind, auth_provider_cb cb, void *ud
     return v;
 }
 
+/* A new verification of `kind`, or NULL when it is already completed because the method
+ * is off (WY_ESTATE with off_msg) or too many are in flight (WY_EBUSY). */
+static pv_t *pv_start(auth_providers_t *p, int kind, bool on, const char *off_msg,
+                      auth_provider_cb cb, void *ud)
+{
+    pv_t *v = pv_new(p, kind, cb, ud);
+    if (!on) {
+        complete(v, WY_ESTATE, NULL, "%s", off_msg);
+        return NULL;
+    }
+    if (p->pending > MAX_PENDING) {
+        complete(v, WY_EBUSY, NULL, "too many logins in progress, try again");
+        return NULL;
+    }
+    return v;
+}
+
 /* ---- Steam ---- */
 
 static bool is_hex(const char *s, size_t n)
@@ -305,16 +322,11 @@ int auth_steam_verify(auth_providers_t *p, const char *ticket, auth_provider_cb 
 {
     if (!p || !cb || p->closing)
         return WY_EINVAL;
-    pv_t *v = pv_new(p, KIND_STEAM, cb, ud);
+    pv_t *v =
+        pv_start(p, KIND_STEAM, p->steam_on, "steam login is not enabled on this server", cb, ud);
+    if (!v)
+        return WY_OK;
     size_t n = ticket ? strnlen(ticket, MAX_TICKET_HEX + 1) : 0;
-    if (!p->steam_on) {
-        complete(v, WY_ESTATE, NULL, "steam login is not enabled on this server");
-        return WY_OK;
-    }
-    if (p->pending > MAX_PENDING) {
-        complete(v, WY_EBUSY, NULL, "too many logins in progress, try again");
-        return WY_OK;
-    }
     if (n == 0 || n > MAX_TICKET_HEX || n % 2 != 0 || !is_hex(ticket, n)) {
         complete(v, WY_EINVAL, NULL,
                  "ticket must be the hex encoding of a steam session ticket "
@@ -509,16 +521,11 @@ int auth_oidc_verify(auth_providers_t *p, const char *id_token, auth_provider_cb
 {
     if (!p || !cb || p->closing)
         return WY_EINVAL;
-    pv_t *v = pv_new(p, KIND_OIDC, cb, ud);
+    pv_t *v = pv_start(p, KIND_OIDC, p->oidc_on,
+                       "OpenID Connect login is not enabled on this server", cb, ud);
+    if (!v)
+        return WY_OK;
     size_t n = id_token ? strnlen(id_token, MAX_ID_TOKEN + 1) : 0;
-    if (!p->oidc_on) {
-        complete(v, WY_ESTATE, NULL, "OpenID Connect login is not enabled on this server");
-        return WY_OK;
-    }
-    if (p->pending > MAX_PENDING) {
-        complete(v, WY_EBUSY, NULL, "too many logins in progress, try again");
-        return WY_OK;
-    }
     if (n == 0 || n > MAX_ID_TOKEN) {
         complete(v, WY_EINVAL, NULL, "id_token must be a compact JWS of at most %d bytes",
                  MAX_ID_TOKEN);

@@ -198,13 +198,18 @@ int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_do
 
 /* ---- events ---- */
 
+static void count_event_failed(void)
+{
+    auth_count("wy_auth_events_failed_total", "wy.account events not delivered.", NULL);
+}
+
 /* Delivery reports may arrive after the service state is gone (the producer is closed
  * last), so they touch only the metrics registry. */
 static void on_delivery(void *ud, int status, const char *event_id)
 {
     (void)ud;
     if (status != WY_OK) {
-        auth_count("wy_auth_events_failed_total", "wy.account events not delivered.", NULL);
+        count_event_failed();
         wy_log_warn("event not delivered", "event_id", event_id, "error", wy_strerror(status),
                     NULL);
     }
@@ -214,7 +219,7 @@ static void emit(auth_t *a, const char *type, const char *key, const ProtobufCMe
 {
     wy_kafka_producer_t *p = wy_daemon_producer(a->d);
     if (!p) {
-        auth_count("wy_auth_events_failed_total", "wy.account events not delivered.", NULL);
+        count_event_failed();
         return;
     }
     size_t n = protobuf_c_message_get_packed_size(m);
@@ -223,7 +228,7 @@ static void emit(auth_t *a, const char *type, const char *key, const ProtobufCMe
     int rc = wy_kafka_produce(p, "wy.account", key, type, buf, n, on_delivery, NULL, NULL);
     wy_free(buf);
     if (rc != WY_OK) {
-        auth_count("wy_auth_events_failed_total", "wy.account events not delivered.", NULL);
+        count_event_failed();
         wy_log_warn("event not queued", "type", type, "error", wy_strerror(rc), NULL);
     }
 }

@@ -18,19 +18,9 @@ import requests
 
 from harness import TOP
 from harness.ports import free_port as next_port
+from harness.wait import wait_until
 
 SERVER_KEY = "studio-server-key-for-tests"
-
-
-def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def uniq(prefix="p"):
@@ -512,7 +502,6 @@ def test_sigterm_with_logins_in_flight_exits_0(daemon, keys):
 
 
 # ---- Steam and OpenID Connect, against fake providers ----
-
 
 
 def steam_ticket():

@@ -14,6 +14,8 @@ import grpc
 import pytest
 import requests
 
+from harness.wait import wait_until
+
 SERVICES = ["auth", "lobby", "game", "world", "actor", "chat"]
 DEPS = {
     "auth": {"redis", "postgres", "kafka"},
@@ -23,17 +25,6 @@ DEPS = {
     "actor": {"redis", "postgres", "kafka"},
     "chat": {"redis", "postgres", "kafka"},
 }
-
-
-def wait_until(pred, timeout=20.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def readyz(d):

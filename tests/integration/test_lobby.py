@@ -18,18 +18,9 @@ import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harness.wait import wait_until
+
 ISS, AUD, KID = "wyvern-auth", "wyvern", "test-key-1"
-
-
-def wait_until(pred, timeout=15.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ import grpc
 import websocket
 import requests
 
-from test_lobby import Client, wait_until
+from harness.wait import wait_until
+from test_lobby import Client
 
 
 def test_real_auth_token_and_ban_disconnects_within_1s(daemon, protos, free_port, build_dir,
