@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -18,8 +20,7 @@
 #define MAX_HELD 8
 
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard;
+    wt_loop_t wl;
     wy_http_server_t *srv;
     int port;
     wy_httpc_t *c;
@@ -39,19 +40,8 @@ typedef struct {
     bool close_in_cb; /* close the client from inside this callback */
 } res_t;
 
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test did not finish within 15 s");
-}
-
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
-        while (!(cond))                                                                            \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
-    } while (0)
+/* The loop of a fixture, with the shared guard (wy_test.h). */
+#define RUN_UNTIL(f, cond) WT_RUN_UNTIL(&(f)->wl, cond)
 
 /* ---- server routes ---- */
 
@@ -98,11 +88,8 @@ static void h_slow(wy_http_req_t *req, void *ud)
 static void fx_init(fx_t *f, const wy_httpc_opts_t *o)
 {
     memset(f, 0, sizeof *f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    uv_timer_start(&f->guard, on_guard, 15000, 0);
-    uv_unref((uv_handle_t *)&f->guard);
-    assert_int_equal(wy_http_server_new(&f->loop, NULL, &f->srv), WY_OK);
+    wt_loop_init(&f->wl, 15000);
+    assert_int_equal(wy_http_server_new(&f->wl.loop, NULL, &f->srv), WY_OK);
     assert_int_equal(wy_http_route(f->srv, "GET", "/hello", h_hello, f), WY_OK);
     assert_int_equal(wy_http_route(f->srv, "POST", "/echo", h_echo, f), WY_OK);
     assert_int_equal(wy_http_route(f->srv, "GET", "/missing", h_missing, f), WY_OK);
@@ -110,7 +97,7 @@ static void fx_init(fx_t *f, const wy_httpc_opts_t *o)
     assert_int_equal(wy_http_route(f->srv, "GET", "/slow", h_slow, f), WY_OK);
     assert_int_equal(wy_http_listen(f->srv, "127.0.0.1", 0, NULL), WY_OK);
     f->port = wy_http_port(f->srv);
-    assert_int_equal(wy_httpc_new(&f->loop, o, &f->c), WY_OK);
+    assert_int_equal(wy_httpc_new(&f->wl.loop, o, &f->c), WY_OK);
 }
 
 static void on_srv_closed(void *ud)
@@ -133,9 +120,7 @@ static void fx_done(fx_t *f)
         wy_http_respond(f->held[i], 200, "text/plain", "late", 4);
     wy_http_close(f->srv, on_srv_closed, f);
     RUN_UNTIL(f, f->srv_closed);
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    wt_loop_done(&f->wl);
 }
 
 static void on_res(int err, int status, const char *body, size_t len, const char *msg, void *ud)
@@ -228,24 +213,13 @@ static void test_timeout(void **state)
     fx_done(&f);
 }
 
-static int closed_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
-    close(s); /* bound, never listened: connecting is refused */
-    return ntohs(a.sin_port);
-}
-
 static void test_refused(void **state)
 {
     (void)state;
     fx_t f;
     fx_init(&f, NULL);
     char u[64];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/x", closed_port());
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/x", wt_closed_port());
     res_t r = {0};
     assert_int_equal(wy_httpc_request(f.c, "GET", u, NULL, NULL, 0, 0, on_res, &r), WY_OK);
     RUN_UNTIL(&f, r.calls == 1);

@@ -13,20 +13,13 @@
 
 #include <cmocka.h>
 
+#include "wy_test.h"
+
 #include "wy_ratelimit.h"
 
-static const char *redis_url(void)
-{
-    const char *u = getenv("WY_REDIS_URL");
-    if (u == NULL || *u == '\0')
-        fail_msg("WY_REDIS_URL is not set: these tests need a real Redis "
-                 "(export WY_REDIS_URL=redis://127.0.0.1:PORT/0)");
-    return u;
-}
-
 typedef struct {
-    uv_loop_t loop;
-    uv_timer_t guard, wait;
+    wt_loop_t wl;
+    uv_timer_t wait;
     wy_redis_t *r;
     int ups;
     bool closed, waited;
@@ -47,31 +40,17 @@ static void on_state(wy_redis_t *r, int health, void *ud)
         ((fx_t *)ud)->ups++;
 }
 
-static void on_guard(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test did not finish within 15 s");
-}
-
-#define RUN_UNTIL(f, cond)                                                                         \
-    do {                                                                                           \
-        uv_ref((uv_handle_t *)&(f)->guard);                                                        \
-        while (!(cond))                                                                            \
-            uv_run(&(f)->loop, UV_RUN_ONCE);                                                       \
-        uv_unref((uv_handle_t *)&(f)->guard);                                                      \
-    } while (0)
+/* The loop of a fixture, with the shared guard (wy_test.h). */
+#define RUN_UNTIL(f, cond) WT_RUN_UNTIL(&(f)->wl, cond)
 
 static void fx_init_url(fx_t *f, const char *url, bool wait_up)
 {
     memset(f, 0, sizeof *f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
-    uv_timer_start(&f->guard, on_guard, 15000, 0);
-    uv_unref((uv_handle_t *)&f->guard);
-    uv_timer_init(&f->loop, &f->wait);
+    wt_loop_init(&f->wl, 15000);
+    uv_timer_init(&f->wl.loop, &f->wait);
     wy_redis_opts_t o = {.on_state = on_state, .state_ud = f};
     const char *err = NULL;
-    assert_int_equal(wy_redis_create(&f->loop, url, &o, &f->r, &err), WY_OK);
+    assert_int_equal(wy_redis_create(&f->wl.loop, url, &o, &f->r, &err), WY_OK);
     if (wait_up)
         RUN_UNTIL(f, f->ups > 0);
     unsigned char rnd[6];
@@ -82,7 +61,7 @@ static void fx_init_url(fx_t *f, const char *url, bool wait_up)
 
 static void fx_init(fx_t *f)
 {
-    fx_init_url(f, redis_url(), true);
+    fx_init_url(f, wt_env("WY_REDIS_URL", "Redis", "redis://127.0.0.1:PORT/0"), true);
 }
 
 static void on_closed(void *ud)
@@ -94,10 +73,8 @@ static void fx_done(fx_t *f)
 {
     wy_redis_close(f->r, on_closed, f);
     RUN_UNTIL(f, f->closed);
-    uv_close((uv_handle_t *)&f->guard, NULL);
     uv_close((uv_handle_t *)&f->wait, NULL);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    wt_loop_done(&f->wl);
 }
 
 static void on_res(int err, bool allowed, uint32_t retry, void *ud)
@@ -265,28 +242,15 @@ static void test_free_with_pending(void **state)
     assert_int_equal(c.err, WY_ECANCELED);
     assert_true(c.allowed);
     RUN_UNTIL(&f, f.closed);
-    uv_close((uv_handle_t *)&f.guard, NULL);
     uv_close((uv_handle_t *)&f.wait, NULL);
-    uv_run(&f.loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f.loop), 0);
-}
-
-static int closed_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
-    close(s);
-    return ntohs(a.sin_port);
+    wt_loop_done(&f.wl);
 }
 
 static void test_redis_down_fails_open(void **state)
 {
     (void)state;
     char url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", closed_port());
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", wt_closed_port());
     fx_t f;
     fx_init_url(&f, url, false);
     wy_ratelimit_t *rl;
@@ -296,7 +260,7 @@ static void test_redis_down_fails_open(void **state)
     assert_int_equal(wy_ratelimit_hit(rl, "k", on_res, &x), WY_EUNAVAIL);
     assert_int_equal(wy_ratelimit_peek(rl, "k", on_res, &x), WY_EUNAVAIL);
     assert_int_equal(wy_ratelimit_reset(rl, "k"), WY_EUNAVAIL);
-    uv_run(&f.loop, UV_RUN_NOWAIT); /* a stray callback would run here */
+    uv_run(&f.wl.loop, UV_RUN_NOWAIT); /* a stray callback would run here */
     assert_int_equal(x.calls, 0);
     wy_ratelimit_free(rl);
     fx_done(&f);
