@@ -3,6 +3,7 @@
 #include "wy_http.h"
 #include "wy_ws.h"
 #include "wy_buf.h"
+#include "wy_list.h"
 #include "wy_log.h"
 #include "wy_metrics.h"
 
@@ -73,9 +74,8 @@ struct wy_http_req {
 
 struct wy_ws_conn {
     wy_http_server_t *srv;
-    conn_t *prev, *next;   /* srv->conns */
-    conn_t *dprev, *dnext; /* srv->dirty */
-    bool dirty;
+    wy_list_t link;  /* srv->conns */
+    wy_list_t dlink; /* srv->dirty: has output to flush this loop turn */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
@@ -134,8 +134,8 @@ struct wy_http_server {
     bool aux_closed;
     route_t *routes;
     size_t nroutes;
-    conn_t *conns;
-    conn_t *dirty_head, *dirty_tail;
+    wy_list_t conns;    /* every connection until its last close callback */
+    wy_list_t dirty;    /* connections to flush in the check phase */
     unsigned nconns;    /* accepted, not rejected */
     unsigned nrejected; /* rejected, still closing */
     size_t reqs_live;
@@ -219,16 +219,9 @@ static void idle_noop_cb(uv_idle_t *h)
 static void mark_dirty(conn_t *c)
 {
     wy_http_server_t *srv = c->srv;
-    if (c->dirty || c->state == C_CLOSING)
+    if (wy_list_linked(&c->dlink) || c->state == C_CLOSING)
         return;
-    c->dirty = true;
-    c->dnext = NULL;
-    c->dprev = srv->dirty_tail;
-    if (srv->dirty_tail)
-        srv->dirty_tail->dnext = c;
-    else
-        srv->dirty_head = c;
-    srv->dirty_tail = c;
+    wy_list_push_back(&srv->dirty, &c->dlink);
     /* An active idle handle makes the loop poll without blocking, so the check phase (the
      * flush) follows even when the write was queued from a timer. */
     if (!uv_is_active((uv_handle_t *)&srv->flush_idle))
@@ -237,19 +230,7 @@ static void mark_dirty(conn_t *c)
 
 static void unmark_dirty(conn_t *c)
 {
-    wy_http_server_t *srv = c->srv;
-    if (!c->dirty)
-        return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        srv->dirty_head = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    else
-        srv->dirty_tail = c->dprev;
-    c->dirty = false;
-    c->dprev = c->dnext = NULL;
+    wy_list_remove(&c->dlink);
 }
 
 /* ------------------------------------------------------------------ WebSocket frame queue */
@@ -1105,12 +1086,7 @@ static void conn_closed_cb(uv_handle_t *h)
         wslay_event_context_free(c->ws);
     q_drop(c, true);
     wy_free(c->q);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    wy_list_remove(&c->link);
     if (c->rejected) {
         srv->nrejected--;
     } else {
@@ -1250,12 +1226,10 @@ static void flush_conn(conn_t *c)
 static void flush_check_cb(uv_check_t *h)
 {
     wy_http_server_t *srv = h->data;
-    conn_t *c;
-    while ((c = srv->dirty_head) != NULL) {
-        unmark_dirty(c);
-        flush_conn(c);
-    }
-    if (!srv->dirty_head)
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&srv->dirty)) != NULL)
+        flush_conn(wy_container_of(n, conn_t, dlink));
+    if (wy_list_empty(&srv->dirty))
         uv_idle_stop(&srv->flush_idle);
 }
 
@@ -1340,10 +1314,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->timer.data = c;
     c->handles = 2;
     srv->handles_open += 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    wy_list_push_back(&srv->conns, &c->link);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->state = C_HTTP;
@@ -1419,6 +1390,8 @@ int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_
     wy_http_limits_default(&d);
     srv->loop = loop;
     srv->lim = limits ? *limits : d;
+    wy_list_init(&srv->conns);
+    wy_list_init(&srv->dirty);
 #define DEF(f)                                                                                     \
     if (!srv->lim.f)                                                                               \
         srv->lim.f = d.f;
@@ -1507,8 +1480,10 @@ void wy_http_stop(wy_http_server_t *srv)
         return;
     srv->stopping = true;
     close_listener(srv);
-    for (conn_t *c = srv->conns, *n; c; c = n) {
-        n = c->next;
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &srv->conns)
+    {
+        conn_t *c = wy_container_of(pos, conn_t, link);
         if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off && !c->writing &&
             c->out.len == 0 && !c->close_after_write)
             conn_close(c);
@@ -1529,7 +1504,10 @@ void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud)
     srv->done = done;
     srv->done_ud = ud;
     close_listener(srv);
-    for (conn_t *c = srv->conns; c; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &srv->conns)
+    {
+        conn_t *c = wy_container_of(pos, conn_t, link);
         if (c->state == C_WS && !c->close_code && !wslay_event_get_close_received(c->ws)) {
             c->close_code = WY_WS_GOING_AWAY;
             snprintf(c->close_reason, sizeof(c->close_reason), "server closing");
@@ -1672,7 +1650,10 @@ static void budget_shed(wy_http_server_t *srv, size_t need)
     size_t budget = srv->lim.ws_send_budget_bytes;
     while (srv->ctr.ws_queued_bytes + need > budget) {
         conn_t *victim = NULL;
-        for (conn_t *c = srv->conns; c; c = c->next) {
+        wy_list_t *pos;
+        wy_list_foreach(pos, &srv->conns)
+        {
+            conn_t *c = wy_container_of(pos, conn_t, link);
             if (c->budgeted && c->qbytes > 0 && (!victim || c->qbytes > victim->qbytes))
                 victim = c;
         }
