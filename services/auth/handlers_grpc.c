@@ -118,11 +118,11 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
         return;
     }
     Wyvern__Auth__Account r = WYVERN__AUTH__ACCOUNT__INIT;
-    r.account_id = PQgetvalue(res, 0, 0);
-    r.username = PQgetvalue(res, 0, 1);
-    r.created_at = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    r.banned = !strcmp(PQgetvalue(res, 0, 3), "t");
-    json_t *m = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
+    r.account_id = (char *)wy_pg_text(res, 0, "account_id");
+    r.username = (char *)wy_pg_text(res, 0, "username");
+    r.created_at = wy_pg_int64(res, 0, "created_at");
+    r.banned = wy_pg_bool(res, 0, "banned");
+    json_t *m = json_loads(wy_pg_text(res, 0, "login_methods"), 0, NULL);
     size_t n = json_is_array(m) ? json_array_size(m) : 0;
     char **methods = wy_calloc(n ? n : 1, sizeof *methods);
     for (size_t i = 0; i < n; i++)
@@ -171,12 +171,12 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         gop_error(g, WY_EUNAVAIL, "account store unavailable");
         return;
     }
-    int n = atoi(PQgetvalue(res, 0, 0));
+    int64_t n = wy_pg_int64(res, 0, "revoked");
     if (n < 0) {
         gop_error(g, WY_ENOTFOUND, "no such account");
         return;
     }
-    g->revoked = n;
+    g->revoked = (int32_t)n;
     wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
     if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
         on_revoke_published(WY_EUNAVAIL, g);
