@@ -107,10 +107,14 @@ def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos):
         # Redis holds every client's commands for 3 s (longer than the drain); the
         # test's own redis-cli returns at once.
         stack.redis_cli("CLIENT", "PAUSE", "3000", "ALL")
-        fut = stub.GetSession.future(lobby_pb2.GetSessionRequest(account_id="acct-" + uuid.uuid4().hex),
-                                     timeout=30)
-        # The handler holds the call while its Redis lookup is paused.
-        wait_until(lambda: gauge(d, "wy_lobby_grpc_calls_in_flight") == 1.0, timeout=15,
-                   what="GetSession in flight")
-        stopping = stop_in_background(d)
-        assert_late_reply_dropped(d, fut, stopping)
+        try:
+            fut = stub.GetSession.future(
+                lobby_pb2.GetSessionRequest(account_id="acct-" + uuid.uuid4().hex), timeout=30)
+            # The handler holds the call while its Redis lookup is paused.
+            wait_until(lambda: gauge(d, "wy_lobby_grpc_calls_in_flight") == 1.0, timeout=15,
+                       what="GetSession in flight")
+            stopping = stop_in_background(d)
+            assert_late_reply_dropped(d, fut, stopping)
+        finally:
+            # The pause must not outlive the test (the stack is shared by the session).
+            stack.redis_cli("CLIENT", "UNPAUSE")
