@@ -26,7 +26,10 @@ static const char *usage_text =
     "  wy-kafkatool consume --brokers B --topic T --group G --effects FILE [--delay-ms D]\n"
     "                       [--expect N] [--timeout-ms MS]\n"
     "      apply each Envelope after D ms (append \"<event_id>\\n\" to FILE, fsync), then mark\n"
-    "      it done; exit 0 after N distinct effects or on SIGTERM/SIGINT\n";
+    "      it done; exit 0 after N distinct effects or on SIGTERM/SIGINT\n"
+    "  wy-kafkatool offsets --brokers B --topic T --group G\n"
+    "      print \"<partition> <low> <high> <committed>\" for each partition of T\n"
+    "      (committed -1001: the group has none)\n";
 
 typedef struct {
     const char *cmd, *brokers, *topic, *key, *type, *value, *group, *effects;
@@ -425,6 +428,58 @@ static int cmd_consume(const args_t *a)
     return s.exit_code;
 }
 
+/* Watermarks of a topic and the committed offsets of a group, read without joining the group
+ * (rd_kafka_committed only asks the group coordinator). */
+static int cmd_offsets(const args_t *a)
+{
+    if (!a->group)
+        return usage("--group is required");
+    char why[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, why, sizeof why) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "group.id", a->group, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "wy-kafkatool: %s\n", why);
+        rd_kafka_conf_destroy(conf);
+        return 2;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        fprintf(stderr, "wy-kafkatool: %s\n", why);
+        return 2;
+    }
+    int rc = 1;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, a->topic, NULL);
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 15000);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err) {
+        rd_kafka_topic_partition_list_t *list =
+            rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(list, a->topic, md->topics[0].partitions[i].id);
+        e = rd_kafka_committed(rk, list, 15000);
+        for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++) {
+            int64_t lo, hi;
+            e = rd_kafka_query_watermark_offsets(rk, a->topic, list->elems[i].partition, &lo, &hi,
+                                                 15000);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                printf("%" PRId32 " %" PRId64 " %" PRId64 " %" PRId64 "\n",
+                       list->elems[i].partition, lo, hi, list->elems[i].offset);
+        }
+        rc = e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;
+        rd_kafka_topic_partition_list_destroy(list);
+    } else if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        e = md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    }
+    if (rc)
+        fprintf(stderr, "wy-kafkatool: offsets: %s\n", rd_kafka_err2str(e));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     wy_log_init("kafkatool", WY_LOG_INFO);
@@ -438,5 +493,7 @@ int main(int argc, char **argv)
         return cmd_produce_raw(&a);
     if (!strcmp(a.cmd, "consume"))
         return cmd_consume(&a);
+    if (!strcmp(a.cmd, "offsets"))
+        return cmd_offsets(&a);
     return usage("unknown command");
 }
