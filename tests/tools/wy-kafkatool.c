@@ -19,8 +19,10 @@
 static const char *usage_text =
     "usage:\n"
     "  wy-kafkatool produce --brokers B --topic T --count N [--key K] [--type TYPE]\n"
-    "                       [--timeout-ms MS]\n"
-    "      produce N Envelopes; prints each event_id once delivered; exit 0 if all delivered\n"
+    "                       [--timeout-ms MS] [--wait-stdin 1]\n"
+    "      produce N Envelopes; prints each event_id once delivered; exit 0 if all delivered.\n"
+    "      --wait-stdin 1: produce a \"test.warmup\" Envelope first, then print \"armed\" and\n"
+    "      produce the N once a line is read on stdin\n"
     "  wy-kafkatool produce-raw --brokers B --topic T --value STRING [--key K]\n"
     "      produce one record that is not an Envelope\n"
     "  wy-kafkatool consume --brokers B --topic T --group G --effects FILE [--delay-ms D]\n"
@@ -29,11 +31,11 @@ static const char *usage_text =
     "      it done; exit 0 after N distinct effects or on SIGTERM/SIGINT\n"
     "  wy-kafkatool offsets --brokers B --topic T --group G\n"
     "      print \"<partition> <low> <high> <committed>\" for each partition of T\n"
-    "      (committed -1001: the group has none)\n";
+    "      (committed -1001: the group has none; nothing for a topic that does not exist)\n";
 
 typedef struct {
     const char *cmd, *brokers, *topic, *key, *type, *value, *group, *effects;
-    long count, delay_ms, expect, timeout_ms;
+    long count, delay_ms, expect, timeout_ms, wait_stdin;
 } args_t;
 
 static int usage(const char *why)
@@ -91,6 +93,8 @@ static int parse_args(int argc, char **argv, args_t *a)
             num = &a->expect;
         else if (!strcmp(opt, "--timeout-ms"))
             num = &a->timeout_ms;
+        else if (!strcmp(opt, "--wait-stdin"))
+            num = &a->wait_stdin;
         else
             return usage("unknown option");
         if (num && !parse_long(v, num))
@@ -180,6 +184,29 @@ static void on_produce_deadline(uv_timer_t *t)
     produce_finish(s);
 }
 
+/* --wait-stdin: one warm-up Envelope ("test.warmup") is produced and acknowledged first, so the
+ * connection, the producer id and the topic's metadata are in place; then "armed" is printed,
+ * a line is awaited on stdin (the loop is blocked meanwhile) and the N Envelopes follow: each is
+ * one round trip away from the trigger. A consumer that starts after "armed" at the latest
+ * offset never sees the warm-up. */
+static void on_warm(void *udata, int status, const char *event_id)
+{
+    (void)event_id;
+    produce_t *s = udata;
+    if (status != WY_OK) {
+        wy_log_error("warm-up not delivered", "error", wy_errname(status), NULL);
+        s->failed = s->a->count;
+        produce_finish(s);
+        return;
+    }
+    printf("armed\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin))
+        wy_log_warn("stdin closed before the trigger; producing anyway", NULL);
+    pump(s);
+}
+
 static int cmd_produce(const args_t *a)
 {
     if (a->count <= 0)
@@ -200,7 +227,13 @@ static int cmd_produce(const args_t *a)
     s.deadline.data = &s;
     uv_timer_start(&s.deadline, on_produce_deadline,
                    (uint64_t)(a->timeout_ms >= 0 ? a->timeout_ms : 60000), 0);
-    pump(&s);
+    if (!a->wait_stdin)
+        pump(&s);
+    else if (wy_kafka_produce(s.p, a->topic, a->key, "test.warmup", NULL, 0, on_warm, &s, NULL) !=
+             WY_OK) {
+        s.failed = a->count;
+        produce_finish(&s);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return s.failed == 0 && s.delivered == a->count ? 0 : 1;
@@ -470,6 +503,9 @@ static int cmd_offsets(const args_t *a)
         rd_kafka_topic_partition_list_destroy(list);
     } else if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         e = md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        /* A topic nobody produced to yet: no partitions, nothing to print. */
+        if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            rc = 0;
     }
     if (rc)
         fprintf(stderr, "wy-kafkatool: offsets: %s\n", rd_kafka_err2str(e));
