@@ -608,8 +608,12 @@ static int start_consumer(wy_daemon_t *d, int mode, const char *client_id, const
         char *group =
             bc ? wy_sprintf("wy-%s-%s", s->svc, d->instance_id) : wy_sprintf("wy-%s", s->svc);
         /* A new broadcast group starts at the end: an instance has no past
-         * kicks or notices to catch up on. */
-        static const char *const latest[] = {"auto.offset.reset", "latest", NULL};
+         * kicks or notices to catch up on. Its events are latency-bound
+         * (kicks, notices) and the real broker was seen answering an idle
+         * fetch only at fetch.wait.max.ms (500 ms by default) although an
+         * event had arrived: wait at most 100 ms (10 empty fetches a second). */
+        static const char *const latest[] = {"auto.offset.reset", "latest", "fetch.wait.max.ms",
+                                             "100", NULL};
         dcons_t *dc = &d->cons[mode];
         dc->d = d;
         wy_kafka_consumer_opts_t co = {.brokers = d->kafka_brokers,

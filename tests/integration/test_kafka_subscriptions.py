@@ -2,6 +2,8 @@
 a daemon consumes only the topics it has handlers for, an event type nobody
 handles is counted and logged once, and a broadcast consumer is positioned
 before the ready line."""
+import datetime
+import json
 import os
 import subprocess
 import time
@@ -9,55 +11,8 @@ import uuid
 
 import requests
 
+from harness.kafka import kafkatool, offsets, produce, series
 from harness.wait import wait_until
-
-
-def kafkatool(build_dir, *args, timeout=90):
-    exe = os.path.join(build_dir, "tests", "tools", "wy-kafkatool")
-    out = subprocess.run([exe] + list(args), capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, "wy-kafkatool %s failed:\n%s" % (args[0], out.stderr)
-    return out.stdout
-
-
-def produce(build_dir, brokers, topic, count=1, type_="test.event", key=None):
-    """Produces `count` Envelopes; returns their event ids."""
-    args = ["produce", "--brokers", brokers, "--topic", topic, "--count", str(count),
-            "--type", type_]
-    if key:
-        args += ["--key", key]
-    ids = kafkatool(build_dir, *args).split()
-    assert len(ids) == count, ids
-    return ids
-
-
-def offsets(build_dir, brokers, topic, group):
-    """{partition: (low, high, committed)} of topic for group (committed -1001: none)."""
-    out = kafkatool(build_dir, "offsets", "--brokers", brokers, "--topic", topic,
-                    "--group", group)
-    res = {}
-    for line in out.split("\n"):
-        if line.strip():
-            p, lo, hi, committed = (int(x) for x in line.split())
-            res[p] = (lo, hi, committed)
-    return res
-
-
-def series(d, name, **labels):
-    """Value of the one series of `name` with exactly these labels, or None."""
-    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    text = requests.get(d.ops_url + "/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        if "{" in key:
-            n, _, rest = key.partition("{")
-            got = ",".join(sorted(rest.rstrip("}").split(",")))
-        else:
-            n, got = key, ""
-        if n == name and got == want:
-            return float(value)
-    return None
 
 
 def wait_healthy(d):
@@ -105,3 +60,56 @@ def test_unhandled_type_is_counted_and_logged_once(daemon, stack, build_dir):
     assert lines[0]["type"] == "test.unknown" and lines[0]["event_id"] == ids[0]
     assert "kafka message is not an Envelope" in d.log_text()
     assert requests.get(d.ops_url + "/readyz", timeout=5).status_code == 200
+
+
+def _ts_ms(rec):
+    """Wall-clock milliseconds of a log record's "ts" (2026-12-05T19:30:24.383Z)."""
+    t = datetime.datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000.0
+
+
+def _first_ready(d, timeout=60.0):
+    """The ready record, read as soon as it is written (the log is polled every ms)."""
+    deadline = time.monotonic() + timeout
+    with open(d.log_path) as f:
+        buf = ""
+        while time.monotonic() < deadline:
+            buf += f.read()
+            *lines, buf = buf.split("\n")
+            for line in lines:
+                if '"msg":"ready"' in line:
+                    return json.loads(line)
+            assert d.running(), d.log_tail()
+            time.sleep(0.001)
+    raise AssertionError("no ready line within %.0f s:\n%s" % (timeout, d.log_tail()))
+
+
+def test_fresh_lobby_delivers_a_kick_produced_10ms_after_ready(daemon, stack, build_dir):
+    """Must-show 4c: the broadcast consumer is positioned before the ready line,
+    so a kick produced 10 ms after it reaches the new instance."""
+    tool = subprocess.Popen(
+        [os.path.join(build_dir, "tests", "tools", "wy-kafkatool"), "produce", "--brokers",
+         stack.kafka_brokers, "--topic", "wy.session", "--count", "1", "--type",
+         "session.kick", "--key", "acct-%s" % uuid.uuid4(), "--wait-stdin", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tool.stdout.readline().strip() == "armed", tool.stderr.read()
+        d = daemon("lobby", env={"WY_LOG_LEVEL": "debug"}, wait_ready=False)
+        ready = _first_ready(d)
+        delay = (_ts_ms(ready) + 10.0) / 1000.0 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        tool.stdin.write("go\n")
+        tool.stdin.flush()
+        sent_after_ms = time.time() * 1000.0 - _ts_ms(ready)
+        event_id = tool.stdout.readline().strip()
+        assert tool.wait(60) == 0 and event_id, tool.stderr.read()
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    rec = d.wait_log(lambda r: r.get("msg") == "kafka event" and r.get("event_id") == event_id,
+                     timeout=30)
+    assert rec["topic"] == "wy.session" and rec["type"] == "session.kick"
+    print("kick produced %.1f ms after the ready line, delivered %.1f ms after it"
+          % (sent_after_ms, _ts_ms(rec) - _ts_ms(ready)))
