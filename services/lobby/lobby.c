@@ -234,7 +234,25 @@ static size_t lobby_busy(wy_daemon_t *d)
 }
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
-static const char *const lobby_topics[] = {"wy.session", "wy.notify", "wy.account", NULL};
+static const char *const lobby_session_types[] = {"session.kick", NULL};
+static const char *const lobby_notify_types[] = {"notify.notice", NULL};
+static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
+static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
+static const wy_daemon_sub_t lobby_subs[] = {
+    {.topic = "wy.session",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_session_types,
+     .handler = on_event},
+    {.topic = "wy.notify",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_notify_types,
+     .handler = on_event},
+    {.topic = "wy.account",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_account_types,
+     .handler = on_event,
+     .ignores = lobby_account_ignores},
+};
 
 const wy_daemon_spec_t lobby_daemon_spec = {
     .svc = "lobby",
@@ -244,9 +262,8 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .grpc_port = 9202,
     .config = lobby_config,
     .nconfig = WY_ARRAY_LEN(lobby_config),
-    .consume = lobby_topics,
-    .consume_broadcast = true,
-    .on_event = on_event,
+    .subs = lobby_subs,
+    .nsubs = WY_ARRAY_LEN(lobby_subs),
     .start = lobby_start,
     .stop = lobby_stop,
     .busy = lobby_busy,
