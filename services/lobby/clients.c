@@ -8,7 +8,6 @@
 #include "tokens.h"
 #include "wire.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define WS_PATH "/v1/lobby"
@@ -83,13 +82,6 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- start / stop */
 
-/* WY_BIND_HOST, already validated by wy_daemon (an empty value means the default). */
-static const char *bind_host(void)
-{
-    const char *h = getenv("WY_BIND_HOST");
-    return h && *h ? h : "0.0.0.0";
-}
-
 int lobby_clients_start(lobby_t *lb, const char **err)
 {
     static char msg[256];
@@ -114,7 +106,7 @@ int lobby_clients_start(lobby_t *lb, const char **err)
         .on_open = on_open, .on_message = lobby_ws_on_message, .on_close = on_close, .ud = lb};
     wy_ws_route(lb->ws, WS_PATH, &h);
     const char *e = NULL;
-    rc = wy_http_listen(lb->ws, bind_host(), (int)lb->cfg->ws_port, &e);
+    rc = wy_http_listen(lb->ws, wy_daemon_bind_host(lb->d), (int)lb->cfg->ws_port, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "WY_LOBBY_WS_PORT %d: %s", (int)lb->cfg->ws_port,
                  e ? e : wy_strerror(rc));
