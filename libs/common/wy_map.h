@@ -86,6 +86,7 @@ size_t wy_map_count(const wy_map_t *m);
 typedef struct {
     wy_map_t *map;
     size_t pos; /* next slot to look at */
+    size_t cur; /* slot of the current entry; SIZE_MAX when there is none */
     uint64_t gen;
     const void *key;
     size_t klen;

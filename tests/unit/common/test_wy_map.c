@@ -270,6 +270,7 @@ static void test_iterate_delete(void **state)
     }
     assert_int_equal(seen, 1);
     assert_true(left > 1);
+    wy_map_iter_del(&it); /* after the end: nothing to delete */
     assert_int_equal(wy_map_count(m), 1);
     wy_map_free(m);
 }
