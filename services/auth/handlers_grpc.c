@@ -8,7 +8,7 @@
 
 typedef struct {
     auth_t *a;
-    wy_grpc_call_t *call;
+    wy_grpc_call_id_t call;
     wy_token_claims_t claims;
     char account[40];
     bool ban;
@@ -17,7 +17,7 @@ typedef struct {
 
 /* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
  * to the loop just before the stop must not touch released state. */
-static gop_t *gop_new(void *arg, wy_grpc_call_t *call)
+static gop_t *gop_new(void *arg, wy_grpc_call_id_t call)
 {
     (void)arg;
     auth_t *a = auth_current();
@@ -47,7 +47,7 @@ static void gop_error(gop_t *g, int err, const char *msg)
 
 /* gop_new() for a request about one account: NULL (and the call answered) also when
  * account_id is not a UUID. */
-static gop_t *gop_new_account(void *arg, wy_grpc_call_t *call, const char *account_id)
+static gop_t *gop_new_account(void *arg, wy_grpc_call_id_t call, const char *account_id)
 {
     gop_t *g = gop_new(arg, call);
     if (g && (!account_id || !auth_uuid_well_formed(account_id))) {
@@ -84,7 +84,7 @@ static void on_introspect_checked(int err, bool revoked, void *ud)
     gop_free(g);
 }
 
-static void rpc_introspect(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_introspect(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__IntrospectRequest *in = (const Wyvern__Auth__IntrospectRequest *)req;
     gop_t *g = gop_new(arg, call);
@@ -135,7 +135,7 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
     gop_free(g);
 }
 
-static void rpc_get_account(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_get_account(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__GetAccountRequest *in = (const Wyvern__Auth__GetAccountRequest *)req;
     gop_t *g = gop_new_account(arg, call, in->account_id);
@@ -182,7 +182,7 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         on_revoke_published(WY_EUNAVAIL, g);
 }
 
-static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__RevokeRequest *in = (const Wyvern__Auth__RevokeRequest *)req;
     gop_t *g = gop_new_account(arg, call, in->account_id);
@@ -198,7 +198,7 @@ static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
 
 /* ---- GetKeys ---- */
 
-static void rpc_get_keys(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_get_keys(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     (void)req, (void)arg;
     auth_t *a = auth_current();
