@@ -245,6 +245,17 @@ int wy_map_del(wy_map_t *m, const void *key, size_t klen, void **old)
     return WY_OK;
 }
 
+int wy_map_del_if(wy_map_t *m, const void *key, size_t klen, const void *val)
+{
+    if (klen > WY_MAP_MAX_KEY)
+        return WY_ENOTFOUND;
+    size_t i = lookup(m, wy_siphash13(m->seed, key, klen), key, klen);
+    if (i == SIZE_MAX || m->slots[i].val != val)
+        return WY_ENOTFOUND;
+    slot_clear(m, &m->slots[i]);
+    return WY_OK;
+}
+
 int wy_map_put_str(wy_map_t *m, const char *key, void *val)
 {
     return wy_map_put(m, key, strlen(key), val);
