@@ -1,7 +1,6 @@
 /* wy-lobby wire: client frames in, ServerMessage frames out, and closes that wait for the
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
-#include "map.h"
 #include "state.h"
 
 #include <assert.h>
@@ -114,7 +113,12 @@ static void on_close_check(uv_check_t *h)
 {
     lobby_t *lb = h->data;
     uint64_t now = wy_now_ms();
-    for (lobby_conn_t *c = lb->conns; c && lb->npend; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (!lb->npend)
+            break;
         if (!c->pend || !c->ws)
             continue;
         if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
@@ -157,7 +161,7 @@ void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code)
 
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code)
 {
-    lobby_conn_t *c = lobby_map_get(&lb->by_sid, sid);
+    lobby_conn_t *c = wy_map_get_str(lb->by_sid, sid);
     if (!c || !c->ws)
         return false;
     lobby_conn_kick(c, reason, code);
@@ -176,11 +180,15 @@ void lobby_closer_stop(lobby_t *lb)
 {
     if (!lb->closer_started)
         return;
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
         if (c->pend && c->ws) {
             c->pend = false;
             (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
         }
+    }
     lb->npend = 0;
     lobby_close_handle((uv_handle_t *)&lb->closer);
     lb->closer_started = false;
