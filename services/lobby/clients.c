@@ -84,6 +84,7 @@ int lobby_clients_start(lobby_t *lb, const char **err)
     l.max_connections = (unsigned)lb->cfg->max_conns;
     l.ws_max_message_bytes = (size_t)lb->cfg->max_message;
     l.ws_max_send_queue_bytes = 256 * 1024;
+    l.ws_send_budget_bytes = (size_t)lb->cfg->ws_send_budget;
     l.max_header_bytes = 8192;
     l.max_body_bytes = 1024;
     l.ws_ping_interval_ms = (uint64_t)lb->cfg->heartbeat_ms;

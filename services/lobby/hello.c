@@ -13,6 +13,7 @@
 static void hello_fail(lobby_conn_t *c, Wyvern__Lobby__Code code, int close_code, const char *why)
 {
     lobby_reply_status(c, c->hello_req, code, why);
+    lobby_observe(c, "hello", c->hello_start_ns, code);
     lobby_conn_close(c, close_code, why);
 }
 
@@ -61,6 +62,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     w.max_message_bytes = (uint32_t)lb->cfg->max_message;
     w.max_messages_per_sec = (uint32_t)lb->cfg->max_msgs_per_sec;
     lobby_reply(c, c->hello_req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_WELCOME, &w.base);
+    lobby_observe(c, "hello", c->hello_start_ns, WYVERN__LOBBY__CODE__OK);
     wy_log_debug("session ready", "session", c->sid, "account", c->account, NULL);
 }
 

@@ -43,7 +43,7 @@ typedef struct {
     char *policy; /* "kick-old" | "reject-new" */
     int64_t session_ttl_ms, heartbeat_ms, idle_ms, hello_ms, fence_ms;
     int64_t nick_cooldown_ms;
-    int64_t max_message, max_msgs_per_sec, max_conns;
+    int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
 } lobby_cfg_t;
 
@@ -108,6 +108,8 @@ struct lobby_conn {
     double bucket;
     uint64_t bucket_ms;
     uint32_t hello_req;
+    uint64_t hello_start_ns; /* when the hello frame arrived: wy_lobby_ws_message_seconds */
+
     bool writing;    /* a session write is in flight (one at a time) */
     bool nick_busy;  /* a nickname change is in flight */
     bool registered; /* in by_sid */

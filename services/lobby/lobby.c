@@ -47,6 +47,10 @@ static const wy_cfg_entry_t lobby_config[] = {
      &cfg.max_msgs_per_sec, false},
     {"WY_LOBBY_MAX_CONNECTIONS", WY_CFG_INT, "20000", 1, 1000000, NULL,
      "Open client connections per instance; over: HTTP 503.", &cfg.max_conns, false},
+    {"WY_LOBBY_WS_SEND_BUDGET", WY_CFG_SIZE, "256MiB", 1048576, 68719476736LL, NULL,
+     "Bytes queued for all clients together (each client also at most 256 KiB); over it the "
+     "clients with the most queued are closed 1008.",
+     &cfg.ws_send_budget, false},
     {"WY_LOBBY_AUTH_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
      "wy-auth gRPC address (host:port): verification keys (GetKeys) and revocation at hello "
      "(Introspect). Empty: static keys only.",
@@ -99,13 +103,7 @@ static void push_notice(lobby_t *lb, const char *account, const char *id, const 
             lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
         return;
     }
-    wy_list_t *pos, *tmp;
-    wy_list_foreach_safe(pos, tmp, &lb->conns) /* a push may close a slow connection */
-    {
-        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
-        if (c->state == LOBBY_ST_READY)
-            lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
-    }
+    lobby_push_ready(lb, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
 }
 
 static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)

@@ -14,6 +14,7 @@ import uuid
 import grpc
 import jwt
 import pytest
+import requests
 import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -234,6 +235,40 @@ def test_session_scripts_run_by_sha_and_survive_script_flush(daemon, protos, key
     assert redis_calls(stack, "eval") == evals + 1  # the later writes: EVALSHA only
     assert redis_calls(stack, "evalsha") >= evalshas + 3
     assert_consistent(stack, acct, sid)
+
+
+def series(d, name, labels):
+    """The value of one series in the daemon's /metrics, None when it is absent."""
+    want = "%s{%s}" % (name, labels) if labels else name
+    for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == want:
+            return float(value)
+    return None
+
+
+def test_message_types_timed_by_outcome(daemon, protos, keys, free_port):
+    """Each client message type has a latency histogram and outcome counts; so does every
+    HTTP route (the WebSocket upgrade included)."""
+    a = start_lobby(daemon, keys, free_port)
+    c, w = login(a.ws_url, token(keys, "acct-" + uuid.uuid4().hex[:8]))
+    assert w.WhichOneof("body") == "welcome"
+    assert c.call(heartbeat=c.pb.Heartbeat()).status.code == 0
+    assert c.call(heartbeat=c.pb.Heartbeat()).status.code == 0
+    bad = c.call(set_nickname=c.pb.SetNickname(nickname=""))
+    assert bad.status.code != 0
+    m = "wy_lobby_ws_message"
+    assert series(a, m + "_seconds_count", 'type="hello"') == 1
+    assert series(a, m + "_total", 'type="hello",outcome="ok"') == 1
+    assert series(a, m + "_seconds_count", 'type="heartbeat"') == 2
+    assert series(a, m + "_seconds_bucket", 'type="heartbeat",le="+Inf"') == 2
+    assert series(a, m + "_total", 'type="set_nickname",outcome="client_error"') == 1
+    assert series(a, m + "_total", 'type="set_nickname",outcome="ok"') == 0
+    h = "wy_lobby_http_request"
+    assert series(a, h + "_total", 'route="GET /v1/lobby",outcome="ok"') == 1
+    assert series(a, h + "_seconds_count", 'route="GET /healthz"') is not None
+    assert series(a, "wy_lobby_ws_send_budget_closes_total", "") == 0
+    c.close()
 
 
 def test_disconnect_releases_and_idle_closes_4005(daemon, protos, keys, free_port, stack):
