@@ -4,6 +4,7 @@
 #include "wy_ws.h"
 #include "wy_buf.h"
 #include "wy_log.h"
+#include "wy_metrics.h"
 
 #include <http_parser.h>
 #include <wslay/wslay.h>
@@ -30,6 +31,7 @@ typedef struct route {
     wy_http_handler_cb cb;
     void *ud;
     wy_ws_handlers_t wsh;
+    wy_op_t *op; /* route="METHOD path" in wy_<svc>_http_request_seconds */
 } route_t;
 
 typedef struct wy_ws_conn conn_t;
@@ -56,6 +58,8 @@ struct wy_http_req {
     bool keep_alive;
     bool upgrade;
     bool dispatched;
+    wy_op_t *op; /* set at dispatch: the route's latency series */
+    uint64_t start_ns;
 };
 
 struct wy_ws_conn {
@@ -126,6 +130,9 @@ struct wy_http_server {
     wy_http_closed_cb done;
     void *done_ud;
     wy_http_counters_t ctr;
+    wy_op_family_t *m_http; /* wy_<svc>_http_request_seconds{route} */
+    wy_op_family_t *m_ws;   /* wy_<svc>_ws_message_seconds{type} */
+    wy_op_t *op_unmatched;  /* 404 and 405 */
     char rbuf[READ_CHUNK];
 };
 
@@ -378,6 +385,8 @@ void wy_http_respond(wy_http_req_t *req, int status, const char *content_type, c
     conn_t *c = req->conn;
     if (req->dispatched)
         srv->ctr.requests_in_flight--;
+    if (req->op)
+        wy_op_done(req->op, req->start_ns, wy_outcome_http(status));
     if (c && c->active == req && c->state == C_HTTP) {
         c->active = NULL;
         bool keep = req->keep_alive && !req->upgrade && !srv->stopping && !c->peer_eof;
@@ -455,6 +464,16 @@ static const char *route_method(const route_t *r)
     return r->ws ? "GET" : r->method;
 }
 
+/* The route's latency series: "POST /v1/login", a prefix route as "GET /v1/accounts/" plus a star.
+ */
+static wy_op_t *route_op(wy_http_server_t *srv, const route_t *r)
+{
+    char *v = wy_sprintf("%s %s%s", route_method(r), r->path, r->prefix ? "*" : "");
+    wy_op_t *op = wy_metrics_op(srv->m_http, v);
+    wy_free(v);
+    return op;
+}
+
 static int add_route(wy_http_server_t *srv, const route_t *r)
 {
     for (size_t i = 0; i < srv->nroutes; i++) {
@@ -464,7 +483,9 @@ static int add_route(wy_http_server_t *srv, const route_t *r)
             return WY_EEXIST;
     }
     srv->routes = wy_realloc(srv->routes, (srv->nroutes + 1) * sizeof(route_t));
-    srv->routes[srv->nroutes++] = *r;
+    srv->routes[srv->nroutes] = *r;
+    srv->routes[srv->nroutes].op = route_op(srv, r);
+    srv->nroutes++;
     return WY_OK;
 }
 
@@ -826,10 +847,12 @@ static void dispatch(conn_t *c, wy_http_req_t *r)
     srv->ctr.requests++;
     srv->ctr.requests_in_flight++;
     r->dispatched = true;
+    r->start_ns = wy_now_ns();
     c->active = r;
     uv_timer_stop(&c->timer);
     wy_buf_t allow = WY_BUF_INIT;
     const route_t *rt = find_route(srv, r->method, r->path, &allow);
+    r->op = rt ? rt->op : srv->op_unmatched;
     if (!rt && allow.len) {
         wy_http_add_header(r, "Allow", allow.data);
         char *msg = wy_sprintf("method %s not allowed on %s", r->method, r->path);
@@ -848,6 +871,7 @@ static void dispatch(conn_t *c, wy_http_req_t *r)
         } else {
             c->active = NULL;
             srv->ctr.requests_in_flight--;
+            wy_op_done(r->op, r->start_ns, WY_OUTCOME_OK);
             ws_upgrade(c, r, rt);
             req_free(r);
         }
@@ -1277,6 +1301,28 @@ static void on_connection(uv_stream_t *ls, int status)
 
 /* ------------------------------------------------------------------ server API */
 
+static wy_op_family_t *op_family(const char *what, const char *help, const char *label)
+{
+    char *name = wy_metrics_svc_name(what);
+    wy_op_family_t *f = wy_metrics_op_family(name, help, label);
+    wy_free(name);
+    return f;
+}
+
+static wy_op_family_t *http_family(void)
+{
+    return op_family("http_request_seconds",
+                     "HTTP request time from dispatch to response, by route (METHOD path).",
+                     "route");
+}
+
+static wy_op_family_t *ws_family(void)
+{
+    return op_family("ws_message_seconds",
+                     "WebSocket client message handling time, by the service's message type.",
+                     "type");
+}
+
 int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_server_t **out)
 {
     wy_http_server_t *srv = wy_calloc(1, sizeof(*srv));
@@ -1298,6 +1344,9 @@ int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_
     DEF(ws_idle_timeout_ms)
     DEF(ws_close_timeout_ms)
 #undef DEF
+    srv->m_http = http_family();
+    srv->m_ws = ws_family();
+    srv->op_unmatched = wy_metrics_op(srv->m_http, "unmatched");
     uv_check_init(loop, &srv->flush_check);
     uv_idle_init(loop, &srv->flush_idle);
     srv->flush_check.data = srv;
@@ -1439,6 +1488,11 @@ static void ws_start_close(conn_t *c, int code, const char *reason, bool after_q
         ws_queue_close_frame(c);
     uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
     mark_dirty(c);
+}
+
+void wy_ws_observe(wy_ws_conn_t *c, const char *type, uint64_t start_ns, wy_outcome_t outcome)
+{
+    wy_op_done(wy_metrics_op(c->srv->m_ws, type), start_ns, outcome);
 }
 
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *c)

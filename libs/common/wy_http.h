@@ -73,6 +73,14 @@ int wy_http_listen(wy_http_server_t *srv, const char *host, int port, const char
 /* The bound port, or 0 if not listening. */
 int wy_http_port(const wy_http_server_t *srv);
 
+/* Latency: every request dispatched to a route is timed from dispatch to its response and
+ * counted in wy_<svc>_http_request_seconds{route="METHOD path"} and
+ * wy_<svc>_http_request_total{route,outcome} (wy_metrics_op_family; a prefix route is
+ * "METHOD prefix*", a WebSocket route counts its upgrade, 404 and 405 count as "unmatched").
+ * Requests rejected while being read (400, 408, 413, 431, 503) are not routed and count only in
+ * wy_http_counters. The series live in the wy_metrics registry: do not wy_metrics_reset while a
+ * server exists. */
+
 /* Routes method ("GET", "POST", ...) + exact path ("/v1/login") to cb. Adding a route that
  * already exists returns WY_EEXIST. Strings are copied. Unknown path -> 404, known path with
  * another method -> 405 with Allow. */

@@ -11,13 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wy_list.h"
 #include "wy_log.h"
 
 enum { OP_QUERY, OP_BEGIN, OP_COMMIT, OP_ROLLBACK, OP_HEALTH };
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
 typedef struct pg_op {
-    struct pg_op *prev, *next; /* in the pool queue, a tx queue or the done list */
+    wy_list_t node; /* in the pool queue, a tx queue or the done list */
     int kind;
     char *sql;
     int nparams;
@@ -34,7 +35,7 @@ typedef struct pg_op {
 } pg_op;
 
 typedef struct {
-    pg_op *head, *tail;
+    wy_list_t head;
     uint32_t n;
 } op_list;
 
@@ -53,7 +54,7 @@ typedef struct pg_conn {
 } pg_conn;
 
 struct wy_pg_tx {
-    struct wy_pg_tx *prev, *next; /* pool's list of live handles */
+    wy_list_t node; /* in the pool's list of live handles */
     wy_pg_t *pool;
     pg_conn *conn; /* NULL before BEGIN ran and once the transaction is over or dead */
     op_list queue;
@@ -72,7 +73,7 @@ struct wy_pg {
     uint32_t nconns;
     op_list queue;
     op_list done;
-    wy_pg_tx_t *txs;
+    wy_list_t txs;           /* wy_pg_tx_t.node */
     uv_timer_t defer_timer;  /* drains done for completions caused inside public calls */
     uv_timer_t queue_timer;  /* earliest deadline of the queued ops */
     uint64_t queue_due;      /* when queue_timer fires; 0 = stopped */
@@ -92,35 +93,27 @@ static __thread char errbuf[512];
 /* ---- small helpers ----------------------------------------------------------------------------
  */
 
+static void list_init(op_list *l)
+{
+    wy_list_init(&l->head);
+    l->n = 0;
+}
+
 static void list_push(op_list *l, pg_op *op)
 {
-    op->next = NULL;
-    op->prev = l->tail;
-    if (l->tail)
-        l->tail->next = op;
-    else
-        l->head = op;
-    l->tail = op;
+    wy_list_push_back(&l->head, &op->node);
     l->n++;
 }
 
 static void list_remove(op_list *l, pg_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        l->head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        l->tail = op->prev;
-    op->prev = op->next = NULL;
+    wy_list_remove(&op->node);
     l->n--;
 }
 
 static pg_op *list_pop(op_list *l)
 {
-    pg_op *op = l->head;
+    pg_op *op = wy_list_entry(wy_list_first(&l->head), pg_op, node);
     if (op)
         list_remove(l, op);
     return op;
@@ -184,14 +177,9 @@ static pg_op *op_new(wy_pg_t *pg, int kind, const char *sql, int nparams, const 
     return op;
 }
 
-static void tx_free(wy_pg_t *pg, wy_pg_tx_t *tx)
+static void tx_free(wy_pg_tx_t *tx)
 {
-    if (tx->prev)
-        tx->prev->next = tx->next;
-    else
-        pg->txs = tx->next;
-    if (tx->next)
-        tx->next->prev = tx->prev;
+    wy_list_remove(&tx->node);
     wy_free(tx->why);
     wy_free(tx);
 }
@@ -230,7 +218,7 @@ static void op_finish_result(wy_pg_t *pg, pg_op *op)
     op_finish(pg, op, map_sqlstate(wy_pg_sqlstate(op->res)), msg);
 }
 
-static void run_callback(wy_pg_t *pg, pg_op *op)
+static void run_callback(pg_op *op)
 {
     const PGresult *res = op->res;
     switch (op->kind) {
@@ -241,13 +229,13 @@ static void run_callback(wy_pg_t *pg, pg_op *op)
         if (op->status == WY_OK) {
             op->bcb(WY_OK, op->tx, NULL, op->ud);
         } else {
-            tx_free(pg, op->tx);
+            tx_free(op->tx);
             op->bcb(op->status, NULL, op->err, op->ud);
         }
         break;
     case OP_COMMIT:
     case OP_ROLLBACK:
-        tx_free(pg, op->tx);
+        tx_free(op->tx);
         if (op->ecb)
             op->ecb(op->status, op->err, op->ud);
         break;
@@ -265,7 +253,7 @@ static void drain_done(wy_pg_t *pg)
         return;
     pg->draining = true;
     while ((op = list_pop(&pg->done)) != NULL) {
-        run_callback(pg, op);
+        run_callback(op);
         op_free(op);
     }
     pg->draining = false;
@@ -757,9 +745,10 @@ static void on_queue_timer(uv_timer_t *t)
 {
     wy_pg_t *pg = t->data;
     uint64_t now = uv_now(pg->loop);
-    pg_op *op = pg->queue.head, *next;
-    for (; op != NULL; op = next) {
-        next = op->next;
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &pg->queue.head)
+    {
+        pg_op *op = wy_container_of(pos, pg_op, node);
         if (op->deadline <= now) {
             list_remove(&pg->queue, op);
             op_finish(pg, op, WY_ETIMEDOUT, "timed out waiting for a free connection");
@@ -775,9 +764,13 @@ static void arm_queue_timer(wy_pg_t *pg)
     uint64_t now = uv_now(pg->loop), due = 0;
     if (pg->closing)
         return;
-    for (pg_op *op = pg->queue.head; op != NULL; op = op->next)
+    wy_list_t *pos;
+    wy_list_foreach(pos, &pg->queue.head)
+    {
+        const pg_op *op = wy_container_of(pos, pg_op, node);
         if (due == 0 || op->deadline < due)
             due = op->deadline;
+    }
     if (due == 0) {
         uv_timer_stop(&pg->queue_timer);
         pg->queue_due = 0;
@@ -790,7 +783,7 @@ static void arm_queue_timer(wy_pg_t *pg)
 static void on_health_timer(uv_timer_t *t)
 {
     wy_pg_t *pg = t->data;
-    if (pg->queue.head != NULL)
+    if (pg->queue.n > 0)
         return; /* busy pool: the traffic itself shows whether the server answers */
     for (uint32_t i = 0; i < pg->nconns; i++) {
         pg_conn *c = &pg->conns[i];
@@ -858,6 +851,9 @@ int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts
         pg->o.backoff_max_ms = pg->o.backoff_min_ms > 5000 ? pg->o.backoff_min_ms : 5000;
     pg->loop = loop;
     pg->conninfo = wy_strdup(conninfo);
+    list_init(&pg->queue);
+    list_init(&pg->done);
+    wy_list_init(&pg->txs);
     pg->nconns = pg->o.size;
     pg->conns = wy_calloc(pg->nconns, sizeof *pg->conns);
     uv_timer_init(loop, &pg->defer_timer);
@@ -944,16 +940,14 @@ int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud)
     pg_op *op = op_new(pg, OP_BEGIN, "BEGIN", 0, NULL);
     wy_pg_tx_t *tx = wy_calloc(1, sizeof *tx);
     tx->pool = pg;
+    list_init(&tx->queue);
     op->bcb = cb;
     op->ud = ud;
     op->tx = tx;
-    tx->next = pg->txs;
-    if (pg->txs)
-        pg->txs->prev = tx;
-    pg->txs = tx;
+    wy_list_push_front(&pg->txs, &tx->node);
     int rc = enqueue(pg, op);
     if (rc != WY_OK)
-        tx_free(pg, tx);
+        tx_free(tx);
     return rc;
 }
 
@@ -1040,8 +1034,9 @@ static void maybe_finish_close(wy_pg_t *pg)
 {
     if (pg->handles_open > 0 || pg->draining)
         return;
-    while (pg->txs)
-        tx_free(pg, pg->txs);
+    wy_list_t *n;
+    while ((n = wy_list_first(&pg->txs)) != NULL)
+        tx_free(wy_container_of(n, wy_pg_tx_t, node));
     void (*done)(void *) = pg->close_done;
     void *ud = pg->close_ud;
     wy_free(pg->conns);
@@ -1080,7 +1075,10 @@ void wy_pg_close(wy_pg_t *pg, void (*done)(void *ud), void *ud)
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
         c->timer.data = pg;
     }
-    for (wy_pg_tx_t *tx = pg->txs; tx; tx = tx->next) {
+    wy_list_t *pos;
+    wy_list_foreach(pos, &pg->txs)
+    {
+        wy_pg_tx_t *tx = wy_container_of(pos, wy_pg_tx_t, node);
         tx->conn = NULL;
         tx->dead = true;
         while ((op = list_pop(&tx->queue)) != NULL)

@@ -11,13 +11,14 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libuv.h>
 
+#include "wy_list.h"
 #include "wy_log.h"
 
 enum { CMD_USER, CMD_HANDSHAKE, CMD_READY, CMD_PING };
 enum { ST_DOWN, ST_CONNECTING, ST_HANDSHAKE, ST_READY };
 
 typedef struct rcmd {
-    struct rcmd *prev, *next; /* deadline list; unlinked once answered or timed out */
+    wy_list_t node; /* in the deadline list; unlinked once answered */
     wy_redis_t *r;
     wy_redis_cb cb;
     void *ud;
@@ -43,7 +44,7 @@ struct wy_redis {
     uint32_t attempts;
     uint32_t inflight;
 
-    rcmd_t *head, *tail;
+    wy_list_t cmds;         /* rcmd_t.node, sorted by deadline */
     uv_timer_t cmd_timer;   /* deadline of the oldest command */
     uv_timer_t retry_timer; /* backoff before reconnect; connect timeout while connecting */
     uv_timer_t ping_timer;
@@ -214,17 +215,9 @@ static int parse_url(wy_redis_t *r, const char *url, const char **err)
 
 /* ---- command list and timeouts ----------------------------------------- */
 
-static void list_unlink(wy_redis_t *r, rcmd_t *c)
+static rcmd_t *oldest_cmd(const wy_redis_t *r)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        r->tail = c->prev;
-    c->prev = c->next = NULL;
+    return wy_list_entry(wy_list_first(&r->cmds), rcmd_t, node);
 }
 
 static void arm_cmd_timer(wy_redis_t *r);
@@ -233,20 +226,12 @@ static void arm_cmd_timer(wy_redis_t *r);
  * tail stops at once. */
 static void list_insert(wy_redis_t *r, rcmd_t *c)
 {
-    rcmd_t *after = r->tail;
-    while (after != NULL && after->deadline > c->deadline)
+    wy_list_t *after = r->cmds.prev;
+    while (after != &r->cmds && wy_container_of(after, rcmd_t, node)->deadline > c->deadline)
         after = after->prev;
-    c->prev = after;
-    c->next = after ? after->next : r->head;
-    if (c->next)
-        c->next->prev = c;
-    else
-        r->tail = c;
-    if (after)
-        after->next = c;
-    else
-        r->head = c;
-    if (r->head == c || !uv_is_active((uv_handle_t *)&r->cmd_timer))
+    /* Inserting at the front of the list that starts after `after` puts c right behind it. */
+    wy_list_push_front(after, &c->node);
+    if (oldest_cmd(r) == c || !uv_is_active((uv_handle_t *)&r->cmd_timer))
         arm_cmd_timer(r);
 }
 
@@ -289,7 +274,12 @@ static void on_cmd_timer(uv_timer_t *t)
     uint64_t now = uv_now(r->loop);
     bool drop = false;
 
-    for (rcmd_t *c = r->head; c != NULL && c->deadline <= now; c = c->next) {
+    wy_list_t *pos;
+    wy_list_foreach(pos, &r->cmds)
+    {
+        rcmd_t *c = wy_container_of(pos, rcmd_t, node);
+        if (c->deadline > now)
+            break;
         c->timed_out = true;
         drop = true;
         if (c->kind != CMD_USER)
@@ -303,12 +293,12 @@ static void on_cmd_timer(uv_timer_t *t)
 static void arm_cmd_timer(wy_redis_t *r)
 {
     uint64_t now = uv_now(r->loop);
-    if (r->head == NULL || r->closing) {
+    const rcmd_t *c = oldest_cmd(r);
+    if (c == NULL || r->closing) {
         uv_timer_stop(&r->cmd_timer);
         return;
     }
-    uv_timer_start(&r->cmd_timer, on_cmd_timer,
-                   r->head->deadline > now ? r->head->deadline - now : 0, 0);
+    uv_timer_start(&r->cmd_timer, on_cmd_timer, c->deadline > now ? c->deadline - now : 0, 0);
 }
 
 /* ---- hiredis callbacks -------------------------------------------------- */
@@ -320,7 +310,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     redisReply *reply = reply_;
     int status;
 
-    list_unlink(r, c);
+    wy_list_remove(&c->node);
     if (c->timed_out)
         status = WY_ETIMEDOUT;
     else if (reply == NULL)
@@ -517,6 +507,7 @@ int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opt
                     const char **err)
 {
     wy_redis_t *r = wy_calloc(1, sizeof *r);
+    wy_list_init(&r->cmds);
     const char *dummy;
     if (err == NULL)
         err = &dummy;

@@ -4,6 +4,7 @@
 #define WY_WS_H
 
 #include "wy_http.h"
+#include "wy_metrics.h"
 
 /* Threading: loop thread only, like wy_http.h. */
 
@@ -59,6 +60,17 @@ void *wy_ws_user(const wy_ws_conn_t *conn);
 
 /* Peer address "ip:port". */
 const char *wy_ws_peer(const wy_ws_conn_t *conn);
+
+/* Records one client message the service handled: its type name as the service calls it
+ * ("join", "heartbeat"), the time it started (wy_now_ns(), e.g. first thing in on_message) and
+ * how it ended (WY_OUTCOME_CLIENT_ERROR for a rejected request, WY_OUTCOME_SERVER_ERROR when the
+ * service failed). Goes to wy_<svc>_ws_message_seconds{type} and wy_<svc>_ws_message_total{type,
+ * outcome} (see wy_metrics_op_family). The WebSocket layer cannot know the service's types, hence
+ * this call. conn must still be open (call it before on_close returns); a reply finished after
+ * asynchronous work calls it then. Type names are the service's own constants: a family counts
+ * at most WY_METRICS_OP_MAX_VALUES of them, the rest as "other". No allocation once a type has
+ * been seen. */
+void wy_ws_observe(wy_ws_conn_t *conn, const char *type, uint64_t start_ns, wy_outcome_t outcome);
 
 /* Bytes queued on this connection and not yet written to the socket. */
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *conn);

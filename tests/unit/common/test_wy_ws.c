@@ -118,6 +118,7 @@ static void ws_msg(wy_ws_conn_t *c, bool bin, const uint8_t *d, size_t n, void *
         return;
     }
     assert_int_equal(wy_ws_send(c, bin, d, n), WY_OK);
+    wy_ws_observe(c, bin ? "binary" : "text", wy_now_ns(), WY_OUTCOME_OK);
 }
 
 static void ws_close(wy_ws_conn_t *c, int code, const char *reason, void *ud)
@@ -299,6 +300,8 @@ static void cl_echo(fx_t *fx)
 static void test_ws_echo(void **state)
 {
     WY_UNUSED(state);
+    wy_metrics_reset(); /* no server exists: this test owns the registry */
+    wy_metrics_set_service("test");
     fx_t *fx = fx_serve(NULL, cl_echo);
     assert_int_equal(fx->status[0], 101);
     assert_non_null(strstr(g_hdr[0], "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -323,6 +326,17 @@ static void test_ws_echo(void **state)
     assert_string_equal(fx->cl[0].reason, "bye");
     assert_int_equal(fx->msgs_in, 3);
     wy_free(fx);
+    /* The upgrade is a timed route; each message the service observed counts by its type. */
+    wy_buf_t b = WY_BUF_INIT;
+    wy_metrics_render(&b);
+    wt_assert_contains(
+        b.data,
+        (const char *const[]){"wy_test_http_request_total{route=\"GET /ws\",outcome=\"ok\"} 1\n",
+                              "wy_test_ws_message_seconds_count{type=\"text\"} 2\n",
+                              "wy_test_ws_message_seconds_count{type=\"binary\"} 1\n",
+                              "wy_test_ws_message_total{type=\"text\",outcome=\"ok\"} 2\n", NULL});
+    wy_buf_free(&b);
+    wy_metrics_set_service(NULL);
 }
 
 static void cl_server_close(fx_t *fx)
