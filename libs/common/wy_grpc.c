@@ -20,6 +20,7 @@
 #include "health.pb-c.h"
 #include "wy_list.h"
 #include "wy_log.h"
+#include "wy_mailbox.h"
 
 #define MAX_METHODS          64
 #define MAX_HEALTH           64
@@ -34,10 +35,12 @@ typedef struct {
     uint8_t kind;
 } tag_t;
 
-/* Something the CQ thread hands to the loop, embedded in its owner. */
+/* Something the CQ thread hands to the loop, embedded in its owner: a message of the
+ * runtime's mailbox. Hops are bounded by construction (at most two per live call, one
+ * per server, one for the runtime), so they are pushed past the mailbox's capacity. */
 enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE };
 typedef struct hop {
-    struct hop *next;
+    wy_mailbox_node_t node;
     uint8_t kind;
 } hop_t;
 
@@ -47,9 +50,7 @@ struct wy_grpc_rt {
     uv_loop_t *loop;
     grpc_completion_queue *cq;
     pthread_t thread;
-    uv_async_t async;
-    pthread_mutex_t mu;
-    hop_t *head, *tail; /* under mu */
+    wy_mailbox_t *mb; /* CQ thread -> loop; drained whole in one wake-up */
     hop_t done_hop;
     unsigned n_servers;  /* servers not yet freed (loop) */
     unsigned n_channels; /* channels not yet closed (loop) */
@@ -137,6 +138,13 @@ struct wy_grpc_channel {
     bool closed;
     bool delivering; /* inside a reply callback: the loop frees the channel afterwards */
     wy_list_t calls; /* client_call_t.node, in flight */
+    /* Methods registered with the channel: a registered call skips parsing and
+     * interning the path on every call. Paths beyond MAX_METHODS use plain calls. */
+    struct {
+        char *path;
+        void *handle;
+    } methods[MAX_METHODS];
+    unsigned n_methods;
 };
 
 struct client_call {
@@ -159,17 +167,14 @@ struct client_call {
 
 /* ---------------------------------------------------------------- helpers */
 
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status);
+
+/* Any thread. The mailbox is open until the last hop (H_RT_DONE) is delivered. */
 static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
 {
-    hop->next = NULL;
-    pthread_mutex_lock(&rt->mu);
-    if (rt->tail)
-        rt->tail->next = hop;
-    else
-        rt->head = hop;
-    rt->tail = hop;
-    pthread_mutex_unlock(&rt->mu);
-    uv_async_send(&rt->async);
+    int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
+    assert(rc == WY_OK);
+    (void)rc;
 }
 
 static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
@@ -366,15 +371,16 @@ static void arm_slot(wy_grpc_server_t *srv)
 }
 
 /* Answer from the CQ thread, without a handler. with_close: the call has no
- * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
+ * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). Initial metadata
+ * always goes with the status: one write for the whole answer. */
 static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool with_close)
 {
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     if (with_close) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        n++;
         ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
         n++;
@@ -434,13 +440,13 @@ static void on_new(call_t *c, int success)
         return;
     }
 
-    grpc_op ops[2];
+    /* Initial metadata waits for the answer, so the answer is one write. */
+    grpc_op ops[1];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &c->req_bb;
+    ops[0].op = GRPC_OP_RECV_MESSAGE;
+    ops[0].data.recv_message.recv_message = &c->req_bb;
     atomic_fetch_add(&c->refs, 1);
-    if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(c->call, ops, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "recv", NULL);
         atomic_fetch_sub(&c->refs, 1);
         grpc_call_cancel(c->call, NULL);
@@ -562,9 +568,11 @@ static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byt
     c->req = NULL;
     count_status(c->srv, status);
 
-    grpc_op ops[2];
+    grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     if (bb) {
         c->resp_bb = bb;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -682,6 +690,13 @@ static void on_grace(uv_timer_t *t)
     grpc_server_cancel_all_calls(srv->gs);
 }
 
+static void channel_free(wy_grpc_channel_t *ch)
+{
+    for (unsigned i = 0; i < ch->n_methods; i++)
+        wy_free(ch->methods[i].path);
+    wy_free(ch);
+}
+
 static void deliver_client(client_call_t *cc)
 {
     wy_grpc_channel_t *ch = cc->ch;
@@ -722,50 +737,45 @@ static void deliver_client(client_call_t *cc)
     wy_free(cc->send_md);
     wy_free(cc);
     if (ch->closed && ch->inflight == 0)
-        wy_free(ch);
+        channel_free(ch);
 }
 
-static void rt_closed(uv_handle_t *h)
+static void rt_closed(void *ud)
 {
-    wy_grpc_rt_t *rt = h->data;
+    wy_grpc_rt_t *rt = ud;
     void (*cb)(void *) = rt->done_cb;
     void *arg = rt->done_arg;
-    pthread_mutex_destroy(&rt->mu);
     wy_free(rt);
     grpc_shutdown();
     if (cb)
         cb(arg);
 }
 
-static void on_async(uv_async_t *a)
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
 {
-    wy_grpc_rt_t *rt = a->data;
-    pthread_mutex_lock(&rt->mu);
-    hop_t *h = rt->head;
-    rt->head = rt->tail = NULL;
-    pthread_mutex_unlock(&rt->mu);
-    while (h) {
-        hop_t *next = h->next;
-        switch (h->kind) {
-        case H_CALL:
-            deliver_call(WY_CONTAINER_OF(h, call_t, hop));
-            break;
-        case H_GONE:
-            deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
-            break;
-        case H_CLIENT:
-            deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
-            break;
-        case H_STOPPED:
-            server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
-            break;
-        case H_RT_DONE:
-            pthread_join(rt->thread, NULL);
-            grpc_completion_queue_destroy(rt->cq);
-            uv_close((uv_handle_t *)&rt->async, rt_closed);
-            return;
-        }
-        h = next;
+    wy_grpc_rt_t *rt = ud;
+    hop_t *h = WY_CONTAINER_OF(node, hop_t, node);
+    /* WY_ECANCELED cannot happen: the mailbox closes after the last hop. */
+    assert(status == WY_OK);
+    (void)status;
+    switch (h->kind) {
+    case H_CALL:
+        deliver_call(WY_CONTAINER_OF(h, call_t, hop));
+        break;
+    case H_GONE:
+        deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
+        break;
+    case H_CLIENT:
+        deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
+        break;
+    case H_STOPPED:
+        server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
+        break;
+    case H_RT_DONE:
+        pthread_join(rt->thread, NULL);
+        grpc_completion_queue_destroy(rt->cq);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
+        break;
     }
 }
 
@@ -776,11 +786,13 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
     rt->loop = loop;
     rt->done_hop.kind = H_RT_DONE;
-    pthread_mutex_init(&rt->mu, NULL);
+    wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
+    if (wy_mailbox_new(loop, &mo, &rt->mb) != WY_OK) {
+        wy_free(rt);
+        return WY_EINTERNAL;
+    }
     grpc_init();
     rt->cq = grpc_completion_queue_create_for_next(NULL);
-    uv_async_init(loop, &rt->async, on_async);
-    rt->async.data = rt;
 
     /* The CQ thread must never take the daemon's signals (SIGTERM goes to the loop). */
     sigset_t all, old;
@@ -792,7 +804,7 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
         grpc_completion_queue_shutdown(rt->cq);
         grpc_completion_queue_destroy(rt->cq);
-        uv_close((uv_handle_t *)&rt->async, rt_closed);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
         return WY_EINTERNAL;
     }
     *out = rt;
@@ -1089,12 +1101,35 @@ void wy_grpc_channel_close(wy_grpc_channel_t *ch)
     grpc_channel_destroy(ch->gc);
     ch->gc = NULL;
     if (ch->inflight == 0 && !ch->delivering)
-        wy_free(ch);
+        channel_free(ch);
 }
 
 unsigned wy_grpc_channel_inflight(const wy_grpc_channel_t *ch)
 {
     return ch->inflight;
+}
+
+/* A new call of method on ch, through the channel's registered method when it has one. */
+static grpc_call *start_call(wy_grpc_channel_t *ch, const char *method, gpr_timespec deadline)
+{
+    void *handle = NULL;
+    for (unsigned i = 0; i < ch->n_methods && !handle; i++)
+        if (strcmp(ch->methods[i].path, method) == 0)
+            handle = ch->methods[i].handle;
+    if (!handle && ch->n_methods < MAX_METHODS) {
+        handle = grpc_channel_register_call(ch->gc, method, NULL, NULL);
+        ch->methods[ch->n_methods].path = wy_strdup(method);
+        ch->methods[ch->n_methods].handle = handle;
+        ch->n_methods++;
+    }
+    if (handle)
+        return grpc_channel_create_registered_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                   ch->rt->cq, handle, deadline, NULL);
+    grpc_slice mslice = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
+                                               mslice, NULL, deadline, NULL);
+    grpc_slice_unref(mslice);
+    return call;
 }
 
 int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessage *req,
@@ -1116,10 +1151,7 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
         deadline_ms = WY_GRPC_DEFAULT_DEADLINE_MS;
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-    grpc_slice mslice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
-                                               mslice, NULL, deadline, NULL);
-    grpc_slice_unref(mslice);
+    grpc_call *call = start_call(ch, method, deadline);
 
     client_call_t *cc = wy_calloc(1, sizeof *cc);
     cc->tag.kind = T_CLIENT;
