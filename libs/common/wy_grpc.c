@@ -21,6 +21,7 @@
 #include "wy_list.h"
 #include "wy_log.h"
 #include "wy_mailbox.h"
+#include "wy_metrics.h"
 
 #define MAX_METHODS          64
 #define MAX_HEALTH           64
@@ -28,6 +29,7 @@
 #define DEFAULT_SLOTS        8
 #define DEFAULT_RECONNECT_MS 2000
 #define N_STATUS             17
+#define LATE_SLACK_MS        50
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
 enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
@@ -64,6 +66,7 @@ typedef struct {
     const ProtobufCMessageDescriptor *desc;
     wy_grpc_handler_cb cb;
     void *arg;
+    wy_op_t *op; /* its series of wy_<svc>_grpc_call_seconds{method} */
 } method_t;
 
 typedef struct {
@@ -120,6 +123,8 @@ struct call {
     grpc_byte_buffer *req_bb;
     int close_cancelled;
     atomic_int gone;
+    atomic_int answered; /* a status was sent (or is being sent) */
+    uint64_t start_ns;   /* arrival, for the method's latency histogram */
     const method_t *method;
     ProtobufCMessage *req;
     grpc_byte_buffer *resp_bb;
@@ -309,11 +314,40 @@ static call_t *id_take(uint64_t id)
 
 /* ---------------------------------------------------------------- server, CQ thread side */
 
-static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
+/* The outcome class of a status, as wy_metrics reads it on every layer: the caller's
+ * mistakes are client errors; overload, time-outs and failures are ours. */
+static wy_outcome_t grpc_outcome(grpc_status_code status)
 {
+    switch (status) {
+    case GRPC_STATUS_OK:
+        return WY_OUTCOME_OK;
+    case GRPC_STATUS_CANCELLED:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_PERMISSION_DENIED:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_OUT_OF_RANGE:
+    case GRPC_STATUS_UNIMPLEMENTED:
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return WY_OUTCOME_CLIENT_ERROR;
+    default:
+        return WY_OUTCOME_SERVER_ERROR;
+    }
+}
+
+/* A call is answered with status (either thread): counters, and the method's histogram
+ * for calls of a registered method. */
+static void count_answer(call_t *c, grpc_status_code status)
+{
+    wy_grpc_server_t *srv = c->srv;
+    atomic_store(&c->answered, 1);
     atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
     if ((unsigned)status < N_STATUS)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
+    if (c->method)
+        wy_op_done(c->method->op, c->start_ns, grpc_outcome(status));
 }
 
 static void call_free(call_t *c)
@@ -391,7 +425,7 @@ static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool 
     ops[n].data.send_status_from_server.status = status;
     ops[n].data.send_status_from_server.status_details = &c->status_msg;
     n++;
-    count_status(c->srv, status);
+    count_answer(c, status);
     atomic_fetch_add(&c->refs, 1);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL);
     if (e != GRPC_CALL_OK) {
@@ -419,6 +453,8 @@ static void on_new(call_t *c, int success)
         arm_slot(srv);
 
     c->counted = true;
+    c->start_ns = wy_now_ns();
+    c->method = find_method(srv, c->details.method);
     unsigned before = atomic_fetch_add(&srv->inflight, 1);
     if (before >= srv->max_inflight) {
         char msg[128];
@@ -428,7 +464,6 @@ static void on_new(call_t *c, int success)
         reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, true);
         return;
     }
-    c->method = find_method(srv, c->details.method);
     if (!c->method) {
         char msg[WY_GRPC_MAX_STATUS_MSG];
         snprintf(msg, sizeof msg, "unknown method %.*s",
@@ -491,8 +526,19 @@ static void on_recv(call_t *c, int success)
 static void on_close(call_t *c, int success)
 {
     if (!success || c->close_cancelled) {
-        atomic_store(&c->gone, 1);
+        /* Never answered: at its deadline it is our slowness, else the client left. The
+         * grpc-timeout header is rounded up, so a client that gives up at its deadline
+         * reaches us a little before ours: LATE_SLACK_MS counts as the deadline. */
+        if (c->method && !atomic_load(&c->answered)) {
+            gpr_timespec d = c->details.deadline;
+            gpr_timespec now = gpr_time_add(gpr_now(d.clock_type),
+                                            gpr_time_from_millis(LATE_SLACK_MS, GPR_TIMESPAN));
+            bool late = gpr_time_cmp(now, d) >= 0;
+            wy_op_done(c->method->op, c->start_ns,
+                       late ? WY_OUTCOME_SERVER_ERROR : WY_OUTCOME_CLIENT_ERROR);
+        }
         atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
+        atomic_store(&c->gone, 1);
         /* The loop releases the call's id (if a handler holds it): the batch ref
          * becomes the hop's. Only the loop frees what a handler may be reading. */
         push_hop(c->srv->rt, &c->gone_hop);
@@ -566,7 +612,7 @@ static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byt
     c->id = 0;
     protobuf_c_message_free_unpacked(c->req, NULL);
     c->req = NULL;
-    count_status(c->srv, status);
+    count_answer(c, status);
 
     grpc_op ops[3];
     size_t n = 0;
@@ -886,6 +932,14 @@ int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
     m->desc = req_desc;
     m->cb = cb;
     m->arg = arg;
+    char *family = wy_metrics_svc_name("grpc_call_seconds");
+    m->op = wy_metrics_op(
+        wy_metrics_op_family(family,
+                             "gRPC calls served, by method: time from arrival to the answer "
+                             "(or to the client leaving), and outcome counts.",
+                             "method"),
+        method);
+    wy_free(family);
     return WY_OK;
 }
 
