@@ -926,6 +926,7 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     wy_log_level_t level = WY_LOG_INFO;
     wy_log_level_parse(d->log_level, &level);
     wy_log_init(spec->svc, level);
+    wy_metrics_set_service(spec->svc); /* names the HTTP, WebSocket and gRPC latency metrics */
     if (!*d->instance_id) {
         char host[64] = "host";
         gethostname(host, sizeof host - 1);
