@@ -38,12 +38,18 @@ static const wy_cfg_entry_t auth_own_config[] = {
      "Most password hashes queued or running; more get 503 HASH_QUEUE_FULL so a flood of "
      "logins cannot take the worker pool (size: UV_THREADPOOL_SIZE, default 4).",
      &auth_cfg.hash_queue, false},
-    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "10", 1, 1000000, NULL,
-     "Failed password logins allowed per account per window; then 429.", &auth_cfg.limit_account,
-     false},
-    {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 1000000, NULL,
-     "Failed password logins allowed per source IP per window; then 429.", &auth_cfg.limit_ip,
-     false},
+    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT_SOURCE", WY_CFG_INT, "10", 1, 100000, NULL,
+     "Failed password logins allowed per (account, source address) per window; then 429 for "
+     "that account from that address only.",
+     &auth_cfg.limit_pair, false},
+    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "100", 1, 100000, NULL,
+     "Failed password logins allowed per account per window from all sources together (keep it "
+     "well above ..._ACCOUNT_SOURCE: reaching it refuses the owner too); then 429.",
+     &auth_cfg.limit_account, false},
+    {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 100000, NULL,
+     "Failed password logins allowed per source address per window, all accounts together; "
+     "then 429.",
+     &auth_cfg.limit_ip, false},
     {"WY_AUTH_LOGIN_WINDOW", WY_CFG_DURATION_MS, "15m", 1000, 86400000, NULL,
      "Sliding window of the failed-login limits.", &auth_cfg.limit_window_ms, false},
     {"WY_AUTH_CUSTOM_SECRET", WY_CFG_STRING, "", 0, 0, NULL,
@@ -109,10 +115,12 @@ static void auth_free(auth_t *a)
 {
     if (wy_daemon_state(a->d) == a)
         wy_daemon_set_state(a->d, NULL);
+    wy_ratelimit_free(a->rl_pair);
     if (a->rl_account)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
+    wy_redis_script_free(a->marker_script);
     wy_jwt_keyset_free(a->keys);
     wy_free(a->jwks);
     wy_free(a);
@@ -213,8 +221,11 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = msg;
         return rc;
     }
-    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)auth_cfg.limit_account,
-                          (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
+    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:pair", (uint32_t)auth_cfg.limit_pair,
+                          (uint32_t)auth_cfg.limit_window_ms, &a->rl_pair);
+    if (rc == WY_OK)
+        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)auth_cfg.limit_account,
+                              (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
     if (rc == WY_OK)
         rc = wy_ratelimit_new(auth_redis(a), "auth:rl:ip", (uint32_t)auth_cfg.limit_ip,
                               (uint32_t)auth_cfg.limit_window_ms, &a->rl_ip);
@@ -222,6 +233,13 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;
     }
+    wy_outbox_opts_t oo = {.svc = "auth", .schema = "auth"};
+    rc = wy_outbox_new(a->loop, auth_pg(a), wy_daemon_producer(d), &oo, &a->outbox, &e);
+    if (rc != WY_OK) {
+        *err = e;
+        return rc;
+    }
+    a->outbox_open = true;
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;
@@ -239,13 +257,34 @@ static void on_http_closed(void *ud)
     auth_unref(ud);
 }
 
+static void on_outbox_closed(void *ud)
+{
+    auth_t *a = ud;
+    a->outbox_open = false;
+    auth_unref(a);
+}
+
+/* After the requests drained (their commits go through the outbox): the relay pass in flight
+ * finishes, then the outbox is freed. Rows it could not publish stay for the next start. */
+static void close_outbox(auth_t *a)
+{
+    if (!a->outbox)
+        return;
+    auth_ref(a);
+    wy_outbox_close(a->outbox, on_outbox_closed, a);
+    a->outbox = NULL;
+}
+
 /* Requests in flight on auth's own HTTP server while it drains (the state stays the
- * daemon's until freed, kept alive by that server and its timer), so the daemon's drain
- * waits for them before closing PostgreSQL and Redis. */
+ * daemon's until freed, kept alive by that server and its timer), and the outbox until its
+ * relay pass finished, so the daemon's drain waits for them before closing PostgreSQL, Redis
+ * and the producer. */
 static size_t auth_busy(wy_daemon_t *d)
 {
     auth_t *a = wy_daemon_state(d);
-    return a && a->http ? wy_http_in_flight(a->http) : 0;
+    if (!a)
+        return 0;
+    return (a->http ? wy_http_in_flight(a->http) : 0) + (a->outbox_open ? 1 : 0);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -257,6 +296,7 @@ static void on_drain_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_drain_closed);
     wy_http_close(a->http, on_http_closed, a);
     a->http = NULL;
+    close_outbox(a);
 }
 
 static void auth_stop(wy_daemon_t *d)
@@ -284,6 +324,8 @@ static void auth_stop(wy_daemon_t *d)
         a->drain_timer.data = a;
         a->drain_deadline = wy_now_ms() + (uint64_t)wy_daemon_drain_ms(d);
         uv_timer_start(&a->drain_timer, on_drain_tick, 0, AUTH_DRAIN_POLL_MS);
+    } else {
+        close_outbox(a);
     }
     auth_unref(a);
 }
