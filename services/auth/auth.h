@@ -59,7 +59,7 @@ typedef struct auth {
     bool stopping;
     wy_redis_script_t *marker_script; /* see auth_revocations_watch */
     char rebuild_nonce[37];
-    wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding;
+    wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;

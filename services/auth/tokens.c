@@ -120,10 +120,7 @@ static void on_check_redis(int status, redisReply *r, void *ud)
         revoked = c->iat * 1000 <= at_ms;
     }
     if (!revoked && r->element[2]->type != REDIS_REPLY_STRING) {
-        auth_count("wy_auth_revocation_checks_rebuilding_total",
-                   "Revocation checks answered by PostgreSQL because Redis had no complete "
-                   "revocation state (rebuilding after a data loss).",
-                   NULL);
+        wy_metric_inc(c->a->m_checks_rebuilding);
         check_pg(c);
         return;
     }
@@ -409,6 +406,11 @@ void auth_revocations_watch(auth_t *a)
         "wy_auth_revocations_rebuilding",
         "1 while Redis lacks the complete revocation state and auth rebuilds it from PostgreSQL.",
         NULL);
+    a->m_checks_rebuilding =
+        wy_metrics_counter("wy_auth_revocation_checks_rebuilding_total",
+                           "Revocation checks answered by PostgreSQL because Redis had no "
+                           "complete revocation state (rebuilding after a data loss).",
+                           NULL);
     uv_timer_init(a->loop, &a->reload_timer);
     a->reload_timer.data = a;
     a->reload_timer_on = true;

@@ -831,3 +831,57 @@ def test_introspect_never_active_for_a_revoked_token_through_a_flush(daemon, key
         assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
         assert introspect(stub, live["access_token"]).active
 
+
+
+def documented_errors():
+    """{code: status} from services/auth/README.md's "Error codes" table."""
+    import re
+    text = open(os.path.join(TOP, "services", "auth", "README.md")).read()
+    table = text.split("### Error codes", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in table.splitlines():
+        m = re.match(r"\|\s*(\d{3})\s*\|([^|]*)\|", line)
+        if m:
+            for c in re.findall(r"`([A-Z_]+)`", m.group(2)):
+                out[c] = int(m.group(1))
+    return out
+
+
+@pytest.mark.parametrize("path,body,expected", [
+    ("/v1/login", b"", "BAD_JSON"),
+    ("/v1/register", b"", "BAD_JSON"),
+    ("/v1/refresh", b"", "BAD_JSON"),
+    ("/v1/login", b"[]", "BAD_JSON"),
+    ("/v1/register", b"[]", "BAD_JSON"),
+    ("/v1/refresh", b"[]", "BAD_JSON"),
+    ("/v1/login", b'"login"', "BAD_JSON"),
+    ("/v1/login", b"{not json", "BAD_JSON"),
+    ("/v1/login", b'{"method": 5}', "UNKNOWN_METHOD"),
+    ("/v1/login", b'{"username": "x", "password": "y"}', "UNKNOWN_METHOD"),
+    ("/v1/login", b'{"method": "password", "username": 5, "password": "x"}', "INVALID_REQUEST"),
+    ("/v1/login", b'{"method": "password", "username": "abc", "password": null}',
+     "INVALID_REQUEST"),
+    ("/v1/login", b'{"method": "device", "device_id": 12345678}', "INVALID_REQUEST"),
+    ("/v1/register", b'{"username": ["a"], "password": "correct horse"}', "INVALID_REQUEST"),
+    ("/v1/refresh", b'{"refresh_token": 5}', "INVALID_REFRESH_TOKEN"),
+    ("/v1/refresh", b"{}", "INVALID_REFRESH_TOKEN"),
+])
+def test_error_responses_match_the_documented_table(auth, path, body, expected):
+    """Must-show 5: each response's code is in services/auth/README.md's error table with
+    the status the daemon answers (empty bodies, `[]`, non-string fields)."""
+    table = documented_errors()
+    r = requests.post(auth.base + path, data=body, timeout=10,
+                      headers={"Content-Type": "application/json"})
+    assert code(r) == expected, r.text
+    assert expected in table, "%s is not in the README's error table" % expected
+    assert r.status_code == table[expected], (r.status_code, table[expected])
+
+
+def test_every_documented_error_code_is_one_the_daemon_can_answer():
+    """The table lists no code the daemon never sends (and each code once)."""
+    sources = "".join(open(os.path.join(TOP, "services", "auth", f)).read()
+                      for f in ("handlers_http.c",))
+    http_c = open(os.path.join(TOP, "libs", "common", "wy_http.c")).read()
+    for c in documented_errors():
+        assert '"%s"' % c in sources or '"%s"' % c in http_c, \
+            "README documents %s but no response carries it" % c
