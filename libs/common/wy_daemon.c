@@ -61,6 +61,8 @@ struct wy_daemon {
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
     int closing; /* asynchronous closes still running */
+    wy_workers_t *workers; /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;         /* inside spec->start */
 
     /* metrics */
     wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_events_ignored,
@@ -464,6 +466,11 @@ static void finish_stop(wy_daemon_t *d)
         wy_pg_close(d->pg, close_done, d);
         d->pg = NULL;
     }
+    if (d->workers) {
+        d->closing++;
+        wy_workers_close(d->workers, close_done, d);
+        d->workers = NULL;
+    }
     if (d->grpc_rt && d->grpc_stopped) {
         d->closing++;
         if (wy_grpc_rt_close(d->grpc_rt, close_done, d) != WY_OK)
@@ -495,7 +502,8 @@ static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
-                (!d->spec->busy || d->spec->busy(d) == 0);
+                (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->workers || !wy_workers_running(d->workers));
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
@@ -522,6 +530,8 @@ static void begin_stop(wy_daemon_t *d, const char *why)
     }
     if (d->spec->stop)
         d->spec->stop(d);
+    if (d->workers)
+        wy_workers_stop(d->workers);
     if (d->consumer) {
         /* Stored offsets are committed here; events still in flight are
          * redelivered to the next owner of their partition. */
@@ -611,8 +621,15 @@ static int start_parts(wy_daemon_t *d, const char **err)
     wy_grpc_server_set_health(d->grpc, "", false);
     wy_grpc_server_set_health(d->grpc, s->grpc_service, false);
 
-    if (s->start && (rc = s->start(d, err)) != WY_OK)
+    d->in_start = true;
+    rc = s->start ? s->start(d, err) : WY_OK;
+    d->in_start = false;
+    if (rc != WY_OK)
         return rc;
+    if (d->workers && (rc = wy_workers_start(d->workers)) != WY_OK) {
+        *err = "cannot start the worker threads";
+        return rc;
+    }
 
     const char *e = NULL;
     if ((rc = wy_http_listen(d->ops, d->bind_host, (int)d->ops_port, &e)) != WY_OK) {
@@ -830,4 +847,18 @@ void wy_daemon_set_state(wy_daemon_t *d, void *state)
 void *wy_daemon_state(const wy_daemon_t *d)
 {
     return d->svc_state;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts)
+{
+    if (!d->in_start || d->workers)
+        return WY_ESTATE;
+    return wy_workers_new(&d->loop, opts, &d->workers);
+}
+
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d)
+{
+    return d->workers;
 }
