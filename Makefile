@@ -89,7 +89,13 @@ $(BUILD)/wy-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c))
 endef
 $(foreach s,$(SERVICES),$(eval $(call DAEMON_RULE,$(s))))
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_A)
+# A ThreadSanitizer build links the gRPC tag annotations into the tests
+# (tests/tsan/grpc_tags.c says why).
+ifneq ($(findstring thread,$(SAN)),)
+TSAN_SHIM_O := $(BUILD)/obj/tests/tsan/grpc_tags.o
+endif
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_A) $(TSAN_SHIM_O)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

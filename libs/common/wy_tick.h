@@ -32,12 +32,12 @@ typedef void (*wy_tick_sleep_fn)(uint64_t deadline_ns, void *clock_ud);
 typedef struct wy_tick wy_tick_t;
 
 typedef struct {
-    uint64_t seq;       /* number of this tick's deadline: 0, 1, 2, ... (skips included) */
-    uint64_t deadline;  /* when it was due (clock ns) */
-    uint64_t now;       /* when the body started (clock ns) */
-    uint64_t lateness;  /* now - deadline */
-    uint64_t skipped;   /* deadlines skipped just before this tick (0 normally) */
-    uint64_t period;    /* ns; the simulation step is period * (1 + skipped) */
+    uint64_t seq;      /* number of this tick's deadline: 0, 1, 2, ... (skips included) */
+    uint64_t deadline; /* when it was due (clock ns) */
+    uint64_t now;      /* when the body started (clock ns) */
+    uint64_t lateness; /* now - deadline */
+    uint64_t skipped;  /* deadlines skipped just before this tick (0 normally) */
+    uint64_t period;   /* ns; the simulation step is period * (1 + skipped) */
 } wy_tick_info_t;
 
 /* The body of one tick, on the thread that called wy_tick_run. */

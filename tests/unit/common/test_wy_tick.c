@@ -43,10 +43,10 @@ typedef struct {
     unsigned overrun_every; /* every Nth tick's body takes 35 ms */
     /* observed */
     uint64_t bodies;
-    uint64_t off_grid;    /* ticks whose deadline is not start + seq * period */
-    uint64_t max_late;    /* most lateness seen */
+    uint64_t off_grid; /* ticks whose deadline is not start + seq * period */
+    uint64_t max_late; /* most lateness seen */
     uint64_t late_ge_period;
-    uint64_t seq_gaps;    /* ticks whose seq is not last seq + 1 + skipped */
+    uint64_t seq_gaps; /* ticks whose seq is not last seq + 1 + skipped */
     uint64_t last_seq;
     uint64_t skipped_seen; /* sum of info->skipped */
     wy_tick_info_t after_stall;
