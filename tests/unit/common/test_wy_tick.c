@@ -97,18 +97,25 @@ static void sim_init(wy_tick_t *t, sim_t *sim, wy_metric_t *dur, wy_metric_t *la
     assert_int_equal(wy_tick_init(t, &o), WY_OK);
 }
 
+/* Runs r on a fresh tick over sim's clock until r->stop_seq; returns the counters. */
+static wy_tick_stats_t run_sim(sim_t *sim, run_t *r, wy_metric_t *dur, wy_metric_t *late)
+{
+    wy_tick_t t;
+    sim_init(&t, sim, dur, late);
+    r->sim = sim;
+    wy_tick_run(&t, body, r);
+    wy_tick_stats_t st;
+    wy_tick_stats(&t, &st);
+    return st;
+}
+
 /* Must show 3: 10 s at 50 Hz, every 10th body overruns by 15 ms. */
 static void test_50hz_with_overruns_keeps_rate_over_10s(void **state)
 {
     (void)state;
     sim_t sim = {.now = 123456789};
-    wy_tick_t t;
-    sim_init(&t, &sim, NULL, NULL);
-    run_t r = {.sim = &sim, .stop_seq = 499, .overrun_every = 10};
-    wy_tick_run(&t, body, &r);
-
-    wy_tick_stats_t st;
-    wy_tick_stats(&t, &st);
+    run_t r = {.stop_seq = 499, .overrun_every = 10};
+    wy_tick_stats_t st = run_sim(&sim, &r, NULL, NULL);
     assert_int_equal(st.ticks, 500);
     assert_int_equal(st.overruns, 50);
     assert_int_equal(st.skipped, 0);
@@ -134,12 +141,8 @@ static void test_short_bodies_run_on_deadline(void **state)
 {
     (void)state;
     sim_t sim = {.now = 1};
-    wy_tick_t t;
-    sim_init(&t, &sim, NULL, NULL);
-    run_t r = {.sim = &sim, .stop_seq = 49};
-    wy_tick_run(&t, body, &r);
-    wy_tick_stats_t st;
-    wy_tick_stats(&t, &st);
+    run_t r = {.stop_seq = 49};
+    wy_tick_stats_t st = run_sim(&sim, &r, NULL, NULL);
     assert_int_equal(st.ticks, 50);
     assert_int_equal(st.overruns, 0);
     assert_int_equal(r.max_late, 0);
@@ -154,13 +157,8 @@ static void test_long_stall_skips_without_burst(void **state)
 {
     (void)state;
     sim_t sim = {.now = 1000 * MS};
-    wy_tick_t t;
-    sim_init(&t, &sim, NULL, NULL);
-    run_t r = {.sim = &sim, .stop_seq = 30, .stall_seq = 10, .stall_ns = 105 * MS};
-    wy_tick_run(&t, body, &r);
-
-    wy_tick_stats_t st;
-    wy_tick_stats(&t, &st);
+    run_t r = {.stop_seq = 30, .stall_seq = 10, .stall_ns = 105 * MS};
+    wy_tick_stats_t st = run_sim(&sim, &r, NULL, NULL);
     assert_int_equal(st.skipped, 5);
     assert_int_equal(st.overruns, 1);
     assert_int_equal(st.ticks, 31 - 5);
@@ -181,13 +179,9 @@ static void test_stall_of_whole_periods(void **state)
 {
     (void)state;
     sim_t sim = {.now = 5};
-    wy_tick_t t;
-    sim_init(&t, &sim, NULL, NULL);
     /* Tick 0 ends at 60 ms: deadlines 20, 40 are past, 60 is now. */
-    run_t r = {.sim = &sim, .stop_seq = 4, .stall_seq = 0, .stall_ns = 60 * MS};
-    wy_tick_run(&t, body, &r);
-    wy_tick_stats_t st;
-    wy_tick_stats(&t, &st);
+    run_t r = {.stop_seq = 4, .stall_seq = 0, .stall_ns = 60 * MS};
+    wy_tick_stats_t st = run_sim(&sim, &r, NULL, NULL);
     assert_int_equal(st.skipped, 2);
     assert_int_equal(r.after_stall.seq, 3);
     assert_int_equal(r.after_stall.lateness, 0);
@@ -201,14 +195,14 @@ static void test_histograms_and_stop_before_run(void **state)
     wy_metric_t *late =
         wy_metrics_histogram("wy_test_tick_lateness_seconds", "Tick lateness.", NULL, b, 3);
     sim_t sim = {.now = 7};
-    wy_tick_t t;
-    sim_init(&t, &sim, dur, late);
-    run_t r = {.sim = &sim, .stop_seq = 9, .overrun_every = 2};
-    wy_tick_run(&t, body, &r);
+    run_t r = {.stop_seq = 9, .overrun_every = 2};
+    wy_tick_stats_t st = run_sim(&sim, &r, dur, late);
+    assert_int_equal(st.ticks, 10);
     assert_true(wy_metric_value(dur) == 10);
     assert_true(wy_metric_value(late) == 10);
 
     /* A stop asked before the loop starts: no body runs. */
+    wy_tick_t t;
     sim_init(&t, &sim, NULL, NULL);
     run_t r2 = {.sim = &sim, .stop_seq = 100};
     wy_tick_stop(&t);
