@@ -163,7 +163,11 @@ int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
  * waits, up to WY_<SVC>_DRAIN_TIMEOUT, for every main to return, before
  * Redis, PostgreSQL and Kafka close; the threads are then joined, what they
  * posted is delivered on the loop, and what is left in their inboxes is
- * canceled (callbacks with WY_ECANCELED). */
+ * canceled (callbacks with WY_ECANCELED).
+ *
+ * /metrics: wy_<svc>_worker_messages_total, wy_<svc>_worker_messages_refused_total
+ * (a full mailbox) and wy_<svc>_worker_queue_high_water, labelled
+ * queue="loop" (workers to the loop) or queue="inbox" (all inboxes). */
 
 /* In start() only, at most once: creates the service's worker pool (see
  * wy_worker.h). WY_ESTATE outside start() or the second time, WY_EINVAL for

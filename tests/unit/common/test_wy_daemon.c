@@ -18,6 +18,7 @@
 #include "wy_daemon.h"
 #include "wy_log.h"
 #include "wy_tick.h"
+#include "wy_test.h"
 
 static char *greeting;
 static int start_fails;
@@ -394,6 +395,13 @@ static void test_workers_start_talk_and_stop(void **state)
         assert_int_equal(http_get(port, "/workers", body, sizeof body), 200);
     }
     assert_string_equal(body, "2");
+    static char metrics[1 << 15];
+    assert_int_equal(http_get(port, "/metrics", metrics, sizeof metrics), 200);
+    const char *want[] = {"wy_testd_worker_messages_total{queue=\"loop\"} 2\n",
+                          "wy_testd_worker_messages_total{queue=\"inbox\"} 2\n",
+                          "wy_testd_worker_messages_refused_total{queue=\"loop\"} 0\n",
+                          "# TYPE wy_testd_worker_queue_high_water gauge", NULL};
+    wt_assert_contains(metrics, want);
     assert_int_equal(kill(c.pid, SIGTERM), 0);
     assert_int_equal(child_wait(&c), 0);
     const char *err = slurp(c.err);
