@@ -58,7 +58,11 @@ enum {
  * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
- * ready line is delivered to this instance. */
+ * ready line is delivered to this instance. Until then /readyz answers 503
+ * {"status":"starting"}; with Kafka unreachable at start it stays so until
+ * the broker answers. The broadcast consumer waits at most 100 ms on an idle
+ * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.
  * The handler must call wy_daemon_event_done(d, msg, env) exactly once when

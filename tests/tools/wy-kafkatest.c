@@ -15,6 +15,7 @@
 #include "wy_outbox.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,20 @@ static size_t kt_busy(wy_daemon_t *d)
     return kt.outbox != NULL;
 }
 
+/* The row's partitions, as the actor service will see them to tie ownership to them. */
+static void on_partitions(wy_daemon_t *d, wy_kafka_rebalance_t kind,
+                          const wy_kafka_partition_t *parts, size_t n)
+{
+    (void)d;
+    char count[16];
+    snprintf(count, sizeof count, "%zu", n);
+    wy_log_info("row partitions", "kind",
+                kind == WY_KAFKA_ASSIGNED  ? "assigned"
+                : kind == WY_KAFKA_REVOKED ? "revoked"
+                                           : "lost",
+                "topic", parts[0].topic, "count", count, NULL);
+}
+
 static const char *const kt_types[] = {"test.event", NULL};
 
 int main(int argc, char **argv)
@@ -258,7 +273,8 @@ int main(int argc, char **argv)
     wy_daemon_sub_t subs[] = {{.topic = topic && *topic ? topic : "wy.kafkatest",
                                .mode = WY_SUB_SHARED,
                                .types = kt_types,
-                               .handler = on_test_event}};
+                               .handler = on_test_event,
+                               .on_partitions = on_partitions}};
     wy_daemon_spec_t spec = {.svc = "kafkatest",
                              .grpc_service = "wyvern.kafkatest.KafkaTest",
                              .deps = WY_DEP_PG | WY_DEP_KAFKA,
