@@ -46,7 +46,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     }
     c->state = LOBBY_ST_READY;
     c->last_write_ms = wy_now_ms();
-    lobby_map_put(&lb->by_account, c->account, c);
+    (void)wy_map_put_str(lb->by_account, c->account, c); /* unbounded, short key: cannot fail */
     wy_metric_inc(lb->m_logins);
     wy_metric_inc(lb->m_sessions);
     c->counted = true;
@@ -73,7 +73,7 @@ static void claim(lobby_conn_t *c)
     c->created_wall_ms = wy_wall_ms();
     /* Registered before the claim runs, so a kick that overtakes the claim's answer still
      * finds this connection. */
-    lobby_map_put(&c->lb->by_sid, c->sid, c);
+    (void)wy_map_put_str(c->lb->by_sid, c->sid, c); /* unbounded, short key: cannot fail */
     c->registered = true;
     if (lobby_session_claim(c, claimed) != WY_OK)
         hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,

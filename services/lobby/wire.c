@@ -1,7 +1,6 @@
 /* wy-lobby wire: client frames in, ServerMessage frames out, and closes that wait for the
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
-#include "map.h"
 #include "state.h"
 
 #include <assert.h>
@@ -100,9 +99,13 @@ void lobby_push_ready(lobby_t *lb, Wyvern__Lobby__ServerMessage__BodyCase body_c
 {
     wy_ws_conn_t **to = wy_malloc((lb->nconns ? lb->nconns : 1) * sizeof *to);
     size_t n = 0;
-    for (lobby_conn_t *c = lb->conns; c && n < lb->nconns; c = c->next)
-        if (c->ws && c->state == LOBBY_ST_READY)
+    wy_list_t *pos;
+    wy_list_foreach(pos, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (n < lb->nconns && c->ws && c->state == LOBBY_ST_READY)
             to[n++] = c->ws;
+    }
     if (n) {
         wy_ws_frame_t *f = server_frame(0, NULL, body_case, body);
         wy_ws_broadcast(f, to, n);
@@ -149,7 +152,12 @@ static void on_close_check(uv_check_t *h)
 {
     lobby_t *lb = h->data;
     uint64_t now = wy_now_ms();
-    for (lobby_conn_t *c = lb->conns; c && lb->npend; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (!lb->npend)
+            break;
         if (!c->pend || !c->ws)
             continue;
         if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
@@ -192,7 +200,7 @@ void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code)
 
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code)
 {
-    lobby_conn_t *c = lobby_map_get(&lb->by_sid, sid);
+    lobby_conn_t *c = wy_map_get_str(lb->by_sid, sid);
     if (!c || !c->ws)
         return false;
     lobby_conn_kick(c, reason, code);
@@ -211,11 +219,15 @@ void lobby_closer_stop(lobby_t *lb)
 {
     if (!lb->closer_started)
         return;
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
         if (c->pend && c->ws) {
             c->pend = false;
             (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
         }
+    }
     lb->npend = 0;
     lobby_close_handle((uv_handle_t *)&lb->closer);
     lb->closer_started = false;

@@ -35,7 +35,7 @@ static const wy_cfg_entry_t kt_config[] = {
 
 typedef struct {
     wy_consumed_t *consumed;
-    wy_outbox_t *outbox;
+    wy_outbox_t *outbox; /* NULL once closed */
 } kt_t;
 
 static kt_t kt;
@@ -227,13 +227,26 @@ static int kt_start(wy_daemon_t *d, const char **err)
     return wy_http_route(wy_daemon_ops(d), "POST", "/emit", handle_emit, d);
 }
 
+static void on_outbox_closed(void *ud)
+{
+    (void)ud;
+    kt.outbox = NULL;
+}
+
 static void kt_stop(wy_daemon_t *d)
 {
     (void)d;
     if (kt.consumed)
         wy_consumed_close(kt.consumed);
     if (kt.outbox)
-        wy_outbox_close(kt.outbox);
+        wy_outbox_close(kt.outbox, on_outbox_closed, NULL);
+}
+
+/* The drain lets a relay pass finish, so its rows are deleted before the pool closes. */
+static size_t kt_busy(wy_daemon_t *d)
+{
+    (void)d;
+    return kt.outbox != NULL;
 }
 
 static const char *const kt_types[] = {"test.event", NULL};
@@ -256,6 +269,7 @@ int main(int argc, char **argv)
                              .subs = subs,
                              .nsubs = 1,
                              .start = kt_start,
-                             .stop = kt_stop};
+                             .stop = kt_stop,
+                             .busy = kt_busy};
     return wy_daemon_main(argc, argv, &spec);
 }
