@@ -24,13 +24,13 @@ static const wy_cfg_entry_t actor_config[] = {
      "reloads from its snapshot when next used).",
      &actor_cfg.max_resident, false},
     {"WY_ACTOR_MAX_QUEUE", WY_CFG_INT, "64", 1, 100000, NULL,
-     "Commands waiting on one actor; more are refused with RESOURCE_EXHAUSTED (retry).",
+     "Commands waiting on one actor; more are refused with UNAVAILABLE (retry).",
      &actor_cfg.max_queue, false},
     {"WY_ACTOR_MAX_CHARACTERS", WY_CFG_INT, "8", 1, 64, NULL,
      "Characters (not deleted) one account may have.", &actor_cfg.max_characters, false},
     {"WY_ACTOR_RESTORE_WINDOW", WY_CFG_DURATION_MS, "168h", 0, 31622400000LL, NULL,
-     "How long a deleted character can be restored (168h = 7 days).",
-     &actor_cfg.restore_window_ms, false},
+     "How long a deleted character can be restored (168h = 7 days).", &actor_cfg.restore_window_ms,
+     false},
     {"WY_ACTOR_LEASE", WY_CFG_DURATION_MS, "10s", 1000, 300000, NULL,
      "Shard lease written when this instance claims its shards (takeover on expiry comes "
      "with multi-instance ownership).",
@@ -87,8 +87,8 @@ static int actor_start(wy_daemon_t *d, const char **err)
         wy_metrics_histogram("wy_actor_batch_commands", "Requests per group-commit batch.", NULL,
                              batch_bounds, WY_ARRAY_LEN(batch_bounds));
     svc->m_load_events = wy_metrics_histogram(
-        "wy_actor_load_events", "Events read to load one actor (after its latest snapshot).",
-        NULL, load_bounds, WY_ARRAY_LEN(load_bounds));
+        "wy_actor_load_events", "Events read to load one actor (after its latest snapshot).", NULL,
+        load_bounds, WY_ARRAY_LEN(load_bounds));
     const char *h = "Commands answered, by result.";
     svc->m_cmd_ok = wy_metrics_counter("wy_actor_commands_total", h, "result=\"ok\"");
     svc->m_cmd_replayed = wy_metrics_counter("wy_actor_commands_total", h, "result=\"replayed\"");

@@ -39,15 +39,15 @@ typedef struct {
     uv_loop_t *loop;
     int refs;
     bool stopping;
-    size_t busy;              /* operations in flight: loads, batches, creates, lists */
-    wy_map_t *resident;       /* actor id (text) -> actor_t */
+    size_t busy;        /* operations in flight: loads, batches, creates, lists */
+    wy_map_t *resident; /* actor id (text) -> actor_t */
     size_t n_resident;
-    wy_list_t idle;           /* resident, nothing queued or in flight; LRU order */
-    wy_list_t ready;          /* commands queued, no batch in flight */
-    wy_list_t claim_waiters;  /* creates waiting for the shard claim */
-    unsigned batches;         /* group commits in flight */
-    uv_check_t flush;         /* end of a loop turn: write what arrived */
-    uv_timer_t claim_timer;   /* retries the shard claim */
+    wy_list_t idle;          /* resident, nothing queued or in flight; LRU order */
+    wy_list_t ready;         /* commands queued, no batch in flight */
+    wy_list_t claim_waiters; /* creates waiting for the shard claim */
+    unsigned batches;        /* group commits in flight */
+    uv_check_t flush;        /* end of a loop turn: write what arrived */
+    uv_timer_t claim_timer;  /* retries the shard claim */
     bool claimed;
     int64_t epoch[ACTOR_SHARDS]; /* per shard, from our claim; 0 = not ours */
     wy_metric_t *m_resident, *m_batch_size, *m_load_events;
@@ -72,8 +72,8 @@ typedef void (*actor_done_cb)(actor_req_t *r, int status, const char *msg,
 struct actor_req {
     /* Set by the caller: */
     actor_cmd_t cmd;
-    bool read_only;                /* a read (Get): answers the state, writes nothing */
-    char key[ACTOR_KEY_MAX + 1];   /* idempotency key; "" = none (Delete, Restore) */
+    bool read_only;              /* a read (Get): answers the state, writes nothing */
+    char key[ACTOR_KEY_MAX + 1]; /* idempotency key; "" = none (Delete, Restore) */
     actor_done_cb done;
     void *ud;
     /* The store's own: */

@@ -27,11 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLAIM_RETRY_MS   1000
-#define LIST_MAX         64
-#define FENCED_SQLSTATE  "WYF01" /* raised by actor.fence() */
-#define CREATE_EXISTING  1 /* not a WY_E* code: the create key was used before */
-#define UNAVAIL_MSG      "character store unavailable; retry with the same idempotency key"
+#define CLAIM_RETRY_MS  1000
+#define LIST_MAX        64
+#define FENCED_SQLSTATE "WYF01" /* raised by actor.fence() */
+#define CREATE_EXISTING 1       /* not a WY_E* code: the create key was used before */
+#define UNAVAIL_MSG     "character store unavailable; retry with the same idempotency key"
 
 typedef enum { ACTOR_LOADING, ACTOR_READY, ACTOR_WRITING } actor_phase_t;
 
@@ -71,6 +71,84 @@ struct actor_batch {
 
 static void arm_flush(actor_svc_t *svc);
 static void actor_load(actor_t *a);
+
+/* ---- statements (prepared once per connection) ---- */
+
+/* kind 0 = the latest snapshot, kind 1 = each event after it, in one round trip. */
+static const wy_pg_stmt_t sql_load = {
+    "actor_load",
+    "WITH s AS (SELECT seq, state FROM actor.snapshots WHERE actor_id = $1 "
+    "ORDER BY seq DESC LIMIT 1) "
+    "SELECT 0 AS kind, seq, state AS data FROM s UNION ALL "
+    "SELECT 1, e.seq, e.payload FROM actor.events e WHERE e.actor_id = $1 "
+    "AND e.seq > COALESCE((SELECT seq FROM s), 0) ORDER BY kind, seq",
+    1};
+static const wy_pg_stmt_t sql_keys = {
+    "actor_keys",
+    "SELECT actor_id::text AS actor_id, key, status, message, result FROM actor.commands "
+    "WHERE (actor_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
+    2};
+static const wy_pg_stmt_t sql_fence = {"actor_fence",
+                                       "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3};
+static const wy_pg_stmt_t sql_events = {
+    "actor_events",
+    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], "
+    "$6::bytea[])",
+    6};
+static const wy_pg_stmt_t sql_commands = {
+    "actor_commands",
+    "INSERT INTO actor.commands (actor_id, key, status, message, result) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[])",
+    5};
+static const wy_pg_stmt_t sql_snapshots = {
+    "actor_snapshots",
+    "INSERT INTO actor.snapshots (actor_id, seq, state) "
+    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])",
+    3};
+/* Keeps the latest $2 snapshots of each actor in $1. */
+static const wy_pg_stmt_t sql_snapshots_trim = {
+    "actor_snapshots_trim",
+    "DELETE FROM actor.snapshots s USING unnest($1::uuid[]) AS a(id) "
+    "WHERE s.actor_id = a.id AND s.seq < (SELECT min(k.seq) FROM (SELECT seq FROM "
+    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT $2::int) k)",
+    2};
+static const wy_pg_stmt_t sql_deleted = {
+    "actor_deleted",
+    "UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
+    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($1::uuid[], $2::bigint[]) AS v(id, ms) "
+    "WHERE c.actor_id = v.id",
+    2};
+/* Takes every shard; bumping the epoch fences whoever held one before. */
+static const wy_pg_stmt_t sql_claim = {
+    "actor_claim",
+    "UPDATE actor.owners SET instance = $1, epoch = epoch + 1, "
+    "lease_until = now() + $2::bigint * interval '1 millisecond' RETURNING shard, epoch",
+    2};
+static const wy_pg_stmt_t sql_create_lock = {"actor_create_lock",
+                                             "SELECT pg_advisory_xact_lock(hashtext($1))", 1};
+static const wy_pg_stmt_t sql_create_check = {
+    "actor_create_check",
+    "SELECT (SELECT actor_id::text FROM actor.characters WHERE account_id = $1 AND "
+    "create_key = $2) AS existing, (SELECT count(*) FROM actor.characters WHERE account_id = "
+    "$1 AND deleted_at IS NULL) AS live",
+    2};
+static const wy_pg_stmt_t sql_character = {
+    "actor_character",
+    "INSERT INTO actor.characters (actor_id, account_id, name, name_key, class_name, "
+    "create_key) VALUES ($1, $2, $3, $4, $5, $6)",
+    6};
+static const wy_pg_stmt_t sql_first_event = {
+    "actor_first_event",
+    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "VALUES ($1, 1, $2, $3, 'created', $4::bytea)",
+    4};
+static const wy_pg_stmt_t sql_list = {
+    "actor_list",
+    "SELECT actor_id::text AS actor_id FROM actor.characters WHERE account_id = $1 AND "
+    "(deleted_at IS NULL OR ($2::bool AND deleted_at > now() - $3::bigint * "
+    "interval '1 millisecond')) ORDER BY created_at, actor_id LIMIT $4::int",
+    4};
 
 /* ---- array literals for unnest($n::type[]) ---- */
 
@@ -131,12 +209,11 @@ static void arr_null(wy_buf_t *b)
 }
 
 /* The bytes of a bytea column (text format); new buffer (PQfreemem) or NULL. */
-static uint8_t *column_bytes(const PGresult *res, int row, int col, size_t *len)
+static uint8_t *column_bytes(const PGresult *res, int row, const char *name, size_t *len)
 {
     *len = 0;
-    if (PQgetisnull(res, row, col))
-        return NULL;
-    return PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), len);
+    const char *text = wy_pg_text(res, row, name);
+    return text ? PQunescapeBytea((const unsigned char *)text, len) : NULL;
 }
 
 /* ---- answers ---- */
@@ -319,11 +396,11 @@ static void on_loaded(int status, const PGresult *res, const char *err, void *ud
     uint64_t from = 0;
     for (int i = 0; rc == WY_OK && i < PQntuples(res); i++) {
         size_t len;
-        uint8_t *data = column_bytes(res, i, 2, &len);
-        uint64_t seq = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+        uint8_t *data = column_bytes(res, i, "data", &len);
+        uint64_t seq = (uint64_t)wy_pg_int64(res, i, "seq");
         if (!data) {
             rc = WY_EIO;
-        } else if (!strcmp(PQgetvalue(res, i, 0), "0")) {
+        } else if (wy_pg_int64(res, i, "kind") == 0) {
             rc = actor_snapshot_decode(&a->state, data, len);
             from = seq;
             if (rc == WY_OK && (a->state.seq != seq || strcmp(a->state.actor_id, a->id)))
@@ -347,8 +424,7 @@ static void on_loaded(int status, const PGresult *res, const char *err, void *ud
         char ev[24], snap[24];
         snprintf(ev, sizeof ev, "%zu", events);
         snprintf(snap, sizeof snap, "%llu", (unsigned long long)from);
-        wy_log_debug("actor loaded", "actor", a->id, "snapshot_seq", snap, "events_read", ev,
-                     NULL);
+        wy_log_debug("actor loaded", "actor", a->id, "snapshot_seq", snap, "events_read", ev, NULL);
         wy_metric_observe(svc->m_load_events, (double)events);
         a->phase = ACTOR_READY;
         actor_settle(a);
@@ -361,16 +437,7 @@ static void actor_load(actor_t *a)
     actor_svc_t *svc = a->svc;
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     const char *p[] = {a->id};
-    /* One round trip: kind 0 = the snapshot, kind 1 = each event after it. */
-    int rc = pg ? wy_pg_query(pg,
-                              "WITH s AS (SELECT seq, state FROM actor.snapshots "
-                              "WHERE actor_id = $1 ORDER BY seq DESC LIMIT 1) "
-                              "SELECT 0 AS kind, seq, state FROM s UNION ALL "
-                              "SELECT 1, e.seq, e.payload FROM actor.events e WHERE e.actor_id "
-                              "= $1 AND e.seq > COALESCE((SELECT seq FROM s), 0) "
-                              "ORDER BY kind, seq",
-                              1, p, on_loaded, a)
-                : WY_EUNAVAIL;
+    int rc = pg ? wy_pg_exec(pg, &sql_load, p, on_loaded, a) : WY_EUNAVAIL;
     svc->busy++;
     actor_svc_ref(svc);
     if (rc != WY_OK)
@@ -381,10 +448,10 @@ static void actor_load(actor_t *a)
 
 static void batch_free(actor_batch_t *b)
 {
-    wy_buf_t *bufs[] = {&b->ev_actor,    &b->ev_seq,      &b->ev_epoch,    &b->ev_id,
-                        &b->ev_type,     &b->ev_payload,  &b->cmd_actor,   &b->cmd_key,
-                        &b->cmd_status,  &b->cmd_msg,     &b->cmd_result,  &b->snap_actor,
-                        &b->snap_seq,    &b->snap_state,  &b->del_actor,   &b->del_ms,
+    wy_buf_t *bufs[] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
+                        &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
+                        &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
+                        &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
                         &b->fence_shard, &b->fence_epoch};
     for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
         wy_buf_free(bufs[i]);
@@ -396,11 +463,11 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
 {
     if (r->read_only)
         return;
-    wy_metric_inc(status != WY_OK       ? (status == WY_EUNAVAIL || status == WY_EINTERNAL
-                                               ? svc->m_cmd_failed
-                                               : svc->m_cmd_refused)
+    wy_metric_inc(status != WY_OK
+                      ? (status == WY_EUNAVAIL || status == WY_EINTERNAL ? svc->m_cmd_failed
+                                                                         : svc->m_cmd_refused)
                   : r->replayed || r->dup_of ? svc->m_cmd_replayed
-                                            : svc->m_cmd_ok);
+                                             : svc->m_cmd_ok);
 }
 
 /* The end of a batch: states, answers, the actors' next place. */
@@ -420,36 +487,43 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         for (int s = 0; s < ACTOR_SHARDS; s++)
             if (b->shard_in[s])
                 svc->epoch[s] = 0;
-    /* Results are freed after every answer (a duplicate reads its original's, and an
-     * answer may free its request). Those read by the key lookup are libpq's. */
+    /* An answer may free its request, so a duplicate takes its original's outcome first
+     * (its result pointer is shared, not owned). Results are freed after every answer;
+     * those read by the key lookup are libpq's. */
     uint8_t **results = wy_calloc(b->n_reqs ? b->n_reqs : 1, sizeof *results);
     bool *from_pq = wy_calloc(b->n_reqs ? b->n_reqs : 1, sizeof *from_pq);
     size_t n_results = 0;
     for (wy_list_t *it = b->reqs.next; it != &b->reqs; it = it->next) {
         actor_req_t *r = wy_list_entry(it, actor_req_t, node);
+        if (r->dup_of) {
+            const actor_req_t *src = r->dup_of;
+            r->status = src->status;
+            memcpy(r->msg, src->msg, sizeof r->msg);
+            r->result = src->result;
+            r->result_len = src->result_len;
+            r->replayed = src->replayed; /* committed before this batch */
+            continue;
+        }
         results[n_results] = r->result;
         from_pq[n_results++] = r->replayed;
     }
     wy_list_t *n;
     while ((n = wy_list_pop_front(&b->reqs))) {
         actor_req_t *r = wy_list_entry(n, actor_req_t, node);
-        const actor_req_t *src = r->dup_of ? r->dup_of : r;
         /* A result read by the key lookup was committed before; anything else needed
          * this transaction. */
-        bool committed = outcome == BATCH_OK || src->replayed;
-        int status = !committed                    ? WY_EUNAVAIL
-                     : src->status != WY_OK ? src->status
-                                                   : WY_OK;
+        bool committed = outcome == BATCH_OK || r->replayed;
+        int status = !committed ? WY_EUNAVAIL : r->status;
         count_answer(svc, r, status);
         if (!committed)
             answer_error(r, WY_EUNAVAIL,
                          outcome == BATCH_FENCED
                              ? "this instance no longer owns the character's shard"
                              : UNAVAIL_MSG);
-        else if (src->status != WY_OK)
-            answer_error(r, src->status, src->msg);
+        else if (r->status != WY_OK)
+            answer_error(r, r->status, r->msg);
         else
-            answer_packed(r, src->result, src->result_len, src->replayed || r->dup_of);
+            answer_packed(r, r->result, r->result_len, r->replayed || r->dup_of);
     }
     for (size_t i = 0; i < n_results; i++) {
         if (from_pq[i])
@@ -488,7 +562,7 @@ static void on_committed(int status, const char *err, void *ud)
     actor_batch_t *b = ud;
     batch_outcome_t outcome = BATCH_OK;
     if (status != WY_OK) {
-        outcome = b->fenced                                             ? BATCH_FENCED
+        outcome = b->fenced                                         ? BATCH_FENCED
                   : status == WY_EUNAVAIL || status == WY_ETIMEDOUT ? BATCH_UNKNOWN
                                                                     : BATCH_FAILED;
         wy_log_warn("group commit failed", "error", err ? err : wy_strerror(status), "outcome",
@@ -528,8 +602,7 @@ static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
     arr_end(&b->fence_epoch);
     const char *instance = wy_daemon_instance(b->svc->d);
     const char *fence[] = {b->fence_shard.data, b->fence_epoch.data, instance};
-    int rc = wy_pg_tx_query(tx, "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3, fence,
-                            on_statement, b);
+    int rc = wy_pg_tx_exec(tx, &sql_fence, fence, on_statement, b);
     if (rc == WY_OK && b->n_events) {
         arr_end(&b->ev_actor);
         arr_end(&b->ev_seq);
@@ -539,11 +612,7 @@ static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
         arr_end(&b->ev_payload);
         const char *p[] = {b->ev_actor.data, b->ev_seq.data,  b->ev_epoch.data,
                            b->ev_id.data,    b->ev_type.data, b->ev_payload.data};
-        rc = wy_pg_tx_query(tx,
-                            "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, "
-                            "payload) SELECT * FROM unnest($1::uuid[], $2::bigint[], "
-                            "$3::bigint[], $4::uuid[], $5::text[], $6::bytea[])",
-                            6, p, on_statement, b);
+        rc = wy_pg_tx_exec(tx, &sql_events, p, on_statement, b);
     }
     if (rc == WY_OK && b->n_cmds) {
         arr_end(&b->cmd_actor);
@@ -551,44 +620,27 @@ static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
         arr_end(&b->cmd_status);
         arr_end(&b->cmd_msg);
         arr_end(&b->cmd_result);
-        const char *p[] = {b->cmd_actor.data, b->cmd_key.data, b->cmd_status.data,
-                           b->cmd_msg.data, b->cmd_result.data};
-        rc = wy_pg_tx_query(tx,
-                            "INSERT INTO actor.commands (actor_id, key, status, message, "
-                            "result) SELECT * FROM unnest($1::uuid[], $2::text[], "
-                            "$3::int[], $4::text[], $5::bytea[])",
-                            5, p, on_statement, b);
+        const char *p[] = {b->cmd_actor.data, b->cmd_key.data, b->cmd_status.data, b->cmd_msg.data,
+                           b->cmd_result.data};
+        rc = wy_pg_tx_exec(tx, &sql_commands, p, on_statement, b);
     }
     if (rc == WY_OK && b->n_snaps) {
         arr_end(&b->snap_actor);
         arr_end(&b->snap_seq);
         arr_end(&b->snap_state);
         const char *p[] = {b->snap_actor.data, b->snap_seq.data, b->snap_state.data};
-        rc = wy_pg_tx_query(tx,
-                            "INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM "
-                            "unnest($1::uuid[], $2::bigint[], $3::bytea[])",
-                            3, p, on_statement, b);
+        rc = wy_pg_tx_exec(tx, &sql_snapshots, p, on_statement, b);
         char keep[24];
         snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
         const char *q[] = {b->snap_actor.data, keep};
         if (rc == WY_OK)
-            rc = wy_pg_tx_query(tx,
-                                "DELETE FROM actor.snapshots s USING unnest($1::uuid[]) AS "
-                                "a(id) WHERE s.actor_id = a.id AND s.seq < (SELECT min(k.seq) "
-                                "FROM (SELECT seq FROM actor.snapshots WHERE actor_id = a.id "
-                                "ORDER BY seq DESC LIMIT $2::int) k)",
-                                2, q, on_statement, b);
+            rc = wy_pg_tx_exec(tx, &sql_snapshots_trim, q, on_statement, b);
     }
     if (rc == WY_OK && b->n_dels) {
         arr_end(&b->del_actor);
         arr_end(&b->del_ms);
         const char *p[] = {b->del_actor.data, b->del_ms.data};
-        rc = wy_pg_tx_query(tx,
-                            "UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 "
-                            "THEN NULL ELSE to_timestamp(v.ms / 1000.0) END FROM "
-                            "unnest($1::uuid[], $2::bigint[]) AS v(id, ms) WHERE c.actor_id "
-                            "= v.id",
-                            2, p, on_statement, b);
+        rc = wy_pg_tx_exec(tx, &sql_deleted, p, on_statement, b);
     }
     /* A statement that could not even be queued: never commit the others without it. */
     if (rc != WY_OK) {
@@ -597,6 +649,16 @@ static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
         return;
     }
     wy_pg_tx_commit(tx, on_committed, b);
+}
+
+/* The batch's transaction checks that this instance still owns shard, with its epoch. */
+static void fence_shard(actor_batch_t *b, int shard)
+{
+    if (b->shard_in[shard])
+        return;
+    b->shard_in[shard] = true;
+    arr_int(&b->fence_shard, shard);
+    arr_int(&b->fence_epoch, b->svc->epoch[shard]);
 }
 
 static void add_event(actor_batch_t *b, actor_t *a, uint64_t seq, const actor_event_t *ev)
@@ -611,11 +673,7 @@ static void add_event(actor_batch_t *b, actor_t *a, uint64_t seq, const actor_ev
     arr_str(&b->ev_type, ev->type);
     arr_bytes(&b->ev_payload, ev->data, ev->len);
     b->n_events++;
-    if (!b->shard_in[shard]) {
-        b->shard_in[shard] = true;
-        arr_int(&b->fence_shard, shard);
-        arr_int(&b->fence_epoch, b->svc->epoch[shard]);
-    }
+    fence_shard(b, shard);
 }
 
 static void add_command_row(actor_batch_t *b, const actor_req_t *r)
@@ -629,13 +687,7 @@ static void add_command_row(actor_batch_t *b, const actor_req_t *r)
     else
         arr_null(&b->cmd_result);
     b->n_cmds++;
-    /* The key row is written under the actor's fence too. */
-    int shard = actor_shard(r->actor->id);
-    if (!b->shard_in[shard]) {
-        b->shard_in[shard] = true;
-        arr_int(&b->fence_shard, shard);
-        arr_int(&b->fence_epoch, b->svc->epoch[shard]);
-    }
+    fence_shard(b, actor_shard(r->actor->id)); /* key rows are written under the fence too */
 }
 
 /* An earlier request of the batch for the same actor with the same key, or NULL. */
@@ -653,7 +705,7 @@ static actor_req_t *same_key_before(actor_batch_t *b, actor_req_t *r)
 static void batch_decide(actor_batch_t *b)
 {
     actor_svc_t *svc = b->svc;
-    int64_t now = (int64_t)wy_now_ms();
+    int64_t now = (int64_t)wy_wall_ms();
     for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
         actor_req_t *r = wy_list_entry(n, actor_req_t, node);
         actor_t *a = r->actor;
@@ -719,15 +771,15 @@ static void on_keys(int status, const PGresult *res, const char *err, void *ud)
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0), *key = PQgetvalue(res, i, 1);
+        const char *id = wy_pg_text(res, i, "actor_id"), *key = wy_pg_text(res, i, "key");
         for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
             actor_req_t *r = wy_list_entry(n, actor_req_t, node);
             if (r->replayed || strcmp(r->key, key) || strcmp(r->actor->id, id))
                 continue;
             r->replayed = true;
-            r->status = atoi(PQgetvalue(res, i, 2));
-            snprintf(r->msg, sizeof r->msg, "%s", PQgetvalue(res, i, 3));
-            r->result = column_bytes(res, i, 4, &r->result_len);
+            r->status = (int)wy_pg_int64(res, i, "status");
+            snprintf(r->msg, sizeof r->msg, "%s", wy_pg_text(res, i, "message"));
+            r->result = column_bytes(res, i, "result", &r->result_len);
             break; /* later requests with the key become duplicates of this one */
         }
     }
@@ -771,12 +823,7 @@ static void batch_start(actor_svc_t *svc)
         arr_end(&ids);
         arr_end(&keys);
         const char *p[] = {ids.data, keys.data};
-        rc = pg ? wy_pg_query(pg,
-                              "SELECT actor_id::text, key, status, message, result FROM "
-                              "actor.commands WHERE (actor_id, key) IN (SELECT * FROM "
-                              "unnest($1::uuid[], $2::text[]))",
-                              2, p, on_keys, b)
-                : WY_EUNAVAIL;
+        rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
     }
     wy_buf_free(&ids);
     wy_buf_free(&keys);
@@ -816,9 +863,9 @@ static void on_claimed(int status, const PGresult *res, const char *err, void *u
             uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
         } else {
             for (int i = 0; i < PQntuples(res); i++) {
-                int shard = atoi(PQgetvalue(res, i, 0));
+                int64_t shard = wy_pg_int64(res, i, "shard");
                 if (shard >= 0 && shard < ACTOR_SHARDS)
-                    svc->epoch[shard] = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+                    svc->epoch[shard] = wy_pg_int64(res, i, "epoch");
             }
             svc->claimed = true;
             char n[16];
@@ -840,20 +887,14 @@ static void on_claim_timer(uv_timer_t *t)
     claim(t->data);
 }
 
-/* Takes every shard (one instance this session: see the README). Bumping the epoch
- * fences whoever held a shard before. */
+/* Takes every shard (one instance for now: see the README). */
 static void claim(actor_svc_t *svc)
 {
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     char lease[24];
     snprintf(lease, sizeof lease, "%lld", (long long)actor_cfg.lease_ms);
     const char *p[] = {wy_daemon_instance(svc->d), lease};
-    int rc = pg ? wy_pg_query(pg,
-                              "UPDATE actor.owners SET instance = $1, epoch = epoch + 1, "
-                              "lease_until = now() + $2::bigint * interval '1 millisecond' "
-                              "RETURNING shard, epoch",
-                              2, p, on_claimed, svc)
-                : WY_EUNAVAIL;
+    int rc = pg ? wy_pg_exec(pg, &sql_claim, p, on_claimed, svc) : WY_EUNAVAIL;
     if (rc != WY_OK) {
         uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
         return;
@@ -955,14 +996,14 @@ static void on_create_checked(int status, const PGresult *res, const char *err, 
         create_end(c, WY_EUNAVAIL, err ? err : UNAVAIL_MSG);
         return;
     }
-    if (!PQgetisnull(res, 0, 0)) {
+    if (!wy_pg_isnull(res, 0, "existing")) {
         /* A retried create: answer the character the first attempt made. */
-        snprintf(c->actor_id, sizeof c->actor_id, "%s", PQgetvalue(res, 0, 0));
+        snprintf(c->actor_id, sizeof c->actor_id, "%s", wy_pg_text(res, 0, "existing"));
         c->fail = CREATE_EXISTING; /* rolled back, then answered through a read */
         wy_pg_tx_rollback(c->tx, on_created, c);
         return;
     }
-    if (atoll(PQgetvalue(res, 0, 1)) >= actor_cfg.max_characters) {
+    if (wy_pg_int64(res, 0, "live") >= actor_cfg.max_characters) {
         create_end(c, WY_ELIMIT, "too many characters on this account");
         return;
     }
@@ -971,16 +1012,12 @@ static void on_create_checked(int status, const PGresult *res, const char *err, 
     snprintf(shard_s, sizeof shard_s, "{%d}", shard);
     snprintf(epoch_s, sizeof epoch_s, "{%lld}", (long long)svc->epoch[shard]);
     const char *fence[] = {shard_s, epoch_s, wy_daemon_instance(svc->d)};
-    int rc = wy_pg_tx_query(c->tx, "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3, fence,
-                            on_create_stmt, c);
-    actor_event_created(c->account_id, c->name, c->class_name, (int64_t)wy_now_ms(), &c->ev);
+    int rc = wy_pg_tx_exec(c->tx, &sql_fence, fence, on_create_stmt, c);
+    actor_event_created(c->account_id, c->name, c->class_name, (int64_t)wy_wall_ms(), &c->ev);
     const char *ins[] = {c->actor_id, c->account_id, c->name,
                          c->name_key, c->class_name, c->key[0] ? c->key : NULL};
     if (rc == WY_OK)
-        rc = wy_pg_tx_query(c->tx,
-                            "INSERT INTO actor.characters (actor_id, account_id, name, "
-                            "name_key, class_name, create_key) VALUES ($1, $2, $3, $4, $5, $6)",
-                            6, ins, on_create_stmt, c);
+        rc = wy_pg_tx_exec(c->tx, &sql_character, ins, on_create_stmt, c);
     char uuid[37], epoch[32];
     wy_uuid4(uuid);
     snprintf(epoch, sizeof epoch, "%lld", (long long)svc->epoch[shard]);
@@ -990,10 +1027,7 @@ static void on_create_checked(int status, const PGresult *res, const char *err, 
         wy_buf_printf(&payload, "%02x", c->ev.data[i]);
     const char *ev[] = {c->actor_id, epoch, uuid, payload.data};
     if (rc == WY_OK)
-        rc = wy_pg_tx_query(c->tx,
-                            "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, "
-                            "payload) VALUES ($1, 1, $2, $3, 'created', $4::bytea)",
-                            4, ev, on_create_stmt, c);
+        rc = wy_pg_tx_exec(c->tx, &sql_first_event, ev, on_create_stmt, c);
     wy_buf_free(&payload);
     if (rc != WY_OK) {
         create_end(c, rc, UNAVAIL_MSG);
@@ -1014,14 +1048,9 @@ static void on_create_begun(int status, wy_pg_tx_t *tx, const char *err, void *u
     const char *check[] = {c->account_id, c->key};
     /* The lock serialises creates of one account, so the bound and the create key hold
      * under concurrency; the check runs after it (its own snapshot). */
-    int rc = wy_pg_tx_query(tx, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, lock,
-                            on_create_stmt, c);
+    int rc = wy_pg_tx_exec(tx, &sql_create_lock, lock, on_create_stmt, c);
     if (rc == WY_OK)
-        rc = wy_pg_tx_query(tx,
-                            "SELECT (SELECT actor_id::text FROM actor.characters WHERE "
-                            "account_id = $1 AND create_key = $2), (SELECT count(*) FROM "
-                            "actor.characters WHERE account_id = $1 AND deleted_at IS NULL)",
-                            2, check, on_create_checked, c);
+        rc = wy_pg_tx_exec(tx, &sql_create_check, check, on_create_checked, c);
     if (rc != WY_OK)
         create_end(c, rc, UNAVAIL_MSG);
 }
@@ -1069,7 +1098,7 @@ static void on_listed(int status, const PGresult *res, const char *err, void *ud
     size_t n = status == WY_OK ? (size_t)PQntuples(res) : 0;
     char(*ids)[ACTOR_ID_LEN + 1] = wy_calloc(n ? n : 1, sizeof *ids);
     for (size_t i = 0; i < n; i++)
-        snprintf(ids[i], sizeof ids[i], "%s", PQgetvalue(res, (int)i, 0));
+        snprintf(ids[i], sizeof ids[i], "%s", wy_pg_text(res, (int)i, "actor_id"));
     if (status != WY_OK)
         wy_log_warn("character list failed", "error", err, NULL);
     op->cb(status == WY_OK ? WY_OK : WY_EUNAVAIL, ids, n, op->ud);
@@ -1090,14 +1119,7 @@ void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_del
     op->cb = cb;
     op->ud = ud;
     op->svc = svc;
-    int rc = pg && !svc->stopping
-                 ? wy_pg_query(pg,
-                               "SELECT actor_id::text FROM actor.characters WHERE account_id = "
-                               "$1 AND (deleted_at IS NULL OR ($2::bool AND deleted_at > now() "
-                               "- $3::bigint * interval '1 millisecond')) ORDER BY created_at, "
-                               "actor_id LIMIT $4::int",
-                               4, p, on_listed, op)
-                 : WY_EUNAVAIL;
+    int rc = pg && !svc->stopping ? wy_pg_exec(pg, &sql_list, p, on_listed, op) : WY_EUNAVAIL;
     svc->busy++;
     actor_svc_ref(svc);
     if (rc != WY_OK)
