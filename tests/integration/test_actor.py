@@ -270,3 +270,27 @@ def test_resident_bound_evicts_idle_actors_that_reload(daemon, pb):
     assert len(loads(d, ids[0])) >= 1
     assert metric(d, "wy_actor_resident") <= 2
     ch.close()
+
+
+def test_a_writer_whose_shard_was_taken_over_cannot_commit(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    earn(st, pb, c.actor_id, "before", amount=1)
+    shard = int(c.actor_id[:2], 16)
+    # Another owner takes the shard over (what a second instance's claim does).
+    stack.psql("UPDATE actor.owners SET instance = 'someone-else', epoch = epoch + 1 "
+               "WHERE shard = %d" % shard)
+    epoch = int(stack.psql("SELECT epoch FROM actor.owners WHERE shard = %d" % shard))
+    assert code_of(lambda: earn(st, pb, c.actor_id, "after", amount=1)) == \
+        grpc.StatusCode.UNAVAILABLE
+    assert events(stack, c.actor_id) == 2  # created + the first earn, nothing after
+    assert int(stack.psql("SELECT count(*) FROM actor.events WHERE actor_id = '%s' AND epoch >= %d"
+                          % (c.actor_id, epoch))) == 0
+    assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s' AND key = "
+                          "'after'" % c.actor_id)) == 0
+    # It knows it lost the shard: later writes are refused at once.
+    assert code_of(lambda: earn(st, pb, c.actor_id, "later", amount=1)) == \
+        grpc.StatusCode.UNAVAILABLE
+    assert "shard fenced" in d.log_text()
+    ch.close()
