@@ -1053,6 +1053,11 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
     return d->producer;
 }
 
+const char *wy_daemon_bind_host(const wy_daemon_t *d)
+{
+    return d->bind_host;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;

@@ -58,7 +58,11 @@ enum {
  * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
- * ready line is delivered to this instance. */
+ * ready line is delivered to this instance. Until then /readyz answers 503
+ * {"status":"starting"}; with Kafka unreachable at start it stays so until
+ * the broker answers. The broadcast consumer waits at most 100 ms on an idle
+ * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.
  * The handler must call wy_daemon_event_done(d, msg, env) exactly once when
@@ -130,6 +134,8 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+/* WY_BIND_HOST: the address a service's own listeners bind to, as the daemon's do. */
+const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
