@@ -1109,6 +1109,11 @@ wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
     return d->consumed;
 }
 
+const char *wy_daemon_bind_host(const wy_daemon_t *d)
+{
+    return d->bind_host;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;

@@ -149,6 +149,8 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+/* WY_BIND_HOST: the address a service's own listeners bind to, as the daemon's do. */
+const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
