@@ -21,6 +21,7 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_pg.h"
 #include "wy_consumed.h"
 #include "wy_outbox.h"
+#include "wy_worker.h"
 
 /* Dependencies a daemon connects to at start; /readyz reports each. */
 enum {
@@ -165,6 +166,39 @@ void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+
+/* ---------------------------------------------------------------- workers
+ *
+ * Worker threads (a game server's partitions) for what does not fit on the
+ * loop: fixed-rate simulation (wy_tick) and CPU-heavy work.
+ *
+ * The rule: Redis, PostgreSQL, Kafka, gRPC, HTTP/WebSocket and every
+ * wy_daemon accessor stay on the loop thread. A worker touches only its own
+ * state; it talks to the loop by posting messages (wy_worker_post) and the
+ * loop talks to it through its inbox (wy_workers_send). Messages refer to
+ * sessions, entities, calls and connections by id, never by pointer: the
+ * thing may be gone by the time the message is read (the receiver looks the
+ * id up and drops the message if it is unknown). A message is owned by its
+ * sender until a push returns WY_OK, then by its callback.
+ *
+ * Life: wy_daemon_add_workers is called in start(); the threads start once
+ * start() has returned WY_OK. On stop, after the service's stop(), the
+ * workers are told to stop (wy_worker_stopping turns true) and the drain
+ * waits, up to WY_<SVC>_DRAIN_TIMEOUT, for every main to return, before
+ * Redis, PostgreSQL and Kafka close; the threads are then joined, what they
+ * posted is delivered on the loop, and what is left in their inboxes is
+ * canceled (callbacks with WY_ECANCELED).
+ *
+ * /metrics: wy_<svc>_worker_messages_total, wy_<svc>_worker_messages_refused_total
+ * (a full mailbox) and wy_<svc>_worker_queue_high_water, labelled
+ * queue="loop" (workers to the loop) or queue="inbox" (all inboxes). */
+
+/* In start() only, at most once: creates the service's worker pool (see
+ * wy_worker.h). WY_ESTATE outside start() or the second time, WY_EINVAL for
+ * bad options. */
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts);
+/* The service's worker pool (NULL without one or once closed); loop thread. */
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d);
 
 /* Marks a consumed event's effect done: remembers its event_id (later
  * duplicates are skipped) and stores its offset. env is the Envelope the
