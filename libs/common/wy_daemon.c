@@ -3,6 +3,8 @@
  * stop. Services describe themselves with a wy_daemon_spec_t (services/<svc>/<svc>.c). */
 #include "wy_daemon.h"
 #include "wy_buf.h"
+#include "wy_consumed.h"
+#include "wy_outbox.h"
 #include "wy_log.h"
 #include "wy_metrics.h"
 #include "wy_seen.h"
@@ -76,6 +78,9 @@ struct wy_daemon {
     wy_redis_t *redis;
     wy_pg_t *pg;
     wy_kafka_producer_t *producer;
+    wy_outbox_t *outbox;
+    wy_consumed_t *consumed;
+    int64_t outbox_poll_ms, consumed_retention_ms;
     dcons_t cons[CONS_N];
     wy_seen_t *seen;
     unhandled_t unhandled[UNHANDLED_MAX + 1]; /* the last slot is "other" */
@@ -219,6 +224,30 @@ static void build_config(wy_daemon_t *d)
                                        "Kafka bootstrap brokers, host:port[,host:port].",
                                        &d->kafka_brokers,
                                        false};
+    if ((s->helpers & WY_HELPER_OUTBOX) && (s->deps & WY_DEP_PG) && (s->deps & WY_DEP_KAFKA))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("OUTBOX_POLL"),
+            WY_CFG_DURATION_MS,
+            "1s",
+            10,
+            3600000,
+            NULL,
+            "Outbox relay period: rows a crashed instance left and failed publications are "
+            "picked up this often (a commit wakes the relay at once).",
+            &d->outbox_poll_ms,
+            false};
+    if ((s->helpers & WY_HELPER_CONSUMED) && (s->deps & WY_DEP_PG))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("CONSUMED_RETENTION"),
+            WY_CFG_DURATION_MS,
+            "168h",
+            60000,
+            (int64_t)8760 * 3600000,
+            NULL,
+            "How long applied Kafka event ids are kept for deduplication; keep it above the "
+            "retention of the consumed topics.",
+            &d->consumed_retention_ms,
+            false};
 #undef SVCNAME
     wy_free(up);
 
@@ -669,6 +698,15 @@ static void finish_stop(wy_daemon_t *d)
         wy_workers_close(d->workers, close_done, d);
         d->workers = NULL;
     }
+    /* Then the helpers: they hold statements on the pool and messages on the producer. */
+    if (d->outbox) {
+        wy_outbox_close(d->outbox, NULL, NULL);
+        d->outbox = NULL;
+    }
+    if (d->consumed) {
+        wy_consumed_close(d->consumed);
+        d->consumed = NULL;
+    }
     if (d->producer) {
         wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
         d->producer = NULL;
@@ -718,8 +756,10 @@ static void on_grpc_stopped(void *ud)
 static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
+    /* A relay pass in flight finishes first, so its rows are deleted before the pool closes. */
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
                 (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->outbox || wy_outbox_idle(d->outbox)) &&
                 (!d->workers || !wy_workers_running(d->workers));
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
@@ -768,6 +808,34 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---------------------------------------------------------------- start */
 
+/* The PostgreSQL helpers of spec->helpers, in the service's schema (named after it). */
+static int start_helpers(wy_daemon_t *d, const char **err)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    if (s->helpers && (!(s->deps & WY_DEP_PG) ||
+                       ((s->helpers & WY_HELPER_OUTBOX) && !(s->deps & WY_DEP_KAFKA)))) {
+        *err = "helpers: the outbox needs WY_DEP_PG and WY_DEP_KAFKA, consumed needs WY_DEP_PG";
+        return WY_EINVAL;
+    }
+    if (s->helpers & WY_HELPER_CONSUMED) {
+        wy_consumed_opts_t o = {.svc = s->svc,
+                                .schema = s->svc,
+                                .consumer = s->svc,
+                                .retention_s = (uint32_t)(d->consumed_retention_ms / 1000)};
+        int rc = wy_consumed_new(&d->loop, d->pg, &o, &d->consumed, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    if (s->helpers & WY_HELPER_OUTBOX) {
+        wy_outbox_opts_t o = {
+            .svc = s->svc, .schema = s->svc, .poll_interval_ms = (uint32_t)d->outbox_poll_ms};
+        int rc = wy_outbox_new(&d->loop, d->pg, d->producer, &o, &d->outbox, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
+
 static int start_parts(wy_daemon_t *d, const char **err)
 {
     const wy_daemon_spec_t *s = d->spec;
@@ -811,6 +879,8 @@ static int start_parts(wy_daemon_t *d, const char **err)
         d->seen = wy_seen_new(SEEN_CAPACITY);
     }
     wy_free(producer_name);
+    if ((rc = start_helpers(d, err)) != WY_OK)
+        return rc;
 
     if ((rc = wy_http_server_new(&d->loop, NULL, &d->ops)) != WY_OK) {
         *err = "cannot create the ops HTTP server";
@@ -1051,6 +1121,16 @@ wy_pg_t *wy_daemon_pg(wy_daemon_t *d)
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
 {
     return d->producer;
+}
+
+wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d)
+{
+    return d->outbox;
+}
+
+wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
+{
+    return d->consumed;
 }
 
 const char *wy_daemon_bind_host(const wy_daemon_t *d)
