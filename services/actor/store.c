@@ -65,8 +65,6 @@ struct actor_batch {
     wy_buf_t fence_shard, fence_epoch;
     size_t n_events, n_cmds, n_snaps, n_dels;
     bool shard_in[ACTOR_SHARDS];
-    bool fenced;
-    int fail;
 };
 
 static void arm_flush(actor_svc_t *svc);
@@ -90,35 +88,31 @@ static const wy_pg_stmt_t sql_keys = {
     2};
 static const wy_pg_stmt_t sql_fence = {"actor_fence",
                                        "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3};
-static const wy_pg_stmt_t sql_events = {
-    "actor_events",
-    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
-    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], "
-    "$6::bytea[])",
-    6};
-static const wy_pg_stmt_t sql_commands = {
-    "actor_commands",
-    "INSERT INTO actor.commands (actor_id, key, status, message, result) "
-    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[])",
-    5};
-static const wy_pg_stmt_t sql_snapshots = {
-    "actor_snapshots",
-    "INSERT INTO actor.snapshots (actor_id, seq, state) "
-    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])",
-    3};
-/* Keeps the latest $2 snapshots of each actor in $1. */
-static const wy_pg_stmt_t sql_snapshots_trim = {
-    "actor_snapshots_trim",
-    "DELETE FROM actor.snapshots s USING unnest($1::uuid[]) AS a(id) "
-    "WHERE s.actor_id = a.id AND s.seq < (SELECT min(k.seq) FROM (SELECT seq FROM "
-    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT $2::int) k)",
-    2};
-static const wy_pg_stmt_t sql_deleted = {
-    "actor_deleted",
-    "UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
-    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($1::uuid[], $2::bigint[]) AS v(id, ms) "
-    "WHERE c.actor_id = v.id",
-    2};
+/* The whole write of a batch as one statement, so one implicit transaction and one round
+ * trip: the fence (an error in it aborts everything; it is referenced so that it runs),
+ * the events, the command keys, the snapshots, the trim of old snapshots (the statement
+ * does not see its own new snapshot, so it keeps $18 - 1 of the older ones) and the
+ * deleted flag of the index. Empty arrays write nothing. */
+static const wy_pg_stmt_t sql_write = {
+    "actor_write",
+    "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "SELECT * FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], "
+    "$9::bytea[]) RETURNING 1), "
+    "cmd AS (INSERT INTO actor.commands (actor_id, key, status, message, result) "
+    "SELECT * FROM unnest($10::uuid[], $11::text[], $12::int[], $13::text[], $14::bytea[]) "
+    "RETURNING 1), "
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) "
+    "SELECT * FROM unnest($15::uuid[], $16::bigint[], $17::bytea[]) RETURNING 1), "
+    "trim AS (DELETE FROM actor.snapshots s USING unnest($15::uuid[]) AS a(id) "
+    "WHERE s.actor_id = a.id AND s.seq < COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM "
+    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT ($18::int - 1)) k), "
+    "9223372036854775807) RETURNING 1), "
+    "del AS (UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
+    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($19::uuid[], $20::bigint[]) AS v(id, ms) "
+    "WHERE c.actor_id = v.id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM ev) AS events",
+    20};
 /* Takes every shard; bumping the epoch fences whoever held one before. */
 static const wy_pg_stmt_t sql_claim = {
     "actor_claim",
@@ -557,12 +551,14 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     actor_svc_unref(svc);
 }
 
-static void on_committed(int status, const char *err, void *ud)
+static void on_written(int status, const PGresult *res, const char *err, void *ud)
 {
     actor_batch_t *b = ud;
     batch_outcome_t outcome = BATCH_OK;
     if (status != WY_OK) {
-        outcome = b->fenced                                         ? BATCH_FENCED
+        /* A duplicate (actor_id, seq) means another writer got there first: fenced too. */
+        bool fenced = status == WY_EEXIST || (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE));
+        outcome = fenced                                            ? BATCH_FENCED
                   : status == WY_EUNAVAIL || status == WY_ETIMEDOUT ? BATCH_UNKNOWN
                                                                     : BATCH_FAILED;
         wy_log_warn("group commit failed", "error", err ? err : wy_strerror(status), "outcome",
@@ -576,79 +572,28 @@ static void on_committed(int status, const char *err, void *ud)
     batch_end(b, outcome);
 }
 
-static void on_statement(int status, const PGresult *res, const char *err, void *ud)
+/* Step 3: the write, one statement. */
+static void batch_write(actor_batch_t *b)
 {
-    actor_batch_t *b = ud;
-    if (status == WY_OK || b->fail)
-        return;
-    b->fail = status;
-    if (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE))
-        b->fenced = true;
-    /* A duplicate (actor_id, seq): another writer got there first. */
-    if (status == WY_EEXIST)
-        b->fenced = true;
-    wy_log_warn("group commit statement failed", "error", err, NULL);
-}
-
-static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
-{
-    actor_batch_t *b = ud;
-    if (status != WY_OK) {
-        wy_log_warn("group commit could not begin", "error", err, NULL);
+    wy_buf_t *arrays[] = {&b->fence_shard, &b->fence_epoch, &b->ev_actor,   &b->ev_seq,
+                          &b->ev_epoch,    &b->ev_id,       &b->ev_type,    &b->ev_payload,
+                          &b->cmd_actor,   &b->cmd_key,     &b->cmd_status, &b->cmd_msg,
+                          &b->cmd_result,  &b->snap_actor,  &b->snap_seq,   &b->snap_state,
+                          &b->del_actor,   &b->del_ms};
+    for (size_t i = 0; i < WY_ARRAY_LEN(arrays); i++)
+        arr_end(arrays[i]);
+    char keep[24];
+    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    const char *p[] = {b->fence_shard.data, b->fence_epoch.data, wy_daemon_instance(b->svc->d),
+                       b->ev_actor.data,    b->ev_seq.data,      b->ev_epoch.data,
+                       b->ev_id.data,       b->ev_type.data,     b->ev_payload.data,
+                       b->cmd_actor.data,   b->cmd_key.data,     b->cmd_status.data,
+                       b->cmd_msg.data,     b->cmd_result.data,  b->snap_actor.data,
+                       b->snap_seq.data,    b->snap_state.data,  keep,
+                       b->del_actor.data,   b->del_ms.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_write, p, on_written, b) != WY_OK)
         batch_end(b, BATCH_FAILED);
-        return;
-    }
-    arr_end(&b->fence_shard);
-    arr_end(&b->fence_epoch);
-    const char *instance = wy_daemon_instance(b->svc->d);
-    const char *fence[] = {b->fence_shard.data, b->fence_epoch.data, instance};
-    int rc = wy_pg_tx_exec(tx, &sql_fence, fence, on_statement, b);
-    if (rc == WY_OK && b->n_events) {
-        arr_end(&b->ev_actor);
-        arr_end(&b->ev_seq);
-        arr_end(&b->ev_epoch);
-        arr_end(&b->ev_id);
-        arr_end(&b->ev_type);
-        arr_end(&b->ev_payload);
-        const char *p[] = {b->ev_actor.data, b->ev_seq.data,  b->ev_epoch.data,
-                           b->ev_id.data,    b->ev_type.data, b->ev_payload.data};
-        rc = wy_pg_tx_exec(tx, &sql_events, p, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_cmds) {
-        arr_end(&b->cmd_actor);
-        arr_end(&b->cmd_key);
-        arr_end(&b->cmd_status);
-        arr_end(&b->cmd_msg);
-        arr_end(&b->cmd_result);
-        const char *p[] = {b->cmd_actor.data, b->cmd_key.data, b->cmd_status.data, b->cmd_msg.data,
-                           b->cmd_result.data};
-        rc = wy_pg_tx_exec(tx, &sql_commands, p, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_snaps) {
-        arr_end(&b->snap_actor);
-        arr_end(&b->snap_seq);
-        arr_end(&b->snap_state);
-        const char *p[] = {b->snap_actor.data, b->snap_seq.data, b->snap_state.data};
-        rc = wy_pg_tx_exec(tx, &sql_snapshots, p, on_statement, b);
-        char keep[24];
-        snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
-        const char *q[] = {b->snap_actor.data, keep};
-        if (rc == WY_OK)
-            rc = wy_pg_tx_exec(tx, &sql_snapshots_trim, q, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_dels) {
-        arr_end(&b->del_actor);
-        arr_end(&b->del_ms);
-        const char *p[] = {b->del_actor.data, b->del_ms.data};
-        rc = wy_pg_tx_exec(tx, &sql_deleted, p, on_statement, b);
-    }
-    /* A statement that could not even be queued: never commit the others without it. */
-    if (rc != WY_OK) {
-        b->fail = rc;
-        wy_pg_tx_rollback(tx, on_committed, b);
-        return;
-    }
-    wy_pg_tx_commit(tx, on_committed, b);
 }
 
 /* The batch's transaction checks that this instance still owns shard, with its epoch. */
@@ -756,9 +701,7 @@ static void batch_decide(actor_batch_t *b)
         batch_end(b, BATCH_OK); /* reads, refusals without keys, replays: no write */
         return;
     }
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
-    if (!pg || wy_pg_begin(pg, on_begun, b) != WY_OK)
-        batch_end(b, BATCH_FAILED);
+    batch_write(b);
 }
 
 /* Step 1: the first results of keys seen before. */
