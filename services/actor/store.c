@@ -7,15 +7,17 @@
  * takes the commands of many actors (at most WY_ACTOR_BATCH_MAX), at most
  * WY_ACTOR_WRITE_BATCHES transactions are in flight, and an actor is in one of them at a
  * time. A batch:
- *   1. looks its idempotency keys up (one query): a known key answers its first result;
- *   2. decides each command against a working copy of its actor (character.c) and
+ *   1. decides each command against a working copy of its actor (character.c) and
  *      applies the events to the copy, so later commands of the batch see them;
- *   3. writes, in one transaction: the fence (the shard is still ours, same epoch), the
- *      events, the command keys with their results, snapshots (every
- *      WY_ACTOR_SNAPSHOT_EVERY events, the last WY_ACTOR_SNAPSHOT_KEEP kept) and the
- *      deleted flag of the characters index;
- *   4. after the commit makes the working copies the actors' states ("persisted first,
+ *   2. writes, in one statement (one transaction, one round trip): the fence (the shard
+ *      is still ours, same epoch), the events, the command keys with their results,
+ *      snapshots (every WY_ACTOR_SNAPSHOT_EVERY events, the last WY_ACTOR_SNAPSHOT_KEEP
+ *      kept) and the deleted flag of the characters index;
+ *   3. after the commit makes the working copies the actors' states ("persisted first,
  *      applied second") and answers in arrival order ("answered third").
+ * Keys are assumed new: a key written before makes the write fail on its primary key
+ * (nothing is written); the batch then reads the first results of its keys (one query),
+ * answers those from them and decides the rest again.
  * A failed transaction changes no state and answers UNAVAILABLE; a commit whose outcome
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
@@ -56,7 +58,7 @@ struct actor_batch {
     actor_t **actors;
     size_t n_actors;
     wy_list_t reqs;
-    size_t n_reqs, n_keys;
+    size_t n_reqs;
     /* Array literals of the statements' parameters (text protocol). */
     wy_buf_t ev_actor, ev_seq, ev_epoch, ev_id, ev_type, ev_payload;
     wy_buf_t cmd_actor, cmd_key, cmd_status, cmd_msg, cmd_result;
@@ -65,10 +67,12 @@ struct actor_batch {
     wy_buf_t fence_shard, fence_epoch;
     size_t n_events, n_cmds, n_snaps, n_dels;
     bool shard_in[ACTOR_SHARDS];
+    bool looked_up; /* the keys were read before deciding (after a key conflict) */
 };
 
 static void arm_flush(actor_svc_t *svc);
 static void actor_load(actor_t *a);
+static void batch_lookup(actor_batch_t *b);
 
 /* ---- statements (prepared once per connection) ---- */
 
@@ -440,17 +444,51 @@ static void actor_load(actor_t *a)
 
 /* ---- group commit ---- */
 
+#define BATCH_ARRAYS 18
+
+/* The batch's parameter arrays. */
+static void batch_arrays(actor_batch_t *b, wy_buf_t *out[BATCH_ARRAYS])
+{
+    wy_buf_t *all[BATCH_ARRAYS] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
+                                   &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
+                                   &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
+                                   &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
+                                   &b->fence_shard, &b->fence_epoch};
+    memcpy(out, all, sizeof all);
+}
+
 static void batch_free(actor_batch_t *b)
 {
-    wy_buf_t *bufs[] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
-                        &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
-                        &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
-                        &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
-                        &b->fence_shard, &b->fence_epoch};
-    for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
-        wy_buf_free(bufs[i]);
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_free(arrays[i]);
     wy_free(b->actors);
     wy_free(b);
+}
+
+/* Undoes batch_decide: empty arrays, no results, working copies back to the states. */
+static void batch_forget(actor_batch_t *b)
+{
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_reset(arrays[i]);
+    b->n_events = b->n_cmds = b->n_snaps = b->n_dels = 0;
+    memset(b->shard_in, 0, sizeof b->shard_in);
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        wy_free(r->result); /* decided here, never read from PostgreSQL yet */
+        r->result = NULL;
+        r->result_len = 0;
+        r->status = WY_OK;
+        r->msg[0] = 0;
+        r->dup_of = NULL;
+    }
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_state_copy(&b->actors[i]->work, &b->actors[i]->state);
+        b->actors[i]->snapshot = false;
+    }
 }
 
 static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
@@ -472,8 +510,10 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
             actor_state_copy(&a->state, &a->work);
-            if (a->snapshot)
+            if (a->snapshot) {
                 a->snap_seq = a->work.seq;
+                wy_metric_inc(svc->m_snapshots);
+            }
         }
         a->snapshot = false;
     }
@@ -555,6 +595,12 @@ static void on_written(int status, const PGresult *res, const char *err, void *u
 {
     actor_batch_t *b = ud;
     batch_outcome_t outcome = BATCH_OK;
+    const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (status == WY_EEXIST && !b->looked_up && constraint &&
+        !strcmp(constraint, "commands_pkey")) {
+        batch_lookup(b); /* a retried key: nothing was written */
+        return;
+    }
     if (status != WY_OK) {
         /* A duplicate (actor_id, seq) means another writer got there first: fenced too. */
         bool fenced = status == WY_EEXIST || (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE));
@@ -572,15 +618,12 @@ static void on_written(int status, const PGresult *res, const char *err, void *u
     batch_end(b, outcome);
 }
 
-/* Step 3: the write, one statement. */
+/* Step 2: the write, one statement. */
 static void batch_write(actor_batch_t *b)
 {
-    wy_buf_t *arrays[] = {&b->fence_shard, &b->fence_epoch, &b->ev_actor,   &b->ev_seq,
-                          &b->ev_epoch,    &b->ev_id,       &b->ev_type,    &b->ev_payload,
-                          &b->cmd_actor,   &b->cmd_key,     &b->cmd_status, &b->cmd_msg,
-                          &b->cmd_result,  &b->snap_actor,  &b->snap_seq,   &b->snap_state,
-                          &b->del_actor,   &b->del_ms};
-    for (size_t i = 0; i < WY_ARRAY_LEN(arrays); i++)
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
         arr_end(arrays[i]);
     char keep[24];
     snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
@@ -646,10 +689,9 @@ static actor_req_t *same_key_before(actor_batch_t *b, actor_req_t *r)
     return NULL;
 }
 
-/* Step 2: decide every command against its actor's working copy. */
+/* Step 1: decide every command against its actor's working copy, then write. */
 static void batch_decide(actor_batch_t *b)
 {
-    actor_svc_t *svc = b->svc;
     int64_t now = (int64_t)wy_wall_ms();
     for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
         actor_req_t *r = wy_list_entry(n, actor_req_t, node);
@@ -689,7 +731,6 @@ static void batch_decide(actor_batch_t *b)
             wy_free(snap);
             a->snapshot = true;
             b->n_snaps++;
-            wy_metric_inc(svc->m_snapshots);
         }
         if (a->work.deleted != a->deleted_before) {
             arr_str(&b->del_actor, a->id);
@@ -704,7 +745,7 @@ static void batch_decide(actor_batch_t *b)
     batch_write(b);
 }
 
-/* Step 1: the first results of keys seen before. */
+/* After a key conflict: the first results of the keys seen before, then decide again. */
 static void on_keys(int status, const PGresult *res, const char *err, void *ud)
 {
     actor_batch_t *b = ud;
@@ -735,7 +776,6 @@ static void batch_start(actor_svc_t *svc)
     b->svc = svc;
     b->actors = wy_calloc((size_t)actor_cfg.batch_max, sizeof *b->actors);
     wy_list_init(&b->reqs);
-    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
     wy_list_t *n;
     while (b->n_reqs < (size_t)actor_cfg.batch_max && (n = wy_list_pop_front(&svc->ready))) {
         actor_t *a = wy_list_entry(n, actor_t, node);
@@ -749,31 +789,40 @@ static void batch_start(actor_svc_t *svc)
             a->n_queued--;
             wy_list_push_back(&b->reqs, &r->node);
             b->n_reqs++;
-            if (r->key[0]) {
-                arr_str(&ids, a->id);
-                arr_str(&keys, r->key);
-                b->n_keys++;
-            }
         }
     }
     svc->batches++;
     svc->busy++;
     actor_svc_ref(svc);
     wy_metric_observe(svc->m_batch_size, (double)b->n_reqs);
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
-    int rc = WY_OK;
-    if (b->n_keys) {
-        arr_end(&ids);
-        arr_end(&keys);
-        const char *p[] = {ids.data, keys.data};
-        rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
+    /* Optimistic: most keys are new, so write at once; a key seen before makes the write
+     * fail as a whole and the batch is decided again after looking its keys up. */
+    batch_decide(b);
+}
+
+/* A write failed on a key that exists: forget the decisions, look every key of the batch
+ * up, decide again. */
+static void batch_lookup(actor_batch_t *b)
+{
+    batch_forget(b);
+    b->looked_up = true;
+    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        if (r->key[0]) {
+            arr_str(&ids, r->actor->id);
+            arr_str(&keys, r->key);
+        }
     }
+    arr_end(&ids);
+    arr_end(&keys);
+    const char *p[] = {ids.data, keys.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    int rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
     wy_buf_free(&ids);
     wy_buf_free(&keys);
     if (rc != WY_OK)
         batch_end(b, BATCH_FAILED);
-    else if (!b->n_keys)
-        batch_decide(b);
 }
 
 static void on_flush(uv_check_t *h)
