@@ -82,7 +82,10 @@ struct wy_daemon {
     size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    int closing; /* asynchronous closes still running */
+    int closing;             /* asynchronous closes still running */
+    wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;           /* inside spec->start */
+    uint64_t wmb_last[2][2]; /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
 
     /* metrics */
     wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_duplicates;
@@ -376,9 +379,13 @@ static void register_metrics(wy_daemon_t *d)
     }
 }
 
+static void refresh_worker_metrics(wy_daemon_t *d);
+
 static void refresh_metrics(wy_daemon_t *d)
 {
     update_dep_gauges(d);
+    if (d->workers)
+        refresh_worker_metrics(d);
     if (d->ops) {
         const wy_http_counters_t *c = wy_http_counters(d->ops);
         mirror(&d->mx_http_req, c->requests);
@@ -655,6 +662,13 @@ static void finish_stop(wy_daemon_t *d)
         return;
     d->state = ST_CLOSING;
     uv_timer_stop(&d->drain_timer);
+    /* Workers first: what they posted last is delivered while the rest is
+     * still open. */
+    if (d->workers) {
+        d->closing++;
+        wy_workers_close(d->workers, close_done, d);
+        d->workers = NULL;
+    }
     if (d->producer) {
         wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
         d->producer = NULL;
@@ -705,7 +719,8 @@ static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
-                (!d->spec->busy || d->spec->busy(d) == 0);
+                (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->workers || !wy_workers_running(d->workers));
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
@@ -732,6 +747,8 @@ static void begin_stop(wy_daemon_t *d, const char *why)
     }
     if (d->spec->stop)
         d->spec->stop(d);
+    if (d->workers)
+        wy_workers_stop(d->workers);
     /* Stored offsets are committed here; events still in flight are
      * redelivered to the next owner of their partition. */
     for (int i = 0; i < CONS_N; i++) {
@@ -815,8 +832,15 @@ static int start_parts(wy_daemon_t *d, const char **err)
     wy_grpc_server_set_health(d->grpc, "", false);
     wy_grpc_server_set_health(d->grpc, s->grpc_service, false);
 
-    if (s->start && (rc = s->start(d, err)) != WY_OK)
+    d->in_start = true;
+    rc = s->start ? s->start(d, err) : WY_OK;
+    d->in_start = false;
+    if (rc != WY_OK)
         return rc;
+    if (d->workers && (rc = wy_workers_start(d->workers)) != WY_OK) {
+        *err = "cannot start the worker threads";
+        return rc;
+    }
 
     const char *e = NULL;
     if ((rc = wy_http_listen(d->ops, d->bind_host, (int)d->ops_port, &e)) != WY_OK) {
@@ -1029,6 +1053,11 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
     return d->producer;
 }
 
+const char *wy_daemon_bind_host(const wy_daemon_t *d)
+{
+    return d->bind_host;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;
@@ -1047,4 +1076,54 @@ void wy_daemon_set_state(wy_daemon_t *d, void *state)
 void *wy_daemon_state(const wy_daemon_t *d)
 {
     return d->svc_state;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts)
+{
+    if (!d->in_start || d->workers)
+        return WY_ESTATE;
+    return wy_workers_new(&d->loop, opts, &d->workers);
+}
+
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d)
+{
+    return d->workers;
+}
+
+/* wy_<svc>_worker_messages_total, _worker_messages_refused_total (full
+ * mailbox) and wy_<svc>_worker_queue_high_water, by queue: "loop" (workers to
+ * the loop) and "inbox" (the loop to the workers, all inboxes summed). */
+static void refresh_worker_metrics(wy_daemon_t *d)
+{
+    static const char *const queues[2] = {"queue=\"loop\"", "queue=\"inbox\""};
+    for (int q = 0; q < 2; q++) {
+        wy_mailbox_stats_t st = {0}, one;
+        if (q == 0) {
+            wy_mailbox_stats(wy_workers_loop_mailbox(d->workers), &st);
+        } else {
+            for (unsigned i = 0; i < wy_workers_count(d->workers); i++) {
+                wy_mailbox_stats(wy_workers_inbox(d->workers, i), &one);
+                st.pushed += one.pushed;
+                st.refused += one.refused;
+                if (one.high_water > st.high_water)
+                    st.high_water = one.high_water;
+            }
+        }
+        mirror_t mx = {svc_metric(d, 'c', "worker_messages_total",
+                                  "Messages queued between the loop and the worker threads.",
+                                  queues[q]),
+                       d->wmb_last[q][0]};
+        mirror(&mx, st.pushed);
+        d->wmb_last[q][0] = mx.last;
+        mx = (mirror_t){svc_metric(d, 'c', "worker_messages_refused_total",
+                                   "Messages refused because the mailbox was full.", queues[q]),
+                        d->wmb_last[q][1]};
+        mirror(&mx, st.refused);
+        d->wmb_last[q][1] = mx.last;
+        wy_metric_set(svc_metric(d, 'g', "worker_queue_high_water",
+                                 "Most messages ever waiting in one mailbox.", queues[q]),
+                      (double)st.high_water);
+    }
 }

@@ -19,6 +19,7 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_kafka.h"
 #include "wy_redis.h"
 #include "wy_pg.h"
+#include "wy_worker.h"
 
 /* Dependencies a daemon connects to at start; /readyz reports each. */
 enum {
@@ -57,7 +58,11 @@ enum {
  * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
- * ready line is delivered to this instance. */
+ * ready line is delivered to this instance. Until then /readyz answers 503
+ * {"status":"starting"}; with Kafka unreachable at start it stays so until
+ * the broker answers. The broadcast consumer waits at most 100 ms on an idle
+ * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.
  * The handler must call wy_daemon_event_done(d, msg, env) exactly once when
@@ -129,6 +134,8 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+/* WY_BIND_HOST: the address a service's own listeners bind to, as the daemon's do. */
+const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
@@ -141,6 +148,39 @@ void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+
+/* ---------------------------------------------------------------- workers
+ *
+ * Worker threads (a game server's partitions) for what does not fit on the
+ * loop: fixed-rate simulation (wy_tick) and CPU-heavy work.
+ *
+ * The rule: Redis, PostgreSQL, Kafka, gRPC, HTTP/WebSocket and every
+ * wy_daemon accessor stay on the loop thread. A worker touches only its own
+ * state; it talks to the loop by posting messages (wy_worker_post) and the
+ * loop talks to it through its inbox (wy_workers_send). Messages refer to
+ * sessions, entities, calls and connections by id, never by pointer: the
+ * thing may be gone by the time the message is read (the receiver looks the
+ * id up and drops the message if it is unknown). A message is owned by its
+ * sender until a push returns WY_OK, then by its callback.
+ *
+ * Life: wy_daemon_add_workers is called in start(); the threads start once
+ * start() has returned WY_OK. On stop, after the service's stop(), the
+ * workers are told to stop (wy_worker_stopping turns true) and the drain
+ * waits, up to WY_<SVC>_DRAIN_TIMEOUT, for every main to return, before
+ * Redis, PostgreSQL and Kafka close; the threads are then joined, what they
+ * posted is delivered on the loop, and what is left in their inboxes is
+ * canceled (callbacks with WY_ECANCELED).
+ *
+ * /metrics: wy_<svc>_worker_messages_total, wy_<svc>_worker_messages_refused_total
+ * (a full mailbox) and wy_<svc>_worker_queue_high_water, labelled
+ * queue="loop" (workers to the loop) or queue="inbox" (all inboxes). */
+
+/* In start() only, at most once: creates the service's worker pool (see
+ * wy_worker.h). WY_ESTATE outside start() or the second time, WY_EINVAL for
+ * bad options. */
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts);
+/* The service's worker pool (NULL without one or once closed); loop thread. */
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d);
 
 /* Marks a consumed event's effect done: remembers its event_id (later
  * duplicates are skipped) and stores its offset. env is the Envelope the

@@ -20,6 +20,8 @@
 #include "health.pb-c.h"
 #include "wy_list.h"
 #include "wy_log.h"
+#include "wy_mailbox.h"
+#include "wy_metrics.h"
 
 #define MAX_METHODS          64
 #define MAX_HEALTH           64
@@ -27,6 +29,7 @@
 #define DEFAULT_SLOTS        8
 #define DEFAULT_RECONNECT_MS 2000
 #define N_STATUS             17
+#define LATE_SLACK_MS        50
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
 enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
@@ -34,10 +37,12 @@ typedef struct {
     uint8_t kind;
 } tag_t;
 
-/* Something the CQ thread hands to the loop, embedded in its owner. */
+/* Something the CQ thread hands to the loop, embedded in its owner: a message of the
+ * runtime's mailbox. Hops are bounded by construction (at most two per live call, one
+ * per server, one for the runtime), so they are pushed past the mailbox's capacity. */
 enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE };
 typedef struct hop {
-    struct hop *next;
+    wy_mailbox_node_t node;
     uint8_t kind;
 } hop_t;
 
@@ -47,9 +52,7 @@ struct wy_grpc_rt {
     uv_loop_t *loop;
     grpc_completion_queue *cq;
     pthread_t thread;
-    uv_async_t async;
-    pthread_mutex_t mu;
-    hop_t *head, *tail; /* under mu */
+    wy_mailbox_t *mb; /* CQ thread -> loop; drained whole in one wake-up */
     hop_t done_hop;
     unsigned n_servers;  /* servers not yet freed (loop) */
     unsigned n_channels; /* channels not yet closed (loop) */
@@ -63,6 +66,7 @@ typedef struct {
     const ProtobufCMessageDescriptor *desc;
     wy_grpc_handler_cb cb;
     void *arg;
+    wy_op_t *op; /* its series of wy_<svc>_grpc_call_seconds{method} */
 } method_t;
 
 typedef struct {
@@ -119,6 +123,8 @@ struct call {
     grpc_byte_buffer *req_bb;
     int close_cancelled;
     atomic_int gone;
+    atomic_int answered; /* a status was sent (or is being sent) */
+    uint64_t start_ns;   /* arrival, for the method's latency histogram */
     const method_t *method;
     ProtobufCMessage *req;
     grpc_byte_buffer *resp_bb;
@@ -137,6 +143,13 @@ struct wy_grpc_channel {
     bool closed;
     bool delivering; /* inside a reply callback: the loop frees the channel afterwards */
     wy_list_t calls; /* client_call_t.node, in flight */
+    /* Methods registered with the channel: a registered call skips parsing and
+     * interning the path on every call. Paths beyond MAX_METHODS use plain calls. */
+    struct {
+        char *path;
+        void *handle;
+    } methods[MAX_METHODS];
+    unsigned n_methods;
 };
 
 struct client_call {
@@ -159,17 +172,14 @@ struct client_call {
 
 /* ---------------------------------------------------------------- helpers */
 
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status);
+
+/* Any thread. The mailbox is open until the last hop (H_RT_DONE) is delivered. */
 static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
 {
-    hop->next = NULL;
-    pthread_mutex_lock(&rt->mu);
-    if (rt->tail)
-        rt->tail->next = hop;
-    else
-        rt->head = hop;
-    rt->tail = hop;
-    pthread_mutex_unlock(&rt->mu);
-    uv_async_send(&rt->async);
+    int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
+    assert(rc == WY_OK);
+    (void)rc;
 }
 
 static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
@@ -304,11 +314,40 @@ static call_t *id_take(uint64_t id)
 
 /* ---------------------------------------------------------------- server, CQ thread side */
 
-static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
+/* The outcome class of a status, as wy_metrics reads it on every layer: the caller's
+ * mistakes are client errors; overload, time-outs and failures are ours. */
+static wy_outcome_t grpc_outcome(grpc_status_code status)
 {
+    switch (status) {
+    case GRPC_STATUS_OK:
+        return WY_OUTCOME_OK;
+    case GRPC_STATUS_CANCELLED:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_PERMISSION_DENIED:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_OUT_OF_RANGE:
+    case GRPC_STATUS_UNIMPLEMENTED:
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return WY_OUTCOME_CLIENT_ERROR;
+    default:
+        return WY_OUTCOME_SERVER_ERROR;
+    }
+}
+
+/* A call is answered with status (either thread): counters, and the method's histogram
+ * for calls of a registered method. */
+static void count_answer(call_t *c, grpc_status_code status)
+{
+    wy_grpc_server_t *srv = c->srv;
+    atomic_store(&c->answered, 1);
     atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
     if ((unsigned)status < N_STATUS)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
+    if (c->method)
+        wy_op_done(c->method->op, c->start_ns, grpc_outcome(status));
 }
 
 static void call_free(call_t *c)
@@ -366,15 +405,16 @@ static void arm_slot(wy_grpc_server_t *srv)
 }
 
 /* Answer from the CQ thread, without a handler. with_close: the call has no
- * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
+ * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). Initial metadata
+ * always goes with the status: one write for the whole answer. */
 static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool with_close)
 {
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     if (with_close) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        n++;
         ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
         ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
         n++;
@@ -385,7 +425,7 @@ static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool 
     ops[n].data.send_status_from_server.status = status;
     ops[n].data.send_status_from_server.status_details = &c->status_msg;
     n++;
-    count_status(c->srv, status);
+    count_answer(c, status);
     atomic_fetch_add(&c->refs, 1);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL);
     if (e != GRPC_CALL_OK) {
@@ -413,6 +453,8 @@ static void on_new(call_t *c, int success)
         arm_slot(srv);
 
     c->counted = true;
+    c->start_ns = wy_now_ns();
+    c->method = find_method(srv, c->details.method);
     unsigned before = atomic_fetch_add(&srv->inflight, 1);
     if (before >= srv->max_inflight) {
         char msg[128];
@@ -422,7 +464,6 @@ static void on_new(call_t *c, int success)
         reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, true);
         return;
     }
-    c->method = find_method(srv, c->details.method);
     if (!c->method) {
         char msg[WY_GRPC_MAX_STATUS_MSG];
         snprintf(msg, sizeof msg, "unknown method %.*s",
@@ -434,13 +475,13 @@ static void on_new(call_t *c, int success)
         return;
     }
 
-    grpc_op ops[2];
+    /* Initial metadata waits for the answer, so the answer is one write. */
+    grpc_op ops[1];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &c->req_bb;
+    ops[0].op = GRPC_OP_RECV_MESSAGE;
+    ops[0].data.recv_message.recv_message = &c->req_bb;
     atomic_fetch_add(&c->refs, 1);
-    if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(c->call, ops, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "recv", NULL);
         atomic_fetch_sub(&c->refs, 1);
         grpc_call_cancel(c->call, NULL);
@@ -485,8 +526,19 @@ static void on_recv(call_t *c, int success)
 static void on_close(call_t *c, int success)
 {
     if (!success || c->close_cancelled) {
-        atomic_store(&c->gone, 1);
+        /* Never answered: at its deadline it is our slowness, else the client left. The
+         * grpc-timeout header is rounded up, so a client that gives up at its deadline
+         * reaches us a little before ours: LATE_SLACK_MS counts as the deadline. */
+        if (c->method && !atomic_load(&c->answered)) {
+            gpr_timespec d = c->details.deadline;
+            gpr_timespec now = gpr_time_add(gpr_now(d.clock_type),
+                                            gpr_time_from_millis(LATE_SLACK_MS, GPR_TIMESPAN));
+            bool late = gpr_time_cmp(now, d) >= 0;
+            wy_op_done(c->method->op, c->start_ns,
+                       late ? WY_OUTCOME_SERVER_ERROR : WY_OUTCOME_CLIENT_ERROR);
+        }
         atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
+        atomic_store(&c->gone, 1);
         /* The loop releases the call's id (if a handler holds it): the batch ref
          * becomes the hop's. Only the loop frees what a handler may be reading. */
         push_hop(c->srv->rt, &c->gone_hop);
@@ -560,11 +612,13 @@ static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byt
     c->id = 0;
     protobuf_c_message_free_unpacked(c->req, NULL);
     c->req = NULL;
-    count_status(c->srv, status);
+    count_answer(c, status);
 
-    grpc_op ops[2];
+    grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     if (bb) {
         c->resp_bb = bb;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -682,6 +736,13 @@ static void on_grace(uv_timer_t *t)
     grpc_server_cancel_all_calls(srv->gs);
 }
 
+static void channel_free(wy_grpc_channel_t *ch)
+{
+    for (unsigned i = 0; i < ch->n_methods; i++)
+        wy_free(ch->methods[i].path);
+    wy_free(ch);
+}
+
 static void deliver_client(client_call_t *cc)
 {
     wy_grpc_channel_t *ch = cc->ch;
@@ -722,50 +783,45 @@ static void deliver_client(client_call_t *cc)
     wy_free(cc->send_md);
     wy_free(cc);
     if (ch->closed && ch->inflight == 0)
-        wy_free(ch);
+        channel_free(ch);
 }
 
-static void rt_closed(uv_handle_t *h)
+static void rt_closed(void *ud)
 {
-    wy_grpc_rt_t *rt = h->data;
+    wy_grpc_rt_t *rt = ud;
     void (*cb)(void *) = rt->done_cb;
     void *arg = rt->done_arg;
-    pthread_mutex_destroy(&rt->mu);
     wy_free(rt);
     grpc_shutdown();
     if (cb)
         cb(arg);
 }
 
-static void on_async(uv_async_t *a)
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
 {
-    wy_grpc_rt_t *rt = a->data;
-    pthread_mutex_lock(&rt->mu);
-    hop_t *h = rt->head;
-    rt->head = rt->tail = NULL;
-    pthread_mutex_unlock(&rt->mu);
-    while (h) {
-        hop_t *next = h->next;
-        switch (h->kind) {
-        case H_CALL:
-            deliver_call(WY_CONTAINER_OF(h, call_t, hop));
-            break;
-        case H_GONE:
-            deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
-            break;
-        case H_CLIENT:
-            deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
-            break;
-        case H_STOPPED:
-            server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
-            break;
-        case H_RT_DONE:
-            pthread_join(rt->thread, NULL);
-            grpc_completion_queue_destroy(rt->cq);
-            uv_close((uv_handle_t *)&rt->async, rt_closed);
-            return;
-        }
-        h = next;
+    wy_grpc_rt_t *rt = ud;
+    hop_t *h = WY_CONTAINER_OF(node, hop_t, node);
+    /* WY_ECANCELED cannot happen: the mailbox closes after the last hop. */
+    assert(status == WY_OK);
+    (void)status;
+    switch (h->kind) {
+    case H_CALL:
+        deliver_call(WY_CONTAINER_OF(h, call_t, hop));
+        break;
+    case H_GONE:
+        deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
+        break;
+    case H_CLIENT:
+        deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
+        break;
+    case H_STOPPED:
+        server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
+        break;
+    case H_RT_DONE:
+        pthread_join(rt->thread, NULL);
+        grpc_completion_queue_destroy(rt->cq);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
+        break;
     }
 }
 
@@ -776,11 +832,13 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
     rt->loop = loop;
     rt->done_hop.kind = H_RT_DONE;
-    pthread_mutex_init(&rt->mu, NULL);
+    wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
+    if (wy_mailbox_new(loop, &mo, &rt->mb) != WY_OK) {
+        wy_free(rt);
+        return WY_EINTERNAL;
+    }
     grpc_init();
     rt->cq = grpc_completion_queue_create_for_next(NULL);
-    uv_async_init(loop, &rt->async, on_async);
-    rt->async.data = rt;
 
     /* The CQ thread must never take the daemon's signals (SIGTERM goes to the loop). */
     sigset_t all, old;
@@ -792,7 +850,7 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
         grpc_completion_queue_shutdown(rt->cq);
         grpc_completion_queue_destroy(rt->cq);
-        uv_close((uv_handle_t *)&rt->async, rt_closed);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
         return WY_EINTERNAL;
     }
     *out = rt;
@@ -874,6 +932,14 @@ int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
     m->desc = req_desc;
     m->cb = cb;
     m->arg = arg;
+    char *family = wy_metrics_svc_name("grpc_call_seconds");
+    m->op = wy_metrics_op(
+        wy_metrics_op_family(family,
+                             "gRPC calls served, by method: time from arrival to the answer "
+                             "(or to the client leaving), and outcome counts.",
+                             "method"),
+        method);
+    wy_free(family);
     return WY_OK;
 }
 
@@ -1089,12 +1155,35 @@ void wy_grpc_channel_close(wy_grpc_channel_t *ch)
     grpc_channel_destroy(ch->gc);
     ch->gc = NULL;
     if (ch->inflight == 0 && !ch->delivering)
-        wy_free(ch);
+        channel_free(ch);
 }
 
 unsigned wy_grpc_channel_inflight(const wy_grpc_channel_t *ch)
 {
     return ch->inflight;
+}
+
+/* A new call of method on ch, through the channel's registered method when it has one. */
+static grpc_call *start_call(wy_grpc_channel_t *ch, const char *method, gpr_timespec deadline)
+{
+    void *handle = NULL;
+    for (unsigned i = 0; i < ch->n_methods && !handle; i++)
+        if (strcmp(ch->methods[i].path, method) == 0)
+            handle = ch->methods[i].handle;
+    if (!handle && ch->n_methods < MAX_METHODS) {
+        handle = grpc_channel_register_call(ch->gc, method, NULL, NULL);
+        ch->methods[ch->n_methods].path = wy_strdup(method);
+        ch->methods[ch->n_methods].handle = handle;
+        ch->n_methods++;
+    }
+    if (handle)
+        return grpc_channel_create_registered_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                   ch->rt->cq, handle, deadline, NULL);
+    grpc_slice mslice = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
+                                               mslice, NULL, deadline, NULL);
+    grpc_slice_unref(mslice);
+    return call;
 }
 
 int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessage *req,
@@ -1116,10 +1205,7 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
         deadline_ms = WY_GRPC_DEFAULT_DEADLINE_MS;
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-    grpc_slice mslice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
-                                               mslice, NULL, deadline, NULL);
-    grpc_slice_unref(mslice);
+    grpc_call *call = start_call(ch, method, deadline);
 
     client_call_t *cc = wy_calloc(1, sizeof *cc);
     cc->tag.kind = T_CLIENT;

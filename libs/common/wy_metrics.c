@@ -528,26 +528,30 @@ wy_op_t *wy_metrics_op(wy_op_family_t *f, const char *value)
         return op;
     }
     if (f->nops >= WY_METRICS_OP_MAX_VALUES) {
-        bool first = f->other == NULL;
+        wy_op_t *o = f->other;
         pthread_mutex_unlock(&reg_mu);
-        if (first) {
-            wy_op_t *o = op_new(f, "other");
-            pthread_mutex_lock(&reg_mu);
-            if (!f->other) {
-                f->other = o;
-                o = NULL;
-            }
-            pthread_mutex_unlock(&reg_mu);
-            if (o) { /* lost a race: the same series, registered twice */
-                wy_free(o->value);
-                wy_free(o);
-            } else {
-                wy_log_warn("too many label values for an operation family; counting the rest "
-                            "as other",
-                            "name", f->name, "value", value, (const char *)NULL);
-            }
+        if (o)
+            return o;
+        /* The first value past the cap: register "other" outside the lock (it takes it). */
+        o = op_new(f, "other");
+        wy_op_t *dup = NULL;
+        pthread_mutex_lock(&reg_mu);
+        if (f->other) {
+            dup = o; /* another thread won: the same series, registered twice */
+            o = f->other;
+        } else {
+            f->other = o;
         }
-        return f->other;
+        pthread_mutex_unlock(&reg_mu);
+        if (dup) {
+            wy_free(dup->value);
+            wy_free(dup);
+        } else {
+            wy_log_warn("too many label values for an operation family; counting the rest "
+                        "as other",
+                        "name", f->name, "value", value, (const char *)NULL);
+        }
+        return o;
     }
     f->nops++; /* reserve the slot; the series are registered outside the lock */
     pthread_mutex_unlock(&reg_mu);

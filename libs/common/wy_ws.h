@@ -75,6 +75,9 @@ int wy_ws_send_binary(wy_ws_conn_t *conn, const void *data, size_t len);
 /* A new frame holding a copy of data, with one reference for the caller. Text frames are sent
  * as given (the caller sends valid UTF-8). Never NULL. */
 wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len);
+/* A new frame of len payload bytes for the caller to fill through *payload before queueing it
+ * (e.g. a protobuf packed straight into it: no copy at all). One reference for the caller. */
+wy_ws_frame_t *wy_ws_frame_alloc(bool is_binary, size_t len, uint8_t **payload);
 /* Adds a reference; returns f. */
 wy_ws_frame_t *wy_ws_frame_ref(wy_ws_frame_t *f);
 /* Drops a reference; the last one frees the frame. NULL is ignored. */

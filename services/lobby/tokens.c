@@ -8,7 +8,6 @@
 
 /* Revocations older than this cannot matter: no access token lives that long. */
 #define REVOKED_KEEP_S  3600
-#define REVOKED_MAX     200000
 #define KEYS_REFRESH_MS 60000
 #define KEYS_RETRY_MS   2000
 
@@ -18,39 +17,34 @@
  * covers revocations older than this instance. */
 void lobby_revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at)
 {
-    if (lb->revoked.n >= REVOKED_MAX) {
-        /* Bounded: drop entries past REVOKED_KEEP_S; if still full, keep the newest info
-         * by dropping everything (Introspect at hello still catches revoked tokens). */
-        int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
-        for (size_t i = 0; i < lb->revoked.nb; i++)
-            for (lobby_map_ent_t **pp = &lb->revoked.b[i]; *pp;) {
-                lobby_map_ent_t *e = *pp;
-                if ((int64_t)(uintptr_t)e->val < cut) {
-                    *pp = e->next;
-                    wy_free(e);
-                    lb->revoked.n--;
-                } else {
-                    pp = &e->next;
-                }
-            }
-        if (lb->revoked.n >= REVOKED_MAX) {
-            lobby_map_free(&lb->revoked);
-            lobby_map_init(&lb->revoked);
-        }
-    }
     char key[LOBBY_ID_MAX + 3];
     snprintf(key, sizeof key, "%s:%s", kind, id);
-    lobby_map_put(&lb->revoked, key, (void *)(uintptr_t)(at > 0 ? at : 1));
+    void *val = (void *)(uintptr_t)(at > 0 ? at : 1);
+    if (wy_map_put_str(lb->revoked, key, val) == WY_OK)
+        return;
+    /* Full (LOBBY_REVOKED_MAX): drop entries past REVOKED_KEEP_S; if still full, keep the
+     * newest info by dropping everything (Introspect at hello still catches revoked tokens). */
+    int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, lb->revoked);
+    while (wy_map_next(&it))
+        if ((int64_t)(uintptr_t)it.val < cut)
+            wy_map_iter_del(&it);
+    if (wy_map_count(lb->revoked) >= LOBBY_REVOKED_MAX) {
+        wy_map_free(lb->revoked);
+        lb->revoked = wy_map_new(LOBBY_REVOKED_MAX);
+    }
+    (void)wy_map_put_str(lb->revoked, key, val); /* there is room now */
 }
 
 bool lobby_revoked(lobby_t *lb, const char *account, const char *token_sid, int64_t iat)
 {
     char key[LOBBY_ID_MAX + 3];
     snprintf(key, sizeof key, "s:%s", token_sid);
-    if (lobby_map_get(&lb->revoked, key))
+    if (wy_map_get_str(lb->revoked, key))
         return true;
     snprintf(key, sizeof key, "a:%s", account);
-    uintptr_t at = (uintptr_t)lobby_map_get(&lb->revoked, key);
+    uintptr_t at = (uintptr_t)wy_map_get_str(lb->revoked, key);
     return at && iat <= (int64_t)at;
 }
 

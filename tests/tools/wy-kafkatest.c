@@ -15,6 +15,7 @@
 #include "wy_outbox.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +36,7 @@ static const wy_cfg_entry_t kt_config[] = {
 
 typedef struct {
     wy_consumed_t *consumed;
-    wy_outbox_t *outbox;
+    wy_outbox_t *outbox; /* NULL once closed */
 } kt_t;
 
 static kt_t kt;
@@ -227,13 +228,40 @@ static int kt_start(wy_daemon_t *d, const char **err)
     return wy_http_route(wy_daemon_ops(d), "POST", "/emit", handle_emit, d);
 }
 
+static void on_outbox_closed(void *ud)
+{
+    (void)ud;
+    kt.outbox = NULL;
+}
+
 static void kt_stop(wy_daemon_t *d)
 {
     (void)d;
     if (kt.consumed)
         wy_consumed_close(kt.consumed);
     if (kt.outbox)
-        wy_outbox_close(kt.outbox);
+        wy_outbox_close(kt.outbox, on_outbox_closed, NULL);
+}
+
+/* The drain lets a relay pass finish, so its rows are deleted before the pool closes. */
+static size_t kt_busy(wy_daemon_t *d)
+{
+    (void)d;
+    return kt.outbox != NULL;
+}
+
+/* The row's partitions, as the actor service will see them to tie ownership to them. */
+static void on_partitions(wy_daemon_t *d, wy_kafka_rebalance_t kind,
+                          const wy_kafka_partition_t *parts, size_t n)
+{
+    (void)d;
+    char count[16];
+    snprintf(count, sizeof count, "%zu", n);
+    wy_log_info("row partitions", "kind",
+                kind == WY_KAFKA_ASSIGNED  ? "assigned"
+                : kind == WY_KAFKA_REVOKED ? "revoked"
+                                           : "lost",
+                "topic", parts[0].topic, "count", count, NULL);
 }
 
 static const char *const kt_types[] = {"test.event", NULL};
@@ -245,7 +273,8 @@ int main(int argc, char **argv)
     wy_daemon_sub_t subs[] = {{.topic = topic && *topic ? topic : "wy.kafkatest",
                                .mode = WY_SUB_SHARED,
                                .types = kt_types,
-                               .handler = on_test_event}};
+                               .handler = on_test_event,
+                               .on_partitions = on_partitions}};
     wy_daemon_spec_t spec = {.svc = "kafkatest",
                              .grpc_service = "wyvern.kafkatest.KafkaTest",
                              .deps = WY_DEP_PG | WY_DEP_KAFKA,
@@ -256,6 +285,7 @@ int main(int argc, char **argv)
                              .subs = subs,
                              .nsubs = 1,
                              .start = kt_start,
-                             .stop = kt_stop};
+                             .stop = kt_stop,
+                             .busy = kt_busy};
     return wy_daemon_main(argc, argv, &spec);
 }
