@@ -502,6 +502,19 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
                                              : svc->m_cmd_ok);
 }
 
+/* After a lost fence: idle actors of shards this instance no longer owns may be stale;
+ * drop them, so a read loads what PostgreSQL has. */
+static void drop_lost_shards(actor_svc_t *svc)
+{
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it)) {
+        actor_t *a = it.val;
+        if (a->phase == ACTOR_READY && !a->n_queued && svc->epoch[actor_shard(a->id)] == 0)
+            actor_free(a); /* deleting during iteration is allowed */
+    }
+}
+
 /* The end of a batch: states, answers, the actors' next place. */
 static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
 {
@@ -584,6 +597,8 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         a->phase = ACTOR_READY;
         actor_settle(a);
     }
+    if (outcome == BATCH_FENCED)
+        drop_lost_shards(svc);
     svc->batches--;
     svc->busy--;
     arm_flush(svc);
