@@ -23,12 +23,26 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_outbox.h"
 #include "wy_worker.h"
 
-/* Dependencies a daemon connects to at start; /readyz reports each. */
+/* Dependencies a daemon connects to at start; /readyz reports each.
+ *
+ * Readiness means "can serve its clients". A dependency is either required
+ * (its outage makes the daemon unready: /readyz 503
+ * {"status":"unhealthy","down":["redis"]}, gRPC health NOT_SERVING,
+ * wy_<svc>_ready 0) or optional (its outage only degrades it: /readyz 200
+ * {"status":"degraded","degraded":["kafka"]}, gRPC health SERVING,
+ * wy_<svc>_degraded 1). wy_<svc>_dependency_up{dependency} and
+ * wy_<svc>_dependency_required{dependency} are exported for each. A service
+ * adds its own condition with spec.unready (e.g. lobby: auth's verification
+ * keys), reported under "down" by the name it returns. */
 enum {
     WY_DEP_REDIS = 1u << 0,
     WY_DEP_PG = 1u << 1,
     WY_DEP_KAFKA = 1u << 2,
 };
+/* The default of spec.required_deps (when 0): Redis and PostgreSQL, not
+ * Kafka. Kafka is the events path; a daemon that still answers its clients
+ * with the broker away must stay in its Service's endpoints. */
+#define WY_DEP_REQUIRED_DEFAULT (WY_DEP_REDIS | WY_DEP_PG)
 
 /* ---- Kafka subscriptions ------------------------------------------------
  *
@@ -112,8 +126,11 @@ typedef struct {
     const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
     const char *grpc_service; /* "wyvern.auth.Auth": a name for gRPC health */
     unsigned deps;            /* WY_DEP_* */
-    int ops_port;             /* default of WY_<SVC>_OPS_PORT */
-    int grpc_port;            /* default of WY_<SVC>_GRPC_PORT */
+    /* Of deps, those whose outage makes the daemon unready (see above); the
+     * others only degrade it. 0 = WY_DEP_REQUIRED_DEFAULT. */
+    unsigned required_deps;
+    int ops_port;  /* default of WY_<SVC>_OPS_PORT */
+    int grpc_port; /* default of WY_<SVC>_GRPC_PORT */
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;
@@ -136,6 +153,12 @@ typedef struct {
      * WY_<SVC>_DRAIN_TIMEOUT, until it returns 0 before Redis, PostgreSQL and
      * Kafka are closed. */
     size_t (*busy)(wy_daemon_t *d);
+    /* Optional, loop thread: the service's own readiness condition. Returns
+     * NULL when the service can serve, else a short static name of what it
+     * lacks ("auth_keys"), listed under "down" in /readyz. Polled every
+     * 500 ms and on wy_daemon_ready_check; the ready line waits for it too
+     * (until then /readyz is 503 {"status":"starting","waiting":[name]}). */
+    const char *(*unready)(wy_daemon_t *d);
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
@@ -164,6 +187,10 @@ wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else N
 void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
+/* Re-evaluates readiness now (loop thread): a service calls it when the
+ * condition behind spec.unready may have turned true, so the ready line and
+ * /readyz do not wait for the next poll. */
+void wy_daemon_ready_check(wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
 
