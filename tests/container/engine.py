@@ -33,11 +33,12 @@ class CommandFailed(Exception):
     pass
 
 
-def tail(path, lines=60):
+def tail(path, lines=60, start=0):
+    """The last lines of path after byte offset start."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 32768))
+            f.seek(max(start, f.tell() - 32768))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return "(no log)"
@@ -60,6 +61,7 @@ class Engine:
         if env:
             full_env.update(env)
         with open(self.log_path or os.devnull, "a") as log:
+            start = log.tell()
             log.write("\n$ %s\n" % " ".join(argv))
             log.flush()
             try:
@@ -67,12 +69,14 @@ class Engine:
                                    stdout=subprocess.PIPE if capture else log, stderr=log)
             except subprocess.TimeoutExpired:
                 log.write("(timed out after %d s)\n" % timeout)
-                raise CommandFailed("%s: timed out after %d s\n%s" % (" ".join(argv), timeout, tail(self.log_path)))
+                raise CommandFailed("%s: timed out after %d s\n%s" % (" ".join(argv), timeout,
+                                                                      tail(self.log_path, start=start)))
             if capture and p.stdout:
                 log.write(p.stdout if len(p.stdout) < 20000 else p.stdout[:20000] + "\n(cut)\n")
             log.write("(exit %d, %.1f s)\n" % (p.returncode, time.monotonic() - t0))
         if check and p.returncode != 0:
-            raise CommandFailed("%s: exit status %d\n%s" % (" ".join(argv), p.returncode, tail(self.log_path)))
+            raise CommandFailed("%s: exit status %d\n%s" % (" ".join(argv), p.returncode,
+                                                             tail(self.log_path, start=start)))
         return p.returncode, (p.stdout or "")
 
     def cli(self, *args, **kw):
