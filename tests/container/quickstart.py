@@ -8,8 +8,9 @@ them). A studio runs them as written; the tier runs the same commands with:
   docker compose -f F     the engine's compose (podman-compose for podman) with
                           the override deploy/compose/compose.loopback.yaml
                           after F: host networking, 127.0.0.1, free ports
-  wy                      build/tools/wy --json, WY_AUTH_URL / WY_LOBBY_URL on
-                          those ports, WY_PASSWORD set, its own credentials folder
+  wy                      build/tools/wy --json, with the auth and lobby URLs
+                          of those ports, the password in the environment and
+                          its own credentials folder
 """
 import shlex
 
@@ -25,7 +26,7 @@ STEPS = [
      [["docker", "build", "--target", t, "-t", "wyvern/%s:dev" % t, "."] for t in TARGETS]),
     ("up", "start; then wait until `ps` shows every service healthy (kafka-init and keygen exit 0)",
      [["compose", "up", "-d"], ["compose", "ps"]]),
-    ("play", "an account, a session, the lobby (password asked, or WY_PASSWORD)",
+    ("play", "an account, a session, the lobby (wy asks for the password; it finds auth and lobby on 127.0.0.1:8080/8081)",
      [["wy", "register", USER], ["wy", "whoami"], ["wy", "login", USER], ["wy", "lobby", "--for", "3"],
       ["wy", "nick", "set", NICK], ["wy", "presence", NICK]]),
     ("restart", "stop and start again: accounts are kept in the volumes",
@@ -33,7 +34,6 @@ STEPS = [
     ("wipe", "remove everything, data and signing key included",
      [["compose", "down", "-v"]]),
 ]
-STUDIO_ENV = "export WY_AUTH_URL=http://localhost:8080 WY_LOBBY_URL=ws://localhost:8081/v1/lobby"
 
 
 def studio_line(cmd):
@@ -46,8 +46,6 @@ def render():
     out = []
     for i, (step, comment, cmds) in enumerate(STEPS):
         out.append("# %d. %s" % (i + 1, comment))
-        if step == "play":
-            out.append(STUDIO_ENV)
         out += [studio_line(c) for c in cmds]
     return out
 

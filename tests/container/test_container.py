@@ -334,7 +334,8 @@ def cleanup(s, request):
     if nets:
         problems.append("networks left after down -v: %s" % nets)
         eng.cli("network", "rm", *nets, check=False)
-    eng.cli("rmi", *["wyvern/%s:dev" % t for t in qs.TARGETS], check=False)
+    # --no-prune keeps the untagged parents: the build cache of the next run
+    eng.cli("rmi", "--no-prune", *["wyvern/%s:dev" % t for t in qs.TARGETS], check=False)
     prune_build_cache(eng)
     failed = request.session.testsfailed > 0 or problems
     if not failed:
