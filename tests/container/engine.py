@@ -208,6 +208,28 @@ class Engine:
             _, out = self.cli("volume", "ls", "-q", "--filter", label, capture=True, timeout=60)
         return [l for l in out.split() if l]
 
+    def remove_stale_projects(self, prefix):
+        """Removes containers, volumes and networks of projects named
+        prefix<pid> whose process is gone (a run killed before its cleanup).
+        Returns the names of the projects removed."""
+        stale = set()
+        ids = self.cli("ps", "-a", "-q", "--filter", "label=com.docker.compose.project", capture=True,
+                       timeout=60)[1].split()
+        for c in self.inspect(ids):
+            proj = c["Config"]["Labels"].get("com.docker.compose.project", "")
+            if proj.startswith(prefix) and proj[len(prefix):].isdigit() and not pid_runs(int(proj[len(prefix):])):
+                stale.add(proj)
+                self.cli("rm", "-f", "-v", c["Id"], check=False, timeout=120)
+        for kind in ("volume", "network"):
+            _, out = self.cli(kind, "ls", "--format", "{{.Name}}", capture=True, timeout=60)
+            for name in out.split():
+                proj = name.split("_", 1)[0]
+                if "_" in name and proj.startswith(prefix) and proj[len(prefix):].isdigit() \
+                        and not pid_runs(int(proj[len(prefix):])):
+                    stale.add(proj)
+                    self.cli(kind, "rm", name, check=False, timeout=120)
+        return sorted(stale)
+
     def inspect(self, ids):
         if not ids:
             return []
@@ -224,6 +246,15 @@ class Engine:
                            "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}", name,
                            check=False, capture=True, timeout=60)
         return out.strip() if rc == 0 else "missing"
+
+
+def pid_runs(pid):
+    """True if pid is a live pytest (the process a project is named after)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"pytest" in f.read()
+    except OSError:
+        return False
 
 
 def tree_hash(folder, files=()):

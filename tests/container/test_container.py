@@ -289,6 +289,9 @@ def suite(request, engine, build_dir):
     say(request, "\ncontainer: engine %s, project %s, log %s" % (engine.kind, s.project,
                                                                os.path.relpath(engine.log_path, TOP)))
     try:
+        stale = engine.remove_stale_projects("wyvern-ct")
+        if stale:
+            say(request, "container: removed what killed runs left: %s" % ", ".join(stale))
         how = engine.ensure_base(cache)
         s.times["base"] = time.monotonic() - t0
         say(request, "container: base images %s: %s [%.1f s]" % (", ".join(BASE_TAGS), how, s.times["base"]))
