@@ -27,13 +27,66 @@ enum {
     WY_DEP_KAFKA = 1u << 2,
 };
 
-/* A Kafka handler: runs on the loop for each Envelope on a subscribed topic.
- * Duplicates (an event_id already applied by this process) are filtered
- * before the handler. The handler must call wy_daemon_event_done(msg) once
- * the event's effect is durable, possibly later; only then is the offset
- * stored. */
+/* ---- Kafka subscriptions ------------------------------------------------
+ *
+ * A daemon lists what it consumes in a table, one row per topic. It
+ * subscribes to those topics only: a daemon with no rows has no consumer and
+ * commits nothing (a group that committed offsets of events nobody handled
+ * would make a handler shipped later skip them).
+ *
+ * Rows with WY_SUB_SHARED share the consumer group "wy-<svc>": each event is
+ * handled by one instance (the partition's owner). Rows with WY_SUB_BROADCAST
+ * share the group "wy-<svc>-<instance>": every instance sees every event from
+ * its start on (kicks, notices). At most one row per topic.
+ *
+ * For each Envelope of a row's topic, on the loop:
+ *   - an event_id this process already applied (wy_daemon_event_done) is
+ *     skipped, its offset stored (wy_<svc>_kafka_duplicates_total);
+ *   - a type in `types` goes to the handler;
+ *   - a type in `ignores` is acknowledged without effect
+ *     (wy_<svc>_events_ignored_total{topic,type}): types the daemon knows and
+ *     does not need;
+ *   - any other type is unhandled: logged once per (topic, type) and counted
+ *     (wy_<svc>_events_unhandled_total{topic,type}; types past the 64th
+ *     distinct one are counted as type="other"). Its offset is stored so the
+ *     partition is not blocked (a newer producer's type must not stop an older
+ *     consumer), but it is not remembered as applied (neither wy_seen nor
+ *     wy_consumed): the metric and the log line are the alarm. Roll out a
+ *     consumer of a new type before its producer.
+ *
+ * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
+ * turns healthy) only once the broadcast consumer's partitions are assigned
+ * and positioned (wy_kafka position_on_assign): an event produced after the
+ * ready line is delivered to this instance. */
+
+/* A Kafka handler: runs on the loop for each Envelope of a handled type.
+ * The handler must call wy_daemon_event_done(d, msg, env) exactly once when
+ * the event's effect is durable (possibly later, from another callback);
+ * only then is the offset stored. A handler whose effect is in PostgreSQL
+ * records the event_id in the same transaction (wy_consumed.h) so that a
+ * redelivery after a crash has no second effect. */
 typedef void (*wy_daemon_event_cb)(wy_daemon_t *d, wy_kafka_msg_t *msg,
                                    const Wyvern__Envelope *env);
+
+/* Partitions of the row's topic assigned to / taken from this instance
+ * (wy_kafka_rebalance_cb, filtered to the row's topic; never with n == 0).
+ * Loop thread; parts valid during the call. */
+typedef void (*wy_daemon_partitions_cb)(wy_daemon_t *d, wy_kafka_rebalance_t kind,
+                                        const wy_kafka_partition_t *parts, size_t n);
+
+typedef enum {
+    WY_SUB_SHARED = 0,    /* group "wy-<svc>": one instance per event */
+    WY_SUB_BROADCAST = 1, /* group "wy-<svc>-<instance>", from the latest offset */
+} wy_daemon_sub_mode_t;
+
+typedef struct {
+    const char *topic; /* required, one row per topic */
+    wy_daemon_sub_mode_t mode;
+    const char *const *types;   /* handled event types, NULL-terminated, at least one */
+    wy_daemon_event_cb handler; /* required */
+    const char *const *ignores; /* known types acknowledged without effect; may be NULL */
+    wy_daemon_partitions_cb on_partitions; /* optional */
+} wy_daemon_sub_t;
 
 typedef struct {
     const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
@@ -44,15 +97,11 @@ typedef struct {
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;
-    /* Kafka topics consumed by this daemon (NULL-terminated, may be NULL) and
-     * their handler; the consumer group is "wy-<svc>". A NULL handler counts
-     * each event by type (wy_<svc>_events_ignored_total) and stores its offset. */
-    const char *const *consume;
-    wy_daemon_event_cb on_event;
-    /* Broadcast consumption: the consumer group is "wy-<svc>-<instance>", so
-     * every instance sees every event (kicks, notices), and a new group starts
-     * at the latest offset: an instance has no past events to catch up on. */
-    bool consume_broadcast;
+    /* Kafka subscriptions (see above); needs WY_DEP_KAFKA. A bad table (empty
+     * topic, duplicate topic, no handler or no types) stops the daemon at
+     * start with exit 1. */
+    const wy_daemon_sub_t *subs;
+    size_t nsubs;
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */

@@ -8,6 +8,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <strings.h>
 
 #include "health.pb-c.h"
+#include "wy_list.h"
 #include "wy_log.h"
 
 #define MAX_METHODS          64
@@ -33,11 +35,13 @@ typedef struct {
 } tag_t;
 
 /* Something the CQ thread hands to the loop, embedded in its owner. */
-enum hop_kind { H_CALL, H_CLIENT, H_STOPPED, H_RT_DONE };
+enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE };
 typedef struct hop {
     struct hop *next;
     uint8_t kind;
 } hop_t;
+
+typedef struct call call_t;
 
 struct wy_grpc_rt {
     uv_loop_t *loop;
@@ -81,9 +85,9 @@ struct wy_grpc_server {
     health_t health[MAX_HEALTH];
     unsigned n_health;
     enum srv_state state;
-    wy_grpc_call_t *held; /* calls given to a handler and not answered yet */
-    uv_timer_t timer;     /* grace period of a stop */
-    bool hard;            /* grace over: answer everything at once */
+    wy_list_t held;   /* calls given to a handler and not answered yet (call_t.held) */
+    uv_timer_t timer; /* grace period of a stop */
+    bool hard;        /* grace over: answer everything at once */
     void (*done_cb)(void *);
     void *done_arg;
     char errbuf[320];
@@ -99,12 +103,16 @@ struct wy_grpc_server {
     atomic_uint_fast64_t calls_total, rejected_busy, cancelled, by_status[N_STATUS];
 };
 
-struct wy_grpc_call {
+/* A server call. Owned by its references: one per pending batch, one for a hop in the
+ * hand-off list, one for the id table slot while a handler may answer. The last unref
+ * frees it, on either thread. */
+struct call {
     tag_t t_new, t_recv, t_close, t_reply;
-    hop_t hop;
+    hop_t hop;      /* delivery to the handler */
+    hop_t gone_hop; /* the client is gone: release the id (loop) */
     wy_grpc_server_t *srv;
-    atomic_int refs; /* one per pending batch, plus one while the loop holds the call */
-    bool counted;    /* included in srv->inflight */
+    atomic_int refs;
+    bool counted; /* included in srv->inflight */
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
@@ -112,12 +120,12 @@ struct wy_grpc_call {
     int close_cancelled;
     atomic_int gone;
     const method_t *method;
-    char *method_str;
     ProtobufCMessage *req;
     grpc_byte_buffer *resp_bb;
     grpc_slice status_msg;
     bool has_status_msg;
-    wy_grpc_call_t *prev, *next;
+    uint64_t id;    /* its id while a handler may answer, else 0 (loop) */
+    wy_list_t held; /* in srv->held while id != 0 (loop) */
 };
 
 typedef struct client_call client_call_t;
@@ -128,7 +136,7 @@ struct wy_grpc_channel {
     unsigned max_inflight, inflight;
     bool closed;
     bool delivering; /* inside a reply callback: the loop frees the channel afterwards */
-    client_call_t *calls;
+    wy_list_t calls; /* client_call_t.node, in flight */
 };
 
 struct client_call {
@@ -146,7 +154,7 @@ struct client_call {
     grpc_status_code status;
     grpc_slice details;
     ProtobufCMessage *resp;
-    client_call_t *prev, *next;
+    wy_list_t node;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -197,6 +205,103 @@ static grpc_slice status_slice(const char *msg)
     return grpc_slice_from_copied_buffer(msg, n);
 }
 
+/* ---------------------------------------------------------------- call ids */
+
+/* The process-wide table that resolves call ids (skynet's handle table). An id is
+ * (generation << ID_INDEX_BITS) | (slot index + 1); releasing a slot bumps its
+ * generation, so an old id never resolves to the slot's next call. 40 bits of
+ * generation per slot do not wrap in the life of a process. The table is touched on loop
+ * threads only; the mutex is for processes with runtimes on several loops. Free slots
+ * are reused oldest first. The table never shrinks: it is as large as the most calls
+ * ever held at once (bounded by the servers' max_inflight). */
+#define ID_INDEX_BITS 24
+#define ID_MAX_SLOTS  ((1u << ID_INDEX_BITS) - 1)
+
+typedef struct {
+    uint64_t gen;
+    call_t *call;  /* NULL when free */
+    uint32_t next; /* next free slot + 1, 0 = none */
+} id_slot_t;
+
+static struct {
+    pthread_mutex_t mu;
+    id_slot_t *slots;
+    uint32_t n, cap;
+    uint32_t free_head, free_tail; /* slot + 1, 0 = none */
+} ids = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* A new id for c; 0 when the table is full. */
+static uint64_t id_put(call_t *c)
+{
+    pthread_mutex_lock(&ids.mu);
+    uint32_t i;
+    if (ids.free_head) {
+        i = ids.free_head - 1;
+        ids.free_head = ids.slots[i].next;
+        if (!ids.free_head)
+            ids.free_tail = 0;
+    } else if (ids.n < ID_MAX_SLOTS) {
+        if (ids.n == ids.cap) {
+            ids.cap = ids.cap ? ids.cap * 2 : 256;
+            if (ids.cap > ID_MAX_SLOTS)
+                ids.cap = ID_MAX_SLOTS;
+            ids.slots = wy_realloc(ids.slots, ids.cap * sizeof *ids.slots);
+        }
+        i = ids.n++;
+        ids.slots[i].gen = 1;
+    } else {
+        pthread_mutex_unlock(&ids.mu);
+        return 0;
+    }
+    ids.slots[i].call = c;
+    ids.slots[i].next = 0;
+    uint64_t id = ids.slots[i].gen << ID_INDEX_BITS | (i + 1);
+    pthread_mutex_unlock(&ids.mu);
+    return id;
+}
+
+/* The slot of id if it still resolves, else NULL. Under ids.mu. */
+static id_slot_t *id_slot(uint64_t id)
+{
+    uint64_t i = (id & ID_MAX_SLOTS);
+    if (i == 0 || i > ids.n)
+        return NULL;
+    id_slot_t *sl = &ids.slots[i - 1];
+    return sl->call && sl->gen == id >> ID_INDEX_BITS ? sl : NULL;
+}
+
+/* The call of id, or NULL once the id no longer resolves. */
+static call_t *id_get(uint64_t id)
+{
+    pthread_mutex_lock(&ids.mu);
+    id_slot_t *sl = id_slot(id);
+    call_t *c = sl ? sl->call : NULL;
+    pthread_mutex_unlock(&ids.mu);
+    return c;
+}
+
+/* Release id: returns its call (whose slot reference the caller now owns), or NULL if
+ * the id no longer resolves. */
+static call_t *id_take(uint64_t id)
+{
+    pthread_mutex_lock(&ids.mu);
+    id_slot_t *sl = id_slot(id);
+    call_t *c = NULL;
+    if (sl) {
+        c = sl->call;
+        sl->call = NULL;
+        sl->gen++;
+        uint32_t i = (uint32_t)(sl - ids.slots);
+        if (ids.free_tail)
+            ids.slots[ids.free_tail - 1].next = i + 1;
+        else
+            ids.free_head = i + 1;
+        ids.free_tail = i + 1;
+    }
+    pthread_mutex_unlock(&ids.mu);
+    return c;
+}
+
 /* ---------------------------------------------------------------- server, CQ thread side */
 
 static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
@@ -206,7 +311,7 @@ static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
 }
 
-static void call_free(wy_grpc_call_t *c)
+static void call_free(call_t *c)
 {
     wy_grpc_server_t *srv = c->srv;
     if (c->call)
@@ -223,7 +328,6 @@ static void call_free(wy_grpc_call_t *c)
         protobuf_c_message_free_unpacked(c->req, NULL);
     if (c->counted)
         atomic_fetch_sub(&srv->inflight, 1);
-    wy_free(c->method_str);
     wy_free(c);
     /* The last struct released after the shutdown notification ends the stop. Nothing
      * touches srv after the hop: the loop may free it at once. */
@@ -232,7 +336,7 @@ static void call_free(wy_grpc_call_t *c)
         push_hop(srv->rt, &srv->stopped_hop);
 }
 
-static void call_unref(wy_grpc_call_t *c)
+static void call_unref(call_t *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) == 1)
         call_free(c);
@@ -240,12 +344,13 @@ static void call_unref(wy_grpc_call_t *c)
 
 static void arm_slot(wy_grpc_server_t *srv)
 {
-    wy_grpc_call_t *c = wy_calloc(1, sizeof *c);
+    call_t *c = wy_calloc(1, sizeof *c);
     c->t_new.kind = T_NEW;
     c->t_recv.kind = T_RECV;
     c->t_close.kind = T_CLOSE;
     c->t_reply.kind = T_REPLY;
     c->hop.kind = H_CALL;
+    c->gone_hop.kind = H_GONE;
     c->srv = srv;
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
@@ -262,7 +367,7 @@ static void arm_slot(wy_grpc_server_t *srv)
 
 /* Answer from the CQ thread, without a handler. with_close: the call has no
  * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
-static void reply_now(wy_grpc_call_t *c, grpc_status_code status, const char *msg, bool with_close)
+static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool with_close)
 {
     grpc_op ops[3];
     size_t n = 0;
@@ -297,7 +402,7 @@ static const method_t *find_method(const wy_grpc_server_t *srv, grpc_slice path)
     return NULL;
 }
 
-static void on_new(wy_grpc_call_t *c, int success)
+static void on_new(call_t *c, int success)
 {
     wy_grpc_server_t *srv = c->srv;
     if (!success) { /* the server is shutting down: the slot was never used */
@@ -309,8 +414,6 @@ static void on_new(wy_grpc_call_t *c, int success)
 
     c->counted = true;
     unsigned before = atomic_fetch_add(&srv->inflight, 1);
-    c->method_str = wy_strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
-                               GRPC_SLICE_LENGTH(c->details.method));
     if (before >= srv->max_inflight) {
         char msg[128];
         snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
@@ -322,7 +425,11 @@ static void on_new(wy_grpc_call_t *c, int success)
     c->method = find_method(srv, c->details.method);
     if (!c->method) {
         char msg[WY_GRPC_MAX_STATUS_MSG];
-        snprintf(msg, sizeof msg, "unknown method %.900s", c->method_str);
+        snprintf(msg, sizeof msg, "unknown method %.*s",
+                 (int)(GRPC_SLICE_LENGTH(c->details.method) > 900
+                           ? 900
+                           : GRPC_SLICE_LENGTH(c->details.method)),
+                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
         reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg, true);
         return;
     }
@@ -350,7 +457,7 @@ static void on_new(wy_grpc_call_t *c, int success)
     }
 }
 
-static void on_recv(wy_grpc_call_t *c, int success)
+static void on_recv(call_t *c, int success)
 {
     if (!success) { /* cancelled before the message arrived: t_close finishes it */
         call_unref(c);
@@ -371,15 +478,19 @@ static void on_recv(wy_grpc_call_t *c, int success)
         call_unref(c);
         return;
     }
-    /* The batch ref becomes the loop's ref, dropped when the reply batch completes. */
+    /* The batch ref becomes the delivery hop's. */
     push_hop(c->srv->rt, &c->hop);
 }
 
-static void on_close(wy_grpc_call_t *c, int success)
+static void on_close(call_t *c, int success)
 {
     if (!success || c->close_cancelled) {
         atomic_store(&c->gone, 1);
         atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
+        /* The loop releases the call's id (if a handler holds it): the batch ref
+         * becomes the hop's. Only the loop frees what a handler may be reading. */
+        push_hop(c->srv->rt, &c->gone_hop);
+        return;
     }
     call_unref(c);
 }
@@ -416,16 +527,16 @@ static void *cq_main(void *arg)
         tag_t *t = ev.tag;
         switch (t->kind) {
         case T_NEW:
-            on_new(WY_CONTAINER_OF(t, wy_grpc_call_t, t_new), ev.success);
+            on_new(WY_CONTAINER_OF(t, call_t, t_new), ev.success);
             break;
         case T_RECV:
-            on_recv(WY_CONTAINER_OF(t, wy_grpc_call_t, t_recv), ev.success);
+            on_recv(WY_CONTAINER_OF(t, call_t, t_recv), ev.success);
             break;
         case T_CLOSE:
-            on_close(WY_CONTAINER_OF(t, wy_grpc_call_t, t_close), ev.success);
+            on_close(WY_CONTAINER_OF(t, call_t, t_close), ev.success);
             break;
         case T_REPLY:
-            call_unref(WY_CONTAINER_OF(t, wy_grpc_call_t, t_reply));
+            call_unref(WY_CONTAINER_OF(t, call_t, t_reply));
             break;
         case T_SHUTDOWN:
             on_server_shutdown(WY_CONTAINER_OF(t, wy_grpc_server_t, t_shutdown));
@@ -441,21 +552,12 @@ static void *cq_main(void *arg)
 
 /* ---------------------------------------------------------------- loop side */
 
-static void held_unlink(wy_grpc_call_t *c)
+/* Start the reply batch; takes over the caller's reference (the slot's or the hop's)
+ * for the batch. The last touch of c: the CQ thread frees it once done. */
+static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byte_buffer *bb)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->srv->held = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
-/* Start the reply batch. The last touch of c: the CQ thread frees it once done. */
-static int answer(wy_grpc_call_t *c, grpc_status_code status, const char *msg, grpc_byte_buffer *bb)
-{
-    held_unlink(c);
+    wy_list_remove(&c->held);
+    c->id = 0;
     protobuf_c_message_free_unpacked(c->req, NULL);
     c->req = NULL;
     count_status(c->srv, status);
@@ -482,22 +584,59 @@ static int answer(wy_grpc_call_t *c, grpc_status_code status, const char *msg, g
         grpc_call_cancel(c->call, NULL);
         call_unref(c);
     }
-    return WY_OK;
 }
 
-static void deliver_call(wy_grpc_call_t *c)
+/* The delivery hop's reference becomes the id slot's, or goes with the answer. */
+static void deliver_call(call_t *c)
 {
     wy_grpc_server_t *srv = c->srv;
-    if (srv->hard) {
-        answer(c, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    if (atomic_load(&c->gone)) { /* the client left before the handler saw it */
+        call_unref(c);
         return;
     }
-    c->next = srv->held;
-    if (srv->held)
-        srv->held->prev = c;
-    srv->held = c;
+    if (!srv->hard)
+        c->id = id_put(c);
+    if (!c->id) {
+        answer(c, GRPC_STATUS_UNAVAILABLE,
+               srv->hard ? "server shutting down" : "server overloaded: no call id left", NULL);
+        return;
+    }
+    wy_list_push_back(&srv->held, &c->held);
+    wy_grpc_call_id_t id = {c->id};
     /* The handler may answer inside: c must not be touched after this line. */
-    c->method->cb(c, c->req, c->method->arg);
+    c->method->cb(id, c->req, c->method->arg);
+}
+
+/* Drop a call whose id was just taken without answering it (the client is gone). */
+static void drop_taken(call_t *c)
+{
+    wy_list_remove(&c->held);
+    c->id = 0;
+    protobuf_c_message_free_unpacked(c->req, NULL);
+    c->req = NULL;
+    call_unref(c); /* the slot's */
+}
+
+/* The client is gone: release the id a handler holds; its late reply finds nothing. */
+static void deliver_gone(call_t *c)
+{
+    if (c->id && id_take(c->id) == c)
+        drop_taken(c);
+    call_unref(c); /* the hop's */
+}
+
+/* The call of a handler's id, taken out of the table, or NULL (and the call released
+ * if the client is gone) when a reply would be pointless. */
+static call_t *take_for_reply(wy_grpc_call_id_t call)
+{
+    call_t *c = id_take(call.v);
+    if (c && atomic_load(&c->gone)) {
+        drop_taken(c);
+        c = NULL;
+    }
+    if (!c)
+        wy_log_debug("grpc reply dropped: the call is over (answered, cancelled or expired)", NULL);
+    return c;
 }
 
 static void server_timer_closed(uv_handle_t *h)
@@ -532,9 +671,15 @@ static void on_grace(uv_timer_t *t)
         return;
     }
     srv->hard = true;
+    wy_list_t *n;
+    while ((n = wy_list_first(&srv->held))) {
+        call_t *c = wy_list_entry(n, call_t, held);
+        call_t *taken = id_take(c->id);
+        assert(taken == c); /* a held call always owns its slot */
+        (void)taken;
+        answer(c, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    }
     grpc_server_cancel_all_calls(srv->gs);
-    while (srv->held)
-        answer(srv->held, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
 }
 
 static void deliver_client(client_call_t *cc)
@@ -553,12 +698,7 @@ static void deliver_client(client_call_t *cc)
         message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
                              GRPC_SLICE_LENGTH(cc->details));
     }
-    if (cc->prev)
-        cc->prev->next = cc->next;
-    else
-        ch->calls = cc->next;
-    if (cc->next)
-        cc->next->prev = cc->prev;
+    wy_list_remove(&cc->node);
     ch->inflight--;
 
     ch->delivering = true;
@@ -608,7 +748,10 @@ static void on_async(uv_async_t *a)
         hop_t *next = h->next;
         switch (h->kind) {
         case H_CALL:
-            deliver_call(WY_CONTAINER_OF(h, wy_grpc_call_t, hop));
+            deliver_call(WY_CONTAINER_OF(h, call_t, hop));
+            break;
+        case H_GONE:
+            deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
             break;
         case H_CLIENT:
             deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
@@ -669,7 +812,7 @@ int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg)
 
 /* ---------------------------------------------------------------- server API */
 
-static void health_check(wy_grpc_call_t *call, const ProtobufCMessage *m, void *arg)
+static void health_check(wy_grpc_call_id_t call, const ProtobufCMessage *m, void *arg)
 {
     wy_grpc_server_t *srv = arg;
     const Grpc__Health__V1__HealthCheckRequest *req =
@@ -703,6 +846,7 @@ int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_g
     srv->stopped_hop.kind = H_STOPPED;
     uv_timer_init(rt->loop, &srv->timer);
     srv->timer.data = srv;
+    wy_list_init(&srv->held);
     rt->n_servers++;
     wy_grpc_server_register(srv, "/grpc.health.v1.Health/Check",
                             &grpc__health__v1__health_check_request__descriptor, health_check, srv);
@@ -827,43 +971,58 @@ void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *o
 
 /* ---------------------------------------------------------------- server call API */
 
-int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp)
+int wy_grpc_reply(wy_grpc_call_id_t call, const ProtobufCMessage *resp)
 {
-    return answer(call, GRPC_STATUS_OK, NULL, pack_message(resp));
+    call_t *c = take_for_reply(call);
+    if (!c)
+        return WY_ECANCELED;
+    answer(c, GRPC_STATUS_OK, NULL, pack_message(resp));
+    return WY_OK;
 }
 
-int wy_grpc_reply_error(wy_grpc_call_t *call, int err, const char *msg)
+int wy_grpc_reply_error(wy_grpc_call_id_t call, int err, const char *msg)
 {
+    call_t *c = take_for_reply(call);
+    if (!c)
+        return WY_ECANCELED;
     if (err >= 0)
         err = WY_EINTERNAL; /* an error reply must not read as success */
-    return answer(call, (grpc_status_code)wy_err_grpc(err), msg ? msg : wy_strerror(err), NULL);
+    answer(c, (grpc_status_code)wy_err_grpc(err), msg ? msg : wy_strerror(err), NULL);
+    return WY_OK;
 }
 
-const char *wy_grpc_call_method(const wy_grpc_call_t *call)
+const char *wy_grpc_call_method(wy_grpc_call_id_t call)
 {
-    return call->method_str;
+    call_t *c = id_get(call.v);
+    return c ? c->method->path : NULL;
 }
 
-int64_t wy_grpc_call_deadline_ms(const wy_grpc_call_t *call)
+int64_t wy_grpc_call_deadline_ms(wy_grpc_call_id_t call)
 {
-    gpr_timespec d = call->details.deadline;
+    call_t *c = id_get(call.v);
+    if (!c)
+        return 0;
+    gpr_timespec d = c->details.deadline;
     if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
         return INT64_MAX;
     gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
     return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
 }
 
-bool wy_grpc_call_cancelled(const wy_grpc_call_t *call)
+bool wy_grpc_call_cancelled(wy_grpc_call_id_t call)
 {
-    return atomic_load(&((wy_grpc_call_t *)call)->gone) != 0;
+    call_t *c = id_get(call.v);
+    return !c || atomic_load(&c->gone) != 0;
 }
 
-int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const char **val,
-                          size_t *len)
+int wy_grpc_call_metadata(wy_grpc_call_id_t call, const char *key, const char **val, size_t *len)
 {
+    call_t *c = id_get(call.v);
+    if (!c)
+        return WY_ECANCELED;
     size_t klen = strlen(key);
-    for (size_t i = 0; i < call->md.count; i++) {
-        const grpc_metadata *m = &call->md.metadata[i];
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
         if (GRPC_SLICE_LENGTH(m->key) == klen &&
             strncasecmp((const char *)GRPC_SLICE_START_PTR(m->key), key, klen) == 0) {
             *val = (const char *)GRPC_SLICE_START_PTR(m->value);
@@ -907,6 +1066,7 @@ int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_chan
     wy_grpc_channel_t *ch = wy_calloc(1, sizeof *ch);
     ch->rt = rt;
     ch->gc = gc;
+    wy_list_init(&ch->calls);
     ch->max_inflight =
         opts && opts->max_inflight ? opts->max_inflight : WY_GRPC_DEFAULT_MAX_INFLIGHT;
     rt->n_channels++;
@@ -920,8 +1080,11 @@ void wy_grpc_channel_close(wy_grpc_channel_t *ch)
         return;
     ch->closed = true;
     ch->rt->n_channels--;
-    for (client_call_t *cc = ch->calls; cc; cc = cc->next)
-        grpc_call_cancel(cc->call, NULL);
+    wy_list_t *n;
+    wy_list_foreach(n, &ch->calls)
+    {
+        grpc_call_cancel(wy_list_entry(n, client_call_t, node)->call, NULL);
+    }
     /* Calls keep their own reference on the channel stack. */
     grpc_channel_destroy(ch->gc);
     ch->gc = NULL;
@@ -1009,10 +1172,7 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
         wy_free(cc);
         return e == GRPC_CALL_ERROR_INVALID_METADATA ? WY_EINVAL : WY_EINTERNAL;
     }
-    cc->next = ch->calls;
-    if (ch->calls)
-        ch->calls->prev = cc;
-    ch->calls = cc;
+    wy_list_push_back(&ch->calls, &cc->node);
     ch->inflight++;
     return WY_OK;
 }

@@ -13,10 +13,19 @@
  *   The server and every client channel of a daemon share it.
  * - The CQ thread receives calls, decodes requests, answers what needs no handler
  *   (unknown method, malformed request, overload) and hands each remaining call to the
- *   loop exactly once (uv_async + locked list). Client calls are handed back once, when
- *   complete.
+ *   loop exactly once (uv_async + locked list, drained whole in one callback). Client
+ *   calls are handed back once, when complete.
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
- *   called on the loop thread unless its comment says otherwise. */
+ *   called on the loop thread unless its comment says otherwise.
+ *
+ * Server call lifetime: a handler gets a call id (wy_grpc_call_id_t), never a pointer.
+ * The id is resolved through a process-wide table of generation-tagged slots (skynet
+ * handles): it stays valid until the call is answered, the client cancels it (gone,
+ * deadline passed) or a server stop's grace period ends, and after that it never
+ * resolves again, not even to a newer call in the same slot. Replying with an id that
+ * no longer resolves is a no-op returning WY_ECANCELED, so a handler may keep an id
+ * across asynchronous work (PostgreSQL, Redis, another service) for as long as it
+ * likes, even past the server's and the runtime's end. */
 
 #define WY_GRPC_DEFAULT_MAX_MSG      (4u * 1024 * 1024)
 #define WY_GRPC_DEFAULT_MAX_INFLIGHT 1024u
@@ -25,8 +34,12 @@
 
 typedef struct wy_grpc_rt wy_grpc_rt_t;
 typedef struct wy_grpc_server wy_grpc_server_t;
-typedef struct wy_grpc_call wy_grpc_call_t;
 typedef struct wy_grpc_channel wy_grpc_channel_t;
+
+/* A server call, by value (8 bytes; copy it freely). The zero value never resolves. */
+typedef struct {
+    uint64_t v;
+} wy_grpc_call_id_t;
 
 /* ---- runtime ---- */
 
@@ -61,10 +74,12 @@ typedef struct {
     uint64_t in_flight;     /* calls currently between arrival and their end */
 } wy_grpc_server_stats_t;
 
-/* A handler runs on the loop with the decoded request (never NULL) and the call. It must
- * eventually answer with wy_grpc_reply or wy_grpc_reply_error, now or later on the loop.
- * The request is owned by the module and freed when the reply is started. */
-typedef void (*wy_grpc_handler_cb)(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg);
+/* A handler runs on the loop with the call's id and the decoded request (never NULL).
+ * It answers with wy_grpc_reply or wy_grpc_reply_error, now or later on the loop. The
+ * request is owned by the module and valid only until the handler returns: copy what
+ * later steps need. A call the client abandons (or a stop expires) is released without
+ * the handler's reply; the late reply then returns WY_ECANCELED. */
+typedef void (*wy_grpc_handler_cb)(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 
 /* Create a server on the runtime (not listening yet). opts may be NULL for defaults.
  * The built-in health service grpc.health.v1.Health/Check is registered, with ""
@@ -93,7 +108,8 @@ int wy_grpc_server_set_health(wy_grpc_server_t *srv, const char *service, bool s
 
 /* Graceful stop: stop accepting calls and mark every health name NOT_SERVING at once;
  * handlers already running may reply for up to grace_ms; then every call still open is
- * cancelled (clients see CANCELLED or UNAVAILABLE) and handler-held call handles die.
+ * answered UNAVAILABLE or cancelled (clients see UNAVAILABLE or CANCELLED) and the ids
+ * handlers still hold stop resolving (their replies return WY_ECANCELED).
  * When everything is released, done_cb(arg) runs on the loop and the server is freed.
  * Never calls done_cb from inside this function. Returns WY_ESTATE if already stopping. */
 int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb)(void *arg),
@@ -102,35 +118,48 @@ int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb
 /* Copy the server's counters into *out. */
 void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out);
 
-/* ---- server call (valid from the handler until the reply, or until the server's stop
- * done callback for a call never answered: a handler must not touch it after that) ---- */
+/* ---- server call, by id (loop thread of the runtime that delivered the call) ---- */
 
 /* Answer with a response message (packed at once; the caller keeps ownership of resp).
- * Frees the request. The call handle is invalid once this returns: answer once only.
- * Returns WY_OK. */
-int wy_grpc_reply(wy_grpc_call_t *call, const ProtobufCMessage *resp);
+ * Returns WY_OK, or WY_ECANCELED (nothing sent, resp untouched) when the id no longer
+ * resolves: already answered, cancelled by the client, past its deadline or expired by
+ * a server stop. Either way the handler is done with the call. */
+int wy_grpc_reply(wy_grpc_call_id_t call, const ProtobufCMessage *resp);
 
 /* Answer with an error: err is a WY_E* code mapped by wy_err_grpc (WY_OK or a
  * non-error is sent as INTERNAL); msg is a human message (NULL = wy_strerror(err)),
- * copied, cut at WY_GRPC_MAX_STATUS_MSG bytes. Frees the request. The call handle is
- * invalid once this returns. Returns WY_OK. */
-int wy_grpc_reply_error(wy_grpc_call_t *call, int err, const char *msg);
+ * copied, cut at WY_GRPC_MAX_STATUS_MSG bytes. Returns WY_OK or WY_ECANCELED as
+ * wy_grpc_reply. */
+int wy_grpc_reply_error(wy_grpc_call_id_t call, int err, const char *msg);
 
-/* The full method path ("/wyvern.test.Echo/Echo") as a NUL-terminated string. */
-const char *wy_grpc_call_method(const wy_grpc_call_t *call);
+/* The full method path ("/wyvern.test.Echo/Echo"), NULL once the id no longer resolves.
+ * The string lives as long as the server. */
+const char *wy_grpc_call_method(wy_grpc_call_id_t call);
 
-/* Milliseconds left before the client's deadline (<= 0 once passed), INT64_MAX if the
- * client set none. */
-int64_t wy_grpc_call_deadline_ms(const wy_grpc_call_t *call);
+/* Milliseconds left before the client's deadline (<= 0 once passed or once the id no
+ * longer resolves), INT64_MAX if the client set none. */
+int64_t wy_grpc_call_deadline_ms(wy_grpc_call_id_t call);
 
-/* True once the client is gone (cancelled, deadline passed, connection lost): a reply
- * is still required to release the call but nobody will read it. */
-bool wy_grpc_call_cancelled(const wy_grpc_call_t *call);
+/* True once a reply would be pointless: the id no longer resolves, or the client is gone
+ * (cancelled, deadline passed, connection lost) and the release is on its way. */
+bool wy_grpc_call_cancelled(wy_grpc_call_id_t call);
 
 /* Find request metadata by key (case-insensitive; "authorization"). On WY_OK *val and *len
- * point into the call (not NUL-terminated), valid until the reply. WY_ENOTFOUND if absent. */
-int wy_grpc_call_metadata(const wy_grpc_call_t *call, const char *key, const char **val,
-                          size_t *len);
+ * point into the call (not NUL-terminated), valid until the handler returns. WY_ENOTFOUND
+ * if absent, WY_ECANCELED if the id no longer resolves. */
+int wy_grpc_call_metadata(wy_grpc_call_id_t call, const char *key, const char **val, size_t *len);
+
+/* Carry an id through the void *ud of an asynchronous API and back (64-bit targets). */
+static inline void *wy_grpc_call_to_ud(wy_grpc_call_id_t call)
+{
+    _Static_assert(sizeof(void *) >= sizeof(uint64_t), "call ids need 64-bit pointers");
+    return (void *)(uintptr_t)call.v;
+}
+static inline wy_grpc_call_id_t wy_grpc_call_from_ud(void *ud)
+{
+    wy_grpc_call_id_t c = {(uint64_t)(uintptr_t)ud};
+    return c;
+}
 
 /* ---- client ---- */
 

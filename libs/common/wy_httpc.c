@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "wy_list.h"
+
 #define DEF_MAX_CONCURRENT     64u
 #define DEF_MAX_RESPONSE_BYTES (1u << 20)
 #define DEF_MAX_REQUEST_BYTES  (1u << 20)
@@ -27,8 +29,8 @@ struct wy_httpc {
     uv_timer_t timer;
     wy_httpc_opts_t o;
     char *ca_file, *user_agent;
-    req_t *reqs; /* in flight, doubly linked */
-    sock_t *socks;
+    wy_list_t reqs;  /* in flight: req_t.node */
+    wy_list_t socks; /* sock_t.node */
     uint32_t inflight;
     int dispatching; /* > 0 while completions are being delivered: close waits for it */
     bool closing, torn_down;
@@ -41,7 +43,7 @@ struct sock {
     uv_poll_t poll;
     wy_httpc_t *c;
     curl_socket_t fd;
-    sock_t *prev, *next;
+    wy_list_t node;
 };
 
 struct req {
@@ -54,7 +56,7 @@ struct req {
     bool toobig;
     wy_httpc_cb cb;
     void *ud;
-    req_t *prev, *next;
+    wy_list_t node;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -95,12 +97,7 @@ static void on_sock_closed(uv_handle_t *h)
 static void sock_close(sock_t *sk)
 {
     wy_httpc_t *c = sk->c;
-    if (sk->prev)
-        sk->prev->next = sk->next;
-    else
-        c->socks = sk->next;
-    if (sk->next)
-        sk->next->prev = sk->prev;
+    wy_list_remove(&sk->node);
     uv_poll_stop(&sk->poll);
     c->open_handles++;
     uv_close((uv_handle_t *)&sk->poll, on_sock_closed);
@@ -117,15 +114,8 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void req_unlink(req_t *r)
 {
-    wy_httpc_t *c = r->c;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-    c->inflight--;
+    wy_list_remove(&r->node);
+    r->c->inflight--;
 }
 
 static void req_free(req_t *r)
@@ -258,10 +248,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         }
         sk->c = c;
         sk->fd = s;
-        sk->next = c->socks;
-        if (c->socks)
-            c->socks->prev = sk;
-        c->socks = sk;
+        wy_list_push_front(&c->socks, &sk->node);
         curl_multi_assign(c->multi, s, sk);
     }
     int ev = 0;
@@ -315,6 +302,8 @@ int wy_httpc_new(uv_loop_t *loop, const wy_httpc_opts_t *opts, wy_httpc_t **out)
     if (global_rc != CURLE_OK || !loop || !out)
         return global_rc != CURLE_OK ? WY_EINTERNAL : WY_EINVAL;
     wy_httpc_t *c = wy_calloc(1, sizeof *c);
+    wy_list_init(&c->reqs);
+    wy_list_init(&c->socks);
     c->loop = loop;
     if (opts)
         c->o = *opts;
@@ -457,10 +446,7 @@ int wy_httpc_request(wy_httpc_t *c, const char *method, const char *url, const c
         req_free(r);
         return WY_EINTERNAL;
     }
-    r->next = c->reqs;
-    if (c->reqs)
-        c->reqs->prev = r;
-    c->reqs = r;
+    wy_list_push_front(&c->reqs, &r->node);
     c->inflight++;
     return WY_OK;
 }
@@ -474,15 +460,16 @@ uint32_t wy_httpc_inflight(const wy_httpc_t *c)
 static void teardown(wy_httpc_t *c)
 {
     c->dispatching++; /* a close from a cancel callback must not re-enter */
-    while (c->reqs)
-        req_finish(c->reqs, CURLE_OK, true);
+    wy_list_t *n;
+    while ((n = wy_list_first(&c->reqs)) != NULL)
+        req_finish(wy_container_of(n, req_t, node), CURLE_OK, true);
     c->dispatching--;
     c->torn_down = true;
     /* Cleanup closes cached connections and may report their sockets as removed. */
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
-    while (c->socks)
-        sock_close(c->socks);
+    while ((n = wy_list_first(&c->socks)) != NULL)
+        sock_close(wy_container_of(n, sock_t, node));
     c->open_handles++;
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }

@@ -2,6 +2,7 @@
  * Prometheus text exposition (format 0.0.4). */
 #include "wy_metrics.h"
 #include "wy_log.h"
+#include "wy_map.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -20,10 +21,8 @@ typedef struct family family_t;
  * double add, and a CAS loop on the bits is lock-free everywhere we run. */
 struct wy_metric {
     family_t *fam;
-    char *labels;       /* normalized `k="v",k2="v2"` (escaped), "" when none */
-    wy_metric_t *next;  /* in the family, registration order */
-    wy_metric_t *hnext; /* in the lookup table bucket */
-    uint64_t hash;
+    char *labels;           /* normalized `k="v",k2="v2"` (escaped), "" when none */
+    wy_metric_t *next;      /* in the family, registration order */
     _Atomic uint64_t value; /* counter/gauge value; histogram sum */
     size_t nbounds;         /* histogram only */
     double *bounds;
@@ -43,9 +42,8 @@ struct family {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static family_t *fam_first, *fam_last;
 static size_t nseries;
-/* name+labels -> series, so a lookup on every request stays O(1). */
-static wy_metric_t **table;
-static size_t table_size; /* power of two, or 0 before the first series */
+/* "name\0labels" -> series, so a lookup on every request stays O(1). */
+static wy_map_t *series;
 
 /* Past WY_METRICS_MAX_SERIES, registrations get a sink that is updated but
  * never rendered: runaway label cardinality must not grow memory without
@@ -58,14 +56,41 @@ static family_t sink_fams[3] = {
     {"wy_sink_hist", "", KIND_HISTOGRAM, NULL, NULL, NULL},
 };
 static wy_metric_t sinks[3] = {
-    {&sink_fams[0], "", NULL, NULL, 0, 0, 0, NULL, NULL},
-    {&sink_fams[1], "", NULL, NULL, 0, 0, 0, NULL, NULL},
-    {&sink_fams[2], "", NULL, NULL, 0, 0, 0, sink_bounds, sink_buckets},
+    {&sink_fams[0], "", NULL, 0, 0, NULL, NULL},
+    {&sink_fams[1], "", NULL, 0, 0, NULL, NULL},
+    {&sink_fams[2], "", NULL, 0, 0, sink_bounds, sink_buckets},
 };
 static bool sink_warned;
 
-const double wy_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+/* A timed-operation family: its label values form an append-only list that
+ * readers walk without the lock (nodes are published with a release store and
+ * never change or move until wy_metrics_reset). */
+struct wy_op {
+    char *value;
+    wy_metric_t *hist;
+    wy_metric_t *outcome[WY_OUTCOME_COUNT];
+    wy_op_t *next;
+};
+
+struct wy_op_family {
+    char *name;   /* the histogram */
+    char *counts; /* <name without _seconds>_total */
+    char *label;
+    char *help, *chelp;     /* for the histogram and the counter */
+    _Atomic(wy_op_t *) ops; /* newest first */
+    size_t nops;            /* under reg_mu */
+    wy_op_t *other;         /* past WY_METRICS_OP_MAX_VALUES */
+    wy_op_family_t *next;
+};
+
+static wy_op_family_t *op_fams;
+static char *service;
+
+static const char *outcome_names[WY_OUTCOME_COUNT] = {"ok", "client_error", "server_error"};
+
+const double wy_metrics_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                             0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                             1,      2.5,     5,      10};
 const size_t wy_metrics_latency_nbuckets = WY_ARRAY_LEN(wy_metrics_latency_buckets);
 
 static uint64_t d2u(double d)
@@ -268,40 +293,15 @@ static wy_metric_t *sink(kind_t kind, const char *name)
     return &sinks[kind];
 }
 
-static uint64_t series_hash(const char *name, const char *labels)
+/* The registry key of a series: name, a NUL (no name contains one), labels. Caller frees. */
+static char *series_key(const char *name, const char *labels, size_t *len)
 {
-    /* FNV-1a over name, a separator no name contains, and the labels. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    h = (h ^ '{') * 0x100000001b3ull;
-    for (const char *p = labels; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    return h;
-}
-
-static void table_insert(wy_metric_t *m)
-{
-    size_t i = (size_t)(m->hash & (table_size - 1));
-    m->hnext = table[i];
-    table[i] = m;
-}
-
-static void table_grow(void)
-{
-    wy_metric_t **old = table;
-    size_t old_size = table_size;
-    table_size = table_size ? table_size * 2 : 64;
-    table = wy_calloc(table_size, sizeof *table);
-    for (size_t i = 0; i < old_size; i++) {
-        wy_metric_t *m = old[i];
-        while (m) {
-            wy_metric_t *next = m->hnext;
-            table_insert(m);
-            m = next;
-        }
-    }
-    wy_free(old);
+    size_t n = strlen(name), l = strlen(labels);
+    char *k = wy_malloc(n + 1 + l);
+    memcpy(k, name, n + 1);
+    memcpy(k + n + 1, labels, l);
+    *len = n + 1 + l;
+    return k;
 }
 
 /* Names that promtool's linter rejects are bugs caught at registration, so a
@@ -332,20 +332,20 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         }
     }
     char *norm = normalize_labels(labels, name);
-    uint64_t hash = series_hash(name, norm);
+    size_t klen;
+    char *key = series_key(name, norm, &klen);
 
     pthread_mutex_lock(&reg_mu);
-    if (table_size) {
-        for (wy_metric_t *m = table[hash & (table_size - 1)]; m; m = m->hnext) {
-            if (m->hash == hash && strcmp(m->fam->name, name) == 0 &&
-                strcmp(m->labels, norm) == 0) {
-                pthread_mutex_unlock(&reg_mu);
-                wy_free(norm);
-                if (m->fam->kind != kind)
-                    bug("metric registered again with another type", name);
-                return m;
-            }
-        }
+    if (!series)
+        series = wy_map_new(0);
+    wy_metric_t *found = wy_map_get(series, key, klen);
+    if (found) {
+        pthread_mutex_unlock(&reg_mu);
+        wy_free(norm);
+        wy_free(key);
+        if (found->fam->kind != kind)
+            bug("metric registered again with another type", name);
+        return found;
     }
     /* A new series: rare, so a scan for its family is fine. */
     family_t *f = fam_first;
@@ -359,6 +359,7 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         wy_metric_t *s = sink(kind, name);
         pthread_mutex_unlock(&reg_mu);
         wy_free(norm);
+        wy_free(key);
         return s;
     }
     if (!f) {
@@ -381,7 +382,6 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     wy_metric_t *m = wy_calloc(1, sizeof *m);
     m->fam = f;
     m->labels = norm;
-    m->hash = hash;
     atomic_init(&m->value, d2u(0.0));
     if (kind == KIND_HISTOGRAM) {
         m->nbounds = nbounds;
@@ -397,9 +397,12 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     else
         f->first = m;
     f->last = m;
-    if (nseries + 1 > table_size)
-        table_grow();
-    table_insert(m);
+    /* The map has no bound: only a key over WY_MAP_MAX_KEY can fail. */
+    if (wy_map_put(series, key, klen, m) != WY_OK) {
+        pthread_mutex_unlock(&reg_mu);
+        bug("metric name and labels too long", name);
+    }
+    wy_free(key);
     nseries++;
     pthread_mutex_unlock(&reg_mu);
     return m;
@@ -419,6 +422,175 @@ wy_metric_t *wy_metrics_histogram(const char *name, const char *help, const char
                                   const double *bounds, size_t nbounds)
 {
     return reg(KIND_HISTOGRAM, name, help, labels, bounds, nbounds);
+}
+
+/* ---------------------------------------------------------------- timed operations */
+
+void wy_metrics_set_service(const char *svc)
+{
+    pthread_mutex_lock(&reg_mu);
+    wy_free(service);
+    service = svc && *svc ? wy_strdup(svc) : NULL;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+char *wy_metrics_svc_name(const char *what)
+{
+    pthread_mutex_lock(&reg_mu);
+    char *s = service ? wy_sprintf("wy_%s_%s", service, what) : wy_sprintf("wy_%s", what);
+    pthread_mutex_unlock(&reg_mu);
+    return s;
+}
+
+wy_op_family_t *wy_metrics_op_family(const char *name, const char *help, const char *label)
+{
+    check_name(KIND_HISTOGRAM, name);
+    if (!ends_with(name, "_seconds"))
+        bug("an operation family name must end in _seconds", name);
+    if (!label || !valid_name(label, strlen(label)) || !strcmp(label, "outcome") ||
+        !strcmp(label, "le") || !strcmp(label, "quantile") || !strncmp(label, "__", 2))
+        bug("invalid operation label name", label);
+    pthread_mutex_lock(&reg_mu);
+    for (wy_op_family_t *f = op_fams; f; f = f->next) {
+        if (strcmp(f->name, name) == 0) {
+            pthread_mutex_unlock(&reg_mu);
+            if (strcmp(f->label, label) != 0)
+                bug("operation family registered again with another label", name);
+            return f;
+        }
+    }
+    if (!help || !*help) {
+        pthread_mutex_unlock(&reg_mu);
+        bug("a new metric needs a help text", name);
+    }
+    wy_op_family_t *f = wy_calloc(1, sizeof *f);
+    f->name = wy_strdup(name);
+    size_t base = strlen(name) - strlen("_seconds");
+    f->counts = wy_sprintf("%.*s_total", (int)base, name);
+    f->label = wy_strdup(label);
+    f->help = wy_strdup(help);
+    f->chelp = wy_sprintf("Operations counted in %s, by %s and outcome.", name, label);
+    atomic_init(&f->ops, NULL);
+    f->next = op_fams;
+    op_fams = f;
+    pthread_mutex_unlock(&reg_mu);
+    return f;
+}
+
+static wy_op_t *op_find(wy_op_family_t *f, const char *value)
+{
+    for (wy_op_t *op = atomic_load_explicit(&f->ops, memory_order_acquire); op; op = op->next) {
+        if (strcmp(op->value, value) == 0)
+            return op;
+    }
+    return NULL;
+}
+
+/* Registers the series of one label value; the caller holds no lock. */
+static wy_op_t *op_new(wy_op_family_t *f, const char *value)
+{
+    wy_buf_t lb = WY_BUF_INIT;
+    wy_buf_printf(&lb, "%s=\"", f->label);
+    for (const char *p = value; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            wy_buf_putc(&lb, '\\');
+        if (*p == '\n')
+            wy_buf_puts(&lb, "\\n");
+        else
+            wy_buf_putc(&lb, *p);
+    }
+    wy_buf_putc(&lb, '"');
+    wy_op_t *op = wy_calloc(1, sizeof *op);
+    op->value = wy_strdup(value);
+    op->hist = wy_metrics_histogram(f->name, f->help, lb.data, wy_metrics_latency_buckets,
+                                    wy_metrics_latency_nbuckets);
+    for (int i = 0; i < WY_OUTCOME_COUNT; i++) {
+        char *l = wy_sprintf("%s,outcome=\"%s\"", lb.data, outcome_names[i]);
+        op->outcome[i] = wy_metrics_counter(f->counts, f->chelp, l);
+        wy_free(l);
+    }
+    wy_buf_free(&lb);
+    return op;
+}
+
+wy_op_t *wy_metrics_op(wy_op_family_t *f, const char *value)
+{
+    if (!value)
+        value = "";
+    wy_op_t *op = op_find(f, value);
+    if (op)
+        return op;
+    pthread_mutex_lock(&reg_mu);
+    /* Another thread may have added it meanwhile. */
+    op = op_find(f, value);
+    if (op) {
+        pthread_mutex_unlock(&reg_mu);
+        return op;
+    }
+    if (f->nops >= WY_METRICS_OP_MAX_VALUES) {
+        bool first = f->other == NULL;
+        pthread_mutex_unlock(&reg_mu);
+        if (first) {
+            wy_op_t *o = op_new(f, "other");
+            pthread_mutex_lock(&reg_mu);
+            if (!f->other) {
+                f->other = o;
+                o = NULL;
+            }
+            pthread_mutex_unlock(&reg_mu);
+            if (o) { /* lost a race: the same series, registered twice */
+                wy_free(o->value);
+                wy_free(o);
+            } else {
+                wy_log_warn("too many label values for an operation family; counting the rest "
+                            "as other",
+                            "name", f->name, "value", value, (const char *)NULL);
+            }
+        }
+        return f->other;
+    }
+    f->nops++; /* reserve the slot; the series are registered outside the lock */
+    pthread_mutex_unlock(&reg_mu);
+    wy_op_t *n = op_new(f, value);
+    pthread_mutex_lock(&reg_mu);
+    op = op_find(f, value);
+    if (op) {
+        f->nops--;
+        pthread_mutex_unlock(&reg_mu);
+        wy_free(n->value);
+        wy_free(n);
+        return op;
+    }
+    n->next = atomic_load_explicit(&f->ops, memory_order_relaxed);
+    atomic_store_explicit(&f->ops, n, memory_order_release);
+    pthread_mutex_unlock(&reg_mu);
+    return n;
+}
+
+void wy_op_observe(wy_op_t *op, double seconds, wy_outcome_t outcome)
+{
+    if ((unsigned)outcome >= WY_OUTCOME_COUNT)
+        outcome = WY_OUTCOME_SERVER_ERROR;
+    wy_metric_observe(op->hist, seconds);
+    wy_metric_inc(op->outcome[outcome]);
+}
+
+void wy_op_done(wy_op_t *op, uint64_t start_ns, wy_outcome_t outcome)
+{
+    uint64_t now = wy_now_ns();
+    wy_op_observe(op, now > start_ns ? (double)(now - start_ns) / 1e9 : 0.0, outcome);
+}
+
+wy_outcome_t wy_outcome_http(int status)
+{
+    if (status < 400)
+        return WY_OUTCOME_OK;
+    return status < 500 ? WY_OUTCOME_CLIENT_ERROR : WY_OUTCOME_SERVER_ERROR;
+}
+
+const char *wy_outcome_name(wy_outcome_t o)
+{
+    return (unsigned)o < WY_OUTCOME_COUNT ? outcome_names[o] : "server_error";
 }
 
 void wy_metric_inc(wy_metric_t *m)
@@ -572,9 +744,31 @@ void wy_metrics_reset(void)
         f = fn;
     }
     fam_first = fam_last = NULL;
-    wy_free(table);
-    table = NULL;
-    table_size = 0;
+    wy_op_family_t *of = op_fams;
+    while (of) {
+        wy_op_family_t *ofn = of->next;
+        wy_op_t *op = atomic_load_explicit(&of->ops, memory_order_relaxed);
+        if (of->other) {
+            of->other->next = op;
+            op = of->other;
+        }
+        while (op) {
+            wy_op_t *on = op->next;
+            wy_free(op->value);
+            wy_free(op);
+            op = on;
+        }
+        wy_free(of->name);
+        wy_free(of->counts);
+        wy_free(of->label);
+        wy_free(of->help);
+        wy_free(of->chelp);
+        wy_free(of);
+        of = ofn;
+    }
+    op_fams = NULL;
+    wy_map_free(series);
+    series = NULL;
     nseries = 0;
     sink_warned = false;
     pthread_mutex_unlock(&reg_mu);

@@ -53,9 +53,82 @@ double wy_metric_value(const wy_metric_t *m);     /* counter/gauge value; histog
  * runaway label cardinality cannot grow memory without bound. */
 #define WY_METRICS_MAX_SERIES 10000
 
-/* Default latency buckets in seconds (0.5 ms .. 10 s). */
+/* Default latency buckets in seconds (100 us .. 10 s, 16 bounds). */
 extern const double wy_metrics_latency_buckets[];
 extern const size_t wy_metrics_latency_nbuckets;
+
+/* ---- Timed operations: one latency API for every layer ----
+ *
+ * A timed-operation family is one duration histogram `<name>` (name ends in
+ * _seconds) with one label (`route`, `type`, `method`) plus one counter
+ * `<name without _seconds>_total` with the same label and `outcome`:
+ *
+ *   wy_auth_http_request_seconds_bucket{route="POST /v1/login",le="0.005"} 12
+ *   wy_auth_http_request_total{route="POST /v1/login",outcome="client_error"} 3
+ *
+ * Outcomes are three classes, not status codes, so every layer (HTTP, WebSocket,
+ * gRPC) reads the same on a dashboard and the series count stays fixed:
+ * ok, client_error (the caller's fault: HTTP 4xx, gRPC INVALID_ARGUMENT...),
+ * server_error (ours: HTTP 5xx, gRPC INTERNAL/UNAVAILABLE...). All three
+ * counters exist from the first observation of a label value (they read 0),
+ * so rate() and ratios work without absent series.
+ *
+ * Buckets are wy_metrics_latency_buckets (100 us .. 10 s).
+ *
+ * Cost: wy_metrics_op() finds a label value by a scan of the family's values
+ * (string compares, no formatting, no allocation) after its first use; a
+ * caller that knows its values up front (a route table, a gRPC method table)
+ * keeps the wy_op_t pointer and observing is then a few atomic adds.
+ * A family holds at most WY_METRICS_OP_MAX_VALUES label values; later values
+ * are all counted under "other" (one warning logged), so a type name that
+ * came from outside cannot grow the registry.
+ *
+ * Threads: families and values are registered under the registry lock and
+ * never move; lookups of known values and observations are lock-free and may
+ * come from any thread. Pointers live until wy_metrics_reset. */
+
+typedef enum {
+    WY_OUTCOME_OK = 0,
+    WY_OUTCOME_CLIENT_ERROR,
+    WY_OUTCOME_SERVER_ERROR,
+} wy_outcome_t;
+#define WY_OUTCOME_COUNT 3
+
+typedef struct wy_op_family wy_op_family_t;
+typedef struct wy_op wy_op_t;
+
+#define WY_METRICS_OP_MAX_VALUES 64
+
+/* The process's service ("auth"), used by libs/common to name the metrics it
+ * registers on its own (HTTP routes, WebSocket messages, gRPC methods).
+ * wy_daemon_main sets it; copied; NULL or "" clears it. */
+void wy_metrics_set_service(const char *svc);
+
+/* "wy_<svc>_<what>", or "wy_<what>" when no service is set. Returns a new
+ * string; caller frees. */
+char *wy_metrics_svc_name(const char *what);
+
+/* Registers (or finds) the family `name` (must end in _seconds) with label
+ * name `label` (snake_case; not "outcome"). help is required the first time.
+ * Strings are copied. Bugs (bad names, same name with another label) abort. */
+wy_op_family_t *wy_metrics_op_family(const char *name, const char *help, const char *label);
+
+/* The series of one label value (any UTF-8; escaped for the exposition),
+ * registered on first use. Never NULL. */
+wy_op_t *wy_metrics_op(wy_op_family_t *f, const char *value);
+
+/* Records one operation of `seconds` with its outcome. Any thread. */
+void wy_op_observe(wy_op_t *op, double seconds, wy_outcome_t outcome);
+
+/* Records one operation that started at start_ns (wy_now_ns()). Any thread. */
+void wy_op_done(wy_op_t *op, uint64_t start_ns, wy_outcome_t outcome);
+
+/* The outcome class of an HTTP status: < 400 ok, 4xx client_error, else
+ * server_error. */
+wy_outcome_t wy_outcome_http(int status);
+
+/* "ok", "client_error", "server_error". */
+const char *wy_outcome_name(wy_outcome_t o);
 
 /* Append the whole registry in Prometheus text format, families grouped,
  * each with # HELP and # TYPE. Families appear in registration order, series
@@ -65,7 +138,8 @@ extern const size_t wy_metrics_latency_nbuckets;
  * reads back exactly; +Inf, -Inf, NaN as Prometheus spells them. */
 void wy_metrics_render(wy_buf_t *out);
 
-/* Drop every metric (tests, shutdown). Pointers become invalid. */
+/* Drop every metric and operation family (tests, shutdown). Pointers become
+ * invalid; the service name stays. */
 void wy_metrics_reset(void);
 
 #endif

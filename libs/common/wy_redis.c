@@ -5,19 +5,22 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libuv.h>
+#include <openssl/evp.h>
 
+#include "wy_list.h"
 #include "wy_log.h"
 
 enum { CMD_USER, CMD_HANDSHAKE, CMD_READY, CMD_PING };
 enum { ST_DOWN, ST_CONNECTING, ST_HANDSHAKE, ST_READY };
 
 typedef struct rcmd {
-    struct rcmd *prev, *next; /* deadline list; unlinked once answered or timed out */
+    wy_list_t node; /* in the deadline list; unlinked once answered */
     wy_redis_t *r;
     wy_redis_cb cb;
     void *ud;
@@ -43,7 +46,7 @@ struct wy_redis {
     uint32_t attempts;
     uint32_t inflight;
 
-    rcmd_t *head, *tail;
+    wy_list_t cmds;         /* rcmd_t.node, sorted by deadline */
     uv_timer_t cmd_timer;   /* deadline of the oldest command */
     uv_timer_t retry_timer; /* backoff before reconnect; connect timeout while connecting */
     uv_timer_t ping_timer;
@@ -214,17 +217,9 @@ static int parse_url(wy_redis_t *r, const char *url, const char **err)
 
 /* ---- command list and timeouts ----------------------------------------- */
 
-static void list_unlink(wy_redis_t *r, rcmd_t *c)
+static rcmd_t *oldest_cmd(const wy_redis_t *r)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        r->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        r->tail = c->prev;
-    c->prev = c->next = NULL;
+    return wy_list_entry(wy_list_first(&r->cmds), rcmd_t, node);
 }
 
 static void arm_cmd_timer(wy_redis_t *r);
@@ -233,20 +228,12 @@ static void arm_cmd_timer(wy_redis_t *r);
  * tail stops at once. */
 static void list_insert(wy_redis_t *r, rcmd_t *c)
 {
-    rcmd_t *after = r->tail;
-    while (after != NULL && after->deadline > c->deadline)
+    wy_list_t *after = r->cmds.prev;
+    while (after != &r->cmds && wy_container_of(after, rcmd_t, node)->deadline > c->deadline)
         after = after->prev;
-    c->prev = after;
-    c->next = after ? after->next : r->head;
-    if (c->next)
-        c->next->prev = c;
-    else
-        r->tail = c;
-    if (after)
-        after->next = c;
-    else
-        r->head = c;
-    if (r->head == c || !uv_is_active((uv_handle_t *)&r->cmd_timer))
+    /* Inserting at the front of the list that starts after `after` puts c right behind it. */
+    wy_list_push_front(after, &c->node);
+    if (oldest_cmd(r) == c || !uv_is_active((uv_handle_t *)&r->cmd_timer))
         arm_cmd_timer(r);
 }
 
@@ -289,7 +276,12 @@ static void on_cmd_timer(uv_timer_t *t)
     uint64_t now = uv_now(r->loop);
     bool drop = false;
 
-    for (rcmd_t *c = r->head; c != NULL && c->deadline <= now; c = c->next) {
+    wy_list_t *pos;
+    wy_list_foreach(pos, &r->cmds)
+    {
+        rcmd_t *c = wy_container_of(pos, rcmd_t, node);
+        if (c->deadline > now)
+            break;
         c->timed_out = true;
         drop = true;
         if (c->kind != CMD_USER)
@@ -303,12 +295,12 @@ static void on_cmd_timer(uv_timer_t *t)
 static void arm_cmd_timer(wy_redis_t *r)
 {
     uint64_t now = uv_now(r->loop);
-    if (r->head == NULL || r->closing) {
+    const rcmd_t *c = oldest_cmd(r);
+    if (c == NULL || r->closing) {
         uv_timer_stop(&r->cmd_timer);
         return;
     }
-    uv_timer_start(&r->cmd_timer, on_cmd_timer,
-                   r->head->deadline > now ? r->head->deadline - now : 0, 0);
+    uv_timer_start(&r->cmd_timer, on_cmd_timer, c->deadline > now ? c->deadline - now : 0, 0);
 }
 
 /* ---- hiredis callbacks -------------------------------------------------- */
@@ -320,7 +312,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     redisReply *reply = reply_;
     int status;
 
-    list_unlink(r, c);
+    wy_list_remove(&c->node);
     if (c->timed_out)
         status = WY_ETIMEDOUT;
     else if (reply == NULL)
@@ -517,6 +509,7 @@ int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opt
                     const char **err)
 {
     wy_redis_t *r = wy_calloc(1, sizeof *r);
+    wy_list_init(&r->cmds);
     const char *dummy;
     if (err == NULL)
         err = &dummy;
@@ -648,4 +641,140 @@ void wy_redis_close(wy_redis_t *r, void (*done)(void *ud), void *ud)
     uv_timer_stop(&r->retry_timer);
     drop_connection(r);
     uv_timer_start(&r->retry_timer, on_close_turn, 0, 0);
+}
+
+/* ---- Lua scripts ------------------------------------------------------- */
+
+struct wy_redis_script {
+    char *text;
+    size_t text_len;
+    char sha[41];
+    uint32_t refs; /* the owner's plus one per call in flight */
+};
+
+/* One wy_redis_eval call: its own copy of the command, kept for the EVAL retry. */
+typedef struct {
+    wy_redis_t *r;
+    wy_redis_script_t *s;
+    wy_redis_cb cb;
+    void *ud;
+    uint32_t timeout_ms;
+    bool retried;
+    int argc;          /* 3 + keys + args */
+    const char **argv; /* [0] EVALSHA|EVAL, [1] sha|text, [2] numkeys, then copies */
+    size_t *argvlen;
+    char numkeys[12];
+} eval_call_t;
+
+wy_redis_script_t *wy_redis_script_new(const char *lua)
+{
+    wy_redis_script_t *s = wy_calloc(1, sizeof *s);
+    s->text_len = strlen(lua);
+    s->text = wy_strndup(lua, s->text_len);
+    s->refs = 1;
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(s->text, s->text_len, md, &mdlen, EVP_sha1(), NULL) || mdlen != sizeof md)
+        abort(); /* SHA-1 is always available in OpenSSL 3's default provider */
+    for (size_t i = 0; i < sizeof md; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    return s;
+}
+
+static void script_unref(wy_redis_script_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    wy_free(s->text);
+    wy_free(s);
+}
+
+void wy_redis_script_free(wy_redis_script_t *s)
+{
+    if (s)
+        script_unref(s);
+}
+
+const char *wy_redis_script_sha(const wy_redis_script_t *s)
+{
+    return s->sha;
+}
+
+static void eval_call_free(eval_call_t *e)
+{
+    for (int i = 3; i < e->argc; i++)
+        wy_free((char *)e->argv[i]);
+    wy_free(e->argv);
+    wy_free(e->argvlen);
+    script_unref(e->s);
+    wy_free(e);
+}
+
+static bool is_noscript(int status, const redisReply *reply)
+{
+    return status == WY_EIO && reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
+           strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+static void on_eval_reply(int status, redisReply *reply, void *ud)
+{
+    eval_call_t *e = ud;
+    if (is_noscript(status, reply) && !e->retried) {
+        /* Redis lost the script (restart, SCRIPT FLUSH) or never had it: EVAL runs and loads it. */
+        e->retried = true;
+        e->argv[0] = "EVAL";
+        e->argvlen[0] = 4;
+        e->argv[1] = e->s->text;
+        e->argvlen[1] = e->s->text_len;
+        int rc = wy_redis_command_argv_timeout(e->r, e->timeout_ms, on_eval_reply, e, e->argc,
+                                               e->argv, e->argvlen);
+        if (rc == WY_OK)
+            return;
+        /* Not sent: report it as the outcome of this call, in the statuses of a callback. */
+        status = rc == WY_ECANCELED ? WY_ECANCELED : WY_EUNAVAIL;
+        reply = NULL;
+    }
+    e->cb(status, reply, e->ud);
+    eval_call_free(e);
+}
+
+int wy_redis_eval(wy_redis_t *r, wy_redis_script_t *s, uint32_t timeout_ms, wy_redis_cb cb,
+                  void *ud, int nkeys, int argc, const char *const *argv, const size_t *argvlen)
+{
+    int rc = admit(r);
+    if (rc != WY_OK)
+        return rc;
+    if (s == NULL || cb == NULL || nkeys < 0 || nkeys > argc || (argc > 0 && argv == NULL) ||
+        argc > INT32_MAX - 3)
+        return WY_EINVAL;
+    eval_call_t *e = wy_calloc(1, sizeof *e);
+    e->r = r;
+    e->s = s;
+    e->cb = cb;
+    e->ud = ud;
+    e->timeout_ms = timeout_ms;
+    e->argc = 3 + argc;
+    e->argv = wy_calloc((size_t)e->argc, sizeof *e->argv);
+    e->argvlen = wy_calloc((size_t)e->argc, sizeof *e->argvlen);
+    snprintf(e->numkeys, sizeof e->numkeys, "%d", nkeys);
+    e->argv[0] = "EVALSHA";
+    e->argvlen[0] = 7;
+    e->argv[1] = s->sha;
+    e->argvlen[1] = 40;
+    e->argv[2] = e->numkeys;
+    e->argvlen[2] = strlen(e->numkeys);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        char *copy = wy_malloc(n + 1);
+        memcpy(copy, argv[i], n);
+        copy[n] = '\0';
+        e->argv[3 + i] = copy;
+        e->argvlen[3 + i] = n;
+    }
+    s->refs++;
+    rc = wy_redis_command_argv_timeout(r, timeout_ms, on_eval_reply, e, e->argc, e->argv,
+                                       e->argvlen);
+    if (rc != WY_OK)
+        eval_call_free(e);
+    return rc;
 }

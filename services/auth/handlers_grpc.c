@@ -8,7 +8,7 @@
 
 typedef struct {
     auth_t *a;
-    wy_grpc_call_t *call;
+    wy_grpc_call_id_t call;
     wy_token_claims_t claims;
     char account[40];
     bool ban;
@@ -17,7 +17,7 @@ typedef struct {
 
 /* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
  * to the loop just before the stop must not touch released state. */
-static gop_t *gop_new(void *arg, wy_grpc_call_t *call)
+static gop_t *gop_new(void *arg, wy_grpc_call_id_t call)
 {
     (void)arg;
     auth_t *a = auth_current();
@@ -47,7 +47,7 @@ static void gop_error(gop_t *g, int err, const char *msg)
 
 /* gop_new() for a request about one account: NULL (and the call answered) also when
  * account_id is not a UUID. */
-static gop_t *gop_new_account(void *arg, wy_grpc_call_t *call, const char *account_id)
+static gop_t *gop_new_account(void *arg, wy_grpc_call_id_t call, const char *account_id)
 {
     gop_t *g = gop_new(arg, call);
     if (g && (!account_id || !auth_uuid_well_formed(account_id))) {
@@ -84,7 +84,7 @@ static void on_introspect_checked(int err, bool revoked, void *ud)
     gop_free(g);
 }
 
-static void rpc_introspect(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_introspect(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__IntrospectRequest *in = (const Wyvern__Auth__IntrospectRequest *)req;
     gop_t *g = gop_new(arg, call);
@@ -118,11 +118,11 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
         return;
     }
     Wyvern__Auth__Account r = WYVERN__AUTH__ACCOUNT__INIT;
-    r.account_id = PQgetvalue(res, 0, 0);
-    r.username = PQgetvalue(res, 0, 1);
-    r.created_at = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    r.banned = !strcmp(PQgetvalue(res, 0, 3), "t");
-    json_t *m = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
+    r.account_id = (char *)wy_pg_text(res, 0, "account_id");
+    r.username = (char *)wy_pg_text(res, 0, "username");
+    r.created_at = wy_pg_int64(res, 0, "created_at");
+    r.banned = wy_pg_bool(res, 0, "banned");
+    json_t *m = json_loads(wy_pg_text(res, 0, "login_methods"), 0, NULL);
     size_t n = json_is_array(m) ? json_array_size(m) : 0;
     char **methods = wy_calloc(n ? n : 1, sizeof *methods);
     for (size_t i = 0; i < n; i++)
@@ -135,7 +135,7 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
     gop_free(g);
 }
 
-static void rpc_get_account(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_get_account(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__GetAccountRequest *in = (const Wyvern__Auth__GetAccountRequest *)req;
     gop_t *g = gop_new_account(arg, call, in->account_id);
@@ -171,18 +171,18 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         gop_error(g, WY_EUNAVAIL, "account store unavailable");
         return;
     }
-    int n = atoi(PQgetvalue(res, 0, 0));
+    int64_t n = wy_pg_int64(res, 0, "revoked");
     if (n < 0) {
         gop_error(g, WY_ENOTFOUND, "no such account");
         return;
     }
-    g->revoked = n;
+    g->revoked = (int32_t)n;
     wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
     if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
         on_revoke_published(WY_EUNAVAIL, g);
 }
 
-static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__RevokeRequest *in = (const Wyvern__Auth__RevokeRequest *)req;
     gop_t *g = gop_new_account(arg, call, in->account_id);
@@ -198,7 +198,7 @@ static void rpc_revoke(wy_grpc_call_t *call, const ProtobufCMessage *req, void *
 
 /* ---- GetKeys ---- */
 
-static void rpc_get_keys(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void rpc_get_keys(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     (void)req, (void)arg;
     auth_t *a = auth_current();

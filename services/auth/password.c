@@ -6,6 +6,8 @@
 
 #include <openssl/crypto.h>
 
+#include "wy_list.h"
+
 #define SALT_LEN 16
 #define HASH_LEN 32
 
@@ -13,13 +15,13 @@ struct auth_hasher {
     uv_loop_t *loop;
     uint32_t m_kib, t, inflight, max_inflight;
     bool closing;
-    char *dummy;      /* encoded hash of a random password, for unknown users */
-    struct job *jobs; /* in flight, so close can cancel the queued ones */
+    char *dummy;    /* encoded hash of a random password, for unknown users */
+    wy_list_t jobs; /* in flight (job_t.node), so close can cancel the queued ones */
 };
 
 typedef struct job {
     uv_work_t work;
-    struct job *prev, *next;
+    wy_list_t node;
     auth_hasher_t *h;
     bool verify, dummy;
     char *password;
@@ -60,6 +62,7 @@ int auth_hasher_new(uv_loop_t *loop, uint32_t memory_kib, uint32_t iterations,
         return WY_EINVAL;
     }
     auth_hasher_t *h = wy_calloc(1, sizeof *h);
+    wy_list_init(&h->jobs);
     h->loop = loop;
     h->m_kib = memory_kib;
     h->t = iterations;
@@ -111,12 +114,7 @@ static void after_cb(uv_work_t *w, int status)
     job_t *j = w->data;
     auth_hasher_t *h = j->h;
     h->inflight--;
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        h->jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
+    wy_list_remove(&j->node);
     bool canceled = status == UV_ECANCELED || h->closing;
     if (j->verify) {
         bool match = !j->dummy && j->rc == ARGON2_OK;
@@ -140,10 +138,7 @@ static int queue_job(auth_hasher_t *h, job_t *j)
     if (uv_queue_work(h->loop, &j->work, work_cb, after_cb) != 0)
         return WY_EINTERNAL;
     h->inflight++;
-    j->next = h->jobs;
-    if (h->jobs)
-        h->jobs->prev = j;
-    h->jobs = j;
+    wy_list_push_front(&h->jobs, &j->node);
     return WY_OK;
 }
 
@@ -188,7 +183,10 @@ void auth_hasher_close(auth_hasher_t *h)
     h->closing = true;
     /* Queued jobs are cancelled (after_cb runs with UV_ECANCELED); running ones finish
      * and report WY_ECANCELED. The last completion frees h. */
-    for (job_t *j = h->jobs; j; j = j->next)
-        uv_cancel((uv_req_t *)&j->work);
+    wy_list_t *pos;
+    wy_list_foreach(pos, &h->jobs)
+    {
+        uv_cancel((uv_req_t *)&wy_container_of(pos, job_t, node)->work);
+    }
     free_hasher_if_done(h);
 }

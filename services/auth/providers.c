@@ -12,6 +12,7 @@
 
 #include "wy_httpc.h"
 #include "wy_jwt.h"
+#include "wy_list.h"
 #include "wy_log.h"
 
 #define MAX_PENDING        1024  /* verifications in flight; over -> WY_EBUSY */
@@ -77,8 +78,8 @@ struct pv {
     auth_providers_t *p;
     auth_provider_cb cb;
     void *ud;
-    int kind, list;
-    pv_t *prev, *next;
+    int kind, list; /* list: PV_* list holding node, -1 when in none */
+    wy_list_t node;
     char *cred;     /* id_token (OIDC) */
     bool refreshed; /* a fetch finished after this verification started waiting */
     int err;
@@ -97,7 +98,7 @@ struct auth_providers {
     uint64_t last_kid_fetch; /* wy_now_ms of the last fetch caused by an unknown kid; 0 never */
     uint32_t retry_ms;
     uv_timer_t refresh_timer, done_timer;
-    pv_t *lists[PV_NLISTS];
+    wy_list_t lists[PV_NLISTS]; /* pv_t.node */
     unsigned pending;
     bool closing, http_closed;
     unsigned open_handles;
@@ -106,23 +107,19 @@ struct auth_providers {
 static void list_add(auth_providers_t *p, pv_t *v, int list)
 {
     v->list = list;
-    v->prev = NULL;
-    v->next = p->lists[list];
-    if (v->next)
-        v->next->prev = v;
-    p->lists[list] = v;
+    wy_list_push_front(&p->lists[list], &v->node);
 }
 
-static void list_del(auth_providers_t *p, pv_t *v)
+static void list_del(pv_t *v)
 {
-    if (v->prev)
-        v->prev->next = v->next;
-    else
-        p->lists[v->list] = v->next;
-    if (v->next)
-        v->next->prev = v->prev;
-    v->prev = v->next = NULL;
+    wy_list_remove(&v->node);
     v->list = -1;
+}
+
+/* First verification on a list, NULL when it is empty. */
+static pv_t *list_first(auth_providers_t *p, int list)
+{
+    return wy_list_entry(wy_list_first(&p->lists[list]), pv_t, node);
 }
 
 static void maybe_free(auth_providers_t *p)
@@ -150,8 +147,8 @@ static void on_done_timer(uv_timer_t *t)
     auth_providers_t *p = t->data;
     pv_t *v;
     /* A callback may close p: close delivers the rest at once, so the list just empties. */
-    while ((v = p->lists[PV_DONE]) != NULL) {
-        list_del(p, v);
+    while ((v = list_first(p, PV_DONE)) != NULL) {
+        list_del(v);
         deliver(v);
     }
 }
@@ -167,9 +164,10 @@ static void complete(pv_t *v, int err, const char *subject, const char *fmt, ...
     vsnprintf(v->msg, sizeof v->msg, fmt, ap);
     va_end(ap);
     v->err = err;
+    wy_free(v->subject); /* a finished one cancelled by close had one already */
     v->subject = subject ? wy_strdup(subject) : NULL;
     if (v->list >= 0)
-        list_del(p, v);
+        list_del(v);
     if (p->closing) { /* the done timer is closed; closing delivers synchronously */
         v->err = WY_ECANCELED;
         snprintf(v->msg, sizeof v->msg, "login providers shutting down");
@@ -433,7 +431,7 @@ static bool peek_header(const char *tok, char *kid, size_t kid_cap, unsigned *al
 static void settle_waiting(auth_providers_t *p)
 {
     pv_t *v;
-    while ((v = p->lists[PV_WAIT_KEYS]) != NULL) {
+    while ((v = list_first(p, PV_WAIT_KEYS)) != NULL) {
         if (!p->ks)
             complete(v, WY_EUNAVAIL, NULL,
                      "the identity provider's signing keys are unavailable, try again later");
@@ -657,6 +655,8 @@ int auth_providers_new(uv_loop_t *loop, auth_providers_t **out, const char **err
         }
     }
     auth_providers_t *p = wy_calloc(1, sizeof *p);
+    for (int i = 0; i < PV_NLISTS; i++)
+        wy_list_init(&p->lists[i]);
     p->loop = loop;
     p->steam_on = steam_app_id != 0;
     p->oidc_on = oidc;
@@ -707,8 +707,8 @@ void auth_providers_close(auth_providers_t *p)
      * WY_ECANCELED (now, or right after the current HTTP callback returns). */
     wy_httpc_close(p->http, on_http_closed, p);
     pv_t *v;
-    while ((v = p->lists[PV_WAIT_KEYS]) != NULL || (v = p->lists[PV_DONE]) != NULL) {
-        list_del(p, v);
+    while ((v = list_first(p, PV_WAIT_KEYS)) != NULL || (v = list_first(p, PV_DONE)) != NULL) {
+        list_del(v);
         complete(v, WY_ECANCELED, NULL, "login providers shutting down");
     }
 }

@@ -17,7 +17,7 @@ typedef struct {
     bool stopping;
 } tool_t;
 
-static void echo(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void echo(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     WY_UNUSED(arg);
     wy_grpc_reply(call, req);

@@ -50,6 +50,37 @@ static const wy_daemon_spec_t testd_spec = {
     .start = testd_start,
 };
 
+/* Subscription tables the daemon must refuse at start (exit 1, naming the row). */
+static void no_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
+{
+    wy_daemon_event_done(d, msg, env);
+}
+
+static const char *const some_types[] = {"test.event", NULL};
+static const wy_daemon_sub_t twice_subs[] = {
+    {.topic = "wy.test", .types = some_types, .handler = no_event},
+    {.topic = "wy.test", .mode = WY_SUB_BROADCAST, .types = some_types, .handler = no_event},
+};
+static const wy_daemon_sub_t no_types_subs[] = {
+    {.topic = "wy.test", .handler = no_event},
+};
+
+static const wy_daemon_spec_t twice_spec = {.svc = "testd",
+                                            .grpc_service = "wyvern.testd.Testd",
+                                            .deps = WY_DEP_KAFKA,
+                                            .subs = twice_subs,
+                                            .nsubs = 2};
+static const wy_daemon_spec_t no_types_spec = {.svc = "testd",
+                                               .grpc_service = "wyvern.testd.Testd",
+                                               .deps = WY_DEP_KAFKA,
+                                               .subs = no_types_subs,
+                                               .nsubs = 1};
+static const wy_daemon_spec_t no_kafka_spec = {
+    .svc = "testd", .grpc_service = "wyvern.testd.Testd", .subs = no_types_subs, .nsubs = 1};
+
+/* The spec the next child runs. */
+static const wy_daemon_spec_t *child_spec = &testd_spec;
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -83,7 +114,7 @@ static void child_start(child_t *c, const char *arg1, const char *arg2, const ch
             putenv((char *)*e);
         char *argv[] = {"wy-testd", (char *)arg1, (char *)arg2, NULL};
         int argc = arg2 ? 3 : arg1 ? 2 : 1;
-        int rc = wy_daemon_main(argc, argv, &testd_spec);
+        int rc = wy_daemon_main(argc, argv, child_spec);
         fflush(NULL); /* _exit skips stdio's flush */
         _exit(rc);
     }
@@ -270,6 +301,33 @@ static void test_port_in_use_exits_1(void **state)
     child_clean(&c);
 }
 
+static void test_bad_subscription_table_exits_1(void **state)
+{
+    (void)state;
+    static const struct {
+        const wy_daemon_spec_t *spec;
+        const char *why;
+    } cases[] = {
+        {&twice_spec, "subscription 1 (wy.test): topic listed twice"},
+        {&no_types_spec, "subscription 0 (wy.test): no event types"},
+        {&no_kafka_spec, "subscriptions need WY_DEP_KAFKA"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        child_t c = {0};
+        static char ops[64];
+        snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", free_port());
+        const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
+        child_spec = cases[i].spec;
+        child_start(&c, NULL, NULL, env);
+        child_spec = &testd_spec;
+        assert_int_equal(child_wait(&c), 1);
+        const char *err = slurp(c.err);
+        if (!strstr(err, cases[i].why))
+            fail_msg("\"%s\" not in:\n%s", cases[i].why, err);
+        child_clean(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
         cmocka_unit_test(test_start_failure_exits_1),
         cmocka_unit_test(test_port_in_use_exits_1),
+        cmocka_unit_test(test_bad_subscription_table_exits_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

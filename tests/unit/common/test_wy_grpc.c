@@ -38,12 +38,13 @@ typedef struct {
     int port;
     enum mode mode;
     int handled;
-    wy_grpc_call_t *held[8];
+    wy_grpc_call_id_t held[8];
     int n_held;
     char seen_auth[64];
     char seen_method[64];
     int64_t seen_deadline;
     uv_timer_t async_timer;
+    uv_timer_t tick; /* wakes the loop while waiting on state no hop announces */
     bool srv_stopped, rt_closed;
 } fx_t;
 
@@ -91,7 +92,7 @@ static void wait_handled(fx_t *fx, int n)
     run_pred(&fx->loop, handled_at_least, &h);
 }
 
-static void handler(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg);
+static void handler(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 
 static void fx_open(fx_t *fx, const wy_grpc_server_opts_t *sopts,
                     const wy_grpc_channel_opts_t *copts)
@@ -111,6 +112,7 @@ static void fx_open(fx_t *fx, const wy_grpc_server_opts_t *sopts,
     assert_int_equal(wy_grpc_channel_new(fx->rt, target, copts, &fx->ch), WY_OK);
     uv_timer_init(&fx->loop, &fx->async_timer);
     fx->async_timer.data = fx;
+    uv_timer_init(&fx->loop, &fx->tick);
 }
 
 static void srv_stopped_cb(void *arg)
@@ -139,6 +141,7 @@ static void fx_close(fx_t *fx)
     assert_int_equal(wy_grpc_rt_close(fx->rt, rt_closed_cb, fx), WY_OK);
     run_until(fx, &fx->rt_closed);
     uv_close((uv_handle_t *)&fx->async_timer, NULL);
+    uv_close((uv_handle_t *)&fx->tick, NULL);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&fx->loop), 0);
 }
@@ -201,7 +204,7 @@ static void async_timer_cb(uv_timer_t *t)
     fx->n_held = 0;
 }
 
-static void handler(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void handler(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     fx_t *fx = arg;
     fx->handled++;
@@ -334,7 +337,8 @@ static void test_round_trip(void **state)
     assert_int_equal(r.payload_len, 300);
     assert_string_equal(fx.seen_auth, "Bearer t0ken");
     assert_string_equal(fx.seen_method, ECHO_PATH);
-    assert_true(fx.seen_deadline > 0 && fx.seen_deadline <= 2000);
+    /* gRPC rounds the grpc-timeout header up (2008 ms seen for 2000): allow for it. */
+    assert_true(fx.seen_deadline > 0 && fx.seen_deadline <= 2100);
 
     wy_grpc_server_stats_t st;
     wy_grpc_server_stats(fx.srv, &st);
@@ -442,6 +446,36 @@ static bool held_gone(void *arg)
     return wy_grpc_call_cancelled(((fx_t *)arg)->held[0]);
 }
 
+static bool none_in_flight(void *arg)
+{
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(((fx_t *)arg)->srv, &st);
+    return st.in_flight == 0;
+}
+
+/* Every way a late reply can find its call over: nothing is sent, WY_ECANCELED. */
+static void assert_call_over(wy_grpc_call_id_t call)
+{
+    Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
+    const char *v;
+    size_t n;
+    assert_true(wy_grpc_call_cancelled(call));
+    assert_int_equal(wy_grpc_reply(call, &e.base), WY_ECANCELED);
+    assert_int_equal(wy_grpc_reply_error(call, WY_EPERM, "late"), WY_ECANCELED);
+    assert_int_equal(wy_grpc_call_metadata(call, "authorization", &v, &n), WY_ECANCELED);
+    assert_null(wy_grpc_call_method(call));
+    assert_true(wy_grpc_call_deadline_ms(call) <= 0);
+}
+
+/* The server frees a call from the CQ thread after its release; wait for the count
+ * (no hop tells the loop, so tick it). */
+static void wait_none_in_flight(fx_t *fx)
+{
+    uv_timer_start(&fx->tick, tick_cb, 5, 5);
+    run_pred(&fx->loop, none_in_flight, fx);
+    uv_timer_stop(&fx->tick);
+}
+
 static void test_deadline_exceeded(void **state)
 {
     WY_UNUSED(state);
@@ -451,20 +485,72 @@ static void test_deadline_exceeded(void **state)
     /* 500 ms leaves room for the call to reach the handler on a slow sanitizer build. */
     hold_one(&fx, 500, &r);
     assert_true(fx.seen_deadline <= 500);
+    assert_false(wy_grpc_call_cancelled(fx.held[0]));
     run_until(&fx, &r.done);
     assert_int_equal(r.err, WY_ETIMEDOUT);
     assert_int_equal(r.status, 4);
-    /* The server learns the client is gone; the call stays held (never answered) and
-     * the stop in fx_close must release it. The module sets this flag from the CQ thread without
-     * waking the loop (no hop for it): tick the loop while waiting. */
-    uv_timer_t tick;
-    uv_timer_init(&fx.loop, &tick);
-    uv_timer_start(&tick, tick_cb, 5, 5);
+    /* The server learns the client is gone and releases the call without the handler;
+     * the handler's late reply is a no-op. */
     run_pred(&fx.loop, held_gone, &fx);
-    uv_close((uv_handle_t *)&tick, NULL);
+    assert_call_over(fx.held[0]);
+    wait_none_in_flight(&fx);
     wy_grpc_server_stats_t st;
     wy_grpc_server_stats(fx.srv, &st);
-    assert_int_equal(st.in_flight, 1);
+    assert_int_equal(st.cancelled, 1);
+    assert_int_equal(st.calls_total, 0); /* nothing was answered */
+    fx_close(&fx);
+}
+
+static void test_reply_after_grace(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    res_t r = {0};
+    hold_one(&fx, 0, &r);
+    /* The handler is still "waiting for its database" when the 50 ms grace ends: the
+     * stop answers the call itself and finishes; the handler replies afterwards. */
+    fx_stop_server(&fx, 50);
+    run_until(&fx, &r.done);
+    assert_int_not_equal(r.err, WY_OK);
+    assert_true(r.status == 14 || r.status == 1); /* UNAVAILABLE or CANCELLED */
+    assert_call_over(fx.held[0]);
+    wy_grpc_call_id_t late = fx.held[0];
+    fx_close(&fx);
+    /* Even with the runtime gone, the id resolves to nothing. */
+    assert_int_equal(wy_grpc_reply_error(late, WY_EUNAVAIL, "db answered at last"), WY_ECANCELED);
+}
+
+static void test_stale_id_never_resolves(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    res_t r = {0};
+    hold_one(&fx, 0, &r);
+    wy_grpc_call_id_t old = fx.held[0];
+    assert_int_equal(wy_grpc_reply_error(old, WY_EPERM, "first"), WY_OK);
+    run_until(&fx, &r.done);
+    assert_int_equal(r.err, WY_EPERM);
+    /* Later calls reuse the slot (the id's low 24 bits are its slot index): the old id
+     * must never reach them. Free slots are reused oldest first, so this takes at most
+     * as many calls as the table has slots. */
+    bool reused = false;
+    for (int i = 0; i < 2000 && !reused; i++) {
+        res_t ri = {0};
+        fx.n_held = 0;
+        fx.handled = 0;
+        hold_one(&fx, 0, &ri);
+        reused = (fx.held[0].v & 0xffffff) == (old.v & 0xffffff);
+        assert_true(fx.held[0].v != old.v);
+        assert_int_equal(wy_grpc_reply_error(old, WY_EPERM, "stale"), WY_ECANCELED);
+        assert_false(wy_grpc_call_cancelled(fx.held[0]));
+        assert_int_equal(wy_grpc_reply_error(fx.held[0], WY_ENOTFOUND, "fresh"), WY_OK);
+        run_until(&fx, &ri.done);
+        assert_int_equal(ri.err, WY_ENOTFOUND);
+    }
+    assert_true(reused);
+    fx.n_held = 0;
     fx_close(&fx);
 }
 
@@ -556,20 +642,6 @@ static void test_graceful_stop(void **state)
     fx_close(&fx);
 }
 
-static void test_stop_cancels_after_grace(void **state)
-{
-    WY_UNUSED(state);
-    fx_t fx;
-    fx_open(&fx, NULL, NULL);
-    res_t r = {0};
-    hold_one(&fx, 0, &r);
-    fx_stop_server(&fx, 50);
-    run_until(&fx, &r.done);
-    assert_int_not_equal(r.err, WY_OK);
-    assert_true(r.status == 14 || r.status == 1); /* UNAVAILABLE or CANCELLED */
-    fx_close(&fx);
-}
-
 static void test_oversize_rejected(void **state)
 {
     WY_UNUSED(state);
@@ -642,6 +714,7 @@ static void test_client_inflight_cap(void **state)
     fx_close(&fx);
 }
 
+/* The client cancels a call a handler holds. */
 static void test_channel_close_cancels(void **state)
 {
     WY_UNUSED(state);
@@ -654,6 +727,11 @@ static void test_channel_close_cancels(void **state)
     run_until(&fx, &r.done);
     assert_int_equal(r.err, WY_ECANCELED);
     assert_int_equal(r.status, 1);
+    /* The server sees the client leave and releases the call: the handler's late
+     * reply is a no-op. */
+    run_pred(&fx.loop, held_gone, &fx);
+    assert_call_over(fx.held[0]);
+    wait_none_in_flight(&fx);
     fx_close(&fx);
 }
 
@@ -701,10 +779,11 @@ int main(void)
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_malformed_request),
         cmocka_unit_test(test_deadline_exceeded),
+        cmocka_unit_test(test_reply_after_grace),
+        cmocka_unit_test(test_stale_id_never_resolves),
         cmocka_unit_test(test_server_down),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_graceful_stop),
-        cmocka_unit_test(test_stop_cancels_after_grace),
         cmocka_unit_test(test_oversize_rejected),
         cmocka_unit_test(test_server_inflight_cap),
         cmocka_unit_test(test_client_inflight_cap),

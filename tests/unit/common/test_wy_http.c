@@ -1,6 +1,7 @@
 /* Unit tests of wy_http: a real server on a libuv loop in the test thread, a client thread with
  * blocking loopback sockets. The client only records what it saw; assertions run after join. */
 #include "wy_http.h"
+#include "wy_metrics.h"
 #include "wy_buf.h"
 
 #include <stdarg.h>
@@ -216,6 +217,8 @@ static void cl_routing(fx_t *fx)
 static void test_routing(void **state)
 {
     WY_UNUSED(state);
+    wy_metrics_reset(); /* no server exists: this test owns the registry */
+    wy_metrics_set_service("test");
     fx_t *fx = fx_serve(NULL, cl_routing);
     assert_int_equal(fx->status[0], 200);
     assert_non_null(strstr(fx->r[0], "X-Test: yes\r\n"));
@@ -236,6 +239,26 @@ static void test_routing(void **state)
     assert_non_null(strstr(fx->r[6], "Retry-After: 30\r\n"));
     assert_non_null(strstr(fx->r[6], "\"code\":\"ELIMIT\",\"message\":\"slow down\""));
     fx_free(fx);
+
+    /* Every routed request is timed and counted by route and outcome. */
+    wy_buf_t b = WY_BUF_INIT;
+    wy_metrics_render(&b);
+    wt_assert_contains(
+        b.data,
+        (const char *const[]){
+            "wy_test_http_request_seconds_count{route=\"GET /hello\"} 1\n",
+            "wy_test_http_request_seconds_count{route=\"POST /echo\"} 2\n",
+            "wy_test_http_request_seconds_count{route=\"GET /items/*\"} 1\n",
+            "wy_test_http_request_seconds_count{route=\"unmatched\"} 2\n",
+            "wy_test_http_request_seconds_count{route=\"PUT /echo\"} 0\n",
+            "wy_test_http_request_total{route=\"GET /hello\",outcome=\"ok\"} 1\n",
+            "wy_test_http_request_total{route=\"POST /echo\",outcome=\"ok\"} 1\n",
+            "wy_test_http_request_total{route=\"POST /echo\",outcome=\"client_error\"} 1\n",
+            "wy_test_http_request_total{route=\"POST /limited\",outcome=\"client_error\"} 1\n",
+            "wy_test_http_request_total{route=\"unmatched\",outcome=\"client_error\"} 2\n",
+            "wy_test_http_request_total{route=\"unmatched\",outcome=\"ok\"} 0\n", NULL});
+    wy_buf_free(&b);
+    wy_metrics_set_service(NULL);
 }
 
 /* ---------------------------------------------------------------- keep-alive, pipelining */

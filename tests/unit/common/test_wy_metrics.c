@@ -135,8 +135,8 @@ static void test_histogram(void **state)
 static void test_latency_buckets(void **state)
 {
     (void)state;
-    assert_int_equal(wy_metrics_latency_nbuckets, 14);
-    assert_true(wy_metrics_latency_buckets[0] == 0.0005);
+    assert_int_equal(wy_metrics_latency_nbuckets, 16);
+    assert_true(wy_metrics_latency_buckets[0] == 0.0001);
     assert_true(wy_metrics_latency_buckets[wy_metrics_latency_nbuckets - 1] == 10);
     for (size_t i = 1; i < wy_metrics_latency_nbuckets; i++)
         assert_true(wy_metrics_latency_buckets[i] > wy_metrics_latency_buckets[i - 1]);
@@ -144,7 +144,9 @@ static void test_latency_buckets(void **state)
                                           wy_metrics_latency_buckets, wy_metrics_latency_nbuckets);
     wy_metric_observe(h, 0.003);
     char *out = render();
-    wt_assert_contains(out, (const char *const[]){"wy_test_tick_seconds_bucket{le=\"0.0005\"} 0\n",
+    wt_assert_contains(out, (const char *const[]){"wy_test_tick_seconds_bucket{le=\"0.0001\"} 0\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"0.00025\"} 0\n",
+                                                  "wy_test_tick_seconds_bucket{le=\"0.0005\"} 0\n",
                                                   "wy_test_tick_seconds_bucket{le=\"0.0025\"} 0\n",
                                                   "wy_test_tick_seconds_bucket{le=\"0.005\"} 1\n",
                                                   "wy_test_tick_seconds_bucket{le=\"2.5\"} 1\n",
@@ -438,6 +440,154 @@ static void test_series_cap(void **state)
     wy_free(out);
 }
 
+/* The lines of the `le` buckets of a default-bucket histogram series, with
+ * the given cumulative counts per bound (16 bounds + Inf). */
+static void put_buckets(wy_buf_t *b, const char *name, const char *labels, const int cum[17])
+{
+    static const char *les[] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+                                "0.01",   "0.025",   "0.05",   "0.1",   "0.25",   "0.5",
+                                "1",      "2.5",     "5",      "10",    "+Inf"};
+    for (int i = 0; i < 17; i++)
+        wy_buf_printf(b, "%s_bucket{%s,le=\"%s\"} %d\n", name, labels, les[i], cum[i]);
+}
+
+static void test_op_family_render(void **state)
+{
+    (void)state;
+    wy_op_family_t *f =
+        wy_metrics_op_family("wy_test_http_request_seconds", "Request time by route.", "route");
+    assert_ptr_equal(wy_metrics_op_family("wy_test_http_request_seconds", NULL, "route"), f);
+    /* Nothing renders before the first label value. */
+    assert_render("");
+    wy_op_t *login = wy_metrics_op(f, "POST /v1/login");
+    assert_ptr_equal(wy_metrics_op(f, "POST /v1/login"), login);
+    wy_op_observe(login, 0.003, WY_OUTCOME_OK);
+    wy_op_observe(login, 0.2, WY_OUTCOME_CLIENT_ERROR);
+    wy_op_observe(login, 20, WY_OUTCOME_SERVER_ERROR);
+    wy_op_t *q = wy_metrics_op(f, "GET /a\"b\\c");
+    wy_op_observe(q, 0.00005, WY_OUTCOME_OK);
+
+    wy_buf_t want = WY_BUF_INIT;
+    wy_buf_puts(&want, "# HELP wy_test_http_request_seconds Request time by route.\n"
+                       "# TYPE wy_test_http_request_seconds histogram\n");
+    put_buckets(&want, "wy_test_http_request_seconds", "route=\"POST /v1/login\"",
+                (const int[17]){0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 3});
+    wy_buf_puts(&want, "wy_test_http_request_seconds_sum{route=\"POST /v1/login\"} 20.203\n"
+                       "wy_test_http_request_seconds_count{route=\"POST /v1/login\"} 3\n");
+    put_buckets(&want, "wy_test_http_request_seconds", "route=\"GET /a\\\"b\\\\c\"",
+                (const int[17]){1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+    wy_buf_puts(
+        &want,
+        "wy_test_http_request_seconds_sum{route=\"GET /a\\\"b\\\\c\"} 5e-05\n"
+        "wy_test_http_request_seconds_count{route=\"GET /a\\\"b\\\\c\"} 1\n"
+        "# HELP wy_test_http_request_total Operations counted in "
+        "wy_test_http_request_seconds, by route and outcome.\n"
+        "# TYPE wy_test_http_request_total counter\n"
+        "wy_test_http_request_total{route=\"POST /v1/login\",outcome=\"ok\"} 1\n"
+        "wy_test_http_request_total{route=\"POST /v1/login\",outcome=\"client_error\"} 1\n"
+        "wy_test_http_request_total{route=\"POST /v1/login\",outcome=\"server_error\"} 1\n"
+        "wy_test_http_request_total{route=\"GET /a\\\"b\\\\c\",outcome=\"ok\"} 1\n"
+        "wy_test_http_request_total{route=\"GET /a\\\"b\\\\c\",outcome=\"client_error\"} 0\n"
+        "wy_test_http_request_total{route=\"GET /a\\\"b\\\\c\",outcome=\"server_error\"} 0\n");
+    assert_render(want.data);
+    wy_buf_free(&want);
+}
+
+static void test_op_done_and_outcomes(void **state)
+{
+    (void)state;
+    assert_int_equal(wy_outcome_http(101), WY_OUTCOME_OK);
+    assert_int_equal(wy_outcome_http(204), WY_OUTCOME_OK);
+    assert_int_equal(wy_outcome_http(304), WY_OUTCOME_OK);
+    assert_int_equal(wy_outcome_http(404), WY_OUTCOME_CLIENT_ERROR);
+    assert_int_equal(wy_outcome_http(429), WY_OUTCOME_CLIENT_ERROR);
+    assert_int_equal(wy_outcome_http(500), WY_OUTCOME_SERVER_ERROR);
+    assert_int_equal(wy_outcome_http(503), WY_OUTCOME_SERVER_ERROR);
+    assert_string_equal(wy_outcome_name(WY_OUTCOME_CLIENT_ERROR), "client_error");
+
+    wy_op_family_t *f = wy_metrics_op_family("wy_test_ws_message_seconds", "Message time.", "type");
+    wy_op_t *op = wy_metrics_op(f, "join");
+    /* A start in the future (clock read on another thread) counts as 0 s. */
+    wy_op_done(op, wy_now_ns() + 1000000000ull, WY_OUTCOME_OK);
+    wy_op_done(op, wy_now_ns() - 2000000ull, WY_OUTCOME_OK);
+    char *out = render();
+    wt_assert_contains(
+        out,
+        (const char *const[]){"wy_test_ws_message_seconds_bucket{type=\"join\",le=\"0.0001\"} 1\n",
+                              "wy_test_ws_message_seconds_bucket{type=\"join\",le=\"0.0005\"} 1\n",
+                              "wy_test_ws_message_seconds_bucket{type=\"join\",le=\"+Inf\"} 2\n",
+                              "wy_test_ws_message_seconds_count{type=\"join\"} 2\n",
+                              "wy_test_ws_message_total{type=\"join\",outcome=\"ok\"} 2\n", NULL});
+    wy_free(out);
+}
+
+static void test_op_value_cap(void **state)
+{
+    (void)state;
+    wy_op_family_t *f = wy_metrics_op_family("wy_test_rpc_seconds", "RPC.", "method");
+    wy_op_t *ops[WY_METRICS_OP_MAX_VALUES];
+    for (int i = 0; i < WY_METRICS_OP_MAX_VALUES; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "m%d", i);
+        ops[i] = wy_metrics_op(f, v);
+    }
+    for (int i = 0; i < WY_METRICS_OP_MAX_VALUES; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "m%d", i);
+        assert_ptr_equal(wy_metrics_op(f, v), ops[i]);
+    }
+    wy_op_t *o1 = wy_metrics_op(f, "from outside 1");
+    wy_op_t *o2 = wy_metrics_op(f, "from outside 2");
+    assert_ptr_equal(o1, o2);
+    wy_op_observe(o1, 0.01, WY_OUTCOME_CLIENT_ERROR);
+    wy_op_observe(o2, 0.01, WY_OUTCOME_CLIENT_ERROR);
+    char *out = render();
+    wt_assert_contains(out, (const char *const[]){
+                                "wy_test_rpc_seconds_count{method=\"other\"} 2\n",
+                                "wy_test_rpc_total{method=\"other\",outcome=\"client_error\"} 2\n",
+                                "wy_test_rpc_seconds_count{method=\"m63\"} 0\n", NULL});
+    assert_null(strstr(out, "from outside"));
+    wy_free(out);
+}
+
+static wy_op_family_t *t_fam;
+
+static void *op_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "t%d", i % 8);
+        wy_op_observe(wy_metrics_op(t_fam, v), 0.001, (wy_outcome_t)(i % 3));
+    }
+    return NULL;
+}
+
+/* Four threads register and observe the same eight values at once: each
+ * value is one series and no observation is lost. */
+static void test_op_threads(void **state)
+{
+    (void)state;
+    t_fam = wy_metrics_op_family("wy_test_op_seconds", "Op.", "kind");
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, op_thread, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    double total = 0;
+    for (int i = 0; i < 8; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "kind=\"t%d\"", i);
+        total += wy_metric_value(wy_metrics_histogram("wy_test_op_seconds", NULL, l,
+                                                      wy_metrics_latency_buckets,
+                                                      wy_metrics_latency_nbuckets));
+    }
+    assert_true(total == 4 * 20000);
+    char *out = render();
+    assert_null(strstr(out, "kind=\"t8\""));
+    wy_free(out);
+}
+
 /* promtool check metrics reads the exposition on stdin and exits non-zero on
  * format errors; lint problems are printed but must also be absent. */
 static void test_promtool(void **state)
@@ -469,6 +619,10 @@ static void test_promtool(void **state)
     wy_metric_observe(h, 0.05);
     wy_metric_observe(hl, 5);
     wy_metric_observe(hd, 0.016);
+    wy_op_t *op = wy_metrics_op(
+        wy_metrics_op_family("wy_test_http_request_seconds", "Request time by route.", "route"),
+        "POST /v1/\"x\"");
+    wy_op_observe(op, 0.002, WY_OUTCOME_CLIENT_ERROR);
 
     char *text = render();
     char path[] = "/tmp/wy_metrics_promtool_XXXXXX";
@@ -506,6 +660,10 @@ int main(void)
         cmocka_unit_test_teardown(test_bugs_abort, teardown),
         cmocka_unit_test_teardown(test_threads, teardown),
         cmocka_unit_test_teardown(test_series_cap, teardown),
+        cmocka_unit_test_teardown(test_op_family_render, teardown),
+        cmocka_unit_test_teardown(test_op_done_and_outcomes, teardown),
+        cmocka_unit_test_teardown(test_op_value_cap, teardown),
+        cmocka_unit_test_teardown(test_op_threads, teardown),
         cmocka_unit_test_teardown(test_promtool, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

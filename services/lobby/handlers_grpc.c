@@ -2,12 +2,14 @@
  * GetSession (the account's live session from Redis) and Notify. Handlers get the daemon,
  * not the lobby state, so a call handed to the loop late in the stop finds it gone
  * (lobby_get NULL) instead of freed. */
-#include "lobby_int.h"
+#include "handlers_grpc.h"
+#include "state.h"
+#include "store.h"
 
 #include <string.h>
 
 /* The lobby state for a handler, or NULL after answering UNAVAILABLE (state freed). */
-static lobby_t *lobby_or_reply(wy_grpc_call_t *call, void *daemon)
+static lobby_t *lobby_or_reply(wy_grpc_call_id_t call, void *daemon)
 {
     lobby_t *lb = lobby_get(daemon);
     if (!lb)
@@ -17,7 +19,7 @@ static lobby_t *lobby_or_reply(wy_grpc_call_t *call, void *daemon)
 
 /* Answers a failed session lookup (no live session, or the store is down);
  * returns true when it did, false when status is WY_OK. */
-static bool reply_lookup_error(wy_grpc_call_t *call, int status)
+static bool reply_lookup_error(wy_grpc_call_id_t call, int status)
 {
     if (status == WY_ENOTFOUND)
         wy_grpc_reply_error(call, WY_ENOTFOUND, "account has no live session");
@@ -28,7 +30,7 @@ static bool reply_lookup_error(wy_grpc_call_t *call, int status)
 }
 
 /* Answers a lookup that could not start (bad account id, store down). */
-static void reply_start_error(wy_grpc_call_t *call, int rc)
+static void reply_start_error(wy_grpc_call_id_t call, int rc)
 {
     wy_grpc_reply_error(
         call, rc, rc == WY_EINVAL ? "account_id: 1 to 64 characters" : "session store unavailable");
@@ -36,7 +38,7 @@ static void reply_start_error(wy_grpc_call_t *call, int rc)
 
 static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
 {
-    wy_grpc_call_t *call = ud;
+    wy_grpc_call_id_t call = wy_grpc_call_from_ud(ud);
     if (reply_lookup_error(call, status))
         return;
     Wyvern__Lobby__KickResponse r = WYVERN__LOBBY__KICK_RESPONSE__INIT;
@@ -46,7 +48,7 @@ static void kick_done(int status, const lobby_sess_info_t *s, void *ud)
     wy_grpc_reply(call, &r.base);
 }
 
-static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void handle_kick(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     lobby_t *lb = lobby_or_reply(call, arg);
     if (!lb)
@@ -56,14 +58,14 @@ static void handle_kick(wy_grpc_call_t *call, const ProtobufCMessage *req, void 
         wy_grpc_reply_error(call, WY_EINVAL, "reason is longer than 120 bytes");
         return;
     }
-    int rc = lobby_session_fence(lb, k->account_id, k->reason, kick_done, call);
+    int rc = lobby_session_fence(lb, k->account_id, k->reason, kick_done, wy_grpc_call_to_ud(call));
     if (rc != WY_OK)
         reply_start_error(call, rc);
 }
 
 static void get_done(int status, const lobby_sess_info_t *s, void *ud)
 {
-    wy_grpc_call_t *call = ud;
+    wy_grpc_call_id_t call = wy_grpc_call_from_ud(ud);
     if (reply_lookup_error(call, status))
         return;
     Wyvern__Lobby__SessionInfo r = WYVERN__LOBBY__SESSION_INFO__INIT;
@@ -79,18 +81,18 @@ static void get_done(int status, const lobby_sess_info_t *s, void *ud)
     wy_grpc_reply(call, &r.base);
 }
 
-static void handle_get(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void handle_get(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     lobby_t *lb = lobby_or_reply(call, arg);
     if (!lb)
         return;
     const Wyvern__Lobby__GetSessionRequest *g = (const Wyvern__Lobby__GetSessionRequest *)req;
-    int rc = lobby_session_lookup(lb, g->account_id, get_done, call);
+    int rc = lobby_session_lookup(lb, g->account_id, get_done, wy_grpc_call_to_ud(call));
     if (rc != WY_OK)
         reply_start_error(call, rc);
 }
 
-static void handle_notify(wy_grpc_call_t *call, const ProtobufCMessage *req, void *arg)
+static void handle_notify(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     lobby_t *lb = lobby_or_reply(call, arg);
     if (!lb)
