@@ -71,6 +71,7 @@ wy_daemon_spec_t auth_daemon_spec = {
     .svc = "auth",
     .grpc_service = "wyvern.auth.Auth",
     .deps = WY_DEP_PG | WY_DEP_REDIS | WY_DEP_KAFKA,
+    .helpers = WY_HELPER_OUTBOX, /* wy.account events (tokens.c) */
     .ops_port = 9101,
     .grpc_port = 9201,
     .start = auth_start,
@@ -233,13 +234,6 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;
     }
-    wy_outbox_opts_t oo = {.svc = "auth", .schema = "auth"};
-    rc = wy_outbox_new(a->loop, auth_pg(a), wy_daemon_producer(d), &oo, &a->outbox, &e);
-    if (rc != WY_OK) {
-        *err = e;
-        return rc;
-    }
-    a->outbox_open = true;
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;
@@ -257,34 +251,13 @@ static void on_http_closed(void *ud)
     auth_unref(ud);
 }
 
-static void on_outbox_closed(void *ud)
-{
-    auth_t *a = ud;
-    a->outbox_open = false;
-    auth_unref(a);
-}
-
-/* After the requests drained (their commits go through the outbox): the relay pass in flight
- * finishes, then the outbox is freed. Rows it could not publish stay for the next start. */
-static void close_outbox(auth_t *a)
-{
-    if (!a->outbox)
-        return;
-    auth_ref(a);
-    wy_outbox_close(a->outbox, on_outbox_closed, a);
-    a->outbox = NULL;
-}
-
 /* Requests in flight on auth's own HTTP server while it drains (the state stays the
- * daemon's until freed, kept alive by that server and its timer), and the outbox until its
- * relay pass finished, so the daemon's drain waits for them before closing PostgreSQL, Redis
- * and the producer. */
+ * daemon's until freed, kept alive by that server and its timer), so the daemon's drain
+ * waits for them (and their outbox commits) before closing the outbox, PostgreSQL and Redis. */
 static size_t auth_busy(wy_daemon_t *d)
 {
     auth_t *a = wy_daemon_state(d);
-    if (!a)
-        return 0;
-    return (a->http ? wy_http_in_flight(a->http) : 0) + (a->outbox_open ? 1 : 0);
+    return a && a->http ? wy_http_in_flight(a->http) : 0;
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -296,7 +269,6 @@ static void on_drain_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_drain_closed);
     wy_http_close(a->http, on_http_closed, a);
     a->http = NULL;
-    close_outbox(a);
 }
 
 static void auth_stop(wy_daemon_t *d)
@@ -324,8 +296,6 @@ static void auth_stop(wy_daemon_t *d)
         a->drain_timer.data = a;
         a->drain_deadline = wy_now_ms() + (uint64_t)wy_daemon_drain_ms(d);
         uv_timer_start(&a->drain_timer, on_drain_tick, 0, AUTH_DRAIN_POLL_MS);
-    } else {
-        close_outbox(a);
     }
     auth_unref(a);
 }

@@ -49,8 +49,6 @@ typedef struct auth {
     auth_hasher_t *hasher;
     auth_providers_t *providers;
     wy_ratelimit_t *rl_pair, *rl_account, *rl_ip;
-    wy_outbox_t *outbox; /* wy.account events; NULL once closing (see auth_tx_commit) */
-    bool outbox_open;    /* until the outbox's close finished (the daemon's drain waits) */
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     uv_timer_t reload_timer; /* see auth_revocations_watch */
@@ -137,8 +135,8 @@ void auth_revocations_unwatch(auth_t *a);
 
 /* wy_pg_begin on auth's pool; WY_EUNAVAIL when the pool is closed. */
 int auth_tx_begin(auth_t *a, wy_pg_begin_cb cb, void *ud);
-/* Commits tx and wakes the relay. WY_EUNAVAIL (tx untouched: roll it back) once the outbox
- * is closing. */
+/* Commits tx and wakes the relay (the daemon's outbox, WY_HELPER_OUTBOX). WY_EUNAVAIL (tx
+ * untouched: roll it back) once the daemon closed the outbox. */
 int auth_tx_commit(auth_t *a, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud);
 /* Rolls tx back (fire and forget). */
 void auth_tx_abort(wy_pg_tx_t *tx);

@@ -206,7 +206,8 @@ int auth_tx_begin(auth_t *a, wy_pg_begin_cb cb, void *ud)
 
 int auth_tx_commit(auth_t *a, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud)
 {
-    return a->outbox ? wy_outbox_commit(a->outbox, tx, cb, ud) : WY_EUNAVAIL;
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    return ob ? wy_outbox_commit(ob, tx, cb, ud) : WY_EUNAVAIL;
 }
 
 static void on_rolled_back(int status, const char *err, void *ud)
@@ -222,12 +223,13 @@ void auth_tx_abort(wy_pg_tx_t *tx)
 static int add_event(auth_t *a, wy_pg_tx_t *tx, const char *type, const char *key,
                      const ProtobufCMessage *m)
 {
-    if (!a->outbox)
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    if (!ob)
         return WY_EUNAVAIL;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = wy_malloc(n ? n : 1);
     protobuf_c_message_pack(m, buf);
-    int rc = wy_outbox_add(a->outbox, tx, "wy.account", key, type, buf, n, NULL);
+    int rc = wy_outbox_add(ob, tx, "wy.account", key, type, buf, n, NULL);
     wy_free(buf);
     if (rc != WY_OK)
         wy_log_warn("event not written", "type", type, "error", wy_strerror(rc), NULL);

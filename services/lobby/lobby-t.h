@@ -65,6 +65,7 @@ struct lobby {
     wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
+    bool keys_loaded;     /* auth's key set was fetched at least once (readiness) */
     wy_map_t *by_sid;     /* session id -> conn (claiming or ready) */
     wy_map_t *by_account; /* account -> conn (the ready one) */
     wy_map_t *revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */

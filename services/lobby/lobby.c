@@ -234,6 +234,14 @@ static void lobby_stop(wy_daemon_t *d)
     lobby_unref(lb);
 }
 
+/* Ready = able to verify tokens (a hello right after the ready line is not refused for
+ * want of auth's keys). */
+static const char *lobby_unready(wy_daemon_t *d)
+{
+    lobby_t *lb = lobby_get(d);
+    return lb ? lobby_keys_unready(lb) : "starting";
+}
+
 static size_t lobby_busy(wy_daemon_t *d)
 {
     lobby_t *lb = lobby_get(d);
@@ -274,4 +282,5 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .start = lobby_start,
     .stop = lobby_stop,
     .busy = lobby_busy,
+    .unready = lobby_unready,
 };

@@ -10,6 +10,8 @@
 #define REVOKED_KEEP_S  3600
 #define KEYS_REFRESH_MS 60000
 #define KEYS_RETRY_MS   2000
+/* Until the first key set arrives the lobby is not ready: ask again sooner. */
+#define KEYS_FIRST_RETRY_MS 250
 
 /* The cache holds what wy.account told this instance: "a:<account>" = every token of the
  * account issued at or before the time is revoked (ban, logout everywhere), "s:<sid>" = that
@@ -56,12 +58,22 @@ static void keys_apply(lobby_t *lb, int err, const char *message, const Protobuf
         if (wy_token_cache_update_jwks(lb->key_cache, r->jwks_json, &e) == WY_OK) {
             int64_t age = r->max_age_s > 0 ? (int64_t)r->max_age_s * 1000 : KEYS_REFRESH_MS;
             lb->keys_next_fetch_ms = wy_now_ms() + (uint64_t)(age < 5000 ? 5000 : age);
+            if (!lb->keys_loaded) {
+                lb->keys_loaded = true;
+                wy_log_info("token keys fetched from auth", NULL);
+                wy_daemon_ready_check(lb->d); /* the ready line may follow now */
+            }
             return;
         }
         err = WY_EINVAL;
     }
-    wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err), NULL);
-    lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
+    /* Before the first key set (auth still starting) this is expected: debug only. */
+    if (lb->keys_loaded)
+        wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err),
+                    NULL);
+    else
+        wy_log_debug("no token keys from auth yet", "error", e && *e ? e : wy_strerror(err), NULL);
+    lb->keys_next_fetch_ms = wy_now_ms() + (lb->keys_loaded ? KEYS_RETRY_MS : KEYS_FIRST_RETRY_MS);
 }
 
 static void keys_fetched(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -86,6 +98,12 @@ void lobby_keys_tick(lobby_t *lb)
         lb->keys_fetching = true;
         lobby_ref(lb);
     } else {
-        lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
+        lb->keys_next_fetch_ms =
+            wy_now_ms() + (lb->keys_loaded ? KEYS_RETRY_MS : KEYS_FIRST_RETRY_MS);
     }
+}
+
+const char *lobby_keys_unready(lobby_t *lb)
+{
+    return lb->static_keys || lb->keys_loaded ? NULL : "auth_keys";
 }

@@ -54,13 +54,10 @@ static wy_ws_frame_t *server_frame(uint32_t req, const Wyvern__Lobby__Status *st
         memcpy((char *)&m + f->offset, &p, sizeof p);
         m.body_case = body_case;
     }
-    size_t n = wyvern__lobby__server_message__get_packed_size(&m);
-    uint8_t stackbuf[512];
-    uint8_t *buf = n <= sizeof stackbuf ? stackbuf : wy_malloc(n);
-    wyvern__lobby__server_message__pack(&m, buf);
-    wy_ws_frame_t *f = wy_ws_frame_new(true, buf, n);
-    if (buf != stackbuf)
-        wy_free(buf);
+    uint8_t *payload;
+    wy_ws_frame_t *f =
+        wy_ws_frame_alloc(true, wyvern__lobby__server_message__get_packed_size(&m), &payload);
+    wyvern__lobby__server_message__pack(&m, payload);
     return f;
 }
 
