@@ -120,13 +120,20 @@ int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_
     return run(a, &session_revoked_sql, p, cb, ud);
 }
 
+/* Both halves have the same columns; each is bounded by $2 rows, newest first. */
 static const wy_pg_stmt_t recent_revocations_sql = {
     "auth_recent_revocations",
-    "SELECT id AS session_id, "
+    "(SELECT 'session' AS kind, id::text AS id, "
     "(extract(epoch FROM (revoked_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint "
-    "AS left_ms, (extract(epoch FROM revoked_at) * 1000)::bigint AS revoked_ms "
+    "AS left_ms, (extract(epoch FROM revoked_at) * 1000)::bigint AS at_ms "
     "FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1::bigint) "
-    "ORDER BY revoked_at DESC LIMIT $2::int",
+    "ORDER BY revoked_at DESC LIMIT $2::int) "
+    "UNION ALL "
+    "(SELECT 'account', id::text, "
+    "(extract(epoch FROM (banned_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint, "
+    "(extract(epoch FROM banned_at) * 1000)::bigint "
+    "FROM auth.accounts WHERE banned_at > now() - make_interval(secs => $1::bigint) "
+    "ORDER BY banned_at DESC LIMIT $2::int)",
     2};
 
 int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud)
@@ -136,24 +143,6 @@ int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb 
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[] = {window, lim};
     return run(a, &recent_revocations_sql, p, cb, ud);
-}
-
-static const wy_pg_stmt_t recent_bans_sql = {
-    "auth_recent_bans",
-    "SELECT id AS account_id, "
-    "(extract(epoch FROM (banned_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint "
-    "AS left_ms, (extract(epoch FROM banned_at) * 1000)::bigint AS banned_ms "
-    "FROM auth.accounts WHERE banned_at > now() - make_interval(secs => $1::bigint) "
-    "ORDER BY banned_at DESC LIMIT $2::int",
-    2};
-
-int auth_db_recent_bans(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud)
-{
-    char window[32], lim[16];
-    snprintf(window, sizeof window, "%lld", (long long)window_s);
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = {window, lim};
-    return run(a, &recent_bans_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t account_sql = {

@@ -33,12 +33,11 @@ int auth_db_session_revoke(auth_t *a, wy_pg_tx_t *tx, const char *sid, const cha
                            const char *reason, wy_pg_cb cb, void *ud);
 /* -> 0 rows (unknown session or account) | 1 row: revoked (session revoked or account banned) */
 int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_pg_cb cb, void *ud);
-/* Sessions revoked in the last window_s seconds, newest first, at most limit:
- * -> rows: session_id, left_ms (until window_s after the revocation), revoked_ms (unix ms) */
+/* What the revocation rebuild writes back to Redis: sessions revoked and accounts banned in the
+ * last window_s seconds, newest first, at most limit of each:
+ * -> rows: kind ("session" | "account"), id, left_ms (until window_s after the revocation),
+ *    at_ms (unix ms of the revocation) */
 int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud);
-/* Accounts banned in the last window_s seconds, newest first, at most limit:
- * -> rows: account_id, left_ms (until window_s after the ban), banned_ms (unix ms) */
-int auth_db_recent_bans(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud);
 /* -> 0 rows | 1 row: account_id, username ('' when none), created_at (unix s), banned,
  *    login_methods (JSON array text) */
 int auth_db_account(auth_t *a, const char *account, wy_pg_cb cb, void *ud);

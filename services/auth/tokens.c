@@ -313,19 +313,20 @@ static void on_reload_set(int status, redisReply *r, void *ud)
     (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
 }
 
-/* Writes one SET <prefix><id> <at_ms> PX <left_ms> per row (rows whose time is left). */
-static int reload_keys(wy_redis_t *r, const PGresult *res, const char *prefix, const char *id_col,
-                       const char *at_col)
+/* One SET auth:revoked:{sid,acct}:<id> <at_ms> PX <left_ms> per row whose time is left. */
+static int reload_keys(wy_redis_t *r, const PGresult *res)
 {
     int n = PQntuples(res);
-    int c_id = wy_pg_col(res, id_col), c_left = wy_pg_col(res, "left_ms"),
-        c_at = wy_pg_col(res, at_col);
+    int c_kind = wy_pg_col(res, "kind"), c_id = wy_pg_col(res, "id"),
+        c_left = wy_pg_col(res, "left_ms"), c_at = wy_pg_col(res, "at_ms");
     for (int i = 0; i < n; i++) {
         long long left = strtoll(PQgetvalue(res, i, c_left), NULL, 10);
         if (left <= 0)
             continue;
+        bool session = !strcmp(PQgetvalue(res, i, c_kind), "session");
         char key[128], px[32];
-        snprintf(key, sizeof key, "%s%s", prefix, PQgetvalue(res, i, c_id));
+        snprintf(key, sizeof key, "%s%s", session ? REVOKED_SID : REVOKED_ACCT,
+                 PQgetvalue(res, i, c_id));
         snprintf(px, sizeof px, "%lld", left);
         const char *argv[] = {"SET", key, PQgetvalue(res, i, c_at), "PX", px};
         int rc = wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL);
@@ -335,12 +336,12 @@ static int reload_keys(wy_redis_t *r, const PGresult *res, const char *prefix, c
     return WY_OK;
 }
 
-static void on_ban_rows(int status, const PGresult *res, const char *err, void *ud)
+static void on_reload_rows(int status, const PGresult *res, const char *err, void *ud)
 {
     auth_t *a = ud;
     wy_redis_t *r = auth_redis(a);
-    if (status != WY_OK || !r || reload_keys(r, res, REVOKED_ACCT, "account_id", "banned_ms")) {
-        wy_log_warn("revocation rebuild failed (bans)", "error", err, NULL);
+    if (status != WY_OK || !r || reload_keys(r, res) != WY_OK) {
+        wy_log_warn("revocation rebuild failed", "error", err ? err : "redis", NULL);
         reload_finish(a);
         return;
     }
@@ -348,17 +349,6 @@ static void on_ban_rows(int status, const PGresult *res, const char *err, void *
     const char *argv[] = {RELOAD_NONCE, RELOAD_MARKER, a->rebuild_nonce};
     if (wy_redis_eval(r, a->marker_script, 0, on_marker_set, a, 2, 3, argv, NULL) != WY_OK)
         reload_finish(a);
-}
-
-static void on_reload_rows(int status, const PGresult *res, const char *err, void *ud)
-{
-    auth_t *a = ud;
-    wy_redis_t *r = auth_redis(a);
-    if (status != WY_OK || !r || reload_keys(r, res, REVOKED_SID, "session_id", "revoked_ms") ||
-        auth_db_recent_bans(a, reload_window_s(), RELOAD_MAX, on_ban_rows, a) != WY_OK) {
-        wy_log_warn("revocation rebuild failed (sessions)", "error", err, NULL);
-        reload_finish(a);
-    }
 }
 
 static void on_nonce_set(int status, redisReply *reply, void *ud)

@@ -14,13 +14,9 @@ import requests
 
 from harness.wait import wait_until
 from test_lobby import Client
+from test_readiness import auth_and_lobby, readyz
 
 OUTAGE_S = 60
-
-
-def readyz(d):
-    r = requests.get(d.ops_url + "/readyz", timeout=5)
-    return r.status_code, r.json()
 
 
 def api(auth, method, path, body=None, token=None):
@@ -72,12 +68,7 @@ def reason_of(pb, type_, payload):
 def test_kafka_down_60s_loses_no_account_event(daemon, stack, protos, build_dir, tmp_path):
     import auth_pb2
     import auth_pb2_grpc
-    auth = daemon("auth")
-    lobby = daemon("lobby")  # verifies with the key auth signs with in tests
-    ws_url = "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
-    for d in (auth, lobby):
-        wait_until(lambda: readyz(d) == (200, {"status": "healthy"}), timeout=30,
-                   what="%s healthy" % d.svc)
+    auth, lobby, ws_url = auth_and_lobby(daemon)
     expected = {}  # account -> [(type, reason)] in the order of its changes
     ch = grpc.insecure_channel(auth.grpc_addr)
     stub = auth_pb2_grpc.AuthStub(ch)

@@ -9,5 +9,5 @@ CREATE TABLE wy_outbox (
     payload  bytea  NOT NULL,
     ts_ms    bigint NOT NULL
 );
--- The revocation rebuild after a Redis data loss reads the recent bans (auth_recent_bans).
+-- The revocation rebuild after a Redis data loss reads the recent bans (auth_recent_revocations in sql.c).
 CREATE INDEX accounts_banned_at_idx ON accounts (banned_at) WHERE banned_at IS NOT NULL;
