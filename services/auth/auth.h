@@ -53,6 +53,7 @@ typedef struct auth {
     uint64_t drain_deadline;
     uv_timer_t reload_timer; /* see auth_revocations_watch */
     bool reload_timer_on, reloading;
+    bool revocations_dirty; /* a revocation Redis did not take: drop its marker, rebuild */
     unsigned refs;
     bool stopping;
     wy_redis_script_t *marker_script; /* see auth_revocations_watch */

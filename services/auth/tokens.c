@@ -163,7 +163,11 @@ static void on_publish(int status, redisReply *r, void *ud)
     pub_t *p = ud;
     if (status != WY_OK) {
         wy_metric_inc(p->a->m_redis_failed);
-        wy_log_warn("revocation not published to redis", "error", wy_strerror(status), NULL);
+        /* Redis lacks a revocation PostgreSQL has: its marker goes at the next tick, so checks
+         * use PostgreSQL until a rebuild wrote it (auth_revocations_watch). */
+        p->a->revocations_dirty = true;
+        wy_log_warn("revocation not published to redis (redis will be rebuilt)", "error",
+                    wy_strerror(status), NULL);
     }
     p->cb(status, p->ud);
     auth_unref(p->a);
@@ -360,11 +364,11 @@ static void on_nonce_set(int status, redisReply *reply, void *ud)
         reload_finish(a);
 }
 
-static void on_marker(int status, redisReply *reply, void *ud)
+/* Redis has no marker: write the nonce, then the revocations, then the marker. */
+static void rebuild_start(auth_t *a)
 {
-    auth_t *a = ud;
     wy_redis_t *r = auth_redis(a);
-    if (status != WY_OK || reply->type != REDIS_REPLY_NIL || a->stopping || !r) {
+    if (a->stopping || !r) {
         reload_finish(a);
         return;
     }
@@ -378,6 +382,30 @@ static void on_marker(int status, redisReply *reply, void *ud)
         reload_finish(a);
 }
 
+static void on_marker(int status, redisReply *reply, void *ud)
+{
+    auth_t *a = ud;
+    if (status != WY_OK || reply->type != REDIS_REPLY_NIL) {
+        reload_finish(a);
+        return;
+    }
+    rebuild_start(a);
+}
+
+/* A revocation was not published: the marker is dropped, so every instance's checks go to
+ * PostgreSQL until the rebuild (which includes that revocation) is complete. */
+static void on_marker_dropped(int status, redisReply *reply, void *ud)
+{
+    (void)reply;
+    auth_t *a = ud;
+    if (status != WY_OK) {
+        reload_finish(a); /* still dirty: next tick */
+        return;
+    }
+    a->revocations_dirty = false;
+    rebuild_start(a);
+}
+
 static void on_reload_tick(uv_timer_t *t)
 {
     auth_t *a = t->data;
@@ -386,8 +414,9 @@ static void on_reload_tick(uv_timer_t *t)
         return;
     a->reloading = true;
     auth_ref(a);
-    const char *argv[] = {"GET", RELOAD_MARKER};
-    if (wy_redis_command_argv(r, on_marker, a, 2, argv, NULL) != WY_OK)
+    bool dirty = a->revocations_dirty;
+    const char *argv[] = {dirty ? "DEL" : "GET", RELOAD_MARKER};
+    if (wy_redis_command_argv(r, dirty ? on_marker_dropped : on_marker, a, 2, argv, NULL) != WY_OK)
         reload_finish(a);
 }
 

@@ -885,3 +885,33 @@ def test_every_documented_error_code_is_one_the_daemon_can_answer():
     for c in documented_errors():
         assert '"%s"' % c in sources or '"%s"' % c in http_c, \
             "README documents %s but no response carries it" % c
+
+
+def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, stack, protos):
+    """A logout whose Redis SET fails (Redis answers but refuses writes: maxmemory) is still
+    204 (PostgreSQL has it); auth then drops the marker, so Introspect answers from PostgreSQL
+    (revoked) instead of trusting a Redis without that key, and rebuilds once Redis takes
+    writes again."""
+    import auth_pb2_grpc
+    d = daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    out = api.register(uniq()).json()
+    live = api.register(uniq()).json()
+    marker = "auth:revoked:loaded"
+    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
+    with grpc.insecure_channel(d.grpc_addr) as ch:
+        stub = auth_pb2_grpc.AuthStub(ch)
+        stack.redis_cli("CONFIG", "SET", "maxmemory", "1")
+        try:
+            assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
+            wait_until(lambda: stack.redis_cli("EXISTS", marker) == "0", timeout=10,
+                       what="the marker dropped after the failed publish")
+            i = introspect(stub, out["access_token"])
+            assert i.revoked and not i.active
+            assert introspect(stub, live["access_token"]).active
+        finally:
+            stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
+        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
+                   what="the rebuild after Redis takes writes again")
+        assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
+        assert introspect(stub, out["access_token"]).revoked
