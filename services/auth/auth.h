@@ -116,7 +116,8 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *c, auth_revoked_cb
  * session (account NULL) or every session of an account issued up to now (sid NULL). The
  * key lives as long as an access token could. cb once on the loop with WY_OK or the Redis
  * error (PostgreSQL stays the durable record). Returns WY_OK or WY_EUNAVAIL (cb not
- * called). */
+ * called). On any failure Redis' marker is dropped at the next watch tick, so checks use
+ * PostgreSQL until a rebuild wrote the revocation (auth_revocations_watch). */
 typedef void (*auth_done_cb)(int err, void *ud);
 int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud);
 

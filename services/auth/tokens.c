@@ -177,8 +177,10 @@ static void on_publish(int status, redisReply *r, void *ud)
 int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud)
 {
     wy_redis_t *r = auth_redis(a);
-    if (!r)
+    if (!r) {
+        a->revocations_dirty = true; /* see on_publish */
         return WY_EUNAVAIL;
+    }
     char key[128], val[32], px[32];
     if (sid)
         snprintf(key, sizeof key, REVOKED_SID "%s", sid);
@@ -194,6 +196,7 @@ int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_do
     const char *argv[] = {"SET", key, val, "PX", px};
     int rc = wy_redis_command_argv(r, on_publish, p, 5, argv, NULL);
     if (rc != WY_OK) {
+        a->revocations_dirty = true; /* see on_publish */
         auth_unref(a);
         wy_free(p);
     }
