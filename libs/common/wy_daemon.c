@@ -758,6 +758,12 @@ static void finish_stop(wy_daemon_t *d)
         return;
     d->state = ST_CLOSING;
     uv_timer_stop(&d->drain_timer);
+    /* Calls handlers still hold are answered before the stores they wait on close:
+     * the gRPC grace has the drain's length but its own timer, and a loop turn that
+     * wakes late past both deadlines may run the drain's first. Closing Redis or
+     * PostgreSQL below then finishes the handlers, and their replies are dropped. */
+    if (d->grpc && !d->grpc_stopped)
+        wy_grpc_server_end_grace(d->grpc);
     /* Workers first: what they posted last is delivered while the rest is
      * still open. */
     if (d->workers) {
@@ -865,6 +871,9 @@ static void begin_stop(wy_daemon_t *d, const char *why)
         }
     }
     d->drain_deadline = wy_now_ms() + (uint64_t)d->drain_ms;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)d->drain_ms);
+    wy_log_info("draining", "timeout_ms", ms, NULL);
     uv_timer_start(&d->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
 }
 

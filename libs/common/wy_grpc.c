@@ -1004,6 +1004,15 @@ int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb
     return WY_OK;
 }
 
+void wy_grpc_server_end_grace(wy_grpc_server_t *srv)
+{
+    /* gs is NULL once the server finished (everything answered) or never started. */
+    if (srv->state != S_STOPPING || srv->hard || !srv->gs)
+        return;
+    uv_timer_stop(&srv->timer);
+    on_grace(&srv->timer);
+}
+
 void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out)
 {
     wy_grpc_server_t *s = (wy_grpc_server_t *)srv; /* atomics loads need non-const */
