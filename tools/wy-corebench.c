@@ -21,20 +21,23 @@
 #include "wy_grpc.h"
 #include "wy_kafka.h"
 #include "wy_log.h"
+#include "wy_mailbox.h"
+#include "wy_tick.h"
 #include "wy_pg.h"
 #include "wy_redis.h"
 
 static const char *usage_text =
     "usage: wy-corebench BENCH [options]\n"
     "  BENCH: http | ws | grpc | grpc-raw | kafka-produce | kafka-e2e | redis-set |\n"
-    "         redis-get | pg-select | pg-insert\n"
+    "         redis-get | pg-select | pg-insert | mailbox | tick\n"
     "  or:    wy-corebench grpc-raw-server [--port N]   (the ceiling's server; until SIGTERM)\n"
     "  --target HOST:PORT   http, ws, grpc, grpc-raw server (IPv4 literal)\n"
     "  --port N             grpc-raw-server: port to listen on (default 0 = any)\n"
     "  --path PATH          http request path (default /healthz); ws path (default /echo)\n"
     "  --url URL            redis (redis://...) or pg (postgresql://...) address\n"
     "  --brokers LIST       Kafka bootstrap servers\n"
-    "  --conns N            connections (http, ws) or operations in flight (others); default 1\n"
+    "  --conns N            connections (http, ws) or operations in flight (others); default 1;\n"
+    "                       mailbox: producer threads; tick: rate in Hz\n"
     "  --depth N            ws: messages in flight per connection (pipelining); default 1\n"
     "  --pool N             pg: pool size; default 4\n"
     "  --size BYTES         ws message / Kafka payload / Redis value size; default 32\n"
@@ -1696,6 +1699,233 @@ static void pg_free(bench_t *b)
         wy_free(pb->body);
 }
 
+/* ---- 6. Threads: wy_mailbox hand-off, wy_tick jitter ----------------------------------
+ * mailbox: --conns producer threads push as fast as they can into one loop mailbox (the
+ * shape of the gRPC and worker hand-offs); each message carries its push time, so the
+ * latency is push -> callback on the loop. A producer reuses a message once the loop has
+ * delivered it (MB_RING per producer) and retries a refused push (counted in the note).
+ * tick: a wy_tick at --conns Hz on its own thread with an empty body; each tick's lateness
+ * (wake-up jitter) goes to the loop through a mailbox and is the "latency" reported. */
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#define MB_RING     1024
+#define MB_CAPACITY 4096
+#define MB_MAX_PROD 64
+
+typedef struct mb_bench mb_bench_t;
+
+typedef struct {
+    wy_mailbox_node_t node;
+    atomic_int busy; /* pushed and not delivered yet */
+    uint64_t start_ns;
+} mb_msg_t;
+
+typedef struct {
+    mb_bench_t *mb;
+    pthread_t th;
+    bool started;
+    uint64_t refused;
+    mb_msg_t ring[MB_RING];
+} mb_producer_t;
+
+struct mb_bench {
+    bench_t *b;
+    wy_mailbox_t *box;
+    atomic_int stop;
+    unsigned n;
+    mb_producer_t *prod;
+    /* tick */
+    wy_tick_t tick;
+    pthread_t tick_th;
+    bool tick_started;
+    unsigned next_msg;
+    mb_msg_t tick_msgs[MB_RING];
+};
+
+static void mb_delivered(wy_mailbox_node_t *node, void *ud, int status)
+{
+    mb_bench_t *mb = ud;
+    mb_msg_t *m = WY_CONTAINER_OF(node, mb_msg_t, node);
+    if (status == WY_OK)
+        bench_record(mb->b, m->start_ns);
+    atomic_store_explicit(&m->busy, 0, memory_order_release);
+}
+
+static void *mb_producer_main(void *arg)
+{
+    mb_producer_t *p = arg;
+    mb_bench_t *mb = p->mb;
+    unsigned i = 0;
+    while (!atomic_load_explicit(&mb->stop, memory_order_relaxed)) {
+        mb_msg_t *m = &p->ring[i % MB_RING];
+        if (atomic_load_explicit(&m->busy, memory_order_acquire)) {
+            sched_yield(); /* every message of this producer is in flight */
+            continue;
+        }
+        atomic_store_explicit(&m->busy, 1, memory_order_relaxed);
+        m->start_ns = wy_now_ns();
+        if (wy_mailbox_push(mb->box, &m->node, mb_delivered) != WY_OK) {
+            atomic_store_explicit(&m->busy, 0, memory_order_relaxed);
+            p->refused++;
+            sched_yield();
+            continue;
+        }
+        i++;
+    }
+    return NULL;
+}
+
+static void mb_stop_threads(mb_bench_t *mb)
+{
+    atomic_store(&mb->stop, 1);
+    for (unsigned i = 0; i < mb->n; i++)
+        if (mb->prod[i].started)
+            pthread_join(mb->prod[i].th, NULL);
+    if (mb->tick_started) {
+        wy_tick_stop(&mb->tick);
+        pthread_join(mb->tick_th, NULL);
+    }
+}
+
+static void mb_release(bench_t *b)
+{
+    mb_bench_t *mb = b->impl;
+    mb_stop_threads(mb);
+    uint64_t refused = 0;
+    for (unsigned i = 0; i < mb->n; i++)
+        refused += mb->prod[i].refused;
+    wy_mailbox_stats_t st;
+    wy_mailbox_stats(mb->box, &st);
+    if (mb->n)
+        bench_note(b, "%u producers, capacity %u, refused pushes %" PRIu64 ", high water %zu",
+                   mb->n, MB_CAPACITY, refused, st.high_water);
+    if (mb->tick_started) {
+        wy_tick_stats_t ts;
+        wy_tick_stats(&mb->tick, &ts);
+        bench_note(b, "lateness of %u Hz ticks; overruns %" PRIu64 ", skipped %" PRIu64,
+                   b->o->conns, ts.overruns, ts.skipped);
+    }
+    wy_mailbox_close(mb->box, NULL, NULL); /* queued ones are canceled; the loop ends */
+}
+
+static void mb_free(bench_t *b)
+{
+    mb_bench_t *mb = b->impl;
+    if (mb)
+        wy_free(mb->prod);
+}
+
+static void mb_start(bench_t *b)
+{
+    mb_bench_t *mb = b->impl;
+    for (unsigned i = 0; i < mb->n; i++) {
+        mb->prod[i].mb = mb;
+        if (pthread_create(&mb->prod[i].th, NULL, mb_producer_main, &mb->prod[i]) != 0) {
+            bench_fail(b, "cannot start a producer thread");
+            return;
+        }
+        mb->prod[i].started = true;
+    }
+}
+
+static mb_bench_t *mb_new(bench_t *b, const char **err)
+{
+    mb_bench_t *mb = wy_calloc(1, sizeof *mb);
+    b->impl = mb;
+    mb->b = b;
+    b->release = mb_release;
+    wy_mailbox_opts_t o = {.capacity = MB_CAPACITY, .ud = mb};
+    if (wy_mailbox_new(b->loop, &o, &mb->box) != WY_OK) {
+        *err = "cannot create the mailbox";
+        return NULL;
+    }
+    return mb;
+}
+
+static int bench_mailbox(bench_t *b, const char **err)
+{
+    if (b->o->conns > MB_MAX_PROD) {
+        *err = "mailbox: at most 64 producers";
+        return WY_EINVAL;
+    }
+    mb_bench_t *mb = mb_new(b, err);
+    if (!mb)
+        return WY_EINVAL;
+    mb->n = b->o->conns;
+    mb->prod = wy_calloc(mb->n, sizeof *mb->prod);
+    b->start = mb_start;
+    bench_ready(b);
+    return WY_OK;
+}
+
+/* Tick thread: the body only hands its lateness to the loop (start_ns is chosen so that
+ * bench_record's "now - start" is not used: see tick_delivered). */
+static void tick_delivered(wy_mailbox_node_t *node, void *ud, int status)
+{
+    mb_bench_t *mb = ud;
+    mb_msg_t *m = WY_CONTAINER_OF(node, mb_msg_t, node);
+    bench_t *b = mb->b;
+    if (status == WY_OK && b->phase == PH_MEASURE) {
+        hist_add(&b->hist, m->start_ns); /* start_ns holds the lateness here */
+        b->ops++;
+    }
+    atomic_store_explicit(&m->busy, 0, memory_order_release);
+}
+
+static void tick_body(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
+{
+    WY_UNUSED(t);
+    mb_bench_t *mb = ud;
+    mb_msg_t *m = &mb->tick_msgs[mb->next_msg % MB_RING];
+    if (atomic_load_explicit(&m->busy, memory_order_acquire))
+        return; /* the loop is 1024 ticks behind: this sample is lost, not the tick */
+    atomic_store_explicit(&m->busy, 1, memory_order_relaxed);
+    m->start_ns = info->lateness;
+    if (wy_mailbox_push(mb->box, &m->node, tick_delivered) != WY_OK)
+        atomic_store_explicit(&m->busy, 0, memory_order_relaxed);
+    else
+        mb->next_msg++;
+}
+
+static void *tick_main(void *arg)
+{
+    mb_bench_t *mb = arg;
+    wy_tick_run(&mb->tick, tick_body, mb);
+    return NULL;
+}
+
+static void tick_start(bench_t *b)
+{
+    mb_bench_t *mb = b->impl;
+    if (pthread_create(&mb->tick_th, NULL, tick_main, mb) != 0) {
+        bench_fail(b, "cannot start the tick thread");
+        return;
+    }
+    mb->tick_started = true;
+}
+
+static int bench_tick(bench_t *b, const char **err)
+{
+    if (b->o->conns > 10000) {
+        *err = "tick: at most 10000 Hz";
+        return WY_EINVAL;
+    }
+    mb_bench_t *mb = mb_new(b, err);
+    if (!mb)
+        return WY_EINVAL;
+    wy_tick_opts_t to = {.period_ns = 1000000000ull / b->o->conns};
+    if (wy_tick_init(&mb->tick, &to) != WY_OK) {
+        *err = "tick: bad rate";
+        return WY_EINVAL;
+    }
+    b->start = tick_start;
+    bench_ready(b);
+    return WY_OK;
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1730,6 +1960,8 @@ static const bench_def_t benches[] = {
     {"redis-get", run_redis_get, redis_free},
     {"pg-select", run_pg_select, pg_free},
     {"pg-insert", run_pg_insert, pg_free},
+    {"mailbox", bench_mailbox, mb_free},
+    {"tick", bench_tick, mb_free},
 };
 
 static int usage(const char *why)

@@ -21,6 +21,11 @@
 #define DRAIN_POLL_MS  20
 #define HEALTH_POLL_MS 500
 #define SEEN_CAPACITY  65536
+/* Distinct unhandled (topic, type) pairs remembered for the log-once rule and
+ * labelled in the metric; past it they count as type="other". */
+#define UNHANDLED_MAX 64
+/* Longest broker round trip allowed while positioning a broadcast consumer. */
+#define POSITION_TIMEOUT_MS 5000
 
 enum { ST_STARTING, ST_RUNNING, ST_DRAINING, ST_CLOSING };
 
@@ -28,6 +33,21 @@ typedef struct {
     wy_metric_t *m;
     uint64_t last;
 } mirror_t;
+
+enum { CONS_SHARED, CONS_BROADCAST, CONS_N };
+
+/* One of the daemon's (at most two) consumers: the rows of one mode. */
+typedef struct {
+    wy_daemon_t *d;
+    wy_kafka_consumer_t *c;
+    bool positioned; /* an assignment was applied (broadcast: with explicit start offsets) */
+} dcons_t;
+
+typedef struct {
+    const wy_daemon_sub_t *row;
+    char *type;
+    wy_metric_t *m;
+} unhandled_t;
 
 struct wy_daemon {
     const wy_daemon_spec_t *spec;
@@ -56,15 +76,19 @@ struct wy_daemon {
     wy_redis_t *redis;
     wy_pg_t *pg;
     wy_kafka_producer_t *producer;
-    wy_kafka_consumer_t *consumer;
+    dcons_t cons[CONS_N];
     wy_seen_t *seen;
+    unhandled_t unhandled[UNHANDLED_MAX + 1]; /* the last slot is "other" */
+    size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    int closing; /* asynchronous closes still running */
+    int closing;             /* asynchronous closes still running */
+    wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;           /* inside spec->start */
+    uint64_t wmb_last[2][2]; /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
 
     /* metrics */
-    wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_events_ignored,
-        *m_duplicates;
+    wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_duplicates;
     mirror_t mx_http_req, mx_http_resp[4], mx_grpc_calls, mx_produced, mx_delivery_failed,
         mx_consumed, mx_bad;
 };
@@ -226,8 +250,9 @@ static size_t deps_down(wy_daemon_t *d, const char *down[3])
     if (d->pg && wy_pg_health(d->pg) != WY_OK)
         down[n++] = dep_names[1];
     if (d->spec->deps & WY_DEP_KAFKA) {
-        bool up = (d->producer && wy_kafka_producer_healthy(d->producer)) ||
-                  (d->consumer && wy_kafka_consumer_healthy(d->consumer));
+        bool up = d->producer && wy_kafka_producer_healthy(d->producer);
+        for (int i = 0; i < CONS_N; i++)
+            up = up || (d->cons[i].c && wy_kafka_consumer_healthy(d->cons[i].c));
         if (!up)
             down[n++] = dep_names[2];
     }
@@ -270,7 +295,9 @@ static void handle_readyz(wy_http_req_t *req, void *ud)
 {
     wy_daemon_t *d = ud;
     if (d->state != ST_RUNNING) {
-        wy_http_respond_json(req, 503, json_pack("{s:s}", "status", "draining"));
+        wy_http_respond_json(
+            req, 503,
+            json_pack("{s:s}", "status", d->state == ST_STARTING ? "starting" : "draining"));
         return;
     }
     const char *down[3];
@@ -341,7 +368,7 @@ static void register_metrics(wy_daemon_t *d)
         d->mx_delivery_failed.m = svc_metric(d, 'c', "kafka_delivery_failed_total",
                                              "Kafka events whose delivery failed.", NULL);
     }
-    if (d->spec->consume) {
+    if (d->spec->nsubs) {
         d->mx_consumed.m = svc_metric(d, 'c', "kafka_consumed_total",
                                       "Kafka Envelopes handed to the daemon.", NULL);
         d->mx_bad.m = svc_metric(d, 'c', "kafka_bad_messages_total",
@@ -349,14 +376,16 @@ static void register_metrics(wy_daemon_t *d)
         d->m_duplicates =
             svc_metric(d, 'c', "kafka_duplicates_total",
                        "Kafka events skipped because their event_id was applied.", NULL);
-        d->m_events_ignored = svc_metric(d, 'c', "events_ignored_total",
-                                         "Kafka events this daemon does not act on yet.", NULL);
     }
 }
+
+static void refresh_worker_metrics(wy_daemon_t *d);
 
 static void refresh_metrics(wy_daemon_t *d)
 {
     update_dep_gauges(d);
+    if (d->workers)
+        refresh_worker_metrics(d);
     if (d->ops) {
         const wy_http_counters_t *c = wy_http_counters(d->ops);
         mirror(&d->mx_http_req, c->requests);
@@ -378,11 +407,17 @@ static void refresh_metrics(wy_daemon_t *d)
         mirror(&d->mx_produced, ps.produced);
         mirror(&d->mx_delivery_failed, ps.failed);
     }
-    if (d->consumer) {
-        wy_kafka_consumer_stats_t cs;
-        wy_kafka_consumer_stats(d->consumer, &cs);
-        mirror(&d->mx_consumed, cs.consumed);
-        mirror(&d->mx_bad, cs.bad);
+    if (d->cons[CONS_SHARED].c || d->cons[CONS_BROADCAST].c) {
+        uint64_t consumed = 0, bad = 0;
+        for (int i = 0; i < CONS_N; i++) {
+            wy_kafka_consumer_stats_t cs = {0};
+            if (d->cons[i].c)
+                wy_kafka_consumer_stats(d->cons[i].c, &cs);
+            consumed += cs.consumed;
+            bad += cs.bad;
+        }
+        mirror(&d->mx_consumed, consumed);
+        mirror(&d->mx_bad, bad);
     }
 }
 
@@ -398,9 +433,83 @@ static void handle_metrics(wy_http_req_t *req, void *ud)
 
 /* ---------------------------------------------------------------- kafka */
 
+static bool in_list(const char *const *list, const char *s)
+{
+    for (size_t i = 0; list && list[i]; i++)
+        if (strcmp(list[i], s) == 0)
+            return true;
+    return false;
+}
+
+static const wy_daemon_sub_t *row_of(const wy_daemon_t *d, const char *topic)
+{
+    for (size_t i = 0; i < d->spec->nsubs; i++)
+        if (strcmp(d->spec->subs[i].topic, topic) == 0)
+            return &d->spec->subs[i];
+    return NULL;
+}
+
+/* A label value from untrusted bytes: [A-Za-z0-9._:-] kept, anything else '_'. */
+static char *label_safe(const char *s)
+{
+    char *out = wy_strdup(s);
+    for (char *p = out; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+            *p = '_';
+    return out;
+}
+
+static wy_metric_t *type_metric(wy_daemon_t *d, const char *what, const char *help,
+                                const char *topic, const char *type)
+{
+    char *t = label_safe(type);
+    char *lbl = wy_sprintf("topic=\"%s\",type=\"%s\"", topic, t);
+    wy_metric_t *m = svc_metric(d, 'c', what, help, lbl);
+    wy_free(lbl);
+    wy_free(t);
+    return m;
+}
+
+/* Counts an event of a type no row handles; the first of each (topic, type)
+ * is logged. Bounded: past UNHANDLED_MAX pairs they share one "other" series. */
+static void count_unhandled(wy_daemon_t *d, const wy_daemon_sub_t *row, const Wyvern__Envelope *env)
+{
+    static const char help[] = "Kafka events of a type this daemon has no handler for (skipped).";
+    for (size_t i = 0; i < d->nunhandled; i++) {
+        unhandled_t *u = &d->unhandled[i];
+        if (u->row == row && strcmp(u->type, env->type) == 0) {
+            wy_metric_inc(u->m);
+            return;
+        }
+    }
+    if (d->nunhandled == UNHANDLED_MAX) {
+        unhandled_t *other = &d->unhandled[UNHANDLED_MAX];
+        if (!other->m) {
+            other->m =
+                svc_metric(d, 'c', "events_unhandled_total", help, "topic=\"*\",type=\"other\"");
+            wy_log_warn("too many unhandled event types; further ones are counted as other",
+                        "topic", row->topic, "type", env->type, NULL);
+        }
+        wy_metric_inc(other->m);
+        return;
+    }
+    unhandled_t *u = &d->unhandled[d->nunhandled++];
+    u->row = row;
+    u->type = wy_strdup(env->type);
+    u->m = type_metric(d, "events_unhandled_total", help, row->topic, env->type);
+    wy_metric_inc(u->m);
+    wy_log_warn("kafka event type not handled (skipped; logged once per type)", "topic", row->topic,
+                "type", env->type, "event_id", env->event_id, NULL);
+}
+
 static void on_kafka_event(void *ud, const Wyvern__Envelope *env, wy_kafka_msg_t *msg)
 {
-    wy_daemon_t *d = ud;
+    dcons_t *dc = ud;
+    wy_daemon_t *d = dc->d;
+    const wy_daemon_sub_t *row = row_of(d, wy_kafka_msg_topic(msg));
+    wy_log_debug("kafka event", "topic", wy_kafka_msg_topic(msg), "type", env->type, "event_id",
+                 env->event_id, NULL);
     /* At-least-once delivery: an event applied before (redelivery after a
      * rebalance or crash of a peer) has no second effect. */
     if (wy_seen_contains(d->seen, env->event_id)) {
@@ -408,19 +517,127 @@ static void on_kafka_event(void *ud, const Wyvern__Envelope *env, wy_kafka_msg_t
         wy_kafka_msg_done(msg);
         return;
     }
-    if (d->spec->on_event) {
-        d->spec->on_event(d, msg, env);
+    if (row && in_list(row->types, env->type)) {
+        row->handler(d, msg, env);
         return;
     }
-    wy_log_debug("event ignored", "type", env->type, "event_id", env->event_id, NULL);
-    wy_metric_inc(d->m_events_ignored);
-    wy_daemon_event_done(d, msg, env);
+    if (row && in_list(row->ignores, env->type)) {
+        wy_log_debug("event ignored", "topic", row->topic, "type", env->type, "event_id",
+                     env->event_id, NULL);
+        wy_metric_inc(type_metric(d, "events_ignored_total",
+                                  "Kafka events of a known type this daemon does not act on.",
+                                  row->topic, env->type));
+    } else if (row) {
+        count_unhandled(d, row, env);
+    }
+    /* Not remembered as applied: only its offset moves on. */
+    wy_kafka_msg_done(msg);
 }
 
 void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
 {
     (void)wy_seen_check_add(d->seen, env->event_id);
     wy_kafka_msg_done(msg);
+}
+
+static void go_ready(wy_daemon_t *d);
+
+/* Forwards a rebalance to each row's on_partitions with that row's partitions;
+ * a broadcast consumer's first assignment makes the daemon ready. */
+static void on_kafka_rebalance(void *ud, wy_kafka_rebalance_t kind,
+                               const wy_kafka_partition_t *parts, size_t n)
+{
+    dcons_t *dc = ud;
+    wy_daemon_t *d = dc->d;
+    wy_kafka_partition_t *mine = wy_calloc(n ? n : 1, sizeof *mine);
+    for (size_t r = 0; r < d->spec->nsubs; r++) {
+        const wy_daemon_sub_t *row = &d->spec->subs[r];
+        if (!row->on_partitions || &d->cons[row->mode == WY_SUB_BROADCAST] != dc)
+            continue;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(parts[i].topic, row->topic) == 0)
+                mine[k++] = parts[i];
+        if (k)
+            row->on_partitions(d, kind, mine, k);
+    }
+    wy_free(mine);
+    if (kind == WY_KAFKA_ASSIGNED && !dc->positioned) {
+        dc->positioned = true;
+        if (d->state == ST_STARTING)
+            go_ready(d);
+    }
+}
+
+/* Checks the subscription table; NULL or a static message naming the bad row. */
+static const char *check_subs(const wy_daemon_spec_t *s)
+{
+    static char msg[256];
+    if (s->nsubs && !s->subs)
+        return "subscriptions: nsubs without a table";
+    if (s->nsubs && !(s->deps & WY_DEP_KAFKA))
+        return "subscriptions need WY_DEP_KAFKA";
+    for (size_t i = 0; i < s->nsubs; i++) {
+        const wy_daemon_sub_t *r = &s->subs[i];
+        const char *why = NULL;
+        if (!r->topic || !*r->topic)
+            why = "empty topic";
+        else if (!r->handler)
+            why = "no handler";
+        else if (!r->types || !r->types[0])
+            why = "no event types";
+        else if (r->mode != WY_SUB_SHARED && r->mode != WY_SUB_BROADCAST)
+            why = "unknown mode";
+        for (size_t j = 0; !why && j < i; j++)
+            if (strcmp(s->subs[j].topic, r->topic) == 0)
+                why = "topic listed twice";
+        if (why) {
+            snprintf(msg, sizeof msg, "subscription %zu (%s): %s", i, r->topic ? r->topic : "",
+                     why);
+            return msg;
+        }
+    }
+    return NULL;
+}
+
+/* Creates the consumer of one mode if a row uses it. */
+static int start_consumer(wy_daemon_t *d, int mode, const char *client_id, const char **err)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    const char **topics = wy_calloc(s->nsubs + 1, sizeof *topics);
+    size_t n = 0;
+    for (size_t i = 0; i < s->nsubs; i++)
+        if ((int)s->subs[i].mode == mode)
+            topics[n++] = s->subs[i].topic;
+    int rc = WY_OK;
+    if (n > 0) {
+        bool bc = mode == WY_SUB_BROADCAST;
+        char *group =
+            bc ? wy_sprintf("wy-%s-%s", s->svc, d->instance_id) : wy_sprintf("wy-%s", s->svc);
+        /* A new broadcast group starts at the end: an instance has no past
+         * kicks or notices to catch up on. Its events are latency-bound
+         * (kicks, notices) and the real broker was seen answering an idle
+         * fetch only at fetch.wait.max.ms (500 ms by default) although an
+         * event had arrived: wait at most 100 ms (10 empty fetches a second). */
+        static const char *const latest[] = {"auto.offset.reset", "latest", "fetch.wait.max.ms",
+                                             "100", NULL};
+        dcons_t *dc = &d->cons[mode];
+        dc->d = d;
+        wy_kafka_consumer_opts_t co = {.brokers = d->kafka_brokers,
+                                       .extra = bc ? latest : NULL,
+                                       .group_id = group,
+                                       .topics = topics,
+                                       .handler = on_kafka_event,
+                                       .on_rebalance = on_kafka_rebalance,
+                                       .position_on_assign = bc,
+                                       .position_timeout_ms = POSITION_TIMEOUT_MS,
+                                       .udata = dc,
+                                       .client_id = client_id};
+        rc = wy_kafka_consumer_new(&d->loop, &co, &dc->c, err);
+        wy_free(group);
+    }
+    wy_free(topics);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -445,6 +662,13 @@ static void finish_stop(wy_daemon_t *d)
         return;
     d->state = ST_CLOSING;
     uv_timer_stop(&d->drain_timer);
+    /* Workers first: what they posted last is delivered while the rest is
+     * still open. */
+    if (d->workers) {
+        d->closing++;
+        wy_workers_close(d->workers, close_done, d);
+        d->workers = NULL;
+    }
     if (d->producer) {
         wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
         d->producer = NULL;
@@ -495,7 +719,8 @@ static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
-                (!d->spec->busy || d->spec->busy(d) == 0);
+                (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->workers || !wy_workers_running(d->workers));
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
@@ -522,11 +747,15 @@ static void begin_stop(wy_daemon_t *d, const char *why)
     }
     if (d->spec->stop)
         d->spec->stop(d);
-    if (d->consumer) {
-        /* Stored offsets are committed here; events still in flight are
-         * redelivered to the next owner of their partition. */
-        wy_kafka_consumer_close(d->consumer, KAFKA_CLOSE_MS);
-        d->consumer = NULL;
+    if (d->workers)
+        wy_workers_stop(d->workers);
+    /* Stored offsets are committed here; events still in flight are
+     * redelivered to the next owner of their partition. */
+    for (int i = 0; i < CONS_N; i++) {
+        if (d->cons[i].c) {
+            wy_kafka_consumer_close(d->cons[i].c, KAFKA_CLOSE_MS);
+            d->cons[i].c = NULL;
+        }
     }
     d->drain_deadline = wy_now_ms() + (uint64_t)d->drain_ms;
     uv_timer_start(&d->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
@@ -562,25 +791,17 @@ static int start_parts(wy_daemon_t *d, const char **err)
             return WY_EINVAL;
         }
     }
+    if ((*err = check_subs(s)) != NULL)
+        return WY_EINVAL;
     char *producer_name = wy_sprintf("%s/%s", s->svc, d->instance_id);
     if (s->deps & WY_DEP_KAFKA) {
         const char *e = NULL;
         wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers, .producer = producer_name};
         rc = wy_kafka_producer_new(&d->loop, &po, &d->producer, &e);
-        if (rc == WY_OK && s->consume) {
-            char *group = s->consume_broadcast ? wy_sprintf("wy-%s-%s", s->svc, d->instance_id)
-                                               : wy_sprintf("wy-%s", s->svc);
-            static const char *const latest[] = {"auto.offset.reset", "latest", NULL};
-            wy_kafka_consumer_opts_t co = {.brokers = d->kafka_brokers,
-                                           .extra = s->consume_broadcast ? latest : NULL,
-                                           .group_id = group,
-                                           .topics = s->consume,
-                                           .handler = on_kafka_event,
-                                           .udata = d,
-                                           .client_id = producer_name};
-            rc = wy_kafka_consumer_new(&d->loop, &co, &d->consumer, &e);
-            wy_free(group);
-        }
+        if (rc == WY_OK)
+            rc = start_consumer(d, WY_SUB_SHARED, producer_name, &e);
+        if (rc == WY_OK)
+            rc = start_consumer(d, WY_SUB_BROADCAST, producer_name, &e);
         if (rc != WY_OK) {
             snprintf(msg, sizeof msg, "WY_KAFKA_BROKERS: %s", e ? e : "invalid");
             wy_free(producer_name);
@@ -611,8 +832,15 @@ static int start_parts(wy_daemon_t *d, const char **err)
     wy_grpc_server_set_health(d->grpc, "", false);
     wy_grpc_server_set_health(d->grpc, s->grpc_service, false);
 
-    if (s->start && (rc = s->start(d, err)) != WY_OK)
+    d->in_start = true;
+    rc = s->start ? s->start(d, err) : WY_OK;
+    d->in_start = false;
+    if (rc != WY_OK)
         return rc;
+    if (d->workers && (rc = wy_workers_start(d->workers)) != WY_OK) {
+        *err = "cannot start the worker threads";
+        return rc;
+    }
 
     const char *e = NULL;
     if ((rc = wy_http_listen(d->ops, d->bind_host, (int)d->ops_port, &e)) != WY_OK) {
@@ -664,6 +892,13 @@ static void log_ready(wy_daemon_t *d)
     wy_free(cfg);
     wy_log_raw(WY_LOG_INFO, "ready", b.data);
     wy_buf_free(&b);
+}
+
+static void go_ready(wy_daemon_t *d)
+{
+    d->state = ST_RUNNING;
+    update_dep_gauges(d);
+    log_ready(d);
 }
 
 static int usage(const char *prog, FILE *out)
@@ -748,9 +983,12 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
         begin_stop(d, "start failed");
         finish_stop(d);
     } else {
-        d->state = ST_RUNNING;
         uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
-        log_ready(d);
+        /* A broadcast consumer makes the daemon ready once positioned. */
+        if (!d->cons[CONS_BROADCAST].c || d->cons[CONS_BROADCAST].positioned)
+            go_ready(d);
+        else
+            wy_log_info("waiting for the broadcast consumer's partitions before ready", NULL);
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -759,6 +997,8 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     if (uv_loop_close(&d->loop) != 0)
         wy_log_warn("loop closed with handles still open", NULL);
     wy_seen_free(d->seen);
+    for (size_t i = 0; i < d->nunhandled; i++)
+        wy_free(d->unhandled[i].type);
     wy_metrics_reset();
     if (d->exit_code == 0)
         wy_log_info("stopped", NULL);
@@ -813,6 +1053,11 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
     return d->producer;
 }
 
+const char *wy_daemon_bind_host(const wy_daemon_t *d)
+{
+    return d->bind_host;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;
@@ -831,4 +1076,54 @@ void wy_daemon_set_state(wy_daemon_t *d, void *state)
 void *wy_daemon_state(const wy_daemon_t *d)
 {
     return d->svc_state;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts)
+{
+    if (!d->in_start || d->workers)
+        return WY_ESTATE;
+    return wy_workers_new(&d->loop, opts, &d->workers);
+}
+
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d)
+{
+    return d->workers;
+}
+
+/* wy_<svc>_worker_messages_total, _worker_messages_refused_total (full
+ * mailbox) and wy_<svc>_worker_queue_high_water, by queue: "loop" (workers to
+ * the loop) and "inbox" (the loop to the workers, all inboxes summed). */
+static void refresh_worker_metrics(wy_daemon_t *d)
+{
+    static const char *const queues[2] = {"queue=\"loop\"", "queue=\"inbox\""};
+    for (int q = 0; q < 2; q++) {
+        wy_mailbox_stats_t st = {0}, one;
+        if (q == 0) {
+            wy_mailbox_stats(wy_workers_loop_mailbox(d->workers), &st);
+        } else {
+            for (unsigned i = 0; i < wy_workers_count(d->workers); i++) {
+                wy_mailbox_stats(wy_workers_inbox(d->workers, i), &one);
+                st.pushed += one.pushed;
+                st.refused += one.refused;
+                if (one.high_water > st.high_water)
+                    st.high_water = one.high_water;
+            }
+        }
+        mirror_t mx = {svc_metric(d, 'c', "worker_messages_total",
+                                  "Messages queued between the loop and the worker threads.",
+                                  queues[q]),
+                       d->wmb_last[q][0]};
+        mirror(&mx, st.pushed);
+        d->wmb_last[q][0] = mx.last;
+        mx = (mirror_t){svc_metric(d, 'c', "worker_messages_refused_total",
+                                   "Messages refused because the mailbox was full.", queues[q]),
+                        d->wmb_last[q][1]};
+        mirror(&mx, st.refused);
+        d->wmb_last[q][1] = mx.last;
+        wy_metric_set(svc_metric(d, 'g', "worker_queue_high_water",
+                                 "Most messages ever waiting in one mailbox.", queues[q]),
+                      (double)st.high_water);
+    }
 }

@@ -19,6 +19,7 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_kafka.h"
 #include "wy_redis.h"
 #include "wy_pg.h"
+#include "wy_worker.h"
 
 /* Dependencies a daemon connects to at start; /readyz reports each. */
 enum {
@@ -27,13 +28,70 @@ enum {
     WY_DEP_KAFKA = 1u << 2,
 };
 
-/* A Kafka handler: runs on the loop for each Envelope on a subscribed topic.
- * Duplicates (an event_id already applied by this process) are filtered
- * before the handler. The handler must call wy_daemon_event_done(msg) once
- * the event's effect is durable, possibly later; only then is the offset
- * stored. */
+/* ---- Kafka subscriptions ------------------------------------------------
+ *
+ * A daemon lists what it consumes in a table, one row per topic. It
+ * subscribes to those topics only: a daemon with no rows has no consumer and
+ * commits nothing (a group that committed offsets of events nobody handled
+ * would make a handler shipped later skip them).
+ *
+ * Rows with WY_SUB_SHARED share the consumer group "wy-<svc>": each event is
+ * handled by one instance (the partition's owner). Rows with WY_SUB_BROADCAST
+ * share the group "wy-<svc>-<instance>": every instance sees every event from
+ * its start on (kicks, notices). At most one row per topic.
+ *
+ * For each Envelope of a row's topic, on the loop:
+ *   - an event_id this process already applied (wy_daemon_event_done) is
+ *     skipped, its offset stored (wy_<svc>_kafka_duplicates_total);
+ *   - a type in `types` goes to the handler;
+ *   - a type in `ignores` is acknowledged without effect
+ *     (wy_<svc>_events_ignored_total{topic,type}): types the daemon knows and
+ *     does not need;
+ *   - any other type is unhandled: logged once per (topic, type) and counted
+ *     (wy_<svc>_events_unhandled_total{topic,type}; types past the 64th
+ *     distinct one are counted as type="other"). Its offset is stored so the
+ *     partition is not blocked (a newer producer's type must not stop an older
+ *     consumer), but it is not remembered as applied (neither wy_seen nor
+ *     wy_consumed): the metric and the log line are the alarm. Roll out a
+ *     consumer of a new type before its producer.
+ *
+ * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
+ * turns healthy) only once the broadcast consumer's partitions are assigned
+ * and positioned (wy_kafka position_on_assign): an event produced after the
+ * ready line is delivered to this instance. Until then /readyz answers 503
+ * {"status":"starting"}; with Kafka unreachable at start it stays so until
+ * the broker answers. The broadcast consumer waits at most 100 ms on an idle
+ * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * broker's 500 ms default. */
+
+/* A Kafka handler: runs on the loop for each Envelope of a handled type.
+ * The handler must call wy_daemon_event_done(d, msg, env) exactly once when
+ * the event's effect is durable (possibly later, from another callback);
+ * only then is the offset stored. A handler whose effect is in PostgreSQL
+ * records the event_id in the same transaction (wy_consumed.h) so that a
+ * redelivery after a crash has no second effect. */
 typedef void (*wy_daemon_event_cb)(wy_daemon_t *d, wy_kafka_msg_t *msg,
                                    const Wyvern__Envelope *env);
+
+/* Partitions of the row's topic assigned to / taken from this instance
+ * (wy_kafka_rebalance_cb, filtered to the row's topic; never with n == 0).
+ * Loop thread; parts valid during the call. */
+typedef void (*wy_daemon_partitions_cb)(wy_daemon_t *d, wy_kafka_rebalance_t kind,
+                                        const wy_kafka_partition_t *parts, size_t n);
+
+typedef enum {
+    WY_SUB_SHARED = 0,    /* group "wy-<svc>": one instance per event */
+    WY_SUB_BROADCAST = 1, /* group "wy-<svc>-<instance>", from the latest offset */
+} wy_daemon_sub_mode_t;
+
+typedef struct {
+    const char *topic; /* required, one row per topic */
+    wy_daemon_sub_mode_t mode;
+    const char *const *types;   /* handled event types, NULL-terminated, at least one */
+    wy_daemon_event_cb handler; /* required */
+    const char *const *ignores; /* known types acknowledged without effect; may be NULL */
+    wy_daemon_partitions_cb on_partitions; /* optional */
+} wy_daemon_sub_t;
 
 typedef struct {
     const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
@@ -44,15 +102,11 @@ typedef struct {
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;
-    /* Kafka topics consumed by this daemon (NULL-terminated, may be NULL) and
-     * their handler; the consumer group is "wy-<svc>". A NULL handler counts
-     * each event by type (wy_<svc>_events_ignored_total) and stores its offset. */
-    const char *const *consume;
-    wy_daemon_event_cb on_event;
-    /* Broadcast consumption: the consumer group is "wy-<svc>-<instance>", so
-     * every instance sees every event (kicks, notices), and a new group starts
-     * at the latest offset: an instance has no past events to catch up on. */
-    bool consume_broadcast;
+    /* Kafka subscriptions (see above); needs WY_DEP_KAFKA. A bad table (empty
+     * topic, duplicate topic, no handler or no types) stops the daemon at
+     * start with exit 1. */
+    const wy_daemon_sub_t *subs;
+    size_t nsubs;
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -80,6 +134,8 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+/* WY_BIND_HOST: the address a service's own listeners bind to, as the daemon's do. */
+const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
@@ -92,6 +148,39 @@ void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+
+/* ---------------------------------------------------------------- workers
+ *
+ * Worker threads (a game server's partitions) for what does not fit on the
+ * loop: fixed-rate simulation (wy_tick) and CPU-heavy work.
+ *
+ * The rule: Redis, PostgreSQL, Kafka, gRPC, HTTP/WebSocket and every
+ * wy_daemon accessor stay on the loop thread. A worker touches only its own
+ * state; it talks to the loop by posting messages (wy_worker_post) and the
+ * loop talks to it through its inbox (wy_workers_send). Messages refer to
+ * sessions, entities, calls and connections by id, never by pointer: the
+ * thing may be gone by the time the message is read (the receiver looks the
+ * id up and drops the message if it is unknown). A message is owned by its
+ * sender until a push returns WY_OK, then by its callback.
+ *
+ * Life: wy_daemon_add_workers is called in start(); the threads start once
+ * start() has returned WY_OK. On stop, after the service's stop(), the
+ * workers are told to stop (wy_worker_stopping turns true) and the drain
+ * waits, up to WY_<SVC>_DRAIN_TIMEOUT, for every main to return, before
+ * Redis, PostgreSQL and Kafka close; the threads are then joined, what they
+ * posted is delivered on the loop, and what is left in their inboxes is
+ * canceled (callbacks with WY_ECANCELED).
+ *
+ * /metrics: wy_<svc>_worker_messages_total, wy_<svc>_worker_messages_refused_total
+ * (a full mailbox) and wy_<svc>_worker_queue_high_water, labelled
+ * queue="loop" (workers to the loop) or queue="inbox" (all inboxes). */
+
+/* In start() only, at most once: creates the service's worker pool (see
+ * wy_worker.h). WY_ESTATE outside start() or the second time, WY_EINVAL for
+ * bad options. */
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts);
+/* The service's worker pool (NULL without one or once closed); loop thread. */
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d);
 
 /* Marks a consumed event's effect done: remembers its event_id (later
  * duplicates are skipped) and stores its offset. env is the Envelope the

@@ -3,6 +3,7 @@
 #include "wy_http.h"
 #include "wy_ws.h"
 #include "wy_buf.h"
+#include "wy_list.h"
 #include "wy_log.h"
 #include "wy_metrics.h"
 
@@ -19,7 +20,8 @@
 #define PIPELINE_MAX 65536 /* unparsed bytes kept while a request is in a handler */
 #define MAX_HEADERS  100
 #define LINGER_MS    2000   /* after a final response: wait for the peer's FIN this long */
-#define WS_OUT_CHUNK 262144 /* bytes pulled out of wslay per write */
+#define WS_OUT_CHUNK 262144 /* bytes pulled out of wslay per write; frame bytes per write */
+#define WS_MAX_IOV   64     /* buffers in one write: the HTTP/control bytes + frames */
 #define WS_GUID      "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 typedef struct route {
@@ -35,6 +37,14 @@ typedef struct route {
 } route_t;
 
 typedef struct wy_ws_conn conn_t;
+
+/* One encoded server frame shared by every connection that queued it (wy_ws.h). */
+struct wy_ws_frame {
+    size_t refs; /* loop thread only */
+    size_t len;  /* bytes[]: header + payload */
+    size_t payload_len;
+    uint8_t bytes[];
+};
 
 /* Connection life: HTTP -> (WS) -> LINGER (FIN sent, draining input) -> CLOSING (uv_close
  * pending). The struct is freed only in the last close callback, never inside a callback of its
@@ -64,9 +74,8 @@ struct wy_http_req {
 
 struct wy_ws_conn {
     wy_http_server_t *srv;
-    conn_t *prev, *next;   /* srv->conns */
-    conn_t *dprev, *dnext; /* srv->dirty */
-    bool dirty;
+    wy_list_t link;  /* srv->conns */
+    wy_list_t dlink; /* srv->dirty: has output to flush this loop turn */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
@@ -101,7 +110,13 @@ struct wy_ws_conn {
     uint64_t last_rx_ms;
     bool ws_opened;
     bool close_started;
-    bool close_deferred; /* close frame waits until wslay's data queue is empty */
+    bool close_deferred; /* close frame waits until the frame queue is empty */
+    /* Data frames to send, a ring of references; the first `qinflight` are in the write in
+     * flight. Control frames (ping, pong, close) come from wslay through `out`. */
+    wy_ws_frame_t **q;
+    size_t qhead, qlen, qcap, qinflight;
+    size_t qbytes; /* encoded bytes of the frames in q */
+    bool budgeted; /* qbytes is counted in srv->ctr.ws_queued_bytes */
     int close_code;
     char close_reason[124];
     char peer_reason[124];
@@ -119,8 +134,8 @@ struct wy_http_server {
     bool aux_closed;
     route_t *routes;
     size_t nroutes;
-    conn_t *conns;
-    conn_t *dirty_head, *dirty_tail;
+    wy_list_t conns;    /* every connection until its last close callback */
+    wy_list_t dirty;    /* connections to flush in the check phase */
     unsigned nconns;    /* accepted, not rejected */
     unsigned nrejected; /* rejected, still closing */
     size_t reqs_live;
@@ -130,9 +145,10 @@ struct wy_http_server {
     wy_http_closed_cb done;
     void *done_ud;
     wy_http_counters_t ctr;
-    wy_op_family_t *m_http; /* wy_<svc>_http_request_seconds{route} */
-    wy_op_family_t *m_ws;   /* wy_<svc>_ws_message_seconds{type} */
-    wy_op_t *op_unmatched;  /* 404 and 405 */
+    wy_op_family_t *m_http;                        /* wy_<svc>_http_request_seconds{route} */
+    wy_op_family_t *m_ws;                          /* wy_<svc>_ws_message_seconds{type} */
+    wy_op_t *op_unmatched;                         /* 404 and 405 */
+    wy_metric_t *m_ws_queued, *m_ws_budget_closes; /* registered with the first WS route */
     char rbuf[READ_CHUNK];
 };
 
@@ -141,6 +157,7 @@ static void process_input(conn_t *c);
 static void ws_input(conn_t *c);
 static void ws_start_close(conn_t *c, int code, const char *reason, bool after_queued);
 static void ws_queue_close_frame(conn_t *c);
+static void q_drop(conn_t *c, bool all);
 
 /* ------------------------------------------------------------------ server plumbing */
 
@@ -157,6 +174,7 @@ void wy_http_limits_default(wy_http_limits_t *l)
     l->ws_ping_interval_ms = 20000;
     l->ws_idle_timeout_ms = 60000;
     l->ws_close_timeout_ms = 2000;
+    l->ws_send_budget_bytes = (size_t)1024 * 1024 * 1024;
 }
 
 static void srv_maybe_free(wy_http_server_t *srv)
@@ -201,16 +219,9 @@ static void idle_noop_cb(uv_idle_t *h)
 static void mark_dirty(conn_t *c)
 {
     wy_http_server_t *srv = c->srv;
-    if (c->dirty || c->state == C_CLOSING)
+    if (wy_list_linked(&c->dlink) || c->state == C_CLOSING)
         return;
-    c->dirty = true;
-    c->dnext = NULL;
-    c->dprev = srv->dirty_tail;
-    if (srv->dirty_tail)
-        srv->dirty_tail->dnext = c;
-    else
-        srv->dirty_head = c;
-    srv->dirty_tail = c;
+    wy_list_push_back(&srv->dirty, &c->dlink);
     /* An active idle handle makes the loop poll without blocking, so the check phase (the
      * flush) follows even when the write was queued from a timer. */
     if (!uv_is_active((uv_handle_t *)&srv->flush_idle))
@@ -219,19 +230,39 @@ static void mark_dirty(conn_t *c)
 
 static void unmark_dirty(conn_t *c)
 {
-    wy_http_server_t *srv = c->srv;
-    if (!c->dirty)
+    wy_list_remove(&c->dlink);
+}
+
+/* ------------------------------------------------------------------ WebSocket frame queue */
+
+/* The frame at position i of the ring. */
+static wy_ws_frame_t **q_at(conn_t *c, size_t i)
+{
+    return &c->q[(c->qhead + i) & (c->qcap - 1)];
+}
+
+static void budget_account(wy_http_server_t *srv, size_t add, size_t sub)
+{
+    srv->ctr.ws_queued_bytes = srv->ctr.ws_queued_bytes + add - sub;
+    if (srv->m_ws_queued)
+        wy_metric_add(srv->m_ws_queued, (double)add - (double)sub);
+}
+
+static void q_account(conn_t *c, size_t add, size_t sub)
+{
+    c->qbytes = c->qbytes + add - sub;
+    if (c->budgeted)
+        budget_account(c->srv, add, sub);
+}
+
+/* Takes the connection's queue out of the server's send budget: it is closing, what is still
+ * queued is dropped and what is in flight is freed when the write completes. */
+static void q_unbudget(conn_t *c)
+{
+    if (!c->budgeted)
         return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        srv->dirty_head = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    else
-        srv->dirty_tail = c->dprev;
-    c->dirty = false;
-    c->dprev = c->dnext = NULL;
+    c->budgeted = false;
+    budget_account(c->srv, 0, c->qbytes);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -516,8 +547,25 @@ int wy_http_route_prefix(wy_http_server_t *srv, const char *method, const char *
     return WY_OK;
 }
 
+static wy_metric_t *svc_metric(bool counter, const char *what, const char *help)
+{
+    char *name = wy_metrics_svc_name(what);
+    wy_metric_t *m =
+        counter ? wy_metrics_counter(name, help, NULL) : wy_metrics_gauge(name, help, NULL);
+    wy_free(name);
+    return m;
+}
+
 int wy_ws_route(wy_http_server_t *srv, const char *path, const wy_ws_handlers_t *h)
 {
+    if (!srv->m_ws_queued) {
+        srv->m_ws_queued =
+            svc_metric(false, "ws_send_queue_bytes",
+                       "WebSocket frame bytes queued for sending, counted once per connection.");
+        srv->m_ws_budget_closes =
+            svc_metric(true, "ws_send_budget_closes_total",
+                       "WebSocket connections closed because the server's send budget was full.");
+    }
     route_t r = {.path = (char *)path, .ws = true, .wsh = *h};
     r.path_len = strlen(path);
     if (add_route(srv, &r) != WY_OK)
@@ -685,6 +733,7 @@ static void ws_upgrade(conn_t *c, wy_http_req_t *req, const route_t *r)
     }
     wslay_event_config_set_max_recv_msg_length(c->ws, srv->lim.ws_max_message_bytes);
     c->state = C_WS;
+    c->budgeted = true;
     c->ws_route = r;
     c->ws_opened = true;
     c->last_rx_ms = wy_now_ms();
@@ -1035,12 +1084,9 @@ static void conn_closed_cb(uv_handle_t *h)
     }
     if (c->ws)
         wslay_event_context_free(c->ws);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    q_drop(c, true);
+    wy_free(c->q);
+    wy_list_remove(&c->link);
     if (c->rejected) {
         srv->nrejected--;
     } else {
@@ -1060,6 +1106,7 @@ static void conn_close(conn_t *c)
         return;
     c->state = C_CLOSING;
     unmark_dirty(c);
+    q_unbudget(c);
     if (c->req) {
         req_free(c->req);
         c->req = NULL;
@@ -1106,6 +1153,13 @@ static void write_cb(uv_write_t *w, int status)
     conn_t *c = w->data;
     c->writing = false;
     wy_buf_reset(&c->wbuf);
+    for (; c->qinflight > 0; c->qinflight--) {
+        wy_ws_frame_t *f = *q_at(c, 0);
+        c->qhead = (c->qhead + 1) & (c->qcap - 1);
+        c->qlen--;
+        q_account(c, 0, f->len);
+        wy_ws_frame_unref(f);
+    }
     if (c->state == C_CLOSING)
         return;
     if (status < 0) {
@@ -1119,27 +1173,38 @@ static void flush_conn(conn_t *c)
 {
     if (c->writing || c->state == C_CLOSING || c->state == C_LINGER)
         return;
-    if (c->state == C_WS && wslay_event_want_write(c->ws)) {
-        if (wslay_event_send(c->ws) != 0) {
+    if (c->state == C_WS) {
+        if (c->close_deferred && c->qlen == 0)
+            ws_queue_close_frame(c);
+        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
             conn_close(c);
             return;
         }
-        if (c->close_deferred && wslay_event_get_queued_msg_count(c->ws) == 0) {
-            ws_queue_close_frame(c);
-            if (wslay_event_send(c->ws) != 0) {
-                conn_close(c);
-                return;
-            }
-        }
+        /* Nothing may follow a close frame, and ours is now in `out`, ahead of the queue. */
+        if (wslay_event_get_close_sent(c->ws))
+            q_drop(c, false);
     }
+    /* One write: the HTTP or control bytes first, then whole frames from the queue, each
+     * written straight from its shared buffer. */
+    uv_buf_t b[WS_MAX_IOV];
+    unsigned nb = 0;
     if (c->out.len) {
         wy_buf_t t = c->wbuf;
         c->wbuf = c->out;
         c->out = t;
         wy_buf_reset(&c->out);
-        uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+        b[nb++] = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+    }
+    size_t fbytes = 0;
+    while (c->qinflight < c->qlen && nb < WS_MAX_IOV && fbytes < WS_OUT_CHUNK) {
+        wy_ws_frame_t *f = *q_at(c, c->qinflight++);
+        b[nb++] = uv_buf_init((char *)f->bytes, (unsigned)f->len);
+        fbytes += f->len;
+    }
+    if (nb) {
         c->wreq.data = c;
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, write_cb) != 0) {
+            c->qinflight = 0;
             conn_close(c);
             return;
         }
@@ -1161,12 +1226,10 @@ static void flush_conn(conn_t *c)
 static void flush_check_cb(uv_check_t *h)
 {
     wy_http_server_t *srv = h->data;
-    conn_t *c;
-    while ((c = srv->dirty_head) != NULL) {
-        unmark_dirty(c);
-        flush_conn(c);
-    }
-    if (!srv->dirty_head)
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&srv->dirty)) != NULL)
+        flush_conn(wy_container_of(n, conn_t, dlink));
+    if (wy_list_empty(&srv->dirty))
         uv_idle_stop(&srv->flush_idle);
 }
 
@@ -1251,10 +1314,7 @@ static void on_connection(uv_stream_t *ls, int status)
     c->timer.data = c;
     c->handles = 2;
     srv->handles_open += 2;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    wy_list_push_back(&srv->conns, &c->link);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->state = C_HTTP;
@@ -1330,6 +1390,8 @@ int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_
     wy_http_limits_default(&d);
     srv->loop = loop;
     srv->lim = limits ? *limits : d;
+    wy_list_init(&srv->conns);
+    wy_list_init(&srv->dirty);
 #define DEF(f)                                                                                     \
     if (!srv->lim.f)                                                                               \
         srv->lim.f = d.f;
@@ -1343,6 +1405,7 @@ int wy_http_server_new(uv_loop_t *loop, const wy_http_limits_t *limits, wy_http_
     DEF(ws_ping_interval_ms)
     DEF(ws_idle_timeout_ms)
     DEF(ws_close_timeout_ms)
+    DEF(ws_send_budget_bytes)
 #undef DEF
     srv->m_http = http_family();
     srv->m_ws = ws_family();
@@ -1417,8 +1480,10 @@ void wy_http_stop(wy_http_server_t *srv)
         return;
     srv->stopping = true;
     close_listener(srv);
-    for (conn_t *c = srv->conns, *n; c; c = n) {
-        n = c->next;
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &srv->conns)
+    {
+        conn_t *c = wy_container_of(pos, conn_t, link);
         if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off && !c->writing &&
             c->out.len == 0 && !c->close_after_write)
             conn_close(c);
@@ -1439,7 +1504,10 @@ void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud)
     srv->done = done;
     srv->done_ud = ud;
     close_listener(srv);
-    for (conn_t *c = srv->conns; c; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &srv->conns)
+    {
+        conn_t *c = wy_container_of(pos, conn_t, link);
         if (c->state == C_WS && !c->close_code && !wslay_event_get_close_received(c->ws)) {
             c->close_code = WY_WS_GOING_AWAY;
             snprintf(c->close_reason, sizeof(c->close_reason), "server closing");
@@ -1471,10 +1539,41 @@ static void ws_queue_close_frame(conn_t *c)
                             strlen(c->close_reason));
 }
 
-/* Starts the close handshake. wslay sends control frames ahead of queued data
- * and nothing after its close frame, so when the owner closes right after
- * sending (a "kicked" message, then close), after_queued holds the close frame
- * back until the data queue has drained; the close timer bounds the wait. */
+/* Unreferences the queued frames that are not in the write in flight (all: every frame; only
+ * when no write is in flight). */
+static void q_drop(conn_t *c, bool all)
+{
+    size_t keep = all ? 0 : c->qinflight;
+    while (c->qlen > keep) {
+        wy_ws_frame_t *f = *q_at(c, c->qlen - 1);
+        c->qlen--;
+        q_account(c, 0, f->len);
+        wy_ws_frame_unref(f);
+    }
+}
+
+static void q_push(conn_t *c, wy_ws_frame_t *f)
+{
+    if (c->qlen == c->qcap) {
+        size_t ncap = c->qcap ? c->qcap * 2 : 8;
+        wy_ws_frame_t **nq = wy_malloc(ncap * sizeof(*nq));
+        for (size_t i = 0; i < c->qlen; i++)
+            nq[i] = *q_at(c, i);
+        wy_free(c->q);
+        c->q = nq;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    c->qlen++;
+    *q_at(c, c->qlen - 1) = f;
+    f->refs++;
+    q_account(c, f->len, 0);
+}
+
+/* Starts the close handshake. Control frames go out ahead of queued data frames and nothing
+ * may follow a close frame, so when the owner closes right after sending (a "kicked" message,
+ * then close), after_queued holds the close frame back until the frame queue has drained; the
+ * close timer bounds the wait. Otherwise (overflow, budget, idle) the queue is dropped now. */
 static void ws_start_close(conn_t *c, int code, const char *reason, bool after_queued)
 {
     if (c->close_started || c->state != C_WS)
@@ -1482,10 +1581,13 @@ static void ws_start_close(conn_t *c, int code, const char *reason, bool after_q
     c->close_started = true;
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason ? reason : "");
-    if (after_queued && wslay_event_get_queued_msg_count(c->ws) > 0)
+    if (after_queued && c->qlen > 0) {
         c->close_deferred = true;
-    else
+    } else {
+        q_drop(c, false);
+        q_unbudget(c);
         ws_queue_close_frame(c);
+    }
     uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
     mark_dirty(c);
 }
@@ -1497,35 +1599,139 @@ void wy_ws_observe(wy_ws_conn_t *c, const char *type, uint64_t start_ns, wy_outc
 
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *c)
 {
-    size_t q = c->out.len + c->wbuf.len;
+    size_t q = c->out.len + c->wbuf.len + c->qbytes;
     if (c->ws)
         q += wslay_event_get_queued_msg_length(c->ws);
     return q;
 }
 
-int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
+wy_ws_frame_t *wy_ws_frame_alloc(bool is_binary, size_t len, uint8_t **payload)
+{
+    uint8_t h[10];
+    size_t hl = 0;
+    h[hl++] = (uint8_t)(0x80 | (is_binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME)); /* FIN */
+    if (len < 126) {
+        h[hl++] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        h[hl++] = 126;
+        h[hl++] = (uint8_t)(len >> 8);
+        h[hl++] = (uint8_t)len;
+    } else {
+        h[hl++] = 127;
+        for (int i = 7; i >= 0; i--)
+            h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    wy_ws_frame_t *f = wy_malloc(sizeof(*f) + hl + len);
+    f->refs = 1;
+    f->payload_len = len;
+    f->len = hl + len;
+    memcpy(f->bytes, h, hl);
+    *payload = f->bytes + hl;
+    return f;
+}
+
+wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len)
+{
+    uint8_t *p;
+    wy_ws_frame_t *f = wy_ws_frame_alloc(is_binary, len, &p);
+    if (len)
+        memcpy(p, data, len);
+    return f;
+}
+
+wy_ws_frame_t *wy_ws_frame_ref(wy_ws_frame_t *f)
+{
+    f->refs++;
+    return f;
+}
+
+void wy_ws_frame_unref(wy_ws_frame_t *f)
+{
+    if (f && --f->refs == 0)
+        wy_free(f);
+}
+
+/* Over the server's send budget: closes the connections with the most queued bytes (the
+ * slowest readers) until `need` more bytes fit. */
+static void budget_shed(wy_http_server_t *srv, size_t need)
+{
+    size_t budget = srv->lim.ws_send_budget_bytes;
+    while (srv->ctr.ws_queued_bytes + need > budget) {
+        conn_t *victim = NULL;
+        wy_list_t *pos;
+        wy_list_foreach(pos, &srv->conns)
+        {
+            conn_t *c = wy_container_of(pos, conn_t, link);
+            if (c->budgeted && c->qbytes > 0 && (!victim || c->qbytes > victim->qbytes))
+                victim = c;
+        }
+        if (!victim)
+            return;
+        char q[24], t[24];
+        snprintf(q, sizeof(q), "%zu", victim->qbytes);
+        snprintf(t, sizeof(t), "%llu", (unsigned long long)srv->ctr.ws_queued_bytes);
+        wy_log_warn("websocket send budget exceeded, dropping the slowest client", "peer",
+                    victim->peer, "queued_bytes", q, "server_queued_bytes", t, (char *)NULL);
+        srv->ctr.ws_budget_closes++;
+        if (srv->m_ws_budget_closes)
+            wy_metric_inc(srv->m_ws_budget_closes);
+        ws_start_close(victim, WY_WS_SEND_BUDGET, "server send budget exceeded", false);
+    }
+}
+
+int wy_ws_send_frame(wy_ws_conn_t *c, wy_ws_frame_t *f)
 {
     wy_http_server_t *srv = c->srv;
     if (c->state != C_WS || c->close_started)
         return WY_ESTATE;
-    if (len > srv->lim.ws_max_message_bytes)
+    if (f->payload_len > srv->lim.ws_max_message_bytes)
         return WY_ETOOBIG;
-    if (wy_ws_queued_bytes(c) + len > srv->lim.ws_max_send_queue_bytes) {
+    if (wy_ws_queued_bytes(c) + f->len > srv->lim.ws_max_send_queue_bytes) {
         srv->ctr.ws_overflows++;
         wy_log_warn("websocket send queue full, dropping client", "peer", c->peer, (char *)NULL);
         ws_start_close(c, WY_WS_POLICY, "send queue full", false);
         return WY_EBUSY;
     }
-    struct wslay_event_msg m = {
-        .opcode = is_binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME,
-        .msg = data,
-        .msg_length = len,
-    };
-    if (wslay_event_queue_msg(c->ws, &m) != 0)
-        return WY_ESTATE;
+    size_t budget = srv->lim.ws_send_budget_bytes;
+    if (srv->ctr.ws_queued_bytes + f->len > budget) {
+        budget_shed(srv, f->len);
+        if (c->close_started)
+            return WY_EBUSY; /* this connection was the slowest */
+        if (srv->ctr.ws_queued_bytes + f->len > budget) {
+            /* Nothing else left to shed: the frame alone does not fit. */
+            srv->ctr.ws_budget_closes++;
+            if (srv->m_ws_budget_closes)
+                wy_metric_inc(srv->m_ws_budget_closes);
+            ws_start_close(c, WY_WS_SEND_BUDGET, "server send budget exceeded", false);
+            return WY_EBUSY;
+        }
+    }
+    q_push(c, f);
     srv->ctr.ws_msgs_out++;
     mark_dirty(c);
     return WY_OK;
+}
+
+size_t wy_ws_broadcast(wy_ws_frame_t *f, wy_ws_conn_t *const *conns, size_t n)
+{
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (wy_ws_send_frame(conns[i], f) == WY_OK)
+            queued++;
+    }
+    return queued;
+}
+
+int wy_ws_send(wy_ws_conn_t *c, bool is_binary, const void *data, size_t len)
+{
+    if (c->state != C_WS || c->close_started)
+        return WY_ESTATE;
+    if (len > c->srv->lim.ws_max_message_bytes)
+        return WY_ETOOBIG; /* before copying it */
+    wy_ws_frame_t *f = wy_ws_frame_new(is_binary, data, len);
+    int rc = wy_ws_send_frame(c, f);
+    wy_ws_frame_unref(f);
+    return rc;
 }
 
 int wy_ws_send_text(wy_ws_conn_t *c, const char *text, size_t len)

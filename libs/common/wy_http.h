@@ -29,6 +29,8 @@ typedef struct {
     uint64_t ws_ping_interval_ms;   /* server pings this often (default 20 s) */
     uint64_t ws_idle_timeout_ms;    /* no frame (incl. pong) for this long -> close 1001 (60 s) */
     uint64_t ws_close_timeout_ms;   /* wait this long for the peer's close / drain (2 s) */
+    size_t ws_send_budget_bytes;    /* queued frame bytes of all connections together; over ->
+                                       the slowest are closed 1008 (default 1 GiB; see wy_ws.h) */
 } wy_http_limits_t;
 
 /* Counters kept by the server; read them any time on the loop thread (wy_http_counters). */
@@ -47,6 +49,9 @@ typedef struct {
     uint64_t ws_msgs_in;         /* complete WebSocket messages received */
     uint64_t ws_msgs_out;        /* WebSocket messages queued for sending */
     uint64_t ws_overflows;       /* connections dropped because their send queue was full */
+    uint64_t ws_budget_closes;   /* connections dropped because the server's send budget was
+                                    full and they had the most queued */
+    uint64_t ws_queued_bytes;    /* gauge: frame bytes counted against ws_send_budget_bytes */
 } wy_http_counters_t;
 
 /* Request handler. Runs on the loop thread. The handler must respond to req exactly once, either

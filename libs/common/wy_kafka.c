@@ -3,6 +3,7 @@
  * and we serve the queue on the loop thread. */
 #include "wy_kafka.h"
 #include "wy_buf.h"
+#include "wy_list.h"
 #include "wy_log.h"
 
 #include <errno.h>
@@ -423,23 +424,22 @@ void wy_kafka_envelope_free(Wyvern__Envelope *env)
 /* ---- Producer ---------------------------------------------------------------- */
 
 typedef struct pmsg {
-    struct pmsg *prev, *next;
+    wy_list_t node; /* in the producer's pending list */
     wy_kafka_delivery_cb cb;
     void *udata;
-    char event_id[37];
+    char event_id[WY_KAFKA_MAX_ID + 1];
 } pmsg_t;
 
 struct wy_kafka_producer_s {
     kclient_t k;
     char *name;
-    pmsg_t pending; /* list sentinel: messages whose report has not run */
+    wy_list_t pending; /* pmsg_t: messages whose report has not run */
     wy_kafka_producer_stats_t st;
 };
 
 static void pmsg_report(wy_kafka_producer_t *p, pmsg_t *m, int status)
 {
-    m->prev->next = m->next;
-    m->next->prev = m->prev;
+    wy_list_remove(&m->node);
     p->st.queued--;
     if (status == WY_OK)
         p->st.delivered++;
@@ -497,8 +497,9 @@ static void producer_do_close(kclient_t *k)
     k->rk = NULL;
     /* Anything librdkafka never reported is reported here, so every accepted
      * message gets exactly one callback. */
-    while (p->pending.next != &p->pending)
-        pmsg_report(p, p->pending.next, WY_ECANCELED);
+    wy_list_t *n;
+    while ((n = wy_list_first(&p->pending)))
+        pmsg_report(p, wy_list_entry(n, pmsg_t, node), WY_ECANCELED);
     detach_loop(k);
 }
 
@@ -514,7 +515,7 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
     }
     wy_kafka_producer_t *p = wy_calloc(1, sizeof *p);
     p->name = wy_strdup(o->producer);
-    p->pending.next = p->pending.prev = &p->pending;
+    wy_list_init(&p->pending);
     kclient_t *k = &p->k;
     k->serve = producer_serve;
     k->do_close = producer_do_close;
@@ -561,17 +562,19 @@ int wy_kafka_producer_new(uv_loop_t *loop, const wy_kafka_producer_opts_t *o,
     return WY_OK;
 }
 
-int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key, const char *type,
-                     const void *payload, size_t payload_len, wy_kafka_delivery_cb cb, void *udata,
-                     char event_id_out[37])
+/* Shared by wy_kafka_produce and wy_kafka_produce_event: event_id is ours (a fresh UUID) or the
+ * caller's (an outbox row), timestamp_ms likewise. */
+static int produce(wy_kafka_producer_t *p, const char *topic, const char *key, const char *event_id,
+                   const char *type, uint64_t timestamp_ms, const void *payload, size_t payload_len,
+                   wy_kafka_delivery_cb cb, void *udata)
 {
     kclient_t *k = &p->k;
     if (k->closed || k->close_pending) {
         p->st.rejected++;
         return WY_ESTATE;
     }
-    if (!topic || !*topic || !type || !*type || strlen(type) > WY_KAFKA_MAX_ID ||
-        (payload_len && !payload)) {
+    if (!topic || !*topic || !type || !*type || strlen(type) > WY_KAFKA_MAX_ID || !event_id ||
+        !*event_id || strlen(event_id) > WY_KAFKA_MAX_ID || (payload_len && !payload)) {
         p->st.rejected++;
         return WY_EINVAL;
     }
@@ -579,40 +582,53 @@ int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key,
         p->st.rejected++;
         return WY_ETOOBIG;
     }
-    pmsg_t *m = wy_malloc(sizeof *m);
-    m->cb = cb;
-    m->udata = udata;
-    wy_uuid4(m->event_id);
-    uint64_t now = wy_wall_ms();
     size_t len;
-    uint8_t *buf =
-        wy_kafka_envelope_pack(m->event_id, type, p->name, now, key, payload, payload_len, &len);
+    uint8_t *buf = wy_kafka_envelope_pack(event_id, type, p->name, timestamp_ms, key, payload,
+                                          payload_len, &len);
     if (len > WY_KAFKA_MAX_ENVELOPE) {
         wy_free(buf);
-        wy_free(m);
         p->st.rejected++;
         return WY_ETOOBIG;
     }
+    pmsg_t *m = wy_calloc(1, sizeof *m);
+    m->cb = cb;
+    m->udata = udata;
+    snprintf(m->event_id, sizeof m->event_id, "%s", event_id);
     size_t klen = key ? strlen(key) : 0;
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(klen ? key : NULL, klen),
-                          RD_KAFKA_V_TIMESTAMP((int64_t)now), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_KEY(klen ? key : NULL, klen),
+        RD_KAFKA_V_TIMESTAMP((int64_t)timestamp_ms), RD_KAFKA_V_OPAQUE(m), RD_KAFKA_V_END);
     wy_free(buf);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         wy_free(m);
         p->st.rejected++;
         return wy_kafka_err(e);
     }
-    m->next = &p->pending;
-    m->prev = p->pending.prev;
-    m->prev->next = m;
-    p->pending.prev = m;
+    wy_list_push_back(&p->pending, &m->node);
     p->st.produced++;
     p->st.queued++;
-    if (event_id_out)
-        memcpy(event_id_out, m->event_id, 37);
     return WY_OK;
+}
+
+int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key, const char *type,
+                     const void *payload, size_t payload_len, wy_kafka_delivery_cb cb, void *udata,
+                     char event_id_out[37])
+{
+    char id[37];
+    wy_uuid4(id);
+    int rc = produce(p, topic, key, id, type, wy_wall_ms(), payload, payload_len, cb, udata);
+    if (rc == WY_OK && event_id_out)
+        memcpy(event_id_out, id, sizeof id);
+    return rc;
+}
+
+int wy_kafka_produce_event(wy_kafka_producer_t *p, const char *topic, const char *key,
+                           const char *event_id, const char *type, uint64_t timestamp_ms,
+                           const void *payload, size_t payload_len, wy_kafka_delivery_cb cb,
+                           void *udata)
+{
+    return produce(p, topic, key, event_id, type, timestamp_ms, payload, payload_len, cb, udata);
 }
 
 /* Closes now, or right after the callback being dispatched returns (a close
@@ -649,7 +665,7 @@ void wy_kafka_producer_stats(const wy_kafka_producer_t *p, wy_kafka_producer_sta
 typedef struct kpart kpart_t;
 
 struct wy_kafka_msg_s {
-    wy_kafka_msg_t *next;   /* in the partition's offset-ordered list */
+    wy_list_t node;         /* in the partition's offset-ordered list */
     wy_kafka_consumer_t *c; /* NULL once detached (partition revoked, consumer closed) */
     kpart_t *part;
     Wyvern__Envelope *env; /* NULL for a bad record or once done/released */
@@ -663,27 +679,33 @@ struct wy_kafka_msg_s {
 /* One assigned partition and the messages delivered from it that still
  * matter for its stored offset, in offset order. */
 struct kpart {
-    kpart_t *next;
+    wy_list_t node; /* in the consumer's assigned partitions */
     char *topic;
     int32_t partition;
-    wy_kafka_msg_t *head, *tail;
+    wy_list_t msgs;      /* wy_kafka_msg_t, offset order */
     int64_t next_offset; /* just past the last delivered message; -1 before any */
 };
 
 struct wy_kafka_consumer_s {
     kclient_t k;
     wy_kafka_handler_cb handler;
+    wy_kafka_rebalance_cb on_rebalance;
     void *udata;
-    kpart_t *parts; /* assigned partitions; few, so a list */
+    wy_list_t parts; /* kpart_t: assigned partitions; few, so a list */
     int max_in_flight;
+    int position_timeout_ms; /* 0 = let librdkafka resolve start offsets lazily */
     wy_kafka_consumer_stats_t st;
 };
 
 static kpart_t *part_find(wy_kafka_consumer_t *c, const char *topic, int32_t partition)
 {
-    for (kpart_t *pt = c->parts; pt; pt = pt->next)
+    wy_list_t *n;
+    wy_list_foreach(n, &c->parts)
+    {
+        kpart_t *pt = wy_list_entry(n, kpart_t, node);
         if (pt->partition == partition && strcmp(pt->topic, topic) == 0)
             return pt;
+    }
     return NULL;
 }
 
@@ -726,15 +748,14 @@ static void check_bound(wy_kafka_consumer_t *c)
 static void part_advance(wy_kafka_consumer_t *c, kpart_t *pt)
 {
     int64_t last = -1;
-    while (pt->head && pt->head->done) {
-        wy_kafka_msg_t *m = pt->head;
-        pt->head = m->next;
+    wy_list_t *n;
+    while ((n = wy_list_first(&pt->msgs)) && wy_list_entry(n, wy_kafka_msg_t, node)->done) {
+        wy_kafka_msg_t *m = wy_list_entry(n, wy_kafka_msg_t, node);
+        wy_list_remove(n);
         last = m->offset;
         c->st.in_flight--;
         msg_free(m);
     }
-    if (!pt->head)
-        pt->tail = NULL;
     if (last < 0)
         return;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
@@ -756,24 +777,17 @@ static void part_advance(wy_kafka_consumer_t *c, kpart_t *pt)
  * holds are detached (their done/release then only frees). */
 static void part_drop(wy_kafka_consumer_t *c, kpart_t *pt)
 {
-    for (kpart_t **link = &c->parts; *link; link = &(*link)->next) {
-        if (*link == pt) {
-            *link = pt->next;
-            break;
-        }
-    }
-    wy_kafka_msg_t *m = pt->head;
-    while (m) {
-        wy_kafka_msg_t *next = m->next;
+    wy_list_remove(&pt->node);
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&pt->msgs))) {
+        wy_kafka_msg_t *m = wy_list_entry(n, wy_kafka_msg_t, node);
         c->st.in_flight--;
         if (m->user_owned) {
             m->c = NULL;
             m->part = NULL;
-            m->next = NULL;
         } else {
             msg_free(m);
         }
-        m = next;
     }
     c->st.partitions--;
     wy_free(pt->topic);
@@ -784,12 +798,7 @@ static void part_track(wy_kafka_consumer_t *c, kpart_t *pt, wy_kafka_msg_t *m)
 {
     m->c = c;
     m->part = pt;
-    m->next = NULL;
-    if (pt->tail)
-        pt->tail->next = m;
-    else
-        pt->head = m;
-    pt->tail = m;
+    wy_list_push_back(&pt->msgs, &m->node);
     pt->next_offset = m->offset + 1;
     c->st.in_flight++;
 }
@@ -798,11 +807,63 @@ static void log_parts(const char *what, const rd_kafka_t *rk,
                       const rd_kafka_topic_partition_list_t *parts)
 {
     wy_buf_t b = WY_BUF_INIT;
-    for (int i = 0; i < parts->cnt; i++)
+    for (int i = 0; i < parts->cnt; i++) {
         wy_buf_printf(&b, "%s%s[%" PRId32 "]", i ? "," : "", parts->elems[i].topic,
                       parts->elems[i].partition);
+        if (parts->elems[i].offset >= 0)
+            wy_buf_printf(&b, "@%" PRId64, parts->elems[i].offset);
+    }
     wy_log_info(what, "client", rd_kafka_name(rk), "partitions", b.data ? b.data : "", NULL);
     wy_buf_free(&b);
+}
+
+/* Hands a rebalance to the owner's callback (loop thread, inside dispatch). */
+static void report_rebalance(wy_kafka_consumer_t *c, wy_kafka_rebalance_t kind,
+                             const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!c->on_rebalance)
+        return;
+    size_t n = parts ? (size_t)parts->cnt : 0;
+    wy_kafka_partition_t *list = wy_calloc(n ? n : 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        list[i].topic = parts->elems[i].topic;
+        list[i].partition = parts->elems[i].partition;
+        list[i].offset = parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1;
+    }
+    c->on_rebalance(c->udata, kind, list, n);
+    wy_free(list);
+}
+
+/* Gives each partition of `parts` an explicit start offset before it is
+ * assigned: the group's committed offset, else the partition's end (high
+ * watermark). An event produced after this returns is therefore delivered;
+ * with a lazy "latest" reset it could land before the position is looked up
+ * and be skipped. Blocks for broker round trips (bounded by
+ * position_timeout_ms each); only at assignment. A partition whose offsets
+ * cannot be read keeps the lazy reset (logged). */
+static void position_parts(wy_kafka_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_t *rk = c->k.rk;
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, c->position_timeout_ms);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            p->offset = RD_KAFKA_OFFSET_INVALID;
+        if (p->offset >= 0)
+            continue;
+        int64_t lo, hi;
+        rd_kafka_resp_err_t we = rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo,
+                                                                  &hi, c->position_timeout_ms);
+        if (we == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            p->offset = hi;
+            continue;
+        }
+        char part[16];
+        snprintf(part, sizeof part, "%" PRId32, p->partition);
+        wy_log_warn("kafka start offset not resolved (events of the next moments may be missed)",
+                    "topic", p->topic, "partition", part, "error", rd_kafka_err2name(we), NULL);
+        p->offset = RD_KAFKA_OFFSET_INVALID;
+    }
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -812,6 +873,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (c->position_timeout_ms > 0)
+            position_parts(c, parts);
         log_parts("kafka partitions assigned", rk, parts);
         for (int i = 0; i < parts->cnt; i++) {
             if (part_find(c, parts->elems[i].topic, parts->elems[i].partition))
@@ -820,8 +883,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             pt->topic = wy_strdup(parts->elems[i].topic);
             pt->partition = parts->elems[i].partition;
             pt->next_offset = -1;
-            pt->next = c->parts;
-            c->parts = pt;
+            wy_list_init(&pt->msgs);
+            wy_list_push_back(&c->parts, &pt->node);
             c->st.partitions++;
         }
         if (coop)
@@ -830,25 +893,26 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
         if (c->st.paused)
             rd_kafka_pause_partitions(rk, parts);
+        c->st.assignments++;
+        report_rebalance(c, WY_KAFKA_ASSIGNED, parts);
     } else {
         /* Revoked or lost: an unfinished message of these partitions is not
          * stored, so the next owner gets it again (at-least-once). */
+        bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
         if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-            log_parts(rd_kafka_assignment_lost(rk) ? "kafka partitions lost"
-                                                   : "kafka partitions revoked",
-                      rk, parts);
+            log_parts(lost ? "kafka partitions lost" : "kafka partitions revoked", rk, parts);
         else
             wy_log_error("kafka rebalance error", "client", rd_kafka_name(rk), "error",
                          rd_kafka_err2name(err), NULL);
+        /* The owner hears first, while it may still finish what it holds. */
+        report_rebalance(c, lost ? WY_KAFKA_LOST : WY_KAFKA_REVOKED, parts);
         bool all = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || !coop;
-        for (kpart_t *pt = c->parts, *next; pt; pt = next) {
-            next = pt->next;
-            if (all)
-                part_drop(c, pt);
-        }
-        for (int i = 0; !all && i < parts->cnt; i++) {
-            kpart_t *pt = part_find(c, parts->elems[i].topic, parts->elems[i].partition);
-            if (pt)
+        wy_list_t *n, *tmp;
+        wy_list_foreach_safe(n, tmp, &c->parts)
+        {
+            kpart_t *pt = wy_list_entry(n, kpart_t, node);
+            if (all || (parts && rd_kafka_topic_partition_list_find(parts, pt->topic,
+                                                                    pt->partition) != NULL))
                 part_drop(c, pt);
         }
         if (coop && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
@@ -958,8 +1022,9 @@ static void consumer_do_close(kclient_t *k)
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         wy_log_warn("kafka consumer close", "client", rd_kafka_name(k->rk), "error",
                     rd_kafka_err2name(e), NULL);
-    while (c->parts)
-        part_drop(c, c->parts);
+    wy_list_t *n;
+    while ((n = wy_list_first(&c->parts)))
+        part_drop(c, wy_list_entry(n, kpart_t, node));
     rd_kafka_queue_destroy(k->q);
     rd_kafka_destroy(k->rk);
     k->rk = NULL;
@@ -992,8 +1057,12 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
     }
     wy_kafka_consumer_t *c = wy_calloc(1, sizeof *c);
     c->handler = o->handler;
+    c->on_rebalance = o->on_rebalance;
     c->udata = o->udata;
     c->max_in_flight = o->max_in_flight > 0 ? o->max_in_flight : 1000;
+    c->position_timeout_ms =
+        o->position_on_assign ? (o->position_timeout_ms > 0 ? o->position_timeout_ms : 5000) : 0;
+    wy_list_init(&c->parts);
     kclient_t *k = &c->k;
     k->serve = consumer_serve;
     k->do_close = consumer_do_close;
@@ -1020,6 +1089,9 @@ int wy_kafka_consumer_new(uv_loop_t *loop, const wy_kafka_consumer_opts_t *o,
                           o->session_timeout_ms > 0 ? o->session_timeout_ms : 10000, err);
     if (!rc)
         rc = conf_set(conf, "enable.partition.eof", "false", err);
+    /* Eager rebalancing (see wy_kafka.h: why not cooperative-sticky on librdkafka 2.0). */
+    if (!rc)
+        rc = conf_set(conf, "partition.assignment.strategy", "range,roundrobin", err);
     rc = conf_common_tail(conf, rc, o->stats_interval_ms, o->extra, err);
     rc = kclient_create(k, RD_KAFKA_CONSUMER, conf, rc, err);
     if (rc != WY_OK)

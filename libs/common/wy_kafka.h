@@ -85,6 +85,15 @@ int wy_kafka_produce(wy_kafka_producer_t *p, const char *topic, const char *key,
                      const void *payload, size_t payload_len, wy_kafka_delivery_cb cb, void *udata,
                      char event_id_out[37]);
 
+/* wy_kafka_produce with the caller's event_id (non-empty, <= WY_KAFKA_MAX_ID bytes) and
+ * timestamp instead of fresh ones: for a relay that publishes a stored event again after a
+ * crash (wy_outbox), so consumers see the same event_id and can dedupe. Same contract and
+ * errors as wy_kafka_produce (WY_EINVAL also for a bad event_id). */
+int wy_kafka_produce_event(wy_kafka_producer_t *p, const char *topic, const char *key,
+                           const char *event_id, const char *type, uint64_t timestamp_ms,
+                           const void *payload, size_t payload_len, wy_kafka_delivery_cb cb,
+                           void *udata);
+
 /* Shutdown: waits up to timeout_ms for queued messages to be delivered
  * (BLOCKS the loop thread for at most about that long: call at shutdown
  * only), then cancels the rest (their callbacks get WY_ECANCELED) and
@@ -115,7 +124,18 @@ void wy_kafka_producer_stats(const wy_kafka_producer_t *p, wy_kafka_producer_sta
  * highest contiguous done message, and committed every auto_commit_interval_ms
  * and at close. When a partition is revoked (rebalance) or the process dies,
  * every message of it not yet done is delivered again to the next owner, so
- * handlers must be idempotent on event_id (see wy_seen.h). */
+ * handlers must be idempotent on event_id (wy_seen.h in memory, wy_consumed.h
+ * durably in PostgreSQL).
+ *
+ * Rebalancing is eager (partition.assignment.strategy=range,roundrobin): every
+ * rebalance revokes all partitions of a member, then assigns its new set. The
+ * incremental protocol (cooperative-sticky) would move fewer partitions, but
+ * librdkafka 2.0.2 (Debian 12) crashes when a cooperative consumer closes
+ * before its first rebalance (librdkafka #4312, fixed in 2.2.1) and can hang in
+ * a rebalance (#4527, fixed in a later release): a daemon stopped right after its start
+ * would crash. The code below handles both protocols (it asks librdkafka which
+ * one is in use), so moving to cooperative-sticky later is this one setting,
+ * overridable through opts.extra. */
 typedef struct wy_kafka_consumer_s wy_kafka_consumer_t;
 /* One delivered message; owned by this module until passed to
  * wy_kafka_msg_done or wy_kafka_msg_release (exactly one of them, once). */
@@ -128,13 +148,48 @@ typedef struct wy_kafka_msg_s wy_kafka_msg_t;
  * a message can be delivered again after a crash or rebalance. */
 typedef void (*wy_kafka_handler_cb)(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg);
 
+/* A change of this consumer's partitions. */
+typedef enum {
+    WY_KAFKA_ASSIGNED = 1, /* now ours; messages of them may follow */
+    WY_KAFKA_REVOKED,      /* given up in an orderly rebalance (or at close) */
+    WY_KAFKA_LOST,         /* taken away (session timeout, rebalance error): another member
+                            * may already be consuming them */
+} wy_kafka_rebalance_t;
+
 typedef struct {
-    const char *brokers;         /* required */
-    const char *group_id;        /* consumer group; required */
-    const char *const *topics;   /* NULL-terminated, at least one; required */
-    wy_kafka_handler_cb handler; /* required */
-    void *udata;                 /* passed to handler */
-    const char *client_id;       /* optional, e.g. "lobby/instance-1" */
+    const char *topic;
+    int32_t partition;
+    /* ASSIGNED with position_on_assign: the offset consumption starts at
+     * (committed, else the partition's end). Otherwise -1 (librdkafka decides:
+     * committed offset, else auto.offset.reset). */
+    int64_t offset;
+} wy_kafka_partition_t;
+
+/* Called on the loop: ASSIGNED after the partitions are assigned; REVOKED /
+ * LOST before they are dropped (messages of them the owner still holds stay
+ * valid, and their done only frees: their offsets are not stored any more).
+ * `parts` (n entries) is valid during the call only. Also called with
+ * REVOKED from inside wy_kafka_consumer_close. */
+typedef void (*wy_kafka_rebalance_cb)(void *udata, wy_kafka_rebalance_t kind,
+                                      const wy_kafka_partition_t *parts, size_t n);
+
+typedef struct {
+    const char *brokers;                /* required */
+    const char *group_id;               /* consumer group; required */
+    const char *const *topics;          /* NULL-terminated, at least one; required */
+    wy_kafka_handler_cb handler;        /* required */
+    void *udata;                        /* passed to handler and on_rebalance */
+    wy_kafka_rebalance_cb on_rebalance; /* optional */
+    /* Resolve each newly assigned partition's start offset before assigning
+     * it (committed offset, else the end of the partition), so that every
+     * event produced after the ASSIGNED callback is delivered. Without it, a
+     * "latest" start is looked up lazily by librdkafka after the assignment
+     * (~1 s later with the real broker), and an event produced in between is
+     * skipped. Costs broker round trips inside the rebalance, blocking the
+     * loop for at most position_timeout_ms per request (0 = 5000). */
+    bool position_on_assign;
+    int position_timeout_ms;
+    const char *client_id; /* optional, e.g. "lobby/instance-1" */
     /* Messages handed to the handler and not yet done or released, plus done
      * ones waiting behind an unfinished earlier one. At the bound the assigned
      * partitions are paused; they resume once it falls to half. Messages
@@ -186,13 +241,14 @@ void wy_kafka_consumer_close(wy_kafka_consumer_t *c, int timeout_ms);
 bool wy_kafka_consumer_healthy(const wy_kafka_consumer_t *c);
 
 typedef struct {
-    uint64_t consumed;   /* valid Envelopes handed to the handler */
-    uint64_t done;       /* wy_kafka_msg_done calls while attached */
-    uint64_t bad;        /* records that are not an Envelope (skipped) */
-    uint64_t errors;     /* consumer errors reported by librdkafka */
-    uint64_t in_flight;  /* tracked messages (see max_in_flight) */
-    uint64_t partitions; /* currently assigned partitions */
-    bool paused;         /* partitions paused by the in-flight bound */
+    uint64_t consumed;    /* valid Envelopes handed to the handler */
+    uint64_t done;        /* wy_kafka_msg_done calls while attached */
+    uint64_t bad;         /* records that are not an Envelope (skipped) */
+    uint64_t errors;      /* consumer errors reported by librdkafka */
+    uint64_t in_flight;   /* tracked messages (see max_in_flight) */
+    uint64_t partitions;  /* currently assigned partitions */
+    uint64_t assignments; /* ASSIGNED rebalances so far */
+    bool paused;          /* partitions paused by the in-flight bound */
 } wy_kafka_consumer_stats_t;
 
 void wy_kafka_consumer_stats(const wy_kafka_consumer_t *c, wy_kafka_consumer_stats_t *out);

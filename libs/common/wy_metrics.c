@@ -2,6 +2,7 @@
  * Prometheus text exposition (format 0.0.4). */
 #include "wy_metrics.h"
 #include "wy_log.h"
+#include "wy_map.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -20,10 +21,8 @@ typedef struct family family_t;
  * double add, and a CAS loop on the bits is lock-free everywhere we run. */
 struct wy_metric {
     family_t *fam;
-    char *labels;       /* normalized `k="v",k2="v2"` (escaped), "" when none */
-    wy_metric_t *next;  /* in the family, registration order */
-    wy_metric_t *hnext; /* in the lookup table bucket */
-    uint64_t hash;
+    char *labels;           /* normalized `k="v",k2="v2"` (escaped), "" when none */
+    wy_metric_t *next;      /* in the family, registration order */
     _Atomic uint64_t value; /* counter/gauge value; histogram sum */
     size_t nbounds;         /* histogram only */
     double *bounds;
@@ -43,9 +42,8 @@ struct family {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static family_t *fam_first, *fam_last;
 static size_t nseries;
-/* name+labels -> series, so a lookup on every request stays O(1). */
-static wy_metric_t **table;
-static size_t table_size; /* power of two, or 0 before the first series */
+/* "name\0labels" -> series, so a lookup on every request stays O(1). */
+static wy_map_t *series;
 
 /* Past WY_METRICS_MAX_SERIES, registrations get a sink that is updated but
  * never rendered: runaway label cardinality must not grow memory without
@@ -58,9 +56,9 @@ static family_t sink_fams[3] = {
     {"wy_sink_hist", "", KIND_HISTOGRAM, NULL, NULL, NULL},
 };
 static wy_metric_t sinks[3] = {
-    {&sink_fams[0], "", NULL, NULL, 0, 0, 0, NULL, NULL},
-    {&sink_fams[1], "", NULL, NULL, 0, 0, 0, NULL, NULL},
-    {&sink_fams[2], "", NULL, NULL, 0, 0, 0, sink_bounds, sink_buckets},
+    {&sink_fams[0], "", NULL, 0, 0, NULL, NULL},
+    {&sink_fams[1], "", NULL, 0, 0, NULL, NULL},
+    {&sink_fams[2], "", NULL, 0, 0, sink_bounds, sink_buckets},
 };
 static bool sink_warned;
 
@@ -295,40 +293,15 @@ static wy_metric_t *sink(kind_t kind, const char *name)
     return &sinks[kind];
 }
 
-static uint64_t series_hash(const char *name, const char *labels)
+/* The registry key of a series: name, a NUL (no name contains one), labels. Caller frees. */
+static char *series_key(const char *name, const char *labels, size_t *len)
 {
-    /* FNV-1a over name, a separator no name contains, and the labels. */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    h = (h ^ '{') * 0x100000001b3ull;
-    for (const char *p = labels; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    return h;
-}
-
-static void table_insert(wy_metric_t *m)
-{
-    size_t i = (size_t)(m->hash & (table_size - 1));
-    m->hnext = table[i];
-    table[i] = m;
-}
-
-static void table_grow(void)
-{
-    wy_metric_t **old = table;
-    size_t old_size = table_size;
-    table_size = table_size ? table_size * 2 : 64;
-    table = wy_calloc(table_size, sizeof *table);
-    for (size_t i = 0; i < old_size; i++) {
-        wy_metric_t *m = old[i];
-        while (m) {
-            wy_metric_t *next = m->hnext;
-            table_insert(m);
-            m = next;
-        }
-    }
-    wy_free(old);
+    size_t n = strlen(name), l = strlen(labels);
+    char *k = wy_malloc(n + 1 + l);
+    memcpy(k, name, n + 1);
+    memcpy(k + n + 1, labels, l);
+    *len = n + 1 + l;
+    return k;
 }
 
 /* Names that promtool's linter rejects are bugs caught at registration, so a
@@ -359,20 +332,20 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         }
     }
     char *norm = normalize_labels(labels, name);
-    uint64_t hash = series_hash(name, norm);
+    size_t klen;
+    char *key = series_key(name, norm, &klen);
 
     pthread_mutex_lock(&reg_mu);
-    if (table_size) {
-        for (wy_metric_t *m = table[hash & (table_size - 1)]; m; m = m->hnext) {
-            if (m->hash == hash && strcmp(m->fam->name, name) == 0 &&
-                strcmp(m->labels, norm) == 0) {
-                pthread_mutex_unlock(&reg_mu);
-                wy_free(norm);
-                if (m->fam->kind != kind)
-                    bug("metric registered again with another type", name);
-                return m;
-            }
-        }
+    if (!series)
+        series = wy_map_new(0);
+    wy_metric_t *found = wy_map_get(series, key, klen);
+    if (found) {
+        pthread_mutex_unlock(&reg_mu);
+        wy_free(norm);
+        wy_free(key);
+        if (found->fam->kind != kind)
+            bug("metric registered again with another type", name);
+        return found;
     }
     /* A new series: rare, so a scan for its family is fine. */
     family_t *f = fam_first;
@@ -386,6 +359,7 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         wy_metric_t *s = sink(kind, name);
         pthread_mutex_unlock(&reg_mu);
         wy_free(norm);
+        wy_free(key);
         return s;
     }
     if (!f) {
@@ -408,7 +382,6 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     wy_metric_t *m = wy_calloc(1, sizeof *m);
     m->fam = f;
     m->labels = norm;
-    m->hash = hash;
     atomic_init(&m->value, d2u(0.0));
     if (kind == KIND_HISTOGRAM) {
         m->nbounds = nbounds;
@@ -424,9 +397,12 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     else
         f->first = m;
     f->last = m;
-    if (nseries + 1 > table_size)
-        table_grow();
-    table_insert(m);
+    /* The map has no bound: only a key over WY_MAP_MAX_KEY can fail. */
+    if (wy_map_put(series, key, klen, m) != WY_OK) {
+        pthread_mutex_unlock(&reg_mu);
+        bug("metric name and labels too long", name);
+    }
+    wy_free(key);
     nseries++;
     pthread_mutex_unlock(&reg_mu);
     return m;
@@ -552,26 +528,30 @@ wy_op_t *wy_metrics_op(wy_op_family_t *f, const char *value)
         return op;
     }
     if (f->nops >= WY_METRICS_OP_MAX_VALUES) {
-        bool first = f->other == NULL;
+        wy_op_t *o = f->other;
         pthread_mutex_unlock(&reg_mu);
-        if (first) {
-            wy_op_t *o = op_new(f, "other");
-            pthread_mutex_lock(&reg_mu);
-            if (!f->other) {
-                f->other = o;
-                o = NULL;
-            }
-            pthread_mutex_unlock(&reg_mu);
-            if (o) { /* lost a race: the same series, registered twice */
-                wy_free(o->value);
-                wy_free(o);
-            } else {
-                wy_log_warn("too many label values for an operation family; counting the rest "
-                            "as other",
-                            "name", f->name, "value", value, (const char *)NULL);
-            }
+        if (o)
+            return o;
+        /* The first value past the cap: register "other" outside the lock (it takes it). */
+        o = op_new(f, "other");
+        wy_op_t *dup = NULL;
+        pthread_mutex_lock(&reg_mu);
+        if (f->other) {
+            dup = o; /* another thread won: the same series, registered twice */
+            o = f->other;
+        } else {
+            f->other = o;
         }
-        return f->other;
+        pthread_mutex_unlock(&reg_mu);
+        if (dup) {
+            wy_free(dup->value);
+            wy_free(dup);
+        } else {
+            wy_log_warn("too many label values for an operation family; counting the rest "
+                        "as other",
+                        "name", f->name, "value", value, (const char *)NULL);
+        }
+        return o;
     }
     f->nops++; /* reserve the slot; the series are registered outside the lock */
     pthread_mutex_unlock(&reg_mu);
@@ -791,9 +771,8 @@ void wy_metrics_reset(void)
         of = ofn;
     }
     op_fams = NULL;
-    wy_free(table);
-    table = NULL;
-    table_size = 0;
+    wy_map_free(series);
+    series = NULL;
     nseries = 0;
     sink_warned = false;
     pthread_mutex_unlock(&reg_mu);

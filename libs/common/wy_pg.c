@@ -13,6 +13,7 @@
 
 #include "wy_list.h"
 #include "wy_log.h"
+#include "wy_map.h"
 
 enum { OP_QUERY, OP_BEGIN, OP_COMMIT, OP_ROLLBACK, OP_HEALTH };
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
@@ -20,7 +21,9 @@ enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 typedef struct pg_op {
     wy_list_t node; /* in the pool queue, a tx queue or the done list */
     int kind;
-    char *sql;
+    char *sql;                /* OP_QUERY with text; NULL for a prepared statement */
+    const wy_pg_stmt_t *stmt; /* OP_QUERY of a prepared statement */
+    bool preparing;           /* PQsendPrepare of stmt is running; the query follows */
     int nparams;
     char **params;
     wy_pg_cb qcb;
@@ -50,7 +53,8 @@ typedef struct pg_conn {
     uint32_t attempts;
     pg_op *op; /* running */
     bool flushing;
-    wy_pg_tx_t *tx; /* owner while a transaction is open */
+    wy_pg_tx_t *tx;     /* owner while a transaction is open */
+    wy_map_t *prepared; /* statement name -> wy_pg_stmt_t prepared on this session */
 } pg_conn;
 
 struct wy_pg_tx {
@@ -166,7 +170,7 @@ static pg_op *op_new(wy_pg_t *pg, int kind, const char *sql, int nparams, const 
 {
     pg_op *op = wy_calloc(1, sizeof *op);
     op->kind = kind;
-    op->sql = wy_strdup(sql);
+    op->sql = sql ? wy_strdup(sql) : NULL;
     if (nparams > 0) {
         op->params = wy_calloc((size_t)nparams, sizeof *op->params);
         for (int i = 0; i < nparams; i++)
@@ -339,6 +343,15 @@ static void set_last_error(wy_pg_t *pg, const char *msg)
     pg->last_error = dup_msg(msg);
 }
 
+/* A new session has no prepared statements. */
+static void prepared_forget(pg_conn *c)
+{
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, c->prepared);
+    while (wy_map_next(&it))
+        wy_map_iter_del(&it);
+}
+
 /* The transaction is gone server side: queued statements fail with status, a queued commit
  * reports the rollback, a queued rollback succeeds. */
 static void tx_kill(wy_pg_t *pg, wy_pg_tx_t *tx, int status, const char *why)
@@ -389,6 +402,7 @@ static void conn_fail(pg_conn *c, int status, const char *msg, bool at_once)
     c->op = NULL;
     c->flushing = false;
     c->state = C_DOWN;
+    prepared_forget(c);
     if (was_up)
         wy_log_warn("postgres connection lost", "error", m, NULL);
     else
@@ -453,13 +467,41 @@ static const char *op_sql(const pg_op *op)
     }
 }
 
+static void conn_pump(pg_conn *c);
+
+/* Send op's statement: its text, or its prepared statement (preparing it first when this
+ * session has not got it yet: conn_op_complete then sends the query). */
+static int send_statement(pg_conn *c, pg_op *op)
+{
+    const char *const *params = (const char *const *)op->params;
+    const wy_pg_stmt_t *st = op->stmt;
+    if (st == NULL)
+        return PQsendQueryParams(c->pg, op_sql(op), op->nparams, NULL, params, NULL, NULL, 0);
+    const wy_pg_stmt_t *have = wy_map_get_str(c->prepared, st->name);
+    if (have != NULL && have != st && strcmp(have->sql, st->sql) != 0)
+        return -1;
+    if (have == NULL) {
+        op->preparing = true;
+        return PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL);
+    }
+    return PQsendQueryPrepared(c->pg, st->name, op->nparams, params, NULL, NULL, 0);
+}
+
 static void conn_send(pg_conn *c, pg_op *op)
 {
     int rc;
     c->op = op;
     c->state = C_BUSY;
-    if (!PQsendQueryParams(c->pg, op_sql(op), op->nparams, NULL, (const char *const *)op->params,
-                           NULL, NULL, 0)) {
+    rc = send_statement(c, op);
+    if (rc < 0) {
+        c->op = NULL;
+        c->state = C_IDLE;
+        wy_log_error("two prepared statements share a name", "name", op->stmt->name, NULL);
+        op_finish(c->pool, op, WY_EINTERNAL, "another statement with this name is prepared");
+        conn_pump(c);
+        return;
+    }
+    if (!rc) {
         conn_fail(c, WY_EUNAVAIL, PQerrorMessage(c->pg), false);
         return;
     }
@@ -511,6 +553,15 @@ static void conn_op_complete(pg_conn *c)
     wy_pg_t *pg = c->pool;
     pg_op *op = c->op;
     wy_pg_tx_t *tx = c->tx;
+    if (op->preparing && op->res && PQresultStatus(op->res) == PGRES_COMMAND_OK) {
+        op->preparing = false;
+        PQclear(op->res);
+        op->res = NULL;
+        /* Cannot hit the bound: prepared maps are unbounded. */
+        (void)wy_map_put_str(c->prepared, op->stmt->name, (void *)op->stmt);
+        conn_send(c, op); /* now the query itself, on the same deadline */
+        return;
+    }
     c->op = NULL;
     c->state = C_IDLE;
 
@@ -865,6 +916,7 @@ int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts
     for (uint32_t i = 0; i < pg->nconns; i++) {
         pg_conn *c = &pg->conns[i];
         c->pool = pg;
+        c->prepared = wy_map_new(0);
         uv_timer_init(loop, &c->timer);
         c->timer.data = c;
         pg->handles_open++;
@@ -876,13 +928,39 @@ int wy_pg_create(uv_loop_t *loop, const char *conninfo, const wy_pg_opts_t *opts
     return WY_OK;
 }
 
-static int admit(wy_pg_t *pg, const char *sql, int nparams, const char *const *params)
+static bool stmt_ok(const wy_pg_stmt_t *st)
 {
+    if (st == NULL || st->name == NULL || st->sql == NULL || st->nparams < 0 || st->nparams > 65535)
+        return false;
+    size_t n = strlen(st->name);
+    return n >= 1 && n <= 63 &&
+           strspn(st->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "0123456789_") == n;
+}
+
+/* A statement op (text sql, or prepared st with st->nparams parameters), or NULL and *rc. */
+static pg_op *stmt_op(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, const wy_pg_stmt_t *st,
+                      int nparams, const char *const *params, wy_pg_cb cb, void *ud, int *rc)
+{
+    *rc = WY_OK;
     if (pg->closing)
-        return WY_ECANCELED;
-    if (sql == NULL || nparams < 0 || nparams > 65535 || (nparams > 0 && params == NULL))
-        return WY_EINVAL;
-    return WY_OK;
+        *rc = WY_ECANCELED;
+    else if (st ? !stmt_ok(st) : sql == NULL)
+        *rc = WY_EINVAL;
+    else if (st)
+        nparams = st->nparams;
+    if (*rc == WY_OK &&
+        (cb == NULL || nparams < 0 || nparams > 65535 || (nparams > 0 && params == NULL)))
+        *rc = WY_EINVAL;
+    if (*rc != WY_OK)
+        return NULL;
+    pg_op *op = op_new(pg, OP_QUERY, sql, nparams, params);
+    op->stmt = st;
+    if (timeout_ms)
+        op->deadline = uv_now(pg->loop) + timeout_ms;
+    op->qcb = cb;
+    op->ud = ud;
+    return op;
 }
 
 static int enqueue(wy_pg_t *pg, pg_op *op)
@@ -918,17 +996,23 @@ int wy_pg_query(wy_pg_t *pg, const char *sql, int nparams, const char *const *pa
 int wy_pg_query_timeout(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, int nparams,
                         const char *const *params, wy_pg_cb cb, void *ud)
 {
-    int rc = admit(pg, sql, nparams, params);
-    if (rc != WY_OK)
-        return rc;
-    if (cb == NULL)
-        return WY_EINVAL;
-    pg_op *op = op_new(pg, OP_QUERY, sql, nparams, params);
-    if (timeout_ms)
-        op->deadline = uv_now(pg->loop) + timeout_ms;
-    op->qcb = cb;
-    op->ud = ud;
-    return enqueue(pg, op);
+    int rc;
+    pg_op *op = stmt_op(pg, timeout_ms, sql, NULL, nparams, params, cb, ud, &rc);
+    return op ? enqueue(pg, op) : rc;
+}
+
+int wy_pg_exec(wy_pg_t *pg, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+               void *ud)
+{
+    return wy_pg_exec_timeout(pg, 0, st, params, cb, ud);
+}
+
+int wy_pg_exec_timeout(wy_pg_t *pg, uint32_t timeout_ms, const wy_pg_stmt_t *st,
+                       const char *const *params, wy_pg_cb cb, void *ud)
+{
+    int rc;
+    pg_op *op = stmt_op(pg, timeout_ms, NULL, st, 0, params, cb, ud, &rc);
+    return op ? enqueue(pg, op) : rc;
 }
 
 int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud)
@@ -964,27 +1048,44 @@ int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *con
     return wy_pg_tx_query_timeout(tx, 0, sql, nparams, params, cb, ud);
 }
 
-int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
-                           const char *const *params, wy_pg_cb cb, void *ud)
+/* Queue a statement op on tx (checks the transaction's state first). */
+static int tx_submit(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, const wy_pg_stmt_t *st,
+                     int nparams, const char *const *params, wy_pg_cb cb, void *ud)
 {
     wy_pg_t *pg = tx->pool;
-    int rc = admit(pg, sql, nparams, params);
-    if (rc != WY_OK)
+    int rc;
+    pg_op *op = stmt_op(pg, timeout_ms, sql, st, nparams, params, cb, ud, &rc);
+    if (op == NULL)
         return rc;
-    if (cb == NULL)
-        return WY_EINVAL;
     if (tx->ending || tx->dead || !tx->open)
-        return WY_ESTATE;
-    if (tx->queue.n >= pg->o.max_queue)
-        return WY_EBUSY;
-    pg_op *op = op_new(pg, OP_QUERY, sql, nparams, params);
-    if (timeout_ms)
-        op->deadline = uv_now(pg->loop) + timeout_ms;
-    op->qcb = cb;
-    op->ud = ud;
+        rc = WY_ESTATE;
+    else if (tx->queue.n >= pg->o.max_queue)
+        rc = WY_EBUSY;
+    if (rc != WY_OK) {
+        op_free(op);
+        return rc;
+    }
     op->tx = tx;
     tx_enqueue(tx, op);
     return WY_OK;
+}
+
+int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
+                           const char *const *params, wy_pg_cb cb, void *ud)
+{
+    return tx_submit(tx, timeout_ms, sql, NULL, nparams, params, cb, ud);
+}
+
+int wy_pg_tx_exec(wy_pg_tx_t *tx, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+                  void *ud)
+{
+    return wy_pg_tx_exec_timeout(tx, 0, st, params, cb, ud);
+}
+
+int wy_pg_tx_exec_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const wy_pg_stmt_t *st,
+                          const char *const *params, wy_pg_cb cb, void *ud)
+{
+    return tx_submit(tx, timeout_ms, NULL, st, 0, params, cb, ud);
 }
 
 static int tx_end(wy_pg_tx_t *tx, int kind, wy_pg_end_cb cb, void *ud)
@@ -1039,6 +1140,8 @@ static void maybe_finish_close(wy_pg_t *pg)
         tx_free(wy_container_of(n, wy_pg_tx_t, node));
     void (*done)(void *) = pg->close_done;
     void *ud = pg->close_ud;
+    for (uint32_t i = 0; i < pg->nconns; i++)
+        wy_map_free(pg->conns[i].prepared);
     wy_free(pg->conns);
     wy_free(pg->conninfo);
     wy_free(pg->last_error);
@@ -1088,4 +1191,63 @@ void wy_pg_close(wy_pg_t *pg, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&pg->queue_timer, on_handle_closed);
     uv_close((uv_handle_t *)&pg->health_timer, on_handle_closed);
     drain_done(pg);
+}
+
+/* ---- columns by name -------------------------------------------------------------------------
+ */
+
+/* A result read with a name it does not have: the SQL and the code disagree. */
+static void bad_column(const PGresult *res, const char *name, int row)
+{
+    char cols[512] = "";
+    size_t used = 0;
+    int n = res ? PQnfields(res) : 0;
+    for (int i = 0; i < n && used < sizeof cols; i++)
+        used += (size_t)snprintf(cols + used, sizeof cols - used, "%s%s", i ? "," : "",
+                                 PQfname(res, i));
+    char rows[24];
+    snprintf(rows, sizeof rows, "%d/%d", row, res ? PQntuples(res) : 0);
+    wy_log_error("postgres result read by a column or row it does not have", "column", name,
+                 "columns", cols, "row", rows, NULL);
+    abort();
+}
+
+int wy_pg_col(const PGresult *res, const char *name)
+{
+    int col = res ? PQfnumber(res, name) : -1;
+    if (col < 0)
+        bad_column(res, name, -1);
+    return col;
+}
+
+/* Column index of name, checking row. */
+static int cell(const PGresult *res, int row, const char *name)
+{
+    int col = wy_pg_col(res, name);
+    if (row < 0 || row >= PQntuples(res))
+        bad_column(res, name, row);
+    return col;
+}
+
+const char *wy_pg_text(const PGresult *res, int row, const char *name)
+{
+    int col = cell(res, row, name);
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+bool wy_pg_isnull(const PGresult *res, int row, const char *name)
+{
+    return PQgetisnull(res, row, cell(res, row, name)) != 0;
+}
+
+bool wy_pg_bool(const PGresult *res, int row, const char *name)
+{
+    const char *v = wy_pg_text(res, row, name);
+    return v != NULL && v[0] == 't';
+}
+
+int64_t wy_pg_int64(const PGresult *res, int row, const char *name)
+{
+    const char *v = wy_pg_text(res, row, name);
+    return v ? strtoll(v, NULL, 10) : 0;
 }

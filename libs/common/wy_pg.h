@@ -69,6 +69,33 @@ int wy_pg_query(wy_pg_t *pg, const char *sql, int nparams, const char *const *pa
 int wy_pg_query_timeout(wy_pg_t *pg, uint32_t timeout_ms, const char *sql, int nparams,
                         const char *const *params, wy_pg_cb cb, void *ud);
 
+/* ---- prepared statements ----
+ * A statement is a name, its SQL and its number of parameters, defined once (normally a static
+ * const object next to the other statements of the service):
+ *
+ *     const wy_pg_stmt_t auth_sql_account = {"auth_account", "SELECT ... WHERE id = $1", 1};
+ *
+ * The pool prepares it on a connection the first time it runs there (PQsendPrepare, then
+ * PQsendQueryPrepared) and again on the new connection after a reconnect; later runs on that
+ * connection send only the name and the parameters. Rules: name is 1..63 of [A-Za-z0-9_], unique
+ * in the process for one SQL text (two objects with one name and different SQL are a bug: the
+ * second fails with WY_EINTERNAL on a connection that prepared the first); the object is not
+ * copied and must outlive the pool. An error in the SQL itself (syntax, unknown table) reaches the
+ * caller's callback like a statement's error. */
+typedef struct {
+    const char *name;
+    const char *sql;
+    int nparams; /* $1..$nparams */
+} wy_pg_stmt_t;
+
+/* Run st with params[0..st->nparams) (text, NULL = SQL NULL; copied) on a free connection. Same
+ * return and callback contract as wy_pg_query_timeout (timeout_ms 0 = query_timeout_ms; the
+ * prepare counts in it); WY_EINVAL for a bad statement object. */
+int wy_pg_exec(wy_pg_t *pg, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+               void *ud);
+int wy_pg_exec_timeout(wy_pg_t *pg, uint32_t timeout_ms, const wy_pg_stmt_t *st,
+                       const char *const *params, wy_pg_cb cb, void *ud);
+
 /* Start a transaction: takes a connection (queued like a statement), sends BEGIN, then cb gets a
  * handle bound to that connection. Same return contract as wy_pg_query. */
 int wy_pg_begin(wy_pg_t *pg, wy_pg_begin_cb cb, void *ud);
@@ -82,6 +109,12 @@ int wy_pg_tx_query(wy_pg_tx_t *tx, const char *sql, int nparams, const char *con
 /* wy_pg_tx_query with its own timeout (0 = query_timeout_ms). A timeout ends the transaction. */
 int wy_pg_tx_query_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const char *sql, int nparams,
                            const char *const *params, wy_pg_cb cb, void *ud);
+
+/* A prepared statement inside tx; same contract as wy_pg_tx_query_timeout. */
+int wy_pg_tx_exec(wy_pg_tx_t *tx, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+                  void *ud);
+int wy_pg_tx_exec_timeout(wy_pg_tx_t *tx, uint32_t timeout_ms, const wy_pg_stmt_t *st,
+                          const char *const *params, wy_pg_cb cb, void *ud);
 
 /* End tx. Always accepted once (returns WY_OK and cb is called exactly once, asynchronously), after
  * the statements already queued on tx. tx is freed after cb returns: never use it again. A second
@@ -97,6 +130,24 @@ int wy_pg_health(const wy_pg_t *pg);
 
 /* SQLSTATE of an error result ("23505"), or "" when there is none. */
 const char *wy_pg_sqlstate(const PGresult *res);
+
+/* ---- reading results by column name ----
+ * Code reads a result by the names its SQL gives the columns (AS account_id), never by position.
+ * A name the result does not have, or a row past the end, is a bug in the pairing of SQL and
+ * code, not a runtime condition: it is logged (with the name and the result's columns) and the
+ * process aborts, like a failed assert, so the first test that runs the statement finds it.
+ * res is a result passed to a wy_pg_cb; any thread may call these. */
+
+/* Index of column name in res (resolve once, then PQgetvalue(res, row, col) in a loop). */
+int wy_pg_col(const PGresult *res, const char *name);
+/* Text of column name in row; NULL for SQL NULL. Valid as long as res. */
+const char *wy_pg_text(const PGresult *res, int row, const char *name);
+/* True for SQL NULL. */
+bool wy_pg_isnull(const PGresult *res, int row, const char *name);
+/* A boolean column: true for 't', false for 'f' and NULL. */
+bool wy_pg_bool(const PGresult *res, int row, const char *name);
+/* An integer column (smallint, integer, bigint); 0 for NULL. */
+int64_t wy_pg_int64(const PGresult *res, int row, const char *name);
 
 /* Close: queued and running statements get WY_ECANCELED (during this call), open transactions
  * are rolled back by closing their connection, every handle (pool and transactions) is freed and
@@ -117,5 +168,9 @@ void wy_pg_close(wy_pg_t *pg, void (*done)(void *ud), void *ud);
  */
 int wy_pg_migrate(const char *conninfo, const char *schema, const char *dir, int *applied,
                   const char **err);
+
+/* True when s is a plain identifier [A-Za-z_][A-Za-z0-9_]{0,62} that may be written into SQL
+ * unquoted (a schema name given by code, as wy_pg_migrate, wy_consumed and wy_outbox take). */
+bool wy_pg_ident_ok(const char *s);
 
 #endif

@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 /* KEYS[1] the key; ARGV: window_ms, limit, "1" to count the event / "0" to peek, a unique member.
  * Returns {1, 0} when allowed, {0, retry_after_ms} when not. Refused events are not stored, so
  * a key never holds more than `limit` entries. Events at now - window have left the window. */
@@ -34,7 +32,7 @@ struct wy_ratelimit {
     char *prefix;
     size_t prefix_len;
     uint32_t limit, window_ms;
-    char sha[41];
+    wy_redis_script_t *script; /* EVALSHA, reloaded after NOSCRIPT by wy_redis_eval */
     char nonce[17];   /* random per limiter: members of different instances never collide */
     uint64_t counter; /* makes members unique within this limiter */
     uint32_t pending; /* commands whose callback has not run yet */
@@ -45,15 +43,15 @@ typedef struct {
     wy_ratelimit_t *rl;
     wy_ratelimit_cb cb;
     void *ud;
-    bool hit, tried_eval;
-    size_t key_len;
-    char member[48];
-    char key[]; /* "<prefix>:<key>" */
 } call_t;
+
+/* Longest Redis key: "<prefix>:<key>". */
+#define FULL_KEY_MAX (WY_RATELIMIT_PREFIX_MAX + 1 + WY_RATELIMIT_KEY_MAX)
 
 static void maybe_release(wy_ratelimit_t *rl)
 {
     if (rl->freed && rl->pending == 0) {
+        wy_redis_script_free(rl->script);
         wy_free(rl->prefix);
         wy_free(rl);
     }
@@ -73,12 +71,7 @@ int wy_ratelimit_new(wy_redis_t *r, const char *prefix, uint32_t limit, uint32_t
     rl->limit = limit;
     rl->window_ms = window_ms;
 
-    unsigned char md[20];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(SCRIPT, sizeof SCRIPT - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20)
-        abort(); /* SHA-1 is always available in OpenSSL 3's default provider */
-    for (int i = 0; i < 20; i++)
-        snprintf(rl->sha + 2 * i, 3, "%02x", md[i]);
+    rl->script = wy_redis_script_new(SCRIPT);
     unsigned char rnd[8];
     wy_random(rnd, sizeof rnd);
     for (int i = 0; i < 8; i++)
@@ -93,29 +86,6 @@ void wy_ratelimit_free(wy_ratelimit_t *rl)
         return;
     rl->freed = true;
     maybe_release(rl);
-}
-
-static void on_reply(int status, redisReply *reply, void *ud);
-
-static int send_script(call_t *c, bool full)
-{
-    wy_ratelimit_t *rl = c->rl;
-    char window[16], limit[16];
-    snprintf(window, sizeof window, "%u", rl->window_ms);
-    snprintf(limit, sizeof limit, "%u", rl->limit);
-    const char *argv[8] = {full ? "EVAL" : "EVALSHA",
-                           full ? SCRIPT : rl->sha,
-                           "1",
-                           c->key,
-                           window,
-                           limit,
-                           c->hit ? "1" : "0",
-                           c->member};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    lens[3] = c->key_len;
-    return wy_redis_command_argv(rl->r, on_reply, c, 8, argv, lens);
 }
 
 static void finish(call_t *c, int err, bool allowed, uint32_t retry)
@@ -134,15 +104,6 @@ static void finish(call_t *c, int err, bool allowed, uint32_t retry)
 static void on_reply(int status, redisReply *reply, void *ud)
 {
     call_t *c = ud;
-    if (status == WY_EIO && reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0 && !c->tried_eval) {
-        /* First use on this Redis (or after SCRIPT FLUSH / a restart): EVAL loads the script. */
-        c->tried_eval = true;
-        int rc = send_script(c, true);
-        if (rc != WY_OK)
-            finish(c, rc == WY_EBUSY ? WY_EUNAVAIL : rc, true, 0);
-        return;
-    }
     if (status != WY_OK) {
         finish(c, status == WY_ETIMEDOUT ? WY_EUNAVAIL : status, true, 0);
         return;
@@ -162,28 +123,35 @@ static void on_reply(int status, redisReply *reply, void *ud)
     finish(c, WY_OK, allowed, allowed ? 0 : (uint32_t)retry);
 }
 
-static bool key_ok(const char *key, size_t *len)
+/* Writes "<prefix>:<key>" into full (FULL_KEY_MAX bytes) and returns its length, or 0 when key
+ * is empty or over WY_RATELIMIT_KEY_MAX. */
+static size_t full_key(const wy_ratelimit_t *rl, const char *key, char *full)
 {
-    *len = key ? strnlen(key, WY_RATELIMIT_KEY_MAX + 1) : 0;
-    return *len > 0 && *len <= WY_RATELIMIT_KEY_MAX;
+    size_t klen = key ? strnlen(key, WY_RATELIMIT_KEY_MAX + 1) : 0;
+    if (klen == 0 || klen > WY_RATELIMIT_KEY_MAX)
+        return 0;
+    memcpy(full, rl->prefix, rl->prefix_len);
+    full[rl->prefix_len] = ':';
+    memcpy(full + rl->prefix_len + 1, key, klen);
+    return rl->prefix_len + 1 + klen;
 }
 
 static int check(wy_ratelimit_t *rl, const char *key, bool hit, wy_ratelimit_cb cb, void *ud)
 {
-    size_t klen;
-    if (!rl || !cb || rl->freed || !key_ok(key, &klen))
+    char full[FULL_KEY_MAX], window[16], limit[16], member[48];
+    size_t flen;
+    if (!rl || !cb || rl->freed || (flen = full_key(rl, key, full)) == 0)
         return WY_EINVAL;
-    call_t *c = wy_calloc(1, sizeof *c + rl->prefix_len + 1 + klen + 1);
+    snprintf(window, sizeof window, "%u", rl->window_ms);
+    snprintf(limit, sizeof limit, "%u", rl->limit);
+    snprintf(member, sizeof member, "%s-%llu", rl->nonce, (unsigned long long)++rl->counter);
+    const char *argv[5] = {full, window, limit, hit ? "1" : "0", member};
+    const size_t lens[5] = {flen, strlen(window), strlen(limit), 1, strlen(member)};
+    call_t *c = wy_calloc(1, sizeof *c);
     c->rl = rl;
     c->cb = cb;
     c->ud = ud;
-    c->hit = hit;
-    memcpy(c->key, rl->prefix, rl->prefix_len);
-    c->key[rl->prefix_len] = ':';
-    memcpy(c->key + rl->prefix_len + 1, key, klen);
-    c->key_len = rl->prefix_len + 1 + klen;
-    snprintf(c->member, sizeof c->member, "%s-%llu", rl->nonce, (unsigned long long)++rl->counter);
-    int rc = send_script(c, false);
+    int rc = wy_redis_eval(rl->r, rl->script, 0, on_reply, c, 1, 5, argv, lens);
     if (rc != WY_OK) {
         wy_free(c);
         return rc == WY_EBUSY || rc == WY_ECANCELED ? WY_EUNAVAIL : rc;
@@ -213,15 +181,12 @@ static void on_del(int status, redisReply *reply, void *ud)
 
 int wy_ratelimit_reset(wy_ratelimit_t *rl, const char *key)
 {
-    size_t klen;
-    if (!rl || rl->freed || !key_ok(key, &klen))
+    char full[FULL_KEY_MAX];
+    size_t flen;
+    if (!rl || rl->freed || (flen = full_key(rl, key, full)) == 0)
         return WY_EINVAL;
-    char full[WY_RATELIMIT_PREFIX_MAX + 1 + WY_RATELIMIT_KEY_MAX];
-    memcpy(full, rl->prefix, rl->prefix_len);
-    full[rl->prefix_len] = ':';
-    memcpy(full + rl->prefix_len + 1, key, klen);
     const char *argv[2] = {"DEL", full};
-    size_t lens[2] = {3, rl->prefix_len + 1 + klen};
+    size_t lens[2] = {3, flen};
     int rc = wy_redis_command_argv(rl->r, on_del, rl, 2, argv, lens);
     if (rc != WY_OK)
         return rc == WY_EBUSY || rc == WY_ECANCELED ? WY_EUNAVAIL : rc;

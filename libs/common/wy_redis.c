@@ -5,11 +5,13 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libuv.h>
+#include <openssl/evp.h>
 
 #include "wy_list.h"
 #include "wy_log.h"
@@ -639,4 +641,140 @@ void wy_redis_close(wy_redis_t *r, void (*done)(void *ud), void *ud)
     uv_timer_stop(&r->retry_timer);
     drop_connection(r);
     uv_timer_start(&r->retry_timer, on_close_turn, 0, 0);
+}
+
+/* ---- Lua scripts ------------------------------------------------------- */
+
+struct wy_redis_script {
+    char *text;
+    size_t text_len;
+    char sha[41];
+    uint32_t refs; /* the owner's plus one per call in flight */
+};
+
+/* One wy_redis_eval call: its own copy of the command, kept for the EVAL retry. */
+typedef struct {
+    wy_redis_t *r;
+    wy_redis_script_t *s;
+    wy_redis_cb cb;
+    void *ud;
+    uint32_t timeout_ms;
+    bool retried;
+    int argc;          /* 3 + keys + args */
+    const char **argv; /* [0] EVALSHA|EVAL, [1] sha|text, [2] numkeys, then copies */
+    size_t *argvlen;
+    char numkeys[12];
+} eval_call_t;
+
+wy_redis_script_t *wy_redis_script_new(const char *lua)
+{
+    wy_redis_script_t *s = wy_calloc(1, sizeof *s);
+    s->text_len = strlen(lua);
+    s->text = wy_strndup(lua, s->text_len);
+    s->refs = 1;
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(s->text, s->text_len, md, &mdlen, EVP_sha1(), NULL) || mdlen != sizeof md)
+        abort(); /* SHA-1 is always available in OpenSSL 3's default provider */
+    for (size_t i = 0; i < sizeof md; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    return s;
+}
+
+static void script_unref(wy_redis_script_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    wy_free(s->text);
+    wy_free(s);
+}
+
+void wy_redis_script_free(wy_redis_script_t *s)
+{
+    if (s)
+        script_unref(s);
+}
+
+const char *wy_redis_script_sha(const wy_redis_script_t *s)
+{
+    return s->sha;
+}
+
+static void eval_call_free(eval_call_t *e)
+{
+    for (int i = 3; i < e->argc; i++)
+        wy_free((char *)e->argv[i]);
+    wy_free(e->argv);
+    wy_free(e->argvlen);
+    script_unref(e->s);
+    wy_free(e);
+}
+
+static bool is_noscript(int status, const redisReply *reply)
+{
+    return status == WY_EIO && reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
+           strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+static void on_eval_reply(int status, redisReply *reply, void *ud)
+{
+    eval_call_t *e = ud;
+    if (is_noscript(status, reply) && !e->retried) {
+        /* Redis lost the script (restart, SCRIPT FLUSH) or never had it: EVAL runs and loads it. */
+        e->retried = true;
+        e->argv[0] = "EVAL";
+        e->argvlen[0] = 4;
+        e->argv[1] = e->s->text;
+        e->argvlen[1] = e->s->text_len;
+        int rc = wy_redis_command_argv_timeout(e->r, e->timeout_ms, on_eval_reply, e, e->argc,
+                                               e->argv, e->argvlen);
+        if (rc == WY_OK)
+            return;
+        /* Not sent: report it as the outcome of this call, in the statuses of a callback. */
+        status = rc == WY_ECANCELED ? WY_ECANCELED : WY_EUNAVAIL;
+        reply = NULL;
+    }
+    e->cb(status, reply, e->ud);
+    eval_call_free(e);
+}
+
+int wy_redis_eval(wy_redis_t *r, wy_redis_script_t *s, uint32_t timeout_ms, wy_redis_cb cb,
+                  void *ud, int nkeys, int argc, const char *const *argv, const size_t *argvlen)
+{
+    int rc = admit(r);
+    if (rc != WY_OK)
+        return rc;
+    if (s == NULL || cb == NULL || nkeys < 0 || nkeys > argc || (argc > 0 && argv == NULL) ||
+        argc > INT32_MAX - 3)
+        return WY_EINVAL;
+    eval_call_t *e = wy_calloc(1, sizeof *e);
+    e->r = r;
+    e->s = s;
+    e->cb = cb;
+    e->ud = ud;
+    e->timeout_ms = timeout_ms;
+    e->argc = 3 + argc;
+    e->argv = wy_calloc((size_t)e->argc, sizeof *e->argv);
+    e->argvlen = wy_calloc((size_t)e->argc, sizeof *e->argvlen);
+    snprintf(e->numkeys, sizeof e->numkeys, "%d", nkeys);
+    e->argv[0] = "EVALSHA";
+    e->argvlen[0] = 7;
+    e->argv[1] = s->sha;
+    e->argvlen[1] = 40;
+    e->argv[2] = e->numkeys;
+    e->argvlen[2] = strlen(e->numkeys);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
+        char *copy = wy_malloc(n + 1);
+        memcpy(copy, argv[i], n);
+        copy[n] = '\0';
+        e->argv[3 + i] = copy;
+        e->argvlen[3 + i] = n;
+    }
+    s->refs++;
+    rc = wy_redis_command_argv_timeout(r, timeout_ms, on_eval_reply, e, e->argc, e->argv,
+                                       e->argvlen);
+    if (rc != WY_OK)
+        eval_call_free(e);
+    return rc;
 }

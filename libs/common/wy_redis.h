@@ -66,6 +66,33 @@ int wy_redis_command_argv(wy_redis_t *r, wy_redis_cb cb, void *ud, int argc, con
 int wy_redis_command_argv_timeout(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud,
                                   int argc, const char **argv, const size_t *argvlen);
 
+/* ---- Lua scripts ----
+ * A script object holds a Lua script's text and its SHA-1 (computed here). wy_redis_eval sends
+ * EVALSHA, so the text crosses the network only when Redis does not have it yet: on a NOSCRIPT
+ * error (first use, Redis restarted, SCRIPT FLUSH, a failover) the same call is re-sent once
+ * with EVAL, which also loads the script, and the caller sees only the second answer. One script
+ * object may be used on any number of connections. Loop thread only (not reference-counted
+ * across threads). */
+typedef struct wy_redis_script wy_redis_script_t;
+
+/* New script from Lua source (copied). Caller frees with wy_redis_script_free. */
+wy_redis_script_t *wy_redis_script_new(const char *lua);
+
+/* Releases the caller's reference; calls still in flight keep the script alive until their
+ * callback has run. NULL is fine. */
+void wy_redis_script_free(wy_redis_script_t *s);
+
+/* The script's SHA-1 as 40 lowercase hex digits (what SCRIPT LOAD returns). */
+const char *wy_redis_script_sha(const wy_redis_script_t *s);
+
+/* Run script s: argv[0..nkeys) are its KEYS, argv[nkeys..argc) its ARGV (argvlen may be NULL for
+ * C strings; binary safe otherwise; everything is copied before return). Same return and
+ * callback contract as wy_redis_command_argv_timeout (timeout_ms 0 = cmd_timeout_ms, counted per
+ * attempt); an error raised by the script (redis.error_reply, a runtime error) is WY_EIO with
+ * Redis' message. WY_EINVAL for nkeys < 0, nkeys > argc or argc > 0 with argv NULL. */
+int wy_redis_eval(wy_redis_t *r, wy_redis_script_t *s, uint32_t timeout_ms, wy_redis_cb cb,
+                  void *ud, int nkeys, int argc, const char *const *argv, const size_t *argvlen);
+
 /* WY_OK when connected, handshake (AUTH/SELECT) done and the last PING answered; else
  * WY_EUNAVAIL. Cheap; for /readyz. Loop thread only. */
 int wy_redis_health(const wy_redis_t *r);

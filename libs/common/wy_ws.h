@@ -9,6 +9,7 @@
 /* Threading: loop thread only, like wy_http.h. */
 
 typedef struct wy_ws_conn wy_ws_conn_t;
+typedef struct wy_ws_frame wy_ws_frame_t;
 
 /* Close codes used by the server (RFC 6455 section 7.4.1). */
 enum {
@@ -17,8 +18,12 @@ enum {
     WY_WS_PROTOCOL_ERROR = 1002,
     WY_WS_ABNORMAL = 1006,     /* reported to on_close when no close frame was exchanged */
     WY_WS_INVALID_DATA = 1007, /* invalid UTF-8 in a text message */
-    WY_WS_POLICY = 1008,       /* send queue overflow */
-    WY_WS_TOO_BIG = 1009       /* message over ws_max_message_bytes */
+    WY_WS_POLICY = 1008,       /* this connection's send queue is full ("send queue full") */
+    /* The server's send budget (ws_send_budget_bytes) is full and this connection had the most
+     * bytes queued ("server send budget exceeded"). 1008 like a full queue, so every client
+     * already treats it as "too slow, reconnect"; the reason text tells the two apart. */
+    WY_WS_SEND_BUDGET = 1008,
+    WY_WS_TOO_BIG = 1009 /* message over ws_max_message_bytes */
 };
 
 typedef struct {
@@ -41,13 +46,51 @@ typedef struct {
  * h is copied. Returns WY_OK or WY_EEXIST. */
 int wy_ws_route(wy_http_server_t *srv, const char *path, const wy_ws_handlers_t *h);
 
-/* Queues one message (data copied); it goes out with the other writes of this loop turn.
- * Returns WY_OK; WY_ESTATE if the connection is closing; WY_ETOOBIG if len is over
- * ws_max_message_bytes; WY_EBUSY if the send queue would exceed ws_max_send_queue_bytes: then the
- * connection is also closed with 1008 (the slow client is dropped) and on_close follows. */
+/* Queues one message (data copied once into a new frame); it goes out with the other writes of
+ * this loop turn, in the order queued. Returns WY_OK; WY_ESTATE if the connection is closing;
+ * WY_ETOOBIG if len is over ws_max_message_bytes; WY_EBUSY if the send queue would exceed
+ * ws_max_send_queue_bytes (the connection is closed with 1008 "send queue full", the slow client
+ * is dropped) or the server's send budget is full and this connection is the slowest (closed
+ * with 1008 "server send budget exceeded"); on_close follows either close. */
 int wy_ws_send(wy_ws_conn_t *conn, bool is_binary, const void *data, size_t len);
 int wy_ws_send_text(wy_ws_conn_t *conn, const char *text, size_t len);
 int wy_ws_send_binary(wy_ws_conn_t *conn, const void *data, size_t len);
+
+/* ---- Fan-out: one encoded frame, many connections ----
+ * A frame is a complete, unmasked WebSocket data frame (header + payload) encoded once. Every
+ * connection it is queued on holds a reference and writes those same bytes straight from the
+ * shared buffer (no copy, no re-framing per recipient); the buffer is freed when the last
+ * reference goes: the caller's unref and each connection's write completing, or the
+ * connection dropping its queue (close, overflow). Frames are loop-thread only (the count is
+ * not atomic).
+ *
+ * Send budget: the server counts the queued frame bytes of every open connection against
+ * ws_send_budget_bytes, a shared frame once PER CONNECTION that holds it (what one slow reader
+ * pins; closing it frees exactly its count). A send that would pass the budget first closes
+ * the connections with the most bytes queued (1008 "server send budget exceeded", counted in
+ * wy_http_counters.ws_budget_closes and wy_<svc>_ws_send_budget_closes_total) until it fits. A
+ * closing connection's unsent frames are dropped at once and leave the budget; a write already
+ * in flight (at most 256 KiB per connection) is freed when it completes. */
+
+/* A new frame holding a copy of data, with one reference for the caller. Text frames are sent
+ * as given (the caller sends valid UTF-8). Never NULL. */
+wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len);
+/* A new frame of len payload bytes for the caller to fill through *payload before queueing it
+ * (e.g. a protobuf packed straight into it: no copy at all). One reference for the caller. */
+wy_ws_frame_t *wy_ws_frame_alloc(bool is_binary, size_t len, uint8_t **payload);
+/* Adds a reference; returns f. */
+wy_ws_frame_t *wy_ws_frame_ref(wy_ws_frame_t *f);
+/* Drops a reference; the last one frees the frame. NULL is ignored. */
+void wy_ws_frame_unref(wy_ws_frame_t *f);
+
+/* Queues frame f on conn (takes its own reference; the caller keeps theirs). Same results and
+ * closes as wy_ws_send. */
+int wy_ws_send_frame(wy_ws_conn_t *conn, wy_ws_frame_t *f);
+
+/* wy_ws_send_frame of f to each of conns[0..n-1]; returns how many queued it. A connection that
+ * is closing, too slow or over the budget is skipped (and closed as wy_ws_send says); its
+ * on_close runs later, from a clean loop turn, so conns stays valid through the call. */
+size_t wy_ws_broadcast(wy_ws_frame_t *f, wy_ws_conn_t *const *conns, size_t n);
 
 /* Starts the close handshake with code (1000..4999) and reason (UTF-8, at most 123 bytes, may be
  * NULL). Safe from any callback, including on_message; the connection is freed later and
@@ -72,7 +115,8 @@ const char *wy_ws_peer(const wy_ws_conn_t *conn);
  * been seen. */
 void wy_ws_observe(wy_ws_conn_t *conn, const char *type, uint64_t start_ns, wy_outcome_t outcome);
 
-/* Bytes queued on this connection and not yet written to the socket. */
+/* Bytes queued on this connection and not yet written to the socket (frames it holds count in
+ * full, shared or not). */
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *conn);
 
 #endif

@@ -1,6 +1,6 @@
 /* wy-auth: accounts, credentials, signing keys and refresh tokens. The daemon's state and
  * the seams between its files: auth.c (config, start/stop), handlers_http.c (client JSON
- * API), handlers_grpc.c (Auth service), accounts.c (SQL), tokens.c (tokens, revocation,
+ * API), handlers_grpc.c (Auth service), sql.c (every SQL statement), tokens.c (tokens, revocation,
  * events), password.c (Argon2id on the worker pool), validate.c (input rules). */
 #ifndef AUTH_H
 #define AUTH_H
@@ -12,6 +12,7 @@
 #include "auth.pb-c.h"
 #include "password.h"
 #include "providers.h"
+#include "sql.h"
 
 /* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c. */
 typedef struct {
@@ -34,8 +35,9 @@ typedef struct {
 
 extern auth_cfg_t auth_cfg;
 
-/* The daemon's state: one per process, owned by the loop thread. Requests in flight hold a
- * reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends. */
+/* The daemon's state (wy_daemon_state), owned by the loop thread. Requests in flight hold
+ * a reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends;
+ * the daemon's state pointer is cleared when it is freed. */
 typedef struct auth {
     wy_daemon_t *d;
     uv_loop_t *loop;
@@ -60,9 +62,10 @@ extern wy_daemon_spec_t auth_daemon_spec;
  * config; call once in main() before wy_daemon_main. */
 void auth_config_init(void);
 
-/* The running service, or NULL once stop() began (or before start). For entry points
- * that may still fire during the stop (gRPC calls handed to the loop late). */
-auth_t *auth_current(void);
+/* The daemon's running service, or NULL once stop() began (or before start). For entry
+ * points that may still fire during the stop (gRPC calls handed to the loop late): they
+ * get the daemon, never the state itself. */
+auth_t *auth_current(wy_daemon_t *d);
 
 void auth_ref(auth_t *a);
 void auth_unref(auth_t *a);
@@ -121,39 +124,5 @@ void auth_emit_created(auth_t *a, const char *account, const char *method);
 void auth_emit_login(auth_t *a, const char *account, const char *sid, const char *method,
                      const char *ip);
 void auth_emit_revoked(auth_t *a, const char *account, const char *sid, const char *reason);
-
-/* ---- accounts.c: parameterized SQL; results are read by the callers. ---- */
-
-/* -> 0 rows | 1 row (account_id) ; 23505 on a taken username */
-int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
-                     const char *hash, wy_pg_cb cb, void *ud);
-/* -> account_id, password_hash, banned ('t'/'f') ; 0 rows: no such user */
-int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
-/* -> account_id, created, banned ; 0 rows when !create and unknown */
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
-                           bool create, wy_pg_cb cb, void *ud);
-/* session + first refresh token, in one statement */
-int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
-                         const char *refresh_hash, wy_pg_cb cb, void *ud);
-/* -> status, session_id, account_id (see auth.refresh_rotate) */
-int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash, wy_pg_cb cb,
-                           void *ud);
-/* -> number of rows revoked (command status) */
-int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
-                           wy_pg_cb cb, void *ud);
-/* -> account_id, username, created_at (unix s), banned, methods (JSON array text) */
-int auth_db_account(auth_t *a, const char *account, wy_pg_cb cb, void *ud);
-/* 23505 credentials_pkey: account has a password already; credentials_username_key: taken */
-int auth_db_link_password(auth_t *a, const char *account, const char *key, const char *display,
-                          const char *hash, wy_pg_cb cb, void *ud);
-/* -> account_id now owning (method, subject): == account when linked (or already was) */
-int auth_db_link_identity(auth_t *a, const char *account, const char *method, const char *subject,
-                          wy_pg_cb cb, void *ud);
-/* -> integer: removed, 0 not linked, -1 last method */
-int auth_db_unlink(auth_t *a, const char *account, const char *method, const char *subject,
-                   wy_pg_cb cb, void *ud);
-/* -> integer: sessions revoked, -1 no such account */
-int auth_db_revoke_account(auth_t *a, const char *account, const char *reason, bool ban,
-                           wy_pg_cb cb, void *ud);
 
 #endif

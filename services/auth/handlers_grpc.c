@@ -17,10 +17,9 @@ typedef struct {
 
 /* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
  * to the loop just before the stop must not touch released state. */
-static gop_t *gop_new(void *arg, wy_grpc_call_id_t call)
+static gop_t *gop_new(void *daemon, wy_grpc_call_id_t call)
 {
-    (void)arg;
-    auth_t *a = auth_current();
+    auth_t *a = auth_current(daemon);
     if (!a) {
         wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
         return NULL;
@@ -118,11 +117,11 @@ static void on_account(int status, const PGresult *res, const char *err, void *u
         return;
     }
     Wyvern__Auth__Account r = WYVERN__AUTH__ACCOUNT__INIT;
-    r.account_id = PQgetvalue(res, 0, 0);
-    r.username = PQgetvalue(res, 0, 1);
-    r.created_at = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-    r.banned = !strcmp(PQgetvalue(res, 0, 3), "t");
-    json_t *m = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
+    r.account_id = (char *)wy_pg_text(res, 0, "account_id");
+    r.username = (char *)wy_pg_text(res, 0, "username");
+    r.created_at = wy_pg_int64(res, 0, "created_at");
+    r.banned = wy_pg_bool(res, 0, "banned");
+    json_t *m = json_loads(wy_pg_text(res, 0, "login_methods"), 0, NULL);
     size_t n = json_is_array(m) ? json_array_size(m) : 0;
     char **methods = wy_calloc(n ? n : 1, sizeof *methods);
     for (size_t i = 0; i < n; i++)
@@ -171,12 +170,12 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         gop_error(g, WY_EUNAVAIL, "account store unavailable");
         return;
     }
-    int n = atoi(PQgetvalue(res, 0, 0));
+    int64_t n = wy_pg_int64(res, 0, "revoked");
     if (n < 0) {
         gop_error(g, WY_ENOTFOUND, "no such account");
         return;
     }
-    g->revoked = n;
+    g->revoked = (int32_t)n;
     wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
     if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
         on_revoke_published(WY_EUNAVAIL, g);
@@ -200,8 +199,8 @@ static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
 
 static void rpc_get_keys(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    (void)req, (void)arg;
-    auth_t *a = auth_current();
+    (void)req;
+    auth_t *a = auth_current(arg);
     if (!a) {
         wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
         return;
@@ -228,7 +227,7 @@ int auth_grpc_register(auth_t *a, const char **err)
         {"/wyvern.auth.Auth/GetKeys", &wyvern__auth__get_keys_request__descriptor, rpc_get_keys},
     };
     for (size_t i = 0; i < WY_ARRAY_LEN(m); i++) {
-        if (wy_grpc_server_register(s, m[i].path, m[i].desc, m[i].cb, a) != WY_OK) {
+        if (wy_grpc_server_register(s, m[i].path, m[i].desc, m[i].cb, a->d) != WY_OK) {
             *err = "cannot register the Auth gRPC methods";
             return WY_EINTERNAL;
         }

@@ -172,12 +172,12 @@ static void set_retry_after_ms(hop_t *h, uint32_t ms)
 
 static json_t *account_json(const PGresult *res)
 {
-    json_t *methods = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
-    const char *user = PQgetvalue(res, 0, 1);
-    return json_pack("{s:s, s:o, s:I, s:b, s:o}", "account_id", PQgetvalue(res, 0, 0), "username",
-                     *user ? json_string(user) : json_null(), "created_at",
-                     (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "banned",
-                     !strcmp(PQgetvalue(res, 0, 3), "t"), "login_methods",
+    json_t *methods = json_loads(wy_pg_text(res, 0, "login_methods"), 0, NULL);
+    const char *user = wy_pg_text(res, 0, "username");
+    return json_pack("{s:s, s:o, s:I, s:b, s:o}", "account_id", wy_pg_text(res, 0, "account_id"),
+                     "username", *user ? json_string(user) : json_null(), "created_at",
+                     (json_int_t)wy_pg_int64(res, 0, "created_at"), "banned",
+                     wy_pg_bool(res, 0, "banned"), "login_methods",
                      methods ? methods : json_array());
 }
 
@@ -372,9 +372,9 @@ static void on_identity_login(int status, const PGresult *res, const char *err, 
     hop_t *h = ud;
     if (!pg_one_row(h, status, res, err, "identity login failed"))
         return;
-    snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
-    h->created = !strcmp(PQgetvalue(res, 0, 1), "t");
-    h->banned = !strcmp(PQgetvalue(res, 0, 2), "t");
+    snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, 0, "account_id"));
+    h->created = wy_pg_bool(res, 0, "created");
+    h->banned = wy_pg_bool(res, 0, "banned");
     open_session(h);
 }
 
@@ -385,7 +385,7 @@ static void on_link_identity(int status, const PGresult *res, const char *err, v
     hop_t *h = ud;
     if (!pg_one_row(h, status, res, err, "link failed"))
         return;
-    if (strcmp(PQgetvalue(res, 0, 0), h->account) != 0) {
+    if (strcmp(wy_pg_text(res, 0, "account_id"), h->account) != 0) {
         fail(h, 409, "IDENTITY_TAKEN", "this login is already linked to another account");
         return;
     }
@@ -552,9 +552,9 @@ static void on_password_row(int status, const PGresult *res, const char *err, vo
         return;
     if (PQntuples(res) == 1) {
         h->found = true;
-        snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 0));
-        h->encoded = wy_strdup(PQgetvalue(res, 0, 1));
-        h->banned = !strcmp(PQgetvalue(res, 0, 2), "t");
+        snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, 0, "account_id"));
+        h->encoded = wy_strdup(wy_pg_text(res, 0, "password_hash"));
+        h->banned = wy_pg_bool(res, 0, "banned");
     }
     /* Unknown users are checked against a dummy hash: same time, same answer. */
     auth_t *a = h->a;
@@ -752,7 +752,7 @@ static void on_unlinked(int status, const PGresult *res, const char *err, void *
     hop_t *h = ud;
     if (!pg_one_row(h, status, res, err, "unlink failed"))
         return;
-    int n = atoi(PQgetvalue(res, 0, 0));
+    int64_t n = wy_pg_int64(res, 0, "outcome");
     if (n < 0) {
         fail(h, 409, "LAST_LOGIN_METHOD",
              "this is the account's last login method: link another one first");
@@ -856,9 +856,9 @@ static void on_rotated(int status, const PGresult *res, const char *err, void *u
     hop_t *h = ud;
     if (!pg_one_row(h, status, res, err, "refresh failed"))
         return;
-    const char *st = PQgetvalue(res, 0, 0);
-    snprintf(h->sid, sizeof h->sid, "%s", PQgetvalue(res, 0, 1));
-    snprintf(h->account, sizeof h->account, "%s", PQgetvalue(res, 0, 2));
+    const char *st = wy_pg_text(res, 0, "status");
+    snprintf(h->sid, sizeof h->sid, "%s", wy_pg_text(res, 0, "session_id"));
+    snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, 0, "account_id"));
     auth_count("wy_auth_refresh_total", "Refresh attempts by result.",
                !strcmp(st, "ok")        ? "result=\"ok\""
                : !strcmp(st, "reused")  ? "result=\"reused\""
@@ -924,10 +924,8 @@ int auth_http_start(auth_t *a, const char **err)
     wy_http_route(a->http, "POST", "/v1/unlink", handle_unlink, a);
     wy_http_route(a->http, "GET", "/v1/me", handle_me, a);
     wy_http_route(a->http, "GET", "/.well-known/jwks.json", handle_jwks, a);
-    const char *host = getenv("WY_BIND_HOST");
     const char *e = NULL;
-    if (wy_http_listen(a->http, host && *host ? host : "0.0.0.0", (int)auth_cfg.http_port, &e) !=
-        WY_OK) {
+    if (wy_http_listen(a->http, wy_daemon_bind_host(a->d), (int)auth_cfg.http_port, &e) != WY_OK) {
         snprintf(msg, sizeof msg, "WY_AUTH_HTTP_PORT %lld: %s", (long long)auth_cfg.http_port,
                  e ? e : "cannot listen");
         *err = msg;

@@ -89,19 +89,13 @@ static void on_check_pg(int status, const PGresult *res, const char *err, void *
         return;
     }
     /* No row: the session is unknown, so the token cannot be honoured. */
-    bool revoked = PQntuples(res) == 0 || !strcmp(PQgetvalue(res, 0, 0), "t");
+    bool revoked = PQntuples(res) == 0 || wy_pg_bool(res, 0, "revoked");
     check_done(c, WY_OK, revoked);
 }
 
 static void check_pg(check_t *c)
 {
-    wy_pg_t *pg = auth_pg(c->a);
-    const char *p[] = {c->sid, c->sub};
-    if (!pg || wy_pg_query(pg,
-                           "SELECT s.revoked_at IS NOT NULL OR a.banned_at IS NOT NULL "
-                           "FROM auth.sessions s JOIN auth.accounts a ON a.id = s.account_id "
-                           "WHERE s.id::text = $1 AND a.id::text = $2",
-                           2, p, on_check_pg, c) != WY_OK)
+    if (auth_db_session_revoked(c->a, c->sid, c->sub, on_check_pg, c) != WY_OK)
         check_done(c, WY_EUNAVAIL, false);
 }
 
@@ -138,13 +132,7 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *cl, auth_revoked_c
     const char *argv[] = {"MGET", k1, k2};
     if (r && wy_redis_command_argv(r, on_check_redis, c, 3, argv, NULL) == WY_OK)
         return WY_OK;
-    wy_pg_t *pg = auth_pg(a);
-    const char *p[] = {c->sid, c->sub};
-    if (pg && wy_pg_query(pg,
-                          "SELECT s.revoked_at IS NOT NULL OR a.banned_at IS NOT NULL "
-                          "FROM auth.sessions s JOIN auth.accounts a ON a.id = s.account_id "
-                          "WHERE s.id::text = $1 AND a.id::text = $2",
-                          2, p, on_check_pg, c) == WY_OK)
+    if (auth_db_session_revoked(a, c->sid, c->sub, on_check_pg, c) == WY_OK)
         return WY_OK;
     auth_unref(a);
     wy_free(c);
@@ -303,14 +291,16 @@ static void on_reload_rows(int status, const PGresult *res, const char *err, voi
         return;
     }
     int n = PQntuples(res);
+    int sid_col = wy_pg_col(res, "session_id"), left_col = wy_pg_col(res, "left_ms"),
+        at_col = wy_pg_col(res, "revoked_ms");
     for (int i = 0; i < n; i++) {
-        long long left = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        long long left = strtoll(PQgetvalue(res, i, left_col), NULL, 10);
         if (left <= 0)
             continue;
         char key[128], px[32];
-        snprintf(key, sizeof key, REVOKED_SID "%s", PQgetvalue(res, i, 0));
+        snprintf(key, sizeof key, REVOKED_SID "%s", PQgetvalue(res, i, sid_col));
         snprintf(px, sizeof px, "%lld", left);
-        const char *argv[] = {"SET", key, PQgetvalue(res, i, 2), "PX", px};
+        const char *argv[] = {"SET", key, PQgetvalue(res, i, at_col), "PX", px};
         if (wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL) != WY_OK) {
             reload_finish(a); /* marker stays unset: retried on the next tick */
             return;
@@ -325,24 +315,12 @@ static void on_reload_rows(int status, const PGresult *res, const char *err, voi
 static void on_marker(int status, redisReply *reply, void *ud)
 {
     auth_t *a = ud;
-    wy_pg_t *pg = auth_pg(a);
-    if (status != WY_OK || reply->type != REDIS_REPLY_NIL || !pg || a->stopping) {
+    if (status != WY_OK || reply->type != REDIS_REPLY_NIL || a->stopping) {
         reload_finish(a);
         return;
     }
-    char window[32], lim[16];
-    snprintf(window, sizeof window, "%lld",
-             (long long)((auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000));
-    snprintf(lim, sizeof lim, "%d", RELOAD_MAX);
-    const char *p[] = {window, lim};
-    int rc = wy_pg_query(
-        pg,
-        "SELECT id, (extract(epoch FROM (revoked_at + make_interval(secs => $1::bigint) - "
-        "now())) * 1000)::bigint, (extract(epoch FROM revoked_at) * 1000)::bigint "
-        "FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1::bigint) "
-        "ORDER BY revoked_at DESC LIMIT $2::int",
-        2, p, on_reload_rows, a);
-    if (rc != WY_OK)
+    int64_t window_s = (auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000;
+    if (auth_db_recent_revocations(a, window_s, RELOAD_MAX, on_reload_rows, a) != WY_OK)
         reload_finish(a);
 }
 

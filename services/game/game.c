@@ -3,16 +3,15 @@
  * are added by the game issue on top of these seams. */
 #include "game.h"
 
-/* Topics this daemon reacts to (ARCHITECTURE.md, section 1). Their handlers
- * arrive with the feature issue; until then wy_daemon counts each event by type
- * and stores its offset, so the consumer group stays current. */
-static const char *const game_topics[] = {"wy.chat", "wy.npc.intent", NULL};
-
+/* No Kafka subscriptions yet. The topics this daemon will consume
+ * (ARCHITECTURE.md, section 1: "wy.chat", "wy.npc.intent") get rows in the spec's `subs`
+ * table together with their handlers; until then it has no consumer, so its
+ * group "wy-game" commits nothing and the first handler starts at the
+ * earliest event. */
 const wy_daemon_spec_t game_daemon_spec = {
     .svc = "game",
     .grpc_service = "wyvern.game.Game",
     .deps = WY_DEP_KAFKA,
     .ops_port = 9103,
     .grpc_port = 9203,
-    .consume = game_topics,
 };

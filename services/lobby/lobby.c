@@ -1,18 +1,19 @@
 /* wy-lobby: the cluster-wide player session, nicknames and presence.
  * This file holds the daemon's shape (configuration, dependencies, topics), its start and
- * stop, the Kafka handlers (kicks, notices, revocations) and the revocation cache.
- * Sessions live in session.c, nicknames in nickname.c, the gRPC API in grpc.c. */
-#include "lobby_int.h"
+ * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
+ * is in README "Code map". */
+#include "lobby.h"
+#include "clients.h"
+#include "handlers_grpc.h"
+#include "state.h"
+#include "store.h"
+#include "tokens.h"
+#include "wire.h"
 #include "auth.pb-c.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Revocations older than this cannot matter: no access token lives that long. */
-#define REVOKED_KEEP_S    3600
-#define REVOKED_MAX       200000
-#define KEYS_REFRESH_MS   60000
-#define KEYS_RETRY_MS     2000
 #define NOTICE_MAX_AGE_MS 60000
 
 static lobby_cfg_t cfg;
@@ -46,6 +47,10 @@ static const wy_cfg_entry_t lobby_config[] = {
      &cfg.max_msgs_per_sec, false},
     {"WY_LOBBY_MAX_CONNECTIONS", WY_CFG_INT, "20000", 1, 1000000, NULL,
      "Open client connections per instance; over: HTTP 503.", &cfg.max_conns, false},
+    {"WY_LOBBY_WS_SEND_BUDGET", WY_CFG_SIZE, "256MiB", 1048576, 68719476736LL, NULL,
+     "Bytes queued for all clients together (each client also at most 256 KiB); over it the "
+     "clients with the most queued are closed 1008.",
+     &cfg.ws_send_budget, false},
     {"WY_LOBBY_AUTH_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
      "wy-auth gRPC address (host:port): verification keys (GetKeys) and revocation at hello "
      "(Introspect). Empty: static keys only.",
@@ -60,171 +65,45 @@ static const wy_cfg_entry_t lobby_config[] = {
      "Expected aud of access tokens.", &cfg.audience, false},
 };
 
-/* ---------------------------------------------------------------- map */
-
-static size_t map_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-void lobby_map_init(lobby_map_t *m)
-{
-    m->nb = 64;
-    m->n = 0;
-    m->b = wy_calloc(m->nb, sizeof *m->b);
-}
-
-void lobby_map_free(lobby_map_t *m)
-{
-    for (size_t i = 0; i < m->nb; i++) {
-        lobby_map_ent_t *e = m->b[i];
-        while (e) {
-            lobby_map_ent_t *n = e->next;
-            wy_free(e);
-            e = n;
-        }
-    }
-    wy_free(m->b);
-    m->b = NULL;
-    m->nb = m->n = 0;
-}
-
-void *lobby_map_get(const lobby_map_t *m, const char *key)
-{
-    for (lobby_map_ent_t *e = m->b[map_hash(key) & (m->nb - 1)]; e; e = e->next)
-        if (strcmp(e->key, key) == 0)
-            return e->val;
-    return NULL;
-}
-
-static void map_grow(lobby_map_t *m)
-{
-    size_t nb = m->nb * 2;
-    lobby_map_ent_t **b = wy_calloc(nb, sizeof *b);
-    for (size_t i = 0; i < m->nb; i++) {
-        lobby_map_ent_t *e = m->b[i];
-        while (e) {
-            lobby_map_ent_t *n = e->next;
-            size_t j = map_hash(e->key) & (nb - 1);
-            e->next = b[j];
-            b[j] = e;
-            e = n;
-        }
-    }
-    wy_free(m->b);
-    m->b = b;
-    m->nb = nb;
-}
-
-void lobby_map_put(lobby_map_t *m, const char *key, void *val)
-{
-    lobby_map_ent_t **pp = &m->b[map_hash(key) & (m->nb - 1)];
-    for (lobby_map_ent_t *e = *pp; e; e = e->next)
-        if (strcmp(e->key, key) == 0) {
-            e->val = val;
-            return;
-        }
-    size_t kl = strlen(key);
-    lobby_map_ent_t *e = wy_malloc(sizeof *e + kl + 1);
-    memcpy(e->key, key, kl + 1);
-    e->val = val;
-    e->next = *pp;
-    *pp = e;
-    if (++m->n > m->nb)
-        map_grow(m);
-}
-
-void lobby_map_del(lobby_map_t *m, const char *key, const void *val)
-{
-    for (lobby_map_ent_t **pp = &m->b[map_hash(key) & (m->nb - 1)]; *pp; pp = &(*pp)->next) {
-        lobby_map_ent_t *e = *pp;
-        if (strcmp(e->key, key) == 0) {
-            if (val && e->val != val)
-                return;
-            *pp = e->next;
-            wy_free(e);
-            m->n--;
-            return;
-        }
-    }
-}
-
-/* ---------------------------------------------------------------- revocations */
-
-/* The cache holds what wy.account told this instance: "a:<account>" = every token of the
- * account issued at or before the time is revoked (ban, logout everywhere), "s:<sid>" = that
- * login session is. Hello also asks auth (Introspect) when WY_LOBBY_AUTH_GRPC is set, which
- * covers revocations older than this instance. */
-static void revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at)
-{
-    if (lb->revoked.n >= REVOKED_MAX) {
-        /* Bounded: drop entries past REVOKED_KEEP_S; if still full, keep the newest info
-         * by dropping everything (Introspect at hello still catches revoked tokens). */
-        int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
-        for (size_t i = 0; i < lb->revoked.nb; i++)
-            for (lobby_map_ent_t **pp = &lb->revoked.b[i]; *pp;) {
-                lobby_map_ent_t *e = *pp;
-                if ((int64_t)(uintptr_t)e->val < cut) {
-                    *pp = e->next;
-                    wy_free(e);
-                    lb->revoked.n--;
-                } else {
-                    pp = &e->next;
-                }
-            }
-        if (lb->revoked.n >= REVOKED_MAX) {
-            lobby_map_free(&lb->revoked);
-            lobby_map_init(&lb->revoked);
-        }
-    }
-    char key[LOBBY_ID_MAX + 3];
-    snprintf(key, sizeof key, "%s:%s", kind, id);
-    lobby_map_put(&lb->revoked, key, (void *)(uintptr_t)(at > 0 ? at : 1));
-}
-
-bool lobby_revoked(lobby_t *lb, const char *account, const char *token_sid, int64_t iat)
-{
-    char key[LOBBY_ID_MAX + 3];
-    snprintf(key, sizeof key, "s:%s", token_sid);
-    if (lobby_map_get(&lb->revoked, key))
-        return true;
-    snprintf(key, sizeof key, "a:%s", account);
-    uintptr_t at = (uintptr_t)lobby_map_get(&lb->revoked, key);
-    return at && iat <= (int64_t)at;
-}
-
 /* ---------------------------------------------------------------- Kafka */
 
-static void kick_delivered(void *ud, int status, const char *event_id)
+/* Closes every local session of account (token_sid "" = all) with code/reason. */
+static void close_account(lobby_t *lb, const char *account, const char *token_sid, int code,
+                          const char *reason)
 {
-    WY_UNUSED(ud);
-    if (status != WY_OK)
-        wy_log_warn("session.kick not delivered (the fence still closes the old session)",
-                    "event_id", event_id, "error", wy_strerror(status), NULL);
+    /* Also catches a connection still in hello for that account. */
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (!c->ws || c->state == LOBBY_ST_HELLO || c->state == LOBBY_ST_CLOSING)
+            continue;
+        if (strcmp(c->account, account) != 0)
+            continue;
+        if (*token_sid && strcmp(c->token_sid, token_sid) != 0)
+            continue;
+        wy_log_info("session closed: revoked", "session", c->sid, "account", account, NULL);
+        lobby_session_release(c);
+        lobby_conn_kick(c, reason, code);
+    }
 }
 
-void lobby_publish_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
-                        const char *reason)
+/* Pushes a notice to account ("" = everyone connected here). */
+static void push_notice(lobby_t *lb, const char *account, const char *id, const char *kind,
+                        const char *text, int64_t at_ms)
 {
-    Wyvern__Lobby__SessionKick k = WYVERN__LOBBY__SESSION_KICK__INIT;
-    k.target_instance = (char *)instance;
-    k.session_id = (char *)sid;
-    k.account_id = (char *)account;
-    k.reason = (char *)reason;
-    size_t n = wyvern__lobby__session_kick__get_packed_size(&k);
-    uint8_t *buf = wy_malloc(n ? n : 1);
-    wyvern__lobby__session_kick__pack(&k, buf);
-    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
-    int rc = p ? wy_kafka_produce(p, "wy.session", account, "session.kick", buf, n, kick_delivered,
-                                  NULL, NULL)
-               : WY_EUNAVAIL;
-    wy_free(buf);
-    if (rc != WY_OK)
-        wy_log_warn("session.kick not queued (the fence still closes the old session)", "session",
-                    sid, "error", wy_strerror(rc), NULL);
+    Wyvern__Lobby__Notice n = WYVERN__LOBBY__NOTICE__INIT;
+    n.id = (char *)id;
+    n.kind = (char *)kind;
+    n.text = (char *)text;
+    n.at_ms = at_ms;
+    if (*account) {
+        lobby_conn_t *c = wy_map_get_str(lb->by_account, account);
+        if (c && c->state == LOBBY_ST_READY)
+            lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
+        return;
+    }
+    lobby_push_ready(lb, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
 }
 
 static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
@@ -251,8 +130,8 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
         Wyvern__Lobby__NotifyNotice *nn = wyvern__lobby__notify_notice__unpack(NULL, n, p);
         /* A notice delayed past its use (a maintenance warning a minute late) is dropped. */
         if (nn && wy_wall_ms() < env->timestamp_ms + NOTICE_MAX_AGE_MS)
-            lobby_session_notice(lb, nn->account_id, env->event_id, nn->kind, nn->text,
-                                 (int64_t)env->timestamp_ms);
+            push_notice(lb, nn->account_id, env->event_id, nn->kind, nn->text,
+                        (int64_t)env->timestamp_ms);
         if (nn)
             wyvern__lobby__notify_notice__free_unpacked(nn, NULL);
         else
@@ -263,14 +142,13 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
             strlen(r->session_id) <= LOBBY_ID_MAX) {
             int64_t at = r->at > 0 ? r->at : (int64_t)(env->timestamp_ms / 1000);
             if (r->session_id[0])
-                revoked_put(lb, "s", r->session_id, at);
+                lobby_revoked_put(lb, "s", r->session_id, at);
             else
-                revoked_put(lb, "a", r->account_id, at);
+                lobby_revoked_put(lb, "a", r->account_id, at);
             char reason[LOBBY_REASON_MAX];
             snprintf(reason, sizeof reason, "session revoked: %.80s",
                      r->reason[0] ? r->reason : "revoked");
-            lobby_session_close_account(lb, r->account_id, r->session_id, LOBBY_CLOSE_UNAUTH,
-                                        reason);
+            close_account(lb, r->account_id, r->session_id, LOBBY_CLOSE_UNAUTH, reason);
         }
         if (r)
             wyvern__auth__session_revoked__free_unpacked(r, NULL);
@@ -278,84 +156,7 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
     wy_daemon_event_done(d, msg, env);
 }
 
-/* ---------------------------------------------------------------- auth keys */
-
-static void keys_apply(lobby_t *lb, int err, const char *message, const ProtobufCMessage *resp)
-{
-    const char *e = message;
-    if (err == WY_OK) {
-        const Wyvern__Auth__GetKeysResponse *r = (const Wyvern__Auth__GetKeysResponse *)resp;
-        if (wy_token_cache_update_jwks(lb->key_cache, r->jwks_json, &e) == WY_OK) {
-            int64_t age = r->max_age_s > 0 ? (int64_t)r->max_age_s * 1000 : KEYS_REFRESH_MS;
-            lb->keys_next_fetch_ms = wy_now_ms() + (uint64_t)(age < 5000 ? 5000 : age);
-            return;
-        }
-        err = WY_EINVAL;
-    }
-    wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err), NULL);
-    lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
-}
-
-static void keys_fetched(int err, int status, const char *message, const ProtobufCMessage *resp,
-                         void *arg)
-{
-    WY_UNUSED(status);
-    lobby_t *lb = arg;
-    lb->keys_fetching = false;
-    if (err != WY_ECANCELED)
-        keys_apply(lb, err, message, resp);
-    lobby_unref(lb);
-}
-
-void lobby_keys_tick(lobby_t *lb)
-{
-    if (!lb->auth || lb->keys_fetching || wy_now_ms() < lb->keys_next_fetch_ms)
-        return;
-    Wyvern__Auth__GetKeysRequest req = WYVERN__AUTH__GET_KEYS_REQUEST__INIT;
-    if (wy_grpc_call(lb->auth, "/wyvern.auth.Auth/GetKeys", &req.base,
-                     &wyvern__auth__get_keys_response__descriptor, 2000, NULL, 0, keys_fetched,
-                     lb) == WY_OK) {
-        lb->keys_fetching = true;
-        lobby_ref(lb);
-    } else {
-        lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
-    }
-}
-
 /* ---------------------------------------------------------------- start / stop */
-
-lobby_t *lobby_get(wy_daemon_t *d)
-{
-    return wy_daemon_state(d);
-}
-
-void lobby_ref(lobby_t *lb)
-{
-    lb->refs++;
-}
-
-void lobby_unref(lobby_t *lb)
-{
-    if (--lb->refs > 0)
-        return;
-    wy_daemon_set_state(lb->d, NULL);
-    lobby_map_free(&lb->by_sid);
-    lobby_map_free(&lb->by_account);
-    lobby_map_free(&lb->revoked);
-    wy_jwt_keyset_free(lb->static_keys);
-    wy_token_cache_free(lb->key_cache);
-    wy_free(lb);
-}
-
-static void handle_closed(uv_handle_t *h)
-{
-    lobby_unref(h->data);
-}
-
-void lobby_close_handle(uv_handle_t *h)
-{
-    uv_close(h, handle_closed);
-}
 
 static wy_metric_t *metric(char kind, const char *name, const char *help)
 {
@@ -372,9 +173,11 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->cfg = &cfg;
     lb->reject_new = strcmp(cfg.policy, "reject-new") == 0;
     lb->refs = 1; /* start()'s own, dropped by stop() */
-    lobby_map_init(&lb->by_sid);
-    lobby_map_init(&lb->by_account);
-    lobby_map_init(&lb->revoked);
+    lb->by_sid = wy_map_new(0);
+    lb->by_account = wy_map_new(0);
+    lb->revoked = wy_map_new(LOBBY_REVOKED_MAX);
+    wy_list_init(&lb->conns);
+    lobby_store_init(lb);
     wy_daemon_set_state(d, lb);
     lb->m_sessions = metric('g', "wy_lobby_sessions", "Live sessions held by this instance.");
     lb->m_logins = metric('c', "wy_lobby_logins_total", "Sessions established (welcome sent).");
@@ -412,7 +215,7 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     int rc = lobby_grpc_register(lb, err);
     if (rc != WY_OK)
         return rc;
-    return lobby_sessions_start(lb, err);
+    return lobby_clients_start(lb, err);
 }
 
 /* Begins the stop; the state is freed by the last lobby_unref, once every connection,
@@ -423,7 +226,7 @@ static void lobby_stop(wy_daemon_t *d)
     if (!lb || lb->stopping)
         return;
     lb->stopping = true;
-    lobby_sessions_stop(lb);
+    lobby_clients_stop(lb);
     if (lb->auth) {
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
@@ -434,11 +237,29 @@ static void lobby_stop(wy_daemon_t *d)
 static size_t lobby_busy(wy_daemon_t *d)
 {
     lobby_t *lb = lobby_get(d);
-    return lb ? lobby_sessions_busy(lb) : 0;
+    return lb ? lobby_clients_busy(lb) : 0;
 }
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
-static const char *const lobby_topics[] = {"wy.session", "wy.notify", "wy.account", NULL};
+static const char *const lobby_session_types[] = {"session.kick", NULL};
+static const char *const lobby_notify_types[] = {"notify.notice", NULL};
+static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
+static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
+static const wy_daemon_sub_t lobby_subs[] = {
+    {.topic = "wy.session",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_session_types,
+     .handler = on_event},
+    {.topic = "wy.notify",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_notify_types,
+     .handler = on_event},
+    {.topic = "wy.account",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_account_types,
+     .handler = on_event,
+     .ignores = lobby_account_ignores},
+};
 
 const wy_daemon_spec_t lobby_daemon_spec = {
     .svc = "lobby",
@@ -448,9 +269,8 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .grpc_port = 9202,
     .config = lobby_config,
     .nconfig = WY_ARRAY_LEN(lobby_config),
-    .consume = lobby_topics,
-    .consume_broadcast = true,
-    .on_event = on_event,
+    .subs = lobby_subs,
+    .nsubs = WY_ARRAY_LEN(lobby_subs),
     .start = lobby_start,
     .stop = lobby_stop,
     .busy = lobby_busy,

@@ -5,7 +5,7 @@
  * '-' placement, reserved words, and the look-alike folds wy_text_fold does not do
  * (accents dropped, i/l/1 and o/0). Hangul needs nothing extra: NFKC already composes
  * conjoining jamo into syllables and maps compatibility jamo onto conjoining ones. */
-#include "lobby_int.h"
+#include "nickname.h"
 #include "wy_text.h"
 
 #include <stdlib.h>
@@ -147,12 +147,16 @@ int lobby_nick_check(const char *nick, size_t len, char *display, size_t display
 /* ---------------------------------------------------------------- storage */
 
 /* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. */
-static int pg_query(lobby_t *lb, const char *sql, int n, const char *const *params, wy_pg_cb cb,
-                    void *ud)
+static int pg_exec(lobby_t *lb, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+                   void *ud)
 {
     wy_pg_t *pg = wy_daemon_pg(lb->d);
-    return pg ? wy_pg_query(pg, sql, n, params, cb, ud) : WY_EUNAVAIL;
+    return pg ? wy_pg_exec(pg, st, params, cb, ud) : WY_EUNAVAIL;
 }
+
+/* -> 0 rows | 1 row: nickname, norm */
+static const wy_pg_stmt_t LOAD_SQL = {
+    "lobby_nick_load", "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1};
 
 typedef struct {
     lobby_t *lb;
@@ -169,7 +173,7 @@ static void load_done(int status, const PGresult *res, const char *err, void *ud
     else if (PQntuples(res) == 0)
         q->cb(WY_ENOTFOUND, NULL, NULL, q->ud);
     else
-        q->cb(WY_OK, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), q->ud);
+        q->cb(WY_OK, wy_pg_text(res, 0, "nickname"), wy_pg_text(res, 0, "norm"), q->ud);
     wy_free(q);
 }
 
@@ -180,16 +184,18 @@ int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = pg_query(lb, "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1,
-                      params, load_done, q);
+    int rc = pg_exec(lb, &LOAD_SQL, params, load_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
 }
 
 /* One statement, so one implicit transaction: the cooldown check, the upsert guarded by
- * UNIQUE(norm) and the history row happen together or not at all. */
-static const char SET_SQL[] =
+ * UNIQUE(norm) and the history row happen together or not at all.
+ * -> 1 row: changed_at (unix s; NULL when the cooldown refused the change), prev_changed_at
+ *    (unix s of the change before; NULL for a first nickname), history (rows written) */
+static const wy_pg_stmt_t SET_SQL = {
+    "lobby_nick_set",
     "WITH prev AS (SELECT changed_at FROM lobby.nicknames WHERE account_id = $1),\n"
     "up AS (\n"
     "  INSERT INTO lobby.nicknames AS n (account_id, nickname, norm, changed_at)\n"
@@ -201,89 +207,39 @@ static const char SET_SQL[] =
     "hist AS (\n"
     "  INSERT INTO lobby.nickname_history (account_id, nickname, norm)\n"
     "  SELECT $1, $2, $3 FROM up RETURNING 1)\n"
-    "SELECT (SELECT at FROM up), (SELECT extract(epoch FROM changed_at)::bigint FROM prev),\n"
-    "       (SELECT count(*) FROM hist)";
+    "SELECT (SELECT at FROM up) AS changed_at,\n"
+    "       (SELECT extract(epoch FROM changed_at)::bigint FROM prev) AS prev_changed_at,\n"
+    "       (SELECT count(*) FROM hist) AS history",
+    4};
 
 typedef struct {
-    lobby_conn_t *c;
-    uint32_t req;
-    char display[LOBBY_NICK_MAX + 1];
-    char norm[LOBBY_NICK_MAX * 4 + 1];
-} set_req_t;
+    lobby_nick_store_cb cb;
+    void *ud;
+} store_req_t;
 
-static void set_done(int status, const PGresult *res, const char *err, void *ud)
+static void store_done(int status, const PGresult *res, const char *err, void *ud)
 {
-    set_req_t *q = ud;
-    lobby_conn_t *c = q->c;
-    int64_t cooldown_s = c->lb->cfg->nick_cooldown_ms / 1000;
-    c->nick_busy = false;
-    if (status == WY_EEXIST) {
-        lobby_send_status(c, q->req, WYVERN__LOBBY__CODE__ALREADY_EXISTS,
-                          "nickname is taken (or too similar to a taken one)");
-    } else if (status != WY_OK) {
-        wy_log_warn("nickname update failed", "account", c->account, "error",
-                    err ? err : wy_strerror(status), NULL);
-        lobby_send_status(c, q->req, WYVERN__LOBBY__CODE__UNAVAILABLE,
-                          "nickname store unavailable, retry");
-    } else if (PQgetisnull(res, 0, 0)) {
-        int64_t prev = PQgetisnull(res, 0, 1) ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        char m[128];
-        snprintf(m, sizeof m, "nickname was changed recently; next change allowed at %lld",
-                 (long long)(prev + cooldown_s));
-        lobby_send_status(c, q->req, WYVERN__LOBBY__CODE__RATE_LIMITED, m);
-    } else {
-        int64_t at = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        char old_norm[sizeof c->nick_norm];
-        snprintf(old_norm, sizeof old_norm, "%s", c->nick_norm);
-        snprintf(c->nick, sizeof c->nick, "%s", q->display);
-        snprintf(c->nick_norm, sizeof c->nick_norm, "%s", q->norm);
-        wy_log_info("nickname set", "account", c->account, "nickname", c->nick, NULL);
-        if (c->ws && c->state == LOBBY_ST_READY) {
-            lobby_session_write_nick(c, old_norm);
-            Wyvern__Lobby__NicknameSet ns = WYVERN__LOBBY__NICKNAME_SET__INIT;
-            ns.nickname = c->nick;
-            ns.next_change_at = at + cooldown_s;
-            Wyvern__Lobby__Status st = WYVERN__LOBBY__STATUS__INIT;
-            Wyvern__Lobby__ServerMessage m = WYVERN__LOBBY__SERVER_MESSAGE__INIT;
-            m.request_id = q->req;
-            m.status = &st;
-            m.body_case = WYVERN__LOBBY__SERVER_MESSAGE__BODY_NICKNAME_SET;
-            m.nickname_set = &ns;
-            lobby_send(c, &m);
-        }
-    }
+    store_req_t *q = ud;
+    if (status != WY_OK)
+        q->cb(status, 0, err, q->ud);
+    else if (wy_pg_isnull(res, 0, "changed_at"))
+        q->cb(WY_ELIMIT, wy_pg_int64(res, 0, "prev_changed_at"), NULL, q->ud);
+    else
+        q->cb(WY_OK, wy_pg_int64(res, 0, "changed_at"), NULL, q->ud);
     wy_free(q);
-    lobby_conn_unref(c);
 }
 
-void lobby_nick_set(lobby_conn_t *c, uint32_t req, const char *nick)
+int lobby_nick_store(lobby_t *lb, const char *account, const char *display, const char *norm,
+                     lobby_nick_store_cb cb, void *ud)
 {
-    set_req_t *q = wy_calloc(1, sizeof *q);
-    const char *e = NULL;
-    int rc = lobby_nick_check(nick, strlen(nick), q->display, sizeof q->display, q->norm,
-                              sizeof q->norm, &e);
-    if (rc != WY_OK) {
-        lobby_send_status(c, req, lobby_code(rc), e);
-        wy_free(q);
-        return;
-    }
-    if (c->nick_busy) {
-        lobby_send_status(c, req, WYVERN__LOBBY__CODE__CONFLICT,
-                          "a nickname change is already in progress");
-        wy_free(q);
-        return;
-    }
-    q->c = c;
-    q->req = req;
+    store_req_t *q = wy_calloc(1, sizeof *q);
+    q->cb = cb;
+    q->ud = ud;
     char cooldown[24];
-    snprintf(cooldown, sizeof cooldown, "%lld", (long long)c->lb->cfg->nick_cooldown_ms);
-    const char *params[] = {c->account, q->display, q->norm, cooldown};
-    rc = pg_query(c->lb, SET_SQL, 4, params, set_done, q);
-    if (rc != WY_OK) {
-        lobby_send_status(c, req, lobby_code(rc), "nickname store busy, retry");
+    snprintf(cooldown, sizeof cooldown, "%lld", (long long)lb->cfg->nick_cooldown_ms);
+    const char *params[] = {account, display, norm, cooldown};
+    int rc = pg_exec(lb, &SET_SQL, params, store_done, q);
+    if (rc != WY_OK)
         wy_free(q);
-        return;
-    }
-    c->nick_busy = true;
-    lobby_conn_ref(c);
+    return rc;
 }

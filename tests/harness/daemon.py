@@ -12,6 +12,12 @@ from . import TOP
 from .ports import free_port
 
 SERVICES = ("auth", "lobby", "game", "world", "actor", "chat")
+# Test daemons (real wy_daemons built from tests/tools/wy-<name>.c) and the
+# environment they need by default.
+TOOL_DAEMONS = {
+    "kafkatest": {"WY_KAFKATEST_MIGRATIONS_DIR": os.path.join(TOP, "tests", "tools",
+                                                               "kafkatest-migrations")},
+}
 READY_TIMEOUT = float(os.environ.get("WY_TEST_READY_TIMEOUT", "30"))
 # What a sanitizer build prints when it finds a bug; a daemon log containing one
 # fails the test even if the test itself passed.
@@ -39,10 +45,14 @@ class Daemon:
 
     def __init__(self, svc, build_dir, log_dir, stack_env, env=None, args=(), wait_ready=True,
                  ready_timeout=READY_TIMEOUT):
-        if svc not in SERVICES:
-            raise ValueError("unknown service %r (want one of %s)" % (svc, ", ".join(SERVICES)))
+        if svc not in SERVICES and svc not in TOOL_DAEMONS:
+            raise ValueError("unknown service %r (want one of %s)"
+                             % (svc, ", ".join(SERVICES + tuple(TOOL_DAEMONS))))
         self.svc = svc
-        self.binary = os.path.join(os.path.abspath(build_dir), "wy-" + svc)
+        if svc in TOOL_DAEMONS:
+            self.binary = os.path.join(os.path.abspath(build_dir), "tests", "tools", "wy-" + svc)
+        else:
+            self.binary = os.path.join(os.path.abspath(build_dir), "wy-" + svc)
         if not os.access(self.binary, os.X_OK):
             raise DaemonError("%s is missing: build it first (make)" % self.binary)
         S = svc.upper()
@@ -54,7 +64,7 @@ class Daemon:
             "WY_INSTANCE_ID": self.instance_id,
             "WY_LOG_LEVEL": os.environ.get("WY_LOG_LEVEL", "debug"),
         })
-        env = dict(env or {})
+        env = dict(TOOL_DAEMONS.get(svc, {}), **(env or {}))
         for kind in ("OPS", "GRPC") + CLIENT_PORT_KINDS.get(svc, ()):
             var = "WY_%s_%s_PORT" % (S, kind)
             if var not in env:

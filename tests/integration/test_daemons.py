@@ -190,29 +190,6 @@ def test_malformed_protobuf_in_grpc_call_gets_invalid_argument(daemon, protos):
                what="still SERVING")
 
 
-def kafkatool(build_dir, *args):
-    exe = os.path.join(build_dir, "tests", "tools", "wy-kafkatool")
-    out = subprocess.run([exe] + list(args), capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-def test_kafka_record_that_is_not_an_envelope_is_skipped(daemon, stack, build_dir):
-    d = daemon("world")
-    wait_healthy(d)
-    brokers = stack.env()["WY_KAFKA_BROKERS"]
-    kafkatool(build_dir, "produce-raw", "--brokers", brokers, "--topic", "wy.gameplay",
-              "--value", "definitely not protobuf \xff")
-    kafkatool(build_dir, "produce", "--brokers", brokers, "--topic", "wy.gameplay",
-              "--count", "3")
-    wait_until(lambda: (metric(d, "wy_world_kafka_bad_messages_total") or 0) >= 1,
-               what="bad message counted")
-    wait_until(lambda: (metric(d, "wy_world_kafka_consumed_total") or 0) >= 3,
-               what="valid envelopes after the bad one consumed")
-    assert "kafka message is not an Envelope" in d.log_text()
-    assert readyz(d) == (200, {"status": "healthy"})
-
-
 def test_sigterm_under_load_exits_0_within_5s(daemon, protos):
     import health_pb2
     import health_pb2_grpc

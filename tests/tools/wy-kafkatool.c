@@ -19,18 +19,23 @@
 static const char *usage_text =
     "usage:\n"
     "  wy-kafkatool produce --brokers B --topic T --count N [--key K] [--type TYPE]\n"
-    "                       [--timeout-ms MS]\n"
-    "      produce N Envelopes; prints each event_id once delivered; exit 0 if all delivered\n"
+    "                       [--timeout-ms MS] [--wait-stdin 1]\n"
+    "      produce N Envelopes; prints each event_id once delivered; exit 0 if all delivered.\n"
+    "      --wait-stdin 1: produce a \"test.warmup\" Envelope first, then print \"armed\" and\n"
+    "      produce the N once a line is read on stdin\n"
     "  wy-kafkatool produce-raw --brokers B --topic T --value STRING [--key K]\n"
     "      produce one record that is not an Envelope\n"
     "  wy-kafkatool consume --brokers B --topic T --group G --effects FILE [--delay-ms D]\n"
     "                       [--expect N] [--timeout-ms MS]\n"
     "      apply each Envelope after D ms (append \"<event_id>\\n\" to FILE, fsync), then mark\n"
-    "      it done; exit 0 after N distinct effects or on SIGTERM/SIGINT\n";
+    "      it done; exit 0 after N distinct effects or on SIGTERM/SIGINT\n"
+    "  wy-kafkatool offsets --brokers B --topic T --group G\n"
+    "      print \"<partition> <low> <high> <committed>\" for each partition of T\n"
+    "      (committed -1001: the group has none; nothing for a topic that does not exist)\n";
 
 typedef struct {
     const char *cmd, *brokers, *topic, *key, *type, *value, *group, *effects;
-    long count, delay_ms, expect, timeout_ms;
+    long count, delay_ms, expect, timeout_ms, wait_stdin;
 } args_t;
 
 static int usage(const char *why)
@@ -88,6 +93,8 @@ static int parse_args(int argc, char **argv, args_t *a)
             num = &a->expect;
         else if (!strcmp(opt, "--timeout-ms"))
             num = &a->timeout_ms;
+        else if (!strcmp(opt, "--wait-stdin"))
+            num = &a->wait_stdin;
         else
             return usage("unknown option");
         if (num && !parse_long(v, num))
@@ -177,6 +184,29 @@ static void on_produce_deadline(uv_timer_t *t)
     produce_finish(s);
 }
 
+/* --wait-stdin: one warm-up Envelope ("test.warmup") is produced and acknowledged first, so the
+ * connection, the producer id and the topic's metadata are in place; then "armed" is printed,
+ * a line is awaited on stdin (the loop is blocked meanwhile) and the N Envelopes follow: each is
+ * one round trip away from the trigger. A consumer that starts after "armed" at the latest
+ * offset never sees the warm-up. */
+static void on_warm(void *udata, int status, const char *event_id)
+{
+    (void)event_id;
+    produce_t *s = udata;
+    if (status != WY_OK) {
+        wy_log_error("warm-up not delivered", "error", wy_errname(status), NULL);
+        s->failed = s->a->count;
+        produce_finish(s);
+        return;
+    }
+    printf("armed\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin))
+        wy_log_warn("stdin closed before the trigger; producing anyway", NULL);
+    pump(s);
+}
+
 static int cmd_produce(const args_t *a)
 {
     if (a->count <= 0)
@@ -197,7 +227,13 @@ static int cmd_produce(const args_t *a)
     s.deadline.data = &s;
     uv_timer_start(&s.deadline, on_produce_deadline,
                    (uint64_t)(a->timeout_ms >= 0 ? a->timeout_ms : 60000), 0);
-    pump(&s);
+    if (!a->wait_stdin)
+        pump(&s);
+    else if (wy_kafka_produce(s.p, a->topic, a->key, "test.warmup", NULL, 0, on_warm, &s, NULL) !=
+             WY_OK) {
+        s.failed = a->count;
+        produce_finish(&s);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return s.failed == 0 && s.delivered == a->count ? 0 : 1;
@@ -425,6 +461,61 @@ static int cmd_consume(const args_t *a)
     return s.exit_code;
 }
 
+/* Watermarks of a topic and the committed offsets of a group, read without joining the group
+ * (rd_kafka_committed only asks the group coordinator). */
+static int cmd_offsets(const args_t *a)
+{
+    if (!a->group)
+        return usage("--group is required");
+    char why[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, why, sizeof why) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "group.id", a->group, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "wy-kafkatool: %s\n", why);
+        rd_kafka_conf_destroy(conf);
+        return 2;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!rk) {
+        fprintf(stderr, "wy-kafkatool: %s\n", why);
+        return 2;
+    }
+    int rc = 1;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, a->topic, NULL);
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 15000);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err) {
+        rd_kafka_topic_partition_list_t *list =
+            rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(list, a->topic, md->topics[0].partitions[i].id);
+        e = rd_kafka_committed(rk, list, 15000);
+        for (int i = 0; e == RD_KAFKA_RESP_ERR_NO_ERROR && i < list->cnt; i++) {
+            int64_t lo, hi;
+            e = rd_kafka_query_watermark_offsets(rk, a->topic, list->elems[i].partition, &lo, &hi,
+                                                 15000);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                printf("%" PRId32 " %" PRId64 " %" PRId64 " %" PRId64 "\n",
+                       list->elems[i].partition, lo, hi, list->elems[i].offset);
+        }
+        rc = e == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : 1;
+        rd_kafka_topic_partition_list_destroy(list);
+    } else if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        e = md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        /* A topic nobody produced to yet: no partitions, nothing to print. */
+        if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            rc = 0;
+    }
+    if (rc)
+        fprintf(stderr, "wy-kafkatool: offsets: %s\n", rd_kafka_err2str(e));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     wy_log_init("kafkatool", WY_LOG_INFO);
@@ -438,5 +529,7 @@ int main(int argc, char **argv)
         return cmd_produce_raw(&a);
     if (!strcmp(a.cmd, "consume"))
         return cmd_consume(&a);
+    if (!strcmp(a.cmd, "offsets"))
+        return cmd_offsets(&a);
     return usage("unknown command");
 }

@@ -556,7 +556,7 @@ static void *op_thread(void *arg)
 {
     (void)arg;
     for (int i = 0; i < 20000; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "t%d", i % 8);
         wy_op_observe(wy_metrics_op(t_fam, v), 0.001, (wy_outcome_t)(i % 3));
     }
@@ -576,7 +576,7 @@ static void test_op_threads(void **state)
         pthread_join(th[i], NULL);
     double total = 0;
     for (int i = 0; i < 8; i++) {
-        char l[16];
+        char l[32];
         snprintf(l, sizeof l, "kind=\"t%d\"", i);
         total += wy_metric_value(wy_metrics_histogram("wy_test_op_seconds", NULL, l,
                                                       wy_metrics_latency_buckets,

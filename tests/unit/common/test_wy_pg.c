@@ -12,12 +12,15 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <signal.h>
 
 #include <cmocka.h>
 
-#include "wy_test.h"
-
 #include "wy_pg.h"
+
+#include "wy_test.h"
 
 static char schema[32];  /* pool tests */
 static char mschema[40]; /* migrations, applied once */
@@ -32,21 +35,7 @@ static const char *pg_url(void)
 /* Blocking helper for setup and checks outside the loop. Returns the first value or "". */
 static char *sync_exec(const char *sql, char *out, size_t outlen)
 {
-    PGconn *c = PQconnectdb(pg_url());
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect to WY_PG_URL: %s", PQerrorMessage(c));
-    PQclear(PQexec(c, "SET client_min_messages TO warning"));
-    PGresult *r = PQexec(c, sql);
-    int st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    if (out) {
-        out[0] = '\0';
-        if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(out, outlen, "%s", PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-    PQfinish(c);
+    wt_pg(sql, out, outlen);
     return out;
 }
 
@@ -682,6 +671,216 @@ static void test_migrate_bad_file(void **state)
     rmdir(dir);
 }
 
+/* ---------------------------------------------------------------- prepared statements */
+
+/* One prepared statement run, its first row read by column name. */
+typedef struct {
+    int calls, status;
+    char err[256];
+    int ntuples;
+    char pid[16];
+    long long prepared; /* statements of ours prepared on the session, when the SQL says */
+} pres_t;
+
+static void on_pres(int status, const PGresult *res, const char *err, void *ud)
+{
+    pres_t *x = ud;
+    x->calls++;
+    x->status = status;
+    snprintf(x->err, sizeof x->err, "%s", err ? err : "");
+    if (status != WY_OK || PQresultStatus(res) != PGRES_TUPLES_OK)
+        return;
+    x->ntuples = PQntuples(res);
+    if (x->ntuples > 0) {
+        snprintf(x->pid, sizeof x->pid, "%s", wy_pg_text(res, 0, "pid"));
+        x->prepared = wy_pg_int64(res, 0, "prepared");
+    }
+}
+
+static pres_t run_stmt(fx_t *f, const wy_pg_stmt_t *st, const char *const *params)
+{
+    pres_t x = {0};
+    assert_int_equal(wy_pg_exec(f->pg, st, params, on_pres, &x), WY_OK);
+    RUN_UNTIL(f, x.calls == 1);
+    return x;
+}
+
+/* Which of our statements the session has prepared, and the session's backend. */
+static const wy_pg_stmt_t st_session = {
+    "wyt_session",
+    "SELECT pg_backend_pid()::text AS pid, (SELECT count(*) FROM pg_prepared_statements "
+    "WHERE name LIKE 'wyt\\_%') AS prepared",
+    0};
+static const wy_pg_stmt_t st_echo = {"wyt_echo", "SELECT $1::text AS pid, 0 AS prepared", 1};
+
+/* Each statement is prepared once per session (not per run) and again on the new session after
+ * the connection was lost. */
+static void test_prepared_once_per_session(void **state)
+{
+    (void)state;
+    fx_t f;
+    wy_pg_opts_t o = {.size = 1};
+    fx_init(&f, pg_url(), &o);
+    const char *p[] = {"hello"};
+    pres_t x = run_stmt(&f, &st_echo, p);
+    assert_int_equal(x.status, WY_OK);
+    assert_string_equal(x.pid, "hello");
+    for (int i = 0; i < 3; i++) {
+        x = run_stmt(&f, &st_echo, p);
+        assert_int_equal(x.status, WY_OK);
+    }
+    x = run_stmt(&f, &st_session, NULL);
+    assert_int_equal(x.status, WY_OK);
+    assert_int_equal(x.prepared, 2); /* wyt_echo once (four runs), wyt_session itself */
+    char old_pid[16];
+    snprintf(old_pid, sizeof old_pid, "%s", x.pid);
+    x = run_stmt(&f, &st_session, NULL);
+    assert_int_equal(x.prepared, 2);
+
+    /* Lose the session: the pool reconnects and prepares again on the new one. */
+    sync_exec(sqlf("SELECT pg_terminate_backend(%s)", old_pid), NULL, 0);
+    for (int tries = 0; tries < 100; tries++) {
+        x = run_stmt(&f, &st_session, NULL);
+        if (x.status == WY_OK)
+            break;
+        assert_int_equal(x.status, WY_EUNAVAIL); /* the statement that found it gone */
+        RUN_UNTIL(&f, wy_pg_health(f.pg) == WY_OK);
+    }
+    assert_int_equal(x.status, WY_OK);
+    assert_string_not_equal(x.pid, old_pid);
+    assert_int_equal(x.prepared, 1); /* only wyt_session so far on this session */
+    x = run_stmt(&f, &st_echo, p);
+    assert_int_equal(x.status, WY_OK);
+    assert_string_equal(x.pid, "hello");
+    fx_done(&f);
+}
+
+/* Prepared statements inside a transaction; SQL errors in the statement text; bad objects. */
+static void test_prepared_tx_and_errors(void **state)
+{
+    (void)state;
+    fx_t f;
+    txs_t t;
+    wy_pg_opts_t o = {.size = 1};
+    fx_init(&f, pg_url(), &o);
+    char *ins_sql =
+        wy_sprintf("INSERT INTO %s.t VALUES ($1) RETURNING k AS pid, 0 AS prepared", schema);
+    const wy_pg_stmt_t ins = {"wyt_ins", ins_sql, 1};
+
+    begin(&f, &t);
+    pres_t a = {0}, b = {0};
+    const char *k1[] = {"prep-tx-1"}, *k2[] = {"prep-tx-2"};
+    assert_int_equal(wy_pg_tx_exec(t.tx, &ins, k1, on_pres, &a), WY_OK);
+    assert_int_equal(wy_pg_tx_exec(t.tx, &ins, k2, on_pres, &b), WY_OK);
+    assert_int_equal(wy_pg_tx_commit(t.tx, on_end, &t), WY_OK);
+    RUN_UNTIL(&f, t.ended == 1);
+    assert_int_equal(a.status, WY_OK);
+    assert_string_equal(a.pid, "prep-tx-1");
+    assert_int_equal(b.status, WY_OK);
+    assert_string_equal(b.pid, "prep-tx-2");
+    assert_int_equal(t.end_status, WY_OK);
+    assert_int_equal(count_rows(&f, "prep-tx-1") + count_rows(&f, "prep-tx-2"), 2);
+
+    /* A constraint violation of a prepared statement maps like any statement's. */
+    pres_t x = run_stmt(&f, &ins, k1);
+    assert_int_equal(x.status, WY_EEXIST);
+
+    /* Broken SQL fails in the callback, every time, and the connection stays usable. */
+    const wy_pg_stmt_t broken = {"wyt_broken", "SELEC 1", 0};
+    for (int i = 0; i < 2; i++) {
+        x = run_stmt(&f, &broken, NULL);
+        assert_int_equal(x.status, WY_EIO);
+        assert_non_null(strstr(x.err, "syntax error"));
+    }
+    const char *p[] = {"still"};
+    x = run_stmt(&f, &st_echo, p);
+    assert_int_equal(x.status, WY_OK);
+
+    /* The same name for another SQL text is a bug, refused on the session that has the first. */
+    const wy_pg_stmt_t clash = {"wyt_echo", "SELECT 2 AS pid, 0 AS prepared", 0};
+    x = run_stmt(&f, &clash, NULL);
+    assert_int_equal(x.status, WY_EINTERNAL);
+    x = run_stmt(&f, &st_echo, p);
+    assert_int_equal(x.status, WY_OK);
+
+    /* Bad statement objects and parameters are refused at the call. */
+    pres_t unused = {0};
+    const wy_pg_stmt_t noname = {"", "SELECT 1", 0}, badname = {"a-b", "SELECT 1", 0},
+                       nosql = {"wyt_nosql", NULL, 0};
+    assert_int_equal(wy_pg_exec(f.pg, &noname, NULL, on_pres, &unused), WY_EINVAL);
+    assert_int_equal(wy_pg_exec(f.pg, &badname, NULL, on_pres, &unused), WY_EINVAL);
+    assert_int_equal(wy_pg_exec(f.pg, &nosql, NULL, on_pres, &unused), WY_EINVAL);
+    assert_int_equal(wy_pg_exec(f.pg, NULL, NULL, on_pres, &unused), WY_EINVAL);
+    assert_int_equal(wy_pg_exec(f.pg, &st_echo, NULL, on_pres, &unused), WY_EINVAL);
+    assert_int_equal(wy_pg_exec(f.pg, &st_echo, p, NULL, NULL), WY_EINVAL);
+    assert_int_equal(unused.calls, 0);
+    fx_done(&f);
+    wy_free(ins_sql);
+}
+
+/* ---------------------------------------------------------------- columns by name */
+
+static PGresult *sync_result(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_url());
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to WY_PG_URL: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQfinish(c);
+    return r;
+}
+
+/* True if fn(res) ends the process with SIGABRT (run in a child). */
+static bool aborts(void (*fn)(const PGresult *), const PGresult *res)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2); /* the log line is expected */
+        fn(res);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void read_missing(const PGresult *res)
+{
+    (void)wy_pg_text(res, 0, "no_such_column");
+}
+
+static void read_past_end(const PGresult *res)
+{
+    (void)wy_pg_text(res, 5, "n");
+}
+
+static void test_columns_by_name(void **state)
+{
+    (void)state;
+    PGresult *r = sync_result("SELECT 'x' AS s, NULL::text AS nothing, true AS yes, false AS no, "
+                              "9007199254740993::bigint AS n, -3 AS neg");
+    assert_int_equal(wy_pg_col(r, "s"), 0);
+    assert_int_equal(wy_pg_col(r, "neg"), 5);
+    assert_string_equal(wy_pg_text(r, 0, "s"), "x");
+    assert_null(wy_pg_text(r, 0, "nothing"));
+    assert_true(wy_pg_isnull(r, 0, "nothing"));
+    assert_false(wy_pg_isnull(r, 0, "s"));
+    assert_true(wy_pg_bool(r, 0, "yes"));
+    assert_false(wy_pg_bool(r, 0, "no"));
+    assert_false(wy_pg_bool(r, 0, "nothing"));
+    assert_int_equal(wy_pg_int64(r, 0, "n"), 9007199254740993LL);
+    assert_int_equal(wy_pg_int64(r, 0, "neg"), -3);
+    assert_int_equal(wy_pg_int64(r, 0, "nothing"), 0);
+    /* Reading what the result does not have is a bug: loud, not a silent NULL. */
+    assert_true(aborts(read_missing, r));
+    assert_true(aborts(read_past_end, r));
+    PQclear(r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -708,14 +907,24 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_conninfo),          cmocka_unit_test(test_params_and_null),
-        cmocka_unit_test(test_error_mapping),         cmocka_unit_test(test_transactions),
-        cmocka_unit_test(test_tx_timeout_rolls_back), cmocka_unit_test(test_pool_concurrency),
-        cmocka_unit_test(test_queue_bound),           cmocka_unit_test(test_query_timeout),
-        cmocka_unit_test(test_unreachable),           cmocka_unit_test(test_close_cancels),
-        cmocka_unit_test(test_close_inside_callback), cmocka_unit_test(test_close_with_open_tx),
-        cmocka_unit_test(test_migrate_once),          cmocka_unit_test(test_migrate_concurrent),
+        cmocka_unit_test(test_bad_conninfo),
+        cmocka_unit_test(test_params_and_null),
+        cmocka_unit_test(test_error_mapping),
+        cmocka_unit_test(test_transactions),
+        cmocka_unit_test(test_tx_timeout_rolls_back),
+        cmocka_unit_test(test_pool_concurrency),
+        cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_query_timeout),
+        cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_close_cancels),
+        cmocka_unit_test(test_close_inside_callback),
+        cmocka_unit_test(test_close_with_open_tx),
+        cmocka_unit_test(test_migrate_once),
+        cmocka_unit_test(test_migrate_concurrent),
         cmocka_unit_test(test_migrate_bad_file),
+        cmocka_unit_test(test_prepared_once_per_session),
+        cmocka_unit_test(test_prepared_tx_and_errors),
+        cmocka_unit_test(test_columns_by_name),
     };
     if (getenv("WY_PG_URL") == NULL || *getenv("WY_PG_URL") == '\0') {
         fprintf(stderr, "WY_PG_URL is not set: these tests need a real PostgreSQL "

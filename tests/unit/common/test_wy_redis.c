@@ -411,6 +411,163 @@ static void test_close_inside_callback(void **state)
     fx_done(&f);
 }
 
+/* ---------------------------------------------------------------- Lua scripts */
+
+/* A synchronous command on f's connection (runs the loop until its answer). */
+static void sync_cmd(fx_t *f, res_t *x, const char *fmt, const char *arg)
+{
+    memset(x, 0, sizeof *x);
+    assert_int_equal(wy_redis_command(f->r, on_res, x, fmt, arg), WY_OK);
+    RUN_UNTIL(f, x->calls == 1);
+}
+
+/* calls=N of one command in INFO commandstats, read in the callback (the text is long). */
+typedef struct {
+    const char *needle;
+    int calls;
+    long long n;
+} stat_t;
+
+static void on_info(int status, redisReply *reply, void *ud)
+{
+    stat_t *x = ud;
+    x->calls++;
+    x->n = -1;
+    if (status != WY_OK || reply->type != REDIS_REPLY_STRING)
+        return;
+    const char *p = strstr(reply->str, x->needle);
+    x->n = p ? atoll(p + strlen(x->needle)) : 0; /* not seen yet: 0 */
+}
+
+static long long cmd_calls(fx_t *f, const char *cmd)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    stat_t x = {.needle = needle};
+    assert_int_equal(wy_redis_command(f->r, on_info, &x, "INFO commandstats"), WY_OK);
+    RUN_UNTIL(f, x.calls == 1);
+    assert_true(x.n >= 0);
+    return x.n;
+}
+
+/* Reply of a script returning {KEYS[1], ARGV[1], #ARGV}: the three parts, copied. */
+typedef struct {
+    int calls, status;
+    char key[64], arg[64], err[256];
+    size_t arg_len;
+    long long nargs;
+} echo_t;
+
+static void on_echo(int status, redisReply *reply, void *ud)
+{
+    echo_t *x = ud;
+    x->calls++;
+    x->status = status;
+    if (status == WY_EIO && reply && reply->type == REDIS_REPLY_ERROR)
+        snprintf(x->err, sizeof x->err, "%s", reply->str);
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    snprintf(x->key, sizeof x->key, "%s", reply->element[0]->str);
+    x->arg_len = reply->element[1]->len < sizeof x->arg ? reply->element[1]->len : sizeof x->arg;
+    memcpy(x->arg, reply->element[1]->str, x->arg_len);
+    x->nargs = reply->element[2]->integer;
+}
+
+static void run_echo(fx_t *f, wy_redis_script_t *s, echo_t *x)
+{
+    const char *argv[3] = {"k1", "a\0b", "c"};
+    const size_t lens[3] = {2, 3, 1};
+    memset(x, 0, sizeof *x);
+    assert_int_equal(wy_redis_eval(f->r, s, 0, on_echo, x, 1, 3, argv, lens), WY_OK);
+    RUN_UNTIL(f, x->calls == 1);
+    assert_int_equal(x->status, WY_OK);
+    assert_string_equal(x->key, "k1");
+    assert_int_equal(x->arg_len, 3);
+    assert_memory_equal(x->arg, "a\0b", 3);
+    assert_int_equal(x->nargs, 2);
+}
+
+/* EVALSHA once Redis has the script (the text is not sent again); after SCRIPT FLUSH the same
+ * call still succeeds: NOSCRIPT is answered by EVAL, which reloads the script. */
+static void test_script_evalsha_and_flush(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x;
+    echo_t e;
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+    /* Unique text per run, so no other test has loaded this script. */
+    char *lua = wy_sprintf("-- %s\nreturn {KEYS[1], ARGV[1], #ARGV}", prefix);
+    wy_redis_script_t *s = wy_redis_script_new(lua);
+    const char *sha = wy_redis_script_sha(s);
+    assert_int_equal(strlen(sha), 40);
+
+    /* The locally computed SHA-1 is Redis' own. */
+    sync_cmd(&f, &x, "SCRIPT LOAD %s", lua);
+    assert_int_equal(x.status, WY_OK);
+    assert_string_equal(x.str, sha);
+
+    long long evals = cmd_calls(&f, "eval");
+    run_echo(&f, s, &e);
+    run_echo(&f, s, &e);
+    assert_int_equal(cmd_calls(&f, "eval"), evals); /* cached: EVALSHA only */
+
+    for (int round = 0; round < 2; round++) {
+        sync_cmd(&f, &x, "SCRIPT FLUSH", NULL);
+        sync_cmd(&f, &x, "SCRIPT EXISTS %s", sha);
+        assert_int_equal(x.type, REDIS_REPLY_ARRAY);
+        run_echo(&f, s, &e); /* NOSCRIPT -> EVAL, invisible to the caller */
+        assert_int_equal(cmd_calls(&f, "eval"), evals + round + 1);
+        run_echo(&f, s, &e); /* loaded again by that EVAL */
+        assert_int_equal(cmd_calls(&f, "eval"), evals + round + 1);
+    }
+    wy_redis_script_free(s);
+    wy_free(lua);
+    fx_done(&f);
+}
+
+/* Script errors reach the caller as WY_EIO with Redis' message; bad arguments are refused; a
+ * script freed by its owner while a call is in flight stays valid for that call's retry. */
+static void test_script_errors_and_lifetime(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x;
+    echo_t e;
+    fx_init(&f);
+    fx_open(&f, redis_url(), NULL);
+    RUN_UNTIL(&f, f.ups == 1);
+
+    wy_redis_script_t *bad = wy_redis_script_new("return redis.error_reply('WYBAD no luck')");
+    memset(&e, 0, sizeof e);
+    assert_int_equal(wy_redis_eval(f.r, bad, 0, on_echo, &e, 0, 0, NULL, NULL), WY_OK);
+    RUN_UNTIL(&f, e.calls == 1);
+    assert_int_equal(e.status, WY_EIO);
+    assert_non_null(strstr(e.err, "WYBAD no luck"));
+    const char *one[1] = {"k"};
+    assert_int_equal(wy_redis_eval(f.r, bad, 0, on_echo, &e, 2, 1, one, NULL), WY_EINVAL);
+    assert_int_equal(wy_redis_eval(f.r, bad, 0, on_echo, &e, -1, 1, one, NULL), WY_EINVAL);
+    assert_int_equal(wy_redis_eval(f.r, NULL, 0, on_echo, &e, 0, 0, NULL, NULL), WY_EINVAL);
+    wy_redis_script_free(bad);
+
+    char *lua = wy_sprintf("-- %s lifetime\nreturn {KEYS[1], ARGV[1], #ARGV}", prefix);
+    wy_redis_script_t *s = wy_redis_script_new(lua);
+    wy_free(lua);
+    sync_cmd(&f, &x, "SCRIPT FLUSH", NULL);
+    const char *argv[3] = {"k1", "a\0b", "c"};
+    const size_t lens[3] = {2, 3, 1};
+    memset(&e, 0, sizeof e);
+    assert_int_equal(wy_redis_eval(f.r, s, 0, on_echo, &e, 1, 3, argv, lens), WY_OK);
+    wy_redis_script_free(s); /* the call holds its own reference */
+    RUN_UNTIL(&f, e.calls == 1);
+    assert_int_equal(e.status, WY_OK);
+    assert_int_equal(e.nargs, 2);
+    assert_memory_equal(e.arg, "a\0b", 3);
+    fx_done(&f);
+}
+
 int main(void)
 {
     char uuid[37];
@@ -427,6 +584,8 @@ int main(void)
         cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_close_cancels_pending),
         cmocka_unit_test(test_close_inside_callback),
+        cmocka_unit_test(test_script_evalsha_and_flush),
+        cmocka_unit_test(test_script_errors_and_lifetime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

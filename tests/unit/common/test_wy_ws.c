@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,13 @@ struct fx {
     int flood_rc;
     size_t flood_sent;
     sem_t flood_closed;
-    uint64_t msgs_in, overflows;
+    uint64_t msgs_in, overflows, budget_closes, queued_after;
+    /* open connections, for broadcasts */
+    wy_ws_conn_t *conns[8];
+    size_t bcast_queued, bcast_first;
+    uint64_t budget_first; /* ws_queued_bytes right after the first broadcast */
+    int nbudget;           /* closed 1008 "server send budget exceeded" */
+    sem_t budget_sem;
     /* client results */
     int status[8];
     char text[8][256];
@@ -67,6 +74,8 @@ static void async_cb(uv_async_t *a)
     uv_close((uv_handle_t *)a, NULL);
     fx->msgs_in = wy_http_counters(fx->srv)->ws_msgs_in;
     fx->overflows = wy_http_counters(fx->srv)->ws_overflows;
+    fx->budget_closes = wy_http_counters(fx->srv)->ws_budget_closes;
+    fx->queued_after = wy_http_counters(fx->srv)->ws_queued_bytes;
     fx->finished = true;
     wy_http_close(fx->srv, on_closed, fx);
 }
@@ -83,6 +92,12 @@ static void ws_open(wy_ws_conn_t *c, const wy_http_req_t *req, void *ud)
     fx->opens++;
     fx->user_ok = !strcmp(wy_http_req_query(req), "who=me") || fx->user_ok;
     wy_ws_set_user(c, fx);
+    for (size_t i = 0; i < WY_ARRAY_LEN(fx->conns); i++) {
+        if (!fx->conns[i]) {
+            fx->conns[i] = c;
+            break;
+        }
+    }
 }
 
 static void pump_cb(uv_timer_t *t)
@@ -100,10 +115,48 @@ static void pump_cb(uv_timer_t *t)
     }
 }
 
+/* The payload every broadcast test sends: byte i is (i * 31 + 7) mod 256. */
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 31 + 7);
+}
+
+/* Encodes n pattern bytes once and queues the frame on every open connection. */
+static void broadcast_pattern(fx_t *fx, size_t n)
+{
+    uint8_t *p;
+    wy_ws_frame_t *f = wy_ws_frame_alloc(true, n, &p); /* filled in place */
+    for (size_t i = 0; i < n; i++)
+        p[i] = pattern(i);
+    wy_ws_conn_t *to[WY_ARRAY_LEN(fx->conns)];
+    size_t k = 0;
+    for (size_t i = 0; i < WY_ARRAY_LEN(fx->conns); i++)
+        if (fx->conns[i])
+            to[k++] = fx->conns[i];
+    fx->bcast_queued = wy_ws_broadcast(f, to, k);
+    wy_ws_frame_unref(f); /* the connections hold their own references */
+}
+
 static void ws_msg(wy_ws_conn_t *c, bool bin, const uint8_t *d, size_t n, void *ud)
 {
     fx_t *fx = ud;
     assert_ptr_equal(wy_ws_user(c), fx);
+    if (!bin && n > 6 && n < 32 && !memcmp(d, "bcast:", 6)) {
+        char num[32]; /* d is not NUL-terminated */
+        memcpy(num, d + 6, n - 6);
+        num[n - 6] = '\0';
+        broadcast_pattern(fx, strtoul(num, NULL, 10));
+        if (!fx->bcast_first) {
+            fx->bcast_first = fx->bcast_queued;
+            /* Nothing is written before this loop turn's flush: every queue holds it. */
+            fx->budget_first = wy_http_counters(fx->srv)->ws_queued_bytes;
+        }
+        return;
+    }
+    if (!bin && n == 4 && !memcmp(d, "more", 4)) {
+        broadcast_pattern(fx, 16384);
+        return;
+    }
     if (!bin && n == 8 && !memcmp(d, "close-me", 8)) {
         /* A message queued just before the close must still arrive first. */
         assert_int_equal(wy_ws_send_text(c, "last words", 10), WY_OK);
@@ -127,6 +180,13 @@ static void ws_close(wy_ws_conn_t *c, int code, const char *reason, void *ud)
     closed_t *cl = &fx->cl[fx->ncl++];
     cl->code = code;
     snprintf(cl->reason, sizeof(cl->reason), "%s", reason);
+    for (size_t i = 0; i < WY_ARRAY_LEN(fx->conns); i++)
+        if (fx->conns[i] == c)
+            fx->conns[i] = NULL;
+    if (code == WY_WS_SEND_BUDGET && !strcmp(reason, "server send budget exceeded")) {
+        fx->nbudget++;
+        sem_post(&fx->budget_sem);
+    }
     if (c == fx->flood) {
         fx->flood = NULL;
         uv_timer_stop(&fx->pump);
@@ -139,6 +199,7 @@ static fx_t *fx_new(const wy_http_limits_t *lim)
     fx_t *fx = wy_calloc(1, sizeof(*fx));
     assert_int_equal(uv_loop_init(&fx->loop), 0);
     sem_init(&fx->flood_closed, 0, 0);
+    sem_init(&fx->budget_sem, 0, 0);
     uv_timer_init(&fx->loop, &fx->pump);
     fx->pump.data = fx;
     assert_int_equal(wy_http_server_new(&fx->loop, lim, &fx->srv), WY_OK);
@@ -158,6 +219,7 @@ static void fx_run(fx_t *fx, void (*client)(fx_t *))
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&fx->loop), 0);
     sem_destroy(&fx->flood_closed);
+    sem_destroy(&fx->budget_sem);
 }
 
 /* fx_new, then fx_run with client. */
@@ -239,32 +301,45 @@ static bool cli_close_eof(wt_cli_t *c, int code)
     return wt_cli_eof(c);
 }
 
+/* Waits for a whole frame header and parses it: first byte (FIN, opcode), payload length and
+ * header length. False if the connection ends first. */
+static bool cli_header(wt_cli_t *c, uint8_t *b0, size_t *n, size_t *hl)
+{
+    if (!wt_cli_need(c, 2))
+        return false;
+    const uint8_t *b = (const uint8_t *)c->buf;
+    *b0 = b[0];
+    *n = b[1] & 0x7f;
+    *hl = 2;
+    if (b[1] & 0x80) /* a server frame is never masked */
+        return false;
+    if (*n == 126) {
+        if (!wt_cli_need(c, 4))
+            return false;
+        *n = ((size_t)b[2] << 8) | b[3];
+        *hl = 4;
+    } else if (*n == 127) {
+        if (!wt_cli_need(c, 10))
+            return false;
+        *n = 0;
+        for (int k = 0; k < 8; k++)
+            *n = (*n << 8) | b[2 + k];
+        *hl = 10;
+    }
+    return true;
+}
+
 /* Reads one frame; stores opcode, payload (truncated to 255 chars + NUL) and length into slot
  * fx->n. Returns the opcode, -1 on EOF. */
 static int cli_read(fx_t *fx, wt_cli_t *c)
 {
     int i = fx->n++;
     fx->op[i] = -1;
-    if (!wt_cli_need(c, 2))
+    uint8_t b0;
+    size_t n, hl;
+    if (!cli_header(c, &b0, &n, &hl) || !wt_cli_need(c, hl + n))
         return -1;
-    const uint8_t *b = (const uint8_t *)c->buf;
-    int op = b[0] & 0x0f;
-    size_t n = b[1] & 0x7f, hl = 2;
-    if (n == 126) {
-        if (!wt_cli_need(c, 4))
-            return -1;
-        n = ((size_t)b[2] << 8) | b[3];
-        hl = 4;
-    } else if (n == 127) {
-        if (!wt_cli_need(c, 10))
-            return -1;
-        n = 0;
-        for (int k = 0; k < 8; k++)
-            n = (n << 8) | b[2 + k];
-        hl = 10;
-    }
-    if (!wt_cli_need(c, hl + n))
-        return -1;
+    int op = b0 & 0x0f;
     fx->op[i] = op;
     fx->len[i] = n;
     size_t cp = n < 255 ? n : 255;
@@ -512,12 +587,156 @@ static void test_ws_ping_idle_timeout(void **state)
     wy_free(fx);
 }
 
+/* ---------------------------------------------------------------- fan-out */
+
+/* Reads one data frame of any size, streaming it through the client buffer, and checks it
+ * byte for byte against the unmasked binary frame of want pattern bytes: FIN + binary opcode,
+ * the shortest length encoding, no mask, the pattern. Pings are skipped. */
+static bool cli_read_pattern(wt_cli_t *c, size_t want)
+{
+    uint8_t b0;
+    size_t n, hl;
+    for (;;) {
+        if (!cli_header(c, &b0, &n, &hl))
+            return false;
+        if ((b0 & 0x0f) != 9)
+            break;
+        if (!wt_cli_need(c, hl + n)) /* a server ping */
+            return false;
+        wt_cli_consume(c, hl + n);
+    }
+    size_t shortest = want < 126 ? 2 : want <= 0xffff ? 4 : 10;
+    if (b0 != 0x82 || n != want || hl != shortest)
+        return false;
+    wt_cli_consume(c, hl);
+    size_t off = 0;
+    while (off < want) {
+        if (c->len == 0 && !wt_cli_fill(c))
+            return false;
+        size_t k = c->len < want - off ? c->len : want - off;
+        for (size_t i = 0; i < k; i++)
+            if ((uint8_t)c->buf[i] != pattern(off + i))
+                return false;
+        off += k;
+        wt_cli_consume(c, k);
+    }
+    return true;
+}
+
+#define BIG 200000 /* over 64 KiB (8-byte length) and over the client buffer */
+
+/* Five clients; one asks for a broadcast of one big frame, one closes (unread data: a reset)
+ * after the first bytes while the server is still writing to it; the others get the whole
+ * identical frame, which therefore outlives the connection that dropped its reference. */
+static void cl_broadcast(fx_t *fx)
+{
+    wt_cli_t *c[5];
+    for (int i = 0; i < 5; i++) {
+        c[i] = malloc(sizeof(*c[i]));
+        wt_cli_open(c[i], fx->port);
+        if (i == 4) {
+            int sz = 4096; /* the write to it stays in flight */
+            setsockopt(c[i]->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        }
+        fx->status[i] = cli_upgrade(c[i], "/ws", STD_KEY, g_hdr[i], sizeof(g_hdr[i]));
+    }
+    char cmd[32];
+    snprintf(cmd, sizeof(cmd), "bcast:%d", BIG);
+    cli_frame(c[0], true, 1, cmd, strlen(cmd));
+    wt_cli_need(c[4], 2);
+    wt_cli_free(c[4]);
+    for (int i = 0; i < 4; i++)
+        fx->op[i] = cli_read_pattern(c[i], BIG);
+    /* and a small one, after the big one, to the four left */
+    cli_frame(c[1], true, 1, "bcast:5", 7);
+    for (int i = 0; i < 4; i++)
+        fx->op[4 + i] = cli_read_pattern(c[i], 5);
+    for (int i = 0; i < 4; i++)
+        wt_cli_free(c[i]);
+}
+
+static void test_ws_broadcast(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_serve(NULL, cl_broadcast);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(fx->status[i], 101);
+    for (int i = 0; i < 8; i++)
+        assert_true(fx->op[i]); /* identical bytes everywhere */
+    assert_int_equal(fx->bcast_first, 5);
+    /* One shared buffer, counted against the budget once per connection holding it. */
+    assert_int_equal(fx->budget_first, 5 * (10 + BIG));
+    wy_free(fx);
+}
+
+/* Three clients stop reading, one keeps up: every "more" from the fast client broadcasts one
+ * 16 KiB frame to all four, so the fast client never has more than a frame queued while the
+ * slow ones pile up until the server's budget closes them, largest queue first. The fast one
+ * keeps receiving every frame throughout and after. */
+static void cl_budget(fx_t *fx)
+{
+    wt_cli_t *slow[3], *fast = malloc(sizeof(*fast));
+    for (int i = 0; i < 3; i++) {
+        slow[i] = malloc(sizeof(*slow[i]));
+        wt_cli_open(slow[i], fx->port);
+        int sz = 4096;
+        setsockopt(slow[i]->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        fx->status[i] = cli_upgrade(slow[i], "/ws", STD_KEY, g_hdr[i], sizeof(g_hdr[i]));
+    }
+    wt_cli_open(fast, fx->port);
+    fx->status[3] = cli_upgrade(fast, "/ws", STD_KEY, g_hdr[3], sizeof(g_hdr[3]));
+    int closed = 0, rounds = 0, after = 0;
+    bool ok = true;
+    /* Bounded: 3 x (4 MiB of kernel buffers + the budget) in 16 KiB frames is far less. */
+    while (ok && rounds < 20000 && after < 20) {
+        cli_frame(fast, true, 1, "more", 4);
+        ok = cli_read_pattern(fast, 16384);
+        rounds++;
+        while (closed < 3 && sem_trywait(&fx->budget_sem) == 0)
+            closed++;
+        if (closed == 3)
+            after++;
+    }
+    fx->status[4] = ok;
+    fx->status[5] = closed;
+    fx->status[6] = after;
+    for (int i = 0; i < 3; i++)
+        wt_cli_free(slow[i]);
+    wt_cli_free(fast);
+}
+
+static void test_ws_send_budget(void **state)
+{
+    WY_UNUSED(state);
+    wy_http_limits_t lim = wt_http_limits();
+    lim.ws_send_budget_bytes = 512 * 1024;
+    lim.ws_close_timeout_ms = 100; /* the slow ones never answer the close */
+    char *name = wy_metrics_svc_name("ws_send_budget_closes_total");
+    double before = wy_metric_value(wy_metrics_counter(name, "x", NULL));
+    fx_t *fx = fx_serve(&lim, cl_budget);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fx->status[i], 101);
+    assert_true(fx->status[4]);          /* the fast client got every frame intact */
+    assert_int_equal(fx->status[5], 3);  /* all three slow ones closed */
+    assert_int_equal(fx->status[6], 20); /* and the fast one kept receiving after */
+    assert_int_equal(fx->nbudget, 3);
+    assert_int_equal(fx->budget_closes, 3);
+    assert_int_equal(fx->overflows, 0); /* the budget acted, not the per-connection cap */
+    assert_int_equal(fx->queued_after, 0);
+    assert_true(wy_metric_value(wy_metrics_counter(name, NULL, NULL)) == before + 3);
+    wy_free(name);
+    wy_free(fx);
+}
+
 int main(void)
 {
+    /* As in every daemon (wy_daemon_main): a client resetting mid-write must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ws_echo),        cmocka_unit_test(test_ws_server_close),
         cmocka_unit_test(test_ws_limits),      cmocka_unit_test(test_ws_bad_upgrade),
         cmocka_unit_test(test_ws_slow_reader), cmocka_unit_test(test_ws_ping_idle_timeout),
+        cmocka_unit_test(test_ws_broadcast),   cmocka_unit_test(test_ws_send_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * GetSession (the account's live session from Redis) and Notify. Handlers get the daemon,
  * not the lobby state, so a call handed to the loop late in the stop finds it gone
  * (lobby_get NULL) instead of freed. */
-#include "lobby_int.h"
+#include "handlers_grpc.h"
+#include "state.h"
+#include "store.h"
 
 #include <string.h>
 

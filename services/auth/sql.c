@@ -1,0 +1,200 @@
+/* wy-auth SQL: every statement of the service, in one place, as prepared statements
+ * (wy_pg_stmt_t: prepared once per pooled connection). Each function below binds the
+ * parameters of one statement; sql.h names the columns callers read (wy_pg_text and friends,
+ * never by position). Multi-row changes are single statements or PL/pgSQL functions
+ * (migrations/001), so each runs atomically in its own transaction. */
+#include "auth.h"
+
+static int run(auth_t *a, const wy_pg_stmt_t *st, const char *const *p, wy_pg_cb cb, void *ud)
+{
+    wy_pg_t *pg = auth_pg(a);
+    if (!pg)
+        return WY_EUNAVAIL;
+    return wy_pg_exec(pg, st, p, cb, ud);
+}
+
+/* The refresh token lifetime in seconds, as a statement parameter. */
+static const char *refresh_ttl_s(char buf[32])
+{
+    snprintf(buf, 32, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
+    return buf;
+}
+
+static const wy_pg_stmt_t register_sql = {
+    "auth_register",
+    "WITH acct AS (INSERT INTO auth.accounts (id, created_by) VALUES ($1, 'password') "
+    "RETURNING id) "
+    "INSERT INTO auth.credentials (account_id, username_norm, username, password_hash) "
+    "SELECT id, $2, $3, $4 FROM acct RETURNING account_id",
+    4};
+
+int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
+                     const char *hash, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {id, key, display, hash};
+    return run(a, &register_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t find_password_sql = {
+    "auth_find_password",
+    "SELECT c.account_id, c.password_hash, a.banned_at IS NOT NULL AS banned "
+    "FROM auth.credentials c JOIN auth.accounts a ON a.id = c.account_id "
+    "WHERE c.username_norm = $1",
+    1};
+
+int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {key};
+    return run(a, &find_password_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t identity_login_sql = {
+    "auth_identity_login",
+    "SELECT account_id, created, banned FROM auth.identity_login($1, $2, $3, $4)", 4};
+
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
+                           bool create, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {method, subject, new_id, create ? "true" : "false"};
+    return run(a, &identity_login_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t session_open_sql = {
+    "auth_session_open",
+    "WITH s AS (INSERT INTO auth.sessions (id, account_id, method) VALUES ($1, $2, $3) "
+    "RETURNING id) "
+    "INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+    "SELECT $4, id, now() + make_interval(secs => $5::bigint) FROM s",
+    5};
+
+int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
+                         const char *refresh_hash, wy_pg_cb cb, void *ud)
+{
+    char ttl[32];
+    const char *p[] = {sid, account, method, refresh_hash, refresh_ttl_s(ttl)};
+    return run(a, &session_open_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t refresh_rotate_sql = {
+    "auth_refresh_rotate",
+    "SELECT status, session_id, account_id FROM auth.refresh_rotate($1, $2, $3)", 3};
+
+int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash, wy_pg_cb cb,
+                           void *ud)
+{
+    char ttl[32];
+    const char *p[] = {old_hash, new_hash, refresh_ttl_s(ttl)};
+    return run(a, &refresh_rotate_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t session_revoke_sql = {
+    "auth_session_revoke",
+    "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+    "WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
+    3};
+
+int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
+                           wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {sid, account, reason};
+    return run(a, &session_revoke_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t session_revoked_sql = {
+    "auth_session_revoked",
+    "SELECT s.revoked_at IS NOT NULL OR a.banned_at IS NOT NULL AS revoked "
+    "FROM auth.sessions s JOIN auth.accounts a ON a.id = s.account_id "
+    "WHERE s.id::text = $1 AND a.id::text = $2",
+    2};
+
+int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {sid, account};
+    return run(a, &session_revoked_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t recent_revocations_sql = {
+    "auth_recent_revocations",
+    "SELECT id AS session_id, "
+    "(extract(epoch FROM (revoked_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint "
+    "AS left_ms, (extract(epoch FROM revoked_at) * 1000)::bigint AS revoked_ms "
+    "FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1::bigint) "
+    "ORDER BY revoked_at DESC LIMIT $2::int",
+    2};
+
+int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud)
+{
+    char window[32], lim[16];
+    snprintf(window, sizeof window, "%lld", (long long)window_s);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {window, lim};
+    return run(a, &recent_revocations_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t account_sql = {
+    "auth_account",
+    "SELECT a.id AS account_id, coalesce(c.username, '') AS username, "
+    "extract(epoch FROM a.created_at)::bigint AS created_at, "
+    "a.banned_at IS NOT NULL AS banned, "
+    "(SELECT coalesce(json_agg(m ORDER BY m), '[]'::json)::text FROM ("
+    "  SELECT 'password' AS m FROM auth.credentials x WHERE x.account_id = a.id "
+    "  UNION SELECT i.method FROM auth.identities i WHERE i.account_id = a.id) ms) "
+    "AS login_methods "
+    "FROM auth.accounts a LEFT JOIN auth.credentials c ON c.account_id = a.id "
+    "WHERE a.id = $1",
+    1};
+
+int auth_db_account(auth_t *a, const char *account, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {account};
+    return run(a, &account_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t link_password_sql = {
+    "auth_link_password",
+    "INSERT INTO auth.credentials (account_id, username_norm, username, password_hash) "
+    "VALUES ($1, $2, $3, $4)",
+    4};
+
+int auth_db_link_password(auth_t *a, const char *account, const char *key, const char *display,
+                          const char *hash, wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {account, key, display, hash};
+    return run(a, &link_password_sql, p, cb, ud);
+}
+
+/* The no-op update returns the owner when the identity already exists, so one statement
+ * tells "linked now / already mine" from "belongs to someone else". */
+static const wy_pg_stmt_t link_identity_sql = {
+    "auth_link_identity",
+    "INSERT INTO auth.identities (method, subject, account_id) VALUES ($2, $3, $1) "
+    "ON CONFLICT (method, subject) DO UPDATE SET method = EXCLUDED.method "
+    "RETURNING account_id",
+    3};
+
+int auth_db_link_identity(auth_t *a, const char *account, const char *method, const char *subject,
+                          wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {account, method, subject};
+    return run(a, &link_identity_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t unlink_sql = {"auth_unlink", "SELECT auth.unlink($1, $2, $3) AS outcome",
+                                        3};
+
+int auth_db_unlink(auth_t *a, const char *account, const char *method, const char *subject,
+                   wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {account, method, subject};
+    return run(a, &unlink_sql, p, cb, ud);
+}
+
+static const wy_pg_stmt_t revoke_account_sql = {
+    "auth_revoke_account", "SELECT auth.revoke_account($1, $2, $3) AS revoked", 3};
+
+int auth_db_revoke_account(auth_t *a, const char *account, const char *reason, bool ban,
+                           wy_pg_cb cb, void *ud)
+{
+    const char *p[] = {account, reason, ban ? "true" : "false"};
+    return run(a, &revoke_account_sql, p, cb, ud);
+}

@@ -1,0 +1,55 @@
+/* wy-auth SQL (sql.c): one function per statement, each a prepared statement run on the pool.
+ * Results are read by the column names listed here (wy_pg_text, wy_pg_bool, wy_pg_int64),
+ * never by position. All return wy_pg_exec's codes (WY_EUNAVAIL also when the pool is closed);
+ * loop thread only. */
+#ifndef AUTH_SQL_H
+#define AUTH_SQL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wy_pg.h"
+
+typedef struct auth auth_t;
+
+/* -> 1 row: account_id ; SQLSTATE 23505 when the username is taken */
+int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
+                     const char *hash, wy_pg_cb cb, void *ud);
+/* -> 0 rows (no such user) | 1 row: account_id, password_hash, banned */
+int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
+/* -> 0 rows when !create and unknown | 1 row: account_id, created, banned */
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
+                           bool create, wy_pg_cb cb, void *ud);
+/* Session + first refresh token, in one statement; no rows. */
+int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
+                         const char *refresh_hash, wy_pg_cb cb, void *ud);
+/* -> 1 row: status ("ok", "reused", "banned", ... see auth.refresh_rotate), session_id,
+ *    account_id */
+int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash, wy_pg_cb cb,
+                           void *ud);
+/* -> no rows; PQcmdTuples = sessions revoked (0 or 1) */
+int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
+                           wy_pg_cb cb, void *ud);
+/* -> 0 rows (unknown session or account) | 1 row: revoked (session revoked or account banned) */
+int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_pg_cb cb, void *ud);
+/* Sessions revoked in the last window_s seconds, newest first, at most limit:
+ * -> rows: session_id, left_ms (until window_s after the revocation), revoked_ms (unix ms) */
+int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud);
+/* -> 0 rows | 1 row: account_id, username ('' when none), created_at (unix s), banned,
+ *    login_methods (JSON array text) */
+int auth_db_account(auth_t *a, const char *account, wy_pg_cb cb, void *ud);
+/* -> no rows; 23505 on credentials_pkey: the account has a password already;
+ *    on credentials_username_key: the username is taken */
+int auth_db_link_password(auth_t *a, const char *account, const char *key, const char *display,
+                          const char *hash, wy_pg_cb cb, void *ud);
+/* -> 1 row: account_id now owning (method, subject): == account when linked (or already was) */
+int auth_db_link_identity(auth_t *a, const char *account, const char *method, const char *subject,
+                          wy_pg_cb cb, void *ud);
+/* -> 1 row: outcome (integer: login methods removed, 0 not linked, -1 last login method) */
+int auth_db_unlink(auth_t *a, const char *account, const char *method, const char *subject,
+                   wy_pg_cb cb, void *ud);
+/* -> 1 row: revoked (integer: sessions revoked, -1 no such account) */
+int auth_db_revoke_account(auth_t *a, const char *account, const char *reason, bool ban,
+                           wy_pg_cb cb, void *ud);
+
+#endif

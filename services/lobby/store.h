@@ -1,0 +1,68 @@
+/* wy-lobby sessions store: the session records in Redis (sess:*), created, refreshed and
+ * deleted together by Lua scripts guarded by the account's fence epoch, and the routing
+ * of a kick to the instance that holds a session. Loop thread only. Sits on wire and
+ * state (README "Code map"). */
+#ifndef LOBBY_STORE_H
+#define LOBBY_STORE_H
+
+#include "lobby-t.h"
+
+/* Creates the Redis script objects of the store in lb->scripts (freed with the state).
+ * Call once at start, before any other function of this file. */
+void lobby_store_init(lobby_t *lb);
+
+/* A session record as lookups return it. Fields valid during the callback only. */
+typedef struct {
+    const char *sid, *account, *instance, *conn, *state, *nick;
+    int64_t created, seen;
+    uint64_t epoch;
+} lobby_sess_info_t;
+
+/* The live session of an account, stale index cleaned (GetSession). cb gets WY_OK +
+ * fields, WY_ENOTFOUND, or an error. Returns WY_EINVAL for a bad account id, or why the
+ * lookup could not start (cb is then not called). */
+typedef void (*lobby_lookup_cb)(int status, const lobby_sess_info_t *s, void *ud);
+int lobby_session_lookup(lobby_t *lb, const char *account, lobby_lookup_cb cb, void *ud);
+/* Fences and removes the account's live session (Kick); cb gets WY_OK + the old session's
+ * sid/instance, or WY_ENOTFOUND. The owning instance is told (lobby_session_kick). */
+int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lobby_lookup_cb cb,
+                        void *ud);
+/* Looks up n index keys (sess:acct:<a> / sess:nick:<norm>) at once (presence). cb gets
+ * WY_OK and n entries in key order, s[i].sid NULL where no session is live, or an error
+ * (n 0, s NULL). Returns why the lookup could not start (cb then not called). */
+typedef void (*lobby_lookup_many_cb)(int status, size_t n, const lobby_sess_info_t *s, void *ud);
+int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
+                              lobby_lookup_many_cb cb, void *ud);
+
+/* Result of a claim. */
+typedef struct {
+    bool claimed;              /* false: refused (reject-new and the owner instance lives) */
+    const char *prev_sid;      /* the session taken over, or the refusing one ("" = none) */
+    const char *prev_instance; /* its instance */
+} lobby_claim_t;
+/* cb(c, status, r, err): WY_OK + r (claimed: c->epoch set, c->live true), or an error
+ * with err what Redis said. Fields valid during cb only. */
+typedef void (*lobby_claim_cb)(lobby_conn_t *c, int status, const lobby_claim_t *r,
+                               const char *err);
+/* Claims session c->sid for c->account (hello): fences the account's previous session
+ * (or refuses under reject-new), writes the record and indexes with the TTL and refreshes
+ * this instance's liveness key. Holds a reference to c until cb has run. Returns why the
+ * claim could not start (cb then not called). */
+int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb);
+/* Rewrites c's session record guarded by the fence (heartbeat, state change); a fenced
+ * session is kicked (4002). One write at a time (c->writing). */
+void lobby_session_write(lobby_conn_t *c);
+/* The same after a nickname change: old_norm's index entry is dropped if it names us. */
+void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm);
+/* Deletes c's record and the indexes that still name it (logout, disconnect), under its
+ * own epoch; no-op when c holds no live session. */
+void lobby_session_release(lobby_conn_t *c);
+/* Closes session sid with kicked{reason} + 4002: here when instance is this one, else by
+ * a session.kick on wy.session (a failure is logged: the fence still closes it). */
+void lobby_session_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
+                        const char *reason);
+/* Refreshes this instance's liveness key (sess:inst:<instance>) when a third of
+ * WY_LOBBY_FENCE_TIME has passed since the last refresh. */
+void lobby_instance_alive(lobby_t *lb);
+
+#endif

@@ -1,0 +1,242 @@
+/* wy-lobby wire: client frames in, ServerMessage frames out, and closes that wait for the
+ * frames sent before them. Every ServerMessage is built by send_message. */
+#include "wire.h"
+#include "state.h"
+
+#include <assert.h>
+#include <string.h>
+
+Wyvern__Lobby__Code lobby_code(int err)
+{
+    switch (err) {
+    case WY_OK:
+        return WYVERN__LOBBY__CODE__OK;
+    case WY_EINVAL:
+        return WYVERN__LOBBY__CODE__INVALID;
+    case WY_ENOTFOUND:
+        return WYVERN__LOBBY__CODE__NOT_FOUND;
+    case WY_EEXIST:
+        return WYVERN__LOBBY__CODE__ALREADY_EXISTS;
+    case WY_EPERM:
+        return WYVERN__LOBBY__CODE__FORBIDDEN;
+    case WY_EAUTH:
+        return WYVERN__LOBBY__CODE__UNAUTHENTICATED;
+    case WY_ELIMIT:
+        return WYVERN__LOBBY__CODE__RATE_LIMITED;
+    case WY_ETOOBIG:
+        return WYVERN__LOBBY__CODE__TOO_BIG;
+    case WY_EBUSY:
+    case WY_EUNAVAIL:
+    case WY_ETIMEDOUT:
+        return WYVERN__LOBBY__CODE__UNAVAILABLE;
+    case WY_ESTATE:
+        return WYVERN__LOBBY__CODE__CONFLICT;
+    default:
+        return WYVERN__LOBBY__CODE__INTERNAL;
+    }
+}
+
+/* Builds {request_id, status, body} as one encoded WebSocket frame (the caller unrefs it).
+ * status NULL: a push (README "Client protocol" 4); body NULL: no body. */
+static wy_ws_frame_t *server_frame(uint32_t req, const Wyvern__Lobby__Status *status,
+                                   Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                                   const ProtobufCMessage *body)
+{
+    Wyvern__Lobby__ServerMessage m = WYVERN__LOBBY__SERVER_MESSAGE__INIT;
+    m.request_id = req;
+    m.status = (Wyvern__Lobby__Status *)status;
+    if (body) {
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
+            &wyvern__lobby__server_message__descriptor, (unsigned)body_case);
+        assert(f && f->type == PROTOBUF_C_TYPE_MESSAGE && f->descriptor == body->descriptor);
+        /* The oneof member is a pointer to the body's type at the field's offset. */
+        const void *p = body;
+        memcpy((char *)&m + f->offset, &p, sizeof p);
+        m.body_case = body_case;
+    }
+    uint8_t *payload;
+    wy_ws_frame_t *f =
+        wy_ws_frame_alloc(true, wyvern__lobby__server_message__get_packed_size(&m), &payload);
+    wyvern__lobby__server_message__pack(&m, payload);
+    return f;
+}
+
+static void send_message(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Status *status,
+                         Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                         const ProtobufCMessage *body)
+{
+    if (!c->ws || c->state == LOBBY_ST_CLOSING)
+        return;
+    wy_ws_frame_t *f = server_frame(req, status, body_case, body);
+    (void)wy_ws_send_frame(c->ws, f);
+    wy_ws_frame_unref(f);
+}
+
+void lobby_reply(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                 const ProtobufCMessage *body)
+{
+    Wyvern__Lobby__Status st = WYVERN__LOBBY__STATUS__INIT;
+    send_message(c, req, &st, body_case, body);
+}
+
+void lobby_reply_status(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__Code code,
+                        const char *message)
+{
+    Wyvern__Lobby__Status st = WYVERN__LOBBY__STATUS__INIT;
+    st.code = code;
+    st.message = (char *)(message ? message : "");
+    send_message(c, req, &st, WYVERN__LOBBY__SERVER_MESSAGE__BODY__NOT_SET, NULL);
+}
+
+void lobby_push(lobby_conn_t *c, Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                const ProtobufCMessage *body)
+{
+    send_message(c, 0, NULL, body_case, body);
+}
+
+void lobby_push_ready(lobby_t *lb, Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                      const ProtobufCMessage *body)
+{
+    wy_ws_conn_t **to = wy_malloc((lb->nconns ? lb->nconns : 1) * sizeof *to);
+    size_t n = 0;
+    wy_list_t *pos;
+    wy_list_foreach(pos, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (n < lb->nconns && c->ws && c->state == LOBBY_ST_READY)
+            to[n++] = c->ws;
+    }
+    if (n) {
+        wy_ws_frame_t *f = server_frame(0, NULL, body_case, body);
+        wy_ws_broadcast(f, to, n);
+        wy_ws_frame_unref(f);
+    }
+    wy_free(to);
+}
+
+void lobby_observe(lobby_conn_t *c, const char *type, uint64_t start_ns, Wyvern__Lobby__Code code)
+{
+    if (!c->ws)
+        return;
+    wy_outcome_t o =
+        code == WYVERN__LOBBY__CODE__OK ? WY_OUTCOME_OK
+        : code == WYVERN__LOBBY__CODE__UNAVAILABLE || code == WYVERN__LOBBY__CODE__INTERNAL
+            ? WY_OUTCOME_SERVER_ERROR
+            : WY_OUTCOME_CLIENT_ERROR;
+    wy_ws_observe(c->ws, type, start_ns, o);
+}
+
+Wyvern__Lobby__ClientMessage *lobby_decode(lobby_conn_t *c, bool is_binary, const uint8_t *data,
+                                           size_t len)
+{
+    Wyvern__Lobby__ClientMessage *m =
+        is_binary ? wyvern__lobby__client_message__unpack(NULL, len, data) : NULL;
+    if (!m) {
+        wy_metric_inc(c->lb->m_bad_frames);
+        lobby_reply_status(c, 0, WYVERN__LOBBY__CODE__INVALID,
+                           is_binary ? "undecodable message" : "text frames are not accepted");
+        lobby_conn_close(c, LOBBY_CLOSE_PROTOCOL,
+                         is_binary ? "undecodable message" : "binary protobuf frames only");
+    }
+    return m;
+}
+
+/* ---------------------------------------------------------------- closes */
+
+/* wslay sends a close frame ahead of data messages still queued, so a close right after a
+ * send (kicked, error status, logged_out) would lose that message: the close waits until
+ * the connection's send queue is empty (checked once per loop turn, at most CLOSE_WAIT_MS). */
+#define CLOSE_WAIT_MS 1000
+
+static void on_close_check(uv_check_t *h)
+{
+    lobby_t *lb = h->data;
+    uint64_t now = wy_now_ms();
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (!lb->npend)
+            break;
+        if (!c->pend || !c->ws)
+            continue;
+        if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
+            c->pend = false;
+            lb->npend--;
+            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
+        }
+    }
+    if (lb->npend == 0)
+        uv_check_stop(&lb->closer);
+}
+
+void lobby_conn_close(lobby_conn_t *c, int code, const char *reason)
+{
+    if (!c->ws || c->state == LOBBY_ST_CLOSING)
+        return;
+    c->state = LOBBY_ST_CLOSING;
+    if (wy_ws_queued_bytes(c->ws) == 0 || !c->lb->closer_started) {
+        (void)wy_ws_close(c->ws, code, reason);
+        return;
+    }
+    c->pend = true;
+    c->pend_code = code;
+    c->pend_since = wy_now_ms();
+    snprintf(c->pend_reason, sizeof c->pend_reason, "%s", reason ? reason : "");
+    if (c->lb->npend++ == 0)
+        uv_check_start(&c->lb->closer, on_close_check);
+}
+
+void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code)
+{
+    Wyvern__Lobby__Kicked k = WYVERN__LOBBY__KICKED__INIT;
+    k.reason = (char *)reason;
+    lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_KICKED, &k.base);
+    char r[LOBBY_REASON_MAX + 1];
+    snprintf(r, sizeof r, "%s", reason);
+    lobby_conn_close(c, code, r);
+    wy_metric_inc(c->lb->m_kicks);
+}
+
+bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code)
+{
+    lobby_conn_t *c = wy_map_get_str(lb->by_sid, sid);
+    if (!c || !c->ws)
+        return false;
+    lobby_conn_kick(c, reason, code);
+    return true;
+}
+
+void lobby_closer_start(lobby_t *lb)
+{
+    uv_check_init(lb->loop, &lb->closer);
+    lb->closer.data = lb;
+    lb->closer_started = true;
+    lobby_ref(lb);
+}
+
+void lobby_closer_stop(lobby_t *lb)
+{
+    if (!lb->closer_started)
+        return;
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (c->pend && c->ws) {
+            c->pend = false;
+            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
+        }
+    }
+    lb->npend = 0;
+    lobby_close_handle((uv_handle_t *)&lb->closer);
+    lb->closer_started = false;
+}
+
+void lobby_conn_unpend(lobby_conn_t *c)
+{
+    if (c->pend) {
+        c->pend = false;
+        c->lb->npend--;
+    }
+}
