@@ -16,11 +16,13 @@ top (host networking, 127.0.0.1, free ports) and checks:
     (default 4096). Base images and stand-ins are kept so the next run is fast.
 Uses Docker where a Docker engine answers, else podman (as root). Runs one at a
 time per machine (a lock in .cache/container). Every command's output is in
-run/container-<pid>/engine.log, kept when something fails."""
+run/container-<pid>/engine.log, kept when something fails (or with
+WY_CONTAINER_KEEP_LOG=1)."""
 import fcntl
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -33,7 +35,7 @@ import yaml
 import quickstart as qs
 from engine import BASE_TAGS, STANDINS, CommandFailed, NoEngine, detect
 from harness import TOP
-from harness.ports import free_port
+from harness.ports import _bindable
 
 COMPOSE = os.path.join(TOP, qs.COMPOSE_FILE)
 OVERRIDE = os.path.join(TOP, qs.OVERRIDE_FILE)
@@ -142,6 +144,29 @@ def test_override_changes_only_networking_and_addresses():
 
 # ------------------------------------------------------------------ the suite
 
+# Ports of the suite: above Linux's ephemeral range (no outgoing connection
+# takes them) and away from tools/stack's 12000-19999 and the test harness's
+# 20000-32700, so that the stacks other test runs start meanwhile (they pick
+# ports that are free when they look) do not take ours between the check here
+# and the container's bind, minutes later.
+PORTS = (61000, 65000)
+
+
+def free_ports(n):
+    lo, hi = PORTS
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        _, eph_hi = (int(x) for x in f.read().split())
+    if eph_hi < hi - 1000:  # stay above a wider ephemeral range when there is room
+        lo = max(lo, eph_hi + 1)
+    got = []
+    for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+        if _bindable(port):
+            got.append(port)
+            if len(got) == n:
+                return got
+    raise AssertionError("fewer than %d free ports in %d-%d" % (n, lo, hi))
+
+
 class Suite:
     """One run: engine, ports, project; every step of the quick start goes
     through run_step so the tier runs exactly quickstart.STEPS."""
@@ -150,10 +175,8 @@ class Suite:
         self.eng = eng
         self.workdir = workdir
         self.project = "wyvern-ct%d" % os.getpid()
-        self.ports = {}
-        for var in re.findall(r"\$\{(LOOPBACK_\w+):-\d+\}", open(OVERRIDE).read()):
-            if var not in self.ports:
-                self.ports[var] = str(free_port())
+        names = sorted(set(re.findall(r"\$\{(LOOPBACK_\w+):-\d+\}", open(OVERRIDE).read())))
+        self.ports = dict(zip(names, (str(p) for p in free_ports(len(names)))))
         self.env = dict(self.ports, COMPOSE_PROJECT_NAME=self.project)
         self.wy_bin = os.path.join(build_dir, "tools", "wy")
         self.creds = os.path.join(workdir, "creds")
@@ -340,7 +363,7 @@ def cleanup(s, request):
     # --no-prune keeps the untagged parents: the build cache of the next run
     eng.cli("rmi", "--no-prune", *["wyvern/%s:dev" % t for t in qs.TARGETS], check=False)
     prune_build_cache(eng)
-    failed = request.session.testsfailed > 0 or problems
+    failed = request.session.testsfailed > 0 or problems or os.environ.get("WY_CONTAINER_KEEP_LOG")
     if not failed:
         shutil.rmtree(s.workdir, ignore_errors=True)
     else:
