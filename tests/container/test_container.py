@@ -182,7 +182,6 @@ class Suite:
         self.creds = os.path.join(workdir, "creds")
         os.makedirs(self.creds, exist_ok=True)
         self.done = []  # steps run, in order
-        self.up = False
         self.times = {}
 
     # -------- commands of the quick start, mapped (see quickstart.py)
@@ -224,7 +223,6 @@ class Suite:
             elif cmd[0] == "compose":
                 self.compose(*cmd[1:])
                 if cmd[1] == "up":
-                    self.up = True
                     self.wait_healthy()
             else:
                 self.eng.run(self.argv(cmd), timeout=1800)
