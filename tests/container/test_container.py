@@ -142,6 +142,32 @@ def test_override_changes_only_networking_and_addresses():
                                 r"-c|listen_addresses=127\.0\.0\.1|postgres)$", w) for w in cmd[len(orig):]), cmd
 
 
+def test_containers_conf_adds_only_what_is_missing(tmp_path):
+    import containers_conf
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "containers_conf.py")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\nlog_size_max = 100\n\n[engine]\nruntime = "crun"  # mine\n')
+    p = subprocess.run([tool, str(conf)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    have = containers_conf.tomllib.loads(conf.read_text())
+    assert have == {"containers": {"log_size_max": 100, "default_ulimits": []},
+                    "engine": {"runtime": "crun", "cgroup_manager": "cgroupfs"}}
+    assert 'runtime = "crun"  # mine' in conf.read_text()
+    before = conf.read_text()
+    subprocess.run([tool, str(conf)], check=True)
+    assert conf.read_text() == before  # nothing more to add
+    empty = tmp_path / "new.conf"
+    subprocess.run([tool, str(empty)], check=True)
+    assert containers_conf.tomllib.loads(empty.read_text()) == {
+        "containers": {"default_ulimits": []}, "engine": {"runtime": "runc", "cgroup_manager": "cgroupfs"}}
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[engine\n")
+    p = subprocess.run([tool, str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and bad.read_text() == "[engine\n"
+
+
 # ------------------------------------------------------------------ the suite
 
 # Ports of the suite: above Linux's ephemeral range (no outgoing connection
