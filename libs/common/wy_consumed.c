@@ -4,7 +4,6 @@
 #include "wy_log.h"
 #include "wy_metrics.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +15,9 @@ struct wy_consumed {
     char *sql_claim, *sql_sweep;
     char retention[16], batch[16];
     uint32_t sweep_interval_ms, sweep_batch;
-    uv_timer_t timer;
-    int refs; /* 1 for the open helper (its timer) + one per statement in flight */
+    uint64_t next_sweep_ms; /* loop time from which the next claim starts a sweep */
+    /* Statements in flight, + 1 while open: the helper is freed when it drops to 0. */
+    int inflight;
     bool closed;
     bool sweeping;
     wy_consumed_stats_t st;
@@ -30,33 +30,15 @@ typedef struct {
     void *ud;
 } claim_t;
 
-static bool valid_ident(const char *s)
+/* Memory goes when the helper is closed and no statement of it is in flight. */
+static void release(wy_consumed_t *c)
 {
-    if (!s || !*s || strlen(s) > 63 || !(isalpha((unsigned char)*s) || *s == '_'))
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_'))
-            return false;
-    return true;
-}
-
-static void helper_free(wy_consumed_t *c)
-{
+    if (--c->inflight > 0 || !c->closed)
+        return;
     wy_free(c->consumer);
     wy_free(c->sql_claim);
     wy_free(c->sql_sweep);
     wy_free(c);
-}
-
-static void unref(wy_consumed_t *c)
-{
-    if (--c->refs == 0)
-        helper_free(c);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    unref(h->data);
 }
 
 static void on_claimed(int status, const PGresult *res, const char *err, void *ud)
@@ -75,7 +57,9 @@ static void on_claimed(int status, const PGresult *res, const char *err, void *u
     }
     cl->cb(status, first, err, cl->ud);
     wy_free(cl);
-    unref(c);
+    if (!c->closed && uv_now(c->loop) >= c->next_sweep_ms)
+        wy_consumed_sweep(c);
+    release(c);
 }
 
 int wy_consumed_claim(wy_consumed_t *c, wy_pg_tx_t *tx, const char *event_id,
@@ -93,53 +77,38 @@ int wy_consumed_claim(wy_consumed_t *c, wy_pg_tx_t *tx, const char *event_id,
         wy_free(cl);
         return rc;
     }
-    c->refs++;
+    c->inflight++;
     return WY_OK;
-}
-
-static void on_sweep_timer(uv_timer_t *t)
-{
-    wy_consumed_sweep(t->data);
-}
-
-static void sweep_again(wy_consumed_t *c, uint64_t delay_ms)
-{
-    if (!c->closed)
-        uv_timer_start(&c->timer, on_sweep_timer, delay_ms, 0);
 }
 
 static void on_swept(int status, const PGresult *res, const char *err, void *ud)
 {
     wy_consumed_t *c = ud;
     c->sweeping = false;
-    uint64_t next = c->sweep_interval_ms;
     if (status == WY_OK) {
         uint64_t n = strtoull(PQcmdTuples((PGresult *)res), NULL, 10);
         c->st.swept += n;
         wy_metric_add(c->m_swept, (double)n);
         /* A full batch: more rows are due; the next batch follows at once. */
-        if (n >= c->sweep_batch)
-            next = 0;
+        if (n >= c->sweep_batch && !c->closed)
+            wy_consumed_sweep(c);
     } else {
         wy_log_warn("wy_consumed retention sweep failed", "consumer", c->consumer, "error",
                     err ? err : wy_strerror(status), NULL);
     }
-    sweep_again(c, next);
-    unref(c);
+    release(c);
 }
 
 void wy_consumed_sweep(wy_consumed_t *c)
 {
     if (c->closed || c->sweeping)
         return;
+    c->next_sweep_ms = uv_now(c->loop) + c->sweep_interval_ms;
     const char *params[3] = {c->consumer, c->retention, c->batch};
-    int rc = wy_pg_query(c->pg, c->sql_sweep, 3, params, on_swept, c);
-    if (rc != WY_OK) {
-        sweep_again(c, c->sweep_interval_ms);
-        return;
-    }
+    if (wy_pg_query(c->pg, c->sql_sweep, 3, params, on_swept, c) != WY_OK)
+        return; /* the next claim after the interval tries again */
     c->sweeping = true;
-    c->refs++;
+    c->inflight++;
 }
 
 int wy_consumed_new(uv_loop_t *loop, wy_pg_t *pg, const wy_consumed_opts_t *o, wy_consumed_t **out,
@@ -150,7 +119,7 @@ int wy_consumed_new(uv_loop_t *loop, wy_pg_t *pg, const wy_consumed_opts_t *o, w
         *err = "wy_consumed: svc is required";
         return WY_EINVAL;
     }
-    if (!valid_ident(o->schema)) {
+    if (!wy_pg_ident_ok(o->schema)) {
         *err = "wy_consumed: schema must be an identifier [A-Za-z_][A-Za-z0-9_]*";
         return WY_EINVAL;
     }
@@ -189,11 +158,8 @@ int wy_consumed_new(uv_loop_t *loop, wy_pg_t *pg, const wy_consumed_opts_t *o, w
         wy_metrics_counter(name, "Recorded event_ids deleted by the retention sweep.", lbl);
     wy_free(name);
     wy_free(lbl);
-    c->refs = 1;
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
-    uv_unref((uv_handle_t *)&c->timer);
-    sweep_again(c, c->sweep_interval_ms);
+    c->inflight = 1;
+    wy_consumed_sweep(c); /* rows left from before this start */
     *out = c;
     return WY_OK;
 }
@@ -208,6 +174,5 @@ void wy_consumed_close(wy_consumed_t *c)
     if (c->closed)
         return;
     c->closed = true;
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    release(c);
 }

@@ -23,9 +23,12 @@
  * once (a rebalance) serialize on the row; the second learns "already applied" once the first
  * commits (or claims it itself if the first rolled back).
  *
- * Retention: rows older than retention_s are deleted by a periodic sweep in bounded batches.
- * Keep retention_s above the longest time an event can be redelivered (the topic's retention):
- * an event redelivered after its row was swept would be applied again.
+ * Retention: rows older than retention_s are deleted by a sweep in bounded batches (sweep_batch
+ * rows per DELETE, the next batch at once while batches come back full): one at wy_consumed_new,
+ * then at most every sweep_interval_ms, started by a claim (a consumer that receives no events adds
+ * no rows; what it has is swept at its next event or start). Keep retention_s above the longest
+ * time an event can be redelivered (the topic's retention): an event redelivered after its row was
+ * swept would be applied again.
  *
  * Metrics (svc = opts.svc): wy_<svc>_consumed_duplicates_total{consumer} (claims that found the
  * event applied), wy_<svc>_consumed_swept_total{consumer} (rows deleted by retention).
@@ -47,11 +50,11 @@ typedef struct {
      * 1..200 of [A-Za-z0-9._-]; required. */
     const char *consumer;
     uint32_t retention_s;       /* age after which a row is deleted; 0 = 7 days (Kafka's default) */
-    uint32_t sweep_interval_ms; /* period of the retention sweep; 0 = 60000 */
+    uint32_t sweep_interval_ms; /* least time between retention sweeps; 0 = 60000 */
     uint32_t sweep_batch;       /* rows deleted per statement; 0 = 1000 */
 } wy_consumed_opts_t;
 
-/* Creates the helper on pg's loop and starts its retention timer. Returns WY_OK and *out, or
+/* Creates the helper on pg's loop and starts a first retention sweep. Returns WY_OK and *out, or
  * WY_EINVAL with *err naming the bad option (static string). Free with wy_consumed_close. */
 int wy_consumed_new(uv_loop_t *loop, wy_pg_t *pg, const wy_consumed_opts_t *opts,
                     wy_consumed_t **out, const char **err);
@@ -67,7 +70,7 @@ typedef void (*wy_consumed_claim_cb)(int status, bool first, const char *err, vo
 int wy_consumed_claim(wy_consumed_t *c, wy_pg_tx_t *tx, const char *event_id,
                       wy_consumed_claim_cb cb, void *ud);
 
-/* Runs one retention sweep now (also done by the timer); for tests and operators. */
+/* Starts a retention sweep now unless one is running (claims start them too). */
 void wy_consumed_sweep(wy_consumed_t *c);
 
 typedef struct {
@@ -78,9 +81,9 @@ typedef struct {
 
 void wy_consumed_stats(const wy_consumed_t *c, wy_consumed_stats_t *out);
 
-/* Stops the timer; no new claim is accepted (WY_ECANCELED). A claim still running completes
- * (its callback runs); the memory is freed once the timer is closed and no statement is in
- * flight. Call before pg is closed (closing pg then cancels what is left). */
+/* No new claim is accepted (WY_ECANCELED). A claim still running completes (its callback runs);
+ * the memory is freed once no statement is in flight (at once if none). Call before pg is closed
+ * (closing pg then cancels what is left). */
 void wy_consumed_close(wy_consumed_t *c);
 
 #endif

@@ -3,6 +3,8 @@
  * stop. Services describe themselves with a wy_daemon_spec_t (services/<svc>/<svc>.c). */
 #include "wy_daemon.h"
 #include "wy_buf.h"
+#include "wy_consumed.h"
+#include "wy_outbox.h"
 #include "wy_log.h"
 #include "wy_metrics.h"
 #include "wy_seen.h"
@@ -76,16 +78,25 @@ struct wy_daemon {
     wy_redis_t *redis;
     wy_pg_t *pg;
     wy_kafka_producer_t *producer;
+    wy_outbox_t *outbox;
+    wy_consumed_t *consumed;
+    int64_t outbox_poll_ms, consumed_retention_ms;
     dcons_t cons[CONS_N];
     wy_seen_t *seen;
     unhandled_t unhandled[UNHANDLED_MAX + 1]; /* the last slot is "other" */
     size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    int closing; /* asynchronous closes still running */
+    bool parts_started;      /* start_parts succeeded: the ready line may follow */
+    bool waiting_logged;     /* "waiting for ... before ready" was logged */
+    int closing;             /* asynchronous closes still running */
+    wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;           /* inside spec->start */
+    uint64_t wmb_last[2][2]; /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
 
     /* metrics */
-    wy_metric_t *m_ready, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight, *m_duplicates;
+    wy_metric_t *m_ready, *m_degraded, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight,
+        *m_duplicates;
     mirror_t mx_http_req, mx_http_resp[4], mx_grpc_calls, mx_produced, mx_delivery_failed,
         mx_consumed, mx_bad;
 };
@@ -216,6 +227,30 @@ static void build_config(wy_daemon_t *d)
                                        "Kafka bootstrap brokers, host:port[,host:port].",
                                        &d->kafka_brokers,
                                        false};
+    if ((s->helpers & WY_HELPER_OUTBOX) && (s->deps & WY_DEP_PG) && (s->deps & WY_DEP_KAFKA))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("OUTBOX_POLL"),
+            WY_CFG_DURATION_MS,
+            "1s",
+            10,
+            3600000,
+            NULL,
+            "Outbox relay period: rows a crashed instance left and failed publications are "
+            "picked up this often (a commit wakes the relay at once).",
+            &d->outbox_poll_ms,
+            false};
+    if ((s->helpers & WY_HELPER_CONSUMED) && (s->deps & WY_DEP_PG))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("CONSUMED_RETENTION"),
+            WY_CFG_DURATION_MS,
+            "168h",
+            60000,
+            (int64_t)8760 * 3600000,
+            NULL,
+            "How long applied Kafka event ids are kept for deduplication; keep it above the "
+            "retention of the consumed topics.",
+            &d->consumed_retention_ms,
+            false};
 #undef SVCNAME
     wy_free(up);
 
@@ -238,48 +273,83 @@ static void free_config(wy_daemon_t *d)
 
 /* ---------------------------------------------------------------- readiness */
 
-/* Fills down[] with the names of the dependencies that do not answer; returns how many. */
-static size_t deps_down(wy_daemon_t *d, const char *down[3])
+static unsigned dep_bit(int i)
 {
-    size_t n = 0;
+    return i == 0 ? WY_DEP_REDIS : i == 1 ? WY_DEP_PG : WY_DEP_KAFKA;
+}
+
+static unsigned required_deps(const wy_daemon_t *d)
+{
+    unsigned r = d->spec->required_deps ? d->spec->required_deps : WY_DEP_REQUIRED_DEFAULT;
+    return r & d->spec->deps;
+}
+
+/* The WY_DEP_* bits of the dependencies that do not answer. */
+static unsigned deps_down(wy_daemon_t *d)
+{
+    unsigned down = 0;
     if (d->redis && wy_redis_health(d->redis) != WY_OK)
-        down[n++] = dep_names[0];
+        down |= WY_DEP_REDIS;
     if (d->pg && wy_pg_health(d->pg) != WY_OK)
-        down[n++] = dep_names[1];
+        down |= WY_DEP_PG;
     if (d->spec->deps & WY_DEP_KAFKA) {
         bool up = d->producer && wy_kafka_producer_healthy(d->producer);
         for (int i = 0; i < CONS_N; i++)
             up = up || (d->cons[i].c && wy_kafka_consumer_healthy(d->cons[i].c));
         if (!up)
-            down[n++] = dep_names[2];
+            down |= WY_DEP_KAFKA;
     }
-    return n;
+    return down;
+}
+
+/* What readiness is made of at one moment. */
+typedef struct {
+    unsigned down;     /* WY_DEP_* not answering */
+    unsigned required; /* WY_DEP_* whose outage makes unready */
+    const char *svc;   /* the service's own unready reason, or NULL */
+} readiness_t;
+
+static readiness_t readiness(wy_daemon_t *d)
+{
+    readiness_t r = {deps_down(d), required_deps(d), NULL};
+    if (d->spec->unready && d->state == ST_RUNNING)
+        r.svc = d->spec->unready(d);
+    return r;
+}
+
+static bool readiness_ok(const readiness_t *r)
+{
+    return !(r->down & r->required) && !r->svc;
 }
 
 static void update_dep_gauges(wy_daemon_t *d)
 {
-    const char *down[3];
-    size_t n = deps_down(d, down);
-    for (int i = 0; i < 3; i++) {
-        if (!d->m_dep_up[i])
-            continue;
-        bool up = true;
-        for (size_t j = 0; j < n; j++)
-            if (down[j] == dep_names[i])
-                up = false;
-        wy_metric_set(d->m_dep_up[i], up ? 1 : 0);
-    }
-    bool ready = n == 0 && d->state == ST_RUNNING;
+    readiness_t r = readiness(d);
+    for (int i = 0; i < 3; i++)
+        if (d->m_dep_up[i])
+            wy_metric_set(d->m_dep_up[i], (r.down & dep_bit(i)) ? 0 : 1);
+    bool ready = readiness_ok(&r) && d->state == ST_RUNNING;
     wy_metric_set(d->m_ready, ready ? 1 : 0);
+    wy_metric_set(d->m_degraded, ready && (r.down & ~r.required) ? 1 : 0);
     if (d->grpc && d->state == ST_RUNNING) {
         wy_grpc_server_set_health(d->grpc, "", ready);
         wy_grpc_server_set_health(d->grpc, d->spec->grpc_service, ready);
     }
 }
 
+static void maybe_go_ready(wy_daemon_t *d);
+
 static void on_health_timer(uv_timer_t *t)
 {
-    update_dep_gauges(t->data);
+    wy_daemon_t *d = t->data;
+    maybe_go_ready(d);
+    update_dep_gauges(d);
+}
+
+void wy_daemon_ready_check(wy_daemon_t *d)
+{
+    maybe_go_ready(d);
+    update_dep_gauges(d);
 }
 
 static void handle_healthz(wy_http_req_t *req, void *ud)
@@ -288,25 +358,50 @@ static void handle_healthz(wy_http_req_t *req, void *ud)
     wy_http_respond_json(req, 200, json_pack("{s:s}", "status", "alive"));
 }
 
+/* A JSON array of the names of the deps in `bits`, then `extra` if not NULL. */
+static json_t *dep_list(unsigned bits, const char *extra)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < 3; i++)
+        if (bits & dep_bit(i))
+            json_array_append_new(arr, json_string(dep_names[i]));
+    if (extra)
+        json_array_append_new(arr, json_string(extra));
+    return arr;
+}
+
 static void handle_readyz(wy_http_req_t *req, void *ud)
 {
     wy_daemon_t *d = ud;
+    if (d->state == ST_STARTING) {
+        const char *wait =
+            d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned
+                ? "kafka_partitions"
+                : (d->spec->unready && d->parts_started ? d->spec->unready(d) : NULL);
+        wy_http_respond_json(req, 503,
+                             wait ? json_pack("{s:s,s:[s]}", "status", "starting", "waiting", wait)
+                                  : json_pack("{s:s}", "status", "starting"));
+        return;
+    }
     if (d->state != ST_RUNNING) {
+        wy_http_respond_json(req, 503, json_pack("{s:s}", "status", "draining"));
+        return;
+    }
+    readiness_t r = readiness(d);
+    unsigned degraded = r.down & ~r.required;
+    if (!readiness_ok(&r)) {
+        json_t *body = json_pack("{s:s,s:o}", "status", "unhealthy", "down",
+                                 dep_list(r.down & r.required, r.svc));
+        if (degraded)
+            json_object_set_new(body, "degraded", dep_list(degraded, NULL));
+        wy_http_respond_json(req, 503, body);
+    } else if (degraded) {
         wy_http_respond_json(
-            req, 503,
-            json_pack("{s:s}", "status", d->state == ST_STARTING ? "starting" : "draining"));
-        return;
-    }
-    const char *down[3];
-    size_t n = deps_down(d, down);
-    if (n == 0) {
+            req, 200,
+            json_pack("{s:s,s:o}", "status", "degraded", "degraded", dep_list(degraded, NULL)));
+    } else {
         wy_http_respond_json(req, 200, json_pack("{s:s}", "status", "healthy"));
-        return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_string(down[i]));
-    wy_http_respond_json(req, 503, json_pack("{s:s,s:o}", "status", "unhealthy", "down", arr));
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -336,13 +431,18 @@ static void register_metrics(wy_daemon_t *d)
                   1);
     wy_metric_set(svc_metric(d, 'g', "start_time_seconds", "Unix time the daemon started.", NULL),
                   (double)(wy_wall_ms() / 1000));
-    d->m_ready = svc_metric(d, 'g', "ready", "1 when /readyz answers healthy.", NULL);
+    d->m_ready =
+        svc_metric(d, 'g', "ready", "1 when /readyz answers 200 (healthy or degraded).", NULL);
+    d->m_degraded =
+        svc_metric(d, 'g', "degraded", "1 when ready but an optional dependency is down.", NULL);
     for (int i = 0; i < 3; i++) {
-        unsigned bit = i == 0 ? WY_DEP_REDIS : i == 1 ? WY_DEP_PG : WY_DEP_KAFKA;
-        if (!(d->spec->deps & bit))
+        if (!(d->spec->deps & dep_bit(i)))
             continue;
         char *lbl = wy_sprintf("dependency=\"%s\"", dep_names[i]);
         d->m_dep_up[i] = svc_metric(d, 'g', "dependency_up", "1 when the dependency answers.", lbl);
+        wy_metric_set(svc_metric(d, 'g', "dependency_required",
+                                 "1 when the dependency's outage makes the daemon unready.", lbl),
+                      (required_deps(d) & dep_bit(i)) ? 1 : 0);
         wy_free(lbl);
     }
     d->mx_http_req.m = svc_metric(d, 'c', "ops_http_requests_total",
@@ -376,9 +476,13 @@ static void register_metrics(wy_daemon_t *d)
     }
 }
 
+static void refresh_worker_metrics(wy_daemon_t *d);
+
 static void refresh_metrics(wy_daemon_t *d)
 {
     update_dep_gauges(d);
+    if (d->workers)
+        refresh_worker_metrics(d);
     if (d->ops) {
         const wy_http_counters_t *c = wy_http_counters(d->ops);
         mirror(&d->mx_http_req, c->requests);
@@ -533,7 +637,7 @@ void wy_daemon_event_done(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Env
     wy_kafka_msg_done(msg);
 }
 
-static void go_ready(wy_daemon_t *d);
+static void maybe_go_ready(wy_daemon_t *d);
 
 /* Forwards a rebalance to each row's on_partitions with that row's partitions;
  * a broadcast consumer's first assignment makes the daemon ready. */
@@ -557,8 +661,7 @@ static void on_kafka_rebalance(void *ud, wy_kafka_rebalance_t kind,
     wy_free(mine);
     if (kind == WY_KAFKA_ASSIGNED && !dc->positioned) {
         dc->positioned = true;
-        if (d->state == ST_STARTING)
-            go_ready(d);
+        maybe_go_ready(d);
     }
 }
 
@@ -655,6 +758,22 @@ static void finish_stop(wy_daemon_t *d)
         return;
     d->state = ST_CLOSING;
     uv_timer_stop(&d->drain_timer);
+    /* Workers first: what they posted last is delivered while the rest is
+     * still open. */
+    if (d->workers) {
+        d->closing++;
+        wy_workers_close(d->workers, close_done, d);
+        d->workers = NULL;
+    }
+    /* Then the helpers: they hold statements on the pool and messages on the producer. */
+    if (d->outbox) {
+        wy_outbox_close(d->outbox, NULL, NULL);
+        d->outbox = NULL;
+    }
+    if (d->consumed) {
+        wy_consumed_close(d->consumed);
+        d->consumed = NULL;
+    }
     if (d->producer) {
         wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
         d->producer = NULL;
@@ -704,8 +823,11 @@ static void on_grpc_stopped(void *ud)
 static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
+    /* A relay pass in flight finishes first, so its rows are deleted before the pool closes. */
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
-                (!d->spec->busy || d->spec->busy(d) == 0);
+                (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->outbox || wy_outbox_idle(d->outbox)) &&
+                (!d->workers || !wy_workers_running(d->workers));
     if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
@@ -732,6 +854,8 @@ static void begin_stop(wy_daemon_t *d, const char *why)
     }
     if (d->spec->stop)
         d->spec->stop(d);
+    if (d->workers)
+        wy_workers_stop(d->workers);
     /* Stored offsets are committed here; events still in flight are
      * redelivered to the next owner of their partition. */
     for (int i = 0; i < CONS_N; i++) {
@@ -750,6 +874,34 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* ---------------------------------------------------------------- start */
+
+/* The PostgreSQL helpers of spec->helpers, in the service's schema (named after it). */
+static int start_helpers(wy_daemon_t *d, const char **err)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    if (s->helpers && (!(s->deps & WY_DEP_PG) ||
+                       ((s->helpers & WY_HELPER_OUTBOX) && !(s->deps & WY_DEP_KAFKA)))) {
+        *err = "helpers: the outbox needs WY_DEP_PG and WY_DEP_KAFKA, consumed needs WY_DEP_PG";
+        return WY_EINVAL;
+    }
+    if (s->helpers & WY_HELPER_CONSUMED) {
+        wy_consumed_opts_t o = {.svc = s->svc,
+                                .schema = s->svc,
+                                .consumer = s->svc,
+                                .retention_s = (uint32_t)(d->consumed_retention_ms / 1000)};
+        int rc = wy_consumed_new(&d->loop, d->pg, &o, &d->consumed, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    if (s->helpers & WY_HELPER_OUTBOX) {
+        wy_outbox_opts_t o = {
+            .svc = s->svc, .schema = s->svc, .poll_interval_ms = (uint32_t)d->outbox_poll_ms};
+        int rc = wy_outbox_new(&d->loop, d->pg, d->producer, &o, &d->outbox, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
 
 static int start_parts(wy_daemon_t *d, const char **err)
 {
@@ -794,6 +946,8 @@ static int start_parts(wy_daemon_t *d, const char **err)
         d->seen = wy_seen_new(SEEN_CAPACITY);
     }
     wy_free(producer_name);
+    if ((rc = start_helpers(d, err)) != WY_OK)
+        return rc;
 
     if ((rc = wy_http_server_new(&d->loop, NULL, &d->ops)) != WY_OK) {
         *err = "cannot create the ops HTTP server";
@@ -815,8 +969,15 @@ static int start_parts(wy_daemon_t *d, const char **err)
     wy_grpc_server_set_health(d->grpc, "", false);
     wy_grpc_server_set_health(d->grpc, s->grpc_service, false);
 
-    if (s->start && (rc = s->start(d, err)) != WY_OK)
+    d->in_start = true;
+    rc = s->start ? s->start(d, err) : WY_OK;
+    d->in_start = false;
+    if (rc != WY_OK)
         return rc;
+    if (d->workers && (rc = wy_workers_start(d->workers)) != WY_OK) {
+        *err = "cannot start the worker threads";
+        return rc;
+    }
 
     const char *e = NULL;
     if ((rc = wy_http_listen(d->ops, d->bind_host, (int)d->ops_port, &e)) != WY_OK) {
@@ -875,6 +1036,25 @@ static void go_ready(wy_daemon_t *d)
     d->state = ST_RUNNING;
     update_dep_gauges(d);
     log_ready(d);
+}
+
+/* The ready line follows once the parts are started, a broadcast consumer is
+ * positioned and the service's own condition (spec.unready) holds. */
+static void maybe_go_ready(wy_daemon_t *d)
+{
+    if (d->state != ST_STARTING || !d->parts_started)
+        return;
+    const char *wait = NULL;
+    if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
+        wait = "the broadcast consumer's partitions";
+    else if (d->spec->unready)
+        wait = d->spec->unready(d);
+    if (!wait) {
+        go_ready(d);
+    } else if (!d->waiting_logged) {
+        d->waiting_logged = true;
+        wy_log_info("waiting before ready", "for", wait, NULL);
+    }
 }
 
 static int usage(const char *prog, FILE *out)
@@ -959,12 +1139,9 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
         begin_stop(d, "start failed");
         finish_stop(d);
     } else {
+        d->parts_started = true;
+        maybe_go_ready(d);
         uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
-        /* A broadcast consumer makes the daemon ready once positioned. */
-        if (!d->cons[CONS_BROADCAST].c || d->cons[CONS_BROADCAST].positioned)
-            go_ready(d);
-        else
-            wy_log_info("waiting for the broadcast consumer's partitions before ready", NULL);
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -1029,6 +1206,21 @@ wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
     return d->producer;
 }
 
+wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d)
+{
+    return d->outbox;
+}
+
+wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
+{
+    return d->consumed;
+}
+
+const char *wy_daemon_bind_host(const wy_daemon_t *d)
+{
+    return d->bind_host;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;
@@ -1047,4 +1239,54 @@ void wy_daemon_set_state(wy_daemon_t *d, void *state)
 void *wy_daemon_state(const wy_daemon_t *d)
 {
     return d->svc_state;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts)
+{
+    if (!d->in_start || d->workers)
+        return WY_ESTATE;
+    return wy_workers_new(&d->loop, opts, &d->workers);
+}
+
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d)
+{
+    return d->workers;
+}
+
+/* wy_<svc>_worker_messages_total, _worker_messages_refused_total (full
+ * mailbox) and wy_<svc>_worker_queue_high_water, by queue: "loop" (workers to
+ * the loop) and "inbox" (the loop to the workers, all inboxes summed). */
+static void refresh_worker_metrics(wy_daemon_t *d)
+{
+    static const char *const queues[2] = {"queue=\"loop\"", "queue=\"inbox\""};
+    for (int q = 0; q < 2; q++) {
+        wy_mailbox_stats_t st = {0}, one;
+        if (q == 0) {
+            wy_mailbox_stats(wy_workers_loop_mailbox(d->workers), &st);
+        } else {
+            for (unsigned i = 0; i < wy_workers_count(d->workers); i++) {
+                wy_mailbox_stats(wy_workers_inbox(d->workers, i), &one);
+                st.pushed += one.pushed;
+                st.refused += one.refused;
+                if (one.high_water > st.high_water)
+                    st.high_water = one.high_water;
+            }
+        }
+        mirror_t mx = {svc_metric(d, 'c', "worker_messages_total",
+                                  "Messages queued between the loop and the worker threads.",
+                                  queues[q]),
+                       d->wmb_last[q][0]};
+        mirror(&mx, st.pushed);
+        d->wmb_last[q][0] = mx.last;
+        mx = (mirror_t){svc_metric(d, 'c', "worker_messages_refused_total",
+                                   "Messages refused because the mailbox was full.", queues[q]),
+                        d->wmb_last[q][1]};
+        mirror(&mx, st.refused);
+        d->wmb_last[q][1] = mx.last;
+        wy_metric_set(svc_metric(d, 'g', "worker_queue_high_water",
+                                 "Most messages ever waiting in one mailbox.", queues[q]),
+                      (double)st.high_water);
+    }
 }

@@ -19,13 +19,30 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_kafka.h"
 #include "wy_redis.h"
 #include "wy_pg.h"
+#include "wy_consumed.h"
+#include "wy_outbox.h"
+#include "wy_worker.h"
 
-/* Dependencies a daemon connects to at start; /readyz reports each. */
+/* Dependencies a daemon connects to at start; /readyz reports each.
+ *
+ * Readiness means "can serve its clients". A dependency is either required
+ * (its outage makes the daemon unready: /readyz 503
+ * {"status":"unhealthy","down":["redis"]}, gRPC health NOT_SERVING,
+ * wy_<svc>_ready 0) or optional (its outage only degrades it: /readyz 200
+ * {"status":"degraded","degraded":["kafka"]}, gRPC health SERVING,
+ * wy_<svc>_degraded 1). wy_<svc>_dependency_up{dependency} and
+ * wy_<svc>_dependency_required{dependency} are exported for each. A service
+ * adds its own condition with spec.unready (e.g. lobby: auth's verification
+ * keys), reported under "down" by the name it returns. */
 enum {
     WY_DEP_REDIS = 1u << 0,
     WY_DEP_PG = 1u << 1,
     WY_DEP_KAFKA = 1u << 2,
 };
+/* The default of spec.required_deps (when 0): Redis and PostgreSQL, not
+ * Kafka. Kafka is the events path; a daemon that still answers its clients
+ * with the broker away must stay in its Service's endpoints. */
+#define WY_DEP_REQUIRED_DEFAULT (WY_DEP_REDIS | WY_DEP_PG)
 
 /* ---- Kafka subscriptions ------------------------------------------------
  *
@@ -57,7 +74,11 @@ enum {
  * Readiness: a daemon with broadcast rows logs its ready line (and /readyz
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
- * ready line is delivered to this instance. */
+ * ready line is delivered to this instance. Until then /readyz answers 503
+ * {"status":"starting"}; with Kafka unreachable at start it stays so until
+ * the broker answers. The broadcast consumer waits at most 100 ms on an idle
+ * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.
  * The handler must call wy_daemon_event_done(d, msg, env) exactly once when
@@ -88,12 +109,28 @@ typedef struct {
     wy_daemon_partitions_cb on_partitions; /* optional */
 } wy_daemon_sub_t;
 
+/* PostgreSQL helpers the daemon runs for the service, in its schema (named after the service;
+ * the tables come from the service's own migrations: the SQL is in wy_outbox.h and
+ * wy_consumed.h). The daemon creates them before start(), lets a relay pass in flight finish in
+ * the drain, and closes them before the producer and the pool.
+ *   WY_HELPER_OUTBOX    wy_daemon_outbox(d); needs WY_DEP_PG and WY_DEP_KAFKA;
+ *                       WY_<SVC>_OUTBOX_POLL (default 1s).
+ *   WY_HELPER_CONSUMED  wy_daemon_consumed(d), consumer name = svc; needs WY_DEP_PG;
+ *                       WY_<SVC>_CONSUMED_RETENTION (default 168h). */
+enum {
+    WY_HELPER_OUTBOX = 1u << 0,
+    WY_HELPER_CONSUMED = 1u << 1,
+};
+
 typedef struct {
     const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
     const char *grpc_service; /* "wyvern.auth.Auth": a name for gRPC health */
     unsigned deps;            /* WY_DEP_* */
-    int ops_port;             /* default of WY_<SVC>_OPS_PORT */
-    int grpc_port;            /* default of WY_<SVC>_GRPC_PORT */
+    /* Of deps, those whose outage makes the daemon unready (see above); the
+     * others only degrade it. 0 = WY_DEP_REQUIRED_DEFAULT. */
+    unsigned required_deps;
+    int ops_port;  /* default of WY_<SVC>_OPS_PORT */
+    int grpc_port; /* default of WY_<SVC>_GRPC_PORT */
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;
@@ -102,6 +139,7 @@ typedef struct {
      * start with exit 1. */
     const wy_daemon_sub_t *subs;
     size_t nsubs;
+    unsigned helpers; /* WY_HELPER_* */
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -115,6 +153,12 @@ typedef struct {
      * WY_<SVC>_DRAIN_TIMEOUT, until it returns 0 before Redis, PostgreSQL and
      * Kafka are closed. */
     size_t (*busy)(wy_daemon_t *d);
+    /* Optional, loop thread: the service's own readiness condition. Returns
+     * NULL when the service can serve, else a short static name of what it
+     * lacks ("auth_keys"), listed under "down" in /readyz. Polled every
+     * 500 ms and on wy_daemon_ready_check; the ready line waits for it too
+     * (until then /readyz is 503 {"status":"starting","waiting":[name]}). */
+    const char *(*unready)(wy_daemon_t *d);
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
@@ -129,18 +173,59 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 uv_loop_t *wy_daemon_loop(wy_daemon_t *d);
 const char *wy_daemon_svc(const wy_daemon_t *d);
 const char *wy_daemon_instance(const wy_daemon_t *d); /* WY_INSTANCE_ID */
+/* WY_BIND_HOST: the address a service's own listeners bind to, as the daemon's do. */
+const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
+wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d);     /* WY_HELPER_OUTBOX, else NULL */
+wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else NULL */
 /* The service's own state pointer (NULL until set). */
 void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);
 bool wy_daemon_stopping(const wy_daemon_t *d);
+/* Re-evaluates readiness now (loop thread): a service calls it when the
+ * condition behind spec.unready may have turned true, so the ready line and
+ * /readyz do not wait for the next poll. */
+void wy_daemon_ready_check(wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+
+/* ---------------------------------------------------------------- workers
+ *
+ * Worker threads (a game server's partitions) for what does not fit on the
+ * loop: fixed-rate simulation (wy_tick) and CPU-heavy work.
+ *
+ * The rule: Redis, PostgreSQL, Kafka, gRPC, HTTP/WebSocket and every
+ * wy_daemon accessor stay on the loop thread. A worker touches only its own
+ * state; it talks to the loop by posting messages (wy_worker_post) and the
+ * loop talks to it through its inbox (wy_workers_send). Messages refer to
+ * sessions, entities, calls and connections by id, never by pointer: the
+ * thing may be gone by the time the message is read (the receiver looks the
+ * id up and drops the message if it is unknown). A message is owned by its
+ * sender until a push returns WY_OK, then by its callback.
+ *
+ * Life: wy_daemon_add_workers is called in start(); the threads start once
+ * start() has returned WY_OK. On stop, after the service's stop(), the
+ * workers are told to stop (wy_worker_stopping turns true) and the drain
+ * waits, up to WY_<SVC>_DRAIN_TIMEOUT, for every main to return, before
+ * Redis, PostgreSQL and Kafka close; the threads are then joined, what they
+ * posted is delivered on the loop, and what is left in their inboxes is
+ * canceled (callbacks with WY_ECANCELED).
+ *
+ * /metrics: wy_<svc>_worker_messages_total, wy_<svc>_worker_messages_refused_total
+ * (a full mailbox) and wy_<svc>_worker_queue_high_water, labelled
+ * queue="loop" (workers to the loop) or queue="inbox" (all inboxes). */
+
+/* In start() only, at most once: creates the service's worker pool (see
+ * wy_worker.h). WY_ESTATE outside start() or the second time, WY_EINVAL for
+ * bad options. */
+int wy_daemon_add_workers(wy_daemon_t *d, const wy_workers_opts_t *opts);
+/* The service's worker pool (NULL without one or once closed); loop thread. */
+wy_workers_t *wy_daemon_workers(wy_daemon_t *d);
 
 /* Marks a consumed event's effect done: remembers its event_id (later
  * duplicates are skipped) and stores its offset. env is the Envelope the

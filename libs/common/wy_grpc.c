@@ -20,6 +20,8 @@
 #include "health.pb-c.h"
 #include "wy_list.h"
 #include "wy_log.h"
+#include "wy_mailbox.h"
+#include "wy_metrics.h"
 
 #define MAX_METHODS          64
 #define MAX_HEALTH           64
@@ -27,17 +29,20 @@
 #define DEFAULT_SLOTS        8
 #define DEFAULT_RECONNECT_MS 2000
 #define N_STATUS             17
+#define LATE_SLACK_MS        50
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
-enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
+enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
 typedef struct {
     uint8_t kind;
 } tag_t;
 
-/* Something the CQ thread hands to the loop, embedded in its owner. */
+/* Something the CQ thread hands to the loop, embedded in its owner: a message of the
+ * runtime's mailbox. Hops are bounded by construction (at most two per live call, one
+ * per server, one for the runtime), so they are pushed past the mailbox's capacity. */
 enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE };
 typedef struct hop {
-    struct hop *next;
+    wy_mailbox_node_t node;
     uint8_t kind;
 } hop_t;
 
@@ -47,9 +52,7 @@ struct wy_grpc_rt {
     uv_loop_t *loop;
     grpc_completion_queue *cq;
     pthread_t thread;
-    uv_async_t async;
-    pthread_mutex_t mu;
-    hop_t *head, *tail; /* under mu */
+    wy_mailbox_t *mb; /* CQ thread -> loop; drained whole in one wake-up */
     hop_t done_hop;
     unsigned n_servers;  /* servers not yet freed (loop) */
     unsigned n_channels; /* channels not yet closed (loop) */
@@ -63,6 +66,8 @@ typedef struct {
     const ProtobufCMessageDescriptor *desc;
     wy_grpc_handler_cb cb;
     void *arg;
+    wy_op_t *op; /* its series of wy_<svc>_grpc_call_seconds{method} */
+    void *reg;   /* grpc_server_register_method handle (set at start) */
 } method_t;
 
 typedef struct {
@@ -107,18 +112,23 @@ struct wy_grpc_server {
  * hand-off list, one for the id table slot while a handler may answer. The last unref
  * frees it, on either thread. */
 struct call {
-    tag_t t_new, t_recv, t_close, t_reply;
+    tag_t t_new, t_close, t_reply;
     hop_t hop;      /* delivery to the handler */
     hop_t gone_hop; /* the client is gone: release the id (loop) */
     wy_grpc_server_t *srv;
     atomic_int refs;
     bool counted; /* included in srv->inflight */
     grpc_call *call;
-    grpc_call_details details;
+    const method_t *slot;      /* the registered method this request slot waits for, NULL =
+                                  the generic slot (which only sees unknown methods) */
+    grpc_call_details details; /* generic slot only */
+    gpr_timespec deadline;
     grpc_metadata_array md;
     grpc_byte_buffer *req_bb;
     int close_cancelled;
     atomic_int gone;
+    atomic_int answered; /* a status was sent (or is being sent) */
+    uint64_t start_ns;   /* arrival, for the method's latency histogram */
     const method_t *method;
     ProtobufCMessage *req;
     grpc_byte_buffer *resp_bb;
@@ -137,6 +147,13 @@ struct wy_grpc_channel {
     bool closed;
     bool delivering; /* inside a reply callback: the loop frees the channel afterwards */
     wy_list_t calls; /* client_call_t.node, in flight */
+    /* Methods registered with the channel: a registered call skips parsing and
+     * interning the path on every call. Paths beyond MAX_METHODS use plain calls. */
+    struct {
+        char *path;
+        void *handle;
+    } methods[MAX_METHODS];
+    unsigned n_methods;
 };
 
 struct client_call {
@@ -159,17 +176,14 @@ struct client_call {
 
 /* ---------------------------------------------------------------- helpers */
 
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status);
+
+/* Any thread. The mailbox is open until the last hop (H_RT_DONE) is delivered. */
 static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
 {
-    hop->next = NULL;
-    pthread_mutex_lock(&rt->mu);
-    if (rt->tail)
-        rt->tail->next = hop;
-    else
-        rt->head = hop;
-    rt->tail = hop;
-    pthread_mutex_unlock(&rt->mu);
-    uv_async_send(&rt->async);
+    int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
+    assert(rc == WY_OK);
+    (void)rc;
 }
 
 static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
@@ -304,11 +318,40 @@ static call_t *id_take(uint64_t id)
 
 /* ---------------------------------------------------------------- server, CQ thread side */
 
-static void count_status(wy_grpc_server_t *srv, grpc_status_code status)
+/* The outcome class of a status, as wy_metrics reads it on every layer: the caller's
+ * mistakes are client errors; overload, time-outs and failures are ours. */
+static wy_outcome_t grpc_outcome(grpc_status_code status)
 {
+    switch (status) {
+    case GRPC_STATUS_OK:
+        return WY_OUTCOME_OK;
+    case GRPC_STATUS_CANCELLED:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_PERMISSION_DENIED:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_ABORTED:
+    case GRPC_STATUS_OUT_OF_RANGE:
+    case GRPC_STATUS_UNIMPLEMENTED:
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return WY_OUTCOME_CLIENT_ERROR;
+    default:
+        return WY_OUTCOME_SERVER_ERROR;
+    }
+}
+
+/* A call is answered with status (either thread): counters, and the method's histogram
+ * for calls of a registered method. */
+static void count_answer(call_t *c, grpc_status_code status)
+{
+    wy_grpc_server_t *srv = c->srv;
+    atomic_store(&c->answered, 1);
     atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
     if ((unsigned)status < N_STATUS)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
+    if (c->method)
+        wy_op_done(c->method->op, c->start_ns, grpc_outcome(status));
 }
 
 static void call_free(call_t *c)
@@ -342,11 +385,12 @@ static void call_unref(call_t *c)
         call_free(c);
 }
 
-static void arm_slot(wy_grpc_server_t *srv)
+/* Wait for one call: of method m, with its request already read (one completion per
+ * arrival instead of two), or of any unregistered path when m is NULL. */
+static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
 {
     call_t *c = wy_calloc(1, sizeof *c);
     c->t_new.kind = T_NEW;
-    c->t_recv.kind = T_RECV;
     c->t_close.kind = T_CLOSE;
     c->t_reply.kind = T_REPLY;
     c->hop.kind = H_CALL;
@@ -354,9 +398,13 @@ static void arm_slot(wy_grpc_server_t *srv)
     c->srv = srv;
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
+    c->slot = m;
     atomic_fetch_add(&srv->live, 1);
-    grpc_call_error e = grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md,
-                                                 srv->rt->cq, srv->rt->cq, &c->t_new);
+    grpc_call_error e =
+        m ? grpc_server_request_registered_call(srv->gs, m->reg, &c->call, &c->deadline, &c->md,
+                                                &c->req_bb, srv->rt->cq, srv->rt->cq, &c->t_new)
+          : grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md, srv->rt->cq,
+                                     srv->rt->cq, &c->t_new);
     if (e != GRPC_CALL_OK) {
         char code[16];
         snprintf(code, sizeof code, "%d", (int)e);
@@ -365,41 +413,28 @@ static void arm_slot(wy_grpc_server_t *srv)
     }
 }
 
-/* Answer from the CQ thread, without a handler. with_close: the call has no
- * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). */
-static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool with_close)
+/* Answer from the CQ thread, without a handler. Initial metadata always goes with the
+ * status: one write for the whole answer. */
+static void reply_now(call_t *c, grpc_status_code status, const char *msg)
 {
-    grpc_op ops[3];
+    grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
-    if (with_close) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        n++;
-        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
-        n++;
-    }
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     c->status_msg = status_slice(msg);
     c->has_status_msg = true;
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = status;
     ops[n].data.send_status_from_server.status_details = &c->status_msg;
     n++;
-    count_status(c->srv, status);
+    count_answer(c, status);
     atomic_fetch_add(&c->refs, 1);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL);
     if (e != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "reply", NULL);
         call_unref(c);
     }
-}
-
-static const method_t *find_method(const wy_grpc_server_t *srv, grpc_slice path)
-{
-    for (unsigned i = 0; i < srv->n_methods; i++)
-        if (grpc_slice_str_cmp(path, srv->methods[i].path) == 0)
-            return &srv->methods[i];
-    return NULL;
 }
 
 static void on_new(call_t *c, int success)
@@ -410,83 +445,76 @@ static void on_new(call_t *c, int success)
         return;
     }
     if (!atomic_load(&srv->stopping))
-        arm_slot(srv);
+        arm_slot(srv, c->slot);
 
+    atomic_store(&c->refs, 1); /* the arrival's, until it is handed on or answered */
     c->counted = true;
-    unsigned before = atomic_fetch_add(&srv->inflight, 1);
-    if (before >= srv->max_inflight) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
-                 srv->max_inflight);
-        atomic_fetch_add_explicit(&srv->rejected_busy, 1, memory_order_relaxed);
-        reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, true);
-        return;
-    }
-    c->method = find_method(srv, c->details.method);
-    if (!c->method) {
-        char msg[WY_GRPC_MAX_STATUS_MSG];
-        snprintf(msg, sizeof msg, "unknown method %.*s",
-                 (int)(GRPC_SLICE_LENGTH(c->details.method) > 900
-                           ? 900
-                           : GRPC_SLICE_LENGTH(c->details.method)),
-                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
-        reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg, true);
-        return;
-    }
-
-    grpc_op ops[2];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_MESSAGE;
-    ops[1].data.recv_message.recv_message = &c->req_bb;
-    atomic_fetch_add(&c->refs, 1);
-    if (grpc_call_start_batch(c->call, ops, 2, &c->t_recv, NULL) != GRPC_CALL_OK) {
-        wy_log_error("grpc start_batch failed", "op", "recv", NULL);
-        atomic_fetch_sub(&c->refs, 1);
-        grpc_call_cancel(c->call, NULL);
-    }
+    c->start_ns = wy_now_ns();
+    c->method = c->slot;
+    if (!c->slot)
+        c->deadline = c->details.deadline;
     /* Watching for the end of the call from the start lets a handler see that the
      * client gave up (deadline) and lets the counters see every cancellation. */
+    grpc_op ops[1];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[0].data.recv_close_on_server.cancelled = &c->close_cancelled;
     atomic_fetch_add(&c->refs, 1);
     if (grpc_call_start_batch(c->call, ops, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "close", NULL);
+        atomic_fetch_sub(&c->refs, 1);
+        grpc_call_cancel(c->call, NULL);
         call_unref(c);
+        return;
     }
-}
 
-static void on_recv(call_t *c, int success)
-{
-    if (!success) { /* cancelled before the message arrived: t_close finishes it */
-        call_unref(c);
-        return;
-    }
-    if (!c->req_bb) {
-        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing", false);
-        call_unref(c);
-        return;
-    }
-    c->req = unpack_message(c->req_bb, c->method->desc);
-    grpc_byte_buffer_destroy(c->req_bb);
-    c->req_bb = NULL;
-    if (!c->req) {
+    unsigned before = atomic_fetch_add(&srv->inflight, 1);
+    if (before >= srv->max_inflight) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
+                 srv->max_inflight);
+        atomic_fetch_add_explicit(&srv->rejected_busy, 1, memory_order_relaxed);
+        reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    } else if (!c->method) {
+        char msg[WY_GRPC_MAX_STATUS_MSG];
+        size_t n = GRPC_SLICE_LENGTH(c->details.method);
+        snprintf(msg, sizeof msg, "unknown method %.*s", (int)(n > 900 ? 900 : n),
+                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
+        reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    } else if (!c->req_bb) {
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+    } else {
+        c->req = unpack_message(c->req_bb, c->method->desc);
+        grpc_byte_buffer_destroy(c->req_bb);
+        c->req_bb = NULL;
+        if (c->req) {
+            /* The arrival's reference becomes the delivery hop's. */
+            push_hop(srv->rt, &c->hop);
+            return;
+        }
         char msg[256];
         snprintf(msg, sizeof msg, "request is not a valid %s", c->method->desc->name);
-        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg, false);
-        call_unref(c);
-        return;
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
     }
-    /* The batch ref becomes the delivery hop's. */
-    push_hop(c->srv->rt, &c->hop);
+    call_unref(c); /* the arrival's */
 }
 
 static void on_close(call_t *c, int success)
 {
     if (!success || c->close_cancelled) {
-        atomic_store(&c->gone, 1);
+        /* Never answered: at its deadline it is our slowness, else the client left. The
+         * grpc-timeout header is rounded up, so a client that gives up at its deadline
+         * reaches us a little before ours: LATE_SLACK_MS counts as the deadline. */
+        if (c->method && !atomic_load(&c->answered)) {
+            gpr_timespec d = c->deadline;
+            gpr_timespec now = gpr_time_add(gpr_now(d.clock_type),
+                                            gpr_time_from_millis(LATE_SLACK_MS, GPR_TIMESPAN));
+            bool late = gpr_time_cmp(now, d) >= 0;
+            wy_op_done(c->method->op, c->start_ns,
+                       late ? WY_OUTCOME_SERVER_ERROR : WY_OUTCOME_CLIENT_ERROR);
+        }
         atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
+        atomic_store(&c->gone, 1);
         /* The loop releases the call's id (if a handler holds it): the batch ref
          * becomes the hop's. Only the loop frees what a handler may be reading. */
         push_hop(c->srv->rt, &c->gone_hop);
@@ -529,9 +557,6 @@ static void *cq_main(void *arg)
         case T_NEW:
             on_new(WY_CONTAINER_OF(t, call_t, t_new), ev.success);
             break;
-        case T_RECV:
-            on_recv(WY_CONTAINER_OF(t, call_t, t_recv), ev.success);
-            break;
         case T_CLOSE:
             on_close(WY_CONTAINER_OF(t, call_t, t_close), ev.success);
             break;
@@ -560,11 +585,13 @@ static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byt
     c->id = 0;
     protobuf_c_message_free_unpacked(c->req, NULL);
     c->req = NULL;
-    count_status(c->srv, status);
+    count_answer(c, status);
 
-    grpc_op ops[2];
+    grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
     if (bb) {
         c->resp_bb = bb;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -682,6 +709,13 @@ static void on_grace(uv_timer_t *t)
     grpc_server_cancel_all_calls(srv->gs);
 }
 
+static void channel_free(wy_grpc_channel_t *ch)
+{
+    for (unsigned i = 0; i < ch->n_methods; i++)
+        wy_free(ch->methods[i].path);
+    wy_free(ch);
+}
+
 static void deliver_client(client_call_t *cc)
 {
     wy_grpc_channel_t *ch = cc->ch;
@@ -695,14 +729,15 @@ static void deliver_client(client_call_t *cc)
                               : wy_strdup("response message missing");
     } else {
         err = status == GRPC_STATUS_OK ? WY_OK : wy_err_from_grpc(status);
-        message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
-                             GRPC_SLICE_LENGTH(cc->details));
+        if (GRPC_SLICE_LENGTH(cc->details)) /* most answers carry none: no copy */
+            message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
+                                 GRPC_SLICE_LENGTH(cc->details));
     }
     wy_list_remove(&cc->node);
     ch->inflight--;
 
     ch->delivering = true;
-    cc->cb(err, status, message, err == WY_OK ? cc->resp : NULL, cc->arg);
+    cc->cb(err, status, message ? message : "", err == WY_OK ? cc->resp : NULL, cc->arg);
     ch->delivering = false;
 
     wy_free(message);
@@ -722,50 +757,45 @@ static void deliver_client(client_call_t *cc)
     wy_free(cc->send_md);
     wy_free(cc);
     if (ch->closed && ch->inflight == 0)
-        wy_free(ch);
+        channel_free(ch);
 }
 
-static void rt_closed(uv_handle_t *h)
+static void rt_closed(void *ud)
 {
-    wy_grpc_rt_t *rt = h->data;
+    wy_grpc_rt_t *rt = ud;
     void (*cb)(void *) = rt->done_cb;
     void *arg = rt->done_arg;
-    pthread_mutex_destroy(&rt->mu);
     wy_free(rt);
     grpc_shutdown();
     if (cb)
         cb(arg);
 }
 
-static void on_async(uv_async_t *a)
+static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
 {
-    wy_grpc_rt_t *rt = a->data;
-    pthread_mutex_lock(&rt->mu);
-    hop_t *h = rt->head;
-    rt->head = rt->tail = NULL;
-    pthread_mutex_unlock(&rt->mu);
-    while (h) {
-        hop_t *next = h->next;
-        switch (h->kind) {
-        case H_CALL:
-            deliver_call(WY_CONTAINER_OF(h, call_t, hop));
-            break;
-        case H_GONE:
-            deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
-            break;
-        case H_CLIENT:
-            deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
-            break;
-        case H_STOPPED:
-            server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
-            break;
-        case H_RT_DONE:
-            pthread_join(rt->thread, NULL);
-            grpc_completion_queue_destroy(rt->cq);
-            uv_close((uv_handle_t *)&rt->async, rt_closed);
-            return;
-        }
-        h = next;
+    wy_grpc_rt_t *rt = ud;
+    hop_t *h = WY_CONTAINER_OF(node, hop_t, node);
+    /* WY_ECANCELED cannot happen: the mailbox closes after the last hop. */
+    assert(status == WY_OK);
+    (void)status;
+    switch (h->kind) {
+    case H_CALL:
+        deliver_call(WY_CONTAINER_OF(h, call_t, hop));
+        break;
+    case H_GONE:
+        deliver_gone(WY_CONTAINER_OF(h, call_t, gone_hop));
+        break;
+    case H_CLIENT:
+        deliver_client(WY_CONTAINER_OF(h, client_call_t, hop));
+        break;
+    case H_STOPPED:
+        server_finish(WY_CONTAINER_OF(h, wy_grpc_server_t, stopped_hop));
+        break;
+    case H_RT_DONE:
+        pthread_join(rt->thread, NULL);
+        grpc_completion_queue_destroy(rt->cq);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
+        break;
     }
 }
 
@@ -776,11 +806,13 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
     rt->loop = loop;
     rt->done_hop.kind = H_RT_DONE;
-    pthread_mutex_init(&rt->mu, NULL);
+    wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
+    if (wy_mailbox_new(loop, &mo, &rt->mb) != WY_OK) {
+        wy_free(rt);
+        return WY_EINTERNAL;
+    }
     grpc_init();
     rt->cq = grpc_completion_queue_create_for_next(NULL);
-    uv_async_init(loop, &rt->async, on_async);
-    rt->async.data = rt;
 
     /* The CQ thread must never take the daemon's signals (SIGTERM goes to the loop). */
     sigset_t all, old;
@@ -792,7 +824,7 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
         grpc_completion_queue_shutdown(rt->cq);
         grpc_completion_queue_destroy(rt->cq);
-        uv_close((uv_handle_t *)&rt->async, rt_closed);
+        wy_mailbox_close(rt->mb, rt_closed, rt);
         return WY_EINTERNAL;
     }
     *out = rt;
@@ -874,6 +906,14 @@ int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
     m->desc = req_desc;
     m->cb = cb;
     m->arg = arg;
+    char *family = wy_metrics_svc_name("grpc_call_seconds");
+    m->op = wy_metrics_op(
+        wy_metrics_op_family(family,
+                             "gRPC calls served, by method: time from arrival to the answer "
+                             "(or to the client leaving), and outcome counts.",
+                             "method"),
+        method);
+    wy_free(family);
     return WY_OK;
 }
 
@@ -898,6 +938,9 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
 
     srv->gs = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(srv->gs, srv->rt->cq, NULL);
+    for (unsigned i = 0; i < srv->n_methods; i++)
+        srv->methods[i].reg = grpc_server_register_method(
+            srv->gs, srv->methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int bound = grpc_server_add_http2_port(srv->gs, addr, creds);
     grpc_server_credentials_release(creds);
@@ -912,8 +955,12 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
     }
     grpc_server_start(srv->gs);
     srv->state = S_RUNNING;
-    for (unsigned i = 0; i < srv->slots; i++)
-        arm_slot(srv);
+    /* Each method keeps its own slots, the generic slots take unknown paths. */
+    for (unsigned i = 0; i < srv->slots; i++) {
+        for (unsigned j = 0; j < srv->n_methods; j++)
+            arm_slot(srv, &srv->methods[j]);
+        arm_slot(srv, NULL);
+    }
     if (port)
         *port = bound;
     return WY_OK;
@@ -1002,7 +1049,7 @@ int64_t wy_grpc_call_deadline_ms(wy_grpc_call_id_t call)
     call_t *c = id_get(call.v);
     if (!c)
         return 0;
-    gpr_timespec d = c->details.deadline;
+    gpr_timespec d = c->deadline;
     if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
         return INT64_MAX;
     gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
@@ -1089,12 +1136,35 @@ void wy_grpc_channel_close(wy_grpc_channel_t *ch)
     grpc_channel_destroy(ch->gc);
     ch->gc = NULL;
     if (ch->inflight == 0 && !ch->delivering)
-        wy_free(ch);
+        channel_free(ch);
 }
 
 unsigned wy_grpc_channel_inflight(const wy_grpc_channel_t *ch)
 {
     return ch->inflight;
+}
+
+/* A new call of method on ch, through the channel's registered method when it has one. */
+static grpc_call *start_call(wy_grpc_channel_t *ch, const char *method, gpr_timespec deadline)
+{
+    void *handle = NULL;
+    for (unsigned i = 0; i < ch->n_methods && !handle; i++)
+        if (strcmp(ch->methods[i].path, method) == 0)
+            handle = ch->methods[i].handle;
+    if (!handle && ch->n_methods < MAX_METHODS) {
+        handle = grpc_channel_register_call(ch->gc, method, NULL, NULL);
+        ch->methods[ch->n_methods].path = wy_strdup(method);
+        ch->methods[ch->n_methods].handle = handle;
+        ch->n_methods++;
+    }
+    if (handle)
+        return grpc_channel_create_registered_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                   ch->rt->cq, handle, deadline, NULL);
+    grpc_slice mslice = grpc_slice_from_copied_string(method);
+    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
+                                               mslice, NULL, deadline, NULL);
+    grpc_slice_unref(mslice);
+    return call;
 }
 
 int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessage *req,
@@ -1116,10 +1186,7 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
         deadline_ms = WY_GRPC_DEFAULT_DEADLINE_MS;
     gpr_timespec deadline =
         gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(deadline_ms, GPR_TIMESPAN));
-    grpc_slice mslice = grpc_slice_from_copied_string(method);
-    grpc_call *call = grpc_channel_create_call(ch->gc, NULL, GRPC_PROPAGATE_DEFAULTS, ch->rt->cq,
-                                               mslice, NULL, deadline, NULL);
-    grpc_slice_unref(mslice);
+    grpc_call *call = start_call(ch, method, deadline);
 
     client_call_t *cc = wy_calloc(1, sizeof *cc);
     cc->tag.kind = T_CLIENT;

@@ -13,8 +13,8 @@
  *   The server and every client channel of a daemon share it.
  * - The CQ thread receives calls, decodes requests, answers what needs no handler
  *   (unknown method, malformed request, overload) and hands each remaining call to the
- *   loop exactly once (uv_async + locked list, drained whole in one callback). Client
- *   calls are handed back once, when complete.
+ *   loop exactly once, through a wy_mailbox drained whole in one wake-up. Client calls
+ *   are handed back once, when complete (their response already decoded).
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
  *   called on the loop thread unless its comment says otherwise.
  *
@@ -61,7 +61,7 @@ typedef struct {
     size_t max_recv_bytes; /* largest request accepted; 0 = 4 MiB. Over it: RESOURCE_EXHAUSTED */
     unsigned
         max_inflight; /* calls between arrival and reply; 0 = 1024. Over it: RESOURCE_EXHAUSTED */
-    unsigned request_slots; /* grpc_server_request_call kept outstanding; 0 = 8 */
+    unsigned request_slots; /* calls awaited at once per method (and for unknown paths); 0 = 8 */
 } wy_grpc_server_opts_t;
 
 /* Counters, readable at any time from the loop. by_status counts replies sent by the
@@ -89,8 +89,11 @@ int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_g
 
 /* Register a unary method by full path ("/wyvern.auth.Auth/Introspect") with its request
  * descriptor. Only before wy_grpc_server_start. The path is copied; desc and arg must
- * outlive the server. Returns WY_OK, WY_EINVAL (path not "/pkg.Service/Method"),
- * WY_EEXIST (already registered), WY_ELIMIT (more than 64 methods) or WY_ESTATE. */
+ * outlive the server. The method gets its series in the wy_metrics timed-operation
+ * family wy_<svc>_grpc_call_seconds{method} (time from arrival to the answer, or to the
+ * client leaving) with wy_<svc>_grpc_call_total{method,outcome}. Returns WY_OK, WY_EINVAL (path not
+ * "/pkg.Service/Method"), WY_EEXIST (already registered), WY_ELIMIT (more than 64 methods) or
+ * WY_ESTATE. */
 int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
                             const ProtobufCMessageDescriptor *req_desc, wy_grpc_handler_cb cb,
                             void *arg);

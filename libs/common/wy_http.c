@@ -1605,7 +1605,7 @@ size_t wy_ws_queued_bytes(const wy_ws_conn_t *c)
     return q;
 }
 
-wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len)
+wy_ws_frame_t *wy_ws_frame_alloc(bool is_binary, size_t len, uint8_t **payload)
 {
     uint8_t h[10];
     size_t hl = 0;
@@ -1626,8 +1626,16 @@ wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len)
     f->payload_len = len;
     f->len = hl + len;
     memcpy(f->bytes, h, hl);
+    *payload = f->bytes + hl;
+    return f;
+}
+
+wy_ws_frame_t *wy_ws_frame_new(bool is_binary, const void *data, size_t len)
+{
+    uint8_t *p;
+    wy_ws_frame_t *f = wy_ws_frame_alloc(is_binary, len, &p);
     if (len)
-        memcpy(f->bytes + hl, data, len);
+        memcpy(p, data, len);
     return f;
 }
 

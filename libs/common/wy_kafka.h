@@ -132,7 +132,7 @@ void wy_kafka_producer_stats(const wy_kafka_producer_t *p, wy_kafka_producer_sta
  * incremental protocol (cooperative-sticky) would move fewer partitions, but
  * librdkafka 2.0.2 (Debian 12) crashes when a cooperative consumer closes
  * before its first rebalance (librdkafka #4312, fixed in 2.2.1) and can hang in
- * a rebalance (#4527, fixed in 2.4): a daemon stopped right after its start
+ * a rebalance (#4527, fixed in a later release): a daemon stopped right after its start
  * would crash. The code below handles both protocols (it asks librdkafka which
  * one is in use), so moving to cooperative-sticky later is this one setting,
  * overridable through opts.extra. */

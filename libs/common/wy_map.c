@@ -245,6 +245,17 @@ int wy_map_del(wy_map_t *m, const void *key, size_t klen, void **old)
     return WY_OK;
 }
 
+int wy_map_del_if(wy_map_t *m, const void *key, size_t klen, const void *val)
+{
+    if (klen > WY_MAP_MAX_KEY)
+        return WY_ENOTFOUND;
+    size_t i = lookup(m, wy_siphash13(m->seed, key, klen), key, klen);
+    if (i == SIZE_MAX || m->slots[i].val != val)
+        return WY_ENOTFOUND;
+    slot_clear(m, &m->slots[i]);
+    return WY_OK;
+}
+
 int wy_map_put_str(wy_map_t *m, const char *key, void *val)
 {
     return wy_map_put(m, key, strlen(key), val);
@@ -287,6 +298,7 @@ void wy_map_iter_init(wy_map_iter_t *it, wy_map_t *m)
     memset(it, 0, sizeof *it);
     it->map = m;
     it->gen = m->gen;
+    it->cur = SIZE_MAX;
 }
 
 bool wy_map_next(wy_map_iter_t *it)
@@ -296,12 +308,14 @@ bool wy_map_next(wy_map_iter_t *it)
     while (it->pos < m->cap) {
         const slot_t *s = &m->slots[it->pos++];
         if (s->state == SLOT_FULL) {
+            it->cur = it->pos - 1;
             it->key = slot_key(s);
             it->klen = s->klen;
             it->val = s->val;
             return true;
         }
     }
+    it->cur = SIZE_MAX;
     it->key = NULL;
     it->klen = 0;
     it->val = NULL;
@@ -311,8 +325,11 @@ bool wy_map_next(wy_map_iter_t *it)
 void wy_map_iter_del(wy_map_iter_t *it)
 {
     wy_map_t *m = it->map;
-    assert(it->gen == m->gen && it->pos > 0);
-    slot_t *s = &m->slots[it->pos - 1];
+    assert(it->gen == m->gen);
+    if (it->cur == SIZE_MAX)
+        return; /* no current entry (before the first, after the last) */
+    slot_t *s = &m->slots[it->cur];
+    it->cur = SIZE_MAX;
     if (s->state != SLOT_FULL)
         return; /* already deleted through wy_map_del */
     slot_clear(m, s);

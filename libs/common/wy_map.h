@@ -57,6 +57,11 @@ void *wy_map_get(const wy_map_t *m, const void *key, size_t klen);
  * or WY_ENOTFOUND. Safe during iteration (for any key, the current one too). */
 int wy_map_del(wy_map_t *m, const void *key, size_t klen, void **old);
 
+/* Removes key only while it maps to val (an index entry that a newer owner may have taken
+ * over: remove mine, never theirs). Returns WY_OK, or WY_ENOTFOUND when key is absent or maps
+ * to another value (nothing changes). */
+int wy_map_del_if(wy_map_t *m, const void *key, size_t klen, const void *val);
+
 /* NUL-terminated string keys (the key is the bytes before the NUL). */
 int wy_map_put_str(wy_map_t *m, const char *key, void *val);
 void *wy_map_get_str(const wy_map_t *m, const char *key);
@@ -86,6 +91,7 @@ size_t wy_map_count(const wy_map_t *m);
 typedef struct {
     wy_map_t *map;
     size_t pos; /* next slot to look at */
+    size_t cur; /* slot of the current entry; SIZE_MAX when there is none */
     uint64_t gen;
     const void *key;
     size_t klen;

@@ -5,7 +5,6 @@
 #include "wy_log.h"
 #include "wy_metrics.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +41,8 @@ struct wy_outbox {
     size_t nrows, nsent, nreports;
     wy_outbox_stats_t st;
     wy_metric_t *m_pending, *m_relayed, *m_failures;
+    void (*close_done)(void *ud);
+    void *close_ud;
 };
 
 typedef struct {
@@ -52,6 +53,8 @@ typedef struct {
 
 static void ob_free(wy_outbox_t *ob)
 {
+    if (ob->close_done)
+        ob->close_done(ob->close_ud);
     wy_free(ob->lock_key);
     wy_free(ob->sql_insert);
     wy_free(ob->sql_lock);
@@ -211,19 +214,23 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
     ob->msgs = wy_calloc((size_t)n, sizeof *ob->msgs);
     if ((uint32_t)n >= ob->batch)
         ob->wake = true; /* a full pass: more rows are likely waiting */
+    int c_id = wy_pg_col(r, "id"), c_event = wy_pg_col(r, "event_id"),
+        c_topic = wy_pg_col(r, "topic"), c_key = wy_pg_col(r, "key"), c_type = wy_pg_col(r, "type"),
+        c_payload = wy_pg_col(r, "payload"), c_ts = wy_pg_col(r, "ts_ms");
     for (int i = 0; i < n; i++) {
         omsg_t *m = &ob->msgs[i];
         m->ob = ob;
-        m->id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        m->id = strtoll(PQgetvalue(r, i, c_id), NULL, 10);
         size_t plen = 0;
-        unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 5), &plen);
-        const char *key = PQgetvalue(r, i, 3);
-        int rc = payload
-                     ? wy_kafka_produce_event(ob->producer, PQgetvalue(r, i, 2), *key ? key : NULL,
-                                              PQgetvalue(r, i, 1), PQgetvalue(r, i, 4),
-                                              strtoull(PQgetvalue(r, i, 6), NULL, 10), payload,
-                                              plen, on_delivered, m)
-                     : WY_EIO;
+        unsigned char *payload =
+            PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, c_payload), &plen);
+        const char *key = PQgetvalue(r, i, c_key);
+        int rc = payload ? wy_kafka_produce_event(ob->producer, PQgetvalue(r, i, c_topic),
+                                                  *key ? key : NULL, PQgetvalue(r, i, c_event),
+                                                  PQgetvalue(r, i, c_type),
+                                                  strtoull(PQgetvalue(r, i, c_ts), NULL, 10),
+                                                  payload, plen, on_delivered, m)
+                         : WY_EIO;
         if (payload)
             PQfreemem(payload);
         if (rc != WY_OK) {
@@ -231,7 +238,7 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
             wy_metric_inc(ob->m_failures);
             ob->pass_failed = true;
             wy_log_warn("outbox: produce refused (retried next pass)", "event_id",
-                        PQgetvalue(r, i, 1), "error", wy_strerror(rc), NULL);
+                        PQgetvalue(r, i, c_event), "error", wy_strerror(rc), NULL);
             break;
         }
         ob->nsent++;
@@ -248,7 +255,7 @@ static void on_counted(int status, const PGresult *res, const char *err, void *u
         pass_fail(ob, "outbox: counting rows failed", status, err);
         return;
     }
-    ob->st.pending = strtoull(PQgetvalue((PGresult *)res, 0, 0), NULL, 10);
+    ob->st.pending = (uint64_t)wy_pg_int64(res, 0, "pending");
     wy_metric_set(ob->m_pending, (double)ob->st.pending);
     const char *params[1] = {ob->batch_s};
     int rc = wy_pg_tx_query(ob->tx, ob->sql_select, 1, params, on_selected, ob);
@@ -263,7 +270,7 @@ static void on_locked(int status, const PGresult *res, const char *err, void *ud
         pass_fail(ob, "outbox: relay lock failed", status, err);
         return;
     }
-    if (strcmp(PQgetvalue((PGresult *)res, 0, 0), "t") != 0) {
+    if (!wy_pg_bool(res, 0, "locked")) {
         /* Another instance is relaying this schema's rows; try again next poll. */
         ob->wake = false;
         pass_finish(ob, false);
@@ -376,16 +383,6 @@ int wy_outbox_add(wy_outbox_t *ob, wy_pg_tx_t *tx, const char *topic, const char
     return WY_OK;
 }
 
-static bool valid_ident(const char *s)
-{
-    if (!s || !*s || strlen(s) > 63 || !(isalpha((unsigned char)*s) || *s == '_'))
-        return false;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_'))
-            return false;
-    return true;
-}
-
 int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
                   const wy_outbox_opts_t *o, wy_outbox_t **out, const char **err)
 {
@@ -394,7 +391,7 @@ int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
         *err = "wy_outbox: svc, pool and producer are required";
         return WY_EINVAL;
     }
-    if (!valid_ident(o->schema)) {
+    if (!wy_pg_ident_ok(o->schema)) {
         *err = "wy_outbox: schema must be an identifier [A-Za-z_][A-Za-z0-9_]*";
         return WY_EINVAL;
     }
@@ -414,9 +411,10 @@ int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
     ob->sql_insert = wy_sprintf("INSERT INTO %s.wy_outbox (event_id, topic, key, type, payload, "
                                 "ts_ms) VALUES ($1, $2, $3, $4, $5::bytea, $6::bigint)",
                                 s);
-    ob->sql_lock = wy_strdup("SELECT pg_try_advisory_xact_lock(hashtext($1))");
+    ob->sql_lock = wy_strdup("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked");
     ob->sql_count = wy_sprintf(
-        "SELECT count(*) FROM (SELECT 1 FROM %s.wy_outbox LIMIT " PENDING_CAP ") AS pending", s);
+        "SELECT count(*) AS pending FROM (SELECT 1 FROM %s.wy_outbox LIMIT " PENDING_CAP ") AS p",
+        s);
     ob->sql_select = wy_sprintf("SELECT id, event_id, topic, key, type, payload, ts_ms FROM "
                                 "%s.wy_outbox ORDER BY id LIMIT $1::int",
                                 s);
@@ -445,11 +443,18 @@ void wy_outbox_stats(const wy_outbox_t *ob, wy_outbox_stats_t *out)
     *out = ob->st;
 }
 
-void wy_outbox_close(wy_outbox_t *ob)
+bool wy_outbox_idle(const wy_outbox_t *ob)
+{
+    return !ob->running;
+}
+
+void wy_outbox_close(wy_outbox_t *ob, void (*done)(void *ud), void *ud)
 {
     if (ob->closed)
         return;
     ob->closed = true;
+    ob->close_done = done;
+    ob->close_ud = ud;
     uv_timer_stop(&ob->timer);
     uv_close((uv_handle_t *)&ob->timer, on_timer_closed);
 }

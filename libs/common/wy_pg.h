@@ -169,4 +169,8 @@ void wy_pg_close(wy_pg_t *pg, void (*done)(void *ud), void *ud);
 int wy_pg_migrate(const char *conninfo, const char *schema, const char *dir, int *applied,
                   const char **err);
 
+/* True when s is a plain identifier [A-Za-z_][A-Za-z0-9_]{0,62} that may be written into SQL
+ * unquoted (a schema name given by code, as wy_pg_migrate, wy_consumed and wy_outbox take). */
+bool wy_pg_ident_ok(const char *s);
+
 #endif

@@ -36,7 +36,7 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
-static bool valid_schema(const char *s)
+bool wy_pg_ident_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 63 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
@@ -216,7 +216,7 @@ int wy_pg_migrate(const char *conninfo, const char *schema, const char *dir, int
         err = &dummy;
     if (applied)
         *applied = 0;
-    if (!valid_schema(schema)) {
+    if (!wy_pg_ident_ok(schema)) {
         *err = fail("schema name '%s' must match [A-Za-z_][A-Za-z0-9_]{0,62}",
                     schema ? schema : "(null)");
         return WY_EINVAL;

@@ -1,9 +1,136 @@
-/* wy-actor: characters, NPCs and enemies as event-sourced actors. */
+/* wy-actor: characters as event-sourced actors. The daemon's shape and state (actor.c),
+ * the event store with its resident actors and group commit (store.c), the gRPC
+ * handlers (handlers_grpc.c) and the pure character logic (character.h). Everything
+ * here runs on the loop thread. */
 #ifndef ACTOR_H
 #define ACTOR_H
 
 #include "wy_daemon.h"
+#include "wy_list.h"
+#include "wy_map.h"
+#include "wy_metrics.h"
+#include "character.h"
 
 extern const wy_daemon_spec_t actor_daemon_spec;
+
+/* Configuration (WY_ACTOR_*), loaded once at start; see actor.c for the table. */
+typedef struct {
+    int64_t snapshot_every;    /* events between snapshots of one actor */
+    int64_t snapshot_keep;     /* snapshots kept per actor */
+    int64_t batch_max;         /* commands per group-commit transaction */
+    int64_t write_batches;     /* group-commit transactions in flight */
+    int64_t max_resident;      /* actors held in memory */
+    int64_t max_queue;         /* commands waiting on one actor */
+    int64_t max_characters;    /* characters (not deleted) per account */
+    int64_t restore_window_ms; /* how long a deleted character can be restored */
+    int64_t lease_ms;          /* shard lease written at claim */
+} actor_cfg_t;
+
+extern actor_cfg_t actor_cfg;
+
+typedef struct actor actor_t;
+typedef struct actor_batch actor_batch_t;
+
+/* The service's state (wy_daemon_state). Freed when the last reference goes: stop()
+ * drops the first, every PostgreSQL operation in flight and every open uv handle hold
+ * one, so a late callback never touches freed memory. */
+typedef struct {
+    wy_daemon_t *d;
+    uv_loop_t *loop;
+    int refs;
+    bool stopping;
+    size_t busy;        /* operations in flight: loads, batches, creates, lists */
+    wy_map_t *resident; /* actor id (text) -> actor_t */
+    size_t n_resident;
+    wy_list_t idle;          /* resident, nothing queued or in flight; LRU order */
+    wy_list_t ready;         /* commands queued, no batch in flight */
+    wy_list_t claim_waiters; /* creates waiting for the shard claim */
+    unsigned batches;        /* group commits in flight */
+    uv_check_t flush;        /* end of a loop turn: write what arrived */
+    uv_timer_t claim_timer;  /* retries the shard claim */
+    bool claimed;
+    int64_t epoch[ACTOR_SHARDS]; /* per shard, from our claim; 0 = not ours */
+    wy_metric_t *m_resident, *m_batch_size, *m_load_events;
+    wy_metric_t *m_cmd_ok, *m_cmd_replayed, *m_cmd_refused, *m_cmd_failed;
+    wy_metric_t *m_snapshots;
+} actor_svc_t;
+
+void actor_svc_ref(actor_svc_t *svc);
+void actor_svc_unref(actor_svc_t *svc);
+
+/* ---- requests to the store ---- */
+
+typedef struct actor_req actor_req_t;
+
+/* The answer to a request, on the loop, exactly once (possibly from inside the submit
+ * call). status WY_OK: res is the response, res->character the state right after the
+ * request; res and everything it points to are valid during the call only. Otherwise
+ * msg says why (never NULL). The caller owns r and may free it in the callback. */
+typedef void (*actor_done_cb)(actor_req_t *r, int status, const char *msg,
+                              const Wyvern__Actor__ApplyResponse *res);
+
+struct actor_req {
+    /* Set by the caller: */
+    actor_cmd_t cmd;
+    bool read_only;              /* a read (Get): answers the state, writes nothing */
+    char key[ACTOR_KEY_MAX + 1]; /* idempotency key; "" = none (Delete, Restore) */
+    actor_done_cb done;
+    void *ud;
+    /* The store's own: */
+    wy_list_t node;
+    actor_t *actor;
+    actor_req_t *dup_of; /* an earlier request of the same batch with the same key */
+    int status;
+    char msg[160];
+    uint8_t *result; /* packed ApplyResponse */
+    size_t result_len;
+    bool replayed;
+};
+
+/* A new character (CreateCharacter). The caller fills the strings (already checked)
+ * and req.done/ud; the answer's res->character is the new (or, for a retried create
+ * key, the existing) character. */
+typedef struct {
+    actor_req_t req;
+    char account_id[ACTOR_ID_LEN + 1];
+    char name[ACTOR_NAME_MAX + 1];
+    char *name_key; /* owned by the create (wy_free'd when answered) */
+    char class_name[ACTOR_CLASS_MAX + 1];
+    char key[ACTOR_KEY_MAX + 1]; /* create key, "" = none */
+    /* The store's own: */
+    wy_list_t node;
+    actor_svc_t *svc;
+    wy_pg_tx_t *tx;
+    char actor_id[ACTOR_ID_LEN + 1];
+    int fail;
+    char fail_msg[160];
+    actor_event_t ev;
+} actor_create_t;
+
+/* List of an account's character ids, oldest first (ids[0..n), valid during the call);
+ * status WY_OK or WY_EUNAVAIL. */
+typedef void (*actor_ids_cb)(int status, char (*ids)[ACTOR_ID_LEN + 1], size_t n, void *ud);
+
+/* ---- store.c ---- */
+
+/* Sets up the resident map and lists, the end-of-turn flush and claims the shards. */
+void actor_store_start(actor_svc_t *svc);
+/* No new work: queued requests are answered UNAVAILABLE; writes in flight finish. */
+void actor_store_stop(actor_svc_t *svc);
+/* Frees the resident actors (when the service's last reference goes). */
+void actor_store_free(actor_svc_t *svc);
+/* Queues r for actor_id (a valid UUID); the answer comes through r->done. */
+void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
+/* Creates a character; the answer comes through c->req.done. */
+void actor_store_create(actor_svc_t *svc, actor_create_t *c);
+/* The ids of account_id's characters: not deleted, or deleted within the restore
+ * window too when include_deleted. At most 64. */
+void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_deleted,
+                      actor_ids_cb cb, void *ud);
+
+/* ---- handlers_grpc.c ---- */
+
+/* Registers wyvern.actor.Actor's methods on the daemon's gRPC server. */
+int actor_grpc_register(wy_daemon_t *d, const char **err);
 
 #endif

@@ -6,11 +6,9 @@
 #include <string.h>
 
 #define AUTH_DRAIN_POLL_MS 50
-#define AUTH_DRAIN_MAX_MS  10000
 #define AUTH_MAX_CONFIG    64
 
 auth_cfg_t auth_cfg;
-static auth_t *auth_live;
 
 static const wy_cfg_entry_t auth_own_config[] = {
     {"WY_AUTH_HTTP_PORT", WY_CFG_INT, "8080", 1, 65535, NULL,
@@ -101,15 +99,16 @@ void auth_count_login(const char *method, const char *result)
 
 /* ---- state ---- */
 
-auth_t *auth_current(void)
+auth_t *auth_current(wy_daemon_t *d)
 {
-    return auth_live && !auth_live->stopping ? auth_live : NULL;
+    auth_t *a = wy_daemon_state(d);
+    return a && !a->stopping ? a : NULL;
 }
 
 static void auth_free(auth_t *a)
 {
-    if (auth_live == a)
-        auth_live = NULL;
+    if (wy_daemon_state(a->d) == a)
+        wy_daemon_set_state(a->d, NULL);
     if (a->rl_account)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
@@ -183,7 +182,6 @@ static int auth_start(wy_daemon_t *d, const char **err)
     a->loop = wy_daemon_loop(d);
     a->refs = 1; /* released by stop() */
     wy_daemon_set_state(d, a);
-    auth_live = a;
     a->m_hash_queue =
         wy_metrics_gauge("wy_auth_hash_queue", "Password hashes queued or running.", NULL);
     a->m_redis_failed = wy_metrics_counter("wy_auth_redis_failures_total",
@@ -241,15 +239,13 @@ static void on_http_closed(void *ud)
     auth_unref(ud);
 }
 
-/* Set while auth's own HTTP server drains (the auth_t is kept alive by the
- * references of that server and its timer), so the daemon's drain can wait
- * for it before closing PostgreSQL and Redis. */
-static auth_t *auth_draining;
-
+/* Requests in flight on auth's own HTTP server while it drains (the state stays the
+ * daemon's until freed, kept alive by that server and its timer), so the daemon's drain
+ * waits for them before closing PostgreSQL and Redis. */
 static size_t auth_busy(wy_daemon_t *d)
 {
-    WY_UNUSED(d);
-    return auth_draining && auth_draining->http ? wy_http_in_flight(auth_draining->http) : 0;
+    auth_t *a = wy_daemon_state(d);
+    return a && a->http ? wy_http_in_flight(a->http) : 0;
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -261,7 +257,6 @@ static void on_drain_tick(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_drain_closed);
     wy_http_close(a->http, on_http_closed, a);
     a->http = NULL;
-    auth_draining = NULL;
 }
 
 static void auth_stop(wy_daemon_t *d)
@@ -281,15 +276,14 @@ static void auth_stop(wy_daemon_t *d)
     }
     if (a->http) {
         /* Requests in flight finish (they may still need PostgreSQL and Redis, which the
-         * daemon closes after its own drain); then the server goes. */
+         * daemon closes after its own drain), for WY_AUTH_DRAIN_TIMEOUT at most, the
+         * daemon's own drain time; then the server goes. */
         wy_http_stop(a->http);
         a->refs += 2; /* the timer handle and the server, each released by its close */
         uv_timer_init(a->loop, &a->drain_timer);
         a->drain_timer.data = a;
-        a->drain_deadline = wy_now_ms() + AUTH_DRAIN_MAX_MS;
+        a->drain_deadline = wy_now_ms() + (uint64_t)wy_daemon_drain_ms(d);
         uv_timer_start(&a->drain_timer, on_drain_tick, 0, AUTH_DRAIN_POLL_MS);
-        auth_draining = a;
     }
-    wy_daemon_set_state(d, NULL);
     auth_unref(a);
 }

@@ -35,8 +35,9 @@ typedef struct {
 
 extern auth_cfg_t auth_cfg;
 
-/* The daemon's state: one per process, owned by the loop thread. Requests in flight hold a
- * reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends. */
+/* The daemon's state (wy_daemon_state), owned by the loop thread. Requests in flight hold
+ * a reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends;
+ * the daemon's state pointer is cleared when it is freed. */
 typedef struct auth {
     wy_daemon_t *d;
     uv_loop_t *loop;
@@ -61,9 +62,10 @@ extern wy_daemon_spec_t auth_daemon_spec;
  * config; call once in main() before wy_daemon_main. */
 void auth_config_init(void);
 
-/* The running service, or NULL once stop() began (or before start). For entry points
- * that may still fire during the stop (gRPC calls handed to the loop late). */
-auth_t *auth_current(void);
+/* The daemon's running service, or NULL once stop() began (or before start). For entry
+ * points that may still fire during the stop (gRPC calls handed to the loop late): they
+ * get the daemon, never the state itself. */
+auth_t *auth_current(wy_daemon_t *d);
 
 void auth_ref(auth_t *a);
 void auth_unref(auth_t *a);

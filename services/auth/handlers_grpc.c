@@ -17,10 +17,9 @@ typedef struct {
 
 /* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
  * to the loop just before the stop must not touch released state. */
-static gop_t *gop_new(void *arg, wy_grpc_call_id_t call)
+static gop_t *gop_new(void *daemon, wy_grpc_call_id_t call)
 {
-    (void)arg;
-    auth_t *a = auth_current();
+    auth_t *a = auth_current(daemon);
     if (!a) {
         wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
         return NULL;
@@ -200,8 +199,8 @@ static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
 
 static void rpc_get_keys(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    (void)req, (void)arg;
-    auth_t *a = auth_current();
+    (void)req;
+    auth_t *a = auth_current(arg);
     if (!a) {
         wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-auth is stopping");
         return;
@@ -228,7 +227,7 @@ int auth_grpc_register(auth_t *a, const char **err)
         {"/wyvern.auth.Auth/GetKeys", &wyvern__auth__get_keys_request__descriptor, rpc_get_keys},
     };
     for (size_t i = 0; i < WY_ARRAY_LEN(m); i++) {
-        if (wy_grpc_server_register(s, m[i].path, m[i].desc, m[i].cb, a) != WY_OK) {
+        if (wy_grpc_server_register(s, m[i].path, m[i].desc, m[i].cb, a->d) != WY_OK) {
             *err = "cannot register the Auth gRPC methods";
             return WY_EINTERNAL;
         }

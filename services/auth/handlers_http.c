@@ -924,10 +924,8 @@ int auth_http_start(auth_t *a, const char **err)
     wy_http_route(a->http, "POST", "/v1/unlink", handle_unlink, a);
     wy_http_route(a->http, "GET", "/v1/me", handle_me, a);
     wy_http_route(a->http, "GET", "/.well-known/jwks.json", handle_jwks, a);
-    const char *host = getenv("WY_BIND_HOST");
     const char *e = NULL;
-    if (wy_http_listen(a->http, host && *host ? host : "0.0.0.0", (int)auth_cfg.http_port, &e) !=
-        WY_OK) {
+    if (wy_http_listen(a->http, wy_daemon_bind_host(a->d), (int)auth_cfg.http_port, &e) != WY_OK) {
         snprintf(msg, sizeof msg, "WY_AUTH_HTTP_PORT %lld: %s", (long long)auth_cfg.http_port,
                  e ? e : "cannot listen");
         *err = msg;

@@ -8,7 +8,6 @@
 #include "tokens.h"
 #include "wire.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define WS_PATH "/v1/lobby"
@@ -28,10 +27,7 @@ static void on_open(wy_ws_conn_t *ws, const wy_http_req_t *req, void *ud)
     c->bucket = (double)lb->cfg->max_msgs_per_sec;
     snprintf(c->peer, sizeof c->peer, "%s", wy_ws_peer(ws));
     snprintf(c->session_state, sizeof c->session_state, "online");
-    c->next = lb->conns;
-    if (lb->conns)
-        lb->conns->prev = c;
-    lb->conns = c;
+    wy_list_push_front(&lb->conns, &c->node);
     lb->nconns++;
     wy_ws_set_user(ws, c);
     if (lb->stopping)
@@ -46,19 +42,14 @@ static void on_close(wy_ws_conn_t *ws, int code, const char *reason, void *ud)
     lobby_conn_t *c = wy_ws_user(ws);
     if (!c)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        lb->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    wy_list_remove(&c->node);
     lb->nconns--;
     lobby_conn_unpend(c);
     if (c->counted)
         wy_metric_add(lb->m_sessions, -1);
     c->counted = false;
     c->ws = NULL;
-    lobby_map_del(&lb->by_account, c->account, c);
+    wy_map_del_if(lb->by_account, c->account, strlen(c->account), c);
     /* A session that was live goes offline now (a fenced one is left alone by the epoch
      * check of the script). */
     lobby_session_release(c);
@@ -70,8 +61,10 @@ static void on_sweep(uv_timer_t *t)
 {
     lobby_t *lb = t->data;
     uint64_t now = wy_now_ms();
-    for (lobby_conn_t *c = lb->conns, *next; c; c = next) {
-        next = c->next;
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
         if (c->state == LOBBY_ST_HELLO && now - c->opened_ms >= (uint64_t)lb->cfg->hello_ms)
             lobby_conn_close(c, LOBBY_CLOSE_HELLO_TIMEOUT, "no hello in time");
         else if (c->state == LOBBY_ST_READY && now - c->last_msg_ms >= (uint64_t)lb->cfg->idle_ms)
@@ -83,13 +76,6 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- start / stop */
 
-/* WY_BIND_HOST, already validated by wy_daemon (an empty value means the default). */
-static const char *bind_host(void)
-{
-    const char *h = getenv("WY_BIND_HOST");
-    return h && *h ? h : "0.0.0.0";
-}
-
 int lobby_clients_start(lobby_t *lb, const char **err)
 {
     static char msg[256];
@@ -98,6 +84,7 @@ int lobby_clients_start(lobby_t *lb, const char **err)
     l.max_connections = (unsigned)lb->cfg->max_conns;
     l.ws_max_message_bytes = (size_t)lb->cfg->max_message;
     l.ws_max_send_queue_bytes = 256 * 1024;
+    l.ws_send_budget_bytes = (size_t)lb->cfg->ws_send_budget;
     l.max_header_bytes = 8192;
     l.max_body_bytes = 1024;
     l.ws_ping_interval_ms = (uint64_t)lb->cfg->heartbeat_ms;
@@ -114,7 +101,7 @@ int lobby_clients_start(lobby_t *lb, const char **err)
         .on_open = on_open, .on_message = lobby_ws_on_message, .on_close = on_close, .ud = lb};
     wy_ws_route(lb->ws, WS_PATH, &h);
     const char *e = NULL;
-    rc = wy_http_listen(lb->ws, bind_host(), (int)lb->cfg->ws_port, &e);
+    rc = wy_http_listen(lb->ws, wy_daemon_bind_host(lb->d), (int)lb->cfg->ws_port, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "WY_LOBBY_WS_PORT %d: %s", (int)lb->cfg->ws_port,
                  e ? e : wy_strerror(rc));
@@ -190,8 +177,12 @@ void lobby_clients_stop(lobby_t *lb)
     wy_http_stop(lb->ws);
     /* Clients reconnect elsewhere on 1001. Connections already closing (a kicked or error
      * message still being sent) finish through the closer. */
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
-        lobby_conn_close(c, WY_WS_GOING_AWAY, "server stopping");
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_close(wy_container_of(pos, lobby_conn_t, node), WY_WS_GOING_AWAY,
+                         "server stopping");
+    }
     if (lb->nconns == 0) {
         close_ws_server(lb);
         return;

@@ -14,11 +14,12 @@
 
 /* ---------------------------------------------------------------- heartbeat */
 
-static void on_heartbeat(lobby_conn_t *c, uint32_t req)
+static void on_heartbeat(lobby_conn_t *c, uint32_t req, uint64_t t0)
 {
     Wyvern__Lobby__HeartbeatAck a = WYVERN__LOBBY__HEARTBEAT_ACK__INIT;
     a.server_time_ms = (int64_t)wy_wall_ms();
     lobby_reply(c, req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_HEARTBEAT_ACK, &a.base);
+    lobby_observe(c, "heartbeat", t0, WYVERN__LOBBY__CODE__OK);
     /* One record write per half interval at most, whatever the client sends. */
     if (!c->writing && wy_now_ms() - c->last_write_ms >= (uint64_t)c->lb->cfg->heartbeat_ms / 2)
         lobby_session_write(c);
@@ -29,6 +30,7 @@ static void on_heartbeat(lobby_conn_t *c, uint32_t req)
 typedef struct {
     lobby_conn_t *c;
     uint32_t req;
+    uint64_t t0;
     char display[LOBBY_NICK_MAX + 1];
     char norm[LOBBY_NICK_MAX * 4 + 1];
 } nick_req_t;
@@ -39,6 +41,7 @@ static void nick_stored(int status, int64_t at, const char *err, void *ud)
     lobby_conn_t *c = q->c;
     int64_t cooldown_s = c->lb->cfg->nick_cooldown_ms / 1000;
     c->nick_busy = false;
+    lobby_observe(c, "set_nickname", q->t0, lobby_code(status));
     if (status == WY_EEXIST) {
         lobby_reply_status(c, q->req, WYVERN__LOBBY__CODE__ALREADY_EXISTS,
                            "nickname is taken (or too similar to a taken one)");
@@ -70,28 +73,26 @@ static void nick_stored(int status, int64_t at, const char *err, void *ud)
     lobby_conn_unref(c);
 }
 
-static void on_set_nickname(lobby_conn_t *c, uint32_t req, const char *nick)
+static void on_set_nickname(lobby_conn_t *c, uint32_t req, const char *nick, uint64_t t0)
 {
     nick_req_t *q = wy_calloc(1, sizeof *q);
     const char *e = NULL;
     int rc = lobby_nick_check(nick, strlen(nick), q->display, sizeof q->display, q->norm,
                               sizeof q->norm, &e);
+    if (rc == WY_OK && c->nick_busy) {
+        rc = WY_ESTATE;
+        e = "a nickname change is already in progress";
+    }
+    if (rc == WY_OK) {
+        q->c = c;
+        q->req = req;
+        q->t0 = t0;
+        rc = lobby_nick_store(c->lb, c->account, q->display, q->norm, nick_stored, q);
+        e = "nickname store busy, retry";
+    }
     if (rc != WY_OK) {
         lobby_reply_status(c, req, lobby_code(rc), e);
-        wy_free(q);
-        return;
-    }
-    if (c->nick_busy) {
-        lobby_reply_status(c, req, WYVERN__LOBBY__CODE__CONFLICT,
-                           "a nickname change is already in progress");
-        wy_free(q);
-        return;
-    }
-    q->c = c;
-    q->req = req;
-    rc = lobby_nick_store(c->lb, c->account, q->display, q->norm, nick_stored, q);
-    if (rc != WY_OK) {
-        lobby_reply_status(c, req, lobby_code(rc), "nickname store busy, retry");
+        lobby_observe(c, "set_nickname", t0, lobby_code(rc));
         wy_free(q);
         return;
     }
@@ -104,6 +105,7 @@ static void on_set_nickname(lobby_conn_t *c, uint32_t req, const char *nick)
 typedef struct {
     lobby_conn_t *c;
     uint32_t req;
+    uint64_t t0;
     size_t n;
     char **names; /* requested account ids then nicknames (to echo offline entries) */
     size_t n_acct;
@@ -121,7 +123,10 @@ static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void
 {
     presence_req_t *p = ud;
     lobby_conn_t *c = p->c;
-    if (status != WY_OK || n != p->n) {
+    bool ok = status == WY_OK && n == p->n;
+    lobby_observe(c, "get_presence", p->t0,
+                  ok ? WYVERN__LOBBY__CODE__OK : WYVERN__LOBBY__CODE__UNAVAILABLE);
+    if (!ok) {
         lobby_reply_status(c, p->req, WYVERN__LOBBY__CODE__UNAVAILABLE,
                            "session store unavailable, retry");
     } else {
@@ -153,17 +158,20 @@ static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void
     lobby_conn_unref(c);
 }
 
-static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetPresence *g)
+static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetPresence *g,
+                        uint64_t t0)
 {
     size_t n = g->n_account_ids + g->n_nicknames;
     if (n == 0 || n > PRESENCE_MAX) {
         lobby_reply_status(c, req, WYVERN__LOBBY__CODE__INVALID,
                            "ask for 1 to 100 accounts and nicknames");
+        lobby_observe(c, "get_presence", t0, WYVERN__LOBBY__CODE__INVALID);
         return;
     }
     presence_req_t *p = wy_calloc(1, sizeof *p);
     p->c = c;
     p->req = req;
+    p->t0 = t0;
     p->n = n;
     p->n_acct = g->n_account_ids;
     p->names = wy_calloc(n, sizeof *p->names);
@@ -196,17 +204,19 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         lobby_conn_ref(c);
         return;
     }
-    lobby_reply_status(c, req, bad ? WYVERN__LOBBY__CODE__INVALID : lobby_code(rc),
-                       bad ? "bad account id" : "session store unavailable, retry");
+    Wyvern__Lobby__Code code = bad ? WYVERN__LOBBY__CODE__INVALID : lobby_code(rc);
+    lobby_reply_status(c, req, code, bad ? "bad account id" : "session store unavailable, retry");
+    lobby_observe(c, "get_presence", t0, code);
     presence_req_free(p);
 }
 
 /* ---------------------------------------------------------------- logout */
 
-static void on_logout(lobby_conn_t *c, uint32_t req)
+static void on_logout(lobby_conn_t *c, uint32_t req, uint64_t t0)
 {
     Wyvern__Lobby__LoggedOut lo = WYVERN__LOBBY__LOGGED_OUT__INIT;
     lobby_reply(c, req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_LOGGED_OUT, &lo.base);
+    lobby_observe(c, "logout", t0, WYVERN__LOBBY__CODE__OK);
     lobby_conn_close(c, WY_WS_NORMAL, "logged out"); /* on_close releases the session */
 }
 
@@ -226,29 +236,56 @@ static bool rate_ok(lobby_conn_t *c)
     return true;
 }
 
-/* A ready session's request. */
-static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m)
+/* The message's type as wy_lobby_ws_message_seconds{type} names it. */
+static const char *msg_type(const Wyvern__Lobby__ClientMessage *m)
+{
+    switch (m->body_case) {
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_HELLO:
+        return "hello";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_HEARTBEAT:
+        return "heartbeat";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_SET_NICKNAME:
+        return "set_nickname";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_GET_PRESENCE:
+        return "get_presence";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
+        return "logout";
+    default:
+        return "unknown";
+    }
+}
+
+/* Answers a request with a status only, and times it. */
+static void refuse(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uint64_t t0,
+                   Wyvern__Lobby__Code code, const char *why)
+{
+    lobby_reply_status(c, m->request_id, code, why);
+    lobby_observe(c, msg_type(m), t0, code);
+}
+
+/* A ready session's request; t0 is when its frame arrived. */
+static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uint64_t t0)
 {
     uint32_t req = m->request_id;
     switch (m->body_case) {
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_HELLO:
-        lobby_reply_status(c, req, WYVERN__LOBBY__CODE__CONFLICT, "already said hello");
+        refuse(c, m, t0, WYVERN__LOBBY__CODE__CONFLICT, "already said hello");
         break;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_HEARTBEAT:
-        on_heartbeat(c, req);
+        on_heartbeat(c, req, t0);
         break;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_SET_NICKNAME:
-        on_set_nickname(c, req, m->set_nickname->nickname);
+        on_set_nickname(c, req, m->set_nickname->nickname, t0);
         break;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_GET_PRESENCE:
-        on_presence(c, req, m->get_presence);
+        on_presence(c, req, m->get_presence, t0);
         break;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
-        on_logout(c, req);
+        on_logout(c, req, t0);
         break;
     default:
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
-        lobby_reply_status(c, req, WYVERN__LOBBY__CODE__INVALID, "unknown message");
+        refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;
     }
 }
@@ -260,6 +297,7 @@ void lobby_ws_on_message(wy_ws_conn_t *ws, bool is_binary, const uint8_t *data, 
     lobby_conn_t *c = wy_ws_user(ws);
     if (!c || c->state == LOBBY_ST_CLOSING)
         return;
+    uint64_t t0 = wy_now_ns();
     c->last_msg_ms = wy_now_ms();
     if (!rate_ok(c)) {
         wy_metric_inc(lb->m_rate_closed);
@@ -268,20 +306,22 @@ void lobby_ws_on_message(wy_ws_conn_t *ws, bool is_binary, const uint8_t *data, 
         return;
     }
     Wyvern__Lobby__ClientMessage *m = lobby_decode(c, is_binary, data, len);
-    if (!m)
+    if (!m) {
+        lobby_observe(c, "undecodable", t0, WYVERN__LOBBY__CODE__INVALID);
         return;
-    uint32_t req = m->request_id;
+    }
     if (c->state == LOBBY_ST_HELLO) {
         if (m->body_case != WYVERN__LOBBY__CLIENT_MESSAGE__BODY_HELLO) {
-            lobby_reply_status(c, req, WYVERN__LOBBY__CODE__INVALID, "first message must be hello");
+            refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "first message must be hello");
             lobby_conn_close(c, LOBBY_CLOSE_PROTOCOL, "first message must be hello");
         } else {
-            lobby_hello(c, req, m->hello);
+            c->hello_start_ns = t0;
+            lobby_hello(c, m->request_id, m->hello);
         }
     } else if (c->state != LOBBY_ST_READY) {
-        lobby_reply_status(c, req, WYVERN__LOBBY__CODE__CONFLICT, "hello still in progress");
+        refuse(c, m, t0, WYVERN__LOBBY__CODE__CONFLICT, "hello still in progress");
     } else {
-        dispatch(c, m);
+        dispatch(c, m, t0);
     }
     wyvern__lobby__client_message__free_unpacked(m, NULL);
 }

@@ -13,6 +13,7 @@
 static void hello_fail(lobby_conn_t *c, Wyvern__Lobby__Code code, int close_code, const char *why)
 {
     lobby_reply_status(c, c->hello_req, code, why);
+    lobby_observe(c, "hello", c->hello_start_ns, code);
     lobby_conn_close(c, close_code, why);
 }
 
@@ -45,7 +46,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     }
     c->state = LOBBY_ST_READY;
     c->last_write_ms = wy_now_ms();
-    lobby_map_put(&lb->by_account, c->account, c);
+    (void)wy_map_put_str(lb->by_account, c->account, c); /* unbounded, short key: cannot fail */
     wy_metric_inc(lb->m_logins);
     wy_metric_inc(lb->m_sessions);
     c->counted = true;
@@ -61,6 +62,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     w.max_message_bytes = (uint32_t)lb->cfg->max_message;
     w.max_messages_per_sec = (uint32_t)lb->cfg->max_msgs_per_sec;
     lobby_reply(c, c->hello_req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_WELCOME, &w.base);
+    lobby_observe(c, "hello", c->hello_start_ns, WYVERN__LOBBY__CODE__OK);
     wy_log_debug("session ready", "session", c->sid, "account", c->account, NULL);
 }
 
@@ -71,7 +73,7 @@ static void claim(lobby_conn_t *c)
     c->created_wall_ms = wy_wall_ms();
     /* Registered before the claim runs, so a kick that overtakes the claim's answer still
      * finds this connection. */
-    lobby_map_put(&c->lb->by_sid, c->sid, c);
+    (void)wy_map_put_str(c->lb->by_sid, c->sid, c); /* unbounded, short key: cannot fail */
     c->registered = true;
     if (lobby_session_claim(c, claimed) != WY_OK)
         hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,

@@ -4,18 +4,22 @@
 #ifndef LOBBY_T_H
 #define LOBBY_T_H
 
-#include "map.h"
 #include "wy_daemon.h"
+#include "wy_list.h"
+#include "wy_map.h"
+#include "wy_redis.h"
 #include "wy_ws.h"
 #include "wy_token.h"
 #include "wy_metrics.h"
 #include "wy_log.h"
 #include "lobby.pb-c.h"
 
-#define LOBBY_ID_MAX     64  /* account id, token sid (wy_token bounds) */
-#define LOBBY_NICK_MAX   64  /* bytes of a stored nickname (16 code points, UTF-8) */
-#define LOBBY_SID_LEN    36  /* session ids are UUIDv4 text */
-#define LOBBY_REASON_MAX 120 /* close reasons must fit 123 bytes */
+#define LOBBY_ID_MAX      64     /* account id, token sid (wy_token bounds) */
+#define LOBBY_NICK_MAX    64     /* bytes of a stored nickname (16 code points, UTF-8) */
+#define LOBBY_SID_LEN     36     /* session ids are UUIDv4 text */
+#define LOBBY_REASON_MAX  120    /* close reasons must fit 123 bytes */
+#define LOBBY_REVOKED_MAX 200000 /* entries of the revocation cache (tokens.c) */
+#define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
 
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
@@ -39,7 +43,7 @@ typedef struct {
     char *policy; /* "kick-old" | "reject-new" */
     int64_t session_ttl_ms, heartbeat_ms, idle_ms, hello_ms, fence_ms;
     int64_t nick_cooldown_ms;
-    int64_t max_message, max_msgs_per_sec, max_conns;
+    int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
 } lobby_cfg_t;
 
@@ -61,10 +65,12 @@ struct lobby {
     wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
-    lobby_map_t by_sid;     /* session id -> conn (claiming or ready) */
-    lobby_map_t by_account; /* account -> conn (the ready one) */
-    lobby_map_t revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */
-    lobby_conn_t *conns;    /* every open connection (doubly linked) */
+    bool keys_loaded;     /* auth's key set was fetched at least once (readiness) */
+    wy_map_t *by_sid;     /* session id -> conn (claiming or ready) */
+    wy_map_t *by_account; /* account -> conn (the ready one) */
+    wy_map_t *revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */
+    wy_list_t conns;      /* every open connection (lobby_conn_t.node) */
+    wy_redis_script_t *scripts[LOBBY_NSCRIPTS]; /* the sessions store's (lobby_store_init) */
     size_t nconns;
     size_t nalloc; /* connections not yet freed (open, or held by an operation) */
     bool stopping;
@@ -87,9 +93,9 @@ struct lobby {
 struct lobby_conn {
     lobby_t *lb;
     wy_ws_conn_t *ws; /* NULL once closed */
-    lobby_conn_t *prev, *next;
-    int state; /* LOBBY_ST_* */
-    int refs;  /* async operations in flight that hold this conn */
+    wy_list_t node;   /* in lb->conns while the WebSocket is open */
+    int state;        /* LOBBY_ST_* */
+    int refs;         /* async operations in flight that hold this conn */
     char sid[LOBBY_SID_LEN + 1];
     char account[LOBBY_ID_MAX + 1];
     char token_sid[LOBBY_ID_MAX + 1];
@@ -103,6 +109,8 @@ struct lobby_conn {
     double bucket;
     uint64_t bucket_ms;
     uint32_t hello_req;
+    uint64_t hello_start_ns; /* when the hello frame arrived: wy_lobby_ws_message_seconds */
+
     bool writing;    /* a session write is in flight (one at a time) */
     bool nick_busy;  /* a nickname change is in flight */
     bool registered; /* in by_sid */

@@ -47,6 +47,10 @@ static const wy_cfg_entry_t lobby_config[] = {
      &cfg.max_msgs_per_sec, false},
     {"WY_LOBBY_MAX_CONNECTIONS", WY_CFG_INT, "20000", 1, 1000000, NULL,
      "Open client connections per instance; over: HTTP 503.", &cfg.max_conns, false},
+    {"WY_LOBBY_WS_SEND_BUDGET", WY_CFG_SIZE, "256MiB", 1048576, 68719476736LL, NULL,
+     "Bytes queued for all clients together (each client also at most 256 KiB); over it the "
+     "clients with the most queued are closed 1008.",
+     &cfg.ws_send_budget, false},
     {"WY_LOBBY_AUTH_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
      "wy-auth gRPC address (host:port): verification keys (GetKeys) and revocation at hello "
      "(Introspect). Empty: static keys only.",
@@ -68,7 +72,10 @@ static void close_account(lobby_t *lb, const char *account, const char *token_si
                           const char *reason)
 {
     /* Also catches a connection still in hello for that account. */
-    for (lobby_conn_t *c = lb->conns; c; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
         if (!c->ws || c->state == LOBBY_ST_HELLO || c->state == LOBBY_ST_CLOSING)
             continue;
         if (strcmp(c->account, account) != 0)
@@ -91,14 +98,12 @@ static void push_notice(lobby_t *lb, const char *account, const char *id, const 
     n.text = (char *)text;
     n.at_ms = at_ms;
     if (*account) {
-        lobby_conn_t *c = lobby_map_get(&lb->by_account, account);
+        lobby_conn_t *c = wy_map_get_str(lb->by_account, account);
         if (c && c->state == LOBBY_ST_READY)
             lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
         return;
     }
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
-        if (c->state == LOBBY_ST_READY)
-            lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
+    lobby_push_ready(lb, WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE, &n.base);
 }
 
 static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
@@ -168,9 +173,11 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->cfg = &cfg;
     lb->reject_new = strcmp(cfg.policy, "reject-new") == 0;
     lb->refs = 1; /* start()'s own, dropped by stop() */
-    lobby_map_init(&lb->by_sid);
-    lobby_map_init(&lb->by_account);
-    lobby_map_init(&lb->revoked);
+    lb->by_sid = wy_map_new(0);
+    lb->by_account = wy_map_new(0);
+    lb->revoked = wy_map_new(LOBBY_REVOKED_MAX);
+    wy_list_init(&lb->conns);
+    lobby_store_init(lb);
     wy_daemon_set_state(d, lb);
     lb->m_sessions = metric('g', "wy_lobby_sessions", "Live sessions held by this instance.");
     lb->m_logins = metric('c', "wy_lobby_logins_total", "Sessions established (welcome sent).");
@@ -227,6 +234,14 @@ static void lobby_stop(wy_daemon_t *d)
     lobby_unref(lb);
 }
 
+/* Ready = able to verify tokens (a hello right after the ready line is not refused for
+ * want of auth's keys). */
+static const char *lobby_unready(wy_daemon_t *d)
+{
+    lobby_t *lb = lobby_get(d);
+    return lb ? lobby_keys_unready(lb) : "starting";
+}
+
 static size_t lobby_busy(wy_daemon_t *d)
 {
     lobby_t *lb = lobby_get(d);
@@ -267,4 +282,5 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .start = lobby_start,
     .stop = lobby_stop,
     .busy = lobby_busy,
+    .unready = lobby_unready,
 };

@@ -147,12 +147,16 @@ int lobby_nick_check(const char *nick, size_t len, char *display, size_t display
 /* ---------------------------------------------------------------- storage */
 
 /* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. */
-static int pg_query(lobby_t *lb, const char *sql, int n, const char *const *params, wy_pg_cb cb,
-                    void *ud)
+static int pg_exec(lobby_t *lb, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+                   void *ud)
 {
     wy_pg_t *pg = wy_daemon_pg(lb->d);
-    return pg ? wy_pg_query(pg, sql, n, params, cb, ud) : WY_EUNAVAIL;
+    return pg ? wy_pg_exec(pg, st, params, cb, ud) : WY_EUNAVAIL;
 }
+
+/* -> 0 rows | 1 row: nickname, norm */
+static const wy_pg_stmt_t LOAD_SQL = {
+    "lobby_nick_load", "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1};
 
 typedef struct {
     lobby_t *lb;
@@ -169,7 +173,7 @@ static void load_done(int status, const PGresult *res, const char *err, void *ud
     else if (PQntuples(res) == 0)
         q->cb(WY_ENOTFOUND, NULL, NULL, q->ud);
     else
-        q->cb(WY_OK, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), q->ud);
+        q->cb(WY_OK, wy_pg_text(res, 0, "nickname"), wy_pg_text(res, 0, "norm"), q->ud);
     wy_free(q);
 }
 
@@ -180,16 +184,18 @@ int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = pg_query(lb, "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1,
-                      params, load_done, q);
+    int rc = pg_exec(lb, &LOAD_SQL, params, load_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
 }
 
 /* One statement, so one implicit transaction: the cooldown check, the upsert guarded by
- * UNIQUE(norm) and the history row happen together or not at all. */
-static const char SET_SQL[] =
+ * UNIQUE(norm) and the history row happen together or not at all.
+ * -> 1 row: changed_at (unix s; NULL when the cooldown refused the change), prev_changed_at
+ *    (unix s of the change before; NULL for a first nickname), history (rows written) */
+static const wy_pg_stmt_t SET_SQL = {
+    "lobby_nick_set",
     "WITH prev AS (SELECT changed_at FROM lobby.nicknames WHERE account_id = $1),\n"
     "up AS (\n"
     "  INSERT INTO lobby.nicknames AS n (account_id, nickname, norm, changed_at)\n"
@@ -201,8 +207,10 @@ static const char SET_SQL[] =
     "hist AS (\n"
     "  INSERT INTO lobby.nickname_history (account_id, nickname, norm)\n"
     "  SELECT $1, $2, $3 FROM up RETURNING 1)\n"
-    "SELECT (SELECT at FROM up), (SELECT extract(epoch FROM changed_at)::bigint FROM prev),\n"
-    "       (SELECT count(*) FROM hist)";
+    "SELECT (SELECT at FROM up) AS changed_at,\n"
+    "       (SELECT extract(epoch FROM changed_at)::bigint FROM prev) AS prev_changed_at,\n"
+    "       (SELECT count(*) FROM hist) AS history",
+    4};
 
 typedef struct {
     lobby_nick_store_cb cb;
@@ -214,11 +222,10 @@ static void store_done(int status, const PGresult *res, const char *err, void *u
     store_req_t *q = ud;
     if (status != WY_OK)
         q->cb(status, 0, err, q->ud);
-    else if (PQgetisnull(res, 0, 0))
-        q->cb(WY_ELIMIT, PQgetisnull(res, 0, 1) ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10),
-              NULL, q->ud);
+    else if (wy_pg_isnull(res, 0, "changed_at"))
+        q->cb(WY_ELIMIT, wy_pg_int64(res, 0, "prev_changed_at"), NULL, q->ud);
     else
-        q->cb(WY_OK, strtoll(PQgetvalue(res, 0, 0), NULL, 10), NULL, q->ud);
+        q->cb(WY_OK, wy_pg_int64(res, 0, "changed_at"), NULL, q->ud);
     wy_free(q);
 }
 
@@ -231,7 +238,7 @@ int lobby_nick_store(lobby_t *lb, const char *account, const char *display, cons
     char cooldown[24];
     snprintf(cooldown, sizeof cooldown, "%lld", (long long)lb->cfg->nick_cooldown_ms);
     const char *params[] = {account, display, norm, cooldown};
-    int rc = pg_query(lb, SET_SQL, 4, params, store_done, q);
+    int rc = pg_exec(lb, &SET_SQL, params, store_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;

@@ -2,6 +2,8 @@
  * freed by the last callback that needs them (README "On SIGTERM"). */
 #include "state.h"
 
+#include <string.h>
+
 lobby_t *lobby_get(wy_daemon_t *d)
 {
     return wy_daemon_state(d);
@@ -17,9 +19,11 @@ void lobby_unref(lobby_t *lb)
     if (--lb->refs > 0)
         return;
     wy_daemon_set_state(lb->d, NULL);
-    lobby_map_free(&lb->by_sid);
-    lobby_map_free(&lb->by_account);
-    lobby_map_free(&lb->revoked);
+    wy_map_free(lb->by_sid);
+    wy_map_free(lb->by_account);
+    wy_map_free(lb->revoked);
+    for (size_t i = 0; i < WY_ARRAY_LEN(lb->scripts); i++)
+        wy_redis_script_free(lb->scripts[i]);
     wy_jwt_keyset_free(lb->static_keys);
     wy_token_cache_free(lb->key_cache);
     wy_free(lb);
@@ -44,8 +48,8 @@ static void conn_unlink(lobby_conn_t *c)
 {
     lobby_t *lb = c->lb;
     if (c->registered) {
-        lobby_map_del(&lb->by_sid, c->sid, c);
-        lobby_map_del(&lb->by_account, c->account, c);
+        wy_map_del_if(lb->by_sid, c->sid, strlen(c->sid), c);
+        wy_map_del_if(lb->by_account, c->account, strlen(c->account), c);
         c->registered = false;
     }
 }

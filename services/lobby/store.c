@@ -111,8 +111,18 @@ static const char FENCE_LUA[] =
     "redis.call('DEL', 'sess:'..sid)\n"
     "return {sid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}\n";
 
-/* Redis is closed (NULL) after the drain: connections still closing then get
- * WY_EUNAVAIL and their records expire by TTL. */
+enum { SCRIPT_CLAIM, SCRIPT_WRITE, SCRIPT_RELEASE, SCRIPT_LOOKUP, SCRIPT_FENCE };
+static const char *const SCRIPTS[] = {CLAIM_LUA, WRITE_LUA, RELEASE_LUA, LOOKUP_LUA, FENCE_LUA};
+_Static_assert(WY_ARRAY_LEN(SCRIPTS) == LOBBY_NSCRIPTS, "one script object per Lua script");
+
+/* The scripts run with EVALSHA (wy_redis_eval reloads one Redis lost): a heartbeat sends its
+ * keys and arguments, not the script. */
+void lobby_store_init(lobby_t *lb)
+{
+    for (size_t i = 0; i < LOBBY_NSCRIPTS; i++)
+        lb->scripts[i] = wy_redis_script_new(SCRIPTS[i]);
+}
+
 /* Redis is closed (NULL) after the drain: connections still closing then get
  * WY_EUNAVAIL and their records expire by TTL. */
 static int redis_argv(lobby_t *lb, wy_redis_cb cb, void *ud, int argc, const char **argv)
@@ -121,23 +131,21 @@ static int redis_argv(lobby_t *lb, wy_redis_cb cb, void *ud, int argc, const cha
     return r ? wy_redis_command_argv(r, cb, ud, argc, argv, NULL) : WY_EUNAVAIL;
 }
 
-static int eval(lobby_t *lb, const char *script, size_t nkeys, const char *const *keys,
-                size_t nargs, const char *const *args, wy_redis_cb cb, void *ud)
+static int eval(lobby_t *lb, int script, size_t nkeys, const char *const *keys, size_t nargs,
+                const char *const *args, wy_redis_cb cb, void *ud)
 {
+    wy_redis_t *r = wy_daemon_redis(lb->d);
+    if (!r)
+        return WY_EUNAVAIL;
     const char *stackv[48];
-    size_t argc = 3 + nkeys + nargs;
+    size_t argc = nkeys + nargs;
     const char **argv = argc <= WY_ARRAY_LEN(stackv) ? stackv : wy_calloc(argc, sizeof *argv);
-    char nk[24];
-    snprintf(nk, sizeof nk, "%zu", nkeys);
     size_t n = 0;
-    argv[n++] = "EVAL";
-    argv[n++] = script;
-    argv[n++] = nk;
     for (size_t i = 0; i < nkeys; i++)
         argv[n++] = keys[i];
     for (size_t i = 0; i < nargs; i++)
         argv[n++] = args[i];
-    int rc = redis_argv(lb, cb, ud, (int)n, argv);
+    int rc = wy_redis_eval(r, lb->scripts[script], 0, cb, ud, (int)nkeys, (int)n, argv, NULL);
     if (argv != stackv)
         wy_free(argv);
     return rc;
@@ -202,7 +210,7 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
     claim_req_t *q = wy_calloc(1, sizeof *q);
     q->c = c;
     q->cb = cb;
-    int rc = eval(lb, CLAIM_LUA, 3, keys, 10, args, claim_done, q);
+    int rc = eval(lb, SCRIPT_CLAIM, 3, keys, 10, args, claim_done, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
@@ -248,7 +256,7 @@ void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
                           lb->instance,     c->peer,      created,  seen,
                           c->session_state, c->nick_norm, old_norm, c->nick};
     c->last_write_ms = wy_now_ms();
-    if (eval(lb, WRITE_LUA, 3, keys, 12, args, write_done, c) == WY_OK) {
+    if (eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c) == WY_OK) {
         c->writing = true;
         lobby_conn_ref(c);
     }
@@ -282,7 +290,7 @@ void lobby_session_release(lobby_conn_t *c)
     fmt_u64(epoch, sizeof epoch, c->epoch);
     const char *keys[] = {k1, k2, k3};
     const char *args[] = {c->sid, epoch};
-    if (eval(lb, RELEASE_LUA, 3, keys, 2, args, release_done, c) == WY_OK)
+    if (eval(lb, SCRIPT_RELEASE, 3, keys, 2, args, release_done, c) == WY_OK)
         lobby_conn_ref(c);
 }
 
@@ -353,7 +361,7 @@ int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
     q->cb = cb;
     q->ud = ud;
     q->n = n;
-    int rc = eval(lb, LOOKUP_LUA, n, keys, 0, NULL, lookup_many_done, q);
+    int rc = eval(lb, SCRIPT_LOOKUP, n, keys, 0, NULL, lookup_many_done, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
@@ -410,7 +418,7 @@ int lobby_session_lookup(lobby_t *lb, const char *account, lobby_lookup_cb cb, v
     char k[LOBBY_ID_MAX + 16];
     snprintf(k, sizeof k, "sess:acct:%s", account);
     const char *keys[] = {k};
-    int rc = eval(lb, LOOKUP_LUA, 1, keys, 0, NULL, lookup_done, q);
+    int rc = eval(lb, SCRIPT_LOOKUP, 1, keys, 0, NULL, lookup_done, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;
@@ -444,7 +452,7 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
     snprintf(k1, sizeof k1, "sess:acct:%s", account);
     snprintf(k2, sizeof k2, "sess:epoch:%s", account);
     const char *keys[] = {k1, k2};
-    int rc = eval(lb, FENCE_LUA, 2, keys, 0, NULL, fence_done, q);
+    int rc = eval(lb, SCRIPT_FENCE, 2, keys, 0, NULL, fence_done, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;

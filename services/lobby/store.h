@@ -7,6 +7,10 @@
 
 #include "lobby-t.h"
 
+/* Creates the Redis script objects of the store in lb->scripts (freed with the state).
+ * Call once at start, before any other function of this file. */
+void lobby_store_init(lobby_t *lb);
+
 /* A session record as lookups return it. Fields valid during the callback only. */
 typedef struct {
     const char *sid, *account, *instance, *conn, *state, *nick;

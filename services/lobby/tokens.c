@@ -8,9 +8,10 @@
 
 /* Revocations older than this cannot matter: no access token lives that long. */
 #define REVOKED_KEEP_S  3600
-#define REVOKED_MAX     200000
 #define KEYS_REFRESH_MS 60000
 #define KEYS_RETRY_MS   2000
+/* Until the first key set arrives the lobby is not ready: ask again sooner. */
+#define KEYS_FIRST_RETRY_MS 250
 
 /* The cache holds what wy.account told this instance: "a:<account>" = every token of the
  * account issued at or before the time is revoked (ban, logout everywhere), "s:<sid>" = that
@@ -18,39 +19,34 @@
  * covers revocations older than this instance. */
 void lobby_revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at)
 {
-    if (lb->revoked.n >= REVOKED_MAX) {
-        /* Bounded: drop entries past REVOKED_KEEP_S; if still full, keep the newest info
-         * by dropping everything (Introspect at hello still catches revoked tokens). */
-        int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
-        for (size_t i = 0; i < lb->revoked.nb; i++)
-            for (lobby_map_ent_t **pp = &lb->revoked.b[i]; *pp;) {
-                lobby_map_ent_t *e = *pp;
-                if ((int64_t)(uintptr_t)e->val < cut) {
-                    *pp = e->next;
-                    wy_free(e);
-                    lb->revoked.n--;
-                } else {
-                    pp = &e->next;
-                }
-            }
-        if (lb->revoked.n >= REVOKED_MAX) {
-            lobby_map_free(&lb->revoked);
-            lobby_map_init(&lb->revoked);
-        }
-    }
     char key[LOBBY_ID_MAX + 3];
     snprintf(key, sizeof key, "%s:%s", kind, id);
-    lobby_map_put(&lb->revoked, key, (void *)(uintptr_t)(at > 0 ? at : 1));
+    void *val = (void *)(uintptr_t)(at > 0 ? at : 1);
+    if (wy_map_put_str(lb->revoked, key, val) == WY_OK)
+        return;
+    /* Full (LOBBY_REVOKED_MAX): drop entries past REVOKED_KEEP_S; if still full, keep the
+     * newest info by dropping everything (Introspect at hello still catches revoked tokens). */
+    int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, lb->revoked);
+    while (wy_map_next(&it))
+        if ((int64_t)(uintptr_t)it.val < cut)
+            wy_map_iter_del(&it);
+    if (wy_map_count(lb->revoked) >= LOBBY_REVOKED_MAX) {
+        wy_map_free(lb->revoked);
+        lb->revoked = wy_map_new(LOBBY_REVOKED_MAX);
+    }
+    (void)wy_map_put_str(lb->revoked, key, val); /* there is room now */
 }
 
 bool lobby_revoked(lobby_t *lb, const char *account, const char *token_sid, int64_t iat)
 {
     char key[LOBBY_ID_MAX + 3];
     snprintf(key, sizeof key, "s:%s", token_sid);
-    if (lobby_map_get(&lb->revoked, key))
+    if (wy_map_get_str(lb->revoked, key))
         return true;
     snprintf(key, sizeof key, "a:%s", account);
-    uintptr_t at = (uintptr_t)lobby_map_get(&lb->revoked, key);
+    uintptr_t at = (uintptr_t)wy_map_get_str(lb->revoked, key);
     return at && iat <= (int64_t)at;
 }
 
@@ -62,12 +58,22 @@ static void keys_apply(lobby_t *lb, int err, const char *message, const Protobuf
         if (wy_token_cache_update_jwks(lb->key_cache, r->jwks_json, &e) == WY_OK) {
             int64_t age = r->max_age_s > 0 ? (int64_t)r->max_age_s * 1000 : KEYS_REFRESH_MS;
             lb->keys_next_fetch_ms = wy_now_ms() + (uint64_t)(age < 5000 ? 5000 : age);
+            if (!lb->keys_loaded) {
+                lb->keys_loaded = true;
+                wy_log_info("token keys fetched from auth", NULL);
+                wy_daemon_ready_check(lb->d); /* the ready line may follow now */
+            }
             return;
         }
         err = WY_EINVAL;
     }
-    wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err), NULL);
-    lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
+    /* Before the first key set (auth still starting) this is expected: debug only. */
+    if (lb->keys_loaded)
+        wy_log_warn("cannot fetch token keys from auth", "error", e && *e ? e : wy_strerror(err),
+                    NULL);
+    else
+        wy_log_debug("no token keys from auth yet", "error", e && *e ? e : wy_strerror(err), NULL);
+    lb->keys_next_fetch_ms = wy_now_ms() + (lb->keys_loaded ? KEYS_RETRY_MS : KEYS_FIRST_RETRY_MS);
 }
 
 static void keys_fetched(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -92,6 +98,12 @@ void lobby_keys_tick(lobby_t *lb)
         lb->keys_fetching = true;
         lobby_ref(lb);
     } else {
-        lb->keys_next_fetch_ms = wy_now_ms() + KEYS_RETRY_MS;
+        lb->keys_next_fetch_ms =
+            wy_now_ms() + (lb->keys_loaded ? KEYS_RETRY_MS : KEYS_FIRST_RETRY_MS);
     }
+}
+
+const char *lobby_keys_unready(lobby_t *lb)
+{
+    return lb->static_keys || lb->keys_loaded ? NULL : "auth_keys";
 }

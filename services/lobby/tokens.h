@@ -8,6 +8,9 @@
 
 /* Refreshes auth's key set (GetKeys) when due; called at start and by the sweep timer. */
 void lobby_keys_tick(lobby_t *lb);
+/* Readiness (wy_daemon spec.unready): NULL once tokens can be verified (static keys, or
+ * auth's key set fetched at least once), else "auth_keys". */
+const char *lobby_keys_unready(lobby_t *lb);
 /* Remembers a revocation: kind "a" = every token of account id issued at or before at (s),
  * "s" = the login session id. Bounded (REVOKED_MAX). */
 void lobby_revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at);

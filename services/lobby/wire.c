@@ -1,7 +1,6 @@
 /* wy-lobby wire: client frames in, ServerMessage frames out, and closes that wait for the
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
-#include "map.h"
 #include "state.h"
 
 #include <assert.h>
@@ -37,14 +36,12 @@ Wyvern__Lobby__Code lobby_code(int err)
     }
 }
 
-/* Builds {request_id, status, body} and sends it. status NULL: a push (README "Client
- * protocol" 4); body NULL: no body. */
-static void send_message(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Status *status,
-                         Wyvern__Lobby__ServerMessage__BodyCase body_case,
-                         const ProtobufCMessage *body)
+/* Builds {request_id, status, body} as one encoded WebSocket frame (the caller unrefs it).
+ * status NULL: a push (README "Client protocol" 4); body NULL: no body. */
+static wy_ws_frame_t *server_frame(uint32_t req, const Wyvern__Lobby__Status *status,
+                                   Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                                   const ProtobufCMessage *body)
 {
-    if (!c->ws || c->state == LOBBY_ST_CLOSING)
-        return;
     Wyvern__Lobby__ServerMessage m = WYVERN__LOBBY__SERVER_MESSAGE__INIT;
     m.request_id = req;
     m.status = (Wyvern__Lobby__Status *)status;
@@ -57,13 +54,22 @@ static void send_message(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Sta
         memcpy((char *)&m + f->offset, &p, sizeof p);
         m.body_case = body_case;
     }
-    size_t n = wyvern__lobby__server_message__get_packed_size(&m);
-    uint8_t stackbuf[512];
-    uint8_t *buf = n <= sizeof stackbuf ? stackbuf : wy_malloc(n);
-    wyvern__lobby__server_message__pack(&m, buf);
-    (void)wy_ws_send_binary(c->ws, buf, n);
-    if (buf != stackbuf)
-        wy_free(buf);
+    uint8_t *payload;
+    wy_ws_frame_t *f =
+        wy_ws_frame_alloc(true, wyvern__lobby__server_message__get_packed_size(&m), &payload);
+    wyvern__lobby__server_message__pack(&m, payload);
+    return f;
+}
+
+static void send_message(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Status *status,
+                         Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                         const ProtobufCMessage *body)
+{
+    if (!c->ws || c->state == LOBBY_ST_CLOSING)
+        return;
+    wy_ws_frame_t *f = server_frame(req, status, body_case, body);
+    (void)wy_ws_send_frame(c->ws, f);
+    wy_ws_frame_unref(f);
 }
 
 void lobby_reply(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__ServerMessage__BodyCase body_case,
@@ -86,6 +92,38 @@ void lobby_push(lobby_conn_t *c, Wyvern__Lobby__ServerMessage__BodyCase body_cas
                 const ProtobufCMessage *body)
 {
     send_message(c, 0, NULL, body_case, body);
+}
+
+void lobby_push_ready(lobby_t *lb, Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                      const ProtobufCMessage *body)
+{
+    wy_ws_conn_t **to = wy_malloc((lb->nconns ? lb->nconns : 1) * sizeof *to);
+    size_t n = 0;
+    wy_list_t *pos;
+    wy_list_foreach(pos, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (n < lb->nconns && c->ws && c->state == LOBBY_ST_READY)
+            to[n++] = c->ws;
+    }
+    if (n) {
+        wy_ws_frame_t *f = server_frame(0, NULL, body_case, body);
+        wy_ws_broadcast(f, to, n);
+        wy_ws_frame_unref(f);
+    }
+    wy_free(to);
+}
+
+void lobby_observe(lobby_conn_t *c, const char *type, uint64_t start_ns, Wyvern__Lobby__Code code)
+{
+    if (!c->ws)
+        return;
+    wy_outcome_t o =
+        code == WYVERN__LOBBY__CODE__OK ? WY_OUTCOME_OK
+        : code == WYVERN__LOBBY__CODE__UNAVAILABLE || code == WYVERN__LOBBY__CODE__INTERNAL
+            ? WY_OUTCOME_SERVER_ERROR
+            : WY_OUTCOME_CLIENT_ERROR;
+    wy_ws_observe(c->ws, type, start_ns, o);
 }
 
 Wyvern__Lobby__ClientMessage *lobby_decode(lobby_conn_t *c, bool is_binary, const uint8_t *data,
@@ -114,7 +152,12 @@ static void on_close_check(uv_check_t *h)
 {
     lobby_t *lb = h->data;
     uint64_t now = wy_now_ms();
-    for (lobby_conn_t *c = lb->conns; c && lb->npend; c = c->next) {
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
+        if (!lb->npend)
+            break;
         if (!c->pend || !c->ws)
             continue;
         if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
@@ -157,7 +200,7 @@ void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code)
 
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code)
 {
-    lobby_conn_t *c = lobby_map_get(&lb->by_sid, sid);
+    lobby_conn_t *c = wy_map_get_str(lb->by_sid, sid);
     if (!c || !c->ws)
         return false;
     lobby_conn_kick(c, reason, code);
@@ -176,11 +219,15 @@ void lobby_closer_stop(lobby_t *lb)
 {
     if (!lb->closer_started)
         return;
-    for (lobby_conn_t *c = lb->conns; c; c = c->next)
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->conns)
+    {
+        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
         if (c->pend && c->ws) {
             c->pend = false;
             (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
         }
+    }
     lb->npend = 0;
     lobby_close_handle((uv_handle_t *)&lb->closer);
     lb->closer_started = false;

@@ -24,6 +24,18 @@ void lobby_reply_status(lobby_conn_t *c, uint32_t req, Wyvern__Lobby__Code code,
 void lobby_push(lobby_conn_t *c, Wyvern__Lobby__ServerMessage__BodyCase body_case,
                 const ProtobufCMessage *body);
 
+/* lobby_push to every ready session of this instance: the message is encoded once and the
+ * same frame is queued on every connection (wy_ws_broadcast). */
+void lobby_push_ready(lobby_t *lb, Wyvern__Lobby__ServerMessage__BodyCase body_case,
+                      const ProtobufCMessage *body);
+
+/* Times one client request in wy_lobby_ws_message_seconds{type} (wy_ws_observe) from
+ * start_ns (wy_now_ns() when its frame arrived) and counts its outcome by the code it was
+ * answered with: OK ok; UNAVAILABLE, INTERNAL server_error; any other client_error. type is
+ * one of lobby's constant names ("hello", "heartbeat", ...). No-op once the connection is
+ * closed. */
+void lobby_observe(lobby_conn_t *c, const char *type, uint64_t start_ns, Wyvern__Lobby__Code code);
+
 /* Decodes one client frame. Returns a new message (free with
  * wyvern__lobby__client_message__free_unpacked), or NULL after answering INVALID and
  * closing with 4000 (text frame, undecodable bytes). */

@@ -59,6 +59,21 @@ class Stack:
         """Starts Redis again on its port; returns once it answers PING."""
         self._tool("start-redis", self.dir)
 
+    def stop_kafka(self):
+        """Stops only the Kafka broker (real mode; same ports and data kept);
+        returns when the process is gone."""
+        self._tool("stop-kafka", self.dir)
+
+    def start_kafka(self):
+        """Starts the broker again; returns once its topics have leaders and
+        the group coordinator answers."""
+        self._tool("start-kafka", self.dir)
+
+    def kafka_outage(self):
+        """Context manager: the broker is stopped inside the block and started
+        again when it ends (also on failure)."""
+        return _KafkaOutage(self)
+
     def redis_cli(self, *args):
         """Runs redis-cli against the stack; returns stdout (raises on failure)."""
         host, port = _hostport(self.redis_url)
@@ -83,6 +98,19 @@ class Stack:
             self._tool("stop", self.dir)
             if not keep and os.environ.get("WY_KEEP_STACK") != "1":
                 shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _KafkaOutage:
+    def __init__(self, stack):
+        self.stack = stack
+
+    def __enter__(self):
+        self.stack.stop_kafka()
+        return self.stack
+
+    def __exit__(self, *exc):
+        self.stack.start_kafka()
+        return False
 
 
 def read_env_file(path):

@@ -501,6 +501,50 @@ def test_sigterm_with_logins_in_flight_exits_0(daemon, keys):
     assert "stopped" in d.log_text()
 
 
+def test_sigterm_cuts_a_held_request_at_WY_AUTH_DRAIN_TIMEOUT(daemon, keys, stack):
+    """A request held in PostgreSQL (its table locked by another session) keeps the
+    daemon in its drain until WY_AUTH_DRAIN_TIMEOUT and is cut then: the daemon exits 0
+    after that time, and the request ended by the drain, not by PostgreSQL's own query
+    timeout (5 s, longer than the drain here)."""
+    drain_s = 2
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_DRAIN_TIMEOUT="%dms" % (drain_s * 1000)))
+    api = Api(d)
+    app = "wy-drain-lock-%s" % uuid.uuid4().hex[:8]
+    locker = subprocess.Popen(
+        ["psql", stack.pg_url, "-XAtq", "-c",
+         "BEGIN; LOCK TABLE auth.accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, PGAPPNAME=app))
+    blocked = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+               "WHERE c.relname = 'accounts' AND %s")
+    try:
+        wait_until(lambda: stack.psql(blocked % "l.granted AND l.mode = 'AccessExclusiveLock'")
+                   == "1", timeout=15, what="the lock on auth.accounts")
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            def held():
+                try:
+                    return api.device("dev-" + uuid.uuid4().hex).status_code
+                except requests.RequestException:
+                    return None
+            fut = ex.submit(held)
+            wait_until(lambda: stack.psql(blocked % "NOT l.granted") != "0", timeout=15,
+                       what="the login waiting on the lock")
+            t0 = time.monotonic()
+            assert d.stop(timeout=30) == 0
+            took = time.monotonic() - t0
+            # The held login got an error or a closed connection, never a hang.
+            assert fut.result(timeout=15) in (503, None)
+    finally:
+        # The backend keeps the lock while pg_sleep runs, whatever happens to psql.
+        stack.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE application_name = '%s'" % app)
+        locker.wait(timeout=30)
+    assert took >= drain_s * 0.9, "the drain did not wait for the request (%.1f s)" % took
+    assert took < drain_s + 6, "exit %.1f s after SIGTERM: not cut at the drain time" % took
+    log = d.log_text()
+    assert "stopped" in log
+    assert "query timed out" not in log, "the request outlived the drain"
+
+
 # ---- Steam and OpenID Connect, against fake providers ----
 
 

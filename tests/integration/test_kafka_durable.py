@@ -25,8 +25,8 @@ def count_effects(stack, event_id):
 def test_consumer_killed_after_effect_commit_has_no_second_effect(daemon, stack, build_dir):
     brokers = stack.kafka_brokers
     topic = "wy-it-consumed-%s" % uuid.uuid4()
-    consumer = "it-%s" % uuid.uuid4().hex[:12]
-    env = {"WY_KAFKATEST_TOPIC": topic, "WY_KAFKATEST_CONSUMER": consumer}
+    consumer = "kafkatest"  # the daemon's wy_consumed records under the service's name
+    env = {"WY_KAFKATEST_TOPIC": topic}
     [event_id] = produce(build_dir, brokers, topic, count=1, key="k1")
 
     # The effect commits, then the daemon dies before the offset is stored.
@@ -47,7 +47,12 @@ def test_consumer_killed_after_effect_commit_has_no_second_effect(daemon, stack,
     assert any(r.get("msg") == "event already applied" and r.get("event_id") == event_id
                for r in second.log_lines())
     assert count_effects(stack, event_id) == 1
+    # The row's on_partitions heard of the assignment (the actor will own partitions by it).
+    assert any(r.get("msg") == "row partitions" and r.get("kind") == "assigned"
+               and r.get("topic") == topic for r in second.log_lines()), second.log_tail()
     assert second.stop() == 0
+    assert any(r.get("msg") == "row partitions" and r.get("kind") == "revoked"
+               and r.get("topic") == topic for r in second.log_lines()), second.log_tail()
     # Now done: its offset is committed, so a third start would not see it again.
     offs = offsets(build_dir, brokers, topic, GROUP)
     assert any(c == hi and hi > lo for lo, hi, c in offs.values()), offs

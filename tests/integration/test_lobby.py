@@ -1,7 +1,7 @@
 """wy-lobby as real processes (two instances) against the real Redis, PostgreSQL and
 Kafka: hello and close codes, bad input, duplicate logins (kick-old over Kafka + fence,
 reject-new), 200 concurrent logins, kill -9 of an instance, nicknames under concurrent
-claims, presence, Lobby.Kick / GetSession / Notify.
+claims, presence, Lobby.Kick / GetSession / Notify, session scripts by SHA.
 
 Tokens are signed by the test with an Ed25519 key whose public half lobby reads from
 WY_LOBBY_TOKEN_KEYS_DIR (static keys), exactly like tokens of wy-auth."""
@@ -14,6 +14,7 @@ import uuid
 import grpc
 import jwt
 import pytest
+import requests
 import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -194,6 +195,80 @@ def test_hello_welcome_heartbeat_logout(daemon, protos, keys, free_port, stack):
     assert c.wait_closed() == 1000
     wait_until(lambda: stack.redis_cli("EXISTS", "sess:" + sid).strip() == "0", what="released")
     assert stack.redis_cli("EXISTS", "sess:acct:" + acct).strip() == "0"
+
+
+def redis_calls(stack, cmd):
+    """calls=N of one Redis command in INFO commandstats (0 before its first use)."""
+    for line in stack.redis_cli("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_%s:" % cmd):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+def test_session_scripts_run_by_sha_and_survive_script_flush(daemon, protos, keys, free_port,
+                                                            stack):
+    """Session writes run their Lua script with EVALSHA: the script's text crosses the
+    network only when Redis lacks it (here after SCRIPT FLUSH, as after a Redis restart),
+    and the session carries on."""
+    a = start_lobby(daemon, keys, free_port)
+    acct = "acct-" + uuid.uuid4().hex[:8]
+    c, w = login(a.ws_url, token(keys, acct))
+    assert w.status.code == 0, w.status.message
+    sid = w.welcome.session_id
+
+    def seen():
+        return int(stack.redis_cli("HGET", "sess:" + sid, "seen") or 0)
+
+    def written_after(before):
+        # One heartbeat per poll; true once a session write stored a newer "seen".
+        assert c.call(heartbeat=c.pb.Heartbeat()).status.code == 0
+        return seen() > before
+
+    stack.redis_cli("SCRIPT", "FLUSH")
+    evals, evalshas = redis_calls(stack, "eval"), redis_calls(stack, "evalsha")
+    before = seen()
+    wait_until(lambda: written_after(before), timeout=15, what="a session write after SCRIPT FLUSH")
+    assert redis_calls(stack, "eval") == evals + 1  # NOSCRIPT, answered by one EVAL
+    for _ in range(2):
+        before = seen()
+        wait_until(lambda: written_after(before), timeout=15, what="another session write")
+    assert redis_calls(stack, "eval") == evals + 1  # the later writes: EVALSHA only
+    assert redis_calls(stack, "evalsha") >= evalshas + 3
+    assert_consistent(stack, acct, sid)
+
+
+def series(d, name, labels):
+    """The value of one series in the daemon's /metrics, None when it is absent."""
+    want = "%s{%s}" % (name, labels) if labels else name
+    for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == want:
+            return float(value)
+    return None
+
+
+def test_message_types_timed_by_outcome(daemon, protos, keys, free_port):
+    """Each client message type has a latency histogram and outcome counts; so does every
+    HTTP route (the WebSocket upgrade included)."""
+    a = start_lobby(daemon, keys, free_port)
+    c, w = login(a.ws_url, token(keys, "acct-" + uuid.uuid4().hex[:8]))
+    assert w.WhichOneof("body") == "welcome"
+    assert c.call(heartbeat=c.pb.Heartbeat()).status.code == 0
+    assert c.call(heartbeat=c.pb.Heartbeat()).status.code == 0
+    bad = c.call(set_nickname=c.pb.SetNickname(nickname=""))
+    assert bad.status.code != 0
+    m = "wy_lobby_ws_message"
+    assert series(a, m + "_seconds_count", 'type="hello"') == 1
+    assert series(a, m + "_total", 'type="hello",outcome="ok"') == 1
+    assert series(a, m + "_seconds_count", 'type="heartbeat"') == 2
+    assert series(a, m + "_seconds_bucket", 'type="heartbeat",le="+Inf"') == 2
+    assert series(a, m + "_total", 'type="set_nickname",outcome="client_error"') == 1
+    assert series(a, m + "_total", 'type="set_nickname",outcome="ok"') == 0
+    h = "wy_lobby_http_request"
+    assert series(a, h + "_total", 'route="GET /v1/lobby",outcome="ok"') == 1
+    assert series(a, h + "_seconds_count", 'route="GET /healthz"') is not None
+    assert series(a, "wy_lobby_ws_send_budget_closes_total", "") == 0
+    c.close()
 
 
 def test_disconnect_releases_and_idle_closes_4005(daemon, protos, keys, free_port, stack):

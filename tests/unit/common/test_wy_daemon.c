@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include "wy_daemon.h"
+#include "wy_log.h"
+#include "wy_tick.h"
+#include "wy_test.h"
 
 static char *greeting;
 static int start_fails;
@@ -31,11 +34,102 @@ static void handle_greet(wy_http_req_t *req, void *ud)
     wy_http_respond(req, 200, "text/plain", greeting, strlen(greeting));
 }
 
+/* Workers (with_workers): the loop sends each worker a "ping" in start();
+ * the worker, on its 100 Hz tick, answers "hello" to the loop; when told to
+ * stop it posts "bye", which the daemon delivers on the loop at the stop. */
+#define TESTD_WORKERS 2
+static int with_workers;
+static unsigned hellos;
+
+typedef struct {
+    wy_mailbox_node_t node;
+    unsigned worker;
+} testd_msg_t;
+
+static testd_msg_t *testd_msg(unsigned worker)
+{
+    testd_msg_t *m = wy_calloc(1, sizeof *m);
+    m->worker = worker;
+    return m;
+}
+
+static void on_hello(wy_mailbox_node_t *node, void *ud, int status)
+{
+    WY_UNUSED(ud);
+    if (status == WY_OK)
+        hellos++;
+    wy_free(WY_CONTAINER_OF(node, testd_msg_t, node));
+}
+
+static void on_bye(wy_mailbox_node_t *node, void *ud, int status)
+{
+    WY_UNUSED(ud);
+    testd_msg_t *m = WY_CONTAINER_OF(node, testd_msg_t, node);
+    char idx[16];
+    snprintf(idx, sizeof idx, "%u", m->worker);
+    wy_log_info(status == WY_OK ? "worker said bye" : "bye canceled", "worker", idx, NULL);
+    wy_free(m);
+}
+
+static void on_ping(wy_mailbox_node_t *node, void *ud, int status)
+{
+    wy_worker_t *w = ud;
+    wy_free(WY_CONTAINER_OF(node, testd_msg_t, node));
+    if (status != WY_OK)
+        return;
+    testd_msg_t *m = testd_msg(wy_worker_index(w));
+    if (wy_worker_post(w, &m->node, on_hello) != WY_OK)
+        wy_free(m);
+}
+
+static void testd_tick(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
+{
+    WY_UNUSED(info);
+    wy_worker_t *w = ud;
+    wy_worker_poll(w);
+    if (wy_worker_stopping(w))
+        wy_tick_stop(t);
+}
+
+static void testd_worker_main(wy_worker_t *w)
+{
+    wy_tick_t t;
+    if (wy_tick_init(&t, &(wy_tick_opts_t){.period_ns = 10000000}) != WY_OK)
+        return;
+    wy_tick_run(&t, testd_tick, w);
+    testd_msg_t *m = testd_msg(wy_worker_index(w));
+    if (wy_worker_post(w, &m->node, on_bye) != WY_OK)
+        wy_free(m);
+}
+
+static void handle_workers(wy_http_req_t *req, void *ud)
+{
+    WY_UNUSED(ud);
+    char body[32];
+    int n = snprintf(body, sizeof body, "%u", hellos);
+    wy_http_respond(req, 200, "text/plain", body, (size_t)n);
+}
+
 static int testd_start(wy_daemon_t *d, const char **err)
 {
     if (start_fails) {
         *err = "start refused by the test";
         return WY_ESTATE;
+    }
+    if (with_workers) {
+        wy_workers_opts_t wo = {.name = "testd", .count = TESTD_WORKERS, .main = testd_worker_main};
+        int rc = wy_daemon_add_workers(d, &wo);
+        if (rc == WY_OK && wy_daemon_add_workers(d, &wo) != WY_ESTATE)
+            rc = WY_EINTERNAL; /* only once */
+        for (unsigned i = 0; rc == WY_OK && i < TESTD_WORKERS; i++) {
+            testd_msg_t *m = testd_msg(i);
+            rc = wy_workers_send(wy_daemon_workers(d), i, &m->node, on_ping);
+        }
+        if (rc != WY_OK) {
+            *err = "workers refused";
+            return rc;
+        }
+        wy_http_route(wy_daemon_ops(d), "GET", "/workers", handle_workers, NULL);
     }
     return wy_http_route(wy_daemon_ops(d), "GET", "/greet", handle_greet, NULL);
 }
@@ -50,7 +144,7 @@ static const wy_daemon_spec_t testd_spec = {
     .start = testd_start,
 };
 
-/* Subscription tables the daemon must refuse at start (exit 1, naming the row). */
+/* Subscription tables and helpers the daemon must refuse at start (exit 1, saying why). */
 static void no_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
 {
     wy_daemon_event_done(d, msg, env);
@@ -77,6 +171,9 @@ static const wy_daemon_spec_t no_types_spec = {.svc = "testd",
                                                .nsubs = 1};
 static const wy_daemon_spec_t no_kafka_spec = {
     .svc = "testd", .grpc_service = "wyvern.testd.Testd", .subs = no_types_subs, .nsubs = 1};
+
+static const wy_daemon_spec_t helpers_without_pg_spec = {
+    .svc = "testd", .grpc_service = "wyvern.testd.Testd", .helpers = WY_HELPER_CONSUMED};
 
 /* The spec the next child runs. */
 static const wy_daemon_spec_t *child_spec = &testd_spec;
@@ -280,6 +377,44 @@ static void test_start_failure_exits_1(void **state)
     child_clean(&c);
 }
 
+/* Workers start after start(), answer the loop through the mailboxes, and
+ * are stopped and joined on SIGTERM; what they post while stopping is still
+ * delivered on the loop. */
+static void test_workers_start_talk_and_stop(void **state)
+{
+    (void)state;
+    child_t c = {0};
+    static char ops[64];
+    int port = free_port();
+    snprintf(ops, sizeof ops, "WY_TESTD_OPS_PORT=%d", port);
+    const char *env[] = {ops, "WY_TESTD_GRPC_PORT=0", "WY_BIND_HOST=127.0.0.1", NULL};
+    with_workers = 1;
+    child_start(&c, NULL, NULL, env);
+    with_workers = 0;
+    char body[256] = "";
+    assert_int_equal(wait_http(port, "/workers", body, sizeof body), 200);
+    for (int i = 0; i < 500 && strcmp(body, "2") != 0; i++) { /* up to 10 s: only a guard */
+        usleep(20000);
+        assert_int_equal(http_get(port, "/workers", body, sizeof body), 200);
+    }
+    assert_string_equal(body, "2");
+    static char metrics[1 << 15];
+    assert_int_equal(http_get(port, "/metrics", metrics, sizeof metrics), 200);
+    const char *want[] = {"wy_testd_worker_messages_total{queue=\"loop\"} 2\n",
+                          "wy_testd_worker_messages_total{queue=\"inbox\"} 2\n",
+                          "wy_testd_worker_messages_refused_total{queue=\"loop\"} 0\n",
+                          "# TYPE wy_testd_worker_queue_high_water gauge", NULL};
+    wt_assert_contains(metrics, want);
+    assert_int_equal(kill(c.pid, SIGTERM), 0);
+    assert_int_equal(child_wait(&c), 0);
+    const char *err = slurp(c.err);
+    assert_non_null(strstr(err, "\"msg\":\"worker said bye\",\"worker\":\"0\""));
+    assert_non_null(strstr(err, "\"msg\":\"worker said bye\",\"worker\":\"1\""));
+    assert_null(strstr(err, "bye canceled"));
+    assert_non_null(strstr(err, "\"msg\":\"stopped\""));
+    child_clean(&c);
+}
+
 static void test_port_in_use_exits_1(void **state)
 {
     (void)state;
@@ -301,7 +436,7 @@ static void test_port_in_use_exits_1(void **state)
     child_clean(&c);
 }
 
-static void test_bad_subscription_table_exits_1(void **state)
+static void test_bad_kafka_table_or_helpers_exit_1(void **state)
 {
     (void)state;
     static const struct {
@@ -311,6 +446,7 @@ static void test_bad_subscription_table_exits_1(void **state)
         {&twice_spec, "subscription 1 (wy.test): topic listed twice"},
         {&no_types_spec, "subscription 0 (wy.test): no event types"},
         {&no_kafka_spec, "subscriptions need WY_DEP_KAFKA"},
+        {&helpers_without_pg_spec, "consumed needs WY_DEP_PG"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         child_t c = {0};
@@ -337,7 +473,8 @@ int main(void)
         cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
         cmocka_unit_test(test_start_failure_exits_1),
         cmocka_unit_test(test_port_in_use_exits_1),
-        cmocka_unit_test(test_bad_subscription_table_exits_1),
+        cmocka_unit_test(test_bad_kafka_table_or_helpers_exit_1),
+        cmocka_unit_test(test_workers_start_talk_and_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

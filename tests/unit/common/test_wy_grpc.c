@@ -23,6 +23,7 @@
 #include "health.pb-c.h"
 #include "wy_grpc.h"
 #include "wy_log.h"
+#include "wy_metrics.h"
 
 #define ECHO_PATH   "/wyvern.test.Echo/Echo"
 #define CHECK_PATH  "/grpc.health.v1.Health/Check"
@@ -554,6 +555,48 @@ static void test_stale_id_never_resolves(void **state)
     fx_close(&fx);
 }
 
+/* The value of one exposition line ("name{labels}"), -1 if absent. */
+static double metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static void test_method_metrics(void **state)
+{
+    WY_UNUSED(state);
+    wy_metrics_reset(); /* no server of an earlier test is alive */
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    res_t ok = {0}, denied = {0}, late = {0}, unknown = {0};
+    echo_sync(&fx, "k", 0, 0, &ok);
+    fx.mode = M_ERROR;
+    echo_sync(&fx, "k", 0, 0, &denied);
+    fx.handled = 0;
+    hold_one(&fx, 300, &late); /* held past its deadline, never answered */
+    run_pred(&fx.loop, held_gone, &fx);
+    assert_int_equal(call_echo(&fx, "/wyvern.test.Echo/Nope", "k", 0, 0, &unknown), WY_OK);
+    run_until(&fx, &unknown.done);
+
+    wy_buf_t b = WY_BUF_INIT;
+    wy_metrics_render(&b);
+    char *text = wy_buf_steal(&b, NULL);
+#define ECHO_SERIES(what) "wy_grpc_call_" what "{method=\"" ECHO_PATH "\""
+    assert_true(metric_value(text, ECHO_SERIES("seconds_count") "}") == 3);
+    assert_true(metric_value(text, ECHO_SERIES("total") ",outcome=\"ok\"}") == 1);
+    assert_true(metric_value(text, ECHO_SERIES("total") ",outcome=\"client_error\"}") == 1);
+    assert_true(metric_value(text, ECHO_SERIES("total") ",outcome=\"server_error\"}") == 1);
+    assert_true(metric_value(text, ECHO_SERIES("seconds_bucket") ",le=\"+Inf\"}") == 3);
+#undef ECHO_SERIES
+    /* Registered methods only: an unknown path does not grow the registry. */
+    assert_null(strstr(text, "Nope"));
+    wy_free(text);
+    fx_close(&fx);
+}
+
 static void test_server_down(void **state)
 {
     WY_UNUSED(state);
@@ -781,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_deadline_exceeded),
         cmocka_unit_test(test_reply_after_grace),
         cmocka_unit_test(test_stale_id_never_resolves),
+        cmocka_unit_test(test_method_metrics),
         cmocka_unit_test(test_server_down),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_graceful_stop),

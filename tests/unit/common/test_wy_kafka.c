@@ -550,6 +550,99 @@ static void test_in_flight_bound_pauses(void **state)
     wt_loop_finish(&sc.loop);
 }
 
+/* What on_rebalance reported. */
+typedef struct {
+    inbox_t in;
+    int assigned, revoked;
+    size_t nparts;
+    int64_t offsets[8]; /* by partition, of the last ASSIGNED */
+    char topic[64];
+} rebal_t;
+
+static void record_rebalance(void *udata, wy_kafka_rebalance_t kind,
+                             const wy_kafka_partition_t *parts, size_t n)
+{
+    rebal_t *r = udata;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(parts[i].topic, r->topic);
+        assert_true(parts[i].partition >= 0 && parts[i].partition < 8);
+        if (kind == WY_KAFKA_ASSIGNED)
+            r->offsets[parts[i].partition] = parts[i].offset;
+    }
+    if (kind == WY_KAFKA_ASSIGNED) {
+        r->assigned++;
+        r->nparts = n;
+    } else {
+        assert_int_equal(kind, WY_KAFKA_REVOKED);
+        assert_int_equal(n, r->nparts);
+        r->revoked++;
+    }
+}
+
+static void collect_rebal(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t *msg)
+{
+    collect(&((rebal_t *)udata)->in, env, msg);
+}
+
+static bool assigned_once(void *ctx)
+{
+    return ((rebal_t *)ctx)->assigned > 0;
+}
+
+/* position_on_assign: a new group starts at the end of each partition, explicitly, even with
+ * auto.offset.reset=earliest; the assignment and the revoke at close reach on_rebalance. */
+static void test_rebalance_reported_and_positioned(void **state)
+{
+    (void)state;
+    scene_t sc;
+    scene_init(&sc, "wy-test-rebal");
+    char old[3][37], fresh[2][37];
+    produce_n(&sc.loop, sc.brokers, sc.topic, 3, old);
+
+    rebal_t r = {.in = {.done_in_handler = true}};
+    snprintf(r.topic, sizeof r.topic, "%s", sc.topic);
+    for (int i = 0; i < 8; i++)
+        r.offsets[i] = -2;
+    const char *topics[] = {sc.topic, NULL};
+    wy_kafka_consumer_opts_t o = {.brokers = sc.brokers,
+                                  .group_id = sc.group,
+                                  .topics = topics,
+                                  .handler = collect_rebal,
+                                  .on_rebalance = record_rebalance,
+                                  .position_on_assign = true,
+                                  .udata = &r,
+                                  .session_timeout_ms = 6000};
+    wy_kafka_consumer_t *c;
+    const char *err = NULL;
+    if (wy_kafka_consumer_new(&sc.loop, &o, &c, &err) != WY_OK)
+        fail_msg("consumer: %s", err);
+    wt_run_pred(&sc.loop, assigned_once, &r, 30000, "partitions assigned");
+    assert_true(r.nparts >= 1);
+    /* The three old messages sit in one partition: it starts at 3, the others at 0. */
+    int64_t total = 0;
+    for (size_t i = 0; i < r.nparts; i++) {
+        assert_true(r.offsets[i] == 0 || r.offsets[i] == 3);
+        total += r.offsets[i];
+    }
+    assert_int_equal(total, 3);
+    wy_kafka_consumer_stats_t st;
+    wy_kafka_consumer_stats(c, &st);
+    assert_int_equal(st.assignments, 1);
+    assert_int_equal(st.partitions, r.nparts);
+
+    /* Produced after ASSIGNED: delivered, and only these two. */
+    produce_n(&sc.loop, sc.brokers, sc.topic, 2, fresh);
+    want_t w = {&r.in, 2};
+    wt_run_pred(&sc.loop, received_enough, &w, 30000, "messages produced after the assignment");
+    assert_string_equal(r.in.ids[0], fresh[0]);
+    assert_string_equal(r.in.ids[1], fresh[1]);
+    assert_int_equal(r.in.offsets[0], 3);
+    wy_kafka_consumer_close(c, 10000);
+    assert_int_equal(r.revoked, 1);
+    wt_loop_finish(&sc.loop);
+    assert_int_equal(r.in.received, 2);
+}
+
 int main(void)
 {
     wy_log_init("test", getenv("WY_TEST_DEBUG") ? WY_LOG_DEBUG : WY_LOG_WARN);
@@ -563,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_offsets_stored_only_when_done),
         cmocka_unit_test(test_bad_record_is_skipped),
         cmocka_unit_test(test_in_flight_bound_pauses),
+        cmocka_unit_test(test_rebalance_reported_and_positioned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,6 +49,14 @@ static void test_put_get_del(void **state)
     assert_ptr_equal(wy_map_get_str(m, "bob"), VAL(2));
     assert_int_equal(wy_map_count(m), 1);
 
+    /* Conditional delete: only while the key still maps to that value. */
+    assert_int_equal(wy_map_del_if(m, "bob", 3, VAL(7)), WY_ENOTFOUND);
+    assert_ptr_equal(wy_map_get_str(m, "bob"), VAL(2));
+    assert_int_equal(wy_map_del_if(m, "bob", 3, VAL(2)), WY_OK);
+    assert_null(wy_map_get_str(m, "bob"));
+    assert_int_equal(wy_map_del_if(m, "bob", 3, VAL(2)), WY_ENOTFOUND);
+    assert_int_equal(wy_map_put_str(m, "bob", VAL(2)), WY_OK);
+
     /* A NULL value is stored and told apart from "absent" by wy_map_find. */
     void *v = VAL(9);
     assert_int_equal(wy_map_put_str(m, "nobody", NULL), WY_OK);
@@ -270,6 +278,7 @@ static void test_iterate_delete(void **state)
     }
     assert_int_equal(seen, 1);
     assert_true(left > 1);
+    wy_map_iter_del(&it); /* after the end: nothing to delete */
     assert_int_equal(wy_map_count(m), 1);
     wy_map_free(m);
 }

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "wy_test.h"
-
 #include "wy_pg.h"
+
+#include "wy_test.h"
 
 static char schema[32];  /* pool tests */
 static char mschema[40]; /* migrations, applied once */
@@ -35,21 +35,7 @@ static const char *pg_url(void)
 /* Blocking helper for setup and checks outside the loop. Returns the first value or "". */
 static char *sync_exec(const char *sql, char *out, size_t outlen)
 {
-    PGconn *c = PQconnectdb(pg_url());
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect to WY_PG_URL: %s", PQerrorMessage(c));
-    PQclear(PQexec(c, "SET client_min_messages TO warning"));
-    PGresult *r = PQexec(c, sql);
-    int st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
-    if (out) {
-        out[0] = '\0';
-        if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
-            snprintf(out, outlen, "%s", PQgetvalue(r, 0, 0));
-    }
-    PQclear(r);
-    PQfinish(c);
+    wt_pg(sql, out, outlen);
     return out;
 }
 

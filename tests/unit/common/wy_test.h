@@ -353,4 +353,61 @@ static inline int wt_http_listen(wy_http_server_t *srv)
 }
 #endif
 
+/* ---------------------------------------------------------------- PostgreSQL */
+
+/* Only for tests that include wy_pg.h before this header. */
+#ifdef WY_PG_H
+/* Runs one SQL string on a blocking connection to WY_PG_URL (setup and checks outside the loop);
+ * fails the test on an error. Returns the first value of the first row into out ("" if none). */
+static inline const char *wt_pg(const char *sql, char *out, size_t outlen)
+{
+    PGconn *c = PQconnectdb(
+        wt_env("WY_PG_URL", "PostgreSQL", "postgresql://postgres@127.0.0.1:PORT/postgres"));
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to WY_PG_URL: %s", PQerrorMessage(c));
+    PQclear(PQexec(c, "SET client_min_messages TO warning"));
+    PGresult *r = PQexec(c, sql);
+    int st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    if (out) {
+        out[0] = '\0';
+        if (st == PGRES_TUPLES_OK && PQntuples(r) > 0)
+            snprintf(out, outlen, "%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+/* wt_pg returning the first value as an integer. */
+static inline long long wt_pg_int(const char *sql)
+{
+    char v[64];
+    return strtoll(wt_pg(sql, v, sizeof v), NULL, 10);
+}
+
+/* A fresh schema named <prefix>_<pid>_<n> with the migrations of dir (relative to the repository
+ * root, where the tests run) applied; its name goes to out. Drop it with wt_pg_drop_schema. */
+static inline void wt_pg_schema(char *out, size_t n, const char *prefix, const char *dir)
+{
+    static int seq;
+    snprintf(out, n, "%s_%d_%d", prefix, (int)getpid(), ++seq);
+    const char *err = NULL;
+    int rc = wy_pg_migrate(
+        wt_env("WY_PG_URL", "PostgreSQL", "postgresql://postgres@127.0.0.1:PORT/postgres"), out,
+        dir, NULL, &err);
+    if (rc != WY_OK)
+        fail_msg("migrations %s into %s: %s (run the tests from the repository root)", dir, out,
+                 err ? err : "?");
+}
+
+static inline void wt_pg_drop_schema(const char *schema)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    wt_pg(sql, NULL, 0);
+}
+#endif
+
 #endif

@@ -1,9 +1,10 @@
 /* The lobby's files depend on each other one way only (services/lobby/README.md "Code map"):
- * reads the #include "..." lines of the .c and .h files of services/lobby, takes x.c and x.h as one
- * module x, and fails naming the circle if the module graph has one. So that the includes
- * show the real dependencies, every header but a types-only *-t.h belongs to a module with
- * a .c (no catch-all internal header declaring every module's functions). Run from the
- * repository's top directory (tests/run does), or set WY_LOBBY_SRC to the folder. */
+ * reads the #include "..." lines of the .c and .h files of services/lobby, takes x.c and
+ * x.h as one module x, and fails naming the circle if the module graph has one. So that
+ * the includes show the real dependencies, every header but a types-only *-t.h belongs to
+ * a module with a .c (no catch-all internal header declaring every module's functions).
+ * The README's "Code map" must name every module. Run from the repository's top
+ * directory (tests/run does), or set WY_LOBBY_SRC to the folder. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,11 +218,62 @@ static void test_lobby_has_no_circle(void **state)
         fail_msg("services/lobby has a file-level dependency circle: %s", circle);
 }
 
+/* README "Code map" names every module of the folder, and only those. */
+static void test_code_map_names_every_module(void **state)
+{
+    (void)state;
+    const char *dir = getenv("WY_LOBBY_SRC");
+    dir = dir && *dir ? dir : "services/lobby";
+    graph_t g;
+    load(&g, dir);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/README.md", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    bool in_map = false, listed[MAX_MODS] = {false};
+    char line[1024];
+    int nlisted = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "## ", 3) == 0)
+            in_map = strncmp(line, "## Code map", 11) == 0;
+        if (!in_map || line[0] != '|')
+            continue;
+        /* Every `name.c` / `name.h` in a table row. */
+        for (char *p = strchr(line, '`'); p; p = strchr(p + 1, '`')) {
+            char *end = strchr(p + 1, '`');
+            char file[NAME_MAX_LEN + 2], mod[NAME_MAX_LEN];
+            if (!end)
+                break;
+            size_t l = (size_t)(end - p - 1);
+            if (l < sizeof file) {
+                memcpy(file, p + 1, l);
+                file[l] = '\0';
+                if (strspn(file, "abcdefghijklmnopqrstuvwxyz_-.") == l &&
+                    module_of(file, mod, sizeof mod)) {
+                    int i = find(&g, mod);
+                    if (i < 0)
+                        fail_msg("README Code map names %s, which is not in %s", file, dir);
+                    if (!listed[i])
+                        nlisted++;
+                    listed[i] = true;
+                }
+            }
+            p = end;
+        }
+    }
+    fclose(f);
+    for (int i = 0; i < g.n; i++)
+        if (!listed[i])
+            fail_msg("%s/README.md \"Code map\" does not name module %s", dir, g.name[i]);
+    assert_int_equal(nlisted, g.n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checker_finds_a_circle),
         cmocka_unit_test(test_lobby_has_no_circle),
+        cmocka_unit_test(test_code_map_names_every_module),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,8 @@
-"""gRPC calls that outlive their reply, through the real daemons: a handler of wy-auth
+"""wy_grpc servers in the real daemons.
+
+Every registered method has a latency histogram and outcome counts on /metrics.
+
+Calls that outlive their reply: a handler of wy-auth
 (waiting on PostgreSQL) and of wy-lobby (waiting on Redis) is still holding a call when
 SIGTERM's short drain ends. The stop answers the call itself; the handler's reply, when
 its store finally answers, finds the call over and is dropped (wy_grpc_reply returns
@@ -20,11 +24,32 @@ LATE_REPLY = "grpc reply dropped: the call is over (answered, cancelled or expir
 
 
 def gauge(d, name):
+    """The value of the series `name` (with its labels, exactly as exposed), or None."""
     for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
         key, _, value = line.rpartition(" ")
         if key == name:
             return float(value)
     return None
+
+
+def test_every_method_has_a_latency_histogram_and_outcomes(daemon, protos):
+    import auth_pb2
+    import auth_pb2_grpc
+    d = daemon("auth")
+    with grpc.insecure_channel(d.grpc_addr) as ch:
+        stub = auth_pb2_grpc.AuthStub(ch)
+        stub.GetKeys(auth_pb2.GetKeysRequest(), timeout=10)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.GetAccount(auth_pb2.GetAccountRequest(account_id="not-a-uuid"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    keys = 'method="/wyvern.auth.Auth/GetKeys"'
+    account = 'method="/wyvern.auth.Auth/GetAccount"'
+    assert gauge(d, "wy_auth_grpc_call_seconds_count{%s}" % keys) == 1
+    assert gauge(d, 'wy_auth_grpc_call_seconds_bucket{%s,le="+Inf"}' % keys) == 1
+    assert gauge(d, 'wy_auth_grpc_call_total{%s,outcome="ok"}' % keys) == 1
+    assert gauge(d, 'wy_auth_grpc_call_total{%s,outcome="client_error"}' % account) == 1
+    # Registered but never called: the series exist at 0, so rates work from the start.
+    assert gauge(d, 'wy_auth_grpc_call_total{method="/wyvern.auth.Auth/Revoke",outcome="ok"}') == 0
 
 
 class PgTableLock:

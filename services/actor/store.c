@@ -1,0 +1,1189 @@
+/* wy-actor's event store on PostgreSQL (schema in migrations/001_events.sql) and the
+ * actors resident in memory.
+ *
+ * A request for an actor goes to its queue; an actor that is not resident is loaded
+ * first (latest snapshot + the events after it). At the end of each loop turn (a
+ * uv_check) the queues of ready actors are written as group commits: one transaction
+ * takes the commands of many actors (at most WY_ACTOR_BATCH_MAX), at most
+ * WY_ACTOR_WRITE_BATCHES transactions are in flight, and an actor is in one of them at a
+ * time. A batch:
+ *   1. decides each command against a working copy of its actor (character.c) and
+ *      applies the events to the copy, so later commands of the batch see them;
+ *   2. writes, in one statement (one transaction, one round trip): the fence (the shard
+ *      is still ours, same epoch), the events, the command keys with their results,
+ *      snapshots (every WY_ACTOR_SNAPSHOT_EVERY events, the last WY_ACTOR_SNAPSHOT_KEEP
+ *      kept) and the deleted flag of the characters index;
+ *   3. after the commit makes the working copies the actors' states ("persisted first,
+ *      applied second") and answers in arrival order ("answered third").
+ * Keys are assumed new: a key written before makes the write fail on its primary key
+ * (nothing is written); the batch then reads the first results of its keys (one query),
+ * answers those from them and decides the rest again.
+ * A failed transaction changes no state and answers UNAVAILABLE; a commit whose outcome
+ * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
+ * so they are reloaded from what PostgreSQL has. */
+#include "actor.h"
+#include "wy_buf.h"
+#include "wy_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLAIM_RETRY_MS  1000
+#define LIST_MAX        64
+#define FENCED_SQLSTATE "WYF01" /* raised by actor.fence() */
+#define CREATE_EXISTING 1       /* not a WY_E* code: the create key was used before */
+#define UNAVAIL_MSG     "character store unavailable; retry with the same idempotency key"
+
+typedef enum { ACTOR_LOADING, ACTOR_READY, ACTOR_WRITING } actor_phase_t;
+
+struct actor {
+    wy_list_t node;  /* in svc->idle or svc->ready; in none while loading or writing */
+    wy_list_t queue; /* actor_req_t, in arrival order */
+    size_t n_queued;
+    actor_phase_t phase;
+    actor_state_t state; /* as committed */
+    actor_state_t work;  /* the batch's working copy */
+    uint64_t snap_seq;   /* seq of the latest snapshot */
+    bool deleted_before; /* state.deleted when the batch began */
+    bool snapshot;       /* the batch writes a snapshot of work */
+    actor_svc_t *svc;
+    char id[ACTOR_ID_LEN + 1];
+};
+
+typedef enum { BATCH_OK, BATCH_FAILED, BATCH_UNKNOWN, BATCH_FENCED } batch_outcome_t;
+
+struct actor_batch {
+    actor_svc_t *svc;
+    actor_t **actors;
+    size_t n_actors;
+    wy_list_t reqs;
+    size_t n_reqs;
+    /* Array literals of the statements' parameters (text protocol). */
+    wy_buf_t ev_actor, ev_seq, ev_epoch, ev_id, ev_type, ev_payload;
+    wy_buf_t cmd_actor, cmd_key, cmd_status, cmd_msg, cmd_result;
+    wy_buf_t snap_actor, snap_seq, snap_state;
+    wy_buf_t del_actor, del_ms;
+    wy_buf_t fence_shard, fence_epoch;
+    size_t n_events, n_cmds, n_snaps, n_dels;
+    bool shard_in[ACTOR_SHARDS];
+    bool looked_up; /* the keys were read before deciding (after a key conflict) */
+};
+
+static void arm_flush(actor_svc_t *svc);
+static void actor_load(actor_t *a);
+static void batch_lookup(actor_batch_t *b);
+
+/* ---- statements (prepared once per connection) ---- */
+
+/* kind 0 = the latest snapshot, kind 1 = each event after it, in one round trip. */
+static const wy_pg_stmt_t sql_load = {
+    "actor_load",
+    "WITH s AS (SELECT seq, state FROM actor.snapshots WHERE actor_id = $1 "
+    "ORDER BY seq DESC LIMIT 1) "
+    "SELECT 0 AS kind, seq, state AS data FROM s UNION ALL "
+    "SELECT 1, e.seq, e.payload FROM actor.events e WHERE e.actor_id = $1 "
+    "AND e.seq > COALESCE((SELECT seq FROM s), 0) ORDER BY kind, seq",
+    1};
+static const wy_pg_stmt_t sql_keys = {
+    "actor_keys",
+    "SELECT actor_id::text AS actor_id, key, status, message, result FROM actor.commands "
+    "WHERE (actor_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
+    2};
+static const wy_pg_stmt_t sql_fence = {"actor_fence",
+                                       "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3};
+/* The whole write of a batch as one statement, so one implicit transaction and one round
+ * trip: the fence (an error in it aborts everything; it is referenced so that it runs),
+ * the events, the command keys, the snapshots, the trim of old snapshots (the statement
+ * does not see its own new snapshot, so it keeps $18 - 1 of the older ones) and the
+ * deleted flag of the index. Empty arrays write nothing. */
+static const wy_pg_stmt_t sql_write = {
+    "actor_write",
+    "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "SELECT * FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], "
+    "$9::bytea[]) RETURNING 1), "
+    "cmd AS (INSERT INTO actor.commands (actor_id, key, status, message, result) "
+    "SELECT * FROM unnest($10::uuid[], $11::text[], $12::int[], $13::text[], $14::bytea[]) "
+    "RETURNING 1), "
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) "
+    "SELECT * FROM unnest($15::uuid[], $16::bigint[], $17::bytea[]) RETURNING 1), "
+    "trim AS (DELETE FROM actor.snapshots s USING unnest($15::uuid[]) AS a(id) "
+    "WHERE s.actor_id = a.id AND s.seq < COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM "
+    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT ($18::int - 1)) k), "
+    "9223372036854775807) RETURNING 1), "
+    "del AS (UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
+    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($19::uuid[], $20::bigint[]) AS v(id, ms) "
+    "WHERE c.actor_id = v.id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM ev) AS events",
+    20};
+/* Takes every shard; bumping the epoch fences whoever held one before. */
+static const wy_pg_stmt_t sql_claim = {
+    "actor_claim",
+    "UPDATE actor.owners SET instance = $1, epoch = epoch + 1, "
+    "lease_until = now() + $2::bigint * interval '1 millisecond' RETURNING shard, epoch",
+    2};
+static const wy_pg_stmt_t sql_create_lock = {"actor_create_lock",
+                                             "SELECT pg_advisory_xact_lock(hashtext($1))", 1};
+static const wy_pg_stmt_t sql_create_check = {
+    "actor_create_check",
+    "SELECT (SELECT actor_id::text FROM actor.characters WHERE account_id = $1 AND "
+    "create_key = $2) AS existing, (SELECT count(*) FROM actor.characters WHERE account_id = "
+    "$1 AND deleted_at IS NULL) AS live",
+    2};
+static const wy_pg_stmt_t sql_character = {
+    "actor_character",
+    "INSERT INTO actor.characters (actor_id, account_id, name, name_key, class_name, "
+    "create_key) VALUES ($1, $2, $3, $4, $5, $6)",
+    6};
+static const wy_pg_stmt_t sql_first_event = {
+    "actor_first_event",
+    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "VALUES ($1, 1, $2, $3, 'created', $4::bytea)",
+    4};
+static const wy_pg_stmt_t sql_list = {
+    "actor_list",
+    "SELECT actor_id::text AS actor_id FROM actor.characters WHERE account_id = $1 AND "
+    "(deleted_at IS NULL OR ($2::bool AND deleted_at > now() - $3::bigint * "
+    "interval '1 millisecond')) ORDER BY created_at, actor_id LIMIT $4::int",
+    4};
+
+/* ---- array literals for unnest($n::type[]) ---- */
+
+static void arr_sep(wy_buf_t *b)
+{
+    wy_buf_putc(b, b->len ? ',' : '{');
+}
+
+static void arr_end(wy_buf_t *b)
+{
+    if (!b->len)
+        wy_buf_putc(b, '{');
+    wy_buf_putc(b, '}');
+}
+
+static void arr_str(wy_buf_t *b, const char *s)
+{
+    arr_sep(b);
+    wy_buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            wy_buf_putc(b, '\\');
+        wy_buf_putc(b, *s);
+    }
+    wy_buf_putc(b, '"');
+}
+
+static void arr_int(wy_buf_t *b, long long v)
+{
+    arr_sep(b);
+    wy_buf_printf(b, "%lld", v);
+}
+
+static void arr_uint(wy_buf_t *b, unsigned long long v)
+{
+    arr_sep(b);
+    wy_buf_printf(b, "%llu", v);
+}
+
+/* bytea in hex form inside an array element: "\\x0a1b" */
+static void arr_bytes(wy_buf_t *b, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    arr_sep(b);
+    wy_buf_reserve(b, 2 * n + 8);
+    wy_buf_puts(b, "\"\\\\x");
+    for (size_t i = 0; i < n; i++) {
+        wy_buf_putc(b, hex[p[i] >> 4]);
+        wy_buf_putc(b, hex[p[i] & 15]);
+    }
+    wy_buf_putc(b, '"');
+}
+
+static void arr_null(wy_buf_t *b)
+{
+    arr_sep(b);
+    wy_buf_puts(b, "NULL");
+}
+
+/* The bytes of a bytea column (text format); new buffer (PQfreemem) or NULL. */
+static uint8_t *column_bytes(const PGresult *res, int row, const char *name, size_t *len)
+{
+    *len = 0;
+    const char *text = wy_pg_text(res, row, name);
+    return text ? PQunescapeBytea((const unsigned char *)text, len) : NULL;
+}
+
+/* ---- answers ---- */
+
+static void answer_error(actor_req_t *r, int status, const char *msg)
+{
+    r->done(r, status, msg, NULL);
+}
+
+/* Answers the response packed in result (or an empty one when NULL). */
+static void answer_packed(actor_req_t *r, const uint8_t *result, size_t len, bool replayed)
+{
+    Wyvern__Actor__ApplyResponse *res =
+        result ? wyvern__actor__apply_response__unpack(NULL, len, result) : NULL;
+    if (!res) {
+        answer_error(r, WY_EINTERNAL, "stored result does not decode");
+        return;
+    }
+    res->replayed = replayed;
+    r->done(r, WY_OK, NULL, res);
+    wyvern__actor__apply_response__free_unpacked(res, NULL);
+}
+
+static uint8_t *pack_response(const actor_state_t *s, size_t *len)
+{
+    actor_view_t v;
+    actor_view_init(&v, s);
+    Wyvern__Actor__ApplyResponse res = WYVERN__ACTOR__APPLY_RESPONSE__INIT;
+    res.seq = s->seq;
+    res.character = &v.c;
+    *len = wyvern__actor__apply_response__get_packed_size(&res);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__actor__apply_response__pack(&res, buf);
+    actor_view_clear(&v);
+    return buf;
+}
+
+static void answer_state(actor_req_t *r, const actor_state_t *s)
+{
+    actor_view_t v;
+    actor_view_init(&v, s);
+    Wyvern__Actor__ApplyResponse res = WYVERN__ACTOR__APPLY_RESPONSE__INIT;
+    res.seq = s->seq;
+    res.character = &v.c;
+    r->done(r, WY_OK, NULL, &res);
+    actor_view_clear(&v);
+}
+
+static void answer_queue(actor_t *a, int status, const char *msg)
+{
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&a->queue))) {
+        a->n_queued--;
+        answer_error(wy_list_entry(n, actor_req_t, node), status, msg);
+    }
+}
+
+/* ---- resident actors ---- */
+
+static void set_resident_gauge(actor_svc_t *svc)
+{
+    wy_metric_set(svc->m_resident, (double)svc->n_resident);
+}
+
+static void actor_free(actor_t *a)
+{
+    actor_svc_t *svc = a->svc;
+    wy_list_remove(&a->node);
+    wy_map_del_str(svc->resident, a->id, NULL);
+    svc->n_resident--;
+    set_resident_gauge(svc);
+    actor_state_clear(&a->state);
+    actor_state_clear(&a->work);
+    wy_free(a);
+}
+
+/* A new resident actor (not loaded), or NULL when WY_ACTOR_MAX_RESIDENT actors are
+ * resident and none is idle. The least recently used idle actor makes room. */
+static actor_t *actor_new(actor_svc_t *svc, const char *id)
+{
+    while (svc->n_resident >= (size_t)actor_cfg.max_resident) {
+        wy_list_t *lru = wy_list_first(&svc->idle);
+        if (!lru)
+            return NULL;
+        actor_free(wy_list_entry(lru, actor_t, node));
+    }
+    actor_t *a = wy_calloc(1, sizeof *a);
+    a->svc = svc;
+    snprintf(a->id, sizeof a->id, "%s", id);
+    wy_list_init(&a->node);
+    wy_list_init(&a->queue);
+    actor_state_init(&a->state, id);
+    actor_state_init(&a->work, id);
+    a->phase = ACTOR_LOADING;
+    wy_map_put_str(svc->resident, a->id, a);
+    svc->n_resident++;
+    set_resident_gauge(svc);
+    return a;
+}
+
+/* An actor whose batch or load ended: on to the ready list, the idle list, or gone. */
+static void actor_settle(actor_t *a)
+{
+    actor_svc_t *svc = a->svc;
+    wy_list_remove(&a->node);
+    if (svc->stopping)
+        answer_queue(a, WY_EUNAVAIL, "wy-actor is stopping");
+    if (a->n_queued) {
+        wy_list_push_back(&svc->ready, &a->node);
+        arm_flush(svc);
+    } else {
+        wy_list_push_back(&svc->idle, &a->node);
+    }
+}
+
+static int shard_epoch(actor_svc_t *svc, const char *id)
+{
+    int shard = actor_shard(id);
+    return shard >= 0 && svc->epoch[shard] > 0 ? shard : -1;
+}
+
+void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
+{
+    r->status = WY_OK;
+    r->msg[0] = 0;
+    r->result = NULL;
+    r->replayed = false;
+    r->dup_of = NULL;
+    wy_list_init(&r->node);
+    if (svc->stopping) {
+        answer_error(r, WY_EUNAVAIL, "wy-actor is stopping");
+        return;
+    }
+    if (svc->claimed && shard_epoch(svc, actor_id) < 0 && !r->read_only) {
+        answer_error(r, WY_EUNAVAIL, "this instance no longer owns the character's shard");
+        return;
+    }
+    actor_t *a = wy_map_get_str(svc->resident, actor_id);
+    if (!a) {
+        a = actor_new(svc, actor_id);
+        if (!a) {
+            answer_error(r, WY_EBUSY, "too many characters resident; retry");
+            return;
+        }
+        r->actor = a;
+        wy_list_push_back(&a->queue, &r->node);
+        a->n_queued++;
+        actor_load(a); /* may answer r and free a at once when PostgreSQL is down */
+        return;
+    }
+    if (r->read_only && a->phase == ACTOR_READY && !a->n_queued) {
+        wy_list_remove(&a->node); /* most recently used: to the tail */
+        wy_list_push_back(&svc->idle, &a->node);
+        answer_state(r, &a->state);
+        return;
+    }
+    if (a->n_queued >= (size_t)actor_cfg.max_queue) {
+        answer_error(r, WY_EBUSY, "too many commands queued for this character; retry");
+        return;
+    }
+    r->actor = a;
+    wy_list_push_back(&a->queue, &r->node);
+    a->n_queued++;
+    if (a->phase == ACTOR_READY) {
+        wy_list_remove(&a->node);
+        wy_list_push_back(&svc->ready, &a->node);
+        arm_flush(svc);
+    }
+}
+
+/* ---- loading: latest snapshot + the events after it ---- */
+
+static void on_loaded(int status, const PGresult *res, const char *err, void *ud)
+{
+    actor_t *a = ud;
+    actor_svc_t *svc = a->svc;
+    svc->busy--;
+    int rc = status;
+    size_t events = 0;
+    uint64_t from = 0;
+    for (int i = 0; rc == WY_OK && i < PQntuples(res); i++) {
+        size_t len;
+        uint8_t *data = column_bytes(res, i, "data", &len);
+        uint64_t seq = (uint64_t)wy_pg_int64(res, i, "seq");
+        if (!data) {
+            rc = WY_EIO;
+        } else if (wy_pg_int64(res, i, "kind") == 0) {
+            rc = actor_snapshot_decode(&a->state, data, len);
+            from = seq;
+            if (rc == WY_OK && (a->state.seq != seq || strcmp(a->state.actor_id, a->id)))
+                rc = WY_EIO;
+        } else {
+            rc = actor_apply_packed(&a->state, seq, data, len);
+            events++;
+        }
+        PQfreemem(data);
+    }
+    a->snap_seq = from;
+    if (rc != WY_OK) {
+        wy_log_error("actor load failed", "actor", a->id, "error", err ? err : wy_strerror(rc),
+                     NULL);
+        answer_queue(a, WY_EUNAVAIL, UNAVAIL_MSG);
+        actor_free(a);
+    } else if (a->state.seq == 0) {
+        answer_queue(a, WY_ENOTFOUND, "no such character");
+        actor_free(a);
+    } else {
+        char ev[24], snap[24];
+        snprintf(ev, sizeof ev, "%zu", events);
+        snprintf(snap, sizeof snap, "%llu", (unsigned long long)from);
+        wy_log_debug("actor loaded", "actor", a->id, "snapshot_seq", snap, "events_read", ev, NULL);
+        wy_metric_observe(svc->m_load_events, (double)events);
+        a->phase = ACTOR_READY;
+        actor_settle(a);
+    }
+    actor_svc_unref(svc);
+}
+
+static void actor_load(actor_t *a)
+{
+    actor_svc_t *svc = a->svc;
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    const char *p[] = {a->id};
+    int rc = pg ? wy_pg_exec(pg, &sql_load, p, on_loaded, a) : WY_EUNAVAIL;
+    svc->busy++;
+    actor_svc_ref(svc);
+    if (rc != WY_OK)
+        on_loaded(rc, NULL, "PostgreSQL unavailable", a); /* answers the queue, frees a */
+}
+
+/* ---- group commit ---- */
+
+#define BATCH_ARRAYS 18
+
+/* The batch's parameter arrays. */
+static void batch_arrays(actor_batch_t *b, wy_buf_t *out[BATCH_ARRAYS])
+{
+    wy_buf_t *all[BATCH_ARRAYS] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
+                                   &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
+                                   &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
+                                   &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
+                                   &b->fence_shard, &b->fence_epoch};
+    memcpy(out, all, sizeof all);
+}
+
+static void batch_free(actor_batch_t *b)
+{
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_free(arrays[i]);
+    wy_free(b->actors);
+    wy_free(b);
+}
+
+/* Undoes batch_decide: empty arrays, no results, working copies back to the states. */
+static void batch_forget(actor_batch_t *b)
+{
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_reset(arrays[i]);
+    b->n_events = b->n_cmds = b->n_snaps = b->n_dels = 0;
+    memset(b->shard_in, 0, sizeof b->shard_in);
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        wy_free(r->result); /* decided here, never read from PostgreSQL yet */
+        r->result = NULL;
+        r->result_len = 0;
+        r->status = WY_OK;
+        r->msg[0] = 0;
+        r->dup_of = NULL;
+    }
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_state_copy(&b->actors[i]->work, &b->actors[i]->state);
+        b->actors[i]->snapshot = false;
+    }
+}
+
+static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
+{
+    if (r->read_only)
+        return;
+    wy_metric_inc(status != WY_OK
+                      ? (status == WY_EUNAVAIL || status == WY_EINTERNAL ? svc->m_cmd_failed
+                                                                         : svc->m_cmd_refused)
+                  : r->replayed || r->dup_of ? svc->m_cmd_replayed
+                                             : svc->m_cmd_ok);
+}
+
+/* After a lost fence: idle actors of shards this instance no longer owns may be stale;
+ * drop them, so a read loads what PostgreSQL has. */
+static void drop_lost_shards(actor_svc_t *svc)
+{
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it)) {
+        actor_t *a = it.val;
+        if (a->phase == ACTOR_READY && !a->n_queued && svc->epoch[actor_shard(a->id)] == 0)
+            actor_free(a); /* deleting during iteration is allowed */
+    }
+}
+
+/* The end of a batch: states, answers, the actors' next place. */
+static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
+{
+    actor_svc_t *svc = b->svc;
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_t *a = b->actors[i];
+        if (outcome == BATCH_OK) {
+            actor_state_copy(&a->state, &a->work);
+            if (a->snapshot) {
+                a->snap_seq = a->work.seq;
+                wy_metric_inc(svc->m_snapshots);
+            }
+        }
+        a->snapshot = false;
+    }
+    if (outcome == BATCH_FENCED)
+        for (int s = 0; s < ACTOR_SHARDS; s++)
+            if (b->shard_in[s])
+                svc->epoch[s] = 0;
+    /* An answer may free its request, so a duplicate takes its original's outcome first
+     * (its result pointer is shared, not owned). Results are freed after every answer;
+     * those read by the key lookup are libpq's. */
+    uint8_t **results = wy_calloc(b->n_reqs ? b->n_reqs : 1, sizeof *results);
+    bool *from_pq = wy_calloc(b->n_reqs ? b->n_reqs : 1, sizeof *from_pq);
+    size_t n_results = 0;
+    for (wy_list_t *it = b->reqs.next; it != &b->reqs; it = it->next) {
+        actor_req_t *r = wy_list_entry(it, actor_req_t, node);
+        if (r->dup_of) {
+            const actor_req_t *src = r->dup_of;
+            r->status = src->status;
+            memcpy(r->msg, src->msg, sizeof r->msg);
+            r->result = src->result;
+            r->result_len = src->result_len;
+            r->replayed = src->replayed; /* committed before this batch */
+            continue;
+        }
+        results[n_results] = r->result;
+        from_pq[n_results++] = r->replayed;
+    }
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&b->reqs))) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        /* A result read by the key lookup was committed before; anything else needed
+         * this transaction. */
+        bool committed = outcome == BATCH_OK || r->replayed;
+        int status = !committed ? WY_EUNAVAIL : r->status;
+        count_answer(svc, r, status);
+        if (!committed)
+            answer_error(r, WY_EUNAVAIL,
+                         outcome == BATCH_FENCED
+                             ? "this instance no longer owns the character's shard"
+                             : UNAVAIL_MSG);
+        else if (r->status != WY_OK)
+            answer_error(r, r->status, r->msg);
+        else
+            answer_packed(r, r->result, r->result_len, r->replayed || r->dup_of);
+    }
+    for (size_t i = 0; i < n_results; i++) {
+        if (from_pq[i])
+            PQfreemem(results[i]);
+        else
+            wy_free(results[i]);
+    }
+    wy_free(results);
+    wy_free(from_pq);
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_t *a = b->actors[i];
+        if (outcome == BATCH_UNKNOWN || outcome == BATCH_FENCED) {
+            /* What PostgreSQL has is not known here: read it again. */
+            actor_state_clear(&a->state);
+            if (!a->n_queued || svc->stopping) {
+                answer_queue(a, WY_EUNAVAIL, UNAVAIL_MSG);
+                actor_free(a);
+                continue;
+            }
+            a->phase = ACTOR_LOADING;
+            actor_load(a);
+            continue;
+        }
+        a->phase = ACTOR_READY;
+        actor_settle(a);
+    }
+    if (outcome == BATCH_FENCED)
+        drop_lost_shards(svc);
+    svc->batches--;
+    svc->busy--;
+    arm_flush(svc);
+    batch_free(b);
+    actor_svc_unref(svc);
+}
+
+static void on_written(int status, const PGresult *res, const char *err, void *ud)
+{
+    actor_batch_t *b = ud;
+    batch_outcome_t outcome = BATCH_OK;
+    const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (status == WY_EEXIST && !b->looked_up && constraint &&
+        !strcmp(constraint, "commands_pkey")) {
+        batch_lookup(b); /* a retried key: nothing was written */
+        return;
+    }
+    if (status != WY_OK) {
+        /* A duplicate (actor_id, seq) means another writer got there first: fenced too. */
+        bool fenced = status == WY_EEXIST || (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE));
+        outcome = fenced                                            ? BATCH_FENCED
+                  : status == WY_EUNAVAIL || status == WY_ETIMEDOUT ? BATCH_UNKNOWN
+                                                                    : BATCH_FAILED;
+        wy_log_warn("group commit failed", "error", err ? err : wy_strerror(status), "outcome",
+                    outcome == BATCH_FENCED    ? "fenced"
+                    : outcome == BATCH_UNKNOWN ? "unknown"
+                                               : "rolled back",
+                    NULL);
+        if (outcome == BATCH_FENCED)
+            wy_log_error("shard fenced: another instance owns it now", NULL);
+    }
+    batch_end(b, outcome);
+}
+
+/* Step 2: the write, one statement. */
+static void batch_write(actor_batch_t *b)
+{
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        arr_end(arrays[i]);
+    char keep[24];
+    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    const char *p[] = {b->fence_shard.data, b->fence_epoch.data, wy_daemon_instance(b->svc->d),
+                       b->ev_actor.data,    b->ev_seq.data,      b->ev_epoch.data,
+                       b->ev_id.data,       b->ev_type.data,     b->ev_payload.data,
+                       b->cmd_actor.data,   b->cmd_key.data,     b->cmd_status.data,
+                       b->cmd_msg.data,     b->cmd_result.data,  b->snap_actor.data,
+                       b->snap_seq.data,    b->snap_state.data,  keep,
+                       b->del_actor.data,   b->del_ms.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_write, p, on_written, b) != WY_OK)
+        batch_end(b, BATCH_FAILED);
+}
+
+/* The batch's transaction checks that this instance still owns shard, with its epoch. */
+static void fence_shard(actor_batch_t *b, int shard)
+{
+    if (b->shard_in[shard])
+        return;
+    b->shard_in[shard] = true;
+    arr_int(&b->fence_shard, shard);
+    arr_int(&b->fence_epoch, b->svc->epoch[shard]);
+}
+
+static void add_event(actor_batch_t *b, actor_t *a, uint64_t seq, const actor_event_t *ev)
+{
+    int shard = actor_shard(a->id);
+    char uuid[37];
+    wy_uuid4(uuid);
+    arr_str(&b->ev_actor, a->id);
+    arr_uint(&b->ev_seq, seq);
+    arr_int(&b->ev_epoch, b->svc->epoch[shard]);
+    arr_str(&b->ev_id, uuid);
+    arr_str(&b->ev_type, ev->type);
+    arr_bytes(&b->ev_payload, ev->data, ev->len);
+    b->n_events++;
+    fence_shard(b, shard);
+}
+
+static void add_command_row(actor_batch_t *b, const actor_req_t *r)
+{
+    arr_str(&b->cmd_actor, r->actor->id);
+    arr_str(&b->cmd_key, r->key);
+    arr_int(&b->cmd_status, r->status);
+    arr_str(&b->cmd_msg, r->msg);
+    if (r->result)
+        arr_bytes(&b->cmd_result, r->result, r->result_len);
+    else
+        arr_null(&b->cmd_result);
+    b->n_cmds++;
+    fence_shard(b, actor_shard(r->actor->id)); /* key rows are written under the fence too */
+}
+
+/* An earlier request of the batch for the same actor with the same key, or NULL. */
+static actor_req_t *same_key_before(actor_batch_t *b, actor_req_t *r)
+{
+    for (wy_list_t *n = b->reqs.next; n != &r->node; n = n->next) {
+        actor_req_t *o = wy_list_entry(n, actor_req_t, node);
+        if (o->actor == r->actor && o->key[0] && !o->dup_of && !strcmp(o->key, r->key))
+            return o;
+    }
+    return NULL;
+}
+
+/* Step 1: decide every command against its actor's working copy, then write. */
+static void batch_decide(actor_batch_t *b)
+{
+    int64_t now = (int64_t)wy_wall_ms();
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        actor_t *a = r->actor;
+        if (r->replayed)
+            continue;
+        if (r->key[0] && (r->dup_of = same_key_before(b, r)))
+            continue;
+        if (!r->read_only) {
+            actor_events_t evs = {0};
+            r->status = actor_decide(&a->work, &r->cmd, now, actor_cfg.restore_window_ms, &evs,
+                                     r->msg, sizeof r->msg);
+            for (size_t i = 0; r->status == WY_OK && i < evs.n; i++) {
+                uint64_t seq = a->work.seq + 1;
+                r->status = actor_apply_packed(&a->work, seq, evs.ev[i].data, evs.ev[i].len);
+                if (r->status == WY_OK)
+                    add_event(b, a, seq, &evs.ev[i]);
+                else
+                    snprintf(r->msg, sizeof r->msg, "internal: a new event does not apply");
+            }
+            actor_events_clear(&evs);
+        }
+        if (r->status == WY_OK)
+            r->result = pack_response(&a->work, &r->result_len);
+        if (r->key[0])
+            add_command_row(b, r);
+    }
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_t *a = b->actors[i];
+        if (a->work.seq >= a->snap_seq + (uint64_t)actor_cfg.snapshot_every &&
+            a->work.seq > a->state.seq) {
+            size_t len;
+            uint8_t *snap = actor_snapshot_encode(&a->work, &len);
+            arr_str(&b->snap_actor, a->id);
+            arr_uint(&b->snap_seq, a->work.seq);
+            arr_bytes(&b->snap_state, snap, len);
+            wy_free(snap);
+            a->snapshot = true;
+            b->n_snaps++;
+        }
+        if (a->work.deleted != a->deleted_before) {
+            arr_str(&b->del_actor, a->id);
+            arr_int(&b->del_ms, a->work.deleted ? a->work.deleted_at_ms : 0);
+            b->n_dels++;
+        }
+    }
+    if (!b->n_events && !b->n_cmds) {
+        batch_end(b, BATCH_OK); /* reads, refusals without keys, replays: no write */
+        return;
+    }
+    batch_write(b);
+}
+
+/* After a key conflict: the first results of the keys seen before, then decide again. */
+static void on_keys(int status, const PGresult *res, const char *err, void *ud)
+{
+    actor_batch_t *b = ud;
+    if (status != WY_OK) {
+        wy_log_warn("idempotency lookup failed", "error", err, NULL);
+        batch_end(b, BATCH_FAILED);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = wy_pg_text(res, i, "actor_id"), *key = wy_pg_text(res, i, "key");
+        for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+            actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+            if (r->replayed || strcmp(r->key, key) || strcmp(r->actor->id, id))
+                continue;
+            r->replayed = true;
+            r->status = (int)wy_pg_int64(res, i, "status");
+            snprintf(r->msg, sizeof r->msg, "%s", wy_pg_text(res, i, "message"));
+            r->result = column_bytes(res, i, "result", &r->result_len);
+            break; /* later requests with the key become duplicates of this one */
+        }
+    }
+    batch_decide(b);
+}
+
+static void batch_start(actor_svc_t *svc)
+{
+    actor_batch_t *b = wy_calloc(1, sizeof *b);
+    b->svc = svc;
+    b->actors = wy_calloc((size_t)actor_cfg.batch_max, sizeof *b->actors);
+    wy_list_init(&b->reqs);
+    wy_list_t *n;
+    while (b->n_reqs < (size_t)actor_cfg.batch_max && (n = wy_list_pop_front(&svc->ready))) {
+        actor_t *a = wy_list_entry(n, actor_t, node);
+        a->phase = ACTOR_WRITING;
+        actor_state_copy(&a->work, &a->state);
+        a->deleted_before = a->state.deleted;
+        b->actors[b->n_actors++] = a;
+        wy_list_t *q;
+        while (b->n_reqs < (size_t)actor_cfg.batch_max && (q = wy_list_pop_front(&a->queue))) {
+            actor_req_t *r = wy_list_entry(q, actor_req_t, node);
+            a->n_queued--;
+            wy_list_push_back(&b->reqs, &r->node);
+            b->n_reqs++;
+        }
+    }
+    svc->batches++;
+    svc->busy++;
+    actor_svc_ref(svc);
+    wy_metric_observe(svc->m_batch_size, (double)b->n_reqs);
+    /* Optimistic: most keys are new, so write at once; a key seen before makes the write
+     * fail as a whole and the batch is decided again after looking its keys up. */
+    batch_decide(b);
+}
+
+/* A write failed on a key that exists: forget the decisions, look every key of the batch
+ * up, decide again. */
+static void batch_lookup(actor_batch_t *b)
+{
+    batch_forget(b);
+    b->looked_up = true;
+    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        if (r->key[0]) {
+            arr_str(&ids, r->actor->id);
+            arr_str(&keys, r->key);
+        }
+    }
+    arr_end(&ids);
+    arr_end(&keys);
+    const char *p[] = {ids.data, keys.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    int rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
+    wy_buf_free(&ids);
+    wy_buf_free(&keys);
+    if (rc != WY_OK)
+        batch_end(b, BATCH_FAILED);
+}
+
+static void on_flush(uv_check_t *h)
+{
+    actor_svc_t *svc = h->data;
+    while (svc->claimed && !svc->stopping && svc->batches < (unsigned)actor_cfg.write_batches &&
+           !wy_list_empty(&svc->ready))
+        batch_start(svc);
+    uv_check_stop(h);
+}
+
+static void arm_flush(actor_svc_t *svc)
+{
+    if (!svc->stopping && svc->claimed && !wy_list_empty(&svc->ready))
+        uv_check_start(&svc->flush, on_flush);
+}
+
+/* ---- shard claim ---- */
+
+static void create_begin(actor_create_t *c);
+static void on_claim_timer(uv_timer_t *t);
+
+static void on_claimed(int status, const PGresult *res, const char *err, void *ud)
+{
+    actor_svc_t *svc = ud;
+    svc->busy--;
+    if (!svc->stopping) {
+        if (status != WY_OK) {
+            wy_log_warn("shard claim failed; retrying", "error", err, NULL);
+            uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
+        } else {
+            for (int i = 0; i < PQntuples(res); i++) {
+                int64_t shard = wy_pg_int64(res, i, "shard");
+                if (shard >= 0 && shard < ACTOR_SHARDS)
+                    svc->epoch[shard] = wy_pg_int64(res, i, "epoch");
+            }
+            svc->claimed = true;
+            char n[16];
+            snprintf(n, sizeof n, "%d", PQntuples(res));
+            wy_log_info("shards claimed", "shards", n, NULL);
+            wy_list_t *w;
+            while ((w = wy_list_pop_front(&svc->claim_waiters)))
+                create_begin(wy_list_entry(w, actor_create_t, node));
+            arm_flush(svc);
+        }
+    }
+    actor_svc_unref(svc);
+}
+
+static void claim(actor_svc_t *svc);
+
+static void on_claim_timer(uv_timer_t *t)
+{
+    claim(t->data);
+}
+
+/* Takes every shard (one instance for now: see the README). */
+static void claim(actor_svc_t *svc)
+{
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    char lease[24];
+    snprintf(lease, sizeof lease, "%lld", (long long)actor_cfg.lease_ms);
+    const char *p[] = {wy_daemon_instance(svc->d), lease};
+    int rc = pg ? wy_pg_exec(pg, &sql_claim, p, on_claimed, svc) : WY_EUNAVAIL;
+    if (rc != WY_OK) {
+        uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
+        return;
+    }
+    svc->busy++;
+    actor_svc_ref(svc);
+}
+
+/* ---- create ---- */
+
+static void create_answer(actor_create_t *c, int status, const char *msg, const actor_state_t *s)
+{
+    actor_svc_t *svc = c->svc;
+    wy_free(c->ev.data);
+    c->ev.data = NULL;
+    wy_free(c->name_key);
+    c->name_key = NULL;
+    svc->busy--;
+    if (!c->req.done)
+        ; /* answered by a read */
+    else if (status == WY_OK)
+        answer_state(&c->req, s);
+    else
+        answer_error(&c->req, status, msg);
+    actor_svc_unref(svc);
+}
+
+static void on_created(int status, const char *err, void *ud)
+{
+    actor_create_t *c = ud;
+    actor_svc_t *svc = c->svc;
+    if (c->fail == CREATE_EXISTING) {
+        /* A retried create: answer the character the first attempt made, as a read. The
+         * create's own bookkeeping ends first: the read may answer (and free c) at once. */
+        char id[ACTOR_ID_LEN + 1];
+        memcpy(id, c->actor_id, sizeof id);
+        actor_req_t *r = &c->req;
+        actor_done_cb done = r->done;
+        r->done = NULL;
+        actor_svc_ref(svc);
+        create_answer(c, WY_OK, NULL, NULL);
+        r->done = done;
+        r->read_only = true;
+        actor_store_submit(svc, id, r);
+        actor_svc_unref(svc);
+        return;
+    }
+    if (c->fail == WY_EEXIST || c->fail == WY_ELIMIT) {
+        create_answer(c, c->fail, c->fail == WY_EEXIST ? "name taken" : c->fail_msg, NULL);
+        return;
+    }
+    if (c->fail || status != WY_OK) {
+        wy_log_warn("create failed", "error", err ? err : c->fail_msg, NULL);
+        create_answer(c, WY_EUNAVAIL, c->fail_msg[0] ? c->fail_msg : UNAVAIL_MSG, NULL);
+        return;
+    }
+    actor_state_t s;
+    actor_state_init(&s, c->actor_id);
+    actor_apply_packed(&s, 1, c->ev.data, c->ev.len);
+    wy_log_info("character created", "actor", c->actor_id, "account", c->account_id, NULL);
+    if (!svc->stopping && !wy_map_get_str(svc->resident, c->actor_id)) {
+        actor_t *a = actor_new(svc, c->actor_id);
+        if (a) {
+            actor_state_copy(&a->state, &s);
+            a->phase = ACTOR_READY;
+            actor_settle(a);
+        }
+    }
+    create_answer(c, WY_OK, NULL, &s);
+    actor_state_clear(&s);
+}
+
+static void on_create_stmt(int status, const PGresult *res, const char *err, void *ud)
+{
+    (void)res;
+    actor_create_t *c = ud;
+    if (status != WY_OK && !c->fail) {
+        c->fail = status;
+        snprintf(c->fail_msg, sizeof c->fail_msg, "%s", err ? err : "");
+        if (status == WY_EEXIST) /* the unique name_key */
+            c->fail_msg[0] = 0;
+    }
+}
+
+static void create_end(actor_create_t *c, int fail, const char *msg)
+{
+    c->fail = fail;
+    snprintf(c->fail_msg, sizeof c->fail_msg, "%s", msg);
+    wy_pg_tx_rollback(c->tx, on_created, c);
+}
+
+/* After the lock: an earlier create with this key answers its character; the per-account
+ * bound; then the writes. */
+static void on_create_checked(int status, const PGresult *res, const char *err, void *ud)
+{
+    actor_create_t *c = ud;
+    actor_svc_t *svc = c->svc;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        create_end(c, WY_EUNAVAIL, err ? err : UNAVAIL_MSG);
+        return;
+    }
+    if (!wy_pg_isnull(res, 0, "existing")) {
+        /* A retried create: answer the character the first attempt made. */
+        snprintf(c->actor_id, sizeof c->actor_id, "%s", wy_pg_text(res, 0, "existing"));
+        c->fail = CREATE_EXISTING; /* rolled back, then answered through a read */
+        wy_pg_tx_rollback(c->tx, on_created, c);
+        return;
+    }
+    if (wy_pg_int64(res, 0, "live") >= actor_cfg.max_characters) {
+        create_end(c, WY_ELIMIT, "too many characters on this account");
+        return;
+    }
+    int shard = actor_shard(c->actor_id);
+    char shard_s[16], epoch_s[32];
+    snprintf(shard_s, sizeof shard_s, "{%d}", shard);
+    snprintf(epoch_s, sizeof epoch_s, "{%lld}", (long long)svc->epoch[shard]);
+    const char *fence[] = {shard_s, epoch_s, wy_daemon_instance(svc->d)};
+    int rc = wy_pg_tx_exec(c->tx, &sql_fence, fence, on_create_stmt, c);
+    actor_event_created(c->account_id, c->name, c->class_name, (int64_t)wy_wall_ms(), &c->ev);
+    const char *ins[] = {c->actor_id, c->account_id, c->name,
+                         c->name_key, c->class_name, c->key[0] ? c->key : NULL};
+    if (rc == WY_OK)
+        rc = wy_pg_tx_exec(c->tx, &sql_character, ins, on_create_stmt, c);
+    char uuid[37], epoch[32];
+    wy_uuid4(uuid);
+    snprintf(epoch, sizeof epoch, "%lld", (long long)svc->epoch[shard]);
+    wy_buf_t payload = WY_BUF_INIT;
+    wy_buf_puts(&payload, "\\x");
+    for (size_t i = 0; i < c->ev.len; i++)
+        wy_buf_printf(&payload, "%02x", c->ev.data[i]);
+    const char *ev[] = {c->actor_id, epoch, uuid, payload.data};
+    if (rc == WY_OK)
+        rc = wy_pg_tx_exec(c->tx, &sql_first_event, ev, on_create_stmt, c);
+    wy_buf_free(&payload);
+    if (rc != WY_OK) {
+        create_end(c, rc, UNAVAIL_MSG);
+        return;
+    }
+    wy_pg_tx_commit(c->tx, on_created, c);
+}
+
+static void on_create_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
+{
+    actor_create_t *c = ud;
+    if (status != WY_OK) {
+        create_answer(c, WY_EUNAVAIL, err ? err : UNAVAIL_MSG, NULL);
+        return;
+    }
+    c->tx = tx;
+    const char *lock[] = {c->account_id};
+    const char *check[] = {c->account_id, c->key};
+    /* The lock serialises creates of one account, so the bound and the create key hold
+     * under concurrency; the check runs after it (its own snapshot). */
+    int rc = wy_pg_tx_exec(tx, &sql_create_lock, lock, on_create_stmt, c);
+    if (rc == WY_OK)
+        rc = wy_pg_tx_exec(tx, &sql_create_check, check, on_create_checked, c);
+    if (rc != WY_OK)
+        create_end(c, rc, UNAVAIL_MSG);
+}
+
+static void create_begin(actor_create_t *c)
+{
+    wy_pg_t *pg = wy_daemon_pg(c->svc->d);
+    if (!pg || wy_pg_begin(pg, on_create_begun, c) != WY_OK)
+        create_answer(c, WY_EUNAVAIL, UNAVAIL_MSG, NULL);
+}
+
+void actor_store_create(actor_svc_t *svc, actor_create_t *c)
+{
+    c->svc = svc;
+    c->fail = 0;
+    c->fail_msg[0] = 0;
+    c->ev.data = NULL;
+    wy_uuid4(c->actor_id);
+    svc->busy++;
+    actor_svc_ref(svc);
+    if (svc->stopping) {
+        create_answer(c, WY_EUNAVAIL, "wy-actor is stopping", NULL);
+        return;
+    }
+    if (!svc->claimed) {
+        wy_list_push_back(&svc->claim_waiters, &c->node);
+        return;
+    }
+    create_begin(c);
+}
+
+/* ---- list ---- */
+
+typedef struct {
+    actor_ids_cb cb;
+    void *ud;
+    actor_svc_t *svc;
+} list_op_t;
+
+static void on_listed(int status, const PGresult *res, const char *err, void *ud)
+{
+    list_op_t *op = ud;
+    actor_svc_t *svc = op->svc;
+    svc->busy--;
+    size_t n = status == WY_OK ? (size_t)PQntuples(res) : 0;
+    char(*ids)[ACTOR_ID_LEN + 1] = wy_calloc(n ? n : 1, sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        snprintf(ids[i], sizeof ids[i], "%s", wy_pg_text(res, (int)i, "actor_id"));
+    if (status != WY_OK)
+        wy_log_warn("character list failed", "error", err, NULL);
+    op->cb(status == WY_OK ? WY_OK : WY_EUNAVAIL, ids, n, op->ud);
+    wy_free(ids);
+    wy_free(op);
+    actor_svc_unref(svc);
+}
+
+void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_deleted,
+                      actor_ids_cb cb, void *ud)
+{
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    char window[24], limit[16];
+    snprintf(window, sizeof window, "%lld", (long long)actor_cfg.restore_window_ms);
+    snprintf(limit, sizeof limit, "%d", LIST_MAX);
+    const char *p[] = {account_id, include_deleted ? "true" : "false", window, limit};
+    list_op_t *op = wy_calloc(1, sizeof *op);
+    op->cb = cb;
+    op->ud = ud;
+    op->svc = svc;
+    int rc = pg && !svc->stopping ? wy_pg_exec(pg, &sql_list, p, on_listed, op) : WY_EUNAVAIL;
+    svc->busy++;
+    actor_svc_ref(svc);
+    if (rc != WY_OK)
+        on_listed(rc, NULL, "PostgreSQL unavailable", op);
+}
+
+/* ---- start / stop ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    actor_svc_unref(h->data);
+}
+
+void actor_store_start(actor_svc_t *svc)
+{
+    svc->resident = wy_map_new(0);
+    wy_list_init(&svc->idle);
+    wy_list_init(&svc->ready);
+    wy_list_init(&svc->claim_waiters);
+    uv_check_init(svc->loop, &svc->flush);
+    uv_timer_init(svc->loop, &svc->claim_timer);
+    svc->flush.data = svc->claim_timer.data = svc;
+    actor_svc_ref(svc); /* each handle, released by its close callback */
+    actor_svc_ref(svc);
+    claim(svc);
+}
+
+void actor_store_stop(actor_svc_t *svc)
+{
+    svc->stopping = true;
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it))
+        answer_queue(it.val, WY_EUNAVAIL, "wy-actor is stopping");
+    wy_list_t *w;
+    while ((w = wy_list_pop_front(&svc->claim_waiters)))
+        create_answer(wy_list_entry(w, actor_create_t, node), WY_EUNAVAIL, "wy-actor is stopping",
+                      NULL);
+    uv_close((uv_handle_t *)&svc->flush, on_handle_closed);
+    uv_close((uv_handle_t *)&svc->claim_timer, on_handle_closed);
+}
+
+/* Called by actor_svc_unref when the last reference goes. */
+void actor_store_free(actor_svc_t *svc)
+{
+    if (!svc->resident)
+        return;
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it)) {
+        actor_t *a = it.val;
+        wy_map_iter_del(&it);
+        wy_list_remove(&a->node);
+        actor_state_clear(&a->state);
+        actor_state_clear(&a->work);
+        wy_free(a);
+    }
+    wy_map_free(svc->resident);
+    svc->resident = NULL;
+}

@@ -1,0 +1,299 @@
+"""wy-actor with real PostgreSQL (and Redis/Kafka from the stack): characters over the
+wyvern.actor.Actor gRPC API, idempotent commands, kill -9 during a load of commands,
+and loading an actor with 10,000 events from its snapshot."""
+import threading
+import uuid
+
+import grpc
+import pytest
+
+from harness.wait import wait_until
+
+DEADLINE = 10  # seconds per call: generous for a loaded 2-core machine
+
+
+def uniq_name():
+    return "c" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def pb(protos):
+    import actor_pb2
+    import actor_pb2_grpc
+    return actor_pb2, actor_pb2_grpc
+
+
+def start(daemon, **env):
+    env.setdefault("WY_LOG_LEVEL", "debug")  # the "actor loaded" lines
+    return daemon("actor", env=env)
+
+
+def stub(d, pb):
+    ch = grpc.insecure_channel(d.grpc_addr)
+    return pb[1].ActorStub(ch), ch
+
+
+def create(st, pb, account=None, name=None, key=""):
+    return st.CreateCharacter(pb[0].CreateCharacterRequest(
+        account_id=account or str(uuid.uuid4()), name=name or uniq_name(), class_name="mage",
+        idempotency_key=key), timeout=DEADLINE)
+
+
+def earn(st, pb, actor_id, key, amount=1, timeout=DEADLINE):
+    return st.Apply(pb[0].ApplyRequest(actor_id=actor_id, idempotency_key=key,
+                                       earn_currency=pb[0].EarnCurrency(amount=amount)),
+                    timeout=timeout)
+
+
+def events(stack, actor_id, type_=None):
+    where = " AND type = '%s'" % type_ if type_ else ""
+    return int(stack.psql("SELECT count(*) FROM actor.events WHERE actor_id = '%s'%s"
+                          % (actor_id, where)))
+
+
+def code_of(fn):
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code()
+
+
+def loads(d, actor_id):
+    """The "actor loaded" log lines of actor_id, oldest first."""
+    return [r for r in d.log_lines() if r.get("msg") == "actor loaded" and r.get("actor") == actor_id]
+
+
+def test_create_list_get_delete_restore(daemon, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    account = str(uuid.uuid4())
+    name = uniq_name()
+    c = create(st, pb, account, name, key="create-1")
+    assert c.account_id == account and c.name == name and c.level == 1 and c.seq == 1
+    # A retried create (same key) answers the same character; a look-alike name is taken.
+    again = create(st, pb, account, name, key="create-1")
+    assert again.actor_id == c.actor_id
+    assert code_of(lambda: create(st, pb, str(uuid.uuid4()), name.upper())) == \
+        grpc.StatusCode.ALREADY_EXISTS
+    fullwidth = "".join(chr(ord(ch_) + 0xFEE0) if ch_.isalnum() else ch_ for ch_ in name)
+    assert code_of(lambda: create(st, pb, str(uuid.uuid4()), fullwidth)) == \
+        grpc.StatusCode.ALREADY_EXISTS
+    assert code_of(lambda: create(st, pb, account, "x")) == grpc.StatusCode.INVALID_ARGUMENT
+    second = create(st, pb, account)
+
+    listed = st.ListCharacters(pb[0].ListCharactersRequest(account_id=account), timeout=DEADLINE)
+    assert [x.actor_id for x in listed.characters] == [c.actor_id, second.actor_id]
+    got = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert got == c
+
+    deleted = st.DeleteCharacter(pb[0].DeleteCharacterRequest(actor_id=c.actor_id),
+                                 timeout=DEADLINE)
+    assert deleted.deleted and deleted.deleted_at_ms > 0
+    listed = st.ListCharacters(pb[0].ListCharactersRequest(account_id=account), timeout=DEADLINE)
+    assert [x.actor_id for x in listed.characters] == [second.actor_id]
+    listed = st.ListCharacters(pb[0].ListCharactersRequest(account_id=account,
+                                                           include_deleted=True), timeout=DEADLINE)
+    assert [x.actor_id for x in listed.characters] == [c.actor_id, second.actor_id]
+    # A deleted character refuses commands until it is restored.
+    assert code_of(lambda: earn(st, pb, c.actor_id, "k-del")) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    restored = st.RestoreCharacter(pb[0].RestoreCharacterRequest(actor_id=c.actor_id),
+                                   timeout=DEADLINE)
+    assert not restored.deleted
+    assert code_of(lambda: st.GetCharacter(pb[0].GetCharacterRequest(
+        actor_id=str(uuid.uuid4())), timeout=DEADLINE)) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: st.GetCharacter(pb[0].GetCharacterRequest(actor_id="nope"),
+                                           timeout=DEADLINE)) == grpc.StatusCode.INVALID_ARGUMENT
+    ch.close()
+
+
+def test_retried_idempotency_key_adds_one_event(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    first = earn(st, pb, c.actor_id, "pay-1", amount=5)
+    assert not first.replayed and first.character.gold == 5
+    again = earn(st, pb, c.actor_id, "pay-1", amount=5)
+    assert again.replayed and again.seq == first.seq and again.character == first.character
+    assert events(stack, c.actor_id, "currency_earned") == 1
+
+    # The same key sent 20 times at once (one group commit or several): one event.
+    futures = [st.Apply.future(pb[0].ApplyRequest(
+        actor_id=c.actor_id, idempotency_key="pay-2",
+        earn_currency=pb[0].EarnCurrency(amount=7)), timeout=DEADLINE) for _ in range(20)]
+    results = [f.result() for f in futures]
+    assert len({r.seq for r in results}) == 1
+    assert sum(1 for r in results if not r.replayed) <= 1
+    assert events(stack, c.actor_id, "currency_earned") == 2
+    got = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert got.gold == 12
+
+    # A refusal is a first result too: after the balance would allow it, the retry of the
+    # refused key is still refused and writes nothing.
+    spend = pb[0].ApplyRequest(actor_id=c.actor_id, idempotency_key="spend-1",
+                               spend_currency=pb[0].SpendCurrency(amount=100))
+    assert code_of(lambda: st.Apply(spend, timeout=DEADLINE)) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    earn(st, pb, c.actor_id, "pay-3", amount=1000)
+    assert code_of(lambda: st.Apply(spend, timeout=DEADLINE)) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    assert events(stack, c.actor_id, "currency_spent") == 0
+    ch.close()
+
+
+def test_kill9_during_a_load_keeps_every_acknowledged_command_once(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    actors = [create(st, pb).actor_id for _ in range(4)]
+    acked = []  # (actor_id, key) acknowledged to this client
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(n):
+        i = 0
+        while not stop.is_set():
+            actor = actors[n % len(actors)]
+            key = "w%d-%d" % (n, i)
+            i += 1
+            try:
+                earn(st, pb, actor, key, timeout=5)
+            except grpc.RpcError:
+                if not d.running():
+                    return
+                continue
+            with lock:
+                acked.append((actor, key))
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(16)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acked) >= 400, timeout=60, what="400 acknowledged commands")
+    d.kill9()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    ch.close()
+    with lock:
+        acked_now = list(acked)
+
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    keys = ",".join("'%s'" % k for _, k in acked_now)
+    assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE status = 0 AND key IN (%s) "
+                          "AND actor_id IN (%s)" % (keys, ",".join("'%s'" % a for a in actors)))) \
+        == len(acked_now), "an acknowledged command is missing after kill -9"
+    for actor in actors:
+        committed = int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s' "
+                                   "AND status = 0" % actor))
+        # One event per committed key: nothing twice, nothing without its key.
+        assert events(stack, actor, "currency_earned") == committed
+        got = st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=actor), timeout=DEADLINE)
+        assert got.gold == committed
+    # Retrying what was acknowledged answers the first results and adds nothing.
+    before = {a: events(stack, a) for a in actors}
+    for actor, key in acked_now[:50]:
+        assert earn(st2, pb, actor, key).replayed
+    assert {a: events(stack, a) for a in actors} == before
+    ch2.close()
+
+
+def test_actor_with_10000_events_loads_from_its_snapshot(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    n, in_flight = 10000, 48
+    pending = []
+    for i in range(n):
+        if i % 3 == 0:
+            req = pb[0].ApplyRequest(actor_id=c.actor_id, idempotency_key="x%d" % i,
+                                     gain_xp=pb[0].GainXp(amount=3))
+        elif i % 3 == 1:
+            req = pb[0].ApplyRequest(actor_id=c.actor_id, idempotency_key="x%d" % i,
+                                     add_item=pb[0].AddItem(item="gem%d" % (i % 5), count=2))
+        else:
+            req = pb[0].ApplyRequest(actor_id=c.actor_id, idempotency_key="x%d" % i,
+                                     earn_currency=pb[0].EarnCurrency(amount=1))
+        pending.append(st.Apply.future(req, timeout=60))
+        if len(pending) >= in_flight:
+            pending.pop(0).result()
+    for f in pending:
+        f.result()
+    live = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert live.seq >= n + 1 and live.gold == n // 3
+    assert int(stack.psql("SELECT count(*) FROM actor.snapshots WHERE actor_id = '%s'"
+                          % c.actor_id)) == 2  # WY_ACTOR_SNAPSHOT_KEEP
+    ch.close()
+    d.stop()
+
+    # A fresh instance loads it from the latest snapshot and fewer than
+    # WY_ACTOR_SNAPSHOT_EVERY (300) events after it.
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    from_snapshot = st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id),
+                                     timeout=DEADLINE)
+    [line] = loads(d2, c.actor_id)
+    assert int(line["snapshot_seq"]) > 0
+    assert int(line["events_read"]) < 300
+    assert from_snapshot == live
+    ch2.close()
+    d2.stop()
+
+    # Without snapshots the whole log is replayed, to the same state.
+    stack.psql("DELETE FROM actor.snapshots WHERE actor_id = '%s'" % c.actor_id)
+    d3 = start(daemon)
+    st3, ch3 = stub(d3, pb)
+    replayed = st3.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    [line] = loads(d3, c.actor_id)
+    assert int(line["snapshot_seq"]) == 0 and int(line["events_read"]) == live.seq
+    assert replayed == live
+    ch3.close()
+
+
+def metric(d, name):
+    import requests
+    for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_resident_bound_evicts_idle_actors_that_reload(daemon, pb):
+    d = start(daemon, WY_ACTOR_MAX_RESIDENT="2")
+    st, ch = stub(d, pb)
+    ids = [create(st, pb).actor_id for _ in range(3)]
+    for n, actor in enumerate(ids):
+        earn(st, pb, actor, "e1", amount=n + 1)
+        assert metric(d, "wy_actor_resident") <= 2
+    # The first one was evicted to make room: it is read again from PostgreSQL.
+    for n, actor in enumerate(ids):
+        got = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=actor), timeout=DEADLINE)
+        assert got.gold == n + 1 and got.seq == 2
+    assert len(loads(d, ids[0])) >= 1
+    assert metric(d, "wy_actor_resident") <= 2
+    ch.close()
+
+
+def test_a_writer_whose_shard_was_taken_over_cannot_commit(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    earn(st, pb, c.actor_id, "before", amount=1)
+    shard = int(c.actor_id[:2], 16)
+    # Another owner takes the shard over (what a second instance's claim does).
+    stack.psql("UPDATE actor.owners SET instance = 'someone-else', epoch = epoch + 1 "
+               "WHERE shard = %d" % shard)
+    epoch = int(stack.psql("SELECT epoch FROM actor.owners WHERE shard = %d" % shard))
+    assert code_of(lambda: earn(st, pb, c.actor_id, "after", amount=1)) == \
+        grpc.StatusCode.UNAVAILABLE
+    assert events(stack, c.actor_id) == 2  # created + the first earn, nothing after
+    assert int(stack.psql("SELECT count(*) FROM actor.events WHERE actor_id = '%s' AND epoch >= %d"
+                          % (c.actor_id, epoch))) == 0
+    assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s' AND key = "
+                          "'after'" % c.actor_id)) == 0
+    # It knows it lost the shard: later writes are refused at once.
+    assert code_of(lambda: earn(st, pb, c.actor_id, "later", amount=1)) == \
+        grpc.StatusCode.UNAVAILABLE
+    assert "shard fenced" in d.log_text()
+    # Reads still work, from what PostgreSQL has.
+    got = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert got.gold == 1 and got.seq == 2
+    ch.close()
