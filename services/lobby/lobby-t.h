@@ -84,8 +84,8 @@ struct lobby {
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
     /* metrics */
-    wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_rejected, *m_rate_closed,
-        *m_bad_frames;
+    wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
+        *m_rate_closed, *m_bad_frames;
 };
 
 /* One WebSocket connection. Freed when its WebSocket is closed AND no Redis/PG/gRPC

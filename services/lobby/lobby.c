@@ -184,6 +184,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->m_kicks = metric('c', "wy_lobby_kicks_total", "Sessions closed by kick or fence.");
     lb->m_fenced = metric('c', "wy_lobby_fenced_writes_total",
                           "Session writes refused by the fence (session taken elsewhere).");
+    lb->m_reasserted = metric('c', "wy_lobby_sessions_reasserted_total",
+                              "Live sessions that wrote their record back after Redis lost it.");
     lb->m_rejected = metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
     lb->m_rate_closed =
         metric('c', "wy_lobby_rate_limited_total", "Connections closed for their message rate.");

@@ -1,0 +1,141 @@
+"""wy-lobby under faults: one live session per account when Redis loses all its data
+(FLUSHALL) and when Kafka is down. The fence epochs come from PostgreSQL, so they only
+grow; a live session whose record vanished re-asserts itself at its next heartbeat; a
+session taken over elsewhere is fenced at its next heartbeat, without the Kafka kick."""
+import threading
+import time
+import uuid
+
+import requests
+
+from harness.wait import wait_until
+from test_lobby import Client, keys, start_lobby, token  # noqa: F401 (keys is a fixture)
+
+HEARTBEAT_S = 1.0  # start_lobby's WY_LOBBY_HEARTBEAT_INTERVAL
+# A session taken over must be closed at its next heartbeat: one interval, plus the
+# round trips of a loaded 2-core machine.
+FENCE_BOUND_S = 2 * HEARTBEAT_S + 1.0
+
+
+class Player:
+    """A client that heartbeats every HEARTBEAT_S on its own thread, as a real one does,
+    and records when and how its session ended."""
+
+    def __init__(self, url, tok):
+        self.c = Client(url)
+        self.welcome = self.c.hello(tok)
+        self.acks = 0
+        self.closed_at = None
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        if self.ok:
+            self.t.start()
+
+    @property
+    def ok(self):
+        return self.welcome is not None and self.welcome.WhichOneof("body") == "welcome"
+
+    @property
+    def live(self):
+        return self.ok and self.closed_at is None
+
+    @property
+    def code(self):
+        return self.c.close_code
+
+    def _run(self):
+        while not self.stop.is_set():
+            m = self.c.call(heartbeat=self.c.pb.Heartbeat())
+            if m is None:
+                self.closed_at = time.monotonic()
+                return
+            if m.WhichOneof("body") == "heartbeat_ack":
+                self.acks += 1
+            self.stop.wait(HEARTBEAT_S)
+
+    def close(self):
+        self.stop.set()
+        self.c.close()
+        self.t.join(timeout=5) if self.t.is_alive() else None
+
+
+def metric(d, name):
+    for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_redis_flushall_keeps_one_session_per_account(daemon, protos, keys, free_port, stack):
+    a = start_lobby(daemon, keys, free_port)
+    b = start_lobby(daemon, keys, free_port)
+    accounts = ["flush-%s-%02d" % (uuid.uuid4().hex[:6], i) for i in range(50)]
+    old = {acct: Player(a.ws_url, token(keys, acct)) for acct in accounts}
+    new = {}
+    try:
+        assert all(p.ok for p in old.values())
+        wait_until(lambda: all(p.acks >= 1 for p in old.values()), timeout=30,
+                   what="every session heartbeating")
+        stack.redis_cli("FLUSHALL")
+        again = accounts[:25]
+        relogin_at = {}
+        for acct in again:
+            new[acct] = Player(b.ws_url, token(keys, acct))
+            relogin_at[acct] = time.monotonic()
+            assert new[acct].ok, (acct, new[acct].welcome, new[acct].code)
+            assert new[acct].welcome.welcome.epoch > old[acct].welcome.welcome.epoch
+        # Every session taken over is closed 4002 within one heartbeat (plus slack)...
+        wait_until(lambda: all(not old[acct].live for acct in again),
+                   timeout=FENCE_BOUND_S + 30, what="taken-over sessions closed")
+        for acct in again:
+            assert old[acct].code == 4002, (acct, old[acct].code, old[acct].c.close_reason)
+            assert old[acct].closed_at - relogin_at[acct] <= FENCE_BOUND_S, acct
+        # ...and from then on, for several heartbeats, every account has exactly one live
+        # session: the new one for those who logged in again, the untouched old one for
+        # those who did nothing (re-asserted, never kicked).
+        until = time.monotonic() + 4 * HEARTBEAT_S
+        while time.monotonic() < until:
+            for acct in accounts:
+                live = [p for p in (old[acct], new.get(acct)) if p is not None and p.live]
+                assert len(live) == 1, (acct, old[acct].code, new.get(acct) and new[acct].code)
+            time.sleep(0.1)
+        for acct in accounts[25:]:
+            assert old[acct].live and old[acct].code is None
+        acks = {acct: old[acct].acks for acct in accounts[25:]}
+        wait_until(lambda: all(old[x].acks > acks[x] for x in acks), timeout=30,
+                   what="untouched sessions still heartbeating")
+        assert metric(a, "wy_lobby_sessions_reasserted_total") >= 25
+        # Redis names the one live session of each account again.
+        for acct in accounts:
+            live = new[acct] if acct in new else old[acct]
+            sid = live.welcome.welcome.session_id
+            wait_until(lambda: stack.redis_cli("GET", "sess:acct:" + acct) == sid, timeout=30,
+                       what="sess:acct:%s rewritten" % acct)
+    finally:
+        for p in list(old.values()) + list(new.values()):
+            p.close()
+
+
+def test_takeover_during_kafka_outage_fences_at_next_heartbeat(daemon, protos, keys, free_port,
+                                                               stack):
+    a = start_lobby(daemon, keys, free_port)
+    b = start_lobby(daemon, keys, free_port)
+    acct = "kafkadown-" + uuid.uuid4().hex[:8]
+    with stack.kafka_outage():
+        first = Player(a.ws_url, token(keys, acct))
+        try:
+            assert first.ok
+            wait_until(lambda: first.acks >= 1, timeout=30, what="first session heartbeating")
+            second = Player(b.ws_url, token(keys, acct))
+            t0 = time.monotonic()
+            try:
+                assert second.ok
+                wait_until(lambda: not first.live, timeout=FENCE_BOUND_S + 30,
+                           what="old session fenced without Kafka")
+                assert first.code == 4002
+                assert first.closed_at - t0 <= FENCE_BOUND_S
+                assert second.live
+            finally:
+                second.close()
+        finally:
+            first.close()
