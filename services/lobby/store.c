@@ -2,6 +2,7 @@
  * script that checks the account's fence epoch (README "Design"), never through separate
  * commands. */
 #include "store.h"
+#include "relay.h"
 #include "state.h"
 #include "wire.h"
 
@@ -576,14 +577,6 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
 
 /* ---------------------------------------------------------------- kicks, liveness */
 
-static void kick_delivered(void *ud, int status, const char *event_id)
-{
-    WY_UNUSED(ud);
-    if (status != WY_OK)
-        wy_log_warn("session.kick not delivered (the fence still closes the old session)",
-                    "event_id", event_id, "error", wy_strerror(status), NULL);
-}
-
 static void publish_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
                          const char *reason)
 {
@@ -595,14 +588,11 @@ static void publish_kick(lobby_t *lb, const char *instance, const char *sid, con
     size_t n = wyvern__lobby__session_kick__get_packed_size(&k);
     uint8_t *buf = wy_malloc(n ? n : 1);
     wyvern__lobby__session_kick__pack(&k, buf);
-    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
-    int rc = p ? wy_kafka_produce(p, "wy.session", account, "session.kick", buf, n, kick_delivered,
-                                  NULL, NULL)
-               : WY_EUNAVAIL;
+    /* The kick matters until the target is surely closed anyway: fenced at its next
+     * heartbeat write, or idle. Its loss is counted by the relay. */
+    uint64_t ttl = (uint64_t)(lb->cfg->idle_ms + lb->cfg->heartbeat_ms);
+    (void)lobby_relay_publish(lb, "wy.session", account, "session.kick", buf, n, ttl, NULL);
     wy_free(buf);
-    if (rc != WY_OK)
-        wy_log_warn("session.kick not queued (the fence still closes the old session)", "session",
-                    sid, "error", wy_strerror(rc), NULL);
 }
 
 void lobby_session_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,

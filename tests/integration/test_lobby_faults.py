@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+import grpc
 import requests
 
 from harness.wait import wait_until
@@ -139,3 +140,64 @@ def test_takeover_during_kafka_outage_fences_at_next_heartbeat(daemon, protos, k
                 second.close()
         finally:
             first.close()
+
+
+def test_notice_outlives_a_kafka_outage_longer_than_the_message_timeout(daemon, protos, keys,
+                                                                        free_port, stack):
+    """A notice accepted while Kafka is down is produced again (same event_id) when the
+    producer gives up on it after its 30 s message timeout, and is delivered, once, when
+    the broker is back."""
+    import lobby_pb2
+    import lobby_pb2_grpc
+    # The notice must still matter after the outage (the default 60 s is near what this
+    # outage takes on a loaded machine).
+    a = start_lobby(daemon, keys, free_port, NOTICE_TTL="300s")
+    b = start_lobby(daemon, keys, free_port, NOTICE_TTL="300s")
+    acct = "notice-" + uuid.uuid4().hex[:8]
+    p = Player(b.ws_url, token(keys, acct))
+    notices = lambda text: [m for m in list(p.c.pushes)  # noqa: E731
+                            if m.WhichOneof("body") == "notice" and m.notice.text == text]
+    try:
+        assert p.ok
+        with grpc.insecure_channel(a.grpc_addr) as ch:
+            stub = lobby_pb2_grpc.LobbyStub(ch)
+
+            def probe():
+                stub.Notify(lobby_pb2.NotifyNotice(account_id=acct, kind="info", text="probe"),
+                            timeout=5)
+                return wait_for(lambda: notices("probe"), 1.0)
+            wait_until(probe, timeout=60, interval=0.1, what="b consuming wy.notify")
+            stack.stop_kafka()
+            try:
+                r = stub.Notify(lobby_pb2.NotifyNotice(account_id=acct, kind="info",
+                                                       text="during the outage"), timeout=5)
+                assert r.event_id
+                wait_until(lambda: (metric(a, "wy_lobby_relay_retries_total") or 0) >= 1,
+                           timeout=120, interval=0.5, what="the notice produced again")
+                assert p.live and not notices("during the outage")
+            finally:
+                stack.start_kafka()
+        wait_until(lambda: notices("during the outage"), timeout=120, interval=0.2,
+                   what="the notice delivered after Kafka returned")
+        got = notices("during the outage")
+        assert len(got) == 1 and got[0].notice.id == r.event_id
+        assert relay_dropped(a) == 0
+    finally:
+        p.close()
+
+
+def wait_for(pred, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def relay_dropped(d):
+    total = 0.0
+    for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("wy_lobby_relay_dropped_total{"):
+            total += float(line.split()[-1])
+    return total
