@@ -201,3 +201,34 @@ def relay_dropped(d):
         if line.startswith("wy_lobby_relay_dropped_total{"):
             total += float(line.split()[-1])
     return total
+
+
+def test_token_with_embedded_nul_refused_by_lobby_and_auth(daemon, protos, free_port):
+    """"<valid token>\\0junk" is refused by both: every string is read with its length
+    (wy_pb_strings_ok), never up to its first NUL."""
+    import auth_pb2
+    import auth_pb2_grpc
+    auth = daemon("auth")
+    r = requests.post("http://127.0.0.1:%d/v1/login" % auth.client_port,
+                      json={"method": "device", "device_id": "dev-" + uuid.uuid4().hex},
+                      timeout=15)
+    assert r.status_code in (200, 201), r.text
+    tok = r.json()["access_token"]
+    lobby = daemon("lobby", env={"WY_LOBBY_AUTH_GRPC": auth.grpc_addr})
+    url = "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
+    with grpc.insecure_channel(auth.grpc_addr) as ch:
+        stub = auth_pb2_grpc.AuthStub(ch)
+        assert stub.Introspect(auth_pb2.IntrospectRequest(access_token=tok), timeout=5).active
+        try:
+            stub.Introspect(auth_pb2.IntrospectRequest(access_token=tok + "\0junk"), timeout=5)
+            raise AssertionError("Introspect accepted a token with an embedded NUL")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    bad = Client(url)
+    m = bad.hello(tok + "\0junk")
+    assert m is None or m.WhichOneof("body") != "welcome", m
+    assert bad.wait_closed() == 4000
+    good = Client(url)
+    w = good.hello(tok)
+    assert w.WhichOneof("body") == "welcome", w
+    good.close()
