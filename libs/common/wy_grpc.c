@@ -1,6 +1,7 @@
 /* wy_grpc — gRPC C core glue: the completion-queue thread, the unary server with its
  * built-in health service, and unary client calls. Threading model: see wy_grpc.h. */
 #include "wy_grpc.h"
+#include "wy_pb.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -196,7 +197,8 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
     return bb;
 }
 
-/* Decode a received buffer; NULL if it is not a valid desc. */
+/* Decode a received buffer; NULL if it is not a valid desc (a string field with an
+ * embedded NUL included: wy_pb.h). */
 static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
                                         const ProtobufCMessageDescriptor *desc)
 {
@@ -207,6 +209,10 @@ static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
     grpc_byte_buffer_reader_destroy(&r);
     ProtobufCMessage *m =
         protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    if (m && !wy_pb_strings_ok(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s))) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     grpc_slice_unref(s);
     return m;
 }

@@ -74,11 +74,12 @@ typedef struct {
     uint64_t in_flight;     /* calls currently between arrival and their end */
 } wy_grpc_server_stats_t;
 
-/* A handler runs on the loop with the call's id and the decoded request (never NULL).
- * It answers with wy_grpc_reply or wy_grpc_reply_error, now or later on the loop. The
- * request is owned by the module and valid only until the handler returns: copy what
- * later steps need. A call the client abandons (or a stop expires) is released without
- * the handler's reply; the late reply then returns WY_ECANCELED. */
+/* A handler runs on the loop with the call's id and the decoded request (never NULL; a
+ * request that does not decode, or has a string field with an embedded NUL (wy_pb.h), is
+ * answered INVALID_ARGUMENT without reaching it). It answers with wy_grpc_reply or
+ * wy_grpc_reply_error, now or later on the loop. The request is owned by the module and valid only
+ * until the handler returns: copy what later steps need. A call the client abandons (or a stop
+ * expires) is released without the handler's reply; the late reply then returns WY_ECANCELED. */
 typedef void (*wy_grpc_handler_cb)(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 
 /* Create a server on the runtime (not listening yet). opts may be NULL for defaults.

@@ -3,6 +3,7 @@
  * goes. Messages are handled in handlers_ws.c. */
 #include "clients.h"
 #include "handlers_ws.h"
+#include "relay.h"
 #include "state.h"
 #include "store.h"
 #include "tokens.h"
@@ -72,6 +73,7 @@ static void on_sweep(uv_timer_t *t)
     }
     lobby_instance_alive(lb);
     lobby_keys_tick(lb);
+    lobby_relay_tick(lb);
 }
 
 /* ---------------------------------------------------------------- start / stop */

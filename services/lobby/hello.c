@@ -28,6 +28,15 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
                        "session store unavailable, retry");
         return;
     }
+    if (r->superseded) {
+        /* A newer login of this account claimed it first: this one lost the race. */
+        wy_log_info("login superseded by a newer one", "account", c->account, NULL);
+        if (c->ws && c->state == LOBBY_ST_CLAIM)
+            hello_fail(c, WYVERN__LOBBY__CODE__CONFLICT,
+                       lb->reject_new ? LOBBY_CLOSE_REJECTED : LOBBY_CLOSE_KICKED,
+                       lb->reject_new ? "account already logged in" : "logged in elsewhere");
+        return;
+    }
     if (!r->claimed) {
         wy_metric_inc(lb->m_rejected);
         wy_log_info("login refused: live session elsewhere (reject-new)", "account", c->account,

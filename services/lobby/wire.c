@@ -2,6 +2,7 @@
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
 #include "state.h"
+#include "wy_pb.h"
 
 #include <assert.h>
 #include <string.h>
@@ -131,6 +132,12 @@ Wyvern__Lobby__ClientMessage *lobby_decode(lobby_conn_t *c, bool is_binary, cons
 {
     Wyvern__Lobby__ClientMessage *m =
         is_binary ? wyvern__lobby__client_message__unpack(NULL, len, data) : NULL;
+    /* A string with an embedded NUL would be read up to the NUL (strlen): "token\0junk" as
+     * "token". Refused as undecodable, as the gRPC server refuses it (wy_pb.h). */
+    if (m && !wy_pb_strings_ok(&wyvern__lobby__client_message__descriptor, data, len)) {
+        wyvern__lobby__client_message__free_unpacked(m, NULL);
+        m = NULL;
+    }
     if (!m) {
         wy_metric_inc(c->lb->m_bad_frames);
         lobby_reply_status(c, 0, WYVERN__LOBBY__CODE__INVALID,
