@@ -840,10 +840,10 @@ static void on_drain_timer(uv_timer_t *t)
                 (!d->spec->busy || d->spec->busy(d) == 0) &&
                 (!d->outbox || wy_outbox_idle(d->outbox)) &&
                 (!d->workers || !wy_workers_running(d->workers));
-    /* Past the deadline the stores still wait for the gRPC server's stop (its grace is
-     * the drain time, so a moment at most): calls handlers hold are answered by the
-     * stop, not by their stores failing under them. */
-    if (idle || (wy_now_ms() >= d->drain_deadline && d->grpc_stopped))
+    /* Past the deadline finish_stop ends the gRPC grace first, so calls handlers hold
+     * are answered by the stop, not by their stores failing under them, without
+     * waiting on the gRPC server's own timer or shutdown. */
+    if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
 
