@@ -614,8 +614,11 @@ static void test_method_metrics(void **state)
     assert_true(metric_value(text, ECHO_SERIES("total") ",outcome=\"server_error\"}") == 1);
     assert_true(metric_value(text, ECHO_SERIES("seconds_bucket") ",le=\"+Inf\"}") == 3);
 #undef ECHO_SERIES
-    /* Registered methods only: an unknown path does not grow the registry. */
+    /* An unknown path is counted under one fixed series and does not grow the registry. */
     assert_null(strstr(text, "Nope"));
+    assert_true(
+        metric_value(text, "wy_grpc_call_total{method=\"unmatched\",outcome=\"client_error\"}") ==
+        1);
     wy_free(text);
     fx_close(&fx);
 }
