@@ -119,6 +119,13 @@ int wy_grpc_server_set_health(wy_grpc_server_t *srv, const char *service, bool s
 int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb)(void *arg),
                         void *arg);
 
+/* End a stop's grace now instead of when grace_ms runs out: every call a handler still
+ * holds is answered UNAVAILABLE at once and the rest are cancelled, exactly as when the
+ * grace timer fires. For an owner that must close what handlers wait on (a store) only
+ * after their calls are answered, whatever order its own timers run in. Does nothing
+ * when the server is not stopping or its grace is already over. Loop thread only. */
+void wy_grpc_server_end_grace(wy_grpc_server_t *srv);
+
 /* Copy the server's counters into *out. */
 void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out);
 

@@ -32,7 +32,7 @@ enum {
     LOBBY_CLOSE_IDLE = 4005,        /* no message within WY_LOBBY_IDLE_TIMEOUT */
     LOBBY_CLOSE_REJECTED = 4006,    /* duplicate login refused (reject-new) */
     LOBBY_CLOSE_UNAVAILABLE = 4007, /* Redis/auth down during hello: retry */
-    LOBBY_CLOSE_LOGOUT = 4008,      /* after logout */
+    /* After logout: 1000 (WY_WS_NORMAL), the standard normal closure, after logged_out{}. */
 };
 
 typedef struct lobby lobby_t;
@@ -57,10 +57,7 @@ struct lobby {
     wy_http_server_t *ws;
     uv_timer_t sweep; /* hello / idle deadlines, instance liveness key */
     bool sweep_started;
-    uint64_t last_alive_ms; /* last refresh of sess:inst:<instance> */
-    uv_check_t closer;      /* closes connections once their last messages are out */
-    bool closer_started;
-    size_t npend;
+    uint64_t last_alive_ms;       /* last refresh of sess:inst:<instance> */
     wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
     wy_token_cache_t *key_cache;  /* Auth.GetKeys */
     wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
@@ -123,10 +120,6 @@ struct lobby_conn {
     bool registered; /* in by_sid */
     bool live;       /* claimed in Redis and not yet released by this conn */
     bool counted;    /* counted in wy_lobby_sessions */
-    bool pend;       /* close waiting for the send queue to drain */
-    int pend_code;
-    uint64_t pend_since;
-    char pend_reason[LOBBY_REASON_MAX + 4];
 };
 
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };
