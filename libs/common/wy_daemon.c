@@ -17,10 +17,11 @@
 #define SHARED_MAX 16
 /* Blocking steps of the stop (Kafka commit / flush) get at most this long each,
  * so that the whole stop fits the orchestrator's grace period. */
-#define KAFKA_CLOSE_MS 1000
-#define DRAIN_POLL_MS  20
-#define HEALTH_POLL_MS 500
-#define SEEN_CAPACITY  65536
+#define KAFKA_CLOSE_MS      1000
+#define DRAIN_POLL_MS       20
+#define HEALTH_POLL_MS      500
+#define KAFKA_START_WAIT_MS 5000 /* Kafka (optional) down this long at start: ready without it */
+#define SEEN_CAPACITY       65536
 /* Distinct unhandled (topic, type) pairs remembered for the log-once rule and
  * labelled in the metric; past it they count as type="other". */
 #define UNHANDLED_MAX 64
@@ -82,7 +83,9 @@ struct wy_daemon {
     size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    bool parts_started;      /* start_parts succeeded: the ready line may follow */
+    bool parts_started; /* start_parts succeeded: the ready line may follow */
+    uint64_t parts_started_ms;
+    bool kafka_given_up;     /* ready without the broadcast consumer (Kafka down at start) */
     bool waiting_logged;     /* "waiting for ... before ready" was logged */
     int closing;             /* asynchronous closes still running */
     wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
@@ -968,14 +971,31 @@ static void go_ready(wy_daemon_t *d)
     log_ready(d);
 }
 
+/* A daemon that does not require Kafka starts without it: with the brokers still down
+ * KAFKA_START_WAIT_MS after the start, it stops waiting for the broadcast consumer's
+ * partitions (it positions them when Kafka returns; events produced in between may be
+ * missed, which is what Kafka being optional means). */
+static bool kafka_given_up(wy_daemon_t *d)
+{
+    if ((required_deps(d) & WY_DEP_KAFKA) || !(deps_down(d) & WY_DEP_KAFKA) ||
+        wy_now_ms() - d->parts_started_ms < KAFKA_START_WAIT_MS)
+        return false;
+    if (!d->kafka_given_up) {
+        d->kafka_given_up = true;
+        wy_log_warn("kafka down at start: ready without the broadcast consumer's partitions", NULL);
+    }
+    return true;
+}
+
 /* The ready line follows once the parts are started, a broadcast consumer is
- * positioned and the service's own condition (spec.unready) holds. */
+ * positioned (unless Kafka, optional, is down: kafka_given_up) and the service's own
+ * condition (spec.unready) holds. */
 static void maybe_go_ready(wy_daemon_t *d)
 {
     if (d->state != ST_STARTING || !d->parts_started)
         return;
     const char *wait = NULL;
-    if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
+    if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned && !kafka_given_up(d))
         wait = "the broadcast consumer's partitions";
     else if (d->spec->unready)
         wait = d->spec->unready(d);
@@ -1070,6 +1090,7 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
         finish_stop(d);
     } else {
         d->parts_started = true;
+        d->parts_started_ms = wy_now_ms();
         maybe_go_ready(d);
         uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
     }
