@@ -462,7 +462,7 @@ static void step_commit(op_t *op, bool force)
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)w->placement_ttl_ms);
     const char *argv[] = {key,
                           force ? "1" : "0",
-                          op->account,
+                          op->next.account,
                           op->next.zone,
                           op->next.inst,
                           op->next.game,
