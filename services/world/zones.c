@@ -176,6 +176,18 @@ static int get_object(ctx_t *c, json_t *obj, const char *base, const char *key, 
     return rc;
 }
 
+/* Element i of the array arr (the field key) as an object with only the given keys;
+ * its path ("portals[2]") in p. */
+static int get_item(ctx_t *c, json_t *arr, const char *key, size_t i, const char *const *keys,
+                    char *p, size_t plen, json_t **out)
+{
+    *out = json_array_get(arr, i);
+    path_of(p, plen, "", key, (long)i);
+    if (!json_is_object(*out))
+        return zone_fail(c->err, c->file, p, "must be an object");
+    return only_keys(c, *out, p, keys);
+}
+
 static const char *const kind_names[] = {"town", "field", "dungeon", NULL};
 static const char *const inst_names[] = {"shared", "party", "player", NULL};
 
@@ -272,13 +284,10 @@ static int parse_spawns(ctx_t *c, zone_t *z, json_t *root)
         return rc;
     z->spawns = wy_calloc(json_array_size(arr), sizeof *z->spawns);
     for (size_t i = 0; i < json_array_size(arr); i++) {
-        char p[64];
-        json_t *v = json_array_get(arr, i);
-        path_of(p, sizeof p, "", "spawns", (long)i);
-        if (!json_is_object(v))
-            return zone_fail(c->err, c->file, p, "must be an object {\"x\", \"y\"}");
         static const char *const keys[] = {"x", "y", NULL};
-        if ((rc = only_keys(c, v, p, keys)) != WY_OK ||
+        char p[64];
+        json_t *v;
+        if ((rc = get_item(c, arr, "spawns", i, keys, p, sizeof p, &v)) != WY_OK ||
             (rc = get_point(c, z, v, p, true, &z->spawns[i])) != WY_OK)
             return rc;
         z->nspawns++;
@@ -297,12 +306,9 @@ static int parse_npcs(ctx_t *c, zone_t *z, json_t *root)
     z->npcs = wy_calloc(json_array_size(arr) + 1, sizeof *z->npcs);
     for (size_t i = 0; i < json_array_size(arr); i++) {
         char p[64], ap[80];
-        json_t *v = json_array_get(arr, i), *area;
+        json_t *v, *area;
         zone_npc_area_t *a = &z->npcs[i];
-        path_of(p, sizeof p, "", "npc_areas", (long)i);
-        if (!json_is_object(v))
-            return zone_fail(c->err, c->file, p, "must be an object");
-        rc = only_keys(c, v, p, keys);
+        rc = get_item(c, arr, "npc_areas", i, keys, p, sizeof p, &v);
         if (rc == WY_OK)
             rc = get_id(c, v, p, "template", &a->template_id);
         if (rc == WY_OK)
@@ -341,12 +347,9 @@ static int parse_portals(ctx_t *c, zone_t *z, json_t *root)
     z->portals = wy_calloc(json_array_size(arr) + 1, sizeof *z->portals);
     for (size_t i = 0; i < json_array_size(arr); i++) {
         char p[64], ap[80];
-        json_t *v = json_array_get(arr, i), *arrival;
+        json_t *v, *arrival;
         zone_portal_t *pt = &z->portals[i];
-        path_of(p, sizeof p, "", "portals", (long)i);
-        if (!json_is_object(v))
-            return zone_fail(c->err, c->file, p, "must be an object");
-        rc = only_keys(c, v, p, keys);
+        rc = get_item(c, arr, "portals", i, keys, p, sizeof p, &v);
         if (rc == WY_OK)
             rc = get_id(c, v, p, "id", &pt->id);
         if (rc == WY_OK) {
