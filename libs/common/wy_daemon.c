@@ -22,7 +22,12 @@
 #define KAFKA_CLOSE_MS 1000
 #define DRAIN_POLL_MS  20
 #define HEALTH_POLL_MS 500
-#define SEEN_CAPACITY  65536
+/* At start, how long the ready line waits for a first contact with an optional
+ * dependency (Kafka: librdkafka reports broker state once a second) before the
+ * daemon goes ready degraded. Without it a healthy stack would start every
+ * daemon "degraded" for its first second. */
+#define START_OPTIONAL_WAIT_MS 5000
+#define SEEN_CAPACITY          65536
 /* Distinct unhandled (topic, type) pairs remembered for the log-once rule and
  * labelled in the metric; past it they count as type="other". */
 #define UNHANDLED_MAX 64
@@ -87,12 +92,13 @@ struct wy_daemon {
     size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    bool parts_started;      /* start_parts succeeded: the ready line may follow */
-    bool waiting_logged;     /* "waiting for ... before ready" was logged */
-    int closing;             /* asynchronous closes still running */
-    wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
-    bool in_start;           /* inside spec->start */
-    uint64_t wmb_last[2][2]; /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
+    bool parts_started;        /* start_parts succeeded: the ready line may follow */
+    bool waiting_logged;       /* "waiting for ... before ready" was logged */
+    uint64_t parts_started_ms; /* wy_now_ms() when start_parts succeeded */
+    int closing;               /* asynchronous closes still running */
+    wy_workers_t *workers;     /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;             /* inside spec->start */
+    uint64_t wmb_last[2][2];   /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
 
     /* metrics */
     wy_metric_t *m_ready, *m_degraded, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight,
@@ -828,7 +834,10 @@ static void on_drain_timer(uv_timer_t *t)
                 (!d->spec->busy || d->spec->busy(d) == 0) &&
                 (!d->outbox || wy_outbox_idle(d->outbox)) &&
                 (!d->workers || !wy_workers_running(d->workers));
-    if (idle || wy_now_ms() >= d->drain_deadline)
+    /* Past the deadline the stores still wait for the gRPC server's stop (its grace is
+     * the drain time, so a moment at most): calls handlers hold are answered by the
+     * stop, not by their stores failing under them. */
+    if (idle || (wy_now_ms() >= d->drain_deadline && d->grpc_stopped))
         finish_stop(d);
 }
 
@@ -1038,14 +1047,22 @@ static void go_ready(wy_daemon_t *d)
     log_ready(d);
 }
 
-/* The ready line follows once the parts are started, a broadcast consumer is
- * positioned and the service's own condition (spec.unready) holds. */
+/* The ready line follows once the parts are started, every required dependency
+ * answers, every optional one answers or had START_OPTIONAL_WAIT_MS to (then
+ * the daemon starts degraded), a broadcast consumer is positioned and the
+ * service's own condition (spec.unready) holds. The health timer calls this
+ * again until it does. */
 static void maybe_go_ready(wy_daemon_t *d)
 {
     if (d->state != ST_STARTING || !d->parts_started)
         return;
     const char *wait = NULL;
-    if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
+    unsigned down = deps_down(d), required = required_deps(d);
+    if (down & required)
+        wait = "a required dependency (see /readyz)";
+    else if ((down & d->spec->deps) && wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
+        wait = "a first contact with every optional dependency";
+    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
         wait = "the broadcast consumer's partitions";
     else if (d->spec->unready)
         wait = d->spec->unready(d);
@@ -1145,6 +1162,7 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
         finish_stop(d);
     } else {
         d->parts_started = true;
+        d->parts_started_ms = wy_now_ms();
         maybe_go_ready(d);
         uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
     }
