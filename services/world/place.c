@@ -366,8 +366,10 @@ static void on_seat(int status, redisReply *reply, void *ud)
     }
     copy_str(op->next.inst, sizeof op->next.inst, reply->element[0]);
     copy_str(op->next.game, sizeof op->next.game, reply->element[1]);
-    /* A Place that makes a new placement must not overwrite one made meanwhile. */
-    step_commit(op, op->kind == OP_TRANSFER || op->reused);
+    /* A Place that makes a new placement must not overwrite one made meanwhile; one that
+     * found the character's placement (living, or in a zone the catalog no longer has)
+     * rewrites it. */
+    step_commit(op, op->kind == OP_TRANSFER || op->found);
 }
 
 static void step_seat(op_t *op)

@@ -369,6 +369,21 @@ def test_dead_game_zones_are_placed_on_a_live_one(daemon, pb, clean_redis, games
     assert "wy_world_instances_replaced_total 3" in m
 
 
+def test_a_draining_game_gets_no_placement_and_its_zones_move(daemon, pb, clean_redis, games):
+    d = start(daemon, clean_redis[0])
+    st = stub(d, pb)
+    a = FakeGame(st, pb, "game-a")
+    games.append(a)
+    ch, acct = ids()
+    assert place(st, pb, ch, acct).game_id == "game-a"
+    games.append(FakeGame(st, pb, "game-b", players=90))  # nearly full, but the only other one
+    a.req.draining = True  # SIGTERM: live, takes no new players, its zones go elsewhere
+    wait_until(lambda: st.Locate(pb[0].LocateRequest(character_id=ch), timeout=DEADLINE).game_id
+               == "game-b", timeout=20, what="oakvale#1 on game-b")
+    assert place(st, pb, *ids(), target_zone="meadow").game_id == "game-b"
+    assert all(g.live for g in st.ListGames(pb[0].ListGamesRequest(), timeout=DEADLINE).games)
+
+
 def test_two_replicas_and_a_restart_share_the_world(daemon, pb, clean_redis, games):
     w1 = start(daemon, clean_redis[0])
     w2 = start(daemon, clean_redis[0])
