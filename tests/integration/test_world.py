@@ -427,3 +427,29 @@ def _try_place(st, pb, ch, acct):
         if e.code() != grpc.StatusCode.UNAVAILABLE:
             raise
         return None
+
+
+def test_redis_outage_makes_world_unready_and_place_unavailable(daemon, pb, clean_redis, games, stack):
+    d = start(daemon, clean_redis[0])
+    st = stub(d, pb)
+    games.append(FakeGame(st, pb, "g1"))
+    ch, acct = ids()
+    p = place(st, pb, ch, acct)
+    stack.stop_redis()
+    try:
+        wait_until(lambda: requests.get(d.ops_url + "/readyz", timeout=5).status_code == 503,
+                   timeout=30, what="world 503 with Redis stopped")
+        assert requests.get(d.ops_url + "/readyz", timeout=5).json()["down"] == ["redis"]
+        assert code_of(lambda: place(st, pb, *ids())) == grpc.StatusCode.UNAVAILABLE
+        assert code_of(lambda: st.Locate(pb[0].LocateRequest(character_id=ch), timeout=DEADLINE)) \
+            == grpc.StatusCode.UNAVAILABLE
+        # The catalog needs no Redis.
+        assert len(st.ListZones(pb[0].ListZonesRequest(), timeout=DEADLINE).zones) == 4
+    finally:
+        stack.start_redis()
+    wait_until(lambda: requests.get(d.ops_url + "/readyz", timeout=5).status_code == 200,
+               timeout=30, what="world ready again")
+    # The test stack's Redis keeps no data across a restart: the registry is rebuilt from
+    # the next heartbeats, and placing works again.
+    again = wait_until(lambda: _try_place(st, pb, ch, acct), timeout=30, what="Place after the outage")
+    assert (again.zone_id, again.game_id) == (p.zone_id, "g1")
