@@ -201,22 +201,25 @@ static void rpc_list_zones(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
 
 /* ---- the catalog: read-only HTTP view on the ops port ---- */
 
+/* The HTTP view reads the catalog itself, not the service: the ops port keeps serving
+ * through the drain, after the service's state may be gone. */
+
 /* GET /v1/zones: every zone without its grid. */
 static void http_zones(wy_http_req_t *req, void *ud)
 {
-    world_svc_t *w = ud;
+    WY_UNUSED(ud);
     json_t *arr = json_array();
-    for (size_t i = 0; i < w->cat->n; i++)
-        json_array_append_new(arr, zone_to_json(&w->cat->zones[i], false));
+    for (size_t i = 0; i < world_catalog.n; i++)
+        json_array_append_new(arr, zone_to_json(&world_catalog.zones[i], false));
     wy_http_respond_json(req, 200, json_pack("{s:o}", "zones", arr));
 }
 
 /* GET /v1/zones/<id>: one zone with its grid, in the format of its file. */
 static void http_zone(wy_http_req_t *req, void *ud)
 {
-    world_svc_t *w = ud;
+    WY_UNUSED(ud);
     const char *id = wy_http_req_path(req) + strlen("/v1/zones/");
-    const zone_t *z = zone_catalog_find(w->cat, id);
+    const zone_t *z = zone_catalog_find(&world_catalog, id);
     if (!z) {
         wy_http_respond_err(req, WY_ENOTFOUND, "no such zone");
         return;
@@ -261,8 +264,8 @@ static int world_start(wy_daemon_t *d, const char **err)
         *err = "cannot start the registry";
         return rc;
     }
-    wy_http_route(wy_daemon_ops(d), "GET", "/v1/zones", http_zones, w);
-    wy_http_route_prefix(wy_daemon_ops(d), "GET", "/v1/zones/", http_zone, w);
+    wy_http_route(wy_daemon_ops(d), "GET", "/v1/zones", http_zones, NULL);
+    wy_http_route_prefix(wy_daemon_ops(d), "GET", "/v1/zones/", http_zone, NULL);
 
     static const struct {
         const char *path;
