@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INST_MAX   (ZONE_ID_MAX + 24) /* "<zone>#<n>" */
 #define KEYS_ZONE  6
 #define PRUNE_STEP "100" /* lapsed seats dropped per script run */
 
@@ -88,24 +87,25 @@ static const char unseat_lua[] = ZONE_LUA_PRELUDE "leave(ARGV[1])\n"
                                                   "return 1\n";
 
 /* KEYS[1] world:{zone:z}. ARGV: nkeep, the games that may keep an instance, then the
- * candidates (least loaded first, at least one). Every instance on another game goes to
- * the candidates in turn. Returns {instance, old game, new game, ...}. */
+ * candidates (least loaded first; none: nothing moves). Every instance on another game
+ * goes to the candidates in turn. Returns {{instance, old game, new game, ...},
+ * {instance, game, ...} of every instance after the moves}. */
 static const char replace_lua[] =
     "local nkeep = tonumber(ARGV[1])\n"
     "local keep, cands = {}, {}\n"
     "for i = 2, nkeep + 1 do keep[ARGV[i]] = true end\n"
     "for i = nkeep + 2, #ARGV do cands[#cands + 1] = ARGV[i] end\n"
-    "local out = {}\n"
-    "if #cands == 0 then return out end\n"
+    "local moved = {}\n"
     "local all = redis.call('HGETALL', KEYS[1])\n"
     "for i = 1, #all, 2 do\n"
-    "  if not keep[all[i + 1]] then\n"
-    "    local g = cands[(#out / 3) % #cands + 1]\n"
+    "  if #cands > 0 and not keep[all[i + 1]] then\n"
+    "    local g = cands[(#moved / 3) % #cands + 1]\n"
     "    redis.call('HSET', KEYS[1], all[i], g)\n"
-    "    out[#out + 1] = all[i]; out[#out + 1] = all[i + 1]; out[#out + 1] = g\n"
+    "    moved[#moved + 1] = all[i]; moved[#moved + 1] = all[i + 1]; moved[#moved + 1] = g\n"
+    "    all[i + 1] = g\n"
     "  end\n"
     "end\n"
-    "return out\n";
+    "return {moved, all}\n";
 
 /* KEYS[1] world:{char:c}. ARGV: force, account, zone, instance, game, x, y, placed, ttl.
  * Without force an existing placement wins and is returned; else (or with force) the
@@ -136,7 +136,7 @@ typedef enum { OP_PLACE, OP_LOCATE, OP_TRANSFER } op_kind_t;
 
 /* A placement as stored in world:{char:<id>}. */
 typedef struct {
-    char account[WORLD_REF_MAX + 1], zone[ZONE_ID_MAX + 1], inst[INST_MAX + 1],
+    char account[WORLD_REF_MAX + 1], zone[ZONE_ID_MAX + 1], inst[WORLD_INST_MAX + 1],
         game[WORLD_GAME_ID_MAX + 1];
     double x, y;
     uint64_t placed;
@@ -158,6 +158,7 @@ typedef struct {
 } op_t;
 
 static void step_read(op_t *op);
+static void hosts_set(world_svc_t *w, size_t zi, const char *inst, const char *game);
 static void on_locate_game(int status, redisReply *reply, void *ud);
 static void step_seat(op_t *op);
 static void step_commit(op_t *op, bool force);
@@ -271,6 +272,56 @@ static void zone_keys(zone_keys_t *zk, const char *zone)
         snprintf(zk->k[i], sizeof zk->k[i], "world:{zone:%s}%s", zone, sfx[i]);
 }
 
+/* ---- who hosts which instance (this replica's view) ---- */
+
+static void hosts_set(world_svc_t *w, size_t zi, const char *inst, const char *game)
+{
+    if (!w->hosts)
+        w->hosts = wy_calloc(w->cat->n, sizeof *w->hosts);
+    world_zone_hosts_t *zh = &w->hosts[zi];
+    size_t i = 0;
+    while (i < zh->n && strcmp(zh->hosts[i].inst, inst) != 0)
+        i++;
+    if (i == zh->n) {
+        zh->hosts = wy_realloc(zh->hosts, (zh->n + 1) * sizeof *zh->hosts);
+        zh->n++;
+        snprintf(zh->hosts[i].inst, sizeof zh->hosts[i].inst, "%s", inst);
+    }
+    snprintf(zh->hosts[i].game, sizeof zh->hosts[i].game, "%s", game);
+}
+
+static int by_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t world_hosted(const world_svc_t *w, const char *game, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t zi = 0; w->hosts && zi < w->cat->n; zi++)
+        for (size_t i = 0; i < w->hosts[zi].n && n < max; i++)
+            if (strcmp(w->hosts[zi].hosts[i].game, game) == 0)
+                out[n++] = w->hosts[zi].hosts[i].inst;
+    qsort(out, n, sizeof *out, by_str);
+    return n;
+}
+
+size_t world_hosts_total(const world_svc_t *w)
+{
+    size_t n = 0;
+    for (size_t zi = 0; w->hosts && zi < w->cat->n; zi++)
+        n += w->hosts[zi].n;
+    return n;
+}
+
+void world_hosts_free(world_svc_t *w)
+{
+    for (size_t zi = 0; w->hosts && zi < w->cat->n; zi++)
+        wy_free(w->hosts[zi].hosts);
+    wy_free(w->hosts);
+    w->hosts = NULL;
+}
+
 /* ---- read the stored placement ---- */
 
 static void on_read(int status, redisReply *reply, void *ud)
@@ -366,6 +417,7 @@ static void on_seat(int status, redisReply *reply, void *ud)
     }
     copy_str(op->next.inst, sizeof op->next.inst, reply->element[0]);
     copy_str(op->next.game, sizeof op->next.game, reply->element[1]);
+    hosts_set(op->w, (size_t)(op->zone - op->w->cat->zones), op->next.inst, op->next.game);
     /* A Place that makes a new placement must not overwrite one made meanwhile; one that
      * found the character's placement (living, or in a zone the catalog no longer has)
      * rewrites it. */
@@ -637,19 +689,37 @@ void world_rpc_locate(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
 
 /* ---- instances of dead games placed again ---- */
 
+typedef struct {
+    world_svc_t *w;
+    size_t zi; /* the zone's index in the catalog */
+} replace_op_t;
+
 static void on_replaced(int status, redisReply *reply, void *ud)
 {
-    world_svc_t *w = ud;
-    if (status == WY_OK && reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i + 2 < reply->elements; i += 3) {
+    replace_op_t *op = ud;
+    world_svc_t *w = op->w;
+    if (status == WY_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_ARRAY &&
+        reply->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *moved = reply->element[0], *all = reply->element[1];
+        for (size_t i = 0; i + 2 < moved->elements; i += 3) {
             wy_metric_inc(w->m_replaced);
-            wy_log_info("zone instance placed again", "instance", reply->element[i]->str, "from",
-                        reply->element[i + 1]->str, "to", reply->element[i + 2]->str, NULL);
+            wy_log_info("zone instance placed again", "instance", moved->element[i]->str, "from",
+                        moved->element[i + 1]->str, "to", moved->element[i + 2]->str, NULL);
         }
+        if (!w->hosts)
+            w->hosts = wy_calloc(w->cat->n, sizeof *w->hosts);
+        world_zone_hosts_t *zh = &w->hosts[op->zi];
+        zh->n = 0; /* the zone's whole assignment, as Redis has it now */
+        for (size_t i = 0; i + 1 < all->elements; i += 2)
+            if (all->element[i]->type == REDIS_REPLY_STRING &&
+                all->element[i + 1]->type == REDIS_REPLY_STRING)
+                hosts_set(w, op->zi, all->element[i]->str, all->element[i + 1]->str);
     } else if (status != WY_ECANCELED) {
         wy_log_warn("replacing zone instances failed", "error",
                     reply && reply->str ? reply->str : wy_strerror(status), NULL);
     }
+    wy_free(op);
     world_op_done(w);
 }
 
@@ -660,8 +730,6 @@ void world_replace_all(world_svc_t *w)
         const zone_t *z = &w->cat->zones[zi];
         size_t nk = world_keepers(w, z->id, ids);
         size_t nc = world_candidates(w, z->id, ids + nk, w->ngames);
-        if (nc == 0)
-            continue;
         char key[ZONE_ID_MAX + 24], nkeep[16];
         snprintf(key, sizeof key, "world:{zone:%s}", z->id);
         snprintf(nkeep, sizeof nkeep, "%zu", nk);
@@ -671,10 +739,15 @@ void world_replace_all(world_svc_t *w)
         argv[1] = nkeep;
         for (size_t i = 0; i < nk + nc; i++)
             argv[2 + i] = ids[i];
+        replace_op_t *op = wy_malloc(sizeof *op);
+        op->w = w;
+        op->zi = zi;
         world_op_begin(w);
-        if (wy_redis_eval(wy_daemon_redis(w->d), w->s_replace, 0, on_replaced, w, 1, (int)argc,
-                          argv, NULL) != WY_OK)
-            w->inflight--; /* Redis down: the next pass tries again */
+        if (wy_redis_eval(wy_daemon_redis(w->d), w->s_replace, 0, on_replaced, op, 1, (int)argc,
+                          argv, NULL) != WY_OK) {
+            wy_free(op); /* Redis down: the next pass tries again */
+            w->inflight--;
+        }
         wy_free(argv);
     }
     wy_free(ids);

@@ -10,11 +10,12 @@
 
 #define REGISTRY_POLL_MS   500u
 #define REPORT_EVERY_MS    1000u
-#define REPLACE_EVERY      10u /* passes: a full replace check every 5 s even with no death */
+#define RECONCILE_EVERY    4u /* passes: every 2 s, the replace check and w->hosts re-read */
 #define KEY_GAMES          "world:{games}"
 #define KEY_GAMES_SEEN     "world:{games}:seen"
 #define MAX_ZONES_PER_GAME ZONE_MAX_ZONES
 #define MAX_PARTITIONS     4096
+#define MAX_HOSTED         4096 /* instances listed for one game */
 
 /* KEYS: the games hash (game id -> packed HeartbeatRequest), the seen zset (game id ->
  * wall ms of its last heartbeat). ARGV: game id, packed request, now. */
@@ -187,7 +188,12 @@ static void on_heartbeat(int status, redisReply *reply, void *ud)
         Wyvern__World__HeartbeatResponse out = WYVERN__WORLD__HEARTBEAT_RESPONSE__INIT;
         out.report_every_ms = REPORT_EVERY_MS;
         out.dead_after_ms = (uint32_t)w->dead_after_ms;
+        size_t max = world_hosts_total(w);
+        max = max < MAX_HOSTED ? max : MAX_HOSTED;
+        out.instances = wy_calloc(max + 1, sizeof *out.instances);
+        out.n_instances = world_hosted(w, op->hb->game_id, (const char **)out.instances, max);
         wy_grpc_reply(op->call, &out.base);
+        wy_free(out.instances);
     }
     wy_free(op);
     world_op_done(w);
@@ -239,6 +245,9 @@ void world_rpc_list_games(wy_grpc_call_id_t call, const ProtobufCMessage *req, v
         return;
     Wyvern__World__ListGamesResponse out = WYVERN__WORLD__LIST_GAMES_RESPONSE__INIT;
     Wyvern__World__GameInstance *gs = wy_calloc(w->ngames + 1, sizeof *gs);
+    /* Each instance is on one game: one array holds every game's list. */
+    size_t total = world_hosts_total(w), used = 0;
+    const char **hosted = wy_calloc(total + 1, sizeof *hosted);
     out.games = wy_calloc(w->ngames + 1, sizeof *out.games);
     out.n_games = w->ngames;
     for (size_t i = 0; i < w->ngames; i++) {
@@ -258,11 +267,15 @@ void world_rpc_list_games(wy_grpc_call_id_t call, const ProtobufCMessage *req, v
         g->draining = hb->draining;
         g->live = w->games[i].live;
         g->last_report_ms = w->games[i].seen_ms;
+        g->instances = (char **)(hosted + used);
+        g->n_instances = world_hosted(w, hb->game_id, hosted + used, total - used);
+        used += g->n_instances;
         out.games[i] = g;
     }
     wy_grpc_reply(call, &out.base);
     wy_free(out.games);
     wy_free(gs);
+    wy_free(hosted);
 }
 
 /* ---- the refresh and the watch ---- */
@@ -322,7 +335,7 @@ static void on_registry(int status, redisReply *reply, void *ud)
     qsort(w->games, w->ngames, sizeof *w->games, by_game_id);
     wy_metric_set(w->m_live_games, (double)live);
     w->passes++;
-    if (!w->stopping && live > 0 && (lost || draining || w->passes % REPLACE_EVERY == 1))
+    if (!w->stopping && (lost || draining || w->passes % RECONCILE_EVERY == 1))
         world_replace_all(w);
     world_op_done(w);
 }
@@ -381,6 +394,7 @@ void world_registry_free(world_svc_t *w)
     wy_free(w->games);
     w->games = NULL;
     w->ngames = 0;
+    world_hosts_free(w);
     wy_redis_script_free(w->s_heartbeat);
     wy_redis_script_free(w->s_registry);
     wy_redis_script_free(w->s_seat);

@@ -16,6 +16,19 @@ extern const wy_daemon_spec_t world_daemon_spec;
 #define WORLD_ADDR_MAX    255
 #define WORLD_REF_MAX     64 /* account, character and party ids */
 #define WORLD_MAX_GAMES   1024
+#define WORLD_INST_MAX    (ZONE_ID_MAX + 24) /* "<zone>#<n>" */
+
+/* Which game hosts one zone instance, as this replica last saw it. */
+typedef struct {
+    char inst[WORLD_INST_MAX + 1];
+    char game[WORLD_GAME_ID_MAX + 1];
+} world_host_t;
+
+/* The hosts of one zone's instances (index = the zone's index in the catalog). */
+typedef struct {
+    world_host_t *hosts;
+    size_t n;
+} world_zone_hosts_t;
 
 /* One game instance as the registry cache knows it (from its last heartbeat). */
 typedef struct {
@@ -35,6 +48,9 @@ typedef struct {
     uv_timer_t registry_timer;
     bool refresh_inflight, stopping, timer_closed;
     unsigned passes; /* registry refreshes so far */
+    /* Who hosts each zone's instances: updated by every seat and every reconcile pass
+     * (world_replace_all); answers Heartbeat and ListGames without Redis. */
+    world_zone_hosts_t *hosts;
     size_t inflight; /* requests waiting for Redis (drain) */
     wy_redis_script_t *s_heartbeat, *s_registry, *s_seat, *s_unseat, *s_commit, *s_replace;
     wy_metric_t *m_live_games, *m_heartbeats, *m_placements, *m_placements_reused, *m_transfers,
@@ -62,8 +78,15 @@ void world_rpc_place(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
 void world_rpc_locate(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 void world_rpc_transfer(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 /* Runs the replace script on every zone of the catalog: instances whose game is dead,
- * draining or no longer runs the zone go to the least-loaded candidate. */
+ * draining or no longer runs the zone go to the least-loaded candidate; the answer
+ * refreshes w->hosts. */
 void world_replace_all(world_svc_t *w);
+/* The instances w->hosts has on game, sorted, into out (room for max); returns how
+ * many. The strings live until the next change of w->hosts (the loop turn). */
+size_t world_hosted(const world_svc_t *w, const char *game, const char **out, size_t max);
+/* How many instances w->hosts knows, on all games. */
+size_t world_hosts_total(const world_svc_t *w);
+void world_hosts_free(world_svc_t *w);
 
 /* The service, or NULL after answering the call UNAVAILABLE when stopping. */
 world_svc_t *world_svc_or_refuse(void *arg, wy_grpc_call_id_t call);

@@ -65,7 +65,7 @@ class FakeGame:
                                           grpc_addr="127.0.0.1:8001", capacity=capacity,
                                           players=players, zones=list(zones))
         self.game_id = game_id
-        st.Heartbeat(self.req, timeout=DEADLINE)  # registered before the test goes on
+        self.resp = st.Heartbeat(self.req, timeout=DEADLINE)  # registered before the test goes on
         self.last = time.monotonic()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -73,7 +73,7 @@ class FakeGame:
     def _run(self):
         while not self.stopped.wait(0.3):
             try:
-                self.st.Heartbeat(self.req, timeout=DEADLINE)
+                self.resp = self.st.Heartbeat(self.req, timeout=DEADLINE)
                 self.last = time.monotonic()
             except grpc.RpcError:
                 pass
@@ -350,7 +350,12 @@ def test_dead_game_zones_are_placed_on_a_live_one(daemon, pb, clean_redis, games
         ch, acct = ids()
         assert place(st, pb, ch, acct, target_zone=zone).game_id == "game-a"
         chars.append((ch, acct, zone))
-    games.append(FakeGame(st, pb, "game-b", players=50))  # more loaded, but live
+    hosted = ["meadow#1", "oakvale#1", "whisper_woods#1"]
+    # Each heartbeat answers the instances the game hosts.
+    wait_until(lambda: list(a.resp.instances) == hosted, timeout=20, what="game-a told its instances")
+    b = FakeGame(st, pb, "game-b", players=50)  # more loaded, but live
+    games.append(b)
+    assert list(b.resp.instances) == []
     a.stop()
     silent_since = a.last
     # Bound (README): WY_WORLD_GAME_DEAD_AFTER + one registry pass (0.5 s) + a script per zone.
@@ -363,6 +368,10 @@ def test_dead_game_zones_are_placed_on_a_live_one(daemon, pb, clean_redis, games
     lines = [r for r in d.log_lines() if r.get("msg") == "zone instance placed again"]
     assert {(r["from"], r["to"]) for r in lines} == {("game-a", "game-b")}
     assert {r["instance"] for r in lines} == {"oakvale#1", "meadow#1", "whisper_woods#1"}
+    wait_until(lambda: list(b.resp.instances) == hosted, timeout=20, what="game-b told its instances")
+    listed = {g.game_id: list(g.instances) for g in st.ListGames(pb[0].ListGamesRequest(),
+                                                                 timeout=DEADLINE).games}
+    assert listed == {"game-a": [], "game-b": hosted}
     # A player entering one of those zones now gets the survivor.
     assert place(st, pb, *ids(), target_zone="meadow").game_id == "game-b"
     m = requests.get(d.ops_url + "/metrics", timeout=5).text
@@ -394,6 +403,9 @@ def test_two_replicas_and_a_restart_share_the_world(daemon, pb, clean_redis, gam
     p2 = wait_until(lambda: _try_place(s2, pb, ch, acct), timeout=20, what="replica 2 places")
     p1 = place(s1, pb, ch, acct)
     assert (p1.instance_id, p1.game_id, p1.placed_at_ms) == (p2.instance_id, "g1", p2.placed_at_ms)
+    # The game heartbeats to replica 1, which learns the instance through Redis too.
+    wait_until(lambda: list(games[0].resp.instances) == [p1.instance_id], timeout=20,
+               what="replica 1 tells g1 its instance")
     # Concurrent places of one character on both replicas: one placement.
     ch2, acct2 = ids()
     out = []
