@@ -142,6 +142,12 @@ typedef struct {
     const wy_daemon_sub_t *subs;
     size_t nsubs;
     unsigned helpers; /* WY_HELPER_* */
+    /* Optional: checks and loads the service's own configuration data (files
+     * named by its variables: wy-world's zone catalog), once the variables are
+     * read and before any dependency is connected. A non-OK return is a bad
+     * configuration like a bad variable: "wy-<svc>: bad configuration: <*err>"
+     * on stderr and exit status 2. Main thread, before the loop runs. */
+    int (*configure)(const char **err);
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -164,7 +170,8 @@ typedef struct {
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
- * bad configuration (exit 2, naming the variable), start failure (exit 1),
+ * bad configuration (exit 2, naming the variable, or spec.configure's message),
+ * start failure (exit 1),
  * graceful stop (exit 0). Returns the process exit status. */
 int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 
