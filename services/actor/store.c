@@ -191,12 +191,15 @@ static void arr_bytes(wy_buf_t *b, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     arr_sep(b);
-    wy_buf_reserve(b, 2 * n + 8);
     wy_buf_puts(b, "\"\\\\x");
+    wy_buf_reserve(b, 2 * n + 1); /* the hex digits go straight into the buffer */
+    char *w = b->data + b->len;
     for (size_t i = 0; i < n; i++) {
-        wy_buf_putc(b, hex[p[i] >> 4]);
-        wy_buf_putc(b, hex[p[i] & 15]);
+        *w++ = hex[p[i] >> 4];
+        *w++ = hex[p[i] & 15];
     }
+    b->len += 2 * n;
+    b->data[b->len] = '\0';
     wy_buf_putc(b, '"');
 }
 

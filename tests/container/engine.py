@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -215,10 +216,16 @@ class Engine:
         stale = set()
         ids = self.cli("ps", "-a", "-q", "--filter", "label=com.docker.compose.project", capture=True,
                        timeout=60)[1].split()
-        for c in self.inspect(ids):
+        containers = self.inspect(ids)
+        for c in containers:
             proj = c["Config"]["Labels"].get("com.docker.compose.project", "")
             if proj.startswith(prefix) and proj[len(prefix):].isdigit() and not pid_runs(int(proj[len(prefix):])):
                 stale.add(proj)
+        # first the compose processes the killed run left (still starting services)
+        for proj in stale:
+            stop_compose_of(proj)
+        for c in containers:
+            if c["Config"]["Labels"].get("com.docker.compose.project", "") in stale:
                 self.cli("rm", "-f", "-v", c["Id"], check=False, timeout=120)
         for kind in ("volume", "network"):
             _, out = self.cli(kind, "ls", "--format", "{{.Name}}", capture=True, timeout=60)
@@ -253,6 +260,49 @@ def pid_runs(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             return b"pytest" in f.read()
+    except OSError:
+        return False
+
+
+def stop_compose_of(project):
+    """Ends the compose processes a killed run left (podman-compose and its
+    podman-shim, or docker compose) whose environment names this project:
+    SIGTERM, then SIGKILL after 10 s. Container monitors (conmon), which
+    inherit that environment too, are left to `rm -f`."""
+    want = b"COMPOSE_PROJECT_NAME=" + project.encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+            if not any(a.endswith((b"podman-compose", b"podman-shim")) for a in argv) \
+                    and not (argv[0].endswith(b"docker") and b"compose" in argv):
+                continue
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if want in f.read().split(b"\0"):
+                    pids.append(int(d))
+        except OSError:
+            continue
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if pid_runs_at_all(p)]
+            time.sleep(0.2)
+        if not pids:
+            break
+
+
+def pid_runs_at_all(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
 

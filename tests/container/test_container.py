@@ -16,11 +16,13 @@ top (host networking, 127.0.0.1, free ports) and checks:
     (default 4096). Base images and stand-ins are kept so the next run is fast.
 Uses Docker where a Docker engine answers, else podman (as root). Runs one at a
 time per machine (a lock in .cache/container). Every command's output is in
-run/container-<pid>/engine.log, kept when something fails."""
+run/container-<pid>/engine.log, kept when something fails (or with
+WY_CONTAINER_KEEP_LOG=1)."""
 import fcntl
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -33,7 +35,7 @@ import yaml
 import quickstart as qs
 from engine import BASE_TAGS, STANDINS, CommandFailed, NoEngine, detect
 from harness import TOP
-from harness.ports import free_port
+from harness.ports import _bindable
 
 COMPOSE = os.path.join(TOP, qs.COMPOSE_FILE)
 OVERRIDE = os.path.join(TOP, qs.OVERRIDE_FILE)
@@ -140,7 +142,56 @@ def test_override_changes_only_networking_and_addresses():
                                 r"-c|listen_addresses=127\.0\.0\.1|postgres)$", w) for w in cmd[len(orig):]), cmd
 
 
+def test_containers_conf_adds_only_what_is_missing(tmp_path):
+    import containers_conf
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "containers_conf.py")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\nlog_size_max = 100\n\n[engine]\nruntime = "crun"  # mine\n')
+    p = subprocess.run([tool, str(conf)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    have = containers_conf.tomllib.loads(conf.read_text())
+    assert have == {"containers": {"log_size_max": 100, "default_ulimits": []},
+                    "engine": {"runtime": "crun", "cgroup_manager": "cgroupfs"}}
+    assert 'runtime = "crun"  # mine' in conf.read_text()
+    before = conf.read_text()
+    subprocess.run([tool, str(conf)], check=True)
+    assert conf.read_text() == before  # nothing more to add
+    empty = tmp_path / "new.conf"
+    subprocess.run([tool, str(empty)], check=True)
+    assert containers_conf.tomllib.loads(empty.read_text()) == {
+        "containers": {"default_ulimits": []}, "engine": {"runtime": "runc", "cgroup_manager": "cgroupfs"}}
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[engine\n")
+    p = subprocess.run([tool, str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and bad.read_text() == "[engine\n"
+
+
 # ------------------------------------------------------------------ the suite
+
+# Ports of the suite: above Linux's ephemeral range (no outgoing connection
+# takes them) and away from tools/stack's 12000-19999 and the test harness's
+# 20000-32700, so that the stacks other test runs start meanwhile (they pick
+# ports that are free when they look) do not take ours between the check here
+# and the container's bind, minutes later.
+PORTS = (61000, 65000)
+
+
+def free_ports(n):
+    lo, hi = PORTS
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        _, eph_hi = (int(x) for x in f.read().split())
+    if eph_hi < hi - 1000:  # stay above a wider ephemeral range when there is room
+        lo = max(lo, eph_hi + 1)
+    got = []
+    for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+        if _bindable(port):
+            got.append(port)
+            if len(got) == n:
+                return got
+    raise AssertionError("fewer than %d free ports in %d-%d" % (n, lo, hi))
+
 
 class Suite:
     """One run: engine, ports, project; every step of the quick start goes
@@ -150,16 +201,13 @@ class Suite:
         self.eng = eng
         self.workdir = workdir
         self.project = "wyvern-ct%d" % os.getpid()
-        self.ports = {}
-        for var in re.findall(r"\$\{(LOOPBACK_\w+):-\d+\}", open(OVERRIDE).read()):
-            if var not in self.ports:
-                self.ports[var] = str(free_port())
+        names = sorted(set(re.findall(r"\$\{(LOOPBACK_\w+):-\d+\}", open(OVERRIDE).read())))
+        self.ports = dict(zip(names, (str(p) for p in free_ports(len(names)))))
         self.env = dict(self.ports, COMPOSE_PROJECT_NAME=self.project)
         self.wy_bin = os.path.join(build_dir, "tools", "wy")
         self.creds = os.path.join(workdir, "creds")
         os.makedirs(self.creds, exist_ok=True)
         self.done = []  # steps run, in order
-        self.up = False
         self.times = {}
 
     # -------- commands of the quick start, mapped (see quickstart.py)
@@ -201,7 +249,6 @@ class Suite:
             elif cmd[0] == "compose":
                 self.compose(*cmd[1:])
                 if cmd[1] == "up":
-                    self.up = True
                     self.wait_healthy()
             else:
                 self.eng.run(self.argv(cmd), timeout=1800)
@@ -291,9 +338,12 @@ def suite(request, engine, build_dir):
     try:
         stale = engine.remove_stale_projects("wyvern-ct")
         if stale:
-            say(request, "container: removed what killed runs left: %s" % ", ".join(stale))
+            s.times["stale"] = time.monotonic() - t0
+            say(request, "container: removed what killed runs left: %s [%.1f s]" % (", ".join(stale),
+                                                                                   s.times["stale"]))
+        t0b = time.monotonic()
         how = engine.ensure_base(cache)
-        s.times["base"] = time.monotonic() - t0
+        s.times["base"] = time.monotonic() - t0b
         say(request, "container: base images %s: %s [%.1f s]" % (", ".join(BASE_TAGS), how, s.times["base"]))
         services = load_compose(COMPOSE)["services"]
         t1 = time.monotonic()
@@ -340,7 +390,7 @@ def cleanup(s, request):
     # --no-prune keeps the untagged parents: the build cache of the next run
     eng.cli("rmi", "--no-prune", *["wyvern/%s:dev" % t for t in qs.TARGETS], check=False)
     prune_build_cache(eng)
-    failed = request.session.testsfailed > 0 or problems
+    failed = request.session.testsfailed > 0 or problems or os.environ.get("WY_CONTAINER_KEEP_LOG")
     if not failed:
         shutil.rmtree(s.workdir, ignore_errors=True)
     else:
