@@ -80,6 +80,9 @@ ENTRYPOINT ["/usr/bin/wy-game"]
 
 FROM runtime AS world
 COPY --from=build /src/build/wy-world /usr/bin/wy-world
+# The sample world (data/zones); mount another folder over it for your own.
+COPY data/zones/ /usr/share/wyvern/world/zones/
+ENV WY_WORLD_ZONES_DIR=/usr/share/wyvern/world/zones
 EXPOSE 9104 9204
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD curl -fsS -o /dev/null "http://127.0.0.1:${WY_WORLD_OPS_PORT:-9104}/readyz" || exit 1

@@ -93,8 +93,9 @@ struct wy_daemon {
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
     bool parts_started;        /* start_parts succeeded: the ready line may follow */
-    bool waiting_logged;       /* "waiting for ... before ready" was logged */
     uint64_t parts_started_ms; /* wy_now_ms() when start_parts succeeded */
+    bool kafka_given_up;       /* ready without the broadcast consumer (Kafka down at start) */
+    bool waiting_logged;       /* "waiting for ... before ready" was logged */
     int closing;               /* asynchronous closes still running */
     wy_workers_t *workers;     /* the service's worker threads (wy_daemon_add_workers) */
     bool in_start;             /* inside spec->start */
@@ -1049,11 +1050,27 @@ static void go_ready(wy_daemon_t *d)
     log_ready(d);
 }
 
+/* A daemon that does not require Kafka starts without it: with the brokers still down
+ * START_OPTIONAL_WAIT_MS after the start, it stops waiting for the broadcast consumer's
+ * partitions (it positions them when Kafka returns; events produced in between may be
+ * missed, which is what Kafka being optional means). */
+static bool kafka_given_up(wy_daemon_t *d)
+{
+    if ((required_deps(d) & WY_DEP_KAFKA) || !(deps_down(d) & WY_DEP_KAFKA) ||
+        wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
+        return false;
+    if (!d->kafka_given_up) {
+        d->kafka_given_up = true;
+        wy_log_warn("kafka down at start: ready without the broadcast consumer's partitions", NULL);
+    }
+    return true;
+}
+
 /* The ready line follows once the parts are started, every required dependency
  * answers, every optional one answers or had START_OPTIONAL_WAIT_MS to (then
- * the daemon starts degraded), a broadcast consumer is positioned and the
- * service's own condition (spec.unready) holds. The health timer calls this
- * again until it does. */
+ * the daemon starts degraded), a broadcast consumer is positioned (unless
+ * Kafka, optional, is down: kafka_given_up) and the service's own condition
+ * (spec.unready) holds. The health timer calls this again until it does. */
 static void maybe_go_ready(wy_daemon_t *d)
 {
     if (d->state != ST_STARTING || !d->parts_started)
@@ -1064,7 +1081,7 @@ static void maybe_go_ready(wy_daemon_t *d)
         wait = "a required dependency (see /readyz)";
     else if ((down & d->spec->deps) && wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
         wait = "a first contact with every optional dependency";
-    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
+    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned && !kafka_given_up(d))
         wait = "the broadcast consumer's partitions";
     else if (d->spec->unready)
         wait = d->spec->unready(d);
@@ -1126,6 +1143,11 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     wy_log_level_parse(d->log_level, &level);
     wy_log_init(spec->svc, level);
     wy_metrics_set_service(spec->svc); /* names the HTTP, WebSocket and gRPC latency metrics */
+    if (spec->configure && spec->configure(&err) != WY_OK) {
+        fprintf(stderr, "wy-%s: bad configuration: %s\n", spec->svc, err ? err : "invalid");
+        free_config(d);
+        return 2;
+    }
     if (!*d->instance_id) {
         char host[64] = "host";
         gethostname(host, sizeof host - 1);

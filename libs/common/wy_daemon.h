@@ -75,9 +75,11 @@ enum {
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
  * ready line is delivered to this instance. Until then /readyz answers 503
- * {"status":"starting"}; with Kafka unreachable at start it stays so until
- * the broker answers. The broadcast consumer waits at most 100 ms on an idle
- * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * {"status":"starting","waiting":["kafka_partitions"]}. With Kafka
+ * unreachable at start, a daemon that requires Kafka stays so until the broker
+ * answers; one that does not (the default) stops waiting once the brokers have
+ * been down for 5 s after the start, and is ready (degraded) without them. The broadcast consumer
+ * waits at most 100 ms on an idle fetch (fetch.wait.max.ms), so its events are not held back by the
  * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.
@@ -140,6 +142,12 @@ typedef struct {
     const wy_daemon_sub_t *subs;
     size_t nsubs;
     unsigned helpers; /* WY_HELPER_* */
+    /* Optional: checks and loads the service's own configuration data (files
+     * named by its variables: wy-world's zone catalog), once the variables are
+     * read and before any dependency is connected. A non-OK return is a bad
+     * configuration like a bad variable: "wy-<svc>: bad configuration: <*err>"
+     * on stderr and exit status 2. Main thread, before the loop runs. */
+    int (*configure)(const char **err);
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -162,7 +170,8 @@ typedef struct {
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
- * bad configuration (exit 2, naming the variable), start failure (exit 1),
+ * bad configuration (exit 2, naming the variable, or spec.configure's message),
+ * start failure (exit 1),
  * graceful stop (exit 0). Returns the process exit status. */
 int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 

@@ -55,6 +55,12 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     }
     c->state = LOBBY_ST_READY;
     c->last_write_ms = wy_now_ms();
+    /* An older session of the account still open here that the claim did not name (Redis
+     * lost its record): it lost to this one now, not only at its next heartbeat. */
+    lobby_conn_t *old = wy_map_get_str(lb->by_account, c->account);
+    if (old && old != c && old->ws && old->state == LOBBY_ST_READY &&
+        strcmp(old->sid, r->prev_sid) != 0)
+        lobby_conn_kick(old, "logged in elsewhere", LOBBY_CLOSE_KICKED);
     (void)wy_map_put_str(lb->by_account, c->account, c); /* unbounded, short key: cannot fail */
     wy_metric_inc(lb->m_logins);
     wy_metric_inc(lb->m_sessions);

@@ -3,5 +3,7 @@
 
 int main(int argc, char **argv)
 {
-    return wy_daemon_main(argc, argv, &world_daemon_spec);
+    int rc = wy_daemon_main(argc, argv, &world_daemon_spec);
+    world_catalog_free();
+    return rc;
 }

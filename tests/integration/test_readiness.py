@@ -74,7 +74,15 @@ def test_kafka_outage_leaves_auth_and_lobby_ready_degraded(daemon, stack, protos
             assert m["wy_%s_ready" % d.svc] == 1
             assert m['wy_%s_dependency_up{dependency="kafka"}' % d.svc] == 0
             assert health(protos, d) == health_pb2.HealthCheckResponse.SERVING
-        # Both still serve their clients: a login at auth, a session at lobby.
+        # A lobby started during the outage comes up too (ready, degraded), without its
+        # broadcast consumer's partitions.
+        late = daemon("lobby", ready_timeout=60)
+        assert readyz(late) == (200, {"status": "degraded", "degraded": ["kafka"]})
+        # All serve their clients: a login at auth, a session at each lobby.
+        c2 = Client("ws://127.0.0.1:%d/v1/lobby" % late.client_port)
+        w2 = c2.hello(login(auth))
+        assert w2 is not None and w2.WhichOneof("body") == "welcome", w2
+        c2.close()
         c = Client(url)
         w = c.hello(login(auth))
         assert w is not None and w.WhichOneof("body") == "welcome", w
