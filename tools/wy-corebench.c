@@ -20,6 +20,7 @@
 #include "actor.pb-c.h"
 #include "health.pb-c.h"
 #include "wy_grpc.h"
+#include "wy_grpc_unary.h"
 #include "wy_kafka.h"
 #include "wy_log.h"
 #include "wy_mailbox.h"
@@ -1186,21 +1187,10 @@ static bool raw_cli_start(bench_t *b, grpc_channel *ch, void *method, grpc_compl
     grpc_metadata_array_init(&c->imd);
     grpc_metadata_array_init(&c->tmd);
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = c->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->imd;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &c->recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &c->tmd;
-    ops[5].data.recv_status_on_client.status = &c->status;
-    ops[5].data.recv_status_on_client.status_details = &c->details;
+    size_t nops = wy_grpc_unary_ops(ops, NULL, 0, c->send, &c->imd, &c->recv, &c->tmd, &c->status,
+                                    &c->details);
     c->start_ns = wy_now_ns();
-    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) == GRPC_CALL_OK) {
+    if (grpc_call_start_batch(c->call, ops, nops, c, NULL) == GRPC_CALL_OK) {
         b->inflight++;
         return true;
     }

@@ -423,8 +423,7 @@ static void conn_closed_by_server(wyc_conn_t *k)
             snprintf(e.server_code, sizeof e.server_code, "CONFLICT");
         retry = false;
         break;
-    case 4008:
-    case 1000:
+    case 1000: /* after logged_out{} */
         e.code = WY_OK;
         retry = false;
         break;

@@ -93,8 +93,9 @@ struct wy_daemon {
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
     bool parts_started;        /* start_parts succeeded: the ready line may follow */
-    bool waiting_logged;       /* "waiting for ... before ready" was logged */
     uint64_t parts_started_ms; /* wy_now_ms() when start_parts succeeded */
+    bool kafka_given_up;       /* ready without the broadcast consumer (Kafka down at start) */
+    bool waiting_logged;       /* "waiting for ... before ready" was logged */
     int closing;               /* asynchronous closes still running */
     wy_workers_t *workers;     /* the service's worker threads (wy_daemon_add_workers) */
     bool in_start;             /* inside spec->start */
@@ -103,8 +104,7 @@ struct wy_daemon {
     /* metrics */
     wy_metric_t *m_ready, *m_degraded, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight,
         *m_duplicates;
-    mirror_t mx_http_req, mx_http_resp[4], mx_grpc_calls, mx_produced, mx_delivery_failed,
-        mx_consumed, mx_bad;
+    mirror_t mx_http_resp[4], mx_produced, mx_delivery_failed, mx_consumed, mx_bad;
 };
 
 static const char *dep_names[] = {"redis", "postgres", "kafka"};
@@ -451,8 +451,6 @@ static void register_metrics(wy_daemon_t *d)
                       (required_deps(d) & dep_bit(i)) ? 1 : 0);
         wy_free(lbl);
     }
-    d->mx_http_req.m = svc_metric(d, 'c', "ops_http_requests_total",
-                                  "HTTP requests received on the ops port.", NULL);
     static const char *classes[] = {"2xx", "3xx", "4xx", "5xx"};
     for (int i = 0; i < 4; i++) {
         char *lbl = wy_sprintf("class=\"%s\"", classes[i]);
@@ -462,8 +460,6 @@ static void register_metrics(wy_daemon_t *d)
     }
     d->m_http_conns =
         svc_metric(d, 'g', "ops_http_connections", "Open ops HTTP connections.", NULL);
-    d->mx_grpc_calls.m =
-        svc_metric(d, 'c', "grpc_calls_total", "gRPC calls answered (any status).", NULL);
     d->m_grpc_in_flight = svc_metric(d, 'g', "grpc_calls_in_flight", "gRPC calls in flight.", NULL);
     if (d->spec->deps & WY_DEP_KAFKA) {
         d->mx_produced.m =
@@ -491,7 +487,6 @@ static void refresh_metrics(wy_daemon_t *d)
         refresh_worker_metrics(d);
     if (d->ops) {
         const wy_http_counters_t *c = wy_http_counters(d->ops);
-        mirror(&d->mx_http_req, c->requests);
         mirror(&d->mx_http_resp[0], c->responses_2xx);
         mirror(&d->mx_http_resp[1], c->responses_3xx);
         mirror(&d->mx_http_resp[2], c->responses_4xx);
@@ -501,7 +496,6 @@ static void refresh_metrics(wy_daemon_t *d)
     if (d->grpc) {
         wy_grpc_server_stats_t gs;
         wy_grpc_server_stats(d->grpc, &gs);
-        mirror(&d->mx_grpc_calls, gs.calls_total);
         wy_metric_set(d->m_grpc_in_flight, (double)gs.in_flight);
     }
     if (d->producer) {
@@ -764,6 +758,12 @@ static void finish_stop(wy_daemon_t *d)
         return;
     d->state = ST_CLOSING;
     uv_timer_stop(&d->drain_timer);
+    /* Calls handlers still hold are answered before the stores they wait on close:
+     * the gRPC grace has the drain's length but its own timer, and a loop turn that
+     * wakes late past both deadlines may run the drain's first. Closing Redis or
+     * PostgreSQL below then finishes the handlers, and their replies are dropped. */
+    if (d->grpc && !d->grpc_stopped)
+        wy_grpc_server_end_grace(d->grpc);
     /* Workers first: what they posted last is delivered while the rest is
      * still open. */
     if (d->workers) {
@@ -834,10 +834,10 @@ static void on_drain_timer(uv_timer_t *t)
                 (!d->spec->busy || d->spec->busy(d) == 0) &&
                 (!d->outbox || wy_outbox_idle(d->outbox)) &&
                 (!d->workers || !wy_workers_running(d->workers));
-    /* Past the deadline the stores still wait for the gRPC server's stop (its grace is
-     * the drain time, so a moment at most): calls handlers hold are answered by the
-     * stop, not by their stores failing under them. */
-    if (idle || (wy_now_ms() >= d->drain_deadline && d->grpc_stopped))
+    /* Past the deadline finish_stop ends the gRPC grace first, so calls handlers hold
+     * are answered by the stop, not by their stores failing under them, without
+     * waiting on the gRPC server's own timer or shutdown. */
+    if (idle || wy_now_ms() >= d->drain_deadline)
         finish_stop(d);
 }
 
@@ -874,6 +874,9 @@ static void begin_stop(wy_daemon_t *d, const char *why)
         }
     }
     d->drain_deadline = wy_now_ms() + (uint64_t)d->drain_ms;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)d->drain_ms);
+    wy_log_info("draining", "timeout_ms", ms, NULL);
     uv_timer_start(&d->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
 }
 
@@ -1047,11 +1050,27 @@ static void go_ready(wy_daemon_t *d)
     log_ready(d);
 }
 
+/* A daemon that does not require Kafka starts without it: with the brokers still down
+ * START_OPTIONAL_WAIT_MS after the start, it stops waiting for the broadcast consumer's
+ * partitions (it positions them when Kafka returns; events produced in between may be
+ * missed, which is what Kafka being optional means). */
+static bool kafka_given_up(wy_daemon_t *d)
+{
+    if ((required_deps(d) & WY_DEP_KAFKA) || !(deps_down(d) & WY_DEP_KAFKA) ||
+        wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
+        return false;
+    if (!d->kafka_given_up) {
+        d->kafka_given_up = true;
+        wy_log_warn("kafka down at start: ready without the broadcast consumer's partitions", NULL);
+    }
+    return true;
+}
+
 /* The ready line follows once the parts are started, every required dependency
  * answers, every optional one answers or had START_OPTIONAL_WAIT_MS to (then
- * the daemon starts degraded), a broadcast consumer is positioned and the
- * service's own condition (spec.unready) holds. The health timer calls this
- * again until it does. */
+ * the daemon starts degraded), a broadcast consumer is positioned (unless
+ * Kafka, optional, is down: kafka_given_up) and the service's own condition
+ * (spec.unready) holds. The health timer calls this again until it does. */
 static void maybe_go_ready(wy_daemon_t *d)
 {
     if (d->state != ST_STARTING || !d->parts_started)
@@ -1062,7 +1081,7 @@ static void maybe_go_ready(wy_daemon_t *d)
         wait = "a required dependency (see /readyz)";
     else if ((down & d->spec->deps) && wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
         wait = "a first contact with every optional dependency";
-    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned)
+    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned && !kafka_given_up(d))
         wait = "the broadcast consumer's partitions";
     else if (d->spec->unready)
         wait = d->spec->unready(d);

@@ -75,9 +75,11 @@ enum {
  * turns healthy) only once the broadcast consumer's partitions are assigned
  * and positioned (wy_kafka position_on_assign): an event produced after the
  * ready line is delivered to this instance. Until then /readyz answers 503
- * {"status":"starting"}; with Kafka unreachable at start it stays so until
- * the broker answers. The broadcast consumer waits at most 100 ms on an idle
- * fetch (fetch.wait.max.ms), so its events are not held back by the
+ * {"status":"starting","waiting":["kafka_partitions"]}. With Kafka
+ * unreachable at start, a daemon that requires Kafka stays so until the broker
+ * answers; one that does not (the default) stops waiting once the brokers have
+ * been down for 5 s after the start, and is ready (degraded) without them. The broadcast consumer
+ * waits at most 100 ms on an idle fetch (fetch.wait.max.ms), so its events are not held back by the
  * broker's 500 ms default. */
 
 /* A Kafka handler: runs on the loop for each Envelope of a handled type.

@@ -1,6 +1,8 @@
 /* wy_grpc — gRPC C core glue: the completion-queue thread, the unary server with its
  * built-in health service, and unary client calls. Threading model: see wy_grpc.h. */
 #include "wy_grpc.h"
+#include "wy_grpc_unary.h"
+#include "wy_pb.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -85,6 +87,7 @@ struct wy_grpc_server {
     /* Written before start only, then read by the CQ thread. */
     method_t methods[MAX_METHODS];
     unsigned n_methods;
+    wy_op_t *op_unmatched; /* method="unmatched": calls to a method not registered */
 
     /* Loop only. */
     health_t health[MAX_HEALTH];
@@ -196,7 +199,8 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
     return bb;
 }
 
-/* Decode a received buffer; NULL if it is not a valid desc. */
+/* Decode a received buffer; NULL if it is not a valid desc (a string field with an
+ * embedded NUL included: wy_pb.h). */
 static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
                                         const ProtobufCMessageDescriptor *desc)
 {
@@ -207,6 +211,10 @@ static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
     grpc_byte_buffer_reader_destroy(&r);
     ProtobufCMessage *m =
         protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    if (m && !wy_pb_strings_ok(desc, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s))) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     grpc_slice_unref(s);
     return m;
 }
@@ -350,8 +358,7 @@ static void count_answer(call_t *c, grpc_status_code status)
     atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
     if ((unsigned)status < N_STATUS)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
-    if (c->method)
-        wy_op_done(c->method->op, c->start_ns, grpc_outcome(status));
+    wy_op_done(c->method ? c->method->op : srv->op_unmatched, c->start_ns, grpc_outcome(status));
 }
 
 static void call_free(call_t *c)
@@ -866,6 +873,19 @@ static void health_check(wy_grpc_call_id_t call, const ProtobufCMessage *m, void
     wy_grpc_reply_error(call, WY_ENOTFOUND, msg);
 }
 
+/* wy_<svc>_grpc_call_seconds{method}, with its outcome counts. */
+static wy_op_family_t *call_family(void)
+{
+    char *name = wy_metrics_svc_name("grpc_call_seconds");
+    wy_op_family_t *f = wy_metrics_op_family(name,
+                                             "gRPC calls served, by method: time from arrival to "
+                                             "the answer (or to the client leaving), and outcome "
+                                             "counts.",
+                                             "method");
+    wy_free(name);
+    return f;
+}
+
 int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_grpc_server_t **out)
 {
     wy_grpc_server_t *srv = wy_calloc(1, sizeof *srv);
@@ -879,6 +899,7 @@ int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_g
     uv_timer_init(rt->loop, &srv->timer);
     srv->timer.data = srv;
     wy_list_init(&srv->held);
+    srv->op_unmatched = wy_metrics_op(call_family(), "unmatched");
     rt->n_servers++;
     wy_grpc_server_register(srv, "/grpc.health.v1.Health/Check",
                             &grpc__health__v1__health_check_request__descriptor, health_check, srv);
@@ -906,14 +927,7 @@ int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,
     m->desc = req_desc;
     m->cb = cb;
     m->arg = arg;
-    char *family = wy_metrics_svc_name("grpc_call_seconds");
-    m->op = wy_metrics_op(
-        wy_metrics_op_family(family,
-                             "gRPC calls served, by method: time from arrival to the answer "
-                             "(or to the client leaving), and outcome counts.",
-                             "method"),
-        method);
-    wy_free(family);
+    m->op = wy_metrics_op(call_family(), method);
     return WY_OK;
 }
 
@@ -1002,6 +1016,15 @@ int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb
         uv_timer_start(&srv->timer, on_grace, 0, 0);
     }
     return WY_OK;
+}
+
+void wy_grpc_server_end_grace(wy_grpc_server_t *srv)
+{
+    /* gs is NULL once the server finished (everything answered) or never started. */
+    if (srv->state != S_STOPPING || srv->hard || !srv->gs)
+        return;
+    uv_timer_stop(&srv->timer);
+    on_grace(&srv->timer);
 }
 
 void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out)
@@ -1210,22 +1233,9 @@ int wy_grpc_call(wy_grpc_channel_t *ch, const char *method, const ProtobufCMessa
     cc->send_bb = pack_message(req);
 
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = cc->n_md;
-    ops[0].data.send_initial_metadata.metadata = cc->send_md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = cc->send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &cc->recv_init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &cc->recv_bb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &cc->trailing_md;
-    ops[5].data.recv_status_on_client.status = &cc->status;
-    ops[5].data.recv_status_on_client.status_details = &cc->details;
-    grpc_call_error e = grpc_call_start_batch(call, ops, 6, &cc->tag, NULL);
+    size_t nops = wy_grpc_unary_ops(ops, cc->send_md, cc->n_md, cc->send_bb, &cc->recv_init_md,
+                                    &cc->recv_bb, &cc->trailing_md, &cc->status, &cc->details);
+    grpc_call_error e = grpc_call_start_batch(call, ops, nops, &cc->tag, NULL);
     if (e != GRPC_CALL_OK) {
         grpc_call_unref(call);
         grpc_byte_buffer_destroy(cc->send_bb);

@@ -74,11 +74,12 @@ typedef struct {
     uint64_t in_flight;     /* calls currently between arrival and their end */
 } wy_grpc_server_stats_t;
 
-/* A handler runs on the loop with the call's id and the decoded request (never NULL).
- * It answers with wy_grpc_reply or wy_grpc_reply_error, now or later on the loop. The
- * request is owned by the module and valid only until the handler returns: copy what
- * later steps need. A call the client abandons (or a stop expires) is released without
- * the handler's reply; the late reply then returns WY_ECANCELED. */
+/* A handler runs on the loop with the call's id and the decoded request (never NULL; a
+ * request that does not decode, or has a string field with an embedded NUL (wy_pb.h), is
+ * answered INVALID_ARGUMENT without reaching it). It answers with wy_grpc_reply or
+ * wy_grpc_reply_error, now or later on the loop. The request is owned by the module and valid only
+ * until the handler returns: copy what later steps need. A call the client abandons (or a stop
+ * expires) is released without the handler's reply; the late reply then returns WY_ECANCELED. */
 typedef void (*wy_grpc_handler_cb)(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 
 /* Create a server on the runtime (not listening yet). opts may be NULL for defaults.
@@ -117,6 +118,13 @@ int wy_grpc_server_set_health(wy_grpc_server_t *srv, const char *service, bool s
  * Never calls done_cb from inside this function. Returns WY_ESTATE if already stopping. */
 int wy_grpc_server_stop(wy_grpc_server_t *srv, unsigned grace_ms, void (*done_cb)(void *arg),
                         void *arg);
+
+/* End a stop's grace now instead of when grace_ms runs out: every call a handler still
+ * holds is answered UNAVAILABLE at once and the rest are cancelled, exactly as when the
+ * grace timer fires. For an owner that must close what handlers wait on (a store) only
+ * after their calls are answered, whatever order its own timers run in. Does nothing
+ * when the server is not stopping or its grace is already over. Loop thread only. */
+void wy_grpc_server_end_grace(wy_grpc_server_t *srv);
 
 /* Copy the server's counters into *out. */
 void wy_grpc_server_stats(const wy_grpc_server_t *srv, wy_grpc_server_stats_t *out);

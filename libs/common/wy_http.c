@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define READ_CHUNK   65536
 #define PIPELINE_MAX 65536 /* unparsed bytes kept while a request is in a handler */
@@ -957,6 +958,30 @@ static void set_reading(conn_t *c, bool on)
         uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
+/* True when the peer has sent bytes the loop has not read yet. An idle keep-alive
+ * connection closed with such bytes unread would destroy a request the client already
+ * wrote (the close becomes an RST; the client sees EOF or a reset, not an answer). */
+static bool unread_input(conn_t *c)
+{
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return false;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* Closes an idle HTTP connection (keep-alive timeout, or the server stopping), unless a
+ * request has arrived in the meantime: then the connection keeps reading, and the request
+ * is answered (with Connection: close when stopping) before it closes. */
+static void close_idle(conn_t *c)
+{
+    if (unread_input(c)) {
+        set_reading(c, true);
+        return;
+    }
+    conn_close(c);
+}
+
 static void process_input(conn_t *c)
 {
     if (c->processing)
@@ -1002,7 +1027,7 @@ static void process_input(conn_t *c)
     }
     if (!c->active && !c->req && c->in.len == 0 && !c->peer_eof) {
         if (c->srv->stopping && !c->writing && c->out.len == 0) {
-            conn_close(c);
+            close_idle(c);
             return;
         }
         uv_timer_start(&c->timer, keepalive_timer_cb, c->srv->lim.keepalive_ms, 0);
@@ -1029,7 +1054,7 @@ static void keepalive_timer_cb(uv_timer_t *t)
 {
     conn_t *c = t->data;
     if (c->state == C_HTTP && !c->active && !c->req && !c->writing && c->out.len == 0)
-        conn_close(c);
+        close_idle(c);
 }
 
 static void linger_timer_cb(uv_timer_t *t)
@@ -1216,7 +1241,7 @@ static void flush_conn(conn_t *c)
         if (c->close_after_write)
             begin_linger(c);
         else if (c->srv->stopping && !c->active && !c->req && c->in.len == 0)
-            conn_close(c);
+            close_idle(c);
     } else if (c->state == C_WS && wslay_event_get_close_sent(c->ws)) {
         if (wslay_event_get_close_received(c->ws) || c->peer_eof)
             conn_close(c);
@@ -1486,7 +1511,7 @@ void wy_http_stop(wy_http_server_t *srv)
         conn_t *c = wy_container_of(pos, conn_t, link);
         if (c->state == C_HTTP && !c->active && !c->req && c->in.len == c->in_off && !c->writing &&
             c->out.len == 0 && !c->close_after_write)
-            conn_close(c);
+            close_idle(c);
     }
 }
 

@@ -98,7 +98,11 @@ int wy_http_route_prefix(wy_http_server_t *srv, const char *method, const char *
                          wy_http_handler_cb cb, void *ud);
 
 /* Graceful stop, step 1: closes the listener (no new connections), closes idle keep-alive
- * connections, and makes every later response carry Connection: close. Requests in flight finish
+ * connections, and makes every later response carry Connection: close. A keep-alive
+ * connection whose client has already written a request the loop has not read yet is not
+ * idle: the request is read and answered (Connection: close) before the connection closes,
+ * so a request racing the stop gets its answer, not EOF (the same holds for the keep-alive
+ * timeout). Requests in flight finish
  * normally; WebSockets stay open until the owner closes them or calls wy_http_close. */
 void wy_http_stop(wy_http_server_t *srv);
 

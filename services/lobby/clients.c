@@ -3,6 +3,7 @@
  * goes. Messages are handled in handlers_ws.c. */
 #include "clients.h"
 #include "handlers_ws.h"
+#include "relay.h"
 #include "state.h"
 #include "store.h"
 #include "tokens.h"
@@ -44,7 +45,6 @@ static void on_close(wy_ws_conn_t *ws, int code, const char *reason, void *ud)
         return;
     wy_list_remove(&c->node);
     lb->nconns--;
-    lobby_conn_unpend(c);
     if (c->counted)
         wy_metric_add(lb->m_sessions, -1);
     c->counted = false;
@@ -72,6 +72,7 @@ static void on_sweep(uv_timer_t *t)
     }
     lobby_instance_alive(lb);
     lobby_keys_tick(lb);
+    lobby_relay_tick(lb);
 }
 
 /* ---------------------------------------------------------------- start / stop */
@@ -122,7 +123,6 @@ int lobby_clients_start(lobby_t *lb, const char **err)
     uv_timer_start(&lb->sweep, on_sweep, 0, every);
     lb->sweep_started = true;
     lobby_ref(lb);
-    lobby_closer_start(lb);
     return WY_OK;
 }
 
@@ -141,7 +141,6 @@ static void close_ws_server(lobby_t *lb)
         lobby_close_handle((uv_handle_t *)&lb->stop_timer);
         lb->stop_timer_started = false;
     }
-    lobby_closer_stop(lb);
     if (lb->ws) {
         wy_http_close(lb->ws, ws_closed, lb);
         lb->ws = NULL;
@@ -176,7 +175,7 @@ void lobby_clients_stop(lobby_t *lb)
     }
     wy_http_stop(lb->ws);
     /* Clients reconnect elsewhere on 1001. Connections already closing (a kicked or error
-     * message still being sent) finish through the closer. */
+     * message still being sent) finish their own close. */
     wy_list_t *pos, *tmp;
     wy_list_foreach_safe(pos, tmp, &lb->conns)
     {

@@ -3,6 +3,7 @@
  * not the lobby state, so a call handed to the loop late in the stop finds it gone
  * (lobby_get NULL) instead of freed. */
 #include "handlers_grpc.h"
+#include "relay.h"
 #include "state.h"
 #include "store.h"
 
@@ -108,10 +109,8 @@ static void handle_notify(wy_grpc_call_id_t call, const ProtobufCMessage *req, v
     uint8_t *buf = wy_malloc(len ? len : 1);
     wyvern__lobby__notify_notice__pack(n, buf);
     char id[37];
-    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
-    int rc = p ? wy_kafka_produce(p, "wy.notify", n->account_id, "notify.notice", buf, len, NULL,
-                                  NULL, id)
-               : WY_EUNAVAIL;
+    int rc = lobby_relay_publish(lb, "wy.notify", n->account_id, "notify.notice", buf, len,
+                                 (uint64_t)lb->cfg->notice_ttl_ms, id);
     wy_free(buf);
     if (rc != WY_OK) {
         wy_grpc_reply_error(call, rc, "cannot publish the notice");

@@ -28,6 +28,15 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
                        "session store unavailable, retry");
         return;
     }
+    if (r->superseded) {
+        /* A newer login of this account claimed it first: this one lost the race. */
+        wy_log_info("login superseded by a newer one", "account", c->account, NULL);
+        if (c->ws && c->state == LOBBY_ST_CLAIM)
+            hello_fail(c, WYVERN__LOBBY__CODE__CONFLICT,
+                       lb->reject_new ? LOBBY_CLOSE_REJECTED : LOBBY_CLOSE_KICKED,
+                       lb->reject_new ? "account already logged in" : "logged in elsewhere");
+        return;
+    }
     if (!r->claimed) {
         wy_metric_inc(lb->m_rejected);
         wy_log_info("login refused: live session elsewhere (reject-new)", "account", c->account,
@@ -46,6 +55,12 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     }
     c->state = LOBBY_ST_READY;
     c->last_write_ms = wy_now_ms();
+    /* An older session of the account still open here that the claim did not name (Redis
+     * lost its record): it lost to this one now, not only at its next heartbeat. */
+    lobby_conn_t *old = wy_map_get_str(lb->by_account, c->account);
+    if (old && old != c && old->ws && old->state == LOBBY_ST_READY &&
+        strcmp(old->sid, r->prev_sid) != 0)
+        lobby_conn_kick(old, "logged in elsewhere", LOBBY_CLOSE_KICKED);
     (void)wy_map_put_str(lb->by_account, c->account, c); /* unbounded, short key: cannot fail */
     wy_metric_inc(lb->m_logins);
     wy_metric_inc(lb->m_sessions);

@@ -20,6 +20,7 @@
 #define LOBBY_REASON_MAX  120    /* close reasons must fit 123 bytes */
 #define LOBBY_REVOKED_MAX 200000 /* entries of the revocation cache (tokens.c) */
 #define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
+#define LOBBY_RELAY_MAX   10000  /* kicks + notices waiting for Kafka (relay.c) */
 
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
@@ -31,7 +32,7 @@ enum {
     LOBBY_CLOSE_IDLE = 4005,        /* no message within WY_LOBBY_IDLE_TIMEOUT */
     LOBBY_CLOSE_REJECTED = 4006,    /* duplicate login refused (reject-new) */
     LOBBY_CLOSE_UNAVAILABLE = 4007, /* Redis/auth down during hello: retry */
-    LOBBY_CLOSE_LOGOUT = 4008,      /* after logout */
+    /* After logout: 1000 (WY_WS_NORMAL), the standard normal closure, after logged_out{}. */
 };
 
 typedef struct lobby lobby_t;
@@ -42,7 +43,7 @@ typedef struct {
     int64_t ws_port;
     char *policy; /* "kick-old" | "reject-new" */
     int64_t session_ttl_ms, heartbeat_ms, idle_ms, hello_ms, fence_ms;
-    int64_t nick_cooldown_ms;
+    int64_t nick_cooldown_ms, notice_ttl_ms;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
 } lobby_cfg_t;
@@ -56,10 +57,7 @@ struct lobby {
     wy_http_server_t *ws;
     uv_timer_t sweep; /* hello / idle deadlines, instance liveness key */
     bool sweep_started;
-    uint64_t last_alive_ms; /* last refresh of sess:inst:<instance> */
-    uv_check_t closer;      /* closes connections once their last messages are out */
-    bool closer_started;
-    size_t npend;
+    uint64_t last_alive_ms;       /* last refresh of sess:inst:<instance> */
     wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
     wy_token_cache_t *key_cache;  /* Auth.GetKeys */
     wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
@@ -71,6 +69,12 @@ struct lobby {
     wy_map_t *revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */
     wy_list_t conns;      /* every open connection (lobby_conn_t.node) */
     wy_redis_script_t *scripts[LOBBY_NSCRIPTS]; /* the sessions store's (lobby_store_init) */
+    /* relay.c: events to Kafka waiting for a retry (in flight ones are librdkafka's) */
+    wy_list_t relay_wait;
+    size_t relay_n; /* waiting + in flight, <= LOBBY_RELAY_MAX */
+    bool relay_stopped;
+    uint64_t relay_logged_ms[3], relay_unlogged[3]; /* drop log lines, per reason */
+    wy_metric_t *m_relay_dropped[3], *m_relay_retries, *m_relay_queue;
     size_t nconns;
     size_t nalloc; /* connections not yet freed (open, or held by an operation) */
     bool stopping;
@@ -84,8 +88,8 @@ struct lobby {
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
     /* metrics */
-    wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_rejected, *m_rate_closed,
-        *m_bad_frames;
+    wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
+        *m_rate_closed, *m_bad_frames;
 };
 
 /* One WebSocket connection. Freed when its WebSocket is closed AND no Redis/PG/gRPC
@@ -116,10 +120,6 @@ struct lobby_conn {
     bool registered; /* in by_sid */
     bool live;       /* claimed in Redis and not yet released by this conn */
     bool counted;    /* counted in wy_lobby_sessions */
-    bool pend;       /* close waiting for the send queue to drain */
-    int pend_code;
-    uint64_t pend_since;
-    char pend_reason[LOBBY_REASON_MAX + 4];
 };
 
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };

@@ -5,6 +5,7 @@
 #include "lobby.h"
 #include "clients.h"
 #include "handlers_grpc.h"
+#include "relay.h"
 #include "state.h"
 #include "store.h"
 #include "tokens.h"
@@ -13,8 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-#define NOTICE_MAX_AGE_MS 60000
 
 static lobby_cfg_t cfg;
 
@@ -40,6 +39,9 @@ static const wy_cfg_entry_t lobby_config[] = {
      &cfg.fence_ms, false},
     {"WY_LOBBY_NICK_COOLDOWN", WY_CFG_DURATION_MS, "24h", 0, 31536000000LL, NULL,
      "Minimum time between two nickname changes of an account.", &cfg.nick_cooldown_ms, false},
+    {"WY_LOBBY_NOTICE_TTL", WY_CFG_DURATION_MS, "60s", 1000, 3600000, NULL,
+     "How long a notice matters: retried to Kafka that long, dropped if delivered later.",
+     &cfg.notice_ttl_ms, false},
     {"WY_LOBBY_MAX_MESSAGE", WY_CFG_SIZE, "8KiB", 256, 1048576, NULL,
      "Largest client message; over it the connection closes 1009.", &cfg.max_message, false},
     {"WY_LOBBY_MAX_MSGS_PER_SEC", WY_CFG_INT, "20", 1, 100000, NULL,
@@ -129,7 +131,7 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
     } else if (strcmp(env->type, "notify.notice") == 0) {
         Wyvern__Lobby__NotifyNotice *nn = wyvern__lobby__notify_notice__unpack(NULL, n, p);
         /* A notice delayed past its use (a maintenance warning a minute late) is dropped. */
-        if (nn && wy_wall_ms() < env->timestamp_ms + NOTICE_MAX_AGE_MS)
+        if (nn && wy_wall_ms() < env->timestamp_ms + (uint64_t)lb->cfg->notice_ttl_ms)
             push_notice(lb, nn->account_id, env->event_id, nn->kind, nn->text,
                         (int64_t)env->timestamp_ms);
         if (nn)
@@ -178,12 +180,15 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->revoked = wy_map_new(LOBBY_REVOKED_MAX);
     wy_list_init(&lb->conns);
     lobby_store_init(lb);
+    lobby_relay_init(lb);
     wy_daemon_set_state(d, lb);
     lb->m_sessions = metric('g', "wy_lobby_sessions", "Live sessions held by this instance.");
     lb->m_logins = metric('c', "wy_lobby_logins_total", "Sessions established (welcome sent).");
     lb->m_kicks = metric('c', "wy_lobby_kicks_total", "Sessions closed by kick or fence.");
     lb->m_fenced = metric('c', "wy_lobby_fenced_writes_total",
                           "Session writes refused by the fence (session taken elsewhere).");
+    lb->m_reasserted = metric('c', "wy_lobby_sessions_reasserted_total",
+                              "Live sessions that wrote their record back after Redis lost it.");
     lb->m_rejected = metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
     lb->m_rate_closed =
         metric('c', "wy_lobby_rate_limited_total", "Connections closed for their message rate.");
@@ -227,6 +232,7 @@ static void lobby_stop(wy_daemon_t *d)
         return;
     lb->stopping = true;
     lobby_clients_stop(lb);
+    lobby_relay_stop(lb);
     if (lb->auth) {
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;

@@ -2,6 +2,7 @@
  * script that checks the account's fence epoch (README "Design"), never through separate
  * commands. */
 #include "store.h"
+#include "relay.h"
 #include "state.h"
 #include "wire.h"
 
@@ -13,12 +14,17 @@
 /* ---------------------------------------------------------------- Redis scripts */
 
 /* Claim: atomically find the account's live session, refuse (reject-new, owner alive) or
- * fence it (INCR epoch, delete its record and indexes), then write the new session and its
- * indexes with the TTL. Returns {1, prev_sid, prev_instance, epoch} or {0, sid, instance}.
+ * fence it (delete its record and indexes), then write the new session and its indexes with
+ * the TTL under the new epoch (from PostgreSQL, above every epoch issued before). Returns
+ * {1, prev_sid, prev_instance, epoch}, {0, sid, instance} (refused) or {2, '', ''} when a
+ * newer claim of the account already holds a higher epoch (this one lost the race).
  * KEYS: sess:acct:<a>, sess:epoch:<a>, sess:<sid>
  * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm,
- *       fence_ms (the claiming instance is alive: its liveness key is refreshed) */
+ *       fence_ms (the claiming instance is alive: its liveness key is refreshed), epoch */
 static const char CLAIM_LUA[] =
+    "local cur = tonumber(redis.call('GET', KEYS[2]))\n"
+    "local epoch = tonumber(ARGV[11])\n"
+    "if cur and cur >= epoch then return {2, '', ''} end\n"
     "local prev = redis.call('GET', KEYS[1])\n"
     "local pinst = ''\n"
     "if prev then\n"
@@ -35,40 +41,50 @@ static const char CLAIM_LUA[] =
     "  end\n"
     "end\n"
     "redis.call('SET', 'sess:inst:'..ARGV[3], '1', 'PX', ARGV[10])\n"
-    "local epoch = redis.call('INCR', KEYS[2])\n"
-    "redis.call('PEXPIRE', KEYS[2], " EPOCH_KEEP_MS ")\n"
+    "redis.call('SET', KEYS[2], ARGV[11], 'PX', " EPOCH_KEEP_MS ")\n"
     "redis.call('HSET', KEYS[3], 'account', ARGV[2], 'instance', ARGV[3], 'conn', ARGV[4],\n"
-    "  'created', ARGV[5], 'seen', ARGV[5], 'state', 'online', 'epoch', epoch, 'nick', ARGV[9],\n"
+    "  'created', ARGV[5], 'seen', ARGV[5], 'state', 'online', 'epoch', ARGV[11], 'nick', "
+    "ARGV[9],\n"
     "  'display', ARGV[8])\n"
     "redis.call('PEXPIRE', KEYS[3], ARGV[6])\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[6])\n"
     "if ARGV[9] ~= '' then redis.call('SET', 'sess:nick:'..ARGV[9], ARGV[1], 'PX', ARGV[6]) end\n"
     "return {1, prev or '', pinst, epoch}\n";
 
-/* Write: only while the account's epoch is still ours (else 0: the session was taken over
+/* Write: only while no higher epoch holds the account (else 0: the session was taken over
  * elsewhere and this instance must drop it). Refreshes the record, the TTLs and the indexes.
+ * When the account's epoch is missing (Redis lost its data) or lower than ours (an older
+ * session re-asserted itself first), the session re-asserts itself: the epoch is set to its
+ * own and the record and indexes rewritten; returns 2 then, else 1.
  * KEYS: sess:<sid>, sess:acct:<a>, sess:epoch:<a>
  * ARGV: sid, epoch, ttl_ms, account, instance, conn, created, seen, state, nick_norm,
  *       old_nick_norm, display */
 static const char WRITE_LUA[] =
-    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[3]))\n"
+    "local mine = tonumber(ARGV[2])\n"
+    "if cur and cur > mine then return 0 end\n"
+    "local r = 1\n"
+    "if cur == mine then redis.call('PEXPIRE', KEYS[3], " EPOCH_KEEP_MS ")\n"
+    "else r = 2; redis.call('SET', KEYS[3], ARGV[2], 'PX', " EPOCH_KEEP_MS ") end\n"
     "redis.call('HSET', KEYS[1], 'account', ARGV[4], 'instance', ARGV[5], 'conn', ARGV[6],\n"
     "  'created', ARGV[7], 'seen', ARGV[8], 'state', ARGV[9], 'epoch', ARGV[2],\n"
     "  'nick', ARGV[10], 'display', ARGV[12])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])\n"
-    "redis.call('PEXPIRE', KEYS[3], " EPOCH_KEEP_MS ")\n"
     "if ARGV[11] ~= '' and ARGV[11] ~= ARGV[10] and "
     "redis.call('GET', 'sess:nick:'..ARGV[11]) == ARGV[1] then\n"
     "  redis.call('DEL', 'sess:nick:'..ARGV[11])\n"
     "end\n"
     "if ARGV[10] ~= '' then redis.call('SET', 'sess:nick:'..ARGV[10], ARGV[1], 'PX', ARGV[3]) end\n"
-    "return 1\n";
+    "return r\n";
 
-/* Release (logout, disconnect): delete the record and the indexes that still name it, if
- * the epoch is still ours. KEYS: sess:<sid>, sess:acct:<a>, sess:epoch:<a>; ARGV: sid, epoch */
+/* Release (logout, disconnect): delete the record and the indexes that still name it,
+ * unless a higher epoch holds the account (a missing epoch: Redis lost its data, the
+ * record may be back from a re-assertion). KEYS: sess:<sid>, sess:acct:<a>, sess:epoch:<a>;
+ * ARGV: sid, epoch */
 static const char RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[3]) ~= ARGV[2] then return 0 end\n"
+    "local cur = tonumber(redis.call('GET', KEYS[3]))\n"
+    "if cur and cur > tonumber(ARGV[2]) then return 0 end\n"
     "local nick = redis.call('HGET', KEYS[1], 'nick')\n"
     "if nick and nick ~= '' and redis.call('GET', 'sess:nick:'..nick) == ARGV[1] then\n"
     "  redis.call('DEL', 'sess:nick:'..nick)\n"
@@ -95,16 +111,20 @@ static const char LOOKUP_LUA[] =
     "end\n"
     "return out\n";
 
-/* Fence (Lobby.Kick): bump the epoch and delete the live session of the account.
- * KEYS: sess:acct:<a>, sess:epoch:<a>. Returns {} or the lookup fields. */
+/* Fence (Lobby.Kick): raise the epoch to a new one (from PostgreSQL) and delete the live
+ * session of the account. KEYS: sess:acct:<a>, sess:epoch:<a>; ARGV: epoch. Returns {} or
+ * the lookup fields. */
 static const char FENCE_LUA[] =
+    "local cur = tonumber(redis.call('GET', KEYS[2]))\n"
+    "if not cur or cur < tonumber(ARGV[1]) then\n"
+    "  redis.call('SET', KEYS[2], ARGV[1], 'PX', " EPOCH_KEEP_MS ")\n"
+    "end\n"
     "local sid = redis.call('GET', KEYS[1])\n"
     "if not sid then return {} end\n"
     "local h = redis.call('HMGET', 'sess:'..sid, 'account', 'instance', 'conn', 'created',\n"
     "  'seen', 'state', 'epoch', 'display', 'nick')\n"
     "redis.call('DEL', KEYS[1])\n"
     "if not h[1] then return {} end\n"
-    "redis.call('INCR', KEYS[2])\n"
     "if h[9] and h[9] ~= '' and redis.call('GET', 'sess:nick:'..h[9]) == sid then\n"
     "  redis.call('DEL', 'sess:nick:'..h[9])\n"
     "end\n"
@@ -156,12 +176,69 @@ static void fmt_u64(char *out, size_t cap, uint64_t v)
     snprintf(out, cap, "%llu", (unsigned long long)v);
 }
 
+/* ---------------------------------------------------------------- fence epochs */
+
+/* The next epoch of an account: a counter row in PostgreSQL, so epochs only grow even when
+ * Redis loses everything (README "Fence epochs"). -> 1 row: epoch */
+static const wy_pg_stmt_t EPOCH_SQL = {
+    "lobby_fence_next",
+    "INSERT INTO lobby.fence_epochs AS f (account_id, epoch) VALUES ($1, 1)\n"
+    "ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch",
+    1};
+
+/* cb(status, epoch, err, ud): WY_OK + the new epoch, or an error with err what PostgreSQL
+ * said (or NULL). */
+typedef void (*epoch_cb)(int status, uint64_t epoch, const char *err, void *ud);
+
+typedef struct {
+    epoch_cb cb;
+    void *ud;
+} epoch_req_t;
+
+static void epoch_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    epoch_req_t *q = ud;
+    int64_t epoch = 0;
+    if (status == WY_OK && (PQntuples(res) != 1 || (epoch = wy_pg_int64(res, 0, "epoch")) <= 0)) {
+        status = WY_EIO;
+        err = "unexpected reply to the fence epoch";
+    }
+    q->cb(status, (uint64_t)epoch, err, q->ud);
+    wy_free(q);
+}
+
+/* Starts the epoch increment; WY_OK (cb will run) or why it could not start. */
+static int next_epoch(lobby_t *lb, const char *account, epoch_cb cb, void *ud)
+{
+    wy_pg_t *pg = wy_daemon_pg(lb->d);
+    if (!pg)
+        return WY_EUNAVAIL;
+    epoch_req_t *q = wy_calloc(1, sizeof *q);
+    q->cb = cb;
+    q->ud = ud;
+    const char *params[] = {account};
+    int rc = wy_pg_exec(pg, &EPOCH_SQL, params, epoch_done, q);
+    if (rc != WY_OK)
+        wy_free(q);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- claim */
 
 typedef struct {
     lobby_conn_t *c;
     lobby_claim_cb cb;
+    uint64_t epoch;
 } claim_req_t;
+
+/* Ends a claim: runs cb once, drops the claim's reference to c. */
+static void claim_end(claim_req_t *q, int status, const lobby_claim_t *r, const char *err)
+{
+    lobby_conn_t *c = q->c;
+    q->cb(c, status, r, err);
+    wy_free(q);
+    lobby_conn_unref(c);
+}
 
 static void claim_done(int status, redisReply *reply, void *ud)
 {
@@ -170,47 +247,63 @@ static void claim_done(int status, redisReply *reply, void *ud)
     bool ok = status == WY_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3 &&
               reply->element[0]->type == REDIS_REPLY_INTEGER;
     if (!ok) {
-        q->cb(c, status == WY_OK ? WY_EIO : status, NULL,
-              status == WY_EIO && reply && reply->str ? reply->str
-              : status == WY_OK                       ? "unexpected reply to the claim"
-                                                      : wy_strerror(status));
-    } else {
-        lobby_claim_t r = {
-            .claimed = reply->element[0]->integer != 0,
-            .prev_sid = reply->element[1]->str ? reply->element[1]->str : "",
-            .prev_instance = reply->element[2]->str ? reply->element[2]->str : "",
-        };
-        if (r.claimed) {
-            c->epoch = reply->elements > 3 && reply->element[3]->type == REDIS_REPLY_INTEGER
-                           ? (uint64_t)reply->element[3]->integer
-                           : 0;
-            c->live = true;
-        }
-        q->cb(c, WY_OK, &r, NULL);
+        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
+                  status == WY_EIO && reply && reply->str ? reply->str
+                  : status == WY_OK                       ? "unexpected reply to the claim"
+                                                          : wy_strerror(status));
+        return;
     }
-    wy_free(q);
-    lobby_conn_unref(c);
+    lobby_claim_t r = {
+        .claimed = reply->element[0]->integer == 1,
+        .superseded = reply->element[0]->integer == 2,
+        .prev_sid = reply->element[1]->str ? reply->element[1]->str : "",
+        .prev_instance = reply->element[2]->str ? reply->element[2]->str : "",
+    };
+    if (r.claimed) {
+        c->epoch = q->epoch;
+        c->live = true;
+    }
+    claim_end(q, WY_OK, &r, NULL);
 }
 
-int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
+static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
 {
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
     lobby_t *lb = c->lb;
+    if (status != WY_OK) {
+        claim_end(q, status, NULL, err ? err : wy_strerror(status));
+        return;
+    }
+    if (!c->ws) { /* the client left meanwhile: nothing to claim */
+        claim_end(q, WY_ECANCELED, NULL, "client gone");
+        return;
+    }
+    q->epoch = epoch;
     char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16], k3[LOBBY_SID_LEN + 8];
     snprintf(k1, sizeof k1, "sess:acct:%s", c->account);
     snprintf(k2, sizeof k2, "sess:epoch:%s", c->account);
     snprintf(k3, sizeof k3, "sess:%s", c->sid);
-    char now[24], ttl[24], fence[24];
+    char now[24], ttl[24], fence[24], ep[24];
     fmt_u64(now, sizeof now, c->created_wall_ms);
     fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
     fmt_u64(fence, sizeof fence, (uint64_t)lb->cfg->fence_ms);
+    fmt_u64(ep, sizeof ep, epoch);
     const char *keys[] = {k1, k2, k3};
     const char *args[] = {
         c->sid,  c->account,   lb->instance, c->peer, now, ttl, lb->reject_new ? "1" : "0",
-        c->nick, c->nick_norm, fence};
+        c->nick, c->nick_norm, fence,        ep};
+    int rc = eval(lb, SCRIPT_CLAIM, 3, keys, 11, args, claim_done, q);
+    if (rc != WY_OK)
+        claim_end(q, rc, NULL, wy_strerror(rc));
+}
+
+int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
+{
     claim_req_t *q = wy_calloc(1, sizeof *q);
     q->c = c;
     q->cb = cb;
-    int rc = eval(lb, SCRIPT_CLAIM, 3, keys, 10, args, claim_done, q);
+    int rc = next_epoch(c->lb, c->account, claim_epoch, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
@@ -225,7 +318,12 @@ static void write_done(int status, redisReply *reply, void *ud)
 {
     lobby_conn_t *c = ud;
     c->writing = false;
-    if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+    if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
+        /* The account's epoch was gone (Redis lost its data) or lower: this live session
+         * wrote itself back instead of being taken for a stale one. */
+        wy_metric_inc(c->lb->m_reasserted);
+        wy_log_info("session re-asserted", "session", c->sid, "account", c->account, NULL);
+    } else if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
         /* The fence: another login took this account; this session must go, even if the
          * kick over Kafka never reached us. */
         wy_metric_inc(c->lb->m_fenced);
@@ -440,6 +538,29 @@ static void fence_done(int status, redisReply *reply, void *ud)
     lookup_req_free(q);
 }
 
+static void fence_epoch(int status, uint64_t epoch, const char *err, void *ud)
+{
+    lookup_req_t *q = ud;
+    if (status != WY_OK) {
+        wy_log_warn("fence epoch failed", "account", q->account, "error",
+                    err ? err : wy_strerror(status), NULL);
+        q->cb(status, NULL, q->ud);
+        lookup_req_free(q);
+        return;
+    }
+    char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16], ep[24];
+    snprintf(k1, sizeof k1, "sess:acct:%s", q->account);
+    snprintf(k2, sizeof k2, "sess:epoch:%s", q->account);
+    fmt_u64(ep, sizeof ep, epoch);
+    const char *keys[] = {k1, k2};
+    const char *args[] = {ep};
+    int rc = eval(q->lb, SCRIPT_FENCE, 2, keys, 1, args, fence_done, q);
+    if (rc != WY_OK) {
+        q->cb(rc, NULL, q->ud);
+        lookup_req_free(q);
+    }
+}
+
 int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lobby_lookup_cb cb,
                         void *ud)
 {
@@ -448,25 +569,13 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
     lookup_req_t *q = lookup_req_new(lb, cb, ud);
     snprintf(q->account, sizeof q->account, "%s", account);
     snprintf(q->reason, sizeof q->reason, "%s", *reason ? reason : "kicked by an operator");
-    char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16];
-    snprintf(k1, sizeof k1, "sess:acct:%s", account);
-    snprintf(k2, sizeof k2, "sess:epoch:%s", account);
-    const char *keys[] = {k1, k2};
-    int rc = eval(lb, SCRIPT_FENCE, 2, keys, 0, NULL, fence_done, q);
+    int rc = next_epoch(lb, account, fence_epoch, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;
 }
 
 /* ---------------------------------------------------------------- kicks, liveness */
-
-static void kick_delivered(void *ud, int status, const char *event_id)
-{
-    WY_UNUSED(ud);
-    if (status != WY_OK)
-        wy_log_warn("session.kick not delivered (the fence still closes the old session)",
-                    "event_id", event_id, "error", wy_strerror(status), NULL);
-}
 
 static void publish_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,
                          const char *reason)
@@ -479,14 +588,11 @@ static void publish_kick(lobby_t *lb, const char *instance, const char *sid, con
     size_t n = wyvern__lobby__session_kick__get_packed_size(&k);
     uint8_t *buf = wy_malloc(n ? n : 1);
     wyvern__lobby__session_kick__pack(&k, buf);
-    wy_kafka_producer_t *p = wy_daemon_producer(lb->d);
-    int rc = p ? wy_kafka_produce(p, "wy.session", account, "session.kick", buf, n, kick_delivered,
-                                  NULL, NULL)
-               : WY_EUNAVAIL;
+    /* The kick matters until the target is surely closed anyway: fenced at its next
+     * heartbeat write, or idle. Its loss is counted by the relay. */
+    uint64_t ttl = (uint64_t)(lb->cfg->idle_ms + lb->cfg->heartbeat_ms);
+    (void)lobby_relay_publish(lb, "wy.session", account, "session.kick", buf, n, ttl, NULL);
     wy_free(buf);
-    if (rc != WY_OK)
-        wy_log_warn("session.kick not queued (the fence still closes the old session)", "session",
-                    sid, "error", wy_strerror(rc), NULL);
 }
 
 void lobby_session_kick(lobby_t *lb, const char *instance, const char *sid, const char *account,

@@ -23,7 +23,8 @@ typedef struct {
  * lookup could not start (cb is then not called). */
 typedef void (*lobby_lookup_cb)(int status, const lobby_sess_info_t *s, void *ud);
 int lobby_session_lookup(lobby_t *lb, const char *account, lobby_lookup_cb cb, void *ud);
-/* Fences and removes the account's live session (Kick); cb gets WY_OK + the old session's
+/* Fences (a new epoch from PostgreSQL) and removes the account's live session (Kick); cb
+ * gets WY_OK + the old session's
  * sid/instance, or WY_ENOTFOUND. The owning instance is told (lobby_session_kick). */
 int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lobby_lookup_cb cb,
                         void *ud);
@@ -37,6 +38,7 @@ int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
 /* Result of a claim. */
 typedef struct {
     bool claimed;              /* false: refused (reject-new and the owner instance lives) */
+    bool superseded;           /* not claimed: a newer login of the account holds it */
     const char *prev_sid;      /* the session taken over, or the refusing one ("" = none) */
     const char *prev_instance; /* its instance */
 } lobby_claim_t;
@@ -44,13 +46,17 @@ typedef struct {
  * with err what Redis said. Fields valid during cb only. */
 typedef void (*lobby_claim_cb)(lobby_conn_t *c, int status, const lobby_claim_t *r,
                                const char *err);
-/* Claims session c->sid for c->account (hello): fences the account's previous session
- * (or refuses under reject-new), writes the record and indexes with the TTL and refreshes
- * this instance's liveness key. Holds a reference to c until cb has run. Returns why the
+/* Claims session c->sid for c->account (hello): takes a new fence epoch from PostgreSQL,
+ * then in Redis fences the account's previous session (or refuses under reject-new, or
+ * finds a newer claim already there: superseded), writes the record and indexes with the
+ * TTL and refreshes this instance's liveness key. WY_ECANCELED when the client left before
+ * the Redis step. Holds a reference to c until cb has run. Returns why the
  * claim could not start (cb then not called). */
 int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb);
 /* Rewrites c's session record guarded by the fence (heartbeat, state change); a fenced
- * session is kicked (4002). One write at a time (c->writing). */
+ * session (a higher epoch holds the account) is kicked (4002); a session whose epoch is
+ * gone from Redis (data lost) re-asserts itself (wy_lobby_sessions_reasserted_total). One
+ * write at a time (c->writing). */
 void lobby_session_write(lobby_conn_t *c);
 /* The same after a nickname change: old_norm's index entry is dropped if it names us. */
 void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm);

@@ -2,6 +2,7 @@
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
 #include "state.h"
+#include "wy_pb.h"
 
 #include <assert.h>
 #include <string.h>
@@ -131,6 +132,12 @@ Wyvern__Lobby__ClientMessage *lobby_decode(lobby_conn_t *c, bool is_binary, cons
 {
     Wyvern__Lobby__ClientMessage *m =
         is_binary ? wyvern__lobby__client_message__unpack(NULL, len, data) : NULL;
+    /* A string with an embedded NUL would be read up to the NUL (strlen): "token\0junk" as
+     * "token". Refused as undecodable, as the gRPC server refuses it (wy_pb.h). */
+    if (m && !wy_pb_strings_ok(&wyvern__lobby__client_message__descriptor, data, len)) {
+        wyvern__lobby__client_message__free_unpacked(m, NULL);
+        m = NULL;
+    }
     if (!m) {
         wy_metric_inc(c->lb->m_bad_frames);
         lobby_reply_status(c, 0, WYVERN__LOBBY__CODE__INVALID,
@@ -143,48 +150,14 @@ Wyvern__Lobby__ClientMessage *lobby_decode(lobby_conn_t *c, bool is_binary, cons
 
 /* ---------------------------------------------------------------- closes */
 
-/* wslay sends a close frame ahead of data messages still queued, so a close right after a
- * send (kicked, error status, logged_out) would lose that message: the close waits until
- * the connection's send queue is empty (checked once per loop turn, at most CLOSE_WAIT_MS). */
-#define CLOSE_WAIT_MS 1000
-
-static void on_close_check(uv_check_t *h)
-{
-    lobby_t *lb = h->data;
-    uint64_t now = wy_now_ms();
-    wy_list_t *pos, *tmp;
-    wy_list_foreach_safe(pos, tmp, &lb->conns)
-    {
-        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
-        if (!lb->npend)
-            break;
-        if (!c->pend || !c->ws)
-            continue;
-        if (wy_ws_queued_bytes(c->ws) == 0 || now - c->pend_since >= CLOSE_WAIT_MS) {
-            c->pend = false;
-            lb->npend--;
-            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
-        }
-    }
-    if (lb->npend == 0)
-        uv_check_stop(&lb->closer);
-}
-
 void lobby_conn_close(lobby_conn_t *c, int code, const char *reason)
 {
     if (!c->ws || c->state == LOBBY_ST_CLOSING)
         return;
     c->state = LOBBY_ST_CLOSING;
-    if (wy_ws_queued_bytes(c->ws) == 0 || !c->lb->closer_started) {
-        (void)wy_ws_close(c->ws, code, reason);
-        return;
-    }
-    c->pend = true;
-    c->pend_code = code;
-    c->pend_since = wy_now_ms();
-    snprintf(c->pend_reason, sizeof c->pend_reason, "%s", reason ? reason : "");
-    if (c->lb->npend++ == 0)
-        uv_check_start(&c->lb->closer, on_close_check);
+    /* wy_ws_close holds the close frame back until the frames already queued (kicked, an
+     * error status, logged_out) are out, bounded by the WebSocket close timeout. */
+    (void)wy_ws_close(c->ws, code, reason);
 }
 
 void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code)
@@ -205,38 +178,4 @@ bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, 
         return false;
     lobby_conn_kick(c, reason, code);
     return true;
-}
-
-void lobby_closer_start(lobby_t *lb)
-{
-    uv_check_init(lb->loop, &lb->closer);
-    lb->closer.data = lb;
-    lb->closer_started = true;
-    lobby_ref(lb);
-}
-
-void lobby_closer_stop(lobby_t *lb)
-{
-    if (!lb->closer_started)
-        return;
-    wy_list_t *pos, *tmp;
-    wy_list_foreach_safe(pos, tmp, &lb->conns)
-    {
-        lobby_conn_t *c = wy_container_of(pos, lobby_conn_t, node);
-        if (c->pend && c->ws) {
-            c->pend = false;
-            (void)wy_ws_close(c->ws, c->pend_code, c->pend_reason);
-        }
-    }
-    lb->npend = 0;
-    lobby_close_handle((uv_handle_t *)&lb->closer);
-    lb->closer_started = false;
-}
-
-void lobby_conn_unpend(lobby_conn_t *c)
-{
-    if (c->pend) {
-        c->pend = false;
-        c->lb->npend--;
-    }
 }

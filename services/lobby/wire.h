@@ -52,10 +52,4 @@ void lobby_conn_kick(lobby_conn_t *c, const char *reason, int code);
  * here (or already closed). */
 bool lobby_session_kick_local(lobby_t *lb, const char *sid, const char *reason, int code);
 
-/* The deferred closes: started with the WebSocket server; stop closes every connection
- * still waiting at once. lobby_conn_unpend forgets c's deferred close (c is closed). */
-void lobby_closer_start(lobby_t *lb);
-void lobby_closer_stop(lobby_t *lb);
-void lobby_conn_unpend(lobby_conn_t *c);
-
 #endif

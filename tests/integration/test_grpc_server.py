@@ -8,8 +8,17 @@ SIGTERM's short drain ends. The stop answers the call itself; the handler's repl
 its store finally answers, finds the call over and is dropped (wy_grpc_reply returns
 WY_ECANCELED and logs it at debug level). The daemon exits 0, and against an ASan build
 (tests/run --build build-asan) the harness fails the test on any sanitizer line in the
-daemon's log."""
+daemon's log.
+
+The "stalled" variants stop the daemon's process (SIGSTOP) across the drain deadline, as
+a loaded machine does when it deschedules the loop: on waking, the drain's timer and the
+gRPC grace timer are both due, in either order. The held call must still be answered by
+the stop before the store the handler waits on is closed, or the handler answers it
+itself and no late reply happens."""
+import os
+import signal
 import subprocess
+import time
 import threading
 import uuid
 
@@ -20,6 +29,7 @@ import requests
 from harness.wait import wait_until
 
 DRAIN = "300ms"
+DRAIN_S = 0.3
 LATE_REPLY = "grpc reply dropped: the call is over (answered, cancelled or expired)"
 
 
@@ -73,12 +83,22 @@ class PgTableLock:
             self.p.wait(10)
 
 
-def stop_in_background(d):
-    """SIGTERM now; the exit status lands in the returned dict under "rc"."""
+def stop_in_background(d, stall=False):
+    """SIGTERM now; the exit status lands in the returned dict under "rc". With stall,
+    once the daemon has begun its stop its process is held (SIGSTOP) for twice the
+    drain time, so it wakes with every stop deadline already passed."""
     out = {}
     t = threading.Thread(target=lambda: out.update(rc=d.stop(timeout=30)), daemon=True)
     t.start()
     out["thread"] = t
+    if stall:
+        # "draining": the Kafka consumers are closed and the drain's clock runs.
+        d.wait_log(lambda r: r.get("msg") == "draining", timeout=15)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2 * DRAIN_S)  # the fault: no process runs for this long
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
     return out
 
 
@@ -93,7 +113,8 @@ def assert_late_reply_dropped(d, fut, stopping):
     assert d.sanitizer_report() is None, d.sanitizer_report()
 
 
-def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos):
+@pytest.mark.parametrize("stall", [False, True], ids=["prompt", "stalled"])
+def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos, stall):
     import auth_pb2
     import auth_pb2_grpc
     d = daemon("auth", env={"WY_AUTH_DRAIN_TIMEOUT": DRAIN})
@@ -110,7 +131,7 @@ def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos):
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND query LIKE '%FROM auth.accounts a LEFT JOIN%'").strip() == "1",
                 timeout=15, what="GetAccount waiting on the table lock")
-            stopping = stop_in_background(d)
+            stopping = stop_in_background(d, stall)
             # The drain answers the call without the handler...
             with pytest.raises(grpc.RpcError):
                 fut.result(timeout=30)
@@ -121,7 +142,8 @@ def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos):
         lock.release()
 
 
-def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos):
+@pytest.mark.parametrize("stall", [False, True], ids=["prompt", "stalled"])
+def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos, stall):
     import lobby_pb2
     import lobby_pb2_grpc
     d = daemon("lobby", env={"WY_LOBBY_DRAIN_TIMEOUT": DRAIN})
@@ -138,7 +160,7 @@ def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos):
             # The handler holds the call while its Redis lookup is paused.
             wait_until(lambda: gauge(d, "wy_lobby_grpc_calls_in_flight") == 1.0, timeout=15,
                        what="GetSession in flight")
-            stopping = stop_in_background(d)
+            stopping = stop_in_background(d, stall)
             assert_late_reply_dropped(d, fut, stopping)
         finally:
             # The pause must not outlive the test (the stack is shared by the session).

@@ -53,6 +53,8 @@ def test_requests_reads_readyz_and_metrics(daemons, svc):
     assert ready.type == "gauge"
     assert [s.value for s in ready.samples] == [1.0]
     # prometheus_client strips _total from counter family names.
-    reqs = families["wy_%s_ops_http_requests" % svc]
-    assert reqs.type == "counter"
-    assert reqs.samples[0].value >= 1
+    resps = families["wy_%s_ops_http_responses" % svc]
+    assert resps.type == "counter"
+    ok = [s.value for s in resps.samples
+          if s.name.endswith("_total") and s.labels.get("class") == "2xx"]
+    assert ok and ok[0] >= 1  # the /readyz above

@@ -239,6 +239,24 @@ static int cmd_produce(const args_t *a)
     return s.failed == 0 && s.delivered == a->count ? 0 : 1;
 }
 
+/* A bare librdkafka client of a->brokers (and group.id when group is not NULL) on conf,
+ * which it always consumes; NULL after printing why. */
+static rd_kafka_t *raw_client(rd_kafka_type_t type, rd_kafka_conf_t *conf, const args_t *a,
+                              const char *group)
+{
+    char why[512];
+    rd_kafka_t *rk = NULL;
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, why, sizeof why) ==
+            RD_KAFKA_CONF_OK &&
+        (!group || rd_kafka_conf_set(conf, "group.id", group, why, sizeof why) == RD_KAFKA_CONF_OK))
+        rk = rd_kafka_new(type, conf, why, sizeof why);
+    if (!rk) {
+        fprintf(stderr, "wy-kafkatool: %s\n", why);
+        rd_kafka_conf_destroy(conf); /* rd_kafka_new takes it only on success */
+    }
+    return rk;
+}
+
 /* ---- produce-raw ----------------------------------------------------------- */
 
 static void raw_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
@@ -251,23 +269,13 @@ static int cmd_produce_raw(const args_t *a)
 {
     if (!a->value)
         return usage("--value is required");
-    char why[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     rd_kafka_conf_set_opaque(conf, &result);
     rd_kafka_conf_set_dr_msg_cb(conf, raw_dr);
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, why, sizeof why) !=
-        RD_KAFKA_CONF_OK) {
-        fprintf(stderr, "wy-kafkatool: %s\n", why);
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = raw_client(RD_KAFKA_PRODUCER, conf, a, NULL);
+    if (!rk)
         return 2;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-    if (!rk) {
-        fprintf(stderr, "wy-kafkatool: %s\n", why);
-        rd_kafka_conf_destroy(conf);
-        return 2;
-    }
     size_t klen = a->key ? strlen(a->key) : 0;
     rd_kafka_resp_err_t e =
         rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -467,20 +475,9 @@ static int cmd_offsets(const args_t *a)
 {
     if (!a->group)
         return usage("--group is required");
-    char why[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", a->brokers, why, sizeof why) !=
-            RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "group.id", a->group, why, sizeof why) != RD_KAFKA_CONF_OK) {
-        fprintf(stderr, "wy-kafkatool: %s\n", why);
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_t *rk = raw_client(RD_KAFKA_CONSUMER, rd_kafka_conf_new(), a, a->group);
+    if (!rk)
         return 2;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    if (!rk) {
-        fprintf(stderr, "wy-kafkatool: %s\n", why);
-        return 2;
-    }
     int rc = 1;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, a->topic, NULL);
     const rd_kafka_metadata_t *md = NULL;

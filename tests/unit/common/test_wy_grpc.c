@@ -522,6 +522,29 @@ static void test_reply_after_grace(void **state)
     assert_int_equal(wy_grpc_reply_error(late, WY_EUNAVAIL, "db answered at last"), WY_ECANCELED);
 }
 
+static void test_end_grace(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    wy_grpc_server_end_grace(fx.srv); /* not stopping: nothing happens */
+    res_t r = {0};
+    hold_one(&fx, 0, &r);
+    assert_false(wy_grpc_call_cancelled(fx.held[0]));
+    /* A grace far longer than the test, ended by its owner: the held call is answered
+     * inside end_grace, before the owner closes what the handler waits on. */
+    assert_int_equal(wy_grpc_server_stop(fx.srv, 600000, srv_stopped_cb, &fx), WY_OK);
+    wy_grpc_server_end_grace(fx.srv);
+    assert_call_over(fx.held[0]);
+    assert_int_equal(wy_grpc_reply_error(fx.held[0], WY_EUNAVAIL, "store closed"), WY_ECANCELED);
+    wy_grpc_server_end_grace(fx.srv); /* already over: nothing happens */
+    run_until(&fx, &r.done);
+    assert_int_equal(r.status, 14); /* UNAVAILABLE */
+    run_until(&fx, &fx.srv_stopped);
+    fx.srv = NULL;
+    fx_close(&fx);
+}
+
 static void test_stale_id_never_resolves(void **state)
 {
     WY_UNUSED(state);
@@ -591,8 +614,11 @@ static void test_method_metrics(void **state)
     assert_true(metric_value(text, ECHO_SERIES("total") ",outcome=\"server_error\"}") == 1);
     assert_true(metric_value(text, ECHO_SERIES("seconds_bucket") ",le=\"+Inf\"}") == 3);
 #undef ECHO_SERIES
-    /* Registered methods only: an unknown path does not grow the registry. */
+    /* An unknown path is counted under one fixed series and does not grow the registry. */
     assert_null(strstr(text, "Nope"));
+    assert_true(
+        metric_value(text, "wy_grpc_call_total{method=\"unmatched\",outcome=\"client_error\"}") ==
+        1);
     wy_free(text);
     fx_close(&fx);
 }
@@ -823,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_malformed_request),
         cmocka_unit_test(test_deadline_exceeded),
         cmocka_unit_test(test_reply_after_grace),
+        cmocka_unit_test(test_end_grace),
         cmocka_unit_test(test_stale_id_never_resolves),
         cmocka_unit_test(test_method_metrics),
         cmocka_unit_test(test_server_down),

@@ -605,6 +605,51 @@ static void test_graceful_stop(void **state)
     fx_free(fx);
 }
 
+/* A request already written onto an idle keep-alive connection when the stop begins (its
+ * bytes in the server's socket buffer, not yet read by the loop) is answered, with
+ * Connection: close, instead of the connection being closed under it (EOF/RST at the
+ * client). A connection that stays idle is closed after that final read. */
+static bool responses_at_least(void *arg)
+{
+    fx_t *fx = arg;
+    const wy_http_counters_t *k = wy_http_counters(fx->srv);
+    return k->responses_2xx >= (uint64_t)fx->ticks;
+}
+
+static bool no_conns(void *arg)
+{
+    return wy_http_counters(((fx_t *)arg)->srv)->conns_open == 0;
+}
+
+static void test_stop_answers_request_on_idle_keepalive(void **state)
+{
+    WY_UNUSED(state);
+    fx_t *fx = fx_new(NULL);
+    wy_http_route(fx->srv, "GET", "/a", h_hello, fx);
+    fx_listen(fx);
+    wt_cli_t *c = wt_cli_new(fx->port);
+    wt_cli_t *idle = wt_cli_new(fx->port);
+    wt_cli_puts(c, "GET /a HTTP/1.1\r\n\r\n");
+    fx->ticks = 1;
+    wt_run_pred(&fx->loop, responses_at_least, fx, 5000, "first response");
+    assert_int_equal(wt_cli_response(c, fx->r[0], sizeof fx->r[0]), 200);
+    assert_null(strstr(fx->r[0], "Connection: close"));
+    /* The second request is in the kernel's buffer, unread, when the stop begins. */
+    wt_cli_puts(c, "GET /a HTTP/1.1\r\n\r\n");
+    wy_http_stop(fx->srv);
+    wt_run_pred(&fx->loop, no_conns, fx, 5000, "both connections closed");
+    assert_int_equal(wt_cli_response(c, fx->r[1], sizeof fx->r[1]), 200);
+    assert_non_null(strstr(fx->r[1], "Connection: close\r\n"));
+    assert_true(wt_cli_eof(c));
+    assert_true(wt_cli_eof(idle));
+    wt_cli_free(c);
+    wt_cli_free(idle);
+    fx_finish(fx);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_true(fx->closed);
+    fx_free(fx);
+}
+
 /* wy_http_close with a request still held by its handler: the server is freed only after the
  * late response. */
 static void late_cb(uv_timer_t *t)
@@ -650,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_client_gone_before_async_response),
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_close_waits_for_held_request),
+        cmocka_unit_test(test_stop_answers_request_on_idle_keepalive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

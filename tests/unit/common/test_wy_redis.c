@@ -58,6 +58,14 @@ static void fx_open(fx_t *f, const char *url, const wy_redis_opts_t *o_in)
     assert_int_equal(wy_redis_create(&f->lp.loop, url, &o, &f->r, &err), WY_OK);
 }
 
+/* A fixture connected to the test Redis (opts may be NULL), once it is up. */
+static void fx_up(fx_t *f, const wy_redis_opts_t *o)
+{
+    fx_init(f);
+    fx_open(f, redis_url(), o);
+    RUN_UNTIL(f, f->ups == 1);
+}
+
 static void fx_done(fx_t *f)
 {
     WT_CLOSE_AND_DONE(&f->lp, wy_redis_close, f->r);
@@ -182,9 +190,7 @@ static void test_many_in_flight(void **state)
     res_t del = {0};
     char key[128];
     enum { N = 2000 };
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
     snprintf(key, sizeof key, "%s:ctr", prefix);
     for (int i = 0; i < N; i++)
         assert_int_equal(wy_redis_command(f.r, on_incr, &m, "INCR %s", key), WY_OK);
@@ -203,9 +209,7 @@ static void test_inflight_bound(void **state)
     fx_t f;
     res_t a = {0}, b = {0}, c = {0};
     wy_redis_opts_t o = {.max_inflight = 2};
-    fx_init(&f);
-    fx_open(&f, redis_url(), &o);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, &o);
     assert_int_equal(wy_redis_command(f.r, on_res, &a, "PING"), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &b, "PING"), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &c, "PING"), WY_EBUSY);
@@ -222,9 +226,7 @@ static void test_error_reply(void **state)
     fx_t f;
     res_t set = {0}, incr = {0}, unk = {0}, after = {0};
     char key[128];
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
     snprintf(key, sizeof key, "%s:str", prefix);
     assert_int_equal(wy_redis_command(f.r, on_res, &set, "SET %s notanumber", key), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &incr, "INCR %s", key), WY_OK);
@@ -284,9 +286,7 @@ static void test_timeout_then_reconnect(void **state)
     res_t blk = {0}, behind = {0}, later = {0};
     char key[128];
     wy_redis_opts_t o = {.backoff_min_ms = 20};
-    fx_init(&f);
-    fx_open(&f, redis_url(), &o);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, &o);
     snprintf(key, sizeof key, "%s:never", prefix);
     /* BLPOP blocks server side for 5 s: far longer than its own 100 ms timeout */
     const char *argv[] = {"BLPOP", key, "5"};
@@ -321,9 +321,7 @@ static void test_reconnect_after_kill(void **state)
     long long id = 0;
     res_t kill = {0}, after = {0};
     wy_redis_opts_t o = {.backoff_min_ms = 20};
-    fx_init(&f);
-    fx_open(&f, redis_url(), &o);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, &o);
     assert_int_equal(wy_redis_command(f.r, on_id, &id, "CLIENT ID"), WY_OK);
     RUN_UNTIL(&f, id != 0);
 
@@ -368,9 +366,7 @@ static void test_close_cancels_pending(void **state)
     fx_t f;
     cancel_t c[3] = {{&f, 0, 0, 0}, {&f, 0, 0, 0}, {&f, 0, 0, 0}};
     char key[128];
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
     snprintf(key, sizeof key, "%s:never2", prefix);
     for (int i = 0; i < 3; i++)
         assert_int_equal(wy_redis_command(f.r, on_cancel, &c[i], "BLPOP %s 5", key), WY_OK);
@@ -399,9 +395,7 @@ static void test_close_inside_callback(void **state)
     (void)state;
     fx_t f;
     res_t second = {0};
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
     assert_int_equal(wy_redis_command(f.r, on_close_in_cb, &f, "PING"), WY_OK);
     assert_int_equal(wy_redis_command(f.r, on_res, &second, "BLPOP %s:x 5", prefix), WY_OK);
     RUN_UNTIL(&f, f.lp.closed);
@@ -473,18 +467,30 @@ static void on_echo(int status, redisReply *reply, void *ud)
     x->nargs = reply->element[2]->integer;
 }
 
-static void run_echo(fx_t *f, wy_redis_script_t *s, echo_t *x)
+/* Sends the echo script with KEYS {"k1"} and ARGV {"a\0b", "c"}. */
+static void start_echo(fx_t *f, wy_redis_script_t *s, echo_t *x)
 {
     const char *argv[3] = {"k1", "a\0b", "c"};
     const size_t lens[3] = {2, 3, 1};
     memset(x, 0, sizeof *x);
     assert_int_equal(wy_redis_eval(f->r, s, 0, on_echo, x, 1, 3, argv, lens), WY_OK);
+}
+
+/* Waits for the echo and checks that every part came back intact. */
+static void check_echo(fx_t *f, echo_t *x)
+{
     RUN_UNTIL(f, x->calls == 1);
     assert_int_equal(x->status, WY_OK);
     assert_string_equal(x->key, "k1");
     assert_int_equal(x->arg_len, 3);
     assert_memory_equal(x->arg, "a\0b", 3);
     assert_int_equal(x->nargs, 2);
+}
+
+static void run_echo(fx_t *f, wy_redis_script_t *s, echo_t *x)
+{
+    start_echo(f, s, x);
+    check_echo(f, x);
 }
 
 /* EVALSHA once Redis has the script (the text is not sent again); after SCRIPT FLUSH the same
@@ -495,9 +501,7 @@ static void test_script_evalsha_and_flush(void **state)
     fx_t f;
     res_t x;
     echo_t e;
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
     /* Unique text per run, so no other test has loaded this script. */
     char *lua = wy_sprintf("-- %s\nreturn {KEYS[1], ARGV[1], #ARGV}", prefix);
     wy_redis_script_t *s = wy_redis_script_new(lua);
@@ -536,9 +540,7 @@ static void test_script_errors_and_lifetime(void **state)
     fx_t f;
     res_t x;
     echo_t e;
-    fx_init(&f);
-    fx_open(&f, redis_url(), NULL);
-    RUN_UNTIL(&f, f.ups == 1);
+    fx_up(&f, NULL);
 
     wy_redis_script_t *bad = wy_redis_script_new("return redis.error_reply('WYBAD no luck')");
     memset(&e, 0, sizeof e);
@@ -556,15 +558,9 @@ static void test_script_errors_and_lifetime(void **state)
     wy_redis_script_t *s = wy_redis_script_new(lua);
     wy_free(lua);
     sync_cmd(&f, &x, "SCRIPT FLUSH", NULL);
-    const char *argv[3] = {"k1", "a\0b", "c"};
-    const size_t lens[3] = {2, 3, 1};
-    memset(&e, 0, sizeof e);
-    assert_int_equal(wy_redis_eval(f.r, s, 0, on_echo, &e, 1, 3, argv, lens), WY_OK);
+    start_echo(&f, s, &e);
     wy_redis_script_free(s); /* the call holds its own reference */
-    RUN_UNTIL(&f, e.calls == 1);
-    assert_int_equal(e.status, WY_OK);
-    assert_int_equal(e.nargs, 2);
-    assert_memory_equal(e.arg, "a\0b", 3);
+    check_echo(&f, &e);
     fx_done(&f);
 }
 
