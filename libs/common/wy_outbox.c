@@ -352,9 +352,10 @@ static void on_inserted(int status, const PGresult *res, const char *err, void *
         wy_log_warn("outbox: insert failed", "error", err ? err : wy_strerror(status), NULL);
 }
 
-int wy_outbox_add(wy_outbox_t *ob, wy_pg_tx_t *tx, const char *topic, const char *key,
-                  const char *type, const void *payload, size_t payload_len, char event_id_out[37])
+int wy_outbox_row_init(wy_outbox_row_t *row, const char *topic, const char *key, const char *type,
+                       const void *payload, size_t payload_len)
 {
+    memset(row, 0, sizeof *row);
     if (!topic || !*topic || !type || !*type || strlen(type) > WY_KAFKA_MAX_ID ||
         (key && strlen(key) > WY_KAFKA_MAX_ID) || (payload_len && !payload))
         return WY_EINVAL;
@@ -369,18 +370,39 @@ int wy_outbox_add(wy_outbox_t *ob, wy_pg_tx_t *tx, const char *topic, const char
         bytea[3 + 2 * i] = hex[((const uint8_t *)payload)[i] & 15];
     }
     bytea[2 + 2 * payload_len] = '\0';
-    char id[37], ts[24];
-    wy_uuid4(id);
-    snprintf(ts, sizeof ts, "%" PRIu64, wy_wall_ms());
-    const char *params[6] = {id, topic, key ? key : "", type, bytea, ts};
-    int rc = wy_pg_tx_query(tx, ob->sql_insert, 6, params, on_inserted, NULL);
-    wy_free(bytea);
+    wy_uuid4(row->event_id);
+    snprintf(row->ts_ms, sizeof row->ts_ms, "%" PRIu64, wy_wall_ms());
+    row->payload_hex = bytea;
+    row->params[0] = row->event_id;
+    row->params[1] = topic;
+    row->params[2] = key ? key : "";
+    row->params[3] = type;
+    row->params[4] = bytea;
+    row->params[5] = row->ts_ms;
+    return WY_OK;
+}
+
+void wy_outbox_row_free(wy_outbox_row_t *row)
+{
+    wy_free(row->payload_hex);
+    memset(row, 0, sizeof *row);
+}
+
+int wy_outbox_add(wy_outbox_t *ob, wy_pg_tx_t *tx, const char *topic, const char *key,
+                  const char *type, const void *payload, size_t payload_len, char event_id_out[37])
+{
+    wy_outbox_row_t row;
+    int rc = wy_outbox_row_init(&row, topic, key, type, payload, payload_len);
     if (rc != WY_OK)
         return rc;
-    ob->st.added++;
-    if (event_id_out)
-        memcpy(event_id_out, id, sizeof id);
-    return WY_OK;
+    rc = wy_pg_tx_query(tx, ob->sql_insert, 6, row.params, on_inserted, NULL);
+    if (rc == WY_OK) {
+        ob->st.added++;
+        if (event_id_out)
+            memcpy(event_id_out, row.event_id, sizeof row.event_id);
+    }
+    wy_outbox_row_free(&row);
+    return rc;
 }
 
 int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,

@@ -78,6 +78,28 @@ int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
 int wy_outbox_add(wy_outbox_t *ob, wy_pg_tx_t *tx, const char *topic, const char *key,
                   const char *type, const void *payload, size_t payload_len, char event_id_out[37]);
 
+/* One event row for a service's own statement that inserts it together with its effect (a
+ * data-modifying CTE: one statement, atomic without BEGIN/COMMIT round trips):
+ *
+ *   WITH s AS (INSERT INTO ... RETURNING ...)
+ *   INSERT INTO <schema>.wy_outbox (event_id, topic, key, type, payload, ts_ms)
+ *   SELECT $n, $n+1, $n+2, $n+3, $n+4::bytea, $n+5::bigint FROM s
+ *
+ * with row.params[0..5] bound to those six parameters, in that order. Same checks and codes
+ * as wy_outbox_add (which is built on it). The params point into row and into topic/key/type
+ * (not copied): keep them until the statement is submitted (wy_pg copies them), then
+ * wy_outbox_row_free. After the statement succeeded, wy_outbox_wake publishes the row now. */
+typedef struct {
+    char event_id[37]; /* fresh UUIDv4 */
+    char ts_ms[24];    /* wall clock */
+    char *payload_hex; /* bytea hex text, owned */
+    const char *params[6];
+} wy_outbox_row_t;
+
+int wy_outbox_row_init(wy_outbox_row_t *row, const char *topic, const char *key, const char *type,
+                       const void *payload, size_t payload_len);
+void wy_outbox_row_free(wy_outbox_row_t *row);
+
 /* wy_pg_tx_commit(tx, cb, ud) that wakes the relay once the commit succeeded (after cb
  * returns), so the events are published right away instead of at the next poll. */
 int wy_outbox_commit(wy_outbox_t *ob, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud);

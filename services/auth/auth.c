@@ -122,6 +122,7 @@ static void auth_free(auth_t *a)
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
     wy_redis_script_free(a->marker_script);
+    wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
     wy_free(a->jwks);
     wy_free(a);

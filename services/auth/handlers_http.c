@@ -259,33 +259,36 @@ static void on_session_opened(int status, const PGresult *res, const char *err, 
     hop_t *h = ud;
     if (!pg_done(h, status, err, "session not stored"))
         return;
-    int rc = h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
-    if (rc == WY_OK)
-        rc = auth_event_login(h->a, h->tx, h->account, h->sid, h->method, h->ip);
-    hop_commit(h, rc, login_committed);
+    if (!h->tx) { /* one statement: the session and its event are committed */
+        auth_events_written(h->a);
+        login_committed(h);
+        return;
+    }
+    hop_commit(h, WY_OK, login_committed);
 }
 
-static void open_session_tx(hop_t *h)
-{
-    wy_uuid4(h->sid);
-    auth_refresh_new(h->refresh, h->refresh_hash);
-    pg_ok(h, auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method, h->refresh_hash,
-                                  on_session_opened, h));
-}
-
-/* A login succeeded for h->account: new session (refresh family) + tokens, with the
- * account.login event (and account.created for a new account) in the same transaction as the
- * session (and the account, when h->tx already created it). */
+/* A login succeeded for h->account: new session (refresh family) + tokens. The statement that
+ * stores the session also writes its account.login event; when h->tx created the account it
+ * runs in that transaction, after the account.created row (rows are published in id order;
+ * all commit together). */
 static void open_session(hop_t *h)
 {
     if (h->banned) {
         fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
         return;
     }
-    if (h->tx)
-        open_session_tx(h);
-    else
-        hop_begin(h, open_session_tx);
+    wy_uuid4(h->sid);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    int rc = h->tx && h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
+    wy_outbox_row_t ev;
+    if (rc == WY_OK)
+        rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
+    if (rc == WY_OK) {
+        rc = auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method, h->refresh_hash, &ev,
+                                  on_session_opened, h);
+        wy_outbox_row_free(&ev);
+    }
+    pg_ok(h, rc);
 }
 
 /* ---- bearer authentication ---- */
@@ -429,6 +432,7 @@ static void resolve_identity(hop_t *h, json_t *body)
 
 static void on_identity_login(int status, const PGresult *res, const char *err, void *ud);
 
+/* A first login of this identity creates the account: in a transaction, with its events. */
 static void identity_login_tx(hop_t *h)
 {
     char id[37];
@@ -446,6 +450,18 @@ static void on_identity_login(int status, const PGresult *res, const char *err, 
     h->created = wy_pg_bool(res, 0, "created");
     h->banned = wy_pg_bool(res, 0, "banned");
     open_session(h);
+}
+
+/* A known identity logs in without a transaction (the session statement writes its event);
+ * an unknown one goes to identity_login_tx, where a concurrent first login is resolved. */
+static void on_identity_found(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (status == WY_OK && PQntuples(res) == 0) {
+        hop_begin(h, identity_login_tx);
+        return;
+    }
+    on_identity_login(status, res, err, h);
 }
 
 static void link_done(hop_t *h);
@@ -469,7 +485,8 @@ static void identity_resolved(hop_t *h)
               auth_db_link_identity(h->a, h->account, h->method, h->subject, on_link_identity, h));
         return;
     }
-    hop_begin(h, identity_login_tx);
+    pg_ok(h, auth_db_identity_login(h->a, NULL, h->method, h->subject, NULL, false,
+                                    on_identity_found, h));
 }
 
 /* ---- register ---- */

@@ -66,19 +66,26 @@ int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const 
     return run_in(a, tx, &identity_login_sql, p, cb, ud);
 }
 
+/* The session, its first refresh token and its account.login event row, in one statement. */
 static const wy_pg_stmt_t session_open_sql = {
     "auth_session_open",
     "WITH s AS (INSERT INTO auth.sessions (id, account_id, method) VALUES ($1, $2, $3) "
-    "RETURNING id) "
-    "INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
-    "SELECT $4, id, now() + make_interval(secs => $5::bigint) FROM s",
-    5};
+    "RETURNING id), "
+    "r AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+    "SELECT $4, id, now() + make_interval(secs => $5::bigint) FROM s) "
+    "INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT $6, $7, $8, $9, $10::bytea, $11::bigint FROM s",
+    11};
 
 int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
-                         const char *method, const char *refresh_hash, wy_pg_cb cb, void *ud)
+                         const char *method, const char *refresh_hash, const wy_outbox_row_t *ev,
+                         wy_pg_cb cb, void *ud)
 {
     char ttl[32];
-    const char *p[] = {sid, account, method, refresh_hash, refresh_ttl_s(ttl)};
+    const char *p[] = {
+        sid,           account,       method,        refresh_hash,  refresh_ttl_s(ttl),
+        ev->params[0], ev->params[1], ev->params[2], ev->params[3], ev->params[4],
+        ev->params[5]};
     return run_in(a, tx, &session_open_sql, p, cb, ud);
 }
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "wy_outbox.h"
 #include "wy_pg.h"
 
 typedef struct auth auth_t;
@@ -21,9 +22,11 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
 /* -> 0 rows when !create and unknown | 1 row: account_id, created, banned */
 int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const char *subject,
                            const char *new_id, bool create, wy_pg_cb cb, void *ud);
-/* Session + first refresh token, in one statement; no rows. */
+/* Session + first refresh token + the account.login event row (ev, auth_event_login_row), in
+ * one statement (in tx when given); no rows. */
 int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
-                         const char *method, const char *refresh_hash, wy_pg_cb cb, void *ud);
+                         const char *method, const char *refresh_hash, const wy_outbox_row_t *ev,
+                         wy_pg_cb cb, void *ud);
 /* -> 1 row: status ("ok", "reused", "banned", ... see auth.refresh_rotate), session_id,
  *    account_id */
 int auth_db_refresh_rotate(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, const char *new_hash,

@@ -227,20 +227,35 @@ void auth_tx_abort(wy_pg_tx_t *tx)
     (void)wy_pg_tx_rollback(tx, on_rolled_back, NULL);
 }
 
+/* The event's payload (caller frees). */
+static uint8_t *pack(const ProtobufCMessage *m, size_t *n)
+{
+    *n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = wy_malloc(*n ? *n : 1);
+    protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
 static int add_event(auth_t *a, wy_pg_tx_t *tx, const char *type, const char *key,
                      const ProtobufCMessage *m)
 {
     wy_outbox_t *ob = wy_daemon_outbox(a->d);
     if (!ob)
         return WY_EUNAVAIL;
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = wy_malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
+    size_t n;
+    uint8_t *buf = pack(m, &n);
     int rc = wy_outbox_add(ob, tx, "wy.account", key, type, buf, n, NULL);
     wy_free(buf);
     if (rc != WY_OK)
         wy_log_warn("event not written", "type", type, "error", wy_strerror(rc), NULL);
     return rc;
+}
+
+void auth_events_written(auth_t *a)
+{
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    if (ob)
+        wy_outbox_wake(ob);
 }
 
 int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *method)
@@ -252,8 +267,8 @@ int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const cha
     return add_event(a, tx, "account.created", account, &m.base);
 }
 
-int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
-                     const char *method, const char *ip)
+int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
+                         const char *method, const char *ip)
 {
     Wyvern__Auth__LoginSucceeded m = WYVERN__AUTH__LOGIN_SUCCEEDED__INIT;
     m.account_id = (char *)account;
@@ -261,7 +276,11 @@ int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char 
     m.method = (char *)method;
     m.ip = (char *)ip;
     m.at = (int64_t)(wy_wall_ms() / 1000);
-    return add_event(a, tx, "account.login", account, &m.base);
+    size_t n;
+    uint8_t *buf = pack(&m.base, &n);
+    int rc = wy_outbox_row_init(row, "wy.account", account, "account.login", buf, n);
+    wy_free(buf);
+    return rc;
 }
 
 int auth_event_revoked(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
@@ -320,25 +339,44 @@ static void on_reload_set(int status, redisReply *r, void *ud)
     (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
 }
 
-/* One SET auth:revoked:{sid,acct}:<id> <at_ms> PX <left_ms> per row whose time is left. */
-static int reload_keys(wy_redis_t *r, const PGresult *res)
+/* Writes auth:revoked:{sid,acct}:<id> = <at_ms> PX <left_ms> for every row whose time is left,
+ * RELOAD_CHUNK keys per script call, so a large rebuild stays far below the connection's bound
+ * of commands in flight (2 * RELOAD_MAX rows are 400 calls). */
+#define RELOAD_CHUNK 500
+
+static const char reload_lua[] =
+    "for i, k in ipairs(KEYS) do redis.call('SET', k, ARGV[2 * i - 1], 'PX', ARGV[2 * i]) end "
+    "return #KEYS";
+
+static int reload_keys(auth_t *a, wy_redis_t *r, const PGresult *res)
 {
+    static char keys[RELOAD_CHUNK][128], px[RELOAD_CHUNK][24];
+    static const char *argv[3 * RELOAD_CHUNK];
     int n = PQntuples(res);
     int c_kind = wy_pg_col(res, "kind"), c_id = wy_pg_col(res, "id"),
         c_left = wy_pg_col(res, "left_ms"), c_at = wy_pg_col(res, "at_ms");
+    int k = 0;
     for (int i = 0; i < n; i++) {
         long long left = strtoll(PQgetvalue(res, i, c_left), NULL, 10);
-        if (left <= 0)
-            continue;
-        bool session = !strcmp(PQgetvalue(res, i, c_kind), "session");
-        char key[128], px[32];
-        snprintf(key, sizeof key, "%s%s", session ? REVOKED_SID : REVOKED_ACCT,
-                 PQgetvalue(res, i, c_id));
-        snprintf(px, sizeof px, "%lld", left);
-        const char *argv[] = {"SET", key, PQgetvalue(res, i, c_at), "PX", px};
-        int rc = wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL);
-        if (rc != WY_OK)
-            return rc;
+        if (left > 0) {
+            bool session = !strcmp(PQgetvalue(res, i, c_kind), "session");
+            snprintf(keys[k], sizeof keys[k], "%s%s", session ? REVOKED_SID : REVOKED_ACCT,
+                     PQgetvalue(res, i, c_id));
+            snprintf(px[k], sizeof px[k], "%lld", left);
+            argv[k] = keys[k];
+            argv[RELOAD_CHUNK + 2 * k] = PQgetvalue(res, i, c_at);
+            argv[RELOAD_CHUNK + 2 * k + 1] = px[k];
+            k++;
+        }
+        if (k == RELOAD_CHUNK || (i == n - 1 && k > 0)) {
+            /* KEYS then ARGV, contiguous: move the k pairs right after the k keys. */
+            memmove(&argv[k], &argv[RELOAD_CHUNK], 2 * (size_t)k * sizeof *argv);
+            int rc =
+                wy_redis_eval(r, a->reload_script, 0, on_reload_set, NULL, k, 3 * k, argv, NULL);
+            if (rc != WY_OK)
+                return rc;
+            k = 0;
+        }
     }
     return WY_OK;
 }
@@ -347,7 +385,7 @@ static void on_reload_rows(int status, const PGresult *res, const char *err, voi
 {
     auth_t *a = ud;
     wy_redis_t *r = auth_redis(a);
-    if (status != WY_OK || !r || reload_keys(r, res) != WY_OK) {
+    if (status != WY_OK || !r || reload_keys(a, r, res) != WY_OK) {
         wy_log_warn("revocation rebuild failed", "error", err ? err : "redis", NULL);
         reload_finish(a);
         return;
@@ -426,6 +464,7 @@ static void on_reload_tick(uv_timer_t *t)
 void auth_revocations_watch(auth_t *a)
 {
     a->marker_script = wy_redis_script_new(marker_lua);
+    a->reload_script = wy_redis_script_new(reload_lua);
     a->m_rebuilding = wy_metrics_gauge(
         "wy_auth_revocations_rebuilding",
         "1 while Redis lacks the complete revocation state and auth rebuilds it from PostgreSQL.",

@@ -915,3 +915,22 @@ def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, sta
                    what="the rebuild after Redis takes writes again")
         assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
         assert introspect(stub, out["access_token"]).revoked
+
+
+def test_a_large_revocation_rebuild_completes(daemon, keys, stack):
+    """12,000 revoked sessions (more than the Redis connection's 4096 commands in flight) are
+    written back after a flush and the marker is set: the rebuild is chunked, not one command
+    per key."""
+    d = daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    acct = api.register(uniq()).json()["account_id"]
+    stack.psql("INSERT INTO auth.sessions (id, account_id, method, revoked_at, revoke_reason) "
+               "SELECT gen_random_uuid(), '%s', 'password', now(), 'test' "
+               "FROM generate_series(1, 12000)" % acct)
+    sample = stack.psql("SELECT id FROM auth.sessions WHERE account_id = '%s' "
+                        "AND revoke_reason = 'test' ORDER BY random() LIMIT 1" % acct)
+    stack.redis_cli("FLUSHALL")
+    wait_until(lambda: stack.redis_cli("EXISTS", "auth:revoked:loaded") == "1", timeout=30,
+               what="the marker after a rebuild of 12000 keys")
+    assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + sample) == "1"
+    assert "revocation rebuild failed" not in d.log_text()
