@@ -106,11 +106,18 @@ ENTRYPOINT ["/usr/bin/wy-chat"]
 # ---------------------------------------------------------------- keygen (compose one-shot)
 # Writes an Ed25519 signing key <kid>.pem into /keys unless one is there
 # already: keys are made where they are used, never built into an image.
+# Runs as the daemons' user: a new `keys` volume takes the owner of the
+# image's /keys (uid 10001), so no root is needed to write the key.
 FROM debian:${DEBIAN_VERSION}-slim AS keygen
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 wyvern \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin wyvern \
+ && mkdir -m 0700 /keys && chown 10001:10001 /keys
 COPY deploy/compose/keygen.sh /usr/bin/wy-keygen
+USER 10001:10001
 ENTRYPOINT ["/usr/bin/wy-keygen"]
 
 # A plain `docker build .` without --target gets the first daemon image.

@@ -117,11 +117,12 @@ run: deps
 	$(MAKE) all
 	tools/run
 
-# ThreadSanitizer: only the unit tests of the modules that run threads (the
-# other tests are single-threaded and gain nothing). tests/tsan.supp lists the
+# ThreadSanitizer: only the unit tests of the modules that run threads or are
+# updated from several (wy_metrics); the other tests are single-threaded or use
+# a thread only as a blocking test client, and gain nothing. tests/tsan.supp lists the
 # reports from inside uninstrumented libraries that are not ours, each with why.
 TSAN_BUILD := build-tsan
-TSAN_UNITS := mailbox tick worker daemon grpc
+TSAN_UNITS := mailbox tick worker daemon grpc metrics
 TSAN_BINS  := $(patsubst %,$(TSAN_BUILD)/tests/unit/common/test_wy_%,$(TSAN_UNITS))
 
 tsan-build:
@@ -136,7 +137,7 @@ test: deps
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
-	tests/run --build build-asan
+	tests/run --build build-asan --tier unit --tier integration --tier e2e --tier interop --tier deploy
 
 bench: deps
 	$(MAKE) all

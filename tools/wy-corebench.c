@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <uv.h>
 
+#include "actor.pb-c.h"
 #include "health.pb-c.h"
 #include "wy_grpc.h"
 #include "wy_kafka.h"
@@ -29,7 +30,8 @@
 static const char *usage_text =
     "usage: wy-corebench BENCH [options]\n"
     "  BENCH: http | ws | grpc | grpc-raw | kafka-produce | kafka-e2e | redis-set |\n"
-    "         redis-get | pg-select | pg-insert | mailbox | tick\n"
+    "         redis-get | pg-select | pg-insert | pg-batch | actor-apply | actor-load |\n"
+    "         mailbox | tick\n"
     "  or:    wy-corebench grpc-raw-server [--port N]   (the ceiling's server; until SIGTERM)\n"
     "  --target HOST:PORT   http, ws, grpc, grpc-raw server (IPv4 literal)\n"
     "  --port N             grpc-raw-server: port to listen on (default 0 = any)\n"
@@ -40,6 +42,9 @@ static const char *usage_text =
     "                       mailbox: producer threads; tick: rate in Hz\n"
     "  --depth N            ws: messages in flight per connection (pipelining); default 1\n"
     "  --pool N             pg: pool size; default 4\n"
+    "  --rows N             pg-batch: rows per INSERT (the ops counted are rows); default 256\n"
+    "  --actors N           actor-*: characters created first; default 1000\n"
+    "  --events N           actor-load: events written to each character first; default 450\n"
     "  --size BYTES         ws message / Kafka payload / Redis value size; default 32\n"
     "  --seconds N          measured duration; default 5\n"
     "  --warmup-ms N        warm-up before measuring; default 1000\n"
@@ -54,7 +59,7 @@ static const char *usage_text =
 
 typedef struct {
     const char *bench, *target, *path, *url, *brokers, *label;
-    unsigned conns, depth, pool, size, seconds, warmup_ms, port;
+    unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events;
 } opts_t;
 
 /* ---- latency histogram --------------------------------------------------------------
@@ -150,6 +155,7 @@ struct bench {
     uint64_t t0_ns, t1_ns;
     hist_t hist;
     uint64_t ops, errors;
+    unsigned per_op;                   /* ops one completion counts for (pg-batch: rows); 0 = 1 */
     uint64_t inflight;                 /* issued, not completed; kept by the benchmark */
     unsigned dead_slots;               /* slots stopped by an immediate issue error */
     const char *fail;                  /* set when the benchmark could not run */
@@ -262,7 +268,7 @@ static void bench_record(bench_t *b, uint64_t start_ns)
         return;
     uint64_t now = wy_now_ns();
     hist_add(&b->hist, now > start_ns ? now - start_ns : 0);
-    b->ops++;
+    b->ops += b->per_op ? b->per_op : 1;
 }
 
 static void bench_error(bench_t *b)
@@ -1608,6 +1614,7 @@ typedef struct {
     wy_pg_t *pg;
     bool insert;
     char *body;
+    char *batch; /* pg-batch: the bytea[] literal of --rows event-sized payloads */
 } pg_bench_t;
 
 static void pg_reply(int status, const PGresult *res, const char *err, void *ud)
@@ -1621,6 +1628,14 @@ static void pg_reply(int status, const PGresult *res, const char *err, void *ud)
 static int pg_issue(bench_t *b, slot_t *s)
 {
     pg_bench_t *pb = b->impl;
+    if (pb->batch) {
+        /* The shape of wy-actor's event insert: uuid, seq, bytea payload per row. */
+        const char *params[] = {pb->batch};
+        return wy_pg_query(pb->pg,
+                           "INSERT INTO wybench_events (actor_id, seq, event_id, payload) SELECT "
+                           "gen_random_uuid(), 1, gen_random_uuid(), p FROM unnest($1::bytea[]) p",
+                           1, params, pg_reply, s);
+    }
     if (!pb->insert)
         return wy_pg_query(pb->pg, "SELECT 1", 0, NULL, pg_reply, s);
     const char *params[] = {pb->body};
@@ -1676,7 +1691,7 @@ static void pg_release(bench_t *b)
     pb->pg = NULL;
 }
 
-static int bench_pg(bench_t *b, bool insert, const char **err)
+static int bench_pg(bench_t *b, bool insert, bool batch, const char **err)
 {
     pg_bench_t *pb = slots_bench_new(b, sizeof *pb, pg_release, pg_issue);
     pb->insert = insert;
@@ -1685,9 +1700,26 @@ static int bench_pg(bench_t *b, bool insert, const char **err)
     if (!have_url(b, err) || wy_pg_create(b->loop, b->o->url, &po, &pb->pg, err) != WY_OK)
         return WY_EINVAL;
     bench_note(b, "pool %u", b->o->pool);
-    /* Statements queue until the first connection is up. */
     const char *ddl = "CREATE TABLE IF NOT EXISTS wybench_rows (id bigserial PRIMARY KEY, "
                       "body text NOT NULL, at timestamptz NOT NULL DEFAULT now())";
+    if (batch) {
+        /* The indexes of actor.events: (actor_id, seq) and event_id. Payload: 24 bytes,
+         * the size of a packed currency_earned event. */
+        b->per_op = b->o->rows;
+        size_t one = strlen("\"\\\\x\",") + 48;
+        pb->batch = wy_malloc(one * b->o->rows + 3);
+        char *w = pb->batch;
+        *w++ = '{';
+        for (unsigned i = 0; i < b->o->rows; i++)
+            w += sprintf(w, "%s\"\\\\x%048x\"", i ? "," : "", i);
+        *w++ = '}';
+        *w = 0;
+        bench_note(b, ", %u rows per INSERT (ops are rows)", b->o->rows);
+        ddl = "CREATE TABLE IF NOT EXISTS wybench_events (actor_id uuid NOT NULL, seq bigint NOT "
+              "NULL, event_id uuid NOT NULL UNIQUE, payload bytea NOT NULL, ts timestamptz NOT "
+              "NULL DEFAULT now(), PRIMARY KEY (actor_id, seq))";
+    }
+    /* Statements queue until the first connection is up. */
     pg_setup_query(b, ddl, pg_table);
     return WY_OK;
 }
@@ -1695,8 +1727,207 @@ static int bench_pg(bench_t *b, bool insert, const char **err)
 static void pg_free(bench_t *b)
 {
     pg_bench_t *pb = b->impl;
-    if (pb)
+    if (pb) {
         wy_free(pb->body);
+        wy_free(pb->batch);
+    }
+}
+
+/* ---- 6. wy-actor ------------------------------------------------------------------------
+ * actor-apply: --actors characters are created first; then --conns Apply commands in
+ * flight (earn_currency, one event each, a fresh idempotency key each), spread over the
+ * characters round robin: commands persisted per second and their latency.
+ * actor-load: --actors characters with --events events each are written first; then
+ * GetCharacter round robin, 1 in flight is meant, against a wy-actor that holds one
+ * actor in memory (WY_ACTOR_MAX_RESIDENT=1), so every call loads a character from its
+ * latest snapshot and the events after it. */
+
+#define ACTOR_METHOD(m)      "/wyvern.actor.Actor/" m
+#define ACTOR_SETUP_INFLIGHT 48
+
+typedef struct {
+    grpc_bench_t g; /* first: grpc_release works on it */
+    bool load;
+    char run[12];     /* this run's prefix of names and keys */
+    char (*ids)[40];  /* created characters */
+    unsigned created; /* creates answered */
+    unsigned issued;  /* creates issued */
+    unsigned sent;    /* actor-load setup: writes issued to the character being filled */
+    unsigned writing; /* actor-load setup: the character being filled */
+    unsigned written; /* its writes answered */
+    uint64_t next;    /* round robin / key counter */
+} actor_bench_t;
+
+static void actor_setup_step(bench_t *b);
+
+static int actor_earn(actor_bench_t *ab, const char *actor_id, wy_grpc_reply_cb cb, void *arg)
+{
+    char key[48];
+    snprintf(key, sizeof key, "%s-%" PRIu64, ab->run, ab->next++);
+    Wyvern__Actor__EarnCurrency e = WYVERN__ACTOR__EARN_CURRENCY__INIT;
+    e.amount = 1;
+    Wyvern__Actor__ApplyRequest r = WYVERN__ACTOR__APPLY_REQUEST__INIT;
+    r.actor_id = (char *)actor_id;
+    r.idempotency_key = key;
+    r.command_case = WYVERN__ACTOR__APPLY_REQUEST__COMMAND_EARN_CURRENCY;
+    r.earn_currency = &e;
+    return wy_grpc_call(ab->g.ch, ACTOR_METHOD("Apply"), &r.base,
+                        &wyvern__actor__apply_response__descriptor, 10000, NULL, 0, cb, arg);
+}
+
+static void actor_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
+                        void *arg)
+{
+    slot_t *s = arg;
+    WY_UNUSED(status);
+    WY_UNUSED(message);
+    WY_UNUSED(resp);
+    slot_done(s->b, s, err == WY_OK);
+}
+
+static int actor_issue(bench_t *b, slot_t *s)
+{
+    actor_bench_t *ab = b->impl;
+    const char *id = ab->ids[ab->next % ab->created];
+    if (!ab->load)
+        return actor_earn(ab, id, actor_reply, s);
+    ab->next++;
+    Wyvern__Actor__GetCharacterRequest r = WYVERN__ACTOR__GET_CHARACTER_REQUEST__INIT;
+    r.actor_id = (char *)id;
+    return wy_grpc_call(ab->g.ch, ACTOR_METHOD("GetCharacter"), &r.base,
+                        &wyvern__actor__character__descriptor, 10000, NULL, 0, actor_reply, s);
+}
+
+static void actor_setup_failed(bench_t *b, int err, int status, const char *message)
+{
+    static char why[256];
+    snprintf(why, sizeof why, "setup call failed: %s (gRPC status %d: %s)", wy_strerror(err),
+             status, message);
+    bench_fail(b, why);
+}
+
+static void actor_created(int err, int status, const char *message, const ProtobufCMessage *resp,
+                          void *arg)
+{
+    bench_t *b = arg;
+    actor_bench_t *ab = b->impl;
+    b->inflight--;
+    if (err != WY_OK) {
+        actor_setup_failed(b, err, status, message);
+        return;
+    }
+    const Wyvern__Actor__Character *c = (const Wyvern__Actor__Character *)resp;
+    snprintf(ab->ids[ab->created++], sizeof ab->ids[0], "%s", c->actor_id);
+    actor_setup_step(b);
+}
+
+static void actor_written(int err, int status, const char *message, const ProtobufCMessage *resp,
+                          void *arg)
+{
+    bench_t *b = arg;
+    actor_bench_t *ab = b->impl;
+    WY_UNUSED(resp);
+    b->inflight--;
+    if (err != WY_OK) {
+        actor_setup_failed(b, err, status, message);
+        return;
+    }
+    ab->written++;
+    actor_setup_step(b);
+}
+
+/* Setup, step by step from each answer: the creates (ACTOR_SETUP_INFLIGHT at a time),
+ * then for actor-load the events of one character after the other. */
+static void actor_setup_step(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    const opts_t *o = b->o;
+    if (!bench_running(b))
+        return;
+    while (ab->issued < o->actors && b->inflight < ACTOR_SETUP_INFLIGHT) {
+        unsigned i = ab->issued++;
+        char name[24], account[48];
+        snprintf(name, sizeof name, "b%s%u", ab->run, i);
+        /* At most 8 characters per account (WY_ACTOR_MAX_CHARACTERS). */
+        snprintf(account, sizeof account, "00000000-0000-4000-8000-%s%05x", ab->run, i / 8);
+        Wyvern__Actor__CreateCharacterRequest r = WYVERN__ACTOR__CREATE_CHARACTER_REQUEST__INIT;
+        r.account_id = account;
+        r.name = name;
+        r.class_name = "bench";
+        if (wy_grpc_call(ab->g.ch, ACTOR_METHOD("CreateCharacter"), &r.base,
+                         &wyvern__actor__character__descriptor, 10000, NULL, 0, actor_created,
+                         b) != WY_OK) {
+            bench_fail(b, "a CreateCharacter call was refused");
+            return;
+        }
+        b->inflight++;
+    }
+    if (ab->created < o->actors)
+        return;
+    if (ab->load) {
+        while (ab->writing < ab->created) {
+            if (ab->written >= o->events) {
+                if (b->inflight)
+                    return; /* one character at a time: it stays the resident one */
+                ab->writing++;
+                ab->written = 0;
+                ab->sent = 0;
+                continue;
+            }
+            while (ab->sent < o->events && b->inflight < ACTOR_SETUP_INFLIGHT) {
+                ab->sent++;
+                if (actor_earn(ab, ab->ids[ab->writing], actor_written, b) != WY_OK) {
+                    bench_fail(b, "an Apply call was refused");
+                    return;
+                }
+                b->inflight++;
+            }
+            return;
+        }
+        bench_note(b, "%u characters of %u events, each load from its snapshot + tail", o->actors,
+                   o->events + 1);
+    } else {
+        bench_note(b, "%u characters, 1 event per command", o->actors);
+    }
+    if (b->inflight == 0)
+        bench_ready(b);
+}
+
+static int bench_actor(bench_t *b, bool load, const char **err)
+{
+    actor_bench_t *ab = slots_bench_new(b, sizeof *ab, grpc_release, actor_issue);
+    ab->load = load;
+    ab->ids = wy_calloc(b->o->actors, sizeof *ab->ids);
+    uint32_t r;
+    wy_random(&r, sizeof r);
+    snprintf(ab->run, sizeof ab->run, "%07x", r & 0xfffffff);
+    if (wy_grpc_rt_new(b->loop, &ab->g.rt) != WY_OK) {
+        *err = "gRPC runtime did not start";
+        return WY_EINTERNAL;
+    }
+    if (!b->o->target || wy_grpc_channel_new(ab->g.rt, b->o->target, NULL, &ab->g.ch) != WY_OK) {
+        *err = "--target: want HOST:PORT of wy-actor's gRPC";
+        return WY_EINVAL;
+    }
+    actor_setup_step(b);
+    return WY_OK;
+}
+
+static int run_actor_apply(bench_t *b, const char **err)
+{
+    return bench_actor(b, false, err);
+}
+
+static int run_actor_load(bench_t *b, const char **err)
+{
+    return bench_actor(b, true, err);
+}
+
+static void actor_free(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    if (ab)
+        wy_free(ab->ids);
 }
 
 /* ---- 6. Threads: wy_mailbox hand-off, wy_tick jitter ----------------------------------
@@ -1944,11 +2175,15 @@ static int run_redis_get(bench_t *b, const char **err)
 }
 static int run_pg_select(bench_t *b, const char **err)
 {
-    return bench_pg(b, false, err);
+    return bench_pg(b, false, false, err);
 }
 static int run_pg_insert(bench_t *b, const char **err)
 {
-    return bench_pg(b, true, err);
+    return bench_pg(b, true, false, err);
+}
+static int run_pg_batch(bench_t *b, const char **err)
+{
+    return bench_pg(b, true, true, err);
 }
 static const bench_def_t benches[] = {
     {"http", bench_http, NULL},
@@ -1960,6 +2195,9 @@ static const bench_def_t benches[] = {
     {"redis-get", run_redis_get, redis_free},
     {"pg-select", run_pg_select, pg_free},
     {"pg-insert", run_pg_insert, pg_free},
+    {"pg-batch", run_pg_batch, pg_free},
+    {"actor-apply", run_actor_apply, actor_free},
+    {"actor-load", run_actor_load, actor_free},
     {"mailbox", bench_mailbox, mb_free},
     {"tick", bench_tick, mb_free},
 };
@@ -1985,7 +2223,15 @@ static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    *o = (opts_t){.conns = 1, .depth = 1, .pool = 4, .size = 32, .seconds = 5, .warmup_ms = 1000};
+    *o = (opts_t){.conns = 1,
+                  .depth = 1,
+                  .pool = 4,
+                  .size = 32,
+                  .seconds = 5,
+                  .warmup_ms = 1000,
+                  .rows = 256,
+                  .actors = 1000,
+                  .events = 450};
     if (argc < 2)
         return usage(NULL);
     o->bench = argv[1];
@@ -2010,6 +2256,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
             ok = parse_uint(v, 1, 4096, &o->depth);
         else if (!strcmp(k, "--pool"))
             ok = parse_uint(v, 1, 64, &o->pool);
+        else if (!strcmp(k, "--rows"))
+            ok = parse_uint(v, 1, 4096, &o->rows);
+        else if (!strcmp(k, "--actors"))
+            ok = parse_uint(v, 1, 100000, &o->actors);
+        else if (!strcmp(k, "--events"))
+            ok = parse_uint(v, 0, 100000, &o->events);
         else if (!strcmp(k, "--size"))
             ok = parse_uint(v, 0, MAX_SIZE, &o->size);
         else if (!strcmp(k, "--port"))

@@ -3,6 +3,8 @@
  * stop. Services describe themselves with a wy_daemon_spec_t (services/<svc>/<svc>.c). */
 #include "wy_daemon.h"
 #include "wy_buf.h"
+#include "wy_consumed.h"
+#include "wy_outbox.h"
 #include "wy_log.h"
 #include "wy_metrics.h"
 #include "wy_seen.h"
@@ -17,11 +19,15 @@
 #define SHARED_MAX 16
 /* Blocking steps of the stop (Kafka commit / flush) get at most this long each,
  * so that the whole stop fits the orchestrator's grace period. */
-#define KAFKA_CLOSE_MS      1000
-#define DRAIN_POLL_MS       20
-#define HEALTH_POLL_MS      500
-#define KAFKA_START_WAIT_MS 5000 /* Kafka (optional) down this long at start: ready without it */
-#define SEEN_CAPACITY       65536
+#define KAFKA_CLOSE_MS 1000
+#define DRAIN_POLL_MS  20
+#define HEALTH_POLL_MS 500
+/* At start, how long the ready line waits for a first contact with an optional
+ * dependency (Kafka: librdkafka reports broker state once a second) before the
+ * daemon goes ready degraded. Without it a healthy stack would start every
+ * daemon "degraded" for its first second. */
+#define START_OPTIONAL_WAIT_MS 5000
+#define SEEN_CAPACITY          65536
 /* Distinct unhandled (topic, type) pairs remembered for the log-once rule and
  * labelled in the metric; past it they count as type="other". */
 #define UNHANDLED_MAX 64
@@ -77,20 +83,23 @@ struct wy_daemon {
     wy_redis_t *redis;
     wy_pg_t *pg;
     wy_kafka_producer_t *producer;
+    wy_outbox_t *outbox;
+    wy_consumed_t *consumed;
+    int64_t outbox_poll_ms, consumed_retention_ms;
     dcons_t cons[CONS_N];
     wy_seen_t *seen;
     unhandled_t unhandled[UNHANDLED_MAX + 1]; /* the last slot is "other" */
     size_t nunhandled;
     int bound_ops_port, bound_grpc_port;
     bool grpc_stopped;
-    bool parts_started; /* start_parts succeeded: the ready line may follow */
-    uint64_t parts_started_ms;
-    bool kafka_given_up;     /* ready without the broadcast consumer (Kafka down at start) */
-    bool waiting_logged;     /* "waiting for ... before ready" was logged */
-    int closing;             /* asynchronous closes still running */
-    wy_workers_t *workers;   /* the service's worker threads (wy_daemon_add_workers) */
-    bool in_start;           /* inside spec->start */
-    uint64_t wmb_last[2][2]; /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
+    bool parts_started;        /* start_parts succeeded: the ready line may follow */
+    bool waiting_logged;       /* "waiting for ... before ready" was logged */
+    uint64_t parts_started_ms; /* wy_now_ms() when start_parts succeeded */
+    bool kafka_given_up;       /* ready without the broadcast consumer (Kafka down at start) */
+    int closing;               /* asynchronous closes still running */
+    wy_workers_t *workers;     /* the service's worker threads (wy_daemon_add_workers) */
+    bool in_start;             /* inside spec->start */
+    uint64_t wmb_last[2][2];   /* worker mailboxes mirrored: [loop, inboxes][pushed, refused] */
 
     /* metrics */
     wy_metric_t *m_ready, *m_degraded, *m_dep_up[3], *m_http_conns, *m_grpc_in_flight,
@@ -225,6 +234,30 @@ static void build_config(wy_daemon_t *d)
                                        "Kafka bootstrap brokers, host:port[,host:port].",
                                        &d->kafka_brokers,
                                        false};
+    if ((s->helpers & WY_HELPER_OUTBOX) && (s->deps & WY_DEP_PG) && (s->deps & WY_DEP_KAFKA))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("OUTBOX_POLL"),
+            WY_CFG_DURATION_MS,
+            "1s",
+            10,
+            3600000,
+            NULL,
+            "Outbox relay period: rows a crashed instance left and failed publications are "
+            "picked up this often (a commit wakes the relay at once).",
+            &d->outbox_poll_ms,
+            false};
+    if ((s->helpers & WY_HELPER_CONSUMED) && (s->deps & WY_DEP_PG))
+        shared[n++] = (wy_cfg_entry_t){
+            SVCNAME("CONSUMED_RETENTION"),
+            WY_CFG_DURATION_MS,
+            "168h",
+            60000,
+            (int64_t)8760 * 3600000,
+            NULL,
+            "How long applied Kafka event ids are kept for deduplication; keep it above the "
+            "retention of the consumed topics.",
+            &d->consumed_retention_ms,
+            false};
 #undef SVCNAME
     wy_free(up);
 
@@ -739,6 +772,15 @@ static void finish_stop(wy_daemon_t *d)
         wy_workers_close(d->workers, close_done, d);
         d->workers = NULL;
     }
+    /* Then the helpers: they hold statements on the pool and messages on the producer. */
+    if (d->outbox) {
+        wy_outbox_close(d->outbox, NULL, NULL);
+        d->outbox = NULL;
+    }
+    if (d->consumed) {
+        wy_consumed_close(d->consumed);
+        d->consumed = NULL;
+    }
     if (d->producer) {
         wy_kafka_producer_close(d->producer, KAFKA_CLOSE_MS);
         d->producer = NULL;
@@ -788,10 +830,15 @@ static void on_grpc_stopped(void *ud)
 static void on_drain_timer(uv_timer_t *t)
 {
     wy_daemon_t *d = t->data;
+    /* A relay pass in flight finishes first, so its rows are deleted before the pool closes. */
     bool idle = (!d->ops || wy_http_in_flight(d->ops) == 0) && d->grpc_stopped &&
                 (!d->spec->busy || d->spec->busy(d) == 0) &&
+                (!d->outbox || wy_outbox_idle(d->outbox)) &&
                 (!d->workers || !wy_workers_running(d->workers));
-    if (idle || wy_now_ms() >= d->drain_deadline)
+    /* Past the deadline the stores still wait for the gRPC server's stop (its grace is
+     * the drain time, so a moment at most): calls handlers hold are answered by the
+     * stop, not by their stores failing under them. */
+    if (idle || (wy_now_ms() >= d->drain_deadline && d->grpc_stopped))
         finish_stop(d);
 }
 
@@ -838,6 +885,34 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---------------------------------------------------------------- start */
 
+/* The PostgreSQL helpers of spec->helpers, in the service's schema (named after it). */
+static int start_helpers(wy_daemon_t *d, const char **err)
+{
+    const wy_daemon_spec_t *s = d->spec;
+    if (s->helpers && (!(s->deps & WY_DEP_PG) ||
+                       ((s->helpers & WY_HELPER_OUTBOX) && !(s->deps & WY_DEP_KAFKA)))) {
+        *err = "helpers: the outbox needs WY_DEP_PG and WY_DEP_KAFKA, consumed needs WY_DEP_PG";
+        return WY_EINVAL;
+    }
+    if (s->helpers & WY_HELPER_CONSUMED) {
+        wy_consumed_opts_t o = {.svc = s->svc,
+                                .schema = s->svc,
+                                .consumer = s->svc,
+                                .retention_s = (uint32_t)(d->consumed_retention_ms / 1000)};
+        int rc = wy_consumed_new(&d->loop, d->pg, &o, &d->consumed, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    if (s->helpers & WY_HELPER_OUTBOX) {
+        wy_outbox_opts_t o = {
+            .svc = s->svc, .schema = s->svc, .poll_interval_ms = (uint32_t)d->outbox_poll_ms};
+        int rc = wy_outbox_new(&d->loop, d->pg, d->producer, &o, &d->outbox, err);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
+
 static int start_parts(wy_daemon_t *d, const char **err)
 {
     const wy_daemon_spec_t *s = d->spec;
@@ -881,6 +956,8 @@ static int start_parts(wy_daemon_t *d, const char **err)
         d->seen = wy_seen_new(SEEN_CAPACITY);
     }
     wy_free(producer_name);
+    if ((rc = start_helpers(d, err)) != WY_OK)
+        return rc;
 
     if ((rc = wy_http_server_new(&d->loop, NULL, &d->ops)) != WY_OK) {
         *err = "cannot create the ops HTTP server";
@@ -972,13 +1049,13 @@ static void go_ready(wy_daemon_t *d)
 }
 
 /* A daemon that does not require Kafka starts without it: with the brokers still down
- * KAFKA_START_WAIT_MS after the start, it stops waiting for the broadcast consumer's
+ * START_OPTIONAL_WAIT_MS after the start, it stops waiting for the broadcast consumer's
  * partitions (it positions them when Kafka returns; events produced in between may be
  * missed, which is what Kafka being optional means). */
 static bool kafka_given_up(wy_daemon_t *d)
 {
     if ((required_deps(d) & WY_DEP_KAFKA) || !(deps_down(d) & WY_DEP_KAFKA) ||
-        wy_now_ms() - d->parts_started_ms < KAFKA_START_WAIT_MS)
+        wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
         return false;
     if (!d->kafka_given_up) {
         d->kafka_given_up = true;
@@ -987,15 +1064,22 @@ static bool kafka_given_up(wy_daemon_t *d)
     return true;
 }
 
-/* The ready line follows once the parts are started, a broadcast consumer is
- * positioned (unless Kafka, optional, is down: kafka_given_up) and the service's own
- * condition (spec.unready) holds. */
+/* The ready line follows once the parts are started, every required dependency
+ * answers, every optional one answers or had START_OPTIONAL_WAIT_MS to (then
+ * the daemon starts degraded), a broadcast consumer is positioned (unless Kafka,
+ * optional, is still down then: kafka_given_up) and the service's own condition
+ * (spec.unready) holds. The health timer calls this again until it does. */
 static void maybe_go_ready(wy_daemon_t *d)
 {
     if (d->state != ST_STARTING || !d->parts_started)
         return;
     const char *wait = NULL;
-    if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned && !kafka_given_up(d))
+    unsigned down = deps_down(d), required = required_deps(d);
+    if (down & required)
+        wait = "a required dependency (see /readyz)";
+    else if ((down & d->spec->deps) && wy_now_ms() - d->parts_started_ms < START_OPTIONAL_WAIT_MS)
+        wait = "a first contact with every optional dependency";
+    else if (d->cons[CONS_BROADCAST].c && !d->cons[CONS_BROADCAST].positioned && !kafka_given_up(d))
         wait = "the broadcast consumer's partitions";
     else if (d->spec->unready)
         wait = d->spec->unready(d);
@@ -1155,6 +1239,16 @@ wy_pg_t *wy_daemon_pg(wy_daemon_t *d)
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d)
 {
     return d->producer;
+}
+
+wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d)
+{
+    return d->outbox;
+}
+
+wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
+{
+    return d->consumed;
 }
 
 const char *wy_daemon_bind_host(const wy_daemon_t *d)

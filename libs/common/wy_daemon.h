@@ -19,6 +19,8 @@ typedef struct wy_daemon wy_daemon_t;
 #include "wy_kafka.h"
 #include "wy_redis.h"
 #include "wy_pg.h"
+#include "wy_consumed.h"
+#include "wy_outbox.h"
 #include "wy_worker.h"
 
 /* Dependencies a daemon connects to at start; /readyz reports each.
@@ -109,6 +111,19 @@ typedef struct {
     wy_daemon_partitions_cb on_partitions; /* optional */
 } wy_daemon_sub_t;
 
+/* PostgreSQL helpers the daemon runs for the service, in its schema (named after the service;
+ * the tables come from the service's own migrations: the SQL is in wy_outbox.h and
+ * wy_consumed.h). The daemon creates them before start(), lets a relay pass in flight finish in
+ * the drain, and closes them before the producer and the pool.
+ *   WY_HELPER_OUTBOX    wy_daemon_outbox(d); needs WY_DEP_PG and WY_DEP_KAFKA;
+ *                       WY_<SVC>_OUTBOX_POLL (default 1s).
+ *   WY_HELPER_CONSUMED  wy_daemon_consumed(d), consumer name = svc; needs WY_DEP_PG;
+ *                       WY_<SVC>_CONSUMED_RETENTION (default 168h). */
+enum {
+    WY_HELPER_OUTBOX = 1u << 0,
+    WY_HELPER_CONSUMED = 1u << 1,
+};
+
 typedef struct {
     const char *svc;          /* "auth": names, log lines, WY_AUTH_* variables */
     const char *grpc_service; /* "wyvern.auth.Auth": a name for gRPC health */
@@ -126,6 +141,7 @@ typedef struct {
      * start with exit 1. */
     const wy_daemon_sub_t *subs;
     size_t nsubs;
+    unsigned helpers; /* WY_HELPER_* */
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -167,6 +183,8 @@ wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start()
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
+wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d);     /* WY_HELPER_OUTBOX, else NULL */
+wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else NULL */
 /* The service's own state pointer (NULL until set). */
 void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);

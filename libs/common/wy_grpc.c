@@ -33,7 +33,7 @@
 #define LATE_SLACK_MS        50
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
-enum tag_kind { T_NEW, T_RECV, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
+enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
 typedef struct {
     uint8_t kind;
 } tag_t;
@@ -68,6 +68,7 @@ typedef struct {
     wy_grpc_handler_cb cb;
     void *arg;
     wy_op_t *op; /* its series of wy_<svc>_grpc_call_seconds{method} */
+    void *reg;   /* grpc_server_register_method handle (set at start) */
 } method_t;
 
 typedef struct {
@@ -112,14 +113,17 @@ struct wy_grpc_server {
  * hand-off list, one for the id table slot while a handler may answer. The last unref
  * frees it, on either thread. */
 struct call {
-    tag_t t_new, t_recv, t_close, t_reply;
+    tag_t t_new, t_close, t_reply;
     hop_t hop;      /* delivery to the handler */
     hop_t gone_hop; /* the client is gone: release the id (loop) */
     wy_grpc_server_t *srv;
     atomic_int refs;
     bool counted; /* included in srv->inflight */
     grpc_call *call;
-    grpc_call_details details;
+    const method_t *slot;      /* the registered method this request slot waits for, NULL =
+                                  the generic slot (which only sees unknown methods) */
+    grpc_call_details details; /* generic slot only */
+    gpr_timespec deadline;
     grpc_metadata_array md;
     grpc_byte_buffer *req_bb;
     int close_cancelled;
@@ -387,11 +391,12 @@ static void call_unref(call_t *c)
         call_free(c);
 }
 
-static void arm_slot(wy_grpc_server_t *srv)
+/* Wait for one call: of method m, with its request already read (one completion per
+ * arrival instead of two), or of any unregistered path when m is NULL. */
+static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
 {
     call_t *c = wy_calloc(1, sizeof *c);
     c->t_new.kind = T_NEW;
-    c->t_recv.kind = T_RECV;
     c->t_close.kind = T_CLOSE;
     c->t_reply.kind = T_REPLY;
     c->hop.kind = H_CALL;
@@ -399,9 +404,13 @@ static void arm_slot(wy_grpc_server_t *srv)
     c->srv = srv;
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
+    c->slot = m;
     atomic_fetch_add(&srv->live, 1);
-    grpc_call_error e = grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md,
-                                                 srv->rt->cq, srv->rt->cq, &c->t_new);
+    grpc_call_error e =
+        m ? grpc_server_request_registered_call(srv->gs, m->reg, &c->call, &c->deadline, &c->md,
+                                                &c->req_bb, srv->rt->cq, srv->rt->cq, &c->t_new)
+          : grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md, srv->rt->cq,
+                                     srv->rt->cq, &c->t_new);
     if (e != GRPC_CALL_OK) {
         char code[16];
         snprintf(code, sizeof code, "%d", (int)e);
@@ -410,21 +419,15 @@ static void arm_slot(wy_grpc_server_t *srv)
     }
 }
 
-/* Answer from the CQ thread, without a handler. with_close: the call has no
- * RECV_CLOSE_ON_SERVER batch yet (answered straight after arrival). Initial metadata
- * always goes with the status: one write for the whole answer. */
-static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool with_close)
+/* Answer from the CQ thread, without a handler. Initial metadata always goes with the
+ * status: one write for the whole answer. */
+static void reply_now(call_t *c, grpc_status_code status, const char *msg)
 {
-    grpc_op ops[3];
+    grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
     ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
     n++;
-    if (with_close) {
-        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-        ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
-        n++;
-    }
     c->status_msg = status_slice(msg);
     c->has_status_msg = true;
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -440,14 +443,6 @@ static void reply_now(call_t *c, grpc_status_code status, const char *msg, bool 
     }
 }
 
-static const method_t *find_method(const wy_grpc_server_t *srv, grpc_slice path)
-{
-    for (unsigned i = 0; i < srv->n_methods; i++)
-        if (grpc_slice_str_cmp(path, srv->methods[i].path) == 0)
-            return &srv->methods[i];
-    return NULL;
-}
-
 static void on_new(call_t *c, int success)
 {
     wy_grpc_server_t *srv = c->srv;
@@ -456,77 +451,58 @@ static void on_new(call_t *c, int success)
         return;
     }
     if (!atomic_load(&srv->stopping))
-        arm_slot(srv);
+        arm_slot(srv, c->slot);
 
+    atomic_store(&c->refs, 1); /* the arrival's, until it is handed on or answered */
     c->counted = true;
     c->start_ns = wy_now_ns();
-    c->method = find_method(srv, c->details.method);
-    unsigned before = atomic_fetch_add(&srv->inflight, 1);
-    if (before >= srv->max_inflight) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
-                 srv->max_inflight);
-        atomic_fetch_add_explicit(&srv->rejected_busy, 1, memory_order_relaxed);
-        reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, true);
-        return;
-    }
-    if (!c->method) {
-        char msg[WY_GRPC_MAX_STATUS_MSG];
-        snprintf(msg, sizeof msg, "unknown method %.*s",
-                 (int)(GRPC_SLICE_LENGTH(c->details.method) > 900
-                           ? 900
-                           : GRPC_SLICE_LENGTH(c->details.method)),
-                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
-        reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg, true);
-        return;
-    }
-
-    /* Initial metadata waits for the answer, so the answer is one write. */
-    grpc_op ops[1];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_RECV_MESSAGE;
-    ops[0].data.recv_message.recv_message = &c->req_bb;
-    atomic_fetch_add(&c->refs, 1);
-    if (grpc_call_start_batch(c->call, ops, 1, &c->t_recv, NULL) != GRPC_CALL_OK) {
-        wy_log_error("grpc start_batch failed", "op", "recv", NULL);
-        atomic_fetch_sub(&c->refs, 1);
-        grpc_call_cancel(c->call, NULL);
-    }
+    c->method = c->slot;
+    if (!c->slot)
+        c->deadline = c->details.deadline;
     /* Watching for the end of the call from the start lets a handler see that the
      * client gave up (deadline) and lets the counters see every cancellation. */
+    grpc_op ops[1];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[0].data.recv_close_on_server.cancelled = &c->close_cancelled;
     atomic_fetch_add(&c->refs, 1);
     if (grpc_call_start_batch(c->call, ops, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "close", NULL);
+        atomic_fetch_sub(&c->refs, 1);
+        grpc_call_cancel(c->call, NULL);
         call_unref(c);
+        return;
     }
-}
 
-static void on_recv(call_t *c, int success)
-{
-    if (!success) { /* cancelled before the message arrived: t_close finishes it */
-        call_unref(c);
-        return;
-    }
-    if (!c->req_bb) {
-        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing", false);
-        call_unref(c);
-        return;
-    }
-    c->req = unpack_message(c->req_bb, c->method->desc);
-    grpc_byte_buffer_destroy(c->req_bb);
-    c->req_bb = NULL;
-    if (!c->req) {
+    unsigned before = atomic_fetch_add(&srv->inflight, 1);
+    if (before >= srv->max_inflight) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
+                 srv->max_inflight);
+        atomic_fetch_add_explicit(&srv->rejected_busy, 1, memory_order_relaxed);
+        reply_now(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    } else if (!c->method) {
+        char msg[WY_GRPC_MAX_STATUS_MSG];
+        size_t n = GRPC_SLICE_LENGTH(c->details.method);
+        snprintf(msg, sizeof msg, "unknown method %.*s", (int)(n > 900 ? 900 : n),
+                 (const char *)GRPC_SLICE_START_PTR(c->details.method));
+        reply_now(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    } else if (!c->req_bb) {
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+    } else {
+        c->req = unpack_message(c->req_bb, c->method->desc);
+        grpc_byte_buffer_destroy(c->req_bb);
+        c->req_bb = NULL;
+        if (c->req) {
+            /* The arrival's reference becomes the delivery hop's. */
+            push_hop(srv->rt, &c->hop);
+            return;
+        }
         char msg[256];
         snprintf(msg, sizeof msg, "request is not a valid %s", c->method->desc->name);
-        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg, false);
-        call_unref(c);
-        return;
+        reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
     }
-    /* The batch ref becomes the delivery hop's. */
-    push_hop(c->srv->rt, &c->hop);
+    call_unref(c); /* the arrival's */
 }
 
 static void on_close(call_t *c, int success)
@@ -536,7 +512,7 @@ static void on_close(call_t *c, int success)
          * grpc-timeout header is rounded up, so a client that gives up at its deadline
          * reaches us a little before ours: LATE_SLACK_MS counts as the deadline. */
         if (c->method && !atomic_load(&c->answered)) {
-            gpr_timespec d = c->details.deadline;
+            gpr_timespec d = c->deadline;
             gpr_timespec now = gpr_time_add(gpr_now(d.clock_type),
                                             gpr_time_from_millis(LATE_SLACK_MS, GPR_TIMESPAN));
             bool late = gpr_time_cmp(now, d) >= 0;
@@ -586,9 +562,6 @@ static void *cq_main(void *arg)
         switch (t->kind) {
         case T_NEW:
             on_new(WY_CONTAINER_OF(t, call_t, t_new), ev.success);
-            break;
-        case T_RECV:
-            on_recv(WY_CONTAINER_OF(t, call_t, t_recv), ev.success);
             break;
         case T_CLOSE:
             on_close(WY_CONTAINER_OF(t, call_t, t_close), ev.success);
@@ -762,14 +735,15 @@ static void deliver_client(client_call_t *cc)
                               : wy_strdup("response message missing");
     } else {
         err = status == GRPC_STATUS_OK ? WY_OK : wy_err_from_grpc(status);
-        message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
-                             GRPC_SLICE_LENGTH(cc->details));
+        if (GRPC_SLICE_LENGTH(cc->details)) /* most answers carry none: no copy */
+            message = wy_strndup((const char *)GRPC_SLICE_START_PTR(cc->details),
+                                 GRPC_SLICE_LENGTH(cc->details));
     }
     wy_list_remove(&cc->node);
     ch->inflight--;
 
     ch->delivering = true;
-    cc->cb(err, status, message, err == WY_OK ? cc->resp : NULL, cc->arg);
+    cc->cb(err, status, message ? message : "", err == WY_OK ? cc->resp : NULL, cc->arg);
     ch->delivering = false;
 
     wy_free(message);
@@ -970,6 +944,9 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
 
     srv->gs = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(srv->gs, srv->rt->cq, NULL);
+    for (unsigned i = 0; i < srv->n_methods; i++)
+        srv->methods[i].reg = grpc_server_register_method(
+            srv->gs, srv->methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int bound = grpc_server_add_http2_port(srv->gs, addr, creds);
     grpc_server_credentials_release(creds);
@@ -984,8 +961,12 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
     }
     grpc_server_start(srv->gs);
     srv->state = S_RUNNING;
-    for (unsigned i = 0; i < srv->slots; i++)
-        arm_slot(srv);
+    /* Each method keeps its own slots, the generic slots take unknown paths. */
+    for (unsigned i = 0; i < srv->slots; i++) {
+        for (unsigned j = 0; j < srv->n_methods; j++)
+            arm_slot(srv, &srv->methods[j]);
+        arm_slot(srv, NULL);
+    }
     if (port)
         *port = bound;
     return WY_OK;
@@ -1074,7 +1055,7 @@ int64_t wy_grpc_call_deadline_ms(wy_grpc_call_id_t call)
     call_t *c = id_get(call.v);
     if (!c)
         return 0;
-    gpr_timespec d = c->details.deadline;
+    gpr_timespec d = c->deadline;
     if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
         return INT64_MAX;
     gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));

@@ -61,7 +61,7 @@ typedef struct {
     size_t max_recv_bytes; /* largest request accepted; 0 = 4 MiB. Over it: RESOURCE_EXHAUSTED */
     unsigned
         max_inflight; /* calls between arrival and reply; 0 = 1024. Over it: RESOURCE_EXHAUSTED */
-    unsigned request_slots; /* grpc_server_request_call kept outstanding; 0 = 8 */
+    unsigned request_slots; /* calls awaited at once per method (and for unknown paths); 0 = 8 */
 } wy_grpc_server_opts_t;
 
 /* Counters, readable at any time from the loop. by_status counts replies sent by the

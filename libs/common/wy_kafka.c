@@ -838,32 +838,43 @@ static void report_rebalance(wy_kafka_consumer_t *c, wy_kafka_rebalance_t kind,
  * assigned: the group's committed offset, else the partition's end (high
  * watermark). An event produced after this returns is therefore delivered;
  * with a lazy "latest" reset it could land before the position is looked up
- * and be skipped. Blocks for broker round trips (bounded by
- * position_timeout_ms each); only at assignment. A partition whose offsets
- * cannot be read keeps the lazy reset (logged). */
+ * and be skipped. Two broker requests (OffsetFetch, then one ListOffsets
+ * "latest" per leader for the partitions without a committed offset), each
+ * bounded by position_timeout_ms, blocking the loop; only at assignment. A
+ * partition whose offsets cannot be read keeps the lazy reset (logged). */
 static void position_parts(wy_kafka_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
 {
     rd_kafka_t *rk = c->k.rk;
     rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, c->position_timeout_ms);
+    rd_kafka_topic_partition_list_t *ends = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || p->offset < 0) {
             p->offset = RD_KAFKA_OFFSET_INVALID;
-        if (p->offset >= 0)
-            continue;
-        int64_t lo, hi;
-        rd_kafka_resp_err_t we = rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo,
-                                                                  &hi, c->position_timeout_ms);
-        if (we == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            p->offset = hi;
-            continue;
+            /* ListOffsets with timestamp -1 answers the end of the partition. */
+            rd_kafka_topic_partition_list_add(ends, p->topic, p->partition)->offset =
+                RD_KAFKA_OFFSET_END;
         }
-        char part[16];
-        snprintf(part, sizeof part, "%" PRId32, p->partition);
-        wy_log_warn("kafka start offset not resolved (events of the next moments may be missed)",
-                    "topic", p->topic, "partition", part, "error", rd_kafka_err2name(we), NULL);
-        p->offset = RD_KAFKA_OFFSET_INVALID;
     }
+    if (ends->cnt > 0) {
+        e = rd_kafka_offsets_for_times(rk, ends, c->position_timeout_ms);
+        for (int i = 0; i < ends->cnt; i++) {
+            rd_kafka_topic_partition_t *q = &ends->elems[i];
+            rd_kafka_resp_err_t qe = e ? e : q->err;
+            rd_kafka_topic_partition_t *p =
+                rd_kafka_topic_partition_list_find(parts, q->topic, q->partition);
+            if (qe == RD_KAFKA_RESP_ERR_NO_ERROR && q->offset >= 0) {
+                p->offset = q->offset;
+                continue;
+            }
+            char part[16];
+            snprintf(part, sizeof part, "%" PRId32, q->partition);
+            wy_log_warn("kafka start offset not resolved (events of the next moments may be "
+                        "missed)",
+                        "topic", q->topic, "partition", part, "error", rd_kafka_err2name(qe), NULL);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(ends);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,

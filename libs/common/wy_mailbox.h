@@ -105,8 +105,10 @@ void wy_mailbox_stats(const wy_mailbox_t *mb, wy_mailbox_stats_t *out);
  * uv_close callback of its async handle (the loop must run).
  * The caller makes sure every producer has finished pushing (join worker
  * threads first): a push that starts after the memory is freed is a
- * use-after-free, as with any object. A poll mailbox must not be closed from
- * inside one of its own callbacks (it would be freed under the batch). */
+ * use-after-free, as with any object. A loop mailbox may be closed from one
+ * of its own callbacks (the rest of that batch is still delivered with WY_OK;
+ * anything later is canceled); a poll mailbox must not be (it would be freed
+ * under the batch). */
 void wy_mailbox_close(wy_mailbox_t *mb, void (*done)(void *arg), void *arg);
 
 #endif

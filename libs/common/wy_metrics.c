@@ -1,6 +1,7 @@
 /* wy_metrics — process-global metric registry with lock-free updates and
  * Prometheus text exposition (format 0.0.4). */
 #include "wy_metrics.h"
+#include "wy_list.h"
 #include "wy_log.h"
 #include "wy_map.h"
 
@@ -22,7 +23,7 @@ typedef struct family family_t;
 struct wy_metric {
     family_t *fam;
     char *labels;           /* normalized `k="v",k2="v2"` (escaped), "" when none */
-    wy_metric_t *next;      /* in the family, registration order */
+    wy_list_t node;         /* in the family's series, registration order */
     _Atomic uint64_t value; /* counter/gauge value; histogram sum */
     size_t nbounds;         /* histogram only */
     double *bounds;
@@ -33,17 +34,17 @@ struct family {
     char *name;
     char *help; /* already escaped for the # HELP line */
     kind_t kind;
-    wy_metric_t *first, *last;
-    family_t *next;
+    wy_list_t series; /* wy_metric_t, registration order */
+    wy_list_t node;   /* in fams, registration order */
 };
 
 /* Registration and render normally run on the loop thread only; the mutex
  * makes a stray registration from another thread safe rather than a race. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static family_t *fam_first, *fam_last;
+static wy_list_t fams = {&fams, &fams};
 static size_t nseries;
 /* "name\0labels" -> series, so a lookup on every request stays O(1). */
-static wy_map_t *series;
+static wy_map_t *by_key;
 
 /* Past WY_METRICS_MAX_SERIES, registrations get a sink that is updated but
  * never rendered: runaway label cardinality must not grow memory without
@@ -51,20 +52,21 @@ static wy_map_t *series;
 static double sink_bounds[1] = {0};
 static _Atomic uint64_t sink_buckets[2];
 static family_t sink_fams[3] = {
-    {"wy_sink_total", "", KIND_COUNTER, NULL, NULL, NULL},
-    {"wy_sink", "", KIND_GAUGE, NULL, NULL, NULL},
-    {"wy_sink_hist", "", KIND_HISTOGRAM, NULL, NULL, NULL},
+    {.name = "wy_sink_total", .help = "", .kind = KIND_COUNTER},
+    {.name = "wy_sink", .help = "", .kind = KIND_GAUGE},
+    {.name = "wy_sink_hist", .help = "", .kind = KIND_HISTOGRAM},
 };
 static wy_metric_t sinks[3] = {
-    {&sink_fams[0], "", NULL, 0, 0, NULL, NULL},
-    {&sink_fams[1], "", NULL, 0, 0, NULL, NULL},
-    {&sink_fams[2], "", NULL, 0, 0, sink_bounds, sink_buckets},
+    {.fam = &sink_fams[0], .labels = ""},
+    {.fam = &sink_fams[1], .labels = ""},
+    {.fam = &sink_fams[2], .labels = "", .bounds = sink_bounds, .buckets = sink_buckets},
 };
 static bool sink_warned;
 
-/* A timed-operation family: its label values form an append-only list that
- * readers walk without the lock (nodes are published with a release store and
- * never change or move until wy_metrics_reset). */
+/* A timed-operation family: its label values form an append-only singly linked
+ * list that readers walk without the lock (a node is published with a release
+ * store of the head and never changes or moves until wy_metrics_reset). Not a
+ * wy_list: that one is for lists with one owner thread. */
 struct wy_op {
     char *value;
     wy_metric_t *hist;
@@ -80,10 +82,10 @@ struct wy_op_family {
     _Atomic(wy_op_t *) ops; /* newest first */
     size_t nops;            /* under reg_mu */
     wy_op_t *other;         /* past WY_METRICS_OP_MAX_VALUES */
-    wy_op_family_t *next;
+    wy_list_t node;         /* in op_fams */
 };
 
-static wy_op_family_t *op_fams;
+static wy_list_t op_fams = {&op_fams, &op_fams};
 static char *service;
 
 static const char *outcome_names[WY_OUTCOME_COUNT] = {"ok", "client_error", "server_error"};
@@ -336,9 +338,9 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
     char *key = series_key(name, norm, &klen);
 
     pthread_mutex_lock(&reg_mu);
-    if (!series)
-        series = wy_map_new(0);
-    wy_metric_t *found = wy_map_get(series, key, klen);
+    if (!by_key)
+        by_key = wy_map_new(0);
+    wy_metric_t *found = wy_map_get(by_key, key, klen);
     if (found) {
         pthread_mutex_unlock(&reg_mu);
         wy_free(norm);
@@ -348,9 +350,16 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         return found;
     }
     /* A new series: rare, so a scan for its family is fine. */
-    family_t *f = fam_first;
-    while (f && strcmp(f->name, name) != 0)
-        f = f->next;
+    family_t *f = NULL;
+    wy_list_t *pos;
+    wy_list_foreach(pos, &fams)
+    {
+        family_t *x = wy_container_of(pos, family_t, node);
+        if (strcmp(x->name, name) == 0) {
+            f = x;
+            break;
+        }
+    }
     if (f && f->kind != kind) {
         pthread_mutex_unlock(&reg_mu);
         bug("metric registered again with another type", name);
@@ -373,11 +382,8 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         f->name = wy_strdup(name);
         f->help = wy_buf_steal(&hb, NULL);
         f->kind = kind;
-        if (fam_last)
-            fam_last->next = f;
-        else
-            fam_first = f;
-        fam_last = f;
+        wy_list_init(&f->series);
+        wy_list_push_back(&fams, &f->node);
     }
     wy_metric_t *m = wy_calloc(1, sizeof *m);
     m->fam = f;
@@ -392,13 +398,9 @@ static wy_metric_t *reg(kind_t kind, const char *name, const char *help, const c
         for (size_t i = 0; i <= nbounds; i++)
             atomic_init(&m->buckets[i], 0);
     }
-    if (f->last)
-        f->last->next = m;
-    else
-        f->first = m;
-    f->last = m;
+    wy_list_push_back(&f->series, &m->node);
     /* The map has no bound: only a key over WY_MAP_MAX_KEY can fail. */
-    if (wy_map_put(series, key, klen, m) != WY_OK) {
+    if (wy_map_put(by_key, key, klen, m) != WY_OK) {
         pthread_mutex_unlock(&reg_mu);
         bug("metric name and labels too long", name);
     }
@@ -451,7 +453,10 @@ wy_op_family_t *wy_metrics_op_family(const char *name, const char *help, const c
         !strcmp(label, "le") || !strcmp(label, "quantile") || !strncmp(label, "__", 2))
         bug("invalid operation label name", label);
     pthread_mutex_lock(&reg_mu);
-    for (wy_op_family_t *f = op_fams; f; f = f->next) {
+    wy_list_t *pos;
+    wy_list_foreach(pos, &op_fams)
+    {
+        wy_op_family_t *f = wy_container_of(pos, wy_op_family_t, node);
         if (strcmp(f->name, name) == 0) {
             pthread_mutex_unlock(&reg_mu);
             if (strcmp(f->label, label) != 0)
@@ -471,8 +476,7 @@ wy_op_family_t *wy_metrics_op_family(const char *name, const char *help, const c
     f->help = wy_strdup(help);
     f->chelp = wy_sprintf("Operations counted in %s, by %s and outcome.", name, label);
     atomic_init(&f->ops, NULL);
-    f->next = op_fams;
-    op_fams = f;
+    wy_list_push_back(&op_fams, &f->node);
     pthread_mutex_unlock(&reg_mu);
     return f;
 }
@@ -695,10 +699,15 @@ void wy_metrics_render(wy_buf_t *out)
 {
     char num[64], le[80];
     pthread_mutex_lock(&reg_mu);
-    for (family_t *f = fam_first; f; f = f->next) {
+    wy_list_t *fp, *mp;
+    wy_list_foreach(fp, &fams)
+    {
+        family_t *f = wy_container_of(fp, family_t, node);
         wy_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
                       kind_names[f->kind]);
-        for (wy_metric_t *m = f->first; m; m = m->next) {
+        wy_list_foreach(mp, &f->series)
+        {
+            wy_metric_t *m = wy_container_of(mp, wy_metric_t, node);
             if (f->kind != KIND_HISTOGRAM) {
                 fmt_num(num, sizeof num, wy_metric_value(m));
                 put_sample(out, f->name, "", m->labels, NULL, num);
@@ -730,27 +739,24 @@ void wy_metrics_render(wy_buf_t *out)
 void wy_metrics_reset(void)
 {
     pthread_mutex_lock(&reg_mu);
-    family_t *f = fam_first;
-    while (f) {
-        family_t *fn = f->next;
-        wy_metric_t *m = f->first;
-        while (m) {
-            wy_metric_t *mn = m->next;
+    wy_list_t *fp;
+    while ((fp = wy_list_pop_front(&fams)) != NULL) {
+        family_t *f = wy_container_of(fp, family_t, node);
+        wy_list_t *mp;
+        while ((mp = wy_list_pop_front(&f->series)) != NULL) {
+            wy_metric_t *m = wy_container_of(mp, wy_metric_t, node);
             wy_free(m->labels);
             wy_free(m->bounds);
             wy_free(m->buckets);
             wy_free(m);
-            m = mn;
         }
         wy_free(f->name);
         wy_free(f->help);
         wy_free(f);
-        f = fn;
     }
-    fam_first = fam_last = NULL;
-    wy_op_family_t *of = op_fams;
-    while (of) {
-        wy_op_family_t *ofn = of->next;
+    wy_list_t *op_node;
+    while ((op_node = wy_list_pop_front(&op_fams)) != NULL) {
+        wy_op_family_t *of = wy_container_of(op_node, wy_op_family_t, node);
         wy_op_t *op = atomic_load_explicit(&of->ops, memory_order_relaxed);
         if (of->other) {
             of->other->next = op;
@@ -768,11 +774,9 @@ void wy_metrics_reset(void)
         wy_free(of->help);
         wy_free(of->chelp);
         wy_free(of);
-        of = ofn;
     }
-    op_fams = NULL;
-    wy_map_free(series);
-    series = NULL;
+    wy_map_free(by_key);
+    by_key = NULL;
     nseries = 0;
     sink_warned = false;
     pthread_mutex_unlock(&reg_mu);

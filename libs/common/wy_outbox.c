@@ -443,6 +443,11 @@ void wy_outbox_stats(const wy_outbox_t *ob, wy_outbox_stats_t *out)
     *out = ob->st;
 }
 
+bool wy_outbox_idle(const wy_outbox_t *ob)
+{
+    return !ob->running;
+}
+
 void wy_outbox_close(wy_outbox_t *ob, void (*done)(void *ud), void *ud)
 {
     if (ob->closed)

@@ -95,11 +95,14 @@ typedef struct {
 
 void wy_outbox_stats(const wy_outbox_t *ob, wy_outbox_stats_t *out);
 
+/* True when no relay pass is in flight. */
+bool wy_outbox_idle(const wy_outbox_t *ob);
+
 /* Stops the relay: no new pass starts; a pass in flight finishes (its rows are deleted if the
  * pool is still open, else published again at the next start: duplicates, not loss). Then the
- * outbox is freed and done(ud) is called (may be NULL) from the loop. A daemon closes it in
- * spec.stop and reports itself busy (spec.busy) until done ran, so that the drain lets the pass
- * finish before the producer and the pool are closed. */
+ * outbox is freed and done(ud) is called (may be NULL) from the loop. wy_daemon runs one for a
+ * service (WY_HELPER_OUTBOX): its drain waits for wy_outbox_idle, then it closes the outbox before
+ * the producer and the pool. */
 void wy_outbox_close(wy_outbox_t *ob, void (*done)(void *ud), void *ud);
 
 #endif

@@ -1,5 +1,7 @@
-/* wy_ws — WebSocket endpoints on a wy_http server: a GET route upgrades (RFC 6455), wslay does
- * the framing, ping/pong and close handshake. Limits come from wy_http_limits_t (ws_*). */
+/* wy_ws — WebSocket endpoints on a wy_http server: a GET route upgrades (RFC 6455); wslay reads
+ * client frames and does ping/pong and the close handshake; data messages to clients are encoded
+ * once into frames (below) and written straight from their buffers. Limits come from
+ * wy_http_limits_t (ws_*). */
 #ifndef WY_WS_H
 #define WY_WS_H
 
@@ -70,7 +72,7 @@ int wy_ws_send_binary(wy_ws_conn_t *conn, const void *data, size_t len);
  * the connections with the most bytes queued (1008 "server send budget exceeded", counted in
  * wy_http_counters.ws_budget_closes and wy_<svc>_ws_send_budget_closes_total) until it fits. A
  * closing connection's unsent frames are dropped at once and leave the budget; a write already
- * in flight (at most 256 KiB per connection) is freed when it completes. */
+ * in flight (about 256 KiB per connection, or one larger message) is freed when it completes. */
 
 /* A new frame holding a copy of data, with one reference for the caller. Text frames are sent
  * as given (the caller sends valid UTF-8). Never NULL. */

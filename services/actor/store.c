@@ -7,15 +7,17 @@
  * takes the commands of many actors (at most WY_ACTOR_BATCH_MAX), at most
  * WY_ACTOR_WRITE_BATCHES transactions are in flight, and an actor is in one of them at a
  * time. A batch:
- *   1. looks its idempotency keys up (one query): a known key answers its first result;
- *   2. decides each command against a working copy of its actor (character.c) and
+ *   1. decides each command against a working copy of its actor (character.c) and
  *      applies the events to the copy, so later commands of the batch see them;
- *   3. writes, in one transaction: the fence (the shard is still ours, same epoch), the
- *      events, the command keys with their results, snapshots (every
- *      WY_ACTOR_SNAPSHOT_EVERY events, the last WY_ACTOR_SNAPSHOT_KEEP kept) and the
- *      deleted flag of the characters index;
- *   4. after the commit makes the working copies the actors' states ("persisted first,
+ *   2. writes, in one statement (one transaction, one round trip): the fence (the shard
+ *      is still ours, same epoch), the events, the command keys with their results,
+ *      snapshots (every WY_ACTOR_SNAPSHOT_EVERY events, the last WY_ACTOR_SNAPSHOT_KEEP
+ *      kept) and the deleted flag of the characters index;
+ *   3. after the commit makes the working copies the actors' states ("persisted first,
  *      applied second") and answers in arrival order ("answered third").
+ * Keys are assumed new: a key written before makes the write fail on its primary key
+ * (nothing is written); the batch then reads the first results of its keys (one query),
+ * answers those from them and decides the rest again.
  * A failed transaction changes no state and answers UNAVAILABLE; a commit whose outcome
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
@@ -56,7 +58,7 @@ struct actor_batch {
     actor_t **actors;
     size_t n_actors;
     wy_list_t reqs;
-    size_t n_reqs, n_keys;
+    size_t n_reqs;
     /* Array literals of the statements' parameters (text protocol). */
     wy_buf_t ev_actor, ev_seq, ev_epoch, ev_id, ev_type, ev_payload;
     wy_buf_t cmd_actor, cmd_key, cmd_status, cmd_msg, cmd_result;
@@ -65,12 +67,12 @@ struct actor_batch {
     wy_buf_t fence_shard, fence_epoch;
     size_t n_events, n_cmds, n_snaps, n_dels;
     bool shard_in[ACTOR_SHARDS];
-    bool fenced;
-    int fail;
+    bool looked_up; /* the keys were read before deciding (after a key conflict) */
 };
 
 static void arm_flush(actor_svc_t *svc);
 static void actor_load(actor_t *a);
+static void batch_lookup(actor_batch_t *b);
 
 /* ---- statements (prepared once per connection) ---- */
 
@@ -90,35 +92,31 @@ static const wy_pg_stmt_t sql_keys = {
     2};
 static const wy_pg_stmt_t sql_fence = {"actor_fence",
                                        "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3};
-static const wy_pg_stmt_t sql_events = {
-    "actor_events",
-    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
-    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], "
-    "$6::bytea[])",
-    6};
-static const wy_pg_stmt_t sql_commands = {
-    "actor_commands",
-    "INSERT INTO actor.commands (actor_id, key, status, message, result) "
-    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[])",
-    5};
-static const wy_pg_stmt_t sql_snapshots = {
-    "actor_snapshots",
-    "INSERT INTO actor.snapshots (actor_id, seq, state) "
-    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])",
-    3};
-/* Keeps the latest $2 snapshots of each actor in $1. */
-static const wy_pg_stmt_t sql_snapshots_trim = {
-    "actor_snapshots_trim",
-    "DELETE FROM actor.snapshots s USING unnest($1::uuid[]) AS a(id) "
-    "WHERE s.actor_id = a.id AND s.seq < (SELECT min(k.seq) FROM (SELECT seq FROM "
-    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT $2::int) k)",
-    2};
-static const wy_pg_stmt_t sql_deleted = {
-    "actor_deleted",
-    "UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
-    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($1::uuid[], $2::bigint[]) AS v(id, ms) "
-    "WHERE c.actor_id = v.id",
-    2};
+/* The whole write of a batch as one statement, so one implicit transaction and one round
+ * trip: the fence (an error in it aborts everything; it is referenced so that it runs),
+ * the events, the command keys, the snapshots, the trim of old snapshots (the statement
+ * does not see its own new snapshot, so it keeps $18 - 1 of the older ones) and the
+ * deleted flag of the index. Empty arrays write nothing. */
+static const wy_pg_stmt_t sql_write = {
+    "actor_write",
+    "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "SELECT * FROM unnest($4::uuid[], $5::bigint[], $6::bigint[], $7::uuid[], $8::text[], "
+    "$9::bytea[]) RETURNING 1), "
+    "cmd AS (INSERT INTO actor.commands (actor_id, key, status, message, result) "
+    "SELECT * FROM unnest($10::uuid[], $11::text[], $12::int[], $13::text[], $14::bytea[]) "
+    "RETURNING 1), "
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) "
+    "SELECT * FROM unnest($15::uuid[], $16::bigint[], $17::bytea[]) RETURNING 1), "
+    "trim AS (DELETE FROM actor.snapshots s USING unnest($15::uuid[]) AS a(id) "
+    "WHERE s.actor_id = a.id AND s.seq < COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM "
+    "actor.snapshots WHERE actor_id = a.id ORDER BY seq DESC LIMIT ($18::int - 1)) k), "
+    "9223372036854775807) RETURNING 1), "
+    "del AS (UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
+    "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($19::uuid[], $20::bigint[]) AS v(id, ms) "
+    "WHERE c.actor_id = v.id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM ev) AS events",
+    20};
 /* Takes every shard; bumping the epoch fences whoever held one before. */
 static const wy_pg_stmt_t sql_claim = {
     "actor_claim",
@@ -193,12 +191,15 @@ static void arr_bytes(wy_buf_t *b, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     arr_sep(b);
-    wy_buf_reserve(b, 2 * n + 8);
     wy_buf_puts(b, "\"\\\\x");
+    wy_buf_reserve(b, 2 * n + 1); /* the hex digits go straight into the buffer */
+    char *w = b->data + b->len;
     for (size_t i = 0; i < n; i++) {
-        wy_buf_putc(b, hex[p[i] >> 4]);
-        wy_buf_putc(b, hex[p[i] & 15]);
+        *w++ = hex[p[i] >> 4];
+        *w++ = hex[p[i] & 15];
     }
+    b->len += 2 * n;
+    b->data[b->len] = '\0';
     wy_buf_putc(b, '"');
 }
 
@@ -446,17 +447,51 @@ static void actor_load(actor_t *a)
 
 /* ---- group commit ---- */
 
+#define BATCH_ARRAYS 18
+
+/* The batch's parameter arrays. */
+static void batch_arrays(actor_batch_t *b, wy_buf_t *out[BATCH_ARRAYS])
+{
+    wy_buf_t *all[BATCH_ARRAYS] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
+                                   &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
+                                   &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
+                                   &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
+                                   &b->fence_shard, &b->fence_epoch};
+    memcpy(out, all, sizeof all);
+}
+
 static void batch_free(actor_batch_t *b)
 {
-    wy_buf_t *bufs[] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
-                        &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
-                        &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
-                        &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
-                        &b->fence_shard, &b->fence_epoch};
-    for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
-        wy_buf_free(bufs[i]);
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_free(arrays[i]);
     wy_free(b->actors);
     wy_free(b);
+}
+
+/* Undoes batch_decide: empty arrays, no results, working copies back to the states. */
+static void batch_forget(actor_batch_t *b)
+{
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        wy_buf_reset(arrays[i]);
+    b->n_events = b->n_cmds = b->n_snaps = b->n_dels = 0;
+    memset(b->shard_in, 0, sizeof b->shard_in);
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        wy_free(r->result); /* decided here, never read from PostgreSQL yet */
+        r->result = NULL;
+        r->result_len = 0;
+        r->status = WY_OK;
+        r->msg[0] = 0;
+        r->dup_of = NULL;
+    }
+    for (size_t i = 0; i < b->n_actors; i++) {
+        actor_state_copy(&b->actors[i]->work, &b->actors[i]->state);
+        b->actors[i]->snapshot = false;
+    }
 }
 
 static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
@@ -470,6 +505,19 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
                                              : svc->m_cmd_ok);
 }
 
+/* After a lost fence: idle actors of shards this instance no longer owns may be stale;
+ * drop them, so a read loads what PostgreSQL has. */
+static void drop_lost_shards(actor_svc_t *svc)
+{
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it)) {
+        actor_t *a = it.val;
+        if (a->phase == ACTOR_READY && !a->n_queued && svc->epoch[actor_shard(a->id)] == 0)
+            actor_free(a); /* deleting during iteration is allowed */
+    }
+}
+
 /* The end of a batch: states, answers, the actors' next place. */
 static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
 {
@@ -478,8 +526,10 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
             actor_state_copy(&a->state, &a->work);
-            if (a->snapshot)
+            if (a->snapshot) {
                 a->snap_seq = a->work.seq;
+                wy_metric_inc(svc->m_snapshots);
+            }
         }
         a->snapshot = false;
     }
@@ -550,6 +600,8 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         a->phase = ACTOR_READY;
         actor_settle(a);
     }
+    if (outcome == BATCH_FENCED)
+        drop_lost_shards(svc);
     svc->batches--;
     svc->busy--;
     arm_flush(svc);
@@ -557,12 +609,20 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     actor_svc_unref(svc);
 }
 
-static void on_committed(int status, const char *err, void *ud)
+static void on_written(int status, const PGresult *res, const char *err, void *ud)
 {
     actor_batch_t *b = ud;
     batch_outcome_t outcome = BATCH_OK;
+    const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (status == WY_EEXIST && !b->looked_up && constraint &&
+        !strcmp(constraint, "commands_pkey")) {
+        batch_lookup(b); /* a retried key: nothing was written */
+        return;
+    }
     if (status != WY_OK) {
-        outcome = b->fenced                                         ? BATCH_FENCED
+        /* A duplicate (actor_id, seq) means another writer got there first: fenced too. */
+        bool fenced = status == WY_EEXIST || (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE));
+        outcome = fenced                                            ? BATCH_FENCED
                   : status == WY_EUNAVAIL || status == WY_ETIMEDOUT ? BATCH_UNKNOWN
                                                                     : BATCH_FAILED;
         wy_log_warn("group commit failed", "error", err ? err : wy_strerror(status), "outcome",
@@ -576,79 +636,25 @@ static void on_committed(int status, const char *err, void *ud)
     batch_end(b, outcome);
 }
 
-static void on_statement(int status, const PGresult *res, const char *err, void *ud)
+/* Step 2: the write, one statement. */
+static void batch_write(actor_batch_t *b)
 {
-    actor_batch_t *b = ud;
-    if (status == WY_OK || b->fail)
-        return;
-    b->fail = status;
-    if (res && !strcmp(wy_pg_sqlstate(res), FENCED_SQLSTATE))
-        b->fenced = true;
-    /* A duplicate (actor_id, seq): another writer got there first. */
-    if (status == WY_EEXIST)
-        b->fenced = true;
-    wy_log_warn("group commit statement failed", "error", err, NULL);
-}
-
-static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
-{
-    actor_batch_t *b = ud;
-    if (status != WY_OK) {
-        wy_log_warn("group commit could not begin", "error", err, NULL);
+    wy_buf_t *arrays[BATCH_ARRAYS];
+    batch_arrays(b, arrays);
+    for (size_t i = 0; i < BATCH_ARRAYS; i++)
+        arr_end(arrays[i]);
+    char keep[24];
+    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    const char *p[] = {b->fence_shard.data, b->fence_epoch.data, wy_daemon_instance(b->svc->d),
+                       b->ev_actor.data,    b->ev_seq.data,      b->ev_epoch.data,
+                       b->ev_id.data,       b->ev_type.data,     b->ev_payload.data,
+                       b->cmd_actor.data,   b->cmd_key.data,     b->cmd_status.data,
+                       b->cmd_msg.data,     b->cmd_result.data,  b->snap_actor.data,
+                       b->snap_seq.data,    b->snap_state.data,  keep,
+                       b->del_actor.data,   b->del_ms.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_write, p, on_written, b) != WY_OK)
         batch_end(b, BATCH_FAILED);
-        return;
-    }
-    arr_end(&b->fence_shard);
-    arr_end(&b->fence_epoch);
-    const char *instance = wy_daemon_instance(b->svc->d);
-    const char *fence[] = {b->fence_shard.data, b->fence_epoch.data, instance};
-    int rc = wy_pg_tx_exec(tx, &sql_fence, fence, on_statement, b);
-    if (rc == WY_OK && b->n_events) {
-        arr_end(&b->ev_actor);
-        arr_end(&b->ev_seq);
-        arr_end(&b->ev_epoch);
-        arr_end(&b->ev_id);
-        arr_end(&b->ev_type);
-        arr_end(&b->ev_payload);
-        const char *p[] = {b->ev_actor.data, b->ev_seq.data,  b->ev_epoch.data,
-                           b->ev_id.data,    b->ev_type.data, b->ev_payload.data};
-        rc = wy_pg_tx_exec(tx, &sql_events, p, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_cmds) {
-        arr_end(&b->cmd_actor);
-        arr_end(&b->cmd_key);
-        arr_end(&b->cmd_status);
-        arr_end(&b->cmd_msg);
-        arr_end(&b->cmd_result);
-        const char *p[] = {b->cmd_actor.data, b->cmd_key.data, b->cmd_status.data, b->cmd_msg.data,
-                           b->cmd_result.data};
-        rc = wy_pg_tx_exec(tx, &sql_commands, p, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_snaps) {
-        arr_end(&b->snap_actor);
-        arr_end(&b->snap_seq);
-        arr_end(&b->snap_state);
-        const char *p[] = {b->snap_actor.data, b->snap_seq.data, b->snap_state.data};
-        rc = wy_pg_tx_exec(tx, &sql_snapshots, p, on_statement, b);
-        char keep[24];
-        snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
-        const char *q[] = {b->snap_actor.data, keep};
-        if (rc == WY_OK)
-            rc = wy_pg_tx_exec(tx, &sql_snapshots_trim, q, on_statement, b);
-    }
-    if (rc == WY_OK && b->n_dels) {
-        arr_end(&b->del_actor);
-        arr_end(&b->del_ms);
-        const char *p[] = {b->del_actor.data, b->del_ms.data};
-        rc = wy_pg_tx_exec(tx, &sql_deleted, p, on_statement, b);
-    }
-    /* A statement that could not even be queued: never commit the others without it. */
-    if (rc != WY_OK) {
-        b->fail = rc;
-        wy_pg_tx_rollback(tx, on_committed, b);
-        return;
-    }
-    wy_pg_tx_commit(tx, on_committed, b);
 }
 
 /* The batch's transaction checks that this instance still owns shard, with its epoch. */
@@ -701,10 +707,9 @@ static actor_req_t *same_key_before(actor_batch_t *b, actor_req_t *r)
     return NULL;
 }
 
-/* Step 2: decide every command against its actor's working copy. */
+/* Step 1: decide every command against its actor's working copy, then write. */
 static void batch_decide(actor_batch_t *b)
 {
-    actor_svc_t *svc = b->svc;
     int64_t now = (int64_t)wy_wall_ms();
     for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
         actor_req_t *r = wy_list_entry(n, actor_req_t, node);
@@ -744,7 +749,6 @@ static void batch_decide(actor_batch_t *b)
             wy_free(snap);
             a->snapshot = true;
             b->n_snaps++;
-            wy_metric_inc(svc->m_snapshots);
         }
         if (a->work.deleted != a->deleted_before) {
             arr_str(&b->del_actor, a->id);
@@ -756,12 +760,10 @@ static void batch_decide(actor_batch_t *b)
         batch_end(b, BATCH_OK); /* reads, refusals without keys, replays: no write */
         return;
     }
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
-    if (!pg || wy_pg_begin(pg, on_begun, b) != WY_OK)
-        batch_end(b, BATCH_FAILED);
+    batch_write(b);
 }
 
-/* Step 1: the first results of keys seen before. */
+/* After a key conflict: the first results of the keys seen before, then decide again. */
 static void on_keys(int status, const PGresult *res, const char *err, void *ud)
 {
     actor_batch_t *b = ud;
@@ -792,7 +794,6 @@ static void batch_start(actor_svc_t *svc)
     b->svc = svc;
     b->actors = wy_calloc((size_t)actor_cfg.batch_max, sizeof *b->actors);
     wy_list_init(&b->reqs);
-    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
     wy_list_t *n;
     while (b->n_reqs < (size_t)actor_cfg.batch_max && (n = wy_list_pop_front(&svc->ready))) {
         actor_t *a = wy_list_entry(n, actor_t, node);
@@ -806,31 +807,40 @@ static void batch_start(actor_svc_t *svc)
             a->n_queued--;
             wy_list_push_back(&b->reqs, &r->node);
             b->n_reqs++;
-            if (r->key[0]) {
-                arr_str(&ids, a->id);
-                arr_str(&keys, r->key);
-                b->n_keys++;
-            }
         }
     }
     svc->batches++;
     svc->busy++;
     actor_svc_ref(svc);
     wy_metric_observe(svc->m_batch_size, (double)b->n_reqs);
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
-    int rc = WY_OK;
-    if (b->n_keys) {
-        arr_end(&ids);
-        arr_end(&keys);
-        const char *p[] = {ids.data, keys.data};
-        rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
+    /* Optimistic: most keys are new, so write at once; a key seen before makes the write
+     * fail as a whole and the batch is decided again after looking its keys up. */
+    batch_decide(b);
+}
+
+/* A write failed on a key that exists: forget the decisions, look every key of the batch
+ * up, decide again. */
+static void batch_lookup(actor_batch_t *b)
+{
+    batch_forget(b);
+    b->looked_up = true;
+    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
+    for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
+        actor_req_t *r = wy_list_entry(n, actor_req_t, node);
+        if (r->key[0]) {
+            arr_str(&ids, r->actor->id);
+            arr_str(&keys, r->key);
+        }
     }
+    arr_end(&ids);
+    arr_end(&keys);
+    const char *p[] = {ids.data, keys.data};
+    wy_pg_t *pg = wy_daemon_pg(b->svc->d);
+    int rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
     wy_buf_free(&ids);
     wy_buf_free(&keys);
     if (rc != WY_OK)
         batch_end(b, BATCH_FAILED);
-    else if (!b->n_keys)
-        batch_decide(b);
 }
 
 static void on_flush(uv_check_t *h)

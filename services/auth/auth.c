@@ -38,12 +38,18 @@ static const wy_cfg_entry_t auth_own_config[] = {
      "Most password hashes queued or running; more get 503 HASH_QUEUE_FULL so a flood of "
      "logins cannot take the worker pool (size: UV_THREADPOOL_SIZE, default 4).",
      &auth_cfg.hash_queue, false},
-    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "10", 1, 1000000, NULL,
-     "Failed password logins allowed per account per window; then 429.", &auth_cfg.limit_account,
-     false},
-    {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 1000000, NULL,
-     "Failed password logins allowed per source IP per window; then 429.", &auth_cfg.limit_ip,
-     false},
+    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT_SOURCE", WY_CFG_INT, "10", 1, 100000, NULL,
+     "Failed password logins allowed per (account, source address) per window; then 429 for "
+     "that account from that address only.",
+     &auth_cfg.limit_pair, false},
+    {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "100", 1, 100000, NULL,
+     "Failed password logins allowed per account per window from all sources together (keep it "
+     "well above ..._ACCOUNT_SOURCE: reaching it refuses the owner too); then 429.",
+     &auth_cfg.limit_account, false},
+    {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 100000, NULL,
+     "Failed password logins allowed per source address per window, all accounts together; "
+     "then 429.",
+     &auth_cfg.limit_ip, false},
     {"WY_AUTH_LOGIN_WINDOW", WY_CFG_DURATION_MS, "15m", 1000, 86400000, NULL,
      "Sliding window of the failed-login limits.", &auth_cfg.limit_window_ms, false},
     {"WY_AUTH_CUSTOM_SECRET", WY_CFG_STRING, "", 0, 0, NULL,
@@ -65,6 +71,7 @@ wy_daemon_spec_t auth_daemon_spec = {
     .svc = "auth",
     .grpc_service = "wyvern.auth.Auth",
     .deps = WY_DEP_PG | WY_DEP_REDIS | WY_DEP_KAFKA,
+    .helpers = WY_HELPER_OUTBOX, /* wy.account events (tokens.c) */
     .ops_port = 9101,
     .grpc_port = 9201,
     .start = auth_start,
@@ -109,10 +116,12 @@ static void auth_free(auth_t *a)
 {
     if (wy_daemon_state(a->d) == a)
         wy_daemon_set_state(a->d, NULL);
+    wy_ratelimit_free(a->rl_pair);
     if (a->rl_account)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
+    wy_redis_script_free(a->marker_script);
     wy_jwt_keyset_free(a->keys);
     wy_free(a->jwks);
     wy_free(a);
@@ -213,8 +222,11 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = msg;
         return rc;
     }
-    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)auth_cfg.limit_account,
-                          (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
+    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:pair", (uint32_t)auth_cfg.limit_pair,
+                          (uint32_t)auth_cfg.limit_window_ms, &a->rl_pair);
+    if (rc == WY_OK)
+        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)auth_cfg.limit_account,
+                              (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
     if (rc == WY_OK)
         rc = wy_ratelimit_new(auth_redis(a), "auth:rl:ip", (uint32_t)auth_cfg.limit_ip,
                               (uint32_t)auth_cfg.limit_window_ms, &a->rl_ip);
@@ -241,7 +253,7 @@ static void on_http_closed(void *ud)
 
 /* Requests in flight on auth's own HTTP server while it drains (the state stays the
  * daemon's until freed, kept alive by that server and its timer), so the daemon's drain
- * waits for them before closing PostgreSQL and Redis. */
+ * waits for them (and their outbox commits) before closing the outbox, PostgreSQL and Redis. */
 static size_t auth_busy(wy_daemon_t *d)
 {
     auth_t *a = wy_daemon_state(d);

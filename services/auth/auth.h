@@ -9,6 +9,7 @@
 #include "wy_metrics.h"
 #include "wy_token.h"
 #include "wy_ratelimit.h"
+#include "wy_outbox.h"
 #include "auth.pb-c.h"
 #include "password.h"
 #include "providers.h"
@@ -26,8 +27,9 @@ typedef struct {
     int64_t argon2_memory; /* bytes */
     int64_t argon2_iterations;
     int64_t hash_queue;
-    int64_t limit_account; /* failed logins per account per window */
-    int64_t limit_ip;      /* failed logins per source IP per window */
+    int64_t limit_pair;    /* failed logins per (account, source address) per window */
+    int64_t limit_account; /* failed logins per account per window, all sources */
+    int64_t limit_ip;      /* failed logins per source address per window, all accounts */
     int64_t limit_window_ms;
     char *custom_secret;
     int64_t jwks_max_age_ms;
@@ -46,14 +48,17 @@ typedef struct auth {
     char *jwks;             /* public keys as a JWKS document */
     auth_hasher_t *hasher;
     auth_providers_t *providers;
-    wy_ratelimit_t *rl_account, *rl_ip;
+    wy_ratelimit_t *rl_pair, *rl_account, *rl_ip;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     uv_timer_t reload_timer; /* see auth_revocations_watch */
     bool reload_timer_on, reloading;
+    bool revocations_dirty; /* a revocation Redis did not take: drop its marker, rebuild */
     unsigned refs;
     bool stopping;
-    wy_metric_t *m_hash_queue, *m_kafka_failed, *m_redis_failed;
+    wy_redis_script_t *marker_script; /* see auth_revocations_watch */
+    char rebuild_nonce[37];
+    wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;
@@ -98,10 +103,12 @@ void auth_refresh_hash(const char *tok, char hash_hex[65]);
 int auth_verify_access(auth_t *a, const char *token, size_t len, wy_token_claims_t *out,
                        const char **why);
 
-/* Revocation state of a verified token: Redis first (auth:revoked:sid:<sid>,
- * auth:revoked:acct:<sub>), PostgreSQL if Redis cannot answer. cb once on the loop with
- * err WY_OK and revoked, or WY_EUNAVAIL when neither answers. Returns WY_OK (cb later)
- * or WY_EUNAVAIL (cb not called). */
+/* Revocation state of a verified token. Redis answers (auth:revoked:sid:<sid>,
+ * auth:revoked:acct:<sub>) only while it holds the marker of a complete rebuild
+ * (auth:revoked:loaded); without it (Redis lost its data and auth is writing the revocations
+ * back) or when Redis cannot answer, PostgreSQL does. cb once on the loop with err WY_OK and
+ * revoked, or WY_EUNAVAIL when neither answers: never "not revoked" from an incomplete Redis.
+ * Returns WY_OK (cb later) or WY_EUNAVAIL (cb not called). */
 typedef void (*auth_revoked_cb)(int err, bool revoked, void *ud);
 int auth_revocation_check(auth_t *a, const wy_token_claims_t *c, auth_revoked_cb cb, void *ud);
 
@@ -109,20 +116,39 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *c, auth_revoked_cb
  * session (account NULL) or every session of an account issued up to now (sid NULL). The
  * key lives as long as an access token could. cb once on the loop with WY_OK or the Redis
  * error (PostgreSQL stays the durable record). Returns WY_OK or WY_EUNAVAIL (cb not
- * called). */
+ * called). On any failure Redis' marker is dropped at the next watch tick, so checks use
+ * PostgreSQL until a rebuild wrote the revocation (auth_revocations_watch). */
 typedef void (*auth_done_cb)(int err, void *ud);
 int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud);
 
 /* Keeps Redis' revocation keys in step with PostgreSQL: checks every second that Redis
- * still holds them (a marker key) and writes the recent ones again when Redis lost its data.
+ * still holds the marker; when it is gone (Redis restarted empty, flushed, failed over to an
+ * empty replica) the sessions revoked and the accounts banned within one access-token lifetime
+ * are written again, then the marker (only if Redis was not emptied again meanwhile).
  * watch in start(), unwatch in stop(). */
 void auth_revocations_watch(auth_t *a);
 void auth_revocations_unwatch(auth_t *a);
 
-/* Kafka events on wy.account, fire and forget (failures are counted). */
-void auth_emit_created(auth_t *a, const char *account, const char *method);
-void auth_emit_login(auth_t *a, const char *account, const char *sid, const char *method,
-                     const char *ip);
-void auth_emit_revoked(auth_t *a, const char *account, const char *sid, const char *reason);
+/* ---- events (tokens.c): wy.account through the transactional outbox ----
+ * A change that wy.account reports runs in a transaction (auth_tx_begin, the sql.c statement
+ * with that tx), its events are added to the same transaction (auth_event_*) and
+ * auth_tx_commit commits both: the event is published (in order, retried until Kafka
+ * acknowledges it) if and only if the change is durable. */
+
+/* wy_pg_begin on auth's pool; WY_EUNAVAIL when the pool is closed. */
+int auth_tx_begin(auth_t *a, wy_pg_begin_cb cb, void *ud);
+/* Commits tx and wakes the relay (the daemon's outbox, WY_HELPER_OUTBOX). WY_EUNAVAIL (tx
+ * untouched: roll it back) once the daemon closed the outbox. */
+int auth_tx_commit(auth_t *a, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud);
+/* Rolls tx back (fire and forget). */
+void auth_tx_abort(wy_pg_tx_t *tx);
+/* Event rows on tx (key = account). Return wy_outbox_add's codes, WY_EUNAVAIL once the outbox
+ * is closing: the caller then rolls back. */
+int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *method);
+int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                     const char *method, const char *ip);
+/* sid NULL: every session of the account (ban, account-wide revoke). */
+int auth_event_revoked(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                       const char *reason);
 
 #endif

@@ -13,6 +13,8 @@ typedef struct {
     char account[40];
     bool ban;
     int32_t revoked;
+    char reason[256];
+    wy_pg_tx_t *tx; /* Revoke: the change and its event, until committed */
 } gop_t;
 
 /* NULL (and the call answered UNAVAILABLE) once the service is stopping: a call handed
@@ -34,6 +36,8 @@ static gop_t *gop_new(void *daemon, wy_grpc_call_id_t call)
 static void gop_free(gop_t *g)
 {
     auth_t *a = g->a;
+    if (g->tx) /* answered before the commit: nothing of the change is kept */
+        auth_tx_abort(g->tx);
     wy_free(g);
     auth_unref(a);
 }
@@ -153,13 +157,25 @@ static void on_revoke_published(int err, void *ud)
         gop_error(g, WY_EUNAVAIL, "revocation stored but not yet published; retry");
         return;
     }
-    auth_emit_revoked(g->a, g->account, NULL, g->ban ? "ban" : "revoke");
-    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
-               g->ban ? "reason=\"ban\"" : "reason=\"revoke\"");
     Wyvern__Auth__RevokeResponse r = WYVERN__AUTH__REVOKE_RESPONSE__INIT;
     r.sessions_revoked = g->revoked;
     wy_grpc_reply(g->call, &r.base);
     gop_free(g);
+}
+
+static void on_revoke_committed(int status, const char *err, void *ud)
+{
+    gop_t *g = ud;
+    if (status != WY_OK) {
+        wy_log_warn("revoke not committed", "error", err ? err : wy_strerror(status), NULL);
+        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+        return;
+    }
+    wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
+    auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
+               g->ban ? "reason=\"ban\"" : "reason=\"revoke\"");
+    if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
+        on_revoke_published(WY_EUNAVAIL, g);
 }
 
 static void on_revoked(int status, const PGresult *res, const char *err, void *ud)
@@ -176,11 +192,29 @@ static void on_revoked(int status, const PGresult *res, const char *err, void *u
         return;
     }
     g->revoked = (int32_t)n;
-    wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
-    if (auth_revoke_publish(g->a, NULL, g->account, on_revoke_published, g) != WY_OK)
-        on_revoke_published(WY_EUNAVAIL, g);
+    int rc = auth_event_revoked(g->a, g->tx, g->account, NULL, g->ban ? "ban" : "revoke");
+    if (rc == WY_OK)
+        rc = auth_tx_commit(g->a, g->tx, on_revoke_committed, g);
+    if (rc != WY_OK) {
+        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+        return;
+    }
+    g->tx = NULL; /* the commit owns it now */
 }
 
+static void on_revoke_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
+{
+    gop_t *g = ud;
+    if (status != WY_OK) {
+        wy_log_warn("revoke failed", "error", err, NULL);
+        gop_error(g, WY_EUNAVAIL, "account store unavailable");
+        return;
+    }
+    g->tx = tx;
+    gop_queried(g, auth_db_revoke_account(g->a, tx, g->account, g->reason, g->ban, on_revoked, g));
+}
+
+/* The revocation (or ban) and its account.session_revoked event commit together; then Redis. */
 static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Auth__RevokeRequest *in = (const Wyvern__Auth__RevokeRequest *)req;
@@ -190,9 +224,8 @@ static void rpc_revoke(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
     snprintf(g->account, sizeof g->account, "%s", in->account_id);
     g->ban = in->ban;
     const char *reason = in->reason && *in->reason ? in->reason : (in->ban ? "ban" : "revoke");
-    char cut[256];
-    snprintf(cut, sizeof cut, "%s", reason);
-    gop_queried(g, auth_db_revoke_account(g->a, g->account, cut, g->ban, on_revoked, g));
+    snprintf(g->reason, sizeof g->reason, "%s", reason);
+    gop_queried(g, auth_tx_begin(g->a, on_revoke_begun, g));
 }
 
 /* ---- GetKeys ---- */

@@ -29,14 +29,19 @@ struct hop {
     char *password;     /* NFKC */
     char *subject;      /* device/custom id, or the provider's subject */
     char *credential;   /* provider ticket / id_token */
-    char *encoded;      /* stored Argon2 hash */
+    char *encoded;      /* Argon2 hash: stored (login) or new (register) */
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
     char refresh[44];
     char refresh_hash[65];
+    char old_hash[65];                       /* refresh: the presented token's hash */
+    char pair_key[WY_RATELIMIT_KEY_MAX + 1]; /* password login: "<username key>|<source>" */
+    int limit;                               /* password login: limiter being checked */
     bool created, banned, found;
     wy_token_claims_t claims; /* the bearer's, after authenticate() */
     hop_step next;
+    wy_pg_tx_t *tx;  /* the change and its wy.account events (hop_begin), until committed */
+    char status[16]; /* refresh: auth.refresh_rotate's status */
 };
 
 /* ---- plumbing ---- */
@@ -72,6 +77,8 @@ static void secret_free(char *s)
 
 static void hop_free(hop_t *h)
 {
+    if (h->tx) /* a response before the commit: nothing of the change is kept */
+        auth_tx_abort(h->tx);
     wy_free(h->username);
     wy_free(h->username_key);
     secret_free(h->password);
@@ -131,9 +138,9 @@ static json_t *body_object(hop_t *h)
         hop_free(h); /* wy_http_req_json responded 400 BAD_JSON */
         return NULL;
     }
-    if (!json_is_object(j)) {
+    if (!json_is_object(j)) { /* the same answer as link/unlink give (body_is_object) */
         json_decref(j);
-        fail(h, 400, "INVALID_REQUEST", "body must be a JSON object");
+        fail(h, 400, "BAD_JSON", "body must be a JSON object");
         return NULL;
     }
     return j;
@@ -161,6 +168,44 @@ static bool pg_done(hop_t *h, int status, const char *err, const char *what)
 static bool pg_one_row(hop_t *h, int status, const PGresult *res, const char *err, const char *what)
 {
     return pg_done(h, status == WY_OK && PQntuples(res) != 1 ? WY_EIO : status, err, what);
+}
+
+static void on_hop_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (!pg_done(h, status, err, "cannot begin a transaction"))
+        return;
+    h->tx = tx;
+    h->next(h);
+}
+
+/* Opens h->tx (a change that wy.account reports), then next(h). Responds 503 on failure. */
+static void hop_begin(hop_t *h, hop_step next)
+{
+    h->next = next;
+    pg_ok(h, auth_tx_begin(h->a, on_hop_begun, h));
+}
+
+static void on_hop_committed(int status, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (!pg_done(h, status, err, "commit failed"))
+        return;
+    h->next(h);
+}
+
+/* Commits h->tx (the change and its events), then next(h); 503 when an event could not be
+ * written (rc of the auth_event_* calls) or the commit fails. */
+static void hop_commit(hop_t *h, int rc, hop_step next)
+{
+    if (rc == WY_OK)
+        rc = auth_tx_commit(h->a, h->tx, on_hop_committed, h);
+    if (rc != WY_OK) {
+        fail_unavail(h, rc == WY_EBUSY ? WY_EBUSY : WY_EUNAVAIL);
+        return;
+    }
+    h->tx = NULL; /* the commit owns it now */
+    h->next = next;
 }
 
 static void set_retry_after_ms(hop_t *h, uint32_t ms)
@@ -202,30 +247,45 @@ static void respond_tokens(hop_t *h, int status)
     respond_json(h, status, o);
 }
 
+static void login_committed(hop_t *h)
+{
+    auth_count_login(h->method, "ok");
+    respond_tokens(h, h->created ? 201 : 200);
+}
+
 static void on_session_opened(int status, const PGresult *res, const char *err, void *ud)
 {
     (void)res;
     hop_t *h = ud;
     if (!pg_done(h, status, err, "session not stored"))
         return;
-    auth_count_login(h->method, "ok");
-    auth_emit_login(h->a, h->account, h->sid, h->method, h->ip);
-    respond_tokens(h, h->created ? 201 : 200);
+    int rc = h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
+    if (rc == WY_OK)
+        rc = auth_event_login(h->a, h->tx, h->account, h->sid, h->method, h->ip);
+    hop_commit(h, rc, login_committed);
 }
 
-/* A login succeeded for h->account: new session (refresh family) + tokens. */
+static void open_session_tx(hop_t *h)
+{
+    wy_uuid4(h->sid);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    pg_ok(h, auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method, h->refresh_hash,
+                                  on_session_opened, h));
+}
+
+/* A login succeeded for h->account: new session (refresh family) + tokens, with the
+ * account.login event (and account.created for a new account) in the same transaction as the
+ * session (and the account, when h->tx already created it). */
 static void open_session(hop_t *h)
 {
     if (h->banned) {
         fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
         return;
     }
-    if (h->created)
-        auth_emit_created(h->a, h->account, h->method);
-    wy_uuid4(h->sid);
-    auth_refresh_new(h->refresh, h->refresh_hash);
-    pg_ok(h, auth_db_session_open(h->a, h->sid, h->account, h->method, h->refresh_hash,
-                                  on_session_opened, h));
+    if (h->tx)
+        open_session_tx(h);
+    else
+        hop_begin(h, open_session_tx);
 }
 
 /* ---- bearer authentication ---- */
@@ -367,6 +427,16 @@ static void resolve_identity(hop_t *h, json_t *body)
         on_provider(rc, NULL, NULL, h);
 }
 
+static void on_identity_login(int status, const PGresult *res, const char *err, void *ud);
+
+static void identity_login_tx(hop_t *h)
+{
+    char id[37];
+    wy_uuid4(id);
+    pg_ok(h, auth_db_identity_login(h->a, h->tx, h->method, h->subject, id, true, on_identity_login,
+                                    h));
+}
+
 static void on_identity_login(int status, const PGresult *res, const char *err, void *ud)
 {
     hop_t *h = ud;
@@ -399,9 +469,7 @@ static void identity_resolved(hop_t *h)
               auth_db_link_identity(h->a, h->account, h->method, h->subject, on_link_identity, h));
         return;
     }
-    char id[37];
-    wy_uuid4(id);
-    pg_ok(h, auth_db_identity_login(h->a, h->method, h->subject, id, true, on_identity_login, h));
+    hop_begin(h, identity_login_tx);
 }
 
 /* ---- register ---- */
@@ -422,6 +490,13 @@ static void on_registered(int status, const PGresult *res, const char *err, void
 
 static void on_link_password(int status, const PGresult *res, const char *err, void *ud);
 
+static void register_tx(hop_t *h)
+{
+    wy_uuid4(h->account);
+    pg_ok(h, auth_db_register(h->a, h->tx, h->account, h->username_key, h->username, h->encoded,
+                              on_registered, h));
+}
+
 static void on_new_hash(int err, const char *encoded, void *ud)
 {
     hop_t *h = ud;
@@ -436,9 +511,8 @@ static void on_new_hash(int err, const char *encoded, void *ud)
                                        on_link_password, h));
         return;
     }
-    wy_uuid4(h->account);
-    pg_ok(h, auth_db_register(h->a, h->account, h->username_key, h->username, encoded,
-                              on_registered, h));
+    h->encoded = wy_strdup(encoded);
+    hop_begin(h, register_tx);
 }
 
 /* Validates username + password of body into h; responds on failure. */
@@ -503,29 +577,71 @@ static void handle_register(wy_http_req_t *req, void *ud)
     json_decref(body);
 }
 
-/* ---- password login ---- */
+/* ---- password login ----
+ * Failed password logins are limited per (account, source address) first, then per account
+ * from all sources (a higher limit), then per source address over all accounts: a stranger
+ * who guesses from one address locks only that address out of that account, the owner logs
+ * in from anywhere else. Refused events are not counted (wy_ratelimit), so a locked-out
+ * guesser does not push the account towards its account-wide limit. README.md, "Login
+ * throttling". */
 
-static void on_fail_counted_ip(int err, bool allowed, uint32_t retry_ms, void *ud)
+enum { LIMIT_PAIR, LIMIT_ACCOUNT, LIMIT_SOURCE, LIMIT_N };
+
+static const struct {
+    const char *scope; /* in logs */
+    const char *message;
+} limits[LIMIT_N] = {
+    {"account_source", "too many failed logins for this account from this address"},
+    {"account", "too many failed logins for this account"},
+    {"source", "too many failed logins from this address"},
+};
+
+static wy_ratelimit_t *limiter(hop_t *h, int i)
+{
+    return i == LIMIT_PAIR ? h->a->rl_pair : i == LIMIT_ACCOUNT ? h->a->rl_account : h->a->rl_ip;
+}
+
+static const char *limit_key(hop_t *h, int i)
+{
+    return i == LIMIT_PAIR ? h->pair_key : i == LIMIT_ACCOUNT ? h->username_key : h->ip;
+}
+
+/* One log line per failed or refused password login: who (account id when known, the
+ * username as folded), from where, why. Never the password. */
+static void log_login_failure(hop_t *h, const char *msg, const char *reason, const char *scope)
+{
+    wy_log_warn(msg, "account", h->found ? h->account : "", "username", h->username_key, "source",
+                h->ip, "reason", reason, "scope", scope, NULL);
+}
+
+static void on_fail_counted(int err, bool allowed, uint32_t retry_ms, void *ud);
+
+/* Counts the failure against the limiter h->limit and the next ones, then 401. */
+static void count_failure(hop_t *h)
+{
+    if (h->limit == LIMIT_N) {
+        fail_login(h, 401, "INVALID_CREDENTIALS", "wrong username or password");
+        return;
+    }
+    if (wy_ratelimit_hit(limiter(h, h->limit), limit_key(h, h->limit), on_fail_counted, h) != WY_OK)
+        on_fail_counted(WY_EUNAVAIL, true, 0, h);
+}
+
+static void on_fail_counted(int err, bool allowed, uint32_t retry_ms, void *ud)
 {
     (void)err, (void)allowed, (void)retry_ms;
     hop_t *h = ud;
-    fail_login(h, 401, "INVALID_CREDENTIALS", "wrong username or password");
+    h->limit++;
+    count_failure(h);
 }
 
-static void on_fail_counted_acct(int err, bool allowed, uint32_t retry_ms, void *ud)
-{
-    (void)err, (void)allowed, (void)retry_ms;
-    hop_t *h = ud;
-    if (wy_ratelimit_hit(h->a->rl_ip, h->ip, on_fail_counted_ip, h) != WY_OK)
-        on_fail_counted_ip(WY_EUNAVAIL, true, 0, h);
-}
-
-/* A failed password login: counted against the account and the source IP (so the next
- * attempts meet the limit), then 401 with the same code whether or not the user exists. */
+/* A failed password login: logged, counted by every limiter (so the next attempts meet the
+ * limits), then 401 with the same code whether or not the user exists. */
 static void password_failed(hop_t *h)
 {
-    if (wy_ratelimit_hit(h->a->rl_account, h->username_key, on_fail_counted_acct, h) != WY_OK)
-        on_fail_counted_acct(WY_EUNAVAIL, true, 0, h);
+    log_login_failure(h, "login failed", h->found ? "wrong_password" : "unknown_username", "");
+    h->limit = 0;
+    count_failure(h);
 }
 
 static void on_password_verified(int err, bool match, void *ud)
@@ -541,7 +657,9 @@ static void on_password_verified(int err, bool match, void *ud)
         password_failed(h);
         return;
     }
-    wy_ratelimit_reset(h->a->rl_account, h->username_key);
+    /* The owner proved who they are from this address; the account-wide count stays (a
+     * distributed guesser does not get a fresh budget from the owner's logins). */
+    wy_ratelimit_reset(h->a->rl_pair, h->pair_key);
     open_session(h);
 }
 
@@ -565,29 +683,31 @@ static void on_password_row(int status, const PGresult *res, const char *err, vo
                 true);
 }
 
-static void on_peek_ip(int err, bool allowed, uint32_t retry_ms, void *ud)
+static void on_peeked(int err, bool allowed, uint32_t retry_ms, void *ud);
+
+/* Checks the limiter h->limit and the next ones, then looks the username up. */
+static void check_limits(hop_t *h)
+{
+    if (h->limit == LIMIT_N) {
+        pg_ok(h, auth_db_find_password(h->a, h->username_key, on_password_row, h));
+        return;
+    }
+    if (wy_ratelimit_peek(limiter(h, h->limit), limit_key(h, h->limit), on_peeked, h) != WY_OK)
+        on_peeked(WY_EUNAVAIL, true, 0, h);
+}
+
+static void on_peeked(int err, bool allowed, uint32_t retry_ms, void *ud)
 {
     (void)err; /* the limiter fails open when Redis is down */
     hop_t *h = ud;
     if (!allowed) {
+        log_login_failure(h, "login refused: locked out", "rate_limited", limits[h->limit].scope);
         set_retry_after_ms(h, retry_ms);
-        fail_login(h, 429, "RATE_LIMITED", "too many failed logins from this address");
+        fail_login(h, 429, "RATE_LIMITED", limits[h->limit].message);
         return;
     }
-    pg_ok(h, auth_db_find_password(h->a, h->username_key, on_password_row, h));
-}
-
-static void on_peek_account(int err, bool allowed, uint32_t retry_ms, void *ud)
-{
-    (void)err;
-    hop_t *h = ud;
-    if (!allowed) {
-        set_retry_after_ms(h, retry_ms);
-        fail_login(h, 429, "RATE_LIMITED", "too many failed logins for this account");
-        return;
-    }
-    if (wy_ratelimit_peek(h->a->rl_ip, h->ip, on_peek_ip, h) != WY_OK)
-        on_peek_ip(WY_EUNAVAIL, true, 0, h);
+    h->limit++;
+    check_limits(h);
 }
 
 static void login_password(hop_t *h, json_t *body)
@@ -609,8 +729,9 @@ static void login_password(hop_t *h, json_t *body)
     }
     if (auth_password_normalize(pw, &h->password) != WY_OK)
         h->password = NULL;
-    if (wy_ratelimit_peek(h->a->rl_account, h->username_key, on_peek_account, h) != WY_OK)
-        on_peek_account(WY_EUNAVAIL, true, 0, h);
+    snprintf(h->pair_key, sizeof h->pair_key, "%s|%s", h->username_key, h->ip);
+    h->limit = 0;
+    check_limits(h);
 }
 
 /* ---- login / link dispatch ---- */
@@ -800,12 +921,11 @@ static void handle_me(wy_http_req_t *req, void *ud)
 
 /* ---- logout ---- */
 
-/* h's session is revoked for `reason`: the wy.account event and the counter. */
-static void session_revoked(hop_t *h, const char *reason)
+/* h's session was revoked for `reason` (committed): the counter. */
+static void session_revoked(const char *reason)
 {
     char labels[64];
     snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
-    auth_emit_revoked(h->a, h->account, h->sid, reason);
     auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.", labels);
 }
 
@@ -813,24 +933,38 @@ static void on_logout_published(int err, void *ud)
 {
     (void)err; /* PostgreSQL holds the revocation; Introspect falls back to it */
     hop_t *h = ud;
-    session_revoked(h, "logout");
     wy_http_respond(h->req, 204, NULL, NULL, 0);
     hop_free(h);
 }
 
-static void on_logout_stored(int status, const PGresult *res, const char *err, void *ud)
+static void logout_committed(hop_t *h)
 {
-    (void)res;
-    hop_t *h = ud;
-    if (!pg_done(h, status, err, "logout failed"))
-        return;
+    session_revoked("logout");
     if (auth_revoke_publish(h->a, h->sid, NULL, on_logout_published, h) != WY_OK)
         on_logout_published(WY_EUNAVAIL, h);
 }
 
+static void on_logout_stored(int status, const PGresult *res, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (!pg_done(h, status, err, "logout failed"))
+        return;
+    /* 0 rows: revoked meanwhile by something else, which wrote its own event. */
+    bool revoked_now = !strcmp(PQcmdTuples((PGresult *)res), "1");
+    hop_commit(h,
+               revoked_now ? auth_event_revoked(h->a, h->tx, h->account, h->sid, "logout") : WY_OK,
+               logout_committed);
+}
+
+static void logout_tx(hop_t *h)
+{
+    pg_ok(h,
+          auth_db_session_revoke(h->a, h->tx, h->sid, h->account, "logout", on_logout_stored, h));
+}
+
 static void logout_authenticated(hop_t *h)
 {
-    pg_ok(h, auth_db_session_revoke(h->a, h->sid, h->account, "logout", on_logout_stored, h));
+    hop_begin(h, logout_tx);
 }
 
 static void handle_logout(wy_http_req_t *req, void *ud)
@@ -844,11 +978,26 @@ static void on_reuse_published(int err, void *ud)
 {
     (void)err;
     hop_t *h = ud;
-    session_revoked(h, "refresh-reuse");
     wy_log_warn("refresh token reused: session revoked", "account", h->account, "session", h->sid,
                 NULL);
     fail(h, 401, "REFRESH_TOKEN_REUSED",
          "this refresh token was already used: the session is revoked, log in again");
+}
+
+static void rotate_committed(hop_t *h)
+{
+    const char *st = h->status;
+    if (!strcmp(st, "ok")) {
+        respond_tokens(h, 200);
+    } else if (!strcmp(st, "reused")) {
+        session_revoked("refresh-reuse");
+        if (auth_revoke_publish(h->a, h->sid, NULL, on_reuse_published, h) != WY_OK)
+            on_reuse_published(WY_EUNAVAIL, h);
+    } else if (!strcmp(st, "banned")) {
+        fail(h, 403, "ACCOUNT_BANNED", "this account is banned");
+    } else {
+        fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
+    }
 }
 
 static void on_rotated(int status, const PGresult *res, const char *err, void *ud)
@@ -857,8 +1006,10 @@ static void on_rotated(int status, const PGresult *res, const char *err, void *u
     if (!pg_one_row(h, status, res, err, "refresh failed"))
         return;
     const char *st = wy_pg_text(res, 0, "status");
-    snprintf(h->sid, sizeof h->sid, "%s", wy_pg_text(res, 0, "session_id"));
-    snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, 0, "account_id"));
+    snprintf(h->status, sizeof h->status, "%s", st);
+    const char *sid = wy_pg_text(res, 0, "session_id"), *acct = wy_pg_text(res, 0, "account_id");
+    snprintf(h->sid, sizeof h->sid, "%s", sid ? sid : "");
+    snprintf(h->account, sizeof h->account, "%s", acct ? acct : "");
     auth_count("wy_auth_refresh_total", "Refresh attempts by result.",
                !strcmp(st, "ok")        ? "result=\"ok\""
                : !strcmp(st, "reused")  ? "result=\"reused\""
@@ -866,16 +1017,17 @@ static void on_rotated(int status, const PGresult *res, const char *err, void *u
                : !strcmp(st, "expired") ? "result=\"expired\""
                : !strcmp(st, "revoked") ? "result=\"revoked\""
                                         : "result=\"unknown\"");
-    if (!strcmp(st, "ok")) {
-        respond_tokens(h, 200);
-    } else if (!strcmp(st, "reused")) {
-        if (auth_revoke_publish(h->a, h->sid, NULL, on_reuse_published, h) != WY_OK)
-            on_reuse_published(WY_EUNAVAIL, h);
-    } else if (!strcmp(st, "banned")) {
-        fail(h, 403, "ACCOUNT_BANNED", "this account is banned");
-    } else {
-        fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
-    }
+    /* "reused" revoked the whole refresh family in this transaction. */
+    hop_commit(h,
+               !strcmp(st, "reused")
+                   ? auth_event_revoked(h->a, h->tx, h->account, h->sid, "refresh-reuse")
+                   : WY_OK,
+               rotate_committed);
+}
+
+static void rotate_tx(hop_t *h)
+{
+    pg_ok(h, auth_db_refresh_rotate(h->a, h->tx, h->old_hash, h->refresh_hash, on_rotated, h));
 }
 
 static void handle_refresh(wy_http_req_t *req, void *ud)
@@ -890,11 +1042,10 @@ static void handle_refresh(wy_http_req_t *req, void *ud)
         fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
         return;
     }
-    char old_hash[65];
-    auth_refresh_hash(tok, old_hash);
+    auth_refresh_hash(tok, h->old_hash);
     json_decref(body);
     auth_refresh_new(h->refresh, h->refresh_hash);
-    pg_ok(h, auth_db_refresh_rotate(h->a, old_hash, h->refresh_hash, on_rotated, h));
+    hop_begin(h, rotate_tx);
 }
 
 /* ---- JWKS ---- */

@@ -13,6 +13,13 @@ static int run(auth_t *a, const wy_pg_stmt_t *st, const char *const *p, wy_pg_cb
     return wy_pg_exec(pg, st, p, cb, ud);
 }
 
+/* In tx when there is one (a change written with its events), else on its own. */
+static int run_in(auth_t *a, wy_pg_tx_t *tx, const wy_pg_stmt_t *st, const char *const *p,
+                  wy_pg_cb cb, void *ud)
+{
+    return tx ? wy_pg_tx_exec(tx, st, p, cb, ud) : run(a, st, p, cb, ud);
+}
+
 /* The refresh token lifetime in seconds, as a statement parameter. */
 static const char *refresh_ttl_s(char buf[32])
 {
@@ -28,11 +35,11 @@ static const wy_pg_stmt_t register_sql = {
     "SELECT id, $2, $3, $4 FROM acct RETURNING account_id",
     4};
 
-int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
-                     const char *hash, wy_pg_cb cb, void *ud)
+int auth_db_register(auth_t *a, wy_pg_tx_t *tx, const char *id, const char *key,
+                     const char *display, const char *hash, wy_pg_cb cb, void *ud)
 {
     const char *p[] = {id, key, display, hash};
-    return run(a, &register_sql, p, cb, ud);
+    return run_in(a, tx, &register_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t find_password_sql = {
@@ -52,11 +59,11 @@ static const wy_pg_stmt_t identity_login_sql = {
     "auth_identity_login",
     "SELECT account_id, created, banned FROM auth.identity_login($1, $2, $3, $4)", 4};
 
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
-                           bool create, wy_pg_cb cb, void *ud)
+int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const char *subject,
+                           const char *new_id, bool create, wy_pg_cb cb, void *ud)
 {
     const char *p[] = {method, subject, new_id, create ? "true" : "false"};
-    return run(a, &identity_login_sql, p, cb, ud);
+    return run_in(a, tx, &identity_login_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t session_open_sql = {
@@ -67,24 +74,24 @@ static const wy_pg_stmt_t session_open_sql = {
     "SELECT $4, id, now() + make_interval(secs => $5::bigint) FROM s",
     5};
 
-int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
-                         const char *refresh_hash, wy_pg_cb cb, void *ud)
+int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
+                         const char *method, const char *refresh_hash, wy_pg_cb cb, void *ud)
 {
     char ttl[32];
     const char *p[] = {sid, account, method, refresh_hash, refresh_ttl_s(ttl)};
-    return run(a, &session_open_sql, p, cb, ud);
+    return run_in(a, tx, &session_open_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t refresh_rotate_sql = {
     "auth_refresh_rotate",
     "SELECT status, session_id, account_id FROM auth.refresh_rotate($1, $2, $3)", 3};
 
-int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash, wy_pg_cb cb,
-                           void *ud)
+int auth_db_refresh_rotate(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, const char *new_hash,
+                           wy_pg_cb cb, void *ud)
 {
     char ttl[32];
     const char *p[] = {old_hash, new_hash, refresh_ttl_s(ttl)};
-    return run(a, &refresh_rotate_sql, p, cb, ud);
+    return run_in(a, tx, &refresh_rotate_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t session_revoke_sql = {
@@ -93,11 +100,11 @@ static const wy_pg_stmt_t session_revoke_sql = {
     "WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
     3};
 
-int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
-                           wy_pg_cb cb, void *ud)
+int auth_db_session_revoke(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
+                           const char *reason, wy_pg_cb cb, void *ud)
 {
     const char *p[] = {sid, account, reason};
-    return run(a, &session_revoke_sql, p, cb, ud);
+    return run_in(a, tx, &session_revoke_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t session_revoked_sql = {
@@ -113,13 +120,20 @@ int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_
     return run(a, &session_revoked_sql, p, cb, ud);
 }
 
+/* Both halves have the same columns; each is bounded by $2 rows, newest first. */
 static const wy_pg_stmt_t recent_revocations_sql = {
     "auth_recent_revocations",
-    "SELECT id AS session_id, "
+    "(SELECT 'session' AS kind, id::text AS id, "
     "(extract(epoch FROM (revoked_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint "
-    "AS left_ms, (extract(epoch FROM revoked_at) * 1000)::bigint AS revoked_ms "
+    "AS left_ms, (extract(epoch FROM revoked_at) * 1000)::bigint AS at_ms "
     "FROM auth.sessions WHERE revoked_at > now() - make_interval(secs => $1::bigint) "
-    "ORDER BY revoked_at DESC LIMIT $2::int",
+    "ORDER BY revoked_at DESC LIMIT $2::int) "
+    "UNION ALL "
+    "(SELECT 'account', id::text, "
+    "(extract(epoch FROM (banned_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint, "
+    "(extract(epoch FROM banned_at) * 1000)::bigint "
+    "FROM auth.accounts WHERE banned_at > now() - make_interval(secs => $1::bigint) "
+    "ORDER BY banned_at DESC LIMIT $2::int)",
     2};
 
 int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud)
@@ -192,9 +206,9 @@ int auth_db_unlink(auth_t *a, const char *account, const char *method, const cha
 static const wy_pg_stmt_t revoke_account_sql = {
     "auth_revoke_account", "SELECT auth.revoke_account($1, $2, $3) AS revoked", 3};
 
-int auth_db_revoke_account(auth_t *a, const char *account, const char *reason, bool ban,
-                           wy_pg_cb cb, void *ud)
+int auth_db_revoke_account(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *reason,
+                           bool ban, wy_pg_cb cb, void *ud)
 {
     const char *p[] = {account, reason, ban ? "true" : "false"};
-    return run(a, &revoke_account_sql, p, cb, ud);
+    return run_in(a, tx, &revoke_account_sql, p, cb, ud);
 }

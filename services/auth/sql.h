@@ -1,7 +1,8 @@
 /* wy-auth SQL (sql.c): one function per statement, each a prepared statement run on the pool.
  * Results are read by the column names listed here (wy_pg_text, wy_pg_bool, wy_pg_int64),
  * never by position. All return wy_pg_exec's codes (WY_EUNAVAIL also when the pool is closed);
- * loop thread only. */
+ * loop thread only. Statements that change what wy.account events report take a transaction
+ * (tx): they run in it, so the change and its outbox rows commit together (auth_tx_begin). */
 #ifndef AUTH_SQL_H
 #define AUTH_SQL_H
 
@@ -13,27 +14,29 @@
 typedef struct auth auth_t;
 
 /* -> 1 row: account_id ; SQLSTATE 23505 when the username is taken */
-int auth_db_register(auth_t *a, const char *id, const char *key, const char *display,
-                     const char *hash, wy_pg_cb cb, void *ud);
+int auth_db_register(auth_t *a, wy_pg_tx_t *tx, const char *id, const char *key,
+                     const char *display, const char *hash, wy_pg_cb cb, void *ud);
 /* -> 0 rows (no such user) | 1 row: account_id, password_hash, banned */
 int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
 /* -> 0 rows when !create and unknown | 1 row: account_id, created, banned */
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *new_id,
-                           bool create, wy_pg_cb cb, void *ud);
+int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const char *subject,
+                           const char *new_id, bool create, wy_pg_cb cb, void *ud);
 /* Session + first refresh token, in one statement; no rows. */
-int auth_db_session_open(auth_t *a, const char *sid, const char *account, const char *method,
-                         const char *refresh_hash, wy_pg_cb cb, void *ud);
+int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
+                         const char *method, const char *refresh_hash, wy_pg_cb cb, void *ud);
 /* -> 1 row: status ("ok", "reused", "banned", ... see auth.refresh_rotate), session_id,
  *    account_id */
-int auth_db_refresh_rotate(auth_t *a, const char *old_hash, const char *new_hash, wy_pg_cb cb,
-                           void *ud);
-/* -> no rows; PQcmdTuples = sessions revoked (0 or 1) */
-int auth_db_session_revoke(auth_t *a, const char *sid, const char *account, const char *reason,
+int auth_db_refresh_rotate(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, const char *new_hash,
                            wy_pg_cb cb, void *ud);
+/* -> no rows; PQcmdTuples = sessions revoked (0 or 1) */
+int auth_db_session_revoke(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
+                           const char *reason, wy_pg_cb cb, void *ud);
 /* -> 0 rows (unknown session or account) | 1 row: revoked (session revoked or account banned) */
 int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_pg_cb cb, void *ud);
-/* Sessions revoked in the last window_s seconds, newest first, at most limit:
- * -> rows: session_id, left_ms (until window_s after the revocation), revoked_ms (unix ms) */
+/* What the revocation rebuild writes back to Redis: sessions revoked and accounts banned in the
+ * last window_s seconds, newest first, at most limit of each:
+ * -> rows: kind ("session" | "account"), id, left_ms (until window_s after the revocation),
+ *    at_ms (unix ms of the revocation) */
 int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud);
 /* -> 0 rows | 1 row: account_id, username ('' when none), created_at (unix s), banned,
  *    login_methods (JSON array text) */
@@ -49,7 +52,7 @@ int auth_db_link_identity(auth_t *a, const char *account, const char *method, co
 int auth_db_unlink(auth_t *a, const char *account, const char *method, const char *subject,
                    wy_pg_cb cb, void *ud);
 /* -> 1 row: revoked (integer: sessions revoked, -1 no such account) */
-int auth_db_revoke_account(auth_t *a, const char *account, const char *reason, bool ban,
-                           wy_pg_cb cb, void *ud);
+int auth_db_revoke_account(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *reason,
+                           bool ban, wy_pg_cb cb, void *ud);
 
 #endif

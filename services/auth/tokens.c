@@ -9,6 +9,11 @@
 
 #define REVOKED_SID  "auth:revoked:sid:"
 #define REVOKED_ACCT "auth:revoked:acct:"
+/* Present while Redis holds every revocation key (written after a rebuild from PostgreSQL). */
+#define RELOAD_MARKER "auth:revoked:loaded"
+/* The rebuild in progress: its nonce; a flush during the rebuild removes it, so the marker is
+ * not written over an incomplete key set. */
+#define RELOAD_NONCE "auth:revoked:rebuilding"
 /* A revocation must outlive every access token it covers: TTL + verifier leeway. */
 #define REVOKE_MARGIN_MS (2 * 60 * 1000)
 
@@ -99,10 +104,12 @@ static void check_pg(check_t *c)
         check_done(c, WY_EUNAVAIL, false);
 }
 
+/* MGET sid key, account key, marker. Without the marker Redis may be missing revocations
+ * (auth is rebuilding them): PostgreSQL answers instead. */
 static void on_check_redis(int status, redisReply *r, void *ud)
 {
     check_t *c = ud;
-    if (status != WY_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    if (status != WY_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         wy_metric_inc(c->a->m_redis_failed);
         check_pg(c);
         return;
@@ -111,6 +118,11 @@ static void on_check_redis(int status, redisReply *r, void *ud)
     if (!revoked && r->element[1]->type == REDIS_REPLY_STRING) {
         long long at_ms = strtoll(r->element[1]->str, NULL, 10);
         revoked = c->iat * 1000 <= at_ms;
+    }
+    if (!revoked && r->element[2]->type != REDIS_REPLY_STRING) {
+        wy_metric_inc(c->a->m_checks_rebuilding);
+        check_pg(c);
+        return;
     }
     check_done(c, WY_OK, revoked);
 }
@@ -129,8 +141,8 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *cl, auth_revoked_c
     char k1[128], k2[128];
     snprintf(k1, sizeof k1, REVOKED_SID "%s", cl->sid);
     snprintf(k2, sizeof k2, REVOKED_ACCT "%s", cl->sub);
-    const char *argv[] = {"MGET", k1, k2};
-    if (r && wy_redis_command_argv(r, on_check_redis, c, 3, argv, NULL) == WY_OK)
+    const char *argv[] = {"MGET", k1, k2, RELOAD_MARKER};
+    if (r && wy_redis_command_argv(r, on_check_redis, c, 4, argv, NULL) == WY_OK)
         return WY_OK;
     if (auth_db_session_revoked(a, c->sid, c->sub, on_check_pg, c) == WY_OK)
         return WY_OK;
@@ -151,7 +163,11 @@ static void on_publish(int status, redisReply *r, void *ud)
     pub_t *p = ud;
     if (status != WY_OK) {
         wy_metric_inc(p->a->m_redis_failed);
-        wy_log_warn("revocation not published to redis", "error", wy_strerror(status), NULL);
+        /* Redis lacks a revocation PostgreSQL has: its marker goes at the next tick, so checks
+         * use PostgreSQL until a rebuild wrote it (auth_revocations_watch). */
+        p->a->revocations_dirty = true;
+        wy_log_warn("revocation not published to redis (redis will be rebuilt)", "error",
+                    wy_strerror(status), NULL);
     }
     p->cb(status, p->ud);
     auth_unref(p->a);
@@ -161,8 +177,10 @@ static void on_publish(int status, redisReply *r, void *ud)
 int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_done_cb cb, void *ud)
 {
     wy_redis_t *r = auth_redis(a);
-    if (!r)
+    if (!r) {
+        a->revocations_dirty = true; /* see on_publish */
         return WY_EUNAVAIL;
+    }
     char key[128], val[32], px[32];
     if (sid)
         snprintf(key, sizeof key, REVOKED_SID "%s", sid);
@@ -178,60 +196,64 @@ int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_do
     const char *argv[] = {"SET", key, val, "PX", px};
     int rc = wy_redis_command_argv(r, on_publish, p, 5, argv, NULL);
     if (rc != WY_OK) {
+        a->revocations_dirty = true; /* see on_publish */
         auth_unref(a);
         wy_free(p);
     }
     return rc;
 }
 
-/* ---- events ---- */
+/* ---- events (transactional outbox) ---- */
 
-static void count_event_failed(void)
+int auth_tx_begin(auth_t *a, wy_pg_begin_cb cb, void *ud)
 {
-    auth_count("wy_auth_events_failed_total", "wy.account events not delivered.", NULL);
+    wy_pg_t *pg = auth_pg(a);
+    return pg ? wy_pg_begin(pg, cb, ud) : WY_EUNAVAIL;
 }
 
-/* Delivery reports may arrive after the service state is gone (the producer is closed
- * last), so they touch only the metrics registry. */
-static void on_delivery(void *ud, int status, const char *event_id)
+int auth_tx_commit(auth_t *a, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud)
 {
-    (void)ud;
-    if (status != WY_OK) {
-        count_event_failed();
-        wy_log_warn("event not delivered", "event_id", event_id, "error", wy_strerror(status),
-                    NULL);
-    }
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    return ob ? wy_outbox_commit(ob, tx, cb, ud) : WY_EUNAVAIL;
 }
 
-static void emit(auth_t *a, const char *type, const char *key, const ProtobufCMessage *m)
+static void on_rolled_back(int status, const char *err, void *ud)
 {
-    wy_kafka_producer_t *p = wy_daemon_producer(a->d);
-    if (!p) {
-        count_event_failed();
-        return;
-    }
+    (void)status, (void)err, (void)ud;
+}
+
+void auth_tx_abort(wy_pg_tx_t *tx)
+{
+    (void)wy_pg_tx_rollback(tx, on_rolled_back, NULL);
+}
+
+static int add_event(auth_t *a, wy_pg_tx_t *tx, const char *type, const char *key,
+                     const ProtobufCMessage *m)
+{
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    if (!ob)
+        return WY_EUNAVAIL;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = wy_malloc(n ? n : 1);
     protobuf_c_message_pack(m, buf);
-    int rc = wy_kafka_produce(p, "wy.account", key, type, buf, n, on_delivery, NULL, NULL);
+    int rc = wy_outbox_add(ob, tx, "wy.account", key, type, buf, n, NULL);
     wy_free(buf);
-    if (rc != WY_OK) {
-        count_event_failed();
-        wy_log_warn("event not queued", "type", type, "error", wy_strerror(rc), NULL);
-    }
+    if (rc != WY_OK)
+        wy_log_warn("event not written", "type", type, "error", wy_strerror(rc), NULL);
+    return rc;
 }
 
-void auth_emit_created(auth_t *a, const char *account, const char *method)
+int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *method)
 {
     Wyvern__Auth__AccountCreated m = WYVERN__AUTH__ACCOUNT_CREATED__INIT;
     m.account_id = (char *)account;
     m.method = (char *)method;
     m.created_at = (int64_t)(wy_wall_ms() / 1000);
-    emit(a, "account.created", account, &m.base);
+    return add_event(a, tx, "account.created", account, &m.base);
 }
 
-void auth_emit_login(auth_t *a, const char *account, const char *sid, const char *method,
-                     const char *ip)
+int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                     const char *method, const char *ip)
 {
     Wyvern__Auth__LoginSucceeded m = WYVERN__AUTH__LOGIN_SUCCEEDED__INIT;
     m.account_id = (char *)account;
@@ -239,27 +261,40 @@ void auth_emit_login(auth_t *a, const char *account, const char *sid, const char
     m.method = (char *)method;
     m.ip = (char *)ip;
     m.at = (int64_t)(wy_wall_ms() / 1000);
-    emit(a, "account.login", account, &m.base);
+    return add_event(a, tx, "account.login", account, &m.base);
 }
 
-void auth_emit_revoked(auth_t *a, const char *account, const char *sid, const char *reason)
+int auth_event_revoked(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                       const char *reason)
 {
     Wyvern__Auth__SessionRevoked m = WYVERN__AUTH__SESSION_REVOKED__INIT;
     m.account_id = (char *)account;
     m.session_id = (char *)(sid ? sid : "");
     m.reason = (char *)reason;
     m.at = (int64_t)(wy_wall_ms() / 1000);
-    emit(a, "account.session_revoked", account, &m.base);
+    return add_event(a, tx, "account.session_revoked", account, &m.base);
 }
 
 /* ---- revocations survive a Redis that lost its data ----
- * PostgreSQL is the durable record; Redis is what verifiers read. Every second one
- * command checks that Redis still holds the marker written after the last reload; when it
- * is gone (Redis restarted empty, flushed, failed over to an empty replica) the sessions
- * revoked within one access-token lifetime are written to Redis again, then the marker. */
+ * PostgreSQL is the durable record; Redis is what verifiers read. Every second one command
+ * checks that Redis still holds the marker written after the last rebuild. When it is gone
+ * (Redis restarted empty, flushed, failed over to an empty replica), revocation checks go to
+ * PostgreSQL (auth_revocation_check) while the sessions revoked and the accounts banned within
+ * one access-token lifetime are written to Redis again; the marker comes last, and only if the
+ * rebuild's nonce is still there (a second flush during the rebuild removed it: the rebuild
+ * starts over at the next tick). */
 
-#define RELOAD_MARKER "auth:revoked:loaded"
-#define RELOAD_MAX    100000 /* bound of one reload; older revocations are expired tokens */
+#define RELOAD_MAX      100000 /* bound of one reload; older revocations are expired tokens */
+#define RELOAD_NONCE_MS "60000"
+
+static const char marker_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                 "redis.call('SET', KEYS[2], '1') "
+                                 "redis.call('DEL', KEYS[1]) return 1 end return 0";
+
+static int64_t reload_window_s(void)
+{
+    return (auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000;
+}
 
 static void reload_finish(auth_t *a)
 {
@@ -269,10 +304,14 @@ static void reload_finish(auth_t *a)
 
 static void on_marker_set(int status, redisReply *r, void *ud)
 {
-    (void)r;
     auth_t *a = ud;
-    if (status == WY_OK)
-        wy_log_info("revocations reloaded into redis", NULL);
+    if (status == WY_OK && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        wy_metric_set(a->m_rebuilding, 0);
+        wy_log_info("revocations rebuilt in redis from postgresql", NULL);
+    } else {
+        wy_log_warn("revocation rebuild interrupted (redis emptied again?): retrying", "error",
+                    status == WY_OK ? "nonce gone" : wy_strerror(status), NULL);
+    }
     reload_finish(a);
 }
 
@@ -281,47 +320,93 @@ static void on_reload_set(int status, redisReply *r, void *ud)
     (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
 }
 
+/* One SET auth:revoked:{sid,acct}:<id> <at_ms> PX <left_ms> per row whose time is left. */
+static int reload_keys(wy_redis_t *r, const PGresult *res)
+{
+    int n = PQntuples(res);
+    int c_kind = wy_pg_col(res, "kind"), c_id = wy_pg_col(res, "id"),
+        c_left = wy_pg_col(res, "left_ms"), c_at = wy_pg_col(res, "at_ms");
+    for (int i = 0; i < n; i++) {
+        long long left = strtoll(PQgetvalue(res, i, c_left), NULL, 10);
+        if (left <= 0)
+            continue;
+        bool session = !strcmp(PQgetvalue(res, i, c_kind), "session");
+        char key[128], px[32];
+        snprintf(key, sizeof key, "%s%s", session ? REVOKED_SID : REVOKED_ACCT,
+                 PQgetvalue(res, i, c_id));
+        snprintf(px, sizeof px, "%lld", left);
+        const char *argv[] = {"SET", key, PQgetvalue(res, i, c_at), "PX", px};
+        int rc = wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
+
 static void on_reload_rows(int status, const PGresult *res, const char *err, void *ud)
 {
     auth_t *a = ud;
     wy_redis_t *r = auth_redis(a);
-    if (status != WY_OK || !r) {
-        wy_log_warn("revocation reload failed", "error", err, NULL);
+    if (status != WY_OK || !r || reload_keys(r, res) != WY_OK) {
+        wy_log_warn("revocation rebuild failed", "error", err ? err : "redis", NULL);
         reload_finish(a);
         return;
     }
-    int n = PQntuples(res);
-    int sid_col = wy_pg_col(res, "session_id"), left_col = wy_pg_col(res, "left_ms"),
-        at_col = wy_pg_col(res, "revoked_ms");
-    for (int i = 0; i < n; i++) {
-        long long left = strtoll(PQgetvalue(res, i, left_col), NULL, 10);
-        if (left <= 0)
-            continue;
-        char key[128], px[32];
-        snprintf(key, sizeof key, REVOKED_SID "%s", PQgetvalue(res, i, sid_col));
-        snprintf(px, sizeof px, "%lld", left);
-        const char *argv[] = {"SET", key, PQgetvalue(res, i, at_col), "PX", px};
-        if (wy_redis_command_argv(r, on_reload_set, NULL, 5, argv, NULL) != WY_OK) {
-            reload_finish(a); /* marker stays unset: retried on the next tick */
-            return;
-        }
-    }
     /* Commands on one connection run in order: the marker lands after every key. */
-    const char *argv[] = {"SET", RELOAD_MARKER, "1"};
-    if (wy_redis_command_argv(r, on_marker_set, a, 3, argv, NULL) != WY_OK)
+    const char *argv[] = {RELOAD_NONCE, RELOAD_MARKER, a->rebuild_nonce};
+    if (wy_redis_eval(r, a->marker_script, 0, on_marker_set, a, 2, 3, argv, NULL) != WY_OK)
+        reload_finish(a);
+}
+
+static void on_nonce_set(int status, redisReply *reply, void *ud)
+{
+    (void)reply;
+    auth_t *a = ud;
+    if (status != WY_OK ||
+        auth_db_recent_revocations(a, reload_window_s(), RELOAD_MAX, on_reload_rows, a) != WY_OK)
+        reload_finish(a);
+}
+
+/* Redis has no marker: write the nonce, then the revocations, then the marker. */
+static void rebuild_start(auth_t *a)
+{
+    wy_redis_t *r = auth_redis(a);
+    if (a->stopping || !r) {
+        reload_finish(a);
+        return;
+    }
+    wy_metric_set(a->m_rebuilding, 1);
+    wy_log_warn("redis has no complete revocation state: rebuilding it from postgresql "
+                "(revocation checks use postgresql meanwhile)",
+                NULL);
+    wy_uuid4(a->rebuild_nonce);
+    const char *argv[] = {"SET", RELOAD_NONCE, a->rebuild_nonce, "PX", RELOAD_NONCE_MS};
+    if (wy_redis_command_argv(r, on_nonce_set, a, 5, argv, NULL) != WY_OK)
         reload_finish(a);
 }
 
 static void on_marker(int status, redisReply *reply, void *ud)
 {
     auth_t *a = ud;
-    if (status != WY_OK || reply->type != REDIS_REPLY_NIL || a->stopping) {
+    if (status != WY_OK || reply->type != REDIS_REPLY_NIL) {
         reload_finish(a);
         return;
     }
-    int64_t window_s = (auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000;
-    if (auth_db_recent_revocations(a, window_s, RELOAD_MAX, on_reload_rows, a) != WY_OK)
-        reload_finish(a);
+    rebuild_start(a);
+}
+
+/* A revocation was not published: the marker is dropped, so every instance's checks go to
+ * PostgreSQL until the rebuild (which includes that revocation) is complete. */
+static void on_marker_dropped(int status, redisReply *reply, void *ud)
+{
+    (void)reply;
+    auth_t *a = ud;
+    if (status != WY_OK) {
+        reload_finish(a); /* still dirty: next tick */
+        return;
+    }
+    a->revocations_dirty = false;
+    rebuild_start(a);
 }
 
 static void on_reload_tick(uv_timer_t *t)
@@ -332,13 +417,24 @@ static void on_reload_tick(uv_timer_t *t)
         return;
     a->reloading = true;
     auth_ref(a);
-    const char *argv[] = {"GET", RELOAD_MARKER};
-    if (wy_redis_command_argv(r, on_marker, a, 2, argv, NULL) != WY_OK)
+    bool dirty = a->revocations_dirty;
+    const char *argv[] = {dirty ? "DEL" : "GET", RELOAD_MARKER};
+    if (wy_redis_command_argv(r, dirty ? on_marker_dropped : on_marker, a, 2, argv, NULL) != WY_OK)
         reload_finish(a);
 }
 
 void auth_revocations_watch(auth_t *a)
 {
+    a->marker_script = wy_redis_script_new(marker_lua);
+    a->m_rebuilding = wy_metrics_gauge(
+        "wy_auth_revocations_rebuilding",
+        "1 while Redis lacks the complete revocation state and auth rebuilds it from PostgreSQL.",
+        NULL);
+    a->m_checks_rebuilding =
+        wy_metrics_counter("wy_auth_revocation_checks_rebuilding_total",
+                           "Revocation checks answered by PostgreSQL because Redis had no "
+                           "complete revocation state (rebuilding after a data loss).",
+                           NULL);
     uv_timer_init(a->loop, &a->reload_timer);
     a->reload_timer.data = a;
     a->reload_timer_on = true;

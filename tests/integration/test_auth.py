@@ -50,7 +50,8 @@ def auth_env(keys, **extra):
         "WY_AUTH_SIGNING_KID": "k2",
         "WY_AUTH_HTTP_PORT": str(next_port()),
         "WY_AUTH_CUSTOM_SECRET": SERVER_KEY,
-        "WY_AUTH_LOGIN_LIMIT_ACCOUNT": "3",
+        "WY_AUTH_LOGIN_LIMIT_ACCOUNT_SOURCE": "3",
+        "WY_AUTH_LOGIN_LIMIT_ACCOUNT": "5",
         "WY_AUTH_LOGIN_LIMIT_IP": "10000",
         "WY_AUTH_LOGIN_WINDOW": "60s",
     }
@@ -370,23 +371,99 @@ def test_jwks_is_served_over_http_and_grpc(auth, stub, protos):
 
 # ---- abuse ----
 
-def test_failed_logins_per_account_get_429_with_retry_after(auth):
+def post_from(api, source, path, body):
+    """POST from a chosen loopback source address (auth limits by the peer address):
+    (status, parsed body)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", int(api.d.env["WY_AUTH_HTTP_PORT"]), timeout=15,
+                                   source_address=(source, 0))
+    try:
+        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None), dict(r.getheaders())
+    finally:
+        c.close()
+
+
+def login_from(api, source, name, password="correct horse battery"):
+    return post_from(api, source, "/v1/login",
+                     {"method": "password", "username": name, "password": password})
+
+
+def test_failed_logins_per_account_and_source_get_429_with_retry_after(auth):
     name = uniq()
     assert auth.register(name).status_code == 201
     for _ in range(3):
         assert auth.login(name, "wrong password!").status_code == 401
     r = auth.login(name, "wrong password!")
     assert r.status_code == 429 and code(r) == "RATE_LIMITED"
+    assert "from this address" in r.json()["error"]["message"]
     assert int(r.headers["Retry-After"]) >= 1
-    # Even the right password waits: the limit is checked before hashing.
+    # Even the right password waits from this address: the limit is checked before hashing.
     assert auth.login(name).status_code == 429
+
+
+def test_a_strangers_wrong_passwords_do_not_lock_the_owner_out(daemon, keys, stack):
+    """Must-show 4: 50 wrong passwords from one source (127.0.0.2), with the default limits,
+    do not stop the owner logging in from another source (127.0.0.3); every failure and
+    refusal is logged with account, source and reason, never the password."""
+    for src in ("127.0.0.2", "127.0.0.3"):
+        stack.redis_cli("DEL", "auth:rl:ip:" + src)
+    env = auth_env(keys)
+    for var in ("WY_AUTH_LOGIN_LIMIT_ACCOUNT_SOURCE", "WY_AUTH_LOGIN_LIMIT_ACCOUNT",
+                "WY_AUTH_LOGIN_LIMIT_IP", "WY_AUTH_LOGIN_WINDOW"):
+        env[var] = None  # the documented defaults
+    d = daemon("auth", env=env)
+    api = Api(d)
+    name = uniq("Owner")
+    r = api.register(name)
+    assert r.status_code == 201
+    account = r.json()["account_id"]
+    wrong = "stranger-guess-%s" % uuid.uuid4().hex[:6]
+    statuses = [login_from(api, "127.0.0.2", name, wrong)[0] for _ in range(50)]
+    assert set(statuses) == {401, 429}, statuses
+    assert statuses.index(429) == 10 and set(statuses[10:]) == {429}, statuses
+    status, body, _ = login_from(api, "127.0.0.3", name)
+    assert status == 200, body
+    assert body["account_id"] == account
+    # The stranger's address stays locked out of this account.
+    assert login_from(api, "127.0.0.2", name)[0] == 429
+    recs = d.log_lines()
+    failed = [x for x in recs if x.get("msg") == "login failed"]
+    refused = [x for x in recs if x.get("msg") == "login refused: locked out"]
+    # 40 refusals among the 50, and the one just above.
+    assert len(failed) == 10 and len(refused) == 41, (len(failed), len(refused))
+    assert all(x["account"] == account and x["source"] == "127.0.0.2" and
+               x["reason"] == "wrong_password" for x in failed)
+    assert all(x["scope"] == "account_source" and x["source"] == "127.0.0.2" and
+               x["username"] == name.lower() for x in refused)
+    assert wrong not in d.log_text()
+
+
+def test_the_account_wide_limit_holds_across_sources(daemon, keys, stack):
+    """Guessing from many sources meets the higher account-wide limit (5 here): then the
+    account refuses password logins from every source until the window slides."""
+    sources = ["127.0.0.%d" % i for i in (4, 5, 6)]
+    for src in sources:
+        stack.redis_cli("DEL", "auth:rl:ip:" + src)
+    d = daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    name = uniq()
+    assert api.register(name).status_code == 201
+    got = [login_from(api, src, name, "wrong password!")[0]
+           for src in sources[:2] for _ in range(3)]
+    # 3 per source pass the per-(account, source) limit, but only 5 in all.
+    assert got == [401, 401, 401, 401, 401, 429], got
+    status, body, _ = login_from(api, sources[2], name)
+    assert status == 429 and body["error"]["message"] == \
+        "too many failed logins for this account", body
 
 
 def test_failed_logins_per_ip_get_429(daemon, keys, stack):
     # Every test daemon shares Redis and the source address 127.0.0.1: start clean.
     stack.redis_cli("DEL", "auth:rl:ip:127.0.0.1")
-    d = daemon("auth", env=auth_env(keys, WY_AUTH_LOGIN_LIMIT_IP="2",
-                                    WY_AUTH_LOGIN_LIMIT_ACCOUNT="100"))
+    d = daemon("auth", env=auth_env(keys, WY_AUTH_LOGIN_LIMIT_IP="2"))
     api = Api(d)
     for _ in range(2):
         assert api.login(uniq(), "wrong password!").status_code == 401
@@ -706,3 +783,135 @@ def test_revocations_survive_redis_outage_and_data_loss(daemon, keys, stack, pro
                    == "1", timeout=10, what="revocation reloaded into redis")
         assert introspect(stub, out["access_token"]).revoked
         assert introspect(stub, live["access_token"]).active
+
+
+def test_introspect_never_active_for_a_revoked_token_through_a_flush(daemon, keys, stack, protos):
+    """Must-show 3: after FLUSHALL, Introspect polled every 10 ms through the rebuild never
+    answers active for a logged-out token or a banned account's token (an incomplete Redis is
+    not trusted: PostgreSQL answers until the rebuild's marker is back), and the rebuild writes
+    the account-wide ban key again."""
+    import auth_pb2
+    import auth_pb2_grpc
+    d = daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    out = api.register(uniq()).json()
+    banned = api.register(uniq()).json()
+    live = api.register(uniq()).json()
+    assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
+    marker = "auth:revoked:loaded"
+    ban_key = "auth:revoked:acct:" + banned["account_id"]
+    with grpc.insecure_channel(d.grpc_addr) as ch:
+        stub = auth_pb2_grpc.AuthStub(ch)
+        stub.Revoke(auth_pb2.RevokeRequest(account_id=banned["account_id"], ban=True), timeout=5)
+        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
+                   what="revocation state complete before the flush")
+        stack.redis_cli("FLUSHALL")
+        answers = {"revoked": 0, "unavailable": 0}
+        rebuilt_at = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for tok in (out["access_token"], banned["access_token"]):
+                try:
+                    i = introspect(stub, tok)
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                    answers["unavailable"] += 1
+                    continue
+                assert not i.active and i.revoked, "revoked token active after FLUSHALL: %s" % i
+                answers["revoked"] += 1
+            if rebuilt_at is None and stack.redis_cli("EXISTS", marker) == "1":
+                rebuilt_at = time.monotonic()
+            if rebuilt_at is not None and time.monotonic() > rebuilt_at + 0.5:
+                break  # polled on past the rebuild
+            time.sleep(0.01)
+        assert rebuilt_at is not None, "the revocation state was not rebuilt within 20 s"
+        assert answers["revoked"] > 0, answers
+        # The rebuild wrote the ban (account-wide, a time in ms) and the logout back.
+        assert stack.redis_cli("EXISTS", ban_key) == "1"
+        assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
+        assert introspect(stub, live["access_token"]).active
+
+
+
+def documented_errors():
+    """{code: status} from services/auth/README.md's "Error codes" table."""
+    import re
+    text = open(os.path.join(TOP, "services", "auth", "README.md")).read()
+    table = text.split("### Error codes", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for line in table.splitlines():
+        m = re.match(r"\|\s*(\d{3})\s*\|([^|]*)\|", line)
+        if m:
+            for c in re.findall(r"`([A-Z_]+)`", m.group(2)):
+                out[c] = int(m.group(1))
+    return out
+
+
+@pytest.mark.parametrize("path,body,expected", [
+    ("/v1/login", b"", "BAD_JSON"),
+    ("/v1/register", b"", "BAD_JSON"),
+    ("/v1/refresh", b"", "BAD_JSON"),
+    ("/v1/login", b"[]", "BAD_JSON"),
+    ("/v1/register", b"[]", "BAD_JSON"),
+    ("/v1/refresh", b"[]", "BAD_JSON"),
+    ("/v1/login", b'"login"', "BAD_JSON"),
+    ("/v1/login", b"{not json", "BAD_JSON"),
+    ("/v1/login", b'{"method": 5}', "UNKNOWN_METHOD"),
+    ("/v1/login", b'{"username": "x", "password": "y"}', "UNKNOWN_METHOD"),
+    ("/v1/login", b'{"method": "password", "username": 5, "password": "x"}', "INVALID_REQUEST"),
+    ("/v1/login", b'{"method": "password", "username": "abc", "password": null}',
+     "INVALID_REQUEST"),
+    ("/v1/login", b'{"method": "device", "device_id": 12345678}', "INVALID_REQUEST"),
+    ("/v1/register", b'{"username": ["a"], "password": "correct horse"}', "INVALID_REQUEST"),
+    ("/v1/refresh", b'{"refresh_token": 5}', "INVALID_REFRESH_TOKEN"),
+    ("/v1/refresh", b"{}", "INVALID_REFRESH_TOKEN"),
+])
+def test_error_responses_match_the_documented_table(auth, path, body, expected):
+    """Must-show 5: each response's code is in services/auth/README.md's error table with
+    the status the daemon answers (empty bodies, `[]`, non-string fields)."""
+    table = documented_errors()
+    r = requests.post(auth.base + path, data=body, timeout=10,
+                      headers={"Content-Type": "application/json"})
+    assert code(r) == expected, r.text
+    assert expected in table, "%s is not in the README's error table" % expected
+    assert r.status_code == table[expected], (r.status_code, table[expected])
+
+
+def test_every_documented_error_code_is_one_the_daemon_can_answer():
+    """The table lists no code the daemon never sends (and each code once)."""
+    sources = "".join(open(os.path.join(TOP, "services", "auth", f)).read()
+                      for f in ("handlers_http.c",))
+    http_c = open(os.path.join(TOP, "libs", "common", "wy_http.c")).read()
+    for c in documented_errors():
+        assert '"%s"' % c in sources or '"%s"' % c in http_c, \
+            "README documents %s but no response carries it" % c
+
+
+def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, stack, protos):
+    """A logout whose Redis SET fails (Redis answers but refuses writes: maxmemory) is still
+    204 (PostgreSQL has it); auth then drops the marker, so Introspect answers from PostgreSQL
+    (revoked) instead of trusting a Redis without that key, and rebuilds once Redis takes
+    writes again."""
+    import auth_pb2_grpc
+    d = daemon("auth", env=auth_env(keys))
+    api = Api(d)
+    out = api.register(uniq()).json()
+    live = api.register(uniq()).json()
+    marker = "auth:revoked:loaded"
+    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
+    with grpc.insecure_channel(d.grpc_addr) as ch:
+        stub = auth_pb2_grpc.AuthStub(ch)
+        stack.redis_cli("CONFIG", "SET", "maxmemory", "1")
+        try:
+            assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
+            wait_until(lambda: stack.redis_cli("EXISTS", marker) == "0", timeout=10,
+                       what="the marker dropped after the failed publish")
+            i = introspect(stub, out["access_token"])
+            assert i.revoked and not i.active
+            assert introspect(stub, live["access_token"]).active
+        finally:
+            stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
+        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
+                   what="the rebuild after Redis takes writes again")
+        assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
+        assert introspect(stub, out["access_token"]).revoked

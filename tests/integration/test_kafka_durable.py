@@ -25,12 +25,14 @@ def count_effects(stack, event_id):
 def test_consumer_killed_after_effect_commit_has_no_second_effect(daemon, stack, build_dir):
     brokers = stack.kafka_brokers
     topic = "wy-it-consumed-%s" % uuid.uuid4()
-    consumer = "it-%s" % uuid.uuid4().hex[:12]
-    env = {"WY_KAFKATEST_TOPIC": topic, "WY_KAFKATEST_CONSUMER": consumer}
+    consumer = "kafkatest"  # the daemon's wy_consumed records under the service's name
+    env = {"WY_KAFKATEST_TOPIC": topic}
     [event_id] = produce(build_dir, brokers, topic, count=1, key="k1")
 
-    # The effect commits, then the daemon dies before the offset is stored.
-    first = daemon("kafkatest", env=dict(env, WY_KAFKATEST_CRASH="after_effect_commit"))
+    # The effect commits, then the daemon dies before the offset is stored. The
+    # event is already in the topic, so the crash may come before the ready line.
+    first = daemon("kafkatest", env=dict(env, WY_KAFKATEST_CRASH="after_effect_commit"),
+                   wait_ready=False)
     assert first.wait(REJOIN_TIMEOUT) == -signal.SIGKILL, first.log_tail()
     assert "crashing on purpose" in first.log_text()
     assert count_effects(stack, event_id) == 1

@@ -45,14 +45,21 @@ def login(auth):
     return r.json()["access_token"]
 
 
-def test_kafka_outage_leaves_auth_and_lobby_ready_degraded(daemon, stack, protos):
-    import health_pb2
+def auth_and_lobby(daemon):
+    """An auth and a lobby (verifying with the key auth signs with in tests), both healthy;
+    returns (auth, lobby, lobby's WebSocket URL)."""
     auth = daemon("auth")
-    lobby = daemon("lobby")  # verifies with the key auth signs with in tests
-    url = "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
+    lobby = daemon("lobby")
     for d in (auth, lobby):
         wait_until(lambda: readyz(d) == (200, {"status": "healthy"}), timeout=30,
                    what="%s healthy" % d.svc)
+    return auth, lobby, "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
+
+
+def test_kafka_outage_leaves_auth_and_lobby_ready_degraded(daemon, stack, protos):
+    import health_pb2
+    auth, lobby, url = auth_and_lobby(daemon)
+    for d in (auth, lobby):
         m = metrics(d)
         assert m['wy_%s_dependency_required{dependency="kafka"}' % d.svc] == 0
         assert m['wy_%s_dependency_required{dependency="redis"}' % d.svc] == 1

@@ -8,19 +8,17 @@
  * WY_KAFKATEST_CRASH makes the process kill itself (SIGKILL) at an exact point:
  *   after_effect_commit  the consumer's effect committed, its offset not yet stored;
  *   after_outbox_commit  the outbox row committed, the relay not yet woken.
+ * The outbox and wy_consumed are the daemon's helpers (WY_HELPER_*), as a service uses them.
  * Migrations: tests/tools/kafkatest-migrations (WY_KAFKATEST_MIGRATIONS_DIR). */
-#include "wy_consumed.h"
 #include "wy_daemon.h"
 #include "wy_log.h"
-#include "wy_outbox.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *crash_at, *consumer_name, *topic_cfg;
-static int64_t outbox_poll_ms;
+static char *crash_at, *topic_cfg;
 
 static const wy_cfg_entry_t kt_config[] = {
     {"WY_KAFKATEST_TOPIC", WY_CFG_STRING, "wy.kafkatest", 0, 0, NULL,
@@ -28,18 +26,7 @@ static const wy_cfg_entry_t kt_config[] = {
     {"WY_KAFKATEST_CRASH", WY_CFG_ENUM, "none", 0, 0,
      "none|after_effect_commit|after_outbox_commit", "Point where the daemon kills itself.",
      &crash_at, false},
-    {"WY_KAFKATEST_CONSUMER", WY_CFG_STRING, "kafkatest.events", 0, 0, NULL,
-     "Consumer name recorded by wy_consumed.", &consumer_name, false},
-    {"WY_KAFKATEST_OUTBOX_POLL", WY_CFG_DURATION_MS, "1000ms", 1, 86400000, NULL,
-     "Outbox relay poll period.", &outbox_poll_ms, false},
 };
-
-typedef struct {
-    wy_consumed_t *consumed;
-    wy_outbox_t *outbox; /* NULL once closed */
-} kt_t;
-
-static kt_t kt;
 
 static void crash_if(const char *point)
 {
@@ -135,7 +122,7 @@ static void on_event_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud
         return;
     }
     ev->tx = tx;
-    int rc = wy_consumed_claim(kt.consumed, tx, ev->env->event_id, on_claimed, ev);
+    int rc = wy_consumed_claim(wy_daemon_consumed(ev->d), tx, ev->env->event_id, on_claimed, ev);
     if (rc != WY_OK) {
         wy_pg_tx_rollback(tx, on_effect_rollback_ignored, NULL);
         event_give_up(ev, "claim", rc);
@@ -156,6 +143,7 @@ static void on_test_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Env
 /* ---- producer: effect + outbox row in one transaction ---------------------------------------- */
 
 typedef struct {
+    wy_daemon_t *d;
     wy_http_req_t *req;
     char event_id[37];
 } emit_t;
@@ -184,14 +172,15 @@ static void on_emit_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
     json_t *body = wy_http_req_json(em->req);
     const char *topic = json_string_value(json_object_get(body, "topic"));
     const char *key = json_string_value(json_object_get(body, "key"));
-    int rc = wy_outbox_add(kt.outbox, tx, topic, key, "test.emitted", "emitted", 7, em->event_id);
+    int rc = wy_outbox_add(wy_daemon_outbox(em->d), tx, topic, key, "test.emitted", "emitted", 7,
+                           em->event_id);
     if (rc == WY_OK) {
         const char *params[1] = {em->event_id};
         rc = wy_pg_tx_query(tx, "INSERT INTO kafkatest.effects (event_id) VALUES ($1)", 1, params,
                             on_effect, NULL);
     }
     if (rc == WY_OK)
-        rc = wy_outbox_commit(kt.outbox, tx, on_emit_committed, em);
+        rc = wy_outbox_commit(wy_daemon_outbox(em->d), tx, on_emit_committed, em);
     if (rc != WY_OK) {
         wy_pg_tx_rollback(tx, on_effect_rollback_ignored, NULL);
         wy_http_respond_err(em->req, rc, "cannot write the event");
@@ -203,6 +192,7 @@ static void handle_emit(wy_http_req_t *req, void *ud)
 {
     wy_daemon_t *d = ud;
     emit_t *em = wy_calloc(1, sizeof *em);
+    em->d = d;
     em->req = req;
     int rc = wy_pg_begin(wy_daemon_pg(d), on_emit_begun, em);
     if (rc != WY_OK) {
@@ -215,39 +205,8 @@ static void handle_emit(wy_http_req_t *req, void *ud)
 
 static int kt_start(wy_daemon_t *d, const char **err)
 {
-    wy_consumed_opts_t co = {.svc = "kafkatest", .schema = "kafkatest", .consumer = consumer_name};
-    int rc = wy_consumed_new(wy_daemon_loop(d), wy_daemon_pg(d), &co, &kt.consumed, err);
-    if (rc != WY_OK)
-        return rc;
-    wy_outbox_opts_t oo = {
-        .svc = "kafkatest", .schema = "kafkatest", .poll_interval_ms = (uint32_t)outbox_poll_ms};
-    rc = wy_outbox_new(wy_daemon_loop(d), wy_daemon_pg(d), wy_daemon_producer(d), &oo, &kt.outbox,
-                       err);
-    if (rc != WY_OK)
-        return rc;
+    (void)err;
     return wy_http_route(wy_daemon_ops(d), "POST", "/emit", handle_emit, d);
-}
-
-static void on_outbox_closed(void *ud)
-{
-    (void)ud;
-    kt.outbox = NULL;
-}
-
-static void kt_stop(wy_daemon_t *d)
-{
-    (void)d;
-    if (kt.consumed)
-        wy_consumed_close(kt.consumed);
-    if (kt.outbox)
-        wy_outbox_close(kt.outbox, on_outbox_closed, NULL);
-}
-
-/* The drain lets a relay pass finish, so its rows are deleted before the pool closes. */
-static size_t kt_busy(wy_daemon_t *d)
-{
-    (void)d;
-    return kt.outbox != NULL;
 }
 
 /* The row's partitions, as the actor service will see them to tie ownership to them. */
@@ -284,8 +243,7 @@ int main(int argc, char **argv)
                              .nconfig = WY_ARRAY_LEN(kt_config),
                              .subs = subs,
                              .nsubs = 1,
-                             .start = kt_start,
-                             .stop = kt_stop,
-                             .busy = kt_busy};
+                             .helpers = WY_HELPER_OUTBOX | WY_HELPER_CONSUMED,
+                             .start = kt_start};
     return wy_daemon_main(argc, argv, &spec);
 }

@@ -2,7 +2,8 @@
  * TSan about the one synchronisation gRPC C core gives its users, which TSan
  * cannot see because the Debian libgrpc is not instrumented: everything a
  * thread did before handing a tag to gRPC (grpc_call_start_batch,
- * grpc_server_request_call, grpc_server_shutdown_and_notify) happens before
+ * grpc_server_request_call, grpc_server_request_registered_call,
+ * grpc_server_shutdown_and_notify) happens before
  * whatever the thread that receives the same tag back from
  * grpc_completion_queue_next does. Without this edge, every hand-off of a
  * call between the loop and the completion-queue thread reads as a race on
@@ -24,12 +25,17 @@ typedef grpc_call_error (*start_batch_fn)(grpc_call *, const grpc_op *, size_t, 
 typedef grpc_call_error (*request_call_fn)(grpc_server *, grpc_call **, grpc_call_details *,
                                            grpc_metadata_array *, grpc_completion_queue *,
                                            grpc_completion_queue *, void *);
+typedef grpc_call_error (*request_registered_fn)(grpc_server *, void *, grpc_call **,
+                                                 gpr_timespec *, grpc_metadata_array *,
+                                                 grpc_byte_buffer **, grpc_completion_queue *,
+                                                 grpc_completion_queue *, void *);
 typedef void (*shutdown_fn)(grpc_server *, grpc_completion_queue *, void *);
 typedef grpc_event (*next_fn)(grpc_completion_queue *, gpr_timespec, void *);
 
 /* Resolved once before main, so no thread races on them. */
 static start_batch_fn real_start_batch;
 static request_call_fn real_request_call;
+static request_registered_fn real_request_registered;
 static shutdown_fn real_shutdown;
 static next_fn real_next;
 
@@ -47,6 +53,7 @@ __attribute__((constructor)) static void resolve(void)
 {
     real_start_batch = (start_batch_fn)lookup("grpc_call_start_batch");
     real_request_call = (request_call_fn)lookup("grpc_server_request_call");
+    real_request_registered = (request_registered_fn)lookup("grpc_server_request_registered_call");
     real_shutdown = (shutdown_fn)lookup("grpc_server_shutdown_and_notify");
     real_next = (next_fn)lookup("grpc_completion_queue_next");
 }
@@ -67,6 +74,16 @@ grpc_call_error grpc_server_request_call(grpc_server *server, grpc_call **call,
     __tsan_release(tag);
     return real_request_call(server, call, details, request_metadata, cq_bound_to_call,
                              cq_for_notification, tag);
+}
+
+grpc_call_error grpc_server_request_registered_call(
+    grpc_server *server, void *registered_method, grpc_call **call, gpr_timespec *deadline,
+    grpc_metadata_array *request_metadata, grpc_byte_buffer **optional_payload,
+    grpc_completion_queue *cq_bound_to_call, grpc_completion_queue *cq_for_notification, void *tag)
+{
+    __tsan_release(tag);
+    return real_request_registered(server, registered_method, call, deadline, request_metadata,
+                                   optional_payload, cq_bound_to_call, cq_for_notification, tag);
 }
 
 void grpc_server_shutdown_and_notify(grpc_server *server, grpc_completion_queue *cq, void *tag)

@@ -144,7 +144,7 @@ static const wy_daemon_spec_t testd_spec = {
     .start = testd_start,
 };
 
-/* Subscription tables the daemon must refuse at start (exit 1, naming the row). */
+/* Subscription tables and helpers the daemon must refuse at start (exit 1, saying why). */
 static void no_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
 {
     wy_daemon_event_done(d, msg, env);
@@ -171,6 +171,9 @@ static const wy_daemon_spec_t no_types_spec = {.svc = "testd",
                                                .nsubs = 1};
 static const wy_daemon_spec_t no_kafka_spec = {
     .svc = "testd", .grpc_service = "wyvern.testd.Testd", .subs = no_types_subs, .nsubs = 1};
+
+static const wy_daemon_spec_t helpers_without_pg_spec = {
+    .svc = "testd", .grpc_service = "wyvern.testd.Testd", .helpers = WY_HELPER_CONSUMED};
 
 /* The spec the next child runs. */
 static const wy_daemon_spec_t *child_spec = &testd_spec;
@@ -433,7 +436,7 @@ static void test_port_in_use_exits_1(void **state)
     child_clean(&c);
 }
 
-static void test_bad_subscription_table_exits_1(void **state)
+static void test_bad_kafka_table_or_helpers_exit_1(void **state)
 {
     (void)state;
     static const struct {
@@ -443,6 +446,7 @@ static void test_bad_subscription_table_exits_1(void **state)
         {&twice_spec, "subscription 1 (wy.test): topic listed twice"},
         {&no_types_spec, "subscription 0 (wy.test): no event types"},
         {&no_kafka_spec, "subscriptions need WY_DEP_KAFKA"},
+        {&helpers_without_pg_spec, "consumed needs WY_DEP_PG"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         child_t c = {0};
@@ -469,7 +473,7 @@ int main(void)
         cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
         cmocka_unit_test(test_start_failure_exits_1),
         cmocka_unit_test(test_port_in_use_exits_1),
-        cmocka_unit_test(test_bad_subscription_table_exits_1),
+        cmocka_unit_test(test_bad_kafka_table_or_helpers_exit_1),
         cmocka_unit_test(test_workers_start_talk_and_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

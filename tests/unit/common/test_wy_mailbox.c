@@ -168,6 +168,41 @@ static void test_loop_close_refuses_pushes_and_cancels(void **state)
     wt_loop_done(&lp);
 }
 
+/* A loop mailbox closed by one of its own callbacks (wy_grpc's last hop does
+ * this): the rest of that batch is still delivered, then it is freed. */
+typedef struct {
+    wy_mailbox_t *mb;
+    log_t log;
+    int done;
+} closer_t;
+
+static void on_closing_msg(wy_mailbox_node_t *node, void *ud, int status)
+{
+    closer_t *c = ud;
+    on_msg(node, &c->log, status);
+    if (WY_CONTAINER_OF(node, msg_t, node)->seq == 0)
+        wy_mailbox_close(c->mb, on_done, &c->done);
+}
+
+static void test_loop_close_from_own_callback(void **state)
+{
+    (void)state;
+    wt_loop_t lp;
+    wt_loop_init(&lp, 10000);
+    closer_t c = {0};
+    assert_int_equal(wy_mailbox_new(&lp.loop, &(wy_mailbox_opts_t){.capacity = 4, .ud = &c}, &c.mb),
+                     WY_OK);
+    msg_t m[2];
+    init_msgs(m, 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(wy_mailbox_push(c.mb, &m[i].node, on_closing_msg), WY_OK);
+    WT_RUN_UNTIL(&lp, c.done == 1);
+    assert_int_equal(m[0].status, WY_OK);
+    assert_int_equal(m[1].status, WY_OK);
+    assert_int_equal(c.log.n, 2);
+    wt_loop_done(&lp);
+}
+
 static void test_new_rejects_bad_capacity(void **state)
 {
     (void)state;
@@ -385,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_full_mailbox_refuses_and_producer_keeps_message),
         cmocka_unit_test(test_close_cancels_queued_messages),
         cmocka_unit_test(test_loop_close_refuses_pushes_and_cancels),
+        cmocka_unit_test(test_loop_close_from_own_callback),
         cmocka_unit_test(test_new_rejects_bad_capacity),
         cmocka_unit_test(test_push_from_callback_goes_to_next_batch),
         cmocka_unit_test(test_stress_producers_into_loop),
