@@ -232,3 +232,23 @@ def test_token_with_embedded_nul_refused_by_lobby_and_auth(daemon, protos, free_
     w = good.hello(tok)
     assert w.WhichOneof("body") == "welcome", w
     good.close()
+
+
+def test_flushall_then_relogin_on_same_instance_kicks_old_session_at_once(daemon, protos, keys,
+                                                                          free_port, stack):
+    """After FLUSHALL the claim cannot name the old session (its index is gone); an older
+    session of the account on the same instance is kicked at once, not left to its next
+    heartbeat (none is sent here, and the idle timeout is far)."""
+    a = start_lobby(daemon, keys, free_port, HEARTBEAT_INTERVAL="10s", IDLE_TIMEOUT="60s")
+    acct = "same-" + uuid.uuid4().hex[:8]
+    old = Client(a.ws_url)
+    assert old.hello(token(keys, acct)).WhichOneof("body") == "welcome"
+    stack.redis_cli("FLUSHALL")
+    new = Client(a.ws_url)
+    w = new.hello(token(keys, acct))
+    assert w.WhichOneof("body") == "welcome"
+    assert old.wait_closed(timeout=20) == 4002
+    assert any(m.WhichOneof("body") == "kicked" for m in old.pushes)
+    assert new.call(heartbeat=new.pb.Heartbeat()).status.code == 0
+    assert stack.redis_cli("GET", "sess:acct:" + acct) == w.welcome.session_id
+    new.close()
