@@ -1068,8 +1068,8 @@ static bool kafka_given_up(wy_daemon_t *d)
 
 /* The ready line follows once the parts are started, every required dependency
  * answers, every optional one answers or had START_OPTIONAL_WAIT_MS to (then
- * the daemon starts degraded), a broadcast consumer is positioned (unless
- * Kafka, optional, is down: kafka_given_up) and the service's own condition
+ * the daemon starts degraded), a broadcast consumer is positioned (unless Kafka,
+ * optional, is still down then: kafka_given_up) and the service's own condition
  * (spec.unready) holds. The health timer calls this again until it does. */
 static void maybe_go_ready(wy_daemon_t *d)
 {

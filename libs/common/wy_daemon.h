@@ -172,7 +172,12 @@ typedef struct {
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
  * bad configuration (exit 2, naming the variable, or spec.configure's message),
  * start failure (exit 1),
- * graceful stop (exit 0). Returns the process exit status. */
+ * graceful stop (exit 0). Returns the process exit status.
+ * The stop: listeners close, spec.stop runs, Kafka consumers commit and close,
+ * then the drain (up to WY_<SVC>_DRAIN_TIMEOUT). When it ends, gRPC calls a
+ * handler still holds are answered UNAVAILABLE first (their late replies
+ * return WY_ECANCELED), and only then do Redis and PostgreSQL close, so a
+ * handler waiting on a store never answers a call the stop should have. */
 int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec);
 
 /* Accessors, loop thread only, valid from start() on. A dependency not in

@@ -92,7 +92,8 @@ int wy_grpc_server_new(wy_grpc_rt_t *rt, const wy_grpc_server_opts_t *opts, wy_g
  * descriptor. Only before wy_grpc_server_start. The path is copied; desc and arg must
  * outlive the server. The method gets its series in the wy_metrics timed-operation
  * family wy_<svc>_grpc_call_seconds{method} (time from arrival to the answer, or to the
- * client leaving) with wy_<svc>_grpc_call_total{method,outcome}. Returns WY_OK, WY_EINVAL (path not
+ * client leaving) with wy_<svc>_grpc_call_total{method,outcome}; calls to a path nobody
+ * registered count under method="unmatched". Returns WY_OK, WY_EINVAL (path not
  * "/pkg.Service/Method"), WY_EEXIST (already registered), WY_ELIMIT (more than 64 methods) or
  * WY_ESTATE. */
 int wy_grpc_server_register(wy_grpc_server_t *srv, const char *method,

@@ -155,14 +155,21 @@ void lobby_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *h)
     size_t len = strlen(h->access_token);
     wy_token_verify_opts_t vo = {.iss = lb->cfg->issuer, .aud = lb->cfg->audience};
     wy_token_claims_t cl;
-    const char *e = "no verification keys yet";
+    const char *e = NULL;
     int rc = WY_EAUTH;
+    const wy_jwt_keyset_t *ks = lb->key_cache ? wy_token_cache_keyset(lb->key_cache) : NULL;
+    if (lobby_keys_unready(lb)) {
+        /* Before auth's keys arrive (the instance is not ready yet): nothing is wrong
+         * with the token, so not 4001 (which tells the client to log in again). */
+        hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
+                   "token keys not loaded yet, retry");
+        return;
+    }
     if (len == 0) {
         e = "empty access token";
     } else {
         if (lb->static_keys)
             rc = wy_token_verify(lb->static_keys, h->access_token, len, &vo, &cl, &e);
-        const wy_jwt_keyset_t *ks = lb->key_cache ? wy_token_cache_keyset(lb->key_cache) : NULL;
         if (rc != WY_OK && ks)
             rc = wy_token_verify(ks, h->access_token, len, &vo, &cl, &e);
     }

@@ -20,7 +20,6 @@
 #define LOBBY_REASON_MAX  120    /* close reasons must fit 123 bytes */
 #define LOBBY_REVOKED_MAX 200000 /* entries of the revocation cache (tokens.c) */
 #define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
-#define LOBBY_RELAY_MAX   10000  /* kicks + notices waiting for Kafka (relay.c) */
 
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
@@ -43,7 +42,7 @@ typedef struct {
     int64_t ws_port;
     char *policy; /* "kick-old" | "reject-new" */
     int64_t session_ttl_ms, heartbeat_ms, idle_ms, hello_ms, fence_ms;
-    int64_t nick_cooldown_ms, notice_ttl_ms;
+    int64_t nick_cooldown_ms, notice_ttl_ms, relay_max;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
 } lobby_cfg_t;
@@ -71,7 +70,7 @@ struct lobby {
     wy_redis_script_t *scripts[LOBBY_NSCRIPTS]; /* the sessions store's (lobby_store_init) */
     /* relay.c: events to Kafka waiting for a retry (in flight ones are librdkafka's) */
     wy_list_t relay_wait;
-    size_t relay_n; /* waiting + in flight, <= LOBBY_RELAY_MAX */
+    size_t relay_n; /* waiting + in flight, <= WY_LOBBY_KAFKA_RELAY_MAX */
     bool relay_stopped;
     uint64_t relay_logged_ms[3], relay_unlogged[3]; /* drop log lines, per reason */
     wy_metric_t *m_relay_dropped[3], *m_relay_retries, *m_relay_queue;

@@ -121,7 +121,7 @@ int lobby_relay_publish(lobby_t *lb, const char *topic, const char *key, const c
     relay_ev_t probe = {.lb = lb};
     snprintf(probe.type, sizeof probe.type, "%s", type);
     snprintf(probe.key, sizeof probe.key, "%s", key);
-    if (lb->relay_n >= LOBBY_RELAY_MAX) {
+    if (lb->relay_n >= (size_t)lb->cfg->relay_max) {
         dropped(lb, 0, &probe, "relay queue full");
         return WY_EBUSY;
     }

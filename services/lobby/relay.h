@@ -1,7 +1,7 @@
 /* wy-lobby relay: the events lobby produces to Kafka that have no durable effect (kicks on
  * wy.session, notices on wy.notify), retried for as long as they still matter. Each event
  * keeps its event_id through retries (consumers dedupe on it). The queue is bounded
- * (LOBBY_RELAY_MAX events waiting or in flight); an event refused because it is full, or
+ * (WY_LOBBY_KAFKA_RELAY_MAX events waiting or in flight); an event refused because it is full, or
  * dropped because its time passed or Kafka refused it for good, is counted in
  * wy_lobby_relay_dropped_total{reason} and logged. Nothing here keeps one session per
  * account: the fence does (README "Design"). Loop thread only. Sits on state (README

@@ -432,6 +432,15 @@ def test_200_concurrent_logins_leave_one_session(daemon, protos, keys, free_port
     assert welcomed
     if policy == "reject-new":
         assert len(welcomed) == 1
+    # A hello that lost (refused, or superseded by a newer claim of the account) is told
+    # CONFLICT and closed with the policy's code, never left open or closed as another error.
+    lost_code = 4006 if policy == "reject-new" else 4002
+    for i, r in enumerate(results):
+        if i in welcomed:
+            continue
+        c = clients[i]
+        assert r is not None and r.status.code == c.pb.CONFLICT, (i, r)
+        assert c.wait_closed() == lost_code, (i, c.close_code, c.close_reason)
     # Everyone but one is closed (kicked, fenced or refused); the survivor stays live.
     def survivors():
         alive = []

@@ -151,7 +151,7 @@ def test_notice_outlives_a_kafka_outage_longer_than_the_message_timeout(daemon, 
     import lobby_pb2_grpc
     # The notice must still matter after the outage (the default 60 s is near what this
     # outage takes on a loaded machine).
-    a = start_lobby(daemon, keys, free_port, NOTICE_TTL="300s")
+    a = start_lobby(daemon, keys, free_port, NOTICE_TTL="300s", KAFKA_RELAY_MAX="20")
     b = start_lobby(daemon, keys, free_port, NOTICE_TTL="300s")
     acct = "notice-" + uuid.uuid4().hex[:8]
     p = Player(b.ws_url, token(keys, acct))
@@ -167,11 +167,28 @@ def test_notice_outlives_a_kafka_outage_longer_than_the_message_timeout(daemon, 
                             timeout=5)
                 return wait_for(lambda: notices("probe"), 1.0)
             wait_until(probe, timeout=60, interval=0.1, what="b consuming wy.notify")
+            wait_until(lambda: metric(a, "wy_lobby_relay_queue") == 0, timeout=30,
+                       what="the probes acknowledged")
             stack.stop_kafka()
             try:
                 r = stub.Notify(lobby_pb2.NotifyNotice(account_id=acct, kind="info",
                                                        text="during the outage"), timeout=5)
                 assert r.event_id
+                # The relay is bounded (20 here): 19 more fill it, the rest are refused,
+                # counted and logged; nothing blocks.
+                refused = 0
+                for i in range(25):
+                    try:
+                        stub.Notify(lobby_pb2.NotifyNotice(account_id="nobody-" + acct,
+                                                           kind="info", text="fill %d" % i),
+                                    timeout=5)
+                    except grpc.RpcError as e:
+                        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+                        refused += 1
+                assert refused == 6
+                assert relay_dropped(a, "full") == 6
+                a.wait_log(lambda rec: rec.get("msg") == "kafka event dropped"
+                           and rec.get("reason") == "full", timeout=10)
                 wait_until(lambda: (metric(a, "wy_lobby_relay_retries_total") or 0) >= 1,
                            timeout=120, interval=0.5, what="the notice produced again")
                 assert p.live and not notices("during the outage")
@@ -181,7 +198,7 @@ def test_notice_outlives_a_kafka_outage_longer_than_the_message_timeout(daemon, 
                    what="the notice delivered after Kafka returned")
         got = notices("during the outage")
         assert len(got) == 1 and got[0].notice.id == r.event_id
-        assert relay_dropped(a) == 0
+        assert relay_dropped(a) == 6  # the refused ones only: none expired or lost
     finally:
         p.close()
 
@@ -195,10 +212,11 @@ def wait_for(pred, seconds):
     return False
 
 
-def relay_dropped(d):
+def relay_dropped(d, reason=None):
     total = 0.0
+    prefix = "wy_lobby_relay_dropped_total{" + ('reason="%s"' % reason if reason else "")
     for line in requests.get(d.ops_url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith("wy_lobby_relay_dropped_total{"):
+        if line.startswith(prefix):
             total += float(line.split()[-1])
     return total
 
@@ -232,3 +250,23 @@ def test_token_with_embedded_nul_refused_by_lobby_and_auth(daemon, protos, free_
     w = good.hello(tok)
     assert w.WhichOneof("body") == "welcome", w
     good.close()
+
+
+def test_flushall_then_relogin_on_same_instance_kicks_old_session_at_once(daemon, protos, keys,
+                                                                          free_port, stack):
+    """After FLUSHALL the claim cannot name the old session (its index is gone); an older
+    session of the account on the same instance is kicked at once, not left to its next
+    heartbeat (none is sent here, and the idle timeout is far)."""
+    a = start_lobby(daemon, keys, free_port, HEARTBEAT_INTERVAL="10s", IDLE_TIMEOUT="60s")
+    acct = "same-" + uuid.uuid4().hex[:8]
+    old = Client(a.ws_url)
+    assert old.hello(token(keys, acct)).WhichOneof("body") == "welcome"
+    stack.redis_cli("FLUSHALL")
+    new = Client(a.ws_url)
+    w = new.hello(token(keys, acct))
+    assert w.WhichOneof("body") == "welcome"
+    assert old.wait_closed(timeout=20) == 4002
+    assert any(m.WhichOneof("body") == "kicked" for m in old.pushes)
+    assert new.call(heartbeat=new.pb.Heartbeat()).status.code == 0
+    assert stack.redis_cli("GET", "sess:acct:" + acct) == w.welcome.session_id
+    new.close()

@@ -120,6 +120,11 @@ def test_lobby_is_ready_only_with_auth_keys_and_hello_right_after_ready_succeeds
     wait_until(lambda: readyz(lobby) == (503, {"status": "starting", "waiting": ["auth_keys"]}),
                timeout=60, what="lobby waiting for auth's keys")
     assert not any(r.get("msg") == "ready" for r in lobby.log_lines())
+    # A client that comes anyway is told to retry (4007), not to log in again (4001).
+    early = Client("ws://127.0.0.1:%d/v1/lobby" % lobby.client_port)
+    r = early.hello("any.token.at-all")
+    assert r.status.code == early.pb.UNAVAILABLE, r
+    assert early.wait_closed() == 4007
     auth = daemon("auth", env={"WY_AUTH_GRPC_PORT": str(auth_grpc)})
     tok = login(auth)
     lobby.wait_ready(timeout=30)

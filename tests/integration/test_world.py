@@ -3,6 +3,7 @@ the file and the field; ListZones and the HTTP view), the registry of game insta
 (fake games sending World.Heartbeat), placement (idempotent, concurrent, full and
 instanced zones), the locator, transfers through portals, a dead game's zones placed
 on a live one, and two world replicas sharing one Redis."""
+import itertools
 import json
 import os
 import re
@@ -22,7 +23,9 @@ from harness.wait import wait_until
 DEADLINE = 10  # seconds per call: generous for a loaded 2-core machine
 ZONES = os.path.join(TOP, "data", "zones")
 DEAD_AFTER_S = 2
-_db = iter(range(6, 16))  # one Redis database per test that needs a clean registry
+# Redis databases 8..15 in turn, emptied by each test that needs a clean registry (the
+# previous user's daemons and fake games are gone by then: tests run one at a time).
+_db = itertools.cycle(range(8, 16))
 
 
 @pytest.fixture
@@ -35,8 +38,7 @@ def pb(protos):
 @pytest.fixture
 def clean_redis(stack):
     """A Redis URL of a database of its own, emptied (the registry is cluster-wide)."""
-    db = next(_db, None)
-    assert db is not None, "out of Redis databases for world tests"
+    db = next(_db)
     stack.redis_cli("-n", db, "FLUSHDB")
     return re.sub(r"(/\d+)?$", "/%d" % db, stack.redis_url, count=1), db
 
@@ -465,3 +467,55 @@ def test_redis_outage_makes_world_unready_and_place_unavailable(daemon, pb, clea
     # the next heartbeats, and placing works again.
     again = wait_until(lambda: _try_place(st, pb, ch, acct), timeout=30, what="Place after the outage")
     assert (again.zone_id, again.game_id) == (p.zone_id, "g1")
+
+
+def test_a_placement_lapses_after_its_ttl(daemon, pb, clean_redis, games, stack):
+    d = start(daemon, clean_redis[0], WY_WORLD_PLACEMENT_TTL="1s")
+    st = stub(d, pb)
+    games.append(FakeGame(st, pb, "g1"))
+    ch, acct = ids()
+    first = place(st, pb, ch, acct)
+    assert first.expires_at_ms - first.placed_at_ms in range(900, 1500)
+    wait_until(lambda: _try_locate_code(st, pb, ch) == grpc.StatusCode.NOT_FOUND, timeout=20,
+               what="the placement lapsed")
+    # A lapsed placement is a new one, and its old seat is dropped (one seat, count 1).
+    again = place(st, pb, ch, acct, target_zone="oakvale")
+    assert again.placed_at_ms > first.placed_at_ms
+    db = clean_redis[1]
+    assert stack.redis_cli("-n", db, "ZCARD", "world:{zone:oakvale}:seats") == "1"
+    assert stack.redis_cli("-n", db, "HGET", "world:{zone:oakvale}:count", "oakvale#1") == "1"
+
+
+def _try_locate_code(st, pb, ch):
+    try:
+        st.Locate(pb[0].LocateRequest(character_id=ch), timeout=DEADLINE)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
+def test_sigterm_with_placements_in_flight_exits_0(daemon, pb, clean_redis, games):
+    d = start(daemon, clean_redis[0])
+    st = stub(d, pb)
+    games.append(FakeGame(st, pb, "g1"))
+    stop, answered = threading.Event(), []
+
+    def load():
+        while not stop.is_set():
+            try:
+                answered.append(place(st, pb, *ids()).zone_id)
+            except grpc.RpcError as e:
+                assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e
+                if not d.running():
+                    return
+    ts = [threading.Thread(target=load) for _ in range(4)]
+    for t in ts:
+        t.start()
+    wait_until(lambda: len(answered) >= 20, timeout=30, what="placements under load")
+    games[0].stop()
+    rc = d.stop()
+    stop.set()
+    for t in ts:
+        t.join()
+    assert rc == 0
+    assert set(answered) == {"oakvale"}

@@ -175,6 +175,20 @@ static const wy_daemon_spec_t no_kafka_spec = {
 static const wy_daemon_spec_t helpers_without_pg_spec = {
     .svc = "testd", .grpc_service = "wyvern.testd.Testd", .helpers = WY_HELPER_CONSUMED};
 
+/* spec.configure: the service's own data checked after the variables (wy-world's zones). */
+static int bad_data_configure(const char **err)
+{
+    *err = "data/testd.json: size: missing field";
+    return WY_EINVAL;
+}
+
+static const wy_daemon_spec_t bad_data_spec = {.svc = "testd",
+                                               .grpc_service = "wyvern.testd.Testd",
+                                               .config = testd_config,
+                                               .nconfig = 1,
+                                               .configure = bad_data_configure,
+                                               .start = testd_start};
+
 /* The spec the next child runs. */
 static const wy_daemon_spec_t *child_spec = &testd_spec;
 
@@ -314,6 +328,19 @@ static void test_bad_value_exits_2_naming_the_variable(void **state)
     const char *err = slurp(c.err);
     assert_non_null(strstr(err, "WY_TESTD_GREETING"));
     assert_non_null(strstr(err, "yo"));
+    child_clean(&c);
+}
+
+static void test_configure_failure_exits_2_with_its_message(void **state)
+{
+    (void)state;
+    child_t c = {0};
+    child_spec = &bad_data_spec;
+    child_start(&c, NULL, NULL, NULL);
+    child_spec = &testd_spec;
+    assert_int_equal(child_wait(&c), 2);
+    assert_string_equal(slurp(c.err),
+                        "wy-testd: bad configuration: data/testd.json: size: missing field\n");
     child_clean(&c);
 }
 
@@ -469,6 +496,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_lists_shared_and_own_variables),
         cmocka_unit_test(test_bad_value_exits_2_naming_the_variable),
+        cmocka_unit_test(test_configure_failure_exits_2_with_its_message),
         cmocka_unit_test(test_unknown_argument_exits_2),
         cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
         cmocka_unit_test(test_start_failure_exits_1),

@@ -622,16 +622,6 @@ static void test_migrate_concurrent(void **state)
     assert_string_equal(v, "1");
 }
 
-static void write_file(const char *dir, const char *name, const char *body)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(body, fp);
-    fclose(fp);
-}
-
 static void test_migrate_bad_file(void **state)
 {
     (void)state;
@@ -640,8 +630,9 @@ static void test_migrate_bad_file(void **state)
     const char *err = NULL;
     char v[64];
     assert_non_null(mkdtemp(dir));
-    write_file(dir, "001_ok.sql", "CREATE TABLE good (id int);");
-    write_file(dir, "002_broken.sql", "CREATE TABLE half (id int);\nCREATE TABLEE oops (id int);");
+    wt_write_file(dir, "001_ok.sql", "CREATE TABLE good (id int);");
+    wt_write_file(dir, "002_broken.sql",
+                  "CREATE TABLE half (id int);\nCREATE TABLEE oops (id int);");
     assert_int_equal(wy_pg_migrate(pg_url(), bschema, dir, &n, &err), WY_EIO);
     assert_int_equal(n, 1);
     assert_non_null(err);
@@ -656,7 +647,7 @@ static void test_migrate_bad_file(void **state)
     assert_string_equal(v, "0");
 
     /* duplicate versions and bad names are refused before touching the database */
-    write_file(dir, "002_dup.sql", "SELECT 1;");
+    wt_write_file(dir, "002_dup.sql", "SELECT 1;");
     assert_int_equal(wy_pg_migrate(pg_url(), bschema, dir, &n, &err), WY_EINVAL);
     assert_non_null(strstr(err, "same version"));
     assert_int_equal(wy_pg_migrate(pg_url(), "bad-name", dir, &n, &err), WY_EINVAL);

@@ -34,6 +34,17 @@ static inline const char *wt_env(const char *name, const char *needs, const char
 
 /* ---------------------------------------------------------------- text */
 
+/* Writes text to dir/name (created or truncated); fails the test if it cannot. */
+static inline void wt_write_file(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 /* Fails the test, showing text, unless text contains every string of the NULL-terminated list. */
 static inline void wt_assert_contains(const char *text, const char *const *needles)
 {

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/wy_test.h"
+
 #define MAX_MODS     64
 #define NAME_MAX_LEN 64
 
@@ -150,16 +152,6 @@ static bool find_circle(const graph_t *g, char *out, size_t cap)
     return false;
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void remove_dir(const char *dir, const char *const *names)
 {
     char path[512];
@@ -177,17 +169,17 @@ static void test_checker_finds_a_circle(void **state)
     (void)state;
     char dir[] = "/tmp/wy-layers-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    write_file(dir, "a.h", "#include \"b-t.h\"\n");
-    write_file(dir, "b-t.h", "/* types */\n");
-    write_file(dir, "a.c", "#include \"a.h\"\n#include \"b.h\"\n#include \"wy_core.h\"\n");
-    write_file(dir, "b.h", "#include \"b-t.h\"\n");
-    write_file(dir, "b.c", "#include \"b.h\"\n");
+    wt_write_file(dir, "a.h", "#include \"b-t.h\"\n");
+    wt_write_file(dir, "b-t.h", "/* types */\n");
+    wt_write_file(dir, "a.c", "#include \"a.h\"\n#include \"b.h\"\n#include \"wy_core.h\"\n");
+    wt_write_file(dir, "b.h", "#include \"b-t.h\"\n");
+    wt_write_file(dir, "b.c", "#include \"b.h\"\n");
     graph_t g;
     char circle[512] = "";
     load(&g, dir);
     assert_int_equal(g.n, 3);
     assert_false(find_circle(&g, circle, sizeof circle));
-    write_file(dir, "b.c", "#include \"b.h\"\n  #  include \"a.h\" /* back up */\n");
+    wt_write_file(dir, "b.c", "#include \"b.h\"\n  #  include \"a.h\" /* back up */\n");
     load(&g, dir);
     assert_true(find_circle(&g, circle, sizeof circle));
     assert_non_null(strstr(circle, "a -> b -> a") ? circle : strstr(circle, "b -> a -> b"));
