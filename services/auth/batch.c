@@ -31,6 +31,7 @@ struct auth_batch {
     int open_handles;
     wy_list_t queue;
     uint32_t queued, running, inflight;
+    wy_metric_t *m_statements, *m_items;
 };
 
 static void on_check(uv_check_t *h);
@@ -48,10 +49,17 @@ static void wake(auth_batch_t *b)
     uv_idle_start(&b->kick, on_kick);
 }
 
-auth_batch_t *auth_batch_new(auth_t *a, const wy_pg_stmt_t *st, int ncols, int nfixed,
-                             const char *const *fixed, bool split_on_error)
+auth_batch_t *auth_batch_new(auth_t *a, const char *kind, const wy_pg_stmt_t *st, int ncols,
+                             int nfixed, const char *const *fixed, bool split_on_error)
 {
     auth_batch_t *b = wy_calloc(1, sizeof *b);
+    char labels[64];
+    snprintf(labels, sizeof labels, "kind=\"%s\"", kind);
+    b->m_statements = wy_metrics_counter("wy_auth_login_batches_total",
+                                         "Batched login statements run, by kind.", labels);
+    b->m_items =
+        wy_metrics_counter("wy_auth_login_batched_total",
+                           "Logins written or looked up by batched statements, by kind.", labels);
     b->a = a;
     b->st = st;
     b->ncols = ncols;
@@ -220,6 +228,8 @@ static void submit(run_t *r)
     wy_free(params);
     if (rc == WY_OK) {
         b->inflight++;
+        wy_metric_inc(b->m_statements);
+        wy_metric_add(b->m_items, (double)r->n);
         return;
     }
     run_finish(r, rc, NULL, wy_strerror(rc));

@@ -24,13 +24,14 @@ typedef struct auth_batch auth_batch_t;
  * when the statement returned no row for the item. res is valid only during the callback. */
 typedef void (*auth_batch_cb)(int status, const PGresult *res, int row, const char *err, void *ud);
 
-/* A batcher for st, whose parameters are ncols text arrays ($1..$ncols, element i of each
- * the column values of item i) followed by nfixed plain parameters (fixed, copied). With
+/* A batcher for st (kind: its label in wy_auth_login_batches_total and
+ * wy_auth_login_batched_total), whose parameters are ncols text arrays ($1..$ncols, element i of
+ * each the column values of item i) followed by nfixed plain parameters (fixed, copied). With
  * split_on_error, a statement that fails with a SQL error (not a lost connection) is run
  * again item by item, so one bad item does not fail the others. st must outlive the batcher.
  * Returns a new batcher; auth_batch_free it. */
-auth_batch_t *auth_batch_new(auth_t *a, const wy_pg_stmt_t *st, int ncols, int nfixed,
-                             const char *const *fixed, bool split_on_error);
+auth_batch_t *auth_batch_new(auth_t *a, const char *kind, const wy_pg_stmt_t *st, int ncols,
+                             int nfixed, const char *const *fixed, bool split_on_error);
 
 /* Queues one item: cols[0..ncols) (text, copied; never NULL). cb is called exactly once,
  * never from inside this call, unless the return is not WY_OK: WY_EBUSY (AUTH_BATCH_QUEUE

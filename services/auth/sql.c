@@ -115,9 +115,9 @@ void auth_db_batches_new(auth_t *a)
 {
     char ttl[32];
     const char *fixed[] = {refresh_ttl_s(ttl)};
-    a->b_find = auth_batch_new(a, &identity_find_sql, 2, 0, NULL, false);
-    a->b_store = auth_batch_new(a, &logins_store_sql, 7, 1, fixed, true);
-    a->b_create = auth_batch_new(a, &identities_create_sql, 10, 1, fixed, true);
+    a->b_find = auth_batch_new(a, "find", &identity_find_sql, 2, 0, NULL, false);
+    a->b_store = auth_batch_new(a, "store", &logins_store_sql, 7, 1, fixed, true);
+    a->b_create = auth_batch_new(a, "create", &identities_create_sql, 10, 1, fixed, true);
 }
 
 void auth_db_batches_free(auth_t *a)
