@@ -193,6 +193,11 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->m_reasserted = metric('c', "wy_lobby_sessions_reasserted_total",
                               "Live sessions that wrote their record back after Redis lost it.");
     lb->m_rejected = metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
+    lb->m_hello_revoked = metric('c', "wy_lobby_hello_revoked_total",
+                                 "Hellos refused: auth's revocation keys in Redis name the token.");
+    lb->m_hello_introspect = metric(
+        'c', "wy_lobby_hello_introspect_total",
+        "Hellos that asked auth (Introspect): its revocation state in Redis was incomplete.");
     lb->m_rate_closed =
         metric('c', "wy_lobby_rate_limited_total", "Connections closed for their message rate.");
     lb->m_bad_frames =

@@ -60,6 +60,7 @@ void lobby_conn_unref(lobby_conn_t *c)
         return;
     lobby_t *lb = c->lb;
     conn_unlink(c);
+    wy_free(c->token);
     wy_free(c);
     lb->nalloc--;
     lobby_unref(lb);
