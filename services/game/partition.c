@@ -15,6 +15,7 @@ typedef struct {
     bool used, ghost;
     uint8_t kind;
     uint8_t grace;   /* ghost: batches left before an unlisted ghost is removed */
+    bool moved;      /* owned: moved since the last change batch (game_partition_changes) */
     uint32_t owner;  /* ghost: the owning partition */
     uint32_t seen;   /* ghost: stamp of the last batch that listed it */
     uint32_t player; /* index in players, NONE for an NPC or a ghost */
@@ -64,6 +65,10 @@ struct game_partition {
     uint32_t nhand;
     uint32_t *hand_view_pool;
     uint32_t import_stamp;
+    /* spawns and despawns since the last change batch */
+    game_change_t *log;
+    uint32_t nlog;
+    uint64_t log_dropped, log_from;
     uint32_t nghosts, nplayers;
     uint32_t nowned[GAME_KIND_COUNT];
     stats_t st;
@@ -208,6 +213,7 @@ int game_partition_new(const game_partition_opts_t *o, game_partition_t **out, c
     p->sec_changed = wy_malloc(p->cap_changed);
     p->sec_left = wy_malloc(p->cap_left);
 
+    p->log = wy_malloc(o->max_entities * sizeof *p->log);
     p->hand = wy_calloc(o->max_handovers, sizeof *p->hand);
     p->hand_view_pool = wy_malloc((size_t)o->max_handovers * o->max_visible * sizeof(uint32_t));
     for (uint32_t i = 0; i < o->max_handovers; i++)
@@ -234,6 +240,7 @@ void game_partition_free(game_partition_t *p)
     wy_free(p->sec_left);
     wy_free(p->hand);
     wy_free(p->hand_view_pool);
+    wy_free(p->log);
     wy_free(p);
 }
 
@@ -301,6 +308,15 @@ static void player_free(game_partition_t *p, uint32_t i)
     p->nplayers--;
 }
 
+static void log_change(game_partition_t *p, uint8_t op, const ent_t *e)
+{
+    if (p->nlog >= p->o.max_entities) {
+        p->log_dropped++;
+        return;
+    }
+    p->log[p->nlog++] = (game_change_t){op, e->kind, e->id, e->now.qx, e->now.qy};
+}
+
 int game_partition_add(game_partition_t *p, uint32_t id, uint8_t kind, double x, double y,
                        uint64_t conn, uint64_t now_ns)
 {
@@ -319,6 +335,7 @@ int game_partition_add(game_partition_t *p, uint32_t id, uint8_t kind, double x,
     game_aoi_place(&p->aoi, s, id, x, y);
     ent_state(e);
     e->sent = e->now;
+    log_change(p, GAME_CHANGE_SPAWN, e);
     return WY_OK;
 }
 
@@ -331,6 +348,7 @@ int game_partition_remove(game_partition_t *p, uint32_t id)
         return WY_ESTATE;
     if (p->ents[s].player != NONE)
         player_free(p, p->ents[s].player);
+    log_change(p, GAME_CHANGE_DESPAWN, &p->ents[s]);
     slot_free(p, s);
     return WY_OK;
 }
@@ -547,9 +565,14 @@ void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, do
     for (uint32_t i = 0; i < p->o.max_players; i++)
         if (p->players[i].used)
             emit_frame(p, &p->players[i], tick, &c);
-    for (uint32_t s = 0; s < p->o.max_entities; s++)
-        if (p->ents[s].used)
-            p->ents[s].sent = p->ents[s].now;
+    for (uint32_t s = 0; s < p->o.max_entities; s++) {
+        ent_t *e = &p->ents[s];
+        if (!e->used)
+            continue;
+        if (!e->ghost && (e->now.qx != e->sent.qx || e->now.qy != e->sent.qy))
+            e->moved = true;
+        e->sent = e->now;
+    }
     decide_handovers(p, &c);
 
     publish(p, &c);
@@ -663,6 +686,40 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
     }
     stat_add(p, STAT(handovers_in), 1);
     return WY_OK;
+}
+
+/* ---------------------------------------------------------------- change batches */
+
+void game_partition_changes(game_partition_t *p, uint64_t tick, game_changes_t *out)
+{
+    out->n = 0;
+    out->tick_from = p->log_from;
+    out->tick_to = tick;
+    out->dropped = p->log_dropped;
+    for (uint32_t i = 0; i < p->nlog; i++) {
+        if (out->n == out->cap) {
+            out->dropped += p->nlog - i;
+            break;
+        }
+        out->changes[out->n++] = p->log[i];
+    }
+    for (uint32_t s = 0; s < p->o.max_entities; s++) {
+        ent_t *e = &p->ents[s];
+        if (!e->used || !e->moved)
+            continue;
+        e->moved = false;
+        if (e->ghost)
+            continue;
+        if (out->n == out->cap) {
+            out->dropped++;
+            continue;
+        }
+        out->changes[out->n++] =
+            (game_change_t){GAME_CHANGE_MOVE, e->kind, e->id, e->now.qx, e->now.qy};
+    }
+    p->nlog = 0;
+    p->log_dropped = 0;
+    p->log_from = tick + 1;
 }
 
 /* ---------------------------------------------------------------- statistics */

@@ -128,6 +128,30 @@ uint32_t game_partition_handovers(game_partition_t *p, const game_handover_t **o
  * entity is lost: counted, and the caller must tell its player). */
 int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, uint64_t now_ns);
 
+/* ---- the object-change stream (spawn, despawn, move diffs for wy.stats) ---- */
+
+enum { GAME_CHANGE_MOVE = 0, GAME_CHANGE_SPAWN = 1, GAME_CHANGE_DESPAWN = 2 };
+
+typedef struct {
+    uint8_t op, kind;
+    uint32_t id;
+    int32_t qx, qy; /* 1/16 m */
+} game_change_t;
+
+/* A batch of changes; storage (changes, cap) is the caller's. */
+typedef struct {
+    uint64_t tick_from, tick_to;
+    game_change_t *changes;
+    uint32_t n, cap;
+    uint64_t dropped; /* changes lost: the log or this batch was full */
+} game_changes_t;
+
+/* Moves the changes since the last call into out: the spawns and despawns in order, then one
+ * MOVE (the latest position) per owned entity that moved; hand-overs are not changes. Called
+ * once per batch interval on the partition's thread (O(entities), no allocation); the caller
+ * encodes and publishes the batch elsewhere. */
+void game_partition_changes(game_partition_t *p, uint64_t tick, game_changes_t *out);
+
 /* ---- statistics (any thread) ---- */
 
 typedef struct {

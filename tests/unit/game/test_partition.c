@@ -299,6 +299,47 @@ static void test_border_crossing(void **state)
     world_free(&w);
 }
 
+/* The object-change stream: spawns, moves (one per moving entity per batch) and despawns. */
+static void test_change_batches(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 1);
+    memset(seqs, 0, sizeof seqs);
+    game_change_t buf[16];
+    game_changes_t b = {.changes = buf, .cap = 16};
+    assert_int_equal(game_partition_add(w.p[0], 1, GAME_KIND_PLAYER, 100, 100, 1, 0), WY_OK);
+    assert_int_equal(game_partition_add(w.p[0], 2, GAME_KIND_NPC, 120, 100, 0, 0), WY_OK);
+    world_tick(&w);
+    game_partition_changes(w.p[0], w.tick, &b);
+    assert_int_equal(b.n, 2);
+    assert_int_equal(b.changes[0].op, GAME_CHANGE_SPAWN);
+    assert_int_equal(b.changes[0].id, 1);
+    assert_int_equal(b.changes[0].qx, 1600);
+    assert_int_equal(b.changes[1].kind, GAME_KIND_NPC);
+    walk_dir(&w, 1, 16384, GAME_MODE_WALK); /* south */
+    for (int t = 0; t < 10; t++)
+        world_tick(&w);
+    game_partition_changes(w.p[0], w.tick, &b);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.changes[0].op, GAME_CHANGE_MOVE);
+    assert_int_equal(b.changes[0].qy, wy_gw_quantise(100 + 2.5 * 0.5));
+    assert_int_equal(b.tick_from, 2);
+    assert_int_equal(b.tick_to, 11);
+    assert_int_equal(game_partition_remove(w.p[0], 2), WY_OK);
+    game_partition_changes(w.p[0], w.tick, &b);
+    assert_int_equal(b.n, 1); /* no tick since: only the despawn */
+    assert_int_equal(b.changes[0].op, GAME_CHANGE_DESPAWN);
+    assert_int_equal(b.changes[0].id, 2);
+    /* A batch too small: the rest is counted as dropped. */
+    game_changes_t tiny = {.changes = buf, .cap = 0};
+    world_tick(&w);
+    game_partition_changes(w.p[0], w.tick, &tiny);
+    assert_int_equal(tiny.n, 0);
+    assert_int_equal(tiny.dropped, 1);
+    world_free(&w);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -323,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_two_see_each_other_third_far),
         cmocka_unit_test(test_cheats_refused_and_counted),
         cmocka_unit_test(test_border_crossing),
+        cmocka_unit_test(test_change_batches),
         cmocka_unit_test(test_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
