@@ -119,7 +119,8 @@ static int run_tick(uint32_t n, bool first)
         for (uint32_t id = 1; id <= n; id++) {
             if (fmod((double)t + id, every) >= 1.0)
                 continue;
-            game_input_t in = {.seq = ++seq[id],
+            seq[id]++;
+            game_input_t in = {.seq = seq[id],
                                .mode = rnd(&seed) % 8 == 0 ? GAME_MODE_IDLE : GAME_MODE_WALK,
                                .dir = (uint16_t)rnd(&seed)};
             game_partition_input(p, id, &in);

@@ -726,7 +726,7 @@ void game_partition_changes(game_partition_t *p, uint64_t tick, game_changes_t *
 
 void game_partition_stats(const game_partition_t *p, game_partition_stats_t *out)
 {
-    uint64_t v[NSTATS];
+    uint64_t v[NSTATS] = {0};
     for (size_t i = 0; i < NSTATS; i++)
         v[i] = atomic_load_explicit(&p->st.v[i], memory_order_relaxed);
     memcpy(out, v, sizeof v);

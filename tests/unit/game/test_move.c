@@ -145,7 +145,8 @@ static void test_flood(void **state)
     int accepted = 0, flood = 0;
     /* 1,000 inputs at one instant: the burst passes, the rest are refused. */
     for (int i = 0; i < 1000; i++) {
-        game_input_t in = {.seq = ++seq, .mode = GAME_MODE_WALK};
+        seq++;
+        game_input_t in = {.seq = seq, .mode = GAME_MODE_WALK};
         if (game_move_accept(&r, &WALK, &m, &in, SEC, &why) == WY_OK)
             accepted++;
         else if (why == GAME_REFUSE_FLOOD)
@@ -156,7 +157,8 @@ static void test_flood(void **state)
     /* Over 10 s at 100 inputs/s: the sustained rate (30/s) passes, no more. */
     accepted = 0;
     for (int i = 0; i < 1000; i++) {
-        game_input_t in = {.seq = ++seq, .mode = GAME_MODE_WALK};
+        seq++;
+        game_input_t in = {.seq = seq, .mode = GAME_MODE_WALK};
         if (game_move_accept(&r, &WALK, &m, &in, SEC + (uint64_t)(i + 1) * SEC / 100, &why) ==
             WY_OK)
             accepted++;
@@ -164,7 +166,8 @@ static void test_flood(void **state)
     assert_in_range(accepted, 299, 301);
     /* 10 inputs/s (a bot's rate) are never refused. */
     for (int i = 0; i < 200; i++) {
-        game_input_t in = {.seq = ++seq, .mode = GAME_MODE_WALK};
+        seq++;
+        game_input_t in = {.seq = seq, .mode = GAME_MODE_WALK};
         assert_int_equal(
             game_move_accept(&r, &WALK, &m, &in, 20 * SEC + (uint64_t)i * SEC / 10, &why), WY_OK);
     }

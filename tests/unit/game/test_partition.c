@@ -131,7 +131,8 @@ static uint32_t seqs[64];
 
 static void walk_dir(world_t *w, uint32_t id, uint16_t dir, uint8_t mode)
 {
-    game_input_t in = {.seq = ++seqs[id], .mode = mode, .dir = dir};
+    seqs[id]++;
+    game_input_t in = {.seq = seqs[id], .mode = mode, .dir = dir};
     assert_int_equal(game_partition_input(owner_of(w, id), id, &in), WY_OK);
 }
 
