@@ -913,7 +913,13 @@ const actor_state_t *actor_store_held(const actor_req_t *r)
     return &r->actor->state;
 }
 
-void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool unknown)
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq)
+{
+    return seq >= r->actor->snap_seq + (uint64_t)actor_cfg.snapshot_every;
+}
+
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown)
 {
     actor_t *a = r->actor;
     r->actor = NULL;
@@ -923,6 +929,10 @@ void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, 
     if (unknown) { /* as after a commit of unknown outcome */
         actor_reread(a);
         return;
+    }
+    if (snapshot && n) {
+        a->snap_seq = a->state.seq;
+        wy_metric_inc(a->svc->m_snapshots);
     }
     a->phase = ACTOR_READY;
     actor_settle(a);
