@@ -25,6 +25,7 @@ typedef struct {
     int64_t restore_window_ms; /* how long a deleted character can be restored */
     int64_t lease_ms;          /* shard lease written at claim */
     int64_t txn_timeout_ms;    /* a cross-actor transaction's wait for its characters */
+    int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
 } actor_cfg_t;
 
 extern actor_cfg_t actor_cfg;

@@ -22,6 +22,7 @@
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
 #include "actor.h"
+#include "rankings.h"
 #include "wy_buf.h"
 #include "wy_log.h"
 
@@ -539,6 +540,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
+            actor_rank_changed(svc, &a->state, &a->work); /* rankings.c */
             actor_state_copy(&a->state, &a->work);
             if (a->snapshot) {
                 a->snap_seq = a->work.seq;
