@@ -45,6 +45,7 @@ typedef struct {
     int64_t nick_cooldown_ms, notice_ttl_ms, relay_max;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
+    char *chat_grpc; /* chat.c */
 } lobby_cfg_t;
 
 struct lobby {
@@ -86,6 +87,8 @@ struct lobby {
     uv_timer_t stop_timer; /* on stop: waits for clients to answer close 1001 */
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
+    wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
+    wy_metric_t *m_chat_delivered, *m_chat_events;
     /* metrics */
     wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
         *m_rate_closed, *m_bad_frames;
