@@ -5,6 +5,7 @@
 #include "wyc.h"
 #include "wy_buf.h"
 #include "wy_httpc.h"
+#include "lobby.pb-c.h"
 
 #include <wslay/wslay.h>
 
@@ -74,6 +75,7 @@ struct wyc_client {
     bool logging_out;
     void *deferred_logout;   /* void (*)(wyc_client_t *): continues wyc_logout after the lobby */
     uint32_t unauth_retries; /* 4001 closes retried after a refresh since the last welcome */
+    struct wyc_chat_state *chat; /* wyc_chat.c: followed channels (NULL until the first) */
 };
 
 /* wyc_util.c */
@@ -90,6 +92,17 @@ void wyc__lobby_shutdown(wyc_client_t *c); /* on client close: no events */
 void wyc__lobby_tokens_changed(wyc_client_t *c, bool ok, const wyc_error_t *err);
 /* Starts the lobby Logout; done runs once the lobby answered or is gone. false: no session. */
 bool wyc__lobby_logout(wyc_client_t *c, void (*done)(wyc_client_t *c));
+
+/* A lobby request answered with the whole ServerMessage (m NULL when the connection was lost
+ * or the request timed out; e says why). Same returns as the public lobby requests. */
+typedef void (*wyc__raw_cb)(wyc_client_t *c, const wyc_error_t *e,
+                            const Wyvern__Lobby__ServerMessage *m, void *ud);
+int wyc__lobby_request(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__raw_cb cb, void *ud);
+
+/* wyc_chat.c: a chat push, a welcome (refetch what a reconnect missed), the client's end. */
+void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
+void wyc__chat_welcome(wyc_client_t *c);
+void wyc__chat_free(wyc_client_t *c);
 
 /* wyc_client.c */
 int wyc__refresh_internal(wyc_client_t *c);
