@@ -57,6 +57,11 @@ static const char USAGE[] =
     "                               enter the game with a character: print the welcome\n"
     "                               (game instance, zone, position), stay SECONDS (default 0;\n"
     "                               Ctrl-C ends it), then leave (the position is saved)\n"
+    "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
+    "  chat send --to ACCOUNT TEXT  whisper (kept until their next login when offline)\n"
+    "  chat history CHANNEL [--after SEQ] [--limit N]   a page of a channel's messages\n"
+    "  chat create party|guild [NAME], chat join|leave CHANNEL,\n"
+    "  chat invite|kick CHANNEL ACCOUNT\n"
     "\n"
     "Options:\n"
     "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
@@ -526,6 +531,17 @@ static void print_event(const wyc_event_t *ev)
         if (opt.json)
             json_out(json_pack("{s:s}", "event", "tokens_refreshed"));
         break;
+    case WYC_EV_CHAT:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
+                               ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq, "type",
+                               ev->chat.type, "sender_id", ev->chat.sender_id, "text",
+                               ev->chat.text, "offline", ev->chat.offline));
+        else
+            printf("[%s #%llu] %s: %s\n", ev->chat.channel_id, (unsigned long long)ev->chat.seq,
+                   ev->chat.sender_name[0] ? ev->chat.sender_name : ev->chat.sender_id,
+                   ev->chat.text);
+        break;
     }
     fflush(stdout);
 }
@@ -610,6 +626,101 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
                    wyc_presence_name(out[i].state), out[i].account_id);
         }
     }
+    return EX_OK;
+}
+
+static int cmd_chat(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    static const char usage[] =
+        "usage: wy chat send CHANNEL TEXT | send --to ACCOUNT TEXT | history CHANNEL [--after "
+        "SEQ] [--limit N] | create party|guild [NAME] | join|leave CHANNEL | invite|kick "
+        "CHANNEL ACCOUNT";
+    if (argc < 2)
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    const char *op = argv[0];
+    wyc_welcome_t w;
+    wyc_error_t e;
+    if (!strcmp(op, "history")) {
+        uint64_t after = 0;
+        uint32_t limit = 50;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--after") && i + 1 < argc)
+                after = strtoull(argv[++i], NULL, 10);
+            else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+                limit = (uint32_t)strtoul(argv[++i], NULL, 10);
+            else
+                return fail_msg("chat", EX_USAGE, "%s", usage);
+        }
+        if (limit == 0 || limit > 200)
+            return fail_msg("chat", EX_USAGE, "--limit: 1..200");
+        int ex = lobby_up("chat", &w);
+        if (ex)
+            return ex;
+        wyc_chat_message_t *msgs = wy_calloc(limit, sizeof *msgs);
+        size_t n = 0;
+        uint64_t last = 0;
+        bool more = false;
+        if (wyc_sync_chat_history(g_sync, argv[1], after, 0, after > 0, limit, msgs, limit, &n,
+                                  &last, &more, &e) != WY_OK) {
+            wy_free(msgs);
+            return fail("chat", &e);
+        }
+        if (opt.json) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "seq",
+                                                     (json_int_t)msgs[i].seq, "type", msgs[i].type,
+                                                     "sender_id", msgs[i].sender_id, "sender_name",
+                                                     msgs[i].sender_name, "text", msgs[i].text,
+                                                     "ts_ms", (json_int_t)msgs[i].ts_ms, "deleted",
+                                                     msgs[i].deleted));
+            json_out(json_pack("{s:b, s:s, s:s, s:o, s:I, s:b}", "ok", 1, "command", "chat",
+                               "channel_id", argv[1], "messages", arr, "last_seq", (json_int_t)last,
+                               "more", more));
+        } else {
+            for (size_t i = 0; i < n; i++)
+                printf("#%llu %s %s: %s\n", (unsigned long long)msgs[i].seq, msgs[i].type,
+                       msgs[i].sender_name[0] ? msgs[i].sender_name : msgs[i].sender_id,
+                       msgs[i].deleted ? "(deleted)" : msgs[i].text);
+        }
+        wy_free(msgs);
+        return EX_OK;
+    }
+    const char *channel = argv[1], *arg = NULL, *text = NULL, *sop = op;
+    if (!strcmp(op, "send") && argc == 4 && !strcmp(argv[1], "--to")) {
+        sop = "whisper";
+        channel = NULL;
+        arg = argv[2];
+        text = argv[3];
+    } else if (!strcmp(op, "send") && argc == 3) {
+        text = argv[2];
+    } else if ((!strcmp(op, "invite") || !strcmp(op, "kick")) && argc == 3) {
+        arg = argv[2];
+    } else if (!strcmp(op, "create") && argc <= 3) {
+        arg = argc == 3 ? argv[2] : "";
+    } else if ((strcmp(op, "join") && strcmp(op, "leave")) || argc != 2) {
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    }
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_result_t *r = wy_calloc(1, sizeof *r);
+    if (wyc_sync_chat(g_sync, sop, channel, arg, text, r, &e) != WY_OK) {
+        wy_free(r);
+        return fail("chat", &e);
+    }
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "ok", 1, "command", "chat",
+                           "op", op, "channel_id", r->channel_id, "seq", (json_int_t)r->seq, "text",
+                           r->text, "masked", r->masked, "offline", r->offline));
+    else if (!strcmp(op, "send"))
+        printf("Sent to %s as #%llu%s%s\n", r->channel_id, (unsigned long long)r->seq,
+               r->masked ? " (filtered words masked)" : "",
+               r->offline ? " (offline: delivered at their next login)" : "");
+    else
+        printf("%s %s (#%llu)\n", op, r->channel_id, (unsigned long long)r->seq);
+    wy_free(r);
     return EX_OK;
 }
 
@@ -896,8 +1007,8 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
     const char *cmd = rest[0];
-    static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
-                                       "nick",     "presence", "lobby",  "play"};
+    static const char *const CMDS[] = {"register", "login", "logout", "whoami", "nick",
+                                       "presence", "lobby", "play",   "chat"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
         known |= !strcmp(cmd, CMDS[i]);
@@ -946,6 +1057,8 @@ int main(int argc, char **argv)
                         ex = cmd_presence(&p, n - 1, rest + 1);
                     else if (!strcmp(cmd, "play"))
                         ex = cmd_play(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "chat"))
+                        ex = cmd_chat(&p, n - 1, rest + 1);
                     else
                         ex = cmd_lobby(&p, n - 1, rest + 1);
                 }
