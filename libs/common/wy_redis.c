@@ -1060,7 +1060,15 @@ static void on_slots(int status, redisReply *reply, void *ud)
             if (map[i] >= 0)
                 cl->slot[i] = map[i];
     } else {
+        int changed = 0;
+        for (int i = 0; i < CL_SLOTS; i++)
+            changed += cl->map_ok && cl->slot[i] != map[i];
         memcpy(cl->slot, map, sizeof map);
+        if (changed > 0) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", changed);
+            wy_log_info("redis cluster: slot map changed", "slots", n, NULL);
+        }
         if (!cl->map_ok) {
             char nn[16];
             snprintf(nn, sizeof nn, "%d", cl->nnodes);
