@@ -26,10 +26,12 @@
 /* Claim: atomically find the account's live session, refuse (reject-new, owner alive) or
  * fence it (delete its record), then write the new session and its account index with the
  * TTL under the new epoch (from PostgreSQL, above every epoch issued before). Returns
- * {1, prev_sid, prev_instance, epoch}, {3, sid, instance} (reject-new and a live-looking
+ * {1, prev_sid, prev_instance, epoch}, {5, sid, instance} (reject-new and a live-looking
  * owner: the caller checks the owner instance's liveness key, one read in another slot, and
  * claims again naming the session found dead in ARGV[10]), or {2, '', ''} when a newer claim
  * of the account already holds a higher epoch (this one lost the race).
+ * The access token's revocation is checked before, by claim_revocation: auth's keys live in
+ * the {revoked} slot, not the account's (docs/keys.md).
  * KEYS: sess:{a}:acct, sess:{a}:epoch, sess:{a}:s:<sid>
  * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm,
  *       dead_sid (a session whose instance is dead: taken over even under reject-new), epoch,
@@ -44,7 +46,7 @@ static const char CLAIM_LUA[] =
     "  local h = redis.call('HMGET', ARGV[12]..prev, 'instance')\n"
     "  if not h[1] then prev = false else\n"
     "    pinst = h[1]\n"
-    "    if ARGV[7] == '1' and ARGV[10] ~= prev then return {3, prev, pinst} end\n"
+    "    if ARGV[7] == '1' and ARGV[10] ~= prev then return {5, prev, pinst} end\n"
     "    redis.call('DEL', ARGV[12]..prev)\n"
     "  end\n"
     "end\n"
@@ -303,7 +305,7 @@ static void claim_done(int status, redisReply *reply, void *ud)
         .prev_sid = reply->element[1]->str ? reply->element[1]->str : "",
         .prev_instance = reply->element[2]->str ? reply->element[2]->str : "",
     };
-    if (code == 3 && !q->rechecked && strlen(r.prev_sid) < sizeof q->prev_sid &&
+    if (code == 5 && !q->rechecked && strlen(r.prev_sid) < sizeof q->prev_sid &&
         strlen(r.prev_instance) < sizeof q->prev_inst) {
         q->rechecked = true;
         snprintf(q->prev_sid, sizeof q->prev_sid, "%s", r.prev_sid);
@@ -316,7 +318,7 @@ static void claim_done(int status, redisReply *reply, void *ud)
             claim_end(q, rc, NULL, wy_strerror(rc));
         return;
     }
-    /* code 3 after the recheck: yet another owner appeared meanwhile; refuse. */
+    /* code 5 after the recheck: yet another owner appeared meanwhile; refuse. */
     if (r.claimed) {
         c->epoch = q->epoch;
         c->live = true;
@@ -345,6 +347,48 @@ static int claim_run(claim_req_t *q, const char *dead_sid)
     return eval(lb, SCRIPT_CLAIM, 3, keys, 12, args, claim_done, q);
 }
 
+/* The access token's revocation in auth's keys (services/auth/README.md "Revocation"), one
+ * MGET in the {revoked} slot before the claim: its session revoked, or its account
+ * revoked/banned at or after the token's iat -> revoked (prev_sid: why); with check '1' auth's
+ * marker missing (Redis lost its data and auth is rebuilding it: "not revoked" cannot be
+ * trusted, ask auth) -> unknown. check '2': the keys without the marker (no auth to ask); '0'
+ * (auth was asked already): not read. A revocation landing between this read and the claim
+ * reaches the session as account.session_revoked on wy.account, like one after the claim. */
+static void claim_revocation_done(int status, redisReply *reply, void *ud)
+{
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
+                  status == WY_OK ? "unexpected reply to the revocation check"
+                                  : wy_strerror(status));
+        return;
+    }
+    const char *why = NULL;
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        why = "session revoked";
+    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
+             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
+                 strtoull(reply->element[1]->str, NULL, 10))
+        why = "account revoked";
+    bool unknown = !why && !c->revocation_asked && c->lb->auth &&
+                   reply->element[2]->type != REDIS_REPLY_STRING;
+    if (why || unknown) {
+        lobby_claim_t r = {.revoked = why != NULL, .unknown = unknown, .prev_sid = why ? why : "",
+                           .prev_instance = ""};
+        claim_end(q, WY_OK, &r, NULL);
+        return;
+    }
+    if (!c->ws) {
+        claim_end(q, WY_ECANCELED, NULL, "client gone");
+        return;
+    }
+    lobby_instance_alive(c->lb); /* this instance claims: it is alive */
+    int rc = claim_run(q, "");
+    if (rc != WY_OK)
+        claim_end(q, rc, NULL, wy_strerror(rc));
+}
+
 static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
 {
     claim_req_t *q = ud;
@@ -358,8 +402,17 @@ static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
         return;
     }
     q->epoch = epoch;
-    lobby_instance_alive(c->lb); /* this instance claims: it is alive */
-    int rc = claim_run(q, "");
+    int rc;
+    if (c->revocation_asked) {
+        lobby_instance_alive(c->lb); /* this instance claims: it is alive */
+        rc = claim_run(q, "");
+    } else {
+        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
+        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
+        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
+        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
+        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+    }
     if (rc != WY_OK)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }
