@@ -1233,6 +1233,11 @@ wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d)
     return d->grpc;
 }
 
+int wy_daemon_grpc_port(const wy_daemon_t *d)
+{
+    return d->bound_grpc_port;
+}
+
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d)
 {
     return d->redis;
