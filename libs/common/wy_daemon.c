@@ -1233,11 +1233,6 @@ wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d)
     return d->grpc;
 }
 
-int wy_daemon_grpc_port(const wy_daemon_t *d)
-{
-    return d->bound_grpc_port;
-}
-
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d)
 {
     return d->redis;
@@ -1266,6 +1261,11 @@ wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
 const char *wy_daemon_bind_host(const wy_daemon_t *d)
 {
     return d->bind_host;
+}
+
+int wy_daemon_grpc_port(const wy_daemon_t *d)
+{
+    return d->bound_grpc_port;
 }
 
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)

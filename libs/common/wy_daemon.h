@@ -192,8 +192,6 @@ const char *wy_daemon_bind_host(const wy_daemon_t *d);
 wy_http_server_t *wy_daemon_ops(wy_daemon_t *d);
 wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client channels */
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
-/* The port the gRPC server is bound to: 0 during start(), set once it returned. */
-int wy_daemon_grpc_port(const wy_daemon_t *d);
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
@@ -209,6 +207,8 @@ bool wy_daemon_stopping(const wy_daemon_t *d);
 void wy_daemon_ready_check(wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+/* The bound gRPC port (WY_<SVC>_GRPC_PORT, or the one picked for 0), from start() on. */
+int wy_daemon_grpc_port(const wy_daemon_t *d);
 
 /* ---------------------------------------------------------------- workers
  *

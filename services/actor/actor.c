@@ -2,6 +2,7 @@
  * start() sets up the event store and the gRPC methods, stop() ends new work, and the
  * state is freed when the last operation in flight lets it go. */
 #include "actor.h"
+#include "txn.h"
 #include "wy_log.h"
 
 actor_cfg_t actor_cfg;
@@ -53,6 +54,10 @@ static const wy_cfg_entry_t actor_config[] = {
     {"WY_ACTOR_AUDIT_LOG", WY_CFG_BOOL, "true", 0, 0, NULL,
      "One JSON log line (\"msg\":\"actor event\") per committed event.", &actor_cfg.audit_log,
      false},
+    {"WY_ACTOR_TXN_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
+     "How long a cross-actor transaction (Transact) waits to hold its characters before it "
+     "is aborted and released (the caller retries with the same txn_id).",
+     &actor_cfg.txn_timeout_ms, false},
 };
 
 static int actor_start(wy_daemon_t *d, const char **err);
@@ -149,6 +154,7 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_gp_retried = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"retried\"");
     actor_gameplay_start(svc);
     actor_store_start(svc);
+    actor_txn_start();
     return actor_grpc_register(d, err);
 }
 
