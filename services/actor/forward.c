@@ -32,6 +32,8 @@ static void on_forwarded(int err, int status, const char *message, const Protobu
         /* The owner could not be reached or did not answer: the outcome is unknown. */
         if (err == WY_ECANCELED || err == WY_ETIMEDOUT || err == WY_EIO)
             err = WY_EUNAVAIL;
+        if (err == WY_EUNAVAIL)
+            actor_owners_poke(svc); /* the owner may be gone: look again */
         r->done(r, err, message && *message ? message : "owner instance unreachable; retry", NULL);
     } else if (f->character) {
         Wyvern__Actor__ApplyResponse res = WYVERN__ACTOR__APPLY_RESPONSE__INIT;

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VIEW_MIN_GAP_MS 100 /* pokes run views at most this often */
+#define VIEW_MIN_GAP_MS 250 /* pokes run views at most this often */
 
 /* Renews our lease, forgets instances dead for an hour (unless they still hold a shard),
  * and answers kind 0: each shard with its owner, epoch, address and liveness; kind 1:

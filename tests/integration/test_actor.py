@@ -276,7 +276,9 @@ def test_resident_bound_evicts_idle_actors_that_reload(daemon, pb):
 
 
 def test_a_writer_whose_shard_was_taken_over_cannot_commit(daemon, stack, pb):
-    d = start(daemon)
+    # No periodic view during the test: the write must meet the fence before the instance
+    # learns of the takeover (the fence pokes a view; so does a failed forward).
+    d = start(daemon, WY_ACTOR_HEARTBEAT="30s", WY_ACTOR_LEASE="60s")
     st, ch = stub(d, pb)
     c = create(st, pb)
     earn(st, pb, c.actor_id, "before", amount=1)
