@@ -91,11 +91,12 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .helpers = WY_HELPER_OUTBOX | WY_HELPER_CONSUMED,
 };
 
-/* Not ready before the first ownership view: until then no request can be routed. */
+/* Not ready before the ownership view settled: until the first one no request can be
+ * routed, and a joining instance waits for the shards handed to it. */
 static const char *actor_unready(wy_daemon_t *d)
 {
     actor_svc_t *svc = wy_daemon_state(d);
-    return svc && svc->claimed ? NULL : "shard_ownership";
+    return svc && actor_owners_settled(svc) ? NULL : "shard_ownership";
 }
 
 void actor_svc_ref(actor_svc_t *svc)

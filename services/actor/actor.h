@@ -69,6 +69,9 @@ typedef struct {
     bool view_running;       /* a view (or its transfers) is in flight */
     bool view_again;         /* run another view as soon as this one ends */
     int xfers;               /* transfers of the running view in flight (+1 while it runs) */
+    int shards_due;          /* shards that should be ours, as of the latest view */
+    bool settled;            /* ready: see actor_owners_settled */
+    int64_t first_view_ms;   /* wy_now_ms() the first view ended */
     int64_t view_sent_ms, last_view_ms; /* wy_now_ms() the running / latest view was sent */
     int64_t lease_ok_until;             /* wy_now_ms(): our lease is surely valid until then */
     int64_t epoch[ACTOR_SHARDS];        /* per shard, from our claim; 0 = not ours */
@@ -186,6 +189,9 @@ void actor_owners_start(actor_svc_t *svc);
 void actor_owners_stop(actor_svc_t *svc);
 /* Frees the peers (last reference). */
 void actor_owners_free(actor_svc_t *svc);
+/* True once the first view is done and this instance holds the shards due to it (or a
+ * lease has passed since): the daemon's readiness. */
+bool actor_owners_settled(actor_svc_t *svc);
 /* Runs a view soon (a lost fence, a forwarded request for a shard in transit). */
 void actor_owners_poke(actor_svc_t *svc);
 /* The shards whose ownership changed: resident actors of shards no longer ours are

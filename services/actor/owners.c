@@ -297,7 +297,7 @@ static void on_view(int status, const PGresult *res, const char *err, void *ud)
         live[n_live++] = (live_t){p->name, name_hash(p->name), p};
     }
     bool lost[ACTOR_SHARDS] = {0}, any_lost = false;
-    int n_lost = 0;
+    int n_lost = 0, n_due = 0;
     xfer_list_t *take = wy_calloc(1, sizeof *take), *hand = wy_calloc(1, sizeof *hand);
     take->from = wy_calloc(ACTOR_SHARDS, sizeof *take->from);
     hand->from = wy_calloc(ACTOR_SHARDS, sizeof *hand->from);
@@ -327,6 +327,7 @@ static void on_view(int status, const PGresult *res, const char *err, void *ud)
             }
         }
         svc->owner[s] = NULL;
+        n_due += !want->peer;
         if (held && want->peer) {
             /* An instance joined that should have it: stop writing it now, hand it over. */
             svc->epoch[s] = 0;
@@ -342,6 +343,7 @@ static void on_view(int status, const PGresult *res, const char *err, void *ud)
             svc->owner[s] = wy_map_get_str(svc->peers, owner);
         }
     }
+    svc->shards_due = n_due;
     if (n_lost) {
         char n[16];
         snprintf(n, sizeof n, "%d", n_lost);
@@ -385,10 +387,11 @@ static void view_end(actor_svc_t *svc)
         return;
     if (!svc->claimed) {
         svc->claimed = true;
+        svc->first_view_ms = (int64_t)wy_now_ms();
         wy_log_info("ownership view done", NULL);
         actor_store_shards_gained(svc);
-        wy_daemon_ready_check(svc->d);
     }
+    wy_daemon_ready_check(svc->d);
     if (svc->view_again) {
         svc->view_again = false;
         actor_owners_poke(svc);
@@ -432,6 +435,21 @@ static void run_view(actor_svc_t *svc)
 static void on_tick(uv_timer_t *t)
 {
     run_view(t->data);
+}
+
+bool actor_owners_settled(actor_svc_t *svc)
+{
+    if (svc->settled || !svc->claimed)
+        return svc->settled;
+    int held = 0;
+    for (int s = 0; s < ACTOR_SHARDS; s++)
+        held += svc->epoch[s] > 0;
+    /* Every shard due to us is ours (a join waits for the hand-offs, about two views), or
+     * a lease has passed since the first view (an owner that never hands off is not
+     * waited for). */
+    svc->settled =
+        held >= svc->shards_due || (int64_t)wy_now_ms() - svc->first_view_ms > actor_cfg.lease_ms;
+    return svc->settled; /* once settled, a later takeover does not make it unready */
 }
 
 void actor_owners_poke(actor_svc_t *svc)

@@ -367,3 +367,32 @@ def test_committed_events_are_published_on_wy_actor_even_after_a_kafka_outage(da
             p.terminate()
             p.wait(30)
     ch.close()
+
+
+def test_retention_keeps_k_snapshots_and_prunes_the_events_below_them(daemon, stack, pb):
+    """WY_ACTOR_SNAPSHOT_KEEP snapshots are kept; with WY_ACTOR_PRUNE_EVENTS the events at or
+    below the oldest kept one are deleted, and the character still loads to the same state."""
+    d = start(daemon, WY_ACTOR_SNAPSHOT_EVERY="10", WY_ACTOR_SNAPSHOT_KEEP="2",
+              WY_ACTOR_PRUNE_EVENTS="true")
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    for n in range(45):
+        earn(st, pb, c.actor_id, "r%d" % n, amount=1)
+    live = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert live.seq == 46 and live.gold == 45
+    snaps = [int(x) for x in stack.psql("SELECT seq FROM actor.snapshots WHERE actor_id = '%s' "
+                                        "ORDER BY seq" % c.actor_id).split()]
+    # One command per group commit: snapshots at seq 10, 20, 30, 40; the one at 40 kept 30
+    # and deleted the events up to 30.
+    assert snaps == [30, 40]
+    assert int(stack.psql("SELECT min(seq) FROM actor.events WHERE actor_id = '%s'"
+                          % c.actor_id)) == 31
+    ch.close()
+    d.stop()
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    again = st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert again == live
+    [line] = loads(d2, c.actor_id)
+    assert int(line["snapshot_seq"]) == snaps[-1]
+    ch2.close()
