@@ -277,6 +277,10 @@ def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
     # lost, and a retried txn id that committed answers its first result.
     d2 = start(daemon)
     st2, ch2 = stub(d2, pb)
+    # The killed instance's shards are taken over once its lease ran out (WY_ACTOR_LEASE).
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                                      % d2.instance_id)) == 256,
+               timeout=30, what="the new instance owns every shard")
     assert totals(st2, pb, actors) == before
     in_flight = sorted(committed - set(acked_now))
     for txn in in_flight[:5]:

@@ -146,9 +146,13 @@ def test_documented_metric_names_match_metrics(daemon, protos, build_dir, stack,
     if svc == "game":
         game_traffic(d)
     docs = documented(svc)
+    # Series born with the first event of a type the daemon ignores / does not know exist
+    # only after such traffic, which lobby_traffic makes for lobby alone.
+    lazy = set() if svc == "lobby" else {"wy_%s_events_ignored_total" % svc,
+                                           "wy_%s_events_unhandled_total" % svc}
     # The outbox relay's first pass and the revocation watch run within a second of start.
-    wait_until(lambda: docs <= exported(d), timeout=10,
+    wait_until(lambda: docs - lazy <= exported(d), timeout=10,
                what="%s: documented metrics in /metrics (missing: %s)"
-               % (svc, sorted(docs - exported(d))))
+               % (svc, sorted(docs - lazy - exported(d))))
     undocumented = sorted(exported(d) - docs)
     assert not undocumented, "%s exports metrics no README documents: %s" % (svc, undocumented)
