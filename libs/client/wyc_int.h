@@ -5,6 +5,7 @@
 #include "wyc.h"
 #include "wy_buf.h"
 #include "wy_httpc.h"
+#include "lobby.pb-c.h"
 
 #include <wslay/wslay.h>
 
@@ -90,6 +91,18 @@ void wyc__lobby_shutdown(wyc_client_t *c); /* on client close: no events */
 void wyc__lobby_tokens_changed(wyc_client_t *c, bool ok, const wyc_error_t *err);
 /* Starts the lobby Logout; done runs once the lobby answered or is gone. false: no session. */
 bool wyc__lobby_logout(wyc_client_t *c, void (*done)(wyc_client_t *c));
+
+/* A lobby request whose answer goes to cb as the ServerMessage (NULL when it failed
+ * before one arrived; e says why). Same returns as the public requests. */
+typedef void (*wyc__raw_cb)(wyc_client_t *c, const wyc_error_t *e,
+                            const Wyvern__Lobby__ServerMessage *m, void *ud);
+int wyc__lobby_request(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__raw_cb cb, void *ud);
+
+/* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
+void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);
+
+/* wyc_sync.c: the private loop of a blocking client. */
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s);
 
 /* wyc_client.c */
 int wyc__refresh_internal(wyc_client_t *c);

@@ -16,7 +16,7 @@
 #define WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum { PH_RESOLVE = 1, PH_CONNECT, PH_UPGRADE, PH_WS };
-enum { PEND_NICK = 1, PEND_PRESENCE, PEND_LOGOUT };
+enum { PEND_NICK = 1, PEND_PRESENCE, PEND_LOGOUT, PEND_RAW };
 
 struct wyc_conn {
     wyc_client_t *c; /* NULL once detached: the conn only waits for its handles to close */
@@ -138,6 +138,9 @@ static void pending_complete(wyc_client_t *c, wyc_pending_t *p, const wyc_error_
         wy_free(out);
         break;
     }
+    case PEND_RAW: /* wyc__lobby_request */
+        ((wyc__raw_cb)x.cb)(c, e, m, x.ud);
+        break;
     default:
         break; /* logout: the end of the connection continues it */
     }
@@ -496,6 +499,9 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH:
+        wyc__friend_push(c, m->friend_push);
+        return;
     default:
         break;
     }
@@ -1055,4 +1061,9 @@ int wyc_lobby_presence(wyc_client_t *c, const char *const *account_ids, size_t n
     m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_GET_PRESENCE;
     m.get_presence = &gp;
     return request(c, &m, PEND_PRESENCE, (void *)cb, ud);
+}
+
+int wyc__lobby_request(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__raw_cb cb, void *ud)
+{
+    return request(c, m, PEND_RAW, (void *)cb, ud);
 }

@@ -621,15 +621,20 @@ static int friend_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, ch
 static void friend_list_of(Wyvern__Actor__FriendList *fl, const Wyvern__Actor__Character *c)
 {
     fl->actor_id = c->actor_id;
+    fl->name = c->name;
     fl->n_friends = c->n_friends;
     fl->friends = c->friends;
 }
 
-/* The FriendList of c, packed: a new buffer (wy_free). */
-static uint8_t *friend_list(const Wyvern__Actor__Character *c, size_t *len)
+/* The FriendList of c, packed, with the entry of other (NULL: none) as `other`: a new
+ * buffer (wy_free). */
+static uint8_t *friend_list(const Wyvern__Actor__Character *c, const char *other, size_t *len)
 {
     Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
     friend_list_of(&fl, c);
+    for (size_t i = 0; other && i < c->n_friends; i++)
+        if (!strcmp(c->friends[i]->actor_id, other))
+            fl.other = c->friends[i];
     *len = wyvern__actor__friend_list__get_packed_size(&fl);
     uint8_t *buf = wy_malloc(*len ? *len : 1);
     wyvern__actor__friend_list__pack(&fl, buf);
@@ -638,10 +643,9 @@ static uint8_t *friend_list(const Wyvern__Actor__Character *c, size_t *len)
 
 static uint8_t *friend_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
 {
-    (void)t;
     actor_view_t v;
     actor_view_init(&v, &after[0]);
-    uint8_t *buf = friend_list(&v.c, len);
+    uint8_t *buf = friend_list(&v.c, t->actor[1], len);
     actor_view_clear(&v);
     return buf;
 }

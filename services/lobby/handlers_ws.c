@@ -2,6 +2,7 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "characters.h"
 #include "hello.h"
 #include "nickname.h"
 #include "state.h"
@@ -284,6 +285,8 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
         on_logout(c, req, t0);
         break;
     default:
+        if (lobby_chars_dispatch(c, m, t0)) /* characters and friends: 30..49 */
+            break;
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
         refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;

@@ -45,6 +45,7 @@ typedef struct {
     int64_t nick_cooldown_ms, notice_ttl_ms, relay_max;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
+    char *actor_grpc; /* characters.c */
 } lobby_cfg_t;
 
 struct lobby {
@@ -60,6 +61,7 @@ struct lobby {
     wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
     wy_token_cache_t *key_cache;  /* Auth.GetKeys */
     wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
+    wy_grpc_channel_t *actor;     /* NULL without WY_LOBBY_ACTOR_GRPC (characters.c) */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
     bool keys_loaded;     /* auth's key set was fetched at least once (readiness) */

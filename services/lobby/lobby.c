@@ -3,6 +3,7 @@
  * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
  * is in README "Code map". */
 #include "lobby.h"
+#include "characters.h"
 #include "clients.h"
 #include "handlers_grpc.h"
 #include "relay.h"
@@ -68,6 +69,10 @@ static const wy_cfg_entry_t lobby_config[] = {
      "Expected iss of access tokens.", &cfg.issuer, false},
     {"WY_LOBBY_TOKEN_AUDIENCE", WY_CFG_STRING, "wyvern", 0, 0, NULL,
      "Expected aud of access tokens.", &cfg.audience, false},
+    {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-actor gRPC address (host:port): characters and friends. Empty: those messages "
+     "answer UNAVAILABLE.",
+     &cfg.actor_grpc, false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -141,6 +146,8 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
             wyvern__lobby__notify_notice__free_unpacked(nn, NULL);
         else
             wy_log_warn("bad notify.notice payload skipped", "event_id", env->event_id, NULL);
+    } else if (strcmp(env->type, "notify.friend") == 0) {
+        lobby_chars_on_notify(lb, p, n, env->event_id);
     } else if (strcmp(env->type, "account.session_revoked") == 0) {
         Wyvern__Auth__SessionRevoked *r = wyvern__auth__session_revoked__unpack(NULL, n, p);
         if (r && r->account_id[0] && strlen(r->account_id) <= LOBBY_ID_MAX &&
@@ -221,6 +228,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
         return WY_EINVAL;
     }
     int rc = lobby_grpc_register(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chars_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -240,6 +249,7 @@ static void lobby_stop(wy_daemon_t *d)
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
     }
+    lobby_chars_stop(lb);
     lobby_unref(lb);
 }
 
@@ -259,7 +269,7 @@ static size_t lobby_busy(wy_daemon_t *d)
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
 static const char *const lobby_session_types[] = {"session.kick", NULL};
-static const char *const lobby_notify_types[] = {"notify.notice", NULL};
+static const char *const lobby_notify_types[] = {"notify.notice", "notify.friend", NULL};
 static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
 static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
 static const wy_daemon_sub_t lobby_subs[] = {
