@@ -104,8 +104,8 @@ static void on_friends(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobb
     wy_free(k);
 }
 
-static int send_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__raw_cb on, void *cb,
-                    void *ud)
+static int send_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__lobby_reply_cb on,
+                    void *cb, void *ud)
 {
     call_t *k = wy_calloc(1, sizeof *k);
     k->cb = cb;

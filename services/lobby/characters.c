@@ -32,8 +32,8 @@ int lobby_chars_start(lobby_t *lb, const char **err)
 {
     if (!*lb->cfg->actor_grpc)
         return WY_OK;
-    if (wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->actor_grpc, NULL, &lb->actor) !=
-        WY_OK) {
+    if (wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->actor_grpc, NULL,
+                            &lb->chars_actor) != WY_OK) {
         *err = "WY_LOBBY_ACTOR_GRPC: cannot open a channel";
         return WY_EINVAL;
     }
@@ -42,9 +42,9 @@ int lobby_chars_start(lobby_t *lb, const char **err)
 
 void lobby_chars_stop(lobby_t *lb)
 {
-    if (lb->actor) {
-        wy_grpc_channel_close(lb->actor);
-        lb->actor = NULL;
+    if (lb->chars_actor) {
+        wy_grpc_channel_close(lb->chars_actor);
+        lb->chars_actor = NULL;
     }
 }
 
@@ -88,12 +88,12 @@ static void call(op_t *op, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *resp)
 {
     lobby_t *lb = op->c->lb;
-    if (!lb->actor) {
+    if (!lb->chars_actor) {
         op_end(op, WYVERN__LOBBY__CODE__UNAVAILABLE, "characters are not served by this lobby");
         return;
     }
-    if (wy_grpc_call(lb->actor, method, req, resp, ACTOR_DEADLINE_MS, NULL, 0, on_actor, op) !=
-        WY_OK)
+    if (wy_grpc_call(lb->chars_actor, method, req, resp, ACTOR_DEADLINE_MS, NULL, 0, on_actor,
+                     op) != WY_OK)
         op_end(op, WYVERN__LOBBY__CODE__UNAVAILABLE, "character service busy, retry");
 }
 
@@ -202,13 +202,11 @@ static void friends_then_presence(op_t *op, Wyvern__Actor__FriendList *fl)
         on_presence(WY_OK, 0, NULL, op);
         return;
     }
-    char **keys = wy_calloc(n, sizeof *keys);
+    const char **accounts = wy_calloc(n, sizeof *accounts);
     for (size_t i = 0; i < n; i++)
-        keys[i] = wy_sprintf("sess:acct:%s", fl->friends[i]->account_id);
-    int rc = lobby_session_lookup_many(op->c->lb, n, (const char *const *)keys, on_presence, op);
-    for (size_t i = 0; i < n; i++)
-        wy_free(keys[i]);
-    wy_free(keys);
+        accounts[i] = fl->friends[i]->account_id;
+    int rc = lobby_session_lookup_many(op->c->lb, n, n, accounts, on_presence, op);
+    wy_free(accounts);
     if (rc != WY_OK)
         on_presence(rc, 0, NULL, op);
 }
