@@ -45,12 +45,13 @@ typedef struct {
     uint32_t *frames_in_tick; /* per connection */
 } sink_t;
 
-static void on_frame(void *ud, const game_frame_t *f)
+static bool on_frame(void *ud, const game_frame_t *f)
 {
     sink_t *s = ud;
     s->bytes[f->conn] += f->nentered + f->nchanged + f->nleft;
     s->frames++;
     s->frames_in_tick[f->conn]++;
+    return true;
 }
 
 static int cmp_u64(const void *a, const void *b)
