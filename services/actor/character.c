@@ -202,6 +202,14 @@ int actor_apply(actor_state_t *s, uint64_t seq, const Wyvern__Actor__Event *ev)
         s->deleted = false;
         s->deleted_at_ms = 0;
         break;
+    case WYVERN__ACTOR__EVENT__BODY_TRADED: /* cross-actor transactions: txn.h */
+        for (size_t i = 0; i < ev->traded->n_gave; i++)
+            remove_items(s, ev->traded->gave[i]->item, ev->traded->gave[i]->count);
+        s->gold = ev->traded->gold_gave > s->gold ? 0 : s->gold - ev->traded->gold_gave;
+        for (size_t i = 0; i < ev->traded->n_got; i++)
+            add_items(s, ev->traded->got[i]->item, ev->traded->got[i]->count);
+        s->gold = add_capped(s->gold, ev->traded->gold_got, ACTOR_MAX_GOLD);
+        break;
     default:
         return WY_EINVAL;
     }
@@ -256,7 +264,7 @@ static bool text_ok(const char *s, size_t max)
     return n <= max && wy_text_valid_utf8(s ? s : "", n);
 }
 
-static bool item_ok(const char *s)
+bool actor_item_valid(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > ACTOR_ITEM_MAX)
@@ -296,7 +304,7 @@ int actor_cmd_from_request(const Wyvern__Actor__ApplyRequest *req, actor_cmd_t *
         out->kind = add ? ACTOR_CMD_ADD_ITEM : ACTOR_CMD_REMOVE_ITEM;
         out->amount = add ? req->add_item->count : req->remove_item->count;
         text = add ? req->add_item->source : req->remove_item->reason;
-        if (!item_ok(item)) {
+        if (!actor_item_valid(item)) {
             *why = "item must be 1..64 of [a-z0-9_.:-]";
             return WY_EINVAL;
         }

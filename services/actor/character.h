@@ -146,6 +146,9 @@ int actor_decide(const actor_state_t *s, const actor_cmd_t *c, int64_t now_ms,
  * unique index). New strings (wy_free) on WY_OK; WY_EINVAL and *why otherwise. */
 int actor_name_check(const char *name, size_t len, char **display, char **key, const char **why);
 
+/* An item id: [a-z0-9_.:-]{1,64}. */
+bool actor_item_valid(const char *s);
+
 /* [a-z_]{1,32}. */
 bool actor_class_check(const char *class_name);
 

@@ -3,6 +3,7 @@
  * and hands a request to the store (store.c), which answers through the call's id, so a
  * late answer to a call that is gone is a harmless WY_ECANCELED. Loop thread. */
 #include "actor.h"
+#include "txn.h"
 #include "wy_log.h"
 #include "wy_text.h"
 
@@ -306,6 +307,8 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.actor.Actor/RestoreCharacter",
          &wyvern__actor__restore_character_request__descriptor, rpc_restore},
         {"/wyvern.actor.Actor/Apply", &wyvern__actor__apply_request__descriptor, rpc_apply},
+        {"/wyvern.actor.Actor/Transact", &wyvern__actor__transact_request__descriptor,
+         actor_rpc_transact},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

@@ -121,6 +121,7 @@ static void auth_free(auth_t *a)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
+    auth_db_batches_free(a);
     wy_redis_script_free(a->marker_script);
     wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
@@ -235,6 +236,7 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;
     }
+    auth_db_batches_new(a);
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;

@@ -267,6 +267,19 @@ int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const cha
     return add_event(a, tx, "account.created", account, &m.base);
 }
 
+int auth_event_created_row(wy_outbox_row_t *row, const char *account, const char *method)
+{
+    Wyvern__Auth__AccountCreated m = WYVERN__AUTH__ACCOUNT_CREATED__INIT;
+    m.account_id = (char *)account;
+    m.method = (char *)method;
+    m.created_at = (int64_t)(wy_wall_ms() / 1000);
+    size_t n;
+    uint8_t *buf = pack(&m.base, &n);
+    int rc = wy_outbox_row_init(row, "wy.account", account, "account.created", buf, n);
+    wy_free(buf);
+    return rc;
+}
+
 int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
                          const char *method, const char *ip)
 {

@@ -18,10 +18,24 @@
  * the TTL under the new epoch (from PostgreSQL, above every epoch issued before). Returns
  * {1, prev_sid, prev_instance, epoch}, {0, sid, instance} (refused) or {2, '', ''} when a
  * newer claim of the account already holds a higher epoch (this one lost the race).
- * KEYS: sess:acct:<a>, sess:epoch:<a>, sess:<sid>
+ * First, before anything is written, the access token's revocation in auth's keys (the same
+ * Redis; services/auth/README.md "Revocation"): {3, why, ''} when its session is revoked or
+ * its account revoked/banned at or after the token's iat; with check '1' also {4, '', ''}
+ * when auth's marker auth:revoked:loaded is missing (Redis lost its data and auth is
+ * rebuilding it: "not revoked" cannot be trusted, ask auth). check '2': the keys without the
+ * marker (no auth to ask); '0': not checked (auth was asked already).
+ * KEYS: sess:acct:<a>, sess:epoch:<a>, sess:<sid>, auth:revoked:sid:<token sid>,
+ *       auth:revoked:acct:<a>, auth:revoked:loaded
  * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm,
- *       fence_ms (the claiming instance is alive: its liveness key is refreshed), epoch */
+ *       fence_ms (the claiming instance is alive: its liveness key is refreshed), epoch,
+ *       check (0|1|2), the token's iat in ms */
 static const char CLAIM_LUA[] =
+    "if ARGV[12] ~= '0' then\n"
+    "  if redis.call('EXISTS', KEYS[4]) == 1 then return {3, 'session revoked', ''} end\n"
+    "  local at = tonumber(redis.call('GET', KEYS[5]))\n"
+    "  if at and tonumber(ARGV[13]) <= at then return {3, 'account revoked', ''} end\n"
+    "  if ARGV[12] == '1' and redis.call('EXISTS', KEYS[6]) == 0 then return {4, '', ''} end\n"
+    "end\n"
     "local cur = tonumber(redis.call('GET', KEYS[2]))\n"
     "local epoch = tonumber(ARGV[11])\n"
     "if cur and cur >= epoch then return {2, '', ''} end\n"
@@ -256,6 +270,8 @@ static void claim_done(int status, redisReply *reply, void *ud)
     lobby_claim_t r = {
         .claimed = reply->element[0]->integer == 1,
         .superseded = reply->element[0]->integer == 2,
+        .revoked = reply->element[0]->integer == 3,
+        .unknown = reply->element[0]->integer == 4,
         .prev_sid = reply->element[1]->str ? reply->element[1]->str : "",
         .prev_instance = reply->element[2]->str ? reply->element[2]->str : "",
     };
@@ -281,19 +297,24 @@ static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
     }
     q->epoch = epoch;
     char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16], k3[LOBBY_SID_LEN + 8];
+    char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
     snprintf(k1, sizeof k1, "sess:acct:%s", c->account);
     snprintf(k2, sizeof k2, "sess:epoch:%s", c->account);
     snprintf(k3, sizeof k3, "sess:%s", c->sid);
-    char now[24], ttl[24], fence[24], ep[24];
+    snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
+    snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
+    char now[24], ttl[24], fence[24], ep[24], iat[24];
     fmt_u64(now, sizeof now, c->created_wall_ms);
     fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
     fmt_u64(fence, sizeof fence, (uint64_t)lb->cfg->fence_ms);
     fmt_u64(ep, sizeof ep, epoch);
-    const char *keys[] = {k1, k2, k3};
+    fmt_u64(iat, sizeof iat, c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0);
+    const char *check = c->revocation_asked ? "0" : lb->auth ? "1" : "2";
+    const char *keys[] = {k1, k2, k3, k4, k5, LOBBY_AUTH_REVOKED_LOADED};
     const char *args[] = {
-        c->sid,  c->account,   lb->instance, c->peer, now, ttl, lb->reject_new ? "1" : "0",
-        c->nick, c->nick_norm, fence,        ep};
-    int rc = eval(lb, SCRIPT_CLAIM, 3, keys, 11, args, claim_done, q);
+        c->sid,  c->account,   lb->instance, c->peer, now,   ttl, lb->reject_new ? "1" : "0",
+        c->nick, c->nick_norm, fence,        ep,      check, iat};
+    int rc = eval(lb, SCRIPT_CLAIM, 6, keys, 13, args, claim_done, q);
     if (rc != WY_OK)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }

@@ -37,8 +37,10 @@ int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
 
 /* Result of a claim. */
 typedef struct {
-    bool claimed;              /* false: refused (reject-new and the owner instance lives) */
-    bool superseded;           /* not claimed: a newer login of the account holds it */
+    bool claimed;    /* false: refused (reject-new and the owner instance lives) */
+    bool superseded; /* not claimed: a newer login of the account holds it */
+    bool revoked;    /* not claimed: auth revoked the token (prev_sid: why) */
+    bool unknown;    /* not claimed: auth's revocation state in Redis is incomplete: ask auth */
     const char *prev_sid;      /* the session taken over, or the refusing one ("" = none) */
     const char *prev_instance; /* its instance */
 } lobby_claim_t;
