@@ -682,6 +682,7 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
 {
     (void)now_ns;
     uint32_t s = map_find(p, h->id);
+    bool fresh = s == NONE;
     if (s != NONE && !p->ents[s].ghost)
         return WY_EEXIST;
     if (s == NONE) {
@@ -706,14 +707,16 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
     p->nowned[e->kind]++;
     game_aoi_place(&p->aoi, s, e->id, e->mv.x, e->mv.y);
     ent_state(e);
+    if (fresh)
+        e->sent = e->now; /* new here: viewers get it whole (entered) */
     if (h->conn != 0) {
         uint32_t i = player_alloc(p, s, h->conn);
         player_t *pl = &p->players[i];
         e->player = i;
         for (uint32_t k = 0; k < h->nview && k < pl->view.cap; k++)
-            pl->view.refs[k] = (game_aoi_ref_t){h->view_ids[k], 0};
+            pl->view.refs[k] = (game_aoi_ref_t){h->view_ids[k], 0, 0};
         pl->view.n = h->nview < pl->view.cap ? h->nview : pl->view.cap;
-        game_aoi_view_rebase(&pl->view, find_cb, p);
+        game_aoi_view_rebase(&p->aoi, &pl->view, find_cb, p);
     }
     stat_add(p, STAT(handovers_in), 1);
     return WY_OK;
