@@ -3,6 +3,7 @@
  * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
  * is in README "Code map". */
 #include "lobby.h"
+#include "chat.h"
 #include "clients.h"
 #include "enter.h"
 #include "handlers_grpc.h"
@@ -84,6 +85,10 @@ static const wy_cfg_entry_t lobby_config[] = {
      &cfg.actor_grpc, false},
     {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
      "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
+    {"WY_LOBBY_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-chat gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
+     "(wy.chat messages are still delivered).",
+     &cfg.chat_grpc, false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -244,6 +249,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     int rc = lobby_grpc_register(lb, err);
     if (rc == WY_OK)
         rc = lobby_enter_start(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chat_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -259,6 +266,7 @@ static void lobby_stop(wy_daemon_t *d)
     lb->stopping = true;
     lobby_clients_stop(lb);
     lobby_relay_stop(lb);
+    lobby_chat_stop(lb);
     if (lb->auth) {
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
@@ -286,6 +294,7 @@ static const char *const lobby_session_types[] = {"session.kick", NULL};
 static const char *const lobby_notify_types[] = {"notify.notice", NULL};
 static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
 static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
+static const char *const lobby_chat_types[] = {"chat.message", NULL};
 static const wy_daemon_sub_t lobby_subs[] = {
     {.topic = "wy.session",
      .mode = WY_SUB_BROADCAST,
@@ -300,6 +309,10 @@ static const wy_daemon_sub_t lobby_subs[] = {
      .types = lobby_account_types,
      .handler = on_event,
      .ignores = lobby_account_ignores},
+    {.topic = "wy.chat",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_chat_types,
+     .handler = lobby_chat_on_event},
 };
 
 const wy_daemon_spec_t lobby_daemon_spec = {
