@@ -430,7 +430,10 @@ static void rpc_send(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     }
     op->masked = masked != NULL;
     op->text = masked ? masked : wy_strdup(text);
-    int rc = svc->rl ? wy_ratelimit_hit(svc->rl, op->account, on_rate, op) : WY_EUNAVAIL;
+    /* "chat:rl:{<account>}": hash-tagged by the account (Redis Cluster, docs/keys.md). */
+    char rlkey[CHAT_ID_MAX + 3];
+    snprintf(rlkey, sizeof rlkey, "{%s}", op->account);
+    int rc = svc->rl ? wy_ratelimit_hit(svc->rl, rlkey, on_rate, op) : WY_EUNAVAIL;
     if (rc != WY_OK)
         on_rate(rc, true, 0, op); /* fails open (wy_ratelimit.h) */
 }
