@@ -2,8 +2,9 @@
  * the given lobby instances (libs/client, one libuv loop), senders at fixed total rates (20
  * msg/s, then higher steps), and per step the deliveries per second and the send-to-deliver
  * latency (p50/p99: from the sender's chat_send to each member's push, so it covers lobby,
- * wy-chat, PostgreSQL, the outbox, Kafka and the delivering lobby); then senders in a closed
- * loop for the messages stored per second. Prints one JSON object per line. */
+ * wy-chat, PostgreSQL, the outbox, Kafka and the delivering lobby; and store_p50/p99 from
+ * wy-chat's store time, ts_ms, wall clock of the same machine, ms resolution); then senders in a
+ * closed loop for the messages stored per second. Prints one JSON object per line. */
 #include "client/wyc.h"
 #include "wy_token.h"
 
@@ -44,8 +45,9 @@ static wy_jwt_keyset_t *ks;
 static int welcomed, failures;
 static char channel[WYC_CHAT_CHANNEL_MAX];
 static bool measuring;
-static uint64_t *lat_us; /* samples of the step */
-static size_t nlat, caplat;
+static uint64_t *lat_us;   /* samples of the step: the sender's chat_send to the push */
+static uint64_t *store_us; /* wy-chat's store time (ts_ms, wall ms) to the push */
+static size_t nlat, nstore, caplat;
 static uint64_t deliveries, sent_ok, send_err, stored;
 static int pending_ops;
 
@@ -77,6 +79,9 @@ static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
         deliveries++;
         if (nlat < caplat && t0 && now >= t0)
             lat_us[nlat++] = now - t0;
+        uint64_t st = (uint64_t)ev->chat.ts_ms * 1000u;
+        if (nstore < caplat && st && now >= st)
+            store_us[nstore++] = now - st;
     } else if (ev->type == WYC_EV_CLOSED || ev->type == WYC_EV_DISCONNECTED) {
         failures++;
     }
@@ -163,12 +168,25 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static uint64_t pct_of(const uint64_t *v, size_t n, double p)
+{
+    return n ? v[(size_t)(p * (double)(n - 1))] : 0;
+}
+
 static uint64_t pct(double p)
 {
-    if (!nlat)
-        return 0;
-    size_t i = (size_t)(p * (double)(nlat - 1));
-    return lat_us[i];
+    return pct_of(lat_us, nlat, p);
+}
+
+/* Sorts the step's samples; the store-to-deliver figures as a JSON fragment. */
+static const char *sort_samples(void)
+{
+    static char buf[96];
+    qsort(lat_us, nlat, sizeof *lat_us, cmp_u64);
+    qsort(store_us, nstore, sizeof *store_us, cmp_u64);
+    snprintf(buf, sizeof buf, ",\"store_p50_us\":%" PRIu64 ",\"store_p99_us\":%" PRIu64,
+             pct_of(store_us, nstore, 0.5), pct_of(store_us, nstore, 0.99));
+    return buf;
 }
 
 static uint64_t want_deliveries;
@@ -180,7 +198,7 @@ static bool all_delivered(void)
 /* Runs one rate step; returns p99 in µs (or UINT64_MAX when deliveries went missing). */
 static uint64_t run_step(double rate)
 {
-    nlat = 0;
+    nlat = nstore = 0;
     deliveries = sent_ok = send_err = 0;
     step_rate = rate;
     step_sent = 0;
@@ -199,13 +217,13 @@ static uint64_t run_step(double rate)
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
     double secs = (double)(send_end - step_start_ms) / 1000.0;
-    qsort(lat_us, nlat, sizeof *lat_us, cmp_u64);
+    const char *store = sort_samples();
     uint64_t p50 = pct(0.50), p99 = pct(0.99);
     printf("{\"bench\":\"chat fan-out\",\"rate\":%.0f,\"members\":%d,\"sent\":%" PRIu64
            ",\"send_errors\":%" PRIu64 ",\"deliveries\":%" PRIu64 ",\"expected\":%" PRIu64
-           ",\"deliveries_per_s\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
+           ",\"deliveries_per_s\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "%s}\n",
            rate, opt.members, sent_ok, send_err, deliveries, want_deliveries,
-           (double)deliveries / secs, p50, p99);
+           (double)deliveries / secs, p50, p99, store);
     fflush(stdout);
     return deliveries + deliveries / 100 < want_deliveries || send_err ? UINT64_MAX : p99;
 }
@@ -242,7 +260,7 @@ static void on_closed_sent(wyc_client_t *c, const wyc_error_t *e, const wyc_chat
 static void run_closed(void)
 {
     sent_ok = send_err = deliveries = 0;
-    nlat = 0;
+    nlat = nstore = 0;
     measuring = true;
     uint64_t t0 = wy_now_ms();
     closed_end_ms = t0 + (uint64_t)opt.seconds * 1000;
@@ -254,12 +272,12 @@ static void run_closed(void)
     want_deliveries = sent_ok * (uint64_t)(opt.members - failures);
     run_until(all_delivered, 5000);
     measuring = false;
-    qsort(lat_us, nlat, sizeof *lat_us, cmp_u64);
+    const char *store = sort_samples();
     printf("{\"bench\":\"chat messages stored\",\"senders_in_flight\":%d,\"stored\":%" PRIu64
            ",\"send_errors\":%" PRIu64 ",\"stored_per_s\":%.0f,\"deliveries_per_s\":%.0f"
-           ",\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
+           ",\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "%s}\n",
            n, sent_ok, send_err, (double)sent_ok / secs, (double)deliveries / secs, pct(0.5),
-           pct(0.99));
+           pct(0.99), store);
     fflush(stdout);
 }
 
@@ -330,6 +348,7 @@ int main(int argc, char **argv)
     members = wy_calloc((size_t)opt.members, sizeof *members);
     caplat = 4000000;
     lat_us = wy_malloc(caplat * sizeof *lat_us);
+    store_us = wy_malloc(caplat * sizeof *store_us);
     /* Log everyone in, spread over the lobbies. */
     for (int i = 0; i < opt.members; i++) {
         member_t *m = &members[i];
@@ -403,6 +422,7 @@ int main(int argc, char **argv)
     uv_loop_close(&loop);
     wy_free(members);
     wy_free(lat_us);
+    wy_free(store_us);
     wy_jwt_keyset_free(ks);
     return 0;
 }

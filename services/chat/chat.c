@@ -163,6 +163,7 @@ void chat_svc_unref(chat_svc_t *svc)
     if (--svc->refs > 0)
         return;
     chat_filter_free(svc->filter);
+    wy_map_free(svc->sendq); /* empty: every queued Send holds a reference */
     wy_daemon_set_state(svc->d, NULL);
     wy_free(svc);
 }
@@ -241,6 +242,7 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->loop = wy_daemon_loop(d);
     svc->cfg = &chat_cfg;
     svc->refs = 1; /* released by stop() */
+    svc->sendq = wy_map_new(0);
     wy_daemon_set_state(d, svc);
     if (chat_filter_new(chat_cfg.filter_words, &svc->filter, err) != WY_OK)
         return WY_EINVAL;

@@ -296,3 +296,42 @@ def test_filter_catches_lookalikes(daemon, pb, mode):
     clean = send(st, pb, a, "world", "a good word, 사랑해") if mode == "mask" else None
     if clean:
         assert not clean.masked and clean.text == "a good word, 사랑해"
+
+
+def test_concurrent_batch_keeps_texts_and_refuses_only_the_muted(daemon, pb):
+    """Sends arriving while a channel's statement runs go together into the next one (group
+    commit): every text comes back byte for byte, a muted sender among them is refused alone."""
+    mod = acct()
+    st = stub(start(daemon, WY_CHAT_MODERATORS=mod), pb)
+    owner, muted = acct(), acct()
+    others = [acct() for _ in range(6)]
+    cid = party(st, pb, owner, muted, *others)
+    st.Mute(pb[0].MuteRequest(caller=caller(pb, mod), account_id=muted, channel_id=cid,
+                              duration_ms=60000), timeout=DEADLINE)
+    texts = ['quote " and \\ backslash', "{braces}, commas", "new\nline", "NULL", "",
+             "한국어 ✨ 👍🏽", "\\x00ff"]
+    texts[4] = "  spaced  "
+
+    def one(i):
+        who = others[i % len(others)]
+        try:
+            r = send(st, pb, who, cid, texts[i % len(texts)] + " #%d" % i)
+            return ("ok", r.seq, who, r.text)
+        except grpc.RpcError as e:
+            return ("err", e.code(), who, None)
+
+    def bad(_):
+        return code_of(lambda: send(st, pb, muted, cid, "let me talk"))
+
+    with cf.ThreadPoolExecutor(12) as ex:
+        got = list(ex.map(one, range(60)))
+        refused = list(ex.map(bad, range(5)))
+    assert refused == [grpc.StatusCode.PERMISSION_DENIED] * 5
+    assert all(g[0] == "ok" for g in got), [g for g in got if g[0] != "ok"][:3]
+    seqs = sorted(g[1] for g in got)
+    assert seqs == list(range(seqs[0], seqs[0] + 60))
+    h = history(st, pb, owner, cid, forward=True, after_seq=seqs[0] - 1, limit=200)
+    stored = {m.seq: (m.sender_id, m.text) for m in h.messages}
+    for _, seq, who, text in got:
+        assert stored[seq] == (who, text)
+    assert {t.rsplit(" #", 1)[0] for _, _, _, t in got} == set(texts)
