@@ -227,8 +227,8 @@ static void on_result(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby
     wy_free(res);
 }
 
-static int send_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__raw_cb raw, void *cb,
-                    void *ud)
+static int send_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__lobby_reply_cb raw,
+                    void *cb, void *ud)
 {
     if (!cb)
         return WY_EINVAL;

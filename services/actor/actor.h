@@ -25,6 +25,7 @@ typedef struct {
     int64_t restore_window_ms; /* how long a deleted character can be restored */
     int64_t lease_ms;          /* shard lease written at claim */
     int64_t txn_timeout_ms;    /* a cross-actor transaction's wait for its characters */
+    int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
 } actor_cfg_t;
 
 extern actor_cfg_t actor_cfg;
@@ -131,10 +132,15 @@ void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
 void actor_store_hold(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
 /* The committed state of a held actor; valid until the release. */
 const actor_state_t *actor_store_held(const actor_req_t *r);
+/* True when a held actor whose state reaches seq is due a snapshot (the transaction
+ * then writes one with its events). */
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq);
 /* Ends the hold of r. events[0..n) were committed (packed, seq state.seq + 1 on): applied
- * to the state. n 0: nothing was written. unknown: what PostgreSQL has is not known
- * (commit outcome lost, fenced): the state is dropped and read again. */
-void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool unknown);
+ * to the state; snapshot: a snapshot of the state after them was committed too. n 0:
+ * nothing was written. unknown: what PostgreSQL has is not known (commit outcome lost,
+ * fenced): the state is dropped and read again. */
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown);
 /* Creates a character; the answer comes through c->req.done. */
 void actor_store_create(actor_svc_t *svc, actor_create_t *c);
 /* The ids of account_id's characters: not deleted, or deleted within the restore

@@ -22,6 +22,7 @@
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
 #include "actor.h"
+#include "rankings.h"
 #include "wy_buf.h"
 #include "wy_log.h"
 
@@ -539,6 +540,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
+            actor_rank_changed(svc, &a->state, &a->work); /* rankings.c */
             actor_state_copy(&a->state, &a->work);
             if (a->snapshot) {
                 a->snap_seq = a->work.seq;
@@ -913,7 +915,13 @@ const actor_state_t *actor_store_held(const actor_req_t *r)
     return &r->actor->state;
 }
 
-void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool unknown)
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq)
+{
+    return seq >= r->actor->snap_seq + (uint64_t)actor_cfg.snapshot_every;
+}
+
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown)
 {
     actor_t *a = r->actor;
     r->actor = NULL;
@@ -923,6 +931,10 @@ void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, 
     if (unknown) { /* as after a commit of unknown outcome */
         actor_reread(a);
         return;
+    }
+    if (snapshot && n) {
+        a->snap_seq = a->state.seq;
+        wy_metric_inc(a->svc->m_snapshots);
     }
     a->phase = ACTOR_READY;
     actor_settle(a);

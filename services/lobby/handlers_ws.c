@@ -187,7 +187,7 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         if (i < g->n_account_ids) {
             if (!*name || strlen(name) > LOBBY_ID_MAX)
                 bad = 1;
-            keys[i] = wy_sprintf("sess:acct:%s", name);
+            keys[i] = wy_strdup(name);
         } else {
             char display[LOBBY_NICK_MAX + 1], norm[LOBBY_NICK_MAX * 4 + 1];
             const char *e = NULL;
@@ -195,11 +195,12 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
             if (lobby_nick_check(name, strlen(name), display, sizeof display, norm, sizeof norm,
                                  &e) != WY_OK)
                 snprintf(norm, sizeof norm, "-");
-            keys[i] = wy_sprintf("sess:nick:%s", norm);
+            keys[i] = wy_strdup(norm);
         }
     }
     int rc = bad ? WY_EINVAL
-                 : lobby_session_lookup_many(c->lb, n, (const char *const *)keys, presence_done, p);
+                 : lobby_session_lookup_many(c->lb, n, g->n_account_ids, (const char *const *)keys,
+                                             presence_done, p);
     for (size_t i = 0; i < n; i++)
         wy_free(keys[i]);
     wy_free(keys);

@@ -22,9 +22,9 @@
 #define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
 
 /* auth's revocation keys, read by the claim (store.c; services/auth/README.md "Revocation"). */
-#define LOBBY_AUTH_REVOKED_SID    "auth:revoked:sid:"
-#define LOBBY_AUTH_REVOKED_ACCT   "auth:revoked:acct:"
-#define LOBBY_AUTH_REVOKED_LOADED "auth:revoked:loaded"
+#define LOBBY_AUTH_REVOKED_SID    "auth:{revoked}:sid:"
+#define LOBBY_AUTH_REVOKED_ACCT   "auth:{revoked}:acct:"
+#define LOBBY_AUTH_REVOKED_LOADED "auth:{revoked}:loaded"
 
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
