@@ -10,7 +10,7 @@
 
 chat_cfg_t chat_cfg;
 
-/* The rate limiter's prefix: keys "chat:rl:{<account>}" (wy_ratelimit appends ":<key>"; the
+/* The rate limiter's prefix: keys chat:rl:{<account>} (wy_ratelimit appends ":<key>"; the
  * key is the account in braces, its hash tag). */
 #define RKEY_CHAT_RATELIMIT "chat:rl"
 

@@ -567,7 +567,8 @@ static void rpc_send(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     }
     op->masked = masked != NULL;
     op->text = masked ? masked : wy_strdup(text);
-    /* "chat:rl:{<account>}": hash-tagged by the account (Redis Cluster, docs/keys.md). */
+    /* The limiter key chat:rl:{<account>}: hash-tagged by the account (Redis Cluster,
+     * docs/keys.md). */
     char rlkey[CHAT_ID_MAX + 3];
     snprintf(rlkey, sizeof rlkey, "{%s}", op->account);
     int rc = svc->rl ? wy_ratelimit_hit(svc->rl, rlkey, on_rate, op) : WY_EUNAVAIL;
