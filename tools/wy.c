@@ -59,8 +59,8 @@ static const char USAGE[] =
     "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
     "  friend accept|decline|remove CHAR OTHER\n"
     "  friend list CHAR             CHAR's friends and requests, with presence\n"
-    "  play CHARACTER_ID [--for SECONDS]\n"
-    "                               enter the game with a character: print the welcome\n"
+    "  play CHAR [--for SECONDS]    enter the game with one of your characters (name or id):\n"
+    "                               print the welcome\n"
     "                               (game instance, zone, position), stay SECONDS (default 0;\n"
     "                               Ctrl-C ends it), then leave (the position is saved)\n"
     "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
@@ -934,14 +934,17 @@ static int cmd_play(profile_t *p, int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--for"))
         for_s = strtol(argv[2], NULL, 10);
     else if (argc != 1)
-        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER [--for SECONDS]");
     wyc_welcome_t lw;
     int ex = lobby_up("play", &lw);
     if (ex)
         return ex;
+    char id[40];
+    if ((ex = my_character("play", argv[0], id)))
+        return ex;
     wyc_entry_t en;
     wyc_error_t e;
-    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+    if (wyc_sync_enter_game(g_sync, id, &en, &e) != WY_OK)
         return fail("play", &e);
     wyc_game_welcome_t w;
     if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)
