@@ -631,16 +631,20 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
         return fail("presence", &e);
     if (opt.json) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id,
-                                                 "nickname", out[i].nickname, "state",
-                                                 wyc_presence_name(out[i].state)));
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id, "nickname",
+                                  out[i].nickname, "state", wyc_presence_name(out[i].state));
+            if (out[i].zone[0]) /* in the game: where */
+                json_object_set_new(o, "zone", json_string(out[i].zone));
+            json_array_append_new(arr, o);
+        }
         json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", "presence", "entries", arr));
     } else {
         for (size_t i = 0; i < n; i++) {
             const char *asked = i < ni ? ids[i] : nicks[i - ni];
-            printf("%-20s %-8s %s\n", out[i].nickname[0] ? out[i].nickname : asked,
-                   wyc_presence_name(out[i].state), out[i].account_id);
+            printf("%-20s %-8s %s%s%s\n", out[i].nickname[0] ? out[i].nickname : asked,
+                   wyc_presence_name(out[i].state), out[i].account_id, out[i].zone[0] ? " " : "",
+                   out[i].zone);
         }
     }
     return EX_OK;

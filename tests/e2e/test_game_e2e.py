@@ -81,6 +81,7 @@ def test_register_login_enter_leave_and_resume(build_dir, tmp_path, pbs, road):
     user = uniq("p")
     wy.register(user)
     wy.login(user)
+    me = wy.ok("whoami")["account_id"]
     name = "c" + uuid.uuid4().hex[:10]
     created = wy.ok("character", "create", name, "mage")["characters"][0]
     assert created["name"] == name
@@ -107,6 +108,11 @@ def test_register_login_enter_leave_and_resume(build_dir, tmp_path, pbs, road):
     assert first["game_id"] in {g.instance_id for g in games}
     assert first["instance_id"] in hosts[first["game_id"]].instances, \
         "welcome from %s, but world hosts %s elsewhere" % (first["game_id"], first["instance_id"])
+    # Another player sees it in the game, in the meadow.
+    other = Wy(build_dir, tmp_path / "creds2", auth, lobby)
+    other.register(uniq("o"))
+    pres = other.ok("presence", me)["entries"][0]
+    assert (pres["state"], pres["zone"]) == ("in-game", "meadow"), pres
     # While it plays, something else moves the stored character: the leave's save must win.
     move(actor, pbs, ch.actor_id, "oakvale", 200.0, 200.0)
     out, err = proc.communicate(timeout=60)
