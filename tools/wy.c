@@ -59,8 +59,8 @@ static const char USAGE[] =
     "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
     "  friend accept|decline|remove CHAR OTHER\n"
     "  friend list CHAR             CHAR's friends and requests, with presence\n"
-    "  play CHARACTER_ID [--for SECONDS]\n"
-    "                               enter the game with a character: print the welcome\n"
+    "  play CHAR [--for SECONDS]    enter the game with one of your characters (name or id):\n"
+    "                               print the welcome\n"
     "                               (game instance, zone, position), stay SECONDS (default 0;\n"
     "                               Ctrl-C ends it), then leave (the position is saved)\n"
     "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
@@ -631,16 +631,20 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
         return fail("presence", &e);
     if (opt.json) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id,
-                                                 "nickname", out[i].nickname, "state",
-                                                 wyc_presence_name(out[i].state)));
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id, "nickname",
+                                  out[i].nickname, "state", wyc_presence_name(out[i].state));
+            if (out[i].zone[0]) /* in the game: where */
+                json_object_set_new(o, "zone", json_string(out[i].zone));
+            json_array_append_new(arr, o);
+        }
         json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", "presence", "entries", arr));
     } else {
         for (size_t i = 0; i < n; i++) {
             const char *asked = i < ni ? ids[i] : nicks[i - ni];
-            printf("%-20s %-8s %s\n", out[i].nickname[0] ? out[i].nickname : asked,
-                   wyc_presence_name(out[i].state), out[i].account_id);
+            printf("%-20s %-8s %s%s%s\n", out[i].nickname[0] ? out[i].nickname : asked,
+                   wyc_presence_name(out[i].state), out[i].account_id, out[i].zone[0] ? " " : "",
+                   out[i].zone);
         }
     }
     return EX_OK;
@@ -934,14 +938,17 @@ static int cmd_play(profile_t *p, int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--for"))
         for_s = strtol(argv[2], NULL, 10);
     else if (argc != 1)
-        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER [--for SECONDS]");
     wyc_welcome_t lw;
     int ex = lobby_up("play", &lw);
     if (ex)
         return ex;
+    char id[40];
+    if ((ex = my_character("play", argv[0], id)))
+        return ex;
     wyc_entry_t en;
     wyc_error_t e;
-    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+    if (wyc_sync_enter_game(g_sync, id, &en, &e) != WY_OK)
         return fail("play", &e);
     wyc_game_welcome_t w;
     if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)

@@ -291,6 +291,7 @@ typedef struct {
     char account_id[64]; /* "" when asked by a nickname nobody online holds */
     char nickname[128];
     wyc_presence_state_t state;
+    char zone[40]; /* WYC_IN_GAME: the zone it entered, else "" */
 } wyc_presence_t;
 
 /* "offline", "online", "in-game". */
