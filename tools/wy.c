@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -843,7 +844,9 @@ static void map_loop(const wyc_game_welcome_t *w)
         if (wyc_sync_next_event(g_sync, 20, &ev) == WY_ECANCELED || !(g = wyc_sync_game(g_sync)))
             break;
         unsigned char k[8];
-        ssize_t r = read(STDIN_FILENO, k, sizeof k);
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        ssize_t r =
+            poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) ? read(STDIN_FILENO, k, sizeof k) : 0;
         bool quit = false;
         for (ssize_t i = 0; i < r; i++) {
             if (k[i] == 'q') {
