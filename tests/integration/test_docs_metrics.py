@@ -156,7 +156,11 @@ def test_documented_metric_names_match_metrics(daemon, protos, build_dir, stack,
     if svc == "game":
         game_traffic(d)
     docs = documented(svc)
-    required = docs - per_partition(svc)
+    # Series born with the first event of a type the daemon ignores / does not know exist
+    # only after such traffic, which lobby_traffic makes for lobby alone.
+    lazy = set() if svc == "lobby" else {"wy_%s_events_ignored_total" % svc,
+                                           "wy_%s_events_unhandled_total" % svc}
+    required = docs - lazy - per_partition(svc)
     # The outbox relay's first pass and the revocation watch run within a second of start.
     wait_until(lambda: required <= exported(d), timeout=10,
                what="%s: documented metrics in /metrics (missing: %s)"
