@@ -106,7 +106,7 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_cmd_failed = wy_metrics_counter("wy_actor_commands_total", h, "result=\"failed\"");
     svc->m_snapshots = wy_metrics_counter("wy_actor_snapshots_total", "Snapshots written.", NULL);
     actor_store_start(svc);
-    actor_txn_start();
+    actor_txn_start(svc);
     actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
@@ -118,6 +118,7 @@ static void actor_stop(wy_daemon_t *d)
         return;
     actor_store_stop(svc);
     actor_rank_stop(svc);
+    actor_txn_stop(svc);
     actor_svc_unref(svc);
 }
 

@@ -2,21 +2,11 @@
 on the real stack (issue 12, must-show 6): create a character, list it, send a friend
 request from another player (pushed to the first player's running `wy lobby`), accept it
 (pushed back), and see the friend's presence; delete a character."""
-import os
-import subprocess
 import uuid
 
 import pytest
 
-from test_client_e2e import EX_INVALID, Wy, auth_env, lobby_env, uniq
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory, build_dir):
-    d = tmp_path_factory.mktemp("charkeys")
-    subprocess.run([os.path.join(build_dir, "tools", "wy-keygen"), str(d / "e2e.pem")],
-                   check=True, timeout=10, stdout=subprocess.DEVNULL)
-    return str(d)
+from test_client_e2e import EX_INVALID, Wy, auth_env, keys, lobby_env, uniq  # noqa: F401 (keys: a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,55 @@ def test_trade_gift_refusal_and_retried_txn_id(daemon, stack, pb):
     ch.close()
 
 
+def test_retried_txn_ids_in_the_same_group_commit_as_new_ones(daemon, stack, pb):
+    """Transactions decided in one loop turn share one commit; a retried txn_id among them
+    makes that commit fail, and each is then written on its own: the retries answer their
+    first result, the new ones commit once."""
+    d = start(daemon, WY_LOG_LEVEL="debug")
+    st, ch = stub(d, pb)
+    actors = [character(st, pb) for _ in range(16)]
+    before = totals(st, pb, actors)
+    pairs = [(actors[2 * i], actors[2 * i + 1]) for i in range(8)]
+    first = {}
+    for i, (a, b) in enumerate(pairs):
+        req = trade(pb, str(uuid.uuid4()), a, b, a_gold=i + 1, b_items=[("ore", 1)])
+        first[req.txn_id] = (req, st.Transact(req, timeout=DEADLINE))
+    fresh = [trade(pb, str(uuid.uuid4()), b, a, a_gold=1, b_items=[("gem", 2)])
+             for a, b in pairs]
+    answers, lock = {}, threading.Lock()
+
+    def send(req):
+        for _ in range(20):
+            try:
+                r = st.Transact(req, timeout=DEADLINE)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    continue
+                raise
+            with lock:
+                answers.setdefault(req.txn_id, []).append(r)
+            return
+
+    reqs = [r for r, _ in first.values()] * 2 + fresh
+    random.Random(5).shuffle(reqs)
+    ts = [threading.Thread(target=send, args=(r,)) for r in reqs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    for txn, (req, r0) in first.items():
+        assert [a.replayed for a in answers[txn]] == [True, True]
+        assert all([c.gold for c in a.characters] == [c.gold for c in r0.characters]
+                   for a in answers[txn])
+    for req in fresh:
+        assert [a.replayed for a in answers[req.txn_id]] == [False]
+    ev = traded_events(stack, pb, actors)
+    assert set(ev) == set(first) | {r.txn_id for r in fresh}
+    assert all(len(v) == 2 for v in ev.values())
+    assert totals(st, pb, actors) == before
+    ch.close()
+
+
 def run_trades(st, pb, actors, n, threads, acked, sent, stop=None, seed=7):
     """n trades over random overlapping pairs of actors, from `threads` threads; each
     txn id is retried while the answer is UNAVAILABLE. acked gets the ids answered OK,
