@@ -460,3 +460,27 @@ def test_concurrent_friend_requests_agree_on_both_sides(daemon, pb):
     assert all(len(v) == len(actors) - 1 and set(v.values()) == {"FRIEND"}
                for v in views.values())
     ch.close()
+
+
+def test_sigterm_under_a_load_of_trades_exits_0_and_keeps_each_whole(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    actors = [character(st, pb) for _ in range(10)]
+    before = totals(st, pb, actors)
+    acked, sent = [], []
+    stop = threading.Event()
+    ts, _ = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=13)
+    wait_until(lambda: len(acked) >= 100, timeout=120, what="100 acknowledged trades")
+    assert d.stop() == 0, "wy-actor did not exit 0 on SIGTERM under load"
+    stop.set()
+    for t in ts:
+        t.join(60)
+    ch.close()
+    ev = traded_events(stack, pb, actors)
+    committed = committed_txns(stack, actors)
+    assert set(ev) == committed and all(len(v) == 2 for v in ev.values())
+    assert set(acked) <= committed
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    assert totals(st2, pb, actors) == before
+    ch2.close()
