@@ -72,8 +72,14 @@ struct txn {
     actor_event_t ev[2];
     bool snapshot[2]; /* the write holds a snapshot of side i */
     txn_write_t w;    /* the write's parameters */
-    wy_list_t node;   /* in G.queue while waiting for a group */
-    uint8_t *result;  /* the packed answer, written with the events */
+    /* Forwarding the whole call to the instance owning both sides: */
+    const char *method;                      /* its full path (static) */
+    const ProtobufCMessageDescriptor *rdesc; /* its request's type */
+    uint8_t *request;                        /* the request, packed (wy_free) */
+    size_t request_len;
+    bool forwarded;  /* it came from another instance */
+    wy_list_t node;  /* in G.queue while waiting for a group */
+    uint8_t *result; /* the packed answer, written with the events */
     size_t result_len;
     int64_t started_ns;
 };
@@ -219,6 +225,7 @@ static void txn_maybe_free(txn_t *t)
     for (int i = 0; i < 2; i++)
         wy_free(t->ev[i].data);
     wy_free(t->result);
+    wy_free(t->request);
     wy_buf_free(&t->w.res);
     for (int i = 0; i < 2; i++) {
         wy_buf_free(&t->w.pay[i]);
@@ -630,8 +637,19 @@ static void trade_replayed(ProtobufCMessage *res)
 static const txn_ops_t trade_ops = {trade_decide, trade_pack,
                                     &wyvern__actor__transact_response__descriptor, trade_replayed};
 
-/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE). */
-static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
+/* Frees a transaction that never started (answered already). */
+static void txn_drop(txn_t *t)
+{
+    wy_free(t->request);
+    wy_free(t);
+}
+
+#define MD_HOP "wy-actor-forwarded-by" /* forward.c's mark: never forwarded twice */
+
+/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE).
+ * The request is kept packed, to be forwarded whole to the owner of both sides. */
+static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id, const char *method,
+                      const ProtobufCMessage *req)
 {
     actor_svc_t *svc = wy_daemon_state(arg);
     if (!svc || svc->stopping) {
@@ -647,6 +665,14 @@ static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
     memcpy(t->id, txn_id, idlen + 1);
     t->svc = svc;
     t->call = call;
+    t->method = method;
+    t->rdesc = req->descriptor;
+    t->request_len = protobuf_c_message_get_packed_size(req);
+    t->request = wy_malloc(t->request_len ? t->request_len : 1);
+    protobuf_c_message_pack(req, t->request);
+    const char *v;
+    size_t vlen;
+    t->forwarded = wy_grpc_call_metadata(call, MD_HOP, &v, &vlen) == WY_OK;
     return t;
 }
 
@@ -664,13 +690,87 @@ static bool side_id(wy_grpc_call_id_t call, txn_t *t, int i, const char *who, co
     return true;
 }
 
+/* ---- several instances: both sides here, or the whole call to their common owner ---- */
+
+static void on_txn_forwarded(int err, int status, const char *message, const ProtobufCMessage *resp,
+                             void *arg)
+{
+    (void)status;
+    txn_t *t = arg;
+    t->writing = false;
+    if (err != WY_OK) {
+        if (err == WY_ECANCELED || err == WY_ETIMEDOUT || err == WY_EIO) /* outcome unknown */
+            err = WY_EUNAVAIL;
+        if (err == WY_EUNAVAIL)
+            actor_owners_poke(t->svc);
+        answer_error(t, err, *message ? message : "owner instance unreachable; retry");
+    } else {
+        t->answered = true;
+        count(m.ok, t);
+        wy_grpc_reply(t->call, resp);
+    }
+    txn_maybe_free(t);
+}
+
+static void forward_txn(txn_t *t, actor_peer_t *p)
+{
+    actor_svc_t *svc = t->svc;
+    ProtobufCMessage *req = protobuf_c_message_unpack(t->rdesc, NULL, t->request_len, t->request);
+    if (!req || (!p->ch &&
+                 wy_grpc_channel_new(wy_daemon_grpc_rt(svc->d), p->addr, NULL, &p->ch) != WY_OK)) {
+        if (req)
+            protobuf_c_message_free_unpacked(req, NULL);
+        answer_error(t, WY_EUNAVAIL, "owner instance unreachable; retry");
+        txn_maybe_free(t);
+        return;
+    }
+    wy_grpc_md_t md[1] = {{MD_HOP, wy_daemon_instance(svc->d)}};
+    int rc = wy_grpc_call(p->ch, t->method, req, t->ops->result, (unsigned)actor_cfg.forward_ms, md,
+                          1, on_txn_forwarded, t);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (rc != WY_OK) {
+        answer_error(t, WY_EUNAVAIL, "owner instance unreachable; retry");
+        txn_maybe_free(t);
+        return;
+    }
+    wy_metric_inc(svc->m_forwarded);
+    t->writing = true; /* keeps t until the answer */
+}
+
+/* Both sides owned here: hold them. Both owned by one other instance (and the call was
+ * not forwarded to us already): the whole call goes there. Otherwise UNAVAILABLE: sides
+ * on two instances are not supported yet, or ownership is moving. */
+static void route(txn_t *t)
+{
+    actor_svc_t *svc = t->svc;
+    int sh[2] = {actor_shard(t->actor[0]), actor_shard(t->actor[1])};
+    bool here[2] = {svc->epoch[sh[0]] > 0, svc->epoch[sh[1]] > 0};
+    if (here[0] && here[1]) {
+        hold_next(t);
+        return;
+    }
+    actor_peer_t *p = here[0] || here[1] ? NULL : svc->owner[sh[0]];
+    if (p && p == svc->owner[sh[1]] && !t->forwarded) {
+        forward_txn(t, p);
+        return;
+    }
+    actor_owners_poke(svc);
+    answer_error(t, WY_EUNAVAIL,
+                 !svc->claimed ? "wy-actor is starting (shard ownership); retry"
+                 : here[0] || here[1] || (p && p != svc->owner[sh[1]])
+                     ? "the two characters are owned by different instances (transactions "
+                       "across instances are not supported yet); retry"
+                     : "no live owner for the characters' shards right now; retry");
+    txn_maybe_free(t);
+}
+
 /* Runs t (its sides set): holds, decides, writes, answers. */
 static void txn_run(txn_t *t)
 {
     actor_svc_t *svc = t->svc;
     if (!strcmp(t->actor[0], t->actor[1])) {
         wy_grpc_reply_error(t->call, WY_EINVAL, "a transaction needs two different characters");
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     t->started_ns = (int64_t)wy_now_ns();
@@ -686,7 +786,7 @@ static void txn_run(txn_t *t)
     t->timer.data = t;
     t->timer_open = true;
     uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
-    hold_next(t);
+    route(t);
 }
 
 static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *who,
@@ -708,7 +808,7 @@ static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *wh
 void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Actor__TransactRequest *in = (const Wyvern__Actor__TransactRequest *)req;
-    txn_t *t = txn_new(call, arg, in->txn_id);
+    txn_t *t = txn_new(call, arg, in->txn_id, "/wyvern.actor.Actor/Transact", req);
     if (!t)
         return;
     t->ops = &trade_ops;
@@ -734,7 +834,7 @@ void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
         ok = false;
     }
     if (!ok) {
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     txn_run(t);
@@ -806,10 +906,10 @@ static void on_by_name(int status, const PGresult *res, const char *err, void *u
     if (status != WY_OK) {
         wy_log_warn("character lookup by name failed", "error", err, NULL);
         wy_grpc_reply_error(t->call, WY_EUNAVAIL, "character store unavailable; retry");
-        wy_free(t);
+        txn_drop(t);
     } else if (PQntuples(res) != 1) {
         wy_grpc_reply_error(t->call, WY_ENOTFOUND, "other: no character has that name");
-        wy_free(t);
+        txn_drop(t);
     } else {
         snprintf(t->actor[1], sizeof t->actor[1], "%s", wy_pg_text(res, 0, "actor_id"));
         txn_run(t);
@@ -819,10 +919,10 @@ static void on_by_name(int status, const PGresult *res, const char *err, void *u
 }
 
 static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
-                           actor_friend_op_t op, const char *kind)
+                           actor_friend_op_t op, const char *kind, const char *method)
 {
     const Wyvern__Actor__FriendCommand *in = (const Wyvern__Actor__FriendCommand *)req;
-    txn_t *t = txn_new(call, arg, in->txn_id);
+    txn_t *t = txn_new(call, arg, in->txn_id, method, req);
     if (!t)
         return;
     t->ops = &friend_ops;
@@ -831,13 +931,13 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
     bool by_name = !*in->other_actor_id && *in->other_name;
     if (*in->account_id && !actor_uuid_valid(in->account_id)) {
         wy_grpc_reply_error(call, WY_EINVAL, "account_id must be a lower-case UUID");
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     snprintf(t->account, sizeof t->account, "%s", in->account_id);
     if (!side_id(call, t, 0, "actor", in->actor_id) ||
         (!by_name && !side_id(call, t, 1, "other", in->other_actor_id))) {
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     if (!by_name) {
@@ -851,7 +951,7 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
         char msg[160];
         snprintf(msg, sizeof msg, "other_name: %s", why);
         wy_grpc_reply_error(call, WY_EINVAL, msg);
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     const char *p[] = {key};
@@ -866,22 +966,26 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
 
 void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request");
+    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request",
+                   "/wyvern.actor.Actor/RequestFriend");
 }
 
 void actor_rpc_friend_accept(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept");
+    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept",
+                   "/wyvern.actor.Actor/AcceptFriend");
 }
 
 void actor_rpc_friend_decline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline");
+    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline",
+                   "/wyvern.actor.Actor/DeclineFriend");
 }
 
 void actor_rpc_friend_remove(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove");
+    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove",
+                   "/wyvern.actor.Actor/RemoveFriend");
 }
 
 /* ListFriends: a read of the character. */

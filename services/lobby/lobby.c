@@ -88,7 +88,7 @@ static const wy_cfg_entry_t lobby_config[] = {
     {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
      "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
     {"WY_LOBBY_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
-     "wy-chat gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
+     "wy-chat's gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
      "(wy.chat messages are still delivered).",
      &cfg.chat_grpc, false},
 };

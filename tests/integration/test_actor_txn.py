@@ -4,11 +4,13 @@ conserve every item and every coin, and kill -9 of the coordinator's instance in
 middle of a batch of trades: each transaction is in PostgreSQL whole or not at all."""
 import random
 import threading
+import time
 import uuid
 
 import grpc
 import pytest
 
+from actor_helpers import metric
 from harness.wait import wait_until
 
 DEADLINE = 10  # seconds per call: generous for a loaded 2-core machine
@@ -326,6 +328,10 @@ def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
     # lost, and a retried txn id that committed answers its first result.
     d2 = start(daemon)
     st2, ch2 = stub(d2, pb)
+    # The killed instance's shards are taken over once its lease ran out (WY_ACTOR_LEASE).
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                                      % d2.instance_id)) == 256,
+               timeout=30, what="the new instance owns every shard")
     assert totals(st2, pb, actors) == before
     in_flight = sorted(committed - set(acked_now))
     for txn in in_flight[:5]:
@@ -484,3 +490,51 @@ def test_sigterm_under_a_load_of_trades_exits_0_and_keeps_each_whole(daemon, sta
     st2, ch2 = stub(d2, pb)
     assert totals(st2, pb, actors) == before
     ch2.close()
+
+
+def test_two_instances_forward_a_transaction_to_the_owner_of_both_sides(daemon, stack, pb):
+    """With two instances, a transaction whose characters one instance owns is served from
+    either (the other forwards the whole call); characters owned by two different
+    instances are refused UNAVAILABLE for now (nothing written)."""
+    a, b = start(daemon), start(daemon)
+
+    def spread():
+        na = int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                            % a.instance_id))
+        nb = int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                            % b.instance_id))
+        return na > 0 and nb > 0 and na + nb == 256
+
+    wait_until(spread, timeout=30, what="shards spread on two instances")
+    sa, cha = stub(a, pb)
+    sb, chb = stub(b, pb)
+    m = pb[0]
+
+    def on_b(fn):
+        for _ in range(200):
+            try:
+                return fn()
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            time.sleep(0.05)
+        raise AssertionError("no answer")
+
+    # Characters created through b live in b's shards.
+    x, y = (on_b(lambda: character(sb, pb, gems=0, ore=0)) for _ in range(2))
+    z = on_b(lambda: character(sa, pb, gems=0, ore=0))
+    r = on_b(lambda: sa.Transact(trade(pb, "fwd-" + x, x, y, a_gold=7), timeout=DEADLINE))
+    assert not r.replayed and [c.gold for c in r.characters] == [GOLD0 - 7, GOLD0 + 7]
+    again = on_b(lambda: sb.Transact(trade(pb, "fwd-" + x, x, y, a_gold=7), timeout=DEADLINE))
+    assert again.replayed
+    fl = on_b(lambda: sa.RequestFriend(m.FriendCommand(actor_id=x, other_actor_id=y,
+                                                       txn_id="fwd-f-" + x), timeout=DEADLINE))
+    assert [f.actor_id for f in fl.friends] == [y]
+    assert metric(a, "wy_actor_forwarded_total") >= 2  # the trade and the friend request
+    with pytest.raises(grpc.RpcError) as e:
+        sa.Transact(trade(pb, "mixed-" + x, x, z, a_gold=1), timeout=DEADLINE)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "mixed-" + x not in traded_events(stack, pb, [x, y, z])
+    assert sb.GetCharacter(m.GetCharacterRequest(actor_id=x), timeout=DEADLINE).gold == GOLD0 - 7
+    cha.close()
+    chb.close()
