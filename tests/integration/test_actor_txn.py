@@ -298,16 +298,24 @@ def test_1000_concurrent_trades_conserve_items_and_gold(daemon, stack, pb):
     ch.close()
 
 
-def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
-        daemon, stack, pb):
+def trade_load(daemon, pb, n_acked, seed):
+    """A daemon with 10 characters under 32 streams of trades, returned once n_acked were
+    acknowledged: (daemon, channel, actors, totals before, acked, sent, stop, threads)."""
     d = start(daemon)
     st, ch = stub(d, pb)
     actors = [character(st, pb) for _ in range(10)]
     before = totals(st, pb, actors)
     acked, sent = [], []
     stop = threading.Event()
-    ts, refused = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=11)
-    wait_until(lambda: len(acked) >= 200, timeout=120, what="200 acknowledged trades")
+    ts, _ = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=seed)
+    wait_until(lambda: len(acked) >= n_acked, timeout=120,
+               what="%d acknowledged trades" % n_acked)
+    return d, ch, actors, before, acked, sent, stop, ts
+
+
+def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
+        daemon, stack, pb):
+    d, ch, actors, before, acked, sent, stop, ts = trade_load(daemon, pb, 200, seed=11)
     d.kill9()
     stop.set()
     for t in ts:
@@ -469,14 +477,7 @@ def test_concurrent_friend_requests_agree_on_both_sides(daemon, pb):
 
 
 def test_sigterm_under_a_load_of_trades_exits_0_and_keeps_each_whole(daemon, stack, pb):
-    d = start(daemon)
-    st, ch = stub(d, pb)
-    actors = [character(st, pb) for _ in range(10)]
-    before = totals(st, pb, actors)
-    acked, sent = [], []
-    stop = threading.Event()
-    ts, _ = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=13)
-    wait_until(lambda: len(acked) >= 100, timeout=120, what="100 acknowledged trades")
+    d, ch, actors, before, acked, sent, stop, ts = trade_load(daemon, pb, 100, seed=13)
     assert d.stop() == 0, "wy-actor did not exit 0 on SIGTERM under load"
     stop.set()
     for t in ts:
