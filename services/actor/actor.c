@@ -160,7 +160,7 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_gp_retried = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"retried\"");
     actor_gameplay_start(svc);
     actor_store_start(svc);
-    actor_txn_start();
+    actor_txn_start(svc);
     actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
@@ -173,6 +173,7 @@ static void actor_stop(wy_daemon_t *d)
     actor_gameplay_stop(svc);
     actor_store_stop(svc);
     actor_rank_stop(svc);
+    actor_txn_stop(svc);
     actor_svc_unref(svc);
 }
 
