@@ -244,6 +244,7 @@ static void reply_placement(op_t *op, const stored_t *s)
     out.game_id = (char *)s->game;
     out.game_client_addr = g ? g->hb->client_addr : "";
     out.game_grpc_addr = g ? g->hb->grpc_addr : "";
+    out.game_incarnation = g ? g->hb->incarnation : "";
     out.position = &pos;
     out.placed_at_ms = s->placed;
     if (op->kind != OP_LOCATE)

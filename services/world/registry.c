@@ -153,6 +153,8 @@ static const char *heartbeat_invalid(const world_svc_t *w,
         return "client_addr and grpc_addr must be host:port, 1..255 bytes";
     if (in->capacity == 0)
         return "capacity must be >= 1";
+    if (strlen(in->incarnation) > WORLD_GAME_ID_MAX)
+        return "incarnation is longer than 64 bytes";
     if (in->n_zones > MAX_ZONES_PER_GAME || in->n_partitions > MAX_PARTITIONS)
         return "too many zones or partitions";
     for (size_t i = 0; i < in->n_zones; i++)
@@ -257,6 +259,7 @@ void world_rpc_list_games(wy_grpc_call_id_t call, const ProtobufCMessage *req, v
         g->game_id = hb->game_id;
         g->client_addr = hb->client_addr;
         g->grpc_addr = hb->grpc_addr;
+        g->incarnation = hb->incarnation;
         g->capacity = hb->capacity;
         g->n_zones = hb->n_zones;
         g->zones = hb->zones;
