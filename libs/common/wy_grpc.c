@@ -34,6 +34,26 @@
 #define LATE_SLACK_MS        50
 #define LOOP_DRAIN_MS        10 /* the loop's queue is drained at least this often while busy */
 
+/* ThreadSanitizer cannot see the hand-off through gRPC (uninstrumented): the TSan shim
+ * (tests/tsan/grpc_tags.c) releases every tag given to gRPC; a tag that comes back through
+ * the loop's callback queue instead of grpc_completion_queue_next is acquired here. */
+#if defined(__SANITIZE_THREAD__)
+#define WY_GRPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WY_GRPC_TSAN 1
+#endif
+#endif
+#ifdef WY_GRPC_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define TSAN_ACQUIRE(p) ((void)(p))
+#define TSAN_RELEASE(p) ((void)(p))
+#endif
+
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
 enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
 typedef struct {
@@ -51,20 +71,33 @@ typedef struct hop {
 
 typedef struct call call_t;
 
+/* A completion of the loop's queue: gRPC runs f inline on whichever thread completes the
+ * batch (nothing but a lock-free push), the loop handles it when it drains. */
+typedef struct lev {
+    grpc_completion_queue_functor f; /* the tag gRPC gets */
+    wy_grpc_rt_t *rt;
+    tag_t *tag; /* what completed: t_close or t_reply of its call */
+    int ok;
+    struct lev *next;
+} lev_t;
+
 struct wy_grpc_rt {
     uv_loop_t *loop;
     grpc_completion_queue *cq;
     pthread_t thread;
     wy_mailbox_t *mb; /* CQ thread -> loop; drained whole in one wake-up */
     hop_t done_hop;
-    /* The loop's own completion queue (non-polling: gRPC's I/O is done by the CQ thread).
-     * Registered-method server calls are bound to it, so the completions of their close
-     * and reply batches wait there for the loop instead of waking the CQ thread (and then
-     * the loop) once per call. The loop drains it after every loop turn (check handle),
-     * before a reply or a cancellation check, and every LOOP_DRAIN_MS while batches are
-     * outstanding (timer), so nothing waits on it for long while the loop sleeps. */
+    /* The loop's own completion queue: a non-polling callback queue (gRPC's I/O is done
+     * by the CQ thread). Registered-method server calls are bound to it, so the
+     * completions of their close and reply batches go onto ldone (a lock-free stack)
+     * instead of waking the CQ thread (and then the loop) once per call. The loop drains
+     * ldone after every loop turn (check handle), before a reply or a cancellation check,
+     * and every LOOP_DRAIN_MS while batches are outstanding (timer), so nothing waits
+     * there for long while the loop sleeps. */
     grpc_completion_queue *lcq;
-    atomic_uint lpending; /* batches started on lcq calls, not drained yet */
+    grpc_completion_queue_functor *lcq_shut; /* freed by itself after the shutdown */
+    _Atomic(lev_t *) ldone;                  /* completed, not yet handled (newest first) */
+    atomic_uint lpending;                    /* batches started on lcq calls, not handled yet */
     uv_check_t lcheck;
     uv_timer_t ltimer;
     hop_t drain_hop;         /* the CQ thread started lcq batches the loop must see */
@@ -136,11 +169,12 @@ struct call {
     atomic_int refs;
     bool counted; /* included in srv->inflight */
     grpc_call *call;
-    const method_t *slot;      /* the registered method this request slot waits for, NULL =
-                                  the generic slot (which only sees unknown methods) */
-    bool lq;                   /* bound to rt->lcq (registered methods): its close and reply
-                                  completions are drained by the loop */
-    grpc_call_details details; /* generic slot only */
+    const method_t *slot;       /* the registered method this request slot waits for, NULL =
+                                   the generic slot (which only sees unknown methods) */
+    bool lq;                    /* bound to rt->lcq (registered methods): its close and reply
+                                   completions are drained by the loop */
+    lev_t lev_close, lev_reply; /* their tags when lq */
+    grpc_call_details details;  /* generic slot only */
     gpr_timespec deadline;
     grpc_metadata_array md;
     grpc_byte_buffer *req_bb;
@@ -203,6 +237,27 @@ static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
     int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
     assert(rc == WY_OK);
     (void)rc;
+}
+
+/* Any thread that completes a batch of a loop-queue call (gRPC runs it inline). */
+static void lev_done(grpc_completion_queue_functor *f, int ok)
+{
+    lev_t *e = (lev_t *)f;
+    TSAN_ACQUIRE(f); /* the starter's writes to the call, seen by this thread */
+    e->ok = ok;
+    lev_t *head = atomic_load_explicit(&e->rt->ldone, memory_order_relaxed);
+    do {
+        e->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&e->rt->ldone, &head, e, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static void lev_init(lev_t *e, wy_grpc_rt_t *rt, tag_t *tag)
+{
+    e->f.functor_run = lev_done;
+    e->f.inlineable = 1;
+    e->rt = rt;
+    e->tag = tag;
 }
 
 /* Any thread. Make the loop drain its queue soon (the CQ thread started batches there). */
@@ -430,6 +485,8 @@ static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
     grpc_metadata_array_init(&c->md);
     c->slot = m;
     c->lq = m != NULL;
+    lev_init(&c->lev_close, srv->rt, &c->t_close);
+    lev_init(&c->lev_reply, srv->rt, &c->t_reply);
     atomic_fetch_add(&srv->live, 1);
     /* Notified on the CQ thread's queue; the call itself is bound to the loop's. */
     grpc_call_error e =
@@ -450,9 +507,12 @@ static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
 static grpc_call_error call_batch(call_t *c, const grpc_op *ops, size_t n, tag_t *tag)
 {
     wy_grpc_rt_t *rt = c->srv->rt;
-    if (c->lq)
+    void *gtag = tag;
+    if (c->lq) {
         atomic_fetch_add(&rt->lpending, 1);
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+        gtag = tag == &c->t_close ? &c->lev_close : &c->lev_reply;
+    }
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, gtag, NULL);
     if (e != GRPC_CALL_OK && c->lq)
         atomic_fetch_sub(&rt->lpending, 1);
     return e;
@@ -634,18 +694,24 @@ static void *cq_main(void *arg)
 
 static void ltimer_cb(uv_timer_t *t);
 
-/* Loop: handle every completion already in the loop's queue (never blocks: gRPC's I/O
- * runs on the CQ thread), then keep the drain timer running while batches are
+/* Loop: handle every completion of the loop's queue so far, oldest first (one atomic
+ * exchange; no gRPC call), then keep the drain timer running while batches are
  * outstanding. Runs no handler or client callback, so it is safe inside one. */
 static void drain_lcq(wy_grpc_rt_t *rt)
 {
-    while (atomic_load(&rt->lpending) > 0) {
-        grpc_event ev =
-            grpc_completion_queue_next(rt->lcq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
-        if (ev.type != GRPC_OP_COMPLETE)
-            break;
+    lev_t *e = atomic_exchange_explicit(&rt->ldone, NULL, memory_order_acquire);
+    lev_t *fifo = NULL;
+    while (e) {
+        lev_t *next = e->next;
+        e->next = fifo;
+        fifo = e;
+        e = next;
+    }
+    while (fifo) {
+        lev_t *next = fifo->next; /* on_event may free the call holding fifo */
         atomic_fetch_sub(&rt->lpending, 1);
-        on_event(ev.tag, ev.success);
+        on_event(fifo->tag, fifo->ok);
+        fifo = next;
     }
     bool armed = uv_is_active((uv_handle_t *)&rt->ltimer);
     if (atomic_load(&rt->lpending) > 0) {
@@ -881,10 +947,9 @@ static void rt_handle_closed(uv_handle_t *h)
 static void rt_close_loop_side(wy_grpc_rt_t *rt)
 {
     assert(atomic_load(&rt->lpending) == 0);
+    /* Its shutdown functor runs later on a gRPC thread and frees only itself. */
+    TSAN_RELEASE(rt->lcq_shut);
     grpc_completion_queue_shutdown(rt->lcq);
-    while (grpc_completion_queue_next(rt->lcq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
     grpc_completion_queue_destroy(rt->lcq);
     rt->closing_handles = 3;
     uv_close((uv_handle_t *)&rt->lcheck, rt_handle_closed);
@@ -926,6 +991,14 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
 
 /* ---------------------------------------------------------------- runtime API */
 
+/* The loop queue's shutdown is over (a gRPC thread, after the runtime may be gone). */
+static void lcq_shut(grpc_completion_queue_functor *f, int ok)
+{
+    (void)ok;
+    TSAN_ACQUIRE(f);
+    wy_free(f);
+}
+
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
 {
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
@@ -954,8 +1027,11 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_mailbox_close(rt->mb, rt_closed, rt);
         return WY_EINTERNAL;
     }
-    grpc_completion_queue_attributes la = {GRPC_CQ_CURRENT_VERSION, GRPC_CQ_NEXT,
-                                           GRPC_CQ_NON_POLLING, NULL};
+    grpc_completion_queue_functor *sf = wy_calloc(1, sizeof *sf);
+    sf->functor_run = lcq_shut;
+    rt->lcq_shut = sf;
+    grpc_completion_queue_attributes la = {GRPC_CQ_CURRENT_VERSION, GRPC_CQ_CALLBACK,
+                                           GRPC_CQ_NON_POLLING, sf};
     rt->lcq = grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&la), &la, NULL);
     uv_check_init(loop, &rt->lcheck);
     rt->lcheck.data = rt;
@@ -1077,7 +1153,11 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[1].value.integer = 0;
-    grpc_channel_args ca = {2, args};
+    /* No BDP pings: they sent reads to gRPC's executor thread (see wy_grpc.h). */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[2].value.integer = 0;
+    grpc_channel_args ca = {3, args};
 
     srv->gs = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(srv->gs, srv->rt->cq, NULL);
@@ -1248,7 +1328,7 @@ int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_chan
     size_t max_recv = opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
     int backoff =
         opts && opts->max_reconnect_ms ? (int)opts->max_reconnect_ms : DEFAULT_RECONNECT_MS;
-    grpc_arg args[3];
+    grpc_arg args[4];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -1259,7 +1339,11 @@ int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_chan
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
     args[2].value.integer = backoff < 1000 ? backoff : 1000;
-    grpc_channel_args ca = {3, args};
+    /* No BDP pings: they sent reads to gRPC's executor thread (see wy_grpc.h). */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[3].value.integer = 0;
+    grpc_channel_args ca = {4, args};
 
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *gc = grpc_channel_create(target, creds, &ca);
