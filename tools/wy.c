@@ -53,6 +53,15 @@ static const char USAGE[] =
     "                               account id, anything else a nickname\n"
     "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks and reconnects\n"
     "                               until Ctrl-C (or SECONDS)\n"
+    "  play CHARACTER_ID [--for SECONDS]\n"
+    "                               enter the game with a character: print the welcome\n"
+    "                               (game instance, zone, position), stay SECONDS (default 0;\n"
+    "                               Ctrl-C ends it), then leave (the position is saved)\n"
+    "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
+    "  chat send --to ACCOUNT TEXT  whisper (kept until their next login when offline)\n"
+    "  chat history CHANNEL [--after SEQ] [--limit N]   a page of a channel's messages\n"
+    "  chat create party|guild [NAME], chat join|leave CHANNEL,\n"
+    "  chat invite|kick CHANNEL ACCOUNT\n"
     "\n"
     "Options:\n"
     "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
@@ -522,6 +531,17 @@ static void print_event(const wyc_event_t *ev)
         if (opt.json)
             json_out(json_pack("{s:s}", "event", "tokens_refreshed"));
         break;
+    case WYC_EV_CHAT:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
+                               ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq, "type",
+                               ev->chat.type, "sender_id", ev->chat.sender_id, "text",
+                               ev->chat.text, "offline", ev->chat.offline));
+        else
+            printf("[%s #%llu] %s: %s\n", ev->chat.channel_id, (unsigned long long)ev->chat.seq,
+                   ev->chat.sender_name[0] ? ev->chat.sender_name : ev->chat.sender_id,
+                   ev->chat.text);
+        break;
     }
     fflush(stdout);
 }
@@ -609,6 +629,101 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
     return EX_OK;
 }
 
+static int cmd_chat(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    static const char usage[] =
+        "usage: wy chat send CHANNEL TEXT | send --to ACCOUNT TEXT | history CHANNEL [--after "
+        "SEQ] [--limit N] | create party|guild [NAME] | join|leave CHANNEL | invite|kick "
+        "CHANNEL ACCOUNT";
+    if (argc < 2)
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    const char *op = argv[0];
+    wyc_welcome_t w;
+    wyc_error_t e;
+    if (!strcmp(op, "history")) {
+        uint64_t after = 0;
+        uint32_t limit = 50;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--after") && i + 1 < argc)
+                after = strtoull(argv[++i], NULL, 10);
+            else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+                limit = (uint32_t)strtoul(argv[++i], NULL, 10);
+            else
+                return fail_msg("chat", EX_USAGE, "%s", usage);
+        }
+        if (limit == 0 || limit > 200)
+            return fail_msg("chat", EX_USAGE, "--limit: 1..200");
+        int ex = lobby_up("chat", &w);
+        if (ex)
+            return ex;
+        wyc_chat_message_t *msgs = wy_calloc(limit, sizeof *msgs);
+        size_t n = 0;
+        uint64_t last = 0;
+        bool more = false;
+        if (wyc_sync_chat_history(g_sync, argv[1], after, 0, after > 0, limit, msgs, limit, &n,
+                                  &last, &more, &e) != WY_OK) {
+            wy_free(msgs);
+            return fail("chat", &e);
+        }
+        if (opt.json) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "seq",
+                                                     (json_int_t)msgs[i].seq, "type", msgs[i].type,
+                                                     "sender_id", msgs[i].sender_id, "sender_name",
+                                                     msgs[i].sender_name, "text", msgs[i].text,
+                                                     "ts_ms", (json_int_t)msgs[i].ts_ms, "deleted",
+                                                     msgs[i].deleted));
+            json_out(json_pack("{s:b, s:s, s:s, s:o, s:I, s:b}", "ok", 1, "command", "chat",
+                               "channel_id", argv[1], "messages", arr, "last_seq", (json_int_t)last,
+                               "more", more));
+        } else {
+            for (size_t i = 0; i < n; i++)
+                printf("#%llu %s %s: %s\n", (unsigned long long)msgs[i].seq, msgs[i].type,
+                       msgs[i].sender_name[0] ? msgs[i].sender_name : msgs[i].sender_id,
+                       msgs[i].deleted ? "(deleted)" : msgs[i].text);
+        }
+        wy_free(msgs);
+        return EX_OK;
+    }
+    const char *channel = argv[1], *arg = NULL, *text = NULL, *sop = op;
+    if (!strcmp(op, "send") && argc == 4 && !strcmp(argv[1], "--to")) {
+        sop = "whisper";
+        channel = NULL;
+        arg = argv[2];
+        text = argv[3];
+    } else if (!strcmp(op, "send") && argc == 3) {
+        text = argv[2];
+    } else if ((!strcmp(op, "invite") || !strcmp(op, "kick")) && argc == 3) {
+        arg = argv[2];
+    } else if (!strcmp(op, "create") && argc <= 3) {
+        arg = argc == 3 ? argv[2] : "";
+    } else if ((strcmp(op, "join") && strcmp(op, "leave")) || argc != 2) {
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    }
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_result_t *r = wy_calloc(1, sizeof *r);
+    if (wyc_sync_chat(g_sync, sop, channel, arg, text, r, &e) != WY_OK) {
+        wy_free(r);
+        return fail("chat", &e);
+    }
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "ok", 1, "command", "chat",
+                           "op", op, "channel_id", r->channel_id, "seq", (json_int_t)r->seq, "text",
+                           r->text, "masked", r->masked, "offline", r->offline));
+    else if (!strcmp(op, "send"))
+        printf("Sent to %s as #%llu%s%s\n", r->channel_id, (unsigned long long)r->seq,
+               r->masked ? " (filtered words masked)" : "",
+               r->offline ? " (offline: delivered at their next login)" : "");
+    else
+        printf("%s %s (#%llu)\n", op, r->channel_id, (unsigned long long)r->seq);
+    wy_free(r);
+    return EX_OK;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -659,6 +774,62 @@ static int cmd_lobby(profile_t *p, int argc, char **argv)
             return exit_for(&ev.error) ? exit_for(&ev.error) : EX_FAIL;
         }
     }
+    wyc_lobby_close(wyc_sync_client(g_sync));
+    return EX_OK;
+}
+
+static int cmd_play(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    long for_s = 0;
+    if (argc == 3 && !strcmp(argv[1], "--for"))
+        for_s = strtol(argv[2], NULL, 10);
+    else if (argc != 1)
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+    wyc_welcome_t lw;
+    int ex = lobby_up("play", &lw);
+    if (ex)
+        return ex;
+    wyc_entry_t en;
+    wyc_error_t e;
+    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+        return fail("play", &e);
+    wyc_game_welcome_t w;
+    if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f}", "ok", 1,
+                           "command", "play", "event", "welcome", "character_id", w.character_id,
+                           "game_id", w.game_id, "zone_id", w.zone_id, "instance_id", w.instance_id,
+                           "entity_id", (json_int_t)w.entity_id, "tick_rate", (int)w.tick_rate, "x",
+                           w.x, "y", w.y));
+    else
+        printf("welcome: character %s, entity %llu, zone %s (%s), game %s, tick %u Hz, at "
+               "(%.2f, %.2f)\n",
+               w.character_id, (unsigned long long)w.entity_id, w.zone_id, w.instance_id, w.game_id,
+               w.tick_rate, w.x, w.y);
+    fflush(stdout);
+    if (for_s > 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        uint64_t end = wy_now_ms() + (uint64_t)for_s * 1000;
+        for (uint64_t now = wy_now_ms(); now < end; now = wy_now_ms()) {
+            wyc_event_t ev;
+            if (wyc_sync_next_event(g_sync, (uint32_t)(end - now), &ev) == WY_ECANCELED)
+                break;
+        }
+    }
+    double x = 0, y = 0;
+    if (wyc_sync_game_leave(g_sync, &x, &y, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:f, s:f}", "ok", 1, "command", "play", "event", "left",
+                           "x", x, "y", y));
+    else
+        printf("left: position (%.2f, %.2f) saved\n", x, y);
     wyc_lobby_close(wyc_sync_client(g_sync));
     return EX_OK;
 }
@@ -836,8 +1007,8 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
     const char *cmd = rest[0];
-    static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
-                                       "nick",     "presence", "lobby"};
+    static const char *const CMDS[] = {"register", "login", "logout", "whoami", "nick",
+                                       "presence", "lobby", "play",   "chat"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
         known |= !strcmp(cmd, CMDS[i]);
@@ -884,6 +1055,10 @@ int main(int argc, char **argv)
                         ex = cmd_nick(&p, n - 1, rest + 1);
                     else if (!strcmp(cmd, "presence"))
                         ex = cmd_presence(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "play"))
+                        ex = cmd_play(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "chat"))
+                        ex = cmd_chat(&p, n - 1, rest + 1);
                     else
                         ex = cmd_lobby(&p, n - 1, rest + 1);
                 }

@@ -198,7 +198,9 @@ static void build_config(wy_daemon_t *d)
                                        0,
                                        0,
                                        NULL,
-                                       "Redis: redis://[:password@]host:port[/db].",
+                                       "Redis: redis://[:password@]host:port[/db], or "
+                                       "redis+cluster://host:port[,host:port...] "
+                                       "for Redis Cluster.",
                                        &d->redis_url,
                                        true};
     if (s->deps & WY_DEP_PG) {
@@ -1267,6 +1269,11 @@ wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d)
 const char *wy_daemon_bind_host(const wy_daemon_t *d)
 {
     return d->bind_host;
+}
+
+int wy_daemon_grpc_port(const wy_daemon_t *d)
+{
+    return d->bound_grpc_port;
 }
 
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)

@@ -5,6 +5,12 @@
 
 #include <string.h>
 
+/* Redis key prefixes of the failed-login limiters (docs/keys.md); wy_ratelimit appends
+ * ":<key>". One key per check: any slot. */
+#define RKEY_AUTH_RL_PAIR "auth:rl:pair"
+#define RKEY_AUTH_RL_ACCT "auth:rl:acct"
+#define RKEY_AUTH_RL_IP   "auth:rl:ip"
+
 #define AUTH_DRAIN_POLL_MS 50
 #define AUTH_MAX_CONFIG    64
 
@@ -129,6 +135,7 @@ static void auth_free(auth_t *a)
         wy_ratelimit_free(a->rl_account);
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
+    auth_db_batches_free(a);
     wy_redis_script_free(a->marker_script);
     wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
@@ -232,18 +239,19 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = msg;
         return rc;
     }
-    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:pair", (uint32_t)a->cfg->limit_pair,
+    rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_PAIR, (uint32_t)a->cfg->limit_pair,
                           (uint32_t)a->cfg->limit_window_ms, &a->rl_pair);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)a->cfg->limit_account,
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_ACCT, (uint32_t)a->cfg->limit_account,
                               (uint32_t)a->cfg->limit_window_ms, &a->rl_account);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:ip", (uint32_t)a->cfg->limit_ip,
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_IP, (uint32_t)a->cfg->limit_ip,
                               (uint32_t)a->cfg->limit_window_ms, &a->rl_ip);
     if (rc != WY_OK) {
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;
     }
+    auth_db_batches_new(a);
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;

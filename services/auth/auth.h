@@ -14,6 +14,7 @@
 #include "password.h"
 #include "providers.h"
 #include "sql.h"
+#include "batch.h"
 
 /* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c; the daemon
  * owns it (wy_daemon_config), auth_t.cfg points at it. */
@@ -57,6 +58,7 @@ typedef struct auth {
     bool revocations_dirty; /* a revocation Redis did not take: drop its marker, rebuild */
     unsigned refs;
     bool stopping;
+    auth_batch_t *b_find, *b_store, *b_create;        /* group commit of logins (sql.c) */
     wy_redis_script_t *marker_script, *reload_script; /* see auth_revocations_watch */
     char rebuild_nonce[37];
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
@@ -146,10 +148,14 @@ void auth_tx_abort(wy_pg_tx_t *tx);
 /* Event rows on tx (key = account). Return wy_outbox_add's codes, WY_EUNAVAIL once the outbox
  * is closing: the caller then rolls back. */
 int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *method);
-/* The account.login row, written by the statement that opens the session (auth_db_session_open:
+/* The account.login row, written by the statement that opens the session (auth_db_login_store,
+ * batched, or auth_db_session_open in a registration's tx:
  * one statement, so a login needs no BEGIN/COMMIT); wy_outbox_row_free it after submitting. */
 int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
                          const char *method, const char *ip);
+/* The account.created row of a first login, written by the batched statement that creates the
+ * account (auth_db_identity_create); wy_outbox_row_free it after submitting. */
+int auth_event_created_row(wy_outbox_row_t *row, const char *account, const char *method);
 /* Wakes the relay after a statement that wrote an event row outside auth_tx_commit. */
 void auth_events_written(auth_t *a);
 /* sid NULL: every session of the account (ban, account-wide revoke). */

@@ -38,6 +38,7 @@ struct hop {
     char pair_key[WY_RATELIMIT_KEY_MAX + 1]; /* password login: "<username key>|<source>" */
     int limit;                               /* password login: limiter being checked */
     bool created, banned, found;
+    int attempts;             /* first login: lookups after a concurrent first login won */
     wy_token_claims_t claims; /* the bearer's, after authenticate() */
     hop_step next;
     wy_pg_tx_t *tx;  /* the change and its wy.account events (hop_begin), until committed */
@@ -259,18 +260,25 @@ static void on_session_opened(int status, const PGresult *res, const char *err, 
     hop_t *h = ud;
     if (!pg_done(h, status, err, "session not stored"))
         return;
-    if (!h->tx) { /* one statement: the session and its event are committed */
-        auth_events_written(h->a);
-        login_committed(h);
-        return;
-    }
     hop_commit(h, WY_OK, login_committed);
 }
 
-/* A login succeeded for h->account: new session (refresh family) + tokens. The statement that
- * stores the session also writes its account.login event; when h->tx created the account it
- * runs in that transaction, after the account.created row (rows are published in id order;
- * all commit together). */
+/* A batched login statement committed (or failed) for h. */
+static void on_login_stored(int status, const PGresult *res, int row, const char *err, void *ud)
+{
+    (void)res;
+    (void)row;
+    hop_t *h = ud;
+    if (!pg_done(h, status, err, "session not stored"))
+        return;
+    auth_events_written(h->a);
+    login_committed(h);
+}
+
+/* A login succeeded for h->account: new session (refresh family) + tokens. The session, its
+ * first refresh token and its account.login event are written by one statement: in h->tx after
+ * the account it created (register), else batched with the other logins of this loop turn
+ * (one commit for all; the answer waits for it). */
 static void open_session(hop_t *h)
 {
     if (h->banned) {
@@ -284,8 +292,10 @@ static void open_session(hop_t *h)
     if (rc == WY_OK)
         rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
     if (rc == WY_OK) {
-        rc = auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method, h->refresh_hash, &ev,
-                                  on_session_opened, h);
+        rc = h->tx ? auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method,
+                                          h->refresh_hash, &ev, on_session_opened, h)
+                   : auth_db_login_store(h->a, h->sid, h->account, h->method, h->refresh_hash, &ev,
+                                         on_login_stored, h);
         wy_outbox_row_free(&ev);
     }
     pg_ok(h, rc);
@@ -430,38 +440,64 @@ static void resolve_identity(hop_t *h, json_t *body)
         on_provider(rc, NULL, NULL, h);
 }
 
-static void on_identity_login(int status, const PGresult *res, const char *err, void *ud);
+static void on_identity_found(int status, const PGresult *res, int row, const char *err, void *ud);
 
-/* A first login of this identity creates the account: in a transaction, with its events. */
-static void identity_login_tx(hop_t *h)
-{
-    char id[37];
-    wy_uuid4(id);
-    pg_ok(h, auth_db_identity_login(h->a, h->tx, h->method, h->subject, id, true, on_identity_login,
-                                    h));
-}
+/* A first login of this identity: the account, its identity, session and events, batched with
+ * the other first logins of this loop turn. */
+static void identity_create(hop_t *h);
 
-static void on_identity_login(int status, const PGresult *res, const char *err, void *ud)
+static void on_identity_created(int status, const PGresult *res, int row, const char *err, void *ud)
 {
+    (void)res;
     hop_t *h = ud;
-    if (!pg_one_row(h, status, res, err, "identity login failed"))
+    if (!pg_done(h, status, err, "account not created"))
         return;
-    snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, 0, "account_id"));
-    h->created = wy_pg_bool(res, 0, "created");
-    h->banned = wy_pg_bool(res, 0, "banned");
-    open_session(h);
-}
-
-/* A known identity logs in without a transaction (the session statement writes its event);
- * an unknown one goes to identity_login_tx, where a concurrent first login is resolved. */
-static void on_identity_found(int status, const PGresult *res, const char *err, void *ud)
-{
-    hop_t *h = ud;
-    if (status == WY_OK && PQntuples(res) == 0) {
-        hop_begin(h, identity_login_tx);
+    if (row < 0) { /* a concurrent first login created it: log in to that account */
+        if (++h->attempts > 2) {
+            wy_log_warn("identity login did not settle", "method", h->method, NULL);
+            fail_unavail(h, WY_EUNAVAIL);
+            return;
+        }
+        pg_ok(h, auth_db_identity_find(h->a, h->method, h->subject, on_identity_found, h));
         return;
     }
-    on_identity_login(status, res, err, h);
+    h->created = true;
+    auth_events_written(h->a);
+    login_committed(h);
+}
+
+static void identity_create(hop_t *h)
+{
+    wy_uuid4(h->account);
+    wy_uuid4(h->sid);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    wy_outbox_row_t created, login;
+    int rc = auth_event_created_row(&created, h->account, h->method);
+    if (rc == WY_OK) {
+        rc = auth_event_login_row(&login, h->account, h->sid, h->method, h->ip);
+        if (rc == WY_OK) {
+            rc = auth_db_identity_create(h->a, h->method, h->subject, h->account, h->sid,
+                                         h->refresh_hash, &created, &login, on_identity_created, h);
+            wy_outbox_row_free(&login);
+        }
+        wy_outbox_row_free(&created);
+    }
+    pg_ok(h, rc);
+}
+
+/* A known identity logs in (open_session); an unknown one is created. */
+static void on_identity_found(int status, const PGresult *res, int row, const char *err, void *ud)
+{
+    hop_t *h = ud;
+    if (!pg_done(h, status, err, "identity login failed"))
+        return;
+    if (row < 0) {
+        identity_create(h);
+        return;
+    }
+    snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, row, "account_id"));
+    h->banned = wy_pg_bool(res, row, "banned");
+    open_session(h);
 }
 
 static void link_done(hop_t *h);
@@ -485,8 +521,7 @@ static void identity_resolved(hop_t *h)
               auth_db_link_identity(h->a, h->account, h->method, h->subject, on_link_identity, h));
         return;
     }
-    pg_ok(h, auth_db_identity_login(h->a, NULL, h->method, h->subject, NULL, false,
-                                    on_identity_found, h));
+    pg_ok(h, auth_db_identity_find(h->a, h->method, h->subject, on_identity_found, h));
 }
 
 /* ---- register ---- */

@@ -2,7 +2,8 @@
  * (wy_pg_stmt_t: prepared once per pooled connection). Each function below binds the
  * parameters of one statement; sql.h names the columns callers read (wy_pg_text and friends,
  * never by position). Multi-row changes are single statements or PL/pgSQL functions
- * (migrations/001), so each runs atomically in its own transaction. */
+ * (migrations/001), so each runs atomically in its own transaction. A login's statements are
+ * batched (batch.h): the logins of one loop turn share one statement and one commit. */
 #include "auth.h"
 
 static int run(auth_t *a, const wy_pg_stmt_t *st, const char *const *p, wy_pg_cb cb, void *ud)
@@ -55,15 +56,116 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
     return run(a, &find_password_sql, p, cb, ud);
 }
 
-static const wy_pg_stmt_t identity_login_sql = {
-    "auth_identity_login",
-    "SELECT account_id, created, banned FROM auth.identity_login($1, $2, $3, $4)", 4};
+/* ---- group commit of logins (batch.h): one statement over arrays per batch ---- */
 
-int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const char *subject,
-                           const char *new_id, bool create, wy_pg_cb cb, void *ud)
+/* The accounts of known identities; an unknown one returns no row. */
+static const wy_pg_stmt_t identity_find_sql = {
+    "auth_identity_find",
+    "SELECT r.ord, i.account_id, a.banned_at IS NOT NULL AS banned "
+    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(method, subject, ord) "
+    "JOIN auth.identities i ON i.method = r.method AND i.subject = r.subject "
+    "JOIN auth.accounts a ON a.id = i.account_id",
+    2};
+
+/* Sessions, their first refresh tokens and account.login rows of a batch of logins: one
+ * statement, so one commit (one WAL flush) for the batch. */
+static const wy_pg_stmt_t logins_store_sql = {
+    "auth_logins_store",
+    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
+    "$5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+    "AS r(sid, account, method, hash, event_id, payload, ts, ord)), "
+    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
+    "SELECT sid, account::uuid, method FROM r RETURNING id), "
+    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+    "SELECT r.hash, s.id, now() + make_interval(secs => $8::bigint) FROM s JOIN r ON r.sid = "
+    "s.id), "
+    "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT event_id, 'wy.account', account, 'account.login', decode(payload, 'hex'), ts "
+    "FROM r ORDER BY ord) "
+    "SELECT ord FROM r",
+    8};
+
+/* First logins of identities: identity, account, session, refresh token, account.created and
+ * account.login rows. An identity that exists already (a concurrent first login) is skipped:
+ * no row for it, nothing written. Child rows before parents is fine: foreign keys are checked
+ * at the end of the statement. */
+static const wy_pg_stmt_t identities_create_sql = {
+    "auth_identities_create",
+    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], "
+    "$6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) WITH ORDINALITY "
+    "AS r(method, subject, account, sid, hash, cev, cpay, lev, lpay, ts, ord)), "
+    "i AS (INSERT INTO auth.identities (method, subject, account_id) "
+    "SELECT method, subject, account::uuid FROM r ON CONFLICT (method, subject) DO NOTHING "
+    "RETURNING account_id), "
+    "w AS (SELECT r.* FROM r JOIN i ON i.account_id = r.account::uuid), "
+    "acc AS (INSERT INTO auth.accounts (id, created_by) SELECT account::uuid, method FROM w), "
+    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
+    "SELECT sid, account::uuid, method FROM w RETURNING id), "
+    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+    "SELECT w.hash, s.id, now() + make_interval(secs => $11::bigint) FROM s JOIN w ON w.sid = "
+    "s.id), "
+    "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT ev, 'wy.account', account, type, decode(pay, 'hex'), ts FROM ("
+    "SELECT ord, 0 AS k, cev AS ev, account, 'account.created' AS type, cpay AS pay, ts FROM w "
+    "UNION ALL SELECT ord, 1, lev, account, 'account.login', lpay, ts FROM w) x ORDER BY ord, k) "
+    "SELECT ord FROM w",
+    11};
+
+void auth_db_batches_new(auth_t *a)
 {
-    const char *p[] = {method, subject, new_id, create ? "true" : "false"};
-    return run_in(a, tx, &identity_login_sql, p, cb, ud);
+    char ttl[32];
+    const char *fixed[] = {refresh_ttl_s(a, ttl)};
+    a->b_find = auth_batch_new(a, "find", &identity_find_sql, 2, 0, NULL, false);
+    a->b_store = auth_batch_new(a, "store", &logins_store_sql, 7, 1, fixed, true);
+    a->b_create = auth_batch_new(a, "create", &identities_create_sql, 10, 1, fixed, true);
+}
+
+void auth_db_batches_free(auth_t *a)
+{
+    auth_batch_free(a->b_find);
+    auth_batch_free(a->b_store);
+    auth_batch_free(a->b_create);
+    a->b_find = a->b_store = a->b_create = NULL;
+}
+
+/* The hex digits of a wy_outbox row's payload (its bytea text without the \x). */
+static const char *payload_hex(const wy_outbox_row_t *ev)
+{
+    return ev->params[4] + 2;
+}
+
+int auth_db_identity_find(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
+                          void *ud)
+{
+    const char *c[] = {method, subject};
+    return a->b_find ? auth_batch_add(a->b_find, c, cb, ud) : WY_EUNAVAIL;
+}
+
+int auth_db_login_store(auth_t *a, const char *sid, const char *account, const char *method,
+                        const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
+                        void *ud)
+{
+    const char *c[] = {sid,          account,         method,   refresh_hash,
+                       ev->event_id, payload_hex(ev), ev->ts_ms};
+    return a->b_store ? auth_batch_add(a->b_store, c, cb, ud) : WY_EUNAVAIL;
+}
+
+int auth_db_identity_create(auth_t *a, const char *method, const char *subject, const char *account,
+                            const char *sid, const char *refresh_hash,
+                            const wy_outbox_row_t *created, const wy_outbox_row_t *login,
+                            auth_batch_cb cb, void *ud)
+{
+    const char *c[] = {method,
+                       subject,
+                       account,
+                       sid,
+                       refresh_hash,
+                       created->event_id,
+                       payload_hex(created),
+                       login->event_id,
+                       payload_hex(login),
+                       login->ts_ms};
+    return a->b_create ? auth_batch_add(a->b_create, c, cb, ud) : WY_EUNAVAIL;
 }
 
 /* The session, its first refresh token and its account.login event row, in one statement. */

@@ -11,6 +11,7 @@
 
 #include "wy_outbox.h"
 #include "wy_pg.h"
+#include "batch.h"
 
 typedef struct auth auth_t;
 
@@ -19,9 +20,25 @@ int auth_db_register(auth_t *a, wy_pg_tx_t *tx, const char *id, const char *key,
                      const char *display, const char *hash, wy_pg_cb cb, void *ud);
 /* -> 0 rows (no such user) | 1 row: account_id, password_hash, banned */
 int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
-/* -> 0 rows when !create and unknown | 1 row: account_id, created, banned */
-int auth_db_identity_login(auth_t *a, wy_pg_tx_t *tx, const char *method, const char *subject,
-                           const char *new_id, bool create, wy_pg_cb cb, void *ud);
+/* ---- batched (batch.h: cb once per item; row -1 = no row for this item) ----
+ * Created by auth_db_batches_new at start, freed by auth_db_batches_free with the state. */
+void auth_db_batches_new(auth_t *a);
+void auth_db_batches_free(auth_t *a);
+/* The account of an identity: row with account_id, banned; -1 when the identity is unknown. */
+int auth_db_identity_find(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
+                          void *ud);
+/* A login's session, first refresh token and account.login row (ev, auth_event_login_row),
+ * committed with the batch; no result to read. */
+int auth_db_login_store(auth_t *a, const char *sid, const char *account, const char *method,
+                        const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
+                        void *ud);
+/* A first login: identity, account (id account), session, refresh token, its account.created
+ * and account.login rows, committed with the batch. row >= 0: created; -1: the identity exists
+ * already (a concurrent first login won): nothing was written, look it up again. */
+int auth_db_identity_create(auth_t *a, const char *method, const char *subject, const char *account,
+                            const char *sid, const char *refresh_hash,
+                            const wy_outbox_row_t *created, const wy_outbox_row_t *login,
+                            auth_batch_cb cb, void *ud);
 /* Session + first refresh token + the account.login event row (ev, auth_event_login_row), in
  * one statement (in tx when given); no rows. */
 int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,

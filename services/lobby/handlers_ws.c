@@ -2,6 +2,8 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "chat.h"
+#include "enter.h"
 #include "hello.h"
 #include "nickname.h"
 #include "state.h"
@@ -142,9 +144,10 @@ static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void
             if (s[i].sid) {
                 e->account_id = (char *)s[i].account;
                 e->nickname = (char *)s[i].nick;
-                e->state = strcmp(s[i].state, "in-game") == 0
-                               ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
-                               : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+                bool in_game = strncmp(s[i].state, "in-game", 7) == 0;
+                e->state = in_game ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
+                                   : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+                e->zone = in_game && s[i].state[7] == ':' ? (char *)s[i].state + 8 : "";
             }
         }
         Wyvern__Lobby__PresenceList pl = WYVERN__LOBBY__PRESENCE_LIST__INIT;
@@ -184,7 +187,7 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         if (i < g->n_account_ids) {
             if (!*name || strlen(name) > LOBBY_ID_MAX)
                 bad = 1;
-            keys[i] = wy_sprintf("sess:acct:%s", name);
+            keys[i] = wy_strdup(name);
         } else {
             char display[LOBBY_NICK_MAX + 1], norm[LOBBY_NICK_MAX * 4 + 1];
             const char *e = NULL;
@@ -192,11 +195,12 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
             if (lobby_nick_check(name, strlen(name), display, sizeof display, norm, sizeof norm,
                                  &e) != WY_OK)
                 snprintf(norm, sizeof norm, "-");
-            keys[i] = wy_sprintf("sess:nick:%s", norm);
+            keys[i] = wy_strdup(norm);
         }
     }
     int rc = bad ? WY_EINVAL
-                 : lobby_session_lookup_many(c->lb, n, (const char *const *)keys, presence_done, p);
+                 : lobby_session_lookup_many(c->lb, n, g->n_account_ids, (const char *const *)keys,
+                                             presence_done, p);
     for (size_t i = 0; i < n; i++)
         wy_free(keys[i]);
     wy_free(keys);
@@ -250,8 +254,10 @@ static const char *msg_type(const Wyvern__Lobby__ClientMessage *m)
         return "get_presence";
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
         return "logout";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
+        return "enter_game";
     default:
-        return "unknown";
+        return lobby_chat_type(m->body_case) ? lobby_chat_type(m->body_case) : "unknown";
     }
 }
 
@@ -283,7 +289,14 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
         on_logout(c, req, t0);
         break;
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
+        lobby_enter_game(c, req, m->enter_game, t0);
+        break;
     default:
+        if (lobby_chat_type(m->body_case)) {
+            lobby_chat_request(c, m, t0);
+            break;
+        }
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
         refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;

@@ -1,6 +1,9 @@
-/* wy-lobby hello: token -> (Auth.Introspect) -> nickname -> claim -> welcome. Each step
- * holds a reference to the connection and goes on only while the client is still there. */
+/* wy-lobby hello: token (verified here) -> nickname -> claim (which also reads auth's
+ * revocation keys in Redis) -> welcome; Auth.Introspect only when Redis' revocation state is
+ * incomplete. Each step holds a reference to the connection and goes on only while the client
+ * is still there. */
 #include "hello.h"
+#include "chat.h"
 #include "nickname.h"
 #include "state.h"
 #include "store.h"
@@ -17,9 +20,31 @@ static void hello_fail(lobby_conn_t *c, Wyvern__Lobby__Code code, int close_code
     lobby_conn_close(c, close_code, why);
 }
 
+static void ask_auth(lobby_conn_t *c);
+
 static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const char *err)
 {
     lobby_t *lb = c->lb;
+    if (status == WY_OK && r->revoked) {
+        wy_metric_inc(lb->m_hello_revoked);
+        if (c->ws && c->state == LOBBY_ST_CLAIM) {
+            char why[LOBBY_REASON_MAX];
+            snprintf(why, sizeof why, "token revoked: %.80s", r->prev_sid);
+            hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH, why);
+        }
+        return;
+    }
+    if (!(status == WY_OK && r->unknown)) { /* the token is needed no longer */
+        wy_free(c->token);
+        c->token = NULL;
+    }
+    if (status == WY_OK && r->unknown) {
+        /* Redis lost auth's revocation state (auth is writing it back): auth decides. */
+        wy_metric_inc(lb->m_hello_introspect);
+        if (c->ws && c->state == LOBBY_ST_CLAIM)
+            ask_auth(c);
+        return;
+    }
     if (status != WY_OK) {
         if (status != WY_ECANCELED)
             wy_log_warn("session claim failed", "session", c->sid, "error", err, NULL);
@@ -78,6 +103,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     w.max_messages_per_sec = (uint32_t)lb->cfg->max_msgs_per_sec;
     lobby_reply(c, c->hello_req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_WELCOME, &w.base);
     lobby_observe(c, "hello", c->hello_start_ns, WYVERN__LOBBY__CODE__OK);
+    lobby_chat_session_ready(c); /* whispers kept while offline */
     wy_log_debug("session ready", "session", c->sid, "account", c->account, NULL);
 }
 
@@ -141,10 +167,39 @@ static void introspected(int err, int status, const char *message, const Protobu
                      r->reason[0] ? r->reason : "revoked");
             hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH, why);
         } else {
-            load_nick(c);
+            c->revocation_asked = true;
+            claim(c);
         }
     }
     lobby_conn_unref(c);
+}
+
+/* The claim found auth's revocation state in Redis incomplete: ask auth (Introspect, which
+ * falls back on PostgreSQL), then claim again without reading the keys. Fail closed: no
+ * answer from auth closes the hello with 4007. */
+static void ask_auth(lobby_conn_t *c)
+{
+    lobby_t *lb = c->lb;
+    c->state = LOBBY_ST_AUTH;
+    /* The claim registered the session id; the next claim takes a new one. */
+    if (c->registered) {
+        wy_map_del_if(lb->by_sid, c->sid, strlen(c->sid), c);
+        c->registered = false;
+    }
+    Wyvern__Auth__IntrospectRequest ir = WYVERN__AUTH__INTROSPECT_REQUEST__INIT;
+    ir.access_token = c->token;
+    int rc = lb->auth && c->token ? wy_grpc_call(lb->auth, "/wyvern.auth.Auth/Introspect", &ir.base,
+                                                 &wyvern__auth__introspect_response__descriptor,
+                                                 2000, NULL, 0, introspected, c)
+                                  : WY_EUNAVAIL;
+    wy_free(c->token);
+    c->token = NULL;
+    if (rc != WY_OK) {
+        hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
+                   "auth unavailable, retry");
+        return;
+    }
+    lobby_conn_ref(c);
 }
 
 void lobby_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *h)
@@ -186,18 +241,9 @@ void lobby_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *h)
         hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH, "token revoked");
         return;
     }
-    if (!lb->auth) {
-        load_nick(c);
-        return;
-    }
-    Wyvern__Auth__IntrospectRequest ir = WYVERN__AUTH__INTROSPECT_REQUEST__INIT;
-    ir.access_token = h->access_token;
-    if (wy_grpc_call(lb->auth, "/wyvern.auth.Auth/Introspect", &ir.base,
-                     &wyvern__auth__introspect_response__descriptor, 2000, NULL, 0, introspected,
-                     c) != WY_OK) {
-        hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
-                   "auth unavailable, retry");
-        return;
-    }
-    lobby_conn_ref(c);
+    /* Kept only until the claim has read auth's revocation keys: the rare hello that finds
+     * them incomplete shows the token to auth (ask_auth). */
+    if (lb->auth)
+        c->token = wy_strdup(h->access_token);
+    load_nick(c);
 }

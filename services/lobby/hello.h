@@ -1,5 +1,6 @@
 /* wy-lobby hello: a connection's first message, from access token to welcome (verify the
- * token, ask auth whether it is revoked, load the nickname, claim the session in Redis).
+ * token, load the nickname, claim the session in Redis, which also reads auth's revocation
+ * keys; auth is asked only when Redis lacks its revocation marker).
  * Loop thread only. Sits on store, nickname, tokens and wire (README "Code map"). */
 #ifndef LOBBY_HELLO_H
 #define LOBBY_HELLO_H

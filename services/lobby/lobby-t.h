@@ -21,6 +21,11 @@
 #define LOBBY_REVOKED_MAX 200000 /* entries of the revocation cache (tokens.c) */
 #define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
 
+/* auth's revocation keys, read by the claim (store.c; services/auth/README.md "Revocation"). */
+#define LOBBY_AUTH_REVOKED_SID    "auth:{revoked}:sid:"
+#define LOBBY_AUTH_REVOKED_ACCT   "auth:{revoked}:acct:"
+#define LOBBY_AUTH_REVOKED_LOADED "auth:{revoked}:loaded"
+
 /* Close codes of the lobby protocol (README "Close codes"). */
 enum {
     LOBBY_CLOSE_PROTOCOL = 4000, /* first message not hello, undecodable frame */
@@ -45,6 +50,10 @@ typedef struct {
     int64_t nick_cooldown_ms, notice_ttl_ms, relay_max;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
+    /* enter.c */
+    char *ticket_keys_dir, *ticket_kid, *actor_grpc, *world_grpc;
+    int64_t ticket_ttl_ms;
+    char *chat_grpc; /* chat.c */
 } lobby_cfg_t;
 
 struct lobby {
@@ -86,9 +95,15 @@ struct lobby {
     uv_timer_t stop_timer; /* on stop: waits for clients to answer close 1001 */
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
+    wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
+    wy_metric_t *m_chat_delivered, *m_chat_events;
     /* metrics */
+    /* enter.c: ticket signing keys, actor and world (NULL when not configured / stopped) */
+    wy_jwt_keyset_t *ticket_keys;
+    wy_grpc_channel_t *actor, *world;
+    wy_metric_t *m_entered;
     wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
-        *m_rate_closed, *m_bad_frames;
+        *m_rate_closed, *m_bad_frames, *m_hello_revoked, *m_hello_introspect;
 };
 
 /* One WebSocket connection. Freed when its WebSocket is closed AND no Redis/PG/gRPC
@@ -102,10 +117,11 @@ struct lobby_conn {
     char sid[LOBBY_SID_LEN + 1];
     char account[LOBBY_ID_MAX + 1];
     char token_sid[LOBBY_ID_MAX + 1];
+    char *token; /* the access token, from hello until the claim read auth's revocations */
     char nick[LOBBY_NICK_MAX + 1]; /* display */
     char nick_norm[LOBBY_NICK_MAX * 4 + 1];
     char peer[64];
-    char session_state[16]; /* "online" | "in-game" (seam for enter-game) */
+    char session_state[48]; /* "online" | "in-game:<zone>" (enter.c) */
     int64_t token_iat;
     uint64_t epoch;
     uint64_t opened_ms, created_wall_ms, last_msg_ms, last_write_ms;
@@ -114,11 +130,13 @@ struct lobby_conn {
     uint32_t hello_req;
     uint64_t hello_start_ns; /* when the hello frame arrived: wy_lobby_ws_message_seconds */
 
-    bool writing;    /* a session write is in flight (one at a time) */
-    bool nick_busy;  /* a nickname change is in flight */
-    bool registered; /* in by_sid */
-    bool live;       /* claimed in Redis and not yet released by this conn */
-    bool counted;    /* counted in wy_lobby_sessions */
+    bool writing;          /* a session write is in flight (one at a time) */
+    bool nick_busy;        /* a nickname change is in flight */
+    bool entering;         /* an enter_game is in flight (enter.c) */
+    bool registered;       /* in by_sid */
+    bool live;             /* claimed in Redis and not yet released by this conn */
+    bool counted;          /* counted in wy_lobby_sessions */
+    bool revocation_asked; /* auth (Introspect) said the token is not revoked */
 };
 
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };

@@ -3,7 +3,9 @@
  * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
  * is in README "Code map". */
 #include "lobby.h"
+#include "chat.h"
 #include "clients.h"
+#include "enter.h"
 #include "handlers_grpc.h"
 #include "relay.h"
 #include "state.h"
@@ -74,6 +76,26 @@ static const wy_cfg_entry_t lobby_config[] = {
      "Expected iss of access tokens.", WY_CFG_OFF(lobby_cfg_t, issuer), false},
     {"WY_LOBBY_TOKEN_AUDIENCE", WY_CFG_STRING, "wyvern", 0, 0, NULL,
      "Expected aud of access tokens.", WY_CFG_OFF(lobby_cfg_t, audience), false},
+    {"WY_LOBBY_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
+     "Folder of the Ed25519 PEM keys named <kid>.pem for join tickets (game verifies them with "
+     "the public halves). Empty: enter_game is refused UNAVAILABLE.",
+     WY_CFG_OFF(lobby_cfg_t, ticket_keys_dir), false},
+    {"WY_LOBBY_TICKET_KID", WY_CFG_STRING, "t1", 0, 0, NULL,
+     "kid of the private key in WY_LOBBY_TICKET_KEYS_DIR that signs new join tickets.",
+     WY_CFG_OFF(lobby_cfg_t, ticket_kid), false},
+    {"WY_LOBBY_TICKET_TTL", WY_CFG_DURATION_MS, "30s", 1000, 600000, NULL,
+     "How long a join ticket is valid (the client connects to the game at once).",
+     WY_CFG_OFF(lobby_cfg_t, ticket_ttl_ms), false},
+    {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "127.0.0.1:9205", 0, 0, NULL,
+     "wy-actor's gRPC address (enter_game: whose character it is, its saved position).",
+     WY_CFG_OFF(lobby_cfg_t, actor_grpc), false},
+    {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
+     "wy-world's gRPC address (enter_game: World.Place).", WY_CFG_OFF(lobby_cfg_t, world_grpc),
+     false},
+    {"WY_LOBBY_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-chat gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
+     "(wy.chat messages are still delivered).",
+     WY_CFG_OFF(lobby_cfg_t, chat_grpc), false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -199,6 +221,11 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->m_reasserted = metric('c', "wy_lobby_sessions_reasserted_total",
                               "Live sessions that wrote their record back after Redis lost it.");
     lb->m_rejected = metric('c', "wy_lobby_rejected_logins_total", "Logins refused by reject-new.");
+    lb->m_hello_revoked = metric('c', "wy_lobby_hello_revoked_total",
+                                 "Hellos refused: auth's revocation keys in Redis name the token.");
+    lb->m_hello_introspect = metric(
+        'c', "wy_lobby_hello_introspect_total",
+        "Hellos that asked auth (Introspect): its revocation state in Redis was incomplete.");
     lb->m_rate_closed =
         metric('c', "wy_lobby_rate_limited_total", "Connections closed for their message rate.");
     lb->m_bad_frames =
@@ -228,6 +255,10 @@ static int lobby_start(wy_daemon_t *d, const char **err)
         return WY_EINVAL;
     }
     int rc = lobby_grpc_register(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_enter_start(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chat_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -243,10 +274,12 @@ static void lobby_stop(wy_daemon_t *d)
     lb->stopping = true;
     lobby_clients_stop(lb);
     lobby_relay_stop(lb);
+    lobby_chat_stop(lb);
     if (lb->auth) {
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
     }
+    lobby_enter_stop(lb);
     lobby_unref(lb);
 }
 
@@ -269,6 +302,7 @@ static const char *const lobby_session_types[] = {"session.kick", NULL};
 static const char *const lobby_notify_types[] = {"notify.notice", NULL};
 static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
 static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
+static const char *const lobby_chat_types[] = {"chat.message", NULL};
 static const wy_daemon_sub_t lobby_subs[] = {
     {.topic = "wy.session",
      .mode = WY_SUB_BROADCAST,
@@ -283,6 +317,10 @@ static const wy_daemon_sub_t lobby_subs[] = {
      .types = lobby_account_types,
      .handler = on_event,
      .ignores = lobby_account_ignores},
+    {.topic = "wy.chat",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_chat_types,
+     .handler = lobby_chat_on_event},
 };
 
 const wy_daemon_spec_t lobby_daemon_spec = {

@@ -25,6 +25,7 @@ void lobby_unref(lobby_t *lb)
     for (size_t i = 0; i < WY_ARRAY_LEN(lb->scripts); i++)
         wy_redis_script_free(lb->scripts[i]);
     wy_jwt_keyset_free(lb->static_keys);
+    wy_jwt_keyset_free(lb->ticket_keys);
     wy_token_cache_free(lb->key_cache);
     wy_free(lb);
 }
@@ -60,6 +61,7 @@ void lobby_conn_unref(lobby_conn_t *c)
         return;
     lobby_t *lb = c->lb;
     conn_unlink(c);
+    wy_free(c->token);
     wy_free(c);
     lb->nalloc--;
     lobby_unref(lb);

@@ -15,8 +15,8 @@
 
 /* The cache holds what wy.account told this instance: "a:<account>" = every token of the
  * account issued at or before the time is revoked (ban, logout everywhere), "s:<sid>" = that
- * login session is. Hello also asks auth (Introspect) when WY_LOBBY_AUTH_GRPC is set, which
- * covers revocations older than this instance. */
+ * login session is. The claim at hello also reads auth's revocation keys in Redis (store.c),
+ * which cover revocations older than this instance. */
 void lobby_revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at)
 {
     char key[LOBBY_ID_MAX + 3];
@@ -25,7 +25,7 @@ void lobby_revoked_put(lobby_t *lb, const char *kind, const char *id, int64_t at
     if (wy_map_put_str(lb->revoked, key, val) == WY_OK)
         return;
     /* Full (LOBBY_REVOKED_MAX): drop entries past REVOKED_KEEP_S; if still full, keep the
-     * newest info by dropping everything (Introspect at hello still catches revoked tokens). */
+     * newest info by dropping everything (the claim still reads auth's revocation keys). */
     int64_t cut = (int64_t)(wy_wall_ms() / 1000) - REVOKED_KEEP_S;
     wy_map_iter_t it;
     wy_map_iter_init(&it, lb->revoked);
