@@ -53,6 +53,10 @@ static const char USAGE[] =
     "                               account id, anything else a nickname\n"
     "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks and reconnects\n"
     "                               until Ctrl-C (or SECONDS)\n"
+    "  play CHARACTER_ID [--for SECONDS]\n"
+    "                               enter the game with a character: print the welcome\n"
+    "                               (game instance, zone, position), stay SECONDS (default 0;\n"
+    "                               Ctrl-C ends it), then leave (the position is saved)\n"
     "\n"
     "Options:\n"
     "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
@@ -663,6 +667,62 @@ static int cmd_lobby(profile_t *p, int argc, char **argv)
     return EX_OK;
 }
 
+static int cmd_play(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    long for_s = 0;
+    if (argc == 3 && !strcmp(argv[1], "--for"))
+        for_s = strtol(argv[2], NULL, 10);
+    else if (argc != 1)
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+    wyc_welcome_t lw;
+    int ex = lobby_up("play", &lw);
+    if (ex)
+        return ex;
+    wyc_entry_t en;
+    wyc_error_t e;
+    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+        return fail("play", &e);
+    wyc_game_welcome_t w;
+    if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f}", "ok", 1,
+                           "command", "play", "event", "welcome", "character_id", w.character_id,
+                           "game_id", w.game_id, "zone_id", w.zone_id, "instance_id", w.instance_id,
+                           "entity_id", (json_int_t)w.entity_id, "tick_rate", (int)w.tick_rate, "x",
+                           w.x, "y", w.y));
+    else
+        printf("welcome: character %s, entity %llu, zone %s (%s), game %s, tick %u Hz, at "
+               "(%.2f, %.2f)\n",
+               w.character_id, (unsigned long long)w.entity_id, w.zone_id, w.instance_id, w.game_id,
+               w.tick_rate, w.x, w.y);
+    fflush(stdout);
+    if (for_s > 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        uint64_t end = wy_now_ms() + (uint64_t)for_s * 1000;
+        for (uint64_t now = wy_now_ms(); now < end; now = wy_now_ms()) {
+            wyc_event_t ev;
+            if (wyc_sync_next_event(g_sync, (uint32_t)(end - now), &ev) == WY_ECANCELED)
+                break;
+        }
+    }
+    double x = 0, y = 0;
+    if (wyc_sync_game_leave(g_sync, &x, &y, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:f, s:f}", "ok", 1, "command", "play", "event", "left",
+                           "x", x, "y", y));
+    else
+        printf("left: position (%.2f, %.2f) saved\n", x, y);
+    wyc_lobby_close(wyc_sync_client(g_sync));
+    return EX_OK;
+}
+
 /* ------------------------------------------------------------------ profile choice */
 
 static int cmp_str(const void *a, const void *b)
@@ -837,7 +897,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = rest[0];
     static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
-                                       "nick",     "presence", "lobby"};
+                                       "nick",     "presence", "lobby",  "play"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
         known |= !strcmp(cmd, CMDS[i]);
@@ -884,6 +944,8 @@ int main(int argc, char **argv)
                         ex = cmd_nick(&p, n - 1, rest + 1);
                     else if (!strcmp(cmd, "presence"))
                         ex = cmd_presence(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "play"))
+                        ex = cmd_play(&p, n - 1, rest + 1);
                     else
                         ex = cmd_lobby(&p, n - 1, rest + 1);
                 }

@@ -280,6 +280,74 @@ int wyc_lobby_set_nickname(wyc_client_t *c, const char *nickname, wyc_nickname_c
 int wyc_lobby_presence(wyc_client_t *c, const char *const *account_ids, size_t n_ids,
                        const char *const *nicknames, size_t n_nicks, wyc_presence_cb cb, void *ud);
 
+/* ------------------------------------------------------------------ entering the game */
+
+/* What lobby's enter_game answers: the game instance to connect to and a join ticket for it
+ * (single use, valid until ticket_expires_at_ms: join at once). */
+typedef struct {
+    char character_id[72];
+    char game_addr[300]; /* host:port of the game's WebSocket (path /v1/game) */
+    char game_id[72];
+    char zone_id[40];
+    char instance_id[80]; /* zone instance "<zone>#<n>" */
+    double x, y;          /* where the character appears */
+    int64_t ticket_expires_at_ms;
+    char ticket[2048];
+} wyc_entry_t;
+
+typedef void (*wyc_enter_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_entry_t *entry,
+                             void *ud);
+/* Lobby request enter_game (needs a ready session, returns as the lobby requests above): the
+ * character must be the account's (else WY_ENOTFOUND); entry is NULL on failure. wyc_enter.c */
+int wyc_lobby_enter_game(wyc_client_t *c, const char *character_id, wyc_enter_cb cb, void *ud);
+
+/* ------------------------------------------------------------------ the game connection */
+
+/* One connection to a game instance (wyc_game.c), independent of the lobby connection:
+ * opened with an entry from wyc_lobby_enter_game, it sends join{ticket} and reports the
+ * welcome. No reconnect: a dropped game connection means entering again through lobby. */
+typedef struct wyc_game wyc_game_t;
+
+typedef struct {
+    uint64_t entity_id;
+    char account_id[64];
+    char character_id[72];
+    char zone_id[40];
+    char instance_id[80];
+    char game_id[72];
+    uint32_t tick_rate; /* Hz */
+    double x, y;
+    uint32_t max_message_bytes;
+} wyc_game_welcome_t;
+
+typedef enum {
+    WYC_GAME_EV_WELCOME = 1, /* joined: welcome */
+    WYC_GAME_EV_LEFT,        /* the answer to wyc_game_leave: x, y saved */
+    WYC_GAME_EV_CLOSED,      /* the connection is over (after LEFT, a refusal, a drop):
+                                error says why (WY_OK after a leave); no event follows */
+} wyc_game_event_type_t;
+
+typedef struct {
+    wyc_game_event_type_t type;
+    wyc_game_welcome_t welcome; /* WELCOME */
+    double x, y;                /* LEFT */
+    wyc_error_t error;          /* CLOSED: server_code is the game's Code name
+                                   ("TICKET_EXPIRED", ...), ws_close the close code */
+} wyc_game_event_t;
+
+typedef void (*wyc_game_cb)(wyc_game_t *g, const wyc_game_event_t *ev, void *ud);
+
+/* Connects to entry->game_addr and joins with entry->ticket. Events go to cb (never from
+ * inside this call). Returns WY_OK and *out, or WY_EINVAL (bad entry). */
+int wyc_game_join(wyc_ctx_t *ctx, const wyc_entry_t *entry, wyc_game_cb cb, void *ud,
+                  wyc_game_t **out);
+/* Sends leave (after the welcome): LEFT then CLOSED follow. WY_ESTATE when not joined. */
+int wyc_game_leave(wyc_game_t *g);
+/* Drops the connection (a disconnect: the server saves the position too); no event after this
+ * call; freed from the loop later. */
+void wyc_game_close(wyc_game_t *g);
+void *wyc_game_userdata(const wyc_game_t *g);
+
 /* ------------------------------------------------------------------ reconnect backoff */
 
 /* Exponential backoff with full jitter, a pure helper (exposed for tests and for callers
@@ -351,6 +419,13 @@ int wyc_sync_set_nickname(wyc_sync_t *s, const char *nickname, char *stored, siz
 int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
                       const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
                       size_t *n, wyc_error_t *err);
+/* enter_game, then join the game it names and wait for the welcome (or the refusal). */
+int wyc_sync_enter_game(wyc_sync_t *s, const char *character_id, wyc_entry_t *entry,
+                        wyc_error_t *err);
+int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome_t *out,
+                       wyc_error_t *err);
+/* Leave the game joined by wyc_sync_game_join; *x / *y get the saved position. */
+int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err);
 /* Wait up to timeout_ms (0: forever) for the next queued event. WY_OK and *ev, or
  * WY_ETIMEDOUT. */
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);

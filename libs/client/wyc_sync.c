@@ -23,6 +23,12 @@ struct wyc_sync {
     int64_t *nick_next;
     wyc_presence_t *pres_out;
     size_t pres_cap, *pres_n;
+    /* the game (wyc_sync_enter_game / game_join / game_leave) */
+    wyc_entry_t *entry_out;
+    wyc_game_t *game;
+    wyc_game_welcome_t *welcome_out;
+    double left_x, left_y;
+    bool game_closed;
 };
 
 static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
@@ -65,6 +71,7 @@ void wyc_sync_free(wyc_sync_t *s)
 {
     if (!s)
         return;
+    wyc_game_close(s->game);
     wyc_client_close(s->c);
     wyc_ctx_close(s->ctx, NULL, NULL);
     uv_close((uv_handle_t *)&s->wake, NULL);
@@ -276,6 +283,74 @@ int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_id
         *n = 0;
     return finish(s, wyc_lobby_presence(s->c, account_ids, n_ids, nicknames, n_nicks, pres_cb, s),
                   err);
+}
+
+static void enter_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_entry_t *entry, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    if (entry)
+        *s->entry_out = *entry;
+    s->done = true;
+}
+
+int wyc_sync_enter_game(wyc_sync_t *s, const char *character_id, wyc_entry_t *entry,
+                        wyc_error_t *err)
+{
+    begin(s);
+    s->entry_out = entry;
+    return finish(s, wyc_lobby_enter_game(s->c, character_id, enter_cb, s), err);
+}
+
+/* Game events: the welcome or the end finish a join, LEFT then CLOSED finish a leave. */
+static void game_cb(wyc_game_t *g, const wyc_game_event_t *ev, void *ud)
+{
+    (void)g;
+    wyc_sync_t *s = ud;
+    if (ev->type == WYC_GAME_EV_WELCOME) {
+        if (s->welcome_out)
+            *s->welcome_out = ev->welcome;
+        wyc__err_ok(&s->err);
+        s->done = true;
+    } else if (ev->type == WYC_GAME_EV_LEFT) {
+        s->left_x = ev->x;
+        s->left_y = ev->y;
+    } else {
+        s->err = ev->error;
+        s->game = NULL; /* freed by the library once closed */
+        s->game_closed = true;
+        s->done = true;
+    }
+}
+
+int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome_t *out,
+                       wyc_error_t *err)
+{
+    if (s->game) {
+        wyc_game_close(s->game);
+        s->game = NULL;
+    }
+    begin(s);
+    s->welcome_out = out;
+    s->game_closed = false;
+    return finish(s, wyc_game_join(s->ctx, entry, game_cb, s, &s->game), err);
+}
+
+int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err)
+{
+    begin(s);
+    int rc = s->game ? wyc_game_leave(s->game) : WY_ESTATE;
+    rc = finish(s, rc, err);
+    while (rc == WY_OK && !s->game_closed) /* LEFT came; wait for the close */
+        uv_run(&s->loop, UV_RUN_ONCE);
+    if (err)
+        *err = s->err;
+    if (x)
+        *x = s->left_x;
+    if (y)
+        *y = s->left_y;
+    return s->err.code;
 }
 
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev)

@@ -1263,6 +1263,11 @@ const char *wy_daemon_bind_host(const wy_daemon_t *d)
     return d->bind_host;
 }
 
+int wy_daemon_grpc_port(const wy_daemon_t *d)
+{
+    return d->bound_grpc_port;
+}
+
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 {
     return d->drain_ms;

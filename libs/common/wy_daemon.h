@@ -207,6 +207,8 @@ bool wy_daemon_stopping(const wy_daemon_t *d);
 void wy_daemon_ready_check(wy_daemon_t *d);
 /* WY_<SVC>_DRAIN_TIMEOUT in milliseconds. */
 int64_t wy_daemon_drain_ms(const wy_daemon_t *d);
+/* The bound gRPC port (WY_<SVC>_GRPC_PORT, or the one picked for 0), from start() on. */
+int wy_daemon_grpc_port(const wy_daemon_t *d);
 
 /* ---------------------------------------------------------------- workers
  *

@@ -2,6 +2,8 @@
  * start() sets up the event store and the gRPC methods, stop() ends new work, and the
  * state is freed when the last operation in flight lets it go. */
 #include "actor.h"
+#include "rankings.h"
+#include "txn.h"
 #include "wy_log.h"
 
 actor_cfg_t actor_cfg;
@@ -35,6 +37,14 @@ static const wy_cfg_entry_t actor_config[] = {
      "Shard lease written when this instance claims its shards (takeover on expiry comes "
      "with multi-instance ownership).",
      &actor_cfg.lease_ms, false},
+    {"WY_ACTOR_TXN_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
+     "How long a cross-actor transaction (Transact) waits to hold its characters before it "
+     "is aborted and released (the caller retries with the same txn_id).",
+     &actor_cfg.txn_timeout_ms, false},
+    {"WY_ACTOR_RANK_CHECK", WY_CFG_DURATION_MS, "5s", 100, 600000, NULL,
+     "How often the rankings' marker key is checked in Redis; when it is gone (Redis lost "
+     "the boards) they are rebuilt from PostgreSQL.",
+     &actor_cfg.rank_check_ms, false},
 };
 
 static int actor_start(wy_daemon_t *d, const char **err);
@@ -96,6 +106,8 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_cmd_failed = wy_metrics_counter("wy_actor_commands_total", h, "result=\"failed\"");
     svc->m_snapshots = wy_metrics_counter("wy_actor_snapshots_total", "Snapshots written.", NULL);
     actor_store_start(svc);
+    actor_txn_start();
+    actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
 
@@ -105,6 +117,7 @@ static void actor_stop(wy_daemon_t *d)
     if (!svc || svc->stopping)
         return;
     actor_store_stop(svc);
+    actor_rank_stop(svc);
     actor_svc_unref(svc);
 }
 

@@ -24,6 +24,8 @@ typedef struct {
     int64_t max_characters;    /* characters (not deleted) per account */
     int64_t restore_window_ms; /* how long a deleted character can be restored */
     int64_t lease_ms;          /* shard lease written at claim */
+    int64_t txn_timeout_ms;    /* a cross-actor transaction's wait for its characters */
+    int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
 } actor_cfg_t;
 
 extern actor_cfg_t actor_cfg;
@@ -73,6 +75,7 @@ struct actor_req {
     /* Set by the caller: */
     actor_cmd_t cmd;
     bool read_only;              /* a read (Get): answers the state, writes nothing */
+    bool hold;                   /* a hold for a cross-actor transaction (actor_store_hold) */
     char key[ACTOR_KEY_MAX + 1]; /* idempotency key; "" = none (Delete, Restore) */
     actor_done_cb done;
     void *ud;
@@ -121,6 +124,23 @@ void actor_store_stop(actor_svc_t *svc);
 void actor_store_free(actor_svc_t *svc);
 /* Queues r for actor_id (a valid UUID); the answer comes through r->done. */
 void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
+/* Holds actor_id for a cross-actor transaction (txn.c): r (hold = true, done set) waits
+ * behind the commands queued before it; once they are written r->done gets WY_OK (res
+ * NULL) and the actor takes no other command until actor_store_release(r); its committed
+ * state is actor_store_held(r). A failure (no such character, PostgreSQL down,
+ * stopping, queue full) answers r->done with the status and no hold exists. */
+void actor_store_hold(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
+/* The committed state of a held actor; valid until the release. */
+const actor_state_t *actor_store_held(const actor_req_t *r);
+/* True when a held actor whose state reaches seq is due a snapshot (the transaction
+ * then writes one with its events). */
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq);
+/* Ends the hold of r. events[0..n) were committed (packed, seq state.seq + 1 on): applied
+ * to the state; snapshot: a snapshot of the state after them was committed too. n 0:
+ * nothing was written. unknown: what PostgreSQL has is not known (commit outcome lost,
+ * fenced): the state is dropped and read again. */
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown);
 /* Creates a character; the answer comes through c->req.done. */
 void actor_store_create(actor_svc_t *svc, actor_create_t *c);
 /* The ids of account_id's characters: not deleted, or deleted within the restore

@@ -3,6 +3,8 @@
  * and hands a request to the store (store.c), which answers through the call's id, so a
  * late answer to a call that is gone is a harmless WY_ECANCELED. Loop thread. */
 #include "actor.h"
+#include "rankings.h"
+#include "txn.h"
 #include "wy_log.h"
 #include "wy_text.h"
 
@@ -306,6 +308,22 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.actor.Actor/RestoreCharacter",
          &wyvern__actor__restore_character_request__descriptor, rpc_restore},
         {"/wyvern.actor.Actor/Apply", &wyvern__actor__apply_request__descriptor, rpc_apply},
+        {"/wyvern.actor.Actor/Transact", &wyvern__actor__transact_request__descriptor,
+         actor_rpc_transact},
+        {"/wyvern.actor.Actor/RequestFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_request},
+        {"/wyvern.actor.Actor/AcceptFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_accept},
+        {"/wyvern.actor.Actor/DeclineFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_decline},
+        {"/wyvern.actor.Actor/RemoveFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_remove},
+        {"/wyvern.actor.Actor/ListFriends", &wyvern__actor__list_friends_request__descriptor,
+         actor_rpc_friend_list},
+        {"/wyvern.actor.Actor/TopCharacters", &wyvern__actor__top_characters_request__descriptor,
+         actor_rpc_rank_top},
+        {"/wyvern.actor.Actor/CharacterRank", &wyvern__actor__character_rank_request__descriptor,
+         actor_rpc_rank_of},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

@@ -22,6 +22,7 @@
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
 #include "actor.h"
+#include "rankings.h"
 #include "wy_buf.h"
 #include "wy_log.h"
 
@@ -35,7 +36,7 @@
 #define CREATE_EXISTING 1       /* not a WY_E* code: the create key was used before */
 #define UNAVAIL_MSG     "character store unavailable; retry with the same idempotency key"
 
-typedef enum { ACTOR_LOADING, ACTOR_READY, ACTOR_WRITING } actor_phase_t;
+typedef enum { ACTOR_LOADING, ACTOR_READY, ACTOR_WRITING, ACTOR_HELD } actor_phase_t;
 
 struct actor {
     wy_list_t node;  /* in svc->idle or svc->ready; in none while loading or writing */
@@ -445,6 +446,20 @@ static void actor_load(actor_t *a)
         on_loaded(rc, NULL, "PostgreSQL unavailable", a); /* answers the queue, frees a */
 }
 
+/* Forgets a's state: it is read again from PostgreSQL for the commands queued, or the
+ * actor goes (loaded on next use). */
+static void actor_reread(actor_t *a)
+{
+    actor_state_clear(&a->state);
+    if (!a->n_queued || a->svc->stopping) {
+        answer_queue(a, WY_EUNAVAIL, UNAVAIL_MSG);
+        actor_free(a);
+        return;
+    }
+    a->phase = ACTOR_LOADING;
+    actor_load(a);
+}
+
 /* ---- group commit ---- */
 
 #define BATCH_ARRAYS 18
@@ -525,6 +540,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
+            actor_rank_changed(svc, &a->state, &a->work); /* rankings.c */
             actor_state_copy(&a->state, &a->work);
             if (a->snapshot) {
                 a->snap_seq = a->work.seq;
@@ -586,15 +602,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_UNKNOWN || outcome == BATCH_FENCED) {
-            /* What PostgreSQL has is not known here: read it again. */
-            actor_state_clear(&a->state);
-            if (!a->n_queued || svc->stopping) {
-                answer_queue(a, WY_EUNAVAIL, UNAVAIL_MSG);
-                actor_free(a);
-                continue;
-            }
-            a->phase = ACTOR_LOADING;
-            actor_load(a);
+            actor_reread(a); /* what PostgreSQL has is not known here */
             continue;
         }
         a->phase = ACTOR_READY;
@@ -802,7 +810,9 @@ static void batch_start(actor_svc_t *svc)
         a->deleted_before = a->state.deleted;
         b->actors[b->n_actors++] = a;
         wy_list_t *q;
-        while (b->n_reqs < (size_t)actor_cfg.batch_max && (q = wy_list_pop_front(&a->queue))) {
+        while (b->n_reqs < (size_t)actor_cfg.batch_max && (q = wy_list_first(&a->queue)) &&
+               !wy_list_entry(q, actor_req_t, node)->hold) { /* a hold waits for the batch */
+            wy_list_remove(q);
             actor_req_t *r = wy_list_entry(q, actor_req_t, node);
             a->n_queued--;
             wy_list_push_back(&b->reqs, &r->node);
@@ -843,9 +853,13 @@ static void batch_lookup(actor_batch_t *b)
         batch_end(b, BATCH_FAILED);
 }
 
+static bool grant_holds(actor_svc_t *svc);
+
 static void on_flush(uv_check_t *h)
 {
     actor_svc_t *svc = h->data;
+    while (!svc->stopping && grant_holds(svc))
+        ;
     while (svc->claimed && !svc->stopping && svc->batches < (unsigned)actor_cfg.write_batches &&
            !wy_list_empty(&svc->ready))
         batch_start(svc);
@@ -856,6 +870,74 @@ static void arm_flush(actor_svc_t *svc)
 {
     if (!svc->stopping && svc->claimed && !wy_list_empty(&svc->ready))
         uv_check_start(&svc->flush, on_flush);
+}
+
+/* ---- holds for cross-actor transactions (txn.c) ---- */
+
+/* Grants the holds at the head of ready actors' queues (their earlier commands are
+ * written). The answers come after the scan: they may queue more. True if any. */
+static bool grant_holds(actor_svc_t *svc)
+{
+    wy_list_t granted;
+    wy_list_init(&granted);
+    for (wy_list_t *n = svc->ready.next, *next; n != &svc->ready; n = next) {
+        next = n->next;
+        actor_t *a = wy_list_entry(n, actor_t, node);
+        wy_list_t *q = wy_list_first(&a->queue);
+        if (!q || !wy_list_entry(q, actor_req_t, node)->hold)
+            continue;
+        wy_list_remove(q);
+        a->n_queued--;
+        wy_list_remove(&a->node); /* in no list while held */
+        a->phase = ACTOR_HELD;
+        wy_list_push_back(&granted, q);
+    }
+    bool any = !wy_list_empty(&granted);
+    wy_list_t *q;
+    while ((q = wy_list_pop_front(&granted))) {
+        actor_req_t *r = wy_list_entry(q, actor_req_t, node);
+        wy_list_init(&r->node);
+        r->done(r, WY_OK, NULL, NULL);
+    }
+    return any;
+}
+
+void actor_store_hold(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
+{
+    r->hold = true;
+    r->read_only = false;
+    r->key[0] = 0;
+    actor_store_submit(svc, actor_id, r);
+}
+
+const actor_state_t *actor_store_held(const actor_req_t *r)
+{
+    return &r->actor->state;
+}
+
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq)
+{
+    return seq >= r->actor->snap_seq + (uint64_t)actor_cfg.snapshot_every;
+}
+
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown)
+{
+    actor_t *a = r->actor;
+    r->actor = NULL;
+    for (size_t i = 0; !unknown && i < n; i++)
+        unknown =
+            actor_apply_packed(&a->state, a->state.seq + 1, events[i].data, events[i].len) != WY_OK;
+    if (unknown) { /* as after a commit of unknown outcome */
+        actor_reread(a);
+        return;
+    }
+    if (snapshot && n) {
+        a->snap_seq = a->state.seq;
+        wy_metric_inc(a->svc->m_snapshots);
+    }
+    a->phase = ACTOR_READY;
+    actor_settle(a);
 }
 
 /* ---- shard claim ---- */

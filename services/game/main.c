@@ -3,5 +3,7 @@
 
 int main(int argc, char **argv)
 {
-    return wy_daemon_main(argc, argv, &game_daemon_spec);
+    int rc = wy_daemon_main(argc, argv, &game_daemon_spec);
+    game_free();
+    return rc;
 }

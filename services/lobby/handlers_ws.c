@@ -2,6 +2,7 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "enter.h"
 #include "hello.h"
 #include "nickname.h"
 #include "state.h"
@@ -142,9 +143,10 @@ static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void
             if (s[i].sid) {
                 e->account_id = (char *)s[i].account;
                 e->nickname = (char *)s[i].nick;
-                e->state = strcmp(s[i].state, "in-game") == 0
-                               ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
-                               : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+                bool in_game = strncmp(s[i].state, "in-game", 7) == 0;
+                e->state = in_game ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
+                                   : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+                e->zone = in_game && s[i].state[7] == ':' ? (char *)s[i].state + 8 : "";
             }
         }
         Wyvern__Lobby__PresenceList pl = WYVERN__LOBBY__PRESENCE_LIST__INIT;
@@ -250,6 +252,8 @@ static const char *msg_type(const Wyvern__Lobby__ClientMessage *m)
         return "get_presence";
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
         return "logout";
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
+        return "enter_game";
     default:
         return "unknown";
     }
@@ -282,6 +286,9 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
         break;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_LOGOUT:
         on_logout(c, req, t0);
+        break;
+    case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
+        lobby_enter_game(c, req, m->enter_game, t0);
         break;
     default:
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */

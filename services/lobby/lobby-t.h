@@ -50,6 +50,9 @@ typedef struct {
     int64_t nick_cooldown_ms, notice_ttl_ms, relay_max;
     int64_t max_message, max_msgs_per_sec, max_conns, ws_send_budget;
     char *auth_grpc, *issuer, *audience, *keys_dir;
+    /* enter.c */
+    char *ticket_keys_dir, *ticket_kid, *actor_grpc, *world_grpc;
+    int64_t ticket_ttl_ms;
 } lobby_cfg_t;
 
 struct lobby {
@@ -92,6 +95,10 @@ struct lobby {
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
     /* metrics */
+    /* enter.c: ticket signing keys, actor and world (NULL when not configured / stopped) */
+    wy_jwt_keyset_t *ticket_keys;
+    wy_grpc_channel_t *actor, *world;
+    wy_metric_t *m_entered;
     wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
         *m_rate_closed, *m_bad_frames, *m_hello_revoked, *m_hello_introspect;
 };
@@ -111,7 +118,7 @@ struct lobby_conn {
     char nick[LOBBY_NICK_MAX + 1]; /* display */
     char nick_norm[LOBBY_NICK_MAX * 4 + 1];
     char peer[64];
-    char session_state[16]; /* "online" | "in-game" (seam for enter-game) */
+    char session_state[48]; /* "online" | "in-game:<zone>" (enter.c) */
     int64_t token_iat;
     uint64_t epoch;
     uint64_t opened_ms, created_wall_ms, last_msg_ms, last_write_ms;
@@ -122,6 +129,7 @@ struct lobby_conn {
 
     bool writing;          /* a session write is in flight (one at a time) */
     bool nick_busy;        /* a nickname change is in flight */
+    bool entering;         /* an enter_game is in flight (enter.c) */
     bool registered;       /* in by_sid */
     bool live;             /* claimed in Redis and not yet released by this conn */
     bool counted;          /* counted in wy_lobby_sessions */

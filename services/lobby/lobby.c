@@ -4,6 +4,7 @@
  * is in README "Code map". */
 #include "lobby.h"
 #include "clients.h"
+#include "enter.h"
 #include "handlers_grpc.h"
 #include "relay.h"
 #include "state.h"
@@ -68,6 +69,21 @@ static const wy_cfg_entry_t lobby_config[] = {
      "Expected iss of access tokens.", &cfg.issuer, false},
     {"WY_LOBBY_TOKEN_AUDIENCE", WY_CFG_STRING, "wyvern", 0, 0, NULL,
      "Expected aud of access tokens.", &cfg.audience, false},
+    {"WY_LOBBY_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
+     "Folder of the Ed25519 PEM keys named <kid>.pem for join tickets (game verifies them with "
+     "the public halves). Empty: enter_game is refused UNAVAILABLE.",
+     &cfg.ticket_keys_dir, false},
+    {"WY_LOBBY_TICKET_KID", WY_CFG_STRING, "t1", 0, 0, NULL,
+     "kid of the private key in WY_LOBBY_TICKET_KEYS_DIR that signs new join tickets.",
+     &cfg.ticket_kid, false},
+    {"WY_LOBBY_TICKET_TTL", WY_CFG_DURATION_MS, "30s", 1000, 600000, NULL,
+     "How long a join ticket is valid (the client connects to the game at once).",
+     &cfg.ticket_ttl_ms, false},
+    {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "127.0.0.1:9205", 0, 0, NULL,
+     "wy-actor's gRPC address (enter_game: whose character it is, its saved position).",
+     &cfg.actor_grpc, false},
+    {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
+     "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -226,6 +242,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
         return WY_EINVAL;
     }
     int rc = lobby_grpc_register(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_enter_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -245,6 +263,7 @@ static void lobby_stop(wy_daemon_t *d)
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
     }
+    lobby_enter_stop(lb);
     lobby_unref(lb);
 }
 

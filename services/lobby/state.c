@@ -25,6 +25,7 @@ void lobby_unref(lobby_t *lb)
     for (size_t i = 0; i < WY_ARRAY_LEN(lb->scripts); i++)
         wy_redis_script_free(lb->scripts[i]);
     wy_jwt_keyset_free(lb->static_keys);
+    wy_jwt_keyset_free(lb->ticket_keys);
     wy_token_cache_free(lb->key_cache);
     wy_free(lb);
 }

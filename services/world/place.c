@@ -121,8 +121,23 @@ static const char commit_lua[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[9])\n"
     "return {ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}\n";
 
+/* KEYS[1] world:{char:c}. ARGV: instance. Ends the placement if it is still in that
+ * instance; returns {account, zone} of what it ended, or nil. */
+static const char release_lua[] =
+    "if redis.call('HGET', KEYS[1], 'inst') ~= ARGV[1] then return nil end\n"
+    "local r = redis.call('HMGET', KEYS[1], 'account', 'zone')\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return r\n";
+
+/* KEYS[1] world:{acct:a}. ARGV: character. Drops the account's index if it names it. */
+static const char acct_release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "return 1\n";
+
 int world_place_init(world_svc_t *w)
 {
+    w->s_release = wy_redis_script_new(release_lua);
+    w->s_acct_release = wy_redis_script_new(acct_release_lua);
     w->s_seat = wy_redis_script_new(seat_lua);
     w->s_unseat = wy_redis_script_new(unseat_lua);
     w->s_commit = wy_redis_script_new(commit_lua);
@@ -132,7 +147,7 @@ int world_place_init(world_svc_t *w)
 
 /* ---- one request ---- */
 
-typedef enum { OP_PLACE, OP_LOCATE, OP_TRANSFER } op_kind_t;
+typedef enum { OP_PLACE, OP_LOCATE, OP_TRANSFER, OP_RELEASE } op_kind_t;
 
 /* A placement as stored in world:{char:<id>}. */
 typedef struct {
@@ -752,4 +767,85 @@ void world_replace_all(world_svc_t *w)
         wy_free(argv);
     }
     wy_free(ids);
+}
+
+/* ---- release: the player left its game instance ---- */
+
+static void release_reply(op_t *op, bool released)
+{
+    Wyvern__World__ReleaseResponse out = WYVERN__WORLD__RELEASE_RESPONSE__INIT;
+    out.released = released;
+    wy_grpc_reply(op->call, &out.base);
+    if (released)
+        wy_log_info("placement released", "character", op->character, "instance", op->cur.inst,
+                    NULL);
+    op_finish(op);
+}
+
+static void on_release_acct(int status, redisReply *reply, void *ud)
+{
+    op_t *op = ud;
+    if (redis_failed(status, reply, op) != WY_OK)
+        return;
+    release_reply(op, true);
+}
+
+static void release_acct(op_t *op)
+{
+    char key[WORLD_REF_MAX + 24];
+    snprintf(key, sizeof key, "world:{acct:%s}", op->cur.account);
+    const char *argv[] = {key, op->character};
+    eval(op, op->w->s_acct_release, on_release_acct, 1, 2, argv);
+}
+
+static void on_release_unseat(int status, redisReply *reply, void *ud)
+{
+    op_t *op = ud;
+    if (redis_failed(status, reply, op) != WY_OK)
+        return;
+    release_acct(op);
+}
+
+static void on_release(int status, redisReply *reply, void *ud)
+{
+    op_t *op = ud;
+    if (redis_failed(status, reply, op) != WY_OK)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        release_reply(op, false);
+        return;
+    }
+    copy_str(op->cur.account, sizeof op->cur.account, reply->element[0]);
+    copy_str(op->cur.zone, sizeof op->cur.zone, reply->element[1]);
+    const zone_t *z = zone_catalog_find(op->w->cat, op->cur.zone);
+    if (!z) {
+        release_acct(op);
+        return;
+    }
+    zone_keys_t zk;
+    zone_keys(&zk, z->id);
+    const char *argv[KEYS_ZONE + 1];
+    for (int i = 0; i < KEYS_ZONE; i++)
+        argv[i] = zk.k[i];
+    argv[KEYS_ZONE] = op->character;
+    eval(op, op->w->s_unseat, on_release_unseat, KEYS_ZONE, KEYS_ZONE + 1, argv);
+}
+
+void world_rpc_release(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__World__ReleaseRequest *in = (const Wyvern__World__ReleaseRequest *)req;
+    world_svc_t *w = world_svc_or_refuse(arg, call);
+    if (!w || !ref_ok(call, in->character_id, "character_id", true))
+        return;
+    if (in->instance_id[0] == '\0' || strlen(in->instance_id) >= WORLD_INST_MAX) {
+        wy_grpc_reply_error(call, WY_EINVAL, "instance_id must be a zone instance (<zone>#<n>)");
+        return;
+    }
+    op_t *op = op_new(w, call, OP_RELEASE);
+    snprintf(op->character, sizeof op->character, "%s", in->character_id);
+    snprintf(op->cur.inst, sizeof op->cur.inst, "%s", in->instance_id);
+    char key[WORLD_REF_MAX + 24];
+    snprintf(key, sizeof key, "world:{char:%s}", op->character);
+    const char *argv[] = {key, in->instance_id};
+    eval(op, w->s_release, on_release, 1, 2, argv);
 }

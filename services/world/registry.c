@@ -404,4 +404,6 @@ void world_registry_free(world_svc_t *w)
     wy_redis_script_free(w->s_unseat);
     wy_redis_script_free(w->s_commit);
     wy_redis_script_free(w->s_replace);
+    wy_redis_script_free(w->s_release);
+    wy_redis_script_free(w->s_acct_release);
 }

@@ -283,6 +283,8 @@ static int world_start(wy_daemon_t *d, const char **err)
          world_rpc_locate},
         {"/wyvern.world.World/Transfer", &wyvern__world__transfer_request__descriptor,
          world_rpc_transfer},
+        {"/wyvern.world.World/Release", &wyvern__world__release_request__descriptor,
+         world_rpc_release},
     };
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++)
         if (wy_grpc_server_register(wy_daemon_grpc(d), methods[i].path, methods[i].desc,

@@ -52,7 +52,8 @@ typedef struct {
      * (world_replace_all); answers Heartbeat and ListGames without Redis. */
     world_zone_hosts_t *hosts;
     size_t inflight; /* requests waiting for Redis (drain) */
-    wy_redis_script_t *s_heartbeat, *s_registry, *s_seat, *s_unseat, *s_commit, *s_replace;
+    wy_redis_script_t *s_heartbeat, *s_registry, *s_seat, *s_unseat, *s_commit, *s_replace,
+        *s_release, *s_acct_release;
     wy_metric_t *m_live_games, *m_heartbeats, *m_placements, *m_placements_reused, *m_transfers,
         *m_replaced;
 } world_svc_t;
@@ -77,6 +78,7 @@ int world_place_init(world_svc_t *w);
 void world_rpc_place(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 void world_rpc_locate(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 void world_rpc_transfer(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void world_rpc_release(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 /* Runs the replace script on every zone of the catalog: instances whose game is dead,
  * draining or no longer runs the zone go to the least-loaded candidate; the answer
  * refreshes w->hosts. */

@@ -73,6 +73,12 @@ class Daemon:
             # wy-auth refuses to start without a signing key: give it a fresh one.
             env["WY_AUTH_KEYS_DIR"] = _auth_test_keys(log_dir)
             env.setdefault("WY_AUTH_SIGNING_KID", "test")
+        if svc == "game" and "WY_GAME_TICKET_KEYS_DIR" not in env:
+            # Join tickets: lobby signs with TICKET_KID, game verifies with the same folder.
+            env["WY_GAME_TICKET_KEYS_DIR"] = ticket_test_keys(log_dir)
+        if svc == "lobby" and "WY_LOBBY_TICKET_KEYS_DIR" not in env:
+            env["WY_LOBBY_TICKET_KEYS_DIR"] = ticket_test_keys(log_dir)
+            env.setdefault("WY_LOBBY_TICKET_KID", TICKET_KID)
         if svc == "lobby" and "WY_LOBBY_AUTH_GRPC" not in env and "WY_LOBBY_TOKEN_KEYS_DIR" not in env:
             # Lobby must be able to verify tokens: the key auth signs with in tests.
             env["WY_LOBBY_TOKEN_KEYS_DIR"] = _auth_test_keys(log_dir)
@@ -223,13 +229,21 @@ class Daemon:
 
 
 # Client-facing ports by service: WY_<SVC>_<KIND>_PORT.
-CLIENT_PORT_KINDS = {"auth": ("HTTP",), "lobby": ("WS",)}
+CLIENT_PORT_KINDS = {"auth": ("HTTP",), "lobby": ("WS",), "game": ("WS",)}
+
+TICKET_KID = "t1"
 
 
-def _auth_test_keys(log_dir):
+def ticket_test_keys(log_dir):
+    """A folder with the Ed25519 key "t1.pem" that signs (lobby) and verifies (game) join
+    tickets in tests, made once per log dir."""
+    return _auth_test_keys(log_dir, "ticket-keys", TICKET_KID)
+
+
+def _auth_test_keys(log_dir, sub="auth-keys", kid="test"):
     """A keys folder with one Ed25519 signing key "test.pem" (0600), made once per log dir."""
-    d = os.path.join(log_dir, "auth-keys")
-    path = os.path.join(d, "test.pem")
+    d = os.path.join(log_dir, sub)
+    path = os.path.join(d, kid + ".pem")
     if not os.path.exists(path):
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

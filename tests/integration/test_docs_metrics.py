@@ -15,7 +15,7 @@ from harness.wait import wait_until
 
 SERVICES = ["auth", "lobby", "game", "world", "actor", "chat"]
 DEPS_KAFKA = set(SERVICES)  # every daemon has WY_DEP_KAFKA (README.md, "Daemons")
-WS_DAEMONS = {"lobby"}      # client WebSocket (harness CLIENT_PORT_KINDS)
+WS_DAEMONS = {"lobby", "game"}  # client WebSocket (harness CLIENT_PORT_KINDS)
 
 
 def read(*parts):
@@ -95,6 +95,20 @@ def lobby_traffic(d, build_dir, stack):
     produce(build_dir, stack.kafka_brokers, "wy.session", type_="session.from-the-future")
 
 
+def game_traffic(d):
+    """A frame that is not a join (a WebSocket message the game refuses)."""
+    import websocket
+    ws = websocket.create_connection("ws://127.0.0.1:%s/v1/game" % d.env["WY_GAME_WS_PORT"],
+                                     timeout=10)
+    ws.send_binary(b"\xff\xff")
+    try:
+        while ws.recv_data(control_frame=True)[0] != websocket.ABNF.OPCODE_CLOSE:
+            pass
+    except (websocket.WebSocketException, OSError):
+        pass
+    ws.close()
+
+
 def traffic(d, protos):
     """A little of everything the daemon serves: ops, gRPC health, and for auth its API."""
     for path in ("/healthz", "/readyz", "/metrics", "/nope"):
@@ -129,6 +143,8 @@ def test_documented_metric_names_match_metrics(daemon, protos, build_dir, stack,
     traffic(d, protos)
     if svc == "lobby":
         lobby_traffic(d, build_dir, stack)
+    if svc == "game":
+        game_traffic(d)
     docs = documented(svc)
     # The outbox relay's first pass and the revocation watch run within a second of start.
     wait_until(lambda: docs <= exported(d), timeout=10,

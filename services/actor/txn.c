@@ -1,0 +1,741 @@
+/* wy-actor cross-actor transactions: the coordinator of Transact (trade, gift) and of
+ * the friend commands (request, accept, decline, remove), and ListFriends.
+ *
+ * 1. prepare: each side is held through the store (actor_store_hold), in actor-id order
+ *    so two transactions over overlapping pairs never wait on each other in a circle; a
+ *    hold waits for the side's earlier commands to be written and then keeps every other
+ *    command of that side queued. Each side is decided against its held (committed)
+ *    state into one Traded event (trade.c).
+ * 2. write: ONE statement (one PostgreSQL transaction) runs the fence of both shards,
+ *    inserts the actor.txns row of the txn_id and both events. A txn_id seen before
+ *    fails on the row's primary key and writes nothing: the first result is read and
+ *    answered (replayed). A refusal writes only its txns row (after the release), so a
+ *    retry stays refused.
+ * 3. commit/apply: the sides are released with their event applied (committed), without
+ *    it (nothing written), or dropped and read again from PostgreSQL (outcome unknown,
+ *    fenced). Then the caller is answered.
+ * WY_ACTOR_TXN_TIMEOUT bounds step 1: past it the transaction is aborted, its held sides
+ * released unchanged, and the caller told to retry with the same txn_id. A crash at any
+ * point leaves both events or neither in PostgreSQL (one statement), and memory is
+ * rebuilt from PostgreSQL after it. Loop thread. */
+#include "actor.h"
+#include "friends.h"
+#include "txn.h"
+#include "wy_log.h"
+#include "wy_text.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define TXN_UNAVAIL "transaction not done; retry with the same txn_id"
+
+typedef struct txn txn_t;
+
+/* What differs between kinds of transactions: the decision of both sides (fills t->ev)
+ * and the answer (a message of type `result`, packed from both sides' states after). */
+typedef struct {
+    int (*decide)(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap);
+    uint8_t *(*pack)(const txn_t *t, const actor_state_t after[2], size_t *len);
+    const ProtobufCMessageDescriptor *result;
+    void (*set_replayed)(ProtobufCMessage *res);
+} txn_ops_t;
+
+typedef struct {
+    actor_req_t req; /* the hold */
+    txn_t *t;
+    bool held;
+} txn_side_t;
+
+struct txn {
+    actor_svc_t *svc;
+    wy_grpc_call_id_t call;
+    char id[ACTOR_TXN_ID_MAX + 1];
+    const txn_ops_t *ops;
+    const char *kind; /* "trade", "gift", "friend_request"... (static) */
+    actor_friend_op_t friend_op;
+    char who[2][8]; /* the sides' names in messages */
+    char actor[2][ACTOR_ID_LEN + 1];
+    actor_offer_t give[2]; /* what side i gives to the other */
+    txn_side_t side[2];
+    int order[2]; /* hold order: by actor id */
+    int next;     /* holds requested so far */
+    int pending;  /* holds requested and not answered */
+    bool answered, writing, timer_open;
+    uv_timer_t timer;
+    actor_event_t ev[2];
+    bool snapshot[2]; /* the write holds a snapshot of side i */
+    uint8_t *result;  /* the packed answer, written with the events */
+    size_t result_len;
+    int64_t started_ns;
+};
+
+/* Counters and the latency of Transact, registered by actor_txn_start. */
+static struct {
+    wy_metric_t *ok, *replayed, *refused, *failed, *seconds;
+} m;
+
+static void txn_maybe_free(txn_t *t);
+
+/* ---- statements ---- */
+
+/* Both events, the txns row and the fence of both shards, as one statement. */
+static const wy_pg_stmt_t sql_txn_write = {
+    "actor_txn_write",
+    "WITH fence AS (SELECT actor.fence(ARRAY[$1::int, $3::int], ARRAY[$2::bigint, $4::bigint], "
+    "$5) AS ok), "
+    "t AS (INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, result) "
+    "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "
+    "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "
+    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "
+    /* A side that crossed WY_ACTOR_SNAPSHOT_EVERY gets its snapshot ($19 / $20, NULL =
+     * none) and keeps the $21 newest (the statement does not see its own insert). */
+    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "
+    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), "
+    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "
+    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "
+    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "
+    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "
+    "(SELECT count(*) FROM trim) AS trimmed",
+    21};
+static const wy_pg_stmt_t sql_txn_refuse = {
+    "actor_txn_refuse",
+    "INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, message) "
+    "VALUES ($1, $2, $3::uuid, $4::uuid, $5::int, $6)",
+    6};
+static const wy_pg_stmt_t sql_txn_first = {
+    "actor_txn_first", "SELECT status, message, result FROM actor.txns WHERE txn_id = $1", 1};
+
+/* ---- answers ---- */
+
+/* bytea input text: \\x and the bytes in hex. */
+static void hex(wy_buf_t *b, const actor_event_t *ev)
+{
+    wy_buf_puts(b, "\\x");
+    for (size_t i = 0; i < ev->len; i++)
+        wy_buf_printf(b, "%02x", ev->data[i]);
+}
+
+static void count(wy_metric_t *c, const txn_t *t)
+{
+    wy_metric_inc(c);
+    wy_metric_observe(m.seconds, (double)(wy_now_ns() - t->started_ns) / 1e9);
+}
+
+static void answer_error(txn_t *t, int status, const char *msg)
+{
+    if (t->answered)
+        return;
+    t->answered = true;
+    count(status == WY_EUNAVAIL || status == WY_EBUSY || status == WY_EINTERNAL ? m.failed
+                                                                                : m.refused,
+          t);
+    wy_grpc_reply_error(t->call, status, msg);
+}
+
+static void answer_packed(txn_t *t, const uint8_t *data, size_t len, bool replayed)
+{
+    ProtobufCMessage *res =
+        data ? protobuf_c_message_unpack(t->ops->result, NULL, len, data) : NULL;
+    if (!res) {
+        answer_error(t, WY_EINTERNAL, "stored transaction result does not decode");
+        return;
+    }
+    t->answered = true;
+    count(replayed ? m.replayed : m.ok, t);
+    if (replayed)
+        t->ops->set_replayed(res);
+    wy_grpc_reply(t->call, res);
+    protobuf_c_message_free_unpacked(res, NULL);
+}
+
+/* The answer, from both sides after their events (a new buffer, wy_free), and the
+ * snapshots of the sides that are due one (hex bytea text in snap[i], empty if none). */
+static uint8_t *pack_result(txn_t *t, size_t *len, wy_buf_t snap[2])
+{
+    actor_state_t after[2];
+    for (int i = 0; i < 2; i++) {
+        const actor_req_t *held = &t->side[i].req;
+        actor_state_init(&after[i], t->actor[i]);
+        actor_state_copy(&after[i], actor_store_held(held));
+        actor_apply_packed(&after[i], after[i].seq + 1, t->ev[i].data, t->ev[i].len);
+        if (snap && actor_store_snapshot_due(held, after[i].seq)) {
+            actor_event_t packed = {.type = NULL};
+            packed.data = actor_snapshot_encode(&after[i], &packed.len);
+            hex(&snap[i], &packed);
+            wy_free(packed.data);
+            t->snapshot[i] = true;
+        }
+    }
+    uint8_t *buf = t->ops->pack(t, after, len);
+    for (int i = 0; i < 2; i++)
+        actor_state_clear(&after[i]);
+    return buf;
+}
+
+/* ---- releases ---- */
+
+/* Releases every held side: with its event (committed), unchanged, or to be read again. */
+static void release_all(txn_t *t, bool committed, bool unknown)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!t->side[i].held)
+            continue;
+        t->side[i].held = false;
+        actor_store_release(&t->side[i].req, committed ? &t->ev[i] : NULL, committed ? 1 : 0,
+                            committed && t->snapshot[i], unknown);
+    }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    txn_t *t = h->data;
+    t->timer_open = false;
+    txn_maybe_free(t);
+}
+
+/* Frees t once it is answered and nothing of it is in flight. */
+static void txn_maybe_free(txn_t *t)
+{
+    if (!t->answered || t->pending || t->writing)
+        return;
+    if (t->timer_open) {
+        if (!uv_is_closing((uv_handle_t *)&t->timer))
+            uv_close((uv_handle_t *)&t->timer, on_timer_closed);
+        return;
+    }
+    actor_svc_t *svc = t->svc;
+    for (int i = 0; i < 2; i++)
+        wy_free(t->ev[i].data);
+    wy_free(t->result);
+    svc->busy--;
+    wy_free(t);
+    actor_svc_unref(svc);
+}
+
+/* ---- the first result of a txn_id seen before ---- */
+
+static void on_first(int status, const PGresult *res, const char *err, void *ud)
+{
+    txn_t *t = ud;
+    t->writing = false;
+    if (status != WY_OK || PQntuples(res) != 1) {
+        wy_log_warn("transaction lookup failed", "txn", t->id, "error", err ? err : "no row", NULL);
+        answer_error(t, WY_EUNAVAIL, TXN_UNAVAIL);
+    } else if (wy_pg_int64(res, 0, "status") != 0) {
+        answer_error(t, (int)wy_pg_int64(res, 0, "status"), wy_pg_text(res, 0, "message"));
+    } else {
+        size_t len = 0;
+        const char *text = wy_pg_text(res, 0, "result");
+        uint8_t *data = text ? PQunescapeBytea((const unsigned char *)text, &len) : NULL;
+        answer_packed(t, data, len, true);
+        PQfreemem(data);
+    }
+    txn_maybe_free(t);
+}
+
+/* Answers the first result of t->id (t->writing is set by the caller's statement). */
+static void lookup_first(txn_t *t)
+{
+    const char *p[] = {t->id};
+    wy_pg_t *pg = wy_daemon_pg(t->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_txn_first, p, on_first, t) != WY_OK)
+        on_first(WY_EUNAVAIL, NULL, "PostgreSQL unavailable", t);
+}
+
+static bool is_txn_conflict(int status, const PGresult *res)
+{
+    const char *c = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    return status == WY_EEXIST && c && !strcmp(c, "txns_pkey");
+}
+
+/* ---- refusal ---- */
+
+typedef struct {
+    txn_t *t;
+    int status;
+    char msg[160];
+} refusal_t;
+
+static void on_refused(int status, const PGresult *res, const char *err, void *ud)
+{
+    refusal_t *r = ud;
+    txn_t *t = r->t;
+    if (is_txn_conflict(status, res)) {
+        lookup_first(t); /* the first attempt decided it */
+    } else {
+        t->writing = false;
+        if (status != WY_OK)
+            wy_log_warn("transaction refusal not recorded", "txn", t->id, "error", err, NULL);
+        answer_error(t, r->status, r->msg); /* recorded or not, the refusal stands */
+        txn_maybe_free(t);
+    }
+    wy_free(r);
+}
+
+static void refuse(txn_t *t, int status, const char *msg)
+{
+    release_all(t, false, false);
+    refusal_t *r = wy_calloc(1, sizeof *r);
+    r->t = t;
+    r->status = status;
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+    char st[16];
+    snprintf(st, sizeof st, "%d", status);
+    const char *p[] = {t->id, t->kind, t->actor[0], t->actor[1], st, r->msg};
+    wy_pg_t *pg = wy_daemon_pg(t->svc->d);
+    t->writing = true;
+    if (!pg || wy_pg_exec(pg, &sql_txn_refuse, p, on_refused, r) != WY_OK)
+        on_refused(WY_EUNAVAIL, NULL, "PostgreSQL unavailable", r);
+}
+
+/* ---- write ---- */
+
+static void on_written(int status, const PGresult *res, const char *err, void *ud)
+{
+    txn_t *t = ud;
+    if (status == WY_OK) {
+        release_all(t, true, false);
+        t->writing = false;
+        answer_packed(t, t->result, t->result_len, false);
+        wy_log_info("transaction committed", "txn", t->id, "kind", t->kind, "a", t->actor[0], "b",
+                    t->actor[1], NULL);
+    } else if (is_txn_conflict(status, res)) {
+        release_all(t, false, false); /* nothing written */
+        lookup_first(t);
+        return;
+    } else {
+        const char *sqlstate = res ? wy_pg_sqlstate(res) : "";
+        /* Fenced, a seq another writer took (WY_EEXIST on events), or a commit whose
+         * outcome is lost: memory may be stale, so both sides are read again. */
+        bool unknown = status == WY_EUNAVAIL || status == WY_ETIMEDOUT || status == WY_EEXIST ||
+                       !strcmp(sqlstate, "WYF01");
+        wy_log_warn("transaction write failed", "txn", t->id, "error",
+                    err ? err : wy_strerror(status), "outcome", unknown ? "unknown" : "rolled back",
+                    NULL);
+        release_all(t, false, unknown);
+        t->writing = false;
+        answer_error(t, WY_EUNAVAIL, TXN_UNAVAIL);
+    }
+    txn_maybe_free(t);
+}
+
+static void write_txn(txn_t *t)
+{
+    actor_svc_t *svc = t->svc;
+    wy_buf_t res = WY_BUF_INIT, pay[2] = {WY_BUF_INIT, WY_BUF_INIT};
+    wy_buf_t snap[2] = {WY_BUF_INIT, WY_BUF_INIT};
+    t->result = pack_result(t, &t->result_len, snap);
+    hex(&res, &(actor_event_t){.data = t->result, .len = t->result_len});
+    char shard[2][8], epoch[2][24], seq[2][24], evid[2][37], keep[24];
+    for (int i = 0; i < 2; i++) {
+        int sh = actor_shard(t->actor[i]);
+        snprintf(shard[i], sizeof shard[i], "%d", sh);
+        snprintf(epoch[i], sizeof epoch[i], "%lld", (long long)svc->epoch[sh]);
+        snprintf(seq[i], sizeof seq[i], "%llu",
+                 (unsigned long long)actor_store_held(&t->side[i].req)->seq + 1);
+        wy_uuid4(evid[i]);
+        hex(&pay[i], &t->ev[i]);
+    }
+    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    const char *p[] = {shard[0],
+                       epoch[0],
+                       shard[1],
+                       epoch[1],
+                       wy_daemon_instance(svc->d),
+                       t->id,
+                       t->kind,
+                       t->actor[0],
+                       t->actor[1],
+                       res.data,
+                       seq[0],
+                       evid[0],
+                       t->ev[0].type,
+                       pay[0].data,
+                       seq[1],
+                       evid[1],
+                       t->ev[1].type,
+                       pay[1].data,
+                       t->snapshot[0] ? snap[0].data : NULL,
+                       t->snapshot[1] ? snap[1].data : NULL,
+                       keep};
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    t->writing = true;
+    int rc = pg ? wy_pg_exec(pg, &sql_txn_write, p, on_written, t) : WY_EUNAVAIL;
+    wy_buf_free(&res);
+    for (int i = 0; i < 2; i++) {
+        wy_buf_free(&pay[i]);
+        wy_buf_free(&snap[i]);
+    }
+    if (rc != WY_OK) {
+        t->writing = false;
+        release_all(t, false, false);
+        answer_error(t, WY_EUNAVAIL, TXN_UNAVAIL);
+        txn_maybe_free(t);
+    }
+}
+
+/* Both sides held: decide them, then write (or refuse). */
+static void decide(txn_t *t)
+{
+    char why[160];
+    const actor_state_t *st[2] = {actor_store_held(&t->side[0].req),
+                                  actor_store_held(&t->side[1].req)};
+    int rc = t->ops->decide(t, st, (int64_t)wy_wall_ms(), why, sizeof why);
+    if (rc != WY_OK) {
+        for (int i = 0; i < 2; i++) {
+            wy_free(t->ev[i].data);
+            t->ev[i].data = NULL;
+        }
+        refuse(t, rc, why);
+        return;
+    }
+    write_txn(t);
+}
+
+/* ---- prepare: the holds ---- */
+
+static void hold_next(txn_t *t);
+
+static void on_hold(actor_req_t *r, int status, const char *msg,
+                    const Wyvern__Actor__ApplyResponse *res)
+{
+    (void)res;
+    txn_side_t *side = r->ud;
+    txn_t *t = side->t;
+    t->pending--;
+    if (status == WY_OK) {
+        side->held = true;
+        if (t->answered) { /* aborted while this hold waited */
+            release_all(t, false, false);
+            txn_maybe_free(t);
+            return;
+        }
+    } else if (!t->answered) {
+        release_all(t, false, false);
+        char why[200];
+        snprintf(why, sizeof why, "%s: %s", t->who[side - t->side], msg);
+        answer_error(t, status == WY_ENOTFOUND ? WY_ENOTFOUND : WY_EUNAVAIL,
+                     status == WY_ENOTFOUND ? why : TXN_UNAVAIL);
+    }
+    if (t->answered) {
+        txn_maybe_free(t);
+        return;
+    }
+    hold_next(t);
+}
+
+static void hold_next(txn_t *t)
+{
+    if (t->next == 2) {
+        decide(t);
+        return;
+    }
+    txn_side_t *side = &t->side[t->order[t->next++]];
+    memset(&side->req, 0, sizeof side->req);
+    side->req.done = on_hold;
+    side->req.ud = side;
+    t->pending++;
+    actor_store_hold(t->svc, t->actor[side - t->side], &side->req);
+}
+
+static void on_timeout(uv_timer_t *h)
+{
+    txn_t *t = h->data;
+    if (t->answered || t->writing)
+        return;
+    wy_log_warn("transaction timed out waiting for its characters", "txn", t->id, NULL);
+    release_all(t, false, false);
+    answer_error(t, WY_EUNAVAIL,
+                 "transaction timed out waiting for its characters; retry with "
+                 "the same txn_id");
+    txn_maybe_free(t);
+}
+
+/* ---- trades and gifts ---- */
+
+static int trade_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap)
+{
+    for (int i = 0; i < 2; i++) {
+        int rc = actor_trade_decide(s[i], t->who[i], t->id, t->kind, t->actor[1 - i], &t->give[i],
+                                    &t->give[1 - i], now_ms, &t->ev[i], why, cap);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
+
+static uint8_t *trade_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
+{
+    actor_view_t view[2];
+    Wyvern__Actor__Character *cs[2];
+    for (int i = 0; i < 2; i++) {
+        actor_view_init(&view[i], &after[i]);
+        cs[i] = &view[i].c;
+    }
+    Wyvern__Actor__TransactResponse res = WYVERN__ACTOR__TRANSACT_RESPONSE__INIT;
+    res.txn_id = (char *)t->id;
+    res.n_characters = 2;
+    res.characters = cs;
+    *len = wyvern__actor__transact_response__get_packed_size(&res);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__actor__transact_response__pack(&res, buf);
+    for (int i = 0; i < 2; i++)
+        actor_view_clear(&view[i]);
+    return buf;
+}
+
+static void trade_replayed(ProtobufCMessage *res)
+{
+    ((Wyvern__Actor__TransactResponse *)res)->replayed = true;
+}
+
+static const txn_ops_t trade_ops = {trade_decide, trade_pack,
+                                    &wyvern__actor__transact_response__descriptor, trade_replayed};
+
+/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE). */
+static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
+{
+    actor_svc_t *svc = wy_daemon_state(arg);
+    if (!svc || svc->stopping) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-actor is stopping");
+        return NULL;
+    }
+    size_t idlen = txn_id ? strlen(txn_id) : 0;
+    if (idlen == 0 || idlen > ACTOR_TXN_ID_MAX || !wy_text_valid_utf8(txn_id, idlen)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "txn_id must be 1..128 bytes of UTF-8");
+        return NULL;
+    }
+    txn_t *t = wy_calloc(1, sizeof *t);
+    memcpy(t->id, txn_id, idlen + 1);
+    t->svc = svc;
+    t->call = call;
+    return t;
+}
+
+/* Side i of t is actor_id (checked), named `who` in messages. */
+static bool side_id(wy_grpc_call_id_t call, txn_t *t, int i, const char *who, const char *actor_id)
+{
+    snprintf(t->who[i], sizeof t->who[i], "%s", who);
+    if (!actor_uuid_valid(actor_id)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: actor_id must be a lower-case UUID", who);
+        wy_grpc_reply_error(call, WY_EINVAL, msg);
+        return false;
+    }
+    snprintf(t->actor[i], sizeof t->actor[i], "%s", actor_id);
+    return true;
+}
+
+/* Runs t (its sides set): holds, decides, writes, answers. */
+static void txn_run(txn_t *t)
+{
+    actor_svc_t *svc = t->svc;
+    if (!strcmp(t->actor[0], t->actor[1])) {
+        wy_grpc_reply_error(t->call, WY_EINVAL, "a transaction needs two different characters");
+        wy_free(t);
+        return;
+    }
+    t->started_ns = (int64_t)wy_now_ns();
+    for (int i = 0; i < 2; i++)
+        t->side[i].t = t;
+    /* One global order of holds: no two transactions wait on each other in a circle. */
+    bool a_first = strcmp(t->actor[0], t->actor[1]) < 0;
+    t->order[0] = a_first ? 0 : 1;
+    t->order[1] = a_first ? 1 : 0;
+    actor_svc_ref(svc);
+    svc->busy++;
+    uv_timer_init(svc->loop, &t->timer);
+    t->timer.data = t;
+    t->timer_open = true;
+    uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
+    hold_next(t);
+}
+
+static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *who,
+                         const char *actor_id, Wyvern__Actor__ItemStack *const *items, size_t n,
+                         uint64_t gold)
+{
+    const char *why = NULL;
+    if (!side_id(call, t, i, who, actor_id))
+        return false;
+    if (actor_offer_from_pb(items, n, gold, &t->give[i], &why) != WY_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: %s", who, why);
+        wy_grpc_reply_error(call, WY_EINVAL, msg);
+        return false;
+    }
+    return true;
+}
+
+void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Actor__TransactRequest *in = (const Wyvern__Actor__TransactRequest *)req;
+    txn_t *t = txn_new(call, arg, in->txn_id);
+    if (!t)
+        return;
+    t->ops = &trade_ops;
+    bool ok;
+    static Wyvern__Actor__TradeSide none = WYVERN__ACTOR__TRADE_SIDE__INIT;
+    if (in->kind_case == WYVERN__ACTOR__TRANSACT_REQUEST__KIND_TRADE) {
+        const Wyvern__Actor__TradeSide *a = in->trade->a ? in->trade->a : &none;
+        const Wyvern__Actor__TradeSide *b = in->trade->b ? in->trade->b : &none;
+        t->kind = "trade";
+        ok = side_from_pb(call, t, 0, "a", a->actor_id, a->items, a->n_items, a->gold) &&
+             side_from_pb(call, t, 1, "b", b->actor_id, b->items, b->n_items, b->gold);
+    } else if (in->kind_case == WYVERN__ACTOR__TRANSACT_REQUEST__KIND_GIFT) {
+        const Wyvern__Actor__Gift *g = in->gift;
+        t->kind = "gift";
+        ok = side_from_pb(call, t, 0, "from", g->from_actor_id, g->items, g->n_items, g->gold) &&
+             side_from_pb(call, t, 1, "to", g->to_actor_id, NULL, 0, 0);
+    } else {
+        wy_grpc_reply_error(call, WY_EINVAL, "no transaction set (trade or gift)");
+        ok = false;
+    }
+    if (ok && !t->give[0].n_items && !t->give[0].gold && !t->give[1].n_items && !t->give[1].gold) {
+        wy_grpc_reply_error(call, WY_EINVAL, "nothing is given");
+        ok = false;
+    }
+    if (!ok) {
+        wy_free(t);
+        return;
+    }
+    txn_run(t);
+}
+
+/* ---- friends ---- */
+
+static int friend_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap)
+{
+    return actor_friend_decide(t->friend_op, s[0], s[1], t->id, now_ms, t->ev, why, cap);
+}
+
+/* *fl (initialised by the caller) shows c's friends; it points into c. */
+static void friend_list_of(Wyvern__Actor__FriendList *fl, const Wyvern__Actor__Character *c)
+{
+    fl->actor_id = c->actor_id;
+    fl->n_friends = c->n_friends;
+    fl->friends = c->friends;
+}
+
+/* The FriendList of c, packed: a new buffer (wy_free). */
+static uint8_t *friend_list(const Wyvern__Actor__Character *c, size_t *len)
+{
+    Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
+    friend_list_of(&fl, c);
+    *len = wyvern__actor__friend_list__get_packed_size(&fl);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__actor__friend_list__pack(&fl, buf);
+    return buf;
+}
+
+static uint8_t *friend_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
+{
+    (void)t;
+    actor_view_t v;
+    actor_view_init(&v, &after[0]);
+    uint8_t *buf = friend_list(&v.c, len);
+    actor_view_clear(&v);
+    return buf;
+}
+
+static void friend_replayed(ProtobufCMessage *res)
+{
+    ((Wyvern__Actor__FriendList *)res)->replayed = true;
+}
+
+static const txn_ops_t friend_ops = {friend_decide, friend_pack,
+                                     &wyvern__actor__friend_list__descriptor, friend_replayed};
+
+static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
+                           actor_friend_op_t op, const char *kind)
+{
+    const Wyvern__Actor__FriendCommand *in = (const Wyvern__Actor__FriendCommand *)req;
+    txn_t *t = txn_new(call, arg, in->txn_id);
+    if (!t)
+        return;
+    t->ops = &friend_ops;
+    t->kind = kind;
+    t->friend_op = op;
+    if (!side_id(call, t, 0, "actor", in->actor_id) ||
+        !side_id(call, t, 1, "other", in->other_actor_id)) {
+        wy_free(t);
+        return;
+    }
+    txn_run(t);
+}
+
+void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request");
+}
+
+void actor_rpc_friend_accept(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept");
+}
+
+void actor_rpc_friend_decline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline");
+}
+
+void actor_rpc_friend_remove(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove");
+}
+
+/* ListFriends: a read of the character. */
+typedef struct {
+    actor_req_t req;
+    wy_grpc_call_id_t call;
+} friend_read_t;
+
+static void on_friend_read(actor_req_t *r, int status, const char *msg,
+                           const Wyvern__Actor__ApplyResponse *res)
+{
+    friend_read_t *fr = r->ud;
+    if (status != WY_OK) {
+        wy_grpc_reply_error(fr->call, status, msg);
+    } else {
+        Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
+        friend_list_of(&fl, res->character);
+        wy_grpc_reply(fr->call, &fl.base);
+    }
+    wy_free(fr);
+}
+
+void actor_rpc_friend_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Actor__ListFriendsRequest *in = (const Wyvern__Actor__ListFriendsRequest *)req;
+    actor_svc_t *svc = wy_daemon_state(arg);
+    if (!svc || svc->stopping) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-actor is stopping");
+        return;
+    }
+    if (!actor_uuid_valid(in->actor_id)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "actor_id must be a lower-case UUID");
+        return;
+    }
+    friend_read_t *fr = wy_calloc(1, sizeof *fr);
+    fr->call = call;
+    fr->req.read_only = true;
+    fr->req.done = on_friend_read;
+    fr->req.ud = fr;
+    actor_store_submit(svc, in->actor_id, &fr->req);
+}
+
+void actor_txn_start(void)
+{
+    const char *h = "Cross-actor transactions (Transact) answered, by result.";
+    m.ok = wy_metrics_counter("wy_actor_txns_total", h, "result=\"ok\"");
+    m.replayed = wy_metrics_counter("wy_actor_txns_total", h, "result=\"replayed\"");
+    m.refused = wy_metrics_counter("wy_actor_txns_total", h, "result=\"refused\"");
+    m.failed = wy_metrics_counter("wy_actor_txns_total", h, "result=\"failed\"");
+    static const double bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5};
+    m.seconds =
+        wy_metrics_histogram("wy_actor_txn_seconds", "Time from a Transact request to its answer.",
+                             NULL, bounds, WY_ARRAY_LEN(bounds));
+}

@@ -1,0 +1,1231 @@
+/* wy-chat's gRPC API (wyvern.chat.Chat, proto/chat.proto). Each handler checks its request,
+ * copies what later steps need into an operation (the request lives only as long as the
+ * handler), runs the checks that need Redis (rate limit, zone locator, presence), then one
+ * PostgreSQL statement that checks membership and mutes, takes the channel's next sequence
+ * number, stores the message and writes its wy.chat outbox row (one statement: atomic, no
+ * BEGIN/COMMIT round trips). Answers go through the call's id, so a late answer to a call
+ * that is gone is a harmless WY_ECANCELED. Loop thread. */
+#include "chat.h"
+#include "wy_log.h"
+#include "wy_outbox.h"
+#include "wy_pg.h"
+#include "wy_text.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define TOPIC           "wy.chat"
+#define EV_TYPE         "chat.message"
+#define REASON_MAX      500
+#define HISTORY_MAX     200
+#define HISTORY_DEFAULT 50
+#define OFFLINE_MAX     500
+#define OFFLINE_DEFAULT 200
+
+enum { MSG_TEXT = 0, MSG_TOMBSTONE = 1, MSG_JOIN = 2, MSG_LEAVE = 3, MSG_INVITE = 4, MSG_KICK = 5 };
+
+typedef enum {
+    OP_SEND,
+    OP_JOIN,
+    OP_LEAVE,
+    OP_INVITE,
+    OP_KICK,
+    OP_DELETE,
+    OP_HISTORY,
+    OP_REPORT,
+} op_kind_t;
+
+typedef struct {
+    chat_svc_t *svc;
+    wy_grpc_call_id_t call;
+    op_kind_t what;
+    int kind; /* chat_kind_t of the channel */
+    char channel[CHAT_CHANNEL_MAX + 1];
+    char account[CHAT_ID_MAX + 1];
+    char name[CHAT_NAME_MAX + 1];
+    bool moderator;
+    char subject[CHAT_ID_MAX + 1]; /* whisper recipient, invite/kick subject */
+    char *text;                    /* send: as stored; report: the reason */
+    bool masked;
+    bool offline;
+    uint64_t seq; /* delete/report: the message; history: after/before */
+    uint64_t before;
+    uint32_t limit;
+    bool forward;
+    char **recips; /* zone and whisper: the accounts the event goes to */
+    size_t nrecips;
+} op_t;
+
+static op_t *op_new(chat_svc_t *svc, wy_grpc_call_id_t call, op_kind_t what)
+{
+    op_t *op = wy_calloc(1, sizeof *op);
+    op->svc = svc;
+    op->call = call;
+    op->what = what;
+    chat_svc_ref(svc);
+    svc->busy++;
+    return op;
+}
+
+static void op_free(op_t *op)
+{
+    for (size_t i = 0; i < op->nrecips; i++)
+        wy_free(op->recips[i]);
+    wy_free(op->recips);
+    wy_free(op->text);
+    op->svc->busy--;
+    chat_svc_unref(op->svc);
+    wy_free(op);
+}
+
+static void op_fail(op_t *op, int err, const char *msg)
+{
+    wy_grpc_reply_error(op->call, err, msg);
+    op_free(op);
+}
+
+static void op_recips_add(op_t *op, const char *account)
+{
+    op->recips = wy_realloc(op->recips, (op->nrecips + 1) * sizeof *op->recips);
+    op->recips[op->nrecips++] = wy_strdup(account);
+}
+
+/* The service, or NULL (and the call answered UNAVAILABLE) once it is stopping. */
+static chat_svc_t *svc_or_refuse(void *arg, wy_grpc_call_id_t call)
+{
+    chat_svc_t *svc = wy_daemon_state(arg);
+    if (!svc || svc->stopping || !wy_daemon_pg(svc->d)) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-chat is stopping");
+        return NULL;
+    }
+    return svc;
+}
+
+/* Copies the caller into op; false (and the call answered) when it is malformed. */
+static bool caller_ok(op_t *op, const Wyvern__Chat__Caller *c)
+{
+    if (!c || !chat_account_ok(c->account_id)) {
+        op_fail(op, WY_EINVAL, "caller.account_id must be 1..56 bytes of [A-Za-z0-9_.:-]");
+        return false;
+    }
+    const char *name = c->name ? c->name : "";
+    if (strlen(name) > CHAT_NAME_MAX || !wy_text_valid_utf8(name, strlen(name))) {
+        op_fail(op, WY_EINVAL, "caller.name must be 0..64 bytes of UTF-8");
+        return false;
+    }
+    snprintf(op->account, sizeof op->account, "%s", c->account_id);
+    snprintf(op->name, sizeof op->name, "%s", name);
+    op->moderator = c->moderator || chat_is_moderator(op->account);
+    return true;
+}
+
+/* "whisper:<a>|<b>" with a < b. */
+static void whisper_id(char out[CHAT_CHANNEL_MAX + 1], const char *x, const char *y)
+{
+    const char *a = strcmp(x, y) < 0 ? x : y, *b = a == x ? y : x;
+    snprintf(out, CHAT_CHANNEL_MAX + 1, "whisper:%s|%s", a, b);
+}
+
+/* The two accounts of a whisper channel id; false when malformed. */
+static bool whisper_parties(const char *id, char a[CHAT_ID_MAX + 1], char b[CHAT_ID_MAX + 1])
+{
+    const char *p = id + strlen("whisper:");
+    const char *bar = strchr(p, '|');
+    if (!bar || (size_t)(bar - p) > CHAT_ID_MAX || strchr(bar + 1, '|'))
+        return false;
+    snprintf(a, CHAT_ID_MAX + 1, "%.*s", (int)(bar - p), p);
+    snprintf(b, CHAT_ID_MAX + 1, "%s", bar + 1);
+    if (!chat_account_ok(a) || !chat_account_ok(b) || strcmp(a, b) >= 0)
+        return false;
+    char canon[CHAT_CHANNEL_MAX + 1];
+    whisper_id(canon, a, b);
+    return strcmp(canon, id) == 0;
+}
+
+/* Checks a channel id; false (and the call answered) when malformed. */
+static bool channel_ok(op_t *op, const char *id)
+{
+    int kind = chat_channel_kind(id);
+    if (kind < 0) {
+        op_fail(op, WY_EINVAL,
+                "channel_id is not a channel (world, system, zone:<instance>, "
+                "party:<id>, guild:<id>, whisper:<a>|<b>)");
+        return false;
+    }
+    op->kind = kind;
+    snprintf(op->channel, sizeof op->channel, "%s", id);
+    if (kind == CHAT_WHISPER) {
+        char a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+        if (!whisper_parties(id, a, b)) {
+            op_fail(op, WY_EINVAL, "malformed whisper channel id");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool member_required(int kind)
+{
+    return kind == CHAT_PARTY || kind == CHAT_GUILD;
+}
+
+/* ---- the event payload: ChatEvent without seq (PostgreSQL appends it) ---- */
+
+static uint8_t *event_pack(const op_t *op, int type, uint64_t target_seq, const char *subject,
+                           const char *text, int64_t ts_ms, size_t *len)
+{
+    Wyvern__Chat__Message m = WYVERN__CHAT__MESSAGE__INIT;
+    m.type = (Wyvern__Chat__MessageType)type;
+    m.sender_id = (char *)op->account;
+    m.sender_name = (char *)op->name;
+    m.text = (char *)(text ? text : "");
+    m.ts_ms = ts_ms;
+    m.target_seq = target_seq;
+    m.subject_id = (char *)(subject ? subject : "");
+    m.kind = (Wyvern__Chat__ChannelKind)(op->kind + 1);
+    Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
+    ev.channel_id = (char *)op->channel;
+    ev.message = &m;
+    ev.recipients = op->recips;
+    ev.n_recipients = op->nrecips;
+    *len = wyvern__chat__chat_event__get_packed_size(&ev);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__chat__chat_event__pack(&ev, buf);
+    return buf;
+}
+
+/* ---- Send ---- */
+
+/* $1 channel, $2 kind, $3 sender, $4 name, $5 body, $6 now, $7 member required, $8 recipients
+ * from members, $9 offline recipient ('' = none), $10..$15 the outbox row. */
+static const wy_pg_stmt_t sql_send = {
+    "chat_send",
+    "WITH chk AS (SELECT NOT EXISTS (SELECT 1 FROM chat.mutes WHERE account_id = $3 "
+    "  AND channel_id IN ('', $1) AND until_ms > $6::bigint) AS unmuted, "
+    "  (NOT $7::boolean OR EXISTS (SELECT 1 FROM chat.members WHERE channel_id = $1 "
+    "  AND account_id = $3)) AS member), "
+    "c AS (INSERT INTO chat.channels AS ch (id, kind, last_seq, created_ms) "
+    "  SELECT $1, $2, 1, $6::bigint FROM chk WHERE chk.unmuted AND chk.member "
+    "  ON CONFLICT (id) DO UPDATE SET last_seq = ch.last_seq + 1 RETURNING ch.last_seq AS seq), "
+    "m AS (INSERT INTO chat.messages (channel_id, seq, type, sender_id, sender_name, body, ts_ms) "
+    "  SELECT $1, c.seq, 0, $3, $4, $5, $6::bigint FROM c RETURNING seq), "
+    "off AS (INSERT INTO chat.offline_whispers (account_id, channel_id, seq) "
+    "  SELECT $9, $1, m.seq FROM m WHERE $9 <> ''), "
+    "o AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "  SELECT $10, $11, $12, $13, $14::bytea || chat.pb_uint64(2, m.seq) || CASE WHEN $8::boolean "
+    "  THEN coalesce((SELECT string_agg(chat.pb_recipient(account_id), '\\x'::bytea) "
+    "  FROM chat.members WHERE channel_id = $1), '\\x'::bytea) ELSE '\\x'::bytea END, "
+    "  $15::bigint FROM m) "
+    "SELECT chk.unmuted AS unmuted, chk.member AS member, (SELECT seq FROM m) AS seq FROM chk",
+    15};
+
+static void on_send_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    chat_svc_t *svc = op->svc;
+    if (status != WY_OK) {
+        wy_log_warn("send failed", "account", op->account, "channel", op->channel, "error",
+                    err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    if (!wy_pg_bool(res, 0, "unmuted")) {
+        wy_metric_inc(svc->m_refused_mute);
+        op_fail(op, WY_EPERM, "you are muted in this channel");
+        return;
+    }
+    if (!wy_pg_bool(res, 0, "member")) {
+        op_fail(op, WY_EPERM, "not a member of this channel");
+        return;
+    }
+    if (wy_pg_isnull(res, 0, "seq")) {
+        op_fail(op, WY_EINTERNAL, "message not stored");
+        return;
+    }
+    wy_outbox_t *ob = wy_daemon_outbox(svc->d);
+    if (ob)
+        wy_outbox_wake(ob);
+    wy_metric_inc(svc->m_sent);
+    if (op->masked)
+        wy_metric_inc(svc->m_masked);
+    if (op->offline)
+        wy_metric_inc(svc->m_offline);
+    Wyvern__Chat__SendResponse r = WYVERN__CHAT__SEND_RESPONSE__INIT;
+    r.channel_id = op->channel;
+    r.seq = (uint64_t)wy_pg_int64(res, 0, "seq");
+    r.text = op->text;
+    r.masked = op->masked;
+    r.offline = op->offline;
+    wy_grpc_reply(op->call, &r.base);
+    op_free(op);
+}
+
+static void send_exec(op_t *op)
+{
+    wy_pg_t *pg = wy_daemon_pg(op->svc->d);
+    if (!pg) {
+        op_fail(op, WY_EUNAVAIL, "wy-chat is stopping");
+        return;
+    }
+    int64_t now = (int64_t)wy_wall_ms();
+    size_t len = 0;
+    uint8_t *payload = event_pack(op, MSG_TEXT, 0, NULL, op->text, now, &len);
+    wy_outbox_row_t row;
+    int rc = wy_outbox_row_init(&row, TOPIC, op->channel, EV_TYPE, payload, len);
+    wy_free(payload);
+    if (rc != WY_OK) {
+        op_fail(op, rc, "message too big to publish");
+        return;
+    }
+    char nowb[24];
+    snprintf(nowb, sizeof nowb, "%" PRId64, now);
+    const char *params[15] = {op->channel,
+                              chat_kind_names[op->kind],
+                              op->account,
+                              op->name,
+                              op->text,
+                              nowb,
+                              member_required(op->kind) ? "t" : "f",
+                              member_required(op->kind) ? "t" : "f",
+                              op->offline ? op->subject : ""};
+    memcpy(&params[9], row.params, sizeof row.params);
+    rc = wy_pg_exec(pg, &sql_send, params, on_send_done, op);
+    wy_outbox_row_free(&row);
+    if (rc != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+static void on_zone_members(int status, const char *inst, char *const *accounts, size_t n, void *ud)
+{
+    op_t *op = ud;
+    if (status == WY_ENOTFOUND) {
+        op_fail(op, WY_EPERM, "you are not in a zone");
+        return;
+    }
+    if (status != WY_OK) {
+        op_fail(op, WY_EUNAVAIL, "zone locator unavailable; retry");
+        return;
+    }
+    snprintf(op->channel, sizeof op->channel, "zone:%s", inst);
+    bool self = false;
+    for (size_t i = 0; i < n; i++) {
+        op_recips_add(op, accounts[i]);
+        self = self || strcmp(accounts[i], op->account) == 0;
+    }
+    if (!self)
+        op_recips_add(op, op->account);
+    send_exec(op);
+}
+
+static void on_recipient_presence(int status, bool online, void *ud)
+{
+    op_t *op = ud;
+    /* Unknown (Redis trouble) counts as offline: the whisper is also kept for the next login,
+     * where a client that already has it drops it by its seq. */
+    op->offline = status != WY_OK || !online;
+    send_exec(op);
+}
+
+static void on_rate(int err, bool allowed, uint32_t retry_after_ms, void *ud)
+{
+    op_t *op = ud;
+    (void)err; /* fails open: Redis trouble must not silence chat */
+    if (!allowed) {
+        wy_metric_inc(op->svc->m_refused_rate);
+        char m[96];
+        snprintf(m, sizeof m, "sending too fast; retry in %u ms", retry_after_ms);
+        op_fail(op, WY_ELIMIT, m);
+        return;
+    }
+    int rc = WY_OK;
+    if (op->kind == CHAT_ZONE)
+        rc = chat_zone_locate(op->svc, op->account, true, on_zone_members, op);
+    else if (op->kind == CHAT_WHISPER)
+        rc = chat_presence(op->svc, op->subject, on_recipient_presence, op);
+    else
+        send_exec(op);
+    if (rc == WY_OK)
+        return;
+    if (op->kind == CHAT_WHISPER)
+        on_recipient_presence(rc, false, op);
+    else
+        op_fail(op, WY_EUNAVAIL, "zone locator unavailable; retry");
+}
+
+static void rpc_send(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__SendRequest *in = (const Wyvern__Chat__SendRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_SEND);
+    if (!caller_ok(op, in->caller))
+        return;
+    const char *to = in->to_account_id ? in->to_account_id : "";
+    const char *ch = in->channel_id ? in->channel_id : "";
+    if (*to) {
+        if (*ch) {
+            op_fail(op, WY_EINVAL, "give channel_id or to_account_id, not both");
+            return;
+        }
+        if (!chat_account_ok(to) || strcmp(to, op->account) == 0) {
+            op_fail(op, WY_EINVAL, "to_account_id must be another account's id");
+            return;
+        }
+        op->kind = CHAT_WHISPER;
+        snprintf(op->subject, sizeof op->subject, "%s", to);
+        whisper_id(op->channel, op->account, to);
+    } else if (strcmp(ch, "zone") == 0) {
+        op->kind = CHAT_ZONE;
+    } else {
+        if (!channel_ok(op, ch))
+            return;
+        if (op->kind == CHAT_ZONE) {
+            op_fail(op, WY_EINVAL, "send to \"zone\": your current zone instance");
+            return;
+        }
+        if (op->kind == CHAT_WHISPER) {
+            char a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+            whisper_parties(op->channel, a, b);
+            bool is_a = strcmp(a, op->account) == 0;
+            if (!is_a && strcmp(b, op->account) != 0) {
+                op_fail(op, WY_EPERM, "not a member of this channel");
+                return;
+            }
+            snprintf(op->subject, sizeof op->subject, "%s", is_a ? b : a);
+        }
+        if (op->kind == CHAT_SYSTEM && !op->moderator) {
+            op_fail(op, WY_EPERM, "only moderators send to the system channel");
+            return;
+        }
+    }
+    if (op->kind == CHAT_WHISPER) {
+        op_recips_add(op, op->account);
+        op_recips_add(op, op->subject);
+    }
+    const char *text = in->text ? in->text : "";
+    size_t len = strlen(text);
+    if (len == 0 || (int64_t)len > svc->cfg->max_bytes || !wy_text_valid_utf8(text, len) ||
+        (int64_t)wy_text_length(text) > svc->cfg->max_chars) {
+        char m[96];
+        snprintf(m, sizeof m, "text must be 1..%lld characters (at most %lld bytes of UTF-8)",
+                 (long long)svc->cfg->max_chars, (long long)svc->cfg->max_bytes);
+        op_fail(op, WY_EINVAL, m);
+        return;
+    }
+    /* Control characters other than new lines would let a message fake a layout. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\n') || c == 0x7f) {
+            op_fail(op, WY_EINVAL, "text holds a control character");
+            return;
+        }
+    }
+    char *masked = NULL;
+    size_t hits = chat_filter_apply(svc->filter, text, svc->filter_refuse ? NULL : &masked);
+    if (hits && svc->filter_refuse) {
+        wy_metric_inc(svc->m_refused_filter);
+        op_fail(op, WY_EPERM, "the message holds a filtered word");
+        return;
+    }
+    op->masked = masked != NULL;
+    op->text = masked ? masked : wy_strdup(text);
+    int rc = svc->rl ? wy_ratelimit_hit(svc->rl, op->account, on_rate, op) : WY_EUNAVAIL;
+    if (rc != WY_OK)
+        on_rate(rc, true, 0, op); /* fails open (wy_ratelimit.h) */
+}
+
+/* ---- membership changes and tombstones: one event each ---- */
+
+/* The tail shared by the event statements: $1 channel, $2 type, $3 actor, $4 actor name,
+ * $5 subject, $6 target seq, $7 now, $8..$13 outbox row, $14 moderation log action ('' =
+ * none), $15 its detail, $16 recipients from members (and the subject), $17 moderator.
+ * The statement's own `ok` CTE makes the change; the event follows only when it did. */
+#define EV_TAIL                                                                                    \
+    ", c AS (UPDATE chat.channels ch SET last_seq = ch.last_seq + 1 "                              \
+    "  FROM (SELECT 1 FROM ok LIMIT 1) k WHERE ch.id = $1 RETURNING ch.last_seq AS seq), "         \
+    "m AS (INSERT INTO chat.messages (channel_id, seq, type, sender_id, sender_name, subject_id, " \
+    "  target_seq, ts_ms) SELECT $1, c.seq, $2::smallint, $3, $4, $5, $6::bigint, $7::bigint "     \
+    "  FROM c RETURNING seq), "                                                                    \
+    "lg AS (INSERT INTO chat.moderation_log (actor_id, action, account_id, channel_id, seq, "      \
+    "  detail, at_ms) SELECT $3, $14, $5, $1, $6::bigint, $15, $7::bigint FROM m WHERE $14 <> "    \
+    "''), "                                                                                        \
+    "o AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "               \
+    "  SELECT $8, $9, $10, $11, $12::bytea || chat.pb_uint64(2, m.seq) || CASE WHEN $16::boolean " \
+    "  THEN coalesce((SELECT string_agg(chat.pb_recipient(a), '\\x'::bytea) FROM "                 \
+    "  (SELECT account_id AS a FROM chat.members WHERE channel_id = $1 UNION "                     \
+    "  SELECT $5 WHERE $5 <> '') r), '\\x'::bytea) ELSE '\\x'::bytea END, $13::bigint FROM m) "    \
+    "SELECT (SELECT seq FROM m) AS seq, EXISTS (SELECT 1 FROM chat.channels WHERE id = $1) "       \
+    "  AS known, $17::boolean AS moderator"
+
+static const wy_pg_stmt_t sql_join = {
+    "chat_join",
+    "WITH ok AS (DELETE FROM chat.invites WHERE channel_id = $1 AND account_id = $3 AND NOT "
+    "  EXISTS (SELECT 1 FROM chat.members WHERE channel_id = $1 AND account_id = $3) RETURNING 1), "
+    "mem AS (INSERT INTO chat.members (channel_id, account_id, role, joined_ms) "
+    "  SELECT $1, $3, 1, $7::bigint FROM ok)" EV_TAIL,
+    17};
+
+static const wy_pg_stmt_t sql_leave = {"chat_leave",
+                                       "WITH ok AS (DELETE FROM chat.members WHERE channel_id = $1 "
+                                       "AND account_id = $3 RETURNING 1)" EV_TAIL,
+                                       17};
+
+static const wy_pg_stmt_t sql_invite = {
+    "chat_invite",
+    "WITH ok AS (INSERT INTO chat.invites (channel_id, account_id, by_id, at_ms) "
+    "  SELECT $1, $5, $3, $7::bigint WHERE EXISTS (SELECT 1 FROM chat.members WHERE "
+    "  channel_id = $1 AND account_id = $3 AND role >= 2) AND NOT EXISTS (SELECT 1 FROM "
+    "  chat.members WHERE channel_id = $1 AND account_id = $5) "
+    "  ON CONFLICT (channel_id, account_id) DO UPDATE SET by_id = EXCLUDED.by_id, "
+    "  at_ms = EXCLUDED.at_ms RETURNING 1)" EV_TAIL,
+    17};
+
+static const wy_pg_stmt_t sql_kick = {
+    "chat_kick",
+    "WITH me AS (SELECT coalesce((SELECT role FROM chat.members WHERE channel_id = $1 AND "
+    "  account_id = $3), 0) AS role), "
+    "ok AS (DELETE FROM chat.members t USING me WHERE t.channel_id = $1 AND t.account_id = $5 "
+    "  AND $5 <> $3 AND me.role >= 2 AND t.role < me.role RETURNING 1)" EV_TAIL,
+    17};
+
+static const wy_pg_stmt_t sql_delete = {
+    "chat_delete",
+    "WITH ok AS (UPDATE chat.messages SET deleted = true, body = '' WHERE channel_id = $1 AND "
+    "  seq = $6::bigint AND type = 0 AND NOT deleted AND ($17::boolean OR sender_id = $3) "
+    "  RETURNING 1)" EV_TAIL,
+    17};
+
+static void on_event_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    if (status != WY_OK) {
+        wy_log_warn("channel change failed", "account", op->account, "channel", op->channel,
+                    "error", err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    if (!wy_pg_bool(res, 0, "known")) {
+        op_fail(op, WY_ENOTFOUND, "no such channel");
+        return;
+    }
+    if (wy_pg_isnull(res, 0, "seq")) {
+        static const char *const why[] = {
+            [OP_JOIN] = "no pending invite to this channel (or already a member)",
+            [OP_LEAVE] = "not a member of this channel",
+            [OP_INVITE] = "only an owner or officer invites, and not a member",
+            [OP_KICK] = "only an owner or officer removes a member of a lower role",
+            [OP_DELETE] = "no such message, already deleted, or not yours to delete",
+        };
+        int err_code = op->what == OP_JOIN || op->what == OP_LEAVE ? WY_ESTATE : WY_EPERM;
+        if (op->what == OP_DELETE)
+            err_code = op->moderator ? WY_ENOTFOUND : WY_EPERM;
+        op_fail(op, err_code, why[op->what]);
+        return;
+    }
+    wy_outbox_t *ob = wy_daemon_outbox(op->svc->d);
+    if (ob)
+        wy_outbox_wake(ob);
+    if (op->what == OP_DELETE) {
+        wy_metric_inc(op->svc->m_moderation);
+        char seqb[24];
+        snprintf(seqb, sizeof seqb, "%" PRIu64, op->seq);
+        wy_log_info("moderation", "action", "delete", "by", op->account, "channel", op->channel,
+                    "seq", seqb, NULL);
+    }
+    Wyvern__Chat__MemberResponse r = WYVERN__CHAT__MEMBER_RESPONSE__INIT;
+    r.channel_id = op->channel;
+    r.seq = (uint64_t)wy_pg_int64(res, 0, "seq");
+    wy_grpc_reply(op->call, &r.base);
+    op_free(op);
+}
+
+static void event_exec(op_t *op)
+{
+    static const wy_pg_stmt_t *const stmts[] = {
+        [OP_JOIN] = &sql_join, [OP_LEAVE] = &sql_leave,   [OP_INVITE] = &sql_invite,
+        [OP_KICK] = &sql_kick, [OP_DELETE] = &sql_delete,
+    };
+    static const int types[] = {[OP_JOIN] = MSG_JOIN,
+                                [OP_LEAVE] = MSG_LEAVE,
+                                [OP_INVITE] = MSG_INVITE,
+                                [OP_KICK] = MSG_KICK,
+                                [OP_DELETE] = MSG_TOMBSTONE};
+    wy_pg_t *pg = wy_daemon_pg(op->svc->d);
+    if (!pg) {
+        op_fail(op, WY_EUNAVAIL, "wy-chat is stopping");
+        return;
+    }
+    const char *subject = op->what == OP_JOIN || op->what == OP_LEAVE ? op->account : op->subject;
+    if (op->what == OP_DELETE)
+        subject = "";
+    int64_t now = (int64_t)wy_wall_ms();
+    size_t len = 0;
+    uint64_t target = op->what == OP_DELETE ? op->seq : 0;
+    uint8_t *payload = event_pack(op, types[op->what], target, subject, "", now, &len);
+    wy_outbox_row_t row;
+    int rc = wy_outbox_row_init(&row, TOPIC, op->channel, EV_TYPE, payload, len);
+    wy_free(payload);
+    if (rc != WY_OK) {
+        op_fail(op, rc, "event too big to publish");
+        return;
+    }
+    char nowb[24], typeb[8], seqb[24];
+    snprintf(nowb, sizeof nowb, "%" PRId64, now);
+    snprintf(typeb, sizeof typeb, "%d", types[op->what]);
+    snprintf(seqb, sizeof seqb, "%" PRIu64, target);
+    const char *params[17] = {op->channel, typeb, op->account, op->name, subject, seqb, nowb};
+    memcpy(&params[7], row.params, sizeof row.params);
+    params[13] = op->what == OP_DELETE ? "delete" : "";
+    params[14] = op->text ? op->text : "";
+    params[15] = member_required(op->kind) ? "t" : "f";
+    params[16] = op->moderator ? "t" : "f";
+    rc = wy_pg_exec(pg, stmts[op->what], params, on_event_done, op);
+    wy_outbox_row_free(&row);
+    if (rc != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+static void rpc_member(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
+                       op_kind_t what)
+{
+    const Wyvern__Chat__MemberRequest *in = (const Wyvern__Chat__MemberRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, what);
+    if (!caller_ok(op, in->caller) || !channel_ok(op, in->channel_id ? in->channel_id : ""))
+        return;
+    if (!member_required(op->kind)) {
+        op_fail(op, WY_EINVAL,
+                "only party and guild channels have members to join, leave, invite or kick "
+                "(world, zone, whisper and system need none)");
+        return;
+    }
+    if (what == OP_INVITE || what == OP_KICK) {
+        if (!chat_account_ok(in->account_id)) {
+            op_fail(op, WY_EINVAL, "account_id must be 1..56 bytes of [A-Za-z0-9_.:-]");
+            return;
+        }
+        snprintf(op->subject, sizeof op->subject, "%s", in->account_id);
+    }
+    event_exec(op);
+}
+
+static void rpc_join(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    rpc_member(call, req, arg, OP_JOIN);
+}
+
+static void rpc_leave(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    rpc_member(call, req, arg, OP_LEAVE);
+}
+
+static void rpc_invite(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    rpc_member(call, req, arg, OP_INVITE);
+}
+
+static void rpc_kick(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    rpc_member(call, req, arg, OP_KICK);
+}
+
+static bool reason_ok(op_t *op, const char *reason)
+{
+    const char *r = reason ? reason : "";
+    if (strlen(r) > REASON_MAX || !wy_text_valid_utf8(r, strlen(r))) {
+        op_fail(op, WY_EINVAL, "reason must be 0..500 bytes of UTF-8");
+        return false;
+    }
+    op->text = wy_strdup(r);
+    return true;
+}
+
+static void rpc_delete(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__DeleteRequest *in = (const Wyvern__Chat__DeleteRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_DELETE);
+    if (!caller_ok(op, in->caller) || !channel_ok(op, in->channel_id ? in->channel_id : "") ||
+        !reason_ok(op, in->reason))
+        return;
+    if (in->seq == 0 || in->seq > INT64_MAX) {
+        op_fail(op, WY_EINVAL, "seq must be a message's sequence number");
+        return;
+    }
+    op->seq = in->seq;
+    if (op->kind == CHAT_WHISPER) {
+        char a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+        whisper_parties(op->channel, a, b);
+        op_recips_add(op, a);
+        op_recips_add(op, b);
+    }
+    event_exec(op);
+}
+
+/* ---- Create ---- */
+
+/* $1 id, $2 kind, $3 owner, $4 owner name, $5 channel name, $6 now, $7..$12 outbox row. */
+static const wy_pg_stmt_t sql_create = {
+    "chat_create",
+    "WITH ch AS (INSERT INTO chat.channels (id, kind, name, owner_id, last_seq, created_ms) "
+    "  VALUES ($1, $2, $5, $3, 1, $6::bigint) RETURNING id), "
+    "mem AS (INSERT INTO chat.members (channel_id, account_id, role, joined_ms) "
+    "  SELECT id, $3, 3, $6::bigint FROM ch), "
+    "m AS (INSERT INTO chat.messages (channel_id, seq, type, sender_id, sender_name, subject_id, "
+    "  ts_ms) SELECT id, 1, 2, $3, $4, $3, $6::bigint FROM ch), "
+    "o AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "  SELECT $7, $8, $9, $10, $11::bytea || chat.pb_uint64(2, 1) || chat.pb_recipient($3), "
+    "  $12::bigint FROM ch) "
+    "SELECT id FROM ch",
+    12};
+
+typedef struct {
+    op_t *op;
+    char chname[CHAT_NAME_MAX + 1];
+} create_op_t;
+
+static void on_create_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    create_op_t *cr = ud;
+    op_t *op = cr->op;
+    (void)res;
+    if (status != WY_OK) {
+        wy_log_warn("create failed", "account", op->account, "error",
+                    err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+    } else {
+        wy_outbox_t *ob = wy_daemon_outbox(op->svc->d);
+        if (ob)
+            wy_outbox_wake(ob);
+        Wyvern__Chat__Channel r = WYVERN__CHAT__CHANNEL__INIT;
+        r.channel_id = op->channel;
+        r.kind = (Wyvern__Chat__ChannelKind)(op->kind + 1);
+        r.name = cr->chname;
+        r.last_seq = 1;
+        r.role = WYVERN__CHAT__ROLE__ROLE_OWNER;
+        wy_grpc_reply(op->call, &r.base);
+        op_free(op);
+    }
+    wy_free(cr);
+}
+
+static void rpc_create(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__CreateRequest *in = (const Wyvern__Chat__CreateRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_JOIN);
+    if (!caller_ok(op, in->caller))
+        return;
+    if (in->kind != WYVERN__CHAT__CHANNEL_KIND__KIND_PARTY &&
+        in->kind != WYVERN__CHAT__CHANNEL_KIND__KIND_GUILD) {
+        op_fail(op, WY_EINVAL, "kind must be KIND_PARTY or KIND_GUILD");
+        return;
+    }
+    const char *name = in->name ? in->name : "";
+    if (strlen(name) > CHAT_NAME_MAX || !wy_text_valid_utf8(name, strlen(name))) {
+        op_fail(op, WY_EINVAL, "name must be 0..64 bytes of UTF-8");
+        return;
+    }
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    op->kind = in->kind == WYVERN__CHAT__CHANNEL_KIND__KIND_PARTY ? CHAT_PARTY : CHAT_GUILD;
+    char uuid[37];
+    wy_uuid4(uuid);
+    snprintf(op->channel, sizeof op->channel, "%s:%s", chat_kind_names[op->kind], uuid);
+    int64_t now = (int64_t)wy_wall_ms();
+    size_t len = 0; /* PostgreSQL appends the owner as the recipient */
+    uint8_t *payload = event_pack(op, MSG_JOIN, 0, op->account, "", now, &len);
+    wy_outbox_row_t row;
+    int rc = wy_outbox_row_init(&row, TOPIC, op->channel, EV_TYPE, payload, len);
+    wy_free(payload);
+    if (rc != WY_OK) {
+        op_fail(op, rc, "event too big to publish");
+        return;
+    }
+    create_op_t *cr = wy_calloc(1, sizeof *cr);
+    cr->op = op;
+    snprintf(cr->chname, sizeof cr->chname, "%s", name);
+    char nowb[24];
+    snprintf(nowb, sizeof nowb, "%" PRId64, now);
+    const char *params[12] = {op->channel, chat_kind_names[op->kind], op->account, op->name, name,
+                              nowb};
+    memcpy(&params[6], row.params, sizeof row.params);
+    rc = wy_pg_exec(pg, &sql_create, params, on_create_done, cr);
+    wy_outbox_row_free(&row);
+    if (rc != WY_OK) {
+        wy_free(cr);
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+    }
+}
+
+/* ---- ListChannels ---- */
+
+static const wy_pg_stmt_t sql_list = {
+    "chat_list",
+    "SELECT c.id AS id, c.kind AS kind, c.name AS name, c.last_seq AS last_seq, mb.role AS role "
+    "FROM chat.members mb JOIN chat.channels c ON c.id = mb.channel_id WHERE mb.account_id = $1 "
+    "ORDER BY c.id LIMIT 500",
+    1};
+
+static int kind_of_name(const char *k)
+{
+    for (int i = 0; i < CHAT_NKINDS; i++)
+        if (strcmp(chat_kind_names[i], k) == 0)
+            return i;
+    return 0;
+}
+
+static void on_list_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    if (status != WY_OK) {
+        wy_log_warn("list failed", "account", op->account, "error", err ? err : wy_strerror(status),
+                    NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    int n = PQntuples(res);
+    Wyvern__Chat__Channel *chs = wy_calloc(n ? (size_t)n : 1, sizeof *chs);
+    Wyvern__Chat__Channel **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
+    for (int i = 0; i < n; i++) {
+        wyvern__chat__channel__init(&chs[i]);
+        chs[i].channel_id = (char *)wy_pg_text(res, i, "id");
+        chs[i].kind = (Wyvern__Chat__ChannelKind)(kind_of_name(wy_pg_text(res, i, "kind")) + 1);
+        chs[i].name = (char *)wy_pg_text(res, i, "name");
+        chs[i].last_seq = (uint64_t)wy_pg_int64(res, i, "last_seq");
+        chs[i].role = (Wyvern__Chat__Role)wy_pg_int64(res, i, "role");
+        ptrs[i] = &chs[i];
+    }
+    Wyvern__Chat__ListChannelsResponse r = WYVERN__CHAT__LIST_CHANNELS_RESPONSE__INIT;
+    r.channels = ptrs;
+    r.n_channels = (size_t)n;
+    wy_grpc_reply(op->call, &r.base);
+    wy_free(chs);
+    wy_free(ptrs);
+    op_free(op);
+}
+
+static void rpc_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__ListChannelsRequest *in = (const Wyvern__Chat__ListChannelsRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_HISTORY);
+    if (!caller_ok(op, in->caller))
+        return;
+    const char *params[] = {op->account};
+    if (wy_pg_exec(wy_daemon_pg(svc->d), &sql_list, params, on_list_done, op) != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+/* ---- History and Report: who may read a channel ---- */
+
+#define MSG_COLUMNS                                                                                \
+    "m.seq AS seq, m.type AS type, m.sender_id AS sender_id, m.sender_name AS sender_name, "       \
+    "m.body AS body, m.ts_ms AS ts_ms, m.deleted AS deleted, m.target_seq AS target_seq, "         \
+    "m.subject_id AS subject_id"
+
+/* $1 channel, $2 after, $3 before, $4 limit + 1, $5 member required, $6 caller, $7 cutoff,
+ * $8 forward. One row at least (the access check and last_seq), NULL seq when no message. */
+static const wy_pg_stmt_t sql_history = {
+    "chat_history",
+    "WITH acc AS (SELECT (NOT $5::boolean OR EXISTS (SELECT 1 FROM chat.members WHERE "
+    "  channel_id = $1 AND account_id = $6)) AS ok, "
+    "  (SELECT last_seq FROM chat.channels WHERE id = $1) AS last_seq) "
+    "SELECT acc.ok AS ok, acc.last_seq AS last_seq, " MSG_COLUMNS " FROM acc LEFT JOIN LATERAL ("
+    "  (SELECT * FROM chat.messages WHERE acc.ok AND $8::boolean AND channel_id = $1 "
+    "   AND seq > $2::bigint AND ts_ms >= $7::bigint ORDER BY seq LIMIT $4::int) UNION ALL "
+    "  (SELECT * FROM chat.messages WHERE acc.ok AND NOT $8::boolean AND channel_id = $1 "
+    "   AND seq < $3::bigint AND ts_ms >= $7::bigint ORDER BY seq DESC LIMIT $4::int)) m ON true "
+    "ORDER BY m.seq",
+    8};
+
+static void message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
+                             const char *channel, int kind)
+{
+    wyvern__chat__message__init(m);
+    m->channel_id = (char *)channel;
+    m->seq = (uint64_t)wy_pg_int64(res, i, "seq");
+    m->type = (Wyvern__Chat__MessageType)wy_pg_int64(res, i, "type");
+    m->sender_id = (char *)wy_pg_text(res, i, "sender_id");
+    m->sender_name = (char *)wy_pg_text(res, i, "sender_name");
+    m->text = (char *)wy_pg_text(res, i, "body");
+    m->ts_ms = wy_pg_int64(res, i, "ts_ms");
+    m->deleted = wy_pg_bool(res, i, "deleted");
+    m->target_seq = (uint64_t)wy_pg_int64(res, i, "target_seq");
+    m->subject_id = (char *)wy_pg_text(res, i, "subject_id");
+    m->kind = (Wyvern__Chat__ChannelKind)(kind + 1);
+}
+
+static void on_history_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    if (status != WY_OK) {
+        wy_log_warn("history failed", "channel", op->channel, "error",
+                    err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    if (!wy_pg_bool(res, 0, "ok")) {
+        op_fail(op, WY_EPERM, "not a member of this channel");
+        return;
+    }
+    int rows = PQntuples(res);
+    int first = 0, n = 0; /* no message: one row with a NULL seq */
+    for (int i = 0; i < rows; i++)
+        if (!wy_pg_isnull(res, i, "seq"))
+            n++;
+    bool more = (uint32_t)n > op->limit;
+    if (more) {
+        n = (int)op->limit;
+        if (!op->forward)
+            first = 1; /* the oldest of limit + 1 only tells there is more */
+    }
+    Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
+    Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
+    for (int i = 0; i < n; i++) {
+        message_from_row(&ms[i], res, first + i, op->channel, op->kind);
+        ptrs[i] = &ms[i];
+    }
+    Wyvern__Chat__HistoryResponse r = WYVERN__CHAT__HISTORY_RESPONSE__INIT;
+    r.messages = ptrs;
+    r.n_messages = (size_t)n;
+    r.last_seq = (uint64_t)wy_pg_int64(res, 0, "last_seq");
+    r.more = more;
+    wy_grpc_reply(op->call, &r.base);
+    wy_free(ms);
+    wy_free(ptrs);
+    op_free(op);
+}
+
+static void history_exec(op_t *op)
+{
+    char after[24], before[24], limit[16], cutoff[24];
+    snprintf(after, sizeof after, "%" PRIu64, op->seq);
+    snprintf(before, sizeof before, "%" PRIu64, op->before ? op->before : (uint64_t)INT64_MAX);
+    snprintf(limit, sizeof limit, "%u", op->limit + 1);
+    int64_t keep = op->svc->cfg->retention_ms[op->kind];
+    snprintf(cutoff, sizeof cutoff, "%" PRId64, keep > 0 ? (int64_t)wy_wall_ms() - keep : 0);
+    const char *params[] = {op->channel,
+                            after,
+                            before,
+                            limit,
+                            member_required(op->kind) ? "t" : "f",
+                            op->account,
+                            cutoff,
+                            op->forward ? "t" : "f"};
+    wy_pg_t *pg = wy_daemon_pg(op->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_history, params, on_history_done, op) != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+/* $1 channel, $2 seq, $3 reporter, $4 reason, $5 now, $6 member required. */
+static const wy_pg_stmt_t sql_report = {
+    "chat_report",
+    "WITH r AS (INSERT INTO chat.reports (channel_id, seq, reporter_id, reason, at_ms) "
+    "  SELECT $1, $2::bigint, $3, $4, $5::bigint WHERE EXISTS (SELECT 1 FROM chat.messages "
+    "  WHERE channel_id = $1 AND seq = $2::bigint) AND (NOT $6::boolean OR EXISTS (SELECT 1 "
+    "  FROM chat.members WHERE channel_id = $1 AND account_id = $3)) "
+    "  ON CONFLICT (channel_id, seq, reporter_id) DO UPDATE SET reason = EXCLUDED.reason "
+    "  RETURNING id), "
+    "lg AS (INSERT INTO chat.moderation_log (actor_id, action, channel_id, seq, detail, at_ms) "
+    "  SELECT $3, 'report', $1, $2::bigint, $4, $5::bigint FROM r) "
+    "SELECT (SELECT id FROM r) AS id",
+    6};
+
+static void on_report_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    if (status != WY_OK) {
+        wy_log_warn("report failed", "channel", op->channel, "error",
+                    err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    if (wy_pg_isnull(res, 0, "id")) {
+        op_fail(op, WY_ENOTFOUND, "no such message in a channel you can read");
+        return;
+    }
+    wy_metric_inc(op->svc->m_moderation);
+    char seqb[24];
+    snprintf(seqb, sizeof seqb, "%" PRIu64, op->seq);
+    wy_log_info("moderation", "action", "report", "by", op->account, "channel", op->channel, "seq",
+                seqb, NULL);
+    Wyvern__Chat__ReportResponse r = WYVERN__CHAT__REPORT_RESPONSE__INIT;
+    r.report_id = wy_pg_int64(res, 0, "id");
+    wy_grpc_reply(op->call, &r.base);
+    op_free(op);
+}
+
+static void report_exec(op_t *op)
+{
+    char seqb[24], nowb[24];
+    snprintf(seqb, sizeof seqb, "%" PRIu64, op->seq);
+    snprintf(nowb, sizeof nowb, "%" PRIu64, wy_wall_ms());
+    const char *params[] = {op->channel, seqb, op->account,
+                            op->text,    nowb, member_required(op->kind) ? "t" : "f"};
+    wy_pg_t *pg = wy_daemon_pg(op->svc->d);
+    if (!pg || wy_pg_exec(pg, &sql_report, params, on_report_done, op) != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+static void read_exec(op_t *op)
+{
+    if (op->what == OP_HISTORY)
+        history_exec(op);
+    else
+        report_exec(op);
+}
+
+static void on_reader_zone(int status, const char *inst, char *const *accounts, size_t n, void *ud)
+{
+    op_t *op = ud;
+    (void)accounts;
+    (void)n;
+    if (status != WY_OK && status != WY_ENOTFOUND) {
+        op_fail(op, WY_EUNAVAIL, "zone locator unavailable; retry");
+        return;
+    }
+    if (status == WY_ENOTFOUND || strcmp(op->channel + strlen("zone:"), inst) != 0) {
+        op_fail(op, WY_EPERM, "you are not in this zone instance");
+        return;
+    }
+    read_exec(op);
+}
+
+/* Zone channels are read by the players the locator seats there, whispers by their two
+ * accounts, party and guild channels by their members (checked in SQL). */
+static void read_access(op_t *op)
+{
+    if (op->kind == CHAT_WHISPER) {
+        char a[CHAT_ID_MAX + 1], b[CHAT_ID_MAX + 1];
+        whisper_parties(op->channel, a, b);
+        if (strcmp(a, op->account) != 0 && strcmp(b, op->account) != 0) {
+            op_fail(op, WY_EPERM, "not a member of this channel");
+            return;
+        }
+    } else if (op->kind == CHAT_ZONE && !op->moderator) {
+        int rc = chat_zone_locate(op->svc, op->account, false, on_reader_zone, op);
+        if (rc != WY_OK)
+            op_fail(op, WY_EUNAVAIL, "zone locator unavailable; retry");
+        return;
+    }
+    read_exec(op);
+}
+
+static void rpc_history(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__HistoryRequest *in = (const Wyvern__Chat__HistoryRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_HISTORY);
+    if (!caller_ok(op, in->caller) || !channel_ok(op, in->channel_id ? in->channel_id : ""))
+        return;
+    if (in->limit > HISTORY_MAX || in->after_seq > INT64_MAX || in->before_seq > INT64_MAX) {
+        op_fail(op, WY_EINVAL, "limit must be 0..200 and sequence numbers below 2^63");
+        return;
+    }
+    op->limit = in->limit ? in->limit : HISTORY_DEFAULT;
+    op->seq = in->after_seq;
+    op->before = in->before_seq;
+    op->forward = in->forward;
+    read_access(op);
+}
+
+static void rpc_report(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__ReportRequest *in = (const Wyvern__Chat__ReportRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_REPORT);
+    if (!caller_ok(op, in->caller) || !channel_ok(op, in->channel_id ? in->channel_id : "") ||
+        !reason_ok(op, in->reason))
+        return;
+    if (in->seq == 0 || in->seq > INT64_MAX) {
+        op_fail(op, WY_EINVAL, "seq must be a message's sequence number");
+        return;
+    }
+    op->seq = in->seq;
+    read_access(op);
+}
+
+/* ---- Mute ---- */
+
+/* $1 account, $2 channel ('' = all), $3 until, $4 by, $5 reason, $6 action, $7 now. */
+static const wy_pg_stmt_t sql_mute = {
+    "chat_mute",
+    "WITH up AS (INSERT INTO chat.mutes (account_id, channel_id, until_ms, by_id, reason) "
+    "  VALUES ($1, $2, $3::bigint, $4, $5) ON CONFLICT (account_id, channel_id) DO UPDATE SET "
+    "  until_ms = EXCLUDED.until_ms, by_id = EXCLUDED.by_id, reason = EXCLUDED.reason) "
+    "INSERT INTO chat.moderation_log (actor_id, action, account_id, channel_id, detail, at_ms) "
+    "  VALUES ($4, $6, $1, $2, $5 || ' until ' || $3, $7::bigint)",
+    7};
+
+typedef struct {
+    op_t *op;
+    int64_t until;
+    char target[CHAT_ID_MAX + 1];
+} mute_op_t;
+
+static void on_mute_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    mute_op_t *mu = ud;
+    op_t *op = mu->op;
+    (void)res;
+    if (status != WY_OK) {
+        wy_log_warn("mute failed", "account", mu->target, "error", err ? err : wy_strerror(status),
+                    NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+    } else {
+        wy_metric_inc(op->svc->m_moderation);
+        char until[24];
+        snprintf(until, sizeof until, "%" PRId64, mu->until);
+        wy_log_info("moderation", "action", mu->until ? "mute" : "unmute", "by", op->account,
+                    "account", mu->target, "channel", op->channel, "until_ms", until, NULL);
+        Wyvern__Chat__MuteResponse r = WYVERN__CHAT__MUTE_RESPONSE__INIT;
+        r.until_ms = mu->until;
+        wy_grpc_reply(op->call, &r.base);
+        op_free(op);
+    }
+    wy_free(mu);
+}
+
+static void rpc_mute(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__MuteRequest *in = (const Wyvern__Chat__MuteRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_REPORT);
+    if (!caller_ok(op, in->caller) || !reason_ok(op, in->reason))
+        return;
+    if (!op->moderator) {
+        op_fail(op, WY_EPERM, "only moderators mute");
+        return;
+    }
+    if (!chat_account_ok(in->account_id)) {
+        op_fail(op, WY_EINVAL, "account_id must be 1..56 bytes of [A-Za-z0-9_.:-]");
+        return;
+    }
+    const char *ch = in->channel_id ? in->channel_id : "";
+    if (*ch && !channel_ok(op, ch))
+        return;
+    if (in->duration_ms < 0 || in->duration_ms > 10LL * 365 * 86400 * 1000) {
+        op_fail(op, WY_EINVAL, "duration_ms must be 0 (lift) .. 10 years");
+        return;
+    }
+    mute_op_t *mu = wy_calloc(1, sizeof *mu);
+    mu->op = op;
+    int64_t now = (int64_t)wy_wall_ms();
+    mu->until = in->duration_ms ? now + in->duration_ms : 0;
+    snprintf(mu->target, sizeof mu->target, "%s", in->account_id);
+    char until[24], nowb[24];
+    snprintf(until, sizeof until, "%" PRId64, mu->until);
+    snprintf(nowb, sizeof nowb, "%" PRId64, now);
+    const char *params[] = {
+        mu->target, ch, until, op->account, op->text, mu->until ? "mute" : "unmute", nowb};
+    if (wy_pg_exec(wy_daemon_pg(svc->d), &sql_mute, params, on_mute_done, mu) != WY_OK) {
+        wy_free(mu);
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+    }
+}
+
+/* ---- Offline ---- */
+
+static const wy_pg_stmt_t sql_offline = {
+    "chat_offline",
+    "WITH t AS (DELETE FROM chat.offline_whispers WHERE id IN (SELECT id FROM "
+    "  chat.offline_whispers WHERE account_id = $1 ORDER BY id LIMIT $2::int) "
+    "  RETURNING id, channel_id, seq) "
+    "SELECT t.channel_id AS channel_id, " MSG_COLUMNS " FROM t JOIN chat.messages m "
+    "  ON m.channel_id = t.channel_id AND m.seq = t.seq ORDER BY t.id",
+    2};
+
+static void on_offline_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    op_t *op = ud;
+    if (status != WY_OK) {
+        wy_log_warn("offline whispers failed", "account", op->account, "error",
+                    err ? err : wy_strerror(status), NULL);
+        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
+        return;
+    }
+    int n = PQntuples(res);
+    Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
+    Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
+    for (int i = 0; i < n; i++) {
+        message_from_row(&ms[i], res, i, wy_pg_text(res, i, "channel_id"), CHAT_WHISPER);
+        ptrs[i] = &ms[i];
+    }
+    Wyvern__Chat__OfflineResponse r = WYVERN__CHAT__OFFLINE_RESPONSE__INIT;
+    r.messages = ptrs;
+    r.n_messages = (size_t)n;
+    r.more = (uint32_t)n == op->limit;
+    wy_grpc_reply(op->call, &r.base);
+    wy_free(ms);
+    wy_free(ptrs);
+    op_free(op);
+}
+
+static void rpc_offline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Chat__OfflineRequest *in = (const Wyvern__Chat__OfflineRequest *)req;
+    chat_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    op_t *op = op_new(svc, call, OP_HISTORY);
+    if (!chat_account_ok(in->account_id) || in->limit > OFFLINE_MAX) {
+        op_fail(op, WY_EINVAL, "account_id must be 1..56 bytes of [A-Za-z0-9_.:-], limit 0..500");
+        return;
+    }
+    snprintf(op->account, sizeof op->account, "%s", in->account_id);
+    op->limit = in->limit ? in->limit : OFFLINE_DEFAULT;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%u", op->limit);
+    const char *params[] = {op->account, limit};
+    if (wy_pg_exec(wy_daemon_pg(svc->d), &sql_offline, params, on_offline_done, op) != WY_OK)
+        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+}
+
+/* ---- registration ---- */
+
+int chat_grpc_register(wy_daemon_t *d, const char **err)
+{
+    static const struct {
+        const char *path;
+        const ProtobufCMessageDescriptor *desc;
+        wy_grpc_handler_cb cb;
+    } methods[] = {
+        {"/wyvern.chat.Chat/Send", &wyvern__chat__send_request__descriptor, rpc_send},
+        {"/wyvern.chat.Chat/Create", &wyvern__chat__create_request__descriptor, rpc_create},
+        {"/wyvern.chat.Chat/Join", &wyvern__chat__member_request__descriptor, rpc_join},
+        {"/wyvern.chat.Chat/Leave", &wyvern__chat__member_request__descriptor, rpc_leave},
+        {"/wyvern.chat.Chat/Invite", &wyvern__chat__member_request__descriptor, rpc_invite},
+        {"/wyvern.chat.Chat/Kick", &wyvern__chat__member_request__descriptor, rpc_kick},
+        {"/wyvern.chat.Chat/ListChannels", &wyvern__chat__list_channels_request__descriptor,
+         rpc_list},
+        {"/wyvern.chat.Chat/History", &wyvern__chat__history_request__descriptor, rpc_history},
+        {"/wyvern.chat.Chat/Mute", &wyvern__chat__mute_request__descriptor, rpc_mute},
+        {"/wyvern.chat.Chat/Delete", &wyvern__chat__delete_request__descriptor, rpc_delete},
+        {"/wyvern.chat.Chat/Report", &wyvern__chat__report_request__descriptor, rpc_report},
+        {"/wyvern.chat.Chat/Offline", &wyvern__chat__offline_request__descriptor, rpc_offline},
+    };
+    wy_grpc_server_t *srv = wy_daemon_grpc(d);
+    for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {
+        if (wy_grpc_server_register(srv, methods[i].path, methods[i].desc, methods[i].cb, d) !=
+            WY_OK) {
+            *err = "cannot register the wyvern.chat.Chat methods";
+            return WY_EINTERNAL;
+        }
+    }
+    return WY_OK;
+}

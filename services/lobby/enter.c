@@ -1,0 +1,228 @@
+/* wy-lobby enter_game (see enter.h): GetCharacter at actor -> Place at world -> a signed
+ * join ticket for the game instance world chose; presence in-game with the zone. */
+#include "enter.h"
+#include "state.h"
+#include "store.h"
+#include "wire.h"
+#include "actor.pb-c.h"
+#include "world.pb-c.h"
+#include "wy_log.h"
+#include "wy_ticket.h"
+#include "wy_token.h"
+
+#include <string.h>
+
+#define CALL_DEADLINE_MS 3000u
+
+typedef struct {
+    lobby_conn_t *c;
+    uint32_t req;
+    uint64_t t0;
+    char character[WY_TICKET_ID_MAX + 1];
+} enter_req_t;
+
+static void enter_end(enter_req_t *q, Wyvern__Lobby__Code code, const char *why)
+{
+    lobby_conn_t *c = q->c;
+    c->entering = false;
+    if (code != WYVERN__LOBBY__CODE__OK)
+        lobby_reply_status(c, q->req, code, why);
+    lobby_observe(c, "enter_game", q->t0, code);
+    if (code != WYVERN__LOBBY__CODE__OK && code != WYVERN__LOBBY__CODE__NOT_FOUND)
+        wy_log_info("enter_game refused", "account", c->account, "character", q->character, "why",
+                    why, NULL);
+    lobby_conn_unref(c);
+    wy_free(q);
+}
+
+static void on_placed(int err, int status, const char *message, const ProtobufCMessage *resp,
+                      void *arg)
+{
+    WY_UNUSED(status);
+    enter_req_t *q = arg;
+    lobby_conn_t *c = q->c;
+    lobby_t *lb = c->lb;
+    if (err != WY_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "world: %s", message[0] ? message : wy_strerror(err));
+        enter_end(q,
+                  err == WY_EPERM || err == WY_ENOTFOUND ? WYVERN__LOBBY__CODE__NOT_FOUND
+                  : err == WY_ELIMIT                     ? WYVERN__LOBBY__CODE__RATE_LIMITED
+                                                         : WYVERN__LOBBY__CODE__UNAVAILABLE,
+                  why);
+        return;
+    }
+    if (!c->ws || c->state != LOBBY_ST_READY) {
+        enter_end(q, WYVERN__LOBBY__CODE__CONFLICT, "session closing");
+        return;
+    }
+    const Wyvern__World__Placement *p = (const Wyvern__World__Placement *)resp;
+    if (!p->game_client_addr[0] || !p->game_incarnation[0] || !p->position) {
+        enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE,
+                  "the game instance is not known to world yet: retry");
+        return;
+    }
+    wy_ticket_t t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.account, sizeof t.account, "%s", c->account);
+    snprintf(t.character, sizeof t.character, "%s", q->character);
+    snprintf(t.zone, sizeof t.zone, "%s", p->zone_id);
+    snprintf(t.instance, sizeof t.instance, "%s", p->instance_id);
+    snprintf(t.game, sizeof t.game, "%s", p->game_id);
+    snprintf(t.incarnation, sizeof t.incarnation, "%s", p->game_incarnation);
+    t.x = p->position->x;
+    t.y = p->position->y;
+    char *tk = NULL;
+    wy_ticket_t signed_t;
+    const char *e = NULL;
+    if (wy_ticket_sign(lb->ticket_keys, lb->cfg->ticket_kid, &t, lb->cfg->ticket_ttl_ms, 0, &tk,
+                       &signed_t, &e) != WY_OK) {
+        wy_log_error("join ticket not signed", "error", e, "character", q->character, NULL);
+        enter_end(q, WYVERN__LOBBY__CODE__INTERNAL, "cannot sign a join ticket");
+        return;
+    }
+    Wyvern__Lobby__EnteredGame out = WYVERN__LOBBY__ENTERED_GAME__INIT;
+    out.game_addr = p->game_client_addr;
+    out.ticket = tk;
+    out.game_id = p->game_id;
+    out.zone_id = p->zone_id;
+    out.instance_id = p->instance_id;
+    out.x = t.x;
+    out.y = t.y;
+    out.ticket_expires_at_ms = signed_t.exp_ms;
+    out.character_id = q->character;
+    lobby_reply(c, q->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_ENTERED_GAME, &out.base);
+    wy_free(tk);
+    snprintf(c->session_state, sizeof c->session_state, "in-game:%s", p->zone_id);
+    lobby_session_write(c);
+    wy_metric_inc(lb->m_entered);
+    wy_log_info("entered game", "account", c->account, "character", q->character, "zone",
+                p->instance_id, "game", p->game_id, NULL);
+    enter_end(q, WYVERN__LOBBY__CODE__OK, NULL);
+}
+
+static void on_character(int err, int status, const char *message, const ProtobufCMessage *resp,
+                         void *arg)
+{
+    WY_UNUSED(status);
+    enter_req_t *q = arg;
+    lobby_conn_t *c = q->c;
+    lobby_t *lb = c->lb;
+    if (err == WY_ENOTFOUND) {
+        enter_end(q, WYVERN__LOBBY__CODE__NOT_FOUND, "no such character");
+        return;
+    }
+    if (err != WY_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "actor: %s", message[0] ? message : wy_strerror(err));
+        enter_end(
+            q, err == WY_EINVAL ? WYVERN__LOBBY__CODE__INVALID : WYVERN__LOBBY__CODE__UNAVAILABLE,
+            why);
+        return;
+    }
+    const Wyvern__Actor__Character *ch = (const Wyvern__Actor__Character *)resp;
+    /* Another account's character answers as a missing one: ids are not secrets, but
+     * whose they are is. */
+    if (strcmp(ch->account_id, c->account) != 0 || ch->deleted) {
+        enter_end(q, WYVERN__LOBBY__CODE__NOT_FOUND, "no such character");
+        return;
+    }
+    if (!lb->world || !c->ws) {
+        enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "lobby is stopping");
+        return;
+    }
+    Wyvern__World__PlaceRequest pr = WYVERN__WORLD__PLACE_REQUEST__INIT;
+    Wyvern__World__Point pos = WYVERN__WORLD__POINT__INIT;
+    pr.account_id = c->account;
+    pr.character_id = q->character;
+    if (ch->position && ch->position->zone[0]) {
+        pr.saved_zone = ch->position->zone;
+        pos.x = ch->position->x;
+        pos.y = ch->position->y;
+        pr.saved_position = &pos;
+    }
+    if (wy_grpc_call(lb->world, "/wyvern.world.World/Place", &pr.base,
+                     &wyvern__world__placement__descriptor, CALL_DEADLINE_MS, NULL, 0, on_placed,
+                     q) != WY_OK)
+        enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "world: too many requests in flight");
+}
+
+void lobby_enter_game(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__EnterGame *m, uint64_t t0)
+{
+    lobby_t *lb = c->lb;
+    Wyvern__Lobby__Code code = WYVERN__LOBBY__CODE__OK;
+    const char *why = NULL;
+    size_t n = strlen(m->character_id);
+    if (n == 0 || n > WY_TICKET_ID_MAX || strpbrk(m->character_id, "{}")) {
+        code = WYVERN__LOBBY__CODE__INVALID;
+        why = "character_id must be 1..64 bytes";
+    } else if (!lb->ticket_keys || !lb->actor || !lb->world) {
+        code = WYVERN__LOBBY__CODE__UNAVAILABLE;
+        why = "entering the game is not configured on this lobby";
+    } else if (c->entering) {
+        code = WYVERN__LOBBY__CODE__CONFLICT;
+        why = "an enter_game of this session is in flight";
+    }
+    if (code != WYVERN__LOBBY__CODE__OK) {
+        lobby_reply_status(c, req, code, why);
+        lobby_observe(c, "enter_game", t0, code);
+        return;
+    }
+    enter_req_t *q = wy_calloc(1, sizeof *q);
+    q->c = c;
+    q->req = req;
+    q->t0 = t0;
+    snprintf(q->character, sizeof q->character, "%s", m->character_id);
+    c->entering = true;
+    lobby_conn_ref(c);
+    Wyvern__Actor__GetCharacterRequest gr = WYVERN__ACTOR__GET_CHARACTER_REQUEST__INIT;
+    gr.actor_id = q->character;
+    if (wy_grpc_call(lb->actor, "/wyvern.actor.Actor/GetCharacter", &gr.base,
+                     &wyvern__actor__character__descriptor, CALL_DEADLINE_MS, NULL, 0, on_character,
+                     q) != WY_OK)
+        enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "actor: too many requests in flight");
+}
+
+int lobby_enter_start(lobby_t *lb, const char **err)
+{
+    static char msg[600];
+    lb->m_entered = wy_metrics_counter("wy_lobby_entered_game_total",
+                                       "enter_game answered with a join ticket.", NULL);
+    if (!lb->cfg->ticket_keys_dir[0]) {
+        wy_log_warn("no WY_LOBBY_TICKET_KEYS_DIR: enter_game is refused", NULL);
+        return WY_OK;
+    }
+    lb->ticket_keys = wy_jwt_keyset_new();
+    const char *e = NULL;
+    int rc = wy_token_keyset_load_dir(lb->ticket_keys, lb->cfg->ticket_keys_dir, &e);
+    if (rc != WY_OK) {
+        snprintf(msg, sizeof msg, "WY_LOBBY_TICKET_KEYS_DIR: %s", e ? e : wy_strerror(rc));
+        *err = msg;
+        return WY_EINVAL;
+    }
+    bool can_sign = false;
+    if (wy_jwt_keyset_lookup(lb->ticket_keys, lb->cfg->ticket_kid, NULL, &can_sign) != WY_OK ||
+        !can_sign) {
+        snprintf(msg, sizeof msg,
+                 "WY_LOBBY_TICKET_KID: \"%.64s\" is not a private key in WY_LOBBY_TICKET_KEYS_DIR",
+                 lb->cfg->ticket_kid);
+        *err = msg;
+        return WY_EINVAL;
+    }
+    wy_grpc_rt_t *rt = wy_daemon_grpc_rt(lb->d);
+    if (wy_grpc_channel_new(rt, lb->cfg->actor_grpc, NULL, &lb->actor) != WY_OK ||
+        wy_grpc_channel_new(rt, lb->cfg->world_grpc, NULL, &lb->world) != WY_OK) {
+        *err = "WY_LOBBY_ACTOR_GRPC / WY_LOBBY_WORLD_GRPC: cannot open a channel";
+        return WY_EINVAL;
+    }
+    return WY_OK;
+}
+
+void lobby_enter_stop(lobby_t *lb)
+{
+    if (lb->actor)
+        wy_grpc_channel_close(lb->actor);
+    if (lb->world)
+        wy_grpc_channel_close(lb->world);
+    lb->actor = lb->world = NULL;
+}

@@ -1,0 +1,298 @@
+"""wy-chat over its gRPC API with the real PostgreSQL, Redis and Kafka: channels and
+membership, per-channel sequence numbers without gaps under concurrent senders, history by
+cursor, the wy.chat outbox, whispers kept for offline players, zone channels from world's
+locator keys, and moderation (mutes, rate limit, word filter in look-alike spellings,
+tombstones, reports, the moderation log)."""
+import concurrent.futures as cf
+import uuid
+
+import grpc
+import pytest
+
+from harness.kafka import offsets
+from harness.wait import wait_until
+
+DEADLINE = 10
+
+
+@pytest.fixture
+def pb(protos):
+    import chat_pb2
+    import chat_pb2_grpc
+    return chat_pb2, chat_pb2_grpc
+
+
+def start(daemon, **env):
+    base = {"WY_CHAT_RATE_LIMIT": "100000", "WY_CHAT_RATE_WINDOW": "1s"}
+    base.update(env)
+    return daemon("chat", env=base)
+
+
+def stub(d, pb):
+    ch = grpc.insecure_channel(d.grpc_addr)
+    return pb[1].ChatStub(ch)
+
+
+def acct():
+    return str(uuid.uuid4())
+
+
+def caller(pb, a, name="", moderator=False):
+    return pb[0].Caller(account_id=a, name=name or a[:8], moderator=moderator)
+
+
+def code_of(fn):
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code()
+
+
+def send(st, pb, a, channel="", text="hi", to="", **kw):
+    return st.Send(pb[0].SendRequest(caller=caller(pb, a, **kw), channel_id=channel,
+                                     to_account_id=to, text=text), timeout=DEADLINE)
+
+
+def history(st, pb, a, channel, **kw):
+    return st.History(pb[0].HistoryRequest(caller=caller(pb, a), channel_id=channel, **kw),
+                      timeout=DEADLINE)
+
+
+def member(st, pb, method, a, channel, subject=""):
+    return getattr(st, method)(pb[0].MemberRequest(caller=caller(pb, a), channel_id=channel,
+                                                   account_id=subject), timeout=DEADLINE)
+
+
+def party(st, pb, owner, *members):
+    ch = st.Create(pb[0].CreateRequest(caller=caller(pb, owner), kind=pb[0].KIND_PARTY,
+                                       name="p"), timeout=DEADLINE)
+    for m in members:
+        member(st, pb, "Invite", owner, ch.channel_id, m)
+        member(st, pb, "Join", m, ch.channel_id)
+    return ch.channel_id
+
+
+def chat_events(build_dir, stack):
+    """Events in wy.chat (sum of high watermarks)."""
+    brokers = stack.env()["WY_KAFKA_BROKERS"]
+    return sum(hi for _, hi, _ in offsets(build_dir, brokers, "wy.chat", "nobody").values())
+
+
+def test_party_membership_sequence_and_history(daemon, stack, pb, build_dir):
+    d = start(daemon)
+    st = stub(d, pb)
+    a, b, c = acct(), acct(), acct()
+    before = chat_events(build_dir, stack)
+    ch = st.Create(pb[0].CreateRequest(caller=caller(pb, a), kind=pb[0].KIND_PARTY, name="Raid"),
+                   timeout=DEADLINE)
+    assert ch.channel_id.startswith("party:") and ch.role == pb[0].ROLE_OWNER and ch.last_seq == 1
+    cid = ch.channel_id
+    # Join needs an invite; an invite needs an owner or officer.
+    assert code_of(lambda: member(st, pb, "Join", b, cid)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: member(st, pb, "Invite", c, cid, b)) == \
+        grpc.StatusCode.PERMISSION_DENIED
+    assert member(st, pb, "Invite", a, cid, b).seq == 2
+    assert member(st, pb, "Join", b, cid).seq == 3
+    assert code_of(lambda: member(st, pb, "Join", b, cid)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert send(st, pb, a, cid, "hello").seq == 4
+    assert send(st, pb, b, cid, "hi back").seq == 5
+    # Not a member: refused to send and to read.
+    assert code_of(lambda: send(st, pb, c, cid)) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: history(st, pb, c, cid)) == grpc.StatusCode.PERMISSION_DENIED
+    h = history(st, pb, b, cid, forward=True)
+    assert [m.seq for m in h.messages] == [1, 2, 3, 4, 5] and h.last_seq == 5 and not h.more
+    assert [m.type for m in h.messages] == [pb[0].MSG_JOIN, pb[0].MSG_INVITE, pb[0].MSG_JOIN,
+                                            pb[0].MSG_TEXT, pb[0].MSG_TEXT]
+    assert h.messages[1].subject_id == b and h.messages[3].text == "hello"
+    assert h.messages[3].sender_id == a
+    # Cursor pages: forward from a seq, backward from the latest.
+    h = history(st, pb, b, cid, forward=True, after_seq=2, limit=2)
+    assert [m.seq for m in h.messages] == [3, 4] and h.more
+    h = history(st, pb, b, cid, limit=2)
+    assert [m.seq for m in h.messages] == [4, 5] and h.more
+    h = history(st, pb, b, cid, before_seq=4, limit=2)
+    assert [m.seq for m in h.messages] == [2, 3] and h.more
+    h = history(st, pb, b, cid, before_seq=3, limit=5)
+    assert [m.seq for m in h.messages] == [1, 2] and not h.more
+    # Kick: only of a lower role; the kicked member can no longer send.
+    assert code_of(lambda: member(st, pb, "Kick", b, cid, a)) == grpc.StatusCode.PERMISSION_DENIED
+    assert member(st, pb, "Kick", a, cid, b).seq == 6
+    assert code_of(lambda: send(st, pb, b, cid)) == grpc.StatusCode.PERMISSION_DENIED
+    listed = st.ListChannels(pb[0].ListChannelsRequest(caller=caller(pb, a)), timeout=DEADLINE)
+    assert [(x.channel_id, x.role, x.last_seq) for x in listed.channels] == \
+        [(cid, pb[0].ROLE_OWNER, 6)]
+    # Every change went to wy.chat once, through the outbox.
+    wait_until(lambda: chat_events(build_dir, stack) - before >= 6, timeout=30)
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM chat.wy_outbox")) == 0, timeout=30)
+    assert chat_events(build_dir, stack) - before == 6
+
+
+def test_bad_requests(daemon, pb):
+    st = stub(start(daemon), pb)
+    a = acct()
+    assert code_of(lambda: send(st, pb, a, "nowhere")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, a, "world", "")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, a, "world", "x" * 501)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, a, "world", "a\x07b")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, "bad id!", "world")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, a, to=a)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: send(st, pb, a, "system")) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: send(st, pb, a, "whisper:x|y")) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: send(st, pb, a, "party:" + acct())) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: history(st, pb, a, "world", limit=201)) == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert send(st, pb, a, "system", "maintenance at 10", moderator=True).seq >= 1
+    assert send(st, pb, a, "world", "x" * 500).seq >= 1
+
+
+def test_concurrent_senders_get_gapless_sequence(daemon, pb):
+    st = stub(start(daemon), pb)
+    owner = acct()
+    senders = [acct() for _ in range(10)]
+    cid = party(st, pb, owner, *senders)
+    base = history(st, pb, owner, cid).last_seq
+
+    def run(a):
+        return [send(st, pb, a, cid, "%s %d" % (a, i)).seq for i in range(30)]
+
+    with cf.ThreadPoolExecutor(10) as ex:
+        got = list(ex.map(run, senders))
+    seqs = sorted(s for g in got for s in g)
+    assert seqs == list(range(base + 1, base + 301))
+    for g in got:  # each sender's own messages in its order
+        assert g == sorted(g)
+    seen, after = [], base
+    while True:
+        h = history(st, pb, owner, cid, forward=True, after_seq=after, limit=200)
+        seen += [m.seq for m in h.messages]
+        if not h.more:
+            break
+        after = h.messages[-1].seq
+    assert seen == list(range(base + 1, base + 301))
+
+
+def test_whisper_offline_until_next_login(daemon, stack, pb):
+    d = start(daemon)
+    st = stub(d, pb)
+    a, b = acct(), acct()
+    r = send(st, pb, a, to=b, text="are you there?")
+    assert r.offline and r.channel_id == "whisper:%s|%s" % tuple(sorted([a, b]))
+    # b online (lobby's session index): not kept.
+    stack.redis_cli("SET", "sess:acct:" + b, "s1", "EX", "60")
+    assert not send(st, pb, a, to=b, text="ok you are").offline
+    got = st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE)
+    assert [(m.channel_id, m.seq, m.text, m.sender_id) for m in got.messages] == \
+        [(r.channel_id, 1, "are you there?", a)]
+    assert not st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE).messages
+    # Both parties read the whisper channel, nobody else.
+    assert [m.seq for m in history(st, pb, b, r.channel_id).messages] == [1, 2]
+    assert code_of(lambda: history(st, pb, acct(), r.channel_id)) == \
+        grpc.StatusCode.PERMISSION_DENIED
+
+
+def seat(stack, account, char, zone, inst):
+    stack.redis_cli("SET", "world:{acct:%s}" % account, char)
+    stack.redis_cli("HSET", "world:{char:%s}" % char, "account", account, "zone", zone,
+                    "inst", inst)
+    stack.redis_cli("HSET", "world:{zone:%s}:seat" % zone, char, inst)
+
+
+def test_zone_channel_follows_the_locator(daemon, stack, pb):
+    st = stub(start(daemon), pb)
+    zone = "z" + uuid.uuid4().hex[:8]
+    a, b, c = acct(), acct(), acct()
+    seat(stack, a, "ca-" + a[:8], zone, zone + "#1")
+    seat(stack, b, "cb-" + b[:8], zone, zone + "#1")
+    seat(stack, c, "cc-" + c[:8], zone, zone + "#2")
+    r = send(st, pb, a, "zone", "anyone here?")
+    assert r.channel_id == "zone:%s#1" % zone
+    assert [m.text for m in history(st, pb, b, r.channel_id).messages] == ["anyone here?"]
+    assert code_of(lambda: history(st, pb, c, r.channel_id)) == grpc.StatusCode.PERMISSION_DENIED
+    # Moved (World.Transfer rewrites the placement): now c's instance.
+    seat(stack, b, "cb-" + b[:8], zone, zone + "#2")
+    assert send(st, pb, b, "zone", "moved").channel_id == "zone:%s#2" % zone
+    assert code_of(lambda: history(st, pb, b, r.channel_id)) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: send(st, pb, acct(), "zone")) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_mutes_deletes_reports_and_the_log(daemon, stack, pb):
+    mod = acct()
+    st = stub(start(daemon, WY_CHAT_MODERATORS=mod), pb)
+    a, b = acct(), acct()
+    cid = party(st, pb, a, b)
+    r = send(st, pb, b, cid, "spam spam")
+    # Only moderators mute; a channel mute and a global mute both refuse; lifting works.
+    assert code_of(lambda: st.Mute(pb[0].MuteRequest(caller=caller(pb, a), account_id=b,
+                                                     duration_ms=60000), timeout=DEADLINE)) == \
+        grpc.StatusCode.PERMISSION_DENIED
+    m = st.Mute(pb[0].MuteRequest(caller=caller(pb, mod), account_id=b, channel_id=cid,
+                                  duration_ms=60000, reason="spam"), timeout=DEADLINE)
+    assert m.until_ms > 0
+    assert code_of(lambda: send(st, pb, b, cid)) == grpc.StatusCode.PERMISSION_DENIED
+    assert send(st, pb, b, "world", "still fine elsewhere").seq >= 1
+    st.Mute(pb[0].MuteRequest(caller=caller(pb, mod, moderator=False), account_id=b,
+                              duration_ms=60000), timeout=DEADLINE)
+    assert code_of(lambda: send(st, pb, b, "world")) == grpc.StatusCode.PERMISSION_DENIED
+    # The token's moderator claim counts too.
+    for ch in ("", cid):
+        st.Mute(pb[0].MuteRequest(caller=caller(pb, acct(), moderator=True), account_id=b,
+                                  channel_id=ch, duration_ms=0), timeout=DEADLINE)
+    assert send(st, pb, b, cid, "sorry").seq == r.seq + 1
+    # Delete: not someone else's (without the role); a moderator's makes a tombstone.
+    assert code_of(lambda: st.Delete(pb[0].DeleteRequest(caller=caller(pb, a), channel_id=cid,
+                                                         seq=r.seq), timeout=DEADLINE)) == \
+        grpc.StatusCode.PERMISSION_DENIED
+    t = st.Delete(pb[0].DeleteRequest(caller=caller(pb, mod), channel_id=cid, seq=r.seq,
+                                      reason="spam"), timeout=DEADLINE)
+    h = history(st, pb, a, cid, forward=True, after_seq=r.seq - 1)
+    assert h.messages[0].deleted and h.messages[0].text == ""
+    assert h.messages[-1].seq == t.seq and h.messages[-1].type == pb[0].MSG_TOMBSTONE
+    assert h.messages[-1].target_seq == r.seq
+    # Report: stored for operators, once per reporter.
+    rep = st.Report(pb[0].ReportRequest(caller=caller(pb, a), channel_id=cid, seq=r.seq + 1,
+                                        reason="rude"), timeout=DEADLINE)
+    assert rep.report_id > 0
+    assert code_of(lambda: st.Report(pb[0].ReportRequest(caller=caller(pb, a), channel_id=cid,
+                                                         seq=999), timeout=DEADLINE)) == \
+        grpc.StatusCode.NOT_FOUND
+    log = stack.psql("SELECT action FROM chat.moderation_log WHERE account_id = '%s' OR "
+                     "channel_id = '%s' ORDER BY id" % (b, cid)).split()
+    assert log == ["mute", "mute", "unmute", "unmute", "delete", "report"]
+
+
+def test_rate_limit_accepts_nothing_over_it(daemon, pb):
+    st = stub(start(daemon, WY_CHAT_RATE_LIMIT="5", WY_CHAT_RATE_WINDOW="1h"), pb)
+    a = acct()
+    codes = []
+    for i in range(20):
+        try:
+            send(st, pb, a, "world", "msg %d" % i)
+            codes.append("ok")
+        except grpc.RpcError as e:
+            codes.append(e.code())
+    assert codes[:5] == ["ok"] * 5
+    assert codes[5:] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 15
+
+
+LOOKALIKES = [
+    "BadWord", "b a d w o r d", "b.a.d.w.o.r.d", "ｂａｄｗｏｒｄ", "ＢＡＤＷＯＲＤ",
+    "b\u0430dw\u043erd",  # Cyrillic a and o
+    "b4dw0rd", "bádwörd", "bad\u200bword",
+    "시발", "ㅅㅣ발", "ㅅㅣㅂㅏㄹ", "시 발", "\u1109\u1175\u1107\u1161\u11af",
+]
+
+
+@pytest.mark.parametrize("mode", ["mask", "refuse"])
+def test_filter_catches_lookalikes(daemon, pb, mode):
+    st = stub(start(daemon, WY_CHAT_FILTER_WORDS="badword, 시발", WY_CHAT_FILTER_MODE=mode), pb)
+    a = acct()
+    for word in LOOKALIKES:
+        text = "you %s!" % word
+        if mode == "refuse":
+            assert code_of(lambda: send(st, pb, a, "world", text)) == \
+                grpc.StatusCode.PERMISSION_DENIED, word
+        else:
+            r = send(st, pb, a, "world", text)
+            assert r.masked and word not in r.text and r.text.startswith("you *"), (word, r.text)
+    clean = send(st, pb, a, "world", "a good word, 사랑해") if mode == "mask" else None
+    if clean:
+        assert not clean.masked and clean.text == "a good word, 사랑해"
