@@ -137,7 +137,7 @@ test: deps
 
 asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
-	tests/run --build build-asan --tier unit --tier integration --tier e2e --tier interop --tier deploy
+	tests/run --build build-asan --tier unit --tier integration --tier cluster --tier e2e --tier interop --tier deploy
 
 bench: deps
 	$(MAKE) all

@@ -75,6 +75,7 @@ struct wyc_client {
     bool logging_out;
     void *deferred_logout;   /* void (*)(wyc_client_t *): continues wyc_logout after the lobby */
     uint32_t unauth_retries; /* 4001 closes retried after a refresh since the last welcome */
+    struct wyc_chat_state *chat; /* wyc_chat.c: followed channels (NULL until the first) */
 };
 
 /* wyc_util.c */
@@ -113,6 +114,16 @@ void wyc__ws_accept(const char *key, char out[64]);
 /* WYC_UPGRADE_OK with *hlen the head's length; MORE (incomplete); TOO_BIG (over 8 KiB without
  * an end); STATUS (not 101: *status); ACCEPT (missing or wrong Sec-WebSocket-Accept). */
 int wyc__ws_upgrade_check(const char *d, size_t len, const char *key, size_t *hlen, int *status);
+/* wyc_chat.c: a chat push, a welcome (refetch what a reconnect missed), the client's end. */
+void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
+void wyc__chat_welcome(wyc_client_t *c);
+void wyc__chat_free(wyc_client_t *c);
+
+/* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
+void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);
+
+/* wyc_sync.c: the private loop of a blocking client. */
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s);
 
 /* wyc_client.c */
 int wyc__refresh_internal(wyc_client_t *c);

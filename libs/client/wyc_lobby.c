@@ -466,6 +466,7 @@ static void on_welcome(wyc_client_t *c, const Wyvern__Lobby__Welcome *w)
     ev_init(&ev, WYC_EV_WELCOME);
     ev.welcome = *o;
     wyc__emit(c, &ev);
+    wyc__chat_welcome(c);
 }
 
 static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
@@ -489,6 +490,12 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MESSAGE:
+        if (!m->request_id) {
+            wyc__chat_push(c, m->chat_message);
+            return;
+        }
+        break;
     case WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE: {
         wyc_event_t ev;
         ev_init(&ev, WYC_EV_NOTICE);
@@ -499,6 +506,9 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH:
+        wyc__friend_push(c, m->friend_push);
+        return;
     default:
         break;
     }

@@ -29,6 +29,11 @@ struct wyc_sync {
     wyc_game_welcome_t *welcome_out;
     double left_x, left_y;
     bool game_closed;
+    wyc_chat_result_t *chat_out;
+    wyc_chat_message_t *hist_out;
+    size_t hist_cap, *hist_n;
+    uint64_t *hist_last;
+    bool *hist_more;
 };
 
 static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
@@ -353,6 +358,79 @@ int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err)
     return s->err.code;
 }
 
+static void chat_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_result_t *r, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    if (s->chat_out)
+        *s->chat_out = *r;
+    s->done = true;
+}
+
+int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const char *arg,
+                  const char *text, wyc_chat_result_t *out, wyc_error_t *err)
+{
+    begin(s);
+    s->chat_out = out;
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = WY_EINVAL;
+    if (!op)
+        rc = WY_EINVAL;
+    else if (!strcmp(op, "send"))
+        rc = wyc_chat_send(s->c, channel_id, NULL, text, chat_cb, s);
+    else if (!strcmp(op, "whisper"))
+        rc = wyc_chat_send(s->c, NULL, arg, text, chat_cb, s);
+    else if (!strcmp(op, "create"))
+        rc = wyc_chat_create(s->c, channel_id, arg, chat_cb, s);
+    else if (!strcmp(op, "join"))
+        rc = wyc_chat_join(s->c, channel_id, chat_cb, s);
+    else if (!strcmp(op, "leave"))
+        rc = wyc_chat_leave(s->c, channel_id, chat_cb, s);
+    else if (!strcmp(op, "invite"))
+        rc = wyc_chat_invite(s->c, channel_id, arg, chat_cb, s);
+    else if (!strcmp(op, "kick"))
+        rc = wyc_chat_kick(s->c, channel_id, arg, chat_cb, s);
+    return finish(s, rc, err);
+}
+
+static void hist_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_message_t *msgs, size_t n,
+                    uint64_t last_seq, bool more, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    size_t k = n < s->hist_cap ? n : s->hist_cap;
+    if (k)
+        memcpy(s->hist_out, msgs, k * sizeof *msgs);
+    if (s->hist_n)
+        *s->hist_n = k;
+    if (s->hist_last)
+        *s->hist_last = last_seq;
+    if (s->hist_more)
+        *s->hist_more = more || k < n;
+    s->done = true;
+}
+
+int wyc_sync_chat_history(wyc_sync_t *s, const char *channel_id, uint64_t after_seq,
+                          uint64_t before_seq, bool forward, uint32_t limit,
+                          wyc_chat_message_t *out, size_t cap, size_t *n, uint64_t *last_seq,
+                          bool *more, wyc_error_t *err)
+{
+    begin(s);
+    s->hist_out = out;
+    s->hist_cap = cap;
+    s->hist_n = n;
+    s->hist_last = last_seq;
+    s->hist_more = more;
+    if (n)
+        *n = 0;
+    return finish(
+        s, wyc_chat_history(s->c, channel_id, after_seq, before_seq, forward, limit, hist_cb, s),
+        err);
+}
+
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev)
 {
     s->timed_out = false;
@@ -377,4 +455,9 @@ void wyc_sync_interrupt(wyc_sync_t *s)
 {
     s->interrupted = 1;
     uv_async_send(&s->wake);
+}
+
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s)
+{
+    return &s->loop;
 }

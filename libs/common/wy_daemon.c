@@ -197,7 +197,9 @@ static void build_config(wy_daemon_t *d)
                                        0,
                                        0,
                                        NULL,
-                                       "Redis: redis://[:password@]host:port[/db].",
+                                       "Redis: redis://[:password@]host:port[/db], or "
+                                       "redis+cluster://host:port[,host:port...] "
+                                       "for Redis Cluster.",
                                        &d->redis_url,
                                        true};
     if (s->deps & WY_DEP_PG) {

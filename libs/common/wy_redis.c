@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <hiredis/async.h>
 #include <hiredis/adapters/libuv.h>
@@ -55,7 +56,20 @@ struct wy_redis {
     int handles_open;
     void (*close_done)(void *);
     void *close_ud;
+
+    struct cluster *cl; /* cluster mode: this handle routes to node handles (below) */
 };
+
+/* Cluster mode (the end of this file). */
+static int cluster_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opts,
+                          wy_redis_t **out, const char **err);
+static int cluster_admit(wy_redis_t *r);
+static int cluster_command_argv(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud,
+                                int argc, const char **argv, const size_t *argvlen);
+static int cluster_command_fmt(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt,
+                               va_list ap);
+static void cluster_close(wy_redis_t *r);
+static const char CLUSTER_SCHEME[] = "redis+cluster://";
 
 /* ---- URL ---------------------------------------------------------------- */
 
@@ -132,7 +146,7 @@ static int parse_url(wy_redis_t *r, const char *url, const char **err)
         return WY_EINVAL;
     }
     if (strncmp(url, scheme, sizeof scheme - 1) != 0) {
-        *err = "URL must start with redis://";
+        *err = "URL must start with redis:// or redis+cluster://";
         return WY_EINVAL;
     }
     p = url + sizeof scheme - 1;
@@ -497,27 +511,20 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* ---- public ------------------------------------------------------------- */
 
+static void cluster_free(struct cluster *cl);
+
 static void free_redis(wy_redis_t *r)
 {
+    if (r->cl != NULL)
+        cluster_free(r->cl);
     wy_free(r->host);
     wy_free(r->user);
     wy_free(r->password);
     wy_free(r);
 }
 
-int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opts, wy_redis_t **out,
-                    const char **err)
+static void redis_init(wy_redis_t *r, uv_loop_t *loop, const wy_redis_opts_t *opts)
 {
-    wy_redis_t *r = wy_calloc(1, sizeof *r);
-    wy_list_init(&r->cmds);
-    const char *dummy;
-    if (err == NULL)
-        err = &dummy;
-    *out = NULL;
-    if (parse_url(r, url, err) != WY_OK) {
-        free_redis(r);
-        return WY_EINVAL;
-    }
     if (opts)
         r->o = *opts;
     if (r->o.cmd_timeout_ms == 0)
@@ -540,6 +547,24 @@ int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opt
     uv_timer_init(loop, &r->ping_timer);
     r->cmd_timer.data = r->retry_timer.data = r->ping_timer.data = r;
     r->handles_open = 3;
+}
+
+int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opts, wy_redis_t **out,
+                    const char **err)
+{
+    const char *dummy;
+    if (err == NULL)
+        err = &dummy;
+    *out = NULL;
+    if (url != NULL && strncmp(url, CLUSTER_SCHEME, sizeof CLUSTER_SCHEME - 1) == 0)
+        return cluster_create(loop, url, opts, out, err);
+    wy_redis_t *r = wy_calloc(1, sizeof *r);
+    wy_list_init(&r->cmds);
+    if (parse_url(r, url, err) != WY_OK) {
+        free_redis(r);
+        return WY_EINVAL;
+    }
+    redis_init(r, loop, opts);
     uv_timer_start(&r->ping_timer, on_ping_timer, r->o.ping_interval_ms, r->o.ping_interval_ms);
     start_connect(r);
     *out = r;
@@ -548,6 +573,8 @@ int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opt
 
 static int admit(wy_redis_t *r)
 {
+    if (r->cl != NULL)
+        return cluster_admit(r);
     if (r->closing)
         return WY_ECANCELED;
     if (r->state != ST_READY || r->ac == NULL ||
@@ -566,6 +593,12 @@ int wy_redis_command(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt, .
         return rc;
     if (cb == NULL || fmt == NULL)
         return WY_EINVAL;
+    if (r->cl != NULL) {
+        va_start(ap, fmt);
+        rc = cluster_command_fmt(r, cb, ud, fmt, ap);
+        va_end(ap);
+        return rc;
+    }
     rcmd_t *c = cmd_new(r, CMD_USER, cb, ud);
     va_start(ap, fmt);
     rc = send_prepared(r, c, redisvAsyncCommand(r->ac, on_reply, c, fmt, ap), 0);
@@ -589,6 +622,8 @@ int wy_redis_command_argv_timeout(wy_redis_t *r, uint32_t timeout_ms, wy_redis_c
         return rc;
     if (argc <= 0 || argv == NULL || cb == NULL)
         return WY_EINVAL;
+    if (r->cl != NULL)
+        return cluster_command_argv(r, timeout_ms, cb, ud, argc, argv, argvlen);
     rcmd_t *c = cmd_new(r, CMD_USER, cb, ud);
     rc = send_prepared(r, c, redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen),
                        timeout_ms);
@@ -599,6 +634,8 @@ int wy_redis_command_argv_timeout(wy_redis_t *r, uint32_t timeout_ms, wy_redis_c
 
 int wy_redis_health(const wy_redis_t *r)
 {
+    if (r->cl != NULL)
+        return r->health;
     return (r->state == ST_READY && r->ping_ok) ? WY_OK : WY_EUNAVAIL;
 }
 
@@ -607,9 +644,8 @@ uint32_t wy_redis_inflight(const wy_redis_t *r)
     return r->inflight;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void handle_gone(wy_redis_t *r)
 {
-    wy_redis_t *r = h->data;
     if (--r->handles_open > 0)
         return;
     void (*done)(void *) = r->close_done;
@@ -617,6 +653,11 @@ static void on_handle_closed(uv_handle_t *h)
     free_redis(r);
     if (done)
         done(ud);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
 }
 
 /* Runs one loop turn after close so the adapter's uv_poll (closed by redisAsyncFree) is gone
@@ -636,6 +677,10 @@ void wy_redis_close(wy_redis_t *r, void (*done)(void *ud), void *ud)
     r->closing = true;
     r->close_done = done;
     r->close_ud = ud;
+    if (r->cl != NULL) {
+        cluster_close(r);
+        return;
+    }
     uv_timer_stop(&r->cmd_timer);
     uv_timer_stop(&r->ping_timer);
     uv_timer_stop(&r->retry_timer);
@@ -777,4 +822,683 @@ int wy_redis_eval(wy_redis_t *r, wy_redis_script_t *s, uint32_t timeout_ms, wy_r
     if (rc != WY_OK)
         eval_call_free(e);
     return rc;
+}
+
+/* ---- Redis Cluster ------------------------------------------------------
+ * The handle the caller holds routes every command to one node handle (a plain wy_redis_t of
+ * this file, one connection per node): by the hash slot of the command's first key (EVAL and
+ * EVALSHA: the first of KEYS), from a slot map read with CLUSTER SLOTS at connect, every
+ * refresh period and soon after any redirect or lost node. MOVED updates the slot and resends;
+ * ASK resends once to the named node after ASKING; TRYAGAIN and CLUSTERDOWN (a slot being
+ * migrated or failed over) are resent after a short delay; all within the command's timeout
+ * and CL_REDIRECTS_MAX redirects. The front handle's timers: ping_timer refreshes the map,
+ * cmd_timer resends delayed commands and runs an early refresh, retry_timer closes. */
+
+#define CL_SLOTS         16384
+#define CL_NODES_MAX     64
+#define CL_SEEDS_MAX     16
+#define CL_REDIRECTS_MAX 5
+#define CL_DELAY_MS      25  /* TRYAGAIN / CLUSTERDOWN resend delay */
+#define CL_REFRESH_MIN   100 /* ms between two map reads */
+
+typedef struct cl_node {
+    struct cluster *cl;
+    char *host;
+    int port;
+    wy_redis_t *conn;
+    int health;
+} cl_node_t;
+
+typedef struct cluster {
+    wy_redis_t *front;
+    cl_node_t nodes[CL_NODES_MAX];
+    int nnodes, nseeds;
+    int16_t slot[CL_SLOTS]; /* node index, -1 unknown */
+    bool map_ok;            /* every slot has a node */
+    bool refreshing, want_refresh;
+    uint64_t last_refresh;
+    uint32_t next_seed; /* round robin of the node asked for the map */
+    wy_list_t delayed;  /* ccmd_t.node waiting for CL_DELAY_MS */
+} cluster_t;
+
+typedef struct {
+    wy_list_t node;
+    wy_redis_t *front;
+    wy_redis_cb cb;
+    void *ud;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    int slot;      /* -1: no key, any node */
+    int sent_node; /* the node the current attempt went to */
+    int ask_node;  /* >= 0: the next attempt goes there, after ASKING */
+    int redirects; /* MOVED / ASK / TRYAGAIN answers so far */
+    uint64_t deadline;
+} ccmd_t;
+
+/* CRC16-CCITT (XMODEM), the slot hash of Redis Cluster. */
+static uint16_t crc16(const char *buf, size_t len)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+int wy_redis_key_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open != NULL) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        const char *close = memchr(open + 1, '}', rest);
+        if (close != NULL && close > open + 1)
+            return crc16(open + 1, (size_t)(close - open - 1)) & (CL_SLOTS - 1);
+    }
+    return crc16(key, len) & (CL_SLOTS - 1);
+}
+
+/* The argument index of the command's first key, or -1 (no key: any node). */
+static int first_key(int argc, char **argv, const size_t *argvlen)
+{
+    static const char *const keyless[] = {"PING",   "ECHO",    "INFO",   "TIME",
+                                          "SCRIPT", "CLUSTER", "DBSIZE", "COMMAND",
+                                          "CONFIG", "CLIENT",  "AUTH",   "HELLO"};
+    const char *cmd = argv[0];
+    if (argvlen[0] >= 4 &&
+        (strncasecmp(cmd, "EVAL", 4) == 0 || strncasecmp(cmd, "FCALL", 5) == 0)) {
+        if (argc < 4)
+            return -1;
+        long n = strtol(argv[2], NULL, 10);
+        return n > 0 ? 3 : -1;
+    }
+    for (size_t i = 0; i < WY_ARRAY_LEN(keyless); i++)
+        if (strlen(keyless[i]) == argvlen[0] && strncasecmp(cmd, keyless[i], argvlen[0]) == 0)
+            return -1;
+    return argc >= 2 ? 1 : -1;
+}
+
+static void cl_set_health(cluster_t *cl)
+{
+    wy_redis_t *f = cl->front;
+    int h = WY_EUNAVAIL;
+    if (cl->map_ok && !f->closing) {
+        h = WY_OK;
+        bool used[CL_NODES_MAX] = {false};
+        for (int s = 0; s < CL_SLOTS; s++)
+            if (cl->slot[s] >= 0)
+                used[cl->slot[s]] = true;
+        for (int i = 0; i < cl->nnodes; i++)
+            if (used[i] && cl->nodes[i].health != WY_OK)
+                h = WY_EUNAVAIL;
+    }
+    if (h == f->health)
+        return;
+    f->health = h;
+    wy_log_info(h == WY_OK ? "redis cluster up" : "redis cluster down", "seeds", f->host, NULL);
+    if (f->o.on_state)
+        f->o.on_state(f, h, f->o.state_ud);
+}
+
+static void cl_refresh(cluster_t *cl);
+static void on_cl_timer(uv_timer_t *t);
+
+/* A map read soon: now, or at the next cmd_timer tick when one ran less than
+ * CL_REFRESH_MIN ago or is running. */
+static void cl_refresh_soon(cluster_t *cl)
+{
+    wy_redis_t *f = cl->front;
+    if (f->closing)
+        return;
+    if (!cl->refreshing && uv_now(f->loop) - cl->last_refresh >= CL_REFRESH_MIN) {
+        cl_refresh(cl);
+        return;
+    }
+    cl->want_refresh = true;
+    if (!uv_is_active((uv_handle_t *)&f->cmd_timer))
+        uv_timer_start(&f->cmd_timer, on_cl_timer, CL_DELAY_MS, 0);
+}
+
+static void cl_node_state(wy_redis_t *conn, int health, void *ud)
+{
+    (void)conn;
+    cl_node_t *n = ud;
+    n->health = health;
+    if (health == WY_OK && !n->cl->map_ok)
+        cl_refresh_soon(n->cl);
+    else if (health != WY_OK)
+        cl_refresh_soon(n->cl); /* a failover moves its slots */
+    cl_set_health(n->cl);
+}
+
+/* The node for host:port, created (connecting in the background) when new; -1 when the table
+ * is full. */
+static int cl_node(cluster_t *cl, const char *host, size_t hostlen, int port)
+{
+    for (int i = 0; i < cl->nnodes; i++)
+        if (cl->nodes[i].port == port && strlen(cl->nodes[i].host) == hostlen &&
+            memcmp(cl->nodes[i].host, host, hostlen) == 0)
+            return i;
+    if (cl->nnodes == CL_NODES_MAX) {
+        wy_log_error("redis cluster: too many nodes", "seeds", cl->front->host, NULL);
+        return -1;
+    }
+    wy_redis_t *f = cl->front;
+    cl_node_t *n = &cl->nodes[cl->nnodes];
+    wy_redis_t *c = wy_calloc(1, sizeof *c);
+    wy_list_init(&c->cmds);
+    c->host = wy_strndup(host, hostlen);
+    c->port = port;
+    c->user = f->user ? wy_strndup(f->user, strlen(f->user)) : NULL;
+    c->password = f->password ? wy_strndup(f->password, strlen(f->password)) : NULL;
+    wy_redis_opts_t o = f->o;
+    o.on_state = cl_node_state;
+    o.state_ud = n;
+    redis_init(c, f->loop, &o);
+    uv_timer_start(&c->ping_timer, on_ping_timer, c->o.ping_interval_ms, c->o.ping_interval_ms);
+    start_connect(c);
+    n->cl = cl;
+    n->host = wy_strndup(host, hostlen);
+    n->port = port;
+    n->conn = c;
+    n->health = WY_EUNAVAIL;
+    f->handles_open++; /* the node handle is closed with the front */
+    return cl->nnodes++;
+}
+
+static void on_slots(int status, redisReply *reply, void *ud)
+{
+    cl_node_t *asked = ud;
+    cluster_t *cl = asked->cl;
+    cl->refreshing = false;
+    if (cl->front->closing)
+        return;
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY) {
+        wy_log_warn("redis cluster: CLUSTER SLOTS failed", "node", asked->host, "error",
+                    status == WY_EIO && reply ? reply->str : wy_strerror(status), NULL);
+        cl->want_refresh = true;
+        return;
+    }
+    static int16_t map[CL_SLOTS]; /* loop thread only */
+    for (int i = 0; i < CL_SLOTS; i++)
+        map[i] = -1;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+            e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+        const redisReply *m = e->element[2];
+        const char *host = m->element[0]->str;
+        size_t hostlen = m->element[0]->len;
+        if (hostlen == 0 || (hostlen == 1 && host[0] == '?')) { /* "the node you asked" */
+            host = asked->host;
+            hostlen = strlen(host);
+        }
+        int idx = cl_node(cl, host, hostlen, (int)m->element[1]->integer);
+        if (idx < 0 || lo < 0 || hi >= CL_SLOTS || lo > hi)
+            continue;
+        for (long long s = lo; s <= hi; s++)
+            map[s] = (int16_t)idx;
+    }
+    bool full = true;
+    for (int i = 0; i < CL_SLOTS && full; i++)
+        full = map[i] >= 0;
+    if (!full) {
+        /* Keep routing by the old map (redirects fix single slots); read again soon. */
+        wy_log_warn("redis cluster: slot map incomplete", "node", asked->host, NULL);
+        cl->want_refresh = true;
+        if (!cl->map_ok)
+            return;
+        for (int i = 0; i < CL_SLOTS; i++)
+            if (map[i] >= 0)
+                cl->slot[i] = map[i];
+    } else {
+        int changed = 0;
+        for (int i = 0; i < CL_SLOTS; i++)
+            changed += cl->map_ok && cl->slot[i] != map[i];
+        memcpy(cl->slot, map, sizeof map);
+        if (changed > 0) {
+            char n[16];
+            snprintf(n, sizeof n, "%d", changed);
+            wy_log_info("redis cluster: slot map changed", "slots", n, NULL);
+        }
+        if (!cl->map_ok) {
+            char nn[16];
+            snprintf(nn, sizeof nn, "%d", cl->nnodes);
+            wy_log_info("redis cluster: slot map loaded", "nodes", nn, NULL);
+        }
+        cl->map_ok = true;
+    }
+    cl_set_health(cl);
+}
+
+/* Asks one healthy node (round robin, seeds first) for the slot map. */
+static void cl_refresh(cluster_t *cl)
+{
+    wy_redis_t *f = cl->front;
+    if (cl->refreshing || f->closing)
+        return;
+    cl->want_refresh = false;
+    cl->last_refresh = uv_now(f->loop);
+    for (int k = 0; k < cl->nnodes; k++) {
+        cl_node_t *n = &cl->nodes[(cl->next_seed + (uint32_t)k) % (uint32_t)cl->nnodes];
+        if (n->health != WY_OK)
+            continue;
+        const char *argv[] = {"CLUSTER", "SLOTS"};
+        if (wy_redis_command_argv(n->conn, on_slots, n, 2, argv, NULL) == WY_OK) {
+            cl->next_seed = (cl->next_seed + (uint32_t)k + 1) % (uint32_t)cl->nnodes;
+            cl->refreshing = true;
+            return;
+        }
+    }
+    cl->want_refresh = true; /* nobody answers yet: retried by the timers */
+}
+
+static void ccmd_free(ccmd_t *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        wy_free(c->argv[i]);
+    wy_free(c->argv);
+    wy_free(c->argvlen);
+    wy_free(c);
+}
+
+static void ccmd_finish(ccmd_t *c, int status, redisReply *reply)
+{
+    wy_redis_t *f = c->front;
+    f->inflight--;
+    c->cb(status, reply, c->ud);
+    ccmd_free(c);
+}
+
+static void on_node_reply(int status, redisReply *reply, void *ud);
+static void on_cl_timer(uv_timer_t *t);
+
+static void ignore_node_reply(int status, redisReply *reply, void *ud)
+{
+    (void)status, (void)reply, (void)ud; /* ASKING: the command after it tells */
+}
+
+/* Sends c's next attempt; WY_OK or why not (nothing called). */
+static int ccmd_send(ccmd_t *c)
+{
+    wy_redis_t *f = c->front;
+    cluster_t *cl = f->cl;
+    uint64_t now = uv_now(f->loop);
+    if (f->closing)
+        return WY_ECANCELED;
+    if (now >= c->deadline)
+        return WY_ETIMEDOUT;
+    int idx = c->ask_node;
+    if (idx < 0 && c->slot >= 0)
+        idx = cl->slot[c->slot];
+    if (idx < 0) { /* no key: the first healthy node */
+        for (int i = 0; i < cl->nnodes && idx < 0; i++)
+            if (cl->nodes[i].health == WY_OK)
+                idx = i;
+        if (idx < 0)
+            return WY_EUNAVAIL;
+    }
+    wy_redis_t *n = cl->nodes[idx].conn;
+    uint32_t left = (uint32_t)(c->deadline - now);
+    if (c->ask_node >= 0) {
+        const char *asking[] = {"ASKING"};
+        int rc = wy_redis_command_argv_timeout(n, left, ignore_node_reply, NULL, 1, asking, NULL);
+        if (rc != WY_OK)
+            return rc;
+        c->ask_node = -1;
+    }
+    c->sent_node = idx;
+    return wy_redis_command_argv_timeout(n, left, on_node_reply, c, c->argc, (const char **)c->argv,
+                                         c->argvlen);
+}
+
+/* "MOVED 3999 127.0.0.1:6381" / "ASK ...": the node index named (created if new), or -1. */
+static int redirect_target(ccmd_t *c, const char *msg)
+{
+    cluster_t *cl = c->front->cl;
+    const char *sp = strchr(msg, ' ');
+    if (sp == NULL || (sp = strchr(sp + 1, ' ')) == NULL)
+        return -1;
+    const char *addr = sp + 1, *colon = strrchr(addr, ':');
+    if (colon == NULL)
+        return -1;
+    long port = strtol(colon + 1, NULL, 10);
+    if (port <= 0 || port > 65535)
+        return -1;
+    const char *host = addr;
+    size_t hostlen = (size_t)(colon - addr);
+    if (hostlen == 0) { /* Redis 7: same host as the node that answered */
+        host = cl->nodes[c->sent_node].host;
+        hostlen = strlen(host);
+    }
+    return cl_node(cl, host, hostlen, (int)port);
+}
+
+static void cl_delay(ccmd_t *c)
+{
+    wy_redis_t *f = c->front;
+    wy_list_push_back(&f->cl->delayed, &c->node);
+    if (!uv_is_active((uv_handle_t *)&f->cmd_timer))
+        uv_timer_start(&f->cmd_timer, on_cl_timer, CL_DELAY_MS, 0);
+}
+
+static void resend(ccmd_t *c, int status, redisReply *reply)
+{
+    int rc = ccmd_send(c);
+    if (rc == WY_OK)
+        return;
+    ccmd_finish(c, rc == WY_ETIMEDOUT || rc == WY_ECANCELED ? rc : status,
+                rc == WY_ETIMEDOUT || rc == WY_ECANCELED ? NULL : reply);
+}
+
+static void on_node_reply(int status, redisReply *reply, void *ud)
+{
+    ccmd_t *c = ud;
+    cluster_t *cl = c->front->cl;
+    if (status == WY_EUNAVAIL || status == WY_ETIMEDOUT)
+        cl_refresh_soon(cl); /* the node may have failed over */
+    if (status != WY_EIO || reply == NULL || reply->type != REDIS_REPLY_ERROR ||
+        reply->str == NULL || c->front->closing) {
+        ccmd_finish(c, status, reply);
+        return;
+    }
+    bool moved = strncmp(reply->str, "MOVED ", 6) == 0, ask = strncmp(reply->str, "ASK ", 4) == 0;
+    bool again =
+        strncmp(reply->str, "TRYAGAIN", 8) == 0 || strncmp(reply->str, "CLUSTERDOWN", 11) == 0;
+    if (!moved && !ask && !again) {
+        ccmd_finish(c, status, reply);
+        return;
+    }
+    if (again) {
+        /* A slot half migrated (some of the keys moved) or failing over: resent every
+         * CL_DELAY_MS until the command's deadline. */
+        if (uv_now(c->front->loop) + CL_DELAY_MS >= c->deadline) {
+            ccmd_finish(c, WY_EIO, reply);
+            return;
+        }
+        cl_delay(c);
+        return;
+    }
+    if (++c->redirects > CL_REDIRECTS_MAX) {
+        wy_log_warn("redis cluster: too many redirects", "error", reply->str, NULL);
+        ccmd_finish(c, WY_EIO, reply);
+        return;
+    }
+    int idx = redirect_target(c, reply->str);
+    if (idx < 0) {
+        ccmd_finish(c, WY_EIO, reply);
+        return;
+    }
+    if (moved) {
+        if (c->slot >= 0)
+            cl->slot[c->slot] = (int16_t)idx;
+        cl_refresh_soon(cl);
+    } else {
+        c->ask_node = idx;
+    }
+    resend(c, WY_EIO, reply);
+}
+
+/* cmd_timer: resend the delayed commands, run a wanted map read. */
+static void on_cl_timer(uv_timer_t *t)
+{
+    wy_redis_t *f = t->data;
+    cluster_t *cl = f->cl;
+    if (f->closing)
+        return;
+    if (cl->want_refresh)
+        cl_refresh(cl);
+    wy_list_t pending;
+    wy_list_init(&pending);
+    while (!wy_list_empty(&cl->delayed)) {
+        wy_list_t *e = wy_list_first(&cl->delayed);
+        wy_list_remove(e);
+        wy_list_push_back(&pending, e);
+    }
+    while (!wy_list_empty(&pending)) {
+        ccmd_t *c = wy_container_of(wy_list_first(&pending), ccmd_t, node);
+        wy_list_remove(&c->node);
+        int rc = ccmd_send(c);
+        if (rc == WY_EUNAVAIL || rc == WY_EBUSY)
+            cl_delay(c); /* the node is reconnecting: until the deadline */
+        else if (rc != WY_OK)
+            ccmd_finish(c, rc == WY_ETIMEDOUT || rc == WY_ECANCELED ? rc : WY_EUNAVAIL, NULL);
+    }
+    if (cl->want_refresh && !uv_is_active((uv_handle_t *)&f->cmd_timer))
+        uv_timer_start(&f->cmd_timer, on_cl_timer, CL_DELAY_MS * 4, 0);
+}
+
+static void on_cl_refresh_timer(uv_timer_t *t)
+{
+    wy_redis_t *f = t->data;
+    if (!f->closing)
+        cl_refresh(f->cl);
+}
+
+static int cluster_admit(wy_redis_t *r)
+{
+    if (r->closing)
+        return WY_ECANCELED;
+    if (!r->cl->map_ok)
+        return WY_EUNAVAIL;
+    if (r->inflight >= r->o.max_inflight)
+        return WY_EBUSY;
+    return WY_OK;
+}
+
+static int cluster_submit(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud, int argc,
+                          char **argv, size_t *argvlen)
+{
+    ccmd_t *c = wy_calloc(1, sizeof *c);
+    wy_list_init(&c->node);
+    c->front = r;
+    c->cb = cb;
+    c->ud = ud;
+    c->argc = argc;
+    c->argv = argv;
+    c->argvlen = argvlen;
+    c->ask_node = -1;
+    c->sent_node = -1;
+    int k = first_key(argc, argv, argvlen);
+    c->slot = k < 0 ? -1 : wy_redis_key_slot(argv[k], argvlen[k]);
+    c->deadline = uv_now(r->loop) + (timeout_ms ? timeout_ms : r->o.cmd_timeout_ms);
+    int rc = ccmd_send(c);
+    if (rc != WY_OK) {
+        ccmd_free(c);
+        return rc == WY_ETIMEDOUT ? WY_EUNAVAIL : rc;
+    }
+    r->inflight++;
+    return WY_OK;
+}
+
+static int cluster_command_argv(wy_redis_t *r, uint32_t timeout_ms, wy_redis_cb cb, void *ud,
+                                int argc, const char **argv, const size_t *argvlen)
+{
+    char **v = wy_calloc((size_t)argc, sizeof *v);
+    size_t *l = wy_calloc((size_t)argc, sizeof *l);
+    for (int i = 0; i < argc; i++) {
+        l[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+        v[i] = wy_malloc(l[i] + 1);
+        memcpy(v[i], argv[i], l[i]);
+        v[i][l[i]] = '\0';
+    }
+    return cluster_submit(r, timeout_ms, cb, ud, argc, v, l);
+}
+
+/* Reads "$<len>\r\n<bytes>\r\n" at *p (end e) into a new string; false when malformed. */
+static bool resp_bulk(const char **p, const char *e, char **out, size_t *len)
+{
+    const char *q = *p;
+    if (q >= e || *q != '$')
+        return false;
+    char *end = NULL;
+    long n = strtol(q + 1, &end, 10);
+    if (end == NULL || n < 0 || end + 2 > e || end[0] != '\r' || end[1] != '\n' ||
+        (size_t)(e - (end + 2)) < (size_t)n + 2)
+        return false;
+    *len = (size_t)n;
+    *out = wy_malloc((size_t)n + 1);
+    memcpy(*out, end + 2, (size_t)n);
+    (*out)[n] = '\0';
+    *p = end + 2 + n + 2;
+    return true;
+}
+
+static int cluster_command_fmt(wy_redis_t *r, wy_redis_cb cb, void *ud, const char *fmt, va_list ap)
+{
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
+    if (len <= 0 || cmd == NULL || cmd[0] != '*')
+        return WY_EINVAL;
+    const char *p = cmd, *e = cmd + len;
+    char *end = NULL;
+    long argc = strtol(p + 1, &end, 10);
+    if (argc <= 0 || argc > 1000000 || end + 2 > e) {
+        redisFreeCommand(cmd);
+        return WY_EINVAL;
+    }
+    p = end + 2;
+    char **v = wy_calloc((size_t)argc, sizeof *v);
+    size_t *l = wy_calloc((size_t)argc, sizeof *l);
+    for (long i = 0; i < argc; i++) {
+        if (!resp_bulk(&p, e, &v[i], &l[i])) {
+            for (long j = 0; j < i; j++)
+                wy_free(v[j]);
+            wy_free(v);
+            wy_free(l);
+            redisFreeCommand(cmd);
+            return WY_EINVAL;
+        }
+    }
+    redisFreeCommand(cmd);
+    return cluster_submit(r, 0, cb, ud, (int)argc, v, l);
+}
+
+static void on_node_closed(void *ud)
+{
+    cl_node_t *n = ud;
+    n->conn = NULL;
+    handle_gone(n->cl->front);
+}
+
+static void cluster_close(wy_redis_t *r)
+{
+    cluster_t *cl = r->cl;
+    uv_timer_stop(&r->cmd_timer);
+    uv_timer_stop(&r->ping_timer);
+    while (!wy_list_empty(&cl->delayed)) {
+        ccmd_t *c = wy_container_of(wy_list_first(&cl->delayed), ccmd_t, node);
+        wy_list_remove(&c->node);
+        ccmd_finish(c, WY_ECANCELED, NULL);
+    }
+    /* Pending commands get WY_ECANCELED from their node's close. */
+    for (int i = 0; i < cl->nnodes; i++)
+        wy_redis_close(cl->nodes[i].conn, on_node_closed, &cl->nodes[i]);
+    r->health = WY_EUNAVAIL;
+    uv_timer_start(&r->retry_timer, on_close_turn, 0, 0);
+}
+
+static void cluster_free(cluster_t *cl)
+{
+    for (int i = 0; i < cl->nnodes; i++)
+        wy_free(cl->nodes[i].host);
+    wy_free(cl);
+}
+
+/* redis+cluster://[[user]:password@]host:port[,host:port...][/] */
+static int cluster_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opts,
+                          wy_redis_t **out, const char **err)
+{
+    const char *body = url + sizeof CLUSTER_SCHEME - 1;
+    size_t blen = strlen(body);
+    if (blen > 2048) {
+        *err = "URL longer than 2048 characters";
+        return WY_EINVAL;
+    }
+    if (blen > 0 && body[blen - 1] == '/')
+        blen--;
+    if (memchr(body, '/', blen) != NULL) {
+        *err = "a cluster URL takes no database (Redis Cluster has only database 0)";
+        return WY_EINVAL;
+    }
+    const char *at = NULL;
+    for (const char *q = body; q < body + blen; q++)
+        if (*q == '@')
+            at = q;
+    const char *hosts = at ? at + 1 : body;
+    size_t credlen = at ? (size_t)(at - body) + 1 : 0; /* with the '@' */
+    wy_redis_t *f = wy_calloc(1, sizeof *f);
+    wy_list_init(&f->cmds);
+    cluster_t *cl = wy_calloc(1, sizeof *cl);
+    cl->front = f;
+    wy_list_init(&cl->delayed);
+    for (int i = 0; i < CL_SLOTS; i++)
+        cl->slot[i] = -1;
+    f->cl = cl;
+    f->host = wy_strndup(hosts, (size_t)(body + blen - hosts)); /* for logs: the seeds */
+    struct {
+        char *host;
+        int port;
+    } seeds[CL_SEEDS_MAX];
+    int nseeds = 0, rc = WY_OK;
+    const char *p = hosts, *end = body + blen;
+    while (rc == WY_OK) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+        if (nseeds == CL_SEEDS_MAX) {
+            *err = "more than 16 seed nodes";
+            rc = WY_EINVAL;
+            break;
+        }
+        /* Each seed is validated as "redis://<credentials>host:port". */
+        char *one = wy_sprintf("redis://%.*s%.*s", (int)credlen, body, (int)(stop - p), p);
+        wy_redis_t tmp;
+        memset(&tmp, 0, sizeof tmp);
+        rc = parse_url(&tmp, one, err);
+        wy_free(one);
+        if (rc == WY_OK) {
+            seeds[nseeds].host = tmp.host;
+            seeds[nseeds].port = tmp.port;
+            nseeds++;
+            if (f->user == NULL && f->password == NULL) {
+                f->user = tmp.user;
+                f->password = tmp.password;
+            } else {
+                wy_free(tmp.user);
+                wy_free(tmp.password);
+            }
+        } else {
+            wy_free(tmp.host);
+            wy_free(tmp.user);
+            wy_free(tmp.password);
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if (rc != WY_OK) {
+        for (int i = 0; i < nseeds; i++)
+            wy_free(seeds[i].host);
+        free_redis(f);
+        return rc;
+    }
+    redis_init(f, loop, opts);
+    f->cmd_timer.data = f->ping_timer.data = f->retry_timer.data = f;
+    uint32_t refresh = f->o.ping_interval_ms * 5 < 2000 ? 2000 : f->o.ping_interval_ms * 5;
+    uv_timer_start(&f->ping_timer, on_cl_refresh_timer, refresh, refresh);
+    for (int i = 0; i < nseeds; i++) {
+        cl_node(cl, seeds[i].host, strlen(seeds[i].host), seeds[i].port);
+        wy_free(seeds[i].host);
+    }
+    cl->nseeds = nseeds;
+    *out = f;
+    return WY_OK;
 }

@@ -39,13 +39,25 @@ typedef struct {
 } wy_redis_opts_t;
 
 /* Parse url ("redis://host:port[/db]" or "redis://[user]:password@host:port[/db]", password may be
- * %-encoded; IPv6 hosts in brackets) and start connecting in the background on loop. opts may be
- * NULL (defaults; zero fields also mean default). On success returns WY_OK and *out; the handle is
- * usable at once (commands fail with WY_EUNAVAIL until the first connection is ready). On a bad URL
- * returns WY_EINVAL and sets *err to a static message without the variable name ("missing port");
- * the caller prefixes it with where the URL came from ("WY_REDIS_URL: missing port").
- * Host names are resolved by hiredis with a blocking getaddrinfo on each (re)connect: prefer an IP
- * or a name the local resolver answers fast (Kubernetes service names do). Loop thread only. */
+ * %-encoded; IPv6 hosts in brackets) and start connecting in the background on loop.
+ * Redis Cluster: "redis+cluster://[[user]:password@]host:port[,host:port...]" (up to 16 seed
+ * nodes, no database): the handle reads the slot map (CLUSTER SLOTS) from a seed, keeps one
+ * connection per node and routes each command by the hash slot of its first key (EVAL/EVALSHA:
+ * KEYS[1]; commands without a key go to any node); it follows MOVED (and re-reads the map),
+ * ASK (ASKING, then the command on that node), at most 5 redirects, and resends after
+ * TRYAGAIN/CLUSTERDOWN every 25 ms; all within the command's timeout, then the last error
+ * reaches the callback (WY_EIO with Redis' message; WY_ETIMEDOUT when the time ran out). A
+ * multi-key command or script whose keys are in different slots gets Redis' CROSSSLOT error: keep
+ * them under one hash tag (docs/keys.md). The map is re-read every 5 ping intervals (at least 2 s)
+ * and after a node is lost. Commands fail with WY_EUNAVAIL until the map is loaded or while their
+ * slot's node is reconnecting; health is WY_OK when the map covers every slot and every node
+ * serving slots answers its PING. opts may be NULL (defaults; zero fields also mean default). On
+ * success returns WY_OK and *out; the handle is usable at once (commands fail with WY_EUNAVAIL
+ * until the first connection is ready). On a bad URL returns WY_EINVAL and sets *err to a static
+ * message without the variable name ("missing port"); the caller prefixes it with where the URL
+ * came from ("WY_REDIS_URL: missing port"). Host names are resolved by hiredis with a blocking
+ * getaddrinfo on each (re)connect: prefer an IP or a name the local resolver answers fast
+ * (Kubernetes service names do). Loop thread only. */
 int wy_redis_create(uv_loop_t *loop, const char *url, const wy_redis_opts_t *opts, wy_redis_t **out,
                     const char **err);
 
@@ -96,6 +108,10 @@ int wy_redis_eval(wy_redis_t *r, wy_redis_script_t *s, uint32_t timeout_ms, wy_r
 /* WY_OK when connected, handshake (AUTH/SELECT) done and the last PING answered; else
  * WY_EUNAVAIL. Cheap; for /readyz. Loop thread only. */
 int wy_redis_health(const wy_redis_t *r);
+
+/* The Redis Cluster hash slot (0..16383) of a key: CRC16 of its hash tag (the part between the
+ * first '{' and the next '}', when not empty) or of the whole key. */
+int wy_redis_key_slot(const char *key, size_t len);
 
 /* Commands sent and not yet answered (for metrics and tests). */
 uint32_t wy_redis_inflight(const wy_redis_t *r);

@@ -5,6 +5,12 @@
 
 #include <string.h>
 
+/* Redis key prefixes of the failed-login limiters (docs/keys.md); wy_ratelimit appends
+ * ":<key>". One key per check: any slot. */
+#define RKEY_AUTH_RL_PAIR "auth:rl:pair"
+#define RKEY_AUTH_RL_ACCT "auth:rl:acct"
+#define RKEY_AUTH_RL_IP   "auth:rl:ip"
+
 #define AUTH_DRAIN_POLL_MS 50
 #define AUTH_MAX_CONFIG    64
 
@@ -224,13 +230,13 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = msg;
         return rc;
     }
-    rc = wy_ratelimit_new(auth_redis(a), "auth:rl:pair", (uint32_t)auth_cfg.limit_pair,
+    rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_PAIR, (uint32_t)auth_cfg.limit_pair,
                           (uint32_t)auth_cfg.limit_window_ms, &a->rl_pair);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:acct", (uint32_t)auth_cfg.limit_account,
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_ACCT, (uint32_t)auth_cfg.limit_account,
                               (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), "auth:rl:ip", (uint32_t)auth_cfg.limit_ip,
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_IP, (uint32_t)auth_cfg.limit_ip,
                               (uint32_t)auth_cfg.limit_window_ms, &a->rl_ip);
     if (rc != WY_OK) {
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";

@@ -7,13 +7,21 @@
 
 #include <openssl/sha.h>
 
-#define REVOKED_SID  "auth:revoked:sid:"
-#define REVOKED_ACCT "auth:revoked:acct:"
+/* Redis key formats (docs/keys.md). The whole revocation state shares the hash tag
+ * {revoked}: the check's MGET (sid, account, marker), the rebuild's scripts and the rule "the
+ * marker lands after every key" (one connection, in order) hold on Redis Cluster as on one
+ * node. One slot serves every check: revocations are few and small. */
+#define RKEY_AUTH_REVOKED_SID  "auth:{revoked}:sid:"
+#define RKEY_AUTH_REVOKED_ACCT "auth:{revoked}:acct:"
+#define REVOKED_SID            RKEY_AUTH_REVOKED_SID
+#define REVOKED_ACCT           RKEY_AUTH_REVOKED_ACCT
 /* Present while Redis holds every revocation key (written after a rebuild from PostgreSQL). */
-#define RELOAD_MARKER "auth:revoked:loaded"
+#define RKEY_AUTH_REVOKED_LOADED "auth:{revoked}:loaded"
+#define RELOAD_MARKER            RKEY_AUTH_REVOKED_LOADED
 /* The rebuild in progress: its nonce; a flush during the rebuild removes it, so the marker is
  * not written over an incomplete key set. */
-#define RELOAD_NONCE "auth:revoked:rebuilding"
+#define RKEY_AUTH_REVOKED_REBUILDING "auth:{revoked}:rebuilding"
+#define RELOAD_NONCE                 RKEY_AUTH_REVOKED_REBUILDING
 /* A revocation must outlive every access token it covers: TTL + verifier leeway. */
 #define REVOKE_MARGIN_MS (2 * 60 * 1000)
 
@@ -352,7 +360,7 @@ static void on_reload_set(int status, redisReply *r, void *ud)
     (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
 }
 
-/* Writes auth:revoked:{sid,acct}:<id> = <at_ms> PX <left_ms> for every row whose time is left,
+/* Writes auth:{revoked}:{sid,acct}:<id> = <at_ms> PX <left_ms> for every row whose time is left,
  * RELOAD_CHUNK keys per script call, so a large rebuild stays far below the connection's bound
  * of commands in flight (2 * RELOAD_MAX rows are 400 calls). */
 #define RELOAD_CHUNK 500

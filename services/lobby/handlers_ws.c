@@ -2,6 +2,8 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "characters.h"
+#include "chat.h"
 #include "enter.h"
 #include "hello.h"
 #include "nickname.h"
@@ -186,7 +188,7 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
         if (i < g->n_account_ids) {
             if (!*name || strlen(name) > LOBBY_ID_MAX)
                 bad = 1;
-            keys[i] = wy_sprintf("sess:acct:%s", name);
+            keys[i] = wy_strdup(name);
         } else {
             char display[LOBBY_NICK_MAX + 1], norm[LOBBY_NICK_MAX * 4 + 1];
             const char *e = NULL;
@@ -194,11 +196,12 @@ static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetP
             if (lobby_nick_check(name, strlen(name), display, sizeof display, norm, sizeof norm,
                                  &e) != WY_OK)
                 snprintf(norm, sizeof norm, "-");
-            keys[i] = wy_sprintf("sess:nick:%s", norm);
+            keys[i] = wy_strdup(norm);
         }
     }
     int rc = bad ? WY_EINVAL
-                 : lobby_session_lookup_many(c->lb, n, (const char *const *)keys, presence_done, p);
+                 : lobby_session_lookup_many(c->lb, n, g->n_account_ids, (const char *const *)keys,
+                                             presence_done, p);
     for (size_t i = 0; i < n; i++)
         wy_free(keys[i]);
     wy_free(keys);
@@ -255,7 +258,7 @@ static const char *msg_type(const Wyvern__Lobby__ClientMessage *m)
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
         return "enter_game";
     default:
-        return "unknown";
+        return lobby_chat_type(m->body_case) ? lobby_chat_type(m->body_case) : "unknown";
     }
 }
 
@@ -291,6 +294,12 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
         lobby_enter_game(c, req, m->enter_game, t0);
         break;
     default:
+        if (lobby_chat_type(m->body_case)) {
+            lobby_chat_request(c, m, t0);
+            break;
+        }
+        if (lobby_chars_dispatch(c, m, t0)) /* characters and friends: 30..49 */
+            break;
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
         refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;

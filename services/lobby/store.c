@@ -11,50 +11,45 @@
 
 #define EPOCH_KEEP_MS "604800000" /* the fence counter outlives any session by far */
 
+/* Redis key formats (docs/keys.md; a test compares the RKEY_ macros with it). Everything of
+ * one account lives in the hash slot of its tag {<account>}, so each script below touches
+ * one slot and runs unchanged on Redis Cluster. The nickname and instance keys have their
+ * own slots and are never touched by a script: one single-key command each. */
+#define RKEY_SESS_ACCT  "sess:{%s}:acct"  /* account -> its live session id */
+#define RKEY_SESS_EPOCH "sess:{%s}:epoch" /* account -> highest fence epoch seen */
+#define RKEY_SESS_REC   "sess:{%s}:s:%s"  /* account, sid -> the session hash */
+#define RKEY_SESS_NICK  "sess:nick:%s"    /* normalized nickname -> account (presence index) */
+#define RKEY_SESS_INST  "sess:inst:%s"    /* instance liveness (TTL fence_ms) */
+
 /* ---------------------------------------------------------------- Redis scripts */
 
 /* Claim: atomically find the account's live session, refuse (reject-new, owner alive) or
- * fence it (delete its record and indexes), then write the new session and its indexes with
- * the TTL under the new epoch (from PostgreSQL, above every epoch issued before). Returns
- * {1, prev_sid, prev_instance, epoch}, {0, sid, instance} (refused) or {2, '', ''} when a
- * newer claim of the account already holds a higher epoch (this one lost the race).
- * First, before anything is written, the access token's revocation in auth's keys (the same
- * Redis; services/auth/README.md "Revocation"): {3, why, ''} when its session is revoked or
- * its account revoked/banned at or after the token's iat; with check '1' also {4, '', ''}
- * when auth's marker auth:revoked:loaded is missing (Redis lost its data and auth is
- * rebuilding it: "not revoked" cannot be trusted, ask auth). check '2': the keys without the
- * marker (no auth to ask); '0': not checked (auth was asked already).
- * KEYS: sess:acct:<a>, sess:epoch:<a>, sess:<sid>, auth:revoked:sid:<token sid>,
- *       auth:revoked:acct:<a>, auth:revoked:loaded
+ * fence it (delete its record), then write the new session and its account index with the
+ * TTL under the new epoch (from PostgreSQL, above every epoch issued before). Returns
+ * {1, prev_sid, prev_instance, epoch}, {5, sid, instance} (reject-new and a live-looking
+ * owner: the caller checks the owner instance's liveness key, one read in another slot, and
+ * claims again naming the session found dead in ARGV[10]), or {2, '', ''} when a newer claim
+ * of the account already holds a higher epoch (this one lost the race).
+ * The access token's revocation is checked before, by claim_revocation: auth's keys live in
+ * the {revoked} slot, not the account's (docs/keys.md).
+ * KEYS: sess:{a}:acct, sess:{a}:epoch, sess:{a}:s:<sid>
  * ARGV: sid, account, instance, conn, now_ms, ttl_ms, reject_new(0|1), nick, nick_norm,
- *       fence_ms (the claiming instance is alive: its liveness key is refreshed), epoch,
- *       check (0|1|2), the token's iat in ms */
+ *       dead_sid (a session whose instance is dead: taken over even under reject-new), epoch,
+ *       record key prefix (sess:{a}:s:) */
 static const char CLAIM_LUA[] =
-    "if ARGV[12] ~= '0' then\n"
-    "  if redis.call('EXISTS', KEYS[4]) == 1 then return {3, 'session revoked', ''} end\n"
-    "  local at = tonumber(redis.call('GET', KEYS[5]))\n"
-    "  if at and tonumber(ARGV[13]) <= at then return {3, 'account revoked', ''} end\n"
-    "  if ARGV[12] == '1' and redis.call('EXISTS', KEYS[6]) == 0 then return {4, '', ''} end\n"
-    "end\n"
     "local cur = tonumber(redis.call('GET', KEYS[2]))\n"
     "local epoch = tonumber(ARGV[11])\n"
     "if cur and cur >= epoch then return {2, '', ''} end\n"
     "local prev = redis.call('GET', KEYS[1])\n"
     "local pinst = ''\n"
     "if prev then\n"
-    "  local h = redis.call('HMGET', 'sess:'..prev, 'instance', 'nick')\n"
+    "  local h = redis.call('HMGET', ARGV[12]..prev, 'instance')\n"
     "  if not h[1] then prev = false else\n"
     "    pinst = h[1]\n"
-    "    if ARGV[7] == '1' and redis.call('EXISTS', 'sess:inst:'..pinst) == 1 then\n"
-    "      return {0, prev, pinst}\n"
-    "    end\n"
-    "    if h[2] and h[2] ~= '' and redis.call('GET', 'sess:nick:'..h[2]) == prev then\n"
-    "      redis.call('DEL', 'sess:nick:'..h[2])\n"
-    "    end\n"
-    "    redis.call('DEL', 'sess:'..prev)\n"
+    "    if ARGV[7] == '1' and ARGV[10] ~= prev then return {5, prev, pinst} end\n"
+    "    redis.call('DEL', ARGV[12]..prev)\n"
     "  end\n"
     "end\n"
-    "redis.call('SET', 'sess:inst:'..ARGV[3], '1', 'PX', ARGV[10])\n"
     "redis.call('SET', KEYS[2], ARGV[11], 'PX', " EPOCH_KEEP_MS ")\n"
     "redis.call('HSET', KEYS[3], 'account', ARGV[2], 'instance', ARGV[3], 'conn', ARGV[4],\n"
     "  'created', ARGV[5], 'seen', ARGV[5], 'state', 'online', 'epoch', ARGV[11], 'nick', "
@@ -62,17 +57,16 @@ static const char CLAIM_LUA[] =
     "  'display', ARGV[8])\n"
     "redis.call('PEXPIRE', KEYS[3], ARGV[6])\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[6])\n"
-    "if ARGV[9] ~= '' then redis.call('SET', 'sess:nick:'..ARGV[9], ARGV[1], 'PX', ARGV[6]) end\n"
     "return {1, prev or '', pinst, epoch}\n";
 
 /* Write: only while no higher epoch holds the account (else 0: the session was taken over
- * elsewhere and this instance must drop it). Refreshes the record, the TTLs and the indexes.
- * When the account's epoch is missing (Redis lost its data) or lower than ours (an older
- * session re-asserted itself first), the session re-asserts itself: the epoch is set to its
- * own and the record and indexes rewritten; returns 2 then, else 1.
- * KEYS: sess:<sid>, sess:acct:<a>, sess:epoch:<a>
+ * elsewhere and this instance must drop it). Refreshes the record, the TTLs and the account
+ * index. When the account's epoch is missing (Redis lost its data) or lower than ours (an
+ * older session re-asserted itself first), the session re-asserts itself: the epoch is set
+ * to its own and the record and index rewritten; returns 2 then, else 1.
+ * KEYS: sess:{a}:s:<sid>, sess:{a}:acct, sess:{a}:epoch
  * ARGV: sid, epoch, ttl_ms, account, instance, conn, created, seen, state, nick_norm,
- *       old_nick_norm, display */
+ *       (unused), display */
 static const char WRITE_LUA[] =
     "local cur = tonumber(redis.call('GET', KEYS[3]))\n"
     "local mine = tonumber(ARGV[2])\n"
@@ -85,49 +79,36 @@ static const char WRITE_LUA[] =
     "  'nick', ARGV[10], 'display', ARGV[12])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
     "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])\n"
-    "if ARGV[11] ~= '' and ARGV[11] ~= ARGV[10] and "
-    "redis.call('GET', 'sess:nick:'..ARGV[11]) == ARGV[1] then\n"
-    "  redis.call('DEL', 'sess:nick:'..ARGV[11])\n"
-    "end\n"
-    "if ARGV[10] ~= '' then redis.call('SET', 'sess:nick:'..ARGV[10], ARGV[1], 'PX', ARGV[3]) end\n"
     "return r\n";
 
-/* Release (logout, disconnect): delete the record and the indexes that still name it,
- * unless a higher epoch holds the account (a missing epoch: Redis lost its data, the
- * record may be back from a re-assertion). KEYS: sess:<sid>, sess:acct:<a>, sess:epoch:<a>;
- * ARGV: sid, epoch */
+/* Release (logout, disconnect): delete the record and the account index if it still names
+ * it, unless a higher epoch holds the account (a missing epoch: Redis lost its data, the
+ * record may be back from a re-assertion). KEYS: sess:{a}:s:<sid>, sess:{a}:acct,
+ * sess:{a}:epoch; ARGV: sid, epoch */
 static const char RELEASE_LUA[] =
     "local cur = tonumber(redis.call('GET', KEYS[3]))\n"
     "if cur and cur > tonumber(ARGV[2]) then return 0 end\n"
-    "local nick = redis.call('HGET', KEYS[1], 'nick')\n"
-    "if nick and nick ~= '' and redis.call('GET', 'sess:nick:'..nick) == ARGV[1] then\n"
-    "  redis.call('DEL', 'sess:nick:'..nick)\n"
-    "end\n"
     "redis.call('DEL', KEYS[1])\n"
     "if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end\n"
     "return 1\n";
 
-/* Lookup of index keys (sess:acct:<a> or sess:nick:<n>): for each, {} or {sid, account,
- * instance, conn, created, seen, state, epoch, display}; a stale index entry (its session
- * record expired) is deleted. KEYS: the index keys. */
+/* Lookup of an account's live session: {} or {sid, account, instance, conn, created, seen,
+ * state, epoch, display}; a stale index entry (its session record expired) is deleted. With
+ * ARGV[2] a normalized nickname, a session with another nickname is not it (a presence query
+ * by nickname reached the account through the sess:nick:<n> index, which may be stale).
+ * KEYS: sess:{a}:acct; ARGV: record key prefix (sess:{a}:s:), nick_norm or '' */
 static const char LOOKUP_LUA[] =
-    "local out = {}\n"
-    "for i, k in ipairs(KEYS) do\n"
-    "  local sid = redis.call('GET', k)\n"
-    "  local r = {}\n"
-    "  if sid then\n"
-    "    local h = redis.call('HMGET', 'sess:'..sid, 'account', 'instance', 'conn', 'created',\n"
-    "      'seen', 'state', 'epoch', 'display')\n"
-    "    if h[1] then r = {sid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}\n"
-    "    else redis.call('DEL', k) end\n"
-    "  end\n"
-    "  out[i] = r\n"
-    "end\n"
-    "return out\n";
+    "local sid = redis.call('GET', KEYS[1])\n"
+    "if not sid then return {} end\n"
+    "local h = redis.call('HMGET', ARGV[1]..sid, 'account', 'instance', 'conn', 'created',\n"
+    "  'seen', 'state', 'epoch', 'display', 'nick')\n"
+    "if not h[1] then redis.call('DEL', KEYS[1]) return {} end\n"
+    "if ARGV[2] ~= '' and h[9] ~= ARGV[2] then return {} end\n"
+    "return {sid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}\n";
 
 /* Fence (Lobby.Kick): raise the epoch to a new one (from PostgreSQL) and delete the live
- * session of the account. KEYS: sess:acct:<a>, sess:epoch:<a>; ARGV: epoch. Returns {} or
- * the lookup fields. */
+ * session of the account. KEYS: sess:{a}:acct, sess:{a}:epoch; ARGV: epoch, record key
+ * prefix (sess:{a}:s:). Returns {} or the lookup fields. */
 static const char FENCE_LUA[] =
     "local cur = tonumber(redis.call('GET', KEYS[2]))\n"
     "if not cur or cur < tonumber(ARGV[1]) then\n"
@@ -135,14 +116,11 @@ static const char FENCE_LUA[] =
     "end\n"
     "local sid = redis.call('GET', KEYS[1])\n"
     "if not sid then return {} end\n"
-    "local h = redis.call('HMGET', 'sess:'..sid, 'account', 'instance', 'conn', 'created',\n"
-    "  'seen', 'state', 'epoch', 'display', 'nick')\n"
+    "local h = redis.call('HMGET', ARGV[2]..sid, 'account', 'instance', 'conn', 'created',\n"
+    "  'seen', 'state', 'epoch', 'display')\n"
     "redis.call('DEL', KEYS[1])\n"
     "if not h[1] then return {} end\n"
-    "if h[9] and h[9] ~= '' and redis.call('GET', 'sess:nick:'..h[9]) == sid then\n"
-    "  redis.call('DEL', 'sess:nick:'..h[9])\n"
-    "end\n"
-    "redis.call('DEL', 'sess:'..sid)\n"
+    "redis.call('DEL', ARGV[2]..sid)\n"
     "return {sid, h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] or ''}\n";
 
 enum { SCRIPT_CLAIM, SCRIPT_WRITE, SCRIPT_RELEASE, SCRIPT_LOOKUP, SCRIPT_FENCE };
@@ -188,6 +166,35 @@ static int eval(lobby_t *lb, int script, size_t nkeys, const char *const *keys, 
 static void fmt_u64(char *out, size_t cap, uint64_t v)
 {
     snprintf(out, cap, "%llu", (unsigned long long)v);
+}
+
+/* Longest key of an account: RKEY_SESS_REC with a bounded account and sid. */
+#define SESS_KEY_MAX (LOBBY_ID_MAX + LOBBY_SID_LEN + 16)
+
+/* The record key prefix of an account's sessions (RKEY_SESS_REC without the sid). */
+static void rec_prefix(char *out, size_t cap, const char *account)
+{
+    snprintf(out, cap, RKEY_SESS_REC, account, "");
+}
+
+static void ignore_reply(int status, redisReply *reply, void *ud)
+{
+    WY_UNUSED(status);
+    WY_UNUSED(reply);
+    WY_UNUSED(ud);
+}
+
+/* Points the nickname's presence index at the account (one single-key command in the nick's
+ * own slot; a stale entry is harmless: lookups check the session's nickname). */
+static void nick_index(lobby_t *lb, const char *nick_norm, const char *account)
+{
+    if (!*nick_norm)
+        return;
+    char k[LOBBY_NICK_MAX * 4 + 16], ttl[24];
+    snprintf(k, sizeof k, RKEY_SESS_NICK, nick_norm);
+    fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
+    const char *argv[] = {"SET", k, account, "PX", ttl};
+    (void)redis_argv(lb, ignore_reply, NULL, 5, argv);
 }
 
 /* ---------------------------------------------------------------- fence epochs */
@@ -243,6 +250,9 @@ typedef struct {
     lobby_conn_t *c;
     lobby_claim_cb cb;
     uint64_t epoch;
+    bool rechecked;                  /* the owner's liveness was read once already */
+    char prev_sid[LOBBY_ID_MAX + 1]; /* the live-looking owner of a reject-new claim */
+    char prev_inst[256];
 } claim_req_t;
 
 /* Ends a claim: runs cb once, drops the claim's reference to c. */
@@ -252,6 +262,27 @@ static void claim_end(claim_req_t *q, int status, const lobby_claim_t *r, const 
     q->cb(c, status, r, err);
     wy_free(q);
     lobby_conn_unref(c);
+}
+
+static int claim_run(claim_req_t *q, const char *dead_sid);
+
+/* Reject-new found a live-looking owner: its instance's liveness key decides. */
+static void claim_owner_checked(int status, redisReply *reply, void *ud)
+{
+    claim_req_t *q = ud;
+    if (status != WY_OK || reply->type != REDIS_REPLY_INTEGER) {
+        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
+                  status == WY_OK ? "unexpected reply to the liveness check" : wy_strerror(status));
+        return;
+    }
+    if (reply->integer == 1 || !q->c->ws) { /* the owner lives (or the client left) */
+        lobby_claim_t r = {.prev_sid = q->prev_sid, .prev_instance = q->prev_inst};
+        claim_end(q, q->c->ws ? WY_OK : WY_ECANCELED, q->c->ws ? &r : NULL, "client gone");
+        return;
+    }
+    int rc = claim_run(q, q->prev_sid);
+    if (rc != WY_OK)
+        claim_end(q, rc, NULL, wy_strerror(rc));
 }
 
 static void claim_done(int status, redisReply *reply, void *ud)
@@ -267,26 +298,103 @@ static void claim_done(int status, redisReply *reply, void *ud)
                                                           : wy_strerror(status));
         return;
     }
+    long long code = reply->element[0]->integer;
     lobby_claim_t r = {
-        .claimed = reply->element[0]->integer == 1,
-        .superseded = reply->element[0]->integer == 2,
-        .revoked = reply->element[0]->integer == 3,
-        .unknown = reply->element[0]->integer == 4,
+        .claimed = code == 1,
+        .superseded = code == 2,
         .prev_sid = reply->element[1]->str ? reply->element[1]->str : "",
         .prev_instance = reply->element[2]->str ? reply->element[2]->str : "",
     };
+    if (code == 5 && !q->rechecked && strlen(r.prev_sid) < sizeof q->prev_sid &&
+        strlen(r.prev_instance) < sizeof q->prev_inst) {
+        q->rechecked = true;
+        snprintf(q->prev_sid, sizeof q->prev_sid, "%s", r.prev_sid);
+        snprintf(q->prev_inst, sizeof q->prev_inst, "%s", r.prev_instance);
+        char k[sizeof q->prev_inst + 16];
+        snprintf(k, sizeof k, RKEY_SESS_INST, q->prev_inst);
+        const char *argv[] = {"EXISTS", k};
+        int rc = redis_argv(c->lb, claim_owner_checked, q, 2, argv);
+        if (rc != WY_OK)
+            claim_end(q, rc, NULL, wy_strerror(rc));
+        return;
+    }
+    /* code 5 after the recheck: yet another owner appeared meanwhile; refuse. */
     if (r.claimed) {
         c->epoch = q->epoch;
         c->live = true;
+        nick_index(c->lb, c->nick_norm, c->account);
     }
     claim_end(q, WY_OK, &r, NULL);
+}
+
+static int claim_run(claim_req_t *q, const char *dead_sid)
+{
+    lobby_conn_t *c = q->c;
+    lobby_t *lb = c->lb;
+    char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], k3[SESS_KEY_MAX], pfx[SESS_KEY_MAX];
+    snprintf(k1, sizeof k1, RKEY_SESS_ACCT, c->account);
+    snprintf(k2, sizeof k2, RKEY_SESS_EPOCH, c->account);
+    snprintf(k3, sizeof k3, RKEY_SESS_REC, c->account, c->sid);
+    rec_prefix(pfx, sizeof pfx, c->account);
+    char now[24], ttl[24], ep[24];
+    fmt_u64(now, sizeof now, c->created_wall_ms);
+    fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
+    fmt_u64(ep, sizeof ep, q->epoch);
+    const char *keys[] = {k1, k2, k3};
+    const char *args[] = {
+        c->sid,  c->account,   lb->instance, c->peer, now, ttl, lb->reject_new ? "1" : "0",
+        c->nick, c->nick_norm, dead_sid,     ep,      pfx};
+    return eval(lb, SCRIPT_CLAIM, 3, keys, 12, args, claim_done, q);
+}
+
+/* The access token's revocation in auth's keys (services/auth/README.md "Revocation"), one
+ * MGET in the {revoked} slot before the claim: its session revoked, or its account
+ * revoked/banned at or after the token's iat -> revoked (prev_sid: why); with check '1' auth's
+ * marker missing (Redis lost its data and auth is rebuilding it: "not revoked" cannot be
+ * trusted, ask auth) -> unknown. check '2': the keys without the marker (no auth to ask); '0'
+ * (auth was asked already): not read. A revocation landing between this read and the claim
+ * reaches the session as account.session_revoked on wy.account, like one after the claim. */
+static void claim_revocation_done(int status, redisReply *reply, void *ud)
+{
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
+                  status == WY_OK ? "unexpected reply to the revocation check"
+                                  : wy_strerror(status));
+        return;
+    }
+    const char *why = NULL;
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        why = "session revoked";
+    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
+             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
+                 strtoull(reply->element[1]->str, NULL, 10))
+        why = "account revoked";
+    bool unknown = !why && !c->revocation_asked && c->lb->auth &&
+                   reply->element[2]->type != REDIS_REPLY_STRING;
+    if (why || unknown) {
+        lobby_claim_t r = {.revoked = why != NULL,
+                           .unknown = unknown,
+                           .prev_sid = why ? why : "",
+                           .prev_instance = ""};
+        claim_end(q, WY_OK, &r, NULL);
+        return;
+    }
+    if (!c->ws) {
+        claim_end(q, WY_ECANCELED, NULL, "client gone");
+        return;
+    }
+    lobby_instance_alive(c->lb); /* this instance claims: it is alive */
+    int rc = claim_run(q, "");
+    if (rc != WY_OK)
+        claim_end(q, rc, NULL, wy_strerror(rc));
 }
 
 static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
-    lobby_t *lb = c->lb;
     if (status != WY_OK) {
         claim_end(q, status, NULL, err ? err : wy_strerror(status));
         return;
@@ -296,25 +404,17 @@ static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
         return;
     }
     q->epoch = epoch;
-    char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16], k3[LOBBY_SID_LEN + 8];
-    char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
-    snprintf(k1, sizeof k1, "sess:acct:%s", c->account);
-    snprintf(k2, sizeof k2, "sess:epoch:%s", c->account);
-    snprintf(k3, sizeof k3, "sess:%s", c->sid);
-    snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
-    snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
-    char now[24], ttl[24], fence[24], ep[24], iat[24];
-    fmt_u64(now, sizeof now, c->created_wall_ms);
-    fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
-    fmt_u64(fence, sizeof fence, (uint64_t)lb->cfg->fence_ms);
-    fmt_u64(ep, sizeof ep, epoch);
-    fmt_u64(iat, sizeof iat, c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0);
-    const char *check = c->revocation_asked ? "0" : lb->auth ? "1" : "2";
-    const char *keys[] = {k1, k2, k3, k4, k5, LOBBY_AUTH_REVOKED_LOADED};
-    const char *args[] = {
-        c->sid,  c->account,   lb->instance, c->peer, now,   ttl, lb->reject_new ? "1" : "0",
-        c->nick, c->nick_norm, fence,        ep,      check, iat};
-    int rc = eval(lb, SCRIPT_CLAIM, 6, keys, 13, args, claim_done, q);
+    int rc;
+    if (c->revocation_asked) {
+        lobby_instance_alive(c->lb); /* this instance claims: it is alive */
+        rc = claim_run(q, "");
+    } else {
+        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
+        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
+        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
+        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
+        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+    }
     if (rc != WY_OK)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }
@@ -361,10 +461,10 @@ static void write_done(int status, redisReply *reply, void *ud)
 void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
 {
     lobby_t *lb = c->lb;
-    char k1[LOBBY_SID_LEN + 8], k2[LOBBY_ID_MAX + 16], k3[LOBBY_ID_MAX + 16];
-    snprintf(k1, sizeof k1, "sess:%s", c->sid);
-    snprintf(k2, sizeof k2, "sess:acct:%s", c->account);
-    snprintf(k3, sizeof k3, "sess:epoch:%s", c->account);
+    char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], k3[SESS_KEY_MAX];
+    snprintf(k1, sizeof k1, RKEY_SESS_REC, c->account, c->sid);
+    snprintf(k2, sizeof k2, RKEY_SESS_ACCT, c->account);
+    snprintf(k3, sizeof k3, RKEY_SESS_EPOCH, c->account);
     char epoch[24], ttl[24], created[24], seen[24];
     fmt_u64(epoch, sizeof epoch, c->epoch);
     fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->session_ttl_ms);
@@ -378,6 +478,7 @@ void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
     if (eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c) == WY_OK) {
         c->writing = true;
         lobby_conn_ref(c);
+        nick_index(lb, c->nick_norm, c->account);
     }
 }
 
@@ -402,10 +503,10 @@ void lobby_session_release(lobby_conn_t *c)
     if (!c->live)
         return;
     c->live = false;
-    char k1[LOBBY_SID_LEN + 8], k2[LOBBY_ID_MAX + 16], k3[LOBBY_ID_MAX + 16], epoch[24];
-    snprintf(k1, sizeof k1, "sess:%s", c->sid);
-    snprintf(k2, sizeof k2, "sess:acct:%s", c->account);
-    snprintf(k3, sizeof k3, "sess:epoch:%s", c->account);
+    char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], k3[SESS_KEY_MAX], epoch[24];
+    snprintf(k1, sizeof k1, RKEY_SESS_REC, c->account, c->sid);
+    snprintf(k2, sizeof k2, RKEY_SESS_ACCT, c->account);
+    snprintf(k3, sizeof k3, RKEY_SESS_EPOCH, c->account);
     fmt_u64(epoch, sizeof epoch, c->epoch);
     const char *keys[] = {k1, k2, k3};
     const char *args[] = {c->sid, epoch};
@@ -448,44 +549,165 @@ static bool parse_entry(const redisReply *e, lobby_sess_info_t *s)
     return true;
 }
 
+/* Starts LOOKUP_LUA for one account (nick_norm "" = any session); WY_OK or why not. */
+static int lookup_account(lobby_t *lb, const char *account, const char *nick_norm, wy_redis_cb cb,
+                          void *ud)
+{
+    char k[SESS_KEY_MAX], pfx[SESS_KEY_MAX];
+    snprintf(k, sizeof k, RKEY_SESS_ACCT, account);
+    rec_prefix(pfx, sizeof pfx, account);
+    const char *keys[] = {k};
+    const char *args[] = {pfx, nick_norm};
+    return eval(lb, SCRIPT_LOOKUP, 1, keys, 2, args, cb, ud);
+}
+
+/* A presence query: one single-slot lookup per name (a nickname first reads its index, in
+ * the nickname's slot, then the account's slot), answered when the last one is back. */
+typedef struct lookup_many_req lookup_many_req_t;
+
 typedef struct {
+    lookup_many_req_t *q;
+    char *nick; /* normalized nickname, or NULL for an account lookup */
+    char *sid, *account, *instance, *conn, *state, *display;
+    int64_t created, seen;
+    uint64_t epoch;
+    bool found;
+} lookup_item_t;
+
+struct lookup_many_req {
     lobby_t *lb;
     lobby_lookup_many_cb cb;
     void *ud;
-    size_t n;
-} lookup_many_req_t;
+    size_t n, left;
+    int status; /* first failure, else WY_OK */
+    lookup_item_t *items;
+};
 
-static void lookup_many_done(int status, redisReply *reply, void *ud)
+static void lookup_many_item_done(lookup_item_t *it, int status)
 {
-    lookup_many_req_t *q = ud;
-    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != q->n) {
-        q->cb(status == WY_OK ? WY_EIO : status, 0, NULL, q->ud);
+    lookup_many_req_t *q = it->q;
+    if (status != WY_OK && q->status == WY_OK)
+        q->status = status;
+    if (--q->left > 0)
+        return;
+    if (q->status != WY_OK) {
+        q->cb(q->status, 0, NULL, q->ud);
     } else {
         lobby_sess_info_t *s = wy_calloc(q->n ? q->n : 1, sizeof *s);
-        for (size_t i = 0; i < q->n; i++)
-            if (!parse_entry(reply->element[i], &s[i]))
-                memset(&s[i], 0, sizeof s[i]);
+        for (size_t i = 0; i < q->n; i++) {
+            lookup_item_t *e = &q->items[i];
+            if (!e->found)
+                continue;
+            s[i] = (lobby_sess_info_t){.sid = e->sid,
+                                       .account = e->account,
+                                       .instance = e->instance,
+                                       .conn = e->conn,
+                                       .state = e->state,
+                                       .nick = e->display,
+                                       .created = e->created,
+                                       .seen = e->seen,
+                                       .epoch = e->epoch};
+        }
         q->cb(WY_OK, q->n, s, q->ud);
         wy_free(s);
     }
+    for (size_t i = 0; i < q->n; i++) {
+        lookup_item_t *e = &q->items[i];
+        wy_free(e->nick);
+        wy_free(e->sid);
+        wy_free(e->account);
+        wy_free(e->instance);
+        wy_free(e->conn);
+        wy_free(e->state);
+        wy_free(e->display);
+    }
+    wy_free(q->items);
     lobby_unref(q->lb);
     wy_free(q);
 }
 
-int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
+static void lookup_item_session(int status, redisReply *reply, void *ud)
+{
+    lookup_item_t *it = ud;
+    lobby_sess_info_t s;
+    if (status == WY_OK && reply->type != REDIS_REPLY_ARRAY)
+        status = WY_EIO;
+    if (status == WY_OK && parse_entry(reply, &s)) {
+        it->found = true;
+        it->sid = wy_strdup(s.sid);
+        it->account = wy_strdup(s.account);
+        it->instance = wy_strdup(s.instance);
+        it->conn = wy_strdup(s.conn);
+        it->state = wy_strdup(s.state);
+        it->display = wy_strdup(s.nick);
+        it->created = s.created;
+        it->seen = s.seen;
+        it->epoch = s.epoch;
+    }
+    lookup_many_item_done(it, status);
+}
+
+static void lookup_item_nick(int status, redisReply *reply, void *ud)
+{
+    lookup_item_t *it = ud;
+    if (status == WY_OK && reply->type == REDIS_REPLY_STRING && reply->len > 0 &&
+        reply->len <= LOBBY_ID_MAX) {
+        status = lookup_account(it->q->lb, reply->str, it->nick, lookup_item_session, it);
+        if (status == WY_OK)
+            return;
+    } else if (status == WY_OK && reply->type != REDIS_REPLY_NIL &&
+               reply->type != REDIS_REPLY_STRING) {
+        status = WY_EIO;
+    }
+    lookup_many_item_done(it, status);
+}
+
+int lobby_session_lookup_many(lobby_t *lb, size_t n, size_t n_acct, const char *const *names,
                               lobby_lookup_many_cb cb, void *ud)
 {
+    if (n == 0 || n_acct > n)
+        return WY_EINVAL;
+    for (size_t i = 0; i < n_acct; i++)
+        if (!*names[i] || strlen(names[i]) > LOBBY_ID_MAX)
+            return WY_EINVAL;
     lookup_many_req_t *q = wy_calloc(1, sizeof *q);
     q->lb = lb;
     q->cb = cb;
     q->ud = ud;
     q->n = n;
-    int rc = eval(lb, SCRIPT_LOOKUP, n, keys, 0, NULL, lookup_many_done, q);
-    if (rc != WY_OK) {
-        wy_free(q);
-        return rc;
-    }
+    q->left = n + 1; /* +1 until every lookup is started */
+    q->items = wy_calloc(n, sizeof *q->items);
     lobby_ref(lb);
+    int first = WY_OK;
+    for (size_t i = 0; i < n; i++) {
+        lookup_item_t *it = &q->items[i];
+        it->q = q;
+        int rc;
+        if (i < n_acct) {
+            rc = lookup_account(lb, names[i], "", lookup_item_session, it);
+        } else {
+            char k[LOBBY_NICK_MAX * 4 + 16];
+            it->nick = wy_strdup(names[i]);
+            snprintf(k, sizeof k, RKEY_SESS_NICK, names[i]);
+            const char *argv[] = {"GET", k};
+            rc = redis_argv(lb, lookup_item_nick, it, 2, argv);
+        }
+        if (rc != WY_OK) {
+            if (i == 0) { /* nothing started: the caller gets the error, cb never runs */
+                first = rc;
+                break;
+            }
+            lookup_many_item_done(it, rc);
+        }
+    }
+    if (first != WY_OK) {
+        wy_free(q->items[0].nick);
+        wy_free(q->items);
+        lobby_unref(lb);
+        wy_free(q);
+        return first;
+    }
+    lookup_many_item_done(&q->items[0], WY_OK); /* the +1: may answer now */
     return WY_OK;
 }
 
@@ -520,8 +742,7 @@ static void lookup_done(int status, redisReply *reply, void *ud)
     memset(&s, 0, sizeof s);
     if (status != WY_OK) {
         q->cb(status, NULL, q->ud);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
-               parse_entry(reply->element[0], &s)) {
+    } else if (parse_entry(reply, &s)) {
         q->cb(WY_OK, &s, q->ud);
     } else {
         q->cb(WY_ENOTFOUND, NULL, q->ud);
@@ -534,10 +755,7 @@ int lobby_session_lookup(lobby_t *lb, const char *account, lobby_lookup_cb cb, v
     if (!*account || strlen(account) > LOBBY_ID_MAX)
         return WY_EINVAL;
     lookup_req_t *q = lookup_req_new(lb, cb, ud);
-    char k[LOBBY_ID_MAX + 16];
-    snprintf(k, sizeof k, "sess:acct:%s", account);
-    const char *keys[] = {k};
-    int rc = eval(lb, SCRIPT_LOOKUP, 1, keys, 0, NULL, lookup_done, q);
+    int rc = lookup_account(lb, account, "", lookup_done, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;
@@ -569,13 +787,14 @@ static void fence_epoch(int status, uint64_t epoch, const char *err, void *ud)
         lookup_req_free(q);
         return;
     }
-    char k1[LOBBY_ID_MAX + 16], k2[LOBBY_ID_MAX + 16], ep[24];
-    snprintf(k1, sizeof k1, "sess:acct:%s", q->account);
-    snprintf(k2, sizeof k2, "sess:epoch:%s", q->account);
+    char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], pfx[SESS_KEY_MAX], ep[24];
+    snprintf(k1, sizeof k1, RKEY_SESS_ACCT, q->account);
+    snprintf(k2, sizeof k2, RKEY_SESS_EPOCH, q->account);
+    rec_prefix(pfx, sizeof pfx, q->account);
     fmt_u64(ep, sizeof ep, epoch);
     const char *keys[] = {k1, k2};
-    const char *args[] = {ep};
-    int rc = eval(q->lb, SCRIPT_FENCE, 2, keys, 1, args, fence_done, q);
+    const char *args[] = {ep, pfx};
+    int rc = eval(q->lb, SCRIPT_FENCE, 2, keys, 2, args, fence_done, q);
     if (rc != WY_OK) {
         q->cb(rc, NULL, q->ud);
         lookup_req_free(q);
@@ -625,13 +844,6 @@ void lobby_session_kick(lobby_t *lb, const char *instance, const char *sid, cons
         publish_kick(lb, instance, sid, account, reason);
 }
 
-static void instance_alive_done(int status, redisReply *reply, void *ud)
-{
-    WY_UNUSED(status);
-    WY_UNUSED(reply);
-    WY_UNUSED(ud);
-}
-
 void lobby_instance_alive(lobby_t *lb)
 {
     /* A session whose instance has no such key belongs to a dead instance and may be
@@ -640,9 +852,9 @@ void lobby_instance_alive(lobby_t *lb)
     if (now - lb->last_alive_ms < (uint64_t)lb->cfg->fence_ms / 3)
         return;
     char k[256], ttl[24];
-    snprintf(k, sizeof k, "sess:inst:%s", lb->instance);
+    snprintf(k, sizeof k, RKEY_SESS_INST, lb->instance);
     fmt_u64(ttl, sizeof ttl, (uint64_t)lb->cfg->fence_ms);
     const char *argv[] = {"SET", k, "1", "PX", ttl};
-    if (redis_argv(lb, instance_alive_done, NULL, 5, argv) == WY_OK)
+    if (redis_argv(lb, ignore_reply, NULL, 5, argv) == WY_OK)
         lb->last_alive_ms = now;
 }

@@ -32,7 +32,10 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
  * WY_OK and n entries in key order, s[i].sid NULL where no session is live, or an error
  * (n 0, s NULL). Returns why the lookup could not start (cb then not called). */
 typedef void (*lobby_lookup_many_cb)(int status, size_t n, const lobby_sess_info_t *s, void *ud);
-int lobby_session_lookup_many(lobby_t *lb, size_t n, const char *const *keys,
+/* names[0..n_acct) are account ids, names[n_acct..n) normalized nicknames; one single-slot
+ * lookup each (a nickname: its index, then the account's slot). WY_EINVAL for n == 0 or a bad
+ * account id. */
+int lobby_session_lookup_many(lobby_t *lb, size_t n, size_t n_acct, const char *const *names,
                               lobby_lookup_many_cb cb, void *ud);
 
 /* Result of a claim. */

@@ -10,8 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEYS_ZONE  6
-#define PRUNE_STEP "100" /* lapsed seats dropped per script run */
+#define KEYS_ZONE 6
+
+/* Redis key formats (docs/keys.md, key map in README). */
+#define RKEY_WORLD_ZONE       "world:{zone:%s}"
+#define RKEY_WORLD_ZONE_SEATS "world:{zone:%s}:seats"
+#define RKEY_WORLD_ZONE_SEAT  "world:{zone:%s}:seat"
+#define RKEY_WORLD_ZONE_COUNT "world:{zone:%s}:count"
+#define RKEY_WORLD_ZONE_NEXT  "world:{zone:%s}:next"
+#define RKEY_WORLD_ZONE_KEYED "world:{zone:%s}:keyed"
+#define RKEY_WORLD_CHAR       "world:{char:%s}"
+#define RKEY_WORLD_ACCT       "world:{acct:%s}"
+#define PRUNE_STEP            "100" /* lapsed seats dropped per script run */
 
 /* Shared by the zone scripts. KEYS: 1 world:{zone:z} (instance -> game id),
  * 2 :seats (zset character -> lapse ms), 3 :seat (character -> instance),
@@ -283,9 +293,11 @@ typedef struct {
 
 static void zone_keys(zone_keys_t *zk, const char *zone)
 {
-    static const char *const sfx[KEYS_ZONE] = {"", ":seats", ":seat", ":count", ":next", ":keyed"};
+    static const char *const fmt[KEYS_ZONE] = {RKEY_WORLD_ZONE,      RKEY_WORLD_ZONE_SEATS,
+                                               RKEY_WORLD_ZONE_SEAT, RKEY_WORLD_ZONE_COUNT,
+                                               RKEY_WORLD_ZONE_NEXT, RKEY_WORLD_ZONE_KEYED};
     for (int i = 0; i < KEYS_ZONE; i++)
-        snprintf(zk->k[i], sizeof zk->k[i], "world:{zone:%s}%s", zone, sfx[i]);
+        snprintf(zk->k[i], sizeof zk->k[i], fmt[i], zone);
 }
 
 /* ---- who hosts which instance (this replica's view) ---- */
@@ -358,7 +370,7 @@ static void on_read(int status, redisReply *reply, void *ud)
         op->zone = zone_catalog_find(w->cat, op->cur.zone);
         /* The hosting game may have changed since (a dead game's instances move). */
         char key[ZONE_ID_MAX + 24];
-        snprintf(key, sizeof key, "world:{zone:%s}", op->cur.zone);
+        snprintf(key, sizeof key, RKEY_WORLD_ZONE, op->cur.zone);
         const char *argv[] = {"HGET", key, op->cur.inst};
         if (wy_redis_command_argv(wy_daemon_redis(w->d), on_locate_game, op, 3, argv, NULL) !=
             WY_OK)
@@ -414,7 +426,7 @@ static void on_locate_game(int status, redisReply *reply, void *ud)
 static void step_read(op_t *op)
 {
     char key[WORLD_REF_MAX + 24];
-    snprintf(key, sizeof key, "world:{char:%s}", op->character);
+    snprintf(key, sizeof key, RKEY_WORLD_CHAR, op->character);
     const char *argv[] = {"HMGET", key, "account", "zone", "inst", "game", "x", "y", "placed"};
     if (wy_redis_command_argv(wy_daemon_redis(op->w->d), on_read, op, 9, argv, NULL) != WY_OK)
         op_fail(op, WY_EUNAVAIL, "Redis is unavailable");
@@ -525,7 +537,7 @@ static void step_commit(op_t *op, bool force)
 {
     world_svc_t *w = op->w;
     char key[WORLD_REF_MAX + 24], x[32], y[32], placed[24], ttl[24];
-    snprintf(key, sizeof key, "world:{char:%s}", op->character);
+    snprintf(key, sizeof key, RKEY_WORLD_CHAR, op->character);
     snprintf(x, sizeof x, "%.17g", op->next.x);
     snprintf(y, sizeof y, "%.17g", op->next.y);
     snprintf(placed, sizeof placed, "%llu", (unsigned long long)op->next.placed);
@@ -565,7 +577,7 @@ static void on_account(int status, redisReply *reply, void *ud)
 static void step_account(op_t *op)
 {
     char key[WORLD_REF_MAX + 24], ttl[24];
-    snprintf(key, sizeof key, "world:{acct:%s}", op->next.account);
+    snprintf(key, sizeof key, RKEY_WORLD_ACCT, op->next.account);
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)op->w->placement_ttl_ms);
     const char *argv[] = {"SET", key, op->character, "PX", ttl};
     if (wy_redis_command_argv(wy_daemon_redis(op->w->d), on_account, op, 5, argv, NULL) != WY_OK)
@@ -697,7 +709,7 @@ void world_rpc_locate(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
     op->by_account = true;
     snprintf(op->account, sizeof op->account, "%s", in->account_id);
     char key[WORLD_REF_MAX + 24];
-    snprintf(key, sizeof key, "world:{acct:%s}", op->account);
+    snprintf(key, sizeof key, RKEY_WORLD_ACCT, op->account);
     const char *argv[] = {"GET", key};
     if (wy_redis_command_argv(wy_daemon_redis(w->d), on_account_char, op, 2, argv, NULL) != WY_OK)
         op_fail(op, WY_EUNAVAIL, "Redis is unavailable");
@@ -747,7 +759,7 @@ void world_replace_all(world_svc_t *w)
         size_t nk = world_keepers(w, z->id, ids);
         size_t nc = world_candidates(w, z->id, ids + nk, w->ngames);
         char key[ZONE_ID_MAX + 24], nkeep[16];
-        snprintf(key, sizeof key, "world:{zone:%s}", z->id);
+        snprintf(key, sizeof key, RKEY_WORLD_ZONE, z->id);
         snprintf(nkeep, sizeof nkeep, "%zu", nk);
         size_t argc = 2 + nk + nc;
         const char **argv = wy_calloc(argc, sizeof *argv);

@@ -8,14 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REGISTRY_POLL_MS   500u
-#define REPORT_EVERY_MS    1000u
-#define RECONCILE_EVERY    4u /* passes: every 2 s, the replace check and w->hosts re-read */
-#define KEY_GAMES          "world:{games}"
-#define KEY_GAMES_SEEN     "world:{games}:seen"
-#define MAX_ZONES_PER_GAME ZONE_MAX_ZONES
-#define MAX_PARTITIONS     4096
-#define MAX_HOSTED         4096 /* instances listed for one game */
+#define REGISTRY_POLL_MS      500u
+#define REPORT_EVERY_MS       1000u
+#define RECONCILE_EVERY       4u /* passes: every 2 s, the replace check and w->hosts re-read */
+#define RKEY_WORLD_GAMES      "world:{games}" /* Redis key formats: docs/keys.md */
+#define RKEY_WORLD_GAMES_SEEN "world:{games}:seen"
+#define KEY_GAMES             RKEY_WORLD_GAMES
+#define KEY_GAMES_SEEN        RKEY_WORLD_GAMES_SEEN
+#define MAX_ZONES_PER_GAME    ZONE_MAX_ZONES
+#define MAX_PARTITIONS        4096
+#define MAX_HOSTED            4096 /* instances listed for one game */
 
 /* KEYS: the games hash (game id -> packed HeartbeatRequest), the seen zset (game id ->
  * wall ms of its last heartbeat). ARGV: game id, packed request, now. */

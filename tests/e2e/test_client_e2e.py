@@ -17,6 +17,7 @@ import uuid
 import grpc
 import pytest
 
+from harness import rkeys
 from harness.ports import free_port
 
 PASSWORD = "correct horse battery"
@@ -334,7 +335,7 @@ def test_next_profile_when_in_use_or_logged_in_elsewhere(wy, build_dir, tmp_path
         w0 = remote.welcome()
         # reject-new refuses only while the holder's instance is known alive (its liveness key)
         deadline = time.monotonic() + 10
-        while stack.redis_cli("EXISTS", "sess:inst:" + w0["instance"]) != "1":
+        while stack.redis_cli("EXISTS", rkeys.sess_inst(w0["instance"])) != "1":
             assert time.monotonic() < deadline, "lobby never wrote its liveness key"
             time.sleep(0.05)
         # default (a) is refused as logged in elsewhere: the next profile (p2 = b) is used

@@ -16,7 +16,7 @@ import grpc
 import pytest
 import requests
 
-from harness import TOP
+from harness import TOP, rkeys
 from harness.ports import free_port as next_port
 from harness.wait import wait_until
 
@@ -779,7 +779,7 @@ def test_revocations_survive_redis_outage_and_data_loss(daemon, keys, stack, pro
         finally:
             stack.start_redis()  # comes back EMPTY: every revocation key is gone
         # Within about a second the revocations are written back from PostgreSQL.
-        wait_until(lambda: stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"])
+        wait_until(lambda: stack.redis_cli("EXISTS", rkeys.revoked_sid(out["session_id"]))
                    == "1", timeout=10, what="revocation reloaded into redis")
         assert introspect(stub, out["access_token"]).revoked
         assert introspect(stub, live["access_token"]).active
@@ -798,8 +798,8 @@ def test_introspect_never_active_for_a_revoked_token_through_a_flush(daemon, key
     banned = api.register(uniq()).json()
     live = api.register(uniq()).json()
     assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
-    marker = "auth:revoked:loaded"
-    ban_key = "auth:revoked:acct:" + banned["account_id"]
+    marker = rkeys.REVOKED_LOADED
+    ban_key = rkeys.revoked_acct(banned["account_id"])
     with grpc.insecure_channel(d.grpc_addr) as ch:
         stub = auth_pb2_grpc.AuthStub(ch)
         stub.Revoke(auth_pb2.RevokeRequest(account_id=banned["account_id"], ban=True), timeout=5)
@@ -828,7 +828,7 @@ def test_introspect_never_active_for_a_revoked_token_through_a_flush(daemon, key
         assert answers["revoked"] > 0, answers
         # The rebuild wrote the ban (account-wide, a time in ms) and the logout back.
         assert stack.redis_cli("EXISTS", ban_key) == "1"
-        assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
+        assert stack.redis_cli("EXISTS", rkeys.revoked_sid(out["session_id"])) == "1"
         assert introspect(stub, live["access_token"]).active
 
 
@@ -897,7 +897,7 @@ def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, sta
     api = Api(d)
     out = api.register(uniq()).json()
     live = api.register(uniq()).json()
-    marker = "auth:revoked:loaded"
+    marker = rkeys.REVOKED_LOADED
     wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
     with grpc.insecure_channel(d.grpc_addr) as ch:
         stub = auth_pb2_grpc.AuthStub(ch)
@@ -913,7 +913,7 @@ def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, sta
             stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
         wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
                    what="the rebuild after Redis takes writes again")
-        assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + out["session_id"]) == "1"
+        assert stack.redis_cli("EXISTS", rkeys.revoked_sid(out["session_id"])) == "1"
         assert introspect(stub, out["access_token"]).revoked
 
 
@@ -930,7 +930,7 @@ def test_a_large_revocation_rebuild_completes(daemon, keys, stack):
     sample = stack.psql("SELECT id FROM auth.sessions WHERE account_id = '%s' "
                         "AND revoke_reason = 'test' ORDER BY random() LIMIT 1" % acct)
     stack.redis_cli("FLUSHALL")
-    wait_until(lambda: stack.redis_cli("EXISTS", "auth:revoked:loaded") == "1", timeout=30,
+    wait_until(lambda: stack.redis_cli("EXISTS", rkeys.REVOKED_LOADED) == "1", timeout=30,
                what="the marker after a rebuild of 12000 keys")
-    assert stack.redis_cli("EXISTS", "auth:revoked:sid:" + sample) == "1"
+    assert stack.redis_cli("EXISTS", rkeys.revoked_sid(sample)) == "1"
     assert "revocation rebuild failed" not in d.log_text()

@@ -19,6 +19,7 @@ import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harness import rkeys
 from harness.wait import wait_until
 
 ISS, AUD, KID = "wyvern-auth", "wyvern", "test-key-1"
@@ -151,19 +152,17 @@ def redis_keys(stack, pattern):
 
 def live_sessions(stack, account):
     out = []
-    for k in redis_keys(stack, "sess:*"):
-        if k.count(":") != 1:
-            continue
+    for k in redis_keys(stack, rkeys.sess_rec_pattern(account)):
         if stack.redis_cli("HGET", k, "account").strip() == account:
-            out.append(k.split(":", 1)[1])
+            out.append(k.rsplit(":", 1)[1])
     return out
 
 
 def assert_consistent(stack, account, sid):
-    assert stack.redis_cli("GET", "sess:acct:" + account).strip() == sid
+    assert stack.redis_cli("GET", rkeys.sess_acct(account)).strip() == sid
     assert live_sessions(stack, account) == [sid]
-    assert int(stack.redis_cli("PTTL", "sess:" + sid).strip()) > 0
-    assert int(stack.redis_cli("PTTL", "sess:acct:" + account).strip()) > 0
+    assert int(stack.redis_cli("PTTL", rkeys.sess_rec(account, sid)).strip()) > 0
+    assert int(stack.redis_cli("PTTL", rkeys.sess_acct(account)).strip()) > 0
 
 
 # ---------------------------------------------------------------- hello, heartbeat, close codes
@@ -178,7 +177,7 @@ def test_hello_welcome_heartbeat_logout(daemon, protos, keys, free_port, stack):
     assert w.welcome.heartbeat_interval_ms == 1000 and w.welcome.epoch >= 1
     sid = w.welcome.session_id
     assert_consistent(stack, acct, sid)
-    h = stack.redis_cli("HGETALL", "sess:" + sid).split("\n")
+    h = stack.redis_cli("HGETALL", rkeys.sess_rec(acct, sid)).split("\n")
     fields = dict(zip(h[0::2], h[1::2]))
     assert fields["instance"] == a.instance_id and fields["state"] == "online"
     for k in ("created", "seen", "conn", "epoch"):
@@ -193,8 +192,9 @@ def test_hello_welcome_heartbeat_logout(daemon, protos, keys, free_port, stack):
     r = c.call(logout=c.pb.Logout())
     assert r.WhichOneof("body") == "logged_out"
     assert c.wait_closed() == 1000
-    wait_until(lambda: stack.redis_cli("EXISTS", "sess:" + sid).strip() == "0", what="released")
-    assert stack.redis_cli("EXISTS", "sess:acct:" + acct).strip() == "0"
+    wait_until(lambda: stack.redis_cli("EXISTS", rkeys.sess_rec(acct, sid)).strip() == "0",
+               what="released")
+    assert stack.redis_cli("EXISTS", rkeys.sess_acct(acct)).strip() == "0"
 
 
 def redis_calls(stack, cmd):
@@ -217,7 +217,7 @@ def test_session_scripts_run_by_sha_and_survive_script_flush(daemon, protos, key
     sid = w.welcome.session_id
 
     def seen():
-        return int(stack.redis_cli("HGET", "sess:" + sid, "seen") or 0)
+        return int(stack.redis_cli("HGET", rkeys.sess_rec(acct, sid), "seen") or 0)
 
     def written_after(before):
         # One heartbeat per poll; true once a session write stored a newer "seen".
@@ -277,7 +277,7 @@ def test_disconnect_releases_and_idle_closes_4005(daemon, protos, keys, free_por
     c, w = login(a.ws_url, token(keys, acct))
     sid = w.welcome.session_id
     c.close()
-    wait_until(lambda: stack.redis_cli("EXISTS", "sess:acct:" + acct).strip() == "0",
+    wait_until(lambda: stack.redis_cli("EXISTS", rkeys.sess_acct(acct)).strip() == "0",
                what="session released on disconnect")
     c, w = login(a.ws_url, token(keys, acct))
     assert w.status.code == 0 and w.welcome.session_id != sid
@@ -455,7 +455,7 @@ def test_200_concurrent_logins_leave_one_session(daemon, protos, keys, free_port
     wait_until(lambda: len(survivors()) == 1, timeout=20, what="exactly one live client")
     last = survivors()
     assert len(last) == 1
-    sid = stack.redis_cli("GET", "sess:acct:" + acct).strip()
+    sid = stack.redis_cli("GET", rkeys.sess_acct(acct)).strip()
     assert_consistent(stack, acct, sid)
     for i in welcomed:
         if i != last[0]:
@@ -508,7 +508,7 @@ def test_sigterm_closes_clients_1001_and_releases_sessions(daemon, protos, keys,
     # Released by the stop itself, not left to the TTL.
     for acct in accts:
         assert live_sessions(stack, acct) == []
-        assert stack.redis_cli("GET", "sess:acct:" + acct).strip() == ""
+        assert stack.redis_cli("GET", rkeys.sess_acct(acct)).strip() == ""
 
 
 # ---------------------------------------------------------------- nicknames, presence
@@ -653,7 +653,7 @@ def test_grpc_kick_and_notices_reach_other_instance(daemon, protos, keys, free_p
     assert c.wait_closed() == 4002
     assert any(m.WhichOneof("body") == "kicked" and m.kicked.reason == "operator says bye"
                for m in c.pushes)
-    assert stack.redis_cli("EXISTS", "sess:acct:" + acct).strip() == "0"
+    assert stack.redis_cli("EXISTS", rkeys.sess_acct(acct)).strip() == "0"
 
 
 def tag():

@@ -9,6 +9,7 @@ import uuid
 import grpc
 import requests
 
+from harness import rkeys
 from harness.wait import wait_until
 from test_lobby import Client, keys, start_lobby, token  # noqa: F401 (keys is a fixture)
 
@@ -110,8 +111,8 @@ def test_redis_flushall_keeps_one_session_per_account(daemon, protos, keys, free
         for acct in accounts:
             live = new[acct] if acct in new else old[acct]
             sid = live.welcome.welcome.session_id
-            wait_until(lambda: stack.redis_cli("GET", "sess:acct:" + acct) == sid, timeout=30,
-                       what="sess:acct:%s rewritten" % acct)
+            wait_until(lambda: stack.redis_cli("GET", rkeys.sess_acct(acct)) == sid, timeout=30,
+                       what="%s rewritten" % rkeys.sess_acct(acct))
     finally:
         for p in list(old.values()) + list(new.values()):
             p.close()
@@ -268,5 +269,5 @@ def test_flushall_then_relogin_on_same_instance_kicks_old_session_at_once(daemon
     assert old.wait_closed(timeout=20) == 4002
     assert any(m.WhichOneof("body") == "kicked" for m in old.pushes)
     assert new.call(heartbeat=new.pb.Heartbeat()).status.code == 0
-    assert stack.redis_cli("GET", "sess:acct:" + acct) == w.welcome.session_id
+    assert stack.redis_cli("GET", rkeys.sess_acct(acct)) == w.welcome.session_id
     new.close()

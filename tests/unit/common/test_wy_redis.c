@@ -279,6 +279,118 @@ static void test_unreachable_fails_fast(void **state)
     fx_done(&f);
 }
 
+static void test_cluster_bad_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *needle;
+    } cases[] = {
+        {"redis+cluster://", "missing host"},
+        {"redis+cluster://127.0.0.1:7000/0", "database"},
+        {"redis+cluster://127.0.0.1:7000,127.0.0.1", "missing port"},
+        {"redis+cluster://127.0.0.1:7000,", "missing host"},
+        {"redis+cluster://:%zz@127.0.0.1:7000", "escape"},
+        {"redis+cluster://h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9,h:10,h:11,h:12,h:13,h:14,h:15,"
+         "h:16,h:17",
+         "16 seed"},
+    };
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wy_redis_t *r = (void *)1;
+        const char *err = NULL;
+        assert_int_equal(wy_redis_create(&loop, cases[i].url, NULL, &r, &err), WY_EINVAL);
+        assert_null(r);
+        assert_non_null(err);
+        if (strstr(err, cases[i].needle) == NULL)
+            fail_msg("url '%s': error '%s' does not mention '%s'", cases[i].url, err,
+                     cases[i].needle);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* The slots Redis' CLUSTER KEYSLOT answers for these keys (hash tag rules of the cluster
+ * specification: the first '{', the next '}', a non-empty tag). */
+static void test_key_slot(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        int slot;
+    } cases[] = {
+        {"123456789", 12739}, {"foo", 12182},       {"{foo}bar", 12182},     {"x{foo}y{z}", 12182},
+        {"{}foo", 9500},      {"foo{}{bar}", 8363}, {"foo{{bar}}zap", 4015}, {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = wy_redis_key_slot(cases[i].key, strlen(cases[i].key));
+        if (got != cases[i].slot)
+            fail_msg("slot of '%s': %d, Redis says %d", cases[i].key, got, cases[i].slot);
+    }
+    /* Every key of one lobby account is in the account's slot. */
+    int a = wy_redis_key_slot("sess:{acct-1}:acct", 18);
+    assert_int_equal(wy_redis_key_slot("sess:{acct-1}:epoch", 19), a);
+    assert_int_equal(wy_redis_key_slot("sess:{acct-1}:s:0f0e", 20), a);
+    assert_int_equal(wy_redis_key_slot("acct-1", 6), a);
+}
+
+/* A cluster handle whose seeds do not answer: created at once, refuses commands (never calls
+ * back) until a slot map is loaded, reports down, closes cleanly. */
+static void test_cluster_unreachable_fails_fast(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x = {0};
+    char url[96];
+    int ticks = 0;
+    uv_timer_t tick;
+    wy_redis_opts_t o = {.backoff_min_ms = 10, .backoff_max_ms = 40};
+    fx_init(&f);
+    snprintf(url, sizeof url, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d", wt_closed_port(),
+             wt_closed_port());
+    fx_open(&f, url, &o);
+    assert_int_equal(wy_redis_command(f.r, on_res, &x, "SET %s %s", "k", "v"), WY_EUNAVAIL);
+    uv_timer_init(&f.lp.loop, &tick);
+    tick.data = &ticks;
+    uv_timer_start(&tick, on_tick, 50, 50);
+    RUN_UNTIL(&f, ticks == 4);
+    uv_close((uv_handle_t *)&tick, NULL);
+    assert_int_equal(wy_redis_health(f.r), WY_EUNAVAIL);
+    const char *argv[] = {"GET", "k"};
+    assert_int_equal(wy_redis_command_argv(f.r, on_res, &x, 2, argv, NULL), WY_EUNAVAIL);
+    assert_int_equal(x.calls, 0);
+    assert_int_equal(f.ups, 0);
+    fx_done(&f);
+}
+
+/* A cluster URL naming a Redis without cluster mode: CLUSTER SLOTS is refused, so the handle
+ * never routes (clear log line, WY_EUNAVAIL), and closes cleanly. */
+static void test_cluster_url_on_a_plain_redis(void **state)
+{
+    (void)state;
+    fx_t f;
+    res_t x = {0};
+    char url[160];
+    int ticks = 0;
+    uv_timer_t tick;
+    const char *plain = redis_url();
+    const char *hp = strstr(plain, "://");
+    assert_non_null(hp);
+    hp += 3;
+    size_t n = strcspn(hp, "/");
+    snprintf(url, sizeof url, "redis+cluster://%.*s", (int)n, hp);
+    fx_init(&f);
+    fx_open(&f, url, NULL);
+    uv_timer_init(&f.lp.loop, &tick);
+    tick.data = &ticks;
+    uv_timer_start(&tick, on_tick, 100, 100);
+    RUN_UNTIL(&f, ticks == 5);
+    uv_close((uv_handle_t *)&tick, NULL);
+    assert_int_equal(wy_redis_health(f.r), WY_EUNAVAIL);
+    assert_int_equal(wy_redis_command(f.r, on_res, &x, "PING"), WY_EUNAVAIL);
+    assert_int_equal(x.calls, 0);
+    fx_done(&f);
+}
+
 static void test_timeout_then_reconnect(void **state)
 {
     (void)state;
@@ -576,6 +688,10 @@ int main(void)
         cmocka_unit_test(test_inflight_bound),
         cmocka_unit_test(test_error_reply),
         cmocka_unit_test(test_unreachable_fails_fast),
+        cmocka_unit_test(test_cluster_bad_urls),
+        cmocka_unit_test(test_key_slot),
+        cmocka_unit_test(test_cluster_unreachable_fails_fast),
+        cmocka_unit_test(test_cluster_url_on_a_plain_redis),
         cmocka_unit_test(test_timeout_then_reconnect),
         cmocka_unit_test(test_reconnect_after_kill),
         cmocka_unit_test(test_close_cancels_pending),
