@@ -62,17 +62,31 @@ static void test_array_literal_quotes_any_text(void **state)
         wy_free(its[i]);
 }
 
+/* A batcher on a loop of its own, its pool open, nothing seen yet. */
+static auth_batch_t *batcher(uv_loop_t *loop, auth_t *a)
+{
+    uv_loop_init(loop);
+    memset(a, 0, sizeof *a);
+    a->loop = loop;
+    memset(&seen, 0, sizeof seen);
+    pool_open = true;
+    return auth_batch_new(a, "test", &st, 2, 0, NULL, true);
+}
+
+/* Frees b and checks that its handles close with the loop. */
+static void batcher_free(uv_loop_t *loop, auth_batch_t *b)
+{
+    auth_batch_free(b);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
 static void test_items_answered_once_in_order_when_the_pool_closed(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     auth_t a;
-    memset(&a, 0, sizeof a);
-    a.loop = &loop;
-    memset(&seen, 0, sizeof seen);
-    pool_open = true;
-    auth_batch_t *b = auth_batch_new(&a, "test", &st, 2, 0, NULL, true);
+    auth_batch_t *b = batcher(&loop, &a);
     for (int i = 0; i < 3; i++) {
         const char *cols[] = {"x", "y"};
         assert_int_equal(auth_batch_add(b, cols, on_item, (void *)(intptr_t)i), WY_OK);
@@ -91,21 +105,15 @@ static void test_items_answered_once_in_order_when_the_pool_closed(void **state)
     assert_int_equal(auth_batch_depth(b), 0);
     const char *cols[] = {"x", "y"};
     assert_int_equal(auth_batch_add(b, cols, on_item, NULL), WY_EUNAVAIL); /* closed pool */
-    auth_batch_free(b);
-    uv_run(&loop, UV_RUN_DEFAULT); /* the handles close */
-    assert_int_equal(uv_loop_close(&loop), 0);
+    batcher_free(&loop, b);
 }
 
 static void test_queue_is_bounded(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    uv_loop_init(&loop);
     auth_t a;
-    memset(&a, 0, sizeof a);
-    a.loop = &loop;
-    pool_open = true;
-    auth_batch_t *b = auth_batch_new(&a, "test", &st, 2, 0, NULL, true);
+    auth_batch_t *b = batcher(&loop, &a);
     const char *cols[] = {"x", "y"};
     for (int i = 0; i < AUTH_BATCH_QUEUE; i++)
         assert_int_equal(auth_batch_add(b, cols, on_item, (void *)(intptr_t)0), WY_OK);
@@ -114,9 +122,7 @@ static void test_queue_is_bounded(void **state)
     pool_open = false;
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(seen.calls[0], AUTH_BATCH_QUEUE);
-    auth_batch_free(b);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    batcher_free(&loop, b);
 }
 
 int main(void)
