@@ -10,6 +10,10 @@
 
 chat_cfg_t chat_cfg;
 
+/* The rate limiter's prefix: keys chat:rl:{<account>} (wy_ratelimit appends ":<key>"; the
+ * key is the account in braces, its hash tag). */
+#define RKEY_CHAT_RATELIMIT "chat:rl"
+
 const char *const chat_kind_names[CHAT_NKINDS] = {"world", "zone",    "party",
                                                   "guild", "whisper", "system"};
 
@@ -47,7 +51,7 @@ static const wy_cfg_entry_t chat_config[] = {
     {"WY_CHAT_RETENTION_EVERY", WY_CFG_DURATION_MS, "60s", 1000, 86400000, NULL,
      "How often expired messages are deleted (10,000 rows per kind per pass).",
      &chat_cfg.retention_every_ms, false},
-    {"WY_CHAT_PRESENCE_KEY", WY_CFG_STRING, "sess:acct:%s", 0, 0, NULL,
+    {"WY_CHAT_PRESENCE_KEY", WY_CFG_STRING, "sess:{%s}:acct", 0, 0, NULL,
      "Lobby's Redis key of an account's session (%s = account id): a whisper to an account "
      "without it is kept for its next login.",
      &chat_cfg.presence_key, false},
@@ -163,6 +167,7 @@ void chat_svc_unref(chat_svc_t *svc)
     if (--svc->refs > 0)
         return;
     chat_filter_free(svc->filter);
+    wy_map_free(svc->sendq); /* empty: every queued Send holds a reference */
     wy_daemon_set_state(svc->d, NULL);
     wy_free(svc);
 }
@@ -241,11 +246,12 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->loop = wy_daemon_loop(d);
     svc->cfg = &chat_cfg;
     svc->refs = 1; /* released by stop() */
+    svc->sendq = wy_map_new(0);
     wy_daemon_set_state(d, svc);
     if (chat_filter_new(chat_cfg.filter_words, &svc->filter, err) != WY_OK)
         return WY_EINVAL;
     svc->filter_refuse = strcmp(chat_cfg.filter_mode, "refuse") == 0;
-    if (wy_ratelimit_new(wy_daemon_redis(d), "chat:rl", (uint32_t)chat_cfg.rate_limit,
+    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RATELIMIT, (uint32_t)chat_cfg.rate_limit,
                          (uint32_t)chat_cfg.rate_window_ms, &svc->rl) != WY_OK) {
         *err = "cannot create the rate limiter";
         return WY_EINVAL;

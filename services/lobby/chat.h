@@ -7,7 +7,8 @@
 #include "lobby-t.h"
 
 /* Opens the channel to wy-chat (WY_LOBBY_CHAT_GRPC; empty: chat requests answer
- * UNAVAILABLE and wy.chat events are still delivered). WY_OK or WY_EINVAL with *err. */
+ * UNAVAILABLE and wy.chat events are still delivered). The channel connects lazily. WY_OK or
+ * WY_EINVAL with *err. */
 int lobby_chat_start(lobby_t *lb, const char **err);
 void lobby_chat_stop(lobby_t *lb);
 
