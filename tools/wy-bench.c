@@ -269,6 +269,16 @@ static void run_lobby(void)
 
 /* ------------------------------------------------------------------ enter the game */
 
+/* A failed gRPC call of phase (what: the method) counted like a client error. */
+static void count_grpc_error(const char *phase, const char *what, int err, const char *message)
+{
+    wyc_error_t e;
+    memset(&e, 0, sizeof e);
+    e.code = err;
+    snprintf(e.message, sizeof e.message, "%s: %s", what, message);
+    count_error(phase, &e);
+}
+
 static void on_character(int err, int status, const char *message, const ProtobufCMessage *resp,
                          void *arg)
 {
@@ -281,11 +291,7 @@ static void on_character(int err, int status, const char *message, const Protobu
                  ((const Wyvern__Actor__Character *)resp)->actor_id);
         B.lat[B.nlat++] = wy_now_ns() - bot->t0_ns;
     } else {
-        wyc_error_t e;
-        memset(&e, 0, sizeof e);
-        e.code = err;
-        snprintf(e.message, sizeof e.message, "CreateCharacter: %s", message);
-        count_error("characters", &e);
+        count_grpc_error("characters", "CreateCharacter", err, message);
     }
 }
 
@@ -387,11 +393,7 @@ static void on_placed(int err, int status, const char *message, const ProtobufCM
     if (err == WY_OK) {
         B.lat[B.nlat++] = wy_now_ns() - t0;
     } else {
-        wyc_error_t e;
-        memset(&e, 0, sizeof e);
-        e.code = err;
-        snprintf(e.message, sizeof e.message, "Place: %s", message);
-        count_error("places", &e);
+        count_grpc_error("places", "Place", err, message);
     }
 }
 

@@ -51,8 +51,14 @@ static const char USAGE[] =
     "  nick set NICKNAME            set your nickname (connects to the lobby)\n"
     "  presence [NAME|ACCOUNT...]   who is online (default: yourself); a 36-char id is an\n"
     "                               account id, anything else a nickname\n"
-    "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks and reconnects\n"
-    "                               until Ctrl-C (or SECONDS)\n"
+    "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks, friend requests\n"
+    "                               and reconnects until Ctrl-C (or SECONDS)\n"
+    "  character list               your characters\n"
+    "  character create NAME [CLASS]  a new character (class default: warrior)\n"
+    "  character delete CHAR        delete one of yours (CHAR: its name or id)\n"
+    "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
+    "  friend accept|decline|remove CHAR OTHER\n"
+    "  friend list CHAR             CHAR's friends and requests, with presence\n"
     "  play CHARACTER_ID [--for SECONDS]\n"
     "                               enter the game with a character: print the welcome\n"
     "                               (game instance, zone, position), stay SECONDS (default 0;\n"
@@ -531,6 +537,17 @@ static void print_event(const wyc_event_t *ev)
         if (opt.json)
             json_out(json_pack("{s:s}", "event", "tokens_refreshed"));
         break;
+    case WYC_EV_FRIEND:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "friend", "kind",
+                               ev->friend.kind, "from_actor_id", ev->friend.from_actor_id,
+                               "from_name", ev->friend.from_name, "to_actor_id",
+                               ev->friend.to_actor_id, "to_name", ev->friend.to_name));
+        else if (!strcmp(ev->friend.kind, "request"))
+            printf("Friend request: %s asks %s\n", ev->friend.from_name, ev->friend.to_name);
+        else
+            printf("Friend: %s accepted %s\n", ev->friend.from_name, ev->friend.to_name);
+        break;
     case WYC_EV_CHAT:
         if (opt.json)
             json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
@@ -721,6 +738,138 @@ static int cmd_chat(profile_t *p, int argc, char **argv)
     else
         printf("%s %s (#%llu)\n", op, r->channel_id, (unsigned long long)r->seq);
     wy_free(r);
+    return EX_OK;
+}
+
+/* ------------------------------------------------------------------ characters, friends */
+
+static json_t *character_json(const wyc_character_t *ch)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s, s:b}", "actor_id", ch->actor_id, "name",
+                     ch->name, "class", ch->class_name, "level", (int)ch->level, "xp",
+                     (json_int_t)ch->xp, "gold", (json_int_t)ch->gold, "zone", ch->zone, "deleted",
+                     ch->deleted);
+}
+
+static void print_characters(const char *command, const wyc_character_t *cs, size_t n)
+{
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, character_json(&cs[i]));
+        json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", command, "characters", arr));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%-16s %-10s level %-3u %s%s\n", cs[i].name, cs[i].class_name, cs[i].level,
+               cs[i].actor_id, cs[i].deleted ? " (deleted)" : "");
+    if (n == 0)
+        printf("No characters.\n");
+}
+
+/* One of the player's characters by id or name (case-insensitive) into id[37]. */
+static int my_character(const char *what, const char *arg, char id[40])
+{
+    if (looks_like_uuid(arg)) {
+        snprintf(id, 40, "%s", arg);
+        return EX_OK;
+    }
+    wyc_character_t cs[WYC_CHARACTERS_MAX];
+    size_t n = 0;
+    wyc_error_t e;
+    if (wyc_sync_characters(g_sync, cs, WYC_CHARACTERS_MAX, &n, &e) != WY_OK)
+        return fail(what, &e);
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(cs[i].name, arg)) {
+            snprintf(id, 40, "%s", cs[i].actor_id);
+            return EX_OK;
+        }
+    return fail_msg(what, EX_INVALID, "you have no character named %s", arg);
+}
+
+static int cmd_character(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    const char *sub = argc ? argv[0] : "";
+    bool list = !strcmp(sub, "list") && argc == 1;
+    bool create = !strcmp(sub, "create") && (argc == 2 || argc == 3);
+    bool del = !strcmp(sub, "delete") && argc == 2;
+    if (!list && !create && !del)
+        return fail_msg("character", EX_USAGE,
+                        "usage: wy character list | create NAME [CLASS] | delete CHAR");
+    wyc_welcome_t w;
+    int ex = lobby_up("character", &w);
+    if (ex)
+        return ex;
+    wyc_error_t e;
+    if (list) {
+        wyc_character_t cs[WYC_CHARACTERS_MAX];
+        size_t n = 0;
+        if (wyc_sync_characters(g_sync, cs, WYC_CHARACTERS_MAX, &n, &e) != WY_OK)
+            return fail("character", &e);
+        print_characters("character list", cs, n);
+        return EX_OK;
+    }
+    wyc_character_t ch;
+    if (create) {
+        if (wyc_sync_character_create(g_sync, argv[1], argc == 3 ? argv[2] : "warrior", &ch, &e) !=
+            WY_OK)
+            return fail("character", &e);
+        print_characters("character create", &ch, 1);
+        return EX_OK;
+    }
+    char id[40];
+    if ((ex = my_character("character", argv[1], id)))
+        return ex;
+    if (wyc_sync_character_delete(g_sync, id, &ch, &e) != WY_OK)
+        return fail("character", &e);
+    print_characters("character delete", &ch, 1);
+    return EX_OK;
+}
+
+static int cmd_friend(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    static const char *const OPS[] = {"request", "accept", "decline", "remove"};
+    const char *sub = argc ? argv[0] : "";
+    int op = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(sub, OPS[i]) && argc == 3)
+            op = i;
+    bool list = !strcmp(sub, "list") && argc == 2;
+    if (op < 0 && !list)
+        return fail_msg("friend", EX_USAGE,
+                        "usage: wy friend request|accept|decline|remove CHAR OTHER | list CHAR");
+    wyc_welcome_t w;
+    int ex = lobby_up("friend", &w);
+    char id[40];
+    if (ex || (ex = my_character("friend", argv[1], id)))
+        return ex;
+    wyc_friend_t fs[WYC_FRIENDS_MAX];
+    size_t n = 0;
+    wyc_error_t e;
+    int rc = list ? wyc_sync_friends(g_sync, id, fs, WYC_FRIENDS_MAX, &n, &e)
+                  : wyc_sync_friend(g_sync, (wyc_friend_op_t)op, id, argv[2], fs, WYC_FRIENDS_MAX,
+                                    &n, &e);
+    if (rc != WY_OK)
+        return fail("friend", &e);
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id,
+                                            "name", fs[i].name, "account_id", fs[i].account_id,
+                                            "status", wyc_friend_status_name(fs[i].status),
+                                            "presence", wyc_presence_name(fs[i].presence)));
+        json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "friend", "op", sub,
+                           "friends", arr));
+        return EX_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%-16s %-10s %-8s %s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
+               wyc_presence_name(fs[i].presence), fs[i].actor_id);
+    if (n == 0)
+        printf("No friends yet.\n");
     return EX_OK;
 }
 
@@ -1007,8 +1156,9 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
     const char *cmd = rest[0];
-    static const char *const CMDS[] = {"register", "login", "logout", "whoami", "nick",
-                                       "presence", "lobby", "play",   "chat"};
+    static const char *const CMDS[] = {"register", "login",     "logout", "whoami",
+                                       "nick",     "presence",  "lobby",  "play",
+                                       "chat",     "character", "friend"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
         known |= !strcmp(cmd, CMDS[i]);
@@ -1059,6 +1209,10 @@ int main(int argc, char **argv)
                         ex = cmd_play(&p, n - 1, rest + 1);
                     else if (!strcmp(cmd, "chat"))
                         ex = cmd_chat(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "character"))
+                        ex = cmd_character(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "friend"))
+                        ex = cmd_friend(&p, n - 1, rest + 1);
                     else
                         ex = cmd_lobby(&p, n - 1, rest + 1);
                 }

@@ -118,6 +118,8 @@ typedef enum {
                             gave up reconnecting, wyc_lobby_close): error says why */
     WYC_EV_AUTH_LOST,    /* the access token could not be refreshed (revoked, banned,
                             expired): log in again */
+    WYC_EV_FRIEND,       /* a friend request for one of your characters, or an accept of
+                            yours: friend (wyc_characters.c) */
     WYC_EV_CHAT,         /* a chat message: chat (wyc_chat_follow: in seq order, no gap) */
 } wyc_event_type_t;
 
@@ -139,6 +141,14 @@ typedef struct {
     int64_t at_ms;   /* Unix ms */
 } wyc_notice_t;
 
+/* A friend push (WYC_EV_FRIEND). */
+typedef struct {
+    char kind[16]; /* "request" (they asked you) or "accepted" (they said yes) */
+    char from_actor_id[40];
+    char from_name[72];
+    char to_actor_id[40]; /* your character */
+    char to_name[72];
+} wyc_friend_push_t;
 #define WYC_CHAT_TEXT_MAX    2048 /* bytes of a chat text kept (chat's default bound) */
 #define WYC_CHAT_CHANNEL_MAX 136
 
@@ -160,6 +170,7 @@ typedef struct {
 typedef struct {
     wyc_event_type_t type;
     wyc_welcome_t welcome;    /* WYC_EV_WELCOME */
+    wyc_friend_push_t friend; /* WYC_EV_FRIEND */
     wyc_chat_message_t chat;  /* WYC_EV_CHAT */
     wyc_notice_t notice;      /* WYC_EV_NOTICE */
     char reason[256];         /* WYC_EV_KICKED */
@@ -507,6 +518,78 @@ int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err);
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);
 /* Make a pending wyc_sync_next_event return WY_ECANCELED: callable from a signal handler. */
 void wyc_sync_interrupt(wyc_sync_t *s);
+
+/* ------------------------------------------------------------------ characters and friends
+ * (wyc_characters.c): the lobby's messages 30..49, served by wy-actor behind the lobby.
+ * Same rules as the other lobby requests (a ready session; WY_ESTATE otherwise). */
+
+#define WYC_CHARACTERS_MAX 64
+#define WYC_FRIENDS_MAX    200
+
+typedef struct {
+    char actor_id[40];
+    char name[72];
+    char class_name[40];
+    uint32_t level;
+    uint64_t xp;
+    uint64_t gold;
+    char zone[72];
+    bool deleted;
+} wyc_character_t;
+
+typedef enum {
+    WYC_FRIEND_NONE = 0,
+    WYC_FRIEND_ACCEPTED = 1, /* friends */
+    WYC_FRIEND_INCOMING = 2, /* they asked you */
+    WYC_FRIEND_OUTGOING = 3, /* you asked them */
+} wyc_friend_status_t;
+
+typedef struct {
+    char actor_id[40];
+    char name[72];
+    char account_id[64];
+    wyc_friend_status_t status;
+    wyc_presence_state_t presence;
+} wyc_friend_t;
+
+typedef enum {
+    WYC_FRIEND_REQUEST,
+    WYC_FRIEND_ACCEPT,
+    WYC_FRIEND_DECLINE, /* their request, or withdraws yours */
+    WYC_FRIEND_REMOVE,
+} wyc_friend_op_t;
+
+/* "friend", "asked you", "you asked": for display. */
+const char *wyc_friend_status_name(wyc_friend_status_t s);
+
+/* chars[0..n) valid during the call (n 1 for create and delete). */
+typedef void (*wyc_characters_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                  const wyc_character_t *chars, size_t n, void *ud);
+/* The acting character's friends after the request, each with its presence. */
+typedef void (*wyc_friends_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_friend_t *friends,
+                               size_t n, void *ud);
+
+int wyc_characters_list(wyc_client_t *c, wyc_characters_cb cb, void *ud);
+/* key: optional idempotency key (NULL or ""): a retry answers the same character. */
+int wyc_character_create(wyc_client_t *c, const char *name, const char *class_name, const char *key,
+                         wyc_characters_cb cb, void *ud);
+int wyc_character_delete(wyc_client_t *c, const char *actor_id, wyc_characters_cb cb, void *ud);
+/* op by your character actor_id toward `other`: a character id (a UUID) or a name. */
+int wyc_friend(wyc_client_t *c, wyc_friend_op_t op, const char *actor_id, const char *other,
+               wyc_friends_cb cb, void *ud);
+int wyc_friends_list(wyc_client_t *c, const char *actor_id, wyc_friends_cb cb, void *ud);
+
+/* Blocking forms: out[0..cap) gets the answer, *n how many (at most cap). */
+int wyc_sync_characters(wyc_sync_t *s, wyc_character_t *out, size_t cap, size_t *n,
+                        wyc_error_t *err);
+int wyc_sync_character_create(wyc_sync_t *s, const char *name, const char *class_name,
+                              wyc_character_t *out, wyc_error_t *err);
+int wyc_sync_character_delete(wyc_sync_t *s, const char *actor_id, wyc_character_t *out,
+                              wyc_error_t *err);
+int wyc_sync_friend(wyc_sync_t *s, wyc_friend_op_t op, const char *actor_id, const char *other,
+                    wyc_friend_t *out, size_t cap, size_t *n, wyc_error_t *err);
+int wyc_sync_friends(wyc_sync_t *s, const char *actor_id, wyc_friend_t *out, size_t cap, size_t *n,
+                     wyc_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -119,6 +119,12 @@ void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
 void wyc__chat_welcome(wyc_client_t *c);
 void wyc__chat_free(wyc_client_t *c);
 
+/* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
+void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);
+
+/* wyc_sync.c: the private loop of a blocking client. */
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s);
+
 /* wyc_client.c */
 int wyc__refresh_internal(wyc_client_t *c);
 

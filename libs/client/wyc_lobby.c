@@ -506,6 +506,9 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH:
+        wyc__friend_push(c, m->friend_push);
+        return;
     default:
         break;
     }

@@ -456,3 +456,8 @@ void wyc_sync_interrupt(wyc_sync_t *s)
     s->interrupted = 1;
     uv_async_send(&s->wake);
 }
+
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s)
+{
+    return &s->loop;
+}

@@ -85,7 +85,8 @@ static void rpc_apply(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
     }
     hop_t *h = hop_new(call, REPLY_APPLY);
     const char *why = NULL;
-    if (actor_cmd_from_request(in, &h->req.cmd, &why) != WY_OK) {
+    if (actor_forward_metadata(call, &h->req, &why) != WY_OK ||
+        actor_cmd_from_request(in, &h->req.cmd, &why) != WY_OK) {
         wy_grpc_reply_error(call, WY_EINVAL, why);
         wy_free(h);
         return;
@@ -101,6 +102,12 @@ static void submit_simple(wy_grpc_call_id_t call, void *arg, const char *actor_i
     if (!svc || !id_ok(call, actor_id, "actor_id"))
         return;
     hop_t *h = hop_new(call, REPLY_CHARACTER);
+    const char *why = NULL;
+    if (actor_forward_metadata(call, &h->req, &why) != WY_OK) {
+        wy_grpc_reply_error(call, WY_EINVAL, why);
+        wy_free(h);
+        return;
+    }
     h->req.read_only = read_only;
     h->req.cmd.kind = kind;
     actor_store_submit(svc, actor_id, &h->req);

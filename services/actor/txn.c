@@ -53,7 +53,8 @@ struct txn {
     const txn_ops_t *ops;
     const char *kind; /* "trade", "gift", "friend_request"... (static) */
     actor_friend_op_t friend_op;
-    char who[2][8]; /* the sides' names in messages */
+    char account[ACTOR_ID_LEN + 1]; /* friends: side 0 must belong to it ("" = any) */
+    char who[2][8];                 /* the sides' names in messages */
     char actor[2][ACTOR_ID_LEN + 1];
     actor_offer_t give[2]; /* what side i gives to the other */
     txn_side_t side[2];
@@ -609,6 +610,10 @@ void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
 
 static int friend_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap)
 {
+    if (t->account[0] && s[0]->seq && strcmp(t->account, s[0]->account_id)) {
+        snprintf(why, cap, "actor: not a character of this account");
+        return WY_EPERM;
+    }
     return actor_friend_decide(t->friend_op, s[0], s[1], t->id, now_ms, t->ev, why, cap);
 }
 
@@ -616,15 +621,20 @@ static int friend_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, ch
 static void friend_list_of(Wyvern__Actor__FriendList *fl, const Wyvern__Actor__Character *c)
 {
     fl->actor_id = c->actor_id;
+    fl->name = c->name;
     fl->n_friends = c->n_friends;
     fl->friends = c->friends;
 }
 
-/* The FriendList of c, packed: a new buffer (wy_free). */
-static uint8_t *friend_list(const Wyvern__Actor__Character *c, size_t *len)
+/* The FriendList of c, packed, with the entry of other (NULL: none) as `other`: a new
+ * buffer (wy_free). */
+static uint8_t *friend_list(const Wyvern__Actor__Character *c, const char *other, size_t *len)
 {
     Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
     friend_list_of(&fl, c);
+    for (size_t i = 0; other && i < c->n_friends; i++)
+        if (!strcmp(c->friends[i]->actor_id, other))
+            fl.other = c->friends[i];
     *len = wyvern__actor__friend_list__get_packed_size(&fl);
     uint8_t *buf = wy_malloc(*len ? *len : 1);
     wyvern__actor__friend_list__pack(&fl, buf);
@@ -633,10 +643,9 @@ static uint8_t *friend_list(const Wyvern__Actor__Character *c, size_t *len)
 
 static uint8_t *friend_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
 {
-    (void)t;
     actor_view_t v;
     actor_view_init(&v, &after[0]);
-    uint8_t *buf = friend_list(&v.c, len);
+    uint8_t *buf = friend_list(&v.c, t->actor[1], len);
     actor_view_clear(&v);
     return buf;
 }
@@ -649,6 +658,32 @@ static void friend_replayed(ProtobufCMessage *res)
 static const txn_ops_t friend_ops = {friend_decide, friend_pack,
                                      &wyvern__actor__friend_list__descriptor, friend_replayed};
 
+/* The other side by name: one query, then the transaction. */
+static const wy_pg_stmt_t sql_by_name = {
+    "actor_by_name",
+    "SELECT actor_id::text AS actor_id FROM actor.characters WHERE name_key = $1 AND "
+    "deleted_at IS NULL",
+    1};
+
+static void on_by_name(int status, const PGresult *res, const char *err, void *ud)
+{
+    txn_t *t = ud;
+    actor_svc_t *svc = t->svc;
+    if (status != WY_OK) {
+        wy_log_warn("character lookup by name failed", "error", err, NULL);
+        wy_grpc_reply_error(t->call, WY_EUNAVAIL, "character store unavailable; retry");
+        wy_free(t);
+    } else if (PQntuples(res) != 1) {
+        wy_grpc_reply_error(t->call, WY_ENOTFOUND, "other: no character has that name");
+        wy_free(t);
+    } else {
+        snprintf(t->actor[1], sizeof t->actor[1], "%s", wy_pg_text(res, 0, "actor_id"));
+        txn_run(t);
+    }
+    svc->busy--;
+    actor_svc_unref(svc);
+}
+
 static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
                            actor_friend_op_t op, const char *kind)
 {
@@ -659,12 +694,40 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
     t->ops = &friend_ops;
     t->kind = kind;
     t->friend_op = op;
-    if (!side_id(call, t, 0, "actor", in->actor_id) ||
-        !side_id(call, t, 1, "other", in->other_actor_id)) {
+    bool by_name = !*in->other_actor_id && *in->other_name;
+    if (*in->account_id && !actor_uuid_valid(in->account_id)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "account_id must be a lower-case UUID");
         wy_free(t);
         return;
     }
-    txn_run(t);
+    snprintf(t->account, sizeof t->account, "%s", in->account_id);
+    if (!side_id(call, t, 0, "actor", in->actor_id) ||
+        (!by_name && !side_id(call, t, 1, "other", in->other_actor_id))) {
+        wy_free(t);
+        return;
+    }
+    if (!by_name) {
+        txn_run(t);
+        return;
+    }
+    snprintf(t->who[1], sizeof t->who[1], "other");
+    char *display = NULL, *key = NULL;
+    const char *why = NULL;
+    if (actor_name_check(in->other_name, strlen(in->other_name), &display, &key, &why) != WY_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "other_name: %s", why);
+        wy_grpc_reply_error(call, WY_EINVAL, msg);
+        wy_free(t);
+        return;
+    }
+    const char *p[] = {key};
+    wy_pg_t *pg = wy_daemon_pg(t->svc->d);
+    actor_svc_ref(t->svc);
+    t->svc->busy++;
+    if (!pg || wy_pg_exec(pg, &sql_by_name, p, on_by_name, t) != WY_OK)
+        on_by_name(WY_EUNAVAIL, NULL, "PostgreSQL unavailable", t);
+    wy_free(display);
+    wy_free(key);
 }
 
 void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)

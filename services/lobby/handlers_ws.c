@@ -2,6 +2,7 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "characters.h"
 #include "chat.h"
 #include "enter.h"
 #include "hello.h"
@@ -297,6 +298,8 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
             lobby_chat_request(c, m, t0);
             break;
         }
+        if (lobby_chars_dispatch(c, m, t0)) /* characters and friends: 30..49 */
+            break;
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
         refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;

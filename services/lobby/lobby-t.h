@@ -65,10 +65,11 @@ struct lobby {
     wy_http_server_t *ws;
     uv_timer_t sweep; /* hello / idle deadlines, instance liveness key */
     bool sweep_started;
-    uint64_t last_alive_ms;       /* last refresh of sess:inst:<instance> */
-    wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
-    wy_token_cache_t *key_cache;  /* Auth.GetKeys */
-    wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
+    uint64_t last_alive_ms;         /* last refresh of sess:inst:<instance> */
+    wy_jwt_keyset_t *static_keys;   /* WY_LOBBY_TOKEN_KEYS_DIR */
+    wy_token_cache_t *key_cache;    /* Auth.GetKeys */
+    wy_grpc_channel_t *auth;        /* NULL without WY_LOBBY_AUTH_GRPC */
+    wy_grpc_channel_t *chars_actor; /* characters.c: wy-actor (NULL when not configured) */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
     bool keys_loaded;     /* auth's key set was fetched at least once (readiness) */

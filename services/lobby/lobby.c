@@ -3,6 +3,7 @@
  * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
  * is in README "Code map". */
 #include "lobby.h"
+#include "characters.h"
 #include "chat.h"
 #include "clients.h"
 #include "enter.h"
@@ -81,7 +82,8 @@ static const wy_cfg_entry_t lobby_config[] = {
      "How long a join ticket is valid (the client connects to the game at once).",
      &cfg.ticket_ttl_ms, false},
     {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "127.0.0.1:9205", 0, 0, NULL,
-     "wy-actor's gRPC address (enter_game: whose character it is, its saved position).",
+     "wy-actor's gRPC address: characters and friends; enter_game (whose character it "
+     "is, its saved position).",
      &cfg.actor_grpc, false},
     {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
      "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
@@ -162,6 +164,8 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
             wyvern__lobby__notify_notice__free_unpacked(nn, NULL);
         else
             wy_log_warn("bad notify.notice payload skipped", "event_id", env->event_id, NULL);
+    } else if (strcmp(env->type, "notify.friend") == 0) {
+        lobby_chars_on_notify(lb, p, n, env->event_id);
     } else if (strcmp(env->type, "account.session_revoked") == 0) {
         Wyvern__Auth__SessionRevoked *r = wyvern__auth__session_revoked__unpack(NULL, n, p);
         if (r && r->account_id[0] && strlen(r->account_id) <= LOBBY_ID_MAX &&
@@ -251,6 +255,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
         rc = lobby_enter_start(lb, err);
     if (rc == WY_OK)
         rc = lobby_chat_start(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chars_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -272,6 +278,7 @@ static void lobby_stop(wy_daemon_t *d)
         lb->auth = NULL;
     }
     lobby_enter_stop(lb);
+    lobby_chars_stop(lb);
     lobby_unref(lb);
 }
 
@@ -291,7 +298,7 @@ static size_t lobby_busy(wy_daemon_t *d)
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
 static const char *const lobby_session_types[] = {"session.kick", NULL};
-static const char *const lobby_notify_types[] = {"notify.notice", NULL};
+static const char *const lobby_notify_types[] = {"notify.notice", "notify.friend", NULL};
 static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
 static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
 static const char *const lobby_chat_types[] = {"chat.message", NULL};

@@ -277,6 +277,10 @@ def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
     # lost, and a retried txn id that committed answers its first result.
     d2 = start(daemon)
     st2, ch2 = stub(d2, pb)
+    # The killed instance's shards are taken over once its lease ran out (WY_ACTOR_LEASE).
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                                      % d2.instance_id)) == 256,
+               timeout=30, what="the new instance owns every shard")
     assert totals(st2, pb, actors) == before
     in_flight = sorted(committed - set(acked_now))
     for txn in in_flight[:5]:
@@ -344,12 +348,28 @@ def test_friends_request_accept_decline_remove_list(daemon, stack, pb):
         grpc.StatusCode.NOT_FOUND
     assert code_of(lambda: friend(st, pb, "RequestFriend", a, b, txn="")) == \
         grpc.StatusCode.INVALID_ARGUMENT
+    # By the other's name, and only for a character of the given account.
+    ga = st.GetCharacter(m.GetCharacterRequest(actor_id=a), timeout=DEADLINE)
+    gc = st.GetCharacter(m.GetCharacterRequest(actor_id=c), timeout=DEADLINE)
+    assert code_of(lambda: st.RequestFriend(m.FriendCommand(
+        actor_id=c, other_name=ga.name.upper(), txn_id=str(uuid.uuid4()),
+        account_id=ga.account_id), timeout=DEADLINE)) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: st.RequestFriend(m.FriendCommand(
+        actor_id=c, other_name="nobody" + uuid.uuid4().hex[:8], txn_id=str(uuid.uuid4())),
+        timeout=DEADLINE)) == grpc.StatusCode.NOT_FOUND
+    r = st.RequestFriend(m.FriendCommand(actor_id=c, other_name=ga.name.upper(),
+                                         txn_id=str(uuid.uuid4()), account_id=gc.account_id),
+                         timeout=DEADLINE)
+    assert [(f.actor_id, f.status) for f in r.friends] == [(a, m.Friend.OUTGOING), (b, m.Friend.FRIEND)] \
+        or sorted((f.actor_id, f.status) for f in r.friends) == \
+        sorted([(a, m.Friend.OUTGOING), (b, m.Friend.FRIEND)])
+    friend(st, pb, "DeclineFriend", a, c)
     # Both events of every change are in PostgreSQL, in pairs.
     kinds = stack.psql("SELECT type, count(*) FROM actor.events WHERE actor_id IN ('%s','%s','%s') "
                        "AND type LIKE 'friend%%' GROUP BY type ORDER BY type" % (a, b, c))
     assert dict(line.split("|") for line in kinds.splitlines()) == {
-        "friend_added": "4", "friend_removed": "2", "friend_request_declined": "2",
-        "friend_request_received": "3", "friend_request_sent": "3"}
+        "friend_added": "4", "friend_removed": "2", "friend_request_declined": "4",
+        "friend_request_received": "4", "friend_request_sent": "4"}
     assert int(stack.psql("SELECT count(*) FROM actor.snapshots WHERE actor_id = '%s'" % b)) > 0
     d.kill9()
     d2 = start(daemon)
