@@ -55,6 +55,7 @@ static const char USAGE[] =
     "                               account id, anything else a nickname\n"
     "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks, friend requests\n"
     "                               and reconnects until Ctrl-C (or SECONDS)\n"
+    "        [--follow CHANNEL[@SEQ]]  and that chat channel's messages after SEQ, in order\n"
     "  character list               your characters\n"
     "  character create NAME [CLASS]  a new character (class default: warrior)\n"
     "  character delete CHAR        delete one of yours (CHAR: its name or id)\n"
@@ -890,14 +891,34 @@ static void on_signal(int sig)
 static int cmd_lobby(profile_t *p, int argc, char **argv)
 {
     long for_s = 0;
-    if (argc == 2 && !strcmp(argv[0], "--for"))
-        for_s = strtol(argv[1], NULL, 10);
-    else if (argc != 0)
-        return fail_msg("lobby", EX_USAGE, "usage: wy lobby [--for SECONDS]");
+    const char *follow[8];
+    int nfollow = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--for") && i + 1 < argc)
+            for_s = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--follow") && i + 1 < argc && nfollow < 8)
+            follow[nfollow++] = argv[++i];
+        else
+            return fail_msg("lobby", EX_USAGE,
+                            "usage: wy lobby [--for SECONDS] [--follow CHANNEL[@SEQ]]...");
+    }
     wyc_welcome_t w;
     int ex = lobby_up("lobby", &w);
     if (ex)
         return ex;
+    /* Followed channels print in seq order after SEQ (default 0), gaps filled from history. */
+    for (int i = 0; i < nfollow; i++) {
+        char ch[WYC_CHAT_CHANNEL_MAX];
+        snprintf(ch, sizeof ch, "%s", follow[i]);
+        char *at = strrchr(ch, '@');
+        uint64_t seq = 0;
+        if (at) {
+            *at = '\0';
+            seq = strtoull(at + 1, NULL, 10);
+        }
+        if (wyc_chat_follow(wyc_sync_client(g_sync), ch, seq) != WY_OK)
+            return fail_msg("lobby", EX_USAGE, "--follow: bad channel \"%s\"", follow[i]);
+    }
     wyc_event_t first;
     memset(&first, 0, sizeof first);
     first.type = WYC_EV_WELCOME;

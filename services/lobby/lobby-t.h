@@ -97,7 +97,7 @@ struct lobby {
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
     wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
-    wy_metric_t *m_chat_delivered, *m_chat_events;
+    wy_metric_t *m_chat_delivered, *m_chat_events, *m_chat_latency;
     /* metrics */
     /* enter.c: ticket signing keys and world (NULL when not configured / stopped); actor
      * is chars_actor */
