@@ -52,6 +52,7 @@ typedef struct {
     /* phases: 0 create accounts, 1 warm-up, 2 measured, 3 drain */
     int phase;
     int next_account, created, alive;
+    int connect_failures; /* refused or failed connects: too many and the run stops */
     uint64_t t_measure, t_end, t_deadline;
     uint32_t *lat; /* microseconds of the measured requests */
     size_t nlat, caplat;
@@ -155,6 +156,7 @@ static double pg_cpu(int postmaster)
 
 static void conn_send(conn_t *c);
 static void conn_open(conn_t *c);
+static void stop_all(void);
 
 static void build_request(conn_t *c)
 {
@@ -295,7 +297,12 @@ static void on_connected(uv_connect_t *r, int status)
 {
     conn_t *c = r->data;
     if (status < 0) {
+        /* A server that is not there would make this a tight reconnect loop: give up. */
+        if (++B.connect_failures > 10 * B.conns && !B.fatal)
+            B.fatal = "cannot connect to --target";
         conn_fail(c, 3);
+        if (B.fatal && B.phase < 3)
+            stop_all();
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);

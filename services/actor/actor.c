@@ -93,7 +93,7 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .unready = actor_unready,
     .subs = actor_subs,
     .nsubs = WY_ARRAY_LEN(actor_subs),
-    .helpers = WY_HELPER_OUTBOX | WY_HELPER_CONSUMED,
+    .helpers = WY_HELPER_CONSUMED, /* wy.actor is published from actor.events (publish.c) */
 };
 
 /* Not ready before the ownership view settled: until the first one no request can be
@@ -158,9 +158,15 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_gp_refused = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"refused\"");
     svc->m_gp_invalid = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"invalid\"");
     svc->m_gp_retried = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"retried\"");
+    svc->m_published = wy_metrics_counter(
+        "wy_actor_published_total", "Events published on wy.actor (acknowledged by Kafka).", NULL);
+    svc->m_publish_failed =
+        wy_metrics_counter("wy_actor_publish_failures_total",
+                           "wy.actor publications that failed (published again later).", NULL);
     actor_gameplay_start(svc);
+    actor_publish_start(svc);
     actor_store_start(svc);
-    actor_txn_start();
+    actor_txn_start(svc);
     actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
@@ -171,8 +177,10 @@ static void actor_stop(wy_daemon_t *d)
     if (!svc || svc->stopping)
         return;
     actor_gameplay_stop(svc);
+    actor_publish_stop(svc);
     actor_store_stop(svc);
     actor_rank_stop(svc);
+    actor_txn_stop(svc);
     actor_svc_unref(svc);
 }
 

@@ -83,8 +83,11 @@ typedef struct {
     wy_metric_t *m_cmd_ok, *m_cmd_replayed, *m_cmd_refused, *m_cmd_failed;
     wy_metric_t *m_snapshots, *m_shards, *m_takeovers, *m_fenced, *m_forwarded;
     wy_metric_t *m_gp_applied, *m_gp_duplicate, *m_gp_refused, *m_gp_invalid, *m_gp_retried;
-    wy_list_t gameplay;  /* gameplay events being applied (gameplay.c) */
-    uv_timer_t gp_timer; /* their retries */
+    wy_list_t gameplay;   /* gameplay events being applied (gameplay.c) */
+    uv_timer_t gp_timer;  /* their retries */
+    uv_timer_t pub_timer; /* the wy.actor publisher (publish.c) */
+    bool pub_running, pub_woken;
+    wy_metric_t *m_published, *m_publish_failed;
 } actor_svc_t;
 
 void actor_svc_ref(actor_svc_t *svc);
@@ -215,6 +218,15 @@ void actor_forward(actor_svc_t *svc, actor_peer_t *p, const char *actor_id, acto
 /* Reads the forwarding metadata of a call into r (forwarded, account, consumed). WY_EINVAL
  * with *why on a malformed value. */
 int actor_forward_metadata(wy_grpc_call_id_t call, actor_req_t *r, const char **why);
+
+/* ---- publish.c: committed events to Kafka wy.actor ---- */
+
+void actor_publish_start(actor_svc_t *svc);
+void actor_publish_stop(actor_svc_t *svc);
+/* Events were committed: publish them now rather than at the next poll. */
+void actor_publish_wake(actor_svc_t *svc);
+/* The bytes of a bytea column (text format): new buffer (PQfreemem) or NULL. store.c. */
+uint8_t *actor_column_bytes(const PGresult *res, int row, const char *name, size_t *len);
 
 /* ---- gameplay.c: the wy.gameplay consumer ---- */
 

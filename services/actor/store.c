@@ -108,11 +108,9 @@ static const wy_pg_stmt_t sql_fence = {"actor_fence",
  * trip: the fence (an error in it aborts everything; it is referenced so that it runs),
  * the events, the command keys, the snapshots, the trim of old snapshots (the statement
  * does not see its own new snapshot, so it keeps $18 - 1 of the older ones), the deleted
- * flag of the index, the consumed Kafka event ids, one wy.actor outbox row per event (the
- * stored payload with actor_id (field 2) and seq (field 3) appended: a protobuf message
- * followed by more fields is that message with those fields set) and, with
- * WY_ACTOR_PRUNE_EVENTS, the events at or below the oldest kept snapshot. Empty arrays
- * write nothing. */
+ * flag of the index, the consumed Kafka event ids and, with WY_ACTOR_PRUNE_EVENTS, the
+ * events at or below the oldest kept snapshot. Empty arrays write nothing. (wy.actor is
+ * published from the events rows themselves: publish.c.) */
 static const wy_pg_stmt_t sql_write = {
     "actor_write",
     "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
@@ -133,12 +131,6 @@ static const wy_pg_stmt_t sql_write = {
     "WHERE c.actor_id = v.id RETURNING 1), "
     "con AS (INSERT INTO actor.wy_consumed (consumer, event_id) SELECT 'actor', x "
     "FROM unnest($21::text[]) AS x ON CONFLICT DO NOTHING RETURNING 1), "
-    "ob AS (INSERT INTO actor.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "SELECT i::text, 'wy.actor', a::text, 'actor.' || t, p || '\\x1224'::bytea || "
-    "convert_to(a::text, 'UTF8') || '\\x18'::bytea || actor.pb_varint(s), "
-    "(extract(epoch FROM now()) * 1000)::bigint "
-    "FROM unnest($4::uuid[], $5::bigint[], $7::uuid[], $8::text[], $9::bytea[]) "
-    "AS x(a, s, i, t, p) RETURNING 1), "
     "prune AS (DELETE FROM actor.events e USING unnest($15::uuid[], $16::bigint[]) AS n(id, seq) "
     "WHERE $22::bool AND e.actor_id = n.id AND e.seq <= COALESCE((SELECT min(k.seq) FROM "
     "(SELECT seq FROM actor.snapshots WHERE actor_id = n.id ORDER BY seq DESC "
@@ -158,15 +150,10 @@ static const wy_pg_stmt_t sql_character = {
     "INSERT INTO actor.characters (actor_id, account_id, name, name_key, class_name, "
     "create_key) VALUES ($1, $2, $3, $4, $5, $6)",
     6};
-/* The created event and its wy.actor outbox row (as in sql_write). */
 static const wy_pg_stmt_t sql_first_event = {
     "actor_first_event",
-    "WITH e AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
-    "VALUES ($1, 1, $2, $3, 'created', $4::bytea) RETURNING actor_id, event_id, payload) "
-    "INSERT INTO actor.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "SELECT event_id::text, 'wy.actor', actor_id::text, 'actor.created', payload || "
-    "'\\x1224'::bytea || convert_to(actor_id::text, 'UTF8') || '\\x1801'::bytea, "
-    "(extract(epoch FROM now()) * 1000)::bigint FROM e",
+    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "VALUES ($1, 1, $2, $3, 'created', $4::bytea)",
     4};
 static const wy_pg_stmt_t sql_list = {
     "actor_list",
@@ -236,8 +223,7 @@ static void arr_null(wy_buf_t *b)
     wy_buf_puts(b, "NULL");
 }
 
-/* The bytes of a bytea column (text format); new buffer (PQfreemem) or NULL. */
-static uint8_t *column_bytes(const PGresult *res, int row, const char *name, size_t *len)
+uint8_t *actor_column_bytes(const PGresult *res, int row, const char *name, size_t *len)
 {
     *len = 0;
     const char *text = wy_pg_text(res, row, name);
@@ -507,7 +493,7 @@ static void on_loaded(int status, const PGresult *res, const char *err, void *ud
     uint64_t from = 0;
     for (int i = 0; rc == WY_OK && i < PQntuples(res); i++) {
         size_t len;
-        uint8_t *data = column_bytes(res, i, "data", &len);
+        uint8_t *data = actor_column_bytes(res, i, "data", &len);
         uint64_t seq = (uint64_t)wy_pg_int64(res, i, "seq");
         if (!data) {
             rc = WY_EIO;
@@ -663,8 +649,8 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     }
     if (outcome == BATCH_OK)
         audit(b);
-    if (outcome == BATCH_OK && b->n_events && wy_daemon_outbox(svc->d))
-        wy_outbox_wake(wy_daemon_outbox(svc->d));
+    if (outcome == BATCH_OK && b->n_events)
+        actor_publish_wake(svc);
     bool lost[ACTOR_SHARDS] = {0};
     if (outcome == BATCH_FENCED) {
         wy_metric_inc(svc->m_fenced);
@@ -947,7 +933,7 @@ static void on_keys(int status, const PGresult *res, const char *err, void *ud)
             r->replayed = true;
             r->status = (int)wy_pg_int64(res, i, "status");
             snprintf(r->msg, sizeof r->msg, "%s", wy_pg_text(res, i, "message"));
-            r->result = column_bytes(res, i, "result", &r->result_len);
+            r->result = actor_column_bytes(res, i, "result", &r->result_len);
             break; /* later requests with the key become duplicates of this one */
         }
     }
@@ -1153,8 +1139,7 @@ static void on_created(int status, const char *err, void *ud)
     if (actor_cfg.audit_log)
         wy_log_info("actor event", "actor", c->actor_id, "seq", "1", "type", "created", "event_id",
                     c->event_id, NULL);
-    if (wy_daemon_outbox(svc->d))
-        wy_outbox_wake(wy_daemon_outbox(svc->d));
+    actor_publish_wake(svc);
     if (!svc->stopping && !wy_map_get_str(svc->resident, c->actor_id)) {
         actor_t *a = actor_new(svc, c->actor_id);
         if (a) {

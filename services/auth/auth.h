@@ -58,7 +58,7 @@ typedef struct auth {
     bool revocations_dirty; /* a revocation Redis did not take: drop its marker, rebuild */
     unsigned refs;
     bool stopping;
-    auth_batch_t *b_find, *b_store, *b_create;        /* group commit of logins (sql.c) */
+    auth_batch_t *b_login, *b_store, *b_create;       /* group commit of logins (sql.c) */
     wy_redis_script_t *marker_script, *reload_script; /* see auth_revocations_watch */
     char rebuild_nonce[37];
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;

@@ -440,11 +440,8 @@ static void resolve_identity(hop_t *h, json_t *body)
         on_provider(rc, NULL, NULL, h);
 }
 
-static void on_identity_found(int status, const PGresult *res, int row, const char *err, void *ud);
-
-/* A first login of this identity: the account, its identity, session and events, batched with
- * the other first logins of this loop turn. */
-static void identity_create(hop_t *h);
+/* A login of this identity: found and given its session by one batched statement. */
+static void identity_login(hop_t *h);
 
 static void on_identity_created(int status, const PGresult *res, int row, const char *err, void *ud)
 {
@@ -458,7 +455,7 @@ static void on_identity_created(int status, const PGresult *res, int row, const 
             fail_unavail(h, WY_EUNAVAIL);
             return;
         }
-        pg_ok(h, auth_db_identity_find(h->a, h->method, h->subject, on_identity_found, h));
+        identity_login(h);
         return;
     }
     h->created = true;
@@ -466,6 +463,8 @@ static void on_identity_created(int status, const PGresult *res, int row, const 
     login_committed(h);
 }
 
+/* A first login of this identity: the account, its identity, session and events, batched with
+ * the other first logins of this loop turn. */
 static void identity_create(hop_t *h)
 {
     wy_uuid4(h->account);
@@ -485,8 +484,9 @@ static void identity_create(hop_t *h)
     pg_ok(h, rc);
 }
 
-/* A known identity logs in (open_session); an unknown one is created. */
-static void on_identity_found(int status, const PGresult *res, int row, const char *err, void *ud)
+/* A known identity is logged in (its session committed); an unknown one is created. */
+static void on_identity_logged_in(int status, const PGresult *res, int row, const char *err,
+                                  void *ud)
 {
     hop_t *h = ud;
     if (!pg_done(h, status, err, "identity login failed"))
@@ -496,8 +496,27 @@ static void on_identity_found(int status, const PGresult *res, int row, const ch
         return;
     }
     snprintf(h->account, sizeof h->account, "%s", wy_pg_text(res, row, "account_id"));
-    h->banned = wy_pg_bool(res, row, "banned");
-    open_session(h);
+    if (wy_pg_bool(res, row, "banned")) {
+        fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
+        return;
+    }
+    auth_events_written(h->a);
+    login_committed(h);
+}
+
+static void identity_login(hop_t *h)
+{
+    wy_uuid4(h->sid);
+    auth_refresh_new(h->refresh, h->refresh_hash);
+    /* account_id is added by the statement, which finds it (auth_db_identity_login). */
+    wy_outbox_row_t ev;
+    int rc = auth_event_login_row(&ev, "", h->sid, h->method, h->ip);
+    if (rc == WY_OK) {
+        rc = auth_db_identity_login(h->a, h->method, h->subject, h->sid, h->refresh_hash, &ev,
+                                    on_identity_logged_in, h);
+        wy_outbox_row_free(&ev);
+    }
+    pg_ok(h, rc);
 }
 
 static void link_done(hop_t *h);
@@ -521,7 +540,7 @@ static void identity_resolved(hop_t *h)
               auth_db_link_identity(h->a, h->account, h->method, h->subject, on_link_identity, h));
         return;
     }
-    pg_ok(h, auth_db_identity_find(h->a, h->method, h->subject, on_identity_found, h));
+    identity_login(h);
 }
 
 /* ---- register ---- */

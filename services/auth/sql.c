@@ -58,14 +58,31 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
 
 /* ---- group commit of logins (batch.h): one statement over arrays per batch ---- */
 
-/* The accounts of known identities; an unknown one returns no row. */
-static const wy_pg_stmt_t identity_find_sql = {
-    "auth_identity_find",
-    "SELECT r.ord, i.account_id, a.banned_at IS NOT NULL AS banned "
-    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(method, subject, ord) "
+/* Logins of known identities, each found and given its session, first refresh token and
+ * account.login row by one statement for the whole batch (one round trip, one commit): a row
+ * (ord, account_id, banned) per known identity; nothing is written for a banned account, and an
+ * unknown identity has no row. The event's payload comes from C without its account_id (field
+ * 1, unknown there): the statement puts it in front, 0x0a 0x24 (field 1, 36 bytes) and the uuid
+ * text, which is the same LoginSucceeded message (protobuf fields may come in any order). */
+static const wy_pg_stmt_t identity_logins_sql = {
+    "auth_identity_logins",
+    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], "
+    "$5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+    "AS r(method, subject, sid, hash, event_id, payload, ts, ord)), "
+    "f AS (SELECT r.*, i.account_id, a.banned_at IS NOT NULL AS banned FROM r "
     "JOIN auth.identities i ON i.method = r.method AND i.subject = r.subject "
-    "JOIN auth.accounts a ON a.id = i.account_id",
-    2};
+    "JOIN auth.accounts a ON a.id = i.account_id), "
+    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
+    "SELECT sid, account_id, method FROM f WHERE NOT banned RETURNING id), "
+    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+    "SELECT f.hash, s.id, now() + make_interval(secs => $8::bigint) FROM s JOIN f ON f.sid = "
+    "s.id), "
+    "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT event_id, 'wy.account', account_id::text, 'account.login', "
+    "'\\x0a24'::bytea || convert_to(account_id::text, 'UTF8') || decode(payload, 'hex'), ts "
+    "FROM f WHERE NOT banned ORDER BY ord) "
+    "SELECT ord, account_id, banned FROM f",
+    8};
 
 /* Sessions, their first refresh tokens and account.login rows of a batch of logins: one
  * statement, so one commit (one WAL flush) for the batch. */
@@ -115,17 +132,17 @@ void auth_db_batches_new(auth_t *a)
 {
     char ttl[32];
     const char *fixed[] = {refresh_ttl_s(a, ttl)};
-    a->b_find = auth_batch_new(a, "find", &identity_find_sql, 2, 0, NULL, false);
+    a->b_login = auth_batch_new(a, "login", &identity_logins_sql, 7, 1, fixed, true);
     a->b_store = auth_batch_new(a, "store", &logins_store_sql, 7, 1, fixed, true);
     a->b_create = auth_batch_new(a, "create", &identities_create_sql, 10, 1, fixed, true);
 }
 
 void auth_db_batches_free(auth_t *a)
 {
-    auth_batch_free(a->b_find);
+    auth_batch_free(a->b_login);
     auth_batch_free(a->b_store);
     auth_batch_free(a->b_create);
-    a->b_find = a->b_store = a->b_create = NULL;
+    a->b_login = a->b_store = a->b_create = NULL;
 }
 
 /* The hex digits of a wy_outbox row's payload (its bytea text without the \x). */
@@ -134,11 +151,13 @@ static const char *payload_hex(const wy_outbox_row_t *ev)
     return ev->params[4] + 2;
 }
 
-int auth_db_identity_find(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
-                          void *ud)
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *sid,
+                           const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
+                           void *ud)
 {
-    const char *c[] = {method, subject};
-    return a->b_find ? auth_batch_add(a->b_find, c, cb, ud) : WY_EUNAVAIL;
+    const char *c[] = {method,       subject,         sid,      refresh_hash,
+                       ev->event_id, payload_hex(ev), ev->ts_ms};
+    return a->b_login ? auth_batch_add(a->b_login, c, cb, ud) : WY_EUNAVAIL;
 }
 
 int auth_db_login_store(auth_t *a, const char *sid, const char *account, const char *method,

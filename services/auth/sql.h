@@ -24,9 +24,13 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
  * Created by auth_db_batches_new at start, freed by auth_db_batches_free with the state. */
 void auth_db_batches_new(auth_t *a);
 void auth_db_batches_free(auth_t *a);
-/* The account of an identity: row with account_id, banned; -1 when the identity is unknown. */
-int auth_db_identity_find(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
-                          void *ud);
+/* A login of an identity: finds its account and, unless it is banned, writes the session, its
+ * first refresh token and the account.login row (ev: auth_event_login_row with account "", the
+ * statement adds it), committed with the batch. Row: account_id, banned (banned: nothing was
+ * written); -1 when the identity is unknown (nothing written). */
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *sid,
+                           const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
+                           void *ud);
 /* A login's session, first refresh token and account.login row (ev, auth_event_login_row),
  * committed with the batch; no result to read. */
 int auth_db_login_store(auth_t *a, const char *sid, const char *account, const char *method,
@@ -34,7 +38,7 @@ int auth_db_login_store(auth_t *a, const char *sid, const char *account, const c
                         void *ud);
 /* A first login: identity, account (id account), session, refresh token, its account.created
  * and account.login rows, committed with the batch. row >= 0: created; -1: the identity exists
- * already (a concurrent first login won): nothing was written, look it up again. */
+ * already (a concurrent first login won): nothing was written, log in to it again. */
 int auth_db_identity_create(auth_t *a, const char *method, const char *subject, const char *account,
                             const char *sid, const char *refresh_hash,
                             const wy_outbox_row_t *created, const wy_outbox_row_t *login,

@@ -599,10 +599,16 @@ static void rpc_send(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     "SELECT (SELECT seq FROM m) AS seq, EXISTS (SELECT 1 FROM chat.channels WHERE id = $1) "       \
     "  AS known, $17::boolean AS moderator"
 
+/* A channel's members are its events' recipients: CHAT_MEMBERS_MAX bounds an event's size
+ * (5,000 ids of <= 56 bytes stay far under Kafka's envelope limit). */
+#define CHAT_MEMBERS_MAX "5000"
+
 static const wy_pg_stmt_t sql_join = {
     "chat_join",
     "WITH ok AS (DELETE FROM chat.invites WHERE channel_id = $1 AND account_id = $3 AND NOT "
-    "  EXISTS (SELECT 1 FROM chat.members WHERE channel_id = $1 AND account_id = $3) RETURNING 1), "
+    "  EXISTS (SELECT 1 FROM chat.members WHERE channel_id = $1 AND account_id = $3) AND "
+    "  (SELECT count(*) FROM chat.members WHERE channel_id = $1) < " CHAT_MEMBERS_MAX
+    "  RETURNING 1), "
     "mem AS (INSERT INTO chat.members (channel_id, account_id, role, joined_ms) "
     "  SELECT $1, $3, 1, $7::bigint FROM ok)" EV_TAIL,
     17};
@@ -652,7 +658,8 @@ static void on_event_done(int status, const PGresult *res, const char *err, void
     }
     if (wy_pg_isnull(res, 0, "seq")) {
         static const char *const why[] = {
-            [OP_JOIN] = "no pending invite to this channel (or already a member)",
+            [OP_JOIN] = "no pending invite to this channel (or already a member, or the channel "
+                        "has 5000 members)",
             [OP_LEAVE] = "not a member of this channel",
             [OP_INVITE] = "only an owner or officer invites, and not a member",
             [OP_KICK] = "only an owner or officer removes a member of a lower role",

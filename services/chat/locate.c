@@ -194,8 +194,10 @@ int chat_presence(chat_svc_t *svc, const char *account, chat_presence_cb cb, voi
     op->svc = svc;
     op->cb = cb;
     op->ud = ud;
+    /* A slow answer still beats a guess: an unknown presence keeps the whisper for the next
+     * login too (a duplicate the client drops), so wait longer than the default second. */
     const char *argv[] = {"EXISTS", key};
-    int rc = wy_redis_command_argv(redis, on_presence, op, 2, argv, NULL);
+    int rc = wy_redis_command_argv_timeout(redis, 3000, on_presence, op, 2, argv, NULL);
     if (rc != WY_OK) {
         wy_free(op);
         return rc;

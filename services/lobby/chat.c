@@ -31,6 +31,11 @@ int lobby_chat_start(lobby_t *lb, const char **err)
                            "Chat messages queued to this instance's sessions.", NULL);
     lb->m_chat_events = wy_metrics_counter("wy_lobby_chat_events_total",
                                            "wy.chat events handled by this instance.", NULL);
+    lb->m_chat_latency = wy_metrics_histogram(
+        "wy_lobby_chat_delivery_seconds",
+        "From wy-chat storing a message (its ts_ms, wall clock) to this instance queueing it to "
+        "its recipients (server side of publish-to-deliver).",
+        NULL, wy_metrics_latency_buckets, wy_metrics_latency_nbuckets);
     if (!*lb->cfg->chat_grpc)
         return WY_OK;
     if (wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->chat_grpc, NULL, &lb->chat) !=
@@ -130,6 +135,10 @@ void lobby_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Enve
         if (ev && ev->message && ev->channel_id[0] && ev->seq > 0) {
             wy_metric_inc(lb->m_chat_events);
             deliver(lb, ev);
+            uint64_t now = wy_wall_ms();
+            if (ev->message->ts_ms > 0 && now >= (uint64_t)ev->message->ts_ms)
+                wy_metric_observe(lb->m_chat_latency,
+                                  (double)(now - (uint64_t)ev->message->ts_ms) / 1000.0);
         } else {
             wy_log_warn("bad chat.message payload skipped", "event_id", env->event_id, NULL);
         }

@@ -66,8 +66,8 @@ static const wy_cfg_entry_t lobby_config[] = {
      "clients with the most queued are closed 1008.",
      WY_CFG_OFF(lobby_cfg_t, ws_send_budget), false},
     {"WY_LOBBY_AUTH_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
-     "wy-auth gRPC address (host:port): verification keys (GetKeys) and revocation at hello "
-     "(Introspect). Empty: static keys only.",
+     "wy-auth gRPC address (host:port): verification keys (GetKeys); a hello asks it (Introspect) "
+     "only when Redis lacks auth's revocation marker. Empty: static keys only.",
      WY_CFG_OFF(lobby_cfg_t, auth_grpc), false},
     {"WY_LOBBY_TOKEN_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of Ed25519 public keys (<kid>.pem) that verify access tokens, instead of or in "

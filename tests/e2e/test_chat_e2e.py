@@ -476,6 +476,22 @@ def test_wy_cli_chat_through_libs_client(daemon, build_dir, tmp_path):
     assert rc == 8  # forbidden: not a member
     rc, _, _ = wy("alice", "chat", "bogus", "x")
     assert rc == 2
+    # libs/client's ordered delivery: bob follows the party from seq 0 while alice sends;
+    # the first push shows a gap (1..4 came before), so wyc fills it from history first.
+    proc = subprocess.Popen([os.path.join(build_dir, "tools", "wy"), "--json", "lobby", "--for",
+                             "6", "--follow", cid + "@0"], env=dict(
+                                {k: v for k, v in os.environ.items() if k != "WY_SERVER"},
+                                **base, WY_CREDENTIALS_DIR=str(tmp_path / "bob")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the welcome: bob's session is up and the follow set
+    assert json.loads(first).get("event") == "welcome", first
+    for i in range(3):
+        ok("alice", "chat", "send", cid, "live %d" % i)
+    out, err = proc.communicate(timeout=60)
+    evs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    party_msgs = [e for e in evs if e.get("event") == "chat" and e["channel_id"] == cid]
+    assert [e["seq"] for e in party_msgs] == [1, 2, 3, 4, 5, 6, 7], (evs, err)
+    assert [e["text"] for e in party_msgs][-3:] == ["live 0", "live 1", "live 2"]
     # bob is offline: the whisper waits for bob's next login, then `wy lobby` prints it.
     w = ok("alice", "chat", "send", "--to", ids["bob"], "ping")
     assert w["offline"]

@@ -400,3 +400,21 @@ def test_kill9_loses_no_acknowledged_message(daemon, stack, pb, build_dir):
         after = h.messages[-1].seq
     assert set(acked) <= stored
     assert sorted(stored) == list(range(1, max(stored) + 1))  # no gap either
+
+
+def test_retention_hides_then_deletes_old_messages(daemon, stack, pb):
+    """Messages older than their kind's retention are no longer returned, and the retention
+    pass deletes them (counted in wy_chat_retention_deleted_total); other kinds keep theirs."""
+    st = stub(start(daemon, WY_CHAT_RETENTION_WHISPER="1s", WY_CHAT_RETENTION_EVERY="1s"), pb)
+    a, b = acct(), acct()
+    w = send(st, pb, a, to=b, text="this will fade")
+    cid = party(st, pb, a, b)
+    send(st, pb, a, cid, "this stays")
+    assert [m.text for m in history(st, pb, b, w.channel_id).messages] == ["this will fade"]
+    wait_until(lambda: not history(st, pb, b, w.channel_id).messages, timeout=30,
+               what="the whisper past its retention is not returned")
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM chat.messages WHERE channel_id = '%s'"
+                                      % w.channel_id)) == 0, timeout=30,
+               what="the retention pass deleted it")
+    assert history(st, pb, b, w.channel_id).last_seq == 1  # the sequence goes on from there
+    assert "this stays" in [m.text for m in history(st, pb, a, cid).messages]

@@ -445,8 +445,14 @@ static void on_message(void *udata, const Wyvern__Envelope *env, wy_kafka_msg_t 
     char part[16], off[24];
     snprintf(part, sizeof part, "%" PRId32, wy_kafka_msg_partition(msg));
     snprintf(off, sizeof off, "%" PRId64, wy_kafka_msg_offset(msg));
+    char hex[2 * 512 + 1]; /* the payload's first 512 bytes, for tests that decode it */
+    size_t n = env->payload.len < 512 ? env->payload.len : 512;
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", env->payload.data[i]);
+    hex[2 * n] = 0;
     wy_log_info("kafka message received", "event_id", env->event_id, "type", env->type, "topic",
-                wy_kafka_msg_topic(msg), "partition", part, "offset", off, NULL);
+                wy_kafka_msg_topic(msg), "partition", part, "offset", off, "key", env->key,
+                "payload", hex, NULL);
     effect_t *e = calloc(1, sizeof *e);
     if (!e)
         abort();

@@ -332,6 +332,26 @@ static void test_old_and_new_event_versions_load(void **state)
                                         'o',  'r',  'd',  0x10, 0x02, 0x78, 0x01};
     assert_int_equal(actor_apply_packed(&s, 3, new_event, sizeof new_event), WY_OK);
     assert_int_equal(actor_state_items(&s, "sword"), 5);
+    /* old_event was stored before Event had actor_id (2) and seq (3): they read as absent.
+     * The wy.actor form (publish.c) is the stored bytes with them appended: the same event
+     * with both set, and it applies the same. */
+    Wyvern__Actor__Event *e = wyvern__actor__event__unpack(NULL, sizeof old_event, old_event);
+    assert_non_null(e);
+    assert_string_equal(e->actor_id, "");
+    assert_int_equal(e->seq, 0);
+    wyvern__actor__event__free_unpacked(e, NULL);
+    uint8_t published[sizeof old_event + 8];
+    memcpy(published, old_event, sizeof old_event);
+    static const uint8_t tail[] = {0x12, 0x04, 'a', 'b', 'c', 'd', 0x18, 0x04};
+    memcpy(published + sizeof old_event, tail, sizeof tail);
+    e = wyvern__actor__event__unpack(NULL, sizeof published, published);
+    assert_non_null(e);
+    assert_string_equal(e->actor_id, "abcd");
+    assert_int_equal(e->seq, 4);
+    assert_int_equal(e->item_added->count, 3);
+    wyvern__actor__event__free_unpacked(e, NULL);
+    assert_int_equal(actor_apply_packed(&s, 4, published, sizeof published), WY_OK);
+    assert_int_equal(actor_state_items(&s, "sword"), 8);
     /* An old snapshot: only actor_id (1), name (3), level (5) and seq (13). */
     static const uint8_t old_snap[] = {0x0a, 0x04, 'a', 'b',  'c',  'd',  0x1a, 0x03,
                                        'B',  'o',  'b', 0x28, 0x07, 0x68, 0x09};
