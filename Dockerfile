@@ -72,8 +72,7 @@ ENTRYPOINT ["/usr/bin/wy-lobby"]
 
 FROM runtime AS game
 COPY --from=build /src/build/wy-game /usr/bin/wy-game
-# No client port yet (wy-game lists none; WY_GAME_WS_PORT to come).
-EXPOSE 9103 9203
+EXPOSE 8082 9103 9203
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD curl -fsS -o /dev/null "http://127.0.0.1:${WY_GAME_OPS_PORT:-9103}/readyz" || exit 1
 ENTRYPOINT ["/usr/bin/wy-game"]

@@ -124,6 +124,8 @@ run: deps
 TSAN_BUILD := build-tsan
 TSAN_UNITS := mailbox tick worker daemon grpc metrics
 TSAN_BINS  := $(patsubst %,$(TSAN_BUILD)/tests/unit/common/test_wy_%,$(TSAN_UNITS))
+# wy-game's partitions on two threads with sim.c's hand-off discipline.
+TSAN_BINS  += $(TSAN_BUILD)/tests/unit/game/test_threads
 
 tsan-build:
 	$(MAKE) BUILD=$(TSAN_BUILD) OPT=-O1 SAN="-fsanitize=thread" $(TSAN_BINS)

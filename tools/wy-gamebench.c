@@ -656,6 +656,15 @@ static double tick_max_ms(void)
     return mx;
 }
 
+/* A JSON number, or null when v is not finite (no sample). */
+static const char *jnum(char buf[32], double v)
+{
+    if (!isfinite(v))
+        return "null";
+    snprintf(buf, 32, "%.4f", v);
+    return buf;
+}
+
 static int run_bots(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -758,14 +767,16 @@ static int run_bots(void)
     /* frames per client per tick: every tick number a bot saw once, plus the ones it missed */
     double fpt = ticks ? (double)(ticks) / (double)(ticks - dups + gaps) : NAN;
     if (bo.json) {
-        printf("{\"bots\":%u,\"join_s\":%.2f,\"tick_p50_ms\":%.3f,\"tick_p99_ms\":%.3f,"
-               "\"tick_max_ms\":%.3f,\"cpu_cores_per_1000\":%.3f,\"bytes_per_client_s_p50\":%llu,"
-               "\"bytes_per_client_s_p99\":%llu,\"frames_per_client_tick\":%.4f,"
-               "\"ticks_missed\":%llu,\"ticks_twice\":%llu,\"latency_p50_ms\":%.2f,"
-               "\"latency_p99_ms\":%.2f,\"latency_samples\":%zu,\"closed\":%u}\n",
-               nbots, join_s, p50, p99, mx, cpu_1k, (unsigned long long)pct(bps, nbots, 0.5),
-               (unsigned long long)pct(bps, nbots, 0.99), fpt, (unsigned long long)gaps,
-               (unsigned long long)dups, lat50, lat99, nlat, closed);
+        char b[8][32];
+        printf("{\"bots\":%u,\"join_s\":%.2f,\"tick_p50_ms\":%s,\"tick_p99_ms\":%s,"
+               "\"tick_max_ms\":%s,\"cpu_cores_per_1000\":%s,\"bytes_per_client_s_p50\":%llu,"
+               "\"bytes_per_client_s_p99\":%llu,\"frames_per_client_tick\":%s,"
+               "\"ticks_missed\":%llu,\"ticks_twice\":%llu,\"latency_p50_ms\":%s,"
+               "\"latency_p99_ms\":%s,\"latency_samples\":%zu,\"closed\":%u}\n",
+               nbots, join_s, jnum(b[0], p50), jnum(b[1], p99), jnum(b[2], mx), jnum(b[3], cpu_1k),
+               (unsigned long long)pct(bps, nbots, 0.5), (unsigned long long)pct(bps, nbots, 0.99),
+               jnum(b[4], fpt), (unsigned long long)gaps, (unsigned long long)dups,
+               jnum(b[5], lat50), jnum(b[6], lat99), nlat, closed);
     } else {
         printf("%u bots (+2 probes) joined in %.1f s; %.0f s measured after 3 s warm-up\n", bo.bots,
                join_s, bo.seconds);

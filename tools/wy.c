@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,8 +61,9 @@ static const char USAGE[] =
     "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
     "  friend accept|decline|remove CHAR OTHER\n"
     "  friend list CHAR             CHAR's friends and requests, with presence\n"
-    "  play CHARACTER_ID [--for SECONDS]\n"
-    "                               enter the game with a character: print the welcome\n"
+    "  play CHAR [--for SECONDS] [--map]\n"
+    "                               enter the game with one of your characters (name or id):\n"
+    "                               print the welcome (--map: a live ASCII map, arrows move)\n"
     "                               (game instance, zone, position), stay SECONDS (default 0;\n"
     "                               Ctrl-C ends it), then leave (the position is saved)\n"
     "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
@@ -631,16 +634,20 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
         return fail("presence", &e);
     if (opt.json) {
         json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id,
-                                                 "nickname", out[i].nickname, "state",
-                                                 wyc_presence_name(out[i].state)));
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_pack("{s:s, s:s, s:s}", "account_id", out[i].account_id, "nickname",
+                                  out[i].nickname, "state", wyc_presence_name(out[i].state));
+            if (out[i].zone[0]) /* in the game: where */
+                json_object_set_new(o, "zone", json_string(out[i].zone));
+            json_array_append_new(arr, o);
+        }
         json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", "presence", "entries", arr));
     } else {
         for (size_t i = 0; i < n; i++) {
             const char *asked = i < ni ? ids[i] : nicks[i - ni];
-            printf("%-20s %-8s %s\n", out[i].nickname[0] ? out[i].nickname : asked,
-                   wyc_presence_name(out[i].state), out[i].account_id);
+            printf("%-20s %-8s %s%s%s\n", out[i].nickname[0] ? out[i].nickname : asked,
+                   wyc_presence_name(out[i].state), out[i].account_id, out[i].zone[0] ? " " : "",
+                   out[i].zone);
         }
     }
     return EX_OK;
@@ -927,21 +934,125 @@ static int cmd_lobby(profile_t *p, int argc, char **argv)
     return EX_OK;
 }
 
+/* `wy play --map`: a terminal view of the player's surroundings, redrawn 10 times a second
+ * (ANSI escapes only: works under tmux): one character per 4 m, '@' the player, 'P' other
+ * players, 'n' NPCs, the view circle dotted. Arrow keys run that way, space stops, w toggles
+ * walk/run, q quits (the player leaves). */
+#define MAP_W     61
+#define MAP_H     31
+#define MAP_SCALE 4.0
+
+static void map_draw(wyc_game_t *g, const wyc_game_welcome_t *w, int mode)
+{
+    static wyc_entity_t ents[1024];
+    size_t n = wyc_game_entities(g, ents, WY_ARRAY_LEN(ents));
+    if (n > WY_ARRAY_LEN(ents))
+        n = WY_ARRAY_LEN(ents);
+    uint32_t self = wyc_game_self(g);
+    double cx = w->x, cy = w->y;
+    for (size_t i = 0; i < n; i++)
+        if (ents[i].id == self) {
+            cx = ents[i].x;
+            cy = ents[i].y;
+        }
+    char grid[MAP_H][MAP_W + 1];
+    for (int r = 0; r < MAP_H; r++) {
+        for (int c = 0; c < MAP_W; c++) {
+            double dx = (c - MAP_W / 2) * MAP_SCALE, dy = (r - MAP_H / 2) * MAP_SCALE;
+            double d = sqrt(dx * dx + dy * dy);
+            grid[r][c] = fabs(d - 64) < MAP_SCALE / 2 ? '.' : ' ';
+        }
+        grid[r][MAP_W] = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)lround((ents[i].x - cx) / MAP_SCALE) + MAP_W / 2;
+        int r = (int)lround((ents[i].y - cy) / MAP_SCALE) + MAP_H / 2;
+        if (c < 0 || c >= MAP_W || r < 0 || r >= MAP_H)
+            continue;
+        grid[r][c] = ents[i].id == self ? '@' : ents[i].kind == 2 ? 'n' : 'P';
+    }
+    printf("\033[H\033[2J%s (%s) at (%.1f, %.1f)  %s  %zu visible\r\n", w->zone_id, w->instance_id,
+           cx, cy, mode == 2 ? "run" : "walk", n);
+    for (int r = 0; r < MAP_H; r++)
+        printf("|%s|\r\n", grid[r]);
+    printf("arrows: move  space: stop  w: walk/run  q: quit\r\n");
+    fflush(stdout);
+}
+
+static void map_loop(const wyc_game_welcome_t *w)
+{
+    wyc_game_t *g = wyc_sync_game(g_sync);
+    struct termios saved, raw;
+    bool tty = tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (tty) {
+        raw = saved;
+        raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+        raw.c_cc[VMIN] = 0;
+        raw.c_cc[VTIME] = 0;
+        tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+    }
+    int mode = 2;
+    uint64_t next_draw = 0;
+    for (;;) {
+        wyc_event_t ev;
+        if (wyc_sync_next_event(g_sync, 20, &ev) == WY_ECANCELED || !(g = wyc_sync_game(g_sync)))
+            break;
+        unsigned char k[8];
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        ssize_t r =
+            poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) ? read(STDIN_FILENO, k, sizeof k) : 0;
+        bool quit = false;
+        for (ssize_t i = 0; i < r; i++) {
+            if (k[i] == 'q') {
+                quit = true;
+            } else if (k[i] == ' ') {
+                wyc_game_move(g, 0, 0);
+            } else if (k[i] == 'w') {
+                mode = mode == 2 ? 1 : 2;
+            } else if (k[i] == 27 && i + 2 < r && k[i + 1] == '[') {
+                double heading = k[i + 2] == 'A'   ? 270
+                                 : k[i + 2] == 'B' ? 90
+                                 : k[i + 2] == 'C' ? 0
+                                                   : 180;
+                wyc_game_move(g, mode, heading);
+                i += 2;
+            }
+        }
+        if (quit)
+            break;
+        if (wy_now_ms() >= next_draw) {
+            map_draw(g, w, mode);
+            next_draw = wy_now_ms() + 100;
+        }
+    }
+    if (tty)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    printf("\r\n");
+}
+
 static int cmd_play(profile_t *p, int argc, char **argv)
 {
     (void)p;
     long for_s = 0;
+    bool map = false;
+    if (argc >= 2 && !strcmp(argv[argc - 1], "--map")) {
+        map = true;
+        argc--;
+    }
     if (argc == 3 && !strcmp(argv[1], "--for"))
         for_s = strtol(argv[2], NULL, 10);
     else if (argc != 1)
-        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER [--for SECONDS] [--map]");
     wyc_welcome_t lw;
     int ex = lobby_up("play", &lw);
     if (ex)
         return ex;
+    char id[40];
+    if ((ex = my_character("play", argv[0], id)))
+        return ex;
     wyc_entry_t en;
     wyc_error_t e;
-    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+    if (wyc_sync_enter_game(g_sync, id, &en, &e) != WY_OK)
         return fail("play", &e);
     wyc_game_welcome_t w;
     if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)
@@ -958,7 +1069,14 @@ static int cmd_play(profile_t *p, int argc, char **argv)
                w.character_id, (unsigned long long)w.entity_id, w.zone_id, w.instance_id, w.game_id,
                w.tick_rate, w.x, w.y);
     fflush(stdout);
-    if (for_s > 0) {
+    if (map) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        map_loop(&w);
+    } else if (for_s > 0) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal;

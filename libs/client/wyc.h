@@ -291,6 +291,7 @@ typedef struct {
     char account_id[64]; /* "" when asked by a nickname nobody online holds */
     char nickname[128];
     wyc_presence_state_t state;
+    char zone[40]; /* WYC_IN_GAME: the zone it entered, else "" */
 } wyc_presence_t;
 
 /* "offline", "online", "in-game". */
@@ -356,11 +357,33 @@ typedef enum {
     WYC_GAME_EV_LEFT,        /* the answer to wyc_game_leave: x, y saved */
     WYC_GAME_EV_CLOSED,      /* the connection is over (after LEFT, a refusal, a drop):
                                 error says why (WY_OK after a leave); no event follows */
+    WYC_GAME_EV_UPDATE,      /* one tick's update, already applied to the mirror
+                                (wyc_game_entities): update says what it did */
 } wyc_game_event_type_t;
+
+/* An entity the player sees (the mirror of its view, kept by the library from the updates;
+ * positions exact to 1/32 m). */
+typedef struct {
+    uint32_t id;
+    uint8_t kind; /* 1 player, 2 NPC */
+    uint8_t mode; /* 0 idle, 1 walk, 2 run */
+    double x, y;  /* metres, x east, y south */
+} wyc_entity_t;
+
+typedef struct {
+    uint64_t tick;
+    uint32_t ack;   /* last input seq the server applied or refused */
+    bool reset;     /* the mirror was replaced */
+    bool corrected; /* an input was refused: x, y is the authoritative position */
+    double x, y;    /* the player's own position (when corrected, or from the mirror) */
+    uint32_t entered, changed, left;
+    size_t bytes; /* of the update message */
+} wyc_game_update_t;
 
 typedef struct {
     wyc_game_event_type_t type;
     wyc_game_welcome_t welcome; /* WELCOME */
+    wyc_game_update_t update;   /* UPDATE */
     double x, y;                /* LEFT */
     wyc_error_t error;          /* CLOSED: server_code is the game's Code name
                                    ("TICKET_EXPIRED", ...), ws_close the close code */
@@ -378,6 +401,17 @@ int wyc_game_leave(wyc_game_t *g);
  * call; freed from the loop later. */
 void wyc_game_close(wyc_game_t *g);
 void *wyc_game_userdata(const wyc_game_t *g);
+
+/* Movement inputs (after the welcome): the server moves the player (walk 2.5 m/s, run 6 m/s)
+ * and acknowledges each in the updates' ack. Returns the input's seq (> 0), or a negative
+ * WY_E*: WY_ESTATE when not joined. mode: 0 stop, 1 walk, 2 run. */
+int64_t wyc_game_move(wyc_game_t *g, int mode, double heading_deg);    /* 0 east, 90 south */
+int64_t wyc_game_move_to(wyc_game_t *g, int mode, double x, double y); /* walk to, stop */
+/* Copies up to max entities of the mirror into out (sorted by id); returns how many it holds
+ * in all. */
+size_t wyc_game_entities(const wyc_game_t *g, wyc_entity_t *out, size_t max);
+/* The player's own entity id (0 before the welcome). */
+uint32_t wyc_game_self(const wyc_game_t *g);
 /* ------------------------------------------------------------------ chat */
 
 /* Result of a chat request: send (channel_id, seq, text as stored, masked, offline), create
@@ -513,6 +547,9 @@ int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome
                        wyc_error_t *err);
 /* Leave the game joined by wyc_sync_game_join; *x / *y get the saved position. */
 int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err);
+/* The game joined by wyc_sync_game_join (NULL if none): for wyc_game_move / entities; its
+ * updates are applied while any wyc_sync_* call runs the loop (wyc_sync_next_event). */
+wyc_game_t *wyc_sync_game(wyc_sync_t *s);
 /* Wait up to timeout_ms (0: forever) for the next queued event. WY_OK and *ev, or
  * WY_ETIMEDOUT. */
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);

@@ -1,9 +1,12 @@
 /* wyc game connection: a WebSocket to a game instance (own upgrade over uv_tcp_t, wslay
  * client framing, the upgrade answer checked by wyc__ws_upgrade_check), join(ticket) ->
- * welcome, leave -> left, and the close. The simulation's messages (inputs, the mirror of
- * the world) are added to on_server_msg and to this API by the game issue. */
+ * welcome, leave -> left, and the close; inputs (wyc_game_move) and the mirror of the
+ * visible entities kept from the updates (wy_gamewire). */
 #include "wyc_int.h"
 #include "game.pb-c.h"
+#include "wy_gamewire.h"
+
+#include <math.h>
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -36,6 +39,10 @@ struct wyc_game {
     wslay_event_context_ptr ws;
     wyc_error_t refusal; /* the server's error message, if it sent one */
     bool refused;
+    /* the simulation */
+    uint32_t self, seq;
+    wy_gw_mirror_t mirror;
+    wy_gw_entity_t ents[1024];
     int handles; /* open uv handles: freed when 0 and detached or finished */
 };
 
@@ -229,6 +236,7 @@ static void on_server_msg(wyc_game_t *g, const Wyvern__Game__ServerMessage *m)
         o->y = w->position ? w->position->y : 0;
         o->max_message_bytes = w->max_message_bytes;
         g->joined = true;
+        g->self = (uint32_t)w->entity_id;
         if (g->timer_open)
             uv_timer_stop(&g->timer);
         emit(g, &ev);
@@ -252,8 +260,41 @@ static void on_server_msg(wyc_game_t *g, const Wyvern__Game__ServerMessage *m)
                      game_code_name((int)m->error->code));
         }
         break;
+    case WYVERN__GAME__SERVER_MESSAGE__BODY_UPDATE: {
+        const Wyvern__Game__Update *u = m->update;
+        wy_gw_applied_t a;
+        const char *err = NULL;
+        if (wy_gw_mirror_apply(&g->mirror, u->reset, u->entered.data, u->entered.len,
+                               u->changed.data, u->changed.len, u->left.data, u->left.len, &a,
+                               &err) != WY_OK) {
+            wyc_error_t e;
+            wyc__err_set(&e, WY_EIO, WYC_SRC_PROTOCOL, "bad update from the game: %s", err);
+            game_end(g, &e);
+            return;
+        }
+        ev.type = WYC_GAME_EV_UPDATE;
+        wyc_game_update_t *o = &ev.update;
+        o->tick = u->tick;
+        o->ack = u->ack;
+        o->reset = u->reset;
+        o->corrected = u->correction != NULL;
+        const wy_gw_entity_t *me = wy_gw_mirror_find(&g->mirror, g->self);
+        if (u->correction) {
+            o->x = wy_gw_metres((int32_t)u->correction->qx);
+            o->y = wy_gw_metres((int32_t)u->correction->qy);
+        } else if (me) {
+            o->x = wy_gw_metres(me->qx);
+            o->y = wy_gw_metres(me->qy);
+        }
+        o->entered = (uint32_t)a.entered;
+        o->changed = (uint32_t)a.changed;
+        o->left = (uint32_t)a.left;
+        o->bytes = wyvern__game__server_message__get_packed_size(m);
+        emit(g, &ev);
+        break;
+    }
     default:
-        break; /* the simulation's pushes */
+        break;
     }
 }
 
@@ -433,6 +474,7 @@ int wyc_game_join(wyc_ctx_t *ctx, const wyc_entry_t *entry, wyc_game_cb cb, void
     if (port <= 0 || port > 65535)
         return WY_EINVAL;
     wyc_game_t *g = wy_calloc(1, sizeof *g);
+    wy_gw_mirror_init(&g->mirror, g->ents, WY_ARRAY_LEN(g->ents));
     g->ctx = ctx;
     g->cb = cb;
     g->ud = ud;
@@ -488,4 +530,56 @@ void wyc_game_close(wyc_game_t *g)
 void *wyc_game_userdata(const wyc_game_t *g)
 {
     return g->ud;
+}
+
+static int64_t send_input(wyc_game_t *g, Wyvern__Game__Input *in)
+{
+    if (!g->joined || g->finished || g->left)
+        return WY_ESTATE;
+    in->seq = ++g->seq;
+    Wyvern__Game__ClientMessage m = WYVERN__GAME__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__GAME__CLIENT_MESSAGE__BODY_INPUT;
+    m.input = in;
+    int rc = send_client_msg(g, &m);
+    return rc == WY_OK ? (int64_t)in->seq : rc;
+}
+
+int64_t wyc_game_move(wyc_game_t *g, int mode, double heading_deg)
+{
+    if (mode < 0 || mode > 2 || !isfinite(heading_deg))
+        return WY_EINVAL;
+    Wyvern__Game__Input in = WYVERN__GAME__INPUT__INIT;
+    in.mode = (Wyvern__Game__MoveMode)mode;
+    double turns = fmod(heading_deg / 360.0, 1.0);
+    if (turns < 0)
+        turns += 1.0;
+    in.dir = (uint32_t)lround(turns * 65536.0) & 0xffff;
+    return send_input(g, &in);
+}
+
+int64_t wyc_game_move_to(wyc_game_t *g, int mode, double x, double y)
+{
+    if (mode < 0 || mode > 2 || !isfinite(x) || !isfinite(y))
+        return WY_EINVAL;
+    Wyvern__Game__Input in = WYVERN__GAME__INPUT__INIT;
+    Wyvern__Game__Vec2 t = WYVERN__GAME__VEC2__INIT;
+    t.x = x;
+    t.y = y;
+    in.mode = (Wyvern__Game__MoveMode)mode;
+    in.target = &t;
+    return send_input(g, &in);
+}
+
+size_t wyc_game_entities(const wyc_game_t *g, wyc_entity_t *out, size_t max)
+{
+    for (size_t i = 0; i < g->mirror.n && i < max; i++) {
+        const wy_gw_entity_t *e = &g->mirror.ents[i];
+        out[i] = (wyc_entity_t){e->id, e->kind, e->mode, wy_gw_metres(e->qx), wy_gw_metres(e->qy)};
+    }
+    return g->mirror.n;
+}
+
+uint32_t wyc_game_self(const wyc_game_t *g)
+{
+    return g->self;
 }

@@ -132,6 +132,7 @@ static void pending_complete(wyc_client_t *c, wyc_pending_t *p, const wyc_error_
                 snprintf(out[i].account_id, sizeof out[i].account_id, "%s", p2->account_id);
                 snprintf(out[i].nickname, sizeof out[i].nickname, "%s", p2->nickname);
                 out[i].state = (wyc_presence_state_t)p2->state;
+                snprintf(out[i].zone, sizeof out[i].zone, "%s", p2->zone);
             }
         }
         ((wyc_presence_cb)x.cb)(c, e, out, n, x.ud);

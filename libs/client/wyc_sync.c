@@ -321,6 +321,8 @@ static void game_cb(wyc_game_t *g, const wyc_game_event_t *ev, void *ud)
     } else if (ev->type == WYC_GAME_EV_LEFT) {
         s->left_x = ev->x;
         s->left_y = ev->y;
+    } else if (ev->type == WYC_GAME_EV_UPDATE) {
+        return; /* applied to the game's mirror already (wyc_game_entities) */
     } else {
         s->err = ev->error;
         s->game = NULL; /* freed by the library once closed */
@@ -340,6 +342,11 @@ int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome
     s->welcome_out = out;
     s->game_closed = false;
     return finish(s, wyc_game_join(s->ctx, entry, game_cb, s, &s->game), err);
+}
+
+wyc_game_t *wyc_sync_game(wyc_sync_t *s)
+{
+    return s->game;
 }
 
 int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err)

@@ -417,6 +417,16 @@ int wy_config_load(const wy_cfg_entry_t *tab, size_t n, const char **err)
     return WY_OK;
 }
 
+void wy_config_rebase(wy_cfg_entry_t *out, const wy_cfg_entry_t *src, size_t n, void *base)
+{
+    for (size_t i = 0; i < n; i++) {
+        wy_cfg_entry_t e = src[i];
+        /* Integer arithmetic: base may be an offset, not a pointer into an object. */
+        e.dst = (void *)((uintptr_t)base + (uintptr_t)src[i].dst);
+        out[i] = e;
+    }
+}
+
 void wy_config_free(const wy_cfg_entry_t *tab, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

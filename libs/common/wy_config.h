@@ -5,6 +5,7 @@
 #define WY_CONFIG_H
 
 #include "wy_core.h"
+#include <stddef.h>
 #include <stdio.h>
 
 typedef enum {
@@ -27,9 +28,21 @@ typedef struct {
     int64_t min, max;    /* bounds for INT / DURATION_MS / SIZE (ignored when min == max == 0) */
     const char *choices; /* ENUM only: "kick-old|reject-new" */
     const char *help;    /* one line, what it does and why one would change it */
-    void *dst;           /* where the parsed value goes (see type) */
+    void *dst;           /* where the parsed value goes (see type); in a table of offsets
+                            (WY_CFG_OFF) the offset of the field, until wy_config_rebase */
     bool secret;         /* value is never printed or logged (URLs with passwords, keys) */
 } wy_cfg_entry_t;
+
+/* A dst given as the offset of a field in a configuration struct instead of a pointer to
+ * storage of its own (a service keeps its configuration on its daemon state, not in
+ * statics): WY_CFG_OFF(lobby_cfg_t, ws_port). Such a table is never loaded as it is;
+ * wy_config_rebase turns it into pointers into one struct first. */
+#define WY_CFG_OFF(type, member) ((void *)offsetof(type, member))
+
+/* Copy n entries of src (a table of WY_CFG_OFF offsets) into out, each dst becoming
+ * base + its offset. base may itself be an offset (WY_CFG_OFF of an embedded struct) to
+ * nest one offset table into a larger one. out and src may be the same array. */
+void wy_config_rebase(wy_cfg_entry_t *out, const wy_cfg_entry_t *src, size_t n, void *base);
 
 /* Parse every entry from the environment (getenv), falling back to defaults.
  * A variable set to the empty string counts as not set (compose files often

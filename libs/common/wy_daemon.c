@@ -70,6 +70,7 @@ struct wy_daemon {
     wy_cfg_entry_t *cfg;
     size_t ncfg;
     char *names[SHARED_MAX]; /* owned names of the shared WY_<SVC>_* entries */
+    void *svc_cfg;           /* the service's configuration struct (spec.config_size) */
     char *migrations_default;
     char *instance_auto; /* generated instance id when WY_INSTANCE_ID is empty */
     char *bind_host, *instance_id, *log_level, *redis_url, *pg_url, *kafka_brokers;
@@ -265,14 +266,19 @@ static void build_config(wy_daemon_t *d)
     d->ncfg = n + s->nconfig;
     d->cfg = wy_calloc(d->ncfg, sizeof *d->cfg);
     memcpy(d->cfg, shared, n * sizeof *shared);
-    if (s->nconfig)
+    if (s->config_size) {
+        d->svc_cfg = wy_calloc(1, s->config_size);
+        wy_config_rebase(d->cfg + n, s->config, s->nconfig, d->svc_cfg);
+    } else if (s->nconfig) {
         memcpy(d->cfg + n, s->config, s->nconfig * sizeof *s->config);
+    }
 }
 
 static void free_config(wy_daemon_t *d)
 {
     wy_config_free(d->cfg, d->ncfg);
     wy_free(d->cfg);
+    wy_free(d->svc_cfg);
     for (size_t i = 0; i < SHARED_MAX; i++)
         wy_free(d->names[i]);
     wy_free(d->migrations_default);
@@ -1278,6 +1284,11 @@ int64_t wy_daemon_drain_ms(const wy_daemon_t *d)
 bool wy_daemon_stopping(const wy_daemon_t *d)
 {
     return d->state >= ST_DRAINING;
+}
+
+void *wy_daemon_config(const wy_daemon_t *d)
+{
+    return d->svc_cfg;
 }
 
 void wy_daemon_set_state(wy_daemon_t *d, void *state)

@@ -136,6 +136,12 @@ typedef struct {
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;
+    /* With config_size > 0 the service keeps no configuration in statics: every dst of
+     * config is an offset (WY_CFG_OFF) into its configuration struct of that size, which
+     * the daemon allocates zeroed, fills from the environment and keeps for its whole
+     * life: wy_daemon_config(d) (strings in it are owned by the daemon). With 0, every
+     * dst is a pointer to storage of the service's own. */
+    size_t config_size;
     /* Kafka subscriptions (see above); needs WY_DEP_KAFKA. A bad table (empty
      * topic, duplicate topic, no handler or no types) stops the daemon at
      * start with exit 1. */
@@ -197,6 +203,9 @@ wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
 wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d);     /* WY_HELPER_OUTBOX, else NULL */
 wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else NULL */
+/* The service's configuration struct (spec.config_size > 0), filled before start() and
+ * valid until wy_daemon_main returns; NULL when config_size is 0. */
+void *wy_daemon_config(const wy_daemon_t *d);
 /* The service's own state pointer (NULL until set). */
 void wy_daemon_set_state(wy_daemon_t *d, void *state);
 void *wy_daemon_state(const wy_daemon_t *d);

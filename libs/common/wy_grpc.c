@@ -32,6 +32,27 @@
 #define DEFAULT_RECONNECT_MS 2000
 #define N_STATUS             17
 #define LATE_SLACK_MS        50
+#define LOOP_DRAIN_MS        10 /* the loop's queue is drained at least this often while busy */
+
+/* ThreadSanitizer cannot see the hand-off through gRPC (uninstrumented): the TSan shim
+ * (tests/tsan/grpc_tags.c) releases every tag given to gRPC; a tag that comes back through
+ * the loop's callback queue instead of grpc_completion_queue_next is acquired here. */
+#if defined(__SANITIZE_THREAD__)
+#define WY_GRPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WY_GRPC_TSAN 1
+#endif
+#endif
+#ifdef WY_GRPC_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define TSAN_ACQUIRE(p) ((void)(p))
+#define TSAN_RELEASE(p) ((void)(p))
+#endif
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
 enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
@@ -42,7 +63,7 @@ typedef struct {
 /* Something the CQ thread hands to the loop, embedded in its owner: a message of the
  * runtime's mailbox. Hops are bounded by construction (at most two per live call, one
  * per server, one for the runtime), so they are pushed past the mailbox's capacity. */
-enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE };
+enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE, H_DRAIN };
 typedef struct hop {
     wy_mailbox_node_t node;
     uint8_t kind;
@@ -50,12 +71,38 @@ typedef struct hop {
 
 typedef struct call call_t;
 
+/* A completion of the loop's queue: gRPC runs f inline on whichever thread completes the
+ * batch (nothing but a lock-free push), the loop handles it when it drains. */
+typedef struct lev {
+    grpc_completion_queue_functor f; /* the tag gRPC gets */
+    wy_grpc_rt_t *rt;
+    tag_t *tag; /* what completed: t_close or t_reply of its call */
+    int ok;
+    struct lev *next;
+} lev_t;
+
 struct wy_grpc_rt {
     uv_loop_t *loop;
     grpc_completion_queue *cq;
     pthread_t thread;
     wy_mailbox_t *mb; /* CQ thread -> loop; drained whole in one wake-up */
     hop_t done_hop;
+    /* The loop's own completion queue: a non-polling callback queue (gRPC's I/O is done
+     * by the CQ thread). Registered-method server calls are bound to it, so the
+     * completions of their close and reply batches go onto ldone (a lock-free stack)
+     * instead of waking the CQ thread (and then the loop) once per call. The loop drains
+     * ldone after every loop turn (check handle), before a reply or a cancellation check,
+     * and every LOOP_DRAIN_MS while batches are outstanding (timer), so nothing waits
+     * there for long while the loop sleeps. */
+    grpc_completion_queue *lcq;
+    grpc_completion_queue_functor *lcq_shut; /* freed by itself after the shutdown */
+    _Atomic(lev_t *) ldone;                  /* completed, not yet handled (newest first) */
+    atomic_uint lpending;                    /* batches started on lcq calls, not handled yet */
+    uv_check_t lcheck;
+    uv_timer_t ltimer;
+    hop_t drain_hop;         /* the CQ thread started lcq batches the loop must see */
+    atomic_int drain_posted; /* drain_hop is in the mailbox */
+    unsigned closing_handles;
     unsigned n_servers;  /* servers not yet freed (loop) */
     unsigned n_channels; /* channels not yet closed (loop) */
     bool closing;
@@ -122,9 +169,12 @@ struct call {
     atomic_int refs;
     bool counted; /* included in srv->inflight */
     grpc_call *call;
-    const method_t *slot;      /* the registered method this request slot waits for, NULL =
-                                  the generic slot (which only sees unknown methods) */
-    grpc_call_details details; /* generic slot only */
+    const method_t *slot;       /* the registered method this request slot waits for, NULL =
+                                   the generic slot (which only sees unknown methods) */
+    bool lq;                    /* bound to rt->lcq (registered methods): its close and reply
+                                   completions are drained by the loop */
+    lev_t lev_close, lev_reply; /* their tags when lq */
+    grpc_call_details details;  /* generic slot only */
     gpr_timespec deadline;
     grpc_metadata_array md;
     grpc_byte_buffer *req_bb;
@@ -187,6 +237,34 @@ static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
     int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
     assert(rc == WY_OK);
     (void)rc;
+}
+
+/* Any thread that completes a batch of a loop-queue call (gRPC runs it inline). */
+static void lev_done(grpc_completion_queue_functor *f, int ok)
+{
+    lev_t *e = (lev_t *)f;
+    TSAN_ACQUIRE(f); /* the starter's writes to the call, seen by this thread */
+    e->ok = ok;
+    lev_t *head = atomic_load_explicit(&e->rt->ldone, memory_order_relaxed);
+    do {
+        e->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&e->rt->ldone, &head, e, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static void lev_init(lev_t *e, wy_grpc_rt_t *rt, tag_t *tag)
+{
+    e->f.functor_run = lev_done;
+    e->f.inlineable = 1;
+    e->rt = rt;
+    e->tag = tag;
+}
+
+/* Any thread. Make the loop drain its queue soon (the CQ thread started batches there). */
+static void post_drain(wy_grpc_rt_t *rt)
+{
+    if (!atomic_exchange(&rt->drain_posted, 1))
+        push_hop(rt, &rt->drain_hop);
 }
 
 static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
@@ -406,10 +484,14 @@ static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     c->slot = m;
+    c->lq = m != NULL;
+    lev_init(&c->lev_close, srv->rt, &c->t_close);
+    lev_init(&c->lev_reply, srv->rt, &c->t_reply);
     atomic_fetch_add(&srv->live, 1);
+    /* Notified on the CQ thread's queue; the call itself is bound to the loop's. */
     grpc_call_error e =
         m ? grpc_server_request_registered_call(srv->gs, m->reg, &c->call, &c->deadline, &c->md,
-                                                &c->req_bb, srv->rt->cq, srv->rt->cq, &c->t_new)
+                                                &c->req_bb, srv->rt->lcq, srv->rt->cq, &c->t_new)
           : grpc_server_request_call(srv->gs, &c->call, &c->details, &c->md, srv->rt->cq,
                                      srv->rt->cq, &c->t_new);
     if (e != GRPC_CALL_OK) {
@@ -418,6 +500,22 @@ static void arm_slot(wy_grpc_server_t *srv, const method_t *m)
         wy_log_error("grpc request_call failed", "error", code, NULL);
         call_free(c);
     }
+}
+
+/* Start a batch on c's call (either thread); a batch completing on the loop's queue is
+ * counted until the loop drains its completion. */
+static grpc_call_error call_batch(call_t *c, const grpc_op *ops, size_t n, tag_t *tag)
+{
+    wy_grpc_rt_t *rt = c->srv->rt;
+    void *gtag = tag;
+    if (c->lq) {
+        atomic_fetch_add(&rt->lpending, 1);
+        gtag = tag == &c->t_close ? &c->lev_close : &c->lev_reply;
+    }
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, gtag, NULL);
+    if (e != GRPC_CALL_OK && c->lq)
+        atomic_fetch_sub(&rt->lpending, 1);
+    return e;
 }
 
 /* Answer from the CQ thread, without a handler. Initial metadata always goes with the
@@ -437,7 +535,7 @@ static void reply_now(call_t *c, grpc_status_code status, const char *msg)
     n++;
     count_answer(c, status);
     atomic_fetch_add(&c->refs, 1);
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL);
+    grpc_call_error e = call_batch(c, ops, n, &c->t_reply);
     if (e != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "reply", NULL);
         call_unref(c);
@@ -467,7 +565,7 @@ static void on_new(call_t *c, int success)
     ops[0].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[0].data.recv_close_on_server.cancelled = &c->close_cancelled;
     atomic_fetch_add(&c->refs, 1);
-    if (grpc_call_start_batch(c->call, ops, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+    if (call_batch(c, ops, 1, &c->t_close) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "close", NULL);
         atomic_fetch_sub(&c->refs, 1);
         grpc_call_cancel(c->call, NULL);
@@ -503,6 +601,9 @@ static void on_new(call_t *c, int success)
         snprintf(msg, sizeof msg, "request is not a valid %s", c->method->desc->name);
         reply_now(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
     }
+    /* Answered here: its completions wait in the loop's queue, no hop announces them. */
+    if (c->lq)
+        post_drain(srv->rt);
     call_unref(c); /* the arrival's */
 }
 
@@ -523,7 +624,9 @@ static void on_close(call_t *c, int success)
         atomic_fetch_add_explicit(&c->srv->cancelled, 1, memory_order_relaxed);
         atomic_store(&c->gone, 1);
         /* The loop releases the call's id (if a handler holds it): the batch ref
-         * becomes the hop's. Only the loop frees what a handler may be reading. */
+         * becomes the hop's. Only the loop frees what a handler may be reading, and
+         * only from the mailbox, never inside a handler (a loop-queue call gets here on
+         * the loop, possibly from a drain inside a handler's reply). */
         push_hop(c->srv->rt, &c->gone_hop);
         return;
     }
@@ -549,6 +652,29 @@ static void on_client_done(client_call_t *cc)
 
 /* ---------------------------------------------------------------- CQ thread */
 
+/* One completion, on the CQ thread (its queue) or on the loop (the loop's queue: only
+ * T_CLOSE and T_REPLY of registered-method calls). */
+static void on_event(tag_t *t, int success)
+{
+    switch (t->kind) {
+    case T_NEW:
+        on_new(WY_CONTAINER_OF(t, call_t, t_new), success);
+        break;
+    case T_CLOSE:
+        on_close(WY_CONTAINER_OF(t, call_t, t_close), success);
+        break;
+    case T_REPLY:
+        call_unref(WY_CONTAINER_OF(t, call_t, t_reply));
+        break;
+    case T_SHUTDOWN:
+        on_server_shutdown(WY_CONTAINER_OF(t, wy_grpc_server_t, t_shutdown));
+        break;
+    case T_CLIENT:
+        on_client_done(WY_CONTAINER_OF(t, client_call_t, tag));
+        break;
+    }
+}
+
 static void *cq_main(void *arg)
 {
     wy_grpc_rt_t *rt = arg;
@@ -557,29 +683,56 @@ static void *cq_main(void *arg)
             grpc_completion_queue_next(rt->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
-        tag_t *t = ev.tag;
-        switch (t->kind) {
-        case T_NEW:
-            on_new(WY_CONTAINER_OF(t, call_t, t_new), ev.success);
-            break;
-        case T_CLOSE:
-            on_close(WY_CONTAINER_OF(t, call_t, t_close), ev.success);
-            break;
-        case T_REPLY:
-            call_unref(WY_CONTAINER_OF(t, call_t, t_reply));
-            break;
-        case T_SHUTDOWN:
-            on_server_shutdown(WY_CONTAINER_OF(t, wy_grpc_server_t, t_shutdown));
-            break;
-        case T_CLIENT:
-            on_client_done(WY_CONTAINER_OF(t, client_call_t, tag));
-            break;
-        }
+        if (ev.type == GRPC_OP_COMPLETE)
+            on_event(ev.tag, ev.success);
     }
     push_hop(rt, &rt->done_hop);
     return NULL;
+}
+
+/* ---------------------------------------------------------------- the loop's queue */
+
+static void ltimer_cb(uv_timer_t *t);
+
+/* Loop: handle every completion of the loop's queue so far, oldest first (one atomic
+ * exchange; no gRPC call), then keep the drain timer running while batches are
+ * outstanding. Runs no handler or client callback, so it is safe inside one. */
+static void drain_lcq(wy_grpc_rt_t *rt)
+{
+    lev_t *e = atomic_exchange_explicit(&rt->ldone, NULL, memory_order_acquire);
+    lev_t *fifo = NULL;
+    while (e) {
+        lev_t *next = e->next;
+        e->next = fifo;
+        fifo = e;
+        e = next;
+    }
+    while (fifo) {
+        lev_t *next = fifo->next; /* on_event may free the call holding fifo */
+        atomic_fetch_sub(&rt->lpending, 1);
+        on_event(fifo->tag, fifo->ok);
+        fifo = next;
+    }
+    bool armed = uv_is_active((uv_handle_t *)&rt->ltimer);
+    if (atomic_load(&rt->lpending) > 0) {
+        if (!armed)
+            uv_timer_start(&rt->ltimer, ltimer_cb, LOOP_DRAIN_MS, LOOP_DRAIN_MS);
+    } else if (armed) {
+        uv_timer_stop(&rt->ltimer);
+    }
+}
+
+static void ltimer_cb(uv_timer_t *t)
+{
+    drain_lcq(t->data);
+}
+
+/* After every loop turn: what the turn's replies completed is freed at once. */
+static void lcheck_cb(uv_check_t *h)
+{
+    wy_grpc_rt_t *rt = h->data;
+    if (atomic_load(&rt->lpending) > 0)
+        drain_lcq(rt);
 }
 
 /* ---------------------------------------------------------------- loop side */
@@ -613,7 +766,7 @@ static void answer(call_t *c, grpc_status_code status, const char *msg, grpc_byt
     ops[n].data.send_status_from_server.status = status;
     ops[n].data.send_status_from_server.status_details = msg ? &c->status_msg : NULL;
     n++;
-    if (grpc_call_start_batch(c->call, ops, n, &c->t_reply, NULL) != GRPC_CALL_OK) {
+    if (call_batch(c, ops, n, &c->t_reply) != GRPC_CALL_OK) {
         wy_log_error("grpc start_batch failed", "op", "answer", NULL);
         grpc_call_cancel(c->call, NULL);
         call_unref(c);
@@ -663,7 +816,11 @@ static void deliver_gone(call_t *c)
  * if the client is gone) when a reply would be pointless. */
 static call_t *take_for_reply(wy_grpc_call_id_t call)
 {
-    call_t *c = id_take(call.v);
+    /* A cancellation waiting in the loop's queue is seen first. */
+    call_t *c = id_get(call.v);
+    if (c && atomic_load(&c->srv->rt->lpending) > 0)
+        drain_lcq(c->srv->rt);
+    c = id_take(call.v);
     if (c && atomic_load(&c->gone)) {
         drop_taken(c);
         c = NULL;
@@ -770,12 +927,34 @@ static void deliver_client(client_call_t *cc)
 static void rt_closed(void *ud)
 {
     wy_grpc_rt_t *rt = ud;
+    if (--rt->closing_handles > 0)
+        return;
     void (*cb)(void *) = rt->done_cb;
     void *arg = rt->done_arg;
     wy_free(rt);
     grpc_shutdown();
     if (cb)
         cb(arg);
+}
+
+static void rt_handle_closed(uv_handle_t *h)
+{
+    rt_closed(h->data);
+}
+
+/* Every server is freed, so every call is: the loop's queue is empty. Shut it down,
+ * close the handles and the mailbox; rt_closed frees rt after the last of them. */
+static void rt_close_loop_side(wy_grpc_rt_t *rt)
+{
+    assert(atomic_load(&rt->lpending) == 0);
+    /* Its shutdown functor runs later on a gRPC thread and frees only itself. */
+    TSAN_RELEASE(rt->lcq_shut);
+    grpc_completion_queue_shutdown(rt->lcq);
+    grpc_completion_queue_destroy(rt->lcq);
+    rt->closing_handles = 3;
+    uv_close((uv_handle_t *)&rt->lcheck, rt_handle_closed);
+    uv_close((uv_handle_t *)&rt->ltimer, rt_handle_closed);
+    wy_mailbox_close(rt->mb, rt_closed, rt);
 }
 
 static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
@@ -801,18 +980,31 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
     case H_RT_DONE:
         pthread_join(rt->thread, NULL);
         grpc_completion_queue_destroy(rt->cq);
-        wy_mailbox_close(rt->mb, rt_closed, rt);
+        rt_close_loop_side(rt);
+        break;
+    case H_DRAIN:
+        atomic_store(&rt->drain_posted, 0);
+        drain_lcq(rt);
         break;
     }
 }
 
 /* ---------------------------------------------------------------- runtime API */
 
+/* The loop queue's shutdown is over (a gRPC thread, after the runtime may be gone). */
+static void lcq_shut(grpc_completion_queue_functor *f, int ok)
+{
+    (void)ok;
+    TSAN_ACQUIRE(f);
+    wy_free(f);
+}
+
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
 {
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
     rt->loop = loop;
     rt->done_hop.kind = H_RT_DONE;
+    rt->drain_hop.kind = H_DRAIN;
     wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
     if (wy_mailbox_new(loop, &mo, &rt->mb) != WY_OK) {
         wy_free(rt);
@@ -831,9 +1023,22 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
         grpc_completion_queue_shutdown(rt->cq);
         grpc_completion_queue_destroy(rt->cq);
+        rt->closing_handles = 1;
         wy_mailbox_close(rt->mb, rt_closed, rt);
         return WY_EINTERNAL;
     }
+    grpc_completion_queue_functor *sf = wy_calloc(1, sizeof *sf);
+    sf->functor_run = lcq_shut;
+    rt->lcq_shut = sf;
+    grpc_completion_queue_attributes la = {GRPC_CQ_CURRENT_VERSION, GRPC_CQ_CALLBACK,
+                                           GRPC_CQ_NON_POLLING, sf};
+    rt->lcq = grpc_completion_queue_create(grpc_completion_queue_factory_lookup(&la), &la, NULL);
+    uv_check_init(loop, &rt->lcheck);
+    rt->lcheck.data = rt;
+    uv_check_start(&rt->lcheck, lcheck_cb);
+    uv_unref((uv_handle_t *)&rt->lcheck); /* never keeps the loop alive by itself */
+    uv_timer_init(loop, &rt->ltimer);
+    rt->ltimer.data = rt;
     *out = rt;
     return WY_OK;
 }
@@ -948,7 +1153,11 @@ int wy_grpc_server_start(wy_grpc_server_t *srv, const char *addr, int *port, con
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[1].value.integer = 0;
-    grpc_channel_args ca = {2, args};
+    /* No BDP pings: they sent reads to gRPC's executor thread (see wy_grpc.h). */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[2].value.integer = 0;
+    grpc_channel_args ca = {3, args};
 
     srv->gs = grpc_server_create(&ca, NULL);
     grpc_server_register_completion_queue(srv->gs, srv->rt->cq, NULL);
@@ -1082,6 +1291,10 @@ int64_t wy_grpc_call_deadline_ms(wy_grpc_call_id_t call)
 bool wy_grpc_call_cancelled(wy_grpc_call_id_t call)
 {
     call_t *c = id_get(call.v);
+    if (c && atomic_load(&c->srv->rt->lpending) > 0) {
+        drain_lcq(c->srv->rt); /* sets gone, never frees c: its release goes by the mailbox */
+        c = id_get(call.v);
+    }
     return !c || atomic_load(&c->gone) != 0;
 }
 
@@ -1115,7 +1328,7 @@ int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_chan
     size_t max_recv = opts && opts->max_recv_bytes ? opts->max_recv_bytes : WY_GRPC_DEFAULT_MAX_MSG;
     int backoff =
         opts && opts->max_reconnect_ms ? (int)opts->max_reconnect_ms : DEFAULT_RECONNECT_MS;
-    grpc_arg args[3];
+    grpc_arg args[4];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -1126,7 +1339,11 @@ int wy_grpc_channel_new(wy_grpc_rt_t *rt, const char *target, const wy_grpc_chan
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
     args[2].value.integer = backoff < 1000 ? backoff : 1000;
-    grpc_channel_args ca = {3, args};
+    /* No BDP pings: they sent reads to gRPC's executor thread (see wy_grpc.h). */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_HTTP2_BDP_PROBE;
+    args[3].value.integer = 0;
+    grpc_channel_args ca = {4, args};
 
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *gc = grpc_channel_create(target, creds, &ca);

@@ -15,8 +15,18 @@
  *   (unknown method, malformed request, overload) and hands each remaining call to the
  *   loop exactly once, through a wy_mailbox drained whole in one wake-up. Client calls
  *   are handed back once, when complete (their response already decoded).
+ * - A server call of a registered method is bound to the loop's own completion queue (a
+ *   non-polling callback queue): the completions of its close and reply batches are not
+ *   handed over with a wake-up but collected lock-free and handled by the loop after each
+ *   loop turn, before a reply or a cancellation check, and every 10 ms while any is
+ *   outstanding. So a call costs one CQ-thread wake-up (its arrival) and one loop wake-up
+ *   (shared by every call that arrived meanwhile), where each completion used to cost one.
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
  *   called on the loop thread unless its comment says otherwise.
+ * - Servers and channels run without HTTP/2 BDP probing (GRPC_ARG_HTTP2_BDP_PROBE 0): its
+ *   pings made gRPC hand each read to its executor thread whenever the loop and the CQ
+ *   thread touched one connection at once (two more wake-ups per call); unary messages of
+ *   at most a few MiB inside a cluster gain nothing from a larger flow-control window.
  *
  * Server call lifetime: a handler gets a call id (wy_grpc_call_id_t), never a pointer.
  * The id is resolved through a process-wide table of generation-tagged slots (skynet

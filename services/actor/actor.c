@@ -166,7 +166,7 @@ static int actor_start(wy_daemon_t *d, const char **err)
     actor_gameplay_start(svc);
     actor_publish_start(svc);
     actor_store_start(svc);
-    actor_txn_start();
+    actor_txn_start(svc);
     actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
@@ -180,6 +180,7 @@ static void actor_stop(wy_daemon_t *d)
     actor_publish_stop(svc);
     actor_store_stop(svc);
     actor_rank_stop(svc);
+    actor_txn_stop(svc);
     actor_svc_unref(svc);
 }
 

@@ -31,6 +31,12 @@
 
 typedef struct txn txn_t;
 
+/* The text parameters of a transaction's write (write_params). */
+typedef struct {
+    wy_buf_t res, pay[2], snap[2];
+    char shard[2][8], epoch[2][24], seq[2][24], evid[2][37], keep[24];
+} txn_write_t;
+
 /* What differs between kinds of transactions: the decision of both sides (fills t->ev)
  * and the answer (a message of type `result`, packed from both sides' states after). */
 typedef struct {
@@ -65,7 +71,15 @@ struct txn {
     uv_timer_t timer;
     actor_event_t ev[2];
     bool snapshot[2]; /* the write holds a snapshot of side i */
-    uint8_t *result;  /* the packed answer, written with the events */
+    txn_write_t w;    /* the write's parameters */
+    /* Forwarding the whole call to the instance owning both sides: */
+    const char *method;                      /* its full path (static) */
+    const ProtobufCMessageDescriptor *rdesc; /* its request's type */
+    uint8_t *request;                        /* the request, packed (wy_free) */
+    size_t request_len;
+    bool forwarded;  /* it came from another instance */
+    wy_list_t node;  /* in G.queue while waiting for a group */
+    uint8_t *result; /* the packed answer, written with the events */
     size_t result_len;
     int64_t started_ns;
 };
@@ -211,6 +225,12 @@ static void txn_maybe_free(txn_t *t)
     for (int i = 0; i < 2; i++)
         wy_free(t->ev[i].data);
     wy_free(t->result);
+    wy_free(t->request);
+    wy_buf_free(&t->w.res);
+    for (int i = 0; i < 2; i++) {
+        wy_buf_free(&t->w.pay[i]);
+        wy_buf_free(&t->w.snap[i]);
+    }
     svc->busy--;
     wy_free(t);
     actor_svc_unref(svc);
@@ -323,59 +343,180 @@ static void on_written(int status, const PGresult *res, const char *err, void *u
     txn_maybe_free(t);
 }
 
-static void write_txn(txn_t *t)
+/* The write's parameters, made once (a group that fails is written again one by one). */
+static void write_params(txn_t *t)
 {
     actor_svc_t *svc = t->svc;
-    wy_buf_t res = WY_BUF_INIT, pay[2] = {WY_BUF_INIT, WY_BUF_INIT};
-    wy_buf_t snap[2] = {WY_BUF_INIT, WY_BUF_INIT};
-    t->result = pack_result(t, &t->result_len, snap);
-    hex(&res, &(actor_event_t){.data = t->result, .len = t->result_len});
-    char shard[2][8], epoch[2][24], seq[2][24], evid[2][37], keep[24];
+    t->result = pack_result(t, &t->result_len, t->w.snap);
+    hex(&t->w.res, &(actor_event_t){.data = t->result, .len = t->result_len});
     for (int i = 0; i < 2; i++) {
         int sh = actor_shard(t->actor[i]);
-        snprintf(shard[i], sizeof shard[i], "%d", sh);
-        snprintf(epoch[i], sizeof epoch[i], "%lld", (long long)svc->epoch[sh]);
-        snprintf(seq[i], sizeof seq[i], "%llu",
+        snprintf(t->w.shard[i], sizeof t->w.shard[i], "%d", sh);
+        snprintf(t->w.epoch[i], sizeof t->w.epoch[i], "%lld", (long long)svc->epoch[sh]);
+        snprintf(t->w.seq[i], sizeof t->w.seq[i], "%llu",
                  (unsigned long long)actor_store_held(&t->side[i].req)->seq + 1);
-        wy_uuid4(evid[i]);
-        hex(&pay[i], &t->ev[i]);
+        wy_uuid4(t->w.evid[i]);
+        hex(&t->w.pay[i], &t->ev[i]);
     }
-    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
-    const char *p[] = {shard[0],
-                       epoch[0],
-                       shard[1],
-                       epoch[1],
-                       wy_daemon_instance(svc->d),
+    snprintf(t->w.keep, sizeof t->w.keep, "%lld", (long long)actor_cfg.snapshot_keep);
+}
+
+/* Sends t's statement: inside tx (a group), else on its own. Returns as wy_pg_exec. */
+static int send_write(txn_t *t, wy_pg_tx_t *tx, wy_pg_cb cb, void *ud)
+{
+    const txn_write_t *w = &t->w;
+    const char *p[] = {w->shard[0],
+                       w->epoch[0],
+                       w->shard[1],
+                       w->epoch[1],
+                       wy_daemon_instance(t->svc->d),
                        t->id,
                        t->kind,
                        t->actor[0],
                        t->actor[1],
-                       res.data,
-                       seq[0],
-                       evid[0],
+                       w->res.data,
+                       w->seq[0],
+                       w->evid[0],
                        t->ev[0].type,
-                       pay[0].data,
-                       seq[1],
-                       evid[1],
+                       w->pay[0].data,
+                       w->seq[1],
+                       w->evid[1],
                        t->ev[1].type,
-                       pay[1].data,
-                       t->snapshot[0] ? snap[0].data : NULL,
-                       t->snapshot[1] ? snap[1].data : NULL,
-                       keep};
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
+                       w->pay[1].data,
+                       t->snapshot[0] ? w->snap[0].data : NULL,
+                       t->snapshot[1] ? w->snap[1].data : NULL,
+                       w->keep};
+    if (tx)
+        return wy_pg_tx_exec(tx, &sql_txn_write, p, cb, ud);
+    wy_pg_t *pg = wy_daemon_pg(t->svc->d);
+    return pg ? wy_pg_exec(pg, &sql_txn_write, p, cb, ud) : WY_EUNAVAIL;
+}
+
+/* t written on its own. */
+static void write_one(txn_t *t)
+{
     t->writing = true;
-    int rc = pg ? wy_pg_exec(pg, &sql_txn_write, p, on_written, t) : WY_EUNAVAIL;
-    wy_buf_free(&res);
-    for (int i = 0; i < 2; i++) {
-        wy_buf_free(&pay[i]);
-        wy_buf_free(&snap[i]);
-    }
-    if (rc != WY_OK) {
+    if (send_write(t, NULL, on_written, t) != WY_OK) {
         t->writing = false;
         release_all(t, false, false);
         answer_error(t, WY_EUNAVAIL, TXN_UNAVAIL);
         txn_maybe_free(t);
     }
+}
+
+/* ---- group commit: the transactions decided in one loop turn, one PostgreSQL commit ----
+ * Up to GROUP_MAX statements in one BEGIN ... COMMIT (the commit is what costs); if any of
+ * them fails (a txn_id seen before, a fence) the group is rolled back and each is written
+ * again on its own, which sorts out whose it was. A commit whose outcome is lost makes
+ * every member unknown. */
+
+#define GROUP_MAX  32
+#define GROUPS_MAX 4 /* the default PostgreSQL pool */
+
+typedef struct {
+    txn_t *t[GROUP_MAX];
+    size_t n;
+    int fail; /* the first statement error, 0 = none */
+} txn_group_t;
+
+static struct {
+    actor_svc_t *svc;
+    wy_list_t queue; /* txn_t.node, decided and waiting for a group */
+    uv_check_t flush;
+    bool open;
+    unsigned groups;
+} G;
+
+static void arm_groups(void);
+
+static void group_end(txn_group_t *g)
+{
+    G.groups--;
+    wy_free(g);
+    arm_groups();
+}
+
+static void on_group_stmt(int status, const PGresult *res, const char *err, void *ud)
+{
+    (void)res;
+    txn_group_t *g = ud;
+    if (status != WY_OK && !g->fail) {
+        g->fail = status;
+        wy_log_debug("transaction group rolled back; writing one by one", "error", err, NULL);
+    }
+}
+
+static void on_group_committed(int status, const char *err, void *ud)
+{
+    txn_group_t *g = ud;
+    for (size_t i = 0; i < g->n; i++) {
+        txn_t *t = g->t[i];
+        if (status == WY_OK && !g->fail)
+            on_written(WY_OK, NULL, NULL, t);
+        else if (!g->fail && (status == WY_EUNAVAIL || status == WY_ETIMEDOUT))
+            on_written(status, NULL, err, t); /* outcome unknown: read again */
+        else if (t->svc->stopping)
+            on_written(WY_EUNAVAIL, NULL, "stopping", t);
+        else
+            write_one(t); /* rolled back: each on its own */
+    }
+    group_end(g);
+}
+
+static void on_group_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
+{
+    txn_group_t *g = ud;
+    if (status != WY_OK) {
+        wy_log_warn("transaction group not begun", "error", err, NULL);
+        for (size_t i = 0; i < g->n; i++)
+            on_written(WY_EIO, NULL, err, g->t[i]); /* nothing written */
+        group_end(g);
+        return;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (send_write(g->t[i], tx, on_group_stmt, g) != WY_OK && !g->fail)
+            g->fail = WY_EBUSY;
+    wy_pg_tx_commit(tx, on_group_committed, g);
+}
+
+static void on_flush_groups(uv_check_t *h)
+{
+    uv_check_stop(h);
+    while (G.groups < GROUPS_MAX && !wy_list_empty(&G.queue)) {
+        wy_list_t *n = wy_list_pop_front(&G.queue);
+        txn_t *first = wy_list_entry(n, txn_t, node);
+        if (wy_list_empty(&G.queue)) {
+            write_one(first); /* alone: no BEGIN/COMMIT around it */
+            continue;
+        }
+        txn_group_t *g = wy_calloc(1, sizeof *g);
+        g->t[g->n++] = first;
+        while (g->n < GROUP_MAX && (n = wy_list_pop_front(&G.queue)))
+            g->t[g->n++] = wy_list_entry(n, txn_t, node);
+        G.groups++;
+        wy_pg_t *pg = wy_daemon_pg(G.svc->d);
+        if (!pg || wy_pg_begin(pg, on_group_begun, g) != WY_OK)
+            on_group_begun(WY_EUNAVAIL, NULL, "PostgreSQL unavailable", g);
+    }
+}
+
+static void arm_groups(void)
+{
+    if (G.open && !wy_list_empty(&G.queue) && G.groups < GROUPS_MAX)
+        uv_check_start(&G.flush, on_flush_groups);
+}
+
+/* Queues t for the group commit of this loop turn. */
+static void write_txn(txn_t *t)
+{
+    write_params(t);
+    t->writing = true;
+    if (!G.open) {
+        write_one(t);
+        return;
+    }
+    wy_list_push_back(&G.queue, &t->node);
+    arm_groups();
 }
 
 /* Both sides held: decide them, then write (or refuse). */
@@ -496,8 +637,19 @@ static void trade_replayed(ProtobufCMessage *res)
 static const txn_ops_t trade_ops = {trade_decide, trade_pack,
                                     &wyvern__actor__transact_response__descriptor, trade_replayed};
 
-/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE). */
-static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
+/* Frees a transaction that never started (answered already). */
+static void txn_drop(txn_t *t)
+{
+    wy_free(t->request);
+    wy_free(t);
+}
+
+#define MD_HOP "wy-actor-forwarded-by" /* forward.c's mark: never forwarded twice */
+
+/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE).
+ * The request is kept packed, to be forwarded whole to the owner of both sides. */
+static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id, const char *method,
+                      const ProtobufCMessage *req)
 {
     actor_svc_t *svc = wy_daemon_state(arg);
     if (!svc || svc->stopping) {
@@ -513,6 +665,14 @@ static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
     memcpy(t->id, txn_id, idlen + 1);
     t->svc = svc;
     t->call = call;
+    t->method = method;
+    t->rdesc = req->descriptor;
+    t->request_len = protobuf_c_message_get_packed_size(req);
+    t->request = wy_malloc(t->request_len ? t->request_len : 1);
+    protobuf_c_message_pack(req, t->request);
+    const char *v;
+    size_t vlen;
+    t->forwarded = wy_grpc_call_metadata(call, MD_HOP, &v, &vlen) == WY_OK;
     return t;
 }
 
@@ -530,13 +690,87 @@ static bool side_id(wy_grpc_call_id_t call, txn_t *t, int i, const char *who, co
     return true;
 }
 
+/* ---- several instances: both sides here, or the whole call to their common owner ---- */
+
+static void on_txn_forwarded(int err, int status, const char *message, const ProtobufCMessage *resp,
+                             void *arg)
+{
+    (void)status;
+    txn_t *t = arg;
+    t->writing = false;
+    if (err != WY_OK) {
+        if (err == WY_ECANCELED || err == WY_ETIMEDOUT || err == WY_EIO) /* outcome unknown */
+            err = WY_EUNAVAIL;
+        if (err == WY_EUNAVAIL)
+            actor_owners_poke(t->svc);
+        answer_error(t, err, *message ? message : "owner instance unreachable; retry");
+    } else {
+        t->answered = true;
+        count(m.ok, t);
+        wy_grpc_reply(t->call, resp);
+    }
+    txn_maybe_free(t);
+}
+
+static void forward_txn(txn_t *t, actor_peer_t *p)
+{
+    actor_svc_t *svc = t->svc;
+    ProtobufCMessage *req = protobuf_c_message_unpack(t->rdesc, NULL, t->request_len, t->request);
+    if (!req || (!p->ch &&
+                 wy_grpc_channel_new(wy_daemon_grpc_rt(svc->d), p->addr, NULL, &p->ch) != WY_OK)) {
+        if (req)
+            protobuf_c_message_free_unpacked(req, NULL);
+        answer_error(t, WY_EUNAVAIL, "owner instance unreachable; retry");
+        txn_maybe_free(t);
+        return;
+    }
+    wy_grpc_md_t md[1] = {{MD_HOP, wy_daemon_instance(svc->d)}};
+    int rc = wy_grpc_call(p->ch, t->method, req, t->ops->result, (unsigned)actor_cfg.forward_ms, md,
+                          1, on_txn_forwarded, t);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (rc != WY_OK) {
+        answer_error(t, WY_EUNAVAIL, "owner instance unreachable; retry");
+        txn_maybe_free(t);
+        return;
+    }
+    wy_metric_inc(svc->m_forwarded);
+    t->writing = true; /* keeps t until the answer */
+}
+
+/* Both sides owned here: hold them. Both owned by one other instance (and the call was
+ * not forwarded to us already): the whole call goes there. Otherwise UNAVAILABLE: sides
+ * on two instances are not supported yet, or ownership is moving. */
+static void route(txn_t *t)
+{
+    actor_svc_t *svc = t->svc;
+    int sh[2] = {actor_shard(t->actor[0]), actor_shard(t->actor[1])};
+    bool here[2] = {svc->epoch[sh[0]] > 0, svc->epoch[sh[1]] > 0};
+    if (here[0] && here[1]) {
+        hold_next(t);
+        return;
+    }
+    actor_peer_t *p = here[0] || here[1] ? NULL : svc->owner[sh[0]];
+    if (p && p == svc->owner[sh[1]] && !t->forwarded) {
+        forward_txn(t, p);
+        return;
+    }
+    actor_owners_poke(svc);
+    answer_error(t, WY_EUNAVAIL,
+                 !svc->claimed ? "wy-actor is starting (shard ownership); retry"
+                 : here[0] || here[1] || (p && p != svc->owner[sh[1]])
+                     ? "the two characters are owned by different instances (transactions "
+                       "across instances are not supported yet); retry"
+                     : "no live owner for the characters' shards right now; retry");
+    txn_maybe_free(t);
+}
+
 /* Runs t (its sides set): holds, decides, writes, answers. */
 static void txn_run(txn_t *t)
 {
     actor_svc_t *svc = t->svc;
     if (!strcmp(t->actor[0], t->actor[1])) {
         wy_grpc_reply_error(t->call, WY_EINVAL, "a transaction needs two different characters");
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     t->started_ns = (int64_t)wy_now_ns();
@@ -552,7 +786,7 @@ static void txn_run(txn_t *t)
     t->timer.data = t;
     t->timer_open = true;
     uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
-    hold_next(t);
+    route(t);
 }
 
 static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *who,
@@ -574,7 +808,7 @@ static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *wh
 void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Actor__TransactRequest *in = (const Wyvern__Actor__TransactRequest *)req;
-    txn_t *t = txn_new(call, arg, in->txn_id);
+    txn_t *t = txn_new(call, arg, in->txn_id, "/wyvern.actor.Actor/Transact", req);
     if (!t)
         return;
     t->ops = &trade_ops;
@@ -600,7 +834,7 @@ void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
         ok = false;
     }
     if (!ok) {
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     txn_run(t);
@@ -672,10 +906,10 @@ static void on_by_name(int status, const PGresult *res, const char *err, void *u
     if (status != WY_OK) {
         wy_log_warn("character lookup by name failed", "error", err, NULL);
         wy_grpc_reply_error(t->call, WY_EUNAVAIL, "character store unavailable; retry");
-        wy_free(t);
+        txn_drop(t);
     } else if (PQntuples(res) != 1) {
         wy_grpc_reply_error(t->call, WY_ENOTFOUND, "other: no character has that name");
-        wy_free(t);
+        txn_drop(t);
     } else {
         snprintf(t->actor[1], sizeof t->actor[1], "%s", wy_pg_text(res, 0, "actor_id"));
         txn_run(t);
@@ -685,10 +919,10 @@ static void on_by_name(int status, const PGresult *res, const char *err, void *u
 }
 
 static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
-                           actor_friend_op_t op, const char *kind)
+                           actor_friend_op_t op, const char *kind, const char *method)
 {
     const Wyvern__Actor__FriendCommand *in = (const Wyvern__Actor__FriendCommand *)req;
-    txn_t *t = txn_new(call, arg, in->txn_id);
+    txn_t *t = txn_new(call, arg, in->txn_id, method, req);
     if (!t)
         return;
     t->ops = &friend_ops;
@@ -697,13 +931,13 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
     bool by_name = !*in->other_actor_id && *in->other_name;
     if (*in->account_id && !actor_uuid_valid(in->account_id)) {
         wy_grpc_reply_error(call, WY_EINVAL, "account_id must be a lower-case UUID");
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     snprintf(t->account, sizeof t->account, "%s", in->account_id);
     if (!side_id(call, t, 0, "actor", in->actor_id) ||
         (!by_name && !side_id(call, t, 1, "other", in->other_actor_id))) {
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     if (!by_name) {
@@ -717,7 +951,7 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
         char msg[160];
         snprintf(msg, sizeof msg, "other_name: %s", why);
         wy_grpc_reply_error(call, WY_EINVAL, msg);
-        wy_free(t);
+        txn_drop(t);
         return;
     }
     const char *p[] = {key};
@@ -732,22 +966,26 @@ static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
 
 void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request");
+    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request",
+                   "/wyvern.actor.Actor/RequestFriend");
 }
 
 void actor_rpc_friend_accept(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept");
+    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept",
+                   "/wyvern.actor.Actor/AcceptFriend");
 }
 
 void actor_rpc_friend_decline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline");
+    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline",
+                   "/wyvern.actor.Actor/DeclineFriend");
 }
 
 void actor_rpc_friend_remove(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
-    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove");
+    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove",
+                   "/wyvern.actor.Actor/RemoveFriend");
 }
 
 /* ListFriends: a read of the character. */
@@ -790,8 +1028,31 @@ void actor_rpc_friend_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
     actor_store_submit(svc, in->actor_id, &fr->req);
 }
 
-void actor_txn_start(void)
+static void on_flush_closed(uv_handle_t *h)
 {
+    actor_svc_unref(h->data);
+}
+
+void actor_txn_stop(actor_svc_t *svc)
+{
+    (void)svc;
+    if (!G.open)
+        return;
+    G.open = false;
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&G.queue))) /* not sent yet: nothing written */
+        on_written(WY_EIO, NULL, "stopping", wy_list_entry(n, txn_t, node));
+    uv_close((uv_handle_t *)&G.flush, on_flush_closed);
+}
+
+void actor_txn_start(actor_svc_t *svc)
+{
+    G.svc = svc;
+    wy_list_init(&G.queue);
+    uv_check_init(svc->loop, &G.flush);
+    G.flush.data = svc;
+    actor_svc_ref(svc); /* released when the handle is closed */
+    G.open = true;
     const char *h = "Cross-actor transactions (Transact) answered, by result.";
     m.ok = wy_metrics_counter("wy_actor_txns_total", h, "result=\"ok\"");
     m.replayed = wy_metrics_counter("wy_actor_txns_total", h, "result=\"replayed\"");

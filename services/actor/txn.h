@@ -6,6 +6,7 @@
 #ifndef ACTOR_TXN_H
 #define ACTOR_TXN_H
 
+#include "actor.h"
 #include "character.h"
 #include "wy_grpc.h"
 
@@ -34,8 +35,10 @@ int actor_trade_decide(const actor_state_t *s, const char *who, const char *txn_
                        const actor_offer_t *got, int64_t now_ms, actor_event_t *out, char *why,
                        size_t cap);
 
-/* Registers the transaction metrics (daemon start). */
-void actor_txn_start(void);
+/* Registers the transaction metrics and starts the group commit (daemon start). */
+void actor_txn_start(actor_svc_t *svc);
+/* Ends the group commit: transactions not sent yet are answered UNAVAILABLE. */
+void actor_txn_stop(actor_svc_t *svc);
 
 /* The methods of transactions and friends (registered by handlers_grpc.c; arg is the
  * daemon). Loop thread. */

@@ -14,57 +14,60 @@
 #define AUTH_DRAIN_POLL_MS 50
 #define AUTH_MAX_CONFIG    64
 
-auth_cfg_t auth_cfg;
-
+/* Offsets into auth_cfg_t: the daemon keeps the values (spec.config_size), auth_t points at
+ * them. */
 static const wy_cfg_entry_t auth_own_config[] = {
     {"WY_AUTH_HTTP_PORT", WY_CFG_INT, "8080", 1, 65535, NULL,
-     "Port of the client HTTP/JSON API (register, login, refresh, JWKS).", &auth_cfg.http_port,
-     false},
+     "Port of the client HTTP/JSON API (register, login, refresh, JWKS).",
+     WY_CFG_OFF(auth_cfg_t, http_port), false},
     {"WY_AUTH_KEYS_DIR", WY_CFG_STRING, NULL, 0, 0, NULL,
      "Folder of Ed25519 PEM keys named <kid>.pem (a mounted Kubernetes Secret); every key "
      "verifies, the signing one must hold its private part. Required.",
-     &auth_cfg.keys_dir, false},
+     WY_CFG_OFF(auth_cfg_t, keys_dir), false},
     {"WY_AUTH_SIGNING_KID", WY_CFG_STRING, NULL, 0, 0, NULL,
      "kid of the key in WY_AUTH_KEYS_DIR that signs new access tokens. Required.",
-     &auth_cfg.signing_kid, false},
+     WY_CFG_OFF(auth_cfg_t, signing_kid), false},
     {"WY_AUTH_ISSUER", WY_CFG_STRING, "wyvern-auth", 0, 0, NULL,
-     "iss claim of access tokens; verifiers must expect the same.", &auth_cfg.issuer, false},
+     "iss claim of access tokens; verifiers must expect the same.", WY_CFG_OFF(auth_cfg_t, issuer),
+     false},
     {"WY_AUTH_AUDIENCE", WY_CFG_STRING, "wyvern", 0, 0, NULL,
-     "aud claim of access tokens; verifiers must expect the same.", &auth_cfg.audience, false},
+     "aud claim of access tokens; verifiers must expect the same.",
+     WY_CFG_OFF(auth_cfg_t, audience), false},
     {"WY_AUTH_ACCESS_TTL", WY_CFG_DURATION_MS, "15m", 60000, 86400000, NULL,
-     "Lifetime of an access token (1m..24h).", &auth_cfg.access_ttl_ms, false},
+     "Lifetime of an access token (1m..24h).", WY_CFG_OFF(auth_cfg_t, access_ttl_ms), false},
     {"WY_AUTH_REFRESH_TTL", WY_CFG_DURATION_MS, "720h", 60000, 31622400000LL, NULL,
      "Lifetime of a refresh token (rotated on every use); 720h = 30 days.",
-     &auth_cfg.refresh_ttl_ms, false},
+     WY_CFG_OFF(auth_cfg_t, refresh_ttl_ms), false},
     {"WY_AUTH_ARGON2_MEMORY", WY_CFG_SIZE, "19MiB", 65536, 1073741824LL, NULL,
-     "Argon2id memory per password hash (OWASP minimum 19MiB).", &auth_cfg.argon2_memory, false},
+     "Argon2id memory per password hash (OWASP minimum 19MiB).",
+     WY_CFG_OFF(auth_cfg_t, argon2_memory), false},
     {"WY_AUTH_ARGON2_ITERATIONS", WY_CFG_INT, "2", 1, 20, NULL, "Argon2id passes (time cost).",
-     &auth_cfg.argon2_iterations, false},
+     WY_CFG_OFF(auth_cfg_t, argon2_iterations), false},
     {"WY_AUTH_HASH_QUEUE", WY_CFG_INT, "32", 1, 100000, NULL,
      "Most password hashes queued or running; more get 503 HASH_QUEUE_FULL so a flood of "
      "logins cannot take the worker pool (size: UV_THREADPOOL_SIZE, default 4).",
-     &auth_cfg.hash_queue, false},
+     WY_CFG_OFF(auth_cfg_t, hash_queue), false},
     {"WY_AUTH_LOGIN_LIMIT_ACCOUNT_SOURCE", WY_CFG_INT, "10", 1, 100000, NULL,
      "Failed password logins allowed per (account, source address) per window; then 429 for "
      "that account from that address only.",
-     &auth_cfg.limit_pair, false},
+     WY_CFG_OFF(auth_cfg_t, limit_pair), false},
     {"WY_AUTH_LOGIN_LIMIT_ACCOUNT", WY_CFG_INT, "100", 1, 100000, NULL,
      "Failed password logins allowed per account per window from all sources together (keep it "
      "well above ..._ACCOUNT_SOURCE: reaching it refuses the owner too); then 429.",
-     &auth_cfg.limit_account, false},
+     WY_CFG_OFF(auth_cfg_t, limit_account), false},
     {"WY_AUTH_LOGIN_LIMIT_IP", WY_CFG_INT, "100", 1, 100000, NULL,
      "Failed password logins allowed per source address per window, all accounts together; "
      "then 429.",
-     &auth_cfg.limit_ip, false},
+     WY_CFG_OFF(auth_cfg_t, limit_ip), false},
     {"WY_AUTH_LOGIN_WINDOW", WY_CFG_DURATION_MS, "15m", 1000, 86400000, NULL,
-     "Sliding window of the failed-login limits.", &auth_cfg.limit_window_ms, false},
+     "Sliding window of the failed-login limits.", WY_CFG_OFF(auth_cfg_t, limit_window_ms), false},
     {"WY_AUTH_CUSTOM_SECRET", WY_CFG_STRING, "", 0, 0, NULL,
      "Server key a studio's backend sends in X-Wyvern-Server-Key for custom-id logins; empty "
      "disables custom-id login; at least 16 characters.",
-     &auth_cfg.custom_secret, true},
+     WY_CFG_OFF(auth_cfg_t, custom_secret), true},
     {"WY_AUTH_JWKS_MAX_AGE", WY_CFG_DURATION_MS, "5m", 0, 86400000, NULL,
      "How long verifiers may cache the public keys (Cache-Control, GetKeys max_age_s).",
-     &auth_cfg.jwks_max_age_ms, false},
+     WY_CFG_OFF(auth_cfg_t, jwks_max_age_ms), false},
 };
 
 static wy_cfg_entry_t auth_config[AUTH_MAX_CONFIG];
@@ -90,10 +93,15 @@ void auth_config_init(void)
     size_t n = 0;
     for (size_t i = 0; i < WY_ARRAY_LEN(auth_own_config); i++)
         auth_config[n++] = auth_own_config[i];
-    for (size_t i = 0; i < auth_provider_nconfig && n < AUTH_MAX_CONFIG; i++)
-        auth_config[n++] = auth_provider_config[i];
+    size_t np = auth_provider_nconfig;
+    if (np > AUTH_MAX_CONFIG - n)
+        np = AUTH_MAX_CONFIG - n;
+    /* The providers' offsets are into their own struct, embedded in auth_cfg_t. */
+    wy_config_rebase(auth_config + n, auth_provider_config, np, WY_CFG_OFF(auth_cfg_t, providers));
+    n += np;
     auth_daemon_spec.config = auth_config;
     auth_daemon_spec.nconfig = n;
+    auth_daemon_spec.config_size = sizeof(auth_cfg_t);
 }
 
 /* ---- metrics ---- */
@@ -161,18 +169,18 @@ static int load_keys(auth_t *a, const char **err)
     static char msg[512];
     const char *e = NULL;
     a->keys = wy_jwt_keyset_new();
-    int rc = wy_token_keyset_load_dir(a->keys, auth_cfg.keys_dir, &e);
+    int rc = wy_token_keyset_load_dir(a->keys, a->cfg->keys_dir, &e);
     if (rc != WY_OK) {
-        snprintf(msg, sizeof msg, "WY_AUTH_KEYS_DIR (%s): %s", auth_cfg.keys_dir,
+        snprintf(msg, sizeof msg, "WY_AUTH_KEYS_DIR (%s): %s", a->cfg->keys_dir,
                  e ? e : wy_strerror(rc));
         *err = msg;
         return WY_EINVAL;
     }
     bool can_sign = false;
-    if (wy_jwt_keyset_lookup(a->keys, auth_cfg.signing_kid, NULL, &can_sign) != WY_OK) {
+    if (wy_jwt_keyset_lookup(a->keys, a->cfg->signing_kid, NULL, &can_sign) != WY_OK) {
         snprintf(msg, sizeof msg,
                  "WY_AUTH_SIGNING_KID: no key \"%.64s\" in WY_AUTH_KEYS_DIR (want <kid>.pem)",
-                 auth_cfg.signing_kid);
+                 a->cfg->signing_kid);
         *err = msg;
         return WY_EINVAL;
     }
@@ -180,14 +188,14 @@ static int load_keys(auth_t *a, const char **err)
         snprintf(msg, sizeof msg,
                  "WY_AUTH_SIGNING_KID: key \"%.64s\" is a public key; the signing key needs "
                  "its private part",
-                 auth_cfg.signing_kid);
+                 a->cfg->signing_kid);
         *err = msg;
         return WY_EINVAL;
     }
     a->jwks = wy_jwt_keyset_export_jwks(a->keys);
     char nkeys[16];
     snprintf(nkeys, sizeof nkeys, "%zu", wy_jwt_keyset_count(a->keys));
-    wy_log_info("signing keys loaded", "keys", nkeys, "signing_kid", auth_cfg.signing_kid, NULL);
+    wy_log_info("signing keys loaded", "keys", nkeys, "signing_kid", a->cfg->signing_kid, NULL);
     return WY_OK;
 }
 
@@ -196,6 +204,7 @@ static int auth_start(wy_daemon_t *d, const char **err)
     static char msg[512];
     auth_t *a = wy_calloc(1, sizeof *a);
     a->d = d;
+    a->cfg = wy_daemon_config(d);
     a->loop = wy_daemon_loop(d);
     a->refs = 1; /* released by stop() */
     wy_daemon_set_state(d, a);
@@ -210,34 +219,34 @@ static int auth_start(wy_daemon_t *d, const char **err)
     int rc = load_keys(a, err);
     if (rc != WY_OK)
         return rc;
-    if (auth_cfg.custom_secret && *auth_cfg.custom_secret && strlen(auth_cfg.custom_secret) < 16) {
+    if (a->cfg->custom_secret && *a->cfg->custom_secret && strlen(a->cfg->custom_secret) < 16) {
         *err = "WY_AUTH_CUSTOM_SECRET: must be at least 16 characters (or empty to disable "
                "custom-id login)";
         return WY_EINVAL;
     }
     const char *e = NULL;
-    rc = auth_hasher_new(a->loop, (uint32_t)(auth_cfg.argon2_memory / 1024),
-                         (uint32_t)auth_cfg.argon2_iterations, (uint32_t)auth_cfg.hash_queue,
+    rc = auth_hasher_new(a->loop, (uint32_t)(a->cfg->argon2_memory / 1024),
+                         (uint32_t)a->cfg->argon2_iterations, (uint32_t)a->cfg->hash_queue,
                          &a->hasher, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "WY_AUTH_ARGON2_MEMORY: %s", e);
         *err = msg;
         return rc;
     }
-    rc = auth_providers_new(a->loop, &a->providers, &e);
+    rc = auth_providers_new(a->loop, &a->cfg->providers, &a->providers, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "login providers: %s", e ? e : wy_strerror(rc));
         *err = msg;
         return rc;
     }
-    rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_PAIR, (uint32_t)auth_cfg.limit_pair,
-                          (uint32_t)auth_cfg.limit_window_ms, &a->rl_pair);
+    rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_PAIR, (uint32_t)a->cfg->limit_pair,
+                          (uint32_t)a->cfg->limit_window_ms, &a->rl_pair);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_ACCT, (uint32_t)auth_cfg.limit_account,
-                              (uint32_t)auth_cfg.limit_window_ms, &a->rl_account);
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_ACCT, (uint32_t)a->cfg->limit_account,
+                              (uint32_t)a->cfg->limit_window_ms, &a->rl_account);
     if (rc == WY_OK)
-        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_IP, (uint32_t)auth_cfg.limit_ip,
-                              (uint32_t)auth_cfg.limit_window_ms, &a->rl_ip);
+        rc = wy_ratelimit_new(auth_redis(a), RKEY_AUTH_RL_IP, (uint32_t)a->cfg->limit_ip,
+                              (uint32_t)a->cfg->limit_window_ms, &a->rl_ip);
     if (rc != WY_OK) {
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;

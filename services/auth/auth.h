@@ -16,7 +16,8 @@
 #include "sql.h"
 #include "batch.h"
 
-/* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c. */
+/* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c; the daemon
+ * owns it (wy_daemon_config), auth_t.cfg points at it. */
 typedef struct {
     int64_t http_port;
     char *keys_dir;
@@ -34,15 +35,15 @@ typedef struct {
     int64_t limit_window_ms;
     char *custom_secret;
     int64_t jwks_max_age_ms;
+    auth_providers_cfg_t providers; /* WY_AUTH_STEAM_*, WY_AUTH_OIDC_* */
 } auth_cfg_t;
-
-extern auth_cfg_t auth_cfg;
 
 /* The daemon's state (wy_daemon_state), owned by the loop thread. Requests in flight hold
  * a reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends;
  * the daemon's state pointer is cleared when it is freed. */
 typedef struct auth {
     wy_daemon_t *d;
+    const auth_cfg_t *cfg;
     uv_loop_t *loop;
     wy_http_server_t *http; /* client API on WY_AUTH_HTTP_PORT */
     wy_jwt_keyset_t *keys;  /* every verification key; the signing one has its private part */

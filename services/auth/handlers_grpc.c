@@ -240,7 +240,7 @@ static void rpc_get_keys(wy_grpc_call_id_t call, const ProtobufCMessage *req, vo
     }
     Wyvern__Auth__GetKeysResponse r = WYVERN__AUTH__GET_KEYS_RESPONSE__INIT;
     r.jwks_json = a->jwks;
-    r.max_age_s = (int32_t)(auth_cfg.jwks_max_age_ms / 1000);
+    r.max_age_s = (int32_t)(a->cfg->jwks_max_age_ms / 1000);
     wy_grpc_reply(call, &r.base);
 }
 

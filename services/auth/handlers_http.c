@@ -241,7 +241,7 @@ static void respond_tokens(hop_t *h, int status)
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", h->account,
                           "session_id", h->sid, "access_token", access, "token_type", "Bearer",
                           "expires_in", (json_int_t)expires_in, "refresh_token", h->refresh,
-                          "refresh_expires_in", (json_int_t)(auth_cfg.refresh_ttl_ms / 1000));
+                          "refresh_expires_in", (json_int_t)(h->a->cfg->refresh_ttl_ms / 1000));
     if (status == 201 || h->created)
         json_object_set_new(o, "created", json_true());
     wy_free(access);
@@ -375,11 +375,11 @@ static void on_provider(int err, const char *subject, const char *message, void 
     }
 }
 
-static bool server_key_ok(const char *presented)
+static bool server_key_ok(const auth_t *a, const char *presented)
 {
     uint8_t want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
     /* Hashing both sides first makes the comparison constant-time in the length too. */
-    SHA256((const unsigned char *)auth_cfg.custom_secret, strlen(auth_cfg.custom_secret), want);
+    SHA256((const unsigned char *)a->cfg->custom_secret, strlen(a->cfg->custom_secret), want);
     SHA256((const unsigned char *)presented, strlen(presented), got);
     return CRYPTO_memcmp(want, got, sizeof want) == 0;
 }
@@ -392,12 +392,12 @@ static void resolve_identity(hop_t *h, json_t *body)
     if (!strcmp(h->method, "device") || !strcmp(h->method, "custom")) {
         bool device = h->method[0] == 'd';
         if (!device) {
-            if (!auth_cfg.custom_secret || !*auth_cfg.custom_secret) {
+            if (!h->a->cfg->custom_secret || !*h->a->cfg->custom_secret) {
                 fail_login(h, 400, "METHOD_DISABLED", "custom-id login is not enabled");
                 return;
             }
             const char *key = wy_http_req_header(h->req, "X-Wyvern-Server-Key");
-            if (!key || !server_key_ok(key)) {
+            if (!key || !server_key_ok(h->a, key)) {
                 fail_login(h, 403, "SERVER_KEY_REQUIRED",
                            "custom-id login needs the studio's X-Wyvern-Server-Key header");
                 return;
@@ -1106,7 +1106,7 @@ static void handle_jwks(wy_http_req_t *req, void *ud)
 {
     auth_t *a = ud;
     char cc[48];
-    snprintf(cc, sizeof cc, "public, max-age=%lld", (long long)(auth_cfg.jwks_max_age_ms / 1000));
+    snprintf(cc, sizeof cc, "public, max-age=%lld", (long long)(a->cfg->jwks_max_age_ms / 1000));
     wy_http_add_header(req, "Cache-Control", cc);
     wy_http_respond(req, 200, "application/json", a->jwks, strlen(a->jwks));
 }
@@ -1128,8 +1128,8 @@ int auth_http_start(auth_t *a, const char **err)
     wy_http_route(a->http, "GET", "/v1/me", handle_me, a);
     wy_http_route(a->http, "GET", "/.well-known/jwks.json", handle_jwks, a);
     const char *e = NULL;
-    if (wy_http_listen(a->http, wy_daemon_bind_host(a->d), (int)auth_cfg.http_port, &e) != WY_OK) {
-        snprintf(msg, sizeof msg, "WY_AUTH_HTTP_PORT %lld: %s", (long long)auth_cfg.http_port,
+    if (wy_http_listen(a->http, wy_daemon_bind_host(a->d), (int)a->cfg->http_port, &e) != WY_OK) {
+        snprintf(msg, sizeof msg, "WY_AUTH_HTTP_PORT %lld: %s", (long long)a->cfg->http_port,
                  e ? e : "cannot listen");
         *err = msg;
         return WY_EIO;

@@ -24,47 +24,41 @@
 #define RETRY_MAX_MS       60000 /* ... up to this */
 #define ON_DEMAND_GAP_MS   1000  /* with no keys, a login may trigger a fetch this often */
 
-/* ---- configuration (static storage the table points at) ---- */
-
-static char *steam_api_url;
-static int64_t steam_app_id;
-static char *steam_key;
-static int64_t steam_timeout_ms;
-static char *oidc_issuer;
-static char *oidc_audience;
-static char *oidc_jwks_url;
-static int64_t oidc_jwks_refresh_ms;
-static int64_t oidc_jwks_min_refresh_ms;
-static char *oidc_algs;
-static int64_t oidc_timeout_ms;
+/* ---- configuration (offsets into auth_providers_cfg_t) ---- */
 
 const wy_cfg_entry_t auth_provider_config[] = {
     {"WY_AUTH_STEAM_API_URL", WY_CFG_STRING, "https://api.steampowered.com", 0, 0, NULL,
-     "Steam Web API base URL (tests point it at a fake)", &steam_api_url, false},
+     "Steam Web API base URL (tests point it at a fake)",
+     WY_CFG_OFF(auth_providers_cfg_t, steam_api_url), false},
     {"WY_AUTH_STEAM_APP_ID", WY_CFG_INT, "0", 0, 4294967295LL, NULL,
-     "Steam app id whose session tickets are accepted; 0 disables Steam login", &steam_app_id,
-     false},
+     "Steam app id whose session tickets are accepted; 0 disables Steam login",
+     WY_CFG_OFF(auth_providers_cfg_t, steam_app_id), false},
     {"WY_AUTH_STEAM_WEB_API_KEY", WY_CFG_STRING, "", 0, 0, NULL,
-     "Steam Web API publisher key; empty disables Steam login", &steam_key, true},
+     "Steam Web API publisher key; empty disables Steam login",
+     WY_CFG_OFF(auth_providers_cfg_t, steam_key), true},
     {"WY_AUTH_STEAM_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
-     "deadline of one call to the Steam Web API", &steam_timeout_ms, false},
+     "deadline of one call to the Steam Web API",
+     WY_CFG_OFF(auth_providers_cfg_t, steam_timeout_ms), false},
     {"WY_AUTH_OIDC_ISSUER", WY_CFG_STRING, "", 0, 0, NULL,
-     "OpenID Connect issuer accepted (exact \"iss\"); empty disables OIDC login", &oidc_issuer,
-     false},
+     "OpenID Connect issuer accepted (exact \"iss\"); empty disables OIDC login",
+     WY_CFG_OFF(auth_providers_cfg_t, oidc_issuer), false},
     {"WY_AUTH_OIDC_AUDIENCE", WY_CFG_STRING, "", 0, 0, NULL,
-     "required \"aud\" of id_tokens (the client id registered at the issuer)", &oidc_audience,
-     false},
+     "required \"aud\" of id_tokens (the client id registered at the issuer)",
+     WY_CFG_OFF(auth_providers_cfg_t, oidc_audience), false},
     {"WY_AUTH_OIDC_JWKS_URL", WY_CFG_STRING, "", 0, 0, NULL,
-     "where the issuer publishes its signing keys (JWKS)", &oidc_jwks_url, false},
+     "where the issuer publishes its signing keys (JWKS)",
+     WY_CFG_OFF(auth_providers_cfg_t, oidc_jwks_url), false},
     {"WY_AUTH_OIDC_JWKS_REFRESH", WY_CFG_DURATION_MS, "1h", 10000, 7LL * 24 * 3600 * 1000, NULL,
-     "how often the JWKS is fetched again", &oidc_jwks_refresh_ms, false},
+     "how often the JWKS is fetched again", WY_CFG_OFF(auth_providers_cfg_t, oidc_jwks_refresh_ms),
+     false},
     {"WY_AUTH_OIDC_JWKS_MIN_REFRESH", WY_CFG_DURATION_MS, "1m", 1000, 3600000, NULL,
      "an id_token with an unknown kid refetches the JWKS at most this often",
-     &oidc_jwks_min_refresh_ms, false},
+     WY_CFG_OFF(auth_providers_cfg_t, oidc_jwks_min_refresh_ms), false},
     {"WY_AUTH_OIDC_ALGS", WY_CFG_STRING, "RS256,ES256", 0, 0, NULL,
-     "signature algorithms accepted for id_tokens (RS256, ES256, EdDSA)", &oidc_algs, false},
+     "signature algorithms accepted for id_tokens (RS256, ES256, EdDSA)",
+     WY_CFG_OFF(auth_providers_cfg_t, oidc_algs), false},
     {"WY_AUTH_OIDC_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
-     "deadline of one JWKS fetch", &oidc_timeout_ms, false},
+     "deadline of one JWKS fetch", WY_CFG_OFF(auth_providers_cfg_t, oidc_timeout_ms), false},
 };
 const size_t auth_provider_nconfig = WY_ARRAY_LEN(auth_provider_config);
 
@@ -89,6 +83,7 @@ struct pv {
 
 struct auth_providers {
     uv_loop_t *loop;
+    const auth_providers_cfg_t *cfg; /* the daemon's, outlives p */
     wy_httpc_t *http;
     bool steam_on, oidc_on;
     unsigned algs;
@@ -333,16 +328,17 @@ int auth_steam_verify(auth_providers_t *p, const char *ticket, auth_provider_cb 
         return WY_OK;
     }
     char key[512];
-    url_escape(key, sizeof key, steam_key);
-    size_t base_len = strlen(steam_api_url);
-    while (base_len > 0 && steam_api_url[base_len - 1] == '/')
+    url_escape(key, sizeof key, p->cfg->steam_key);
+    size_t base_len = strlen(p->cfg->steam_api_url);
+    while (base_len > 0 && p->cfg->steam_api_url[base_len - 1] == '/')
         base_len--;
     char *url = wy_sprintf("%.*s/ISteamUserAuth/AuthenticateUserTicket/v1/?key=%s&appid=%lld"
                            "&ticket=%s",
-                           (int)base_len, steam_api_url, key, (long long)steam_app_id, ticket);
+                           (int)base_len, p->cfg->steam_api_url, key,
+                           (long long)p->cfg->steam_app_id, ticket);
     static const char *const hdrs[] = {"Accept: application/json", NULL};
-    int rc = wy_httpc_request(p->http, "GET", url, hdrs, NULL, 0, (uint32_t)steam_timeout_ms,
-                              on_steam, v);
+    int rc = wy_httpc_request(p->http, "GET", url, hdrs, NULL, 0,
+                              (uint32_t)p->cfg->steam_timeout_ms, on_steam, v);
     OPENSSL_cleanse(key, sizeof key);
     OPENSSL_cleanse(url, strlen(url));
     wy_free(url);
@@ -377,7 +373,7 @@ static void oidc_check(pv_t *v)
                  why ? why : wy_strerror(rc));
         return;
     }
-    wy_jwt_claims_opts_t co = {.iss = oidc_issuer, .aud = oidc_audience};
+    wy_jwt_claims_opts_t co = {.iss = p->cfg->oidc_issuer, .aud = p->cfg->oidc_audience};
     rc = wy_jwt_check_claims(jwt.claims, &co, &why);
     const char *sub = json_string_value(json_object_get(jwt.claims, "sub"));
     size_t sub_len = sub ? strlen(sub) : 0;
@@ -393,7 +389,7 @@ static void oidc_check(pv_t *v)
         if (!printable) {
             complete(v, WY_EAUTH, NULL, "id_token rejected: \"sub\" has control characters");
         } else {
-            char *subject = wy_sprintf("%s|%s", oidc_issuer, sub);
+            char *subject = wy_sprintf("%s|%s", p->cfg->oidc_issuer, sub);
             complete(v, WY_OK, subject, "ok");
             wy_free(subject);
         }
@@ -445,14 +441,14 @@ static void schedule_refresh(auth_providers_t *p, bool ok)
     uint64_t delay;
     if (ok) {
         p->retry_ms = 0;
-        delay = (uint64_t)oidc_jwks_refresh_ms;
+        delay = (uint64_t)p->cfg->oidc_jwks_refresh_ms;
     } else {
         p->retry_ms = p->retry_ms ? p->retry_ms * 2 : RETRY_MIN_MS;
         if (p->retry_ms > RETRY_MAX_MS)
             p->retry_ms = RETRY_MAX_MS;
         delay = p->retry_ms;
-        if (p->ks && delay > (uint64_t)oidc_jwks_refresh_ms)
-            delay = (uint64_t)oidc_jwks_refresh_ms;
+        if (p->ks && delay > (uint64_t)p->cfg->oidc_jwks_refresh_ms)
+            delay = (uint64_t)p->cfg->oidc_jwks_refresh_ms;
     }
     uv_timer_start(&p->refresh_timer, on_refresh_timer, delay, 0);
 }
@@ -491,8 +487,8 @@ static void on_jwks(int err, int status, const char *body, size_t len, const cha
         }
     }
     if (!ok)
-        wy_log_warn("oidc jwks fetch failed", "url", oidc_jwks_url, "status", st, "error", why,
-                    NULL);
+        wy_log_warn("oidc jwks fetch failed", "url", p->cfg->oidc_jwks_url, "status", st, "error",
+                    why, NULL);
     schedule_refresh(p, ok);
     settle_waiting(p);
 }
@@ -503,8 +499,8 @@ static void start_fetch(auth_providers_t *p)
         return;
     static const char *const hdrs[] = {"Accept: application/json", NULL};
     p->last_attempt = wy_now_ms();
-    int rc = wy_httpc_request(p->http, "GET", oidc_jwks_url, hdrs, NULL, 0,
-                              (uint32_t)oidc_timeout_ms, on_jwks, p);
+    int rc = wy_httpc_request(p->http, "GET", p->cfg->oidc_jwks_url, hdrs, NULL, 0,
+                              (uint32_t)p->cfg->oidc_timeout_ms, on_jwks, p);
     if (rc == WY_OK) {
         p->fetching = true;
         uv_timer_stop(&p->refresh_timer);
@@ -554,7 +550,7 @@ int auth_oidc_verify(auth_providers_t *p, const char *id_token, auth_provider_cb
             return WY_OK;
         }
         if (p->last_kid_fetch == 0 ||
-            now - p->last_kid_fetch >= (uint64_t)oidc_jwks_min_refresh_ms) {
+            now - p->last_kid_fetch >= (uint64_t)p->cfg->oidc_jwks_min_refresh_ms) {
             p->last_kid_fetch = now;
             list_add(p, v, PV_WAIT_KEYS);
             start_fetch(p);
@@ -608,48 +604,49 @@ static int parse_algs(const char *s, unsigned *out)
     return algs ? WY_OK : WY_EINVAL;
 }
 
-int auth_providers_new(uv_loop_t *loop, auth_providers_t **out, const char **err)
+int auth_providers_new(uv_loop_t *loop, const auth_providers_cfg_t *cfg, auth_providers_t **out,
+                       const char **err)
 {
     static const char *dummy;
     if (!err)
         err = &dummy;
-    bool steam_key_set = steam_key && *steam_key;
-    if (steam_app_id != 0 && !steam_key_set) {
+    bool steam_key_set = cfg->steam_key && *cfg->steam_key;
+    if (cfg->steam_app_id != 0 && !steam_key_set) {
         *err = "WY_AUTH_STEAM_WEB_API_KEY: required when WY_AUTH_STEAM_APP_ID is set";
         return WY_EINVAL;
     }
-    if (steam_app_id == 0 && steam_key_set) {
+    if (cfg->steam_app_id == 0 && steam_key_set) {
         *err = "WY_AUTH_STEAM_APP_ID: required when WY_AUTH_STEAM_WEB_API_KEY is set";
         return WY_EINVAL;
     }
-    if (steam_key_set && strlen(steam_key) > 128) {
+    if (steam_key_set && strlen(cfg->steam_key) > 128) {
         *err = "WY_AUTH_STEAM_WEB_API_KEY: longer than 128 characters";
         return WY_EINVAL;
     }
-    if (steam_app_id != 0 && !http_url(steam_api_url)) {
+    if (cfg->steam_app_id != 0 && !http_url(cfg->steam_api_url)) {
         *err = "WY_AUTH_STEAM_API_URL: must be an http:// or https:// URL";
         return WY_EINVAL;
     }
-    bool oidc = oidc_issuer && *oidc_issuer;
+    bool oidc = cfg->oidc_issuer && *cfg->oidc_issuer;
     unsigned algs = 0;
     if (oidc) {
-        if (!oidc_audience || !*oidc_audience) {
+        if (!cfg->oidc_audience || !*cfg->oidc_audience) {
             *err = "WY_AUTH_OIDC_AUDIENCE: required when WY_AUTH_OIDC_ISSUER is set";
             return WY_EINVAL;
         }
-        if (!oidc_jwks_url || !*oidc_jwks_url) {
+        if (!cfg->oidc_jwks_url || !*cfg->oidc_jwks_url) {
             *err = "WY_AUTH_OIDC_JWKS_URL: required when WY_AUTH_OIDC_ISSUER is set";
             return WY_EINVAL;
         }
-        if (!http_url(oidc_jwks_url)) {
+        if (!http_url(cfg->oidc_jwks_url)) {
             *err = "WY_AUTH_OIDC_JWKS_URL: must be an http:// or https:// URL";
             return WY_EINVAL;
         }
-        if (strlen(oidc_issuer) > 1024) {
+        if (strlen(cfg->oidc_issuer) > 1024) {
             *err = "WY_AUTH_OIDC_ISSUER: longer than 1024 characters";
             return WY_EINVAL;
         }
-        if (parse_algs(oidc_algs, &algs) != WY_OK) {
+        if (parse_algs(cfg->oidc_algs, &algs) != WY_OK) {
             *err = "WY_AUTH_OIDC_ALGS: must be a comma-separated list of RS256, ES256, EdDSA";
             return WY_EINVAL;
         }
@@ -658,7 +655,8 @@ int auth_providers_new(uv_loop_t *loop, auth_providers_t **out, const char **err
     for (int i = 0; i < PV_NLISTS; i++)
         wy_list_init(&p->lists[i]);
     p->loop = loop;
-    p->steam_on = steam_app_id != 0;
+    p->cfg = cfg;
+    p->steam_on = cfg->steam_app_id != 0;
     p->oidc_on = oidc;
     p->algs = algs;
     wy_httpc_opts_t ho = {.max_concurrent = 256,

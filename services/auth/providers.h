@@ -10,19 +10,36 @@
 
 typedef struct auth_providers auth_providers_t;
 
-/* WY_AUTH_STEAM_* and WY_AUTH_OIDC_* entries, appended to auth's own config table. Their dst
- * pointers point at static storage in providers.c; load them (wy_config_load) before
- * auth_providers_new. Steam is enabled when WY_AUTH_STEAM_APP_ID != 0 and
+/* WY_AUTH_STEAM_* and WY_AUTH_OIDC_* (filled by wy_config; strings owned by the config). */
+typedef struct {
+    char *steam_api_url;
+    int64_t steam_app_id;
+    char *steam_key;
+    int64_t steam_timeout_ms;
+    char *oidc_issuer;
+    char *oidc_audience;
+    char *oidc_jwks_url;
+    int64_t oidc_jwks_refresh_ms;
+    int64_t oidc_jwks_min_refresh_ms;
+    char *oidc_algs;
+    int64_t oidc_timeout_ms;
+} auth_providers_cfg_t;
+
+/* Their config entries, appended to auth's own config table. Each dst is an offset into
+ * auth_providers_cfg_t (WY_CFG_OFF): rebase the table onto one (wy_config_rebase) and load
+ * it before auth_providers_new. Steam is enabled when WY_AUTH_STEAM_APP_ID != 0 and
  * WY_AUTH_STEAM_WEB_API_KEY is set; OIDC when WY_AUTH_OIDC_ISSUER is set. */
 extern const wy_cfg_entry_t auth_provider_config[]; /* WY_AUTH_STEAM_*, WY_AUTH_OIDC_* entries */
 extern const size_t auth_provider_nconfig;          /* appended to auth's own config table */
 
-/* Create the providers on loop from the loaded configuration (after config load). Starts the
+/* Create the providers on loop from the loaded configuration cfg (kept by pointer: it must
+ * outlive p). Starts the
  * first JWKS fetch in the background when OIDC is enabled (verifications wait for it). Returns
  * WY_OK and *out, or WY_EINVAL with *err naming the variable and why
  * ("WY_AUTH_OIDC_AUDIENCE: required when WY_AUTH_OIDC_ISSUER is set"); *err is static. Loop
  * thread only. */
-int auth_providers_new(uv_loop_t *loop, auth_providers_t **out, const char **err);
+int auth_providers_new(uv_loop_t *loop, const auth_providers_cfg_t *cfg, auth_providers_t **out,
+                       const char **err);
 
 /* Pending verifications get WY_ECANCELED (during this call); the HTTP client and timers are
  * closed and p is freed from the loop once their handles are closed (keep running the loop).

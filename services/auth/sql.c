@@ -22,9 +22,9 @@ static int run_in(auth_t *a, wy_pg_tx_t *tx, const wy_pg_stmt_t *st, const char 
 }
 
 /* The refresh token lifetime in seconds, as a statement parameter. */
-static const char *refresh_ttl_s(char buf[32])
+static const char *refresh_ttl_s(const auth_t *a, char buf[32])
 {
-    snprintf(buf, 32, "%lld", (long long)(auth_cfg.refresh_ttl_ms / 1000));
+    snprintf(buf, 32, "%lld", (long long)(a->cfg->refresh_ttl_ms / 1000));
     return buf;
 }
 
@@ -114,7 +114,7 @@ static const wy_pg_stmt_t identities_create_sql = {
 void auth_db_batches_new(auth_t *a)
 {
     char ttl[32];
-    const char *fixed[] = {refresh_ttl_s(ttl)};
+    const char *fixed[] = {refresh_ttl_s(a, ttl)};
     a->b_find = auth_batch_new(a, "find", &identity_find_sql, 2, 0, NULL, false);
     a->b_store = auth_batch_new(a, "store", &logins_store_sql, 7, 1, fixed, true);
     a->b_create = auth_batch_new(a, "create", &identities_create_sql, 10, 1, fixed, true);
@@ -185,7 +185,7 @@ int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char 
 {
     char ttl[32];
     const char *p[] = {
-        sid,           account,       method,        refresh_hash,  refresh_ttl_s(ttl),
+        sid,           account,       method,        refresh_hash,  refresh_ttl_s(a, ttl),
         ev->params[0], ev->params[1], ev->params[2], ev->params[3], ev->params[4],
         ev->params[5]};
     return run_in(a, tx, &session_open_sql, p, cb, ud);
@@ -199,7 +199,7 @@ int auth_db_refresh_rotate(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, cons
                            wy_pg_cb cb, void *ud)
 {
     char ttl[32];
-    const char *p[] = {old_hash, new_hash, refresh_ttl_s(ttl)};
+    const char *p[] = {old_hash, new_hash, refresh_ttl_s(a, ttl)};
     return run_in(a, tx, &refresh_rotate_sql, p, cb, ud);
 }
 

@@ -29,9 +29,9 @@ int auth_issue_access(auth_t *a, const char *account, const char *sid, char **to
                       int64_t *expires_in)
 {
     const char *err = NULL;
-    int64_t ttl = auth_cfg.access_ttl_ms / 1000;
-    int rc = wy_token_issue(a->keys, auth_cfg.signing_kid, auth_cfg.issuer, auth_cfg.audience,
-                            account, sid, ttl, 0, token, NULL, &err);
+    int64_t ttl = a->cfg->access_ttl_ms / 1000;
+    int rc = wy_token_issue(a->keys, a->cfg->signing_kid, a->cfg->issuer, a->cfg->audience, account,
+                            sid, ttl, 0, token, NULL, &err);
     if (rc != WY_OK) {
         wy_log_error("cannot sign access token", "error", err, NULL);
         return rc;
@@ -71,7 +71,7 @@ void auth_refresh_new(char tok[44], char hash_hex[65])
 int auth_verify_access(auth_t *a, const char *token, size_t len, wy_token_claims_t *out,
                        const char **why)
 {
-    wy_token_verify_opts_t o = {.iss = auth_cfg.issuer, .aud = auth_cfg.audience};
+    wy_token_verify_opts_t o = {.iss = a->cfg->issuer, .aud = a->cfg->audience};
     return wy_token_verify(a->keys, token, len, &o, out, why);
 }
 
@@ -195,7 +195,7 @@ int auth_revoke_publish(auth_t *a, const char *sid, const char *account, auth_do
     else
         snprintf(key, sizeof key, REVOKED_ACCT "%s", account);
     snprintf(val, sizeof val, "%llu", (unsigned long long)wy_wall_ms());
-    snprintf(px, sizeof px, "%lld", (long long)(auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS));
+    snprintf(px, sizeof px, "%lld", (long long)(a->cfg->access_ttl_ms + REVOKE_MARGIN_MS));
     pub_t *p = wy_calloc(1, sizeof *p);
     p->a = a;
     p->cb = cb;
@@ -331,9 +331,9 @@ static const char marker_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then 
                                  "redis.call('SET', KEYS[2], '1') "
                                  "redis.call('DEL', KEYS[1]) return 1 end return 0";
 
-static int64_t reload_window_s(void)
+static int64_t reload_window_s(const auth_t *a)
 {
-    return (auth_cfg.access_ttl_ms + REVOKE_MARGIN_MS) / 1000;
+    return (a->cfg->access_ttl_ms + REVOKE_MARGIN_MS) / 1000;
 }
 
 static void reload_finish(auth_t *a)
@@ -422,7 +422,7 @@ static void on_nonce_set(int status, redisReply *reply, void *ud)
     (void)reply;
     auth_t *a = ud;
     if (status != WY_OK ||
-        auth_db_recent_revocations(a, reload_window_s(), RELOAD_MAX, on_reload_rows, a) != WY_OK)
+        auth_db_recent_revocations(a, reload_window_s(a), RELOAD_MAX, on_reload_rows, a) != WY_OK)
         reload_finish(a);
 }
 

@@ -81,6 +81,10 @@ static const wy_cfg_entry_t game_config[] = {
      "Position saves waiting for Kafka (retried with their event id); past it a save is "
      "dropped, logged and counted.",
      &game_cfg.save_queue, false},
+    {"WY_GAME_PLACEMENT_RENEW", WY_CFG_DURATION_MS, "20s", 1000, 3600000, NULL,
+     "How often the placement of each joined player is renewed at world (World.Place), so it "
+     "does not lapse while the player plays: keep it well under WY_WORLD_PLACEMENT_TTL.",
+     &game_cfg.renew_ms, false},
 };
 
 static int game_configure(const char **err);

@@ -34,7 +34,7 @@ enum {
 
 typedef struct {
     int64_t ws_port, capacity, max_message, join_timeout_ms, ticket_leeway_ms, used_tickets,
-        workers, worker_hz, save_queue;
+        workers, worker_hz, save_queue, renew_ms;
     char *ticket_keys_dir, *world_grpc, *public_host, *zones;
     /* the simulation (sim.c) */
     int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
@@ -69,6 +69,7 @@ typedef struct {
     uv_timer_t link_timer;
     bool link_started, catalog_inflight, heartbeat_inflight;
     unsigned link_calls; /* calls in flight on g->world */
+    unsigned renewals;   /* of them, placement renewals (World.Place) */
     uint64_t last_heartbeat_ok_ms, last_heartbeat_sent_ms;
     char **zones; /* WY_GAME_ZONES */
     size_t nzones;
@@ -103,7 +104,8 @@ struct game_player {
     char character[WY_TICKET_ID_MAX + 1];
     char zone[WY_TICKET_ZONE_MAX + 1];
     char instance[WY_TICKET_INST_MAX + 1];
-    double x, y; /* last position known on the loop */
+    double x, y;          /* last position known on the loop */
+    uint64_t renew_at_ms; /* next renewal of its placement at world (world_link.c) */
 };
 
 /* game.c */

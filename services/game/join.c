@@ -145,6 +145,7 @@ void game_join(game_conn_t *c, uint32_t request_id, const Wyvern__Game__Join *j)
     snprintf(p->instance, sizeof p->instance, "%s", t.instance);
     p->x = x;
     p->y = y;
+    p->renew_at_ms = wy_now_ms() + (uint64_t)g->cfg->renew_ms;
     if (game_part_add(part, p) != WY_OK) {
         wy_free(p);
         wy_metric_inc(g->m_join_other);

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define MAX_REGIONS     16
-#define ARENAS          3
+#define ARENAS          8 /* per region: room for the loop to fall a few ticks behind */
 #define CARRIERS        2 /* per direction */
 #define HIST_BUCKETS    24
 #define INPUT_BATCH     256
@@ -81,7 +81,7 @@ struct region {
     uint32_t index;
     unsigned worker;
     uint32_t nhand_cap;
-    char label[WY_TICKET_INST_MAX + 8]; /* "meadow#1/0" */
+    char label[WY_TICKET_INST_MAX + 16]; /* "meadow#1/0" */
     /* worker side */
     game_partition_t *sim;
     bool adopted;

@@ -162,6 +162,52 @@ static void send_heartbeat(game_t *g)
     wy_free(loads);
 }
 
+/* ---- renewing the placements of joined players ---- */
+
+#define RENEW_MAX_INFLIGHT 64u
+
+static void on_renewed(int err, int status, const char *message, const ProtobufCMessage *resp,
+                       void *arg)
+{
+    WY_UNUSED(status);
+    WY_UNUSED(resp);
+    game_t *g = arg;
+    g->renewals--;
+    if (err != WY_OK && !g->stopping)
+        wy_log_warn("placement not renewed at world (retried at the next renewal)", "error",
+                    message[0] ? message : wy_strerror(err), NULL);
+    link_call_done(g);
+}
+
+/* Place again (which renews a living placement for WY_WORLD_PLACEMENT_TTL) every player whose
+ * renewal is due, at most RENEW_MAX_INFLIGHT at once; the rest wait for the next pass. */
+static void renew_placements(game_t *g)
+{
+    uint64_t now = wy_now_ms();
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, g->players);
+    while (g->renewals < RENEW_MAX_INFLIGHT && wy_map_next(&it)) {
+        game_player_t *p = it.val;
+        if (p->renew_at_ms > now)
+            continue;
+        Wyvern__World__PlaceRequest r = WYVERN__WORLD__PLACE_REQUEST__INIT;
+        Wyvern__World__Point pos = WYVERN__WORLD__POINT__INIT;
+        pos.x = p->x;
+        pos.y = p->y;
+        r.account_id = p->account;
+        r.character_id = p->character;
+        r.saved_zone = p->zone;
+        r.saved_position = &pos;
+        if (wy_grpc_call(g->world, "/wyvern.world.World/Place", &r.base,
+                         &wyvern__world__placement__descriptor, CALL_DEADLINE_MS, NULL, 0,
+                         on_renewed, g) != WY_OK)
+            break;
+        g->renewals++;
+        g->link_calls++;
+        p->renew_at_ms = now + (uint64_t)g->cfg->renew_ms;
+    }
+}
+
 static void on_link_timer(uv_timer_t *t)
 {
     game_t *g = t->data;
@@ -184,6 +230,7 @@ static void on_link_timer(uv_timer_t *t)
     if (!g->heartbeat_inflight && now - g->last_heartbeat_sent_ms >= HEARTBEAT_MS) {
         g->last_heartbeat_sent_ms = now;
         send_heartbeat(g);
+        renew_placements(g);
     }
 }
 

@@ -156,7 +156,7 @@ void lobby_enter_game(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__EnterG
     if (n == 0 || n > WY_TICKET_ID_MAX || strpbrk(m->character_id, "{}")) {
         code = WYVERN__LOBBY__CODE__INVALID;
         why = "character_id must be 1..64 bytes";
-    } else if (!lb->ticket_keys || !lb->actor || !lb->world) {
+    } else if (!lb->ticket_keys || !lb->chars_actor || !lb->world) {
         code = WYVERN__LOBBY__CODE__UNAVAILABLE;
         why = "entering the game is not configured on this lobby";
     } else if (c->entering) {
@@ -177,7 +177,7 @@ void lobby_enter_game(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__EnterG
     lobby_conn_ref(c);
     Wyvern__Actor__GetCharacterRequest gr = WYVERN__ACTOR__GET_CHARACTER_REQUEST__INIT;
     gr.actor_id = q->character;
-    if (wy_grpc_call(lb->actor, "/wyvern.actor.Actor/GetCharacter", &gr.base,
+    if (wy_grpc_call(lb->chars_actor, "/wyvern.actor.Actor/GetCharacter", &gr.base,
                      &wyvern__actor__character__descriptor, CALL_DEADLINE_MS, NULL, 0, on_character,
                      q) != WY_OK)
         enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "actor: too many requests in flight");
@@ -209,10 +209,10 @@ int lobby_enter_start(lobby_t *lb, const char **err)
         *err = msg;
         return WY_EINVAL;
     }
-    wy_grpc_rt_t *rt = wy_daemon_grpc_rt(lb->d);
-    if (wy_grpc_channel_new(rt, lb->cfg->actor_grpc, NULL, &lb->actor) != WY_OK ||
-        wy_grpc_channel_new(rt, lb->cfg->world_grpc, NULL, &lb->world) != WY_OK) {
-        *err = "WY_LOBBY_ACTOR_GRPC / WY_LOBBY_WORLD_GRPC: cannot open a channel";
+    /* Actor: the characters' channel (characters.c, WY_LOBBY_ACTOR_GRPC). */
+    if (lb->cfg->world_grpc[0] && wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->world_grpc,
+                                                      NULL, &lb->world) != WY_OK) {
+        *err = "WY_LOBBY_WORLD_GRPC: cannot open a channel";
         return WY_EINVAL;
     }
     return WY_OK;
@@ -220,9 +220,7 @@ int lobby_enter_start(lobby_t *lb, const char **err)
 
 void lobby_enter_stop(lobby_t *lb)
 {
-    if (lb->actor)
-        wy_grpc_channel_close(lb->actor);
     if (lb->world)
         wy_grpc_channel_close(lb->world);
-    lb->actor = lb->world = NULL;
+    lb->world = NULL;
 }

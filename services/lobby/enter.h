@@ -9,7 +9,8 @@
 #include "lobby-t.h"
 #include "lobby.pb-c.h"
 
-/* In start(): loads the ticket signing keys and opens the actor and world channels.
+/* In start(): loads the ticket signing keys and opens the world channel (actor's is
+ * characters.c's).
  * Without WY_LOBBY_TICKET_KEYS_DIR (or without WY_LOBBY_WORLD_GRPC / WY_LOBBY_ACTOR_GRPC)
  * enter_game answers UNAVAILABLE; a bad key folder or kid fails the start (*err). */
 int lobby_enter_start(lobby_t *lb, const char **err);

@@ -99,9 +99,10 @@ struct lobby {
     wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
     wy_metric_t *m_chat_delivered, *m_chat_events;
     /* metrics */
-    /* enter.c: ticket signing keys, actor and world (NULL when not configured / stopped) */
+    /* enter.c: ticket signing keys and world (NULL when not configured / stopped); actor
+     * is chars_actor */
     wy_jwt_keyset_t *ticket_keys;
-    wy_grpc_channel_t *actor, *world;
+    wy_grpc_channel_t *world;
     wy_metric_t *m_entered;
     wy_metric_t *m_sessions, *m_logins, *m_kicks, *m_fenced, *m_reasserted, *m_rejected,
         *m_rate_closed, *m_bad_frames, *m_hello_revoked, *m_hello_introspect;

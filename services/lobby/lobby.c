@@ -18,79 +18,86 @@
 #include <stdlib.h>
 #include <string.h>
 
-static lobby_cfg_t cfg;
-
+/* Offsets into lobby_cfg_t: the daemon keeps the values (spec.config_size), lobby_t points
+ * at them. */
 static const wy_cfg_entry_t lobby_config[] = {
     {"WY_LOBBY_WS_PORT", WY_CFG_INT, "8081", 0, 65535, NULL,
-     "Client WebSocket port (path /v1/lobby); 0 = any.", &cfg.ws_port, false},
+     "Client WebSocket port (path /v1/lobby); 0 = any.", WY_CFG_OFF(lobby_cfg_t, ws_port), false},
     {"WY_LOBBY_DUPLICATE_POLICY", WY_CFG_ENUM, "kick-old", 0, 0, "kick-old|reject-new",
-     "A second login of a live account: kick the old session, or refuse the new one.", &cfg.policy,
-     false},
+     "A second login of a live account: kick the old session, or refuse the new one.",
+     WY_CFG_OFF(lobby_cfg_t, policy), false},
     {"WY_LOBBY_SESSION_TTL", WY_CFG_DURATION_MS, "30s", 1000, 3600000, NULL,
      "TTL of a session in Redis, refreshed by heartbeats; a crashed instance's sessions "
      "vanish after it.",
-     &cfg.session_ttl_ms, false},
+     WY_CFG_OFF(lobby_cfg_t, session_ttl_ms), false},
     {"WY_LOBBY_HEARTBEAT_INTERVAL", WY_CFG_DURATION_MS, "10s", 100, 600000, NULL,
-     "How often clients send a heartbeat (told in welcome).", &cfg.heartbeat_ms, false},
+     "How often clients send a heartbeat (told in welcome).", WY_CFG_OFF(lobby_cfg_t, heartbeat_ms),
+     false},
     {"WY_LOBBY_IDLE_TIMEOUT", WY_CFG_DURATION_MS, "30s", 200, 3600000, NULL,
-     "No message from a client for this long closes it (4005).", &cfg.idle_ms, false},
+     "No message from a client for this long closes it (4005).", WY_CFG_OFF(lobby_cfg_t, idle_ms),
+     false},
     {"WY_LOBBY_HELLO_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
-     "A client that sends no hello within this closes (4004).", &cfg.hello_ms, false},
+     "A client that sends no hello within this closes (4004).", WY_CFG_OFF(lobby_cfg_t, hello_ms),
+     false},
     {"WY_LOBBY_FENCE_TIME", WY_CFG_DURATION_MS, "3s", 500, 60000, NULL,
      "An instance silent this long counts as dead: its sessions can be taken over at once "
      "(reject-new).",
-     &cfg.fence_ms, false},
+     WY_CFG_OFF(lobby_cfg_t, fence_ms), false},
     {"WY_LOBBY_NICK_COOLDOWN", WY_CFG_DURATION_MS, "24h", 0, 31536000000LL, NULL,
-     "Minimum time between two nickname changes of an account.", &cfg.nick_cooldown_ms, false},
+     "Minimum time between two nickname changes of an account.",
+     WY_CFG_OFF(lobby_cfg_t, nick_cooldown_ms), false},
     {"WY_LOBBY_NOTICE_TTL", WY_CFG_DURATION_MS, "60s", 1000, 3600000, NULL,
      "How long a notice matters: retried to Kafka that long, dropped if delivered later.",
-     &cfg.notice_ttl_ms, false},
+     WY_CFG_OFF(lobby_cfg_t, notice_ttl_ms), false},
     {"WY_LOBBY_KAFKA_RELAY_MAX", WY_CFG_INT, "10000", 1, 1000000, NULL,
      "Kicks and notices waiting for Kafka (in flight included); over it they are dropped, counted.",
-     &cfg.relay_max, false},
+     WY_CFG_OFF(lobby_cfg_t, relay_max), false},
     {"WY_LOBBY_MAX_MESSAGE", WY_CFG_SIZE, "8KiB", 256, 1048576, NULL,
-     "Largest client message; over it the connection closes 1009.", &cfg.max_message, false},
+     "Largest client message; over it the connection closes 1009.",
+     WY_CFG_OFF(lobby_cfg_t, max_message), false},
     {"WY_LOBBY_MAX_MSGS_PER_SEC", WY_CFG_INT, "20", 1, 100000, NULL,
      "Per-connection message rate (token bucket, burst = rate); over: error then close 4003.",
-     &cfg.max_msgs_per_sec, false},
+     WY_CFG_OFF(lobby_cfg_t, max_msgs_per_sec), false},
     {"WY_LOBBY_MAX_CONNECTIONS", WY_CFG_INT, "20000", 1, 1000000, NULL,
-     "Open client connections per instance; over: HTTP 503.", &cfg.max_conns, false},
+     "Open client connections per instance; over: HTTP 503.", WY_CFG_OFF(lobby_cfg_t, max_conns),
+     false},
     {"WY_LOBBY_WS_SEND_BUDGET", WY_CFG_SIZE, "256MiB", 1048576, 68719476736LL, NULL,
      "Bytes queued for all clients together (each client also at most 256 KiB); over it the "
      "clients with the most queued are closed 1008.",
-     &cfg.ws_send_budget, false},
+     WY_CFG_OFF(lobby_cfg_t, ws_send_budget), false},
     {"WY_LOBBY_AUTH_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
      "wy-auth gRPC address (host:port): verification keys (GetKeys) and revocation at hello "
      "(Introspect). Empty: static keys only.",
-     &cfg.auth_grpc, false},
+     WY_CFG_OFF(lobby_cfg_t, auth_grpc), false},
     {"WY_LOBBY_TOKEN_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of Ed25519 public keys (<kid>.pem) that verify access tokens, instead of or in "
      "addition to auth's.",
-     &cfg.keys_dir, false},
+     WY_CFG_OFF(lobby_cfg_t, keys_dir), false},
     {"WY_LOBBY_TOKEN_ISSUER", WY_CFG_STRING, "wyvern-auth", 0, 0, NULL,
-     "Expected iss of access tokens.", &cfg.issuer, false},
+     "Expected iss of access tokens.", WY_CFG_OFF(lobby_cfg_t, issuer), false},
     {"WY_LOBBY_TOKEN_AUDIENCE", WY_CFG_STRING, "wyvern", 0, 0, NULL,
-     "Expected aud of access tokens.", &cfg.audience, false},
+     "Expected aud of access tokens.", WY_CFG_OFF(lobby_cfg_t, audience), false},
     {"WY_LOBBY_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of the Ed25519 PEM keys named <kid>.pem for join tickets (game verifies them with "
      "the public halves). Empty: enter_game is refused UNAVAILABLE.",
-     &cfg.ticket_keys_dir, false},
+     WY_CFG_OFF(lobby_cfg_t, ticket_keys_dir), false},
     {"WY_LOBBY_TICKET_KID", WY_CFG_STRING, "t1", 0, 0, NULL,
      "kid of the private key in WY_LOBBY_TICKET_KEYS_DIR that signs new join tickets.",
-     &cfg.ticket_kid, false},
+     WY_CFG_OFF(lobby_cfg_t, ticket_kid), false},
     {"WY_LOBBY_TICKET_TTL", WY_CFG_DURATION_MS, "30s", 1000, 600000, NULL,
      "How long a join ticket is valid (the client connects to the game at once).",
-     &cfg.ticket_ttl_ms, false},
+     WY_CFG_OFF(lobby_cfg_t, ticket_ttl_ms), false},
     {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "127.0.0.1:9205", 0, 0, NULL,
      "wy-actor's gRPC address: characters and friends; enter_game (whose character it "
      "is, its saved position).",
-     &cfg.actor_grpc, false},
+     WY_CFG_OFF(lobby_cfg_t, actor_grpc), false},
     {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
-     "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
+     "wy-world's gRPC address (enter_game: World.Place).", WY_CFG_OFF(lobby_cfg_t, world_grpc),
+     false},
     {"WY_LOBBY_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
      "wy-chat's gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
      "(wy.chat messages are still delivered).",
-     &cfg.chat_grpc, false},
+     WY_CFG_OFF(lobby_cfg_t, chat_grpc), false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -200,8 +207,8 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->d = d;
     lb->loop = wy_daemon_loop(d);
     lb->instance = wy_daemon_instance(d);
-    lb->cfg = &cfg;
-    lb->reject_new = strcmp(cfg.policy, "reject-new") == 0;
+    lb->cfg = wy_daemon_config(d);
+    lb->reject_new = strcmp(lb->cfg->policy, "reject-new") == 0;
     lb->refs = 1; /* start()'s own, dropped by stop() */
     lb->by_sid = wy_map_new(0);
     lb->by_account = wy_map_new(0);
@@ -228,18 +235,19 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     lb->m_bad_frames =
         metric('c', "wy_lobby_bad_frames_total", "Client frames that are not a valid message.");
 
-    if (*cfg.keys_dir) {
+    if (*lb->cfg->keys_dir) {
         lb->static_keys = wy_jwt_keyset_new();
         const char *e = NULL;
-        if (wy_token_keyset_load_dir(lb->static_keys, cfg.keys_dir, &e) != WY_OK) {
+        if (wy_token_keyset_load_dir(lb->static_keys, lb->cfg->keys_dir, &e) != WY_OK) {
             snprintf(msg, sizeof msg, "WY_LOBBY_TOKEN_KEYS_DIR: %s", e ? e : "cannot load");
             *err = msg;
             return WY_EINVAL;
         }
     }
-    if (*cfg.auth_grpc) {
+    if (*lb->cfg->auth_grpc) {
         lb->key_cache = wy_token_cache_new();
-        if (wy_grpc_channel_new(wy_daemon_grpc_rt(d), cfg.auth_grpc, NULL, &lb->auth) != WY_OK) {
+        if (wy_grpc_channel_new(wy_daemon_grpc_rt(d), lb->cfg->auth_grpc, NULL, &lb->auth) !=
+            WY_OK) {
             *err = "WY_LOBBY_AUTH_GRPC: cannot open a channel";
             return WY_EINVAL;
         }
@@ -330,6 +338,7 @@ const wy_daemon_spec_t lobby_daemon_spec = {
     .grpc_port = 9202,
     .config = lobby_config,
     .nconfig = WY_ARRAY_LEN(lobby_config),
+    .config_size = sizeof(lobby_cfg_t),
     .subs = lobby_subs,
     .nsubs = WY_ARRAY_LEN(lobby_subs),
     .start = lobby_start,

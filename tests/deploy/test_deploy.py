@@ -188,12 +188,13 @@ def test_required_variable_must_be_wired(tools, tmp_path):
 
 
 @pytest.mark.parametrize("svc,name,var,port", [("auth", "http", "WY_AUTH_HTTP_PORT", 8080),
-                                               ("lobby", "ws", "WY_LOBBY_WS_PORT", 8081)])
+                                               ("lobby", "ws", "WY_LOBBY_WS_PORT", 8081),
+                                               ("game", "ws", "WY_GAME_WS_PORT", 8082)])
 def test_client_ports_are_wired(tools, tmp_path, svc, name, var, port):
     """The daemon's own client-port variable, the Pod's and the Service's
     port agree (chart), and compose sets and publishes it. The checker
-    refuses the opposite (client-port-* fixtures); game has no client port
-    yet, so it renders none (test_service_ports_...)."""
+    refuses the opposite (client-port-* fixtures); world, actor and chat have
+    no client port, so they render none (test_service_ports_...)."""
     listed = json.loads(subprocess.run([os.path.join(tools, "wy-%s" % svc), "--help", "--json"],
                                        stdout=subprocess.PIPE, check=True, text=True).stdout)
     assert {v["name"]: v["default"] for v in listed["variables"]}[var] == str(port)
@@ -253,10 +254,10 @@ def test_dockerfile_unknown_runtime_package_is_caught(tools, tmp_path):
 def test_dockerfile_port_nothing_listens_on_is_caught(tools, tmp_path):
     p = tmp_path / "Dockerfile"
     text = open(os.path.join(TOP, "Dockerfile")).read()
-    p.write_text(text.replace("EXPOSE 9103 9203", "EXPOSE 8082 9103 9203").replace("EXPOSE 8081 ", "EXPOSE "))
+    p.write_text(text.replace("EXPOSE 9104 9204", "EXPOSE 8084 9104 9204").replace("EXPOSE 8081 ", "EXPOSE "))
     rc, out = check(tools, "--dockerfile", str(p))
     assert rc == 1
-    assert "target game: EXPOSE 8082, where wy-game listens on nothing" in out
+    assert "target world: EXPOSE 8084, where wy-world listens on nothing" in out
     assert "target lobby: wy-lobby serves clients on WY_LOBBY_WS_PORT=8081, but the image does not EXPOSE it" in out
 
 
@@ -314,7 +315,7 @@ def test_auth_provider_secrets_come_from_secrets(tools, tmp_path):
     assert r.returncode != 0 and "steam.existingSecret is empty" in r.stderr
 
 
-@pytest.mark.parametrize("svc,client", [("auth", "http"), ("lobby", "ws"), ("game", None), ("world", None),
+@pytest.mark.parametrize("svc,client", [("auth", "http"), ("lobby", "ws"), ("game", "ws"), ("world", None),
                                         ("actor", None), ("chat", None)])
 def test_service_ports_are_named_and_client_port_only_where_it_exists(tools, tmp_path, svc, client):
     r = render(tools, tmp_path, svc)

@@ -1,22 +1,13 @@
 """End-to-end through the `wy` CLI (libs/client) against real wy-auth, wy-lobby and wy-actor
 on the real stack (issue 12, must-show 6): create a character, list it, send a friend
-request from another player (pushed to the first player's running `wy lobby`), accept it
-(pushed back), and see the friend's presence; delete a character."""
-import os
-import subprocess
+request from another player (pushed to the first player's running `wy lobby` on another
+lobby instance), accept it (pushed back), and see the friend's presence; delete a
+character."""
 import uuid
 
 import pytest
 
-from test_client_e2e import EX_INVALID, Wy, auth_env, lobby_env, uniq
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory, build_dir):
-    d = tmp_path_factory.mktemp("charkeys")
-    subprocess.run([os.path.join(build_dir, "tools", "wy-keygen"), str(d / "e2e.pem")],
-                   check=True, timeout=10, stdout=subprocess.DEVNULL)
-    return str(d)
+from test_client_e2e import EX_INVALID, Wy, auth_env, keys, lobby_env, uniq  # noqa: F401 (keys: a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +15,12 @@ def stackd(module_daemon, keys):
     auth = module_daemon("auth", env=auth_env(keys))
     actor = module_daemon("actor")
     lobby = module_daemon("lobby", env=lobby_env(auth, WY_LOBBY_ACTOR_GRPC=actor.grpc_addr))
-    return auth, lobby
+    lobby2 = module_daemon("lobby", env=lobby_env(auth, WY_LOBBY_ACTOR_GRPC=actor.grpc_addr))
+    return auth, lobby, lobby2
 
 
 def player(build_dir, tmp_path, stackd, name):
-    auth, lobby = stackd
+    auth, lobby, _ = stackd
     w = Wy(build_dir, tmp_path / name, auth, lobby)
     w.register(uniq())
     return w
@@ -51,8 +43,8 @@ def test_characters_and_friends_through_the_cli(build_dir, tmp_path, stackd):
         rc, out, _ = b.run("character", "create", bn)  # the name is taken
         assert rc != 0 and out["ok"] is False
 
-        # a stays in the lobby; b's request reaches it there.
-        la = a.start_lobby()
+        # a stays in the lobby on the other instance; b's request reaches it there.
+        la = a.start_lobby(lobby=stackd[2])
         la.welcome()
         req = b.ok("friend", "request", bn, an)["friends"]
         assert [(f["name"], f["status"]) for f in req] == [(an, "you asked")]

@@ -4,11 +4,13 @@ conserve every item and every coin, and kill -9 of the coordinator's instance in
 middle of a batch of trades: each transaction is in PostgreSQL whole or not at all."""
 import random
 import threading
+import time
 import uuid
 
 import grpc
 import pytest
 
+from actor_helpers import metric
 from harness.wait import wait_until
 
 DEADLINE = 10  # seconds per call: generous for a loaded 2-core machine
@@ -159,6 +161,55 @@ def test_trade_gift_refusal_and_retried_txn_id(daemon, stack, pb):
     ch.close()
 
 
+def test_retried_txn_ids_in_the_same_group_commit_as_new_ones(daemon, stack, pb):
+    """Transactions decided in one loop turn share one commit; a retried txn_id among them
+    makes that commit fail, and each is then written on its own: the retries answer their
+    first result, the new ones commit once."""
+    d = start(daemon, WY_LOG_LEVEL="debug")
+    st, ch = stub(d, pb)
+    actors = [character(st, pb) for _ in range(16)]
+    before = totals(st, pb, actors)
+    pairs = [(actors[2 * i], actors[2 * i + 1]) for i in range(8)]
+    first = {}
+    for i, (a, b) in enumerate(pairs):
+        req = trade(pb, str(uuid.uuid4()), a, b, a_gold=i + 1, b_items=[("ore", 1)])
+        first[req.txn_id] = (req, st.Transact(req, timeout=DEADLINE))
+    fresh = [trade(pb, str(uuid.uuid4()), b, a, a_gold=1, b_items=[("gem", 2)])
+             for a, b in pairs]
+    answers, lock = {}, threading.Lock()
+
+    def send(req):
+        for _ in range(20):
+            try:
+                r = st.Transact(req, timeout=DEADLINE)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    continue
+                raise
+            with lock:
+                answers.setdefault(req.txn_id, []).append(r)
+            return
+
+    reqs = [r for r, _ in first.values()] * 2 + fresh
+    random.Random(5).shuffle(reqs)
+    ts = [threading.Thread(target=send, args=(r,)) for r in reqs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    for txn, (req, r0) in first.items():
+        assert [a.replayed for a in answers[txn]] == [True, True]
+        assert all([c.gold for c in a.characters] == [c.gold for c in r0.characters]
+                   for a in answers[txn])
+    for req in fresh:
+        assert [a.replayed for a in answers[req.txn_id]] == [False]
+    ev = traded_events(stack, pb, actors)
+    assert set(ev) == set(first) | {r.txn_id for r in fresh}
+    assert all(len(v) == 2 for v in ev.values())
+    assert totals(st, pb, actors) == before
+    ch.close()
+
+
 def run_trades(st, pb, actors, n, threads, acked, sent, stop=None, seed=7):
     """n trades over random overlapping pairs of actors, from `threads` threads; each
     txn id is retried while the answer is UNAVAILABLE. acked gets the ids answered OK,
@@ -247,16 +298,24 @@ def test_1000_concurrent_trades_conserve_items_and_gold(daemon, stack, pb):
     ch.close()
 
 
-def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
-        daemon, stack, pb):
+def trade_load(daemon, pb, n_acked, seed):
+    """A daemon with 10 characters under 32 streams of trades, returned once n_acked were
+    acknowledged: (daemon, channel, actors, totals before, acked, sent, stop, threads)."""
     d = start(daemon)
     st, ch = stub(d, pb)
     actors = [character(st, pb) for _ in range(10)]
     before = totals(st, pb, actors)
     acked, sent = [], []
     stop = threading.Event()
-    ts, refused = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=11)
-    wait_until(lambda: len(acked) >= 200, timeout=120, what="200 acknowledged trades")
+    ts, _ = run_trades(st, pb, actors, 5000, 32, acked, sent, stop=stop, seed=seed)
+    wait_until(lambda: len(acked) >= n_acked, timeout=120,
+               what="%d acknowledged trades" % n_acked)
+    return d, ch, actors, before, acked, sent, stop, ts
+
+
+def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
+        daemon, stack, pb):
+    d, ch, actors, before, acked, sent, stop, ts = trade_load(daemon, pb, 200, seed=11)
     d.kill9()
     stop.set()
     for t in ts:
@@ -415,3 +474,68 @@ def test_concurrent_friend_requests_agree_on_both_sides(daemon, pb):
     assert all(len(v) == len(actors) - 1 and set(v.values()) == {"FRIEND"}
                for v in views.values())
     ch.close()
+
+
+def test_sigterm_under_a_load_of_trades_exits_0_and_keeps_each_whole(daemon, stack, pb):
+    d, ch, actors, before, acked, sent, stop, ts = trade_load(daemon, pb, 100, seed=13)
+    assert d.stop() == 0, "wy-actor did not exit 0 on SIGTERM under load"
+    stop.set()
+    for t in ts:
+        t.join(60)
+    ch.close()
+    ev = traded_events(stack, pb, actors)
+    committed = committed_txns(stack, actors)
+    assert set(ev) == committed and all(len(v) == 2 for v in ev.values())
+    assert set(acked) <= committed
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    assert totals(st2, pb, actors) == before
+    ch2.close()
+
+
+def test_two_instances_forward_a_transaction_to_the_owner_of_both_sides(daemon, stack, pb):
+    """With two instances, a transaction whose characters one instance owns is served from
+    either (the other forwards the whole call); characters owned by two different
+    instances are refused UNAVAILABLE for now (nothing written)."""
+    a, b = start(daemon), start(daemon)
+
+    def spread():
+        na = int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                            % a.instance_id))
+        nb = int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                            % b.instance_id))
+        return na > 0 and nb > 0 and na + nb == 256
+
+    wait_until(spread, timeout=30, what="shards spread on two instances")
+    sa, cha = stub(a, pb)
+    sb, chb = stub(b, pb)
+    m = pb[0]
+
+    def on_b(fn):
+        for _ in range(200):
+            try:
+                return fn()
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            time.sleep(0.05)
+        raise AssertionError("no answer")
+
+    # Characters created through b live in b's shards.
+    x, y = (on_b(lambda: character(sb, pb, gems=0, ore=0)) for _ in range(2))
+    z = on_b(lambda: character(sa, pb, gems=0, ore=0))
+    r = on_b(lambda: sa.Transact(trade(pb, "fwd-" + x, x, y, a_gold=7), timeout=DEADLINE))
+    assert not r.replayed and [c.gold for c in r.characters] == [GOLD0 - 7, GOLD0 + 7]
+    again = on_b(lambda: sb.Transact(trade(pb, "fwd-" + x, x, y, a_gold=7), timeout=DEADLINE))
+    assert again.replayed
+    fl = on_b(lambda: sa.RequestFriend(m.FriendCommand(actor_id=x, other_actor_id=y,
+                                                       txn_id="fwd-f-" + x), timeout=DEADLINE))
+    assert [f.actor_id for f in fl.friends] == [y]
+    assert metric(a, "wy_actor_forwarded_total") >= 2  # the trade and the friend request
+    with pytest.raises(grpc.RpcError) as e:
+        sa.Transact(trade(pb, "mixed-" + x, x, z, a_gold=1), timeout=DEADLINE)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "mixed-" + x not in traded_events(stack, pb, [x, y, z])
+    assert sb.GetCharacter(m.GetCharacterRequest(actor_id=x), timeout=DEADLINE).gold == GOLD0 - 7
+    cha.close()
+    chb.close()

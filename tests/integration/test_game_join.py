@@ -312,3 +312,29 @@ def test_sigterm_saves_positions_of_players_and_drains(daemon, build_dir, stack,
     assert sum(1 for r in lines if r.get("msg") == "player left") == 3
     assert not [r for r in lines if r.get("msg") == "position save lost at stop"]
     assert gameplay_high(build_dir, stack) - before == 3
+
+
+def test_placement_is_renewed_while_the_player_plays(daemon, pb, signer, clean_redis):
+    """World's placements lapse after WY_WORLD_PLACEMENT_TTL (here 2 s) unless renewed; the
+    game renews those of its joined players (WY_GAME_PLACEMENT_RENEW, here 1 s), so a player
+    who stays longer is still placed (and seated), and its placement ends when it leaves."""
+    w = daemon("world", env={"WY_REDIS_URL": clean_redis, "WY_WORLD_PLACEMENT_TTL": "2s"})
+    g = start_game(daemon, w, WY_GAME_PLACEMENT_RENEW="1s")
+    st = world_stub(w, pb)
+    entry = wait_registered(st, pb, g)
+    acct, ch = str(uuid.uuid4()), str(uuid.uuid4())
+    p = st.Place(pb[1].PlaceRequest(account_id=acct, character_id=ch), timeout=DEADLINE)
+    c = GameClient(pb, g.ws_url)
+    assert c.join(ticket(signer, g.instance_id, entry.incarnation, account=acct, character=ch,
+                         zone=p.zone_id, inst=p.instance_id, x=p.position.x,
+                         y=p.position.y)).WhichOneof("body") == "welcome"
+    lapse = p.expires_at_ms / 1000.0 + 1.0  # past the first expiry, with a margin
+    wait_until(lambda: time.time() > lapse and _locate_code(st, pb, ch) == grpc.StatusCode.OK,
+               30, what="the placement still alive past its first expiry")
+    loc = st.Locate(pb[1].LocateRequest(character_id=ch), timeout=DEADLINE)
+    assert (loc.instance_id, loc.game_id, loc.placed_at_ms) == \
+        (p.instance_id, g.instance_id, p.placed_at_ms)
+    c.send(leave=pb[0].Leave())
+    assert c.wait_closed() == 1000
+    wait_until(lambda: _locate_code(st, pb, ch) == grpc.StatusCode.NOT_FOUND, 10,
+               what="placement released on leave")

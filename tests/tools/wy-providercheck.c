@@ -78,16 +78,22 @@ int main(int argc, char **argv)
         wy_log_level_parse(lv, &lvl);
     wy_log_init("providercheck", lvl);
     const char *err = NULL;
-    if (wy_config_load(auth_provider_config, auth_provider_nconfig, &err) != WY_OK) {
+    /* The providers' table holds offsets: point it at a struct of our own. */
+    static auth_providers_cfg_t cfg;
+    wy_cfg_entry_t tab[32];
+    if (auth_provider_nconfig > WY_ARRAY_LEN(tab))
+        return 2;
+    wy_config_rebase(tab, auth_provider_config, auth_provider_nconfig, &cfg);
+    if (wy_config_load(tab, auth_provider_nconfig, &err) != WY_OK) {
         fprintf(stderr, "wy-providercheck: %s\n", err);
         return 2;
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
     auth_providers_t *p = NULL;
-    if (auth_providers_new(&loop, &p, &err) != WY_OK) {
+    if (auth_providers_new(&loop, &cfg, &p, &err) != WY_OK) {
         fprintf(stderr, "wy-providercheck: %s\n", err);
-        wy_config_free(auth_provider_config, auth_provider_nconfig);
+        wy_config_free(tab, auth_provider_nconfig);
         uv_loop_close(&loop);
         return 2;
     }
@@ -118,6 +124,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "wy-providercheck: handles left open after close\n");
         status = 3;
     }
-    wy_config_free(auth_provider_config, auth_provider_nconfig);
+    wy_config_free(tab, auth_provider_nconfig);
     return status;
 }

@@ -517,6 +517,52 @@ static void test_help_text(void **state)
     free(out);
 }
 
+/* Offset tables (WY_CFG_OFF) rebased onto a struct, one nested into another. */
+typedef struct {
+    int64_t n;
+    char *s;
+} inner_cfg_t;
+typedef struct {
+    bool on;
+    inner_cfg_t in;
+} outer_cfg_t;
+
+static void test_rebase_offsets_into_a_struct(void **state)
+{
+    (void)state;
+    const wy_cfg_entry_t inner[] = {
+        {"WY_T_REBASE_N", WY_CFG_INT, "7", 0, 100, NULL, "n", WY_CFG_OFF(inner_cfg_t, n), false},
+        {"WY_T_REBASE_S", WY_CFG_STRING, "dflt", 0, 0, NULL, "s", WY_CFG_OFF(inner_cfg_t, s),
+         false},
+    };
+    wy_cfg_entry_t outer[3] = {
+        {"WY_T_REBASE_ON", WY_CFG_BOOL, "off", 0, 0, NULL, "on", WY_CFG_OFF(outer_cfg_t, on),
+         false},
+    };
+    /* Nest: the inner offsets become offsets into outer_cfg_t, then pointers. */
+    wy_config_rebase(outer + 1, inner, 2, WY_CFG_OFF(outer_cfg_t, in));
+    assert_int_equal((uintptr_t)outer[1].dst, offsetof(outer_cfg_t, in.n));
+    assert_int_equal((uintptr_t)outer[2].dst, offsetof(outer_cfg_t, in.s));
+    assert_string_equal(outer[2].name, "WY_T_REBASE_S");
+    outer_cfg_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    wy_cfg_entry_t tab[3];
+    wy_config_rebase(tab, outer, 3, &cfg);
+    setenv("WY_T_REBASE_ON", "yes", 1);
+    setenv("WY_T_REBASE_N", "42", 1);
+    unsetenv("WY_T_REBASE_S");
+    assert_int_equal(wy_config_load(tab, 3, &err), WY_OK);
+    assert_true(cfg.on);
+    assert_int_equal(cfg.in.n, 42);
+    assert_string_equal(cfg.in.s, "dflt");
+    /* The original tables are untouched: still offsets. */
+    assert_int_equal((uintptr_t)inner[0].dst, offsetof(inner_cfg_t, n));
+    wy_config_free(tab, 3);
+    assert_null(cfg.in.s);
+    unsetenv("WY_T_REBASE_ON");
+    unsetenv("WY_T_REBASE_N");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +580,7 @@ int main(void)
         cmocka_unit_test_teardown(test_effective_json, teardown),
         cmocka_unit_test_teardown(test_help_json, teardown),
         cmocka_unit_test_teardown(test_help_text, teardown),
+        cmocka_unit_test_teardown(test_rebase_offsets_into_a_struct, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,18 +20,23 @@
 #include "wy_tick.h"
 #include "wy_test.h"
 
-static char *greeting;
 static int start_fails;
 
+/* The service's configuration lives on the daemon (spec.config_size), not in statics. */
+typedef struct {
+    int64_t unused; /* keeps greeting at a non-zero offset */
+    char *greeting;
+} testd_cfg_t;
+
 static const wy_cfg_entry_t testd_config[] = {
-    {"WY_TESTD_GREETING", WY_CFG_ENUM, "hello", 0, 0, "hello|hi", "Greeting of /greet.", &greeting,
-     false},
+    {"WY_TESTD_GREETING", WY_CFG_ENUM, "hello", 0, 0, "hello|hi", "Greeting of /greet.",
+     WY_CFG_OFF(testd_cfg_t, greeting), false},
 };
 
 static void handle_greet(wy_http_req_t *req, void *ud)
 {
-    WY_UNUSED(ud);
-    wy_http_respond(req, 200, "text/plain", greeting, strlen(greeting));
+    const testd_cfg_t *cfg = wy_daemon_config(ud);
+    wy_http_respond(req, 200, "text/plain", cfg->greeting, strlen(cfg->greeting));
 }
 
 /* Workers (with_workers): the loop sends each worker a "ping" in start();
@@ -131,7 +136,7 @@ static int testd_start(wy_daemon_t *d, const char **err)
         }
         wy_http_route(wy_daemon_ops(d), "GET", "/workers", handle_workers, NULL);
     }
-    return wy_http_route(wy_daemon_ops(d), "GET", "/greet", handle_greet, NULL);
+    return wy_http_route(wy_daemon_ops(d), "GET", "/greet", handle_greet, d);
 }
 
 static const wy_daemon_spec_t testd_spec = {
@@ -141,6 +146,7 @@ static const wy_daemon_spec_t testd_spec = {
     .grpc_port = 0,
     .config = testd_config,
     .nconfig = 1,
+    .config_size = sizeof(testd_cfg_t),
     .start = testd_start,
 };
 
@@ -186,6 +192,7 @@ static const wy_daemon_spec_t bad_data_spec = {.svc = "testd",
                                                .grpc_service = "wyvern.testd.Testd",
                                                .config = testd_config,
                                                .nconfig = 1,
+                                               .config_size = sizeof(testd_cfg_t),
                                                .configure = bad_data_configure,
                                                .start = testd_start};
 

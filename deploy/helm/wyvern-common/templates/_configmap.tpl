@@ -82,6 +82,11 @@ Empty values are left out: the daemon's own default applies.
 {{- $_ = set $set "WY_LOBBY_TOKEN_ISSUER" .issuer -}}
 {{- $_ = set $set "WY_LOBBY_TOKEN_AUDIENCE" .audience -}}
 {{- end -}}
+{{- with $.Values.services -}}
+{{- $_ := set $set "WY_LOBBY_ACTOR_GRPC" .actorGrpc -}}
+{{- $_ = set $set "WY_LOBBY_WORLD_GRPC" .worldGrpc -}}
+{{- $_ = set $set "WY_LOBBY_CHAT_GRPC" .chatGrpc -}}
+{{- end -}}
 {{- with $.Values.sessions -}}
 {{- $_ := set $set "WY_LOBBY_DUPLICATE_POLICY" .duplicatePolicy -}}
 {{- $_ = set $set "WY_LOBBY_SESSION_TTL" .ttl -}}
@@ -89,6 +94,10 @@ Empty values are left out: the daemon's own default applies.
 {{- if .maxConnections -}}
 {{- $_ = set $set "WY_LOBBY_MAX_CONNECTIONS" (toString (int64 .maxConnections)) -}}
 {{- end -}}
+{{- end -}}
+{{- else if eq $svc "game" -}}
+{{- with $.Values.services -}}
+{{- $_ := set $set "WY_GAME_WORLD_GRPC" .worldGrpc -}}
 {{- end -}}
 {{- end -}}
 {{- range $k, $v := $set -}}

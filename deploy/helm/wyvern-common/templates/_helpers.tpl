@@ -86,6 +86,17 @@ true
 {{- end -}}
 
 {{/*
+"true" when this chart mounts the join-ticket keys: lobby (signs) and game
+(verifies), when ticketKeys.existingSecret names a Secret.
+*/}}
+{{- define "wyvern-common.ticketKeysOn" -}}
+{{- $d := include "wyvern-common.daemon" . -}}
+{{- if and (or (eq $d "lobby") (eq $d "game")) .Values.ticketKeys .Values.ticketKeys.existingSecret -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
 Secret-held variables besides the URLs, as env entries: auth's Steam Web
 API key and custom-login server key, each only when its Secret is named.
 */}}

@@ -120,6 +120,14 @@ spec:
             - name: {{ include "wyvern-common.envPrefix" . }}SIGNING_KID
               value: {{ required "signingKeys.kid is required: the kid (file <kid>.pem in the Secret) that signs new tokens" .Values.signingKeys.kid | quote }}
             {{- end }}
+            {{- if include "wyvern-common.ticketKeysOn" . }}
+            - name: {{ include "wyvern-common.envPrefix" . }}TICKET_KEYS_DIR
+              value: {{ .Values.ticketKeys.mountPath | quote }}
+            {{- if eq (include "wyvern-common.daemon" .) "lobby" }}
+            - name: WY_LOBBY_TICKET_KID
+              value: {{ required "ticketKeys.kid is required: the kid (file <kid>.pem in the Secret) that signs join tickets" .Values.ticketKeys.kid | quote }}
+            {{- end }}
+            {{- end }}
             {{- with include "wyvern-common.secretEnv" . | trim }}
             {{- . | nindent 12 }}
             {{- end }}
@@ -169,6 +177,11 @@ spec:
               mountPath: {{ .Values.signingKeys.mountPath }}
               readOnly: true
             {{- end }}
+            {{- if include "wyvern-common.ticketKeysOn" . }}
+            - name: ticket-keys
+              mountPath: {{ .Values.ticketKeys.mountPath }}
+              readOnly: true
+            {{- end }}
       volumes:
         # The root filesystem is read-only; /tmp is the only writable place.
         - name: tmp
@@ -180,6 +193,12 @@ spec:
           secret:
             secretName: {{ .Values.signingKeys.existingSecret }}
             defaultMode: 0440  # group = fsGroup (the daemon user)
+        {{- end }}
+        {{- if include "wyvern-common.ticketKeysOn" . }}
+        - name: ticket-keys
+          secret:
+            secretName: {{ .Values.ticketKeys.existingSecret }}
+            defaultMode: 0440
         {{- end }}
       {{- if .Values.topologySpread.enabled }}
       topologySpreadConstraints:
