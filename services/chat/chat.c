@@ -8,6 +8,10 @@
 
 #include <string.h>
 
+/* Redis key prefix of the per-sender rate limiter (docs/keys.md); wy_ratelimit appends
+ * ":<key>". One key per check: any slot. */
+#define RKEY_CHAT_RL "chat:rl"
+
 chat_cfg_t chat_cfg;
 
 const char *const chat_kind_names[CHAT_NKINDS] = {"world", "zone",    "party",
@@ -47,7 +51,7 @@ static const wy_cfg_entry_t chat_config[] = {
     {"WY_CHAT_RETENTION_EVERY", WY_CFG_DURATION_MS, "60s", 1000, 86400000, NULL,
      "How often expired messages are deleted (10,000 rows per kind per pass).",
      &chat_cfg.retention_every_ms, false},
-    {"WY_CHAT_PRESENCE_KEY", WY_CFG_STRING, "sess:acct:%s", 0, 0, NULL,
+    {"WY_CHAT_PRESENCE_KEY", WY_CFG_STRING, "sess:{%s}:acct", 0, 0, NULL,
      "Lobby's Redis key of an account's session (%s = account id): a whisper to an account "
      "without it is kept for its next login.",
      &chat_cfg.presence_key, false},
@@ -245,7 +249,7 @@ static int chat_start(wy_daemon_t *d, const char **err)
     if (chat_filter_new(chat_cfg.filter_words, &svc->filter, err) != WY_OK)
         return WY_EINVAL;
     svc->filter_refuse = strcmp(chat_cfg.filter_mode, "refuse") == 0;
-    if (wy_ratelimit_new(wy_daemon_redis(d), "chat:rl", (uint32_t)chat_cfg.rate_limit,
+    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RL, (uint32_t)chat_cfg.rate_limit,
                          (uint32_t)chat_cfg.rate_window_ms, &svc->rl) != WY_OK) {
         *err = "cannot create the rate limiter";
         return WY_EINVAL;

@@ -35,7 +35,7 @@ typedef struct {
     char *filter_words, *filter_mode;
     int64_t retention_ms[CHAT_NKINDS];
     int64_t retention_every_ms;
-    char *presence_key; /* lobby's session index of an account: "sess:acct:%s" */
+    char *presence_key; /* lobby's session index of an account: "sess:{%s}:acct" */
     char *moderators;   /* account ids with the moderator role besides the token's claim */
 } chat_cfg_t;
 

@@ -374,7 +374,9 @@ static void claim_revocation_done(int status, redisReply *reply, void *ud)
     bool unknown = !why && !c->revocation_asked && c->lb->auth &&
                    reply->element[2]->type != REDIS_REPLY_STRING;
     if (why || unknown) {
-        lobby_claim_t r = {.revoked = why != NULL, .unknown = unknown, .prev_sid = why ? why : "",
+        lobby_claim_t r = {.revoked = why != NULL,
+                           .unknown = unknown,
+                           .prev_sid = why ? why : "",
                            .prev_instance = ""};
         claim_end(q, WY_OK, &r, NULL);
         return;

@@ -9,6 +9,7 @@ import uuid
 import grpc
 import pytest
 
+from harness import rkeys
 from harness.kafka import offsets
 from harness.wait import wait_until
 
@@ -177,7 +178,7 @@ def test_whisper_offline_until_next_login(daemon, stack, pb):
     r = send(st, pb, a, to=b, text="are you there?")
     assert r.offline and r.channel_id == "whisper:%s|%s" % tuple(sorted([a, b]))
     # b online (lobby's session index): not kept.
-    stack.redis_cli("SET", "sess:acct:" + b, "s1", "EX", "60")
+    stack.redis_cli("SET", rkeys.sess_acct(b), "s1", "EX", "60")
     assert not send(st, pb, a, to=b, text="ok you are").offline
     got = st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE)
     assert [(m.channel_id, m.seq, m.text, m.sender_id) for m in got.messages] == \
