@@ -105,9 +105,9 @@ void auth_refresh_hash(const char *tok, char hash_hex[65]);
 int auth_verify_access(auth_t *a, const char *token, size_t len, wy_token_claims_t *out,
                        const char **why);
 
-/* Revocation state of a verified token. Redis answers (auth:revoked:sid:<sid>,
- * auth:revoked:acct:<sub>) only while it holds the marker of a complete rebuild
- * (auth:revoked:loaded); without it (Redis lost its data and auth is writing the revocations
+/* Revocation state of a verified token. Redis answers (auth:{revoked}:sid:<sid>,
+ * auth:{revoked}:acct:<sub>) only while it holds the marker of a complete rebuild
+ * (auth:{revoked}:loaded); without it (Redis lost its data and auth is writing the revocations
  * back) or when Redis cannot answer, PostgreSQL does. cb once on the loop with err WY_OK and
  * revoked, or WY_EUNAVAIL when neither answers: never "not revoked" from an incomplete Redis.
  * Returns WY_OK (cb later) or WY_EUNAVAIL (cb not called). */
