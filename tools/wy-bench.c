@@ -2,6 +2,9 @@
  * password logins through auth) and, optionally, a lobby hold (every client connects, is
  * welcomed and stays for a while). Prints throughput, latency percentiles and errors. */
 #include "client/wyc.h"
+#include "wy_grpc.h"
+#include "actor.pb-c.h"
+#include "world.pb-c.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -23,6 +26,12 @@ static const char USAGE[] =
     "  --lobby             after the storm, connect every client to the lobby (hello/welcome)\n"
     "  --hold SECONDS      keep the lobby sessions this long, counting drops (default 5)\n"
     "  --prefix TEXT       device id / username prefix (default: random per run)\n"
+    "  --enter-game ADDR   after the lobby hello, every welcomed client gets a character\n"
+    "                      (wy-actor CreateCharacter at ADDR, not measured), then all enter\n"
+    "                      the game at once: enter_game at lobby -> join at the game instance\n"
+    "                      -> welcome (phase enter-game), then leave\n"
+    "  --places N          also N World.Place calls, --concurrency in flight (phase places)\n"
+    "  --world-grpc ADDR   wy-world's gRPC address for --places\n"
     "  --timeout MS        per request (default 30000)\n"
     "Prints a table on stderr and one JSON line per phase on stdout: bench, clients, ops,\n"
     "seconds, ops_per_s, p50_us, p99_us, p999_us, max_us, errors, error_kinds.\n"
@@ -50,6 +59,13 @@ typedef struct {
     int welcomed, lobby_failed, drops;
     bool holding;
     uv_timer_t hold_timer;
+    /* enter-game and places */
+    const char *actor_addr, *world_addr;
+    int places;
+    wy_grpc_rt_t *rt;
+    wy_grpc_channel_t *actor, *world;
+    int entered, in_game_closed;
+    bool rt_closed;
 } bench_t;
 
 struct bot {
@@ -58,6 +74,9 @@ struct bot {
     wyc_client_t *c;
     uint64_t t0_ns;
     bool welcomed;
+    char character[72];
+    wyc_game_t *game;
+    bool joined;
 };
 
 static bench_t B;
@@ -248,6 +267,172 @@ static void run_lobby(void)
     json_decref(o);
 }
 
+/* ------------------------------------------------------------------ enter the game */
+
+/* A failed gRPC call of phase (what: the method) counted like a client error. */
+static void count_grpc_error(const char *phase, const char *what, int err, const char *message)
+{
+    wyc_error_t e;
+    memset(&e, 0, sizeof e);
+    e.code = err;
+    snprintf(e.message, sizeof e.message, "%s: %s", what, message);
+    count_error(phase, &e);
+}
+
+static void on_character(int err, int status, const char *message, const ProtobufCMessage *resp,
+                         void *arg)
+{
+    (void)status;
+    bot_t *bot = arg;
+    B.inflight--;
+    B.done++;
+    if (err == WY_OK) {
+        snprintf(bot->character, sizeof bot->character, "%s",
+                 ((const Wyvern__Actor__Character *)resp)->actor_id);
+        B.lat[B.nlat++] = wy_now_ns() - bot->t0_ns;
+    } else {
+        count_grpc_error("characters", "CreateCharacter", err, message);
+    }
+}
+
+static void run_characters(void)
+{
+    phase_begin("characters");
+    int want = 0;
+    for (int i = 0; i < B.n; i++)
+        want += B.bots[i].welcomed;
+    for (int i = 0; i < B.n || B.inflight > 0;) {
+        while (i < B.n && B.inflight < B.concurrency) {
+            bot_t *bot = &B.bots[i++];
+            if (!bot->welcomed)
+                continue;
+            Wyvern__Actor__CreateCharacterRequest r = WYVERN__ACTOR__CREATE_CHARACTER_REQUEST__INIT;
+            char name[24];
+            snprintf(name, sizeof name, "b%08x%d", (unsigned)wy_now_ns(), bot->idx);
+            name[16] = '\0';
+            r.account_id = (char *)wyc_session(bot->c)->account_id;
+            r.name = name;
+            r.class_name = "warrior";
+            bot->t0_ns = wy_now_ns();
+            if (wy_grpc_call(B.actor, "/wyvern.actor.Actor/CreateCharacter", &r.base,
+                             &wyvern__actor__character__descriptor, 30000, NULL, 0, on_character,
+                             bot) == WY_OK)
+                B.inflight++;
+        }
+        if (B.inflight > 0)
+            uv_run(B.loop, UV_RUN_ONCE);
+    }
+    report("characters", B.nlat, (double)(wy_now_ns() - B.t0_ns) / 1e9);
+    (void)want;
+}
+
+static void on_game(wyc_game_t *g, const wyc_game_event_t *ev, void *ud)
+{
+    (void)g;
+    bot_t *bot = ud;
+    if (ev->type == WYC_GAME_EV_WELCOME) {
+        bot->joined = true;
+        B.entered++;
+        B.lat[B.nlat++] = wy_now_ns() - bot->t0_ns;
+    } else if (ev->type == WYC_GAME_EV_CLOSED) {
+        bot->game = NULL;
+        if (!bot->joined)
+            count_error("enter-game", &ev->error);
+        B.in_game_closed++;
+    }
+}
+
+static void on_entered(wyc_client_t *c, const wyc_error_t *e, const wyc_entry_t *entry, void *ud)
+{
+    (void)c;
+    bot_t *bot = ud;
+    if (!entry || wyc_game_join(B.ctx, entry, on_game, bot, &bot->game) != WY_OK) {
+        count_error("enter-game", e);
+        B.in_game_closed++;
+    }
+}
+
+static void run_enter_game(void)
+{
+    phase_begin("enter-game");
+    int started = 0;
+    for (int i = 0; i < B.n; i++) {
+        bot_t *bot = &B.bots[i];
+        if (!bot->character[0])
+            continue;
+        bot->t0_ns = wy_now_ns();
+        if (wyc_lobby_enter_game(bot->c, bot->character, on_entered, bot) == WY_OK)
+            started++;
+    }
+    while (B.entered + B.in_game_closed < started)
+        uv_run(B.loop, UV_RUN_ONCE);
+    report("enter-game", B.nlat, (double)(wy_now_ns() - B.t0_ns) / 1e9);
+    /* Leave: every position saved. */
+    int leaving = 0;
+    for (int i = 0; i < B.n; i++)
+        if (B.bots[i].game && wyc_game_leave(B.bots[i].game) == WY_OK)
+            leaving++;
+    B.in_game_closed = 0;
+    uint64_t end = wy_now_ms() + 30000;
+    while (B.in_game_closed < leaving && wy_now_ms() < end)
+        uv_run(B.loop, UV_RUN_ONCE);
+    for (int i = 0; i < B.n; i++)
+        if (B.bots[i].game) {
+            wyc_game_close(B.bots[i].game);
+            B.bots[i].game = NULL;
+        }
+}
+
+static void on_placed(int err, int status, const char *message, const ProtobufCMessage *resp,
+                      void *arg)
+{
+    (void)status, (void)resp;
+    uint64_t t0 = (uint64_t)(uintptr_t)arg;
+    B.inflight--;
+    B.done++;
+    if (err == WY_OK) {
+        B.lat[B.nlat++] = wy_now_ns() - t0;
+    } else {
+        count_grpc_error("places", "Place", err, message);
+    }
+}
+
+/* World.Place of fresh characters (each a new placement), --concurrency in flight. */
+static void run_places(void)
+{
+    phase_begin("places");
+    wy_free(B.lat);
+    B.lat = wy_calloc((size_t)B.places, sizeof *B.lat);
+    char acct[96], chr[96];
+    while (B.done < B.places) {
+        while (B.next < B.places && B.inflight < B.concurrency) {
+            snprintf(acct, sizeof acct, "%s-a%d", B.prefix, B.next);
+            snprintf(chr, sizeof chr, "%s-c%d", B.prefix, B.next);
+            Wyvern__World__PlaceRequest r = WYVERN__WORLD__PLACE_REQUEST__INIT;
+            r.account_id = acct;
+            r.character_id = chr;
+            B.next++;
+            if (wy_grpc_call(B.world, "/wyvern.world.World/Place", &r.base,
+                             &wyvern__world__placement__descriptor, 30000, NULL, 0, on_placed,
+                             (void *)(uintptr_t)wy_now_ns()) == WY_OK)
+                B.inflight++;
+            else
+                B.done++;
+        }
+        uv_run(B.loop, UV_RUN_ONCE);
+    }
+    int n = B.n;
+    B.n = B.places;
+    report("places", B.nlat, (double)(wy_now_ns() - B.t0_ns) / 1e9);
+    B.n = n;
+}
+
+static void on_rt_closed(void *arg)
+{
+    (void)arg;
+    B.rt_closed = true;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void raise_nofile(int need)
@@ -274,12 +459,21 @@ int main(int argc, char **argv)
     wy_random(&r, sizeof r);
     snprintf(B.prefix, sizeof B.prefix, "bench%08x", r);
     static const struct option LONG[] = {
-        {"auth-url", required_argument, NULL, 'a'}, {"lobby-url", required_argument, NULL, 'l'},
-        {"clients", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'c'},
-        {"method", required_argument, NULL, 'm'},   {"warm", no_argument, NULL, 'w'},
-        {"lobby", no_argument, NULL, 'L'},          {"hold", required_argument, NULL, 'H'},
-        {"prefix", required_argument, NULL, 'p'},   {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"auth-url", required_argument, NULL, 'a'},
+        {"lobby-url", required_argument, NULL, 'l'},
+        {"clients", required_argument, NULL, 'n'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"method", required_argument, NULL, 'm'},
+        {"warm", no_argument, NULL, 'w'},
+        {"lobby", no_argument, NULL, 'L'},
+        {"hold", required_argument, NULL, 'H'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"timeout", required_argument, NULL, 't'},
+        {"enter-game", required_argument, NULL, 'E'},
+        {"places", required_argument, NULL, 'P'},
+        {"world-grpc", required_argument, NULL, 'W'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", LONG, NULL)) != -1) {
@@ -314,6 +508,15 @@ int main(int argc, char **argv)
         case 't':
             cfg.timeout_ms = (uint32_t)atoi(optarg);
             break;
+        case 'E':
+            B.actor_addr = optarg;
+            break;
+        case 'P':
+            B.places = atoi(optarg);
+            break;
+        case 'W':
+            B.world_addr = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return 0;
@@ -321,6 +524,11 @@ int main(int argc, char **argv)
             fputs(USAGE, stderr);
             return 1;
         }
+    }
+    if ((B.actor_addr && !B.lobby) || (B.places && !B.world_addr) || B.places < 0 ||
+        B.places > 10000000) {
+        fprintf(stderr, "wy-bench: --enter-game needs --lobby, --places needs --world-grpc\n");
+        return 1;
     }
     if (B.n < 1 || B.n > 200000 || B.concurrency < 1 || B.concurrency > 10000 ||
         (B.method != WYC_LOGIN_DEVICE && B.method != WYC_LOGIN_PASSWORD)) {
@@ -338,6 +546,14 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_timer_init(&loop, &B.hold_timer);
+    if (B.actor_addr || B.world_addr) {
+        if (wy_grpc_rt_new(&loop, &B.rt) != WY_OK ||
+            (B.actor_addr && wy_grpc_channel_new(B.rt, B.actor_addr, NULL, &B.actor) != WY_OK) ||
+            (B.world_addr && wy_grpc_channel_new(B.rt, B.world_addr, NULL, &B.world) != WY_OK)) {
+            fprintf(stderr, "wy-bench: could not run: cannot open the gRPC channels\n");
+            return 1;
+        }
+    }
     B.error_kinds = json_object();
     B.bots = wy_calloc((size_t)B.n, sizeof *B.bots);
     B.lat = wy_calloc((size_t)B.n, sizeof *B.lat);
@@ -355,6 +571,19 @@ int main(int argc, char **argv)
     int login_ok = B.nlat;
     if (B.lobby && login_ok > 0)
         run_lobby();
+    if (B.actor && B.welcomed > 0) {
+        run_characters();
+        run_enter_game();
+    }
+    if (B.world)
+        run_places();
+    if (B.actor)
+        wy_grpc_channel_close(B.actor);
+    if (B.world)
+        wy_grpc_channel_close(B.world);
+    if (B.rt && wy_grpc_rt_close(B.rt, on_rt_closed, NULL) == WY_OK)
+        while (!B.rt_closed)
+            uv_run(&loop, UV_RUN_ONCE);
     for (int i = 0; i < B.n; i++)
         wyc_client_close(B.bots[i].c);
     wyc_ctx_close(B.ctx, NULL, NULL);

@@ -32,7 +32,7 @@ static const char *usage_text =
     "usage: wy-corebench BENCH [options]\n"
     "  BENCH: http | ws | grpc | grpc-raw | kafka-produce | kafka-e2e | redis-set |\n"
     "         redis-get | pg-select | pg-insert | pg-batch | actor-apply | actor-load |\n"
-    "         mailbox | tick\n"
+    "         actor-txn | mailbox | tick\n"
     "  or:    wy-corebench grpc-raw-server [--port N]   (the ceiling's server; until SIGTERM)\n"
     "  --target HOST:PORT   http, ws, grpc, grpc-raw server (IPv4 literal)\n"
     "  --port N             grpc-raw-server: port to listen on (default 0 = any)\n"
@@ -1730,7 +1730,10 @@ static void pg_free(bench_t *b)
  * actor-load: --actors characters with --events events each are written first; then
  * GetCharacter round robin, 1 in flight is meant, against a wy-actor that holds one
  * actor in memory (WY_ACTOR_MAX_RESIDENT=1), so every call loads a character from its
- * latest snapshot and the events after it. */
+ * latest snapshot and the events after it.
+ * actor-txn: --actors characters are created and given gold first; then --conns Transact
+ * calls in flight, each a trade of 1 gold each way between two characters of overlapping
+ * pairs (a fresh txn id each): two-actor transactions per second and their latency. */
 
 #define ACTOR_METHOD(m)      "/wyvern.actor.Actor/" m
 #define ACTOR_SETUP_INFLIGHT 48
@@ -1738,6 +1741,9 @@ static void pg_free(bench_t *b)
 typedef struct {
     grpc_bench_t g; /* first: grpc_release works on it */
     bool load;
+    bool txn;         /* actor-txn */
+    unsigned funded;  /* actor-txn setup: characters given gold (answers) */
+    unsigned funding; /* actor-txn setup: funds issued */
     char run[12];     /* this run's prefix of names and keys */
     char (*ids)[40];  /* created characters */
     unsigned created; /* creates answered */
@@ -1750,12 +1756,13 @@ typedef struct {
 
 static void actor_setup_step(bench_t *b);
 
-static int actor_earn(actor_bench_t *ab, const char *actor_id, wy_grpc_reply_cb cb, void *arg)
+static int actor_earn_n(actor_bench_t *ab, const char *actor_id, uint64_t amount,
+                        wy_grpc_reply_cb cb, void *arg)
 {
     char key[48];
     snprintf(key, sizeof key, "%s-%" PRIu64, ab->run, ab->next++);
     Wyvern__Actor__EarnCurrency e = WYVERN__ACTOR__EARN_CURRENCY__INIT;
-    e.amount = 1;
+    e.amount = amount;
     Wyvern__Actor__ApplyRequest r = WYVERN__ACTOR__APPLY_REQUEST__INIT;
     r.actor_id = (char *)actor_id;
     r.idempotency_key = key;
@@ -1763,6 +1770,36 @@ static int actor_earn(actor_bench_t *ab, const char *actor_id, wy_grpc_reply_cb 
     r.earn_currency = &e;
     return wy_grpc_call(ab->g.ch, ACTOR_METHOD("Apply"), &r.base,
                         &wyvern__actor__apply_response__descriptor, 10000, NULL, 0, cb, arg);
+}
+
+static int actor_earn(actor_bench_t *ab, const char *actor_id, wy_grpc_reply_cb cb, void *arg)
+{
+    return actor_earn_n(ab, actor_id, 1, cb, arg);
+}
+
+/* One trade of 1 gold each way between character k and another one (overlapping pairs). */
+static int actor_trade(actor_bench_t *ab, wy_grpc_reply_cb cb, void *arg)
+{
+    uint64_t k = ab->next++;
+    unsigned n = ab->created;
+    unsigned a = (unsigned)(k % n), b = (unsigned)((k + 1 + (k / n) % (n - 1)) % n);
+    char txn[48];
+    snprintf(txn, sizeof txn, "%s-t%" PRIu64, ab->run, k);
+    Wyvern__Actor__TradeSide sa = WYVERN__ACTOR__TRADE_SIDE__INIT,
+                             sb = WYVERN__ACTOR__TRADE_SIDE__INIT;
+    sa.actor_id = ab->ids[a];
+    sa.gold = 1;
+    sb.actor_id = ab->ids[b];
+    sb.gold = 1;
+    Wyvern__Actor__Trade t = WYVERN__ACTOR__TRADE__INIT;
+    t.a = &sa;
+    t.b = &sb;
+    Wyvern__Actor__TransactRequest r = WYVERN__ACTOR__TRANSACT_REQUEST__INIT;
+    r.txn_id = txn;
+    r.kind_case = WYVERN__ACTOR__TRANSACT_REQUEST__KIND_TRADE;
+    r.trade = &t;
+    return wy_grpc_call(ab->g.ch, ACTOR_METHOD("Transact"), &r.base,
+                        &wyvern__actor__transact_response__descriptor, 10000, NULL, 0, cb, arg);
 }
 
 static void actor_reply(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -1779,6 +1816,8 @@ static int actor_issue(bench_t *b, slot_t *s)
 {
     actor_bench_t *ab = b->impl;
     const char *id = ab->ids[ab->next % ab->created];
+    if (ab->txn)
+        return actor_trade(ab, actor_reply, s);
     if (!ab->load)
         return actor_earn(ab, id, actor_reply, s);
     ab->next++;
@@ -1854,7 +1893,18 @@ static void actor_setup_step(bench_t *b)
     }
     if (ab->created < o->actors)
         return;
-    if (ab->load) {
+    if (ab->txn) {
+        while (ab->funding < ab->created && b->inflight < ACTOR_SETUP_INFLIGHT) {
+            if (actor_earn_n(ab, ab->ids[ab->funding++], 1000000000, actor_written, b) != WY_OK) {
+                bench_fail(b, "an Apply call was refused");
+                return;
+            }
+            b->inflight++;
+        }
+        if (ab->written < ab->created)
+            return;
+        bench_note(b, "%u characters, trades of 1 gold each way over overlapping pairs", o->actors);
+    } else if (ab->load) {
         while (ab->writing < ab->created) {
             if (ab->written >= o->events) {
                 if (b->inflight)
@@ -1883,10 +1933,15 @@ static void actor_setup_step(bench_t *b)
         bench_ready(b);
 }
 
-static int bench_actor(bench_t *b, bool load, const char **err)
+static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
 {
+    if (txn && b->o->actors < 2) {
+        *err = "--actors: actor-txn needs at least 2";
+        return WY_EINVAL;
+    }
     actor_bench_t *ab = slots_bench_new(b, sizeof *ab, grpc_release, actor_issue);
     ab->load = load;
+    ab->txn = txn;
     ab->ids = wy_calloc(b->o->actors, sizeof *ab->ids);
     uint32_t r;
     wy_random(&r, sizeof r);
@@ -1905,12 +1960,17 @@ static int bench_actor(bench_t *b, bool load, const char **err)
 
 static int run_actor_apply(bench_t *b, const char **err)
 {
-    return bench_actor(b, false, err);
+    return bench_actor(b, false, false, err);
 }
 
 static int run_actor_load(bench_t *b, const char **err)
 {
-    return bench_actor(b, true, err);
+    return bench_actor(b, true, false, err);
+}
+
+static int run_actor_txn(bench_t *b, const char **err)
+{
+    return bench_actor(b, false, true, err);
 }
 
 static void actor_free(bench_t *b)
@@ -2188,6 +2248,7 @@ static const bench_def_t benches[] = {
     {"pg-batch", run_pg_batch, pg_free},
     {"actor-apply", run_actor_apply, actor_free},
     {"actor-load", run_actor_load, actor_free},
+    {"actor-txn", run_actor_txn, actor_free},
     {"mailbox", bench_mailbox, mb_free},
     {"tick", bench_tick, mb_free},
 };

@@ -51,8 +51,23 @@ static const char USAGE[] =
     "  nick set NICKNAME            set your nickname (connects to the lobby)\n"
     "  presence [NAME|ACCOUNT...]   who is online (default: yourself); a 36-char id is an\n"
     "                               account id, anything else a nickname\n"
-    "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks and reconnects\n"
-    "                               until Ctrl-C (or SECONDS)\n"
+    "  lobby [--for SECONDS]        stay in the lobby, print notices, kicks, friend requests\n"
+    "                               and reconnects until Ctrl-C (or SECONDS)\n"
+    "  character list               your characters\n"
+    "  character create NAME [CLASS]  a new character (class default: warrior)\n"
+    "  character delete CHAR        delete one of yours (CHAR: its name or id)\n"
+    "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
+    "  friend accept|decline|remove CHAR OTHER\n"
+    "  friend list CHAR             CHAR's friends and requests, with presence\n"
+    "  play CHARACTER_ID [--for SECONDS]\n"
+    "                               enter the game with a character: print the welcome\n"
+    "                               (game instance, zone, position), stay SECONDS (default 0;\n"
+    "                               Ctrl-C ends it), then leave (the position is saved)\n"
+    "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
+    "  chat send --to ACCOUNT TEXT  whisper (kept until their next login when offline)\n"
+    "  chat history CHANNEL [--after SEQ] [--limit N]   a page of a channel's messages\n"
+    "  chat create party|guild [NAME], chat join|leave CHANNEL,\n"
+    "  chat invite|kick CHANNEL ACCOUNT\n"
     "\n"
     "Options:\n"
     "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
@@ -522,6 +537,28 @@ static void print_event(const wyc_event_t *ev)
         if (opt.json)
             json_out(json_pack("{s:s}", "event", "tokens_refreshed"));
         break;
+    case WYC_EV_FRIEND:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "friend", "kind",
+                               ev->friend.kind, "from_actor_id", ev->friend.from_actor_id,
+                               "from_name", ev->friend.from_name, "to_actor_id",
+                               ev->friend.to_actor_id, "to_name", ev->friend.to_name));
+        else if (!strcmp(ev->friend.kind, "request"))
+            printf("Friend request: %s asks %s\n", ev->friend.from_name, ev->friend.to_name);
+        else
+            printf("Friend: %s accepted %s\n", ev->friend.from_name, ev->friend.to_name);
+        break;
+    case WYC_EV_CHAT:
+        if (opt.json)
+            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
+                               ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq, "type",
+                               ev->chat.type, "sender_id", ev->chat.sender_id, "text",
+                               ev->chat.text, "offline", ev->chat.offline));
+        else
+            printf("[%s #%llu] %s: %s\n", ev->chat.channel_id, (unsigned long long)ev->chat.seq,
+                   ev->chat.sender_name[0] ? ev->chat.sender_name : ev->chat.sender_id,
+                   ev->chat.text);
+        break;
     }
     fflush(stdout);
 }
@@ -609,6 +646,233 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
     return EX_OK;
 }
 
+static int cmd_chat(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    static const char usage[] =
+        "usage: wy chat send CHANNEL TEXT | send --to ACCOUNT TEXT | history CHANNEL [--after "
+        "SEQ] [--limit N] | create party|guild [NAME] | join|leave CHANNEL | invite|kick "
+        "CHANNEL ACCOUNT";
+    if (argc < 2)
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    const char *op = argv[0];
+    wyc_welcome_t w;
+    wyc_error_t e;
+    if (!strcmp(op, "history")) {
+        uint64_t after = 0;
+        uint32_t limit = 50;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--after") && i + 1 < argc)
+                after = strtoull(argv[++i], NULL, 10);
+            else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+                limit = (uint32_t)strtoul(argv[++i], NULL, 10);
+            else
+                return fail_msg("chat", EX_USAGE, "%s", usage);
+        }
+        if (limit == 0 || limit > 200)
+            return fail_msg("chat", EX_USAGE, "--limit: 1..200");
+        int ex = lobby_up("chat", &w);
+        if (ex)
+            return ex;
+        wyc_chat_message_t *msgs = wy_calloc(limit, sizeof *msgs);
+        size_t n = 0;
+        uint64_t last = 0;
+        bool more = false;
+        if (wyc_sync_chat_history(g_sync, argv[1], after, 0, after > 0, limit, msgs, limit, &n,
+                                  &last, &more, &e) != WY_OK) {
+            wy_free(msgs);
+            return fail("chat", &e);
+        }
+        if (opt.json) {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "seq",
+                                                     (json_int_t)msgs[i].seq, "type", msgs[i].type,
+                                                     "sender_id", msgs[i].sender_id, "sender_name",
+                                                     msgs[i].sender_name, "text", msgs[i].text,
+                                                     "ts_ms", (json_int_t)msgs[i].ts_ms, "deleted",
+                                                     msgs[i].deleted));
+            json_out(json_pack("{s:b, s:s, s:s, s:o, s:I, s:b}", "ok", 1, "command", "chat",
+                               "channel_id", argv[1], "messages", arr, "last_seq", (json_int_t)last,
+                               "more", more));
+        } else {
+            for (size_t i = 0; i < n; i++)
+                printf("#%llu %s %s: %s\n", (unsigned long long)msgs[i].seq, msgs[i].type,
+                       msgs[i].sender_name[0] ? msgs[i].sender_name : msgs[i].sender_id,
+                       msgs[i].deleted ? "(deleted)" : msgs[i].text);
+        }
+        wy_free(msgs);
+        return EX_OK;
+    }
+    const char *channel = argv[1], *arg = NULL, *text = NULL, *sop = op;
+    if (!strcmp(op, "send") && argc == 4 && !strcmp(argv[1], "--to")) {
+        sop = "whisper";
+        channel = NULL;
+        arg = argv[2];
+        text = argv[3];
+    } else if (!strcmp(op, "send") && argc == 3) {
+        text = argv[2];
+    } else if ((!strcmp(op, "invite") || !strcmp(op, "kick")) && argc == 3) {
+        arg = argv[2];
+    } else if (!strcmp(op, "create") && argc <= 3) {
+        arg = argc == 3 ? argv[2] : "";
+    } else if ((strcmp(op, "join") && strcmp(op, "leave")) || argc != 2) {
+        return fail_msg("chat", EX_USAGE, "%s", usage);
+    }
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_result_t *r = wy_calloc(1, sizeof *r);
+    if (wyc_sync_chat(g_sync, sop, channel, arg, text, r, &e) != WY_OK) {
+        wy_free(r);
+        return fail("chat", &e);
+    }
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "ok", 1, "command", "chat",
+                           "op", op, "channel_id", r->channel_id, "seq", (json_int_t)r->seq, "text",
+                           r->text, "masked", r->masked, "offline", r->offline));
+    else if (!strcmp(op, "send"))
+        printf("Sent to %s as #%llu%s%s\n", r->channel_id, (unsigned long long)r->seq,
+               r->masked ? " (filtered words masked)" : "",
+               r->offline ? " (offline: delivered at their next login)" : "");
+    else
+        printf("%s %s (#%llu)\n", op, r->channel_id, (unsigned long long)r->seq);
+    wy_free(r);
+    return EX_OK;
+}
+
+/* ------------------------------------------------------------------ characters, friends */
+
+static json_t *character_json(const wyc_character_t *ch)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s, s:b}", "actor_id", ch->actor_id, "name",
+                     ch->name, "class", ch->class_name, "level", (int)ch->level, "xp",
+                     (json_int_t)ch->xp, "gold", (json_int_t)ch->gold, "zone", ch->zone, "deleted",
+                     ch->deleted);
+}
+
+static void print_characters(const char *command, const wyc_character_t *cs, size_t n)
+{
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, character_json(&cs[i]));
+        json_out(json_pack("{s:b, s:s, s:o}", "ok", 1, "command", command, "characters", arr));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%-16s %-10s level %-3u %s%s\n", cs[i].name, cs[i].class_name, cs[i].level,
+               cs[i].actor_id, cs[i].deleted ? " (deleted)" : "");
+    if (n == 0)
+        printf("No characters.\n");
+}
+
+/* One of the player's characters by id or name (case-insensitive) into id[37]. */
+static int my_character(const char *what, const char *arg, char id[40])
+{
+    if (looks_like_uuid(arg)) {
+        snprintf(id, 40, "%s", arg);
+        return EX_OK;
+    }
+    wyc_character_t cs[WYC_CHARACTERS_MAX];
+    size_t n = 0;
+    wyc_error_t e;
+    if (wyc_sync_characters(g_sync, cs, WYC_CHARACTERS_MAX, &n, &e) != WY_OK)
+        return fail(what, &e);
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(cs[i].name, arg)) {
+            snprintf(id, 40, "%s", cs[i].actor_id);
+            return EX_OK;
+        }
+    return fail_msg(what, EX_INVALID, "you have no character named %s", arg);
+}
+
+static int cmd_character(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    const char *sub = argc ? argv[0] : "";
+    bool list = !strcmp(sub, "list") && argc == 1;
+    bool create = !strcmp(sub, "create") && (argc == 2 || argc == 3);
+    bool del = !strcmp(sub, "delete") && argc == 2;
+    if (!list && !create && !del)
+        return fail_msg("character", EX_USAGE,
+                        "usage: wy character list | create NAME [CLASS] | delete CHAR");
+    wyc_welcome_t w;
+    int ex = lobby_up("character", &w);
+    if (ex)
+        return ex;
+    wyc_error_t e;
+    if (list) {
+        wyc_character_t cs[WYC_CHARACTERS_MAX];
+        size_t n = 0;
+        if (wyc_sync_characters(g_sync, cs, WYC_CHARACTERS_MAX, &n, &e) != WY_OK)
+            return fail("character", &e);
+        print_characters("character list", cs, n);
+        return EX_OK;
+    }
+    wyc_character_t ch;
+    if (create) {
+        if (wyc_sync_character_create(g_sync, argv[1], argc == 3 ? argv[2] : "warrior", &ch, &e) !=
+            WY_OK)
+            return fail("character", &e);
+        print_characters("character create", &ch, 1);
+        return EX_OK;
+    }
+    char id[40];
+    if ((ex = my_character("character", argv[1], id)))
+        return ex;
+    if (wyc_sync_character_delete(g_sync, id, &ch, &e) != WY_OK)
+        return fail("character", &e);
+    print_characters("character delete", &ch, 1);
+    return EX_OK;
+}
+
+static int cmd_friend(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    static const char *const OPS[] = {"request", "accept", "decline", "remove"};
+    const char *sub = argc ? argv[0] : "";
+    int op = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(sub, OPS[i]) && argc == 3)
+            op = i;
+    bool list = !strcmp(sub, "list") && argc == 2;
+    if (op < 0 && !list)
+        return fail_msg("friend", EX_USAGE,
+                        "usage: wy friend request|accept|decline|remove CHAR OTHER | list CHAR");
+    wyc_welcome_t w;
+    int ex = lobby_up("friend", &w);
+    char id[40];
+    if (ex || (ex = my_character("friend", argv[1], id)))
+        return ex;
+    wyc_friend_t fs[WYC_FRIENDS_MAX];
+    size_t n = 0;
+    wyc_error_t e;
+    int rc = list ? wyc_sync_friends(g_sync, id, fs, WYC_FRIENDS_MAX, &n, &e)
+                  : wyc_sync_friend(g_sync, (wyc_friend_op_t)op, id, argv[2], fs, WYC_FRIENDS_MAX,
+                                    &n, &e);
+    if (rc != WY_OK)
+        return fail("friend", &e);
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id,
+                                            "name", fs[i].name, "account_id", fs[i].account_id,
+                                            "status", wyc_friend_status_name(fs[i].status),
+                                            "presence", wyc_presence_name(fs[i].presence)));
+        json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "friend", "op", sub,
+                           "friends", arr));
+        return EX_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%-16s %-10s %-8s %s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
+               wyc_presence_name(fs[i].presence), fs[i].actor_id);
+    if (n == 0)
+        printf("No friends yet.\n");
+    return EX_OK;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -659,6 +923,62 @@ static int cmd_lobby(profile_t *p, int argc, char **argv)
             return exit_for(&ev.error) ? exit_for(&ev.error) : EX_FAIL;
         }
     }
+    wyc_lobby_close(wyc_sync_client(g_sync));
+    return EX_OK;
+}
+
+static int cmd_play(profile_t *p, int argc, char **argv)
+{
+    (void)p;
+    long for_s = 0;
+    if (argc == 3 && !strcmp(argv[1], "--for"))
+        for_s = strtol(argv[2], NULL, 10);
+    else if (argc != 1)
+        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER_ID [--for SECONDS]");
+    wyc_welcome_t lw;
+    int ex = lobby_up("play", &lw);
+    if (ex)
+        return ex;
+    wyc_entry_t en;
+    wyc_error_t e;
+    if (wyc_sync_enter_game(g_sync, argv[0], &en, &e) != WY_OK)
+        return fail("play", &e);
+    wyc_game_welcome_t w;
+    if (wyc_sync_game_join(g_sync, &en, &w, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:f}", "ok", 1,
+                           "command", "play", "event", "welcome", "character_id", w.character_id,
+                           "game_id", w.game_id, "zone_id", w.zone_id, "instance_id", w.instance_id,
+                           "entity_id", (json_int_t)w.entity_id, "tick_rate", (int)w.tick_rate, "x",
+                           w.x, "y", w.y));
+    else
+        printf("welcome: character %s, entity %llu, zone %s (%s), game %s, tick %u Hz, at "
+               "(%.2f, %.2f)\n",
+               w.character_id, (unsigned long long)w.entity_id, w.zone_id, w.instance_id, w.game_id,
+               w.tick_rate, w.x, w.y);
+    fflush(stdout);
+    if (for_s > 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        uint64_t end = wy_now_ms() + (uint64_t)for_s * 1000;
+        for (uint64_t now = wy_now_ms(); now < end; now = wy_now_ms()) {
+            wyc_event_t ev;
+            if (wyc_sync_next_event(g_sync, (uint32_t)(end - now), &ev) == WY_ECANCELED)
+                break;
+        }
+    }
+    double x = 0, y = 0;
+    if (wyc_sync_game_leave(g_sync, &x, &y, &e) != WY_OK)
+        return fail("play", &e);
+    if (opt.json)
+        json_out(json_pack("{s:b, s:s, s:s, s:f, s:f}", "ok", 1, "command", "play", "event", "left",
+                           "x", x, "y", y));
+    else
+        printf("left: position (%.2f, %.2f) saved\n", x, y);
     wyc_lobby_close(wyc_sync_client(g_sync));
     return EX_OK;
 }
@@ -836,8 +1156,9 @@ int main(int argc, char **argv)
         return EX_USAGE;
     }
     const char *cmd = rest[0];
-    static const char *const CMDS[] = {"register", "login",    "logout", "whoami",
-                                       "nick",     "presence", "lobby"};
+    static const char *const CMDS[] = {"register", "login",     "logout", "whoami",
+                                       "nick",     "presence",  "lobby",  "play",
+                                       "chat",     "character", "friend"};
     bool known = false;
     for (size_t i = 0; i < WY_ARRAY_LEN(CMDS); i++)
         known |= !strcmp(cmd, CMDS[i]);
@@ -884,6 +1205,14 @@ int main(int argc, char **argv)
                         ex = cmd_nick(&p, n - 1, rest + 1);
                     else if (!strcmp(cmd, "presence"))
                         ex = cmd_presence(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "play"))
+                        ex = cmd_play(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "chat"))
+                        ex = cmd_chat(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "character"))
+                        ex = cmd_character(&p, n - 1, rest + 1);
+                    else if (!strcmp(cmd, "friend"))
+                        ex = cmd_friend(&p, n - 1, rest + 1);
                     else
                         ex = cmd_lobby(&p, n - 1, rest + 1);
                 }

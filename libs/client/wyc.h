@@ -118,6 +118,9 @@ typedef enum {
                             gave up reconnecting, wyc_lobby_close): error says why */
     WYC_EV_AUTH_LOST,    /* the access token could not be refreshed (revoked, banned,
                             expired): log in again */
+    WYC_EV_FRIEND,       /* a friend request for one of your characters, or an accept of
+                            yours: friend (wyc_characters.c) */
+    WYC_EV_CHAT,         /* a chat message: chat (wyc_chat_follow: in seq order, no gap) */
 } wyc_event_type_t;
 
 typedef struct {
@@ -138,9 +141,37 @@ typedef struct {
     int64_t at_ms;   /* Unix ms */
 } wyc_notice_t;
 
+/* A friend push (WYC_EV_FRIEND). */
+typedef struct {
+    char kind[16]; /* "request" (they asked you) or "accepted" (they said yes) */
+    char from_actor_id[40];
+    char from_name[72];
+    char to_actor_id[40]; /* your character */
+    char to_name[72];
+} wyc_friend_push_t;
+#define WYC_CHAT_TEXT_MAX    2048 /* bytes of a chat text kept (chat's default bound) */
+#define WYC_CHAT_CHANNEL_MAX 136
+
+/* One message of a chat channel (libs/client/wyc_chat.c, services/lobby/README.md "Chat"). */
+typedef struct {
+    char channel_id[WYC_CHAT_CHANNEL_MAX];
+    uint64_t seq;  /* the channel's sequence number: 1, 2, 3, ... */
+    char type[16]; /* "text", "tombstone", "join", "leave", "invite", "kick" */
+    char sender_id[64];
+    char sender_name[128];
+    char text[WYC_CHAT_TEXT_MAX + 1];
+    int64_t ts_ms;       /* when chat stored it (Unix ms) */
+    bool deleted;        /* history: a text a moderator deleted */
+    uint64_t target_seq; /* tombstone: the message to hide */
+    char subject_id[64]; /* join/leave/invite/kick: whom it is about */
+    bool offline;        /* a whisper kept while this player was offline */
+} wyc_chat_message_t;
+
 typedef struct {
     wyc_event_type_t type;
     wyc_welcome_t welcome;    /* WYC_EV_WELCOME */
+    wyc_friend_push_t friend; /* WYC_EV_FRIEND */
+    wyc_chat_message_t chat;  /* WYC_EV_CHAT */
     wyc_notice_t notice;      /* WYC_EV_NOTICE */
     char reason[256];         /* WYC_EV_KICKED */
     uint32_t reconnect_in_ms; /* WYC_EV_DISCONNECTED */
@@ -280,6 +311,123 @@ int wyc_lobby_set_nickname(wyc_client_t *c, const char *nickname, wyc_nickname_c
 int wyc_lobby_presence(wyc_client_t *c, const char *const *account_ids, size_t n_ids,
                        const char *const *nicknames, size_t n_nicks, wyc_presence_cb cb, void *ud);
 
+/* ------------------------------------------------------------------ entering the game */
+
+/* What lobby's enter_game answers: the game instance to connect to and a join ticket for it
+ * (single use, valid until ticket_expires_at_ms: join at once). */
+typedef struct {
+    char character_id[72];
+    char game_addr[300]; /* host:port of the game's WebSocket (path /v1/game) */
+    char game_id[72];
+    char zone_id[40];
+    char instance_id[80]; /* zone instance "<zone>#<n>" */
+    double x, y;          /* where the character appears */
+    int64_t ticket_expires_at_ms;
+    char ticket[2048];
+} wyc_entry_t;
+
+typedef void (*wyc_enter_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_entry_t *entry,
+                             void *ud);
+/* Lobby request enter_game (needs a ready session, returns as the lobby requests above): the
+ * character must be the account's (else WY_ENOTFOUND); entry is NULL on failure. wyc_enter.c */
+int wyc_lobby_enter_game(wyc_client_t *c, const char *character_id, wyc_enter_cb cb, void *ud);
+
+/* ------------------------------------------------------------------ the game connection */
+
+/* One connection to a game instance (wyc_game.c), independent of the lobby connection:
+ * opened with an entry from wyc_lobby_enter_game, it sends join{ticket} and reports the
+ * welcome. No reconnect: a dropped game connection means entering again through lobby. */
+typedef struct wyc_game wyc_game_t;
+
+typedef struct {
+    uint64_t entity_id;
+    char account_id[64];
+    char character_id[72];
+    char zone_id[40];
+    char instance_id[80];
+    char game_id[72];
+    uint32_t tick_rate; /* Hz */
+    double x, y;
+    uint32_t max_message_bytes;
+} wyc_game_welcome_t;
+
+typedef enum {
+    WYC_GAME_EV_WELCOME = 1, /* joined: welcome */
+    WYC_GAME_EV_LEFT,        /* the answer to wyc_game_leave: x, y saved */
+    WYC_GAME_EV_CLOSED,      /* the connection is over (after LEFT, a refusal, a drop):
+                                error says why (WY_OK after a leave); no event follows */
+} wyc_game_event_type_t;
+
+typedef struct {
+    wyc_game_event_type_t type;
+    wyc_game_welcome_t welcome; /* WELCOME */
+    double x, y;                /* LEFT */
+    wyc_error_t error;          /* CLOSED: server_code is the game's Code name
+                                   ("TICKET_EXPIRED", ...), ws_close the close code */
+} wyc_game_event_t;
+
+typedef void (*wyc_game_cb)(wyc_game_t *g, const wyc_game_event_t *ev, void *ud);
+
+/* Connects to entry->game_addr and joins with entry->ticket. Events go to cb (never from
+ * inside this call). Returns WY_OK and *out, or WY_EINVAL (bad entry). */
+int wyc_game_join(wyc_ctx_t *ctx, const wyc_entry_t *entry, wyc_game_cb cb, void *ud,
+                  wyc_game_t **out);
+/* Sends leave (after the welcome): LEFT then CLOSED follow. WY_ESTATE when not joined. */
+int wyc_game_leave(wyc_game_t *g);
+/* Drops the connection (a disconnect: the server saves the position too); no event after this
+ * call; freed from the loop later. */
+void wyc_game_close(wyc_game_t *g);
+void *wyc_game_userdata(const wyc_game_t *g);
+/* ------------------------------------------------------------------ chat */
+
+/* Result of a chat request: send (channel_id, seq, text as stored, masked, offline), create
+ * (channel_id), join/leave/invite/kick/delete (channel_id, seq of the event). */
+typedef struct {
+    char channel_id[WYC_CHAT_CHANNEL_MAX];
+    uint64_t seq;
+    char text[WYC_CHAT_TEXT_MAX + 1];
+    bool masked;  /* filtered words were masked with '*' */
+    bool offline; /* whisper to an offline player: delivered at their next login */
+} wyc_chat_result_t;
+
+typedef void (*wyc_chat_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_chat_result_t *r,
+                            void *ud);
+/* A history page: msgs in ascending seq, last_seq the channel's latest, more when the page
+ * did not reach the end in the asked direction. */
+typedef void (*wyc_chat_history_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                    const wyc_chat_message_t *msgs, size_t n, uint64_t last_seq,
+                                    bool more, void *ud);
+
+/* Chat requests (same return contract as the lobby requests above). channel ids: "world",
+ * "system", "zone" (send only: your zone instance), "party:<id>", "guild:<id>",
+ * "whisper:<a>|<b>"; a whisper is send(channel NULL, to_account_id). Refusals: WY_EPERM (not a
+ * member, muted, filtered word in refuse mode), WY_ELIMIT (rate limit), WY_EINVAL, WY_ESTATE
+ * (join without an invite), WY_ENOTFOUND. */
+int wyc_chat_send(wyc_client_t *c, const char *channel_id, const char *to_account_id,
+                  const char *text, wyc_chat_cb cb, void *ud);
+int wyc_chat_create(wyc_client_t *c, const char *kind /* "party" | "guild" */, const char *name,
+                    wyc_chat_cb cb, void *ud);
+int wyc_chat_join(wyc_client_t *c, const char *channel_id, wyc_chat_cb cb, void *ud);
+int wyc_chat_leave(wyc_client_t *c, const char *channel_id, wyc_chat_cb cb, void *ud);
+int wyc_chat_invite(wyc_client_t *c, const char *channel_id, const char *account_id, wyc_chat_cb cb,
+                    void *ud);
+int wyc_chat_kick(wyc_client_t *c, const char *channel_id, const char *account_id, wyc_chat_cb cb,
+                  void *ud);
+/* forward: the page after after_seq; else the newest page before before_seq (0 = latest). */
+int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq,
+                     uint64_t before_seq, bool forward, uint32_t limit, wyc_chat_history_cb cb,
+                     void *ud);
+
+/* Ordered delivery of one channel: from now on its WYC_EV_CHAT events come in seq order after
+ * last_seq (the last one the caller has; 0 = from the first kept), each once: a push already
+ * seen is dropped, a gap is filled from history first, and after a reconnect the messages sent
+ * meanwhile are fetched. At most WYC_CHAT_FOLLOW_MAX channels (WY_ELIMIT); following a channel
+ * again resets its position. Pushes of channels not followed are emitted as they come. */
+#define WYC_CHAT_FOLLOW_MAX 64
+int wyc_chat_follow(wyc_client_t *c, const char *channel_id, uint64_t last_seq);
+/* The last seq emitted for a followed channel (0 when not followed). */
+uint64_t wyc_chat_last_seq(const wyc_client_t *c, const char *channel_id);
+
 /* ------------------------------------------------------------------ reconnect backoff */
 
 /* Exponential backoff with full jitter, a pure helper (exposed for tests and for callers
@@ -348,14 +496,100 @@ int wyc_sync_lobby_connect(wyc_sync_t *s, wyc_welcome_t *out, wyc_error_t *err);
 int wyc_sync_set_nickname(wyc_sync_t *s, const char *nickname, char *stored, size_t cap,
                           int64_t *next_change_at, wyc_error_t *err);
 /* Fills up to cap entries of out and *n. */
+/* Blocking chat requests (wyc_chat_*); history fills out[0..cap) and *n. */
+int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const char *arg,
+                  const char *text, wyc_chat_result_t *out, wyc_error_t *err);
+int wyc_sync_chat_history(wyc_sync_t *s, const char *channel_id, uint64_t after_seq,
+                          uint64_t before_seq, bool forward, uint32_t limit,
+                          wyc_chat_message_t *out, size_t cap, size_t *n, uint64_t *last_seq,
+                          bool *more, wyc_error_t *err);
 int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
                       const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
                       size_t *n, wyc_error_t *err);
+/* enter_game, then join the game it names and wait for the welcome (or the refusal). */
+int wyc_sync_enter_game(wyc_sync_t *s, const char *character_id, wyc_entry_t *entry,
+                        wyc_error_t *err);
+int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome_t *out,
+                       wyc_error_t *err);
+/* Leave the game joined by wyc_sync_game_join; *x / *y get the saved position. */
+int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err);
 /* Wait up to timeout_ms (0: forever) for the next queued event. WY_OK and *ev, or
  * WY_ETIMEDOUT. */
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev);
 /* Make a pending wyc_sync_next_event return WY_ECANCELED: callable from a signal handler. */
 void wyc_sync_interrupt(wyc_sync_t *s);
+
+/* ------------------------------------------------------------------ characters and friends
+ * (wyc_characters.c): the lobby's messages 30..49, served by wy-actor behind the lobby.
+ * Same rules as the other lobby requests (a ready session; WY_ESTATE otherwise). */
+
+#define WYC_CHARACTERS_MAX 64
+#define WYC_FRIENDS_MAX    200
+
+typedef struct {
+    char actor_id[40];
+    char name[72];
+    char class_name[40];
+    uint32_t level;
+    uint64_t xp;
+    uint64_t gold;
+    char zone[72];
+    bool deleted;
+} wyc_character_t;
+
+typedef enum {
+    WYC_FRIEND_NONE = 0,
+    WYC_FRIEND_ACCEPTED = 1, /* friends */
+    WYC_FRIEND_INCOMING = 2, /* they asked you */
+    WYC_FRIEND_OUTGOING = 3, /* you asked them */
+} wyc_friend_status_t;
+
+typedef struct {
+    char actor_id[40];
+    char name[72];
+    char account_id[64];
+    wyc_friend_status_t status;
+    wyc_presence_state_t presence;
+} wyc_friend_t;
+
+typedef enum {
+    WYC_FRIEND_REQUEST,
+    WYC_FRIEND_ACCEPT,
+    WYC_FRIEND_DECLINE, /* their request, or withdraws yours */
+    WYC_FRIEND_REMOVE,
+} wyc_friend_op_t;
+
+/* "friend", "asked you", "you asked": for display. */
+const char *wyc_friend_status_name(wyc_friend_status_t s);
+
+/* chars[0..n) valid during the call (n 1 for create and delete). */
+typedef void (*wyc_characters_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                  const wyc_character_t *chars, size_t n, void *ud);
+/* The acting character's friends after the request, each with its presence. */
+typedef void (*wyc_friends_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_friend_t *friends,
+                               size_t n, void *ud);
+
+int wyc_characters_list(wyc_client_t *c, wyc_characters_cb cb, void *ud);
+/* key: optional idempotency key (NULL or ""): a retry answers the same character. */
+int wyc_character_create(wyc_client_t *c, const char *name, const char *class_name, const char *key,
+                         wyc_characters_cb cb, void *ud);
+int wyc_character_delete(wyc_client_t *c, const char *actor_id, wyc_characters_cb cb, void *ud);
+/* op by your character actor_id toward `other`: a character id (a UUID) or a name. */
+int wyc_friend(wyc_client_t *c, wyc_friend_op_t op, const char *actor_id, const char *other,
+               wyc_friends_cb cb, void *ud);
+int wyc_friends_list(wyc_client_t *c, const char *actor_id, wyc_friends_cb cb, void *ud);
+
+/* Blocking forms: out[0..cap) gets the answer, *n how many (at most cap). */
+int wyc_sync_characters(wyc_sync_t *s, wyc_character_t *out, size_t cap, size_t *n,
+                        wyc_error_t *err);
+int wyc_sync_character_create(wyc_sync_t *s, const char *name, const char *class_name,
+                              wyc_character_t *out, wyc_error_t *err);
+int wyc_sync_character_delete(wyc_sync_t *s, const char *actor_id, wyc_character_t *out,
+                              wyc_error_t *err);
+int wyc_sync_friend(wyc_sync_t *s, wyc_friend_op_t op, const char *actor_id, const char *other,
+                    wyc_friend_t *out, size_t cap, size_t *n, wyc_error_t *err);
+int wyc_sync_friends(wyc_sync_t *s, const char *actor_id, wyc_friend_t *out, size_t cap, size_t *n,
+                     wyc_error_t *err);
 
 #ifdef __cplusplus
 }

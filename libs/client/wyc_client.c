@@ -164,8 +164,10 @@ void wyc__ref(wyc_client_t *c)
 
 void wyc__unref(wyc_client_t *c)
 {
-    if (--c->refs == 0)
+    if (--c->refs == 0) {
+        wyc__chat_free(c);
         wy_free(c);
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -5,6 +5,7 @@
 #include "wyc.h"
 #include "wy_buf.h"
 #include "wy_httpc.h"
+#include "lobby.pb-c.h"
 
 #include <wslay/wslay.h>
 
@@ -74,6 +75,7 @@ struct wyc_client {
     bool logging_out;
     void *deferred_logout;   /* void (*)(wyc_client_t *): continues wyc_logout after the lobby */
     uint32_t unauth_retries; /* 4001 closes retried after a refresh since the last welcome */
+    struct wyc_chat_state *chat; /* wyc_chat.c: followed channels (NULL until the first) */
 };
 
 /* wyc_util.c */
@@ -90,6 +92,38 @@ void wyc__lobby_shutdown(wyc_client_t *c); /* on client close: no events */
 void wyc__lobby_tokens_changed(wyc_client_t *c, bool ok, const wyc_error_t *err);
 /* Starts the lobby Logout; done runs once the lobby answered or is gone. false: no session. */
 bool wyc__lobby_logout(wyc_client_t *c, void (*done)(wyc_client_t *c));
+
+/* A lobby request whose answer the caller decodes (wyc_enter.c and later requests): cb runs
+ * once with the ServerMessage of the answer (NULL unless err->code is WY_OK). Same returns
+ * as the public lobby requests. */
+typedef void (*wyc__lobby_reply_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                    const Wyvern__Lobby__ServerMessage *m, void *ud);
+int wyc__lobby_request(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__lobby_reply_cb cb,
+                       void *ud);
+
+/* The WebSocket upgrade answer of a client (lobby, game): Sec-WebSocket-Accept of key, and a
+ * check of the response head in d[0..len). */
+enum {
+    WYC_UPGRADE_OK = 1,
+    WYC_UPGRADE_MORE = 0,
+    WYC_UPGRADE_TOO_BIG = -1,
+    WYC_UPGRADE_STATUS = -2,
+    WYC_UPGRADE_ACCEPT = -3
+};
+void wyc__ws_accept(const char *key, char out[64]);
+/* WYC_UPGRADE_OK with *hlen the head's length; MORE (incomplete); TOO_BIG (over 8 KiB without
+ * an end); STATUS (not 101: *status); ACCEPT (missing or wrong Sec-WebSocket-Accept). */
+int wyc__ws_upgrade_check(const char *d, size_t len, const char *key, size_t *hlen, int *status);
+/* wyc_chat.c: a chat push, a welcome (refetch what a reconnect missed), the client's end. */
+void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
+void wyc__chat_welcome(wyc_client_t *c);
+void wyc__chat_free(wyc_client_t *c);
+
+/* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
+void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);
+
+/* wyc_sync.c: the private loop of a blocking client. */
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s);
 
 /* wyc_client.c */
 int wyc__refresh_internal(wyc_client_t *c);

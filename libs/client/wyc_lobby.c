@@ -16,7 +16,7 @@
 #define WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum { PH_RESOLVE = 1, PH_CONNECT, PH_UPGRADE, PH_WS };
-enum { PEND_NICK = 1, PEND_PRESENCE, PEND_LOGOUT };
+enum { PEND_NICK = 1, PEND_PRESENCE, PEND_LOGOUT, PEND_RAW };
 
 struct wyc_conn {
     wyc_client_t *c; /* NULL once detached: the conn only waits for its handles to close */
@@ -138,6 +138,9 @@ static void pending_complete(wyc_client_t *c, wyc_pending_t *p, const wyc_error_
         wy_free(out);
         break;
     }
+    case PEND_RAW:
+        ((wyc__lobby_reply_cb)x.cb)(c, e, e->code == WY_OK ? m : NULL, x.ud);
+        break;
     default:
         break; /* logout: the end of the connection continues it */
     }
@@ -463,6 +466,7 @@ static void on_welcome(wyc_client_t *c, const Wyvern__Lobby__Welcome *w)
     ev_init(&ev, WYC_EV_WELCOME);
     ev.welcome = *o;
     wyc__emit(c, &ev);
+    wyc__chat_welcome(c);
 }
 
 static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
@@ -486,6 +490,12 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MESSAGE:
+        if (!m->request_id) {
+            wyc__chat_push(c, m->chat_message);
+            return;
+        }
+        break;
     case WYVERN__LOBBY__SERVER_MESSAGE__BODY_NOTICE: {
         wyc_event_t ev;
         ev_init(&ev, WYC_EV_NOTICE);
@@ -496,6 +506,9 @@ static void on_server_msg(wyc_conn_t *k, const Wyvern__Lobby__ServerMessage *m)
         wyc__emit(c, &ev);
         return;
     }
+    case WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH:
+        wyc__friend_push(c, m->friend_push);
+        return;
     default:
         break;
     }
@@ -566,13 +579,38 @@ static void ws_feed(wyc_conn_t *k)
 
 /* ------------------------------------------------------------------ upgrade */
 
-static void accept_for(const char *key, char out[64])
+void wyc__ws_accept(const char *key, char out[64])
 {
     char buf[128];
     unsigned char sha[SHA_DIGEST_LENGTH];
     snprintf(buf, sizeof buf, "%s%s", key, WS_GUID);
     SHA1((const unsigned char *)buf, strlen(buf), sha);
     EVP_EncodeBlock((unsigned char *)out, sha, SHA_DIGEST_LENGTH);
+}
+
+int wyc__ws_upgrade_check(const char *d, size_t len, const char *key, size_t *hlen, int *status)
+{
+    const char *end = d ? memmem(d, len, "\r\n\r\n", 4) : NULL;
+    *status = 0;
+    if (!end)
+        return len > UPGRADE_MAX ? WYC_UPGRADE_TOO_BIG : WYC_UPGRADE_MORE;
+    *hlen = (size_t)(end - d) + 4;
+    if (sscanf(d, "HTTP/1.%*d %d", status) != 1 || *status != 101)
+        return WYC_UPGRADE_STATUS;
+    char want[64];
+    wyc__ws_accept(key, want);
+    for (const char *line = strstr(d, "\r\n"); line && line < end;
+         line = strstr(line + 2, "\r\n")) {
+        const char *l = line + 2;
+        if (strncasecmp(l, "Sec-WebSocket-Accept:", 21) != 0)
+            continue;
+        l += 21;
+        while (*l == ' ' || *l == '\t')
+            l++;
+        size_t n = strcspn(l, "\r\n ");
+        return n == strlen(want) && memcmp(l, want, n) == 0 ? WYC_UPGRADE_OK : WYC_UPGRADE_ACCEPT;
+    }
+    return WYC_UPGRADE_ACCEPT;
 }
 
 static void send_hello(wyc_conn_t *k)
@@ -593,20 +631,18 @@ static void send_hello(wyc_conn_t *k)
 /* Parses the upgrade response once complete; 1 done, 0 need more, -1 failed (ended). */
 static int upgrade_parse(wyc_conn_t *k)
 {
-    const char *d = k->in.data;
-    const char *end = d ? memmem(d, k->in.len, "\r\n\r\n", 4) : NULL;
     wyc_error_t e;
-    if (!end) {
-        if (k->in.len > UPGRADE_MAX) {
-            wyc__err_set(&e, WY_EIO, WYC_SRC_PROTOCOL, "lobby upgrade response over 8 KiB");
-            conn_end(k, &e, false, false);
-            return -1;
-        }
-        return 0;
-    }
-    size_t hlen = (size_t)(end - d) + 4;
+    size_t hlen = 0;
     int status = 0;
-    if (sscanf(d, "HTTP/1.%*d %d", &status) != 1 || status != 101) {
+    int r = wyc__ws_upgrade_check(k->in.data, k->in.len, k->key, &hlen, &status);
+    if (r == WYC_UPGRADE_MORE)
+        return 0;
+    if (r == WYC_UPGRADE_TOO_BIG) {
+        wyc__err_set(&e, WY_EIO, WYC_SRC_PROTOCOL, "lobby upgrade response over 8 KiB");
+        conn_end(k, &e, false, false);
+        return -1;
+    }
+    if (r == WYC_UPGRADE_STATUS) {
         bool busy = status == 503 || status == 502 || status == 504;
         wyc__err_set(&e, busy ? WY_EUNAVAIL : WY_EIO, busy ? WYC_SRC_SERVER : WYC_SRC_PROTOCOL,
                      "lobby at %s refused the WebSocket upgrade (HTTP %d): check the lobby URL",
@@ -615,22 +651,7 @@ static int upgrade_parse(wyc_conn_t *k)
         conn_end(k, &e, busy, false);
         return -1;
     }
-    char want[64];
-    accept_for(k->key, want);
-    bool ok = false;
-    for (const char *line = strstr(d, "\r\n"); line && line < end;
-         line = strstr(line + 2, "\r\n")) {
-        const char *l = line + 2;
-        if (strncasecmp(l, "Sec-WebSocket-Accept:", 21) != 0)
-            continue;
-        l += 21;
-        while (*l == ' ' || *l == '\t')
-            l++;
-        size_t n = strcspn(l, "\r\n ");
-        ok = n == strlen(want) && memcmp(l, want, n) == 0;
-        break;
-    }
-    if (!ok) {
+    if (r == WYC_UPGRADE_ACCEPT) {
         wyc__err_set(&e, WY_EIO, WYC_SRC_PROTOCOL,
                      "lobby upgrade answer has a wrong Sec-WebSocket-Accept");
         conn_end(k, &e, false, false);
@@ -1055,4 +1076,10 @@ int wyc_lobby_presence(wyc_client_t *c, const char *const *account_ids, size_t n
     m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_GET_PRESENCE;
     m.get_presence = &gp;
     return request(c, &m, PEND_PRESENCE, (void *)cb, ud);
+}
+
+int wyc__lobby_request(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__lobby_reply_cb cb,
+                       void *ud)
+{
+    return request(c, m, PEND_RAW, (void *)cb, ud);
 }

@@ -23,6 +23,17 @@ struct wyc_sync {
     int64_t *nick_next;
     wyc_presence_t *pres_out;
     size_t pres_cap, *pres_n;
+    /* the game (wyc_sync_enter_game / game_join / game_leave) */
+    wyc_entry_t *entry_out;
+    wyc_game_t *game;
+    wyc_game_welcome_t *welcome_out;
+    double left_x, left_y;
+    bool game_closed;
+    wyc_chat_result_t *chat_out;
+    wyc_chat_message_t *hist_out;
+    size_t hist_cap, *hist_n;
+    uint64_t *hist_last;
+    bool *hist_more;
 };
 
 static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
@@ -65,6 +76,7 @@ void wyc_sync_free(wyc_sync_t *s)
 {
     if (!s)
         return;
+    wyc_game_close(s->game);
     wyc_client_close(s->c);
     wyc_ctx_close(s->ctx, NULL, NULL);
     uv_close((uv_handle_t *)&s->wake, NULL);
@@ -278,6 +290,147 @@ int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_id
                   err);
 }
 
+static void enter_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_entry_t *entry, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    if (entry)
+        *s->entry_out = *entry;
+    s->done = true;
+}
+
+int wyc_sync_enter_game(wyc_sync_t *s, const char *character_id, wyc_entry_t *entry,
+                        wyc_error_t *err)
+{
+    begin(s);
+    s->entry_out = entry;
+    return finish(s, wyc_lobby_enter_game(s->c, character_id, enter_cb, s), err);
+}
+
+/* Game events: the welcome or the end finish a join, LEFT then CLOSED finish a leave. */
+static void game_cb(wyc_game_t *g, const wyc_game_event_t *ev, void *ud)
+{
+    (void)g;
+    wyc_sync_t *s = ud;
+    if (ev->type == WYC_GAME_EV_WELCOME) {
+        if (s->welcome_out)
+            *s->welcome_out = ev->welcome;
+        wyc__err_ok(&s->err);
+        s->done = true;
+    } else if (ev->type == WYC_GAME_EV_LEFT) {
+        s->left_x = ev->x;
+        s->left_y = ev->y;
+    } else {
+        s->err = ev->error;
+        s->game = NULL; /* freed by the library once closed */
+        s->game_closed = true;
+        s->done = true;
+    }
+}
+
+int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome_t *out,
+                       wyc_error_t *err)
+{
+    if (s->game) {
+        wyc_game_close(s->game);
+        s->game = NULL;
+    }
+    begin(s);
+    s->welcome_out = out;
+    s->game_closed = false;
+    return finish(s, wyc_game_join(s->ctx, entry, game_cb, s, &s->game), err);
+}
+
+int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err)
+{
+    begin(s);
+    int rc = s->game ? wyc_game_leave(s->game) : WY_ESTATE;
+    rc = finish(s, rc, err);
+    while (rc == WY_OK && !s->game_closed) /* LEFT came; wait for the close */
+        uv_run(&s->loop, UV_RUN_ONCE);
+    if (err)
+        *err = s->err;
+    if (x)
+        *x = s->left_x;
+    if (y)
+        *y = s->left_y;
+    return s->err.code;
+}
+
+static void chat_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_result_t *r, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    if (s->chat_out)
+        *s->chat_out = *r;
+    s->done = true;
+}
+
+int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const char *arg,
+                  const char *text, wyc_chat_result_t *out, wyc_error_t *err)
+{
+    begin(s);
+    s->chat_out = out;
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = WY_EINVAL;
+    if (!op)
+        rc = WY_EINVAL;
+    else if (!strcmp(op, "send"))
+        rc = wyc_chat_send(s->c, channel_id, NULL, text, chat_cb, s);
+    else if (!strcmp(op, "whisper"))
+        rc = wyc_chat_send(s->c, NULL, arg, text, chat_cb, s);
+    else if (!strcmp(op, "create"))
+        rc = wyc_chat_create(s->c, channel_id, arg, chat_cb, s);
+    else if (!strcmp(op, "join"))
+        rc = wyc_chat_join(s->c, channel_id, chat_cb, s);
+    else if (!strcmp(op, "leave"))
+        rc = wyc_chat_leave(s->c, channel_id, chat_cb, s);
+    else if (!strcmp(op, "invite"))
+        rc = wyc_chat_invite(s->c, channel_id, arg, chat_cb, s);
+    else if (!strcmp(op, "kick"))
+        rc = wyc_chat_kick(s->c, channel_id, arg, chat_cb, s);
+    return finish(s, rc, err);
+}
+
+static void hist_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_message_t *msgs, size_t n,
+                    uint64_t last_seq, bool more, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    size_t k = n < s->hist_cap ? n : s->hist_cap;
+    if (k)
+        memcpy(s->hist_out, msgs, k * sizeof *msgs);
+    if (s->hist_n)
+        *s->hist_n = k;
+    if (s->hist_last)
+        *s->hist_last = last_seq;
+    if (s->hist_more)
+        *s->hist_more = more || k < n;
+    s->done = true;
+}
+
+int wyc_sync_chat_history(wyc_sync_t *s, const char *channel_id, uint64_t after_seq,
+                          uint64_t before_seq, bool forward, uint32_t limit,
+                          wyc_chat_message_t *out, size_t cap, size_t *n, uint64_t *last_seq,
+                          bool *more, wyc_error_t *err)
+{
+    begin(s);
+    s->hist_out = out;
+    s->hist_cap = cap;
+    s->hist_n = n;
+    s->hist_last = last_seq;
+    s->hist_more = more;
+    if (n)
+        *n = 0;
+    return finish(
+        s, wyc_chat_history(s->c, channel_id, after_seq, before_seq, forward, limit, hist_cb, s),
+        err);
+}
+
 int wyc_sync_next_event(wyc_sync_t *s, uint32_t timeout_ms, wyc_event_t *ev)
 {
     s->timed_out = false;
@@ -302,4 +455,9 @@ void wyc_sync_interrupt(wyc_sync_t *s)
 {
     s->interrupted = 1;
     uv_async_send(&s->wake);
+}
+
+uv_loop_t *wyc__sync_loop(wyc_sync_t *s)
+{
+    return &s->loop;
 }

@@ -43,7 +43,7 @@ static size_t varint_len(uint64_t v)
 
 static uint32_t zigzag(int32_t v)
 {
-    return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31);
+    return ((uint32_t)v << 1) ^ (v < 0 ? UINT32_MAX : 0);
 }
 
 static int32_t unzigzag(uint32_t v)

@@ -1622,6 +1622,14 @@ void wy_ws_observe(wy_ws_conn_t *c, const char *type, uint64_t start_ns, wy_outc
     wy_op_done(wy_metrics_op(c->srv->m_ws, type), start_ns, outcome);
 }
 
+int wy_ws_set_send_buffer(wy_ws_conn_t *c, int bytes)
+{
+    if (bytes <= 0)
+        return WY_EINVAL;
+    int v = bytes;
+    return uv_send_buffer_size((uv_handle_t *)&c->tcp, &v) == 0 ? WY_OK : WY_EIO;
+}
+
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *c)
 {
     size_t q = c->out.len + c->wbuf.len + c->qbytes;

@@ -382,6 +382,37 @@ int wy_jwt_keyset_lookup(const wy_jwt_keyset_t *ks, const char *kid, wy_jwt_alg_
     return WY_OK;
 }
 
+int wy_jwt_keyset_signer(const wy_jwt_keyset_t *ks, const char *kid, wy_jwt_alg_t alg,
+                         const char **err)
+{
+    const char *dummy;
+    if (!err)
+        err = &dummy;
+    const struct jwt_key *k = ks && kid ? find_key(ks, kid) : NULL;
+    if (!k) {
+        *err = "unknown kid";
+        return WY_ENOTFOUND;
+    }
+    if (k->alg != alg) {
+        *err = "the key is not of the algorithm this token is signed with";
+        return WY_EINVAL;
+    }
+    if (!k->can_sign) {
+        *err = "key has no private part";
+        return WY_EPERM;
+    }
+    return WY_OK;
+}
+
+void wy_jwt_new_jti(char out[23])
+{
+    unsigned char rnd[16];
+    wy_random(rnd, sizeof rnd);
+    char *jti = wy_b64url_encode(rnd, sizeof rnd);
+    snprintf(out, 23, "%s", jti);
+    wy_free(jti);
+}
+
 /* ---- JWKS ---- */
 
 /* Decode a base64url JWK member of exactly want bytes (want 0: 1..cap bytes). */

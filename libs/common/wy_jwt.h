@@ -83,6 +83,13 @@ const char *wy_jwt_keyset_kid_at(const wy_jwt_keyset_t *ks, size_t i);
 /* Look a kid up. Returns WY_OK and fills *alg / *can_sign (each may be NULL), or WY_ENOTFOUND. */
 int wy_jwt_keyset_lookup(const wy_jwt_keyset_t *ks, const char *kid, wy_jwt_alg_t *alg,
                          bool *can_sign);
+/* Checks that kid names a key of ks pinned to alg that can sign. Returns WY_OK,
+ * WY_ENOTFOUND ("unknown kid"), WY_EINVAL (another algorithm) or WY_EPERM ("key has no
+ * private part"); *err (may be NULL) gets a static reason. */
+int wy_jwt_keyset_signer(const wy_jwt_keyset_t *ks, const char *kid, wy_jwt_alg_t alg,
+                         const char **err);
+/* Writes a new random token id (128 bits, base64url: 22 chars + NUL) into out. */
+void wy_jwt_new_jti(char out[23]);
 /* Public keys as a JWKS JSON document ({"keys":[{kty,crv?,kid,use:"sig",alg,...}]}),
  * never any private part. Returns a new string; caller frees (wy_free). */
 char *wy_jwt_keyset_export_jwks(const wy_jwt_keyset_t *ks);

@@ -55,28 +55,13 @@ int wy_ticket_sign(const wy_jwt_keyset_t *ks, const char *kid, const wy_ticket_t
         *err = "bad ticket fields (empty or over-long id, position or ttl out of bounds)";
         return WY_EINVAL;
     }
-    wy_jwt_alg_t alg;
-    bool can_sign;
-    if (wy_jwt_keyset_lookup(ks, kid, &alg, &can_sign) != WY_OK) {
-        *err = "unknown ticket signing kid";
-        return WY_ENOTFOUND;
-    }
-    if (alg != WY_JWT_ALG_EDDSA) {
-        *err = "tickets are signed with EdDSA keys only";
-        return WY_EINVAL;
-    }
-    if (!can_sign) {
-        *err = "the ticket signing key has no private part";
-        return WY_EPERM;
-    }
+    int rc = wy_jwt_keyset_signer(ks, kid, WY_JWT_ALG_EDDSA, err);
+    if (rc != WY_OK)
+        return rc;
     if (now_ms == 0)
         now_ms = wall_ms();
     wy_ticket_t c = *t;
-    unsigned char rnd[16];
-    wy_random(rnd, sizeof rnd);
-    char *jti = wy_b64url_encode(rnd, sizeof rnd);
-    snprintf(c.jti, sizeof c.jti, "%s", jti);
-    wy_free(jti);
+    wy_jwt_new_jti(c.jti);
     snprintf(c.kid, sizeof c.kid, "%s", kid);
     c.iat_ms = now_ms;
     c.exp_ms = now_ms + ttl_ms;
@@ -89,7 +74,7 @@ int wy_ticket_sign(const wy_jwt_keyset_t *ks, const char *kid, const wy_ticket_t
         *err = "ticket fields are not valid UTF-8";
         return WY_EINVAL;
     }
-    int rc = wy_jwt_sign(ks, kid, claims, out, err);
+    rc = wy_jwt_sign(ks, kid, claims, out, err);
     json_decref(claims);
     if (rc == WY_OK && out_claims)
         *out_claims = c;

@@ -50,30 +50,17 @@ int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, 
         *err = "bad arguments (empty or over-long claim, or ttl outside 1 s..30 days)";
         return WY_EINVAL;
     }
-    wy_jwt_alg_t alg;
-    bool can_sign;
-    if (wy_jwt_keyset_lookup(ks, kid, &alg, &can_sign) != WY_OK) {
-        *err = "unknown kid";
-        return WY_ENOTFOUND;
-    }
-    if (alg != WY_JWT_ALG_EDDSA) {
+    int rc = wy_jwt_keyset_signer(ks, kid, WY_JWT_ALG_EDDSA, err);
+    if (rc == WY_EINVAL)
         *err = "access tokens are signed with EdDSA keys only";
-        return WY_EINVAL;
-    }
-    if (!can_sign) {
-        *err = "key has no private part";
-        return WY_EPERM;
-    }
+    if (rc != WY_OK)
+        return rc;
     if (now == 0)
         now = (int64_t)time(NULL);
 
     wy_token_claims_t c;
     memset(&c, 0, sizeof c);
-    unsigned char rnd[16];
-    wy_random(rnd, sizeof rnd);
-    char *jti = wy_b64url_encode(rnd, sizeof rnd);
-    snprintf(c.jti, sizeof c.jti, "%s", jti);
-    wy_free(jti);
+    wy_jwt_new_jti(c.jti);
     snprintf(c.sub, sizeof c.sub, "%s", sub);
     snprintf(c.sid, sizeof c.sid, "%s", sid);
     snprintf(c.iss, sizeof c.iss, "%s", iss);
@@ -89,7 +76,7 @@ int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, 
         *err = "claims are not valid UTF-8";
         return WY_EINVAL;
     }
-    int rc = wy_jwt_sign(ks, kid, claims, out_token, err);
+    rc = wy_jwt_sign(ks, kid, claims, out_token, err);
     json_decref(claims);
     if (rc == WY_OK && out_claims)
         *out_claims = c;

@@ -117,6 +117,12 @@ const char *wy_ws_peer(const wy_ws_conn_t *conn);
  * been seen. */
 void wy_ws_observe(wy_ws_conn_t *conn, const char *type, uint64_t start_ns, wy_outcome_t outcome);
 
+/* Sets the socket's kernel send buffer (SO_SNDBUF, which the kernel doubles; it also turns
+ * off the kernel's send-buffer autotuning for this socket). A realtime server bounds it so that
+ * a reader that stops shows up in wy_ws_queued_bytes within seconds instead of after megabytes
+ * of stale frames. WY_OK, WY_EINVAL (bytes <= 0) or WY_EIO. */
+int wy_ws_set_send_buffer(wy_ws_conn_t *conn, int bytes);
+
 /* Bytes queued on this connection and not yet written to the socket (frames it holds count in
  * full, shared or not). */
 size_t wy_ws_queued_bytes(const wy_ws_conn_t *conn);

@@ -2,6 +2,7 @@
  * start() sets up the event store and the gRPC methods, stop() ends new work, and the
  * state is freed when the last operation in flight lets it go. */
 #include "actor.h"
+#include "rankings.h"
 #include "txn.h"
 #include "wy_log.h"
 
@@ -32,25 +33,52 @@ static const wy_cfg_entry_t actor_config[] = {
     {"WY_ACTOR_RESTORE_WINDOW", WY_CFG_DURATION_MS, "168h", 0, 31622400000LL, NULL,
      "How long a deleted character can be restored (168h = 7 days).", &actor_cfg.restore_window_ms,
      false},
-    {"WY_ACTOR_LEASE", WY_CFG_DURATION_MS, "10s", 1000, 300000, NULL,
-     "Shard lease written when this instance claims its shards (takeover on expiry comes "
-     "with multi-instance ownership).",
+    {"WY_ACTOR_LEASE", WY_CFG_DURATION_MS, "3s", 1000, 300000, NULL,
+     "Instance lease: an instance whose heartbeat is older than this is dead and its shards "
+     "are taken over (at least twice WY_ACTOR_HEARTBEAT).",
      &actor_cfg.lease_ms, false},
+    {"WY_ACTOR_HEARTBEAT", WY_CFG_DURATION_MS, "1s", 100, 60000, NULL,
+     "Period of the lease renewal and of the ownership view (takeover of dead instances' "
+     "shards, hand-off to instances that joined).",
+     &actor_cfg.heartbeat_ms, false},
+    {"WY_ACTOR_FORWARD_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
+     "Deadline of a request forwarded to the instance that owns the character.",
+     &actor_cfg.forward_ms, false},
+    {"WY_ACTOR_ADVERTISE_HOST", WY_CFG_STRING, "", 0, 0, NULL,
+     "Host other wy-actor instances reach this one's gRPC port on (forwarding); empty = "
+     "WY_BIND_HOST, or the host name when that is 0.0.0.0.",
+     &actor_cfg.advertise_host, false},
+    {"WY_ACTOR_PRUNE_EVENTS", WY_CFG_BOOL, "false", 0, 0, NULL,
+     "Delete an actor's events at or below its oldest kept snapshot when a snapshot is "
+     "written (the log then starts at that snapshot; off = keep the whole log).",
+     &actor_cfg.prune_events, false},
+    {"WY_ACTOR_AUDIT_LOG", WY_CFG_BOOL, "true", 0, 0, NULL,
+     "One JSON log line (\"msg\":\"actor event\") per committed event.", &actor_cfg.audit_log,
+     false},
     {"WY_ACTOR_TXN_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
      "How long a cross-actor transaction (Transact) waits to hold its characters before it "
      "is aborted and released (the caller retries with the same txn_id).",
      &actor_cfg.txn_timeout_ms, false},
+    {"WY_ACTOR_RANK_CHECK", WY_CFG_DURATION_MS, "5s", 100, 600000, NULL,
+     "How often the rankings' marker key is checked in Redis; when it is gone (Redis lost "
+     "the boards) they are rebuilt from PostgreSQL.",
+     &actor_cfg.rank_check_ms, false},
 };
 
 static int actor_start(wy_daemon_t *d, const char **err);
 static void actor_stop(wy_daemon_t *d);
 static size_t actor_busy(wy_daemon_t *d);
 
-/* No Kafka subscriptions yet. The topics this daemon will consume
- * (ARCHITECTURE.md, section 1: "wy.gameplay", "wy.npc.perception") get rows in the spec's `subs`
- * table together with their handlers; until then it has no consumer, so its
- * group "wy-actor" commits nothing and the first handler starts at the
- * earliest event. */
+static const char *actor_unready(wy_daemon_t *d);
+
+/* wy.gameplay (proto/gameplay.proto), shared by the instances (group "wy-actor"): each
+ * event is applied once, by the owner of its character (gameplay.c). wy.npc.perception
+ * comes with the NPC work. */
+static const char *const gameplay_types[] = {"gameplay.event", NULL};
+static const wy_daemon_sub_t actor_subs[] = {
+    {"wy.gameplay", WY_SUB_SHARED, gameplay_types, actor_gameplay_event, NULL, NULL},
+};
+
 const wy_daemon_spec_t actor_daemon_spec = {
     .svc = "actor",
     .grpc_service = "wyvern.actor.Actor",
@@ -62,7 +90,19 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .start = actor_start,
     .stop = actor_stop,
     .busy = actor_busy,
+    .unready = actor_unready,
+    .subs = actor_subs,
+    .nsubs = WY_ARRAY_LEN(actor_subs),
+    .helpers = WY_HELPER_OUTBOX | WY_HELPER_CONSUMED,
 };
+
+/* Not ready before the ownership view settled: until the first one no request can be
+ * routed, and a joining instance waits for the shards handed to it. */
+static const char *actor_unready(wy_daemon_t *d)
+{
+    actor_svc_t *svc = wy_daemon_state(d);
+    return svc && actor_owners_settled(svc) ? NULL : "shard_ownership";
+}
 
 void actor_svc_ref(actor_svc_t *svc)
 {
@@ -80,6 +120,10 @@ void actor_svc_unref(actor_svc_t *svc)
 
 static int actor_start(wy_daemon_t *d, const char **err)
 {
+    if (actor_cfg.lease_ms < 2 * actor_cfg.heartbeat_ms) {
+        *err = "WY_ACTOR_LEASE must be at least twice WY_ACTOR_HEARTBEAT";
+        return WY_EINVAL;
+    }
     actor_svc_t *svc = wy_calloc(1, sizeof *svc);
     svc->d = d;
     svc->loop = wy_daemon_loop(d);
@@ -100,8 +144,24 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_cmd_refused = wy_metrics_counter("wy_actor_commands_total", h, "result=\"refused\"");
     svc->m_cmd_failed = wy_metrics_counter("wy_actor_commands_total", h, "result=\"failed\"");
     svc->m_snapshots = wy_metrics_counter("wy_actor_snapshots_total", "Snapshots written.", NULL);
+    svc->m_shards = wy_metrics_gauge("wy_actor_shards", "Shards this instance owns.", NULL);
+    svc->m_takeovers = wy_metrics_counter(
+        "wy_actor_shards_taken_total", "Shards this instance took (takeover or hand-off).", NULL);
+    svc->m_fenced = wy_metrics_counter(
+        "wy_actor_fenced_total", "Writes rejected by the fence (the shard had a new owner).", NULL);
+    svc->m_forwarded =
+        wy_metrics_counter("wy_actor_forwarded_total",
+                           "Requests forwarded to the instance owning the character.", NULL);
+    const char *g = "wy.gameplay events, by outcome.";
+    svc->m_gp_applied = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"applied\"");
+    svc->m_gp_duplicate = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"duplicate\"");
+    svc->m_gp_refused = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"refused\"");
+    svc->m_gp_invalid = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"invalid\"");
+    svc->m_gp_retried = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"retried\"");
+    actor_gameplay_start(svc);
     actor_store_start(svc);
     actor_txn_start();
+    actor_rank_start(svc);
     return actor_grpc_register(d, err);
 }
 
@@ -110,7 +170,9 @@ static void actor_stop(wy_daemon_t *d)
     actor_svc_t *svc = wy_daemon_state(d);
     if (!svc || svc->stopping)
         return;
+    actor_gameplay_stop(svc);
     actor_store_stop(svc);
+    actor_rank_stop(svc);
     actor_svc_unref(svc);
 }
 

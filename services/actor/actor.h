@@ -6,6 +6,8 @@
 #define ACTOR_H
 
 #include "wy_daemon.h"
+#include "wy_grpc.h"
+#include "wy_kafka.h"
 #include "wy_list.h"
 #include "wy_map.h"
 #include "wy_metrics.h"
@@ -23,14 +25,29 @@ typedef struct {
     int64_t max_queue;         /* commands waiting on one actor */
     int64_t max_characters;    /* characters (not deleted) per account */
     int64_t restore_window_ms; /* how long a deleted character can be restored */
-    int64_t lease_ms;          /* shard lease written at claim */
+    int64_t lease_ms;          /* instance lease: dead after this long without a heartbeat */
+    int64_t heartbeat_ms;      /* lease renewal and ownership view period */
+    int64_t forward_ms;        /* deadline of a request forwarded to the owner */
+    char *advertise_host;      /* host other instances reach our gRPC server on */
+    bool prune_events;         /* delete events below the oldest kept snapshot */
+    bool audit_log;            /* one JSON log line per committed event */
     int64_t txn_timeout_ms;    /* a cross-actor transaction's wait for its characters */
+    int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
 } actor_cfg_t;
 
 extern actor_cfg_t actor_cfg;
 
 typedef struct actor actor_t;
 typedef struct actor_batch actor_batch_t;
+
+/* Another instance, as seen in actor.instances: where to forward requests for the shards
+ * it owns. The gRPC channel is opened on first use. Owned by svc->peers. */
+typedef struct {
+    char name[128];
+    char addr[128];
+    wy_grpc_channel_t *ch;
+    bool live; /* in the latest ownership view */
+} actor_peer_t;
 
 /* The service's state (wy_daemon_state). Freed when the last reference goes: stop()
  * drops the first, every PostgreSQL operation in flight and every open uv handle hold
@@ -48,12 +65,26 @@ typedef struct {
     wy_list_t claim_waiters; /* creates waiting for the shard claim */
     unsigned batches;        /* group commits in flight */
     uv_check_t flush;        /* end of a loop turn: write what arrived */
-    uv_timer_t claim_timer;  /* retries the shard claim */
-    bool claimed;
-    int64_t epoch[ACTOR_SHARDS]; /* per shard, from our claim; 0 = not ours */
+    uv_timer_t claim_timer;  /* the ownership view: heartbeat, takeover, hand-off */
+    bool claimed;            /* the first ownership view is done */
+    bool view_running;       /* a view (or its transfers) is in flight */
+    bool view_again;         /* run another view as soon as this one ends */
+    int xfers;               /* transfers of the running view in flight (+1 while it runs) */
+    int shards_due;          /* shards that should be ours, as of the latest view */
+    bool settled;            /* ready: see actor_owners_settled */
+    int64_t first_view_ms;   /* wy_now_ms() the first view ended */
+    int64_t view_sent_ms, last_view_ms; /* wy_now_ms() the running / latest view was sent */
+    int64_t lease_ok_until;             /* wy_now_ms(): our lease is surely valid until then */
+    int64_t epoch[ACTOR_SHARDS];        /* per shard, from our claim; 0 = not ours */
+    actor_peer_t *owner[ACTOR_SHARDS];  /* the other instance owning it, or NULL */
+    wy_map_t *peers;                    /* name -> actor_peer_t */
+    char addr[160];                     /* our gRPC address, as advertised */
     wy_metric_t *m_resident, *m_batch_size, *m_load_events;
     wy_metric_t *m_cmd_ok, *m_cmd_replayed, *m_cmd_refused, *m_cmd_failed;
-    wy_metric_t *m_snapshots;
+    wy_metric_t *m_snapshots, *m_shards, *m_takeovers, *m_fenced, *m_forwarded;
+    wy_metric_t *m_gp_applied, *m_gp_duplicate, *m_gp_refused, *m_gp_invalid, *m_gp_retried;
+    wy_list_t gameplay;  /* gameplay events being applied (gameplay.c) */
+    uv_timer_t gp_timer; /* their retries */
 } actor_svc_t;
 
 void actor_svc_ref(actor_svc_t *svc);
@@ -76,6 +107,13 @@ struct actor_req {
     bool read_only;              /* a read (Get): answers the state, writes nothing */
     bool hold;                   /* a hold for a cross-actor transaction (actor_store_hold) */
     char key[ACTOR_KEY_MAX + 1]; /* idempotency key; "" = none (Delete, Restore) */
+    /* Optional: the account that must own the character (else refused WY_EPERM, recorded
+     * under the key like any refusal); "" = any. */
+    char account[ACTOR_ID_LEN + 1];
+    /* Optional: a consumed Kafka event id, written to actor.wy_consumed in the transaction
+     * of the command's effect; "" = none. */
+    char consumed[ACTOR_KEY_MAX + 1];
+    bool forwarded; /* came from another instance: never forwarded again */
     actor_done_cb done;
     void *ud;
     /* The store's own: */
@@ -104,6 +142,7 @@ typedef struct {
     actor_svc_t *svc;
     wy_pg_tx_t *tx;
     char actor_id[ACTOR_ID_LEN + 1];
+    char event_id[37]; /* of the created event */
     int fail;
     char fail_msg[160];
     actor_event_t ev;
@@ -131,16 +170,60 @@ void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
 void actor_store_hold(actor_svc_t *svc, const char *actor_id, actor_req_t *r);
 /* The committed state of a held actor; valid until the release. */
 const actor_state_t *actor_store_held(const actor_req_t *r);
+/* True when a held actor whose state reaches seq is due a snapshot (the transaction
+ * then writes one with its events). */
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq);
 /* Ends the hold of r. events[0..n) were committed (packed, seq state.seq + 1 on): applied
- * to the state. n 0: nothing was written. unknown: what PostgreSQL has is not known
- * (commit outcome lost, fenced): the state is dropped and read again. */
-void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool unknown);
+ * to the state; snapshot: a snapshot of the state after them was committed too. n 0:
+ * nothing was written. unknown: what PostgreSQL has is not known (commit outcome lost,
+ * fenced): the state is dropped and read again. */
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown);
 /* Creates a character; the answer comes through c->req.done. */
 void actor_store_create(actor_svc_t *svc, actor_create_t *c);
 /* The ids of account_id's characters: not deleted, or deleted within the restore
  * window too when include_deleted. At most 64. */
 void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_deleted,
                       actor_ids_cb cb, void *ud);
+
+/* ---- owners.c: one owner per shard across instances ---- */
+
+/* Starts the ownership view: a first one now, then every WY_ACTOR_HEARTBEAT. */
+void actor_owners_start(actor_svc_t *svc);
+/* Stops the view and releases the shards this instance holds (so that another instance
+ * takes them at once instead of after the lease). */
+void actor_owners_stop(actor_svc_t *svc);
+/* Frees the peers (last reference). */
+void actor_owners_free(actor_svc_t *svc);
+/* True once the first view is done and this instance holds the shards due to it (or a
+ * lease has passed since): the daemon's readiness. */
+bool actor_owners_settled(actor_svc_t *svc);
+/* Runs a view soon (a lost fence, a forwarded request for a shard in transit). */
+void actor_owners_poke(actor_svc_t *svc);
+/* The shards whose ownership changed: resident actors of shards no longer ours are
+ * dropped and their queued requests routed again (store.c). */
+void actor_store_shards_lost(actor_svc_t *svc, const bool lost[ACTOR_SHARDS]);
+/* Some shards became ours: queued creates and writes may go on (store.c). */
+void actor_store_shards_gained(actor_svc_t *svc);
+
+/* ---- forward.c: a request for an actor another instance owns ---- */
+
+/* Sends r to peer p as the matching wyvern.actor.Actor call (Apply, GetCharacter,
+ * DeleteCharacter, RestoreCharacter), marked forwarded; the answer comes through r->done
+ * like a local one. */
+void actor_forward(actor_svc_t *svc, actor_peer_t *p, const char *actor_id, actor_req_t *r);
+/* Reads the forwarding metadata of a call into r (forwarded, account, consumed). WY_EINVAL
+ * with *why on a malformed value. */
+int actor_forward_metadata(wy_grpc_call_id_t call, actor_req_t *r, const char **why);
+
+/* ---- gameplay.c: the wy.gameplay consumer ---- */
+
+/* Sets up the retry timer. */
+void actor_gameplay_start(actor_svc_t *svc);
+/* The handler of the spec's `subs` row (type gameplay.event). */
+void actor_gameplay_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
+/* Gives up the events still being applied (not done: Kafka delivers them again). */
+void actor_gameplay_stop(actor_svc_t *svc);
 
 /* ---- handlers_grpc.c ---- */
 

@@ -2,6 +2,7 @@
  * snapshots. Everything a character can become goes through actor_apply, on the write
  * path (the store applies the events it just committed) and on the load path alike. */
 #include "character.h"
+#include "friends.h"
 #include "wy_text.h"
 
 #include <math.h>
@@ -27,6 +28,7 @@ void actor_state_clear(actor_state_t *s)
     char id[ACTOR_ID_LEN + 1];
     memcpy(id, s->actor_id, sizeof id);
     wy_free(s->items);
+    actor_friends_free(&s->friends);
     actor_state_init(s, id);
 }
 
@@ -34,7 +36,10 @@ void actor_state_copy(actor_state_t *dst, const actor_state_t *src)
 {
     actor_stack_t *keep = dst->items;
     size_t keep_cap = dst->cap_items;
+    actor_friends_t keep_friends = dst->friends;
     *dst = *src;
+    dst->friends = keep_friends;
+    actor_friends_copy(&dst->friends, &src->friends);
     if (keep_cap < src->n_items) {
         wy_free(keep);
         keep_cap = src->n_items;
@@ -62,7 +67,7 @@ bool actor_state_equal(const actor_state_t *a, const actor_state_t *b)
            !strcmp(a->zone, b->zone) && a->x == b->x && a->y == b->y && a->z == b->z &&
            a->deleted == b->deleted && a->deleted_at_ms == b->deleted_at_ms &&
            a->created_at_ms == b->created_at_ms && a->seq == b->seq && a->n_items == b->n_items &&
-           stacks_equal(a, b);
+           stacks_equal(a, b) && actor_friends_equal(&a->friends, &b->friends);
 }
 
 /* Index of item, or of where it would go (*found false). */
@@ -201,6 +206,13 @@ int actor_apply(actor_state_t *s, uint64_t seq, const Wyvern__Actor__Event *ev)
     case WYVERN__ACTOR__EVENT__BODY_RESTORED:
         s->deleted = false;
         s->deleted_at_ms = 0;
+        break;
+    case WYVERN__ACTOR__EVENT__BODY_FRIEND_REQUEST_SENT: /* friends.h */
+    case WYVERN__ACTOR__EVENT__BODY_FRIEND_REQUEST_RECEIVED:
+    case WYVERN__ACTOR__EVENT__BODY_FRIEND_ADDED:
+    case WYVERN__ACTOR__EVENT__BODY_FRIEND_REQUEST_DECLINED:
+    case WYVERN__ACTOR__EVENT__BODY_FRIEND_REMOVED:
+        actor_friends_apply(&s->friends, ev);
         break;
     case WYVERN__ACTOR__EVENT__BODY_TRADED: /* cross-actor transactions: txn.h */
         for (size_t i = 0; i < ev->traded->n_gave; i++)
@@ -614,14 +626,19 @@ void actor_view_init(actor_view_t *v, const actor_state_t *s)
     v->c.deleted_at_ms = s->deleted_at_ms;
     v->c.created_at_ms = s->created_at_ms;
     v->c.seq = s->seq;
+    actor_friends_view(&s->friends, &v->c, &v->friends, &v->friend_ptrs);
 }
 
 void actor_view_clear(actor_view_t *v)
 {
     wy_free(v->stacks);
     wy_free(v->ptrs);
+    wy_free(v->friends);
+    wy_free(v->friend_ptrs);
     v->stacks = NULL;
     v->ptrs = NULL;
+    v->friends = NULL;
+    v->friend_ptrs = NULL;
 }
 
 uint8_t *actor_snapshot_encode(const actor_state_t *s, size_t *len)
@@ -653,6 +670,7 @@ int actor_snapshot_decode(actor_state_t *s, const uint8_t *data, size_t len)
     for (size_t i = 0; ok && i < c->n_inventory; i++)
         ok = fits(c->inventory[i]->item, ACTOR_ITEM_MAX) && c->inventory[i]->count > 0 &&
              (i == 0 || strcmp(c->inventory[i - 1]->item, c->inventory[i]->item) < 0);
+    ok = ok && actor_friends_valid(c);
     if (!ok) {
         wyvern__actor__character__free_unpacked(c, NULL);
         return WY_EIO;
@@ -672,6 +690,7 @@ int actor_snapshot_decode(actor_state_t *s, const uint8_t *data, size_t len)
     s->deleted_at_ms = c->deleted_at_ms;
     s->created_at_ms = c->created_at_ms;
     s->seq = c->seq;
+    actor_friends_load(&s->friends, c);
     wyvern__actor__character__free_unpacked(c, NULL);
     return WY_OK;
 }

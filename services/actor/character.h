@@ -34,6 +34,22 @@ typedef struct {
     uint32_t count; /* > 0 */
 } actor_stack_t;
 
+/* A friend or a pending friend request of a character (friends.h). status is a
+ * Wyvern__Actor__Friend__Status: FRIEND, INCOMING or OUTGOING. */
+#define ACTOR_MAX_FRIENDS 200 /* friends + pending requests of one character */
+typedef struct {
+    char id[ACTOR_ID_LEN + 1];
+    char account[ACTOR_ID_LEN + 1];
+    char name[ACTOR_NAME_MAX + 1];
+    int status;
+} actor_friend_t;
+
+/* Sorted by id; owned by its state. */
+typedef struct {
+    actor_friend_t *v;
+    size_t n, cap;
+} actor_friends_t;
+
 /* A character as of event `seq`. items is sorted by item id and owned by the state. */
 typedef struct {
     char actor_id[ACTOR_ID_LEN + 1];
@@ -50,7 +66,8 @@ typedef struct {
     bool deleted;
     int64_t deleted_at_ms;
     int64_t created_at_ms;
-    uint64_t seq; /* 0: nothing applied yet (the character does not exist) */
+    uint64_t seq;            /* 0: nothing applied yet (the character does not exist) */
+    actor_friends_t friends; /* friends.c */
 } actor_state_t;
 
 /* A command, validated for shape (bounds, formats) and copied out of its request, so it
@@ -167,6 +184,8 @@ typedef struct {
     Wyvern__Actor__Position pos;
     Wyvern__Actor__ItemStack *stacks;
     Wyvern__Actor__ItemStack **ptrs;
+    Wyvern__Actor__Friend *friends; /* friends.c */
+    Wyvern__Actor__Friend **friend_ptrs;
 } actor_view_t;
 
 void actor_view_init(actor_view_t *v, const actor_state_t *s);

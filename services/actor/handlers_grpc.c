@@ -3,6 +3,7 @@
  * and hands a request to the store (store.c), which answers through the call's id, so a
  * late answer to a call that is gone is a harmless WY_ECANCELED. Loop thread. */
 #include "actor.h"
+#include "rankings.h"
 #include "txn.h"
 #include "wy_log.h"
 #include "wy_text.h"
@@ -84,7 +85,8 @@ static void rpc_apply(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
     }
     hop_t *h = hop_new(call, REPLY_APPLY);
     const char *why = NULL;
-    if (actor_cmd_from_request(in, &h->req.cmd, &why) != WY_OK) {
+    if (actor_forward_metadata(call, &h->req, &why) != WY_OK ||
+        actor_cmd_from_request(in, &h->req.cmd, &why) != WY_OK) {
         wy_grpc_reply_error(call, WY_EINVAL, why);
         wy_free(h);
         return;
@@ -100,6 +102,12 @@ static void submit_simple(wy_grpc_call_id_t call, void *arg, const char *actor_i
     if (!svc || !id_ok(call, actor_id, "actor_id"))
         return;
     hop_t *h = hop_new(call, REPLY_CHARACTER);
+    const char *why = NULL;
+    if (actor_forward_metadata(call, &h->req, &why) != WY_OK) {
+        wy_grpc_reply_error(call, WY_EINVAL, why);
+        wy_free(h);
+        return;
+    }
     h->req.read_only = read_only;
     h->req.cmd.kind = kind;
     actor_store_submit(svc, actor_id, &h->req);
@@ -309,6 +317,20 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.actor.Actor/Apply", &wyvern__actor__apply_request__descriptor, rpc_apply},
         {"/wyvern.actor.Actor/Transact", &wyvern__actor__transact_request__descriptor,
          actor_rpc_transact},
+        {"/wyvern.actor.Actor/RequestFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_request},
+        {"/wyvern.actor.Actor/AcceptFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_accept},
+        {"/wyvern.actor.Actor/DeclineFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_decline},
+        {"/wyvern.actor.Actor/RemoveFriend", &wyvern__actor__friend_command__descriptor,
+         actor_rpc_friend_remove},
+        {"/wyvern.actor.Actor/ListFriends", &wyvern__actor__list_friends_request__descriptor,
+         actor_rpc_friend_list},
+        {"/wyvern.actor.Actor/TopCharacters", &wyvern__actor__top_characters_request__descriptor,
+         actor_rpc_rank_top},
+        {"/wyvern.actor.Actor/CharacterRank", &wyvern__actor__character_rank_request__descriptor,
+         actor_rpc_rank_of},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

@@ -22,6 +22,7 @@
  * is unknown (connection lost during COMMIT) or a lost fence drops the actors' states,
  * so they are reloaded from what PostgreSQL has. */
 #include "actor.h"
+#include "rankings.h"
 #include "wy_buf.h"
 #include "wy_log.h"
 
@@ -65,7 +66,16 @@ struct actor_batch {
     wy_buf_t snap_actor, snap_seq, snap_state;
     wy_buf_t del_actor, del_ms;
     wy_buf_t fence_shard, fence_epoch;
+    wy_buf_t con_id;
     size_t n_events, n_cmds, n_snaps, n_dels;
+    /* The events written, for the audit lines after the commit. */
+    struct batch_event {
+        actor_t *actor;
+        uint64_t seq;
+        const char *type;
+        char id[37];
+    } * evs;
+    size_t cap_evs;
     bool shard_in[ACTOR_SHARDS];
     bool looked_up; /* the keys were read before deciding (after a key conflict) */
 };
@@ -73,6 +83,8 @@ struct actor_batch {
 static void arm_flush(actor_svc_t *svc);
 static void actor_load(actor_t *a);
 static void batch_lookup(actor_batch_t *b);
+static void route_queue_away(actor_t *a);
+static void create_begin(actor_create_t *c);
 
 /* ---- statements (prepared once per connection) ---- */
 
@@ -95,8 +107,12 @@ static const wy_pg_stmt_t sql_fence = {"actor_fence",
 /* The whole write of a batch as one statement, so one implicit transaction and one round
  * trip: the fence (an error in it aborts everything; it is referenced so that it runs),
  * the events, the command keys, the snapshots, the trim of old snapshots (the statement
- * does not see its own new snapshot, so it keeps $18 - 1 of the older ones) and the
- * deleted flag of the index. Empty arrays write nothing. */
+ * does not see its own new snapshot, so it keeps $18 - 1 of the older ones), the deleted
+ * flag of the index, the consumed Kafka event ids, one wy.actor outbox row per event (the
+ * stored payload with actor_id (field 2) and seq (field 3) appended: a protobuf message
+ * followed by more fields is that message with those fields set) and, with
+ * WY_ACTOR_PRUNE_EVENTS, the events at or below the oldest kept snapshot. Empty arrays
+ * write nothing. */
 static const wy_pg_stmt_t sql_write = {
     "actor_write",
     "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
@@ -114,15 +130,21 @@ static const wy_pg_stmt_t sql_write = {
     "9223372036854775807) RETURNING 1), "
     "del AS (UPDATE actor.characters c SET deleted_at = CASE WHEN v.ms = 0 THEN NULL "
     "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($19::uuid[], $20::bigint[]) AS v(id, ms) "
-    "WHERE c.actor_id = v.id RETURNING 1) "
+    "WHERE c.actor_id = v.id RETURNING 1), "
+    "con AS (INSERT INTO actor.wy_consumed (consumer, event_id) SELECT 'actor', x "
+    "FROM unnest($21::text[]) AS x ON CONFLICT DO NOTHING RETURNING 1), "
+    "ob AS (INSERT INTO actor.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT i::text, 'wy.actor', a::text, 'actor.' || t, p || '\\x1224'::bytea || "
+    "convert_to(a::text, 'UTF8') || '\\x18'::bytea || actor.pb_varint(s), "
+    "(extract(epoch FROM now()) * 1000)::bigint "
+    "FROM unnest($4::uuid[], $5::bigint[], $7::uuid[], $8::text[], $9::bytea[]) "
+    "AS x(a, s, i, t, p) RETURNING 1), "
+    "prune AS (DELETE FROM actor.events e USING unnest($15::uuid[], $16::bigint[]) AS n(id, seq) "
+    "WHERE $22::bool AND e.actor_id = n.id AND e.seq <= COALESCE((SELECT min(k.seq) FROM "
+    "(SELECT seq FROM actor.snapshots WHERE actor_id = n.id ORDER BY seq DESC "
+    "LIMIT ($18::int - 1)) k), n.seq) RETURNING 1) "
     "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM ev) AS events",
-    20};
-/* Takes every shard; bumping the epoch fences whoever held one before. */
-static const wy_pg_stmt_t sql_claim = {
-    "actor_claim",
-    "UPDATE actor.owners SET instance = $1, epoch = epoch + 1, "
-    "lease_until = now() + $2::bigint * interval '1 millisecond' RETURNING shard, epoch",
-    2};
+    22};
 static const wy_pg_stmt_t sql_create_lock = {"actor_create_lock",
                                              "SELECT pg_advisory_xact_lock(hashtext($1))", 1};
 static const wy_pg_stmt_t sql_create_check = {
@@ -136,10 +158,15 @@ static const wy_pg_stmt_t sql_character = {
     "INSERT INTO actor.characters (actor_id, account_id, name, name_key, class_name, "
     "create_key) VALUES ($1, $2, $3, $4, $5, $6)",
     6};
+/* The created event and its wy.actor outbox row (as in sql_write). */
 static const wy_pg_stmt_t sql_first_event = {
     "actor_first_event",
-    "INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
-    "VALUES ($1, 1, $2, $3, 'created', $4::bytea)",
+    "WITH e AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) "
+    "VALUES ($1, 1, $2, $3, 'created', $4::bytea) RETURNING actor_id, event_id, payload) "
+    "INSERT INTO actor.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "SELECT event_id::text, 'wy.actor', actor_id::text, 'actor.created', payload || "
+    "'\\x1224'::bytea || convert_to(actor_id::text, 'UTF8') || '\\x1801'::bytea, "
+    "(extract(epoch FROM now()) * 1000)::bigint FROM e",
     4};
 static const wy_pg_stmt_t sql_list = {
     "actor_list",
@@ -322,6 +349,12 @@ static void actor_settle(actor_t *a)
     wy_list_remove(&a->node);
     if (svc->stopping)
         answer_queue(a, WY_EUNAVAIL, "wy-actor is stopping");
+    if (svc->claimed && svc->epoch[actor_shard(a->id)] == 0) {
+        /* The shard moved while this actor loaded or wrote: its state may be stale from now
+         * on, and its queue belongs to the new owner. */
+        route_queue_away(a);
+        return;
+    }
     if (a->n_queued) {
         wy_list_push_back(&svc->ready, &a->node);
         arm_flush(svc);
@@ -336,6 +369,74 @@ static int shard_epoch(actor_svc_t *svc, const char *id)
     return shard >= 0 && svc->epoch[shard] > 0 ? shard : -1;
 }
 
+/* A request for an actor whose shard is not ours: to its owner, or UNAVAILABLE when no
+ * live owner is known (a takeover is due) or it was forwarded here already. */
+static void route_away(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
+{
+    int shard = actor_shard(actor_id);
+    actor_peer_t *p = shard >= 0 ? svc->owner[shard] : NULL;
+    if (r->hold) {
+        /* Transactions hold both characters on one instance: not across instances yet. */
+        answer_error(r, WY_EUNAVAIL,
+                     "the character is owned by another instance (transactions across instances "
+                     "are not supported yet); retry");
+        return;
+    }
+    if (p && !r->forwarded) {
+        actor_forward(svc, p, actor_id, r);
+        return;
+    }
+    actor_owners_poke(svc);
+    answer_error(r, WY_EUNAVAIL,
+                 r->forwarded ? "this instance does not own the character (ownership moving); retry"
+                              : "no live owner for the character's shard right now; retry");
+}
+
+/* An actor of a shard no longer ours: its queued requests go to the new owner, it goes. */
+static void route_queue_away(actor_t *a)
+{
+    actor_svc_t *svc = a->svc;
+    wy_list_t q;
+    wy_list_init(&q);
+    wy_list_t *n;
+    while ((n = wy_list_pop_front(&a->queue)))
+        wy_list_push_back(&q, n);
+    a->n_queued = 0;
+    char id[ACTOR_ID_LEN + 1];
+    memcpy(id, a->id, sizeof id);
+    actor_free(a);
+    while ((n = wy_list_pop_front(&q)))
+        route_away(svc, id, wy_list_entry(n, actor_req_t, node));
+}
+
+void actor_store_shards_lost(actor_svc_t *svc, const bool lost[ACTOR_SHARDS])
+{
+    /* Collected first: routing answers requests, whose callbacks may submit more. */
+    size_t n = 0, cap = 64;
+    actor_t **drop = wy_calloc(cap, sizeof *drop);
+    wy_map_iter_t it;
+    wy_map_iter_init(&it, svc->resident);
+    while (wy_map_next(&it)) {
+        actor_t *a = it.val;
+        if (a->phase != ACTOR_READY || !lost[actor_shard(a->id)])
+            continue; /* loading or writing: actor_settle routes it when that ends */
+        if (n == cap)
+            drop = wy_realloc(drop, (cap *= 2) * sizeof *drop);
+        drop[n++] = a;
+    }
+    for (size_t i = 0; i < n; i++)
+        route_queue_away(drop[i]);
+    wy_free(drop);
+}
+
+void actor_store_shards_gained(actor_svc_t *svc)
+{
+    wy_list_t *w;
+    while ((w = wy_list_pop_front(&svc->claim_waiters)))
+        create_begin(wy_list_entry(w, actor_create_t, node));
+    arm_flush(svc);
+}
+
 void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
 {
     r->status = WY_OK;
@@ -348,8 +449,17 @@ void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
         answer_error(r, WY_EUNAVAIL, "wy-actor is stopping");
         return;
     }
-    if (svc->claimed && shard_epoch(svc, actor_id) < 0 && !r->read_only) {
-        answer_error(r, WY_EUNAVAIL, "this instance no longer owns the character's shard");
+    if (!svc->claimed) {
+        answer_error(r, WY_EUNAVAIL, "wy-actor is starting (shard ownership); retry");
+        return;
+    }
+    if (shard_epoch(svc, actor_id) < 0) {
+        route_away(svc, actor_id, r);
+        return;
+    }
+    if (r->read_only && (int64_t)wy_now_ms() > svc->lease_ok_until) {
+        /* Cut off from PostgreSQL past our lease: another instance may own it by now. */
+        answer_error(r, WY_EUNAVAIL, "ownership lease not renewed; retry");
         return;
     }
     actor_t *a = wy_map_get_str(svc->resident, actor_id);
@@ -461,16 +571,16 @@ static void actor_reread(actor_t *a)
 
 /* ---- group commit ---- */
 
-#define BATCH_ARRAYS 18
+#define BATCH_ARRAYS 19
 
 /* The batch's parameter arrays. */
 static void batch_arrays(actor_batch_t *b, wy_buf_t *out[BATCH_ARRAYS])
 {
-    wy_buf_t *all[BATCH_ARRAYS] = {&b->ev_actor,    &b->ev_seq,     &b->ev_epoch,   &b->ev_id,
-                                   &b->ev_type,     &b->ev_payload, &b->cmd_actor,  &b->cmd_key,
-                                   &b->cmd_status,  &b->cmd_msg,    &b->cmd_result, &b->snap_actor,
-                                   &b->snap_seq,    &b->snap_state, &b->del_actor,  &b->del_ms,
-                                   &b->fence_shard, &b->fence_epoch};
+    wy_buf_t *all[BATCH_ARRAYS] = {&b->ev_actor,    &b->ev_seq,      &b->ev_epoch,   &b->ev_id,
+                                   &b->ev_type,     &b->ev_payload,  &b->cmd_actor,  &b->cmd_key,
+                                   &b->cmd_status,  &b->cmd_msg,     &b->cmd_result, &b->snap_actor,
+                                   &b->snap_seq,    &b->snap_state,  &b->del_actor,  &b->del_ms,
+                                   &b->fence_shard, &b->fence_epoch, &b->con_id};
     memcpy(out, all, sizeof all);
 }
 
@@ -480,6 +590,7 @@ static void batch_free(actor_batch_t *b)
     batch_arrays(b, arrays);
     for (size_t i = 0; i < BATCH_ARRAYS; i++)
         wy_buf_free(arrays[i]);
+    wy_free(b->evs);
     wy_free(b->actors);
     wy_free(b);
 }
@@ -519,16 +630,18 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
                                              : svc->m_cmd_ok);
 }
 
-/* After a lost fence: idle actors of shards this instance no longer owns may be stale;
- * drop them, so a read loads what PostgreSQL has. */
-static void drop_lost_shards(actor_svc_t *svc)
+/* One JSON line per committed event (WY_ACTOR_AUDIT_LOG). */
+static void audit(const actor_batch_t *b)
 {
-    wy_map_iter_t it;
-    wy_map_iter_init(&it, svc->resident);
-    while (wy_map_next(&it)) {
-        actor_t *a = it.val;
-        if (a->phase == ACTOR_READY && !a->n_queued && svc->epoch[actor_shard(a->id)] == 0)
-            actor_free(a); /* deleting during iteration is allowed */
+    if (!actor_cfg.audit_log || (int)WY_LOG_INFO < wy_log_min_level)
+        return;
+    for (size_t i = 0; i < b->n_events; i++) {
+        const struct batch_event *e = &b->evs[i];
+        char seq[24], epoch[24];
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->seq);
+        snprintf(epoch, sizeof epoch, "%lld", (long long)b->svc->epoch[actor_shard(e->actor->id)]);
+        wy_log_info("actor event", "actor", e->actor->id, "seq", seq, "type", e->type, "event_id",
+                    e->id, "epoch", epoch, NULL);
     }
 }
 
@@ -539,6 +652,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_OK) {
+            actor_rank_changed(svc, &a->state, &a->work); /* rankings.c */
             actor_state_copy(&a->state, &a->work);
             if (a->snapshot) {
                 a->snap_seq = a->work.seq;
@@ -547,10 +661,21 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         }
         a->snapshot = false;
     }
-    if (outcome == BATCH_FENCED)
-        for (int s = 0; s < ACTOR_SHARDS; s++)
-            if (b->shard_in[s])
+    if (outcome == BATCH_OK)
+        audit(b);
+    if (outcome == BATCH_OK && b->n_events && wy_daemon_outbox(svc->d))
+        wy_outbox_wake(wy_daemon_outbox(svc->d));
+    bool lost[ACTOR_SHARDS] = {0};
+    if (outcome == BATCH_FENCED) {
+        wy_metric_inc(svc->m_fenced);
+        for (int s = 0; s < ACTOR_SHARDS; s++) {
+            if (b->shard_in[s] && svc->epoch[s] > 0) {
                 svc->epoch[s] = 0;
+                lost[s] = true;
+            }
+        }
+        actor_owners_poke(svc); /* learn who owns them now */
+    }
     /* An answer may free its request, so a duplicate takes its original's outcome first
      * (its result pointer is shared, not owned). Results are freed after every answer;
      * those read by the key lookup are libpq's. */
@@ -600,6 +725,13 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
         if (outcome == BATCH_UNKNOWN || outcome == BATCH_FENCED) {
+            if (outcome == BATCH_FENCED && !svc->stopping) {
+                /* Fenced: the queue goes to the new owner (actor_settle). */
+                actor_state_clear(&a->state);
+                a->phase = ACTOR_READY;
+                actor_settle(a);
+                continue;
+            }
             actor_reread(a); /* what PostgreSQL has is not known here */
             continue;
         }
@@ -607,7 +739,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
         actor_settle(a);
     }
     if (outcome == BATCH_FENCED)
-        drop_lost_shards(svc);
+        actor_store_shards_lost(svc, lost);
     svc->batches--;
     svc->busy--;
     arm_flush(svc);
@@ -651,13 +783,28 @@ static void batch_write(actor_batch_t *b)
         arr_end(arrays[i]);
     char keep[24];
     snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
-    const char *p[] = {b->fence_shard.data, b->fence_epoch.data, wy_daemon_instance(b->svc->d),
-                       b->ev_actor.data,    b->ev_seq.data,      b->ev_epoch.data,
-                       b->ev_id.data,       b->ev_type.data,     b->ev_payload.data,
-                       b->cmd_actor.data,   b->cmd_key.data,     b->cmd_status.data,
-                       b->cmd_msg.data,     b->cmd_result.data,  b->snap_actor.data,
-                       b->snap_seq.data,    b->snap_state.data,  keep,
-                       b->del_actor.data,   b->del_ms.data};
+    const char *p[] = {b->fence_shard.data,
+                       b->fence_epoch.data,
+                       wy_daemon_instance(b->svc->d),
+                       b->ev_actor.data,
+                       b->ev_seq.data,
+                       b->ev_epoch.data,
+                       b->ev_id.data,
+                       b->ev_type.data,
+                       b->ev_payload.data,
+                       b->cmd_actor.data,
+                       b->cmd_key.data,
+                       b->cmd_status.data,
+                       b->cmd_msg.data,
+                       b->cmd_result.data,
+                       b->snap_actor.data,
+                       b->snap_seq.data,
+                       b->snap_state.data,
+                       keep,
+                       b->del_actor.data,
+                       b->del_ms.data,
+                       b->con_id.data,
+                       actor_cfg.prune_events ? "true" : "false"};
     wy_pg_t *pg = wy_daemon_pg(b->svc->d);
     if (!pg || wy_pg_exec(pg, &sql_write, p, on_written, b) != WY_OK)
         batch_end(b, BATCH_FAILED);
@@ -684,7 +831,15 @@ static void add_event(actor_batch_t *b, actor_t *a, uint64_t seq, const actor_ev
     arr_str(&b->ev_id, uuid);
     arr_str(&b->ev_type, ev->type);
     arr_bytes(&b->ev_payload, ev->data, ev->len);
-    b->n_events++;
+    if (b->n_events == b->cap_evs) {
+        b->cap_evs = b->cap_evs ? 2 * b->cap_evs : 64;
+        b->evs = wy_realloc(b->evs, b->cap_evs * sizeof *b->evs);
+    }
+    struct batch_event *e = &b->evs[b->n_events++];
+    e->actor = a;
+    e->seq = seq;
+    e->type = ev->type;
+    memcpy(e->id, uuid, sizeof e->id);
     fence_shard(b, shard);
 }
 
@@ -698,6 +853,8 @@ static void add_command_row(actor_batch_t *b, const actor_req_t *r)
         arr_bytes(&b->cmd_result, r->result, r->result_len);
     else
         arr_null(&b->cmd_result);
+    if (r->consumed[0])
+        arr_str(&b->con_id, r->consumed);
     b->n_cmds++;
     fence_shard(b, actor_shard(r->actor->id)); /* key rows are written under the fence too */
 }
@@ -724,7 +881,10 @@ static void batch_decide(actor_batch_t *b)
             continue;
         if (r->key[0] && (r->dup_of = same_key_before(b, r)))
             continue;
-        if (!r->read_only) {
+        if (!r->read_only && r->account[0] && strcmp(r->account, a->work.account_id)) {
+            r->status = WY_EPERM;
+            snprintf(r->msg, sizeof r->msg, "the character does not belong to this account");
+        } else if (!r->read_only) {
             actor_events_t evs = {0};
             r->status = actor_decide(&a->work, &r->cmd, now, actor_cfg.restore_window_ms, &evs,
                                      r->msg, sizeof r->msg);
@@ -913,7 +1073,13 @@ const actor_state_t *actor_store_held(const actor_req_t *r)
     return &r->actor->state;
 }
 
-void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool unknown)
+bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq)
+{
+    return seq >= r->actor->snap_seq + (uint64_t)actor_cfg.snapshot_every;
+}
+
+void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
+                         bool unknown)
 {
     actor_t *a = r->actor;
     r->actor = NULL;
@@ -924,63 +1090,12 @@ void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, 
         actor_reread(a);
         return;
     }
+    if (snapshot && n) {
+        a->snap_seq = a->state.seq;
+        wy_metric_inc(a->svc->m_snapshots);
+    }
     a->phase = ACTOR_READY;
     actor_settle(a);
-}
-
-/* ---- shard claim ---- */
-
-static void create_begin(actor_create_t *c);
-static void on_claim_timer(uv_timer_t *t);
-
-static void on_claimed(int status, const PGresult *res, const char *err, void *ud)
-{
-    actor_svc_t *svc = ud;
-    svc->busy--;
-    if (!svc->stopping) {
-        if (status != WY_OK) {
-            wy_log_warn("shard claim failed; retrying", "error", err, NULL);
-            uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
-        } else {
-            for (int i = 0; i < PQntuples(res); i++) {
-                int64_t shard = wy_pg_int64(res, i, "shard");
-                if (shard >= 0 && shard < ACTOR_SHARDS)
-                    svc->epoch[shard] = wy_pg_int64(res, i, "epoch");
-            }
-            svc->claimed = true;
-            char n[16];
-            snprintf(n, sizeof n, "%d", PQntuples(res));
-            wy_log_info("shards claimed", "shards", n, NULL);
-            wy_list_t *w;
-            while ((w = wy_list_pop_front(&svc->claim_waiters)))
-                create_begin(wy_list_entry(w, actor_create_t, node));
-            arm_flush(svc);
-        }
-    }
-    actor_svc_unref(svc);
-}
-
-static void claim(actor_svc_t *svc);
-
-static void on_claim_timer(uv_timer_t *t)
-{
-    claim(t->data);
-}
-
-/* Takes every shard (one instance for now: see the README). */
-static void claim(actor_svc_t *svc)
-{
-    wy_pg_t *pg = wy_daemon_pg(svc->d);
-    char lease[24];
-    snprintf(lease, sizeof lease, "%lld", (long long)actor_cfg.lease_ms);
-    const char *p[] = {wy_daemon_instance(svc->d), lease};
-    int rc = pg ? wy_pg_exec(pg, &sql_claim, p, on_claimed, svc) : WY_EUNAVAIL;
-    if (rc != WY_OK) {
-        uv_timer_start(&svc->claim_timer, on_claim_timer, CLAIM_RETRY_MS, 0);
-        return;
-    }
-    svc->busy++;
-    actor_svc_ref(svc);
 }
 
 /* ---- create ---- */
@@ -1035,6 +1150,11 @@ static void on_created(int status, const char *err, void *ud)
     actor_state_init(&s, c->actor_id);
     actor_apply_packed(&s, 1, c->ev.data, c->ev.len);
     wy_log_info("character created", "actor", c->actor_id, "account", c->account_id, NULL);
+    if (actor_cfg.audit_log)
+        wy_log_info("actor event", "actor", c->actor_id, "seq", "1", "type", "created", "event_id",
+                    c->event_id, NULL);
+    if (wy_daemon_outbox(svc->d))
+        wy_outbox_wake(wy_daemon_outbox(svc->d));
     if (!svc->stopping && !wy_map_get_str(svc->resident, c->actor_id)) {
         actor_t *a = actor_new(svc, c->actor_id);
         if (a) {
@@ -1098,14 +1218,14 @@ static void on_create_checked(int status, const PGresult *res, const char *err, 
                          c->name_key, c->class_name, c->key[0] ? c->key : NULL};
     if (rc == WY_OK)
         rc = wy_pg_tx_exec(c->tx, &sql_character, ins, on_create_stmt, c);
-    char uuid[37], epoch[32];
-    wy_uuid4(uuid);
+    char epoch[32];
+    wy_uuid4(c->event_id);
     snprintf(epoch, sizeof epoch, "%lld", (long long)svc->epoch[shard]);
     wy_buf_t payload = WY_BUF_INIT;
     wy_buf_puts(&payload, "\\x");
     for (size_t i = 0; i < c->ev.len; i++)
         wy_buf_printf(&payload, "%02x", c->ev.data[i]);
-    const char *ev[] = {c->actor_id, epoch, uuid, payload.data};
+    const char *ev[] = {c->actor_id, epoch, c->event_id, payload.data};
     if (rc == WY_OK)
         rc = wy_pg_tx_exec(c->tx, &sql_first_event, ev, on_create_stmt, c);
     wy_buf_free(&payload);
@@ -1137,6 +1257,22 @@ static void on_create_begun(int status, wy_pg_tx_t *tx, const char *err, void *u
 
 static void create_begin(actor_create_t *c)
 {
+    /* A new character lives in a shard this instance owns, so its creator is its owner. */
+    int mine[ACTOR_SHARDS], n = 0;
+    for (int s = 0; s < ACTOR_SHARDS; s++)
+        if (c->svc->epoch[s] > 0)
+            mine[n++] = s;
+    if (!n) {
+        create_answer(c, WY_EUNAVAIL, "this instance owns no shard yet; retry", NULL);
+        return;
+    }
+    /* A UUIDv4's first byte is random: make it one of ours, at random. */
+    wy_uuid4(c->actor_id);
+    uint8_t r[2];
+    wy_random(r, sizeof r);
+    char hex[3];
+    snprintf(hex, sizeof hex, "%02x", mine[((unsigned)r[0] << 8 | r[1]) % (unsigned)n]);
+    memcpy(c->actor_id, hex, 2);
     wy_pg_t *pg = wy_daemon_pg(c->svc->d);
     if (!pg || wy_pg_begin(pg, on_create_begun, c) != WY_OK)
         create_answer(c, WY_EUNAVAIL, UNAVAIL_MSG, NULL);
@@ -1224,12 +1360,13 @@ void actor_store_start(actor_svc_t *svc)
     svc->flush.data = svc->claim_timer.data = svc;
     actor_svc_ref(svc); /* each handle, released by its close callback */
     actor_svc_ref(svc);
-    claim(svc);
+    actor_owners_start(svc);
 }
 
 void actor_store_stop(actor_svc_t *svc)
 {
     svc->stopping = true;
+    actor_owners_stop(svc);
     wy_map_iter_t it;
     wy_map_iter_init(&it, svc->resident);
     while (wy_map_next(&it))
@@ -1245,6 +1382,7 @@ void actor_store_stop(actor_svc_t *svc)
 /* Called by actor_svc_unref when the last reference goes. */
 void actor_store_free(actor_svc_t *svc)
 {
+    actor_owners_free(svc);
     if (!svc->resident)
         return;
     wy_map_iter_t it;

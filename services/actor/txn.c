@@ -1,4 +1,5 @@
-/* wy-actor cross-actor transactions: the coordinator of Transact (trade, gift).
+/* wy-actor cross-actor transactions: the coordinator of Transact (trade, gift) and of
+ * the friend commands (request, accept, decline, remove), and ListFriends.
  *
  * 1. prepare: each side is held through the store (actor_store_hold), in actor-id order
  *    so two transactions over overlapping pairs never wait on each other in a circle; a
@@ -18,6 +19,7 @@
  * point leaves both events or neither in PostgreSQL (one statement), and memory is
  * rebuilt from PostgreSQL after it. Loop thread. */
 #include "actor.h"
+#include "friends.h"
 #include "txn.h"
 #include "wy_log.h"
 #include "wy_text.h"
@@ -29,6 +31,15 @@
 
 typedef struct txn txn_t;
 
+/* What differs between kinds of transactions: the decision of both sides (fills t->ev)
+ * and the answer (a message of type `result`, packed from both sides' states after). */
+typedef struct {
+    int (*decide)(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap);
+    uint8_t *(*pack)(const txn_t *t, const actor_state_t after[2], size_t *len);
+    const ProtobufCMessageDescriptor *result;
+    void (*set_replayed)(ProtobufCMessage *res);
+} txn_ops_t;
+
 typedef struct {
     actor_req_t req; /* the hold */
     txn_t *t;
@@ -39,8 +50,11 @@ struct txn {
     actor_svc_t *svc;
     wy_grpc_call_id_t call;
     char id[ACTOR_TXN_ID_MAX + 1];
-    const char *kind; /* "trade" or "gift" (static) */
-    char who[2][8];   /* the sides' names in messages */
+    const txn_ops_t *ops;
+    const char *kind; /* "trade", "gift", "friend_request"... (static) */
+    actor_friend_op_t friend_op;
+    char account[ACTOR_ID_LEN + 1]; /* friends: side 0 must belong to it ("" = any) */
+    char who[2][8];                 /* the sides' names in messages */
     char actor[2][ACTOR_ID_LEN + 1];
     actor_offer_t give[2]; /* what side i gives to the other */
     txn_side_t side[2];
@@ -50,7 +64,8 @@ struct txn {
     bool answered, writing, timer_open;
     uv_timer_t timer;
     actor_event_t ev[2];
-    uint8_t *result; /* the packed TransactResponse, written with the events */
+    bool snapshot[2]; /* the write holds a snapshot of side i */
+    uint8_t *result;  /* the packed answer, written with the events */
     size_t result_len;
     int64_t started_ns;
 };
@@ -73,10 +88,19 @@ static const wy_pg_stmt_t sql_txn_write = {
     "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "
     "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "
     "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "
-    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1) "
+    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "
+    /* A side that crossed WY_ACTOR_SNAPSHOT_EVERY gets its snapshot ($19 / $20, NULL =
+     * none) and keeps the $21 newest (the statement does not see its own insert). */
+    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "
+    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), "
+    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "
+    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "
+    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "
     "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "
-    "(SELECT count(*) FROM ev) AS events",
-    18};
+    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "
+    "(SELECT count(*) FROM trim) AS trimmed",
+    21};
 static const wy_pg_stmt_t sql_txn_refuse = {
     "actor_txn_refuse",
     "INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, message) "
@@ -86,6 +110,14 @@ static const wy_pg_stmt_t sql_txn_first = {
     "actor_txn_first", "SELECT status, message, result FROM actor.txns WHERE txn_id = $1", 1};
 
 /* ---- answers ---- */
+
+/* bytea input text: \\x and the bytes in hex. */
+static void hex(wy_buf_t *b, const actor_event_t *ev)
+{
+    wy_buf_puts(b, "\\x");
+    for (size_t i = 0; i < ev->len; i++)
+        wy_buf_printf(b, "%02x", ev->data[i]);
+}
 
 static void count(wy_metric_t *c, const txn_t *t)
 {
@@ -106,43 +138,41 @@ static void answer_error(txn_t *t, int status, const char *msg)
 
 static void answer_packed(txn_t *t, const uint8_t *data, size_t len, bool replayed)
 {
-    Wyvern__Actor__TransactResponse *res =
-        data ? wyvern__actor__transact_response__unpack(NULL, len, data) : NULL;
+    ProtobufCMessage *res =
+        data ? protobuf_c_message_unpack(t->ops->result, NULL, len, data) : NULL;
     if (!res) {
         answer_error(t, WY_EINTERNAL, "stored transaction result does not decode");
         return;
     }
     t->answered = true;
     count(replayed ? m.replayed : m.ok, t);
-    res->replayed = replayed;
-    wy_grpc_reply(t->call, &res->base);
-    wyvern__actor__transact_response__free_unpacked(res, NULL);
+    if (replayed)
+        t->ops->set_replayed(res);
+    wy_grpc_reply(t->call, res);
+    protobuf_c_message_free_unpacked(res, NULL);
 }
 
-/* The response: both sides after their events. New buffer (wy_free). */
-static uint8_t *pack_result(txn_t *t, size_t *len)
+/* The answer, from both sides after their events (a new buffer, wy_free), and the
+ * snapshots of the sides that are due one (hex bytea text in snap[i], empty if none). */
+static uint8_t *pack_result(txn_t *t, size_t *len, wy_buf_t snap[2])
 {
     actor_state_t after[2];
-    actor_view_t view[2];
-    Wyvern__Actor__Character *cs[2];
     for (int i = 0; i < 2; i++) {
+        const actor_req_t *held = &t->side[i].req;
         actor_state_init(&after[i], t->actor[i]);
-        actor_state_copy(&after[i], actor_store_held(&t->side[i].req));
+        actor_state_copy(&after[i], actor_store_held(held));
         actor_apply_packed(&after[i], after[i].seq + 1, t->ev[i].data, t->ev[i].len);
-        actor_view_init(&view[i], &after[i]);
-        cs[i] = &view[i].c;
+        if (snap && actor_store_snapshot_due(held, after[i].seq)) {
+            actor_event_t packed = {.type = NULL};
+            packed.data = actor_snapshot_encode(&after[i], &packed.len);
+            hex(&snap[i], &packed);
+            wy_free(packed.data);
+            t->snapshot[i] = true;
+        }
     }
-    Wyvern__Actor__TransactResponse res = WYVERN__ACTOR__TRANSACT_RESPONSE__INIT;
-    res.txn_id = t->id;
-    res.n_characters = 2;
-    res.characters = cs;
-    *len = wyvern__actor__transact_response__get_packed_size(&res);
-    uint8_t *buf = wy_malloc(*len ? *len : 1);
-    wyvern__actor__transact_response__pack(&res, buf);
-    for (int i = 0; i < 2; i++) {
-        actor_view_clear(&view[i]);
+    uint8_t *buf = t->ops->pack(t, after, len);
+    for (int i = 0; i < 2; i++)
         actor_state_clear(&after[i]);
-    }
     return buf;
 }
 
@@ -156,7 +186,7 @@ static void release_all(txn_t *t, bool committed, bool unknown)
             continue;
         t->side[i].held = false;
         actor_store_release(&t->side[i].req, committed ? &t->ev[i] : NULL, committed ? 1 : 0,
-                            unknown);
+                            committed && t->snapshot[i], unknown);
     }
 }
 
@@ -293,20 +323,14 @@ static void on_written(int status, const PGresult *res, const char *err, void *u
     txn_maybe_free(t);
 }
 
-static void hex(wy_buf_t *b, const actor_event_t *ev)
-{
-    wy_buf_puts(b, "\\x");
-    for (size_t i = 0; i < ev->len; i++)
-        wy_buf_printf(b, "%02x", ev->data[i]);
-}
-
 static void write_txn(txn_t *t)
 {
     actor_svc_t *svc = t->svc;
-    t->result = pack_result(t, &t->result_len);
     wy_buf_t res = WY_BUF_INIT, pay[2] = {WY_BUF_INIT, WY_BUF_INIT};
+    wy_buf_t snap[2] = {WY_BUF_INIT, WY_BUF_INIT};
+    t->result = pack_result(t, &t->result_len, snap);
     hex(&res, &(actor_event_t){.data = t->result, .len = t->result_len});
-    char shard[2][8], epoch[2][24], seq[2][24], evid[2][37];
+    char shard[2][8], epoch[2][24], seq[2][24], evid[2][37], keep[24];
     for (int i = 0; i < 2; i++) {
         int sh = actor_shard(t->actor[i]);
         snprintf(shard[i], sizeof shard[i], "%d", sh);
@@ -316,17 +340,36 @@ static void write_txn(txn_t *t)
         wy_uuid4(evid[i]);
         hex(&pay[i], &t->ev[i]);
     }
-    const char *p[] = {
-        shard[0], epoch[0],      shard[1],      epoch[1],    wy_daemon_instance(svc->d),
-        t->id,    t->kind,       t->actor[0],   t->actor[1], res.data,
-        seq[0],   evid[0],       t->ev[0].type, pay[0].data, seq[1],
-        evid[1],  t->ev[1].type, pay[1].data};
+    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    const char *p[] = {shard[0],
+                       epoch[0],
+                       shard[1],
+                       epoch[1],
+                       wy_daemon_instance(svc->d),
+                       t->id,
+                       t->kind,
+                       t->actor[0],
+                       t->actor[1],
+                       res.data,
+                       seq[0],
+                       evid[0],
+                       t->ev[0].type,
+                       pay[0].data,
+                       seq[1],
+                       evid[1],
+                       t->ev[1].type,
+                       pay[1].data,
+                       t->snapshot[0] ? snap[0].data : NULL,
+                       t->snapshot[1] ? snap[1].data : NULL,
+                       keep};
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     t->writing = true;
     int rc = pg ? wy_pg_exec(pg, &sql_txn_write, p, on_written, t) : WY_EUNAVAIL;
     wy_buf_free(&res);
-    wy_buf_free(&pay[0]);
-    wy_buf_free(&pay[1]);
+    for (int i = 0; i < 2; i++) {
+        wy_buf_free(&pay[i]);
+        wy_buf_free(&snap[i]);
+    }
     if (rc != WY_OK) {
         t->writing = false;
         release_all(t, false, false);
@@ -335,19 +378,20 @@ static void write_txn(txn_t *t)
     }
 }
 
-/* Both sides held: decide each, then write (or refuse). */
+/* Both sides held: decide them, then write (or refuse). */
 static void decide(txn_t *t)
 {
     char why[160];
-    int64_t now = (int64_t)wy_wall_ms();
-    for (int i = 0; i < 2; i++) {
-        int rc = actor_trade_decide(actor_store_held(&t->side[i].req), t->who[i], t->id, t->kind,
-                                    t->actor[1 - i], &t->give[i], &t->give[1 - i], now, &t->ev[i],
-                                    why, sizeof why);
-        if (rc != WY_OK) {
-            refuse(t, rc, why);
-            return;
+    const actor_state_t *st[2] = {actor_store_held(&t->side[0].req),
+                                  actor_store_held(&t->side[1].req)};
+    int rc = t->ops->decide(t, st, (int64_t)wy_wall_ms(), why, sizeof why);
+    if (rc != WY_OK) {
+        for (int i = 0; i < 2; i++) {
+            wy_free(t->ev[i].data);
+            t->ev[i].data = NULL;
         }
+        refuse(t, rc, why);
+        return;
     }
     write_txn(t);
 }
@@ -411,22 +455,115 @@ static void on_timeout(uv_timer_t *h)
     txn_maybe_free(t);
 }
 
-/* ---- the method ---- */
+/* ---- trades and gifts ---- */
+
+static int trade_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap)
+{
+    for (int i = 0; i < 2; i++) {
+        int rc = actor_trade_decide(s[i], t->who[i], t->id, t->kind, t->actor[1 - i], &t->give[i],
+                                    &t->give[1 - i], now_ms, &t->ev[i], why, cap);
+        if (rc != WY_OK)
+            return rc;
+    }
+    return WY_OK;
+}
+
+static uint8_t *trade_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
+{
+    actor_view_t view[2];
+    Wyvern__Actor__Character *cs[2];
+    for (int i = 0; i < 2; i++) {
+        actor_view_init(&view[i], &after[i]);
+        cs[i] = &view[i].c;
+    }
+    Wyvern__Actor__TransactResponse res = WYVERN__ACTOR__TRANSACT_RESPONSE__INIT;
+    res.txn_id = (char *)t->id;
+    res.n_characters = 2;
+    res.characters = cs;
+    *len = wyvern__actor__transact_response__get_packed_size(&res);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__actor__transact_response__pack(&res, buf);
+    for (int i = 0; i < 2; i++)
+        actor_view_clear(&view[i]);
+    return buf;
+}
+
+static void trade_replayed(ProtobufCMessage *res)
+{
+    ((Wyvern__Actor__TransactResponse *)res)->replayed = true;
+}
+
+static const txn_ops_t trade_ops = {trade_decide, trade_pack,
+                                    &wyvern__actor__transact_response__descriptor, trade_replayed};
+
+/* A new transaction of call, or NULL (and the call answered INVALID_ARGUMENT / UNAVAILABLE). */
+static txn_t *txn_new(wy_grpc_call_id_t call, void *arg, const char *txn_id)
+{
+    actor_svc_t *svc = wy_daemon_state(arg);
+    if (!svc || svc->stopping) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-actor is stopping");
+        return NULL;
+    }
+    size_t idlen = txn_id ? strlen(txn_id) : 0;
+    if (idlen == 0 || idlen > ACTOR_TXN_ID_MAX || !wy_text_valid_utf8(txn_id, idlen)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "txn_id must be 1..128 bytes of UTF-8");
+        return NULL;
+    }
+    txn_t *t = wy_calloc(1, sizeof *t);
+    memcpy(t->id, txn_id, idlen + 1);
+    t->svc = svc;
+    t->call = call;
+    return t;
+}
+
+/* Side i of t is actor_id (checked), named `who` in messages. */
+static bool side_id(wy_grpc_call_id_t call, txn_t *t, int i, const char *who, const char *actor_id)
+{
+    snprintf(t->who[i], sizeof t->who[i], "%s", who);
+    if (!actor_uuid_valid(actor_id)) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "%s: actor_id must be a lower-case UUID", who);
+        wy_grpc_reply_error(call, WY_EINVAL, msg);
+        return false;
+    }
+    snprintf(t->actor[i], sizeof t->actor[i], "%s", actor_id);
+    return true;
+}
+
+/* Runs t (its sides set): holds, decides, writes, answers. */
+static void txn_run(txn_t *t)
+{
+    actor_svc_t *svc = t->svc;
+    if (!strcmp(t->actor[0], t->actor[1])) {
+        wy_grpc_reply_error(t->call, WY_EINVAL, "a transaction needs two different characters");
+        wy_free(t);
+        return;
+    }
+    t->started_ns = (int64_t)wy_now_ns();
+    for (int i = 0; i < 2; i++)
+        t->side[i].t = t;
+    /* One global order of holds: no two transactions wait on each other in a circle. */
+    bool a_first = strcmp(t->actor[0], t->actor[1]) < 0;
+    t->order[0] = a_first ? 0 : 1;
+    t->order[1] = a_first ? 1 : 0;
+    actor_svc_ref(svc);
+    svc->busy++;
+    uv_timer_init(svc->loop, &t->timer);
+    t->timer.data = t;
+    t->timer_open = true;
+    uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
+    hold_next(t);
+}
 
 static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *who,
                          const char *actor_id, Wyvern__Actor__ItemStack *const *items, size_t n,
                          uint64_t gold)
 {
     const char *why = NULL;
-    char msg[160];
-    snprintf(t->who[i], sizeof t->who[i], "%s", who);
-    if (!actor_uuid_valid(actor_id)) {
-        snprintf(msg, sizeof msg, "%s: actor_id must be a lower-case UUID", who);
-        wy_grpc_reply_error(call, WY_EINVAL, msg);
+    if (!side_id(call, t, i, who, actor_id))
         return false;
-    }
-    snprintf(t->actor[i], sizeof t->actor[i], "%s", actor_id);
     if (actor_offer_from_pb(items, n, gold, &t->give[i], &why) != WY_OK) {
+        char msg[160];
         snprintf(msg, sizeof msg, "%s: %s", who, why);
         wy_grpc_reply_error(call, WY_EINVAL, msg);
         return false;
@@ -437,17 +574,10 @@ static bool side_from_pb(wy_grpc_call_id_t call, txn_t *t, int i, const char *wh
 void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Actor__TransactRequest *in = (const Wyvern__Actor__TransactRequest *)req;
-    actor_svc_t *svc = wy_daemon_state(arg);
-    if (!svc || svc->stopping) {
-        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-actor is stopping");
+    txn_t *t = txn_new(call, arg, in->txn_id);
+    if (!t)
         return;
-    }
-    size_t idlen = in->txn_id ? strlen(in->txn_id) : 0;
-    if (idlen == 0 || idlen > ACTOR_TXN_ID_MAX || !wy_text_valid_utf8(in->txn_id, idlen)) {
-        wy_grpc_reply_error(call, WY_EINVAL, "txn_id must be 1..128 bytes of UTF-8");
-        return;
-    }
-    txn_t *t = wy_calloc(1, sizeof *t);
+    t->ops = &trade_ops;
     bool ok;
     static Wyvern__Actor__TradeSide none = WYVERN__ACTOR__TRADE_SIDE__INIT;
     if (in->kind_case == WYVERN__ACTOR__TRANSACT_REQUEST__KIND_TRADE) {
@@ -465,10 +595,6 @@ void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
         wy_grpc_reply_error(call, WY_EINVAL, "no transaction set (trade or gift)");
         ok = false;
     }
-    if (ok && !strcmp(t->actor[0], t->actor[1])) {
-        wy_grpc_reply_error(call, WY_EINVAL, "a transaction needs two different characters");
-        ok = false;
-    }
     if (ok && !t->give[0].n_items && !t->give[0].gold && !t->give[1].n_items && !t->give[1].gold) {
         wy_grpc_reply_error(call, WY_EINVAL, "nothing is given");
         ok = false;
@@ -477,23 +603,191 @@ void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
         wy_free(t);
         return;
     }
-    memcpy(t->id, in->txn_id, idlen + 1);
-    t->svc = svc;
-    t->call = call;
-    t->started_ns = (int64_t)wy_now_ns();
-    for (int i = 0; i < 2; i++)
-        t->side[i].t = t;
-    /* One global order of holds: no two transactions wait on each other in a circle. */
-    bool a_first = strcmp(t->actor[0], t->actor[1]) < 0;
-    t->order[0] = a_first ? 0 : 1;
-    t->order[1] = a_first ? 1 : 0;
-    actor_svc_ref(svc);
-    svc->busy++;
-    uv_timer_init(svc->loop, &t->timer);
-    t->timer.data = t;
-    t->timer_open = true;
-    uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
-    hold_next(t);
+    txn_run(t);
+}
+
+/* ---- friends ---- */
+
+static int friend_decide(txn_t *t, const actor_state_t *s[2], int64_t now_ms, char *why, size_t cap)
+{
+    if (t->account[0] && s[0]->seq && strcmp(t->account, s[0]->account_id)) {
+        snprintf(why, cap, "actor: not a character of this account");
+        return WY_EPERM;
+    }
+    return actor_friend_decide(t->friend_op, s[0], s[1], t->id, now_ms, t->ev, why, cap);
+}
+
+/* *fl (initialised by the caller) shows c's friends; it points into c. */
+static void friend_list_of(Wyvern__Actor__FriendList *fl, const Wyvern__Actor__Character *c)
+{
+    fl->actor_id = c->actor_id;
+    fl->name = c->name;
+    fl->n_friends = c->n_friends;
+    fl->friends = c->friends;
+}
+
+/* The FriendList of c, packed, with the entry of other (NULL: none) as `other`: a new
+ * buffer (wy_free). */
+static uint8_t *friend_list(const Wyvern__Actor__Character *c, const char *other, size_t *len)
+{
+    Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
+    friend_list_of(&fl, c);
+    for (size_t i = 0; other && i < c->n_friends; i++)
+        if (!strcmp(c->friends[i]->actor_id, other))
+            fl.other = c->friends[i];
+    *len = wyvern__actor__friend_list__get_packed_size(&fl);
+    uint8_t *buf = wy_malloc(*len ? *len : 1);
+    wyvern__actor__friend_list__pack(&fl, buf);
+    return buf;
+}
+
+static uint8_t *friend_pack(const txn_t *t, const actor_state_t after[2], size_t *len)
+{
+    actor_view_t v;
+    actor_view_init(&v, &after[0]);
+    uint8_t *buf = friend_list(&v.c, t->actor[1], len);
+    actor_view_clear(&v);
+    return buf;
+}
+
+static void friend_replayed(ProtobufCMessage *res)
+{
+    ((Wyvern__Actor__FriendList *)res)->replayed = true;
+}
+
+static const txn_ops_t friend_ops = {friend_decide, friend_pack,
+                                     &wyvern__actor__friend_list__descriptor, friend_replayed};
+
+/* The other side by name: one query, then the transaction. */
+static const wy_pg_stmt_t sql_by_name = {
+    "actor_by_name",
+    "SELECT actor_id::text AS actor_id FROM actor.characters WHERE name_key = $1 AND "
+    "deleted_at IS NULL",
+    1};
+
+static void on_by_name(int status, const PGresult *res, const char *err, void *ud)
+{
+    txn_t *t = ud;
+    actor_svc_t *svc = t->svc;
+    if (status != WY_OK) {
+        wy_log_warn("character lookup by name failed", "error", err, NULL);
+        wy_grpc_reply_error(t->call, WY_EUNAVAIL, "character store unavailable; retry");
+        wy_free(t);
+    } else if (PQntuples(res) != 1) {
+        wy_grpc_reply_error(t->call, WY_ENOTFOUND, "other: no character has that name");
+        wy_free(t);
+    } else {
+        snprintf(t->actor[1], sizeof t->actor[1], "%s", wy_pg_text(res, 0, "actor_id"));
+        txn_run(t);
+    }
+    svc->busy--;
+    actor_svc_unref(svc);
+}
+
+static void friend_command(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg,
+                           actor_friend_op_t op, const char *kind)
+{
+    const Wyvern__Actor__FriendCommand *in = (const Wyvern__Actor__FriendCommand *)req;
+    txn_t *t = txn_new(call, arg, in->txn_id);
+    if (!t)
+        return;
+    t->ops = &friend_ops;
+    t->kind = kind;
+    t->friend_op = op;
+    bool by_name = !*in->other_actor_id && *in->other_name;
+    if (*in->account_id && !actor_uuid_valid(in->account_id)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "account_id must be a lower-case UUID");
+        wy_free(t);
+        return;
+    }
+    snprintf(t->account, sizeof t->account, "%s", in->account_id);
+    if (!side_id(call, t, 0, "actor", in->actor_id) ||
+        (!by_name && !side_id(call, t, 1, "other", in->other_actor_id))) {
+        wy_free(t);
+        return;
+    }
+    if (!by_name) {
+        txn_run(t);
+        return;
+    }
+    snprintf(t->who[1], sizeof t->who[1], "other");
+    char *display = NULL, *key = NULL;
+    const char *why = NULL;
+    if (actor_name_check(in->other_name, strlen(in->other_name), &display, &key, &why) != WY_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "other_name: %s", why);
+        wy_grpc_reply_error(call, WY_EINVAL, msg);
+        wy_free(t);
+        return;
+    }
+    const char *p[] = {key};
+    wy_pg_t *pg = wy_daemon_pg(t->svc->d);
+    actor_svc_ref(t->svc);
+    t->svc->busy++;
+    if (!pg || wy_pg_exec(pg, &sql_by_name, p, on_by_name, t) != WY_OK)
+        on_by_name(WY_EUNAVAIL, NULL, "PostgreSQL unavailable", t);
+    wy_free(display);
+    wy_free(key);
+}
+
+void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_REQUEST, "friend_request");
+}
+
+void actor_rpc_friend_accept(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_ACCEPT, "friend_accept");
+}
+
+void actor_rpc_friend_decline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_DECLINE, "friend_decline");
+}
+
+void actor_rpc_friend_remove(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    friend_command(call, req, arg, ACTOR_FRIEND_REMOVE, "friend_remove");
+}
+
+/* ListFriends: a read of the character. */
+typedef struct {
+    actor_req_t req;
+    wy_grpc_call_id_t call;
+} friend_read_t;
+
+static void on_friend_read(actor_req_t *r, int status, const char *msg,
+                           const Wyvern__Actor__ApplyResponse *res)
+{
+    friend_read_t *fr = r->ud;
+    if (status != WY_OK) {
+        wy_grpc_reply_error(fr->call, status, msg);
+    } else {
+        Wyvern__Actor__FriendList fl = WYVERN__ACTOR__FRIEND_LIST__INIT;
+        friend_list_of(&fl, res->character);
+        wy_grpc_reply(fr->call, &fl.base);
+    }
+    wy_free(fr);
+}
+
+void actor_rpc_friend_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Actor__ListFriendsRequest *in = (const Wyvern__Actor__ListFriendsRequest *)req;
+    actor_svc_t *svc = wy_daemon_state(arg);
+    if (!svc || svc->stopping) {
+        wy_grpc_reply_error(call, WY_EUNAVAIL, "wy-actor is stopping");
+        return;
+    }
+    if (!actor_uuid_valid(in->actor_id)) {
+        wy_grpc_reply_error(call, WY_EINVAL, "actor_id must be a lower-case UUID");
+        return;
+    }
+    friend_read_t *fr = wy_calloc(1, sizeof *fr);
+    fr->call = call;
+    fr->req.read_only = true;
+    fr->req.done = on_friend_read;
+    fr->req.ud = fr;
+    actor_store_submit(svc, in->actor_id, &fr->req);
 }
 
 void actor_txn_start(void)

@@ -1,5 +1,5 @@
-/* wy-actor cross-actor transactions (Transact: trade, gift). The pure part (trade.c):
- * the shape of an offer, deciding one side into its Traded event. The coordinator
+/* wy-actor cross-actor transactions (Transact: trade, gift; the friend commands). The pure part
+ * (trade.c): the shape of an offer, deciding one side into its Traded event. The coordinator
  * (txn.c): holds both actors through the store (actor_store_hold), decides, writes the
  * events of both and the txn_id row in ONE PostgreSQL statement, then releases them
  * with the events applied (or not). Loop thread, except the pure part (any thread). */
@@ -37,7 +37,13 @@ int actor_trade_decide(const actor_state_t *s, const char *who, const char *txn_
 /* Registers the transaction metrics (daemon start). */
 void actor_txn_start(void);
 
-/* The Transact method (registered by handlers_grpc.c). Loop thread. */
+/* The methods of transactions and friends (registered by handlers_grpc.c; arg is the
+ * daemon). Loop thread. */
 void actor_rpc_transact(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void actor_rpc_friend_request(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void actor_rpc_friend_accept(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void actor_rpc_friend_decline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void actor_rpc_friend_remove(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+void actor_rpc_friend_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
 
 #endif

@@ -8,11 +8,11 @@
 
 #include <string.h>
 
-/* Redis key prefix of the per-sender rate limiter (docs/keys.md); wy_ratelimit appends
- * ":<key>". One key per check: any slot. */
-#define RKEY_CHAT_RL "chat:rl"
-
 chat_cfg_t chat_cfg;
+
+/* The rate limiter's prefix: keys chat:rl:{<account>} (wy_ratelimit appends ":<key>"; the
+ * key is the account in braces, its hash tag). */
+#define RKEY_CHAT_RATELIMIT "chat:rl"
 
 const char *const chat_kind_names[CHAT_NKINDS] = {"world", "zone",    "party",
                                                   "guild", "whisper", "system"};
@@ -167,6 +167,7 @@ void chat_svc_unref(chat_svc_t *svc)
     if (--svc->refs > 0)
         return;
     chat_filter_free(svc->filter);
+    wy_map_free(svc->sendq); /* empty: every queued Send holds a reference */
     wy_daemon_set_state(svc->d, NULL);
     wy_free(svc);
 }
@@ -245,11 +246,12 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->loop = wy_daemon_loop(d);
     svc->cfg = &chat_cfg;
     svc->refs = 1; /* released by stop() */
+    svc->sendq = wy_map_new(0);
     wy_daemon_set_state(d, svc);
     if (chat_filter_new(chat_cfg.filter_words, &svc->filter, err) != WY_OK)
         return WY_EINVAL;
     svc->filter_refuse = strcmp(chat_cfg.filter_mode, "refuse") == 0;
-    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RL, (uint32_t)chat_cfg.rate_limit,
+    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RATELIMIT, (uint32_t)chat_cfg.rate_limit,
                          (uint32_t)chat_cfg.rate_window_ms, &svc->rl) != WY_OK) {
         *err = "cannot create the rate limiter";
         return WY_EINVAL;

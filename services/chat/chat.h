@@ -6,6 +6,7 @@
 #define CHAT_H
 
 #include "wy_daemon.h"
+#include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_ratelimit.h"
 #include "chat.pb-c.h"
@@ -35,7 +36,7 @@ typedef struct {
     char *filter_words, *filter_mode;
     int64_t retention_ms[CHAT_NKINDS];
     int64_t retention_every_ms;
-    char *presence_key; /* lobby's session index of an account: "sess:{%s}:acct" */
+    char *presence_key; /* lobby's session index of an account (WY_CHAT_PRESENCE_KEY) */
     char *moderators;   /* account ids with the moderator role besides the token's claim */
 } chat_cfg_t;
 
@@ -46,6 +47,7 @@ typedef struct chat_svc {
     chat_filter_t *filter;
     bool filter_refuse;
     wy_ratelimit_t *rl;
+    wy_map_t *sendq; /* channel id -> its Send queue (handlers_grpc.c), while one is busy */
     uv_timer_t retention;
     bool timer_open;
     int refs; /* start's own, one per operation in flight, the timer until closed */

@@ -6,7 +6,10 @@
  * BEGIN/COMMIT round trips). Answers go through the call's id, so a late answer to a call
  * that is gone is a harmless WY_ECANCELED. Loop thread. */
 #include "chat.h"
+#include "wy_buf.h"
+#include "wy_list.h"
 #include "wy_log.h"
+#include "wy_map.h"
 #include "wy_outbox.h"
 #include "wy_pg.h"
 #include "wy_text.h"
@@ -54,6 +57,9 @@ typedef struct {
     bool forward;
     char **recips; /* zone and whisper: the accounts the event goes to */
     size_t nrecips;
+    wy_list_t node;      /* send: in its channel's queue */
+    wy_outbox_row_t row; /* send: the event (event id, payload) */
+    bool has_row;
 } op_t;
 
 static op_t *op_new(chat_svc_t *svc, wy_grpc_call_id_t call, op_kind_t what)
@@ -73,6 +79,8 @@ static void op_free(op_t *op)
         wy_free(op->recips[i]);
     wy_free(op->recips);
     wy_free(op->text);
+    if (op->has_row)
+        wy_outbox_row_free(&op->row);
     op->svc->busy--;
     chat_svc_unref(op->svc);
     wy_free(op);
@@ -194,57 +202,100 @@ static uint8_t *event_pack(const op_t *op, int type, uint64_t target_seq, const 
     return buf;
 }
 
-/* ---- Send ---- */
+/* ---- Send: one statement per channel at a time, carrying every message queued meanwhile ----
+ *
+ * The channel row lock orders the writers of a channel, so its messages are stored one commit
+ * after another; batching what arrived during a commit into the next statement (group commit,
+ * up to SEND_BATCH_MAX) keeps the order and multiplies what one channel stores per second. */
 
-/* $1 channel, $2 kind, $3 sender, $4 name, $5 body, $6 now, $7 member required, $8 recipients
- * from members, $9 offline recipient ('' = none), $10..$15 the outbox row. */
+#define SEND_BATCH_MAX 64
+#define SEND_QUEUE_MAX 4096 /* messages waiting for one channel; more answer UNAVAILABLE */
+
+typedef struct {
+    char channel[CHAT_CHANNEL_MAX + 1];
+    wy_list_t wait; /* op_t.node */
+    size_t nwait;
+    bool busy;
+} chanq_t;
+
+typedef struct {
+    chat_svc_t *svc;
+    chanq_t *q;
+    op_t *ops[SEND_BATCH_MAX];
+    size_t n;
+} batch_t;
+
+/* $1 channel, $2 kind, $3 now, $4 member required, $5 recipients from members, then arrays
+ * (one element per message, in queue order): $6 senders, $7 names, $8 texts, $9 offline
+ * recipients ('' = none), $10 event ids, $11 payloads; $12 topic, $13 event type. One row per
+ * message: its ordinal i, unmuted, member and its seq (NULL when refused). */
 static const wy_pg_stmt_t sql_send = {
-    "chat_send",
-    "WITH chk AS (SELECT NOT EXISTS (SELECT 1 FROM chat.mutes WHERE account_id = $3 "
-    "  AND channel_id IN ('', $1) AND until_ms > $6::bigint) AS unmuted, "
-    "  (NOT $7::boolean OR EXISTS (SELECT 1 FROM chat.members WHERE channel_id = $1 "
-    "  AND account_id = $3)) AS member), "
+    "chat_send_batch",
+    /* input and rc are read before c locks the channel row: the checks and the members (the
+     * recipients of party and guild messages) are done outside the lock, which then covers only
+     * the upsert, the inserts and the commit. */
+    "WITH input AS MATERIALIZED (SELECT t.i, t.sender, t.name, t.body, t.off, t.ev, t.payload, "
+    "  NOT EXISTS (SELECT 1 FROM chat.mutes mu WHERE mu.account_id = t.sender AND "
+    "  mu.channel_id IN ('', $1) AND mu.until_ms > $3::bigint) AS unmuted, "
+    "  (NOT $4::boolean OR EXISTS (SELECT 1 FROM chat.members mb WHERE mb.channel_id = $1 "
+    "  AND mb.account_id = t.sender)) AS member "
+    "  FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[]) "
+    "  WITH ORDINALITY AS t(sender, name, body, off, ev, payload, i)), "
+    "acc AS MATERIALIZED (SELECT input.*, row_number() OVER (ORDER BY i) AS k, "
+    "  count(*) OVER () AS n FROM input WHERE unmuted AND member), "
+    "rc AS MATERIALIZED (SELECT CASE WHEN $5::boolean THEN coalesce((SELECT "
+    "  string_agg(chat.pb_recipient(account_id), '\\x'::bytea) FROM chat.members "
+    "  WHERE channel_id = $1), '\\x'::bytea) ELSE '\\x'::bytea END AS recips), "
     "c AS (INSERT INTO chat.channels AS ch (id, kind, last_seq, created_ms) "
-    "  SELECT $1, $2, 1, $6::bigint FROM chk WHERE chk.unmuted AND chk.member "
-    "  ON CONFLICT (id) DO UPDATE SET last_seq = ch.last_seq + 1 RETURNING ch.last_seq AS seq), "
+    "  SELECT $1, $2, a.n, $3::bigint FROM (SELECT max(n) AS n FROM acc) a, rc WHERE a.n > 0 "
+    "  ON CONFLICT (id) DO UPDATE SET last_seq = ch.last_seq + EXCLUDED.last_seq "
+    "  RETURNING ch.last_seq AS last), "
     "m AS (INSERT INTO chat.messages (channel_id, seq, type, sender_id, sender_name, body, ts_ms) "
-    "  SELECT $1, c.seq, 0, $3, $4, $5, $6::bigint FROM c RETURNING seq), "
+    "  SELECT $1, c.last - acc.n + acc.k, 0, acc.sender, acc.name, acc.body, $3::bigint "
+    "  FROM acc, c), "
     "off AS (INSERT INTO chat.offline_whispers (account_id, channel_id, seq) "
-    "  SELECT $9, $1, m.seq FROM m WHERE $9 <> ''), "
+    "  SELECT acc.off, $1, c.last - acc.n + acc.k FROM acc, c WHERE acc.off <> '' "
+    "  ORDER BY acc.k), "
     "o AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "  SELECT $10, $11, $12, $13, $14::bytea || chat.pb_uint64(2, m.seq) || CASE WHEN $8::boolean "
-    "  THEN coalesce((SELECT string_agg(chat.pb_recipient(account_id), '\\x'::bytea) "
-    "  FROM chat.members WHERE channel_id = $1), '\\x'::bytea) ELSE '\\x'::bytea END, "
-    "  $15::bigint FROM m) "
-    "SELECT chk.unmuted AS unmuted, chk.member AS member, (SELECT seq FROM m) AS seq FROM chk",
-    15};
+    "  SELECT acc.ev, $12, $1, $13, acc.payload || chat.pb_uint64(2, c.last - acc.n + acc.k) "
+    "  || rc.recips, $3::bigint FROM acc, c, rc ORDER BY acc.k) "
+    "SELECT input.i AS i, input.unmuted AS unmuted, input.member AS member, "
+    "  CASE WHEN acc.k IS NULL THEN NULL ELSE (SELECT last FROM c) - acc.n + acc.k END AS seq "
+    "FROM input LEFT JOIN acc ON acc.i = input.i ORDER BY input.i",
+    13};
 
-static void on_send_done(int status, const PGresult *res, const char *err, void *ud)
+/* Appends s as one element of a PostgreSQL array literal (quoted, \ and " escaped). */
+static void arr_add(wy_buf_t *b, const char *s)
 {
-    op_t *op = ud;
+    wy_buf_puts(b, b->len > 1 ? ",\"" : "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            wy_buf_append(b, "\\", 1);
+        wy_buf_append(b, p, 1);
+    }
+    wy_buf_append(b, "\"", 1);
+}
+
+static void send_reply(op_t *op, int status, const PGresult *res, int row)
+{
     chat_svc_t *svc = op->svc;
     if (status != WY_OK) {
-        wy_log_warn("send failed", "account", op->account, "channel", op->channel, "error",
-                    err ? err : wy_strerror(status), NULL);
         op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
         return;
     }
-    if (!wy_pg_bool(res, 0, "unmuted")) {
+    if (!wy_pg_bool(res, row, "unmuted")) {
         wy_metric_inc(svc->m_refused_mute);
         op_fail(op, WY_EPERM, "you are muted in this channel");
         return;
     }
-    if (!wy_pg_bool(res, 0, "member")) {
+    if (!wy_pg_bool(res, row, "member")) {
         op_fail(op, WY_EPERM, "not a member of this channel");
         return;
     }
-    if (wy_pg_isnull(res, 0, "seq")) {
+    if (wy_pg_isnull(res, row, "seq")) {
         op_fail(op, WY_EINTERNAL, "message not stored");
         return;
     }
-    wy_outbox_t *ob = wy_daemon_outbox(svc->d);
-    if (ob)
-        wy_outbox_wake(ob);
     wy_metric_inc(svc->m_sent);
     if (op->masked)
         wy_metric_inc(svc->m_masked);
@@ -252,7 +303,7 @@ static void on_send_done(int status, const PGresult *res, const char *err, void 
         wy_metric_inc(svc->m_offline);
     Wyvern__Chat__SendResponse r = WYVERN__CHAT__SEND_RESPONSE__INIT;
     r.channel_id = op->channel;
-    r.seq = (uint64_t)wy_pg_int64(res, 0, "seq");
+    r.seq = (uint64_t)wy_pg_int64(res, row, "seq");
     r.text = op->text;
     r.masked = op->masked;
     r.offline = op->offline;
@@ -260,39 +311,125 @@ static void on_send_done(int status, const PGresult *res, const char *err, void 
     op_free(op);
 }
 
+static void flush(chat_svc_t *svc, chanq_t *q);
+
+static void on_batch_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    batch_t *b = ud;
+    chat_svc_t *svc = b->svc;
+    chanq_t *q = b->q;
+    if (status != WY_OK)
+        wy_log_warn("send failed", "channel", q->channel, "error", err ? err : wy_strerror(status),
+                    NULL);
+    int rows = status == WY_OK ? PQntuples(res) : 0;
+    if (status == WY_OK && (size_t)rows != b->n)
+        status = WY_EINTERNAL;
+    else if (status == WY_OK) {
+        wy_outbox_t *ob = wy_daemon_outbox(svc->d);
+        if (ob)
+            wy_outbox_wake(ob);
+    }
+    for (size_t i = 0; i < b->n; i++)
+        send_reply(b->ops[i], status, res, (int)i);
+    q->busy = false;
+    if (q->nwait && !svc->stopping) {
+        flush(svc, q);
+    } else {
+        /* Nothing waits (or the stop refused it): the queue goes; ops still waiting fail. */
+        while (q->nwait) {
+            op_t *op = wy_list_entry(wy_list_pop_front(&q->wait), op_t, node);
+            q->nwait--;
+            op_fail(op, WY_EUNAVAIL, "wy-chat is stopping");
+        }
+        wy_map_del_str(svc->sendq, q->channel, NULL);
+        wy_free(q);
+    }
+    wy_free(b);
+    chat_svc_unref(svc);
+}
+
+static void flush(chat_svc_t *svc, chanq_t *q)
+{
+    batch_t *b = wy_calloc(1, sizeof *b);
+    b->svc = svc;
+    b->q = q;
+    wy_buf_t senders, names, texts, offs, evs, payloads;
+    wy_buf_t *bufs[] = {&senders, &names, &texts, &offs, &evs, &payloads};
+    for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++) {
+        memset(bufs[i], 0, sizeof *bufs[i]);
+        wy_buf_putc(bufs[i], '{');
+    }
+    while (q->nwait && b->n < SEND_BATCH_MAX) {
+        op_t *op = wy_list_entry(wy_list_pop_front(&q->wait), op_t, node);
+        q->nwait--;
+        b->ops[b->n++] = op;
+        arr_add(&senders, op->account);
+        arr_add(&names, op->name);
+        arr_add(&texts, op->text);
+        arr_add(&offs, op->offline ? op->subject : "");
+        arr_add(&evs, op->row.event_id);
+        arr_add(&payloads, op->row.payload_hex);
+    }
+    for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
+        wy_buf_putc(bufs[i], '}');
+    op_t *first = b->ops[0];
+    char nowb[24];
+    snprintf(nowb, sizeof nowb, "%" PRIu64, wy_wall_ms());
+    const char *params[13] = {q->channel,
+                              chat_kind_names[first->kind],
+                              nowb,
+                              member_required(first->kind) ? "t" : "f",
+                              member_required(first->kind) ? "t" : "f",
+                              senders.data,
+                              names.data,
+                              texts.data,
+                              offs.data,
+                              evs.data,
+                              payloads.data,
+                              TOPIC,
+                              EV_TYPE};
+    wy_pg_t *pg = wy_daemon_pg(svc->d);
+    q->busy = true;
+    chat_svc_ref(svc);
+    int rc = pg ? wy_pg_exec(pg, &sql_send, params, on_batch_done, b) : WY_EUNAVAIL;
+    for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
+        wy_buf_free(bufs[i]);
+    if (rc != WY_OK)
+        on_batch_done(rc, NULL, "chat store busy", b);
+}
+
 static void send_exec(op_t *op)
 {
-    wy_pg_t *pg = wy_daemon_pg(op->svc->d);
-    if (!pg) {
-        op_fail(op, WY_EUNAVAIL, "wy-chat is stopping");
-        return;
-    }
+    chat_svc_t *svc = op->svc;
     int64_t now = (int64_t)wy_wall_ms();
     size_t len = 0;
     uint8_t *payload = event_pack(op, MSG_TEXT, 0, NULL, op->text, now, &len);
-    wy_outbox_row_t row;
-    int rc = wy_outbox_row_init(&row, TOPIC, op->channel, EV_TYPE, payload, len);
+    int rc = wy_outbox_row_init(&op->row, TOPIC, op->channel, EV_TYPE, payload, len);
     wy_free(payload);
     if (rc != WY_OK) {
         op_fail(op, rc, "message too big to publish");
         return;
     }
-    char nowb[24];
-    snprintf(nowb, sizeof nowb, "%" PRId64, now);
-    const char *params[15] = {op->channel,
-                              chat_kind_names[op->kind],
-                              op->account,
-                              op->name,
-                              op->text,
-                              nowb,
-                              member_required(op->kind) ? "t" : "f",
-                              member_required(op->kind) ? "t" : "f",
-                              op->offline ? op->subject : ""};
-    memcpy(&params[9], row.params, sizeof row.params);
-    rc = wy_pg_exec(pg, &sql_send, params, on_send_done, op);
-    wy_outbox_row_free(&row);
-    if (rc != WY_OK)
-        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
+    op->has_row = true;
+    if (svc->stopping) {
+        op_fail(op, WY_EUNAVAIL, "wy-chat is stopping");
+        return;
+    }
+    chanq_t *q = wy_map_get_str(svc->sendq, op->channel);
+    if (!q) {
+        q = wy_calloc(1, sizeof *q);
+        snprintf(q->channel, sizeof q->channel, "%s", op->channel);
+        wy_list_init(&q->wait);
+        (void)wy_map_put_str(svc->sendq, q->channel, q); /* unbounded map: cannot fail */
+    }
+    if (q->nwait >= SEND_QUEUE_MAX) {
+        op_fail(op, WY_EBUSY, "channel busy; retry");
+        return;
+    }
+    wy_list_push_back(&q->wait, &op->node);
+    q->nwait++;
+    if (!q->busy)
+        flush(svc, q);
 }
 
 static void on_zone_members(int status, const char *inst, char *const *accounts, size_t n, void *ud)
@@ -430,7 +567,11 @@ static void rpc_send(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     }
     op->masked = masked != NULL;
     op->text = masked ? masked : wy_strdup(text);
-    int rc = svc->rl ? wy_ratelimit_hit(svc->rl, op->account, on_rate, op) : WY_EUNAVAIL;
+    /* The limiter key chat:rl:{<account>}: hash-tagged by the account (Redis Cluster,
+     * docs/keys.md). */
+    char rlkey[CHAT_ID_MAX + 3];
+    snprintf(rlkey, sizeof rlkey, "{%s}", op->account);
+    int rc = svc->rl ? wy_ratelimit_hit(svc->rl, rlkey, on_rate, op) : WY_EUNAVAIL;
     if (rc != WY_OK)
         on_rate(rc, true, 0, op); /* fails open (wy_ratelimit.h) */
 }

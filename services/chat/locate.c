@@ -9,6 +9,11 @@
 
 #define KEY_MAX 256
 
+/* world's keys (docs/keys.md, services/world/README.md), read here. */
+#define RKEY_CHAT_WORLD_ACCT  "world:{acct:%s}"
+#define RKEY_CHAT_WORLD_CHAR  "world:{char:%s}"
+#define RKEY_CHAT_WORLD_SEATS "world:{zone:%s}:seat"
+
 typedef struct {
     chat_svc_t *svc;
     bool want_members;
@@ -67,7 +72,7 @@ static void on_seats(int status, redisReply *r, void *ud)
             strcmp(inst->str, op->inst) != 0 || c->len > 128)
             continue;
         char key[KEY_MAX];
-        snprintf(key, sizeof key, "world:{char:%s}", c->str);
+        snprintf(key, sizeof key, RKEY_CHAT_WORLD_CHAR, c->str);
         const char *argv[] = {"HGET", key, "account"};
         if (wy_redis_command_argv(redis, on_member_account, op, 3, argv, NULL) == WY_OK) {
             op->pending++;
@@ -103,7 +108,7 @@ static void on_placement(int status, redisReply *r, void *ud)
         return;
     }
     char key[KEY_MAX];
-    snprintf(key, sizeof key, "world:{zone:%s}:seat", op->zone);
+    snprintf(key, sizeof key, RKEY_CHAT_WORLD_SEATS, op->zone);
     const char *argv[] = {"HGETALL", key};
     if (wy_redis_command_argv(redis, on_seats, op, 2, argv, NULL) != WY_OK) {
         op->fail = WY_EUNAVAIL;
@@ -126,7 +131,7 @@ static void on_character(int status, redisReply *r, void *ud)
         return;
     }
     char key[KEY_MAX];
-    snprintf(key, sizeof key, "world:{char:%s}", r->str);
+    snprintf(key, sizeof key, RKEY_CHAT_WORLD_CHAR, r->str);
     const char *argv[] = {"HMGET", key, "zone", "inst"};
     if (wy_redis_command_argv(redis, on_placement, op, 4, argv, NULL) != WY_OK) {
         op->fail = WY_EUNAVAIL;
@@ -141,7 +146,7 @@ int chat_zone_locate(chat_svc_t *svc, const char *account, bool want_members, ch
     if (!redis)
         return WY_EUNAVAIL;
     char key[KEY_MAX];
-    snprintf(key, sizeof key, "world:{acct:%s}", account);
+    snprintf(key, sizeof key, RKEY_CHAT_WORLD_ACCT, account);
     zone_op_t *op = wy_calloc(1, sizeof *op);
     op->svc = svc;
     op->want_members = want_members;

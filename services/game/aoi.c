@@ -106,8 +106,10 @@ void game_aoi_place(game_aoi_t *g, uint32_t slot, uint32_t id, double x, double 
 
 void game_aoi_remove(game_aoi_t *g, uint32_t slot)
 {
-    if (g->slots[slot].cell != GAME_AOI_NONE)
+    if (g->slots[slot].cell != GAME_AOI_NONE) {
         unlink_slot(g, slot);
+        g->slots[slot].gen++;
+    }
 }
 
 bool game_aoi_contains(const game_aoi_t *g, uint32_t slot)
@@ -143,7 +145,7 @@ static void sort_refs(game_aoi_ref_t *a, uint32_t n)
 static bool ref_live(const game_aoi_t *g, game_aoi_ref_t r)
 {
     return r.slot < g->capacity && g->slots[r.slot].cell != GAME_AOI_NONE &&
-           g->slots[r.slot].id == r.id;
+           g->slots[r.slot].id == r.id && g->slots[r.slot].gen == r.gen;
 }
 
 void game_aoi_update(game_aoi_t *g, double vx, double vy, game_aoi_view_t *view,
@@ -171,7 +173,7 @@ void game_aoi_update(game_aoi_t *g, double vx, double vy, game_aoi_view_t *view,
                         e->mark_keep = stamp;
                 } else if (d2 <= g->enter2) {
                     if (diff->nentered < view->cap)
-                        diff->entered[diff->nentered++] = (game_aoi_ref_t){e->id, s};
+                        diff->entered[diff->nentered++] = (game_aoi_ref_t){e->id, s, e->gen};
                     else
                         diff->dropped++;
                 }
@@ -208,17 +210,17 @@ void game_aoi_update(game_aoi_t *g, double vx, double vy, game_aoi_view_t *view,
     view->n = kept + diff->nentered;
 }
 
-uint32_t game_aoi_view_rebase(game_aoi_view_t *view, uint32_t (*find)(void *ud, uint32_t id),
-                              void *ud)
+uint32_t game_aoi_view_rebase(const game_aoi_t *g, game_aoi_view_t *view,
+                              uint32_t (*find)(void *ud, uint32_t id), void *ud)
 {
     uint32_t n = 0, dropped = 0;
     for (uint32_t i = 0; i < view->n; i++) {
         uint32_t slot = find(ud, view->refs[i].id);
-        if (slot == GAME_AOI_NONE) {
+        if (slot == GAME_AOI_NONE || !game_aoi_contains(g, slot)) {
             dropped++;
             continue;
         }
-        view->refs[n++] = (game_aoi_ref_t){view->refs[i].id, slot};
+        view->refs[n++] = (game_aoi_ref_t){view->refs[i].id, slot, g->slots[slot].gen};
     }
     view->n = n;
     return dropped;

@@ -23,10 +23,11 @@
 
 #define GAME_AOI_NONE UINT32_MAX
 
-/* An entity in a view: its id (stable for its life) and its slot in this grid (the slot may be
- * reused by another entity after a removal, hence both). */
+/* An entity in a view: its id (stable for its life), its slot in this grid and the slot's
+ * generation (bumped at every removal): a slot removed and filled again, even by the same id,
+ * is a new entity to every view (it leaves and enters again). */
 typedef struct {
-    uint32_t id, slot;
+    uint32_t id, slot, gen;
 } game_aoi_ref_t;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
     uint32_t cell; /* GAME_AOI_NONE: not in the grid */
     uint32_t next, prev;
     uint32_t mark_prev, mark_keep; /* stamps of the update in progress */
+    uint32_t gen;                  /* removals of this slot */
 } game_aoi_slot_t;
 
 typedef struct {
@@ -84,10 +86,10 @@ bool game_aoi_contains(const game_aoi_t *g, uint32_t slot);
 void game_aoi_update(game_aoi_t *g, double vx, double vy, game_aoi_view_t *view,
                      game_aoi_diff_t *diff);
 
-/* Rewrites view's refs for another grid (a viewer handed over to another partition): each id is
- * looked up with find(ud, id) -> slot or GAME_AOI_NONE; refs not found are dropped. Order is
- * kept. Returns how many were dropped. */
-uint32_t game_aoi_view_rebase(game_aoi_view_t *view, uint32_t (*find)(void *ud, uint32_t id),
-                              void *ud);
+/* Rewrites view's refs for grid g (a viewer handed over from another partition): each id is
+ * looked up with find(ud, id) -> slot or GAME_AOI_NONE; refs not found or not in g are dropped.
+ * Order is kept. Returns how many were dropped. */
+uint32_t game_aoi_view_rebase(const game_aoi_t *g, game_aoi_view_t *view,
+                              uint32_t (*find)(void *ud, uint32_t id), void *ud);
 
 #endif

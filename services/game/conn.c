@@ -21,6 +21,7 @@ static void on_open(wy_ws_conn_t *ws, const wy_http_req_t *req, void *ud)
     wy_list_push_front(&g->conns, &c->node);
     g->nconns++;
     wy_ws_set_user(ws, c);
+    wy_ws_set_send_buffer(ws, (int)g->cfg->socket_sndbuf); /* best effort: see the config */
     if (g->stopping)
         game_conn_close(c, WY_WS_GOING_AWAY, "server stopping");
 }
@@ -103,7 +104,18 @@ static void on_message(wy_ws_conn_t *ws, bool is_binary, const uint8_t *data, si
         game_conn_close(c, WY_WS_NORMAL, "left");
         wy_ws_observe(ws, "leave", t0, WY_OUTCOME_OK);
         break;
-    /* The simulation's messages (fields 20 and up) are dispatched here. */
+    /* The simulation's messages (fields 20 and up). */
+    case WYVERN__GAME__CLIENT_MESSAGE__BODY_INPUT:
+        if (!c->player) {
+            game_send_error(c, m->request_id, WYVERN__GAME__CODE__INVALID,
+                            "the first message must be join");
+            game_conn_close(c, GAME_CLOSE_PROTOCOL, "first message not join");
+            wy_ws_observe(ws, "input", t0, WY_OUTCOME_CLIENT_ERROR);
+            break;
+        }
+        game_part_input(c, m->input); /* judged by the partition's rules at its tick */
+        wy_ws_observe(ws, "input", t0, WY_OUTCOME_OK);
+        break;
     default:
         if (!c->player) {
             game_send_error(c, m->request_id, WYVERN__GAME__CODE__INVALID,

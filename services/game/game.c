@@ -53,6 +53,30 @@ static const wy_cfg_entry_t game_config[] = {
      "How often a worker wakes to step its partitions; each steps at its zone's tick rate, "
      "rounded to these wake-ups (keep it a multiple of the zones' rates).",
      &game_cfg.worker_hz, false},
+    {"WY_GAME_REGIONS", WY_CFG_STRING, "", 0, 0, NULL,
+     "Zones split into vertical strips, each a partition on its own worker: zone=N pairs, "
+     "comma-separated, N in 1..16 (\"meadow=2\"); unlisted zones are one partition. A strip is "
+     "never narrower than twice the view radius.",
+     &game_cfg.regions, false},
+    {"WY_GAME_VIEW_RADIUS", WY_CFG_INT, "64", 4, 1000, NULL,
+     "Metres a player sees: entities within it enter its view.", &game_cfg.view_radius, false},
+    {"WY_GAME_VIEW_MARGIN", WY_CFG_INT, "8", 0, 100, NULL,
+     "Hysteresis: an entity leaves a view only beyond radius + margin metres.",
+     &game_cfg.view_margin, false},
+    {"WY_GAME_MAX_VISIBLE", WY_CFG_INT, "256", 8, 4096, NULL,
+     "Most entities one player sees at once (more in range wait for room).", &game_cfg.max_visible,
+     false},
+    {"WY_GAME_SEND_QUEUE", WY_CFG_SIZE, "256KiB", 4096, 16777216, NULL,
+     "Bytes queued to one client past which it is too slow: closed with 4008 (the tick "
+     "never waits for it).",
+     &game_cfg.send_queue, false},
+    {"WY_GAME_SOCKET_SNDBUF", WY_CFG_SIZE, "64KiB", 4096, 16777216, NULL,
+     "Kernel send buffer of each client socket (SO_SNDBUF): bounds the stale frames the kernel "
+     "holds for a reader that stopped, so WY_GAME_SEND_QUEUE catches it within seconds.",
+     &game_cfg.socket_sndbuf, false},
+    {"WY_GAME_STATS_BATCH", WY_CFG_DURATION_MS, "1s", 50, 60000, NULL,
+     "Interval of the object-change batches (spawn, despawn, move) produced to Kafka wy.stats.",
+     &game_cfg.stats_batch_ms, false},
     {"WY_GAME_SAVE_QUEUE", WY_CFG_INT, "100000", 1, 10000000, NULL,
      "Position saves waiting for Kafka (retried with their event id); past it a save is "
      "dropped, logged and counted.",
@@ -85,6 +109,8 @@ const wy_daemon_spec_t game_daemon_spec = {
 static int game_configure(const char **err)
 {
     static char msg[600];
+    if (game_sim_check_regions(game_cfg.regions, err) != WY_OK)
+        return WY_EINVAL;
     wy_jwt_keyset_free(game_ticket_keys);
     game_ticket_keys = NULL;
     if (!game_cfg.ticket_keys_dir[0])

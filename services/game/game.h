@@ -4,9 +4,9 @@
  *   conn.c        the WebSocket server (/v1/game), connections, frames, dispatch
  *   join.c        join(ticket) -> welcome, leave / disconnect -> position saved (wy.gameplay)
  *   world_link.c  the zone catalog from world (ListZones) and the heartbeat (Heartbeat)
- *   partition     a zone instance's simulation on a daemon worker (game_part_* below);
- *                 standstill.c is the minimal one (players stand still), replaced by the
- *                 simulation of issue 14 behind the same functions.
+ *   sim.c         a zone instance's simulation on daemon workers (game_part_* below):
+ *                 regions of partition.c (aoi.c, move.c) ticking at the zone's rate, frames
+ *                 to the loop, statistics, the wy.stats change stream, gRPC Game.Stats.
  * Everything here is loop-thread only unless a comment says otherwise. */
 #ifndef GAME_H
 #define GAME_H
@@ -36,6 +36,9 @@ typedef struct {
     int64_t ws_port, capacity, max_message, join_timeout_ms, ticket_leeway_ms, used_tickets,
         workers, worker_hz, save_queue;
     char *ticket_keys_dir, *world_grpc, *public_host, *zones;
+    /* the simulation (sim.c) */
+    int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
+    char *regions;
 } game_cfg_t;
 
 typedef struct game_part game_part_t;
@@ -138,8 +141,9 @@ void game_link_free(game_t *g);
 /* The catalog's zone, or NULL. */
 const Wyvern__World__Zone *game_zone(const game_t *g, const char *zone_id);
 
-/* ---- partitions: the seam to the simulation (standstill.c; issue 14 replaces it) ----
- * A partition runs one zone instance on a daemon worker, ticking at the zone's rate
+/* ---- partitions: the seam to the simulation (sim.c) ----
+ * A partition runs one zone instance (split in WY_GAME_REGIONS strips) on daemon workers,
+ * ticking at the zone's rate
  * (wy_tick). The loop refers to it by pointer only for these calls; the partition's
  * worker-side state is touched only by its worker (messages through its inbox). */
 
@@ -160,6 +164,10 @@ void game_parts_prune(game_t *g, bool (*listed)(const game_t *g, const char *ins
  * live until the next prune. */
 size_t game_parts_load(game_t *g, Wyvern__World__PartitionLoad *parts, size_t max);
 size_t game_parts_count(const game_t *g);
+/* An input of the player on c (conn.c dispatch): queued for its partition's next tick. */
+void game_part_input(game_conn_t *c, const Wyvern__Game__Input *in);
+/* Checks WY_GAME_REGIONS ("zone=N,..."); game_configure calls it. */
+int game_sim_check_regions(const char *s, const char **err);
 void game_parts_stop(game_t *g);
 /* After the loop ended: frees what is left of the partitions. */
 void game_parts_free(game_t *g);

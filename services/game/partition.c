@@ -70,6 +70,7 @@ struct game_partition {
     uint32_t nlog;
     uint64_t log_dropped, log_from;
     uint32_t nghosts, nplayers;
+    uint32_t room[2]; /* hand-overs allowed next tick: west, east */
     uint32_t nowned[GAME_KIND_COUNT];
     stats_t st;
 };
@@ -214,6 +215,7 @@ int game_partition_new(const game_partition_opts_t *o, game_partition_t **out, c
     p->sec_left = wy_malloc(p->cap_left);
 
     p->log = wy_malloc(o->max_entities * sizeof *p->log);
+    p->room[0] = p->room[1] = o->max_handovers;
     p->hand = wy_calloc(o->max_handovers, sizeof *p->hand);
     p->hand_view_pool = wy_malloc((size_t)o->max_handovers * o->max_visible * sizeof(uint32_t));
     for (uint32_t i = 0; i < o->max_handovers; i++)
@@ -508,7 +510,11 @@ static void emit_frame(game_partition_t *p, player_t *pl, uint64_t tick, tick_co
         .nleft = sl.len,
         .moves = moves,
     };
-    p->o.on_frame(p->o.ud, &f);
+    if (!p->o.on_frame(p->o.ud, &f)) {
+        pl->reset = true; /* lost: the next frame carries the whole view */
+        c->frames_lost++;
+        return;
+    }
     pl->reset = pl->corrected = false;
     c->frames++;
     c->bytes += se.len + sc.len + sl.len;
@@ -525,12 +531,15 @@ static void decide_handovers(game_partition_t *p, tick_counts_t *c)
         if (!e->used || e->ghost)
             continue;
         uint32_t to;
-        if (e->mv.x < p->o.x0 && p->o.index > 0)
+        if (e->mv.x < p->o.x0 && p->o.index > 0 && p->room[0] > 0) {
             to = p->o.index - 1;
-        else if (e->mv.x >= p->o.x1 && p->o.index + 1 < p->o.count)
+            p->room[0]--;
+        } else if (e->mv.x >= p->o.x1 && p->o.index + 1 < p->o.count && p->room[1] > 0) {
             to = p->o.index + 1;
-        else
+            p->room[1]--;
+        } else {
             continue;
+        }
         game_handover_t *h = &p->hand[p->nhand++];
         h->from = p->o.index;
         h->to = to;
@@ -555,6 +564,7 @@ static void decide_handovers(game_partition_t *p, tick_counts_t *c)
         p->nghosts++;
         c->handovers_out++;
     }
+    p->room[0] = p->room[1] = p->o.max_handovers;
 }
 
 void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, double dt)
@@ -578,7 +588,28 @@ void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, do
     publish(p, &c);
 }
 
+void game_partition_resync(game_partition_t *p)
+{
+    for (uint32_t i = 0; i < p->o.max_players; i++)
+        if (p->players[i].used)
+            p->players[i].reset = true;
+}
+
 /* ---------------------------------------------------------------- borders */
+
+void game_partition_handover_room(game_partition_t *p, uint32_t west, uint32_t east)
+{
+    p->room[0] = west < p->o.max_handovers ? west : p->o.max_handovers;
+    p->room[1] = east < p->o.max_handovers ? east : p->o.max_handovers;
+}
+
+uint32_t game_partition_owner(const game_partition_t *p, uint32_t id)
+{
+    uint32_t s = map_find(p, id);
+    if (s == NONE)
+        return NONE;
+    return p->ents[s].ghost ? p->ents[s].owner : p->o.index;
+}
 
 void game_partition_export_border(game_partition_t *p, uint32_t to, game_border_t *out)
 {
@@ -651,6 +682,7 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
 {
     (void)now_ns;
     uint32_t s = map_find(p, h->id);
+    bool fresh = s == NONE;
     if (s != NONE && !p->ents[s].ghost)
         return WY_EEXIST;
     if (s == NONE) {
@@ -675,14 +707,16 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
     p->nowned[e->kind]++;
     game_aoi_place(&p->aoi, s, e->id, e->mv.x, e->mv.y);
     ent_state(e);
+    if (fresh)
+        e->sent = e->now; /* new here: viewers get it whole (entered) */
     if (h->conn != 0) {
         uint32_t i = player_alloc(p, s, h->conn);
         player_t *pl = &p->players[i];
         e->player = i;
         for (uint32_t k = 0; k < h->nview && k < pl->view.cap; k++)
-            pl->view.refs[k] = (game_aoi_ref_t){h->view_ids[k], 0};
+            pl->view.refs[k] = (game_aoi_ref_t){h->view_ids[k], 0, 0};
         pl->view.n = h->nview < pl->view.cap ? h->nview : pl->view.cap;
-        game_aoi_view_rebase(&pl->view, find_cb, p);
+        game_aoi_view_rebase(&p->aoi, &pl->view, find_cb, p);
     }
     stat_add(p, STAT(handovers_in), 1);
     return WY_OK;

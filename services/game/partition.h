@@ -45,7 +45,9 @@ typedef struct {
     uint32_t moves; /* changed records that moved an entity (for the bytes-per-update figure) */
 } game_frame_t;
 
-typedef void (*game_frame_cb)(void *ud, const game_frame_t *f);
+/* Returns true when the frame was taken; false (no room to carry it) makes the player's next
+ * frame a reset, so its mirror never misses a change. */
+typedef bool (*game_frame_cb)(void *ud, const game_frame_t *f);
 
 typedef struct {
     uint32_t index;   /* this partition's number in its zone instance (0 = west-most) */
@@ -90,6 +92,9 @@ int game_partition_input(game_partition_t *p, uint32_t id, const game_input_t *i
 /* One tick at now_ns, simulating dt seconds (period * (1 + skipped)). */
 void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, double dt);
 
+/* Every player's next frame is a reset (frames emitted were lost on their way). */
+void game_partition_resync(game_partition_t *p);
+
 /* ---- borders and hand-over (between neighbouring partitions of one zone instance) ---- */
 
 typedef struct {
@@ -121,6 +126,13 @@ void game_partition_export_border(game_partition_t *p, uint32_t to, game_border_
 /* Makes b's entities ghosts here (created, updated); ghosts of b->from not in b are removed
  * (after a grace of a few batches for ones just handed over). */
 void game_partition_import_border(game_partition_t *p, const game_border_t *b);
+/* How many hand-overs the next tick may decide towards the west (index - 1) and east
+ * neighbours (default: max_handovers each); 0 while the carrier to it is busy: an entity past
+ * the border then stays owned here one more tick. */
+void game_partition_handover_room(game_partition_t *p, uint32_t west, uint32_t east);
+/* The partition owning entity id as far as this one knows: its own index, a neighbour's (a
+ * ghost here) or UINT32_MAX (unknown). */
+uint32_t game_partition_owner(const game_partition_t *p, uint32_t id);
 /* The hand-overs decided in the last tick (entities that left the strip); valid until the next
  * tick. Their view_ids point into the partition's own pool. */
 uint32_t game_partition_handovers(game_partition_t *p, const game_handover_t **out);
@@ -157,6 +169,7 @@ void game_partition_changes(game_partition_t *p, uint64_t tick, game_changes_t *
 typedef struct {
     uint64_t ticks, inputs_accepted, refused[GAME_REFUSE_COUNT];
     uint64_t frames, bytes;     /* frames emitted and their section bytes */
+    uint64_t frames_lost;       /* frames the callback could not take (player resynced) */
     uint64_t moves, move_bytes; /* moving-entity updates and their bytes (key + body) */
     uint64_t entered, left, aoi_dropped, handovers_out, handovers_in, lost;
     uint64_t players, ghosts, entities[GAME_KIND_COUNT]; /* gauges: owned entities by kind */

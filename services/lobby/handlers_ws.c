@@ -2,6 +2,8 @@
  * handlers of a ready session's requests (heartbeat, set_nickname, get_presence, logout).
  * hello has its own file (hello.c). Every answer goes through wire.h. */
 #include "handlers_ws.h"
+#include "characters.h"
+#include "chat.h"
 #include "enter.h"
 #include "hello.h"
 #include "nickname.h"
@@ -256,7 +258,7 @@ static const char *msg_type(const Wyvern__Lobby__ClientMessage *m)
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_ENTER_GAME:
         return "enter_game";
     default:
-        return "unknown";
+        return lobby_chat_type(m->body_case) ? lobby_chat_type(m->body_case) : "unknown";
     }
 }
 
@@ -292,6 +294,12 @@ static void dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uin
         lobby_enter_game(c, req, m->enter_game, t0);
         break;
     default:
+        if (lobby_chat_type(m->body_case)) {
+            lobby_chat_request(c, m, t0);
+            break;
+        }
+        if (lobby_chars_dispatch(c, m, t0)) /* characters and friends: 30..49 */
+            break;
         /* A message of a newer protocol (unknown oneof field): answer, keep the session. */
         refuse(c, m, t0, WYVERN__LOBBY__CODE__INVALID, "unknown message");
         break;

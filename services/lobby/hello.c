@@ -3,6 +3,7 @@
  * incomplete. Each step holds a reference to the connection and goes on only while the client
  * is still there. */
 #include "hello.h"
+#include "chat.h"
 #include "nickname.h"
 #include "state.h"
 #include "store.h"
@@ -102,6 +103,7 @@ static void claimed(lobby_conn_t *c, int status, const lobby_claim_t *r, const c
     w.max_messages_per_sec = (uint32_t)lb->cfg->max_msgs_per_sec;
     lobby_reply(c, c->hello_req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_WELCOME, &w.base);
     lobby_observe(c, "hello", c->hello_start_ns, WYVERN__LOBBY__CODE__OK);
+    lobby_chat_session_ready(c); /* whispers kept while offline */
     wy_log_debug("session ready", "session", c->sid, "account", c->account, NULL);
 }
 

@@ -53,6 +53,7 @@ typedef struct {
     /* enter.c */
     char *ticket_keys_dir, *ticket_kid, *actor_grpc, *world_grpc;
     int64_t ticket_ttl_ms;
+    char *chat_grpc; /* chat.c */
 } lobby_cfg_t;
 
 struct lobby {
@@ -64,10 +65,11 @@ struct lobby {
     wy_http_server_t *ws;
     uv_timer_t sweep; /* hello / idle deadlines, instance liveness key */
     bool sweep_started;
-    uint64_t last_alive_ms;       /* last refresh of sess:inst:<instance> */
-    wy_jwt_keyset_t *static_keys; /* WY_LOBBY_TOKEN_KEYS_DIR */
-    wy_token_cache_t *key_cache;  /* Auth.GetKeys */
-    wy_grpc_channel_t *auth;      /* NULL without WY_LOBBY_AUTH_GRPC */
+    uint64_t last_alive_ms;         /* last refresh of sess:inst:<instance> */
+    wy_jwt_keyset_t *static_keys;   /* WY_LOBBY_TOKEN_KEYS_DIR */
+    wy_token_cache_t *key_cache;    /* Auth.GetKeys */
+    wy_grpc_channel_t *auth;        /* NULL without WY_LOBBY_AUTH_GRPC */
+    wy_grpc_channel_t *chars_actor; /* characters.c: wy-actor (NULL when not configured) */
     uint64_t keys_next_fetch_ms;
     bool keys_fetching;
     bool keys_loaded;     /* auth's key set was fetched at least once (readiness) */
@@ -94,6 +96,8 @@ struct lobby {
     uv_timer_t stop_timer; /* on stop: waits for clients to answer close 1001 */
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
+    wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
+    wy_metric_t *m_chat_delivered, *m_chat_events;
     /* metrics */
     /* enter.c: ticket signing keys, actor and world (NULL when not configured / stopped) */
     wy_jwt_keyset_t *ticket_keys;

@@ -3,6 +3,8 @@
  * stop, and the Kafka handlers (kicks, notices, revocations). The rest, layer by layer,
  * is in README "Code map". */
 #include "lobby.h"
+#include "characters.h"
+#include "chat.h"
 #include "clients.h"
 #include "enter.h"
 #include "handlers_grpc.h"
@@ -80,10 +82,15 @@ static const wy_cfg_entry_t lobby_config[] = {
      "How long a join ticket is valid (the client connects to the game at once).",
      &cfg.ticket_ttl_ms, false},
     {"WY_LOBBY_ACTOR_GRPC", WY_CFG_STRING, "127.0.0.1:9205", 0, 0, NULL,
-     "wy-actor's gRPC address (enter_game: whose character it is, its saved position).",
+     "wy-actor's gRPC address: characters and friends; enter_game (whose character it "
+     "is, its saved position).",
      &cfg.actor_grpc, false},
     {"WY_LOBBY_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
      "wy-world's gRPC address (enter_game: World.Place).", &cfg.world_grpc, false},
+    {"WY_LOBBY_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-chat's gRPC address (host:port) for the chat requests. Empty: they answer UNAVAILABLE "
+     "(wy.chat messages are still delivered).",
+     &cfg.chat_grpc, false},
 };
 
 /* ---------------------------------------------------------------- Kafka */
@@ -157,6 +164,8 @@ static void on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope
             wyvern__lobby__notify_notice__free_unpacked(nn, NULL);
         else
             wy_log_warn("bad notify.notice payload skipped", "event_id", env->event_id, NULL);
+    } else if (strcmp(env->type, "notify.friend") == 0) {
+        lobby_chars_on_notify(lb, p, n, env->event_id);
     } else if (strcmp(env->type, "account.session_revoked") == 0) {
         Wyvern__Auth__SessionRevoked *r = wyvern__auth__session_revoked__unpack(NULL, n, p);
         if (r && r->account_id[0] && strlen(r->account_id) <= LOBBY_ID_MAX &&
@@ -244,6 +253,10 @@ static int lobby_start(wy_daemon_t *d, const char **err)
     int rc = lobby_grpc_register(lb, err);
     if (rc == WY_OK)
         rc = lobby_enter_start(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chat_start(lb, err);
+    if (rc == WY_OK)
+        rc = lobby_chars_start(lb, err);
     if (rc != WY_OK)
         return rc;
     return lobby_clients_start(lb, err);
@@ -259,11 +272,13 @@ static void lobby_stop(wy_daemon_t *d)
     lb->stopping = true;
     lobby_clients_stop(lb);
     lobby_relay_stop(lb);
+    lobby_chat_stop(lb);
     if (lb->auth) {
         wy_grpc_channel_close(lb->auth);
         lb->auth = NULL;
     }
     lobby_enter_stop(lb);
+    lobby_chars_stop(lb);
     lobby_unref(lb);
 }
 
@@ -283,9 +298,10 @@ static size_t lobby_busy(wy_daemon_t *d)
 
 /* Every instance must see every kick, notice and revocation: broadcast consumption. */
 static const char *const lobby_session_types[] = {"session.kick", NULL};
-static const char *const lobby_notify_types[] = {"notify.notice", NULL};
+static const char *const lobby_notify_types[] = {"notify.notice", "notify.friend", NULL};
 static const char *const lobby_account_types[] = {"account.session_revoked", NULL};
 static const char *const lobby_account_ignores[] = {"account.created", "account.login", NULL};
+static const char *const lobby_chat_types[] = {"chat.message", NULL};
 static const wy_daemon_sub_t lobby_subs[] = {
     {.topic = "wy.session",
      .mode = WY_SUB_BROADCAST,
@@ -300,6 +316,10 @@ static const wy_daemon_sub_t lobby_subs[] = {
      .types = lobby_account_types,
      .handler = on_event,
      .ignores = lobby_account_ignores},
+    {.topic = "wy.chat",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_chat_types,
+     .handler = lobby_chat_on_event},
 };
 
 const wy_daemon_spec_t lobby_daemon_spec = {

@@ -7,6 +7,7 @@ import uuid
 import grpc
 import pytest
 
+from actor_helpers import served
 from harness.wait import wait_until
 
 DEADLINE = 10  # seconds per call: generous for a loaded 2-core machine
@@ -186,7 +187,9 @@ def test_kill9_during_a_load_keeps_every_acknowledged_command_once(daemon, stack
                                    "AND status = 0" % actor))
         # One event per committed key: nothing twice, nothing without its key.
         assert events(stack, actor, "currency_earned") == committed
-        got = st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=actor), timeout=DEADLINE)
+        # The killed instance's lease runs out first: then the new one takes its shards.
+        got = served(lambda: st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=actor),
+                                              timeout=DEADLINE))
         assert got.gold == committed
     # Retrying what was acknowledged answers the first results and adds nothing.
     before = {a: events(stack, a) for a in actors}
@@ -273,27 +276,123 @@ def test_resident_bound_evicts_idle_actors_that_reload(daemon, pb):
 
 
 def test_a_writer_whose_shard_was_taken_over_cannot_commit(daemon, stack, pb):
-    d = start(daemon)
+    # No periodic view during the test: the write must meet the fence before the instance
+    # learns of the takeover (the fence pokes a view; so does a failed forward).
+    d = start(daemon, WY_ACTOR_HEARTBEAT="30s", WY_ACTOR_LEASE="60s")
     st, ch = stub(d, pb)
     c = create(st, pb)
     earn(st, pb, c.actor_id, "before", amount=1)
     shard = int(c.actor_id[:2], 16)
-    # Another owner takes the shard over (what a second instance's claim does).
-    stack.psql("UPDATE actor.owners SET instance = 'someone-else', epoch = epoch + 1 "
-               "WHERE shard = %d" % shard)
-    epoch = int(stack.psql("SELECT epoch FROM actor.owners WHERE shard = %d" % shard))
-    assert code_of(lambda: earn(st, pb, c.actor_id, "after", amount=1)) == \
-        grpc.StatusCode.UNAVAILABLE
-    assert events(stack, c.actor_id) == 2  # created + the first earn, nothing after
-    assert int(stack.psql("SELECT count(*) FROM actor.events WHERE actor_id = '%s' AND epoch >= %d"
-                          % (c.actor_id, epoch))) == 0
-    assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s' AND key = "
-                          "'after'" % c.actor_id)) == 0
-    # It knows it lost the shard: later writes are refused at once.
-    assert code_of(lambda: earn(st, pb, c.actor_id, "later", amount=1)) == \
-        grpc.StatusCode.UNAVAILABLE
-    assert "shard fenced" in d.log_text()
-    # Reads still work, from what PostgreSQL has.
-    got = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    # Another live instance takes the shard over (what its takeover does); it is unreachable.
+    other = "someone-else-%s" % uuid.uuid4().hex[:8]
+    stack.psql("INSERT INTO actor.instances (instance, addr, lease_until) VALUES "
+               "('%s', '127.0.0.1:1', now() + interval '60 seconds')" % other)
+    try:
+        stack.psql("UPDATE actor.owners SET instance = '%s', epoch = epoch + 1 "
+                   "WHERE shard = %d" % (other, shard))
+        epoch = int(stack.psql("SELECT epoch FROM actor.owners WHERE shard = %d" % shard))
+        assert code_of(lambda: earn(st, pb, c.actor_id, "after", amount=1)) == \
+            grpc.StatusCode.UNAVAILABLE
+        assert events(stack, c.actor_id) == 2  # created + the first earn, nothing after
+        assert int(stack.psql("SELECT count(*) FROM actor.events WHERE actor_id = '%s' AND "
+                              "epoch >= %d" % (c.actor_id, epoch))) == 0
+        assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s' AND "
+                              "key = 'after'" % c.actor_id)) == 0
+        assert "actor shard fenced" in d.log_text()
+        # It knows it lost the shard: later requests go to the owner (unreachable here).
+        assert code_of(lambda: earn(st, pb, c.actor_id, "later", amount=1)) == \
+            grpc.StatusCode.UNAVAILABLE
+        assert events(stack, c.actor_id) == 2
+    finally:
+        # The other instance dies: its lease is over, so the shard is taken back.
+        stack.psql("UPDATE actor.instances SET lease_until = now() - interval '1 second' "
+                   "WHERE instance = '%s'" % other)
+    got = served(lambda: st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id),
+                                         timeout=DEADLINE))
     assert got.gold == 1 and got.seq == 2
+    assert earn(st, pb, c.actor_id, "back", amount=1).character.gold == 2
+    assert int(stack.psql("SELECT epoch FROM actor.owners WHERE shard = %d" % shard)) > epoch
     ch.close()
+
+
+def test_committed_events_are_published_on_wy_actor_even_after_a_kafka_outage(daemon, stack, pb,
+                                                                               build_dir):
+    """After commit: each event has its wy.actor outbox row from the same transaction (the
+    stored Event plus actor_id and seq), kept while Kafka is down and published once it is
+    back, with the event's own id; one audit line per event."""
+    import os
+    import subprocess
+    import tempfile
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    with stack.kafka_outage():
+        c = create(st, pb)
+        for n in range(3):
+            earn(st, pb, c.actor_id, "pub-%d" % n, amount=n + 1)
+        c = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+        rows = stack.psql("SELECT event_id || ' ' || type || ' ' || encode(payload, 'hex') FROM "
+                          "actor.wy_outbox WHERE key = '%s' ORDER BY id" % c.actor_id).splitlines()
+        assert len(rows) == 4
+        for n, row in enumerate(rows):
+            event_id, type_, hexpayload = row.split()
+            ev = pb[0].Event.FromString(bytes.fromhex(hexpayload))
+            assert ev.actor_id == c.actor_id and ev.seq == n + 1
+            if n == 0:
+                assert type_ == "actor.created" and ev.created.name == c.name
+            else:
+                assert type_ == "actor.currency_earned" and ev.currency_earned.amount == n
+            assert stack.psql("SELECT seq FROM actor.events WHERE event_id = '%s'"
+                              % event_id) == str(n + 1)
+        audit = [r for r in d.log_lines() if r.get("msg") == "actor event" and
+                 r.get("actor") == c.actor_id]
+        assert [(r["seq"], r["type"]) for r in audit] == \
+            [("1", "created")] + [(str(n + 2), "currency_earned") for n in range(3)]
+        ids = [r.split()[0] for r in rows]
+    wait_until(lambda: stack.psql("SELECT count(*) FROM actor.wy_outbox WHERE key = '%s'"
+                                  % c.actor_id) == "0", timeout=60,
+               what="the outbox rows relayed once Kafka is back")
+    # They are on the topic, with the event ids of actor.events.
+    with tempfile.TemporaryDirectory() as tmp:
+        effects = os.path.join(tmp, "effects")
+        p = subprocess.Popen([os.path.join(build_dir, "tests", "tools", "wy-kafkatool"), "consume",
+                              "--brokers", stack.kafka_brokers, "--topic", "wy.actor",
+                              "--group", "test-%s" % uuid.uuid4().hex, "--effects", effects,
+                              "--timeout-ms", "60000"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def seen():
+                return os.path.exists(effects) and set(ids) <= set(open(effects).read().split())
+            wait_until(seen, timeout=60, what="the events read back from wy.actor")
+        finally:
+            p.terminate()
+            p.wait(30)
+    ch.close()
+
+
+def test_retention_keeps_k_snapshots_and_prunes_the_events_below_them(daemon, stack, pb):
+    """WY_ACTOR_SNAPSHOT_KEEP snapshots are kept; with WY_ACTOR_PRUNE_EVENTS the events at or
+    below the oldest kept one are deleted, and the character still loads to the same state."""
+    d = start(daemon, WY_ACTOR_SNAPSHOT_EVERY="10", WY_ACTOR_SNAPSHOT_KEEP="2",
+              WY_ACTOR_PRUNE_EVENTS="true")
+    st, ch = stub(d, pb)
+    c = create(st, pb)
+    for n in range(45):
+        earn(st, pb, c.actor_id, "r%d" % n, amount=1)
+    live = st.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert live.seq == 46 and live.gold == 45
+    snaps = [int(x) for x in stack.psql("SELECT seq FROM actor.snapshots WHERE actor_id = '%s' "
+                                        "ORDER BY seq" % c.actor_id).split()]
+    # One command per group commit: snapshots at seq 10, 20, 30, 40; the one at 40 kept 30
+    # and deleted the events up to 30.
+    assert snaps == [30, 40]
+    assert int(stack.psql("SELECT min(seq) FROM actor.events WHERE actor_id = '%s'"
+                          % c.actor_id)) == 31
+    ch.close()
+    d.stop()
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    again = st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=c.actor_id), timeout=DEADLINE)
+    assert again == live
+    [line] = loads(d2, c.actor_id)
+    assert int(line["snapshot_seq"]) == snaps[-1]
+    ch2.close()

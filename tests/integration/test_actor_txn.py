@@ -277,6 +277,10 @@ def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
     # lost, and a retried txn id that committed answers its first result.
     d2 = start(daemon)
     st2, ch2 = stub(d2, pb)
+    # The killed instance's shards are taken over once its lease ran out (WY_ACTOR_LEASE).
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM actor.owners WHERE instance = '%s'"
+                                      % d2.instance_id)) == 256,
+               timeout=30, what="the new instance owns every shard")
     assert totals(st2, pb, actors) == before
     in_flight = sorted(committed - set(acked_now))
     for txn in in_flight[:5]:
@@ -285,3 +289,129 @@ def test_kill9_of_the_coordinator_mid_batch_leaves_each_trade_whole_or_absent(
         assert r.replayed
     assert totals(st2, pb, actors) == before
     ch2.close()
+
+
+# ---- friends: each change a cross-actor transaction ----
+
+def friends(st, pb, actor):
+    fl = st.ListFriends(pb[0].ListFriendsRequest(actor_id=actor), timeout=DEADLINE)
+    return {f.actor_id: pb[0].Friend.Status.Name(f.status) for f in fl.friends}
+
+
+def friend(st, pb, method, actor, other, txn=None):
+    return getattr(st, method)(pb[0].FriendCommand(actor_id=actor, other_actor_id=other,
+                                                   txn_id=str(uuid.uuid4()) if txn is None else txn),
+                               timeout=DEADLINE)
+
+
+def test_friends_request_accept_decline_remove_list(daemon, stack, pb):
+    # A snapshot every 3 events: the friends must survive one, and a restart.
+    d = start(daemon, WY_ACTOR_SNAPSHOT_EVERY="3")
+    st, ch = stub(d, pb)
+    m = pb[0]
+    a, b, c = (character(st, pb, gold=0, gems=0, ore=0) for _ in range(3))
+    txn = str(uuid.uuid4())
+    r = friend(st, pb, "RequestFriend", a, b, txn)
+    assert [(f.actor_id, f.status) for f in r.friends] == [(b, m.Friend.OUTGOING)]
+    assert not r.replayed
+    got = st.GetCharacter(m.GetCharacterRequest(actor_id=a), timeout=DEADLINE)
+    assert r.friends[0].name == st.GetCharacter(m.GetCharacterRequest(actor_id=b),
+                                                timeout=DEADLINE).name
+    assert friends(st, pb, b) == {a: "INCOMING"}
+    in_b = st.ListFriends(m.ListFriendsRequest(actor_id=b), timeout=DEADLINE).friends[0]
+    assert (in_b.account_id, in_b.name) == (got.account_id, got.name)
+    # The same txn id: the first answer, no second event; a new one: already asked.
+    assert friend(st, pb, "RequestFriend", a, b, txn).replayed
+    assert code_of(lambda: friend(st, pb, "RequestFriend", a, b)) == \
+        grpc.StatusCode.ALREADY_EXISTS
+    assert code_of(lambda: friend(st, pb, "AcceptFriend", a, b)) == \
+        grpc.StatusCode.FAILED_PRECONDITION  # a asked; only b can accept
+    r = friend(st, pb, "AcceptFriend", b, a)
+    assert [(f.actor_id, f.status) for f in r.friends] == [(a, m.Friend.FRIEND)]
+    assert friends(st, pb, a) == {b: "FRIEND"}
+    # c asks a, a declines: gone on both sides.
+    friend(st, pb, "RequestFriend", c, a)
+    assert friends(st, pb, a) == {b: "FRIEND", c: "INCOMING"}
+    friend(st, pb, "DeclineFriend", a, c)
+    assert friends(st, pb, a) == {b: "FRIEND"} and friends(st, pb, c) == {}
+    # Asking someone who asked you already is a yes.
+    friend(st, pb, "RequestFriend", c, b)
+    friend(st, pb, "RequestFriend", b, c)
+    assert friends(st, pb, b) == {a: "FRIEND", c: "FRIEND"} and friends(st, pb, c) == {b: "FRIEND"}
+    friend(st, pb, "RemoveFriend", a, b)
+    assert friends(st, pb, a) == {} and friends(st, pb, b) == {c: "FRIEND"}
+    assert code_of(lambda: friend(st, pb, "RemoveFriend", a, b)) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: friend(st, pb, "RequestFriend", a, a)) == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: friend(st, pb, "RequestFriend", a, str(uuid.uuid4()))) == \
+        grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: friend(st, pb, "RequestFriend", a, b, txn="")) == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    # By the other's name, and only for a character of the given account.
+    ga = st.GetCharacter(m.GetCharacterRequest(actor_id=a), timeout=DEADLINE)
+    gc = st.GetCharacter(m.GetCharacterRequest(actor_id=c), timeout=DEADLINE)
+    assert code_of(lambda: st.RequestFriend(m.FriendCommand(
+        actor_id=c, other_name=ga.name.upper(), txn_id=str(uuid.uuid4()),
+        account_id=ga.account_id), timeout=DEADLINE)) == grpc.StatusCode.PERMISSION_DENIED
+    assert code_of(lambda: st.RequestFriend(m.FriendCommand(
+        actor_id=c, other_name="nobody" + uuid.uuid4().hex[:8], txn_id=str(uuid.uuid4())),
+        timeout=DEADLINE)) == grpc.StatusCode.NOT_FOUND
+    r = st.RequestFriend(m.FriendCommand(actor_id=c, other_name=ga.name.upper(),
+                                         txn_id=str(uuid.uuid4()), account_id=gc.account_id),
+                         timeout=DEADLINE)
+    assert [(f.actor_id, f.status) for f in r.friends] == [(a, m.Friend.OUTGOING), (b, m.Friend.FRIEND)] \
+        or sorted((f.actor_id, f.status) for f in r.friends) == \
+        sorted([(a, m.Friend.OUTGOING), (b, m.Friend.FRIEND)])
+    friend(st, pb, "DeclineFriend", a, c)
+    # Both events of every change are in PostgreSQL, in pairs.
+    kinds = stack.psql("SELECT type, count(*) FROM actor.events WHERE actor_id IN ('%s','%s','%s') "
+                       "AND type LIKE 'friend%%' GROUP BY type ORDER BY type" % (a, b, c))
+    assert dict(line.split("|") for line in kinds.splitlines()) == {
+        "friend_added": "4", "friend_removed": "2", "friend_request_declined": "4",
+        "friend_request_received": "4", "friend_request_sent": "4"}
+    assert int(stack.psql("SELECT count(*) FROM actor.snapshots WHERE actor_id = '%s'" % b)) > 0
+    d.kill9()
+    d2 = start(daemon)
+    st2, ch2 = stub(d2, pb)
+    assert friends(st2, pb, b) == {c: "FRIEND"} and friends(st2, pb, c) == {b: "FRIEND"}
+    assert friends(st2, pb, a) == {}
+    ch.close()
+    ch2.close()
+
+
+def test_concurrent_friend_requests_agree_on_both_sides(daemon, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    actors = [character(st, pb, gold=0, gems=0, ore=0) for _ in range(8)]
+    pairs = [(x, y) for x in actors for y in actors if x != y]
+    random.Random(3).shuffle(pairs)
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not pairs:
+                    return
+                x, y = pairs.pop()
+            for method in ("RequestFriend", "AcceptFriend"):
+                try:
+                    friend(st, pb, method, x, y)
+                except grpc.RpcError as e:
+                    assert e.code() in (grpc.StatusCode.ALREADY_EXISTS,
+                                        grpc.StatusCode.FAILED_PRECONDITION), e
+
+    ts = [threading.Thread(target=worker) for _ in range(16)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    views = {x: friends(st, pb, x) for x in actors}
+    mirror = {"FRIEND": "FRIEND", "INCOMING": "OUTGOING", "OUTGOING": "INCOMING"}
+    for x in actors:
+        for y, status in views[x].items():
+            assert views[y].get(x) == mirror[status], (x, y, status, views[y].get(x))
+    # Every ordered pair asked: everybody is everybody's friend.
+    assert all(len(v) == len(actors) - 1 and set(v.values()) == {"FRIEND"}
+               for v in views.values())
+    ch.close()

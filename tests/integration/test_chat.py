@@ -4,6 +4,7 @@ cursor, the wy.chat outbox, whispers kept for offline players, zone channels fro
 locator keys, and moderation (mutes, rate limit, word filter in look-alike spellings,
 tombstones, reports, the moderation log)."""
 import concurrent.futures as cf
+import threading
 import uuid
 
 import grpc
@@ -297,3 +298,105 @@ def test_filter_catches_lookalikes(daemon, pb, mode):
     clean = send(st, pb, a, "world", "a good word, 사랑해") if mode == "mask" else None
     if clean:
         assert not clean.masked and clean.text == "a good word, 사랑해"
+
+
+def test_concurrent_batch_keeps_texts_and_refuses_only_the_muted(daemon, pb):
+    """Sends arriving while a channel's statement runs go together into the next one (group
+    commit): every text comes back byte for byte, a muted sender among them is refused alone."""
+    mod = acct()
+    st = stub(start(daemon, WY_CHAT_MODERATORS=mod), pb)
+    owner, muted = acct(), acct()
+    others = [acct() for _ in range(6)]
+    cid = party(st, pb, owner, muted, *others)
+    st.Mute(pb[0].MuteRequest(caller=caller(pb, mod), account_id=muted, channel_id=cid,
+                              duration_ms=60000), timeout=DEADLINE)
+    texts = ['quote " and \\ backslash', "{braces}, commas", "new\nline", "NULL", "",
+             "한국어 ✨ 👍🏽", "\\x00ff"]
+    texts[4] = "  spaced  "
+
+    def one(i):
+        who = others[i % len(others)]
+        try:
+            r = send(st, pb, who, cid, texts[i % len(texts)] + " #%d" % i)
+            return ("ok", r.seq, who, r.text)
+        except grpc.RpcError as e:
+            return ("err", e.code(), who, None)
+
+    def bad(_):
+        return code_of(lambda: send(st, pb, muted, cid, "let me talk"))
+
+    with cf.ThreadPoolExecutor(12) as ex:
+        got = list(ex.map(one, range(60)))
+        refused = list(ex.map(bad, range(5)))
+    assert refused == [grpc.StatusCode.PERMISSION_DENIED] * 5
+    assert all(g[0] == "ok" for g in got), [g for g in got if g[0] != "ok"][:3]
+    seqs = sorted(g[1] for g in got)
+    assert seqs == list(range(seqs[0], seqs[0] + 60))
+    h = history(st, pb, owner, cid, forward=True, after_seq=seqs[0] - 1, limit=200)
+    stored = {m.seq: (m.sender_id, m.text) for m in h.messages}
+    for _, seq, who, text in got:
+        assert stored[seq] == (who, text)
+    assert {t.rsplit(" #", 1)[0] for _, _, _, t in got} == set(texts)
+
+
+def test_kafka_outage_keeps_messages_in_the_outbox(daemon, stack, pb, build_dir):
+    """Kafka stopped: Send still answers (PostgreSQL is the truth), the events wait in the
+    outbox and are all published, in order, once the broker is back."""
+    d = start(daemon)
+    st = stub(d, pb)
+    owner, b = acct(), acct()
+    cid = party(st, pb, owner, b)
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM chat.wy_outbox")) == 0, timeout=30)
+    before = chat_events(build_dir, stack)
+    with stack.kafka_outage():
+        seqs = [send(st, pb, owner if i % 2 else b, cid, "during outage %d" % i).seq
+                for i in range(8)]
+        assert seqs == list(range(seqs[0], seqs[0] + 8))
+        assert int(stack.psql("SELECT count(*) FROM chat.wy_outbox WHERE key = '%s'" % cid)) == 8
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM chat.wy_outbox")) == 0, timeout=120,
+               what="the outbox drained after Kafka came back")
+    wait_until(lambda: chat_events(build_dir, stack) - before >= 8, timeout=60)
+    h = history(st, pb, owner, cid, forward=True, after_seq=seqs[0] - 1)
+    assert [m.text for m in h.messages] == ["during outage %d" % i for i in range(8)]
+
+
+def test_kill9_loses_no_acknowledged_message(daemon, stack, pb, build_dir):
+    """kill -9 during a stream of sends: every acknowledged message is in the history with its
+    seq and is published (outbox rows left behind are relayed by the next start)."""
+    d = start(daemon)
+    st = stub(d, pb)
+    owner = acct()
+    senders = [acct() for _ in range(4)]
+    cid = party(st, pb, owner, *senders)
+    acked = []
+    stop = threading.Event()
+
+    def run(a):
+        while not stop.is_set():
+            try:
+                acked.append(send(st, pb, a, cid, "m").seq)
+            except grpc.RpcError:
+                return
+
+    ts = [threading.Thread(target=run, args=(a,)) for a in senders]
+    for t in ts:
+        t.start()
+    wait_until(lambda: len(acked) >= 50, timeout=60, what="50 acknowledged sends")
+    d.kill9()
+    stop.set()
+    for t in ts:
+        t.join(timeout=30)
+    d2 = start(daemon)
+    st2 = stub(d2, pb)
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM chat.wy_outbox")) == 0, timeout=60,
+               what="the next start relayed what the killed one left")
+    stored = set()
+    after = 0
+    while True:
+        h = history(st2, pb, owner, cid, forward=True, after_seq=after, limit=200)
+        stored |= {m.seq for m in h.messages}
+        if not h.more:
+            break
+        after = h.messages[-1].seq
+    assert set(acked) <= stored
+    assert sorted(stored) == list(range(1, max(stored) + 1))  # no gap either

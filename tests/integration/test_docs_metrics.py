@@ -69,6 +69,16 @@ def documented(svc):
     return out
 
 
+def per_partition(svc):
+    """Names of the service README's paragraph "Per partition (...)": series that exist once a
+    game partition runs (none in this test), so they may be missing here."""
+    own = read("services", svc, "README.md")
+    if "\nPer partition (" not in own:
+        return set()
+    para = own.split("\nPer partition (", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"\b(wy_%s_[a-z0-9_]*[a-z0-9])\b" % svc, para))
+
+
 def exported(d):
     """Metric family names (from # TYPE lines) of the daemon's /metrics."""
     text = requests.get(d.ops_url + "/metrics", timeout=5).text
@@ -146,9 +156,14 @@ def test_documented_metric_names_match_metrics(daemon, protos, build_dir, stack,
     if svc == "game":
         game_traffic(d)
     docs = documented(svc)
+    # Series born with the first event of a type the daemon ignores / does not know exist
+    # only after such traffic, which lobby_traffic makes for lobby alone.
+    lazy = set() if svc == "lobby" else {"wy_%s_events_ignored_total" % svc,
+                                           "wy_%s_events_unhandled_total" % svc}
+    required = docs - lazy - per_partition(svc)
     # The outbox relay's first pass and the revocation watch run within a second of start.
-    wait_until(lambda: docs <= exported(d), timeout=10,
+    wait_until(lambda: required <= exported(d), timeout=10,
                what="%s: documented metrics in /metrics (missing: %s)"
-               % (svc, sorted(docs - exported(d))))
+               % (svc, sorted(required - exported(d))))
     undocumented = sorted(exported(d) - docs)
     assert not undocumented, "%s exports metrics no README documents: %s" % (svc, undocumented)

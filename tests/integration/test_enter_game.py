@@ -161,3 +161,53 @@ def test_ticket_from_lobby_is_refused_by_another_game_instance(daemon_log_dir, d
     assert m.WhichOneof("body") == "error" and m.error.code == pb["game"].TICKET_WRONG_INSTANCE
     assert g.wait_closed() == 4001
     assert game_entry(wst, (None, pb["world"]), other.instance_id).players == 0
+
+
+def test_kill9_game_its_zones_go_to_the_survivor_and_players_enter_there(daemon_log_dir, daemon,
+                                                                          pb, road):
+    """Must-show 3: two game instances; kill -9 of the one hosting the zone instance; world
+    places it on the other (services/world/README.md bound: WY_WORLD_GAME_DEAD_AFTER, here
+    3 s, + one 500 ms registry pass + a script per zone), and players entering get the
+    survivor: a new one and the one placed before the kill."""
+    actor, world, game1, lobby = road
+    game2 = start_game(daemon, world)
+    W = (None, pb["world"])
+    wst = pb["world_grpc"].WorldStub(grpc.insecure_channel(world.grpc_addr))
+    wait_registered(wst, W, game1)
+    wait_registered(wst, W, game2)
+    acct_a = str(uuid.uuid4())
+    ch_a = new_character(actor, pb, acct_a)
+    a = Client(lobby.ws_url)
+    assert a.hello(access_token(daemon_log_dir, acct_a)).status.code == pb["lobby"].OK
+    eg = enter(a, pb, ch_a.actor_id).entered_game
+    victim = {game1.instance_id: game1, game2.instance_id: game2}[eg.game_id]
+    survivor = game2 if victim is game1 else game1
+    g = GameClient((pb["game"],), "ws://%s/v1/game" % eg.game_addr)
+    assert g.join(eg.ticket).WhichOneof("body") == "welcome"
+
+    victim.kill9()
+    t0 = time.monotonic()
+    wait_until(lambda: eg.instance_id in game_entry(wst, W, survivor.instance_id).instances, 30,
+               what="%s placed on the survivor" % eg.instance_id)
+    moved_after = time.monotonic() - t0
+    assert not game_entry(wst, W, victim.instance_id).live
+    world.wait_log(lambda r: r.get("msg") == "zone instance placed again" and
+                   r.get("instance") == eg.instance_id and r.get("to") == survivor.instance_id)
+    print("zone instance %s on the survivor %.1f s after the kill (bound: 3 s + 0.5 s + a "
+          "script)" % (eg.instance_id, moved_after))
+
+    # A new player entering that zone gets the survivor, and joins there.
+    acct_b = str(uuid.uuid4())
+    ch_b = new_character(actor, pb, acct_b)
+    b = Client(lobby.ws_url)
+    assert b.hello(access_token(daemon_log_dir, acct_b)).status.code == pb["lobby"].OK
+    eb = enter(b, pb, ch_b.actor_id).entered_game
+    assert (eb.game_id, eb.instance_id) == (survivor.instance_id, eg.instance_id)
+    gb = GameClient((pb["game"],), "ws://%s/v1/game" % eb.game_addr)
+    m = gb.join(eb.ticket)
+    assert m.WhichOneof("body") == "welcome" and m.welcome.game_id == survivor.instance_id
+    # The player who was on the dead instance enters again: same placement, the survivor.
+    ea = enter(a, pb, ch_a.actor_id).entered_game
+    assert (ea.game_id, ea.instance_id) == (survivor.instance_id, eg.instance_id)
+    ga = GameClient((pb["game"],), "ws://%s/v1/game" % ea.game_addr)
+    assert ga.join(ea.ticket).WhichOneof("body") == "welcome"

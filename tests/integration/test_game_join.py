@@ -117,6 +117,8 @@ class GameClient:
             if op == websocket.ABNF.OPCODE_BINARY:
                 m = self.pb.ServerMessage()
                 m.ParseFromString(data)
+                if m.WhichOneof("body") == "update":
+                    continue  # the simulation's frames (test_game_sim.py reads them)
                 return m
 
     def join(self, tk):

@@ -21,21 +21,22 @@ def wait_healthy(d):
 
 
 def test_skeleton_daemon_commits_no_offset(daemon, stack, build_dir):
-    """Must-show 5: wy-actor has no handlers, so it joins no group and commits
-    nothing, even with events waiting on a topic it will consume one day."""
+    """Must-show 5: wy-game has no handlers yet, so it joins no group and commits
+    nothing, even with events waiting on a topic it will consume one day
+    (wy.npc.intent, docs/ARCHITECTURE.md)."""
     brokers = stack.kafka_brokers
-    produce(build_dir, brokers, "wy.gameplay", count=3, key="acct-%s" % uuid.uuid4())
-    d = daemon("actor")
+    produce(build_dir, brokers, "wy.npc.intent", count=3, key="npc-%s" % uuid.uuid4())
+    d = daemon("game")
     wait_healthy(d)
     # No consumer at all: none of the consumer metrics exist.
-    assert series(d, "wy_actor_kafka_consumed_total") is None
+    assert series(d, "wy_game_kafka_consumed_total") is None
     assert d.stop() == 0
     log = d.log_text()
     assert "kafka partitions assigned" not in log
-    for p, (lo, hi, committed) in offsets(build_dir, brokers, "wy.gameplay", "wy-actor").items():
-        assert committed < 0, "group wy-actor committed %d on wy.gameplay[%d]" % (committed, p)
-    assert sum(hi - lo for lo, hi, _ in offsets(build_dir, brokers, "wy.gameplay",
-                                                 "wy-actor").values()) >= 3
+    for p, (lo, hi, committed) in offsets(build_dir, brokers, "wy.npc.intent", "wy-game").items():
+        assert committed < 0, "group wy-game committed %d on wy.npc.intent[%d]" % (committed, p)
+    assert sum(hi - lo for lo, hi, _ in offsets(build_dir, brokers, "wy.npc.intent",
+                                                 "wy-game").values()) >= 3
 
 
 def test_unhandled_type_is_counted_and_logged_once(daemon, stack, build_dir):

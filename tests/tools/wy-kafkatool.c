@@ -25,6 +25,9 @@ static const char *usage_text =
     "      produce the N once a line is read on stdin\n"
     "  wy-kafkatool produce-raw --brokers B --topic T --value STRING [--key K]\n"
     "      produce one record that is not an Envelope\n"
+    "  wy-kafkatool produce-lines --brokers B --topic T\n"
+    "      produce one Envelope per line of stdin, \"<event_id> <key> <type> <payload hex>\"\n"
+    "      (the given event_id: a redelivery or a producer's retry); exit 0 if all delivered\n"
     "  wy-kafkatool consume --brokers B --topic T --group G --effects FILE [--delay-ms D]\n"
     "                       [--expect N] [--timeout-ms MS]\n"
     "      apply each Envelope after D ms (append \"<event_id>\\n\" to FILE, fsync), then mark\n"
@@ -265,10 +268,11 @@ static void raw_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
     *(rd_kafka_resp_err_t *)opaque = rkm->err;
 }
 
-static int cmd_produce_raw(const args_t *a)
+/* Produces each of values[0..n) (lens[i] bytes, Kafka key keys[i] or none) and waits for
+ * the delivery reports: 0 when all were delivered. */
+static int raw_produce(const args_t *a, const char *const *values, const size_t *lens,
+                       const char *const *keys, size_t n)
 {
-    if (!a->value)
-        return usage("--value is required");
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     rd_kafka_conf_set_opaque(conf, &result);
@@ -276,21 +280,72 @@ static int cmd_produce_raw(const args_t *a)
     rd_kafka_t *rk = raw_client(RD_KAFKA_PRODUCER, conf, a, NULL);
     if (!rk)
         return 2;
-    size_t klen = a->key ? strlen(a->key) : 0;
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE((void *)a->value, strlen(a->value)),
-                          RD_KAFKA_V_KEY(klen ? a->key : NULL, klen), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-        rd_kafka_flush(rk, a->timeout_ms >= 0 ? (int)a->timeout_ms : 30000);
-    else
-        result = e;
+    for (size_t i = 0; i < n && result == RD_KAFKA_RESP_ERR__IN_PROGRESS; i++) {
+        size_t klen = keys[i] ? strlen(keys[i]) : 0;
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(a->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_VALUE((void *)values[i], lens[i]),
+            RD_KAFKA_V_KEY(klen ? keys[i] : NULL, klen), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            result = e;
+        else
+            rd_kafka_flush(rk, a->timeout_ms >= 0 ? (int)a->timeout_ms : 30000);
+    }
     rd_kafka_destroy(rk);
     if (result != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fprintf(stderr, "wy-kafkatool: produce-raw: %s\n", rd_kafka_err2str(result));
         return 1;
     }
     return 0;
+}
+
+static int cmd_produce_raw(const args_t *a)
+{
+    if (!a->value)
+        return usage("--value is required");
+    const char *v[] = {a->value}, *k[] = {a->key};
+    size_t len[] = {strlen(a->value)};
+    return raw_produce(a, v, len, k, 1);
+}
+
+/* ---- produce-lines --------------------------------------------------------- */
+
+static int unhex(const char *h, uint8_t *out, size_t *n)
+{
+    size_t l = strlen(h);
+    if (l % 2)
+        return -1;
+    for (size_t i = 0; i < l / 2; i++) {
+        unsigned v;
+        if (sscanf(h + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (uint8_t)v;
+    }
+    *n = l / 2;
+    return 0;
+}
+
+static int cmd_produce_lines(const args_t *a)
+{
+    char line[8192];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, stdin)) {
+        char id[WY_KAFKA_MAX_ID + 1], key[256], type[WY_KAFKA_MAX_ID + 1], hex[4096];
+        hex[0] = 0;
+        if (sscanf(line, "%128s %255s %128s %4095s", id, key, type, hex) < 3)
+            return usage("produce-lines: a line is \"<event_id> <key> <type> <payload hex>\"");
+        uint8_t payload[2048];
+        size_t plen = 0;
+        if (unhex(hex, payload, &plen) != 0)
+            return usage("produce-lines: bad payload hex");
+        size_t len;
+        uint8_t *env = wy_kafka_envelope_pack(id, type, "kafkatool/produce-lines", wy_wall_ms(),
+                                              key, payload, plen, &len);
+        const char *v[] = {(const char *)env}, *k[] = {key};
+        rc = raw_produce(a, v, &len, k, 1);
+        wy_free(env);
+    }
+    return rc;
 }
 
 /* ---- consume --------------------------------------------------------------- */
@@ -524,6 +579,8 @@ int main(int argc, char **argv)
         return cmd_produce(&a);
     if (!strcmp(a.cmd, "produce-raw"))
         return cmd_produce_raw(&a);
+    if (!strcmp(a.cmd, "produce-lines"))
+        return cmd_produce_lines(&a);
     if (!strcmp(a.cmd, "consume"))
         return cmd_consume(&a);
     if (!strcmp(a.cmd, "offsets"))

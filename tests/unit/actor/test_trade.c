@@ -1,6 +1,7 @@
-/* Unit tests for wy-actor's trades, the pure part (services/actor/trade.c): an offer's
- * shape, one side decided into its Traded event or refused, the event applied on both
- * sides conserving items and gold, and a snapshot after a trade equal to the replay. */
+/* Unit tests for wy-actor's trades and friends, the pure parts (services/actor/trade.c,
+ * friends.c): an offer's shape, one side decided into its Traded event or refused, the
+ * event applied on both sides conserving items and gold, a snapshot after a trade equal
+ * to the replay; friend commands decided into both sides' events, and their snapshot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../../services/actor/character.c"
+#include "../../../services/actor/friends.c"
 #include "../../../services/actor/trade.c"
 
 #define ID_A "3f2a0c4e-1b2d-4c3e-8f40-5a6b7c8d9e0f"
@@ -171,12 +173,83 @@ static void test_refusals(void **state)
     actor_state_clear(&a);
 }
 
+/* Runs op by me toward them; on WY_OK applies both events. */
+static int friend_op(actor_friend_op_t op, actor_state_t *me, actor_state_t *them)
+{
+    actor_event_t ev[2];
+    char why[160] = "";
+    int rc = actor_friend_decide(op, me, them, "txn-f", NOW, ev, why, sizeof why);
+    if (rc != WY_OK) {
+        assert_null(ev[0].data);
+        assert_true(why[0] != '\0');
+        return rc;
+    }
+    assert_int_equal(actor_apply_packed(me, me->seq + 1, ev[0].data, ev[0].len), WY_OK);
+    assert_int_equal(actor_apply_packed(them, them->seq + 1, ev[1].data, ev[1].len), WY_OK);
+    wy_free(ev[0].data);
+    wy_free(ev[1].data);
+    return rc;
+}
+
+static int status_of(const actor_state_t *s, const char *id)
+{
+    const actor_friend_t *f = actor_friend_find(&s->friends, id);
+    return f ? f->status : 0;
+}
+
+static void test_friends(void **state)
+{
+    (void)state;
+    actor_state_t a, b;
+    character(&a, ID_A, 0, NULL, 0);
+    character(&b, ID_B, 0, NULL, 0);
+    assert_int_equal(friend_op(ACTOR_FRIEND_ACCEPT, &a, &b), WY_ESTATE);
+    assert_int_equal(friend_op(ACTOR_FRIEND_REQUEST, &a, &b), WY_OK);
+    assert_int_equal(status_of(&a, ID_B), WYVERN__ACTOR__FRIEND__STATUS__OUTGOING);
+    assert_int_equal(status_of(&b, ID_A), WYVERN__ACTOR__FRIEND__STATUS__INCOMING);
+    assert_string_equal(actor_friend_find(&b.friends, ID_A)->account, ACCT);
+    assert_int_equal(friend_op(ACTOR_FRIEND_REQUEST, &a, &b), WY_EEXIST);
+    assert_int_equal(friend_op(ACTOR_FRIEND_ACCEPT, &a, &b), WY_ESTATE); /* only b can */
+    /* A snapshot with a pending request loads back equal; a copy is equal too. */
+    size_t len;
+    uint8_t *snap = actor_snapshot_encode(&b, &len);
+    actor_state_t back, copy;
+    actor_state_init(&back, ID_B);
+    actor_state_init(&copy, ID_B);
+    assert_int_equal(actor_snapshot_decode(&back, snap, len), WY_OK);
+    assert_true(actor_state_equal(&b, &back));
+    actor_state_copy(&copy, &b);
+    assert_true(actor_state_equal(&b, &copy));
+    wy_free(snap);
+    /* b asking a back is a yes. */
+    assert_int_equal(friend_op(ACTOR_FRIEND_REQUEST, &b, &a), WY_OK);
+    assert_int_equal(status_of(&a, ID_B), WYVERN__ACTOR__FRIEND__STATUS__FRIEND);
+    assert_int_equal(status_of(&b, ID_A), WYVERN__ACTOR__FRIEND__STATUS__FRIEND);
+    assert_false(actor_state_equal(&b, &copy));
+    assert_int_equal(friend_op(ACTOR_FRIEND_DECLINE, &b, &a), WY_ESTATE);
+    assert_int_equal(friend_op(ACTOR_FRIEND_REMOVE, &b, &a), WY_OK);
+    assert_int_equal(a.friends.n, 0);
+    assert_int_equal(b.friends.n, 0);
+    assert_int_equal(friend_op(ACTOR_FRIEND_REMOVE, &b, &a), WY_ESTATE);
+    /* Withdrawing one's own request is a decline too. */
+    assert_int_equal(friend_op(ACTOR_FRIEND_REQUEST, &a, &b), WY_OK);
+    assert_int_equal(friend_op(ACTOR_FRIEND_DECLINE, &a, &b), WY_OK);
+    assert_int_equal(a.friends.n + b.friends.n, 0);
+    b.deleted = true;
+    assert_int_equal(friend_op(ACTOR_FRIEND_REQUEST, &a, &b), WY_ESTATE);
+    actor_state_clear(&back);
+    actor_state_clear(&copy);
+    actor_state_clear(&a);
+    actor_state_clear(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offer_shape),
         cmocka_unit_test(test_trade_conserves_and_replays),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_friends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,26 @@ static void test_remove_and_slot_reuse(void **state)
     game_aoi_free(&f.g);
 }
 
+/* A slot removed and filled again by the same id between two updates: the view sees the old
+ * one leave and a new one enter (never a continuation of it). */
+static void test_same_id_same_slot_is_new(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, 64);
+    game_aoi_place(&f.g, 3, 30, 52, 50);
+    update(&f, 50, 50);
+    assert_int_equal(f.diff.nentered, 1);
+    game_aoi_remove(&f.g, 3);
+    game_aoi_place(&f.g, 3, 30, 53, 50);
+    update(&f, 50, 50);
+    assert_int_equal(f.diff.nleft, 1);
+    assert_int_equal(f.diff.nentered, 1);
+    assert_int_equal(f.diff.entered[0].id, 30);
+    assert_true(visible(&f, 30));
+    game_aoi_free(&f.g);
+}
+
 static void test_capacity_and_order(void **state)
 {
     (void)state;
@@ -211,13 +231,19 @@ static uint32_t find_even(void *ud, uint32_t id)
 static void test_rebase(void **state)
 {
     (void)state;
-    game_aoi_ref_t refs[4] = {{2, 0}, {3, 0}, {4, 0}, {8, 0}};
+    fx_t f;
+    fx_init(&f, 4);
+    game_aoi_place(&f.g, 1, 2, 10, 10);
+    game_aoi_place(&f.g, 2, 4, 10, 10);
+    game_aoi_place(&f.g, 4, 8, 10, 10);
+    game_aoi_ref_t refs[4] = {{2, 0, 0}, {3, 0, 0}, {4, 0, 0}, {8, 0, 0}};
     game_aoi_view_t v = {.refs = refs, .n = 4, .cap = 4};
-    assert_int_equal(game_aoi_view_rebase(&v, find_even, NULL), 1);
+    assert_int_equal(game_aoi_view_rebase(&f.g, &v, find_even, NULL), 1);
     assert_int_equal(v.n, 3);
     assert_int_equal(v.refs[0].slot, 1);
     assert_int_equal(v.refs[1].id, 4);
     assert_int_equal(v.refs[2].slot, 4);
+    game_aoi_free(&f.g);
 }
 
 static void test_bad_options(void **state)
@@ -234,10 +260,14 @@ static void test_bad_options(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_enter_within_radius),   cmocka_unit_test(test_hysteresis),
-        cmocka_unit_test(test_remove_and_slot_reuse), cmocka_unit_test(test_capacity_and_order),
-        cmocka_unit_test(test_matches_brute_force),   cmocka_unit_test(test_rebase),
+        cmocka_unit_test(test_enter_within_radius),
+        cmocka_unit_test(test_hysteresis),
+        cmocka_unit_test(test_remove_and_slot_reuse),
+        cmocka_unit_test(test_capacity_and_order),
+        cmocka_unit_test(test_matches_brute_force),
+        cmocka_unit_test(test_rebase),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_same_id_same_slot_is_new),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,13 +34,16 @@ typedef struct {
     game_partition_t *p[2];
     uint32_t np;
     uint64_t tick;
-    uint32_t current; /* partition ticking, for the frame callback */
+    uint32_t current;   /* partition ticking, for the frame callback */
+    bool refuse_frames; /* the callback refuses every frame (no room to carry them) */
 } world_t;
 
-static void on_frame(void *ud, const game_frame_t *f)
+static bool on_frame(void *ud, const game_frame_t *f)
 {
     world_t *w = ud;
     client_t *c = &w->c[f->conn];
+    if (w->refuse_frames)
+        return false; /* lost on the way: the client never sees it */
     const char *err = NULL;
     assert_int_equal(wy_gw_mirror_apply(&c->m, f->reset, f->entered, f->nentered, f->changed,
                                         f->nchanged, f->left, f->nleft, NULL, &err),
@@ -56,6 +59,7 @@ static void on_frame(void *ud, const game_frame_t *f)
     c->corrections += f->corrected;
     c->ack = f->ack;
     c->from = w->current;
+    return true;
 }
 
 static game_walk_t WALK = {.width = 512, .height = 512}; /* no blocked cells */
@@ -341,6 +345,37 @@ static void test_change_batches(void **state)
     world_free(&w);
 }
 
+/* Frames the carrier could not take are never half-applied: the next frame is a reset, and the
+ * mirror is exact again. */
+static void test_lost_frames_resync(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 1);
+    memset(seqs, 0, sizeof seqs);
+    assert_int_equal(game_partition_add(w.p[0], 1, GAME_KIND_PLAYER, 100, 100, 1, 0), WY_OK);
+    assert_int_equal(game_partition_add(w.p[0], 2, GAME_KIND_PLAYER, 110, 100, 2, 0), WY_OK);
+    world_tick(&w);
+    walk_dir(&w, 2, 0, GAME_MODE_RUN);
+    w.refuse_frames = true;
+    for (int t = 0; t < 5; t++)
+        world_tick(&w);
+    w.refuse_frames = false;
+    uint64_t resets = w.c[1].resets;
+    world_tick(&w);
+    assert_int_equal(w.c[1].resets, resets + 1);
+    assert_sees_true(&w, 1, 2);
+    game_partition_stats_t st;
+    game_partition_stats(w.p[0], &st);
+    assert_int_equal(st.frames_lost, 10);
+    /* The carrier lost frames it had taken: the caller asks for a resync. */
+    game_partition_resync(w.p[0]);
+    world_tick(&w);
+    assert_int_equal(w.c[1].resets, resets + 2);
+    assert_int_equal(w.c[2].resets, 3);
+    world_free(&w);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -366,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_cheats_refused_and_counted),
         cmocka_unit_test(test_border_crossing),
         cmocka_unit_test(test_change_batches),
+        cmocka_unit_test(test_lost_frames_resync),
         cmocka_unit_test(test_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

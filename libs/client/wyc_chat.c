@@ -1,0 +1,364 @@
+/* wyc chat: chat requests over the lobby session (wyc.h "chat") and the ordered delivery of
+ * followed channels: per channel the last seq emitted; a push at or below it is dropped, the
+ * next one emitted, one further on starts a history fetch (forward from the last seq) during
+ * which that channel's pushes are held back as "seen up to" marks, and the fetch goes on until
+ * it reaches them. A welcome after a reconnect fetches every followed channel the same way.
+ * Loop thread only, like the rest of the library. */
+#include "wyc_int.h"
+
+#include <string.h>
+
+typedef struct {
+    char id[WYC_CHAT_CHANNEL_MAX];
+    uint64_t last; /* last seq emitted */
+    uint64_t seen; /* highest seq pushed while fetching (or that showed a gap) */
+    bool fetching;
+    uint32_t gen; /* bumped by wyc_chat_follow: a late page of an old position is dropped */
+} follow_t;
+
+struct wyc_chat_state {
+    follow_t f[WYC_CHAT_FOLLOW_MAX];
+    size_t n;
+};
+
+/* ------------------------------------------------------------------ conversions */
+
+static void copy_msg(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->channel_id, sizeof o->channel_id, "%s", m->channel_id);
+    o->seq = m->seq;
+    snprintf(o->type, sizeof o->type, "%s", m->type);
+    snprintf(o->sender_id, sizeof o->sender_id, "%s", m->sender_id);
+    snprintf(o->sender_name, sizeof o->sender_name, "%s", m->sender_name);
+    snprintf(o->text, sizeof o->text, "%s", m->text);
+    o->ts_ms = m->ts_ms;
+    o->deleted = m->deleted;
+    o->target_seq = m->target_seq;
+    snprintf(o->subject_id, sizeof o->subject_id, "%s", m->subject_id);
+    o->offline = m->offline;
+}
+
+static void emit_msg(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
+{
+    wyc_event_t *ev = wy_calloc(1, sizeof *ev); /* ~2.5 KiB: not on the stack of a callback */
+    ev->type = WYC_EV_CHAT;
+    copy_msg(&ev->chat, m);
+    wyc__emit(c, ev);
+    wy_free(ev);
+}
+
+/* The status of a response as a wyc_error_t (e already says OK or what failed). */
+static bool answered_ok(const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                        Wyvern__Lobby__ServerMessage__BodyCase want)
+{
+    return e->code == WY_OK && m && m->body_case == want;
+}
+
+/* ------------------------------------------------------------------ ordered delivery */
+
+static follow_t *find(const wyc_client_t *c, const char *id)
+{
+    struct wyc_chat_state *s = c->chat;
+    for (size_t i = 0; s && i < s->n; i++)
+        if (strcmp(s->f[i].id, id) == 0)
+            return &s->f[i];
+    return NULL;
+}
+
+typedef struct {
+    char id[WYC_CHAT_CHANNEL_MAX];
+    uint32_t gen;
+} fetch_t;
+
+static void fetch(wyc_client_t *c, follow_t *f);
+
+static void on_fetch(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                     void *ud)
+{
+    fetch_t ft = *(fetch_t *)ud;
+    wy_free(ud);
+    follow_t *f = find(c, ft.id);
+    if (!f || f->gen != ft.gen)
+        return; /* unfollowed or moved meanwhile */
+    if (!answered_ok(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_HISTORY_PAGE)) {
+        f->fetching = false; /* the next push or welcome tries again */
+        return;
+    }
+    const Wyvern__Lobby__ChatHistoryPage *p = m->chat_history_page;
+    for (size_t i = 0; i < p->n_messages; i++) {
+        const Wyvern__Lobby__ChatMessage *x = p->messages[i];
+        if (x->seq != f->last + 1)
+            continue; /* below: already emitted; above: a message gone by retention */
+        f->last = x->seq;
+        emit_msg(c, x);
+        if (!(f = find(c, ft.id)) || f->gen != ft.gen)
+            return; /* the event handler moved it */
+    }
+    /* Messages past the retention: go on from the first one kept. */
+    if (p->n_messages && p->messages[0]->seq > f->last + 1 && f->last < p->messages[0]->seq) {
+        f->last = p->messages[0]->seq - 1;
+        fetch(c, f);
+        return;
+    }
+    if (p->more || f->last < f->seen)
+        fetch(c, f);
+    else
+        f->fetching = false;
+}
+
+static void fetch(wyc_client_t *c, follow_t *f)
+{
+    Wyvern__Lobby__ChatHistory h = WYVERN__LOBBY__CHAT_HISTORY__INIT;
+    h.channel_id = f->id;
+    h.after_seq = f->last;
+    h.forward = true;
+    h.limit = 200;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_HISTORY;
+    m.chat_history = &h;
+    fetch_t *ft = wy_calloc(1, sizeof *ft);
+    snprintf(ft->id, sizeof ft->id, "%s", f->id);
+    ft->gen = f->gen;
+    f->fetching = true;
+    if (wyc__lobby_request(c, &m, on_fetch, ft) != WY_OK) {
+        wy_free(ft);
+        f->fetching = false; /* not connected or busy: the next push or welcome retries */
+    }
+}
+
+void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
+{
+    follow_t *f = find(c, m->channel_id);
+    if (!f) {
+        emit_msg(c, m);
+        return;
+    }
+    if (f->fetching) {
+        if (m->seq > f->seen)
+            f->seen = m->seq; /* the fetch goes on until it has this one */
+        return;
+    }
+    if (m->seq <= f->last)
+        return; /* a duplicate */
+    if (m->seq == f->last + 1) {
+        f->last = m->seq;
+        emit_msg(c, m);
+        return;
+    }
+    f->seen = m->seq;
+    fetch(c, f);
+}
+
+void wyc__chat_welcome(wyc_client_t *c)
+{
+    struct wyc_chat_state *s = c->chat;
+    if (!s || c->welcome.reconnects == 0)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        s->f[i].fetching = false; /* a fetch of the old connection failed with it */
+        fetch(c, &s->f[i]);
+    }
+}
+
+void wyc__chat_free(wyc_client_t *c)
+{
+    wy_free(c->chat);
+    c->chat = NULL;
+}
+
+int wyc_chat_follow(wyc_client_t *c, const char *channel_id, uint64_t last_seq)
+{
+    if (!channel_id || !*channel_id || strlen(channel_id) >= WYC_CHAT_CHANNEL_MAX)
+        return WY_EINVAL;
+    if (!c->chat)
+        c->chat = wy_calloc(1, sizeof *c->chat);
+    follow_t *f = find(c, channel_id);
+    if (!f) {
+        if (c->chat->n == WYC_CHAT_FOLLOW_MAX)
+            return WY_ELIMIT;
+        f = &c->chat->f[c->chat->n++];
+        snprintf(f->id, sizeof f->id, "%s", channel_id);
+    }
+    f->last = f->seen = last_seq;
+    f->fetching = false;
+    f->gen++;
+    return WY_OK;
+}
+
+uint64_t wyc_chat_last_seq(const wyc_client_t *c, const char *channel_id)
+{
+    const follow_t *f = channel_id ? find(c, channel_id) : NULL;
+    return f ? f->last : 0;
+}
+
+/* ------------------------------------------------------------------ requests */
+
+typedef struct {
+    void *cb;
+    void *ud;
+} req_t;
+
+static void on_result(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                      void *ud)
+{
+    req_t r = *(req_t *)ud;
+    wy_free(ud);
+    wyc_chat_result_t *res = wy_calloc(1, sizeof *res);
+    wyc_error_t err = *e;
+    if (e->code == WY_OK && m) {
+        if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_SENT) {
+            snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_sent->channel_id);
+            res->seq = m->chat_sent->seq;
+            snprintf(res->text, sizeof res->text, "%s", m->chat_sent->text);
+            res->masked = m->chat_sent->masked;
+            res->offline = m->chat_sent->offline;
+        } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_CHANNEL) {
+            snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_channel->channel_id);
+            res->seq = m->chat_channel->last_seq;
+        } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_DONE) {
+            snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_done->channel_id);
+            res->seq = m->chat_done->seq;
+        } else {
+            wyc__err_set(&err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to a chat request");
+        }
+    }
+    ((wyc_chat_cb)r.cb)(c, &err, res, r.ud);
+    wy_free(res);
+}
+
+static int send_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage *m, wyc__lobby_reply_cb raw,
+                    void *cb, void *ud)
+{
+    if (!cb)
+        return WY_EINVAL;
+    req_t *r = wy_calloc(1, sizeof *r);
+    r->cb = cb;
+    r->ud = ud;
+    int rc = wyc__lobby_request(c, m, raw, r);
+    if (rc != WY_OK)
+        wy_free(r);
+    return rc;
+}
+
+static bool str_ok(const char *s, size_t max)
+{
+    return s && strlen(s) <= max;
+}
+
+int wyc_chat_send(wyc_client_t *c, const char *channel_id, const char *to_account_id,
+                  const char *text, wyc_chat_cb cb, void *ud)
+{
+    if (!str_ok(text, WYC_CHAT_TEXT_MAX) || (channel_id && !str_ok(channel_id, 200)) ||
+        (to_account_id && !str_ok(to_account_id, 200)) || (!channel_id == !to_account_id))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatSend s = WYVERN__LOBBY__CHAT_SEND__INIT;
+    s.channel_id = (char *)(channel_id ? channel_id : "");
+    s.to_account_id = (char *)(to_account_id ? to_account_id : "");
+    s.text = (char *)text;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_SEND;
+    m.chat_send = &s;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+int wyc_chat_create(wyc_client_t *c, const char *kind, const char *name, wyc_chat_cb cb, void *ud)
+{
+    if (!str_ok(kind, 16) || (name && !str_ok(name, 200)))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatCreate cr = WYVERN__LOBBY__CHAT_CREATE__INIT;
+    cr.kind = (char *)kind;
+    cr.name = (char *)(name ? name : "");
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_CREATE;
+    m.chat_create = &cr;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+static int member_req(wyc_client_t *c, Wyvern__Lobby__ClientMessage__BodyCase body,
+                      const char *channel_id, const char *account_id, wyc_chat_cb cb, void *ud)
+{
+    if (!str_ok(channel_id, 200) || (account_id && !str_ok(account_id, 200)))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatChannelRef ref = WYVERN__LOBBY__CHAT_CHANNEL_REF__INIT;
+    Wyvern__Lobby__ChatMember mem = WYVERN__LOBBY__CHAT_MEMBER__INIT;
+    ref.channel_id = mem.channel_id = (char *)channel_id;
+    mem.account_id = (char *)(account_id ? account_id : "");
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = body;
+    if (body == WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_JOIN)
+        m.chat_join = &ref;
+    else if (body == WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_LEAVE)
+        m.chat_leave = &ref;
+    else if (body == WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_INVITE)
+        m.chat_invite = &mem;
+    else
+        m.chat_kick = &mem;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+int wyc_chat_join(wyc_client_t *c, const char *channel_id, wyc_chat_cb cb, void *ud)
+{
+    return member_req(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_JOIN, channel_id, NULL, cb, ud);
+}
+
+int wyc_chat_leave(wyc_client_t *c, const char *channel_id, wyc_chat_cb cb, void *ud)
+{
+    return member_req(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_LEAVE, channel_id, NULL, cb, ud);
+}
+
+int wyc_chat_invite(wyc_client_t *c, const char *channel_id, const char *account_id, wyc_chat_cb cb,
+                    void *ud)
+{
+    if (!account_id)
+        return WY_EINVAL;
+    return member_req(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_INVITE, channel_id, account_id,
+                      cb, ud);
+}
+
+int wyc_chat_kick(wyc_client_t *c, const char *channel_id, const char *account_id, wyc_chat_cb cb,
+                  void *ud)
+{
+    if (!account_id)
+        return WY_EINVAL;
+    return member_req(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_KICK, channel_id, account_id, cb,
+                      ud);
+}
+
+static void on_history(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                       void *ud)
+{
+    req_t r = *(req_t *)ud;
+    wy_free(ud);
+    if (!answered_ok(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_HISTORY_PAGE)) {
+        wyc_error_t err = *e;
+        if (e->code == WY_OK)
+            wyc__err_set(&err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to chat_history");
+        ((wyc_chat_history_cb)r.cb)(c, &err, NULL, 0, 0, false, r.ud);
+        return;
+    }
+    const Wyvern__Lobby__ChatHistoryPage *p = m->chat_history_page;
+    wyc_chat_message_t *out = wy_calloc(p->n_messages ? p->n_messages : 1, sizeof *out);
+    for (size_t i = 0; i < p->n_messages; i++)
+        copy_msg(&out[i], p->messages[i]);
+    ((wyc_chat_history_cb)r.cb)(c, e, out, p->n_messages, p->last_seq, p->more, r.ud);
+    wy_free(out);
+}
+
+int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq,
+                     uint64_t before_seq, bool forward, uint32_t limit, wyc_chat_history_cb cb,
+                     void *ud)
+{
+    if (!str_ok(channel_id, 200) || limit > 200)
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatHistory h = WYVERN__LOBBY__CHAT_HISTORY__INIT;
+    h.channel_id = (char *)channel_id;
+    h.after_seq = after_seq;
+    h.before_seq = before_seq;
+    h.forward = forward;
+    h.limit = limit;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_HISTORY;
+    m.chat_history = &h;
+    return send_req(c, &m, on_history, (void *)cb, ud);
+}
