@@ -61,7 +61,7 @@ static const wy_cfg_entry_t chat_config[] = {
      &chat_cfg.moderators, false},
 };
 
-static int chat_configure(const char **err);
+static int chat_configure(void *cfg, const char **err);
 static int chat_start(wy_daemon_t *d, const char **err);
 static void chat_stop(wy_daemon_t *d);
 static size_t chat_busy(wy_daemon_t *d);
@@ -142,8 +142,9 @@ bool chat_is_moderator(const char *account)
     return false;
 }
 
-static int chat_configure(const char **err)
+static int chat_configure(void *cfg, const char **err)
 {
+    WY_UNUSED(cfg); /* the chat_cfg statics, until they move onto the daemon */
     const char *k = chat_cfg.presence_key;
     const char *s = strstr(k, "%s");
     if (!s || strchr(k, '%') != s || strchr(s + 1, '%') || strlen(k) > 128) {
