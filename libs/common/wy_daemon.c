@@ -1177,7 +1177,7 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     wy_log_level_parse(d->log_level, &level);
     wy_log_init(spec->svc, level);
     wy_metrics_set_service(spec->svc); /* names the HTTP, WebSocket and gRPC latency metrics */
-    if (spec->configure && spec->configure(&err) != WY_OK) {
+    if (spec->configure && spec->configure(d->svc_cfg, &err) != WY_OK) {
         fprintf(stderr, "wy-%s: bad configuration: %s\n", spec->svc, err ? err : "invalid");
         free_config(d);
         return 2;

@@ -152,8 +152,11 @@ typedef struct {
      * named by its variables: wy-world's zone catalog), once the variables are
      * read and before any dependency is connected. A non-OK return is a bad
      * configuration like a bad variable: "wy-<svc>: bad configuration: <*err>"
-     * on stderr and exit status 2. Main thread, before the loop runs. */
-    int (*configure)(const char **err);
+     * on stderr and exit status 2. Main thread, before the loop runs. cfg is the
+     * service's configuration struct, already filled (what wy_daemon_config returns
+     * later; NULL when config_size is 0): configure may check it and fill fields of
+     * its own there (the same struct start() reaches). */
+    int (*configure)(void *cfg, const char **err);
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */

@@ -87,7 +87,7 @@ static const wy_cfg_entry_t game_config[] = {
      &game_cfg.renew_ms, false},
 };
 
-static int game_configure(const char **err);
+static int game_configure(void *cfg, const char **err);
 static int game_start(wy_daemon_t *d, const char **err);
 static void game_stop(wy_daemon_t *d);
 static size_t game_busy(wy_daemon_t *d);
@@ -121,8 +121,9 @@ const wy_daemon_spec_t game_daemon_spec = {
     .busy = game_busy,
 };
 
-static int game_configure(const char **err)
+static int game_configure(void *cfg, const char **err)
 {
+    WY_UNUSED(cfg); /* the game_cfg statics, until they move onto the daemon */
     static char msg[600];
     if (game_sim_check_regions(game_cfg.regions, err) != WY_OK)
         return WY_EINVAL;
