@@ -362,10 +362,10 @@ static void route_away(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
     int shard = actor_shard(actor_id);
     actor_peer_t *p = shard >= 0 ? svc->owner[shard] : NULL;
     if (r->hold) {
-        /* Transactions hold both characters on one instance: not across instances yet. */
+        /* A hold is taken by the owner only: txn.c asks it (txn_remote.c), never forwards. */
         answer_error(r, WY_EUNAVAIL,
-                     "the character is owned by another instance (transactions across instances "
-                     "are not supported yet); retry");
+                     "the character's shard is not owned here (ownership moving); "
+                     "retry");
         return;
     }
     if (p && !r->forwarded) {
