@@ -1002,11 +1002,17 @@ static bool grant_holds(actor_svc_t *svc);
 static void on_flush(uv_check_t *h)
 {
     actor_svc_t *svc = h->data;
-    while (!svc->stopping && grant_holds(svc))
-        ;
-    while (svc->claimed && !svc->stopping && svc->batches < (unsigned)actor_cfg.write_batches &&
-           !wy_list_empty(&svc->ready))
+    for (;;) {
+        /* Holds first, again before every batch: a batch that ends at once (nothing to
+         * write) puts its actors back in `ready`, maybe with a hold at the head of the
+         * queue, which a batch never takes (it would take nothing, forever). */
+        while (!svc->stopping && grant_holds(svc))
+            ;
+        if (!svc->claimed || svc->stopping || svc->batches >= (unsigned)actor_cfg.write_batches ||
+            wy_list_empty(&svc->ready))
+            break;
         batch_start(svc);
+    }
     uv_check_stop(h);
 }
 

@@ -116,20 +116,20 @@ static void txn_maybe_free(txn_t *t);
  * snapshots of the sides due one. A side that crossed WY_ACTOR_SNAPSHOT_EVERY gets its
  * snapshot ($19 / $20, NULL = none) and keeps the $21 newest (the statement does not see
  * its own insert). */
-#define TXN_WRITE_BODY                                                                           \
-    "t AS (INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, result) "             \
-    "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "                          \
-    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "    \
-    "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "                          \
-    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "             \
-    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "                          \
-    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "     \
-    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), " \
-    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "        \
-    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "   \
-    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "             \
-    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "          \
-    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "                \
+#define TXN_WRITE_BODY                                                                             \
+    "t AS (INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, result) "               \
+    "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "                            \
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "      \
+    "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "                            \
+    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "               \
+    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "                            \
+    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "       \
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), "   \
+    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "          \
+    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "     \
+    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "               \
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "            \
+    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "                  \
     "(SELECT count(*) FROM trim) AS trimmed"
 
 /* Both events, the txns row and the fence of both shards (both ours), as one statement. */
