@@ -203,6 +203,11 @@ wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client ch
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
+/* The pool for reads that tolerate staleness (a nickname for presence, a history page, a
+ * rankings rebuild): WY_PG_REPLICA_URL's while it is healthy, else the primary's (also when
+ * no replica is configured). Decisions (logins, fences, actor events, transactions) use
+ * wy_daemon_pg. Loop thread. */
+wy_pg_t *wy_daemon_pg_replica(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
 wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d);     /* WY_HELPER_OUTBOX, else NULL */
 wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else NULL */
