@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_INBOX 1024
 #define DEFAULT_LOOP  4096
@@ -19,6 +20,10 @@ struct wy_worker {
     pthread_t thread;
     bool started; /* loop thread only */
     bool joined;
+    /* wy_worker_wait: set by a push to an empty inbox or the stop, cleared by the wait. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool woken;
 };
 
 struct wy_workers {
@@ -31,6 +36,32 @@ struct wy_workers {
     void (*done)(void *);
     void *done_arg;
 };
+
+/* The inbox's wake (any producer thread): a push found it empty. */
+static void worker_wake(void *ud)
+{
+    wy_worker_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->woken = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void worker_sync_init(wy_worker_t *w)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
+}
+
+static void worker_sync_destroy(wy_worker_t *w)
+{
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+}
 
 static void *worker_main(void *arg)
 {
@@ -64,11 +95,16 @@ int wy_workers_new(uv_loop_t *loop, const wy_workers_opts_t *o, wy_workers_t **o
         w->pool = ws;
         w->index = i;
         wy_mailbox_opts_t io = {.capacity = o->inbox_capacity ? o->inbox_capacity : DEFAULT_INBOX,
-                                .ud = w};
+                                .ud = w,
+                                .wake = worker_wake};
         rc = wy_mailbox_new(NULL, &io, &w->inbox);
+        if (rc == WY_OK)
+            worker_sync_init(w);
         if (rc != WY_OK) {
-            for (unsigned j = 0; j < i; j++)
+            for (unsigned j = 0; j < i; j++) {
                 wy_mailbox_close(ws->w[j].inbox, NULL, NULL);
+                worker_sync_destroy(&ws->w[j]);
+            }
             wy_mailbox_close(ws->to_loop, NULL, NULL); /* frees in its close callback */
             wy_free(ws->w);
             wy_free(ws->name);
@@ -124,6 +160,8 @@ int wy_workers_start(wy_workers_t *ws)
 void wy_workers_stop(wy_workers_t *ws)
 {
     atomic_store_explicit(&ws->stopping, 1, memory_order_release);
+    for (unsigned i = 0; i < ws->o.count; i++)
+        worker_wake(&ws->w[i]);
 }
 
 bool wy_workers_running(const wy_workers_t *ws)
@@ -137,6 +175,8 @@ static void on_loop_mailbox_closed(void *arg)
     wy_workers_t *ws = arg;
     void (*done)(void *) = ws->done;
     void *done_arg = ws->done_arg;
+    for (unsigned i = 0; i < ws->o.count; i++)
+        worker_sync_destroy(&ws->w[i]);
     wy_free(ws->w);
     wy_free(ws->name);
     wy_free(ws);
@@ -179,6 +219,29 @@ int wy_workers_send(wy_workers_t *ws, unsigned index, wy_mailbox_node_t *node, w
 size_t wy_worker_poll(wy_worker_t *w)
 {
     return wy_mailbox_poll(w->inbox);
+}
+
+void wy_worker_wait(wy_worker_t *w, int64_t timeout_ms)
+{
+    struct timespec until;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += (time_t)(timeout_ms / 1000);
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->woken && !wy_worker_stopping(w)) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&w->cond, &w->mu);
+        else if (pthread_cond_timedwait(&w->cond, &w->mu, &until) != 0)
+            break; /* timed out (or an error: the caller polls and waits again) */
+    }
+    w->woken = false;
+    pthread_mutex_unlock(&w->mu);
 }
 
 int wy_worker_post(wy_worker_t *w, wy_mailbox_node_t *node, wy_mailbox_cb cb)

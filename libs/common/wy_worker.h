@@ -74,6 +74,15 @@ int wy_workers_send(wy_workers_t *ws, unsigned index, wy_mailbox_node_t *node, w
  * many. */
 size_t wy_worker_poll(wy_worker_t *w);
 
+/* Worker thread: sleeps until a message may be waiting in its inbox (a push
+ * found it empty since the last wait), the pool is told to stop, or
+ * timeout_ms passed (< 0: no timeout); returns at once if one of these
+ * happened since the last wait. For a worker that serves requests rather than
+ * ticks: `while (!wy_worker_stopping(w)) if (!wy_worker_poll(w))
+ * wy_worker_wait(w, -1);`. A wake-up costs a push to an empty inbox one
+ * mutex and condition-variable signal; pushes to a non-empty inbox none. */
+void wy_worker_wait(wy_worker_t *w, int64_t timeout_ms);
+
 /* Worker thread (or any thread): queues a message for the loop; its callback
  * runs on the loop thread with ud = opts.ud. WY_EBUSY when the loop's mailbox
  * is full: the worker keeps the message and decides (retry next tick, drop

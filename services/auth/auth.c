@@ -68,6 +68,15 @@ static const wy_cfg_entry_t auth_own_config[] = {
     {"WY_AUTH_JWKS_MAX_AGE", WY_CFG_DURATION_MS, "5m", 0, 86400000, NULL,
      "How long verifiers may cache the public keys (Cache-Control, GetKeys max_age_s).",
      WY_CFG_OFF(auth_cfg_t, jwks_max_age_ms), false},
+    {"WY_AUTH_SIGN_WORKERS", WY_CFG_INT, "2", 0, 64, NULL,
+     "Threads that sign access tokens (Ed25519) and build the token answers of logins, "
+     "refreshes and registrations, beside the loop thread; 0 signs on the loop thread.",
+     WY_CFG_OFF(auth_cfg_t, sign_workers), false},
+    {"WY_AUTH_SIGN_QUEUE", WY_CFG_INT, "4096", 1, 1000000, NULL,
+     "Most logins, refreshes and registrations between their write and their answer (waiting "
+     "for the commit, or for or in signing); more get 503 UNAVAILABLE with Retry-After before "
+     "writing anything.",
+     WY_CFG_OFF(auth_cfg_t, sign_queue), false},
 };
 
 static wy_cfg_entry_t auth_config[AUTH_MAX_CONFIG];
@@ -251,6 +260,9 @@ static int auth_start(wy_daemon_t *d, const char **err)
         *err = "WY_AUTH_LOGIN_LIMIT_*: cannot create the login rate limiters";
         return rc;
     }
+    rc = auth_signer_start(a, err);
+    if (rc != WY_OK)
+        return rc;
     auth_db_batches_new(a);
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)

@@ -1,7 +1,8 @@
 /* wy-auth: accounts, credentials, signing keys and refresh tokens. The daemon's state and
  * the seams between its files: auth.c (config, start/stop), handlers_http.c (client JSON
  * API), handlers_grpc.c (Auth service), sql.c (every SQL statement), tokens.c (tokens, revocation,
- * events), password.c (Argon2id on the worker pool), validate.c (input rules). */
+ * events), password.c (Argon2id on the worker pool), validate.c (input rules), signer.c (token
+ * answers signed on worker threads). */
 #ifndef AUTH_H
 #define AUTH_H
 
@@ -15,6 +16,7 @@
 #include "providers.h"
 #include "sql.h"
 #include "batch.h"
+#include "signer.h"
 
 /* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c; the daemon
  * owns it (wy_daemon_config), auth_t.cfg points at it. */
@@ -35,6 +37,8 @@ typedef struct {
     int64_t limit_window_ms;
     char *custom_secret;
     int64_t jwks_max_age_ms;
+    int64_t sign_workers; /* threads that sign token answers (signer.c); 0: the loop signs */
+    int64_t sign_queue;   /* token answers waiting or being signed; beyond, 503 */
     auth_providers_cfg_t providers; /* WY_AUTH_STEAM_*, WY_AUTH_OIDC_* */
 } auth_cfg_t;
 
@@ -64,6 +68,9 @@ typedef struct auth {
     unsigned reload_pending; /* reload chunks not answered yet (the marker waits for them) */
     bool reload_failed;      /* a chunk failed: no marker, the next tick starts over */
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
+    uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
+    unsigned sign_next;  /* the worker the next answer goes to */
+    wy_metric_t *m_sign_queue, *m_sign_refused;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;
@@ -94,10 +101,6 @@ void auth_count(const char *name, const char *help, const char *labels);
 
 /* ---- tokens.c ---- */
 
-/* Signs an access token for (account, sid) with the configured key. *token: new string,
- * caller frees. Returns WY_OK or a WY_E* code. */
-int auth_issue_access(auth_t *a, const char *account, const char *sid, char **token,
-                      int64_t *expires_in);
 /* New opaque refresh token (base64url of 32 random bytes, 43 chars + NUL) and its
  * SHA-256 in hex (64 chars + NUL). */
 void auth_refresh_new(char tok[44], char hash_hex[65]);

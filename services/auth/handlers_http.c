@@ -38,6 +38,8 @@ struct hop {
     char pair_key[WY_RATELIMIT_KEY_MAX + 1]; /* password login: "<username key>|<source>" */
     int limit;                               /* password login: limiter being checked */
     bool created, banned, found;
+    bool sign_slot;           /* holds a place for its token answer (auth_sign_reserve) */
+    int answer_status;        /* the token answer's HTTP status */
     int attempts;             /* first login: lookups after a concurrent first login won */
     wy_token_claims_t claims; /* the bearer's, after authenticate() */
     hop_step next;
@@ -80,6 +82,8 @@ static void hop_free(hop_t *h)
 {
     if (h->tx) /* a response before the commit: nothing of the change is kept */
         auth_tx_abort(h->tx);
+    if (h->sign_slot)
+        auth_sign_release(h->a);
     wy_free(h->username);
     wy_free(h->username_key);
     secret_free(h->password);
@@ -229,23 +233,45 @@ static json_t *account_json(const PGresult *res)
 
 /* ---- tokens out ---- */
 
-static void respond_tokens(hop_t *h, int status)
+/* Takes h's place for its token answer before it writes a session or rotates a refresh token
+ * (signer.h): false (503 + Retry-After sent, nothing written) when WY_AUTH_SIGN_QUEUE answers
+ * are promised already. */
+static bool take_sign_slot(hop_t *h)
 {
-    char *access = NULL;
-    int64_t expires_in = 0;
-    int rc = auth_issue_access(h->a, h->account, h->sid, &access, &expires_in);
-    if (rc != WY_OK) {
+    if (h->sign_slot)
+        return true;
+    if (auth_sign_reserve(h->a) != WY_OK) {
+        fail_unavail(h, WY_EBUSY);
+        return false;
+    }
+    h->sign_slot = true;
+    return true;
+}
+
+static void on_signed(int err, const char *body, size_t len, void *ud)
+{
+    hop_t *h = ud;
+    if (err != WY_OK) {
         fail(h, 500, "INTERNAL", "cannot sign the access token");
         return;
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", h->account,
-                          "session_id", h->sid, "access_token", access, "token_type", "Bearer",
-                          "expires_in", (json_int_t)expires_in, "refresh_token", h->refresh,
-                          "refresh_expires_in", (json_int_t)(h->a->cfg->refresh_ttl_ms / 1000));
-    if (status == 201 || h->created)
-        json_object_set_new(o, "created", json_true());
-    wy_free(access);
-    respond_json(h, status, o);
+    wy_http_respond(h->req, h->answer_status, "application/json", body, len);
+    hop_free(h);
+}
+
+/* The token answer, signed and built on a worker (signer.c), with the place h took before its
+ * write (every caller's path took one: take_sign_slot). */
+static void respond_tokens(hop_t *h, int status)
+{
+    if (!take_sign_slot(h))
+        return;
+    h->sign_slot = false; /* auth_sign uses it up */
+    h->answer_status = status;
+    auth_sign_req_t r = {.account = h->account,
+                         .sid = h->sid,
+                         .refresh = h->refresh,
+                         .created = status == 201 || h->created};
+    auth_sign(h->a, &r, on_signed, h);
 }
 
 static void login_committed(hop_t *h)
@@ -285,6 +311,8 @@ static void open_session(hop_t *h)
         fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
         return;
     }
+    if (!take_sign_slot(h))
+        return;
     wy_uuid4(h->sid);
     auth_refresh_new(h->refresh, h->refresh_hash);
     int rc = h->tx && h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
@@ -467,6 +495,8 @@ static void on_identity_created(int status, const PGresult *res, int row, const 
  * the other first logins of this loop turn. */
 static void identity_create(hop_t *h)
 {
+    if (!take_sign_slot(h))
+        return;
     wy_uuid4(h->account);
     wy_uuid4(h->sid);
     auth_refresh_new(h->refresh, h->refresh_hash);
@@ -506,6 +536,8 @@ static void on_identity_logged_in(int status, const PGresult *res, int row, cons
 
 static void identity_login(hop_t *h)
 {
+    if (!take_sign_slot(h))
+        return;
     wy_uuid4(h->sid);
     auth_refresh_new(h->refresh, h->refresh_hash);
     /* account_id is added by the statement, which finds it (auth_db_identity_login). */
@@ -1115,6 +1147,8 @@ static void handle_refresh(wy_http_req_t *req, void *ud)
     }
     auth_refresh_hash(tok, h->old_hash);
     json_decref(body);
+    if (!take_sign_slot(h))
+        return;
     auth_refresh_new(h->refresh, h->refresh_hash);
     hop_begin(h, rotate_tx);
 }

@@ -25,22 +25,6 @@
 /* A revocation must outlive every access token it covers: TTL + verifier leeway. */
 #define REVOKE_MARGIN_MS (2 * 60 * 1000)
 
-int auth_issue_access(auth_t *a, const char *account, const char *sid, char **token,
-                      int64_t *expires_in)
-{
-    const char *err = NULL;
-    int64_t ttl = a->cfg->access_ttl_ms / 1000;
-    int rc = wy_token_issue(a->keys, a->cfg->signing_kid, a->cfg->issuer, a->cfg->audience, account,
-                            sid, ttl, 0, token, NULL, &err);
-    if (rc != WY_OK) {
-        wy_log_error("cannot sign access token", "error", err, NULL);
-        return rc;
-    }
-    *expires_in = ttl;
-    auth_count("wy_auth_tokens_issued_total", "Access tokens signed.", NULL);
-    return WY_OK;
-}
-
 static void to_hex(const uint8_t *d, size_t n, char *out)
 {
     static const char hx[] = "0123456789abcdef";

@@ -143,3 +143,59 @@ def test_kill9_during_login_storm_keeps_every_answered_refresh_token(daemon, bui
     print("storm: %d logins answered before the kill, %d refresh tokens checked (all work), "
           "%d reused and %d logged-out families refused, %d calls cut by the crash"
           % (crashed_at, len(storm.fresh), len(storm.rotated), len(storm.logged_out), storm.unsure))
+
+
+def test_sign_queue_full_refuses_before_writing(daemon, build_dir, tmp_path, stack):
+    """WY_AUTH_SIGN_QUEUE bounds the token answers promised (services/auth/README.md "Signing
+    on worker threads"): with one place, concurrent logins are refused 503 UNAVAILABLE with
+    Retry-After, and a refused login wrote nothing (the same device's next login creates its
+    account), while every answered one works."""
+    subprocess.run([os.path.join(build_dir, "tools", "wy-keygen"), str(tmp_path / "k1.pem")],
+                   check=True, timeout=10)
+    port = next_port()
+    base = "http://127.0.0.1:%d" % port
+    env = auth_env(str(tmp_path), port)
+    env.update({"WY_AUTH_SIGN_QUEUE": "1", "WY_AUTH_SIGN_WORKERS": "1"})
+    auth = daemon("auth", env=env)
+    lock = threading.Lock()
+    refused, answered, bad = [], [], []
+    stop = threading.Event()
+
+    def run(i):
+        s = requests.Session()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            dev = "queue-%d-%d-%s" % (i, n, uuid.uuid4().hex[:8])
+            r = s.post(base + "/v1/login", json={"method": "device", "device_id": dev}, timeout=10)
+            with lock:
+                if r.status_code == 503:
+                    refused.append((dev, r.headers.get("Retry-After"),
+                                    r.json()["error"]["code"]))
+                elif r.status_code in (200, 201):
+                    answered.append(r.json()["refresh_token"])
+                else:
+                    bad.append((r.status_code, r.text))
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(refused) >= 5 and len(answered) >= 5, timeout=120, interval=0.05,
+                   what="logins refused by the full signing queue and logins answered")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not bad, bad[:3]
+    for dev, retry_after, code in refused[:5]:
+        assert retry_after == "1" and code == "UNAVAILABLE", (retry_after, code)
+        # Nothing was written for the refused login: this device has no account yet.
+        r = requests.post(base + "/v1/login", json={"method": "device", "device_id": dev},
+                          timeout=10)
+        assert r.status_code == 201 and r.json().get("created") is True, (r.status_code, r.text)
+    for tok in answered[:20]:
+        assert refresh(base, tok) == (200, "ok")
+    metrics = requests.get("http://127.0.0.1:%d/metrics" % auth.ops_port, timeout=10).text
+    line = [ln for ln in metrics.splitlines() if ln.startswith("wy_auth_sign_refused_total ")]
+    assert line and float(line[0].split()[1]) >= len(refused), line

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <sched.h>
+#include <stdatomic.h>
 
 #include "wy_worker.h"
 #include "wy_test.h"
@@ -167,6 +168,67 @@ static void test_close_without_start_cancels_inbox(void **state)
     assert_int_equal(w.canceled, 2);
 }
 
+/* Workers that sleep in wy_worker_wait between messages: a push to an empty inbox wakes them
+ * (every number is echoed though no worker ever polls on its own), a timed wait returns by
+ * itself, and the stop wakes a worker asleep without a timeout (close joins it). */
+static atomic_uint timed_out, waited;
+
+static void waiting_main(wy_worker_t *wk)
+{
+    if (wy_worker_index(wk) == 0) { /* nothing sent yet: the wait times out */
+        uint64_t t0 = wy_now_ms();
+        wy_worker_wait(wk, 20);
+        if (wy_now_ms() - t0 >= 15)
+            atomic_fetch_add(&timed_out, 1);
+        atomic_store(&waited, 1);
+    }
+    while (!wy_worker_stopping(wk))
+        if (wy_worker_poll(wk) == 0)
+            wy_worker_wait(wk, -1);
+    num_t *n = num(wy_worker_index(wk), 0);
+    if (wy_worker_post(wk, &n->node, on_bye) != WY_OK)
+        wy_free(n);
+}
+
+static void test_wait_wakes_on_push_and_stop(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    world_t w = {0};
+    wy_workers_t *ws;
+    wy_workers_opts_t o = {.name = "wait",
+                           .count = WORKERS,
+                           .main = waiting_main,
+                           .inbox_capacity = 4,
+                           .loop_capacity = 8,
+                           .ud = &w};
+    assert_int_equal(wy_workers_new(&loop, &o, &ws), WY_OK);
+    assert_int_equal(wy_workers_start(ws), WY_OK);
+    for (uint64_t end = wy_now_ms() + 60000; !atomic_load(&waited) && wy_now_ms() < end;)
+        usleep(1000); /* no loop event marks it: the worker only sets a flag */
+    assert_true(atomic_load(&waited));
+    /* One at a time with a pause, so most pushes find the inbox empty and the worker asleep. */
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        for (unsigned i = 0; i < WORKERS; i++) {
+            num_t *n = num(i, r);
+            while (wy_workers_send(ws, i, &n->node, on_number) == WY_EBUSY)
+                uv_run(&loop, UV_RUN_NOWAIT);
+        }
+        if (r % 20 == 0)
+            usleep(2000);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    wt_run_pred(&loop, all_echoed, &w, 60000, "every number echoed by a sleeping worker");
+    assert_int_equal(w.wrong_worker, 0);
+    int closed = 0;
+    wy_workers_close(ws, on_closed, &closed); /* the stop wakes them: the join returns */
+    wt_loop_finish(&loop);
+    assert_int_equal(closed, 1);
+    assert_int_equal(w.byes, WORKERS);
+    assert_int_equal(atomic_load(&timed_out), 1);
+}
+
 static void test_new_rejects_bad_options(void **state)
 {
     (void)state;
@@ -190,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_stop_and_close),
         cmocka_unit_test(test_close_without_start_cancels_inbox),
+        cmocka_unit_test(test_wait_wakes_on_push_and_stop),
         cmocka_unit_test(test_new_rejects_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
