@@ -6,63 +6,64 @@
 #include "txn.h"
 #include "wy_log.h"
 
-actor_cfg_t actor_cfg;
-
+/* Offsets into actor_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t actor_config[] = {
     {"WY_ACTOR_SNAPSHOT_EVERY", WY_CFG_INT, "300", 1, 100000, NULL,
      "Events of one actor between two snapshots; loading reads at most about this many "
      "events after the latest snapshot.",
-     &actor_cfg.snapshot_every, false},
+     WY_CFG_OFF(actor_cfg_t, snapshot_every), false},
     {"WY_ACTOR_SNAPSHOT_KEEP", WY_CFG_INT, "2", 1, 100, NULL,
      "Snapshots kept per actor (older ones are deleted when a new one is written).",
-     &actor_cfg.snapshot_keep, false},
+     WY_CFG_OFF(actor_cfg_t, snapshot_keep), false},
     {"WY_ACTOR_BATCH_MAX", WY_CFG_INT, "256", 1, 4096, NULL,
-     "Most commands written in one group-commit transaction.", &actor_cfg.batch_max, false},
+     "Most commands written in one group-commit transaction.", WY_CFG_OFF(actor_cfg_t, batch_max),
+     false},
     {"WY_ACTOR_WRITE_BATCHES", WY_CFG_INT, "2", 1, 16, NULL,
      "Group-commit transactions in flight at once (each holds a PostgreSQL connection).",
-     &actor_cfg.write_batches, false},
+     WY_CFG_OFF(actor_cfg_t, write_batches), false},
     {"WY_ACTOR_MAX_RESIDENT", WY_CFG_INT, "100000", 1, 10000000, NULL,
      "Actors held in memory; past it the least recently used idle one is evicted (it "
      "reloads from its snapshot when next used).",
-     &actor_cfg.max_resident, false},
+     WY_CFG_OFF(actor_cfg_t, max_resident), false},
     {"WY_ACTOR_MAX_QUEUE", WY_CFG_INT, "64", 1, 100000, NULL,
      "Commands waiting on one actor; more are refused with UNAVAILABLE (retry).",
-     &actor_cfg.max_queue, false},
+     WY_CFG_OFF(actor_cfg_t, max_queue), false},
     {"WY_ACTOR_MAX_CHARACTERS", WY_CFG_INT, "8", 1, 64, NULL,
-     "Characters (not deleted) one account may have.", &actor_cfg.max_characters, false},
-    {"WY_ACTOR_RESTORE_WINDOW", WY_CFG_DURATION_MS, "168h", 0, 31622400000LL, NULL,
-     "How long a deleted character can be restored (168h = 7 days).", &actor_cfg.restore_window_ms,
+     "Characters (not deleted) one account may have.", WY_CFG_OFF(actor_cfg_t, max_characters),
      false},
+    {"WY_ACTOR_RESTORE_WINDOW", WY_CFG_DURATION_MS, "168h", 0, 31622400000LL, NULL,
+     "How long a deleted character can be restored (168h = 7 days).",
+     WY_CFG_OFF(actor_cfg_t, restore_window_ms), false},
     {"WY_ACTOR_LEASE", WY_CFG_DURATION_MS, "3s", 1000, 300000, NULL,
      "Instance lease: an instance whose heartbeat is older than this is dead and its shards "
      "are taken over (at least twice WY_ACTOR_HEARTBEAT).",
-     &actor_cfg.lease_ms, false},
+     WY_CFG_OFF(actor_cfg_t, lease_ms), false},
     {"WY_ACTOR_HEARTBEAT", WY_CFG_DURATION_MS, "1s", 100, 60000, NULL,
      "Period of the lease renewal and of the ownership view (takeover of dead instances' "
      "shards, hand-off to instances that joined).",
-     &actor_cfg.heartbeat_ms, false},
+     WY_CFG_OFF(actor_cfg_t, heartbeat_ms), false},
     {"WY_ACTOR_FORWARD_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
      "Deadline of a request forwarded to the instance that owns the character.",
-     &actor_cfg.forward_ms, false},
+     WY_CFG_OFF(actor_cfg_t, forward_ms), false},
     {"WY_ACTOR_ADVERTISE_HOST", WY_CFG_STRING, "", 0, 0, NULL,
      "Host other wy-actor instances reach this one's gRPC port on (forwarding); empty = "
      "WY_BIND_HOST, or the host name when that is 0.0.0.0.",
-     &actor_cfg.advertise_host, false},
+     WY_CFG_OFF(actor_cfg_t, advertise_host), false},
     {"WY_ACTOR_PRUNE_EVENTS", WY_CFG_BOOL, "false", 0, 0, NULL,
      "Delete an actor's events at or below its oldest kept snapshot when a snapshot is "
      "written (the log then starts at that snapshot; off = keep the whole log).",
-     &actor_cfg.prune_events, false},
+     WY_CFG_OFF(actor_cfg_t, prune_events), false},
     {"WY_ACTOR_AUDIT_LOG", WY_CFG_BOOL, "true", 0, 0, NULL,
-     "One JSON log line (\"msg\":\"actor event\") per committed event.", &actor_cfg.audit_log,
-     false},
+     "One JSON log line (\"msg\":\"actor event\") per committed event.",
+     WY_CFG_OFF(actor_cfg_t, audit_log), false},
     {"WY_ACTOR_TXN_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
      "How long a cross-actor transaction (Transact) waits to hold its characters before it "
      "is aborted and released (the caller retries with the same txn_id).",
-     &actor_cfg.txn_timeout_ms, false},
+     WY_CFG_OFF(actor_cfg_t, txn_timeout_ms), false},
     {"WY_ACTOR_RANK_CHECK", WY_CFG_DURATION_MS, "5s", 100, 600000, NULL,
      "How often the rankings' marker key is checked in Redis; when it is gone (Redis lost "
      "the boards) they are rebuilt from PostgreSQL.",
-     &actor_cfg.rank_check_ms, false},
+     WY_CFG_OFF(actor_cfg_t, rank_check_ms), false},
 };
 
 static int actor_start(wy_daemon_t *d, const char **err);
@@ -87,6 +88,7 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .grpc_port = 9205,
     .config = actor_config,
     .nconfig = WY_ARRAY_LEN(actor_config),
+    .config_size = sizeof(actor_cfg_t),
     .start = actor_start,
     .stop = actor_stop,
     .busy = actor_busy,
@@ -120,12 +122,14 @@ void actor_svc_unref(actor_svc_t *svc)
 
 static int actor_start(wy_daemon_t *d, const char **err)
 {
-    if (actor_cfg.lease_ms < 2 * actor_cfg.heartbeat_ms) {
+    const actor_cfg_t *cfg = wy_daemon_config(d);
+    if (cfg->lease_ms < 2 * cfg->heartbeat_ms) {
         *err = "WY_ACTOR_LEASE must be at least twice WY_ACTOR_HEARTBEAT";
         return WY_EINVAL;
     }
     actor_svc_t *svc = wy_calloc(1, sizeof *svc);
     svc->d = d;
+    svc->cfg = cfg;
     svc->loop = wy_daemon_loop(d);
     svc->refs = 1; /* released by stop() */
     wy_daemon_set_state(d, svc);

@@ -15,7 +15,8 @@
 
 extern const wy_daemon_spec_t actor_daemon_spec;
 
-/* Configuration (WY_ACTOR_*), loaded once at start; see actor.c for the table. */
+/* Configuration (WY_ACTOR_*), filled by the daemon (actor_daemon_spec.config_size) and
+ * owned by it; svc->cfg points at it. See actor.c for the table. */
 typedef struct {
     int64_t snapshot_every;    /* events between snapshots of one actor */
     int64_t snapshot_keep;     /* snapshots kept per actor */
@@ -35,8 +36,6 @@ typedef struct {
     int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
 } actor_cfg_t;
 
-extern actor_cfg_t actor_cfg;
-
 typedef struct actor actor_t;
 typedef struct actor_batch actor_batch_t;
 
@@ -54,6 +53,7 @@ typedef struct {
  * one, so a late callback never touches freed memory. */
 typedef struct {
     wy_daemon_t *d;
+    const actor_cfg_t *cfg; /* wy_daemon_config(d) */
     uv_loop_t *loop;
     int refs;
     bool stopping;

@@ -166,7 +166,7 @@ void actor_forward(actor_svc_t *svc, actor_peer_t *p, const char *actor_id, acto
     const ProtobufCMessageDescriptor *desc = f->character
                                                  ? &wyvern__actor__character__descriptor
                                                  : &wyvern__actor__apply_response__descriptor;
-    int rc = wy_grpc_call(p->ch, method, req, desc, (unsigned)actor_cfg.forward_ms, md, n_md,
+    int rc = wy_grpc_call(p->ch, method, req, desc, (unsigned)svc->cfg->forward_ms, md, n_md,
                           on_forwarded, f);
     if (rc != WY_OK) {
         wy_free(f);

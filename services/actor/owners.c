@@ -280,7 +280,7 @@ static void on_view(int status, const PGresult *res, const char *err, void *ud)
         actor_svc_unref(svc);
         return;
     }
-    svc->lease_ok_until = svc->view_sent_ms + actor_cfg.lease_ms;
+    svc->lease_ok_until = svc->view_sent_ms + svc->cfg->lease_ms;
     int rows = PQntuples(res);
     /* The live instances: us, then every other one. */
     live_t *live = wy_calloc((size_t)rows + 1, sizeof *live);
@@ -407,8 +407,8 @@ static void run_view(actor_svc_t *svc)
         return;
     }
     if (!svc->addr[0]) {
-        const char *host = actor_cfg.advertise_host && *actor_cfg.advertise_host
-                               ? actor_cfg.advertise_host
+        const char *host = svc->cfg->advertise_host && *svc->cfg->advertise_host
+                               ? svc->cfg->advertise_host
                                : wy_daemon_bind_host(svc->d);
         char hn[128];
         if (!strcmp(host, "0.0.0.0") || !*host) {
@@ -421,7 +421,7 @@ static void run_view(actor_svc_t *svc)
     }
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     char lease[24];
-    snprintf(lease, sizeof lease, "%lld", (long long)actor_cfg.lease_ms);
+    snprintf(lease, sizeof lease, "%lld", (long long)svc->cfg->lease_ms);
     const char *p[] = {me(svc), svc->addr, lease};
     svc->view_sent_ms = (int64_t)wy_now_ms();
     svc->last_view_ms = svc->view_sent_ms;
@@ -448,7 +448,7 @@ bool actor_owners_settled(actor_svc_t *svc)
      * a lease has passed since the first view (an owner that never hands off is not
      * waited for). */
     svc->settled =
-        held >= svc->shards_due || (int64_t)wy_now_ms() - svc->first_view_ms > actor_cfg.lease_ms;
+        held >= svc->shards_due || (int64_t)wy_now_ms() - svc->first_view_ms > svc->cfg->lease_ms;
     return svc->settled; /* once settled, a later takeover does not make it unready */
 }
 
@@ -462,14 +462,14 @@ void actor_owners_poke(actor_svc_t *svc)
     }
     int64_t wait = svc->last_view_ms + VIEW_MIN_GAP_MS - (int64_t)wy_now_ms();
     uv_timer_start(&svc->claim_timer, on_tick, wait > 0 ? (uint64_t)wait : 0,
-                   (uint64_t)actor_cfg.heartbeat_ms);
+                   (uint64_t)svc->cfg->heartbeat_ms);
 }
 
 void actor_owners_start(actor_svc_t *svc)
 {
     svc->peers = wy_map_new(0);
     /* The gRPC port is known once start() returned: the first view runs from the loop. */
-    uv_timer_start(&svc->claim_timer, on_tick, 0, (uint64_t)actor_cfg.heartbeat_ms);
+    uv_timer_start(&svc->claim_timer, on_tick, 0, (uint64_t)svc->cfg->heartbeat_ms);
 }
 
 static void on_left(int status, const PGresult *res, const char *err, void *ud)

@@ -248,7 +248,7 @@ void actor_rank_start(actor_svc_t *svc)
     R.timer.data = svc;
     actor_svc_ref(svc); /* released by the close callback */
     R.running = true;
-    uv_timer_start(&R.timer, on_check, 0, (uint64_t)actor_cfg.rank_check_ms);
+    uv_timer_start(&R.timer, on_check, 0, (uint64_t)svc->cfg->rank_check_ms);
 }
 
 void actor_rank_stop(actor_svc_t *svc)

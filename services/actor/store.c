@@ -308,7 +308,7 @@ static void actor_free(actor_t *a)
  * resident and none is idle. The least recently used idle actor makes room. */
 static actor_t *actor_new(actor_svc_t *svc, const char *id)
 {
-    while (svc->n_resident >= (size_t)actor_cfg.max_resident) {
+    while (svc->n_resident >= (size_t)svc->cfg->max_resident) {
         wy_list_t *lru = wy_list_first(&svc->idle);
         if (!lru)
             return NULL;
@@ -467,7 +467,7 @@ void actor_store_submit(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
         answer_state(r, &a->state);
         return;
     }
-    if (a->n_queued >= (size_t)actor_cfg.max_queue) {
+    if (a->n_queued >= (size_t)svc->cfg->max_queue) {
         answer_error(r, WY_EBUSY, "too many commands queued for this character; retry");
         return;
     }
@@ -619,7 +619,7 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
 /* One JSON line per committed event (WY_ACTOR_AUDIT_LOG). */
 static void audit(const actor_batch_t *b)
 {
-    if (!actor_cfg.audit_log || (int)WY_LOG_INFO < wy_log_min_level)
+    if (!b->svc->cfg->audit_log || (int)WY_LOG_INFO < wy_log_min_level)
         return;
     for (size_t i = 0; i < b->n_events; i++) {
         const struct batch_event *e = &b->evs[i];
@@ -768,7 +768,7 @@ static void batch_write(actor_batch_t *b)
     for (size_t i = 0; i < BATCH_ARRAYS; i++)
         arr_end(arrays[i]);
     char keep[24];
-    snprintf(keep, sizeof keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    snprintf(keep, sizeof keep, "%lld", (long long)b->svc->cfg->snapshot_keep);
     const char *p[] = {b->fence_shard.data,
                        b->fence_epoch.data,
                        wy_daemon_instance(b->svc->d),
@@ -790,7 +790,7 @@ static void batch_write(actor_batch_t *b)
                        b->del_actor.data,
                        b->del_ms.data,
                        b->con_id.data,
-                       actor_cfg.prune_events ? "true" : "false"};
+                       b->svc->cfg->prune_events ? "true" : "false"};
     wy_pg_t *pg = wy_daemon_pg(b->svc->d);
     if (!pg || wy_pg_exec(pg, &sql_write, p, on_written, b) != WY_OK)
         batch_end(b, BATCH_FAILED);
@@ -872,7 +872,7 @@ static void batch_decide(actor_batch_t *b)
             snprintf(r->msg, sizeof r->msg, "the character does not belong to this account");
         } else if (!r->read_only) {
             actor_events_t evs = {0};
-            r->status = actor_decide(&a->work, &r->cmd, now, actor_cfg.restore_window_ms, &evs,
+            r->status = actor_decide(&a->work, &r->cmd, now, b->svc->cfg->restore_window_ms, &evs,
                                      r->msg, sizeof r->msg);
             for (size_t i = 0; r->status == WY_OK && i < evs.n; i++) {
                 uint64_t seq = a->work.seq + 1;
@@ -891,7 +891,7 @@ static void batch_decide(actor_batch_t *b)
     }
     for (size_t i = 0; i < b->n_actors; i++) {
         actor_t *a = b->actors[i];
-        if (a->work.seq >= a->snap_seq + (uint64_t)actor_cfg.snapshot_every &&
+        if (a->work.seq >= a->snap_seq + (uint64_t)b->svc->cfg->snapshot_every &&
             a->work.seq > a->state.seq) {
             size_t len;
             uint8_t *snap = actor_snapshot_encode(&a->work, &len);
@@ -944,17 +944,17 @@ static void batch_start(actor_svc_t *svc)
 {
     actor_batch_t *b = wy_calloc(1, sizeof *b);
     b->svc = svc;
-    b->actors = wy_calloc((size_t)actor_cfg.batch_max, sizeof *b->actors);
+    b->actors = wy_calloc((size_t)svc->cfg->batch_max, sizeof *b->actors);
     wy_list_init(&b->reqs);
     wy_list_t *n;
-    while (b->n_reqs < (size_t)actor_cfg.batch_max && (n = wy_list_pop_front(&svc->ready))) {
+    while (b->n_reqs < (size_t)svc->cfg->batch_max && (n = wy_list_pop_front(&svc->ready))) {
         actor_t *a = wy_list_entry(n, actor_t, node);
         a->phase = ACTOR_WRITING;
         actor_state_copy(&a->work, &a->state);
         a->deleted_before = a->state.deleted;
         b->actors[b->n_actors++] = a;
         wy_list_t *q;
-        while (b->n_reqs < (size_t)actor_cfg.batch_max && (q = wy_list_first(&a->queue)) &&
+        while (b->n_reqs < (size_t)svc->cfg->batch_max && (q = wy_list_first(&a->queue)) &&
                !wy_list_entry(q, actor_req_t, node)->hold) { /* a hold waits for the batch */
             wy_list_remove(q);
             actor_req_t *r = wy_list_entry(q, actor_req_t, node);
@@ -1008,7 +1008,7 @@ static void on_flush(uv_check_t *h)
          * queue, which a batch never takes (it would take nothing, forever). */
         while (!svc->stopping && grant_holds(svc))
             ;
-        if (!svc->claimed || svc->stopping || svc->batches >= (unsigned)actor_cfg.write_batches ||
+        if (!svc->claimed || svc->stopping || svc->batches >= (unsigned)svc->cfg->write_batches ||
             wy_list_empty(&svc->ready))
             break;
         batch_start(svc);
@@ -1067,7 +1067,7 @@ const actor_state_t *actor_store_held(const actor_req_t *r)
 
 bool actor_store_snapshot_due(const actor_req_t *r, uint64_t seq)
 {
-    return seq >= r->actor->snap_seq + (uint64_t)actor_cfg.snapshot_every;
+    return seq >= r->actor->snap_seq + (uint64_t)r->actor->svc->cfg->snapshot_every;
 }
 
 void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, bool snapshot,
@@ -1142,7 +1142,7 @@ static void on_created(int status, const char *err, void *ud)
     actor_state_init(&s, c->actor_id);
     actor_apply_packed(&s, 1, c->ev.data, c->ev.len);
     wy_log_info("character created", "actor", c->actor_id, "account", c->account_id, NULL);
-    if (actor_cfg.audit_log)
+    if (svc->cfg->audit_log)
         wy_log_info("actor event", "actor", c->actor_id, "seq", "1", "type", "created", "event_id",
                     c->event_id, NULL);
     actor_publish_wake(svc);
@@ -1194,7 +1194,7 @@ static void on_create_checked(int status, const PGresult *res, const char *err, 
         wy_pg_tx_rollback(c->tx, on_created, c);
         return;
     }
-    if (wy_pg_int64(res, 0, "live") >= actor_cfg.max_characters) {
+    if (wy_pg_int64(res, 0, "live") >= svc->cfg->max_characters) {
         create_end(c, WY_ELIMIT, "too many characters on this account");
         return;
     }
@@ -1319,7 +1319,7 @@ void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_del
 {
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     char window[24], limit[16];
-    snprintf(window, sizeof window, "%lld", (long long)actor_cfg.restore_window_ms);
+    snprintf(window, sizeof window, "%lld", (long long)svc->cfg->restore_window_ms);
     snprintf(limit, sizeof limit, "%d", LIST_MAX);
     const char *p[] = {account_id, include_deleted ? "true" : "false", window, limit};
     list_op_t *op = wy_calloc(1, sizeof *op);

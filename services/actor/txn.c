@@ -406,7 +406,7 @@ static void write_params(txn_t *t)
         wy_uuid4(t->w.evid[i]);
         hex(&t->w.pay[i], &t->ev[i]);
     }
-    snprintf(t->w.keep, sizeof t->w.keep, "%lld", (long long)actor_cfg.snapshot_keep);
+    snprintf(t->w.keep, sizeof t->w.keep, "%lld", (long long)svc->cfg->snapshot_keep);
 }
 
 /* Sends t's statement: inside tx (a group), else on its own. Returns as wy_pg_exec. */
@@ -799,7 +799,7 @@ static void forward_txn(txn_t *t, actor_peer_t *p)
         return;
     }
     wy_grpc_md_t md[1] = {{MD_HOP, wy_daemon_instance(svc->d)}};
-    int rc = wy_grpc_call(p->ch, t->method, req, t->ops->result, (unsigned)actor_cfg.forward_ms, md,
+    int rc = wy_grpc_call(p->ch, t->method, req, t->ops->result, (unsigned)svc->cfg->forward_ms, md,
                           1, on_txn_forwarded, t);
     protobuf_c_message_free_unpacked(req, NULL);
     if (rc != WY_OK) {
@@ -859,7 +859,7 @@ static void txn_run(txn_t *t)
     uv_timer_init(svc->loop, &t->timer);
     t->timer.data = t;
     t->timer_open = true;
-    uv_timer_start(&t->timer, on_timeout, (uint64_t)actor_cfg.txn_timeout_ms, 0);
+    uv_timer_start(&t->timer, on_timeout, (uint64_t)svc->cfg->txn_timeout_ms, 0);
     route(t);
 }
 

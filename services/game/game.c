@@ -7,84 +7,85 @@
 
 #include <string.h>
 
-static game_cfg_t game_cfg;
-
 /* Loaded by game_configure before anything connects; read-only afterwards. */
 static wy_jwt_keyset_t *game_ticket_keys;
 
+/* Offsets into game_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t game_config[] = {
     {"WY_GAME_WS_PORT", WY_CFG_INT, "8082", 0, 65535, NULL,
-     "Client WebSocket port (path /v1/game; 0 = any).", &game_cfg.ws_port, false},
+     "Client WebSocket port (path /v1/game; 0 = any).", WY_CFG_OFF(game_cfg_t, ws_port), false},
     {"WY_GAME_PUBLIC_HOST", WY_CFG_STRING, "", 0, 0, NULL,
      "Host players connect to, reported to world with the WebSocket port (empty = "
      "WY_BIND_HOST, or 127.0.0.1 when that is 0.0.0.0).",
-     &game_cfg.public_host, false},
+     WY_CFG_OFF(game_cfg_t, public_host), false},
     {"WY_GAME_WORLD_GRPC", WY_CFG_STRING, "127.0.0.1:9204", 0, 0, NULL,
      "wy-world's gRPC address: the zone catalog (ListZones) and the registration and load "
      "report once a second (Heartbeat).",
-     &game_cfg.world_grpc, false},
+     WY_CFG_OFF(game_cfg_t, world_grpc), false},
     {"WY_GAME_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of the Ed25519 PEM keys named <kid>.pem that verify join tickets (the public "
      "halves of lobby's WY_LOBBY_TICKET_KEYS_DIR). Empty: every join is refused UNAVAILABLE "
      "(logged at start); a bad folder stops the daemon.",
-     &game_cfg.ticket_keys_dir, false},
+     WY_CFG_OFF(game_cfg_t, ticket_keys_dir), false},
     {"WY_GAME_TICKET_LEEWAY", WY_CFG_DURATION_MS, "1s", 0, 30000, NULL,
-     "Clock skew tolerated on a ticket's issue and expiry times.", &game_cfg.ticket_leeway_ms,
-     false},
+     "Clock skew tolerated on a ticket's issue and expiry times.",
+     WY_CFG_OFF(game_cfg_t, ticket_leeway_ms), false},
     {"WY_GAME_USED_TICKETS", WY_CFG_INT, "100000", 16, 10000000, NULL,
      "Accepted tickets remembered until they expire (single use); when full of live tickets a "
      "join is refused BUSY.",
-     &game_cfg.used_tickets, false},
+     WY_CFG_OFF(game_cfg_t, used_tickets), false},
     {"WY_GAME_CAPACITY", WY_CFG_INT, "2000", 1, 1000000, NULL,
      "Players this instance accepts in all (reported to world; a join past it is refused FULL).",
-     &game_cfg.capacity, false},
+     WY_CFG_OFF(game_cfg_t, capacity), false},
     {"WY_GAME_ZONES", WY_CFG_STRING, "", 0, 0, NULL,
      "Comma-separated zone ids this instance runs (empty = every zone of the catalog).",
-     &game_cfg.zones, false},
+     WY_CFG_OFF(game_cfg_t, zones), false},
     {"WY_GAME_JOIN_TIMEOUT", WY_CFG_DURATION_MS, "5s", 100, 60000, NULL,
-     "A connection that has not joined within this is closed (4004).", &game_cfg.join_timeout_ms,
-     false},
+     "A connection that has not joined within this is closed (4004).",
+     WY_CFG_OFF(game_cfg_t, join_timeout_ms), false},
     {"WY_GAME_MAX_MESSAGE", WY_CFG_SIZE, "16KiB", 1024, 1048576, NULL,
      "Largest client message (a larger one closes the connection with 1009).",
-     &game_cfg.max_message, false},
+     WY_CFG_OFF(game_cfg_t, max_message), false},
     {"WY_GAME_WORKERS", WY_CFG_INT, "2", 1, 256, NULL,
-     "Worker threads that run the partitions (zone instances).", &game_cfg.workers, false},
+     "Worker threads that run the partitions (zone instances).", WY_CFG_OFF(game_cfg_t, workers),
+     false},
     {"WY_GAME_WORKER_HZ", WY_CFG_INT, "60", 1, 240, NULL,
      "How often a worker wakes to step its partitions; each steps at its zone's tick rate, "
      "rounded to these wake-ups (keep it a multiple of the zones' rates).",
-     &game_cfg.worker_hz, false},
+     WY_CFG_OFF(game_cfg_t, worker_hz), false},
     {"WY_GAME_REGIONS", WY_CFG_STRING, "", 0, 0, NULL,
      "Zones split into vertical strips, each a partition on its own worker: zone=N pairs, "
      "comma-separated, N in 1..16 (\"meadow=2\"); unlisted zones are one partition. A strip is "
      "never narrower than twice the view radius.",
-     &game_cfg.regions, false},
+     WY_CFG_OFF(game_cfg_t, regions), false},
     {"WY_GAME_VIEW_RADIUS", WY_CFG_INT, "64", 4, 1000, NULL,
-     "Metres a player sees: entities within it enter its view.", &game_cfg.view_radius, false},
+     "Metres a player sees: entities within it enter its view.",
+     WY_CFG_OFF(game_cfg_t, view_radius), false},
     {"WY_GAME_VIEW_MARGIN", WY_CFG_INT, "8", 0, 100, NULL,
      "Hysteresis: an entity leaves a view only beyond radius + margin metres.",
-     &game_cfg.view_margin, false},
+     WY_CFG_OFF(game_cfg_t, view_margin), false},
     {"WY_GAME_MAX_VISIBLE", WY_CFG_INT, "256", 8, 4096, NULL,
-     "Most entities one player sees at once (more in range wait for room).", &game_cfg.max_visible,
-     false},
+     "Most entities one player sees at once (more in range wait for room).",
+     WY_CFG_OFF(game_cfg_t, max_visible), false},
     {"WY_GAME_SEND_QUEUE", WY_CFG_SIZE, "256KiB", 4096, 16777216, NULL,
      "Bytes queued to one client past which it is too slow: closed with 4008 (the tick "
      "never waits for it).",
-     &game_cfg.send_queue, false},
+     WY_CFG_OFF(game_cfg_t, send_queue), false},
     {"WY_GAME_SOCKET_SNDBUF", WY_CFG_SIZE, "64KiB", 4096, 16777216, NULL,
      "Kernel send buffer of each client socket (SO_SNDBUF): bounds the stale frames the kernel "
      "holds for a reader that stopped, so WY_GAME_SEND_QUEUE catches it within seconds.",
-     &game_cfg.socket_sndbuf, false},
+     WY_CFG_OFF(game_cfg_t, socket_sndbuf), false},
     {"WY_GAME_STATS_BATCH", WY_CFG_DURATION_MS, "1s", 50, 60000, NULL,
      "Interval of the object-change batches (spawn, despawn, move) produced to Kafka wy.stats.",
-     &game_cfg.stats_batch_ms, false},
+     WY_CFG_OFF(game_cfg_t, stats_batch_ms), false},
     {"WY_GAME_SAVE_QUEUE", WY_CFG_INT, "100000", 1, 10000000, NULL,
      "Position saves waiting for Kafka (retried with their event id); past it a save is "
      "dropped, logged and counted.",
-     &game_cfg.save_queue, false},
+     WY_CFG_OFF(game_cfg_t, save_queue), false},
     {"WY_GAME_PLACEMENT_RENEW", WY_CFG_DURATION_MS, "20s", 1000, 3600000, NULL,
      "How often the placement of each joined player is renewed at world (World.Place), so it "
      "does not lapse while the player plays: keep it well under WY_WORLD_PLACEMENT_TTL.",
-     &game_cfg.renew_ms, false},
+     WY_CFG_OFF(game_cfg_t, renew_ms), false},
 };
 
 static int game_configure(void *cfg, const char **err);
@@ -113,6 +114,7 @@ const wy_daemon_spec_t game_daemon_spec = {
     .grpc_port = 9203,
     .config = game_config,
     .nconfig = WY_ARRAY_LEN(game_config),
+    .config_size = sizeof(game_cfg_t),
     .configure = game_configure,
     .subs = game_subs,
     .nsubs = WY_ARRAY_LEN(game_subs),
@@ -123,17 +125,17 @@ const wy_daemon_spec_t game_daemon_spec = {
 
 static int game_configure(void *cfg, const char **err)
 {
-    WY_UNUSED(cfg); /* the game_cfg statics, until they move onto the daemon */
+    const game_cfg_t *c = cfg;
     static char msg[600];
-    if (game_sim_check_regions(game_cfg.regions, err) != WY_OK)
+    if (game_sim_check_regions(c->regions, err) != WY_OK)
         return WY_EINVAL;
     wy_jwt_keyset_free(game_ticket_keys);
     game_ticket_keys = NULL;
-    if (!game_cfg.ticket_keys_dir[0])
+    if (!c->ticket_keys_dir[0])
         return WY_OK;
     game_ticket_keys = wy_jwt_keyset_new();
     const char *e = NULL;
-    int rc = wy_token_keyset_load_dir(game_ticket_keys, game_cfg.ticket_keys_dir, &e);
+    int rc = wy_token_keyset_load_dir(game_ticket_keys, c->ticket_keys_dir, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "WY_GAME_TICKET_KEYS_DIR: %s", e ? e : wy_strerror(rc));
         *err = msg;
@@ -172,9 +174,9 @@ static int game_start(wy_daemon_t *d, const char **err)
     game_t *g = wy_calloc(1, sizeof *g);
     g->d = d;
     g->loop = wy_daemon_loop(d);
-    g->cfg = &game_cfg;
+    g->cfg = wy_daemon_config(d);
     g->ticket_keys = game_ticket_keys;
-    g->used = wy_ticket_used_new((size_t)game_cfg.used_tickets, game_cfg.ticket_leeway_ms);
+    g->used = wy_ticket_used_new((size_t)g->cfg->used_tickets, g->cfg->ticket_leeway_ms);
     unsigned char rnd[16];
     wy_random(rnd, sizeof rnd);
     char *inc = wy_b64url_encode(rnd, sizeof rnd);

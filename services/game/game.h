@@ -49,7 +49,7 @@ typedef struct game_conn game_conn_t;
 typedef struct {
     wy_daemon_t *d;
     uv_loop_t *loop;
-    const game_cfg_t *cfg;
+    const game_cfg_t *cfg; /* wy_daemon_config(d): owned by the daemon */
     char incarnation[GAME_INCARNATION_LEN + 1];
     wy_jwt_keyset_t *ticket_keys; /* public keys that verify join tickets */
     wy_ticket_used_t *used;       /* tickets accepted by this process */
