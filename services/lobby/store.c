@@ -207,9 +207,21 @@ static const wy_pg_stmt_t EPOCH_SQL = {
     "ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch",
     1};
 
-/* cb(status, epoch, err, ud): WY_OK + the new epoch, or an error with err what PostgreSQL
- * said (or NULL). */
-typedef void (*epoch_cb)(int status, uint64_t epoch, const char *err, void *ud);
+/* A hello's epoch and the account's nickname in one statement (one round trip, not two).
+ * -> 1 row: epoch, nickname, norm (NULL without a nickname) */
+static const wy_pg_stmt_t EPOCH_NICK_SQL = {
+    "lobby_fence_next_nick",
+    "WITH e AS (\n"
+    "  INSERT INTO lobby.fence_epochs AS f (account_id, epoch) VALUES ($1, 1)\n"
+    "  ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch)\n"
+    "SELECT e.epoch, n.nickname, n.norm FROM e\n"
+    "LEFT JOIN lobby.nicknames n ON n.account_id = $1",
+    1};
+
+/* cb(status, epoch, res, err, ud): WY_OK + the new epoch (res: the statement's row, valid
+ * during cb), or an error with err what PostgreSQL said (or NULL). */
+typedef void (*epoch_cb)(int status, uint64_t epoch, const PGresult *res, const char *err,
+                         void *ud);
 
 typedef struct {
     epoch_cb cb;
@@ -224,12 +236,13 @@ static void epoch_done(int status, const PGresult *res, const char *err, void *u
         status = WY_EIO;
         err = "unexpected reply to the fence epoch";
     }
-    q->cb(status, (uint64_t)epoch, err, q->ud);
+    q->cb(status, (uint64_t)epoch, status == WY_OK ? res : NULL, err, q->ud);
     wy_free(q);
 }
 
-/* Starts the epoch increment; WY_OK (cb will run) or why it could not start. */
-static int next_epoch(lobby_t *lb, const char *account, epoch_cb cb, void *ud)
+/* Starts the epoch increment (with the nickname: EPOCH_NICK_SQL); WY_OK (cb will run) or why
+ * it could not start. */
+static int next_epoch(lobby_t *lb, const char *account, bool with_nick, epoch_cb cb, void *ud)
 {
     wy_pg_t *pg = wy_daemon_pg(lb->d);
     if (!pg)
@@ -238,7 +251,7 @@ static int next_epoch(lobby_t *lb, const char *account, epoch_cb cb, void *ud)
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = wy_pg_exec(pg, &EPOCH_SQL, params, epoch_done, q);
+    int rc = wy_pg_exec(pg, with_nick ? &EPOCH_NICK_SQL : &EPOCH_SQL, params, epoch_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
@@ -391,13 +404,17 @@ static void claim_revocation_done(int status, redisReply *reply, void *ud)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }
 
-static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
+static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
     if (status != WY_OK) {
         claim_end(q, status, NULL, err ? err : wy_strerror(status));
         return;
+    }
+    if (!wy_pg_isnull(res, 0, "nickname")) {
+        snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
+        snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
     }
     if (!c->ws) { /* the client left meanwhile: nothing to claim */
         claim_end(q, WY_ECANCELED, NULL, "client gone");
@@ -424,7 +441,7 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
     claim_req_t *q = wy_calloc(1, sizeof *q);
     q->c = c;
     q->cb = cb;
-    int rc = next_epoch(c->lb, c->account, claim_epoch, q);
+    int rc = next_epoch(c->lb, c->account, true, claim_epoch, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
@@ -777,8 +794,9 @@ static void fence_done(int status, redisReply *reply, void *ud)
     lookup_req_free(q);
 }
 
-static void fence_epoch(int status, uint64_t epoch, const char *err, void *ud)
+static void fence_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
 {
+    WY_UNUSED(res);
     lookup_req_t *q = ud;
     if (status != WY_OK) {
         wy_log_warn("fence epoch failed", "account", q->account, "error",
@@ -809,7 +827,7 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
     lookup_req_t *q = lookup_req_new(lb, cb, ud);
     snprintf(q->account, sizeof q->account, "%s", account);
     snprintf(q->reason, sizeof q->reason, "%s", *reason ? reason : "kicked by an operator");
-    int rc = next_epoch(lb, account, fence_epoch, q);
+    int rc = next_epoch(lb, account, false, fence_epoch, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;
