@@ -82,18 +82,19 @@ $(CLIENT_A): $(CLIENT_O)
 # Generated sources are kept (make would delete them as intermediates).
 .SECONDARY: $(PROTO_C) $(PROTO_H)
 
+# A ThreadSanitizer build links the gRPC tag annotations and C11 <threads.h>
+# on pthreads (librdkafka's threads) into the tests and the daemons
+# (tests/tsan/grpc_tags.c and tests/tsan/c11_threads.c say why).
+ifneq ($(findstring thread,$(SAN)),)
+TSAN_SHIM_O := $(BUILD)/obj/tests/tsan/grpc_tags.o $(BUILD)/obj/tests/tsan/c11_threads.o
+endif
+
 define DAEMON_RULE
-$(BUILD)/wy-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(COMMON_A)
+$(BUILD)/wy-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard services/$(1)/*.c)) $(COMMON_A) $(TSAN_SHIM_O)
 	@echo "  LD      $$@"
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(SERVICES),$(eval $(call DAEMON_RULE,$(s))))
-
-# A ThreadSanitizer build links the gRPC tag annotations into the tests
-# (tests/tsan/grpc_tags.c says why).
-ifneq ($(findstring thread,$(SAN)),)
-TSAN_SHIM_O := $(BUILD)/obj/tests/tsan/grpc_tags.o
-endif
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_A) $(TSAN_SHIM_O)
 	@mkdir -p $(dir $@)
@@ -126,6 +127,8 @@ TSAN_UNITS := mailbox tick worker daemon grpc metrics
 TSAN_BINS  := $(patsubst %,$(TSAN_BUILD)/tests/unit/common/test_wy_%,$(TSAN_UNITS))
 # wy-game's partitions on two threads with sim.c's hand-off discipline.
 TSAN_BINS  += $(TSAN_BUILD)/tests/unit/game/test_threads
+# librdkafka's C11 threads on tests/tsan/c11_threads.c.
+TSAN_BINS  += $(TSAN_BUILD)/tests/unit/common/test_c11_threads
 
 tsan-build:
 	$(MAKE) BUILD=$(TSAN_BUILD) OPT=-O1 SAN="-fsanitize=thread" $(TSAN_BINS)

@@ -359,6 +359,8 @@ typedef enum {
                                 error says why (WY_OK after a leave); no event follows */
     WYC_GAME_EV_UPDATE,      /* one tick's update, already applied to the mirror
                                 (wyc_game_entities): update says what it did */
+    WYC_GAME_EV_CHAT,        /* a chat message for this player (world, its zone instance's
+                                channel, its party / guild / whispers): chat */
 } wyc_game_event_type_t;
 
 /* An entity the player sees (the mirror of its view, kept by the library from the updates;
@@ -382,11 +384,14 @@ typedef struct {
 
 typedef struct {
     wyc_game_event_type_t type;
-    wyc_game_welcome_t welcome; /* WELCOME */
-    wyc_game_update_t update;   /* UPDATE */
-    double x, y;                /* LEFT */
-    wyc_error_t error;          /* CLOSED: server_code is the game's Code name
-                                   ("TICKET_EXPIRED", ...), ws_close the close code */
+    wyc_game_welcome_t welcome;     /* WELCOME */
+    wyc_game_update_t update;       /* UPDATE */
+    double x, y;                    /* LEFT */
+    const wyc_chat_message_t *chat; /* CHAT: valid during the callback; a channel's messages
+                                       come in seq order (a gap: fetch it through lobby's
+                                       chat history) */
+    wyc_error_t error;              /* CLOSED: server_code is the game's Code name
+                                       ("TICKET_EXPIRED", ...), ws_close the close code */
 } wyc_game_event_t;
 
 typedef void (*wyc_game_cb)(wyc_game_t *g, const wyc_game_event_t *ev, void *ud);

@@ -23,7 +23,7 @@ struct wyc_chat_state {
 
 /* ------------------------------------------------------------------ conversions */
 
-static void copy_msg(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
+void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
 {
     memset(o, 0, sizeof *o);
     snprintf(o->channel_id, sizeof o->channel_id, "%s", m->channel_id);
@@ -43,7 +43,7 @@ static void emit_msg(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
 {
     wyc_event_t *ev = wy_calloc(1, sizeof *ev); /* ~2.5 KiB: not on the stack of a callback */
     ev->type = WYC_EV_CHAT;
-    copy_msg(&ev->chat, m);
+    wyc__chat_copy(&ev->chat, m);
     wyc__emit(c, ev);
     wy_free(ev);
 }
@@ -340,7 +340,7 @@ static void on_history(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobb
     const Wyvern__Lobby__ChatHistoryPage *p = m->chat_history_page;
     wyc_chat_message_t *out = wy_calloc(p->n_messages ? p->n_messages : 1, sizeof *out);
     for (size_t i = 0; i < p->n_messages; i++)
-        copy_msg(&out[i], p->messages[i]);
+        wyc__chat_copy(&out[i], p->messages[i]);
     ((wyc_chat_history_cb)r.cb)(c, e, out, p->n_messages, p->last_seq, p->more, r.ud);
     wy_free(out);
 }

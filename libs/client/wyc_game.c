@@ -293,6 +293,15 @@ static void on_server_msg(wyc_game_t *g, const Wyvern__Game__ServerMessage *m)
         emit(g, &ev);
         break;
     }
+    case WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_MESSAGE: {
+        wyc_chat_message_t *cm = wy_calloc(1, sizeof *cm); /* ~2.5 KiB: not on the stack */
+        wyc__chat_copy(cm, m->chat_message);
+        ev.type = WYC_GAME_EV_CHAT;
+        ev.chat = cm;
+        emit(g, &ev);
+        wy_free(cm);
+        break;
+    }
     default:
         break;
     }

@@ -118,6 +118,8 @@ int wyc__ws_upgrade_check(const char *d, size_t len, const char *key, size_t *hl
 void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
 void wyc__chat_welcome(wyc_client_t *c);
 void wyc__chat_free(wyc_client_t *c);
+/* A pushed ChatMessage (lobby's or game's: one type) as the library's message. */
+void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m);
 
 /* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
 void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);

@@ -74,6 +74,7 @@ struct wy_daemon {
     char *migrations_default;
     char *instance_auto; /* generated instance id when WY_INSTANCE_ID is empty */
     char *bind_host, *instance_id, *log_level, *redis_url, *pg_url, *kafka_brokers;
+    char *pg_replica_url; /* WY_PG_REPLICA_URL, "" = none */
     char *migrations_dir;
     int64_t ops_port, grpc_port, drain_ms, pg_pool_size;
 
@@ -83,6 +84,7 @@ struct wy_daemon {
     wy_grpc_server_t *grpc;
     wy_redis_t *redis;
     wy_pg_t *pg;
+    wy_pg_t *pg_replica; /* WY_PG_REPLICA_URL's pool, or NULL */
     wy_kafka_producer_t *producer;
     wy_outbox_t *outbox;
     wy_consumed_t *consumed;
@@ -210,8 +212,21 @@ static void build_config(wy_daemon_t *d)
                                        0,
                                        0,
                                        NULL,
-                                       "PostgreSQL connection URI or key=value conninfo.",
+                                       "PostgreSQL connection URI or key=value conninfo. For "
+                                       "failover, list primary and replicas with "
+                                       "target_session_attrs=read-write.",
                                        &d->pg_url,
+                                       true};
+        shared[n++] = (wy_cfg_entry_t){"WY_PG_REPLICA_URL",
+                                       WY_CFG_STRING,
+                                       "",
+                                       0,
+                                       0,
+                                       NULL,
+                                       "PostgreSQL streaming replica for the reads that tolerate "
+                                       "staleness (the service README says which); empty: the "
+                                       "primary serves them.",
+                                       &d->pg_replica_url,
                                        true};
         shared[n++] = (wy_cfg_entry_t){
             "WY_PG_POOL_SIZE", WY_CFG_INT, "4", 1, 64, NULL, "PostgreSQL connections per instance.",
@@ -807,6 +822,11 @@ static void finish_stop(wy_daemon_t *d)
         wy_pg_close(d->pg, close_done, d);
         d->pg = NULL;
     }
+    if (d->pg_replica) {
+        d->closing++;
+        wy_pg_close(d->pg_replica, close_done, d);
+        d->pg_replica = NULL;
+    }
     if (d->grpc_rt && d->grpc_stopped) {
         d->closing++;
         if (wy_grpc_rt_close(d->grpc_rt, close_done, d) != WY_OK)
@@ -942,6 +962,12 @@ static int start_parts(wy_daemon_t *d, const char **err)
         wy_pg_opts_t o = {.size = (uint32_t)d->pg_pool_size};
         if (wy_pg_create(&d->loop, d->pg_url, &o, &d->pg, &e) != WY_OK) {
             snprintf(msg, sizeof msg, "WY_PG_URL: %s", e ? e : "invalid");
+            *err = msg;
+            return WY_EINVAL;
+        }
+        if (d->pg_replica_url && *d->pg_replica_url &&
+            wy_pg_create(&d->loop, d->pg_replica_url, &o, &d->pg_replica, &e) != WY_OK) {
+            snprintf(msg, sizeof msg, "WY_PG_REPLICA_URL: %s", e ? e : "invalid");
             *err = msg;
             return WY_EINVAL;
         }
@@ -1151,7 +1177,7 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
     wy_log_level_parse(d->log_level, &level);
     wy_log_init(spec->svc, level);
     wy_metrics_set_service(spec->svc); /* names the HTTP, WebSocket and gRPC latency metrics */
-    if (spec->configure && spec->configure(&err) != WY_OK) {
+    if (spec->configure && spec->configure(d->svc_cfg, &err) != WY_OK) {
         fprintf(stderr, "wy-%s: bad configuration: %s\n", spec->svc, err ? err : "invalid");
         free_config(d);
         return 2;
@@ -1248,6 +1274,13 @@ wy_redis_t *wy_daemon_redis(wy_daemon_t *d)
 
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d)
 {
+    return d->pg;
+}
+
+wy_pg_t *wy_daemon_pg_replica(wy_daemon_t *d)
+{
+    if (d->pg_replica && wy_pg_health(d->pg_replica) == WY_OK)
+        return d->pg_replica;
     return d->pg;
 }
 

@@ -152,8 +152,11 @@ typedef struct {
      * named by its variables: wy-world's zone catalog), once the variables are
      * read and before any dependency is connected. A non-OK return is a bad
      * configuration like a bad variable: "wy-<svc>: bad configuration: <*err>"
-     * on stderr and exit status 2. Main thread, before the loop runs. */
-    int (*configure)(const char **err);
+     * on stderr and exit status 2. Main thread, before the loop runs. cfg is the
+     * service's configuration struct, already filled (what wy_daemon_config returns
+     * later; NULL when config_size is 0): configure may check it and fill fields of
+     * its own there (the same struct start() reaches). */
+    int (*configure)(void *cfg, const char **err);
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -200,6 +203,11 @@ wy_grpc_rt_t *wy_daemon_grpc_rt(wy_daemon_t *d);  /* for the service's client ch
 wy_grpc_server_t *wy_daemon_grpc(wy_daemon_t *d); /* register methods in start() */
 wy_redis_t *wy_daemon_redis(wy_daemon_t *d);
 wy_pg_t *wy_daemon_pg(wy_daemon_t *d);
+/* The pool for reads that tolerate staleness (a nickname for presence, a history page, a
+ * rankings rebuild): WY_PG_REPLICA_URL's while it is healthy, else the primary's (also when
+ * no replica is configured). Decisions (logins, fences, actor events, transactions) use
+ * wy_daemon_pg. Loop thread. */
+wy_pg_t *wy_daemon_pg_replica(wy_daemon_t *d);
 wy_kafka_producer_t *wy_daemon_producer(wy_daemon_t *d);
 wy_outbox_t *wy_daemon_outbox(wy_daemon_t *d);     /* WY_HELPER_OUTBOX, else NULL */
 wy_consumed_t *wy_daemon_consumed(wy_daemon_t *d); /* WY_HELPER_CONSUMED, else NULL */

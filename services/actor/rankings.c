@@ -9,13 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define KEY_LEVEL      "{rank}:level"
-#define KEY_XP         "{rank}:xp"
-#define KEY_READY      "{rank}:ready"
-#define KEY_REBUILD    "{rank}:rebuild"
-#define REBUILD_TTL_MS "120000"
-#define PAGE           256
-#define TOP_MAX        100
+#define RKEY_RANK_LEVEL   "{rank}:level"
+#define RKEY_RANK_XP      "{rank}:xp"
+#define RKEY_RANK_READY   "{rank}:ready"
+#define RKEY_RANK_REBUILD "{rank}:rebuild"
+#define REBUILD_TTL_MS    "120000"
+#define PAGE              256
+#define TOP_MAX           100
 
 static const wy_pg_stmt_t sql_rank_page = {
     "actor_rank_page",
@@ -83,12 +83,12 @@ static void rank_set(const actor_state_t *s)
         return;
     }
     if (s->deleted || s->xp == 0) {
-        send_remove(r, KEY_LEVEL, s->actor_id);
-        send_remove(r, KEY_XP, s->actor_id);
+        send_remove(r, RKEY_RANK_LEVEL, s->actor_id);
+        send_remove(r, RKEY_RANK_XP, s->actor_id);
         return;
     }
-    send_update(r, KEY_LEVEL, s->level, s->actor_id);
-    send_update(r, KEY_XP, s->xp, s->actor_id);
+    send_update(r, RKEY_RANK_LEVEL, s->level, s->actor_id);
+    send_update(r, RKEY_RANK_XP, s->xp, s->actor_id);
 }
 
 void actor_rank_changed(actor_svc_t *svc, const actor_state_t *before, const actor_state_t *after)
@@ -107,7 +107,7 @@ static void rebuild_end(bool ok)
 {
     wy_redis_t *r = redis();
     if (ok && r) {
-        wy_redis_command(r, on_update, NULL, "SET %s 1", KEY_READY);
+        wy_redis_command(r, on_update, NULL, "SET %s 1", RKEY_RANK_READY);
         char n[24];
         snprintf(n, sizeof n, "%zu", R.ranked);
         wy_log_info("rankings rebuilt from PostgreSQL", "characters", n, NULL);
@@ -116,7 +116,7 @@ static void rebuild_end(bool ok)
         R.dirty = true; /* try again at the next check */
     }
     if (r)
-        wy_redis_command(r, on_update, NULL, "DEL %s", KEY_REBUILD);
+        wy_redis_command(r, on_update, NULL, "DEL %s", RKEY_RANK_REBUILD);
     R.rebuilding = false;
 }
 
@@ -142,8 +142,8 @@ static void on_rank_read(actor_req_t *req, int status, const char *msg,
     (void)msg;
     wy_redis_t *r = redis();
     if (status == WY_OK && r && res->character->xp > 0 && !res->character->deleted) {
-        send_update(r, KEY_LEVEL, res->character->level, res->character->actor_id);
-        send_update(r, KEY_XP, res->character->xp, res->character->actor_id);
+        send_update(r, RKEY_RANK_LEVEL, res->character->level, res->character->actor_id);
+        send_update(r, RKEY_RANK_XP, res->character->xp, res->character->actor_id);
         R.ranked++;
     } else if (status != WY_OK && status != WY_ENOTFOUND) {
         R.dirty = true; /* a character could not be read: the rebuild runs again */
@@ -216,8 +216,8 @@ static void on_ready(int status, redisReply *reply, void *ud)
         R.rebuilding = false;
         return;
     }
-    const char *argv[] = {"SET", KEY_REBUILD, wy_daemon_instance(R.svc->d),
-                          "NX",  "PX",        REBUILD_TTL_MS};
+    const char *argv[] = {"SET", RKEY_RANK_REBUILD, wy_daemon_instance(R.svc->d), "NX",
+                          "PX",  REBUILD_TTL_MS};
     if (wy_redis_command_argv(redis(), on_lock, NULL, 6, argv, NULL) != WY_OK)
         R.rebuilding = false;
 }
@@ -229,7 +229,7 @@ static void on_check(uv_timer_t *t)
     if (R.rebuilding || !r || R.svc->stopping)
         return;
     R.rebuilding = true; /* until the check ends without a rebuild, or the rebuild ends */
-    if (wy_redis_command(r, on_ready, NULL, "EXISTS %s", KEY_READY) != WY_OK)
+    if (wy_redis_command(r, on_ready, NULL, "EXISTS %s", RKEY_RANK_READY) != WY_OK)
         R.rebuilding = false;
 }
 
@@ -272,8 +272,8 @@ typedef struct {
 
 static const char *board_key(Wyvern__Actor__Board b)
 {
-    return b == WYVERN__ACTOR__BOARD__LEVEL ? KEY_LEVEL
-           : b == WYVERN__ACTOR__BOARD__XP  ? KEY_XP
+    return b == WYVERN__ACTOR__BOARD__LEVEL ? RKEY_RANK_LEVEL
+           : b == WYVERN__ACTOR__BOARD__XP  ? RKEY_RANK_XP
                                             : NULL;
 }
 

@@ -65,6 +65,8 @@ typedef struct auth {
     auth_batch_t *b_login, *b_store, *b_create;       /* group commit of logins (sql.c) */
     wy_redis_script_t *marker_script, *reload_script; /* see auth_revocations_watch */
     char rebuild_nonce[37];
+    unsigned reload_pending; /* reload chunks not answered yet (the marker waits for them) */
+    bool reload_failed;      /* a chunk failed: no marker, the next tick starts over */
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
     uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
     unsigned sign_next;  /* the worker the next answer goes to */

@@ -339,9 +339,25 @@ static void on_marker_set(int status, redisReply *r, void *ud)
     reload_finish(a);
 }
 
+static void reload_mark(auth_t *a);
+
+/* A chunk is answered. The marker goes only after every chunk succeeded: an EVALSHA the node
+ * did not know (NOSCRIPT) is re-sent as EVAL after commands sent behind it, so "one
+ * connection, in order" alone would let the marker land before the keys. */
 static void on_reload_set(int status, redisReply *r, void *ud)
 {
-    (void)status, (void)r, (void)ud; /* a failure shows as a missing marker next time */
+    (void)r;
+    auth_t *a = ud;
+    if (status != WY_OK)
+        a->reload_failed = true;
+    if (--a->reload_pending > 0)
+        return;
+    if (a->reload_failed) {
+        wy_log_warn("revocation rebuild failed: retrying", "error", wy_strerror(status), NULL);
+        reload_finish(a);
+        return;
+    }
+    reload_mark(a);
 }
 
 /* Writes auth:{revoked}:{sid,acct}:<id> = <at_ms> PX <left_ms> for every row whose time is left,
@@ -376,29 +392,36 @@ static int reload_keys(auth_t *a, wy_redis_t *r, const PGresult *res)
         if (k == RELOAD_CHUNK || (i == n - 1 && k > 0)) {
             /* KEYS then ARGV, contiguous: move the k pairs right after the k keys. */
             memmove(&argv[k], &argv[RELOAD_CHUNK], 2 * (size_t)k * sizeof *argv);
-            int rc =
-                wy_redis_eval(r, a->reload_script, 0, on_reload_set, NULL, k, 3 * k, argv, NULL);
+            int rc = wy_redis_eval(r, a->reload_script, 0, on_reload_set, a, k, 3 * k, argv, NULL);
             if (rc != WY_OK)
                 return rc;
+            a->reload_pending++;
             k = 0;
         }
     }
     return WY_OK;
 }
 
+/* Every key is written: the marker (if the rebuild's nonce is still there). */
+static void reload_mark(auth_t *a)
+{
+    wy_redis_t *r = auth_redis(a);
+    const char *argv[] = {RELOAD_NONCE, RELOAD_MARKER, a->rebuild_nonce};
+    if (!r || wy_redis_eval(r, a->marker_script, 0, on_marker_set, a, 2, 3, argv, NULL) != WY_OK)
+        reload_finish(a);
+}
+
 static void on_reload_rows(int status, const PGresult *res, const char *err, void *ud)
 {
     auth_t *a = ud;
     wy_redis_t *r = auth_redis(a);
+    a->reload_pending = 1; /* held until every chunk is sent */
+    a->reload_failed = false;
     if (status != WY_OK || !r || reload_keys(a, r, res) != WY_OK) {
         wy_log_warn("revocation rebuild failed", "error", err ? err : "redis", NULL);
-        reload_finish(a);
-        return;
+        a->reload_failed = true;
     }
-    /* Commands on one connection run in order: the marker lands after every key. */
-    const char *argv[] = {RELOAD_NONCE, RELOAD_MARKER, a->rebuild_nonce};
-    if (wy_redis_eval(r, a->marker_script, 0, on_marker_set, a, 2, 3, argv, NULL) != WY_OK)
-        reload_finish(a);
+    on_reload_set(a->reload_failed ? WY_EIO : WY_OK, NULL, a); /* drops the hold */
 }
 
 static void on_nonce_set(int status, redisReply *reply, void *ud)

@@ -8,8 +8,6 @@
 
 #include <string.h>
 
-chat_cfg_t chat_cfg;
-
 /* The rate limiter's prefix: keys chat:rl:{<account>} (wy_ratelimit appends ":<key>"; the
  * key is the account in braces, its hash tag). */
 #define RKEY_CHAT_RATELIMIT "chat:rl"
@@ -21,27 +19,30 @@ const char *const chat_kind_names[CHAT_NKINDS] = {"world", "zone",    "party",
     {                                                                                              \
         "WY_CHAT_RETENTION_" #KIND, WY_CFG_DURATION_MS, DEF, 0, 315360000000LL, NULL,              \
             "Messages of " #KIND " channels older than this are deleted (0 = kept forever).",      \
-            &chat_cfg.retention_ms[CHAT_##KIND], false                                             \
+            WY_CFG_OFF(chat_cfg_t, retention_ms[CHAT_##KIND]), false                               \
     }
 
+/* Offsets into chat_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t chat_config[] = {
     {"WY_CHAT_MAX_CHARS", WY_CFG_INT, "500", 1, 10000, NULL,
-     "Longest message in code points (over: INVALID_ARGUMENT).", &chat_cfg.max_chars, false},
+     "Longest message in code points (over: INVALID_ARGUMENT).", WY_CFG_OFF(chat_cfg_t, max_chars),
+     false},
     {"WY_CHAT_MAX_BYTES", WY_CFG_SIZE, "2KiB", 16, 65536, NULL,
-     "Longest message in UTF-8 bytes (over: INVALID_ARGUMENT).", &chat_cfg.max_bytes, false},
+     "Longest message in UTF-8 bytes (over: INVALID_ARGUMENT).", WY_CFG_OFF(chat_cfg_t, max_bytes),
+     false},
     {"WY_CHAT_RATE_LIMIT", WY_CFG_INT, "10", 1, 100000, NULL,
      "Messages one account may send per WY_CHAT_RATE_WINDOW, over all channels and instances "
      "(over: RESOURCE_EXHAUSTED).",
-     &chat_cfg.rate_limit, false},
+     WY_CFG_OFF(chat_cfg_t, rate_limit), false},
     {"WY_CHAT_RATE_WINDOW", WY_CFG_DURATION_MS, "10s", 1, 3600000, NULL,
-     "Sliding window of WY_CHAT_RATE_LIMIT.", &chat_cfg.rate_window_ms, false},
+     "Sliding window of WY_CHAT_RATE_LIMIT.", WY_CFG_OFF(chat_cfg_t, rate_window_ms), false},
     {"WY_CHAT_FILTER_WORDS", WY_CFG_STRING, "", 0, 0, NULL,
      "Filtered words, comma-separated; matched after Unicode normalisation (case, full-width, "
      "accents, Latin confusables, Hangul jamo, separators).",
-     &chat_cfg.filter_words, false},
+     WY_CFG_OFF(chat_cfg_t, filter_words), false},
     {"WY_CHAT_FILTER_MODE", WY_CFG_ENUM, "mask", 0, 0, "mask|refuse",
      "A filtered word is masked with '*' (mask) or the message refused (refuse).",
-     &chat_cfg.filter_mode, false},
+     WY_CFG_OFF(chat_cfg_t, filter_mode), false},
     RETENTION(WORLD, "24h"),
     RETENTION(ZONE, "24h"),
     RETENTION(PARTY, "168h"),
@@ -50,18 +51,18 @@ static const wy_cfg_entry_t chat_config[] = {
     RETENTION(SYSTEM, "720h"),
     {"WY_CHAT_RETENTION_EVERY", WY_CFG_DURATION_MS, "60s", 1000, 86400000, NULL,
      "How often expired messages are deleted (10,000 rows per kind per pass).",
-     &chat_cfg.retention_every_ms, false},
+     WY_CFG_OFF(chat_cfg_t, retention_every_ms), false},
     {"WY_CHAT_PRESENCE_KEY", WY_CFG_STRING, "sess:{%s}:acct", 0, 0, NULL,
      "Lobby's Redis key of an account's session (%s = account id): a whisper to an account "
      "without it is kept for its next login.",
-     &chat_cfg.presence_key, false},
+     WY_CFG_OFF(chat_cfg_t, presence_key), false},
     {"WY_CHAT_MODERATORS", WY_CFG_STRING, "", 0, 0, NULL,
      "Account ids (comma-separated) with the moderator role, besides callers whose access "
      "token carries it.",
-     &chat_cfg.moderators, false},
+     WY_CFG_OFF(chat_cfg_t, moderators), false},
 };
 
-static int chat_configure(const char **err);
+static int chat_configure(void *cfg, const char **err);
 static int chat_start(wy_daemon_t *d, const char **err);
 static void chat_stop(wy_daemon_t *d);
 static size_t chat_busy(wy_daemon_t *d);
@@ -75,6 +76,7 @@ const wy_daemon_spec_t chat_daemon_spec = {
     .grpc_port = 9206,
     .config = chat_config,
     .nconfig = WY_ARRAY_LEN(chat_config),
+    .config_size = sizeof(chat_cfg_t),
     .helpers = WY_HELPER_OUTBOX,
     .configure = chat_configure,
     .start = chat_start,
@@ -123,9 +125,9 @@ int chat_channel_kind(const char *id)
     return -1;
 }
 
-bool chat_is_moderator(const char *account)
+bool chat_is_moderator(const chat_cfg_t *cfg, const char *account)
 {
-    const char *p = chat_cfg.moderators;
+    const char *p = cfg->moderators;
     size_t n = strlen(account);
     while (p && *p) {
         size_t len = strcspn(p, ",");
@@ -142,16 +144,17 @@ bool chat_is_moderator(const char *account)
     return false;
 }
 
-static int chat_configure(const char **err)
+static int chat_configure(void *cfg, const char **err)
 {
-    const char *k = chat_cfg.presence_key;
+    const chat_cfg_t *c = cfg;
+    const char *k = c->presence_key;
     const char *s = strstr(k, "%s");
     if (!s || strchr(k, '%') != s || strchr(s + 1, '%') || strlen(k) > 128) {
         *err = "WY_CHAT_PRESENCE_KEY: must hold exactly one %s (the account id), at most 128 bytes";
         return WY_EINVAL;
     }
     chat_filter_t *f = NULL;
-    if (chat_filter_new(chat_cfg.filter_words, &f, err) != WY_OK)
+    if (chat_filter_new(c->filter_words, &f, err) != WY_OK)
         return WY_EINVAL;
     chat_filter_free(f);
     return WY_OK;
@@ -244,15 +247,15 @@ static int chat_start(wy_daemon_t *d, const char **err)
     chat_svc_t *svc = wy_calloc(1, sizeof *svc);
     svc->d = d;
     svc->loop = wy_daemon_loop(d);
-    svc->cfg = &chat_cfg;
+    svc->cfg = wy_daemon_config(d);
     svc->refs = 1; /* released by stop() */
     svc->sendq = wy_map_new(0);
     wy_daemon_set_state(d, svc);
-    if (chat_filter_new(chat_cfg.filter_words, &svc->filter, err) != WY_OK)
+    if (chat_filter_new(svc->cfg->filter_words, &svc->filter, err) != WY_OK)
         return WY_EINVAL;
-    svc->filter_refuse = strcmp(chat_cfg.filter_mode, "refuse") == 0;
-    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RATELIMIT, (uint32_t)chat_cfg.rate_limit,
-                         (uint32_t)chat_cfg.rate_window_ms, &svc->rl) != WY_OK) {
+    svc->filter_refuse = strcmp(svc->cfg->filter_mode, "refuse") == 0;
+    if (wy_ratelimit_new(wy_daemon_redis(d), RKEY_CHAT_RATELIMIT, (uint32_t)svc->cfg->rate_limit,
+                         (uint32_t)svc->cfg->rate_window_ms, &svc->rl) != WY_OK) {
         *err = "cannot create the rate limiter";
         return WY_EINVAL;
     }
@@ -274,7 +277,7 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->retention.data = svc;
     svc->timer_open = true;
     chat_svc_ref(svc);
-    uv_timer_start(&svc->retention, retention_tick, 1000, (uint64_t)chat_cfg.retention_every_ms);
+    uv_timer_start(&svc->retention, retention_tick, 1000, (uint64_t)svc->cfg->retention_every_ms);
     return chat_grpc_register(d, err);
 }
 

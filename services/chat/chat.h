@@ -43,7 +43,7 @@ typedef struct {
 typedef struct chat_svc {
     wy_daemon_t *d;
     uv_loop_t *loop;
-    chat_cfg_t *cfg;
+    chat_cfg_t *cfg; /* wy_daemon_config(d): owned by the daemon */
     chat_filter_t *filter;
     bool filter_refuse;
     wy_ratelimit_t *rl;
@@ -57,7 +57,6 @@ typedef struct chat_svc {
         *m_moderation, *m_retention_deleted, *m_offline;
 } chat_svc_t;
 
-extern chat_cfg_t chat_cfg;
 extern const wy_daemon_spec_t chat_daemon_spec;
 
 void chat_svc_ref(chat_svc_t *svc);
@@ -67,8 +66,8 @@ void chat_svc_unref(chat_svc_t *svc);
 int chat_channel_kind(const char *id);
 /* True for 1..CHAT_ID_MAX bytes of [A-Za-z0-9_.:-] (auth's account ids are UUIDs). */
 bool chat_account_ok(const char *s);
-/* True when account is a configured moderator (WY_CHAT_MODERATORS). */
-bool chat_is_moderator(const char *account);
+/* True when account is a configured moderator (cfg->moderators, WY_CHAT_MODERATORS). */
+bool chat_is_moderator(const chat_cfg_t *cfg, const char *account);
 
 /* handlers_grpc.c */
 int chat_grpc_register(wy_daemon_t *d, const char **err);

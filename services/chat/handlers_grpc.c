@@ -123,7 +123,7 @@ static bool caller_ok(op_t *op, const Wyvern__Chat__Caller *c)
     }
     snprintf(op->account, sizeof op->account, "%s", c->account_id);
     snprintf(op->name, sizeof op->name, "%s", name);
-    op->moderator = c->moderator || chat_is_moderator(op->account);
+    op->moderator = c->moderator || chat_is_moderator(op->svc->cfg, op->account);
     return true;
 }
 

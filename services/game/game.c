@@ -87,15 +87,24 @@ static const wy_cfg_entry_t game_config[] = {
      &game_cfg.renew_ms, false},
 };
 
-static int game_configure(const char **err);
+static int game_configure(void *cfg, const char **err);
 static int game_start(wy_daemon_t *d, const char **err);
 static void game_stop(wy_daemon_t *d);
 static size_t game_busy(wy_daemon_t *d);
 
-/* No Kafka subscriptions yet (the simulation issue adds wy.chat and wy.npc.intent rows).
- * Kafka carries the position saves: its outage only degrades the instance (saves wait and
- * are retried). World is not a dependency of readiness: until the catalog is fetched the
- * instance does not register, so world places nobody on it. */
+static const char *const game_chat_types[] = {"chat.message", NULL};
+static const wy_daemon_sub_t game_subs[] = {
+    {.topic = "wy.chat",
+     .mode = WY_SUB_BROADCAST,
+     .types = game_chat_types,
+     .handler = game_chat_on_event},
+};
+
+/* Every instance sees every chat message (broadcast) and delivers to its own players
+ * (chat.c). Kafka carries the position saves too: its outage only degrades the instance
+ * (saves wait and are retried; chat messages wait in Kafka). World is not a dependency of
+ * readiness: until the catalog is fetched the instance does not register, so world places nobody on
+ * it. */
 const wy_daemon_spec_t game_daemon_spec = {
     .svc = "game",
     .grpc_service = "wyvern.game.Game",
@@ -105,13 +114,16 @@ const wy_daemon_spec_t game_daemon_spec = {
     .config = game_config,
     .nconfig = WY_ARRAY_LEN(game_config),
     .configure = game_configure,
+    .subs = game_subs,
+    .nsubs = WY_ARRAY_LEN(game_subs),
     .start = game_start,
     .stop = game_stop,
     .busy = game_busy,
 };
 
-static int game_configure(const char **err)
+static int game_configure(void *cfg, const char **err)
 {
+    WY_UNUSED(cfg); /* the game_cfg statics, until they move onto the daemon */
     static char msg[600];
     if (game_sim_check_regions(game_cfg.regions, err) != WY_OK)
         return WY_EINVAL;
@@ -195,6 +207,7 @@ static int game_start(wy_daemon_t *d, const char **err)
         wy_metrics_gauge("wy_game_partitions", "Zone instances running on this instance.", NULL);
     g->m_heartbeats_failed = wy_metrics_counter("wy_game_world_heartbeats_failed_total",
                                                 "Heartbeats to world that failed.", NULL);
+    game_chat_start(g);
 
     int rc = game_parts_start(g, err);
     if (rc == WY_OK)

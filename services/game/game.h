@@ -7,6 +7,7 @@
  *   sim.c         a zone instance's simulation on daemon workers (game_part_* below):
  *                 regions of partition.c (aoi.c, move.c) ticking at the zone's rate, frames
  *                 to the loop, statistics, the wy.stats change stream, gRPC Game.Stats.
+ *   chat.c        wy.chat messages pushed to this instance's players (issue 15)
  * Everything here is loop-thread only unless a comment says otherwise. */
 #ifndef GAME_H
 #define GAME_H
@@ -82,6 +83,7 @@ typedef struct {
     bool save_timer_started;
     wy_metric_t *m_players, *m_joins_ok, *m_joins_refused[WY_TICKET_BUSY + 1], *m_join_other,
         *m_saves, *m_save_retries, *m_save_dropped, *m_partitions, *m_heartbeats_failed;
+    wy_metric_t *m_chat_events, *m_chat_delivered, *m_chat_latency; /* chat.c */
 } game_t;
 
 /* One WebSocket connection (conn.c). Freed in its close callback. */
@@ -135,6 +137,11 @@ void game_saves_stop(game_t *g);
  * character afresh from its saved position. Best effort (a placement left lapses after
  * WY_WORLD_PLACEMENT_TTL). world_link.c. */
 void game_world_release(game_t *g, const game_player_t *p);
+
+/* chat.c: the metrics (in start), and the wy.chat subscription's handler (wy_daemon_sub_t,
+ * loop thread): pushes the message to the recipients among this instance's players. */
+void game_chat_start(game_t *g);
+void game_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
 
 /* world_link.c */
 int game_link_start(game_t *g);

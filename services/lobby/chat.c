@@ -7,6 +7,7 @@
 #include "chat.h"
 #include "state.h"
 #include "wire.h"
+#include "wy_chatmsg.h"
 #include "chat.pb-c.h"
 
 #include <string.h>
@@ -14,15 +15,9 @@
 #define CHAT_DEADLINE_MS 5000
 #define OFFLINE_ROUNDS   10 /* Chat.Offline pages pushed at one login (200 whispers each) */
 
-static const char *const msg_types[] = {"text", "tombstone", "join", "leave", "invite", "kick"};
 static const char *const kind_names[] = {"",      "world",   "zone",  "party",
                                          "guild", "whisper", "system"};
 static const char *const role_names[] = {"", "member", "officer", "owner"};
-
-static const char *type_name(int t)
-{
-    return t >= 0 && (size_t)t < WY_ARRAY_LEN(msg_types) ? msg_types[t] : "text";
-}
 
 int lobby_chat_start(lobby_t *lb, const char **err)
 {
@@ -56,24 +51,8 @@ void lobby_chat_stop(lobby_t *lb)
 
 /* ---------------------------------------------------------------- delivery */
 
-static void to_client(Wyvern__Lobby__ChatMessage *out, const Wyvern__Chat__Message *m,
-                      const char *channel, uint64_t seq)
-{
-    wyvern__lobby__chat_message__init(out);
-    out->channel_id = (char *)channel;
-    out->seq = seq;
-    out->type = (char *)type_name(m->type);
-    out->sender_id = m->sender_id;
-    out->sender_name = m->sender_name;
-    out->text = m->text;
-    out->ts_ms = m->ts_ms;
-    out->deleted = m->deleted;
-    out->target_seq = m->target_seq;
-    out->subject_id = m->subject_id;
-}
-
 /* One frame holding a push of msg, for any number of connections. */
-static wy_ws_frame_t *push_frame(const Wyvern__Lobby__ChatMessage *msg)
+static wy_ws_frame_t *push_frame(Wyvern__Lobby__ChatMessage *msg)
 {
     Wyvern__Lobby__ServerMessage sm = WYVERN__LOBBY__SERVER_MESSAGE__INIT;
     sm.body_case = WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MESSAGE;
@@ -90,8 +69,9 @@ static bool deliverable(const lobby_conn_t *c)
     return c && c->ws && c->state == LOBBY_ST_READY;
 }
 
-static void deliver(lobby_t *lb, const Wyvern__Chat__ChatEvent *ev)
+static void deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
 {
+    lobby_t *lb = ctx;
     size_t cap = ev->n_recipients ? ev->n_recipients : lb->nconns;
     wy_ws_conn_t **to = wy_malloc((cap ? cap : 1) * sizeof *to);
     size_t n = 0;
@@ -115,36 +95,15 @@ static void deliver(lobby_t *lb, const Wyvern__Chat__ChatEvent *ev)
                 to[n++] = c->ws;
         }
     }
-    if (n) {
-        Wyvern__Lobby__ChatMessage cm;
-        to_client(&cm, ev->message, ev->channel_id, ev->seq);
-        wy_ws_frame_t *f = push_frame(&cm);
-        size_t queued = wy_ws_broadcast(f, to, n);
-        wy_ws_frame_unref(f);
-        wy_metric_add(lb->m_chat_delivered, (double)queued);
-    }
+    wy_metric_add(lb->m_chat_delivered, (double)wy_chatmsg_push(ev, push_frame, to, n));
     wy_free(to);
 }
 
 void lobby_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)
 {
     lobby_t *lb = lobby_get(d);
-    if (lb && !lb->stopping) {
-        Wyvern__Chat__ChatEvent *ev =
-            wyvern__chat__chat_event__unpack(NULL, env->payload.len, env->payload.data);
-        if (ev && ev->message && ev->channel_id[0] && ev->seq > 0) {
-            wy_metric_inc(lb->m_chat_events);
-            deliver(lb, ev);
-            uint64_t now = wy_wall_ms();
-            if (ev->message->ts_ms > 0 && now >= (uint64_t)ev->message->ts_ms)
-                wy_metric_observe(lb->m_chat_latency,
-                                  (double)(now - (uint64_t)ev->message->ts_ms) / 1000.0);
-        } else {
-            wy_log_warn("bad chat.message payload skipped", "event_id", env->event_id, NULL);
-        }
-        if (ev)
-            wyvern__chat__chat_event__free_unpacked(ev, NULL);
-    }
+    if (lb && !lb->stopping)
+        wy_chatmsg_handle(env, deliver, lb, lb->m_chat_events, lb->m_chat_latency);
     wy_daemon_event_done(d, msg, env);
 }
 
@@ -209,7 +168,7 @@ static void reply_history(chat_req_t *r, const Wyvern__Chat__HistoryResponse *h,
     Wyvern__Lobby__ChatMessage *ms = wy_calloc(n ? n : 1, sizeof *ms);
     Wyvern__Lobby__ChatMessage **ptrs = wy_calloc(n ? n : 1, sizeof *ptrs);
     for (size_t i = 0; i < n; i++) {
-        to_client(&ms[i], h->messages[i], channel, h->messages[i]->seq);
+        wy_chatmsg_to_client(&ms[i], h->messages[i], channel, h->messages[i]->seq);
         ptrs[i] = &ms[i];
     }
     /* Forward pages keep their oldest messages (the client goes on after the last one),
@@ -465,7 +424,8 @@ static void on_offline(int err, int status, const char *message, const ProtobufC
         const Wyvern__Chat__OfflineResponse *r = (const Wyvern__Chat__OfflineResponse *)resp;
         for (size_t i = 0; i < r->n_messages; i++) {
             Wyvern__Lobby__ChatMessage cm;
-            to_client(&cm, r->messages[i], r->messages[i]->channel_id, r->messages[i]->seq);
+            wy_chatmsg_to_client(&cm, r->messages[i], r->messages[i]->channel_id,
+                                 r->messages[i]->seq);
             cm.offline = true;
             lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MESSAGE, &cm.base);
         }

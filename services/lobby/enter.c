@@ -147,6 +147,40 @@ static void on_character(int err, int status, const char *message, const Protobu
         enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "world: too many requests in flight");
 }
 
+typedef struct {
+    lobby_locate_cb cb;
+    void *ud;
+} locate_req_t;
+
+static void on_located(int err, int status, const char *message, const ProtobufCMessage *resp,
+                       void *arg)
+{
+    WY_UNUSED(status);
+    WY_UNUSED(message);
+    locate_req_t *q = arg;
+    const Wyvern__World__Placement *p = (const Wyvern__World__Placement *)resp;
+    q->cb(err, err == WY_OK ? p->zone_id : NULL, q->ud);
+    wy_free(q);
+}
+
+int lobby_enter_locate(lobby_t *lb, const char *account, lobby_locate_cb cb, void *ud)
+{
+    if (!lb->world)
+        return WY_ESTATE;
+    locate_req_t *q = wy_calloc(1, sizeof *q);
+    q->cb = cb;
+    q->ud = ud;
+    Wyvern__World__LocateRequest lr = WYVERN__WORLD__LOCATE_REQUEST__INIT;
+    lr.who_case = WYVERN__WORLD__LOCATE_REQUEST__WHO_ACCOUNT_ID;
+    lr.account_id = (char *)account;
+    int rc = wy_grpc_call(lb->world, "/wyvern.world.World/Locate", &lr.base,
+                          &wyvern__world__placement__descriptor, CALL_DEADLINE_MS, NULL, 0,
+                          on_located, q);
+    if (rc != WY_OK)
+        wy_free(q);
+    return rc;
+}
+
 void lobby_enter_game(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__EnterGame *m, uint64_t t0)
 {
     lobby_t *lb = c->lb;

@@ -20,4 +20,12 @@ void lobby_enter_stop(lobby_t *lb);
 void lobby_enter_game(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__EnterGame *m,
                       uint64_t t0);
 
+/* Presence: where world's locator has the account now (World.Locate). cb gets WY_OK and
+ * the zone it is placed in (valid during the callback), WY_ENOTFOUND when it is not placed
+ * (it left the game: the game released the placement, or it lapsed), or another error
+ * (world down or unconfigured: the caller keeps what the session record says). Returns
+ * WY_OK, or why the call could not start (cb then not called). */
+typedef void (*lobby_locate_cb)(int status, const char *zone, void *ud);
+int lobby_enter_locate(lobby_t *lb, const char *account, lobby_locate_cb cb, void *ud);
+
 #endif

@@ -146,11 +146,12 @@ int lobby_nick_check(const char *nick, size_t len, char *display, size_t display
 
 /* ---------------------------------------------------------------- storage */
 
-/* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. */
-static int pg_exec(lobby_t *lb, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
-                   void *ud)
+/* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. A read that
+ * tolerates staleness (replica) goes to WY_PG_REPLICA_URL when one is configured. */
+static int pg_exec(lobby_t *lb, bool replica, const wy_pg_stmt_t *st, const char *const *params,
+                   wy_pg_cb cb, void *ud)
 {
-    wy_pg_t *pg = wy_daemon_pg(lb->d);
+    wy_pg_t *pg = replica ? wy_daemon_pg_replica(lb->d) : wy_daemon_pg(lb->d);
     return pg ? wy_pg_exec(pg, st, params, cb, ud) : WY_EUNAVAIL;
 }
 
@@ -184,7 +185,8 @@ int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = pg_exec(lb, &LOAD_SQL, params, load_done, q);
+    /* The nickname shown at hello and in presence: a replica's may be a moment old. */
+    int rc = pg_exec(lb, true, &LOAD_SQL, params, load_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
@@ -238,7 +240,7 @@ int lobby_nick_store(lobby_t *lb, const char *account, const char *display, cons
     char cooldown[24];
     snprintf(cooldown, sizeof cooldown, "%lld", (long long)lb->cfg->nick_cooldown_ms);
     const char *params[] = {account, display, norm, cooldown};
-    int rc = pg_exec(lb, &SET_SQL, params, store_done, q);
+    int rc = pg_exec(lb, false, &SET_SQL, params, store_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;

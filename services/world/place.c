@@ -805,7 +805,7 @@ static void on_release_acct(int status, redisReply *reply, void *ud)
 static void release_acct(op_t *op)
 {
     char key[WORLD_REF_MAX + 24];
-    snprintf(key, sizeof key, "world:{acct:%s}", op->cur.account);
+    snprintf(key, sizeof key, RKEY_WORLD_ACCT, op->cur.account);
     const char *argv[] = {key, op->character};
     eval(op, op->w->s_acct_release, on_release_acct, 1, 2, argv);
 }
@@ -857,7 +857,7 @@ void world_rpc_release(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
     snprintf(op->character, sizeof op->character, "%s", in->character_id);
     snprintf(op->cur.inst, sizeof op->cur.inst, "%s", in->instance_id);
     char key[WORLD_REF_MAX + 24];
-    snprintf(key, sizeof key, "world:{char:%s}", op->character);
+    snprintf(key, sizeof key, RKEY_WORLD_CHAR, op->character);
     const char *argv[] = {key, in->instance_id};
     eval(op, w->s_release, on_release, 1, 2, argv);
 }

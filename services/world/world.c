@@ -6,36 +6,31 @@
 
 #include <string.h>
 
-static struct {
-    char *zones_dir;
-    char *start_zone;
-    int64_t dead_after_ms, placement_ttl_ms, forget_after_ms;
-} world_cfg;
-
 /* Loaded by world_configure before anything connects; read-only afterwards. */
 static zone_catalog_t world_catalog;
 
+/* Offsets into world_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t world_config[] = {
     {"WY_WORLD_ZONES_DIR", WY_CFG_STRING, "data/zones", 0, 0, NULL,
      "Folder of the zone files (one <zone>.json each; format in services/world/README.md). "
      "A bad file stops the daemon with exit status 2 naming the file and the field.",
-     &world_cfg.zones_dir, false},
+     WY_CFG_OFF(world_cfg_t, zones_dir), false},
     {"WY_WORLD_START_ZONE", WY_CFG_STRING, "oakvale", 0, 0, NULL,
-     "Zone of a character that has no saved zone (must be in the catalog).", &world_cfg.start_zone,
-     false},
+     "Zone of a character that has no saved zone (must be in the catalog).",
+     WY_CFG_OFF(world_cfg_t, start_zone), false},
     {"WY_WORLD_GAME_DEAD_AFTER", WY_CFG_DURATION_MS, "5s", 1000, 600000, NULL,
      "A game instance that sent no heartbeat for this long is dead: its zone instances are "
      "placed on live ones.",
-     &world_cfg.dead_after_ms, false},
+     WY_CFG_OFF(world_cfg_t, dead_after_ms), false},
     {"WY_WORLD_PLACEMENT_TTL", WY_CFG_DURATION_MS, "60s", 1000, 86400000, NULL,
      "A placement lapses this long after it was made or last renewed (Place again renews it).",
-     &world_cfg.placement_ttl_ms, false},
+     WY_CFG_OFF(world_cfg_t, placement_ttl_ms), false},
     {"WY_WORLD_GAME_FORGET_AFTER", WY_CFG_DURATION_MS, "1h", 10000, 604800000, NULL,
      "A dead game instance is dropped from the registry after this long without a heartbeat.",
-     &world_cfg.forget_after_ms, false},
+     WY_CFG_OFF(world_cfg_t, forget_after_ms), false},
 };
 
-static int world_configure(const char **err);
+static int world_configure(void *cfg, const char **err);
 static int world_start(wy_daemon_t *d, const char **err);
 static void world_stop(wy_daemon_t *d);
 static size_t world_busy(wy_daemon_t *d);
@@ -54,28 +49,30 @@ const wy_daemon_spec_t world_daemon_spec = {
     .grpc_port = 9204,
     .config = world_config,
     .nconfig = WY_ARRAY_LEN(world_config),
+    .config_size = sizeof(world_cfg_t),
     .configure = world_configure,
     .start = world_start,
     .stop = world_stop,
     .busy = world_busy,
 };
 
-static int world_configure(const char **err)
+static int world_configure(void *cfg, const char **err)
 {
+    const world_cfg_t *c = cfg;
     static char msg[256];
     zone_catalog_clear(&world_catalog);
-    int rc = zone_catalog_load_dir(&world_catalog, world_cfg.zones_dir, err);
+    int rc = zone_catalog_load_dir(&world_catalog, c->zones_dir, err);
     if (rc != WY_OK)
         return rc;
-    if (!zone_catalog_find(&world_catalog, world_cfg.start_zone)) {
-        snprintf(msg, sizeof msg, "WY_WORLD_START_ZONE: no zone \"%.64s\" in %.128s",
-                 world_cfg.start_zone, world_cfg.zones_dir);
+    if (!zone_catalog_find(&world_catalog, c->start_zone)) {
+        snprintf(msg, sizeof msg, "WY_WORLD_START_ZONE: no zone \"%.64s\" in %.128s", c->start_zone,
+                 c->zones_dir);
         *err = msg;
         return WY_EINVAL;
     }
     char n[16];
     snprintf(n, sizeof n, "%zu", world_catalog.n);
-    wy_log_info("zones loaded", "dir", world_cfg.zones_dir, "zones", n, NULL);
+    wy_log_info("zones loaded", "dir", c->zones_dir, "zones", n, NULL);
     return WY_OK;
 }
 
@@ -233,12 +230,13 @@ static int world_start(wy_daemon_t *d, const char **err)
 {
     world_svc_t *w = wy_calloc(1, sizeof *w);
     w->d = d;
+    w->cfg = wy_daemon_config(d);
     w->cat = &world_catalog;
-    w->start_zone = zone_catalog_find(&world_catalog, world_cfg.start_zone);
+    w->start_zone = zone_catalog_find(&world_catalog, w->cfg->start_zone);
     w->timer_closed = true; /* until world_registry_start opens the timer */
-    w->dead_after_ms = (uint64_t)world_cfg.dead_after_ms;
-    w->placement_ttl_ms = (uint64_t)world_cfg.placement_ttl_ms;
-    w->forget_after_ms = (uint64_t)world_cfg.forget_after_ms;
+    w->dead_after_ms = (uint64_t)w->cfg->dead_after_ms;
+    w->placement_ttl_ms = (uint64_t)w->cfg->placement_ttl_ms;
+    w->forget_after_ms = (uint64_t)w->cfg->forget_after_ms;
     wy_daemon_set_state(d, w);
 
     w->m_live_games = wy_metrics_gauge("wy_world_games_live",

@@ -37,8 +37,17 @@ typedef struct {
     bool live;                           /* seen within dead_after */
 } world_game_t;
 
+/* The daemon's configuration (world_daemon_spec.config_size): the daemon owns it and its
+ * strings, filled before configure and start, valid until wy_daemon_main returns. */
+typedef struct {
+    char *zones_dir;
+    char *start_zone;
+    int64_t dead_after_ms, placement_ttl_ms, forget_after_ms;
+} world_cfg_t;
+
 typedef struct {
     wy_daemon_t *d;
+    const world_cfg_t *cfg; /* wy_daemon_config(d) */
     const zone_catalog_t *cat;
     const zone_t *start_zone;
     uint64_t dead_after_ms, placement_ttl_ms, forget_after_ms;

@@ -7,11 +7,16 @@
   cluster  (session) the RedisCluster itself (ports, reshard, cli per node)
 """
 import os
+import sys
 
 import pytest
 
-from harness.rcluster import RedisCluster
-from harness.stack import Stack
+# The integration tests and helpers this tier reuses unchanged (test_lobby, test_auth, ...).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "integration"))
+
+from harness.rcluster import RedisCluster  # noqa: E402
+from harness.stack import Stack  # noqa: E402
 
 
 class ClusterStack(Stack):

@@ -4,13 +4,8 @@ Imported from tests/integration/test_auth.py and run with the cluster stack
 (tests/cluster/conftest.py): failed-login rate limits (wy_ratelimit, one key per check),
 revocations (the {revoked} slot: MGET of sid, account and marker) and their rebuild after
 FLUSHALL of every node."""
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "integration"))
-
-from test_auth import (  # noqa: E402,F401 (fixtures and tests collected by pytest)
+from test_auth import (  # noqa: F401 (fixtures and tests collected by pytest)
     auth,
     keys,
     stub,

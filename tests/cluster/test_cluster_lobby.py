@@ -6,13 +6,8 @@ redis+cluster://..., redis_cli follows redirects. Covered: the lobby race (200 c
 hellos of one account over two instances -> 1 live session, both policies), nicknames and
 presence (nickname index in its own slot), kicks across instances, reject-new after a kill -9
 (the owner's liveness read in another slot), release on disconnect and idle."""
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "integration"))
-
-from test_lobby import (  # noqa: E402,F401 (fixtures and tests collected by pytest)
+from test_lobby import (  # noqa: F401 (fixtures and tests collected by pytest)
     keys,
     test_100_concurrent_claims_of_one_nickname,
     test_200_concurrent_logins_leave_one_session,

@@ -6,17 +6,12 @@ heartbeat, presence of its own account (must be ONLINE), logout (must close 1000
 answer is a client-visible error. The reshard moves a third of one node's slots, including
 slots holding the storm's keys (every account keeps its fence epoch key), so the daemons'
 commands meet ASK, TRYAGAIN and MOVED during and after the move."""
-import os
-import sys
 import threading
 import uuid
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "integration"))
-
-from harness import rkeys  # noqa: E402
-from harness.wait import wait_until  # noqa: E402
-from test_lobby import Client, keys, start_lobby, token  # noqa: E402,F401
+from harness import rkeys
+from harness.wait import wait_until
+from test_lobby import Client, keys, start_lobby, token  # noqa: F401
 
 THREADS = 6
 ACCOUNTS_PER_THREAD = 40

@@ -4,15 +4,10 @@ Imported from tests/integration/test_world.py; only clean_redis differs: the clu
 database, so each test starts from FLUSHALL of every node and world gets the cluster URL.
 Placement, its idempotence under 20 concurrent places, full and instanced zones, portals and
 dead-game moves: every script on one {zone:<z>}, {char:<c>} or {games} slot."""
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "integration"))
-
-from test_world import (  # noqa: E402,F401 (fixtures and tests collected by pytest)
+from test_world import (  # noqa: F401 (fixtures and tests collected by pytest)
     games,
     pb,
     test_concurrent_places_make_one_placement,

@@ -3,9 +3,11 @@
 players on two lobby instances; zone chat reaching only the players of one zone instance and
 following a player moved by World.Transfer; party chat after invite and kick; an offline
 whisper delivered at the next login; and ordering: 10 senders x 1,000 messages into one
-channel with members on both lobby instances, every member receiving all of them in sequence
-order with no gap and no duplicate, also while one lobby instance is restarted (its clients
-resume from the last sequence they saw)."""
+channel with members on both lobby instances and one wy-game instance, every member receiving
+all of them in sequence order with no gap and no duplicate, also while one lobby instance is
+restarted (its clients resume from the last sequence they saw)."""
+import base64
+import os
 import re
 import threading
 import time
@@ -18,6 +20,7 @@ import websocket
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harness.daemon import TICKET_KID, ticket_test_keys
 from harness.ports import free_port
 from harness.wait import wait_until
 
@@ -346,10 +349,11 @@ def _flood(sender, cid, n, errors):
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["steady", "lobby-restart"])
-def test_ten_senders_thousand_messages_in_order(cluster, restart):
+def test_ten_senders_thousand_messages_in_order(cluster, world_pb, restart):
     """Steady: the senders alternate between the two instances. Restart: the senders are on
     instance 1 and instance 2 is stopped (SIGTERM) and started again while they send; its
-    listeners reconnect and resume from the last seq they applied."""
+    listeners reconnect and resume from the last seq they applied. In both, a member joined
+    on a wy-game instance receives them all live, in order."""
     senders_n, per = 10, 1000
     owner = cluster.player(0)
     cid = owner.ok(chat_create=owner.pb.ChatCreate(kind="guild", name="Order")).chat_channel \
@@ -364,6 +368,8 @@ def test_ten_senders_thousand_messages_in_order(cluster, restart):
     everyone = [owner] + senders + listeners
     for p in everyone:
         p.follow(cid, base)
+    # The game member: the third listener's account, also joined on a wy-game instance.
+    gm = start_game_member(cluster, world_pb, listeners[2].account, cid)
     errors = []
     threads = [threading.Thread(target=_flood, args=(s, cid, per, errors)) for s in senders]
     for t in threads:
@@ -392,6 +398,8 @@ def test_ten_senders_thousand_messages_in_order(cluster, restart):
         wait_until(lambda: p.view(cid, upto=last if p in listeners or restart else None)
                    is not None and p.last[cid] >= last, timeout=300,
                    what="%s has all %d messages" % (p.account[:8], total))
+    wait_until(lambda: gm.closed or (gm.seqs() or [0])[-1] >= last, timeout=300,
+               what="the game member has all %d messages" % total)
     want = None
     for p in everyone:
         assert [m.seq for m in p.seen[cid]] == list(range(base + 1, last + 1)), \
@@ -399,6 +407,11 @@ def test_ten_senders_thousand_messages_in_order(cluster, restart):
         texts = [m.text for m in p.seen[cid]]
         want = want or texts
         assert texts == want
+    # The game member: live delivery only (no history on that connection), same order.
+    assert not gm.closed, "the game connection closed"
+    assert gm.seqs() == list(range(base + 1, last + 1)), "game member: gap or duplicate"
+    assert [m.text for m in gm.seen] == want
+    gm.close()
     # Each sender's messages in the order it sent them.
     for s in senders:
         mine = [int(t.split("#")[1]) for t in want if t.startswith(s.account[:8] + " #")]
@@ -406,6 +419,86 @@ def test_ten_senders_thousand_messages_in_order(cluster, restart):
     if not restart:  # live delivery alone had no gap: nothing came from history
         assert all(p.history_fills == 0 for p in everyone), \
             [p.history_fills for p in everyone]
+
+
+class GameMember:
+    """A player joined on a wy-game instance (placed by world, a join ticket signed with the
+    test ticket key): a reader thread keeps the chat pushes of one channel, in arrival order
+    (the game connection has no history: what it shows is live delivery alone)."""
+
+    def __init__(self, game, world_st, world_pb, signer, account, channel):
+        import game_pb2
+        self.pb, self.channel, self.seen, self.closed = game_pb2, channel, [], False
+        ch = str(uuid.uuid4())
+        p = world_st.Place(world_pb[0].PlaceRequest(account_id=account, character_id=ch),
+                           timeout=DEADLINE)
+        assert p.game_id == game.instance_id, p
+        now = int(time.time() * 1000)
+        claims = {"iss": "wy-lobby", "aud": "wy-game", "sub": account, "chr": ch,
+                  "zone": p.zone_id, "zin": p.instance_id, "gid": p.game_id,
+                  "ginc": p.game_incarnation, "x": p.position.x, "y": p.position.y,
+                  "jti": base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode(),
+                  "iat_ms": now, "exp_ms": now + 30000}
+        tk = jwt.encode(claims, signer, algorithm="EdDSA", headers={"kid": TICKET_KID})
+        self.ws = websocket.create_connection("ws://127.0.0.1:%d/v1/game" % game.client_port,
+                                              timeout=DEADLINE)
+        self.ws.send_binary(self.pb.ClientMessage(request_id=1, join=self.pb.Join(ticket=tk))
+                            .SerializeToString())
+        m = self._next()
+        assert m is not None and m.WhichOneof("body") == "welcome", m
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _next(self):
+        """The next message other than a simulation update; None once closed."""
+        while True:
+            try:
+                op, data = self.ws.recv_data()
+            except Exception:
+                return None
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                return None
+            m = self.pb.ServerMessage.FromString(data)
+            if m.WhichOneof("body") != "update":
+                return m
+
+    def _read(self):
+        self.ws.settimeout(None)
+        while True:
+            m = self._next()
+            if m is None:
+                self.closed = True
+                return
+            if m.WhichOneof("body") == "chat_message" and m.chat_message.channel_id == \
+                    self.channel:
+                with self.lock:
+                    self.seen.append(m.chat_message)
+
+    def seqs(self):
+        with self.lock:
+            return [m.seq for m in self.seen]
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+def start_game_member(cluster, world_pb, account, channel):
+    """wy-game registered with the cluster's world, and account joined on it."""
+    game = cluster.daemon("game", env={"WY_GAME_WORLD_GRPC": cluster.world.grpc_addr})
+    st = world_pb[1].WorldStub(grpc.insecure_channel(cluster.world.grpc_addr))
+
+    def live():
+        return any(g.game_id == game.instance_id and g.live for g in
+                   st.ListGames(world_pb[0].ListGamesRequest(), timeout=DEADLINE).games)
+    wait_until(live, 30, what="wy-game registered with world")
+    with open(os.path.join(ticket_test_keys(os.path.dirname(game.log_path)),
+                           TICKET_KID + ".pem"), "rb") as f:
+        signer = serialization.load_pem_private_key(f.read(), password=None)
+    return GameMember(game, st, world_pb, signer, account, channel)
 
 
 def _restart_lobby(cluster):

@@ -13,8 +13,9 @@ from harness import TOP
 
 DOC = os.path.join(TOP, "docs", "keys.md")
 RKEY_RE = re.compile(r'^\s*#\s*define\s+(RKEY_[A-Z0-9_]+)\s+"([^"]*)"', re.M)
-# "<prefix>:<something>" in double or single quotes: how a Redis key starts.
-KEYISH_RE = re.compile(r'''(["'])([a-z][a-z0-9_-]*:[a-z{%][^"'\s]*)\1''')
+# "<prefix>:<something>" in double or single quotes: how a Redis key starts; or a key whose
+# root is its hash tag ("{rank}:level").
+KEYISH_RE = re.compile(r'''(["'])((?:[a-z][a-z0-9_-]*|\{[a-z][a-z0-9_-]*\}):[a-z{%][^"'\s]*)\1''')
 TOPIC_RE = re.compile(r'"(wy\.[a-z][a-z0-9_.]*)"')
 
 
@@ -84,7 +85,7 @@ def test_no_undeclared_redis_key_in_the_source():
                 continue
             for _, lit in KEYISH_RE.findall(line):
                 root = lit.split(":", 1)[0]
-                if root not in roots:
+                if root not in roots and not root.startswith("{"):
                     continue
                 # A literal on an ordinary line is fine only as a piece of a documented format
                 # (a Lua script building 'sess:{'..a..'}:s:'), never as a key of its own.

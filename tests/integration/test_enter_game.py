@@ -1,7 +1,7 @@
 """Lobby's enter_game against the real daemons (auth's test key for access tokens, wy-actor on
 PostgreSQL, wy-world on Redis, wy-game): the character must be the account's, world places
 it, the ticket lobby signs is accepted by the game instance world chose (and only once),
-presence shows in-game with the zone, and enter_game requests of one character at once
+presence shows in-game with the zone and online again after the player leaves the game, and enter_game requests of one character at once
 yield one placement. Tickets made through lobby are also refused by another game
 instance."""
 import os
@@ -65,6 +65,18 @@ def new_character(actor, pb, account):
         timeout=DEADLINE)
 
 
+def ready_player(daemon_log_dir, pb, road):
+    """Once the game is registered: a new account with a character, and its lobby session."""
+    actor, world, game, lobby = road
+    wst = pb["world_grpc"].WorldStub(grpc.insecure_channel(world.grpc_addr))
+    wait_registered(wst, (None, pb["world"]), game)
+    acct = str(uuid.uuid4())
+    ch = new_character(actor, pb, acct)
+    c = Client(lobby.ws_url)
+    assert c.hello(access_token(daemon_log_dir, acct)).status.code == pb["lobby"].OK
+    return acct, ch, c
+
+
 def enter(c, pb, character_id):
     return c.call(enter_game=pb["lobby"].EnterGame(character_id=character_id))
 
@@ -104,6 +116,36 @@ def test_enter_game_gives_a_ticket_the_placed_game_accepts(daemon_log_dir, pb, r
     g.close()
 
 
+def test_presence_goes_back_to_online_when_the_player_leaves_the_game(daemon_log_dir, pb, road):
+    """In game after enter_game and join; after leave, online again while the lobby
+    session lives (world's locator has no placement any more)."""
+    acct, ch, c = ready_player(daemon_log_dir, pb, road)
+    lobby = road[3]
+    r = enter(c, pb, ch.actor_id)
+    assert r.status.code == pb["lobby"].OK, r
+    g = GameClient((pb["game"],), "ws://%s/v1/game" % r.entered_game.game_addr)
+    assert g.join(r.entered_game.ticket).WhichOneof("body") == "welcome"
+    other = Client(lobby.ws_url)
+    assert other.hello(access_token(daemon_log_dir, str(uuid.uuid4()))).status.code == \
+        pb["lobby"].OK
+
+    def presence():
+        return other.call(get_presence=pb["lobby"].GetPresence(account_ids=[acct])) \
+            .presence.entries[0]
+    p = presence()
+    assert (p.state, p.zone) == (pb["lobby"].IN_GAME, "oakvale")
+    g.send(leave=pb["game"].Leave())
+    g.wait_closed()
+    wait_until(lambda: presence().state == pb["lobby"].ONLINE, 20, what="presence online")
+    p = presence()
+    assert (p.state, p.zone, p.account_id) == (pb["lobby"].ONLINE, "", acct)
+    # Entering again shows it in game again.
+    r = enter(c, pb, ch.actor_id)
+    assert r.status.code == pb["lobby"].OK, r
+    p = presence()
+    assert (p.state, p.zone) == (pb["lobby"].IN_GAME, "oakvale")
+
+
 def test_enter_game_refuses_another_accounts_character(daemon_log_dir, pb, road):
     actor, world, game, lobby = road
     ch = new_character(actor, pb, str(uuid.uuid4()))
@@ -116,13 +158,8 @@ def test_enter_game_refuses_another_accounts_character(daemon_log_dir, pb, road)
 
 
 def test_concurrent_enter_game_of_one_character_is_one_placement(daemon_log_dir, pb, road):
-    actor, world, game, lobby = road
-    wst = pb["world_grpc"].WorldStub(grpc.insecure_channel(world.grpc_addr))
-    wait_registered(wst, (None, pb["world"]), game)
-    acct = str(uuid.uuid4())
-    ch = new_character(actor, pb, acct)
-    c = Client(lobby.ws_url)
-    assert c.hello(access_token(daemon_log_dir, acct)).status.code == pb["lobby"].OK
+    acct, ch, c = ready_player(daemon_log_dir, pb, road)
+    wst = pb["world_grpc"].WorldStub(grpc.insecure_channel(road[1].grpc_addr))
     rids = [c.send(enter_game=pb["lobby"].EnterGame(character_id=ch.actor_id)) for _ in range(8)]
     answers = {}
     while len(answers) < len(rids):

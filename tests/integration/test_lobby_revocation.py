@@ -1,6 +1,7 @@
 """Issue 11: lobby hellos without a round trip to auth. Lobby verifies the access token with
-auth's keys and reads auth's revocation keys (auth:{revoked}:sid:*, auth:{revoked}:acct:*) in its
-claim script, so a logged-out session and a banned account are refused with auth stopped; a
+auth's keys and reads auth's revocation keys (auth:{revoked}:sid:*, auth:{revoked}:acct:*)
+right before its claim (one MGET in their slot), so a logged-out session and a banned account
+are refused with auth stopped; a
 live token is welcomed with auth stopped (no Introspect per hello); and without auth's marker
 auth:{revoked}:loaded (Redis lost the revocation state) lobby asks auth and, auth being down,
 fails closed with 4007 (issue 10)."""
@@ -11,6 +12,7 @@ import uuid
 import grpc
 import requests
 
+from harness import rkeys
 from harness.wait import wait_until
 from test_lobby import Client, series
 
@@ -38,7 +40,7 @@ def test_revoked_and_banned_tokens_refused_by_lobby_with_auth_stopped(daemon, pr
     with grpc.insecure_channel(auth.grpc_addr) as ch:
         auth_pb2_grpc.AuthStub(ch).Revoke(
             auth_pb2.RevokeRequest(account_id=banned["account_id"], reason="ban", ban=True), timeout=5)
-    wait_until(lambda: stack.redis_cli("EXISTS", "auth:{revoked}:loaded") == "1", timeout=15,
+    wait_until(lambda: stack.redis_cli("EXISTS", rkeys.REVOKED_LOADED) == "1", timeout=15,
                what="auth's revocation state complete in Redis")
     # Auth goes away before this lobby starts: lobby's Kafka cache of revocations starts empty
     # (it reads wy.account from its end) and there is nobody to ask; the keys are static.
@@ -68,7 +70,7 @@ def test_revoked_and_banned_tokens_refused_by_lobby_with_auth_stopped(daemon, pr
 
     # Fail closed: without the marker a "not revoked" from Redis is not trusted; auth would be
     # asked, and auth is down: 4007, retry.
-    stack.redis_cli("DEL", "auth:{revoked}:loaded")
+    stack.redis_cli("DEL", rkeys.REVOKED_LOADED)
     c = Client(url)
     r = c.hello(live["access_token"])
     assert r.status.code == c.pb.UNAVAILABLE, r

@@ -182,8 +182,9 @@ static const wy_daemon_spec_t helpers_without_pg_spec = {
     .svc = "testd", .grpc_service = "wyvern.testd.Testd", .helpers = WY_HELPER_CONSUMED};
 
 /* spec.configure: the service's own data checked after the variables (wy-world's zones). */
-static int bad_data_configure(const char **err)
+static int bad_data_configure(void *cfg, const char **err)
 {
+    WY_UNUSED(cfg);
     *err = "data/testd.json: size: missing field";
     return WY_EINVAL;
 }

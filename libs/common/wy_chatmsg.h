@@ -1,0 +1,41 @@
+/* wy_chatmsg — the pieces of wy.chat delivery shared by lobby and game (issue 15): the event
+ * decoded and checked, and a stored chat message (proto/chat.proto Message) as the client's
+ * ChatMessage (proto/lobby.proto, pushed by lobby and by game alike). Pure functions: any
+ * thread; the consumers call them on their loop. */
+#ifndef WY_CHATMSG_H
+#define WY_CHATMSG_H
+
+#include "wy_core.h"
+#include "wy_metrics.h"
+#include "wy_ws.h"
+#include "chat.pb-c.h"
+#include "envelope.pb-c.h"
+#include "lobby.pb-c.h"
+
+/* The common part of a wy.chat handler (on the consumer's loop): decodes env's ChatEvent; one
+ * without a message, a channel or a seq > 0 is logged as a warning and skipped; else counts it
+ * in events, calls deliver(ctx, ev) (ev lives through the call) and observes in latency the
+ * seconds since chat stored it (its ts_ms, wall clock; skipped when unset or in the future).
+ * The caller still calls wy_daemon_event_done. */
+typedef void (*wy_chatmsg_deliver_fn)(void *ctx, const Wyvern__Chat__ChatEvent *ev);
+void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn deliver, void *ctx,
+                       wy_metric_t *events, wy_metric_t *latency);
+
+/* Pushes ev's message to to[0..n-1] as one frame, encoded once: wrap returns a new frame (one
+ * reference, the caller's) holding the service's ServerMessage around msg. Returns how many
+ * connections queued it (wy_ws_broadcast: a closing or too slow one is skipped). */
+typedef wy_ws_frame_t *(*wy_chatmsg_wrap_fn)(Wyvern__Lobby__ChatMessage *msg);
+size_t wy_chatmsg_push(const Wyvern__Chat__ChatEvent *ev, wy_chatmsg_wrap_fn wrap,
+                       wy_ws_conn_t *const *to, size_t n);
+
+/* Fills out (initialised here) from stored message m of channel at seq. out borrows m's and
+ * channel's strings (and static type names): it lives no longer than they do; nothing to
+ * free. */
+void wy_chatmsg_to_client(Wyvern__Lobby__ChatMessage *out, const Wyvern__Chat__Message *m,
+                          const char *channel, uint64_t seq);
+
+/* The zone instance of a zone channel ("zone:meadow#1" -> "meadow#1"), NULL for another
+ * channel. */
+const char *wy_chatmsg_zone(const char *channel);
+
+#endif

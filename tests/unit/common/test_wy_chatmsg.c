@@ -1,0 +1,141 @@
+/* Unit tests for wy_chatmsg: the wy.chat handler's common part (bad payloads skipped, a good
+ * one delivered once, counted and timed), the client message built from a stored one, and
+ * zone channel names. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "wy_chatmsg.h"
+
+typedef struct {
+    int calls;
+    char channel[64];
+    uint64_t seq;
+    size_t nrecipients;
+} seen_t;
+
+static void on_deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
+{
+    seen_t *s = ctx;
+    s->calls++;
+    snprintf(s->channel, sizeof s->channel, "%s", ev->channel_id);
+    s->seq = ev->seq;
+    s->nrecipients = ev->n_recipients;
+}
+
+/* An envelope around payload (len bytes); buf keeps it alive. */
+static Wyvern__Envelope envelope(const uint8_t *payload, size_t len)
+{
+    Wyvern__Envelope env = WYVERN__ENVELOPE__INIT;
+    env.event_id = "e-1";
+    env.payload.data = (uint8_t *)payload;
+    env.payload.len = len;
+    return env;
+}
+
+/* ChatEvent{channel, seq, message (when with_msg), recipients} packed into buf. */
+static size_t pack_event(uint8_t *buf, const char *channel, uint64_t seq, bool with_msg,
+                         int64_t ts_ms)
+{
+    Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
+    Wyvern__Chat__Message m = WYVERN__CHAT__MESSAGE__INIT;
+    char *recips[] = {"a", "b"};
+    m.text = "hello";
+    m.ts_ms = ts_ms;
+    ev.channel_id = (char *)channel;
+    ev.seq = seq;
+    ev.message = with_msg ? &m : NULL;
+    ev.recipients = recips;
+    ev.n_recipients = 2;
+    return wyvern__chat__chat_event__pack(&ev, buf);
+}
+
+static void test_handle_skips_bad_and_delivers_good(void **state)
+{
+    (void)state;
+    wy_metric_t *events = wy_metrics_counter("wy_test_chat_events_total", "t", NULL);
+    wy_metric_t *lat =
+        wy_metrics_histogram("wy_test_chat_delivery_seconds", "t", NULL, wy_metrics_latency_buckets,
+                             wy_metrics_latency_nbuckets);
+    seen_t s = {0};
+    uint8_t buf[256];
+    const uint8_t junk[] = {0xff, 0xff, 0xff};
+    Wyvern__Envelope env = envelope(junk, sizeof junk);
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);       /* not a ChatEvent */
+    env = envelope(buf, pack_event(buf, "world", 7, false, 0)); /* no message */
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    env = envelope(buf, pack_event(buf, "world", 0, true, 0)); /* no seq */
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    env = envelope(buf, pack_event(buf, "", 3, true, 0)); /* no channel */
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    assert_int_equal(s.calls, 0);
+    assert_true(wy_metric_value(events) == 0);
+
+    env = envelope(buf, pack_event(buf, "zone:meadow#1", 42, true, (int64_t)wy_wall_ms() - 5));
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.channel, "zone:meadow#1");
+    assert_int_equal(s.seq, 42);
+    assert_int_equal(s.nrecipients, 2);
+    assert_true(wy_metric_value(events) == 1);
+    assert_true(wy_metric_value(lat) == 1);
+    /* A store time in the future (clock skew) is delivered, not timed. */
+    env = envelope(buf, pack_event(buf, "world", 43, true, (int64_t)wy_wall_ms() + 60000));
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    assert_int_equal(s.calls, 2);
+    assert_true(wy_metric_value(lat) == 1);
+}
+
+static void test_to_client_copies_and_names_types(void **state)
+{
+    (void)state;
+    Wyvern__Chat__Message m = WYVERN__CHAT__MESSAGE__INIT;
+    m.type = WYVERN__CHAT__MESSAGE_TYPE__MSG_TOMBSTONE;
+    m.sender_id = "s";
+    m.sender_name = "Sam";
+    m.text = "";
+    m.ts_ms = 12345;
+    m.target_seq = 9;
+    m.subject_id = "x";
+    Wyvern__Lobby__ChatMessage out;
+    wy_chatmsg_to_client(&out, &m, "party:p", 10);
+    assert_string_equal(out.channel_id, "party:p");
+    assert_int_equal(out.seq, 10);
+    assert_string_equal(out.type, "tombstone");
+    assert_string_equal(out.sender_name, "Sam");
+    assert_int_equal(out.ts_ms, 12345);
+    assert_int_equal(out.target_seq, 9);
+    assert_string_equal(out.subject_id, "x");
+    assert_false(out.offline);
+    m.type = WYVERN__CHAT__MESSAGE_TYPE__MSG_KICK;
+    wy_chatmsg_to_client(&out, &m, "party:p", 11);
+    assert_string_equal(out.type, "kick");
+    m.type = (Wyvern__Chat__MessageType)99; /* a newer chat's type: shown as text */
+    wy_chatmsg_to_client(&out, &m, "party:p", 12);
+    assert_string_equal(out.type, "text");
+}
+
+static void test_zone_of_channel(void **state)
+{
+    (void)state;
+    assert_string_equal(wy_chatmsg_zone("zone:meadow#1"), "meadow#1");
+    assert_null(wy_chatmsg_zone("world"));
+    assert_null(wy_chatmsg_zone("zon"));
+    assert_null(wy_chatmsg_zone("party:zone:x"));
+    assert_string_equal(wy_chatmsg_zone("zone:"), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handle_skips_bad_and_delivers_good),
+        cmocka_unit_test(test_to_client_copies_and_names_types),
+        cmocka_unit_test(test_zone_of_channel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
