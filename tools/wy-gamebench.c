@@ -294,35 +294,21 @@ static bool measuring;
 static uint64_t *lat_ns;
 static size_t nlat, lat_cap;
 
-static int split_hostport(const char *hp, struct sockaddr_in *a)
+/* Connects to host:port (a numeric address, or a name: lobby may answer one); blocking. */
+static int dial(const char *hp)
 {
-    char host[64];
+    char host[256];
     const char *c = strrchr(hp, ':');
     if (!c || (size_t)(c - hp) >= sizeof host)
         return -1;
     memcpy(host, hp, (size_t)(c - hp));
     host[c - hp] = 0;
-    *a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(c + 1))};
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
-
-/* Connects to host:port (a name is resolved: lobby may answer one); blocking. */
-static int dial(const char *hp)
-{
     struct sockaddr_in a;
-    if (split_hostport(hp, &a) != 0) {
-        char host[256];
-        const char *c = strrchr(hp, ':');
-        if (!c || (size_t)(c - hp) >= sizeof host)
-            return -1;
-        memcpy(host, hp, (size_t)(c - hp));
-        host[c - hp] = 0;
-        struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-        if (getaddrinfo(host, c + 1, &hints, &res) != 0 || !res)
-            return -1;
-        memcpy(&a, res->ai_addr, sizeof a);
-        freeaddrinfo(res);
-    }
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, c + 1, &hints, &res) != 0 || !res)
+        return -1;
+    memcpy(&a, res->ai_addr, sizeof a);
+    freeaddrinfo(res);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
@@ -454,6 +440,21 @@ static void on_update(bot_t *b, uint32_t idx, const Wyvern__Game__Update *u, uin
     }
 }
 
+/* Why bots were disconnected: WebSocket close codes (0: the connection ended without one). */
+static struct {
+    int code;
+    uint32_t n;
+} closes[8];
+
+static void count_close(int code)
+{
+    size_t i = 0;
+    while (i < WY_ARRAY_LEN(closes) - 1 && closes[i].n && closes[i].code != code)
+        i++;
+    closes[i].code = code;
+    closes[i].n++;
+}
+
 static int read_bot(bot_t *b, uint32_t idx, uint64_t now)
 {
     for (;;) {
@@ -464,8 +465,10 @@ static int read_bot(bot_t *b, uint32_t idx, uint64_t now)
         ssize_t r = read(b->fd, b->rbuf + b->rlen, b->rcap - b->rlen);
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             break;
-        if (r <= 0)
+        if (r <= 0) {
+            count_close(0);
             return -1;
+        }
         b->rlen += (size_t)r;
         if (measuring)
             b->bytes += (uint64_t)r;
@@ -482,8 +485,11 @@ static int read_bot(bot_t *b, uint32_t idx, uint64_t now)
             return -1;
         if (n == 0)
             break;
-        if (op == 0x8)
+        if (op == 0x8) {
+            const uint8_t *c = b->rbuf + pos + off;
+            count_close(len >= 2 ? c[0] << 8 | c[1] : 0);
             return -1;
+        }
         if (op == 0x2) {
             Wyvern__Game__ServerMessage *m =
                 wyvern__game__server_message__unpack(NULL, len, b->rbuf + pos + off);
@@ -691,18 +697,21 @@ static void scrape(scrape_t *s)
     wy_free(body);
 }
 
+/* Ticks in bucket i and below during the interval (b - a). */
+static double hist_count(const scrape_t *a, const scrape_t *b, size_t i)
+{
+    return b->count[i] - (a->n == b->n ? a->count[i] : 0);
+}
+
 /* Percentile (seconds) from cumulative bucket counts (b - a), linear inside a bucket. */
 static double hist_pct(const scrape_t *a, const scrape_t *b, double q)
 {
-    size_t n = b->n;
-    if (n == 0)
-        return NAN;
-    double total = b->count[n - 1] - (a->n == n ? a->count[n - 1] : 0);
+    double total = b->n ? hist_count(a, b, b->n - 1) : 0;
     if (total <= 0)
         return NAN;
     double want = q * total, prev_c = 0, prev_le = 0;
-    for (size_t i = 0; i < n; i++) {
-        double c = b->count[i] - (a->n == n ? a->count[i] : 0);
+    for (size_t i = 0; i < b->n; i++) {
+        double c = hist_count(a, b, i);
         if (c >= want) {
             if (isinf(b->le[i]))
                 return prev_le;
@@ -716,19 +725,16 @@ static double hist_pct(const scrape_t *a, const scrape_t *b, double q)
 }
 
 /* The upper bound (seconds) of the lowest bucket holding every tick of the interval (b - a):
- * the interval's worst tick is at most this; NAN without samples, INFINITY past the last. */
+ * the interval's worst tick is at most this; NAN without samples. */
 static double hist_max_bound(const scrape_t *a, const scrape_t *b)
 {
-    size_t n = b->n;
-    if (n == 0)
-        return NAN;
-    double total = b->count[n - 1] - (a->n == n ? a->count[n - 1] : 0);
+    double total = b->n ? hist_count(a, b, b->n - 1) : 0;
     if (total <= 0)
         return NAN;
-    for (size_t i = 0; i < n; i++)
-        if (b->count[i] - (a->n == n ? a->count[i] : 0) >= total)
-            return b->le[i];
-    return INFINITY;
+    size_t i = 0;
+    while (hist_count(a, b, i) < total)
+        i++;
+    return b->le[i];
 }
 
 static double tick_max_ms(void)
@@ -779,6 +785,7 @@ static struct {
     char prefix[24];
     char instance[80];
     uint32_t other_instance; /* bots placed in another zone instance than the first bot */
+    bool closing;            /* real_road_close: completions of cancelled calls do nothing */
 } R;
 
 #define ENTRY_INFLIGHT 64 /* bots on their way in at once */
@@ -788,6 +795,8 @@ static void pump(int ms, uint64_t *now);
 
 static void entry_fail(entrant_t *e, const char *what, const wyc_error_t *err)
 {
+    if (R.closing)
+        return;
     R.failed_at[e->stage]++;
     if (!R.first_error[0])
         snprintf(R.first_error, sizeof R.first_error, "bot %u at %s: %s%s%.200s [%s]", e->idx,
@@ -805,6 +814,8 @@ static void on_entered(wyc_client_t *c, const wyc_error_t *err, const wyc_entry_
 {
     (void)c;
     entrant_t *e = ud;
+    if (R.closing)
+        return;
     if (!entry) {
         entry_fail(e, "enter_game refused", err);
         return;
@@ -830,6 +841,8 @@ static void on_character(wyc_client_t *c, const wyc_error_t *err, const wyc_char
                          size_t n, void *ud)
 {
     entrant_t *e = ud;
+    if (R.closing)
+        return;
     if (err->code != WY_OK || n < 1) {
         entry_fail(e, "character create", err);
         return;
@@ -846,7 +859,7 @@ static void on_character(wyc_client_t *c, const wyc_error_t *err, const wyc_char
 static void on_lobby_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
 {
     entrant_t *e = ud;
-    if (!e || e->stage != ST_LOBBY)
+    if (R.closing || !e || e->stage != ST_LOBBY)
         return;
     if (ev->type == WYC_EV_WELCOME) {
         e->stage = ST_CHARACTER;
@@ -866,6 +879,8 @@ static void on_lobby_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
 static void on_login(wyc_client_t *c, const wyc_error_t *err, void *ud)
 {
     entrant_t *e = ud;
+    if (R.closing)
+        return;
     if (err->code != WY_OK) {
         entry_fail(e, "device login", err);
         return;
@@ -954,6 +969,7 @@ static void real_road_close(void)
 {
     if (!R.ctx)
         return;
+    R.closing = true;
     for (uint32_t i = 0; i < nbots; i++)
         wyc_client_close(R.e[i].c);
     wyc_ctx_close(R.ctx, NULL, NULL);
@@ -1007,6 +1023,22 @@ static void pump(int ms, uint64_t *now)
     }
 }
 
+/* Closes every bot (game sockets, lobby clients) and frees what run_bots made. */
+static void bots_free(wy_jwt_keyset_t *ks)
+{
+    for (uint32_t i = 0; i < nbots; i++) {
+        if (bots_arr[i].fd > 0)
+            close(bots_arr[i].fd);
+        wy_free(bots_arr[i].rbuf);
+    }
+    real_road_close();
+    wy_free(bots_arr);
+    wy_free(lat_ns);
+    if (ks)
+        wy_jwt_keyset_free(ks);
+    close(ep);
+}
+
 static int run_bots(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1029,6 +1061,7 @@ static int run_bots(void)
         const char *err = NULL;
         if (wy_token_keyset_load_file(ks, bo.key, bo.kid, &err) != WY_OK) {
             fprintf(stderr, "wy-gamebench: %s: %s\n", bo.key, err);
+            bots_free(ks);
             return 2;
         }
         uint64_t t0 = wy_now_ns();
@@ -1044,8 +1077,10 @@ static int run_bots(void)
         join_s = (double)(wy_now_ns() - t0) / 1e9;
     } else {
         int rc = real_road(&join_s);
-        if (rc != 0)
+        if (rc != 0) {
+            bots_free(NULL);
             return rc;
+        }
         /* Probes: bots 0..NPAIRS-1; each one's observer: the bot that entered nearest it. */
         for (uint32_t k = 0; k < NPAIRS; k++) {
             double best = INFINITY;
@@ -1145,6 +1180,10 @@ static int run_bots(void)
     /* frames per client per tick: every tick number a bot saw once, plus the ones it missed */
     double fpt = ticks ? (double)(ticks) / (double)(ticks - dups + gaps) : NAN;
     const char *mode = bo.self_signed ? "self-signed" : "real-road";
+    char why[160] = "";
+    for (size_t i = 0, o = 0; i < WY_ARRAY_LEN(closes) && closes[i].n && o < sizeof why - 24; i++)
+        o += (size_t)snprintf(why + o, sizeof why - o, "%s%dx%u", i ? " " : "", closes[i].code,
+                              closes[i].n);
     if (bo.json) {
         char b[12][32];
         printf("{\"bots\":%u,\"entry\":\"%s\",\"instance\":\"%s\",\"join_s\":%.2f,"
@@ -1155,14 +1194,14 @@ static int run_bots(void)
                "\"bytes_per_client_s_p99\":%llu,\"frames_per_client_tick\":%s,"
                "\"ticks_missed\":%llu,\"ticks_twice\":%llu,\"latency_p50_ms\":%s,"
                "\"latency_p99_ms\":%s,\"latency_samples\":%zu,\"latency_lost\":%llu,"
-               "\"players_in_instance\":%.0f,\"closed\":%u}\n",
+               "\"players_in_instance\":%.0f,\"closed\":%u,\"close_codes\":\"%s\"}\n",
                nbots, mode, bo.inst, join_s, jnum(b[0], p50), jnum(b[1], p99), jnum(b[2], mx),
                jnum(b[3], mx_iv), overruns, jnum(b[4], cpu_1k),
                jnum(b[5], (s1.cpu - s0.cpu) / bo.seconds), jnum(b[6], bots_cores), jnum(b[7], busy),
                ncpu, (unsigned long long)pct(bps, nbots, 0.5),
                (unsigned long long)pct(bps, nbots, 0.99), jnum(b[8], fpt), (unsigned long long)gaps,
                (unsigned long long)dups, jnum(b[9], lat50), jnum(b[10], lat99), nlat,
-               (unsigned long long)lat_lost, s1.players, closed);
+               (unsigned long long)lat_lost, s1.players, closed, why);
     } else {
         printf("entry: %s%s\n", mode,
                bo.self_signed ? " (tickets signed by this tool: the game server alone)"
@@ -1185,7 +1224,7 @@ static int run_bots(void)
                "2 s)\n",
                lat50, lat99, nlat, (unsigned long long)lat_lost);
         if (closed)
-            printf("  %u bots were disconnected\n", closed);
+            printf("  %u bots were disconnected (close code x count: %s)\n", closed, why);
         printf("  goal: tick p99 <= 10 ms at 2,000 bots: %s; exactly 1 frame per client per tick: "
                "%s\n",
                bo.bots < 2000 ? "n/a"
@@ -1193,18 +1232,8 @@ static int run_bots(void)
                               : "MISSED",
                gaps == 0 && dups == 0 ? "met" : "MISSED");
     }
-    for (uint32_t i = 0; i < nbots; i++) {
-        if (bots_arr[i].fd > 0)
-            close(bots_arr[i].fd);
-        wy_free(bots_arr[i].rbuf);
-    }
-    real_road_close();
-    wy_free(bots_arr);
     wy_free(bps);
-    wy_free(lat_ns);
-    if (ks)
-        wy_jwt_keyset_free(ks);
-    close(ep);
+    bots_free(ks);
     return 0;
 }
 
