@@ -266,6 +266,14 @@ typedef struct {
     bool rechecked;                  /* the owner's liveness was read once already */
     char prev_sid[LOBBY_ID_MAX + 1]; /* the live-looking owner of a reject-new claim */
     char prev_inst[256];
+    /* The epoch statement and the revocation read run at once; the claim script waits for
+     * both (claim_step). */
+    int pending;
+    int ep_status, rev_status; /* WY_OK or why the step failed (err: its message) */
+    char ep_err[160];
+    const char *rev_err; /* static */
+    const char *revoked; /* static: why the token is revoked, or NULL */
+    bool unknown;        /* auth's revocation state incomplete: ask auth */
 } claim_req_t;
 
 /* Ends a claim: runs cb once, drops the claim's reference to c. */
@@ -367,34 +375,31 @@ static int claim_run(claim_req_t *q, const char *dead_sid)
  * trusted, ask auth) -> unknown. check '2': the keys without the marker (no auth to ask); '0'
  * (auth was asked already): not read. A revocation landing between this read and the claim
  * reaches the session as account.session_revoked on wy.account, like one after the claim. */
-static void claim_revocation_done(int status, redisReply *reply, void *ud)
+/* Both steps answered: the claim script runs only now, after the revocation read said the
+ * token stands and with the epoch taken. (An epoch taken for a claim that does not run is
+ * harmless: epochs only have to grow.) */
+static void claim_step(claim_req_t *q)
 {
-    claim_req_t *q = ud;
+    if (--q->pending > 0)
+        return;
     lobby_conn_t *c = q->c;
-    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
-                  status == WY_OK ? "unexpected reply to the revocation check"
-                                  : wy_strerror(status));
+    if (q->ep_status != WY_OK) {
+        claim_end(q, q->ep_status, NULL, q->ep_err);
         return;
     }
-    const char *why = NULL;
-    if (reply->element[0]->type == REDIS_REPLY_STRING)
-        why = "session revoked";
-    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
-             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
-                 strtoull(reply->element[1]->str, NULL, 10))
-        why = "account revoked";
-    bool unknown = !why && !c->revocation_asked && c->lb->auth &&
-                   reply->element[2]->type != REDIS_REPLY_STRING;
-    if (why || unknown) {
-        lobby_claim_t r = {.revoked = why != NULL,
-                           .unknown = unknown,
-                           .prev_sid = why ? why : "",
+    if (q->rev_status != WY_OK) {
+        claim_end(q, q->rev_status, NULL, q->rev_err);
+        return;
+    }
+    if (q->revoked || q->unknown) {
+        lobby_claim_t r = {.revoked = q->revoked != NULL,
+                           .unknown = q->unknown,
+                           .prev_sid = q->revoked ? q->revoked : "",
                            .prev_instance = ""};
         claim_end(q, WY_OK, &r, NULL);
         return;
     }
-    if (!c->ws) {
+    if (!c->ws) { /* the client left meanwhile: nothing to claim */
         claim_end(q, WY_ECANCELED, NULL, "client gone");
         return;
     }
@@ -404,36 +409,50 @@ static void claim_revocation_done(int status, redisReply *reply, void *ud)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }
 
+/* The access token's revocation in auth's keys (services/auth/README.md "Revocation"), one
+ * MGET in the {revoked} slot, read while the epoch statement runs and before the claim: its
+ * session revoked, or its account revoked/banned at or after the token's iat -> revoked
+ * (prev_sid: why); auth's marker missing (Redis lost its data and auth is rebuilding it: "not
+ * revoked" cannot be trusted, ask auth) -> unknown; not read when auth was asked already. A
+ * revocation landing between this read and the claim reaches the session as
+ * account.session_revoked on wy.account, like one after the claim. */
+static void claim_revocation_done(int status, redisReply *reply, void *ud)
+{
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        q->rev_status = status == WY_OK ? WY_EIO : status;
+        q->rev_err =
+            status == WY_OK ? "unexpected reply to the revocation check" : wy_strerror(status);
+        claim_step(q);
+        return;
+    }
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        q->revoked = "session revoked";
+    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
+             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
+                 strtoull(reply->element[1]->str, NULL, 10))
+        q->revoked = "account revoked";
+    q->unknown = !q->revoked && !c->revocation_asked && c->lb->auth &&
+                 reply->element[2]->type != REDIS_REPLY_STRING;
+    claim_step(q);
+}
+
 static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
+    q->ep_status = status;
     if (status != WY_OK) {
-        claim_end(q, status, NULL, err ? err : wy_strerror(status));
-        return;
-    }
-    if (!wy_pg_isnull(res, 0, "nickname")) {
-        snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
-        snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
-    }
-    if (!c->ws) { /* the client left meanwhile: nothing to claim */
-        claim_end(q, WY_ECANCELED, NULL, "client gone");
-        return;
-    }
-    q->epoch = epoch;
-    int rc;
-    if (c->revocation_asked) {
-        lobby_instance_alive(c->lb); /* this instance claims: it is alive */
-        rc = claim_run(q, "");
+        snprintf(q->ep_err, sizeof q->ep_err, "%s", err ? err : wy_strerror(status));
     } else {
-        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
-        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
-        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
-        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
-        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+        q->epoch = epoch;
+        if (!wy_pg_isnull(res, 0, "nickname")) {
+            snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
+            snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
+        }
     }
-    if (rc != WY_OK)
-        claim_end(q, rc, NULL, wy_strerror(rc));
+    claim_step(q);
 }
 
 int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
@@ -441,12 +460,26 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
     claim_req_t *q = wy_calloc(1, sizeof *q);
     q->c = c;
     q->cb = cb;
+    q->pending = 1;
     int rc = next_epoch(c->lb, c->account, true, claim_epoch, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
     }
     lobby_conn_ref(c);
+    if (!c->revocation_asked) { /* auth answered already: the keys are not read again */
+        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
+        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
+        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
+        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
+        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+        if (rc == WY_OK) {
+            q->pending++;
+        } else { /* fail closed: no claim without the read */
+            q->rev_status = rc;
+            q->rev_err = wy_strerror(rc);
+        }
+    }
     return WY_OK;
 }
 
