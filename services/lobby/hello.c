@@ -1,10 +1,9 @@
-/* wy-lobby hello: token (verified here) -> nickname -> claim (which also reads auth's
- * revocation keys in Redis) -> welcome; Auth.Introspect only when Redis' revocation state is
- * incomplete. Each step holds a reference to the connection and goes on only while the client
- * is still there. */
+/* wy-lobby hello: token (verified here) -> claim (its fence epoch and the nickname in one
+ * PostgreSQL statement, then auth's revocation keys and the claim script in Redis) -> welcome;
+ * Auth.Introspect only when Redis' revocation state is incomplete. Each step holds a reference to
+ * the connection and goes on only while the client is still there. */
 #include "hello.h"
 #include "chat.h"
-#include "nickname.h"
 #include "state.h"
 #include "store.h"
 #include "tokens.h"
@@ -121,34 +120,6 @@ static void claim(lobby_conn_t *c)
                    "session store unavailable, retry");
 }
 
-static void nick_loaded(int status, const char *display, const char *norm, void *ud)
-{
-    lobby_conn_t *c = ud;
-    if (c->ws && c->state == LOBBY_ST_AUTH) {
-        if (status == WY_OK) {
-            snprintf(c->nick, sizeof c->nick, "%s", display);
-            snprintf(c->nick_norm, sizeof c->nick_norm, "%s", norm);
-            claim(c);
-        } else if (status == WY_ENOTFOUND) {
-            claim(c);
-        } else {
-            hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
-                       "nickname store unavailable, retry");
-        }
-    }
-    lobby_conn_unref(c);
-}
-
-static void load_nick(lobby_conn_t *c)
-{
-    if (lobby_nick_load(c->lb, c->account, nick_loaded, c) == WY_OK) {
-        lobby_conn_ref(c);
-        return;
-    }
-    hello_fail(c, WYVERN__LOBBY__CODE__UNAVAILABLE, LOBBY_CLOSE_UNAVAILABLE,
-               "nickname store unavailable, retry");
-}
-
 static void introspected(int err, int status, const char *message, const ProtobufCMessage *resp,
                          void *arg)
 {
@@ -245,5 +216,5 @@ void lobby_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *h)
      * them incomplete shows the token to auth (ask_auth). */
     if (lb->auth)
         c->token = wy_strdup(h->access_token);
-    load_nick(c);
+    claim(c); /* its fence epoch statement also reads the nickname: one round trip */
 }

@@ -207,9 +207,21 @@ static const wy_pg_stmt_t EPOCH_SQL = {
     "ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch",
     1};
 
-/* cb(status, epoch, err, ud): WY_OK + the new epoch, or an error with err what PostgreSQL
- * said (or NULL). */
-typedef void (*epoch_cb)(int status, uint64_t epoch, const char *err, void *ud);
+/* A hello's epoch and the account's nickname in one statement (one round trip, not two).
+ * -> 1 row: epoch, nickname, norm (NULL without a nickname) */
+static const wy_pg_stmt_t EPOCH_NICK_SQL = {
+    "lobby_fence_next_nick",
+    "WITH e AS (\n"
+    "  INSERT INTO lobby.fence_epochs AS f (account_id, epoch) VALUES ($1, 1)\n"
+    "  ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch)\n"
+    "SELECT e.epoch, n.nickname, n.norm FROM e\n"
+    "LEFT JOIN lobby.nicknames n ON n.account_id = $1",
+    1};
+
+/* cb(status, epoch, res, err, ud): WY_OK + the new epoch (res: the statement's row, valid
+ * during cb), or an error with err what PostgreSQL said (or NULL). */
+typedef void (*epoch_cb)(int status, uint64_t epoch, const PGresult *res, const char *err,
+                         void *ud);
 
 typedef struct {
     epoch_cb cb;
@@ -224,12 +236,13 @@ static void epoch_done(int status, const PGresult *res, const char *err, void *u
         status = WY_EIO;
         err = "unexpected reply to the fence epoch";
     }
-    q->cb(status, (uint64_t)epoch, err, q->ud);
+    q->cb(status, (uint64_t)epoch, status == WY_OK ? res : NULL, err, q->ud);
     wy_free(q);
 }
 
-/* Starts the epoch increment; WY_OK (cb will run) or why it could not start. */
-static int next_epoch(lobby_t *lb, const char *account, epoch_cb cb, void *ud)
+/* Starts the epoch increment (with the nickname: EPOCH_NICK_SQL); WY_OK (cb will run) or why
+ * it could not start. */
+static int next_epoch(lobby_t *lb, const char *account, bool with_nick, epoch_cb cb, void *ud)
 {
     wy_pg_t *pg = wy_daemon_pg(lb->d);
     if (!pg)
@@ -238,7 +251,7 @@ static int next_epoch(lobby_t *lb, const char *account, epoch_cb cb, void *ud)
     q->cb = cb;
     q->ud = ud;
     const char *params[] = {account};
-    int rc = wy_pg_exec(pg, &EPOCH_SQL, params, epoch_done, q);
+    int rc = wy_pg_exec(pg, with_nick ? &EPOCH_NICK_SQL : &EPOCH_SQL, params, epoch_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
@@ -253,6 +266,14 @@ typedef struct {
     bool rechecked;                  /* the owner's liveness was read once already */
     char prev_sid[LOBBY_ID_MAX + 1]; /* the live-looking owner of a reject-new claim */
     char prev_inst[256];
+    /* The epoch statement and the revocation read run at once; the claim script waits for
+     * both (claim_step). */
+    int pending;
+    int ep_status, rev_status; /* WY_OK or why the step failed (err: its message) */
+    char ep_err[160];
+    const char *rev_err; /* static */
+    const char *revoked; /* static: why the token is revoked, or NULL */
+    bool unknown;        /* auth's revocation state incomplete: ask auth */
 } claim_req_t;
 
 /* Ends a claim: runs cb once, drops the claim's reference to c. */
@@ -354,34 +375,31 @@ static int claim_run(claim_req_t *q, const char *dead_sid)
  * trusted, ask auth) -> unknown. check '2': the keys without the marker (no auth to ask); '0'
  * (auth was asked already): not read. A revocation landing between this read and the claim
  * reaches the session as account.session_revoked on wy.account, like one after the claim. */
-static void claim_revocation_done(int status, redisReply *reply, void *ud)
+/* Both steps answered: the claim script runs only now, after the revocation read said the
+ * token stands and with the epoch taken. (An epoch taken for a claim that does not run is
+ * harmless: epochs only have to grow.) */
+static void claim_step(claim_req_t *q)
 {
-    claim_req_t *q = ud;
+    if (--q->pending > 0)
+        return;
     lobby_conn_t *c = q->c;
-    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
-        claim_end(q, status == WY_OK ? WY_EIO : status, NULL,
-                  status == WY_OK ? "unexpected reply to the revocation check"
-                                  : wy_strerror(status));
+    if (q->ep_status != WY_OK) {
+        claim_end(q, q->ep_status, NULL, q->ep_err);
         return;
     }
-    const char *why = NULL;
-    if (reply->element[0]->type == REDIS_REPLY_STRING)
-        why = "session revoked";
-    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
-             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
-                 strtoull(reply->element[1]->str, NULL, 10))
-        why = "account revoked";
-    bool unknown = !why && !c->revocation_asked && c->lb->auth &&
-                   reply->element[2]->type != REDIS_REPLY_STRING;
-    if (why || unknown) {
-        lobby_claim_t r = {.revoked = why != NULL,
-                           .unknown = unknown,
-                           .prev_sid = why ? why : "",
+    if (q->rev_status != WY_OK) {
+        claim_end(q, q->rev_status, NULL, q->rev_err);
+        return;
+    }
+    if (q->revoked || q->unknown) {
+        lobby_claim_t r = {.revoked = q->revoked != NULL,
+                           .unknown = q->unknown,
+                           .prev_sid = q->revoked ? q->revoked : "",
                            .prev_instance = ""};
         claim_end(q, WY_OK, &r, NULL);
         return;
     }
-    if (!c->ws) {
+    if (!c->ws) { /* the client left meanwhile: nothing to claim */
         claim_end(q, WY_ECANCELED, NULL, "client gone");
         return;
     }
@@ -391,32 +409,50 @@ static void claim_revocation_done(int status, redisReply *reply, void *ud)
         claim_end(q, rc, NULL, wy_strerror(rc));
 }
 
-static void claim_epoch(int status, uint64_t epoch, const char *err, void *ud)
+/* The access token's revocation in auth's keys (services/auth/README.md "Revocation"), one
+ * MGET in the {revoked} slot, read while the epoch statement runs and before the claim: its
+ * session revoked, or its account revoked/banned at or after the token's iat -> revoked
+ * (prev_sid: why); auth's marker missing (Redis lost its data and auth is rebuilding it: "not
+ * revoked" cannot be trusted, ask auth) -> unknown; not read when auth was asked already. A
+ * revocation landing between this read and the claim reaches the session as
+ * account.session_revoked on wy.account, like one after the claim. */
+static void claim_revocation_done(int status, redisReply *reply, void *ud)
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
+    if (status != WY_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        q->rev_status = status == WY_OK ? WY_EIO : status;
+        q->rev_err =
+            status == WY_OK ? "unexpected reply to the revocation check" : wy_strerror(status);
+        claim_step(q);
+        return;
+    }
+    if (reply->element[0]->type == REDIS_REPLY_STRING)
+        q->revoked = "session revoked";
+    else if (reply->element[1]->type == REDIS_REPLY_STRING &&
+             (c->token_iat > 0 ? (uint64_t)c->token_iat * 1000 : 0) <=
+                 strtoull(reply->element[1]->str, NULL, 10))
+        q->revoked = "account revoked";
+    q->unknown = !q->revoked && !c->revocation_asked && c->lb->auth &&
+                 reply->element[2]->type != REDIS_REPLY_STRING;
+    claim_step(q);
+}
+
+static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
+{
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
+    q->ep_status = status;
     if (status != WY_OK) {
-        claim_end(q, status, NULL, err ? err : wy_strerror(status));
-        return;
-    }
-    if (!c->ws) { /* the client left meanwhile: nothing to claim */
-        claim_end(q, WY_ECANCELED, NULL, "client gone");
-        return;
-    }
-    q->epoch = epoch;
-    int rc;
-    if (c->revocation_asked) {
-        lobby_instance_alive(c->lb); /* this instance claims: it is alive */
-        rc = claim_run(q, "");
+        snprintf(q->ep_err, sizeof q->ep_err, "%s", err ? err : wy_strerror(status));
     } else {
-        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
-        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
-        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
-        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
-        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+        q->epoch = epoch;
+        if (!wy_pg_isnull(res, 0, "nickname")) {
+            snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
+            snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
+        }
     }
-    if (rc != WY_OK)
-        claim_end(q, rc, NULL, wy_strerror(rc));
+    claim_step(q);
 }
 
 int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
@@ -424,12 +460,26 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
     claim_req_t *q = wy_calloc(1, sizeof *q);
     q->c = c;
     q->cb = cb;
-    int rc = next_epoch(c->lb, c->account, claim_epoch, q);
+    q->pending = 1;
+    int rc = next_epoch(c->lb, c->account, true, claim_epoch, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
     }
     lobby_conn_ref(c);
+    if (!c->revocation_asked) { /* auth answered already: the keys are not read again */
+        char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
+        snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);
+        snprintf(k5, sizeof k5, LOBBY_AUTH_REVOKED_ACCT "%s", c->account);
+        const char *argv[] = {"MGET", k4, k5, LOBBY_AUTH_REVOKED_LOADED};
+        rc = redis_argv(c->lb, claim_revocation_done, q, 4, argv);
+        if (rc == WY_OK) {
+            q->pending++;
+        } else { /* fail closed: no claim without the read */
+            q->rev_status = rc;
+            q->rev_err = wy_strerror(rc);
+        }
+    }
     return WY_OK;
 }
 
@@ -777,8 +827,9 @@ static void fence_done(int status, redisReply *reply, void *ud)
     lookup_req_free(q);
 }
 
-static void fence_epoch(int status, uint64_t epoch, const char *err, void *ud)
+static void fence_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
 {
+    WY_UNUSED(res);
     lookup_req_t *q = ud;
     if (status != WY_OK) {
         wy_log_warn("fence epoch failed", "account", q->account, "error",
@@ -809,7 +860,7 @@ int lobby_session_fence(lobby_t *lb, const char *account, const char *reason, lo
     lookup_req_t *q = lookup_req_new(lb, cb, ud);
     snprintf(q->account, sizeof q->account, "%s", account);
     snprintf(q->reason, sizeof q->reason, "%s", *reason ? reason : "kicked by an operator");
-    int rc = next_epoch(lb, account, fence_epoch, q);
+    int rc = next_epoch(lb, account, false, fence_epoch, q);
     if (rc != WY_OK)
         lookup_req_free(q);
     return rc;

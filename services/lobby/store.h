@@ -51,8 +51,9 @@ typedef struct {
  * with err what Redis said. Fields valid during cb only. */
 typedef void (*lobby_claim_cb)(lobby_conn_t *c, int status, const lobby_claim_t *r,
                                const char *err);
-/* Claims session c->sid for c->account (hello): takes a new fence epoch from PostgreSQL,
- * then in Redis fences the account's previous session (or refuses under reject-new, or
+/* Claims session c->sid for c->account (hello): takes a new fence epoch from PostgreSQL
+ * with the account's nickname in the same statement (sets c->nick, c->nick_norm when it has
+ * one), then in Redis fences the account's previous session (or refuses under reject-new, or
  * finds a newer claim already there: superseded), writes the record and indexes with the
  * TTL and refreshes this instance's liveness key. WY_ECANCELED when the client left before
  * the Redis step. Holds a reference to c until cb has run. Returns why the
