@@ -72,7 +72,7 @@ static void send_release(actor_rside_t *rs)
          wy_grpc_channel_new(wy_daemon_grpc_rt(rs->svc->d), p->addr, NULL, &p->ch) != WY_OK) ||
         wy_grpc_call(p->ch, RELEASE_PATH, &req.base,
                      &wyvern__actor__release_side_response__descriptor,
-                     (unsigned)actor_cfg.forward_ms, md, 1, on_released, rs) != WY_OK)
+                     (unsigned)rs->svc->cfg->forward_ms, md, 1, on_released, rs) != WY_OK)
         on_released(WY_EUNAVAIL, 14, "cannot call the owner", NULL, rs);
 }
 
@@ -141,13 +141,13 @@ actor_rside_t *actor_rside_hold(actor_svc_t *svc, actor_peer_t *p, const char *t
     req.actor_id = rs->actor;
     /* Held past the coordinator's prepare and write: settling sooner would only abort
      * attempts that could still commit (safe, but wasted). */
-    req.hold_ms = (uint32_t)(2 * actor_cfg.txn_timeout_ms + actor_cfg.forward_ms);
+    req.hold_ms = (uint32_t)(2 * svc->cfg->txn_timeout_ms + svc->cfg->forward_ms);
     wy_grpc_md_t md[1] = {{"wy-actor-forwarded-by", wy_daemon_instance(svc->d)}};
     rs->in_flight = true;
     if ((!p->ch &&
          wy_grpc_channel_new(wy_daemon_grpc_rt(svc->d), p->addr, NULL, &p->ch) != WY_OK) ||
         wy_grpc_call(p->ch, HOLD_PATH, &req.base, &wyvern__actor__hold_side_response__descriptor,
-                     (unsigned)actor_cfg.forward_ms, md, 1, on_held, rs) != WY_OK) {
+                     (unsigned)svc->cfg->forward_ms, md, 1, on_held, rs) != WY_OK) {
         rside_free(rs); /* never sent: nothing held */
         return NULL;
     }
