@@ -5,6 +5,7 @@
 #include "actor.h"
 #include "rankings.h"
 #include "txn.h"
+#include "txn_remote.h"
 #include "wy_log.h"
 #include "wy_text.h"
 
@@ -331,6 +332,11 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
          actor_rpc_rank_top},
         {"/wyvern.actor.Actor/CharacterRank", &wyvern__actor__character_rank_request__descriptor,
          actor_rpc_rank_of},
+        /* Internal, between instances (txn_remote.c). */
+        {"/wyvern.actor.Actor/HoldSide", &wyvern__actor__hold_side_request__descriptor,
+         actor_rpc_hold_side},
+        {"/wyvern.actor.Actor/ReleaseSide", &wyvern__actor__release_side_request__descriptor,
+         actor_rpc_release_side},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

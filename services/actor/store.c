@@ -362,10 +362,10 @@ static void route_away(actor_svc_t *svc, const char *actor_id, actor_req_t *r)
     int shard = actor_shard(actor_id);
     actor_peer_t *p = shard >= 0 ? svc->owner[shard] : NULL;
     if (r->hold) {
-        /* Transactions hold both characters on one instance: not across instances yet. */
+        /* A hold is taken by the owner only: txn.c asks it (txn_remote.c), never forwards. */
         answer_error(r, WY_EUNAVAIL,
-                     "the character is owned by another instance (transactions across instances "
-                     "are not supported yet); retry");
+                     "the character's shard is not owned here (ownership moving); "
+                     "retry");
         return;
     }
     if (p && !r->forwarded) {
@@ -1002,11 +1002,17 @@ static bool grant_holds(actor_svc_t *svc);
 static void on_flush(uv_check_t *h)
 {
     actor_svc_t *svc = h->data;
-    while (!svc->stopping && grant_holds(svc))
-        ;
-    while (svc->claimed && !svc->stopping && svc->batches < (unsigned)actor_cfg.write_batches &&
-           !wy_list_empty(&svc->ready))
+    for (;;) {
+        /* Holds first, again before every batch: a batch that ends at once (nothing to
+         * write) puts its actors back in `ready`, maybe with a hold at the head of the
+         * queue, which a batch never takes (it would take nothing, forever). */
+        while (!svc->stopping && grant_holds(svc))
+            ;
+        if (!svc->claimed || svc->stopping || svc->batches >= (unsigned)actor_cfg.write_batches ||
+            wy_list_empty(&svc->ready))
+            break;
         batch_start(svc);
+    }
     uv_check_stop(h);
 }
 

@@ -17,10 +17,14 @@
  * WY_ACTOR_TXN_TIMEOUT bounds step 1: past it the transaction is aborted, its held sides
  * released unchanged, and the caller told to retry with the same txn_id. A crash at any
  * point leaves both events or neither in PostgreSQL (one statement), and memory is
- * rebuilt from PostgreSQL after it. Loop thread. */
+ * rebuilt from PostgreSQL after it. A side another instance owns is held through its
+ * owner (txn_remote.c: HoldSide / ReleaseSide, settled in PostgreSQL by the owner when the
+ * outcome does not reach it); the statement then fences each side with its own owner.
+ * Loop thread. */
 #include "actor.h"
 #include "friends.h"
 #include "txn.h"
+#include "txn_remote.h"
 #include "wy_log.h"
 #include "wy_text.h"
 
@@ -35,6 +39,7 @@ typedef struct txn txn_t;
 typedef struct {
     wy_buf_t res, pay[2], snap[2];
     char shard[2][8], epoch[2][24], seq[2][24], evid[2][37], keep[24];
+    char owner[2][128]; /* each side's owner instance (fence_each) */
 } txn_write_t;
 
 /* What differs between kinds of transactions: the decision of both sides (fills t->ev)
@@ -50,6 +55,7 @@ typedef struct {
     actor_req_t req; /* the hold */
     txn_t *t;
     bool held;
+    actor_rside_t *remote; /* held through its owner (txn_remote.c), else NULL */
 } txn_side_t;
 
 struct txn {
@@ -82,7 +88,20 @@ struct txn {
     uint8_t *result; /* the packed answer, written with the events */
     size_t result_len;
     int64_t started_ns;
+    char attempt[37]; /* this attempt's id (actor.txn_attempts) when a side is remote */
 };
+
+/* The held, committed state of side i: here, or as its owner answered. */
+static const actor_state_t *side_state(const txn_t *t, int i)
+{
+    return t->side[i].remote ? actor_rside_state(t->side[i].remote)
+                             : actor_store_held(&t->side[i].req);
+}
+
+static bool any_remote(const txn_t *t)
+{
+    return t->side[0].remote || t->side[1].remote;
+}
 
 /* Counters and the latency of Transact, registered by actor_txn_start. */
 static struct {
@@ -93,28 +112,43 @@ static void txn_maybe_free(txn_t *t);
 
 /* ---- statements ---- */
 
-/* Both events, the txns row and the fence of both shards, as one statement. */
+/* The statement of a transaction after its fence: the txns row, both events, the
+ * snapshots of the sides due one. A side that crossed WY_ACTOR_SNAPSHOT_EVERY gets its
+ * snapshot ($19 / $20, NULL = none) and keeps the $21 newest (the statement does not see
+ * its own insert). */
+#define TXN_WRITE_BODY                                                                             \
+    "t AS (INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, result) "               \
+    "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "                            \
+    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "      \
+    "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "                            \
+    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "               \
+    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "                            \
+    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "       \
+    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), "   \
+    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "          \
+    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "     \
+    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "               \
+    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "            \
+    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "                  \
+    "(SELECT count(*) FROM trim) AS trimmed"
+
+/* Both events, the txns row and the fence of both shards (both ours), as one statement. */
 static const wy_pg_stmt_t sql_txn_write = {
     "actor_txn_write",
     "WITH fence AS (SELECT actor.fence(ARRAY[$1::int, $3::int], ARRAY[$2::bigint, $4::bigint], "
-    "$5) AS ok), "
-    "t AS (INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, result) "
-    "VALUES ($6, $7, $8::uuid, $9::uuid, 0, $10::bytea) RETURNING 1), "
-    "ev AS (INSERT INTO actor.events (actor_id, seq, epoch, event_id, type, payload) VALUES "
-    "($8::uuid, $11::bigint, $2::bigint, $12::uuid, $13, $14::bytea), "
-    "($9::uuid, $15::bigint, $4::bigint, $16::uuid, $17, $18::bytea) RETURNING 1), "
-    /* A side that crossed WY_ACTOR_SNAPSHOT_EVERY gets its snapshot ($19 / $20, NULL =
-     * none) and keeps the $21 newest (the statement does not see its own insert). */
-    "s AS (SELECT * FROM (VALUES ($8::uuid, $11::bigint, $19::bytea), "
-    "($9::uuid, $15::bigint, $20::bytea)) AS v(id, seq, state) WHERE v.state IS NOT NULL), "
-    "snap AS (INSERT INTO actor.snapshots (actor_id, seq, state) SELECT * FROM s RETURNING 1), "
-    "trim AS (DELETE FROM actor.snapshots o USING s WHERE o.actor_id = s.id AND o.seq < "
-    "COALESCE((SELECT min(k.seq) FROM (SELECT seq FROM actor.snapshots WHERE actor_id = s.id "
-    "ORDER BY seq DESC LIMIT ($21::int - 1)) k), 9223372036854775807) RETURNING 1) "
-    "SELECT (SELECT count(*) FROM fence) AS fenced, (SELECT count(*) FROM t) AS txns, "
-    "(SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM snap) AS snaps, "
-    "(SELECT count(*) FROM trim) AS trimmed",
+    "$5) AS ok), " TXN_WRITE_BODY,
     21};
+/* The same with a side held by its owner elsewhere (txn_remote.c): each shard fenced with
+ * its own owner ($5 side a, $22 side b), and the attempt's row ($23), which a remote
+ * owner's settle also inserts: exactly one of the two gets in (the CTE is always run:
+ * a data-modifying WITH executes whether or not it is referenced). */
+static const wy_pg_stmt_t sql_txn_write_remote = {
+    "actor_txn_write_remote",
+    "WITH fence AS (SELECT actor.fence_each(ARRAY[$1::int, $3::int], ARRAY[$2::bigint, "
+    "$4::bigint], ARRAY[$5::text, $22::text]) AS ok), "
+    "att AS (INSERT INTO actor.txn_attempts (attempt_id, txn_id, outcome) VALUES ($23::uuid, $6, "
+    "'committed')), " TXN_WRITE_BODY,
+    23};
 static const wy_pg_stmt_t sql_txn_refuse = {
     "actor_txn_refuse",
     "INSERT INTO actor.txns (txn_id, kind, actor_a, actor_b, status, message) "
@@ -174,9 +208,10 @@ static uint8_t *pack_result(txn_t *t, size_t *len, wy_buf_t snap[2])
     for (int i = 0; i < 2; i++) {
         const actor_req_t *held = &t->side[i].req;
         actor_state_init(&after[i], t->actor[i]);
-        actor_state_copy(&after[i], actor_store_held(held));
+        actor_state_copy(&after[i], side_state(t, i));
         actor_apply_packed(&after[i], after[i].seq + 1, t->ev[i].data, t->ev[i].len);
-        if (snap && actor_store_snapshot_due(held, after[i].seq)) {
+        /* A remote side's snapshot is its owner's business (its next command writes it). */
+        if (snap && !t->side[i].remote && actor_store_snapshot_due(held, after[i].seq)) {
             actor_event_t packed = {.type = NULL};
             packed.data = actor_snapshot_encode(&after[i], &packed.len);
             hex(&snap[i], &packed);
@@ -199,6 +234,15 @@ static void release_all(txn_t *t, bool committed, bool unknown)
         if (!t->side[i].held)
             continue;
         t->side[i].held = false;
+        if (t->side[i].remote) {
+            actor_rside_release(t->side[i].remote,
+                                committed ? ACTOR_RSIDE_COMMITTED
+                                : unknown ? ACTOR_RSIDE_UNKNOWN
+                                          : ACTOR_RSIDE_NOT_WRITTEN,
+                                &t->ev[i]);
+            t->side[i].remote = NULL;
+            continue;
+        }
         actor_store_release(&t->side[i].req, committed ? &t->ev[i] : NULL, committed ? 1 : 0,
                             committed && t->snapshot[i], unknown);
     }
@@ -351,10 +395,14 @@ static void write_params(txn_t *t)
     hex(&t->w.res, &(actor_event_t){.data = t->result, .len = t->result_len});
     for (int i = 0; i < 2; i++) {
         int sh = actor_shard(t->actor[i]);
+        const actor_rside_t *rs = t->side[i].remote;
         snprintf(t->w.shard[i], sizeof t->w.shard[i], "%d", sh);
-        snprintf(t->w.epoch[i], sizeof t->w.epoch[i], "%lld", (long long)svc->epoch[sh]);
+        snprintf(t->w.epoch[i], sizeof t->w.epoch[i], "%lld",
+                 (long long)(rs ? actor_rside_epoch(rs) : svc->epoch[sh]));
+        snprintf(t->w.owner[i], sizeof t->w.owner[i], "%s",
+                 rs ? actor_rside_owner(rs) : wy_daemon_instance(svc->d));
         snprintf(t->w.seq[i], sizeof t->w.seq[i], "%llu",
-                 (unsigned long long)actor_store_held(&t->side[i].req)->seq + 1);
+                 (unsigned long long)side_state(t, i)->seq + 1);
         wy_uuid4(t->w.evid[i]);
         hex(&t->w.pay[i], &t->ev[i]);
     }
@@ -369,7 +417,7 @@ static int send_write(txn_t *t, wy_pg_tx_t *tx, wy_pg_cb cb, void *ud)
                        w->epoch[0],
                        w->shard[1],
                        w->epoch[1],
-                       wy_daemon_instance(t->svc->d),
+                       w->owner[0],
                        t->id,
                        t->kind,
                        t->actor[0],
@@ -385,11 +433,14 @@ static int send_write(txn_t *t, wy_pg_tx_t *tx, wy_pg_cb cb, void *ud)
                        w->pay[1].data,
                        t->snapshot[0] ? w->snap[0].data : NULL,
                        t->snapshot[1] ? w->snap[1].data : NULL,
-                       w->keep};
+                       w->keep,
+                       w->owner[1],
+                       t->attempt};
+    const wy_pg_stmt_t *st = any_remote(t) ? &sql_txn_write_remote : &sql_txn_write;
     if (tx)
-        return wy_pg_tx_exec(tx, &sql_txn_write, p, cb, ud);
+        return wy_pg_tx_exec(tx, st, p, cb, ud);
     wy_pg_t *pg = wy_daemon_pg(t->svc->d);
-    return pg ? wy_pg_exec(pg, &sql_txn_write, p, cb, ud) : WY_EUNAVAIL;
+    return pg ? wy_pg_exec(pg, st, p, cb, ud) : WY_EUNAVAIL;
 }
 
 /* t written on its own. */
@@ -523,8 +574,7 @@ static void write_txn(txn_t *t)
 static void decide(txn_t *t)
 {
     char why[160];
-    const actor_state_t *st[2] = {actor_store_held(&t->side[0].req),
-                                  actor_store_held(&t->side[1].req)};
+    const actor_state_t *st[2] = {side_state(t, 0), side_state(t, 1)};
     int rc = t->ops->decide(t, st, (int64_t)wy_wall_ms(), why, sizeof why);
     if (rc != WY_OK) {
         for (int i = 0; i < 2; i++) {
@@ -569,6 +619,16 @@ static void on_hold(actor_req_t *r, int status, const char *msg,
     hold_next(t);
 }
 
+/* The answer of a side's owner elsewhere (txn_remote.c): as on_hold. */
+static void on_remote_hold(actor_rside_t *rs, int status, const char *msg, void *ud)
+{
+    txn_side_t *side = ud;
+    if (status != WY_OK)
+        side->remote = NULL; /* the handle is gone */
+    (void)rs;
+    on_hold(&side->req, status, msg, NULL);
+}
+
 static void hold_next(txn_t *t)
 {
     if (t->next == 2) {
@@ -577,6 +637,20 @@ static void hold_next(txn_t *t)
     }
     txn_side_t *side = &t->side[t->order[t->next++]];
     memset(&side->req, 0, sizeof side->req);
+    int i = (int)(side - t->side), sh = actor_shard(t->actor[i]);
+    if (t->svc->epoch[sh] <= 0) { /* owned elsewhere: held by its owner */
+        actor_peer_t *p = t->svc->owner[sh];
+        side->req.ud = side;
+        side->remote =
+            p ? actor_rside_hold(t->svc, p, t->id, t->attempt, t->actor[i], on_remote_hold, side)
+              : NULL;
+        t->pending++;
+        if (!side->remote) {
+            actor_owners_poke(t->svc);
+            on_hold(&side->req, WY_EUNAVAIL, "owner instance unreachable", NULL);
+        }
+        return;
+    }
     side->req.done = on_hold;
     side->req.ud = side;
     t->pending++;
@@ -737,30 +811,29 @@ static void forward_txn(txn_t *t, actor_peer_t *p)
     t->writing = true; /* keeps t until the answer */
 }
 
-/* Both sides owned here: hold them. Both owned by one other instance (and the call was
- * not forwarded to us already): the whole call goes there. Otherwise UNAVAILABLE: sides
- * on two instances are not supported yet, or ownership is moving. */
+/* A side owned here: this instance coordinates; the other side, if owned elsewhere, is
+ * held through its owner (txn_remote.c). Neither owned here (and the call was not
+ * forwarded to us already): the whole call goes to the owner of side a, which
+ * coordinates. Otherwise UNAVAILABLE: ownership is moving. */
 static void route(txn_t *t)
 {
     actor_svc_t *svc = t->svc;
     int sh[2] = {actor_shard(t->actor[0]), actor_shard(t->actor[1])};
     bool here[2] = {svc->epoch[sh[0]] > 0, svc->epoch[sh[1]] > 0};
-    if (here[0] && here[1]) {
+    bool known[2] = {here[0] || svc->owner[sh[0]], here[1] || svc->owner[sh[1]]};
+    if ((here[0] || here[1]) && known[0] && known[1]) {
         hold_next(t);
         return;
     }
     actor_peer_t *p = here[0] || here[1] ? NULL : svc->owner[sh[0]];
-    if (p && p == svc->owner[sh[1]] && !t->forwarded) {
+    if (p && !t->forwarded) {
         forward_txn(t, p);
         return;
     }
     actor_owners_poke(svc);
     answer_error(t, WY_EUNAVAIL,
                  !svc->claimed ? "wy-actor is starting (shard ownership); retry"
-                 : here[0] || here[1] || (p && p != svc->owner[sh[1]])
-                     ? "the two characters are owned by different instances (transactions "
-                       "across instances are not supported yet); retry"
-                     : "no live owner for the characters' shards right now; retry");
+                               : "no live owner for the characters' shards right now; retry");
     txn_maybe_free(t);
 }
 
@@ -774,6 +847,7 @@ static void txn_run(txn_t *t)
         return;
     }
     t->started_ns = (int64_t)wy_now_ns();
+    wy_uuid4(t->attempt);
     for (int i = 0; i < 2; i++)
         t->side[i].t = t;
     /* One global order of holds: no two transactions wait on each other in a circle. */
@@ -1035,7 +1109,7 @@ static void on_flush_closed(uv_handle_t *h)
 
 void actor_txn_stop(actor_svc_t *svc)
 {
-    (void)svc;
+    actor_txn_remote_stop(svc);
     if (!G.open)
         return;
     G.open = false;

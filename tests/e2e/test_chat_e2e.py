@@ -304,6 +304,8 @@ def test_zone_chat_stays_in_its_instance_and_follows_transfer(cluster, world_pb)
         c.send("zone", "welcome b")
         wait_until(lambda: len(b.chat_pushes(meadow)) >= 1, what="b gets the meadow now")
         wait_until(lambda: len(a.chat_pushes(oak)) >= 2, what="a's own oakvale messages")
+        # c's connection reads on its own thread: the same broadcast may reach it a moment later.
+        wait_until(lambda: len(c.chat_pushes(meadow)) >= 2, what="c gets its own welcome")
         # Only the players of each instance got its messages.
         assert [m.text for m in b.chat_pushes(meadow)] == ["welcome b"]
         assert [m.text for m in b.chat_pushes(oak)] == ["hello oakvale"]  # not "anyone left?"
