@@ -218,6 +218,12 @@ static const wy_pg_stmt_t EPOCH_NICK_SQL = {
     "LEFT JOIN lobby.nicknames n ON n.account_id = $1",
     1};
 
+/* A hello's nickname from the replica (WY_PG_REPLICA_URL), read while the epoch statement
+ * runs on the primary: the nickname tolerates a moment of staleness, the epoch does not.
+ * -> 0 rows | 1 row: nickname, norm */
+static const wy_pg_stmt_t NICK_REPLICA_SQL = {
+    "lobby_nick_replica", "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1};
+
 /* cb(status, epoch, res, err, ud): WY_OK + the new epoch (res: the statement's row, valid
  * during cb), or an error with err what PostgreSQL said (or NULL). */
 typedef void (*epoch_cb)(int status, uint64_t epoch, const PGresult *res, const char *err,
@@ -442,15 +448,30 @@ static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const c
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
-    q->ep_status = status;
     if (status != WY_OK) {
+        q->ep_status = status;
         snprintf(q->ep_err, sizeof q->ep_err, "%s", err ? err : wy_strerror(status));
     } else {
         q->epoch = epoch;
-        if (!wy_pg_isnull(res, 0, "nickname")) {
+        if (res && PQnfields(res) > 1 && !wy_pg_isnull(res, 0, "nickname")) {
             snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
             snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
         }
+    }
+    claim_step(q);
+}
+
+/* The nickname read from the replica (claim with a replica configured). */
+static void claim_nick_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    claim_req_t *q = ud;
+    lobby_conn_t *c = q->c;
+    if (status != WY_OK) {
+        q->ep_status = status;
+        snprintf(q->ep_err, sizeof q->ep_err, "nickname: %s", err ? err : wy_strerror(status));
+    } else if (PQntuples(res) == 1) {
+        snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
+        snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
     }
     claim_step(q);
 }
@@ -461,12 +482,26 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
     q->c = c;
     q->cb = cb;
     q->pending = 1;
-    int rc = next_epoch(c->lb, c->account, true, claim_epoch, q);
+    /* With a replica the nickname is read there, at the same time; without one it comes with
+     * the epoch in one statement (one round trip). */
+    wy_pg_t *replica = wy_daemon_pg_replica(c->lb->d);
+    bool on_replica = replica && replica != wy_daemon_pg(c->lb->d);
+    int rc = next_epoch(c->lb, c->account, !on_replica, claim_epoch, q);
     if (rc != WY_OK) {
         wy_free(q);
         return rc;
     }
     lobby_conn_ref(c);
+    if (on_replica) {
+        const char *params[] = {c->account};
+        rc = wy_pg_exec(replica, &NICK_REPLICA_SQL, params, claim_nick_done, q);
+        if (rc == WY_OK) {
+            q->pending++;
+        } else { /* no claim without the nickname read */
+            q->ep_status = rc;
+            snprintf(q->ep_err, sizeof q->ep_err, "nickname: %s", wy_strerror(rc));
+        }
+    }
     if (!c->revocation_asked) { /* auth answered already: the keys are not read again */
         char k4[LOBBY_ID_MAX + 24], k5[LOBBY_ID_MAX + 24];
         snprintf(k4, sizeof k4, LOBBY_AUTH_REVOKED_SID "%s", c->token_sid);

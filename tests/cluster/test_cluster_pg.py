@@ -78,12 +78,12 @@ def test_replica_reads_then_failover_keeps_every_acknowledged_login(
     c.call(logout=c.pb.Logout())
     c.wait_closed()
     with open(pg.log("replica")) as f:
-        before = f.read().count("lobby_nick_load")
+        before = f.read().count("lobby_nick_replica")
     c, w = hello(url, out["access_token"])
     assert w.welcome.nickname == nick
     c.close()
     with open(pg.log("replica")) as f:
-        assert f.read().count("lobby_nick_load") > before, "the hello's nickname read missed the replica"
+        assert f.read().count("lobby_nick_replica") > before, "the hello's nickname read missed the replica"
 
     # Acknowledged logins, then the primary dies and the replica is promoted.
     acked = []

@@ -110,7 +110,7 @@ def test_seven_images_from_the_dockerfile_are_the_compose_images():
 
 ALLOWED = {"network_mode", "ports", "environment", "healthcheck", "command"}
 ADDRESS_VARS = re.compile(r"^(WY_BIND_HOST|WY_KAFKA_BROKERS|WY_REDIS_URL|WY_PG_URL|WY_[A-Z]+_(OPS|GRPC|HTTP|WS)_PORT|"
-                          r"WY_LOBBY_AUTH_GRPC|KAFKA_(LISTENERS|ADVERTISED_LISTENERS|CONTROLLER_QUORUM_VOTERS)|"
+                          r"WY_[A-Z]+_[A-Z]+_GRPC|KAFKA_(LISTENERS|ADVERTISED_LISTENERS|CONTROLLER_QUORUM_VOTERS)|"
                           r"BOOTSTRAP|PGPORT|LOOPBACK_[A-Z_]+_PORT)$")
 
 
