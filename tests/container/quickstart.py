@@ -24,7 +24,7 @@ USER, NICK = "alice", "Alice"
 STEPS = [
     ("build", "the seven images of the Dockerfile (the base is debian:12-slim)",
      [["docker", "build", "--target", t, "-t", "wyvern/%s:dev" % t, "."] for t in TARGETS]),
-    ("up", "start; then wait until `ps` shows every service healthy (kafka-init and keygen exit 0)",
+    ("up", "start; then wait until `ps` shows every service healthy (kafka-init, keygen and keygen-tickets exit 0)",
      [["compose", "up", "-d"], ["compose", "ps"]]),
     ("play", "an account, a session, the lobby (wy asks for the password; it finds auth and lobby on 127.0.0.1:8080/8081)",
      [["wy", "register", USER], ["wy", "whoami"], ["wy", "login", USER], ["wy", "lobby", "--for", "3"],

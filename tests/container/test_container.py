@@ -44,7 +44,7 @@ PASSWORD = "correct horse battery"
 HEALTH_TIMEOUT = float(os.environ.get("WY_CONTAINER_HEALTH_TIMEOUT", "300"))
 CACHE_MB = int(os.environ.get("WY_CONTAINER_CACHE_MB", "4096"))
 KILL = os.environ.get("WY_CONTAINER_KILL", "auth")
-ONE_SHOTS = ("kafka-init", "keygen")
+ONE_SHOTS = ("kafka-init", "keygen", "keygen-tickets")
 BIG = pytest.mark.timeout(int(os.environ.get("WY_CONTAINER_TIMEOUT", "2400")))
 
 
