@@ -1739,7 +1739,7 @@ static void pg_free(bench_t *b)
 #define ACTOR_SETUP_INFLIGHT 48
 
 typedef struct {
-    grpc_bench_t g; /* first: grpc_release works on it */
+    grpc_bench_t g; /* first: grpc_release works on it (actor_release) */
     bool load;
     bool txn;         /* actor-txn */
     unsigned funded;  /* actor-txn setup: characters given gold (answers) */
@@ -1752,6 +1752,10 @@ typedef struct {
     unsigned writing; /* actor-load setup: the character being filled */
     unsigned written; /* its writes answered */
     uint64_t next;    /* round robin / key counter */
+    /* Errors of the measured phase by gRPC status (17 codes + "no status"), with the
+     * first message of each: the note names them, so a reader sees what failed. */
+    uint64_t err_count[18];
+    char err_msg[18][96];
 } actor_bench_t;
 
 static void actor_setup_step(bench_t *b);
@@ -1806,10 +1810,34 @@ static void actor_reply(int err, int status, const char *message, const Protobuf
                         void *arg)
 {
     slot_t *s = arg;
-    WY_UNUSED(status);
-    WY_UNUSED(message);
     WY_UNUSED(resp);
+    if (err != WY_OK && s->b->phase == PH_MEASURE) {
+        actor_bench_t *ab = s->b->impl;
+        unsigned k = status >= 0 && status < 17 ? (unsigned)status : 17;
+        if (!ab->err_count[k]++)
+            snprintf(ab->err_msg[k], sizeof ab->err_msg[k], "%s",
+                     message && *message ? message : wy_strerror(err));
+    }
     slot_done(s->b, s, err == WY_OK);
+}
+
+/* The errors by status, appended to the note ("; errors: 14 x 512 (msg)"). */
+static void actor_note_errors(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    bool first = true;
+    for (unsigned k = 0; ab && k < 18; k++) {
+        if (!ab->err_count[k])
+            continue;
+        char msg[96];
+        size_t j = 0;
+        for (const char *p = ab->err_msg[k]; *p && j + 1 < sizeof msg; p++)
+            msg[j++] = *p == '"' || *p == '\\' ? '\'' : *p; /* the note is a JSON string */
+        msg[j] = 0;
+        bench_note(b, "%s status %u x %" PRIu64 " (%s)", first ? "; errors:" : ",", k,
+                   ab->err_count[k], msg);
+        first = false;
+    }
 }
 
 static int actor_issue(bench_t *b, slot_t *s)
@@ -1933,13 +1961,20 @@ static void actor_setup_step(bench_t *b)
         bench_ready(b);
 }
 
+/* The end of the run: the errors into the note, then the channel goes. */
+static void actor_release(bench_t *b)
+{
+    actor_note_errors(b);
+    grpc_release(b);
+}
+
 static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
 {
     if (txn && b->o->actors < 2) {
         *err = "--actors: actor-txn needs at least 2";
         return WY_EINVAL;
     }
-    actor_bench_t *ab = slots_bench_new(b, sizeof *ab, grpc_release, actor_issue);
+    actor_bench_t *ab = slots_bench_new(b, sizeof *ab, actor_release, actor_issue);
     ab->load = load;
     ab->txn = txn;
     ab->ids = wy_calloc(b->o->actors, sizeof *ab->ids);
@@ -1976,6 +2011,7 @@ static int run_actor_txn(bench_t *b, const char **err)
 static void actor_free(bench_t *b)
 {
     actor_bench_t *ab = b->impl;
+
     if (ab)
         wy_free(ab->ids);
 }
