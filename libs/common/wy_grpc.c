@@ -33,7 +33,7 @@
 #define N_STATUS             17
 #define LATE_SLACK_MS        50
 #define LOOP_DRAIN_MS        10 /* the loop's queue is drained at least this often while busy */
-#define LIVE_FACTOR          4 /* answered calls not yet freed < this x max_inflight */
+#define LIVE_FACTOR          4  /* answered calls not yet freed < this x max_inflight */
 
 /* ThreadSanitizer cannot see the hand-off through gRPC (uninstrumented): the TSan shim
  * (tests/tsan/grpc_tags.c) releases every tag given to gRPC; a tag that comes back through
@@ -153,7 +153,7 @@ struct wy_grpc_server {
     atomic_int shutdown_seen;
     atomic_int stop_posted; /* the stopped hop is pushed once */
     atomic_uint inflight;
-    atomic_uint live; /* call structs alive: request slots + calls */
+    atomic_uint live;          /* call structs alive: request slots + calls */
     atomic_uint answered_live; /* answered calls whose completions the loop has not drained */
     tag_t t_shutdown;
     hop_t stopped_hop;
