@@ -2,6 +2,7 @@
  * gRPC, Kafka, Redis, PostgreSQL) against real servers; run by tools/bench, one benchmark
  * per invocation, which prints one JSON line with throughput, latency percentiles, errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -159,19 +160,18 @@ typedef struct {
  * waited for too (a PostgreSQL backend that ended). */
 static double stat_cpu_s(unsigned pid, bool reaped)
 {
-    char path[64], buf[1024];
+    char path[64], text[1024] = ""; /* zero-filled: the read leaves it terminated */
     snprintf(path, sizeof path, "/proc/%u/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *close = strrchr(buf, ')');
+    int fd = open(path, O_RDONLY);
+    ssize_t got = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    /* The command name may hold spaces and parentheses: the fields follow the last ')'. */
+    const char *fields = got > 0 ? strrchr(text, ')') : NULL;
     unsigned long long t[4] = {0};
-    /* After "pid (comm)": fields 3..13, then utime stime cutime cstime. */
-    if (!close ||
-        sscanf(close + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %llu %llu", &t[0],
+    /* state, fields 4..13, then utime stime cutime cstime. */
+    if (!fields ||
+        sscanf(fields + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %llu %llu", &t[0],
                &t[1], &t[2], &t[3]) != 4)
         return 0;
     return (double)(t[0] + t[1] + (reaped ? t[2] + t[3] : 0)) / (double)sysconf(_SC_CLK_TCK);
