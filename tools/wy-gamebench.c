@@ -490,6 +490,19 @@ static int read_bot(bot_t *b, uint32_t idx, uint64_t now)
             count_close(len >= 2 ? c[0] << 8 | c[1] : 0);
             return -1;
         }
+        if (op == 0x9 && len <= 125) {
+            /* A ping: pong with its payload, as a client must (the observers send nothing
+             * else, and the game closes a connection idle for WY_HTTP's ws idle timeout). */
+            uint8_t pong[2 + 4 + 125];
+            static const uint8_t mask[4] = {0x1f, 0x2e, 0x3d, 0x4c};
+            pong[0] = 0x8a;
+            pong[1] = (uint8_t)(0x80 | len);
+            memcpy(pong + 2, mask, 4);
+            for (size_t k = 0; k < len; k++)
+                pong[6 + k] = b->rbuf[pos + off + k] ^ mask[k & 3];
+            if (write_all(b->fd, pong, 6 + len) != 0)
+                return -1;
+        }
         if (op == 0x2) {
             Wyvern__Game__ServerMessage *m =
                 wyvern__game__server_message__unpack(NULL, len, b->rbuf + pos + off);
