@@ -119,7 +119,7 @@ def test_register_then_password_login(auth, stub):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
-    assert len(body["refresh_token"]) == 43
+    assert len(body["refresh_token"]) == 78  # carries its family: nothing stored at login
     assert body["created"] is True
     r = auth.login(name.lower())  # usernames compare case-insensitively
     assert r.status_code == 200, r.text
@@ -280,9 +280,16 @@ def test_ban_revokes_within_1s_and_refuses_login(auth, stub, protos):
     dev = "dev-" + uuid.uuid4().hex
     assert auth.post("/v1/link", {"method": "device", "device_id": dev},
                      token=tok["access_token"]).status_code == 200
+    # One family refreshed (its rows exist) and one never refreshed (no rows yet): the ban
+    # revokes both; sessions_revoked counts the rows.
+    other = auth.device(dev).json()
+    rotated = auth.post("/v1/refresh", {"refresh_token": other["refresh_token"]})
+    assert rotated.status_code == 200
     resp = stub.Revoke(auth_pb2.RevokeRequest(account_id=tok["account_id"], reason="cheating",
                                               ban=True), timeout=5)
-    assert resp.sessions_revoked >= 1
+    assert resp.sessions_revoked == 1
+    r = auth.post("/v1/refresh", {"refresh_token": rotated.json()["refresh_token"]})
+    assert r.status_code in (401, 403)
     wait_until(lambda: introspect(stub, tok["access_token"]).revoked, timeout=1.0,
                what="introspect says revoked")
     r = auth.login(name)
