@@ -182,7 +182,8 @@ static void on_key_row(int status, const PGresult *res, const char *err, void *u
     size_t n = 0;
     if (status == WY_OK && PQntuples(res) == 1) {
         const char *hex = wy_pg_text(res, 0, "secret");
-        for (size_t i = 0; hex && i < 64 && sscanf(hex + 2 * i, "%2hhx", &a->refresh_key[i]) == 1;
+        for (size_t i = 0; hex && i < sizeof a->refresh_key &&
+                           sscanf(hex + 2 * i, "%2hhx", &a->refresh_key[i]) == 1;
              i++)
             n++;
     }
