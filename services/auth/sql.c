@@ -69,15 +69,18 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
  * is banned, its account.login row; an unknown identity has no row. The event's payload comes
  * from C without its account_id (field 1, unknown there): the statement puts it in front, 0x0a
  * 0x24 (field 1, 36 bytes) and the uuid text, which is the same LoginSucceeded message (protobuf
- * fields may come in any order). */
+ * fields may come in any order). The lookup is LATERAL so that it is an index lookup per login
+ * whatever the batch size: a plain join of a large batch was planned as a hash join over a
+ * sequential scan of every identity. */
 static const wy_pg_stmt_t identity_logins_sql = {
     "auth_identity_logins",
     "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), "
     "r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) "
     "WITH ORDINALITY AS r(method, subject, event_id, payload, ts, ord)), "
-    "f AS (SELECT r.*, i.account_id, a.banned_at IS NOT NULL AS banned FROM r "
-    "JOIN auth.identities i ON i.method = r.method AND i.subject = r.subject "
-    "JOIN auth.accounts a ON a.id = i.account_id), "
+    "f AS (SELECT r.*, x.account_id, x.banned FROM r CROSS JOIN LATERAL ("
+    "SELECT i.account_id, a.banned_at IS NOT NULL AS banned FROM auth.identities i "
+    "JOIN auth.accounts a ON a.id = i.account_id "
+    "WHERE i.method = r.method AND i.subject = r.subject) x), "
     "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
     "SELECT event_id, 'wy.account', account_id::text, 'account.login', "
     "'\\x0a24'::bytea || convert_to(account_id::text, 'UTF8') || decode(payload, 'hex'), ts "
