@@ -449,8 +449,9 @@ int auth_event_created_row(wy_outbox_row_t *row, const char *account, const char
     return rc;
 }
 
-int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
-                     const char *method, const char *ip)
+/* The LoginSucceeded message of a login (its strings are the caller's). */
+static Wyvern__Auth__LoginSucceeded login_msg(const char *account, const char *sid,
+                                              const char *method, const char *ip)
 {
     Wyvern__Auth__LoginSucceeded m = WYVERN__AUTH__LOGIN_SUCCEEDED__INIT;
     m.account_id = (char *)account;
@@ -458,18 +459,20 @@ int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char 
     m.method = (char *)method;
     m.ip = (char *)ip;
     m.at = (int64_t)(wy_wall_ms() / 1000);
+    return m;
+}
+
+int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                     const char *method, const char *ip)
+{
+    Wyvern__Auth__LoginSucceeded m = login_msg(account, sid, method, ip);
     return add_event(a, tx, "account.login", account, &m.base);
 }
 
 int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
                          const char *method, const char *ip)
 {
-    Wyvern__Auth__LoginSucceeded m = WYVERN__AUTH__LOGIN_SUCCEEDED__INIT;
-    m.account_id = (char *)account;
-    m.session_id = (char *)sid;
-    m.method = (char *)method;
-    m.ip = (char *)ip;
-    m.at = (int64_t)(wy_wall_ms() / 1000);
+    Wyvern__Auth__LoginSucceeded m = login_msg(account, sid, method, ip);
     size_t n;
     uint8_t *buf = pack(&m.base, &n);
     int rc = wy_outbox_row_init(row, "wy.account", account, "account.login", buf, n);

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from harness import rkeys
-from harness.wait import wait_until
-from test_auth import Api, auth, auth_env, code, introspect, keys, stub, uniq  # noqa: F401
+from test_auth import (Api, auth, auth_env, code, introspect, keys,  # noqa: F401
+                       redis_refusing_a_revocation, stub, uniq)
 
 
 def refresh(auth, tok):
@@ -104,24 +104,18 @@ def test_postgresql_answers_for_families_without_rows_when_redis_is_incomplete(
     api = Api(d)
     victim = api.device("pgv-" + uuid.uuid4().hex).json()
     live = api.device("pgl-" + uuid.uuid4().hex).json()
-    marker = rkeys.REVOKED_LOADED
-    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
     with grpc.insecure_channel(d.grpc_addr) as ch:
         s = auth_pb2_grpc.AuthStub(ch)
-        stack.redis_cli("CONFIG", "SET", "maxmemory", "1")
-        try:
+
+        def revoke():
             with pytest.raises(grpc.RpcError) as e:
                 s.Revoke(auth_pb2.RevokeRequest(account_id=victim["account_id"]), timeout=5)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-            wait_until(lambda: stack.redis_cli("EXISTS", marker) == "0", timeout=10,
-                       what="the marker dropped after the failed publish")
+
+        with redis_refusing_a_revocation(stack, revoke):
             i = introspect(s, victim["access_token"])
             assert i.revoked and not i.active
             assert introspect(s, live["access_token"]).active
-        finally:
-            stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
-        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
-                   what="the rebuild after Redis takes writes again")
         # The rebuild wrote the account's revocation time back from PostgreSQL.
         assert stack.redis_cli("EXISTS", rkeys.revoked_acct(victim["account_id"])) == "1"
         assert introspect(s, victim["access_token"]).revoked
