@@ -20,7 +20,7 @@ typedef struct {
     const auth_cfg_t *cfg;
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
-    char refresh[64];
+    char refresh[AUTH_REFRESH_FAMILY_LEN + 1];
     bool created;
     /* out */
     int err;
