@@ -979,7 +979,9 @@ static int start_parts(wy_daemon_t *d, const char **err)
     char *producer_name = wy_sprintf("%s/%s", s->svc, d->instance_id);
     if (s->deps & WY_DEP_KAFKA) {
         const char *e = NULL;
-        wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers, .producer = producer_name};
+        wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers,
+                                       .producer = producer_name,
+                                       .linger_ms = s->producer_linger_ms};
         rc = wy_kafka_producer_new(&d->loop, &po, &d->producer, &e);
         if (rc == WY_OK)
             rc = start_consumer(d, WY_SUB_SHARED, producer_name, &e);

@@ -181,6 +181,10 @@ typedef struct {
      * 500 ms and on wy_daemon_ready_check; the ready line waits for it too
      * (until then /readyz is 503 {"status":"starting","waiting":[name]}). */
     const char *(*unready)(wy_daemon_t *d);
+    /* Optional: linger.ms of the daemon's producer (0 = wy_kafka's default, 5 ms; negative =
+     * 0 ms): a service whose events are latency-bound and produced in batches already (the
+     * outbox relay's passes) sends them at once. */
+    int producer_linger_ms;
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),
