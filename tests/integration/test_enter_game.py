@@ -276,8 +276,10 @@ def test_friends_list_shows_a_friend_in_game_with_the_zone(daemon_log_dir, pb, r
     assert (e.presence, e.zone) == (pb["lobby"].ONLINE, "")
     r = enter(c, pb, ch.actor_id)
     assert r.status.code == pb["lobby"].OK, r
-    e = friend()
-    assert (e.presence, e.zone) == (pb["lobby"].IN_GAME, "oakvale")
+    # The session record turns in-game with its next write (as get_presence sees it).
+    e = wait_until(lambda: (lambda x: x if x.presence == pb["lobby"].IN_GAME else None)(friend()),
+                   10, what="the friend in game")
+    assert e.zone == "oakvale"
     # Joined, then left: world's locator has no placement, the friend is online again.
     g = GameClient((pb["game"],), "ws://%s/v1/game" % r.entered_game.game_addr)
     assert g.join(r.entered_game.ticket).WhichOneof("body") == "welcome"
