@@ -7,6 +7,7 @@
 #define AUTH_H
 
 #include "wy_daemon.h"
+#include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_token.h"
 #include "wy_ratelimit.h"
@@ -16,6 +17,7 @@
 #include "providers.h"
 #include "sql.h"
 #include "batch.h"
+#include "roles.h"
 #include "signer.h"
 
 /* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c; the daemon
@@ -71,6 +73,9 @@ typedef struct auth {
     uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
     unsigned sign_next;  /* the worker the next answer goes to */
     wy_metric_t *m_sign_queue, *m_sign_refused;
+    wy_map_t *roles; /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
+    uint64_t roles_next_ms;
+    bool roles_loading, roles_overflow_logged;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;
