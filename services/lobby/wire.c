@@ -2,6 +2,7 @@
  * frames sent before them. Every ServerMessage is built by send_message. */
 #include "wire.h"
 #include "state.h"
+#include "wy_log.h"
 #include "wy_pb.h"
 
 #include <assert.h>
@@ -69,6 +70,19 @@ static void send_message(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Sta
     if (!c->ws || c->state == LOBBY_ST_CLOSING)
         return;
     wy_ws_frame_t *f = server_frame(req, status, body_case, body);
+    int rc = wy_ws_send_frame(c->ws, f);
+    wy_ws_frame_unref(f);
+    if (rc != WY_ETOOBIG)
+        return; /* queued, or the connection is closing (the server logged why) */
+    /* A reply over WY_LOBBY_MAX_MESSAGE: the client still gets an answer to its request
+     * (a push has no request to answer: it is only logged). */
+    wy_log_warn("lobby reply over the message size limit", "account", c->account, (char *)NULL);
+    if (!req)
+        return;
+    Wyvern__Lobby__Status st = WYVERN__LOBBY__STATUS__INIT;
+    st.code = WYVERN__LOBBY__CODE__TOO_BIG;
+    st.message = "reply over the server's message size limit";
+    f = server_frame(req, &st, WYVERN__LOBBY__SERVER_MESSAGE__BODY__NOT_SET, NULL);
     (void)wy_ws_send_frame(c->ws, f);
     wy_ws_frame_unref(f);
 }
