@@ -50,6 +50,15 @@ void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
     o->offline = m->offline;
 }
 
+void wyc__chat_sent_copy(wyc_chat_result_t *o, const Wyvern__Lobby__ChatSent *s)
+{
+    snprintf(o->channel_id, sizeof o->channel_id, "%s", s->channel_id);
+    o->seq = s->seq;
+    snprintf(o->text, sizeof o->text, "%s", s->text);
+    o->masked = s->masked;
+    o->offline = s->offline;
+}
+
 static void emit_msg(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
 {
     wyc_event_t *ev = wy_calloc(1, sizeof *ev); /* ~2.5 KiB: not on the stack of a callback */
@@ -265,11 +274,7 @@ static void on_result(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby
     wyc_error_t err = *e;
     if (e->code == WY_OK && m) {
         if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_SENT) {
-            snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_sent->channel_id);
-            res->seq = m->chat_sent->seq;
-            snprintf(res->text, sizeof res->text, "%s", m->chat_sent->text);
-            res->masked = m->chat_sent->masked;
-            res->offline = m->chat_sent->offline;
+            wyc__chat_sent_copy(res, m->chat_sent);
         } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_CHANNEL) {
             snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_channel->channel_id);
             res->seq = m->chat_channel->last_seq;

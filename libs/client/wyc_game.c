@@ -309,11 +309,7 @@ static void on_server_msg(wyc_game_t *g, const Wyvern__Game__ServerMessage *m)
         ev.type = WYC_GAME_EV_CHAT_SENT;
         ev.request_id = m->request_id;
         if (m->body_case == WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_SENT) {
-            snprintf(r->channel_id, sizeof r->channel_id, "%s", m->chat_sent->channel_id);
-            r->seq = m->chat_sent->seq;
-            snprintf(r->text, sizeof r->text, "%s", m->chat_sent->text);
-            r->masked = m->chat_sent->masked;
-            r->offline = m->chat_sent->offline;
+            wyc__chat_sent_copy(r, m->chat_sent);
             ev.chat_sent = r;
         } else {
             wyc__status_err(&ev.error, m->chat_error);

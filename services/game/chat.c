@@ -161,12 +161,8 @@ static void on_sent(int err, int status, const char *message, const ProtobufCMes
                          message && *message ? message : "chat unavailable, retry");
         } else {
             const Wyvern__Chat__SendResponse *s = (const Wyvern__Chat__SendResponse *)resp;
-            Wyvern__Lobby__ChatSent out = WYVERN__LOBBY__CHAT_SENT__INIT;
-            out.channel_id = s->channel_id;
-            out.seq = s->seq;
-            out.text = s->text;
-            out.masked = s->masked;
-            out.offline = s->offline;
+            Wyvern__Lobby__ChatSent out;
+            wy_chatmsg_sent_to_client(&out, s);
             Wyvern__Game__ServerMessage m = WYVERN__GAME__SERVER_MESSAGE__INIT;
             m.request_id = op->req;
             m.body_case = WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_SENT;

@@ -217,12 +217,8 @@ static void on_chat_reply(int err, int status, const char *message, const Protob
     switch (r->body) {
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_SEND: {
         const Wyvern__Chat__SendResponse *s = (const Wyvern__Chat__SendResponse *)resp;
-        Wyvern__Lobby__ChatSent out = WYVERN__LOBBY__CHAT_SENT__INIT;
-        out.channel_id = s->channel_id;
-        out.seq = s->seq;
-        out.text = s->text;
-        out.masked = s->masked;
-        out.offline = s->offline;
+        Wyvern__Lobby__ChatSent out;
+        wy_chatmsg_sent_to_client(&out, s);
         lobby_reply(c, r->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_SENT, &out.base);
         break;
     }
