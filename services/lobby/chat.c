@@ -404,4 +404,8 @@ void lobby_chat_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, 
     lobby_conn_ref(c);
 }
 
-/* Offline whispers (lobby_chat_session_ready): chat_mod.c. */
+/* Offline whispers: chat_mod.c. */
+void lobby_chat_session_ready(lobby_conn_t *c)
+{
+    lobby_chatmod_session_ready(c);
+}

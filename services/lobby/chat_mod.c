@@ -1,6 +1,5 @@
 /* wy-lobby chat moderation and offline whispers (chat_mod.h). */
 #include "chat_mod.h"
-#include "chat.h"
 #include "state.h"
 #include "wire.h"
 #include "wy_chatmsg.h"
@@ -259,7 +258,7 @@ static int offline_call(offline_req_t *o)
                         on_offline, o);
 }
 
-void lobby_chat_session_ready(lobby_conn_t *c)
+void lobby_chatmod_session_ready(lobby_conn_t *c)
 {
     if (!c->lb->chat)
         return;

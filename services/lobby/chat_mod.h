@@ -12,5 +12,8 @@
 const char *lobby_chatmod_type(Wyvern__Lobby__ClientMessage__BodyCase body_case);
 /* A ready session's request of lobby_chatmod_type; t0 when its frame arrived. */
 void lobby_chatmod_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, uint64_t t0);
+/* After welcome (lobby_chat_session_ready): pushes the offline whispers, each with its
+ * offline_id; they stay with wy-chat until the client's chat_offline_ack. */
+void lobby_chatmod_session_ready(lobby_conn_t *c);
 
 #endif
