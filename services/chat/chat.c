@@ -82,6 +82,9 @@ const wy_daemon_spec_t chat_daemon_spec = {
     .start = chat_start,
     .stop = chat_stop,
     .busy = chat_busy,
+    /* The outbox relay produces a pass's rows together and waits for their reports: lingering
+     * would only add to every message's publish-to-deliver time. */
+    .producer_linger_ms = -1,
 };
 
 bool chat_account_ok(const char *s)
