@@ -157,6 +157,7 @@ static void auth_free(auth_t *a)
     wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
     wy_free(a->jwks);
+    auth_roles_free(a);
     wy_free(a);
 }
 

@@ -7,6 +7,7 @@
 #define AUTH_H
 
 #include "wy_daemon.h"
+#include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_token.h"
 #include "wy_ratelimit.h"
@@ -16,6 +17,7 @@
 #include "providers.h"
 #include "sql.h"
 #include "batch.h"
+#include "roles.h"
 #include "signer.h"
 #include "validate.h"
 
@@ -75,6 +77,9 @@ typedef struct auth {
     uint8_t refresh_key[32]; /* MAC key of refresh tokens carrying their family (auth.token_keys) */
     bool refresh_key_loaded;
     uv_timer_t key_timer; /* retries the key's load (auth_refresh_key_load) */
+    wy_map_t *roles; /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
+    uint64_t roles_next_ms;
+    bool roles_loading, roles_overflow_logged;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;

@@ -670,6 +670,7 @@ static void on_marker_dropped(int status, redisReply *reply, void *ud)
 static void on_reload_tick(uv_timer_t *t)
 {
     auth_t *a = t->data;
+    auth_roles_tick(a); /* roles.c: the accounts' roles, every AUTH_ROLES_RELOAD_MS */
     wy_redis_t *r = auth_redis(a);
     if (a->reloading || a->stopping || !r)
         return;
