@@ -291,6 +291,8 @@ static void build_config(wy_daemon_t *d)
 
 static void free_config(wy_daemon_t *d)
 {
+    if (d->svc_cfg && d->spec->unconfigure)
+        d->spec->unconfigure(d->svc_cfg);
     wy_config_free(d->cfg, d->ncfg);
     wy_free(d->cfg);
     wy_free(d->svc_cfg);

@@ -116,6 +116,7 @@ void actor_svc_unref(actor_svc_t *svc)
     if (--svc->refs > 0)
         return;
     actor_store_free(svc);
+    wy_map_free(svc->rholds); /* empty: every hold held a reference */
     wy_daemon_set_state(svc->d, NULL);
     wy_free(svc);
 }

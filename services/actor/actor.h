@@ -11,6 +11,7 @@
 #include "wy_list.h"
 #include "wy_map.h"
 #include "wy_metrics.h"
+#include "wy_redis.h"
 #include "character.h"
 
 extern const wy_daemon_spec_t actor_daemon_spec;
@@ -88,6 +89,9 @@ typedef struct {
     uv_timer_t pub_timer; /* the wy.actor publisher (publish.c) */
     bool pub_running, pub_woken;
     wy_metric_t *m_published, *m_publish_failed;
+    /* txn_remote.c: attempt id -> its hold of a remote side (made on first use) */
+    wy_map_t *rholds;
+    wy_redis_script_t *rank_script; /* rankings.c: CharacterRank's, made on first use */
 } actor_svc_t;
 
 void actor_svc_ref(actor_svc_t *svc);

@@ -40,6 +40,9 @@ typedef struct {
     /* the simulation (sim.c) */
     int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
     char *regions;
+    /* Loaded from ticket_keys_dir by the spec's configure (NULL when it is empty), read-only
+     * afterwards, freed by its unconfigure when the daemon frees this struct. */
+    wy_jwt_keyset_t *ticket_keys;
 } game_cfg_t;
 
 typedef struct game_part game_part_t;
@@ -51,7 +54,7 @@ typedef struct {
     uv_loop_t *loop;
     const game_cfg_t *cfg; /* wy_daemon_config(d): owned by the daemon */
     char incarnation[GAME_INCARNATION_LEN + 1];
-    wy_jwt_keyset_t *ticket_keys; /* public keys that verify join tickets */
+    wy_jwt_keyset_t *ticket_keys; /* cfg->ticket_keys: public keys that verify join tickets */
     wy_ticket_used_t *used;       /* tickets accepted by this process */
     /* Connections and players. */
     wy_http_server_t *ws;
