@@ -866,18 +866,19 @@ static int cmd_friend(profile_t *p, int argc, char **argv)
     if (opt.json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr,
-                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id,
-                                            "name", fs[i].name, "account_id", fs[i].account_id,
-                                            "status", wyc_friend_status_name(fs[i].status),
-                                            "presence", wyc_presence_name(fs[i].presence)));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id, "name",
+                               fs[i].name, "account_id", fs[i].account_id, "status",
+                               wyc_friend_status_name(fs[i].status), "presence",
+                               wyc_presence_name(fs[i].presence), "zone", fs[i].zone));
         json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "friend", "op", sub,
                            "friends", arr));
         return EX_OK;
     }
     for (size_t i = 0; i < n; i++)
-        printf("%-16s %-10s %-8s %s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
-               wyc_presence_name(fs[i].presence), fs[i].actor_id);
+        printf("%-16s %-10s %-8s %s%s%s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
+               wyc_presence_name(fs[i].presence), fs[i].actor_id, fs[i].zone[0] ? " " : "",
+               fs[i].zone);
     if (n == 0)
         printf("No friends yet.\n");
     return EX_OK;

@@ -609,6 +609,7 @@ typedef struct {
     char account_id[64];
     wyc_friend_status_t status;
     wyc_presence_state_t presence;
+    char zone[40]; /* WYC_IN_GAME: the zone the friend is in, else "" */
 } wyc_friend_t;
 
 typedef enum {

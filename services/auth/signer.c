@@ -21,7 +21,7 @@ typedef struct {
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
     uint32_t roles; /* the account's WY_TOKEN_ROLE_* bits (roles.c), read on the loop */
-    char refresh[64];
+    char refresh[AUTH_REFRESH_FAMILY_LEN + 1];
     bool created;
     /* out */
     int err;
