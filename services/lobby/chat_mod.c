@@ -250,6 +250,8 @@ static void on_offline(int err, int status, const char *message, const ProtobufC
 
 static int offline_call(offline_req_t *o)
 {
+    if (!o->c->lb->chat) /* stopping: the channel is closed */
+        return WY_ESTATE;
     Wyvern__Chat__OfflineRequest req = WYVERN__CHAT__OFFLINE_REQUEST__INIT;
     req.account_id = o->c->account;
     req.after_id = o->after;
