@@ -616,19 +616,27 @@ static void count_answer(actor_svc_t *svc, const actor_req_t *r, int status)
                                              : svc->m_cmd_ok);
 }
 
-/* One JSON line per committed event (WY_ACTOR_AUDIT_LOG). */
+/* One JSON line per committed event (WY_ACTOR_AUDIT_LOG), the batch's lines written
+ * together (a write per line was a tenth of the command's CPU). The fields are strings, as
+ * wy_log_info writes them: actor, seq, type, event_id, epoch. */
 static void audit(const actor_batch_t *b)
 {
-    if (!b->svc->cfg->audit_log || (int)WY_LOG_INFO < wy_log_min_level)
+    if (!b->svc->cfg->audit_log || (int)WY_LOG_INFO < wy_log_min_level || !b->n_events)
         return;
+    wy_buf_t lines = WY_BUF_INIT;
     for (size_t i = 0; i < b->n_events; i++) {
         const struct batch_event *e = &b->evs[i];
-        char seq[24], epoch[24];
-        snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->seq);
-        snprintf(epoch, sizeof epoch, "%lld", (long long)b->svc->epoch[actor_shard(e->actor->id)]);
-        wy_log_info("actor event", "actor", e->actor->id, "seq", seq, "type", e->type, "event_id",
-                    e->id, "epoch", epoch, NULL);
+        wy_buf_puts(&lines, "\"actor\":\"");
+        wy_buf_json_escape(&lines, e->actor->id, strlen(e->actor->id));
+        wy_buf_printf(&lines, "\",\"seq\":\"%llu\",\"type\":\"", (unsigned long long)e->seq);
+        wy_buf_json_escape(&lines, e->type, strlen(e->type));
+        wy_buf_puts(&lines, "\",\"event_id\":\"");
+        wy_buf_json_escape(&lines, e->id, strlen(e->id));
+        wy_buf_printf(&lines, "\",\"epoch\":\"%lld\"\n",
+                      (long long)b->svc->epoch[actor_shard(e->actor->id)]);
     }
+    wy_log_raw_lines(WY_LOG_INFO, "actor event", lines.data, lines.len);
+    wy_buf_free(&lines);
 }
 
 /* The end of a batch: states, answers, the actors' next place. */
