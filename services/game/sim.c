@@ -117,6 +117,7 @@ struct game_part {
     bool dropping;
     atomic_int inflight; /* messages naming it not yet handled (loop, workers) */
     atomic_uint adopted; /* regions adopted by their workers: none ticks before all are */
+    uint64_t t0_ns;      /* the regions' common tick schedule starts here (set before ADOPT) */
     game_walk_t walk;
     uint8_t *blocked;
     struct input_batch *pending[MAX_REGIONS];
@@ -378,7 +379,6 @@ static void tick_region(wy_worker_t *w, region_t *r, uint64_t now)
             break;
         }
     }
-    r->tick++;
 }
 
 static void on_part_msg(wy_mailbox_node_t *node, void *ud, int status)
@@ -397,7 +397,10 @@ static void on_part_msg(wy_mailbox_node_t *node, void *ud, int status)
     case MSG_ADOPT:
         r->adopted = true;
         atomic_fetch_add(&r->part->adopted, 1);
-        r->next_ns = wy_tick_clock_monotonic(NULL);
+        /* Every region of the instance ticks on one schedule from the instance's t0: tick k
+         * at t0 + k * period, numbered k, so a player crossing regions keeps one sequence. */
+        r->next_ns = r->part->t0_ns;
+        r->tick = 0;
         wy_list_push_back(&sim.wparts[wy_worker_index(w)], &r->wnode);
         break;
     case MSG_DROP:
@@ -525,8 +528,10 @@ static void tick_body(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
             continue;
         tick_region(w, r, info->now);
         r->next_ns += r->period_ns;
+        uint64_t t0 = r->part->t0_ns;
         if (r->next_ns + r->period_ns < info->now) /* a stall: skip what was missed */
-            r->next_ns = info->now + r->period_ns;
+            r->next_ns = t0 + ((info->now - t0) / r->period_ns + 1) * r->period_ns;
+        r->tick = (r->next_ns - t0) / r->period_ns;
     }
 }
 
@@ -917,6 +922,7 @@ game_part_t *game_part_ensure(game_t *g, const char *inst, const Wyvern__World__
     part->g = g;
     snprintf(part->inst, sizeof part->inst, "%s", inst);
     part->tick_rate = z->tick_rate;
+    part->t0_ns = wy_tick_clock_monotonic(NULL);
     part->walk = (game_walk_t){.width = z->width, .height = z->height, .cell = z->cell};
     /* The walkable grid, when world sent it (ListZones with_grid) and it is consistent. */
     if (z->cell > 0 && z->n_rows > 0 && z->n_rows <= (1u << 20)) {
