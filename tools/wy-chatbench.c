@@ -15,10 +15,12 @@
 
 static const char *usage_text =
     "usage: wy-chatbench --lobby WS_URL[,WS_URL] --key PRIVATE.pem [--kid KID] [--members N]\n"
-    "         [--senders N] [--seconds N] [--rates R1,R2,...] [--p99-ms MS] [--closed N]\n"
+    "         [--senders N] [--seconds N] [--rates R1,R2,...] [--p99-ms MS] [--closed N] [--sync]\n"
     "  Signs access tokens with the Ed25519 private key (lobby verifies with its public half:\n"
     "  WY_LOBBY_TOKEN_KEYS_DIR); the lobbies need WY_LOBBY_CHAT_GRPC and a message rate above\n"
-    "  the senders' (WY_LOBBY_MAX_MSGS_PER_SEC), wy-chat a rate limit above it too.\n";
+    "  the senders' (WY_LOBBY_MAX_MSGS_PER_SEC), wy-chat a rate limit above it too.\n"
+    "  --sync: around each measured phase print {\"sync\":\"begin|end <phase>\"} and wait for a\n"
+    "  line on stdin (tools/bench reads the servers' CPU time and histograms there).\n";
 
 #define MAX_LOBBIES 4
 
@@ -27,6 +29,7 @@ static struct {
     int nlobbies;
     const char *key, *kid;
     int members, senders, seconds, closed;
+    bool sync;
     double p99_ms;
     double rates[16];
     int nrates;
@@ -51,6 +54,9 @@ static size_t nlat, nstore, caplat;
 static uint64_t deliveries, sent_ok, send_err, stored;
 static int pending_ops;
 
+#define WARMUP_TEXT "warm-up"
+static int warm; /* members that got the warm-up message */
+
 static uint64_t wall_us(void)
 {
     struct timespec ts;
@@ -72,6 +78,9 @@ static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
     if (ev->type == WYC_EV_WELCOME && !m->welcomed) {
         m->welcomed = true;
         welcomed++;
+    } else if (ev->type == WYC_EV_CHAT && !measuring && !strcmp(ev->chat.channel_id, channel) &&
+               !strcmp(ev->chat.text, WARMUP_TEXT)) {
+        warm++;
     } else if (ev->type == WYC_EV_CHAT && measuring && !strcmp(ev->chat.channel_id, channel) &&
                !strcmp(ev->chat.type, "text")) {
         uint64_t t0 = strtoull(ev->chat.text, NULL, 10);
@@ -82,9 +91,19 @@ static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
         uint64_t st = (uint64_t)ev->chat.ts_ms * 1000u;
         if (nstore < caplat && st && now >= st)
             store_us[nstore++] = now - st;
+    } else if (ev->type == WYC_EV_KICKED) {
+        fprintf(stderr, "wy-chatbench: member %d kicked: %s\n", m->index, ev->reason);
     } else if (ev->type == WYC_EV_CLOSED || ev->type == WYC_EV_DISCONNECTED) {
+        if (failures < 3)
+            fprintf(stderr, "wy-chatbench: member %d: connection %s\n", m->index,
+                    ev->type == WYC_EV_CLOSED ? "closed" : "lost");
         failures++;
     }
+}
+
+static bool warmed_up(void)
+{
+    return pending_ops == 0 && warm >= opt.members - failures;
 }
 
 static bool all_welcomed(void)
@@ -162,6 +181,19 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+/* With --sync: tells the driver a phase begins or ends and waits for its go (a line on
+ * stdin); the driver reads CPU times and histograms meanwhile. */
+static void sync_point(const char *what, const char *phase)
+{
+    if (!opt.sync)
+        return;
+    printf("{\"sync\":\"%s %s\"}\n", what, phase);
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin))
+        opt.sync = false; /* the driver is gone: go on without it */
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -198,6 +230,9 @@ static bool all_delivered(void)
 /* Runs one rate step; returns p99 in µs (or UINT64_MAX when deliveries went missing). */
 static uint64_t run_step(double rate)
 {
+    char phase[32];
+    snprintf(phase, sizeof phase, "rate %.0f", rate);
+    sync_point("begin", phase);
     nlat = nstore = 0;
     deliveries = sent_ok = send_err = 0;
     step_rate = rate;
@@ -216,13 +251,15 @@ static uint64_t run_step(double rate)
     measuring = false;
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(&loop, UV_RUN_NOWAIT);
+    sync_point("end", phase);
     double secs = (double)(send_end - step_start_ms) / 1000.0;
     const char *store = sort_samples();
     uint64_t p50 = pct(0.50), p99 = pct(0.99);
-    printf("{\"bench\":\"chat fan-out\",\"rate\":%.0f,\"members\":%d,\"sent\":%" PRIu64
-           ",\"send_errors\":%" PRIu64 ",\"deliveries\":%" PRIu64 ",\"expected\":%" PRIu64
-           ",\"deliveries_per_s\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "%s}\n",
-           rate, opt.members, sent_ok, send_err, deliveries, want_deliveries,
+    printf("{\"bench\":\"chat fan-out\",\"rate\":%.0f,\"members\":%d,\"failed_members\":%d,"
+           "\"sent\":%" PRIu64 ",\"send_errors\":%" PRIu64 ",\"deliveries\":%" PRIu64
+           ",\"expected\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"p50_us\":%" PRIu64
+           ",\"p99_us\":%" PRIu64 "%s}\n",
+           rate, opt.members, failures, sent_ok, send_err, deliveries, want_deliveries,
            (double)deliveries / secs, p50, p99, store);
     fflush(stdout);
     return deliveries + deliveries / 100 < want_deliveries || send_err ? UINT64_MAX : p99;
@@ -259,6 +296,7 @@ static void on_closed_sent(wyc_client_t *c, const wyc_error_t *e, const wyc_chat
 
 static void run_closed(void)
 {
+    sync_point("begin", "closed");
     sent_ok = send_err = deliveries = 0;
     nlat = nstore = 0;
     measuring = true;
@@ -272,6 +310,7 @@ static void run_closed(void)
     want_deliveries = sent_ok * (uint64_t)(opt.members - failures);
     run_until(all_delivered, 5000);
     measuring = false;
+    sync_point("end", "closed");
     const char *store = sort_samples();
     printf("{\"bench\":\"chat messages stored\",\"senders_in_flight\":%d,\"stored\":%" PRIu64
            ",\"send_errors\":%" PRIu64 ",\"stored_per_s\":%.0f,\"deliveries_per_s\":%.0f"
@@ -292,6 +331,10 @@ int main(int argc, char **argv)
     char *lobbies = NULL, *rates = "20,50,100,200,400";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--sync")) {
+            opt.sync = true;
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage();
@@ -397,10 +440,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "wy-chatbench: setup failed (%d failures)\n", failures);
         return 1;
     }
-    /* A quiet second: the membership events drain before the first step. */
-    uint64_t quiet = wy_now_ms() + 1000;
-    while (wy_now_ms() < quiet)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    /* The setup's 2 x members membership events (each listing the members) must be delivered
+     * before the first step, or its first messages queue behind them: one unmeasured message
+     * after them, in the same channel, reaches everyone only once they are all through. */
+    start_op(wyc_chat_send(members[0].c, channel, NULL, WARMUP_TEXT, on_op, &members[0]));
+    run_until(warmed_up, 120000);
+    if (warm < opt.members - failures) {
+        fprintf(stderr,
+                "wy-chatbench: the setup's events did not drain (%d of %d got the warm-up)\n", warm,
+                opt.members - failures);
+        return 1;
+    }
     double best = 0;
     uint64_t best_p99 = 0;
     for (int i = 0; i < opt.nrates; i++) {

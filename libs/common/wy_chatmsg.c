@@ -16,7 +16,8 @@ void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn delive
 {
     Wyvern__Chat__ChatEvent *ev =
         wyvern__chat__chat_event__unpack(NULL, env->payload.len, env->payload.data);
-    if (!ev || !ev->message || !ev->channel_id[0] || ev->seq == 0) {
+    if (!ev || !ev->message || !ev->channel_id[0] || ev->seq == 0 ||
+        ev->seq > (uint64_t)INT64_MAX - ev->n_more) {
         wy_log_warn("bad chat.message payload skipped", "event_id", env->event_id, NULL);
         if (ev)
             wyvern__chat__chat_event__free_unpacked(ev, NULL);
@@ -25,9 +26,11 @@ void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn delive
     wy_metric_inc(events);
     deliver(ctx, ev);
     uint64_t now = wy_wall_ms();
-    int64_t ts = ev->message->ts_ms;
-    if (ts > 0 && now >= (uint64_t)ts)
-        wy_metric_observe(latency, (double)(now - (uint64_t)ts) / 1000.0);
+    for (size_t i = 0; i <= ev->n_more; i++) {
+        int64_t ts = i ? ev->more[i - 1]->ts_ms : ev->message->ts_ms;
+        if (ts > 0 && now >= (uint64_t)ts)
+            wy_metric_observe(latency, (double)(now - (uint64_t)ts) / 1000.0);
+    }
     wyvern__chat__chat_event__free_unpacked(ev, NULL);
 }
 
@@ -36,11 +39,14 @@ size_t wy_chatmsg_push(const Wyvern__Chat__ChatEvent *ev, wy_chatmsg_wrap_fn wra
 {
     if (!n)
         return 0;
-    Wyvern__Lobby__ChatMessage cm;
-    wy_chatmsg_to_client(&cm, ev->message, ev->channel_id, ev->seq);
-    wy_ws_frame_t *f = wrap(&cm);
-    size_t queued = wy_ws_broadcast(f, to, n);
-    wy_ws_frame_unref(f);
+    size_t queued = 0;
+    for (size_t i = 0; i <= ev->n_more; i++) {
+        Wyvern__Lobby__ChatMessage cm;
+        wy_chatmsg_to_client(&cm, i ? ev->more[i - 1] : ev->message, ev->channel_id, ev->seq + i);
+        wy_ws_frame_t *f = wrap(&cm);
+        queued += wy_ws_broadcast(f, to, n);
+        wy_ws_frame_unref(f);
+    }
     return queued;
 }
 
@@ -64,4 +70,14 @@ const char *wy_chatmsg_zone(const char *channel)
 {
     static const char prefix[] = "zone:";
     return strncmp(channel, prefix, sizeof prefix - 1) == 0 ? channel + sizeof prefix - 1 : NULL;
+}
+
+void wy_chatmsg_sent_to_client(Wyvern__Lobby__ChatSent *out, const Wyvern__Chat__SendResponse *s)
+{
+    wyvern__lobby__chat_sent__init(out);
+    out->channel_id = s->channel_id;
+    out->seq = s->seq;
+    out->text = s->text;
+    out->masked = s->masked;
+    out->offline = s->offline;
 }

@@ -14,16 +14,19 @@
 
 /* The common part of a wy.chat handler (on the consumer's loop): decodes env's ChatEvent; one
  * without a message, a channel or a seq > 0 is logged as a warning and skipped; else counts it
- * in events, calls deliver(ctx, ev) (ev lives through the call) and observes in latency the
- * seconds since chat stored it (its ts_ms, wall clock; skipped when unset or in the future).
+ * in events, calls deliver(ctx, ev) once (ev lives through the call; it may carry a batch:
+ * message at seq, more[i] at seq + 1 + i, one recipient list) and observes in latency, per
+ * message, the seconds since chat stored it (its ts_ms, wall clock; skipped when unset or in the
+ * future).
  * The caller still calls wy_daemon_event_done. */
 typedef void (*wy_chatmsg_deliver_fn)(void *ctx, const Wyvern__Chat__ChatEvent *ev);
 void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn deliver, void *ctx,
                        wy_metric_t *events, wy_metric_t *latency);
 
-/* Pushes ev's message to to[0..n-1] as one frame, encoded once: wrap returns a new frame (one
- * reference, the caller's) holding the service's ServerMessage around msg. Returns how many
- * connections queued it (wy_ws_broadcast: a closing or too slow one is skipped). */
+/* Pushes ev's messages (message, then more[] in order: seq, seq + 1, ...) to to[0..n-1], each
+ * as one frame encoded once: wrap returns a new frame (one reference, the caller's) holding the
+ * service's ServerMessage around msg. Returns the pushes queued, summed over the messages
+ * (wy_ws_broadcast: a closing or too slow connection is skipped). */
 typedef wy_ws_frame_t *(*wy_chatmsg_wrap_fn)(Wyvern__Lobby__ChatMessage *msg);
 size_t wy_chatmsg_push(const Wyvern__Chat__ChatEvent *ev, wy_chatmsg_wrap_fn wrap,
                        wy_ws_conn_t *const *to, size_t n);
@@ -33,6 +36,10 @@ size_t wy_chatmsg_push(const Wyvern__Chat__ChatEvent *ev, wy_chatmsg_wrap_fn wra
  * free. */
 void wy_chatmsg_to_client(Wyvern__Lobby__ChatMessage *out, const Wyvern__Chat__Message *m,
                           const char *channel, uint64_t seq);
+
+/* Fills out (initialised here) from chat's SendResponse: the client's chat_sent, the answer
+ * of a send through lobby or game. Borrows s's strings. */
+void wy_chatmsg_sent_to_client(Wyvern__Lobby__ChatSent *out, const Wyvern__Chat__SendResponse *s);
 
 /* The zone instance of a zone channel ("zone:meadow#1" -> "meadow#1"), NULL for another
  * channel. */

@@ -291,6 +291,8 @@ static void build_config(wy_daemon_t *d)
 
 static void free_config(wy_daemon_t *d)
 {
+    if (d->svc_cfg && d->spec->unconfigure)
+        d->spec->unconfigure(d->svc_cfg);
     wy_config_free(d->cfg, d->ncfg);
     wy_free(d->cfg);
     wy_free(d->svc_cfg);
@@ -977,7 +979,9 @@ static int start_parts(wy_daemon_t *d, const char **err)
     char *producer_name = wy_sprintf("%s/%s", s->svc, d->instance_id);
     if (s->deps & WY_DEP_KAFKA) {
         const char *e = NULL;
-        wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers, .producer = producer_name};
+        wy_kafka_producer_opts_t po = {.brokers = d->kafka_brokers,
+                                       .producer = producer_name,
+                                       .linger_ms = s->producer_linger_ms};
         rc = wy_kafka_producer_new(&d->loop, &po, &d->producer, &e);
         if (rc == WY_OK)
             rc = start_consumer(d, WY_SUB_SHARED, producer_name, &e);

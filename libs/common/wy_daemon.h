@@ -157,6 +157,11 @@ typedef struct {
      * later; NULL when config_size is 0): configure may check it and fill fields of
      * its own there (the same struct start() reaches). */
     int (*configure)(void *cfg, const char **err);
+    /* Optional: releases what configure put into cfg (a loaded catalog, keys). Called once,
+     * main thread, just before the daemon frees the struct: when wy_daemon_main returns,
+     * and also when configure failed or never ran (--help, a bad variable), so it must
+     * accept fields configure left zeroed. Only with config_size > 0. */
+    void (*unconfigure)(void *cfg);
     /* Called on the loop once everything is connected and listening, before
      * the ready line: register routes and gRPC methods, start timers. A
      * non-OK return stops the daemon with exit 1 and *err logged. */
@@ -176,6 +181,10 @@ typedef struct {
      * 500 ms and on wy_daemon_ready_check; the ready line waits for it too
      * (until then /readyz is 503 {"status":"starting","waiting":[name]}). */
     const char *(*unready)(wy_daemon_t *d);
+    /* Optional: linger.ms of the daemon's producer (0 = wy_kafka's default, 5 ms; negative =
+     * 0 ms): a service whose events are latency-bound and produced in batches already (the
+     * outbox relay's passes) sends them at once. */
+    int producer_linger_ms;
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),

@@ -25,7 +25,7 @@ struct wy_outbox {
     wy_pg_t *pg;
     wy_kafka_producer_t *producer;
     char *lock_key;
-    char *sql_insert, *sql_lock, *sql_count, *sql_select, *sql_delete;
+    char *sql_insert, *sql_count, *sql_select, *sql_delete;
     char batch_s[16];
     uint32_t batch, poll_ms;
     uv_timer_t timer;
@@ -57,7 +57,6 @@ static void ob_free(wy_outbox_t *ob)
         ob->close_done(ob->close_ud);
     wy_free(ob->lock_key);
     wy_free(ob->sql_insert);
-    wy_free(ob->sql_lock);
     wy_free(ob->sql_count);
     wy_free(ob->sql_select);
     wy_free(ob->sql_delete);
@@ -194,8 +193,21 @@ static void on_delivered(void *udata, int status, const char *event_id)
         pass_flush(ob);
 }
 
-/* Produces the rows read, in id order; stops at the first refusal so that no later row of the
- * same key overtakes it. */
+/* The pending gauge of a full pass (the rows past the batch are not read). A failure has
+ * failed the transaction: the pass's DELETE fails too and its rows are published again. */
+static void on_counted(int status, const PGresult *res, const char *err, void *ud)
+{
+    wy_outbox_t *ob = ud;
+    if (status != WY_OK) {
+        wy_log_warn("outbox: counting rows failed", "error", err ? err : wy_strerror(status), NULL);
+        return;
+    }
+    ob->st.pending = (uint64_t)wy_pg_int64(res, 0, "pending");
+    wy_metric_set(ob->m_pending, (double)ob->st.pending);
+}
+
+/* The lock and the oldest rows in one statement (one round trip); produces them in id order,
+ * stops at the first refusal so that no later row of the same key overtakes it. */
 static void on_selected(int status, const PGresult *res, const char *err, void *ud)
 {
     wy_outbox_t *ob = ud;
@@ -204,16 +216,31 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
         return;
     }
     PGresult *r = (PGresult *)res;
-    int n = PQntuples(r);
+    if (!wy_pg_bool(r, 0, "locked")) {
+        /* Another instance is relaying this schema's rows; try again next poll. */
+        ob->wake = false;
+        pass_finish(ob, false);
+        return;
+    }
+    /* One row with a NULL id: the outbox is empty. */
+    int n = wy_pg_isnull(r, 0, "id") ? 0 : PQntuples(r);
+    if ((uint32_t)n < ob->batch) {
+        /* Every row of the snapshot was read: that is the count, no statement needed. */
+        ob->st.pending = (uint64_t)n;
+        wy_metric_set(ob->m_pending, (double)n);
+    } else {
+        ob->wake = true; /* a full pass: more rows are likely waiting */
+        /* Counted on the pass's transaction while the rows are in flight (gauge only). */
+        if (wy_pg_tx_query(ob->tx, ob->sql_count, 0, NULL, on_counted, ob) != WY_OK)
+            ob->pass_failed = true;
+    }
     if (n == 0) {
-        pass_finish(ob, true);
+        pass_finish(ob, false);
         return;
     }
     ob->st.passes++;
     ob->nrows = (size_t)n;
     ob->msgs = wy_calloc((size_t)n, sizeof *ob->msgs);
-    if ((uint32_t)n >= ob->batch)
-        ob->wake = true; /* a full pass: more rows are likely waiting */
     int c_id = wy_pg_col(r, "id"), c_event = wy_pg_col(r, "event_id"),
         c_topic = wy_pg_col(r, "topic"), c_key = wy_pg_col(r, "key"), c_type = wy_pg_col(r, "type"),
         c_payload = wy_pg_col(r, "payload"), c_ts = wy_pg_col(r, "ts_ms");
@@ -248,39 +275,6 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
         pass_finish(ob, false);
 }
 
-static void on_counted(int status, const PGresult *res, const char *err, void *ud)
-{
-    wy_outbox_t *ob = ud;
-    if (status != WY_OK) {
-        pass_fail(ob, "outbox: counting rows failed", status, err);
-        return;
-    }
-    ob->st.pending = (uint64_t)wy_pg_int64(res, 0, "pending");
-    wy_metric_set(ob->m_pending, (double)ob->st.pending);
-    const char *params[1] = {ob->batch_s};
-    int rc = wy_pg_tx_query(ob->tx, ob->sql_select, 1, params, on_selected, ob);
-    if (rc != WY_OK)
-        pass_fail(ob, "outbox: cannot read rows", rc, NULL);
-}
-
-static void on_locked(int status, const PGresult *res, const char *err, void *ud)
-{
-    wy_outbox_t *ob = ud;
-    if (status != WY_OK) {
-        pass_fail(ob, "outbox: relay lock failed", status, err);
-        return;
-    }
-    if (!wy_pg_bool(res, 0, "locked")) {
-        /* Another instance is relaying this schema's rows; try again next poll. */
-        ob->wake = false;
-        pass_finish(ob, false);
-        return;
-    }
-    int rc = wy_pg_tx_query(ob->tx, ob->sql_count, 0, NULL, on_counted, ob);
-    if (rc != WY_OK)
-        pass_fail(ob, "outbox: cannot count rows", rc, NULL);
-}
-
 static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
 {
     wy_outbox_t *ob = ud;
@@ -289,10 +283,10 @@ static void on_begun(int status, wy_pg_tx_t *tx, const char *err, void *ud)
         return;
     }
     ob->tx = tx;
-    const char *params[1] = {ob->lock_key};
-    int rc = wy_pg_tx_query(tx, ob->sql_lock, 1, params, on_locked, ob);
+    const char *params[2] = {ob->lock_key, ob->batch_s};
+    int rc = wy_pg_tx_query(tx, ob->sql_select, 2, params, on_selected, ob);
     if (rc != WY_OK)
-        pass_fail(ob, "outbox: cannot take the relay lock", rc, NULL);
+        pass_fail(ob, "outbox: cannot read rows", rc, NULL);
 }
 
 static void pass_start(wy_outbox_t *ob)
@@ -433,13 +427,20 @@ int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
     ob->sql_insert = wy_sprintf("INSERT INTO %s.wy_outbox (event_id, topic, key, type, payload, "
                                 "ts_ms) VALUES ($1, $2, $3, $4, $5::bytea, $6::bigint)",
                                 s);
-    ob->sql_lock = wy_strdup("SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked");
     ob->sql_count = wy_sprintf(
         "SELECT count(*) AS pending FROM (SELECT 1 FROM %s.wy_outbox LIMIT " PENDING_CAP ") AS p",
         s);
-    ob->sql_select = wy_sprintf("SELECT id, event_id, topic, key, type, payload, ts_ms FROM "
-                                "%s.wy_outbox ORDER BY id LIMIT $1::int",
-                                s);
+    /* The lock first (the outer side of the lateral join), then the rows only when it is
+     * held: one row with NULL columns when the outbox is empty or another instance relays.
+     * The pass's COMMIT (the DELETE of acknowledged rows) does not wait for the WAL flush:
+     * a crash that loses it publishes those rows again, which at-least-once allows. */
+    ob->sql_select =
+        wy_sprintf("SELECT l.locked, o.id, o.event_id, o.topic, o.key, o.type, o.payload, o.ts_ms "
+                   "FROM (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked, "
+                   "set_config('synchronous_commit', 'off', true) AS sc) l LEFT JOIN LATERAL "
+                   "(SELECT * FROM %s.wy_outbox WHERE l.locked ORDER BY id LIMIT $2::int) o "
+                   "ON true ORDER BY o.id",
+                   s);
     ob->sql_delete = wy_sprintf("DELETE FROM %s.wy_outbox WHERE id = ANY($1::bigint[])", s);
     char *name = wy_sprintf("wy_%s_outbox_pending", o->svc);
     ob->m_pending = wy_metrics_gauge(name, "Outbox rows waiting to be published.", NULL);

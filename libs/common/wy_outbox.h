@@ -24,9 +24,12 @@
  *   );
  *
  * Relay. One pass: a transaction takes pg_try_advisory_xact_lock (one relaying instance per
- * schema at a time; the others skip the pass), reads the oldest `batch` rows by id, produces them
- * in id order (wy_kafka_produce_event, Kafka key = row key), waits for every delivery report,
- * deletes the acknowledged rows and commits. The next pass starts at once when the pass was full
+ * schema at a time; the others skip the pass) and reads the oldest `batch` rows by id in the same
+ * statement (one round trip after BEGIN), produces them in id order (wy_kafka_produce_event,
+ * Kafka key = row key), waits for every delivery report, deletes the acknowledged rows and
+ * commits with synchronous_commit off (the relay does not wait for that WAL flush: a crash that
+ * loses the DELETE publishes the rows again, duplicates that at-least-once allows; it never loses
+ * one, since the rows were published before). The next pass starts at once when the pass was full
  * or a commit woke the relay meanwhile; otherwise after poll_interval_ms (which also picks up rows
  * of a crashed process, and retries failures). The transaction stays open while the pass's
  * messages are in flight (normally milliseconds; at most the producer's message timeout): if it
@@ -40,8 +43,8 @@
  * messages together on a timeout, so later rows of that key normally fail with it and keep their
  * order, but a later row delivered in the same pass is not held back.
  *
- * Metrics (svc = opts.svc): wy_<svc>_outbox_pending (rows waiting, counted at each pass, capped at
- * 100000), wy_<svc>_outbox_relayed_total (rows acknowledged and deleted),
+ * Metrics (svc = opts.svc): wy_<svc>_outbox_pending (rows waiting at each pass: the rows it read
+ * when fewer than `batch`, else counted, capped at 100000), wy_<svc>_outbox_relayed_total (rows acknowledged and deleted),
  * wy_<svc>_outbox_failures_total (rows whose produce or delivery failed; retried).
  *
  * All functions: loop thread only. */

@@ -27,8 +27,6 @@ typedef struct {
     actor_req_t req;
 } rank_read_t;
 
-static wy_redis_script_t *rank_script; /* CharacterRank's, made on first use */
-
 /* One per process (one daemon). */
 static struct {
     actor_svc_t *svc;
@@ -253,13 +251,12 @@ void actor_rank_start(actor_svc_t *svc)
 
 void actor_rank_stop(actor_svc_t *svc)
 {
-    (void)svc;
     if (!R.running)
         return;
     R.running = false;
     uv_close((uv_handle_t *)&R.timer, on_timer_closed);
-    wy_redis_script_free(rank_script); /* calls in flight keep it until they end */
-    rank_script = NULL;
+    wy_redis_script_free(svc->rank_script); /* calls in flight keep it until they end */
+    svc->rank_script = NULL;
 }
 
 /* ---- reads ---- */
@@ -384,11 +381,11 @@ void actor_rpc_rank_of(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
     if (!rc)
         return;
     snprintf(rc->actor_id, sizeof rc->actor_id, "%s", in->actor_id);
-    if (!rank_script)
-        rank_script = wy_redis_script_new(rank_lua);
-    const char *argv[] = {board_key(in->board), rc->actor_id};
     actor_svc_t *svc = wy_daemon_state(arg);
-    if (wy_redis_eval(wy_daemon_redis(svc->d), rank_script, 0, on_rank, rc, 1, 2, argv, NULL) !=
-        WY_OK)
+    if (!svc->rank_script)
+        svc->rank_script = wy_redis_script_new(rank_lua);
+    const char *argv[] = {board_key(in->board), rc->actor_id};
+    if (wy_redis_eval(wy_daemon_redis(svc->d), svc->rank_script, 0, on_rank, rc, 1, 2, argv,
+                      NULL) != WY_OK)
         on_rank(WY_EUNAVAIL, NULL, rc);
 }

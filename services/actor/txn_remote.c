@@ -204,8 +204,6 @@ typedef struct {
     uv_timer_t timer;
 } rhold_t;
 
-static wy_map_t *holds; /* attempt id -> rhold_t, granted or waiting */
-
 static const wy_pg_stmt_t sql_settle = {
     "actor_txn_settle",
     "INSERT INTO actor.txn_attempts (attempt_id, txn_id, outcome) VALUES ($1::uuid, $2, "
@@ -232,7 +230,7 @@ static void finish(rhold_t *h, const actor_event_t *ev, bool unknown, const char
     if (h->done)
         return;
     h->done = true;
-    wy_map_del_str(holds, h->attempt, NULL);
+    wy_map_del_str(h->svc->rholds, h->attempt, NULL);
     if (h->granted)
         actor_store_release(&h->req, ev, ev ? 1 : 0, false, unknown);
     wy_log_info("remote side released", "attempt", h->attempt, "txn", h->txn, "actor", h->actor,
@@ -308,7 +306,7 @@ static void on_granted(actor_req_t *r, int status, const char *msg,
             wy_grpc_reply_error(h->call, status, msg);
         h->call_open = false;
         h->done = true;
-        wy_map_del_str(holds, h->attempt, NULL);
+        wy_map_del_str(svc->rholds, h->attempt, NULL);
         uv_close((uv_handle_t *)&h->timer, on_timer_closed);
         return;
     }
@@ -361,9 +359,9 @@ void actor_rpc_hold_side(wy_grpc_call_id_t call, const ProtobufCMessage *req, vo
                             "bytes) and hold_ms 100..600000");
         return;
     }
-    if (!holds)
-        holds = wy_map_new(HOLDS_MAX);
-    if (wy_map_get_str(holds, in->attempt_id)) {
+    if (!svc->rholds)
+        svc->rholds = wy_map_new(HOLDS_MAX); /* attempt id -> rhold_t, granted or waiting */
+    if (wy_map_get_str(svc->rholds, in->attempt_id)) {
         wy_grpc_reply_error(call, WY_EEXIST, "attempt already held");
         return;
     }
@@ -376,7 +374,7 @@ void actor_rpc_hold_side(wy_grpc_call_id_t call, const ProtobufCMessage *req, vo
     snprintf(h->attempt, sizeof h->attempt, "%s", in->attempt_id);
     snprintf(h->txn, sizeof h->txn, "%s", in->txn_id);
     snprintf(h->actor, sizeof h->actor, "%s", in->actor_id);
-    if (wy_map_put_str(holds, h->attempt, h) != WY_OK) {
+    if (wy_map_put_str(svc->rholds, h->attempt, h) != WY_OK) {
         wy_free(h);
         wy_grpc_reply_error(call, WY_EUNAVAIL, "too many remote holds; retry");
         return;
@@ -394,9 +392,10 @@ void actor_rpc_hold_side(wy_grpc_call_id_t call, const ProtobufCMessage *req, vo
 void actor_rpc_release_side(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
 {
     const Wyvern__Actor__ReleaseSideRequest *in = (const Wyvern__Actor__ReleaseSideRequest *)req;
-    (void)arg;
+    actor_svc_t *svc = wy_daemon_state(arg);
     Wyvern__Actor__ReleaseSideResponse out = WYVERN__ACTOR__RELEASE_SIDE_RESPONSE__INIT;
-    rhold_t *h = holds && in->attempt_id ? wy_map_get_str(holds, in->attempt_id) : NULL;
+    rhold_t *h =
+        svc && svc->rholds && in->attempt_id ? wy_map_get_str(svc->rholds, in->attempt_id) : NULL;
     if (!h || strcmp(h->actor, in->actor_id)) {
         out.outcome = "gone";
         wy_grpc_reply(call, &out.base);
@@ -416,13 +415,12 @@ void actor_rpc_release_side(wy_grpc_call_id_t call, const ProtobufCMessage *req,
 
 void actor_txn_remote_stop(actor_svc_t *svc)
 {
-    (void)svc;
-    if (!holds)
+    if (!svc->rholds)
         return;
     /* Granted holds are dropped to be read again (PostgreSQL decides); waiting ones are
      * answered by the store's stop. */
     wy_map_iter_t it;
-    wy_map_iter_init(&it, holds);
+    wy_map_iter_init(&it, svc->rholds);
     while (wy_map_next(&it)) {
         rhold_t *h = it.val;
         if (h->granted)

@@ -82,6 +82,9 @@ const wy_daemon_spec_t chat_daemon_spec = {
     .start = chat_start,
     .stop = chat_stop,
     .busy = chat_busy,
+    /* The outbox relay produces a pass's rows together and waits for their reports: lingering
+     * would only add to every message's publish-to-deliver time. */
+    .producer_linger_ms = -1,
 };
 
 bool chat_account_ok(const char *s)
@@ -278,7 +281,12 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->timer_open = true;
     chat_svc_ref(svc);
     uv_timer_start(&svc->retention, retention_tick, 1000, (uint64_t)svc->cfg->retention_every_ms);
-    return chat_grpc_register(d, err);
+    int rc = chat_grpc_register(d, err);
+    if (rc == WY_OK)
+        rc = chat_offline_register(d, err);
+    if (rc == WY_OK)
+        rc = chat_review_register(d, err);
+    return rc;
 }
 
 static void chat_stop(wy_daemon_t *d)

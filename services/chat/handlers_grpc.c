@@ -22,8 +22,6 @@
 #define REASON_MAX      500
 #define HISTORY_MAX     200
 #define HISTORY_DEFAULT 50
-#define OFFLINE_MAX     500
-#define OFFLINE_DEFAULT 200
 
 enum { MSG_TEXT = 0, MSG_TOMBSTONE = 1, MSG_JOIN = 2, MSG_LEAVE = 3, MSG_INVITE = 4, MSG_KICK = 5 };
 
@@ -179,18 +177,25 @@ static bool member_required(int kind)
 
 /* ---- the event payload: ChatEvent without seq (PostgreSQL appends it) ---- */
 
+static void message_fill(Wyvern__Chat__Message *m, const op_t *op, int type, uint64_t target_seq,
+                         const char *subject, const char *text, int64_t ts_ms)
+{
+    wyvern__chat__message__init(m);
+    m->type = (Wyvern__Chat__MessageType)type;
+    m->sender_id = (char *)op->account;
+    m->sender_name = (char *)op->name;
+    m->text = (char *)(text ? text : "");
+    m->ts_ms = ts_ms;
+    m->target_seq = target_seq;
+    m->subject_id = (char *)(subject ? subject : "");
+    m->kind = (Wyvern__Chat__ChannelKind)(op->kind + 1);
+}
+
 static uint8_t *event_pack(const op_t *op, int type, uint64_t target_seq, const char *subject,
                            const char *text, int64_t ts_ms, size_t *len)
 {
-    Wyvern__Chat__Message m = WYVERN__CHAT__MESSAGE__INIT;
-    m.type = (Wyvern__Chat__MessageType)type;
-    m.sender_id = (char *)op->account;
-    m.sender_name = (char *)op->name;
-    m.text = (char *)(text ? text : "");
-    m.ts_ms = ts_ms;
-    m.target_seq = target_seq;
-    m.subject_id = (char *)(subject ? subject : "");
-    m.kind = (Wyvern__Chat__ChannelKind)(op->kind + 1);
+    Wyvern__Chat__Message m;
+    message_fill(&m, op, type, target_seq, subject, text, ts_ms);
     Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
     ev.channel_id = (char *)op->channel;
     ev.message = &m;
@@ -202,6 +207,26 @@ static uint8_t *event_pack(const op_t *op, int type, uint64_t target_seq, const 
     return buf;
 }
 
+/* A text message as ChatEvent field 3 (tag 0x1a, varint length, the Message): one piece of a
+ * batch event (sql_send rewrites the tag to field 5 for all but the first). */
+static uint8_t *message_field_pack(const op_t *op, int64_t ts_ms, size_t *len)
+{
+    Wyvern__Chat__Message m;
+    message_fill(&m, op, MSG_TEXT, 0, NULL, op->text, ts_ms);
+    size_t body = wyvern__chat__message__get_packed_size(&m);
+    uint8_t *buf = wy_malloc(body + 11);
+    size_t n = 0;
+    buf[n++] = 0x1a;
+    for (uint64_t v = body;; v >>= 7) {
+        buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f)
+            break;
+    }
+    wyvern__chat__message__pack(&m, buf + n);
+    *len = n + body;
+    return buf;
+}
+
 /* ---- Send: one statement per channel at a time, carrying every message queued meanwhile ----
  *
  * The channel row lock orders the writers of a channel, so its messages are stored one commit
@@ -210,6 +235,9 @@ static uint8_t *event_pack(const op_t *op, int type, uint64_t target_seq, const 
 
 #define SEND_BATCH_MAX 64
 #define SEND_QUEUE_MAX 4096 /* messages waiting for one channel; more answer UNAVAILABLE */
+/* Payload bytes (hex) of one batch: with the recipients (5,000 x 38 bytes at most) the batch
+ * event stays far below WY_KAFKA_MAX_ENVELOPE; a single message always fits. */
+#define SEND_BATCH_HEX (512 * 1024)
 
 typedef struct {
     char channel[CHAT_CHANNEL_MAX + 1];
@@ -227,8 +255,16 @@ typedef struct {
 
 /* $1 channel, $2 kind, $3 now, $4 member required, $5 recipients from members, then arrays
  * (one element per message, in queue order): $6 senders, $7 names, $8 texts, $9 offline
- * recipients ('' = none), $10 event ids, $11 payloads; $12 topic, $13 event type. One row per
- * message: its ordinal i, unmuted, member and its seq (NULL when refused). */
+ * recipients ('' = none), $10 event ids, $11 payloads; $12 topic, $13 event type, $14 one event
+ * for the batch, $15 the batch event's recipients when not the members (whisper: the two). One
+ * row per message: its ordinal i, unmuted, member and its seq (NULL when refused).
+ *
+ * One event per batch ($14, every kind but zone): ONE outbox row carries the accepted messages
+ * in order, the first as ChatEvent.message (its payload is the Message as field 3) with the
+ * batch's first seq, the others as ChatEvent.more (field 5: the same bytes, tag byte rewritten
+ * from 0x1a to 0x2a), then the recipients once: a guild's member list is written, relayed and
+ * decoded once per batch instead of once per message. Zone ($14 false): one event per message,
+ * payload = ChatEvent without seq (each has the recipients its sender's locator gave). */
 static const wy_pg_stmt_t sql_send = {
     "chat_send_batch",
     /* input and rc are read before c locks the channel row: the checks and the members (the
@@ -244,8 +280,10 @@ static const wy_pg_stmt_t sql_send = {
     "acc AS MATERIALIZED (SELECT input.*, row_number() OVER (ORDER BY i) AS k, "
     "  count(*) OVER () AS n FROM input WHERE unmuted AND member), "
     "rc AS MATERIALIZED (SELECT CASE WHEN $5::boolean THEN coalesce((SELECT "
-    "  string_agg(chat.pb_recipient(account_id), '\\x'::bytea) FROM chat.members "
-    "  WHERE channel_id = $1), '\\x'::bytea) ELSE '\\x'::bytea END AS recips), "
+    "  string_agg(pb, '\\x'::bytea) FROM chat.members "
+    "  WHERE channel_id = $1), '\\x'::bytea) ELSE coalesce((SELECT "
+    "string_agg(chat.pb_recipient(a), "
+    "  '\\x'::bytea) FROM unnest($15::text[]) a), '\\x'::bytea) END AS recips), "
     "c AS (INSERT INTO chat.channels AS ch (id, kind, last_seq, created_ms) "
     "  SELECT $1, $2, a.n, $3::bigint FROM (SELECT max(n) AS n FROM acc) a, rc WHERE a.n > 0 "
     "  ON CONFLICT (id) DO UPDATE SET last_seq = ch.last_seq + EXCLUDED.last_seq "
@@ -258,11 +296,16 @@ static const wy_pg_stmt_t sql_send = {
     "  ORDER BY acc.k), "
     "o AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
     "  SELECT acc.ev, $12, $1, $13, acc.payload || chat.pb_uint64(2, c.last - acc.n + acc.k) "
-    "  || rc.recips, $3::bigint FROM acc, c, rc ORDER BY acc.k) "
+    "  || rc.recips, $3::bigint FROM acc, c, rc WHERE NOT $14::boolean ORDER BY acc.k), "
+    "ob AS (INSERT INTO chat.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
+    "  SELECT f.ev, $12, $1, $13, chat.pb_string(1, $1) || f.payload "
+    "  || chat.pb_uint64(2, c.last - f.n + 1) || coalesce((SELECT string_agg(set_byte(r.payload, "
+    "  0, 42), '\\x'::bytea ORDER BY r.k) FROM acc r WHERE r.k > 1), '\\x'::bytea) || rc.recips, "
+    "  $3::bigint FROM acc f, c, rc WHERE $14::boolean AND f.k = 1) "
     "SELECT input.i AS i, input.unmuted AS unmuted, input.member AS member, "
     "  CASE WHEN acc.k IS NULL THEN NULL ELSE (SELECT last FROM c) - acc.n + acc.k END AS seq "
     "FROM input LEFT JOIN acc ON acc.i = input.i ORDER BY input.i",
-    13};
+    15};
 
 /* Appends s as one element of a PostgreSQL array literal (quoted, \ and " escaped). */
 static void arr_add(wy_buf_t *b, const char *s)
@@ -359,8 +402,14 @@ static void flush(chat_svc_t *svc, chanq_t *q)
         memset(bufs[i], 0, sizeof *bufs[i]);
         wy_buf_putc(bufs[i], '{');
     }
+    size_t hex = 0;
     while (q->nwait && b->n < SEND_BATCH_MAX) {
-        op_t *op = wy_list_entry(wy_list_pop_front(&q->wait), op_t, node);
+        op_t *op = wy_list_entry(wy_list_first(&q->wait), op_t, node);
+        size_t len = strlen(op->row.payload_hex);
+        if (b->n && hex + len > SEND_BATCH_HEX)
+            break;
+        hex += len;
+        wy_list_pop_front(&q->wait);
         q->nwait--;
         b->ops[b->n++] = op;
         arr_add(&senders, op->account);
@@ -373,9 +422,17 @@ static void flush(chat_svc_t *svc, chanq_t *q)
     for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
         wy_buf_putc(bufs[i], '}');
     op_t *first = b->ops[0];
+    /* Zone messages keep one event each (each carries the seats its sender's locator gave);
+     * the others share one event per batch (sql_send). */
+    bool one_event = first->kind != CHAT_ZONE;
+    wy_buf_t recips = WY_BUF_INIT;
+    wy_buf_putc(&recips, '{');
+    for (size_t i = 0; one_event && !member_required(first->kind) && i < first->nrecips; i++)
+        arr_add(&recips, first->recips[i]);
+    wy_buf_putc(&recips, '}');
     char nowb[24];
     snprintf(nowb, sizeof nowb, "%" PRIu64, wy_wall_ms());
-    const char *params[13] = {q->channel,
+    const char *params[15] = {q->channel,
                               chat_kind_names[first->kind],
                               nowb,
                               member_required(first->kind) ? "t" : "f",
@@ -387,13 +444,16 @@ static void flush(chat_svc_t *svc, chanq_t *q)
                               evs.data,
                               payloads.data,
                               TOPIC,
-                              EV_TYPE};
+                              EV_TYPE,
+                              one_event ? "t" : "f",
+                              recips.data};
     wy_pg_t *pg = wy_daemon_pg(svc->d);
     q->busy = true;
     chat_svc_ref(svc);
     int rc = pg ? wy_pg_exec(pg, &sql_send, params, on_batch_done, b) : WY_EUNAVAIL;
     for (size_t i = 0; i < WY_ARRAY_LEN(bufs); i++)
         wy_buf_free(bufs[i]);
+    wy_buf_free(&recips);
     if (rc != WY_OK)
         on_batch_done(rc, NULL, "chat store busy", b);
 }
@@ -403,7 +463,9 @@ static void send_exec(op_t *op)
     chat_svc_t *svc = op->svc;
     int64_t now = (int64_t)wy_wall_ms();
     size_t len = 0;
-    uint8_t *payload = event_pack(op, MSG_TEXT, 0, NULL, op->text, now, &len);
+    uint8_t *payload = op->kind == CHAT_ZONE
+                           ? event_pack(op, MSG_TEXT, 0, NULL, op->text, now, &len)
+                           : message_field_pack(op, now, &len);
     int rc = wy_outbox_row_init(&op->row, TOPIC, op->channel, EV_TYPE, payload, len);
     wy_free(payload);
     if (rc != WY_OK) {
@@ -975,11 +1037,6 @@ static void rpc_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
 
 /* ---- History and Report: who may read a channel ---- */
 
-#define MSG_COLUMNS                                                                                \
-    "m.seq AS seq, m.type AS type, m.sender_id AS sender_id, m.sender_name AS sender_name, "       \
-    "m.body AS body, m.ts_ms AS ts_ms, m.deleted AS deleted, m.target_seq AS target_seq, "         \
-    "m.subject_id AS subject_id"
-
 /* $1 channel, $2 after, $3 before, $4 limit + 1, $5 member required, $6 caller, $7 cutoff,
  * $8 forward. One row at least (the access check and last_seq), NULL seq when no message. */
 static const wy_pg_stmt_t sql_history = {
@@ -987,7 +1044,8 @@ static const wy_pg_stmt_t sql_history = {
     "WITH acc AS (SELECT (NOT $5::boolean OR EXISTS (SELECT 1 FROM chat.members WHERE "
     "  channel_id = $1 AND account_id = $6)) AS ok, "
     "  (SELECT last_seq FROM chat.channels WHERE id = $1) AS last_seq) "
-    "SELECT acc.ok AS ok, acc.last_seq AS last_seq, " MSG_COLUMNS " FROM acc LEFT JOIN LATERAL ("
+    "SELECT acc.ok AS ok, acc.last_seq AS last_seq, " CHAT_MSG_COLUMNS
+    " FROM acc LEFT JOIN LATERAL ("
     "  (SELECT * FROM chat.messages WHERE acc.ok AND $8::boolean AND channel_id = $1 "
     "   AND seq > $2::bigint AND ts_ms >= $7::bigint ORDER BY seq LIMIT $4::int) UNION ALL "
     "  (SELECT * FROM chat.messages WHERE acc.ok AND NOT $8::boolean AND channel_id = $1 "
@@ -995,8 +1053,8 @@ static const wy_pg_stmt_t sql_history = {
     "ORDER BY m.seq",
     8};
 
-static void message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
-                             const char *channel, int kind)
+void chat_message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
+                           const char *channel, int kind)
 {
     wyvern__chat__message__init(m);
     m->channel_id = (char *)channel;
@@ -1039,7 +1097,7 @@ static void on_history_done(int status, const PGresult *res, const char *err, vo
     Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
     Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
     for (int i = 0; i < n; i++) {
-        message_from_row(&ms[i], res, first + i, op->channel, op->kind);
+        chat_message_from_row(&ms[i], res, first + i, op->channel, op->kind);
         ptrs[i] = &ms[i];
     }
     Wyvern__Chat__HistoryResponse r = WYVERN__CHAT__HISTORY_RESPONSE__INIT;
@@ -1287,63 +1345,6 @@ static void rpc_mute(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     }
 }
 
-/* ---- Offline ---- */
-
-static const wy_pg_stmt_t sql_offline = {
-    "chat_offline",
-    "WITH t AS (DELETE FROM chat.offline_whispers WHERE id IN (SELECT id FROM "
-    "  chat.offline_whispers WHERE account_id = $1 ORDER BY id LIMIT $2::int) "
-    "  RETURNING id, channel_id, seq) "
-    "SELECT t.channel_id AS channel_id, " MSG_COLUMNS " FROM t JOIN chat.messages m "
-    "  ON m.channel_id = t.channel_id AND m.seq = t.seq ORDER BY t.id",
-    2};
-
-static void on_offline_done(int status, const PGresult *res, const char *err, void *ud)
-{
-    op_t *op = ud;
-    if (status != WY_OK) {
-        wy_log_warn("offline whispers failed", "account", op->account, "error",
-                    err ? err : wy_strerror(status), NULL);
-        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
-        return;
-    }
-    int n = PQntuples(res);
-    Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
-    Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
-    for (int i = 0; i < n; i++) {
-        message_from_row(&ms[i], res, i, wy_pg_text(res, i, "channel_id"), CHAT_WHISPER);
-        ptrs[i] = &ms[i];
-    }
-    Wyvern__Chat__OfflineResponse r = WYVERN__CHAT__OFFLINE_RESPONSE__INIT;
-    r.messages = ptrs;
-    r.n_messages = (size_t)n;
-    r.more = (uint32_t)n == op->limit;
-    wy_grpc_reply(op->call, &r.base);
-    wy_free(ms);
-    wy_free(ptrs);
-    op_free(op);
-}
-
-static void rpc_offline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
-{
-    const Wyvern__Chat__OfflineRequest *in = (const Wyvern__Chat__OfflineRequest *)req;
-    chat_svc_t *svc = svc_or_refuse(arg, call);
-    if (!svc)
-        return;
-    op_t *op = op_new(svc, call, OP_HISTORY);
-    if (!chat_account_ok(in->account_id) || in->limit > OFFLINE_MAX) {
-        op_fail(op, WY_EINVAL, "account_id must be 1..56 bytes of [A-Za-z0-9_.:-], limit 0..500");
-        return;
-    }
-    snprintf(op->account, sizeof op->account, "%s", in->account_id);
-    op->limit = in->limit ? in->limit : OFFLINE_DEFAULT;
-    char limit[16];
-    snprintf(limit, sizeof limit, "%u", op->limit);
-    const char *params[] = {op->account, limit};
-    if (wy_pg_exec(wy_daemon_pg(svc->d), &sql_offline, params, on_offline_done, op) != WY_OK)
-        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
-}
-
 /* ---- registration ---- */
 
 int chat_grpc_register(wy_daemon_t *d, const char **err)
@@ -1365,7 +1366,6 @@ int chat_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.chat.Chat/Mute", &wyvern__chat__mute_request__descriptor, rpc_mute},
         {"/wyvern.chat.Chat/Delete", &wyvern__chat__delete_request__descriptor, rpc_delete},
         {"/wyvern.chat.Chat/Report", &wyvern__chat__report_request__descriptor, rpc_report},
-        {"/wyvern.chat.Chat/Offline", &wyvern__chat__offline_request__descriptor, rpc_offline},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

@@ -7,9 +7,6 @@
 
 #include <string.h>
 
-/* Loaded by game_configure before anything connects; read-only afterwards. */
-static wy_jwt_keyset_t *game_ticket_keys;
-
 /* Offsets into game_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t game_config[] = {
     {"WY_GAME_WS_PORT", WY_CFG_INT, "8082", 0, 65535, NULL,
@@ -22,6 +19,10 @@ static const wy_cfg_entry_t game_config[] = {
      "wy-world's gRPC address: the zone catalog (ListZones) and the registration and load "
      "report once a second (Heartbeat).",
      WY_CFG_OFF(game_cfg_t, world_grpc), false},
+    {"WY_GAME_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-chat's gRPC address (host:port) for the players' chat_send. Empty: chat_send answers "
+     "UNAVAILABLE (wy.chat messages are still delivered).",
+     WY_CFG_OFF(game_cfg_t, chat_grpc), false},
     {"WY_GAME_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of the Ed25519 PEM keys named <kid>.pem that verify join tickets (the public "
      "halves of lobby's WY_LOBBY_TICKET_KEYS_DIR). Empty: every join is refused UNAVAILABLE "
@@ -89,6 +90,7 @@ static const wy_cfg_entry_t game_config[] = {
 };
 
 static int game_configure(void *cfg, const char **err);
+static void game_unconfigure(void *cfg);
 static int game_start(wy_daemon_t *d, const char **err);
 static void game_stop(wy_daemon_t *d);
 static size_t game_busy(wy_daemon_t *d);
@@ -116,6 +118,7 @@ const wy_daemon_spec_t game_daemon_spec = {
     .nconfig = WY_ARRAY_LEN(game_config),
     .config_size = sizeof(game_cfg_t),
     .configure = game_configure,
+    .unconfigure = game_unconfigure,
     .subs = game_subs,
     .nsubs = WY_ARRAY_LEN(game_subs),
     .start = game_start,
@@ -125,23 +128,29 @@ const wy_daemon_spec_t game_daemon_spec = {
 
 static int game_configure(void *cfg, const char **err)
 {
-    const game_cfg_t *c = cfg;
+    game_cfg_t *c = cfg;
     static char msg[600];
     if (game_sim_check_regions(c->regions, err) != WY_OK)
         return WY_EINVAL;
-    wy_jwt_keyset_free(game_ticket_keys);
-    game_ticket_keys = NULL;
+    game_unconfigure(c);
     if (!c->ticket_keys_dir[0])
         return WY_OK;
-    game_ticket_keys = wy_jwt_keyset_new();
+    c->ticket_keys = wy_jwt_keyset_new();
     const char *e = NULL;
-    int rc = wy_token_keyset_load_dir(game_ticket_keys, c->ticket_keys_dir, &e);
+    int rc = wy_token_keyset_load_dir(c->ticket_keys, c->ticket_keys_dir, &e);
     if (rc != WY_OK) {
         snprintf(msg, sizeof msg, "WY_GAME_TICKET_KEYS_DIR: %s", e ? e : wy_strerror(rc));
         *err = msg;
         return rc;
     }
     return WY_OK;
+}
+
+static void game_unconfigure(void *cfg)
+{
+    game_cfg_t *c = cfg;
+    wy_jwt_keyset_free(c->ticket_keys);
+    c->ticket_keys = NULL;
 }
 
 /* The state lives until wy_daemon_main has returned (every callback that may name it has
@@ -165,8 +174,6 @@ void game_free(void)
         wy_ticket_used_free(g->used);
         wy_free(g);
     }
-    wy_jwt_keyset_free(game_ticket_keys);
-    game_ticket_keys = NULL;
 }
 
 static int game_start(wy_daemon_t *d, const char **err)
@@ -175,7 +182,7 @@ static int game_start(wy_daemon_t *d, const char **err)
     g->d = d;
     g->loop = wy_daemon_loop(d);
     g->cfg = wy_daemon_config(d);
-    g->ticket_keys = game_ticket_keys;
+    g->ticket_keys = g->cfg->ticket_keys;
     g->used = wy_ticket_used_new((size_t)g->cfg->used_tickets, g->cfg->ticket_leeway_ms);
     unsigned char rnd[16];
     wy_random(rnd, sizeof rnd);
@@ -238,6 +245,7 @@ static void game_stop(wy_daemon_t *d)
     g->stopping = true;
     game_conns_stop(g);
     game_link_stop(g);
+    game_chat_stop(g);
     game_parts_stop(g);
     game_saves_stop(g);
 }
@@ -248,5 +256,5 @@ static size_t game_busy(wy_daemon_t *d)
     if (!g)
         return 0;
     return g->saves_pending + g->nconns + (g->ws ? 1 : 0) + (g->ws_closing ? 1 : 0) +
-           (g->world ? 1 : 0);
+           (g->world ? 1 : 0) + g->chat_calls;
 }

@@ -3,7 +3,5 @@
 
 int main(int argc, char **argv)
 {
-    int rc = wy_daemon_main(argc, argv, &world_daemon_spec);
-    world_catalog_free();
-    return rc;
+    return wy_daemon_main(argc, argv, &world_daemon_spec);
 }

@@ -6,9 +6,6 @@
 
 #include <string.h>
 
-/* Loaded by world_configure before anything connects; read-only afterwards. */
-static zone_catalog_t world_catalog;
-
 /* Offsets into world_cfg_t: the daemon keeps the values (spec.config_size). */
 static const wy_cfg_entry_t world_config[] = {
     {"WY_WORLD_ZONES_DIR", WY_CFG_STRING, "data/zones", 0, 0, NULL,
@@ -31,6 +28,7 @@ static const wy_cfg_entry_t world_config[] = {
 };
 
 static int world_configure(void *cfg, const char **err);
+static void world_unconfigure(void *cfg);
 static int world_start(wy_daemon_t *d, const char **err);
 static void world_stop(wy_daemon_t *d);
 static size_t world_busy(wy_daemon_t *d);
@@ -51,6 +49,7 @@ const wy_daemon_spec_t world_daemon_spec = {
     .nconfig = WY_ARRAY_LEN(world_config),
     .config_size = sizeof(world_cfg_t),
     .configure = world_configure,
+    .unconfigure = world_unconfigure,
     .start = world_start,
     .stop = world_stop,
     .busy = world_busy,
@@ -58,27 +57,28 @@ const wy_daemon_spec_t world_daemon_spec = {
 
 static int world_configure(void *cfg, const char **err)
 {
-    const world_cfg_t *c = cfg;
+    world_cfg_t *c = cfg;
     static char msg[256];
-    zone_catalog_clear(&world_catalog);
-    int rc = zone_catalog_load_dir(&world_catalog, c->zones_dir, err);
+    zone_catalog_clear(&c->catalog);
+    int rc = zone_catalog_load_dir(&c->catalog, c->zones_dir, err);
     if (rc != WY_OK)
         return rc;
-    if (!zone_catalog_find(&world_catalog, c->start_zone)) {
+    if (!zone_catalog_find(&c->catalog, c->start_zone)) {
         snprintf(msg, sizeof msg, "WY_WORLD_START_ZONE: no zone \"%.64s\" in %.128s", c->start_zone,
                  c->zones_dir);
         *err = msg;
         return WY_EINVAL;
     }
     char n[16];
-    snprintf(n, sizeof n, "%zu", world_catalog.n);
+    snprintf(n, sizeof n, "%zu", c->catalog.n);
     wy_log_info("zones loaded", "dir", c->zones_dir, "zones", n, NULL);
     return WY_OK;
 }
 
-void world_catalog_free(void)
+static void world_unconfigure(void *cfg)
 {
-    zone_catalog_clear(&world_catalog);
+    world_cfg_t *c = cfg;
+    zone_catalog_clear(&c->catalog);
 }
 
 world_svc_t *world_svc_or_refuse(void *arg, wy_grpc_call_id_t call)
@@ -198,25 +198,26 @@ static void rpc_list_zones(wy_grpc_call_id_t call, const ProtobufCMessage *req, 
 
 /* ---- the catalog: read-only HTTP view on the ops port ---- */
 
-/* The HTTP view reads the catalog itself, not the service: the ops port keeps serving
- * through the drain, after the service's state may be gone. */
+/* The HTTP view reads the catalog itself (its ud, in the daemon's configuration), not the
+ * service: the ops port keeps serving through the drain, after the service's state may be
+ * gone. */
 
 /* GET /v1/zones: every zone without its grid. */
 static void http_zones(wy_http_req_t *req, void *ud)
 {
-    WY_UNUSED(ud);
+    const zone_catalog_t *cat = ud;
     json_t *arr = json_array();
-    for (size_t i = 0; i < world_catalog.n; i++)
-        json_array_append_new(arr, zone_to_json(&world_catalog.zones[i], false));
+    for (size_t i = 0; i < cat->n; i++)
+        json_array_append_new(arr, zone_to_json(&cat->zones[i], false));
     wy_http_respond_json(req, 200, json_pack("{s:o}", "zones", arr));
 }
 
 /* GET /v1/zones/<id>: one zone with its grid, in the format of its file. */
 static void http_zone(wy_http_req_t *req, void *ud)
 {
-    WY_UNUSED(ud);
+    const zone_catalog_t *cat = ud;
     const char *id = wy_http_req_path(req) + strlen("/v1/zones/");
-    const zone_t *z = zone_catalog_find(&world_catalog, id);
+    const zone_t *z = zone_catalog_find(cat, id);
     if (!z) {
         wy_http_respond_err(req, WY_ENOTFOUND, "no such zone");
         return;
@@ -231,8 +232,8 @@ static int world_start(wy_daemon_t *d, const char **err)
     world_svc_t *w = wy_calloc(1, sizeof *w);
     w->d = d;
     w->cfg = wy_daemon_config(d);
-    w->cat = &world_catalog;
-    w->start_zone = zone_catalog_find(&world_catalog, w->cfg->start_zone);
+    w->cat = &w->cfg->catalog;
+    w->start_zone = zone_catalog_find(w->cat, w->cfg->start_zone);
     w->timer_closed = true; /* until world_registry_start opens the timer */
     w->dead_after_ms = (uint64_t)w->cfg->dead_after_ms;
     w->placement_ttl_ms = (uint64_t)w->cfg->placement_ttl_ms;
@@ -262,8 +263,9 @@ static int world_start(wy_daemon_t *d, const char **err)
         *err = "cannot start the registry";
         return rc;
     }
-    wy_http_route(wy_daemon_ops(d), "GET", "/v1/zones", http_zones, NULL);
-    wy_http_route_prefix(wy_daemon_ops(d), "GET", "/v1/zones/", http_zone, NULL);
+    void *cat = (void *)w->cat; /* read-only: the routes only read it */
+    wy_http_route(wy_daemon_ops(d), "GET", "/v1/zones", http_zones, cat);
+    wy_http_route_prefix(wy_daemon_ops(d), "GET", "/v1/zones/", http_zone, cat);
 
     static const struct {
         const char *path;

@@ -43,6 +43,9 @@ typedef struct {
     char *zones_dir;
     char *start_zone;
     int64_t dead_after_ms, placement_ttl_ms, forget_after_ms;
+    /* Loaded from zones_dir by the spec's configure, read-only afterwards, released by its
+     * unconfigure when the daemon frees this struct. */
+    zone_catalog_t catalog;
 } world_cfg_t;
 
 typedef struct {
@@ -107,7 +110,5 @@ void world_op_begin(world_svc_t *w);
 void world_op_done(world_svc_t *w);
 /* Frees the service once it is stopping, idle and its timer closed. */
 void world_svc_maybe_free(world_svc_t *w);
-/* After wy_daemon_main returns: the catalog world_daemon_spec.configure loaded. */
-void world_catalog_free(void);
 
 #endif

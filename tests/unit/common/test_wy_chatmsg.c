@@ -17,6 +17,8 @@ typedef struct {
     char channel[64];
     uint64_t seq;
     size_t nrecipients;
+    size_t nmore;
+    char texts[64];
 } seen_t;
 
 static void on_deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
@@ -26,6 +28,11 @@ static void on_deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
     snprintf(s->channel, sizeof s->channel, "%s", ev->channel_id);
     s->seq = ev->seq;
     s->nrecipients = ev->n_recipients;
+    s->nmore = ev->n_more;
+    snprintf(s->texts, sizeof s->texts, "%s", ev->message->text);
+    for (size_t i = 0; i < ev->n_more; i++)
+        snprintf(s->texts + strlen(s->texts), sizeof s->texts - strlen(s->texts), ",%s",
+                 ev->more[i]->text);
 }
 
 /* An envelope around payload (len bytes); buf keeps it alive. */
@@ -91,6 +98,46 @@ static void test_handle_skips_bad_and_delivers_good(void **state)
     assert_true(wy_metric_value(lat) == 1);
 }
 
+/* A batch event (message, more[]) is one delivery call; each message is timed; a batch whose
+ * last seq would pass 2^63 - 1 is refused. */
+static void test_handle_batch_event(void **state)
+{
+    (void)state;
+    wy_metric_t *events = wy_metrics_counter("wy_test_chat_batch_events_total", "t", NULL);
+    wy_metric_t *lat =
+        wy_metrics_histogram("wy_test_chat_batch_seconds", "t", NULL, wy_metrics_latency_buckets,
+                             wy_metrics_latency_nbuckets);
+    Wyvern__Chat__Message m[3];
+    Wyvern__Chat__Message *more[2] = {&m[1], &m[2]};
+    const char *texts[] = {"one", "two", "three"};
+    for (int i = 0; i < 3; i++) {
+        wyvern__chat__message__init(&m[i]);
+        m[i].text = (char *)texts[i];
+        m[i].ts_ms = (int64_t)wy_wall_ms() - 3;
+    }
+    Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
+    ev.channel_id = "guild:g";
+    ev.seq = 5;
+    ev.message = &m[0];
+    ev.more = more;
+    ev.n_more = 2;
+    uint8_t buf[256];
+    Wyvern__Envelope env = envelope(buf, wyvern__chat__chat_event__pack(&ev, buf));
+    seen_t s = {0};
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.seq, 5);
+    assert_int_equal(s.nmore, 2);
+    assert_string_equal(s.texts, "one,two,three");
+    assert_true(wy_metric_value(events) == 1);
+    assert_true(wy_metric_value(lat) == 3);
+    ev.seq = (uint64_t)INT64_MAX - 1; /* its last message would be at 2^63 */
+    env = envelope(buf, wyvern__chat__chat_event__pack(&ev, buf));
+    wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
+    assert_int_equal(s.calls, 1);
+    assert_true(wy_metric_value(events) == 1);
+}
+
 static void test_to_client_copies_and_names_types(void **state)
 {
     (void)state;
@@ -134,6 +181,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handle_skips_bad_and_delivers_good),
+        cmocka_unit_test(test_handle_batch_event),
         cmocka_unit_test(test_to_client_copies_and_names_types),
         cmocka_unit_test(test_zone_of_channel),
     };

@@ -197,6 +197,32 @@ static const wy_daemon_spec_t bad_data_spec = {.svc = "testd",
                                                .configure = bad_data_configure,
                                                .start = testd_start};
 
+/* spec.unconfigure: what configure loaded into the struct (half of it, when configure failed)
+ * is released when the daemon frees the struct; the child tells the parent what it saw. */
+static int loading_configure(void *cfg, const char **err)
+{
+    testd_cfg_t *c = cfg;
+    c->unused = 42; /* "loaded" */
+    *err = "data/testd.json: size: missing field";
+    return WY_EINVAL;
+}
+
+static void loading_unconfigure(void *cfg)
+{
+    testd_cfg_t *c = cfg;
+    fprintf(stderr, "released %lld\n", (long long)c->unused);
+    c->unused = 0;
+}
+
+static const wy_daemon_spec_t unconfigure_spec = {.svc = "testd",
+                                                  .grpc_service = "wyvern.testd.Testd",
+                                                  .config = testd_config,
+                                                  .nconfig = 1,
+                                                  .config_size = sizeof(testd_cfg_t),
+                                                  .configure = loading_configure,
+                                                  .unconfigure = loading_unconfigure,
+                                                  .start = testd_start};
+
 /* The spec the next child runs. */
 static const wy_daemon_spec_t *child_spec = &testd_spec;
 
@@ -352,6 +378,25 @@ static void test_configure_failure_exits_2_with_its_message(void **state)
     child_clean(&c);
 }
 
+static void test_unconfigure_releases_what_configure_loaded(void **state)
+{
+    (void)state;
+    child_t c = {0};
+    child_spec = &unconfigure_spec;
+    child_start(&c, NULL, NULL, NULL);
+    assert_int_equal(child_wait(&c), 2);
+    assert_string_equal(slurp(c.err), "wy-testd: bad configuration: data/testd.json: size: "
+                                      "missing field\nreleased 42\n");
+    child_clean(&c);
+    /* --help never configures: unconfigure still runs, on the zeroed struct. */
+    child_t h = {0};
+    child_start(&h, "--help", NULL, NULL);
+    child_spec = &testd_spec;
+    assert_int_equal(child_wait(&h), 0);
+    assert_string_equal(slurp(h.err), "released 0\n");
+    child_clean(&h);
+}
+
 static void test_unknown_argument_exits_2(void **state)
 {
     (void)state;
@@ -505,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_shared_and_own_variables),
         cmocka_unit_test(test_bad_value_exits_2_naming_the_variable),
         cmocka_unit_test(test_configure_failure_exits_2_with_its_message),
+        cmocka_unit_test(test_unconfigure_releases_what_configure_loaded),
         cmocka_unit_test(test_unknown_argument_exits_2),
         cmocka_unit_test(test_serves_ops_endpoints_and_stops_on_sigterm),
         cmocka_unit_test(test_start_failure_exits_1),
