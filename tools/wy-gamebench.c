@@ -671,7 +671,7 @@ typedef struct {
     double count[32];
     size_t n;
     double cpu, overruns, players;
-    double tick_cpu, ticks, frames, dropped; /* summed over the instance's partitions */
+    double tick_cpu, ticks, frames, dropped, skipped; /* summed over the instance's partitions */
     uint32_t regions;
 } scrape_t;
 
@@ -710,6 +710,7 @@ static void scrape(scrape_t *s)
             s->regions++;
         sum_metric(line, "wy_game_frames_sent_total", want, &s->frames);
         sum_metric(line, "wy_game_frames_dropped_total", want, &s->dropped);
+        sum_metric(line, "wy_game_ticks_skipped_total", want, &s->skipped);
         if (strncmp(line, "wy_game_tick_seconds_bucket{", 28) != 0 || !strstr(line, want))
             continue;
         char *le = strstr(line, "le=\"");
@@ -1215,7 +1216,7 @@ static int run_bots(void)
     double srv_fpt = zone_ticks > 0 && s1.players > 0
                          ? (s1.frames - s0.frames) / (zone_ticks * s1.players)
                          : NAN;
-    double srv_dropped = s1.dropped - s0.dropped;
+    double srv_dropped = s1.dropped - s0.dropped, srv_skipped = s1.skipped - s0.skipped;
     double bots_cores = bots_cpu / bo.seconds;
     double overruns = s1.overruns - s0.overruns;
     double lat99 = nlat ? (double)pct(lat_ns, nlat, 0.99) / 1e6 : NAN;
@@ -1239,7 +1240,7 @@ static int run_bots(void)
                "\"latency_p99_ms\":%s,\"latency_samples\":%zu,\"latency_lost\":%llu,"
                "\"players_in_instance\":%.0f,\"closed\":%u,\"close_codes\":\"%s\","
                "\"regions\":%u,\"tick_cpu_ms_per_1000\":%s,\"server_frames_per_client_tick\":%s,"
-               "\"server_frames_dropped\":%.0f}\n",
+               "\"server_frames_dropped\":%.0f,\"server_ticks_skipped\":%.0f}\n",
                nbots, mode, bo.inst, join_s, jnum(b[0], p50), jnum(b[1], p99), jnum(b[2], mx),
                jnum(b[3], mx_iv), overruns, jnum(b[4], cpu_1k),
                jnum(b[5], (s1.cpu - s0.cpu) / bo.seconds), jnum(b[6], bots_cores), jnum(b[7], busy),
@@ -1247,7 +1248,7 @@ static int run_bots(void)
                (unsigned long long)pct(bps, nbots, 0.99), jnum(b[8], fpt), (unsigned long long)gaps,
                (unsigned long long)dups, jnum(b[9], lat50), jnum(b[10], lat99), nlat,
                (unsigned long long)lat_lost, s1.players, closed, why, s1.regions,
-               jnum(b[11], tick_cpu_1k), jnum(b[12], srv_fpt), srv_dropped);
+               jnum(b[11], tick_cpu_1k), jnum(b[12], srv_fpt), srv_dropped, srv_skipped);
     } else {
         printf("entry: %s%s\n", mode,
                bo.self_signed ? " (tickets signed by this tool: the game server alone)"
@@ -1261,8 +1262,9 @@ static int run_bots(void)
                p50, p99, mx_iv, mx, overruns);
         printf("  tick CPU %.3f ms per zone tick per 1,000 entities (%u partitions)\n", tick_cpu_1k,
                s1.regions);
-        printf("  server side: %.4f frames per client per tick, %.0f frames not sent\n", srv_fpt,
-               srv_dropped);
+        printf("  server side: ~%.4f frames per client per tick, %.0f frames not sent, %.0f tick "
+               "periods skipped after stalls\n",
+               srv_fpt, srv_dropped, srv_skipped);
         printf("  game CPU %.3f cores per 1,000 entities; bots' own CPU %.2f cores; machine %.0f%% "
                "busy of %ld CPUs\n",
                cpu_1k, bots_cores, busy * 100, ncpu);

@@ -45,6 +45,8 @@ typedef struct {
     game_input_t *inq; /* max_inputs */
     uint32_t ninq;
     bool corrected, reset;
+    uint64_t from_tick; /* handed over: the first tick it gets a frame for from here (the old
+                           owner sent the ones before) */
     uint32_t next_free;
 } player_t;
 
@@ -310,6 +312,7 @@ static uint32_t player_alloc(game_partition_t *p, uint32_t slot, uint64_t conn)
     pl->view.n = 0;
     pl->ninq = 0;
     pl->corrected = false;
+    pl->from_tick = 0;
     pl->reset = true; /* the first frame holds the whole view */
     p->nplayers++;
     return i;
@@ -539,7 +542,7 @@ static void emit_frame(game_partition_t *p, player_t *pl, uint64_t tick, tick_co
 }
 
 /* Owned entities outside the strip go to the neighbour on that side. */
-static void decide_handovers(game_partition_t *p, tick_counts_t *c)
+static void decide_handovers(game_partition_t *p, uint64_t tick, tick_counts_t *c)
 {
     p->nhand = 0;
     for (uint32_t s = 0; s < p->o.max_entities && p->nhand < p->o.max_handovers; s++) {
@@ -563,6 +566,7 @@ static void decide_handovers(game_partition_t *p, tick_counts_t *c)
         h->kind = e->kind;
         h->mover = e->mv;
         h->conn = 0;
+        h->tick = tick;
         h->nview = 0;
         if (e->player != NONE) {
             player_t *pl = &p->players[e->player];
@@ -589,7 +593,7 @@ void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, do
     apply_inputs(p, now_ns, &c);
     move_and_encode(p, dt);
     for (uint32_t i = 0; i < p->o.max_players; i++)
-        if (p->players[i].used)
+        if (p->players[i].used && tick >= p->players[i].from_tick)
             emit_frame(p, &p->players[i], tick, &c);
     for (uint32_t s = 0; s < p->o.max_entities; s++) {
         ent_t *e = &p->ents[s];
@@ -599,7 +603,7 @@ void game_partition_tick(game_partition_t *p, uint64_t tick, uint64_t now_ns, do
             e->moved = true;
         e->sent = e->now;
     }
-    decide_handovers(p, &c);
+    decide_handovers(p, tick, &c);
 
     publish(p, &c);
 }
@@ -728,6 +732,7 @@ int game_partition_handover_in(game_partition_t *p, const game_handover_t *h, ui
     if (h->conn != 0) {
         uint32_t i = player_alloc(p, s, h->conn);
         player_t *pl = &p->players[i];
+        pl->from_tick = h->tick + 1;
         e->player = i;
         for (uint32_t k = 0; k < h->nview && k < pl->view.cap; k++)
             pl->view.refs[k] = (game_aoi_ref_t){h->view_ids[k], 0, 0};

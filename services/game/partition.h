@@ -116,6 +116,8 @@ typedef struct {
     uint32_t id;
     uint8_t kind;
     uint64_t conn; /* 0: not a player */
+    uint64_t tick; /* the tick of the old owner's last frame for the player: the new owner
+                      emits none for a tick <= this (one frame per tick across the move) */
     game_mover_t mover;
     uint32_t *view_ids, nview;
 } game_handover_t;

@@ -86,7 +86,7 @@ struct region {
     char label[WY_TICKET_INST_MAX + 16]; /* "meadow#1/0" */
     /* worker side */
     game_partition_t *sim;
-    bool adopted;
+    bool adopted, started;
     wy_list_t wnode;
     uint64_t period_ns, next_ns, tick, batch_ticks;
     arena_t *cur;     /* the arena the tick in progress writes into */
@@ -97,15 +97,15 @@ struct region {
     struct input_batch *fwd[2]; /* inputs of players just handed over west / east (pooled) */
     /* shared */
     atomic_bool released;
-    _Atomic uint64_t hist[HIST_BUCKETS], overruns, arena_misses, tick_max_ns, tick_cpu_ns;
+    _Atomic uint64_t hist[HIST_BUCKETS], overruns, arena_misses, tick_max_ns, tick_cpu_ns, skipped;
     /* loop side */
     uint64_t seen[HIST_BUCKETS];
     game_partition_stats_t last;
-    uint64_t last_ticks, last_ms, last_misses, last_overruns, last_cpu_ns;
+    uint64_t last_ticks, last_ms, last_misses, last_overruns, last_cpu_ns, last_skipped;
     uint64_t frames_sent, bytes_sent, last_frames, last_bytes;
     wy_metric_t *m_tick, *m_tick_max, *m_ticks, *m_overruns, *m_fps, *m_players, *m_npcs, *m_ghosts,
         *m_frames, *m_bytes, *m_frames_dropped, *m_accepted, *m_refused[GAME_REFUSE_COUNT],
-        *m_handovers, *m_changes, *m_tick_cpu;
+        *m_handovers, *m_changes, *m_tick_cpu, *m_skipped;
 };
 
 struct game_part {
@@ -115,8 +115,9 @@ struct game_part {
     region_t *regions[MAX_REGIONS];
     uint32_t players;
     bool dropping;
-    atomic_int inflight; /* messages naming it not yet handled (loop, workers) */
-    atomic_uint adopted; /* regions adopted by their workers: none ticks before all are */
+    atomic_int inflight;    /* messages naming it not yet handled (loop, workers) */
+    atomic_uint adopted;    /* regions adopted by their workers: none ticks before all are */
+    _Atomic uint64_t t0_ns; /* the regions' common tick schedule starts here (0: not yet) */
     game_walk_t walk;
     uint8_t *blocked;
     struct input_batch *pending[MAX_REGIONS];
@@ -378,7 +379,6 @@ static void tick_region(wy_worker_t *w, region_t *r, uint64_t now)
             break;
         }
     }
-    r->tick++;
 }
 
 static void on_part_msg(wy_mailbox_node_t *node, void *ud, int status)
@@ -397,7 +397,7 @@ static void on_part_msg(wy_mailbox_node_t *node, void *ud, int status)
     case MSG_ADOPT:
         r->adopted = true;
         atomic_fetch_add(&r->part->adopted, 1);
-        r->next_ns = wy_tick_clock_monotonic(NULL);
+        r->started = false; /* its schedule starts with the instance's t0 (tick_body) */
         wy_list_push_back(&sim.wparts[wy_worker_index(w)], &r->wnode);
         break;
     case MSG_DROP:
@@ -520,13 +520,30 @@ static void tick_body(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
     wy_list_foreach(pos, &sim.wparts[wy_worker_index(w)])
     {
         region_t *r = wy_container_of(pos, region_t, wnode);
-        if (info->now < r->next_ns ||
-            atomic_load_explicit(&r->part->adopted, memory_order_relaxed) < r->part->nregions)
+        if (atomic_load_explicit(&r->part->adopted, memory_order_relaxed) < r->part->nregions)
+            continue;
+        if (!r->started) {
+            /* Every region of the instance ticks on one schedule: tick k at t0 + k periods,
+             * numbered k, so a player crossing regions keeps one sequence. t0: when the first
+             * region found them all adopted. */
+            uint64_t none = 0;
+            atomic_compare_exchange_strong(&r->part->t0_ns, &none, info->now);
+            r->next_ns = atomic_load(&r->part->t0_ns);
+            r->tick = 0;
+            r->started = true;
+        }
+        if (info->now < r->next_ns)
             continue;
         tick_region(w, r, info->now);
         r->next_ns += r->period_ns;
-        if (r->next_ns + r->period_ns < info->now) /* a stall: skip what was missed */
-            r->next_ns = info->now + r->period_ns;
+        uint64_t t0 = atomic_load_explicit(&r->part->t0_ns, memory_order_relaxed);
+        if (r->next_ns + r->period_ns < info->now) { /* a stall: skip what was missed */
+            uint64_t next = t0 + ((info->now - t0) / r->period_ns + 1) * r->period_ns;
+            atomic_fetch_add_explicit(&r->skipped, (next - r->next_ns) / r->period_ns,
+                                      memory_order_relaxed);
+            r->next_ns = next;
+        }
+        r->tick = (r->next_ns - t0) / r->period_ns;
     }
 }
 
@@ -768,6 +785,9 @@ static void region_metrics(region_t *r)
     r->m_tick_max = wy_metrics_gauge("wy_game_tick_max_seconds",
                                      "Longest tick of a partition since it started.", l);
     r->m_ticks = wy_metrics_counter("wy_game_ticks_total", "Ticks a partition ran.", l);
+    r->m_skipped = wy_metrics_counter(
+        "wy_game_ticks_skipped_total",
+        "Tick periods a partition skipped after a stall (their tick numbers are never sent).", l);
     r->m_tick_cpu = wy_metrics_counter(
         "wy_game_tick_cpu_seconds_total",
         "CPU time of a partition's ticks (its worker thread's, apart from the wall time).", l);
@@ -1118,6 +1138,9 @@ static void region_refresh(region_t *r, uint64_t now_ms)
     wy_metric_add(r->m_bytes, (double)(r->bytes_sent - r->last_bytes));
     r->last_frames = r->frames_sent;
     r->last_bytes = r->bytes_sent;
+    uint64_t sk = atomic_load_explicit(&r->skipped, memory_order_relaxed);
+    wy_metric_add(r->m_skipped, (double)(sk - r->last_skipped));
+    r->last_skipped = sk;
     uint64_t cpu = atomic_load_explicit(&r->tick_cpu_ns, memory_order_relaxed);
     wy_metric_add(r->m_tick_cpu, (double)(cpu - r->last_cpu_ns) / 1e9);
     r->last_cpu_ns = cpu;
