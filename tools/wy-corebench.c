@@ -2,11 +2,13 @@
  * gRPC, Kafka, Redis, PostgreSQL) against real servers; run by tools/bench, one benchmark
  * per invocation, which prints one JSON line with throughput, latency percentiles, errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -50,8 +52,12 @@ static const char *usage_text =
     "  --seconds N          measured duration; default 5\n"
     "  --warmup-ms N        warm-up before measuring; default 1000\n"
     "  --label TEXT         name printed in the result (default BENCH)\n"
+    "  --pid PID            the server process: its CPU over the measured phase\n"
+    "  --pg-pid PID         PostgreSQL's postmaster: its and its children's CPU, same window\n"
     "Prints one JSON line on stdout: bench, conns, seconds, ops, ops_per_s, p50_us, p99_us,\n"
-    "p999_us, max_us, errors, note. Exit 0 when the benchmark ran, 1 when it could not.\n";
+    "p999_us, max_us, errors, note; with --pid / --pg-pid also server_cpu_ms_per_1000 /\n"
+    "pg_cpu_ms_per_1000 and client_cpu_ms_per_1000 (this process). Exit 0 when the\n"
+    "benchmark ran, 1 when it could not.\n";
 
 #define SETUP_TIMEOUT_MS 30000
 #define DRAIN_TIMEOUT_MS 10000
@@ -61,6 +67,7 @@ static const char *usage_text =
 typedef struct {
     const char *bench, *target, *path, *url, *brokers, *label;
     unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events;
+    unsigned pid, pg_pid; /* --pid, --pg-pid: CPU watched over the measured phase; 0 = none */
 } opts_t;
 
 /* ---- latency histogram --------------------------------------------------------------
@@ -148,12 +155,71 @@ typedef struct {
     bool dead; /* issuing failed at once: not retried (a retry would spin) */
 } slot_t;
 
+/* ---- CPU of the processes serving a benchmark (--pid, --pg-pid) --------------------
+ * Seconds of CPU (user + system) from /proc/PID/stat; with reaped, the children it has
+ * waited for too (a PostgreSQL backend that ended). */
+static double stat_cpu_s(unsigned pid, bool reaped)
+{
+    char path[64], text[1024] = ""; /* zero-filled: the read leaves it terminated */
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    int fd = open(path, O_RDONLY);
+    ssize_t got = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    /* The command name may hold spaces and parentheses: the fields follow the last ')'. */
+    const char *fields = got > 0 ? strrchr(text, ')') : NULL;
+    unsigned long long t[4] = {0};
+    /* state, fields 4..13, then utime stime cutime cstime. */
+    if (!fields ||
+        sscanf(fields + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %llu %llu", &t[0],
+               &t[1], &t[2], &t[3]) != 4)
+        return 0;
+    return (double)(t[0] + t[1] + (reaped ? t[2] + t[3] : 0)) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The postmaster, the children it has now (/proc/PID/task/PID/children) and the ones that
+ * ended: PostgreSQL's whole CPU. */
+static double pg_tree_cpu_s(unsigned postmaster)
+{
+    double sum = stat_cpu_s(postmaster, true);
+    char path[80];
+    snprintf(path, sizeof path, "/proc/%u/task/%u/children", postmaster, postmaster);
+    FILE *f = fopen(path, "r");
+    unsigned child;
+    while (f && fscanf(f, "%u", &child) == 1)
+        sum += stat_cpu_s(child, false);
+    if (f)
+        fclose(f);
+    return sum;
+}
+
+static double self_cpu_s(void)
+{
+    uv_rusage_t ru;
+    if (uv_getrusage(&ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+typedef struct {
+    double self, server, pg;
+} cpu_sample_t;
+
+static void cpu_sample(const opts_t *o, cpu_sample_t *c)
+{
+    c->self = self_cpu_s();
+    c->server = o->pid ? stat_cpu_s(o->pid, false) : 0;
+    c->pg = o->pg_pid ? pg_tree_cpu_s(o->pg_pid) : 0;
+}
+
 struct bench {
     const opts_t *o;
     uv_loop_t *loop;
     uv_timer_t timer;
     phase_t phase;
     uint64_t t0_ns, t1_ns;
+    cpu_sample_t cpu0, cpu1; /* at the start and the end of the measured phase */
     hist_t hist;
     uint64_t ops, errors;
     unsigned per_op;                   /* ops one completion counts for (pg-batch: rows); 0 = 1 */
@@ -230,10 +296,12 @@ static void phase_timer_cb(uv_timer_t *t)
         b->ops = b->errors = 0;
         b->phase = PH_MEASURE;
         b->t0_ns = wy_now_ns();
+        cpu_sample(b->o, &b->cpu0);
         uv_timer_start(&b->timer, phase_timer_cb, (uint64_t)b->o->seconds * 1000, 0);
         break;
     case PH_MEASURE:
         b->t1_ns = wy_now_ns();
+        cpu_sample(b->o, &b->cpu1);
         bench_enter_drain(b);
         break;
     case PH_DRAIN:
@@ -307,12 +375,21 @@ static int bench_report(const bench_t *b)
     if (b->dead_slots)
         snprintf(dead, sizeof dead, "; %u of %u stopped on an immediate error", b->dead_slots,
                  o->conns);
+    /* CPU per 1,000 operations (completed ones and errors) of the measured phase. */
+    char cpu[160] = "";
+    double per1k = 1e6 / (double)(b->ops + b->errors);
+    if (o->pid || o->pg_pid)
+        snprintf(cpu, sizeof cpu,
+                 ",\"client_cpu_ms_per_1000\":%.1f,\"server_cpu_ms_per_1000\":%.1f,"
+                 "\"pg_cpu_ms_per_1000\":%.1f",
+                 (b->cpu1.self - b->cpu0.self) * per1k, (b->cpu1.server - b->cpu0.server) * per1k,
+                 (b->cpu1.pg - b->cpu0.pg) * per1k);
     printf("{\"bench\":\"%s\",\"conns\":%u,\"seconds\":%.3f,\"ops\":%" PRIu64
            ",\"ops_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-           "\"max_us\":%.1f,\"errors\":%" PRIu64 ",\"note\":\"%s%s\"}\n",
+           "\"max_us\":%.1f,\"errors\":%" PRIu64 "%s,\"note\":\"%s%s\"}\n",
            o->label, o->conns, secs, b->ops, (double)b->ops / secs,
            (double)hist_quantile(&b->hist, 0.50) / 1e3, (double)hist_quantile(&b->hist, 0.99) / 1e3,
-           (double)hist_quantile(&b->hist, 0.999) / 1e3, (double)b->hist.max / 1e3, b->errors,
+           (double)hist_quantile(&b->hist, 0.999) / 1e3, (double)b->hist.max / 1e3, b->errors, cpu,
            b->note, dead);
     fflush(stdout);
     return 0;
@@ -1793,7 +1870,7 @@ static void pg_free(bench_t *b)
 #define ACTOR_SETUP_INFLIGHT 48
 
 typedef struct {
-    grpc_bench_t g; /* first: grpc_release works on it */
+    grpc_bench_t g; /* first: grpc_release works on it (actor_release) */
     bool load;
     bool txn;         /* actor-txn */
     unsigned funded;  /* actor-txn setup: characters given gold (answers) */
@@ -1806,6 +1883,10 @@ typedef struct {
     unsigned writing; /* actor-load setup: the character being filled */
     unsigned written; /* its writes answered */
     uint64_t next;    /* round robin / key counter */
+    /* Errors of the measured phase by gRPC status (17 codes + "no status"), with the
+     * first message of each: the note names them, so a reader sees what failed. */
+    uint64_t err_count[18];
+    char err_msg[18][96];
 } actor_bench_t;
 
 static void actor_setup_step(bench_t *b);
@@ -1860,10 +1941,34 @@ static void actor_reply(int err, int status, const char *message, const Protobuf
                         void *arg)
 {
     slot_t *s = arg;
-    WY_UNUSED(status);
-    WY_UNUSED(message);
     WY_UNUSED(resp);
+    if (err != WY_OK && s->b->phase == PH_MEASURE) {
+        actor_bench_t *ab = s->b->impl;
+        unsigned k = status >= 0 && status < 17 ? (unsigned)status : 17;
+        if (!ab->err_count[k]++)
+            snprintf(ab->err_msg[k], sizeof ab->err_msg[k], "%s",
+                     message && *message ? message : wy_strerror(err));
+    }
     slot_done(s->b, s, err == WY_OK);
+}
+
+/* The errors by status, appended to the note ("; errors: 14 x 512 (msg)"). */
+static void actor_note_errors(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    bool first = true;
+    for (unsigned k = 0; ab && k < 18; k++) {
+        if (!ab->err_count[k])
+            continue;
+        char msg[96];
+        size_t j = 0;
+        for (const char *p = ab->err_msg[k]; *p && j + 1 < sizeof msg; p++)
+            msg[j++] = *p == '"' || *p == '\\' ? '\'' : *p; /* the note is a JSON string */
+        msg[j] = 0;
+        bench_note(b, "%s status %u x %" PRIu64 " (%s)", first ? "; errors:" : ",", k,
+                   ab->err_count[k], msg);
+        first = false;
+    }
 }
 
 static int actor_issue(bench_t *b, slot_t *s)
@@ -1987,13 +2092,20 @@ static void actor_setup_step(bench_t *b)
         bench_ready(b);
 }
 
+/* The end of the run: the errors into the note, then the channel goes. */
+static void actor_release(bench_t *b)
+{
+    actor_note_errors(b);
+    grpc_release(b);
+}
+
 static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
 {
     if (txn && b->o->actors < 2) {
         *err = "--actors: actor-txn needs at least 2";
         return WY_EINVAL;
     }
-    actor_bench_t *ab = slots_bench_new(b, sizeof *ab, grpc_release, actor_issue);
+    actor_bench_t *ab = slots_bench_new(b, sizeof *ab, actor_release, actor_issue);
     ab->load = load;
     ab->txn = txn;
     ab->ids = wy_calloc(b->o->actors, sizeof *ab->ids);
@@ -2030,6 +2142,7 @@ static int run_actor_txn(bench_t *b, const char **err)
 static void actor_free(bench_t *b)
 {
     actor_bench_t *ab = b->impl;
+
     if (ab)
         wy_free(ab->ids);
 }
@@ -2367,6 +2480,10 @@ static int parse_args(int argc, char **argv, opts_t *o)
             ok = parse_uint(v, 1, 100000, &o->actors);
         else if (!strcmp(k, "--events"))
             ok = parse_uint(v, 0, 100000, &o->events);
+        else if (!strcmp(k, "--pid"))
+            ok = parse_uint(v, 1, 0x7fffffff, &o->pid);
+        else if (!strcmp(k, "--pg-pid"))
+            ok = parse_uint(v, 1, 0x7fffffff, &o->pg_pid);
         else if (!strcmp(k, "--size"))
             ok = parse_uint(v, 0, MAX_SIZE, &o->size);
         else if (!strcmp(k, "--port"))

@@ -33,6 +33,7 @@
 #define N_STATUS             17
 #define LATE_SLACK_MS        50
 #define LOOP_DRAIN_MS        10 /* the loop's queue is drained at least this often while busy */
+#define LIVE_FACTOR          4  /* answered calls not yet freed < this x max_inflight */
 
 /* ThreadSanitizer cannot see the hand-off through gRPC (uninstrumented): the TSan shim
  * (tests/tsan/grpc_tags.c) releases every tag given to gRPC; a tag that comes back through
@@ -152,7 +153,8 @@ struct wy_grpc_server {
     atomic_int shutdown_seen;
     atomic_int stop_posted; /* the stopped hop is pushed once */
     atomic_uint inflight;
-    atomic_uint live; /* call structs alive: request slots + calls */
+    atomic_uint live;          /* call structs alive: request slots + calls */
+    atomic_uint answered_live; /* answered calls whose completions the loop has not drained */
     tag_t t_shutdown;
     hop_t stopped_hop;
     atomic_uint_fast64_t calls_total, rejected_busy, cancelled, by_status[N_STATUS];
@@ -168,6 +170,7 @@ struct call {
     wy_grpc_server_t *srv;
     atomic_int refs;
     bool counted; /* included in srv->inflight */
+    bool lingers; /* answered, included in srv->answered_live until freed */
     grpc_call *call;
     const method_t *slot;       /* the registered method this request slot waits for, NULL =
                                    the generic slot (which only sees unknown methods) */
@@ -433,6 +436,16 @@ static void count_answer(call_t *c, grpc_status_code status)
 {
     wy_grpc_server_t *srv = c->srv;
     atomic_store(&c->answered, 1);
+    /* In flight ends with the answer (wy_grpc_server_opts_t.max_inflight): an answered
+     * call's struct lives on until the loop drains its completions, which under a busy
+     * loop held a closed-loop client's every slot twice and refused calls far below the
+     * bound (those structs are bounded by LIVE_FACTOR, at arrival). */
+    if (c->counted) {
+        c->counted = false;
+        c->lingers = true;
+        atomic_fetch_add(&srv->answered_live, 1);
+        atomic_fetch_sub(&srv->inflight, 1);
+    }
     atomic_fetch_add_explicit(&srv->calls_total, 1, memory_order_relaxed);
     if ((unsigned)status < N_STATUS)
         atomic_fetch_add_explicit(&srv->by_status[status], 1, memory_order_relaxed);
@@ -456,6 +469,8 @@ static void call_free(call_t *c)
         protobuf_c_message_free_unpacked(c->req, NULL);
     if (c->counted)
         atomic_fetch_sub(&srv->inflight, 1);
+    if (c->lingers)
+        atomic_fetch_sub(&srv->answered_live, 1);
     wy_free(c);
     /* The last struct released after the shutdown notification ends the stop. Nothing
      * touches srv after the hop: the loop may free it at once. */
@@ -574,7 +589,8 @@ static void on_new(call_t *c, int success)
     }
 
     unsigned before = atomic_fetch_add(&srv->inflight, 1);
-    if (before >= srv->max_inflight) {
+    if (before >= srv->max_inflight ||
+        atomic_load(&srv->answered_live) >= LIVE_FACTOR * srv->max_inflight) {
         char msg[128];
         snprintf(msg, sizeof msg, "server overloaded: %u calls in flight, retry later",
                  srv->max_inflight);

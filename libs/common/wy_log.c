@@ -47,17 +47,22 @@ static void line_begin(wy_buf_t *b, int lvl, const char *msg)
     wy_buf_putc(b, '"');
 }
 
+static void write_all(const char *p, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(STDERR_FILENO, p + off, len - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+}
+
 static void line_end(wy_buf_t *b)
 {
     wy_buf_puts(b, "}\n");
     /* One write per line so lines from several threads never interleave. */
-    ssize_t off = 0;
-    while ((size_t)off < b->len) {
-        ssize_t n = write(STDERR_FILENO, b->data + off, b->len - (size_t)off);
-        if (n <= 0)
-            break;
-        off += n;
-    }
+    write_all(b->data, b->len);
     wy_buf_free(b);
 }
 
@@ -97,4 +102,35 @@ void wy_log_raw(int lvl, const char *msg, const char *json_members)
         wy_buf_puts(&b, json_members);
     }
     line_end(&b);
+}
+
+void wy_log_raw_lines(int lvl, const char *msg, const char *lines, size_t len)
+{
+    if (lvl < wy_log_min_level || !len)
+        return;
+    wy_buf_t head = WY_BUF_INIT, out = WY_BUF_INIT;
+    line_begin(&head, lvl, msg);
+    size_t flushed = 0; /* out[0..flushed) holds whole lines not written yet */
+    for (const char *p = lines, *end = lines + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            nl = end;
+        wy_buf_append(&out, head.data, head.len);
+        if (nl > p) {
+            wy_buf_putc(&out, ',');
+            wy_buf_append(&out, p, (size_t)(nl - p));
+        }
+        wy_buf_puts(&out, "}\n");
+        if (out.len > WY_LOG_ATOMIC_BYTES && flushed) { /* the lines before this one */
+            write_all(out.data, flushed);
+            memmove(out.data, out.data + flushed, out.len - flushed);
+            out.len -= flushed;
+            out.data[out.len] = '\0';
+        }
+        flushed = out.len;
+        p = nl + 1;
+    }
+    write_all(out.data, out.len);
+    wy_buf_free(&out);
+    wy_buf_free(&head);
 }

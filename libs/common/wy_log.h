@@ -40,4 +40,12 @@ void wy__log_emit(int lvl, const char *msg, ...) __attribute__((sentinel));
  * for lines that carry numbers or nested objects (the ready line). */
 void wy_log_raw(int lvl, const char *msg, const char *json_members);
 
+/* Many lines of one level and message, each with its pre-rendered members: lines[0..len)
+ * holds one member list per line, each ended by '\n' (JSON members never hold a raw
+ * newline). One timestamp for all, and one write(2) per up to WY_LOG_ATOMIC_BYTES of whole
+ * lines (so no line interleaves with another thread's on a pipe): for a batch's audit
+ * trail, where a write per line was the cost. */
+#define WY_LOG_ATOMIC_BYTES 4096
+void wy_log_raw_lines(int lvl, const char *msg, const char *lines, size_t len);
+
 #endif

@@ -26,11 +26,14 @@
 #define PUBLISH_IDLE_MS  200 /* poll period while idle (a commit wakes it at once) */
 #define PUBLISH_RETRY_MS 1000
 
+/* The cursor is a row subquery (an InitPlan), so its xid bounds the index scan of
+ * events_xid from below: a join with publish_cursor was planned as a scan of every event
+ * ever written (the cursor's xid only a join filter), a cost that grew with the log. */
 static const wy_pg_stmt_t sql_pub_read = {
     "actor_pub_read",
     "SELECT e.xid::text AS xid, e.actor_id::text AS actor_id, e.seq, e.event_id::text AS "
-    "event_id, e.type, e.payload FROM actor.publish_cursor c JOIN actor.events e ON e.xid >= "
-    "c.xid WHERE (e.xid, e.actor_id, e.seq) > (c.xid, c.actor_id, c.seq) AND e.xid < "
+    "event_id, e.type, e.payload FROM actor.events e WHERE (e.xid, e.actor_id, e.seq) > "
+    "(SELECT xid, actor_id, seq FROM actor.publish_cursor WHERE id = 1) AND e.xid < "
     "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.xid, e.actor_id, e.seq LIMIT $1::int",
     1};
 static const wy_pg_stmt_t sql_pub_cursor = {

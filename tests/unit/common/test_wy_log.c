@@ -100,6 +100,46 @@ static void test_raw_members(void **state)
     json_decref(j);
 }
 
+/* 40 lines of about 110 bytes: more than WY_LOG_ATOMIC_BYTES, so more than one write;
+ * the last member list has no newline, one is empty. */
+#define MANY_LINES 40
+
+static void emit_lines(void)
+{
+    char buf[MANY_LINES * 64];
+    size_t n = 0;
+    for (int i = 0; i < MANY_LINES - 2; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "\"i\":%d,\"pad\":\"%032d\"\n", i, i);
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "\n\"i\":%d", MANY_LINES - 1);
+    wy_log_raw_lines(WY_LOG_INFO, "actor event", buf, n);
+}
+
+static void test_raw_lines_many_in_whole_lines(void **state)
+{
+    (void)state;
+    wy_log_init("actor", WY_LOG_INFO);
+    const char *out = capture(emit_lines);
+    assert_true(strlen(out) > WY_LOG_ATOMIC_BYTES);
+    int lines = 0;
+    for (const char *p = out; *p; lines++) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        json_error_t e;
+        json_t *j = json_loadb(p, (size_t)(nl - p), 0, &e);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "msg")), "actor event");
+        assert_string_equal(json_string_value(json_object_get(j, "level")), "info");
+        json_t *i = json_object_get(j, "i");
+        if (lines == MANY_LINES - 2)
+            assert_null(i); /* the empty member list */
+        else
+            assert_int_equal(json_integer_value(i), lines);
+        json_decref(j);
+        p = nl + 1;
+    }
+    assert_int_equal(lines, MANY_LINES);
+}
+
 static void test_level_parse(void **state)
 {
     (void)state;
@@ -116,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_line_is_json_with_fields),
         cmocka_unit_test(test_disabled_level_formats_nothing),
         cmocka_unit_test(test_raw_members),
+        cmocka_unit_test(test_raw_lines_many_in_whole_lines),
         cmocka_unit_test(test_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
