@@ -1209,6 +1209,8 @@ static void raw_srv_step(grpc_server *srv, grpc_completion_queue *cq, raw_srv_ca
 {
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
+    if (raw_stop)
+        ok = false; /* stopping: no new batch (the queue may be shut down already) */
     if (c->stage == 0 && ok) {
         c->stage = 1;
         ops[0].op = GRPC_OP_RECV_MESSAGE;

@@ -54,7 +54,9 @@ typedef struct {
 /* ---- runtime ---- */
 
 /* Create the runtime: initialises gRPC, creates the completion queue and starts its
- * thread. The loop must outlive the runtime. Returns WY_OK and *out, or WY_EINTERNAL
+ * thread. Process-wide side effect: abseil's debug-only mutex deadlock detection is
+ * switched off (as in release builds of abseil; see wy_grpc_unary.h for why). The loop
+ * must outlive the runtime. Returns WY_OK and *out, or WY_EINTERNAL
  * if the thread cannot start. */
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out);
 
