@@ -77,7 +77,7 @@ typedef struct auth {
     uint8_t refresh_key[32]; /* MAC key of refresh tokens carrying their family (auth.token_keys) */
     bool refresh_key_loaded;
     uv_timer_t key_timer; /* retries the key's load (auth_refresh_key_load) */
-    wy_map_t *roles; /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
+    wy_map_t *roles;      /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
     uint64_t roles_next_ms;
     bool roles_loading, roles_overflow_logged;
 } auth_t;
