@@ -991,7 +991,46 @@ typedef struct {
     slot_t probe;
     uv_timer_t retry; /* a daemon still starting answers NOT_SERVING: probe again */
     bool retry_open;
+    uint64_t err_by_status[18]; /* grpc_count_error */
 } grpc_bench_t;
+
+/* The failed calls of the measured window by gRPC status (both gRPC clients), written
+ * into the note as "errors by gRPC status: 4 (DEADLINE_EXCEEDED) x N, ...", so an error
+ * count says what the errors were. status < 0: the answer was not SERVING. */
+static void grpc_count_error(bench_t *b, uint64_t *by_status, int status)
+{
+    static const char *names[17] = {"OK",
+                                    "CANCELLED",
+                                    "UNKNOWN",
+                                    "INVALID_ARGUMENT",
+                                    "DEADLINE_EXCEEDED",
+                                    "NOT_FOUND",
+                                    "ALREADY_EXISTS",
+                                    "PERMISSION_DENIED",
+                                    "RESOURCE_EXHAUSTED",
+                                    "FAILED_PRECONDITION",
+                                    "ABORTED",
+                                    "OUT_OF_RANGE",
+                                    "UNIMPLEMENTED",
+                                    "INTERNAL",
+                                    "UNAVAILABLE",
+                                    "DATA_LOSS",
+                                    "UNAUTHENTICATED"};
+    if (b->phase != PH_MEASURE)
+        return;
+    by_status[status >= 0 && status < 17 ? status : 17]++;
+    b->note[0] = '\0';
+    const char *sep = "errors by gRPC status: ";
+    for (int i = 0; i < 18; i++) {
+        if (!by_status[i])
+            continue;
+        if (i < 17)
+            bench_note(b, "%s%d (%s) x %" PRIu64, sep, i, names[i], by_status[i]);
+        else
+            bench_note(b, "%snot SERVING x %" PRIu64, sep, by_status[i]);
+        sep = ", ";
+    }
+}
 
 static bool grpc_serving(int err, const ProtobufCMessage *resp)
 {
@@ -1013,9 +1052,13 @@ static void grpc_reply(int err, int status, const char *message, const ProtobufC
                        void *arg)
 {
     slot_t *s = arg;
-    WY_UNUSED(status);
     WY_UNUSED(message);
-    slot_done(s->b, s, grpc_serving(err, resp));
+    bool ok = grpc_serving(err, resp);
+    if (!ok) {
+        grpc_bench_t *gb = s->b->impl;
+        grpc_count_error(s->b, gb->err_by_status, err == WY_OK ? -1 : status);
+    }
+    slot_done(s->b, s, ok);
 }
 
 static int grpc_issue(bench_t *b, slot_t *s)
@@ -1198,6 +1241,7 @@ static void raw_srv_step(grpc_server *srv, grpc_completion_queue *cq, raw_srv_ca
 
 static int raw_server_main(const opts_t *o)
 {
+    wy_grpc_absl_fast_mutex(); /* as wy_grpc does: the same library code on both sides */
     grpc_init();
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server *srv = grpc_server_create(NULL, NULL);
@@ -1277,10 +1321,12 @@ static bool raw_cli_start(bench_t *b, grpc_channel *ch, void *method, grpc_compl
     return false;
 }
 
-/* Ends call c; true if it answered SERVING. */
-static bool raw_cli_finish(raw_cli_call_t *c)
+/* Ends call c; true if it answered SERVING. *status: its gRPC status, -1 when OK but
+ * not SERVING. */
+static bool raw_cli_finish(raw_cli_call_t *c, int *status)
 {
     bool ok = false;
+    *status = c->status == GRPC_STATUS_OK ? -1 : (int)c->status;
     if (c->status == GRPC_STATUS_OK && c->recv) {
         grpc_byte_buffer_reader r;
         if (grpc_byte_buffer_reader_init(&r, c->recv)) {
@@ -1315,6 +1361,7 @@ static int raw_client_main(const opts_t *o)
         fprintf(stderr, "wy-corebench %s: --target is required\n", o->label);
         return 2;
     }
+    wy_grpc_absl_fast_mutex(); /* as wy_grpc does: the same library code on both sides */
     grpc_init();
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -1322,6 +1369,7 @@ static int raw_client_main(const opts_t *o)
     grpc_channel_credentials_release(creds);
     void *method = grpc_channel_register_call(ch, HEALTH_CHECK, NULL, NULL);
     raw_cli_call_t *calls = wy_calloc(o->conns, sizeof *calls);
+    uint64_t err_by_status[18] = {0};
 
     /* Setup: one call must answer SERVING. */
     b.phase = PH_SETUP;
@@ -1334,7 +1382,8 @@ static int raw_client_main(const opts_t *o)
             break;
         }
         b.inflight--;
-        if (!raw_cli_finish(ev.tag))
+        int status;
+        if (!raw_cli_finish(ev.tag, &status))
             b.fail = "health check of --target failed";
     }
     uint64_t phase_end = wy_now_ns() + (uint64_t)o->warmup_ms * 1000000;
@@ -1364,10 +1413,13 @@ static int raw_client_main(const opts_t *o)
         raw_cli_call_t *c = ev.tag;
         b.inflight--;
         uint64_t start = c->start_ns;
-        if (raw_cli_finish(c))
+        int status;
+        if (raw_cli_finish(c, &status)) {
             bench_record(&b, start);
-        else
+        } else {
+            grpc_count_error(&b, err_by_status, status);
             bench_error(&b);
+        }
         if (bench_running(&b) && !raw_cli_start(&b, ch, method, cq, c)) {
             b.dead_slots++;
             bench_error(&b);

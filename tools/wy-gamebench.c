@@ -490,6 +490,19 @@ static int read_bot(bot_t *b, uint32_t idx, uint64_t now)
             count_close(len >= 2 ? c[0] << 8 | c[1] : 0);
             return -1;
         }
+        if (op == 0x9 && len <= 125) {
+            /* A ping: pong with its payload, as a client must (the observers send nothing
+             * else, and the game closes a connection idle for WY_HTTP's ws idle timeout). */
+            uint8_t pong[2 + 4 + 125];
+            static const uint8_t mask[4] = {0x1f, 0x2e, 0x3d, 0x4c};
+            pong[0] = 0x8a;
+            pong[1] = (uint8_t)(0x80 | len);
+            memcpy(pong + 2, mask, 4);
+            for (size_t k = 0; k < len; k++)
+                pong[6 + k] = b->rbuf[pos + off + k] ^ mask[k & 3];
+            if (write_all(b->fd, pong, 6 + len) != 0)
+                return -1;
+        }
         if (op == 0x2) {
             Wyvern__Game__ServerMessage *m =
                 wyvern__game__server_message__unpack(NULL, len, b->rbuf + pos + off);
@@ -658,7 +671,20 @@ typedef struct {
     double count[32];
     size_t n;
     double cpu, overruns, players;
+    double tick_cpu, ticks, frames, dropped; /* summed over the instance's partitions */
+    uint32_t regions;
 } scrape_t;
+
+/* The value of a metric line, added to *acc when the line is `name{...partition...} v`. */
+static bool sum_metric(const char *line, const char *name, const char *want, double *acc)
+{
+    size_t nl = strlen(name);
+    if (strncmp(line, name, nl) != 0 || line[nl] != '{' || !strstr(line, want) ||
+        !strrchr(line, ' '))
+        return false;
+    *acc += atof(strrchr(line, ' ') + 1);
+    return true;
+}
 
 /* The bucket counts of wy_game_tick_seconds summed over the zone instance's partitions, and the
  * process CPU seconds. */
@@ -679,6 +705,11 @@ static void scrape(scrape_t *s)
         if (strncmp(line, "wy_game_entities{", 17) == 0 && strstr(line, want) &&
             strstr(line, "kind=\"player\"") && strrchr(line, ' '))
             s->players += atof(strrchr(line, ' ') + 1);
+        sum_metric(line, "wy_game_tick_cpu_seconds_total", want, &s->tick_cpu);
+        if (sum_metric(line, "wy_game_ticks_total", want, &s->ticks))
+            s->regions++;
+        sum_metric(line, "wy_game_frames_sent_total", want, &s->frames);
+        sum_metric(line, "wy_game_frames_dropped_total", want, &s->dropped);
         if (strncmp(line, "wy_game_tick_seconds_bucket{", 28) != 0 || !strstr(line, want))
             continue;
         char *le = strstr(line, "le=\"");
@@ -1173,6 +1204,18 @@ static int run_bots(void)
         mx_iv = mx_iv > mx ? mx : mx_iv;
     }
     double cpu_1k = (s1.cpu - s0.cpu) / bo.seconds / ((double)nbots / 1000.0);
+    /* The partitions' own CPU per zone tick (every region's share of one tick) per 1,000
+     * entities: what a tick costs, whatever else ran on the cores meanwhile. */
+    double zone_ticks = s1.regions ? (s1.ticks - s0.ticks) / s1.regions : 0;
+    double tick_cpu_1k = zone_ticks > 0 && s1.players > 0
+                             ? (s1.tick_cpu - s0.tick_cpu) * 1e3 / zone_ticks / (s1.players / 1e3)
+                             : NAN;
+    /* Server side: frames the game sent per player per tick (players taken as constant over the
+     * interval), and the frames it did not send (no arena, a slow or closing connection). */
+    double srv_fpt = zone_ticks > 0 && s1.players > 0
+                         ? (s1.frames - s0.frames) / (zone_ticks * s1.players)
+                         : NAN;
+    double srv_dropped = s1.dropped - s0.dropped;
     double bots_cores = bots_cpu / bo.seconds;
     double overruns = s1.overruns - s0.overruns;
     double lat99 = nlat ? (double)pct(lat_ns, nlat, 0.99) / 1e6 : NAN;
@@ -1185,7 +1228,7 @@ static int run_bots(void)
         o += (size_t)snprintf(why + o, sizeof why - o, "%s%dx%u", i ? " " : "", closes[i].code,
                               closes[i].n);
     if (bo.json) {
-        char b[12][32];
+        char b[13][32];
         printf("{\"bots\":%u,\"entry\":\"%s\",\"instance\":\"%s\",\"join_s\":%.2f,"
                "\"tick_p50_ms\":%s,\"tick_p99_ms\":%s,\"tick_max_ms\":%s,"
                "\"tick_max_interval_le_ms\":%s,\"tick_overruns\":%.0f,"
@@ -1194,14 +1237,17 @@ static int run_bots(void)
                "\"bytes_per_client_s_p99\":%llu,\"frames_per_client_tick\":%s,"
                "\"ticks_missed\":%llu,\"ticks_twice\":%llu,\"latency_p50_ms\":%s,"
                "\"latency_p99_ms\":%s,\"latency_samples\":%zu,\"latency_lost\":%llu,"
-               "\"players_in_instance\":%.0f,\"closed\":%u,\"close_codes\":\"%s\"}\n",
+               "\"players_in_instance\":%.0f,\"closed\":%u,\"close_codes\":\"%s\","
+               "\"regions\":%u,\"tick_cpu_ms_per_1000\":%s,\"server_frames_per_client_tick\":%s,"
+               "\"server_frames_dropped\":%.0f}\n",
                nbots, mode, bo.inst, join_s, jnum(b[0], p50), jnum(b[1], p99), jnum(b[2], mx),
                jnum(b[3], mx_iv), overruns, jnum(b[4], cpu_1k),
                jnum(b[5], (s1.cpu - s0.cpu) / bo.seconds), jnum(b[6], bots_cores), jnum(b[7], busy),
                ncpu, (unsigned long long)pct(bps, nbots, 0.5),
                (unsigned long long)pct(bps, nbots, 0.99), jnum(b[8], fpt), (unsigned long long)gaps,
                (unsigned long long)dups, jnum(b[9], lat50), jnum(b[10], lat99), nlat,
-               (unsigned long long)lat_lost, s1.players, closed, why);
+               (unsigned long long)lat_lost, s1.players, closed, why, s1.regions,
+               jnum(b[11], tick_cpu_1k), jnum(b[12], srv_fpt), srv_dropped);
     } else {
         printf("entry: %s%s\n", mode,
                bo.self_signed ? " (tickets signed by this tool: the game server alone)"
@@ -1213,6 +1259,10 @@ static int run_bots(void)
         printf("  tick p50 %.3f ms  p99 %.3f ms  max <= %.1f ms in the interval (%.3f ms since the "
                "partition started); %.0f overruns\n",
                p50, p99, mx_iv, mx, overruns);
+        printf("  tick CPU %.3f ms per zone tick per 1,000 entities (%u partitions)\n", tick_cpu_1k,
+               s1.regions);
+        printf("  server side: %.4f frames per client per tick, %.0f frames not sent\n", srv_fpt,
+               srv_dropped);
         printf("  game CPU %.3f cores per 1,000 entities; bots' own CPU %.2f cores; machine %.0f%% "
                "busy of %ld CPUs\n",
                cpu_1k, bots_cores, busy * 100, ncpu);

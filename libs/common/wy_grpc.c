@@ -1026,6 +1026,7 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
         wy_free(rt);
         return WY_EINTERNAL;
     }
+    wy_grpc_absl_fast_mutex();
     grpc_init();
     rt->cq = grpc_completion_queue_create_for_next(NULL);
 

@@ -6,8 +6,37 @@
 #ifndef WY_GRPC_UNARY_H
 #define WY_GRPC_UNARY_H
 
+#include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <string.h>
+
+/* Turn off abseil's mutex deadlock detection, as release builds of abseil have it. The
+ * distribution's abseil is built without NDEBUG, so every absl::Mutex lock inside gRPC
+ * (several per call and completion) also updated a process-wide lock-order graph under a
+ * global lock: 5-9 % of each end's CPU per call in `perf` (GraphCycles::GetId,
+ * Mutex::Lock), and a lock the CQ thread and the loop contend on. Looked up at run time
+ * (the C++ symbol with Debian's and with upstream's inline namespace), so it does nothing
+ * where the symbol is absent. Call before grpc_init; the raw C core ceiling of `make bench`
+ * calls it too, so both sides of that comparison run the same library code. */
+static inline void wy_grpc_absl_fast_mutex(void)
+{
+    static const char *const names[] = {
+        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+        "_ZN4absl29SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE",
+    };
+    void *self = dlopen(NULL, RTLD_LAZY);
+    if (!self)
+        return;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void (*set_mode)(int);                         /* absl::OnDeadlockCycle: kIgnore = 0 */
+        *(void **)(&set_mode) = dlsym(self, names[i]); /* POSIX's way to a function pointer */
+        if (set_mode) {
+            set_mode(0);
+            break;
+        }
+    }
+    dlclose(self);
+}
 
 /* Fills ops[0..5]: send the initial metadata md[0..n_md) (md may be NULL when n_md is 0),
  * the request send and the half-close; receive the initial metadata into *init_md, the

@@ -282,7 +282,7 @@ static const wy_pg_stmt_t sql_send = {
     "acc AS MATERIALIZED (SELECT input.*, row_number() OVER (ORDER BY i) AS k, "
     "  count(*) OVER () AS n FROM input WHERE unmuted AND member), "
     "rc AS MATERIALIZED (SELECT CASE WHEN $5::boolean THEN coalesce((SELECT "
-    "  string_agg(chat.pb_recipient(account_id), '\\x'::bytea) FROM chat.members "
+    "  string_agg(pb, '\\x'::bytea) FROM chat.members "
     "  WHERE channel_id = $1), '\\x'::bytea) ELSE coalesce((SELECT "
     "string_agg(chat.pb_recipient(a), "
     "  '\\x'::bytea) FROM unnest($15::text[]) a), '\\x'::bytea) END AS recips), "

@@ -6,6 +6,10 @@
  * distance is > radius + margin (or it is removed). The cell side is radius + margin, so a
  * viewer's 3 x 3 neighbourhood of cells covers everything it may still see.
  *
+ * When more entities are in range than a view holds, the nearest are seen: the view is the
+ * `cap` nearest (a visible entity counts as `margin` nearer than it is, so two at about the same
+ * distance do not take turns), the rest are dropped (offered again at the next update).
+ *
  * Memory: every array is allocated by game_aoi_init, sized by the capacity given there; the
  * updates never allocate. Cells are intrusive doubly linked lists through the slots, so moving
  * an entity between cells is O(1). A viewer's visible set is a caller-owned array of refs sorted
@@ -37,7 +41,16 @@ typedef struct {
     uint32_t next, prev;
     uint32_t mark_prev, mark_keep; /* stamps of the update in progress */
     uint32_t gen;                  /* removals of this slot */
+    float d2;                      /* squared distance to the viewer of the update in progress */
 } game_aoi_slot_t;
+
+/* A candidate of an update that has more entities in range than the view holds. */
+typedef struct {
+    float key;    /* squared distance (a visible one's less its margin: it is not pushed out by
+                     one just as near) */
+    uint32_t idx; /* kept: index in the view; new: index in the entered list */
+    bool fresh;   /* not visible before */
+} game_aoi_cand_t;
 
 typedef struct {
     double x0, y0;         /* the grid's north-west corner (metres, zone coordinates) */
@@ -49,6 +62,16 @@ typedef struct {
     game_aoi_slot_t *slots; /* capacity */
     uint32_t capacity;
     uint32_t stamp;
+    /* The cell-sorted index the updates scan (rebuilt by the first update after a change):
+     * positions of cell c's slots are ix/iy[cell_start[c] .. cell_start[c + 1]), contiguous
+     * for the cells of one grid row, so a viewer scans 3 runs of packed floats. */
+    bool dirty;
+    uint32_t *cell_start;  /* cols * rows + 1 */
+    float *ix, *iy;        /* capacity */
+    uint32_t *islot;       /* capacity */
+    uint32_t *hits;        /* capacity: scratch of one update */
+    game_aoi_ref_t *fresh; /* capacity: entering candidates of one update */
+    game_aoi_cand_t *cand; /* capacity: ranking scratch when over the view's capacity */
 } game_aoi_t;
 
 /* A viewer's visible set: refs sorted by id; storage is the caller's (a partition's pool). */

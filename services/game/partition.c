@@ -21,10 +21,21 @@ typedef struct {
     uint32_t player; /* index in players, NONE for an NPC or a ghost */
     game_mover_t mv; /* owned: the mover; ghost: x, y, mode only */
     wy_gw_entity_t sent, now;
-    uint8_t body_len, form, enter_len;
-    uint8_t body[WY_GW_BODY_MAX];
+    uint8_t enter_len;
     uint8_t enter[WY_GW_ENTER_MAX];
 } ent_t;
+
+/* The viewer-independent change of one slot this tick, packed (16 bytes) apart from ent_t:
+ * the per-viewer loop of emit_frame reads only these. */
+typedef struct {
+    uint8_t len, form; /* body length (0: unchanged) and form */
+    uint8_t body[WY_GW_BODY_MAX];
+} wire_t;
+
+static bool wire_moved(const wire_t *w)
+{
+    return w->form < 2 ? w->len > 0 : (w->body[0] & 1) != 0;
+}
 
 typedef struct {
     bool used;
@@ -49,6 +60,7 @@ struct game_partition {
     double ghost_margin;
     game_aoi_t aoi;
     ent_t *ents;
+    wire_t *wire; /* per slot: this tick's change (move_and_encode) */
     uint32_t *free_slots, nfree;
     uint32_t *map; /* open addressing id -> slot, mask + 1 buckets */
     uint32_t mask;
@@ -181,6 +193,7 @@ int game_partition_new(const game_partition_opts_t *o, game_partition_t **out, c
         return rc;
     }
     p->ents = wy_calloc(o->max_entities, sizeof *p->ents);
+    p->wire = wy_calloc(o->max_entities, sizeof *p->wire);
     p->free_slots = wy_malloc(o->max_entities * sizeof *p->free_slots);
     for (uint32_t i = 0; i < o->max_entities; i++)
         p->free_slots[i] = o->max_entities - 1 - i;
@@ -230,6 +243,7 @@ void game_partition_free(game_partition_t *p)
         return;
     game_aoi_free(&p->aoi);
     wy_free(p->ents);
+    wy_free(p->wire);
     wy_free(p->free_slots);
     wy_free(p->map);
     wy_free(p->players);
@@ -441,8 +455,9 @@ static void move_and_encode(game_partition_t *p, double dt)
             game_aoi_place(&p->aoi, s, e->id, e->mv.x, e->mv.y);
         ent_state(e);
         unsigned form;
-        e->body_len = (uint8_t)wy_gw_change_body(&e->sent, &e->now, e->body, &form);
-        e->form = (uint8_t)form;
+        wire_t *w = &p->wire[s];
+        w->len = (uint8_t)wy_gw_change_body(&e->sent, &e->now, w->body, &form);
+        w->form = (uint8_t)form;
         e->enter_len = (uint8_t)wy_gw_enter_body(&e->now, e->enter);
     }
 }
@@ -472,17 +487,18 @@ static void emit_frame(game_partition_t *p, player_t *pl, uint64_t tick, tick_co
         uint32_t j = 0;
         for (uint32_t i = 0; i < pl->view.n; i++) {
             game_aoi_ref_t r = pl->view.refs[i];
-            const ent_t *e = &p->ents[r.slot];
             if (j < d.nentered && d.entered[j].id == r.id) {
+                const ent_t *e = &p->ents[r.slot];
                 wy_gw_put_entered(&se, r.id, e->enter, e->enter_len);
                 j++;
                 continue;
             }
-            if (e->body_len == 0)
+            const wire_t *w = &p->wire[r.slot];
+            if (w->len == 0)
                 continue;
             size_t before = sc.len;
-            wy_gw_put_changed(&sc, r.id, e->form, e->body, e->body_len);
-            if (e->now.qx != e->sent.qx || e->now.qy != e->sent.qy) {
+            wy_gw_put_changed(&sc, r.id, w->form, w->body, w->len);
+            if (wire_moved(w)) {
                 moves++;
                 move_bytes += sc.len - before;
             }

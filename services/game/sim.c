@@ -4,8 +4,9 @@
  *
  *   loop -> region  ADD / REMOVE / DROP messages and input batches through the worker's inbox
  *                   (one batch per region per loop turn, not one message per input);
- *   region -> loop  one arena per tick holding every player's frame (preallocated, a few per
- *                   region, returned by the loop), and a change batch per WY_GAME_STATS_BATCH
+ *   region -> loop  one arena per tick holding every player's frame (16 per region, returned
+ *                   by the loop; grown by doubling on the worker the few times a tick's frames
+ *                   outgrow them, never per tick), and a change batch per WY_GAME_STATS_BATCH
  *                   for Kafka wy.stats;
  *   region <-> region  border ghosts and hand-overs in preallocated carriers through the
  *                   neighbour's inbox.
@@ -29,11 +30,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_REGIONS     16
-#define ARENAS          8 /* per region: room for the loop to fall a few ticks behind */
-#define CARRIERS        2 /* per direction */
+#define ARENAS          16 /* per region: room for the loop to fall 16 ticks behind */
+#define CARRIERS        2  /* per direction */
 #define HIST_BUCKETS    24
 #define INPUT_BATCH     256
 #define CHANGE_BATCH    8192
@@ -48,7 +50,7 @@ typedef struct {
     region_t *r;
     atomic_bool busy;
     uint8_t *buf;
-    size_t len, cap, want;
+    size_t len, cap;
     uint64_t tick;
 } arena_t;
 
@@ -87,20 +89,23 @@ struct region {
     bool adopted;
     wy_list_t wnode;
     uint64_t period_ns, next_ns, tick, batch_ticks;
-    arena_t *cur; /* the arena the tick in progress writes into */
+    arena_t *cur;     /* the arena the tick in progress writes into */
+    size_t arena_hwm; /* the largest arena's capacity (worker) */
     arena_t arenas[ARENAS];
     carrier_t carriers[2][CARRIERS]; /* [0] to the west neighbour, [1] to the east one */
     changes_msg_t changes[2];
+    struct input_batch *fwd[2]; /* inputs of players just handed over west / east (pooled) */
     /* shared */
     atomic_bool released;
-    _Atomic uint64_t hist[HIST_BUCKETS], overruns, arena_misses, tick_max_ns;
+    _Atomic uint64_t hist[HIST_BUCKETS], overruns, arena_misses, tick_max_ns, tick_cpu_ns;
     /* loop side */
     uint64_t seen[HIST_BUCKETS];
     game_partition_stats_t last;
-    uint64_t last_ticks, last_ms, last_misses, last_overruns;
+    uint64_t last_ticks, last_ms, last_misses, last_overruns, last_cpu_ns;
+    uint64_t frames_sent, bytes_sent, last_frames, last_bytes;
     wy_metric_t *m_tick, *m_tick_max, *m_ticks, *m_overruns, *m_fps, *m_players, *m_npcs, *m_ghosts,
         *m_frames, *m_bytes, *m_frames_dropped, *m_accepted, *m_refused[GAME_REFUSE_COUNT],
-        *m_handovers, *m_changes;
+        *m_handovers, *m_changes, *m_tick_cpu;
 };
 
 struct game_part {
@@ -130,6 +135,9 @@ typedef struct {
 typedef struct input_batch {
     wy_mailbox_node_t node;
     region_t *r;
+    atomic_bool busy; /* a region's forward batch (pooled): on its way */
+    bool pooled;      /* a region's forward batch: released, not freed */
+    uint8_t hops;     /* forwarded this many times (a player crossing back and forth) */
     uint32_t n;
     uint32_t entity[INPUT_BATCH];
     game_input_t in[INPUT_BATCH];
@@ -208,16 +216,30 @@ static void part_done(game_part_t *part)
     atomic_fetch_sub_explicit(&part->inflight, 1, memory_order_release);
 }
 
+/* Makes room for `need` more bytes in a (owned by the worker while it fills it): doubling, so
+ * an arena grows a few times while the crowd grows and then never again. Bounded: a tick's
+ * frames are at most max_players full views. */
+static void arena_reserve(region_t *r, arena_t *a, size_t need)
+{
+    if (a->len + need <= a->cap)
+        return;
+    size_t cap = a->cap;
+    while (cap < a->len + need)
+        cap *= 2;
+    a->buf = wy_realloc(a->buf, cap);
+    a->cap = cap;
+    if (cap > r->arena_hwm)
+        r->arena_hwm = cap;
+}
+
 static bool on_frame(void *ud, const game_frame_t *f)
 {
     region_t *r = ud;
     arena_t *a = r->cur;
     size_t need = sizeof(frame_hdr_t) + f->nentered + f->nchanged + f->nleft;
-    if (!a || a->len + need > a->cap) {
-        if (a)
-            a->want += need;
-        return false; /* the player gets a reset frame next tick */
-    }
+    if (!a)
+        return false; /* no arena free: the player gets a reset frame next tick */
+    arena_reserve(r, a, need);
     frame_hdr_t h = {(uint32_t)f->conn,
                      f->ack,
                      f->cqx,
@@ -282,6 +304,13 @@ static void send_borders(wy_worker_t *w, region_t *r, carrier_t *c[2])
     }
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void tick_region(wy_worker_t *w, region_t *r, uint64_t now)
 {
     r->cur = NULL;
@@ -291,8 +320,11 @@ static void tick_region(wy_worker_t *w, region_t *r, uint64_t now)
             break;
         }
     if (r->cur) {
-        r->cur->len = r->cur->want = 0;
+        r->cur->len = 0;
         r->cur->tick = r->tick;
+        /* A spare arena (first used when the loop falls behind) starts as big as the largest
+         * one, so a stall of the loop does not also cost frames. */
+        arena_reserve(r, r->cur, r->arena_hwm);
         atomic_store_explicit(&r->cur->busy, true, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&r->arena_misses, 1, memory_order_relaxed);
@@ -301,9 +333,12 @@ static void tick_region(wy_worker_t *w, region_t *r, uint64_t now)
                        r->index + 1 < r->part->nregions ? free_carrier(r, 1) : NULL};
     game_partition_handover_room(r->sim, c[0] ? UINT32_MAX : 0, c[1] ? UINT32_MAX : 0);
 
-    uint64_t t0 = wy_tick_clock_monotonic(NULL);
+    uint64_t t0 = wy_tick_clock_monotonic(NULL), c0 = thread_cpu_ns();
     game_partition_tick(r->sim, r->tick, now, (double)r->period_ns / 1e9);
     uint64_t d = wy_tick_clock_monotonic(NULL) - t0;
+    /* The CPU the tick used, apart from the wall time it took (a tick preempted by other
+     * threads on a busy machine is long but not costly): the load-robust figure. */
+    atomic_fetch_add_explicit(&r->tick_cpu_ns, thread_cpu_ns() - c0, memory_order_relaxed);
 
     wy_metric_observe(r->m_tick, (double)d / 1e9);
     uint64_t us = d / 1000;
@@ -394,17 +429,67 @@ static void on_part_msg(wy_mailbox_node_t *node, void *ud, int status)
     wy_free(m);
 }
 
+#define MAX_HOPS 2 /* a forwarded input follows its player at most this many times */
+
+/* Inputs of a player handed over to a neighbour (the loop routes them here until its first
+ * frame from the new partition): queued to that neighbour in r's pooled forward batch for
+ * that side, so nothing a player sends while crossing is lost. Lost (counted) only when the
+ * forward batch is still on its way, or after MAX_HOPS. */
+static void forward_input(region_t *r, const input_batch_t *from, uint32_t i, input_batch_t *out[2])
+{
+    uint32_t owner = game_partition_owner(r->sim, from->entity[i]);
+    int dir = owner + 1 == r->index ? 0 : owner == r->index + 1 ? 1 : -1;
+    if (dir < 0 || from->hops >= MAX_HOPS) {
+        wy_metric_inc(sim.m_inputs_lost);
+        return;
+    }
+    input_batch_t *f = out[dir];
+    if (!f) {
+        f = r->fwd[dir];
+        if (!f || atomic_load_explicit(&f->busy, memory_order_acquire)) {
+            wy_metric_inc(sim.m_inputs_lost);
+            return;
+        }
+        f->n = 0;
+        f->hops = (uint8_t)(from->hops + 1);
+        f->r = r->part->regions[owner];
+        out[dir] = f;
+    }
+    if (f->n == INPUT_BATCH) {
+        wy_metric_inc(sim.m_inputs_lost);
+        return;
+    }
+    f->entity[f->n] = from->entity[i];
+    f->in[f->n++] = from->in[i];
+}
+
 static void on_inputs(wy_mailbox_node_t *node, void *ud, int status)
 {
-    WY_UNUSED(ud);
+    wy_worker_t *w = ud;
     input_batch_t *b = WY_CONTAINER_OF(node, input_batch_t, node);
     region_t *r = b->r;
+    input_batch_t *out[2] = {NULL, NULL};
     if (status == WY_OK && r->adopted)
         for (uint32_t i = 0; i < b->n; i++)
             if (game_partition_input(r->sim, b->entity[i], &b->in[i]) == WY_ESTATE)
-                wy_metric_inc(sim.m_inputs_lost); /* crossed a border this very tick */
+                forward_input(r, b, i, out); /* crossed a border: follow it */
+    for (int d = 0; d < 2; d++) {
+        input_batch_t *f = out[d];
+        if (!f)
+            continue;
+        atomic_store_explicit(&f->busy, true, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->part->inflight, 1, memory_order_relaxed);
+        if (wy_workers_send(wy_worker_pool(w), f->r->worker, &f->node, on_inputs) != WY_OK) {
+            wy_metric_add(sim.m_inputs_lost, f->n);
+            part_done(r->part);
+            atomic_store_explicit(&f->busy, false, memory_order_release);
+        }
+    }
     part_done(r->part);
-    wy_free(b);
+    if (b->pooled)
+        atomic_store_explicit(&b->busy, false, memory_order_release);
+    else
+        wy_free(b);
 }
 
 static void on_carrier(wy_mailbox_node_t *node, void *ud, int status)
@@ -496,8 +581,8 @@ static void send_update(region_t *r, route_t *rt, const frame_hdr_t *h, const ui
     wy_ws_frame_t *f = wy_ws_frame_alloc(true, n, &payload);
     wyvern__game__server_message__pack(&m, payload);
     if (wy_ws_send_frame(c->ws, f) == WY_OK) {
-        wy_metric_inc(r->m_frames);
-        wy_metric_add(r->m_bytes, (double)n);
+        r->frames_sent++; /* into /metrics with the ticks (region_refresh): same window */
+        r->bytes_sent += n;
     } else {
         wy_metric_inc(r->m_frames_dropped);
     }
@@ -519,14 +604,6 @@ static void on_frames(wy_mailbox_node_t *node, void *ud, int status)
             route_t *rt = wy_map_get_u64(sim.routes, h.entity);
             if (rt && rt->part == r->part)
                 send_update(r, rt, &h, sec, a->tick);
-        }
-        /* Too small for this tick's frames: grow (the worker does not touch it now). */
-        if (a->want > 0) {
-            size_t cap = a->cap;
-            while (cap < a->len + a->want)
-                cap *= 2;
-            a->buf = wy_realloc(a->buf, cap);
-            a->cap = cap;
         }
     }
     atomic_store_explicit(&a->busy, false, memory_order_release);
@@ -634,6 +711,9 @@ void game_part_input(game_conn_t *c, const Wyvern__Game__Input *in)
         b = wy_malloc(sizeof *b);
         b->r = part->regions[ri];
         b->n = 0;
+        b->pooled = false;
+        b->hops = 0;
+        atomic_init(&b->busy, false);
         part->pending[ri] = b;
     }
     game_input_t *gi = &b->in[b->n];
@@ -688,6 +768,9 @@ static void region_metrics(region_t *r)
     r->m_tick_max = wy_metrics_gauge("wy_game_tick_max_seconds",
                                      "Longest tick of a partition since it started.", l);
     r->m_ticks = wy_metrics_counter("wy_game_ticks_total", "Ticks a partition ran.", l);
+    r->m_tick_cpu = wy_metrics_counter(
+        "wy_game_tick_cpu_seconds_total",
+        "CPU time of a partition's ticks (its worker thread's, apart from the wall time).", l);
     r->m_overruns = wy_metrics_counter("wy_game_tick_overruns_total",
                                        "Ticks that took longer than their period.", l);
     r->m_fps = wy_metrics_gauge("wy_game_tick_rate_hz",
@@ -763,6 +846,10 @@ static region_t *region_new(game_part_t *part, uint32_t index, const Wyvern__Wor
             for (uint32_t h = 0; h < o.max_handovers; h++)
                 k->hand[h].view_ids = wy_malloc(o.max_visible * sizeof(uint32_t));
         }
+    for (int d = 0; d < 2; d++) {
+        r->fwd[d] = wy_calloc(1, sizeof *r->fwd[d]);
+        r->fwd[d]->pooled = true;
+    }
     for (int i = 0; i < 2; i++) {
         r->changes[i].r = r;
         r->changes[i].ch.cap = CHANGE_BATCH;
@@ -796,6 +883,8 @@ static void region_free(region_t *r)
         }
     for (int i = 0; i < 2; i++)
         wy_free(r->changes[i].ch.changes);
+    wy_free(r->fwd[0]);
+    wy_free(r->fwd[1]);
     wy_free(r);
 }
 
@@ -1025,6 +1114,13 @@ static void region_refresh(region_t *r, uint64_t now_ms)
         wy_metric_add(r->m_refused[i], (double)(st.refused[i] - l->refused[i]));
     wy_metric_add(r->m_handovers, (double)(st.handovers_out - l->handovers_out));
     wy_metric_add(r->m_frames_dropped, (double)(st.frames_lost - l->frames_lost));
+    wy_metric_add(r->m_frames, (double)(r->frames_sent - r->last_frames));
+    wy_metric_add(r->m_bytes, (double)(r->bytes_sent - r->last_bytes));
+    r->last_frames = r->frames_sent;
+    r->last_bytes = r->bytes_sent;
+    uint64_t cpu = atomic_load_explicit(&r->tick_cpu_ns, memory_order_relaxed);
+    wy_metric_add(r->m_tick_cpu, (double)(cpu - r->last_cpu_ns) / 1e9);
+    r->last_cpu_ns = cpu;
     uint64_t ov = atomic_load_explicit(&r->overruns, memory_order_relaxed);
     wy_metric_add(r->m_overruns, (double)(ov - r->last_overruns));
     r->last_overruns = ov;
@@ -1124,8 +1220,8 @@ static void rpc_stats(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
             s->players = (uint32_t)st->entities[GAME_KIND_PLAYER];
             s->npcs = (uint32_t)st->entities[GAME_KIND_NPC];
             s->ghosts = (uint32_t)st->ghosts;
-            s->frames_sent = (uint64_t)wy_metric_value(r->m_frames);
-            s->bytes_sent = (uint64_t)wy_metric_value(r->m_bytes);
+            s->frames_sent = r->frames_sent;
+            s->bytes_sent = r->bytes_sent;
             s->inputs_accepted = st->inputs_accepted;
             s->handovers = st->handovers_out;
             s->n_inputs_refused = GAME_REFUSE_COUNT;
@@ -1182,8 +1278,8 @@ int game_parts_start(game_t *g, const char **err)
         "Object-change batches not produced (Kafka queue full or producer gone).", NULL);
     sim.m_inputs_lost = wy_metrics_counter(
         "wy_game_inputs_lost_total",
-        "Inputs not delivered to a partition (its inbox full, or the player was crossing a "
-        "border in that tick).",
+        "Inputs not delivered to a partition (its inbox full, or a player crossing a border "
+        "while its partition's forward batch was still on its way).",
         NULL);
     wy_workers_opts_t o = {
         .name = "part", .count = sim.n, .main = worker_main, .inbox_capacity = 4096, .ud = g};

@@ -265,6 +265,33 @@ def test_border_crossing_keeps_everyone_visible_and_connected(meadow):
                    same(), series(g, "wy_game_inputs_lost_total")))
 
 
+def test_inputs_sent_while_crossing_a_border_are_applied_not_lost(meadow):
+    """Inputs that reach the old partition in the tick it hands the player over are queued to
+    the new one: every input is applied (accepted), none counted lost."""
+    g, inst = meadow.game, meadow.inst
+    p = meadow(250, 420)
+    wait_until(lambda: p.sees(p.entity), DEADLINE, what="p sees itself")
+    p.move(WALK_E)  # run east, 6 m/s: x = 256 in about a second
+    wait_until(lambda: p.pos(p.entity)[0] > 254.5, 30, what="p nears the border")
+    for _ in range(9):  # about 30 ms apart across the crossing tick (under the flood limit)
+        p.move(WALK_E)
+        time.sleep(0.03)
+    p.move(WALK_E, mode=0)
+    sent = p.seq
+    wait_until(lambda: p.pos(p.entity)[0] > 256 and p.acks and p.acks[-1] == sent, DEADLINE,
+               what="p crossed and its last input was applied")
+
+    def accepted():
+        return sum(series(g, "wy_game_inputs_accepted_total", partition="%s/%d" % (inst, r)) or 0
+                   for r in (0, 1))
+
+    wait_until(lambda: accepted() == sent, DEADLINE,
+               what="every input applied: %r of %d, lost %r" % (
+                   accepted(), sent, series(g, "wy_game_inputs_lost_total")))
+    assert (series(g, "wy_game_inputs_lost_total") or 0) == 0
+    assert series(g, "wy_game_handovers_total", partition=inst + "/0") >= 1
+
+
 def refused(g, inst, reason):
     return sum(series(g, "wy_game_inputs_refused_total", partition="%s/%d" % (inst, r),
                       reason=reason) or 0 for r in (0, 1))

@@ -184,6 +184,42 @@ static void test_capacity_and_order(void **state)
     game_aoi_free(&f.g);
 }
 
+/* More in range than the view holds: the nearest are seen, whatever their ids or cells; a
+ * visible one is pushed out by one much nearer, but not by one about as near (the margin). */
+static void test_over_capacity_the_nearest_are_seen(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, 3);
+    /* ids descending with distance: id order would pick the far ones */
+    game_aoi_place(&f.g, 0, 50, 50.5, 50); /* 0.5 m */
+    game_aoi_place(&f.g, 1, 40, 52, 50);   /* 2 m */
+    game_aoi_place(&f.g, 2, 30, 50, 46);   /* 4 m, the next cell row up */
+    game_aoi_place(&f.g, 3, 20, 57, 50);   /* 7 m */
+    game_aoi_place(&f.g, 4, 10, 50, 59);   /* 9 m */
+    update(&f, 50, 50);
+    assert_int_equal(f.view.n, 3);
+    assert_int_equal(f.diff.dropped, 2);
+    assert_true(visible(&f, 50) && visible(&f, 40) && visible(&f, 30));
+    /* 20 comes to 3.5 m: nearer than 30 (4 m) but by less than the margin: nothing changes. */
+    game_aoi_place(&f.g, 3, 20, 53.5, 50);
+    update(&f, 50, 50);
+    assert_int_equal(f.diff.nentered, 0);
+    assert_int_equal(f.diff.nleft, 0);
+    assert_true(visible(&f, 30) && !visible(&f, 20));
+    /* 10 comes to 1 m: more than the margin nearer than 30: it enters, 30 leaves. */
+    game_aoi_place(&f.g, 4, 10, 50, 51);
+    update(&f, 50, 50);
+    assert_int_equal(f.diff.nentered, 1);
+    assert_int_equal(f.diff.entered[0].id, 10);
+    assert_int_equal(f.diff.nleft, 1);
+    assert_int_equal(f.diff.left[0].id, 30);
+    assert_true(visible(&f, 50) && visible(&f, 40) && visible(&f, 10));
+    for (uint32_t i = 1; i < f.view.n; i++)
+        assert_true(f.view.refs[i - 1].id < f.view.refs[i].id);
+    game_aoi_free(&f.g);
+}
+
 /* Random walks of 40 entities, a viewer at a random walk too: the grid's answer equals a brute
  * force evaluation of the rule (enter <= R, stay <= R + H) and the view stays sorted. */
 static void test_matches_brute_force(void **state)
@@ -264,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_hysteresis),
         cmocka_unit_test(test_remove_and_slot_reuse),
         cmocka_unit_test(test_capacity_and_order),
+        cmocka_unit_test(test_over_capacity_the_nearest_are_seen),
         cmocka_unit_test(test_matches_brute_force),
         cmocka_unit_test(test_rebase),
         cmocka_unit_test(test_bad_options),
