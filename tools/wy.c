@@ -62,10 +62,12 @@ static const char USAGE[] =
     "  friend request CHAR OTHER    CHAR (yours) asks OTHER (a character name or id)\n"
     "  friend accept|decline|remove CHAR OTHER\n"
     "  friend list CHAR             CHAR's friends and requests, with presence\n"
-    "  play CHAR [--for SECONDS] [--map]\n"
+    "  play CHAR [--for SECONDS] [--map] [--say CHANNEL|@ACCOUNT TEXT]...\n"
     "                               enter the game with one of your characters (name or id):\n"
     "                               print the welcome (--map: a live ASCII map, arrows move)\n"
-    "                               (game instance, zone, position), stay SECONDS (default 0;\n"
+    "                               (game instance, zone, position), say each --say TEXT over\n"
+    "                               the game connection (CHANNEL zone, world, party:<id>, ...;\n"
+    "                               @ACCOUNT whispers), stay SECONDS printing chat (default 0;\n"
     "                               Ctrl-C ends it), then leave (the position is saved)\n"
     "  chat send CHANNEL TEXT       say TEXT in a channel (world, zone, party:<id>, ...)\n"
     "  chat send --to ACCOUNT TEXT  whisper (kept until their next login when offline)\n"
@@ -864,18 +866,19 @@ static int cmd_friend(profile_t *p, int argc, char **argv)
     if (opt.json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr,
-                                  json_pack("{s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id,
-                                            "name", fs[i].name, "account_id", fs[i].account_id,
-                                            "status", wyc_friend_status_name(fs[i].status),
-                                            "presence", wyc_presence_name(fs[i].presence)));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "actor_id", fs[i].actor_id, "name",
+                               fs[i].name, "account_id", fs[i].account_id, "status",
+                               wyc_friend_status_name(fs[i].status), "presence",
+                               wyc_presence_name(fs[i].presence), "zone", fs[i].zone));
         json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "friend", "op", sub,
                            "friends", arr));
         return EX_OK;
     }
     for (size_t i = 0; i < n; i++)
-        printf("%-16s %-10s %-8s %s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
-               wyc_presence_name(fs[i].presence), fs[i].actor_id);
+        printf("%-16s %-10s %-8s %s%s%s\n", fs[i].name, wyc_friend_status_name(fs[i].status),
+               wyc_presence_name(fs[i].presence), fs[i].actor_id, fs[i].zone[0] ? " " : "",
+               fs[i].zone);
     if (n == 0)
         printf("No friends yet.\n");
     return EX_OK;
@@ -1056,14 +1059,26 @@ static int cmd_play(profile_t *p, int argc, char **argv)
     (void)p;
     long for_s = 0;
     bool map = false;
-    if (argc >= 2 && !strcmp(argv[argc - 1], "--map")) {
-        map = true;
-        argc--;
+    enum { SAYS_MAX = 16 };
+    const char *say_to[SAYS_MAX], *say_text[SAYS_MAX];
+    int nsay = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--map")) {
+            map = true;
+        } else if (!strcmp(argv[i], "--for") && i + 1 < argc) {
+            for_s = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--say") && i + 2 < argc && nsay < SAYS_MAX) {
+            say_to[nsay] = argv[++i];
+            say_text[nsay++] = argv[++i];
+        } else {
+            argc = 0;
+            break;
+        }
     }
-    if (argc == 3 && !strcmp(argv[1], "--for"))
-        for_s = strtol(argv[2], NULL, 10);
-    else if (argc != 1)
-        return fail_msg("play", EX_USAGE, "usage: wy play CHARACTER [--for SECONDS] [--map]");
+    if (argc < 1)
+        return fail_msg("play", EX_USAGE,
+                        "usage: wy play CHARACTER [--for SECONDS] [--map] [--say CHANNEL|@ACCOUNT "
+                        "TEXT]...");
     wyc_welcome_t lw;
     int ex = lobby_up("play", &lw);
     if (ex)
@@ -1090,6 +1105,28 @@ static int cmd_play(profile_t *p, int argc, char **argv)
                w.character_id, (unsigned long long)w.entity_id, w.zone_id, w.instance_id, w.game_id,
                w.tick_rate, w.x, w.y);
     fflush(stdout);
+    /* Chat from the game connection: CHANNEL ("zone", "world", "party:<id>", ...) or @ACCOUNT. */
+    for (int i = 0; i < nsay; i++) {
+        bool whisper = say_to[i][0] == '@';
+        wyc_chat_result_t *r = wy_calloc(1, sizeof *r);
+        int rc = wyc_sync_game_chat_send(g_sync, whisper ? NULL : say_to[i],
+                                         whisper ? say_to[i] + 1 : NULL, say_text[i], r, &e);
+        if (rc != WY_OK) {
+            wy_free(r);
+            (void)wyc_sync_game_leave(g_sync, NULL, NULL, NULL);
+            return fail("play", &e);
+        }
+        if (opt.json)
+            json_out(json_pack("{s:b, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "ok", 1, "command",
+                               "play", "event", "chat_sent", "channel_id", r->channel_id, "seq",
+                               (json_int_t)r->seq, "text", r->text, "masked", r->masked, "offline",
+                               r->offline));
+        else
+            printf("Sent to %s as #%llu%s\n", r->channel_id, (unsigned long long)r->seq,
+                   r->masked ? " (filtered words masked)" : "");
+        fflush(stdout);
+        wy_free(r);
+    }
     if (map) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -1106,8 +1143,11 @@ static int cmd_play(profile_t *p, int argc, char **argv)
         uint64_t end = wy_now_ms() + (uint64_t)for_s * 1000;
         for (uint64_t now = wy_now_ms(); now < end; now = wy_now_ms()) {
             wyc_event_t ev;
-            if (wyc_sync_next_event(g_sync, (uint32_t)(end - now), &ev) == WY_ECANCELED)
+            int rc = wyc_sync_next_event(g_sync, (uint32_t)(end - now), &ev);
+            if (rc == WY_ECANCELED)
                 break;
+            if (rc == WY_OK && ev.type == WYC_EV_CHAT) /* chat pushed by the game (or lobby) */
+                print_event(&ev);
         }
     }
     double x = 0, y = 0;

@@ -361,6 +361,8 @@ typedef enum {
                                 (wyc_game_entities): update says what it did */
     WYC_GAME_EV_CHAT,        /* a chat message for this player (world, its zone instance's
                                 channel, its party / guild / whispers): chat */
+    WYC_GAME_EV_CHAT_SENT,   /* the answer to wyc_game_chat_send request_id: chat_sent, or
+                                error (server_code "RATE_LIMITED", "FORBIDDEN", ...) */
 } wyc_game_event_type_t;
 
 /* An entity the player sees (the mirror of its view, kept by the library from the updates;
@@ -391,7 +393,11 @@ typedef struct {
                                        come in seq order (a gap: fetch it through lobby's
                                        chat history) */
     wyc_error_t error;              /* CLOSED: server_code is the game's Code name
-                                       ("TICKET_EXPIRED", ...), ws_close the close code */
+                                       ("TICKET_EXPIRED", ...), ws_close the close code;
+                                       CHAT_SENT: WY_OK or the refusal */
+    uint32_t request_id;            /* CHAT_SENT */
+    const struct wyc_chat_result *chat_sent; /* CHAT_SENT when accepted (channel_id, seq,
+                                                text as stored, masked, offline) */
 } wyc_game_event_t;
 
 typedef void (*wyc_game_cb)(wyc_game_t *g, const wyc_game_event_t *ev, void *ud);
@@ -417,11 +423,18 @@ int64_t wyc_game_move_to(wyc_game_t *g, int mode, double x, double y); /* walk t
 size_t wyc_game_entities(const wyc_game_t *g, wyc_entity_t *out, size_t max);
 /* The player's own entity id (0 before the welcome). */
 uint32_t wyc_game_self(const wyc_game_t *g);
+/* Sends a chat message from the game connection (after the welcome): channel_id ("zone",
+ * "world", "party:<id>", "guild:<id>") or to_account_id (a whisper), one of them NULL. wy-chat
+ * checks it as through lobby (membership, mutes, filter, rate limit). Returns the request id
+ * (> 0) that the WYC_GAME_EV_CHAT_SENT event answers, or a negative WY_E*: WY_ESTATE when not
+ * joined, WY_EINVAL bad arguments. */
+int64_t wyc_game_chat_send(wyc_game_t *g, const char *channel_id, const char *to_account_id,
+                           const char *text);
 /* ------------------------------------------------------------------ chat */
 
 /* Result of a chat request: send (channel_id, seq, text as stored, masked, offline), create
  * (channel_id), join/leave/invite/kick/delete (channel_id, seq of the event). */
-typedef struct {
+typedef struct wyc_chat_result {
     char channel_id[WYC_CHAT_CHANNEL_MAX];
     uint64_t seq;
     char text[WYC_CHAT_TEXT_MAX + 1];
@@ -550,6 +563,10 @@ int wyc_sync_enter_game(wyc_sync_t *s, const char *character_id, wyc_entry_t *en
                         wyc_error_t *err);
 int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome_t *out,
                        wyc_error_t *err);
+/* wyc_game_chat_send on the game joined by wyc_sync_game_join, waiting for its answer (*out
+ * on WY_OK). The game's chat pushes come as WYC_EV_CHAT events (wyc_sync_next_event). */
+int wyc_sync_game_chat_send(wyc_sync_t *s, const char *channel_id, const char *to_account_id,
+                            const char *text, wyc_chat_result_t *out, wyc_error_t *err);
 /* Leave the game joined by wyc_sync_game_join; *x / *y get the saved position. */
 int wyc_sync_game_leave(wyc_sync_t *s, double *x, double *y, wyc_error_t *err);
 /* The game joined by wyc_sync_game_join (NULL if none): for wyc_game_move / entities; its
@@ -592,6 +609,7 @@ typedef struct {
     char account_id[64];
     wyc_friend_status_t status;
     wyc_presence_state_t presence;
+    char zone[40]; /* WYC_IN_GAME: the zone the friend is in, else "" */
 } wyc_friend_t;
 
 typedef enum {

@@ -95,6 +95,7 @@ static void on_friends(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobb
             snprintf(out[i].account_id, sizeof out[i].account_id, "%s", f->account_id);
             out[i].status = (wyc_friend_status_t)f->status;
             out[i].presence = (wyc_presence_state_t)f->presence;
+            snprintf(out[i].zone, sizeof out[i].zone, "%s", f->zone);
         }
     } else if (e->code == WY_OK) {
         wyc__err_set(&err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to a friend request");

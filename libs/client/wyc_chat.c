@@ -19,7 +19,18 @@ typedef struct {
 struct wyc_chat_state {
     follow_t f[WYC_CHAT_FOLLOW_MAX];
     size_t n;
+    /* Offline whispers: the highest offline_id handed to the application, and the ack in
+     * flight (one at a time; a later id goes in the next one). */
+    uint64_t off_want;
+    bool off_busy;
 };
+
+static struct wyc_chat_state *chat_state(wyc_client_t *c)
+{
+    if (!c->chat)
+        c->chat = wy_calloc(1, sizeof *c->chat);
+    return c->chat;
+}
 
 /* ------------------------------------------------------------------ conversions */
 
@@ -37,6 +48,15 @@ void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
     o->target_seq = m->target_seq;
     snprintf(o->subject_id, sizeof o->subject_id, "%s", m->subject_id);
     o->offline = m->offline;
+}
+
+void wyc__chat_sent_copy(wyc_chat_result_t *o, const Wyvern__Lobby__ChatSent *s)
+{
+    snprintf(o->channel_id, sizeof o->channel_id, "%s", s->channel_id);
+    o->seq = s->seq;
+    snprintf(o->text, sizeof o->text, "%s", s->text);
+    o->masked = s->masked;
+    o->offline = s->offline;
 }
 
 static void emit_msg(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
@@ -127,7 +147,50 @@ static void fetch(wyc_client_t *c, follow_t *f)
     }
 }
 
+static void offline_ack(wyc_client_t *c);
+
+static void on_offline_ack(wyc_client_t *c, const wyc_error_t *e,
+                           const Wyvern__Lobby__ServerMessage *m, void *ud)
+{
+    uint64_t sent = (uint64_t)(uintptr_t)ud;
+    (void)m;
+    struct wyc_chat_state *s = chat_state(c);
+    s->off_busy = false;
+    /* Failed: the whispers stay with the server and come again at the next login. */
+    if (e->code == WY_OK && s->off_want > sent)
+        offline_ack(c);
+}
+
+/* Tells lobby the offline whispers up to off_want were received: wy-chat removes them. */
+static void offline_ack(wyc_client_t *c)
+{
+    struct wyc_chat_state *s = chat_state(c);
+    if (s->off_busy || !s->off_want)
+        return;
+    Wyvern__Lobby__ChatOfflineAck a = WYVERN__LOBBY__CHAT_OFFLINE_ACK__INIT;
+    a.up_to_id = s->off_want;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_OFFLINE_ACK;
+    m.chat_offline_ack = &a;
+    if (wyc__lobby_request(c, &m, on_offline_ack, (void *)(uintptr_t)s->off_want) == WY_OK)
+        s->off_busy = true;
+}
+
+static void chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m);
+
 void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
+{
+    uint64_t off = m->offline ? m->offline_id : 0;
+    chat_push(c, m);
+    if (off) { /* handed over (or a repeat dropped, or held for the fetch): acknowledge */
+        struct wyc_chat_state *s = chat_state(c);
+        if (off > s->off_want)
+            s->off_want = off;
+        offline_ack(c);
+    }
+}
+
+static void chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
 {
     follow_t *f = find(c, m->channel_id);
     if (!f) {
@@ -153,6 +216,10 @@ void wyc__chat_push(wyc_client_t *c, const Wyvern__Lobby__ChatMessage *m)
 void wyc__chat_welcome(wyc_client_t *c)
 {
     struct wyc_chat_state *s = c->chat;
+    if (s) { /* a new session: its lobby pushes the unacknowledged offline whispers again */
+        s->off_want = 0;
+        s->off_busy = false;
+    }
     if (!s || c->welcome.reconnects == 0)
         return;
     for (size_t i = 0; i < s->n; i++) {
@@ -171,8 +238,7 @@ int wyc_chat_follow(wyc_client_t *c, const char *channel_id, uint64_t last_seq)
 {
     if (!channel_id || !*channel_id || strlen(channel_id) >= WYC_CHAT_CHANNEL_MAX)
         return WY_EINVAL;
-    if (!c->chat)
-        c->chat = wy_calloc(1, sizeof *c->chat);
+    chat_state(c);
     follow_t *f = find(c, channel_id);
     if (!f) {
         if (c->chat->n == WYC_CHAT_FOLLOW_MAX)
@@ -208,11 +274,7 @@ static void on_result(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby
     wyc_error_t err = *e;
     if (e->code == WY_OK && m) {
         if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_SENT) {
-            snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_sent->channel_id);
-            res->seq = m->chat_sent->seq;
-            snprintf(res->text, sizeof res->text, "%s", m->chat_sent->text);
-            res->masked = m->chat_sent->masked;
-            res->offline = m->chat_sent->offline;
+            wyc__chat_sent_copy(res, m->chat_sent);
         } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_CHANNEL) {
             snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_channel->channel_id);
             res->seq = m->chat_channel->last_seq;

@@ -41,6 +41,7 @@ struct wyc_game {
     bool refused;
     /* the simulation */
     uint32_t self, seq;
+    uint32_t chat_req; /* request ids of wyc_game_chat_send */
     wy_gw_mirror_t mirror;
     wy_gw_entity_t ents[1024];
     int handles; /* open uv handles: freed when 0 and detached or finished */
@@ -300,6 +301,21 @@ static void on_server_msg(wyc_game_t *g, const Wyvern__Game__ServerMessage *m)
         ev.chat = cm;
         emit(g, &ev);
         wy_free(cm);
+        break;
+    }
+    case WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_SENT:
+    case WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_ERROR: {
+        wyc_chat_result_t *r = wy_calloc(1, sizeof *r); /* ~2 KiB: not on the stack */
+        ev.type = WYC_GAME_EV_CHAT_SENT;
+        ev.request_id = m->request_id;
+        if (m->body_case == WYVERN__GAME__SERVER_MESSAGE__BODY_CHAT_SENT) {
+            wyc__chat_sent_copy(r, m->chat_sent);
+            ev.chat_sent = r;
+        } else {
+            wyc__status_err(&ev.error, m->chat_error);
+        }
+        emit(g, &ev);
+        wy_free(r);
         break;
     }
     default:
@@ -591,4 +607,27 @@ size_t wyc_game_entities(const wyc_game_t *g, wyc_entity_t *out, size_t max)
 uint32_t wyc_game_self(const wyc_game_t *g)
 {
     return g->self;
+}
+
+int64_t wyc_game_chat_send(wyc_game_t *g, const char *channel_id, const char *to_account_id,
+                           const char *text)
+{
+    if (!text || strlen(text) > WYC_CHAT_TEXT_MAX || !channel_id == !to_account_id ||
+        (channel_id && strlen(channel_id) >= WYC_CHAT_CHANNEL_MAX) ||
+        (to_account_id && strlen(to_account_id) > 200))
+        return WY_EINVAL;
+    if (!g->joined || g->finished || g->left)
+        return WY_ESTATE;
+    Wyvern__Lobby__ChatSend s = WYVERN__LOBBY__CHAT_SEND__INIT;
+    s.channel_id = (char *)(channel_id ? channel_id : "");
+    s.to_account_id = (char *)(to_account_id ? to_account_id : "");
+    s.text = (char *)text;
+    Wyvern__Game__ClientMessage m = WYVERN__GAME__CLIENT_MESSAGE__INIT;
+    if (++g->chat_req == 0)
+        g->chat_req = 1;
+    m.request_id = g->chat_req;
+    m.body_case = WYVERN__GAME__CLIENT_MESSAGE__BODY_CHAT_SEND;
+    m.chat_send = &s;
+    int rc = send_client_msg(g, &m);
+    return rc == WY_OK ? (int64_t)m.request_id : rc;
 }

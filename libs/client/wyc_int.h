@@ -120,6 +120,11 @@ void wyc__chat_welcome(wyc_client_t *c);
 void wyc__chat_free(wyc_client_t *c);
 /* A pushed ChatMessage (lobby's or game's: one type) as the library's message. */
 void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m);
+/* A send's answer (lobby's chat_sent, game's chat_sent) as a wyc_chat_result_t. */
+void wyc__chat_sent_copy(wyc_chat_result_t *o, const Wyvern__Lobby__ChatSent *s);
+/* A lobby Status as a wyc_error_t (WY_OK when absent or OK; else source server, the Code's
+ * name as server_code): lobby's answers and the game's chat_error. */
+void wyc__status_err(wyc_error_t *e, const Wyvern__Lobby__Status *st);
 
 /* wyc_characters.c: a friend push from the lobby, emitted as WYC_EV_FRIEND. */
 void wyc__friend_push(wyc_client_t *c, const Wyvern__Lobby__FriendPush *p);

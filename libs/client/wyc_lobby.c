@@ -100,6 +100,11 @@ static void status_err(wyc_error_t *e, const Wyvern__Lobby__Status *st)
     snprintf(e->server_code, sizeof e->server_code, "%s", code_name(code));
 }
 
+void wyc__status_err(wyc_error_t *e, const Wyvern__Lobby__Status *st)
+{
+    status_err(e, st);
+}
+
 /* ------------------------------------------------------------------ pending requests */
 
 static void pending_complete(wyc_client_t *c, wyc_pending_t *p, const wyc_error_t *e,

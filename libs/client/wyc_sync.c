@@ -29,6 +29,7 @@ struct wyc_sync {
     wyc_game_welcome_t *welcome_out;
     double left_x, left_y;
     bool game_closed;
+    int64_t game_chat_req; /* wyc_sync_game_chat_send: the request waited for */
     wyc_chat_result_t *chat_out;
     wyc_chat_message_t *hist_out;
     size_t hist_cap, *hist_n;
@@ -323,6 +324,20 @@ static void game_cb(wyc_game_t *g, const wyc_game_event_t *ev, void *ud)
         s->left_y = ev->y;
     } else if (ev->type == WYC_GAME_EV_UPDATE) {
         return; /* applied to the game's mirror already (wyc_game_entities) */
+    } else if (ev->type == WYC_GAME_EV_CHAT) {
+        wyc_event_t *e = wy_calloc(1, sizeof *e); /* queued as a chat event of the player */
+        e->type = WYC_EV_CHAT;
+        e->chat = *ev->chat;
+        on_event(s->c, e, s);
+        wy_free(e);
+    } else if (ev->type == WYC_GAME_EV_CHAT_SENT) {
+        if (s->game_chat_req != (int64_t)ev->request_id)
+            return; /* not the one waited for */
+        s->game_chat_req = 0;
+        s->err = ev->error;
+        if (ev->chat_sent && s->chat_out)
+            *s->chat_out = *ev->chat_sent;
+        s->done = true;
     } else {
         s->err = ev->error;
         s->game = NULL; /* freed by the library once closed */
@@ -342,6 +357,16 @@ int wyc_sync_game_join(wyc_sync_t *s, const wyc_entry_t *entry, wyc_game_welcome
     s->welcome_out = out;
     s->game_closed = false;
     return finish(s, wyc_game_join(s->ctx, entry, game_cb, s, &s->game), err);
+}
+
+int wyc_sync_game_chat_send(wyc_sync_t *s, const char *channel_id, const char *to_account_id,
+                            const char *text, wyc_chat_result_t *out, wyc_error_t *err)
+{
+    begin(s);
+    s->chat_out = out;
+    int64_t id = s->game ? wyc_game_chat_send(s->game, channel_id, to_account_id, text) : WY_ESTATE;
+    s->game_chat_req = id > 0 ? id : 0;
+    return finish(s, id > 0 ? WY_OK : (int)id, err);
 }
 
 wyc_game_t *wyc_sync_game(wyc_sync_t *s)

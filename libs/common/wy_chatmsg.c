@@ -71,3 +71,13 @@ const char *wy_chatmsg_zone(const char *channel)
     static const char prefix[] = "zone:";
     return strncmp(channel, prefix, sizeof prefix - 1) == 0 ? channel + sizeof prefix - 1 : NULL;
 }
+
+void wy_chatmsg_sent_to_client(Wyvern__Lobby__ChatSent *out, const Wyvern__Chat__SendResponse *s)
+{
+    wyvern__lobby__chat_sent__init(out);
+    out->channel_id = s->channel_id;
+    out->seq = s->seq;
+    out->text = s->text;
+    out->masked = s->masked;
+    out->offline = s->offline;
+}

@@ -37,6 +37,10 @@ size_t wy_chatmsg_push(const Wyvern__Chat__ChatEvent *ev, wy_chatmsg_wrap_fn wra
 void wy_chatmsg_to_client(Wyvern__Lobby__ChatMessage *out, const Wyvern__Chat__Message *m,
                           const char *channel, uint64_t seq);
 
+/* Fills out (initialised here) from chat's SendResponse: the client's chat_sent, the answer
+ * of a send through lobby or game. Borrows s's strings. */
+void wy_chatmsg_sent_to_client(Wyvern__Lobby__ChatSent *out, const Wyvern__Chat__SendResponse *s);
+
 /* The zone instance of a zone channel ("zone:meadow#1" -> "meadow#1"), NULL for another
  * channel. */
 const char *wy_chatmsg_zone(const char *channel);

@@ -33,9 +33,93 @@ static bool fits(const char *s, size_t max)
     return s && s[0] && strnlen(s, max + 1) <= max;
 }
 
+static const char *const role_names[] = {"moderator"}; /* bit i = 1u << i */
+
+uint32_t wy_token_role_bit(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof role_names / sizeof *role_names; i++)
+        if (strcmp(name, role_names[i]) == 0)
+            return 1u << i;
+    return 0;
+}
+
+uint32_t wy_token_roles_parse(const char *csv, unsigned *unknown)
+{
+    uint32_t bits = 0;
+    unsigned bad = 0;
+    const char *p = csv ? csv : "";
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m > 0 && p[m - 1] == ' ')
+            m--;
+        if (m > 0) {
+            char name[32];
+            uint32_t bit = 0;
+            if (m < sizeof name) {
+                memcpy(name, p, m);
+                name[m] = 0;
+                bit = wy_token_role_bit(name);
+            }
+            bits |= bit;
+            bad += bit == 0;
+        }
+        p += n;
+    }
+    if (unknown)
+        *unknown = bad;
+    return bits;
+}
+
+/* The "roles" claim of bits, NULL when bits is 0. */
+static json_t *roles_json(uint32_t bits)
+{
+    if (!bits)
+        return NULL;
+    json_t *a = json_array();
+    for (size_t i = 0; i < sizeof role_names / sizeof *role_names; i++)
+        if (bits & (1u << i))
+            json_array_append_new(a, json_string(role_names[i]));
+    return a;
+}
+
+/* Reads the optional "roles" claim into *bits: WY_OK, or WY_EINVAL when it is not an array of
+ * at most WY_TOKEN_ROLES_MAX strings. */
+static int roles_claim(const json_t *cl, uint32_t *bits, const char **err)
+{
+    *bits = 0;
+    const json_t *a = json_object_get(cl, "roles");
+    if (!a)
+        return WY_OK;
+    if (!json_is_array(a) || json_array_size(a) > WY_TOKEN_ROLES_MAX) {
+        *err = "roles must be an array of at most 16 strings";
+        return WY_EINVAL;
+    }
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *r = json_array_get(a, i);
+        if (!json_is_string(r)) {
+            *err = "roles must be an array of at most 16 strings";
+            return WY_EINVAL;
+        }
+        *bits |= wy_token_role_bit(json_string_value(r));
+    }
+    return WY_OK;
+}
+
 int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, const char *aud,
                    const char *sub, const char *sid, int64_t ttl_s, int64_t now, char **out_token,
                    wy_token_claims_t *out_claims, const char **err)
+{
+    return wy_token_issue_roles(ks, kid, iss, aud, sub, sid, 0, ttl_s, now, out_token, out_claims,
+                                err);
+}
+
+int wy_token_issue_roles(const wy_jwt_keyset_t *ks, const char *kid, const char *iss,
+                         const char *aud, const char *sub, const char *sid, uint32_t roles,
+                         int64_t ttl_s, int64_t now, char **out_token,
+                         wy_token_claims_t *out_claims, const char **err)
 {
     const char *dummy;
     if (!err)
@@ -68,6 +152,7 @@ int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, 
     snprintf(c.kid, sizeof c.kid, "%s", kid);
     c.iat = now;
     c.exp = now + ttl_s;
+    c.roles = roles;
 
     json_t *claims =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "iss", c.iss, "aud", c.aud, "sub", c.sub,
@@ -76,6 +161,9 @@ int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, 
         *err = "claims are not valid UTF-8";
         return WY_EINVAL;
     }
+    json_t *rj = roles_json(roles);
+    if (rj)
+        json_object_set_new(claims, "roles", rj);
     rc = wy_jwt_sign(ks, kid, claims, out_token, err);
     json_decref(claims);
     if (rc == WY_OK && out_claims)
@@ -134,7 +222,8 @@ int wy_token_verify(const wy_jwt_keyset_t *ks, const char *token, size_t len,
                                .leeway_s = opts->leeway_s,
                                .now = opts->now,
                                .require_iat = true};
-    if ((rc = wy_jwt_check_claims(cl, &co, err)) != WY_OK)
+    if ((rc = wy_jwt_check_claims(cl, &co, err)) != WY_OK ||
+        (rc = roles_claim(cl, &c.roles, err)) != WY_OK)
         goto done;
     c.iat = (int64_t)json_integer_value(json_object_get(cl, "iat"));
     c.exp = (int64_t)json_integer_value(json_object_get(cl, "exp"));

@@ -24,7 +24,21 @@ typedef struct {
     char aud[WY_TOKEN_AUD_MAX + 1];
     char kid[WY_JWT_KID_MAX + 1];
     int64_t iat, nbf, exp; /* Unix seconds */
+    uint32_t roles;        /* WY_TOKEN_ROLE_* bits of the "roles" claim; 0 when absent */
 } wy_token_claims_t;
+
+/* Roles an operator grants an account (auth.accounts.roles); auth puts them in the access
+ * token as "roles": ["moderator", ...] and verifiers read them from the verified claims only.
+ * Unknown names in a token are ignored (a newer issuer); a "roles" claim that is not an array
+ * of at most WY_TOKEN_ROLES_MAX strings makes the token malformed. */
+#define WY_TOKEN_ROLE_MODERATOR (1u << 0) /* chat: mute, delete any message, review reports */
+#define WY_TOKEN_ROLES_MAX      16
+
+/* The bit of a role name ("moderator"), 0 for an unknown one. */
+uint32_t wy_token_role_bit(const char *name);
+/* Bits of a comma-separated list of role names (spaces around names ignored). Unknown names
+ * are skipped and counted in *unknown (may be NULL). */
+uint32_t wy_token_roles_parse(const char *csv, unsigned *unknown);
 
 /* Issue a token signed by the EdDSA private key kid of ks: claims iss, aud, sub, sid,
  * iat = now, exp = now + ttl_s, jti random. now 0 -> wall clock; ttl_s must be > 0.
@@ -34,6 +48,12 @@ typedef struct {
 int wy_token_issue(const wy_jwt_keyset_t *ks, const char *kid, const char *iss, const char *aud,
                    const char *sub, const char *sid, int64_t ttl_s, int64_t now, char **out_token,
                    wy_token_claims_t *out_claims, const char **err);
+/* wy_token_issue with a "roles" claim of the WY_TOKEN_ROLE_* bits in roles (none when 0, so a
+ * token without roles is the same as wy_token_issue's). Same returns. */
+int wy_token_issue_roles(const wy_jwt_keyset_t *ks, const char *kid, const char *iss,
+                         const char *aud, const char *sub, const char *sid, uint32_t roles,
+                         int64_t ttl_s, int64_t now, char **out_token,
+                         wy_token_claims_t *out_claims, const char **err);
 
 typedef struct {
     const char *iss; /* required: exact issuer expected */
@@ -44,7 +64,7 @@ typedef struct {
 } wy_token_verify_opts_t;
 
 /* Verify an access token of len bytes: only alg EdDSA, kid from ks, signature, then claims
- * sub, sid, jti, iss, aud (strings), iat, exp (integers) all required, nbf optional; time
+ * sub, sid, jti, iss, aud (strings), iat, exp (integers) all required, nbf and roles optional; time
  * checks with leeway (exp, nbf, iat not in the future). out is filled only on WY_OK and
  * zeroed on any failure. Returns WY_OK, WY_EAUTH (signature, kid, alg, time, iss, aud),
  * WY_EINVAL (malformed, missing or over-long claim), WY_ETOOBIG (over max_len); *err gets

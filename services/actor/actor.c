@@ -64,6 +64,24 @@ static const wy_cfg_entry_t actor_config[] = {
      "How often the rankings' marker key is checked in Redis; when it is gone (Redis lost "
      "the boards) they are rebuilt from PostgreSQL.",
      WY_CFG_OFF(actor_cfg_t, rank_check_ms), false},
+    {"WY_ACTOR_TXN_ATTEMPTS_RETENTION", WY_CFG_DURATION_MS, "24h", 60000, 31622400000LL, NULL,
+     "Age past which an actor.txn_attempts row (the outcome of one attempt of a transaction "
+     "across instances) is deleted; at least 4 x (2 x WY_ACTOR_TXN_TIMEOUT + "
+     "WY_ACTOR_FORWARD_TIMEOUT), the longest remote hold.",
+     WY_CFG_OFF(actor_cfg_t, txn_attempts_retention_ms), false},
+    {"WY_ACTOR_TXN_ATTEMPTS_SWEEP", WY_CFG_DURATION_MS, "60s", 100, 86400000, NULL,
+     "How often the owner of shard 0 deletes the actor.txn_attempts rows past their "
+     "retention.",
+     WY_CFG_OFF(actor_cfg_t, txn_attempts_sweep_ms), false},
+    {"WY_ACTOR_TXN_ATTEMPTS_SWEEP_BATCH", WY_CFG_INT, "1000", 1, 100000, NULL,
+     "Most actor.txn_attempts rows one sweep statement deletes (a full batch is followed by "
+     "the next at once).",
+     WY_CFG_OFF(actor_cfg_t, txn_attempts_batch), false},
+    {"WY_ACTOR_NPCS_FILE", WY_CFG_STRING, "", 0, 0, NULL,
+     "JSON file of persistent NPCs created at start when missing ({\"npcs\": [{id, kind, "
+     "name, zone, x, y, z, respawn_ms, stock}]}, services/actor/README.md); empty = none. A "
+     "bad file stops the daemon with exit status 2 naming the entry.",
+     WY_CFG_OFF(actor_cfg_t, npcs_file), false},
 };
 
 static int actor_start(wy_daemon_t *d, const char **err);
@@ -89,6 +107,8 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .config = actor_config,
     .nconfig = WY_ARRAY_LEN(actor_config),
     .config_size = sizeof(actor_cfg_t),
+    .configure = actor_npcs_configure,
+    .unconfigure = actor_npcs_unconfigure,
     .start = actor_start,
     .stop = actor_stop,
     .busy = actor_busy,
@@ -128,6 +148,8 @@ static int actor_start(wy_daemon_t *d, const char **err)
         *err = "WY_ACTOR_LEASE must be at least twice WY_ACTOR_HEARTBEAT";
         return WY_EINVAL;
     }
+    if (actor_retention_check(cfg, err) != WY_OK)
+        return WY_EINVAL;
     actor_svc_t *svc = wy_calloc(1, sizeof *svc);
     svc->d = d;
     svc->cfg = cfg;
@@ -173,6 +195,8 @@ static int actor_start(wy_daemon_t *d, const char **err)
     actor_store_start(svc);
     actor_txn_start(svc);
     actor_rank_start(svc);
+    actor_retention_start(svc);
+    actor_npcs_start(svc);
     return actor_grpc_register(d, err);
 }
 
@@ -186,6 +210,8 @@ static void actor_stop(wy_daemon_t *d)
     actor_store_stop(svc);
     actor_rank_stop(svc);
     actor_txn_stop(svc);
+    actor_retention_stop(svc);
+    actor_npcs_stop(svc);
     actor_svc_unref(svc);
 }
 

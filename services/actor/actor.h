@@ -35,7 +35,16 @@ typedef struct {
     bool audit_log;            /* one JSON log line per committed event */
     int64_t txn_timeout_ms;    /* a cross-actor transaction's wait for its characters */
     int64_t rank_check_ms;     /* how often the rankings' presence in Redis is checked */
+    int64_t txn_attempts_retention_ms; /* retention.c: age of a txn_attempts row to delete */
+    int64_t txn_attempts_sweep_ms;     /* how often the sweep runs */
+    int64_t txn_attempts_batch;        /* rows deleted per statement */
+    char *npcs_file;                   /* npc_create.c: NPCs created at start ("" = none) */
+    struct actor_npc_defs *npcs;       /* its NPCs, loaded by the spec's configure */
 } actor_cfg_t;
+
+typedef struct actor_npc_seed actor_npc_seed_t;
+
+typedef struct actor_retention actor_retention_t;
 
 typedef struct actor actor_t;
 typedef struct actor_batch actor_batch_t;
@@ -92,6 +101,8 @@ typedef struct {
     /* txn_remote.c: attempt id -> its hold of a remote side (made on first use) */
     wy_map_t *rholds;
     wy_redis_script_t *rank_script; /* rankings.c: CharacterRank's, made on first use */
+    actor_retention_t *retention;   /* retention.c: the txn_attempts sweep, until stopped */
+    actor_npc_seed_t *npc_seed;     /* npc_create.c: NPCs of WY_ACTOR_NPCS_FILE, until stopped */
 } actor_svc_t;
 
 void actor_svc_ref(actor_svc_t *svc);
@@ -188,6 +199,10 @@ void actor_store_release(actor_req_t *r, const actor_event_t *events, size_t n, 
                          bool unknown);
 /* Creates a character; the answer comes through c->req.done. */
 void actor_store_create(actor_svc_t *svc, actor_create_t *c);
+/* Ends create c with an answer made elsewhere (a forwarded create): status, msg and res as
+ * c->req.done takes them (res NULL unless WY_OK). */
+void actor_store_create_end(actor_create_t *c, int status, const char *msg,
+                            const Wyvern__Actor__ApplyResponse *res);
 /* The ids of account_id's characters: not deleted, or deleted within the restore
  * window too when include_deleted. At most 64. */
 void actor_store_list(actor_svc_t *svc, const char *account_id, bool include_deleted,
@@ -222,6 +237,41 @@ void actor_forward(actor_svc_t *svc, actor_peer_t *p, const char *actor_id, acto
 /* Reads the forwarding metadata of a call into r (forwarded, account, consumed). WY_EINVAL
  * with *why on a malformed value. */
 int actor_forward_metadata(wy_grpc_call_id_t call, actor_req_t *r, const char **why);
+/* The status to answer for a forwarded call that failed with err (an unreachable or silent
+ * owner: UNAVAILABLE, and a view soon, since the owner may be gone). */
+int actor_forward_failed(actor_svc_t *svc, int err);
+
+/* ---- retention.c: actor.txn_attempts ---- */
+
+/* WY_OK, or WY_EINVAL and *err when the retention is too short for the longest hold. */
+int actor_retention_check(const actor_cfg_t *cfg, const char **err);
+/* Starts the sweep timer (it holds a reference on svc until the stop closes it). */
+void actor_retention_start(actor_svc_t *svc);
+void actor_retention_stop(actor_svc_t *svc);
+
+/* ---- npc_create.c: persistent NPCs (proto/actor.proto, CreateNpc) ---- */
+
+/* gRPC CreateNpc (arg: the daemon). */
+void actor_rpc_create_npc(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg);
+/* The spec's configure / unconfigure: WY_ACTOR_NPCS_FILE read and checked into cfg->npcs
+ * (a bad file: WY_EINVAL and *err naming the file and the entry), and freed. Main thread. */
+int actor_npcs_configure(void *cfg, const char **err);
+void actor_npcs_unconfigure(void *cfg);
+/* Creates the file's NPCs once this instance's shards are settled (idempotent: the NPC id
+ * is the key); stop ends the retries. */
+void actor_npcs_start(actor_svc_t *svc);
+void actor_npcs_stop(actor_svc_t *svc);
+
+/* ---- forward_create.c ---- */
+
+/* A live instance owning at least one shard (from the latest ownership view), picked at
+ * random, or NULL. */
+actor_peer_t *actor_owners_any_peer(actor_svc_t *svc);
+/* For a create on an instance owning no shard (store.c): sends c to an instance that owns
+ * shards (CreateCharacter, marked forwarded); true when sent: the answer then ends c through
+ * actor_store_create_end. False when c was forwarded here already, no such instance is
+ * known or the call cannot start (c untouched: the caller answers). */
+bool actor_forward_create(actor_svc_t *svc, actor_create_t *c);
 
 /* ---- publish.c: committed events to Kafka wy.actor ---- */
 

@@ -67,7 +67,8 @@ bool actor_state_equal(const actor_state_t *a, const actor_state_t *b)
            !strcmp(a->zone, b->zone) && a->x == b->x && a->y == b->y && a->z == b->z &&
            a->deleted == b->deleted && a->deleted_at_ms == b->deleted_at_ms &&
            a->created_at_ms == b->created_at_ms && a->seq == b->seq && a->n_items == b->n_items &&
-           stacks_equal(a, b) && actor_friends_equal(&a->friends, &b->friends);
+           stacks_equal(a, b) && actor_friends_equal(&a->friends, &b->friends) &&
+           actor_npc_equal(&a->npc, &b->npc);
 }
 
 /* Index of item, or of where it would go (*found false). */
@@ -163,7 +164,8 @@ int actor_apply(actor_state_t *s, uint64_t seq, const Wyvern__Actor__Event *ev)
 {
     if (seq != s->seq + 1)
         return WY_ESTATE;
-    bool creating = ev->body_case == WYVERN__ACTOR__EVENT__BODY_CREATED;
+    bool creating = ev->body_case == WYVERN__ACTOR__EVENT__BODY_CREATED ||
+                    ev->body_case == WYVERN__ACTOR__EVENT__BODY_NPC_CREATED;
     if (creating != (s->seq == 0))
         return WY_EINVAL;
     switch (ev->body_case) {
@@ -214,6 +216,18 @@ int actor_apply(actor_state_t *s, uint64_t seq, const Wyvern__Actor__Event *ev)
     case WYVERN__ACTOR__EVENT__BODY_FRIEND_REMOVED:
         actor_friends_apply(&s->friends, ev);
         break;
+    case WYVERN__ACTOR__EVENT__BODY_NPC_CREATED: /* NPCs: npc.c */
+        actor_npc_apply(s, ev);
+        for (size_t i = 0; i < ev->npc_created->n_stock; i++)
+            add_items(s, ev->npc_created->stock[i]->item, ev->npc_created->stock[i]->count);
+        s->level = 1;
+        s->created_at_ms = ev->at_ms;
+        break;
+    case WYVERN__ACTOR__EVENT__BODY_NPC_KILLED:
+    case WYVERN__ACTOR__EVENT__BODY_NPC_RESPAWNED:
+        if (actor_npc_apply(s, ev) != WY_OK)
+            return WY_EINVAL;
+        break;
     case WYVERN__ACTOR__EVENT__BODY_TRADED: /* cross-actor transactions: txn.h */
         for (size_t i = 0; i < ev->traded->n_gave; i++)
             remove_items(s, ev->traded->gave[i]->item, ev->traded->gave[i]->count);
@@ -246,7 +260,7 @@ void actor_events_clear(actor_events_t *e)
     e->n = 0;
 }
 
-static void pack_event(const Wyvern__Actor__Event *ev, const char *type, actor_event_t *out)
+void actor_event_pack(const Wyvern__Actor__Event *ev, const char *type, actor_event_t *out)
 {
     out->type = type;
     out->len = wyvern__actor__event__get_packed_size(ev);
@@ -265,7 +279,7 @@ void actor_event_created(const char *account_id, const char *name, const char *c
     ev.at_ms = now_ms;
     ev.body_case = WYVERN__ACTOR__EVENT__BODY_CREATED;
     ev.created = &c;
-    pack_event(&ev, "created", out);
+    actor_event_pack(&ev, "created", out);
 }
 
 /* ---- commands ---- */
@@ -356,10 +370,8 @@ int actor_cmd_from_request(const Wyvern__Actor__ApplyRequest *req, actor_cmd_t *
         }
         break;
     }
-    default:
-        *why = "no command set (gain_xp, add_item, remove_item, move, earn_currency or "
-               "spend_currency)";
-        return WY_EINVAL;
+    default: /* NPC commands, or none */
+        return actor_npc_cmd_from_request(req, out, why);
     }
     if (!text_ok(text, ACTOR_TEXT_MAX)) {
         *why = "source / reason must be at most 64 bytes of UTF-8";
@@ -389,6 +401,10 @@ int actor_decide(const actor_state_t *s, const actor_cmd_t *c, int64_t now_ms,
         return refuse(WY_ENOTFOUND, why, why_cap, "no such character");
     if (s->deleted && c->kind != ACTOR_CMD_DELETE && c->kind != ACTOR_CMD_RESTORE)
         return refuse(WY_ESTATE, why, why_cap, "character is deleted");
+    bool npc_handled;
+    int npc_rc = actor_npc_decide(s, c, now_ms, out, why, why_cap, &npc_handled);
+    if (npc_handled)
+        return npc_rc;
 
     Wyvern__Actor__Event ev = WYVERN__ACTOR__EVENT__INIT;
     ev.at_ms = now_ms;
@@ -496,8 +512,11 @@ int actor_decide(const actor_state_t *s, const actor_cmd_t *c, int64_t now_ms,
         ev.restored = &b.res;
         type = "restored";
         break;
+    case ACTOR_CMD_NPC_KILL: /* actor_npc_decide's */
+    case ACTOR_CMD_NPC_RESPAWN:
+        return refuse(WY_EINTERNAL, why, why_cap, "NPC command not decided");
     }
-    pack_event(&ev, type, &out->ev[out->n++]);
+    actor_event_pack(&ev, type, &out->ev[out->n++]);
 
     if (c->kind == ACTOR_CMD_GAIN_XP) {
         uint32_t level = actor_level_for_xp(add_capped(s->xp, c->amount, ACTOR_MAX_XP));
@@ -508,7 +527,7 @@ int actor_decide(const actor_state_t *s, const actor_cmd_t *c, int64_t now_ms,
             ev2.at_ms = now_ms;
             ev2.body_case = WYVERN__ACTOR__EVENT__BODY_LEVEL_REACHED;
             ev2.level_reached = &lr;
-            pack_event(&ev2, "level_reached", &out->ev[out->n++]);
+            actor_event_pack(&ev2, "level_reached", &out->ev[out->n++]);
         }
     }
     return WY_OK;
@@ -627,6 +646,7 @@ void actor_view_init(actor_view_t *v, const actor_state_t *s)
     v->c.created_at_ms = s->created_at_ms;
     v->c.seq = s->seq;
     actor_friends_view(&s->friends, &v->c, &v->friends, &v->friend_ptrs);
+    actor_npc_view(&s->npc, &v->c, &v->npc);
 }
 
 void actor_view_clear(actor_view_t *v)
@@ -671,6 +691,8 @@ int actor_snapshot_decode(actor_state_t *s, const uint8_t *data, size_t len)
         ok = fits(c->inventory[i]->item, ACTOR_ITEM_MAX) && c->inventory[i]->count > 0 &&
              (i == 0 || strcmp(c->inventory[i - 1]->item, c->inventory[i]->item) < 0);
     ok = ok && actor_friends_valid(c);
+    actor_npc_t npc;
+    ok = ok && actor_npc_load(&npc, c->npc) == WY_OK;
     if (!ok) {
         wyvern__actor__character__free_unpacked(c, NULL);
         return WY_EIO;
@@ -691,6 +713,7 @@ int actor_snapshot_decode(actor_state_t *s, const uint8_t *data, size_t len)
     s->created_at_ms = c->created_at_ms;
     s->seq = c->seq;
     actor_friends_load(&s->friends, c);
+    s->npc = npc;
     wyvern__actor__character__free_unpacked(c, NULL);
     return WY_OK;
 }

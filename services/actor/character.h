@@ -50,6 +50,23 @@ typedef struct {
     size_t n, cap;
 } actor_friends_t;
 
+/* A persistent NPC's own part of a state (npc.c); kind ACTOR_NPC_NONE on a character. An
+ * NPC's name, position, inventory (a merchant's stock) and gold (its till) are the
+ * state's own fields. Plain data: copied with the state. */
+enum { ACTOR_NPC_NONE = 0, ACTOR_NPC_MERCHANT = 1, ACTOR_NPC_BOSS = 2 };
+#define ACTOR_NPC_NAME_MAX    64 /* bytes of an NPC's name (UTF-8, not unique) */
+#define ACTOR_NPC_STOCK_MAX   64 /* stacks in CreateNpc's stock */
+#define ACTOR_NPC_RESPAWN_MIN 1000LL
+#define ACTOR_NPC_RESPAWN_MAX (30LL * 86400000)
+typedef struct {
+    int kind;
+    int64_t respawn_ms;    /* boss: from a kill to its respawn */
+    bool alive;            /* boss */
+    int64_t respawn_at_ms; /* boss, dead: when it may respawn */
+    char killed_by[ACTOR_ID_LEN + 1];
+    uint32_t kills;
+} actor_npc_t;
+
 /* A character as of event `seq`. items is sorted by item id and owned by the state. */
 typedef struct {
     char actor_id[ACTOR_ID_LEN + 1];
@@ -68,6 +85,7 @@ typedef struct {
     int64_t created_at_ms;
     uint64_t seq;            /* 0: nothing applied yet (the character does not exist) */
     actor_friends_t friends; /* friends.c */
+    actor_npc_t npc;         /* npc.c: an NPC's own part, kind 0 on a character */
 } actor_state_t;
 
 /* A command, validated for shape (bounds, formats) and copied out of its request, so it
@@ -81,6 +99,8 @@ typedef enum {
     ACTOR_CMD_SPEND,
     ACTOR_CMD_DELETE,
     ACTOR_CMD_RESTORE,
+    ACTOR_CMD_NPC_KILL,    /* npc.c: text = killed_by */
+    ACTOR_CMD_NPC_RESPAWN, /* npc.c */
 } actor_cmd_kind_t;
 
 typedef struct {
@@ -136,6 +156,9 @@ int actor_apply_packed(actor_state_t *s, uint64_t seq, const uint8_t *data, size
 /* Frees the packed events and empties the list. */
 void actor_events_clear(actor_events_t *e);
 
+/* Packs ev into out (out->data new, wy_free); type is a static string (the body's name). */
+void actor_event_pack(const Wyvern__Actor__Event *ev, const char *type, actor_event_t *out);
+
 /* The CharacterCreated event of a new character. The strings must already be valid
  * (actor_name_check, actor_class_check, a UUID). */
 void actor_event_created(const char *account_id, const char *name, const char *class_name,
@@ -186,6 +209,7 @@ typedef struct {
     Wyvern__Actor__ItemStack **ptrs;
     Wyvern__Actor__Friend *friends; /* friends.c */
     Wyvern__Actor__Friend **friend_ptrs;
+    Wyvern__Actor__NpcState npc; /* npc.c, when the state is an NPC's */
 } actor_view_t;
 
 void actor_view_init(actor_view_t *v, const actor_state_t *s);
@@ -197,5 +221,34 @@ uint8_t *actor_snapshot_encode(const actor_state_t *s, size_t *len);
 /* s (initialised) becomes the state a snapshot holds. WY_EIO when it does not decode or
  * breaks a bound; s is then unchanged. */
 int actor_snapshot_decode(actor_state_t *s, const uint8_t *data, size_t len);
+
+/* ---- NPCs (npc.c) ---- */
+
+/* "merchant" / "boss" and back (ACTOR_NPC_NONE for anything else). */
+const char *actor_npc_kind_name(int kind);
+int actor_npc_kind_parse(const char *name);
+/* Shape check of a CreateNpc request: WY_OK, or WY_EINVAL and *why for a person. */
+int actor_npc_check_request(const Wyvern__Actor__CreateNpcRequest *in, const char **why);
+/* The NpcCreated event of a checked request. */
+void actor_event_npc_created(const Wyvern__Actor__CreateNpcRequest *in, int64_t now_ms,
+                             actor_event_t *out);
+/* Applies an npc_* event's NPC part to s (character.c calls it from actor_apply, and adds
+ * the created stock itself): WY_EINVAL, s unchanged, for a kill or respawn of a state that
+ * is not a boss. */
+int actor_npc_apply(actor_state_t *s, const Wyvern__Actor__Event *ev);
+/* kill_npc / respawn_npc of an Apply request into *out; any other command: WY_EINVAL with
+ * the "no command set" message. */
+int actor_npc_cmd_from_request(const Wyvern__Actor__ApplyRequest *req, actor_cmd_t *out,
+                               const char **why);
+/* The NPC part of actor_decide: sets *handled when c is an NPC command or s an NPC and c
+ * does not fit it; then the return value and out are actor_decide's. */
+int actor_npc_decide(const actor_state_t *s, const actor_cmd_t *c, int64_t now_ms,
+                     actor_events_t *out, char *why, size_t why_cap, bool *handled);
+bool actor_npc_equal(const actor_npc_t *a, const actor_npc_t *b);
+/* Points c->npc at out (filled from n) when n is an NPC's; valid while n is unchanged. */
+void actor_npc_view(const actor_npc_t *n, Wyvern__Actor__Character *c,
+                    Wyvern__Actor__NpcState *out);
+/* n from a snapshot's NpcState (NULL: a character). WY_EIO when it breaks a bound. */
+int actor_npc_load(actor_npc_t *n, const Wyvern__Actor__NpcState *m);
 
 #endif

@@ -20,6 +20,16 @@ typedef struct {
     bool character; /* the method answers a Character, not an ApplyResponse */
 } fwd_t;
 
+int actor_forward_failed(actor_svc_t *svc, int err)
+{
+    /* The owner could not be reached or did not answer: the outcome is unknown. */
+    if (err == WY_ECANCELED || err == WY_ETIMEDOUT || err == WY_EIO)
+        err = WY_EUNAVAIL;
+    if (err == WY_EUNAVAIL)
+        actor_owners_poke(svc); /* the owner may be gone: look again */
+    return err;
+}
+
 static void on_forwarded(int err, int status, const char *message, const ProtobufCMessage *resp,
                          void *arg)
 {
@@ -29,12 +39,8 @@ static void on_forwarded(int err, int status, const char *message, const Protobu
     actor_req_t *r = f->r;
     svc->busy--;
     if (err != WY_OK) {
-        /* The owner could not be reached or did not answer: the outcome is unknown. */
-        if (err == WY_ECANCELED || err == WY_ETIMEDOUT || err == WY_EIO)
-            err = WY_EUNAVAIL;
-        if (err == WY_EUNAVAIL)
-            actor_owners_poke(svc); /* the owner may be gone: look again */
-        r->done(r, err, message && *message ? message : "owner instance unreachable; retry", NULL);
+        r->done(r, actor_forward_failed(svc, err),
+                message && *message ? message : "owner instance unreachable; retry", NULL);
     } else if (f->character) {
         Wyvern__Actor__ApplyResponse res = WYVERN__ACTOR__APPLY_RESPONSE__INIT;
         res.character = (Wyvern__Actor__Character *)resp;
@@ -57,6 +63,8 @@ typedef struct {
     Wyvern__Actor__Position pos;
     Wyvern__Actor__EarnCurrency earn;
     Wyvern__Actor__SpendCurrency spend;
+    Wyvern__Actor__KillNpc kill;
+    Wyvern__Actor__RespawnNpc respawn;
 } cmd_parts_t;
 
 static void apply_request(const actor_req_t *r, const char *actor_id, cmd_parts_t *p,
@@ -115,6 +123,17 @@ static void apply_request(const actor_req_t *r, const char *actor_id, cmd_parts_
         p->spend.reason = text;
         out->command_case = WYVERN__ACTOR__APPLY_REQUEST__COMMAND_SPEND_CURRENCY;
         out->spend_currency = &p->spend;
+        break;
+    case ACTOR_CMD_NPC_KILL:
+        wyvern__actor__kill_npc__init(&p->kill);
+        p->kill.killed_by = text;
+        out->command_case = WYVERN__ACTOR__APPLY_REQUEST__COMMAND_KILL_NPC;
+        out->kill_npc = &p->kill;
+        break;
+    case ACTOR_CMD_NPC_RESPAWN:
+        wyvern__actor__respawn_npc__init(&p->respawn);
+        out->command_case = WYVERN__ACTOR__APPLY_REQUEST__COMMAND_RESPAWN_NPC;
+        out->respawn_npc = &p->respawn;
         break;
     default:
         break;

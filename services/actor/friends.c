@@ -179,16 +179,19 @@ void actor_friends_load(actor_friends_t *f, const Wyvern__Actor__Character *c)
             (int)c->friends[i]->status);
 }
 
-/* The packed event `type` (one of the friend_* bodies) about `other` for one side. */
+/* The packed event `type` (one of the friend_* bodies) about `other` for one side; acting:
+ * the side's own state when it made the change, else NULL. */
 static void friend_event(Wyvern__Actor__Event__BodyCase body, const char *type,
-                         const actor_state_t *other, const char *txn_id, int64_t now_ms,
-                         actor_event_t *out)
+                         const actor_state_t *other, const actor_state_t *acting,
+                         const char *txn_id, int64_t now_ms, actor_event_t *out)
 {
     Wyvern__Actor__FriendEvent fe = WYVERN__ACTOR__FRIEND_EVENT__INIT;
     fe.other = (char *)other->actor_id;
     fe.other_account = (char *)other->account_id;
     fe.other_name = (char *)other->name;
     fe.txn_id = (char *)txn_id;
+    fe.acted = acting != NULL;
+    fe.actor_name = acting ? (char *)acting->name : "";
     Wyvern__Actor__Event ev = WYVERN__ACTOR__EVENT__INIT;
     ev.at_ms = now_ms;
     ev.body_case = body;
@@ -209,6 +212,8 @@ int actor_friend_decide(actor_friend_op_t op, const actor_state_t *me, const act
         return (snprintf(why, cap, "no such character"), WY_ENOTFOUND);
     if (me->deleted || them->deleted)
         return (snprintf(why, cap, "character is deleted"), WY_ESTATE);
+    if (me->npc.kind || them->npc.kind)
+        return (snprintf(why, cap, "an NPC has no friends"), WY_ESTATE);
     const actor_friend_t *e = actor_friend_find(&me->friends, them->actor_id);
     int st = e ? e->status : 0;
     Wyvern__Actor__Event__BodyCase mine, theirs;
@@ -251,7 +256,7 @@ int actor_friend_decide(actor_friend_op_t op, const actor_state_t *me, const act
         mine_t = theirs_t = "friend_removed";
         break;
     }
-    friend_event(mine, mine_t, them, txn_id, now_ms, &out[0]);
-    friend_event(theirs, theirs_t, me, txn_id, now_ms, &out[1]);
+    friend_event(mine, mine_t, them, me, txn_id, now_ms, &out[0]);
+    friend_event(theirs, theirs_t, me, NULL, txn_id, now_ms, &out[1]);
     return WY_OK;
 }

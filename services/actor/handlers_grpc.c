@@ -177,6 +177,13 @@ static void rpc_create(wy_grpc_call_id_t call, const ProtobufCMessage *req, void
     actor_create_t *c = &op->c;
     c->req.done = on_create_done;
     c->req.ud = op;
+    if (actor_forward_metadata(call, &c->req, &why) != WY_OK) { /* forwarded: never again */
+        wy_free(display);
+        wy_free(key);
+        wy_free(op);
+        wy_grpc_reply_error(call, WY_EINVAL, why);
+        return;
+    }
     snprintf(c->account_id, sizeof c->account_id, "%s", in->account_id);
     snprintf(c->name, sizeof c->name, "%s", display);
     snprintf(c->class_name, sizeof c->class_name, "%s", in->class_name);
@@ -332,6 +339,8 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
          actor_rpc_rank_top},
         {"/wyvern.actor.Actor/CharacterRank", &wyvern__actor__character_rank_request__descriptor,
          actor_rpc_rank_of},
+        {"/wyvern.actor.Actor/CreateNpc", &wyvern__actor__create_npc_request__descriptor,
+         actor_rpc_create_npc},
         /* Internal, between instances (txn_remote.c). */
         {"/wyvern.actor.Actor/HoldSide", &wyvern__actor__hold_side_request__descriptor,
          actor_rpc_hold_side},

@@ -1262,7 +1262,8 @@ static void create_begin(actor_create_t *c)
         if (c->svc->epoch[s] > 0)
             mine[n++] = s;
     if (!n) {
-        create_answer(c, WY_EUNAVAIL, "this instance owns no shard yet; retry", NULL);
+        if (!actor_forward_create(c->svc, c)) /* else answered by the one it went to */
+            create_answer(c, WY_EUNAVAIL, "no live instance owns a shard yet; retry", NULL);
         return;
     }
     /* A UUIDv4's first byte is random: make it one of ours, at random. */
@@ -1295,6 +1296,19 @@ void actor_store_create(actor_svc_t *svc, actor_create_t *c)
         return;
     }
     create_begin(c);
+}
+
+void actor_store_create_end(actor_create_t *c, int status, const char *msg,
+                            const Wyvern__Actor__ApplyResponse *res)
+{
+    actor_svc_t *svc = c->svc;
+    actor_req_t *r = &c->req;
+    actor_done_cb done = r->done;
+    r->done = NULL; /* create_answer's bookkeeping only: the answer is res */
+    actor_svc_ref(svc);
+    create_answer(c, status, msg, NULL);
+    done(r, status, msg, res); /* may free c */
+    actor_svc_unref(svc);
 }
 
 /* ---- list ---- */

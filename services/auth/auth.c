@@ -85,6 +85,13 @@ static int auth_start(wy_daemon_t *d, const char **err);
 static void auth_stop(wy_daemon_t *d);
 static size_t auth_busy(wy_daemon_t *d);
 
+/* Not ready until the refresh-token key is read (tokens.c, auth_refresh_key_load). */
+static const char *auth_unready(wy_daemon_t *d)
+{
+    auth_t *a = wy_daemon_state(d);
+    return a && a->refresh_key_loaded ? NULL : "refresh_key";
+}
+
 wy_daemon_spec_t auth_daemon_spec = {
     .svc = "auth",
     .grpc_service = "wyvern.auth.Auth",
@@ -95,6 +102,7 @@ wy_daemon_spec_t auth_daemon_spec = {
     .start = auth_start,
     .stop = auth_stop,
     .busy = auth_busy,
+    .unready = auth_unready,
 };
 
 void auth_config_init(void)
@@ -149,6 +157,7 @@ static void auth_free(auth_t *a)
     wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
     wy_free(a->jwks);
+    auth_roles_free(a);
     wy_free(a);
 }
 
@@ -264,6 +273,7 @@ static int auth_start(wy_daemon_t *d, const char **err)
     if (rc != WY_OK)
         return rc;
     auth_db_batches_new(a);
+    auth_refresh_key_load(a);
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
         return rc;

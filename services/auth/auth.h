@@ -7,6 +7,7 @@
 #define AUTH_H
 
 #include "wy_daemon.h"
+#include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_token.h"
 #include "wy_ratelimit.h"
@@ -16,7 +17,9 @@
 #include "providers.h"
 #include "sql.h"
 #include "batch.h"
+#include "roles.h"
 #include "signer.h"
+#include "validate.h"
 
 /* Configuration (WY_AUTH_*), filled by wy_daemon from the table in auth.c; the daemon
  * owns it (wy_daemon_config), auth_t.cfg points at it. */
@@ -71,6 +74,12 @@ typedef struct auth {
     uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
     unsigned sign_next;  /* the worker the next answer goes to */
     wy_metric_t *m_sign_queue, *m_sign_refused;
+    uint8_t refresh_key[32]; /* MAC key of refresh tokens carrying their family (auth.token_keys) */
+    bool refresh_key_loaded;
+    uv_timer_t key_timer; /* retries the key's load (auth_refresh_key_load) */
+    wy_map_t *roles; /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
+    uint64_t roles_next_ms;
+    bool roles_loading, roles_overflow_logged;
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;
@@ -104,6 +113,19 @@ void auth_count(const char *name, const char *help, const char *labels);
 /* New opaque refresh token (base64url of 32 random bytes, 43 chars + NUL) and its
  * SHA-256 in hex (64 chars + NUL). */
 void auth_refresh_new(char tok[44], char hash_hex[65]);
+
+/* A refresh token carrying its family (migrations/011; nothing is stored when it is issued):
+ * session sid of account, opened by a login with method at at_ms (unix ms). Returns WY_OK (tok
+ * filled, AUTH_REFRESH_FAMILY_LEN characters), WY_EUNAVAIL before the key is loaded, WY_EINVAL
+ * for a bad uuid or method. Loop thread (reads a->refresh_key). */
+int auth_refresh_mint(const auth_t *a, const char *sid, const char *account, const char *method,
+                      int64_t at_ms, char tok[AUTH_REFRESH_FAMILY_LEN + 1]);
+/* The family of a presented refresh token of that form: WY_OK (out filled), WY_EAUTH (not one
+ * auth issued: malformed or a wrong MAC), WY_EUNAVAIL before the key is loaded. */
+int auth_refresh_open_token(const auth_t *a, const char *tok, auth_family_t *out);
+/* Reads the MAC key from auth.token_keys (start(); retried every second until it is read; the
+ * daemon is not ready before: auth_start's unready). */
+void auth_refresh_key_load(auth_t *a);
 /* SHA-256 hex of a presented refresh token. */
 void auth_refresh_hash(const char *tok, char hash_hex[65]);
 /* Verifies signature and claims (iss, aud, time) of an access token; no revocation check.
@@ -153,9 +175,11 @@ void auth_tx_abort(wy_pg_tx_t *tx);
 /* Event rows on tx (key = account). Return wy_outbox_add's codes, WY_EUNAVAIL once the outbox
  * is closing: the caller then rolls back. */
 int auth_event_created(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *method);
-/* The account.login row, written by the statement that opens the session (auth_db_login_store,
- * batched, or auth_db_session_open in a registration's tx:
- * one statement, so a login needs no BEGIN/COMMIT); wy_outbox_row_free it after submitting. */
+/* The account.login event of a registration, in its tx. */
+int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                     const char *method, const char *ip);
+/* The account.login row of a login, written by its batched statement (auth_db_login_store,
+ * auth_db_identity_login, auth_db_identity_create); wy_outbox_row_free it after submitting. */
 int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
                          const char *method, const char *ip);
 /* The account.created row of a first login, written by the batched statement that creates the

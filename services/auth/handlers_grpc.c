@@ -211,7 +211,8 @@ static void on_revoke_begun(int status, wy_pg_tx_t *tx, const char *err, void *u
         return;
     }
     g->tx = tx;
-    gop_queried(g, auth_db_revoke_account(g->a, tx, g->account, g->reason, g->ban, on_revoked, g));
+    gop_queried(g, auth_db_revoke_account(g->a, tx, g->account, g->reason, g->ban,
+                                          (int64_t)wy_wall_ms(), on_revoked, g));
 }
 
 /* The revocation (or ban) and its account.session_revoked event commit together; then Redis. */

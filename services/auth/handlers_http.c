@@ -32,9 +32,11 @@ struct hop {
     char *encoded;      /* Argon2 hash: stored (login) or new (register) */
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
-    char refresh[44];
-    char refresh_hash[65];
-    char old_hash[65];                       /* refresh: the presented token's hash */
+    char refresh[AUTH_REFRESH_FAMILY_LEN + 1]; /* the refresh token answered */
+    char refresh_hash[65];                     /* refresh: the new token's hash */
+    char old_hash[65];                         /* refresh: the presented token's hash */
+    auth_family_t fam;                         /* refresh: the family it carries (has_fam) */
+    bool has_fam;
     char pair_key[WY_RATELIMIT_KEY_MAX + 1]; /* password login: "<username key>|<source>" */
     int limit;                               /* password login: limiter being checked */
     bool created, banned, found;
@@ -280,13 +282,26 @@ static void login_committed(hop_t *h)
     respond_tokens(h, h->created ? 201 : 200);
 }
 
-static void on_session_opened(int status, const PGresult *res, const char *err, void *ud)
+/* h's refresh token for its new session h->sid of h->account: one that carries the family
+ * (tokens.c), nothing stored. False (answered 503) when it cannot be made. */
+static bool mint_refresh(hop_t *h)
 {
-    (void)res;
-    hop_t *h = ud;
-    if (!pg_done(h, status, err, "session not stored"))
-        return;
-    hop_commit(h, WY_OK, login_committed);
+    int rc =
+        auth_refresh_mint(h->a, h->sid, h->account, h->method, (int64_t)wy_wall_ms(), h->refresh);
+    if (rc != WY_OK) {
+        wy_log_warn("refresh token not minted", "error", wy_strerror(rc), NULL);
+        fail_unavail(h, WY_EUNAVAIL);
+        return false;
+    }
+    return true;
+}
+
+/* A login's events are written (its session is carried by its refresh token): the answer. */
+static void login_written(hop_t *h)
+{
+    auth_events_written(h->a);
+    if (mint_refresh(h))
+        login_committed(h);
 }
 
 /* A batched login statement committed (or failed) for h. */
@@ -295,16 +310,23 @@ static void on_login_stored(int status, const PGresult *res, int row, const char
     (void)res;
     (void)row;
     hop_t *h = ud;
-    if (!pg_done(h, status, err, "session not stored"))
+    if (!pg_done(h, status, err, "login not stored"))
         return;
-    auth_events_written(h->a);
-    login_committed(h);
+    login_written(h);
 }
 
-/* A login succeeded for h->account: new session (refresh family) + tokens. The session, its
- * first refresh token and its account.login event are written by one statement: in h->tx after
- * the account it created (register), else batched with the other logins of this loop turn
- * (one commit for all; the answer waits for it). */
+/* A registration committed (account, credentials and both events). */
+static void register_committed(hop_t *h)
+{
+    if (mint_refresh(h))
+        login_committed(h);
+}
+
+/* A login succeeded for h->account: a new session (refresh family), carried by its refresh
+ * token, nothing stored for it (migrations/011). What is written is its account.login event: in
+ * h->tx after the account it created (register, committed with it), else batched with the other
+ * logins of this loop turn (sql.c: not waiting for the disk; the answer waits for the
+ * statement). */
 static void open_session(hop_t *h)
 {
     if (h->banned) {
@@ -314,16 +336,17 @@ static void open_session(hop_t *h)
     if (!take_sign_slot(h))
         return;
     wy_uuid4(h->sid);
-    auth_refresh_new(h->refresh, h->refresh_hash);
-    int rc = h->tx && h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
+    if (h->tx) {
+        int rc = h->created ? auth_event_created(h->a, h->tx, h->account, h->method) : WY_OK;
+        if (rc == WY_OK)
+            rc = auth_event_login(h->a, h->tx, h->account, h->sid, h->method, h->ip);
+        hop_commit(h, rc, register_committed);
+        return;
+    }
     wy_outbox_row_t ev;
-    if (rc == WY_OK)
-        rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
+    int rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
     if (rc == WY_OK) {
-        rc = h->tx ? auth_db_session_open(h->a, h->tx, h->sid, h->account, h->method,
-                                          h->refresh_hash, &ev, on_session_opened, h)
-                   : auth_db_login_store(h->a, h->sid, h->account, h->method, h->refresh_hash, &ev,
-                                         on_login_stored, h);
+        rc = auth_db_login_store(h->a, h->account, &ev, on_login_stored, h);
         wy_outbox_row_free(&ev);
     }
     pg_ok(h, rc);
@@ -487,26 +510,24 @@ static void on_identity_created(int status, const PGresult *res, int row, const 
         return;
     }
     h->created = true;
-    auth_events_written(h->a);
-    login_committed(h);
+    login_written(h);
 }
 
-/* A first login of this identity: the account, its identity, session and events, batched with
- * the other first logins of this loop turn. */
+/* A first login of this identity: the account, its identity and events, batched with the other
+ * first logins of this loop turn (its session is carried by its refresh token). */
 static void identity_create(hop_t *h)
 {
     if (!take_sign_slot(h))
         return;
     wy_uuid4(h->account);
     wy_uuid4(h->sid);
-    auth_refresh_new(h->refresh, h->refresh_hash);
     wy_outbox_row_t created, login;
     int rc = auth_event_created_row(&created, h->account, h->method);
     if (rc == WY_OK) {
         rc = auth_event_login_row(&login, h->account, h->sid, h->method, h->ip);
         if (rc == WY_OK) {
-            rc = auth_db_identity_create(h->a, h->method, h->subject, h->account, h->sid,
-                                         h->refresh_hash, &created, &login, on_identity_created, h);
+            rc = auth_db_identity_create(h->a, h->method, h->subject, h->account, &created, &login,
+                                         on_identity_created, h);
             wy_outbox_row_free(&login);
         }
         wy_outbox_row_free(&created);
@@ -530,8 +551,7 @@ static void on_identity_logged_in(int status, const PGresult *res, int row, cons
         fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
         return;
     }
-    auth_events_written(h->a);
-    login_committed(h);
+    login_written(h);
 }
 
 static void identity_login(hop_t *h)
@@ -539,13 +559,11 @@ static void identity_login(hop_t *h)
     if (!take_sign_slot(h))
         return;
     wy_uuid4(h->sid);
-    auth_refresh_new(h->refresh, h->refresh_hash);
     /* account_id is added by the statement, which finds it (auth_db_identity_login). */
     wy_outbox_row_t ev;
     int rc = auth_event_login_row(&ev, "", h->sid, h->method, h->ip);
     if (rc == WY_OK) {
-        rc = auth_db_identity_login(h->a, h->method, h->subject, h->sid, h->refresh_hash, &ev,
-                                    on_identity_logged_in, h);
+        rc = auth_db_identity_login(h->a, h->method, h->subject, &ev, on_identity_logged_in, h);
         wy_outbox_row_free(&ev);
     }
     pg_ok(h, rc);
@@ -1130,7 +1148,31 @@ static void on_rotated(int status, const PGresult *res, const char *err, void *u
 
 static void rotate_tx(hop_t *h)
 {
-    pg_ok(h, auth_db_refresh_rotate(h->a, h->tx, h->old_hash, h->refresh_hash, on_rotated, h));
+    pg_ok(h, h->has_fam ? auth_db_refresh_open(h->a, h->tx, h->old_hash, &h->fam, h->refresh_hash,
+                                               on_rotated, h)
+                        : auth_db_refresh_rotate(h->a, h->tx, h->old_hash, h->refresh_hash,
+                                                 on_rotated, h));
+}
+
+/* A refresh token that carries its family: checked here (MAC, lifetime) before any SQL; false
+ * when it was answered. */
+static bool take_family(hop_t *h, const char *tok)
+{
+    int rc = auth_refresh_open_token(h->a, tok, &h->fam);
+    if (rc == WY_EUNAVAIL) {
+        fail_unavail(h, rc);
+        return false;
+    }
+    const char *result = rc != WY_OK ? "result=\"unknown\"" : NULL;
+    if (rc == WY_OK && h->fam.at_ms + h->a->cfg->refresh_ttl_ms <= (int64_t)wy_wall_ms())
+        result = "result=\"expired\"";
+    if (result) {
+        auth_count("wy_auth_refresh_total", "Refresh attempts by result.", result);
+        fail(h, 401, "INVALID_REFRESH_TOKEN", "refresh token unknown, expired or revoked");
+        return false;
+    }
+    h->has_fam = true;
+    return true;
 }
 
 static void handle_refresh(wy_http_req_t *req, void *ud)
@@ -1146,6 +1188,11 @@ static void handle_refresh(wy_http_req_t *req, void *ud)
         return;
     }
     auth_refresh_hash(tok, h->old_hash);
+    bool fam = strlen(tok) == AUTH_REFRESH_FAMILY_LEN;
+    if (fam && !take_family(h, tok)) {
+        json_decref(body);
+        return;
+    }
     json_decref(body);
     if (!take_sign_slot(h))
         return;

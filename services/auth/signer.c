@@ -20,7 +20,8 @@ typedef struct {
     const auth_cfg_t *cfg;
     char account[WY_TOKEN_ID_MAX + 1];
     char sid[WY_TOKEN_ID_MAX + 1];
-    char refresh[64];
+    uint32_t roles; /* the account's WY_TOKEN_ROLE_* bits (roles.c), read on the loop */
+    char refresh[AUTH_REFRESH_FAMILY_LEN + 1];
     bool created;
     /* out */
     int err;
@@ -34,8 +35,8 @@ static void build(job_t *j)
     const auth_cfg_t *cfg = j->cfg;
     int64_t ttl = cfg->access_ttl_ms / 1000;
     char *access = NULL;
-    j->err = wy_token_issue(j->keys, cfg->signing_kid, cfg->issuer, cfg->audience, j->account,
-                            j->sid, ttl, 0, &access, NULL, &j->why);
+    j->err = wy_token_issue_roles(j->keys, cfg->signing_kid, cfg->issuer, cfg->audience, j->account,
+                                  j->sid, j->roles, ttl, 0, &access, NULL, &j->why);
     if (j->err == WY_OK) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", j->account,
                               "session_id", j->sid, "access_token", access, "token_type", "Bearer",
@@ -162,6 +163,7 @@ void auth_sign(auth_t *a, const auth_sign_req_t *r, auth_sign_cb cb, void *ud)
     j->ud = ud;
     snprintf(j->account, sizeof j->account, "%s", r->account);
     snprintf(j->sid, sizeof j->sid, "%s", r->sid);
+    j->roles = auth_roles_of(a, r->account);
     snprintf(j->refresh, sizeof j->refresh, "%s", r->refresh);
     j->created = r->created;
     wy_workers_t *ws = a->stopping ? NULL : wy_daemon_workers(a->d);

@@ -58,83 +58,75 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
 
 /* ---- group commit of logins (batch.h): one statement over arrays per batch ---- */
 
-/* Logins of known identities, each found and given its session, first refresh token and
- * account.login row by one statement for the whole batch (one round trip, one commit): a row
- * (ord, account_id, banned) per known identity; nothing is written for a banned account, and an
- * unknown identity has no row. The event's payload comes from C without its account_id (field
- * 1, unknown there): the statement puts it in front, 0x0a 0x24 (field 1, 36 bytes) and the uuid
- * text, which is the same LoginSucceeded message (protobuf fields may come in any order). */
+/* A login writes no session (migrations/011): its refresh token carries the family, created at
+ * its first refresh. What a login still writes is its account.login outbox row, committed
+ * without waiting for the WAL flush (synchronous_commit off for that transaction only, set by
+ * the statement itself: the setting is read at its commit): the answer waits for the statement,
+ * not for the disk. A PostgreSQL crash can lose the last fraction of a second of these event
+ * rows; it cannot lose anything a token needs (nothing is stored for it). */
+
+/* Logins of known identities: a row (ord, account_id, banned) per known identity and, unless it
+ * is banned, its account.login row; an unknown identity has no row. The event's payload comes
+ * from C without its account_id (field 1, unknown there): the statement puts it in front, 0x0a
+ * 0x24 (field 1, 36 bytes) and the uuid text, which is the same LoginSucceeded message (protobuf
+ * fields may come in any order). The lookup is LATERAL so that it is an index lookup per login
+ * whatever the batch size: a plain join of a large batch was planned as a hash join over a
+ * sequential scan of every identity. */
 static const wy_pg_stmt_t identity_logins_sql = {
     "auth_identity_logins",
-    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], "
-    "$5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
-    "AS r(method, subject, sid, hash, event_id, payload, ts, ord)), "
-    "f AS (SELECT r.*, i.account_id, a.banned_at IS NOT NULL AS banned FROM r "
-    "JOIN auth.identities i ON i.method = r.method AND i.subject = r.subject "
-    "JOIN auth.accounts a ON a.id = i.account_id), "
-    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
-    "SELECT sid, account_id, method FROM f WHERE NOT banned RETURNING id), "
-    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
-    "SELECT f.hash, s.id, now() + make_interval(secs => $8::bigint) FROM s JOIN f ON f.sid = "
-    "s.id), "
+    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    "r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) "
+    "WITH ORDINALITY AS r(method, subject, event_id, payload, ts, ord)), "
+    "f AS (SELECT r.*, x.account_id, x.banned FROM r CROSS JOIN LATERAL ("
+    "SELECT i.account_id, a.banned_at IS NOT NULL AS banned FROM auth.identities i "
+    "JOIN auth.accounts a ON a.id = i.account_id "
+    "WHERE i.method = r.method AND i.subject = r.subject) x), "
     "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
     "SELECT event_id, 'wy.account', account_id::text, 'account.login', "
     "'\\x0a24'::bytea || convert_to(account_id::text, 'UTF8') || decode(payload, 'hex'), ts "
-    "FROM f WHERE NOT banned ORDER BY ord) "
+    "FROM f, c WHERE NOT banned ORDER BY ord) "
     "SELECT ord, account_id, banned FROM f",
-    8};
+    5};
 
-/* Sessions, their first refresh tokens and account.login rows of a batch of logins: one
- * statement, so one commit (one WAL flush) for the batch. */
+/* The account.login rows of password logins (their accounts are known): one statement and one
+ * commit (not waited for on disk) per batch. */
 static const wy_pg_stmt_t logins_store_sql = {
     "auth_logins_store",
-    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
-    "$5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
-    "AS r(sid, account, method, hash, event_id, payload, ts, ord)), "
-    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
-    "SELECT sid, account::uuid, method FROM r RETURNING id), "
-    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
-    "SELECT r.hash, s.id, now() + make_interval(secs => $8::bigint) FROM s JOIN r ON r.sid = "
-    "s.id), "
+    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    "r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+    "WITH ORDINALITY AS r(account, event_id, payload, ts, ord)), "
     "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
     "SELECT event_id, 'wy.account', account, 'account.login', decode(payload, 'hex'), ts "
-    "FROM r ORDER BY ord) "
+    "FROM r, c ORDER BY ord) "
     "SELECT ord FROM r",
-    8};
+    4};
 
-/* First logins of identities: identity, account, session, refresh token, account.created and
- * account.login rows. An identity that exists already (a concurrent first login) is skipped:
- * no row for it, nothing written. Child rows before parents is fine: foreign keys are checked
- * at the end of the statement. */
+/* First logins of identities: identity, account, account.created and account.login rows,
+ * committed durably (an account must not vanish). An identity that exists already (a
+ * concurrent first login) is skipped: no row for it, nothing written. Child rows before parents
+ * is fine: foreign keys are checked at the end of the statement. */
 static const wy_pg_stmt_t identities_create_sql = {
     "auth_identities_create",
-    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], "
-    "$6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[]) WITH ORDINALITY "
-    "AS r(method, subject, account, sid, hash, cev, cpay, lev, lpay, ts, ord)), "
+    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY "
+    "AS r(method, subject, account, cev, cpay, lev, lpay, ts, ord)), "
     "i AS (INSERT INTO auth.identities (method, subject, account_id) "
-    "SELECT method, subject, account::uuid FROM r ON CONFLICT (method, subject) DO NOTHING "
+    "SELECT method, subject, account FROM r ON CONFLICT (method, subject) DO NOTHING "
     "RETURNING account_id), "
-    "w AS (SELECT r.* FROM r JOIN i ON i.account_id = r.account::uuid), "
-    "acc AS (INSERT INTO auth.accounts (id, created_by) SELECT account::uuid, method FROM w), "
-    "s AS (INSERT INTO auth.sessions (id, account_id, method) "
-    "SELECT sid, account::uuid, method FROM w RETURNING id), "
-    "t AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
-    "SELECT w.hash, s.id, now() + make_interval(secs => $11::bigint) FROM s JOIN w ON w.sid = "
-    "s.id), "
+    "w AS (SELECT r.* FROM r JOIN i ON i.account_id = r.account), "
+    "acc AS (INSERT INTO auth.accounts (id, created_by) SELECT account, method FROM w), "
     "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "SELECT ev, 'wy.account', account, type, decode(pay, 'hex'), ts FROM ("
+    "SELECT ev, 'wy.account', account::text, type, decode(pay, 'hex'), ts FROM ("
     "SELECT ord, 0 AS k, cev AS ev, account, 'account.created' AS type, cpay AS pay, ts FROM w "
     "UNION ALL SELECT ord, 1, lev, account, 'account.login', lpay, ts FROM w) x ORDER BY ord, k) "
     "SELECT ord FROM w",
-    11};
+    8};
 
 void auth_db_batches_new(auth_t *a)
 {
-    char ttl[32];
-    const char *fixed[] = {refresh_ttl_s(a, ttl)};
-    a->b_login = auth_batch_new(a, "login", &identity_logins_sql, 7, 1, fixed, true);
-    a->b_store = auth_batch_new(a, "store", &logins_store_sql, 7, 1, fixed, true);
-    a->b_create = auth_batch_new(a, "create", &identities_create_sql, 10, 1, fixed, true);
+    a->b_login = auth_batch_new(a, "login", &identity_logins_sql, 5, 0, NULL, true);
+    a->b_store = auth_batch_new(a, "store", &logins_store_sql, 4, 0, NULL, true);
+    a->b_create = auth_batch_new(a, "create", &identities_create_sql, 8, 0, NULL, true);
 }
 
 void auth_db_batches_free(auth_t *a)
@@ -151,63 +143,33 @@ static const char *payload_hex(const wy_outbox_row_t *ev)
     return ev->params[4] + 2;
 }
 
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject, const char *sid,
-                           const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
-                           void *ud)
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject,
+                           const wy_outbox_row_t *ev, auth_batch_cb cb, void *ud)
 {
-    const char *c[] = {method,       subject,         sid,      refresh_hash,
-                       ev->event_id, payload_hex(ev), ev->ts_ms};
+    const char *c[] = {method, subject, ev->event_id, payload_hex(ev), ev->ts_ms};
     return a->b_login ? auth_batch_add(a->b_login, c, cb, ud) : WY_EUNAVAIL;
 }
 
-int auth_db_login_store(auth_t *a, const char *sid, const char *account, const char *method,
-                        const char *refresh_hash, const wy_outbox_row_t *ev, auth_batch_cb cb,
+int auth_db_login_store(auth_t *a, const char *account, const wy_outbox_row_t *ev, auth_batch_cb cb,
                         void *ud)
 {
-    const char *c[] = {sid,          account,         method,   refresh_hash,
-                       ev->event_id, payload_hex(ev), ev->ts_ms};
+    const char *c[] = {account, ev->event_id, payload_hex(ev), ev->ts_ms};
     return a->b_store ? auth_batch_add(a->b_store, c, cb, ud) : WY_EUNAVAIL;
 }
 
 int auth_db_identity_create(auth_t *a, const char *method, const char *subject, const char *account,
-                            const char *sid, const char *refresh_hash,
                             const wy_outbox_row_t *created, const wy_outbox_row_t *login,
                             auth_batch_cb cb, void *ud)
 {
     const char *c[] = {method,
                        subject,
                        account,
-                       sid,
-                       refresh_hash,
                        created->event_id,
                        payload_hex(created),
                        login->event_id,
                        payload_hex(login),
                        login->ts_ms};
     return a->b_create ? auth_batch_add(a->b_create, c, cb, ud) : WY_EUNAVAIL;
-}
-
-/* The session, its first refresh token and its account.login event row, in one statement. */
-static const wy_pg_stmt_t session_open_sql = {
-    "auth_session_open",
-    "WITH s AS (INSERT INTO auth.sessions (id, account_id, method) VALUES ($1, $2, $3) "
-    "RETURNING id), "
-    "r AS (INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
-    "SELECT $4, id, now() + make_interval(secs => $5::bigint) FROM s) "
-    "INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "SELECT $6, $7, $8, $9, $10::bytea, $11::bigint FROM s",
-    11};
-
-int auth_db_session_open(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
-                         const char *method, const char *refresh_hash, const wy_outbox_row_t *ev,
-                         wy_pg_cb cb, void *ud)
-{
-    char ttl[32];
-    const char *p[] = {
-        sid,           account,       method,        refresh_hash,  refresh_ttl_s(a, ttl),
-        ev->params[0], ev->params[1], ev->params[2], ev->params[3], ev->params[4],
-        ev->params[5]};
-    return run_in(a, tx, &session_open_sql, p, cb, ud);
 }
 
 static const wy_pg_stmt_t refresh_rotate_sql = {
@@ -222,10 +184,28 @@ int auth_db_refresh_rotate(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, cons
     return run_in(a, tx, &refresh_rotate_sql, p, cb, ud);
 }
 
+static const wy_pg_stmt_t refresh_open_sql = {
+    "auth_refresh_open",
+    "SELECT status, session_id, account_id FROM auth.refresh_open($1, $2, $3, $4, $5, $6, $7)", 7};
+
+int auth_db_refresh_open(auth_t *a, wy_pg_tx_t *tx, const char *old_hash, const auth_family_t *fam,
+                         const char *new_hash, wy_pg_cb cb, void *ud)
+{
+    char ttl[32], at[32];
+    snprintf(at, sizeof at, "%lld", (long long)fam->at_ms);
+    const char *p[] = {old_hash, fam->sid, fam->account,         fam->method,
+                       at,       new_hash, refresh_ttl_s(a, ttl)};
+    return run_in(a, tx, &refresh_open_sql, p, cb, ud);
+}
+
+/* A session that has no row yet (its family was never refreshed) gets one, revoked; one that
+ * has is revoked unless it was. One row when this statement revoked it. */
 static const wy_pg_stmt_t session_revoke_sql = {
     "auth_session_revoke",
-    "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
-    "WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
+    "INSERT INTO auth.sessions AS s (id, account_id, method, revoked_at, revoke_reason) "
+    "SELECT $1::uuid, a.id, 'unknown', now(), $3 FROM auth.accounts a WHERE a.id = $2::uuid "
+    "ON CONFLICT (id) DO UPDATE SET revoked_at = now(), revoke_reason = EXCLUDED.revoke_reason "
+    "WHERE s.revoked_at IS NULL AND s.account_id = EXCLUDED.account_id RETURNING 1",
     3};
 
 int auth_db_session_revoke(auth_t *a, wy_pg_tx_t *tx, const char *sid, const char *account,
@@ -235,16 +215,23 @@ int auth_db_session_revoke(auth_t *a, wy_pg_tx_t *tx, const char *sid, const cha
     return run_in(a, tx, &session_revoke_sql, p, cb, ud);
 }
 
+/* A family with no row (never refreshed) is live unless its account is gone, banned or had
+ * every session revoked at or after the token was issued ($3, unix seconds). */
 static const wy_pg_stmt_t session_revoked_sql = {
     "auth_session_revoked",
-    "SELECT s.revoked_at IS NOT NULL OR a.banned_at IS NOT NULL AS revoked "
-    "FROM auth.sessions s JOIN auth.accounts a ON a.id = s.account_id "
-    "WHERE s.id::text = $1 AND a.id::text = $2",
-    2};
+    "SELECT a.banned_at IS NOT NULL "
+    "OR coalesce(a.sessions_revoked_at >= to_timestamp($3::bigint), false) "
+    "OR coalesce((SELECT s.revoked_at IS NOT NULL FROM auth.sessions s "
+    "WHERE s.id = $1::uuid AND s.account_id = a.id), false) AS revoked "
+    "FROM auth.accounts a WHERE a.id = $2::uuid",
+    3};
 
-int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, wy_pg_cb cb, void *ud)
+int auth_db_session_revoked(auth_t *a, const char *sid, const char *account, int64_t iat,
+                            wy_pg_cb cb, void *ud)
 {
-    const char *p[] = {sid, account};
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)iat);
+    const char *p[] = {sid, account, at};
     return run(a, &session_revoked_sql, p, cb, ud);
 }
 
@@ -258,10 +245,11 @@ static const wy_pg_stmt_t recent_revocations_sql = {
     "ORDER BY revoked_at DESC LIMIT $2::int) "
     "UNION ALL "
     "(SELECT 'account', id::text, "
-    "(extract(epoch FROM (banned_at + make_interval(secs => $1::bigint) - now())) * 1000)::bigint, "
-    "(extract(epoch FROM banned_at) * 1000)::bigint "
-    "FROM auth.accounts WHERE banned_at > now() - make_interval(secs => $1::bigint) "
-    "ORDER BY banned_at DESC LIMIT $2::int)",
+    "(extract(epoch FROM (sessions_revoked_at + make_interval(secs => $1::bigint) - now())) "
+    "* 1000)::bigint, "
+    "(extract(epoch FROM sessions_revoked_at) * 1000)::bigint "
+    "FROM auth.accounts WHERE sessions_revoked_at > now() - make_interval(secs => $1::bigint) "
+    "ORDER BY sessions_revoked_at DESC LIMIT $2::int)",
     2};
 
 int auth_db_recent_revocations(auth_t *a, int64_t window_s, int limit, wy_pg_cb cb, void *ud)
@@ -332,11 +320,13 @@ int auth_db_unlink(auth_t *a, const char *account, const char *method, const cha
 }
 
 static const wy_pg_stmt_t revoke_account_sql = {
-    "auth_revoke_account", "SELECT auth.revoke_account($1, $2, $3) AS revoked", 3};
+    "auth_revoke_account", "SELECT auth.revoke_account($1, $2, $3, $4) AS revoked", 4};
 
 int auth_db_revoke_account(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *reason,
-                           bool ban, wy_pg_cb cb, void *ud)
+                           bool ban, int64_t at_ms, wy_pg_cb cb, void *ud)
 {
-    const char *p[] = {account, reason, ban ? "true" : "false"};
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long)at_ms);
+    const char *p[] = {account, reason, ban ? "true" : "false", at};
     return run_in(a, tx, &revoke_account_sql, p, cb, ud);
 }

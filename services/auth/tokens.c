@@ -1,10 +1,14 @@
 /* wy-auth tokens: access tokens (wy_token), opaque refresh tokens (stored as SHA-256),
  * revocation state in Redis, and the wy.account events. */
 #include "auth.h"
+#include "validate.h"
 #include "wy_log.h"
 
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 /* Redis key formats (docs/keys.md). The whole revocation state shares the hash tag
@@ -52,6 +56,172 @@ void auth_refresh_new(char tok[44], char hash_hex[65])
     auth_refresh_hash(tok, hash_hex);
 }
 
+/* ---- refresh tokens that carry their family (migrations/011) ----
+ * 58 bytes, base64url (78 characters): version 1, session id (16), account id (16), login time
+ * (unix ms, 8, big-endian), method (1), then the first 16 bytes of HMAC-SHA256 over those 42
+ * under auth.token_keys' secret. Nothing is stored when one is issued: its first refresh (or
+ * the session's logout) creates the family's rows. */
+#define FAM_VERSION 1
+#define FAM_BODY    42
+#define FAM_MAC     16
+#define FAM_RAW     (FAM_BODY + FAM_MAC)
+
+static const char *const fam_methods[] = {"", "device", "custom", "steam", "oidc", "password"};
+
+static int uuid_to_bytes(const char *u, uint8_t out[16])
+{
+    int n = 0;
+    for (const char *p = u; *p && n < 32; p++) {
+        if (*p == '-')
+            continue;
+        int v = (*p >= '0' && *p <= '9')   ? *p - '0'
+                : (*p >= 'a' && *p <= 'f') ? *p - 'a' + 10
+                : (*p >= 'A' && *p <= 'F') ? *p - 'A' + 10
+                                           : -1;
+        if (v < 0)
+            return WY_EINVAL;
+        if (n % 2 == 0)
+            out[n / 2] = (uint8_t)(v << 4);
+        else
+            out[n / 2] |= (uint8_t)v;
+        n++;
+    }
+    return n == 32 ? WY_OK : WY_EINVAL;
+}
+
+static void uuid_from_bytes(const uint8_t in[16], char out[37])
+{
+    char hex[33];
+    to_hex(in, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static void fam_mac(const auth_t *a, const uint8_t *body, uint8_t out[FAM_MAC])
+{
+    uint8_t full[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    HMAC(EVP_sha256(), a->refresh_key, sizeof a->refresh_key, body, FAM_BODY, full, &n);
+    memcpy(out, full, FAM_MAC);
+}
+
+int auth_refresh_mint(const auth_t *a, const char *sid, const char *account, const char *method,
+                      int64_t at_ms, char tok[AUTH_REFRESH_FAMILY_LEN + 1])
+{
+    if (!a->refresh_key_loaded)
+        return WY_EUNAVAIL;
+    uint8_t raw[FAM_RAW];
+    raw[0] = FAM_VERSION;
+    if (uuid_to_bytes(sid, raw + 1) != WY_OK || uuid_to_bytes(account, raw + 17) != WY_OK)
+        return WY_EINVAL;
+    for (int i = 0; i < 8; i++)
+        raw[33 + i] = (uint8_t)((uint64_t)at_ms >> (56 - 8 * i));
+    raw[41] = 0;
+    for (size_t i = 1; i < WY_ARRAY_LEN(fam_methods); i++)
+        if (!strcmp(method, fam_methods[i]))
+            raw[41] = (uint8_t)i;
+    if (!raw[41])
+        return WY_EINVAL;
+    fam_mac(a, raw, raw + FAM_BODY);
+    char *b = wy_b64url_encode(raw, sizeof raw);
+    snprintf(tok, AUTH_REFRESH_FAMILY_LEN + 1, "%s", b);
+    wy_free(b);
+    OPENSSL_cleanse(raw, sizeof raw);
+    return WY_OK;
+}
+
+int auth_refresh_open_token(const auth_t *a, const char *tok, auth_family_t *out)
+{
+    uint8_t raw[FAM_RAW + 2], mac[FAM_MAC];
+    size_t n = 0;
+    if (!a->refresh_key_loaded)
+        return WY_EUNAVAIL;
+    if (strlen(tok) != AUTH_REFRESH_FAMILY_LEN ||
+        wy_b64url_decode(tok, AUTH_REFRESH_FAMILY_LEN, raw, sizeof raw, &n) != WY_OK ||
+        n != FAM_RAW || raw[0] != FAM_VERSION)
+        return WY_EAUTH;
+    /* One string per token: the family's first refresh stores the SHA-256 of the string, so a
+     * second spelling of the same bytes (base64url's unused low bits) would be a second
+     * "first" refresh. Only the canonical encoding is accepted. */
+    char *canon = wy_b64url_encode(raw, FAM_RAW);
+    bool same = strcmp(canon, tok) == 0;
+    wy_free(canon);
+    if (!same)
+        return WY_EAUTH;
+    fam_mac(a, raw, mac);
+    if (CRYPTO_memcmp(mac, raw + FAM_BODY, FAM_MAC) != 0)
+        return WY_EAUTH;
+    if (raw[41] == 0 || raw[41] >= WY_ARRAY_LEN(fam_methods))
+        return WY_EAUTH;
+    uuid_from_bytes(raw + 1, out->sid);
+    uuid_from_bytes(raw + 17, out->account);
+    uint64_t at = 0;
+    for (int i = 0; i < 8; i++)
+        at = (at << 8) | raw[33 + i];
+    out->at_ms = (int64_t)at;
+    snprintf(out->method, sizeof out->method, "%s", fam_methods[raw[41]]);
+    return WY_OK;
+}
+
+/* The key is read once at start (retried every second while PostgreSQL cannot answer); until
+ * then the daemon is not ready (auth_refresh_key_unready). */
+static void key_load(auth_t *a);
+
+static void on_key_retry(uv_timer_t *t)
+{
+    key_load(t->data);
+}
+
+static void on_key_timer_closed(uv_handle_t *h)
+{
+    auth_unref(h->data);
+}
+
+static void on_key_row(int status, const PGresult *res, const char *err, void *ud)
+{
+    auth_t *a = ud;
+    size_t n = 0;
+    if (status == WY_OK && PQntuples(res) == 1) {
+        const char *hex = wy_pg_text(res, 0, "secret");
+        for (size_t i = 0; hex && i < sizeof a->refresh_key &&
+                           sscanf(hex + 2 * i, "%2hhx", &a->refresh_key[i]) == 1;
+             i++)
+            n++;
+    }
+    if (n == sizeof a->refresh_key) {
+        a->refresh_key_loaded = true;
+        wy_log_info("refresh token key loaded", NULL);
+        uv_close((uv_handle_t *)&a->key_timer, on_key_timer_closed);
+        wy_daemon_ready_check(a->d);
+    } else {
+        wy_log_warn("refresh token key not loaded: retrying", "error",
+                    status == WY_OK ? "no key row (migration 011)" : (err ? err : "postgresql"),
+                    NULL);
+        if (!a->stopping)
+            uv_timer_start(&a->key_timer, on_key_retry, 1000, 0);
+        else
+            uv_close((uv_handle_t *)&a->key_timer, on_key_timer_closed);
+    }
+    auth_unref(a);
+}
+
+static void key_load(auth_t *a)
+{
+    wy_pg_t *pg = auth_pg(a);
+    auth_ref(a);
+    if (a->stopping || !pg ||
+        wy_pg_query(pg, "SELECT encode(secret, 'hex') AS secret FROM auth.token_keys WHERE id = 1",
+                    0, NULL, on_key_row, a) != WY_OK)
+        on_key_row(WY_EUNAVAIL, NULL, "postgresql unavailable", a);
+}
+
+void auth_refresh_key_load(auth_t *a)
+{
+    uv_timer_init(a->loop, &a->key_timer);
+    a->key_timer.data = a;
+    auth_ref(a); /* released when the timer handle is closed */
+    key_load(a);
+}
+
 int auth_verify_access(auth_t *a, const char *token, size_t len, wy_token_claims_t *out,
                        const char **why)
 {
@@ -85,14 +255,19 @@ static void on_check_pg(int status, const PGresult *res, const char *err, void *
         check_done(c, WY_EUNAVAIL, false);
         return;
     }
-    /* No row: the session is unknown, so the token cannot be honoured. */
+    /* No row: the account is unknown, so the token cannot be honoured. A session without a row
+     * is a family never refreshed: live unless its account's sessions were revoked after it. */
     bool revoked = PQntuples(res) == 0 || wy_pg_bool(res, 0, "revoked");
     check_done(c, WY_OK, revoked);
 }
 
 static void check_pg(check_t *c)
 {
-    if (auth_db_session_revoked(c->a, c->sid, c->sub, on_check_pg, c) != WY_OK)
+    if (!auth_uuid_well_formed(c->sid) || !auth_uuid_well_formed(c->sub)) {
+        check_done(c, WY_OK, true); /* not a session auth issued */
+        return;
+    }
+    if (auth_db_session_revoked(c->a, c->sid, c->sub, c->iat, on_check_pg, c) != WY_OK)
         check_done(c, WY_EUNAVAIL, false);
 }
 
@@ -136,8 +311,10 @@ int auth_revocation_check(auth_t *a, const wy_token_claims_t *cl, auth_revoked_c
     const char *argv[] = {"MGET", k1, k2, RELOAD_MARKER};
     if (r && wy_redis_command_argv(r, on_check_redis, c, 4, argv, NULL) == WY_OK)
         return WY_OK;
-    if (auth_db_session_revoked(a, c->sid, c->sub, on_check_pg, c) == WY_OK)
+    if (auth_pg(a)) {
+        check_pg(c);
         return WY_OK;
+    }
     auth_unref(a);
     wy_free(c);
     return WY_EUNAVAIL;
@@ -272,8 +449,9 @@ int auth_event_created_row(wy_outbox_row_t *row, const char *account, const char
     return rc;
 }
 
-int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
-                         const char *method, const char *ip)
+/* The LoginSucceeded message of a login (its strings are the caller's). */
+static Wyvern__Auth__LoginSucceeded login_msg(const char *account, const char *sid,
+                                              const char *method, const char *ip)
 {
     Wyvern__Auth__LoginSucceeded m = WYVERN__AUTH__LOGIN_SUCCEEDED__INIT;
     m.account_id = (char *)account;
@@ -281,6 +459,20 @@ int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *
     m.method = (char *)method;
     m.ip = (char *)ip;
     m.at = (int64_t)(wy_wall_ms() / 1000);
+    return m;
+}
+
+int auth_event_login(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
+                     const char *method, const char *ip)
+{
+    Wyvern__Auth__LoginSucceeded m = login_msg(account, sid, method, ip);
+    return add_event(a, tx, "account.login", account, &m.base);
+}
+
+int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *sid,
+                         const char *method, const char *ip)
+{
+    Wyvern__Auth__LoginSucceeded m = login_msg(account, sid, method, ip);
     size_t n;
     uint8_t *buf = pack(&m.base, &n);
     int rc = wy_outbox_row_init(row, "wy.account", account, "account.login", buf, n);
@@ -478,6 +670,7 @@ static void on_marker_dropped(int status, redisReply *reply, void *ud)
 static void on_reload_tick(uv_timer_t *t)
 {
     auth_t *a = t->data;
+    auth_roles_tick(a); /* roles.c: the accounts' roles, every AUTH_ROLES_RELOAD_MS */
     wy_redis_t *r = auth_redis(a);
     if (a->reloading || a->stopping || !r)
         return;

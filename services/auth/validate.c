@@ -135,7 +135,8 @@ int auth_validate_external_id(const char *id, const char **why)
 
 bool auth_refresh_token_well_formed(const char *tok)
 {
-    if (strlen(tok) != AUTH_REFRESH_TOKEN_LEN)
+    size_t len = strlen(tok);
+    if (len != AUTH_REFRESH_TOKEN_LEN && len != AUTH_REFRESH_FAMILY_LEN)
         return false;
     for (const char *p = tok; *p; p++) {
         char c = *p;

@@ -5,14 +5,15 @@
 
 #include "wy_core.h"
 
-#define AUTH_USERNAME_MIN      3
-#define AUTH_USERNAME_MAX      24
-#define AUTH_PASSWORD_MIN      8
-#define AUTH_PASSWORD_MAX      128 /* code points */
-#define AUTH_PASSWORD_MAX_B    512 /* bytes, bound before any Unicode work */
-#define AUTH_EXTERNAL_ID_MIN   8
-#define AUTH_EXTERNAL_ID_MAX   128
-#define AUTH_REFRESH_TOKEN_LEN 43 /* base64url of 32 bytes */
+#define AUTH_USERNAME_MIN       3
+#define AUTH_USERNAME_MAX       24
+#define AUTH_PASSWORD_MIN       8
+#define AUTH_PASSWORD_MAX       128 /* code points */
+#define AUTH_PASSWORD_MAX_B     512 /* bytes, bound before any Unicode work */
+#define AUTH_EXTERNAL_ID_MIN    8
+#define AUTH_EXTERNAL_ID_MAX    128
+#define AUTH_REFRESH_TOKEN_LEN  43 /* base64url of 32 bytes */
+#define AUTH_REFRESH_FAMILY_LEN 78 /* base64url of 58 bytes: a token carrying its family */
 
 /* Validates a username as typed. On WY_OK, *key gets its identity key (NFKC + case fold:
  * what uniqueness is checked on) and *display its NFC form (what is shown); both new
@@ -32,7 +33,8 @@ int auth_password_normalize(const char *password, char **norm);
 /* Device ids and custom ids: 8..128 characters of [A-Za-z0-9._:-]. */
 int auth_validate_external_id(const char *id, const char **why);
 
-/* A refresh token as issued: exactly 43 base64url characters. */
+/* A refresh token as issued: exactly 43 (stored) or 78 (carrying its family) base64url
+ * characters. */
 bool auth_refresh_token_well_formed(const char *tok);
 
 /* A UUID in canonical text form (36 chars, lower or upper hex). */

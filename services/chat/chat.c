@@ -281,7 +281,12 @@ static int chat_start(wy_daemon_t *d, const char **err)
     svc->timer_open = true;
     chat_svc_ref(svc);
     uv_timer_start(&svc->retention, retention_tick, 1000, (uint64_t)svc->cfg->retention_every_ms);
-    return chat_grpc_register(d, err);
+    int rc = chat_grpc_register(d, err);
+    if (rc == WY_OK)
+        rc = chat_offline_register(d, err);
+    if (rc == WY_OK)
+        rc = chat_review_register(d, err);
+    return rc;
 }
 
 static void chat_stop(wy_daemon_t *d)

@@ -55,6 +55,7 @@ typedef struct chat_svc {
     size_t busy; /* operations in flight (spec.busy) */
     wy_metric_t *m_sent, *m_masked, *m_refused_filter, *m_refused_rate, *m_refused_mute,
         *m_moderation, *m_retention_deleted, *m_offline;
+    wy_metric_t *m_offline_acked; /* offline.c */
 } chat_svc_t;
 
 extern const wy_daemon_spec_t chat_daemon_spec;
@@ -71,6 +72,21 @@ bool chat_is_moderator(const chat_cfg_t *cfg, const char *account);
 
 /* handlers_grpc.c */
 int chat_grpc_register(wy_daemon_t *d, const char **err);
+
+/* The columns of a chat.messages row m that chat_message_from_row reads. */
+#define CHAT_MSG_COLUMNS                                                                           \
+    "m.seq AS seq, m.type AS type, m.sender_id AS sender_id, m.sender_name AS sender_name, "       \
+    "m.body AS body, m.ts_ms AS ts_ms, m.deleted AS deleted, m.target_seq AS target_seq, "         \
+    "m.subject_id AS subject_id"
+/* Fills m from row i of res (CHAT_MSG_COLUMNS); strings point into res, channel and kind
+ * (chat_kind_t) as given. */
+void chat_message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
+                           const char *channel, int kind);
+
+/* offline.c: Offline, OfflineAck. review.c: ListReports, ResolveReport. Registered with
+ * chat_grpc_register's methods at start. */
+int chat_offline_register(wy_daemon_t *d, const char **err);
+int chat_review_register(wy_daemon_t *d, const char **err);
 
 /* locate.c: where the world locator seats an account, and who sits in that zone instance.
  * cb gets WY_OK with the instance ("meadow#1") and the accounts seated there (including the

@@ -22,8 +22,6 @@
 #define REASON_MAX      500
 #define HISTORY_MAX     200
 #define HISTORY_DEFAULT 50
-#define OFFLINE_MAX     500
-#define OFFLINE_DEFAULT 200
 
 enum { MSG_TEXT = 0, MSG_TOMBSTONE = 1, MSG_JOIN = 2, MSG_LEAVE = 3, MSG_INVITE = 4, MSG_KICK = 5 };
 
@@ -1039,11 +1037,6 @@ static void rpc_list(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
 
 /* ---- History and Report: who may read a channel ---- */
 
-#define MSG_COLUMNS                                                                                \
-    "m.seq AS seq, m.type AS type, m.sender_id AS sender_id, m.sender_name AS sender_name, "       \
-    "m.body AS body, m.ts_ms AS ts_ms, m.deleted AS deleted, m.target_seq AS target_seq, "         \
-    "m.subject_id AS subject_id"
-
 /* $1 channel, $2 after, $3 before, $4 limit + 1, $5 member required, $6 caller, $7 cutoff,
  * $8 forward. One row at least (the access check and last_seq), NULL seq when no message. */
 static const wy_pg_stmt_t sql_history = {
@@ -1051,7 +1044,8 @@ static const wy_pg_stmt_t sql_history = {
     "WITH acc AS (SELECT (NOT $5::boolean OR EXISTS (SELECT 1 FROM chat.members WHERE "
     "  channel_id = $1 AND account_id = $6)) AS ok, "
     "  (SELECT last_seq FROM chat.channels WHERE id = $1) AS last_seq) "
-    "SELECT acc.ok AS ok, acc.last_seq AS last_seq, " MSG_COLUMNS " FROM acc LEFT JOIN LATERAL ("
+    "SELECT acc.ok AS ok, acc.last_seq AS last_seq, " CHAT_MSG_COLUMNS
+    " FROM acc LEFT JOIN LATERAL ("
     "  (SELECT * FROM chat.messages WHERE acc.ok AND $8::boolean AND channel_id = $1 "
     "   AND seq > $2::bigint AND ts_ms >= $7::bigint ORDER BY seq LIMIT $4::int) UNION ALL "
     "  (SELECT * FROM chat.messages WHERE acc.ok AND NOT $8::boolean AND channel_id = $1 "
@@ -1059,8 +1053,8 @@ static const wy_pg_stmt_t sql_history = {
     "ORDER BY m.seq",
     8};
 
-static void message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
-                             const char *channel, int kind)
+void chat_message_from_row(Wyvern__Chat__Message *m, const PGresult *res, int i,
+                           const char *channel, int kind)
 {
     wyvern__chat__message__init(m);
     m->channel_id = (char *)channel;
@@ -1103,7 +1097,7 @@ static void on_history_done(int status, const PGresult *res, const char *err, vo
     Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
     Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
     for (int i = 0; i < n; i++) {
-        message_from_row(&ms[i], res, first + i, op->channel, op->kind);
+        chat_message_from_row(&ms[i], res, first + i, op->channel, op->kind);
         ptrs[i] = &ms[i];
     }
     Wyvern__Chat__HistoryResponse r = WYVERN__CHAT__HISTORY_RESPONSE__INIT;
@@ -1351,63 +1345,6 @@ static void rpc_mute(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *
     }
 }
 
-/* ---- Offline ---- */
-
-static const wy_pg_stmt_t sql_offline = {
-    "chat_offline",
-    "WITH t AS (DELETE FROM chat.offline_whispers WHERE id IN (SELECT id FROM "
-    "  chat.offline_whispers WHERE account_id = $1 ORDER BY id LIMIT $2::int) "
-    "  RETURNING id, channel_id, seq) "
-    "SELECT t.channel_id AS channel_id, " MSG_COLUMNS " FROM t JOIN chat.messages m "
-    "  ON m.channel_id = t.channel_id AND m.seq = t.seq ORDER BY t.id",
-    2};
-
-static void on_offline_done(int status, const PGresult *res, const char *err, void *ud)
-{
-    op_t *op = ud;
-    if (status != WY_OK) {
-        wy_log_warn("offline whispers failed", "account", op->account, "error",
-                    err ? err : wy_strerror(status), NULL);
-        op_fail(op, WY_EUNAVAIL, "chat store unavailable; retry");
-        return;
-    }
-    int n = PQntuples(res);
-    Wyvern__Chat__Message *ms = wy_calloc(n ? (size_t)n : 1, sizeof *ms);
-    Wyvern__Chat__Message **ptrs = wy_calloc(n ? (size_t)n : 1, sizeof *ptrs);
-    for (int i = 0; i < n; i++) {
-        message_from_row(&ms[i], res, i, wy_pg_text(res, i, "channel_id"), CHAT_WHISPER);
-        ptrs[i] = &ms[i];
-    }
-    Wyvern__Chat__OfflineResponse r = WYVERN__CHAT__OFFLINE_RESPONSE__INIT;
-    r.messages = ptrs;
-    r.n_messages = (size_t)n;
-    r.more = (uint32_t)n == op->limit;
-    wy_grpc_reply(op->call, &r.base);
-    wy_free(ms);
-    wy_free(ptrs);
-    op_free(op);
-}
-
-static void rpc_offline(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
-{
-    const Wyvern__Chat__OfflineRequest *in = (const Wyvern__Chat__OfflineRequest *)req;
-    chat_svc_t *svc = svc_or_refuse(arg, call);
-    if (!svc)
-        return;
-    op_t *op = op_new(svc, call, OP_HISTORY);
-    if (!chat_account_ok(in->account_id) || in->limit > OFFLINE_MAX) {
-        op_fail(op, WY_EINVAL, "account_id must be 1..56 bytes of [A-Za-z0-9_.:-], limit 0..500");
-        return;
-    }
-    snprintf(op->account, sizeof op->account, "%s", in->account_id);
-    op->limit = in->limit ? in->limit : OFFLINE_DEFAULT;
-    char limit[16];
-    snprintf(limit, sizeof limit, "%u", op->limit);
-    const char *params[] = {op->account, limit};
-    if (wy_pg_exec(wy_daemon_pg(svc->d), &sql_offline, params, on_offline_done, op) != WY_OK)
-        op_fail(op, WY_EUNAVAIL, "chat store busy; retry");
-}
-
 /* ---- registration ---- */
 
 int chat_grpc_register(wy_daemon_t *d, const char **err)
@@ -1429,7 +1366,6 @@ int chat_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.chat.Chat/Mute", &wyvern__chat__mute_request__descriptor, rpc_mute},
         {"/wyvern.chat.Chat/Delete", &wyvern__chat__delete_request__descriptor, rpc_delete},
         {"/wyvern.chat.Chat/Report", &wyvern__chat__report_request__descriptor, rpc_report},
-        {"/wyvern.chat.Chat/Offline", &wyvern__chat__offline_request__descriptor, rpc_offline},
     };
     wy_grpc_server_t *srv = wy_daemon_grpc(d);
     for (size_t i = 0; i < WY_ARRAY_LEN(methods); i++) {

@@ -18,6 +18,7 @@ static void on_open(wy_ws_conn_t *ws, const wy_http_req_t *req, void *ud)
     c->ws = ws;
     c->opened_ms = wy_now_ms();
     snprintf(c->peer, sizeof c->peer, "%s", wy_ws_peer(ws));
+    wy_list_init(&c->chat_sends);
     wy_list_push_front(&g->conns, &c->node);
     g->nconns++;
     wy_ws_set_user(ws, c);
@@ -36,6 +37,7 @@ static void on_close(wy_ws_conn_t *ws, int code, const char *reason, void *ud)
         return;
     wy_ws_set_user(ws, NULL);
     game_player_leave(c, 0); /* a disconnect is a leave */
+    game_chat_conn_closed(c);
     c->ws = NULL;
     wy_list_remove(&c->node);
     g->nconns--;
@@ -115,6 +117,15 @@ static void on_message(wy_ws_conn_t *ws, bool is_binary, const uint8_t *data, si
         }
         game_part_input(c, m->input); /* judged by the partition's rules at its tick */
         wy_ws_observe(ws, "input", t0, WY_OUTCOME_OK);
+        break;
+    case WYVERN__GAME__CLIENT_MESSAGE__BODY_CHAT_SEND: /* chat.c (issue 15) */
+        if (!c->player) {
+            game_send_error(c, m->request_id, WYVERN__GAME__CODE__INVALID, "not joined");
+            wy_ws_observe(ws, "chat_send", t0, WY_OUTCOME_CLIENT_ERROR);
+            break;
+        }
+        game_chat_send(c, m->request_id, m->chat_send);
+        wy_ws_observe(ws, "chat_send", t0, WY_OUTCOME_OK);
         break;
     default:
         if (!c->player) {

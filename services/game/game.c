@@ -19,6 +19,10 @@ static const wy_cfg_entry_t game_config[] = {
      "wy-world's gRPC address: the zone catalog (ListZones) and the registration and load "
      "report once a second (Heartbeat).",
      WY_CFG_OFF(game_cfg_t, world_grpc), false},
+    {"WY_GAME_CHAT_GRPC", WY_CFG_STRING, "", 0, 0, NULL,
+     "wy-chat's gRPC address (host:port) for the players' chat_send. Empty: chat_send answers "
+     "UNAVAILABLE (wy.chat messages are still delivered).",
+     WY_CFG_OFF(game_cfg_t, chat_grpc), false},
     {"WY_GAME_TICKET_KEYS_DIR", WY_CFG_STRING, "", 0, 0, NULL,
      "Folder of the Ed25519 PEM keys named <kid>.pem that verify join tickets (the public "
      "halves of lobby's WY_LOBBY_TICKET_KEYS_DIR). Empty: every join is refused UNAVAILABLE "
@@ -241,6 +245,7 @@ static void game_stop(wy_daemon_t *d)
     g->stopping = true;
     game_conns_stop(g);
     game_link_stop(g);
+    game_chat_stop(g);
     game_parts_stop(g);
     game_saves_stop(g);
 }
@@ -251,5 +256,5 @@ static size_t game_busy(wy_daemon_t *d)
     if (!g)
         return 0;
     return g->saves_pending + g->nconns + (g->ws ? 1 : 0) + (g->ws_closing ? 1 : 0) +
-           (g->world ? 1 : 0);
+           (g->world ? 1 : 0) + g->chat_calls;
 }

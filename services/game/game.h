@@ -40,6 +40,7 @@ typedef struct {
     /* the simulation (sim.c) */
     int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
     char *regions;
+    char *chat_grpc; /* chat.c: wy-chat, for the players' chat_send */
     /* Loaded from ticket_keys_dir by the spec's configure (NULL when it is empty), read-only
      * afterwards, freed by its unconfigure when the daemon frees this struct. */
     wy_jwt_keyset_t *ticket_keys;
@@ -87,6 +88,9 @@ typedef struct {
     wy_metric_t *m_players, *m_joins_ok, *m_joins_refused[WY_TICKET_BUSY + 1], *m_join_other,
         *m_saves, *m_save_retries, *m_save_dropped, *m_partitions, *m_heartbeats_failed;
     wy_metric_t *m_chat_events, *m_chat_delivered, *m_chat_latency; /* chat.c */
+    wy_grpc_channel_t *chat; /* chat.c: NULL without WY_GAME_CHAT_GRPC */
+    size_t chat_calls;       /* Chat.Send calls in flight (game_busy waits for them) */
+    wy_metric_t *m_chat_sent, *m_chat_refused;
 } game_t;
 
 /* One WebSocket connection (conn.c). Freed in its close callback. */
@@ -98,6 +102,8 @@ struct game_conn {
     game_player_t *player; /* set by a welcome, cleared by leave */
     bool joining;          /* a join is being handled */
     char peer[64];
+    wy_list_t chat_sends; /* chat.c: its Chat.Send calls in flight (detached at close) */
+    uint32_t nchat_sends;
 };
 
 /* A player on this instance (join.c). */
@@ -145,6 +151,13 @@ void game_world_release(game_t *g, const game_player_t *p);
  * loop thread): pushes the message to the recipients among this instance's players. */
 void game_chat_start(game_t *g);
 void game_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
+/* A joined player's chat_send (conn.c dispatch): Chat.Send with the ticket's account; the
+ * answer (chat_sent or chat_error) comes later with request_id. */
+void game_chat_send(game_conn_t *c, uint32_t request_id, const Wyvern__Lobby__ChatSend *s);
+/* The connection closes: its calls in flight answer nobody. */
+void game_chat_conn_closed(game_conn_t *c);
+/* At the stop: closes the channel (calls in flight end WY_ECANCELED). */
+void game_chat_stop(game_t *g);
 
 /* world_link.c */
 int game_link_start(game_t *g);

@@ -1,9 +1,9 @@
 /* wy-lobby characters and friends (characters.h): each client message becomes one or two
- * wy-actor calls for the session's account; friend lists get each friend's presence from
- * the session store; a friend request or accept is published on wy.notify for the other
- * player's lobby instance. */
+ * wy-actor calls for the session's account; friend lists get each friend's presence
+ * (presence.c); a friend push on wy.notify (friend_events.c made it from wy.actor) goes to
+ * the local session of its account. */
 #include "characters.h"
-#include "relay.h"
+#include "presence.h"
 #include "state.h"
 #include "store.h"
 #include "wire.h"
@@ -23,7 +23,6 @@ typedef struct {
     uint64_t t0;
     const char *type; /* wy_lobby_ws_message_seconds{type} */
     op_kind_t kind;
-    bool push; /* a friend request/accept: tell the other player */
     char actor_id[64];
     Wyvern__Actor__FriendList *friends; /* while presence is looked up */
 } op_t;
@@ -123,37 +122,8 @@ static Wyvern__Lobby__FriendStatus friend_status(Wyvern__Actor__Friend__Status s
                : WYVERN__LOBBY__FRIEND_STATUS__FRIEND_NONE;
 }
 
-/* Publishes the push of a request or accept to the other player's account. */
-static void publish_push(lobby_t *lb, const Wyvern__Actor__FriendList *fl)
-{
-    const Wyvern__Actor__Friend *o = fl->other;
-    if (!o || !*o->account_id)
-        return;
-    Wyvern__Lobby__FriendPush p = WYVERN__LOBBY__FRIEND_PUSH__INIT;
-    if (o->status == WYVERN__ACTOR__FRIEND__STATUS__FRIEND)
-        p.kind = "accepted";
-    else if (o->status == WYVERN__ACTOR__FRIEND__STATUS__OUTGOING)
-        p.kind = "request";
-    else
-        return;
-    p.from_actor_id = fl->actor_id;
-    p.from_name = fl->name;
-    p.to_actor_id = o->actor_id;
-    p.to_name = o->name;
-    Wyvern__Lobby__FriendNotify n = WYVERN__LOBBY__FRIEND_NOTIFY__INIT;
-    n.account_id = o->account_id;
-    n.push = &p;
-    size_t len = wyvern__lobby__friend_notify__get_packed_size(&n);
-    uint8_t *buf = wy_malloc(len ? len : 1);
-    wyvern__lobby__friend_notify__pack(&n, buf);
-    /* Best effort, like notices: the request itself is stored; the push only tells. */
-    lobby_relay_publish(lb, "wy.notify", o->account_id, "notify.friend", buf, len,
-                        (uint64_t)lb->cfg->notice_ttl_ms, NULL);
-    wy_free(buf);
-}
-
 /* Answers op->friends with each friend's presence (s[i] for friend i, NULL: unknown). */
-static void reply_friends(op_t *op, const lobby_sess_info_t *s)
+static void reply_friends(op_t *op, const lobby_presence_t *s)
 {
     const Wyvern__Actor__FriendList *fl = op->friends;
     size_t n = fl->n_friends;
@@ -166,10 +136,11 @@ static void reply_friends(op_t *op, const lobby_sess_info_t *s)
         e[i].name = f->name;
         e[i].account_id = f->account_id;
         e[i].status = friend_status(f->status);
-        if (s && s[i].sid)
-            e[i].presence = strcmp(s[i].state, "in-game") == 0
-                                ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
-                                : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+        if (s && s[i].account) {
+            e[i].presence = s[i].in_game ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
+                                         : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+            e[i].zone = (char *)s[i].zone;
+        }
         p[i] = &e[i];
     }
     Wyvern__Lobby__FriendList out = WYVERN__LOBBY__FRIEND_LIST__INIT;
@@ -181,16 +152,26 @@ static void reply_friends(op_t *op, const lobby_sess_info_t *s)
     wy_free(p);
 }
 
-static void on_presence(int status, size_t n, const lobby_sess_info_t *s, void *ud)
+static void on_resolved(size_t n, const lobby_presence_t *s, void *ud)
 {
     op_t *op = ud;
     if (!op_live(op)) {
         op_end(op, WYVERN__LOBBY__CODE__UNAVAILABLE, "gone");
         return;
     }
-    /* Without the session store the list still answers, presence unknown (OFFLINE). */
-    reply_friends(op, status == WY_OK && n == op->friends->n_friends ? s : NULL);
+    reply_friends(op, n == op->friends->n_friends ? s : NULL);
     op_end(op, WYVERN__LOBBY__CODE__OK, NULL);
+}
+
+static void on_presence(int status, size_t n, const lobby_sess_info_t *s, void *ud)
+{
+    op_t *op = ud;
+    /* Without the session store the list still answers, presence unknown (OFFLINE). */
+    if (status != WY_OK || n != op->friends->n_friends || !op_live(op)) {
+        on_resolved(0, NULL, op);
+        return;
+    }
+    lobby_presence_resolve(op->c->lb, n, s, on_resolved, op);
 }
 
 /* Takes fl (an unpacked copy owned by op from now on), looks presence up, answers. */
@@ -279,9 +260,8 @@ static void on_actor(int err, int status, const char *message, const ProtobufCMe
         break;
     }
     case OP_FRIEND: {
+        /* The push to the other player follows the committed events (friend_events.c). */
         const Wyvern__Actor__FriendList *fl = (const Wyvern__Actor__FriendList *)resp;
-        if (op->push && !fl->replayed)
-            publish_push(op->c->lb, fl);
         friends_then_presence(op, copy_friends(fl));
         return;
     }
@@ -312,10 +292,9 @@ static bool id_ok(const char *s)
 }
 
 static void friend_action(lobby_conn_t *c, uint32_t req, uint64_t t0, const char *type,
-                          const char *method, bool push, const Wyvern__Lobby__FriendAction *a)
+                          const char *method, const Wyvern__Lobby__FriendAction *a)
 {
     op_t *op = op_new(c, req, t0, type, OP_FRIEND);
-    op->push = push;
     size_t klen = strlen(a->request_key);
     if (!id_ok(a->actor_id) || (!id_ok(a->other_actor_id) && !*a->other_name) ||
         strlen(a->other_name) > 256 || klen > KEY_MAX) {
@@ -379,19 +358,19 @@ bool lobby_chars_dispatch(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m
         return true;
     }
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_FRIEND_REQUEST:
-        friend_action(c, req, t0, "friend_request", "/wyvern.actor.Actor/RequestFriend", true,
+        friend_action(c, req, t0, "friend_request", "/wyvern.actor.Actor/RequestFriend",
                       m->friend_request);
         return true;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_FRIEND_ACCEPT:
-        friend_action(c, req, t0, "friend_accept", "/wyvern.actor.Actor/AcceptFriend", true,
+        friend_action(c, req, t0, "friend_accept", "/wyvern.actor.Actor/AcceptFriend",
                       m->friend_accept);
         return true;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_FRIEND_DECLINE:
-        friend_action(c, req, t0, "friend_decline", "/wyvern.actor.Actor/DeclineFriend", false,
+        friend_action(c, req, t0, "friend_decline", "/wyvern.actor.Actor/DeclineFriend",
                       m->friend_decline);
         return true;
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_FRIEND_REMOVE:
-        friend_action(c, req, t0, "friend_remove", "/wyvern.actor.Actor/RemoveFriend", false,
+        friend_action(c, req, t0, "friend_remove", "/wyvern.actor.Actor/RemoveFriend",
                       m->friend_remove);
         return true;
     default:
@@ -410,8 +389,13 @@ void lobby_chars_on_notify(lobby_t *lb, const uint8_t *payload, size_t len, cons
             wyvern__lobby__friend_notify__free_unpacked(n, NULL);
         return;
     }
-    lobby_conn_t *c = wy_map_get_str(lb->by_account, n->account_id);
-    if (c && c->state == LOBBY_ST_READY)
-        lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH, &n->push->base);
+    lobby_chars_push_friend(lb, n->account_id, n->push);
     wyvern__lobby__friend_notify__free_unpacked(n, NULL);
+}
+
+void lobby_chars_push_friend(lobby_t *lb, const char *account, const Wyvern__Lobby__FriendPush *p)
+{
+    lobby_conn_t *c = wy_map_get_str(lb->by_account, account);
+    if (c && c->state == LOBBY_ST_READY)
+        lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_FRIEND_PUSH, &p->base);
 }

@@ -5,6 +5,7 @@
  * sessions among the event's recipients (everyone for world and system), one frame encoded
  * once for all of them. */
 #include "chat.h"
+#include "chat_mod.h"
 #include "state.h"
 #include "wire.h"
 #include "wy_chatmsg.h"
@@ -13,7 +14,6 @@
 #include <string.h>
 
 #define CHAT_DEADLINE_MS 5000
-#define OFFLINE_ROUNDS   10 /* Chat.Offline pages pushed at one login (200 whispers each) */
 
 static const char *const kind_names[] = {"",      "world",   "zone",  "party",
                                          "guild", "whisper", "system"};
@@ -145,7 +145,7 @@ const char *lobby_chat_type(Wyvern__Lobby__ClientMessage__BodyCase body_case)
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_REPORT:
         return "chat_report";
     default:
-        return NULL;
+        return lobby_chatmod_type(body_case); /* chat_mod.c: moderation, offline acks */
     }
 }
 
@@ -220,12 +220,8 @@ static void on_chat_reply(int err, int status, const char *message, const Protob
     switch (r->body) {
     case WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_SEND: {
         const Wyvern__Chat__SendResponse *s = (const Wyvern__Chat__SendResponse *)resp;
-        Wyvern__Lobby__ChatSent out = WYVERN__LOBBY__CHAT_SENT__INIT;
-        out.channel_id = s->channel_id;
-        out.seq = s->seq;
-        out.text = s->text;
-        out.masked = s->masked;
-        out.offline = s->offline;
+        Wyvern__Lobby__ChatSent out;
+        wy_chatmsg_sent_to_client(&out, s);
         lobby_reply(c, r->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_SENT, &out.base);
         break;
     }
@@ -289,6 +285,10 @@ void lobby_chat_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, 
 {
     lobby_t *lb = c->lb;
     const char *type = lobby_chat_type(m->body_case);
+    if (lobby_chatmod_type(m->body_case)) {
+        lobby_chatmod_request(c, m, t0);
+        return;
+    }
     if (!lb->chat) {
         lobby_reply_status(c, m->request_id, WYVERN__LOBBY__CODE__UNAVAILABLE,
                            "chat is not configured on this instance");
@@ -299,6 +299,7 @@ void lobby_chat_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, 
     Wyvern__Chat__Caller who = WYVERN__CHAT__CALLER__INIT;
     who.account_id = c->account;
     who.name = c->nick;
+    who.moderator = c->moderator; /* the verified token's "roles" claim (hello.c) */
     const char *path = NULL;
     const ProtobufCMessageDescriptor *resp = &wyvern__chat__member_response__descriptor;
     Wyvern__Chat__SendRequest send = WYVERN__CHAT__SEND_REQUEST__INIT;
@@ -406,58 +407,8 @@ void lobby_chat_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *m, 
     lobby_conn_ref(c);
 }
 
-/* ---------------------------------------------------------------- offline whispers */
-
-typedef struct {
-    lobby_conn_t *c;
-    int round;
-} offline_req_t;
-
-static int offline_call(offline_req_t *o);
-
-static void on_offline(int err, int status, const char *message, const ProtobufCMessage *resp,
-                       void *arg)
-{
-    offline_req_t *o = arg;
-    lobby_conn_t *c = o->c;
-    (void)status;
-    if (err != WY_OK) {
-        wy_log_warn("offline whispers not fetched", "account", c->account, "error", message, NULL);
-    } else if (deliverable(c)) {
-        const Wyvern__Chat__OfflineResponse *r = (const Wyvern__Chat__OfflineResponse *)resp;
-        for (size_t i = 0; i < r->n_messages; i++) {
-            Wyvern__Lobby__ChatMessage cm;
-            wy_chatmsg_to_client(&cm, r->messages[i], r->messages[i]->channel_id,
-                                 r->messages[i]->seq);
-            cm.offline = true;
-            lobby_push(c, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MESSAGE, &cm.base);
-        }
-        wy_metric_add(c->lb->m_chat_delivered, (double)r->n_messages);
-        if (r->more && ++o->round < OFFLINE_ROUNDS && offline_call(o) == WY_OK)
-            return; /* the next page keeps o and its reference */
-    }
-    lobby_conn_unref(c);
-    wy_free(o);
-}
-
-static int offline_call(offline_req_t *o)
-{
-    Wyvern__Chat__OfflineRequest req = WYVERN__CHAT__OFFLINE_REQUEST__INIT;
-    req.account_id = o->c->account;
-    return wy_grpc_call(o->c->lb->chat, "/wyvern.chat.Chat/Offline", &req.base,
-                        &wyvern__chat__offline_response__descriptor, CHAT_DEADLINE_MS, NULL, 0,
-                        on_offline, o);
-}
-
+/* Offline whispers: chat_mod.c. */
 void lobby_chat_session_ready(lobby_conn_t *c)
 {
-    if (!c->lb->chat)
-        return;
-    offline_req_t *o = wy_calloc(1, sizeof *o);
-    o->c = c;
-    if (offline_call(o) != WY_OK) {
-        wy_free(o);
-        return;
-    }
-    lobby_conn_ref(c);
+    lobby_chatmod_session_ready(c);
 }

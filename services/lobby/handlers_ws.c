@@ -7,6 +7,7 @@
 #include "enter.h"
 #include "hello.h"
 #include "nickname.h"
+#include "presence.h"
 #include "state.h"
 #include "store.h"
 #include "wire.h"
@@ -106,64 +107,45 @@ static void on_set_nickname(lobby_conn_t *c, uint32_t req, const char *nick, uin
 /* ---------------------------------------------------------------- get_presence */
 
 typedef struct {
-    char *account, *nick, *zone; /* owned; account NULL: no live session */
-    bool in_game;
-} presence_ent_t;
-
-typedef struct {
     lobby_conn_t *c;
     uint32_t req;
     uint64_t t0;
     size_t n;
     char **names; /* requested account ids then nicknames (to echo offline entries) */
     size_t n_acct;
-    presence_ent_t *ents; /* n, once the sessions are read */
-    size_t locating;      /* World.Locate calls in flight */
 } presence_req_t;
-
-typedef struct {
-    presence_req_t *p;
-    size_t i;
-} presence_locate_t;
 
 static void presence_req_free(presence_req_t *p)
 {
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < p->n; i++)
         wy_free(p->names[i]);
-        if (p->ents) {
-            wy_free(p->ents[i].account);
-            wy_free(p->ents[i].nick);
-            wy_free(p->ents[i].zone);
-        }
-    }
-    wy_free(p->ents);
     wy_free(p->names);
     wy_free(p);
 }
 
-static void presence_reply(presence_req_t *p)
+static void presence_reply(size_t n, const lobby_presence_t *s, void *ud)
 {
+    presence_req_t *p = ud;
     lobby_conn_t *c = p->c;
-    Wyvern__Lobby__Presence *ents = wy_calloc(p->n ? p->n : 1, sizeof *ents);
-    Wyvern__Lobby__Presence **ptrs = wy_calloc(p->n ? p->n : 1, sizeof *ptrs);
-    for (size_t i = 0; i < p->n; i++) {
+    Wyvern__Lobby__Presence *ents = wy_calloc(n ? n : 1, sizeof *ents);
+    Wyvern__Lobby__Presence **ptrs = wy_calloc(n ? n : 1, sizeof *ptrs);
+    for (size_t i = 0; i < n; i++) {
         Wyvern__Lobby__Presence *e = &ents[i];
-        const presence_ent_t *s = &p->ents[i];
         wyvern__lobby__presence__init(e);
         ptrs[i] = e;
         bool asked_acct = i < p->n_acct;
         e->account_id = asked_acct ? p->names[i] : "";
         e->nickname = asked_acct ? "" : p->names[i];
-        if (s->account) {
-            e->account_id = s->account;
-            e->nickname = s->nick;
-            e->state = s->in_game ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
-                                  : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
-            e->zone = s->in_game ? s->zone : "";
+        if (s[i].account) {
+            e->account_id = (char *)s[i].account;
+            e->nickname = (char *)s[i].nick;
+            e->state = s[i].in_game ? WYVERN__LOBBY__PRESENCE_STATE__IN_GAME
+                                    : WYVERN__LOBBY__PRESENCE_STATE__ONLINE;
+            e->zone = (char *)s[i].zone;
         }
     }
     Wyvern__Lobby__PresenceList pl = WYVERN__LOBBY__PRESENCE_LIST__INIT;
-    pl.n_entries = p->n;
+    pl.n_entries = n;
     pl.entries = ptrs;
     lobby_reply(c, p->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_PRESENCE, &pl.base);
     wy_free(ents);
@@ -171,25 +153,6 @@ static void presence_reply(presence_req_t *p)
     lobby_observe(c, "get_presence", p->t0, WYVERN__LOBBY__CODE__OK);
     presence_req_free(p);
     lobby_conn_unref(c);
-}
-
-/* World's locator has the last word on "in game": the session record turns in-game at
- * enter_game, and the game ends the placement when the player leaves (World.Release).
- * Not placed: back to online. World unreachable: the record's state stands. */
-static void presence_located(int status, const char *zone, void *ud)
-{
-    presence_locate_t *l = ud;
-    presence_req_t *p = l->p;
-    presence_ent_t *s = &p->ents[l->i];
-    wy_free(l);
-    if (status == WY_ENOTFOUND) {
-        s->in_game = false;
-    } else if (status == WY_OK && zone && zone[0]) {
-        wy_free(s->zone);
-        s->zone = wy_strdup(zone);
-    }
-    if (--p->locating == 0)
-        presence_reply(p);
 }
 
 static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void *ud)
@@ -204,31 +167,7 @@ static void presence_done(int status, size_t n, const lobby_sess_info_t *s, void
         lobby_conn_unref(c);
         return;
     }
-    p->ents = wy_calloc(p->n ? p->n : 1, sizeof *p->ents);
-    for (size_t i = 0; i < p->n; i++) {
-        if (!s[i].sid)
-            continue;
-        presence_ent_t *e = &p->ents[i];
-        e->account = wy_strdup(s[i].account);
-        e->nick = wy_strdup(s[i].nick);
-        e->in_game = strncmp(s[i].state, "in-game", 7) == 0;
-        e->zone = wy_strdup(e->in_game && s[i].state[7] == ':' ? s[i].state + 8 : "");
-    }
-    p->locating = 1; /* held until every call is started */
-    for (size_t i = 0; i < p->n; i++) {
-        if (!p->ents[i].in_game)
-            continue;
-        presence_locate_t *l = wy_calloc(1, sizeof *l);
-        l->p = p;
-        l->i = i;
-        p->locating++;
-        if (lobby_enter_locate(c->lb, p->ents[i].account, presence_located, l) != WY_OK) {
-            p->locating--;
-            wy_free(l);
-        }
-    }
-    if (--p->locating == 0)
-        presence_reply(p);
+    lobby_presence_resolve(c->lb, n, s, presence_reply, p);
 }
 
 static void on_presence(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__GetPresence *g,

@@ -208,6 +208,7 @@ void lobby_hello(lobby_conn_t *c, uint32_t req, const Wyvern__Lobby__Hello *h)
     snprintf(c->account, sizeof c->account, "%s", cl.sub);
     snprintf(c->token_sid, sizeof c->token_sid, "%s", cl.sid);
     c->token_iat = cl.iat;
+    c->moderator = (cl.roles & WY_TOKEN_ROLE_MODERATOR) != 0;
     if (lobby_revoked(lb, c->account, c->token_sid, c->token_iat)) {
         hello_fail(c, WYVERN__LOBBY__CODE__UNAUTHENTICATED, LOBBY_CLOSE_UNAUTH, "token revoked");
         return;

@@ -134,13 +134,15 @@ struct lobby_conn {
     uint64_t hello_start_ns; /* when the hello frame arrived: wy_lobby_ws_message_seconds */
     uint64_t chat_pass;      /* chat.c: the last delivery pass that listed this conn */
 
-    bool writing;          /* a session write is in flight (one at a time) */
-    bool nick_busy;        /* a nickname change is in flight */
-    bool entering;         /* an enter_game is in flight (enter.c) */
-    bool registered;       /* in by_sid */
-    bool live;             /* claimed in Redis and not yet released by this conn */
-    bool counted;          /* counted in wy_lobby_sessions */
-    bool revocation_asked; /* auth (Introspect) said the token is not revoked */
+    bool writing;            /* a session write is in flight (one at a time) */
+    bool nick_busy;          /* a nickname change is in flight */
+    bool entering;           /* an enter_game is in flight (enter.c) */
+    bool registered;         /* in by_sid */
+    bool live;               /* claimed in Redis and not yet released by this conn */
+    bool counted;            /* counted in wy_lobby_sessions */
+    bool revocation_asked;   /* auth (Introspect) said the token is not revoked */
+    bool moderator;          /* the token's "roles" claim has "moderator" (hello.c; chat) */
+    uint64_t offline_pushed; /* highest offline whisper id pushed (chat_mod.c) */
 };
 
 enum { LOBBY_ST_HELLO, LOBBY_ST_AUTH, LOBBY_ST_CLAIM, LOBBY_ST_READY, LOBBY_ST_CLOSING };

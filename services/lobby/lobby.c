@@ -7,6 +7,7 @@
 #include "chat.h"
 #include "clients.h"
 #include "enter.h"
+#include "friend_events.h"
 #include "handlers_grpc.h"
 #include "relay.h"
 #include "state.h"
@@ -328,6 +329,12 @@ static const wy_daemon_sub_t lobby_subs[] = {
      .mode = WY_SUB_BROADCAST,
      .types = lobby_chat_types,
      .handler = lobby_chat_on_event},
+    /* Friend pushes follow the committed events: each instance pushes to its sessions. */
+    {.topic = "wy.actor",
+     .mode = WY_SUB_BROADCAST,
+     .types = lobby_friend_event_types,
+     .handler = lobby_friend_events_on_event,
+     .ignores = lobby_friend_event_ignores},
 };
 
 const wy_daemon_spec_t lobby_daemon_spec = {

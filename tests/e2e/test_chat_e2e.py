@@ -241,8 +241,19 @@ def test_whisper_between_two_lobby_instances_and_offline_at_next_login(cluster):
                what="offline whisper at login")
     m = [m for m in c.chat_pushes(off.channel_id) if m.offline][0]
     assert (m.text, m.seq, m.sender_id) == ("see you later", off.seq, a.account)
+    assert m.offline_id > 0
+    first_id = m.offline_id
     c.close()
-    c = cluster.player(0, c_account)  # taken once: not pushed again
+    # Not acknowledged: kept, and pushed again at the next login (on the other instance).
+    c = cluster.player(0, c_account)
+    wait_until(lambda: [m for m in c.chat_pushes(off.channel_id) if m.offline],
+               what="the unacknowledged whisper again")
+    m = [m for m in c.chat_pushes(off.channel_id) if m.offline][0]
+    assert (m.seq, m.offline_id) == (off.seq, first_id)
+    done = c.ok(chat_offline_ack=c.pb.ChatOfflineAck(up_to_id=m.offline_id))
+    assert done.WhichOneof("body") == "chat_done"
+    c.close()
+    c = cluster.player(0, c_account)  # acknowledged: not pushed again
     # A whisper sent now arrives live, and is the only push of that channel (a second
     # offline copy would come before it: the Offline call precedes it).
     live = a.send(to=c_account, text="now you are here")
@@ -597,3 +608,7 @@ def test_wy_cli_chat_through_libs_client(daemon, build_dir, tmp_path):
     assert chats and {(e["seq"], e["text"], e["sender_id"]) for e in chats} == \
         {(1, "ping", ids["alice"])}, (out, err)
     assert any(e["offline"] for e in chats)
+    # libs/client acknowledged it (chat_offline_ack): the next login gets no offline copy.
+    rc, out, err = wy("bob", "lobby", "--for", "2")
+    assert rc == 0 and out and out[0].get("event") == "welcome", (out, err)
+    assert not [e for e in out if e.get("event") == "chat" and e.get("offline")], (out, err)

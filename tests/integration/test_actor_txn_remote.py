@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from harness.wait import wait_until
-from test_actor_txn import (DEADLINE, GOLD0, character, committed_txns, run_trades, stub,
-                            totals, trade, traded_events)
+from test_actor_txn import (DEADLINE, GEMS0, GOLD0, ORE0, character, committed_txns,
+                            run_trades, stub, totals, trade, traded_events)
 from test_actor_txn import retry_unavailable as retry
 
 
@@ -212,3 +212,102 @@ def test_kill9_of_the_remote_participant_mid_batch_leaves_each_trade_whole(daemo
         assert r.replayed == (txn in committed)
     assert totals(sa, pb, actors) == before
     cha.close()
+
+
+def test_kill9_of_the_coordinator_while_the_remote_side_is_held(daemon, stack, pb):
+    """The coordinator a holds z on b and is inside its write (a test session holds a lock
+    on actor.txn_attempts, so the statement waits) when it is killed. b releases z within
+    the documented bound, the hold time a asked for (2 x WY_ACTOR_TXN_TIMEOUT +
+    WY_ACTOR_FORWARD_TIMEOUT = 4 s here) plus one settle; PostgreSQL holds the trade whole
+    or not at all, and after a's restart both characters agree with it and a retry of the
+    txn id answers the first result or runs once."""
+    import threading
+    from test_grpc_server import PgTableLock
+    m = pb[0]
+    fast = {"WY_ACTOR_TXN_TIMEOUT": "1s", "WY_ACTOR_FORWARD_TIMEOUT": "2s"}
+    a, b = daemon("actor", env=fast), daemon("actor")
+    wait_until(lambda: owned(stack, a) > 0 and owned(stack, b) > 0
+               and owned(stack, a) + owned(stack, b) == 256,
+               timeout=30, what="shards spread on two instances")
+    sa, cha = stub(a, pb)
+    sb, chb = stub(b, pb)
+    x, z = retry(lambda: character(sa, pb)), retry(lambda: character(sb, pb))
+    assert (owner_of(stack, x), owner_of(stack, z)) == (a.instance_id, b.instance_id)
+    txn = "kc-" + x
+    req = trade(pb, txn, x, z, a_gold=5, b_items=[("ore", 1)])
+    lock = PgTableLock(stack, "actor.txn_attempts")
+    out = {}
+
+    def call():
+        try:
+            out["r"] = sa.Transact(req, timeout=DEADLINE)
+        except grpc.RpcError as e:
+            out["e"] = e.code()
+    t = threading.Thread(target=call, daemon=True)
+    try:
+        t.start()
+        # Both sides held, the statement sent: it waits for the lock.
+        wait_until(lambda: int(stack.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+            "query LIKE '%fence_each%'")) == 1, timeout=30, what="a's statement waiting")
+        a.kill9()
+    finally:
+        lock.release()
+    t.join(30)
+    assert "e" in out, "the coordinator answered although it was killed: %r" % out
+    killed = time.monotonic()
+    # b releases z within the bound: a command on z waits behind the hold, then runs.
+    bound_s = 4 + 10  # hold_ms, plus a settle and the slack of a loaded machine
+    r = sb.Apply(m.ApplyRequest(actor_id=z, idempotency_key="after-kill",
+                                earn_currency=m.EarnCurrency(amount=1)), timeout=bound_s)
+    assert time.monotonic() - killed < bound_s
+    # One outcome row for the attempt: 'committed' (the write got in) or 'aborted' (b's
+    # settle got in first, so the write could not commit).
+    outcomes = stack.psql("SELECT outcome FROM actor.txn_attempts WHERE txn_id = '%s'"
+                          % txn).split()
+    assert len(outcomes) == 1 and outcomes[0] in ("committed", "aborted"), outcomes
+    committed = whole_or_absent(stack, pb, [x, z])
+    done = txn in committed
+    assert done == (outcomes[0] == "committed")
+    assert r.character.gold == GOLD0 + 1 + (5 if done else 0)
+    assert {s.item: s.count for s in r.character.inventory}["ore"] == ORE0 - (1 if done else 0)
+    # a again, under its name: it takes its shards back at once and serves x from
+    # PostgreSQL, in agreement with z.
+    a2 = daemon("actor", env=dict(fast, WY_INSTANCE_ID=a.instance_id))
+    sa2, cha2 = stub(a2, pb)
+    gx = retry(lambda: sa2.GetCharacter(m.GetCharacterRequest(actor_id=x), timeout=DEADLINE))
+    assert gx.gold == GOLD0 - (5 if done else 0)
+    again = retry(lambda: sa2.Transact(req, timeout=DEADLINE))
+    assert again.replayed == done
+    assert whole_or_absent(stack, pb, [x, z]) == {txn}
+    assert totals(sa2, pb, [x, z]) == (2 * GOLD0 + 1, 2 * GEMS0, 2 * ORE0)
+    for ch in (cha, chb, cha2):
+        ch.close()
+
+
+def test_txn_attempts_rows_past_their_retention_are_swept_newer_ones_kept(daemon, stack, pb):
+    """actor.txn_attempts keeps a row for WY_ACTOR_TXN_ATTEMPTS_RETENTION; older ones are
+    deleted by the owner of shard 0, at most WY_ACTOR_TXN_ATTEMPTS_SWEEP_BATCH per
+    statement, newer ones stay."""
+    import uuid
+    from actor_helpers import metric
+    old = [str(uuid.uuid4()) for _ in range(7)]
+    new = str(uuid.uuid4())
+    stack.psql("INSERT INTO actor.txn_attempts (attempt_id, txn_id, outcome, ts) SELECT "
+               "a::uuid, 'swept', 'aborted', now() - interval '2 hours' FROM unnest(ARRAY[%s]) "
+               "AS a; INSERT INTO actor.txn_attempts (attempt_id, txn_id, outcome) VALUES "
+               "('%s', 'kept', 'committed')" % (",".join("'%s'" % o for o in old), new))
+    d = daemon("actor", env={"WY_ACTOR_TXN_ATTEMPTS_RETENTION": "1h",
+                             "WY_ACTOR_TXN_ATTEMPTS_SWEEP": "200ms",
+                             "WY_ACTOR_TXN_ATTEMPTS_SWEEP_BATCH": "3"})
+    wait_until(lambda: owned(stack, d) == 256, timeout=30, what="d owns every shard")
+    wait_until(lambda: int(stack.psql("SELECT count(*) FROM actor.txn_attempts WHERE "
+                                      "txn_id = 'swept'")) == 0, timeout=30, what="the sweep")
+    assert stack.psql("SELECT txn_id FROM actor.txn_attempts WHERE attempt_id = '%s'"
+                      % new).strip() == "kept"
+    assert metric(d, "wy_actor_txn_attempts_swept_total") >= 7
+    # Too short a retention for the longest hold stops the daemon at start.
+    bad = daemon("actor", env={"WY_ACTOR_TXN_ATTEMPTS_RETENTION": "60s",
+                               "WY_ACTOR_TXN_TIMEOUT": "30s"}, wait_ready=False)
+    assert bad.wait(30) == 1
+    assert "WY_ACTOR_TXN_ATTEMPTS_RETENTION" in bad.log_text()

@@ -2,6 +2,7 @@
 refresh rotation and reuse detection, logout and ban seen by Introspect within 1 s,
 rate limits, the bounded hash queue, link/unlink, JWKS and the wy.account events."""
 import concurrent.futures
+import contextlib
 import glob
 import http.server
 import json
@@ -119,7 +120,7 @@ def test_register_then_password_login(auth, stub):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
-    assert len(body["refresh_token"]) == 43
+    assert len(body["refresh_token"]) == 78  # carries its family: nothing stored at login
     assert body["created"] is True
     r = auth.login(name.lower())  # usernames compare case-insensitively
     assert r.status_code == 200, r.text
@@ -280,9 +281,16 @@ def test_ban_revokes_within_1s_and_refuses_login(auth, stub, protos):
     dev = "dev-" + uuid.uuid4().hex
     assert auth.post("/v1/link", {"method": "device", "device_id": dev},
                      token=tok["access_token"]).status_code == 200
+    # One family refreshed (its rows exist) and one never refreshed (no rows yet): the ban
+    # revokes both; sessions_revoked counts the rows.
+    other = auth.device(dev).json()
+    rotated = auth.post("/v1/refresh", {"refresh_token": other["refresh_token"]})
+    assert rotated.status_code == 200
     resp = stub.Revoke(auth_pb2.RevokeRequest(account_id=tok["account_id"], reason="cheating",
                                               ban=True), timeout=5)
-    assert resp.sessions_revoked >= 1
+    assert resp.sessions_revoked == 1
+    r = auth.post("/v1/refresh", {"refresh_token": rotated.json()["refresh_token"]})
+    assert r.status_code in (401, 403)
     wait_until(lambda: introspect(stub, tok["access_token"]).revoked, timeout=1.0,
                what="introspect says revoked")
     r = auth.login(name)
@@ -887,6 +895,25 @@ def test_every_documented_error_code_is_one_the_daemon_can_answer():
             "README documents %s but no response carries it" % c
 
 
+@contextlib.contextmanager
+def redis_refusing_a_revocation(stack, publish):
+    """Redis refuses writes (maxmemory) while publish() revokes something: auth drops the
+    marker, so Introspect answers from PostgreSQL inside the block; afterwards Redis takes
+    writes again and the rebuild puts the marker back."""
+    marker = rkeys.REVOKED_LOADED
+    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
+    stack.redis_cli("CONFIG", "SET", "maxmemory", "1")
+    try:
+        publish()
+        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "0", timeout=10,
+                   what="the marker dropped after the failed publish")
+        yield
+    finally:
+        stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
+    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
+               what="the rebuild after Redis takes writes again")
+
+
 def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, stack, protos):
     """A logout whose Redis SET fails (Redis answers but refuses writes: maxmemory) is still
     204 (PostgreSQL has it); auth then drops the marker, so Introspect answers from PostgreSQL
@@ -897,22 +924,16 @@ def test_a_revocation_redis_refused_sends_checks_to_postgresql(daemon, keys, sta
     api = Api(d)
     out = api.register(uniq()).json()
     live = api.register(uniq()).json()
-    marker = rkeys.REVOKED_LOADED
-    wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10, what="marker")
+
+    def logout():
+        assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
+
     with grpc.insecure_channel(d.grpc_addr) as ch:
         stub = auth_pb2_grpc.AuthStub(ch)
-        stack.redis_cli("CONFIG", "SET", "maxmemory", "1")
-        try:
-            assert api.post("/v1/logout", token=out["access_token"]).status_code == 204
-            wait_until(lambda: stack.redis_cli("EXISTS", marker) == "0", timeout=10,
-                       what="the marker dropped after the failed publish")
+        with redis_refusing_a_revocation(stack, logout):
             i = introspect(stub, out["access_token"])
             assert i.revoked and not i.active
             assert introspect(stub, live["access_token"]).active
-        finally:
-            stack.redis_cli("CONFIG", "SET", "maxmemory", "0")
-        wait_until(lambda: stack.redis_cli("EXISTS", marker) == "1", timeout=10,
-                   what="the rebuild after Redis takes writes again")
         assert stack.redis_cli("EXISTS", rkeys.revoked_sid(out["session_id"])) == "1"
         assert introspect(stub, out["access_token"]).revoked
 

@@ -184,11 +184,92 @@ def test_whisper_offline_until_next_login(daemon, stack, pb):
     got = st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE)
     assert [(m.channel_id, m.seq, m.text, m.sender_id) for m in got.messages] == \
         [(r.channel_id, 1, "are you there?", a)]
+    assert len(got.ids) == 1 and not got.more
+    # Reading does not take it (a lobby may die before the push): it stays until the
+    # client's acknowledgement, and an ack below its id removes nothing.
+    again = st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE)
+    assert [m.seq for m in again.messages] == [1] and list(again.ids) == list(got.ids)
+    assert st.OfflineAck(pb[0].OfflineAckRequest(account_id=b, up_to_id=got.ids[0] - 1),
+                         timeout=DEADLINE).removed == 0
+    assert st.OfflineAck(pb[0].OfflineAckRequest(account_id=b, up_to_id=got.ids[0]),
+                         timeout=DEADLINE).removed == 1
     assert not st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE).messages
     # Both parties read the whisper channel, nobody else.
     assert [m.seq for m in history(st, pb, b, r.channel_id).messages] == [1, 2]
     assert code_of(lambda: history(st, pb, acct(), r.channel_id)) == \
         grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_offline_whispers_page_by_cursor_until_acknowledged(daemon, pb):
+    st = stub(start(daemon), pb)
+    a, b = acct(), acct()
+    sent = [send(st, pb, a, to=b, text="w%d" % i) for i in range(5)]
+    assert all(r.offline for r in sent)
+    p1 = st.Offline(pb[0].OfflineRequest(account_id=b, limit=2), timeout=DEADLINE)
+    assert [m.text for m in p1.messages] == ["w0", "w1"] and p1.more
+    assert list(p1.ids) == sorted(p1.ids)
+    p2 = st.Offline(pb[0].OfflineRequest(account_id=b, limit=2, after_id=p1.ids[-1]),
+                    timeout=DEADLINE)
+    assert [m.text for m in p2.messages] == ["w2", "w3"] and p2.more
+    p3 = st.Offline(pb[0].OfflineRequest(account_id=b, limit=2, after_id=p2.ids[-1]),
+                    timeout=DEADLINE)
+    assert [m.text for m in p3.messages] == ["w4"] and not p3.more
+    # Acknowledging the first page leaves the rest for the next login; another account's
+    # ack touches nothing of b's.
+    assert st.OfflineAck(pb[0].OfflineAckRequest(account_id=a, up_to_id=p3.ids[-1]),
+                         timeout=DEADLINE).removed == 0
+    assert st.OfflineAck(pb[0].OfflineAckRequest(account_id=b, up_to_id=p1.ids[-1]),
+                         timeout=DEADLINE).removed == 2
+    rest = st.Offline(pb[0].OfflineRequest(account_id=b), timeout=DEADLINE)
+    assert [m.text for m in rest.messages] == ["w2", "w3", "w4"]
+    assert code_of(lambda: st.Offline(pb[0].OfflineRequest(account_id="", limit=1),
+                                      timeout=DEADLINE)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: st.Offline(pb[0].OfflineRequest(account_id=b, limit=501),
+                                      timeout=DEADLINE)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_report_review_by_moderators_only(daemon, stack, pb):
+    op = acct()  # an operator's account: WY_CHAT_MODERATORS
+    st = stub(start(daemon, WY_CHAT_MODERATORS=op), pb)
+    a, b = acct(), acct()
+    cid = party(st, pb, a, b)
+    r = send(st, pb, b, cid, "you are all noobs")
+    rep = st.Report(pb[0].ReportRequest(caller=caller(pb, a), channel_id=cid, seq=r.seq,
+                                        reason="insult"), timeout=DEADLINE)
+
+    def reports(who, **kw):
+        return st.ListReports(pb[0].ListReportsRequest(caller=who, **kw), timeout=DEADLINE)
+
+    def resolve(who, rid, note="warned"):
+        return st.ResolveReport(pb[0].ResolveReportRequest(caller=who, report_id=rid,
+                                                           resolution=note), timeout=DEADLINE)
+    # Without the role (the token's claim false, not an operator's account): refused.
+    for fn in (lambda: reports(caller(pb, a)), lambda: resolve(caller(pb, a), rep.report_id)):
+        assert code_of(fn) == grpc.StatusCode.PERMISSION_DENIED
+    mod = caller(pb, acct(), moderator=True)  # the role from the token's claims
+    # Page through every open report up to ours (other tests' reports may be there too).
+    mine, after = None, 0
+    while mine is None:
+        page = reports(mod, after_id=after, limit=50)
+        assert page.reports, "our report is missing"
+        mine = next((x for x in page.reports if x.report_id == rep.report_id), None)
+        after = page.reports[-1].report_id
+    assert (mine.channel_id, mine.seq, mine.reporter_id, mine.reason) == (cid, r.seq, a, "insult")
+    assert mine.message.text == "you are all noobs" and mine.message.sender_id == b
+    assert mine.resolved_at_ms == 0
+    done = resolve(mod, rep.report_id, "muted for a day")
+    assert done.resolved_at_ms > 0
+    assert code_of(lambda: resolve(mod, rep.report_id)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: resolve(caller(pb, op), 2 ** 62)) == grpc.StatusCode.NOT_FOUND
+    # Open ones only by default; resolved=True shows it with who closed it and why.
+    assert rep.report_id not in [x.report_id for x in
+                                 reports(caller(pb, op), after_id=rep.report_id - 1).reports]
+    closed = [x for x in reports(caller(pb, op), after_id=rep.report_id - 1,
+                                 resolved=True).reports if x.report_id == rep.report_id][0]
+    assert closed.resolved_by == mod.account_id and closed.resolution == "muted for a day"
+    log = stack.psql("SELECT action || ' ' || actor_id FROM chat.moderation_log WHERE "
+                     "channel_id = '%s' ORDER BY id" % cid).splitlines()
+    assert log == ["report " + a, "resolve_report " + mod.account_id]
 
 
 def seat(stack, account, char, zone, inst):

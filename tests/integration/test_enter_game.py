@@ -248,3 +248,43 @@ def test_kill9_game_its_zones_go_to_the_survivor_and_players_enter_there(daemon_
     assert (ea.game_id, ea.instance_id) == (survivor.instance_id, eg.instance_id)
     ga = GameClient((pb["game"],), "ws://%s/v1/game" % ea.game_addr)
     assert ga.join(ea.ticket).WhichOneof("body") == "welcome"
+
+
+def test_friends_list_shows_a_friend_in_game_with_the_zone(daemon_log_dir, pb, road):
+    """A friend who entered the game is IN_GAME with the zone in the friends list (the
+    session record says "in-game:<zone>", checked with world's locator as get_presence
+    does), and ONLINE again once they left the game."""
+    actor, world, game, lobby = road
+    acct, ch, c = ready_player(daemon_log_dir, pb, road)
+    st = pb["actor_grpc"].ActorStub(grpc.insecure_channel(actor.grpc_addr))
+    facct = str(uuid.uuid4())
+    fch = new_character(actor, pb, facct)
+    st.RequestFriend(pb["actor"].FriendCommand(actor_id=fch.actor_id, other_actor_id=ch.actor_id,
+                                               txn_id="t-" + uuid.uuid4().hex), timeout=DEADLINE)
+    st.AcceptFriend(pb["actor"].FriendCommand(actor_id=ch.actor_id, other_actor_id=fch.actor_id,
+                                              txn_id="t-" + uuid.uuid4().hex), timeout=DEADLINE)
+    f = Client(lobby.ws_url)
+    assert f.hello(access_token(daemon_log_dir, facct)).status.code == pb["lobby"].OK
+
+    def friend():
+        r = f.call(list_friends=pb["lobby"].ListFriends(actor_id=fch.actor_id))
+        assert r.status.code == pb["lobby"].OK, r
+        [e] = r.friends.friends
+        assert (e.actor_id, e.status) == (ch.actor_id, pb["lobby"].FRIEND_ACCEPTED)
+        return e
+    e = friend()
+    assert (e.presence, e.zone) == (pb["lobby"].ONLINE, "")
+    r = enter(c, pb, ch.actor_id)
+    assert r.status.code == pb["lobby"].OK, r
+    # The session record turns in-game with its next write (as get_presence sees it).
+    e = wait_until(lambda: (lambda x: x if x.presence == pb["lobby"].IN_GAME else None)(friend()),
+                   10, what="the friend in game")
+    assert e.zone == "oakvale"
+    # Joined, then left: world's locator has no placement, the friend is online again.
+    g = GameClient((pb["game"],), "ws://%s/v1/game" % r.entered_game.game_addr)
+    assert g.join(r.entered_game.ticket).WhichOneof("body") == "welcome"
+    assert friend().presence == pb["lobby"].IN_GAME
+    g.send(leave=pb["game"].Leave())
+    g.wait_closed()
+    wait_until(lambda: friend().presence == pb["lobby"].ONLINE, 20, what="friend online")
+    assert friend().zone == ""

@@ -11,6 +11,7 @@
 
 #include "../../../services/actor/character.c"
 #include "../../../services/actor/friends.c"
+#include "../../../services/actor/npc.c"
 
 #define ID   "3f2a0c4e-1b2d-4c3e-8f40-5a6b7c8d9e0f"
 #define ACCT "11111111-2222-4333-8444-555555555555"

@@ -1,7 +1,8 @@
 /* Unit tests for wy-actor's trades and friends, the pure parts (services/actor/trade.c,
  * friends.c): an offer's shape, one side decided into its Traded event or refused, the
  * event applied on both sides conserving items and gold, a snapshot after a trade equal
- * to the replay; friend commands decided into both sides' events, and their snapshot. */
+ * to the replay; friend commands decided into both sides' events (the acting side named),
+ * and their snapshot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "../../../services/actor/character.c"
 #include "../../../services/actor/friends.c"
+#include "../../../services/actor/npc.c"
 #include "../../../services/actor/trade.c"
 
 #define ID_A "3f2a0c4e-1b2d-4c3e-8f40-5a6b7c8d9e0f"
@@ -243,6 +245,52 @@ static void test_friends(void **state)
     actor_state_clear(&b);
 }
 
+/* The acting side's event says so and carries its name (lobby pushes from it); the other
+ * side's does not. */
+static void test_friend_events_name_the_acting_side(void **state)
+{
+    (void)state;
+    actor_state_t a, b;
+    character(&a, ID_A, 0, NULL, 0);
+    character(&b, ID_B, 0, NULL, 0);
+    snprintf(b.name, sizeof b.name, "%s", "Bryn");
+    static const struct {
+        actor_friend_op_t op;
+        bool by_a;
+        Wyvern__Actor__Event__BodyCase body;
+    } steps[] = {
+        {ACTOR_FRIEND_REQUEST, true, WYVERN__ACTOR__EVENT__BODY_FRIEND_REQUEST_SENT},
+        {ACTOR_FRIEND_ACCEPT, false, WYVERN__ACTOR__EVENT__BODY_FRIEND_ADDED},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        actor_state_t *me = steps[i].by_a ? &a : &b, *them = steps[i].by_a ? &b : &a;
+        actor_event_t ev[2];
+        char why[160] = "";
+        assert_int_equal(
+            actor_friend_decide(steps[i].op, me, them, "txn-f", NOW, ev, why, sizeof why), WY_OK);
+        for (int side = 0; side < 2; side++) {
+            Wyvern__Actor__Event *e =
+                wyvern__actor__event__unpack(NULL, ev[side].len, ev[side].data);
+            assert_non_null(e);
+            /* Every friend_* member is a FriendEvent at the same place. */
+            const Wyvern__Actor__FriendEvent *f = e->friend_request_sent;
+            if (side == 0)
+                assert_int_equal(e->body_case, steps[i].body);
+            assert_int_equal(f->acted, side == 0);
+            assert_string_equal(f->actor_name, side == 0 ? me->name : "");
+            assert_string_equal(f->other, side == 0 ? them->actor_id : me->actor_id);
+            wyvern__actor__event__free_unpacked(e, NULL);
+        }
+        assert_int_equal(actor_apply_packed(me, me->seq + 1, ev[0].data, ev[0].len), WY_OK);
+        assert_int_equal(actor_apply_packed(them, them->seq + 1, ev[1].data, ev[1].len), WY_OK);
+        wy_free(ev[0].data);
+        wy_free(ev[1].data);
+    }
+    assert_int_equal(status_of(&a, ID_B), WYVERN__ACTOR__FRIEND__STATUS__FRIEND);
+    actor_state_clear(&a);
+    actor_state_clear(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_trade_conserves_and_replays),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_friends),
+        cmocka_unit_test(test_friend_events_name_the_acting_side),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -797,6 +797,74 @@ static void test_cache(void **state)
     wy_free(jwks);
 }
 
+/* The "roles" claim: issued from bits, read back; absent = none; unknown names ignored;
+ * anything but an array of at most 16 strings makes the token malformed. */
+static void test_roles_claim(void **state)
+{
+    fx_t *f = *state;
+    const char *err = NULL;
+    wy_token_claims_t c;
+    char *tok = NULL;
+    assert_int_equal(wy_token_issue_roles(f->ks, "k1", ISS, AUD, "acct-9", "sess-9",
+                                          WY_TOKEN_ROLE_MODERATOR, 900, NOW, &tok, NULL, &err),
+                     WY_OK);
+    assert_int_equal(wy_token_verify(f->ks, tok, strlen(tok), &vopts, &c, &err), WY_OK);
+    assert_int_equal(c.roles, WY_TOKEN_ROLE_MODERATOR);
+    assert_string_equal(c.sub, "acct-9");
+    wy_free(tok);
+    /* No roles: no claim at all (a player's token is unchanged). */
+    assert_int_equal(wy_token_verify(f->ks, f->token, strlen(f->token), &vopts, &c, &err), WY_OK);
+    assert_int_equal(c.roles, 0);
+    char *p = payload_with("roles", "[\"admin\",\"moderator\",\"Moderator\"]");
+    tok = forge_signed(f->k1, HDR_K1, p);
+    assert_int_equal(wy_token_verify(f->ks, tok, strlen(tok), &vopts, &c, &err), WY_OK);
+    assert_int_equal(c.roles, WY_TOKEN_ROLE_MODERATOR);
+    wy_free(tok);
+    wy_free(p);
+    p = payload_with("roles", "[]");
+    tok = forge_signed(f->k1, HDR_K1, p);
+    assert_int_equal(wy_token_verify(f->ks, tok, strlen(tok), &vopts, &c, &err), WY_OK);
+    assert_int_equal(c.roles, 0);
+    wy_free(tok);
+    wy_free(p);
+    const char *bad[] = {"\"moderator\"",
+                         "[1]",
+                         "[[\"moderator\"]]",
+                         "{}",
+                         "null",
+                         "[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+                         "\"a\",\"a\",\"a\",\"a\",\"a\",\"moderator\"]"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        p = payload_with("roles", bad[i]);
+        tok = forge_signed(f->k1, HDR_K1, p);
+        expect_reject(f->ks, tok, WY_EINVAL);
+        wy_free(tok);
+        wy_free(p);
+    }
+    /* A role claim signed by another key is a forgery like any other. */
+    char *pem = NULL;
+    assert_int_equal(wy_token_generate_ed25519_pem(&pem), WY_OK);
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *other = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    wy_free(pem);
+    p = payload_with("roles", "[\"moderator\"]");
+    tok = forge_signed(other, HDR_K1, p);
+    expect_reject(f->ks, tok, WY_EAUTH);
+    wy_free(tok);
+    wy_free(p);
+    EVP_PKEY_free(other);
+    /* Names as an operator writes them. */
+    unsigned unknown = 9;
+    assert_int_equal(wy_token_roles_parse("moderator", &unknown), WY_TOKEN_ROLE_MODERATOR);
+    assert_int_equal(unknown, 0);
+    assert_int_equal(wy_token_roles_parse(" moderator , god,", &unknown), WY_TOKEN_ROLE_MODERATOR);
+    assert_int_equal(unknown, 1);
+    assert_int_equal(wy_token_roles_parse("", &unknown), 0);
+    assert_int_equal(wy_token_roles_parse(NULL, NULL), 0);
+    assert_int_equal(wy_token_role_bit("moderatorx"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,6 +887,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jwks_export_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roles_claim, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
