@@ -12,8 +12,9 @@ int main(int argc, char **argv)
      * PGOPTIONS for each connection of the pool; what the environment has is kept. */
     static char opts[1024];
     const char *had = getenv("PGOPTIONS");
-    snprintf(opts, sizeof opts, "%s%s-c plan_cache_mode=force_generic_plan", had ? had : "",
-             had && *had ? " " : "");
-    setenv("PGOPTIONS", opts, 1);
+    int n = snprintf(opts, sizeof opts, "%s%s-c plan_cache_mode=force_generic_plan", had ? had : "",
+                     had && *had ? " " : "");
+    if (n > 0 && (size_t)n < sizeof opts) /* else the environment's stays as it is */
+        setenv("PGOPTIONS", opts, 1);
     return wy_daemon_main(argc, argv, &actor_daemon_spec);
 }

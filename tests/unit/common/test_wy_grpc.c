@@ -772,6 +772,60 @@ static void test_server_inflight_cap(void **state)
     fx_close(&fx);
 }
 
+/* A call leaves max_inflight when it is answered, not when the loop has drained its
+ * completions: with 2 allowed and 2 held, one is answered and, in the same loop turn (a
+ * busy daemon's loop), a third call arrives. It must be accepted. */
+#define BUSY_LOOP_US 100000
+
+static res_t answered_then_call;
+
+static void answer_one_then_call(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    Wyvern__Envelope e = WYVERN__ENVELOPE__INIT;
+    e.key = "first";
+    assert_int_equal(wy_grpc_reply(fx->held[0], &e.base), WY_OK);
+    fx->held[0] = fx->held[1];
+    fx->n_held = 1;
+    assert_int_equal(call_echo(fx, ECHO_PATH, "third", 0, 0, &answered_then_call), WY_OK);
+    usleep(BUSY_LOOP_US); /* the third call reaches the server meanwhile; nothing drains */
+}
+
+static bool third_seen(void *arg)
+{
+    fx_t *fx = arg;
+    return fx->handled >= 3 || answered_then_call.done;
+}
+
+static void test_server_inflight_ends_with_the_answer(void **state)
+{
+    WY_UNUSED(state);
+    memset(&answered_then_call, 0, sizeof answered_then_call);
+    res_t r[2] = {{0}, {0}};
+    wy_grpc_server_opts_t two = {.max_inflight = 2};
+    fx_t fx;
+    fx_open(&fx, &two, NULL);
+    hold_one(&fx, 0, &r[0]); /* the first, held */
+    assert_int_equal(call_echo(&fx, ECHO_PATH, "second", 0, 0, &r[1]), WY_OK);
+    wait_handled(&fx, 2);
+    uv_timer_stop(&fx.async_timer);
+    uv_timer_start(&fx.async_timer, answer_one_then_call, 0, 0);
+    run_pred(&fx.loop, third_seen, &fx);
+    assert_false(answered_then_call.done); /* not refused: the handler holds it */
+    assert_int_equal(fx.handled, 3);
+    uv_timer_start(&fx.async_timer, async_timer_cb, 0, 0);
+    run_until(&fx, &answered_then_call.done);
+    for (int i = 0; i < 2; i++) {
+        run_until(&fx, &r[i].done);
+        assert_int_equal(r[i].err, WY_OK);
+    }
+    assert_int_equal(answered_then_call.err, WY_OK);
+    wy_grpc_server_stats_t st;
+    wy_grpc_server_stats(fx.srv, &st);
+    assert_int_equal(st.rejected_busy, 0);
+    fx_close(&fx);
+}
+
 static void test_client_inflight_cap(void **state)
 {
     WY_UNUSED(state);
@@ -862,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_graceful_stop),
         cmocka_unit_test(test_oversize_rejected),
         cmocka_unit_test(test_server_inflight_cap),
+        cmocka_unit_test(test_server_inflight_ends_with_the_answer),
         cmocka_unit_test(test_client_inflight_cap),
         cmocka_unit_test(test_channel_close_cancels),
         cmocka_unit_test(test_bind_and_register_errors),
