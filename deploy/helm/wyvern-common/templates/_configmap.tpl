@@ -98,6 +98,7 @@ Empty values are left out: the daemon's own default applies.
 {{- else if eq $svc "game" -}}
 {{- with $.Values.services -}}
 {{- $_ := set $set "WY_GAME_WORLD_GRPC" .worldGrpc -}}
+{{- $_ = set $set "WY_GAME_CHAT_GRPC" .chatGrpc -}}
 {{- end -}}
 {{- end -}}
 {{- range $k, $v := $set -}}
