@@ -146,50 +146,13 @@ int lobby_nick_check(const char *nick, size_t len, char *display, size_t display
 
 /* ---------------------------------------------------------------- storage */
 
-/* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. A read that
- * tolerates staleness (replica) goes to WY_PG_REPLICA_URL when one is configured. */
-static int pg_exec(lobby_t *lb, bool replica, const wy_pg_stmt_t *st, const char *const *params,
-                   wy_pg_cb cb, void *ud)
+/* PostgreSQL is closed (NULL) after the drain; a late request gets WY_EUNAVAIL. Nickname
+ * changes go to the primary (the nickname read at hello: store.c, on the replica if any). */
+static int pg_exec(lobby_t *lb, const wy_pg_stmt_t *st, const char *const *params, wy_pg_cb cb,
+                   void *ud)
 {
-    wy_pg_t *pg = replica ? wy_daemon_pg_replica(lb->d) : wy_daemon_pg(lb->d);
+    wy_pg_t *pg = wy_daemon_pg(lb->d);
     return pg ? wy_pg_exec(pg, st, params, cb, ud) : WY_EUNAVAIL;
-}
-
-/* -> 0 rows | 1 row: nickname, norm */
-static const wy_pg_stmt_t LOAD_SQL = {
-    "lobby_nick_load", "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1};
-
-typedef struct {
-    lobby_t *lb;
-    lobby_nick_cb cb;
-    void *ud;
-} load_req_t;
-
-static void load_done(int status, const PGresult *res, const char *err, void *ud)
-{
-    WY_UNUSED(err);
-    load_req_t *q = ud;
-    if (status != WY_OK)
-        q->cb(status, NULL, NULL, q->ud);
-    else if (PQntuples(res) == 0)
-        q->cb(WY_ENOTFOUND, NULL, NULL, q->ud);
-    else
-        q->cb(WY_OK, wy_pg_text(res, 0, "nickname"), wy_pg_text(res, 0, "norm"), q->ud);
-    wy_free(q);
-}
-
-int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud)
-{
-    load_req_t *q = wy_calloc(1, sizeof *q);
-    q->lb = lb;
-    q->cb = cb;
-    q->ud = ud;
-    const char *params[] = {account};
-    /* The nickname shown at hello and in presence: a replica's may be a moment old. */
-    int rc = pg_exec(lb, true, &LOAD_SQL, params, load_done, q);
-    if (rc != WY_OK)
-        wy_free(q);
-    return rc;
 }
 
 /* One statement, so one implicit transaction: the cooldown check, the upsert guarded by
@@ -240,7 +203,7 @@ int lobby_nick_store(lobby_t *lb, const char *account, const char *display, cons
     char cooldown[24];
     snprintf(cooldown, sizeof cooldown, "%lld", (long long)lb->cfg->nick_cooldown_ms);
     const char *params[] = {account, display, norm, cooldown};
-    int rc = pg_exec(lb, false, &SET_SQL, params, store_done, q);
+    int rc = pg_exec(lb, &SET_SQL, params, store_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;

@@ -12,9 +12,6 @@
  * *err is a message for the player. */
 int lobby_nick_check(const char *nick, size_t len, char *display, size_t display_cap, char *norm,
                      size_t norm_cap, const char **err);
-/* Reads the account's nickname; cb(status, display, norm, ud) with WY_OK / WY_ENOTFOUND / error. */
-typedef void (*lobby_nick_cb)(int status, const char *display, const char *norm, void *ud);
-int lobby_nick_load(lobby_t *lb, const char *account, lobby_nick_cb cb, void *ud);
 /* Stores a checked nickname for account unless the cooldown (WY_LOBBY_NICK_COOLDOWN)
  * since its last change is still running, and appends the history, in one statement.
  * cb(status, at_s, err, ud): WY_OK with at_s the change time (Unix s); WY_ELIMIT with at_s
