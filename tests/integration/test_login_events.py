@@ -1,0 +1,106 @@
+"""Issue 11: a returning login's account.login event is produced straight to Kafka, no outbox
+row (services/auth/README.md, "Logins: no session written"), and still reaches wy.account in
+the order of its account's changes: a login right after events that are still in the outbox
+(its registration's, a logout's) goes through the outbox behind them."""
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import requests
+
+from harness.kafka import series
+from harness.ports import free_port
+from harness.wait import wait_until
+
+PLAYERS = 12
+
+
+def login(base, s, device):
+    r = s.post(base + "/v1/login", json={"method": "device", "device_id": device}, timeout=15)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def direct_events(d):
+    return series(d, "wy_auth_login_events_total", route="direct") or 0.0
+
+
+def test_returning_login_events_go_direct_in_account_order(daemon, build_dir, stack, tmp_path):
+    subprocess.run([os.path.join(build_dir, "tools", "wy-keygen"), str(tmp_path / "k1.pem")],
+                   check=True, timeout=10)
+    port = free_port()
+    auth = daemon("auth", env={"WY_AUTH_KEYS_DIR": str(tmp_path), "WY_AUTH_SIGNING_KID": "k1",
+                               "WY_AUTH_HTTP_PORT": str(port)})
+    base = "http://127.0.0.1:%d" % port
+    wait_until(lambda: requests.get(auth.ops_url + "/readyz", timeout=5).json().get("status")
+               == "healthy", timeout=60, what="auth healthy (Kafka reachable)")
+    s = requests.Session()
+    players = {}  # account -> device
+    expected = {}  # account -> [type] in the order of its changes
+    for _ in range(PLAYERS):
+        device = "ev-" + uuid.uuid4().hex
+        first = login(base, s, device)
+        assert first.get("created") is True
+        # At once: its registration's events may still be in the outbox.
+        login(base, s, device)
+        players[first["account_id"]] = device
+        expected[first["account_id"]] = ["account.created", "account.login", "account.login"]
+    keys = ",".join("'%s'" % a for a in players)
+    wait_until(lambda: stack.psql("SELECT count(*) FROM auth.wy_outbox WHERE key IN (%s)" % keys)
+               == "0", timeout=60, interval=0.2, what="the registrations' events relayed")
+    # An account whose rows were committed while a relay pass was in flight stays marked until
+    # a later pass read rows, or AUTH_EVENTS_QUIET_MS (3 s) after the commit at the latest.
+    time.sleep(3.5)
+    before = direct_events(auth)
+    for account, device in players.items():
+        login(base, s, device)
+        last = login(base, s, device)
+        r = s.post(base + "/v1/logout", headers={"Authorization": "Bearer " + last["access_token"]},
+                   timeout=15)
+        assert r.status_code == 204, r.text
+        # At once after the logout, whose event is in the outbox.
+        login(base, s, device)
+        expected[account] += ["account.login", "account.login", "account.session_revoked",
+                              "account.login"]
+    # The two logins of each player after its events were relayed went to Kafka directly.
+    assert direct_events(auth) - before >= 2 * PLAYERS
+    assert series(auth, "wy_auth_login_events_total", route="lost") == 0
+
+    log_path = tmp_path / "reader.log"
+    log = open(log_path, "wb")
+    reader = subprocess.Popen([os.path.join(build_dir, "tests", "tools", "wy-kafkatool"), "consume",
+                               "--brokers", stack.kafka_brokers, "--topic", "wy.account",
+                               "--group", "ev-" + uuid.uuid4().hex,
+                               "--effects", str(tmp_path / "effects")],
+                              stdout=subprocess.DEVNULL, stderr=log)
+
+    def received():
+        """account -> [(partition, offset, type)] of the messages read so far."""
+        got = {}
+        for line in log_path.read_text(errors="replace").splitlines():
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            if m.get("msg") == "kafka message received" and m.get("key") in expected:
+                got.setdefault(m["key"], []).append((int(m["partition"]), int(m["offset"]),
+                                                     m["type"]))
+        return got
+
+    try:
+        wait_until(lambda: all(len(received().get(a, [])) >= len(evs)
+                               for a, evs in expected.items()),
+                   timeout=120, interval=0.5, what="every player's events on wy.account")
+        time.sleep(1)  # a duplicate or a late extra event would show up now
+        got = received()
+    finally:
+        reader.send_signal(signal.SIGTERM)
+        reader.wait(timeout=60)
+        log.close()
+    for account, evs in expected.items():
+        msgs = sorted(set(got[account]))  # one key, one partition: offsets give the order
+        assert len({p for p, _, _ in msgs}) == 1, msgs
+        assert [t for _, _, t in msgs] == evs, account
