@@ -88,7 +88,7 @@ typedef struct auth {
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
     uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
     unsigned sign_next;  /* the worker the next answer goes to */
-    wy_metric_t *m_sign_queue, *m_sign_refused;
+    wy_metric_t *m_sign_queue, *m_sign_refused, *m_tokens_issued;
     uint8_t refresh_key[32]; /* MAC key of refresh tokens carrying their family (auth.token_keys) */
     bool refresh_key_loaded;
     uv_timer_t key_timer; /* retries the key's load (auth_refresh_key_load) */

@@ -2,9 +2,7 @@
 row (services/auth/README.md, "Logins: no session written"), and still reaches wy.account in
 the order of its account's changes: a login right after events that are still in the outbox
 (its registration's, a logout's) goes through the outbox behind them."""
-import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -14,6 +12,7 @@ import requests
 from harness.kafka import series
 from harness.ports import free_port
 from harness.wait import wait_until
+from test_login_storm import wy_account_messages
 
 PLAYERS = 12
 
@@ -69,38 +68,16 @@ def test_returning_login_events_go_direct_in_account_order(daemon, build_dir, st
     assert direct_events(auth) - before >= 2 * PLAYERS
     assert series(auth, "wy_auth_login_events_total", route="lost") == 0
 
-    log_path = tmp_path / "reader.log"
-    log = open(log_path, "wb")
-    reader = subprocess.Popen([os.path.join(build_dir, "tests", "tools", "wy-kafkatool"), "consume",
-                               "--brokers", stack.kafka_brokers, "--topic", "wy.account",
-                               "--group", "ev-" + uuid.uuid4().hex,
-                               "--effects", str(tmp_path / "effects")],
-                              stdout=subprocess.DEVNULL, stderr=log)
-
-    def received():
-        """account -> [(partition, offset, type)] of the messages read so far."""
-        got = {}
-        for line in log_path.read_text(errors="replace").splitlines():
-            try:
-                m = json.loads(line)
-            except ValueError:
-                continue
-            if m.get("msg") == "kafka message received" and m.get("key") in expected:
-                got.setdefault(m["key"], []).append((int(m["partition"]), int(m["offset"]),
-                                                     m["type"]))
-        return got
-
-    try:
-        wait_until(lambda: all(len(received().get(a, [])) >= len(evs)
-                               for a, evs in expected.items()),
-                   timeout=120, interval=0.5, what="every player's events on wy.account")
-        time.sleep(1)  # a duplicate or a late extra event would show up now
-        got = received()
-    finally:
-        reader.send_signal(signal.SIGTERM)
-        reader.wait(timeout=60)
-        log.close()
+    def have_all(msgs):
+        n = {}
+        for m in msgs:
+            n[m["key"]] = n.get(m["key"], 0) + 1
+        return all(n.get(a, 0) >= len(evs) for a, evs in expected.items())
+    got = {}
+    for m in wy_account_messages(build_dir, stack, tmp_path, have_all):
+        if m["key"] in expected:
+            got.setdefault(m["key"], set()).add((int(m["partition"]), int(m["offset"]), m["type"]))
     for account, evs in expected.items():
-        msgs = sorted(set(got[account]))  # one key, one partition: offsets give the order
+        msgs = sorted(got[account])  # one key, one partition: offsets give the order
         assert len({p for p, _, _ in msgs}) == 1, msgs
         assert [t for _, _, t in msgs] == evs, account
