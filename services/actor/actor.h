@@ -142,7 +142,8 @@ struct actor_req {
     actor_req_t *dup_of; /* an earlier request of the same batch with the same key */
     int status;
     char msg[160];
-    uint8_t *result; /* packed ApplyResponse */
+    uint8_t *result; /* packed ApplyResponse (NULL for a consumed command: answered bare) */
+    uint64_t seq;    /* the actor's seq right after the command */
     size_t result_len;
     bool replayed;
 };
