@@ -556,10 +556,11 @@ static void print_event(const wyc_event_t *ev)
         break;
     case WYC_EV_CHAT:
         if (opt.json)
-            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
-                               ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq, "type",
-                               ev->chat.type, "sender_id", ev->chat.sender_id, "text",
-                               ev->chat.text, "offline", ev->chat.offline));
+            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:b}", "event", "chat",
+                               "channel_id", ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq,
+                               "type", ev->chat.type, "sender_id", ev->chat.sender_id,
+                               "sender_name", ev->chat.sender_name, "text", ev->chat.text,
+                               "offline", ev->chat.offline));
         else
             printf("[%s #%llu] %s: %s\n", ev->chat.channel_id, (unsigned long long)ev->chat.seq,
                    ev->chat.sender_name[0] ? ev->chat.sender_name : ev->chat.sender_id,
