@@ -32,18 +32,19 @@ class DelayProxy:
             for s in (c, u):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.socks += [c, u]
-            q = queue.Queue()
-            threading.Thread(target=self._read, args=(c, q), daemon=True).start()
-            threading.Thread(target=self._send_late, args=(q, u), daemon=True).start()
-            threading.Thread(target=self._copy, args=(u, c), daemon=True).start()
+            for src, dst, delay in ((c, u, self.delay), (u, c, 0)):
+                q = queue.Queue()
+                threading.Thread(target=self._read, args=(src, q, delay), daemon=True).start()
+                threading.Thread(target=self._send_late, args=(q, dst), daemon=True).start()
 
-    def _read(self, src, q):
+    @staticmethod
+    def _read(src, q, delay):
         while True:
             try:
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            q.put((time.monotonic() + self.delay, data))
+            q.put((time.monotonic() + delay, data))
             if not data:
                 return
 
@@ -55,18 +56,6 @@ class DelayProxy:
             if wait > 0:
                 time.sleep(wait)
             try:
-                if not data:
-                    dst.shutdown(socket.SHUT_WR)
-                    return
-                dst.sendall(data)
-            except OSError:
-                return
-
-    @staticmethod
-    def _copy(src, dst):
-        while True:
-            try:
-                data = src.recv(65536)
                 if not data:
                     dst.shutdown(socket.SHUT_WR)
                     return
