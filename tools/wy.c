@@ -76,7 +76,8 @@ static const char USAGE[] =
     "  chat invite|kick CHANNEL ACCOUNT\n"
     "  chat report CHANNEL SEQ [REASON]   report a message to the moderators\n"
     "  chat delete CHANNEL SEQ [REASON]   hide a message (your own, or any as a moderator)\n"
-    "  Moderators (the moderator role in the access token; others get exit 8):\n"
+    "  Moderators (the moderator role in the access token, or chat's WY_CHAT_MODERATORS;\n"
+    "  others get exit 8):\n"
     "  chat mute ACCOUNT DURATION [--channel CHANNEL] [--reason TEXT]\n"
     "                               mute an account (DURATION 30s, 10m, 24h, 7d; every channel\n"
     "                               unless --channel)\n"
@@ -705,7 +706,7 @@ static json_t *report_json(const wyc_chat_report_t *r)
 static int chat_fail(const wyc_error_t *e)
 {
     int ex = fail("chat", e);
-    if (!opt.json && e->code == WY_EPERM && strstr(e->message, "moderators only"))
+    if (!opt.json && e->code == WY_EPERM && strstr(e->message, "only moderators"))
         fprintf(stderr, "  an operator grants the role (services/auth/README.md \"Roles\"); "
                         "then log in again for a token that carries it\n");
     return ex;

@@ -476,7 +476,8 @@ int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq
  * message, hides message seq of a channel (r: the tombstone's channel_id and seq). report:
  * anyone who can read the channel reports a message for the moderators (reason up to
  * WYC_CHAT_NOTE_MAX bytes). Moderators only (a session whose access token carries the
- * "moderator" role; others get WY_EPERM "moderators only ..."): mute account_id in channel_id
+ * "moderator" role, or an account of chat's WY_CHAT_MODERATORS; others get WY_EPERM "only
+ * moderators ..."): mute account_id in channel_id
  * (NULL or "" = every channel) for duration_ms (1 ms..10 years; 0 lifts the mute; r->until_ms),
  * resolve report_id with a note (WY_ESTATE closed already, WY_ENOTFOUND unknown), and list
  * the reports (below). */
