@@ -586,7 +586,7 @@ def cli(daemon, build_dir, tmp_path):
 
 def test_wy_cli_chat_through_libs_client(cli, build_dir, tmp_path):
     """`wy chat ...` (tools/wy.c on libs/client's wyc_chat.c) against auth, lobby and chat:
-    create a party, invite, join, send, history; a whisper to an offline player shows up in
+    create a party, invite, join, list one's channels, send, history; a whisper to an offline player shows up in
     their `wy lobby` right after the welcome."""
     import json
     import subprocess
@@ -596,6 +596,11 @@ def test_wy_cli_chat_through_libs_client(cli, build_dir, tmp_path):
     assert cid.startswith("party:")
     ok("alice", "chat", "invite", cid, ids["bob"])
     assert ok("bob", "chat", "join", cid)["seq"] == 3
+    # Each one's channels, with their role.
+    for who, role in (("alice", "owner"), ("bob", "member")):
+        chs = ok(who, "chat", "channels")["channels"]
+        assert [(c["channel_id"], c["kind"], c["name"], c["role"]) for c in chs] == \
+            [(cid, "party", "Raid", role)], (who, chs)
     sent = ok("bob", "chat", "send", cid, "hello party")
     assert sent["seq"] == 4 and sent["text"] == "hello party"
     h = ok("alice", "chat", "history", cid)
