@@ -3,6 +3,7 @@ row (services/auth/README.md, "Logins: no session written"), and still reaches w
 the order of its account's changes: a login right after events that are still in the outbox
 (its registration's, a logout's) goes through the outbox behind them."""
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -81,3 +82,51 @@ def test_returning_login_events_go_direct_in_account_order(daemon, build_dir, st
         msgs = sorted(got[account])  # one key, one partition: offsets give the order
         assert len({p for p, _, _ in msgs}) == 1, msgs
         assert [t for _, _, t in msgs] == evs, account
+
+
+def test_login_event_kafka_does_not_acknowledge_goes_to_the_outbox(daemon, build_dir, stack,
+                                                                   tmp_path, protos):
+    """The broker freezes (SIGSTOP: its connections stay up, so the producer still counts it
+    reachable) right before a returning login: its event is produced, not acknowledged within
+    message.timeout.ms (30 s), then written to the outbox, and published once the broker is
+    back, behind the account's earlier events."""
+    subprocess.run([os.path.join(build_dir, "tools", "wy-keygen"), str(tmp_path / "k1.pem")],
+                   check=True, timeout=10)
+    port = free_port()
+    auth = daemon("auth", env={"WY_AUTH_KEYS_DIR": str(tmp_path), "WY_AUTH_SIGNING_KID": "k1",
+                               "WY_AUTH_HTTP_PORT": str(port)})
+    base = "http://127.0.0.1:%d" % port
+    wait_until(lambda: requests.get(auth.ops_url + "/readyz", timeout=5).json().get("status")
+               == "healthy", timeout=60, what="auth healthy (Kafka reachable)")
+    s = requests.Session()
+    device = "fb-" + uuid.uuid4().hex
+    account = login(base, s, device)["account_id"]
+    wait_until(lambda: stack.psql("SELECT count(*) FROM auth.wy_outbox WHERE key = '%s'" % account)
+               == "0", timeout=60, interval=0.2, what="the registration's events relayed")
+    time.sleep(3.5)  # the account's mark clears (AUTH_EVENTS_QUIET_MS at the latest)
+    with open(os.path.join(stack.dir, "kafka", "kafka.pid")) as f:
+        broker = int(f.read().split()[0])
+    direct = direct_events(auth)
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        session = login(base, s, device)["session_id"]
+        assert direct_events(auth) == direct + 1
+        wait_until(lambda: series(auth, "wy_auth_login_events_total", route="fallback") == 1,
+                   timeout=120, interval=1, what="the unacknowledged event written to the outbox")
+        assert stack.psql("SELECT type FROM auth.wy_outbox WHERE key = '%s'" % account) \
+            == "account.login"
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert series(auth, "wy_auth_login_events_total", route="lost") == 0
+
+    def have(msgs):
+        return [m["type"] for m in msgs if m["key"] == account][:3] == \
+            ["account.created", "account.login", "account.login"]
+    msgs = [m for m in wy_account_messages(build_dir, stack, tmp_path, have, timeout=180)
+            if m["key"] == account]
+    import auth_pb2
+    ev = auth_pb2.LoginSucceeded()
+    ev.ParseFromString(bytes.fromhex(msgs[2]["payload"]))
+    assert ev.session_id == session
+    # At least once: the frozen broker may also have taken the first attempt (same event_id).
+    assert {m["event_id"] for m in msgs[2:]} == {msgs[2]["event_id"]}, msgs
