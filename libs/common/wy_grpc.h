@@ -60,6 +60,26 @@ typedef struct {
  * if the thread cannot start. */
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out);
 
+/* Options of a runtime (wy_grpc_rt_new_opts); zero = wy_grpc_rt_new's defaults. */
+typedef struct {
+    /* Drive mode: no CQ thread. The loop thread itself sleeps in gRPC's poller
+     * (grpc_completion_queue_next, until libuv's next timer) and handles completions
+     * inline, then gives libuv a non-blocking turn; a watcher thread wakes it out of
+     * gRPC when libuv has something ready (a socket, a uv_async from a worker). The loop
+     * MUST then be run with wy_grpc_rt_run instead of uv_run. Handlers, client
+     * callbacks and every guarantee below are unchanged (loop thread, ids, drain). */
+    bool drive;
+} wy_grpc_rt_opts_t;
+
+/* wy_grpc_rt_new with options (opts may be NULL). */
+int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_rt_t **out);
+
+/* Run the runtime's loop as uv_run(loop, UV_RUN_DEFAULT) does, and return its result.
+ * Without drive mode it is exactly that. In drive mode the loop thread polls gRPC as
+ * described above until the runtime is closed (wy_grpc_rt_close), then runs the loop on
+ * as uv_run does. The runtime may be freed when it returns. Loop thread. */
+int wy_grpc_rt_run(wy_grpc_rt_t *rt);
+
 /* Shut the runtime down: the completion queue is drained, the thread joined, the uv
  * handle closed, then done_cb(arg) runs on the loop (done_cb may be NULL) and the
  * runtime is freed. Every server must have been stopped (its done callback fired) and
