@@ -2547,7 +2547,7 @@ int main(int argc, char **argv)
         bench_do_release(&b);
     }
     if (g_drive_rt)
-        wy_grpc_rt_run(g_drive_rt);
+        wy_grpc_rt_run(g_drive_rt, UV_RUN_DEFAULT);
     else
         uv_run(&loop, UV_RUN_DEFAULT);
     rc = bench_report(&b);

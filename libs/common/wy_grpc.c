@@ -131,13 +131,15 @@ struct wy_grpc_rt {
     grpc_call *kick_call; /* armed kick (kmu), NULL while the loop re-arms */
     bool kick_stop;       /* kmu */
     bool kicked;          /* loop: the kick completed; re-arm after the next loop turn */
+    bool driven_out;      /* loop: the queue is shut down, wy_grpc_rt_run is uv_run */
     grpc_channel *kick_ch;
     void *kick_method;
     tag_t t_kick;
     grpc_metadata_array kick_md;
     grpc_status_code kick_status;
     grpc_slice kick_details;
-    uint64_t kicks; /* loop: kicks handled */
+    uint64_t kicks;    /* loop: kicks handled */
+    uint64_t handoffs; /* loop: hops delivered through the mailbox (thread mode) */
 };
 
 typedef struct {
@@ -1023,6 +1025,7 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
     /* WY_ECANCELED cannot happen: the mailbox closes after the last hop. */
     assert(status == WY_OK);
     (void)status;
+    rt->handoffs += !rt->drive;
     switch (h->kind) {
     case H_CALL:
         deliver_call(WY_CONTAINER_OF(h, call_t, hop));
@@ -1145,16 +1148,19 @@ static void watcher_stop(wy_grpc_rt_t *rt)
     rt->watcher_started = false;
 }
 
-int wy_grpc_rt_run(wy_grpc_rt_t *rt)
+int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode)
 {
     uv_loop_t *loop = rt->loop;
-    if (!rt->drive)
-        return uv_run(loop, UV_RUN_DEFAULT);
+    if (!rt->drive || rt->driven_out)
+        return uv_run(loop, mode);
     const gpr_timespec past = gpr_inf_past(GPR_CLOCK_MONOTONIC);
     for (;;) {
         /* Sleep in gRPC until a completion, a kick (libuv readiness) or libuv's next
          * timer; a loop with nothing alive but gRPC sleeps until a completion. */
-        int ms = rt->lhead ? 0 : uv_loop_alive(loop) ? uv_backend_timeout(loop) : -1;
+        uv_update_time(loop);
+        int ms = mode == UV_RUN_NOWAIT || rt->lhead ? 0
+                 : uv_loop_alive(loop)              ? uv_backend_timeout(loop)
+                                                    : -1;
         gpr_timespec dl = ms < 0    ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
                           : ms == 0 ? past
                                     : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -1172,10 +1178,12 @@ int wy_grpc_rt_run(wy_grpc_rt_t *rt)
             ev = grpc_completion_queue_next(rt->cq, past, NULL);
         }
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
-            /* The watcher was joined by wy_grpc_rt_close; the rest closes on the loop. */
+            /* The watcher was joined by wy_grpc_rt_close; the rest closes on the loop and
+             * frees rt: from here on the loop runs as a plain libuv loop. */
+            rt->driven_out = true;
             grpc_completion_queue_destroy(rt->cq);
             rt_close_loop_side(rt);
-            break;
+            return uv_run(loop, mode);
         }
         uv_run(loop, UV_RUN_NOWAIT);
         run_local(rt);
@@ -1183,8 +1191,9 @@ int wy_grpc_rt_run(wy_grpc_rt_t *rt)
             rt->kicked = false;
             kick_arm(rt);
         }
+        if (mode != UV_RUN_DEFAULT)
+            return 1; /* the runtime is alive */
     }
-    return uv_run(loop, UV_RUN_DEFAULT);
 }
 
 /* ---------------------------------------------------------------- runtime API */
@@ -1314,6 +1323,13 @@ static void drive_stop(wy_grpc_rt_t *rt)
     if (rt->stop_fd >= 0)
         close(rt->stop_fd);
     rt->stop_fd = -1;
+}
+
+void wy_grpc_rt_stats(const wy_grpc_rt_t *rt, wy_grpc_rt_stats_t *out)
+{
+    out->drive = rt->drive;
+    out->handoffs = rt->handoffs;
+    out->kicks = rt->kicks;
 }
 
 int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg)

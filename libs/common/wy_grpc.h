@@ -74,11 +74,26 @@ typedef struct {
 /* wy_grpc_rt_new with options (opts may be NULL). */
 int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_rt_t **out);
 
-/* Run the runtime's loop as uv_run(loop, UV_RUN_DEFAULT) does, and return its result.
- * Without drive mode it is exactly that. In drive mode the loop thread polls gRPC as
- * described above until the runtime is closed (wy_grpc_rt_close), then runs the loop on
- * as uv_run does. The runtime may be freed when it returns. Loop thread. */
-int wy_grpc_rt_run(wy_grpc_rt_t *rt);
+/* Run the runtime's loop as uv_run(loop, mode) does, and return what it returns. Without
+ * drive mode it is exactly uv_run. In drive mode one turn is: sleep in gRPC's poller until
+ * a completion, libuv readiness (the watcher's kick) or libuv's next timer (not at all
+ * for UV_RUN_NOWAIT); handle the ready completions (at most 64) inline; then one
+ * uv_run(loop, UV_RUN_NOWAIT). UV_RUN_ONCE and UV_RUN_NOWAIT do one turn and return
+ * non-zero; UV_RUN_DEFAULT turns until the runtime is closed (wy_grpc_rt_close) and then
+ * runs the loop on as uv_run does. Once the runtime's queue is shut down the call is plain
+ * uv_run; the runtime is freed inside it (its close callback), after which it must not be
+ * called with that runtime again. Loop thread. */
+int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode);
+
+/* How the runtime's completions reached the loop so far. */
+typedef struct {
+    bool drive;        /* drive mode */
+    uint64_t handoffs; /* completions handed from the CQ thread to the loop (thread mode) */
+    uint64_t kicks;    /* drive mode: times libuv readiness woke the loop out of gRPC */
+} wy_grpc_rt_stats_t;
+
+/* Copy the runtime's counters into *out. Loop thread. */
+void wy_grpc_rt_stats(const wy_grpc_rt_t *rt, wy_grpc_rt_stats_t *out);
 
 /* Shut the runtime down: the completion queue is drained, the thread joined, the uv
  * handle closed, then done_cb(arg) runs on the loop (done_cb may be NULL) and the

@@ -100,7 +100,7 @@ int main(int argc, char **argv)
         wy_log_error("cannot start", "error", err, NULL);
         t.stopping = true;
         wy_grpc_server_stop(t.srv, 0, server_stopped, &t);
-        wy_grpc_rt_run(t.rt);
+        wy_grpc_rt_run(t.rt, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return 1;
     }
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
     snprintf(ready, sizeof ready, "\"grpc_port\":%d", port);
     wy_log_raw(WY_LOG_INFO, "ready", ready);
 
-    wy_grpc_rt_run(t.rt);
+    wy_grpc_rt_run(t.rt, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
         wy_log_error("loop not empty at exit", NULL);
         return 1;
