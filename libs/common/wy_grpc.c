@@ -129,6 +129,7 @@ struct wy_grpc_rt {
     pthread_mutex_t kmu;
     pthread_cond_t kcv;
     grpc_call *kick_call; /* armed kick (kmu), NULL while the loop re-arms */
+    uint64_t kick_gen;    /* kmu: bumped by every re-arm */
     bool kick_stop;       /* kmu */
     bool kicked;          /* loop: the kick completed; re-arm after the next loop turn */
     bool driven_out;      /* loop: the queue is shut down, wy_grpc_rt_run is uv_run */
@@ -1084,6 +1085,7 @@ static void kick_arm(wy_grpc_rt_t *rt)
     (void)e;
     pthread_mutex_lock(&rt->kmu);
     rt->kick_call = c;
+    rt->kick_gen++;
     pthread_cond_signal(&rt->kcv);
     pthread_mutex_unlock(&rt->kmu);
 }
@@ -1123,10 +1125,11 @@ static void *watch_main(void *arg)
             pthread_mutex_unlock(&rt->kmu);
             break;
         }
-        grpc_call *c = rt->kick_call;
-        if (c)
-            grpc_call_cancel(c, NULL);
-        while (rt->kick_call == c && !rt->kick_stop)
+        /* A generation, not the call pointer: the next call may reuse the address. */
+        uint64_t gen = rt->kick_gen;
+        if (rt->kick_call)
+            grpc_call_cancel(rt->kick_call, NULL);
+        while (rt->kick_gen == gen && !rt->kick_stop)
             pthread_cond_wait(&rt->kcv, &rt->kmu);
         pthread_mutex_unlock(&rt->kmu);
     }
