@@ -13,13 +13,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -126,10 +126,9 @@ struct wy_grpc_rt {
     pthread_t watcher;
     bool watcher_started;
     int stop_fd; /* eventfd: the watcher's poll ends when the runtime closes */
+    int wep;     /* the watcher's epoll: uv_backend_fd (one-shot) and stop_fd */
     pthread_mutex_t kmu;
-    pthread_cond_t kcv;
     grpc_call *kick_call; /* armed kick (kmu), NULL while the loop re-arms */
-    uint64_t kick_gen;    /* kmu: bumped by every re-arm */
     bool kick_stop;       /* kmu */
     bool kicked;          /* loop: the kick completed; re-arm after the next loop turn */
     bool driven_out;      /* loop: the queue is shut down, wy_grpc_rt_run is uv_run */
@@ -1011,7 +1010,6 @@ static void rt_close_loop_side(wy_grpc_rt_t *rt)
         grpc_metadata_array_destroy(&rt->kick_md);
         grpc_slice_unref(rt->kick_details);
         pthread_mutex_destroy(&rt->kmu);
-        pthread_cond_destroy(&rt->kcv);
     }
     rt->closing_handles = 3;
     uv_close((uv_handle_t *)&rt->lcheck, rt_handle_closed);
@@ -1071,9 +1069,9 @@ static void run_local(wy_grpc_rt_t *rt)
  * cancels the call) and let the watcher poll again. */
 static void kick_arm(wy_grpc_rt_t *rt)
 {
-    grpc_call *c = grpc_channel_create_registered_call(
-        rt->kick_ch, NULL, GRPC_PROPAGATE_DEFAULTS, rt->cq, rt->kick_method,
-        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_call *c = grpc_channel_create_registered_call(rt->kick_ch, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                       rt->cq, rt->kick_method,
+                                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -1085,9 +1083,13 @@ static void kick_arm(wy_grpc_rt_t *rt)
     (void)e;
     pthread_mutex_lock(&rt->kmu);
     rt->kick_call = c;
-    rt->kick_gen++;
-    pthread_cond_signal(&rt->kcv);
     pthread_mutex_unlock(&rt->kmu);
+    /* One shot: the watcher wakes once for libuv's readiness, then sleeps until the loop
+     * arms it again (the loop does so only before it would sleep in gRPC). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = 0};
+    int rc = epoll_ctl(rt->wep, EPOLL_CTL_MOD, uv_backend_fd(rt->loop), &ev);
+    assert(rc == 0);
+    (void)rc;
 }
 
 /* Loop: the kick completed (the watcher cancelled it, or the runtime is closing). */
@@ -1106,31 +1108,27 @@ static void kick_done(wy_grpc_rt_t *rt)
     rt->kicked = !rt->closing;
 }
 
-/* The watcher thread: while libuv has something ready (its backend epoll descriptor is
- * readable), wake the loop thread out of grpc_completion_queue_next by cancelling the
- * armed kick, then wait until the loop has had its turn and re-armed. */
+/* The watcher thread: when libuv has something ready (its backend epoll descriptor turns
+ * readable) while the loop sleeps in gRPC, wake the loop by cancelling the armed kick. The
+ * descriptor is watched one-shot: the next wake-up needs the loop's next kick_arm. */
 static void *watch_main(void *arg)
 {
     wy_grpc_rt_t *rt = arg;
-    struct pollfd p[2] = {{.fd = uv_backend_fd(rt->loop), .events = POLLIN},
-                          {.fd = rt->stop_fd, .events = POLLIN}};
     for (;;) {
-        int n = poll(p, 2, -1);
+        struct epoll_event evs[2];
+        int n = epoll_wait(rt->wep, evs, 2, -1);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 || (p[1].revents & POLLIN))
+        if (n < 0)
             break;
-        pthread_mutex_lock(&rt->kmu);
-        if (rt->kick_stop) {
-            pthread_mutex_unlock(&rt->kmu);
+        bool stop = false;
+        for (int i = 0; i < n; i++)
+            stop = stop || evs[i].data.u32 == 1;
+        if (stop)
             break;
-        }
-        /* A generation, not the call pointer: the next call may reuse the address. */
-        uint64_t gen = rt->kick_gen;
-        if (rt->kick_call)
+        pthread_mutex_lock(&rt->kmu); /* the loop unrefs the call only under kmu */
+        if (rt->kick_call && !rt->kick_stop)
             grpc_call_cancel(rt->kick_call, NULL);
-        while (rt->kick_gen == gen && !rt->kick_stop)
-            pthread_cond_wait(&rt->kcv, &rt->kmu);
         pthread_mutex_unlock(&rt->kmu);
     }
     return NULL;
@@ -1142,7 +1140,6 @@ static void watcher_stop(wy_grpc_rt_t *rt)
         return;
     pthread_mutex_lock(&rt->kmu);
     rt->kick_stop = true;
-    pthread_cond_signal(&rt->kcv);
     pthread_mutex_unlock(&rt->kmu);
     uint64_t one = 1;
     ssize_t w = write(rt->stop_fd, &one, sizeof one);
@@ -1164,6 +1161,10 @@ int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode)
         int ms = mode == UV_RUN_NOWAIT || rt->lhead ? 0
                  : uv_loop_alive(loop)              ? uv_backend_timeout(loop)
                                                     : -1;
+        if (ms != 0 && rt->kicked && !rt->closing) { /* about to sleep: let the watcher wake it */
+            rt->kicked = false;
+            kick_arm(rt);
+        }
         gpr_timespec dl = ms < 0    ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
                           : ms == 0 ? past
                                     : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -1190,10 +1191,6 @@ int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode)
         }
         uv_run(loop, UV_RUN_NOWAIT);
         run_local(rt);
-        if (rt->kicked) {
-            rt->kicked = false;
-            kick_arm(rt);
-        }
         if (mode != UV_RUN_DEFAULT)
             return 1; /* the runtime is alive */
     }
@@ -1220,9 +1217,14 @@ static void drive_stop(wy_grpc_rt_t *rt);
 static int drive_start(wy_grpc_rt_t *rt)
 {
     pthread_mutex_init(&rt->kmu, NULL);
-    pthread_cond_init(&rt->kcv, NULL);
     rt->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (rt->stop_fd < 0)
+    rt->wep = epoll_create1(EPOLL_CLOEXEC);
+    if (rt->stop_fd < 0 || rt->wep < 0)
+        return WY_EINTERNAL;
+    struct epoll_event se = {.events = EPOLLIN, .data.u32 = 1};
+    struct epoll_event be = {.events = EPOLLONESHOT, .data.u32 = 0}; /* armed by kick_arm */
+    if (epoll_ctl(rt->wep, EPOLL_CTL_ADD, rt->stop_fd, &se) != 0 ||
+        epoll_ctl(rt->wep, EPOLL_CTL_ADD, uv_backend_fd(rt->loop), &be) != 0)
         return WY_EINTERNAL;
     rt->t_kick.kind = T_KICK;
     grpc_metadata_array_init(&rt->kick_md);
@@ -1231,8 +1233,8 @@ static int drive_start(wy_grpc_rt_t *rt)
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     rt->kick_ch = grpc_channel_create("127.0.0.1:9", creds, NULL);
     grpc_channel_credentials_release(creds);
-    rt->kick_method = grpc_channel_register_call(rt->kick_ch, "/wyvern.internal.Kick/Kick", NULL,
-                                                 NULL);
+    rt->kick_method =
+        grpc_channel_register_call(rt->kick_ch, "/wyvern.internal.Kick/Kick", NULL, NULL);
     kick_arm(rt);
     sigset_t all, old;
     sigfillset(&all);
@@ -1253,7 +1255,7 @@ int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_
     rt->loop = loop;
     rt->drive = opts && opts->drive;
     rt->ltail = &rt->lhead;
-    rt->stop_fd = -1;
+    rt->stop_fd = rt->wep = -1;
     rt->done_hop.kind = H_RT_DONE;
     rt->drain_hop.kind = H_DRAIN;
     wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
@@ -1314,6 +1316,7 @@ int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_
  * one before the queue's shutdown), let go of the kick channel. */
 static void drive_stop(wy_grpc_rt_t *rt)
 {
+    rt->kicked = false; /* no kick is armed again: the channel goes below */
     watcher_stop(rt);
     pthread_mutex_lock(&rt->kmu);
     grpc_call *c = rt->kick_call;
@@ -1325,7 +1328,9 @@ static void drive_stop(wy_grpc_rt_t *rt)
     rt->kick_ch = NULL;
     if (rt->stop_fd >= 0)
         close(rt->stop_fd);
-    rt->stop_fd = -1;
+    if (rt->wep >= 0)
+        close(rt->wep);
+    rt->stop_fd = rt->wep = -1;
 }
 
 void wy_grpc_rt_stats(const wy_grpc_rt_t *rt, wy_grpc_rt_stats_t *out)

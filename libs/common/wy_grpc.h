@@ -1,5 +1,6 @@
-/* wy_grpc — gRPC (C core) glue: one completion-queue thread per daemon does the gRPC
- * plumbing, unary handlers and client callbacks run on the daemon's libuv loop. */
+/* wy_grpc — gRPC (C core) glue: unary handlers and client callbacks run on the daemon's
+ * libuv loop; the gRPC plumbing runs on a completion-queue thread (thread mode, the
+ * default) or on the loop thread itself (drive mode, wy_grpc_rt_opts_t.drive). */
 #ifndef WY_GRPC_H
 #define WY_GRPC_H
 
@@ -23,6 +24,16 @@
  *   (shared by every call that arrived meanwhile), where each completion used to cost one.
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
  *   called on the loop thread unless its comment says otherwise.
+ * - Drive mode (per runtime; daemons: WY_<SVC>_GRPC_MODE=drive) has no CQ thread: the
+ *   loop thread sleeps in grpc_completion_queue_next (deadline: libuv's next timer),
+ *   handles what completed inline (a handler runs right after its request is read, on
+ *   the thread gRPC woke), then gives libuv one non-blocking turn (wy_grpc_rt_run).
+ *   A watcher thread waits on libuv's epoll descriptor while the loop sleeps in gRPC and
+ *   wakes it by cancelling a call armed for that purpose (grpc_call_cancel, thread-safe;
+ *   the call, on a channel that never connects, has only a receive-status batch pending,
+ *   which then completes on the queue). So a gRPC completion costs no hand-off, and libuv
+ *   readiness costs one more wake-up (the watcher's) than in thread mode: drive mode
+ *   suits daemons whose loop is mostly gRPC. Everything else below holds in both modes.
  * - Servers and channels run without HTTP/2 BDP probing (GRPC_ARG_HTTP2_BDP_PROBE 0): its
  *   pings made gRPC hand each read to its executor thread whenever the loop and the CQ
  *   thread touched one connection at once (two more wake-ups per call); unary messages of

@@ -1083,6 +1083,57 @@ static void test_drive_serves_libuv_while_idle(void **state)
     close(ls.sv[1]);
 }
 
+typedef struct {
+    fx_t *fx;
+    uv_poll_t poll;
+    int sv[2];
+} closer_t;
+
+static void closer_poll_cb(uv_poll_t *p, int status, int events)
+{
+    closer_t *c = p->data;
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    uv_poll_stop(p);
+    assert_int_equal(wy_grpc_rt_close(c->fx->rt, rt_closed_cb, c->fx), WY_OK);
+}
+
+static void *closer_thread(void *arg)
+{
+    closer_t *c = arg;
+    assert_int_equal(write(c->sv[1], "x", 1), 1);
+    return NULL;
+}
+
+/* The runtime closed from a libuv callback the watcher's kick woke (the loop's next turn
+ * must not arm another kick on the channel the close let go of). */
+static void test_drive_close_from_a_woken_callback(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    wy_grpc_channel_close(fx.ch);
+    fx.ch = NULL;
+    fx_stop_server(&fx, 0);
+    closer_t c = {.fx = &fx};
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    uv_poll_init(&fx.loop, &c.poll, c.sv[0]);
+    c.poll.data = &c;
+    uv_poll_start(&c.poll, UV_READABLE, closer_poll_cb);
+    wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, closer_thread, &c), 0);
+    run_until(&fx, &fx.rt_closed);
+    pthread_join(th, NULL);
+    uv_close((uv_handle_t *)&c.poll, NULL);
+    uv_close((uv_handle_t *)&fx.async_timer, NULL);
+    uv_close((uv_handle_t *)&fx.tick, NULL);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx.loop), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
 static int mode_thread(void **state)
 {
     WY_UNUSED(state);
@@ -1103,6 +1154,7 @@ int main(void)
     const struct CMUnitTest drive_only[] = {
         cmocka_unit_test(test_drive_inline),
         cmocka_unit_test(test_drive_serves_libuv_while_idle),
+        cmocka_unit_test(test_drive_close_from_a_woken_callback),
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
