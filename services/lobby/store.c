@@ -520,9 +520,10 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
 
 /* ---------------------------------------------------------------- writes, release */
 
-static void write_done(int status, redisReply *reply, void *ud)
+/* What a session write's answer means for c; returns WY_OK (written, or re-asserted),
+ * WY_ESTATE (fenced: c is being kicked) or the error. */
+static int write_result(lobby_conn_t *c, int status, const redisReply *reply)
 {
-    lobby_conn_t *c = ud;
     c->writing = false;
     if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
         /* The account's epoch was gone (Redis lost its data) or lower: this live session
@@ -537,13 +538,36 @@ static void write_done(int status, redisReply *reply, void *ud)
             wy_log_info("session fenced", "session", c->sid, "account", c->account, NULL);
             lobby_conn_kick(c, "logged in elsewhere", LOBBY_CLOSE_KICKED);
         }
+        return WY_ESTATE;
     } else if (status != WY_OK && status != WY_ECANCELED) {
         wy_log_warn("session write failed", "session", c->sid, "error", wy_strerror(status), NULL);
     }
+    return status;
+}
+
+static void write_done(int status, redisReply *reply, void *ud)
+{
+    lobby_conn_t *c = ud;
+    (void)write_result(c, status, reply);
     lobby_conn_unref(c);
 }
 
-void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
+typedef struct {
+    lobby_conn_t *c;
+    lobby_written_cb cb;
+    void *ud;
+} write_then_t;
+
+static void write_then_done(int status, redisReply *reply, void *ud)
+{
+    write_then_t w = *(write_then_t *)ud;
+    wy_free(ud);
+    w.cb(w.c, write_result(w.c, status, reply), w.ud);
+    lobby_conn_unref(w.c);
+}
+
+/* The session write; cb NULL: write_done with c, else write_then_done with w. */
+static int write_record(lobby_conn_t *c, const char *old_norm, write_then_t *w)
 {
     lobby_t *lb = c->lb;
     char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], k3[SESS_KEY_MAX];
@@ -560,16 +584,36 @@ void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
                           lb->instance,     c->peer,      created,  seen,
                           c->session_state, c->nick_norm, old_norm, c->nick};
     c->last_write_ms = wy_now_ms();
-    if (eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c) == WY_OK) {
+    int rc = w ? eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_then_done, w)
+               : eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c);
+    if (rc == WY_OK) {
         c->writing = true;
         lobby_conn_ref(c);
         nick_index(lb, c->nick_norm, c->account);
     }
+    return rc;
+}
+
+void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
+{
+    (void)write_record(c, old_norm, NULL);
 }
 
 void lobby_session_write(lobby_conn_t *c)
 {
-    lobby_session_write_nick(c, "");
+    (void)write_record(c, "", NULL);
+}
+
+int lobby_session_write_then(lobby_conn_t *c, lobby_written_cb cb, void *ud)
+{
+    write_then_t *w = wy_calloc(1, sizeof *w);
+    w->c = c;
+    w->cb = cb;
+    w->ud = ud;
+    int rc = write_record(c, "", w);
+    if (rc != WY_OK)
+        wy_free(w);
+    return rc;
 }
 
 static void release_done(int status, redisReply *reply, void *ud)
