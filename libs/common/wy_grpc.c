@@ -1156,7 +1156,11 @@ int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode)
     const gpr_timespec past = gpr_inf_past(GPR_CLOCK_MONOTONIC);
     for (;;) {
         /* Sleep in gRPC until a completion, a kick (libuv readiness) or libuv's next
-         * timer; a loop with nothing alive but gRPC sleeps until a completion. */
+         * timer; a loop with nothing alive but gRPC sleeps until a completion.
+         * uv_backend_timeout is 0 while libuv has watchers its epoll does not know yet
+         * (started by a callback after its poll): the watcher thread could not see them,
+         * so the loop turns again instead of sleeping (test_drive_watcher_started_in_a_
+         * callback). */
         uv_update_time(loop);
         int ms = mode == UV_RUN_NOWAIT || rt->lhead ? 0
                  : uv_loop_alive(loop)              ? uv_backend_timeout(loop)

@@ -1084,6 +1084,97 @@ static void test_drive_serves_libuv_while_idle(void **state)
 }
 
 typedef struct {
+    uv_poll_t first, second;
+    int a[2], b[2];
+    bool first_read, second_read;
+} chain_t;
+
+static void chain_second_cb(uv_poll_t *p, int status, int events)
+{
+    chain_t *c = p->data;
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    char x;
+    assert_int_equal(read(c->b[0], &x, 1), 1);
+    uv_poll_stop(p);
+    c->second_read = true;
+}
+
+/* An I/O callback starts watching another descriptor: libuv registers that watcher with
+ * its epoll only on its next poll, which must come before the loop sleeps in gRPC. */
+static void chain_first_cb(uv_poll_t *p, int status, int events)
+{
+    chain_t *c = p->data;
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    char x;
+    assert_int_equal(read(c->a[0], &x, 1), 1);
+    uv_poll_stop(p);
+    uv_poll_start(&c->second, UV_READABLE, chain_second_cb);
+    c->first_read = true;
+}
+
+typedef struct {
+    chain_t *c;
+    wy_grpc_rt_t *rt;
+    uint64_t kicks_before;
+    bool b_written;
+} chain_wait_t;
+
+/* Checked between loop turns: once a's callback ran in the turn a kick woke, b gets its
+ * byte (no turn in between, so no handle closing or timer can make the loop turn again
+ * by chance); then waits for b's callback. */
+static bool chain_step(void *arg)
+{
+    chain_wait_t *w = arg;
+    if (!w->b_written) {
+        wy_grpc_rt_stats_t st;
+        wy_grpc_rt_stats(w->rt, &st);
+        if (!w->c->first_read || st.kicks == w->kicks_before)
+            return false;
+        assert_false(w->c->second_read);
+        assert_int_equal(write(w->c->b[1], "y", 1), 1);
+        w->b_written = true;
+    }
+    return w->c->second_read;
+}
+
+/* A watcher started from an I/O callback is served although nothing else wakes the loop:
+ * libuv registers it with its epoll only on its next poll, which must come before the
+ * loop sleeps in gRPC (the watcher thread watches that epoll, so it could not see it). */
+static void test_drive_watcher_started_in_a_callback(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    chain_t c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.b), 0);
+    uv_poll_init(&fx.loop, &c.first, c.a[0]);
+    uv_poll_init(&fx.loop, &c.second, c.b[0]);
+    c.first.data = c.second.data = &c;
+    uv_poll_start(&c.first, UV_READABLE, chain_first_cb);
+    wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT); /* a is watched by libuv's epoll */
+    /* The loop sleeps in gRPC, a's byte kicks it awake, a's callback starts watching b.
+     * The kick is spent: nothing is armed that could wake the loop by chance later. */
+    chain_wait_t w = {&c, fx.rt, 0, false};
+    wy_grpc_rt_stats_t st;
+    wy_grpc_rt_stats(fx.rt, &st);
+    w.kicks_before = st.kicks;
+    assert_int_equal(write(c.a[1], "x", 1), 1);
+    /* b's byte is there before the loop's next sleep: only libuv's own poll can see it. */
+    run_pred(&fx.loop, chain_step, &w);
+    uv_close((uv_handle_t *)&c.first, NULL);
+    uv_close((uv_handle_t *)&c.second, NULL);
+    fx_close(&fx);
+    close(c.a[0]);
+    close(c.a[1]);
+    close(c.b[0]);
+    close(c.b[1]);
+}
+
+typedef struct {
     fx_t *fx;
     uv_poll_t poll;
     int sv[2];
@@ -1155,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_drive_inline),
         cmocka_unit_test(test_drive_serves_libuv_while_idle),
         cmocka_unit_test(test_drive_close_from_a_woken_callback),
+        cmocka_unit_test(test_drive_watcher_started_in_a_callback),
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
