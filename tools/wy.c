@@ -74,9 +74,11 @@ static const char USAGE[] =
     "  chat history CHANNEL [--after SEQ] [--limit N]   a page of a channel's messages\n"
     "  chat create party|guild [NAME], chat join|leave CHANNEL,\n"
     "  chat invite|kick CHANNEL ACCOUNT\n"
+    "  chat channels                your party and guild channels (id, name, role)\n"
     "  chat report CHANNEL SEQ [REASON]   report a message to the moderators\n"
     "  chat delete CHANNEL SEQ [REASON]   hide a message (your own, or any as a moderator)\n"
-    "  Moderators (the moderator role in the access token; others get exit 8):\n"
+    "  Moderators (the moderator role in the access token, or chat's WY_CHAT_MODERATORS;\n"
+    "  others get exit 8):\n"
     "  chat mute ACCOUNT DURATION [--channel CHANNEL] [--reason TEXT]\n"
     "                               mute an account (DURATION 30s, 10m, 24h, 7d; every channel\n"
     "                               unless --channel)\n"
@@ -701,11 +703,46 @@ static json_t *report_json(const wyc_chat_report_t *r)
         (json_int_t)r->resolved_at_ms, "resolved_by", r->resolved_by, "resolution", r->resolution);
 }
 
+/* wy chat channels: the party and guild channels one is in. */
+static int chat_channels(void)
+{
+    enum { CAP = 1024 }; /* more than one lobby frame holds */
+    wyc_welcome_t w;
+    wyc_error_t e;
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_channel_t *chs = wy_calloc(CAP, sizeof *chs);
+    size_t n = 0;
+    if (wyc_sync_chat_channels(g_sync, chs, CAP, &n, &e) != WY_OK) {
+        wy_free(chs);
+        return fail("chat", &e);
+    }
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I}", "channel_id",
+                                                 chs[i].channel_id, "kind", chs[i].kind, "name",
+                                                 chs[i].name, "role", chs[i].role, "last_seq",
+                                                 (json_int_t)chs[i].last_seq));
+        json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "chat", "op", "channels",
+                           "channels", arr));
+    } else {
+        if (!n)
+            printf("No party or guild channels.\n");
+        for (size_t i = 0; i < n; i++)
+            printf("%s  %s \"%s\"  %s  (last #%llu)\n", chs[i].channel_id, chs[i].kind, chs[i].name,
+                   chs[i].role, (unsigned long long)chs[i].last_seq);
+    }
+    wy_free(chs);
+    return EX_OK;
+}
+
 /* fail() of a chat request, with a hint when it needed the moderator role. */
 static int chat_fail(const wyc_error_t *e)
 {
     int ex = fail("chat", e);
-    if (!opt.json && e->code == WY_EPERM && strstr(e->message, "moderators only"))
+    if (!opt.json && e->code == WY_EPERM && strstr(e->message, "only moderators"))
         fprintf(stderr, "  an operator grants the role (services/auth/README.md \"Roles\"); "
                         "then log in again for a token that carries it\n");
     return ex;
@@ -869,11 +906,13 @@ static int cmd_chat(profile_t *p, int argc, char **argv)
     static const char usage[] =
         "usage: wy chat send CHANNEL TEXT | send --to ACCOUNT TEXT | history CHANNEL [--after "
         "SEQ] [--limit N] | create party|guild [NAME] | join|leave CHANNEL | invite|kick "
-        "CHANNEL ACCOUNT | delete|report CHANNEL SEQ [REASON] | mute ACCOUNT DURATION "
+        "CHANNEL ACCOUNT | channels | delete|report CHANNEL SEQ [REASON] | mute ACCOUNT DURATION "
         "[--channel CHANNEL] [--reason TEXT] | unmute ACCOUNT [--channel CHANNEL] | reports "
         "[--after ID] [--limit N] [--all] | resolve REPORT_ID [NOTE]";
     if (argc >= 1 && !strcmp(argv[0], "reports"))
         return chat_reports(argc, argv);
+    if (argc == 1 && !strcmp(argv[0], "channels"))
+        return chat_channels();
     if (argc < 2)
         return fail_msg("chat", EX_USAGE, "%s", usage);
     const char *op = argv[0];

@@ -472,11 +472,25 @@ int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq
                      uint64_t before_seq, bool forward, uint32_t limit, wyc_chat_history_cb cb,
                      void *ud);
 
+/* The party and guild channels the player is in (chat_list_channels): chs[0..n), valid
+ * during the callback. */
+typedef struct {
+    char channel_id[WYC_CHAT_CHANNEL_MAX];
+    char kind[16]; /* "party" | "guild" */
+    char name[72];
+    char role[16]; /* "owner" | "officer" | "member" */
+    uint64_t last_seq;
+} wyc_chat_channel_t;
+typedef void (*wyc_chat_channels_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                     const wyc_chat_channel_t *chs, size_t n, void *ud);
+int wyc_chat_channels(wyc_client_t *c, wyc_chat_channels_cb cb, void *ud);
+
 /* Moderation (services/lobby/README.md "Chat"). delete: a moderator, or the sender of the
  * message, hides message seq of a channel (r: the tombstone's channel_id and seq). report:
  * anyone who can read the channel reports a message for the moderators (reason up to
  * WYC_CHAT_NOTE_MAX bytes). Moderators only (a session whose access token carries the
- * "moderator" role; others get WY_EPERM "moderators only ..."): mute account_id in channel_id
+ * "moderator" role, or an account of chat's WY_CHAT_MODERATORS; others get WY_EPERM "only
+ * moderators ..."): mute account_id in channel_id
  * (NULL or "" = every channel) for duration_ms (1 ms..10 years; 0 lifts the mute; r->until_ms),
  * resolve report_id with a note (WY_ESTATE closed already, WY_ENOTFOUND unknown), and list
  * the reports (below). */
@@ -598,6 +612,9 @@ int wyc_sync_chat_history(wyc_sync_t *s, const char *channel_id, uint64_t after_
                           uint64_t before_seq, bool forward, uint32_t limit,
                           wyc_chat_message_t *out, size_t cap, size_t *n, uint64_t *last_seq,
                           bool *more, wyc_error_t *err);
+/* wyc_chat_channels, blocking: fills out[0..cap) and *n. */
+int wyc_sync_chat_channels(wyc_sync_t *s, wyc_chat_channel_t *out, size_t cap, size_t *n,
+                           wyc_error_t *err);
 /* Blocking moderation requests (wyc_chat_delete, _report, _mute, _resolve; *out on WY_OK)
  * and a page of reports (fills out[0..cap) and *n). */
 int wyc_sync_chat_delete(wyc_sync_t *s, const char *channel_id, uint64_t seq, const char *reason,

@@ -440,6 +440,40 @@ int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq
     return send_req(c, &m, on_history, (void *)cb, ud);
 }
 
+static void on_channels(wyc_client_t *c, const wyc_error_t *e,
+                        const Wyvern__Lobby__ServerMessage *m, void *ud)
+{
+    req_t r = *(req_t *)ud;
+    wy_free(ud);
+    wyc_error_t err;
+    if (!answer_is(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_CHANNELS, "chat_list_channels",
+                   &err)) {
+        ((wyc_chat_channels_cb)r.cb)(c, &err, NULL, 0, r.ud);
+        return;
+    }
+    const Wyvern__Lobby__ChatChannelList *l = m->chat_channels;
+    wyc_chat_channel_t *out = wy_calloc(l->n_channels ? l->n_channels : 1, sizeof *out);
+    for (size_t i = 0; i < l->n_channels; i++) {
+        const Wyvern__Lobby__ChatChannel *x = l->channels[i];
+        snprintf(out[i].channel_id, sizeof out[i].channel_id, "%s", x->channel_id);
+        snprintf(out[i].kind, sizeof out[i].kind, "%s", x->kind);
+        snprintf(out[i].name, sizeof out[i].name, "%s", x->name);
+        snprintf(out[i].role, sizeof out[i].role, "%s", x->role);
+        out[i].last_seq = x->last_seq;
+    }
+    ((wyc_chat_channels_cb)r.cb)(c, e, out, l->n_channels, r.ud);
+    wy_free(out);
+}
+
+int wyc_chat_channels(wyc_client_t *c, wyc_chat_channels_cb cb, void *ud)
+{
+    Wyvern__Lobby__ChatListChannels q = WYVERN__LOBBY__CHAT_LIST_CHANNELS__INIT;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_LIST_CHANNELS;
+    m.chat_list_channels = &q;
+    return send_req(c, &m, on_channels, (void *)cb, ud);
+}
+
 /* ------------------------------------------------------------------ moderation */
 
 static int message_ref(wyc_client_t *c, Wyvern__Lobby__ClientMessage__BodyCase body,

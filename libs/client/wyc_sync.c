@@ -37,6 +37,8 @@ struct wyc_sync {
     bool *hist_more;
     wyc_chat_report_t *rep_out;
     size_t rep_cap, *rep_n;
+    wyc_chat_channel_t *chan_out;
+    size_t chan_cap, *chan_n;
     bool *rep_more;
 };
 
@@ -464,6 +466,32 @@ int wyc_sync_chat_resolve(wyc_sync_t *s, int64_t report_id, const char *resoluti
 {
     chat_begin(s, out);
     return finish(s, wyc_chat_resolve(s->c, report_id, resolution, chat_cb, s), err);
+}
+
+static void channels_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_channel_t *chs,
+                        size_t n, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    size_t k = n < s->chan_cap ? n : s->chan_cap;
+    if (k)
+        memcpy(s->chan_out, chs, k * sizeof *chs);
+    if (s->chan_n)
+        *s->chan_n = k;
+    s->done = true;
+}
+
+int wyc_sync_chat_channels(wyc_sync_t *s, wyc_chat_channel_t *out, size_t cap, size_t *n,
+                           wyc_error_t *err)
+{
+    begin(s);
+    s->chan_out = out;
+    s->chan_cap = cap;
+    s->chan_n = n;
+    if (n)
+        *n = 0;
+    return finish(s, wyc_chat_channels(s->c, channels_cb, s), err);
 }
 
 static void reports_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_report_t *r, size_t n,

@@ -17,6 +17,7 @@
 #include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_ticket.h"
+#include "wy_worker.h"
 #include "wy_ws.h"
 #include "game.pb-c.h"
 #include "world.pb-c.h"
@@ -40,7 +41,9 @@ typedef struct {
     /* the simulation (sim.c) */
     int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
     char *regions;
-    char *chat_grpc; /* chat.c: wy-chat, for the players' chat_send */
+    char *tick_priority;             /* WY_GAME_TICK_PRIORITY */
+    wy_worker_prio_spec_t tick_prio; /* parsed by the spec's configure */
+    char *chat_grpc;                 /* chat.c: wy-chat, for the players' chat_send */
     /* Loaded from ticket_keys_dir by the spec's configure (NULL when it is empty), read-only
      * afterwards, freed by its unconfigure when the daemon frees this struct. */
     wy_jwt_keyset_t *ticket_keys;

@@ -10,6 +10,9 @@
 /* Creates the Redis script objects of the store in lb->scripts (freed with the state).
  * Call once at start, before any other function of this file. */
 void lobby_store_init(lobby_t *lb);
+/* Retries the hellos' epoch batch the PostgreSQL pool refused (or fails it now): from the
+ * sweep timer and the stop, where claim callbacks may run. Loop thread. */
+void lobby_store_tick(lobby_t *lb);
 
 /* A session record as lookups return it. Fields valid during the callback only. */
 typedef struct {

@@ -586,7 +586,7 @@ def cli(daemon, build_dir, tmp_path):
 
 def test_wy_cli_chat_through_libs_client(cli, build_dir, tmp_path):
     """`wy chat ...` (tools/wy.c on libs/client's wyc_chat.c) against auth, lobby and chat:
-    create a party, invite, join, send, history; a whisper to an offline player shows up in
+    create a party, invite, join, list one's channels, send, history; a whisper to an offline player shows up in
     their `wy lobby` right after the welcome."""
     import json
     import subprocess
@@ -596,6 +596,11 @@ def test_wy_cli_chat_through_libs_client(cli, build_dir, tmp_path):
     assert cid.startswith("party:")
     ok("alice", "chat", "invite", cid, ids["bob"])
     assert ok("bob", "chat", "join", cid)["seq"] == 3
+    # Each one's channels, with their role.
+    for who, role in (("alice", "owner"), ("bob", "member")):
+        chs = ok(who, "chat", "channels")["channels"]
+        assert [(c["channel_id"], c["kind"], c["name"], c["role"]) for c in chs] == \
+            [(cid, "party", "Raid", role)], (who, chs)
     sent = ok("bob", "chat", "send", cid, "hello party")
     assert sent["seq"] == 4 and sent["text"] == "hello party"
     h = ok("alice", "chat", "history", cid)
@@ -650,14 +655,14 @@ def test_wy_cli_chat_moderation(cli, stack):
     said = cli.ok("alice", "chat", "send", "world", "cheap gold, visit spam.example")
     seq = said["seq"]
     cli.ok("bob", "chat", "report", "world", str(seq), "spam")
-    # No role: refused, with the reason in the error (and a hint in text mode).
+    # No role: refused by chat, with the reason in the error (and a hint in text mode).
     for args in (("reports",), ("resolve", "1", "x"), ("mute", ids["alice"], "10m"),
                  ("unmute", ids["alice"])):
         rc, out, err = cli.run("bob", "chat", *args)
         assert rc == 8, (args, rc, out, err)
-        assert out[-1]["ok"] is False and "moderators only" in out[-1]["error"]["message"], out
+        assert out[-1]["ok"] is False and "only moderators" in out[-1]["error"]["message"], out
     rc, out, err = cli.run("bob", "chat", "reports", json_out=False)
-    assert rc == 8 and "moderators only (the access token has no moderator role)" in err, err
+    assert rc == 8 and "only moderators review reports" in err, err
     assert "log in again" in err, err
     rc, out, err = cli.run("bob", "chat", "mute", ids["alice"], "ten minutes")
     assert rc == 2 and "DURATION" in out[-1]["error"]["message"], out
