@@ -1089,14 +1089,20 @@ typedef struct {
     bool first_read, second_read;
 } chain_t;
 
+/* Read the one byte fd holds and stop watching it. */
+static void take_byte(uv_poll_t *p, int fd)
+{
+    char x;
+    assert_int_equal(read(fd, &x, 1), 1);
+    uv_poll_stop(p);
+}
+
 static void chain_second_cb(uv_poll_t *p, int status, int events)
 {
-    chain_t *c = p->data;
     WY_UNUSED(status);
     WY_UNUSED(events);
-    char x;
-    assert_int_equal(read(c->b[0], &x, 1), 1);
-    uv_poll_stop(p);
+    chain_t *c = p->data;
+    take_byte(p, c->b[0]);
     c->second_read = true;
 }
 
@@ -1104,12 +1110,10 @@ static void chain_second_cb(uv_poll_t *p, int status, int events)
  * its epoll only on its next poll, which must come before the loop sleeps in gRPC. */
 static void chain_first_cb(uv_poll_t *p, int status, int events)
 {
-    chain_t *c = p->data;
     WY_UNUSED(status);
     WY_UNUSED(events);
-    char x;
-    assert_int_equal(read(c->a[0], &x, 1), 1);
-    uv_poll_stop(p);
+    chain_t *c = p->data;
+    take_byte(p, c->a[0]);
     uv_poll_start(&c->second, UV_READABLE, chain_second_cb);
     c->first_read = true;
 }
