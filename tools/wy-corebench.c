@@ -64,6 +64,8 @@ static const char *usage_text =
     "  --label TEXT         name printed in the result (default BENCH)\n"
     "  --pid PID            the server process: its CPU over the measured phase\n"
     "  --pg-pid PID         PostgreSQL's postmaster: its and its children's CPU, same window\n"
+    "  --grpc-mode MODE     grpc: thread (a CQ thread beside the loop, default) or drive (the\n"
+    "                       loop thread polls gRPC itself: wy_grpc_rt_opts_t.drive)\n"
     "Prints one JSON line on stdout: bench, conns, seconds, ops, ops_per_s, p50_us, p99_us,\n"
     "p999_us, max_us, errors, note; with --pid / --pg-pid also server_cpu_ms_per_1000 /\n"
     "pg_cpu_ms_per_1000 and client_cpu_ms_per_1000 (this process). Exit 0 when the\n"
@@ -75,7 +77,7 @@ static const char *usage_text =
 #define MAX_SIZE         (64 * 1024)
 
 typedef struct {
-    const char *bench, *target, *path, *url, *brokers, *label, *ops;
+    const char *bench, *target, *path, *url, *brokers, *label, *ops, *grpc_mode;
     unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events, batch, rate;
     unsigned pid, pg_pid; /* --pid, --pg-pid: CPU watched over the measured phase; 0 = none */
 } opts_t;
@@ -1129,16 +1131,21 @@ static void grpc_release(bench_t *b)
     gb->rt = NULL;
 }
 
+/* The runtime whose loop main() must drive (--grpc-mode drive), NULL = plain uv_run. */
+static wy_grpc_rt_t *g_drive_rt;
+
 static int bench_grpc(bench_t *b, const char **err)
 {
     grpc_bench_t *gb = slots_bench_new(b, sizeof *gb, grpc_release, grpc_issue);
     uv_timer_init(b->loop, &gb->retry);
     gb->retry.data = b;
     gb->retry_open = true;
-    if (wy_grpc_rt_new(b->loop, &gb->rt) != WY_OK) {
+    wy_grpc_rt_opts_t ro = {.drive = b->o->grpc_mode && !strcmp(b->o->grpc_mode, "drive")};
+    if (wy_grpc_rt_new_opts(b->loop, &ro, &gb->rt) != WY_OK) {
         *err = "gRPC runtime did not start";
         return WY_EINTERNAL;
     }
+    g_drive_rt = ro.drive ? gb->rt : NULL;
     if (!b->o->target || wy_grpc_channel_new(gb->rt, b->o->target, NULL, &gb->ch) != WY_OK) {
         *err = "--target: want HOST:PORT";
         return WY_EINVAL;
@@ -2871,6 +2878,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->brokers = v;
         else if (!strcmp(k, "--label"))
             o->label = v;
+        else if (!strcmp(k, "--grpc-mode"))
+            ok = !strcmp((o->grpc_mode = v), "thread") || !strcmp(v, "drive");
         else if (!strcmp(k, "--conns"))
             ok = parse_uint(v, 1, MAX_CONNS, &o->conns);
         else if (!strcmp(k, "--depth"))
@@ -2946,7 +2955,10 @@ int main(int argc, char **argv)
         b.fail = "setup failed";
         bench_do_release(&b);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
+    if (g_drive_rt)
+        wy_grpc_rt_run(g_drive_rt, UV_RUN_DEFAULT);
+    else
+        uv_run(&loop, UV_RUN_DEFAULT);
     rc = bench_report(&b);
     if (def->free)
         def->free(&b);
