@@ -116,6 +116,7 @@ struct game_player {
     game_part_t *part;
     char account[WY_TICKET_ID_MAX + 1];
     char character[WY_TICKET_ID_MAX + 1];
+    char name[WY_TICKET_NAME_MAX + 1]; /* the character's name (ticket): chat's sender name */
     char zone[WY_TICKET_ZONE_MAX + 1];
     char instance[WY_TICKET_INST_MAX + 1];
     double x, y;          /* last position known on the loop */
@@ -154,7 +155,8 @@ void game_world_release(game_t *g, const game_player_t *p);
  * loop thread): pushes the message to the recipients among this instance's players. */
 void game_chat_start(game_t *g);
 void game_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
-/* A joined player's chat_send (conn.c dispatch): Chat.Send with the ticket's account; the
+/* A joined player's chat_send (conn.c dispatch): Chat.Send with the ticket's account and
+ * character name; the
  * answer (chat_sent or chat_error) comes later with request_id. */
 void game_chat_send(game_conn_t *c, uint32_t request_id, const Wyvern__Lobby__ChatSend *s);
 /* The connection closes: its calls in flight answer nobody. */
