@@ -68,16 +68,21 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
  * needs (nothing is stored for it). */
 
 /* Logins of known identities: a row (ord, account_id, banned) per known identity; an unknown
- * identity has no row. Read only: nothing is written, nothing committed to disk. The lookup is
- * LATERAL so that it is an index lookup per login whatever the batch size: a plain join of a
- * large batch was planned as a hash join over a sequential scan of every identity. */
+ * identity has no row. Read only: nothing is written, nothing committed to disk. Each lookup is
+ * an index probe per login whatever the batch size and whatever the table statistics say: the
+ * two LATERAL subqueries with OFFSET 0 are not flattened, so they run per element of the batch
+ * with its values as index conditions (auth's sessions have enable_seqscan off, main.c). A
+ * plain join, or a flattened LATERAL, was planned as a hash join over a sequential scan of every
+ * identity when the statistics said the table was small (a fresh database analyzed before a
+ * launch-day storm: the generic plan is kept until the next ANALYZE). */
 static const wy_pg_stmt_t identity_logins_sql = {
     "auth_identity_find",
-    "SELECT r.ord, x.account_id, x.banned "
+    "SELECT r.ord, i.account_id, a.banned "
     "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(method, subject, ord) "
-    "CROSS JOIN LATERAL (SELECT i.account_id, a.banned_at IS NOT NULL AS banned "
-    "FROM auth.identities i JOIN auth.accounts a ON a.id = i.account_id "
-    "WHERE i.method = r.method AND i.subject = r.subject) x",
+    "CROSS JOIN LATERAL (SELECT i.account_id FROM auth.identities i "
+    "WHERE i.method = r.method AND i.subject = r.subject OFFSET 0) i "
+    "CROSS JOIN LATERAL (SELECT a.banned_at IS NOT NULL AS banned FROM auth.accounts a "
+    "WHERE a.id = i.account_id OFFSET 0) a",
     2};
 
 /* The account.login rows of password logins (their accounts are known): one statement and one
