@@ -384,3 +384,57 @@ def test_stats_grpc_and_change_stream(meadow, build_dir, stack):
     wait_until(lambda: (series(g, "wy_game_change_batches_total") or 0) >= 1, 15,
                what="an object-change batch produced to wy.stats")
     assert (series(g, "wy_game_object_changes_total", partition=inst + "/0") or 0) >= 1
+
+
+def thread_sched(pid):
+    """{thread name: [(policy, rt priority, nice)]} of a process's threads."""
+    import os
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            name = f.read().strip()
+        t = int(tid)
+        out.setdefault(name, []).append((os.sched_getscheduler(t) & ~0x40000000,
+                                         os.sched_getparam(t).sched_priority,
+                                         os.getpriority(os.PRIO_PROCESS, t)))
+    return out
+
+
+def test_partition_workers_run_at_the_tick_priority_and_nothing_else_does(daemon, clean_redis):  # noqa: F811
+    """WY_GAME_TICK_PRIORITY: the partition workers get the first choice the system permits
+    (real time with CAP_SYS_NICE, else the nice fall-back, which lowering always permits), say so
+    on /metrics and in the log; the loop thread and the others keep normal priority."""
+    import os
+    w = start_world(daemon, clean_redis)
+    g = start_game(daemon, w, WY_GAME_TICK_PRIORITY="rt:7,nice:5", WY_GAME_WORKERS="2")
+    wait_until(lambda: len(thread_sched(g.pid).get("wy-part-0", [])) == 1 and
+               series(g, "wy_game_worker_rt_priority", worker="1") is not None, DEADLINE,
+               what="both partition workers running")
+    rt = True
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # the test's own permission
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except PermissionError:
+        rt = False
+    want = (os.SCHED_FIFO, 7, 0) if rt else (os.SCHED_OTHER, 0, 5)
+    wait_until(lambda: [thread_sched(g.pid)[n][0] for n in ("wy-part-0", "wy-part-1")] == [want] * 2,
+               DEADLINE, what="the partition workers at %r" % (want,))
+    for worker in ("0", "1"):  # set by the worker right after it raised itself
+        wait_until(lambda: (series(g, "wy_game_worker_rt_priority", worker=worker),
+                            series(g, "wy_game_worker_nice", worker=worker)) ==
+                   ((7, 0) if rt else (0, 5)), DEADLINE, what="worker %s's priority on /metrics" % worker)
+        assert series(g, "wy_game_worker_priority_drops_total", worker=worker) == 0
+    for name, threads in thread_sched(g.pid).items():
+        if not name.startswith("wy-part-"):
+            assert all(t == (os.SCHED_OTHER, 0, 0) for t in threads), (name, threads)
+    if rt:
+        assert "partition worker priority set" in g.log_text()
+    else:
+        assert "partition worker priority not raised as asked" in g.log_text()
+    # "normal": nothing is raised.
+    g2 = start_game(daemon, w, WY_GAME_TICK_PRIORITY="normal", WY_GAME_WORKERS="1")
+    wait_until(lambda: "wy-part-0" in thread_sched(g2.pid) and
+               "partition worker priority set" in g2.log_text(), DEADLINE,
+               what="the worker of the second game running")
+    assert thread_sched(g2.pid)["wy-part-0"] == [(os.SCHED_OTHER, 0, 0)]
+    assert series(g2, "wy_game_worker_rt_priority", worker="0") == 0
