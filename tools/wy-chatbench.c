@@ -328,7 +328,7 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    char *lobbies = NULL, *rates = "20,50,100,200,400";
+    char *lobbies = NULL, *rates = "20,50,75,100,125,150,200";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--sync")) {
