@@ -21,7 +21,8 @@ static const char *usage_text =
     "         [--sessions N] [--threads T] [--idle N] [--pid LOBBY_PID]\n"
     "         [--iss ISS] [--aud AUD]\n"
     "  Signs access tokens with the Ed25519 private key (lobby must verify with its public\n"
-    "  half: WY_LOBBY_TOKEN_KEYS_DIR), logs N sessions in with T concurrent clients, then\n"
+    "  half: WY_LOBBY_TOKEN_KEYS_DIR) before the timed phase (signing is auth's work), logs\n"
+    "  N sessions in with T concurrent clients, then\n"
     "  holds --idle sessions open and reports the RSS growth of --pid.\n";
 
 static struct {
@@ -31,6 +32,7 @@ static struct {
 
 static wy_jwt_keyset_t *ks;
 static uint64_t *lat_us;
+static char **tokens; /* one per session, signed before the timed phase; login() frees it */
 static int next_idx, failures;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -86,18 +88,23 @@ static int upgrade(int fd)
                      opt.host, opt.port);
     if (write_all(fd, req, (size_t)n) != 0)
         return -1;
-    /* Read the response head byte by byte: the server sends nothing after it until asked. */
+    /* The server sends nothing after the response head until the hello, so whole reads
+     * never take a frame's bytes (a byte at a time cost the client ~130 reads per session,
+     * CPU that the 2 shared cores then lacked for the server). */
     char buf[1024];
     size_t len = 0;
-    while (len < sizeof buf - 1) {
-        if (read(fd, buf + len, 1) != 1)
+    for (;;) {
+        ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
+        if (r <= 0)
             return -1;
-        len++;
-        if (len >= 4 && memcmp(buf + len - 4, "\r\n\r\n", 4) == 0)
-            break;
+        len += (size_t)r;
+        buf[len] = 0;
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end)
+            return end + 4 == buf + len && strncmp(buf, "HTTP/1.1 101", 12) == 0 ? 0 : -1;
+        if (len == sizeof buf - 1)
+            return -1;
     }
-    buf[len] = 0;
-    return strncmp(buf, "HTTP/1.1 101", 12) == 0 ? 0 : -1;
 }
 
 static int send_frame(int fd, const uint8_t *p, size_t n)
@@ -158,22 +165,29 @@ static uint8_t *recv_frame(int fd, size_t *len)
     }
 }
 
-/* Logs account in on a new connection; returns the fd (session open) or -1. */
-static int login(const char *account, uint64_t *us)
+/* A new access token of account (auth's work, not lobby's: signed before the timed phase);
+ * returns a new string, caller frees. */
+static char *sign_token(const char *account)
 {
-    int fd = dial();
-    if (fd < 0)
-        return -1;
-    if (upgrade(fd) != 0) {
-        close(fd);
-        return -1;
-    }
     char *tok = NULL;
     const char *err = NULL;
     if (wy_token_issue(ks, opt.kid, opt.iss, opt.aud, account, "bench", 600, 0, &tok, NULL, &err) !=
         WY_OK) {
         fprintf(stderr, "wy-lobbybench: cannot sign a token: %s\n", err);
         exit(2);
+    }
+    return tok;
+}
+
+/* Logs in with tok (freed here) on a new connection; returns the fd (session open) or -1. */
+static int login(char *tok, uint64_t *us)
+{
+    int fd = dial();
+    if (fd < 0 || upgrade(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        wy_free(tok);
+        return -1;
     }
     Wyvern__Lobby__Hello h = WYVERN__LOBBY__HELLO__INIT;
     h.access_token = tok;
@@ -212,10 +226,8 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&mu);
         if (i < 0)
             return NULL;
-        char acct[64];
-        snprintf(acct, sizeof acct, "bench-%d-%d", (int)getpid(), i);
         uint64_t us = 0;
-        int fd = login(acct, &us);
+        int fd = login(tokens[i], &us);
         if (fd < 0) {
             pthread_mutex_lock(&mu);
             failures++;
@@ -293,6 +305,12 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_NOFILE, &rl);
 
     lat_us = wy_calloc((size_t)opt.sessions, sizeof *lat_us);
+    tokens = wy_calloc((size_t)opt.sessions, sizeof *tokens);
+    for (int i = 0; i < opt.sessions; i++) {
+        char acct[64];
+        snprintf(acct, sizeof acct, "bench-%d-%d", (int)getpid(), i);
+        tokens[i] = sign_token(acct);
+    }
     pthread_t th[256];
     uint64_t t0 = wy_now_ns();
     for (int i = 0; i < opt.threads; i++)
@@ -317,7 +335,7 @@ int main(int argc, char **argv)
             char acct[64];
             uint64_t us;
             snprintf(acct, sizeof acct, "idle-%d-%d", (int)getpid(), i);
-            fds[i] = login(acct, &us);
+            fds[i] = login(sign_token(acct), &us);
             held += fds[i] >= 0;
         }
         usleep(200 * 1000);
@@ -333,6 +351,7 @@ int main(int argc, char **argv)
         wy_free(fds);
     }
     wy_free(lat_us);
+    wy_free(tokens);
     wy_jwt_keyset_free(ks);
     return failures ? 1 : 0;
 usage:
