@@ -239,16 +239,21 @@ static void phase_warm(worker_t *w)
     run_until(w, warmed_up, 120000);
 }
 
-static void on_sent(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_result_t *r, void *ud)
+/* A send answered: counted on its sender's worker. */
+static void count_sent(member_t *m, const wyc_error_t *e)
 {
-    (void)c;
-    (void)r;
-    member_t *m = ud;
     m->w->pending_ops--;
     if (e->code == WY_OK)
         m->w->sent_ok++;
     else
         m->w->send_err++;
+}
+
+static void on_sent(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_result_t *r, void *ud)
+{
+    (void)c;
+    (void)r;
+    count_sent(ud, e);
 }
 
 static void send_one(worker_t *w)
@@ -322,11 +327,7 @@ static void on_closed_sent(wyc_client_t *c, const wyc_error_t *e, const wyc_chat
     (void)c;
     (void)r;
     member_t *s = ud;
-    s->w->pending_ops--;
-    if (e->code == WY_OK)
-        s->w->sent_ok++;
-    else
-        s->w->send_err++;
+    count_sent(s, e);
     if (wy_now_ms() < closed_end_ms)
         closed_send(s);
 }

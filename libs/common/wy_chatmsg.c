@@ -16,6 +16,11 @@ const double wy_chatmsg_latency_buckets[WY_CHATMSG_NBUCKETS] = {
     0.0175, 0.02,  0.0225, 0.025, 0.0275, 0.03,  0.035,  0.04, 0.05,   0.06,
     0.075,  0.1,   0.15,   0.2,   0.3,    0.5,   1,      2.5,  5,      10};
 
+wy_metric_t *wy_chatmsg_histogram(const char *name, const char *help)
+{
+    return wy_metrics_histogram(name, help, NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
+}
+
 void wy_chatmsg_observe_since_stored(const Wyvern__Chat__ChatEvent *ev, wy_metric_t *h)
 {
     uint64_t now = wy_wall_ms();

@@ -33,6 +33,9 @@ void wy_chatmsg_observe_since_stored(const Wyvern__Chat__ChatEvent *ev, wy_metri
 #define WY_CHATMSG_NBUCKETS 30
 extern const double wy_chatmsg_latency_buckets[WY_CHATMSG_NBUCKETS];
 
+/* A histogram (no labels) with those bounds: wy_metrics_histogram(name, help, NULL, ...). */
+wy_metric_t *wy_chatmsg_histogram(const char *name, const char *help);
+
 /* Pushes ev's messages (message, then more[] in order: seq, seq + 1, ...) to to[0..n-1], each
  * as one frame encoded once: wrap returns a new frame (one reference, the caller's) holding the
  * service's ServerMessage around msg. Returns the pushes queued, summed over the messages

@@ -278,16 +278,14 @@ static int chat_start(wy_daemon_t *d, const char **err)
                                                   "Messages deleted by the retention pass.", NULL);
     svc->m_offline = wy_metrics_counter("wy_chat_offline_whispers_total",
                                         "Whispers kept for a recipient's next login.", NULL);
-    svc->m_store = wy_metrics_histogram(
+    svc->m_store = wy_chatmsg_histogram(
         "wy_chat_store_seconds",
         "Send: from the message accepted (checks passed, its ts_ms) to its batch committed "
-        "(waiting for the channel's statement in flight, then the statement).",
-        NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
-    svc->m_publish = wy_metrics_histogram(
+        "(waiting for the channel's statement in flight, then the statement).");
+    svc->m_publish = wy_chatmsg_histogram(
         "wy_chat_publish_seconds",
         "From a wy.chat outbox row's time stamp (its statement started) to the broker "
-        "acknowledging the event (the outbox relay and Kafka).",
-        NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
+        "acknowledging the event (the outbox relay and Kafka).");
     if (wy_daemon_outbox(d))
         wy_outbox_set_lag_metric(wy_daemon_outbox(d), svc->m_publish);
     uv_timer_init(svc->loop, &svc->retention);

@@ -26,21 +26,18 @@ int lobby_chat_start(lobby_t *lb, const char **err)
                            "Chat messages queued to this instance's sessions.", NULL);
     lb->m_chat_events = wy_metrics_counter("wy_lobby_chat_events_total",
                                            "wy.chat events handled by this instance.", NULL);
-    lb->m_chat_latency = wy_metrics_histogram(
+    lb->m_chat_latency = wy_chatmsg_histogram(
         "wy_lobby_chat_delivery_seconds",
         "From wy-chat storing a message (its ts_ms, wall clock) to this instance queueing it to "
-        "its recipients (server side of publish-to-deliver).",
-        NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
-    lb->m_chat_consumed = wy_metrics_histogram(
+        "its recipients (server side of publish-to-deliver).");
+    lb->m_chat_consumed = wy_chatmsg_histogram(
         "wy_lobby_chat_consume_seconds",
         "From wy-chat storing a message (its ts_ms, wall clock) to this instance consuming its "
-        "wy.chat event, before the fan-out (store, outbox relay, Kafka and the consumer).",
-        NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
-    lb->m_chat_fanout = wy_metrics_histogram(
+        "wy.chat event, before the fan-out (store, outbox relay, Kafka and the consumer).");
+    lb->m_chat_fanout = wy_chatmsg_histogram(
         "wy_lobby_chat_fanout_seconds",
         "Time one wy.chat event takes on the loop to be encoded and queued to this instance's "
-        "recipients (every message of the event).",
-        NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
+        "recipients (every message of the event).");
     if (!*lb->cfg->chat_grpc)
         return WY_OK;
     if (wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->chat_grpc, NULL, &lb->chat) !=
