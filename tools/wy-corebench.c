@@ -10,6 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -20,6 +24,7 @@
 #include <uv.h>
 
 #include "actor.pb-c.h"
+#include "gameplay.pb-c.h"
 #include "health.pb-c.h"
 #include "wy_grpc.h"
 #include "wy_grpc_unary.h"
@@ -33,8 +38,8 @@
 static const char *usage_text =
     "usage: wy-corebench BENCH [options]\n"
     "  BENCH: http | ws | grpc | grpc-raw | kafka-produce | kafka-e2e | redis-set |\n"
-    "         redis-get | pg-select | pg-insert | pg-batch | actor-apply | actor-load |\n"
-    "         actor-txn | mailbox | tick\n"
+    "         redis-get | pg-select | pg-insert | pg-batch | actor-apply | actor-batch |\n"
+    "         actor-load | actor-txn | actor-gameplay | mailbox | tick\n"
     "  or:    wy-corebench grpc-raw-server [--port N]   (the ceiling's server; until SIGTERM)\n"
     "  --target HOST:PORT   http, ws, grpc, grpc-raw server (IPv4 literal)\n"
     "  --port N             grpc-raw-server: port to listen on (default 0 = any)\n"
@@ -48,6 +53,11 @@ static const char *usage_text =
     "  --rows N             pg-batch: rows per INSERT (the ops counted are rows); default 256\n"
     "  --actors N           actor-*: characters created first; default 1000\n"
     "  --events N           actor-load: events written to each character first; default 450\n"
+    "  --batch N            actor-batch: commands per ApplyBatch call (ops are commands); 64\n"
+    "  --rate N             actor-gameplay: events produced per second; 0 = as fast as the\n"
+    "                       daemon persists them (a backlog of 20,000 kept); default 0;\n"
+    "                       warm-up at least 3 s\n"
+    "  --ops HOST:PORT      actor-gameplay: wy-actor's ops port (/metrics is read)\n"
     "  --size BYTES         ws message / Kafka payload / Redis value size; default 32\n"
     "  --seconds N          measured duration; default 5\n"
     "  --warmup-ms N        warm-up before measuring; default 1000\n"
@@ -65,8 +75,8 @@ static const char *usage_text =
 #define MAX_SIZE         (64 * 1024)
 
 typedef struct {
-    const char *bench, *target, *path, *url, *brokers, *label;
-    unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events;
+    const char *bench, *target, *path, *url, *brokers, *label, *ops;
+    unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events, batch, rate;
     unsigned pid, pg_pid; /* --pid, --pg-pid: CPU watched over the measured phase; 0 = none */
 } opts_t;
 
@@ -228,6 +238,7 @@ struct bench {
     const char *fail;                  /* set when the benchmark could not run */
     char note[256];                    /* extra facts printed with the result */
     void (*start)(bench_t *);          /* at bench_ready: issue the initial load */
+    void (*measure)(bench_t *, bool);  /* optional: the measured phase starts (true) / ends */
     void (*release)(bench_t *);        /* close everything; in-flight callbacks may follow */
     int (*issue)(bench_t *, slot_t *); /* slot benchmarks: start one operation */
     slot_t *slots;
@@ -297,11 +308,15 @@ static void phase_timer_cb(uv_timer_t *t)
         b->phase = PH_MEASURE;
         b->t0_ns = wy_now_ns();
         cpu_sample(b->o, &b->cpu0);
+        if (b->measure)
+            b->measure(b, true);
         uv_timer_start(&b->timer, phase_timer_cb, (uint64_t)b->o->seconds * 1000, 0);
         break;
     case PH_MEASURE:
         b->t1_ns = wy_now_ns();
         cpu_sample(b->o, &b->cpu1);
+        if (b->measure)
+            b->measure(b, false);
         bench_enter_drain(b);
         break;
     case PH_DRAIN:
@@ -1872,24 +1887,44 @@ static void pg_free(bench_t *b)
 typedef struct {
     grpc_bench_t g; /* first: grpc_release works on it (actor_release) */
     bool load;
-    bool txn;         /* actor-txn */
-    unsigned funded;  /* actor-txn setup: characters given gold (answers) */
-    unsigned funding; /* actor-txn setup: funds issued */
-    char run[12];     /* this run's prefix of names and keys */
-    char (*ids)[40];  /* created characters */
-    unsigned created; /* creates answered */
-    unsigned issued;  /* creates issued */
-    unsigned sent;    /* actor-load setup: writes issued to the character being filled */
-    unsigned writing; /* actor-load setup: the character being filled */
-    unsigned written; /* its writes answered */
-    uint64_t next;    /* round robin / key counter */
+    bool txn;             /* actor-txn */
+    bool batch;           /* actor-batch */
+    bool gameplay;        /* actor-gameplay */
+    unsigned funded;      /* actor-txn setup: characters given gold (answers) */
+    unsigned funding;     /* actor-txn setup: funds issued */
+    char run[12];         /* this run's prefix of names and keys */
+    char (*ids)[40];      /* created characters */
+    char (*accounts)[40]; /* their accounts */
+    unsigned created;     /* creates answered */
+    unsigned issued;      /* creates issued */
+    unsigned sent;        /* actor-load setup: writes issued to the character being filled */
+    unsigned writing;     /* actor-load setup: the character being filled */
+    unsigned written;     /* its writes answered */
+    uint64_t next;        /* round robin / key counter */
     /* Errors of the measured phase by gRPC status (17 codes + "no status"), with the
      * first message of each: the note names them, so a reader sees what failed. */
     uint64_t err_count[18];
     char err_msg[18][96];
+    /* actor-gameplay */
+    wy_kafka_producer_t *prod;
+    uv_timer_t feed; /* produces at --rate (1 ms ticks); reads /metrics every 100 ms */
+    bool feed_open;
+    uint64_t feed_t0_ns; /* the feed's start */
+    uint64_t produced;   /* events accepted by the producer */
+    uint64_t lost;       /* produce refusals and failed deliveries */
+    uint64_t done_base;  /* the daemon's events done before the run */
+    uint64_t done_seen;  /* ... at the latest read of /metrics, minus done_base */
+    unsigned ticks;
+    struct gp_scrape {
+        double applied, refused, duplicate;
+        double le[48], cum[48]; /* the lag histogram's bounds (+Inf last) and counts */
+        size_t n;
+    } m0, m1;
+    uint64_t produced0, lost0; /* at the start of the measured phase */
 } actor_bench_t;
 
 static void actor_setup_step(bench_t *b);
+static bool gp_setup_done(bench_t *b);
 
 static int actor_earn_n(actor_bench_t *ab, const char *actor_id, uint64_t amount,
                         wy_grpc_reply_cb cb, void *arg)
@@ -1971,10 +2006,91 @@ static void actor_note_errors(bench_t *b)
     }
 }
 
+/* The error of one command (status k = gRPC code, 17 = none) for the note. */
+static void actor_count_error(actor_bench_t *ab, unsigned k, const char *message)
+{
+    if (!ab->err_count[k]++)
+        snprintf(ab->err_msg[k], sizeof ab->err_msg[k], "%s", message ? message : "");
+}
+
+/* An ApplyBatch answer: the call's latency is each command's; ops are the commands that
+ * succeeded, errors the others. */
+static void actor_batch_reply(int err, int status, const char *message,
+                              const ProtobufCMessage *resp, void *arg)
+{
+    slot_t *s = arg;
+    bench_t *b = s->b;
+    actor_bench_t *ab = b->impl;
+    const Wyvern__Actor__ApplyBatchResponse *out = (const Wyvern__Actor__ApplyBatchResponse *)resp;
+    uint64_t ok = 0, n = b->o->batch;
+    bool measuring = b->phase == PH_MEASURE;
+    if (err == WY_OK && out) {
+        for (size_t i = 0; i < out->n_results; i++) {
+            const Wyvern__Actor__ApplyResult *r = out->results[i];
+            if (r->code == 0)
+                ok++;
+            else if (measuring)
+                actor_count_error(ab, r->code > 0 && r->code < 17 ? (unsigned)r->code : 17,
+                                  r->message);
+        }
+    } else if (measuring) {
+        actor_count_error(ab, status >= 0 && status < 17 ? (unsigned)status : 17,
+                          message && *message ? message : wy_strerror(err));
+    }
+    b->inflight--;
+    if (measuring) {
+        if (ok) {
+            hist_add(&b->hist, wy_now_ns() - s->start_ns);
+            b->ops += ok;
+        }
+        b->errors += n - ok;
+    }
+    slot_issue(b, s);
+    bench_settle(b);
+}
+
+/* One ApplyBatch call: --batch earn_currency commands over consecutive characters, fresh
+ * keys, without the characters in the answer (what a game server saving progress needs). */
+static int actor_apply_batch(bench_t *b, slot_t *s)
+{
+    actor_bench_t *ab = b->impl;
+    unsigned n = b->o->batch;
+    Wyvern__Actor__ApplyRequest *cmds = wy_calloc(n, sizeof *cmds);
+    Wyvern__Actor__ApplyRequest **cp = wy_calloc(n, sizeof *cp);
+    Wyvern__Actor__EarnCurrency *earn = wy_calloc(n, sizeof *earn);
+    char(*keys)[48] = wy_calloc(n, sizeof *keys);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t k = ab->next++;
+        snprintf(keys[i], sizeof keys[i], "%s-%" PRIu64, ab->run, k);
+        wyvern__actor__earn_currency__init(&earn[i]);
+        earn[i].amount = 1;
+        wyvern__actor__apply_request__init(&cmds[i]);
+        cmds[i].actor_id = ab->ids[k % ab->created];
+        cmds[i].idempotency_key = keys[i];
+        cmds[i].command_case = WYVERN__ACTOR__APPLY_REQUEST__COMMAND_EARN_CURRENCY;
+        cmds[i].earn_currency = &earn[i];
+        cp[i] = &cmds[i];
+    }
+    Wyvern__Actor__ApplyBatchRequest r = WYVERN__ACTOR__APPLY_BATCH_REQUEST__INIT;
+    r.commands = cp;
+    r.n_commands = n;
+    r.omit_character = true;
+    int rc = wy_grpc_call(ab->g.ch, ACTOR_METHOD("ApplyBatch"), &r.base,
+                          &wyvern__actor__apply_batch_response__descriptor, 10000, NULL, 0,
+                          actor_batch_reply, s);
+    wy_free(keys);
+    wy_free(earn);
+    wy_free(cp);
+    wy_free(cmds);
+    return rc;
+}
+
 static int actor_issue(bench_t *b, slot_t *s)
 {
     actor_bench_t *ab = b->impl;
     const char *id = ab->ids[ab->next % ab->created];
+    if (ab->batch)
+        return actor_apply_batch(b, s);
     if (ab->txn)
         return actor_trade(ab, actor_reply, s);
     if (!ab->load)
@@ -2005,6 +2121,7 @@ static void actor_created(int err, int status, const char *message, const Protob
         return;
     }
     const Wyvern__Actor__Character *c = (const Wyvern__Actor__Character *)resp;
+    snprintf(ab->accounts[ab->created], sizeof ab->accounts[0], "%s", c->account_id);
     snprintf(ab->ids[ab->created++], sizeof ab->ids[0], "%s", c->actor_id);
     actor_setup_step(b);
 }
@@ -2085,6 +2202,14 @@ static void actor_setup_step(bench_t *b)
         }
         bench_note(b, "%u characters of %u events, each load from its snapshot + tail", o->actors,
                    o->events + 1);
+    } else if (ab->gameplay) {
+        if (!gp_setup_done(b))
+            return;
+    } else if (ab->batch) {
+        bench_note(b,
+                   "%u characters, %u commands per call (1 event each, omit_character), "
+                   "latency per call",
+                   o->actors, o->batch);
     } else {
         bench_note(b, "%u characters, 1 event per command", o->actors);
     }
@@ -2092,15 +2217,248 @@ static void actor_setup_step(bench_t *b)
         bench_ready(b);
 }
 
-/* The end of the run: the errors into the note, then the channel goes. */
+/* ---- actor-gameplay: events through Kafka wy.gameplay to wy-actor's consumer ----------
+ * The characters created first get currency_gained events (1 gold each, key = the character)
+ * produced to wy.gameplay at --rate per second, or as fast as the daemon persists them (--rate 0:
+ * the produced events are kept 20,000 ahead of those the daemon is done with). What is measured
+ * comes from the daemon's /metrics, read (a blocking GET, ~1 ms) at the start and the end of the
+ * measured phase: the events done (wy_actor_gameplay_total: applied, refused, duplicate) and the
+ * lag histogram wy_actor_gameplay_lag_seconds (the Envelope's timestamp, whole ms, to the effect
+ * committed). Quantiles are bucket upper bounds. After the phase the feed stops and the run waits
+ * for the daemon to finish the backlog. */
+
+#define GP_BACKLOG   20000
+#define GP_WARMUP_MS 3000
+#define GP_SCRAPE_MS 100
+
+/* GET /metrics from host:port into the scrape. False when it cannot be read. */
+static bool gp_scrape(const char *target, struct gp_scrape *m)
+{
+    struct sockaddr_in sa;
+    if (!parse_target(target, &sa))
+        return false;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    static const char req[] =
+        "GET /metrics HTTP/1.1\r\nHost: wy-actor\r\nConnection: close\r\n\r\n";
+    size_t cap = 1 << 16, len = 0;
+    char *buf = NULL;
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+              write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1);
+    if (ok) {
+        buf = wy_malloc(cap);
+        for (;;) {
+            if (len + 1 == cap)
+                buf = wy_realloc(buf, cap *= 2);
+            ssize_t r = read(fd, buf + len, cap - len - 1);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                ok = r == 0;
+                break;
+            }
+            len += (size_t)r;
+        }
+        buf[len] = 0;
+    }
+    close(fd);
+    memset(m, 0, sizeof *m);
+    const char *body = ok ? strstr(buf, "\r\n\r\n") : NULL;
+    for (const char *line = body; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        static const char g[] = "wy_actor_gameplay_total{result=\"";
+        static const char h[] = "wy_actor_gameplay_lag_seconds_bucket{le=\"";
+        if (!strncmp(line, g, sizeof g - 1)) {
+            const char *res = line + sizeof g - 1, *sp = strchr(res, ' ');
+            double v = sp ? strtod(sp + 1, NULL) : 0;
+            if (!strncmp(res, "applied\"", 8))
+                m->applied = v;
+            else if (!strncmp(res, "refused\"", 8))
+                m->refused = v;
+            else if (!strncmp(res, "duplicate\"", 10))
+                m->duplicate = v;
+        } else if (!strncmp(line, h, sizeof h - 1) && m->n < WY_ARRAY_LEN(m->le)) {
+            const char *le = line + sizeof h - 1, *sp = strchr(le, ' ');
+            m->le[m->n] = !strncmp(le, "+Inf", 4) ? 1e9 : strtod(le, NULL);
+            m->cum[m->n++] = sp ? strtod(sp + 1, NULL) : 0;
+        }
+    }
+    wy_free(buf);
+    return ok && body && m->n > 0;
+}
+
+static uint64_t gp_done_of(const struct gp_scrape *m)
+{
+    return (uint64_t)(m->applied + m->refused + m->duplicate);
+}
+
+static void gp_delivered(void *udata, int status, const char *event_id)
+{
+    actor_bench_t *ab = udata;
+    WY_UNUSED(event_id);
+    if (status != WY_OK)
+        ab->lost++;
+}
+
+/* One event for character k % created. */
+static int gp_produce(actor_bench_t *ab, uint64_t k)
+{
+    unsigned i = (unsigned)(k % ab->created);
+    Wyvern__Gameplay__CurrencyGained cg = WYVERN__GAMEPLAY__CURRENCY_GAINED__INIT;
+    cg.amount = 1;
+    cg.source = "bench";
+    Wyvern__Gameplay__GameplayEvent ev = WYVERN__GAMEPLAY__GAMEPLAY_EVENT__INIT;
+    ev.account_id = ab->accounts[i];
+    ev.character_id = ab->ids[i];
+    ev.kind_case = WYVERN__GAMEPLAY__GAMEPLAY_EVENT__KIND_CURRENCY_GAINED;
+    ev.currency_gained = &cg;
+    uint8_t buf[256];
+    size_t len = wyvern__gameplay__gameplay_event__get_packed_size(&ev);
+    if (len > sizeof buf)
+        return WY_ETOOBIG;
+    wyvern__gameplay__gameplay_event__pack(&ev, buf);
+    return wy_kafka_produce(ab->prod, "wy.gameplay", ab->ids[i], "gameplay.event", buf, len,
+                            gp_delivered, ab, NULL);
+}
+
+static void gp_feed_tick(uv_timer_t *t)
+{
+    bench_t *b = t->data;
+    actor_bench_t *ab = b->impl;
+    bool feeding = bench_running(b);
+    if (++ab->ticks % GP_SCRAPE_MS == 0 && (b->o->rate == 0 || !feeding)) {
+        struct gp_scrape m;
+        if (gp_scrape(b->o->ops, &m)) {
+            uint64_t d = gp_done_of(&m);
+            ab->done_seen = d > ab->done_base ? d - ab->done_base : 0;
+        }
+    }
+    if (!feeding) { /* draining: done once the daemon has every event */
+        uint64_t want = ab->produced - ab->lost;
+        b->inflight = ab->done_seen >= want ? 0 : want - ab->done_seen;
+        bench_settle(b);
+        return;
+    }
+    uint64_t target;
+    if (b->o->rate) {
+        double el = (double)(wy_now_ns() - ab->feed_t0_ns) / 1e9;
+        target = (uint64_t)(el * b->o->rate);
+    } else {
+        target = ab->done_seen + GP_BACKLOG;
+    }
+    for (unsigned n = 0; ab->produced < target && n < 20000; n++) {
+        int rc = gp_produce(ab, ab->produced);
+        if (rc == WY_EBUSY)
+            break; /* the producer's queue is full: next tick */
+        if (rc != WY_OK) {
+            ab->lost++;
+            bench_error(b);
+        }
+        ab->produced++;
+    }
+}
+
+static void gp_start(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    ab->feed_t0_ns = wy_now_ns();
+    uv_timer_start(&ab->feed, gp_feed_tick, 1, 1);
+}
+
+/* The measured phase: the daemon's counters and lag histogram at its start and end. */
+static void gp_measure(bench_t *b, bool start)
+{
+    actor_bench_t *ab = b->impl;
+    struct gp_scrape *m = start ? &ab->m0 : &ab->m1;
+    if (!gp_scrape(b->o->ops, m)) {
+        bench_fail(b, "cannot read wy-actor's /metrics (--ops)");
+        return;
+    }
+    if (start) {
+        ab->produced0 = ab->produced;
+        ab->lost0 = ab->lost;
+        return;
+    }
+    if (ab->m0.n != m->n) {
+        bench_fail(b, "the lag histogram changed shape during the run");
+        return;
+    }
+    /* Ops: events the daemon finished in the phase; latency: the histogram's increase,
+     * each event at its bucket's upper bound. */
+    hist_reset(&b->hist);
+    double prev = 0, within10 = 0, total = m->cum[m->n - 1] - ab->m0.cum[m->n - 1];
+    for (size_t i = 0; i < m->n; i++) {
+        double c = m->cum[i] - ab->m0.cum[i];
+        uint64_t k = (uint64_t)(c - prev);
+        uint64_t ns = (uint64_t)((m->le[i] < 1e8 ? m->le[i] : 120.0) * 1e9);
+        for (uint64_t j = 0; j < k; j++)
+            hist_add(&b->hist, ns);
+        if (m->le[i] <= 0.01 + 1e-9)
+            within10 = c;
+        prev = c;
+    }
+    b->ops = (uint64_t)(m->applied - ab->m0.applied);
+    b->errors = (uint64_t)(m->refused - ab->m0.refused) + (ab->lost - ab->lost0);
+    double secs = (double)(b->t1_ns - b->t0_ns) / 1e9;
+    bench_note(b,
+               "; produced %.0f/s%s; %.2f%% of events within 10 ms; backlog at the end %" PRIu64
+               "; lag = Envelope.timestamp_ms (whole ms) to commit, from "
+               "wy_actor_gameplay_lag_seconds (quantiles: bucket upper bounds)",
+               (double)(ab->produced - ab->produced0) / secs,
+               b->o->rate ? "" : " (kept 20,000 ahead of the daemon)",
+               total > 0 ? 100.0 * within10 / total : 0.0,
+               (ab->produced - ab->lost) - (gp_done_of(m) - ab->done_base));
+}
+
+static void gp_feed_closed(uv_handle_t *h)
+{
+    WY_UNUSED(h);
+}
+
+static bool gp_setup_done(bench_t *b)
+{
+    actor_bench_t *ab = b->impl;
+    const opts_t *o = b->o;
+    struct gp_scrape m;
+    if (!gp_scrape(o->ops, &m)) {
+        bench_fail(b, "cannot read wy-actor's /metrics (--ops HOST:PORT)");
+        return false;
+    }
+    ab->done_base = gp_done_of(&m);
+    bench_note(b, "%u characters, 1 event each (currency_gained), %s", o->actors,
+               o->rate ? "open loop" : "saturated");
+    return true;
+}
+
+/* The end of the run: the errors into the note, then the channel (and for actor-gameplay
+ * the feed and the producer) go. */
 static void actor_release(bench_t *b)
 {
+    actor_bench_t *ab = b->impl;
     actor_note_errors(b);
+    if (ab->feed_open) {
+        uv_timer_stop(&ab->feed);
+        uv_close((uv_handle_t *)&ab->feed, gp_feed_closed);
+        ab->feed_open = false;
+    }
+    if (ab->prod)
+        wy_kafka_producer_close(ab->prod, 5000);
+    ab->prod = NULL;
     grpc_release(b);
 }
 
 static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
 {
+    bool batch = !strcmp(b->o->bench, "actor-batch");
+    bool gameplay = !strcmp(b->o->bench, "actor-gameplay");
+    if (gameplay && (!b->o->brokers || !b->o->ops)) {
+        *err = "actor-gameplay needs --brokers and --ops";
+        return WY_EINVAL;
+    }
     if (txn && b->o->actors < 2) {
         *err = "--actors: actor-txn needs at least 2";
         return WY_EINVAL;
@@ -2108,7 +2466,24 @@ static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
     actor_bench_t *ab = slots_bench_new(b, sizeof *ab, actor_release, actor_issue);
     ab->load = load;
     ab->txn = txn;
+    ab->batch = batch;
+    ab->gameplay = gameplay;
+    if (gameplay) {
+        /* The consumer's first fetches and the resident characters settle first: at least
+         * 3 s of warm-up, so the measured phase is the steady state. */
+        if (b->o->warmup_ms < GP_WARMUP_MS)
+            ((opts_t *)b->o)->warmup_ms = GP_WARMUP_MS;
+        b->start = gp_start;
+        b->measure = gp_measure;
+        uv_timer_init(b->loop, &ab->feed);
+        ab->feed.data = b;
+        ab->feed_open = true;
+        wy_kafka_producer_opts_t po = {.brokers = b->o->brokers, .producer = "bench/corebench"};
+        if (wy_kafka_producer_new(b->loop, &po, &ab->prod, err) != WY_OK)
+            return WY_EINVAL;
+    }
     ab->ids = wy_calloc(b->o->actors, sizeof *ab->ids);
+    ab->accounts = wy_calloc(b->o->actors, sizeof *ab->accounts);
     uint32_t r;
     wy_random(&r, sizeof r);
     snprintf(ab->run, sizeof ab->run, "%07x", r & 0xfffffff);
@@ -2139,12 +2514,23 @@ static int run_actor_txn(bench_t *b, const char **err)
     return bench_actor(b, false, true, err);
 }
 
+static int run_actor_batch(bench_t *b, const char **err)
+{
+    return bench_actor(b, false, false, err);
+}
+
+static int run_actor_gameplay(bench_t *b, const char **err)
+{
+    return bench_actor(b, false, false, err);
+}
+
 static void actor_free(bench_t *b)
 {
     actor_bench_t *ab = b->impl;
-
-    if (ab)
+    if (ab) {
         wy_free(ab->ids);
+        wy_free(ab->accounts);
+    }
 }
 
 /* ---- 6. Threads: wy_mailbox hand-off, wy_tick jitter ----------------------------------
@@ -2416,6 +2802,8 @@ static const bench_def_t benches[] = {
     {"actor-apply", run_actor_apply, actor_free},
     {"actor-load", run_actor_load, actor_free},
     {"actor-txn", run_actor_txn, actor_free},
+    {"actor-batch", run_actor_batch, actor_free},
+    {"actor-gameplay", run_actor_gameplay, actor_free},
     {"mailbox", bench_mailbox, mb_free},
     {"tick", bench_tick, mb_free},
 };
@@ -2449,7 +2837,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
                   .warmup_ms = 1000,
                   .rows = 256,
                   .actors = 1000,
-                  .events = 450};
+                  .events = 450,
+                  .batch = 64};
     if (argc < 2)
         return usage(NULL);
     o->bench = argv[1];
@@ -2480,6 +2869,12 @@ static int parse_args(int argc, char **argv, opts_t *o)
             ok = parse_uint(v, 1, 100000, &o->actors);
         else if (!strcmp(k, "--events"))
             ok = parse_uint(v, 0, 100000, &o->events);
+        else if (!strcmp(k, "--batch"))
+            ok = parse_uint(v, 1, 4096, &o->batch);
+        else if (!strcmp(k, "--rate"))
+            ok = parse_uint(v, 0, 10000000, &o->rate);
+        else if (!strcmp(k, "--ops"))
+            o->ops = v;
         else if (!strcmp(k, "--pid"))
             ok = parse_uint(v, 1, 0x7fffffff, &o->pid);
         else if (!strcmp(k, "--pg-pid"))

@@ -673,7 +673,47 @@ typedef struct {
     double cpu, overruns, players;
     double tick_cpu, ticks, frames, dropped, skipped; /* summed over the instance's partitions */
     uint32_t regions;
+    char prio[96];     /* the partition workers' scheduling priority ("rt:10 rt:10") */
+    double prio_drops; /* times a real-time worker was dropped back to normal */
 } scrape_t;
+
+/* "rt:N" / "nice:N" / "normal" of one worker from its wy_game_worker_rt_priority and
+ * wy_game_worker_nice lines, appended to s->prio in worker order. */
+static void scrape_prio(scrape_t *s, const char *line)
+{
+    static double rt[64], nice[64];
+    static bool seen_rt[64], seen_nice[64];
+    bool is_rt = strncmp(line, "wy_game_worker_rt_priority{", 27) == 0;
+    bool is_nice = strncmp(line, "wy_game_worker_nice{", 20) == 0;
+    if (strncmp(line, "wy_game_worker_priority_drops_total{", 36) == 0 && strrchr(line, ' '))
+        s->prio_drops += atof(strrchr(line, ' ') + 1);
+    const char *w = strstr(line, "worker=\"");
+    if ((!is_rt && !is_nice) || !w || !strrchr(line, ' '))
+        return;
+    int i = atoi(w + 8);
+    if (i < 0 || i >= 64)
+        return;
+    double v = atof(strrchr(line, ' ') + 1);
+    if (is_rt) {
+        rt[i] = v;
+        seen_rt[i] = true;
+    } else {
+        nice[i] = v;
+        seen_nice[i] = true;
+    }
+    if (!seen_rt[i] || !seen_nice[i])
+        return;
+    size_t o = strlen(s->prio);
+    if (o + 16 >= sizeof s->prio)
+        return;
+    if (rt[i] > 0)
+        snprintf(s->prio + o, sizeof s->prio - o, "%srt:%.0f", o ? " " : "", rt[i]);
+    else if (nice[i] != 0)
+        snprintf(s->prio + o, sizeof s->prio - o, "%snice:%.0f", o ? " " : "", nice[i]);
+    else
+        snprintf(s->prio + o, sizeof s->prio - o, "%snormal", o ? " " : "");
+    seen_rt[i] = seen_nice[i] = false;
+}
 
 /* The value of a metric line, added to *acc when the line is `name{...partition...} v`. */
 static bool sum_metric(const char *line, const char *name, const char *want, double *acc)
@@ -711,6 +751,7 @@ static void scrape(scrape_t *s)
         sum_metric(line, "wy_game_frames_sent_total", want, &s->frames);
         sum_metric(line, "wy_game_frames_dropped_total", want, &s->dropped);
         sum_metric(line, "wy_game_ticks_skipped_total", want, &s->skipped);
+        scrape_prio(s, line);
         if (strncmp(line, "wy_game_tick_seconds_bucket{", 28) != 0 || !strstr(line, want))
             continue;
         char *le = strstr(line, "le=\"");
@@ -1240,7 +1281,8 @@ static int run_bots(void)
                "\"latency_p99_ms\":%s,\"latency_samples\":%zu,\"latency_lost\":%llu,"
                "\"players_in_instance\":%.0f,\"closed\":%u,\"close_codes\":\"%s\","
                "\"regions\":%u,\"tick_cpu_ms_per_1000\":%s,\"server_frames_per_client_tick\":%s,"
-               "\"server_frames_dropped\":%.0f,\"server_ticks_skipped\":%.0f}\n",
+               "\"server_frames_dropped\":%.0f,\"server_ticks_skipped\":%.0f,"
+               "\"tick_priority\":\"%s\",\"tick_priority_drops\":%.0f}\n",
                nbots, mode, bo.inst, join_s, jnum(b[0], p50), jnum(b[1], p99), jnum(b[2], mx),
                jnum(b[3], mx_iv), overruns, jnum(b[4], cpu_1k),
                jnum(b[5], (s1.cpu - s0.cpu) / bo.seconds), jnum(b[6], bots_cores), jnum(b[7], busy),
@@ -1248,7 +1290,8 @@ static int run_bots(void)
                (unsigned long long)pct(bps, nbots, 0.99), jnum(b[8], fpt), (unsigned long long)gaps,
                (unsigned long long)dups, jnum(b[9], lat50), jnum(b[10], lat99), nlat,
                (unsigned long long)lat_lost, s1.players, closed, why, s1.regions,
-               jnum(b[11], tick_cpu_1k), jnum(b[12], srv_fpt), srv_dropped, srv_skipped);
+               jnum(b[11], tick_cpu_1k), jnum(b[12], srv_fpt), srv_dropped, srv_skipped,
+               s1.prio[0] ? s1.prio : "unknown", s1.prio_drops - s0.prio_drops);
     } else {
         printf("entry: %s%s\n", mode,
                bo.self_signed ? " (tickets signed by this tool: the game server alone)"
@@ -1260,8 +1303,10 @@ static int run_bots(void)
         printf("  tick p50 %.3f ms  p99 %.3f ms  max <= %.1f ms in the interval (%.3f ms since the "
                "partition started); %.0f overruns\n",
                p50, p99, mx_iv, mx, overruns);
-        printf("  tick CPU %.3f ms per zone tick per 1,000 entities (%u partitions)\n", tick_cpu_1k,
-               s1.regions);
+        printf("  tick CPU %.3f ms per zone tick per 1,000 entities (%u partitions); partition "
+               "workers at %s (WY_GAME_TICK_PRIORITY; %.0f dropped to normal)\n",
+               tick_cpu_1k, s1.regions, s1.prio[0] ? s1.prio : "unknown",
+               s1.prio_drops - s0.prio_drops);
         printf("  server side: ~%.4f frames per client per tick, %.0f frames not sent, %.0f tick "
                "periods skipped after stalls\n",
                srv_fpt, srv_dropped, srv_skipped);

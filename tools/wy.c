@@ -74,6 +74,18 @@ static const char USAGE[] =
     "  chat history CHANNEL [--after SEQ] [--limit N]   a page of a channel's messages\n"
     "  chat create party|guild [NAME], chat join|leave CHANNEL,\n"
     "  chat invite|kick CHANNEL ACCOUNT\n"
+    "  chat channels                your party and guild channels (id, name, role)\n"
+    "  chat report CHANNEL SEQ [REASON]   report a message to the moderators\n"
+    "  chat delete CHANNEL SEQ [REASON]   hide a message (your own, or any as a moderator)\n"
+    "  Moderators (the moderator role in the access token, or chat's WY_CHAT_MODERATORS;\n"
+    "  others get exit 8):\n"
+    "  chat mute ACCOUNT DURATION [--channel CHANNEL] [--reason TEXT]\n"
+    "                               mute an account (DURATION 30s, 10m, 24h, 7d; every channel\n"
+    "                               unless --channel)\n"
+    "  chat unmute ACCOUNT [--channel CHANNEL]   lift a mute\n"
+    "  chat reports [--after ID] [--limit N] [--all]   reported messages, oldest first (open\n"
+    "                               ones; --all with the resolved)\n"
+    "  chat resolve REPORT_ID [NOTE]   close a report with a note\n"
     "\n"
     "Options:\n"
     "  --server HOST        auth at http://HOST:8080, lobby at ws://HOST:8081/v1/lobby\n"
@@ -556,10 +568,11 @@ static void print_event(const wyc_event_t *ev)
         break;
     case WYC_EV_CHAT:
         if (opt.json)
-            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "event", "chat", "channel_id",
-                               ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq, "type",
-                               ev->chat.type, "sender_id", ev->chat.sender_id, "text",
-                               ev->chat.text, "offline", ev->chat.offline));
+            json_out(json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:b}", "event", "chat",
+                               "channel_id", ev->chat.channel_id, "seq", (json_int_t)ev->chat.seq,
+                               "type", ev->chat.type, "sender_id", ev->chat.sender_id,
+                               "sender_name", ev->chat.sender_name, "text", ev->chat.text,
+                               "offline", ev->chat.offline));
         else
             printf("[%s #%llu] %s: %s\n", ev->chat.channel_id, (unsigned long long)ev->chat.seq,
                    ev->chat.sender_name[0] ? ev->chat.sender_name : ev->chat.sender_id,
@@ -656,16 +669,256 @@ static int cmd_presence(profile_t *p, int argc, char **argv)
     return EX_OK;
 }
 
+/* "30s", "10m", "24h", "7d" -> ms (1 ms..10 years); false when malformed or out of range. */
+static bool parse_duration_ms(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v <= 0 || !end[0] || end[1])
+        return false;
+    int64_t unit = *end == 's'   ? 1000
+                   : *end == 'm' ? 60000
+                   : *end == 'h' ? 3600000
+                   : *end == 'd' ? 86400000
+                                 : 0;
+    const int64_t max = (int64_t)10 * 365 * 86400000;
+    if (!unit || v > max / unit)
+        return false;
+    *out = v * unit;
+    return true;
+}
+
+static json_t *report_json(const wyc_chat_report_t *r)
+{
+    json_t *msg = json_null();
+    if (r->has_message)
+        msg = json_pack("{s:s, s:s, s:s, s:b, s:I}", "sender_id", r->message.sender_id,
+                        "sender_name", r->message.sender_name, "text", r->message.text, "deleted",
+                        r->message.deleted, "ts_ms", (json_int_t)r->message.ts_ms);
+    return json_pack(
+        "{s:I, s:s, s:I, s:s, s:s, s:I, s:o, s:I, s:s, s:s}", "report_id", (json_int_t)r->report_id,
+        "channel_id", r->channel_id, "seq", (json_int_t)r->seq, "reporter_id", r->reporter_id,
+        "reason", r->reason, "at_ms", (json_int_t)r->at_ms, "message", msg, "resolved_at_ms",
+        (json_int_t)r->resolved_at_ms, "resolved_by", r->resolved_by, "resolution", r->resolution);
+}
+
+/* wy chat channels: the party and guild channels one is in. */
+static int chat_channels(void)
+{
+    enum { CAP = 1024 }; /* more than one lobby frame holds */
+    wyc_welcome_t w;
+    wyc_error_t e;
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_channel_t *chs = wy_calloc(CAP, sizeof *chs);
+    size_t n = 0;
+    if (wyc_sync_chat_channels(g_sync, chs, CAP, &n, &e) != WY_OK) {
+        wy_free(chs);
+        return fail("chat", &e);
+    }
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I}", "channel_id",
+                                                 chs[i].channel_id, "kind", chs[i].kind, "name",
+                                                 chs[i].name, "role", chs[i].role, "last_seq",
+                                                 (json_int_t)chs[i].last_seq));
+        json_out(json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "command", "chat", "op", "channels",
+                           "channels", arr));
+    } else {
+        if (!n)
+            printf("No party or guild channels.\n");
+        for (size_t i = 0; i < n; i++)
+            printf("%s  %s \"%s\"  %s  (last #%llu)\n", chs[i].channel_id, chs[i].kind, chs[i].name,
+                   chs[i].role, (unsigned long long)chs[i].last_seq);
+    }
+    wy_free(chs);
+    return EX_OK;
+}
+
+/* fail() of a chat request, with a hint when it needed the moderator role. */
+static int chat_fail(const wyc_error_t *e)
+{
+    int ex = fail("chat", e);
+    if (!opt.json && e->code == WY_EPERM && strstr(e->message, "only moderators"))
+        fprintf(stderr, "  an operator grants the role (services/auth/README.md \"Roles\"); "
+                        "then log in again for a token that carries it\n");
+    return ex;
+}
+
+/* wy chat reports [--after ID] [--limit N] [--all] */
+static int chat_reports(int argc, char **argv)
+{
+    uint64_t after = 0;
+    uint32_t limit = 50;
+    bool all = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--after") && i + 1 < argc)
+            after = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc)
+            limit = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--all"))
+            all = true;
+        else
+            return fail_msg("chat", EX_USAGE,
+                            "usage: wy chat reports [--after ID] [--limit N] [--all]");
+    }
+    if (limit == 0 || limit > 200)
+        return fail_msg("chat", EX_USAGE, "--limit: 1..200");
+    wyc_welcome_t w;
+    wyc_error_t e;
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_report_t *rs = wy_calloc(limit, sizeof *rs);
+    size_t n = 0;
+    bool more = false;
+    if (wyc_sync_chat_reports(g_sync, after, limit, all, rs, limit, &n, &more, &e) != WY_OK) {
+        wy_free(rs);
+        return chat_fail(&e);
+    }
+    if (opt.json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, report_json(&rs[i]));
+        json_out(json_pack("{s:b, s:s, s:s, s:o, s:b}", "ok", 1, "command", "chat", "op", "reports",
+                           "reports", arr, "more", more));
+    } else {
+        if (!n)
+            printf("No %sreports.\n", all ? "" : "open ");
+        for (size_t i = 0; i < n; i++) {
+            const wyc_chat_report_t *r = &rs[i];
+            const char *who = !r->has_message             ? "(message gone)"
+                              : r->message.sender_name[0] ? r->message.sender_name
+                                                          : r->message.sender_id;
+            printf("report %lld: %s #%llu by %s: \"%s\" reported by %s: %s\n",
+                   (long long)r->report_id, r->channel_id, (unsigned long long)r->seq, who,
+                   !r->has_message      ? ""
+                   : r->message.deleted ? "(deleted)"
+                                        : r->message.text,
+                   r->reporter_id, r->reason[0] ? r->reason : "(no reason)");
+            if (r->resolved_at_ms)
+                printf("  resolved by %s: %s\n", r->resolved_by, r->resolution);
+        }
+        if (more)
+            printf("More: wy chat reports --after %lld%s\n", (long long)rs[n - 1].report_id,
+                   all ? " --all" : "");
+    }
+    wy_free(rs);
+    return EX_OK;
+}
+
+/* wy chat delete|report|mute|unmute|resolve ... */
+static int chat_moderate(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: wy chat delete CHANNEL SEQ [REASON] | report CHANNEL SEQ [REASON] | mute "
+        "ACCOUNT DURATION [--channel CHANNEL] [--reason TEXT] | unmute ACCOUNT [--channel "
+        "CHANNEL] | resolve REPORT_ID [NOTE] | reports [--after ID] [--limit N] [--all]";
+    const char *op = argv[0];
+    const char *channel = NULL, *reason = NULL;
+    uint64_t num = 0;
+    int64_t dur = 0;
+    if (!strcmp(op, "delete") || !strcmp(op, "report")) {
+        if (argc < 3 || argc > 4 || !(num = strtoull(argv[2], NULL, 10)))
+            return fail_msg("chat", EX_USAGE, "%s", usage);
+        channel = argv[1];
+        reason = argc == 4 ? argv[3] : NULL;
+    } else if (!strcmp(op, "resolve")) {
+        if (argc < 2 || argc > 3 || !(num = strtoull(argv[1], NULL, 10)) || num > INT64_MAX)
+            return fail_msg("chat", EX_USAGE, "%s", usage);
+        reason = argc == 3 ? argv[2] : NULL;
+    } else { /* mute, unmute */
+        bool mute = !strcmp(op, "mute");
+        int i = mute ? 3 : 2;
+        if (argc < i)
+            return fail_msg("chat", EX_USAGE, "%s", usage);
+        if (mute && !parse_duration_ms(argv[2], &dur))
+            return fail_msg("chat", EX_USAGE,
+                            "DURATION: a number with s, m, h or d, up to 10 years (30s, 10m, 24h, "
+                            "7d), not \"%.32s\"",
+                            argv[2]);
+        for (; i < argc; i++) {
+            if (!strcmp(argv[i], "--channel") && i + 1 < argc)
+                channel = argv[++i];
+            else if (mute && !strcmp(argv[i], "--reason") && i + 1 < argc)
+                reason = argv[++i];
+            else
+                return fail_msg("chat", EX_USAGE, "%s", usage);
+        }
+    }
+    wyc_welcome_t w;
+    wyc_error_t e;
+    int ex = lobby_up("chat", &w);
+    if (ex)
+        return ex;
+    wyc_chat_result_t *r = wy_calloc(1, sizeof *r);
+    int rc;
+    if (!strcmp(op, "delete"))
+        rc = wyc_sync_chat_delete(g_sync, channel, num, reason, r, &e);
+    else if (!strcmp(op, "report"))
+        rc = wyc_sync_chat_report(g_sync, channel, num, reason, r, &e);
+    else if (!strcmp(op, "resolve"))
+        rc = wyc_sync_chat_resolve(g_sync, (int64_t)num, reason, r, &e);
+    else
+        rc = wyc_sync_chat_mute(g_sync, argv[1], channel, dur, reason, r, &e);
+    if (rc != WY_OK) {
+        wy_free(r);
+        return chat_fail(&e);
+    }
+    if (opt.json) {
+        json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 1, "command", "chat", "op", op);
+        if (!strcmp(op, "delete")) {
+            json_object_set_new(o, "channel_id", json_string(r->channel_id));
+            json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+        } else if (!strcmp(op, "mute") || !strcmp(op, "unmute")) {
+            json_object_set_new(o, "account_id", json_string(argv[1]));
+            json_object_set_new(o, "until_ms", json_integer((json_int_t)r->until_ms));
+        } else if (!strcmp(op, "resolve")) {
+            json_object_set_new(o, "report_id", json_integer((json_int_t)num));
+        }
+        json_out(o);
+    } else if (!strcmp(op, "delete")) {
+        printf("Deleted %s #%llu (tombstone #%llu)\n", channel, (unsigned long long)num,
+               (unsigned long long)r->seq);
+    } else if (!strcmp(op, "report")) {
+        printf("Reported %s #%llu to the moderators\n", channel, (unsigned long long)num);
+    } else if (!strcmp(op, "resolve")) {
+        printf("Report %llu resolved\n", (unsigned long long)num);
+    } else if (r->until_ms) {
+        time_t t = (time_t)(r->until_ms / 1000);
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+        printf("Muted %s in %s until %s\n", argv[1],
+               channel && *channel ? channel : "every channel", when);
+    } else {
+        printf("Unmuted %s in %s\n", argv[1], channel && *channel ? channel : "every channel");
+    }
+    wy_free(r);
+    return EX_OK;
+}
+
 static int cmd_chat(profile_t *p, int argc, char **argv)
 {
     (void)p;
     static const char usage[] =
         "usage: wy chat send CHANNEL TEXT | send --to ACCOUNT TEXT | history CHANNEL [--after "
         "SEQ] [--limit N] | create party|guild [NAME] | join|leave CHANNEL | invite|kick "
-        "CHANNEL ACCOUNT";
+        "CHANNEL ACCOUNT | channels | delete|report CHANNEL SEQ [REASON] | mute ACCOUNT DURATION "
+        "[--channel CHANNEL] [--reason TEXT] | unmute ACCOUNT [--channel CHANNEL] | reports "
+        "[--after ID] [--limit N] [--all] | resolve REPORT_ID [NOTE]";
+    if (argc >= 1 && !strcmp(argv[0], "reports"))
+        return chat_reports(argc, argv);
+    if (argc == 1 && !strcmp(argv[0], "channels"))
+        return chat_channels();
     if (argc < 2)
         return fail_msg("chat", EX_USAGE, "%s", usage);
     const char *op = argv[0];
+    if (!strcmp(op, "delete") || !strcmp(op, "report") || !strcmp(op, "mute") ||
+        !strcmp(op, "unmute") || !strcmp(op, "resolve"))
+        return chat_moderate(argc, argv);
     wyc_welcome_t w;
     wyc_error_t e;
     if (!strcmp(op, "history")) {

@@ -433,13 +433,15 @@ int64_t wyc_game_chat_send(wyc_game_t *g, const char *channel_id, const char *to
 /* ------------------------------------------------------------------ chat */
 
 /* Result of a chat request: send (channel_id, seq, text as stored, masked, offline), create
- * (channel_id), join/leave/invite/kick/delete (channel_id, seq of the event). */
+ * (channel_id), join/leave/invite/kick/delete (channel_id, seq of the event), mute
+ * (until_ms), report and resolve (nothing). */
 typedef struct wyc_chat_result {
     char channel_id[WYC_CHAT_CHANNEL_MAX];
     uint64_t seq;
     char text[WYC_CHAT_TEXT_MAX + 1];
-    bool masked;  /* filtered words were masked with '*' */
-    bool offline; /* whisper to an offline player: delivered at their next login */
+    bool masked;      /* filtered words were masked with '*' */
+    bool offline;     /* whisper to an offline player: delivered at their next login */
+    int64_t until_ms; /* mute: the end of the mute (Unix ms); 0 when lifted */
 } wyc_chat_result_t;
 
 typedef void (*wyc_chat_cb)(wyc_client_t *c, const wyc_error_t *err, const wyc_chat_result_t *r,
@@ -469,6 +471,61 @@ int wyc_chat_kick(wyc_client_t *c, const char *channel_id, const char *account_i
 int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq,
                      uint64_t before_seq, bool forward, uint32_t limit, wyc_chat_history_cb cb,
                      void *ud);
+
+/* The party and guild channels the player is in (chat_list_channels): chs[0..n), valid
+ * during the callback. */
+typedef struct {
+    char channel_id[WYC_CHAT_CHANNEL_MAX];
+    char kind[16]; /* "party" | "guild" */
+    char name[72];
+    char role[16]; /* "owner" | "officer" | "member" */
+    uint64_t last_seq;
+} wyc_chat_channel_t;
+typedef void (*wyc_chat_channels_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                     const wyc_chat_channel_t *chs, size_t n, void *ud);
+int wyc_chat_channels(wyc_client_t *c, wyc_chat_channels_cb cb, void *ud);
+
+/* Moderation (services/lobby/README.md "Chat"). delete: a moderator, or the sender of the
+ * message, hides message seq of a channel (r: the tombstone's channel_id and seq). report:
+ * anyone who can read the channel reports a message for the moderators (reason up to
+ * WYC_CHAT_NOTE_MAX bytes). Moderators only (a session whose access token carries the
+ * "moderator" role, or an account of chat's WY_CHAT_MODERATORS; others get WY_EPERM "only
+ * moderators ..."): mute account_id in channel_id
+ * (NULL or "" = every channel) for duration_ms (1 ms..10 years; 0 lifts the mute; r->until_ms),
+ * resolve report_id with a note (WY_ESTATE closed already, WY_ENOTFOUND unknown), and list
+ * the reports (below). */
+#define WYC_CHAT_NOTE_MAX 500
+int wyc_chat_delete(wyc_client_t *c, const char *channel_id, uint64_t seq, const char *reason,
+                    wyc_chat_cb cb, void *ud);
+int wyc_chat_report(wyc_client_t *c, const char *channel_id, uint64_t seq, const char *reason,
+                    wyc_chat_cb cb, void *ud);
+int wyc_chat_mute(wyc_client_t *c, const char *account_id, const char *channel_id,
+                  int64_t duration_ms, const char *reason, wyc_chat_cb cb, void *ud);
+int wyc_chat_resolve(wyc_client_t *c, int64_t report_id, const char *resolution, wyc_chat_cb cb,
+                     void *ud);
+
+/* One reported message (ascending report_id). */
+typedef struct {
+    int64_t report_id;
+    char channel_id[WYC_CHAT_CHANNEL_MAX];
+    uint64_t seq;
+    char reporter_id[64];
+    char reason[WYC_CHAT_NOTE_MAX + 1];
+    int64_t at_ms;
+    bool has_message;           /* false once retention removed the message */
+    wyc_chat_message_t message; /* its text erased if it was deleted */
+    int64_t resolved_at_ms;     /* 0: open */
+    char resolved_by[64];
+    char resolution[WYC_CHAT_NOTE_MAX + 1];
+} wyc_chat_report_t;
+
+typedef void (*wyc_chat_reports_cb)(wyc_client_t *c, const wyc_error_t *err,
+                                    const wyc_chat_report_t *reports, size_t n, bool more,
+                                    void *ud);
+/* A page of reports after report id after_id (0: from the first), limit 0 (= 50)..200, the
+ * open ones only unless resolved. Moderators only. */
+int wyc_chat_reports(wyc_client_t *c, uint64_t after_id, uint32_t limit, bool resolved,
+                     wyc_chat_reports_cb cb, void *ud);
 
 /* Ordered delivery of one channel: from now on its WYC_EV_CHAT events come in seq order after
  * last_seq (the last one the caller has; 0 = from the first kept), each once: a push already
@@ -555,6 +612,23 @@ int wyc_sync_chat_history(wyc_sync_t *s, const char *channel_id, uint64_t after_
                           uint64_t before_seq, bool forward, uint32_t limit,
                           wyc_chat_message_t *out, size_t cap, size_t *n, uint64_t *last_seq,
                           bool *more, wyc_error_t *err);
+/* wyc_chat_channels, blocking: fills out[0..cap) and *n. */
+int wyc_sync_chat_channels(wyc_sync_t *s, wyc_chat_channel_t *out, size_t cap, size_t *n,
+                           wyc_error_t *err);
+/* Blocking moderation requests (wyc_chat_delete, _report, _mute, _resolve; *out on WY_OK)
+ * and a page of reports (fills out[0..cap) and *n). */
+int wyc_sync_chat_delete(wyc_sync_t *s, const char *channel_id, uint64_t seq, const char *reason,
+                         wyc_chat_result_t *out, wyc_error_t *err);
+int wyc_sync_chat_report(wyc_sync_t *s, const char *channel_id, uint64_t seq, const char *reason,
+                         wyc_chat_result_t *out, wyc_error_t *err);
+int wyc_sync_chat_mute(wyc_sync_t *s, const char *account_id, const char *channel_id,
+                       int64_t duration_ms, const char *reason, wyc_chat_result_t *out,
+                       wyc_error_t *err);
+int wyc_sync_chat_resolve(wyc_sync_t *s, int64_t report_id, const char *resolution,
+                          wyc_chat_result_t *out, wyc_error_t *err);
+int wyc_sync_chat_reports(wyc_sync_t *s, uint64_t after_id, uint32_t limit, bool resolved,
+                          wyc_chat_report_t *out, size_t cap, size_t *n, bool *more,
+                          wyc_error_t *err);
 int wyc_sync_presence(wyc_sync_t *s, const char *const *account_ids, size_t n_ids,
                       const char *const *nicknames, size_t n_nicks, wyc_presence_t *out, size_t cap,
                       size_t *n, wyc_error_t *err);

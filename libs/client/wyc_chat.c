@@ -84,6 +84,20 @@ static bool answered_ok(const wyc_error_t *e, const Wyvern__Lobby__ServerMessage
     return e->code == WY_OK && m && m->body_case == want;
 }
 
+/* Whether m is the answer wanted (*err = *e); otherwise *err says why: the request's error, or
+ * an unexpected answer to what. */
+static bool answer_is(const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                      Wyvern__Lobby__ServerMessage__BodyCase want, const char *what,
+                      wyc_error_t *err)
+{
+    *err = *e;
+    if (answered_ok(e, m, want))
+        return true;
+    if (e->code == WY_OK)
+        wyc__err_set(err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to %s", what);
+    return false;
+}
+
 /* ------------------------------------------------------------------ ordered delivery */
 
 static follow_t *find(const wyc_client_t *c, const char *id)
@@ -290,6 +304,8 @@ static void on_result(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby
         } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_DONE) {
             snprintf(res->channel_id, sizeof res->channel_id, "%s", m->chat_done->channel_id);
             res->seq = m->chat_done->seq;
+        } else if (m->body_case == WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_MUTED) {
+            res->until_ms = m->chat_muted->until_ms;
         } else {
             wyc__err_set(&err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to a chat request");
         }
@@ -401,10 +417,9 @@ static void on_history(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobb
 {
     req_t r = *(req_t *)ud;
     wy_free(ud);
-    if (!answered_ok(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_HISTORY_PAGE)) {
-        wyc_error_t err = *e;
-        if (e->code == WY_OK)
-            wyc__err_set(&err, WY_EIO, WYC_SRC_PROTOCOL, "unexpected answer to chat_history");
+    wyc_error_t err;
+    if (!answer_is(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_HISTORY_PAGE, "chat_history",
+                   &err)) {
         ((wyc_chat_history_cb)r.cb)(c, &err, NULL, 0, 0, false, r.ud);
         return;
     }
@@ -432,4 +447,153 @@ int wyc_chat_history(wyc_client_t *c, const char *channel_id, uint64_t after_seq
     m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_HISTORY;
     m.chat_history = &h;
     return send_req(c, &m, on_history, (void *)cb, ud);
+}
+
+static void on_channels(wyc_client_t *c, const wyc_error_t *e,
+                        const Wyvern__Lobby__ServerMessage *m, void *ud)
+{
+    req_t r = *(req_t *)ud;
+    wy_free(ud);
+    wyc_error_t err;
+    if (!answer_is(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_CHANNELS, "chat_list_channels",
+                   &err)) {
+        ((wyc_chat_channels_cb)r.cb)(c, &err, NULL, 0, r.ud);
+        return;
+    }
+    const Wyvern__Lobby__ChatChannelList *l = m->chat_channels;
+    wyc_chat_channel_t *out = wy_calloc(l->n_channels ? l->n_channels : 1, sizeof *out);
+    for (size_t i = 0; i < l->n_channels; i++) {
+        const Wyvern__Lobby__ChatChannel *x = l->channels[i];
+        snprintf(out[i].channel_id, sizeof out[i].channel_id, "%s", x->channel_id);
+        snprintf(out[i].kind, sizeof out[i].kind, "%s", x->kind);
+        snprintf(out[i].name, sizeof out[i].name, "%s", x->name);
+        snprintf(out[i].role, sizeof out[i].role, "%s", x->role);
+        out[i].last_seq = x->last_seq;
+    }
+    ((wyc_chat_channels_cb)r.cb)(c, e, out, l->n_channels, r.ud);
+    wy_free(out);
+}
+
+int wyc_chat_channels(wyc_client_t *c, wyc_chat_channels_cb cb, void *ud)
+{
+    Wyvern__Lobby__ChatListChannels q = WYVERN__LOBBY__CHAT_LIST_CHANNELS__INIT;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_LIST_CHANNELS;
+    m.chat_list_channels = &q;
+    return send_req(c, &m, on_channels, (void *)cb, ud);
+}
+
+/* ------------------------------------------------------------------ moderation */
+
+static int message_ref(wyc_client_t *c, Wyvern__Lobby__ClientMessage__BodyCase body,
+                       const char *channel_id, uint64_t seq, const char *reason, wyc_chat_cb cb,
+                       void *ud)
+{
+    if (!str_ok(channel_id, 200) || !*channel_id || seq == 0 ||
+        (reason && !str_ok(reason, WYC_CHAT_NOTE_MAX)))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatMessageRef ref = WYVERN__LOBBY__CHAT_MESSAGE_REF__INIT;
+    ref.channel_id = (char *)channel_id;
+    ref.seq = seq;
+    ref.reason = (char *)(reason ? reason : "");
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = body;
+    if (body == WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_DELETE)
+        m.chat_delete = &ref;
+    else
+        m.chat_report = &ref;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+int wyc_chat_delete(wyc_client_t *c, const char *channel_id, uint64_t seq, const char *reason,
+                    wyc_chat_cb cb, void *ud)
+{
+    return message_ref(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_DELETE, channel_id, seq, reason,
+                       cb, ud);
+}
+
+int wyc_chat_report(wyc_client_t *c, const char *channel_id, uint64_t seq, const char *reason,
+                    wyc_chat_cb cb, void *ud)
+{
+    return message_ref(c, WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_REPORT, channel_id, seq, reason,
+                       cb, ud);
+}
+
+int wyc_chat_mute(wyc_client_t *c, const char *account_id, const char *channel_id,
+                  int64_t duration_ms, const char *reason, wyc_chat_cb cb, void *ud)
+{
+    if (!str_ok(account_id, 200) || !*account_id || (channel_id && !str_ok(channel_id, 200)) ||
+        duration_ms < 0 || (reason && !str_ok(reason, WYC_CHAT_NOTE_MAX)))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatMute mu = WYVERN__LOBBY__CHAT_MUTE__INIT;
+    mu.account_id = (char *)account_id;
+    mu.channel_id = (char *)(channel_id ? channel_id : "");
+    mu.duration_ms = duration_ms;
+    mu.reason = (char *)(reason ? reason : "");
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_MUTE;
+    m.chat_mute = &mu;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+int wyc_chat_resolve(wyc_client_t *c, int64_t report_id, const char *resolution, wyc_chat_cb cb,
+                     void *ud)
+{
+    if (report_id <= 0 || (resolution && !str_ok(resolution, WYC_CHAT_NOTE_MAX)))
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatResolveReport rr = WYVERN__LOBBY__CHAT_RESOLVE_REPORT__INIT;
+    rr.report_id = report_id;
+    rr.resolution = (char *)(resolution ? resolution : "");
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_RESOLVE_REPORT;
+    m.chat_resolve_report = &rr;
+    return send_req(c, &m, on_result, (void *)cb, ud);
+}
+
+static void on_reports(wyc_client_t *c, const wyc_error_t *e, const Wyvern__Lobby__ServerMessage *m,
+                       void *ud)
+{
+    req_t r = *(req_t *)ud;
+    wy_free(ud);
+    wyc_error_t err;
+    if (!answer_is(e, m, WYVERN__LOBBY__SERVER_MESSAGE__BODY_CHAT_REPORT_LIST, "chat_reports",
+                   &err)) {
+        ((wyc_chat_reports_cb)r.cb)(c, &err, NULL, 0, false, r.ud);
+        return;
+    }
+    const Wyvern__Lobby__ChatReportList *l = m->chat_report_list;
+    wyc_chat_report_t *out = wy_calloc(l->n_reports ? l->n_reports : 1, sizeof *out);
+    for (size_t i = 0; i < l->n_reports; i++) {
+        const Wyvern__Lobby__ChatReport *x = l->reports[i];
+        wyc_chat_report_t *o = &out[i];
+        o->report_id = x->report_id;
+        snprintf(o->channel_id, sizeof o->channel_id, "%s", x->channel_id);
+        o->seq = x->seq;
+        snprintf(o->reporter_id, sizeof o->reporter_id, "%s", x->reporter_id);
+        snprintf(o->reason, sizeof o->reason, "%s", x->reason);
+        o->at_ms = x->at_ms;
+        o->has_message = x->message != NULL;
+        if (x->message)
+            wyc__chat_copy(&o->message, x->message);
+        o->resolved_at_ms = x->resolved_at_ms;
+        snprintf(o->resolved_by, sizeof o->resolved_by, "%s", x->resolved_by);
+        snprintf(o->resolution, sizeof o->resolution, "%s", x->resolution);
+    }
+    ((wyc_chat_reports_cb)r.cb)(c, e, out, l->n_reports, l->more, r.ud);
+    wy_free(out);
+}
+
+int wyc_chat_reports(wyc_client_t *c, uint64_t after_id, uint32_t limit, bool resolved,
+                     wyc_chat_reports_cb cb, void *ud)
+{
+    if (limit > 200)
+        return WY_EINVAL;
+    Wyvern__Lobby__ChatReports q = WYVERN__LOBBY__CHAT_REPORTS__INIT;
+    q.after_id = after_id;
+    q.limit = limit;
+    q.resolved = resolved;
+    Wyvern__Lobby__ClientMessage m = WYVERN__LOBBY__CLIENT_MESSAGE__INIT;
+    m.body_case = WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_REPORTS;
+    m.chat_reports = &q;
+    return send_req(c, &m, on_reports, (void *)cb, ud);
 }

@@ -35,6 +35,11 @@ struct wyc_sync {
     size_t hist_cap, *hist_n;
     uint64_t *hist_last;
     bool *hist_more;
+    wyc_chat_report_t *rep_out;
+    size_t rep_cap, *rep_n;
+    wyc_chat_channel_t *chan_out;
+    size_t chan_cap, *chan_n;
+    bool *rep_more;
 };
 
 static void on_event(wyc_client_t *c, const wyc_event_t *ev, void *ud)
@@ -400,13 +405,19 @@ static void chat_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_result
     s->done = true;
 }
 
-int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const char *arg,
-                  const char *text, wyc_chat_result_t *out, wyc_error_t *err)
+/* begin() for a chat request answered through chat_cb into out. */
+static void chat_begin(wyc_sync_t *s, wyc_chat_result_t *out)
 {
     begin(s);
     s->chat_out = out;
     if (out)
         memset(out, 0, sizeof *out);
+}
+
+int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const char *arg,
+                  const char *text, wyc_chat_result_t *out, wyc_error_t *err)
+{
+    chat_begin(s, out);
     int rc = WY_EINVAL;
     if (!op)
         rc = WY_EINVAL;
@@ -425,6 +436,92 @@ int wyc_sync_chat(wyc_sync_t *s, const char *op, const char *channel_id, const c
     else if (!strcmp(op, "kick"))
         rc = wyc_chat_kick(s->c, channel_id, arg, chat_cb, s);
     return finish(s, rc, err);
+}
+
+int wyc_sync_chat_delete(wyc_sync_t *s, const char *channel_id, uint64_t seq, const char *reason,
+                         wyc_chat_result_t *out, wyc_error_t *err)
+{
+    chat_begin(s, out);
+    return finish(s, wyc_chat_delete(s->c, channel_id, seq, reason, chat_cb, s), err);
+}
+
+int wyc_sync_chat_report(wyc_sync_t *s, const char *channel_id, uint64_t seq, const char *reason,
+                         wyc_chat_result_t *out, wyc_error_t *err)
+{
+    chat_begin(s, out);
+    return finish(s, wyc_chat_report(s->c, channel_id, seq, reason, chat_cb, s), err);
+}
+
+int wyc_sync_chat_mute(wyc_sync_t *s, const char *account_id, const char *channel_id,
+                       int64_t duration_ms, const char *reason, wyc_chat_result_t *out,
+                       wyc_error_t *err)
+{
+    chat_begin(s, out);
+    return finish(s, wyc_chat_mute(s->c, account_id, channel_id, duration_ms, reason, chat_cb, s),
+                  err);
+}
+
+int wyc_sync_chat_resolve(wyc_sync_t *s, int64_t report_id, const char *resolution,
+                          wyc_chat_result_t *out, wyc_error_t *err)
+{
+    chat_begin(s, out);
+    return finish(s, wyc_chat_resolve(s->c, report_id, resolution, chat_cb, s), err);
+}
+
+static void channels_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_channel_t *chs,
+                        size_t n, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    size_t k = n < s->chan_cap ? n : s->chan_cap;
+    if (k)
+        memcpy(s->chan_out, chs, k * sizeof *chs);
+    if (s->chan_n)
+        *s->chan_n = k;
+    s->done = true;
+}
+
+int wyc_sync_chat_channels(wyc_sync_t *s, wyc_chat_channel_t *out, size_t cap, size_t *n,
+                           wyc_error_t *err)
+{
+    begin(s);
+    s->chan_out = out;
+    s->chan_cap = cap;
+    s->chan_n = n;
+    if (n)
+        *n = 0;
+    return finish(s, wyc_chat_channels(s->c, channels_cb, s), err);
+}
+
+static void reports_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_report_t *r, size_t n,
+                       bool more, void *ud)
+{
+    (void)c;
+    wyc_sync_t *s = ud;
+    s->err = *e;
+    size_t k = n < s->rep_cap ? n : s->rep_cap;
+    if (k)
+        memcpy(s->rep_out, r, k * sizeof *r);
+    if (s->rep_n)
+        *s->rep_n = k;
+    if (s->rep_more)
+        *s->rep_more = more || k < n;
+    s->done = true;
+}
+
+int wyc_sync_chat_reports(wyc_sync_t *s, uint64_t after_id, uint32_t limit, bool resolved,
+                          wyc_chat_report_t *out, size_t cap, size_t *n, bool *more,
+                          wyc_error_t *err)
+{
+    begin(s);
+    s->rep_out = out;
+    s->rep_cap = cap;
+    s->rep_n = n;
+    s->rep_more = more;
+    if (n)
+        *n = 0;
+    return finish(s, wyc_chat_reports(s->c, after_id, limit, resolved, reports_cb, s), err);
 }
 
 static void hist_cb(wyc_client_t *c, const wyc_error_t *e, const wyc_chat_message_t *msgs, size_t n,

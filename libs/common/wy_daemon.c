@@ -752,6 +752,7 @@ static int start_consumer(wy_daemon_t *d, int mode, const char *client_id, const
                                        .on_rebalance = on_kafka_rebalance,
                                        .position_on_assign = bc,
                                        .position_timeout_ms = POSITION_TIMEOUT_MS,
+                                       .max_in_flight = s->consumer_max_in_flight,
                                        .udata = dc,
                                        .client_id = client_id};
         rc = wy_kafka_consumer_new(&d->loop, &co, &dc->c, err);

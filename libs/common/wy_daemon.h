@@ -185,6 +185,12 @@ typedef struct {
      * 0 ms): a service whose events are latency-bound and produced in batches already (the
      * outbox relay's passes) sends them at once. */
     int producer_linger_ms;
+    /* Optional: the consumers' bound of messages in flight (wy_kafka_consumer_opts_t
+     * max_in_flight; 0 = wy_kafka's default, 1000). At the bound the partitions are paused
+     * and librdkafka resumes fetching about a second after the resume (measured: the flow
+     * stalls ~1 s per pause), so a service whose events are applied in large batches
+     * (wy-actor's group commit) sets it well above what it writes per second. */
+    int consumer_max_in_flight;
 } wy_daemon_spec_t;
 
 /* Runs the daemon to completion. Handles --help / --help --json (exit 0),

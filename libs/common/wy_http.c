@@ -105,7 +105,13 @@ struct wy_ws_conn {
     const char *perr_code;
     const char *perr_msg;
     /* WebSocket */
-    wslay_event_context_ptr ws;
+    wslay_event_context_ptr ws; /* NULL while parked (lim.ws_park_idle: between messages) */
+    /* Frame boundaries of what was handed to wslay (ws_recv_cb), so that a parked context never
+     * held part of a frame or of a fragmented message. */
+    uint64_t f_left; /* payload bytes of the current frame still to come */
+    uint8_t fh[14];  /* header bytes of the next frame read so far */
+    uint8_t fh_len;  /* 0: at a frame boundary (when f_left is 0 too) */
+    bool frag_open;  /* a data message's final frame has not come yet */
     const route_t *ws_route;
     void *user;
     uint64_t last_rx_ms;
@@ -654,6 +660,39 @@ static const char *ws_check_upgrade(const wy_http_req_t *req)
     return NULL;
 }
 
+/* Follows the frame headers in n bytes handed to wslay (RFC 6455 5.2): after them, is wslay at
+ * a frame boundary, and inside a fragmented message? Malformed frames are wslay's to refuse. */
+static void ws_track_frames(conn_t *c, const uint8_t *p, size_t n)
+{
+    while (n) {
+        if (c->f_left) {
+            size_t k = c->f_left < n ? (size_t)c->f_left : n;
+            c->f_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        c->fh[c->fh_len++] = *p++;
+        n--;
+        if (c->fh_len < 2)
+            continue;
+        unsigned len7 = c->fh[1] & 0x7f;
+        size_t need = 2u + (len7 == 126 ? 2u : len7 == 127 ? 8u : 0u) + (c->fh[1] & 0x80 ? 4u : 0u);
+        if (c->fh_len < need)
+            continue;
+        uint64_t len = len7;
+        if (len7 >= 126) {
+            len = 0;
+            for (size_t i = 2; i < (len7 == 126 ? 4u : 10u); i++)
+                len = (len << 8) | c->fh[i];
+        }
+        if ((c->fh[0] & 0x08) == 0) /* a data or continuation frame: FIN ends the message */
+            c->frag_open = (c->fh[0] & 0x80) == 0;
+        c->f_left = len;
+        c->fh_len = 0;
+    }
+}
+
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                           void *user)
 {
@@ -667,6 +706,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     size_t n = avail < len ? avail : len;
     memcpy(buf, c->in.data + c->in_off, n);
     c->in_off += n;
+    ws_track_frames(c, buf, n);
     return (ssize_t)n;
 }
 
@@ -705,6 +745,47 @@ static void ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 
 static void ws_timer_cb(uv_timer_t *t);
 
+/* wslay's state of c: made at the upgrade, and again when a parked connection needs it. */
+static wslay_event_context_ptr ws_ctx(conn_t *c)
+{
+    if (c->ws)
+        return c->ws;
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = ws_recv_cb,
+        .send_callback = ws_send_cb,
+        .on_msg_recv_callback = ws_msg_cb,
+    };
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+        fprintf(stderr, "wslay: out of memory\n");
+        abort();
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->srv->lim.ws_max_message_bytes);
+    return c->ws;
+}
+
+/* lim.ws_park_idle: between messages a connection keeps no framing state. wslay's context
+ * (~8.8 KB: two 4 KiB frame buffers) is freed once it holds nothing: no part of a frame or of
+ * a fragmented message, no control frame to send, no close begun; the empty I/O buffers go too.
+ * The next input, ping or close makes a fresh one (ws_ctx). Not inside a wslay callback. */
+static void ws_park(conn_t *c)
+{
+    if (!c->ws || !c->srv->lim.ws_park_idle || c->state != C_WS || c->close_started ||
+        c->close_code || c->close_deferred || c->f_left || c->fh_len || c->frag_open ||
+        c->in_off < c->in.len || wslay_event_want_write(c->ws) ||
+        wslay_event_get_close_sent(c->ws) || wslay_event_get_close_received(c->ws))
+        return;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    c->srv->ctr.ws_parks++;
+    if (c->in.len == 0)
+        wy_buf_free(&c->in);
+    if (c->out.len == 0)
+        wy_buf_free(&c->out);
+    if (!c->writing)
+        wy_buf_free(&c->wbuf);
+    c->in_off = 0;
+}
+
 static void ws_upgrade(conn_t *c, wy_http_req_t *req, const route_t *r)
 {
     wy_http_server_t *srv = c->srv;
@@ -723,16 +804,7 @@ static void ws_upgrade(conn_t *c, wy_http_req_t *req, const route_t *r)
     count_status(srv, 101);
     mark_dirty(c);
 
-    struct wslay_event_callbacks cbs = {
-        .recv_callback = ws_recv_cb,
-        .send_callback = ws_send_cb,
-        .on_msg_recv_callback = ws_msg_cb,
-    };
-    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
-        fprintf(stderr, "wslay: out of memory\n");
-        abort();
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ws, srv->lim.ws_max_message_bytes);
+    (void)ws_ctx(c);
     c->state = C_WS;
     c->budgeted = true;
     c->ws_route = r;
@@ -1077,7 +1149,7 @@ static void ws_timer_cb(uv_timer_t *t)
         return;
     }
     struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = NULL, .msg_length = 0};
-    wslay_event_queue_msg(c->ws, &ping);
+    wslay_event_queue_msg(ws_ctx(c), &ping);
     mark_dirty(c);
 }
 
@@ -1094,13 +1166,13 @@ static void conn_closed_cb(uv_handle_t *h)
     if (c->ws_opened) {
         int code = WY_WS_ABNORMAL;
         const char *reason = "";
-        if (wslay_event_get_close_received(c->ws)) {
+        if (c->ws && wslay_event_get_close_received(c->ws)) {
             code = wslay_event_get_status_code_received(c->ws);
             reason = c->peer_reason;
         } else if (c->close_code) {
             code = c->close_code;
             reason = c->close_reason;
-        } else if (wslay_event_get_close_sent(c->ws)) {
+        } else if (c->ws && wslay_event_get_close_sent(c->ws)) {
             code = wslay_event_get_status_code_sent(c->ws);
         }
         srv->ctr.ws_open--;
@@ -1201,13 +1273,14 @@ static void flush_conn(conn_t *c)
     if (c->state == C_WS) {
         if (c->close_deferred && c->qlen == 0)
             ws_queue_close_frame(c);
-        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        if (c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
             conn_close(c);
             return;
         }
         /* Nothing may follow a close frame, and ours is now in `out`, ahead of the queue. */
-        if (wslay_event_get_close_sent(c->ws))
+        if (c->ws && wslay_event_get_close_sent(c->ws))
             q_drop(c, false);
+        ws_park(c); /* its control frames are in `out` now */
     }
     /* One write: the HTTP or control bytes first, then whole frames from the queue, each
      * written straight from its shared buffer. */
@@ -1242,7 +1315,7 @@ static void flush_conn(conn_t *c)
             begin_linger(c);
         else if (c->srv->stopping && !c->active && !c->req && c->in.len == 0)
             close_idle(c);
-    } else if (c->state == C_WS && wslay_event_get_close_sent(c->ws)) {
+    } else if (c->state == C_WS && c->ws && wslay_event_get_close_sent(c->ws)) {
         if (wslay_event_get_close_received(c->ws) || c->peer_eof)
             conn_close(c);
     }
@@ -1268,9 +1341,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void ws_input(conn_t *c)
 {
-    if (c->state != C_WS)
+    if (c->state != C_WS || (!c->ws && c->in.len == c->in_off))
         return;
-    if (!wslay_event_want_read(c->ws)) {
+    if (!wslay_event_want_read(ws_ctx(c))) {
         c->in.len = c->in_off = 0;
         return;
     }
@@ -1288,6 +1361,7 @@ static void ws_input(conn_t *c)
         uv_timer_start(&c->timer, ws_close_timer_cb, c->srv->lim.ws_close_timeout_ms, 0);
     }
     mark_dirty(c);
+    ws_park(c);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1533,11 +1607,12 @@ void wy_http_close(wy_http_server_t *srv, wy_http_closed_cb done, void *ud)
     wy_list_foreach_safe(pos, tmp, &srv->conns)
     {
         conn_t *c = wy_container_of(pos, conn_t, link);
-        if (c->state == C_WS && !c->close_code && !wslay_event_get_close_received(c->ws)) {
+        if (c->state == C_WS && !c->close_code &&
+            !(c->ws && wslay_event_get_close_received(c->ws))) {
             c->close_code = WY_WS_GOING_AWAY;
             snprintf(c->close_reason, sizeof(c->close_reason), "server closing");
             /* Best effort, no waiting: tell the client why if the socket takes it right now. */
-            if (!c->writing && c->out.len == 0 && !wslay_event_get_close_sent(c->ws)) {
+            if (!c->writing && c->out.len == 0 && !(c->ws && wslay_event_get_close_sent(c->ws))) {
                 char f[2 + 2 + 14] = {(char)0x88, 16, 0x03, (char)0xe9};
                 memcpy(f + 4, "server closing", 14);
                 uv_buf_t b = uv_buf_init(f, sizeof(f));
@@ -1560,7 +1635,7 @@ const wy_http_counters_t *wy_http_counters(const wy_http_server_t *srv)
 static void ws_queue_close_frame(conn_t *c)
 {
     c->close_deferred = false;
-    wslay_event_queue_close(c->ws, (uint16_t)c->close_code, (const uint8_t *)c->close_reason,
+    wslay_event_queue_close(ws_ctx(c), (uint16_t)c->close_code, (const uint8_t *)c->close_reason,
                             strlen(c->close_reason));
 }
 

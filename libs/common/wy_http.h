@@ -31,6 +31,9 @@ typedef struct {
     uint64_t ws_close_timeout_ms;   /* wait this long for the peer's close / drain (2 s) */
     size_t ws_send_budget_bytes;    /* queued frame bytes of all connections together; over ->
                                        the slowest are closed 1008 (default 1 GiB; see wy_ws.h) */
+    bool ws_park_idle; /* free a connection's framing state (wslay's ~8.8 KB context) and empty
+                          I/O buffers between messages, made again on the next frame, ping or
+                          close: for many mostly idle connections (lobby). Default off. */
 } wy_http_limits_t;
 
 /* Counters kept by the server; read them any time on the loop thread (wy_http_counters). */
@@ -52,6 +55,7 @@ typedef struct {
     uint64_t ws_budget_closes;   /* connections dropped because the server's send budget was
                                     full and they had the most queued */
     uint64_t ws_queued_bytes;    /* gauge: frame bytes counted against ws_send_budget_bytes */
+    uint64_t ws_parks;           /* framing states freed between messages (ws_park_idle) */
 } wy_http_counters_t;
 
 /* Request handler. Runs on the loop thread. The handler must respond to req exactly once, either

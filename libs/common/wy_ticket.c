@@ -50,8 +50,9 @@ int wy_ticket_sign(const wy_jwt_keyset_t *ks, const char *kid, const wy_ticket_t
     if (!fits(t->account, WY_TICKET_ID_MAX) || !fits(t->character, WY_TICKET_ID_MAX) ||
         !fits(t->zone, WY_TICKET_ZONE_MAX) || !fits(t->instance, WY_TICKET_INST_MAX) ||
         !fits(t->game, WY_TICKET_ID_MAX) || !fits(t->incarnation, WY_TICKET_ID_MAX) ||
-        !isfinite(t->x) || !isfinite(t->y) || fabs(t->x) > POS_MAX || fabs(t->y) > POS_MAX ||
-        ttl_ms < 1 || ttl_ms > WY_TICKET_TTL_MAX_MS || !kid || !fits(kid, WY_JWT_KID_MAX)) {
+        strnlen(t->name, WY_TICKET_NAME_MAX + 1) > WY_TICKET_NAME_MAX || !isfinite(t->x) ||
+        !isfinite(t->y) || fabs(t->x) > POS_MAX || fabs(t->y) > POS_MAX || ttl_ms < 1 ||
+        ttl_ms > WY_TICKET_TTL_MAX_MS || !kid || !fits(kid, WY_JWT_KID_MAX)) {
         *err = "bad ticket fields (empty or over-long id, position or ttl out of bounds)";
         return WY_EINVAL;
     }
@@ -65,11 +66,11 @@ int wy_ticket_sign(const wy_jwt_keyset_t *ks, const char *kid, const wy_ticket_t
     snprintf(c.kid, sizeof c.kid, "%s", kid);
     c.iat_ms = now_ms;
     c.exp_ms = now_ms + ttl_ms;
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:I}",
-                               "iss", WY_TICKET_ISS, "aud", WY_TICKET_AUD, "sub", c.account, "chr",
-                               c.character, "zone", c.zone, "zin", c.instance, "gid", c.game,
-                               "ginc", c.incarnation, "x", c.x, "y", c.y, "jti", c.jti, "iat_ms",
-                               (json_int_t)c.iat_ms, "exp_ms", (json_int_t)c.exp_ms);
+    json_t *claims = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:I}", "iss",
+        WY_TICKET_ISS, "aud", WY_TICKET_AUD, "sub", c.account, "chr", c.character, "name", c.name,
+        "zone", c.zone, "zin", c.instance, "gid", c.game, "ginc", c.incarnation, "x", c.x, "y", c.y,
+        "jti", c.jti, "iat_ms", (json_int_t)c.iat_ms, "exp_ms", (json_int_t)c.exp_ms);
     if (!claims) {
         *err = "ticket fields are not valid UTF-8";
         return WY_EINVAL;
@@ -91,6 +92,20 @@ static bool claim_str(const json_t *claims, const char *name, char *dst, size_t 
     if (n == 0 || n > max || memchr(json_string_value(v), '\0', n))
         return false;
     memcpy(dst, json_string_value(v), n + 1);
+    return true;
+}
+
+/* An optional string claim (0..max bytes; absent: ""); false if of the wrong type or bad. */
+static bool claim_opt_str(const json_t *claims, const char *name, char *dst, size_t max)
+{
+    const json_t *v = json_object_get(claims, name);
+    dst[0] = '\0';
+    if (!v)
+        return true;
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        memchr(json_string_value(v), '\0', json_string_length(v)))
+        return false;
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
     return true;
 }
 
@@ -149,6 +164,7 @@ int wy_ticket_verify(const wy_jwt_keyset_t *ks, const char *token, size_t len,
               claim_str(cl, "aud", aud, sizeof aud - 1) &&
               claim_str(cl, "sub", c.account, WY_TICKET_ID_MAX) &&
               claim_str(cl, "chr", c.character, WY_TICKET_ID_MAX) &&
+              claim_opt_str(cl, "name", c.name, WY_TICKET_NAME_MAX) &&
               claim_str(cl, "zone", c.zone, WY_TICKET_ZONE_MAX) &&
               claim_str(cl, "zin", c.instance, WY_TICKET_INST_MAX) &&
               claim_str(cl, "gid", c.game, WY_TICKET_ID_MAX) &&

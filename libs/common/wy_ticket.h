@@ -13,6 +13,7 @@
 #define WY_TICKET_ID_MAX     64    /* account, character, game id, incarnation (bytes) */
 #define WY_TICKET_ZONE_MAX   32    /* zone id */
 #define WY_TICKET_INST_MAX   64    /* zone instance "<zone>#<n>" */
+#define WY_TICKET_NAME_MAX   64    /* the character's display name (bytes of UTF-8) */
 #define WY_TICKET_JTI_LEN    22    /* 128 random bits, base64url */
 #define WY_TICKET_MAX_LEN    2048u /* longest ticket a verifier reads (bytes) */
 #define WY_TICKET_TTL_MAX_MS (10 * 60 * 1000)
@@ -24,6 +25,8 @@
 typedef struct {
     char account[WY_TICKET_ID_MAX + 1];
     char character[WY_TICKET_ID_MAX + 1];
+    char name[WY_TICKET_NAME_MAX + 1]; /* the character's display name (claim "name"); may be
+                                          empty: a ticket without the claim verifies with "" */
     char zone[WY_TICKET_ZONE_MAX + 1];
     char instance[WY_TICKET_INST_MAX + 1];  /* zone instance */
     char game[WY_TICKET_ID_MAX + 1];        /* game instance id (its WY_INSTANCE_ID) */
@@ -48,7 +51,7 @@ typedef enum {
 /* "malformed", "forged", ...; never NULL. */
 const char *wy_ticket_fault_name(wy_ticket_fault_t f);
 
-/* Signs a ticket for t's account, character, zone, instance, game, incarnation and x/y
+/* Signs a ticket for t's account, character, name, zone, instance, game, incarnation and x/y
  * (the other fields of t are ignored and set: jti random, kid, iat_ms = now_ms,
  * exp_ms = now_ms + ttl_ms) with the EdDSA private key kid of ks. now_ms 0 = wall clock;
  * ttl_ms 1..WY_TICKET_TTL_MAX_MS. *out gets a new string (caller frees with wy_free);

@@ -3,8 +3,13 @@
 #include "wy_worker.h"
 #include "wy_log.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -277,4 +282,112 @@ wy_mailbox_t *wy_workers_loop_mailbox(wy_workers_t *ws)
 wy_mailbox_t *wy_workers_inbox(wy_workers_t *ws, unsigned index)
 {
     return index < ws->o.count ? ws->w[index].inbox : NULL;
+}
+
+/* ---------------------------------------------------------------- thread priority */
+
+static int prio_one(const char *s, size_t len, wy_worker_prio_t *out)
+{
+    char tmp[24];
+    if (len == 0 || len >= sizeof tmp)
+        return WY_EINVAL;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    if (strcmp(tmp, "normal") == 0) {
+        *out = (wy_worker_prio_t){WY_WORKER_PRIO_NORMAL, 0};
+        return WY_OK;
+    }
+    char *colon = strchr(tmp, ':');
+    if (!colon || colon[1] == 0)
+        return WY_EINVAL;
+    *colon = 0;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != 0)
+        return WY_EINVAL;
+    if (strcmp(tmp, "rt") == 0 && v >= 1 && v <= 99)
+        *out = (wy_worker_prio_t){WY_WORKER_PRIO_RT, (int)v};
+    else if (strcmp(tmp, "nice") == 0 && v >= -20 && v <= 19)
+        *out = (wy_worker_prio_t){WY_WORKER_PRIO_NICE, (int)v};
+    else
+        return WY_EINVAL;
+    return WY_OK;
+}
+
+int wy_worker_prio_parse(const char *s, wy_worker_prio_spec_t *out, const char **err)
+{
+    memset(out, 0, sizeof *out);
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        if (out->n == WY_WORKER_PRIO_CHOICES || prio_one(s, len, &out->choice[out->n]) != WY_OK) {
+            *err = "expected up to 4 comma-separated choices: rt:N (1..99), nice:N (-20..19) "
+                   "or normal";
+            return WY_EINVAL;
+        }
+        out->n++;
+        s = comma ? comma + 1 : NULL;
+        if (s && *s == 0)
+            out->n = 0; /* a trailing comma: refused below */
+    }
+    if (out->n == 0) {
+        *err = "expected up to 4 comma-separated choices: rt:N (1..99), nice:N (-20..19) or "
+               "normal";
+        return WY_EINVAL;
+    }
+    return WY_OK;
+}
+
+static int prio_apply(const wy_worker_prio_t *p)
+{
+    switch (p->kind) {
+    case WY_WORKER_PRIO_RT: {
+        struct sched_param sp = {.sched_priority = p->value};
+        return sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0 ? 0 : errno;
+    }
+    case WY_WORKER_PRIO_NICE:
+        /* Linux: PRIO_PROCESS with a thread id sets that thread's nice value only. */
+        return setpriority(PRIO_PROCESS, (id_t)gettid(), p->value) == 0 ? 0 : errno;
+    case WY_WORKER_PRIO_NORMAL:
+        break;
+    }
+    return 0;
+}
+
+int wy_worker_prio_raise(const wy_worker_prio_spec_t *spec, wy_worker_prio_t *got, const char **err)
+{
+    *got = (wy_worker_prio_t){WY_WORKER_PRIO_NORMAL, 0};
+    int first = 0;
+    for (unsigned i = 0; i < spec->n; i++) {
+        int e = prio_apply(&spec->choice[i]);
+        if (e == 0) {
+            *got = spec->choice[i];
+            if (i == 0)
+                return WY_OK;
+            break;
+        }
+        if (i == 0)
+            first = e;
+    }
+    *err = strerror(first);
+    return WY_EPERM;
+}
+
+void wy_worker_prio_lower(void)
+{
+    struct sched_param sp = {.sched_priority = 0};
+    (void)sched_setscheduler(0, SCHED_OTHER | SCHED_RESET_ON_FORK, &sp);
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 0);
+}
+
+const char *wy_worker_prio_name(const wy_worker_prio_t *p, char *buf, size_t cap)
+{
+    if (p->kind == WY_WORKER_PRIO_RT)
+        snprintf(buf, cap, "rt:%d", p->value);
+    else if (p->kind == WY_WORKER_PRIO_NICE)
+        snprintf(buf, cap, "nice:%d", p->value);
+    else
+        snprintf(buf, cap, "normal");
+    return buf;
 }

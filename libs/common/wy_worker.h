@@ -94,6 +94,58 @@ unsigned wy_worker_index(const wy_worker_t *w); /* 0..count-1 */
 void *wy_worker_ud(const wy_worker_t *w);       /* opts.ud */
 wy_workers_t *wy_worker_pool(const wy_worker_t *w);
 
+/* ---- Scheduling priority of a worker thread.
+ *
+ * A game partition's tick must win the CPU over its own process's network
+ * thread and over unrelated work, or its wall time becomes the run-queue wait
+ * of a busy machine. A spec is a list of choices tried in order, the first
+ * the system permits wins: "rt:N" (SCHED_FIFO at priority N, 1..99: the
+ * thread preempts every normal thread; with SCHED_RESET_ON_FORK), "nice:N"
+ * (N in -20..19 for this thread only), "normal" (SCHED_OTHER, nice 0: what
+ * the thread already has). Raising needs CAP_SYS_NICE, or RLIMIT_RTPRIO /
+ * RLIMIT_NICE high enough (in a container with real-time group scheduling,
+ * also a real-time CPU budget for its cgroup); without it a choice fails
+ * with EPERM and the next one is tried. A real-time thread that never
+ * blocks starves the other threads of its core: the caller must bound its
+ * CPU share (wy-game drops a worker that uses more than half a core back to
+ * normal: services/game/README.md). */
+typedef enum {
+    WY_WORKER_PRIO_NORMAL = 0,
+    WY_WORKER_PRIO_NICE = 1, /* value: nice -20..19 */
+    WY_WORKER_PRIO_RT = 2,   /* value: SCHED_FIFO priority 1..99 */
+} wy_worker_prio_kind_t;
+
+typedef struct {
+    wy_worker_prio_kind_t kind;
+    int value;
+} wy_worker_prio_t;
+
+#define WY_WORKER_PRIO_CHOICES 4
+
+typedef struct {
+    wy_worker_prio_t choice[WY_WORKER_PRIO_CHOICES];
+    unsigned n; /* 1..WY_WORKER_PRIO_CHOICES */
+} wy_worker_prio_spec_t;
+
+/* Parses "rt:10,nice:-10" (choices separated by commas, at most 4) or
+ * "normal". WY_EINVAL with *err for anything else (a value out of range, an
+ * unknown kind, an empty list). */
+int wy_worker_prio_parse(const char *s, wy_worker_prio_spec_t *out, const char **err);
+
+/* Calling thread: applies the first choice of spec the system permits and
+ * sets *got to it (NORMAL when none was: the thread is unchanged). Returns
+ * WY_OK when the first choice was applied, WY_EPERM when a later one (or
+ * none) was; *err then says why the first failed (strerror of the failing
+ * call). Never blocks. */
+int wy_worker_prio_raise(const wy_worker_prio_spec_t *spec, wy_worker_prio_t *got,
+                         const char **err);
+
+/* Calling thread: back to SCHED_OTHER at nice 0 (always permitted). */
+void wy_worker_prio_lower(void);
+
+/* "rt:10", "nice:-10", "normal" into buf (at least 16 bytes); returns buf. */
+const char *wy_worker_prio_name(const wy_worker_prio_t *p, char *buf, size_t cap);
+
 /* The pool's mailboxes, for their counters (wy_mailbox_stats). */
 wy_mailbox_t *wy_workers_loop_mailbox(wy_workers_t *ws);
 wy_mailbox_t *wy_workers_inbox(wy_workers_t *ws, unsigned index);

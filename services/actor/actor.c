@@ -21,6 +21,10 @@ static const wy_cfg_entry_t actor_config[] = {
     {"WY_ACTOR_WRITE_BATCHES", WY_CFG_INT, "2", 1, 16, NULL,
      "Group-commit transactions in flight at once (each holds a PostgreSQL connection).",
      WY_CFG_OFF(actor_cfg_t, write_batches), false},
+    {"WY_ACTOR_APPLY_BATCH_MAX", WY_CFG_INT, "256", 1, 4096, NULL,
+     "Most commands one ApplyBatch call may carry; a larger call is refused whole "
+     "(INVALID_ARGUMENT).",
+     WY_CFG_OFF(actor_cfg_t, apply_batch_max), false},
     {"WY_ACTOR_MAX_RESIDENT", WY_CFG_INT, "100000", 1, 10000000, NULL,
      "Actors held in memory; past it the least recently used idle one is evicted (it "
      "reloads from its snapshot when next used).",
@@ -114,6 +118,9 @@ const wy_daemon_spec_t actor_daemon_spec = {
     .busy = actor_busy,
     .unready = actor_unready,
     .subs = actor_subs,
+    /* wy.gameplay events being applied at once (a few group commits' worth): at the bound
+     * the consumer pauses, which stalls the flow for about a second (wy_daemon.h). */
+    .consumer_max_in_flight = 20000,
     .nsubs = WY_ARRAY_LEN(actor_subs),
     .helpers = WY_HELPER_CONSUMED, /* wy.actor is published from actor.events (publish.c) */
 };
@@ -185,6 +192,17 @@ static int actor_start(wy_daemon_t *d, const char **err)
     svc->m_gp_refused = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"refused\"");
     svc->m_gp_invalid = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"invalid\"");
     svc->m_gp_retried = wy_metrics_counter("wy_actor_gameplay_total", g, "result=\"retried\"");
+    /* From the event's producer timestamp (Envelope.timestamp_ms, whole ms) to its effect
+     * committed: what a game server waits for an XP gain to be durable. */
+    static const double lag_bounds[] = {0.001, 0.002,  0.003, 0.004, 0.005, 0.006, 0.008,
+                                        0.01,  0.0125, 0.015, 0.02,  0.025, 0.03,  0.04,
+                                        0.05,  0.075,  0.1,   0.15,  0.2,   0.3,   0.5,
+                                        0.75,  1,      2,     5,     10,    30,    60};
+    svc->m_gp_lag = wy_metrics_histogram(
+        "wy_actor_gameplay_lag_seconds",
+        "wy.gameplay events done (applied, duplicate or refused): time from the producer's "
+        "timestamp to the effect committed and the offset storable.",
+        NULL, lag_bounds, WY_ARRAY_LEN(lag_bounds));
     svc->m_published = wy_metrics_counter(
         "wy_actor_published_total", "Events published on wy.actor (acknowledged by Kafka).", NULL);
     svc->m_publish_failed =

@@ -23,6 +23,7 @@ typedef struct {
     int64_t snapshot_keep;     /* snapshots kept per actor */
     int64_t batch_max;         /* commands per group-commit transaction */
     int64_t write_batches;     /* group-commit transactions in flight */
+    int64_t apply_batch_max;   /* commands per ApplyBatch call */
     int64_t max_resident;      /* actors held in memory */
     int64_t max_queue;         /* commands waiting on one actor */
     int64_t max_characters;    /* characters (not deleted) per account */
@@ -93,9 +94,10 @@ typedef struct {
     wy_metric_t *m_cmd_ok, *m_cmd_replayed, *m_cmd_refused, *m_cmd_failed;
     wy_metric_t *m_snapshots, *m_shards, *m_takeovers, *m_fenced, *m_forwarded;
     wy_metric_t *m_gp_applied, *m_gp_duplicate, *m_gp_refused, *m_gp_invalid, *m_gp_retried;
-    wy_list_t gameplay;   /* gameplay events being applied (gameplay.c) */
-    uv_timer_t gp_timer;  /* their retries */
-    uv_timer_t pub_timer; /* the wy.actor publisher (publish.c) */
+    wy_metric_t *m_gp_lag; /* producer timestamp -> effect committed */
+    wy_list_t gameplay;    /* gameplay events being applied (gameplay.c) */
+    uv_timer_t gp_timer;   /* their retries */
+    uv_timer_t pub_timer;  /* the wy.actor publisher (publish.c) */
     bool pub_running, pub_woken;
     wy_metric_t *m_published, *m_publish_failed;
     /* txn_remote.c: attempt id -> its hold of a remote side (made on first use) */
@@ -140,7 +142,8 @@ struct actor_req {
     actor_req_t *dup_of; /* an earlier request of the same batch with the same key */
     int status;
     char msg[160];
-    uint8_t *result; /* packed ApplyResponse */
+    uint8_t *result; /* packed ApplyResponse (NULL for a consumed command: answered bare) */
+    uint64_t seq;    /* the actor's seq right after the command */
     size_t result_len;
     bool replayed;
 };
@@ -290,6 +293,44 @@ void actor_gameplay_start(actor_svc_t *svc);
 void actor_gameplay_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
 /* Gives up the events still being applied (not done: Kafka delivers them again). */
 void actor_gameplay_stop(actor_svc_t *svc);
+
+/* ---- apply_batch.c: ApplyBatch, and the check of an Apply request ---- */
+
+/* Checks an Apply request (actor id, idempotency key, command) into r->cmd and r->key.
+ * WY_OK, or WY_EINVAL with *why (a static message). */
+int actor_apply_check(const Wyvern__Actor__ApplyRequest *in, actor_req_t *r, const char **why);
+/* The bound of one ApplyBatch call: n in 1..max is WY_OK, else WY_EINVAL with the reason in
+ * why. */
+int actor_apply_batch_check(size_t n, int64_t max, char *why, size_t why_len);
+
+/* One command of an ApplyBatch call and its outcome. */
+typedef struct {
+    actor_req_t req;
+    int status;         /* WY_OK or the WY_E* code Apply would answer */
+    char msg[160];      /* why, when status != WY_OK */
+    uint64_t seq;       /* WY_OK: ApplyResponse.seq */
+    bool replayed;      /* WY_OK: ApplyResponse.replayed */
+    uint8_t *character; /* WY_OK, unless omitted: the character, packed (owned) */
+    size_t len;
+} actor_apply_item_t;
+
+/* An ApplyBatch call in progress; answered and freed when its last command is. */
+typedef struct {
+    wy_grpc_call_id_t call;
+    bool omit_character;
+    size_t n, pending;
+    actor_apply_item_t *items; /* n, owned */
+} actor_apply_batch_t;
+
+/* Records item i's outcome (res as actor_done_cb gives it: valid during the call only). */
+void actor_apply_batch_item_done(actor_apply_batch_t *b, size_t i, int status, const char *msg,
+                                 const Wyvern__Actor__ApplyResponse *res);
+/* Builds the call's response from the items and hands it to send (valid during send). */
+void actor_apply_batch_answer(const actor_apply_batch_t *b,
+                              void (*send)(const Wyvern__Actor__ApplyBatchResponse *, void *),
+                              void *ud);
+/* Frees b and its items. */
+void actor_apply_batch_free(actor_apply_batch_t *b);
 
 /* ---- handlers_grpc.c ---- */
 

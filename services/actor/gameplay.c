@@ -106,6 +106,9 @@ static void gp_free(gp_event_t *g)
 /* Done for good: the offset may move on. */
 static void gp_done(gp_event_t *g)
 {
+    uint64_t now = wy_wall_ms(), at = g->env->timestamp_ms;
+    if (at && now >= at)
+        wy_metric_observe(g->svc->m_gp_lag, (double)(now - at) / 1000.0);
     wy_daemon_event_done(g->svc->d, g->msg, g->env);
     gp_free(g);
 }

@@ -77,22 +77,16 @@ static void rpc_apply(wy_grpc_call_id_t call, const ProtobufCMessage *req, void 
 {
     const Wyvern__Actor__ApplyRequest *in = (const Wyvern__Actor__ApplyRequest *)req;
     actor_svc_t *svc = svc_or_refuse(arg, call);
-    if (!svc || !id_ok(call, in->actor_id, "actor_id"))
+    if (!svc)
         return;
-    size_t klen = in->idempotency_key ? strlen(in->idempotency_key) : 0;
-    if (klen == 0 || klen > ACTOR_KEY_MAX || !wy_text_valid_utf8(in->idempotency_key, klen)) {
-        wy_grpc_reply_error(call, WY_EINVAL, "idempotency_key must be 1..128 bytes of UTF-8");
-        return;
-    }
     hop_t *h = hop_new(call, REPLY_APPLY);
     const char *why = NULL;
-    if (actor_forward_metadata(call, &h->req, &why) != WY_OK ||
-        actor_cmd_from_request(in, &h->req.cmd, &why) != WY_OK) {
+    if (actor_apply_check(in, &h->req, &why) != WY_OK ||
+        actor_forward_metadata(call, &h->req, &why) != WY_OK) {
         wy_grpc_reply_error(call, WY_EINVAL, why);
         wy_free(h);
         return;
     }
-    memcpy(h->req.key, in->idempotency_key, klen + 1);
     actor_store_submit(svc, in->actor_id, &h->req);
 }
 
@@ -132,6 +126,66 @@ static void rpc_restore(wy_grpc_call_id_t call, const ProtobufCMessage *req, voi
     const Wyvern__Actor__RestoreCharacterRequest *in =
         (const Wyvern__Actor__RestoreCharacterRequest *)req;
     submit_simple(call, arg, in->actor_id, false, ACTOR_CMD_RESTORE);
+}
+
+/* ---- ApplyBatch: each command as its own request of the store, one answer ---- */
+
+static void send_reply(const Wyvern__Actor__ApplyBatchResponse *out, void *ud)
+{
+    const actor_apply_batch_t *b = ud;
+    wy_grpc_reply(b->call, &out->base); /* WY_ECANCELED when the caller left: nothing to do */
+}
+
+/* One more command answered (or the submitting loop done): the last one answers the call. */
+static void batch_step(actor_apply_batch_t *b)
+{
+    if (--b->pending)
+        return;
+    actor_apply_batch_answer(b, send_reply, b);
+    actor_apply_batch_free(b);
+}
+
+static void on_item_done(actor_req_t *r, int status, const char *msg,
+                         const Wyvern__Actor__ApplyResponse *res)
+{
+    actor_apply_item_t *it = WY_CONTAINER_OF(r, actor_apply_item_t, req);
+    actor_apply_batch_t *b = r->ud;
+    actor_apply_batch_item_done(b, (size_t)(it - b->items), status, msg, res);
+    batch_step(b);
+}
+
+static void rpc_apply_batch(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    const Wyvern__Actor__ApplyBatchRequest *in = (const Wyvern__Actor__ApplyBatchRequest *)req;
+    actor_svc_t *svc = svc_or_refuse(arg, call);
+    if (!svc)
+        return;
+    char why[160];
+    if (actor_apply_batch_check(in->n_commands, svc->cfg->apply_batch_max, why, sizeof why) !=
+        WY_OK) {
+        wy_grpc_reply_error(call, WY_EINVAL, why);
+        return;
+    }
+    actor_apply_batch_t *b = wy_calloc(1, sizeof *b);
+    b->call = call;
+    b->omit_character = in->omit_character;
+    b->n = in->n_commands;
+    b->items = wy_calloc(b->n, sizeof *b->items);
+    /* + 1 for this loop: a command answered inside its submit cannot end the call early. */
+    b->pending = b->n + 1;
+    for (size_t i = 0; i < b->n; i++) {
+        actor_apply_item_t *it = &b->items[i];
+        const char *bad = NULL;
+        if (actor_apply_check(in->commands[i], &it->req, &bad) != WY_OK) {
+            actor_apply_batch_item_done(b, i, WY_EINVAL, bad, NULL);
+            b->pending--;
+            continue;
+        }
+        it->req.done = on_item_done;
+        it->req.ud = b;
+        actor_store_submit(svc, in->commands[i]->actor_id, &it->req);
+    }
+    batch_step(b);
 }
 
 /* ---- CreateCharacter ---- */
@@ -323,6 +377,8 @@ int actor_grpc_register(wy_daemon_t *d, const char **err)
         {"/wyvern.actor.Actor/RestoreCharacter",
          &wyvern__actor__restore_character_request__descriptor, rpc_restore},
         {"/wyvern.actor.Actor/Apply", &wyvern__actor__apply_request__descriptor, rpc_apply},
+        {"/wyvern.actor.Actor/ApplyBatch", &wyvern__actor__apply_batch_request__descriptor,
+         rpc_apply_batch},
         {"/wyvern.actor.Actor/Transact", &wyvern__actor__transact_request__descriptor,
          actor_rpc_transact},
         {"/wyvern.actor.Actor/RequestFriend", &wyvern__actor__friend_command__descriptor,

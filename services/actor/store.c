@@ -97,11 +97,15 @@ static const wy_pg_stmt_t sql_load = {
     "SELECT 1, e.seq, e.payload FROM actor.events e WHERE e.actor_id = $1 "
     "AND e.seq > COALESCE((SELECT seq FROM s), 0) ORDER BY kind, seq",
     1};
+/* The first results of keys (kind 0), then the consumed Kafka event ids of the batch that
+ * were applied before (kind 1: a wy.gameplay command's only record). */
 static const wy_pg_stmt_t sql_keys = {
     "actor_keys",
-    "SELECT actor_id::text AS actor_id, key, status, message, result FROM actor.commands "
-    "WHERE (actor_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
-    2};
+    "SELECT 0 AS kind, actor_id::text AS actor_id, key, status, message, result FROM "
+    "actor.commands WHERE (actor_id, key) IN (SELECT * FROM unnest($1::uuid[], $2::text[])) "
+    "UNION ALL SELECT 1, NULL, event_id, 0, '', NULL FROM actor.wy_consumed WHERE consumer = "
+    "'actor' AND event_id = ANY($3::text[]) ORDER BY kind",
+    3};
 static const wy_pg_stmt_t sql_fence = {"actor_fence",
                                        "SELECT actor.fence($1::int[], $2::bigint[], $3)", 3};
 /* The whole write of a batch as one statement, so one implicit transaction and one round
@@ -110,7 +114,9 @@ static const wy_pg_stmt_t sql_fence = {"actor_fence",
  * does not see its own new snapshot, so it keeps $18 - 1 of the older ones), the deleted
  * flag of the index, the consumed Kafka event ids and, with WY_ACTOR_PRUNE_EVENTS, the
  * events at or below the oldest kept snapshot. Empty arrays write nothing. (wy.actor is
- * published from the events rows themselves: publish.c.) */
+ * published from the events rows themselves: publish.c.) A command with a consumed Kafka
+ * event id (wy.gameplay) has that id as its only record, no key row: an id applied before
+ * fails the statement on wy_consumed's primary key, like a key seen before on commands'. */
 static const wy_pg_stmt_t sql_write = {
     "actor_write",
     "WITH fence AS (SELECT actor.fence($1::int[], $2::bigint[], $3) AS ok), "
@@ -130,7 +136,7 @@ static const wy_pg_stmt_t sql_write = {
     "ELSE to_timestamp(v.ms / 1000.0) END FROM unnest($19::uuid[], $20::bigint[]) AS v(id, ms) "
     "WHERE c.actor_id = v.id RETURNING 1), "
     "con AS (INSERT INTO actor.wy_consumed (consumer, event_id) SELECT 'actor', x "
-    "FROM unnest($21::text[]) AS x ON CONFLICT DO NOTHING RETURNING 1), "
+    "FROM unnest($21::text[]) AS x RETURNING 1), "
     "prune AS (DELETE FROM actor.events e USING unnest($15::uuid[], $16::bigint[]) AS n(id, seq) "
     "WHERE $22::bool AND e.actor_id = n.id AND e.seq <= COALESCE((SELECT min(k.seq) FROM "
     "(SELECT seq FROM actor.snapshots WHERE actor_id = n.id ORDER BY seq DESC "
@@ -249,6 +255,17 @@ static void answer_packed(actor_req_t *r, const uint8_t *result, size_t len, boo
     res->replayed = replayed;
     r->done(r, WY_OK, NULL, res);
     wyvern__actor__apply_response__free_unpacked(res, NULL);
+}
+
+/* A command of the wy.gameplay consumer (consumed id set) is answered without its
+ * character, which nobody reads: the seq it reached (0 for a redelivery recognised by its
+ * consumed id alone) and whether it was applied before. */
+static void answer_bare(actor_req_t *r, uint64_t seq, bool replayed)
+{
+    Wyvern__Actor__ApplyResponse res = WYVERN__ACTOR__APPLY_RESPONSE__INIT;
+    res.seq = seq;
+    res.replayed = replayed;
+    r->done(r, WY_OK, NULL, &res);
 }
 
 static uint8_t *pack_response(const actor_state_t *s, size_t *len)
@@ -684,6 +701,7 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
             memcpy(r->msg, src->msg, sizeof r->msg);
             r->result = src->result;
             r->result_len = src->result_len;
+            r->seq = src->seq;
             r->replayed = src->replayed; /* committed before this batch */
             continue;
         }
@@ -705,6 +723,8 @@ static void batch_end(actor_batch_t *b, batch_outcome_t outcome)
                              : UNAVAIL_MSG);
         else if (r->status != WY_OK)
             answer_error(r, r->status, r->msg);
+        else if (!r->result && r->consumed[0])
+            answer_bare(r, r->seq, r->replayed || r->dup_of);
         else
             answer_packed(r, r->result, r->result_len, r->replayed || r->dup_of);
     }
@@ -747,8 +767,8 @@ static void on_written(int status, const PGresult *res, const char *err, void *u
     batch_outcome_t outcome = BATCH_OK;
     const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
     if (status == WY_EEXIST && !b->looked_up && constraint &&
-        !strcmp(constraint, "commands_pkey")) {
-        batch_lookup(b); /* a retried key: nothing was written */
+        (!strcmp(constraint, "commands_pkey") || !strcmp(constraint, "wy_consumed_pkey"))) {
+        batch_lookup(b); /* a retried key or consumed id: nothing was written */
         return;
     }
     if (status != WY_OK) {
@@ -839,6 +859,12 @@ static void add_event(actor_batch_t *b, actor_t *a, uint64_t seq, const actor_ev
 
 static void add_command_row(actor_batch_t *b, const actor_req_t *r)
 {
+    if (r->consumed[0]) { /* a wy.gameplay command: its consumed id is its record */
+        arr_str(&b->con_id, r->consumed);
+        b->n_cmds++;
+        fence_shard(b, actor_shard(r->actor->id));
+        return;
+    }
     arr_str(&b->cmd_actor, r->actor->id);
     arr_str(&b->cmd_key, r->key);
     arr_int(&b->cmd_status, r->status);
@@ -847,8 +873,6 @@ static void add_command_row(actor_batch_t *b, const actor_req_t *r)
         arr_bytes(&b->cmd_result, r->result, r->result_len);
     else
         arr_null(&b->cmd_result);
-    if (r->consumed[0])
-        arr_str(&b->con_id, r->consumed);
     b->n_cmds++;
     fence_shard(b, actor_shard(r->actor->id)); /* key rows are written under the fence too */
 }
@@ -892,7 +916,8 @@ static void batch_decide(actor_batch_t *b)
             }
             actor_events_clear(&evs);
         }
-        if (r->status == WY_OK)
+        r->seq = a->work.seq;
+        if (r->status == WY_OK && !r->consumed[0])
             r->result = pack_response(&a->work, &r->result_len);
         if (r->key[0])
             add_command_row(b, r);
@@ -933,10 +958,21 @@ static void on_keys(int status, const PGresult *res, const char *err, void *ud)
         return;
     }
     for (int i = 0; i < PQntuples(res); i++) {
+        bool by_consumed = wy_pg_int64(res, i, "kind") == 1;
         const char *id = wy_pg_text(res, i, "actor_id"), *key = wy_pg_text(res, i, "key");
         for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
             actor_req_t *r = wy_list_entry(n, actor_req_t, node);
-            if (r->replayed || strcmp(r->key, key) || strcmp(r->actor->id, id))
+            if (r->replayed)
+                continue;
+            if (by_consumed) { /* applied before: no result kept, answered bare */
+                if (strcmp(r->consumed, key))
+                    continue;
+                r->replayed = true;
+                r->status = WY_OK;
+                r->seq = 0;
+                break;
+            }
+            if (strcmp(r->key, key) || strcmp(r->actor->id, id))
                 continue;
             r->replayed = true;
             r->status = (int)wy_pg_int64(res, i, "status");
@@ -986,21 +1022,25 @@ static void batch_lookup(actor_batch_t *b)
 {
     batch_forget(b);
     b->looked_up = true;
-    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT;
+    wy_buf_t ids = WY_BUF_INIT, keys = WY_BUF_INIT, consumed = WY_BUF_INIT;
     for (wy_list_t *n = b->reqs.next; n != &b->reqs; n = n->next) {
         actor_req_t *r = wy_list_entry(n, actor_req_t, node);
         if (r->key[0]) {
             arr_str(&ids, r->actor->id);
             arr_str(&keys, r->key);
         }
+        if (r->consumed[0])
+            arr_str(&consumed, r->consumed);
     }
     arr_end(&ids);
     arr_end(&keys);
-    const char *p[] = {ids.data, keys.data};
+    arr_end(&consumed);
+    const char *p[] = {ids.data, keys.data, consumed.data};
     wy_pg_t *pg = wy_daemon_pg(b->svc->d);
     int rc = pg ? wy_pg_exec(pg, &sql_keys, p, on_keys, b) : WY_EUNAVAIL;
     wy_buf_free(&ids);
     wy_buf_free(&keys);
+    wy_buf_free(&consumed);
     if (rc != WY_OK)
         batch_end(b, BATCH_FAILED);
 }

@@ -1,14 +1,15 @@
 /* wy-game chat: sending and delivery. Sending: a joined player's chat_send becomes one
  * Chat.Send call to wy-chat (WY_GAME_CHAT_GRPC) with the join ticket's account as the caller
- * (no name, never a moderator), answered chat_sent or chat_error; at most GAME_CHAT_INFLIGHT
- * per connection wait for their answer (more: RATE_LIMITED), chat's own per-account rate
- * limit applies as through lobby. Delivery: every game instance consumes wy.chat (a broadcast row
- * of the daemon's subscriptions, game.c) and pushes each message to its own joined players among
- * the recipients, one frame encoded once for all of them (wy_ws_broadcast). Recipients: zone
- * channel "zone:<instance>"  the players of that zone instance on this game (what the partition
- * seats here, whatever the event lists) party, guild, whisper           the players whose account
- * the event lists world, system (no recipients)   every joined player Loop thread only (the Kafka
- * handler runs on the loop; partitions are never involved). */
+ * and its character's name (the ticket's "name") as the sender name, never a moderator;
+ * answered chat_sent or chat_error. At most GAME_CHAT_INFLIGHT per connection wait for their
+ * answer (more: RATE_LIMITED); chat's own per-account rate limit applies as through lobby.
+ * Delivery: every game instance consumes wy.chat (a broadcast row of the daemon's
+ * subscriptions, game.c) and pushes each message to its own joined players among the
+ * recipients, one frame encoded once for all of them (wy_ws_broadcast). Recipients: a zone
+ * channel "zone:<instance>" reaches the players of that zone instance on this game (what the
+ * partition seats here, whatever the event lists); party, guild and whisper the players whose
+ * account the event lists; world and system (no recipients) every joined player. Loop thread
+ * only (the Kafka handler runs on the loop; partitions are never involved). */
 #include "game.h"
 #include "wy_chatmsg.h"
 #include "wy_log.h"
@@ -190,7 +191,7 @@ void game_chat_send(game_conn_t *c, uint32_t request_id, const Wyvern__Lobby__Ch
     /* The caller is the ticket's account, whatever the client sends. */
     Wyvern__Chat__Caller who = WYVERN__CHAT__CALLER__INIT;
     who.account_id = c->player->account;
-    who.name = "";
+    who.name = c->player->name; /* the character's, from the ticket lobby signed */
     Wyvern__Chat__SendRequest req = WYVERN__CHAT__SEND_REQUEST__INIT;
     req.caller = &who;
     req.channel_id = s->channel_id ? s->channel_id : "";

@@ -54,6 +54,13 @@ static const wy_cfg_entry_t game_config[] = {
      "How often a worker wakes to step its partitions; each steps at its zone's tick rate, "
      "rounded to these wake-ups (keep it a multiple of the zones' rates).",
      WY_CFG_OFF(game_cfg_t, worker_hz), false},
+    {"WY_GAME_TICK_PRIORITY", WY_CFG_STRING, "rt:10,nice:-10", 0, 0, NULL,
+     "Scheduling priority of the partition worker threads, so a tick wins the CPU over the "
+     "network thread and other work: choices tried in order, the first permitted wins: rt:N "
+     "(SCHED_FIFO, 1..99), nice:N (-20..19), normal. Needs CAP_SYS_NICE (a refused first "
+     "choice is logged, the next one tried). A real-time worker using more than half a core "
+     "drops back to normal.",
+     WY_CFG_OFF(game_cfg_t, tick_priority), false},
     {"WY_GAME_REGIONS", WY_CFG_STRING, "", 0, 0, NULL,
      "Zones split into vertical strips, each a partition on its own worker: zone=N pairs, "
      "comma-separated, N in 1..16 (\"meadow=2\"); unlisted zones are one partition. A strip is "
@@ -132,6 +139,12 @@ static int game_configure(void *cfg, const char **err)
     static char msg[600];
     if (game_sim_check_regions(c->regions, err) != WY_OK)
         return WY_EINVAL;
+    const char *pe = NULL;
+    if (wy_worker_prio_parse(c->tick_priority, &c->tick_prio, &pe) != WY_OK) {
+        snprintf(msg, sizeof msg, "WY_GAME_TICK_PRIORITY: %s", pe);
+        *err = msg;
+        return WY_EINVAL;
+    }
     game_unconfigure(c);
     if (!c->ticket_keys_dir[0])
         return WY_OK;

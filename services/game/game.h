@@ -17,6 +17,7 @@
 #include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_ticket.h"
+#include "wy_worker.h"
 #include "wy_ws.h"
 #include "game.pb-c.h"
 #include "world.pb-c.h"
@@ -40,7 +41,9 @@ typedef struct {
     /* the simulation (sim.c) */
     int64_t view_radius, view_margin, max_visible, send_queue, stats_batch_ms, socket_sndbuf;
     char *regions;
-    char *chat_grpc; /* chat.c: wy-chat, for the players' chat_send */
+    char *tick_priority;             /* WY_GAME_TICK_PRIORITY */
+    wy_worker_prio_spec_t tick_prio; /* parsed by the spec's configure */
+    char *chat_grpc;                 /* chat.c: wy-chat, for the players' chat_send */
     /* Loaded from ticket_keys_dir by the spec's configure (NULL when it is empty), read-only
      * afterwards, freed by its unconfigure when the daemon frees this struct. */
     wy_jwt_keyset_t *ticket_keys;
@@ -113,6 +116,7 @@ struct game_player {
     game_part_t *part;
     char account[WY_TICKET_ID_MAX + 1];
     char character[WY_TICKET_ID_MAX + 1];
+    char name[WY_TICKET_NAME_MAX + 1]; /* the character's name (ticket): chat's sender name */
     char zone[WY_TICKET_ZONE_MAX + 1];
     char instance[WY_TICKET_INST_MAX + 1];
     double x, y;          /* last position known on the loop */
@@ -151,7 +155,8 @@ void game_world_release(game_t *g, const game_player_t *p);
  * loop thread): pushes the message to the recipients among this instance's players. */
 void game_chat_start(game_t *g);
 void game_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env);
-/* A joined player's chat_send (conn.c dispatch): Chat.Send with the ticket's account; the
+/* A joined player's chat_send (conn.c dispatch): Chat.Send with the ticket's account and
+ * character name; the
  * answer (chat_sent or chat_error) comes later with request_id. */
 void game_chat_send(game_conn_t *c, uint32_t request_id, const Wyvern__Lobby__ChatSend *s);
 /* The connection closes: its calls in flight answer nobody. */

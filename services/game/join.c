@@ -141,6 +141,7 @@ void game_join(game_conn_t *c, uint32_t request_id, const Wyvern__Game__Join *j)
     p->part = part;
     snprintf(p->account, sizeof p->account, "%s", t.account);
     snprintf(p->character, sizeof p->character, "%s", t.character);
+    snprintf(p->name, sizeof p->name, "%s", t.name);
     snprintf(p->zone, sizeof p->zone, "%s", t.zone);
     snprintf(p->instance, sizeof p->instance, "%s", t.instance);
     p->x = x;

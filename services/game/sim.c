@@ -151,11 +151,25 @@ typedef struct {
     uint32_t region;
 } route_t;
 
+/* A worker's scheduling priority (WY_GAME_TICK_PRIORITY) and its guard: a real-time worker
+ * that uses more than PRIO_MAX_SHARE of a core over a second drops back to normal priority (a
+ * runaway or overloaded partition must not starve the loop thread of its core), and is raised
+ * again after a second under half of that. Worker thread only, apart from the metrics. */
+#define PRIO_MAX_SHARE 0.5
+#define PRIO_CHECK_NS  1000000000ull
+typedef struct {
+    wy_worker_prio_t got; /* what the worker was given at start */
+    bool lowered;         /* dropped back to normal by the guard */
+    uint64_t check_ns, check_cpu_ns;
+    wy_metric_t *m_rt, *m_nice, *m_drops;
+} wprio_t;
+
 /* One game per process (as the daemon). */
 static struct {
     game_t *g;
     wy_list_t *wparts; /* per worker: regions it runs (worker thread only) */
     unsigned *count;   /* per worker: regions placed on it (loop) */
+    wprio_t *prio;     /* per worker */
     unsigned n;
     wy_map_t *routes; /* entity -> route_t * */
     uv_check_t flush;
@@ -508,6 +522,52 @@ static void on_carrier(wy_mailbox_node_t *node, void *ud, int status)
     part_done(to->part);
 }
 
+static void prio_publish(wprio_t *p)
+{
+    bool rt = p->got.kind == WY_WORKER_PRIO_RT && !p->lowered;
+    wy_metric_set(p->m_rt, rt ? p->got.value : 0);
+    wy_metric_set(p->m_nice, p->got.kind == WY_WORKER_PRIO_NICE ? p->got.value : 0);
+}
+
+/* Once a second: a real-time worker over PRIO_MAX_SHARE of a core drops to normal priority;
+ * back under half of it, it is raised again. */
+static void prio_guard(wy_worker_t *w, uint64_t now)
+{
+    wprio_t *p = &sim.prio[wy_worker_index(w)];
+    if (p->got.kind != WY_WORKER_PRIO_RT)
+        return;
+    if (p->check_ns == 0 || now < p->check_ns) {
+        p->check_ns = p->check_ns ? p->check_ns : now + PRIO_CHECK_NS;
+        p->check_cpu_ns = p->check_cpu_ns ? p->check_cpu_ns : thread_cpu_ns();
+        return;
+    }
+    uint64_t cpu = thread_cpu_ns();
+    double share = (double)(cpu - p->check_cpu_ns) / (double)(now - p->check_ns + PRIO_CHECK_NS);
+    p->check_ns = now + PRIO_CHECK_NS;
+    p->check_cpu_ns = cpu;
+    char sh[16], name[24];
+    snprintf(sh, sizeof sh, "%.2f", share);
+    wy_worker_prio_name(&p->got, name, sizeof name);
+    if (!p->lowered && share > PRIO_MAX_SHARE) {
+        wy_worker_prio_lower();
+        p->lowered = true;
+        wy_metric_inc(p->m_drops);
+        wy_log_warn("partition worker over half a core at real-time priority: back to normal "
+                    "priority",
+                    "worker_share", sh, "priority", name, NULL);
+    } else if (p->lowered && share < PRIO_MAX_SHARE / 2) {
+        wy_worker_prio_spec_t one = {.choice = {p->got}, .n = 1};
+        wy_worker_prio_t got;
+        const char *err = NULL;
+        if (wy_worker_prio_raise(&one, &got, &err) == WY_OK) {
+            p->lowered = false;
+            wy_log_info("partition worker back to its raised priority", "worker_share", sh,
+                        "priority", name, NULL);
+        }
+    }
+    prio_publish(p);
+}
+
 static void tick_body(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
 {
     wy_worker_t *w = ud;
@@ -515,6 +575,7 @@ static void tick_body(wy_tick_t *t, const wy_tick_info_t *info, void *ud)
         wy_tick_stop(t);
         return;
     }
+    prio_guard(w, info->now);
     wy_worker_poll(w);
     wy_list_t *pos;
     wy_list_foreach(pos, &sim.wparts[wy_worker_index(w)])
@@ -554,6 +615,22 @@ static void worker_main(wy_worker_t *w)
     wy_tick_opts_t o = {.period_ns = 1000000000ull / (uint64_t)g->cfg->worker_hz};
     if (wy_tick_init(&t, &o) != WY_OK)
         return;
+    /* The tick should win the CPU over the loop thread and unrelated work (its wall time is
+     * otherwise the run-queue wait of a busy machine). */
+    wprio_t *p = &sim.prio[wy_worker_index(w)];
+    const char *err = NULL;
+    char idx[12], name[24];
+    snprintf(idx, sizeof idx, "%u", wy_worker_index(w));
+    if (wy_worker_prio_raise(&g->cfg->tick_prio, &p->got, &err) == WY_OK)
+        wy_log_info("partition worker priority set", "worker", idx, "priority",
+                    wy_worker_prio_name(&p->got, name, sizeof name), NULL);
+    else
+        wy_log_warn("partition worker priority not raised as asked (WY_GAME_TICK_PRIORITY needs "
+                    "CAP_SYS_NICE or RLIMIT_RTPRIO/RLIMIT_NICE): ticks compete with every other "
+                    "thread for the CPU",
+                    "worker", idx, "error", err, "priority",
+                    wy_worker_prio_name(&p->got, name, sizeof name), NULL);
+    prio_publish(p);
     wy_tick_run(&t, tick_body, w);
 }
 
@@ -1284,6 +1361,21 @@ int game_parts_start(game_t *g, const char **err)
     sim.n = (unsigned)g->cfg->workers;
     sim.wparts = wy_calloc(sim.n, sizeof *sim.wparts);
     sim.count = wy_calloc(sim.n, sizeof *sim.count);
+    sim.prio = wy_calloc(sim.n, sizeof *sim.prio);
+    for (unsigned i = 0; i < sim.n; i++) {
+        char l[32];
+        snprintf(l, sizeof l, "worker=\"%u\"", i);
+        sim.prio[i].m_rt = wy_metrics_gauge(
+            "wy_game_worker_rt_priority",
+            "SCHED_FIFO priority of a partition worker thread (0: not real-time).", l);
+        sim.prio[i].m_nice = wy_metrics_gauge(
+            "wy_game_worker_nice", "Nice value WY_GAME_TICK_PRIORITY gave a partition worker.", l);
+        sim.prio[i].m_drops = wy_metrics_counter(
+            "wy_game_worker_priority_drops_total",
+            "Times a real-time partition worker used more than half a core and was dropped "
+            "back to normal priority.",
+            l);
+    }
     for (unsigned i = 0; i < sim.n; i++)
         wy_list_init(&sim.wparts[i]);
     sim.routes = wy_map_new(0);
@@ -1354,5 +1446,6 @@ void game_parts_free(game_t *g)
     }
     wy_free(sim.wparts);
     wy_free(sim.count);
+    wy_free(sim.prio);
     memset(&sim, 0, sizeof sim);
 }

@@ -116,14 +116,12 @@ void lobby_chatmod_request(lobby_conn_t *c, const Wyvern__Lobby__ClientMessage *
     const char *type = lobby_chatmod_type(m->body_case);
     Wyvern__Lobby__Code refuse = WYVERN__LOBBY__CODE__OK;
     const char *why = NULL;
+    /* A session without the token's moderator role is still asked about at wy-chat: chat
+     * decides (its WY_CHAT_MODERATORS accounts are moderators whatever their token says) and
+     * refuses the others (FORBIDDEN). */
     if (!lb->chat) {
         refuse = WYVERN__LOBBY__CODE__UNAVAILABLE;
         why = "chat is not configured on this instance";
-    } else if (m->body_case != WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_OFFLINE_ACK &&
-               !c->moderator) {
-        /* wy-chat refuses too (Caller.moderator false); answered here without the round trip. */
-        refuse = WYVERN__LOBBY__CODE__FORBIDDEN;
-        why = "moderators only (the access token has no moderator role)";
     }
     uint64_t up_to = 0;
     if (m->body_case == WYVERN__LOBBY__CLIENT_MESSAGE__BODY_CHAT_OFFLINE_ACK && !why) {

@@ -1,5 +1,6 @@
 /* wy-lobby enter_game (see enter.h): GetCharacter at actor -> Place at world -> a signed
- * join ticket for the game instance world chose; presence in-game with the zone. */
+ * join ticket for the game instance world chose -> the session record in-game with the zone
+ * -> entered_game. */
 #include "enter.h"
 #include "state.h"
 #include "store.h"
@@ -19,6 +20,11 @@ typedef struct {
     uint32_t req;
     uint64_t t0;
     char character[WY_TICKET_ID_MAX + 1];
+    char name[WY_TICKET_NAME_MAX + 1]; /* the character's (actor), signed into the ticket */
+    /* The answer, kept while the session record is written (on_recorded); owned. */
+    char *game_addr, *ticket, *game_id, *zone_id, *instance_id;
+    double x, y;
+    int64_t ticket_exp_ms;
 } enter_req_t;
 
 static void enter_end(enter_req_t *q, Wyvern__Lobby__Code code, const char *why)
@@ -32,7 +38,47 @@ static void enter_end(enter_req_t *q, Wyvern__Lobby__Code code, const char *why)
         wy_log_info("enter_game refused", "account", c->account, "character", q->character, "why",
                     why, NULL);
     lobby_conn_unref(c);
+    wy_free(q->game_addr);
+    wy_free(q->ticket);
+    wy_free(q->game_id);
+    wy_free(q->zone_id);
+    wy_free(q->instance_id);
     wy_free(q);
+}
+
+/* Answers entered_game from what q keeps. */
+static void answer(enter_req_t *q)
+{
+    lobby_conn_t *c = q->c;
+    Wyvern__Lobby__EnteredGame out = WYVERN__LOBBY__ENTERED_GAME__INIT;
+    out.game_addr = q->game_addr;
+    out.ticket = q->ticket;
+    out.game_id = q->game_id;
+    out.zone_id = q->zone_id;
+    out.instance_id = q->instance_id;
+    out.x = q->x;
+    out.y = q->y;
+    out.ticket_expires_at_ms = q->ticket_exp_ms;
+    out.character_id = q->character;
+    lobby_reply(c, q->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_ENTERED_GAME, &out.base);
+    wy_metric_inc(c->lb->m_entered);
+    wy_log_info("entered game", "account", c->account, "character", q->character, "zone",
+                q->instance_id, "game", q->game_id, NULL);
+    enter_end(q, WYVERN__LOBBY__CODE__OK, NULL);
+}
+
+/* The session record says in-game (or could not be written): now the client may know. */
+static void on_recorded(lobby_conn_t *c, int status, void *ud)
+{
+    enter_req_t *q = ud;
+    if (status == WY_ESTATE || !c->ws || c->state != LOBBY_ST_READY) {
+        enter_end(q, WYVERN__LOBBY__CODE__CONFLICT, "session closing");
+        return;
+    }
+    /* Redis failed the write: the placement and ticket are good, so the player enters anyway;
+     * the record says in-game from the next heartbeat write (c->session_state), logged by
+     * store.c meanwhile. */
+    answer(q);
 }
 
 static void on_placed(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -66,6 +112,7 @@ static void on_placed(int err, int status, const char *message, const ProtobufCM
     memset(&t, 0, sizeof t);
     snprintf(t.account, sizeof t.account, "%s", c->account);
     snprintf(t.character, sizeof t.character, "%s", q->character);
+    snprintf(t.name, sizeof t.name, "%s", q->name);
     snprintf(t.zone, sizeof t.zone, "%s", p->zone_id);
     snprintf(t.instance, sizeof t.instance, "%s", p->instance_id);
     snprintf(t.game, sizeof t.game, "%s", p->game_id);
@@ -81,24 +128,19 @@ static void on_placed(int err, int status, const char *message, const ProtobufCM
         enter_end(q, WYVERN__LOBBY__CODE__INTERNAL, "cannot sign a join ticket");
         return;
     }
-    Wyvern__Lobby__EnteredGame out = WYVERN__LOBBY__ENTERED_GAME__INIT;
-    out.game_addr = p->game_client_addr;
-    out.ticket = tk;
-    out.game_id = p->game_id;
-    out.zone_id = p->zone_id;
-    out.instance_id = p->instance_id;
-    out.x = t.x;
-    out.y = t.y;
-    out.ticket_expires_at_ms = signed_t.exp_ms;
-    out.character_id = q->character;
-    lobby_reply(c, q->req, WYVERN__LOBBY__SERVER_MESSAGE__BODY_ENTERED_GAME, &out.base);
-    wy_free(tk);
+    q->game_addr = wy_strdup(p->game_client_addr);
+    q->ticket = tk;
+    q->game_id = wy_strdup(p->game_id);
+    q->zone_id = wy_strdup(p->zone_id);
+    q->instance_id = wy_strdup(p->instance_id);
+    q->x = t.x;
+    q->y = t.y;
+    q->ticket_exp_ms = signed_t.exp_ms;
+    /* The record says in-game before the client hears entered_game: whoever reads the session
+     * once the player is told (a friend's presence, another instance) sees it in game. */
     snprintf(c->session_state, sizeof c->session_state, "in-game:%s", p->zone_id);
-    lobby_session_write(c);
-    wy_metric_inc(lb->m_entered);
-    wy_log_info("entered game", "account", c->account, "character", q->character, "zone",
-                p->instance_id, "game", p->game_id, NULL);
-    enter_end(q, WYVERN__LOBBY__CODE__OK, NULL);
+    if (lobby_session_write_then(c, on_recorded, q) != WY_OK)
+        answer(q); /* Redis not connected: as a failed write (on_recorded) */
 }
 
 static void on_character(int err, int status, const char *message, const ProtobufCMessage *resp,
@@ -131,6 +173,8 @@ static void on_character(int err, int status, const char *message, const Protobu
         enter_end(q, WYVERN__LOBBY__CODE__UNAVAILABLE, "lobby is stopping");
         return;
     }
+    /* Actor's names are at most 64 bytes (ACTOR_NAME_MAX), so this never cuts one. */
+    snprintf(q->name, sizeof q->name, "%s", ch->name);
     Wyvern__World__PlaceRequest pr = WYVERN__WORLD__PLACE_REQUEST__INIT;
     Wyvern__World__Point pos = WYVERN__WORLD__POINT__INIT;
     pr.account_id = c->account;

@@ -1,7 +1,8 @@
 /* wy-lobby enter_game: a ready session enters the game with one of its account's
  * characters: actor confirms the character is the account's (Actor.GetCharacter), world
  * places it (World.Place), lobby signs a join ticket for the placement's game instance
- * (wy_ticket) and answers entered_game; the session's presence turns in-game with the zone.
+ * (wy_ticket, with the character's name), writes the session record in-game with the zone
+ * and, once Redis acknowledged it, answers entered_game.
  * Loop thread only. Sits on wire and store (README "Code map"). */
 #ifndef LOBBY_ENTER_H
 #define LOBBY_ENTER_H

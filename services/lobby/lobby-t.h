@@ -14,12 +14,13 @@
 #include "wy_log.h"
 #include "lobby.pb-c.h"
 
-#define LOBBY_ID_MAX      64     /* account id, token sid (wy_token bounds) */
-#define LOBBY_NICK_MAX    64     /* bytes of a stored nickname (16 code points, UTF-8) */
-#define LOBBY_SID_LEN     36     /* session ids are UUIDv4 text */
-#define LOBBY_REASON_MAX  120    /* close reasons must fit 123 bytes */
-#define LOBBY_REVOKED_MAX 200000 /* entries of the revocation cache (tokens.c) */
-#define LOBBY_NSCRIPTS    5      /* Lua scripts of the sessions store (store.c) */
+#define LOBBY_ID_MAX         64     /* account id, token sid (wy_token bounds) */
+#define LOBBY_NICK_MAX       64     /* bytes of a stored nickname (16 code points, UTF-8) */
+#define LOBBY_SID_LEN        36     /* session ids are UUIDv4 text */
+#define LOBBY_REASON_MAX     120    /* close reasons must fit 123 bytes */
+#define LOBBY_REVOKED_MAX    200000 /* entries of the revocation cache (tokens.c) */
+#define LOBBY_NSCRIPTS       5      /* Lua scripts of the sessions store (store.c) */
+#define LOBBY_EPOCH_WAIT_MAX 8192   /* hellos waiting for an epoch batch (store.c); more: 4007 */
 
 /* auth's revocation keys, read by the claim (store.c; services/auth/README.md "Revocation"). */
 #define LOBBY_AUTH_REVOKED_SID    "auth:{revoked}:sid:"
@@ -78,6 +79,11 @@ struct lobby {
     wy_map_t *revoked;    /* "a:<account>" / "s:<sid>" -> (void*)(uintptr_t) revoked-at s */
     wy_list_t conns;      /* every open connection (lobby_conn_t.node) */
     wy_redis_script_t *scripts[LOBBY_NSCRIPTS]; /* the sessions store's (lobby_store_init) */
+    /* store.c: hellos waiting for the next epoch batch statement (epoch_req_t.node), and the
+     * batch statements in flight */
+    wy_list_t epoch_wait;
+    size_t epoch_nwait;
+    int epoch_batches;
     /* relay.c: events to Kafka waiting for a retry (in flight ones are librdkafka's) */
     wy_list_t relay_wait;
     size_t relay_n; /* waiting + in flight, <= WY_LOBBY_KAFKA_RELAY_MAX */

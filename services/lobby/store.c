@@ -133,6 +133,7 @@ void lobby_store_init(lobby_t *lb)
 {
     for (size_t i = 0; i < LOBBY_NSCRIPTS; i++)
         lb->scripts[i] = wy_redis_script_new(SCRIPTS[i]);
+    wy_list_init(&lb->epoch_wait);
 }
 
 /* Redis is closed (NULL) after the drain: connections still closing then get
@@ -207,16 +208,25 @@ static const wy_pg_stmt_t EPOCH_SQL = {
     "ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch",
     1};
 
-/* A hello's epoch and the account's nickname in one statement (one round trip, not two).
- * -> 1 row: epoch, nickname, norm (NULL without a nickname) */
+/* The epochs of a batch of hellos and their accounts' nicknames in one statement and one
+ * commit (group commit: EPOCH_BATCH_MAX accounts, each once). The rows are locked in account
+ * order, so two batches in flight never deadlock. $1: text[] of accounts -> 1 row per account:
+ * account_id, epoch, nickname, norm (NULL without a nickname) */
 static const wy_pg_stmt_t EPOCH_NICK_SQL = {
-    "lobby_fence_next_nick",
+    "lobby_fence_next_nick_batch",
     "WITH e AS (\n"
-    "  INSERT INTO lobby.fence_epochs AS f (account_id, epoch) VALUES ($1, 1)\n"
-    "  ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1 RETURNING epoch)\n"
-    "SELECT e.epoch, n.nickname, n.norm FROM e\n"
-    "LEFT JOIN lobby.nicknames n ON n.account_id = $1",
+    "  INSERT INTO lobby.fence_epochs AS f (account_id, epoch)\n"
+    "  SELECT a, 1 FROM unnest($1::text[]) a ORDER BY a\n"
+    "  ON CONFLICT (account_id) DO UPDATE SET epoch = f.epoch + 1\n"
+    "  RETURNING f.account_id, f.epoch)\n"
+    "SELECT e.account_id, e.epoch, n.nickname, n.norm FROM e\n"
+    "LEFT JOIN lobby.nicknames n ON n.account_id = e.account_id",
     1};
+
+/* Hellos' epoch statements: while EPOCH_BATCHES_MAX are in flight, the next hellos wait and go
+ * together in the next one; alone (no load) a hello's goes at once. */
+#define EPOCH_BATCH_MAX   64
+#define EPOCH_BATCHES_MAX 2
 
 /* A hello's nickname from the replica (WY_PG_REPLICA_URL), read while the epoch statement
  * runs on the primary: the nickname tolerates a moment of staleness, the epoch does not.
@@ -224,14 +234,18 @@ static const wy_pg_stmt_t EPOCH_NICK_SQL = {
 static const wy_pg_stmt_t NICK_REPLICA_SQL = {
     "lobby_nick_replica", "SELECT nickname, norm FROM lobby.nicknames WHERE account_id = $1", 1};
 
-/* cb(status, epoch, res, err, ud): WY_OK + the new epoch (res: the statement's row, valid
- * during cb), or an error with err what PostgreSQL said (or NULL). */
-typedef void (*epoch_cb)(int status, uint64_t epoch, const PGresult *res, const char *err,
-                         void *ud);
+/* cb(status, epoch, nick, norm, err, ud): WY_OK + the new epoch (with the nickname asked for:
+ * nick and norm, NULL when the account has none; valid during cb), or an error with err what
+ * PostgreSQL said (or NULL). */
+typedef void (*epoch_cb)(int status, uint64_t epoch, const char *nick, const char *norm,
+                         const char *err, void *ud);
 
 typedef struct {
+    wy_list_t node; /* in lb->epoch_wait until its batch goes */
+    lobby_t *lb;
     epoch_cb cb;
     void *ud;
+    char account[LOBBY_ID_MAX + 1];
 } epoch_req_t;
 
 static void epoch_done(int status, const PGresult *res, const char *err, void *ud)
@@ -242,22 +256,142 @@ static void epoch_done(int status, const PGresult *res, const char *err, void *u
         status = WY_EIO;
         err = "unexpected reply to the fence epoch";
     }
-    q->cb(status, (uint64_t)epoch, status == WY_OK ? res : NULL, err, q->ud);
+    q->cb(status, (uint64_t)epoch, NULL, NULL, err, q->ud);
     wy_free(q);
 }
 
-/* Starts the epoch increment (with the nickname: EPOCH_NICK_SQL); WY_OK (cb will run) or why
- * it could not start. */
+typedef struct {
+    lobby_t *lb;
+    size_t n;
+    epoch_req_t *reqs[EPOCH_BATCH_MAX];
+} epoch_batch_t;
+
+static void epoch_batch_send(lobby_t *lb, bool fail_now);
+
+/* Each hello of the batch gets its account's row; then the next batch goes. */
+static void epoch_batch_done(int status, const PGresult *res, const char *err, void *ud)
+{
+    epoch_batch_t *b = ud;
+    lobby_t *lb = b->lb;
+    int rows = status == WY_OK ? PQntuples(res) : 0;
+    for (size_t i = 0; i < b->n; i++) {
+        epoch_req_t *q = b->reqs[i];
+        int row = -1;
+        for (int r = 0; r < rows && row < 0; r++)
+            if (strcmp(wy_pg_text(res, r, "account_id"), q->account) == 0)
+                row = r;
+        int64_t epoch = row >= 0 ? wy_pg_int64(res, row, "epoch") : 0;
+        if (status != WY_OK)
+            q->cb(status, 0, NULL, NULL, err, q->ud);
+        else if (epoch <= 0)
+            q->cb(WY_EIO, 0, NULL, NULL, "unexpected reply to the fence epoch", q->ud);
+        else if (wy_pg_isnull(res, row, "nickname"))
+            q->cb(WY_OK, (uint64_t)epoch, NULL, NULL, NULL, q->ud);
+        else
+            q->cb(WY_OK, (uint64_t)epoch, wy_pg_text(res, row, "nickname"),
+                  wy_pg_text(res, row, "norm"), NULL, q->ud);
+        wy_free(q);
+    }
+    wy_free(b);
+    lb->epoch_batches--;
+    epoch_batch_send(lb, true);
+    lobby_unref(lb);
+}
+
+/* Appends s to a PostgreSQL array literal as one quoted element. */
+static void arr_add(wy_buf_t *b, const char *s)
+{
+    wy_buf_puts(b, b->len > 1 ? ",\"" : "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            wy_buf_putc(b, '\\');
+        wy_buf_putc(b, *p);
+    }
+    wy_buf_putc(b, '"');
+}
+
+/* Sends the waiting hellos' epochs as one statement if fewer than EPOCH_BATCHES_MAX are in
+ * flight; an account already in the batch waits for the next one (one row per account). When
+ * the pool refuses the statement, the batch's hellos get the error now if fail_now (a
+ * callback of its own), else they wait for the next try (lobby_store_tick), so next_epoch
+ * never runs a callback before it returns. */
+static void epoch_batch_send(lobby_t *lb, bool fail_now)
+{
+    if (lb->epoch_nwait == 0 || lb->epoch_batches >= EPOCH_BATCHES_MAX)
+        return;
+    wy_pg_t *pg = wy_daemon_pg(lb->d);
+    if (!pg && !fail_now)
+        return;
+    epoch_batch_t *b = wy_calloc(1, sizeof *b);
+    b->lb = lb;
+    wy_buf_t arr = WY_BUF_INIT;
+    wy_buf_putc(&arr, '{');
+    wy_list_t *pos, *tmp;
+    wy_list_foreach_safe(pos, tmp, &lb->epoch_wait)
+    {
+        if (b->n == EPOCH_BATCH_MAX)
+            break;
+        epoch_req_t *q = wy_list_entry(pos, epoch_req_t, node);
+        bool dup = false;
+        for (size_t i = 0; i < b->n && !dup; i++)
+            dup = strcmp(b->reqs[i]->account, q->account) == 0;
+        if (dup)
+            continue;
+        wy_list_remove(&q->node);
+        lb->epoch_nwait--;
+        b->reqs[b->n++] = q;
+        arr_add(&arr, q->account);
+    }
+    wy_buf_putc(&arr, '}');
+    const char *params[] = {arr.data};
+    int rc = pg ? wy_pg_exec(pg, &EPOCH_NICK_SQL, params, epoch_batch_done, b) : WY_EUNAVAIL;
+    wy_buf_free(&arr);
+    lb->epoch_batches++;
+    lobby_ref(lb);
+    if (rc == WY_OK)
+        return;
+    if (fail_now) {
+        epoch_batch_done(rc, NULL, wy_strerror(rc), b);
+        return;
+    }
+    for (size_t i = b->n; i-- > 0;) { /* back to the front, in their order */
+        wy_list_push_front(&lb->epoch_wait, &b->reqs[i]->node);
+        lb->epoch_nwait++;
+    }
+    wy_free(b);
+    lb->epoch_batches--;
+    lobby_unref(lb);
+}
+
+void lobby_store_tick(lobby_t *lb)
+{
+    epoch_batch_send(lb, true);
+}
+
+/* Starts the epoch increment (with the nickname: a hello's, batched with others' by
+ * epoch_batch_send); WY_OK (cb will run) or why it could not start. */
 static int next_epoch(lobby_t *lb, const char *account, bool with_nick, epoch_cb cb, void *ud)
 {
     wy_pg_t *pg = wy_daemon_pg(lb->d);
     if (!pg)
         return WY_EUNAVAIL;
     epoch_req_t *q = wy_calloc(1, sizeof *q);
+    q->lb = lb;
     q->cb = cb;
     q->ud = ud;
+    if (with_nick) {
+        if (lb->epoch_nwait >= LOBBY_EPOCH_WAIT_MAX) {
+            wy_free(q);
+            return WY_EBUSY;
+        }
+        snprintf(q->account, sizeof q->account, "%s", account);
+        wy_list_push_back(&lb->epoch_wait, &q->node);
+        lb->epoch_nwait++;
+        epoch_batch_send(lb, false);
+        return WY_OK;
+    }
     const char *params[] = {account};
-    int rc = wy_pg_exec(pg, with_nick ? &EPOCH_NICK_SQL : &EPOCH_SQL, params, epoch_done, q);
+    int rc = wy_pg_exec(pg, &EPOCH_SQL, params, epoch_done, q);
     if (rc != WY_OK)
         wy_free(q);
     return rc;
@@ -444,7 +578,8 @@ static void claim_revocation_done(int status, redisReply *reply, void *ud)
     claim_step(q);
 }
 
-static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
+static void claim_epoch(int status, uint64_t epoch, const char *nick, const char *norm,
+                        const char *err, void *ud)
 {
     claim_req_t *q = ud;
     lobby_conn_t *c = q->c;
@@ -453,9 +588,9 @@ static void claim_epoch(int status, uint64_t epoch, const PGresult *res, const c
         snprintf(q->ep_err, sizeof q->ep_err, "%s", err ? err : wy_strerror(status));
     } else {
         q->epoch = epoch;
-        if (res && PQnfields(res) > 1 && !wy_pg_isnull(res, 0, "nickname")) {
-            snprintf(c->nick, sizeof c->nick, "%s", wy_pg_text(res, 0, "nickname"));
-            snprintf(c->nick_norm, sizeof c->nick_norm, "%s", wy_pg_text(res, 0, "norm"));
+        if (nick) {
+            snprintf(c->nick, sizeof c->nick, "%s", nick);
+            snprintf(c->nick_norm, sizeof c->nick_norm, "%s", norm);
         }
     }
     claim_step(q);
@@ -520,9 +655,10 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb)
 
 /* ---------------------------------------------------------------- writes, release */
 
-static void write_done(int status, redisReply *reply, void *ud)
+/* What a session write's answer means for c; returns WY_OK (written, or re-asserted),
+ * WY_ESTATE (fenced: c is being kicked) or the error. */
+static int write_result(lobby_conn_t *c, int status, const redisReply *reply)
 {
-    lobby_conn_t *c = ud;
     c->writing = false;
     if (status == WY_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
         /* The account's epoch was gone (Redis lost its data) or lower: this live session
@@ -537,13 +673,36 @@ static void write_done(int status, redisReply *reply, void *ud)
             wy_log_info("session fenced", "session", c->sid, "account", c->account, NULL);
             lobby_conn_kick(c, "logged in elsewhere", LOBBY_CLOSE_KICKED);
         }
+        return WY_ESTATE;
     } else if (status != WY_OK && status != WY_ECANCELED) {
         wy_log_warn("session write failed", "session", c->sid, "error", wy_strerror(status), NULL);
     }
+    return status;
+}
+
+static void write_done(int status, redisReply *reply, void *ud)
+{
+    lobby_conn_t *c = ud;
+    (void)write_result(c, status, reply);
     lobby_conn_unref(c);
 }
 
-void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
+typedef struct {
+    lobby_conn_t *c;
+    lobby_written_cb cb;
+    void *ud;
+} write_then_t;
+
+static void write_then_done(int status, redisReply *reply, void *ud)
+{
+    write_then_t w = *(write_then_t *)ud;
+    wy_free(ud);
+    w.cb(w.c, write_result(w.c, status, reply), w.ud);
+    lobby_conn_unref(w.c);
+}
+
+/* The session write; cb NULL: write_done with c, else write_then_done with w. */
+static int write_record(lobby_conn_t *c, const char *old_norm, write_then_t *w)
 {
     lobby_t *lb = c->lb;
     char k1[SESS_KEY_MAX], k2[SESS_KEY_MAX], k3[SESS_KEY_MAX];
@@ -560,16 +719,36 @@ void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
                           lb->instance,     c->peer,      created,  seen,
                           c->session_state, c->nick_norm, old_norm, c->nick};
     c->last_write_ms = wy_now_ms();
-    if (eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c) == WY_OK) {
+    int rc = w ? eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_then_done, w)
+               : eval(lb, SCRIPT_WRITE, 3, keys, 12, args, write_done, c);
+    if (rc == WY_OK) {
         c->writing = true;
         lobby_conn_ref(c);
         nick_index(lb, c->nick_norm, c->account);
     }
+    return rc;
+}
+
+void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm)
+{
+    (void)write_record(c, old_norm, NULL);
 }
 
 void lobby_session_write(lobby_conn_t *c)
 {
-    lobby_session_write_nick(c, "");
+    (void)write_record(c, "", NULL);
+}
+
+int lobby_session_write_then(lobby_conn_t *c, lobby_written_cb cb, void *ud)
+{
+    write_then_t *w = wy_calloc(1, sizeof *w);
+    w->c = c;
+    w->cb = cb;
+    w->ud = ud;
+    int rc = write_record(c, "", w);
+    if (rc != WY_OK)
+        wy_free(w);
+    return rc;
 }
 
 static void release_done(int status, redisReply *reply, void *ud)
@@ -862,9 +1041,11 @@ static void fence_done(int status, redisReply *reply, void *ud)
     lookup_req_free(q);
 }
 
-static void fence_epoch(int status, uint64_t epoch, const PGresult *res, const char *err, void *ud)
+static void fence_epoch(int status, uint64_t epoch, const char *nick, const char *norm,
+                        const char *err, void *ud)
 {
-    WY_UNUSED(res);
+    WY_UNUSED(nick);
+    WY_UNUSED(norm);
     lookup_req_t *q = ud;
     if (status != WY_OK) {
         wy_log_warn("fence epoch failed", "account", q->account, "error",

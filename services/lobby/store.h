@@ -10,6 +10,9 @@
 /* Creates the Redis script objects of the store in lb->scripts (freed with the state).
  * Call once at start, before any other function of this file. */
 void lobby_store_init(lobby_t *lb);
+/* Retries the hellos' epoch batch the PostgreSQL pool refused (or fails it now): from the
+ * sweep timer and the stop, where claim callbacks may run. Loop thread. */
+void lobby_store_tick(lobby_t *lb);
 
 /* A session record as lookups return it. Fields valid during the callback only. */
 typedef struct {
@@ -64,6 +67,12 @@ int lobby_session_claim(lobby_conn_t *c, lobby_claim_cb cb);
  * gone from Redis (data lost) re-asserts itself (wy_lobby_sessions_reasserted_total). One
  * write at a time (c->writing). */
 void lobby_session_write(lobby_conn_t *c);
+/* The same, then cb(c, status, ud) once the write is answered: WY_OK (the record is written),
+ * WY_ESTATE (fenced: c is being kicked) or the error (Redis failed it, timed out, closing).
+ * Returns why the write could not start (cb then not called). Holds a reference to c until cb
+ * has run. Used where an answer to the client must wait for the record (enter.c). */
+typedef void (*lobby_written_cb)(lobby_conn_t *c, int status, void *ud);
+int lobby_session_write_then(lobby_conn_t *c, lobby_written_cb cb, void *ud);
 /* The same after a nickname change: old_norm's index entry is dropped if it names us. */
 void lobby_session_write_nick(lobby_conn_t *c, const char *old_norm);
 /* Deletes c's record and the indexes that still name it (logout, disconnect), under its

@@ -524,12 +524,48 @@ def _restart_lobby(cluster):
 
 
 
-def test_wy_cli_chat_through_libs_client(daemon, build_dir, tmp_path):
-    """`wy chat ...` (tools/wy.c on libs/client's wyc_chat.c) against auth, lobby and chat:
-    create a party, invite, join, send, history; a whisper to an offline player shows up in
-    their `wy lobby` right after the welcome."""
-    import json
-    import os
+class WyCli:
+    """`wy --json` as several people (a credentials folder each) against auth, lobby and chat."""
+
+    def __init__(self, build_dir, tmp_path, base):
+        self.bin = os.path.join(build_dir, "tools", "wy")
+        self.tmp, self.base = tmp_path, base
+        self.names = {}
+
+    def env(self, who):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("WY_SERVER", "WY_CREDENTIALS", "WY_PASSWORD", "WY_SERVER_KEY")}
+        env.update(self.base, WY_CREDENTIALS_DIR=str(self.tmp / who))
+        return env
+
+    def run(self, who, *args, password=None, timeout=30, json_out=True):
+        import json
+        import subprocess
+        p = subprocess.run([self.bin] + (["--json"] if json_out else []) + list(args),
+                           input=password and password + "\n", env=self.env(who),
+                           capture_output=True, text=True, timeout=timeout)
+        out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+        return p.returncode, out, p.stderr
+
+    def ok(self, who, *args, **kw):
+        rc, out, err = self.run(who, *args, **kw)
+        assert rc == 0 and out and out[-1].get("ok") is True, (args, rc, out, err)
+        return out[-1]
+
+    def register(self, who):
+        name = "%s%s" % (who, uuid.uuid4().hex[:8])
+        self.ok(who, "register", name, "--password-stdin", password="correct horse battery")
+        self.names[who] = name
+        return self.ok(who, "whoami")["account_id"]
+
+    def login(self, who):
+        return self.ok(who, "login", self.names[who], "--password-stdin",
+                       password="correct horse battery")
+
+
+@pytest.fixture
+def cli(daemon, build_dir, tmp_path):
+    """auth (its own key), wy-chat and a lobby wired to both; a WyCli for them."""
     import subprocess
     keys = tmp_path / "keys"
     keys.mkdir()
@@ -545,31 +581,26 @@ def test_wy_cli_chat_through_libs_client(daemon, build_dir, tmp_path):
                                  "WY_LOBBY_CHAT_GRPC": chat.grpc_addr})
     base = {"WY_AUTH_URL": "http://127.0.0.1:%s" % auth.env["WY_AUTH_HTTP_PORT"],
             "WY_LOBBY_URL": "ws://127.0.0.1:%s/v1/lobby" % lobby.env["WY_LOBBY_WS_PORT"]}
+    return WyCli(build_dir, tmp_path, base)
 
-    def wy(who, *args, password=None, timeout=30):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("WY_SERVER", "WY_CREDENTIALS", "WY_PASSWORD", "WY_SERVER_KEY")}
-        env.update(base, WY_CREDENTIALS_DIR=str(tmp_path / who))
-        p = subprocess.run([os.path.join(build_dir, "tools", "wy"), "--json"] + list(args),
-                           input=password and password + "\n", env=env, capture_output=True,
-                           text=True, timeout=timeout)
-        out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
-        return p.returncode, out, p.stderr
 
-    def ok(who, *args, **kw):
-        rc, out, err = wy(who, *args, **kw)
-        assert rc == 0 and out and out[-1].get("ok") is True, (args, rc, out, err)
-        return out[-1]
-
-    ids = {}
-    for who in ("alice", "bob"):
-        name = "%s%s" % (who, uuid.uuid4().hex[:8])
-        ok(who, "register", name, "--password-stdin", password="correct horse battery")
-        ids[who] = ok(who, "whoami")["account_id"]
+def test_wy_cli_chat_through_libs_client(cli, build_dir, tmp_path):
+    """`wy chat ...` (tools/wy.c on libs/client's wyc_chat.c) against auth, lobby and chat:
+    create a party, invite, join, list one's channels, send, history; a whisper to an offline player shows up in
+    their `wy lobby` right after the welcome."""
+    import json
+    import subprocess
+    wy, ok, base = cli.run, cli.ok, cli.base
+    ids = {who: cli.register(who) for who in ("alice", "bob")}
     cid = ok("alice", "chat", "create", "party", "Raid")["channel_id"]
     assert cid.startswith("party:")
     ok("alice", "chat", "invite", cid, ids["bob"])
     assert ok("bob", "chat", "join", cid)["seq"] == 3
+    # Each one's channels, with their role.
+    for who, role in (("alice", "owner"), ("bob", "member")):
+        chs = ok(who, "chat", "channels")["channels"]
+        assert [(c["channel_id"], c["kind"], c["name"], c["role"]) for c in chs] == \
+            [(cid, "party", "Raid", role)], (who, chs)
     sent = ok("bob", "chat", "send", cid, "hello party")
     assert sent["seq"] == 4 and sent["text"] == "hello party"
     h = ok("alice", "chat", "history", cid)
@@ -612,3 +643,66 @@ def test_wy_cli_chat_through_libs_client(daemon, build_dir, tmp_path):
     rc, out, err = wy("bob", "lobby", "--for", "2")
     assert rc == 0 and out and out[0].get("event") == "welcome", (out, err)
     assert not [e for e in out if e.get("event") == "chat" and e.get("offline")], (out, err)
+
+
+def test_wy_cli_chat_moderation(cli, stack):
+    """`wy chat report|reports|resolve|mute|unmute|delete`: a player reports a message; a
+    player without the moderator role is refused every moderation command with a message that
+    says why (exit 8); once an operator grants the role (auth.set_roles) the moderator lists
+    the report with the message, resolves it, mutes and unmutes the sender and deletes the
+    message."""
+    ids = {who: cli.register(who) for who in ("mod", "alice", "bob")}
+    said = cli.ok("alice", "chat", "send", "world", "cheap gold, visit spam.example")
+    seq = said["seq"]
+    cli.ok("bob", "chat", "report", "world", str(seq), "spam")
+    # No role: refused by chat, with the reason in the error (and a hint in text mode).
+    for args in (("reports",), ("resolve", "1", "x"), ("mute", ids["alice"], "10m"),
+                 ("unmute", ids["alice"])):
+        rc, out, err = cli.run("bob", "chat", *args)
+        assert rc == 8, (args, rc, out, err)
+        assert out[-1]["ok"] is False and "only moderators" in out[-1]["error"]["message"], out
+    rc, out, err = cli.run("bob", "chat", "reports", json_out=False)
+    assert rc == 8 and "only moderators review reports" in err, err
+    assert "log in again" in err, err
+    rc, out, err = cli.run("bob", "chat", "mute", ids["alice"], "ten minutes")
+    assert rc == 2 and "DURATION" in out[-1]["error"]["message"], out
+    # The operator grants the role; the moderator logs in again for a token that carries it.
+    assert stack.psql("SELECT auth.set_roles('%s', ARRAY['moderator'])" % ids["mod"]) == \
+        "{moderator}"
+
+    def as_moderator():
+        cli.login("mod")
+        rc, out, _ = cli.run("mod", "chat", "reports")
+        return out[-1] if rc == 0 else None
+    listed = wait_until(as_moderator, 30, interval=0.5, what="reports as a moderator")
+    mine = [r for r in listed["reports"] if r["reporter_id"] == ids["bob"]]
+    assert len(mine) == 1, listed
+    rep = mine[0]
+    assert (rep["channel_id"], rep["seq"], rep["reason"], rep["resolved_at_ms"]) == \
+        ("world", seq, "spam", 0)
+    assert (rep["message"]["sender_id"], rep["message"]["text"]) == \
+        (ids["alice"], "cheap gold, visit spam.example")
+    done = cli.ok("mod", "chat", "resolve", str(rep["report_id"]), "muted 10 min")
+    assert done["report_id"] == rep["report_id"]
+    assert not [r for r in cli.ok("mod", "chat", "reports")["reports"]
+                if r["report_id"] == rep["report_id"]]
+    closed = [r for r in cli.ok("mod", "chat", "reports", "--all")["reports"]
+              if r["report_id"] == rep["report_id"]]
+    assert len(closed) == 1 and closed[0]["resolution"] == "muted 10 min"
+    assert closed[0]["resolved_by"] == ids["mod"] and closed[0]["resolved_at_ms"] > 0
+    rc, out, _ = cli.run("mod", "chat", "resolve", str(rep["report_id"]), "again")
+    assert rc == 5, out  # closed already
+    # Mute the sender in world for 10 minutes, then lift it.
+    m = cli.ok("mod", "chat", "mute", ids["alice"], "10m", "--channel", "world", "--reason",
+               "spam")
+    assert m["until_ms"] > time.time() * 1000 + 9 * 60 * 1000, m
+    rc, out, _ = cli.run("alice", "chat", "send", "world", "am I muted?")
+    assert rc == 8, out
+    assert cli.ok("mod", "chat", "unmute", ids["alice"], "--channel", "world")["until_ms"] == 0
+    cli.ok("alice", "chat", "send", "world", "sorry")
+    # Delete the reported message: a tombstone, and history shows it deleted.
+    d = cli.ok("mod", "chat", "delete", "world", str(seq), "spam")
+    assert d["channel_id"] == "world" and d["seq"] > seq
+    h = cli.ok("bob", "chat", "history", "world", "--limit", "200")  # the latest page
+    assert [(x["text"], x["deleted"]) for x in h["messages"] if x["seq"] == seq] == \
+        [("", True)], h

@@ -79,11 +79,13 @@ def test_wy_play_says_a_line_over_the_game_connection(build_dir, tmp_path, proto
 
     def got():
         evs = [json.loads(x) for x in list(lines) if x.startswith("{")]
-        return {(e["channel_id"], e["seq"], e["text"], e["sender_id"]) for e in evs
-                if e.get("event") == "chat"}
-    want = {(whisper["channel_id"], whisper["seq"], "psst, bob", alice)}
+        return {(e["channel_id"], e["seq"], e["text"], e["sender_id"], e["sender_name"])
+                for e in evs if e.get("event") == "chat"}
+    # Each shows who spoke: alice's character name (from her join ticket).
+    want = {(whisper["channel_id"], whisper["seq"], "psst, bob", alice, alice_char)}
     if first["instance_id"] == welcome["instance_id"]:  # the same zone instance: bob hears it
-        want.add((zone_msg["channel_id"], zone_msg["seq"], "hello from the game", alice))
+        want.add((zone_msg["channel_id"], zone_msg["seq"], "hello from the game", alice,
+                  alice_char))
     wait_until(lambda: want <= got(), 30, what="bob's wy play printing alice's messages")
     proc.terminate()  # SIGTERM: wy play leaves
     proc.wait(timeout=60)

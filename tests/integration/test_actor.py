@@ -164,10 +164,28 @@ def test_kill9_during_a_load_keeps_every_acknowledged_command_once(daemon, stack
             with lock:
                 acked.append((actor, key))
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(16)]
+    def batch_worker(n):
+        """ApplyBatch calls of 8 commands over the characters: a command is acknowledged
+        when its own result is OK (the others of its call may have failed)."""
+        i = 0
+        while not stop.is_set():
+            keys = [(actors[(n + j) % len(actors)], "b%d-%d-%d" % (n, i, j)) for j in range(8)]
+            i += 1
+            try:
+                out = apply_batch(st, pb, [earn_cmd(pb, a, k) for a, k in keys], timeout=5)
+            except grpc.RpcError:
+                if not d.running():
+                    return
+                continue
+            with lock:
+                acked.extend(key for key, r in zip(keys, out.results) if r.code == 0)
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(12)]
+    threads += [threading.Thread(target=batch_worker, args=(n,), daemon=True) for n in range(4)]
     for t in threads:
         t.start()
-    wait_until(lambda: len(acked) >= 400, timeout=60, what="400 acknowledged commands")
+    wait_until(lambda: len(acked) >= 400 and any(k.startswith("b") for _, k in acked),
+               timeout=60, what="400 acknowledged commands, some of them in batches")
     d.kill9()
     stop.set()
     for t in threads:
@@ -191,12 +209,97 @@ def test_kill9_during_a_load_keeps_every_acknowledged_command_once(daemon, stack
         got = served(lambda: st2.GetCharacter(pb[0].GetCharacterRequest(actor_id=actor),
                                               timeout=DEADLINE))
         assert got.gold == committed
-    # Retrying what was acknowledged answers the first results and adds nothing.
+    # Retrying what was acknowledged answers the first results and adds nothing, one by
+    # one and as one batch.
     before = {a: events(stack, a) for a in actors}
     for actor, key in acked_now[:50]:
         assert earn(st2, pb, actor, key).replayed
+    batched = [(a, k) for a, k in acked_now if k.startswith("b")][:64]
+    out = apply_batch(st2, pb, [earn_cmd(pb, a, k) for a, k in batched])
+    assert [(r.code, r.response.replayed) for r in out.results] == [(0, True)] * len(batched)
     assert {a: events(stack, a) for a in actors} == before
     ch2.close()
+
+
+def earn_cmd(pb, actor_id, key, amount=1):
+    return pb[0].ApplyRequest(actor_id=actor_id, idempotency_key=key,
+                              earn_currency=pb[0].EarnCurrency(amount=amount))
+
+
+def apply_batch(st, pb, commands, timeout=DEADLINE, omit_character=False):
+    return st.ApplyBatch(pb[0].ApplyBatchRequest(commands=commands,
+                                                 omit_character=omit_character), timeout=timeout)
+
+
+def test_apply_batch_answers_each_command_and_a_retry_replays_them(daemon, stack, pb):
+    d = start(daemon)
+    st, ch = stub(d, pb)
+    a, b, c = (create(st, pb).actor_id for _ in range(3))
+    ok = grpc.StatusCode.OK.value[0]
+    commands = [
+        earn_cmd(pb, a, "a-1", 5),
+        earn_cmd(pb, b, "b-1", 7),
+        pb[0].ApplyRequest(actor_id=c, idempotency_key="c-spend",  # refused: no gold
+                           spend_currency=pb[0].SpendCurrency(amount=1000)),
+        earn_cmd(pb, "not-a-uuid", "x-1"),                          # malformed
+        pb[0].ApplyRequest(actor_id=a, idempotency_key="a-none"),   # no command
+        earn_cmd(pb, str(uuid.uuid4()), "ghost-1"),                 # no such character
+        earn_cmd(pb, a, "a-2", 10),                                 # after a-1, same call
+        earn_cmd(pb, a, "a-2", 10),                                 # the same key again
+        earn_cmd(pb, c, "c-1", 3),                                  # c after its refusal
+    ]
+    out = apply_batch(st, pb, commands)
+    codes = [r.code for r in out.results]
+    assert codes == [ok, ok, grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                     grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                     grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                     grpc.StatusCode.NOT_FOUND.value[0], ok, ok, ok], out
+    assert "actor_id" in out.results[3].message
+    assert out.results[0].response.character.gold == 5
+    assert out.results[6].response.character.gold == 15
+    assert out.results[6].response.seq == out.results[0].response.seq + 1
+    assert out.results[7].response.seq == out.results[6].response.seq  # one event for a-2
+    assert not out.results[6].response.replayed and out.results[7].response.replayed
+    assert out.results[8].response.character.gold == 3
+    assert (events(stack, a, "currency_earned"), events(stack, b, "currency_earned"),
+            events(stack, c, "currency_earned"), events(stack, c, "currency_spent")) == (2, 1, 1, 0)
+
+    # The same call again: every command answers its first result, nothing is written.
+    again = apply_batch(st, pb, commands)
+    assert [r.code for r in again.results] == codes
+    for i in (0, 1, 6, 7, 8):
+        assert again.results[i].response.replayed
+        assert again.results[i].response.seq == out.results[i].response.seq
+        assert again.results[i].response.character == out.results[i].response.character
+    assert again.results[2].message == out.results[2].message
+    assert (events(stack, a), events(stack, b), events(stack, c)) == (3, 2, 2)
+
+    # Without the characters: seq and replayed only.
+    brief = apply_batch(st, pb, [earn_cmd(pb, b, "b-2", 1), earn_cmd(pb, b, "b-1", 7)],
+                        omit_character=True)
+    assert [r.code for r in brief.results] == [ok, ok]
+    assert not brief.results[0].response.HasField("character")
+    assert brief.results[0].response.seq == 3 and not brief.results[0].response.replayed
+    assert brief.results[1].response.replayed and brief.results[1].response.seq == 2
+    ch.close()
+
+
+def test_apply_batch_over_the_bound_or_empty_is_refused_whole(daemon, stack, pb):
+    d = start(daemon, WY_ACTOR_APPLY_BATCH_MAX="8")
+    st, ch = stub(d, pb)
+    a = create(st, pb).actor_id
+    with pytest.raises(grpc.RpcError) as e:
+        apply_batch(st, pb, [earn_cmd(pb, a, "k-%d" % i) for i in range(9)])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "9 commands, at most 8 per call" in e.value.details()
+    assert events(stack, a, "currency_earned") == 0
+    with pytest.raises(grpc.RpcError) as e:
+        apply_batch(st, pb, [])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    out = apply_batch(st, pb, [earn_cmd(pb, a, "k-%d" % i) for i in range(8)])
+    assert [r.code for r in out.results] == [0] * 8
+    assert events(stack, a, "currency_earned") == 8
+    ch.close()
 
 
 def test_actor_with_10000_events_loads_from_its_snapshot(daemon, stack, pb):

@@ -106,6 +106,9 @@ def test_redelivered_gameplay_events_apply_once(daemon, stack, build_dir, pb):
     ids = ",".join("'%s'" % e[0] for e in events)
     assert int(stack.psql("SELECT count(*) FROM actor.wy_consumed WHERE consumer = 'actor' AND "
                           "event_id IN (%s)" % ids)) == len(events)
+    # The consumed id is a gameplay event's only record: no idempotency key row.
+    assert int(stack.psql("SELECT count(*) FROM actor.commands WHERE actor_id = '%s'"
+                          % c.actor_id)) == 0
     ch2.close()
 
 

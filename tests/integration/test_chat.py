@@ -228,6 +228,48 @@ def test_offline_whispers_page_by_cursor_until_acknowledged(daemon, pb):
                                       timeout=DEADLINE)) == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_concurrent_first_pages_each_get_their_own_whispers(daemon, pb):
+    """Many logins' first pages at once: each account gets exactly its own whispers, in
+    order, its page bound and `more`; a kill -9 of chat loses none (only an acknowledgement
+    removes them), the next start answers the same."""
+    d = start(daemon)
+    st = stub(d, pb)
+    sender = acct()
+    some = [acct() for _ in range(8)]
+    none = [acct() for _ in range(8)]
+    heavy = acct()
+    want = {}
+    for i, a in enumerate(some):
+        want[a] = ["%d-%d" % (i, k) for k in range(i + 1)]
+        for t in want[a]:
+            assert send(st, pb, sender, to=a, text=t).offline
+    for a in none:
+        want[a] = []
+    with cf.ThreadPoolExecutor(8) as ex:  # 205 whispers: more than one first page (200)
+        assert all(ex.map(lambda k: send(st, pb, sender, to=heavy, text="h%03d" % k).offline,
+                          range(205)))
+    accounts = some + none + [heavy]
+
+    def first_pages(st):
+        def one(a):
+            return a, st.Offline(pb[0].OfflineRequest(account_id=a), timeout=DEADLINE)
+
+        with cf.ThreadPoolExecutor(len(accounts)) as ex:
+            got = list(ex.map(one, accounts * 3))
+        for a, r in got:
+            if a == heavy:
+                texts = [m.text for m in r.messages]
+                assert len(texts) == 200 and r.more and len(set(texts)) == 200
+                assert list(r.ids) == sorted(r.ids)
+            else:
+                assert [m.text for m in r.messages] == want[a] and not r.more, a
+                assert all(m.sender_id == sender for m in r.messages)
+
+    first_pages(st)
+    d.kill9()
+    first_pages(stub(start(daemon), pb))
+
+
 def test_report_review_by_moderators_only(daemon, stack, pb):
     op = acct()  # an operator's account: WY_CHAT_MODERATORS
     st = stub(start(daemon, WY_CHAT_MODERATORS=op), pb)

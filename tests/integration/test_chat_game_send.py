@@ -163,3 +163,79 @@ def test_chat_send_before_join_is_refused(pb, game_chat):  # noqa: F811
     m = c.recv()
     assert m.WhichOneof("body") == "error" and m.error.code == pb[0].INVALID
     c.close()
+
+
+@pytest.fixture
+def road_with_chat(daemon, stack, pb, clean_redis):  # noqa: F811
+    """The real road: actor, world, wy-chat, a game wired to chat, a lobby wired to all."""
+    actor = daemon("actor")
+    chat = daemon("chat", env={"WY_REDIS_URL": clean_redis})
+    w = start_world(daemon, clean_redis)
+    g = start_game(daemon, w, WY_GAME_CHAT_GRPC=chat.grpc_addr)
+    lobby = daemon("lobby", env={"WY_LOBBY_ACTOR_GRPC": actor.grpc_addr,
+                                 "WY_LOBBY_WORLD_GRPC": w.grpc_addr,
+                                 "WY_LOBBY_CHAT_GRPC": chat.grpc_addr,
+                                 "WY_REDIS_URL": clean_redis})
+    lobby.ws_url = "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
+    wait_registered(world_stub(w, pb), pb, g)
+    return actor, lobby
+
+
+def lobby_push(c, pred, what, timeout=30):
+    """The first chat_message push to lobby client c for which pred holds."""
+    for m in c.pushes:
+        if m.WhichOneof("body") == "chat_message" and pred(m.chat_message):
+            return m.chat_message
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        m = c.recv()
+        assert m is not None, "lobby closed the session waiting for " + what
+        c.pushes.append(m)
+        if m.WhichOneof("body") == "chat_message" and pred(m.chat_message):
+            return m.chat_message
+    pytest.fail("no %s on the lobby session" % what)
+
+
+def test_game_chat_carries_the_speakers_character_name(daemon_log_dir, pb, road_with_chat):
+    """A message sent from the game shows the speaker's character name (signed into the join
+    ticket by lobby, from actor) to a lobby member and to a game member, as lobby sends
+    show the sender's nickname."""
+    import lobby_pb2 as L
+    from test_enter_game import access_token, new_character
+    from test_lobby import Client
+    actor, lobby = road_with_chat
+    apb = {"actor": __import__("actor_pb2"), "actor_grpc": __import__("actor_pb2_grpc")}
+
+    def player(acct):
+        ch = new_character(actor, apb, acct)
+        lc = Client(lobby.ws_url)
+        assert lc.hello(access_token(daemon_log_dir, acct)).status.code == L.OK
+        r = lc.call(enter_game=L.EnterGame(character_id=ch.actor_id))
+        assert r.status.code == L.OK, r
+        gc = Player(pb, "ws://%s/v1/game" % r.entered_game.game_addr)
+        gc.pbl = L
+        m = gc.join(r.entered_game.ticket)
+        assert m.WhichOneof("body") == "welcome", m
+        gc.account, gc.instance = acct, r.entered_game.instance_id
+        return ch, lc, gc
+
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    a_char, a_lobby, a_game = player(alice)
+    b_char, b_lobby, b_game = player(bob)
+    assert a_game.instance == b_game.instance  # both in oakvale (the default zone)
+    # A whisper from alice's game connection reaches bob's lobby session with her name.
+    w = a_game.chat(to=bob, text="psst")
+    assert w.WhichOneof("body") == "chat_sent", w
+    got = lobby_push(b_lobby, lambda m: m.channel_id == w.chat_sent.channel_id, "the whisper")
+    assert (got.text, got.sender_id, got.sender_name) == ("psst", alice, a_char.name)
+    # A zone message reaches bob's game connection with her name too.
+    z = a_game.chat("zone", "hello oakvale")
+    assert z.WhichOneof("body") == "chat_sent", z
+    got = b_game.wait_push(lambda m: m.channel_id == z.chat_sent.channel_id, "the zone message")
+    assert (got.text, got.sender_id, got.sender_name) == ("hello oakvale", alice, a_char.name)
+    # And the stored message (history) keeps it.
+    h = b_lobby.call(chat_history=L.ChatHistory(channel_id=w.chat_sent.channel_id, limit=10))
+    assert [(m.seq, m.sender_name) for m in h.chat_history_page.messages] == \
+        [(w.chat_sent.seq, a_char.name)], h
+    for c in (a_lobby, b_lobby, a_game, b_game):
+        c.close()

@@ -165,6 +165,47 @@ def test_roles_claim_read_from_the_verified_token_only(daemon, keys, free_port, 
         assert r.status.code == c.pb.UNAUTHENTICATED and c.wait_closed() == 4001, bad
 
 
+def test_chat_moderators_setting_applies_through_lobby(daemon, keys, free_port,  # noqa: F811
+                                                      protos):
+    """An account of WY_CHAT_MODERATORS is a moderator whatever its token says, through lobby
+    too (lobby lets wy-chat decide): it reviews reports and mutes; an account neither listed
+    nor with the role is refused FORBIDDEN with chat's reason."""
+    op, bob, alice = (str(uuid.uuid4()) for _ in range(3))
+    chat = daemon("chat", env={"WY_CHAT_RATE_LIMIT": "1000", "WY_CHAT_RATE_WINDOW": "1s",
+                               "WY_CHAT_MODERATORS": "someone-else," + op})
+    d = daemon("lobby", env=lobby_env(keys, free_port, CHAT_GRPC=chat.grpc_addr))
+    url = "ws://127.0.0.1:%s/v1/lobby" % d.env["WY_LOBBY_WS_PORT"]
+    sessions = {}
+    for acct in (op, bob, alice):
+        sessions[acct] = Client(url)
+        assert sessions[acct].hello(token(keys, acct)).status.code == 0  # no roles claim
+    pb = sessions[op].pb
+    said = sessions[alice].call(chat_send=pb.ChatSend(channel_id="world", text="spam spam"))
+    assert said.status.code == 0, said.status
+    r = sessions[bob].call(chat_report=pb.ChatMessageRef(channel_id="world",
+                                                         seq=said.chat_sent.seq, reason="spam"))
+    assert r.status.code == 0, r.status
+    for body in ({"chat_reports": pb.ChatReports()},
+                 {"chat_mute": pb.ChatMute(account_id=alice, duration_ms=60000)},
+                 {"chat_resolve_report": pb.ChatResolveReport(report_id=1)}):
+        r = sessions[bob].call(**body)
+        assert r.status.code == pb.FORBIDDEN and "moderators" in r.status.message, \
+            (body, r.status)
+    rep = sessions[op].call(chat_reports=pb.ChatReports(limit=200))
+    assert rep.status.code == 0, rep.status
+    mine = [x for x in rep.chat_report_list.reports if x.reporter_id == bob]
+    assert len(mine) == 1 and mine[0].message.text == "spam spam", rep
+    r = sessions[op].call(chat_resolve_report=pb.ChatResolveReport(report_id=mine[0].report_id,
+                                                                  resolution="ok"))
+    assert r.status.code == 0, r.status
+    r = sessions[op].call(chat_mute=pb.ChatMute(account_id=alice, duration_ms=60000))
+    assert r.status.code == 0 and r.chat_muted.until_ms > time.time() * 1000, r
+    r = sessions[alice].call(chat_send=pb.ChatSend(channel_id="world", text="still here?"))
+    assert r.status.code == pb.FORBIDDEN, r.status
+    for c in sessions.values():
+        c.close()
+
+
 def test_offline_whisper_survives_lobby_kill9_until_acked(daemon, stack, keys,  # noqa: F811
                                                            free_port, protos):
     import chat_pb2

@@ -288,3 +288,38 @@ def test_friends_list_shows_a_friend_in_game_with_the_zone(daemon_log_dir, pb, r
     g.wait_closed()
     wait_until(lambda: friend().presence == pb["lobby"].ONLINE, 20, what="friend online")
     assert friend().zone == ""
+
+
+def test_session_record_says_in_game_before_entered_game(daemon_log_dir, daemon, stack, pb):
+    """Whoever reads the session once the player has entered_game (a friend's presence,
+    another lobby instance) sees it in game: lobby answers only after the record's write is
+    acknowledged. Lobby's link to Redis delays what it sends by 0.4 s, so an answer sent
+    before the write landed would be seen with the record still "online"."""
+    import re
+    from harness.delayproxy import DelayProxy
+    from harness.stack import _hostport
+    db = 6
+    stack.redis_cli("-n", db, "FLUSHDB")
+    redis_url = re.sub(r"(/\d+)?$", "/%d" % db, stack.redis_url, count=1)
+    host, port = _hostport(stack.redis_url)
+    proxy = DelayProxy(host, port, 0.4)
+    try:
+        actor = daemon("actor")
+        world = start_world(daemon, redis_url)
+        game = start_game(daemon, world)
+        slow = redis_url.replace("%s:%d" % (host, port), "127.0.0.1:%d" % proxy.port, 1)
+        lobby = daemon("lobby", env={"WY_LOBBY_ACTOR_GRPC": actor.grpc_addr,
+                                     "WY_LOBBY_WORLD_GRPC": world.grpc_addr,
+                                     "WY_REDIS_URL": slow})
+        lobby.ws_url = "ws://127.0.0.1:%d/v1/lobby" % lobby.client_port
+        acct, ch, c = ready_player(daemon_log_dir, pb, (actor, world, game, lobby))
+        sid = stack.redis_cli("-n", db, "GET", "sess:{%s}:acct" % acct).strip()
+        rec = "sess:{%s}:s:%s" % (acct, sid)
+        assert stack.redis_cli("-n", db, "HGET", rec, "state").strip() == "online"
+        r = enter(c, pb, ch.actor_id)
+        assert r.status.code == pb["lobby"].OK, r
+        # Read at once, as another instance would: no waiting for the record to catch up.
+        assert stack.redis_cli("-n", db, "HGET", rec, "state").strip() == "in-game:oakvale"
+        c.close()
+    finally:
+        proxy.close()

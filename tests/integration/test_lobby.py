@@ -662,3 +662,48 @@ def test_grpc_kick_and_notices_reach_other_instance(daemon, protos, keys, free_p
 
 def tag():
     return uuid.uuid4().hex[:8]
+
+
+# ---------------------------------------------------------------- batched hello epochs
+
+def test_concurrent_hellos_each_get_their_own_epoch_and_nickname(daemon, protos, keys,
+                                                                  free_port, stack):
+    # Concurrent hellos share one epoch statement (store.c): each must still get its own
+    # account's row (nickname, epoch), and the next login of every account a higher epoch.
+    a = start_lobby(daemon, keys, free_port, MAX_CONNECTIONS="1000", HELLO_TIMEOUT="20s")
+    tag = uuid.uuid4().hex[:6]
+    named = {"acct-" + uuid.uuid4().hex[:8]: "Batch%d%s" % (i, tag) for i in range(6)}
+    for acct, nick in named.items():
+        c, w = login(a.ws_url, token(keys, acct))
+        assert w.status.code == 0 and set_nick(c, nick).status.code == 0
+        c.call(logout=c.pb.Logout())
+        c.wait_closed()
+    accounts = list(named) + ["acct-" + uuid.uuid4().hex[:8] for _ in range(34)]
+
+    def round_of_hellos():
+        start = threading.Barrier(len(accounts))
+
+        def one(acct):
+            c = Client(a.ws_url, timeout=20)
+            try:
+                start.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                pass
+            return c, c.hello(token(keys, acct))
+
+        with cf.ThreadPoolExecutor(len(accounts)) as ex:
+            done = list(ex.map(one, accounts))
+        epochs = {}
+        for acct, (c, w) in zip(accounts, done):
+            assert w is not None and w.status.code == 0, (acct, w)
+            assert w.welcome.account_id == acct
+            assert w.welcome.nickname == named.get(acct, ""), (acct, w.welcome.nickname)
+            epochs[acct] = w.welcome.epoch
+            c.call(logout=c.pb.Logout())
+            c.close()
+        return epochs
+
+    first = round_of_hellos()
+    second = round_of_hellos()
+    for acct in accounts:
+        assert second[acct] > first[acct] > 0, (acct, first[acct], second[acct])

@@ -49,6 +49,7 @@ static int setup(void **state)
     add_public(f->game, f->lobby);
     snprintf(f->t.account, sizeof f->t.account, "acct-1");
     snprintf(f->t.character, sizeof f->t.character, "char-1");
+    snprintf(f->t.name, sizeof f->t.name, "Élise");
     snprintf(f->t.zone, sizeof f->t.zone, "meadow");
     snprintf(f->t.instance, sizeof f->t.instance, "meadow#1");
     snprintf(f->t.game, sizeof f->t.game, "game-a");
@@ -107,6 +108,7 @@ static void test_valid_ticket_carries_its_claims(void **state)
     assert_int_equal(verify(f, tk, &vo, WY_OK, &c), WY_TICKET_OK);
     assert_string_equal(c.account, "acct-1");
     assert_string_equal(c.character, "char-1");
+    assert_string_equal(c.name, "Élise");
     assert_string_equal(c.zone, "meadow");
     assert_string_equal(c.instance, "meadow#1");
     assert_string_equal(c.game, "game-a");
@@ -251,6 +253,49 @@ static void test_sign_refuses_bad_fields(void **state)
     assert_null(tk);
 }
 
+/* The character's name: optional (a ticket of an older lobby has none and verifies with ""),
+ * at most WY_TICKET_NAME_MAX bytes, a string. */
+static void test_name_claim_is_optional_and_bounded(void **state)
+{
+    fx_t *f = *state;
+    wy_ticket_t c;
+    const char *err = NULL;
+    char *tk = NULL;
+    json_t *cl = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:f, s:s, s:I, s:I}",
+                           "iss", WY_TICKET_ISS, "aud", WY_TICKET_AUD, "sub", "acct-1", "chr",
+                           "char-1", "zone", "meadow", "zin", "meadow#1", "gid", "game-a", "ginc",
+                           "inc-1", "x", 1.0, "y", 2.0, "jti", "AAAAAAAAAAAAAAAAAAAAAA", "iat_ms",
+                           (json_int_t)NOW, "exp_ms", (json_int_t)(NOW + TTL));
+    assert_int_equal(wy_jwt_sign(f->lobby, "k1", cl, &tk, &err), WY_OK);
+    assert_int_equal(verify(f, tk, &vo, WY_OK, &c), WY_TICKET_OK);
+    assert_string_equal(c.name, "");
+    assert_string_equal(c.character, "char-1");
+    wy_free(tk);
+    json_object_set_new(cl, "name", json_integer(7)); /* not a string */
+    assert_int_equal(wy_jwt_sign(f->lobby, "k1", cl, &tk, &err), WY_OK);
+    assert_int_equal(verify(f, tk, &vo, WY_EINVAL, NULL), WY_TICKET_MALFORMED);
+    wy_free(tk);
+    char longname[WY_TICKET_NAME_MAX + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    json_object_set_new(cl, "name", json_string(longname)); /* one byte too many */
+    assert_int_equal(wy_jwt_sign(f->lobby, "k1", cl, &tk, &err), WY_OK);
+    assert_int_equal(verify(f, tk, &vo, WY_EINVAL, NULL), WY_TICKET_MALFORMED);
+    wy_free(tk);
+    json_decref(cl);
+    /* Sign: an empty name is fine, an over-long one refused. */
+    wy_ticket_t t = f->t;
+    t.name[0] = '\0';
+    assert_int_equal(wy_ticket_sign(f->lobby, "k1", &t, TTL, NOW, &tk, NULL, &err), WY_OK);
+    assert_int_equal(verify(f, tk, &vo, WY_OK, &c), WY_TICKET_OK);
+    assert_string_equal(c.name, "");
+    wy_free(tk);
+    tk = NULL;
+    memset(t.name, 'n', sizeof t.name); /* no terminator within WY_TICKET_NAME_MAX + 1 */
+    assert_int_equal(wy_ticket_sign(f->lobby, "k1", &t, TTL, NOW, &tk, NULL, &err), WY_EINVAL);
+    assert_null(tk);
+}
+
 /* Rotation: the game trusts k1 and k2; lobby switches from k1 to k2; both verify. */
 static void test_rotation_keeps_old_tickets_valid(void **state)
 {
@@ -352,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forged_tickets_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_tickets_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sign_refuses_bad_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_claim_is_optional_and_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_keeps_old_tickets_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_used_set_refuses_replays_until_expiry, setup,
                                         teardown),

@@ -5,8 +5,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "wy_worker.h"
 #include "wy_test.h"
@@ -247,6 +252,118 @@ static void test_new_rejects_bad_options(void **state)
     wt_loop_finish(&loop);
 }
 
+static void test_prio_parse(void **state)
+{
+    (void)state;
+    wy_worker_prio_spec_t sp;
+    const char *err = NULL;
+    assert_int_equal(wy_worker_prio_parse("rt:10,nice:-10", &sp, &err), WY_OK);
+    assert_int_equal(sp.n, 2);
+    assert_int_equal(sp.choice[0].kind, WY_WORKER_PRIO_RT);
+    assert_int_equal(sp.choice[0].value, 10);
+    assert_int_equal(sp.choice[1].kind, WY_WORKER_PRIO_NICE);
+    assert_int_equal(sp.choice[1].value, -10);
+    assert_int_equal(wy_worker_prio_parse("normal", &sp, &err), WY_OK);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(sp.choice[0].kind, WY_WORKER_PRIO_NORMAL);
+    assert_int_equal(wy_worker_prio_parse("rt:99,rt:1,nice:19,normal", &sp, &err), WY_OK);
+    assert_int_equal(sp.n, 4);
+    char buf[24];
+    assert_string_equal(wy_worker_prio_name(&sp.choice[0], buf, sizeof buf), "rt:99");
+    assert_string_equal(wy_worker_prio_name(&sp.choice[2], buf, sizeof buf), "nice:19");
+    assert_string_equal(wy_worker_prio_name(&sp.choice[3], buf, sizeof buf), "normal");
+    static const char *const bad[] = {
+        "",        "rt:0",
+        "rt:100",  "nice:-21",
+        "nice:20", "rt:",
+        "rt",      "fifo:5",
+        "rt:5,",   ",rt:5",
+        "rt:5x",   "NORMAL",
+        "nice:+",  "rt:10,nice:-10,rt:5,normal,nice:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = NULL;
+        assert_int_equal(wy_worker_prio_parse(bad[i], &sp, &err), WY_EINVAL);
+        assert_non_null(err);
+    }
+}
+
+/* What the kernel says the calling thread runs at, in the terms of wy_worker_prio_t. */
+static wy_worker_prio_t prio_now(void)
+{
+    int pol = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+    if (pol == SCHED_FIFO) {
+        struct sched_param p;
+        sched_getparam(0, &p);
+        return (wy_worker_prio_t){WY_WORKER_PRIO_RT, p.sched_priority};
+    }
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+    return nice ? (wy_worker_prio_t){WY_WORKER_PRIO_NICE, nice}
+                : (wy_worker_prio_t){WY_WORKER_PRIO_NORMAL, 0};
+}
+
+typedef struct {
+    wy_worker_prio_spec_t spec;
+    int rc;
+    wy_worker_prio_t got, seen, lowered;
+} prio_run_t;
+
+/* On a thread of its own (the test's thread keeps its priority); no assertion here: cmocka's
+ * jump out of a failed one must happen on the test's thread. */
+static void *prio_thread(void *arg)
+{
+    prio_run_t *r = arg;
+    const char *err = NULL;
+    r->rc = wy_worker_prio_raise(&r->spec, &r->got, &err);
+    r->seen = prio_now();
+    wy_worker_prio_lower();
+    r->lowered = prio_now();
+    return NULL;
+}
+
+static prio_run_t prio_run(const char *spec)
+{
+    prio_run_t r = {0};
+    const char *err = NULL;
+    assert_int_equal(wy_worker_prio_parse(spec, &r.spec, &err), WY_OK);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, prio_thread, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    return r;
+}
+
+static void test_prio_raise_and_lower(void **state)
+{
+    (void)state;
+    wy_worker_prio_t main0 = prio_now();
+    /* A higher nice value (a lower priority) is always permitted, for that thread only. */
+    prio_run_t r = prio_run("nice:7");
+    assert_int_equal(r.rc, WY_OK);
+    assert_int_equal(r.got.kind, WY_WORKER_PRIO_NICE);
+    assert_int_equal(r.got.value, 7);
+    assert_int_equal(r.seen.kind, WY_WORKER_PRIO_NICE);
+    assert_int_equal(r.seen.value, 7);
+    assert_int_equal(r.lowered.kind, WY_WORKER_PRIO_NORMAL);
+    /* Real time first: given with CAP_SYS_NICE (the test tiers run as root), else the fall-back
+     * (nice:9, always permitted) and WY_EPERM. Either way the thread runs at what `got` says. */
+    r = prio_run("rt:3,nice:9");
+    if (r.rc == WY_OK) {
+        assert_int_equal(r.got.kind, WY_WORKER_PRIO_RT);
+        assert_int_equal(r.got.value, 3);
+    } else {
+        assert_int_equal(r.rc, WY_EPERM);
+        assert_int_equal(r.got.kind, WY_WORKER_PRIO_NICE);
+        assert_int_equal(r.got.value, 9);
+    }
+    assert_int_equal(r.seen.kind, r.got.kind);
+    assert_int_equal(r.seen.value, r.got.value);
+    assert_int_equal(r.lowered.kind, WY_WORKER_PRIO_NORMAL);
+    wy_worker_prio_t main1 = prio_now();
+    assert_int_equal(main1.kind, main0.kind);
+    assert_int_equal(main1.value, main0.value);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +371,8 @@ int main(void)
         cmocka_unit_test(test_close_without_start_cancels_inbox),
         cmocka_unit_test(test_wait_wakes_on_push_and_stop),
         cmocka_unit_test(test_new_rejects_bad_options),
+        cmocka_unit_test(test_prio_parse),
+        cmocka_unit_test(test_prio_raise_and_lower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,7 +48,7 @@ struct fx {
     int flood_rc;
     size_t flood_sent;
     sem_t flood_closed;
-    uint64_t msgs_in, overflows, budget_closes, queued_after;
+    uint64_t msgs_in, overflows, budget_closes, queued_after, parks;
     /* open connections, for broadcasts */
     wy_ws_conn_t *conns[8];
     size_t bcast_queued, bcast_first;
@@ -76,6 +76,7 @@ static void async_cb(uv_async_t *a)
     fx->overflows = wy_http_counters(fx->srv)->ws_overflows;
     fx->budget_closes = wy_http_counters(fx->srv)->ws_budget_closes;
     fx->queued_after = wy_http_counters(fx->srv)->ws_queued_bytes;
+    fx->parks = wy_http_counters(fx->srv)->ws_parks;
     fx->finished = true;
     wy_http_close(fx->srv, on_closed, fx);
 }
@@ -283,6 +284,30 @@ static void cli_frame(wt_cli_t *c, bool fin, int op, const void *data, size_t n)
     free(m);
 }
 
+/* Sends a masked frame in two writes, split after `split` bytes with a pause between them, so
+ * that the server reads part of it first. */
+static void cli_frame_split(wt_cli_t *c, bool fin, int op, const void *data, size_t n, size_t split)
+{
+    uint8_t m[300];
+    size_t hl = n < 126 ? 6 : 8;
+    assert_true(n + hl <= sizeof m && split < n + hl);
+    m[0] = (uint8_t)((fin ? 0x80 : 0) | op);
+    if (n < 126) {
+        m[1] = (uint8_t)(0x80 | n);
+    } else {
+        m[1] = 0x80 | 126;
+        m[2] = (uint8_t)(n >> 8);
+        m[3] = (uint8_t)n;
+    }
+    const uint8_t mask[4] = {0x21, 0x43, 0x65, 0x87};
+    memcpy(m + hl - 4, mask, 4);
+    for (size_t i = 0; i < n; i++)
+        m[hl + i] = ((const uint8_t *)data)[i] ^ mask[i % 4];
+    wt_cli_send(c, m, split);
+    usleep(20 * 1000); /* not an assertion: lets the server read the first part alone */
+    wt_cli_send(c, m + split, n + hl - split);
+}
+
 static void cli_close_frame(wt_cli_t *c, int code, const char *reason)
 {
     uint8_t p[128];
@@ -347,6 +372,17 @@ static int cli_read(fx_t *fx, wt_cli_t *c)
     fx->text[i][cp] = 0;
     wt_cli_consume(c, hl + n);
     return op;
+}
+
+/* Like cli_read, but skips the server's pings (the slot is reused). */
+static int cli_read_data(fx_t *fx, wt_cli_t *c)
+{
+    for (;;) {
+        int op = cli_read(fx, c);
+        if (op != 9)
+            return op;
+        fx->n--;
+    }
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -422,6 +458,76 @@ static void cl_server_close(fx_t *fx)
     cli_read(fx, c); /* close 4001 "asked" */
     fx->status[1] = cli_close_eof(c, 4001);
     wt_cli_free(c);
+}
+
+/* ws_park_idle: frames split anywhere (inside the header, inside the 16-bit length, inside the
+ * payload), a fragmented message with a ping between its fragments, and server pings, all with
+ * the framing state freed between messages: every message arrives whole and in order. */
+static void cl_park(fx_t *fx)
+{
+    wt_cli_t *c = cli_ws(fx, "/ws");
+    cli_frame(c, true, 1, "hello", 5);
+    cli_read_data(fx, c); /* 0 */
+    cli_frame_split(c, true, 1, "split-header", 12, 1);
+    cli_read_data(fx, c); /* 1 */
+    char big[200];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    cli_frame_split(c, true, 2, big, sizeof big, 3); /* inside the length */
+    cli_read_data(fx, c);                            /* 2 */
+    cli_frame_split(c, true, 1, "split-payload", 13, 9);
+    cli_read_data(fx, c); /* 3 */
+    cli_frame(c, false, 1, "Hel", 3);
+    usleep(20 * 1000);
+    cli_frame(c, true, 9, "mid", 3);
+    usleep(20 * 1000);
+    cli_frame_split(c, false, 0, "lo ", 3, 2);
+    cli_frame(c, true, 0, "World", 5);
+    cli_read_data(fx, c); /* 4: pong "mid" */
+    cli_read_data(fx, c); /* 5: "Hello World" */
+    int pings = 0;        /* the server's pings come from a parked connection too */
+    while (pings < 2) {
+        uint8_t b0;
+        size_t n, hl;
+        if (!cli_header(c, &b0, &n, &hl) || !wt_cli_need(c, hl + n))
+            break;
+        pings += (b0 & 0x0f) == 9;
+        wt_cli_consume(c, hl + n);
+    }
+    fx->status[1] = pings;
+    cli_frame(c, true, 1, "after pings", 11);
+    cli_read_data(fx, c); /* 6 */
+    cli_close_frame(c, 4000, "bye");
+    cli_read_data(fx, c); /* 7: close 4000 */
+    wt_cli_free(c);
+}
+
+static void test_ws_park_idle(void **state)
+{
+    WY_UNUSED(state);
+    wy_http_limits_t lim = wt_http_limits();
+    lim.ws_park_idle = true;
+    lim.ws_ping_interval_ms = 30;
+    lim.ws_idle_timeout_ms = 10000;
+    fx_t *fx = fx_serve(&lim, cl_park);
+    assert_int_equal(fx->status[0], 101);
+    assert_string_equal(fx->text[0], "hello");
+    assert_string_equal(fx->text[1], "split-header");
+    assert_int_equal(fx->op[2], 2);
+    assert_int_equal(fx->len[2], 200);
+    assert_memory_equal(fx->text[2], "abcdefghijklmnopqrstuvwxyzabcd", 30);
+    assert_string_equal(fx->text[3], "split-payload");
+    assert_int_equal(fx->op[4], 10);
+    assert_string_equal(fx->text[4], "mid");
+    assert_string_equal(fx->text[5], "Hello World");
+    assert_int_equal(fx->status[1], 2);
+    assert_string_equal(fx->text[6], "after pings");
+    assert_int_equal(fx->op[7], 8);
+    assert_int_equal(fx->cl[0].code, 4000);
+    assert_int_equal(fx->msgs_in, 6);
+    /* Freed after each whole message and after each ping, never inside one. */
+    assert_true(fx->parks >= 7);
+    wy_free(fx);
 }
 
 static void test_ws_server_close(void **state)
@@ -737,6 +843,7 @@ int main(void)
         cmocka_unit_test(test_ws_limits),      cmocka_unit_test(test_ws_bad_upgrade),
         cmocka_unit_test(test_ws_slow_reader), cmocka_unit_test(test_ws_ping_idle_timeout),
         cmocka_unit_test(test_ws_broadcast),   cmocka_unit_test(test_ws_send_budget),
+        cmocka_unit_test(test_ws_park_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
