@@ -34,19 +34,28 @@ static struct wyc_chat_state *chat_state(wyc_client_t *c)
 
 /* ------------------------------------------------------------------ conversions */
 
+/* snprintf(dst, cap, "%s", src) without the format parsing: every push copies six strings. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 void wyc__chat_copy(wyc_chat_message_t *o, const Wyvern__Lobby__ChatMessage *m)
 {
     memset(o, 0, sizeof *o);
-    snprintf(o->channel_id, sizeof o->channel_id, "%s", m->channel_id);
+    copy_str(o->channel_id, sizeof o->channel_id, m->channel_id);
     o->seq = m->seq;
-    snprintf(o->type, sizeof o->type, "%s", m->type);
-    snprintf(o->sender_id, sizeof o->sender_id, "%s", m->sender_id);
-    snprintf(o->sender_name, sizeof o->sender_name, "%s", m->sender_name);
-    snprintf(o->text, sizeof o->text, "%s", m->text);
+    copy_str(o->type, sizeof o->type, m->type);
+    copy_str(o->sender_id, sizeof o->sender_id, m->sender_id);
+    copy_str(o->sender_name, sizeof o->sender_name, m->sender_name);
+    copy_str(o->text, sizeof o->text, m->text);
     o->ts_ms = m->ts_ms;
     o->deleted = m->deleted;
     o->target_seq = m->target_seq;
-    snprintf(o->subject_id, sizeof o->subject_id, "%s", m->subject_id);
+    copy_str(o->subject_id, sizeof o->subject_id, m->subject_id);
     o->offline = m->offline;
 }
 

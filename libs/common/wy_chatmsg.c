@@ -11,6 +11,26 @@ static const char *type_name(int t)
     return t >= 0 && (size_t)t < WY_ARRAY_LEN(msg_types) ? msg_types[t] : "text";
 }
 
+const double wy_chatmsg_latency_buckets[WY_CHATMSG_NBUCKETS] = {
+    0.0005, 0.001, 0.002,  0.003, 0.004,  0.005, 0.0075, 0.01, 0.0125, 0.015,
+    0.0175, 0.02,  0.0225, 0.025, 0.0275, 0.03,  0.035,  0.04, 0.05,   0.06,
+    0.075,  0.1,   0.15,   0.2,   0.3,    0.5,   1,      2.5,  5,      10};
+
+wy_metric_t *wy_chatmsg_histogram(const char *name, const char *help)
+{
+    return wy_metrics_histogram(name, help, NULL, wy_chatmsg_latency_buckets, WY_CHATMSG_NBUCKETS);
+}
+
+void wy_chatmsg_observe_since_stored(const Wyvern__Chat__ChatEvent *ev, wy_metric_t *h)
+{
+    uint64_t now = wy_wall_ms();
+    for (size_t i = 0; i <= ev->n_more; i++) {
+        int64_t ts = i ? ev->more[i - 1]->ts_ms : ev->message->ts_ms;
+        if (ts > 0 && now >= (uint64_t)ts)
+            wy_metric_observe(h, (double)(now - (uint64_t)ts) / 1000.0);
+    }
+}
+
 void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn deliver, void *ctx,
                        wy_metric_t *events, wy_metric_t *latency)
 {
@@ -25,12 +45,7 @@ void wy_chatmsg_handle(const Wyvern__Envelope *env, wy_chatmsg_deliver_fn delive
     }
     wy_metric_inc(events);
     deliver(ctx, ev);
-    uint64_t now = wy_wall_ms();
-    for (size_t i = 0; i <= ev->n_more; i++) {
-        int64_t ts = i ? ev->more[i - 1]->ts_ms : ev->message->ts_ms;
-        if (ts > 0 && now >= (uint64_t)ts)
-            wy_metric_observe(latency, (double)(now - (uint64_t)ts) / 1000.0);
-    }
+    wy_chatmsg_observe_since_stored(ev, latency);
     wyvern__chat__chat_event__free_unpacked(ev, NULL);
 }
 

@@ -18,6 +18,7 @@
 typedef struct omsg {
     wy_outbox_t *ob;
     int64_t id;
+    uint64_t ts_ms; /* the row's */
     bool acked;
 } omsg_t;
 
@@ -43,6 +44,7 @@ struct wy_outbox {
     size_t nrows, nsent, nreports;
     wy_outbox_stats_t st;
     wy_metric_t *m_pending, *m_relayed, *m_failures;
+    wy_metric_t *m_lag; /* the owner's, may be NULL (wy_outbox_set_lag_metric) */
     void (*close_done)(void *ud);
     void *close_ud;
 };
@@ -184,6 +186,9 @@ static void on_delivered(void *udata, int status, const char *event_id)
     wy_outbox_t *ob = m->ob;
     if (status == WY_OK) {
         m->acked = true;
+        uint64_t now = wy_wall_ms();
+        if (ob->m_lag && m->ts_ms && now >= m->ts_ms)
+            wy_metric_observe(ob->m_lag, (double)(now - m->ts_ms) / 1000.0);
     } else {
         ob->st.failures++;
         wy_metric_inc(ob->m_failures);
@@ -259,6 +264,7 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
         omsg_t *m = &ob->msgs[i];
         m->ob = ob;
         m->id = strtoll(PQgetvalue(r, i, c_id), NULL, 10);
+        m->ts_ms = strtoull(PQgetvalue(r, i, c_ts), NULL, 10);
         size_t plen = 0;
         unsigned char *payload =
             PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, c_payload), &plen);
@@ -470,6 +476,11 @@ int wy_outbox_new(uv_loop_t *loop, wy_pg_t *pg, wy_kafka_producer_t *producer,
     uv_timer_start(&ob->timer, on_timer, 0, 0);
     *out = ob;
     return WY_OK;
+}
+
+void wy_outbox_set_lag_metric(wy_outbox_t *ob, wy_metric_t *histogram)
+{
+    ob->m_lag = histogram;
 }
 
 void wy_outbox_stats(const wy_outbox_t *ob, wy_outbox_stats_t *out)

@@ -54,6 +54,7 @@
 
 #include "wy_core.h"
 #include "wy_kafka.h"
+#include "wy_metrics.h"
 #include "wy_pg.h"
 
 #include <uv.h>
@@ -110,6 +111,11 @@ int wy_outbox_commit(wy_outbox_t *ob, wy_pg_tx_t *tx, wy_pg_end_cb cb, void *ud)
 
 /* Wakes the relay (for a service that commits outbox rows another way). */
 void wy_outbox_wake(wy_outbox_t *ob);
+
+/* Observes in histogram (seconds; the owner's, outliving ob; NULL = none), per row the broker
+ * acknowledged, the time from the row's ts_ms (wall clock) to that acknowledgement: how long the
+ * relay and Kafka took to publish it. */
+void wy_outbox_set_lag_metric(wy_outbox_t *ob, wy_metric_t *histogram);
 
 typedef struct {
     uint64_t added;    /* rows queued by wy_outbox_add */

@@ -3,7 +3,9 @@
  * the retention timer; stop() ends new work, and the state is freed when the last operation
  * in flight lets it go. */
 #include "chat.h"
+#include "wy_chatmsg.h"
 #include "wy_log.h"
+#include "wy_outbox.h"
 #include "wy_pg.h"
 
 #include <string.h>
@@ -276,6 +278,16 @@ static int chat_start(wy_daemon_t *d, const char **err)
                                                   "Messages deleted by the retention pass.", NULL);
     svc->m_offline = wy_metrics_counter("wy_chat_offline_whispers_total",
                                         "Whispers kept for a recipient's next login.", NULL);
+    svc->m_store = wy_chatmsg_histogram(
+        "wy_chat_store_seconds",
+        "Send: from the message accepted (checks passed, its ts_ms) to its batch committed "
+        "(waiting for the channel's statement in flight, then the statement).");
+    svc->m_publish = wy_chatmsg_histogram(
+        "wy_chat_publish_seconds",
+        "From a wy.chat outbox row's time stamp (its statement started) to the broker "
+        "acknowledging the event (the outbox relay and Kafka).");
+    if (wy_daemon_outbox(d))
+        wy_outbox_set_lag_metric(wy_daemon_outbox(d), svc->m_publish);
     uv_timer_init(svc->loop, &svc->retention);
     svc->retention.data = svc;
     svc->timer_open = true;

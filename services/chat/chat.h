@@ -55,7 +55,8 @@ typedef struct chat_svc {
     size_t busy; /* operations in flight (spec.busy) */
     wy_metric_t *m_sent, *m_masked, *m_refused_filter, *m_refused_rate, *m_refused_mute,
         *m_moderation, *m_retention_deleted, *m_offline;
-    wy_metric_t *m_offline_acked; /* offline.c */
+    wy_metric_t *m_offline_acked;     /* offline.c */
+    wy_metric_t *m_store, *m_publish; /* Send: accepted -> committed; outbox row -> acknowledged */
 } chat_svc_t;
 
 extern const wy_daemon_spec_t chat_daemon_spec;

@@ -58,6 +58,7 @@ typedef struct {
     wy_list_t node;      /* send: in its channel's queue */
     wy_outbox_row_t row; /* send: the event (event id, payload) */
     bool has_row;
+    uint64_t accepted_ns; /* send: when the checks passed (wy_now_ns) */
 } op_t;
 
 static op_t *op_new(chat_svc_t *svc, wy_grpc_call_id_t call, op_kind_t what)
@@ -340,6 +341,7 @@ static void send_reply(op_t *op, int status, const PGresult *res, int row)
         return;
     }
     wy_metric_inc(svc->m_sent);
+    wy_metric_observe(svc->m_store, (double)(wy_now_ns() - op->accepted_ns) / 1e9);
     if (op->masked)
         wy_metric_inc(svc->m_masked);
     if (op->offline)
@@ -462,6 +464,7 @@ static void send_exec(op_t *op)
 {
     chat_svc_t *svc = op->svc;
     int64_t now = (int64_t)wy_wall_ms();
+    op->accepted_ns = wy_now_ns();
     size_t len = 0;
     uint8_t *payload = op->kind == CHAT_ZONE
                            ? event_pack(op, MSG_TEXT, 0, NULL, op->text, now, &len)

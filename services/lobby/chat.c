@@ -19,11 +19,6 @@ static const char *const kind_names[] = {"",      "world",   "zone",  "party",
                                          "guild", "whisper", "system"};
 static const char *const role_names[] = {"", "member", "officer", "owner"};
 
-/* Finer than wy_metrics_latency_buckets around issue 15's goal (p99 <= 30 ms). */
-static const double chat_latency_buckets[] = {0.001, 0.002, 0.005, 0.0075, 0.01,  0.015, 0.02,
-                                              0.025, 0.03,  0.04,  0.05,   0.075, 0.1,   0.25,
-                                              0.5,   1,     2.5,   5,      10};
-
 int lobby_chat_start(lobby_t *lb, const char **err)
 {
     lb->m_chat_delivered =
@@ -31,11 +26,18 @@ int lobby_chat_start(lobby_t *lb, const char **err)
                            "Chat messages queued to this instance's sessions.", NULL);
     lb->m_chat_events = wy_metrics_counter("wy_lobby_chat_events_total",
                                            "wy.chat events handled by this instance.", NULL);
-    lb->m_chat_latency = wy_metrics_histogram(
+    lb->m_chat_latency = wy_chatmsg_histogram(
         "wy_lobby_chat_delivery_seconds",
         "From wy-chat storing a message (its ts_ms, wall clock) to this instance queueing it to "
-        "its recipients (server side of publish-to-deliver).",
-        NULL, chat_latency_buckets, WY_ARRAY_LEN(chat_latency_buckets));
+        "its recipients (server side of publish-to-deliver).");
+    lb->m_chat_consumed = wy_chatmsg_histogram(
+        "wy_lobby_chat_consume_seconds",
+        "From wy-chat storing a message (its ts_ms, wall clock) to this instance consuming its "
+        "wy.chat event, before the fan-out (store, outbox relay, Kafka and the consumer).");
+    lb->m_chat_fanout = wy_chatmsg_histogram(
+        "wy_lobby_chat_fanout_seconds",
+        "Time one wy.chat event takes on the loop to be encoded and queued to this instance's "
+        "recipients (every message of the event).");
     if (!*lb->cfg->chat_grpc)
         return WY_OK;
     if (wy_grpc_channel_new(wy_daemon_grpc_rt(lb->d), lb->cfg->chat_grpc, NULL, &lb->chat) !=
@@ -77,6 +79,8 @@ static bool deliverable(const lobby_conn_t *c)
 static void deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
 {
     lobby_t *lb = ctx;
+    uint64_t t0 = wy_now_ns();
+    wy_chatmsg_observe_since_stored(ev, lb->m_chat_consumed);
     size_t cap = ev->n_recipients ? ev->n_recipients : lb->nconns;
     wy_ws_conn_t **to = wy_malloc((cap ? cap : 1) * sizeof *to);
     size_t n = 0;
@@ -100,6 +104,7 @@ static void deliver(void *ctx, const Wyvern__Chat__ChatEvent *ev)
     }
     wy_metric_add(lb->m_chat_delivered, (double)wy_chatmsg_push(ev, push_frame, to, n));
     wy_free(to);
+    wy_metric_observe(lb->m_chat_fanout, (double)(wy_now_ns() - t0) / 1e9);
 }
 
 void lobby_chat_on_event(wy_daemon_t *d, wy_kafka_msg_t *msg, const Wyvern__Envelope *env)

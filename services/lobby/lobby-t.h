@@ -103,7 +103,8 @@ struct lobby {
     bool stop_timer_started;
     uint64_t stop_deadline_ms;
     wy_grpc_channel_t *chat; /* chat.c: NULL without WY_LOBBY_CHAT_GRPC */
-    wy_metric_t *m_chat_delivered, *m_chat_events, *m_chat_latency;
+    wy_metric_t *m_chat_delivered, *m_chat_events, *m_chat_latency, *m_chat_consumed,
+        *m_chat_fanout;
     uint64_t chat_pass; /* chat.c: number of the delivery pass (lobby_conn_t.chat_pass) */
     /* metrics */
     /* enter.c: ticket signing keys and world (NULL when not configured / stopped); actor

@@ -98,6 +98,24 @@ static void test_handle_skips_bad_and_delivers_good(void **state)
     assert_true(wy_metric_value(lat) == 1);
 }
 
+/* An event of channel guild:g at seq carrying m[0] as message and m[1], m[2] as more (through
+ * more_ptrs, the caller's); the messages are initialised empty. */
+static Wyvern__Chat__ChatEvent batch_of_three(Wyvern__Chat__Message m[3],
+                                              Wyvern__Chat__Message *more_ptrs[2], uint64_t seq)
+{
+    for (int i = 0; i < 3; i++)
+        wyvern__chat__message__init(&m[i]);
+    more_ptrs[0] = &m[1];
+    more_ptrs[1] = &m[2];
+    Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
+    ev.channel_id = "guild:g";
+    ev.seq = seq;
+    ev.message = &m[0];
+    ev.more = more_ptrs;
+    ev.n_more = 2;
+    return ev;
+}
+
 /* A batch event (message, more[]) is one delivery call; each message is timed; a batch whose
  * last seq would pass 2^63 - 1 is refused. */
 static void test_handle_batch_event(void **state)
@@ -108,19 +126,13 @@ static void test_handle_batch_event(void **state)
         wy_metrics_histogram("wy_test_chat_batch_seconds", "t", NULL, wy_metrics_latency_buckets,
                              wy_metrics_latency_nbuckets);
     Wyvern__Chat__Message m[3];
-    Wyvern__Chat__Message *more[2] = {&m[1], &m[2]};
+    Wyvern__Chat__Message *more[2];
+    Wyvern__Chat__ChatEvent ev = batch_of_three(m, more, 5);
     const char *texts[] = {"one", "two", "three"};
     for (int i = 0; i < 3; i++) {
-        wyvern__chat__message__init(&m[i]);
         m[i].text = (char *)texts[i];
         m[i].ts_ms = (int64_t)wy_wall_ms() - 3;
     }
-    Wyvern__Chat__ChatEvent ev = WYVERN__CHAT__CHAT_EVENT__INIT;
-    ev.channel_id = "guild:g";
-    ev.seq = 5;
-    ev.message = &m[0];
-    ev.more = more;
-    ev.n_more = 2;
     uint8_t buf[256];
     Wyvern__Envelope env = envelope(buf, wyvern__chat__chat_event__pack(&ev, buf));
     seen_t s = {0};
@@ -136,6 +148,36 @@ static void test_handle_batch_event(void **state)
     wy_chatmsg_handle(&env, on_deliver, &s, events, lat);
     assert_int_equal(s.calls, 1);
     assert_true(wy_metric_value(events) == 1);
+}
+
+/* A stage histogram gets one observation per message of the event, in the fine bounds around
+ * 30 ms; a message without a time stamp or stamped in the future is not observed. */
+static void test_observe_since_stored_per_message(void **state)
+{
+    (void)state;
+    wy_metric_t *h = wy_chatmsg_histogram("wy_test_chat_stage_seconds", "t");
+    Wyvern__Chat__Message m[3];
+    Wyvern__Chat__Message *more[2];
+    Wyvern__Chat__ChatEvent ev = batch_of_three(m, more, 1);
+    m[0].ts_ms = (int64_t)wy_wall_ms() - 20;
+    m[1].ts_ms = 0;                              /* unset */
+    m[2].ts_ms = (int64_t)wy_wall_ms() + 600000; /* ten minutes ahead: a clock off */
+    wy_chatmsg_observe_since_stored(&ev, h);
+    assert_true(wy_metric_value(h) == 1);
+    m[2].ts_ms = (int64_t)wy_wall_ms() - 1;
+    wy_chatmsg_observe_since_stored(&ev, h);
+    assert_true(wy_metric_value(h) == 3);
+    /* Bounds: ascending, every 2.5 ms from 10 ms to 30 ms. */
+    for (size_t i = 1; i < WY_CHATMSG_NBUCKETS; i++)
+        assert_true(wy_chatmsg_latency_buckets[i] > wy_chatmsg_latency_buckets[i - 1]);
+    for (int tenths = 100; tenths <= 300; tenths += 25) {
+        double b = tenths / 10000.0;
+        bool found = false;
+        for (size_t i = 0; i < WY_CHATMSG_NBUCKETS; i++)
+            found |= wy_chatmsg_latency_buckets[i] > b - 1e-9 &&
+                     wy_chatmsg_latency_buckets[i] < b + 1e-9;
+        assert_true(found);
+    }
 }
 
 static void test_to_client_copies_and_names_types(void **state)
@@ -182,6 +224,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handle_skips_bad_and_delivers_good),
         cmocka_unit_test(test_handle_batch_event),
+        cmocka_unit_test(test_observe_since_stored_per_message),
         cmocka_unit_test(test_to_client_copies_and_names_types),
         cmocka_unit_test(test_zone_of_channel),
     };
