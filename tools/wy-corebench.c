@@ -64,6 +64,8 @@ static const char *usage_text =
     "  --label TEXT         name printed in the result (default BENCH)\n"
     "  --pid PID            the server process: its CPU over the measured phase\n"
     "  --pg-pid PID         PostgreSQL's postmaster: its and its children's CPU, same window\n"
+    "  --grpc-mode MODE     grpc: thread (a CQ thread beside the loop, default) or drive (the\n"
+    "                       loop thread polls gRPC itself: wy_grpc_rt_opts_t.drive)\n"
     "Prints one JSON line on stdout: bench, conns, seconds, ops, ops_per_s, p50_us, p99_us,\n"
     "p999_us, max_us, errors, note; with --pid / --pg-pid also server_cpu_ms_per_1000 /\n"
     "pg_cpu_ms_per_1000 and client_cpu_ms_per_1000 (this process). Exit 0 when the\n"
@@ -75,7 +77,7 @@ static const char *usage_text =
 #define MAX_SIZE         (64 * 1024)
 
 typedef struct {
-    const char *bench, *target, *path, *url, *brokers, *label, *ops;
+    const char *bench, *target, *path, *url, *brokers, *label, *ops, *grpc_mode;
     unsigned conns, depth, pool, size, seconds, warmup_ms, port, rows, actors, events, batch, rate;
     unsigned pid, pg_pid; /* --pid, --pg-pid: CPU watched over the measured phase; 0 = none */
 } opts_t;
@@ -235,6 +237,7 @@ struct bench {
     unsigned per_op;                   /* ops one completion counts for (pg-batch: rows); 0 = 1 */
     uint64_t inflight;                 /* issued, not completed; kept by the benchmark */
     unsigned dead_slots;               /* slots stopped by an immediate issue error */
+    unsigned drain_ms;                 /* the drain's bound; 0 = DRAIN_TIMEOUT_MS */
     const char *fail;                  /* set when the benchmark could not run */
     char note[256];                    /* extra facts printed with the result */
     void (*start)(bench_t *);          /* at bench_ready: issue the initial load */
@@ -290,7 +293,7 @@ static void bench_settle(bench_t *b)
 static void bench_enter_drain(bench_t *b)
 {
     b->phase = PH_DRAIN;
-    uv_timer_start(&b->timer, phase_timer_cb, DRAIN_TIMEOUT_MS, 0);
+    uv_timer_start(&b->timer, phase_timer_cb, b->drain_ms ? b->drain_ms : DRAIN_TIMEOUT_MS, 0);
     bench_settle(b);
 }
 
@@ -1128,16 +1131,21 @@ static void grpc_release(bench_t *b)
     gb->rt = NULL;
 }
 
+/* The runtime whose loop main() must drive (--grpc-mode drive), NULL = plain uv_run. */
+static wy_grpc_rt_t *g_drive_rt;
+
 static int bench_grpc(bench_t *b, const char **err)
 {
     grpc_bench_t *gb = slots_bench_new(b, sizeof *gb, grpc_release, grpc_issue);
     uv_timer_init(b->loop, &gb->retry);
     gb->retry.data = b;
     gb->retry_open = true;
-    if (wy_grpc_rt_new(b->loop, &gb->rt) != WY_OK) {
+    wy_grpc_rt_opts_t ro = {.drive = b->o->grpc_mode && !strcmp(b->o->grpc_mode, "drive")};
+    if (wy_grpc_rt_new_opts(b->loop, &ro, &gb->rt) != WY_OK) {
         *err = "gRPC runtime did not start";
         return WY_EINTERNAL;
     }
+    g_drive_rt = ro.drive ? gb->rt : NULL;
     if (!b->o->target || wy_grpc_channel_new(gb->rt, b->o->target, NULL, &gb->ch) != WY_OK) {
         *err = "--target: want HOST:PORT";
         return WY_EINVAL;
@@ -1907,10 +1915,11 @@ typedef struct {
     char err_msg[18][96];
     /* actor-gameplay */
     wy_kafka_producer_t *prod;
-    uv_timer_t feed; /* produces at --rate (1 ms ticks); reads /metrics every 100 ms */
+    uv_timer_t feed; /* produces at --rate (GP_TICK_MS ticks); reads /metrics every 100 ms */
     bool feed_open;
     uint64_t feed_t0_ns; /* the feed's start */
     uint64_t produced;   /* events accepted by the producer */
+    uint64_t skipped;    /* --rate: events not produced, GP_BACKLOG ahead already */
     uint64_t lost;       /* produce refusals and failed deliveries */
     uint64_t done_base;  /* the daemon's events done before the run */
     uint64_t done_seen;  /* ... at the latest read of /metrics, minus done_base */
@@ -2222,14 +2231,17 @@ static void actor_setup_step(bench_t *b)
  * produced to wy.gameplay at --rate per second, or as fast as the daemon persists them (--rate 0:
  * the produced events are kept 20,000 ahead of those the daemon is done with). What is measured
  * comes from the daemon's /metrics, read (a blocking GET, ~1 ms) at the start and the end of the
- * measured phase: the events done (wy_actor_gameplay_total: applied, refused, duplicate) and the
- * lag histogram wy_actor_gameplay_lag_seconds (the Envelope's timestamp, whole ms, to the effect
- * committed). Quantiles are bucket upper bounds. After the phase the feed stops and the run waits
- * for the daemon to finish the backlog. */
+ * measured phase (and every 100 ms, to keep the backlog bounded): the events done
+ * (wy_actor_gameplay_total: applied, refused, duplicate) and the lag histogram
+ * wy_actor_gameplay_lag_seconds (the Envelope's timestamp, whole ms, to the effect committed).
+ * Quantiles are bucket upper bounds. After the phase the feed stops and the run waits for the
+ * daemon to finish the backlog. */
 
 #define GP_BACKLOG   20000
 #define GP_WARMUP_MS 3000
+#define GP_DRAIN_MS  60000 /* the backlog (at most GP_BACKLOG) persisted before the end */
 #define GP_SCRAPE_MS 100
+#define GP_TICK_MS   2 /* the feed's period: events go out in bursts of rate x 2 ms */
 
 /* GET /metrics from host:port into the scrape. False when it cannot be read. */
 static bool gp_scrape(const char *target, struct gp_scrape *m)
@@ -2330,7 +2342,7 @@ static void gp_feed_tick(uv_timer_t *t)
     bench_t *b = t->data;
     actor_bench_t *ab = b->impl;
     bool feeding = bench_running(b);
-    if (++ab->ticks % GP_SCRAPE_MS == 0 && (b->o->rate == 0 || !feeding)) {
+    if (++ab->ticks % (GP_SCRAPE_MS / GP_TICK_MS) == 0) {
         struct gp_scrape m;
         if (gp_scrape(b->o->ops, &m)) {
             uint64_t d = gp_done_of(&m);
@@ -2345,8 +2357,16 @@ static void gp_feed_tick(uv_timer_t *t)
     }
     uint64_t target;
     if (b->o->rate) {
+        /* Open loop, but never more than GP_BACKLOG ahead of the daemon: the events a
+         * daemon that fell behind could not take are skipped (the produced rate in the
+         * note shows it), so the run and its drain stay bounded. */
         double el = (double)(wy_now_ns() - ab->feed_t0_ns) / 1e9;
-        target = (uint64_t)(el * b->o->rate);
+        target = (uint64_t)(el * b->o->rate) - ab->skipped;
+        uint64_t cap = ab->done_seen + GP_BACKLOG;
+        if (target > cap) {
+            ab->skipped += target - cap;
+            target = cap;
+        }
     } else {
         target = ab->done_seen + GP_BACKLOG;
     }
@@ -2366,7 +2386,7 @@ static void gp_start(bench_t *b)
 {
     actor_bench_t *ab = b->impl;
     ab->feed_t0_ns = wy_now_ns();
-    uv_timer_start(&ab->feed, gp_feed_tick, 1, 1);
+    uv_timer_start(&ab->feed, gp_feed_tick, GP_TICK_MS, GP_TICK_MS);
 }
 
 /* The measured phase: the daemon's counters and lag histogram at its start and end. */
@@ -2474,6 +2494,7 @@ static int bench_actor(bench_t *b, bool load, bool txn, const char **err)
         if (b->o->warmup_ms < GP_WARMUP_MS)
             ((opts_t *)b->o)->warmup_ms = GP_WARMUP_MS;
         b->start = gp_start;
+        b->drain_ms = GP_DRAIN_MS;
         b->measure = gp_measure;
         uv_timer_init(b->loop, &ab->feed);
         ab->feed.data = b;
@@ -2857,6 +2878,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
             o->brokers = v;
         else if (!strcmp(k, "--label"))
             o->label = v;
+        else if (!strcmp(k, "--grpc-mode"))
+            ok = !strcmp((o->grpc_mode = v), "thread") || !strcmp(v, "drive");
         else if (!strcmp(k, "--conns"))
             ok = parse_uint(v, 1, MAX_CONNS, &o->conns);
         else if (!strcmp(k, "--depth"))
@@ -2932,7 +2955,10 @@ int main(int argc, char **argv)
         b.fail = "setup failed";
         bench_do_release(&b);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
+    if (g_drive_rt)
+        wy_grpc_rt_run(g_drive_rt, UV_RUN_DEFAULT);
+    else
+        uv_run(&loop, UV_RUN_DEFAULT);
     rc = bench_report(&b);
     if (def->free)
         def->free(&b);

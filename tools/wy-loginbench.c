@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -33,7 +34,9 @@ static const char USAGE[] =
     "  --pid PID            the server: its CPU time in the window is reported\n"
     "  --pg-pid PID         PostgreSQL's postmaster: its and its children's CPU time too\n"
     "Prints one JSON line: bench, conns, seconds, ops, ops_per_s, p50_us, p99_us, p999_us,\n"
-    "max_us, errors, error_kinds, server_cpu_ms_per_1000, pg_cpu_ms_per_1000.\n"
+    "max_us, errors, error_kinds, server_cpu_ms_per_1000, pg_cpu_ms_per_1000 (every PostgreSQL\n"
+    "process), pg_server_cpu_ms_per_1000 (the backends of --pid's connections: the rest is\n"
+    "PostgreSQL's background work and other clients), client_cpu_ms_per_1000 (this process).\n"
     "Exit 0 when the benchmark ran (errors are counted, not fatal), 1 when it could not.\n";
 
 #define MAX_CONNS 1024
@@ -58,7 +61,7 @@ typedef struct {
     size_t nlat, caplat;
     uint64_t errors, kinds[6]; /* 2xx-unexpected,4xx,5xx,io,other,... */
     uint64_t rng;
-    double cpu0_srv, cpu0_pg;
+    double cpu0_srv, cpu0_pg, cpu0_pg_srv, cpu0_self;
     uv_timer_t timer;
     const char *fatal;
 } bench_t;
@@ -147,6 +150,106 @@ static double pg_cpu(int postmaster)
         int pid = atoi(e->d_name);
         if (proc_ppid(pid) == postmaster)
             sum += proc_cpu(pid);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* This process's own CPU time (the load generator shares the machine's cores). */
+static double self_cpu(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+#define MAX_SRV_PORTS 256
+
+/* The local TCP ports of pid's sockets (its connections to PostgreSQL among them): the socket
+ * inodes of /proc/<pid>/fd looked up in /proc/<pid>/net/tcp. Returns how many. */
+static int srv_ports(int pid, unsigned ports[MAX_SRV_PORTS])
+{
+    char path[64];
+    unsigned long inodes[1024];
+    int ninodes = 0, n = 0;
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && ninodes < 1024) {
+        char link[320], target[64];
+        snprintf(link, sizeof link, "/proc/%d/fd/%s", pid, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = 0;
+        if (sscanf(target, "socket:[%lu]", &inodes[ninodes]) == 1)
+            ninodes++;
+    }
+    closedir(d);
+    snprintf(path, sizeof path, "/proc/%d/net/tcp", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[512];
+    while (fgets(line, sizeof line, f) && n < MAX_SRV_PORTS) {
+        unsigned lport;
+        unsigned long inode;
+        /* sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+         */
+        if (sscanf(line, " %*d: %*x:%x %*x:%*x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
+                   &inode) != 2)
+            continue;
+        for (int i = 0; i < ninodes; i++)
+            if (inodes[i] == inode) {
+                ports[n++] = lport;
+                break;
+            }
+    }
+    fclose(f);
+    return n;
+}
+
+/* The CPU time of the PostgreSQL backends serving pid's connections: a backend's title is
+ * "postgres: user db 127.0.0.1(<client port>) ...". */
+static double pg_cpu_of(int postmaster, int pid)
+{
+    if (postmaster <= 0 || pid <= 0)
+        return 0;
+    unsigned ports[MAX_SRV_PORTS];
+    int np = srv_ports(pid, ports);
+    double sum = 0;
+    DIR *d = opendir("/proc");
+    if (!d || np == 0) {
+        if (d)
+            closedir(d);
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        int p = atoi(e->d_name);
+        if (proc_ppid(p) != postmaster)
+            continue;
+        char path[64], title[256];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", p);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(title, 1, sizeof title - 1, f);
+        fclose(f);
+        title[len] = 0;
+        const char *paren = strchr(title, '(');
+        unsigned port = paren ? (unsigned)strtoul(paren + 1, NULL, 10) : 0;
+        for (int i = 0; port && i < np; i++)
+            if (ports[i] == port) {
+                sum += proc_cpu(p);
+                break;
+            }
     }
     closedir(d);
     return sum;
@@ -380,9 +483,13 @@ static void on_tick(uv_timer_t *t)
         B.phase = 2;
         B.cpu0_srv = B.pid > 0 ? proc_cpu(B.pid) : 0;
         B.cpu0_pg = pg_cpu(B.pg_pid);
+        B.cpu0_pg_srv = pg_cpu_of(B.pg_pid, B.pid);
+        B.cpu0_self = self_cpu();
     } else if (B.phase == 2 && now >= B.t_end) {
         double srv = B.pid > 0 ? proc_cpu(B.pid) - B.cpu0_srv : 0;
         double pg = B.pg_pid > 0 ? pg_cpu(B.pg_pid) - B.cpu0_pg : 0;
+        double pg_srv = pg_cpu_of(B.pg_pid, B.pid) - B.cpu0_pg_srv;
+        double self = self_cpu() - B.cpu0_self;
         qsort(B.lat, B.nlat, sizeof *B.lat, cmp_u32);
         double secs = (double)B.seconds;
         double per1k = B.nlat ? 1000.0 * 1000.0 / (double)B.nlat : 0;
@@ -390,11 +497,12 @@ static void on_tick(uv_timer_t *t)
                "\"p50_us\":%u,\"p99_us\":%u,\"p999_us\":%u,\"max_us\":%u,\"errors\":%" PRIu64
                ",\"error_kinds\":{\"4xx\":%" PRIu64 ",\"5xx\":%" PRIu64 ",\"io\":%" PRIu64
                ",\"other\":%" PRIu64 "},\"server_cpu_ms_per_1000\":%.1f,"
-               "\"pg_cpu_ms_per_1000\":%.1f}\n",
+               "\"pg_cpu_ms_per_1000\":%.1f,\"pg_server_cpu_ms_per_1000\":%.1f,"
+               "\"client_cpu_ms_per_1000\":%.1f}\n",
                B.existing ? "login-existing" : "login-new", B.conns, B.seconds, B.nlat,
                (double)B.nlat / secs, quantile(0.50), quantile(0.99), quantile(0.999),
                B.nlat ? B.lat[B.nlat - 1] : 0, B.errors, B.kinds[1], B.kinds[2], B.kinds[3],
-               B.kinds[0] + B.kinds[4], srv * per1k, pg * per1k);
+               B.kinds[0] + B.kinds[4], srv * per1k, pg * per1k, pg_srv * per1k, self * per1k);
         fflush(stdout);
         stop_all();
     }

@@ -76,11 +76,13 @@ struct wy_daemon {
     char *bind_host, *instance_id, *log_level, *redis_url, *pg_url, *kafka_brokers;
     char *pg_replica_url; /* WY_PG_REPLICA_URL, "" = none */
     char *migrations_dir;
+    char *grpc_mode; /* WY_<SVC>_GRPC_MODE: "thread" or "drive" */
     int64_t ops_port, grpc_port, drain_ms, pg_pool_size;
 
     /* parts */
     wy_http_server_t *ops;
     wy_grpc_rt_t *grpc_rt;
+    wy_grpc_rt_t *grpc_driver; /* drive mode: the runtime whose wy_grpc_rt_run runs the loop */
     wy_grpc_server_t *grpc;
     wy_redis_t *redis;
     wy_pg_t *pg;
@@ -183,6 +185,18 @@ static void build_config(wy_daemon_t *d)
                                    "gRPC port, incl. grpc.health.v1.Health (0 = any).",
                                    &d->grpc_port,
                                    false};
+    shared[n++] = (wy_cfg_entry_t){
+        SVCNAME("GRPC_MODE"),
+        WY_CFG_ENUM,
+        s->grpc_drive ? "drive" : "thread",
+        0,
+        0,
+        "thread|drive",
+        "gRPC threading: thread = a completion-queue thread hands calls to the loop; drive = "
+        "the loop thread polls gRPC itself (no hand-off; a watcher thread wakes it for "
+        "libuv's sockets and timers). Handlers run on the loop either way.",
+        &d->grpc_mode,
+        false};
     shared[n++] = (wy_cfg_entry_t){
         SVCNAME("DRAIN_TIMEOUT"),
         WY_CFG_DURATION_MS,
@@ -1008,10 +1022,13 @@ static int start_parts(wy_daemon_t *d, const char **err)
     wy_http_route(d->ops, "GET", "/readyz", handle_readyz, d);
     wy_http_route(d->ops, "GET", "/metrics", handle_metrics, d);
 
-    if ((rc = wy_grpc_rt_new(&d->loop, &d->grpc_rt)) != WY_OK) {
+    wy_grpc_rt_opts_t ro = {.drive = strcmp(d->grpc_mode, "drive") == 0};
+    if ((rc = wy_grpc_rt_new_opts(&d->loop, &ro, &d->grpc_rt)) != WY_OK) {
         *err = "cannot start the gRPC runtime";
         return rc;
     }
+    if (ro.drive)
+        d->grpc_driver = d->grpc_rt;
     if ((rc = wy_grpc_server_new(d->grpc_rt, NULL, &d->grpc)) != WY_OK) {
         *err = "cannot create the gRPC server";
         return rc;
@@ -1225,7 +1242,11 @@ int wy_daemon_main(int argc, char **argv, const wy_daemon_spec_t *spec)
         uv_timer_start(&d->health_timer, on_health_timer, 0, HEALTH_POLL_MS);
     }
 
-    uv_run(&d->loop, UV_RUN_DEFAULT);
+    /* In drive mode the gRPC runtime runs the loop (the loop thread polls gRPC). */
+    if (d->grpc_driver)
+        wy_grpc_rt_run(d->grpc_driver, UV_RUN_DEFAULT);
+    else
+        uv_run(&d->loop, UV_RUN_DEFAULT);
     if (d->closing != 0)
         wy_log_warn("stop finished with parts still closing", NULL);
     if (uv_loop_close(&d->loop) != 0)

@@ -133,6 +133,10 @@ typedef struct {
     unsigned required_deps;
     int ops_port;  /* default of WY_<SVC>_OPS_PORT */
     int grpc_port; /* default of WY_<SVC>_GRPC_PORT */
+    /* Default of WY_<SVC>_GRPC_MODE: false = "thread" (a completion-queue thread hands
+     * completions to the loop), true = "drive" (the loop thread polls gRPC itself:
+     * wy_grpc_rt_opts_t.drive). Handlers run on the loop thread either way. */
+    bool grpc_drive;
     /* The service's own configuration entries (appended to the shared ones). */
     const wy_cfg_entry_t *config;
     size_t nconfig;

@@ -11,6 +11,7 @@
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "health.pb-c.h"
 #include "wy_list.h"
@@ -34,6 +38,7 @@
 #define LATE_SLACK_MS        50
 #define LOOP_DRAIN_MS        10 /* the loop's queue is drained at least this often while busy */
 #define LIVE_FACTOR          4  /* answered calls not yet freed < this x max_inflight */
+#define DRIVE_BATCH          64 /* drive mode: completions handled before the loop's turn */
 
 /* ThreadSanitizer cannot see the hand-off through gRPC (uninstrumented): the TSan shim
  * (tests/tsan/grpc_tags.c) releases every tag given to gRPC; a tag that comes back through
@@ -56,7 +61,7 @@ void __tsan_release(void *addr);
 #endif
 
 /* Every tag given to gRPC is a tag_t embedded in its owner; the kind says which. */
-enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT };
+enum tag_kind { T_NEW, T_CLOSE, T_REPLY, T_SHUTDOWN, T_CLIENT, T_KICK };
 typedef struct {
     uint8_t kind;
 } tag_t;
@@ -67,6 +72,7 @@ typedef struct {
 enum hop_kind { H_CALL, H_GONE, H_CLIENT, H_STOPPED, H_RT_DONE, H_DRAIN };
 typedef struct hop {
     wy_mailbox_node_t node;
+    struct hop *lnext; /* drive mode: the loop's own FIFO instead of the mailbox */
     uint8_t kind;
 } hop_t;
 
@@ -109,6 +115,31 @@ struct wy_grpc_rt {
     bool closing;
     void (*done_cb)(void *);
     void *done_arg;
+
+    /* Drive mode (wy_grpc_rt_opts_t.drive): no CQ thread; the loop thread polls cq in
+     * wy_grpc_rt_run, and hops go through lhead (loop only) instead of the mailbox. */
+    bool drive;
+    hop_t *lhead, **ltail;
+    /* The watcher thread waits for libuv readiness (uv_backend_fd) while the loop thread
+     * sleeps in grpc_completion_queue_next, and wakes it by cancelling kick_call, a call
+     * on an unconnected channel whose receive-status batch stays pending until then. */
+    pthread_t watcher;
+    bool watcher_started;
+    int stop_fd; /* eventfd: the watcher's poll ends when the runtime closes */
+    int wep;     /* the watcher's epoll: uv_backend_fd (one-shot) and stop_fd */
+    pthread_mutex_t kmu;
+    grpc_call *kick_call; /* armed kick (kmu), NULL while the loop re-arms */
+    bool kick_stop;       /* kmu */
+    bool kicked;          /* loop: the kick completed; re-arm after the next loop turn */
+    bool driven_out;      /* loop: the queue is shut down, wy_grpc_rt_run is uv_run */
+    grpc_channel *kick_ch;
+    void *kick_method;
+    tag_t t_kick;
+    grpc_metadata_array kick_md;
+    grpc_status_code kick_status;
+    grpc_slice kick_details;
+    uint64_t kicks;    /* loop: kicks handled */
+    uint64_t handoffs; /* loop: hops delivered through the mailbox (thread mode) */
 };
 
 typedef struct {
@@ -237,6 +268,12 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status);
 /* Any thread. The mailbox is open until the last hop (H_RT_DONE) is delivered. */
 static void push_hop(wy_grpc_rt_t *rt, hop_t *hop)
 {
+    if (rt->drive) { /* only the loop thread handles completions: no hand-off */
+        hop->lnext = NULL;
+        *rt->ltail = hop;
+        rt->ltail = &hop->lnext;
+        return;
+    }
     int rc = wy_mailbox_push_always(rt->mb, &hop->node, on_hop);
     assert(rc == WY_OK);
     (void)rc;
@@ -688,6 +725,8 @@ static void on_event(tag_t *t, int success)
     case T_CLIENT:
         on_client_done(WY_CONTAINER_OF(t, client_call_t, tag));
         break;
+    case T_KICK:
+        break; /* drive mode: handled by the driver */
     }
 }
 
@@ -967,6 +1006,11 @@ static void rt_close_loop_side(wy_grpc_rt_t *rt)
     TSAN_RELEASE(rt->lcq_shut);
     grpc_completion_queue_shutdown(rt->lcq);
     grpc_completion_queue_destroy(rt->lcq);
+    if (rt->drive) {
+        grpc_metadata_array_destroy(&rt->kick_md);
+        grpc_slice_unref(rt->kick_details);
+        pthread_mutex_destroy(&rt->kmu);
+    }
     rt->closing_handles = 3;
     uv_close((uv_handle_t *)&rt->lcheck, rt_handle_closed);
     uv_close((uv_handle_t *)&rt->ltimer, rt_handle_closed);
@@ -980,6 +1024,7 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
     /* WY_ECANCELED cannot happen: the mailbox closes after the last hop. */
     assert(status == WY_OK);
     (void)status;
+    rt->handoffs += !rt->drive;
     switch (h->kind) {
     case H_CALL:
         deliver_call(WY_CONTAINER_OF(h, call_t, hop));
@@ -1005,6 +1050,156 @@ static void on_hop(wy_mailbox_node_t *node, void *ud, int status)
     }
 }
 
+/* ---------------------------------------------------------------- drive mode */
+
+/* Loop: every hop pushed so far, oldest first (never inside a handler: the driver calls
+ * this between completions and after the loop's turn). */
+static void run_local(wy_grpc_rt_t *rt)
+{
+    while (rt->lhead) {
+        hop_t *h = rt->lhead;
+        rt->lhead = h->lnext;
+        if (!rt->lhead)
+            rt->ltail = &rt->lhead;
+        on_hop(&h->node, rt, WY_OK);
+    }
+}
+
+/* Loop: arm the next kick (a receive-status batch that completes only when the watcher
+ * cancels the call) and let the watcher poll again. */
+static void kick_arm(wy_grpc_rt_t *rt)
+{
+    grpc_call *c = grpc_channel_create_registered_call(rt->kick_ch, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                       rt->cq, rt->kick_method,
+                                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &rt->kick_md;
+    op.data.recv_status_on_client.status = &rt->kick_status;
+    op.data.recv_status_on_client.status_details = &rt->kick_details;
+    grpc_call_error e = grpc_call_start_batch(c, &op, 1, &rt->t_kick, NULL);
+    assert(e == GRPC_CALL_OK);
+    (void)e;
+    pthread_mutex_lock(&rt->kmu);
+    rt->kick_call = c;
+    pthread_mutex_unlock(&rt->kmu);
+    /* One shot: the watcher wakes once for libuv's readiness, then sleeps until the loop
+     * arms it again (the loop does so only before it would sleep in gRPC). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u32 = 0};
+    int rc = epoll_ctl(rt->wep, EPOLL_CTL_MOD, uv_backend_fd(rt->loop), &ev);
+    assert(rc == 0);
+    (void)rc;
+}
+
+/* Loop: the kick completed (the watcher cancelled it, or the runtime is closing). */
+static void kick_done(wy_grpc_rt_t *rt)
+{
+    pthread_mutex_lock(&rt->kmu);
+    grpc_call *c = rt->kick_call;
+    rt->kick_call = NULL;
+    pthread_mutex_unlock(&rt->kmu);
+    grpc_call_unref(c);
+    grpc_metadata_array_destroy(&rt->kick_md);
+    grpc_metadata_array_init(&rt->kick_md);
+    grpc_slice_unref(rt->kick_details);
+    rt->kick_details = grpc_empty_slice();
+    rt->kicks++;
+    rt->kicked = !rt->closing;
+}
+
+/* The watcher thread: when libuv has something ready (its backend epoll descriptor turns
+ * readable) while the loop sleeps in gRPC, wake the loop by cancelling the armed kick. The
+ * descriptor is watched one-shot: the next wake-up needs the loop's next kick_arm. */
+static void *watch_main(void *arg)
+{
+    wy_grpc_rt_t *rt = arg;
+    for (;;) {
+        struct epoll_event evs[2];
+        int n = epoll_wait(rt->wep, evs, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        bool stop = false;
+        for (int i = 0; i < n; i++)
+            stop = stop || evs[i].data.u32 == 1;
+        if (stop)
+            break;
+        pthread_mutex_lock(&rt->kmu); /* the loop unrefs the call only under kmu */
+        if (rt->kick_call && !rt->kick_stop)
+            grpc_call_cancel(rt->kick_call, NULL);
+        pthread_mutex_unlock(&rt->kmu);
+    }
+    return NULL;
+}
+
+static void watcher_stop(wy_grpc_rt_t *rt)
+{
+    if (!rt->watcher_started)
+        return;
+    pthread_mutex_lock(&rt->kmu);
+    rt->kick_stop = true;
+    pthread_mutex_unlock(&rt->kmu);
+    uint64_t one = 1;
+    ssize_t w = write(rt->stop_fd, &one, sizeof one);
+    (void)w;
+    pthread_join(rt->watcher, NULL);
+    rt->watcher_started = false;
+}
+
+int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode)
+{
+    uv_loop_t *loop = rt->loop;
+    if (!rt->drive || rt->driven_out)
+        return uv_run(loop, mode);
+    const gpr_timespec past = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+    for (;;) {
+        /* Sleep in gRPC until a completion, a kick (libuv readiness) or libuv's next
+         * timer; a loop with nothing alive but gRPC sleeps until a completion.
+         * uv_backend_timeout is 0 while libuv has watchers its epoll does not know yet
+         * (started by a callback after its poll): the watcher thread could not see them,
+         * so the loop turns again instead of sleeping (test_drive_watcher_started_in_a_
+         * callback). */
+        uv_update_time(loop);
+        int ms = mode == UV_RUN_NOWAIT || rt->lhead ? 0
+                 : uv_loop_alive(loop)              ? uv_backend_timeout(loop)
+                                                    : -1;
+        if (ms != 0 && rt->kicked && !rt->closing) { /* about to sleep: let the watcher wake it */
+            rt->kicked = false;
+            kick_arm(rt);
+        }
+        gpr_timespec dl = ms < 0    ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                          : ms == 0 ? past
+                                    : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                                   gpr_time_from_millis(ms, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(rt->cq, dl, NULL);
+        for (unsigned n = 0; ev.type == GRPC_OP_COMPLETE;) {
+            tag_t *t = ev.tag;
+            if (t->kind == T_KICK)
+                kick_done(rt);
+            else
+                on_event(t, ev.success);
+            run_local(rt);
+            if (++n == DRIVE_BATCH)
+                break;
+            ev = grpc_completion_queue_next(rt->cq, past, NULL);
+        }
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+            /* The watcher was joined by wy_grpc_rt_close; the rest closes on the loop and
+             * frees rt: from here on the loop runs as a plain libuv loop. */
+            rt->driven_out = true;
+            grpc_completion_queue_destroy(rt->cq);
+            rt_close_loop_side(rt);
+            return uv_run(loop, mode);
+        }
+        uv_run(loop, UV_RUN_NOWAIT);
+        run_local(rt);
+        if (mode != UV_RUN_DEFAULT)
+            return 1; /* the runtime is alive */
+    }
+}
+
 /* ---------------------------------------------------------------- runtime API */
 
 /* The loop queue's shutdown is over (a gRPC thread, after the runtime may be gone). */
@@ -1017,8 +1212,54 @@ static void lcq_shut(grpc_completion_queue_functor *f, int ok)
 
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
 {
+    return wy_grpc_rt_new_opts(loop, NULL, out);
+}
+
+static void drive_stop(wy_grpc_rt_t *rt);
+
+/* Drive mode: the kick channel and call, the watcher thread. */
+static int drive_start(wy_grpc_rt_t *rt)
+{
+    pthread_mutex_init(&rt->kmu, NULL);
+    rt->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rt->wep = epoll_create1(EPOLL_CLOEXEC);
+    if (rt->stop_fd < 0 || rt->wep < 0)
+        return WY_EINTERNAL;
+    struct epoll_event se = {.events = EPOLLIN, .data.u32 = 1};
+    struct epoll_event be = {.events = EPOLLONESHOT, .data.u32 = 0}; /* armed by kick_arm */
+    if (epoll_ctl(rt->wep, EPOLL_CTL_ADD, rt->stop_fd, &se) != 0 ||
+        epoll_ctl(rt->wep, EPOLL_CTL_ADD, uv_backend_fd(rt->loop), &be) != 0)
+        return WY_EINTERNAL;
+    rt->t_kick.kind = T_KICK;
+    grpc_metadata_array_init(&rt->kick_md);
+    rt->kick_details = grpc_empty_slice();
+    /* Never connected: a call that sends nothing never picks a transport. */
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    rt->kick_ch = grpc_channel_create("127.0.0.1:9", creds, NULL);
+    grpc_channel_credentials_release(creds);
+    rt->kick_method =
+        grpc_channel_register_call(rt->kick_ch, "/wyvern.internal.Kick/Kick", NULL, NULL);
+    kick_arm(rt);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&rt->watcher, NULL, watch_main, rt);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        wy_log_error("grpc watcher thread failed to start", "error", strerror(rc), NULL);
+        return WY_EINTERNAL;
+    }
+    rt->watcher_started = true;
+    return WY_OK;
+}
+
+int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_rt_t **out)
+{
     wy_grpc_rt_t *rt = wy_calloc(1, sizeof *rt);
     rt->loop = loop;
+    rt->drive = opts && opts->drive;
+    rt->ltail = &rt->lhead;
+    rt->stop_fd = rt->wep = -1;
     rt->done_hop.kind = H_RT_DONE;
     rt->drain_hop.kind = H_DRAIN;
     wy_mailbox_opts_t mo = {.capacity = WY_MAILBOX_MAX_CAPACITY, .ud = rt};
@@ -1031,14 +1272,29 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
     rt->cq = grpc_completion_queue_create_for_next(NULL);
 
     /* The CQ thread must never take the daemon's signals (SIGTERM goes to the loop). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&rt->thread, NULL, cq_main, rt);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = 0;
+    if (rt->drive) {
+        rc = drive_start(rt) == WY_OK ? 0 : EAGAIN;
+    } else {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&rt->thread, NULL, cq_main, rt);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     if (rc != 0) {
         wy_log_error("grpc cq thread failed to start", "error", strerror(rc), NULL);
+        if (rt->drive)
+            drive_stop(rt);
         grpc_completion_queue_shutdown(rt->cq);
+        for (;;) { /* the cancelled kick, if armed, completes before the shutdown */
+            grpc_event ev =
+                grpc_completion_queue_next(rt->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            if (ev.type == GRPC_QUEUE_SHUTDOWN)
+                break;
+            if (ev.type == GRPC_OP_COMPLETE && ((tag_t *)ev.tag)->kind == T_KICK)
+                kick_done(rt);
+        }
         grpc_completion_queue_destroy(rt->cq);
         rt->closing_handles = 1;
         wy_mailbox_close(rt->mb, rt_closed, rt);
@@ -1060,6 +1316,34 @@ int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out)
     return WY_OK;
 }
 
+/* Drive mode, closing: stop the watcher, fire the armed kick (its completion is the last
+ * one before the queue's shutdown), let go of the kick channel. */
+static void drive_stop(wy_grpc_rt_t *rt)
+{
+    rt->kicked = false; /* no kick is armed again: the channel goes below */
+    watcher_stop(rt);
+    pthread_mutex_lock(&rt->kmu);
+    grpc_call *c = rt->kick_call;
+    pthread_mutex_unlock(&rt->kmu);
+    if (c)
+        grpc_call_cancel(c, NULL);
+    if (rt->kick_ch)
+        grpc_channel_destroy(rt->kick_ch);
+    rt->kick_ch = NULL;
+    if (rt->stop_fd >= 0)
+        close(rt->stop_fd);
+    if (rt->wep >= 0)
+        close(rt->wep);
+    rt->stop_fd = rt->wep = -1;
+}
+
+void wy_grpc_rt_stats(const wy_grpc_rt_t *rt, wy_grpc_rt_stats_t *out)
+{
+    out->drive = rt->drive;
+    out->handoffs = rt->handoffs;
+    out->kicks = rt->kicks;
+}
+
 int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg)
 {
     if (rt->closing || rt->n_servers || rt->n_channels)
@@ -1067,6 +1351,8 @@ int wy_grpc_rt_close(wy_grpc_rt_t *rt, void (*done_cb)(void *arg), void *arg)
     rt->closing = true;
     rt->done_cb = done_cb;
     rt->done_arg = arg;
+    if (rt->drive)
+        drive_stop(rt);
     grpc_completion_queue_shutdown(rt->cq);
     return WY_OK;
 }

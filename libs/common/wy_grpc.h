@@ -1,5 +1,6 @@
-/* wy_grpc — gRPC (C core) glue: one completion-queue thread per daemon does the gRPC
- * plumbing, unary handlers and client callbacks run on the daemon's libuv loop. */
+/* wy_grpc — gRPC (C core) glue: unary handlers and client callbacks run on the daemon's
+ * libuv loop; the gRPC plumbing runs on a completion-queue thread (thread mode, the
+ * default) or on the loop thread itself (drive mode, wy_grpc_rt_opts_t.drive). */
 #ifndef WY_GRPC_H
 #define WY_GRPC_H
 
@@ -23,6 +24,16 @@
  *   (shared by every call that arrived meanwhile), where each completion used to cost one.
  * - Handlers and client callbacks run on the loop. Every wy_grpc_* function below is
  *   called on the loop thread unless its comment says otherwise.
+ * - Drive mode (per runtime; daemons: WY_<SVC>_GRPC_MODE=drive) has no CQ thread: the
+ *   loop thread sleeps in grpc_completion_queue_next (deadline: libuv's next timer),
+ *   handles what completed inline (a handler runs right after its request is read, on
+ *   the thread gRPC woke), then gives libuv one non-blocking turn (wy_grpc_rt_run).
+ *   A watcher thread waits on libuv's epoll descriptor while the loop sleeps in gRPC and
+ *   wakes it by cancelling a call armed for that purpose (grpc_call_cancel, thread-safe;
+ *   the call, on a channel that never connects, has only a receive-status batch pending,
+ *   which then completes on the queue). So a gRPC completion costs no hand-off, and libuv
+ *   readiness costs one more wake-up (the watcher's) than in thread mode: drive mode
+ *   suits daemons whose loop is mostly gRPC. Everything else below holds in both modes.
  * - Servers and channels run without HTTP/2 BDP probing (GRPC_ARG_HTTP2_BDP_PROBE 0): its
  *   pings made gRPC hand each read to its executor thread whenever the loop and the CQ
  *   thread touched one connection at once (two more wake-ups per call); unary messages of
@@ -59,6 +70,41 @@ typedef struct {
  * must outlive the runtime. Returns WY_OK and *out, or WY_EINTERNAL
  * if the thread cannot start. */
 int wy_grpc_rt_new(uv_loop_t *loop, wy_grpc_rt_t **out);
+
+/* Options of a runtime (wy_grpc_rt_new_opts); zero = wy_grpc_rt_new's defaults. */
+typedef struct {
+    /* Drive mode: no CQ thread. The loop thread itself sleeps in gRPC's poller
+     * (grpc_completion_queue_next, until libuv's next timer) and handles completions
+     * inline, then gives libuv a non-blocking turn; a watcher thread wakes it out of
+     * gRPC when libuv has something ready (a socket, a uv_async from a worker). The loop
+     * MUST then be run with wy_grpc_rt_run instead of uv_run. Handlers, client
+     * callbacks and every guarantee below are unchanged (loop thread, ids, drain). */
+    bool drive;
+} wy_grpc_rt_opts_t;
+
+/* wy_grpc_rt_new with options (opts may be NULL). */
+int wy_grpc_rt_new_opts(uv_loop_t *loop, const wy_grpc_rt_opts_t *opts, wy_grpc_rt_t **out);
+
+/* Run the runtime's loop as uv_run(loop, mode) does, and return what it returns. Without
+ * drive mode it is exactly uv_run. In drive mode one turn is: sleep in gRPC's poller until
+ * a completion, libuv readiness (the watcher's kick) or libuv's next timer (not at all
+ * for UV_RUN_NOWAIT); handle the ready completions (at most 64) inline; then one
+ * uv_run(loop, UV_RUN_NOWAIT). UV_RUN_ONCE and UV_RUN_NOWAIT do one turn and return
+ * non-zero; UV_RUN_DEFAULT turns until the runtime is closed (wy_grpc_rt_close) and then
+ * runs the loop on as uv_run does. Once the runtime's queue is shut down the call is plain
+ * uv_run; the runtime is freed inside it (its close callback), after which it must not be
+ * called with that runtime again. Loop thread. */
+int wy_grpc_rt_run(wy_grpc_rt_t *rt, uv_run_mode mode);
+
+/* How the runtime's completions reached the loop so far. */
+typedef struct {
+    bool drive;        /* drive mode */
+    uint64_t handoffs; /* completions handed from the CQ thread to the loop (thread mode) */
+    uint64_t kicks;    /* drive mode: times libuv readiness woke the loop out of gRPC */
+} wy_grpc_rt_stats_t;
+
+/* Copy the runtime's counters into *out. Loop thread. */
+void wy_grpc_rt_stats(const wy_grpc_rt_t *rt, wy_grpc_rt_stats_t *out);
 
 /* Shut the runtime down: the completion queue is drained, the thread joined, the uv
  * handle closed, then done_cb(arg) runs on the loop (done_cb may be NULL) and the

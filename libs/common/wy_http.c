@@ -1245,10 +1245,9 @@ static void begin_linger(conn_t *c)
         conn_close(c);
 }
 
-static void write_cb(uv_write_t *w, int status)
+/* The bytes of the last write are on the socket: release them (wbuf, the frames in flight). */
+static void write_done(conn_t *c)
 {
-    conn_t *c = w->data;
-    c->writing = false;
     wy_buf_reset(&c->wbuf);
     for (; c->qinflight > 0; c->qinflight--) {
         wy_ws_frame_t *f = *q_at(c, 0);
@@ -1257,6 +1256,13 @@ static void write_cb(uv_write_t *w, int status)
         q_account(c, 0, f->len);
         wy_ws_frame_unref(f);
     }
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    c->writing = false;
+    write_done(c);
     if (c->state == C_CLOSING)
         return;
     if (status < 0) {
@@ -1270,6 +1276,7 @@ static void flush_conn(conn_t *c)
 {
     if (c->writing || c->state == C_CLOSING || c->state == C_LINGER)
         return;
+again:
     if (c->state == C_WS) {
         if (c->close_deferred && c->qlen == 0)
             ws_queue_close_frame(c);
@@ -1300,8 +1307,27 @@ static void flush_conn(conn_t *c)
         fbytes += f->len;
     }
     if (nb) {
+        /* Most writes fit the socket at once: written here (one writev), with no write
+         * request, completion callback or re-arming of the socket's poll (an epoll_ctl per
+         * write). Only what the socket did not take goes through uv_write. */
+        int n = uv_try_write((uv_stream_t *)&c->tcp, b, nb);
+        if (n < 0 && n != UV_EAGAIN) {
+            c->qinflight = 0;
+            conn_close(c);
+            return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        unsigned i = 0;
+        while (i < nb && done >= b[i].len)
+            done -= b[i++].len;
+        if (i == nb) {
+            write_done(c);
+            goto again; /* more queued than one write takes, or a deferred close frame */
+        }
+        b[i].base += done;
+        b[i].len -= (unsigned)done;
         c->wreq.data = c;
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, write_cb) != 0) {
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b + i, nb - i, write_cb) != 0) {
             c->qinflight = 0;
             conn_close(c);
             return;

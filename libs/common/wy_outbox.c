@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BATCH_DEFAULT 256
-#define BATCH_MAX     10000
-#define PENDING_CAP   "100000"
+#define BATCH_DEFAULT    256
+#define BATCH_MAX        10000
+#define PENDING_CAP      "100000"
+#define PENDING_COUNT_MS 1000 /* a full pass counts the rows at most this often */
 
 typedef struct omsg {
     wy_outbox_t *ob;
@@ -34,7 +35,8 @@ struct wy_outbox {
     bool closed;
     /* the pass in flight */
     bool running;
-    bool wake; /* a commit (or a full pass) asks for another pass right after this one */
+    bool wake;           /* a commit (or a full pass) asks for another pass right after this one */
+    uint64_t counted_ms; /* when a full pass last counted the rows (at most once a second) */
     bool pass_failed;
     bool committing; /* the pass's transaction ends with COMMIT (rows deleted), not ROLLBACK */
     wy_pg_tx_t *tx;
@@ -235,9 +237,18 @@ static void on_selected(int status, const PGresult *res, const char *err, void *
         wy_metric_set(ob->m_pending, (double)n);
     } else {
         ob->wake = true; /* a full pass: more rows are likely waiting */
-        /* Counted on the pass's transaction while the rows are in flight (gauge only). */
-        if (wy_pg_tx_query(ob->tx, ob->sql_count, 0, NULL, on_counted, ob) != WY_OK)
-            ob->pass_failed = true;
+        /* Counted on the pass's transaction while the rows are in flight (gauge only), at most
+         * once a second: the count reads every row of the table, dead ones too, and in a storm
+         * every pass is full (it cost more than the pass itself once the table had grown). */
+        uint64_t now = wy_now_ms();
+        if (now - ob->counted_ms >= PENDING_COUNT_MS) {
+            ob->counted_ms = now;
+            if (wy_pg_tx_query(ob->tx, ob->sql_count, 0, NULL, on_counted, ob) != WY_OK)
+                ob->pass_failed = true;
+        } else if (ob->st.pending < (uint64_t)n) {
+            ob->st.pending = (uint64_t)n; /* at least this pass's rows wait */
+            wy_metric_set(ob->m_pending, (double)n);
+        }
     }
     if (n == 0) {
         pass_finish(ob, false);

@@ -44,9 +44,9 @@
  * order, but a later row delivered in the same pass is not held back.
  *
  * Metrics (svc = opts.svc): wy_<svc>_outbox_pending (rows waiting at each pass: the rows it read
- * when fewer than `batch`, else counted, capped at 100000), wy_<svc>_outbox_relayed_total (rows
- * acknowledged and deleted), wy_<svc>_outbox_failures_total (rows whose produce or delivery failed;
- * retried).
+ * when fewer than `batch`, else counted, capped at 100000, at most once a second),
+ * wy_<svc>_outbox_relayed_total (rows acknowledged and deleted), wy_<svc>_outbox_failures_total
+ * (rows whose produce or delivery failed; retried).
  *
  * All functions: loop thread only. */
 #ifndef WY_OUTBOX_H

@@ -130,6 +130,21 @@ void auth_count(const char *name, const char *help, const char *labels)
 
 void auth_count_login(const char *method, const char *result)
 {
+    /* The one a storm counts, once per login: its series looked up once (loop thread). */
+    static const char *const methods[] = {"device", "custom", "password", "steam", "oidc"};
+    static wy_metric_t *ok[sizeof methods / sizeof *methods];
+    if (!strcmp(result, "ok"))
+        for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+            if (!strcmp(method, methods[i])) {
+                if (!ok[i]) {
+                    char l[64];
+                    snprintf(l, sizeof l, "method=\"%s\",result=\"ok\"", methods[i]);
+                    ok[i] = wy_metrics_counter("wy_auth_logins_total",
+                                               "Login attempts by method and result.", l);
+                }
+                wy_metric_inc(ok[i]);
+                return;
+            }
     char labels[128];
     snprintf(labels, sizeof labels, "method=\"%s\",result=\"%s\"", method, result);
     auth_count("wy_auth_logins_total", "Login attempts by method and result.", labels);
@@ -153,6 +168,7 @@ static void auth_free(auth_t *a)
     if (a->rl_ip)
         wy_ratelimit_free(a->rl_ip);
     auth_db_batches_free(a);
+    auth_events_marks_free(a);
     wy_redis_script_free(a->marker_script);
     wy_redis_script_free(a->reload_script);
     wy_jwt_keyset_free(a->keys);
@@ -273,6 +289,20 @@ static int auth_start(wy_daemon_t *d, const char **err)
     if (rc != WY_OK)
         return rc;
     auth_db_batches_new(a);
+    static const char *const routes[AUTH_LOGIN_EV_N] = {"direct", "outbox", "fallback", "lost"};
+    for (int i = 0; i < AUTH_LOGIN_EV_N; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "route=\"%s\"", routes[i]);
+        a->m_login_ev[i] = wy_metrics_counter(
+            "wy_auth_login_events_total",
+            "account.login events by route: direct (to Kafka, no row), outbox (a row), fallback "
+            "(not acknowledged, then a row), lost.",
+            labels);
+    }
+    /* Rows a previous run left are read by the relay's first pass before logins go direct. */
+    a->ev_marks = wy_map_new(AUTH_EVENTS_MARKS_MAX);
+    wy_list_init(&a->ev_fifo);
+    auth_events_mark(a, NULL);
     auth_refresh_key_load(a);
     rc = auth_grpc_register(a, err);
     if (rc != WY_OK)
@@ -292,12 +322,13 @@ static void on_http_closed(void *ud)
 }
 
 /* Requests in flight on auth's own HTTP server while it drains (the state stays the
- * daemon's until freed, kept alive by that server and its timer), so the daemon's drain
- * waits for them (and their outbox commits) before closing the outbox, PostgreSQL and Redis. */
+ * daemon's until freed, kept alive by that server and its timer), and login events Kafka has
+ * not acknowledged yet, so the daemon's drain waits for them (and their outbox commits) before
+ * closing the outbox, the producer, PostgreSQL and Redis. */
 static size_t auth_busy(wy_daemon_t *d)
 {
     auth_t *a = wy_daemon_state(d);
-    return a && a->http ? wy_http_in_flight(a->http) : 0;
+    return a ? (a->http ? wy_http_in_flight(a->http) : 0) + a->login_events_inflight : 0;
 }
 
 static void on_drain_tick(uv_timer_t *t)

@@ -7,6 +7,7 @@
 #define AUTH_H
 
 #include "wy_daemon.h"
+#include "wy_list.h"
 #include "wy_map.h"
 #include "wy_metrics.h"
 #include "wy_token.h"
@@ -48,6 +49,20 @@ typedef struct {
 /* The daemon's state (wy_daemon_state), owned by the loop thread. Requests in flight hold
  * a reference (auth_ref/auth_unref), so the state outlives stop() until the last one ends;
  * the daemon's state pointer is cleared when it is freed. */
+/* Routes of account.login events (wy_auth_login_events_total{route}). */
+enum {
+    AUTH_LOGIN_EV_DIRECT,
+    AUTH_LOGIN_EV_OUTBOX,
+    AUTH_LOGIN_EV_FALLBACK,
+    AUTH_LOGIN_EV_LOST,
+    AUTH_LOGIN_EV_N
+};
+/* After an event row is written, logins' events go through the outbox until a relay pass read
+ * it, or this long at most (another instance's relay, 1 s poll by default, publishes it). */
+#define AUTH_EVENTS_QUIET_MS 3000
+/* Accounts marked at once; beyond, every login's event goes through the outbox for a while. */
+#define AUTH_EVENTS_MARKS_MAX 65536
+
 typedef struct auth {
     wy_daemon_t *d;
     const auth_cfg_t *cfg;
@@ -73,13 +88,20 @@ typedef struct auth {
     wy_metric_t *m_hash_queue, *m_redis_failed, *m_rebuilding, *m_checks_rebuilding;
     uint32_t sign_depth; /* token answers waiting or being signed (signer.c) */
     unsigned sign_next;  /* the worker the next answer goes to */
-    wy_metric_t *m_sign_queue, *m_sign_refused;
+    wy_metric_t *m_sign_queue, *m_sign_refused, *m_tokens_issued;
     uint8_t refresh_key[32]; /* MAC key of refresh tokens carrying their family (auth.token_keys) */
     bool refresh_key_loaded;
     uv_timer_t key_timer; /* retries the key's load (auth_refresh_key_load) */
     wy_map_t *roles;      /* roles.c: account -> WY_TOKEN_ROLE_* bits (NULL until loaded) */
     uint64_t roles_next_ms;
     bool roles_loading, roles_overflow_logged;
+    /* account.login events produced straight to Kafka (tokens.c, auth_event_login_direct) */
+    unsigned login_events_inflight; /* produced, not yet reported (the drain waits for them) */
+    wy_map_t *ev_marks; /* account -> its mark (tokens.c): its rows may wait in the outbox */
+    wy_list_t ev_fifo;  /* the marks, oldest first */
+    bool events_dirty;  /* rows of any account may wait (a mark without account, or too many) */
+    uint64_t events_mark_passes, events_mark_ms; /* events_dirty's mark */
+    wy_metric_t *m_login_ev[AUTH_LOGIN_EV_N];    /* wy_auth_login_events_total{route} */
 } auth_t;
 
 extern wy_daemon_spec_t auth_daemon_spec;
@@ -185,8 +207,21 @@ int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *
 /* The account.created row of a first login, written by the batched statement that creates the
  * account (auth_db_identity_create); wy_outbox_row_free it after submitting. */
 int auth_event_created_row(wy_outbox_row_t *row, const char *account, const char *method);
-/* Wakes the relay after a statement that wrote an event row outside auth_tx_commit. */
-void auth_events_written(auth_t *a);
+/* Wakes the relay after a statement that wrote an event row of account outside auth_tx_commit
+ * (and marks it, below). */
+void auth_events_written(auth_t *a, const char *account);
+/* Notes that event rows of account (NULL or "": of any account) were committed: its logins'
+ * events go through the outbox until a relay pass that read them ended, so none overtakes an
+ * earlier event of its account. Call it when the commit succeeded. */
+void auth_events_mark(auth_t *a, const char *account);
+/* Frees the marks (with the state). */
+void auth_events_marks_free(auth_t *a);
+/* A login's account.login event produced straight to Kafka, no row (tokens.c): true when
+ * handed to the producer (written to the outbox later if Kafka does not acknowledge it); false
+ * when the caller must write it (auth_db_login_store): Kafka unreachable, auth's outbox rows not
+ * yet relayed, the producer's queue full, or auth stopping. */
+bool auth_event_login_direct(auth_t *a, const char *account, const char *sid, const char *method,
+                             const char *ip);
 /* sid NULL: every session of the account (ban, account-wide revoke). */
 int auth_event_revoked(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,
                        const char *reason);

@@ -171,6 +171,7 @@ static void on_revoke_committed(int status, const char *err, void *ud)
         gop_error(g, WY_EUNAVAIL, "account store unavailable");
         return;
     }
+    auth_events_mark(g->a, g->account); /* its event is in the outbox */
     wy_log_info("account revoked", "account", g->account, "ban", g->ban ? "true" : "false", NULL);
     auth_count("wy_auth_sessions_revoked_total", "Sessions revoked, by reason.",
                g->ban ? "reason=\"ban\"" : "reason=\"revoke\"");

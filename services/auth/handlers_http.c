@@ -198,6 +198,7 @@ static void on_hop_committed(int status, const char *err, void *ud)
     hop_t *h = ud;
     if (!pg_done(h, status, err, "commit failed"))
         return;
+    auth_events_mark(h->a, h->account); /* its events are in the outbox */
     h->next(h);
 }
 
@@ -299,7 +300,7 @@ static bool mint_refresh(hop_t *h)
 /* A login's events are written (its session is carried by its refresh token): the answer. */
 static void login_written(hop_t *h)
 {
-    auth_events_written(h->a);
+    auth_events_written(h->a, h->account);
     if (mint_refresh(h))
         login_committed(h);
 }
@@ -322,11 +323,30 @@ static void register_committed(hop_t *h)
         login_committed(h);
 }
 
+/* h->account (known, not banned) logged in: its account.login event goes straight to Kafka
+ * (tokens.c, auth_event_login_direct: nothing written, the answer goes now) or, when it cannot,
+ * its outbox row is written, batched with the other logins of this loop turn (sql.c: not
+ * waiting for the disk; the answer waits for the statement). */
+static void login_event(hop_t *h)
+{
+    if (auth_event_login_direct(h->a, h->account, h->sid, h->method, h->ip)) {
+        if (mint_refresh(h))
+            login_committed(h);
+        return;
+    }
+    wy_metric_inc(h->a->m_login_ev[AUTH_LOGIN_EV_OUTBOX]);
+    wy_outbox_row_t ev;
+    int rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
+    if (rc == WY_OK) {
+        rc = auth_db_login_store(h->a, h->account, &ev, on_login_stored, h);
+        wy_outbox_row_free(&ev);
+    }
+    pg_ok(h, rc);
+}
+
 /* A login succeeded for h->account: a new session (refresh family), carried by its refresh
  * token, nothing stored for it (migrations/011). What is written is its account.login event: in
- * h->tx after the account it created (register, committed with it), else batched with the other
- * logins of this loop turn (sql.c: not waiting for the disk; the answer waits for the
- * statement). */
+ * h->tx after the account it created (register, committed with it), else as login_event. */
 static void open_session(hop_t *h)
 {
     if (h->banned) {
@@ -343,13 +363,7 @@ static void open_session(hop_t *h)
         hop_commit(h, rc, register_committed);
         return;
     }
-    wy_outbox_row_t ev;
-    int rc = auth_event_login_row(&ev, h->account, h->sid, h->method, h->ip);
-    if (rc == WY_OK) {
-        rc = auth_db_login_store(h->a, h->account, &ev, on_login_stored, h);
-        wy_outbox_row_free(&ev);
-    }
-    pg_ok(h, rc);
+    login_event(h);
 }
 
 /* ---- bearer authentication ---- */
@@ -535,7 +549,7 @@ static void identity_create(hop_t *h)
     pg_ok(h, rc);
 }
 
-/* A known identity is logged in (its session committed); an unknown one is created. */
+/* A known identity was found (nothing written); an unknown one is created. */
 static void on_identity_logged_in(int status, const PGresult *res, int row, const char *err,
                                   void *ud)
 {
@@ -551,7 +565,7 @@ static void on_identity_logged_in(int status, const PGresult *res, int row, cons
         fail_login(h, 403, "ACCOUNT_BANNED", "this account is banned");
         return;
     }
-    login_written(h);
+    login_event(h);
 }
 
 static void identity_login(hop_t *h)
@@ -559,14 +573,7 @@ static void identity_login(hop_t *h)
     if (!take_sign_slot(h))
         return;
     wy_uuid4(h->sid);
-    /* account_id is added by the statement, which finds it (auth_db_identity_login). */
-    wy_outbox_row_t ev;
-    int rc = auth_event_login_row(&ev, "", h->sid, h->method, h->ip);
-    if (rc == WY_OK) {
-        rc = auth_db_identity_login(h->a, h->method, h->subject, &ev, on_identity_logged_in, h);
-        wy_outbox_row_free(&ev);
-    }
-    pg_ok(h, rc);
+    pg_ok(h, auth_db_identity_login(h->a, h->method, h->subject, on_identity_logged_in, h));
 }
 
 static void link_done(hop_t *h);

@@ -30,6 +30,49 @@ typedef struct {
 } job_t;
 
 /* Builds j's answer; any thread. Reads only the job, the key set and the configuration. */
+/* True when s needs no escaping in a JSON string: ids (uuid) and tokens (base64url, dots). */
+static bool json_plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            return false;
+    return true;
+}
+
+/* The token answer's JSON (README "Tokens returned by register, login and refresh"), built
+ * with one snprintf: its strings are ids and tokens of plain characters (checked; anything
+ * else goes through jansson). malloc'd (free()), NULL when it could not be built. */
+static char *token_body(const job_t *j, const char *access, int64_t ttl, int64_t refresh_ttl)
+{
+    if (!json_plain(j->account) || !json_plain(j->sid) || !json_plain(access) ||
+        !json_plain(j->refresh)) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", j->account,
+                              "session_id", j->sid, "access_token", access, "token_type", "Bearer",
+                              "expires_in", (json_int_t)ttl, "refresh_token", j->refresh,
+                              "refresh_expires_in", (json_int_t)refresh_ttl);
+        if (o && j->created)
+            json_object_set_new(o, "created", json_true());
+        char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return body;
+    }
+    static const char fmt[] =
+        "{\"account_id\":\"%s\",\"session_id\":\"%s\",\"access_token\":\"%s\","
+        "\"token_type\":\"Bearer\",\"expires_in\":%lld,\"refresh_token\":\"%s\","
+        "\"refresh_expires_in\":%lld%s}";
+    const char *created = j->created ? ",\"created\":true" : "";
+    /* The format's own characters and two 20-digit numbers fit in sizeof fmt + 40. */
+    size_t cap = sizeof fmt + 40 + strlen(j->account) + strlen(j->sid) + strlen(access) +
+                 strlen(j->refresh) + strlen(created);
+    char *body = malloc(cap);
+    if (body && snprintf(body, cap, fmt, j->account, j->sid, access, (long long)ttl, j->refresh,
+                         (long long)refresh_ttl, created) >= (int)cap) {
+        free(body);
+        body = NULL;
+    }
+    return body;
+}
+
 static void build(job_t *j)
 {
     const auth_cfg_t *cfg = j->cfg;
@@ -38,18 +81,11 @@ static void build(job_t *j)
     j->err = wy_token_issue_roles(j->keys, cfg->signing_kid, cfg->issuer, cfg->audience, j->account,
                                   j->sid, j->roles, ttl, 0, &access, NULL, &j->why);
     if (j->err == WY_OK) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I}", "account_id", j->account,
-                              "session_id", j->sid, "access_token", access, "token_type", "Bearer",
-                              "expires_in", (json_int_t)ttl, "refresh_token", j->refresh,
-                              "refresh_expires_in", (json_int_t)(cfg->refresh_ttl_ms / 1000));
-        if (o && j->created)
-            json_object_set_new(o, "created", json_true());
-        j->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        j->body = token_body(j, access, ttl, cfg->refresh_ttl_ms / 1000);
         if (!j->body) {
             j->err = WY_EINTERNAL;
             j->why = "cannot encode the token answer";
         }
-        json_decref(o);
     }
     wy_free(access);
     OPENSSL_cleanse(j->refresh, sizeof j->refresh);
@@ -61,7 +97,7 @@ static void deliver(job_t *j)
     auth_t *a = j->a;
     auth_sign_release(a);
     if (j->err == WY_OK)
-        auth_count("wy_auth_tokens_issued_total", "Access tokens signed.", NULL);
+        wy_metric_inc(a->m_tokens_issued);
     else
         wy_log_error("cannot sign access token", "error", j->why ? j->why : wy_strerror(j->err),
                      NULL);
@@ -112,6 +148,8 @@ int auth_signer_start(auth_t *a, const char **err)
                                        "Token answers promised and not sent yet: waiting for "
                                        "their commit, or for or in signing (WY_AUTH_SIGN_QUEUE).",
                                        NULL);
+    a->m_tokens_issued =
+        wy_metrics_counter("wy_auth_tokens_issued_total", "Access tokens signed.", NULL);
     a->m_sign_refused = wy_metrics_counter(
         "wy_auth_sign_refused_total",
         "Logins, refreshes and registrations refused 503 before writing anything because "

@@ -59,34 +59,26 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud)
 /* ---- group commit of logins (batch.h): one statement over arrays per batch ---- */
 
 /* A login writes no session (migrations/011): its refresh token carries the family, created at
- * its first refresh. What a login still writes is its account.login outbox row, committed
- * without waiting for the WAL flush (synchronous_commit off for that transaction only, set by
- * the statement itself: the setting is read at its commit): the answer waits for the statement,
- * not for the disk. A PostgreSQL crash can lose the last fraction of a second of these event
- * rows; it cannot lose anything a token needs (nothing is stored for it). */
+ * its first refresh. A login's account.login event is published straight to Kafka while the
+ * broker is reachable (tokens.c, auth_event_login_direct): nothing is written. Otherwise its
+ * outbox row is written by auth_logins_store below, committed without waiting for the WAL flush
+ * (synchronous_commit off for that transaction only, set by the statement itself: the setting is
+ * read at its commit): the answer waits for the statement, not for the disk. A PostgreSQL crash
+ * can lose the last fraction of a second of these event rows; it cannot lose anything a token
+ * needs (nothing is stored for it). */
 
-/* Logins of known identities: a row (ord, account_id, banned) per known identity and, unless it
- * is banned, its account.login row; an unknown identity has no row. The event's payload comes
- * from C without its account_id (field 1, unknown there): the statement puts it in front, 0x0a
- * 0x24 (field 1, 36 bytes) and the uuid text, which is the same LoginSucceeded message (protobuf
- * fields may come in any order). The lookup is LATERAL so that it is an index lookup per login
- * whatever the batch size: a plain join of a large batch was planned as a hash join over a
- * sequential scan of every identity. */
+/* Logins of known identities: a row (ord, account_id, banned) per known identity; an unknown
+ * identity has no row. Read only: nothing is written, nothing committed to disk. The lookup is
+ * LATERAL so that it is an index lookup per login whatever the batch size: a plain join of a
+ * large batch was planned as a hash join over a sequential scan of every identity. */
 static const wy_pg_stmt_t identity_logins_sql = {
-    "auth_identity_logins",
-    "WITH c AS (SELECT set_config('synchronous_commit', 'off', true)), "
-    "r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) "
-    "WITH ORDINALITY AS r(method, subject, event_id, payload, ts, ord)), "
-    "f AS (SELECT r.*, x.account_id, x.banned FROM r CROSS JOIN LATERAL ("
-    "SELECT i.account_id, a.banned_at IS NOT NULL AS banned FROM auth.identities i "
-    "JOIN auth.accounts a ON a.id = i.account_id "
-    "WHERE i.method = r.method AND i.subject = r.subject) x), "
-    "e AS (INSERT INTO auth.wy_outbox (event_id, topic, key, type, payload, ts_ms) "
-    "SELECT event_id, 'wy.account', account_id::text, 'account.login', "
-    "'\\x0a24'::bytea || convert_to(account_id::text, 'UTF8') || decode(payload, 'hex'), ts "
-    "FROM f, c WHERE NOT banned ORDER BY ord) "
-    "SELECT ord, account_id, banned FROM f",
-    5};
+    "auth_identity_find",
+    "SELECT r.ord, x.account_id, x.banned "
+    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(method, subject, ord) "
+    "CROSS JOIN LATERAL (SELECT i.account_id, a.banned_at IS NOT NULL AS banned "
+    "FROM auth.identities i JOIN auth.accounts a ON a.id = i.account_id "
+    "WHERE i.method = r.method AND i.subject = r.subject) x",
+    2};
 
 /* The account.login rows of password logins (their accounts are known): one statement and one
  * commit (not waited for on disk) per batch. */
@@ -124,7 +116,7 @@ static const wy_pg_stmt_t identities_create_sql = {
 
 void auth_db_batches_new(auth_t *a)
 {
-    a->b_login = auth_batch_new(a, "login", &identity_logins_sql, 5, 0, NULL, true);
+    a->b_login = auth_batch_new(a, "login", &identity_logins_sql, 2, 0, NULL, true);
     a->b_store = auth_batch_new(a, "store", &logins_store_sql, 4, 0, NULL, true);
     a->b_create = auth_batch_new(a, "create", &identities_create_sql, 8, 0, NULL, true);
 }
@@ -143,10 +135,10 @@ static const char *payload_hex(const wy_outbox_row_t *ev)
     return ev->params[4] + 2;
 }
 
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject,
-                           const wy_outbox_row_t *ev, auth_batch_cb cb, void *ud)
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
+                           void *ud)
 {
-    const char *c[] = {method, subject, ev->event_id, payload_hex(ev), ev->ts_ms};
+    const char *c[] = {method, subject};
     return a->b_login ? auth_batch_add(a->b_login, c, cb, ud) : WY_EUNAVAIL;
 }
 

@@ -32,15 +32,14 @@ int auth_db_find_password(auth_t *a, const char *key, wy_pg_cb cb, void *ud);
  * Created by auth_db_batches_new at start, freed by auth_db_batches_free with the state. */
 void auth_db_batches_new(auth_t *a);
 void auth_db_batches_free(auth_t *a);
-/* A login of an identity: finds its account and, unless it is banned, writes its account.login
- * row (ev: auth_event_login_row with account "", the statement adds it), committed with the
- * batch without waiting for the disk (sql.c). Row: account_id, banned (banned: nothing was
- * written); -1 when the identity is unknown (nothing written). No session is written: the
- * refresh token carries its family (auth_refresh_mint). */
-int auth_db_identity_login(auth_t *a, const char *method, const char *subject,
-                           const wy_outbox_row_t *ev, auth_batch_cb cb, void *ud);
-/* A password login's account.login row (ev, auth_event_login_row), committed with the batch as
- * above; no result to read. */
+/* A login of an identity: finds its account (read only, nothing written). Row: account_id,
+ * banned; -1 when the identity is unknown. No session is written: the refresh token carries its
+ * family (auth_refresh_mint); the login's event goes to Kafka directly or through
+ * auth_db_login_store (auth_event_login_direct). */
+int auth_db_identity_login(auth_t *a, const char *method, const char *subject, auth_batch_cb cb,
+                           void *ud);
+/* A login's account.login row (ev, auth_event_login_row), committed with the batch without
+ * waiting for the disk (sql.c); no result to read. */
 int auth_db_login_store(auth_t *a, const char *account, const wy_outbox_row_t *ev, auth_batch_cb cb,
                         void *ud);
 /* A first login: identity, account (id account), its account.created and account.login rows,

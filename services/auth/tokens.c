@@ -420,8 +420,9 @@ static int add_event(auth_t *a, wy_pg_tx_t *tx, const char *type, const char *ke
     return rc;
 }
 
-void auth_events_written(auth_t *a)
+void auth_events_written(auth_t *a, const char *account)
 {
+    auth_events_mark(a, account);
     wy_outbox_t *ob = wy_daemon_outbox(a->d);
     if (ob)
         wy_outbox_wake(ob);
@@ -478,6 +479,178 @@ int auth_event_login_row(wy_outbox_row_t *row, const char *account, const char *
     int rc = wy_outbox_row_init(row, "wy.account", account, "account.login", buf, n);
     wy_free(buf);
     return rc;
+}
+
+/* ---- account.login published straight to Kafka ----
+ * A login's event is the only thing a login would write. While the broker is reachable and
+ * auth's outbox holds none of its rows unpublished, it is produced directly: no row, no
+ * statement, no relay pass (read, produce, delete) per login. Kafka orders the messages of one
+ * key (idempotent producer), so a login produced after the account's earlier events were
+ * published stays behind them. Otherwise, and when Kafka does not acknowledge it
+ * (message.timeout.ms), the event is written to the outbox as before. */
+
+typedef struct {
+    auth_t *a; /* a reference, released after the delivery report */
+    char account[37];
+    wy_outbox_row_t row; /* its params point into account */
+} direct_ev_t;
+
+/* An account whose event rows may still wait in the outbox (auth->ev_marks, ev_fifo). */
+typedef struct {
+    wy_list_t link; /* auth->ev_fifo, oldest mark first */
+    uint64_t passes, ms;
+    char account[37];
+} ev_mark_t;
+
+/* The mark of rows committed now: the relay passes that read them (a pass in flight may have
+ * read before their commit; passes counts the passes that read rows). */
+static void mark_now(auth_t *a, uint64_t *passes, uint64_t *ms)
+{
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    wy_outbox_stats_t st = {0};
+    if (ob)
+        wy_outbox_stats(ob, &st);
+    *passes = st.passes + ((ob && !wy_outbox_idle(ob)) ? 2 : 1);
+    *ms = wy_now_ms();
+}
+
+/* True when rows committed at (passes, ms) were read by a relay pass that has ended: one
+ * started after it, or it was the last and the relay is idle; or AUTH_EVENTS_QUIET_MS went by
+ * (another instance relays this schema's rows: its relay reads them within its poll period). */
+static bool mark_clear(auth_t *a, uint64_t passes, uint64_t ms)
+{
+    wy_outbox_t *ob = wy_daemon_outbox(a->d);
+    if (!ob)
+        return false;
+    wy_outbox_stats_t st;
+    wy_outbox_stats(ob, &st);
+    return st.passes > passes || (st.passes == passes && wy_outbox_idle(ob)) ||
+           wy_now_ms() - ms > AUTH_EVENTS_QUIET_MS;
+}
+
+void auth_events_mark(auth_t *a, const char *account)
+{
+    uint64_t passes, ms;
+    mark_now(a, &passes, &ms);
+    ev_mark_t *m = account && *account && a->ev_marks ? wy_map_get_str(a->ev_marks, account) : NULL;
+    if (m) {
+        wy_list_remove(&m->link);
+    } else if (account && *account && a->ev_marks) {
+        m = wy_calloc(1, sizeof *m);
+        snprintf(m->account, sizeof m->account, "%s", account);
+        if (wy_map_put_str(a->ev_marks, m->account, m) != WY_OK) {
+            wy_free(m);
+            m = NULL;
+        }
+    }
+    if (!m) { /* no account, or too many marked: every account waits */
+        a->events_dirty = true;
+        a->events_mark_passes = passes;
+        a->events_mark_ms = ms;
+        return;
+    }
+    m->passes = passes;
+    m->ms = ms;
+    wy_list_push_back(&a->ev_fifo, &m->link);
+}
+
+/* Forgets the marks whose rows were relayed (oldest first: later marks clear later). */
+static void marks_prune(auth_t *a)
+{
+    while (!wy_list_empty(&a->ev_fifo)) {
+        ev_mark_t *m = wy_list_entry(wy_list_first(&a->ev_fifo), ev_mark_t, link);
+        if (!mark_clear(a, m->passes, m->ms))
+            break;
+        wy_list_remove(&m->link);
+        wy_map_del_str(a->ev_marks, m->account, NULL);
+        wy_free(m);
+    }
+    if (a->events_dirty && mark_clear(a, a->events_mark_passes, a->events_mark_ms))
+        a->events_dirty = false;
+}
+
+void auth_events_marks_free(auth_t *a)
+{
+    while (a->ev_marks && !wy_list_empty(&a->ev_fifo)) {
+        ev_mark_t *m = wy_list_entry(wy_list_first(&a->ev_fifo), ev_mark_t, link);
+        wy_list_remove(&m->link);
+        wy_free(m);
+    }
+    wy_map_free(a->ev_marks);
+    a->ev_marks = NULL;
+}
+
+static void on_direct_stored(int status, const PGresult *res, int row, const char *err, void *ud)
+{
+    (void)res, (void)row;
+    direct_ev_t *e = ud;
+    if (status == WY_OK) {
+        auth_events_written(e->a, e->account);
+        wy_metric_inc(e->a->m_login_ev[AUTH_LOGIN_EV_FALLBACK]);
+    } else {
+        wy_metric_inc(e->a->m_login_ev[AUTH_LOGIN_EV_LOST]);
+        wy_log_error("login event lost: Kafka did not take it and the outbox could not", "event_id",
+                     e->row.event_id, "error", err ? err : wy_strerror(status), NULL);
+    }
+    wy_outbox_row_free(&e->row);
+    auth_t *a = e->a;
+    wy_free(e);
+    auth_unref(a);
+}
+
+static void on_direct_delivered(void *ud, int status, const char *event_id)
+{
+    (void)event_id;
+    direct_ev_t *e = ud;
+    auth_t *a = e->a;
+    a->login_events_inflight--;
+    if (status == WY_OK) {
+        wy_outbox_row_free(&e->row);
+        wy_free(e);
+        auth_unref(a);
+        return;
+    }
+    /* Not acknowledged: the outbox publishes it (it may now follow a later event of its
+     * account: only when a delivery fails). */
+    wy_log_warn("login event not acknowledged by Kafka: written to the outbox", "event_id",
+                e->row.event_id, "error", wy_strerror(status), NULL);
+    auth_events_mark(a, e->account);
+    int rc = auth_db_login_store(a, e->account, &e->row, on_direct_stored, e);
+    if (rc != WY_OK)
+        on_direct_stored(rc, NULL, -1, wy_strerror(rc), e);
+}
+
+bool auth_event_login_direct(auth_t *a, const char *account, const char *sid, const char *method,
+                             const char *ip)
+{
+    wy_kafka_producer_t *p = wy_daemon_producer(a->d);
+    if (a->stopping || !p || !wy_kafka_producer_healthy(p))
+        return false;
+    marks_prune(a);
+    if (a->events_dirty || (a->ev_marks && wy_map_get_str(a->ev_marks, account)))
+        return false;
+    Wyvern__Auth__LoginSucceeded m = login_msg(account, sid, method, ip);
+    size_t n;
+    uint8_t *buf = pack(&m.base, &n);
+    direct_ev_t *e = wy_calloc(1, sizeof *e);
+    snprintf(e->account, sizeof e->account, "%s", account);
+    int rc = wy_outbox_row_init(&e->row, "wy.account", e->account, "account.login", buf, n);
+    if (rc == WY_OK)
+        rc = wy_kafka_produce_event(p, "wy.account", e->account, e->row.event_id, "account.login",
+                                    strtoull(e->row.ts_ms, NULL, 10), buf, n, on_direct_delivered,
+                                    e);
+    wy_free(buf);
+    if (rc != WY_OK) {
+        if (e->row.payload_hex)
+            wy_outbox_row_free(&e->row);
+        wy_free(e);
+        return false;
+    }
+    e->a = a;
+    auth_ref(a);
+    a->login_events_inflight++;
+    wy_metric_inc(a->m_login_ev[AUTH_LOGIN_EV_DIRECT]);
+    return true;
 }
 
 int auth_event_revoked(auth_t *a, wy_pg_tx_t *tx, const char *account, const char *sid,

@@ -42,10 +42,15 @@ def gauge(d, name):
     return None
 
 
-def test_every_method_has_a_latency_histogram_and_outcomes(daemon, protos):
+# Both threading modes of wy_grpc (WY_<SVC>_GRPC_MODE): the guarantees are the same.
+MODES = ["thread", "drive"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_method_has_a_latency_histogram_and_outcomes(daemon, protos, mode):
     import auth_pb2
     import auth_pb2_grpc
-    d = daemon("auth")
+    d = daemon("auth", env={"WY_AUTH_GRPC_MODE": mode})
     with grpc.insecure_channel(d.grpc_addr) as ch:
         stub = auth_pb2_grpc.AuthStub(ch)
         stub.GetKeys(auth_pb2.GetKeysRequest(), timeout=10)
@@ -113,11 +118,12 @@ def assert_late_reply_dropped(d, fut, stopping):
     assert d.sanitizer_report() is None, d.sanitizer_report()
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("stall", [False, True], ids=["prompt", "stalled"])
-def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos, stall):
+def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos, stall, mode):
     import auth_pb2
     import auth_pb2_grpc
-    d = daemon("auth", env={"WY_AUTH_DRAIN_TIMEOUT": DRAIN})
+    d = daemon("auth", env={"WY_AUTH_DRAIN_TIMEOUT": DRAIN, "WY_AUTH_GRPC_MODE": mode})
     wait_until(lambda: requests.get(d.ops_url + "/readyz", timeout=5).status_code == 200,
                timeout=30, what="auth ready")
     lock = PgTableLock(stack, "auth.accounts")
@@ -142,11 +148,12 @@ def test_auth_reply_after_drain_while_postgres_stalls(daemon, stack, protos, sta
         lock.release()
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("stall", [False, True], ids=["prompt", "stalled"])
-def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos, stall):
+def test_lobby_reply_after_drain_while_redis_stalls(daemon, stack, protos, stall, mode):
     import lobby_pb2
     import lobby_pb2_grpc
-    d = daemon("lobby", env={"WY_LOBBY_DRAIN_TIMEOUT": DRAIN})
+    d = daemon("lobby", env={"WY_LOBBY_DRAIN_TIMEOUT": DRAIN, "WY_LOBBY_GRPC_MODE": mode})
     wait_until(lambda: requests.get(d.ops_url + "/readyz", timeout=5).status_code == 200,
                timeout=30, what="lobby ready")
     with grpc.insecure_channel(d.grpc_addr) as ch:

@@ -50,6 +50,7 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     int want = 0;
+    wy_grpc_rt_opts_t ro = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             char *end;
@@ -59,8 +60,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             want = (int)p;
+        } else if (strcmp(argv[i], "--grpc-mode") == 0 && i + 1 < argc) {
+            const char *m = argv[++i];
+            if (strcmp(m, "drive") && strcmp(m, "thread")) {
+                fprintf(stderr, "--grpc-mode: want thread or drive\n");
+                return 2;
+            }
+            ro.drive = strcmp(m, "drive") == 0;
         } else {
-            fprintf(stderr, "usage: wy-grpctest [--port N]  (0 = ephemeral)\n");
+            fprintf(stderr,
+                    "usage: wy-grpctest [--port N] [--grpc-mode thread|drive]  (0 = ephemeral)\n");
             return 2;
         }
     }
@@ -70,7 +79,7 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     t.loop = &loop;
-    if (wy_grpc_rt_new(&loop, &t.rt) != WY_OK)
+    if (wy_grpc_rt_new_opts(&loop, &ro, &t.rt) != WY_OK)
         return 1;
     wy_grpc_server_new(t.rt, NULL, &t.srv);
     wy_grpc_server_register(t.srv, "/wyvern.test.Echo/Echo", &wyvern__envelope__descriptor, echo,
@@ -91,7 +100,7 @@ int main(int argc, char **argv)
         wy_log_error("cannot start", "error", err, NULL);
         t.stopping = true;
         wy_grpc_server_stop(t.srv, 0, server_stopped, &t);
-        uv_run(&loop, UV_RUN_DEFAULT);
+        wy_grpc_rt_run(t.rt, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         return 1;
     }
@@ -99,7 +108,7 @@ int main(int argc, char **argv)
     snprintf(ready, sizeof ready, "\"grpc_port\":%d", port);
     wy_log_raw(WY_LOG_INFO, "ready", ready);
 
-    uv_run(&loop, UV_RUN_DEFAULT);
+    wy_grpc_rt_run(t.rt, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
         wy_log_error("loop not empty at exit", NULL);
         return 1;

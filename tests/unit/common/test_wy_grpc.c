@@ -60,10 +60,41 @@ typedef struct {
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Every test runs twice: with the CQ thread (g_drive false) and in drive mode, where the
+ * loop must be run through the runtime (g_driver, until its close callback). */
+static bool g_drive;
+static wy_grpc_rt_t *g_driver;
+
+static void on_watchdog(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
 /* Run the loop until pred(arg) holds; fails the test after WATCHDOG_MS instead of hanging. */
 static void run_pred(uv_loop_t *loop, bool (*pred)(void *), void *arg)
 {
-    wt_run_pred(loop, pred, arg, WATCHDOG_MS, "a gRPC test step");
+    if (!g_driver) {
+        wt_run_pred(loop, pred, arg, WATCHDOG_MS, "a gRPC test step");
+        return;
+    }
+    bool expired = false;
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, on_watchdog, WATCHDOG_MS, 0);
+    while (!pred(arg) && !expired) {
+        if (g_driver)
+            wy_grpc_rt_run(g_driver, UV_RUN_ONCE);
+        else
+            uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&t, NULL);
+    if (g_driver)
+        wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT);
+    else
+        uv_run(loop, UV_RUN_NOWAIT);
+    if (expired)
+        fail_msg("timed out after %d ms waiting for: a gRPC test step", WATCHDOG_MS);
 }
 
 static bool flag_set(void *arg)
@@ -100,7 +131,9 @@ static void fx_open(fx_t *fx, const wy_grpc_server_opts_t *sopts,
 {
     memset(fx, 0, sizeof *fx);
     assert_int_equal(uv_loop_init(&fx->loop), 0);
-    assert_int_equal(wy_grpc_rt_new(&fx->loop, &fx->rt), WY_OK);
+    wy_grpc_rt_opts_t ro = {.drive = g_drive};
+    assert_int_equal(wy_grpc_rt_new_opts(&fx->loop, &ro, &fx->rt), WY_OK);
+    g_driver = g_drive ? fx->rt : NULL;
     assert_int_equal(wy_grpc_server_new(fx->rt, sopts, &fx->srv), WY_OK);
     assert_int_equal(
         wy_grpc_server_register(fx->srv, ECHO_PATH, &wyvern__envelope__descriptor, handler, fx),
@@ -124,6 +157,7 @@ static void srv_stopped_cb(void *arg)
 static void rt_closed_cb(void *arg)
 {
     ((fx_t *)arg)->rt_closed = true;
+    g_driver = NULL; /* freed: the loop runs on as a plain libuv loop */
 }
 
 static void fx_stop_server(fx_t *fx, unsigned grace_ms)
@@ -896,9 +930,328 @@ static void test_bind_and_register_errors(void **state)
     fx_close(&fx);
 }
 
+/* ---------------------------------------------------------------- drive mode only */
+
+static pthread_t g_loop_thread;
+static bool g_handler_on_loop;
+
+static void thread_handler(wy_grpc_call_id_t call, const ProtobufCMessage *req, void *arg)
+{
+    WY_UNUSED(arg);
+    g_handler_on_loop = pthread_equal(pthread_self(), g_loop_thread);
+    wy_grpc_reply(call, req);
+}
+
+/* The call's completions are handled by the loop thread itself: the handler runs on it,
+ * nothing is handed over from another thread, and the answer reaches the client. */
+static void test_drive_inline(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    memset(&fx, 0, sizeof fx);
+    assert_int_equal(uv_loop_init(&fx.loop), 0);
+    wy_grpc_rt_opts_t ro = {.drive = true};
+    assert_int_equal(wy_grpc_rt_new_opts(&fx.loop, &ro, &fx.rt), WY_OK);
+    g_driver = fx.rt;
+    assert_int_equal(wy_grpc_server_new(fx.rt, NULL, &fx.srv), WY_OK);
+    assert_int_equal(wy_grpc_server_register(fx.srv, ECHO_PATH, &wyvern__envelope__descriptor,
+                                             thread_handler, &fx),
+                     WY_OK);
+    assert_int_equal(wy_grpc_server_start(fx.srv, "127.0.0.1:0", &fx.port, NULL), WY_OK);
+    char target[32];
+    snprintf(target, sizeof target, "127.0.0.1:%d", fx.port);
+    assert_int_equal(wy_grpc_channel_new(fx.rt, target, NULL, &fx.ch), WY_OK);
+    uv_timer_init(&fx.loop, &fx.async_timer);
+    uv_timer_init(&fx.loop, &fx.tick);
+
+    g_loop_thread = pthread_self();
+    for (int i = 0; i < 20; i++) {
+        g_handler_on_loop = false;
+        res_t r = {0};
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        echo_sync(&fx, key, 100, 0, &r);
+        assert_int_equal(r.err, WY_OK);
+        assert_string_equal(r.key, key);
+        assert_true(g_handler_on_loop);
+    }
+    wy_grpc_rt_stats_t st;
+    wy_grpc_rt_stats(fx.rt, &st);
+    assert_true(st.drive);
+    assert_int_equal(st.handoffs, 0);
+    fx_close(&fx);
+}
+
+typedef struct {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    uv_poll_t poll;
+    uv_async_t async;
+    int sv[2];
+    bool timer_fired, readable, async_seen;
+    pthread_t th;
+} libuv_side_t;
+
+static void side_timer_cb(uv_timer_t *t)
+{
+    ((libuv_side_t *)t->data)->timer_fired = true;
+}
+
+static void side_poll_cb(uv_poll_t *p, int status, int events)
+{
+    libuv_side_t *ls = p->data;
+    assert_int_equal(status, 0);
+    if (events & UV_READABLE) {
+        char b[8];
+        assert_true(read(ls->sv[0], b, sizeof b) > 0);
+        ls->readable = true;
+        uv_poll_stop(p);
+    }
+}
+
+static void side_async_cb(uv_async_t *a)
+{
+    ((libuv_side_t *)a->data)->async_seen = true;
+}
+
+/* Another thread: a byte on the socket, then (once it was read) a uv_async. */
+static void *side_thread(void *arg)
+{
+    libuv_side_t *ls = arg;
+    assert_int_equal(write(ls->sv[1], "x", 1), 1);
+    uv_async_send(&ls->async);
+    return NULL;
+}
+
+static bool side_timer_fired(void *arg)
+{
+    return ((libuv_side_t *)arg)->timer_fired;
+}
+
+static bool side_io_done(void *arg)
+{
+    libuv_side_t *ls = arg;
+    return ls->readable && ls->async_seen;
+}
+
+/* While gRPC is idle the loop thread sleeps in gRPC's poller: libuv's timers still fire
+ * (the poller's deadline is the next timer), and a socket becoming readable or a uv_async
+ * from another thread wakes it (the watcher's kick) long before the watchdog would. */
+static void test_drive_serves_libuv_while_idle(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    assert_non_null(g_driver);
+    res_t r = {0};
+    echo_sync(&fx, "warm", 0, 0, &r); /* connected, then idle */
+
+    libuv_side_t ls;
+    memset(&ls, 0, sizeof ls);
+    ls.loop = &fx.loop;
+    uv_timer_init(&fx.loop, &ls.timer);
+    ls.timer.data = &ls;
+    uv_timer_start(&ls.timer, side_timer_cb, 20, 0);
+    run_pred(&fx.loop, side_timer_fired, &ls);
+
+    wy_grpc_rt_stats_t before, after;
+    wy_grpc_rt_stats(fx.rt, &before);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, ls.sv), 0);
+    uv_poll_init(&fx.loop, &ls.poll, ls.sv[0]);
+    ls.poll.data = &ls;
+    uv_poll_start(&ls.poll, UV_READABLE, side_poll_cb);
+    uv_async_init(&fx.loop, &ls.async, side_async_cb);
+    ls.async.data = &ls;
+    wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT); /* the poll is registered with libuv's epoll */
+    assert_int_equal(pthread_create(&ls.th, NULL, side_thread, &ls), 0);
+    run_pred(&fx.loop, side_io_done, &ls);
+    pthread_join(ls.th, NULL);
+    wy_grpc_rt_stats(fx.rt, &after);
+    assert_true(after.kicks > before.kicks);
+
+    /* gRPC still answers after the kicks. */
+    memset(&r, 0, sizeof r);
+    echo_sync(&fx, "after", 10, 0, &r);
+    assert_int_equal(r.err, WY_OK);
+    assert_string_equal(r.key, "after");
+
+    uv_close((uv_handle_t *)&ls.timer, NULL);
+    uv_close((uv_handle_t *)&ls.poll, NULL);
+    uv_close((uv_handle_t *)&ls.async, NULL);
+    fx_close(&fx);
+    close(ls.sv[0]);
+    close(ls.sv[1]);
+}
+
+typedef struct {
+    uv_poll_t first, second;
+    int a[2], b[2];
+    bool first_read, second_read;
+} chain_t;
+
+/* Read the one byte fd holds and stop watching it. */
+static void take_byte(uv_poll_t *p, int fd)
+{
+    char x;
+    assert_int_equal(read(fd, &x, 1), 1);
+    uv_poll_stop(p);
+}
+
+static void chain_second_cb(uv_poll_t *p, int status, int events)
+{
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    chain_t *c = p->data;
+    take_byte(p, c->b[0]);
+    c->second_read = true;
+}
+
+/* An I/O callback starts watching another descriptor: libuv registers that watcher with
+ * its epoll only on its next poll, which must come before the loop sleeps in gRPC. */
+static void chain_first_cb(uv_poll_t *p, int status, int events)
+{
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    chain_t *c = p->data;
+    take_byte(p, c->a[0]);
+    uv_poll_start(&c->second, UV_READABLE, chain_second_cb);
+    c->first_read = true;
+}
+
+typedef struct {
+    chain_t *c;
+    wy_grpc_rt_t *rt;
+    uint64_t kicks_before;
+    bool b_written;
+} chain_wait_t;
+
+/* Checked between loop turns: once a's callback ran in the turn a kick woke, b gets its
+ * byte (no turn in between, so no handle closing or timer can make the loop turn again
+ * by chance); then waits for b's callback. */
+static bool chain_step(void *arg)
+{
+    chain_wait_t *w = arg;
+    if (!w->b_written) {
+        wy_grpc_rt_stats_t st;
+        wy_grpc_rt_stats(w->rt, &st);
+        if (!w->c->first_read || st.kicks == w->kicks_before)
+            return false;
+        assert_false(w->c->second_read);
+        assert_int_equal(write(w->c->b[1], "y", 1), 1);
+        w->b_written = true;
+    }
+    return w->c->second_read;
+}
+
+/* A watcher started from an I/O callback is served although nothing else wakes the loop:
+ * libuv registers it with its epoll only on its next poll, which must come before the
+ * loop sleeps in gRPC (the watcher thread watches that epoll, so it could not see it). */
+static void test_drive_watcher_started_in_a_callback(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    chain_t c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.b), 0);
+    uv_poll_init(&fx.loop, &c.first, c.a[0]);
+    uv_poll_init(&fx.loop, &c.second, c.b[0]);
+    c.first.data = c.second.data = &c;
+    uv_poll_start(&c.first, UV_READABLE, chain_first_cb);
+    wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT); /* a is watched by libuv's epoll */
+    /* The loop sleeps in gRPC, a's byte kicks it awake, a's callback starts watching b.
+     * The kick is spent: nothing is armed that could wake the loop by chance later. */
+    chain_wait_t w = {&c, fx.rt, 0, false};
+    wy_grpc_rt_stats_t st;
+    wy_grpc_rt_stats(fx.rt, &st);
+    w.kicks_before = st.kicks;
+    assert_int_equal(write(c.a[1], "x", 1), 1);
+    /* b's byte is there before the loop's next sleep: only libuv's own poll can see it. */
+    run_pred(&fx.loop, chain_step, &w);
+    uv_close((uv_handle_t *)&c.first, NULL);
+    uv_close((uv_handle_t *)&c.second, NULL);
+    fx_close(&fx);
+    close(c.a[0]);
+    close(c.a[1]);
+    close(c.b[0]);
+    close(c.b[1]);
+}
+
+typedef struct {
+    fx_t *fx;
+    uv_poll_t poll;
+    int sv[2];
+} closer_t;
+
+static void closer_poll_cb(uv_poll_t *p, int status, int events)
+{
+    closer_t *c = p->data;
+    WY_UNUSED(status);
+    WY_UNUSED(events);
+    uv_poll_stop(p);
+    assert_int_equal(wy_grpc_rt_close(c->fx->rt, rt_closed_cb, c->fx), WY_OK);
+}
+
+static void *closer_thread(void *arg)
+{
+    closer_t *c = arg;
+    assert_int_equal(write(c->sv[1], "x", 1), 1);
+    return NULL;
+}
+
+/* The runtime closed from a libuv callback the watcher's kick woke (the loop's next turn
+ * must not arm another kick on the channel the close let go of). */
+static void test_drive_close_from_a_woken_callback(void **state)
+{
+    WY_UNUSED(state);
+    fx_t fx;
+    fx_open(&fx, NULL, NULL);
+    wy_grpc_channel_close(fx.ch);
+    fx.ch = NULL;
+    fx_stop_server(&fx, 0);
+    closer_t c = {.fx = &fx};
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    uv_poll_init(&fx.loop, &c.poll, c.sv[0]);
+    c.poll.data = &c;
+    uv_poll_start(&c.poll, UV_READABLE, closer_poll_cb);
+    wy_grpc_rt_run(g_driver, UV_RUN_NOWAIT);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, closer_thread, &c), 0);
+    run_until(&fx, &fx.rt_closed);
+    pthread_join(th, NULL);
+    uv_close((uv_handle_t *)&c.poll, NULL);
+    uv_close((uv_handle_t *)&fx.async_timer, NULL);
+    uv_close((uv_handle_t *)&fx.tick, NULL);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx.loop), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
+static int mode_thread(void **state)
+{
+    WY_UNUSED(state);
+    g_drive = false;
+    return 0;
+}
+
+static int mode_drive(void **state)
+{
+    WY_UNUSED(state);
+    g_drive = true;
+    return 0;
+}
+
 int main(void)
 {
     wy_log_init("test", WY_LOG_ERROR);
+    const struct CMUnitTest drive_only[] = {
+        cmocka_unit_test(test_drive_inline),
+        cmocka_unit_test(test_drive_serves_libuv_while_idle),
+        cmocka_unit_test(test_drive_close_from_a_woken_callback),
+        cmocka_unit_test(test_drive_watcher_started_in_a_callback),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_concurrent_200),
@@ -921,5 +1274,8 @@ int main(void)
         cmocka_unit_test(test_channel_close_cancels),
         cmocka_unit_test(test_bind_and_register_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("thread mode", tests, mode_thread, NULL);
+    failed += cmocka_run_group_tests_name("drive mode", tests, mode_drive, NULL);
+    failed += cmocka_run_group_tests_name("drive mode only", drive_only, mode_drive, NULL);
+    return failed;
 }
